@@ -1,0 +1,204 @@
+// The whole native surface as one type (node-llama-cpp's AddonTypes.ts idea). libs/engine programs against
+// this file only; libs/native/src/index.ts loads the addon and returns a NativeModule.
+//
+// Conventions
+// - Tensor names handed to native code are *canonical* (not HF names): the engine's per-architecture weight
+//   map translates HF names (and splits packed tensors) into these.
+//     embed_tokens.weight            [vocab, hidden]
+//     lm_head.weight                 [vocab, hidden]            (absent when tieWordEmbeddings)
+//     norm.weight                    [hidden]
+//     layers.{i}.input_norm.weight   [hidden]
+//     layers.{i}.post_norm.weight    [hidden]
+//     layers.{i}.q.weight / .bias    [numHeads*headDim, hidden] / [numHeads*headDim]
+//     layers.{i}.k.weight / .bias    [numKvHeads*headDim, hidden]
+//     layers.{i}.v.weight / .bias    [numKvHeads*headDim, hidden]
+//     layers.{i}.o.weight / .bias    [hidden, numHeads*headDim]
+//     layers.{i}.gate.weight         [intermediate, hidden]
+//     layers.{i}.up.weight           [intermediate, hidden]
+//     layers.{i}.down.weight         [hidden, intermediate]
+//   Linear weights are row-major [out, in] exactly as in HF safetensors (y = x W^T + b).
+//   W4A16 linears (later) add `.qweight/.qzeros/.scales` in AutoAWQ layout instead of `.weight`.
+// - Every long or GPU call returns a Promise and runs off the JS thread. Token events arrive through a
+//   ThreadSafeFunction from the native batch thread.
+// - Errors thrown by native code carry a stable `code` string (see NativeErrorCode) which index.ts maps to
+//   the engine's error classes.
+
+export type Backend = 'cpu' | 'cuda';
+export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'u8';
+
+export type NativeErrorCode =
+  | 'E_INVALID_ARGUMENT'
+  | 'E_MODEL_FORMAT'
+  | 'E_OUT_OF_KV_CACHE'
+  | 'E_BACKEND_UNAVAILABLE'
+  | 'E_DISPOSED'
+  | 'E_CUDA'
+  | 'E_INTERNAL';
+
+/** A weight tensor: either a byte range of a file (memory-mapped by native code) or bytes in memory. */
+export interface TensorSource {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  /** Absolute path of a safetensors (or workspace) file, with the byte offset of the tensor's data. */
+  file?: string;
+  offset?: number;
+  /** Alternative to file/offset: the tensor's bytes (used for tensors the engine had to re-lay-out). */
+  data?: Uint8Array;
+}
+
+export interface RopeConfig {
+  /** 'default' | 'linear' | 'dynamic' (NTK) | 'llama3' */
+  type: 'default' | 'linear' | 'dynamic' | 'llama3';
+  theta: number;
+  factor?: number;
+  /** llama3 */
+  lowFreqFactor?: number;
+  highFreqFactor?: number;
+  originalMaxPositionEmbeddings?: number;
+  /** Fraction/number of head dims rotated; full head when absent. */
+  rotaryDim?: number;
+}
+
+/** Everything the one native decoder needs to know about an architecture (filled by libs/engine). */
+export interface NativeModelConfig {
+  backend: Backend;
+  /** CPU worker threads (default: all cores). Ignored by cuda. */
+  threads?: number;
+  /** cuda device ordinal. */
+  device?: number;
+  /** Compute/storage dtype of activations and fp weights: 'f16' or 'bf16' (cpu computes in f32 internally). */
+  dtype: 'f16' | 'bf16';
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  maxPositionEmbeddings: number;
+  rope: RopeConfig;
+  tieWordEmbeddings: boolean;
+  /** 'silu' for every supported model today. */
+  hiddenAct: 'silu';
+  /** W4A16 (AutoAWQ GEMM layout) when set. */
+  quant?: { method: 'awq'; bits: 4; groupSize: number };
+  tensors: TensorSource[];
+}
+
+export interface SamplingParams {
+  /** 0 = greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  /** Seed for this request's own RNG; same seed + same inputs = same tokens. */
+  seed?: number;
+}
+
+export interface NativeRequest {
+  /** Unique per engine, chosen by the caller. */
+  id: number;
+  /** When set (> 0), the KV cache of this session is kept after the request ends and the next request of the
+   *  same session continues from it: its inputIds are appended after the previous turn's tokens. */
+  sessionId?: number;
+  inputIds: Int32Array;
+  maxNewTokens: number;
+  stopIds?: number[];
+  sampling?: SamplingParams;
+  /** Return the log-prob of each sampled token, and the top-N alternatives (0 = none). */
+  logprobs?: number;
+}
+
+export type NativeEvent =
+  | { type: 'tokens'; id: number; tokens: number[]; logprobs?: { logprob: number; top: [number, number][] }[] }
+  | {
+      type: 'done';
+      id: number;
+      finishReason: 'stop' | 'length' | 'cancelled';
+      promptTokens: number;
+      completionTokens: number;
+      /** Timings measured on the native side. */
+      queuedMs: number;
+      firstTokenMs: number;
+      totalMs: number;
+    }
+  | { type: 'error'; id: number; code: NativeErrorCode; message: string };
+
+export interface EngineOptions {
+  /** Max sequences in the running batch. */
+  maxBatchSize: number;
+  /** Tokens per KV block. */
+  blockSize: number;
+  /** Either an absolute block count or a fraction of free memory (LMDeploy's cache_max_entry_count). */
+  numBlocks?: number;
+  cacheMaxEntryCount?: number;
+  /** Longest sequence (prompt + generated) accepted. */
+  sessionLen: number;
+  /** Max tokens prefilled in one step (chunked prefill). */
+  maxPrefillTokens?: number;
+}
+
+export interface EngineStats {
+  running: number;
+  waiting: number;
+  blocksTotal: number;
+  blocksFree: number;
+  blockSize: number;
+  sessions: number;
+  steps: number;
+}
+
+export interface NativeModel {
+  readonly backend: Backend;
+  /** Maps the weights and converts them into the backend's layout. Resolves when ready. */
+  load(): Promise<void>;
+  /** Full-sequence forward without a cache: logits [n, vocab] as f32 (for parity tests; small n). */
+  forward(inputIds: Int32Array): Promise<Float32Array>;
+  /** Per-position NLL of the next token: returns n-1 values (-log p(ids[t+1] | ids[..t])). For eval ppl. */
+  scoreTokens(inputIds: Int32Array): Promise<Float32Array>;
+  /** Bytes of weights resident on the backend. */
+  weightBytes(): number;
+  dispose(): void;
+}
+
+export interface NativeEngine {
+  /** Starts the native batch thread; `onEvent` is called on the JS thread for every event of every request. */
+  start(onEvent: (ev: NativeEvent) => void): void;
+  submit(req: NativeRequest): void;
+  /** Cancels a request: it ends with finishReason 'cancelled' and its KV blocks are freed at once. */
+  cancel(id: number): void;
+  /** Drops a session's kept KV cache. */
+  endSession(sessionId: number): void;
+  stats(): EngineStats;
+  /** Stops the batch thread (cancelling what runs) and frees the cache. Idempotent. */
+  dispose(): Promise<void>;
+}
+
+export interface BackendInfo {
+  backend: Backend;
+  available: boolean;
+  reason?: string;
+  deviceName?: string;
+  totalMemoryBytes?: number;
+}
+
+/** Op-level entry for kernel specs: runs one op from ops.def on one backend. */
+export interface OpTensor {
+  dtype: DType;
+  shape: number[];
+  data: Uint8Array;
+}
+
+export interface NativeModule {
+  readonly backend: Backend;
+  /** Version string of the addon build, e.g. 'lmfleet-native 0.1.0 cpu'. */
+  readonly version: string;
+  backendInfo(): BackendInfo;
+  createModel(config: NativeModelConfig): NativeModel;
+  createEngine(model: NativeModel, opts: EngineOptions): NativeEngine;
+  /** Names of ops in ops.def that this backend implements. */
+  listOps(): string[];
+  runOp(name: string, inputs: OpTensor[], params: Record<string, number | string>): Promise<OpTensor[]>;
+}
