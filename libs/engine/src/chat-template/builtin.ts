@@ -1,0 +1,41 @@
+// Chat templates for checkpoints that ship none (base models, older repos). Written for @huggingface/jinja; they
+// receive `messages`, `add_generation_prompt`, `bos_token`, `eos_token`.
+
+/** ChatML (Qwen2, InternLM2): <|im_start|>role\ncontent<|im_end|>\n */
+export const CHATML_TEMPLATE =
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/** Qwen2 default: ChatML with a default system prompt when the conversation has none. */
+export const QWEN2_TEMPLATE =
+  "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}" +
+  CHATML_TEMPLATE;
+
+/** InternLM2: ChatML preceded by BOS. */
+export const INTERNLM2_TEMPLATE = '{{ bos_token }}' + CHATML_TEMPLATE;
+
+/** Llama 2 chat: [INST] blocks, the system prompt folded into the first user turn. */
+export const LLAMA2_TEMPLATE =
+  "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] %}{% set loop_messages = messages[1:] %}" +
+  '{% else %}{% set system = false %}{% set loop_messages = messages %}{% endif %}' +
+  '{% for message in loop_messages %}' +
+  "{% if message['role'] == 'user' %}" +
+  "{% if loop.index0 == 0 and system %}{% set content = '<<SYS>>\\n' + system + '\\n<</SYS>>\\n\\n' + message['content'] %}" +
+  "{% else %}{% set content = message['content'] %}{% endif %}" +
+  "{{ bos_token + '[INST] ' + content + ' [/INST]' }}" +
+  "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + ' ' + eos_token }}{% endif %}" +
+  '{% endfor %}';
+
+/** Llama 3 instruct: header ids around roles, <|eot_id|> after each turn. */
+export const LLAMA3_TEMPLATE =
+  '{{ bos_token }}{% for message in messages %}' +
+  "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' }}" +
+  "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+
+/** InternLM (v1) chat: <|User|>:...<eoh>\n<|Bot|>:...<eoa>\n */
+export const INTERNLM_TEMPLATE =
+  '{{ bos_token }}{% for message in messages %}' +
+  "{% if message['role'] == 'system' %}{{ '<|System|>:' + message['content'] + '\\n' }}" +
+  "{% elif message['role'] == 'user' %}{{ '<|User|>:' + message['content'] + '<eoh>\\n' }}" +
+  "{% else %}{{ '<|Bot|>:' + message['content'] + '<eoa>\\n' }}{% endif %}" +
+  "{% endfor %}{% if add_generation_prompt %}{{ '<|Bot|>:' }}{% endif %}";

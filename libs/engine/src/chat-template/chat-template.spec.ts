@@ -1,0 +1,69 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { makeTempDir } from '../testing/tmp-dir';
+import { sharedModelDir } from '../testing/shared-model';
+import { writeTinyModel } from '../testing/tiny-model';
+import { CHATML_TEMPLATE, INTERNLM2_TEMPLATE, INTERNLM_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, QWEN2_TEMPLATE } from './builtin';
+import { ChatTemplate, findChatTemplate, loadChatTemplate } from './chat-template';
+
+const convo = [
+  { role: 'system', content: 'Be brief.' },
+  { role: 'user', content: 'Hi' },
+  { role: 'assistant', content: 'Hello!' },
+  { role: 'user', content: 'Bye' },
+];
+
+describe('chat templates', () => {
+  it("renders the shared model's chat_template.jinja", () => {
+    const dir = sharedModelDir('tiny-qwen2-pydocs');
+    if (!dir) {
+      console.log('not run: no shared model');
+      return;
+    }
+    const t = loadChatTemplate(dir, CHATML_TEMPLATE, { bosToken: '<|endoftext|>', eosToken: '<|endoftext|>' });
+    expect(t.origin).toBe('chat_template.jinja');
+    expect(t.render([{ role: 'user', content: 'What is a PyObject?' }])).toBe(
+      '<|im_start|>user\nWhat is a PyObject?<|im_end|>\n<|im_start|>assistant\n',
+    );
+    expect(t.render([{ role: 'user', content: 'x' }], { addGenerationPrompt: false })).toBe('<|im_start|>user\nx<|im_end|>\n');
+  });
+
+  it('reads tokenizer_config.json chat_template as a string or a named list', () => {
+    const tmp = makeTempDir();
+    try {
+      writeTinyModel(tmp.dir);
+      expect(findChatTemplate(tmp.dir)?.origin).toBe('tokenizer_config.json');
+      const cfgFile = path.join(tmp.dir, 'tokenizer_config.json');
+      const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+      fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, chat_template: [{ name: 'tool_use', template: 'TOOLS' }, { name: 'default', template: 'DEFAULT {{ messages[0].content }}' }] }));
+      expect(loadChatTemplate(tmp.dir, CHATML_TEMPLATE, {}).render([{ role: 'user', content: 'q' }])).toBe('DEFAULT q');
+      delete cfg.chat_template;
+      fs.writeFileSync(cfgFile, JSON.stringify(cfg));
+      const t = loadChatTemplate(tmp.dir, QWEN2_TEMPLATE, {});
+      expect(t.origin).toBe('builtin');
+      expect(t.render([{ role: 'user', content: 'q' }])).toBe(
+        '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n',
+      );
+      fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, chat_template: '{% for %}' }));
+      expect(() => loadChatTemplate(tmp.dir, CHATML_TEMPLATE, {})).toThrow(/cannot parse chat template/);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('built-in templates render the expected prompts', () => {
+    const sp = { bosToken: '<s>', eosToken: '</s>' };
+    expect(new ChatTemplate(LLAMA2_TEMPLATE, 'builtin', sp).render(convo)).toBe(
+      '<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] Bye [/INST]',
+    );
+    expect(new ChatTemplate(LLAMA3_TEMPLATE, 'builtin', { bosToken: '<|begin_of_text|>' }).render(convo.slice(1, 2))).toBe(
+      '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n',
+    );
+    expect(new ChatTemplate(INTERNLM2_TEMPLATE, 'builtin', sp).render(convo.slice(1, 2))).toBe(
+      '<s><|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n',
+    );
+    expect(new ChatTemplate(INTERNLM_TEMPLATE, 'builtin', sp).render(convo.slice(1, 3), { addGenerationPrompt: false })).toBe(
+      '<s><|User|>:Hi<eoh>\n<|Bot|>:Hello!<eoa>\n',
+    );
+  });
+});

@@ -1,0 +1,25 @@
+// One line per architecture. Adding one: write models/<arch>.ts and add it here.
+import { UnsupportedArchitectureError } from '../errors';
+import { internlm } from './internlm';
+import { internlm2 } from './internlm2';
+import { llama } from './llama';
+import { qwen2 } from './qwen2';
+import type { ArchitectureDef } from './spec';
+
+export const ARCHITECTURES: readonly ArchitectureDef[] = [
+  llama,
+  qwen2,
+  internlm,
+  internlm2,
+];
+
+export function supportedArchitectures(): string[] {
+  return ARCHITECTURES.flatMap((a) => a.hfArchitectures);
+}
+
+/** Finds the architecture for an HF class name (config.json `architectures[0]`). */
+export function getArchitecture(hfArchitecture: string, where?: string): ArchitectureDef {
+  const def = ARCHITECTURES.find((a) => a.hfArchitectures.includes(hfArchitecture));
+  if (!def) throw new UnsupportedArchitectureError(hfArchitecture, supportedArchitectures(), where);
+  return def;
+}

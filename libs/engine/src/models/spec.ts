@@ -1,0 +1,76 @@
+// What an architecture file provides. An architecture is: HF config.json → ModelSpec, the HF → canonical weight map,
+// the AWQ scaling groups in its HF tensor names, and a default chat template for checkpoints that ship none.
+import type { NativeModelConfig, TensorSource } from '../native';
+import type { SafetensorsIndex } from '../io/safetensors';
+
+/** A parsed config.json (only the fields we read are typed by the parsers). */
+export type HfConfig = Record<string, unknown>;
+
+/** The native model config minus what depends on the machine (backend, threads, device) and the weights. */
+export type NativeArchConfig = Omit<NativeModelConfig, 'backend' | 'threads' | 'device' | 'tensors'>;
+
+export interface ModelSpec extends NativeArchConfig {
+  /** Registry key of the architecture ('llama', 'qwen2', 'internlm', 'internlm2'). */
+  arch: string;
+  /** The HF class name from config.json `architectures[0]`. */
+  hfArchitecture: string;
+  modelType: string;
+  qkvBias: boolean;
+  oBias: boolean;
+  /** The dtype config.json declares (torch_dtype / dtype), if any; the weights' dtype decides `dtype`. */
+  declaredDtype?: string;
+}
+
+/** One AWQ smoothing group: the output of `prev` is divided by s, the inputs of `linears` multiplied by s. */
+export interface AwqScaleGroup {
+  /** 'norm': prev is an RMSNorm (scale its weight). 'linear': prev is a linear layer (scale its output rows + bias). */
+  kind: 'norm' | 'linear';
+  /** HF module name of the producer, e.g. `model.layers.0.input_layernorm`. */
+  prev: string;
+  /** HF module names of the consumers, e.g. `model.layers.0.self_attn.q_proj`. */
+  linears: string[];
+  /** For kind 'linear' with grouped-query attention (v → o): each prev output row feeds `repeat` consumer columns
+   *  blocks; quantization code decides whether to apply or skip it. */
+  kvGroupRepeat?: number;
+}
+
+export interface WeightMapContext {
+  spec: ModelSpec;
+  weights: SafetensorsIndex;
+  /** Model directory, for error messages. */
+  dir: string;
+}
+
+export interface ArchitectureDef {
+  key: string;
+  /** HF `architectures[0]` class names this file handles. */
+  hfArchitectures: readonly string[];
+  parseConfig(cfg: HfConfig, file: string): ModelSpec;
+  /** HF safetensors → canonical tensors (validated: present, right shape, right dtype). */
+  mapWeights(ctx: WeightMapContext): TensorSource[];
+  /** AWQ scaling groups of decoder layer `layer`, in HF module names. */
+  awqScaleGroups(spec: ModelSpec, layer: number): AwqScaleGroup[];
+  /** A chat template (Jinja) for checkpoints that ship none. */
+  defaultChatTemplate(spec: ModelSpec): string;
+}
+
+/** Picks the fields native code consumes (drops the engine-side extras). */
+export function toNativeArchConfig(spec: ModelSpec): NativeArchConfig {
+  const c: NativeArchConfig = {
+    dtype: spec.dtype,
+    vocabSize: spec.vocabSize,
+    hiddenSize: spec.hiddenSize,
+    intermediateSize: spec.intermediateSize,
+    numLayers: spec.numLayers,
+    numHeads: spec.numHeads,
+    numKvHeads: spec.numKvHeads,
+    headDim: spec.headDim,
+    rmsNormEps: spec.rmsNormEps,
+    maxPositionEmbeddings: spec.maxPositionEmbeddings,
+    rope: { ...spec.rope },
+    tieWordEmbeddings: spec.tieWordEmbeddings,
+    hiddenAct: spec.hiddenAct,
+  };
+  if (spec.quant) c.quant = { ...spec.quant };
+  return c;
+}

@@ -1,0 +1,19 @@
+// The one place the engine touches @lmfleet/native: type re-exports and the loader. Everything else in the engine
+// imports native types from here.
+export type {
+  Backend,
+  DType,
+  NativeErrorCode,
+  TensorSource,
+  RopeConfig,
+  NativeModelConfig,
+  SamplingParams,
+  NativeRequest,
+  NativeEvent,
+  EngineOptions as NativeEngineOptions,
+  EngineStats,
+  NativeModel,
+  NativeEngine,
+  BackendInfo,
+  NativeModule,
+} from '../../native/src/types';

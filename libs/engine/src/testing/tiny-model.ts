@@ -1,0 +1,222 @@
+// Writes a tiny random Hugging Face model directory (Llama or Qwen2 layout): config.json, safetensors weights,
+// a byte-level BPE tokenizer.json that @huggingface/tokenizers loads, tokenizer_config.json with a ChatML chat
+// template, and generation_config.json. Deterministic from the seed: same options → same bytes.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { encodeHalf } from '../io/half';
+import { writeSafetensors, type WritableTensor } from '../io/safetensors';
+
+export interface TinyModelOptions {
+  arch?: 'llama' | 'qwen2';
+  seed?: number;
+  dtype?: 'f16' | 'bf16';
+  hiddenSize?: number;
+  numLayers?: number;
+  numHeads?: number;
+  numKvHeads?: number;
+  intermediateSize?: number;
+  maxPositionEmbeddings?: number;
+  tieWordEmbeddings?: boolean;
+  /** How config.json states RoPE: classic `rope_theta` or transformers v5 `rope_parameters`. */
+  ropeForm?: 'classic' | 'parameters';
+  /** Split weights over this many shards with a model.safetensors.index.json (default 1: model.safetensors). */
+  shards?: number;
+  /** Std-dev of the random linear weights (default 0.08: enough for non-uniform next-token distributions). */
+  weightStd?: number;
+}
+
+export interface TinyModelInfo {
+  dir: string;
+  vocabSize: number;
+  eosId: number;
+  bosId: number;
+  imStartId: number;
+  imEndId: number;
+  config: Record<string, unknown>;
+}
+
+/** bytes → printable unicode chars, the byte-level BPE convention (printable Latin-1 map to themselves). */
+export function byteLevelAlphabet(): string[] {
+  const out: string[] = new Array(256);
+  let next = 256;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    out[b] = String.fromCodePoint(printable ? b : next++);
+  }
+  return out;
+}
+
+/** mulberry32: a small seeded PRNG. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function gaussian(rand: () => number): () => number {
+  return () => {
+    const u = Math.max(rand(), 1e-12);
+    const v = rand();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  };
+}
+
+const MERGES: Array<[string, string]> = [
+  ['Ġ', 't'], ['h', 'e'], ['i', 'n'], ['Ġ', 'a'], ['e', 'r'], ['Ġt', 'he'], ['o', 'n'], ['r', 'e'], ['Ġ', 's'], ['a', 't'],
+  ['Ġ', 'w'], ['o', 'u'], ['e', 'n'], ['Ġ', 'c'], ['i', 's'], ['Ġ', 'o'], ['Ġ', 'b'], ['e', 's'], ['Ġ', 'f'], ['o', 'r'],
+];
+
+export const TINY_CHAT_TEMPLATE =
+  "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+function buildTokenizer(arch: 'llama' | 'qwen2'): { json: object; vocabSize: number; ids: Record<string, number> } {
+  const alphabet = byteLevelAlphabet();
+  const vocab: Record<string, number> = {};
+  alphabet.forEach((ch, i) => (vocab[ch] = i));
+  for (const [a, b] of MERGES) vocab[a + b] = Object.keys(vocab).length;
+  const specials = arch === 'llama' ? ['<s>', '</s>', '<|im_start|>', '<|im_end|>'] : ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
+  const ids: Record<string, number> = {};
+  for (const s of specials) {
+    ids[s] = Object.keys(vocab).length;
+    vocab[s] = ids[s];
+  }
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+  const postProcessor =
+    arch === 'llama'
+      ? {
+          type: 'TemplateProcessing',
+          single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+          pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+          special_tokens: { '<s>': { id: '<s>', ids: [ids['<s>']], tokens: ['<s>'] } },
+        }
+      : { ...byteLevel, trim_offsets: false };
+  const json = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: specials.map((s) => ({ id: ids[s], content: s, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    normalizer: null,
+    pre_tokenizer: byteLevel,
+    post_processor: postProcessor,
+    decoder: byteLevel,
+    model: {
+      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
+      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: MERGES.map(([a, b]) => `${a} ${b}`),
+    },
+  };
+  return { json, vocabSize: Object.keys(vocab).length, ids };
+}
+
+export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyModelInfo {
+  const arch = opts.arch ?? 'qwen2';
+  const seed = opts.seed ?? 1;
+  const dtype = opts.dtype ?? 'f16';
+  const hidden = opts.hiddenSize ?? 64;
+  const layers = opts.numLayers ?? 2;
+  const heads = opts.numHeads ?? 4;
+  const kvHeads = opts.numKvHeads ?? 2;
+  const headDim = hidden / heads;
+  const ff = opts.intermediateSize ?? 128;
+  const tie = opts.tieWordEmbeddings ?? false;
+  const std = opts.weightStd ?? 0.08;
+  fs.mkdirSync(dir, { recursive: true });
+
+  const tok = buildTokenizer(arch);
+  const vocabSize = tok.vocabSize;
+  const bosId = arch === 'llama' ? tok.ids['<s>'] : tok.ids['<|endoftext|>'];
+  const eosId = arch === 'llama' ? tok.ids['</s>'] : tok.ids['<|endoftext|>'];
+  const imEndId = tok.ids['<|im_end|>'];
+
+  const rope = opts.ropeForm === 'parameters'
+    ? { rope_parameters: { rope_theta: 10000.0, rope_type: 'default' } }
+    : { rope_theta: 10000.0, rope_scaling: null };
+  const config: Record<string, unknown> = {
+    architectures: [arch === 'llama' ? 'LlamaForCausalLM' : 'Qwen2ForCausalLM'],
+    model_type: arch,
+    hidden_size: hidden,
+    intermediate_size: ff,
+    num_hidden_layers: layers,
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    head_dim: headDim,
+    hidden_act: 'silu',
+    max_position_embeddings: opts.maxPositionEmbeddings ?? 512,
+    rms_norm_eps: 1e-6,
+    vocab_size: vocabSize,
+    tie_word_embeddings: tie,
+    bos_token_id: bosId,
+    eos_token_id: eosId,
+    torch_dtype: dtype === 'f16' ? 'float16' : 'bfloat16',
+    ...rope,
+  };
+  if (arch === 'llama') config.attention_bias = false;
+
+  const normal = gaussian(rng(seed));
+  const sfDtype = dtype === 'f16' ? 'F16' : 'BF16';
+  const tensors: WritableTensor[] = [];
+  const add = (name: string, shape: number[], init: 'normal' | 'ones' | 'small') => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const v = new Float32Array(n);
+    for (let i = 0; i < n; i++) v[i] = init === 'ones' ? 1 + 0.1 * normal() : init === 'small' ? 0.02 * normal() : std * normal();
+    tensors.push({ name, dtype: sfDtype, shape, data: encodeHalf(v, dtype) });
+  };
+  add('model.embed_tokens.weight', [vocabSize, hidden], 'normal');
+  for (let i = 0; i < layers; i++) {
+    const p = `model.layers.${i}`;
+    add(`${p}.input_layernorm.weight`, [hidden], 'ones');
+    add(`${p}.self_attn.q_proj.weight`, [heads * headDim, hidden], 'normal');
+    add(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, hidden], 'normal');
+    add(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, hidden], 'normal');
+    if (arch === 'qwen2') {
+      add(`${p}.self_attn.q_proj.bias`, [heads * headDim], 'small');
+      add(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], 'small');
+      add(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], 'small');
+    }
+    add(`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim], 'normal');
+    add(`${p}.post_attention_layernorm.weight`, [hidden], 'ones');
+    add(`${p}.mlp.gate_proj.weight`, [ff, hidden], 'normal');
+    add(`${p}.mlp.up_proj.weight`, [ff, hidden], 'normal');
+    add(`${p}.mlp.down_proj.weight`, [hidden, ff], 'normal');
+  }
+  add('model.norm.weight', [hidden], 'ones');
+  if (!tie) add('lm_head.weight', [vocabSize, hidden], 'normal');
+
+  const shards = Math.max(1, opts.shards ?? 1);
+  if (shards === 1) {
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  } else {
+    const per = Math.ceil(tensors.length / shards);
+    const weightMap: Record<string, string> = {};
+    let total = 0;
+    for (let s = 0; s < shards; s++) {
+      const part = tensors.slice(s * per, (s + 1) * per);
+      const name = `model-${String(s + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
+      writeSafetensors(path.join(dir, name), part);
+      for (const t of part) {
+        weightMap[t.name] = name;
+        total += t.data.byteLength;
+      }
+    }
+    fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
+  }
+
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.json));
+  const bosTok = arch === 'llama' ? '<s>' : '<|endoftext|>';
+  const eosTok = arch === 'llama' ? '</s>' : '<|endoftext|>';
+  fs.writeFileSync(
+    path.join(dir, 'tokenizer_config.json'),
+    JSON.stringify({ bos_token: bosTok, eos_token: eosTok, pad_token: eosTok, add_bos_token: arch === 'llama', clean_up_tokenization_spaces: false, chat_template: TINY_CHAT_TEMPLATE }, null, 2),
+  );
+  fs.writeFileSync(
+    path.join(dir, 'generation_config.json'),
+    JSON.stringify({ bos_token_id: bosId, eos_token_id: [eosId, imEndId] }, null, 2),
+  );
+  return { dir: path.resolve(dir), vocabSize, eosId, bosId, imStartId: tok.ids['<|im_start|>'], imEndId, config };
+}
