@@ -1,0 +1,56 @@
+import { Column, CreateDateColumn, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+import { bigintToNumber } from './transformers';
+
+export type WorkerStatus = 'online' | 'draining' | 'stopped' | 'gone';
+
+export interface LoadedDeployment {
+  deploymentId: string;
+  versionId: string;
+}
+
+@Entity('workers')
+export class WorkerEntity {
+  @PrimaryGeneratedColumn('uuid')
+  id!: string;
+
+  @Column({ type: 'text' })
+  name!: string;
+
+  /** 'quant' | 'infer' */
+  @Column({ type: 'text' })
+  kind!: string;
+
+  @Column({ type: 'text' })
+  host!: string;
+
+  @Column({ type: 'integer' })
+  pid!: number;
+
+  @Column({ type: 'text', nullable: true })
+  gpu!: string | null;
+
+  @Column({ name: 'gpu_memory_bytes', type: 'bigint', nullable: true, transformer: bigintToNumber })
+  gpuMemoryBytes!: number | null;
+
+  @Column({ name: 'memory_bytes', type: 'bigint', transformer: bigintToNumber })
+  memoryBytes!: number;
+
+  @Column({ type: 'text', array: true, default: () => "'{}'" })
+  queues!: string[];
+
+  @Index()
+  @Column({ type: 'text', default: 'online' })
+  status!: WorkerStatus;
+
+  @Column({ name: 'last_heartbeat_at', type: 'timestamptz' })
+  lastHeartbeatAt!: Date;
+
+  @Column({ name: 'loaded_deployments', type: 'jsonb', default: () => "'[]'::jsonb" })
+  loadedDeployments!: LoadedDeployment[];
+
+  @Column({ name: 'active_jobs', type: 'integer', default: 0 })
+  activeJobs!: number;
+
+  @CreateDateColumn({ name: 'started_at', type: 'timestamptz' })
+  startedAt!: Date;
+}

@@ -1,0 +1,4 @@
+import { Initial1764072000000 } from './1764072000000-initial';
+
+/** Every migration, in order. New ones are appended here (no glob: works the same under ts and dist). */
+export const MIGRATIONS = [Initial1764072000000];

@@ -1,0 +1,214 @@
+import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
+import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
+import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
+import type IORedis from 'ioredis';
+import { APP_CONFIG, type AppConfig } from '../config';
+import type { JobEntity } from '../db/entities/job.entity';
+import type { LoadedDeployment } from '../db/entities/worker.entity';
+import { InvalidInputError } from '../errors';
+import type { JobName, JobPayload } from '../queue/jobs';
+import { createRedis } from '../queue/redis';
+import { JobRepository } from '../repositories/job.repository';
+import { JobAbortedError, type JobContext, type JobResult } from './job-context';
+import { handlerProblems, ON_JOB, type HandlerRef } from './on-job.decorator';
+import { isFinalFailure } from './retry';
+import { WorkerRegistry } from './worker-registry';
+
+/** A worker app's processor: `process` is one switch over the job names it owns. */
+export interface JobProcessor {
+  process(name: JobName, ctx: JobContext): Promise<JobResult>;
+}
+
+export interface WorkerSpec {
+  kind: 'quant' | 'infer';
+  queues: string[];
+  jobs: readonly JobName[];
+  /** What this worker has loaded (reported in heartbeats). */
+  loadedDeployments?: () => LoadedDeployment[];
+}
+
+export const JOB_PROCESSOR = Symbol('JOB_PROCESSOR');
+export const WORKER_SPEC = Symbol('WORKER_SPEC');
+
+const PROGRESS_FLUSH_MS = 500;
+
+interface Active {
+  controller: AbortController;
+}
+
+/**
+ * Runs BullMQ workers for the queues in WORKER_SPEC and keeps Postgres in step with every job: running,
+ * progress, completed/failed/retrying, the worker that holds it. Lock and stall timings come from config
+ * so a SIGKILLed worker's job is taken over by another worker within lockDuration + stalledInterval.
+ */
+@Injectable()
+export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(JobRunner.name);
+  private readonly workers: Worker[] = [];
+  private readonly active = new Map<string, Active>();
+  private connection?: IORedis;
+  private workerId = '';
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(WORKER_SPEC) private readonly spec: WorkerSpec,
+    @Inject(JOB_PROCESSOR) private readonly processor: JobProcessor,
+    private readonly jobs: JobRepository,
+    private readonly registry: WorkerRegistry,
+    private readonly discovery: DiscoveryService,
+    private readonly scanner: MetadataScanner,
+    private readonly reflector: Reflector,
+  ) {}
+
+  /** Every @OnJob handler among this app's providers. */
+  discoverHandlers(): HandlerRef[] {
+    const found: HandlerRef[] = [];
+    for (const wrapper of this.discovery.getProviders()) {
+      const instance = wrapper.instance as Record<string, unknown> | undefined;
+      if (!instance || typeof instance !== 'object') continue;
+      const proto = Object.getPrototypeOf(instance);
+      if (!proto) continue;
+      for (const method of this.scanner.getAllMethodNames(proto)) {
+        const name = this.reflector.get<JobName | undefined>(ON_JOB, proto[method]);
+        if (name) found.push({ name, owner: `${proto.constructor.name}.${method}` });
+      }
+    }
+    return found;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const problems = handlerProblems(this.spec.jobs, this.discoverHandlers());
+    if (problems.length) throw new Error(`refusing to start the ${this.spec.kind} worker:\n  - ${problems.join('\n  - ')}`);
+
+    this.workerId = await this.registry.register(this.spec.kind, this.spec.queues, () => ({
+      activeJobs: this.active.size,
+      loadedDeployments: this.spec.loadedDeployments?.() ?? [],
+    }));
+    this.connection = createRedis(this.config.redisUrl);
+    const w = this.config.worker;
+    for (const queue of this.spec.queues) {
+      const worker = new Worker<JobPayload, JobResult>(queue, (job, token) => this.run(job, token), {
+        connection: this.connection,
+        prefix: this.config.queuePrefix,
+        concurrency: w.concurrency,
+        lockDuration: w.lockDurationMs,
+        stalledInterval: w.stalledIntervalMs,
+        maxStalledCount: w.maxStalledCount,
+        autorun: false,
+      });
+      worker.on('error', (err) => this.logger.error(`worker ${queue}: ${err.message}`));
+      worker.on('stalled', (id) => this.logger.warn(`job ${id} stalled (its worker died or blocked); it goes back to the queue`));
+      this.workers.push(worker);
+      void worker.run();
+    }
+  }
+
+  /** SIGTERM: finish in-flight jobs within SHUTDOWN_GRACE_MS, then hand the rest back to the queue. */
+  async beforeApplicationShutdown(signal?: string): Promise<void> {
+    if (!this.workers.length) return;
+    this.logger.log(`shutting down (${signal ?? 'close'}): ${this.active.size} job(s) in flight`);
+    await this.registry.setStatus('draining');
+    const closing = Promise.all(this.workers.map((w) => w.close()));
+    const timer = setTimeout(() => {
+      for (const a of this.active.values()) a.controller.abort('shutdown');
+    }, this.config.worker.shutdownGraceMs);
+    await closing;
+    clearTimeout(timer);
+    await this.connection?.quit().catch(() => undefined);
+    await this.registry.setStatus('stopped');
+  }
+
+  private async run(bull: Job<JobPayload, JobResult>, token?: string): Promise<JobResult> {
+    const id = bull.data?.jobId;
+    const row = id ? await this.jobs.get(id) : null;
+    if (!row) throw new UnrecoverableError(`no job row for ${bull.id}`);
+    if (row.status === 'cancelled') return { skipped: 'cancelled' };
+    if (row.status === 'completed') return row.result ?? {}; // re-delivered after it finished: nothing to redo
+    if (row.status === 'failed') throw new UnrecoverableError(row.error ?? 'job already failed');
+
+    const claimed = await this.jobs.updateUnfinished(row.id, {
+      status: 'running',
+      workerId: this.workerId,
+      attempts: bull.attemptsStarted,
+      startedAt: row.startedAt ?? new Date(),
+    });
+    if (!claimed) return { skipped: 'finished meanwhile' };
+
+    const controller = new AbortController();
+    this.active.set(row.id, { controller });
+    const ctx = this.context(row, bull, controller);
+    try {
+      const result = await this.processor.process(bull.name as JobName, ctx);
+      await ctx.flush();
+      const done = await this.jobs.updateUnfinished(row.id, { status: 'completed', progress: 1, result, error: null, finishedAt: new Date() });
+      if (!done) this.logger.warn(`job ${row.id} finished after it was cancelled; result kept out of the row`);
+      return result;
+    } catch (err) {
+      return await this.fail(row, bull, token, controller, err);
+    } finally {
+      this.active.delete(row.id);
+    }
+  }
+
+  private async fail(row: JobEntity, bull: Job<JobPayload, JobResult>, token: string | undefined, controller: AbortController, err: unknown): Promise<never> {
+    if (controller.signal.aborted || err instanceof JobAbortedError) {
+      if (controller.signal.reason === 'shutdown') {
+        // Hand it back: another worker (or this one after restart) takes it from the start.
+        await this.jobs.updateUnfinished(row.id, { status: 'queued', workerId: null });
+        await bull.moveToWait(token);
+        throw new WaitingError();
+      }
+      throw new UnrecoverableError('cancelled');
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    const final = isFinalFailure(err, bull.attemptsMade, bull.opts.attempts ?? 1);
+    if (final) {
+      await this.jobs.updateUnfinished(row.id, { status: 'failed', error: message, finishedAt: new Date() });
+      // The later steps of a flow can never run now; BullMQ fails them (failParentOnFailure), we record it.
+      const ancestors = await this.jobs.ancestors(row.id);
+      await this.jobs.finishUnfinished(
+        ancestors.map((a) => a.id),
+        { status: 'failed', error: `${row.type} step ${row.id} failed: ${message}`, finishedAt: new Date() },
+      );
+      this.logger.warn(`job ${row.type} ${row.id} failed: ${message}`);
+    } else {
+      await this.jobs.updateUnfinished(row.id, { status: 'queued', workerId: null, error: `attempt ${bull.attemptsMade + 1} failed, retrying: ${message}` });
+      this.logger.warn(`job ${row.type} ${row.id} attempt ${bull.attemptsMade + 1} failed, will retry: ${message}`);
+    }
+    if (err instanceof InvalidInputError) throw new UnrecoverableError(message);
+    throw err;
+  }
+
+  private context(row: JobEntity, bull: Job<JobPayload, JobResult>, controller: AbortController): JobContext & { flush(): Promise<void> } {
+    let latest = row.progress ?? 0;
+    let flushed = -1;
+    let lastFlushAt = 0;
+    let pending: Promise<void> | null = null;
+    const flush = async () => {
+      if (latest === flushed) return;
+      const value = latest;
+      flushed = value;
+      lastFlushAt = Date.now();
+      const stillOurs = await this.jobs.updateUnfinished(row.id, { progress: value });
+      if (!stillOurs) controller.abort('cancelled');
+      await bull.updateProgress(Math.round(value * 1000) / 10).catch(() => undefined);
+    };
+    return {
+      job: row,
+      workerId: this.workerId,
+      signal: controller.signal,
+      progress: (fraction: number) => {
+        if (controller.signal.aborted) throw new JobAbortedError(controller.signal.reason === 'shutdown' ? 'shutdown' : 'cancelled');
+        latest = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
+        if (!pending && Date.now() - lastFlushAt >= PROGRESS_FLUSH_MS) {
+          pending = flush()
+            .catch((e) => this.logger.warn(`progress of ${row.id}: ${(e as Error).message}`))
+            .finally(() => (pending = null));
+        }
+      },
+      flush: async () => {
+        await pending;
+      },
+    };
+  }
+}
