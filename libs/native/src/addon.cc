@@ -1,0 +1,78 @@
+// The addon's entry: registers the native surface typed by types.ts (NativeModule). index.ts wraps it.
+#include <napi.h>
+
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "binding/addon_state.h"
+#include "binding/engine_wrap.h"
+#include "binding/model_wrap.h"
+#include "binding/napi_util.h"
+#include "binding/run_op.h"
+
+#ifndef LMFLEET_VERSION
+#define LMFLEET_VERSION "0.0.0"
+#endif
+#ifndef LMFLEET_VARIANT
+#define LMFLEET_VARIANT "cpu"
+#endif
+
+namespace lmfleet {
+
+Backend& default_backend() {
+  static std::once_flag once;
+  static std::unique_ptr<Backend> be;
+  std::call_once(once, [] { be = make_cpu_backend(0); });
+  return *be;
+}
+
+const char* variant_name() { return LMFLEET_VARIANT; }
+
+namespace {
+
+double total_memory_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  while (f >> key >> kb) {
+    if (key == "MemTotal:") return kb * 1024;
+    f.ignore(256, '\n');
+  }
+  return 0;
+}
+
+Napi::Value backend_info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("backend", "cpu");
+  o.Set("available", true);
+  o.Set("deviceName", "cpu (" + std::to_string(std::thread::hardware_concurrency()) + " threads)");
+  o.Set("totalMemoryBytes", total_memory_bytes());
+  return o;
+}
+
+Napi::Value list_ops_js(const Napi::CallbackInfo& info) {
+  auto ops = list_ops();
+  Napi::Array a = Napi::Array::New(info.Env(), ops.size());
+  for (size_t i = 0; i < ops.size(); i++) a.Set(i, ops[i]);
+  return a;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("version", std::string("lmfleet-native ") + LMFLEET_VERSION + " " + LMFLEET_VARIANT);
+  exports.Set("backend", "cpu");
+  exports.Set("backendInfo", Napi::Function::New(env, backend_info, "backendInfo"));
+  exports.Set("listOps", Napi::Function::New(env, list_ops_js, "listOps"));
+  exports.Set("runOp", Napi::Function::New(env, run_op, "runOp"));
+  ModelWrap::Init(env, exports);
+  EngineWrap::Init(env, exports);
+  return exports;
+}
+
+}  // namespace
+}  // namespace lmfleet
+
+static Napi::Object InitLmfleet(Napi::Env env, Napi::Object exports) { return lmfleet::Init(env, exports); }
+
+NODE_API_MODULE(lmfleet_native, InitLmfleet)

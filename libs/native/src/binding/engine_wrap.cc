@@ -1,0 +1,4 @@
+#include "binding/engine_wrap.h"
+namespace lmfleet {
+void EngineWrap::Init(Napi::Env, Napi::Object) {}
+}

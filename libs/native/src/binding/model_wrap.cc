@@ -1,0 +1,4 @@
+#include "binding/model_wrap.h"
+namespace lmfleet {
+void ModelWrap::Init(Napi::Env, Napi::Object) {}
+}

@@ -1,0 +1,80 @@
+// Backend dispatch, in one place. A Backend owns device memory and runs the ops of ops/ops.def. The decoder
+// (engine/decoder.cc) and runOp only talk to this interface, so the CUDA backend is new files
+// (core/backend_cuda.cc + ops/*.cu), not edits to the decoder.
+//
+// Op arguments are plain structs (ops/<op>.h) holding *backend* pointers: host memory for cpu, device
+// memory for cuda. Weights of linear layers go through prepare_linear(), which returns a backend-specific
+// layout (cpu: f32 panels packed for the GEMM micro-kernel; cuda: whatever cuBLAS wants).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace lmfleet {
+
+#define LMFLEET_OP(op) struct op##_args;
+#include "ops/ops.def"
+#undef LMFLEET_OP
+
+class LinearWeight {
+ public:
+  virtual ~LinearWeight() = default;
+  int64_t n = 0;  // out features
+  int64_t k = 0;  // in features
+  bool has_bias = false;
+  virtual size_t bytes() const = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual int threads() const { return 1; }
+
+  virtual void* alloc(size_t bytes) = 0;  // zero-filled
+  virtual void release(void* p) = 0;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  // w: [n, k] row-major in `dtype` (f32/f16/bf16), bias: [n] in bias_dtype or null. Host pointers.
+  virtual std::unique_ptr<LinearWeight> prepare_linear(const void* w, DType dtype, const void* bias,
+                                                       DType bias_dtype, int64_t n, int64_t k) = 0;
+
+  virtual bool supports(const std::string& op) const = 0;
+#define LMFLEET_OP(op) virtual void op(const op##_args& a) = 0;
+#include "ops/ops.def"
+#undef LMFLEET_OP
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+
+// RAII buffer on a backend.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend* be, size_t bytes) : be_(be), bytes_(bytes), p_(bytes ? be->alloc(bytes) : nullptr) {}
+  ~Buffer() { reset(); }
+  Buffer(Buffer&& o) noexcept : be_(o.be_), bytes_(o.bytes_), p_(o.p_) { o.p_ = nullptr; o.bytes_ = 0; }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) { reset(); be_ = o.be_; bytes_ = o.bytes_; p_ = o.p_; o.p_ = nullptr; o.bytes_ = 0; }
+    return *this;
+  }
+  void reset() { if (p_) be_->release(p_); p_ = nullptr; bytes_ = 0; }
+  // Grows (never shrinks) to at least `bytes`; contents are not kept.
+  void ensure(Backend* be, size_t bytes) { if (bytes > bytes_) { reset(); be_ = be; bytes_ = bytes; p_ = be->alloc(bytes); } }
+  template <typename T> T* as() const { return static_cast<T*>(p_); }
+  void* get() const { return p_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  Backend* be_ = nullptr;
+  size_t bytes_ = 0;
+  void* p_ = nullptr;
+};
+
+}  // namespace lmfleet

@@ -1,0 +1,15 @@
+// The CPU backend: reference for every op, multi-threaded through a ThreadPool.
+#pragma once
+#include "core/backend.h"
+#include "core/thread_pool.h"
+
+namespace lmfleet {
+
+#define LMFLEET_OP(op) void op##_cpu(const op##_args& a, ThreadPool& pool);
+#include "ops/ops.def"
+#undef LMFLEET_OP
+
+std::unique_ptr<LinearWeight> prepare_linear_cpu(const void* w, DType dtype, const void* bias, DType bias_dtype,
+                                                 int64_t n, int64_t k, ThreadPool& pool);
+
+}  // namespace lmfleet

@@ -1,0 +1,23 @@
+// attention: causal, grouped-query attention of new tokens over the paged KV cache of one layer (the new
+// tokens' K/V must already be stored, see kv_store). One op for prefill (q_len > 1, chunked or not) and
+// decode (q_len = 1), for any mix of sequences in a batch.
+// Sequence s owns queries [q_start, q_start + q_len) and has ctx_len tokens in the cache; its query j sits
+// at position ctx_len - q_len + j and attends to cache positions 0..that position.
+#pragma once
+#include <cstdint>
+
+namespace lmfleet {
+struct attention_args {
+  const float* q;  // [tokens, heads, head_dim]
+  float* out;      // [tokens, heads, head_dim]
+  const float* k_cache;  // [num_blocks, block_size, kv_heads, head_dim]
+  const float* v_cache;
+  int64_t num_blocks, block_size;
+  const int32_t* block_tables;  // [num_seqs, max_blocks] (host pointer on cpu)
+  int64_t max_blocks;
+  const int32_t* seq_info;  // [num_seqs, 3]: q_start, q_len, ctx_len
+  int64_t num_seqs;
+  int64_t heads, kv_heads, head_dim;
+  float scale;
+};
+}  // namespace lmfleet

@@ -1,0 +1,13 @@
+// embedding: out[t, :] = table[ids[t], :]. ids are checked against vocab (E_INVALID_ARGUMENT).
+#pragma once
+#include <cstdint>
+
+namespace lmfleet {
+struct embedding_args {
+  const int32_t* ids;  // host pointer on every backend (ids are validated on the host)
+  int64_t n;
+  const float* table;  // [vocab, hidden]
+  int64_t vocab, hidden;
+  float* out;  // [n, hidden]
+};
+}  // namespace lmfleet

@@ -1,0 +1,104 @@
+#include "ops/rope.h"
+
+#include <cmath>
+
+#include "core/backend_cpu.h"
+#include "core/op_call.h"
+
+namespace lmfleet {
+
+int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim) {
+  int64_t rd = head_dim;
+  if (p.rotary > 0 && p.rotary <= 1) rd = (int64_t)std::llround(p.rotary * (double)head_dim);
+  else if (p.rotary > 1) rd = (int64_t)p.rotary;
+  if (rd <= 0 || rd > head_dim || rd % 2)
+    fail(ErrorCode::InvalidArgument, "rope: rotary dim " + std::to_string(rd) + " must be even and in (0, " +
+                                         std::to_string(head_dim) + "]");
+  return rd;
+}
+
+std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t seq_len) {
+  const int64_t rd = rope_rotary_dim(p, head_dim);
+  const int64_t half = rd / 2;
+  double base = p.theta;
+  if (p.type == "dynamic") {
+    int64_t maxpos = p.original_max_position > 0 ? p.original_max_position : p.max_position;
+    if (seq_len > maxpos && p.factor > 0)
+      base = p.theta * std::pow(p.factor * (double)seq_len / (double)maxpos - (p.factor - 1.0),
+                                (double)rd / (double)(rd - 2));
+  } else if (p.type != "default" && p.type != "linear" && p.type != "llama3") {
+    fail(ErrorCode::InvalidArgument, "rope: unsupported type '" + p.type + "' (default, linear, dynamic, llama3)");
+  }
+  std::vector<float> inv(half);
+  for (int64_t i = 0; i < half; i++) {
+    // As HF: computed in float32 from base^(2i/rd).
+    float f = (float)(1.0 / std::pow(base, (double)(2 * i) / (double)rd));
+    if (p.type == "linear") f = (float)(f / p.factor);
+    if (p.type == "llama3") {
+      double old_ctx = (double)(p.original_max_position > 0 ? p.original_max_position : 8192);
+      double low_wl = old_ctx / p.low_freq_factor, high_wl = old_ctx / p.high_freq_factor;
+      double wl = 2.0 * M_PI / (double)f;
+      if (wl > low_wl) {
+        f = (float)(f / p.factor);
+      } else if (wl >= high_wl) {
+        double smooth = (old_ctx / wl - p.low_freq_factor) / (p.high_freq_factor - p.low_freq_factor);
+        f = (float)((1.0 - smooth) * f / p.factor + smooth * f);
+      }
+    }
+    inv[i] = f;
+  }
+  return inv;
+}
+
+void rope_cpu(const rope_args& a, ThreadPool& pool) {
+  const int64_t half = a.rotary_dim / 2;
+  pool.parallel_for(a.tokens, [&](int64_t b, int64_t e) {
+    std::vector<float> cs((size_t)half), sn((size_t)half);
+    for (int64_t t = b; t < e; t++) {
+      const float* inv = a.inv_freq + (a.inv_freq_stride ? t * a.inv_freq_stride : 0);
+      const float pos = (float)a.positions[t];
+      for (int64_t i = 0; i < half; i++) {
+        float ang = pos * inv[i];  // float32 product, as HF
+        cs[i] = std::cos(ang);
+        sn[i] = std::sin(ang);
+      }
+      for (int64_t h = 0; h < a.heads; h++) {
+        float* x = a.x + (t * a.heads + h) * a.head_dim;
+        for (int64_t i = 0; i < half; i++) {
+          float x1 = x[i], x2 = x[i + half];
+          x[i] = x1 * cs[i] - x2 * sn[i];
+          x[i + half] = x2 * cs[i] + x1 * sn[i];
+        }
+      }
+    }
+  }, 4);
+}
+
+// inputs: x [tokens, heads, head_dim], positions i32 [tokens]
+// params: type ('default'|'linear'|'dynamic'|'llama3'), theta, factor, lowFreqFactor, highFreqFactor,
+//         originalMaxPositionEmbeddings, maxPositionEmbeddings, rotaryDim, seqLen (dynamic; default max pos+1)
+void rope_run(Backend& be, OpCall& call) {
+  call.expect_inputs(2, 2);
+  auto x = call.in_f32(0, 3, "x");
+  auto pos = call.in_i32(1, 1, "positions");
+  int64_t tokens = call.inputs[0].shape[0], heads = call.inputs[0].shape[1], hd = call.inputs[0].shape[2];
+  if ((int64_t)pos.size() != tokens) call.bad("positions must be [" + std::to_string(tokens) + "]");
+  RopeParams p;
+  p.type = call.str("type", "default");
+  p.theta = call.num("theta", 10000.0);
+  p.factor = call.num("factor", 1.0);
+  p.low_freq_factor = call.num("lowFreqFactor", 1.0);
+  p.high_freq_factor = call.num("highFreqFactor", 4.0);
+  p.original_max_position = (int64_t)call.num("originalMaxPositionEmbeddings", 0);
+  p.max_position = (int64_t)call.num("maxPositionEmbeddings", 2048);
+  p.rotary = call.num("rotaryDim", 0);
+  int64_t maxp = 0;
+  for (auto v : pos) maxp = std::max<int64_t>(maxp, v);
+  auto inv = rope_inv_freq(p, hd, (int64_t)call.num("seqLen", (double)(maxp + 1)));
+  auto& out = call.add_output(DType::F32, call.inputs[0].shape);
+  Buffer bx = stage(be, x), bi = stage(be, inv);
+  be.rope({bx.as<float>(), tokens, heads, hd, rope_rotary_dim(p, hd), pos.data(), bi.as<float>(), 0});
+  fetch(be, out, bx);
+}
+
+}  // namespace lmfleet

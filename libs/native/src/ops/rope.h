@@ -1,0 +1,34 @@
+// rope: rotary position embedding, rotate-half (GPT-NeoX / HF Llama) layout, in place on x [tokens, heads,
+// head_dim]. Only the first rotary_dim dims of each head rotate. The frequency table carries the RoPE
+// variant (default / linear / dynamic NTK / llama3): see rope_inv_freq().
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lmfleet {
+
+struct RopeParams {
+  std::string type = "default";  // default | linear | dynamic | llama3
+  double theta = 10000.0;
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position = 0;  // llama3 (and dynamic when set; else max_position)
+  int64_t max_position = 2048;
+  double rotary = 0;  // <= 1: fraction of head_dim; > 1: number of dims; 0: full head
+};
+
+int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim);
+// rotary_dim/2 inverse frequencies for a sequence of `seq_len` tokens (seq_len matters only for dynamic NTK).
+std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t seq_len);
+
+struct rope_args {
+  float* x;  // [tokens, heads, head_dim]
+  int64_t tokens, heads, head_dim, rotary_dim;
+  const int32_t* positions;  // [tokens]
+  const float* inv_freq;     // [rotary_dim/2], or [tokens, rotary_dim/2] when inv_freq_stride != 0
+  int64_t inv_freq_stride;
+};
+
+}  // namespace lmfleet

@@ -1,0 +1,92 @@
+#include "ops/sample.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "core/backend_cpu.h"
+#include "core/op_call.h"
+#include "ops/argmax.h"
+
+namespace lmfleet {
+
+int32_t sample_row(const float* logits, int64_t vocab, const SamplingRow& p) {
+  std::vector<float> l(logits, logits + vocab);
+  if (p.repetition_penalty != 1.f && p.repetition_penalty > 0.f) {
+    std::vector<uint8_t> seen((size_t)vocab, 0);
+    for (int64_t i = 0; i < p.history_len; i++) {
+      int32_t t = p.history[i];
+      if (t < 0 || t >= vocab || seen[t]) continue;
+      seen[t] = 1;
+      l[t] = l[t] > 0 ? l[t] / p.repetition_penalty : l[t] * p.repetition_penalty;
+    }
+  }
+  if (!(p.temperature > 0.f)) return argmax_row(l.data(), vocab);
+  for (auto& x : l) x = x / p.temperature;
+  std::vector<int32_t> idx((size_t)vocab);
+  std::iota(idx.begin(), idx.end(), 0);
+  auto cmp = [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
+  int64_t n = vocab;
+  if (p.top_k > 0 && p.top_k < vocab) {
+    n = p.top_k;
+    std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), cmp);
+  } else {
+    std::sort(idx.begin(), idx.end(), cmp);
+  }
+  std::vector<double> prob((size_t)n);
+  double mx = l[idx[0]], sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += (prob[i] = std::exp((double)l[idx[i]] - mx));
+  for (auto& x : prob) x /= sum;
+  int64_t keep = n;
+  if (p.top_p > 0.f && p.top_p < 1.f) {
+    double cum = 0;
+    for (int64_t i = 0; i < n; i++) {
+      cum += prob[i];
+      if (cum >= (double)p.top_p) { keep = i + 1; break; }
+    }
+  }
+  double total = 0;
+  for (int64_t i = 0; i < keep; i++) total += prob[i];
+  double r = p.u * total, cum = 0;
+  for (int64_t i = 0; i < keep; i++) {
+    cum += prob[i];
+    if (r < cum) return idx[i];
+  }
+  return idx[keep - 1];
+}
+
+void sample_cpu(const sample_args& a, ThreadPool& pool) {
+  pool.run(a.rows, [&](int64_t r) { a.out[r] = sample_row(a.logits + r * a.vocab, a.vocab, a.params[r]); });
+}
+
+// inputs: logits [rows, vocab], optional history i32 [rows, n] (-1 = padding)
+// params: temperature, topK, topP, repetitionPenalty, seed (one Rng(seed); row r uses its r-th draw)
+void sample_run(Backend& be, OpCall& call) {
+  call.expect_inputs(1, 2);
+  auto x = call.in_f32(0, 2, "logits");
+  int64_t rows = call.inputs[0].shape[0], vocab = call.inputs[0].shape[1];
+  std::vector<int32_t> hist;
+  int64_t hlen = 0;
+  if (call.inputs.size() == 2) {
+    hist = call.in_i32(1, 2, "history");
+    if (call.inputs[1].shape[0] != rows) call.bad("history must have one row per logits row");
+    hlen = call.inputs[1].shape[1];
+  }
+  Rng rng((uint64_t)call.num("seed", 0));
+  std::vector<SamplingRow> ps((size_t)rows);
+  for (int64_t r = 0; r < rows; r++) {
+    ps[r].temperature = (float)call.num("temperature", 1.0);
+    ps[r].top_k = (int32_t)call.num("topK", 0);
+    ps[r].top_p = (float)call.num("topP", 1.0);
+    ps[r].repetition_penalty = (float)call.num("repetitionPenalty", 1.0);
+    ps[r].u = rng.uniform();
+    ps[r].history = hlen ? hist.data() + r * hlen : nullptr;
+    ps[r].history_len = hlen;
+  }
+  auto& out = call.add_output(DType::I32, {rows});
+  Buffer bx = stage(be, x);
+  be.sample({bx.as<float>(), rows, vocab, ps.data(), reinterpret_cast<int32_t*>(out.bytes.data())});
+}
+
+}  // namespace lmfleet

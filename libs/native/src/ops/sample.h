@@ -1,0 +1,43 @@
+// sample: one token per row with repetition penalty (HF rule: l > 0 ? l / p : l * p over the distinct
+// tokens of `history`), temperature (<= 0: greedy), top-k, top-p, then inverse-CDF sampling with the
+// uniform number `u` that the caller drew from the request's own RNG (so results do not depend on the
+// batch a request is in). Candidates are ordered by (logit desc, index asc); probabilities in double.
+// Runs on the host (backends that compute logits elsewhere download them first).
+#pragma once
+#include <cstdint>
+
+namespace lmfleet {
+
+struct SamplingRow {
+  float temperature = 0.f;
+  int32_t top_k = 0;   // <= 0: off
+  float top_p = 1.f;   // >= 1: off
+  float repetition_penalty = 1.f;
+  double u = 0.0;      // uniform in [0, 1)
+  const int32_t* history = nullptr;  // tokens seen so far (prompt + generated)
+  int64_t history_len = 0;
+};
+
+struct sample_args {
+  const float* logits;  // [rows, vocab]
+  int64_t rows, vocab;
+  const SamplingRow* params;  // [rows]
+  int32_t* out;               // [rows]
+};
+
+// splitmix64: the per-request RNG. uniform() takes the top 53 bits.
+struct Rng {
+  uint64_t state;
+  explicit Rng(uint64_t seed) : state(seed) {}
+  uint64_t next() {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (double)(next() >> 11) * (1.0 / 9007199254740992.0); }
+};
+
+int32_t sample_row(const float* logits, int64_t vocab, const SamplingRow& p);
+
+}  // namespace lmfleet

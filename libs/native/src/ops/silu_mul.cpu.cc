@@ -1,0 +1,34 @@
+#include "ops/silu_mul.h"
+
+#include <cmath>
+
+#include "core/backend_cpu.h"
+#include "core/op_call.h"
+
+namespace lmfleet {
+
+void silu_mul_cpu(const silu_mul_args& a, ThreadPool& pool) {
+  pool.parallel_for(a.rows, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; r++) {
+      const float* g = a.gate + r * a.ld;
+      const float* u = a.up + r * a.ld;
+      float* o = a.out + r * a.n;
+      for (int64_t i = 0; i < a.n; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    }
+  }, 8);
+}
+
+// inputs: gate [rows, n], up [rows, n] -> out f32 [rows, n]
+void silu_mul_run(Backend& be, OpCall& call) {
+  call.expect_inputs(2, 2);
+  auto g = call.in_f32(0, 2, "gate");
+  auto u = call.in_f32(1, 2, "up");
+  if (call.inputs[0].shape != call.inputs[1].shape) call.bad("gate and up must have the same shape");
+  int64_t rows = call.inputs[0].shape[0], n = call.inputs[0].shape[1];
+  auto& out = call.add_output(DType::F32, {rows, n});
+  Buffer bg = stage(be, g), bu = stage(be, u), bo(&be, out.bytes.size());
+  be.silu_mul({bg.as<float>(), bu.as<float>(), n, bo.as<float>(), rows, n});
+  fetch(be, out, bo);
+}
+
+}  // namespace lmfleet
