@@ -1,0 +1,17 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { loadConfig } from '@lmfleet/platform';
+import { createApiApp } from './app';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const app = await createApiApp({ config });
+  await app.listen(config.port);
+  new Logger('api').log(`listening on :${config.port} (docs at /docs)`);
+}
+
+main().catch((err) => {
+  // eslint-disable-next-line no-console
+  console.error(err);
+  process.exit(1);
+});
