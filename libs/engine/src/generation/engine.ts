@@ -1,0 +1,366 @@
+// The generation API, mirroring TurboMind's Python API: Engine.fromPretrained → engine.createInstance() →
+// instance.streamInfer(...). One NativeEngine (one batch thread, one KV cache) per Engine; its events for every
+// request arrive on one callback, and a demultiplexer routes them by request id to the stream that owns the id.
+import type { ChatMessage } from '../chat-template/chat-template';
+import { DisposedError, EngineError, InvalidArgumentError, fromNativeError, toEngineError } from '../errors';
+import type { NativeEngine, NativeEvent, NativeRequest } from '../native';
+import type { Tokenizer } from '../tokenizer/tokenizer';
+import { AsyncQueue } from './async-queue';
+import { ChatSession, type ChatSessionOptions } from './chat-session';
+import { PretrainedModel } from './pretrained';
+import { StopWordMatcher } from './stop-words';
+import type {
+  EngineConfig, FinishReason, GenerateResult, GenerationConfig, Prompt, StreamInferParams, StreamOutput, TokenLogprob, Usage,
+} from './types';
+
+/** End-of-turn tokens of common chat formats: generation stops on them for chat prompts when the template uses them. */
+const END_OF_TURN_TOKENS = ['<|im_end|>', '<|eot_id|>', '<|end|>', '<eoa>', '<|endoftext|>'];
+
+const KV_BUDGET_BYTES_CPU = 4 * 1024 ** 3;
+
+export class Engine {
+  readonly sessionLen: number;
+  readonly maxBatchSize: number;
+  readonly blockSize: number;
+  private readonly routes = new Map<number, AsyncQueue<NativeEvent>>();
+  /** Tokens held by each live session (inputs + outputs of its finished turns), for sessionLen checks. */
+  private readonly sessionTokens = new Map<number, number>();
+  private readonly activeSessions = new Set<number>();
+  private nextRequestId = 1;
+  private nextSessionId = 1_000_000;
+  private disposed = false;
+  private disposing?: Promise<void>;
+
+  private constructor(
+    readonly pretrained: PretrainedModel,
+    private readonly nativeEngine: NativeEngine,
+    cfg: { sessionLen: number; maxBatchSize: number; blockSize: number },
+  ) {
+    this.sessionLen = cfg.sessionLen;
+    this.maxBatchSize = cfg.maxBatchSize;
+    this.blockSize = cfg.blockSize;
+    nativeEngine.start((ev) => this.route(ev));
+  }
+
+  static async fromPretrained(dir: string, config: EngineConfig = {}): Promise<Engine> {
+    const pretrained = await PretrainedModel.load(dir, config);
+    try {
+      const spec = pretrained.spec;
+      const backend = pretrained.backend;
+      const sessionLen = config.sessionLen ?? spec.maxPositionEmbeddings;
+      if (!(sessionLen > 0)) throw new InvalidArgumentError(`sessionLen must be positive, got ${sessionLen}`);
+      const maxBatchSize = config.maxBatchSize ?? (backend === 'cpu' ? 8 : 64);
+      const blockSize = config.blockSize ?? 64;
+      let numBlocks = config.numBlocks;
+      let cacheMaxEntryCount = config.cacheMaxEntryCount;
+      if (numBlocks === undefined && cacheMaxEntryCount === undefined) {
+        if (backend === 'cpu') {
+          // Enough for every batch slot to hold a full session, within a host-memory budget.
+          const bytesPerToken = spec.numLayers * 2 * spec.numKvHeads * spec.headDim * 4;
+          const want = maxBatchSize * Math.ceil(sessionLen / blockSize);
+          const cap = Math.max(Math.ceil(sessionLen / blockSize), Math.floor(KV_BUDGET_BYTES_CPU / (bytesPerToken * blockSize)));
+          numBlocks = Math.min(want, cap);
+        } else {
+          cacheMaxEntryCount = 0.8;
+        }
+      }
+      let nativeEngine: NativeEngine;
+      try {
+        nativeEngine = pretrained.native.createEngine(pretrained.model, {
+          maxBatchSize,
+          blockSize,
+          sessionLen,
+          ...(numBlocks !== undefined ? { numBlocks } : {}),
+          ...(cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount } : {}),
+          ...(config.maxPrefillTokens !== undefined ? { maxPrefillTokens: config.maxPrefillTokens } : {}),
+        });
+      } catch (e) {
+        throw toEngineError(e);
+      }
+      return new Engine(pretrained, nativeEngine, { sessionLen, maxBatchSize, blockSize });
+    } catch (e) {
+      pretrained.dispose();
+      throw e;
+    }
+  }
+
+  get tokenizer(): Tokenizer {
+    return this.pretrained.tokenizer;
+  }
+
+  get chatTemplate() {
+    return this.pretrained.chatTemplate;
+  }
+
+  get spec() {
+    return this.pretrained.spec;
+  }
+
+  get backend() {
+    return this.pretrained.backend;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  stats() {
+    this.assertAlive();
+    return this.nativeEngine.stats();
+  }
+
+  /** Per-position next-token NLL (see NativeModel.scoreTokens). */
+  scoreTokens(ids: ArrayLike<number>): Promise<Float32Array> {
+    this.assertAlive();
+    return this.pretrained.scoreTokens(ids);
+  }
+
+  createInstance(): EngineInstance {
+    this.assertAlive();
+    return new EngineInstance(this);
+  }
+
+  /** A fresh session id (ids ≥ 1,000,000; callers choosing their own should stay below). */
+  allocateSessionId(): number {
+    return this.nextSessionId++;
+  }
+
+  /** A multi-turn chat that keeps the KV cache between turns. */
+  createChat(opts: ChatSessionOptions = {}): ChatSession {
+    this.assertAlive();
+    return new ChatSession(this, opts);
+  }
+
+  /** Drops a session's KV cache. */
+  endSession(sessionId: number): void {
+    if (this.disposed) return;
+    this.sessionTokens.delete(sessionId);
+    this.nativeEngine.endSession(sessionId);
+  }
+
+  /** Tokens a session holds (0 when unknown / ended). */
+  sessionLength(sessionId: number): number {
+    return this.sessionTokens.get(sessionId) ?? 0;
+  }
+
+  /** Stop ids for a prompt: eos ids, plus the template's end-of-turn token for chat prompts. */
+  defaultStopIds(chat: boolean): number[] {
+    const ids = new Set(this.tokenizer.special.eosIds);
+    if (chat) {
+      for (const t of END_OF_TURN_TOKENS) {
+        const id = this.tokenizer.tokenToId(t);
+        if (id !== undefined && this.chatTemplate.source.includes(t)) ids.add(id);
+      }
+    }
+    return [...ids];
+  }
+
+  /** Prompt → token ids: plain strings get the tokenizer's BOS; chat messages go through the chat template. */
+  encodePrompt(prompt: Prompt): number[] {
+    if (typeof prompt === 'string') return this.tokenizer.encode(prompt, { addSpecialTokens: true });
+    return this.tokenizer.encode(this.chatTemplate.render(prompt as ChatMessage[], { addGenerationPrompt: true }), { addSpecialTokens: false });
+  }
+
+  /** Runs several prompts concurrently (they share the batch) and collects their outputs. */
+  async generate(prompts: Prompt[], gen: GenerationConfig = {}): Promise<GenerateResult[]> {
+    this.assertAlive();
+    const instance = this.createInstance();
+    return Promise.all(
+      prompts.map(async (prompt) => {
+        const chat = typeof prompt !== 'string';
+        const inputIds = this.encodePrompt(prompt);
+        const stopIds = [...(gen.ignoreEos ? [] : this.defaultStopIds(chat)), ...(gen.stopIds ?? [])];
+        const result: GenerateResult = { text: '', tokenIds: [], finishReason: 'length', usage: emptyUsage(inputIds.length) };
+        for await (const out of instance.streamInfer({
+          inputIds,
+          maxNewTokens: gen.maxNewTokens ?? 256,
+          stopIds,
+          stopWords: gen.stopWords,
+          sampling: pickSampling(gen),
+          logprobs: gen.logprobs,
+          signal: gen.signal,
+          skipSpecialTokens: gen.skipSpecialTokens,
+        })) {
+          result.text += out.text;
+          result.tokenIds.push(...out.tokenIds);
+          if (out.logprobs) (result.logprobs ??= []).push(...out.logprobs);
+          if (out.finishReason) result.finishReason = out.finishReason;
+          if (out.usage) result.usage = out.usage;
+        }
+        return result;
+      }),
+    );
+  }
+
+  /** Stops the batch thread (cancelling running requests), frees the KV cache and the weights. Idempotent. */
+  dispose(): Promise<void> {
+    if (this.disposing) return this.disposing;
+    this.disposed = true;
+    for (const q of this.routes.values()) q.fail(new DisposedError('engine'));
+    this.routes.clear();
+    this.disposing = (async () => {
+      try {
+        await this.nativeEngine.dispose();
+      } finally {
+        this.pretrained.dispose();
+      }
+    })();
+    return this.disposing;
+  }
+
+  /** @internal The streaming core used by EngineInstance. */
+  async *runStream(p: StreamInferParams): AsyncGenerator<StreamOutput> {
+    this.assertAlive();
+    const inputIds = Int32Array.from(p.inputIds);
+    this.validate(p, inputIds);
+    const stopWords = new StopWordMatcher(p.stopWords ?? []);
+    const detok = this.tokenizer.createDetokenizer({ skipSpecialTokens: p.skipSpecialTokens ?? true });
+    if (p.signal?.aborted) {
+      yield { tokenIds: [], text: '', finishReason: 'cancelled', usage: emptyUsage(inputIds.length) };
+      return;
+    }
+    const id = this.nextRequestId++;
+    const queue = new AsyncQueue<NativeEvent>();
+    this.routes.set(id, queue);
+    const req: NativeRequest = {
+      id,
+      inputIds,
+      maxNewTokens: p.maxNewTokens,
+      stopIds: p.stopIds ?? this.tokenizer.special.eosIds,
+    };
+    if (p.sessionId !== undefined) req.sessionId = p.sessionId;
+    if (p.sampling) req.sampling = { ...p.sampling };
+    if (p.logprobs) req.logprobs = p.logprobs;
+    let finished = false;
+    let stoppedByWord: string | undefined;
+    let aborted = false;
+    const onAbort = () => {
+      aborted = true;
+      if (!finished) this.nativeEngine.cancel(id);
+    };
+    p.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      try {
+        this.nativeEngine.submit(req);
+      } catch (e) {
+        throw toEngineError(e);
+      }
+      if (p.sessionId !== undefined) this.activeSessions.add(p.sessionId);
+      for await (const ev of queue) {
+        if (ev.type === 'tokens') {
+          if (stoppedByWord !== undefined) continue;
+          const r = stopWords.push(detok.push(ev.tokens));
+          if (r.matched !== undefined) {
+            stoppedByWord = r.matched;
+            this.nativeEngine.cancel(id);
+          }
+          const out: StreamOutput = { tokenIds: ev.tokens, text: r.text };
+          if (ev.logprobs) out.logprobs = toLogprobs(ev.tokens, ev.logprobs);
+          yield out;
+        } else if (ev.type === 'done') {
+          finished = true;
+          const text = stoppedByWord !== undefined ? '' : stopWords.push(detok.flush()).text + stopWords.flush();
+          const finishReason: FinishReason = stoppedByWord !== undefined ? 'stop' : aborted ? 'cancelled' : ev.finishReason;
+          if (p.sessionId !== undefined) {
+            this.sessionTokens.set(p.sessionId, this.sessionLength(p.sessionId) + ev.promptTokens + ev.completionTokens);
+          }
+          yield {
+            tokenIds: [],
+            text,
+            finishReason,
+            ...(stoppedByWord !== undefined ? { stopWord: stoppedByWord } : {}),
+            usage: {
+              promptTokens: ev.promptTokens,
+              completionTokens: ev.completionTokens,
+              totalTokens: ev.promptTokens + ev.completionTokens,
+              queuedMs: ev.queuedMs,
+              firstTokenMs: ev.firstTokenMs,
+              totalMs: ev.totalMs,
+            },
+          };
+          return;
+        } else {
+          finished = true;
+          throw fromNativeError(ev.code, ev.message);
+        }
+      }
+      // The queue closed without a 'done' event: the engine was disposed under us.
+      throw new DisposedError('engine');
+    } finally {
+      p.signal?.removeEventListener('abort', onAbort);
+      this.routes.delete(id);
+      if (p.sessionId !== undefined) this.activeSessions.delete(p.sessionId);
+      if (!finished && !this.disposed) this.nativeEngine.cancel(id); // the consumer stopped iterating early
+    }
+  }
+
+  private validate(p: StreamInferParams, inputIds: Int32Array): void {
+    if (inputIds.length === 0) throw new InvalidArgumentError('inputIds is empty');
+    if (!Number.isInteger(p.maxNewTokens) || p.maxNewTokens < 1) {
+      throw new InvalidArgumentError(`maxNewTokens must be a positive integer, got ${p.maxNewTokens}`);
+    }
+    const vocab = this.spec.vocabSize;
+    for (const t of inputIds) {
+      if (t < 0 || t >= vocab) throw new InvalidArgumentError(`input token id ${t} is outside the vocabulary [0, ${vocab})`);
+    }
+    if (p.sessionId !== undefined) {
+      if (!Number.isInteger(p.sessionId) || p.sessionId <= 0) {
+        throw new InvalidArgumentError(`sessionId must be a positive integer, got ${p.sessionId}`);
+      }
+      if (this.activeSessions.has(p.sessionId)) {
+        throw new InvalidArgumentError(`session ${p.sessionId} already has a request running`);
+      }
+    }
+    const history = p.sessionId !== undefined ? this.sessionLength(p.sessionId) : 0;
+    const total = history + inputIds.length + p.maxNewTokens;
+    if (total > this.sessionLen) {
+      throw new EngineError(
+        `prompt of ${inputIds.length} tokens${history ? ` (after ${history} tokens already in session ${p.sessionId})` : ''} + ` +
+          `maxNewTokens ${p.maxNewTokens} = ${total} exceeds sessionLen ${this.sessionLen}`,
+        'E_INVALID_ARGUMENT',
+      );
+    }
+  }
+
+  private route(ev: NativeEvent): void {
+    const q = this.routes.get(ev.id);
+    if (!q) return; // a request whose consumer already left (cancelled / broke out of the loop)
+    q.push(ev);
+  }
+
+  private assertAlive(): void {
+    if (this.disposed) throw new DisposedError('engine');
+  }
+}
+
+/** A handle for issuing requests (TurboMind's model instance). Instances share their engine's batch. */
+export class EngineInstance {
+  constructor(readonly engine: Engine) {}
+
+  /** Streams one request's tokens and text deltas; the last output has finishReason and usage. */
+  streamInfer(params: StreamInferParams): AsyncGenerator<StreamOutput> {
+    return this.engine.runStream(params);
+  }
+
+  endSession(sessionId: number): void {
+    this.engine.endSession(sessionId);
+  }
+}
+
+export function emptyUsage(promptTokens: number): Usage {
+  return { promptTokens, completionTokens: 0, totalTokens: promptTokens, queuedMs: 0, firstTokenMs: 0, totalMs: 0 };
+}
+
+export function pickSampling(g: GenerationConfig) {
+  const s: Record<string, number> = {};
+  if (g.temperature !== undefined) s.temperature = g.temperature;
+  if (g.topK !== undefined) s.topK = g.topK;
+  if (g.topP !== undefined) s.topP = g.topP;
+  if (g.repetitionPenalty !== undefined) s.repetitionPenalty = g.repetitionPenalty;
+  if (g.seed !== undefined) s.seed = g.seed;
+  return s;
+}
+
+function toLogprobs(tokens: number[], lps: { logprob: number; top: [number, number][] }[]): TokenLogprob[] {
+  return lps.map((lp, i) => ({ tokenId: tokens[i], logprob: lp.logprob, top: lp.top.map(([tokenId, logprob]) => ({ tokenId, logprob })) }));
+}

@@ -1,0 +1,105 @@
+// A model directory loaded onto a backend: spec, tokenizer, chat template and the native model (no KV cache / batch
+// thread: that is the Engine's). evalPpl uses it directly; Engine.fromPretrained builds on it.
+import { loadChatTemplate, type ChatTemplate } from '../chat-template/chat-template';
+import { DisposedError, toEngineError } from '../errors';
+import { loadModelSpec, loadModelWeights, type LoadedModelSpec } from '../models/load';
+import { toNativeArchConfig, type ModelSpec } from '../models/spec';
+import type { Backend, NativeModel, NativeModule } from '../native';
+import { Tokenizer } from '../tokenizer/tokenizer';
+import { selectBackend } from './backend';
+import type { LoadOptions, Logger } from './types';
+
+export const noopLogger: Logger = () => {};
+
+export class PretrainedModel {
+  private disposed = false;
+
+  constructor(
+    readonly dir: string,
+    readonly loaded: LoadedModelSpec,
+    readonly tokenizer: Tokenizer,
+    readonly chatTemplate: ChatTemplate,
+    readonly native: NativeModule,
+    private readonly nativeModel: NativeModel,
+    readonly log: Logger,
+  ) {}
+
+  get spec(): ModelSpec {
+    return this.loaded.spec;
+  }
+
+  get backend(): Backend {
+    return this.native.backend;
+  }
+
+  /** The native model (throws once disposed). */
+  get model(): NativeModel {
+    if (this.disposed) throw new DisposedError('model');
+    return this.nativeModel;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** -log p(ids[t+1] | ids[..t]) for t = 0..n-2. */
+  async scoreTokens(ids: ArrayLike<number>): Promise<Float32Array> {
+    try {
+      return await this.model.scoreTokens(Int32Array.from(ids));
+    } catch (e) {
+      throw toEngineError(e);
+    }
+  }
+
+  /** Logits [n, vocab] (row-major f32) of a full forward without cache. */
+  async forward(ids: ArrayLike<number>): Promise<Float32Array> {
+    try {
+      return await this.model.forward(Int32Array.from(ids));
+    } catch (e) {
+      throw toEngineError(e);
+    }
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.nativeModel.dispose();
+  }
+
+  static async load(dir: string, opts: LoadOptions = {}): Promise<PretrainedModel> {
+    const log = opts.log ?? noopLogger;
+    const loaded = loadModelSpec(dir);
+    const tokenizer = Tokenizer.fromDir(loaded.dir);
+    const chatTemplate = loadChatTemplate(loaded.dir, loaded.arch.defaultChatTemplate(loaded.spec), {
+      bosToken: tokenizer.special.bosToken,
+      eosToken: tokenizer.special.eosToken,
+    });
+    const { tensors } = loadModelWeights(loaded);
+    const native = opts.native ?? (await selectBackend(opts.backend ?? 'auto', log));
+    const t0 = Date.now();
+    let model: NativeModel;
+    try {
+      model = native.createModel({
+        ...toNativeArchConfig(loaded.spec),
+        backend: native.backend,
+        ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+        ...(opts.device !== undefined ? { device: opts.device } : {}),
+        tensors,
+      });
+    } catch (e) {
+      throw toEngineError(e);
+    }
+    try {
+      await model.load();
+    } catch (e) {
+      model.dispose();
+      throw toEngineError(e);
+    }
+    log(
+      'info',
+      `loaded ${loaded.spec.hfArchitecture} (${loaded.spec.dtype}, ${loaded.spec.numLayers} layers) from ${loaded.dir} on ` +
+        `${native.backend} in ${Date.now() - t0} ms`,
+    );
+    return new PretrainedModel(loaded.dir, loaded, tokenizer, chatTemplate, native, model, log);
+  }
+}

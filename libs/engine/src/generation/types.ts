@@ -1,0 +1,103 @@
+import type { SamplingParams } from '../native';
+import type { ChatMessage } from '../chat-template/chat-template';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type Logger = (level: LogLevel, message: string) => void;
+
+export type BackendChoice = 'auto' | 'cpu' | 'cuda';
+
+export interface LoadOptions {
+  /** 'auto' (default) tries CUDA and falls back to CPU, logging why; 'cuda' fails if CUDA cannot load. */
+  backend?: BackendChoice;
+  /** CPU worker threads (default: all cores). */
+  threads?: number;
+  /** CUDA device ordinal. */
+  device?: number;
+  log?: Logger;
+  /** A loaded native module to use instead of loading `@lmfleet/native` (tests, or a host sharing one addon). */
+  native?: import('../native').NativeModule;
+}
+
+export interface EngineConfig extends LoadOptions {
+  /** Max sequences in the running batch (default 8 on cpu, 64 on cuda). */
+  maxBatchSize?: number;
+  /** Fraction of free memory for the KV cache (LMDeploy's cache_max_entry_count; cuda default 0.8). */
+  cacheMaxEntryCount?: number;
+  /** Absolute KV block count (overrides cacheMaxEntryCount). */
+  numBlocks?: number;
+  /** Tokens per KV block (default 64). */
+  blockSize?: number;
+  /** Longest sequence, prompt + generated, over all turns of a session (default: the model's max positions). */
+  sessionLen?: number;
+  /** Max tokens prefilled per step (chunked prefill). */
+  maxPrefillTokens?: number;
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  queuedMs: number;
+  firstTokenMs: number;
+  totalMs: number;
+}
+
+export interface TokenLogprob {
+  tokenId: number;
+  logprob: number;
+  top: Array<{ tokenId: number; logprob: number }>;
+}
+
+export interface StreamInferParams {
+  /** Keeps the KV cache between calls with the same id (> 0): the next call's inputIds continue the session. */
+  sessionId?: number;
+  inputIds: ArrayLike<number>;
+  maxNewTokens: number;
+  /** Token ids that end generation (default: the tokenizer's eos ids; pass [] for none). */
+  stopIds?: number[];
+  /** Strings that end generation when they appear in the text; the text is cut before them. */
+  stopWords?: string[];
+  sampling?: SamplingParams;
+  /** Log-probs of sampled tokens with the top-N alternatives. */
+  logprobs?: number;
+  signal?: AbortSignal;
+  /** Default true. */
+  skipSpecialTokens?: boolean;
+}
+
+export interface StreamOutput {
+  /** Token ids generated since the previous output. */
+  tokenIds: number[];
+  /** Text delta since the previous output (never a broken UTF-8 character). */
+  text: string;
+  logprobs?: TokenLogprob[];
+  /** Set on the last output of the stream. */
+  finishReason?: FinishReason;
+  /** Set on the last output of the stream. */
+  usage?: Usage;
+  /** On the last output, when a stop word ended the stream (finishReason 'stop'). */
+  stopWord?: string;
+}
+
+export interface GenerationConfig extends SamplingParams {
+  maxNewTokens?: number;
+  stopWords?: string[];
+  /** Extra stop token ids (added to eos ids unless ignoreEos). */
+  stopIds?: number[];
+  ignoreEos?: boolean;
+  skipSpecialTokens?: boolean;
+  logprobs?: number;
+  signal?: AbortSignal;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokenIds: number[];
+  finishReason: FinishReason;
+  usage: Usage;
+  logprobs?: TokenLogprob[];
+}
+
+export type Prompt = string | ChatMessage[];
