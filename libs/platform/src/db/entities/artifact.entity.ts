@@ -46,7 +46,7 @@ export class ArtifactEntity {
   @Column({ type: 'char', length: 64 })
   sha256!: string;
 
-  @Column({ type: 'jsonb', default: () => "'{}'::jsonb" })
+  @Column({ type: 'jsonb', default: {} })
   metadata!: JsonObject;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })

@@ -15,7 +15,7 @@ export class JobEntity {
   @Column({ type: 'text' })
   type!: JobName;
 
-  @Column({ type: 'jsonb', default: () => "'{}'::jsonb" })
+  @Column({ type: 'jsonb', default: {} })
   params!: JsonObject;
 
   @Column({ type: 'text', default: 'queued' })

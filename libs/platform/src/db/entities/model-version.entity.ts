@@ -50,11 +50,11 @@ export class ModelVersionEntity {
   sizeBytes!: number;
 
   /** Latest value per metric name (the metrics table keeps every measurement). */
-  @Column({ type: 'jsonb', default: () => "'{}'::jsonb" })
+  @Column({ type: 'jsonb', default: {} })
   metrics!: Record<string, number>;
 
   /** What inspectModel reported. */
-  @Column({ type: 'jsonb', default: () => "'{}'::jsonb" })
+  @Column({ type: 'jsonb', default: {} })
   info!: JsonObject;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })

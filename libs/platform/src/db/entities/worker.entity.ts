@@ -45,7 +45,7 @@ export class WorkerEntity {
   @Column({ name: 'last_heartbeat_at', type: 'timestamptz' })
   lastHeartbeatAt!: Date;
 
-  @Column({ name: 'loaded_deployments', type: 'jsonb', default: () => "'[]'::jsonb" })
+  @Column({ name: 'loaded_deployments', type: 'jsonb', default: [] })
   loadedDeployments!: LoadedDeployment[];
 
   @Column({ name: 'active_jobs', type: 'integer', default: 0 })
