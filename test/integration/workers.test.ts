@@ -1,0 +1,236 @@
+// worker-quant and worker-infer modules in-process against real Postgres and Redis/BullMQ, with a fake
+// engine: the job lifecycle in the database (running, progress, retries, failures, flows, cancel, shutdown),
+// artifacts and metrics, idempotent re-runs, and the startup handler check.
+import { Injectable, type INestApplication, type INestApplicationContext } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Queue } from 'bullmq';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DataSource } from 'typeorm';
+import { createApiApp } from '../../apps/api/src/app';
+import { QuantWorkerModule } from '../../apps/worker-quant/src/worker.module';
+import { InferWorkerModule } from '../../apps/worker-infer/src/worker.module';
+import {
+  ArtifactRepository,
+  createRedis,
+  JobName,
+  JobQueue,
+  JobRepository,
+  MetricRepository,
+  OnJob,
+  QuantJobsService,
+  type JobContext,
+} from '@lmfleet/platform';
+import { FakeEngine } from './support/fake-engine';
+import { client } from './support/http';
+import { createTestEnv, waitFor, writeFakeModel, type TestEnv } from './support/test-env';
+
+jest.setTimeout(60000);
+
+describe('workers (real Postgres + BullMQ, fake engine)', () => {
+  let env: TestEnv;
+  let api: INestApplication;
+  let http: ReturnType<typeof client>;
+  let quant: INestApplicationContext | undefined;
+  let infer: INestApplicationContext | undefined;
+  const engine = new FakeEngine();
+  let versionId: string;
+  let dataset: string;
+  const redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+
+  const startQuant = () => NestFactory.createApplicationContext(QuantWorkerModule.forRoot({ config: env.config, engine }), { logger: false });
+  const job = async (id: string) => (await http('GET', `/jobs/${id}`)).body;
+  const until = (id: string, statuses: string[], timeoutMs = 20000) =>
+    waitFor(async () => {
+      const j = await job(id);
+      return statuses.includes(j.status) ? j : undefined;
+    }, `job ${id} to reach ${statuses.join('|')}`, timeoutMs);
+  const evalJob = (extra: Record<string, unknown> = {}) =>
+    http('POST', '/jobs', { type: 'eval', params: { versionId, datasetFile: dataset, seqlen: 32, maxWindows: 4, ...extra } }).then((r) => {
+      expect(r.status).toBe(201);
+      return r.body.id as string;
+    });
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    const dir = writeFakeModel(env.modelRoot, 'tiny');
+    dataset = path.join(dir, 'eval.txt');
+    api = await createApiApp({ config: env.config, engine }, false);
+    await api.listen(0, '127.0.0.1');
+    http = client(await api.getUrl());
+    versionId = (await http('POST', '/models', { path: dir })).body.version.id;
+    quant = await startQuant();
+    infer = await NestFactory.createApplicationContext(InferWorkerModule.forRoot({ config: env.config, engine }), { logger: false });
+  });
+  afterAll(async () => {
+    await quant?.close();
+    await infer?.close();
+    await api?.close();
+    redis.disconnect();
+    await env?.cleanup();
+  });
+
+  beforeEach(() => {
+    engine.failEvals = 0;
+    engine.windowMs = 5;
+  });
+
+  it('runs an eval job: status, progress, result, ppl metric on the version, report artifact', async () => {
+    const id = await evalJob();
+    const done = await until(id, ['completed', 'failed']);
+    expect(done).toMatchObject({ status: 'completed', progress: 1, attempts: 1, error: null, result: { versionId, ppl: 12.5, windows: 4, tokens: 128 } });
+    expect(done.startedAt).toBeTruthy();
+    expect(done.finishedAt).toBeTruthy();
+    const workers = (await http('GET', '/workers')).body;
+    expect(workers.map((w: { id: string }) => w.id)).toContain(done.workerId);
+
+    const version = (await http('GET', `/versions/${versionId}`)).body;
+    expect(version.metrics.ppl).toBe(12.5);
+    const metrics = await api.get(MetricRepository).listByJob(id);
+    expect(metrics.map((m) => [m.name, m.value, m.versionId])).toEqual([
+      ['eval_seconds', 0.02, versionId],
+      ['eval_tokens', 128, versionId],
+      ['ppl', 12.5, versionId],
+    ]);
+    const artifacts = (await http('GET', `/jobs/${id}/artifacts`)).body;
+    expect(artifacts).toHaveLength(1);
+    expect(artifacts[0]).toMatchObject({ kind: 'eval_report', name: 'eval.json', versionId });
+    const dl = await http('GET', `/artifacts/${artifacts[0].id}/download`);
+    expect(createHash('sha256').update(dl.text).digest('hex')).toBe(artifacts[0].sha256);
+    expect(Buffer.byteLength(dl.text)).toBe(artifacts[0].bytes);
+    expect(JSON.parse(dl.text)).toMatchObject({ ppl: 12.5, versionId });
+  });
+
+  it('re-running a finished job’s handler (crash after work, before ack) duplicates nothing', async () => {
+    const id = await evalJob();
+    await until(id, ['completed']);
+    const row = (await api.get(JobRepository).get(id))!;
+    const ctx: JobContext = { job: row, workerId: 'w', signal: new AbortController().signal, progress: () => undefined };
+    await quant!.get(QuantJobsService).eval(ctx);
+    await quant!.get(QuantJobsService).eval(ctx);
+    expect(await api.get(ArtifactRepository).listByJob(id)).toHaveLength(1);
+    expect(await api.get(MetricRepository).listByJob(id)).toHaveLength(3);
+    const count = await api.get(DataSource).query(`SELECT count(*)::int AS n FROM model_versions`);
+    expect(count[0].n).toBe(1);
+  });
+
+  it('retries transient failures with backoff and records the attempts', async () => {
+    engine.failEvals = 1;
+    const id = await evalJob();
+    const done = await until(id, ['completed', 'failed']);
+    expect(done).toMatchObject({ status: 'completed', attempts: 2, error: null });
+  });
+
+  it('fails after the last attempt, with the error', async () => {
+    engine.failEvals = 100;
+    const id = await evalJob();
+    const done = await until(id, ['failed']);
+    expect(done).toMatchObject({ status: 'failed', attempts: 3, error: 'transient engine failure' });
+    expect(done.finishedAt).toBeTruthy();
+  });
+
+  it('bad input fails at once without retrying (UnrecoverableError)', async () => {
+    // A row the API would have refused, enqueued directly.
+    const [row] = await api.get(JobRepository).createMany([
+      { id: '11111111-2222-4333-8444-555555555555', type: JobName.Eval, params: { versionId, seqlen: 'long' }, queueName: 'quant', bullJobId: 'eval-11111111-2222-4333-8444-555555555555' },
+    ]);
+    await api.get(JobQueue).enqueue(row);
+    const done = await until(row.id, ['failed']);
+    expect(done.attempts).toBe(1);
+    expect(done.error).toMatch(/params.datasetFile/);
+    const bull = await new Queue('quant', { connection: redis, prefix: env.config.queuePrefix }).getJob(row.bullJobId);
+    expect(bull?.attemptsMade).toBe(1);
+    expect(await bull?.getState()).toBe('failed');
+  });
+
+  it('the quantize pipeline fails honestly at calibrate and records why on every later step', async () => {
+    const r = await http('POST', '/pipelines/quantize', { versionId, eval: { datasetFile: dataset, seqlen: 32 } });
+    expect(r.status).toBe(201);
+    const [cal, awq, conv, ev] = r.body.jobs;
+    const failedCal = await until(cal.id, ['failed']);
+    expect(failedCal).toMatchObject({ attempts: 1, error: 'calibrate is not available in this build yet' });
+    for (const j of [awq, conv, ev]) {
+      const f = await until(j.id, ['failed']);
+      expect(f.error).toBe(`calibrate step ${cal.id} failed: calibrate is not available in this build yet`);
+      expect(f.attempts).toBe(0);
+    }
+    const q = new Queue('quant', { connection: redis, prefix: env.config.queuePrefix });
+    await waitFor(async () => (await (await q.getJob(ev.bullJobId))?.getState()) === 'failed', 'flow root failed in BullMQ');
+  });
+
+  it('standalone calibrate / auto_awq / convert jobs fail with "not available", never fake results', async () => {
+    for (const type of ['calibrate', 'auto_awq', 'convert']) {
+      const r = await http('POST', '/jobs', { type, params: { versionId } });
+      expect(r.status).toBe(201);
+      const f = await until(r.body.id, ['failed']);
+      expect(f).toMatchObject({ attempts: 1, result: null, error: `${type} is not available in this build yet` });
+    }
+  });
+
+  it('runs infer jobs on the deployment queue and writes generations as JSONL', async () => {
+    const r = await http('POST', '/jobs', { type: 'infer', params: { versionId, prompts: ['a', 'b c'], maxNewTokens: 4 } });
+    const done = await until(r.body.id, ['completed', 'failed']);
+    expect(done).toMatchObject({ status: 'completed', result: { versionId, count: 2 } });
+    const [a] = (await http('GET', `/jobs/${r.body.id}/artifacts`)).body;
+    expect(a).toMatchObject({ kind: 'generations', name: 'generations.jsonl' });
+    const lines = (await http('GET', `/artifacts/${a.id}/download`)).text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toEqual([
+      { index: 0, prompt: 'a', text: 'echo: a', finishReason: 'length' },
+      { index: 1, prompt: 'b c', text: 'echo: b c', finishReason: 'length' },
+    ]);
+    await waitFor(async () => {
+      const ws = (await http('GET', '/workers')).body as Array<{ kind: string; loadedDeployments: unknown[] }>;
+      return ws.find((w) => w.kind === 'infer' && w.loadedDeployments.length === 1);
+    }, 'infer worker to report its loaded deployment');
+  });
+
+  it('cancelling a running job stops it at its next progress report', async () => {
+    engine.windowMs = 100;
+    const id = await evalJob({ maxWindows: 200 });
+    await waitFor(async () => (await job(id)).progress > 0, 'progress');
+    expect((await http('POST', `/jobs/${id}/cancel`)).status).toBe(200);
+    // The worker is free again soon: a new job completes.
+    engine.windowMs = 5;
+    const next = await evalJob();
+    await until(next, ['completed'], 15000);
+    const cancelled = await job(id);
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.progress).toBeLessThan(1);
+    expect(await api.get(ArtifactRepository).listByJob(id)).toHaveLength(0);
+  });
+
+  it('graceful shutdown hands an in-flight job back; another worker finishes it', async () => {
+    engine.windowMs = 200;
+    const id = await evalJob({ maxWindows: 100 });
+    await waitFor(async () => (await job(id)).progress > 0, 'progress');
+    const firstWorker = (await job(id)).workerId;
+    await quant!.close(); // SIGTERM path: waits SHUTDOWN_GRACE_MS, then returns the job to the queue
+    quant = undefined;
+    const back = await job(id);
+    expect(back).toMatchObject({ status: 'queued', workerId: null });
+    const workers = (await http('GET', '/workers')).body as Array<{ id: string; status: string }>;
+    expect(workers.find((w) => w.id === firstWorker)?.status).toBe('stopped');
+    engine.windowMs = 5;
+    quant = await startQuant();
+    const done = await until(id, ['completed', 'failed']);
+    expect(done.status).toBe('completed');
+    expect(done.workerId).not.toBe(firstWorker);
+    expect(await api.get(ArtifactRepository).listByJob(id)).toHaveLength(1);
+  });
+
+  it('a worker refuses to start when a job has two handlers', async () => {
+    @Injectable()
+    class SecondEval {
+      @OnJob(JobName.Eval)
+      async eval(): Promise<Record<string, unknown>> {
+        return {};
+      }
+    }
+    const mod = QuantWorkerModule.forRoot({ config: env.config, engine });
+    mod.providers = [...(mod.providers ?? []), SecondEval];
+    await expect(NestFactory.createApplicationContext(mod, { logger: false, abortOnError: false })).rejects.toThrow(
+      /job "eval" has 2 handlers: QuantJobsService.eval, SecondEval.eval/,
+    );
+  });
+});
