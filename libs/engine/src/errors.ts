@@ -1,6 +1,6 @@
 // Engine errors: one base class with a stable `code`, subclasses named for what went wrong. Messages say what was
 // expected and what was found, so a user (or the platform's exception filter) can act on them without a debugger.
-import type { NativeErrorCode } from '../../native/src/types';
+import type { NativeErrorCode } from './native';
 
 export type EngineErrorCode =
   | 'E_ENGINE'

@@ -1,5 +1,5 @@
 // The one place the engine touches @lmfleet/native: type re-exports and the loader. Everything else in the engine
-// imports native types from here.
+// imports native types from here. Importing @lmfleet/native loads no binary; loadNative() does.
 export type {
   Backend,
   DType,
@@ -16,4 +16,5 @@ export type {
   NativeEngine,
   BackendInfo,
   NativeModule,
-} from '../../native/src/types';
+} from '@lmfleet/native';
+export { loadNative } from '@lmfleet/native';

@@ -13,7 +13,8 @@ export interface EvalPplOptions extends LoadOptions {
   seqlen: number;
   /** Evaluate only the first K windows. */
   maxWindows?: number;
-  onProgress?: (p: { window: number; windows: number; meanNll: number; elapsedMs: number }) => void;
+  /** Called after each window: windows done, windows in all, and the running mean NLL / elapsed time. */
+  onProgress?: (done: number, total: number, info: { meanNll: number; elapsedMs: number }) => void;
 }
 
 export interface EvalPplResult {
@@ -25,6 +26,8 @@ export interface EvalPplResult {
   tokens: number;
   windowNlls: number[];
   elapsedMs: number;
+  /** elapsedMs / 1000. */
+  seconds: number;
   backend: string;
 }
 
@@ -86,10 +89,14 @@ export async function evalPpl(target: Engine | PretrainedModel | string, opts: E
       let sum = 0;
       for (let i = 0; i < nll.length; i++) sum += nll[i];
       windowNlls.push(sum / nll.length);
-      opts.onProgress?.({ window: w + 1, windows: windows.length, meanNll: pplFromWindowNlls(windowNlls).meanNll, elapsedMs: Date.now() - t0 });
+      opts.onProgress?.(w + 1, windows.length, { meanNll: pplFromWindowNlls(windowNlls).meanNll, elapsedMs: Date.now() - t0 });
     }
     const { ppl, meanNll } = pplFromWindowNlls(windowNlls);
-    return { ppl, meanNll, windows: windows.length, seqlen: opts.seqlen, tokens: ids.length, windowNlls, elapsedMs: Date.now() - t0, backend: scorer.backend };
+    const elapsedMs = Date.now() - t0;
+    return {
+      ppl, meanNll, windows: windows.length, seqlen: opts.seqlen, tokens: ids.length, windowNlls, elapsedMs, seconds: elapsedMs / 1000,
+      backend: scorer.backend,
+    };
   } finally {
     owned?.dispose();
   }

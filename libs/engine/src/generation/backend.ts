@@ -1,25 +1,13 @@
 // Backend selection (node-llama-cpp's fallback idea): 'auto' tries CUDA, falls back to CPU and logs why;
 // 'cuda' tries CUDA only and throws BackendUnavailableError with the reason.
 import { BackendUnavailableError } from '../errors';
-import type { Backend, NativeModule } from '../native';
+import { loadNative, type Backend, type NativeModule } from '../native';
 import type { BackendChoice, Logger } from './types';
 
 export type NativeLoader = (backend: Backend) => NativeModule | Promise<NativeModule>;
 
-/** Loads `@lmfleet/native` lazily so that the engine's pure parts work where the addon is not built. */
-export const defaultNativeLoader: NativeLoader = (backend) => {
-  let mod: { loadNative?: (opts: { backend: Backend }) => NativeModule | Promise<NativeModule> };
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    mod = require('@lmfleet/native');
-  } catch (e) {
-    throw new BackendUnavailableError(backend, `the native addon (@lmfleet/native) cannot be loaded: ${(e as Error).message}`, { cause: e });
-  }
-  if (typeof mod.loadNative !== 'function') {
-    throw new BackendUnavailableError(backend, '@lmfleet/native has no loadNative()');
-  }
-  return mod.loadNative({ backend });
-};
+/** Loads one variant of the addon (libs/native/build/<backend>). */
+export const defaultNativeLoader: NativeLoader = (backend) => loadNative({ backend });
 
 async function tryLoad(loader: NativeLoader, backend: Backend): Promise<NativeModule> {
   let mod: NativeModule;
