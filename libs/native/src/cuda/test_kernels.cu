@@ -1,0 +1,660 @@
+// Device test of every CUDA kernel against a straightforward float64 CPU reference, on fresh random inputs
+// (seed printed; pass one to reproduce), outputs poisoned first (NaN), guard regions checked.
+//   nvcc -std=c++17 -arch=sm_90 -I src [-DLMF_HAVE_CUBLAS -lcublas] src/cuda/test_kernels.cu src/ops/*.cu ...
+// See scripts/device-test.sh. Exit code = number of failed cases.
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <numeric>
+
+#include "cuda/test_harness.h"
+#include "ops/add.cuh"
+#include "ops/argmax.cuh"
+#include "ops/attention.cuh"
+#include "ops/embedding.cuh"
+#include "ops/linear.cuh"
+#include "ops/log_softmax.cuh"
+#include "ops/nll.cuh"
+#include "ops/rms_norm.cuh"
+#include "ops/rope.cuh"
+#include "ops/sample.cuh"
+#include "ops/silu_mul.cuh"
+#ifdef LMF_HAVE_CUBLAS
+#include "cuda/gemm.h"
+#endif
+
+using namespace lmfleet;
+using namespace lmfleet::testing;
+
+static Table T;
+static cudaStream_t S = 0;
+
+static std::string dims(std::initializer_list<long long> d) {
+  std::string s;
+  for (auto x : d) s += (s.empty() ? "" : "x") + std::to_string(x);
+  return s;
+}
+
+static void test_embedding(Rng& r) {
+  const int vocab = 1000, hidden = 4096, n = 37;
+  auto tab = r.normals((size_t)vocab * hidden);
+  std::vector<int> ids(n);
+  for (auto& i : ids) i = r.integer(0, vocab - 1);
+  ids[5] = -1;  // invalid -> zero row
+  DevBuf<half> dt(tab.size()), dout((size_t)n * hidden);
+  DevBuf<int> di(n);
+  dt.upload(to_half(tab));
+  di.upload(ids);
+  dout.poison();
+  embedding_cuda(di.p, dt.p, dout.p, n, hidden, vocab, S);
+  auto out = to_double(dout.download());
+  std::vector<double> ref((size_t)n * hidden, 0.0);
+  for (int i = 0; i < n; i++)
+    if (ids[i] >= 0)
+      for (int c = 0; c < hidden; c++) ref[(size_t)i * hidden + c] = tab[(size_t)ids[i] * hidden + c];
+  T.add("embedding", dims({n, hidden}), rel_err(out, ref), 0, dout.guards_ok());
+}
+
+static void test_rms_norm(Rng& r, int rows, int cols, bool add) {
+  const float eps = 1e-5f;
+  auto x = r.normals((size_t)rows * cols), res = r.normals((size_t)rows * cols), w = r.normals(cols);
+  for (auto& v : w) v = __half2float(__float2half(1.f + 0.3f * v));
+  DevBuf<half> dx(x.size()), dres(res.size()), dw(cols), dy(x.size());
+  dx.upload(to_half(x));
+  dres.upload(to_half(res));
+  dw.upload(to_half(w));
+  dy.poison();
+  if (add)
+    add_rms_norm_cuda(dres.p, dx.p, dw.p, dy.p, rows, cols, eps, S);
+  else
+    rms_norm_cuda(dx.p, dw.p, dy.p, rows, cols, eps, S);
+  auto y = to_double(dy.download());
+  std::vector<double> ref(y.size()), rref(res.size());
+  for (int i = 0; i < rows; i++) {
+    double ss = 0;
+    std::vector<double> h(cols);
+    for (int c = 0; c < cols; c++) {
+      const size_t k = (size_t)i * cols + c;
+      h[c] = add ? (double)__half2float(__float2half(res[k] + x[k])) : x[k];
+      rref[k] = h[c];
+      ss += h[c] * h[c];
+    }
+    const double inv = 1.0 / std::sqrt(ss / cols + eps);
+    for (int c = 0; c < cols; c++) ref[(size_t)i * cols + c] = h[c] * inv * w[c];
+  }
+  const std::string name = add ? "add_rms_norm" : "rms_norm";
+  T.add(name, dims({rows, cols}), rel_err(y, ref), 2e-3, dy.guards_ok() && dres.guards_ok());
+  if (add) T.add(name + ".residual", dims({rows, cols}), rel_err(to_double(dres.download()), rref), 0, dres.guards_ok());
+}
+
+static void test_silu_mul(Rng& r) {
+  const int rows = 9, inter = 11008, ld = 2 * inter;
+  auto gu = r.normals((size_t)rows * ld, 2.f);
+  DevBuf<half> dg(gu.size()), dout((size_t)rows * inter);
+  dg.upload(to_half(gu));
+  dout.poison();
+  silu_mul_cuda(dg.p, ld, dout.p, rows, inter, S);
+  auto out = to_double(dout.download());
+  std::vector<double> ref(out.size());
+  for (int i = 0; i < rows; i++)
+    for (int c = 0; c < inter; c++) {
+      const double g = gu[(size_t)i * ld + c], u = gu[(size_t)i * ld + inter + c];
+      ref[(size_t)i * inter + c] = g / (1 + std::exp(-g)) * u;
+    }
+  T.add("silu_mul", dims({rows, inter}), rel_err(out, ref), 2e-3, dout.guards_ok());
+}
+
+static void test_add(Rng& r) {
+  const int n = 100003;
+  auto a = r.normals(n), b = r.normals(n);
+  DevBuf<half> da(n), db(n), dout(n);
+  da.upload(to_half(a));
+  db.upload(to_half(b));
+  dout.poison();
+  add_cuda(da.p, db.p, dout.p, n, S);
+  auto out = to_double(dout.download());
+  std::vector<double> ref(n);
+  for (int i = 0; i < n; i++) ref[i] = (double)a[i] + b[i];
+  T.add("add", dims({n}), rel_err(out, ref), 2e-3, dout.guards_ok());
+  const int rows = 7, cols = 1000, ld = 1024;
+  auto y = r.normals((size_t)rows * ld), bias = r.normals(cols);
+  DevBuf<half> dy(y.size()), dbias(cols);
+  dy.upload(to_half(y));
+  dbias.upload(to_half(bias));
+  add_bias_cuda(dy.p, ld, dbias.p, rows, cols, S);
+  auto yo = to_double(dy.download());
+  std::vector<double> yref(y.begin(), y.end());
+  for (int i = 0; i < rows; i++)
+    for (int c = 0; c < cols; c++) yref[(size_t)i * ld + c] += bias[c];
+  T.add("add_bias", dims({rows, cols}) + " ld" + std::to_string(ld), rel_err(yo, yref), 2e-3, dy.guards_ok());
+}
+
+static void test_gemv(Rng& r, int m, int n, int k, bool f32out) {
+  const int ldx = k + 8, ldy = n + 3;
+  auto x = r.normals((size_t)m * ldx), w = r.normals((size_t)n * k, 0.05f), bias = r.normals(n);
+  DevBuf<half> dx(x.size()), dw(w.size()), db(n);
+  dx.upload(to_half(x));
+  dw.upload(to_half(w));
+  db.upload(to_half(bias));
+  std::vector<double> ref((size_t)m * ldy, 0.0), out;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = bias[j];
+      for (int q = 0; q < k; q++) s += (double)x[(size_t)i * ldx + q] * w[(size_t)j * k + q];
+      ref[(size_t)i * ldy + j] = s;
+    }
+  bool guards;
+  if (f32out) {
+    DevBuf<float> dy((size_t)m * ldy);
+    dy.poison();
+    gemv_f32out_cuda(dx.p, ldx, dw.p, db.p, dy.p, ldy, m, n, k, S);
+    out = to_double(dy.download());
+    guards = dy.guards_ok();
+  } else {
+    DevBuf<half> dy((size_t)m * ldy);
+    dy.poison();
+    gemv_cuda(dx.p, ldx, dw.p, db.p, dy.p, ldy, m, n, k, S);
+    out = to_double(dy.download());
+    guards = dy.guards_ok();
+  }
+  // compare only the written columns; the ld padding must stay poisoned
+  std::vector<double> o2, r2;
+  bool pad_ok = true;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < ldy; j++) {
+      if (j < n) { o2.push_back(out[(size_t)i * ldy + j]); r2.push_back(ref[(size_t)i * ldy + j]); }
+      else if (i < m - 1 && !std::isnan(out[(size_t)i * ldy + j])) pad_ok = false;
+    }
+  T.add(f32out ? "gemv_f32out" : "gemv", dims({m, n, k}), rel_err(o2, r2), f32out ? 1e-5 : 2e-3, guards && pad_ok);
+}
+
+static void test_rope(Rng& r, const std::string& type, int rot_dim) {
+  const int ntok = 19, nh = 8, nkv = 2, hd = 128, bs = 16, nblocks = 8;
+  const int ld = (nh + 2 * nkv) * hd;
+  RopeParams p;
+  p.type = type;
+  p.theta = type == "llama3" ? 500000.0 : 10000.0;
+  p.factor = type == "default" ? 1.0 : (type == "llama3" ? 8.0 : 2.0);
+  p.original_max_position = type == "llama3" ? 8192 : 2048;
+  p.rot_dim = rot_dim;
+  auto inv = rope_inv_freq(p, 6000);
+  auto qkv = r.normals((size_t)ntok * ld);
+  std::vector<int> pos(ntok), slots(nblocks * bs);
+  for (auto& x : pos) x = r.integer(0, 8000);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::shuffle(slots.begin(), slots.end(), r.gen);
+  slots.resize(ntok);
+  slots[3] = -1;  // not stored
+  DevBuf<half> dq(qkv.size()), dk((size_t)nblocks * nkv * bs * hd), dv(dk.n);
+  DevBuf<int> dp(ntok), ds(ntok);
+  DevBuf<float> df(inv.size());
+  dq.upload(to_half(qkv));
+  dp.upload(pos);
+  ds.upload(slots);
+  df.upload(inv);
+  dk.poison();
+  dv.poison();
+  rope_kv_store_cuda(dq.p, ld, dp.p, df.p, rot_dim, ntok, nh, nkv, hd, dk.p, dv.p, ds.p, bs, S);
+  auto oq = to_double(dq.download());
+  auto ok = to_double(dk.download()), ov = to_double(dv.download());
+  std::vector<double> ref(qkv.begin(), qkv.end());
+  for (int t = 0; t < ntok; t++)
+    for (int h = 0; h < nh + nkv; h++)
+      for (int i = 0; i < rot_dim / 2; i++) {
+        const double ang = (double)((float)pos[t] * inv[i]);  // f32 product, like HF
+        const size_t a = (size_t)t * ld + h * hd + i, b = a + rot_dim / 2;
+        const double x1 = qkv[a], x2 = qkv[b];
+        ref[a] = x1 * std::cos(ang) - x2 * std::sin(ang);
+        ref[b] = x2 * std::cos(ang) + x1 * std::sin(ang);
+      }
+  const std::string shape = type + " rot" + std::to_string(rot_dim) + " " + dims({ntok, nh, nkv, hd});
+  T.add("rope", shape, rel_err(oq, ref), 2e-3, dq.guards_ok());
+  // cache: stored slots hold rotated k / v; every other slot is still poison
+  std::vector<double> cout, cref;
+  bool untouched_ok = true;
+  std::vector<int> slot_tok(nblocks * bs, -1);
+  for (int t = 0; t < ntok; t++)
+    if (slots[t] >= 0) slot_tok[slots[t]] = t;
+  for (int sl = 0; sl < nblocks * bs; sl++)
+    for (int h = 0; h < nkv; h++)
+      for (int d = 0; d < hd; d++) {
+        const size_t ci = (((size_t)(sl / bs) * nkv + h) * bs + sl % bs) * hd + d;
+        const int t = slot_tok[sl];
+        if (t < 0) {
+          untouched_ok &= std::isnan(ok[ci]) && std::isnan(ov[ci]);
+          continue;
+        }
+        cout.push_back(ok[ci]);
+        cref.push_back(ref[(size_t)t * ld + (nh + h) * hd + d]);
+        cout.push_back(ov[ci]);
+        cref.push_back(qkv[(size_t)t * ld + (nh + nkv + h) * hd + d]);
+      }
+  T.add("rope.kv_store", shape, rel_err(cout, cref), 2e-3, dk.guards_ok() && dv.guards_ok() && untouched_ok,
+        untouched_ok ? "" : "wrote outside its slots");
+}
+
+// Paged cache filled with random k/v for `ctx` tokens per sequence through shuffled block tables.
+struct PagedCache {
+  int nkv, hd, bs, max_blocks, nblocks;
+  std::vector<float> k, v;
+  std::vector<int> bt;
+  const float* krow(int b, int t, int h) const {
+    return &k[(((size_t)bt[b * max_blocks + t / bs] * nkv + h) * bs + t % bs) * hd];
+  }
+  const float* vrow(int b, int t, int h) const {
+    return &v[(((size_t)bt[b * max_blocks + t / bs] * nkv + h) * bs + t % bs) * hd];
+  }
+};
+
+static PagedCache make_cache(Rng& r, int batch, int max_ctx, int nkv, int hd, int bs) {
+  PagedCache c{nkv, hd, bs, (max_ctx + bs - 1) / bs, 0, {}, {}, {}};
+  c.nblocks = batch * c.max_blocks + 3;
+  c.k = r.normals((size_t)c.nblocks * nkv * bs * hd);
+  c.v = r.normals(c.k.size());
+  std::vector<int> perm(c.nblocks);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), r.gen);
+  c.bt.assign(perm.begin(), perm.begin() + batch * c.max_blocks);
+  return c;
+}
+
+static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpos, int nh, double scale, double* out) {
+  const int g = nh / c.nkv;
+  for (int h = 0; h < nh; h++) {
+    const int kvh = h / g;
+    std::vector<double> s(qpos + 1);
+    double mx = -1e300;
+    for (int t = 0; t <= qpos; t++) {
+      const float* kr = c.krow(b, t, kvh);
+      double d = 0;
+      for (int i = 0; i < c.hd; i++) d += (double)qrow[h * c.hd + i] * kr[i];
+      s[t] = d * scale;
+      mx = std::max(mx, s[t]);
+    }
+    double sum = 0;
+    for (auto& x : s) sum += (x = std::exp(x - mx));
+    for (int i = 0; i < c.hd; i++) {
+      double o = 0;
+      for (int t = 0; t <= qpos; t++) o += s[t] * c.vrow(b, t, kvh)[i];
+      out[h * c.hd + i] = o / sum;
+    }
+  }
+}
+
+static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv, int hd, int split_len) {
+  const int batch = (int)ctx.size(), bs = 16;
+  const int max_ctx = *std::max_element(ctx.begin(), ctx.end());
+  const int max_splits = (max_ctx + split_len - 1) / split_len + 1;  // one more than needed: must be harmless
+  auto c = make_cache(r, batch, max_ctx, nkv, hd, bs);
+  const int ldq = (nh + 2 * nkv) * hd, ldo = nh * hd + 8;
+  auto q = r.normals((size_t)batch * ldq);
+  DevBuf<half> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout((size_t)batch * ldo);
+  DevBuf<int> dbt(c.bt.size()), dctx(batch);
+  DevBuf<unsigned char> ws(attention_decode_workspace_bytes(batch, nh, hd, max_splits));
+  dq.upload(to_half(q));
+  dk.upload(to_half(c.k));
+  dv.upload(to_half(c.v));
+  dbt.upload(c.bt);
+  dctx.upload(ctx);
+  dout.poison();
+  const double scale = 1.0 / std::sqrt((double)hd);
+  attention_decode_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs,
+                        (float)scale, split_len, max_splits, ws.p, S);
+  auto out = to_double(dout.download());
+  std::vector<double> o2, r2(nh * hd);
+  std::vector<double> ref;
+  for (int b = 0; b < batch; b++) {
+    attention_ref(c, b, &q[(size_t)b * ldq], ctx[b] - 1, nh, scale, r2.data());
+    ref.insert(ref.end(), r2.begin(), r2.end());
+    o2.insert(o2.end(), out.begin() + (size_t)b * ldo, out.begin() + (size_t)b * ldo + nh * hd);
+  }
+  std::string cs;
+  for (auto x : ctx) cs += (cs.empty() ? "" : ",") + std::to_string(x);
+  T.add("attention_decode", "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
+        std::to_string(hd) + " split" + std::to_string(split_len), rel_err(o2, ref), 3e-3, dout.guards_ok());
+}
+
+static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<int> hist, int nh, int nkv, int hd) {
+  const int nseq = (int)qlens.size(), bs = 16;
+  std::vector<int> ctx(nseq), qstart(nseq);
+  int ntok = 0, max_ctx = 0, max_q = 0;
+  for (int i = 0; i < nseq; i++) {
+    ctx[i] = qlens[i] + hist[i];
+    qstart[i] = ntok;
+    ntok += qlens[i];
+    max_ctx = std::max(max_ctx, ctx[i]);
+    max_q = std::max(max_q, qlens[i]);
+  }
+  auto c = make_cache(r, nseq, max_ctx, nkv, hd, bs);
+  const int ldq = (nh + 2 * nkv) * hd, ldo = nh * hd;
+  auto q = r.normals((size_t)ntok * ldq);
+  DevBuf<half> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout((size_t)ntok * ldo);
+  DevBuf<int> dbt(c.bt.size()), dctx(nseq), dqs(nseq), dql(nseq);
+  dq.upload(to_half(q));
+  dk.upload(to_half(c.k));
+  dv.upload(to_half(c.v));
+  dbt.upload(c.bt);
+  dctx.upload(ctx);
+  dqs.upload(qstart);
+  dql.upload(qlens);
+  dout.poison();
+  const double scale = 1.0 / std::sqrt((double)hd);
+  attention_prefill_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dqs.p, dql.p, dctx.p, dout.p, ldo, nseq, max_q,
+                         nh, nkv, hd, bs, (float)scale, S);
+  auto out = to_double(dout.download());
+  std::vector<double> ref((size_t)ntok * ldo);
+  for (int b = 0; b < nseq; b++)
+    for (int i = 0; i < qlens[b]; i++)
+      attention_ref(c, b, &q[(size_t)(qstart[b] + i) * ldq], hist[b] + i, nh, scale, &ref[(size_t)(qstart[b] + i) * ldo]);
+  std::string cs;
+  for (int i = 0; i < nseq; i++) cs += (cs.empty() ? "" : ",") + std::to_string(qlens[i]) + "+" + std::to_string(hist[i]);
+  T.add("attention_prefill", "q+hist " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
+        std::to_string(hd), rel_err(out, ref), 5e-3, dout.guards_ok());
+}
+
+static std::vector<float> random_logits(Rng& r, size_t n, float sd) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = r.normal(sd);
+  return v;
+}
+
+static double ref_logsoftmax_at(const float* x, int vocab, int idx) {
+  double mx = -1e300, s = 0;
+  for (int i = 0; i < vocab; i++) mx = std::max(mx, (double)x[i]);
+  for (int i = 0; i < vocab; i++) s += std::exp(x[i] - mx);
+  return x[idx] - mx - std::log(s);
+}
+
+static void test_argmax(Rng& r) {
+  const int batch = 7, vocab = 32000, ld = 32008;
+  auto x = random_logits(r, (size_t)batch * ld, 3.f);
+  x[(size_t)2 * ld + 17] = 100.f;  // ties: first index wins
+  x[(size_t)2 * ld + 900] = 100.f;
+  DevBuf<float> dx(x.size()), dlp(batch);
+  DevBuf<int> dout(batch);
+  dx.upload(x);
+  dout.poison();
+  dlp.poison();
+  argmax_cuda(dx.p, ld, vocab, batch, dout.p, dlp.p, S);
+  auto out = dout.download();
+  auto lp = dlp.download();
+  int wrong = 0;
+  std::vector<double> lpo, lpr;
+  for (int b = 0; b < batch; b++) {
+    const float* row = &x[(size_t)b * ld];
+    const int ref = (int)(std::max_element(row, row + vocab) - row);
+    wrong += out[b] != ref;
+    lpo.push_back(lp[b]);
+    lpr.push_back(ref_logsoftmax_at(row, vocab, ref));
+  }
+  T.add("argmax", dims({batch, vocab}), wrong, 0, dout.guards_ok(), std::to_string(wrong) + " wrong ids");
+  T.add("argmax.logprob", dims({batch, vocab}), rel_err(to_double(lp), lpr), 1e-5, dlp.guards_ok());
+}
+
+// HF semantics on the CPU: probabilities after temperature, top-k, top-p (float64).
+static std::vector<double> ref_sample_probs(const float* x, int vocab, float temp, int topk, float topp) {
+  std::vector<int> idx(vocab);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return x[a] > x[b]; });
+  std::vector<bool> keep(vocab, true);
+  if (topk > 0 && topk < vocab) {
+    const float kth = x[idx[topk - 1]];
+    for (int i = 0; i < vocab; i++) keep[i] = x[i] >= kth;
+  }
+  const double mx = x[idx[0]];
+  std::vector<double> p(vocab, 0.0);
+  double z = 0;
+  for (int i = 0; i < vocab; i++)
+    if (keep[i]) z += (p[i] = std::exp((x[i] - mx) / temp));
+  for (auto& v : p) v /= z;
+  if (topp > 0 && topp < 1) {
+    double above = 0;
+    for (int j = 0; j < vocab; j++) {
+      const int i = idx[j];
+      if (!keep[i]) continue;
+      if (above >= topp) keep[i] = false;
+      above += p[i];
+    }
+    z = 0;
+    for (int i = 0; i < vocab; i++) z += keep[i] ? p[i] : 0;
+    for (int i = 0; i < vocab; i++) p[i] = keep[i] ? p[i] / z : 0;
+  }
+  return p;
+}
+
+struct SampleDev {
+  DevBuf<float> temp, topp;
+  DevBuf<int> topk;
+  DevBuf<uint64_t> seed, counter;
+  SampleDev(int batch) : temp(batch), topp(batch), topk(batch), seed(batch), counter(batch) {}
+  SampleParamsDevice params() { return {temp.p, topk.p, topp.p, seed.p, counter.p}; }
+};
+
+static void test_sample(Rng& r) {
+  // (a) greedy and top-k=1 equal arg-max
+  {
+    const int batch = 6, vocab = 32000;
+    auto x = random_logits(r, (size_t)batch * vocab, 3.f);
+    SampleDev sd(batch);
+    std::vector<float> temp = {0.f, 0.f, 0.f, 1.f, 0.7f, 1.3f}, topp(batch, 1.f);
+    std::vector<int> topk = {0, 0, 0, 1, 1, 1};
+    std::vector<uint64_t> seed(batch), ctr(batch, 0);
+    for (auto& s : seed) s = r.gen();
+    sd.temp.upload(temp); sd.topp.upload(topp); sd.topk.upload(topk); sd.seed.upload(seed); sd.counter.upload(ctr);
+    DevBuf<float> dx(x.size());
+    DevBuf<int> dout(batch);
+    dx.upload(x);
+    dout.poison();
+    sample_cuda(dx.p, vocab, vocab, batch, sd.params(), dout.p, nullptr, S);
+    auto out = dout.download();
+    auto c2 = sd.counter.download();
+    int wrong = 0;
+    for (int b = 0; b < batch; b++) {
+      const float* row = &x[(size_t)b * vocab];
+      wrong += out[b] != (int)(std::max_element(row, row + vocab) - row);
+      wrong += c2[b] != 1;
+    }
+    T.add("sample.greedy_topk1", dims({batch, vocab}), wrong, 0, dout.guards_ok(), std::to_string(wrong) + " wrong");
+  }
+  // (b) distribution: many independent draws (different seeds) of one row vs the HF-semantics probabilities
+  struct Case { int vocab; float temp; int topk; float topp; };
+  for (Case cs : {Case{64, 0.7f, 20, 0.8f}, Case{64, 1.0f, 0, 0.5f}, Case{64, 1.5f, 10, 1.f}, Case{1000, 1.f, 0, 0.9f}}) {
+    const int draws = 16384, vocab = cs.vocab;
+    auto row = random_logits(r, vocab, 1.5f);
+    std::vector<float> x((size_t)draws * vocab);
+    for (int b = 0; b < draws; b++) std::copy(row.begin(), row.end(), x.begin() + (size_t)b * vocab);
+    SampleDev sd(draws);
+    std::vector<float> temp(draws, cs.temp), topp(draws, cs.topp);
+    std::vector<int> topk(draws, cs.topk);
+    std::vector<uint64_t> seed(draws), ctr(draws);
+    for (int b = 0; b < draws; b++) { seed[b] = r.gen(); ctr[b] = r.gen() % 1000; }
+    sd.temp.upload(temp); sd.topp.upload(topp); sd.topk.upload(topk); sd.seed.upload(seed); sd.counter.upload(ctr);
+    DevBuf<float> dx(x.size());
+    DevBuf<int> dout(draws), dout2(draws);
+    dx.upload(x);
+    dout.poison();
+    sample_cuda(dx.p, vocab, vocab, draws, sd.params(), dout.p, nullptr, S);
+    auto out = dout.download();
+    sd.counter.upload(ctr);  // same seeds and counters again: same tokens
+    dout2.poison();
+    sample_cuda(dx.p, vocab, vocab, draws, sd.params(), dout2.p, nullptr, S);
+    auto out2 = dout2.download();
+    auto p = ref_sample_probs(row.data(), vocab, cs.temp, cs.topk, cs.topp);
+    std::vector<double> hist(vocab, 0);
+    int outside = 0, nondet = 0;
+    for (int b = 0; b < draws; b++) {
+      if (out[b] < 0 || out[b] >= vocab || p[out[b]] == 0) { outside++; continue; }
+      hist[out[b]] += 1.0 / draws;
+      nondet += out[b] != out2[b];
+    }
+    double tv = 0;
+    for (int i = 0; i < vocab; i++) tv += 0.5 * std::fabs(hist[i] - p[i]);
+    char shape[96];
+    std::snprintf(shape, sizeof shape, "V%d T%.1f k%d p%.1f %d draws", vocab, cs.temp, cs.topk, cs.topp, draws);
+    const double bound = vocab <= 64 ? 0.03 : 0.08;  // sampling noise ~ sqrt(V/draws)/2
+    T.add("sample.distribution", shape, outside || nondet ? INFINITY : tv, bound, dout.guards_ok(),
+          "TV distance; " + std::to_string(outside) + " outside kept set, " + std::to_string(nondet) + " nondeterministic");
+  }
+  // (c) philox: host and device agree (the CPU backend can reproduce draws)
+  {
+    const int vocab = 2, draws = 4096;
+    std::vector<float> x((size_t)draws * vocab, 0.f);  // uniform over 2 tokens: token = (u >= 0.5)
+    SampleDev sd(draws);
+    std::vector<float> temp(draws, 1.f), topp(draws, 1.f);
+    std::vector<int> topk(draws, 0);
+    std::vector<uint64_t> seed(draws), ctr(draws);
+    for (int b = 0; b < draws; b++) { seed[b] = r.gen(); ctr[b] = b; }
+    sd.temp.upload(temp); sd.topp.upload(topp); sd.topk.upload(topk); sd.seed.upload(seed); sd.counter.upload(ctr);
+    DevBuf<float> dx(x.size());
+    DevBuf<int> dout(draws);
+    dx.upload(x);
+    dout.poison();
+    sample_cuda(dx.p, vocab, vocab, draws, sd.params(), dout.p, nullptr, S);
+    auto out = dout.download();
+    int wrong = 0;
+    for (int b = 0; b < draws; b++) wrong += out[b] != (philox_uniform(seed[b], ctr[b]) >= 0.5 ? 1 : 0);
+    T.add("sample.philox_host_match", dims({draws, vocab}), wrong, 0, dout.guards_ok(), std::to_string(wrong) + " differ");
+  }
+}
+
+static void test_repetition_penalty(Rng& r) {
+  const int batch = 3, vocab = 1000, ld = 1000;
+  auto x = random_logits(r, (size_t)batch * ld, 2.f);
+  std::vector<int> ids, starts = {0};
+  std::vector<float> pen = {1.3f, 1.f, 0.8f};
+  for (int b = 0; b < batch; b++) {
+    const int n = 50 + 100 * b;
+    for (int i = 0; i < n; i++) ids.push_back(r.integer(0, 60));  // many duplicates
+    starts.push_back((int)ids.size());
+  }
+  DevBuf<float> dx(x.size()), dpen(batch);
+  DevBuf<int> dids(ids.size()), dst(starts.size());
+  DevBuf<unsigned> bm(sample_bitmap_bytes(batch, vocab) / 4);
+  LMF_CUDA_CHECK(cudaMemset(bm.p, 0, bm.n * 4));
+  dx.upload(x); dpen.upload(pen); dids.upload(ids); dst.upload(starts);
+  repetition_penalty_cuda(dx.p, ld, vocab, batch, dids.p, dst.p, dpen.p, bm.p, S);
+  repetition_penalty_cuda(dx.p, ld, vocab, batch, dids.p, dst.p, dpen.p, bm.p, S);  // twice: bitmap left clean
+  auto out = to_double(dx.download());
+  std::vector<double> ref(x.begin(), x.end());
+  for (int rep = 0; rep < 2; rep++)
+    for (int b = 0; b < batch; b++) {
+      std::vector<bool> seen(vocab, false);
+      for (int i = starts[b]; i < starts[b + 1]; i++) {
+        const int id = ids[i];
+        if (seen[id] || pen[b] == 1.f) continue;
+        seen[id] = true;
+        double& v = ref[(size_t)b * ld + id];
+        v = (float)(v > 0 ? (float)v / pen[b] : (float)v * pen[b]);
+      }
+    }
+  auto bmv = bm.download();
+  bool clean = std::all_of(bmv.begin(), bmv.end(), [](unsigned u) { return u == 0; });
+  T.add("repetition_penalty", dims({batch, vocab}), rel_err(out, ref), 1e-7, dx.guards_ok() && clean,
+        clean ? "" : "bitmap not cleared");
+}
+
+static void test_log_softmax_nll(Rng& r) {
+  const int rows = 17, vocab = 32000, ld = 32000;
+  auto x = random_logits(r, (size_t)rows * ld, 4.f);
+  std::vector<int> tgt(rows);
+  for (auto& t : tgt) t = r.integer(0, vocab - 1);
+  DevBuf<float> dx(x.size()), dy(x.size()), dn(rows);
+  DevBuf<int> dt(rows);
+  dx.upload(x); dt.upload(tgt); dy.poison(); dn.poison();
+  log_softmax_cuda(dx.p, dy.p, ld, rows, vocab, S);
+  nll_cuda(dx.p, ld, dt.p, dn.p, rows, vocab, S);
+  auto y = to_double(dy.download());
+  auto n = to_double(dn.download());
+  std::vector<double> yref(y.size()), nref(rows);
+  for (int i = 0; i < rows; i++) {
+    const float* row = &x[(size_t)i * ld];
+    double mx = -1e300, s = 0;
+    for (int c = 0; c < vocab; c++) mx = std::max(mx, (double)row[c]);
+    for (int c = 0; c < vocab; c++) s += std::exp(row[c] - mx);
+    for (int c = 0; c < vocab; c++) yref[(size_t)i * ld + c] = row[c] - mx - std::log(s);
+    nref[i] = -yref[(size_t)i * ld + tgt[i]];
+  }
+  T.add("log_softmax", dims({rows, vocab}), rel_err(y, yref), 1e-6, dy.guards_ok());
+  T.add("nll", dims({rows, vocab}), rel_err(n, nref), 1e-5, dn.guards_ok());
+}
+
+#ifdef LMF_HAVE_CUBLAS
+static void test_cublas(Rng& r, int m, int n, int k, bool f32out) {
+  CublasGemm g(S);
+  auto x = r.normals((size_t)m * k), w = r.normals((size_t)n * k, 0.05f), bias = r.normals(n);
+  DevBuf<half> dx(x.size()), dw(w.size()), db(n);
+  dx.upload(to_half(x)); dw.upload(to_half(w)); db.upload(to_half(bias));
+  std::vector<double> ref((size_t)m * n);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = bias[j];
+      for (int q = 0; q < k; q++) s += (double)x[(size_t)i * k + q] * w[(size_t)j * k + q];
+      ref[(size_t)i * n + j] = s;
+    }
+  std::vector<double> out;
+  bool guards;
+  if (f32out) {
+    DevBuf<float> dy((size_t)m * n);
+    dy.poison();
+    g.linear_f32out(dx.p, k, dw.p, db.p, dy.p, n, m, n, k);
+    out = to_double(dy.download());
+    guards = dy.guards_ok();
+  } else {
+    DevBuf<half> dy((size_t)m * n);
+    dy.poison();
+    g.linear(dx.p, k, dw.p, db.p, dy.p, n, m, n, k);
+    out = to_double(dy.download());
+    guards = dy.guards_ok();
+  }
+  T.add(f32out ? "linear_f32out(cublas)" : "linear(cublas)", dims({m, n, k}), rel_err(out, ref), f32out ? 1e-5 : 2e-3,
+        guards);
+}
+#endif
+
+int main(int argc, char** argv) {
+  const uint64_t seed = argc > 1 ? std::stoull(argv[1])
+                                 : (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
+  std::printf("seed %llu\n", (unsigned long long)seed);
+  Rng r(seed);
+  try {
+    cudaDeviceProp prop;
+    LMF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    std::printf("device %s sm_%d%d\n", prop.name, prop.major, prop.minor);
+    test_embedding(r);
+    test_rms_norm(r, 33, 4096, false);
+    test_rms_norm(r, 5, 5120, false);
+    test_rms_norm(r, 3, 1003, false);
+    test_rms_norm(r, 33, 4096, true);
+    test_rms_norm(r, 4, 1003, true);
+    test_silu_mul(r);
+    test_add(r);
+    for (int m : {1, 3, 8}) test_gemv(r, m, 1000, 4096, false);
+    test_gemv(r, 2, 300, 4104, false);
+    test_gemv(r, 5, 777, 2056, true);
+    for (const char* t : {"default", "linear", "dynamic", "llama3"}) test_rope(r, t, 128);
+    test_rope(r, "default", 64);
+    test_attention_decode(r, {1, 17, 300, 1000, 2500}, 8, 2, 128, 256);
+    test_attention_decode(r, {5, 700, 64}, 4, 4, 64, 128);
+    test_attention_decode(r, {129, 33}, 28, 4, 128, 512);
+    test_attention_decode(r, {4000, 1, 77, 1500}, 32, 8, 128, 256);
+    test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 2, 128);
+    test_attention_prefill(r, {200}, {0}, 4, 4, 64);
+    test_attention_prefill(r, {64, 257}, {300, 0}, 28, 4, 128);
+    test_argmax(r);
+    test_sample(r);
+    test_repetition_penalty(r);
+    test_log_softmax_nll(r);
+#ifdef LMF_HAVE_CUBLAS
+    test_cublas(r, 64, 512, 4096, false);
+    test_cublas(r, 16, 1000, 4096, true);
+    test_cublas(r, 3, 1000, 4096, false);  // the gemv path through CublasGemm
+#else
+    std::printf("linear(cublas): not run: built without cuBLAS\n");
+#endif
+  } catch (const lmfleet::Error& e) {
+    std::printf("ERROR %s: %s\n", error_code_name(e.code), e.what());
+    T.print();
+    return 100;
+  }
+  return T.print();
+}

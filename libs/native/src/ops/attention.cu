@@ -1,0 +1,401 @@
+// Paged attention: flash-decoding for one query token per sequence, and a tiled causal prefill kernel on tensor
+// cores (WMMA 16x16x16, f16 in, f32 accumulate). Softmax in the exp2 domain (scores pre-multiplied by log2 e).
+#include <mma.h>
+
+#include "cuda/check.cuh"
+#include "cuda/device_utils.cuh"
+#include "ops/attention.cuh"
+
+namespace lmfleet {
+
+namespace {
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kDecodeWarps = 4;
+
+__device__ __forceinline__ const half* kv_row(const half* cache, const int* bt, int t, int kvh, int nkv,
+                                              int block_size, int hd) {
+  const int blk = bt[t / block_size];
+  return cache + (((size_t)blk * nkv + kvh) * block_size + (t % block_size)) * hd;
+}
+}  // namespace
+
+// grid (max_splits, nkv, batch); 128 threads. A group of TPT = HD/8 lanes holds one token's row (16 B per lane);
+// a warp covers 32/TPT tokens per step. All G query heads of the kv head share each K/V load.
+template <int HD, int G>
+__global__ void __launch_bounds__(kDecodeWarps * 32)
+attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restrict__ k_cache,
+                        const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
+                        const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
+                        int block_size, float scale_log2, int split_len, int max_splits, float* __restrict__ o_part,
+                        float* __restrict__ ml_part) {
+  constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
+  extern __shared__ float scores[];  // [G][split_len]
+  __shared__ float red[kDecodeWarps][G][HD];
+  __shared__ float scratch[32];
+  __shared__ float stat[2][G];
+
+  const int b = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
+  const int ctx = ctx_lens[b];
+  const int nsplit = (ctx + split_len - 1) / split_len;
+  if (split >= nsplit) return;
+  const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane % TPT, tslot = lane / TPT;
+  const int* bt = block_tables + (size_t)b * max_blocks;
+
+  float qf[G][8];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    half8_to_float(ldg_half8(q + (size_t)b * ldq + (kvh * G + g) * HD + sub * 8), qf[g]);
+#pragma unroll
+    for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
+  }
+
+  // scores
+  for (int base = t0; base < t1; base += TPB) {
+    const int t = base + warp * TPW + tslot;
+    const bool valid = t < t1;
+    float kf[8];
+    if (valid) {
+      half8_to_float(ldg_half8(kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + sub * 8), kf);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; i++) kf[i] = 0.f;
+    }
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      float d = 0.f;
+#pragma unroll
+      for (int i = 0; i < 8; i++) d += qf[g][i] * kf[i];
+#pragma unroll
+      for (int o = TPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+      if (valid && sub == 0) scores[g * split_len + (t - t0)] = d;
+    }
+  }
+  __syncthreads();
+  const int n = t1 - t0;
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) mx = fmaxf(mx, scores[g * split_len + i]);
+    mx = block_max(mx, scratch);
+    float sum = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+      const float p = exp2f(scores[g * split_len + i] - mx);
+      scores[g * split_len + i] = p;
+      sum += p;
+    }
+    sum = block_sum(sum, scratch);
+    if (threadIdx.x == 0) { stat[0][g] = mx; stat[1][g] = sum; }
+  }
+  __syncthreads();
+
+  // p @ V
+  float acc[G][8];
+#pragma unroll
+  for (int g = 0; g < G; g++)
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
+  for (int base = t0; base < t1; base += TPB) {
+    const int t = base + warp * TPW + tslot;
+    if (t < t1) {
+      float vf[8];
+      half8_to_float(ldg_half8(kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + sub * 8), vf);
+#pragma unroll
+      for (int g = 0; g < G; g++) {
+        const float p = scores[g * split_len + (t - t0)];
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[g][i] += p * vf[i];
+      }
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < G; g++)
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+      float v = acc[g][i];
+#pragma unroll
+      for (int o = TPT; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      acc[g][i] = v;
+    }
+  if (tslot == 0) {
+#pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+      for (int i = 0; i < 8; i++) red[warp][g][sub * 8 + i] = acc[g][i];
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
+    const int g = idx / HD, d = idx % HD;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; w++) v += red[w][g][d];
+    const int qh = kvh * G + g;
+    if (nsplit == 1) {
+      out[(size_t)b * ldo + qh * HD + d] = __float2half(v / stat[1][g]);
+    } else {
+      const size_t pi = ((size_t)b * nh + qh) * max_splits + split;
+      o_part[pi * HD + d] = v;
+      if (d == 0) { ml_part[2 * pi] = stat[0][g]; ml_part[2 * pi + 1] = stat[1][g]; }
+    }
+  }
+}
+
+// grid (nh, batch), HD threads: merges the splits of sequences that had more than one.
+template <int HD>
+__global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo,
+                                                int nh, int split_len, int max_splits,
+                                                const float* __restrict__ o_part, const float* __restrict__ ml_part) {
+  const int qh = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
+  const int nsplit = (ctx_lens[b] + split_len - 1) / split_len;
+  if (nsplit <= 1) return;
+  const size_t p0 = ((size_t)b * nh + qh) * max_splits;
+  float mx = -INFINITY;
+  for (int i = 0; i < nsplit; i++) mx = fmaxf(mx, ml_part[2 * (p0 + i)]);
+  float l = 0.f, o = 0.f;
+  for (int i = 0; i < nsplit; i++) {
+    const float w = exp2f(ml_part[2 * (p0 + i)] - mx);
+    l += w * ml_part[2 * (p0 + i) + 1];
+    o += w * o_part[(p0 + i) * HD + d];
+  }
+  out[(size_t)b * ldo + qh * HD + d] = __float2half(o / l);
+}
+
+size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits) {
+  return (size_t)batch * nh * max_splits * (hd + 2) * sizeof(float);
+}
+
+template <int HD, int G>
+static void launch_decode(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
+                          int max_blocks, const int* ctx_lens, half* out, int ldo, int batch, int nh, int nkv,
+                          int block_size, float scale, int split_len, int max_splits, void* workspace,
+                          cudaStream_t s) {
+  float* o_part = static_cast<float*>(workspace);
+  float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
+  const size_t smem = (size_t)G * split_len * sizeof(float);
+  auto kern = attention_decode_kernel<HD, G>;
+  if (smem > 48 * 1024) LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  dim3 grid(max_splits, nkv, batch);
+  kern<<<grid, kDecodeWarps * 32, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo,
+                                             nh, nkv, block_size, scale * kLog2e, split_len, max_splits, o_part,
+                                             ml_part);
+  LMF_CUDA_LAUNCHED();
+  if (max_splits > 1) {
+    attention_decode_combine_kernel<HD><<<dim3(nh, batch), HD, 0, s>>>(ctx_lens, out, ldo, nh, split_len, max_splits,
+                                                                        o_part, ml_part);
+    LMF_CUDA_LAUNCHED();
+  }
+}
+
+template <int HD>
+static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, const half* v_cache,
+                           const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo, int batch,
+                           int nh, int nkv, int block_size, float scale, int split_len, int max_splits,
+                           void* workspace, cudaStream_t s) {
+#define LMF_DECODE_CASE(G)                                                                                   \
+  case G:                                                                                                    \
+    return launch_decode<HD, G>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, \
+                                nh, nkv, block_size, scale, split_len, max_splits, workspace, s);
+  switch (g) {
+    LMF_DECODE_CASE(1) LMF_DECODE_CASE(2) LMF_DECODE_CASE(3) LMF_DECODE_CASE(4)
+    LMF_DECODE_CASE(5) LMF_DECODE_CASE(6) LMF_DECODE_CASE(7) LMF_DECODE_CASE(8)
+    default: fail(ErrorCode::InvalidArgument, "attention: num_heads / num_kv_heads must be 1..8");
+  }
+#undef LMF_DECODE_CASE
+}
+
+void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
+                           const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
+                           int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
+                           int max_splits, void* workspace, cudaStream_t s) {
+  if (batch <= 0) return;
+  if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
+  if (split_len <= 0 || max_splits <= 0) fail(ErrorCode::InvalidArgument, "attention: bad split_len/max_splits");
+  const int g = nh / nkv;
+  if (hd == 128)
+    dispatch_group<128>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, nkv,
+                        block_size, scale, split_len, max_splits, workspace, s);
+  else if (hd == 64)
+    dispatch_group<64>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, nkv,
+                       block_size, scale, split_len, max_splits, workspace, s);
+  else
+    fail(ErrorCode::InvalidArgument, "attention: head_dim must be 64 or 128");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Prefill: grid (q tiles of 64, nh, num_seqs), 4 warps; warp w owns query rows [16w, 16w+16) of the tile, so the
+// online softmax of its rows needs no block barrier. K/V tiles of 64 keys are gathered from the paged cache.
+namespace {
+constexpr int kBM = 64, kBN = 64;
+template <int HD>
+struct PrefillSmem {
+  static constexpr int LDQ = HD + 8, LDS = kBN + 4, LDP = kBN + 8, LDO = HD + 4;
+  static constexpr size_t q_off = 0;
+  static constexpr size_t k_off = q_off + (size_t)kBM * LDQ * 2;
+  static constexpr size_t v_off = k_off + (size_t)kBN * LDQ * 2;
+  static constexpr size_t s_off = v_off + (size_t)kBN * LDQ * 2;
+  static constexpr size_t p_off = s_off + (size_t)kBM * LDS * 4;
+  static constexpr size_t o_off = p_off + (size_t)kBM * LDP * 2;
+  static constexpr size_t m_off = o_off + (size_t)kBM * LDO * 4;
+  static constexpr size_t bytes = m_off + 2 * kBM * 4;
+};
+}  // namespace
+
+template <int HD>
+__global__ void __launch_bounds__(128)
+attention_prefill_kernel(const half* __restrict__ q, int ldq, const half* __restrict__ k_cache,
+                         const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
+                         const int* __restrict__ q_starts, const int* __restrict__ q_lens,
+                         const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
+                         int block_size, float scale_log2) {
+  using namespace nvcuda;
+  using L = PrefillSmem<HD>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  half* Qs = reinterpret_cast<half*>(smem + L::q_off);
+  half* Ks = reinterpret_cast<half*>(smem + L::k_off);
+  half* Vs = reinterpret_cast<half*>(smem + L::v_off);
+  float* S = reinterpret_cast<float*>(smem + L::s_off);
+  half* P = reinterpret_cast<half*>(smem + L::p_off);
+  float* O = reinterpret_cast<float*>(smem + L::o_off);
+  float* M = reinterpret_cast<float*>(smem + L::m_off);
+  float* Lsum = M + kBM;
+
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int qtile = gridDim.x - 1 - blockIdx.x;  // longest tiles first
+  const int ql = q_lens[b];
+  if (qtile * kBM >= ql) return;
+  const int ctx = ctx_lens[b], hist = ctx - ql, qs = q_starts[b];
+  const int kvh = h / (nh / nkv);
+  const int* bt = block_tables + (size_t)b * max_blocks;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  constexpr int CPR = HD / 8;  // 16-byte chunks per row
+
+  for (int c = threadIdx.x; c < kBM * CPR; c += 128) {
+    const int r = c / CPR, ch = c % CPR, i = qtile * kBM + r;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (i < ql) v = __ldg(reinterpret_cast<const uint4*>(q + (size_t)(qs + i) * ldq + h * HD) + ch);
+    *reinterpret_cast<uint4*>(Qs + r * L::LDQ + ch * 8) = v;
+  }
+  for (int c = threadIdx.x; c < kBM * HD; c += 128) O[(c / HD) * L::LDO + c % HD] = 0.f;
+  if (threadIdx.x < kBM) { M[threadIdx.x] = -INFINITY; Lsum[threadIdx.x] = 0.f; }
+
+  const int last_q = min(ql, (qtile + 1) * kBM) - 1;
+  const int nkeys = hist + last_q + 1;
+  for (int k0 = 0; k0 < nkeys; k0 += kBN) {
+    __syncthreads();  // previous K/V tile consumed (and Q/O/M initialised on the first pass)
+    for (int c = threadIdx.x; c < kBN * CPR; c += 128) {
+      const int r = c / CPR, ch = c % CPR, t = k0 + r;
+      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+      if (t < nkeys) {
+        kv = __ldg(reinterpret_cast<const uint4*>(kv_row(k_cache, bt, t, kvh, nkv, block_size, HD)) + ch);
+        vv = __ldg(reinterpret_cast<const uint4*>(kv_row(v_cache, bt, t, kvh, nkv, block_size, HD)) + ch);
+      }
+      *reinterpret_cast<uint4*>(Ks + r * L::LDQ + ch * 8) = kv;
+      *reinterpret_cast<uint4*>(Vs + r * L::LDQ + ch * 8) = vv;
+    }
+    __syncthreads();
+
+    // S = Q K^T for this warp's 16 rows
+    const int r0 = warp * 16;
+#pragma unroll
+    for (int nt = 0; nt < kBN / 16; nt++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::col_major> bf;
+        wmma::load_matrix_sync(a, Qs + r0 * L::LDQ + kk * 16, L::LDQ);
+        wmma::load_matrix_sync(bf, Ks + nt * 16 * L::LDQ + kk * 16, L::LDQ);
+        wmma::mma_sync(acc, a, bf, acc);
+      }
+      wmma::store_matrix_sync(S + r0 * L::LDS + nt * 16, acc, L::LDS, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+    // online softmax over the warp's rows
+    for (int r = 0; r < 16; r++) {
+      const int row = r0 + r;
+      const int qpos = hist + qtile * kBM + row;
+      float s[2];
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        const int c = lane + 32 * j, key = k0 + c;
+        s[j] = (key <= qpos && key < ctx) ? S[row * L::LDS + c] * scale_log2 : -INFINITY;
+      }
+      const float mold = M[row];
+      const float mnew = fmaxf(mold, warp_max(fmaxf(s[0], s[1])));
+      float alpha = 1.f, p0 = 0.f, p1 = 0.f;
+      if (mnew != -INFINITY) {
+        alpha = exp2f(mold - mnew);
+        p0 = exp2f(s[0] - mnew);
+        p1 = exp2f(s[1] - mnew);
+      }
+      const float rs = warp_sum(p0 + p1);
+      P[row * L::LDP + lane] = __float2half(p0);
+      P[row * L::LDP + lane + 32] = __float2half(p1);
+      for (int d = lane; d < HD; d += 32) O[row * L::LDO + d] *= alpha;
+      __syncwarp();
+      if (lane == 0) { M[row] = mnew; Lsum[row] = Lsum[row] * alpha + rs; }
+    }
+    __syncwarp();
+
+    // O += P V
+#pragma unroll
+    for (int dt = 0; dt < HD / 16; dt++) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      wmma::load_matrix_sync(acc, O + r0 * L::LDO + dt * 16, L::LDO, wmma::mem_row_major);
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; kk++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::row_major> bf;
+        wmma::load_matrix_sync(a, P + r0 * L::LDP + kk * 16, L::LDP);
+        wmma::load_matrix_sync(bf, Vs + kk * 16 * L::LDQ + dt * 16, L::LDQ);
+        wmma::mma_sync(acc, a, bf, acc);
+      }
+      wmma::store_matrix_sync(O + r0 * L::LDO + dt * 16, acc, L::LDO, wmma::mem_row_major);
+    }
+    __syncwarp();
+  }
+
+  // write this warp's rows
+  for (int r = 0; r < 16; r++) {
+    const int row = warp * 16 + r, i = qtile * kBM + row;
+    if (i >= ql) break;
+    const float inv = 1.f / Lsum[row];
+    for (int d = lane; d < HD; d += 32) out[(size_t)(qs + i) * ldo + h * HD + d] = __float2half(O[row * L::LDO + d] * inv);
+  }
+}
+
+template <int HD>
+static void launch_prefill(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
+                           int max_blocks, const int* q_starts, const int* q_lens, const int* ctx_lens, half* out,
+                           int ldo, int num_seqs, int max_q_len, int nh, int nkv, int block_size, float scale,
+                           cudaStream_t s) {
+  auto kern = attention_prefill_kernel<HD>;
+  const size_t smem = PrefillSmem<HD>::bytes;
+  LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  dim3 grid((max_q_len + kBM - 1) / kBM, nh, num_seqs);
+  kern<<<grid, 128, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out,
+                               ldo, nh, nkv, block_size, scale * kLog2e);
+  LMF_CUDA_LAUNCHED();
+}
+
+void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
+                            const int* block_tables, int max_blocks, const int* q_starts, const int* q_lens,
+                            const int* ctx_lens, half* out, int ldo, int num_seqs, int max_q_len, int nh, int nkv,
+                            int hd, int block_size, float scale, cudaStream_t s) {
+  if (num_seqs <= 0 || max_q_len <= 0) return;
+  if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
+  if (ldq % 8 || ldo % 8) fail(ErrorCode::InvalidArgument, "attention: row strides must be multiples of 8");
+  if (hd == 128)
+    launch_prefill<128>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out, ldo,
+                        num_seqs, max_q_len, nh, nkv, block_size, scale, s);
+  else if (hd == 64)
+    launch_prefill<64>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out, ldo,
+                       num_seqs, max_q_len, nh, nkv, block_size, scale, s);
+  else
+    fail(ErrorCode::InvalidArgument, "attention: head_dim must be 64 or 128");
+}
+
+}  // namespace lmfleet

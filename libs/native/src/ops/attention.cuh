@@ -1,0 +1,31 @@
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace lmfleet {
+
+// Paged KV cache: per layer k_cache/v_cache [num_blocks, nkv, block_size, hd]; block_tables [batch, max_blocks]
+// maps a sequence's token t to block block_tables[b][t / block_size], row t % block_size.
+
+// Decode attention: one query token per sequence (position ctx_lens[b] - 1, whose k/v are already in the cache).
+// q: [batch, nh*hd] with row stride ldq; out: [batch, nh*hd] with row stride ldo. GQA: q head h reads kv head
+// h / (nh / nkv). Flash-decoding: the context is cut into splits of split_len tokens; blocks of one sequence
+// run in parallel and a second kernel merges them. The grid has max_splits splits per sequence whatever the
+// context (graph-safe: contexts may grow between replays up to max_splits * split_len tokens).
+// workspace: attention_decode_workspace_bytes(batch, nh, hd, max_splits) bytes of device memory.
+size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits);
+void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
+                           const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
+                           int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
+                           int max_splits, void* workspace, cudaStream_t s);
+
+// Prefill attention (causal, tensor cores): num_seqs sequences; sequence b has q_lens[b] new tokens whose q rows
+// start at row q_starts[b] of q ([ntok, nh*hd], row stride ldq), and ctx_lens[b] tokens in the cache including
+// the new ones (history first). New token i sits at position ctx_lens[b] - q_lens[b] + i and sees keys <= it.
+// max_q_len bounds q_lens (grid size). out rows are the q rows (row stride ldo). hd: 64 or 128.
+void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
+                            const int* block_tables, int max_blocks, const int* q_starts, const int* q_lens,
+                            const int* ctx_lens, half* out, int ldo, int num_seqs, int max_q_len, int nh, int nkv,
+                            int hd, int block_size, float scale, cudaStream_t s);
+
+}  // namespace lmfleet

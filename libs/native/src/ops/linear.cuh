@@ -1,0 +1,14 @@
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace lmfleet {
+// Skinny linear for decode (m <= kGemvMaxRows): y[i, :] = x[i, :] W^T (+ bias), W row-major [n, k] f16,
+// f32 accumulation. Streams W once at full bandwidth (cuBLAS takes over for larger m; see cuda/gemm.h).
+// y is f16 (ldy) or f32 (the logits variant). k must be a multiple of 8, ldx too.
+constexpr int kGemvMaxRows = 8;
+void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n, int k,
+               cudaStream_t s);
+void gemv_f32out_cuda(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k,
+                      cudaStream_t s);
+}  // namespace lmfleet

@@ -1,0 +1,104 @@
+#include "cuda/check.cuh"
+#include "cuda/device_utils.cuh"
+#include "ops/rms_norm.cuh"
+
+namespace lmfleet {
+
+// One block per row; each thread keeps up to VPT half8 vectors of the row in registers (one global read).
+template <int VPT, bool ADD>
+__global__ void rms_norm_kernel(half* residual, const half* __restrict__ x, const half* __restrict__ w,
+                                half* y, int cols, float eps) {
+  __shared__ float scratch[32];
+  const int row = blockIdx.x;
+  const int nvec = cols / 8;
+  float v[VPT][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < VPT; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nvec) {
+      if (ADD) {
+        half8 r = *reinterpret_cast<const half8*>(residual + (size_t)row * cols + i * 8);
+        half8 a = ldg_half8(x + (size_t)row * cols + i * 8);
+#pragma unroll
+        for (int q = 0; q < 4; q++) r.h[q] = __hadd2(r.h[q], a.h[q]);  // rounded to half, as the model does
+        *reinterpret_cast<half8*>(residual + (size_t)row * cols + i * 8) = r;
+        half8_to_float(r, v[j]);
+      } else {
+        half8 a = ldg_half8(x + (size_t)row * cols + i * 8);
+        half8_to_float(a, v[j]);
+      }
+#pragma unroll
+      for (int q = 0; q < 8; q++) ss += v[j][q] * v[j][q];
+    }
+  }
+  ss = block_sum(ss, scratch);
+  const float r = rsqrtf(ss / cols + eps);
+#pragma unroll
+  for (int j = 0; j < VPT; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nvec) {
+      float wf[8], o[8];
+      half8_to_float(ldg_half8(w + i * 8), wf);
+#pragma unroll
+      for (int q = 0; q < 8; q++) o[q] = v[j][q] * r * wf[q];
+      *reinterpret_cast<half8*>(y + (size_t)row * cols + i * 8) = float_to_half8(o);
+    }
+  }
+}
+
+// Any width (cols not a multiple of 8 or very wide rows): plain loops, two reads of the row.
+template <bool ADD>
+__global__ void rms_norm_generic_kernel(half* residual, const half* __restrict__ x, const half* __restrict__ w,
+                                        half* y, int cols, float eps) {
+  __shared__ float scratch[32];
+  const size_t base = (size_t)blockIdx.x * cols;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float f;
+    if (ADD) {
+      half h = __hadd(residual[base + i], x[base + i]);
+      residual[base + i] = h;
+      f = __half2float(h);
+    } else {
+      f = __half2float(x[base + i]);
+    }
+    ss += f * f;
+  }
+  ss = block_sum(ss, scratch);
+  const float r = rsqrtf(ss / cols + eps);
+  for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+    float f = __half2float(ADD ? residual[base + i] : x[base + i]);
+    y[base + i] = __float2half(f * r * __half2float(w[i]));
+  }
+}
+
+template <bool ADD>
+static void launch(half* residual, const half* x, const half* w, half* y, int rows, int cols, float eps,
+                   cudaStream_t s) {
+  if (rows <= 0) return;
+  const int nvec = cols / 8;
+  if (cols % 8 == 0 && nvec <= 256 * 4) {
+    const int threads = nvec <= 256 ? ((nvec + 31) / 32) * 32 : 256;
+    const int vpt = (nvec + threads - 1) / threads;
+    switch (vpt) {
+      case 1: rms_norm_kernel<1, ADD><<<rows, threads, 0, s>>>(residual, x, w, y, cols, eps); break;
+      case 2: rms_norm_kernel<2, ADD><<<rows, threads, 0, s>>>(residual, x, w, y, cols, eps); break;
+      default: rms_norm_kernel<4, ADD><<<rows, threads, 0, s>>>(residual, x, w, y, cols, eps); break;
+    }
+  } else {
+    rms_norm_generic_kernel<ADD><<<rows, 256, 0, s>>>(residual, x, w, y, cols, eps);
+  }
+  LMF_CUDA_LAUNCHED();
+}
+
+void rms_norm_cuda(const half* x, const half* w, half* y, int rows, int cols, float eps, cudaStream_t s) {
+  launch<false>(nullptr, x, w, y, rows, cols, eps, s);
+}
+
+void add_rms_norm_cuda(half* residual, const half* x, const half* w, half* y, int rows, int cols, float eps,
+                       cudaStream_t s) {
+  launch<true>(residual, x, w, y, rows, cols, eps, s);
+}
+
+}  // namespace lmfleet

@@ -1,0 +1,36 @@
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace lmfleet {
+
+// Per-row sampling parameters, device arrays of length batch (the engine keeps one slot per running request).
+struct SampleParamsDevice {
+  const float* temperature;  // <= 0: greedy (arg-max)
+  const int* top_k;          // <= 0 or >= vocab: off
+  const float* top_p;        // >= 1 or <= 0: off
+  const uint64_t* seed;      // the request's seed
+  uint64_t* counter;         // the request's draw counter: Philox counter, incremented by each call (graph-safe)
+};
+
+// Hugging Face order: (repetition penalty, applied separately) -> temperature -> top-k -> top-p -> draw.
+// top-k keeps every token whose logit is >= the k-th largest (ties kept); top-p keeps the largest tokens
+// whose mass, counted before each token, is < top_p (the token that crosses top_p is kept). The draw uses one
+// uniform from Philox4x32-10(key = seed, counter = counter[b]) and an inverse-CDF walk in index order, so the
+// result depends only on (logits, params, seed, counter). logprob (nullable): log_softmax(logits[b])[token].
+void sample_cuda(const float* logits, int ld, int vocab, int batch, SampleParamsDevice p, int* out, float* logprob,
+                 cudaStream_t s);
+
+// Repetition penalty (HF/CTRL): for each distinct id in the row's history, logit /= penalty if > 0 else *= penalty.
+// hist_ids: all rows' histories back to back; hist_starts: [batch + 1] offsets. bitmap: device workspace of
+// sample_bitmap_bytes(batch, vocab) bytes, zeroed once at allocation (the kernel leaves it zeroed).
+size_t sample_bitmap_bytes(int batch, int vocab);
+void repetition_penalty_cuda(float* logits, int ld, int vocab, int batch, const int* hist_ids, const int* hist_starts,
+                             const float* penalty, unsigned* bitmap, cudaStream_t s);
+
+// Philox4x32-10 on the host, for tests and the CPU backend to reproduce the GPU's draws.
+void philox4x32_10(uint32_t ctr[4], uint32_t key[2]);
+double philox_uniform(uint64_t seed, uint64_t counter);
+
+}  // namespace lmfleet

@@ -1,0 +1,39 @@
+#include "cuda/check.cuh"
+#include "cuda/device_utils.cuh"
+#include "ops/silu_mul.cuh"
+
+namespace lmfleet {
+
+__global__ void silu_mul_vec_kernel(const half* __restrict__ gu, int ld, half* __restrict__ out, int inter) {
+  const int row = blockIdx.y;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;  // half8 index
+  if (i * 8 >= inter) return;
+  float g[8], u[8], o[8];
+  half8_to_float(ldg_half8(gu + (size_t)row * ld + i * 8), g);
+  half8_to_float(ldg_half8(gu + (size_t)row * ld + inter + i * 8), u);
+#pragma unroll
+  for (int q = 0; q < 8; q++) o[q] = g[q] / (1.f + __expf(-g[q])) * u[q];
+  *reinterpret_cast<half8*>(out + (size_t)row * inter + i * 8) = float_to_half8(o);
+}
+
+__global__ void silu_mul_kernel(const half* __restrict__ gu, int ld, half* __restrict__ out, int inter) {
+  const int row = blockIdx.y;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= inter) return;
+  float g = __half2float(gu[(size_t)row * ld + i]), u = __half2float(gu[(size_t)row * ld + inter + i]);
+  out[(size_t)row * inter + i] = __float2half(g / (1.f + __expf(-g)) * u);
+}
+
+void silu_mul_cuda(const half* gate_up, int ld, half* out, int rows, int inter, cudaStream_t s) {
+  if (rows <= 0) return;
+  if (inter % 8 == 0 && ld % 8 == 0) {
+    dim3 grid((inter / 8 + 127) / 128, rows);
+    silu_mul_vec_kernel<<<grid, 128, 0, s>>>(gate_up, ld, out, inter);
+  } else {
+    dim3 grid((inter + 255) / 256, rows);
+    silu_mul_kernel<<<grid, 256, 0, s>>>(gate_up, ld, out, inter);
+  }
+  LMF_CUDA_LAUNCHED();
+}
+
+}  // namespace lmfleet

@@ -1,0 +1,9 @@
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace lmfleet {
+// SwiGLU: out[r, i] = silu(gate[r, i]) * up[r, i], with gate = gate_up + r*ld and up = gate + inter
+// (the fused gate|up GEMM output, ld >= 2*inter). f32 inside, one rounding.
+void silu_mul_cuda(const half* gate_up, int ld, half* out, int rows, int inter, cudaStream_t s);
+}  // namespace lmfleet
