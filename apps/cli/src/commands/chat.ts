@@ -1,0 +1,96 @@
+// `lmfleet chat MODEL_DIR`: a streaming terminal chat. The KV cache is kept between turns (one engine session);
+// `end` (or `reset`) starts a new conversation, `exit` quits. Ctrl-C stops the reply being generated.
+import * as readline from 'node:readline';
+import { Engine } from '@lmfleet/engine';
+import type { CliIO } from '../io';
+
+export interface ChatFlags {
+  backend: 'auto' | 'cpu' | 'cuda';
+  sessionLen?: number;
+  cacheMaxEntryCount?: number;
+  maxBatchSize?: number;
+  tp?: number;
+  threads?: number;
+  system?: string;
+  temperature: number;
+  topP: number;
+  topK: number;
+  repetitionPenalty: number;
+  seed?: number;
+  maxNewTokens: number;
+  stopWords?: string[];
+  verbose?: boolean;
+}
+
+export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags): Promise<void> {
+  if (flags.tp !== undefined && flags.tp > 1) io.stderr.write(`[warn] --tp ${flags.tp}: tensor parallelism is not supported yet; using 1 device\n`);
+  const engine = await Engine.fromPretrained(modelDir, {
+    backend: flags.backend,
+    sessionLen: flags.sessionLen,
+    cacheMaxEntryCount: flags.cacheMaxEntryCount,
+    maxBatchSize: flags.maxBatchSize ?? 1,
+    threads: flags.threads,
+    native: io.native,
+    log: (level, msg) => {
+      if (level !== 'debug' || flags.verbose) io.stderr.write(`[${level}] ${msg}\n`);
+    },
+  });
+  const interactive = io.stdin.isTTY === true;
+  const chat = engine.createChat({ system: flags.system });
+  const rl = readline.createInterface({ input: io.stdin, terminal: false });
+  const say = (s: string) => io.stdout.write(s);
+  if (interactive) {
+    say(`lmfleet chat: ${engine.spec.hfArchitecture} on ${engine.backend}, session length ${engine.sessionLen}. ` +
+      `Type "end" to start a new conversation, "exit" to quit.\n`);
+  }
+  let turn = 0;
+  try {
+    if (interactive) say('\nuser> ');
+    for await (const raw of rl) {
+      const line = raw.trim();
+      if (line === 'exit' || line === 'quit') break;
+      if (line === 'end' || line === 'reset') {
+        chat.reset();
+        if (interactive) say('(new conversation)\n\nuser> ');
+        continue;
+      }
+      if (line === '') {
+        if (interactive) say('user> ');
+        continue;
+      }
+      turn++;
+      if (interactive) say('assistant> ');
+      const ac = new AbortController();
+      io.onInterrupt?.(() => ac.abort());
+      try {
+        for await (const out of chat.send(line, {
+          maxNewTokens: flags.maxNewTokens,
+          temperature: flags.temperature,
+          topP: flags.topP,
+          topK: flags.topK,
+          repetitionPenalty: flags.repetitionPenalty,
+          seed: flags.seed !== undefined ? flags.seed + turn : undefined,
+          stopWords: flags.stopWords,
+          signal: ac.signal,
+        })) {
+          say(out.text);
+          if (out.finishReason && flags.verbose && out.usage) {
+            io.stderr.write(
+              `\n[${out.finishReason}] ${out.usage.promptTokens} prompt + ${out.usage.completionTokens} generated tokens, ` +
+                `first token ${out.usage.firstTokenMs} ms, total ${out.usage.totalMs} ms\n`,
+            );
+          }
+          if (out.finishReason === 'cancelled') say(' [stopped]');
+        }
+      } finally {
+        io.onInterrupt?.(undefined);
+      }
+      say('\n');
+      if (interactive) say('\nuser> ');
+    }
+  } finally {
+    rl.close();
+    chat.end();
+    await engine.dispose();
+  }
+}

@@ -1,0 +1,125 @@
+// The lmfleet command tree, mirroring LMDeploy's CLI (`lmdeploy lite calibrate|auto_awq`, `convert`, `chat`,
+// `serve api_server|api_client`) plus `eval ppl`. Flags keep LMDeploy's names. Local mode runs on @lmfleet/engine;
+// `--api URL` (the platform's remote mode) is accepted but not wired yet.
+import { Command, Option } from 'commander';
+import { chatCommand } from './commands/chat';
+import { evalPplCommand } from './commands/eval-ppl';
+import { notImplemented } from './commands/not-implemented';
+import { CliExit, type CliIO } from './io';
+import { parseBackend, parseFloatArg, parseIntArg } from './options';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+function backendOption(): Option {
+  return new Option('--backend <backend>', 'inference backend: auto (cuda, else cpu), cpu or cuda').default('auto').argParser(parseBackend);
+}
+
+function calibOptions(cmd: Command): Command {
+  return cmd
+    .option('--calib-dataset <name>', 'calibration dataset (name or text file)', 'ptb')
+    .option('--calib-samples <n>', 'number of calibration samples', parseIntArg('--calib-samples', 1), 128)
+    .option('--calib-seqlen <n>', 'tokens per calibration sample', parseIntArg('--calib-seqlen', 1), 2048)
+    .option('--work-dir <dir>', 'folder for the results', './work_dir')
+    .option('--batch-size <n>', 'samples per forward pass', parseIntArg('--batch-size', 1), 1)
+    .option('--search-scale', 'search AWQ scales during calibration', false)
+    .option('--dtype <dtype>', 'compute dtype: auto, float16 or bfloat16', 'auto')
+    .addOption(new Option('--device <device>', 'device to calibrate on').choices(['cuda', 'cpu']).default('cuda'));
+}
+
+export function createProgram(io: CliIO): Command {
+  const program = new Command('lmfleet')
+    .description('LMFleet: quantize, evaluate and serve large language models (LMDeploy\'s workflow in TypeScript)')
+    .version('0.1.0')
+    .option('--api <url>', 'run the command through an LMFleet platform API instead of locally')
+    .showHelpAfterError()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+
+  program.hook('preAction', (_root, action) => {
+    const api = action.optsWithGlobals().api as string | undefined;
+    if (api) {
+      throw new CliExit(2, `--api ${api}: not implemented yet: the remote (platform) mode of the CLI is tracked in the serving issue; run without --api for local mode`);
+    }
+  });
+
+  const lite = program.command('lite').description('quantization tools (calibrate, auto_awq)');
+  calibOptions(lite.command('calibrate').description('collect activation statistics of a model on a calibration set').argument('<model>', 'HF model directory'))
+    .action(notImplemented('lite calibrate', 'quantization'));
+  calibOptions(lite.command('auto_awq').description('quantize a model to 4-bit AWQ (AutoAWQ GEMM layout)').argument('<model>', 'HF model directory'))
+    .option('--w-bits <n>', 'weight bits', parseIntArg('--w-bits', 1), 4)
+    .option('--w-sym', 'symmetric quantization (no zero points)', false)
+    .option('--w-group-size <n>', 'weights per quantization group', parseIntArg('--w-group-size', 1), 128)
+    .action(notImplemented('lite auto_awq', 'quantization'));
+
+  program
+    .command('convert')
+    .description('convert a HF or AWQ model to the engine workspace')
+    .argument('<model_name>', 'architecture name (e.g. qwen2)')
+    .argument('<model_path>', 'HF model directory')
+    .addOption(new Option('--model-format <format>', 'input format').choices(['hf', 'awq']).default('hf'))
+    .option('--group-size <n>', 'AWQ group size', parseIntArg('--group-size', 0), 0)
+    .option('--dst-path <dir>', 'output workspace', './workspace')
+    .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
+    .option('--dtype <dtype>', 'auto, float16 or bfloat16', 'auto')
+    .action(notImplemented('convert', 'quantization'));
+
+  program
+    .command('chat')
+    .description('chat with a model in the terminal (streaming; the KV cache is kept between turns)')
+    .argument('<model_path>', 'HF model directory')
+    .addOption(backendOption())
+    .option('--session-len <n>', 'max tokens of a conversation (default: the model\'s context length)', parseIntArg('--session-len', 1))
+    .option('--cache-max-entry-count <f>', 'fraction of free memory for the KV cache', parseFloatArg('--cache-max-entry-count', 0, 1))
+    .option('--max-batch-size <n>', 'max sequences per batch', parseIntArg('--max-batch-size', 1))
+    .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
+    .option('--threads <n>', 'CPU threads (cpu backend)', parseIntArg('--threads', 1))
+    .option('--system <prompt>', 'system prompt')
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseFloatArg('--temperature', 0), 0.7)
+    .option('--top-p <p>', 'nucleus sampling mass', parseFloatArg('--top-p', 0, 1), 0.8)
+    .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0), 40)
+    .option('--repetition-penalty <r>', 'penalty for repeated tokens (1 = none)', parseFloatArg('--repetition-penalty', 0), 1.0)
+    .option('--seed <n>', 'random seed', parseIntArg('--seed', 0))
+    .option('--max-new-tokens <n>', 'max tokens per reply', parseIntArg('--max-new-tokens', 1), 512)
+    .option('--stop-word <s>', 'stop generating at this string (repeatable)', collect)
+    .option('-v, --verbose', 'print timings and debug logs', false)
+    .action(async (modelPath: string, o) => {
+      await chatCommand(io, modelPath, { ...o, stopWords: o.stopWord });
+    });
+
+  const serve = program.command('serve').description('serve a model (OpenAI-compatible API)');
+  serve
+    .command('api_server')
+    .description('start an OpenAI-compatible API server')
+    .argument('<model_path>', 'HF model directory')
+    .addOption(backendOption())
+    .option('--server-name <host>', 'host to bind', '0.0.0.0')
+    .option('--server-port <port>', 'port', parseIntArg('--server-port', 1), 23333)
+    .option('--model-name <name>', 'model name reported by /v1/models')
+    .option('--session-len <n>', 'max tokens per session', parseIntArg('--session-len', 1))
+    .option('--cache-max-entry-count <f>', 'fraction of free memory for the KV cache', parseFloatArg('--cache-max-entry-count', 0, 1))
+    .option('--max-batch-size <n>', 'max sequences per batch', parseIntArg('--max-batch-size', 1))
+    .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
+    .action(notImplemented('serve api_server', 'serving'));
+  serve
+    .command('api_client')
+    .description('chat with an API server from the terminal')
+    .argument('<api_server_url>', 'e.g. http://localhost:23333')
+    .option('--api-key <key>', 'API key')
+    .action(notImplemented('serve api_client', 'serving'));
+
+  const evalCmd = program.command('eval').description('evaluate models');
+  evalCmd
+    .command('ppl')
+    .description('perplexity over non-overlapping windows of a text file (no BOS; ppl = exp(mean of window mean NLLs))')
+    .argument('<model_path>', 'HF model directory')
+    .requiredOption('--dataset <file>', 'text file to evaluate on')
+    .requiredOption('--seqlen <n>', 'tokens per window', parseIntArg('--seqlen', 2))
+    .option('--max-windows <k>', 'evaluate only the first k windows', parseIntArg('--max-windows', 1))
+    .option('--json', 'print the result as JSON', false)
+    .addOption(backendOption())
+    .option('--threads <n>', 'CPU threads (cpu backend)', parseIntArg('--threads', 1))
+    .action(async (modelPath: string, o) => {
+      await evalPplCommand(io, modelPath, o);
+    });
+
+  return program;
+}
