@@ -1,7 +1,7 @@
 // The only file in libs/platform that knows the engine's API. When @lmfleet/engine changes, only this file
 // follows. The engine is loaded lazily: the API process only ever calls inspectModel (pure TS: config.json
 // and safetensors headers), so it never loads the native addon; workers load the rest when a job needs it.
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { InvalidInputError, UnavailableError } from '../errors';
 
 export interface ModelInfo {
@@ -10,7 +10,7 @@ export interface ModelInfo {
   dtype: string;
   numParams: number;
   sizeBytes: number;
-  contextLength: number;
+  contextLength: number | null;
   quantization: Record<string, unknown> | null;
   hasTokenizer: boolean;
   hasChatTemplate: boolean;
@@ -62,8 +62,13 @@ export interface EngineAdapter {
 }
 
 // The engine module's shape as we use it (structural, so a missing export is a clear runtime error).
+interface Inspection extends Omit<ModelInfo, 'contextLength'> {
+  contextLength: number | null;
+  supported?: boolean;
+  supportedArchitectures?: string[];
+}
 interface EngineModule {
-  inspectModel?: (dir: string) => ModelInfo | Promise<ModelInfo>;
+  inspectModel?: (dir: string) => Inspection | Promise<Inspection>;
   Engine?: { fromPretrained(dir: string, opts: Record<string, unknown>): Promise<EngineInstance> };
   evalPpl?: (engineOrDir: unknown, opts: Record<string, unknown>) => Promise<EvalPplResult>;
 }
@@ -71,6 +76,10 @@ interface EngineInstance {
   generate(prompts: string[], genConfig: Record<string, unknown>): Promise<unknown>;
   dispose?(): unknown;
 }
+
+type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+const engineLogger = new Logger('engine');
+const log: Log = (level, message) => (level === 'error' ? engineLogger.error(message) : level === 'warn' ? engineLogger.warn(message) : level === 'info' ? engineLogger.log(message) : engineLogger.debug(message));
 
 /** Engine error codes (libs/engine/src/errors.ts) that mean "your input is wrong", not "try again". */
 const INPUT_ERROR_CODES = new Set(['E_MODEL_FORMAT', 'E_UNSUPPORTED_ARCHITECTURE', 'E_QUANT_CONFIG', 'E_INVALID_ARGUMENT']);
@@ -81,10 +90,15 @@ export function isEngineInputError(err: unknown): boolean {
   return (typeof e?.code === 'string' && INPUT_ERROR_CODES.has(e.code)) || (typeof e?.name === 'string' && INPUT_ERROR_NAMES.has(e.name));
 }
 
-function loadEngineModule(): EngineModule {
+/**
+ * `inspect`: only the engine's inspect module (config.json, safetensors headers, tokenizer files), so the
+ * API never loads the generation code or the addon. `full`: the whole engine (workers).
+ */
+function loadEngineModule(part: 'inspect' | 'full' = 'full'): EngineModule {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('@lmfleet/engine') as EngineModule;
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    return (part === 'inspect' ? require('@lmfleet/engine/inspect') : require('@lmfleet/engine')) as EngineModule;
+    /* eslint-enable @typescript-eslint/no-require-imports */
   } catch (err) {
     throw new UnavailableError(`the engine (@lmfleet/engine) could not be loaded: ${(err as Error).message}`);
   }
@@ -104,18 +118,33 @@ function asGenerations(out: unknown): Generation[] {
 @Injectable()
 export class LmfleetEngineAdapter implements EngineAdapter {
   async inspectModel(dir: string): Promise<ModelInfo> {
-    const inspect = need(loadEngineModule(), 'inspectModel');
+    const inspect = need(loadEngineModule('inspect'), 'inspectModel');
+    let info: Inspection;
     try {
-      return await inspect(dir);
+      info = await inspect(dir);
     } catch (err) {
       if (isEngineInputError(err)) throw new InvalidInputError(`model at ${dir} cannot be read: ${(err as Error).message}`);
       throw err;
     }
+    if (info.supported === false) {
+      throw new InvalidInputError(`architecture ${info.architecture} is not supported (supported: ${(info.supportedArchitectures ?? []).join(', ')})`);
+    }
+    return {
+      architecture: info.architecture,
+      modelType: info.modelType,
+      dtype: info.dtype,
+      numParams: info.numParams,
+      sizeBytes: info.sizeBytes,
+      contextLength: info.contextLength,
+      quantization: info.quantization,
+      hasTokenizer: info.hasTokenizer,
+      hasChatTemplate: info.hasChatTemplate,
+    };
   }
 
   async load(dir: string, opts: EngineLoadOptions): Promise<LoadedEngine> {
     const Engine = need(loadEngineModule(), 'Engine');
-    const engine = await Engine.fromPretrained(dir, { backend: opts.backend });
+    const engine = await Engine.fromPretrained(dir, { backend: opts.backend, log });
     return {
       generate: async (prompts, genConfig) => asGenerations(await engine.generate(prompts, { ...genConfig })),
       dispose: async () => {
@@ -127,6 +156,11 @@ export class LmfleetEngineAdapter implements EngineAdapter {
   async evalPpl(dir: string, opts: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult> {
     const evalPpl = need(loadEngineModule(), 'evalPpl');
     const { backend, ...rest } = opts;
-    return evalPpl(dir, { ...rest, backend });
+    try {
+      return await evalPpl(dir, { ...rest, backend, log });
+    } catch (err) {
+      if (isEngineInputError(err)) throw new InvalidInputError((err as Error).message);
+      throw err;
+    }
   }
 }

@@ -23,8 +23,9 @@ export class ModelEntity {
   @Column({ name: 'num_params', type: 'bigint', transformer: bigintToNumber })
   numParams!: number;
 
-  @Column({ name: 'context_length', type: 'integer' })
-  contextLength!: number;
+  /** null when config.json does not say. */
+  @Column({ name: 'context_length', type: 'integer', nullable: true })
+  contextLength!: number | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt!: Date;
