@@ -51,6 +51,12 @@ describe('chat templates', () => {
     }
   });
 
+  it('turns raise_exception into InvalidArgumentError', () => {
+    const t = new ChatTemplate("{% if messages[0]['role'] != 'user' %}{{ raise_exception('first message must be from the user') }}{% endif %}ok", 'builtin');
+    expect(t.render([{ role: 'user', content: 'x' }])).toBe('ok');
+    expect(() => t.render([{ role: 'assistant', content: 'x' }])).toThrow(/refused the conversation: .*first message must be from the user/);
+  });
+
   it('built-in templates render the expected prompts', () => {
     const sp = { bosToken: '<s>', eosToken: '</s>' };
     expect(new ChatTemplate(LLAMA2_TEMPLATE, 'builtin', sp).render(convo)).toBe(

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
-import { ModelFormatError } from '../errors';
+import { InvalidArgumentError, ModelFormatError } from '../errors';
 import { readJson } from '../io/json';
 
 export type ChatRole = 'system' | 'user' | 'assistant' | 'tool' | (string & {});
@@ -38,14 +38,19 @@ export class ChatTemplate {
     }
   }
 
+  /** Renders a conversation. Errors raised by the template (`raise_exception`) become InvalidArgumentError. */
   render(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
-    return this.template.render({
-      ...opts.extra,
-      messages: messages.map((m) => ({ ...m })),
-      add_generation_prompt: opts.addGenerationPrompt ?? true,
-      bos_token: this.specials.bosToken ?? '',
-      eos_token: this.specials.eosToken ?? '',
-    });
+    try {
+      return this.template.render({
+        ...opts.extra,
+        messages: messages.map((m) => ({ ...m })),
+        add_generation_prompt: opts.addGenerationPrompt ?? true,
+        bos_token: this.specials.bosToken ?? '',
+        eos_token: this.specials.eosToken ?? '',
+      });
+    } catch (e) {
+      throw new InvalidArgumentError(`chat template (${this.origin}) refused the conversation: ${(e as Error).message}`, { cause: e });
+    }
   }
 }
 

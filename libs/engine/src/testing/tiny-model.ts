@@ -75,13 +75,14 @@ export const TINY_CHAT_TEMPLATE =
   "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-function buildTokenizer(arch: 'llama' | 'qwen2'): { json: object; vocabSize: number; ids: Record<string, number> } {
+function buildTokenizer(arch: 'llama' | 'qwen2', padToVocabSize = 0): { json: object; vocabSize: number; ids: Record<string, number> } {
   const alphabet = byteLevelAlphabet();
   const vocab: Record<string, number> = {};
   alphabet.forEach((ch, i) => (vocab[ch] = i));
   for (const [a, b] of MERGES) vocab[a + b] = Object.keys(vocab).length;
   const specials = arch === 'llama' ? ['<s>', '</s>', '<|im_start|>', '<|im_end|>'] : ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
   const ids: Record<string, number> = {};
+  for (let k = 0; specials.length + Object.keys(vocab).length < padToVocabSize; k++) specials.push(`<|extra_${k}|>`);
   for (const s of specials) {
     ids[s] = Object.keys(vocab).length;
     vocab[s] = ids[s];
@@ -111,6 +112,27 @@ function buildTokenizer(arch: 'llama' | 'qwen2'): { json: object; vocabSize: num
     },
   };
   return { json, vocabSize: Object.keys(vocab).length, ids };
+}
+
+/**
+ * Writes only the tokenizer files (tokenizer.json, tokenizer_config.json) of the tiny byte-level BPE, padded with
+ * `<|extra_N|>` special tokens up to `vocabSize` — for model directories that ship weights but no tokenizer.
+ */
+export function writeTinyTokenizer(dir: string, opts: { arch?: 'llama' | 'qwen2'; vocabSize?: number } = {}): { vocabSize: number; ids: Record<string, number> } {
+  const arch = opts.arch ?? 'qwen2';
+  const tok = buildTokenizer(arch, opts.vocabSize ?? 0);
+  if (opts.vocabSize !== undefined && tok.vocabSize !== opts.vocabSize) {
+    throw new Error(`the tiny tokenizer needs at least ${tok.vocabSize} tokens, asked for ${opts.vocabSize}`);
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.json));
+  const bos = arch === 'llama' ? '<s>' : '<|endoftext|>';
+  const eos = arch === 'llama' ? '</s>' : '<|endoftext|>';
+  fs.writeFileSync(
+    path.join(dir, 'tokenizer_config.json'),
+    JSON.stringify({ bos_token: bos, eos_token: eos, add_bos_token: false, clean_up_tokenization_spaces: false, chat_template: TINY_CHAT_TEMPLATE }),
+  );
+  return { vocabSize: tok.vocabSize, ids: tok.ids };
 }
 
 export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyModelInfo {

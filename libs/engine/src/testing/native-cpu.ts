@@ -1,0 +1,14 @@
+import { loadNative, type NativeModule } from '../native';
+
+/**
+ * The real CPU backend, or undefined (with the reason printed as "not run: ...") when the addon is not built here.
+ * Specs that need native code use it so that a machine without the build reports instead of failing obscurely.
+ */
+export function nativeCpuOrReport(what: string): NativeModule | undefined {
+  try {
+    return loadNative({ backend: 'cpu' });
+  } catch (e) {
+    console.log(`${what}: not run: native cpu backend unavailable: ${(e as Error).message}`);
+    return undefined;
+  }
+}
