@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { NotSupportedError } from '../errors';
+import { ModelFormatError } from '../errors';
 import { makeTempDir } from '../testing/tmp-dir';
 import { sharedModelDir } from '../testing/shared-model';
 import { writeTinyModel } from '../testing/tiny-model';
@@ -66,12 +66,12 @@ describe('tokenizer (tiny generated model)', () => {
     expect(d.text).toBe('a\uFFFD');
   });
 
-  it('SentencePiece-only directories get a clear not-supported error', () => {
+  it('a corrupt tokenizer.model and a missing tokenizer give ModelFormatError', () => {
     const dir = path.join(tmp.dir, 'sp');
     fs.mkdirSync(dir);
-    fs.writeFileSync(path.join(dir, 'tokenizer.model'), 'x');
-    expect(() => Tokenizer.fromDir(dir)).toThrow(NotSupportedError);
-    expect(() => Tokenizer.fromDir(dir)).toThrow(/SentencePiece tokenizers are not supported yet/);
+    fs.writeFileSync(path.join(dir, 'tokenizer.model'), Buffer.from([0x0a, 0xff, 0xff]));
+    expect(() => Tokenizer.fromDir(dir)).toThrow(ModelFormatError);
+    expect(() => Tokenizer.fromDir(dir)).toThrow(/cannot parse SentencePiece model/);
     expect(() => Tokenizer.fromDir(tmp.dir)).toThrow(/no tokenizer found/);
   });
 });

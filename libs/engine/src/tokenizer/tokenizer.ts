@@ -1,12 +1,34 @@
 // Tokenizer of a model directory: tokenizer.json through @huggingface/tokenizers, special tokens from
-// tokenizer_config.json, generation_config.json and config.json. tokenizer.model (SentencePiece) alone is not
-// supported yet: such checkpoints get a clear NotSupportedError.
+// tokenizer_config.json, generation_config.json and config.json. A directory with only tokenizer.model
+// (SentencePiece: InternLM, InternLM2, older Llama repos) is converted to the equivalent tokenizer.json in memory.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { ModelFormatError, NotSupportedError } from '../errors';
+import { ModelFormatError } from '../errors';
 import { readJson } from '../io/json';
 import { IncrementalDetokenizer, type DetokenizerOptions } from './detokenizer';
+import { parseSentencePieceModel, sentencePieceToTokenizerJson } from './sentencepiece';
+
+/** tokenizer.model → tokenizer.json object, with tokenizer_config.json's BOS/EOS policy and added tokens. */
+function tokenizerJsonFromSentencePiece(file: string, cfg: TokenizerConfig): object {
+  const model = parseSentencePieceModel(new Uint8Array(fs.readFileSync(file)), file);
+  const json = sentencePieceToTokenizerJson(model, {
+    addBos: typeof cfg.add_bos_token === 'boolean' ? cfg.add_bos_token : true,
+    addEos: cfg.add_eos_token === true,
+  });
+  const decoderMap = cfg.added_tokens_decoder as Record<string, { content?: string; special?: boolean; lstrip?: boolean; rstrip?: boolean; normalized?: boolean; single_word?: boolean }> | undefined;
+  if (decoderMap) {
+    const added = json.added_tokens as Array<Record<string, unknown>>;
+    const vocab = (json.model as { vocab: unknown }).vocab;
+    for (const [idStr, t] of Object.entries(decoderMap)) {
+      const id = Number(idStr);
+      if (!t?.content || added.some((a) => a.id === id)) continue;
+      added.push({ id, content: t.content, single_word: !!t.single_word, lstrip: !!t.lstrip, rstrip: !!t.rstrip, normalized: !!t.normalized, special: t.special !== false });
+      if (!Array.isArray(vocab) && (vocab as Record<string, number>)[t.content] === undefined) (vocab as Record<string, number>)[t.content] = id;
+    }
+  }
+  return json;
+}
 
 export interface SpecialTokens {
   bosToken?: string;
@@ -92,24 +114,23 @@ export class Tokenizer {
   static fromDir(dir: string): Tokenizer {
     const abs = path.resolve(dir);
     const tjFile = path.join(abs, 'tokenizer.json');
-    if (!fs.existsSync(tjFile)) {
-      if (fs.existsSync(path.join(abs, 'tokenizer.model'))) {
-        throw new NotSupportedError(
-          `${abs}: only tokenizer.model (SentencePiece) is present; SentencePiece tokenizers are not supported yet — ` +
-            'convert it to tokenizer.json (e.g. save the fast tokenizer with transformers) and retry',
-        );
-      }
-      throw new ModelFormatError('no tokenizer found', { file: abs, expected: 'tokenizer.json', found: 'missing' });
-    }
-    const tokenizerJson = readJson<object>(tjFile);
+    const spFile = path.join(abs, 'tokenizer.model');
     const tokenizerConfig = readJson<TokenizerConfig>(path.join(abs, 'tokenizer_config.json'), true) ?? {};
+    let tokenizerJson: object;
+    if (fs.existsSync(tjFile)) {
+      tokenizerJson = readJson<object>(tjFile);
+    } else if (fs.existsSync(spFile)) {
+      tokenizerJson = tokenizerJsonFromSentencePiece(spFile, tokenizerConfig);
+    } else {
+      throw new ModelFormatError('no tokenizer found', { file: abs, expected: 'tokenizer.json or tokenizer.model', found: 'missing' });
+    }
     const generationConfig = readJson(path.join(abs, 'generation_config.json'), true);
     const modelConfig = readJson(path.join(abs, 'config.json'), true);
     try {
       return new Tokenizer(tokenizerJson, tokenizerConfig, { generationConfig, modelConfig });
     } catch (e) {
-      if (e instanceof ModelFormatError || e instanceof NotSupportedError) throw e;
-      throw new ModelFormatError(`cannot load tokenizer: ${(e as Error).message}`, { file: tjFile }, { cause: e });
+      if (e instanceof ModelFormatError) throw e;
+      throw new ModelFormatError(`cannot load tokenizer: ${(e as Error).message}`, { file: fs.existsSync(tjFile) ? tjFile : spFile }, { cause: e });
     }
   }
 
