@@ -47,7 +47,7 @@ function findCublas(nvcc) {
 
 function cmakeBuild(variant, extra = []) {
   const out = path.join(nativeDir, 'build', variant);
-  const args = [cmakeJs, 'compile', '-d', nativeDir, '-O', out, '-p', String(jobs),
+  const args = [cmakeJs, 'build', '-d', nativeDir, '-O', out, '-p', String(jobs),
     `--CDLMFLEET_VARIANT=${variant}`, `--CDNODE_ADDON_API_DIR=${addonApiDir}`, `--CDLMFLEET_NATIVE_ARCH=${nativeArch}`, ...extra];
   const t0 = Date.now();
   const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
@@ -63,12 +63,12 @@ function compileCheckCu(nvcc) {
     return;
   }
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-cu-'));
-  let failed = 0;
-  for (const f of cuFiles) {
-    const r = spawnSync(nvcc, ['-c', '-std=c++17', '-O2', '-gencode', 'arch=compute_80,code=sm_80', '-gencode', 'arch=compute_90,code=sm_90',
-      '-I', path.join(nativeDir, 'src'), path.join(opsDir, f), '-o', path.join(tmp, `${f}.o`)], { stdio: 'inherit' });
-    if (r.status !== 0) failed++;
-  }
+  // One nvcc per file, `jobs` at a time (each nvcc is single-threaded).
+  const mk = cuFiles.map((f) => `${f}.o: ${path.join(opsDir, f)}\n\t@${nvcc} -c -std=c++17 -O2 -gencode arch=compute_80,code=sm_80 ` +
+    `-gencode arch=compute_90,code=sm_90 -I ${path.join(nativeDir, 'src')} $< -o $@ || (echo "nvcc failed: ${f}"; exit 1)\n`);
+  fs.writeFileSync(path.join(tmp, 'Makefile'), `all: ${cuFiles.map((f) => `${f}.o`).join(' ')}\n${mk.join('')}`);
+  const r = spawnSync('make', ['-k', '-s', '-j', String(jobs), '-C', tmp], { stdio: 'inherit' });
+  const failed = r.status === 0 ? 0 : cuFiles.filter((f) => !fs.existsSync(path.join(tmp, `${f}.o`))).length || 1;
   fs.rmSync(tmp, { recursive: true, force: true });
   if (failed) throw new Error(`cuda: ${failed}/${cuFiles.length} .cu files failed to compile`);
   log(`cuda: compile-checked ${cuFiles.length} .cu file(s) for sm_80/sm_90`);

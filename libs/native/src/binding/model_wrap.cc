@@ -1,4 +1,183 @@
 #include "binding/model_wrap.h"
+
+#include <cstring>
+
+#include "binding/napi_util.h"
+#include "engine/decoder.h"
+
 namespace lmfleet {
-void ModelWrap::Init(Napi::Env, Napi::Object) {}
+
+Napi::FunctionReference ModelWrap::constructor;
+
+namespace {
+
+ModelConfig parse_config(const Napi::Value& v) {
+  if (!v.IsObject()) fail(ErrorCode::InvalidArgument, "createModel(config): config must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  ModelConfig c;
+  c.backend = get_string(o, "backend", "cpu");
+  c.threads = (int)get_number(o, "threads", 0);
+  c.dtype = get_string(o, "dtype", "f16");
+  c.vocab = (int64_t)get_number(o, "vocabSize", 0, true);
+  c.hidden = (int64_t)get_number(o, "hiddenSize", 0, true);
+  c.inter = (int64_t)get_number(o, "intermediateSize", 0, true);
+  c.layers = (int64_t)get_number(o, "numLayers", 0, true);
+  c.heads = (int64_t)get_number(o, "numHeads", 0, true);
+  c.kv_heads = (int64_t)get_number(o, "numKvHeads", 0, true);
+  c.head_dim = (int64_t)get_number(o, "headDim", 0, true);
+  c.eps = (float)get_number(o, "rmsNormEps", 1e-6);
+  c.max_position = (int64_t)get_number(o, "maxPositionEmbeddings", 2048);
+  c.tie_embeddings = get_bool(o, "tieWordEmbeddings", false);
+  std::string act = get_string(o, "hiddenAct", "silu");
+  if (act != "silu") fail(ErrorCode::InvalidArgument, "hiddenAct '" + act + "' is not supported (silu)");
+  if (o.Has("quant") && !o.Get("quant").IsUndefined() && !o.Get("quant").IsNull())
+    fail(ErrorCode::InvalidArgument, "quantized (AWQ) models are not supported by the cpu backend yet");
+  Napi::Value rv = o.Get("rope");
+  if (!rv.IsObject()) fail(ErrorCode::InvalidArgument, "model config: rope must be an object");
+  Napi::Object r = rv.As<Napi::Object>();
+  c.rope.type = get_string(r, "type", "default");
+  c.rope.theta = get_number(r, "theta", 10000.0);
+  c.rope.factor = get_number(r, "factor", 1.0);
+  c.rope.low_freq_factor = get_number(r, "lowFreqFactor", 1.0);
+  c.rope.high_freq_factor = get_number(r, "highFreqFactor", 4.0);
+  c.rope.original_max_position = (int64_t)get_number(r, "originalMaxPositionEmbeddings", 0);
+  c.rope.rotary = get_number(r, "rotaryDim", 0);
+  c.rope.max_position = c.max_position;
+  Napi::Value tv = o.Get("tensors");
+  if (!tv.IsArray()) fail(ErrorCode::InvalidArgument, "model config: tensors must be an array");
+  Napi::Array ta = tv.As<Napi::Array>();
+  for (uint32_t i = 0; i < ta.Length(); i++) {
+    Napi::Value ev = ta.Get(i);
+    if (!ev.IsObject()) fail(ErrorCode::InvalidArgument, "model config: tensors[" + std::to_string(i) + "] is not an object");
+    Napi::Object e = ev.As<Napi::Object>();
+    TensorSpec t;
+    t.name = get_string(e, "name", "", true);
+    t.dtype = parse_dtype(get_string(e, "dtype", "", true));
+    Napi::Value sv = e.Get("shape");
+    if (!sv.IsArray()) fail(ErrorCode::InvalidArgument, "tensor " + t.name + ": shape must be an array");
+    Napi::Array sa = sv.As<Napi::Array>();
+    for (uint32_t d = 0; d < sa.Length(); d++) {
+      Napi::Value dv = sa.Get(d);
+      if (!dv.IsNumber()) fail(ErrorCode::InvalidArgument, "tensor " + t.name + ": shape must be numbers");
+      t.shape.push_back(dv.As<Napi::Number>().Int64Value());
+    }
+    Napi::Value dv = e.Get("data");
+    if (dv.IsTypedArray()) {
+      Napi::TypedArray a = dv.As<Napi::TypedArray>();
+      t.data.resize(a.ByteLength());
+      if (!t.data.empty())
+        std::memcpy(t.data.data(), static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset(), t.data.size());
+    } else {
+      t.file = get_string(e, "file", "", false);
+      if (t.file.empty()) fail(ErrorCode::InvalidArgument, "tensor " + t.name + ": needs file/offset or data");
+      t.offset = (int64_t)get_number(e, "offset", 0);
+    }
+    c.tensors.push_back(std::move(t));
+  }
+  return c;
 }
+
+class ModelWorker : public CodedWorker {
+ public:
+  enum Kind { Load, Forward, Score };
+  ModelWorker(Napi::Env env, std::shared_ptr<Model> m, Kind kind, std::vector<int32_t> ids)
+      : CodedWorker(env), m_(std::move(m)), kind_(kind), ids_(std::move(ids)) {}
+
+ protected:
+  void run() override {
+    switch (kind_) {
+      case Load: m_->load(); break;
+      case Forward: out_ = forward_logits(*m_, ids_); break;
+      case Score: out_ = score_tokens(*m_, ids_); break;
+    }
+  }
+  Napi::Value result(Napi::Env env) override {
+    if (kind_ == Load) return env.Undefined();
+    Napi::Float32Array a = Napi::Float32Array::New(env, out_.size());
+    if (!out_.empty()) std::memcpy(a.Data(), out_.data(), out_.size() * 4);
+    return a;
+  }
+
+ private:
+  std::shared_ptr<Model> m_;
+  Kind kind_;
+  std::vector<int32_t> ids_;
+  std::vector<float> out_;
+};
+
+}  // namespace
+
+std::vector<int32_t> ids_from_js(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    fail(ErrorCode::InvalidArgument, std::string(what) + " must be an Int32Array");
+  Napi::Int32Array a = v.As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+void ModelWrap::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function f = DefineClass(env, "NativeModel",
+                                 {InstanceMethod("load", &ModelWrap::Load), InstanceMethod("forward", &ModelWrap::Forward),
+                                  InstanceMethod("scoreTokens", &ModelWrap::ScoreTokens),
+                                  InstanceMethod("weightBytes", &ModelWrap::WeightBytes),
+                                  InstanceMethod("dispose", &ModelWrap::Dispose)});
+  constructor = Napi::Persistent(f);
+  constructor.SuppressDestruct();
+  exports.Set("createModel", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    return constructor.New({info.Length() > 0 ? info[0] : info.Env().Undefined()});
+  }, "createModel"));
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  js_guard(info.Env(), [&] {
+    model_ = std::make_shared<Model>(parse_config(info.Length() > 0 ? info[0] : info.Env().Undefined()));
+  });
+}
+
+std::shared_ptr<Model> ModelWrap::model() const {
+  if (!model_) fail(ErrorCode::Disposed, "model was disposed");
+  return model_;
+}
+
+Napi::Value ModelWrap::Load(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    auto* w = new ModelWorker(info.Env(), model(), ModelWorker::Load, {});
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  });
+}
+
+Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    auto m = model();
+    auto ids = ids_from_js(info[0], "forward(inputIds)");
+    m->ensure_loaded();
+    auto* w = new ModelWorker(info.Env(), m, ModelWorker::Forward, std::move(ids));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  });
+}
+
+Napi::Value ModelWrap::ScoreTokens(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    auto m = model();
+    auto ids = ids_from_js(info[0], "scoreTokens(inputIds)");
+    m->ensure_loaded();
+    auto* w = new ModelWorker(info.Env(), m, ModelWorker::Score, std::move(ids));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  });
+}
+
+Napi::Value ModelWrap::WeightBytes(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), (double)model()->weight_bytes()); });
+}
+
+Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  model_.reset();  // weights go when the last user (a running worker or engine) lets go
+  return info.Env().Undefined();
+}
+
+}  // namespace lmfleet

@@ -35,7 +35,7 @@ class Backend {
   virtual const char* name() const = 0;
   virtual int threads() const { return 1; }
 
-  virtual void* alloc(size_t bytes) = 0;  // zero-filled
+  virtual void* alloc(size_t bytes) = 0;  // uninitialized
   virtual void release(void* p) = 0;
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;

@@ -19,7 +19,6 @@ class CpuBackend final : public Backend {
     size_t rounded = (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded ? rounded : 64);
     if (!p) fail(ErrorCode::Internal, "out of host memory allocating " + std::to_string(bytes) + " bytes");
-    std::memset(p, 0, rounded);
     return p;
   }
   void release(void* p) override { std::free(p); }

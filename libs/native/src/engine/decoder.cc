@@ -1,0 +1,195 @@
+#include "engine/decoder.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <cstring>
+
+#include "core/error.h"
+#include "ops/add.h"
+#include "ops/attention.h"
+#include "ops/embedding.h"
+#include "ops/kv_store.h"
+#include "ops/linear.h"
+#include "ops/nll.h"
+#include "ops/rms_norm.h"
+#include "ops/rope.h"
+#include "ops/silu_mul.h"
+
+namespace lmfleet {
+
+namespace {
+// LMFLEET_PROFILE=1 prints per-op wall time totals to stderr at exit (cpu backend is synchronous).
+struct OpProfile {
+  bool on = std::getenv("LMFLEET_PROFILE") != nullptr;
+  std::map<std::string, double> ms;
+  ~OpProfile() {
+    if (!on) return;
+    for (auto& [k, v] : ms) std::fprintf(stderr, "[lmfleet profile] %-12s %10.1f ms\n", k.c_str(), v);
+  }
+};
+OpProfile g_profile;
+}  // namespace
+
+#define LMF_TIMED(name, call)                                                                          \
+  do {                                                                                                 \
+    if (!g_profile.on) {                                                                               \
+      call;                                                                                            \
+    } else {                                                                                           \
+      auto t0_ = std::chrono::steady_clock::now();                                                     \
+      call;                                                                                            \
+      g_profile.ms[#name] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count(); \
+    }                                                                                                  \
+  } while (0)
+
+namespace {
+template <typename T>
+void upload_vec(Backend& be, Buffer& buf, const std::vector<T>& v) {
+  buf.ensure(&be, std::max<size_t>(v.size() * sizeof(T), 4));
+  be.upload(buf.get(), v.data(), v.size() * sizeof(T));
+}
+}  // namespace
+
+const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
+  const ModelConfig& c = m_.cfg();
+  Backend& be = m_.backend();
+  const int64_t T = (int64_t)b.tokens.size();
+  const int64_t H = c.hidden, D = c.head_dim, NH = c.heads, NKV = c.kv_heads, I = c.inter;
+  const int64_t qd = NH * D, kvd = NKV * D, qkvd = qd + 2 * kvd;
+  if (T == 0) fail(ErrorCode::InvalidArgument, "decoder: empty batch");
+  for (int32_t id : b.tokens)
+    if (id < 0 || id >= c.vocab)
+      fail(ErrorCode::InvalidArgument, "token id " + std::to_string(id) + " is outside [0, " + std::to_string(c.vocab) + ")");
+
+  x_.ensure(&be, T * H * 4);
+  h_.ensure(&be, T * H * 4);
+  qkv_.ensure(&be, T * qkvd * 4);
+  q_.ensure(&be, T * qd * 4);
+  k_.ensure(&be, T * kvd * 4);
+  v_.ensure(&be, T * kvd * 4);
+  attn_.ensure(&be, T * qd * 4);
+  gu_.ensure(&be, T * 2 * I * 4);
+  act_.ensure(&be, T * I * 4);
+  float *x = x_.as<float>(), *h = h_.as<float>(), *qkv = qkv_.as<float>(), *q = q_.as<float>(), *k = k_.as<float>(),
+        *v = v_.as<float>(), *attn = attn_.as<float>(), *gu = gu_.as<float>(), *act = act_.as<float>();
+
+  // RoPE frequencies: one table, or one per token for dynamic NTK (depends on each sequence's length).
+  const int64_t half = m_.rotary_dim() / 2;
+  int64_t inv_stride = 0;
+  if (c.rope.type == "dynamic") {
+    std::vector<float> tab((size_t)(T * half));
+    for (int64_t s = 0; s < b.num_seqs(); s++) {
+      auto f = rope_inv_freq(c.rope, D, b.seq_info[s * 3 + 2]);
+      for (int64_t j = 0; j < b.seq_info[s * 3 + 1]; j++)
+        std::memcpy(&tab[(b.seq_info[s * 3] + j) * half], f.data(), half * 4);
+    }
+    upload_vec(be, inv_freq_, tab);
+    inv_stride = half;
+  } else {
+    upload_vec(be, inv_freq_, m_.inv_freq());
+  }
+
+  LMF_TIMED(embedding, be.embedding({b.tokens.data(), T, m_.embed.as<float>(), c.vocab, H, x}));
+  for (int64_t l = 0; l < c.layers; l++) {
+    const LayerWeights& L = m_.layers[l];
+    LMF_TIMED(rms_norm, be.rms_norm({x, L.input_norm.as<float>(), h, T, H, c.eps}));
+    LMF_TIMED(linear, be.linear({h, L.qkv.get(), qkv, T}));
+    // Split the fused projection into q, k, v (contiguous per token for rope, kv_store and attention).
+    for (int64_t t = 0; t < T; t++) {
+      std::memcpy(q + t * qd, qkv + t * qkvd, qd * 4);
+      std::memcpy(k + t * kvd, qkv + t * qkvd + qd, kvd * 4);
+      std::memcpy(v + t * kvd, qkv + t * qkvd + qd + kvd, kvd * 4);
+    }
+    LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride}));
+    LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride}));
+    LMF_TIMED(kv_store, be.kv_store({k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size}));
+    be.attention({q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
+                  b.seq_info.data(), b.num_seqs(), NH, NKV, D, 1.0f / std::sqrt((float)D)});
+    LMF_TIMED(linear, be.linear({attn, L.o.get(), h, T}));
+    LMF_TIMED(add, be.add({x, h, x, T * H}));
+    LMF_TIMED(rms_norm, be.rms_norm({x, L.post_norm.as<float>(), h, T, H, c.eps}));
+    LMF_TIMED(linear, be.linear({h, L.gate_up.get(), gu, T}));
+    LMF_TIMED(silu_mul, be.silu_mul({gu, gu + I, 2 * I, act, T, I}));
+    LMF_TIMED(linear, be.linear({act, L.down.get(), h, T}));
+    LMF_TIMED(add, be.add({x, h, x, T * H}));
+  }
+  const int64_t R = (int64_t)b.logit_rows.size();
+  rows_.ensure(&be, std::max<int64_t>(R, 1) * H * 4);
+  float* rows = rows_.as<float>();
+  for (int64_t r = 0; r < R; r++) std::memcpy(rows + r * H, x + (int64_t)b.logit_rows[r] * H, H * 4);
+  LMF_TIMED(rms_norm, be.rms_norm({rows, m_.final_norm.as<float>(), rows, R, H, c.eps}));
+  logits_.ensure(&be, std::max<int64_t>(R, 1) * c.vocab * 4);
+  LMF_TIMED(linear, be.linear({rows, m_.lm_head.get(), logits_.as<float>(), R}));
+  return logits_;
+}
+
+namespace {
+
+// A single sequence over a temporary contiguous cache (one block of n tokens).
+struct WholeSequence {
+  StepBatch batch;
+  KvView kv;
+  // Call with m.run_mutex held.
+  WholeSequence(Model& m, const std::vector<int32_t>& ids, bool all_logits) {
+    const ModelConfig& c = m.cfg();
+    const int64_t n = (int64_t)ids.size();
+    if (n == 0) fail(ErrorCode::InvalidArgument, "inputIds must not be empty");
+    batch.tokens = ids;
+    for (int64_t i = 0; i < n; i++) {
+      batch.positions.push_back((int32_t)i);
+      batch.slots.push_back((int32_t)i);
+    }
+    batch.seq_info = {0, (int32_t)n, (int32_t)n};
+    batch.block_tables = {0};
+    batch.max_blocks = 1;
+    if (all_logits)
+      for (int64_t i = 0; i < n; i++) batch.logit_rows.push_back((int32_t)i);
+    const int64_t width = c.kv_heads * c.head_dim;
+    m.whole_seq_cache.ensure(&m.backend(), (size_t)(2 * c.layers * n * width * 4));
+    float* cache = m.whole_seq_cache.as<float>();
+    kv.num_blocks = 1;
+    kv.block_size = n;
+    for (int64_t l = 0; l < c.layers; l++) {
+      kv.k.push_back(cache + (2 * l) * n * width);
+      kv.v.push_back(cache + (2 * l + 1) * n * width);
+    }
+  }
+};
+
+}  // namespace
+
+Decoder& model_decoder(Model& m) {
+  if (!m.decoder) m.decoder = std::make_unique<Decoder>(m);
+  return *m.decoder;
+}
+
+std::vector<float> forward_logits(Model& model, const std::vector<int32_t>& ids) {
+  model.ensure_loaded();
+  std::lock_guard<std::mutex> lock(model.run_mutex);
+  WholeSequence ws(model, ids, true);
+  const Buffer& logits = model_decoder(model).forward(ws.batch, ws.kv);
+  std::vector<float> out(ids.size() * (size_t)model.cfg().vocab);
+  model.backend().download(out.data(), logits.get(), out.size() * 4);
+  return out;
+}
+
+std::vector<float> score_tokens(Model& model, const std::vector<int32_t>& ids) {
+  model.ensure_loaded();
+  if (ids.size() < 2) return {};
+  std::lock_guard<std::mutex> lock(model.run_mutex);
+  WholeSequence ws(model, ids, false);
+  const int64_t n = (int64_t)ids.size();
+  for (int64_t i = 0; i + 1 < n; i++) ws.batch.logit_rows.push_back((int32_t)i);
+  const Buffer& logits = model_decoder(model).forward(ws.batch, ws.kv);
+  Backend& be = model.backend();
+  Buffer out(&be, (size_t)(n - 1) * 4);
+  be.nll({logits.as<float>(), ids.data() + 1, out.as<float>(), n - 1, model.cfg().vocab});
+  std::vector<float> r((size_t)(n - 1));
+  be.download(r.data(), out.get(), r.size() * 4);
+  return r;
+}
+
+}  // namespace lmfleet

@@ -1,0 +1,53 @@
+// The one decoder for Llama / Qwen2 / InternLM-family models:
+//   x = embed(ids)
+//   per layer: h = rms_norm(x); q,k,v = h Wqkv^T (+b); rope(q, k); store k,v in the paged cache;
+//              a = attention(q, cache); x += a Wo^T (+b); h = rms_norm(x); x += (silu(h Wg^T) * h Wu^T) Wd^T
+//   logits = rms_norm(x[rows]) W_lm^T   (lm_head, or the embedding when tied)
+// It runs one step for any mix of sequences (prefill chunks and decode tokens) and only talks to the
+// Backend interface, so it is the same code for every backend.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/backend.h"
+#include "engine/model.h"
+
+namespace lmfleet {
+
+// Where the K/V of every layer live: per layer [num_blocks, block_size, kv_heads * head_dim] (backend memory).
+struct KvView {
+  std::vector<float*> k, v;  // per layer
+  int64_t num_blocks = 0, block_size = 0;
+};
+
+// One step's input, in host memory.
+struct StepBatch {
+  std::vector<int32_t> tokens;     // [T]
+  std::vector<int32_t> positions;  // [T]
+  std::vector<int32_t> slots;      // [T] cache slot (block * block_size + offset) of each token
+  std::vector<int32_t> seq_info;   // [S, 3]: q_start, q_len, ctx_len
+  std::vector<int32_t> block_tables;  // [S, max_blocks]
+  int64_t max_blocks = 0;
+  std::vector<int32_t> logit_rows;  // token indices whose logits are wanted
+  int64_t num_seqs() const { return (int64_t)seq_info.size() / 3; }
+};
+
+class Decoder {
+ public:
+  explicit Decoder(Model& model) : m_(model) {}
+  // Runs the step; returns the backend buffer holding logits [logit_rows.size(), vocab] (valid until next call).
+  const Buffer& forward(const StepBatch& batch, const KvView& kv);
+
+ private:
+  Model& m_;
+  Buffer x_, h_, qkv_, q_, k_, v_, attn_, gu_, act_, rows_, logits_, inv_freq_;
+};
+
+// The model's own decoder (scratch reused across calls); call with model.run_mutex held.
+Decoder& model_decoder(Model& m);
+
+// Whole-sequence helpers (no persistent cache): used by Model.forward / scoreTokens.
+std::vector<float> forward_logits(Model& model, const std::vector<int32_t>& ids);
+std::vector<float> score_tokens(Model& model, const std::vector<int32_t>& ids);
+
+}  // namespace lmfleet

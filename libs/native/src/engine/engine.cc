@@ -1,0 +1,168 @@
+#include "engine/engine.h"
+
+#include "core/error.h"
+
+namespace lmfleet {
+
+namespace {
+KvCacheOptions cache_options(const ModelConfig& c, const EngineOptions& o) {
+  if (o.block_size <= 0) fail(ErrorCode::InvalidArgument, "blockSize must be > 0");
+  if (o.session_len <= 0) fail(ErrorCode::InvalidArgument, "sessionLen must be > 0");
+  if (o.max_batch_size <= 0) fail(ErrorCode::InvalidArgument, "maxBatchSize must be > 0");
+  KvCacheOptions k;
+  k.block_size = o.block_size;
+  k.num_blocks = o.num_blocks;
+  k.cache_max_entry_count = o.cache_max_entry_count;
+  // cpu: memory is shared with everything else, so the fraction rule is capped at what a full batch of
+  // full-length sequences (plus as many kept sessions) can use.
+  k.max_useful_blocks = 2 * o.max_batch_size * ((o.session_len + o.block_size - 1) / o.block_size);
+  (void)c;
+  return k;
+}
+SchedulerOptions sched_options(const EngineOptions& o) {
+  SchedulerOptions s;
+  s.max_batch_size = o.max_batch_size;
+  s.session_len = o.session_len;
+  s.max_prefill_tokens = o.max_prefill_tokens > 0 ? o.max_prefill_tokens : std::max<int64_t>(o.session_len, 2048);
+  return s;
+}
+}  // namespace
+
+EngineCore::EngineCore(std::shared_ptr<Model> model, const EngineOptions& opts)
+    : model_((model->ensure_loaded(), model)),
+      opts_(opts),
+      cache_(model_->backend(), model_->cfg().layers, model_->cfg().kv_heads * model_->cfg().head_dim,
+             cache_options(model_->cfg(), opts)),
+      sched_(cache_.blocks(), sched_options(opts)),
+      exec_(*model_, cache_) {
+  snapshot();
+}
+
+EngineCore::~EngineCore() { stop(); }
+
+void EngineCore::snapshot() {
+  stats_.running = sched_.running();
+  stats_.waiting = sched_.waiting();
+  stats_.blocks_total = sched_.blocks().total();
+  stats_.blocks_free = sched_.blocks().free_count();
+  stats_.block_size = sched_.blocks().block_size();
+  stats_.sessions = sched_.sessions();
+}
+
+void EngineCore::start(Emit emit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");
+  if (started_) fail(ErrorCode::InvalidArgument, "engine already started");
+  emit_ = std::move(emit);
+  started_ = true;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void EngineCore::submit(RequestSpec req) {
+  const ModelConfig& c = model_->cfg();
+  if (req.id < 0) fail(ErrorCode::InvalidArgument, "request id must be >= 0");
+  if (req.input_ids.empty() && req.session_id <= 0) fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": inputIds is empty");
+  if (req.max_new_tokens < 0) fail(ErrorCode::InvalidArgument, "maxNewTokens must be >= 0");
+  for (size_t i = 0; i < req.input_ids.size(); i++)
+    if (req.input_ids[i] < 0 || req.input_ids[i] >= c.vocab)
+      fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": token id " + std::to_string(req.input_ids[i]) +
+                                           " at " + std::to_string(i) + " is outside [0, " + std::to_string(c.vocab) + ")");
+  const auto& sp = req.sampling;
+  if (sp.temperature < 0 || !(sp.top_p > 0 && sp.top_p <= 1) || sp.top_k < 0 || !(sp.repetition_penalty > 0))
+    fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": bad sampling params");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");
+  if (!started_) fail(ErrorCode::InvalidArgument, "engine not started (call start(onEvent) first)");
+  if (!active_ids_.insert(req.id).second) fail(ErrorCode::InvalidArgument, "request id " + std::to_string(req.id) + " is already active");
+  Command cmd{Command::Submit, std::move(req), 0, Clock::now()};
+  inbox_.push_back(std::move(cmd));
+  cv_.notify_one();
+}
+
+void EngineCore::cancel(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");
+  inbox_.push_back({Command::Cancel, {}, id, Clock::now()});
+  cv_.notify_one();
+}
+
+void EngineCore::end_session(int64_t sid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");
+  inbox_.push_back({Command::EndSession, {}, sid, Clock::now()});
+  cv_.notify_one();
+}
+
+EngineStatsSnapshot EngineCore::stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");
+  return stats_;
+}
+
+void EngineCore::loop() {
+  std::vector<int32_t> sampled;
+  std::vector<LogprobInfo> logprobs;
+  for (;;) {
+    std::vector<Event> events;
+    bool stop = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !sched_.idle(); });
+      stop = stopping_;
+      auto now = Clock::now();
+      while (!inbox_.empty()) {
+        Command cmd = std::move(inbox_.front());
+        inbox_.pop_front();
+        if (cmd.kind == Command::Submit) sched_.add(std::move(cmd.req), cmd.at);
+        else if (cmd.kind == Command::Cancel) sched_.cancel(cmd.id, events, now);
+        else sched_.end_session(cmd.id);
+      }
+      if (stop) sched_.cancel_all(events, now);
+    }
+    if (!stop) {
+      SchedulerOutput out = sched_.schedule(events, Clock::now());
+      if (!out.empty()) {
+        try {
+          exec_.run(out, sampled, logprobs);
+          sched_.update(out, sampled, &logprobs, events, Clock::now());
+        } catch (const Error& e) {
+          // A failed step fails the requests in it (the engine keeps running).
+          for (const auto& sc : out.seqs) {
+            Event ev;
+            ev.kind = Event::Error;
+            ev.id = sc.seq->req.id;
+            ev.code = error_code_name(e.code);
+            ev.message = e.message;
+            events.push_back(ev);
+            sched_.cancel(sc.seq->req.id, events, Clock::now());
+            events.pop_back();  // the 'cancelled' done event: the error event ends it
+          }
+        }
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& e : events)
+        if (e.kind != Event::Tokens) active_ids_.erase(e.id);
+      if (!stop) stats_.steps++;
+      snapshot();
+    }
+    if (!events.empty() && emit_) emit_(std::move(events));
+    if (stop) return;
+  }
+}
+
+void EngineCore::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      if (!thread_.joinable()) return;
+    }
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  stopped_ = true;
+}
+
+}  // namespace lmfleet

@@ -1,0 +1,75 @@
+// The engine: a scheduler + KV cache + executor driven by its own native batch thread. JS-side calls
+// (submit/cancel/endSession) post commands to an inbox; each step the thread drains the inbox, schedules,
+// executes and hands that step's events to `emit` in one batch (the binding forwards them through a
+// ThreadSafeFunction).
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "engine/executor.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/scheduler.h"
+
+namespace lmfleet {
+
+struct EngineOptions {
+  int64_t max_batch_size = 8;
+  int64_t block_size = 64;
+  int64_t num_blocks = 0;
+  double cache_max_entry_count = 0;
+  int64_t session_len = 2048;
+  int64_t max_prefill_tokens = 0;  // 0: max(sessionLen, 2048)
+};
+
+struct EngineStatsSnapshot {
+  int64_t running = 0, waiting = 0, blocks_total = 0, blocks_free = 0, block_size = 0, sessions = 0, steps = 0;
+};
+
+class EngineCore {
+ public:
+  using Emit = std::function<void(std::vector<Event>&&)>;
+  EngineCore(std::shared_ptr<Model> model, const EngineOptions& opts);
+  ~EngineCore();
+  void start(Emit emit);
+  void submit(RequestSpec req);  // validates (E_INVALID_ARGUMENT) on the caller's thread
+  void cancel(int64_t id);
+  void end_session(int64_t session_id);
+  EngineStatsSnapshot stats();
+  void stop();  // cancels everything, joins the thread; idempotent
+  bool stopped() const { return stopped_; }
+
+ private:
+  struct Command {
+    enum Kind { Submit, Cancel, EndSession } kind;
+    RequestSpec req;
+    int64_t id = 0;
+    Clock::time_point at;
+  };
+  void loop();
+  void snapshot();
+
+  std::shared_ptr<Model> model_;
+  EngineOptions opts_;
+  KvCache cache_;
+  Scheduler sched_;
+  Executor exec_;
+  Emit emit_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Command> inbox_;
+  std::set<int64_t> active_ids_;
+  EngineStatsSnapshot stats_;
+  bool stopping_ = false;
+  std::atomic<bool> stopped_{false};
+  bool started_ = false;
+};
+
+}  // namespace lmfleet

@@ -1,0 +1,84 @@
+#include "engine/executor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#include "ops/log_softmax.h"
+#include "ops/sample.h"
+
+namespace lmfleet {
+
+void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, std::vector<LogprobInfo>& logprobs) {
+  sampled.clear();
+  logprobs.clear();
+  if (out.empty()) return;
+  const int64_t bs = cache_.view().block_size;
+  StepBatch& b = batch_;
+  b.tokens.clear();
+  b.positions.clear();
+  b.slots.clear();
+  b.seq_info.clear();
+  b.block_tables.clear();
+  b.logit_rows.clear();
+  b.max_blocks = 1;
+  for (const auto& sc : out.seqs) b.max_blocks = std::max<int64_t>(b.max_blocks, (int64_t)sc.seq->blocks.size());
+  std::vector<const ScheduledSeq*> sampling;
+  for (const auto& sc : out.seqs) {
+    const Sequence& s = *sc.seq;
+    const int32_t q_start = (int32_t)b.tokens.size();
+    for (int64_t j = 0; j < sc.count; j++) {
+      const int64_t pos = sc.start + j;
+      b.tokens.push_back(s.tokens[pos]);
+      b.positions.push_back((int32_t)pos);
+      b.slots.push_back((int32_t)(s.blocks[pos / bs] * bs + pos % bs));
+    }
+    b.seq_info.push_back(q_start);
+    b.seq_info.push_back((int32_t)sc.count);
+    b.seq_info.push_back((int32_t)(sc.start + sc.count));
+    for (int64_t k = 0; k < b.max_blocks; k++) b.block_tables.push_back(k < (int64_t)s.blocks.size() ? s.blocks[k] : 0);
+    if (sc.sample) {
+      b.logit_rows.push_back(q_start + (int32_t)sc.count - 1);
+      sampling.push_back(&sc);
+    }
+  }
+  const int64_t V = model_.cfg().vocab;
+  {
+    std::lock_guard<std::mutex> lock(model_.run_mutex);
+    const Buffer& logits = model_decoder(model_).forward(b, cache_.view());
+    logits_.resize(b.logit_rows.size() * (size_t)V);
+    if (!logits_.empty()) model_.backend().download(logits_.data(), logits.get(), logits_.size() * 4);
+  }
+  for (size_t r = 0; r < sampling.size(); r++) {
+    Sequence& s = *sampling[r]->seq;
+    const float* row = logits_.data() + r * V;
+    SamplingRow p;
+    p.temperature = s.req.sampling.temperature;
+    p.top_k = s.req.sampling.top_k;
+    p.top_p = s.req.sampling.top_p;
+    p.repetition_penalty = s.req.sampling.repetition_penalty;
+    p.u = s.rng.uniform();  // one draw per sampled token, whatever the batch
+    p.history = s.tokens.data();
+    p.history_len = (int64_t)s.tokens.size();
+    int32_t tok = sample_row(row, V, p);
+    sampled.push_back(tok);
+    LogprobInfo lp;
+    if (s.req.logprobs >= 0) {
+      float mx;
+      double lse;
+      row_logsumexp(row, V, &mx, &lse);
+      lp.logprob = (float)((double)(row[tok] - mx) - lse);
+      if (s.req.logprobs > 0) {
+        std::vector<int32_t> idx((size_t)V);
+        for (int64_t i = 0; i < V; i++) idx[i] = (int32_t)i;
+        int64_t n = std::min<int64_t>(s.req.logprobs, V);
+        std::partial_sort(idx.begin(), idx.begin() + n, idx.end(),
+                          [&](int32_t a, int32_t c) { return row[a] > row[c] || (row[a] == row[c] && a < c); });
+        for (int64_t i = 0; i < n; i++) lp.top.push_back({idx[i], (float)((double)(row[idx[i]] - mx) - lse)});
+      }
+    }
+    logprobs.push_back(std::move(lp));
+  }
+}
+
+}  // namespace lmfleet

@@ -1,0 +1,26 @@
+// Runs one scheduled step on the model's backend: builds the step batch (tokens, positions, cache slots,
+// block tables), runs the decoder, and samples one token for every sequence that asked for one, each
+// with its own RNG (so a request's tokens don't depend on what else is in the batch).
+#pragma once
+#include <vector>
+
+#include "engine/decoder.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/scheduler.h"
+
+namespace lmfleet {
+
+class Executor {
+ public:
+  Executor(Model& model, KvCache& cache) : model_(model), cache_(cache) {}
+  void run(const SchedulerOutput& out, std::vector<int32_t>& sampled, std::vector<LogprobInfo>& logprobs);
+
+ private:
+  Model& model_;
+  KvCache& cache_;
+  StepBatch batch_;
+  std::vector<float> logits_;
+};
+
+}  // namespace lmfleet

@@ -1,0 +1,57 @@
+// Paged KV cache. BlockAllocator is the bookkeeping (a free list of fixed-size blocks; the scheduler only
+// needs this, so it is tested without memory). KvCache adds the memory: per layer K and V pools
+// [num_blocks, block_size, kv_heads * head_dim] on the backend. Sequences own block tables (vectors of
+// block ids) that the scheduler grows and frees.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/backend.h"
+#include "engine/decoder.h"
+
+namespace lmfleet {
+
+class BlockAllocator {
+ public:
+  BlockAllocator(int64_t num_blocks, int64_t block_size);
+  int64_t total() const { return total_; }
+  int64_t free_count() const { return (int64_t)free_.size(); }
+  int64_t block_size() const { return block_size_; }
+  int64_t blocks_for(int64_t tokens) const { return (tokens + block_size_ - 1) / block_size_; }
+  bool can_allocate(int64_t n) const { return n <= free_count(); }
+  // Grows `table` to hold `tokens` tokens; false (and no change) when there aren't enough free blocks.
+  bool grow(std::vector<int32_t>& table, int64_t tokens);
+  void release(std::vector<int32_t>& table);  // frees every block of the table and clears it
+
+ private:
+  int64_t total_, block_size_;
+  std::vector<int32_t> free_;  // stack: lowest ids handed out first
+};
+
+struct KvCacheOptions {
+  int64_t block_size = 64;
+  int64_t num_blocks = 0;            // > 0: exact
+  double cache_max_entry_count = 0;  // else: this fraction of available memory
+  int64_t max_useful_blocks = 0;     // cap for the fraction rule (cpu: don't reserve more than can be used)
+};
+
+class KvCache {
+ public:
+  KvCache(Backend& be, int64_t layers, int64_t kv_width, const KvCacheOptions& opts);
+  BlockAllocator& blocks() { return alloc_; }
+  const KvView& view() const { return view_; }
+  size_t bytes() const { return mem_.bytes(); }
+  static int64_t bytes_per_block(int64_t layers, int64_t kv_width, int64_t block_size) {
+    return 2 * layers * kv_width * block_size * 4;
+  }
+
+ private:
+  Buffer mem_;
+  BlockAllocator alloc_;
+  KvView view_;
+};
+
+// Free host memory (MemAvailable) in bytes.
+int64_t available_memory_bytes();
+
+}  // namespace lmfleet

@@ -1,0 +1,157 @@
+#include "engine/model.h"
+
+#include <cstring>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "engine/decoder.h"
+
+namespace lmfleet {
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// Resolves tensor names to bytes (memory-mapped file ranges or in-memory data) and checks shapes.
+class TensorReader {
+ public:
+  explicit TensorReader(const std::vector<TensorSpec>& specs) {
+    for (const auto& t : specs) {
+      if (by_name_.count(t.name)) fail(ErrorCode::ModelFormat, "tensor " + t.name + " is listed twice");
+      by_name_[t.name] = &t;
+    }
+  }
+  bool has(const std::string& name) const { return by_name_.count(name) > 0; }
+
+  // Returns f32 values of `name`, which must have `shape`.
+  std::vector<float> f32(const std::string& name, const std::vector<int64_t>& shape) {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) fail(ErrorCode::ModelFormat, "missing tensor " + name + " " + shape_str(shape));
+    const TensorSpec& t = *it->second;
+    if (t.shape != shape)
+      fail(ErrorCode::ModelFormat, "tensor " + name + ": expected shape " + shape_str(shape) + ", found " + shape_str(t.shape));
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
+      fail(ErrorCode::ModelFormat, "tensor " + name + ": dtype " + dtype_name(t.dtype) + " is not f32/f16/bf16");
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    size_t bytes = (size_t)n * dtype_size(t.dtype);
+    const uint8_t* src;
+    if (t.file.empty()) {
+      if (t.data.size() != bytes)
+        fail(ErrorCode::ModelFormat, "tensor " + name + ": data has " + std::to_string(t.data.size()) + " bytes, expected " +
+                                         std::to_string(bytes));
+      src = t.data.data();
+    } else {
+      auto& f = files_[t.file];
+      if (!f) f = std::make_unique<MappedFile>(t.file);
+      if (t.offset < 0 || (size_t)t.offset + bytes > f->size())
+        fail(ErrorCode::ModelFormat, "tensor " + name + ": file " + t.file + " is too short (" + std::to_string(f->size()) +
+                                         " bytes, tensor needs bytes " + std::to_string(t.offset) + ".." +
+                                         std::to_string(t.offset + (int64_t)bytes) + ")");
+      src = f->data() + t.offset;
+    }
+    std::vector<float> out((size_t)n);
+    convert_to_f32(src, t.dtype, n, out.data());
+    return out;
+  }
+
+ private:
+  std::unordered_map<std::string, const TensorSpec*> by_name_;
+  std::unordered_map<std::string, std::unique_ptr<MappedFile>> files_;
+};
+
+}  // namespace
+
+Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
+  const auto& c = cfg_;
+  auto positive = [](int64_t v, const char* what) {
+    if (v <= 0) fail(ErrorCode::InvalidArgument, std::string("model config: ") + what + " must be > 0");
+  };
+  positive(c.vocab, "vocabSize");
+  positive(c.hidden, "hiddenSize");
+  positive(c.inter, "intermediateSize");
+  positive(c.layers, "numLayers");
+  positive(c.heads, "numHeads");
+  positive(c.kv_heads, "numKvHeads");
+  positive(c.head_dim, "headDim");
+  if (c.heads % c.kv_heads) fail(ErrorCode::InvalidArgument, "model config: numHeads must be a multiple of numKvHeads");
+  if (c.backend != "cpu")
+    fail(ErrorCode::BackendUnavailable, "model config: backend '" + c.backend + "' is not built into this addon (cpu)");
+  if (!(c.eps > 0)) fail(ErrorCode::InvalidArgument, "model config: rmsNormEps must be > 0");
+  rotary_dim_ = rope_rotary_dim(c.rope, c.head_dim);
+  inv_freq_ = rope_inv_freq(c.rope, c.head_dim, 1);
+  be_ = make_cpu_backend(c.threads);
+}
+
+Model::~Model() = default;
+
+void Model::ensure_loaded() const {
+  if (!loaded_) fail(ErrorCode::InvalidArgument, "model is not loaded (call load() first)");
+}
+
+void Model::load() {
+  std::lock_guard<std::mutex> lock(load_mutex_);
+  if (loaded_) return;
+  const auto& c = cfg_;
+  TensorReader rd(c.tensors);
+  Backend& be = *be_;
+  size_t bytes = 0;
+  auto upload = [&](const std::vector<float>& v) {
+    Buffer b(&be, v.size() * 4);
+    be.upload(b.get(), v.data(), v.size() * 4);
+    bytes += v.size() * 4;
+    return b;
+  };
+  auto linear = [&](std::vector<float> w, const std::vector<float>* bias, int64_t n, int64_t k) {
+    auto lw = be.prepare_linear(w.data(), DType::F32, bias ? bias->data() : nullptr, DType::F32, n, k);
+    bytes += lw->bytes();
+    return lw;
+  };
+  auto append = [](std::vector<float>& dst, const std::vector<float>& src) { dst.insert(dst.end(), src.begin(), src.end()); };
+
+  const int64_t H = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, I = c.inter;
+  std::vector<float> emb = rd.f32("embed_tokens.weight", {c.vocab, H});
+  embed = upload(emb);
+  final_norm = upload(rd.f32("norm.weight", {H}));
+  if (c.tie_embeddings) lm_head = linear(std::move(emb), nullptr, c.vocab, H);
+  else lm_head = linear(rd.f32("lm_head.weight", {c.vocab, H}), nullptr, c.vocab, H);
+
+  std::vector<LayerWeights> ls((size_t)c.layers);
+  for (int64_t i = 0; i < c.layers; i++) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    LayerWeights& L = ls[i];
+    L.input_norm = upload(rd.f32(p + "input_norm.weight", {H}));
+    L.post_norm = upload(rd.f32(p + "post_norm.weight", {H}));
+    // q, k, v fused into one [qd + 2 kvd, H] linear; biases are all present or all absent (zeros fill in).
+    std::vector<float> w = rd.f32(p + "q.weight", {qd, H});
+    append(w, rd.f32(p + "k.weight", {kvd, H}));
+    append(w, rd.f32(p + "v.weight", {kvd, H}));
+    bool qkv_bias = rd.has(p + "q.bias") || rd.has(p + "k.bias") || rd.has(p + "v.bias");
+    std::vector<float> b;
+    if (qkv_bias) {
+      b = rd.has(p + "q.bias") ? rd.f32(p + "q.bias", {qd}) : std::vector<float>((size_t)qd, 0.f);
+      append(b, rd.has(p + "k.bias") ? rd.f32(p + "k.bias", {kvd}) : std::vector<float>((size_t)kvd, 0.f));
+      append(b, rd.has(p + "v.bias") ? rd.f32(p + "v.bias", {kvd}) : std::vector<float>((size_t)kvd, 0.f));
+    }
+    L.qkv = linear(std::move(w), qkv_bias ? &b : nullptr, qd + 2 * kvd, H);
+    std::vector<float> ob;
+    if (rd.has(p + "o.bias")) ob = rd.f32(p + "o.bias", {H});
+    L.o = linear(rd.f32(p + "o.weight", {H, qd}), ob.empty() ? nullptr : &ob, H, qd);
+    std::vector<float> gu = rd.f32(p + "gate.weight", {I, H});
+    append(gu, rd.f32(p + "up.weight", {I, H}));
+    L.gate_up = linear(std::move(gu), nullptr, 2 * I, H);
+    L.down = linear(rd.f32(p + "down.weight", {H, I}), nullptr, H, I);
+  }
+  layers = std::move(ls);
+  weight_bytes_ = bytes;
+  cfg_.tensors.clear();  // in-memory tensor data is no longer needed
+  cfg_.tensors.shrink_to_fit();
+  loaded_ = true;
+}
+
+}  // namespace lmfleet

@@ -1,0 +1,75 @@
+// A model: its config (the NativeModelConfig of types.ts as a plain struct), its backend and its weights in
+// the backend's layout. Weights are organized by module kind: norms, attention (q/k/v fused into one
+// linear, o), ffn (gate/up fused, down), embedding and lm_head.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "ops/rope.h"
+
+namespace lmfleet {
+
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::string file;  // empty: use data
+  int64_t offset = 0;
+  std::vector<uint8_t> data;
+};
+
+struct ModelConfig {
+  std::string backend = "cpu";
+  int threads = 0;
+  std::string dtype = "f16";
+  int64_t vocab = 0, hidden = 0, inter = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0;
+  float eps = 1e-6f;
+  int64_t max_position = 0;
+  RopeParams rope;
+  bool tie_embeddings = false;
+  std::vector<TensorSpec> tensors;
+};
+
+struct LayerWeights {
+  Buffer input_norm, post_norm;
+  std::unique_ptr<LinearWeight> qkv, o, gate_up, down;
+};
+
+class Model {
+  // Declared first so it is destroyed last: every Buffer and LinearWeight below lives on it.
+  std::unique_ptr<Backend> be_;
+
+ public:
+  explicit Model(ModelConfig cfg);  // validates the config (E_INVALID_ARGUMENT)
+  ~Model();
+  void load();                      // maps files, checks every tensor (E_MODEL_FORMAT), converts and packs
+  bool loaded() const { return loaded_; }
+  size_t weight_bytes() const { return weight_bytes_; }
+  void ensure_loaded() const;
+
+  const ModelConfig& cfg() const { return cfg_; }
+  Backend& backend() { return *be_; }
+  const std::vector<float>& inv_freq() const { return inv_freq_; }
+  int64_t rotary_dim() const { return rotary_dim_; }
+
+  Buffer embed, final_norm;
+  std::unique_ptr<LinearWeight> lm_head;
+  std::vector<LayerWeights> layers;
+  std::mutex run_mutex;  // one forward at a time (the decoder's scratch is per model)
+  std::unique_ptr<class Decoder> decoder;  // guarded by run_mutex
+  Buffer whole_seq_cache;                  // forward/scoreTokens' temporary KV (grow-only), run_mutex
+
+ private:
+  ModelConfig cfg_;
+  std::vector<float> inv_freq_;
+  int64_t rotary_dim_ = 0;
+  bool loaded_ = false;
+  size_t weight_bytes_ = 0;
+  std::mutex load_mutex_;
+};
+
+}  // namespace lmfleet

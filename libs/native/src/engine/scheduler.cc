@@ -1,0 +1,279 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <random>
+
+#include "core/error.h"
+
+namespace lmfleet {
+
+namespace {
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+}  // namespace
+
+Scheduler::Scheduler(BlockAllocator& blocks, SchedulerOptions opts) : blocks_(blocks), opts_(opts) {
+  if (opts_.max_batch_size <= 0) fail(ErrorCode::InvalidArgument, "maxBatchSize must be > 0");
+  if (opts_.session_len <= 0) fail(ErrorCode::InvalidArgument, "sessionLen must be > 0");
+  if (opts_.max_prefill_tokens <= 0) fail(ErrorCode::InvalidArgument, "maxPrefillTokens must be > 0");
+}
+
+void Scheduler::add(RequestSpec req, Clock::time_point now) {
+  auto s = std::make_unique<Sequence>();
+  uint64_t seed = req.sampling.has_seed ? req.sampling.seed
+                                        : ((uint64_t)std::random_device{}() << 32) ^ std::random_device{}() ^ (uint64_t)req.id;
+  s->rng = Rng(seed);
+  s->req = std::move(req);
+  s->submitted = now;
+  waiting_.push_back(std::move(s));
+}
+
+bool Scheduler::attach_session(Sequence& s) {
+  if (s.attached) return true;
+  std::vector<int32_t> tokens;
+  if (s.req.session_id > 0) {
+    auto it = sessions_.find(s.req.session_id);
+    if (it != sessions_.end()) {
+      Session& ss = it->second;
+      if (ss.busy) return false;
+      ss.busy = true;
+      tokens = std::move(ss.tokens);
+      s.blocks = std::move(ss.blocks);
+      s.num_computed = ss.num_computed;
+      ss.tokens.clear();
+      ss.blocks.clear();
+    } else {
+      Session& ss = sessions_[s.req.session_id];
+      ss.busy = true;
+    }
+  }
+  tokens.insert(tokens.end(), s.req.input_ids.begin(), s.req.input_ids.end());
+  s.tokens = std::move(tokens);
+  s.prompt_len = (int64_t)s.tokens.size();
+  s.attached = true;
+  return true;
+}
+
+void Scheduler::fail_request(std::unique_ptr<Sequence> s, const char* code, const std::string& msg, std::vector<Event>& events) {
+  blocks_.release(s->blocks);
+  if (s->req.session_id > 0) {
+    auto it = sessions_.find(s->req.session_id);
+    if (it != sessions_.end()) {
+      blocks_.release(it->second.blocks);
+      sessions_.erase(it);
+    }
+  }
+  Event e;
+  e.kind = Event::Error;
+  e.id = s->req.id;
+  e.code = code;
+  e.message = msg;
+  events.push_back(std::move(e));
+}
+
+void Scheduler::finish(std::unique_ptr<Sequence> s, const std::string& reason, std::vector<Event>& events, Clock::time_point now) {
+  Event e;
+  e.kind = Event::Done;
+  e.id = s->req.id;
+  e.finish_reason = reason;
+  e.prompt_tokens = (int64_t)s->req.input_ids.size();
+  e.completion_tokens = s->generated;
+  e.queued_ms = s->admitted_once ? ms_between(s->submitted, s->admitted) : ms_between(s->submitted, now);
+  e.first_token_ms = s->generated > 0 ? ms_between(s->submitted, s->first_token) : 0;
+  e.total_ms = ms_between(s->submitted, now);
+  events.push_back(std::move(e));
+  const int64_t sid = s->req.session_id;
+  auto it = sid > 0 ? sessions_.find(sid) : sessions_.end();
+  if (it != sessions_.end() && reason != "cancelled" && !it->second.ended && s->attached) {
+    Session& ss = it->second;
+    ss.busy = false;
+    ss.num_computed = std::min<int64_t>(s->num_computed, (int64_t)s->tokens.size());
+    ss.tokens = std::move(s->tokens);
+    ss.blocks = std::move(s->blocks);
+    ss.last_used = ++tick_;
+  } else {
+    // Cancelled requests free everything at once, their session included; so does endSession while busy.
+    blocks_.release(s->blocks);
+    if (it != sessions_.end()) {
+      blocks_.release(it->second.blocks);
+      sessions_.erase(it);
+    }
+  }
+}
+
+void Scheduler::cancel(int64_t id, std::vector<Event>& events, Clock::time_point now) {
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+    if ((*it)->req.id == id) {
+      auto s = std::move(*it);
+      waiting_.erase(it);
+      finish(std::move(s), "cancelled", events, now);
+      return;
+    }
+  }
+  for (size_t i = 0; i < running_.size(); i++) {
+    if (running_[i]->req.id == id) {
+      auto s = std::move(running_[i]);
+      running_.erase(running_.begin() + i);
+      finish(std::move(s), "cancelled", events, now);
+      return;
+    }
+  }
+}
+
+void Scheduler::cancel_all(std::vector<Event>& events, Clock::time_point now) {
+  while (!running_.empty()) cancel(running_.back()->req.id, events, now);
+  while (!waiting_.empty()) cancel(waiting_.front()->req.id, events, now);
+}
+
+void Scheduler::end_session(int64_t sid) {
+  auto it = sessions_.find(sid);
+  if (it == sessions_.end()) return;
+  if (it->second.busy) {
+    it->second.ended = true;
+    return;
+  }
+  blocks_.release(it->second.blocks);
+  sessions_.erase(it);
+}
+
+void Scheduler::preempt(size_t i) {
+  auto s = std::move(running_[i]);
+  running_.erase(running_.begin() + i);
+  blocks_.release(s->blocks);
+  s->num_computed = 0;
+  waiting_.push_front(std::move(s));
+}
+
+bool Scheduler::evict_idle_session() {
+  Session* victim = nullptr;
+  for (auto& [sid, ss] : sessions_)
+    if (!ss.busy && !ss.blocks.empty() && (!victim || ss.last_used < victim->last_used)) victim = &ss;
+  if (!victim) return false;
+  blocks_.release(victim->blocks);
+  victim->num_computed = 0;  // tokens are kept: the next turn recomputes them
+  return true;
+}
+
+// Grows s's table to `tokens` tokens, evicting idle sessions and (if allowed) preempting running sequences
+// admitted after running_[self_index].
+bool Scheduler::grow(Sequence& s, int64_t tokens, size_t self_index, bool allow_preempt) {
+  for (;;) {
+    if (blocks_.grow(s.blocks, tokens)) return true;
+    if (evict_idle_session()) continue;
+    if (allow_preempt && running_.size() > self_index + 1) {
+      preempt(running_.size() - 1);
+      continue;
+    }
+    return false;
+  }
+}
+
+SchedulerOutput Scheduler::schedule(std::vector<Event>& events, Clock::time_point now) {
+  SchedulerOutput out;
+  int64_t budget = opts_.max_prefill_tokens;
+  // 1. Running sequences, oldest first.
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence& s = *running_[i];
+    int64_t remaining = (int64_t)s.tokens.size() - s.num_computed;
+    int64_t n = std::min(remaining, budget);
+    if (!grow(s, s.num_computed + n, i, true)) {
+      // Nothing left to preempt after it: preempt this one (it resumes when blocks free up).
+      preempt(i);
+      continue;
+    }
+    out.seqs.push_back({&s, s.num_computed, n, s.num_computed + n == (int64_t)s.tokens.size() && s.req.max_new_tokens > 0});
+    budget -= n;
+    out.num_tokens += n;
+    i++;
+  }
+  // 2. Waiting requests, in order, while there is room.
+  for (auto it = waiting_.begin(); it != waiting_.end() && budget > 0 && (int64_t)running_.size() < opts_.max_batch_size;) {
+    Sequence& s = **it;
+    if (!attach_session(s)) {
+      ++it;  // its session is busy with an earlier request
+      continue;
+    }
+    const int64_t len = (int64_t)s.tokens.size();
+    if (len > opts_.session_len || len == 0) {
+      auto owned = std::move(*it);
+      it = waiting_.erase(it);
+      fail_request(std::move(owned), "E_INVALID_ARGUMENT",
+                   len == 0 ? "request has no tokens"
+                            : "sequence of " + std::to_string(len) + " tokens is longer than sessionLen " + std::to_string(opts_.session_len),
+                   events);
+      continue;
+    }
+    const int64_t need = std::min(len + s.req.max_new_tokens, opts_.session_len);
+    if (blocks_.blocks_for(need) > blocks_.total()) {
+      auto owned = std::move(*it);
+      it = waiting_.erase(it);
+      fail_request(std::move(owned), "E_OUT_OF_KV_CACHE",
+                   "request needs " + std::to_string(blocks_.blocks_for(need)) + " KV blocks (" + std::to_string(need) +
+                       " tokens) but the cache has " + std::to_string(blocks_.total()),
+                   events);
+      continue;
+    }
+    int64_t n = std::min(len - s.num_computed, budget);
+    if (n <= 0 && len > 0) {
+      // Everything already cached (session turn with no new input): recompute the last token for its logits.
+      s.num_computed = len - 1;
+      n = 1;
+    }
+    if (!grow(s, s.num_computed + n, running_.size(), false)) break;  // wait for blocks (FCFS)
+    auto owned = std::move(*it);
+    it = waiting_.erase(it);
+    if (!owned->admitted_once) {
+      owned->admitted_once = true;
+      owned->admitted = now;
+    }
+    out.seqs.push_back({owned.get(), owned->num_computed, n, owned->num_computed + n == len && owned->req.max_new_tokens > 0});
+    budget -= n;
+    out.num_tokens += n;
+    running_.push_back(std::move(owned));
+  }
+  return out;
+}
+
+void Scheduler::update(const SchedulerOutput& out, const std::vector<int32_t>& sampled, const std::vector<LogprobInfo>* logprobs,
+                       std::vector<Event>& events, Clock::time_point now) {
+  size_t si = 0;
+  std::vector<std::pair<Sequence*, std::string>> done;
+  for (const auto& sc : out.seqs) {
+    Sequence& s = *sc.seq;
+    s.num_computed = sc.start + sc.count;
+    if (!sc.sample) {
+      if (s.req.max_new_tokens == 0 && s.num_computed == (int64_t)s.tokens.size()) done.push_back({&s, "length"});
+      continue;
+    }
+    int32_t tok = sampled[si];
+    const LogprobInfo* lp = logprobs && si < logprobs->size() ? &(*logprobs)[si] : nullptr;
+    si++;
+    s.tokens.push_back(tok);
+    s.generated++;
+    if (s.generated == 1) s.first_token = now;
+    bool stop = std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end();
+    if (!stop) {
+      Event e;
+      e.kind = Event::Tokens;
+      e.id = s.req.id;
+      e.tokens.push_back(tok);
+      if (lp && s.req.logprobs >= 0) {
+        e.has_logprobs = true;
+        e.logprobs.push_back(*lp);
+      }
+      events.push_back(std::move(e));
+    }
+    if (stop) done.push_back({&s, "stop"});
+    else if (s.generated >= s.req.max_new_tokens || (int64_t)s.tokens.size() >= opts_.session_len) done.push_back({&s, "length"});
+  }
+  for (auto& [ptr, reason] : done) {
+    auto it = std::find_if(running_.begin(), running_.end(), [&](const auto& p) { return p.get() == ptr; });
+    if (it == running_.end()) continue;
+    auto owned = std::move(*it);
+    running_.erase(it);
+    finish(std::move(owned), reason, events, now);
+  }
+}
+
+}  // namespace lmfleet

@@ -1,0 +1,139 @@
+// Continuous batching, vLLM-v1 style: plain structs in and out, no kernels (tested that way).
+//   schedule() -> SchedulerOutput: which sequences run this step and how many of their tokens
+//   update(output, sampled tokens) -> events; sequences finish and leave, waiting ones join, every step.
+// - One token budget per step (maxPrefillTokens): running sequences first (decode = 1 token, or the next
+//   chunk of a chunked prefill), then waiting ones are admitted while there is budget, batch room and blocks.
+// - A running sequence that needs a block when none is free preempts the most recently admitted one
+//   (its blocks are freed and it is recomputed later: same tokens, same results).
+// - Sessions (sessionId > 0) keep their tokens and KV blocks after a request ends; the next request of the
+//   session appends its inputIds and continues from the cache. Idle sessions are evicted (blocks freed,
+//   recomputed on next use) when a waiting request needs their blocks.
+// - A request that can never fit (min(prompt + maxNewTokens, sessionLen) tokens need more blocks than the
+//   cache has) ends with an E_OUT_OF_KV_CACHE error event; one longer than sessionLen with E_INVALID_ARGUMENT.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "ops/sample.h"
+
+namespace lmfleet {
+
+using Clock = std::chrono::steady_clock;
+
+struct SamplingConfig {
+  float temperature = 0.f;
+  int32_t top_k = 0;
+  float top_p = 1.f;
+  float repetition_penalty = 1.f;
+  bool has_seed = false;
+  uint64_t seed = 0;
+};
+
+struct RequestSpec {
+  int64_t id = 0;
+  int64_t session_id = 0;
+  std::vector<int32_t> input_ids;
+  int64_t max_new_tokens = 0;
+  std::vector<int32_t> stop_ids;
+  SamplingConfig sampling;
+  int32_t logprobs = -1;  // < 0: none; >= 0: logprob of the sampled token + this many alternatives
+};
+
+struct Sequence {
+  RequestSpec req;
+  std::vector<int32_t> tokens;  // session history + inputIds + generated
+  int64_t prompt_len = 0;       // tokens before generation started
+  int64_t num_computed = 0;     // tokens whose K/V are in the cache
+  std::vector<int32_t> blocks;  // block table
+  int64_t generated = 0;
+  Rng rng{0};
+  bool attached = false;  // session history merged in
+  bool admitted_once = false;
+  Clock::time_point submitted, admitted, first_token;
+};
+
+struct ScheduledSeq {
+  Sequence* seq;
+  int64_t start;  // first token index computed this step (== num_computed)
+  int64_t count;  // tokens computed this step
+  bool sample;    // a token is sampled after this step
+};
+
+struct SchedulerOutput {
+  std::vector<ScheduledSeq> seqs;
+  int64_t num_tokens = 0;
+  bool empty() const { return seqs.empty(); }
+};
+
+struct LogprobInfo {
+  float logprob = 0.f;
+  std::vector<std::pair<int32_t, float>> top;
+};
+
+struct Event {
+  enum Kind { Tokens, Done, Error } kind = Tokens;
+  int64_t id = 0;
+  std::vector<int32_t> tokens;
+  std::vector<LogprobInfo> logprobs;
+  bool has_logprobs = false;
+  std::string finish_reason;
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  double queued_ms = 0, first_token_ms = 0, total_ms = 0;
+  std::string code, message;
+};
+
+struct SchedulerOptions {
+  int64_t max_batch_size = 8;
+  int64_t session_len = 2048;
+  int64_t max_prefill_tokens = 2048;
+};
+
+class Scheduler {
+ public:
+  Scheduler(BlockAllocator& blocks, SchedulerOptions opts);
+  void add(RequestSpec req, Clock::time_point now);
+  void cancel(int64_t id, std::vector<Event>& events, Clock::time_point now);
+  void end_session(int64_t session_id);
+  void cancel_all(std::vector<Event>& events, Clock::time_point now);
+  SchedulerOutput schedule(std::vector<Event>& events, Clock::time_point now);
+  // `sampled` holds one token per ScheduledSeq with sample == true, in order (logprobs likewise, optional).
+  void update(const SchedulerOutput& out, const std::vector<int32_t>& sampled, const std::vector<LogprobInfo>* logprobs,
+              std::vector<Event>& events, Clock::time_point now);
+
+  int64_t running() const { return (int64_t)running_.size(); }
+  int64_t waiting() const { return (int64_t)waiting_.size(); }
+  int64_t sessions() const { return (int64_t)sessions_.size(); }
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  const BlockAllocator& blocks() const { return blocks_; }
+
+ private:
+  struct Session {
+    std::vector<int32_t> tokens;
+    std::vector<int32_t> blocks;
+    int64_t num_computed = 0;
+    bool busy = false;
+    bool ended = false;  // endSession while busy: drop when the request ends
+    uint64_t last_used = 0;
+  };
+  bool attach_session(Sequence& s);  // false: session busy, try later
+  void finish(std::unique_ptr<Sequence> s, const std::string& reason, std::vector<Event>& events, Clock::time_point now);
+  void fail_request(std::unique_ptr<Sequence> s, const char* code, const std::string& msg, std::vector<Event>& events);
+  void preempt(size_t running_index);
+  bool evict_idle_session();
+  bool grow(Sequence& s, int64_t tokens, size_t self_index, bool allow_preempt);
+
+  BlockAllocator& blocks_;
+  SchedulerOptions opts_;
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;
+  std::map<int64_t, Session> sessions_;
+  uint64_t tick_ = 0;
+};
+
+}  // namespace lmfleet
