@@ -220,6 +220,41 @@ export function fileSource(canonical: string, t: TensorInfo): TensorSource {
  * Maps by name tables: `global` canonical → HF name, `layer` canonical suffix → HF name with `{i}` for the layer.
  * Canonical tensors absent from the tables (handled by the caller, e.g. a split) are skipped.
  */
+export const LINEAR_CANONICAL = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+
+/** Checks an AutoAWQ tensor (qweight/qzeros: I32, scales: F16) and returns its source. */
+function requireAwqTensor(ctx: WeightMapContext, hfName: string, shape: readonly number[], dtype: 'I32' | 'F16', canonical: string): TensorSource {
+  const t = ctx.weights.tensors.get(hfName);
+  if (!t) throw new ModelFormatError('missing AWQ tensor', { file: ctx.dir, tensor: hfName, expected: `${shapeStr(shape)} ${dtype}`, found: 'missing' });
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new ModelFormatError('AWQ tensor has the wrong shape', { file: t.file, tensor: hfName, expected: shapeStr(shape), found: shapeStr(t.shape) });
+  }
+  if (t.dtype !== dtype) throw new ModelFormatError('AWQ tensor has the wrong dtype', { file: t.file, tensor: hfName, expected: dtype, found: t.dtype });
+  return fileSource(canonical, t);
+}
+
+/**
+ * The AutoAWQ GEMM tensors of one linear whose fp weight would be [out, in]: qweight [in, out/8] and qzeros
+ * [in/group, out/8] (int32, eight 4-bit values per word), scales [in/group, out] (fp16).
+ */
+export function awqLinearSources(ctx: WeightMapContext, hfPrefix: string, canonicalPrefix: string, out: number, inp: number): TensorSource[] {
+  const q = ctx.spec.quant!;
+  if (inp % q.groupSize !== 0 || out % 8 !== 0) {
+    throw new QuantConfigError(`${hfPrefix}: [${out}, ${inp}] cannot be quantized with group size ${q.groupSize} (in % group and out % 8 must be 0)`);
+  }
+  const groups = inp / q.groupSize;
+  return [
+    requireAwqTensor(ctx, `${hfPrefix}.qweight`, [inp, out / 8], 'I32', `${canonicalPrefix}.qweight`),
+    requireAwqTensor(ctx, `${hfPrefix}.qzeros`, [groups, out / 8], 'I32', `${canonicalPrefix}.qzeros`),
+    requireAwqTensor(ctx, `${hfPrefix}.scales`, [groups, out], 'F16', `${canonicalPrefix}.scales`),
+  ];
+}
+
+/**
+ * Maps by name tables: `global` canonical → HF name, `layer` canonical suffix → HF name with `{i}` for the layer.
+ * Canonical tensors absent from the tables (handled by the caller, e.g. a split) are skipped. With an AWQ spec the
+ * decoder linears map to their qweight/qzeros/scales instead of `.weight`.
+ */
 export function mapByTable(
   ctx: WeightMapContext,
   tables: { global: Record<string, string>; layer: Record<string, string> },
@@ -232,12 +267,18 @@ export function mapByTable(
     if (!hf) throw new Error(`internal: no HF name for ${canon}`);
     out.push(fileSource(canon, requireTensor(ctx, hf, shape)));
   }
+  const quantized = new Set<string>(ctx.spec.quant ? LINEAR_CANONICAL.map((l) => `${l}.weight`) : []);
   for (let i = 0; i < ctx.spec.numLayers; i++) {
     for (const [canon, shape] of Object.entries(shapes.layer)) {
       if (skipLayer.has(canon)) continue;
       const hf = tables.layer[canon];
       if (!hf) throw new Error(`internal: no HF name for layers.{i}.${canon}`);
-      out.push(fileSource(`layers.${i}.${canon}`, requireTensor(ctx, hf.replace('{i}', String(i)), shape)));
+      const hfName = hf.replace('{i}', String(i));
+      if (quantized.has(canon)) {
+        out.push(...awqLinearSources(ctx, hfName.replace(/\.weight$/, ''), `layers.${i}.${canon.replace(/\.weight$/, '')}`, shape[0], shape[1]));
+      } else {
+        out.push(fileSource(`layers.${i}.${canon}`, requireTensor(ctx, hfName, shape)));
+      }
     }
   }
   return out;

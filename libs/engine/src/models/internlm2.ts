@@ -3,6 +3,7 @@
 // v (headDim rows)]. We split it into canonical q/k/v tensors with in-memory `data` buffers (row-major [out, in],
 // so every head is a contiguous run of rows). `bias` in config.json adds wqkv and wo biases.
 import { INTERNLM2_TEMPLATE } from '../chat-template/builtin';
+import { QuantConfigError } from '../errors';
 import { readTensorBytes, toNativeDType } from '../io/safetensors';
 import type { TensorSource } from '../native';
 import { bool, canonicalShapes, mapByTable, parseCommon, requireTensor } from './common';
@@ -62,6 +63,9 @@ export const internlm2: ArchitectureDef = {
   },
   mapWeights(ctx) {
     const { spec } = ctx;
+    if (spec.quant) {
+      throw new QuantConfigError(`${ctx.dir}: AWQ InternLM2 checkpoints (packed wqkv qweight) are not supported yet`);
+    }
     const out = mapByTable(ctx, NAMES, PACKED);
     const shapes = canonicalShapes(spec).layer;
     const qkvRows = (spec.numHeads + 2 * spec.numKvHeads) * spec.headDim;

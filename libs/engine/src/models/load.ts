@@ -1,7 +1,7 @@
 // Model directory → architecture, ModelSpec and canonical tensors.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ModelFormatError, NotSupportedError } from '../errors';
+import { ModelFormatError } from '../errors';
 import { readJson } from '../io/json';
 import { readSafetensorsDir, toNativeDType, type SafetensorsIndex } from '../io/safetensors';
 import type { TensorSource } from '../native';
@@ -65,11 +65,6 @@ export function resolveWeightDtype(loaded: LoadedModelSpec, weights: Safetensors
 
 /** Full load: spec + canonical tensor list, validated against the spec. */
 export function loadModelWeights(loaded: LoadedModelSpec): { weights: SafetensorsIndex; tensors: TensorSource[] } {
-  if (loaded.spec.quant) {
-    throw new NotSupportedError(
-      `${loaded.dir}: loading AWQ (W4A16) checkpoints is not implemented yet (tracked in the quantization issue)`,
-    );
-  }
   const weights = readSafetensorsDir(loaded.dir);
   resolveWeightDtype(loaded, weights);
   const tensors = loaded.arch.mapWeights({ spec: loaded.spec, weights, dir: loaded.dir });

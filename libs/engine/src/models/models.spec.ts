@@ -164,6 +164,41 @@ describe('weight maps', () => {
     expect(() => loadModelSpec(path.join(tmp.dir, 'nope'))).toThrow(/does not exist/);
   });
 
+  it('maps an AutoAWQ GEMM checkpoint to canonical qweight/qzeros/scales (norms, embeddings and biases stay fp16)', () => {
+    writeTinyModel(tmp.dir, { arch: 'qwen2', numLayers: 1 });
+    const cfgFile = path.join(tmp.dir, 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, quantization_config: { quant_method: 'awq', bits: 4, group_size: 32, version: 'gemm', zero_point: true } }));
+    const fp = readSafetensorsDir(tmp.dir);
+    const tensors: WritableTensor[] = [];
+    for (const t of fp.tensors.values()) {
+      const m = /^(.*)\.(q|k|v|o|gate|up|down)_proj\.weight$/.exec(t.name);
+      if (!m) {
+        tensors.push({ name: t.name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(t.byteLength) });
+        continue;
+      }
+      const [out, inp] = t.shape;
+      const base = t.name.replace(/\.weight$/, '');
+      tensors.push({ name: `${base}.qweight`, dtype: 'I32', shape: [inp, out / 8], data: new Uint8Array(inp * out / 2) });
+      tensors.push({ name: `${base}.qzeros`, dtype: 'I32', shape: [inp / 32, out / 8], data: new Uint8Array((inp / 32) * out / 2) });
+      tensors.push({ name: `${base}.scales`, dtype: 'F16', shape: [inp / 32, out], data: new Uint8Array((inp / 32) * out * 2) });
+    }
+    fs.rmSync(path.join(tmp.dir, 'model.safetensors'));
+    writeSafetensors(path.join(tmp.dir, 'model.safetensors'), tensors);
+    const loaded = loadModelSpec(tmp.dir);
+    expect(loaded.spec.quant).toEqual({ method: 'awq', bits: 4, groupSize: 32 });
+    const mapped = loadModelWeights(loaded).tensors;
+    const byName = new Map(mapped.map((t) => [t.name, t]));
+    expect(byName.get('layers.0.gate.qweight')).toMatchObject({ dtype: 'i32', shape: [64, 16] });
+    expect(byName.get('layers.0.gate.qzeros')).toMatchObject({ dtype: 'i32', shape: [2, 16] });
+    expect(byName.get('layers.0.down.scales')).toMatchObject({ dtype: 'f16', shape: [4, 64] });
+    expect(byName.get('layers.0.q.bias')).toMatchObject({ dtype: 'f16', shape: [64] });
+    expect(byName.has('layers.0.q.weight')).toBe(false);
+    expect(byName.get('embed_tokens.weight')).toBeDefined();
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, quantization_config: { quant_method: 'awq', bits: 4, group_size: 64, version: 'gemm' } }));
+    expect(() => loadModelWeights(loadModelSpec(tmp.dir))).toThrow(/AWQ tensor has the wrong shape.*q_proj.qzeros.*expected: \[1, 8\]; found: \[2, 8\]/);
+  });
+
   it('splits InternLM2 wqkv per KV group (hand-computed)', () => {
     // 4 heads, 2 kv heads (G = 2), headDim 1, one byte per row: rows are [q0 q1 k0 v0 | q2 q3 k1 v1].
     const packed = new Uint8Array([10, 11, 20, 30, 12, 13, 21, 31]);
