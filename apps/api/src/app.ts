@@ -9,7 +9,6 @@ export async function createApiApp(opts: PlatformModuleOptions, logger: false | 
   const app = await NestFactory.create(ApiModule.forRoot(opts), { logger: logger === false ? false : undefined, bodyParser: true });
   app.useGlobalPipes(createValidationPipe());
   app.useGlobalFilters(new AllExceptionsFilter());
-  app.enableShutdownHooks();
   const doc = new DocumentBuilder()
     .setTitle('LMFleet')
     .setDescription('Register models, quantize them (calibrate → auto_awq → convert → eval), run inference jobs')

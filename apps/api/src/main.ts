@@ -1,11 +1,12 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
-import { loadConfig } from '@lmfleet/platform';
+import { closeOnSignals, loadConfig } from '@lmfleet/platform';
 import { createApiApp } from './app';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const app = await createApiApp({ config });
+  closeOnSignals(app, 'api');
   await app.listen(config.port);
   new Logger('api').log(`listening on :${config.port} (docs at /docs)`);
 }

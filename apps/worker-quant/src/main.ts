@@ -1,14 +1,14 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { loadConfig } from '@lmfleet/platform';
+import { closeOnSignals, loadConfig } from '@lmfleet/platform';
 import { QuantWorkerModule } from './worker.module';
 
 /** worker-quant: calibrate, auto_awq, convert, eval from the `quant` queue. One process per GPU. */
 async function main(): Promise<void> {
   const config = loadConfig();
   const app = await NestFactory.createApplicationContext(QuantWorkerModule.forRoot({ config }));
-  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+  closeOnSignals(app, 'worker-quant');
   new Logger('worker-quant').log('started');
 }
 

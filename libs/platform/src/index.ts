@@ -33,3 +33,4 @@ export * from './worker/engine-cache';
 export * from './worker/quant-jobs.service';
 export * from './worker/infer-jobs.service';
 export * from './platform.module';
+export * from './shutdown';

@@ -1,0 +1,188 @@
+// The platform as it runs: the API and two worker-quant processes plus one worker-infer, as real child
+// processes on real Postgres and Redis, with the real engine on a tiny model from libs/engine's generator.
+// Jobs go in over REST; one worker is SIGKILLed mid-eval and the other finishes the job without duplicates.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { writeTinyModel } from '@lmfleet/engine';
+import { client } from '../integration/support/http';
+import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
+import { freePort, mappedFiles, startApp, stopApp, type AppProcess } from './support/processes';
+
+jest.setTimeout(180_000);
+
+interface Job {
+  id: string;
+  status: string;
+  progress: number;
+  attempts: number;
+  workerId: string | null;
+  error: string | null;
+  result: Record<string, any> | null;
+}
+interface Worker {
+  id: string;
+  pid: number;
+  kind: string;
+  status: string;
+}
+
+describe('e2e: api + 2 worker-quant + worker-infer as processes', () => {
+  let env: TestEnv;
+  let logDir: string;
+  let http: ReturnType<typeof client>;
+  let api: AppProcess;
+  const workers: AppProcess[] = [];
+  let modelDir: string;
+  let dataset: string;
+  let versionId: string;
+  let secondsPerWindow = 0.05;
+  let failed = false;
+
+  const job = async (id: string) => (await http('GET', `/jobs/${id}`)).body as Job;
+  const until = (id: string, statuses: string[], timeoutMs = 60_000) =>
+    waitFor(async () => {
+      const j = await job(id);
+      return statuses.includes(j.status) ? j : undefined;
+    }, `job ${id} → ${statuses.join('|')}`, timeoutMs, 200);
+  const listWorkers = async () => (await http('GET', '/workers')).body as Worker[];
+
+  beforeAll(async () => {
+    env = await createTestEnv({ ENGINE_BACKEND: 'cpu', WORKER_CONCURRENCY: '1' });
+    logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-e2e-logs-'));
+    modelDir = path.join(env.modelRoot, 'tiny-qwen2');
+    writeTinyModel(modelDir, { arch: 'qwen2', seed: 7, hiddenSize: 128, numLayers: 2, intermediateSize: 256 });
+    dataset = path.join(env.modelRoot, 'corpus.txt');
+    const words = ['the', 'model', 'is', 'quantized', 'with', 'awq', 'and', 'served', 'on', 'a', 'fleet', 'of', 'gpus', 'in', 'batches'];
+    let text = '';
+    for (let i = 0; text.length < 400_000; i++) text += words[(i * 7 + (i >> 3)) % words.length] + (i % 11 === 10 ? '.\n' : ' ');
+    fs.writeFileSync(dataset, text);
+
+    const port = await freePort();
+    const base = { ...env.env, PORT: String(port) };
+    api = startApp('api', 'api', base, logDir);
+    http = client(`http://127.0.0.1:${port}`);
+    await waitFor(async () => (await http('GET', '/health')).body?.status === 'ok', 'api health', 60_000, 250);
+    workers.push(startApp('worker-quant', 'worker-quant-1', { ...base, WORKER_NAME: 'quant-1' }, logDir));
+    workers.push(startApp('worker-quant', 'worker-quant-2', { ...base, WORKER_NAME: 'quant-2' }, logDir));
+    workers.push(startApp('worker-infer', 'worker-infer-1', { ...base, WORKER_NAME: 'infer-1' }, logDir));
+    await waitFor(async () => (await listWorkers()).filter((w) => w.status === 'online').length === 3, '3 workers online', 60_000, 250);
+  });
+
+  afterEach(() => {
+    const state = expect.getState();
+    if (state.assertionCalls > 0 && state.numPassingAsserts < state.assertionCalls) failed = true;
+  });
+
+  afterAll(async () => {
+    await Promise.all([...workers, api].filter(Boolean).map((p) => stopApp(p)));
+    if (failed || process.env.E2E_SHOW_LOGS) {
+      for (const p of [api, ...workers].filter(Boolean)) console.log(`----- ${p.name} -----\n${p.log().slice(-4000)}`);
+    }
+    fs.rmSync(logDir, { recursive: true, force: true });
+    await env?.cleanup();
+  });
+
+  it('registers the tiny model through the real inspectModel; the API never loads the native addon', async () => {
+    const r = await http('POST', '/models', { path: modelDir, name: 'tiny-qwen2' });
+    expect(r.status).toBe(201);
+    expect(r.body.model).toMatchObject({ architecture: 'Qwen2ForCausalLM', modelType: 'qwen2' });
+    expect(r.body.model.numParams).toBeGreaterThan(0);
+    expect(r.body.version).toMatchObject({ format: 'hf', dtype: 'float16', parentVersionId: null });
+    versionId = r.body.version.id;
+    expect((await http('POST', '/models', { path: modelDir })).status).toBe(409);
+    // (@swc/core's binding is there: register.js compiles the TypeScript.)
+    const maps = mappedFiles(api.pid);
+    if (maps.length) expect(maps.filter((f) => f.includes('lmfleet_native') || f.includes('/libs/native/'))).toEqual([]);
+  });
+
+  it('runs an eval job on a worker: ppl metric on the version and a report artifact', async () => {
+    const r = await http('POST', '/jobs', { type: 'eval', params: { versionId, datasetFile: dataset, seqlen: 128, maxWindows: 4 } });
+    expect(r.status).toBe(201);
+    const done = await until(r.body.id, ['completed', 'failed']);
+    expect(done.error).toBeNull();
+    expect(done.status).toBe('completed');
+    expect(done.result!.ppl).toBeGreaterThan(1);
+    expect(done.result!.windows).toBe(4);
+    secondsPerWindow = Math.max(0.005, done.result!.seconds / done.result!.windows);
+    const version = (await http('GET', `/versions/${versionId}`)).body;
+    expect(version.metrics.ppl).toBeCloseTo(done.result!.ppl, 6);
+    const [artifact] = (await http('GET', `/jobs/${r.body.id}/artifacts`)).body;
+    const dl = await http('GET', `/artifacts/${artifact.id}/download`);
+    expect(JSON.parse(dl.text).ppl).toBeCloseTo(done.result!.ppl, 6);
+  });
+
+  it('runs an infer job on worker-infer and writes a JSONL artifact', async () => {
+    const r = await http('POST', '/jobs', { type: 'infer', params: { versionId, prompts: ['the model is', 'served on a'], maxNewTokens: 6, temperature: 0 } });
+    expect(r.status).toBe(201);
+    expect(r.body.queueName).toBe('infer-default');
+    const done = await until(r.body.id, ['completed', 'failed']);
+    expect(done.error).toBeNull();
+    expect(done.result).toMatchObject({ count: 2, versionId });
+    const [a] = (await http('GET', `/jobs/${r.body.id}/artifacts`)).body;
+    const lines = (await http('GET', `/artifacts/${a.id}/download`)).text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.index, l.prompt])).toEqual([[0, 'the model is'], [1, 'served on a']]);
+    for (const l of lines) expect(typeof l.text).toBe('string');
+    const inferWorker = (await listWorkers()).find((w) => w.kind === 'infer');
+    expect(inferWorker).toBeDefined();
+  });
+
+  it('a SIGKILLed worker’s job is finished by the other worker, with nothing duplicated', async () => {
+    // About 10 s of work at the measured speed, so the kill lands mid-flight.
+    const maxWindows = Math.max(20, Math.round(10 / secondsPerWindow));
+    const r = await http('POST', '/jobs', { type: 'eval', params: { versionId, datasetFile: dataset, seqlen: 128, maxWindows } });
+    const id = r.body.id as string;
+    const running = await waitFor(async () => {
+      const j = await job(id);
+      return j.status === 'running' && j.progress > 0 && j.progress < 0.5 && j.workerId ? j : undefined;
+    }, 'eval running with progress', 60_000, 100);
+    const victim = (await listWorkers()).find((w) => w.id === running.workerId)!;
+    const proc = workers.find((p) => p.pid === victim.pid)!;
+    expect(proc).toBeDefined();
+    process.kill(victim.pid, 'SIGKILL');
+    await proc.exited;
+
+    const done = await until(id, ['completed', 'failed'], 120_000);
+    expect(done.error).toBeNull();
+    expect(done.status).toBe('completed');
+    expect(done.workerId).not.toBe(victim.id);
+    expect(done.attempts).toBeGreaterThanOrEqual(2);
+    expect(done.result!.windows).toBe(maxWindows);
+    expect((await http('GET', `/jobs/${id}/artifacts`)).body).toHaveLength(1);
+    expect((await http('GET', `/models/${(await http('GET', `/versions/${versionId}`)).body.modelId}/versions`)).body).toHaveLength(1);
+    expect((await http('GET', `/jobs?type=eval&versionId=${versionId}`)).body.total).toBe(2);
+    // The dead worker stops heartbeating and is marked gone.
+    await waitFor(async () => (await listWorkers()).find((w) => w.id === victim.id)?.status === 'gone', 'killed worker marked gone', 30_000, 250);
+  });
+
+  it('the quantize pipeline runs as a flow and fails honestly at calibrate', async () => {
+    const r = await http('POST', '/pipelines/quantize', { versionId, eval: { datasetFile: dataset, seqlen: 128, maxWindows: 2 } });
+    expect(r.status).toBe(201);
+    const [cal, , , ev] = r.body.jobs;
+    expect((await until(cal.id, ['failed'])).error).toBe('calibrate is not available in this build yet');
+    expect((await until(ev.id, ['failed'])).error).toMatch(/^calibrate step .* failed: calibrate is not available/);
+  });
+
+  it('malformed requests get 4xx, never 500', async () => {
+    const cases: Array<[string, string, unknown]> = [
+      ['GET', '/jobs/not-a-uuid', undefined],
+      ['GET', '/models/00000000-0000-0000-0000-000000000000', undefined],
+      ['POST', '/jobs', { type: 'eval', params: { versionId, datasetFile: '/etc/passwd' } }],
+      ['POST', '/jobs', { type: 'infer', params: { versionId, prompts: [] } }],
+      ['POST', '/models', { path: `${env.modelRoot}/../../etc` }],
+      ['POST', '/pipelines/quantize', { versionId }],
+    ];
+    for (const [method, url, body] of cases) {
+      const res = await http(method, url, body);
+      expect({ url, ok: res.status >= 400 && res.status < 500 }).toEqual({ url, ok: true });
+    }
+  });
+
+  it('SIGTERM stops a worker cleanly and marks it stopped', async () => {
+    const alive = workers.find((p) => p.name.startsWith('worker-quant') && p.child.exitCode === null && p.child.signalCode === null)!;
+    const row = (await listWorkers()).find((w) => w.pid === alive.pid)!;
+    alive.child.kill('SIGTERM');
+    expect(await alive.exited).toEqual({ code: 0, signal: null });
+    expect((await listWorkers()).find((w) => w.id === row.id)?.status).toBe('stopped');
+  });
+});

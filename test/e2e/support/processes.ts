@@ -1,0 +1,66 @@
+// Starts the apps as real child processes (TypeScript through ./register.js, no build step) and keeps
+// their output in log files that a failing test prints.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '../../..');
+const REGISTER = path.join(ROOT, 'test/e2e/register.js');
+
+export const APPS = {
+  api: 'apps/api/src/main.ts',
+  'worker-quant': 'apps/worker-quant/src/main.ts',
+  'worker-infer': 'apps/worker-infer/src/main.ts',
+} as const;
+
+export interface AppProcess {
+  name: string;
+  child: ChildProcess;
+  pid: number;
+  logFile: string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  log(): string;
+}
+
+export function startApp(app: keyof typeof APPS, name: string, env: Record<string, string>, logDir: string): AppProcess {
+  const logFile = path.join(logDir, `${name}.log`);
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(process.execPath, ['--require', REGISTER, path.join(ROOT, APPS[app])], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', ...env },
+    stdio: ['ignore', out, out],
+  });
+  fs.closeSync(out);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return { name, child, pid: child.pid!, logFile, exited, log: () => fs.readFileSync(logFile, 'utf8') };
+}
+
+/** Stops what we started, by pid: SIGTERM, then SIGKILL after a grace period. */
+export async function stopApp(p: AppProcess, graceMs = 8000): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill('SIGTERM');
+  const t = setTimeout(() => p.child.kill('SIGKILL'), graceMs);
+  await p.exited;
+  clearTimeout(t);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/** Shared objects mapped into a process (Linux): used to prove the API never loads the native addon. */
+export function mappedFiles(pid: number): string[] {
+  try {
+    return [...new Set(fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').map((l) => l.split(/\s+/)[5]).filter(Boolean))];
+  } catch {
+    return [];
+  }
+}
