@@ -1,15 +1,5 @@
+import { linearRef } from './reference';
 import { compareCudaToCpu, cpuNative, expectNmse, f32Of, NMSE_BOUND, roundTo, tensor, withSeed } from './testing';
-
-function linearRef(x: Float32Array, w: Float32Array, b: Float32Array | null, m: number, n: number, k: number): Float32Array {
-  const y = new Float32Array(m * n);
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j < n; j++) {
-      let s = b ? b[j] : 0;
-      for (let l = 0; l < k; l++) s += x[i * k + l] * w[j * k + l];
-      y[i * n + j] = s;
-    }
-  return y;
-}
 
 describe('linear', () => {
   const shapes: Array<[number, number, number]> = [

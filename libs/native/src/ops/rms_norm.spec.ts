@@ -1,15 +1,5 @@
+import { rmsNormRef } from './reference';
 import { compareCudaToCpu, cpuNative, expectNmse, f32Of, NMSE_BOUND, roundTo, tensor, withSeed } from './testing';
-
-function rmsNormRef(x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): Float32Array {
-  const out = new Float32Array(rows * dim);
-  for (let r = 0; r < rows; r++) {
-    let ss = 0;
-    for (let i = 0; i < dim; i++) ss += x[r * dim + i] ** 2;
-    const inv = 1 / Math.sqrt(ss / dim + eps);
-    for (let i = 0; i < dim; i++) out[r * dim + i] = x[r * dim + i] * inv * w[i];
-  }
-  return out;
-}
 
 describe('rms_norm', () => {
   for (const dtype of ['f32', 'f16', 'bf16'] as const) {

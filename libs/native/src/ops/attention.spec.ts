@@ -1,0 +1,71 @@
+import { attentionRef } from './reference';
+import { compareCudaToCpu, cpuNative, expectNmse, f32Of, guarded, NMSE_BOUND, Rng, tensor, withSeed } from './testing';
+
+/** Builds a paged cache holding each sequence's K/V in shuffled blocks; unused blocks hold NaN guards. */
+function pagedCase(rng: Rng, seqs: Array<{ qLen: number; ctxLen: number }>, heads: number, kvHeads: number, D: number, blockSize: number) {
+  const blocksPer = seqs.map((s) => Math.ceil(s.ctxLen / blockSize));
+  const numBlocks = blocksPer.reduce((a, b) => a + b, 0) + 3; // 3 spare (guard) blocks
+  const maxBlocks = Math.max(...blocksPer);
+  const order = Array.from({ length: numBlocks }, (_, i) => i).sort(() => rng.next() - 0.5);
+  const kc = guarded(numBlocks * blockSize * kvHeads * D);
+  const vc = guarded(numBlocks * blockSize * kvHeads * D);
+  const tables = new Int32Array(seqs.length * maxBlocks);
+  const info = new Int32Array(seqs.length * 3);
+  const totalQ = seqs.reduce((a, s) => a + s.qLen, 0);
+  const q = rng.randn(totalQ * heads * D);
+  const ref = new Float32Array(totalQ * heads * D);
+  let next = 0;
+  let qStart = 0;
+  seqs.forEach((s, i) => {
+    const k = rng.randn(s.ctxLen * kvHeads * D);
+    const v = rng.randn(s.ctxLen * kvHeads * D);
+    for (let b = 0; b < blocksPer[i]; b++) tables[i * maxBlocks + b] = order[next++];
+    const w = kvHeads * D;
+    for (let p = 0; p < s.ctxLen; p++) {
+      const slot = tables[i * maxBlocks + Math.floor(p / blockSize)] * blockSize + (p % blockSize);
+      kc.set(k.subarray(p * w, (p + 1) * w), slot * w);
+      vc.set(v.subarray(p * w, (p + 1) * w), slot * w);
+    }
+    info.set([qStart, s.qLen, s.ctxLen], i * 3);
+    const qs = q.subarray(qStart * heads * D, (qStart + s.qLen) * heads * D);
+    ref.set(attentionRef(qs, k, v, s.qLen, s.ctxLen, heads, kvHeads, D, 1 / Math.sqrt(D)), qStart * heads * D);
+    qStart += s.qLen;
+  });
+  const inputs = [
+    tensor('f32', [totalQ, heads, D], q),
+    tensor('f32', [numBlocks, blockSize, kvHeads, D], kc),
+    tensor('f32', [numBlocks, blockSize, kvHeads, D], vc),
+    tensor('i32', [seqs.length, maxBlocks], tables),
+    tensor('i32', [seqs.length, 3], info),
+  ];
+  return { inputs, ref };
+}
+
+describe('attention (paged, causal, GQA)', () => {
+  const cases: Array<[string, Array<{ qLen: number; ctxLen: number }>, number, number, number, number]> = [
+    ['prefill, one sequence, MHA', [{ qLen: 37, ctxLen: 37 }], 4, 4, 32, 16],
+    ['prefill GQA 6/2, hd 64', [{ qLen: 70, ctxLen: 70 }], 6, 2, 64, 16],
+    ['decode batch (q_len 1) GQA', [{ qLen: 1, ctxLen: 1 }, { qLen: 1, ctxLen: 33 }, { qLen: 1, ctxLen: 64 }, { qLen: 1, ctxLen: 100 }], 8, 2, 64, 32],
+    ['chunked prefill + decode mix', [{ qLen: 20, ctxLen: 50 }, { qLen: 1, ctxLen: 9 }, { qLen: 17, ctxLen: 17 }], 4, 1, 64, 8],
+  ];
+  for (const [name, seqs, heads, kvHeads, D, bs] of cases) {
+    it(name, () =>
+      withSeed(`attention ${name}`, async (rng) => {
+        const { inputs, ref } = pagedCase(rng, seqs, heads, kvHeads, D, bs);
+        const [out] = await cpuNative().runOp('attention', inputs, {});
+        expectNmse(ref, f32Of(out), NMSE_BOUND.f32); // NaN guards in unused slots would poison this
+        await compareCudaToCpu('attention', inputs, {});
+      }));
+  }
+
+  it('rejects a block id outside the cache', async () => {
+    const inputs = [
+      tensor('f32', [1, 1, 4], new Float32Array(4)),
+      tensor('f32', [2, 2, 1, 4], new Float32Array(16)),
+      tensor('f32', [2, 2, 1, 4], new Float32Array(16)),
+      tensor('i32', [1, 1], [5]),
+      tensor('i32', [1, 3], [0, 1, 1]),
+    ];
+    await expect(cpuNative().runOp('attention', inputs, {})).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+  });
+});

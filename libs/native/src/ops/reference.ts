@@ -1,0 +1,206 @@
+// Straightforward TypeScript references for the op specs and the engine spec's reference forward.
+// Written for clarity, not speed; float64 accumulation.
+
+export function rmsNormRef(x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): Float32Array {
+  const out = new Float32Array(rows * dim);
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[r * dim + i] ** 2;
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) out[r * dim + i] = x[r * dim + i] * inv * w[i];
+  }
+  return out;
+}
+
+/** y = x W^T + b, W [n, k] row-major. */
+export function linearRef(x: Float32Array, w: Float32Array, b: Float32Array | null, m: number, n: number, k: number): Float32Array {
+  const y = new Float32Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = b ? b[j] : 0;
+      for (let l = 0; l < k; l++) s += x[i * k + l] * w[j * k + l];
+      y[i * n + j] = s;
+    }
+  return y;
+}
+
+export interface RopeRefParams {
+  type: 'default' | 'linear' | 'dynamic' | 'llama3';
+  theta: number;
+  factor?: number;
+  lowFreqFactor?: number;
+  highFreqFactor?: number;
+  originalMaxPositionEmbeddings?: number;
+  maxPositionEmbeddings?: number;
+  rotaryDim?: number;
+}
+
+export function ropeRotaryDim(p: RopeRefParams, headDim: number): number {
+  if (!p.rotaryDim) return headDim;
+  return p.rotaryDim <= 1 ? Math.round(p.rotaryDim * headDim) : p.rotaryDim;
+}
+
+/** Inverse frequencies as HF computes them for each rope type. */
+export function ropeInvFreqRef(p: RopeRefParams, headDim: number, seqLen: number): Float32Array {
+  const rd = ropeRotaryDim(p, headDim);
+  const factor = p.factor ?? 1;
+  let base = p.theta;
+  if (p.type === 'dynamic') {
+    const maxPos = p.originalMaxPositionEmbeddings || p.maxPositionEmbeddings || 2048;
+    if (seqLen > maxPos) base = p.theta * ((factor * seqLen) / maxPos - (factor - 1)) ** (rd / (rd - 2));
+  }
+  const inv = new Float32Array(rd / 2);
+  for (let i = 0; i < rd / 2; i++) {
+    let f = Math.fround(1 / base ** ((2 * i) / rd));
+    if (p.type === 'linear') f = Math.fround(f / factor);
+    if (p.type === 'llama3') {
+      const old = p.originalMaxPositionEmbeddings || 8192;
+      const low = p.lowFreqFactor ?? 1;
+      const high = p.highFreqFactor ?? 4;
+      const wl = (2 * Math.PI) / f;
+      if (wl > old / low) f = Math.fround(f / factor);
+      else if (wl >= old / high) {
+        const smooth = (old / wl - low) / (high - low);
+        f = Math.fround(((1 - smooth) * f) / factor + smooth * f);
+      }
+    }
+    inv[i] = f;
+  }
+  return inv;
+}
+
+/** Rotate-half RoPE in place on x [tokens, heads, headDim]. */
+export function ropeRef(x: Float32Array, tokens: number, heads: number, headDim: number, positions: ArrayLike<number>, inv: Float32Array): void {
+  const half = inv.length;
+  for (let t = 0; t < tokens; t++)
+    for (let h = 0; h < heads; h++) {
+      const o = (t * heads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        const ang = Math.fround(positions[t] * inv[i]);
+        const c = Math.cos(ang);
+        const s = Math.sin(ang);
+        const x1 = x[o + i];
+        const x2 = x[o + i + half];
+        x[o + i] = x1 * c - x2 * s;
+        x[o + i + half] = x2 * c + x1 * s;
+      }
+    }
+}
+
+/**
+ * Causal GQA attention of q [qLen, heads, D] (positions ctxLen-qLen ..) over contiguous k, v [ctxLen, kvHeads, D].
+ */
+export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, qLen: number, ctxLen: number, heads: number, kvHeads: number, D: number, scale: number): Float32Array {
+  const out = new Float32Array(qLen * heads * D);
+  const group = heads / kvHeads;
+  for (let j = 0; j < qLen; j++) {
+    const pos = ctxLen - qLen + j;
+    for (let h = 0; h < heads; h++) {
+      const kh = Math.floor(h / group);
+      const scores = new Float64Array(pos + 1);
+      let mx = -Infinity;
+      for (let p = 0; p <= pos; p++) {
+        let s = 0;
+        for (let d = 0; d < D; d++) s += q[(j * heads + h) * D + d] * k[(p * kvHeads + kh) * D + d];
+        scores[p] = s * scale;
+        mx = Math.max(mx, scores[p]);
+      }
+      let sum = 0;
+      for (let p = 0; p <= pos; p++) sum += scores[p] = Math.exp(scores[p] - mx);
+      for (let d = 0; d < D; d++) {
+        let acc = 0;
+        for (let p = 0; p <= pos; p++) acc += scores[p] * v[(p * kvHeads + kh) * D + d];
+        out[(j * heads + h) * D + d] = acc / sum;
+      }
+    }
+  }
+  return out;
+}
+
+export function logSoftmaxRef(x: Float32Array, rows: number, vocab: number): Float64Array {
+  const out = new Float64Array(rows * vocab);
+  for (let r = 0; r < rows; r++) {
+    let mx = -Infinity;
+    for (let i = 0; i < vocab; i++) mx = Math.max(mx, x[r * vocab + i]);
+    let s = 0;
+    for (let i = 0; i < vocab; i++) s += Math.exp(x[r * vocab + i] - mx);
+    const lse = Math.log(s) + mx;
+    for (let i = 0; i < vocab; i++) out[r * vocab + i] = x[r * vocab + i] - lse;
+  }
+  return out;
+}
+
+export function argmaxRef(x: ArrayLike<number>, offset: number, n: number): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (x[offset + i] > x[offset + best]) best = i;
+  return best;
+}
+
+/** splitmix64, as ops/sample.h: uniform() = top 53 bits / 2^53. */
+export class SplitMix64 {
+  private state: bigint;
+  constructor(seed: number | bigint) {
+    this.state = BigInt.asUintN(64, BigInt(seed));
+  }
+  next(): bigint {
+    const M = (1n << 64n) - 1n;
+    this.state = (this.state + 0x9e3779b97f4a7c15n) & M;
+    let z = this.state;
+    z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & M;
+    z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & M;
+    return z ^ (z >> 31n);
+  }
+  uniform(): number {
+    return Number(this.next() >> 11n) / 9007199254740992;
+  }
+}
+
+export interface SampleRefParams {
+  temperature: number;
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+}
+
+/** The sampling rule of ops/sample.h, step by step. */
+export function sampleRef(logits: Float32Array, p: SampleRefParams, u: number, history: ArrayLike<number>): number {
+  const vocab = logits.length;
+  const l = Float32Array.from(logits);
+  if (p.repetitionPenalty !== 1) {
+    const seen = new Set<number>();
+    for (let i = 0; i < history.length; i++) {
+      const t = history[i];
+      if (t < 0 || t >= vocab || seen.has(t)) continue;
+      seen.add(t);
+      l[t] = l[t] > 0 ? l[t] / p.repetitionPenalty : l[t] * p.repetitionPenalty;
+    }
+  }
+  if (!(p.temperature > 0)) return argmaxRef(l, 0, vocab);
+  for (let i = 0; i < vocab; i++) l[i] = l[i] / p.temperature;
+  const idx = Array.from({ length: vocab }, (_, i) => i).sort((a, b) => (l[b] - l[a]) || a - b);
+  const n = p.topK > 0 && p.topK < vocab ? p.topK : vocab;
+  const mx = l[idx[0]];
+  const prob = idx.slice(0, n).map((i) => Math.exp(l[i] - mx));
+  const sum = prob.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < n; i++) prob[i] /= sum;
+  let keep = n;
+  if (p.topP > 0 && p.topP < 1) {
+    let cum = 0;
+    for (let i = 0; i < n; i++) {
+      cum += prob[i];
+      if (cum >= Math.fround(p.topP)) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  let total = 0;
+  for (let i = 0; i < keep; i++) total += prob[i];
+  const r = u * total;
+  let cum = 0;
+  for (let i = 0; i < keep; i++) {
+    cum += prob[i];
+    if (r < cum) return idx[i];
+  }
+  return idx[keep - 1];
+}

@@ -1,0 +1,43 @@
+import { RopeRefParams, ropeInvFreqRef, ropeRef, ropeRotaryDim } from './reference';
+import { compareCudaToCpu, cpuNative, expectNmse, f32Of, tensor, withSeed } from './testing';
+
+describe('rope', () => {
+  const variants: Array<[string, RopeRefParams]> = [
+    ['default', { type: 'default', theta: 10000 }],
+    ['default theta 1e6', { type: 'default', theta: 1e6 }],
+    ['linear x4', { type: 'linear', theta: 10000, factor: 4 }],
+    ['dynamic NTK (beyond max pos)', { type: 'dynamic', theta: 10000, factor: 2, maxPositionEmbeddings: 64 }],
+    ['llama3', { type: 'llama3', theta: 500000, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 }],
+    ['partial rotary 0.5', { type: 'default', theta: 10000, rotaryDim: 0.5 }],
+  ];
+  for (const [name, p] of variants) {
+    it(name, () =>
+      withSeed(`rope ${name}`, async (rng) => {
+        const [tokens, heads, hd] = [21, 3, 64];
+        const x = rng.randn(tokens * heads * hd);
+        const pos = Array.from({ length: tokens }, (_, i) => i * 7 + rng.int(5));
+        const params: Record<string, number | string> = { type: p.type, theta: p.theta };
+        if (p.factor) params.factor = p.factor;
+        if (p.lowFreqFactor) params.lowFreqFactor = p.lowFreqFactor;
+        if (p.highFreqFactor) params.highFreqFactor = p.highFreqFactor;
+        if (p.originalMaxPositionEmbeddings) params.originalMaxPositionEmbeddings = p.originalMaxPositionEmbeddings;
+        if (p.maxPositionEmbeddings) params.maxPositionEmbeddings = p.maxPositionEmbeddings;
+        if (p.rotaryDim) params.rotaryDim = p.rotaryDim;
+        const inputs = [tensor('f32', [tokens, heads, hd], x), tensor('i32', [tokens], pos)];
+        const [out] = await cpuNative().runOp('rope', inputs, params);
+        const ref = Float32Array.from(x);
+        const inv = ropeInvFreqRef(p, hd, Math.max(...pos) + 1);
+        ropeRef(ref, tokens, heads, hd, pos, inv);
+        expect(ropeRotaryDim(p, hd)).toBe(inv.length * 2);
+        expectNmse(ref, f32Of(out), 1e-10);
+        // Dims past rotaryDim are untouched.
+        if (p.rotaryDim) expect(f32Of(out)[hd - 1]).toBe(x[hd - 1]);
+        await compareCudaToCpu('rope', inputs, params);
+      }));
+  }
+
+  it('rejects an odd rotary dim', async () => {
+    const inputs = [tensor('f32', [1, 1, 8], new Float32Array(8)), tensor('i32', [1], [0])];
+    await expect(cpuNative().runOp('rope', inputs, { rotaryDim: 3 })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+  });
+});
