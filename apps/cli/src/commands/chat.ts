@@ -77,7 +77,7 @@ export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags)
           if (out.finishReason && flags.verbose && out.usage) {
             io.stderr.write(
               `\n[${out.finishReason}] ${out.usage.promptTokens} prompt + ${out.usage.completionTokens} generated tokens, ` +
-                `first token ${out.usage.firstTokenMs} ms, total ${out.usage.totalMs} ms\n`,
+                `first token ${out.usage.firstTokenMs.toFixed(1)} ms, total ${out.usage.totalMs.toFixed(1)} ms\n`,
             );
           }
           if (out.finishReason === 'cancelled') say(' [stopped]');
