@@ -1,0 +1,396 @@
+// Engine-level specs on a tiny random Qwen2-style model built here (q/k/v bias, GQA, untied lm_head):
+// the native forward against a pure-TS reference forward, then the paged engine against the forward.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { EngineOptions, NativeEngine, NativeEvent, NativeModel, NativeModelConfig, NativeRequest, TensorSource } from '../index';
+import { argmaxRef, attentionRef, linearRef, rmsNormRef, ropeInvFreqRef, ropeRef } from '../ops/reference';
+import { cpuNative, expectNmse, f32ToF16, Rng, roundTo } from '../ops/testing';
+
+const DIMS = { vocab: 96, hidden: 32, inter: 48, layers: 2, heads: 4, kvHeads: 2, headDim: 8 };
+const EPS = 1e-6;
+const THETA = 10000;
+
+type Weights = Map<string, { shape: number[]; values: Float32Array }>;
+
+function makeWeights(seed: number, tied = false): Weights {
+  const rng = new Rng(seed);
+  const { vocab, hidden: H, inter: I, layers, heads, kvHeads, headDim: D } = DIMS;
+  const w: Weights = new Map();
+  const add = (name: string, shape: number[], scale: number, offset = 0) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const v = rng.randn(n, scale).map((x) => x + offset);
+    w.set(name, { shape, values: roundTo('f16', v) });
+  };
+  add('embed_tokens.weight', [vocab, H], 1);
+  add('norm.weight', [H], 0.1, 1);
+  if (!tied) add('lm_head.weight', [vocab, H], 0.3);
+  for (let l = 0; l < layers; l++) {
+    const p = `layers.${l}.`;
+    add(p + 'input_norm.weight', [H], 0.1, 1);
+    add(p + 'post_norm.weight', [H], 0.1, 1);
+    add(p + 'q.weight', [heads * D, H], 0.3);
+    add(p + 'q.bias', [heads * D], 0.1);
+    add(p + 'k.weight', [kvHeads * D, H], 0.3);
+    add(p + 'k.bias', [kvHeads * D], 0.1);
+    add(p + 'v.weight', [kvHeads * D, H], 0.3);
+    add(p + 'v.bias', [kvHeads * D], 0.1);
+    add(p + 'o.weight', [H, heads * D], 0.3);
+    add(p + 'gate.weight', [I, H], 0.3);
+    add(p + 'up.weight', [I, H], 0.3);
+    add(p + 'down.weight', [H, I], 0.3);
+  }
+  return w;
+}
+
+function f16Bytes(values: Float32Array): Uint8Array {
+  const h = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) h[i] = f32ToF16(values[i]);
+  return new Uint8Array(h.buffer);
+}
+
+function config(tensors: TensorSource[], tied = false): NativeModelConfig {
+  const { vocab, hidden, inter, layers, heads, kvHeads, headDim } = DIMS;
+  return {
+    backend: 'cpu',
+    threads: 2,
+    dtype: 'f16',
+    vocabSize: vocab,
+    hiddenSize: hidden,
+    intermediateSize: inter,
+    numLayers: layers,
+    numHeads: heads,
+    numKvHeads: kvHeads,
+    headDim,
+    rmsNormEps: EPS,
+    maxPositionEmbeddings: 512,
+    rope: { type: 'default', theta: THETA },
+    tieWordEmbeddings: tied,
+    hiddenAct: 'silu',
+    tensors,
+  };
+}
+
+function inMemoryTensors(w: Weights): TensorSource[] {
+  return [...w].map(([name, t]) => ({ name, dtype: 'f16', shape: t.shape, data: f16Bytes(t.values) }));
+}
+
+/** Writes a safetensors file (8-byte LE header length, JSON header, data) and returns file-backed sources. */
+function writeSafetensors(w: Weights, file: string): TensorSource[] {
+  const header: Record<string, unknown> = {};
+  const chunks: Uint8Array[] = [];
+  let off = 0;
+  for (const [name, t] of w) {
+    const b = f16Bytes(t.values);
+    header[name] = { dtype: 'F16', shape: t.shape, data_offsets: [off, off + b.length] };
+    chunks.push(b);
+    off += b.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  fs.writeFileSync(file, Buffer.concat([len, Buffer.from(json), ...chunks]));
+  const base = 8 + json.length;
+  return [...w].map(([name, t]) => {
+    const h = header[name] as { data_offsets: number[] };
+    return { name, dtype: 'f16', shape: t.shape, file, offset: base + h.data_offsets[0] };
+  });
+}
+
+/** Pure-TS reference forward: logits [n, vocab]. */
+function referenceForward(w: Weights, ids: number[], tied = false): Float32Array {
+  const { vocab, hidden: H, inter: I, layers, heads, kvHeads, headDim: D } = DIMS;
+  const g = (n: string) => w.get(n)!.values;
+  const n = ids.length;
+  let x = new Float32Array(n * H);
+  ids.forEach((id, t) => x.set(g('embed_tokens.weight').subarray(id * H, (id + 1) * H), t * H));
+  const inv = ropeInvFreqRef({ type: 'default', theta: THETA }, D, n);
+  const pos = ids.map((_, i) => i);
+  for (let l = 0; l < layers; l++) {
+    const p = `layers.${l}.`;
+    const h = rmsNormRef(x, g(p + 'input_norm.weight'), n, H, EPS);
+    const q = linearRef(h, g(p + 'q.weight'), g(p + 'q.bias'), n, heads * D, H);
+    const k = linearRef(h, g(p + 'k.weight'), g(p + 'k.bias'), n, kvHeads * D, H);
+    const v = linearRef(h, g(p + 'v.weight'), g(p + 'v.bias'), n, kvHeads * D, H);
+    ropeRef(q, n, heads, D, pos, inv);
+    ropeRef(k, n, kvHeads, D, pos, inv);
+    const a = attentionRef(q, k, v, n, n, heads, kvHeads, D, 1 / Math.sqrt(D));
+    const o = linearRef(a, g(p + 'o.weight'), null, n, H, heads * D);
+    x = x.map((xv, i) => xv + o[i]);
+    const h2 = rmsNormRef(x, g(p + 'post_norm.weight'), n, H, EPS);
+    const gate = linearRef(h2, g(p + 'gate.weight'), null, n, I, H);
+    const up = linearRef(h2, g(p + 'up.weight'), null, n, I, H);
+    const act = gate.map((gv, i) => (gv / (1 + Math.exp(-gv))) * up[i]);
+    const d = linearRef(act, g(p + 'down.weight'), null, n, H, I);
+    x = x.map((xv, i) => xv + d[i]);
+  }
+  const xn = rmsNormRef(x, g('norm.weight'), n, H, EPS);
+  return linearRef(xn, g(tied ? 'embed_tokens.weight' : 'lm_head.weight'), null, n, vocab, H);
+}
+
+async function greedyByForward(model: NativeModel, prompt: number[], steps: number): Promise<number[]> {
+  const seq = [...prompt];
+  const out: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    const logits = await model.forward(Int32Array.from(seq));
+    const tok = argmaxRef(logits, (seq.length - 1) * DIMS.vocab, DIMS.vocab);
+    out.push(tok);
+    seq.push(tok);
+  }
+  return out;
+}
+
+/** Collects events per request id; resolves each request's promise on done/error. */
+class Collector {
+  tokens = new Map<number, number[]>();
+  done = new Map<number, NativeEvent>();
+  private waiters = new Map<number, (ev: NativeEvent) => void>();
+  onEvent = (ev: NativeEvent) => {
+    if (ev.type === 'tokens') this.tokens.set(ev.id, [...(this.tokens.get(ev.id) ?? []), ...ev.tokens]);
+    else {
+      this.done.set(ev.id, ev);
+      this.waiters.get(ev.id)?.(ev);
+    }
+  };
+  wait(id: number): Promise<NativeEvent> {
+    const d = this.done.get(id);
+    if (d) return Promise.resolve(d);
+    return new Promise((resolve) => this.waiters.set(id, resolve));
+  }
+}
+
+function prompt(rng: Rng, n: number): number[] {
+  return Array.from({ length: n }, () => rng.int(DIMS.vocab));
+}
+
+const native = cpuNative();
+const SEED = 1234;
+const weights = makeWeights(SEED);
+let model: NativeModel;
+
+beforeAll(async () => {
+  model = native.createModel(config(inMemoryTensors(weights)));
+  await model.load();
+});
+afterAll(() => model?.dispose());
+
+async function withEngine<T>(opts: Partial<EngineOptions>, fn: (e: NativeEngine, c: Collector) => Promise<T>): Promise<T> {
+  const engine = native.createEngine(model, { maxBatchSize: 8, blockSize: 4, numBlocks: 256, sessionLen: 256, ...opts });
+  const c = new Collector();
+  engine.start(c.onEvent);
+  try {
+    return await fn(engine, c);
+  } finally {
+    await engine.dispose();
+  }
+}
+
+async function runAlone(req: NativeRequest, opts: Partial<EngineOptions> = {}): Promise<number[]> {
+  return withEngine(opts, async (e, c) => {
+    e.submit(req);
+    const ev = await c.wait(req.id);
+    expect(ev.type).toBe('done');
+    return c.tokens.get(req.id) ?? [];
+  });
+}
+
+describe('decoder forward', () => {
+  it('(a) logits equal the TS reference forward (in-memory tensors)', async () => {
+    const ids = prompt(new Rng(1), 23);
+    const got = await model.forward(Int32Array.from(ids));
+    expect(got.length).toBe(ids.length * DIMS.vocab);
+    expectNmse(referenceForward(weights, ids), got, 1e-9, 'logits');
+  });
+
+  it('(a) tied embeddings, weights memory-mapped from a safetensors file', async () => {
+    const w = makeWeights(99, true);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-native-'));
+    const m = native.createModel(config(writeSafetensors(w, path.join(dir, 'model.safetensors')), true));
+    await m.load();
+    const ids = prompt(new Rng(2), 17);
+    expectNmse(referenceForward(w, ids, true), await m.forward(Int32Array.from(ids)), 1e-9, 'logits');
+    expect(m.weightBytes()).toBeGreaterThan(0);
+    m.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('scoreTokens gives -log p(next token) from the same logits', async () => {
+    const ids = prompt(new Rng(3), 19);
+    const logits = await model.forward(Int32Array.from(ids));
+    const nll = await model.scoreTokens(Int32Array.from(ids));
+    expect(nll.length).toBe(ids.length - 1);
+    const ref = new Float64Array(ids.length - 1);
+    for (let t = 0; t + 1 < ids.length; t++) {
+      const row = logits.subarray(t * DIMS.vocab, (t + 1) * DIMS.vocab);
+      const mx = Math.max(...row);
+      const lse = Math.log(row.reduce((s, v) => s + Math.exp(v - mx), 0)) + mx;
+      ref[t] = lse - row[ids[t + 1]];
+    }
+    expectNmse(ref, nll, 1e-10, 'nll');
+  });
+});
+
+describe('engine', () => {
+  it('(b) greedy decode (prefill + paged decode) equals argmax over forward of the growing sequence', async () => {
+    const p = prompt(new Rng(4), 9);
+    const expected = await greedyByForward(model, p, 12);
+    const got = await runAlone({ id: 1, inputIds: Int32Array.from(p), maxNewTokens: 12 });
+    expect(got).toEqual(expected);
+    // Chunked prefill (3 tokens per step) gives the same tokens.
+    expect(await runAlone({ id: 2, inputIds: Int32Array.from(p), maxNewTokens: 12 }, { maxPrefillTokens: 3 })).toEqual(expected);
+  });
+
+  it('(c) continuous batching: 8 requests of different lengths, submitted at different times, equal each alone', async () => {
+    const rng = new Rng(5);
+    const reqs: NativeRequest[] = Array.from({ length: 8 }, (_, i) => ({
+      id: 100 + i,
+      inputIds: Int32Array.from(prompt(rng, 3 + ((i * 7) % 20))),
+      maxNewTokens: 5 + ((i * 3) % 11),
+      sampling: i % 2 ? { temperature: 0.9, topK: 20, seed: 1000 + i } : undefined,
+    }));
+    const alone = new Map<number, number[]>();
+    for (const r of reqs) alone.set(r.id, await runAlone(r));
+    // maxBatchSize 3 and a small cache: requests queue, join as others leave, and get preempted.
+    await withEngine({ maxBatchSize: 3, numBlocks: 24, maxPrefillTokens: 16 }, async (e, c) => {
+      for (const r of reqs) {
+        e.submit(r);
+        await new Promise((res) => setTimeout(res, (r.id % 3) * 3));
+      }
+      const evs = await Promise.all(reqs.map((r) => c.wait(r.id)));
+      for (const ev of evs) expect(ev.type).toBe('done');
+      for (const r of reqs) expect({ id: r.id, tokens: c.tokens.get(r.id) }).toEqual({ id: r.id, tokens: alone.get(r.id) });
+      expect(e.stats().blocksFree).toBe(24);
+    });
+  });
+
+  it('(d) sampling with a seed is reproducible and independent of the batch', async () => {
+    const rng = new Rng(6);
+    const p = Int32Array.from(prompt(rng, 6));
+    const req: NativeRequest = { id: 7, inputIds: p, maxNewTokens: 16, sampling: { temperature: 1.2, topP: 0.95, topK: 50, repetitionPenalty: 1.1, seed: 77 } };
+    const a = await runAlone(req);
+    const b = await runAlone(req);
+    expect(a).toEqual(b);
+    const inBatch = await withEngine({}, async (e, c) => {
+      for (let i = 0; i < 5; i++)
+        e.submit({ id: 50 + i, inputIds: Int32Array.from(prompt(rng, 4 + i)), maxNewTokens: 10, sampling: { temperature: 1, seed: i } });
+      e.submit(req);
+      await Promise.all([c.wait(7), ...[0, 1, 2, 3, 4].map((i) => c.wait(50 + i))]);
+      return c.tokens.get(7);
+    });
+    expect(inBatch).toEqual(a);
+    const other = await runAlone({ ...req, sampling: { ...req.sampling, seed: 78 } });
+    expect(other).not.toEqual(a);
+  });
+
+  it('(e) cancel ends the request with "cancelled" and frees its blocks', async () => {
+    await withEngine({ numBlocks: 1100, sessionLen: 4096 }, async (e, c) => {
+      e.submit({ id: 9, inputIds: Int32Array.from(prompt(new Rng(7), 30)), maxNewTokens: 4000 });
+      e.submit({ id: 10, inputIds: Int32Array.from(prompt(new Rng(7), 3)), maxNewTokens: 4000 });
+      e.cancel(10); // still waiting (or just admitted)
+      await new Promise((res) => setTimeout(res, 30));
+      e.cancel(9);
+      const ev = await c.wait(9);
+      expect(ev).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+      expect(await c.wait(10)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+      expect((c.tokens.get(9) ?? []).length).toBeGreaterThan(0);
+      const s = e.stats();
+      expect(s.blocksFree).toBe(s.blocksTotal);
+      expect(s.running + s.waiting).toBe(0);
+    });
+  });
+
+  it('(f) sessions: turn 2 continues from turn 1\'s cache and equals running the concatenation', async () => {
+    const rng = new Rng(8);
+    const t1 = prompt(rng, 7);
+    const t2 = prompt(rng, 5);
+    await withEngine({}, async (e, c) => {
+      e.submit({ id: 1, sessionId: 42, inputIds: Int32Array.from(t1), maxNewTokens: 6 });
+      await c.wait(1);
+      const out1 = c.tokens.get(1)!;
+      expect(e.stats().sessions).toBe(1);
+      const kept = e.stats().blocksTotal - e.stats().blocksFree;
+      expect(kept).toBeGreaterThan(0);
+      e.submit({ id: 2, sessionId: 42, inputIds: Int32Array.from(t2), maxNewTokens: 6 });
+      await c.wait(2);
+      const out2 = c.tokens.get(2)!;
+      expect(out2).toEqual(await greedyByForward(model, [...t1, ...out1, ...t2], 6));
+      e.endSession(42);
+      await new Promise((res) => setTimeout(res, 20));
+      expect(e.stats()).toMatchObject({ sessions: 0, blocksFree: e.stats().blocksTotal });
+    });
+  });
+
+  it('stops at stop ids and reports timings', async () => {
+    const p = prompt(new Rng(9), 5);
+    const expected = await greedyByForward(model, p, 8);
+    await withEngine({}, async (e, c) => {
+      e.submit({ id: 3, inputIds: Int32Array.from(p), maxNewTokens: 8, stopIds: [expected[3]], logprobs: 2 });
+      const ev = await c.wait(3);
+      const stopAt = expected.indexOf(expected[3]);
+      expect(ev).toMatchObject({ type: 'done', finishReason: 'stop', promptTokens: 5, completionTokens: stopAt + 1 });
+      expect(c.tokens.get(3) ?? []).toEqual(expected.slice(0, stopAt));
+      if (ev.type === 'done') expect(ev.totalMs).toBeGreaterThanOrEqual(ev.firstTokenMs);
+    });
+  });
+
+  it('a request that can never fit ends with E_OUT_OF_KV_CACHE; others keep running', async () => {
+    await withEngine({ numBlocks: 4, blockSize: 4 }, async (e, c) => {
+      e.submit({ id: 1, inputIds: Int32Array.from(prompt(new Rng(10), 10)), maxNewTokens: 20 });
+      e.submit({ id: 2, inputIds: Int32Array.from(prompt(new Rng(11), 3)), maxNewTokens: 4 });
+      expect(await c.wait(1)).toMatchObject({ type: 'error', code: 'E_OUT_OF_KV_CACHE' });
+      expect(await c.wait(2)).toMatchObject({ type: 'done', finishReason: 'length' });
+    });
+  });
+});
+
+describe('bad input', () => {
+  const base = () => inMemoryTensors(weights);
+
+  it('(g) wrong tensor shape -> E_MODEL_FORMAT', async () => {
+    const t = base().map((x) => (x.name === 'layers.1.k.weight' ? { ...x, shape: [DIMS.kvHeads * DIMS.headDim + 1, DIMS.hidden] } : x));
+    await expect(native.createModel(config(t)).load()).rejects.toMatchObject({ code: 'E_MODEL_FORMAT', message: expect.stringContaining('layers.1.k.weight') });
+  });
+
+  it('(g) missing tensor -> E_MODEL_FORMAT', async () => {
+    const t = base().filter((x) => x.name !== 'layers.0.down.weight');
+    await expect(native.createModel(config(t)).load()).rejects.toMatchObject({ code: 'E_MODEL_FORMAT', message: expect.stringContaining('missing tensor layers.0.down.weight') });
+  });
+
+  it('(g) file too short -> E_MODEL_FORMAT', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-native-'));
+    const file = path.join(dir, 'm.safetensors');
+    const t = writeSafetensors(weights, file);
+    fs.truncateSync(file, fs.statSync(file).size - 10);
+    await expect(native.createModel(config(t)).load()).rejects.toMatchObject({ code: 'E_MODEL_FORMAT', message: expect.stringContaining('too short') });
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('(g) token id >= vocab -> E_INVALID_ARGUMENT (forward, scoreTokens, submit)', async () => {
+    const bad = Int32Array.from([1, DIMS.vocab]);
+    await expect(model.forward(bad)).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(model.scoreTokens(bad)).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await withEngine({}, async (e) => {
+      expect(() => e.submit({ id: 1, inputIds: bad, maxNewTokens: 1 })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+    });
+  });
+
+  it('(g) bad config and unknown backend', () => {
+    expect(() => native.createModel({ ...config(base()), numHeads: 3 })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+    expect(() => native.createModel({ ...config(base()), backend: 'cuda' })).toThrow(expect.objectContaining({ code: 'E_BACKEND_UNAVAILABLE' }));
+  });
+
+  it('use after dispose -> E_DISPOSED; dispose is idempotent', async () => {
+    const m = native.createModel(config(base()));
+    await m.load();
+    const e = native.createEngine(m, { maxBatchSize: 2, blockSize: 4, numBlocks: 8, sessionLen: 64 });
+    e.start(() => undefined);
+    await e.dispose();
+    await e.dispose();
+    expect(() => e.stats()).toThrow(expect.objectContaining({ code: 'E_DISPOSED' }));
+    m.dispose();
+    m.dispose();
+    await expect(m.forward(Int32Array.from([1]))).rejects.toMatchObject({ code: 'E_DISPOSED' });
+  });
+});
