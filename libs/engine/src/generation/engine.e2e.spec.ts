@@ -171,6 +171,41 @@ describe('generation API on a tiny generated model (cpu)', () => {
     expect(engine.sessionLength(sid)).toBe(0);
   });
 
+  it('returns log-probs of the sampled tokens with top alternatives', async () => {
+    if (!engine) return;
+    const outs = await collect(engine.createInstance().streamInfer({ inputIds: engine.encodePrompt('the'), maxNewTokens: 6, stopIds: [], sampling: greedy, logprobs: 3 }));
+    const lps = outs.flatMap((o) => o.logprobs ?? []);
+    expect(lps).toHaveLength(6);
+    for (const lp of lps) {
+      expect(lp.logprob).toBeLessThanOrEqual(0);
+      expect(lp.top).toHaveLength(3);
+      // greedy: the sampled token is the most likely one
+      expect(lp.top[0].tokenId).toBe(lp.tokenId);
+      expect(lp.top[0].logprob).toBeCloseTo(lp.logprob, 4);
+    }
+  });
+
+  it('a request larger than the whole KV cache fails with a clear error', async () => {
+    if (!engine) return;
+    const small = await engineOrReport(info.dir, { native, maxBatchSize: 1, sessionLen: 256, numBlocks: 2, blockSize: 16 });
+    if (!small) return;
+    try {
+      const run = collect(small.createInstance().streamInfer({ inputIds: new Array(100).fill(40), maxNewTokens: 10, stopIds: [] }));
+      await expect(run).rejects.toMatchObject({ code: expect.stringMatching(/E_OUT_OF_KV_CACHE|E_INVALID_ARGUMENT/) });
+    } finally {
+      await small.dispose();
+    }
+  });
+
+  it("backend 'cuda' without a GPU throws BackendUnavailableError with the reason", async () => {
+    if (!engine) return;
+    if (fs.existsSync('/dev/nvidia0')) return;
+    await expect(Engine.fromPretrained(info.dir, { backend: 'cuda' })).rejects.toThrow(/backend "cuda" is unavailable: .*(GPU|cuda)/i);
+    const auto = await Engine.fromPretrained(info.dir, { backend: 'auto', log: () => {} });
+    expect(auto.backend).toBe('cpu');
+    await auto.dispose();
+  });
+
   it('many concurrent requests each get their own tokens', async () => {
     if (!engine) return;
     const prompts = ['a', 'the dog', 'in the house', 'é世🙂', 'one', 'two'];
