@@ -45,13 +45,13 @@ export class NativeError extends Error {
 }
 
 export function isNativeError(e: unknown): e is NativeError {
-  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && CODES.has((e as { code: string }).code);
+  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && CODES.has((e as unknown as { code: string }).code);
 }
 
 function toNativeError(e: unknown): unknown {
   if (e instanceof NativeError) return e;
-  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && CODES.has((e as { code: string }).code)) {
-    const ne = new NativeError((e as { code: NativeErrorCode }).code, e.message);
+  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && CODES.has((e as unknown as { code: string }).code)) {
+    const ne = new NativeError((e as unknown as { code: NativeErrorCode }).code, e.message);
     if (e.stack) ne.stack = `NativeError: ${e.message}\n${e.stack.split('\n').slice(1).join('\n')}`;
     return ne;
   }
