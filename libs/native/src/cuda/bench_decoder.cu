@@ -18,6 +18,7 @@
 #include "ops/embedding.cuh"
 #include "ops/rms_norm.cuh"
 #include "ops/rope.cuh"
+#include "cuda/rope_freq.h"
 #include "ops/silu_mul.cuh"
 
 using namespace lmfleet;
@@ -60,7 +61,7 @@ struct Layer {
 
 struct Cfg {
   int layers = 32, hidden = 4096, inter = 11008, nh = 32, nkv = 32, hd = 128, vocab = 32000;
-  int block_size = 64, num_blocks = 0, max_blocks = 0, split_len = 128, max_splits = 0;
+  int block_size = 64, num_blocks = 0, max_blocks = 0, dec_blocks = 0, split_len = 128, max_splits = 0;
   int max_batch = 64, max_tokens = 2048;
   float eps = 1e-5f;
 };
@@ -103,9 +104,9 @@ struct Model {
     final_norm = dalloc_random(H, seed++, 0.1f, 1.f);
     lm_head = dalloc_random((size_t)c.vocab * H, seed++, 0.02f);
     weight_bytes += 2 * ((size_t)c.vocab * H + H);
-    RopeParams rp;
+    RopeFreqParams rp;
     rp.rot_dim = c.hd;
-    auto f = rope_inv_freq(rp, 0);
+    auto f = rope_inv_freq_table(rp, 0);
     inv_freq = dalloc<float>(f.size());
     LMF_CUDA_CHECK(cudaMemcpy(inv_freq, f.data(), f.size() * 4, cudaMemcpyHostToDevice));
     const size_t T = c.max_tokens;
@@ -117,7 +118,11 @@ struct Model {
     ctx_lens = dalloc<int>(c.max_batch); q_starts = dalloc<int>(c.max_batch); q_lens = dalloc<int>(c.max_batch);
     LMF_CUDA_CHECK(cudaMalloc(&attn_ws, attention_decode_workspace_bytes(c.max_batch, c.nh, c.hd, c.max_splits)));
     std::vector<int> bt((size_t)c.max_batch * c.max_blocks);
-    for (size_t i = 0; i < bt.size(); i++) bt[i] = (int)i;  // sequence b owns blocks [b*max_blocks, (b+1)*max_blocks)
+    // sequence b's j-th block is (b*dec_blocks + j) mod num_blocks: decode sequences get disjoint blocks,
+    // the long prefill sequence (seq 0) wraps over the others' (harmless: they are never live together)
+    for (int b = 0; b < c.max_batch; b++)
+      for (int j = 0; j < c.max_blocks; j++) bt[(size_t)b * c.max_blocks + j] = (b * c.dec_blocks + j) % c.num_blocks;
+    bt_host = bt;
     LMF_CUDA_CHECK(cudaMemcpy(block_tables, bt.data(), bt.size() * 4, cudaMemcpyHostToDevice));
     LMF_CUDA_CHECK(cudaDeviceSynchronize());
   }
@@ -135,7 +140,7 @@ struct Model {
       const Layer& y = L[l];
       gemm->linear(h, H, y.qkv, nullptr, qkv, Q, n, Q, H);
       if (!gemms_only) {
-        rope_kv_store_cuda(qkv, Q, positions, inv_freq, c.hd, n, c.nh, c.nkv, c.hd, y.k_cache, y.v_cache, slots,
+        rope_kv_store_cuda(qkv, Q, positions, inv_freq, 0, c.hd, n, c.nh, c.nkv, c.hd, y.k_cache, y.v_cache, slots,
                            c.block_size, s);
         if (decode)
           attention_decode_cuda(qkv, Q, y.k_cache, y.v_cache, block_tables, c.max_blocks, ctx_lens, attn, H, n, c.nh,
@@ -164,7 +169,10 @@ struct Model {
     LMF_CUDA_CHECK(cudaMemcpyAsync(dst, v.data(), v.size() * 4, cudaMemcpyHostToDevice, s));
     LMF_CUDA_CHECK(cudaStreamSynchronize(s));
   }
-  int slot_of(int seq, int pos) const { return seq * c.max_blocks * c.block_size + pos; }  // seq b owns blocks b*mb..
+  std::vector<int> bt_host;
+  int slot_of(int seq, int pos) const {
+    return bt_host[(size_t)seq * c.max_blocks + pos / c.block_size] * c.block_size + pos % c.block_size;
+  }
 
   // Sets up a decode step: `batch` sequences, each with ctx tokens already cached; the new token sits at ctx.
   void setup_decode(int batch, int ctx, const std::vector<int>* toks = nullptr) {
@@ -242,7 +250,8 @@ int main(int argc, char** argv) {
     c.max_batch = *std::max_element(batches.begin(), batches.end());
     c.max_tokens = std::max(prefill, c.max_batch);
     c.max_blocks = (std::max(prefill, ctx + 1) + c.block_size - 1) / c.block_size;
-    c.num_blocks = c.max_batch * c.max_blocks;
+    c.dec_blocks = (ctx + 1 + c.block_size - 1) / c.block_size;
+    c.num_blocks = std::max(c.max_batch * c.dec_blocks, c.max_blocks);
     c.max_splits = (c.max_blocks * c.block_size + c.split_len - 1) / c.split_len;
     cudaStream_t s;
     LMF_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));

@@ -17,6 +17,7 @@
 #include "ops/nll.cuh"
 #include "ops/rms_norm.cuh"
 #include "ops/rope.cuh"
+#include "cuda/rope_freq.h"
 #include "ops/sample.cuh"
 #include "ops/silu_mul.cuh"
 #ifdef LMF_HAVE_CUBLAS
@@ -171,13 +172,13 @@ static void test_gemv(Rng& r, int m, int n, int k, bool f32out) {
 static void test_rope(Rng& r, const std::string& type, int rot_dim) {
   const int ntok = 19, nh = 8, nkv = 2, hd = 128, bs = 16, nblocks = 8;
   const int ld = (nh + 2 * nkv) * hd;
-  RopeParams p;
+  RopeFreqParams p;
   p.type = type;
   p.theta = type == "llama3" ? 500000.0 : 10000.0;
   p.factor = type == "default" ? 1.0 : (type == "llama3" ? 8.0 : 2.0);
   p.original_max_position = type == "llama3" ? 8192 : 2048;
   p.rot_dim = rot_dim;
-  auto inv = rope_inv_freq(p, 6000);
+  auto inv = rope_inv_freq_table(p, 6000);
   auto qkv = r.normals((size_t)ntok * ld);
   std::vector<int> pos(ntok), slots(nblocks * bs);
   for (auto& x : pos) x = r.integer(0, 8000);
@@ -194,7 +195,7 @@ static void test_rope(Rng& r, const std::string& type, int rot_dim) {
   df.upload(inv);
   dk.poison();
   dv.poison();
-  rope_kv_store_cuda(dq.p, ld, dp.p, df.p, rot_dim, ntok, nh, nkv, hd, dk.p, dv.p, ds.p, bs, S);
+  rope_kv_store_cuda(dq.p, ld, dp.p, df.p, 0, rot_dim, ntok, nh, nkv, hd, dk.p, dv.p, ds.p, bs, S);
   auto oq = to_double(dq.download());
   auto ok = to_double(dk.download()), ov = to_double(dv.download());
   std::vector<double> ref(qkv.begin(), qkv.end());
@@ -218,7 +219,7 @@ static void test_rope(Rng& r, const std::string& type, int rot_dim) {
   for (int sl = 0; sl < nblocks * bs; sl++)
     for (int h = 0; h < nkv; h++)
       for (int d = 0; d < hd; d++) {
-        const size_t ci = (((size_t)(sl / bs) * nkv + h) * bs + sl % bs) * hd + d;
+        const size_t ci = ((size_t)sl * nkv + h) * hd + d;
         const int t = slot_tok[sl];
         if (t < 0) {
           untouched_ok &= std::isnan(ok[ci]) && std::isnan(ov[ci]);
@@ -239,10 +240,10 @@ struct PagedCache {
   std::vector<float> k, v;
   std::vector<int> bt;
   const float* krow(int b, int t, int h) const {
-    return &k[(((size_t)bt[b * max_blocks + t / bs] * nkv + h) * bs + t % bs) * hd];
+    return &k[(((size_t)bt[b * max_blocks + t / bs] * bs + t % bs) * nkv + h) * hd];
   }
   const float* vrow(int b, int t, int h) const {
-    return &v[(((size_t)bt[b * max_blocks + t / bs] * nkv + h) * bs + t % bs) * hd];
+    return &v[(((size_t)bt[b * max_blocks + t / bs] * bs + t % bs) * nkv + h) * hd];
   }
 };
 
@@ -427,7 +428,7 @@ struct SampleDev {
   DevBuf<int> topk;
   DevBuf<uint64_t> seed, counter;
   SampleDev(int batch) : temp(batch), topp(batch), topk(batch), seed(batch), counter(batch) {}
-  SampleParamsDevice params() { return {temp.p, topk.p, topp.p, seed.p, counter.p}; }
+  SampleParamsDevice params() { return {temp.p, topk.p, topp.p, seed.p, counter.p, nullptr}; }
 };
 
 static void test_sample(Rng& r) {

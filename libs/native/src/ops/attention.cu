@@ -15,7 +15,7 @@ constexpr int kDecodeWarps = 4;
 __device__ __forceinline__ const half* kv_row(const half* cache, const int* bt, int t, int kvh, int nkv,
                                               int block_size, int hd) {
   const int blk = bt[t / block_size];
-  return cache + (((size_t)blk * nkv + kvh) * block_size + (t % block_size)) * hd;
+  return cache + (((size_t)blk * block_size + (t % block_size)) * nkv + kvh) * hd;
 }
 }  // namespace
 

@@ -4,7 +4,7 @@
 
 namespace lmfleet {
 
-// Paged KV cache: per layer k_cache/v_cache [num_blocks, nkv, block_size, hd]; block_tables [batch, max_blocks]
+// Paged KV cache: per layer k_cache/v_cache [num_blocks, block_size, nkv, hd] (the CPU backend's layout, f16); block_tables [batch, max_blocks]
 // maps a sequence's token t to block block_tables[b][t / block_size], row t % block_size.
 
 // Decode attention: one query token per sequence (position ctx_lens[b] - 1, whose k/v are already in the cache).

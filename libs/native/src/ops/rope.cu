@@ -6,14 +6,14 @@ namespace lmfleet {
 
 // grid: ntok; block: threads stride over (nh + nkv) heads x hd/2 pairs for q/k, then nkv x hd for v.
 __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ positions,
-                                     const float* __restrict__ inv_freq, int rot_dim, int nh, int nkv, int hd,
+                                     const float* __restrict__ inv_freq, int inv_freq_stride, int rot_dim, int nh, int nkv, int hd,
                                      half* k_cache, half* v_cache, const int* __restrict__ slots, int block_size) {
   const int t = blockIdx.x;
   half* row = qkv + (size_t)t * ld;
   const float pos = (float)positions[t];
+  inv_freq += (size_t)t * inv_freq_stride;
   const int half_rot = rot_dim / 2;
   const int slot = k_cache ? slots[t] : -1;
-  const int blk = slot >= 0 ? slot / block_size : 0, off = slot >= 0 ? slot % block_size : 0;
   const int nqk = nh + nkv;
   // q and k: each thread handles one pair (i, i + half_rot) of one head; dims >= rot_dim are copied for k.
   const int pairs_per_head = hd / 2;  // covers rotated pairs and (for k) the unrotated tail, two dims per item
@@ -22,7 +22,7 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
     half* head = row + h * hd;
     const bool is_k = h >= nh;
     half* dst = nullptr;
-    if (is_k && slot >= 0) dst = k_cache + (((size_t)blk * nkv + (h - nh)) * block_size + off) * hd;
+    if (is_k && slot >= 0) dst = k_cache + ((size_t)slot * nkv + (h - nh)) * hd;
     if (i < half_rot) {
       float s, c;
       sincosf(pos * inv_freq[i], &s, &c);
@@ -42,18 +42,18 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
     const half* v = row + nqk * hd;
     for (int item = threadIdx.x; item < nkv * hd; item += blockDim.x) {
       const int h = item / hd, d = item % hd;
-      v_cache[(((size_t)blk * nkv + h) * block_size + off) * hd + d] = v[h * hd + d];
+      v_cache[((size_t)slot * nkv + h) * hd + d] = v[h * hd + d];
     }
   }
 }
 
-void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* inv_freq, int rot_dim, int ntok,
+void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* inv_freq, int inv_freq_stride, int rot_dim, int ntok,
                         int nh, int nkv, int hd, half* k_cache, half* v_cache, const int* slots, int block_size,
                         cudaStream_t s) {
   if (ntok <= 0) return;
   if (rot_dim <= 0 || rot_dim > hd || rot_dim % 2 || hd % 2)
     fail(ErrorCode::InvalidArgument, "rope: rot_dim must be even and in (0, head_dim]");
-  rope_kv_store_kernel<<<ntok, 256, 0, s>>>(qkv, ld, positions, inv_freq, rot_dim, nh, nkv, hd, k_cache, v_cache,
+  rope_kv_store_kernel<<<ntok, 256, 0, s>>>(qkv, ld, positions, inv_freq, inv_freq_stride, rot_dim, nh, nkv, hd, k_cache, v_cache,
                                             slots, block_size);
   LMF_CUDA_LAUNCHED();
 }

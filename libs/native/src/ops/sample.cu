@@ -182,7 +182,7 @@ sample_kernel(const float* __restrict__ logits, int ld, int vocab, SampleParamsD
     const float pre = block_exclusive_scan(csum, fscr);
     const float total = block_sum(csum, fscr);
     excl[threadIdx.x] = pre;
-    const double u = philox_uniform_impl(p.seed[b], p.counter[b]);
+    const double u = p.u ? p.u[b] : philox_uniform_impl(p.seed[b], p.counter[b]);
     const float target = (float)(u * (double)total);
     if (threadIdx.x == 0) sh_chosen = 0x7fffffff;
     __syncthreads();
@@ -212,7 +212,7 @@ sample_kernel(const float* __restrict__ logits, int ld, int vocab, SampleParamsD
   }
   if (threadIdx.x == 0) {
     out[b] = token;
-    p.counter[b] += 1;
+    if (p.counter) p.counter[b] += 1;
   }
 }
 

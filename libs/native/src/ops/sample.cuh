@@ -12,6 +12,7 @@ struct SampleParamsDevice {
   const float* top_p;        // >= 1 or <= 0: off
   const uint64_t* seed;      // the request's seed
   uint64_t* counter;         // the request's draw counter: Philox counter, incremented by each call (graph-safe)
+  const double* u;           // nullable: the caller's uniforms in [0, 1) (e.g. the request's host RNG); else Philox
 };
 
 // Hugging Face order: (repetition penalty, applied separately) -> temperature -> top-k -> top-p -> draw.

@@ -1,0 +1,73 @@
+// The CUDA backend: device memory, one stream, cuBLAS for linears (weights held as f16 on the device),
+// the op-level interface of core/backend.h on f32 activations (runOp and op specs), and the fused f16
+// decoder (cuda_decoder.h) that the engine uses for its steps.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "core/backend.h"
+#include "cuda/gemm.h"
+
+namespace lmfleet {
+
+class CudaLinearWeight : public LinearWeight {
+ public:
+  half* w = nullptr;     // [n, k] row-major, f16, device
+  half* bias = nullptr;  // [n] f16 or null
+  int device = 0;
+  ~CudaLinearWeight() override;
+  size_t bytes() const override { return (size_t)n * k * 2 + (bias ? (size_t)n * 2 : 0); }
+};
+
+// Grow-only device scratch.
+class DeviceScratch {
+ public:
+  ~DeviceScratch();
+  void* get(size_t bytes);
+  template <typename T> T* as(size_t n) { return static_cast<T*>(get(n * sizeof(T))); }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+  const char* name() const override { return "cuda"; }
+
+  void* alloc(size_t bytes) override;
+  void release(void* p) override;
+  void upload(void* dst, const void* host_src, size_t bytes) override;
+  void download(void* host_dst, const void* src, size_t bytes) override;
+  void synchronize() override;
+
+  std::unique_ptr<LinearWeight> prepare_linear(const void* w, DType dtype, const void* bias, DType bias_dtype,
+                                               int64_t n, int64_t k) override;
+  bool supports(const std::string& op) const override;
+#define LMFLEET_OP(op) void op(const op##_args& a) override;
+#include "ops/ops.def"
+#undef LMFLEET_OP
+
+  int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+  CublasGemm& gemm() { return *gemm_; }
+  void bind() const;  // cudaSetDevice(device) for the calling thread
+  // Copies n host ints to a device scratch slot (0..7), returns the device pointer (valid until that slot is reused).
+  int* stage_i32(int slot, const int32_t* host, int64_t n);
+
+ private:
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CublasGemm> gemm_;
+  DeviceScratch scratch_[8];
+  DeviceScratch x16_, scores_;
+};
+
+// Throws E_BACKEND_UNAVAILABLE (with the reason) when no usable device is there.
+std::unique_ptr<Backend> make_cuda_backend(int device);
+
+}  // namespace lmfleet

@@ -1,0 +1,313 @@
+#include "cuda/cuda_decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "core/error.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/check.cuh"
+#include "cuda/f32_ops.cuh"
+#include "ops/attention.cuh"
+#include "ops/embedding.cuh"
+#include "ops/rms_norm.cuh"
+#include "ops/rope.cuh"
+#include "ops/silu_mul.cuh"
+
+namespace lmfleet {
+
+namespace {
+
+__global__ void gather_rows_kernel(const half* __restrict__ x, const int* __restrict__ rows, half* __restrict__ out,
+                                   int hidden) {
+  const half* src = x + (size_t)rows[blockIdx.x] * hidden;
+  half* dst = out + (size_t)blockIdx.x * hidden;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
+}
+
+half* to_f16_copy(const Buffer& b, size_t n, cudaStream_t s) {
+  half* p;
+  LMF_CUDA_CHECK(cudaMalloc(&p, n * sizeof(half)));
+  f32_to_f16_cuda(b.as<float>(), p, (int64_t)n, s);
+  return p;
+}
+
+const CudaLinearWeight& cw(const std::unique_ptr<LinearWeight>& w) {
+  auto* p = dynamic_cast<const CudaLinearWeight*>(w.get());
+  if (!p) fail(ErrorCode::Internal, "cuda decoder: a linear weight was not prepared by the cuda backend");
+  return *p;
+}
+
+int batch_bucket(int s) {
+  if (s <= 8) {
+    int b = 1;
+    while (b < s) b <<= 1;
+    return b;
+  }
+  return (s + 15) / 16 * 16;
+}
+
+int pow2_at_least(int v) {
+  int b = 1;
+  while (b < v) b <<= 1;
+  return b;
+}
+
+}  // namespace
+
+CudaDecoder::CudaDecoder(Model& m)
+    : m_(m), be_(dynamic_cast<CudaBackend&>(m.backend())), s_(dynamic_cast<CudaBackend&>(m.backend()).stream()) {
+  be_.bind();
+  const ModelConfig& c = m.cfg();
+  if (c.head_dim != 64 && c.head_dim != 128)
+    fail(ErrorCode::InvalidArgument, "cuda: head_dim must be 64 or 128, got " + std::to_string(c.head_dim));
+  if (c.heads / c.kv_heads > 8) fail(ErrorCode::InvalidArgument, "cuda: at most 8 query heads per kv head");
+  if (c.hidden % 8 || c.inter % 8) fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes must be multiples of 8");
+  if (const char* g = std::getenv("LMFLEET_CUDA_GRAPHS")) use_graphs_ = std::string(g) != "0";
+  embed_ = to_f16_copy(m.embed, (size_t)c.vocab * c.hidden, s_);
+  final_norm_ = to_f16_copy(m.final_norm, (size_t)c.hidden, s_);
+  for (auto& L : m.layers) {
+    in_norm_.push_back(to_f16_copy(L.input_norm, (size_t)c.hidden, s_));
+    post_norm_.push_back(to_f16_copy(L.post_norm, (size_t)c.hidden, s_));
+  }
+  LMF_CUDA_CHECK(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming));
+  LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+}
+
+CudaDecoder::~CudaDecoder() {
+  cudaSetDevice(be_.device());
+  cudaStreamSynchronize(s_);
+  drop_graphs();
+  for (half* p : {embed_, final_norm_, resid_, h_, qkv_, attn_, proj_, gu_, act_, rows_})
+    if (p) cudaFree(p);
+  for (half* p : in_norm_) cudaFree(p);
+  for (half* p : post_norm_) cudaFree(p);
+  if (attn_ws_) cudaFree(attn_ws_);
+  if (dev_stage_) cudaFree(dev_stage_);
+  if (host_stage_) cudaFreeHost(host_stage_);
+  if (staged_) cudaEventDestroy(staged_);
+}
+
+void CudaDecoder::drop_graphs() {
+  for (auto& [k, g] : graphs_)
+    if (g.exec) cudaGraphExecDestroy(g.exec);
+  graphs_.clear();
+}
+
+void CudaDecoder::ensure_capacity(int T, int R) {
+  if (T <= cap_T_ && R <= cap_R_) return;
+  LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+  drop_graphs();
+  const ModelConfig& c = m_.cfg();
+  const size_t nT = (size_t)std::max(T, cap_T_), nR = (size_t)std::max(R, cap_R_);
+  const size_t H = c.hidden, Q = (size_t)(c.heads + 2 * c.kv_heads) * c.head_dim, I = c.inter;
+  for (half** p : {&resid_, &h_, &qkv_, &attn_, &proj_, &gu_, &act_, &rows_})
+    if (*p) { LMF_CUDA_CHECK(cudaFree(*p)); *p = nullptr; }
+  auto mk = [](half** p, size_t n) { LMF_CUDA_CHECK(cudaMalloc(p, n * sizeof(half))); };
+  mk(&resid_, nT * H);
+  mk(&h_, nT * H);
+  mk(&qkv_, nT * Q);
+  mk(&attn_, nT * (size_t)c.heads * c.head_dim);
+  mk(&proj_, nT * H);
+  mk(&gu_, nT * 2 * I);
+  mk(&act_, nT * I);
+  mk(&rows_, nR * H);
+  logits_.ensure(&be_, nR * (size_t)c.vocab * 4);
+  cap_T_ = (int)nT;
+  cap_R_ = (int)nR;
+}
+
+CudaDecoder::Layout CudaDecoder::layout(int T, int S, int R, int mb, int inv_n) const {
+  Layout L;
+  L.T = T; L.S = S; L.R = R; L.mb = mb; L.inv_n = inv_n;
+  size_t o = 0;
+  auto take = [&](size_t n) { size_t at = o; o += (n + 3) / 4 * 4; return at; };  // 16-byte aligned
+  L.tokens = take(T); L.positions = take(T); L.slots = take(T);
+  L.q_starts = take(S); L.q_lens = take(S); L.ctx_lens = take(S);
+  L.rows = take(R); L.block_tables = take((size_t)S * mb); L.inv_freq = take(inv_n);
+  L.words = o;
+  return L;
+}
+
+const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
+  be_.bind();
+  const ModelConfig& c = m_.cfg();
+  const int T = (int)b.tokens.size(), S = (int)b.num_seqs(), R = (int)b.logit_rows.size();
+  if (T == 0) fail(ErrorCode::InvalidArgument, "decoder: empty batch");
+  if ((int)kv.k.size() != c.layers || (int)kv.v.size() != c.layers) fail(ErrorCode::Internal, "decoder: KvView has the wrong layer count");
+  const int64_t cache_slots = kv.num_blocks * kv.block_size;
+  // validate everything the kernels will index with (bad input throws, never corrupts memory)
+  for (int t = 0; t < T; t++) {
+    if (b.tokens[t] < 0 || b.tokens[t] >= c.vocab)
+      fail(ErrorCode::InvalidArgument, "token id " + std::to_string(b.tokens[t]) + " is outside [0, " + std::to_string(c.vocab) + ")");
+    if (b.slots[t] >= cache_slots) fail(ErrorCode::InvalidArgument, "decoder: KV slot out of range");
+  }
+  bool decode = T == S;
+  int max_ctx = 1, max_q = 1;
+  for (int s = 0; s < S; s++) {
+    const int q0 = b.seq_info[3 * s], ql = b.seq_info[3 * s + 1], ctx = b.seq_info[3 * s + 2];
+    if (q0 < 0 || ql < 0 || q0 + ql > T || ctx < ql || ctx > b.max_blocks * kv.block_size)
+      fail(ErrorCode::InvalidArgument, "decoder: bad seq_info for sequence " + std::to_string(s));
+    for (int j = 0; j < (ctx + kv.block_size - 1) / kv.block_size; j++) {
+      const int blk = b.block_tables[(size_t)s * b.max_blocks + j];
+      if (blk < 0 || blk >= kv.num_blocks) fail(ErrorCode::InvalidArgument, "decoder: block " + std::to_string(blk) + " out of range");
+    }
+    decode = decode && ql == 1 && q0 == s;
+    max_ctx = std::max(max_ctx, ctx);
+    max_q = std::max(max_q, ql);
+  }
+  for (int r : b.logit_rows)
+    if (r < 0 || r >= T) fail(ErrorCode::InvalidArgument, "decoder: logit row out of range");
+
+  const int half_rot = (int)m_.rotary_dim() / 2;
+  const bool dynamic = c.rope.type == "dynamic";
+  // shapes: graph steps pad to buckets
+  int Tp = T, Sp = S, Rp = R, mb = (int)b.max_blocks, splits = 0;
+  if (decode) {
+    splits = pow2_at_least((max_ctx + split_len_ - 1) / split_len_);
+    if (use_graphs_) {
+      Tp = Sp = batch_bucket(S);
+      Rp = Tp;
+      mb = (splits * split_len_ + kv.block_size - 1) / (int)kv.block_size;
+    }
+  }
+  const int inv_n = dynamic ? Tp * half_rot : half_rot;
+  const Layout L = layout(Tp, Sp, Rp, mb, inv_n);
+  ensure_capacity(Tp, std::max(Rp, 1));
+  if (L.words > stage_words_) {
+    LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+    drop_graphs();
+    if (dev_stage_) LMF_CUDA_CHECK(cudaFree(dev_stage_));
+    if (host_stage_) LMF_CUDA_CHECK(cudaFreeHost(host_stage_));
+    stage_words_ = std::max(L.words, stage_words_ * 3 / 2);
+    LMF_CUDA_CHECK(cudaMalloc(&dev_stage_, stage_words_ * 4));
+    LMF_CUDA_CHECK(cudaMallocHost(&host_stage_, stage_words_ * 4));
+  }
+  if (graph_kv_ != kv.k[0]) { drop_graphs(); graph_kv_ = kv.k[0]; }
+
+  // fill the pinned staging buffer (after the previous step's copy has left it)
+  LMF_CUDA_CHECK(cudaEventSynchronize(staged_));
+  int32_t* hs = reinterpret_cast<int32_t*>(host_stage_);
+  std::memset(hs, 0, L.words * 4);
+  for (int t = 0; t < Tp; t++) {
+    hs[L.tokens + t] = t < T ? b.tokens[t] : 0;
+    hs[L.positions + t] = t < T ? b.positions[t] : 0;
+    hs[L.slots + t] = t < T ? b.slots[t] : -1;
+  }
+  for (int s = 0; s < S; s++) {
+    hs[L.q_starts + s] = b.seq_info[3 * s];
+    hs[L.q_lens + s] = b.seq_info[3 * s + 1];
+    hs[L.ctx_lens + s] = b.seq_info[3 * s + 2];
+    const int ncopy = std::min<int>(mb, (int)b.max_blocks);
+    std::memcpy(&hs[L.block_tables + (size_t)s * mb], &b.block_tables[(size_t)s * b.max_blocks], ncopy * 4);
+  }
+  for (int r = 0; r < R; r++) hs[L.rows + r] = b.logit_rows[r];
+  float* hf = reinterpret_cast<float*>(hs + L.inv_freq);
+  if (dynamic) {
+    for (int s = 0; s < S; s++) {
+      auto f = rope_inv_freq(c.rope, c.head_dim, b.seq_info[3 * s + 2]);
+      for (int j = 0; j < b.seq_info[3 * s + 1]; j++)
+        std::memcpy(hf + (size_t)(b.seq_info[3 * s] + j) * half_rot, f.data(), half_rot * 4);
+    }
+  } else {
+    std::memcpy(hf, m_.inv_freq().data(), half_rot * 4);
+  }
+  LMF_CUDA_CHECK(cudaMemcpyAsync(dev_stage_, host_stage_, L.words * 4, cudaMemcpyHostToDevice, s_));
+  LMF_CUDA_CHECK(cudaEventRecord(staged_, s_));
+
+  if (decode && use_graphs_) {
+    const auto key = std::make_tuple(Tp, splits, mb, inv_n);
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) {
+      const size_t ws = attention_decode_workspace_bytes(Tp, (int)c.heads, (int)c.head_dim, splits);
+      if (ws > attn_ws_bytes_) {
+        LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+        drop_graphs();
+        if (attn_ws_) LMF_CUDA_CHECK(cudaFree(attn_ws_));
+        LMF_CUDA_CHECK(cudaMalloc(&attn_ws_, ws));
+        attn_ws_bytes_ = ws;
+      }
+      cudaGraph_t g;
+      LMF_CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal));
+      try {
+        run(L, kv, true, 1, splits);
+      } catch (...) {
+        cudaStreamEndCapture(s_, &g);
+        throw;
+      }
+      LMF_CUDA_CHECK(cudaStreamEndCapture(s_, &g));
+      Graph gr;
+      LMF_CUDA_CHECK(cudaGraphInstantiate(&gr.exec, g, 0));
+      LMF_CUDA_CHECK(cudaGraphDestroy(g));
+      it = graphs_.emplace(key, gr).first;
+    }
+    LMF_CUDA_CHECK(cudaGraphLaunch(it->second.exec, s_));
+  } else {
+    if (decode) {
+      const size_t ws = attention_decode_workspace_bytes(Tp, (int)c.heads, (int)c.head_dim, splits);
+      if (ws > attn_ws_bytes_) {
+        LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+        drop_graphs();
+        if (attn_ws_) LMF_CUDA_CHECK(cudaFree(attn_ws_));
+        LMF_CUDA_CHECK(cudaMalloc(&attn_ws_, ws));
+        attn_ws_bytes_ = ws;
+      }
+    }
+    run(L, kv, decode, max_q, splits);
+  }
+  return logits_;
+}
+
+void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits) {
+  const ModelConfig& c = m_.cfg();
+  CublasGemm& g = be_.gemm();
+  const int T = L.T, H = (int)c.hidden, I = (int)c.inter, NH = (int)c.heads, NKV = (int)c.kv_heads, D = (int)c.head_dim;
+  const int Q = (NH + 2 * NKV) * D;
+  const int* tokens = reinterpret_cast<const int*>(dev_stage_ + L.tokens);
+  const int* positions = reinterpret_cast<const int*>(dev_stage_ + L.positions);
+  const int* slots = reinterpret_cast<const int*>(dev_stage_ + L.slots);
+  const int* q_starts = reinterpret_cast<const int*>(dev_stage_ + L.q_starts);
+  const int* q_lens = reinterpret_cast<const int*>(dev_stage_ + L.q_lens);
+  const int* ctx_lens = reinterpret_cast<const int*>(dev_stage_ + L.ctx_lens);
+  const int* rows = reinterpret_cast<const int*>(dev_stage_ + L.rows);
+  const int* bt = reinterpret_cast<const int*>(dev_stage_ + L.block_tables);
+  const float* inv_freq = reinterpret_cast<const float*>(dev_stage_ + L.inv_freq);
+  const int inv_stride = c.rope.type == "dynamic" ? (int)m_.rotary_dim() / 2 : 0;
+  const float scale = 1.f / std::sqrt((float)D);
+
+  embedding_cuda(tokens, embed_, resid_, T, H, (int)c.vocab, s_);
+  rms_norm_cuda(resid_, in_norm_[0], h_, T, H, c.eps, s_);
+  for (int l = 0; l < (int)c.layers; l++) {
+    const LayerWeights& W = m_.layers[l];
+    half* kc = reinterpret_cast<half*>(kv.k[l]);
+    half* vc = reinterpret_cast<half*>(kv.v[l]);
+    const CudaLinearWeight &wqkv = cw(W.qkv), &wo = cw(W.o), &wgu = cw(W.gate_up), &wd = cw(W.down);
+    g.linear(h_, H, wqkv.w, wqkv.bias, qkv_, Q, T, Q, H);
+    rope_kv_store_cuda(qkv_, Q, positions, inv_freq, inv_stride, (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
+                       (int)kv.block_size, s_);
+    if (decode)
+      attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
+                            scale, split_len_, splits, attn_ws_, s_);
+    else
+      attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
+                             NKV, D, (int)kv.block_size, scale, s_);
+    g.linear(attn_, NH * D, wo.w, wo.bias, proj_, H, T, H, NH * D);
+    add_rms_norm_cuda(resid_, proj_, post_norm_[l], h_, T, H, c.eps, s_);
+    g.linear(h_, H, wgu.w, wgu.bias, gu_, 2 * I, T, 2 * I, H);
+    silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
+    g.linear(act_, I, wd.w, wd.bias, proj_, H, T, H, I);
+    add_rms_norm_cuda(resid_, proj_, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, h_, T, H, c.eps, s_);
+  }
+  if (L.R > 0) {
+    gather_rows_kernel<<<L.R, 256, 0, s_>>>(h_, rows, rows_, H);
+    LMF_CUDA_LAUNCHED();
+    const CudaLinearWeight& lm = cw(m_.lm_head);
+    g.linear_f32out(rows_, H, lm.w, lm.bias, logits_.as<float>(), (int)c.vocab, L.R, (int)c.vocab, H);
+  }
+}
+
+std::unique_ptr<CudaDecoder> make_cuda_decoder(Model& m) { return std::make_unique<CudaDecoder>(m); }
+
+}  // namespace lmfleet

@@ -1,0 +1,77 @@
+// The decoder step on the GPU, in f16: the same function as engine/decoder.cc's Decoder::forward (same StepBatch
+// in, same logits [logit_rows, vocab] f32 out in backend memory), built from the f16 kernels of ops/*.cu and
+// cuBLAS. Weights are the model's (f16 linears from CudaBackend::prepare_linear; norms and the embedding
+// copied to f16 once). The KV cache uses the engine's KvView memory with the same layout as the CPU backend,
+// [num_blocks, block_size, kv_heads, head_dim], but f16 (the first half of each layer's f32-sized buffer).
+//
+// Pure decode steps (every sequence has one new token) replay a CUDA graph per (batch bucket, split bucket):
+// the host only fills one pinned staging buffer (tokens, positions, slots, contexts, block tables, rows), one
+// copy, one graph launch. Prefill and mixed steps run eagerly (tensor-core prefill attention).
+#pragma once
+#include <map>
+#include <memory>
+#include <tuple>
+#include <vector>
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "core/backend.h"
+#include "engine/decoder.h"
+#include "engine/model.h"
+
+namespace lmfleet {
+
+class CudaBackend;
+
+class CudaDecoder {
+ public:
+  explicit CudaDecoder(Model& m);
+  ~CudaDecoder();
+  CudaDecoder(const CudaDecoder&) = delete;
+  CudaDecoder& operator=(const CudaDecoder&) = delete;
+  const Buffer& forward(const StepBatch& b, const KvView& kv);
+  size_t graphs() const { return graphs_.size(); }
+
+ private:
+  struct Layout {  // offsets (in 4-byte words) of the step's arrays inside the staging buffer
+    int T = 0, S = 0, R = 0, mb = 0, inv_n = 0;
+    size_t tokens, positions, slots, q_starts, q_lens, ctx_lens, rows, block_tables, inv_freq, words;
+  };
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+  };
+  Layout layout(int T, int S, int R, int mb, int inv_n) const;
+  void ensure_capacity(int T, int R);
+  void run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits);
+  void drop_graphs();
+
+  Model& m_;
+  CudaBackend& be_;
+  cudaStream_t s_;
+  // f16 copies of the f32 weights that the model keeps outside linears
+  half* embed_ = nullptr;
+  half* final_norm_ = nullptr;
+  std::vector<half*> in_norm_, post_norm_;
+  // activations (f16), grow-only; growing drops the graphs
+  int cap_T_ = 0, cap_R_ = 0;
+  half *resid_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *proj_ = nullptr, *gu_ = nullptr,
+       *act_ = nullptr, *rows_ = nullptr;
+  Buffer logits_;
+  void* attn_ws_ = nullptr;
+  size_t attn_ws_bytes_ = 0;
+  // staging
+  uint32_t* host_stage_ = nullptr;
+  uint32_t* dev_stage_ = nullptr;
+  size_t stage_words_ = 0;
+  cudaEvent_t staged_ = nullptr;
+  std::map<std::tuple<int, int, int, int>, Graph> graphs_;  // (batch, splits, mb, inv_n)
+  const void* graph_kv_ = nullptr;                           // KvView the graphs were captured with
+  bool use_graphs_ = true;
+  int split_len_ = 128;
+};
+
+// The decoder for models on the cuda backend (engine/decoder.cc delegates to it).
+std::unique_ptr<CudaDecoder> make_cuda_decoder(Model& m);
+
+}  // namespace lmfleet

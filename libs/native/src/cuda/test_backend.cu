@@ -1,0 +1,342 @@
+// The CUDA backend against the CPU backend, through native-cpu's own code paths:
+//  1. every op of ops.def through its runOp adapter (<op>_run in ops/<op>.cpu.cc) on both backends, same random
+//     inputs, outputs compared by ||cuda - cpu|| / ||cpu||;
+//  2. the fused f16 decoder (CudaDecoder) against the CPU Decoder on tiny random models: a mixed prefill step of
+//     two sequences over shuffled paged blocks, then decode steps (CUDA graphs) with a third sequence joining
+//     mid-way (a mixed step, eager), logits compared every step.
+// Built by scripts/device-test.sh with engine/model.cc compiled with -Dmake_cpu_backend=lmf_test_make_backend
+// (the Model constructor only knows the CPU backend until native-cpu adds the cuda branch).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/error.h"
+#include "core/op_call.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/cuda_decoder.h"
+#include "engine/decoder.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+
+namespace lmfleet {
+bool g_test_use_cuda = false;
+std::unique_ptr<Backend> lmf_test_make_backend(int threads) {
+  return g_test_use_cuda ? make_cuda_backend(0) : make_cpu_backend(threads);
+}
+}  // namespace lmfleet
+
+using namespace lmfleet;
+
+namespace {
+
+std::mt19937_64 gen;
+int fails = 0, total = 0;
+
+void report(const std::string& name, const std::string& shape, double err, double bound, const std::string& note = "") {
+  const bool ok = err <= bound;  // NaN fails
+  fails += !ok;
+  total++;
+  std::printf("| %s | %s | %.2e | %.0e | %s%s%s |\n", name.c_str(), shape.c_str(), err, bound, ok ? "PASS" : "FAIL",
+              note.empty() ? "" : " ", note.c_str());
+  std::fflush(stdout);
+}
+
+double rel(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double n = 0, d = 0;
+  for (size_t i = 0; i < a.size(); i++) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    n += (double)(a[i] - b[i]) * (a[i] - b[i]);
+    d += (double)b[i] * b[i];
+  }
+  return std::sqrt(n / std::max(d, 1e-30));
+}
+
+HostTensor f32_tensor(std::vector<int64_t> shape, float sd = 1.f) {
+  HostTensor t;
+  t.dtype = DType::F32;
+  t.shape = std::move(shape);
+  t.bytes.resize((size_t)t.numel() * 4);
+  float* p = reinterpret_cast<float*>(t.bytes.data());
+  std::normal_distribution<float> nd(0.f, sd);
+  for (int64_t i = 0; i < t.numel(); i++) p[i] = nd(gen);
+  return t;
+}
+HostTensor f16_tensor(std::vector<int64_t> shape, float sd = 1.f, float offset = 0.f) {
+  HostTensor t;
+  t.dtype = DType::F16;
+  t.shape = std::move(shape);
+  t.bytes.resize((size_t)t.numel() * 2);
+  uint16_t* p = reinterpret_cast<uint16_t*>(t.bytes.data());
+  std::normal_distribution<float> nd(0.f, sd);
+  for (int64_t i = 0; i < t.numel(); i++) p[i] = f32_to_f16(offset + nd(gen));
+  return t;
+}
+HostTensor i32_tensor(std::vector<int64_t> shape, const std::vector<int32_t>& v) {
+  HostTensor t;
+  t.dtype = DType::I32;
+  t.shape = std::move(shape);
+  t.bytes.resize(v.size() * 4);
+  std::memcpy(t.bytes.data(), v.data(), v.size() * 4);
+  return t;
+}
+std::vector<float> out_f32(const HostTensor& t) {
+  std::vector<float> v((size_t)t.numel());
+  convert_to_f32(t.bytes.data(), t.dtype, t.numel(), v.data());
+  return v;
+}
+
+using RunFn = void (*)(Backend&, OpCall&);
+
+void compare_op(Backend& cpu, Backend& cuda, RunFn fn, OpCall call, const std::string& shape, double bound) {
+  OpCall a = call, b = call;
+  fn(cpu, a);
+  try {
+    fn(cuda, b);
+  } catch (const Error& e) {
+    report(call.op, shape, INFINITY, bound, std::string("cuda threw: ") + e.what());
+    return;
+  }
+  double worst = 0;
+  for (size_t i = 0; i < a.outputs.size(); i++) {
+    if (a.outputs[i].dtype == DType::I32) {
+      worst = std::max(worst, a.outputs[i].bytes == b.outputs[i].bytes ? 0.0 : INFINITY);
+    } else {
+      worst = std::max(worst, rel(out_f32(b.outputs[i]), out_f32(a.outputs[i])));
+    }
+  }
+  report(call.op, shape, worst, bound);
+}
+
+OpCall make_call(const std::string& op, std::vector<HostTensor> in) {
+  OpCall c;
+  c.op = op;
+  c.inputs = std::move(in);
+  return c;
+}
+
+void op_tests(Backend& cpu, Backend& cuda) {
+  std::uniform_int_distribution<int> id(0, 999);
+  std::vector<int32_t> ids(33);
+  for (auto& x : ids) x = id(gen);
+  compare_op(cpu, cuda, embedding_run, make_call("embedding", {i32_tensor({33}, ids), f32_tensor({1000, 256})}), "33x1000x256", 0);
+  {
+    auto c = make_call("rms_norm", {f32_tensor({17, 4096}), f32_tensor({4096})});
+    c.nums["eps"] = 1e-5;
+    compare_op(cpu, cuda, rms_norm_run, c, "17x4096", 1e-5);
+  }
+  compare_op(cpu, cuda, linear_run, make_call("linear", {f32_tensor({5, 512}), f16_tensor({300, 512}, 0.05f), f16_tensor({300})}),
+             "5x300x512 f16 w+bias (gemv)", 2e-3);
+  compare_op(cpu, cuda, linear_run, make_call("linear", {f32_tensor({40, 1024}), f16_tensor({520, 1024}, 0.05f)}),
+             "40x520x1024 f16 w (cuBLAS)", 2e-3);
+  for (const char* type : {"default", "linear", "dynamic", "llama3"}) {
+    std::vector<int32_t> pos(9);
+    for (auto& p : pos) p = std::uniform_int_distribution<int>(0, 6000)(gen);
+    auto c = make_call("rope", {f32_tensor({9, 6, 128}), i32_tensor({9}, pos)});
+    c.strs["type"] = type;
+    c.nums["factor"] = 4;
+    c.nums["theta"] = std::string(type) == "llama3" ? 500000 : 10000;
+    c.nums["originalMaxPositionEmbeddings"] = 2048;
+    c.nums["maxPositionEmbeddings"] = 2048;
+    compare_op(cpu, cuda, rope_run, c, std::string(type) + " 9x6x128", 1e-4);
+  }
+  {
+    std::vector<int32_t> slots = {3, 17, -1, 40, 0};
+    compare_op(cpu, cuda, kv_store_run,
+               make_call("kv_store", {f32_tensor({5, 256}), f32_tensor({5, 256}), i32_tensor({5}, slots),
+                                      f32_tensor({64, 256}), f32_tensor({64, 256})}),
+               "5 tokens into 64 slots", 0);
+  }
+  {
+    // 3 sequences (prefill 20 of 20, decode 1 of 45, chunk 7 of 30) over shuffled 16-token blocks, GQA 8/2
+    const int bs = 16, nb = 12, mbk = 3;
+    std::vector<int32_t> perm(nb);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), gen);
+    std::vector<int32_t> bt(perm.begin(), perm.begin() + 3 * mbk);
+    std::vector<int32_t> si = {0, 20, 20, 20, 1, 45, 21, 7, 30};
+    compare_op(cpu, cuda, attention_run,
+               make_call("attention", {f32_tensor({28, 8, 64}), f32_tensor({nb, bs, 2, 64}), f32_tensor({nb, bs, 2, 64}),
+                                       i32_tensor({3, mbk}, bt), i32_tensor({3, 3}, si)}),
+               "3 seqs, 28 q tokens, h8/2 d64", 1e-5);
+  }
+  compare_op(cpu, cuda, silu_mul_run, make_call("silu_mul", {f32_tensor({7, 1000}, 2.f), f32_tensor({7, 1000})}), "7x1000", 1e-5);
+  compare_op(cpu, cuda, add_run, make_call("add", {f32_tensor({1000}), f32_tensor({1000})}), "1000", 1e-6);
+  compare_op(cpu, cuda, argmax_run, make_call("argmax", {f32_tensor({9, 32000}, 3.f)}), "9x32000", 0);
+  compare_op(cpu, cuda, log_softmax_run, make_call("log_softmax", {f32_tensor({5, 32000}, 3.f)}), "5x32000", 1e-6);
+  {
+    std::vector<int32_t> t(6);
+    for (auto& x : t) x = std::uniform_int_distribution<int>(0, 31999)(gen);
+    compare_op(cpu, cuda, nll_run, make_call("nll", {f32_tensor({6, 32000}, 3.f), i32_tensor({6}, t)}), "6x32000", 1e-5);
+  }
+  {
+    auto c = make_call("sample", {f32_tensor({8, 5000}, 3.f)});
+    c.nums["temperature"] = 0;
+    compare_op(cpu, cuda, sample_run, c, "greedy 8x5000", 0);
+    auto c2 = make_call("sample", {f32_tensor({8, 5000}, 3.f)});
+    c2.nums["temperature"] = 0.8;
+    c2.nums["topK"] = 1;
+    c2.nums["seed"] = 7;
+    compare_op(cpu, cuda, sample_run, c2, "T0.8 top-k 1 8x5000", 0);
+  }
+}
+
+struct TinyModel {
+  int64_t vocab, hidden, inter, layers, heads, kv_heads, head_dim;
+  bool bias, tied;
+  std::string rope;
+};
+
+ModelConfig make_config(const TinyModel& t) {
+  ModelConfig c;
+  c.backend = "cpu";  // see lmf_test_make_backend
+  c.vocab = t.vocab; c.hidden = t.hidden; c.inter = t.inter; c.layers = t.layers;
+  c.heads = t.heads; c.kv_heads = t.kv_heads; c.head_dim = t.head_dim;
+  c.eps = 1e-5f;
+  c.max_position = 4096;
+  c.rope.type = t.rope;
+  c.rope.theta = t.rope == "llama3" ? 500000 : 10000;
+  c.rope.factor = t.rope == "default" ? 1 : 4;
+  c.rope.original_max_position = 64;  // dynamic NTK kicks in past 64 tokens
+  c.rope.max_position = 64;
+  c.tie_embeddings = t.tied;
+  auto add = [&](const std::string& n, HostTensor h) {
+    TensorSpec s;
+    s.name = n; s.dtype = h.dtype; s.shape = h.shape; s.data = std::move(h.bytes);
+    c.tensors.push_back(std::move(s));
+  };
+  const int64_t H = t.hidden, qd = t.heads * t.head_dim, kvd = t.kv_heads * t.head_dim;
+  add("embed_tokens.weight", f16_tensor({t.vocab, H}));
+  if (!t.tied) add("lm_head.weight", f16_tensor({t.vocab, H}, 0.05f));
+  add("norm.weight", f16_tensor({H}, 0.1f, 1.f));
+  for (int64_t i = 0; i < t.layers; i++) {
+    const std::string p = "layers." + std::to_string(i) + ".";
+    add(p + "input_norm.weight", f16_tensor({H}, 0.1f, 1.f));
+    add(p + "post_norm.weight", f16_tensor({H}, 0.1f, 1.f));
+    add(p + "q.weight", f16_tensor({qd, H}, 0.05f));
+    add(p + "k.weight", f16_tensor({kvd, H}, 0.05f));
+    add(p + "v.weight", f16_tensor({kvd, H}, 0.05f));
+    if (t.bias) {
+      add(p + "q.bias", f16_tensor({qd}, 0.1f));
+      add(p + "k.bias", f16_tensor({kvd}, 0.1f));
+      add(p + "v.bias", f16_tensor({kvd}, 0.1f));
+    }
+    add(p + "o.weight", f16_tensor({H, qd}, 0.05f));
+    add(p + "gate.weight", f16_tensor({t.inter, H}, 0.05f));
+    add(p + "up.weight", f16_tensor({t.inter, H}, 0.05f));
+    add(p + "down.weight", f16_tensor({H, t.inter}, 0.05f));
+  }
+  return c;
+}
+
+struct Seq {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> blocks;
+  int64_t done = 0;  // tokens already in the cache
+};
+
+void decoder_test(const TinyModel& t, const std::string& name) {
+  ModelConfig cfg = make_config(t);
+  g_test_use_cuda = false;
+  Model cpu_m(cfg);
+  g_test_use_cuda = true;
+  Model gpu_m(cfg);
+  cpu_m.load();
+  gpu_m.load();
+  CudaDecoder gdec(gpu_m);
+  Decoder& cdec = model_decoder(cpu_m);
+  KvCacheOptions ko;
+  ko.block_size = 16;
+  ko.num_blocks = 48;
+  const int64_t kvw = t.kv_heads * t.head_dim;
+  KvCache ccache(cpu_m.backend(), t.layers, kvw, ko), gcache(gpu_m.backend(), t.layers, kvw, ko);
+  std::vector<int32_t> free_blocks(ko.num_blocks);
+  std::iota(free_blocks.begin(), free_blocks.end(), 0);
+  std::shuffle(free_blocks.begin(), free_blocks.end(), gen);
+  std::uniform_int_distribution<int> tok(0, (int)t.vocab - 1);
+  std::vector<Seq> seqs(3);
+  for (int i = 0; i < 3; i++) {
+    const int n = i == 0 ? 37 : (i == 1 ? 70 : 90);
+    for (int j = 0; j < n; j++) seqs[i].tokens.push_back(tok(gen));
+  }
+  double worst = 0;
+  int steps = 0;
+  for (int step = 0; step < 8; step++) {
+    // which sequences run, and how many tokens each: step 0 prefills 0 and 1; seq 2 prefills at step 4
+    std::vector<std::pair<int, int64_t>> sched;
+    for (int i = 0; i < 3; i++) {
+      if (i == 2 && step < 4) continue;
+      const int64_t n = (int64_t)seqs[i].tokens.size() - seqs[i].done;
+      sched.push_back({i, n});
+    }
+    StepBatch b;
+    b.max_blocks = 1;
+    for (auto& [i, n] : sched) {
+      Seq& s = seqs[i];
+      while ((int64_t)s.blocks.size() * ko.block_size < s.done + n) {
+        s.blocks.push_back(free_blocks.back());
+        free_blocks.pop_back();
+      }
+      b.max_blocks = std::max<int64_t>(b.max_blocks, (int64_t)s.blocks.size());
+    }
+    for (auto& [i, n] : sched) {
+      Seq& s = seqs[i];
+      const int32_t q0 = (int32_t)b.tokens.size();
+      for (int64_t j = 0; j < n; j++) {
+        const int64_t pos = s.done + j;
+        b.tokens.push_back(s.tokens[pos]);
+        b.positions.push_back((int32_t)pos);
+        b.slots.push_back((int32_t)(s.blocks[pos / ko.block_size] * ko.block_size + pos % ko.block_size));
+      }
+      b.seq_info.insert(b.seq_info.end(), {q0, (int32_t)n, (int32_t)(s.done + n)});
+      for (int64_t k = 0; k < b.max_blocks; k++) b.block_tables.push_back(k < (int64_t)s.blocks.size() ? s.blocks[k] : 0);
+      b.logit_rows.push_back(q0 + (int32_t)n - 1);
+    }
+    const Buffer& cl = cdec.forward(b, ccache.view());
+    std::vector<float> cpu_logits(b.logit_rows.size() * (size_t)t.vocab), gpu_logits(cpu_logits.size());
+    cpu_m.backend().download(cpu_logits.data(), cl.get(), cpu_logits.size() * 4);
+    const Buffer& gl = gdec.forward(b, gcache.view());
+    gpu_m.backend().download(gpu_logits.data(), gl.get(), gpu_logits.size() * 4);
+    const double e = rel(gpu_logits, cpu_logits);
+    worst = std::max(worst, e);
+    steps++;
+    // next token of every scheduled sequence: the CPU's arg-max (both backends continue identically)
+    for (size_t r = 0; r < sched.size(); r++) {
+      Seq& s = seqs[sched[r].first];
+      s.done += sched[r].second;
+      const float* row = &cpu_logits[r * t.vocab];
+      s.tokens.push_back((int32_t)(std::max_element(row, row + t.vocab) - row));
+    }
+  }
+  char shape[200];
+  std::snprintf(shape, sizeof shape, "%s: %d steps (prefill, graph decode, mixed), %zu graphs", name.c_str(), steps,
+                gdec.graphs());
+  report("decoder(cuda vs cpu)", shape, worst, 2e-2, "worst step");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const uint64_t seed = argc > 1 ? std::stoull(argv[1]) : (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
+  gen.seed(seed);
+  std::printf("seed %llu\n| test | case | rel err vs cpu | bound | result |\n|---|---|---|---|---|\n", (unsigned long long)seed);
+  try {
+    auto cpu = make_cpu_backend(0);
+    auto cuda = make_cuda_backend(0);
+    op_tests(*cpu, *cuda);
+    decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias");
+    decoder_test({1000, 256, 512, 3, 4, 4, 64, false, true, "llama3"}, "h256 MHA d64, tied, llama3 rope");
+    decoder_test({1000, 512, 1024, 2, 8, 1, 64, false, false, "dynamic"}, "h512 GQA 8/1 d64, dynamic NTK");
+  } catch (const Error& e) {
+    std::printf("ERROR %s: %s\n", error_code_name(e.code), e.what());
+    return 100;
+  }
+  std::printf("%d/%d passed\n", total - fails, total);
+  return fails;
+}
