@@ -172,6 +172,21 @@ describe('API (real Postgres + Redis)', () => {
       expect(await q.getJob(cal.bullJobId)).toBeUndefined();
     });
 
+    it('re-enqueues unfinished jobs from Postgres after Redis lost them, without duplicates', async () => {
+      const r = await http('POST', '/jobs', { type: 'eval', params: { versionId, datasetFile: path.join(modelDir, 'eval.txt') } });
+      const q = queue('quant');
+      // Still in Redis: left alone. (The auto_awq row inserted above never was: it is enqueued now.)
+      expect((await http('POST', '/jobs/requeue')).body.reenqueued).not.toContain(r.body.id);
+      await (await q.getJob(r.body.bullJobId))!.remove(); // Redis "loses" it
+      const res = await http('POST', '/jobs/requeue');
+      expect(res.status).toBe(200);
+      expect(res.body.reenqueued).toEqual([r.body.id]);
+      expect(await (await q.getJob(r.body.bullJobId))!.getState()).toBe('waiting');
+      expect((await http('POST', '/jobs/requeue')).body.reenqueued).toEqual([]);
+      const waiting = await q.getJobs(['waiting']);
+      expect(waiting.filter((j) => j.id === r.body.bullJobId)).toHaveLength(1);
+    });
+
     it('validates pipeline params per step', async () => {
       const r = await http('POST', '/pipelines/quantize', { versionId, autoAwq: { wBits: 3 }, eval: {} });
       expect(r.status).toBe(400);

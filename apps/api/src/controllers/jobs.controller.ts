@@ -20,6 +20,13 @@ export class JobsController {
     return this.jobs.createQuantizePipeline(dto as QuantizePipelineDto & { eval: { datasetFile: string } });
   }
 
+  @Post('jobs/requeue')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'After Redis lost its data: re-enqueue every unfinished standalone job from Postgres (idempotent)' })
+  requeue() {
+    return this.jobs.reenqueueUnfinished();
+  }
+
   @Get('jobs')
   list(@Query() q: ListJobsQuery) {
     return this.jobs.list(q);

@@ -57,6 +57,10 @@ export class JobQueue implements OnModuleDestroy {
     }
   }
 
+  async exists(queueName: string, bullJobId: string): Promise<boolean> {
+    return (await this.queue(queueName).getJob(bullJobId)) !== undefined;
+  }
+
   async ping(): Promise<boolean> {
     try {
       return (await this.connection.ping()) === 'PONG';

@@ -37,7 +37,7 @@ export class JobService {
     const params = validateJobParams(type, rawParams) as unknown as Record<string, unknown>;
     const versionId = typeof params.versionId === 'string' ? params.versionId : undefined;
     if (!versionId) throw new InvalidInputError('params.versionId: is required for a standalone job', [{ field: 'params.versionId', errors: ['is required'] }]);
-    await this.requireVersion(versionId, 'params.versionId');
+    await this.requireVersion(versionId);
     await this.checkFiles(params, 'params');
     const id = randomUUID();
     const queueName = JOB_QUEUE[type] === 'infer' ? inferQueueName(String(params.deploymentId ?? 'default')) : QueueName.Quant;
@@ -48,7 +48,7 @@ export class JobService {
 
   /** calibrate → auto_awq → convert → eval as one BullMQ flow (eval the root, calibrate the deepest child). */
   async createQuantizePipeline(input: QuantizePipelineInput): Promise<{ flowId: string; jobs: JobEntity[] }> {
-    await this.requireVersion(input.versionId, 'versionId');
+    await this.requireVersion(input.versionId);
     const steps: Array<[JobName, string, Record<string, unknown>]> = [
       [JobName.Calibrate, 'calibrate', { ...validateJobParams(JobName.Calibrate, { ...(input.calibrate ?? {}), versionId: input.versionId }, 'calibrate') }],
       [JobName.AutoAwq, 'autoAwq', { ...validateJobParams(JobName.AutoAwq, input.autoAwq ?? {}, 'autoAwq') }],
@@ -112,20 +112,25 @@ export class JobService {
     return this.artifacts.listByJob(jobId);
   }
 
-  /** Re-enqueues every job Postgres says is unfinished (after Redis lost its data). Idempotent. */
-  async reenqueueUnfinished(): Promise<number> {
+  /**
+   * After Redis lost its data: re-enqueues every standalone job Postgres says is unfinished. Idempotent
+   * (bullJobId is deterministic, so a job still in Redis is not added twice). Flow steps are not re-created;
+   * they are reported so the pipeline can be resubmitted.
+   */
+  async reenqueueUnfinished(): Promise<{ reenqueued: string[]; flowJobsSkipped: string[] }> {
     const jobs = await this.jobs.unfinished();
-    let n = 0;
+    const reenqueued: string[] = [];
     for (const j of jobs.filter((j) => !j.flowId)) {
+      if (await this.queue.exists(j.queueName, j.bullJobId)) continue;
+      await this.jobs.updateUnfinished(j.id, { status: 'queued', workerId: null });
       await this.queue.enqueue(j);
-      n++;
+      reenqueued.push(j.id);
     }
-    return n;
+    return { reenqueued, flowJobsSkipped: jobs.filter((j) => j.flowId).map((j) => j.id) };
   }
 
-  private async requireVersion(id: string, field: string): Promise<void> {
+  private async requireVersion(id: string): Promise<void> {
     if (!(await this.models.findVersion(id))) throw new NotFoundError('version', id);
-    void field;
   }
 
   /** File params (datasets) must be under MODEL_ROOTS too; stored as real paths. */

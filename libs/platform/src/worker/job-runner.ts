@@ -98,6 +98,15 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
       });
       worker.on('error', (err) => this.logger.error(`worker ${queue}: ${err.message}`));
       worker.on('stalled', (id) => this.logger.warn(`job ${id} stalled (its worker died or blocked); it goes back to the queue`));
+      // Failures decided by BullMQ without running our processor (a job that stalled more than
+      // MAX_STALLED_COUNT times) must still reach Postgres.
+      worker.on('failed', (job, err) => {
+        if (job?.data?.jobId && /stalled/i.test(err.message)) {
+          void this.jobs
+            .finishUnfinished([job.data.jobId], { status: 'failed', error: err.message, finishedAt: new Date() })
+            .catch((e) => this.logger.warn(`recording failure of ${job.id}: ${(e as Error).message}`));
+        }
+      });
       this.workers.push(worker);
       void worker.run();
     }
