@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// The quickstart's client half: drives the running platform over REST only, as any user would.
+//   node scripts/quickstart-client.js API_URL MODEL_DIR DATASET
+'use strict';
+const [api, modelDir, dataset] = process.argv.slice(2);
+const tty = process.stderr.isTTY;
+
+async function call(method, path, body) {
+  const res = await fetch(api + path, {
+    method,
+    headers: body ? { 'content-type': 'application/json' } : undefined,
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : undefined;
+  if (!res.ok) {
+    const err = new Error(`${method} ${path} -> ${res.status}: ${data?.message ?? text}`);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+function bar(label, frac, extra = '') {
+  const w = 30, n = Math.round(Math.max(0, Math.min(1, frac)) * w);
+  const line = `${label.padEnd(8)} [${'#'.repeat(n)}${'.'.repeat(w - n)}] ${(frac * 100).toFixed(0).padStart(3)}% ${extra}`;
+  if (tty) process.stderr.write(`\r${line}`); else process.stderr.write(line + '\n');
+}
+
+async function watch(job, label) {
+  let last = -1;
+  for (;;) {
+    const j = await call('GET', `/jobs/${job.id}`);
+    const p = Number(j.progress ?? 0);
+    if (tty || p - last >= 0.25 || j.status !== 'running') { bar(label, p, `${j.status}${j.workerId ? ' on ' + j.workerId.slice(0, 8) : ''}`); last = p; }
+    if (['completed', 'failed', 'cancelled'].includes(j.status)) {
+      if (tty) process.stderr.write('\n');
+      if (j.status !== 'completed') throw new Error(`${label} job ${j.id} ${j.status}: ${j.error}`);
+      return j;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+(async () => {
+  let model;
+  try {
+    model = (await call('POST', '/models', { path: modelDir })).model;
+    console.log(`registered model ${model.name} (${model.id})`);
+  } catch (e) {
+    if (e.status !== 409) throw e;
+    model = (await call('GET', '/models?limit=200')).items.find((m) => m.sourcePath === modelDir);
+    console.log(`model already registered: ${model.name} (${model.id})`);
+  }
+  const versions = await call('GET', `/models/${model.id}/versions`);
+  const base = versions.find((v) => !v.parentVersionId);
+  console.log(`base version ${base.id}: ${base.format} ${base.dtype}, ${(Number(base.sizeBytes) / 2 ** 20).toFixed(1)} MiB`);
+
+  const evalJob = await call('POST', '/jobs', {
+    type: 'eval',
+    params: { versionId: base.id, datasetFile: dataset, seqlen: 512, maxWindows: Number(process.env.EVAL_WINDOWS ?? 24) },
+  });
+  const ev = await watch(evalJob, 'eval');
+  console.log(`perplexity ${Number(ev.result.ppl).toFixed(2)} over ${ev.result.windows} windows of 512 tokens`);
+
+  const inferJob = await call('POST', '/jobs', {
+    type: 'infer',
+    params: { versionId: base.id, prompts: ['Write a Python function that reads a file.'], maxNewTokens: 48, temperature: 0 },
+  });
+  const inf = await watch(inferJob, 'infer');
+  const arts = await call('GET', `/jobs/${inferJob.id}/artifacts`);
+  const list = arts.items ?? arts;
+  for (const a of list) {
+    const res = await fetch(`${api}/artifacts/${a.id}/download`);
+    const first = JSON.parse((await res.text()).split('\n')[0]);
+    console.log(`answer: ${JSON.stringify(first.text ?? first.output ?? first)}`);
+  }
+
+  console.log('\njobs:');
+  for (const j of [ev, inf]) {
+    console.log(`  ${j.type.padEnd(6)} ${j.id} ${j.status} attempts=${j.attempts} worker=${j.workerId}`);
+    for (const a of [].concat((r => r.items ?? r)(await call("GET", `/jobs/${j.id}/artifacts`)))) console.log(`    artifact ${a.kind} ${a.bytes} B sha256=${a.sha256.slice(0, 12)}…`);
+  }
+  const version = await call('GET', `/versions/${base.id}`);
+  console.log(`version ${base.id} metrics: ${JSON.stringify(version.metrics ?? {})}`);
+})().catch((e) => { console.error(`quickstart failed: ${e.message}`); process.exit(1); });
