@@ -23,6 +23,35 @@ function tinyBpeModel(): SentencePieceModel {
   return { pieces, modelType: 2, byteFallback: true, addDummyPrefix: true, removeExtraWhitespaces: false, unkId: 0, bosId: 1, eosId: 2 };
 }
 
+/** What the real sentencepiece library encodes (fixtures/make_sentencepiece.py). */
+const FIXTURES = path.join(__dirname, 'fixtures');
+const expected = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'sentencepiece-expected.json'), 'utf8')) as Record<
+  string,
+  Array<{ text: string; ids: number[]; decoded: string }>
+>;
+
+describe.each(Object.keys(expected))('SentencePiece %s (trained with the sentencepiece library)', (name) => {
+  let tok: Tokenizer;
+  let tmp: ReturnType<typeof makeTempDir>;
+  beforeAll(() => {
+    tmp = makeTempDir();
+    fs.copyFileSync(path.join(FIXTURES, `${name}.model`), path.join(tmp.dir, 'tokenizer.model'));
+    fs.writeFileSync(path.join(tmp.dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>' }));
+    tok = Tokenizer.fromDir(tmp.dir);
+  });
+  afterAll(() => tmp.cleanup());
+
+  it.each(expected[name].map((e) => [JSON.stringify(e.text), e] as const))('encodes %s like sentencepiece', (_t, e) => {
+    expect(tok.encode(e.text, { addSpecialTokens: false })).toEqual(e.ids);
+    if (!e.ids.includes(0)) expect(tok.decode(e.ids)).toBe(e.decoded); // sentencepiece renders <unk> as " ⁇ "
+  });
+
+  it('prepends BOS by default (add_bos_token)', () => {
+    expect(tok.encode('Hello')[0]).toBe(1);
+    expect(tok.special).toMatchObject({ bosId: 1, eosIds: [2] });
+  });
+});
+
 describe('SentencePiece tokenizer.model', () => {
   it('round-trips the ModelProto fields through the wire format', () => {
     const m = tinyBpeModel();

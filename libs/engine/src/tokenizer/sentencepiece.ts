@@ -28,6 +28,8 @@ export interface SentencePieceModel {
   byteFallback: boolean;
   addDummyPrefix: boolean;
   removeExtraWhitespaces: boolean;
+  /** The normalizer's compiled character map (NFKC etc.); empty for 'identity'. */
+  precompiledCharsmap?: Uint8Array;
   unkId: number;
   bosId: number;
   eosId: number;
@@ -123,6 +125,11 @@ export function parseSentencePieceModel(buf: Uint8Array, file = 'tokenizer.model
         const n = new Reader(r.bytes());
         while (!n.done) {
           const [f, w] = n.key();
+          if (f === 2 && w === 2) {
+            const map = n.bytes();
+            if (map.length > 0) m.precompiledCharsmap = map.slice();
+            continue;
+          }
           if (w !== 0) {
             n.skip(w);
             continue;
@@ -182,11 +189,21 @@ export function sentencePieceToTokenizerJson(m: SentencePieceModel, opts: Conver
       id, content: p.piece, single_word: false, lstrip: false, rstrip: false, normalized: false, special: p.type !== PieceType.UserDefined,
     }));
   const normalizers: Record<string, unknown>[] = [];
+  if (m.precompiledCharsmap) {
+    normalizers.push({ type: 'Precompiled', precompiled_charsmap: Buffer.from(m.precompiledCharsmap).toString('base64') });
+  }
   if (m.removeExtraWhitespaces) {
-    normalizers.push({ type: 'Strip', strip_left: true, strip_right: true });
+    normalizers.push({ type: 'Replace', pattern: { Regex: '^ +| +$' }, content: '' });
     normalizers.push({ type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' });
   }
-  if (m.addDummyPrefix) normalizers.push({ type: 'Prepend', prepend: SP_SPACE });
+  if (m.addDummyPrefix) {
+    // SentencePiece adds the dummy prefix only to non-empty text (after whitespace cleanup a blank input is empty).
+    normalizers.push(
+      m.removeExtraWhitespaces
+        ? { type: 'Replace', pattern: { Regex: '^([\\s\\S])' }, content: `${SP_SPACE}$1` }
+        : { type: 'Prepend', prepend: SP_SPACE },
+    );
+  }
   normalizers.push({ type: 'Replace', pattern: { String: ' ' }, content: SP_SPACE });
   const decoders: Record<string, unknown>[] = [{ type: 'Replace', pattern: { String: SP_SPACE }, content: ' ' }];
   if (m.byteFallback) decoders.push({ type: 'ByteFallback' });
@@ -269,6 +286,12 @@ export function encodeSentencePieceModel(m: SentencePieceModel): Uint8Array {
       ...field(42, 0, varintBytes(m.eosId)),
     ]),
   );
-  out.push(...lenField(3, [...field(3, 0, varintBytes(m.addDummyPrefix ? 1 : 0)), ...field(4, 0, varintBytes(m.removeExtraWhitespaces ? 1 : 0))]));
+  out.push(
+    ...lenField(3, [
+      ...(m.precompiledCharsmap ? lenField(2, m.precompiledCharsmap) : []),
+      ...field(3, 0, varintBytes(m.addDummyPrefix ? 1 : 0)),
+      ...field(4, 0, varintBytes(m.removeExtraWhitespaces ? 1 : 0)),
+    ]),
+  );
   return Uint8Array.from(out);
 }
