@@ -121,7 +121,7 @@ export class JobService {
     const jobs = await this.jobs.unfinished();
     const reenqueued: string[] = [];
     for (const j of jobs.filter((j) => !j.flowId)) {
-      if (await this.queue.exists(j.queueName, j.bullJobId)) continue;
+      if (await this.queue.exists(j.queueName, bullJobId(j.type, j.id))) continue;
       await this.jobs.updateUnfinished(j.id, { status: 'queued', workerId: null });
       await this.queue.enqueue(j);
       reenqueued.push(j.id);
