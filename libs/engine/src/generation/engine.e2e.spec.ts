@@ -2,6 +2,7 @@
 // and the generation API (streaming, stop words, abort, sessions) on a generated tiny model.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readSafetensorsDir, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
 import { REPO_ROOT } from '../testing/shared-model';
 import { nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
@@ -51,6 +52,86 @@ function goldenModelDir(tmp: string, name: string, copyName = name): { dir: stri
   return { dir, golden };
 }
 
+/**
+ * Rewrites a Llama-layout golden case as another architecture's checkpoint holding the same function: InternLM2
+ * (packed wqkv per KV group, its own names) or InternLM v1 (Llama names plus q/k/v/o bias, zero where absent).
+ */
+function rewriteGolden(tmp: string, name: string, as: 'internlm2' | 'internlm'): { dir: string; golden: Golden } {
+  const src = path.join(GOLDEN, name);
+  const dir = path.join(tmp, `${name}-as-${as}`);
+  fs.mkdirSync(dir, { recursive: true });
+  const cfg = JSON.parse(fs.readFileSync(path.join(src, 'config.json'), 'utf8'));
+  const golden = JSON.parse(fs.readFileSync(path.join(src, 'golden.json'), 'utf8')) as Golden;
+  const idx = readSafetensorsDir(src);
+  const bytes = (n: string) => readTensorBytes(idx.tensors.get(n)!);
+  const heads = cfg.num_attention_heads;
+  const kv = cfg.num_key_value_heads ?? heads;
+  const hd = cfg.head_dim ?? cfg.hidden_size / heads;
+  const h = cfg.hidden_size;
+  const out: WritableTensor[] = [];
+  const copy = (from: string, to: string) => {
+    const t = idx.tensors.get(from)!;
+    out.push({ name: to, dtype: t.dtype, shape: t.shape, data: bytes(from) });
+  };
+  if (as === 'internlm2') {
+    copy('model.embed_tokens.weight', 'model.tok_embeddings.weight');
+    copy('model.norm.weight', 'model.norm.weight');
+    if (!cfg.tie_word_embeddings) copy('lm_head.weight', 'output.weight');
+    const G = heads / kv;
+    const rowBytes = h * 2;
+    for (let i = 0; i < cfg.num_hidden_layers; i++) {
+      const p = `model.layers.${i}`;
+      const [q, k, v] = ['q', 'k', 'v'].map((x) => bytes(`${p}.self_attn.${x}_proj.weight`));
+      const wqkv = new Uint8Array((heads + 2 * kv) * hd * rowBytes);
+      let o = 0;
+      const put = (src: Uint8Array, head: number) => {
+        wqkv.set(src.subarray(head * hd * rowBytes, (head + 1) * hd * rowBytes), o);
+        o += hd * rowBytes;
+      };
+      for (let g = 0; g < kv; g++) {
+        for (let j = 0; j < G; j++) put(q, g * G + j);
+        put(k, g);
+        put(v, g);
+      }
+      out.push({ name: `${p}.attention.wqkv.weight`, dtype: 'F16', shape: [(heads + 2 * kv) * hd, h], data: wqkv });
+      copy(`${p}.self_attn.o_proj.weight`, `${p}.attention.wo.weight`);
+      copy(`${p}.mlp.gate_proj.weight`, `${p}.feed_forward.w1.weight`);
+      copy(`${p}.mlp.up_proj.weight`, `${p}.feed_forward.w3.weight`);
+      copy(`${p}.mlp.down_proj.weight`, `${p}.feed_forward.w2.weight`);
+      copy(`${p}.input_layernorm.weight`, `${p}.attention_norm.weight`);
+      copy(`${p}.post_attention_layernorm.weight`, `${p}.ffn_norm.weight`);
+    }
+    cfg.bias = false;
+  } else {
+    for (const t of idx.tensors.values()) copy(t.name, t.name);
+    for (let i = 0; i < cfg.num_hidden_layers; i++) {
+      for (const [x, n] of [['q', heads * hd], ['k', kv * hd], ['v', kv * hd], ['o', h]] as const) {
+        const name = `model.layers.${i}.self_attn.${x}_proj.bias`;
+        if (!idx.tensors.has(name)) out.push({ name, dtype: 'F16', shape: [n], data: new Uint8Array(n * 2) });
+      }
+    }
+    cfg.bias = true;
+  }
+  cfg.architectures = [as === 'internlm2' ? 'InternLM2ForCausalLM' : 'InternLMForCausalLM'];
+  cfg.model_type = as;
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+  writeSafetensors(path.join(dir, 'model.safetensors'), out);
+  writeTinyTokenizer(dir, { arch: 'qwen2', vocabSize: golden.vocab_size });
+  return { dir, golden };
+}
+
+async function maxLogitError(dir: string, golden: Golden): Promise<number> {
+  const pm = await PretrainedModel.load(dir, { native });
+  try {
+    const logits = await pm.forward(golden.prompt_ids);
+    let maxErr = 0;
+    golden.logits.forEach((row, t) => row.forEach((g, v) => (maxErr = Math.max(maxErr, Math.abs(logits[t * golden.vocab_size + v] - g)))));
+    return maxErr;
+  } finally {
+    pm.dispose();
+  }
+}
+
 const goldenCases = fs.existsSync(GOLDEN) ? fs.readdirSync(GOLDEN).filter((d) => fs.existsSync(path.join(GOLDEN, d, 'golden.json'))) : [];
 
 describe('golden parity with transformers (cpu)', () => {
@@ -95,6 +176,24 @@ describe('golden parity with transformers (cpu)', () => {
     } finally {
       await engine.dispose();
     }
+  });
+});
+
+describe('other architectures hold the same function (cpu)', () => {
+  let tmp: ReturnType<typeof makeTempDir>;
+  beforeAll(() => (tmp = makeTempDir()));
+  afterAll(() => tmp.cleanup());
+
+  it.each([
+    ['llama3', 'internlm2'], // GQA 4:2: checks the per-KV-group wqkv split against transformers' logits
+    ['llama', 'internlm2'],
+    ['qwen2', 'internlm'], // q/k/v bias kept, zero o bias added
+  ] as const)('%s rewritten as %s: logits match the golden', async (name, as) => {
+    if (!native || !goldenCases.includes(name)) return;
+    const { dir, golden } = rewriteGolden(tmp.dir, name, as);
+    const err = await maxLogitError(dir, golden);
+    console.log(`${name} as ${as}: max |logit - golden| = ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(Math.max(1e-2, golden.min_margin / 2));
   });
 });
 
