@@ -87,6 +87,7 @@ async function main() {
   let nllSum = 0;
   let count = 0;
   t0 = Date.now();
+  const cpu0 = process.cpuUsage();
   for (let w = 0; w < windows; w++) {
     const ids = new Int32Array(seqlen);
     for (let i = 0; i < seqlen; i++) ids[i] = Math.floor(rand() * cfg.vocab_size);
@@ -97,7 +98,10 @@ async function main() {
     }
   }
   const sec = (Date.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSec = (cpu.user + cpu.system) / 1e6;
   console.log(`scoreTokens: ${windows} x ${seqlen} tokens in ${sec.toFixed(2)} s = ${((windows * seqlen) / sec).toFixed(0)} tokens/s; ` +
+    `process cpu ${cpuSec.toFixed(2)} s (${((windows * seqlen) / cpuSec).toFixed(0)} tokens per cpu-second; wall is inflated when other processes share the cores); ` +
     `mean NLL on random ids ${(nllSum / count).toFixed(3)} (ln(vocab) = ${Math.log(cfg.vocab_size).toFixed(3)})`);
 
   if (addon.createEngine && decodeBatch > 0) {

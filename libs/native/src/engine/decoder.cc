@@ -106,8 +106,8 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
     LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride}));
     LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride}));
     LMF_TIMED(kv_store, be.kv_store({k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size}));
-    be.attention({q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
-                  b.seq_info.data(), b.num_seqs(), NH, NKV, D, 1.0f / std::sqrt((float)D)});
+    LMF_TIMED(attention, be.attention({q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
+                  b.seq_info.data(), b.num_seqs(), NH, NKV, D, 1.0f / std::sqrt((float)D)}));
     LMF_TIMED(linear, be.linear({attn, L.o.get(), h, T}));
     LMF_TIMED(add, be.add({x, h, x, T * H}));
     LMF_TIMED(rms_norm, be.rms_norm({x, L.post_norm.as<float>(), h, T, H, c.eps}));

@@ -7,28 +7,36 @@
 #include "core/backend_cpu.h"
 #include "core/op_call.h"
 #include "core/simd.h"
+#include "core/vexp.h"
+#include <algorithm>
 
 namespace lmfleet {
 
 namespace {
-constexpr int64_t QCHUNK = 16;
-}
+constexpr int64_t QCHUNK = 32;  // queries per task
+constexpr int QR = 4;           // queries computed together (register/L1 blocking)
+}  // namespace
 
+// One task = (sequence, kv head, chunk of QCHUNK queries), all query heads of the kv head's group.
+// The task gathers the keys it needs from the paged cache into a d-major scratch Kt[d][p], so scores
+// for QR queries x a run of keys are elementwise FMAs over contiguous keys (vectorized, no horizontal
+// sums); softmax uses the vector exp; P.V accumulates V rows (contiguous in d). Every score, softmax
+// sum and output is accumulated in a fixed order (d, then key position), so results don't depend on
+// chunking, batch composition or threads: prefill, chunked prefill and decode give identical bits.
 void attention_cpu(const attention_args& a, ThreadPool& pool) {
   if (a.heads % a.kv_heads) fail(ErrorCode::InvalidArgument, "attention: heads must be a multiple of kv_heads");
-  const int64_t group = a.heads / a.kv_heads, D = a.head_dim, kvw = a.kv_heads * D;
-  // Validate and build the task list: (seq, head, query chunk).
+  const int64_t group = a.heads / a.kv_heads, D = a.head_dim, kvw = a.kv_heads * D, bs = a.block_size;
   std::vector<int64_t> task_start(a.num_seqs + 1, 0);
   for (int64_t s = 0; s < a.num_seqs; s++) {
     int32_t q_len = a.seq_info[s * 3 + 1], ctx = a.seq_info[s * 3 + 2];
-    if (q_len < 0 || ctx < q_len || ctx > a.max_blocks * a.block_size)
+    if (q_len < 0 || ctx < q_len || ctx > a.max_blocks * bs)
       fail(ErrorCode::InvalidArgument, "attention: bad seq_info for sequence " + std::to_string(s));
-    for (int64_t b = 0; b < (ctx + a.block_size - 1) / a.block_size; b++) {
+    for (int64_t b = 0; b < (ctx + bs - 1) / bs; b++) {
       int32_t blk = a.block_tables[s * a.max_blocks + b];
       if (blk < 0 || blk >= a.num_blocks)
         fail(ErrorCode::InvalidArgument, "attention: block " + std::to_string(blk) + " out of range");
     }
-    task_start[s + 1] = task_start[s] + a.heads * ((q_len + QCHUNK - 1) / QCHUNK);
+    task_start[s + 1] = task_start[s] + a.kv_heads * ((q_len + QCHUNK - 1) / QCHUNK);
   }
   pool.run(task_start[a.num_seqs], [&](int64_t task) {
     int64_t s = 0;
@@ -36,37 +44,66 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
     const int64_t local = task - task_start[s];
     const int32_t q_start = a.seq_info[s * 3], q_len = a.seq_info[s * 3 + 1], ctx = a.seq_info[s * 3 + 2];
     const int64_t chunks = (q_len + QCHUNK - 1) / QCHUNK;
-    const int64_t h = local / chunks, chunk = local % chunks;
-    const int64_t kvh = h / group;
+    const int64_t kvh = local / chunks, chunk = local % chunks;
+    const int64_t j0 = chunk * QCHUNK, j1 = std::min<int64_t>(q_len, j0 + QCHUNK);
+    const int64_t nk = ctx - q_len + j1;  // keys 0..nk-1 are visible to some query of the chunk
     const int32_t* table = a.block_tables + s * a.max_blocks;
-    thread_local std::vector<float> scores;
-    thread_local std::vector<float> acc;
-    if ((int64_t)scores.size() < ctx) scores.resize(ctx);
-    if ((int64_t)acc.size() < D) acc.resize(D);
-    for (int64_t j = chunk * QCHUNK; j < std::min<int64_t>(q_len, (chunk + 1) * QCHUNK); j++) {
-      const int64_t pos = ctx - q_len + j;
-      const float* q = a.q + ((q_start + j) * a.heads + h) * D;
-      float mx = -INFINITY;
-      for (int64_t p = 0; p <= pos; p++) {
-        const float* k = a.k_cache + ((int64_t)table[p / a.block_size] * a.block_size + p % a.block_size) * kvw + kvh * D;
-        float sc = dot_f32(q, k, D) * a.scale;
-        scores[p] = sc;
-        mx = sc > mx ? sc : mx;
+    auto krow = [&](const float* cache, int64_t p) {
+      return cache + ((int64_t)table[p / bs] * bs + p % bs) * kvw + kvh * D;
+    };
+    thread_local std::vector<float> kt, sc, acc;
+    if ((int64_t)kt.size() < D * nk) kt.resize(D * nk);
+    if ((int64_t)sc.size() < QR * nk) sc.resize(QR * nk);
+    if ((int64_t)acc.size() < QR * D) acc.resize(QR * D);
+    for (int64_t p = 0; p < nk; p++) {
+      const float* k = krow(a.k_cache, p);
+      for (int64_t d = 0; d < D; d++) kt[d * nk + p] = k[d];
+    }
+    for (int64_t hg = 0; hg < group; hg++) {
+      const int64_t h = kvh * group + hg;
+      for (int64_t jb = j0; jb < j1; jb += QR) {
+        const int nq = (int)std::min<int64_t>(QR, j1 - jb);
+        int64_t len[QR];
+        const float* qp[QR];
+        int64_t kmax = 0;
+        for (int j = 0; j < nq; j++) {
+          len[j] = ctx - q_len + jb + j + 1;  // keys visible to this query
+          kmax = std::max(kmax, len[j]);
+          qp[j] = a.q + ((q_start + jb + j) * a.heads + h) * D;
+        }
+        // scores
+        for (int j = 0; j < nq; j++) std::fill(sc.begin() + j * nk, sc.begin() + j * nk + kmax, 0.f);
+        for (int64_t d = 0; d < D; d++) {
+          const float* kd = kt.data() + d * nk;
+          for (int j = 0; j < nq; j++) {
+            const float qd = qp[j][d];
+            float* sj = sc.data() + j * nk;
+            for (int64_t p = 0; p < kmax; p++) sj[p] += qd * kd[p];
+          }
+        }
+        for (int j = 0; j < nq; j++) {
+          float* sj = sc.data() + j * nk;
+          float mx = -INFINITY;
+          for (int64_t p = 0; p < len[j]; p++) {
+            sj[p] *= a.scale;
+            mx = sj[p] > mx ? sj[p] : mx;
+          }
+          exp_sub_array(sj, mx, sj, len[j]);
+          float sum = 0.f;
+          for (int64_t p = 0; p < len[j]; p++) sum += sj[p];
+          // P.V
+          float* o = acc.data() + j * D;
+          std::fill(o, o + D, 0.f);
+          for (int64_t p = 0; p < len[j]; p++) {
+            const float* v = krow(a.v_cache, p);
+            const float w = sj[p];
+            for (int64_t d = 0; d < D; d++) o[d] += w * v[d];
+          }
+          float* out = a.out + ((q_start + jb + j) * a.heads + h) * D;
+          const float inv = 1.0f / sum;
+          for (int64_t d = 0; d < D; d++) out[d] = o[d] * inv;
+        }
       }
-      float sum = 0.f;
-      for (int64_t p = 0; p <= pos; p++) {
-        float e = std::exp(scores[p] - mx);
-        scores[p] = e;
-        sum += e;
-      }
-      std::memset(acc.data(), 0, D * 4);
-      for (int64_t p = 0; p <= pos; p++) {
-        const float* v = a.v_cache + ((int64_t)table[p / a.block_size] * a.block_size + p % a.block_size) * kvw + kvh * D;
-        axpy_f32(acc.data(), v, scores[p], D);
-      }
-      float* o = a.out + ((q_start + j) * a.heads + h) * D;
-      const float inv = 1.0f / sum;
-      for (int64_t d = 0; d < D; d++) o[d] = acc[d] * inv;
     }
   });
 }

@@ -1,6 +1,6 @@
 // Blocked GEMM for y = x W^T + b on the CPU.
-// W is packed once into panels of NR=16 output columns: panel p holds W[p*16 + j, k] at [k][j], so the
-// micro-kernel streams a panel row (two 8-float vectors) per k and broadcasts one x value per row: an
+// W is packed once into panels of NR output columns (2 vectors: 16 or 32): panel p holds W[p*NR + j, k] at
+// [k][j], so the micro-kernel streams a panel row (two vectors) per k and broadcasts one x value per row: an
 // outer-product update with MR x 16 accumulators in registers, no horizontal reductions, vectorized by
 // g++ through vector extensions without -ffast-math. K is split in KC blocks (panel slice stays in L1,
 // the x block in L2); threads split the (row block, column block) grid. Each output element is summed in
@@ -21,10 +21,25 @@ namespace lmfleet {
 
 namespace {
 
-constexpr int64_t NR = 16;
+// Vector width: 16 floats (one zmm) when built for AVX-512, else 8 (one ymm; plain SSE splits it in two).
+#if defined(__AVX512F__)
+constexpr int64_t VW = 16;
+#else
+constexpr int64_t VW = 8;
+#endif
+typedef float vf __attribute__((vector_size(VW * 4)));
+inline vf vf_load(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void vf_store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+inline vf vf_splat(float x) { return vf{} + x; }
+
+constexpr int64_t NR = 2 * VW;  // panel width: two vectors
 constexpr int64_t KC = 256;
 constexpr int64_t MC = 48;        // rows per task (multiple of MR)
-constexpr int64_t NC_PANELS = 4;  // panels per task
+constexpr int64_t NC_PANELS = 128 / NR;  // panels per task (128 columns)
 constexpr int MR = 6;
 
 class PackedLinearCpu final : public LinearWeight {
@@ -39,26 +54,26 @@ class PackedLinearCpu final : public LinearWeight {
 template <int R>
 inline void micro_kernel(const float* a, int64_t lda, const float* bp, int64_t kc, float* c, int64_t ldc, int64_t ncols,
                          bool first, const float* bias) {
-  v8f acc0[R], acc1[R];
+  vf acc0[R], acc1[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; r++) {
-    acc0[r] = v8_splat(0.f);
-    acc1[r] = v8_splat(0.f);
+    acc0[r] = vf_splat(0.f);
+    acc1[r] = vf_splat(0.f);
   }
   for (int64_t k = 0; k < kc; k++) {
-    v8f b0 = v8_load(bp + k * NR), b1 = v8_load(bp + k * NR + 8);
+    vf b0 = vf_load(bp + k * NR), b1 = vf_load(bp + k * NR + VW);
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-      v8f av = v8_splat(a[r * lda + k]);
+      vf av = vf_splat(a[r * lda + k]);
       acc0[r] += av * b0;
       acc1[r] += av * b1;
     }
   }
   for (int r = 0; r < R; r++) {
     float* crow = c + r * ldc;
-    alignas(32) float tmp[NR];
-    v8_store(tmp, acc0[r]);
-    v8_store(tmp + 8, acc1[r]);
+    alignas(64) float tmp[NR];
+    vf_store(tmp, acc0[r]);
+    vf_store(tmp + VW, acc1[r]);
     if (first) {
       if (bias) {
         for (int64_t j = 0; j < ncols; j++) crow[j] = bias[j] + tmp[j];

@@ -4,6 +4,7 @@
 
 #include "core/backend_cpu.h"
 #include "core/op_call.h"
+#include "core/vexp.h"
 
 namespace lmfleet {
 
@@ -13,7 +14,10 @@ void silu_mul_cpu(const silu_mul_args& a, ThreadPool& pool) {
       const float* g = a.gate + r * a.ld;
       const float* u = a.up + r * a.ld;
       float* o = a.out + r * a.n;
-      for (int64_t i = 0; i < a.n; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      // o = g * sigmoid(g) * u, exp through the vector exp (o holds -g, then exp(-g)).
+      for (int64_t i = 0; i < a.n; i++) o[i] = -g[i];
+      exp_sub_array(o, 0.f, o, a.n);
+      for (int64_t i = 0; i < a.n; i++) o[i] = g[i] / (1.0f + o[i]) * u[i];
     }
   }, 8);
 }
