@@ -27,15 +27,16 @@ CC="src/core/*.cc src/ops/*.cpu.cc src/engine/decoder.cc src/engine/kv_cache.cc"
   g++ $CXX_FLAGS -Dmake_cpu_backend=lmf_test_make_backend -c src/engine/model.cc -o $B/cpu_model_test.o || echo "FAILED model.cc"
 } > "$OUT/build.log" 2>&1
 if grep -q FAILED "$OUT/build.log"; then cat "$OUT/build.log"; echo "BUILD FAILED"; exit 1; fi
-KERNELS=$(ls $B/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench)
+KERNELS=$(ls $B/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench -e backend_cuda -e cuda_decoder -e f32_ops)
+BACKEND="$B/f32_ops.cu.o $B/backend_cuda.cu.o $B/cuda_decoder.cu.o"
 CPU=$(ls $B/cpu_*.o | grep -v cpu_model_test)
 LIBS="-lcublas -lcudart -lpthread"
 nvcc -arch=$ARCH $KERNELS $B/cpu_error.cc.o $B/test_kernels.cu.o $LIBS -o $B/test_kernels >> "$OUT/build.log" 2>&1 &&
   nvcc -arch=$ARCH $KERNELS $B/cpu_error.cc.o $B/bench_decoder.cu.o $LIBS -o $B/bench_decoder >> "$OUT/build.log" 2>&1 &&
-  nvcc -arch=$ARCH $KERNELS $CPU $B/cpu_model_test.o $B/test_backend.cu.o $LIBS -o $B/test_backend >> "$OUT/build.log" 2>&1 || {
+  nvcc -arch=$ARCH $KERNELS $BACKEND $CPU $B/cpu_model_test.o $B/test_backend.cu.o $LIBS -o $B/test_backend >> "$OUT/build.log" 2>&1 || {
   cat "$OUT/build.log"; echo "LINK FAILED"; exit 1; }
 if [ -f $B/engine_bench.cu.o ]; then
-  nvcc -arch=$ARCH $KERNELS $CPU $B/cpu_model_test.o $B/engine_bench.cu.o $LIBS -o $B/engine_bench >> "$OUT/build.log" 2>&1 ||
+  nvcc -arch=$ARCH $KERNELS $BACKEND $CPU $B/cpu_model_test.o $B/engine_bench.cu.o $LIBS -o $B/engine_bench >> "$OUT/build.log" 2>&1 ||
     { cat "$OUT/build.log"; echo "LINK FAILED (engine_bench)"; }
 fi
 echo "build: $(( $(date +%s) - t0 )) s"
