@@ -2,8 +2,10 @@
 // (engine/decoder.cc) and runOp only talk to this interface, so the CUDA backend is new files
 // (core/backend_cuda.cc + ops/*.cu), not edits to the decoder.
 //
-// Op arguments are plain structs (ops/<op>.h) holding *backend* pointers: host memory for cpu, device
-// memory for cuda. Weights of linear layers go through prepare_linear(), which returns a backend-specific
+// Op arguments are plain structs (ops/<op>.h). Float tensors (activations, caches, weights) are *backend*
+// pointers: host memory for cpu, device memory for cuda. Small int32 index arrays (token ids, positions,
+// cache slots, block tables, seq_info, targets) are always *host* pointers: a device backend uploads them
+// (once per step) itself. Row strides (`ld`) let ops read q/k/v in place inside the fused qkv projection. Weights of linear layers go through prepare_linear(), which returns a backend-specific
 // layout (cpu: f32 panels packed for the GEMM micro-kernel; cuda: whatever cuBLAS wants).
 #pragma once
 #include <cstddef>

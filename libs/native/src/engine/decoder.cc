@@ -67,14 +67,10 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
   x_.ensure(&be, T * H * 4);
   h_.ensure(&be, T * H * 4);
   qkv_.ensure(&be, T * qkvd * 4);
-  q_.ensure(&be, T * qd * 4);
-  k_.ensure(&be, T * kvd * 4);
-  v_.ensure(&be, T * kvd * 4);
   attn_.ensure(&be, T * qd * 4);
   gu_.ensure(&be, T * 2 * I * 4);
   act_.ensure(&be, T * I * 4);
-  float *x = x_.as<float>(), *h = h_.as<float>(), *qkv = qkv_.as<float>(), *q = q_.as<float>(), *k = k_.as<float>(),
-        *v = v_.as<float>(), *attn = attn_.as<float>(), *gu = gu_.as<float>(), *act = act_.as<float>();
+  float *x = x_.as<float>(), *h = h_.as<float>(), *qkv = qkv_.as<float>(), *attn = attn_.as<float>(), *gu = gu_.as<float>(), *act = act_.as<float>();
 
   // RoPE frequencies: one table, or one per token for dynamic NTK (depends on each sequence's length).
   const int64_t half = m_.rotary_dim() / 2;
@@ -97,17 +93,15 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
     const LayerWeights& L = m_.layers[l];
     LMF_TIMED(rms_norm, be.rms_norm({x, L.input_norm.as<float>(), h, T, H, c.eps}));
     LMF_TIMED(linear, be.linear({h, L.qkv.get(), qkv, T}));
-    // Split the fused projection into q, k, v (contiguous per token for rope, kv_store and attention).
-    for (int64_t t = 0; t < T; t++) {
-      std::memcpy(q + t * qd, qkv + t * qkvd, qd * 4);
-      std::memcpy(k + t * kvd, qkv + t * qkvd + qd, kvd * 4);
-      std::memcpy(v + t * kvd, qkv + t * qkvd + qd + kvd, kvd * 4);
-    }
-    LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride}));
-    LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride}));
-    LMF_TIMED(kv_store, be.kv_store({k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size}));
+    // q, k, v stay inside the fused projection (row stride qkvd): no copies, the same on every backend.
+    float* q = qkv;
+    float* k = qkv + qd;
+    float* v = qkv + qd + kvd;
+    LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd}));
+    LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd}));
+    LMF_TIMED(kv_store, be.kv_store({k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size, qkvd}));
     LMF_TIMED(attention, be.attention({q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
-                  b.seq_info.data(), b.num_seqs(), NH, NKV, D, 1.0f / std::sqrt((float)D)}));
+                  b.seq_info.data(), b.num_seqs(), NH, NKV, D, 1.0f / std::sqrt((float)D), qkvd}));
     LMF_TIMED(linear, be.linear({attn, L.o.get(), h, T}));
     LMF_TIMED(add, be.add({x, h, x, T * H}));
     LMF_TIMED(rms_norm, be.rms_norm({x, L.post_norm.as<float>(), h, T, H, c.eps}));
@@ -119,7 +113,8 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
   const int64_t R = (int64_t)b.logit_rows.size();
   rows_.ensure(&be, std::max<int64_t>(R, 1) * H * 4);
   float* rows = rows_.as<float>();
-  for (int64_t r = 0; r < R; r++) std::memcpy(rows + r * H, x + (int64_t)b.logit_rows[r] * H, H * 4);
+  // Gather the rows that need logits: the embedding op is a row gather (table = x, vocab = T).
+  LMF_TIMED(embedding, be.embedding({b.logit_rows.data(), R, x, T, H, rows}));
   LMF_TIMED(rms_norm, be.rms_norm({rows, m_.final_norm.as<float>(), rows, R, H, c.eps}));
   logits_.ensure(&be, std::max<int64_t>(R, 1) * c.vocab * 4);
   LMF_TIMED(linear, be.linear({rows, m_.lm_head.get(), logits_.as<float>(), R}));

@@ -40,7 +40,7 @@ class Decoder {
 
  private:
   Model& m_;
-  Buffer x_, h_, qkv_, q_, k_, v_, attn_, gu_, act_, rows_, logits_, inv_freq_;
+  Buffer x_, h_, qkv_, attn_, gu_, act_, rows_, logits_, inv_freq_;
 };
 
 // The model's own decoder (scratch reused across calls); call with model.run_mutex held.

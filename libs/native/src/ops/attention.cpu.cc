@@ -26,6 +26,7 @@ constexpr int QR = 4;           // queries computed together (register/L1 blocki
 void attention_cpu(const attention_args& a, ThreadPool& pool) {
   if (a.heads % a.kv_heads) fail(ErrorCode::InvalidArgument, "attention: heads must be a multiple of kv_heads");
   const int64_t group = a.heads / a.kv_heads, D = a.head_dim, kvw = a.kv_heads * D, bs = a.block_size;
+  const int64_t ldq = a.ldq ? a.ldq : a.heads * D;
   std::vector<int64_t> task_start(a.num_seqs + 1, 0);
   for (int64_t s = 0; s < a.num_seqs; s++) {
     int32_t q_len = a.seq_info[s * 3 + 1], ctx = a.seq_info[s * 3 + 2];
@@ -69,7 +70,7 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
         for (int j = 0; j < nq; j++) {
           len[j] = ctx - q_len + jb + j + 1;  // keys visible to this query
           kmax = std::max(kmax, len[j]);
-          qp[j] = a.q + ((q_start + jb + j) * a.heads + h) * D;
+          qp[j] = a.q + (q_start + jb + j) * ldq + h * D;
         }
         // scores
         for (int j = 0; j < nq; j++) std::fill(sc.begin() + j * nk, sc.begin() + j * nk + kmax, 0.f);

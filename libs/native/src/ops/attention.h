@@ -19,5 +19,6 @@ struct attention_args {
   int64_t num_seqs;
   int64_t heads, kv_heads, head_dim;
   float scale;
+  int64_t ldq = 0;  // floats between consecutive q rows (0: heads * head_dim), e.g. q inside a fused qkv
 };
 }  // namespace lmfleet

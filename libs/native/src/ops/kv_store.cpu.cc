@@ -8,12 +8,13 @@
 namespace lmfleet {
 
 void kv_store_cpu(const kv_store_args& a, ThreadPool&) {
+  const int64_t ld = a.ld ? a.ld : a.width;
   for (int64_t t = 0; t < a.tokens; t++) {
     int32_t s = a.slots[t];
     if (s < 0) continue;
     if (s >= a.num_slots) fail(ErrorCode::InvalidArgument, "kv_store: slot " + std::to_string(s) + " out of range");
-    std::memcpy(a.k_cache + (int64_t)s * a.width, a.k + t * a.width, (size_t)a.width * 4);
-    std::memcpy(a.v_cache + (int64_t)s * a.width, a.v + t * a.width, (size_t)a.width * 4);
+    std::memcpy(a.k_cache + (int64_t)s * a.width, a.k + t * ld, (size_t)a.width * 4);
+    std::memcpy(a.v_cache + (int64_t)s * a.width, a.v + t * ld, (size_t)a.width * 4);
   }
 }
 

@@ -12,5 +12,6 @@ struct kv_store_args {
   float* k_cache;
   float* v_cache;
   int64_t num_slots;
+  int64_t ld = 0;  // floats between consecutive tokens' k (and v) rows (0: width)
 };
 }  // namespace lmfleet

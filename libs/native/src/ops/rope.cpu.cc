@@ -52,6 +52,7 @@ std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t 
 
 void rope_cpu(const rope_args& a, ThreadPool& pool) {
   const int64_t half = a.rotary_dim / 2;
+  const int64_t ld = a.ld ? a.ld : a.heads * a.head_dim;
   pool.parallel_for(a.tokens, [&](int64_t b, int64_t e) {
     std::vector<float> cs((size_t)half), sn((size_t)half);
     for (int64_t t = b; t < e; t++) {
@@ -63,7 +64,7 @@ void rope_cpu(const rope_args& a, ThreadPool& pool) {
         sn[i] = std::sin(ang);
       }
       for (int64_t h = 0; h < a.heads; h++) {
-        float* x = a.x + (t * a.heads + h) * a.head_dim;
+        float* x = a.x + t * ld + h * a.head_dim;
         for (int64_t i = 0; i < half; i++) {
           float x1 = x[i], x2 = x[i + half];
           x[i] = x1 * cs[i] - x2 * sn[i];

@@ -29,6 +29,7 @@ struct rope_args {
   const int32_t* positions;  // [tokens]
   const float* inv_freq;     // [rotary_dim/2], or [tokens, rotary_dim/2] when inv_freq_stride != 0
   int64_t inv_freq_stride;
+  int64_t ld = 0;  // floats between consecutive tokens' rows (0: heads * head_dim), e.g. q inside a fused qkv
 };
 
 }  // namespace lmfleet
