@@ -14,6 +14,8 @@ export { ChatTemplate, loadChatTemplate, findChatTemplate, type ChatMessage, typ
 export { ARCHITECTURES, getArchitecture, supportedArchitectures } from './models/registry';
 export { loadModelSpec, loadModelWeights } from './models/load';
 export type { ArchitectureDef, AwqScaleGroup, ModelSpec } from './models/spec';
-export { readSafetensorsDir, readSafetensorsHeader, writeSafetensors, type TensorInfo } from './io/safetensors';
-export { writeTinyModel, type TinyModelOptions, type TinyModelInfo } from './testing/tiny-model';
+export { readSafetensorsDir, readSafetensorsHeader, readTensorBytes, writeSafetensors, type TensorInfo, type WritableTensor } from './io/safetensors';
+export { encodeHalf, decodeHalf } from './io/half';
+export { parseSentencePieceModel, sentencePieceToTokenizerJson } from './tokenizer/sentencepiece';
+export { writeTinyModel, writeTinyTokenizer, type TinyModelOptions, type TinyModelInfo } from './testing/tiny-model';
 export type * from './native';
