@@ -270,6 +270,29 @@ describe('generation API on a tiny generated model (cpu)', () => {
     expect(engine.sessionLength(sid)).toBe(0);
   });
 
+  it('a cancelled turn drops its session: the next turn starts from scratch', async () => {
+    if (!engine) return;
+    const inst = engine.createInstance();
+    const sid = 42;
+    const p1 = engine.tokenizer.encode('keep this');
+    await collect(inst.streamInfer({ sessionId: sid, inputIds: p1, maxNewTokens: 4, stopIds: [], sampling: greedy }));
+    expect(engine.sessionLength(sid)).toBe(p1.length + 4);
+    const ac = new AbortController();
+    ac.abort();
+    // aborted before submit: nothing reaches native, the session is untouched
+    await collect(inst.streamInfer({ sessionId: sid, inputIds: [5], maxNewTokens: 4, signal: ac.signal }));
+    expect(engine.sessionLength(sid)).toBe(p1.length + 4);
+    const ac2 = new AbortController();
+    for await (const o of inst.streamInfer({ sessionId: sid, inputIds: [5], maxNewTokens: 200, stopIds: [], sampling: greedy, signal: ac2.signal })) {
+      if (o.tokenIds.length) ac2.abort();
+    }
+    const p2 = engine.tokenizer.encode('fresh');
+    const t = (await collect(inst.streamInfer({ sessionId: sid, inputIds: p2, maxNewTokens: 4, stopIds: [], sampling: greedy }))).flatMap((o) => o.tokenIds);
+    const ref = (await collect(inst.streamInfer({ inputIds: p2, maxNewTokens: 4, stopIds: [], sampling: greedy }))).flatMap((o) => o.tokenIds);
+    if (engine.sessionLength(sid) === p2.length + 4) expect(t).toEqual(ref); // the abort landed before the turn ended
+    inst.endSession(sid);
+  });
+
   it('returns log-probs of the sampled tokens with top alternatives', async () => {
     if (!engine) return;
     const outs = await collect(engine.createInstance().streamInfer({ inputIds: engine.encodePrompt('the'), maxNewTokens: 6, stopIds: [], sampling: greedy, logprobs: 3 }));

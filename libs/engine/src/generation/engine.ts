@@ -262,7 +262,10 @@ export class Engine {
           const text = stoppedByWord !== undefined ? '' : stopWords.push(detok.flush()).text + stopWords.flush();
           const finishReason: FinishReason = stoppedByWord !== undefined ? 'stop' : aborted ? 'cancelled' : ev.finishReason;
           if (p.sessionId !== undefined) {
-            this.sessionTokens.set(p.sessionId, this.sessionLength(p.sessionId) + ev.promptTokens + ev.completionTokens);
+            // Native code keeps a session's tokens (prompt + every generated token) after 'stop'/'length', and drops
+            // the whole session when a request is cancelled (abort, stop word).
+            if (ev.finishReason === 'cancelled') this.sessionTokens.delete(p.sessionId);
+            else this.sessionTokens.set(p.sessionId, this.sessionLength(p.sessionId) + ev.promptTokens + ev.completionTokens);
           }
           yield {
             tokenIds: [],
@@ -281,6 +284,7 @@ export class Engine {
           return;
         } else {
           finished = true;
+          if (p.sessionId !== undefined) this.sessionTokens.delete(p.sessionId); // native drops a failed request's session
           throw fromNativeError(ev.code, ev.message);
         }
       }
