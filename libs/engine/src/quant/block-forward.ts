@@ -1,0 +1,264 @@
+// A layer-by-layer forward of a decoder model in TypeScript over native `runOp` calls (embedding, rms_norm, linear,
+// rope, attention, silu_mul, add). The native decoder exposes logits only; calibration and the AWQ search need the
+// activations inside each layer (the inputs of every linear, K and V) and need to re-run one module with modified
+// weights. Weights live here as f32 arrays in canonical names (see libs/native/src/types.ts), so quantization code
+// can read and replace them.
+//
+// Sequences are batched: `x` holds the tokens of several sequences back to back ([tokens, hidden]); `seqLens` says
+// where each one ends. Attention is causal within each sequence (one KV "block" per sequence for the attention op).
+import { InvalidArgumentError, NotSupportedError } from '../errors';
+import { decodeHalf } from '../io/half';
+import { readTensorBytes } from '../io/safetensors';
+import { loadModelSpec, loadModelWeights, type LoadedModelSpec } from '../models/load';
+import type { ModelSpec } from '../models/spec';
+import type { NativeModule, TensorSource } from '../native';
+
+type OpTensor = Parameters<NativeModule['runOp']>[1][number];
+
+export const LINEARS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+export type LinearName = (typeof LINEARS)[number];
+
+/** The activations of one layer that calibration and AWQ look at. */
+export interface LayerTaps {
+  /** input_norm output: the input of q, k, v. [tokens, hidden] */
+  attnIn: Float32Array;
+  /** K after RoPE and V, [tokens, kvHeads * headDim]. */
+  k: Float32Array;
+  v: Float32Array;
+  /** attention output before o: the input of o. [tokens, heads * headDim] */
+  oIn: Float32Array;
+  /** post_norm output: the input of gate, up. */
+  mlpIn: Float32Array;
+  /** silu(gate) * up: the input of down. [tokens, intermediate] */
+  downIn: Float32Array;
+}
+
+export function f32Tensor(data: Float32Array, shape: number[]): OpTensor {
+  return { dtype: 'f32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+function i32Tensor(data: Int32Array, shape: number[]): OpTensor {
+  return { dtype: 'i32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+export function asF32(t: OpTensor): Float32Array {
+  const d = t.data;
+  if (d.byteOffset % 4 === 0) return new Float32Array(d.buffer, d.byteOffset, d.byteLength / 4);
+  return new Float32Array(d.slice().buffer);
+}
+
+/** Reads one canonical tensor's bytes as f32. */
+export function readSourceF32(src: TensorSource): Float32Array {
+  let bytes: Uint8Array;
+  if (src.data) bytes = src.data;
+  else {
+    const n = src.shape.reduce((a, b) => a * b, 1);
+    const size = src.dtype === 'f32' || src.dtype === 'i32' ? 4 : src.dtype === 'u8' ? 1 : 2;
+    bytes = readTensorBytes({ name: src.name, dtype: src.dtype, shape: src.shape, file: src.file!, offset: src.offset!, byteLength: n * size });
+  }
+  if (src.dtype === 'f16' || src.dtype === 'bf16') return decodeHalf(bytes, src.dtype);
+  if (src.dtype === 'f32') return new Float32Array(bytes.slice().buffer);
+  throw new InvalidArgumentError(`tensor ${src.name} has dtype ${src.dtype}: not a float weight`);
+}
+
+export class BlockForward {
+  /** Canonical name → f32 values. Quantization code replaces entries (scaled / fake-quantized weights). */
+  readonly weights: Map<string, Float32Array>;
+
+  constructor(readonly native: NativeModule, readonly spec: ModelSpec, weights: Map<string, Float32Array>) {
+    this.weights = weights;
+  }
+
+  /** Loads an fp16/bf16 Hugging Face directory (an AWQ checkpoint is refused: calibrate the fp16 model). */
+  static fromDir(native: NativeModule, dir: string): { fwd: BlockForward; loaded: LoadedModelSpec; sources: TensorSource[] } {
+    const loaded = loadModelSpec(dir);
+    if (loaded.spec.quant) throw new NotSupportedError(`${loaded.dir} is already quantized (${loaded.spec.quant.method}); calibrate the fp16/bf16 model`);
+    const { tensors } = loadModelWeights(loaded);
+    const w = new Map<string, Float32Array>();
+    for (const t of tensors) w.set(t.name, readSourceF32(t));
+    return { fwd: new BlockForward(native, loaded.spec, w), loaded, sources: tensors };
+  }
+
+  w(name: string): Float32Array {
+    const t = this.weights.get(name);
+    if (!t) throw new InvalidArgumentError(`block forward: no tensor ${name}`);
+    return t;
+  }
+
+  has(name: string): boolean {
+    return this.weights.has(name);
+  }
+
+  /** [out, in] of a canonical linear. */
+  linearShape(name: LinearName): [number, number] {
+    const { hiddenSize: h, numHeads, numKvHeads, headDim: hd, intermediateSize: ff } = this.spec;
+    switch (name) {
+      case 'q': return [numHeads * hd, h];
+      case 'k':
+      case 'v': return [numKvHeads * hd, h];
+      case 'o': return [h, numHeads * hd];
+      case 'gate':
+      case 'up': return [ff, h];
+      case 'down': return [h, ff];
+    }
+  }
+
+  async embed(ids: Int32Array): Promise<Float32Array> {
+    const table = this.w('embed_tokens.weight');
+    const [r] = await this.native.runOp('embedding', [i32Tensor(ids, [ids.length]), f32Tensor(table, [this.spec.vocabSize, this.spec.hiddenSize])], {});
+    return asF32(r);
+  }
+
+  async rmsNorm(x: Float32Array, weight: Float32Array): Promise<Float32Array> {
+    const dim = weight.length;
+    const [r] = await this.native.runOp('rms_norm', [f32Tensor(x, [x.length / dim, dim]), f32Tensor(weight, [dim])], { eps: this.spec.rmsNormEps });
+    return asF32(r);
+  }
+
+  /** y = x W^T + b with an explicit weight (for searches over candidate weights). */
+  async linearWith(x: Float32Array, w: Float32Array, out: number, inp: number, bias?: Float32Array): Promise<Float32Array> {
+    const rows = x.length / inp;
+    if (!Number.isInteger(rows)) throw new InvalidArgumentError(`linear: input of ${x.length} values is not a multiple of ${inp}`);
+    const inputs = [f32Tensor(x, [rows, inp]), f32Tensor(w, [out, inp])];
+    if (bias) inputs.push(f32Tensor(bias, [out]));
+    const [r] = await this.native.runOp('linear', inputs, {});
+    return asF32(r);
+  }
+
+  async linear(layer: number, name: LinearName, x: Float32Array, weight?: Float32Array): Promise<Float32Array> {
+    const [out, inp] = this.linearShape(name);
+    const bias = this.weights.get(`layers.${layer}.${name}.bias`);
+    return this.linearWith(x, weight ?? this.w(`layers.${layer}.${name}.weight`), out, inp, bias);
+  }
+
+  private ropeParams(maxLen: number): Record<string, number | string> {
+    const r = this.spec.rope;
+    const p: Record<string, number | string> = { type: r.type, theta: r.theta, maxPositionEmbeddings: this.spec.maxPositionEmbeddings, seqLen: maxLen };
+    if (r.factor !== undefined) p.factor = r.factor;
+    if (r.lowFreqFactor !== undefined) p.lowFreqFactor = r.lowFreqFactor;
+    if (r.highFreqFactor !== undefined) p.highFreqFactor = r.highFreqFactor;
+    if (r.originalMaxPositionEmbeddings !== undefined) p.originalMaxPositionEmbeddings = r.originalMaxPositionEmbeddings;
+    if (r.rotaryDim !== undefined) p.rotaryDim = r.rotaryDim;
+    return p;
+  }
+
+  private positions(seqLens: readonly number[]): Int32Array {
+    const total = seqLens.reduce((a, b) => a + b, 0);
+    const pos = new Int32Array(total);
+    let t = 0;
+    for (const L of seqLens) for (let j = 0; j < L; j++) pos[t++] = j;
+    return pos;
+  }
+
+  async rope(x: Float32Array, heads: number, seqLens: readonly number[]): Promise<Float32Array> {
+    const hd = this.spec.headDim;
+    const pos = this.positions(seqLens);
+    const [r] = await this.native.runOp('rope', [f32Tensor(x, [pos.length, heads, hd]), i32Tensor(pos, [pos.length])], this.ropeParams(Math.max(...seqLens)));
+    return asF32(r);
+  }
+
+  /** Causal GQA attention of each sequence over itself: q [tokens, heads*hd], k/v [tokens, kvHeads*hd] (k roped). */
+  async attention(q: Float32Array, k: Float32Array, v: Float32Array, seqLens: readonly number[]): Promise<Float32Array> {
+    const { numHeads, numKvHeads, headDim: hd } = this.spec;
+    const S = seqLens.length;
+    const maxL = Math.max(...seqLens);
+    const kvw = numKvHeads * hd;
+    let kc = k;
+    let vc = v;
+    if (seqLens.some((L) => L !== maxL)) {
+      kc = new Float32Array(S * maxL * kvw);
+      vc = new Float32Array(S * maxL * kvw);
+      let t = 0;
+      for (let s = 0; s < S; s++) {
+        kc.set(k.subarray(t * kvw, (t + seqLens[s]) * kvw), s * maxL * kvw);
+        vc.set(v.subarray(t * kvw, (t + seqLens[s]) * kvw), s * maxL * kvw);
+        t += seqLens[s];
+      }
+    }
+    const tables = new Int32Array(S);
+    const info = new Int32Array(S * 3);
+    let start = 0;
+    for (let s = 0; s < S; s++) {
+      tables[s] = s;
+      info[s * 3] = start;
+      info[s * 3 + 1] = seqLens[s];
+      info[s * 3 + 2] = seqLens[s];
+      start += seqLens[s];
+    }
+    const [r] = await this.native.runOp(
+      'attention',
+      [
+        f32Tensor(q, [start, numHeads, hd]),
+        f32Tensor(kc, [S, maxL, numKvHeads, hd]),
+        f32Tensor(vc, [S, maxL, numKvHeads, hd]),
+        i32Tensor(tables, [S, 1]),
+        i32Tensor(info, [S, 3]),
+      ],
+      { scale: 1 / Math.sqrt(hd) },
+    );
+    return asF32(r);
+  }
+
+  async add(a: Float32Array, b: Float32Array): Promise<Float32Array> {
+    const [r] = await this.native.runOp('add', [f32Tensor(a, [a.length]), f32Tensor(b, [b.length])], {});
+    return asF32(r);
+  }
+
+  async siluMul(gate: Float32Array, up: Float32Array, n: number): Promise<Float32Array> {
+    const rows = gate.length / n;
+    const [r] = await this.native.runOp('silu_mul', [f32Tensor(gate, [rows, n]), f32Tensor(up, [rows, n])], {});
+    return asF32(r);
+  }
+
+  /** The attention sub-block from its (normed) input to o's output, with optional replacement weights. */
+  async attnBlock(
+    layer: number, attnIn: Float32Array, seqLens: readonly number[],
+    w: Partial<Record<'q' | 'k' | 'v' | 'o', Float32Array>> = {}, taps?: Partial<LayerTaps>,
+  ): Promise<Float32Array> {
+    const { numHeads, numKvHeads } = this.spec;
+    const q0 = await this.linear(layer, 'q', attnIn, w.q);
+    const k0 = await this.linear(layer, 'k', attnIn, w.k);
+    const v = await this.linear(layer, 'v', attnIn, w.v);
+    const q = await this.rope(q0, numHeads, seqLens);
+    const k = await this.rope(k0, numKvHeads, seqLens);
+    const oIn = await this.attention(q, k, v, seqLens);
+    if (taps) Object.assign(taps, { k, v, oIn });
+    return this.linear(layer, 'o', oIn, w.o);
+  }
+
+  /** The MLP sub-block from its (normed) input to down's output. */
+  async mlpBlock(
+    layer: number, mlpIn: Float32Array, w: Partial<Record<'gate' | 'up' | 'down', Float32Array>> = {}, taps?: Partial<LayerTaps>,
+  ): Promise<Float32Array> {
+    const g = await this.linear(layer, 'gate', mlpIn, w.gate);
+    const u = await this.linear(layer, 'up', mlpIn, w.up);
+    const downIn = await this.siluMul(g, u, this.spec.intermediateSize);
+    if (taps) taps.downIn = downIn;
+    return this.linear(layer, 'down', downIn, w.down);
+  }
+
+  /** One decoder layer: x → x + attn(norm(x)) → h + mlp(norm(h)). Fills `taps` when given. */
+  async layer(i: number, x: Float32Array, seqLens: readonly number[], taps?: Partial<LayerTaps>): Promise<Float32Array> {
+    const attnIn = await this.rmsNorm(x, this.w(`layers.${i}.input_norm.weight`));
+    const attnOut = await this.attnBlock(i, attnIn, seqLens, {}, taps);
+    const h = await this.add(x, attnOut);
+    const mlpIn = await this.rmsNorm(h, this.w(`layers.${i}.post_norm.weight`));
+    const mlpOut = await this.mlpBlock(i, mlpIn, {}, taps);
+    if (taps) Object.assign(taps, { attnIn, mlpIn });
+    return this.add(h, mlpOut);
+  }
+
+  /** Final norm and LM head: logits [tokens, vocab]. */
+  async head(x: Float32Array): Promise<Float32Array> {
+    const hn = await this.rmsNorm(x, this.w('norm.weight'));
+    const lm = this.weights.get('lm_head.weight') ?? this.w('embed_tokens.weight');
+    return this.linearWith(hn, lm, this.spec.vocabSize, this.spec.hiddenSize);
+  }
+
+  /** Full forward of the given sequences: logits [sum(seqLens), vocab]. */
+  async forward(ids: Int32Array, seqLens: readonly number[] = [ids.length]): Promise<Float32Array> {
+    let x = await this.embed(ids);
+    for (let i = 0; i < this.spec.numLayers; i++) x = await this.layer(i, x, seqLens);
+    return this.head(x);
+  }
+}

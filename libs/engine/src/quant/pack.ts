@@ -1,0 +1,208 @@
+// Group-wise asymmetric integer quantization of a linear weight and the AutoAWQ GEMM packing.
+//
+// Quantization (per output row, per group of `groupSize` consecutive input columns):
+//   s = max(max - min, 1e-5) / (2^bits - 1)   (rounded to fp16: the checkpoint stores fp16 scales)
+//   z = clamp(round(-min / s), 0, 2^bits - 1)
+//   q = clamp(round(w / s) + z, 0, 2^bits - 1)       dequantized: w' = (q - z) * s
+//
+// AutoAWQ GEMM layout for a linear whose fp weight is W [out, in] (row-major, HF):
+//   qweight int32 [in, out/8]: word (i, c) holds q[out = 8c + ORDER[j], in = i] in bits 4j..4j+3, ORDER = [0,2,4,6,1,3,5,7]
+//   qzeros  int32 [in/group, out/8]: the same packing of the zero points z[out, g]
+//   scales  fp16  [in/group, out]
+import { QuantConfigError } from '../errors';
+import { f16BitsToF32, f32ToF16Bits } from '../io/half';
+
+/** AutoAWQ's interleaved nibble order: nibble j of a word holds column 8c + AWQ_PACK_ORDER[j]. */
+export const AWQ_PACK_ORDER: readonly number[] = [0, 2, 4, 6, 1, 3, 5, 7];
+
+export type QuantBits = 4 | 8;
+export const SUPPORTED_GROUP_SIZES: readonly number[] = [32, 64, 128];
+
+export interface QuantizedLinear {
+  out: number;
+  in: number;
+  bits: QuantBits;
+  groupSize: number;
+  /** Integer codes q[out, in] (row-major, as W). */
+  q: Uint8Array;
+  /** Zero points z[out, in/group]. */
+  zeros: Uint8Array;
+  /** Scales s[out, in/group] (values exactly representable in fp16). */
+  scales: Float32Array;
+}
+
+export function checkQuantParams(bits: number, groupSize: number): asserts bits is QuantBits {
+  if (bits !== 4 && bits !== 8) throw new QuantConfigError(`unsupported weight bits ${bits} (supported: 4, 8)`);
+  if (!SUPPORTED_GROUP_SIZES.includes(groupSize)) {
+    throw new QuantConfigError(`unsupported group size ${groupSize} (supported: ${SUPPORTED_GROUP_SIZES.join(', ')})`);
+  }
+}
+
+/** Throws a QuantConfigError naming the layer when its input width is not a multiple of the group size. */
+export function checkGroupDivides(layer: string, out: number, inp: number, groupSize: number): void {
+  if (inp % groupSize !== 0) {
+    throw new QuantConfigError(
+      `${layer}: in_features ${inp} is not a multiple of the group size ${groupSize} (weight [${out}, ${inp}])`,
+    );
+  }
+}
+
+const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
+
+/**
+ * Quantizes W [out, in] (row-major) group-wise. `clip`, when given, holds a max |w| per (row, group): weights are
+ * clamped to [-clip, clip] first (AWQ's clipping search result).
+ */
+export function quantizeLinear(
+  w: Float32Array, out: number, inp: number, bits: number, groupSize: number, opts: { layer?: string; clip?: Float32Array } = {},
+): QuantizedLinear {
+  checkQuantParams(bits, groupSize);
+  checkGroupDivides(opts.layer ?? 'linear', out, inp, groupSize);
+  if (w.length !== out * inp) throw new QuantConfigError(`${opts.layer ?? 'linear'}: weight has ${w.length} values, expected ${out}x${inp}`);
+  const qmax = (1 << bits) - 1;
+  const groups = inp / groupSize;
+  const q = new Uint8Array(out * inp);
+  const zeros = new Uint8Array(out * groups);
+  const scales = new Float32Array(out * groups);
+  for (let o = 0; o < out; o++) {
+    for (let g = 0; g < groups; g++) {
+      const base = o * inp + g * groupSize;
+      const c = opts.clip ? opts.clip[o * groups + g] : Infinity;
+      let mn = Infinity;
+      let mx = -Infinity;
+      for (let k = 0; k < groupSize; k++) {
+        let v = w[base + k];
+        if (v > c) v = c;
+        else if (v < -c) v = -c;
+        if (v < mn) mn = v;
+        if (v > mx) mx = v;
+      }
+      let s = roundF16(Math.max(mx - mn, 1e-5) / qmax);
+      if (!(s > 0)) s = 6.103515625e-5; // the smallest normal fp16: never a zero scale
+      const z = Math.min(qmax, Math.max(0, Math.round(-mn / s)));
+      scales[o * groups + g] = s;
+      zeros[o * groups + g] = z;
+      for (let k = 0; k < groupSize; k++) {
+        let v = w[base + k];
+        if (v > c) v = c;
+        else if (v < -c) v = -c;
+        q[base + k] = Math.min(qmax, Math.max(0, Math.round(v / s) + z));
+      }
+    }
+  }
+  return { out, in: inp, bits: bits as QuantBits, groupSize, q, zeros, scales };
+}
+
+/** W' [out, in] = (q - z) * s. */
+export function dequantizeLinear(ql: QuantizedLinear): Float32Array {
+  const { out, in: inp, groupSize } = ql;
+  const groups = inp / groupSize;
+  const w = new Float32Array(out * inp);
+  for (let o = 0; o < out; o++) {
+    for (let g = 0; g < groups; g++) {
+      const s = ql.scales[o * groups + g];
+      const z = ql.zeros[o * groups + g];
+      const base = o * inp + g * groupSize;
+      for (let k = 0; k < groupSize; k++) w[base + k] = (ql.q[base + k] - z) * s;
+    }
+  }
+  return w;
+}
+
+/** Quantize then dequantize (the "fake quantization" the AWQ search measures). */
+export function fakeQuantize(w: Float32Array, out: number, inp: number, bits: number, groupSize: number, clip?: Float32Array): Float32Array {
+  return dequantizeLinear(quantizeLinear(w, out, inp, bits, groupSize, { clip }));
+}
+
+/**
+ * Packs 4-bit codes laid out as M[rows, cols] (row-major; for qweight rows = in, cols = out) into int32 [rows, cols/8]
+ * in AutoAWQ's interleaved order.
+ */
+export function packAwqInt4(codes: ArrayLike<number>, rows: number, cols: number): Int32Array {
+  if (cols % 8 !== 0) throw new QuantConfigError(`AutoAWQ packing needs a multiple of 8 columns, got ${cols}`);
+  const words = cols / 8;
+  const out = new Int32Array(rows * words);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < words; c++) {
+      let word = 0;
+      for (let j = 0; j < 8; j++) {
+        const v = codes[r * cols + c * 8 + AWQ_PACK_ORDER[j]];
+        if (v < 0 || v > 15 || !Number.isInteger(v)) throw new QuantConfigError(`4-bit code out of range: ${v}`);
+        word |= v << (4 * j);
+      }
+      out[r * words + c] = word;
+    }
+  }
+  return out;
+}
+
+/** The exact inverse of packAwqInt4: int32 [rows, cols/8] → codes [rows, cols]. */
+export function unpackAwqInt4(packed: Int32Array, rows: number, cols: number): Uint8Array {
+  if (cols % 8 !== 0 || packed.length !== rows * (cols / 8)) {
+    throw new QuantConfigError(`AutoAWQ unpacking: ${packed.length} words do not make [${rows}, ${cols}] 4-bit values`);
+  }
+  const words = cols / 8;
+  const out = new Uint8Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < words; c++) {
+      const word = packed[r * words + c];
+      for (let j = 0; j < 8; j++) out[r * cols + c * 8 + AWQ_PACK_ORDER[j]] = (word >>> (4 * j)) & 0xf;
+    }
+  }
+  return out;
+}
+
+export interface AwqGemmTensors {
+  /** int32 [in, out/8] */
+  qweight: Int32Array;
+  /** int32 [in/group, out/8] */
+  qzeros: Int32Array;
+  /** fp16 bits [in/group, out] */
+  scales: Uint16Array;
+}
+
+/** A 4-bit QuantizedLinear → AutoAWQ GEMM tensors (transposes to [in, out] and packs). */
+export function toAwqGemm(ql: QuantizedLinear): AwqGemmTensors {
+  if (ql.bits !== 4) throw new QuantConfigError(`the AutoAWQ GEMM layout holds 4-bit weights only, got ${ql.bits} bits`);
+  const { out, in: inp, groupSize } = ql;
+  const groups = inp / groupSize;
+  const qT = new Uint8Array(inp * out);
+  for (let o = 0; o < out; o++) for (let i = 0; i < inp; i++) qT[i * out + o] = ql.q[o * inp + i];
+  const zT = new Uint8Array(groups * out);
+  const sT = new Uint16Array(groups * out);
+  for (let o = 0; o < out; o++) {
+    for (let g = 0; g < groups; g++) {
+      zT[g * out + o] = ql.zeros[o * groups + g];
+      sT[g * out + o] = f32ToF16Bits(ql.scales[o * groups + g]);
+    }
+  }
+  return { qweight: packAwqInt4(qT, inp, out), qzeros: packAwqInt4(zT, groups, out), scales: sT };
+}
+
+/** AutoAWQ GEMM tensors → QuantizedLinear (the exact inverse of toAwqGemm). */
+export function fromAwqGemm(t: AwqGemmTensors, out: number, inp: number, groupSize: number, layer = 'linear'): QuantizedLinear {
+  checkGroupDivides(layer, out, inp, groupSize);
+  const groups = inp / groupSize;
+  if (t.scales.length !== groups * out) throw new QuantConfigError(`${layer}: scales must be [${groups}, ${out}], got ${t.scales.length} values`);
+  const qT = unpackAwqInt4(t.qweight, inp, out);
+  const zT = unpackAwqInt4(t.qzeros, groups, out);
+  const q = new Uint8Array(out * inp);
+  for (let i = 0; i < inp; i++) for (let o = 0; o < out; o++) q[o * inp + i] = qT[i * out + o];
+  const zeros = new Uint8Array(out * groups);
+  const scales = new Float32Array(out * groups);
+  for (let g = 0; g < groups; g++) {
+    for (let o = 0; o < out; o++) {
+      zeros[o * groups + g] = zT[g * out + o];
+      scales[o * groups + g] = f16BitsToF32(t.scales[g * out + o]);
+    }
+  }
+  return { out, in: inp, bits: 4, groupSize, q, zeros, scales };
+}
+
+/** Dequantizes AutoAWQ GEMM tensors straight to W [out, in] as fp16 bits (the CPU reference load path). */
+export function dequantizeAwqGemmToF16(t: AwqGemmTensors, out: number, inp: number, groupSize: number, layer = 'linear'): Uint16Array {
+  const w = dequantizeLinear(fromAwqGemm(t, out, inp, groupSize, layer));
+  const h = new Uint16Array(w.length);
+  for (let i = 0; i < w.length; i++) h[i] = f32ToF16Bits(w[i]);
+  return h;
+}
