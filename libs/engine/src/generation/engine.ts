@@ -17,6 +17,7 @@ import type {
 const END_OF_TURN_TOKENS = ['<|im_end|>', '<|eot_id|>', '<|end|>', '<eoa>', '<|endoftext|>'];
 
 const KV_BUDGET_BYTES_CPU = 4 * 1024 ** 3;
+const CPU_DEFAULT_SESSION_LEN = 4096;
 
 export class Engine {
   readonly sessionLen: number;
@@ -47,7 +48,11 @@ export class Engine {
     try {
       const spec = pretrained.spec;
       const backend = pretrained.backend;
-      const sessionLen = config.sessionLen ?? spec.maxPositionEmbeddings;
+      // On cpu a 128k-context default would size a host KV cache of tens of GB: default to at most 4096 there.
+      const sessionLen = config.sessionLen ?? (backend === 'cpu' ? Math.min(spec.maxPositionEmbeddings, CPU_DEFAULT_SESSION_LEN) : spec.maxPositionEmbeddings);
+      if (config.sessionLen === undefined && sessionLen < spec.maxPositionEmbeddings) {
+        pretrained.log('info', `sessionLen ${sessionLen} (cpu default; the model allows ${spec.maxPositionEmbeddings}: pass sessionLen to change)`);
+      }
       if (!(sessionLen > 0)) throw new InvalidArgumentError(`sessionLen must be positive, got ${sessionLen}`);
       const maxBatchSize = config.maxBatchSize ?? (backend === 'cpu' ? 8 : 64);
       const blockSize = config.blockSize ?? 64;

@@ -27,7 +27,8 @@ export interface EngineConfig extends LoadOptions {
   numBlocks?: number;
   /** Tokens per KV block (default 64). */
   blockSize?: number;
-  /** Longest sequence, prompt + generated, over all turns of a session (default: the model's max positions). */
+  /** Longest sequence, prompt + generated, over all turns of a session (default: the model's max positions; on cpu at
+   *  most 4096). */
   sessionLen?: number;
   /** Max tokens prefilled per step (chunked prefill). */
   maxPrefillTokens?: number;
