@@ -34,6 +34,8 @@ export interface AppConfig {
     inferDeployments: string[];
     /** Engine backend handed to Engine.fromPretrained / evalPpl. */
     engineBackend: 'auto' | 'cpu' | 'cuda';
+    /** CUDA_VISIBLE_DEVICES: the GPU this worker owns (one worker per GPU), reported in `workers`. */
+    cudaVisibleDevices?: string;
   };
 }
 
@@ -123,6 +125,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 10000, 0),
       inferDeployments: deployments,
       engineBackend: backend as AppConfig['worker']['engineBackend'],
+      cudaVisibleDevices: env.CUDA_VISIBLE_DEVICES?.trim() || undefined,
     },
   };
   if (config.worker.heartbeatTimeoutMs <= config.worker.heartbeatIntervalMs) {

@@ -6,10 +6,9 @@ import { APP_CONFIG, type AppConfig } from '../config';
 import type { LoadedDeployment, WorkerStatus } from '../db/entities/worker.entity';
 import { WorkerRepository } from '../repositories/worker.repository';
 
-async function detectGpu(): Promise<{ gpu: string | null; gpuMemoryBytes: number | null }> {
+async function detectGpu(visible: string | undefined): Promise<{ gpu: string | null; gpuMemoryBytes: number | null }> {
   try {
     const { stdout } = await promisify(execFile)('nvidia-smi', ['--query-gpu=name,memory.total', '--format=csv,noheader,nounits'], { timeout: 3000 });
-    const visible = process.env.CUDA_VISIBLE_DEVICES; // which GPU this process owns (one worker per GPU)
     const lines = stdout.trim().split('\n').filter(Boolean);
     const idx = visible && /^\d+$/.test(visible.split(',')[0]) ? Number(visible.split(',')[0]) : 0;
     const [name, mib] = (lines[idx] ?? lines[0] ?? '').split(',').map((s) => s.trim());
@@ -39,7 +38,7 @@ export class WorkerRegistry {
 
   async register(kind: string, queues: string[], state: () => { activeJobs: number; loadedDeployments: LoadedDeployment[] }): Promise<string> {
     const host = os.hostname();
-    const gpu = await detectGpu();
+    const gpu = await detectGpu(this.config.worker.cudaVisibleDevices);
     const row = await this.workers.register({
       name: this.config.worker.name ?? `${kind}-${host}-${process.pid}`,
       kind,
