@@ -95,4 +95,15 @@ describe('lmfleet CLI', () => {
     expect(h.out().split('\n').filter((l) => l.length > 0)).toHaveLength(3);
     expect(fake.log.disposedEngines).toBe(1);
   });
+
+  it('chat --chat-template replaces the model template', async () => {
+    const fake = createFakeNative({ script: () => [30] });
+    fs.writeFileSync(path.join(dir, 't.jinja'), "{% for m in messages %}[{{ m['content'] }}]{% endfor %}>");
+    const h = makeIO(['hey\n'], fake.native);
+    expect(await run(['chat', path.join(dir, 'model'), '--chat-template', path.join(dir, 't.jinja'), '--max-new-tokens', '2'], h.io)).toBe(0);
+    const { Tokenizer } = await import('@lmfleet/engine');
+    expect(Tokenizer.fromDir(path.join(dir, 'model')).decode(fake.log.submitted[0].inputIds)).toBe('[hey]>');
+    const bad = makeIO([], fake.native);
+    expect(await run(['chat', path.join(dir, 'model'), '--chat-template', path.join(dir, 'missing.jinja')], bad.io)).toBe(2);
+  });
 });

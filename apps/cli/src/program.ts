@@ -73,6 +73,7 @@ export function createProgram(io: CliIO): Command {
     .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
     .option('--threads <n>', 'CPU threads (cpu backend)', parseIntArg('--threads', 1))
     .option('--system <prompt>', 'system prompt')
+    .option('--chat-template <file>', 'a Jinja chat template file to use instead of the model\'s')
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseFloatArg('--temperature', 0), 0.7)
     .option('--top-p <p>', 'nucleus sampling mass', parseFloatArg('--top-p', 0, 1), 0.8)
     .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0), 40)

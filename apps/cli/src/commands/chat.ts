@@ -1,8 +1,9 @@
 // `lmfleet chat MODEL_DIR`: a streaming terminal chat. The KV cache is kept between turns (one engine session);
 // `end` (or `reset`) starts a new conversation, `exit` quits. Ctrl-C stops the reply being generated.
+import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { Engine } from '@lmfleet/engine';
-import type { CliIO } from '../io';
+import { CliExit, type CliIO } from '../io';
 
 export interface ChatFlags {
   backend: 'auto' | 'cpu' | 'cuda';
@@ -12,6 +13,7 @@ export interface ChatFlags {
   tp?: number;
   threads?: number;
   system?: string;
+  chatTemplate?: string;
   temperature: number;
   topP: number;
   topK: number;
@@ -24,7 +26,16 @@ export interface ChatFlags {
 
 export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags): Promise<void> {
   if (flags.tp !== undefined && flags.tp > 1) io.stderr.write(`[warn] --tp ${flags.tp}: tensor parallelism is not supported yet; using 1 device\n`);
+  let chatTemplate: string | undefined;
+  if (flags.chatTemplate !== undefined) {
+    try {
+      chatTemplate = fs.readFileSync(flags.chatTemplate, 'utf8');
+    } catch (e) {
+      throw new CliExit(2, `--chat-template ${flags.chatTemplate}: ${(e as Error).message}`);
+    }
+  }
   const engine = await Engine.fromPretrained(modelDir, {
+    chatTemplate,
     backend: flags.backend,
     sessionLen: flags.sessionLen,
     cacheMaxEntryCount: flags.cacheMaxEntryCount,

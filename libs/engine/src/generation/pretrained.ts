@@ -1,6 +1,6 @@
 // A model directory loaded onto a backend: spec, tokenizer, chat template and the native model (no KV cache / batch
 // thread: that is the Engine's). evalPpl uses it directly; Engine.fromPretrained builds on it.
-import { loadChatTemplate, type ChatTemplate } from '../chat-template/chat-template';
+import { ChatTemplate, loadChatTemplate } from '../chat-template/chat-template';
 import { DisposedError, toEngineError } from '../errors';
 import { loadModelSpec, loadModelWeights, type LoadedModelSpec } from '../models/load';
 import { toNativeArchConfig, type ModelSpec } from '../models/spec';
@@ -70,10 +70,10 @@ export class PretrainedModel {
     const log = opts.log ?? noopLogger;
     const loaded = loadModelSpec(dir);
     const tokenizer = Tokenizer.fromDir(loaded.dir);
-    const chatTemplate = loadChatTemplate(loaded.dir, loaded.arch.defaultChatTemplate(loaded.spec), {
-      bosToken: tokenizer.special.bosToken,
-      eosToken: tokenizer.special.eosToken,
-    });
+    const specials = { bosToken: tokenizer.special.bosToken, eosToken: tokenizer.special.eosToken };
+    const chatTemplate = opts.chatTemplate !== undefined
+      ? new ChatTemplate(opts.chatTemplate, 'builtin', specials, 'chatTemplate option')
+      : loadChatTemplate(loaded.dir, loaded.arch.defaultChatTemplate(loaded.spec), specials);
     const { tensors } = loadModelWeights(loaded);
     const native = opts.native ?? (await selectBackend(opts.backend ?? 'auto', log));
     const t0 = Date.now();

@@ -14,6 +14,8 @@ export interface LoadOptions {
   /** CUDA device ordinal. */
   device?: number;
   log?: Logger;
+  /** A Jinja chat template that replaces the model's own (LMDeploy's --chat-template). */
+  chatTemplate?: string;
   /** A loaded native module to use instead of loading `@lmfleet/native` (tests, or a host sharing one addon). */
   native?: import('../native').NativeModule;
 }
