@@ -163,6 +163,15 @@ describe('e2e: api + 2 worker-quant + worker-infer as processes', () => {
     expect((await until(ev.id, ['failed'])).error).toMatch(/^calibrate step .* failed: calibrate is not available/);
   });
 
+  it('a directory the engine cannot read or does not support is a 400 that says why', async () => {
+    const gpt2 = path.join(env.modelRoot, 'gpt2');
+    fs.mkdirSync(gpt2);
+    fs.writeFileSync(path.join(gpt2, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' }));
+    const r = await http('POST', '/models', { path: gpt2 });
+    expect(r.status).toBe(400);
+    expect(r.body.message).toMatch(/GPT2LMHeadModel|safetensors|cannot be read/);
+  });
+
   it('malformed requests get 4xx, never 500', async () => {
     const cases: Array<[string, string, unknown]> = [
       ['GET', '/jobs/not-a-uuid', undefined],
