@@ -7,6 +7,9 @@ import { sharedModelDir } from '../testing/shared-model';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
 import { Tokenizer } from '../tokenizer/tokenizer';
+import { decodeHalf } from '../io/half';
+import { readSafetensorsDir, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
+import { quantizeLinear, toAwqGemm } from '../quant/pack';
 import { evalPpl, pplFromWindowNlls, pplWindows } from './ppl';
 
 describe('evalPpl arithmetic', () => {
@@ -64,4 +67,53 @@ describe('evalPpl on the shared model (real CPU backend)', () => {
     expect(r.windows).toBe(116);
     expect(Math.abs(r.ppl / reference.ppl_float16 - 1)).toBeLessThan(0.01);
   }, 900_000);
+
+  it('an AutoAWQ w4 g128 round-to-nearest checkpoint of it matches the RTN reference within 1%', async () => {
+    if (!dir) {
+      console.log('not run: no shared model');
+      return;
+    }
+    const reference = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8'));
+    const tmp = makeTempDir();
+    try {
+      const awqDir = writeRtnAwqCheckpoint(dir, path.join(tmp.dir, 'awq'), 128);
+      const r = await evalPpl(awqDir, { datasetFile: path.join(dir, 'eval.txt'), seqlen: 512, backend: 'cpu' });
+      console.log(
+        `w4g128 RTN ppl ${r.ppl.toFixed(4)} vs reference ${reference.ppl_w4g128_rtn.toFixed(4)} ` +
+          `(${((r.ppl / reference.ppl_w4g128_rtn - 1) * 100).toFixed(3)}%), ${r.seconds.toFixed(1)} s`,
+      );
+      expect(Math.abs(r.ppl / reference.ppl_w4g128_rtn - 1)).toBeLessThan(0.01);
+    } finally {
+      tmp.cleanup();
+    }
+  }, 900_000);
 });
+
+/** Round-to-nearest 4-bit AutoAWQ GEMM checkpoint of an fp16 model (every decoder linear; the rest copied). */
+function writeRtnAwqCheckpoint(src: string, dst: string, groupSize: number): string {
+  fs.mkdirSync(dst, { recursive: true });
+  const idx = readSafetensorsDir(src);
+  const tensors: WritableTensor[] = [];
+  const u8 = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  for (const t of idx.tensors.values()) {
+    const bytes = readTensorBytes(t);
+    if (!/\.(q|k|v|o|gate|up|down)_proj\.weight$/.test(t.name)) {
+      tensors.push({ name: t.name, dtype: t.dtype, shape: t.shape, data: bytes });
+      continue;
+    }
+    const [out, inp] = t.shape;
+    const g = toAwqGemm(quantizeLinear(decodeHalf(bytes, 'f16'), out, inp, 4, groupSize, { layer: t.name }));
+    const base = t.name.replace(/\.weight$/, '');
+    tensors.push({ name: `${base}.qweight`, dtype: 'I32', shape: [inp, out / 8], data: u8(g.qweight) });
+    tensors.push({ name: `${base}.qzeros`, dtype: 'I32', shape: [inp / groupSize, out / 8], data: u8(g.qzeros) });
+    tensors.push({ name: `${base}.scales`, dtype: 'F16', shape: [inp / groupSize, out], data: u8(g.scales) });
+  }
+  writeSafetensors(path.join(dst, 'model.safetensors'), tensors);
+  const cfg = JSON.parse(fs.readFileSync(path.join(src, 'config.json'), 'utf8'));
+  cfg.quantization_config = { quant_method: 'awq', bits: 4, group_size: groupSize, version: 'gemm', zero_point: true };
+  fs.writeFileSync(path.join(dst, 'config.json'), JSON.stringify(cfg, null, 2));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja']) {
+    if (fs.existsSync(path.join(src, f))) fs.copyFileSync(path.join(src, f), path.join(dst, f));
+  }
+  return dst;
+}

@@ -2,6 +2,7 @@
 // thread: that is the Engine's). evalPpl uses it directly; Engine.fromPretrained builds on it.
 import { ChatTemplate, loadChatTemplate } from '../chat-template/chat-template';
 import { DisposedError, toEngineError } from '../errors';
+import { dequantizeAwqSources } from '../models/awq-dequant';
 import { loadModelSpec, loadModelWeights, type LoadedModelSpec } from '../models/load';
 import { toNativeArchConfig, type ModelSpec } from '../models/spec';
 import type { Backend, NativeModel, NativeModule } from '../native';
@@ -74,8 +75,15 @@ export class PretrainedModel {
     const chatTemplate = opts.chatTemplate !== undefined
       ? new ChatTemplate(opts.chatTemplate, 'builtin', specials, 'chatTemplate option')
       : loadChatTemplate(loaded.dir, loaded.arch.defaultChatTemplate(loaded.spec), specials);
-    const { tensors } = loadModelWeights(loaded);
+    let { tensors } = loadModelWeights(loaded);
     const native = opts.native ?? (await selectBackend(opts.backend ?? 'auto', log));
+    const quant = loaded.spec.quant;
+    if (quant && (opts.awq ?? (native.backend === 'cpu' ? 'dequantize' : 'native')) === 'dequantize') {
+      const t0 = Date.now();
+      tensors = dequantizeAwqSources(tensors, quant.groupSize, loaded.spec.dtype);
+      delete loaded.spec.quant;
+      log('info', `AWQ w${quant.bits}g${quant.groupSize}: dequantized to ${loaded.spec.dtype} on load for ${native.backend} (${Date.now() - t0} ms)`);
+    }
     const t0 = Date.now();
     let model: NativeModel;
     try {

@@ -14,6 +14,9 @@ export interface LoadOptions {
   /** CUDA device ordinal. */
   device?: number;
   log?: Logger;
+  /** AutoAWQ checkpoints: 'native' hands W4A16 tensors to the backend; 'dequantize' expands them to fp16 on load
+   *  (default on cpu, which has no W4A16 kernels yet; 'native' elsewhere). */
+  awq?: 'native' | 'dequantize';
   /** A Jinja chat template that replaces the model's own (LMDeploy's --chat-template). */
   chatTemplate?: string;
   /** A loaded native module to use instead of loading `@lmfleet/native` (tests, or a host sharing one addon). */
