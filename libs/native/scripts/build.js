@@ -55,23 +55,26 @@ function cmakeBuild(variant, extra = []) {
   log(`${variant}: built in ${((Date.now() - t0) / 1000).toFixed(1)} s -> ${path.relative(process.cwd(), out)}/Release`);
 }
 
+// Compile-checks src/ops/*.cu (the kernels; src/cuda/* needs cuBLAS headers) with nvcc -c for sm_80 + sm_90.
+// Objects and dependency files stay in build/cuda-check, so only changed kernels (or kernels whose headers
+// changed) are recompiled on the next build; `jobs` nvcc processes run at once.
 function compileCheckCu(nvcc) {
   const opsDir = path.join(nativeDir, 'src/ops');
-  const cuFiles = fs.readdirSync(opsDir).filter((f) => f.endsWith('.cu'));
+  const cuFiles = fs.readdirSync(opsDir).filter((f) => f.endsWith('.cu')).sort();
   if (cuFiles.length === 0) {
     log('cuda: no src/ops/*.cu files to compile-check yet');
     return;
   }
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-cu-'));
-  // One nvcc per file, `jobs` at a time (each nvcc is single-threaded).
-  const mk = cuFiles.map((f) => `${f}.o: ${path.join(opsDir, f)}\n\t@${nvcc} -c -std=c++17 -O2 -gencode arch=compute_80,code=sm_80 ` +
-    `-gencode arch=compute_90,code=sm_90 -I ${path.join(nativeDir, 'src')} $< -o $@ || (echo "nvcc failed: ${f}"; exit 1)\n`);
-  fs.writeFileSync(path.join(tmp, 'Makefile'), `all: ${cuFiles.map((f) => `${f}.o`).join(' ')}\n${mk.join('')}`);
-  const r = spawnSync('make', ['-k', '-s', '-j', String(jobs), '-C', tmp], { stdio: 'inherit' });
-  const failed = r.status === 0 ? 0 : cuFiles.filter((f) => !fs.existsSync(path.join(tmp, `${f}.o`))).length || 1;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  if (failed) throw new Error(`cuda: ${failed}/${cuFiles.length} .cu files failed to compile`);
-  log(`cuda: compile-checked ${cuFiles.length} .cu file(s) for sm_80/sm_90`);
+  const dir = path.join(nativeDir, 'build', 'cuda-check');
+  fs.mkdirSync(dir, { recursive: true });
+  const flags = `-c -std=c++17 -O2 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -I ${path.join(nativeDir, 'src')}`;
+  const rules = cuFiles.map((f) => `${f}.o: ${path.join(opsDir, f)}\n\t@${nvcc} ${flags} -MD -MF ${f}.d -MT $@ $< -o $@.tmp && mv $@.tmp $@ || (echo "nvcc failed: ${f}"; exit 1)\n`);
+  const mk = `all: ${cuFiles.map((f) => `${f}.o`).join(' ')}\n${rules.join('')}-include ${cuFiles.map((f) => `${f}.d`).join(' ')}\n`;
+  fs.writeFileSync(path.join(dir, 'Makefile'), mk);
+  const t0 = Date.now();
+  const r = spawnSync('make', ['-k', '-s', '-j', String(jobs), '-C', dir], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`cuda: compile-check of src/ops/*.cu failed (see nvcc output above)`);
+  log(`cuda: compile-checked ${cuFiles.length} src/ops/*.cu file(s) for sm_80/sm_90 (${((Date.now() - t0) / 1000).toFixed(1)} s, incremental)`);
 }
 
 function main() {

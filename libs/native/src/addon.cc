@@ -20,11 +20,31 @@
 
 namespace lmfleet {
 
+namespace {
+// The variant's backend for runOp: cpu, or (cuda variant) device 0. On a cuda build without a usable GPU
+// it stays null and backendInfo() reports why (index.ts then falls back to the cpu build).
+std::once_flag g_once;
+std::unique_ptr<Backend> g_backend;
+std::string g_unavailable;
+void init_backend() {
+  std::call_once(g_once, [] {
+#ifdef LMFLEET_WITH_CUDA
+    try {
+      g_backend = make_cuda_backend(0);
+    } catch (const Error& e) {
+      g_unavailable = e.message;
+    }
+#else
+    g_backend = make_cpu_backend(0);
+#endif
+  });
+}
+}  // namespace
+
 Backend& default_backend() {
-  static std::once_flag once;
-  static std::unique_ptr<Backend> be;
-  std::call_once(once, [] { be = make_cpu_backend(0); });
-  return *be;
+  init_backend();
+  if (!g_backend) fail(ErrorCode::BackendUnavailable, std::string(LMFLEET_VARIANT) + " backend unavailable: " + g_unavailable);
+  return *g_backend;
 }
 
 const char* variant_name() { return LMFLEET_VARIANT; }
@@ -45,8 +65,17 @@ double total_memory_bytes() {
 Napi::Value backend_info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("backend", "cpu");
-  o.Set("available", true);
+  init_backend();
+  o.Set("backend", LMFLEET_VARIANT);
+  o.Set("available", g_backend != nullptr);
+  if (!g_backend) {
+    o.Set("reason", g_unavailable);
+    return o;
+  }
+#ifdef LMFLEET_WITH_CUDA
+  o.Set("deviceName", "cuda:0");
+  return o;
+#endif
   o.Set("deviceName", "cpu (" + std::to_string(std::thread::hardware_concurrency()) + " threads)");
   o.Set("totalMemoryBytes", total_memory_bytes());
   return o;
@@ -61,7 +90,7 @@ Napi::Value list_ops_js(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", std::string("lmfleet-native ") + LMFLEET_VERSION + " " + LMFLEET_VARIANT);
-  exports.Set("backend", "cpu");
+  exports.Set("backend", LMFLEET_VARIANT);
   exports.Set("backendInfo", Napi::Function::New(env, backend_info, "backendInfo"));
   exports.Set("listOps", Napi::Function::New(env, list_ops_js, "listOps"));
   exports.Set("runOp", Napi::Function::New(env, run_op, "runOp"));

@@ -17,6 +17,7 @@ ModelConfig parse_config(const Napi::Value& v) {
   ModelConfig c;
   c.backend = get_string(o, "backend", "cpu");
   c.threads = (int)get_number(o, "threads", 0);
+  c.device = (int)get_number(o, "device", 0);
   c.dtype = get_string(o, "dtype", "f16");
   c.vocab = (int64_t)get_number(o, "vocabSize", 0, true);
   c.hidden = (int64_t)get_number(o, "hiddenSize", 0, true);

@@ -54,6 +54,8 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);
+// Defined in cuda/backend_cuda.cu (cuda variant only); throws E_BACKEND_UNAVAILABLE with the reason.
+std::unique_ptr<Backend> make_cuda_backend(int device);
 
 // RAII buffer on a backend.
 class Buffer {

@@ -19,7 +19,23 @@
 #include "ops/rope.h"
 #include "ops/silu_mul.h"
 
+#ifdef LMFLEET_WITH_CUDA
+#include "cuda/cuda_decoder.h"
+#endif
+
 namespace lmfleet {
+
+#ifndef LMFLEET_WITH_CUDA
+class CudaDecoder {};
+#endif
+
+Decoder::Decoder(Model& model) : m_(model) {
+#ifdef LMFLEET_WITH_CUDA
+  if (std::string(model.backend().name()) == "cuda") cuda_ = make_cuda_decoder(model);
+#endif
+}
+
+Decoder::~Decoder() = default;
 
 namespace {
 // LMFLEET_PROFILE=1 prints per-op wall time totals to stderr at exit (cpu backend is synchronous).
@@ -57,6 +73,14 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
   const ModelConfig& c = m_.cfg();
   Backend& be = m_.backend();
   const int64_t T = (int64_t)b.tokens.size();
+#ifdef LMFLEET_WITH_CUDA
+  if (cuda_) {
+    for (int32_t id : b.tokens)
+      if (id < 0 || id >= c.vocab)
+        fail(ErrorCode::InvalidArgument, "token id " + std::to_string(id) + " is outside [0, " + std::to_string(c.vocab) + ")");
+    return cuda_->forward(b, kv);
+  }
+#endif
   const int64_t H = c.hidden, D = c.head_dim, NH = c.heads, NKV = c.kv_heads, I = c.inter;
   const int64_t qd = NH * D, kvd = NKV * D, qkvd = qd + 2 * kvd;
   if (T == 0) fail(ErrorCode::InvalidArgument, "decoder: empty batch");

@@ -7,6 +7,7 @@
 // Backend interface, so it is the same code for every backend.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/backend.h"
@@ -32,14 +33,18 @@ struct StepBatch {
   int64_t num_seqs() const { return (int64_t)seq_info.size() / 3; }
 };
 
+class CudaDecoder;  // cuda/cuda_decoder.h (cuda variant only)
+
 class Decoder {
  public:
-  explicit Decoder(Model& model) : m_(model) {}
+  explicit Decoder(Model& model);
+  ~Decoder();
   // Runs the step; returns the backend buffer holding logits [logit_rows.size(), vocab] (valid until next call).
   const Buffer& forward(const StepBatch& batch, const KvView& kv);
 
  private:
   Model& m_;
+  std::unique_ptr<CudaDecoder> cuda_;  // set when the model's backend is cuda: the fused f16 step
   Buffer x_, h_, qkv_, attn_, gu_, act_, rows_, logits_, inv_freq_;
 };
 

@@ -80,12 +80,20 @@ Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
   positive(c.kv_heads, "numKvHeads");
   positive(c.head_dim, "headDim");
   if (c.heads % c.kv_heads) fail(ErrorCode::InvalidArgument, "model config: numHeads must be a multiple of numKvHeads");
-  if (c.backend != "cpu")
-    fail(ErrorCode::BackendUnavailable, "model config: backend '" + c.backend + "' is not built into this addon (cpu)");
   if (!(c.eps > 0)) fail(ErrorCode::InvalidArgument, "model config: rmsNormEps must be > 0");
   rotary_dim_ = rope_rotary_dim(c.rope, c.head_dim);
   inv_freq_ = rope_inv_freq(c.rope, c.head_dim, 1);
-  be_ = make_cpu_backend(c.threads);
+  if (c.backend == "cpu") {
+    be_ = make_cpu_backend(c.threads);
+  } else if (c.backend == "cuda") {
+#ifdef LMFLEET_WITH_CUDA
+    be_ = make_cuda_backend(c.device);
+#else
+    fail(ErrorCode::BackendUnavailable, "model config: backend 'cuda' is not built into this addon (cpu variant)");
+#endif
+  } else {
+    fail(ErrorCode::InvalidArgument, "model config: unknown backend '" + c.backend + "' (cpu or cuda)");
+  }
 }
 
 Model::~Model() = default;

@@ -25,6 +25,7 @@ struct TensorSpec {
 struct ModelConfig {
   std::string backend = "cpu";
   int threads = 0;
+  int device = 0;  // cuda device ordinal
   std::string dtype = "f16";
   int64_t vocab = 0, hidden = 0, inter = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0;
   float eps = 1e-6f;
