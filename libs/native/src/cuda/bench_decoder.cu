@@ -116,7 +116,8 @@ struct Model {
     tokens = dalloc<int>(T); positions = dalloc<int>(T); slots = dalloc<int>(T);
     block_tables = dalloc<int>((size_t)c.max_batch * c.max_blocks);
     ctx_lens = dalloc<int>(c.max_batch); q_starts = dalloc<int>(c.max_batch); q_lens = dalloc<int>(c.max_batch);
-    LMF_CUDA_CHECK(cudaMalloc(&attn_ws, attention_decode_workspace_bytes(c.max_batch, c.nh, c.hd, c.max_splits)));
+    LMF_CUDA_CHECK(cudaMalloc(&attn_ws, attention_decode_workspace_bytes(c.max_batch, c.nh, c.hd,
+                                                                        (c.max_blocks * c.block_size + 31) / 32)));
     std::vector<int> bt((size_t)c.max_batch * c.max_blocks);
     // sequence b's j-th block is (b*dec_blocks + j) mod num_blocks: decode sequences get disjoint blocks,
     // the long prefill sequence (seq 0) wraps over the others' (harmless: they are never live together)
@@ -165,6 +166,13 @@ struct Model {
     }
   }
 
+  // same rule as CudaDecoder: short flash-decoding splits when few (sequence, kv head) pairs
+  void set_split(int batch, int max_ctx) {
+    const int pairs = batch * c.nkv;
+    c.split_len = pairs < 128 ? 32 : (pairs < 512 ? 64 : 128);
+    c.max_splits = 1;
+    while (c.max_splits * c.split_len < max_ctx) c.max_splits <<= 1;
+  }
   void upload(int* dst, const std::vector<int>& v) {
     LMF_CUDA_CHECK(cudaMemcpyAsync(dst, v.data(), v.size() * 4, cudaMemcpyHostToDevice, s));
     LMF_CUDA_CHECK(cudaStreamSynchronize(s));
@@ -295,6 +303,7 @@ int main(int argc, char** argv) {
       m.setup_prefill(std::vector<int>(toks.begin(), toks.begin() + n));
       m.forward(n, false, n);
       std::vector<int> last = {toks[n]};
+      m.set_split(1, n + 1);
       m.setup_decode(1, n, &last);
       m.forward(1, true, 1);
       auto got = m.download_logits(1);
@@ -307,6 +316,7 @@ int main(int argc, char** argv) {
     struct Row { int batch; float eager_ms, graph_ms; double bytes; };
     std::vector<Row> rows;
     for (int b : batches) {
+      m.set_split(b, ctx + 1);
       m.setup_decode(b, ctx);
       const float eager = median_ms(s, 3, 10, [&] { m.forward(b, true, 1); });
       cudaGraph_t graph;
@@ -318,6 +328,15 @@ int main(int argc, char** argv) {
       const float g = median_ms(s, 5, 50, [&] { LMF_CUDA_CHECK(cudaGraphLaunch(exec, s)); });
       LMF_CUDA_CHECK(cudaGraphExecDestroy(exec));
       LMF_CUDA_CHECK(cudaGraphDestroy(graph));
+      // the same step with only its linear layers (where the rest of the time goes)
+      LMF_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+      m.forward(b, true, 1, true);
+      LMF_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+      LMF_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+      const float gl = median_ms(s, 5, 30, [&] { LMF_CUDA_CHECK(cudaGraphLaunch(exec, s)); });
+      LMF_CUDA_CHECK(cudaGraphExecDestroy(exec));
+      LMF_CUDA_CHECK(cudaGraphDestroy(graph));
+      std::printf("decode batch %d: linears alone %.3f ms (graph)\n", b, gl);
       const double kv = 2.0 * c.layers * b * (ctx + 1) * c.nkv * c.hd * 2;
       rows.push_back({b, eager, g, (double)m.weight_bytes + kv});
       std::printf("decode batch %d: eager %.3f ms, graph %.3f ms\n", b, eager, g);
@@ -327,7 +346,11 @@ int main(int argc, char** argv) {
       std::vector<int> toks(prefill);
       for (int i = 0; i < prefill; i++) toks[i] = (i * 40503u + 7) % c.vocab;
       m.setup_prefill(toks);
+      g_attention_prefill_impl = 0;
+      const float pf_wmma = median_ms(s, 1, 5, [&] { m.forward(prefill, false, prefill); });
+      g_attention_prefill_impl = 1;
       pf_ms = median_ms(s, 2, 7, [&] { m.forward(prefill, false, prefill); });
+      std::printf("prefill %d: %.1f ms with the flash-attention-2 kernel, %.1f ms with the WMMA kernel\n", prefill, pf_ms, pf_wmma);
       pf_gemm_ms = median_ms(s, 2, 7, [&] { m.forward(prefill, false, prefill, true); });
     }
     const double pf_flops = 2.0 * (double)(m.weight_bytes / 2 - (size_t)c.vocab * c.hidden) * prefill;

@@ -166,12 +166,12 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   // shapes: graph steps pad to buckets
   int Tp = T, Sp = S, Rp = R, mb = (int)b.max_blocks, splits = 0;
   if (decode) {
+    if (use_graphs_) Tp = Sp = Rp = batch_bucket(S);
+    // flash-decoding split: short splits when few (sequence, kv head) pairs would leave SMs idle
+    const int pairs = Tp * (int)c.kv_heads;
+    split_len_ = pairs < 128 ? 32 : (pairs < 512 ? 64 : 128);
     splits = pow2_at_least((max_ctx + split_len_ - 1) / split_len_);
-    if (use_graphs_) {
-      Tp = Sp = batch_bucket(S);
-      Rp = Tp;
-      mb = (splits * split_len_ + kv.block_size - 1) / (int)kv.block_size;
-    }
+    if (use_graphs_) mb = (splits * split_len_ + kv.block_size - 1) / (int)kv.block_size;
   }
   const int inv_n = dynamic ? Tp * half_rot : half_rot;
   const Layout L = layout(Tp, Sp, Rp, mb, inv_n);

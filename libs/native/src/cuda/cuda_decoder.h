@@ -68,7 +68,7 @@ class CudaDecoder {
   std::map<std::tuple<int, int, int, int>, Graph> graphs_;  // (batch, splits, mb, inv_n)
   const void* graph_kv_ = nullptr;                           // KvView the graphs were captured with
   bool use_graphs_ = true;
-  int split_len_ = 128;
+  int split_len_ = 128;  // set per step from the batch size (deterministic in the graph key's batch)
 };
 
 // The decoder for models on the cuda backend (engine/decoder.cc delegates to it).

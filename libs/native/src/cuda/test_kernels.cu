@@ -349,7 +349,7 @@ static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<i
       attention_ref(c, b, &q[(size_t)(qstart[b] + i) * ldq], hist[b] + i, nh, scale, &ref[(size_t)(qstart[b] + i) * ldo]);
   std::string cs;
   for (int i = 0; i < nseq; i++) cs += (cs.empty() ? "" : ",") + std::to_string(qlens[i]) + "+" + std::to_string(hist[i]);
-  T.add("attention_prefill", "q+hist " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
+  T.add(g_attention_prefill_impl ? "attention_prefill(fa2)" : "attention_prefill(wmma)", "q+hist " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
         std::to_string(hd), rel_err(out, ref), 5e-3, dout.guards_ok());
 }
 
@@ -638,9 +638,13 @@ int main(int argc, char** argv) {
     test_attention_decode(r, {5, 700, 64}, 4, 4, 64, 128);
     test_attention_decode(r, {129, 33}, 28, 4, 128, 512);
     test_attention_decode(r, {4000, 1, 77, 1500}, 32, 8, 128, 256);
-    test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 2, 128);
-    test_attention_prefill(r, {200}, {0}, 4, 4, 64);
-    test_attention_prefill(r, {64, 257}, {300, 0}, 28, 4, 128);
+    for (int impl : {1, 0}) {  // the flash-attention-2 kernel, then the WMMA kernel
+      g_attention_prefill_impl = impl;
+      test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 2, 128);
+      test_attention_prefill(r, {200}, {0}, 4, 4, 64);
+      test_attention_prefill(r, {64, 257}, {300, 0}, 28, 4, 128);
+    }
+    g_attention_prefill_impl = 1;
     test_argmax(r);
     test_sample(r);
     test_repetition_penalty(r);

@@ -51,25 +51,30 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
     for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
   }
 
-  // scores
-  for (int base = t0; base < t1; base += TPB) {
-    const int t = base + warp * TPW + tslot;
-    const bool valid = t < t1;
-    float kf[8];
-    if (valid) {
-      half8_to_float(ldg_half8(kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + sub * 8), kf);
-    } else {
+  // scores: kUnroll tokens per lane group in flight (loads first, then the dot products)
+  constexpr int kUnroll = 4;
+  for (int base = t0; base < t1; base += TPB * kUnroll) {
+    uint4 kr[kUnroll];
 #pragma unroll
-      for (int i = 0; i < 8; i++) kf[i] = 0.f;
+    for (int u = 0; u < kUnroll; u++) {
+      const int t = base + u * TPB + warp * TPW + tslot;
+      kr[u] = t < t1 ? __ldg(reinterpret_cast<const uint4*>(kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + sub * 8))
+                     : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int g = 0; g < G; g++) {
-      float d = 0.f;
+    for (int u = 0; u < kUnroll; u++) {
+      const int t = base + u * TPB + warp * TPW + tslot;
+      float kf[8];
+      half8_to_float(*reinterpret_cast<half8*>(&kr[u]), kf);
 #pragma unroll
-      for (int i = 0; i < 8; i++) d += qf[g][i] * kf[i];
+      for (int g = 0; g < G; g++) {
+        float d = 0.f;
 #pragma unroll
-      for (int o = TPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-      if (valid && sub == 0) scores[g * split_len + (t - t0)] = d;
+        for (int i = 0; i < 8; i++) d += qf[g][i] * kf[i];
+#pragma unroll
+        for (int o = TPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        if (t < t1 && sub == 0) scores[g * split_len + (t - t0)] = d;
+      }
     }
   }
   __syncthreads();
@@ -96,16 +101,26 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   for (int g = 0; g < G; g++)
 #pragma unroll
     for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
-  for (int base = t0; base < t1; base += TPB) {
-    const int t = base + warp * TPW + tslot;
-    if (t < t1) {
-      float vf[8];
-      half8_to_float(ldg_half8(kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + sub * 8), vf);
+  for (int base = t0; base < t1; base += TPB * kUnroll) {
+    uint4 vr[kUnroll];
 #pragma unroll
-      for (int g = 0; g < G; g++) {
-        const float p = scores[g * split_len + (t - t0)];
+    for (int u = 0; u < kUnroll; u++) {
+      const int t = base + u * TPB + warp * TPW + tslot;
+      vr[u] = t < t1 ? __ldg(reinterpret_cast<const uint4*>(kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + sub * 8))
+                     : make_uint4(0, 0, 0, 0);
+    }
 #pragma unroll
-        for (int i = 0; i < 8; i++) acc[g][i] += p * vf[i];
+    for (int u = 0; u < kUnroll; u++) {
+      const int t = base + u * TPB + warp * TPW + tslot;
+      if (t < t1) {
+        float vf[8];
+        half8_to_float(*reinterpret_cast<half8*>(&vr[u]), vf);
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+          const float p = scores[g * split_len + (t - t0)];
+#pragma unroll
+          for (int i = 0; i < 8; i++) acc[g][i] += p * vf[i];
+        }
       }
     }
   }
@@ -367,11 +382,214 @@ attention_prefill_kernel(const half* __restrict__ q, int ldq, const half* __rest
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Prefill, flash-attention-2 style on mma.sync m16n8k16 (f16 in, f32 accumulate): 4 warps x 16 query rows;
+// Q fragments, scores and the output accumulator stay in registers (the documented m16n8 fragment layouts make
+// the per-row rescale possible); K/V tiles of 64 keys are gathered from the paged cache by cp.async into a
+// double buffer, so the next tile loads while this one computes.
+namespace {
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void ldsm_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void mma_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_u32(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ uint32_t pack_half2(float a, float b) {
+  half2 h = __floats2half2_rn(a, b);
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+}  // namespace
+
+template <int HD>
+__global__ void __launch_bounds__(128)
+attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __restrict__ k_cache,
+                             const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
+                             const int* __restrict__ q_starts, const int* __restrict__ q_lens,
+                             const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
+                             int block_size, float scale_log2) {
+  constexpr int LD = HD + 8;  // halves per smem row (16 B pad: conflict-free ldmatrix)
+  constexpr int CPR = HD / 8;
+  constexpr int KS = HD / 16;  // k-steps over head dims
+  constexpr int NB = kBN / 8;  // 8-key blocks per tile
+  constexpr int DB = HD / 8;   // 8-dim blocks of the output
+  extern __shared__ __align__(128) unsigned char smem[];
+  half* Qs = reinterpret_cast<half*>(smem);
+  half* Ks = Qs + kBM * LD;       // [2][kBN][LD]
+  half* Vs = Ks + 2 * kBN * LD;   // [2][kBN][LD]
+
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int qtile = gridDim.x - 1 - blockIdx.x;
+  const int ql = q_lens[b];
+  if (qtile * kBM >= ql) return;
+  const int ctx = ctx_lens[b], hist = ctx - ql, qs = q_starts[b];
+  const int kvh = h / (nh / nkv);
+  const int* bt = block_tables + (size_t)b * max_blocks;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t4 = lane & 3;
+  const int last_q = min(ql, (qtile + 1) * kBM) - 1;
+  const int nkeys = hist + last_q + 1;
+  const int ntiles = (nkeys + kBN - 1) / kBN;
+
+  auto load_kv = [&](int tile, int buf) {
+    half* kd = Ks + buf * kBN * LD;
+    half* vd = Vs + buf * kBN * LD;
+    for (int c = threadIdx.x; c < kBN * CPR; c += 128) {
+      const int r = c / CPR, ch = c % CPR, t = tile * kBN + r;
+      const bool ok = t < nkeys;
+      const half* ks = ok ? kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : k_cache;
+      const half* vs = ok ? kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : v_cache;
+      cp_async16(kd + r * LD + ch * 8, ks, ok);
+      cp_async16(vd + r * LD + ch * 8, vs, ok);
+    }
+  };
+
+  for (int c = threadIdx.x; c < kBM * CPR; c += 128) {
+    const int r = c / CPR, ch = c % CPR, i = qtile * kBM + r;
+    cp_async16(Qs + r * LD + ch * 8, i < ql ? q + (size_t)(qs + i) * ldq + h * HD + ch * 8 : q, i < ql);
+  }
+  load_kv(0, 0);
+  asm volatile("cp.async.commit_group;\n" ::);
+
+  uint32_t qf[KS][4];
+  float o[DB][4];
+#pragma unroll
+  for (int i = 0; i < DB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // rows g and g+8 of this warp
+  const int row0 = warp * 16 + g;
+  const int qpos0 = hist + qtile * kBM + row0, qpos1 = qpos0 + 8;
+
+  for (int tile = 0; tile < ntiles; tile++) {
+    const int buf = tile & 1;
+    if (tile + 1 < ntiles) {
+      load_kv(tile + 1, buf ^ 1);
+      asm volatile("cp.async.commit_group;\n" ::);
+      asm volatile("cp.async.wait_group 1;\n" ::);
+    } else {
+      asm volatile("cp.async.wait_group 0;\n" ::);
+    }
+    __syncthreads();
+    if (tile == 0) {
+#pragma unroll
+      for (int kk = 0; kk < KS; kk++) {
+        const int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = kk * 16 + (lane >> 4) * 8;
+        ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], Qs + r * LD + col);
+      }
+    }
+    const half* kb = Ks + buf * kBN * LD;
+    const half* vb = Vs + buf * kBN * LD;
+    // S = Q K^T  (16 x 64 per warp)
+    float sc[NB][4];
+#pragma unroll
+    for (int nb = 0; nb < NB; nb++) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+#pragma unroll
+      for (int nb = 0; nb < NB; nb += 2) {
+        uint32_t b0, b1, b2, b3;
+        const int key = nb * 8 + (lane & 7) + (lane >> 4) * 8, col = kk * 16 + ((lane >> 3) & 1) * 8;
+        ldsm_x4(b0, b1, b2, b3, kb + key * LD + col);
+        mma_16816(sc[nb], qf[kk], b0, b1);
+        mma_16816(sc[nb + 1], qf[kk], b2, b3);
+      }
+    }
+    // mask + online softmax (rows g: elements 0,1; row g+8: elements 2,3)
+    const int k0 = tile * kBN;
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nb = 0; nb < NB; nb++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int key = k0 + nb * 8 + t4 * 2 + (e & 1);
+        const int qp = e < 2 ? qpos0 : qpos1;
+        const float v = (key <= qp && key < ctx) ? sc[nb][e] * scale_log2 : -INFINITY;
+        sc[nb][e] = v;
+        if (e < 2) mx0 = fmaxf(mx0, v); else mx1 = fmaxf(mx1, v);
+      }
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+    }
+    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+    const float ref0 = mn0 == -INFINITY ? 0.f : mn0, ref1 = mn1 == -INFINITY ? 0.f : mn1;
+    const float a0 = exp2f(m0 - ref0), a1 = exp2f(m1 - ref1);
+    m0 = mn0;
+    m1 = mn1;
+    float s0 = 0.f, s1 = 0.f;
+    uint32_t pf[NB / 2][4];  // P as A fragments, one per 16-key step
+#pragma unroll
+    for (int nb = 0; nb < NB; nb++) {
+      const float p0 = exp2f(sc[nb][0] - ref0), p1 = exp2f(sc[nb][1] - ref0);
+      const float p2 = exp2f(sc[nb][2] - ref1), p3 = exp2f(sc[nb][3] - ref1);
+      s0 += p0 + p1;
+      s1 += p2 + p3;
+      pf[nb / 2][(nb & 1) * 2 + 0] = pack_half2(p0, p1);
+      pf[nb / 2][(nb & 1) * 2 + 1] = pack_half2(p2, p3);
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+      s0 += __shfl_xor_sync(0xffffffffu, s0, off);
+      s1 += __shfl_xor_sync(0xffffffffu, s1, off);
+    }
+    l0 = l0 * a0 + s0;
+    l1 = l1 * a1 + s1;
+#pragma unroll
+    for (int i = 0; i < DB; i++) {
+      o[i][0] *= a0; o[i][1] *= a0; o[i][2] *= a1; o[i][3] *= a1;
+    }
+    // O += P V
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; kk++) {
+#pragma unroll
+      for (int db = 0; db < DB; db += 2) {
+        uint32_t b0, b1, b2, b3;
+        const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dim = db * 8 + (lane >> 4) * 8;
+        ldsm_x4_t(b0, b1, b2, b3, vb + key * LD + dim);
+        mma_16816(o[db], pf[kk], b0, b1);
+        mma_16816(o[db + 1], pf[kk], b2, b3);
+      }
+    }
+    __syncthreads();  // this buffer is refilled two tiles later
+  }
+  const int i0 = qtile * kBM + row0, i1 = i0 + 8;
+  const float inv0 = 1.f / l0, inv1 = 1.f / l1;
+#pragma unroll
+  for (int db = 0; db < DB; db++) {
+    const int d = h * HD + db * 8 + t4 * 2;
+    if (i0 < ql) *reinterpret_cast<half2*>(out + (size_t)(qs + i0) * ldo + d) = __floats2half2_rn(o[db][0] * inv0, o[db][1] * inv0);
+    if (i1 < ql) *reinterpret_cast<half2*>(out + (size_t)(qs + i1) * ldo + d) = __floats2half2_rn(o[db][2] * inv1, o[db][3] * inv1);
+  }
+}
+
+int g_attention_prefill_impl = 1;  // 1: mma.sync flash-attention-2 kernel; 0: the WMMA kernel (reference/fallback)
+
 template <int HD>
 static void launch_prefill(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
                            int max_blocks, const int* q_starts, const int* q_lens, const int* ctx_lens, half* out,
                            int ldo, int num_seqs, int max_q_len, int nh, int nkv, int block_size, float scale,
                            cudaStream_t s) {
+  if (g_attention_prefill_impl == 1) {
+    auto kern = attention_prefill_fa2_kernel<HD>;
+    const size_t smem = (size_t)(kBM + 4 * kBN) * (HD + 8) * sizeof(half);
+    LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid((max_q_len + kBM - 1) / kBM, nh, num_seqs);
+    kern<<<grid, 128, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out,
+                                 ldo, nh, nkv, block_size, scale * kLog2e);
+    LMF_CUDA_LAUNCHED();
+    return;
+  }
   auto kern = attention_prefill_kernel<HD>;
   const size_t smem = PrefillSmem<HD>::bytes;
   LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));

@@ -27,5 +27,7 @@ void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const h
                             const int* block_tables, int max_blocks, const int* q_starts, const int* q_lens,
                             const int* ctx_lens, half* out, int ldo, int num_seqs, int max_q_len, int nh, int nkv,
                             int hd, int block_size, float scale, cudaStream_t s);
+// Which prefill kernel runs: 1 = mma.sync flash-attention-2 (default), 0 = the WMMA kernel (kept as a cross-check).
+extern int g_attention_prefill_impl;
 
 }  // namespace lmfleet
