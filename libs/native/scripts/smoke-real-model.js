@@ -82,6 +82,33 @@ async function main() {
   await model.load();
   console.log(`load: ${Date.now() - t0} ms, ${tensors.length} tensors, ${(model.weightBytes() / 2 ** 20).toFixed(1)} MiB resident (f32)`);
 
+  if (args.includes('--ppl')) {
+    // Perplexity on the model's eval.txt (non-overlapping windows of seqlen tokens), tokenized with
+    // tokenizer.json through @huggingface/tokenizers; compare with reference.json's ppl_float16.
+    const { Tokenizer } = await import('@huggingface/tokenizers');
+    const tok = new Tokenizer(JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer.json'), 'utf8')),
+      JSON.parse(fs.readFileSync(path.join(modelDir, 'tokenizer_config.json'), 'utf8')));
+    const ids = tok.encode(fs.readFileSync(path.join(modelDir, 'eval.txt'), 'utf8'), { add_special_tokens: false }).ids;
+    const n = Math.min(windows, Math.floor(ids.length / seqlen));
+    let sum = 0;
+    let cnt = 0;
+    const tp = Date.now();
+    for (let w = 0; w < n; w++) {
+      const nll = await model.scoreTokens(Int32Array.from(ids.slice(w * seqlen, (w + 1) * seqlen)));
+      for (const v of nll) {
+        sum += v;
+        cnt++;
+      }
+    }
+    let ref = '';
+    try {
+      ref = ` (reference.json ppl_float16 ${JSON.parse(fs.readFileSync(path.join(modelDir, 'reference.json'), 'utf8')).ppl_float16.toFixed(2)})`;
+    } catch {
+      /* no reference */
+    }
+    console.log(`ppl: ${ids.length} tokens, ${n} windows of ${seqlen}: ppl ${Math.exp(sum / cnt).toFixed(3)}${ref} in ${((Date.now() - tp) / 1000).toFixed(1)} s`);
+  }
+
   let seed = 12345;
   const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
   let nllSum = 0;
