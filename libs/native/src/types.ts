@@ -22,6 +22,26 @@
 //   ThreadSafeFunction from the native batch thread.
 // - Errors thrown by native code carry a stable `code` string (see NativeErrorCode) which index.ts maps to
 //   the engine's error classes.
+//
+// Behaviour of the native implementation (libs/native, 2026-11-25; no type changed, these are the semantics):
+// - submit() throws at once (E_INVALID_ARGUMENT) for a token id outside [0, vocabSize), an id that is still
+//   active, bad sampling values or an engine not started; E_DISPOSED after dispose(). Problems found later
+//   arrive as an 'error' event: E_OUT_OF_KV_CACHE when min(prompt + maxNewTokens, sessionLen) tokens need more
+//   blocks than the whole cache (the request could never fit), E_INVALID_ARGUMENT when session history +
+//   inputIds is longer than sessionLen. An 'error' event ends the request (no 'done' follows).
+// - Requests that don't fit *now* wait; running ones may be preempted and recomputed (same tokens).
+// - A token in stopIds ends the request with 'stop'; it is counted in completionTokens but not sent in a
+//   'tokens' event. 'length' = maxNewTokens reached or sessionLen reached. maxNewTokens 0 = prefill only.
+// - cancel() frees the request's blocks at once; a cancelled or failed session request drops its session.
+//   Sessions (sessionId > 0) keep their KV blocks between requests; inputIds may be empty for a session turn.
+//   Idle sessions are evicted (recomputed on their next turn) when waiting requests need blocks.
+// - sampling.seed given: same seed + same inputs = same tokens, whatever else is in the batch (one uniform
+//   draw per token from the request's own splitmix64). No seed: a random one. temperature 0 = greedy.
+// - logprobs (>= 0): each 'tokens' event carries the sampled token's log-prob under the raw logits (before
+//   penalty/temperature) and the top-`logprobs` alternatives.
+// - Defaults: maxPrefillTokens = max(sessionLen, 2048) tokens per step; without numBlocks the cpu cache takes
+//   cacheMaxEntryCount (default 0.8) of MemAvailable, capped at 2 * maxBatchSize * ceil(sessionLen/blockSize).
+// - forward/scoreTokens before load() reject with E_INVALID_ARGUMENT; createEngine needs a loaded model.
 
 export type Backend = 'cpu' | 'cuda';
 export type DType = 'f32' | 'f16' | 'bf16' | 'i32' | 'u8';
