@@ -44,18 +44,23 @@ export class NativeError extends Error {
   }
 }
 
+// Duck-typed on purpose: errors created by the addon come from Node's main realm, so `instanceof Error`
+// is false for them inside a vm context such as jest's.
+function hasNativeCode(e: unknown): e is { code: NativeErrorCode; message: string; stack?: string } {
+  if (typeof e !== 'object' || e === null) return false;
+  const o = e as { code?: unknown; message?: unknown };
+  return typeof o.code === 'string' && CODES.has(o.code) && typeof o.message === 'string';
+}
+
 export function isNativeError(e: unknown): e is NativeError {
-  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && CODES.has((e as unknown as { code: string }).code);
+  return e instanceof NativeError || hasNativeCode(e);
 }
 
 function toNativeError(e: unknown): unknown {
-  if (e instanceof NativeError) return e;
-  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && CODES.has((e as unknown as { code: string }).code)) {
-    const ne = new NativeError((e as unknown as { code: NativeErrorCode }).code, e.message);
-    if (e.stack) ne.stack = `NativeError: ${e.message}\n${e.stack.split('\n').slice(1).join('\n')}`;
-    return ne;
-  }
-  return e;
+  if (e instanceof NativeError || !hasNativeCode(e)) return e;
+  const ne = new NativeError(e.code, e.message);
+  if (e.stack) ne.stack = `NativeError: ${e.message}\n${e.stack.split('\n').slice(1).join('\n')}`;
+  return ne;
 }
 
 function guard<T>(fn: () => T): T {
