@@ -103,16 +103,33 @@ export class BlockForward {
     }
   }
 
+  // Elementwise ops run in TypeScript: through runOp each costs a copy in and out of native memory, which dominates
+  // for them (the heavy ops, linear and attention, go to native code). The RoPE table itself comes from the native op.
   async embed(ids: Int32Array): Promise<Float32Array> {
     const table = this.w('embed_tokens.weight');
-    const [r] = await this.native.runOp('embedding', [i32Tensor(ids, [ids.length]), f32Tensor(table, [this.spec.vocabSize, this.spec.hiddenSize])], {});
-    return asF32(r);
+    const h = this.spec.hiddenSize;
+    const out = new Float32Array(ids.length * h);
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t];
+      if (!(id >= 0 && id < this.spec.vocabSize)) throw new InvalidArgumentError(`token id ${id} out of range [0, ${this.spec.vocabSize})`);
+      out.set(table.subarray(id * h, (id + 1) * h), t * h);
+    }
+    return out;
   }
 
   async rmsNorm(x: Float32Array, weight: Float32Array): Promise<Float32Array> {
     const dim = weight.length;
-    const [r] = await this.native.runOp('rms_norm', [f32Tensor(x, [x.length / dim, dim]), f32Tensor(weight, [dim])], { eps: this.spec.rmsNormEps });
-    return asF32(r);
+    const rows = x.length / dim;
+    const eps = this.spec.rmsNormEps;
+    const out = new Float32Array(x.length);
+    for (let r = 0; r < rows; r++) {
+      const o = r * dim;
+      let ss = 0;
+      for (let c = 0; c < dim; c++) ss += x[o + c] * x[o + c];
+      const inv = 1 / Math.sqrt(ss / dim + eps);
+      for (let c = 0; c < dim; c++) out[o + c] = x[o + c] * inv * weight[c];
+    }
+    return out;
   }
 
   /** y = x W^T + b with an explicit weight (for searches over candidate weights). */
@@ -150,11 +167,57 @@ export class BlockForward {
     return pos;
   }
 
+  private ropeTables = new Map<number, { cos: Float32Array; sin: Float32Array; half: number }>();
+
+  /** cos/sin per position and rotary pair, read off the native rope op applied to unit vectors. */
+  private async ropeTable(maxLen: number): Promise<{ cos: Float32Array; sin: Float32Array; half: number }> {
+    let t = this.ropeTables.get(maxLen);
+    if (t) return t;
+    const hd = this.spec.headDim;
+    // probe: each position holds one head whose first half is 1 and second half 0 → rotated to (cos, sin)
+    const probe = new Float32Array(maxLen * hd);
+    for (let p = 0; p < maxLen; p++) for (let i = 0; i < hd / 2; i++) probe[p * hd + i] = 1;
+    const pos = this.positions([maxLen]);
+    const [r] = await this.native.runOp('rope', [f32Tensor(probe, [maxLen, 1, hd]), i32Tensor(pos, [maxLen])], this.ropeParams(maxLen));
+    const rot = asF32(r);
+    // rotary dims: the pairs the op changed (dims past rotary_dim stay 1 / 0)
+    let half = hd / 2;
+    const rd = this.spec.rope.rotaryDim;
+    if (rd !== undefined) half = Math.floor((rd <= 1 ? rd * hd : rd) / 2);
+    const cos = new Float32Array(maxLen * half);
+    const sin = new Float32Array(maxLen * half);
+    for (let p = 0; p < maxLen; p++) {
+      for (let i = 0; i < half; i++) {
+        cos[p * half + i] = rot[p * hd + i];
+        sin[p * half + i] = rot[p * hd + i + half];
+      }
+    }
+    t = { cos, sin, half };
+    this.ropeTables.set(maxLen, t);
+    return t;
+  }
+
   async rope(x: Float32Array, heads: number, seqLens: readonly number[]): Promise<Float32Array> {
     const hd = this.spec.headDim;
-    const pos = this.positions(seqLens);
-    const [r] = await this.native.runOp('rope', [f32Tensor(x, [pos.length, heads, hd]), i32Tensor(pos, [pos.length])], this.ropeParams(Math.max(...seqLens)));
-    return asF32(r);
+    const { cos, sin, half } = await this.ropeTable(Math.max(...seqLens));
+    const out = Float32Array.from(x);
+    let t = 0;
+    for (const L of seqLens) {
+      for (let p = 0; p < L; p++, t++) {
+        for (let h = 0; h < heads; h++) {
+          const o = (t * heads + h) * hd;
+          for (let i = 0; i < half; i++) {
+            const c = cos[p * half + i];
+            const s = sin[p * half + i];
+            const x1 = x[o + i];
+            const x2 = x[o + i + half];
+            out[o + i] = x1 * c - x2 * s;
+            out[o + i + half] = x2 * c + x1 * s;
+          }
+        }
+      }
+    }
+    return out;
   }
 
   /** Causal GQA attention of each sequence over itself: q [tokens, heads*hd], k/v [tokens, kvHeads*hd] (k roped). */
@@ -200,14 +263,18 @@ export class BlockForward {
   }
 
   async add(a: Float32Array, b: Float32Array): Promise<Float32Array> {
-    const [r] = await this.native.runOp('add', [f32Tensor(a, [a.length]), f32Tensor(b, [b.length])], {});
-    return asF32(r);
+    const out = new Float32Array(a.length);
+    for (let i = 0; i < a.length; i++) out[i] = a[i] + b[i];
+    return out;
   }
 
-  async siluMul(gate: Float32Array, up: Float32Array, n: number): Promise<Float32Array> {
-    const rows = gate.length / n;
-    const [r] = await this.native.runOp('silu_mul', [f32Tensor(gate, [rows, n]), f32Tensor(up, [rows, n])], {});
-    return asF32(r);
+  async siluMul(gate: Float32Array, up: Float32Array, _n: number): Promise<Float32Array> {
+    const out = new Float32Array(gate.length);
+    for (let i = 0; i < gate.length; i++) {
+      const g = gate[i];
+      out[i] = (g / (1 + Math.exp(-g))) * up[i];
+    }
+    return out;
   }
 
   /** The attention sub-block from its (normed) input to o's output, with optional replacement weights. */

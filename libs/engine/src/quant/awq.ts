@@ -1,0 +1,350 @@
+// lite auto_awq: activation-aware weight quantization (AWQ, Lin et al. 2023), layer by layer on real block inputs.
+//
+// For each decoder layer, on the hidden states that reach it (the previous layers already quantized):
+//  1. scale search, per scaling group the architecture declares (input_norm → q/k/v, v → o, post_norm → gate/up,
+//     up → down): for alpha in {0, 1/20, ..., 19/20}: s = mean|x|^alpha (normalised by sqrt(max s * min s)),
+//     W' = Q(W diag(s)) diag(s)^-1, loss = MSE of the module's real output (the attention block for q/k/v, o for v → o,
+//     the MLP for gate/up, down for up → down) against fp16; the best s is folded: the producer (norm weight, or the
+//     previous linear's rows and bias) is divided by s and the consumers' columns multiplied by s. v → o is skipped
+//     when v and o differ in shape (grouped-query attention), as the AWQ authors do.
+//  2. clip search, per linear except q and k (their error shows only through the attention scores): per output row
+//     and input group, shrink max|w| to (1 - i/20) of itself for i < 10 and keep the clip that minimises the error of
+//     that group's partial output on a token subsample.
+//  3. round to nearest with the chosen clip; the layer's output with quantized weights feeds the next layer.
+// searchScale: false and searchClip: false give plain round-to-nearest (RTN).
+// The result is an AutoAWQ GEMM checkpoint (see autoawq.ts) written into `dstDir` (default: workDir).
+import { InvalidArgumentError, NotSupportedError, QuantConfigError } from '../errors';
+import { f16BitsToF32, f32ToF16Bits } from '../io/half';
+import type { LoadOptions } from '../generation/types';
+import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-forward';
+import { batches, calibrate, concatIds, hasCalibration, loadCalibration, resolveNative, type CalibrationResult, type ProgressFn } from './calibrate';
+import { checkGroupDivides, checkQuantParams, dequantizeLinear, quantizeLinear, type QuantizedLinear } from './pack';
+import { writeAutoAwqDir } from './autoawq';
+
+export interface AutoAwqOptions extends Pick<LoadOptions, 'backend' | 'native' | 'log'> {
+  /** Weight bits: 4 (the AutoAWQ GEMM layout holds 4-bit weights only). */
+  wBits?: number;
+  /** Weights per group along the input dimension: 32, 64 or 128 (default 128). */
+  wGroupSize?: number;
+  /** Calibration results are read from (or, when absent, written to) this folder. */
+  workDir: string;
+  /** Where the AutoAWQ checkpoint goes (default: workDir, as LMDeploy does). */
+  dstDir?: string;
+  searchScale?: boolean;
+  searchClip?: boolean;
+  /** Used only when workDir has no calibration yet. */
+  calibDataset?: string;
+  calibSamples?: number;
+  calibSeqlen?: number;
+  /** Calibration samples carried through the layers for the searches (default: all, at most 8). */
+  searchSamples?: number;
+  /** Tokens the scale search measures each module on (default 2048): whole samples for the attention block, a strided
+   *  token subsample of all carried samples for the others. */
+  searchTokens?: number;
+  /** Tokens subsampled for the clip search (default 512). */
+  clipTokens?: number;
+  /** Grid points of the scale search (default 20). */
+  nGrid?: number;
+  onProgress?: ProgressFn;
+}
+
+export interface LayerReport {
+  layer: number;
+  /** Best alpha per scaling group (undefined: skipped). */
+  alphas: Record<string, number | undefined>;
+  /** Loss of the best scale relative to alpha = 0 (plain RTN) per group. */
+  lossRatio: Record<string, number>;
+}
+
+export interface AutoAwqResult {
+  dstDir: string;
+  wBits: 4;
+  wGroupSize: number;
+  searchScale: boolean;
+  searchClip: boolean;
+  layers: LayerReport[];
+  seconds: number;
+}
+
+interface Group {
+  key: string;
+  prev: { kind: 'norm'; name: string } | { kind: 'linear'; name: LinearName };
+  linears: LinearName[];
+  input: keyof LayerTaps;
+}
+
+const GROUPS: Group[] = [
+  { key: 'input_norm→qkv', prev: { kind: 'norm', name: 'input_norm' }, linears: ['q', 'k', 'v'], input: 'attnIn' },
+  { key: 'v→o', prev: { kind: 'linear', name: 'v' }, linears: ['o'], input: 'oIn' },
+  { key: 'post_norm→gate,up', prev: { kind: 'norm', name: 'post_norm' }, linears: ['gate', 'up'], input: 'mlpIn' },
+  { key: 'up→down', prev: { kind: 'linear', name: 'up' }, linears: ['down'], input: 'downIn' },
+];
+
+function mse(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i] - b[i];
+    s += d * d;
+  }
+  return s / a.length;
+}
+
+function meanAbsPerChannel(x: Float32Array, dim: number): Float32Array {
+  const rows = x.length / dim;
+  const acc = new Float64Array(dim);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < dim; c++) acc[c] += Math.abs(x[r * dim + c]);
+  const out = new Float32Array(dim);
+  for (let c = 0; c < dim; c++) out[c] = acc[c] / rows;
+  return out;
+}
+
+function scaleColumns(w: Float32Array, out: number, inp: number, s: Float32Array, inverse = false): Float32Array {
+  const r = new Float32Array(w.length);
+  for (let o = 0; o < out; o++) for (let i = 0; i < inp; i++) r[o * inp + i] = inverse ? w[o * inp + i] / s[i] : w[o * inp + i] * s[i];
+  return r;
+}
+
+function divideChannels(x: Float32Array, dim: number, s: Float32Array): Float32Array {
+  const r = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) r[i] = x[i] / s[i % dim];
+  return r;
+}
+
+const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
+
+/** Rows of x evenly strided down to at most n rows. */
+function subsampleRows(x: Float32Array, dim: number, n: number): Float32Array {
+  const rows = x.length / dim;
+  if (rows <= n) return x;
+  const out = new Float32Array(n * dim);
+  const step = rows / n;
+  for (let r = 0; r < n; r++) out.set(x.subarray(Math.floor(r * step) * dim, (Math.floor(r * step) + 1) * dim), r * dim);
+  return out;
+}
+
+export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<AutoAwqResult> {
+  const t0 = Date.now();
+  const wBits = opts.wBits ?? 4;
+  const groupSize = opts.wGroupSize ?? 128;
+  checkQuantParams(wBits, groupSize);
+  if (wBits !== 4) throw new QuantConfigError(`auto_awq writes the AutoAWQ GEMM layout, which holds 4-bit weights only; got --w-bits ${wBits}`);
+  if (!opts.workDir) throw new InvalidArgumentError('workDir is required');
+  const searchScale = opts.searchScale ?? true;
+  const searchClip = opts.searchClip ?? true;
+  const nGrid = opts.nGrid ?? 20;
+  const progress = opts.onProgress ?? (() => {});
+  const log = opts.log ?? (() => {});
+  const native = await resolveNative(opts);
+  const { fwd, loaded, sources } = BlockForward.fromDir(native, modelDir);
+  const spec = fwd.spec;
+  // Every linear must split into whole groups: fail before any work.
+  for (const l of LINEARS) {
+    const [out, inp] = fwd.linearShape(l);
+    checkGroupDivides(`layers.*.${l} (${l === 'down' ? 'intermediate_size' : 'hidden'} width)`, out, inp, groupSize);
+    if (out % 8 !== 0) throw new QuantConfigError(`layers.*.${l}: out_features ${out} is not a multiple of 8 (AutoAWQ packs 8 columns per int32)`);
+  }
+  if (sources.some((s) => s.data)) {
+    throw new NotSupportedError(`${spec.hfArchitecture}: auto_awq needs the checkpoint's linears as stored (re-laid-out tensors such as packed wqkv are not supported yet)`);
+  }
+
+  let calib: CalibrationResult;
+  let base = 0;
+  const expect = { numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, intermediateSize: spec.intermediateSize };
+  if (hasCalibration(opts.workDir)) {
+    calib = loadCalibration(opts.workDir, expect);
+    progress(0, `using the calibration in ${opts.workDir} (${calib.manifest.samples} x ${calib.manifest.seqlen} tokens)`);
+  } else {
+    if (!opts.calibDataset) throw new InvalidArgumentError(`${opts.workDir} holds no calibration: pass calibDataset (or run calibrate first)`);
+    calib = await calibrate(modelDir, {
+      dataset: opts.calibDataset, samples: opts.calibSamples, seqlen: opts.calibSeqlen, workDir: opts.workDir, native, log,
+      onProgress: (f, m) => progress(0.2 * f, `calibrate: ${m}`),
+    });
+    base = 0.2;
+  }
+  const samples = calib.samples.slice(0, Math.min(calib.samples.length, opts.searchSamples ?? 8));
+  const searchTokens = opts.searchTokens ?? 2048;
+  const clipTokens = opts.clipTokens ?? 512;
+  const batchList = batches(samples, 1 << 30); // one batch: the search needs all tokens of a layer at once
+  const seqLens = batchList[0].map((s) => s.length);
+  let x = await fwd.embed(concatIds(batchList[0]));
+
+  const quantized = new Map<string, QuantizedLinear>();
+  const reports: LayerReport[] = [];
+  for (let i = 0; i < spec.numLayers; i++) {
+    const lp = `layers.${i}`;
+    const report: LayerReport = { layer: i, alphas: {}, lossRatio: {} };
+    const taps: Partial<LayerTaps> = {};
+    await fwd.layer(i, x, seqLens, taps);
+    const fq = (name: LinearName, w: Float32Array): Float32Array => {
+      const [out, inp] = fwd.linearShape(name);
+      return dequantizeLinear(quantizeLinear(w, out, inp, wBits, groupSize, { layer: `${lp}.${name}` }));
+    };
+
+    // 1. scale search on the fp16 layer
+    const scales = new Map<string, Float32Array>();
+    if (searchScale) {
+      for (const g of GROUPS) {
+        if (g.key === 'v→o') {
+          const [vo, vi] = fwd.linearShape('v');
+          const [oo, oi] = fwd.linearShape('o');
+          if (vo !== oo || vi !== oi) {
+            report.alphas[g.key] = undefined;
+            continue;
+          }
+        }
+        const dim = fwd.linearShape(g.linears[0])[1];
+        const full = taps[g.input] as Float32Array;
+        const xMean = meanAbsPerChannel(full, dim);
+        // attention needs whole sequences: the first samples up to searchTokens; the other modules act per token
+        let attnSeqs = 0;
+        for (let t = 0; attnSeqs < seqLens.length && (attnSeqs === 0 || t + seqLens[attnSeqs] <= searchTokens); attnSeqs++) t += seqLens[attnSeqs];
+        const attnLens = seqLens.slice(0, attnSeqs);
+        const inp = g.key === 'input_norm→qkv'
+          ? full.subarray(0, attnLens.reduce((a, b) => a + b, 0) * dim)
+          : subsampleRows(full, dim, searchTokens);
+        const run = async (w: Partial<Record<LinearName, Float32Array>>): Promise<Float32Array> => {
+          switch (g.key) {
+            case 'input_norm→qkv': return fwd.attnBlock(i, inp, attnLens, w);
+            case 'v→o': return fwd.linear(i, 'o', inp, w.o);
+            case 'post_norm→gate,up': return fwd.mlpBlock(i, inp, w);
+            default: return fwd.linear(i, 'down', inp, w.down);
+          }
+        };
+        const ref = await run({});
+        let best = { loss: Infinity, alpha: 0, s: new Float32Array(dim).fill(1) };
+        let rtnLoss = Infinity;
+        for (let n = 0; n < nGrid; n++) {
+          const alpha = n / nGrid;
+          const s = new Float32Array(dim);
+          let mx = 0;
+          let mn = Infinity;
+          for (let c = 0; c < dim; c++) {
+            s[c] = Math.max(Math.pow(xMean[c], alpha), 1e-4);
+            mx = Math.max(mx, s[c]);
+            mn = Math.min(mn, s[c]);
+          }
+          const norm = Math.sqrt(mx * mn);
+          for (let c = 0; c < dim; c++) s[c] /= norm;
+          const w: Partial<Record<LinearName, Float32Array>> = {};
+          for (const l of g.linears) {
+            const [out, inD] = fwd.linearShape(l);
+            w[l] = scaleColumns(fq(l, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s)), out, inD, s, true);
+          }
+          const loss = mse(await run(w), ref);
+          if (n === 0) rtnLoss = loss;
+          if (loss < best.loss) best = { loss, alpha, s };
+        }
+        report.alphas[g.key] = best.alpha;
+        report.lossRatio[g.key] = rtnLoss > 0 ? best.loss / rtnLoss : 1;
+        scales.set(g.key, best.s);
+      }
+      // fold the scales: producer / s, consumers' columns * s; the stored fp16 producers are rounded as they will be saved
+      for (const g of GROUPS) {
+        const s = scales.get(g.key);
+        if (!s) continue;
+        if (g.prev.kind === 'norm') {
+          const nw = fwd.w(`${lp}.${g.prev.name}.weight`);
+          fwd.weights.set(`${lp}.${g.prev.name}.weight`, nw.map((v, c) => roundF16(v / s[c])));
+        } else {
+          const [out, inD] = fwd.linearShape(g.prev.name);
+          const pw = fwd.w(`${lp}.${g.prev.name}.weight`);
+          const r = new Float32Array(pw.length);
+          for (let o = 0; o < out; o++) for (let c = 0; c < inD; c++) r[o * inD + c] = pw[o * inD + c] / s[o];
+          fwd.weights.set(`${lp}.${g.prev.name}.weight`, r);
+          const b = fwd.weights.get(`${lp}.${g.prev.name}.bias`);
+          if (b) fwd.weights.set(`${lp}.${g.prev.name}.bias`, b.map((v, o) => roundF16(v / s[o])));
+        }
+        for (const l of g.linears) {
+          const [out, inD] = fwd.linearShape(l);
+          fwd.weights.set(`${lp}.${l}.weight`, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s));
+        }
+        taps[g.input] = divideChannels(taps[g.input] as Float32Array, fwd.linearShape(g.linears[0])[1], s);
+      }
+    }
+
+    // 2. clip search (on the scaled weights and inputs), 3. round to nearest
+    for (const l of LINEARS) {
+      const [out, inp] = fwd.linearShape(l);
+      const w = fwd.w(`${lp}.${l}.weight`);
+      let clip: Float32Array | undefined;
+      if (searchClip && l !== 'q' && l !== 'k') {
+        const xin = subsampleRows(taps[GROUPS.find((g) => g.linears.includes(l))!.input] as Float32Array, inp, clipTokens);
+        clip = await searchClipForLinear(fwd, w, out, inp, xin, wBits, groupSize);
+      }
+      const ql = quantizeLinear(w, out, inp, wBits, groupSize, { layer: `${lp}.${l}`, clip });
+      quantized.set(`${lp}.${l}`, ql);
+      fwd.weights.set(`${lp}.${l}.weight`, dequantizeLinear(ql));
+    }
+    reports.push(report);
+    log('info', `layer ${i}: alphas ${JSON.stringify(report.alphas)}`);
+    // the quantized layer's output feeds the next layer
+    x = await fwd.layer(i, x, seqLens);
+    progress(base + ((1 - base) * 0.95 * (i + 1)) / spec.numLayers, `layer ${i + 1}/${spec.numLayers} quantized`);
+  }
+
+  const dstDir = opts.dstDir ?? opts.workDir;
+  await writeAutoAwqDir(loaded, sources, fwd.weights, quantized, { dstDir, groupSize });
+  progress(1, `AutoAWQ checkpoint written to ${dstDir}`);
+  return { dstDir, wBits: 4, wGroupSize: groupSize, searchScale, searchClip, layers: reports, seconds: (Date.now() - t0) / 1000 };
+}
+
+/**
+ * AWQ's weight clipping: per output row and input group, the max |w| (shrunk by 0..45%) whose quantized partial
+ * output x_g · (Q(clip(w_g)) - w_g) has the smallest mean square over the token subsample `x` [tokens, inp].
+ */
+export async function searchClipForLinear(
+  fwd: BlockForward, w: Float32Array, out: number, inp: number, x: Float32Array, bits: number, groupSize: number,
+  nGrid = 20, maxShrink = 0.5,
+): Promise<Float32Array> {
+  const groups = inp / groupSize;
+  const tokens = x.length / inp;
+  const qmax = (1 << bits) - 1;
+  const best = new Float32Array(out * groups);
+  const bestErr = new Float64Array(out * groups).fill(Infinity);
+  const orgMax = new Float32Array(out * groups);
+  for (let o = 0; o < out; o++) {
+    for (let g = 0; g < groups; g++) {
+      let m = 0;
+      for (let k = 0; k < groupSize; k++) m = Math.max(m, Math.abs(w[o * inp + g * groupSize + k]));
+      orgMax[o * groups + g] = m;
+    }
+  }
+  for (let g = 0; g < groups; g++) {
+    const xg = new Float32Array(tokens * groupSize);
+    for (let t = 0; t < tokens; t++) xg.set(x.subarray(t * inp + g * groupSize, t * inp + (g + 1) * groupSize), t * groupSize);
+    for (let step = 0; step < Math.round(maxShrink * nGrid); step++) {
+      const d = new Float32Array(out * groupSize);
+      for (let o = 0; o < out; o++) {
+        const c = orgMax[o * groups + g] * (1 - step / nGrid);
+        const base = o * inp + g * groupSize;
+        let mn = Infinity;
+        let mx = -Infinity;
+        for (let k = 0; k < groupSize; k++) {
+          const v = Math.min(c, Math.max(-c, w[base + k]));
+          if (v < mn) mn = v;
+          if (v > mx) mx = v;
+        }
+        const s = roundF16(Math.max(mx - mn, 1e-5) / qmax) || 6.103515625e-5;
+        const z = Math.min(qmax, Math.max(0, Math.round(-mn / s)));
+        for (let k = 0; k < groupSize; k++) {
+          const v = Math.min(c, Math.max(-c, w[base + k]));
+          const q = Math.min(qmax, Math.max(0, Math.round(v / s) + z));
+          d[o * groupSize + k] = (q - z) * s - w[base + k];
+        }
+      }
+      const e = await fwd.linearWith(xg, d, out, groupSize);
+      for (let o = 0; o < out; o++) {
+        let s = 0;
+        for (let t = 0; t < tokens; t++) {
+          const v = e[t * out + o];
+          s += v * v;
+        }
+        if (s < bestErr[o * groups + g]) {
+          bestErr[o * groups + g] = s;
+          best[o * groups + g] = orgMax[o * groups + g] * (1 - step / nGrid);
+        }
+      }
+    }
+  }
+  return best;
+}

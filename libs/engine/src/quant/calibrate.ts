@@ -1,0 +1,359 @@
+// lite calibrate: run the fp16 model over calibration samples and record, per decoder layer, the statistics that
+// quantization needs (LMDeploy's lite/apis/calibrate.py): for the input of every linear, per input channel:
+// absmax, mean |x|, min, max; for K and V, per KV head: min, max, absmax. Saved in workDir as
+// calib_stats.safetensors (f32 tensors `layers.{i}.{linear}.{absmax|absmean|min|max}` per input channel,
+// `layers.{i}.{k_cache|v_cache}.{min|max|absmax}` per KV head),
+// calib_inputs.safetensors (the token ids of the samples, I32 [samples, seqlen], so auto_awq reuses them) and
+// calib_manifest.json. All three appear together or not at all.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { InvalidArgumentError, ModelFormatError } from '../errors';
+import { selectBackend } from '../generation/backend';
+import type { LoadOptions } from '../generation/types';
+import { readJson } from '../io/json';
+import { readSafetensorsHeader, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
+import type { NativeModule } from '../native';
+import { Tokenizer } from '../tokenizer/tokenizer';
+import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-forward';
+import { f32Bytes, writeFilesAtomically } from './files';
+
+export type ProgressFn = (fraction: number, message: string) => void;
+
+export interface CalibrateOptions extends Pick<LoadOptions, 'backend' | 'native' | 'log'> {
+  /** A .txt file (the whole text, cut into windows) or a .jsonl file with a "text" field per line. */
+  dataset: string;
+  /** Number of windows of `seqlen` tokens (default 128). */
+  samples?: number;
+  /** Tokens per sample (default 2048). */
+  seqlen?: number;
+  workDir: string;
+  /** Tokens per forward batch (default 4096). */
+  batchTokens?: number;
+  onProgress?: ProgressFn;
+}
+
+export const CALIB_MANIFEST = 'calib_manifest.json';
+export const CALIB_STATS = 'calib_stats.safetensors';
+export const CALIB_INPUTS = 'calib_inputs.safetensors';
+export const CALIB_FORMAT = 'lmfleet-calib-v1';
+
+export interface CalibManifest {
+  format: typeof CALIB_FORMAT;
+  model: string;
+  architecture: string;
+  dataset: string;
+  samples: number;
+  seqlen: number;
+  tokens: number;
+  numLayers: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numKvHeads: number;
+  createdAt: string;
+  stats: string;
+  inputs: string;
+}
+
+export interface ChannelStats {
+  absmax: Float32Array;
+  absmean: Float32Array;
+  min: Float32Array;
+  max: Float32Array;
+}
+
+export interface CalibrationResult {
+  manifest: CalibManifest;
+  /** `layers.{i}.{linear}` → per-input-channel stats. */
+  inputs: Map<string, ChannelStats>;
+  /** `layers.{i}.{k_cache|v_cache}` → per-KV-head min/max/absmax. */
+  kv: Map<string, { min: Float32Array; max: Float32Array; absmax: Float32Array }>;
+  /** Token ids of the samples, one Int32Array per sample. */
+  samples: Int32Array[];
+}
+
+const BUILTIN_NAMES = ['ptb', 'wikitext2', 'c4', 'pileval', 'gsm8k', 'neuralmagic_calibration', 'open-platypus'];
+
+/** Reads the calibration text: a .txt file as is; a .jsonl file's "text" fields joined by blank lines. */
+export function readCalibText(dataset: string): string {
+  if (!fs.existsSync(dataset)) {
+    if (BUILTIN_NAMES.includes(dataset) || !/[./\\]/.test(dataset)) {
+      throw new InvalidArgumentError(
+        `calibration dataset "${dataset}": built-in datasets are not shipped (no offline copy is available); ` +
+          'pass a text file (.txt) or a JSON-lines file (.jsonl with a "text" field)',
+      );
+    }
+    throw new InvalidArgumentError(`calibration dataset file not found: ${dataset}`);
+  }
+  const raw = fs.readFileSync(dataset, 'utf8');
+  if (!dataset.endsWith('.jsonl')) return raw;
+  const texts: string[] = [];
+  raw.split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    let row: unknown;
+    try {
+      row = JSON.parse(line);
+    } catch (e) {
+      throw new InvalidArgumentError(`${dataset}:${i + 1}: not valid JSON: ${(e as Error).message}`);
+    }
+    const t = (row as { text?: unknown })?.text;
+    if (typeof t !== 'string') throw new InvalidArgumentError(`${dataset}:${i + 1}: no string "text" field`);
+    texts.push(t);
+  });
+  return texts.join('\n\n');
+}
+
+/** Cuts token ids into the first `samples` non-overlapping windows of `seqlen` tokens. */
+export function calibWindows(ids: ArrayLike<number>, samples: number, seqlen: number): Int32Array[] {
+  const n = Math.min(samples, Math.floor(ids.length / seqlen));
+  const out: Int32Array[] = [];
+  for (let w = 0; w < n; w++) out.push(Int32Array.from(Array.prototype.slice.call(ids, w * seqlen, (w + 1) * seqlen)));
+  return out;
+}
+
+/** Which tap feeds which linear. */
+export const LINEAR_INPUT: Record<LinearName, keyof LayerTaps> = {
+  q: 'attnIn', k: 'attnIn', v: 'attnIn', o: 'oIn', gate: 'mlpIn', up: 'mlpIn', down: 'downIn',
+};
+
+class ChannelAccumulator {
+  readonly absmax: Float32Array;
+  readonly abssum: Float64Array;
+  readonly min: Float32Array;
+  readonly max: Float32Array;
+  rows = 0;
+  constructor(readonly dim: number) {
+    this.absmax = new Float32Array(dim);
+    this.abssum = new Float64Array(dim);
+    this.min = new Float32Array(dim).fill(Infinity);
+    this.max = new Float32Array(dim).fill(-Infinity);
+  }
+  add(x: Float32Array): void {
+    const d = this.dim;
+    const rows = x.length / d;
+    for (let r = 0; r < rows; r++) {
+      const o = r * d;
+      for (let c = 0; c < d; c++) {
+        const v = x[o + c];
+        const a = v < 0 ? -v : v;
+        if (a > this.absmax[c]) this.absmax[c] = a;
+        this.abssum[c] += a;
+        if (v < this.min[c]) this.min[c] = v;
+        if (v > this.max[c]) this.max[c] = v;
+      }
+    }
+    this.rows += rows;
+  }
+  result(): ChannelStats {
+    const absmean = new Float32Array(this.dim);
+    for (let c = 0; c < this.dim; c++) absmean[c] = this.abssum[c] / Math.max(1, this.rows);
+    return { absmax: this.absmax, absmean, min: this.min, max: this.max };
+  }
+}
+
+function headStats(x: Float32Array, heads: number, hd: number, acc: { min: Float32Array; max: Float32Array; absmax: Float32Array }): void {
+  const rows = x.length / (heads * hd);
+  for (let r = 0; r < rows; r++) {
+    for (let h = 0; h < heads; h++) {
+      const o = (r * heads + h) * hd;
+      for (let j = 0; j < hd; j++) {
+        const v = x[o + j];
+        if (v < acc.min[h]) acc.min[h] = v;
+        if (v > acc.max[h]) acc.max[h] = v;
+        const a = Math.abs(v);
+        if (a > acc.absmax[h]) acc.absmax[h] = a;
+      }
+    }
+  }
+}
+
+/** Groups sample indices into batches of about `batchTokens` tokens. */
+export function batches<T extends { length: number }>(items: T[], batchTokens: number): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [];
+  let tok = 0;
+  for (const it of items) {
+    if (cur.length > 0 && tok + it.length > batchTokens) {
+      out.push(cur);
+      cur = [];
+      tok = 0;
+    }
+    cur.push(it);
+    tok += it.length;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+export function concatIds(seqs: Int32Array[]): Int32Array {
+  const out = new Int32Array(seqs.reduce((a, s) => a + s.length, 0));
+  let o = 0;
+  for (const s of seqs) {
+    out.set(s, o);
+    o += s.length;
+  }
+  return out;
+}
+
+export async function resolveNative(opts: Pick<LoadOptions, 'backend' | 'native' | 'log'>): Promise<NativeModule> {
+  return opts.native ?? (await selectBackend(opts.backend ?? 'cpu', opts.log ?? (() => {})));
+}
+
+export async function calibrate(modelDir: string, opts: CalibrateOptions): Promise<CalibrationResult> {
+  const samples = opts.samples ?? 128;
+  const seqlen = opts.seqlen ?? 2048;
+  if (!Number.isInteger(samples) || samples < 1) throw new InvalidArgumentError(`samples must be an integer >= 1, got ${samples}`);
+  if (!Number.isInteger(seqlen) || seqlen < 2) throw new InvalidArgumentError(`seqlen must be an integer >= 2, got ${seqlen}`);
+  if (!opts.workDir) throw new InvalidArgumentError('workDir is required');
+  const progress = opts.onProgress ?? (() => {});
+  const log = opts.log ?? (() => {});
+  const text = readCalibText(opts.dataset);
+  const native = await resolveNative(opts);
+  const { fwd, loaded } = BlockForward.fromDir(native, modelDir);
+  const tokenizer = Tokenizer.fromDir(loaded.dir);
+  const ids = tokenizer.encode(text, { addSpecialTokens: false });
+  const windows = calibWindows(ids, samples, seqlen);
+  if (windows.length === 0) {
+    throw new InvalidArgumentError(`calibration dataset ${opts.dataset} has ${ids.length} tokens: fewer than one sample of ${seqlen}`);
+  }
+  if (windows.length < samples) log('warn', `calibration dataset has only ${windows.length} windows of ${seqlen} tokens (asked for ${samples})`);
+  const spec = fwd.spec;
+  if (seqlen > spec.maxPositionEmbeddings) log('warn', `calib seqlen ${seqlen} exceeds max_position_embeddings ${spec.maxPositionEmbeddings}`);
+
+  const acc = new Map<string, ChannelAccumulator>();
+  const kvAcc = new Map<string, { min: Float32Array; max: Float32Array; absmax: Float32Array }>();
+  for (let i = 0; i < spec.numLayers; i++) {
+    for (const l of LINEARS) acc.set(`layers.${i}.${l}`, new ChannelAccumulator(fwd.linearShape(l)[1]));
+    for (const kv of ['k_cache', 'v_cache']) {
+      const H = spec.numKvHeads;
+      kvAcc.set(`layers.${i}.${kv}`, { min: new Float32Array(H).fill(Infinity), max: new Float32Array(H).fill(-Infinity), absmax: new Float32Array(H) });
+    }
+  }
+  const groups = batches(windows, opts.batchTokens ?? 4096);
+  const steps = groups.length * spec.numLayers;
+  let step = 0;
+  progress(0, `calibrating on ${windows.length} samples of ${seqlen} tokens`);
+  for (const g of groups) {
+    const seqLens = g.map((w) => w.length);
+    let x = await fwd.embed(concatIds(g));
+    for (let i = 0; i < spec.numLayers; i++) {
+      const taps: Partial<LayerTaps> = {};
+      x = await fwd.layer(i, x, seqLens, taps);
+      for (const l of LINEARS) {
+        const tap = LINEAR_INPUT[l];
+        // linears sharing an input share one accumulation
+        const first = LINEARS.find((m) => LINEAR_INPUT[m] === tap)!;
+        if (first === l) acc.get(`layers.${i}.${l}`)!.add(taps[tap] as Float32Array);
+      }
+      headStats(taps.k!, spec.numKvHeads, spec.headDim, kvAcc.get(`layers.${i}.k_cache`)!);
+      headStats(taps.v!, spec.numKvHeads, spec.headDim, kvAcc.get(`layers.${i}.v_cache`)!);
+      step++;
+      progress(step / steps, `layer ${i + 1}/${spec.numLayers}, batch ${groups.indexOf(g) + 1}/${groups.length}`);
+    }
+  }
+  const inputs = new Map<string, ChannelStats>();
+  for (let i = 0; i < spec.numLayers; i++) {
+    for (const l of LINEARS) {
+      const first = LINEARS.find((m) => LINEAR_INPUT[m] === LINEAR_INPUT[l])!;
+      inputs.set(`layers.${i}.${l}`, acc.get(`layers.${i}.${first}`)!.result());
+    }
+  }
+  const manifest: CalibManifest = {
+    format: CALIB_FORMAT,
+    model: loaded.dir,
+    architecture: spec.hfArchitecture,
+    dataset: path.resolve(opts.dataset),
+    samples: windows.length,
+    seqlen,
+    tokens: windows.length * seqlen,
+    numLayers: spec.numLayers,
+    hiddenSize: spec.hiddenSize,
+    intermediateSize: spec.intermediateSize,
+    numKvHeads: spec.numKvHeads,
+    createdAt: new Date().toISOString(),
+    stats: CALIB_STATS,
+    inputs: CALIB_INPUTS,
+  };
+  await writeFilesAtomically(opts.workDir, (tmp) => {
+    const tensors: WritableTensor[] = [];
+    for (const [name, s] of inputs) {
+      for (const k of ['absmax', 'absmean', 'min', 'max'] as const) tensors.push({ name: `${name}.${k}`, dtype: 'F32', shape: [s[k].length], data: f32Bytes(s[k]) });
+    }
+    for (const [name, s] of kvAcc) {
+      for (const k of ['min', 'max', 'absmax'] as const) tensors.push({ name: `${name}.${k}`, dtype: 'F32', shape: [s[k].length], data: f32Bytes(s[k]) });
+    }
+    writeSafetensors(path.join(tmp, CALIB_STATS), tensors, { format: CALIB_FORMAT });
+    const all = concatIds(windows);
+    writeSafetensors(path.join(tmp, CALIB_INPUTS), [
+      { name: 'input_ids', dtype: 'I32', shape: [windows.length, seqlen], data: new Uint8Array(all.buffer) },
+    ], { format: CALIB_FORMAT });
+    fs.writeFileSync(path.join(tmp, CALIB_MANIFEST), JSON.stringify(manifest, null, 2));
+  });
+  progress(1, `calibration saved in ${path.resolve(opts.workDir)}`);
+  return { manifest, inputs, kv: kvAcc, samples: windows };
+}
+
+/** True when workDir holds a calibration manifest. */
+export function hasCalibration(workDir: string): boolean {
+  return fs.existsSync(path.join(workDir, CALIB_MANIFEST));
+}
+
+/** Reads and validates a calibration saved by `calibrate` (ModelFormatError naming the file when it is corrupt). */
+export function loadCalibration(workDir: string, expect?: { numLayers: number; hiddenSize: number; intermediateSize: number }): CalibrationResult {
+  const mfile = path.join(workDir, CALIB_MANIFEST);
+  const manifest = readJson<CalibManifest>(mfile);
+  if (manifest?.format !== CALIB_FORMAT) {
+    throw new ModelFormatError('not a calibration manifest', { file: mfile, expected: `format "${CALIB_FORMAT}"`, found: JSON.stringify(manifest?.format) });
+  }
+  if (expect && (manifest.numLayers !== expect.numLayers || manifest.hiddenSize !== expect.hiddenSize || manifest.intermediateSize !== expect.intermediateSize)) {
+    throw new ModelFormatError('calibration was made for a different model', {
+      file: mfile, expected: `${expect.numLayers} layers, hidden ${expect.hiddenSize}, intermediate ${expect.intermediateSize}`,
+      found: `${manifest.numLayers} layers, hidden ${manifest.hiddenSize}, intermediate ${manifest.intermediateSize}`,
+    });
+  }
+  const readAll = (file: string) => {
+    const h = readSafetensorsHeader(file);
+    return new Map(h.tensors.map((t) => [t.name, t]));
+  };
+  const sfile = path.join(workDir, manifest.stats ?? CALIB_STATS);
+  const stats = readAll(sfile);
+  const f32 = (name: string, len: number): Float32Array => {
+    const t = stats.get(name);
+    if (!t) throw new ModelFormatError('calibration statistics are missing a tensor', { file: sfile, tensor: name, found: 'missing' });
+    if (t.dtype !== 'F32' || t.shape.length !== 1 || t.shape[0] !== len) {
+      throw new ModelFormatError('calibration tensor has the wrong shape or dtype', { file: sfile, tensor: name, expected: `F32 [${len}]`, found: `${t.dtype} [${t.shape.join(', ')}]` });
+    }
+    const v = new Float32Array(readTensorBytes(t).slice().buffer);
+    for (let i = 0; i < v.length; i++) {
+      if (Number.isNaN(v[i])) throw new ModelFormatError('calibration tensor holds NaN', { file: sfile, tensor: name });
+    }
+    return v;
+  };
+  const widths: Record<LinearName, number> = {
+    q: manifest.hiddenSize, k: manifest.hiddenSize, v: manifest.hiddenSize, gate: manifest.hiddenSize, up: manifest.hiddenSize,
+    down: manifest.intermediateSize, o: -1,
+  };
+  const inputs = new Map<string, ChannelStats>();
+  const kv = new Map<string, { min: Float32Array; max: Float32Array; absmax: Float32Array }>();
+  for (let i = 0; i < manifest.numLayers; i++) {
+    for (const l of LINEARS) {
+      const n = `layers.${i}.${l}`;
+      const w = l === 'o' ? (stats.get(`${n}.absmax`)?.shape[0] ?? 0) : widths[l];
+      inputs.set(n, { absmax: f32(`${n}.absmax`, w), absmean: f32(`${n}.absmean`, w), min: f32(`${n}.min`, w), max: f32(`${n}.max`, w) });
+    }
+    for (const s of ['k_cache', 'v_cache']) {
+      const n = `layers.${i}.${s}`;
+      kv.set(n, { min: f32(`${n}.min`, manifest.numKvHeads), max: f32(`${n}.max`, manifest.numKvHeads), absmax: f32(`${n}.absmax`, manifest.numKvHeads) });
+    }
+  }
+  const ifile = path.join(workDir, manifest.inputs ?? CALIB_INPUTS);
+  const it = readAll(ifile).get('input_ids');
+  if (!it || it.dtype !== 'I32' || it.shape.length !== 2 || it.shape[0] !== manifest.samples || it.shape[1] !== manifest.seqlen) {
+    throw new ModelFormatError('calibration inputs are missing or malformed', {
+      file: ifile, tensor: 'input_ids', expected: `I32 [${manifest.samples}, ${manifest.seqlen}]`, found: it ? `${it.dtype} [${it.shape.join(', ')}]` : 'missing',
+    });
+  }
+  const all = new Int32Array(readTensorBytes(it).slice().buffer);
+  const samples: Int32Array[] = [];
+  for (let s = 0; s < manifest.samples; s++) samples.push(all.slice(s * manifest.seqlen, (s + 1) * manifest.seqlen));
+  return { manifest, inputs, kv, samples };
+}
