@@ -53,6 +53,7 @@ export class ChatSession {
       );
     }
     this.lastInputTokens = inputIds.length;
+    const prior = this.kvText;
     const generated: number[] = [];
     let reply = '';
     let finishReason: FinishReason | undefined;
@@ -77,15 +78,26 @@ export class ChatSession {
         yield out;
       }
     } finally {
-      if ((finishReason === 'stop' || finishReason === 'length') && stopWord === undefined) {
-        this.kvText = (this.kvText ?? '') + sendText + engine.tokenizer.decode(generated, { skipSpecialTokens: false });
-      } else {
-        // cut by a stop word, cancelled, failed or abandoned mid-stream: what the cache holds no longer matches the
-        // conversation, so the next turn starts the session over with the full prompt.
-        this.kvText = undefined;
-        engine.endSession(this.sessionId);
-      }
       this.messages.push({ role: 'user', content }, { role: 'assistant', content: reply });
+      this.kvText = undefined;
+      if ((finishReason === 'stop' || finishReason === 'length') && stopWord === undefined) {
+        const base = (prior ?? '') + sendText + engine.tokenizer.decode(generated, { skipSpecialTokens: false });
+        if (finishReason === 'length') {
+          this.kvText = base;
+        } else {
+          // The stop token that ended the turn is in the session's cache but was never streamed (native semantics).
+          // Take it to be the one the template writes after the reply; if none fits, start over next turn.
+          const rendered = engine.chatTemplate.render(this.messages, { addGenerationPrompt: false });
+          if (rendered.startsWith(base)) {
+            const cont = rendered.slice(base.length);
+            const stopText = stopIds.map((id) => engine.tokenizer.decode([id], { skipSpecialTokens: false })).find((t) => t && cont.startsWith(t));
+            if (stopText !== undefined) this.kvText = base + stopText;
+          }
+        }
+      }
+      // Cut by a stop word, cancelled, failed or abandoned mid-stream (the native session is gone), or a history
+      // the template renders differently: the next turn starts the session over with the full prompt.
+      if (this.kvText === undefined) engine.endSession(this.sessionId);
     }
   }
 

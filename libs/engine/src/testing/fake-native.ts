@@ -95,10 +95,11 @@ class FakeEngine implements NativeEngine {
       if (generated.length >= req.maxNewTokens || script.length === 0) return finish('length');
       const tok = script[generated.length % script.length];
       generated.push(tok);
+      // Like the native scheduler: a stop token ends the request, counts as generated, but is not sent.
+      if (req.stopIds?.includes(tok)) return setImmediate(() => finish('stop'));
       const ev: NativeEvent = { type: 'tokens', id: req.id, tokens: [tok] };
       if (req.logprobs) ev.logprobs = [{ logprob: -0.5, top: [[tok, -0.5]] }];
       this.onEvent?.(ev);
-      if (req.stopIds?.includes(tok)) return setImmediate(() => finish('stop'));
       setImmediate(step);
     };
     setImmediate(step);
