@@ -113,6 +113,7 @@ async function main() {
   const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
   let nllSum = 0;
   let count = 0;
+  if (windows > 0) {
   t0 = Date.now();
   const cpu0 = process.cpuUsage();
   for (let w = 0; w < windows; w++) {
@@ -130,6 +131,7 @@ async function main() {
   console.log(`scoreTokens: ${windows} x ${seqlen} tokens in ${sec.toFixed(2)} s = ${((windows * seqlen) / sec).toFixed(0)} tokens/s; ` +
     `process cpu ${cpuSec.toFixed(2)} s (${((windows * seqlen) / cpuSec).toFixed(0)} tokens per cpu-second; wall is inflated when other processes share the cores); ` +
     `mean NLL on random ids ${(nllSum / count).toFixed(3)} (ln(vocab) = ${Math.log(cfg.vocab_size).toFixed(3)})`);
+  }
 
   if (addon.createEngine && decodeBatch > 0) {
     const engine = addon.createEngine(model, { maxBatchSize: Math.max(decodeBatch, 1), blockSize: 64, numBlocks: decodeBatch * 4 + 8, sessionLen: 1024 });

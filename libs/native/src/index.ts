@@ -165,7 +165,18 @@ function wrap(raw: RawAddon): NativeModule {
         start: (onEvent) =>
           guard(() =>
             e.start((events) => {
-              for (const ev of events) onEvent(ev);
+              // Every event is delivered even if a listener throws; the first error is rethrown after.
+              let failed = false;
+              let first: unknown;
+              for (const ev of events) {
+                try {
+                  onEvent(ev);
+                } catch (err) {
+                  if (!failed) first = err;
+                  failed = true;
+                }
+              }
+              if (failed) throw first;
             }),
           ),
         submit: (req) => guard(() => e.submit(req)),

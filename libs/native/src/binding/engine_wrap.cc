@@ -154,7 +154,11 @@ Napi::Value EngineWrap::Start(const Napi::CallbackInfo& info) {
         if (!env || !cb) return;
         Napi::Array arr = Napi::Array::New(env, owned->size());
         for (size_t i = 0; i < owned->size(); i++) arr.Set(i, event_to_js(env, (*owned)[i]));
-        cb.Call({arr});
+        try {
+          cb.Call({arr});
+        } catch (const Napi::Error& e) {
+          e.ThrowAsJavaScriptException();  // the listener threw: surface it as an uncaught exception
+        }
       });
       if (st != napi_ok) delete batch;
     });

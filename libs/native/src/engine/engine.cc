@@ -122,19 +122,29 @@ void EngineCore::loop() {
     if (!stop) {
       SchedulerOutput out = sched_.schedule(events, Clock::now());
       if (!out.empty()) {
+        std::string code, message;
         try {
           exec_.run(out, sampled, logprobs);
           sched_.update(out, sampled, &logprobs, events, Clock::now());
         } catch (const Error& e) {
+          code = error_code_name(e.code);
+          message = e.message;
+        } catch (const std::exception& e) {  // e.g. bad_alloc: never let it terminate the process
+          code = "E_INTERNAL";
+          message = e.what();
+        }
+        if (!code.empty()) {
           // A failed step fails the requests in it (the engine keeps running).
-          for (const auto& sc : out.seqs) {
+          std::vector<int64_t> ids;
+          for (const auto& sc : out.seqs) ids.push_back(sc.seq->req.id);
+          for (int64_t id : ids) {
             Event ev;
             ev.kind = Event::Error;
-            ev.id = sc.seq->req.id;
-            ev.code = error_code_name(e.code);
-            ev.message = e.message;
+            ev.id = id;
+            ev.code = code;
+            ev.message = message;
             events.push_back(ev);
-            sched_.cancel(sc.seq->req.id, events, Clock::now());
+            sched_.cancel(id, events, Clock::now());
             events.pop_back();  // the 'cancelled' done event: the error event ends it
           }
         }
