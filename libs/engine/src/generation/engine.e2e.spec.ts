@@ -243,15 +243,23 @@ describe('generation API on a tiny generated model (cpu)', () => {
 
   it('abort cancels a running request', async () => {
     if (!engine) return;
-    const ac = new AbortController();
-    const outs: StreamOutput[] = [];
-    for await (const o of engine.createInstance().streamInfer({ inputIds: engine.encodePrompt('x'), maxNewTokens: 200, stopIds: [], sampling: greedy, signal: ac.signal })) {
-      outs.push(o);
-      if (outs.length === 2) ac.abort();
+    // A long request on its own engine, so that the abort lands long before the tiny model could finish it.
+    const long = await engineOrReport(info.dir, { native, maxBatchSize: 1, sessionLen: 8192 });
+    if (!long) return;
+    try {
+      const ac = new AbortController();
+      const outs: StreamOutput[] = [];
+      for await (const o of long.createInstance().streamInfer({ inputIds: long.encodePrompt('x'), maxNewTokens: 8000, stopIds: [], sampling: greedy, signal: ac.signal })) {
+        outs.push(o);
+        if (outs.length === 2) ac.abort();
+      }
+      const last = outs[outs.length - 1];
+      expect(last.finishReason).toBe('cancelled');
+      expect(last.usage!.completionTokens).toBeLessThan(8000);
+      expect(long.stats().running).toBe(0);
+    } finally {
+      await long.dispose();
     }
-    expect(outs[outs.length - 1].finishReason).toBe('cancelled');
-    expect(outs.flatMap((o) => o.tokenIds).length).toBeLessThan(200);
-    expect(engine.stats().running).toBe(0);
   });
 
   it('a session continues from its KV cache exactly like the full sequence', async () => {
@@ -305,6 +313,10 @@ describe('generation API on a tiny generated model (cpu)', () => {
       expect(lp.top[0].tokenId).toBe(lp.tokenId);
       expect(lp.top[0].logprob).toBeCloseTo(lp.logprob, 4);
     }
+    const zero = await collect(engine.createInstance().streamInfer({ inputIds: engine.encodePrompt('the'), maxNewTokens: 3, stopIds: [], sampling: greedy, logprobs: 0 }));
+    expect(zero.flatMap((o) => o.logprobs ?? []).map((l) => l.top.length)).toEqual([0, 0, 0]);
+    const none = await collect(engine.createInstance().streamInfer({ inputIds: engine.encodePrompt('the'), maxNewTokens: 3, stopIds: [], sampling: greedy }));
+    expect(none.some((o) => o.logprobs)).toBe(false);
   });
 
   it('a request larger than the whole KV cache fails with a clear error', async () => {

@@ -235,7 +235,7 @@ export class Engine {
     };
     if (p.sessionId !== undefined) req.sessionId = p.sessionId;
     if (p.sampling) req.sampling = { ...p.sampling };
-    if (p.logprobs) req.logprobs = p.logprobs;
+    if (p.logprobs !== undefined) req.logprobs = p.logprobs; // 0: the sampled token's log-prob only
     let finished = false;
     let stoppedByWord: string | undefined;
     let aborted = false;

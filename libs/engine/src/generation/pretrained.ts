@@ -7,6 +7,7 @@ import { loadModelSpec, loadModelWeights, type LoadedModelSpec } from '../models
 import { toNativeArchConfig, type ModelSpec } from '../models/spec';
 import type { Backend, NativeModel, NativeModule } from '../native';
 import { Tokenizer } from '../tokenizer/tokenizer';
+import { isWorkspace, loadWorkspace } from '../workspace/load';
 import { selectBackend } from './backend';
 import type { LoadOptions, Logger } from './types';
 
@@ -69,13 +70,14 @@ export class PretrainedModel {
 
   static async load(dir: string, opts: LoadOptions = {}): Promise<PretrainedModel> {
     const log = opts.log ?? noopLogger;
-    const loaded = loadModelSpec(dir);
+    const ws = isWorkspace(dir) ? loadWorkspace(dir) : undefined; // an engine workspace (lmfleet.json) or an HF directory
+    const loaded = ws?.loaded ?? loadModelSpec(dir);
     const tokenizer = Tokenizer.fromDir(loaded.dir);
     const specials = { bosToken: tokenizer.special.bosToken, eosToken: tokenizer.special.eosToken };
     const chatTemplate = opts.chatTemplate !== undefined
       ? new ChatTemplate(opts.chatTemplate, 'builtin', specials, 'chatTemplate option')
       : loadChatTemplate(loaded.dir, loaded.arch.defaultChatTemplate(loaded.spec), specials);
-    let { tensors } = loadModelWeights(loaded);
+    let { tensors } = ws ?? loadModelWeights(loaded);
     const native = opts.native ?? (await selectBackend(opts.backend ?? 'auto', log));
     const quant = loaded.spec.quant;
     if (quant && (opts.awq ?? (native.backend === 'cpu' ? 'dequantize' : 'native')) === 'dequantize') {

@@ -66,7 +66,7 @@ export interface StreamInferParams {
   /** Strings that end generation when they appear in the text; the text is cut before them. */
   stopWords?: string[];
   sampling?: SamplingParams;
-  /** Log-probs of sampled tokens with the top-N alternatives. */
+  /** Log-probs of sampled tokens with the top-N alternatives (0: the sampled token only; unset: none). */
   logprobs?: number;
   signal?: AbortSignal;
   /** Default true. */
