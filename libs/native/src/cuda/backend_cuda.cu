@@ -77,6 +77,13 @@ CudaBackend::~CudaBackend() {
 
 void CudaBackend::bind() const { LMF_CUDA_CHECK(cudaSetDevice(device_)); }
 
+int64_t CudaBackend::available_memory_bytes() const {
+  bind();
+  size_t free_b = 0, total_b = 0;
+  LMF_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  return (int64_t)free_b;
+}
+
 void* CudaBackend::alloc(size_t bytes) {
   bind();
   void* p = nullptr;
