@@ -20,6 +20,8 @@
 
 namespace lmfleet {
 
+void init_scheduler_harness(Napi::Env env, Napi::Object exports);
+
 namespace {
 // The variant's backend for runOp: cpu, or (cuda variant) device 0. On a cuda build without a usable GPU
 // it stays null and backendInfo() reports why (index.ts then falls back to the cpu build).
@@ -96,6 +98,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runOp", Napi::Function::New(env, run_op, "runOp"));
   ModelWrap::Init(env, exports);
   EngineWrap::Init(env, exports);
+  init_scheduler_harness(env, exports);  // tests only (src/engine/scheduler.spec.ts)
   return exports;
 }
 

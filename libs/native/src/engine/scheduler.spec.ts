@@ -1,0 +1,126 @@
+// The scheduler the vLLM way: plain structs in and out through a native harness, no kernels. Each test
+// drives schedule() / update(sampled tokens) by hand and checks who runs, how many tokens, and the blocks.
+import { binaryPath } from '../index';
+
+interface Scheduled { id: number; start: number; count: number; sample: boolean; blocks: number }
+interface Ev { type: string; id: number; tokens?: number[]; finishReason?: string; code?: string }
+interface Harness {
+  add(r: { id: number; inputIds: number[]; maxNewTokens: number; sessionId?: number; stopIds?: number[] }): void;
+  schedule(): { seqs: Scheduled[]; numTokens: number; events: Ev[] };
+  update(sampled: number[]): Ev[];
+  cancel(id: number): Ev[];
+  endSession(sid: number): void;
+  stats(): { running: number; waiting: number; sessions: number; blocksFree: number; blocksTotal: number };
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const addon = require(binaryPath('cpu')!) as { createSchedulerHarness(o: object): Harness };
+const harness = (o: { numBlocks: number; blockSize: number; maxBatchSize?: number; sessionLen?: number; maxPrefillTokens?: number }) =>
+  addon.createSchedulerHarness(o);
+const ids = (n: number, base = 1) => Array.from({ length: n }, (_, i) => base + i);
+
+/** Runs one step, sampling token 7 for everyone who samples. */
+function step(h: Harness, tok = 7) {
+  const out = h.schedule();
+  const events = [...out.events, ...h.update(out.seqs.filter((s) => s.sample).map(() => tok))];
+  return { out, events };
+}
+
+describe('scheduler', () => {
+  it('requests join and leave the running batch every step (continuous batching)', () => {
+    const h = harness({ numBlocks: 64, blockSize: 4, maxBatchSize: 2 });
+    h.add({ id: 1, inputIds: ids(5), maxNewTokens: 1 });
+    h.add({ id: 2, inputIds: ids(3), maxNewTokens: 3 });
+    h.add({ id: 3, inputIds: ids(2), maxNewTokens: 2 });
+    let { out, events } = step(h);
+    expect(out.seqs.map((s) => [s.id, s.start, s.count, s.sample])).toEqual([[1, 0, 5, true], [2, 0, 3, true]]);
+    expect(events).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'done', id: 1, finishReason: 'length' })]));
+    expect(h.stats()).toMatchObject({ running: 1, waiting: 1 });
+    ({ out } = step(h)); // 2 decodes, 3 joins with its prefill in the same step
+    expect(out.seqs.map((s) => [s.id, s.start, s.count])).toEqual([[2, 3, 1], [3, 0, 2]]);
+    step(h);
+    ({ out, events } = step(h));
+    expect(h.stats()).toMatchObject({ running: 0, waiting: 0, blocksFree: 64 });
+  });
+
+  it('chunked prefill: at most maxPrefillTokens per step, running sequences first', () => {
+    const h = harness({ numBlocks: 64, blockSize: 4, maxPrefillTokens: 4 });
+    h.add({ id: 1, inputIds: ids(10), maxNewTokens: 2 });
+    expect(step(h).out.seqs).toEqual([expect.objectContaining({ id: 1, start: 0, count: 4, sample: false })]);
+    h.add({ id: 2, inputIds: ids(3), maxNewTokens: 1 });
+    expect(step(h).out.seqs).toEqual([expect.objectContaining({ id: 1, start: 4, count: 4, sample: false })]);
+    const s3 = step(h).out.seqs;
+    expect(s3.map((s) => [s.id, s.start, s.count, s.sample])).toEqual([[1, 8, 2, true], [2, 0, 2, false]]);
+  });
+
+  it('out of blocks: the most recently admitted sequence is preempted, then recomputed from the start', () => {
+    const h = harness({ numBlocks: 4, blockSize: 4, maxBatchSize: 4 });
+    h.add({ id: 1, inputIds: ids(7), maxNewTokens: 6 }); // 2 blocks, grows to 4 at 13 tokens
+    h.add({ id: 2, inputIds: ids(7), maxNewTokens: 6 });
+    step(h); // both prefilled: 7 computed + 1 sampled each, 2 blocks each
+    step(h); // 8 computed each: still 2 blocks each
+    expect(h.stats().blocksFree).toBe(0);
+    const { out } = step(h); // both need a 3rd block: 2 is preempted so 1 can grow
+    expect(out.seqs.map((s) => s.id)).toEqual([1]);
+    expect(h.stats()).toMatchObject({ running: 1, waiting: 1 });
+    let seqs: Scheduled[] = [];
+    for (let i = 0; i < 10 && !seqs.some((s) => s.id === 2); i++) seqs = step(h).out.seqs;
+    expect(seqs.find((s) => s.id === 2)).toMatchObject({ start: 0, count: 9 }); // 7 prompt + 2 generated, recomputed
+    expect(h.stats().running).toBe(1); // 1 finished first (it needed the whole cache)
+  });
+
+  it('a request that can never fit gets E_OUT_OF_KV_CACHE; one longer than sessionLen E_INVALID_ARGUMENT', () => {
+    const h = harness({ numBlocks: 2, blockSize: 4, sessionLen: 16 });
+    h.add({ id: 1, inputIds: ids(5), maxNewTokens: 10 });
+    h.add({ id: 2, inputIds: ids(17), maxNewTokens: 1 });
+    h.add({ id: 3, inputIds: ids(3), maxNewTokens: 2 });
+    const { out } = step(h);
+    expect(out.events).toEqual([
+      expect.objectContaining({ type: 'error', id: 1, code: 'E_OUT_OF_KV_CACHE' }),
+      expect.objectContaining({ type: 'error', id: 2, code: 'E_INVALID_ARGUMENT' }),
+    ]);
+    expect(out.seqs.map((s) => s.id)).toEqual([3]);
+  });
+
+  it('stop ids end a request with "stop" and are not emitted', () => {
+    const h = harness({ numBlocks: 8, blockSize: 4 });
+    h.add({ id: 1, inputIds: ids(2), maxNewTokens: 5, stopIds: [9] });
+    expect(step(h, 5).events).toEqual([{ type: 'tokens', id: 1, tokens: [5] }]);
+    const { events } = step(h, 9);
+    expect(events).toEqual([expect.objectContaining({ type: 'done', id: 1, finishReason: 'stop', completionTokens: 2 })]);
+  });
+
+  it('cancel frees blocks at once, waiting or running', () => {
+    const h = harness({ numBlocks: 16, blockSize: 4, maxBatchSize: 1 });
+    h.add({ id: 1, inputIds: ids(9), maxNewTokens: 50 });
+    h.add({ id: 2, inputIds: ids(9), maxNewTokens: 50 });
+    step(h);
+    expect(h.stats().blocksFree).toBe(13);
+    expect(h.cancel(2)).toEqual([expect.objectContaining({ type: 'done', id: 2, finishReason: 'cancelled' })]);
+    expect(h.cancel(1)).toEqual([expect.objectContaining({ type: 'done', id: 1, finishReason: 'cancelled' })]);
+    expect(h.stats()).toMatchObject({ running: 0, waiting: 0, blocksFree: 16 });
+  });
+
+  it('sessions keep their blocks between turns; the next turn starts after the cached tokens', () => {
+    const h = harness({ numBlocks: 16, blockSize: 4 });
+    h.add({ id: 1, sessionId: 5, inputIds: ids(6), maxNewTokens: 2 });
+    step(h);
+    step(h); // done: 6 prompt + 2 generated, 7 computed (the last sampled token is not yet in the cache)
+    expect(h.stats()).toMatchObject({ sessions: 1, running: 0, blocksFree: 14 });
+    h.add({ id: 2, sessionId: 5, inputIds: ids(3, 50), maxNewTokens: 1 });
+    expect(step(h).out.seqs).toEqual([expect.objectContaining({ id: 2, start: 7, count: 4, sample: true })]);
+    h.endSession(5);
+    expect(h.stats()).toMatchObject({ sessions: 0, blocksFree: 16 });
+  });
+
+  it('idle sessions are evicted when a waiting request needs their blocks (recomputed on their next turn)', () => {
+    const h = harness({ numBlocks: 4, blockSize: 4 });
+    h.add({ id: 1, sessionId: 9, inputIds: ids(8), maxNewTokens: 1 });
+    step(h);
+    expect(h.stats()).toMatchObject({ sessions: 1, blocksFree: 2 }); // the session keeps 2 blocks
+    h.add({ id: 2, inputIds: ids(10), maxNewTokens: 2 }); // needs 3
+    expect(step(h).out.seqs).toEqual([expect.objectContaining({ id: 2, start: 0, count: 10 })]);
+    step(h);
+    h.add({ id: 3, sessionId: 9, inputIds: ids(2, 30), maxNewTokens: 1 });
+    expect(step(h).out.seqs).toEqual([expect.objectContaining({ id: 3, start: 0, count: 11 })]);
+  });
+});
