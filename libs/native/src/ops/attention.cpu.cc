@@ -14,13 +14,24 @@ namespace lmfleet {
 
 namespace {
 constexpr int64_t QCHUNK = 32;  // queries per task
-constexpr int QR = 4;           // queries computed together (register/L1 blocking)
+constexpr int QR = 4;           // queries computed together (register blocking)
+#if defined(__AVX512F__)
+constexpr int64_t VW = 16;
+#else
+constexpr int64_t VW = 8;
+#endif
+typedef float vf __attribute__((vector_size(VW * 4)));
+inline vf vf_load(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void vf_store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 }  // namespace
 
 // One task = (sequence, kv head, chunk of QCHUNK queries), all query heads of the kv head's group.
 // The task gathers the keys it needs from the paged cache into a d-major scratch Kt[d][p], so scores
-// for QR queries x a run of keys are elementwise FMAs over contiguous keys (vectorized, no horizontal
-// sums); softmax uses the vector exp; P.V accumulates V rows (contiguous in d). Every score, softmax
+// for QR queries x VW keys accumulate in registers over d (vectorized, no horizontal sums); softmax uses the vector exp; P.V accumulates V rows (contiguous in d). Every score, softmax
 // sum and output is accumulated in a fixed order (d, then key position), so results don't depend on
 // chunking, batch composition or threads: prefill, chunked prefill and decode give identical bits.
 void attention_cpu(const attention_args& a, ThreadPool& pool) {
@@ -52,38 +63,45 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
     auto krow = [&](const float* cache, int64_t p) {
       return cache + ((int64_t)table[p / bs] * bs + p % bs) * kvw + kvh * D;
     };
-    thread_local std::vector<float> kt, sc, acc;
-    if ((int64_t)kt.size() < D * nk) kt.resize(D * nk);
-    if ((int64_t)sc.size() < QR * nk) sc.resize(QR * nk);
-    if ((int64_t)acc.size() < QR * D) acc.resize(QR * D);
+    // Keys in d-major order, padded with zeros to a multiple of the vector width.
+    const int64_t nkp = (nk + VW - 1) / VW * VW;
+    thread_local std::vector<float> kt, sc;
+    if ((int64_t)kt.size() < D * nkp) kt.resize(D * nkp);
+    if ((int64_t)sc.size() < QR * nkp) sc.resize(QR * nkp);
     for (int64_t p = 0; p < nk; p++) {
       const float* k = krow(a.k_cache, p);
-      for (int64_t d = 0; d < D; d++) kt[d * nk + p] = k[d];
+      for (int64_t d = 0; d < D; d++) kt[d * nkp + p] = k[d];
     }
+    for (int64_t d = 0; d < D; d++)
+      for (int64_t p = nk; p < nkp; p++) kt[d * nkp + p] = 0.f;
+    const bool vec_pv = D % VW == 0;
     for (int64_t hg = 0; hg < group; hg++) {
       const int64_t h = kvh * group + hg;
       for (int64_t jb = j0; jb < j1; jb += QR) {
         const int nq = (int)std::min<int64_t>(QR, j1 - jb);
-        int64_t len[QR];
+        int64_t len[QR] = {0, 0, 0, 0};
         const float* qp[QR];
         int64_t kmax = 0;
-        for (int j = 0; j < nq; j++) {
-          len[j] = ctx - q_len + jb + j + 1;  // keys visible to this query
+        for (int j = 0; j < QR; j++) {
+          const int jj = j < nq ? j : nq - 1;  // padding rows repeat the last query (results unused)
+          len[j] = ctx - q_len + jb + jj + 1;  // keys visible to this query
+          qp[j] = a.q + (q_start + jb + jj) * ldq + h * D;
           kmax = std::max(kmax, len[j]);
-          qp[j] = a.q + (q_start + jb + j) * ldq + h * D;
         }
-        // scores
-        for (int j = 0; j < nq; j++) std::fill(sc.begin() + j * nk, sc.begin() + j * nk + kmax, 0.f);
-        for (int64_t d = 0; d < D; d++) {
-          const float* kd = kt.data() + d * nk;
-          for (int j = 0; j < nq; j++) {
-            const float qd = qp[j][d];
-            float* sj = sc.data() + j * nk;
-            for (int64_t p = 0; p < kmax; p++) sj[p] += qd * kd[p];
+        // Scores: QR queries x VW keys in registers, summed over d in order.
+        for (int64_t p0 = 0; p0 < kmax; p0 += VW) {
+          vf acc[QR];
+          for (int j = 0; j < QR; j++) acc[j] = vf{};
+          const float* kp = kt.data() + p0;
+          for (int64_t d = 0; d < D; d++) {
+            const vf kv = vf_load(kp + d * nkp);
+            for (int j = 0; j < QR; j++) acc[j] += (vf{} + qp[j][d]) * kv;
           }
+          for (int j = 0; j < QR; j++) vf_store(sc.data() + j * nkp + p0, acc[j]);
         }
+        float inv_sum[QR];
         for (int j = 0; j < nq; j++) {
-          float* sj = sc.data() + j * nk;
+          float* sj = sc.data() + j * nkp;
           float mx = -INFINITY;
           for (int64_t p = 0; p < len[j]; p++) {
             sj[p] *= a.scale;
@@ -92,17 +110,31 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
           exp_sub_array(sj, mx, sj, len[j]);
           float sum = 0.f;
           for (int64_t p = 0; p < len[j]; p++) sum += sj[p];
-          // P.V
-          float* o = acc.data() + j * D;
-          std::fill(o, o + D, 0.f);
-          for (int64_t p = 0; p < len[j]; p++) {
-            const float* v = krow(a.v_cache, p);
-            const float w = sj[p];
-            for (int64_t d = 0; d < D; d++) o[d] += w * v[d];
+          inv_sum[j] = 1.0f / sum;
+        }
+        // P.V: per query, V rows accumulated in key order; 4 vectors of d held in registers.
+        for (int j = 0; j < nq; j++) {
+          const float* sj = sc.data() + j * nkp;
+          float* out = a.out + (q_start + jb + j) * a.heads * D + h * D;
+          if (vec_pv) {
+            for (int64_t d0 = 0; d0 < D; d0 += 4 * VW) {
+              const int nv = (int)std::min<int64_t>(4, (D - d0) / VW);
+              vf o[4] = {vf{}, vf{}, vf{}, vf{}};
+              for (int64_t p = 0; p < len[j]; p++) {
+                const float* v = krow(a.v_cache, p) + d0;
+                const vf w = vf{} + sj[p];
+                for (int i = 0; i < nv; i++) o[i] += w * vf_load(v + i * VW);
+              }
+              for (int i = 0; i < nv; i++) vf_store(out + d0 + i * VW, o[i] * inv_sum[j]);
+            }
+          } else {
+            std::vector<float> o((size_t)D, 0.f);
+            for (int64_t p = 0; p < len[j]; p++) {
+              const float* v = krow(a.v_cache, p);
+              for (int64_t d = 0; d < D; d++) o[d] += sj[p] * v[d];
+            }
+            for (int64_t d = 0; d < D; d++) out[d] = o[d] * inv_sum[j];
           }
-          float* out = a.out + ((q_start + jb + j) * a.heads + h) * D;
-          const float inv = 1.0f / sum;
-          for (int64_t d = 0; d < D; d++) out[d] = o[d] * inv;
         }
       }
     }

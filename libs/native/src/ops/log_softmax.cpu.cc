@@ -4,14 +4,22 @@
 
 #include "core/backend_cpu.h"
 #include "core/op_call.h"
+#include "core/vexp.h"
+#include <algorithm>
 
 namespace lmfleet {
 
 void row_logsumexp(const float* x, int64_t n, float* max_out, double* lse_out) {
   float mx = x[0];
   for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  // exp through the vector exp (f32, ~2 ulp), summed in double in index order.
   double s = 0;
-  for (int64_t i = 0; i < n; i++) s += std::exp((double)(x[i] - mx));
+  float buf[256];
+  for (int64_t i0 = 0; i0 < n; i0 += 256) {
+    const int64_t m = std::min<int64_t>(256, n - i0);
+    exp_sub_array(x + i0, mx, buf, m);
+    for (int64_t i = 0; i < m; i++) s += buf[i];
+  }
   *max_out = mx;
   *lse_out = std::log(s);
 }
