@@ -19,3 +19,14 @@ export { encodeHalf, decodeHalf } from './io/half';
 export { parseSentencePieceModel, sentencePieceToTokenizerJson } from './tokenizer/sentencepiece';
 export { writeTinyModel, writeTinyTokenizer, type TinyModelOptions, type TinyModelInfo } from './testing/tiny-model';
 export type * from './native';
+// Quantization pipeline (LMDeploy's lite calibrate / auto_awq / convert). Each step takes options with
+// onProgress(fraction 0..1, message) and writes its results with write-then-rename.
+export {
+  calibrate, loadCalibration, hasCalibration, type CalibrateOptions, type CalibrationResult, type CalibManifest, type ChannelStats,
+} from './quant/calibrate';
+export { autoAwq, type AutoAwqOptions, type AutoAwqResult, type LayerReport } from './quant/awq';
+export {
+  AWQ_PACK_ORDER, quantizeLinear, dequantizeLinear, packAwqInt4, unpackAwqInt4, toAwqGemm, fromAwqGemm, type QuantizedLinear, type AwqGemmTensors,
+} from './quant/pack';
+export { convert, type ConvertOptions, type ConvertResult, type WorkspaceManifest } from './workspace/convert';
+export { isWorkspace, loadWorkspace, readWorkspaceManifest } from './workspace/load';
