@@ -84,8 +84,11 @@ void Scheduler::finish(std::unique_ptr<Sequence> s, const std::string& reason, s
   e.total_ms = ms_between(s->submitted, now);
   events.push_back(std::move(e));
   const int64_t sid = s->req.session_id;
-  auto it = sid > 0 ? sessions_.find(sid) : sessions_.end();
-  if (it != sessions_.end() && reason != "cancelled" && !it->second.ended && s->attached) {
+  auto it = sid > 0 && s->attached ? sessions_.find(sid) : sessions_.end();
+  if (it == sessions_.end()) {
+    // No session, or a request cancelled before it took its session over: only its own blocks.
+    blocks_.release(s->blocks);
+  } else if (reason != "cancelled" && !it->second.ended) {
     Session& ss = it->second;
     ss.busy = false;
     ss.num_computed = std::min<int64_t>(s->num_computed, (int64_t)s->tokens.size());
@@ -95,10 +98,8 @@ void Scheduler::finish(std::unique_ptr<Sequence> s, const std::string& reason, s
   } else {
     // Cancelled requests free everything at once, their session included; so does endSession while busy.
     blocks_.release(s->blocks);
-    if (it != sessions_.end()) {
-      blocks_.release(it->second.blocks);
-      sessions_.erase(it);
-    }
+    blocks_.release(it->second.blocks);
+    sessions_.erase(it);
   }
 }
 

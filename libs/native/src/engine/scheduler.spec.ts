@@ -112,6 +112,17 @@ describe('scheduler', () => {
     expect(h.stats()).toMatchObject({ sessions: 0, blocksFree: 16 });
   });
 
+  it('cancelling a queued turn of a session leaves the running turn and the session alone', () => {
+    const h = harness({ numBlocks: 16, blockSize: 4 });
+    h.add({ id: 1, sessionId: 3, inputIds: ids(5), maxNewTokens: 2 });
+    h.add({ id: 2, sessionId: 3, inputIds: ids(2), maxNewTokens: 2 }); // waits: the session is busy
+    expect(step(h).out.seqs.map((s) => s.id)).toEqual([1]);
+    expect(h.cancel(2)).toEqual([expect.objectContaining({ id: 2, finishReason: 'cancelled' })]);
+    step(h); // 1 finishes and keeps the session
+    expect(h.stats()).toMatchObject({ sessions: 1, running: 0, waiting: 0 });
+    expect(h.stats().blocksFree).toBeLessThan(16);
+  });
+
   it('idle sessions are evicted when a waiting request needs their blocks (recomputed on their next turn)', () => {
     const h = harness({ numBlocks: 4, blockSize: 4 });
     h.add({ id: 1, sessionId: 9, inputIds: ids(8), maxNewTokens: 1 });
