@@ -46,9 +46,6 @@ describe('lmfleet CLI', () => {
   });
 
   it.each([
-    [['lite', 'calibrate', 'm'], 'quantization'],
-    [['lite', 'auto_awq', 'm', '--w-bits', '4'], 'quantization'],
-    [['convert', 'qwen2', 'm'], 'quantization'],
     [['serve', 'api_server', 'm'], 'serving'],
     [['serve', 'api_client', 'http://x'], 'serving'],
   ])('%j exits 2: not implemented yet', async (argv, issue) => {

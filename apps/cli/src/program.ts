@@ -2,7 +2,10 @@
 // `serve api_server|api_client`) plus `eval ppl`. Flags keep LMDeploy's names. Local mode runs on @lmfleet/engine;
 // `--api URL` (the platform's remote mode) is accepted but not wired yet.
 import { Command, Option } from 'commander';
+import { autoAwqCommand, parseBool } from './commands/auto-awq';
+import { calibrateCommand } from './commands/calibrate';
 import { chatCommand } from './commands/chat';
+import { convertCommand } from './commands/convert';
 import { evalPplCommand } from './commands/eval-ppl';
 import { notImplemented } from './commands/not-implemented';
 import { CliExit, type CliIO } from './io';
@@ -16,14 +19,13 @@ function backendOption(): Option {
 
 function calibOptions(cmd: Command): Command {
   return cmd
-    .option('--calib-dataset <name>', 'calibration dataset (name or text file)', 'ptb')
+    .option('--calib-dataset <name>', 'calibration data: a .txt file, or a .jsonl file with a "text" field per line (built-in names such as ptb are not shipped offline)', 'ptb')
     .option('--calib-samples <n>', 'number of calibration samples', parseIntArg('--calib-samples', 1), 128)
     .option('--calib-seqlen <n>', 'tokens per calibration sample', parseIntArg('--calib-seqlen', 1), 2048)
     .option('--work-dir <dir>', 'folder for the results', './work_dir')
     .option('--batch-size <n>', 'samples per forward pass', parseIntArg('--batch-size', 1), 1)
-    .option('--search-scale', 'search AWQ scales during calibration', false)
     .option('--dtype <dtype>', 'compute dtype: auto, float16 or bfloat16', 'auto')
-    .addOption(new Option('--device <device>', 'device to calibrate on').choices(['cuda', 'cpu']).default('cuda'));
+    .addOption(new Option('--device <device>', 'device to calibrate on (cuda falls back to cpu when unavailable)').choices(['cuda', 'cpu']).default('cuda'));
 }
 
 export function createProgram(io: CliIO): Command {
@@ -43,12 +45,18 @@ export function createProgram(io: CliIO): Command {
 
   const lite = program.command('lite').description('quantization tools (calibrate, auto_awq)');
   calibOptions(lite.command('calibrate').description('collect activation statistics of a model on a calibration set').argument('<model>', 'HF model directory'))
-    .action(notImplemented('lite calibrate', 'quantization'));
+    .action(async (model: string, o) => {
+      await calibrateCommand(io, model, o);
+    });
   calibOptions(lite.command('auto_awq').description('quantize a model to 4-bit AWQ (AutoAWQ GEMM layout)').argument('<model>', 'HF model directory'))
     .option('--w-bits <n>', 'weight bits', parseIntArg('--w-bits', 1), 4)
     .option('--w-sym', 'symmetric quantization (no zero points)', false)
     .option('--w-group-size <n>', 'weights per quantization group', parseIntArg('--w-group-size', 1), 128)
-    .action(notImplemented('lite auto_awq', 'quantization'));
+    .option('--search-scale [bool]', 'search AWQ scales (false: no scaling)', parseBool('--search-scale'), true)
+    .option('--search-clip [bool]', 'search AWQ weight clipping (false: no clipping)', parseBool('--search-clip'), true)
+    .action(async (model: string, o) => {
+      await autoAwqCommand(io, model, o);
+    });
 
   program
     .command('convert')
@@ -60,7 +68,9 @@ export function createProgram(io: CliIO): Command {
     .option('--dst-path <dir>', 'output workspace', './workspace')
     .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
     .option('--dtype <dtype>', 'auto, float16 or bfloat16', 'auto')
-    .action(notImplemented('convert', 'quantization'));
+    .action(async (modelName: string, modelPath: string, o) => {
+      await convertCommand(io, modelName, modelPath, o);
+    });
 
   program
     .command('chat')

@@ -1,0 +1,71 @@
+// lmfleet lite calibrate → lite auto_awq → convert on a tiny model, through the real CLI entry and the real CPU backend.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { isWorkspace, readSafetensorsDir, writeTinyModel } from '@lmfleet/engine';
+import { nativeCpuOrReport } from '@lmfleet/engine/testing/native-cpu';
+import { run } from '../main';
+
+const native = nativeCpuOrReport('cli quantization commands');
+
+function makeIO() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    io: { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) }, stdin: Readable.from([]) as unknown as NodeJS.ReadableStream, native },
+    out: () => out.join(''),
+    err: () => err.join(''),
+  };
+}
+
+(native ? describe : describe.skip)('lmfleet lite calibrate / auto_awq / convert', () => {
+  jest.setTimeout(120_000);
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-cli-q-'));
+    writeTinyModel(path.join(dir, 'model'), { arch: 'qwen2', hiddenSize: 64, intermediateSize: 128, numLayers: 2 });
+    fs.writeFileSync(path.join(dir, 'data.txt'), 'The cat sat on the mat and the dog slept by the door. '.repeat(60));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('runs the pipeline with progress on stderr', async () => {
+    const model = path.join(dir, 'model');
+    const work = path.join(dir, 'work');
+    const c = makeIO();
+    expect(await run(['lite', 'calibrate', model, '--calib-dataset', path.join(dir, 'data.txt'), '--calib-samples', '4', '--calib-seqlen', '64', '--work-dir', work, '--device', 'cpu'], c.io)).toBe(0);
+    expect(c.out()).toMatch(/calibration of Qwen2ForCausalLM on 4 samples x 64 tokens/);
+    expect(c.err()).toMatch(/calibrate .*1000\/1000/);
+    expect(fs.existsSync(path.join(work, 'calib_stats.safetensors'))).toBe(true);
+
+    const a = makeIO();
+    expect(await run(['lite', 'auto_awq', model, '--w-bits', '4', '--w-group-size', '32', '--work-dir', work, '--search-clip', 'false', '--device', 'cpu'], a.io)).toBe(0);
+    expect(a.out()).toMatch(/W4 g32 AWQ \(scale search\): AutoAWQ checkpoint written to/);
+    expect(a.err()).toMatch(/auto_awq /);
+    expect(readSafetensorsDir(work).tensors.has('model.layers.1.self_attn.q_proj.qweight')).toBe(true);
+
+    const v = makeIO();
+    const ws = path.join(dir, 'ws');
+    expect(await run(['convert', 'qwen2', work, '--model-format', 'awq', '--group-size', '32', '--dst-path', ws], v.io)).toBe(0);
+    expect(v.out()).toMatch(/AWQ w4 g32/);
+    expect(isWorkspace(ws)).toBe(true);
+
+    const e = makeIO();
+    expect(await run(['eval', 'ppl', ws, '--dataset', path.join(dir, 'data.txt'), '--seqlen', '64', '--max-windows', '2', '--json', '--backend', 'cpu'], e.io)).toBe(0);
+    expect(JSON.parse(e.out()).ppl).toBeGreaterThan(1);
+  });
+
+  it('bad flags and inputs exit non-zero with a clear message', async () => {
+    const model = path.join(dir, 'model');
+    const a = makeIO();
+    expect(await run(['lite', 'auto_awq', model, '--w-bits', '3', '--work-dir', path.join(dir, 'w3')], a.io)).toBe(1);
+    expect(a.err()).toMatch(/unsupported weight bits 3/);
+    const b = makeIO();
+    expect(await run(['lite', 'auto_awq', model, '--search-scale', 'maybe', '--work-dir', path.join(dir, 'w4')], b.io)).not.toBe(0);
+    const c = makeIO();
+    expect(await run(['lite', 'calibrate', model, '--work-dir', path.join(dir, 'w5')], c.io)).toBe(1);
+    expect(c.err()).toMatch(/built-in datasets are not shipped/);
+    expect(fs.existsSync(path.join(dir, 'w3'))).toBe(false);
+    expect(fs.existsSync(path.join(dir, 'w5'))).toBe(false);
+  });
+});
