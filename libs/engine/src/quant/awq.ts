@@ -147,10 +147,14 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
     throw new NotSupportedError(`${spec.hfArchitecture}: auto_awq needs the checkpoint's linears as stored (re-laid-out tensors such as packed wqkv are not supported yet)`);
   }
 
-  let calib: CalibrationResult;
+  // Plain round-to-nearest needs no activations: no calibration, no forward passes.
+  const needData = searchScale || searchClip;
+  let calib: CalibrationResult | undefined;
   let base = 0;
   const expect = { numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, intermediateSize: spec.intermediateSize };
-  if (hasCalibration(opts.workDir)) {
+  if (!needData) {
+    progress(0, 'round-to-nearest: no calibration needed');
+  } else if (hasCalibration(opts.workDir)) {
     calib = loadCalibration(opts.workDir, expect);
     progress(0, `using the calibration in ${opts.workDir} (${calib.manifest.samples} x ${calib.manifest.seqlen} tokens)`);
   } else {
@@ -161,12 +165,12 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
     });
     base = 0.2;
   }
-  const samples = calib.samples.slice(0, Math.min(calib.samples.length, opts.searchSamples ?? 8));
+  const samples = calib ? calib.samples.slice(0, Math.min(calib.samples.length, opts.searchSamples ?? 8)) : [new Int32Array(1)];
   const searchTokens = opts.searchTokens ?? 2048;
   const clipTokens = opts.clipTokens ?? 512;
   const batchList = batches(samples, 1 << 30); // one batch: the search needs all tokens of a layer at once
   const seqLens = batchList[0].map((s) => s.length);
-  let x = await fwd.embed(concatIds(batchList[0]));
+  let x = needData ? await fwd.embed(concatIds(batchList[0])) : new Float32Array(0);
 
   const quantized = new Map<string, QuantizedLinear>();
   const reports: LayerReport[] = [];
@@ -174,7 +178,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
     const lp = `layers.${i}`;
     const report: LayerReport = { layer: i, alphas: {}, lossRatio: {} };
     const taps: Partial<LayerTaps> = {};
-    await fwd.layer(i, x, seqLens, taps);
+    if (needData) await fwd.layer(i, x, seqLens, taps);
     const fq = (name: LinearName, w: Float32Array): Float32Array => {
       const [out, inp] = fwd.linearShape(name);
       return dequantizeLinear(quantizeLinear(w, out, inp, wBits, groupSize, { layer: `${lp}.${name}` }));
@@ -278,7 +282,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
     reports.push(report);
     log('info', `layer ${i}: alphas ${JSON.stringify(report.alphas)}`);
     // the quantized layer's output feeds the next layer
-    x = await fwd.layer(i, x, seqLens);
+    if (needData) x = await fwd.layer(i, x, seqLens);
     progress(base + ((1 - base) * 0.95 * (i + 1)) / spec.numLayers, `layer ${i + 1}/${spec.numLayers} quantized`);
   }
 
