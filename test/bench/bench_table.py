@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Joins engine_bench's ENGINE_JSON line and hf_baseline.py's JSON (last line) into one markdown table.
+"""Joins our results (engine-bench.js's ADDON_JSON line, the addon engine; and/or engine_bench.cu's ENGINE_JSON
+line, the C++ step loop) and hf_baseline.py's JSON (last line) into one markdown table.
 
     python3 test/bench/bench_table.py ENGINE_LOG HF_LOG [--card NAME] [--commit SHA]
 """
@@ -12,9 +13,12 @@ ap.add_argument("--card", default="")
 ap.add_argument("--commit", default="")
 a = ap.parse_args()
 eng = None
+addon = None
 for line in open(a.engine_log):
     if line.startswith("ENGINE_JSON "):
         eng = json.loads(line[len("ENGINE_JSON "):])
+    if line.startswith("ADDON_JSON "):
+        addon = json.loads(line[len("ADDON_JSON "):])
 hf = None
 for line in open(a.hf_log):
     line = line.strip()
@@ -23,8 +27,32 @@ for line in open(a.hf_log):
             hf = json.loads(line)
         except ValueError:
             pass
-if eng is None:
-    raise SystemExit("no ENGINE_JSON line in " + a.engine_log)
+if eng is None and addon is None:
+    raise SystemExit("no ENGINE_JSON / ADDON_JSON line in " + a.engine_log)
+if addon is not None:
+    # the addon engine: scheduler + batch thread + CudaDecoder; limits from the copy bandwidth hf_baseline measured
+    bw = hf["copy_bw_GBs"] if hf else None
+    wbytes = eng["step_bytes"] if eng else None
+    print(f"card: {a.card}  commit: {a.commit}")
+    print()
+    if bw:
+        print(f"limits: {addon['step_bytes']/1e9:.2f} GB of weights + KV per step over {bw:.0f} GB/s (copy, measured in transformers' run)")
+    print("| addon engine, 128-token prompts, 128 new | ms/step | tok/s | bandwidth limit ms | % of limit | first token ms | transformers ms/step | transformers tok/s | ours / transformers |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for b, r in addon["decode"].items():
+        h = hf["decode"].get(str(b)) if hf else None
+        hs = f"{h['ms_per_step']:.2f} | {h['tok_s']:.0f} | {h['ms_per_step']/r['ms_per_step']:.1f}x" if h else "- | - | -"
+        lim = (addon["step_bytes"] + r.get("kv_bytes", 0)) / (bw * 1e9) * 1e3 if bw else float("nan")
+        print(f"| batch {b} | {r['ms_per_step']:.2f} | {r['tok_s']:.0f} | {lim:.2f} | {100*lim/r['ms_per_step']:.0f}% | {r['ttft_ms']:.1f} | {hs} |")
+    for n, r in addon.get("prefill", {}).items():
+        h = hf["prefill"].get(str(n)) if hf else None
+        hs = f"{h['ms']:.1f} ms, {h['tok_s']:.0f} tok/s | {r['tok_s']/h['tok_s']:.2f}x" if h else "- | -"
+        print(f"\n| addon engine prefill {n} tokens | ours | transformers | ours / transformers |\n|---|---|---|---|\n"
+              f"| 1 sequence | {r['ms']:.1f} ms, {r['tok_s']:.0f} tok/s | {hs} |")
+    print()
+    if eng is None:
+        raise SystemExit(0)
+    print("C++ step loop (src/cuda/engine_bench.cu, same run):")
 print(f"card: {a.card}  commit: {a.commit}")
 print(f"copy bandwidth (ours, same run) {eng['copy_bw_GBs']:.0f} GB/s; decode step reads {eng['step_bytes']/1e9:.2f} GB of weights"
       + (f"; transformers' run: copy {hf['copy_bw_GBs']:.0f} GB/s, bf16 matmul {hf['bf16_mm_TFLOPs']:.0f} TFLOP/s" if hf else ""))

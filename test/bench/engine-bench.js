@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+// The engine benchmark through the addon (plain JS: the device machine has Node but no TypeScript runner):
+// loads libs/native's CUDA build, creates a model from a Hugging Face directory (safetensors headers parsed
+// here, as libs/engine does), and for each batch size starts an engine, submits B requests with random
+// 128-token prompts and 128 greedy new tokens at once, and reads the native timings of the 'done' events:
+// decode ms/step = (totalMs - firstTokenMs) / (completionTokens - 1), median over requests. Prefill: one
+// 2048-token prompt with maxNewTokens 1, firstTokenMs - queuedMs. Prints ENGINE_JSON last (bench_table.py).
+//   node test/bench/engine-bench.js ADDON.node MODEL_DIR [--batches 1,16,64] [--prompt 128] [--new 128] [--prefill 2048]
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+
+const [addonPath, modelDir, ...rest] = process.argv.slice(2);
+const opt = { batches: '1,16,64', prompt: 128, new: 128, prefill: 2048 };
+for (let i = 0; i + 1 < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = rest[i + 1];
+const batches = String(opt.batches).split(',').map(Number);
+const promptLen = Number(opt.prompt), newTokens = Number(opt.new), prefillLen = Number(opt.prefill);
+
+const canon = [
+  [/^model\.embed_tokens\.weight$/, 'embed_tokens.weight'],
+  [/^lm_head\.weight$/, 'lm_head.weight'],
+  [/^model\.norm\.weight$/, 'norm.weight'],
+  [/^model\.layers\.(\d+)\.input_layernorm\.weight$/, 'layers.$1.input_norm.weight'],
+  [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, 'layers.$1.post_norm.weight'],
+  [/^model\.layers\.(\d+)\.self_attn\.(q|k|v|o)_proj\.(weight|bias)$/, 'layers.$1.$2.$3'],
+  [/^model\.layers\.(\d+)\.mlp\.(gate|up|down)_proj\.weight$/, 'layers.$1.$2.weight'],
+];
+const dtypes = { F16: 'f16', BF16: 'bf16', F32: 'f32' };
+
+function tensors(dir) {
+  const out = [];
+  for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.safetensors')).sort()) {
+    const file = path.join(dir, f);
+    const fd = fs.openSync(file, 'r');
+    const len = Buffer.alloc(8);
+    fs.readSync(fd, len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE(0));
+    const hdr = Buffer.alloc(n);
+    fs.readSync(fd, hdr, 0, n, 8);
+    fs.closeSync(fd);
+    for (const [name, t] of Object.entries(JSON.parse(hdr.toString('utf8')))) {
+      if (name === '__metadata__') continue;
+      const rule = canon.find(([re]) => re.test(name));
+      if (!rule) continue;
+      out.push({ name: name.replace(rule[0], rule[1]), dtype: dtypes[t.dtype], shape: t.shape, file, offset: 8 + n + t.data_offsets[0] });
+    }
+  }
+  return out;
+}
+
+function median(v) {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length ? s[s.length >> 1] : NaN;
+}
+
+let seed = 12345;
+function randIds(n, vocab) {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    a[i] = 3 + (seed % (vocab - 3));
+  }
+  return a;
+}
+
+// Runs `reqs` on a fresh engine; resolves with the 'done' events.
+function runEngine(addon, model, opts, reqs) {
+  return new Promise((resolve, reject) => {
+    const engine = addon.createEngine(model, opts);
+    const done = [];
+    engine.start((events) => {  // the raw addon delivers events in batches (one array per engine step)
+      for (const ev of Array.isArray(events) ? events : [events]) {
+        if (ev.type === 'error') reject(new Error(`${ev.code}: ${ev.message}`));
+        if (ev.type === 'done') {
+          done.push(ev);
+          if (done.length === reqs.length) Promise.resolve(engine.dispose()).then(() => resolve(done), reject);
+        }
+      }
+    });
+    for (const r of reqs) engine.submit(r);
+  });
+}
+
+async function main() {
+  const addon = require(path.resolve(addonPath));
+  const info = addon.backendInfo();
+  console.log(`addon ${addon.version}; backend ${JSON.stringify(info)}`);
+  if (!info.available) throw new Error(`backend unavailable: ${info.reason}`);
+  const cfg = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
+  const heads = cfg.num_attention_heads;
+  const config = {
+    backend: opt.backend ?? 'cuda', device: 0, dtype: 'f16', vocabSize: cfg.vocab_size, hiddenSize: cfg.hidden_size,
+    intermediateSize: cfg.intermediate_size, numLayers: cfg.num_hidden_layers, numHeads: heads,
+    numKvHeads: cfg.num_key_value_heads ?? heads, headDim: cfg.head_dim ?? cfg.hidden_size / heads,
+    rmsNormEps: cfg.rms_norm_eps ?? 1e-6, maxPositionEmbeddings: cfg.max_position_embeddings ?? 4096,
+    rope: { type: 'default', theta: cfg.rope_theta ?? 10000 }, tieWordEmbeddings: !!cfg.tie_word_embeddings,
+    hiddenAct: 'silu', tensors: tensors(modelDir),
+  };
+  let t0 = Date.now();
+  const model = addon.createModel(config);
+  await model.load();
+  console.log(`loaded ${config.tensors.length} tensors, ${(model.weightBytes() / 1e9).toFixed(2)} GB, in ${((Date.now() - t0) / 1e3).toFixed(1)} s`);
+  const V = config.vocabSize;
+  const blockSize = 64;
+  const perSeq = Math.ceil((promptLen + newTokens) / blockSize);
+  const maxB = Math.max(...batches);
+  const engineOpts = (B) => ({ maxBatchSize: B, blockSize, numBlocks: Math.max(maxB * perSeq, Math.ceil(prefillLen / blockSize)) + 8,
+    sessionLen: Math.max(prefillLen, promptLen + newTokens) + 64, maxPrefillTokens: Math.max(prefillLen, maxB * promptLen) });
+  // bytes one decode step must read: every f16 linear once (weightBytes also counts the f32 embedding table and norms)
+  const H = config.hiddenSize, L = config.numLayers;
+  const stepBytes = model.weightBytes() - V * H * 4 - (2 * L + 1) * H * 4;
+  const result = { step_bytes: stepBytes, decode: {}, prefill: {} };
+  let id = 1;
+  for (const B of batches) {
+    const mk = (n) => Array.from({ length: B }, () => ({ id: id++, inputIds: randIds(promptLen, V), maxNewTokens: n,
+      sampling: { temperature: 0 } }));
+    await runEngine(addon, model, engineOpts(B), mk(8));  // warm-up: graphs, cuBLAS heuristics
+    t0 = Date.now();
+    const done = await runEngine(addon, model, engineOpts(B), mk(newTokens));
+    const wall = Date.now() - t0;
+    const per = done.map((d) => (d.totalMs - d.firstTokenMs) / Math.max(1, d.completionTokens - 1));
+    const ms = median(per);
+    const ttft = median(done.map((d) => d.firstTokenMs));
+    const tokens = done.reduce((s, d) => s + d.completionTokens, 0);
+    console.log(`addon engine batch ${B}: ${ms.toFixed(3)} ms/step (median over ${B} requests), ${(B * 1e3 / ms).toFixed(0)} tok/s; ` +
+      `first token ${ttft.toFixed(1)} ms; ${tokens} tokens in ${wall} ms wall (${(tokens * 1e3 / wall).toFixed(0)} tok/s end to end)`);
+    const kvBytes = 2 * L * B * (promptLen + newTokens / 2) * config.numKvHeads * config.headDim * 2;
+    result.decode[B] = { ms_per_step: ms, tok_s: B * 1e3 / ms, ttft_ms: ttft, e2e_ms: wall, kv_bytes: kvBytes };
+  }
+  if (prefillLen > 0) {
+    const t = [];
+    for (let rep = 0; rep < 4; rep++) {
+      const [d] = await runEngine(addon, model, engineOpts(1), [{ id: id++, inputIds: randIds(prefillLen, V), maxNewTokens: 1,
+        sampling: { temperature: 0 } }]);
+      if (rep > 0) t.push(d.firstTokenMs - d.queuedMs);
+    }
+    const ms = median(t);
+    console.log(`addon engine prefill ${prefillLen}: ${ms.toFixed(1)} ms, ${(prefillLen * 1e3 / ms).toFixed(0)} tok/s`);
+    result.prefill[prefillLen] = { ms, tok_s: prefillLen * 1e3 / ms };
+  }
+  model.dispose();
+  console.log('ADDON_JSON ' + JSON.stringify(result));
+}
+
+main().catch((e) => {
+  console.error(`engine-bench failed: ${e.stack || e}`);
+  process.exit(1);
+});
