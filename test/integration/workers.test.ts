@@ -200,6 +200,22 @@ describe('workers (real Postgres + BullMQ, fake engine)', () => {
     expect(await api.get(ArtifactRepository).listByJob(id)).toHaveLength(0);
   });
 
+  it('a worker that lost its job to another (blocked past its lock) stops instead of writing over it', async () => {
+    engine.windowMs = 100;
+    const id = await evalJob({ maxWindows: 60 });
+    await waitFor(async () => (await job(id)).progress > 0, 'progress');
+    // What a takeover looks like from the stale worker's side: the row now names another worker.
+    const ours = (await job(id)).workerId;
+    await api.get(DataSource).query(`UPDATE jobs SET worker_id = $2 WHERE id = $1`, [id, '99999999-9999-4999-8999-999999999999']);
+    engine.windowMs = 5;
+    // Had it gone on, it could never record its result (the row is not its own) and the job would hang in
+    // `running`. It stops at its next progress report instead; here, where no real worker took the BullMQ
+    // job, BullMQ retries it and the run that owns the row completes.
+    const done = await until(id, ['completed', 'failed']);
+    expect(done).toMatchObject({ status: 'completed', attempts: 2, workerId: ours, error: null, result: { windows: 60 } });
+    expect(await api.get(ArtifactRepository).listByJob(id)).toHaveLength(1);
+  });
+
   it('graceful shutdown hands an in-flight job back; another worker finishes it', async () => {
     engine.windowMs = 200;
     const id = await evalJob({ maxWindows: 100 });

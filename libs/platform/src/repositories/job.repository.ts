@@ -66,6 +66,16 @@ export class JobRepository {
     return (res.affected ?? 0) > 0;
   }
 
+  /**
+   * Updates a job that is unfinished AND held by `workerId`. A worker that lost its BullMQ lock (its event
+   * loop was blocked past the lock duration, and another worker took the job over) must not write over the
+   * new holder's row.
+   */
+  async updateIfOwned(id: string, workerId: string, patch: Patch): Promise<boolean> {
+    const res = await this.jobs.update({ id, workerId, status: Not(In([...FINISHED_STATUSES])) }, patch);
+    return (res.affected ?? 0) > 0;
+  }
+
   /** Unconditional update (the runner's own bookkeeping). */
   async update(id: string, patch: Patch): Promise<void> {
     await this.jobs.update({ id }, patch);

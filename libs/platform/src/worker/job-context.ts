@@ -16,10 +16,18 @@ export interface JobContext {
 
 export type JobResult = Record<string, unknown>;
 
-/** Thrown into a handler that must stop: cancelled by a user, or its worker is shutting down. */
+export type AbortReason = 'cancelled' | 'shutdown' | 'lost';
+
+const ABORT_MESSAGES: Record<AbortReason, string> = {
+  cancelled: 'job was cancelled',
+  shutdown: 'worker is shutting down',
+  lost: 'another worker took the job over (this worker lost its lock)',
+};
+
+/** Thrown into a handler that must stop: cancelled, its worker is shutting down, or it lost the job. */
 export class JobAbortedError extends Error {
-  constructor(readonly reason: 'cancelled' | 'shutdown') {
-    super(reason === 'cancelled' ? 'job was cancelled' : 'worker is shutting down');
+  constructor(readonly reason: AbortReason) {
+    super(ABORT_MESSAGES[reason]);
     this.name = 'JobAbortedError';
   }
 }

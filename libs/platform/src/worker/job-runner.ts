@@ -9,7 +9,7 @@ import { InvalidInputError } from '../errors';
 import type { JobName, JobPayload } from '../queue/jobs';
 import { createRedis } from '../queue/redis';
 import { JobRepository } from '../repositories/job.repository';
-import { JobAbortedError, type JobContext, type JobResult } from './job-context';
+import { JobAbortedError, type AbortReason, type JobContext, type JobResult } from './job-context';
 import { handlerProblems, ON_JOB, type HandlerRef } from './on-job.decorator';
 import { isFinalFailure } from './retry';
 import { WorkerRegistry } from './worker-registry';
@@ -149,8 +149,14 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     try {
       const result = await this.processor.process(bull.name as JobName, ctx);
       await ctx.flush();
-      const done = await this.jobs.updateUnfinished(row.id, { status: 'completed', progress: 1, result, error: null, finishedAt: new Date() });
-      if (!done) this.logger.warn(`job ${row.id} finished after it was cancelled; result kept out of the row`);
+      const done = await this.jobs.updateIfOwned(row.id, this.workerId, { status: 'completed', progress: 1, result, error: null, finishedAt: new Date() });
+      if (!done) {
+        // Cancelled meanwhile, or another worker holds it now: never report a result we did not record.
+        const now = await this.jobs.get(row.id);
+        controller.abort(now?.status === 'cancelled' ? 'cancelled' : 'lost');
+        this.logger.warn(`job ${row.id} finished after it was ${controller.signal.reason === 'lost' ? 'taken over' : 'cancelled'}; result dropped`);
+        throw new JobAbortedError(controller.signal.reason as AbortReason);
+      }
       return result;
     } catch (err) {
       return await this.fail(row, bull, token, controller, err);
@@ -161,27 +167,31 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
 
   private async fail(row: JobEntity, bull: Job<JobPayload, JobResult>, token: string | undefined, controller: AbortController, err: unknown): Promise<never> {
     if (controller.signal.aborted || err instanceof JobAbortedError) {
-      if (controller.signal.reason === 'shutdown') {
+      const reason = (controller.signal.reason ?? (err as JobAbortedError).reason) as AbortReason;
+      if (reason === 'shutdown') {
         // Hand it back: another worker (or this one after restart) takes it from the start.
-        await this.jobs.updateUnfinished(row.id, { status: 'queued', workerId: null });
+        await this.jobs.updateIfOwned(row.id, this.workerId, { status: 'queued', workerId: null });
         await bull.moveToWait(token);
         throw new WaitingError();
       }
+      // 'lost': the new holder owns the row and the BullMQ job; leave both alone.
+      if (reason === 'lost') throw new JobAbortedError('lost');
       throw new UnrecoverableError('cancelled');
     }
     const message = err instanceof Error ? err.message : String(err);
     const final = isFinalFailure(err, bull.attemptsMade, bull.opts.attempts ?? 1);
     if (final) {
-      await this.jobs.updateUnfinished(row.id, { status: 'failed', error: message, finishedAt: new Date() });
-      // The later steps of a flow can never run now; BullMQ fails them (failParentOnFailure), we record it.
-      const ancestors = await this.jobs.ancestors(row.id);
-      await this.jobs.finishUnfinished(
-        ancestors.map((a) => a.id),
-        { status: 'failed', error: `${row.type} step ${row.id} failed: ${message}`, finishedAt: new Date() },
-      );
-      this.logger.warn(`job ${row.type} ${row.id} failed: ${message}`);
+      if (await this.jobs.updateIfOwned(row.id, this.workerId, { status: 'failed', error: message, finishedAt: new Date() })) {
+        // The later steps of a flow can never run now; BullMQ fails them (failParentOnFailure), we record it.
+        const ancestors = await this.jobs.ancestors(row.id);
+        await this.jobs.finishUnfinished(
+          ancestors.map((a) => a.id),
+          { status: 'failed', error: `${row.type} step ${row.id} failed: ${message}`, finishedAt: new Date() },
+        );
+        this.logger.warn(`job ${row.type} ${row.id} failed: ${message}`);
+      }
     } else {
-      await this.jobs.updateUnfinished(row.id, { status: 'queued', workerId: null, error: `attempt ${bull.attemptsMade + 1} failed, retrying: ${message}` });
+      await this.jobs.updateIfOwned(row.id, this.workerId, { status: 'queued', workerId: null, error: `attempt ${bull.attemptsMade + 1} failed, retrying: ${message}` });
       this.logger.warn(`job ${row.type} ${row.id} attempt ${bull.attemptsMade + 1} failed, will retry: ${message}`);
     }
     if (err instanceof InvalidInputError) throw new UnrecoverableError(message);
@@ -198,8 +208,11 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
       const value = latest;
       flushed = value;
       lastFlushAt = Date.now();
-      const stillOurs = await this.jobs.updateUnfinished(row.id, { progress: value });
-      if (!stillOurs) controller.abort('cancelled');
+      const stillOurs = await this.jobs.updateIfOwned(row.id, this.workerId, { progress: value });
+      if (!stillOurs) {
+        const now = await this.jobs.get(row.id);
+        controller.abort(now?.status === 'cancelled' ? 'cancelled' : 'lost');
+      }
       await bull.updateProgress(Math.round(value * 1000) / 10).catch(() => undefined);
     };
     return {
@@ -207,7 +220,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
       workerId: this.workerId,
       signal: controller.signal,
       progress: (fraction: number) => {
-        if (controller.signal.aborted) throw new JobAbortedError(controller.signal.reason === 'shutdown' ? 'shutdown' : 'cancelled');
+        if (controller.signal.aborted) throw new JobAbortedError(controller.signal.reason as AbortReason);
         latest = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
         if (!pending && Date.now() - lastFlushAt >= PROGRESS_FLUSH_MS) {
           pending = flush()
