@@ -161,6 +161,15 @@ class Collector {
   }
 }
 
+/** Polls `cond` (the batch thread works asynchronously) for up to 10 s. */
+async function until(cond: () => boolean): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > 10_000) throw new Error('condition not reached within 10 s');
+    await new Promise((res) => setTimeout(res, 2));
+  }
+}
+
 function prompt(rng: Rng, n: number): number[] {
   return Array.from({ length: n }, () => rng.int(DIMS.vocab));
 }
@@ -289,7 +298,7 @@ describe('engine', () => {
       e.submit({ id: 9, inputIds: Int32Array.from(prompt(new Rng(7), 30)), maxNewTokens: 4000 });
       e.submit({ id: 10, inputIds: Int32Array.from(prompt(new Rng(7), 3)), maxNewTokens: 4000 });
       e.cancel(10); // still waiting (or just admitted)
-      await new Promise((res) => setTimeout(res, 30));
+      await until(() => (c.tokens.get(9) ?? []).length > 0); // running and generating
       e.cancel(9);
       const ev = await c.wait(9);
       expect(ev).toMatchObject({ type: 'done', finishReason: 'cancelled' });
@@ -316,9 +325,9 @@ describe('engine', () => {
       await c.wait(2);
       const out2 = c.tokens.get(2)!;
       expect(out2).toEqual(await greedyByForward(model, [...t1, ...out1, ...t2], 6));
-      e.endSession(42);
-      await new Promise((res) => setTimeout(res, 20));
-      expect(e.stats()).toMatchObject({ sessions: 0, blocksFree: e.stats().blocksTotal });
+      e.endSession(42); // handled by the batch thread
+      await until(() => e.stats().sessions === 0);
+      expect(e.stats().blocksFree).toBe(e.stats().blocksTotal);
     });
   });
 
