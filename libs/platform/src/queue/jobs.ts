@@ -25,10 +25,6 @@ export enum JobName {
 
 export const JOB_NAMES: readonly JobName[] = Object.values(JobName);
 
-export function isJobName(v: unknown): v is JobName {
-  return typeof v === 'string' && (JOB_NAMES as readonly string[]).includes(v);
-}
-
 /** Which kind of queue carries each job; a missing entry does not compile. */
 export const JOB_QUEUE: Record<JobName, 'quant' | 'infer'> = {
   [JobName.Calibrate]: 'quant',

@@ -76,11 +76,6 @@ export class JobRepository {
     return (res.affected ?? 0) > 0;
   }
 
-  /** Unconditional update (the runner's own bookkeeping). */
-  async update(id: string, patch: Patch): Promise<void> {
-    await this.jobs.update({ id }, patch);
-  }
-
   /** Marks every unfinished job of `ids` with `patch`; returns the ids that changed. */
   async finishUnfinished(ids: string[], patch: Patch & { status: JobStatus }): Promise<string[]> {
     if (!ids.length) return [];

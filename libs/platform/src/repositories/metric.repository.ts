@@ -32,8 +32,4 @@ export class MetricRepository {
   listByJob(jobId: string): Promise<MetricEntity[]> {
     return this.metrics.find({ where: { jobId }, order: { name: 'ASC' } });
   }
-
-  listByVersion(versionId: string): Promise<MetricEntity[]> {
-    return this.metrics.find({ where: { versionId }, order: { createdAt: 'ASC' } });
-  }
 }

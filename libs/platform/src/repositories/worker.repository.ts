@@ -34,10 +34,6 @@ export class WorkerRepository {
     return res.affected ?? 0;
   }
 
-  get(id: string): Promise<WorkerEntity | null> {
-    return this.workers.findOneBy({ id });
-  }
-
   list(status?: WorkerStatus): Promise<WorkerEntity[]> {
     return this.workers.find({ where: status ? { status } : {}, order: { startedAt: 'DESC' } });
   }
