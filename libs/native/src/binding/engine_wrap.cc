@@ -3,6 +3,8 @@
 #include "binding/model_wrap.h"
 #include "binding/napi_util.h"
 
+#include <functional>
+
 namespace lmfleet {
 
 Napi::FunctionReference EngineWrap::constructor;
@@ -206,21 +208,49 @@ Napi::Value EngineWrap::Stats(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+// Stops the batch thread off the JS thread (a CPU step can take a while), then releases the
+// ThreadSafeFunction on the JS thread once the last events are queued.
+class DisposeWorker : public CodedWorker {
+ public:
+  DisposeWorker(Napi::Env env, EngineCore* core, std::function<void()> on_js) : CodedWorker(env), core_(core), on_js_(std::move(on_js)) {}
+
+ protected:
+  void run() override {
+    if (core_) core_->stop();
+  }
+  Napi::Value result(Napi::Env env) override {
+    on_js_();
+    return env.Undefined();
+  }
+  void OnError(const Napi::Error& e) override {
+    on_js_();
+    CodedWorker::OnError(e);
+  }
+
+ private:
+  EngineCore* core_;
+  std::function<void()> on_js_;
+};
+}  // namespace
+
 Napi::Value EngineWrap::Dispose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto d = Napi::Promise::Deferred::New(env);
-  if (!disposed_) {
-    disposed_ = true;
-    try {
-      shutdown();  // joins the batch thread: the last (cancelled) events are queued before the release
-      core_.reset();
-    } catch (const std::exception& e) {
-      d.Reject(make_js_error(env, "E_INTERNAL", e.what()).Value());
-      return d.Promise();
-    }
+  if (disposed_) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Resolve(env.Undefined());
+    return d.Promise();
   }
-  d.Resolve(env.Undefined());
-  return d.Promise();
+  disposed_ = true;
+  Ref();  // keep this wrapper (and core_) alive until the worker is done
+  auto* w = new DisposeWorker(env, core_.get(), [this] {
+    shutdown();  // thread already joined; releases the ThreadSafeFunction
+    core_.reset();
+    Unref();
+  });
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
 }
 
 }  // namespace lmfleet
