@@ -113,13 +113,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<int> batches = {1, 16, 64};
-  int prompt = 128, new_tokens = 128, prefill = 2048;
+  int prompt = 128, new_tokens = 128, prefill = 2048, host_sample = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--batches") batches = parse_list(argv[i + 1]);
     else if (a == "--prompt") prompt = std::atoi(argv[i + 1]);
     else if (a == "--new") new_tokens = std::atoi(argv[i + 1]);
     else if (a == "--prefill") prefill = std::atoi(argv[i + 1]);
+    else if (a == "--host-sample") host_sample = std::atoi(argv[i + 1]);
   }
   try {
     auto t0 = Clock::now();
@@ -167,10 +168,17 @@ int main(int argc, char** argv) {
     const int64_t V = c.vocab;
     std::vector<int32_t> out;
     std::vector<SamplingRow> greedy;
+    std::vector<float> host_logits;
     auto sample_rows = [&](const Buffer& logits, size_t rows) {
       greedy.assign(rows, SamplingRow{});
       out.resize(rows);
-      be.sample({logits.as<float>(), (int64_t)rows, V, greedy.data(), out.data()});
+      if (host_sample) {  // what engine/executor.cc does today: every row's logits to the host, sample there
+        host_logits.resize(rows * (size_t)V);
+        be.download(host_logits.data(), logits.get(), host_logits.size() * 4);
+        for (size_t r = 0; r < rows; r++) out[r] = sample_row(host_logits.data() + r * V, V, greedy[r]);
+      } else {
+        be.sample({logits.as<float>(), (int64_t)rows, V, greedy.data(), out.data()});
+      }
     };
     uint64_t rs = 12345;
     auto rnd_tok = [&]() { rs = rs * 6364136223846793005ull + 1442695040888963407ull; return (int32_t)((rs >> 33) % (uint64_t)V); };
@@ -205,9 +213,10 @@ int main(int argc, char** argv) {
           const double med = median(step_ms);
           const double kv = 2.0 * c.layers * B * (prompt + new_tokens / 2) * c.kv_heads * c.head_dim * 2;
           const double lim = (step_bytes + kv) / bw * 1e3;
-          std::printf("engine decode batch %d: %.3f ms/step (median of %zu), %.0f tok/s, limit %.3f ms (%.0f%%); "
+          std::printf("%s decode batch %d: %.3f ms/step (median of %zu), %.0f tok/s, limit %.3f ms (%.0f%%); "
                       "prompt prefill %.1f ms; %d new tokens end to end %.1f ms\n",
-                      B, med, step_ms.size(), B * 1e3 / med, lim, 100 * lim / med, prefill_ms, new_tokens, total_ms);
+                      host_sample ? "engine (host sampling)" : "engine", B, med, step_ms.size(), B * 1e3 / med, lim,
+                      100 * lim / med, prefill_ms, new_tokens, total_ms);
           char buf[256];
           std::snprintf(buf, sizeof buf, "%s\"%d\": {\"ms_per_step\": %.4f, \"tok_s\": %.1f, \"limit_ms\": %.4f, \"e2e_ms\": %.1f}",
                         first ? "" : ", ", B, med, B * 1e3 / med, lim, total_ms);
