@@ -158,12 +158,26 @@ describe('e2e: api + 2 worker-quant + worker-infer as processes', () => {
     await waitFor(async () => (await listWorkers()).find((w) => w.id === victim.id)?.status === 'gone', 'killed worker marked gone', 30_000, 250);
   });
 
-  it('the quantize pipeline runs as a flow and fails honestly at calibrate', async () => {
-    const r = await http('POST', '/pipelines/quantize', { versionId, eval: { datasetFile: dataset, seqlen: 128, maxWindows: 2 } });
+  it('runs the quantize pipeline calibrate → auto_awq → convert → eval on the real engine', async () => {
+    const r = await http('POST', '/pipelines/quantize', {
+      versionId,
+      calibrate: { calibDataset: dataset, calibSamples: 4, calibSeqlen: 64 },
+      autoAwq: { wBits: 4, wGroupSize: 64 },
+      eval: { datasetFile: dataset, seqlen: 128, maxWindows: 4 },
+    });
     expect(r.status).toBe(201);
-    const [cal, , , ev] = r.body.jobs;
-    expect((await until(cal.id, ['failed'])).error).toBe('calibrate is not available in this build yet');
-    expect((await until(ev.id, ['failed'])).error).toMatch(/^calibrate step .* failed: calibrate is not available/);
+    const [cal, awq, conv, ev] = r.body.jobs;
+    const steps: Job[] = [];
+    for (const j of [cal, awq, conv, ev]) steps.push(await until(j.id, ['completed', 'failed'], 150_000));
+    expect(steps.map((j) => [j.status, j.error])).toEqual([['completed', null], ['completed', null], ['completed', null], ['completed', null]]);
+    const awqVersion = (await http('GET', `/versions/${steps[1].result!.versionId}`)).body;
+    expect(awqVersion).toMatchObject({ format: 'autoawq', parentVersionId: versionId, quantization: { bits: 4, group_size: 64 } });
+    const ws = (await http('GET', `/versions/${steps[2].result!.versionId}`)).body;
+    expect(ws).toMatchObject({ format: 'workspace', ancestors: [awqVersion.id, versionId] });
+    expect(steps[3].result).toMatchObject({ versionId: ws.id, windows: 4 });
+    expect(steps[3].result!.ppl).toBeGreaterThan(1);
+    expect((await http('GET', `/versions/${ws.id}`)).body.metrics.ppl).toBeCloseTo(steps[3].result!.ppl, 6);
+    for (const j of [cal, awq, conv]) expect(((await http('GET', `/jobs/${j.id}/artifacts`)).body as unknown[]).length).toBeGreaterThan(0);
   });
 
   it('a directory the engine cannot read or does not support is a 400 that says why', async () => {

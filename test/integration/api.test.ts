@@ -154,7 +154,12 @@ describe('API (real Postgres + Redis)', () => {
     });
 
     it('creates the quantize pipeline as one flow: eval root, calibrate deepest child', async () => {
-      const r = await http('POST', '/pipelines/quantize', { versionId, autoAwq: { wBits: 4, wGroupSize: 128 }, eval: { datasetFile: path.join(modelDir, 'eval.txt'), seqlen: 64 } });
+      const r = await http('POST', '/pipelines/quantize', {
+        versionId,
+        calibrate: { calibDataset: path.join(modelDir, 'eval.txt'), calibSamples: 4 },
+        autoAwq: { wBits: 4, wGroupSize: 128 },
+        eval: { datasetFile: path.join(modelDir, 'eval.txt'), seqlen: 64 },
+      });
       expect(r.status).toBe(201);
       const [cal, awq, conv, ev] = r.body.jobs;
       expect([cal.type, awq.type, conv.type, ev.type]).toEqual(['calibrate', 'auto_awq', 'convert', 'eval']);
@@ -188,10 +193,13 @@ describe('API (real Postgres + Redis)', () => {
     });
 
     it('validates pipeline params per step', async () => {
-      const r = await http('POST', '/pipelines/quantize', { versionId, autoAwq: { wBits: 3 }, eval: {} });
+      const calibrate = { calibDataset: path.join(modelDir, 'eval.txt') };
+      const r = await http('POST', '/pipelines/quantize', { versionId, calibrate, autoAwq: { wBits: 3 }, eval: {} });
       expect(r.status).toBe(400);
       expect(r.body.message).toMatch(/autoAwq.wBits/);
-      expect((await http('POST', '/pipelines/quantize', { versionId, eval: {} })).body.message).toMatch(/eval.datasetFile/);
+      expect((await http('POST', '/pipelines/quantize', { versionId, calibrate, eval: {} })).body.message).toMatch(/eval.datasetFile/);
+      expect((await http('POST', '/pipelines/quantize', { versionId, calibrate: {}, eval: {} })).body.message).toMatch(/calibrate.calibDataset/);
+      expect((await http('POST', '/pipelines/quantize', { versionId, eval: {} })).body.message).toMatch(/^calibrate:/);
     });
   });
 

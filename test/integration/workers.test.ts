@@ -144,28 +144,65 @@ describe('workers (real Postgres + BullMQ, fake engine)', () => {
     expect(await bull?.getState()).toBe('failed');
   });
 
-  it('the quantize pipeline fails honestly at calibrate and records why on every later step', async () => {
-    const r = await http('POST', '/pipelines/quantize', { versionId, eval: { datasetFile: dataset, seqlen: 32 } });
+  it('runs the quantize pipeline calibrate → auto_awq → convert → eval: versions, lineage, artifacts, metrics', async () => {
+    const r = await http('POST', '/pipelines/quantize', {
+      versionId,
+      calibrate: { calibDataset: dataset, calibSamples: 4, calibSeqlen: 32 },
+      autoAwq: { wGroupSize: 64 },
+      eval: { datasetFile: dataset, seqlen: 32 },
+    });
     expect(r.status).toBe(201);
     const [cal, awq, conv, ev] = r.body.jobs;
-    const failedCal = await until(cal.id, ['failed']);
-    expect(failedCal).toMatchObject({ attempts: 1, error: 'calibrate is not available in this build yet' });
-    for (const j of [awq, conv, ev]) {
-      const f = await until(j.id, ['failed']);
-      expect(f.error).toBe(`calibrate step ${cal.id} failed: calibrate is not available in this build yet`);
-      expect(f.attempts).toBe(0);
-    }
-    const q = new Queue('quant', { connection: redis, prefix: env.config.queuePrefix });
-    await waitFor(async () => (await (await q.getJob(ev.bullJobId))?.getState()) === 'failed', 'flow root failed in BullMQ');
+    const done = [await until(cal.id, ['completed', 'failed']), await until(awq.id, ['completed', 'failed']), await until(conv.id, ['completed', 'failed']), await until(ev.id, ['completed', 'failed'])];
+    expect(done.map((j) => [j.status, j.error])).toEqual([['completed', null], ['completed', null], ['completed', null], ['completed', null]]);
+    const finished = done.map((j) => Date.parse(j.finishedAt));
+    expect([...finished].sort((a, b) => a - b)).toEqual(finished); // in order: each step waited for the one before
+
+    expect(done[0].result).toMatchObject({ versionId, samples: 4, seqlen: 32, tokens: 128, artifacts: 2 });
+    const awqVersion = (await http('GET', `/versions/${done[1].result.versionId}`)).body;
+    expect(awqVersion).toMatchObject({ format: 'autoawq', parentVersionId: versionId, createdByJobId: awq.id, ancestors: [versionId], quantization: { bits: 4, group_size: 64 } });
+    const wsVersion = (await http('GET', `/versions/${done[2].result.versionId}`)).body;
+    expect(wsVersion).toMatchObject({ format: 'workspace', parentVersionId: awqVersion.id, createdByJobId: conv.id, ancestors: [awqVersion.id, versionId] });
+    expect(wsVersion.sizeBytes).toBe(256 + JSON.stringify({ format: 'awq' }).length);
+    expect(done[3].result).toMatchObject({ versionId: wsVersion.id, ppl: 12.5 });
+    expect((await http('GET', `/versions/${wsVersion.id}`)).body.metrics).toEqual({ ppl: 12.5 });
+
+    const names = async (id: string) => ((await http('GET', `/jobs/${id}/artifacts`)).body as Array<{ name: string; kind: string }>).map((a) => `${a.kind}:${a.name}`).sort();
+    expect(await names(cal.id)).toEqual(['calibration:calib_manifest.json', 'calibration:calib_stats.safetensors']);
+    expect(await names(awq.id)).toEqual(['autoawq:config.json', 'autoawq:model.safetensors']);
+    expect(await names(conv.id)).toEqual(['workspace:lmfleet.json', 'workspace:weights.bin']);
+    expect(await names(ev.id)).toEqual(['eval_report:eval.json']);
+
+    // A step re-run after a crash (same job) updates its version and artifacts instead of adding new ones.
+    const row = (await api.get(JobRepository).get(awq.id))!;
+    await quant!.get(QuantJobsService).autoAwq({ job: row, workerId: 'w', signal: new AbortController().signal, progress: () => undefined });
+    const versions = (await http('GET', `/models/${awqVersion.modelId}/versions`)).body as Array<{ id: string }>;
+    expect(versions.filter((v) => v.id === awqVersion.id)).toHaveLength(1);
+    expect(versions).toHaveLength(3);
+    expect(await names(awq.id)).toHaveLength(2);
   });
 
-  it('standalone calibrate / auto_awq / convert jobs fail with "not available", never fake results', async () => {
-    for (const type of ['calibrate', 'auto_awq', 'convert']) {
-      const r = await http('POST', '/jobs', { type, params: { versionId } });
-      expect(r.status).toBe(201);
-      const f = await until(r.body.id, ['failed']);
-      expect(f).toMatchObject({ attempts: 1, result: null, error: `${type} is not available in this build yet` });
+  it('a failing step fails every later step of its flow, saying which step and why', async () => {
+    engine.failConvert = true;
+    try {
+      const r = await http('POST', '/pipelines/quantize', { versionId, calibrate: { calibDataset: dataset }, eval: { datasetFile: dataset } });
+      const [, , conv, ev] = r.body.jobs;
+      expect(await until(conv.id, ['failed'])).toMatchObject({ attempts: 1, error: 'bad checkpoint' }); // bad input: no retry
+      expect((await until(ev.id, ['failed'])).error).toBe(`convert step ${conv.id} failed: bad checkpoint`);
+      const q = new Queue('quant', { connection: redis, prefix: env.config.queuePrefix });
+      await waitFor(async () => (await (await q.getJob(ev.bullJobId))?.getState()) === 'failed', 'flow root failed in BullMQ');
+    } finally {
+      engine.failConvert = false;
     }
+  });
+
+  it('standalone steps: auto_awq without a calibration fails as bad input; convert makes a workspace version', async () => {
+    const a = await http('POST', '/jobs', { type: 'auto_awq', params: { versionId } });
+    expect(await until(a.body.id, ['failed'])).toMatchObject({ attempts: 1, result: null, error: expect.stringMatching(/auto_awq needs a calibration/) });
+    const c = await http('POST', '/jobs', { type: 'convert', params: { versionId } });
+    const done = await until(c.body.id, ['completed', 'failed']);
+    expect(done.status).toBe('completed');
+    expect((await http('GET', `/versions/${done.result.versionId}`)).body).toMatchObject({ format: 'workspace', parentVersionId: versionId });
   });
 
   it('runs infer jobs on the deployment queue and writes generations as JSONL', async () => {

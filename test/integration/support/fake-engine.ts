@@ -1,6 +1,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { InvalidInputError, type EngineAdapter, type EvalPplOptions, type LoadedEngine, type ModelInfo } from '@lmfleet/platform';
+import {
+  InvalidInputError,
+  type AutoAwqOptions,
+  type CalibrateOptions,
+  type ConvertOptions,
+  type EngineAdapter,
+  type EvalPplOptions,
+  type LoadedEngine,
+  type ModelInfo,
+} from '@lmfleet/platform';
 
 /**
  * Stands in for @lmfleet/engine in integration tests (the e2e suite runs the real one). Deterministic, and
@@ -12,18 +21,21 @@ export class FakeEngine implements EngineAdapter {
   /** Milliseconds per eval window. */
   windowMs = 5;
   evalCalls = 0;
+  /** convert throws a bad-input error. */
+  failConvert = false;
   loads = 0;
 
   async inspectModel(dir: string): Promise<ModelInfo> {
     if (!fs.existsSync(path.join(dir, 'config.json'))) throw new InvalidInputError(`model at ${dir} cannot be read: config.json is missing`);
+    const quantization = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).quantization_config ?? null;
     return {
       architecture: 'Qwen2ForCausalLM',
       modelType: 'qwen2',
-      dtype: 'bf16',
+      dtype: quantization ? 'float16' : 'bf16',
       numParams: 1234,
       sizeBytes: 5678,
       contextLength: 2048,
-      quantization: null,
+      quantization,
       hasTokenizer: true,
       hasChatTemplate: true,
     };
@@ -49,5 +61,36 @@ export class FakeEngine implements EngineAdapter {
       opts.onProgress?.(i, windows);
     }
     return { ppl: 12.5, windows, tokens: windows * opts.seqlen, seconds: (windows * this.windowMs) / 1000 };
+  }
+
+  async calibrate(_dir: string, opts: CalibrateOptions) {
+    const samples = opts.samples ?? 128;
+    const seqlen = opts.seqlen ?? 2048;
+    opts.onProgress?.(0.5, 'half');
+    fs.writeFileSync(path.join(opts.workDir, 'calib_manifest.json'), JSON.stringify({ samples, seqlen }));
+    fs.writeFileSync(path.join(opts.workDir, 'calib_stats.safetensors'), Buffer.alloc(64, 1));
+    opts.onProgress?.(1, 'done');
+    return { samples, seqlen, tokens: samples * seqlen };
+  }
+
+  async autoAwq(_dir: string, opts: AutoAwqOptions) {
+    if (!fs.existsSync(path.join(opts.workDir, 'calib_manifest.json'))) {
+      if (!opts.calibDataset) throw new Error('no calibration');
+      await this.calibrate(_dir, { dataset: opts.calibDataset, workDir: opts.workDir, samples: opts.calibSamples, seqlen: opts.calibSeqlen });
+    }
+    const wGroupSize = opts.wGroupSize ?? 128;
+    const dst = opts.dstDir!;
+    fs.writeFileSync(path.join(dst, 'config.json'), JSON.stringify({ model_type: 'qwen2', quantization_config: { bits: 4, group_size: wGroupSize, quant_method: 'awq' } }));
+    fs.writeFileSync(path.join(dst, 'model.safetensors'), Buffer.alloc(128, 2));
+    opts.onProgress?.(1, 'done');
+    return { dstDir: dst, wBits: 4 as const, wGroupSize, searchScale: opts.searchScale ?? true, searchClip: opts.searchClip ?? true, seconds: 0.01 };
+  }
+
+  async convert(_name: string, _dir: string, opts: ConvertOptions) {
+    if (this.failConvert) throw new InvalidInputError('bad checkpoint');
+    fs.writeFileSync(path.join(opts.dstPath, 'lmfleet.json'), JSON.stringify({ format: opts.modelFormat }));
+    fs.writeFileSync(path.join(opts.dstPath, 'weights.bin'), Buffer.alloc(256, 3));
+    opts.onProgress?.(1, 'done');
+    return { dstPath: opts.dstPath, seconds: 0.01 };
   }
 }

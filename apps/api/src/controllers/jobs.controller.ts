@@ -17,7 +17,7 @@ export class JobsController {
   @Post('pipelines/quantize')
   @ApiOperation({ summary: 'calibrate → auto_awq → convert → eval as one flow' })
   quantize(@Body() dto: QuantizePipelineDto) {
-    return this.jobs.createQuantizePipeline(dto as QuantizePipelineDto & { eval: { datasetFile: string } });
+    return this.jobs.createQuantizePipeline(dto);
   }
 
   @Post('jobs/requeue')

@@ -35,9 +35,9 @@ describe('API DTOs', () => {
     expect(await fields({ type: 'eval' }, body(CreateJobDto))).toEqual(['params']);
   });
 
-  it('QuantizePipelineDto: versionId uuid and eval params', async () => {
-    expect(await fields({ versionId: 'nope', eval: {} }, body(QuantizePipelineDto))).toEqual(['versionId']);
-    expect(await fields({ versionId: '3f2b7c1e-8a9d-4e5f-9b0a-1c2d3e4f5a6b' }, body(QuantizePipelineDto))).toEqual(['eval']);
+  it('QuantizePipelineDto: versionId uuid, calibrate and eval params', async () => {
+    expect(await fields({ versionId: 'nope', calibrate: {}, eval: {} }, body(QuantizePipelineDto))).toEqual(['versionId']);
+    expect(await fields({ versionId: '3f2b7c1e-8a9d-4e5f-9b0a-1c2d3e4f5a6b' }, body(QuantizePipelineDto))).toEqual(['calibrate', 'eval']);
   });
 
   it('query strings become numbers with defaults; bad filters are named', async () => {

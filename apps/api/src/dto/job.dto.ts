@@ -13,8 +13,8 @@ export class CreateJobDto {
     additionalProperties: true,
     description:
       'Typed by `type` (unknown fields are refused):\n' +
-      '- calibrate: {versionId, calibDataset?, calibSamples?, calibSeqlen?}\n' +
-      '- auto_awq: {versionId, wBits?: 4|8, wGroupSize?: 32|64|128}\n' +
+      '- calibrate: {versionId, calibDataset, calibSamples?, calibSeqlen?}\n' +
+      '- auto_awq: {versionId, calibDataset?, calibSamples?, calibSeqlen?, wBits?: 4, wGroupSize?: 32|64|128, searchScale?, searchClip?}\n' +
       '- convert: {versionId, format?: "workspace"}\n' +
       '- eval: {versionId, datasetFile, seqlen?, maxWindows?}\n' +
       '- infer: {versionId, prompts: string[], deploymentId?, maxNewTokens?, temperature?, topP?, topK?, seed?}',
@@ -56,12 +56,11 @@ export class QuantizePipelineDto {
   @IsUUID('all')
   versionId!: string;
 
-  @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'calibrate params (calibDataset?, calibSamples?, calibSeqlen?)' })
-  @IsOptional()
+  @ApiProperty({ type: 'object', additionalProperties: true, description: 'calibrate params (calibDataset, calibSamples?, calibSeqlen?)' })
   @IsObject()
-  calibrate?: Record<string, unknown>;
+  calibrate!: Record<string, unknown>;
 
-  @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'auto_awq params (wBits?, wGroupSize?)' })
+  @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'auto_awq params (wBits?: 4, wGroupSize?: 32|64|128, searchScale?, searchClip?)' })
   @IsOptional()
   @IsObject()
   autoAwq?: Record<string, unknown>;

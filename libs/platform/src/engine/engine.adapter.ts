@@ -25,6 +25,21 @@ export type EvalPplOptions = Pick<Engine.EvalPplOptions, 'datasetFile' | 'seqlen
 
 export type EvalPplResult = Pick<Engine.EvalPplResult, 'ppl' | 'windows' | 'tokens' | 'seconds'>;
 
+type QuantProgress = { onProgress?: (fraction: number, message: string) => void };
+
+export type CalibrateOptions = Pick<Engine.CalibrateOptions, 'dataset' | 'samples' | 'seqlen' | 'workDir'> & QuantProgress;
+export type CalibrateResult = Pick<Engine.CalibManifest, 'samples' | 'seqlen' | 'tokens'>;
+
+export type AutoAwqOptions = Pick<
+  Engine.AutoAwqOptions,
+  'wBits' | 'wGroupSize' | 'workDir' | 'dstDir' | 'searchScale' | 'searchClip' | 'calibDataset' | 'calibSamples' | 'calibSeqlen'
+> &
+  QuantProgress;
+export type AutoAwqResult = Pick<Engine.AutoAwqResult, 'dstDir' | 'wBits' | 'wGroupSize' | 'searchScale' | 'searchClip' | 'seconds'>;
+
+export type ConvertOptions = Pick<Engine.ConvertOptions, 'modelFormat' | 'groupSize' | 'dstPath'> & QuantProgress;
+export type ConvertResult = Pick<Engine.ConvertResult, 'dstPath' | 'seconds'>;
+
 export interface EngineLoadOptions {
   backend: 'auto' | 'cpu' | 'cuda';
 }
@@ -36,6 +51,10 @@ export interface EngineAdapter {
   inspectModel(dir: string): Promise<ModelInfo>;
   load(dir: string, opts: EngineLoadOptions): Promise<LoadedEngine>;
   evalPpl(dir: string, opts: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult>;
+  /** LMDeploy lite's steps: statistics into opts.workDir; an AutoAWQ directory; the engine workspace. */
+  calibrate(dir: string, opts: CalibrateOptions & EngineLoadOptions): Promise<CalibrateResult>;
+  autoAwq(dir: string, opts: AutoAwqOptions & EngineLoadOptions): Promise<AutoAwqResult>;
+  convert(modelName: string, dir: string, opts: ConvertOptions): Promise<ConvertResult>;
 }
 
 type EngineModule = typeof Engine;
@@ -95,12 +114,29 @@ export class LmfleetEngineAdapter implements EngineAdapter {
     };
   }
 
-  async evalPpl(dir: string, opts: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult> {
-    try {
-      return await loadEngine().evalPpl(dir, { ...opts, log });
-    } catch (err) {
-      if (isEngineInputError(err)) throw new InvalidInputError((err as Error).message);
-      throw err;
-    }
+  evalPpl(dir: string, opts: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult> {
+    return inputErrorsAs400(() => loadEngine().evalPpl(dir, { ...opts, log }));
+  }
+
+  calibrate(dir: string, opts: CalibrateOptions & EngineLoadOptions): Promise<CalibrateResult> {
+    return inputErrorsAs400(async () => (await loadEngine().calibrate(dir, { ...opts, log })).manifest);
+  }
+
+  autoAwq(dir: string, opts: AutoAwqOptions & EngineLoadOptions): Promise<AutoAwqResult> {
+    return inputErrorsAs400(() => loadEngine().autoAwq(dir, { ...opts, log }));
+  }
+
+  convert(modelName: string, dir: string, opts: ConvertOptions): Promise<ConvertResult> {
+    return inputErrorsAs400(() => loadEngine().convert(modelName, dir, { ...opts, log }));
+  }
+}
+
+/** Engine errors that mean "bad input" become InvalidInputError (400 in the API, no retry in workers). */
+async function inputErrorsAs400<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isEngineInputError(err)) throw new InvalidInputError((err as Error).message);
+    throw err;
   }
 }

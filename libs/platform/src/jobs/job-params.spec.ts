@@ -19,7 +19,8 @@ describe('validateJobParams', () => {
     expect(validateJobParams(JobName.Eval, { versionId: V, datasetFile: '/m/x.txt', seqlen: 128 })).toMatchObject({ seqlen: 128 });
     expect(validateJobParams(JobName.Infer, { versionId: V, prompts: ['hi'], maxNewTokens: 4 }).prompts).toEqual(['hi']);
     expect(validateJobParams(JobName.AutoAwq, { wBits: 4, wGroupSize: 128 })).toMatchObject({ wBits: 4 });
-    expect(validateJobParams(JobName.Calibrate, { versionId: V })).toMatchObject({ versionId: V });
+    expect(validateJobParams(JobName.Calibrate, { versionId: V, calibDataset: '/m/c.txt' })).toMatchObject({ versionId: V });
+    expect(fieldsOf(() => validateJobParams(JobName.Calibrate, { versionId: V }))).toEqual(['params.calibDataset']);
   });
 
   it('names each bad field with the prefix', () => {

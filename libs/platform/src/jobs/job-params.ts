@@ -5,6 +5,7 @@ import {
   ArrayMaxSize,
   ArrayMinSize,
   IsArray,
+  IsBoolean,
   IsIn,
   IsInt,
   IsNumber,
@@ -23,16 +24,23 @@ import { JobName } from '../queue/jobs';
 
 export class CalibrateParams {
   @IsUUID('all') versionId!: string;
-  /** Calibration text file (under MODEL_ROOTS). */
-  @IsOptional() @IsString() @MaxLength(4096) calibDataset?: string;
+  /** Calibration text: a .txt file or a .jsonl with a "text" field per line (under MODEL_ROOTS). */
+  @IsString() @MaxLength(4096) calibDataset!: string;
   @IsOptional() @IsInt() @Min(1) @Max(100_000) calibSamples?: number;
   @IsOptional() @IsInt() @Min(16) @Max(131_072) calibSeqlen?: number;
 }
 
 export class AutoAwqParams {
   @IsOptional() @IsUUID('all') versionId?: string;
-  @IsOptional() @IsIn([4, 8]) wBits?: number;
+  /** The AutoAWQ GEMM layout holds 4-bit weights. */
+  @IsOptional() @IsIn([4]) wBits?: number;
   @IsOptional() @IsIn([32, 64, 128]) wGroupSize?: number;
+  @IsOptional() @IsBoolean() searchScale?: boolean;
+  @IsOptional() @IsBoolean() searchClip?: boolean;
+  /** Standalone auto_awq calibrates first from this file; in a pipeline the calibrate step's output is used. */
+  @IsOptional() @IsString() @MaxLength(4096) calibDataset?: string;
+  @IsOptional() @IsInt() @Min(1) @Max(100_000) calibSamples?: number;
+  @IsOptional() @IsInt() @Min(16) @Max(131_072) calibSeqlen?: number;
 }
 
 export class ConvertParams {

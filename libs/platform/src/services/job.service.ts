@@ -4,7 +4,7 @@ import { APP_CONFIG, type AppConfig } from '../config';
 import type { ArtifactEntity } from '../db/entities/artifact.entity';
 import { FINISHED_STATUSES, type JobEntity, type JobStatus } from '../db/entities/job.entity';
 import { ConflictError, InvalidInputError, NotFoundError, UnavailableError } from '../errors';
-import { validateJobParams, type AutoAwqParams, type CalibrateParams, type ConvertParams, type EvalParams } from '../jobs/job-params';
+import { validateJobParams } from '../jobs/job-params';
 import { bullJobId, inferQueueName, JobName, JOB_QUEUE, QueueName } from '../queue/jobs';
 import { JobQueue } from '../queue/job-queue';
 import { ArtifactRepository } from '../repositories/artifact.repository';
@@ -12,12 +12,13 @@ import { JobRepository, type JobFilter, type NewJob } from '../repositories/job.
 import { ModelRepository } from '../repositories/model.repository';
 import { resolveUnderRoots } from './paths';
 
+/** Per-step params as received; each is validated as that step's params (CalibrateParams, ...). */
 export interface QuantizePipelineInput {
   versionId: string;
-  calibrate?: Omit<CalibrateParams, 'versionId'>;
-  autoAwq?: Omit<AutoAwqParams, 'versionId'>;
-  convert?: Omit<ConvertParams, 'versionId'>;
-  eval: Omit<EvalParams, 'versionId'>;
+  calibrate?: object;
+  autoAwq?: object;
+  convert?: object;
+  eval?: object;
 }
 
 @Injectable()

@@ -62,6 +62,35 @@ export class ArtifactStore {
     return { path: path.relative(this.root, target), bytes, sha256: hash.digest('hex') };
   }
 
+  /** A fresh, empty directory at `rel` (a re-run starts from nothing); returns its absolute path. */
+  async emptyDir(rel: string): Promise<string> {
+    const abs = this.resolve(rel);
+    await fs.rm(abs, { recursive: true, force: true });
+    await fs.mkdir(abs, { recursive: true });
+    return abs;
+  }
+
+  /** Every file under directory `rel` (written by someone else, e.g. the engine), with bytes and sha256. */
+  async describeDir(rel: string): Promise<Array<StoredFile & { name: string }>> {
+    const dir = this.resolve(rel);
+    const names = (await fs.readdir(dir, { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile() && !e.name.startsWith('.'))
+      .map((e) => path.relative(dir, path.join(e.parentPath ?? (e as { path?: string }).path ?? dir, e.name)))
+      .sort();
+    const out: Array<StoredFile & { name: string }> = [];
+    for (const name of names) {
+      const abs = path.join(dir, name);
+      const hash = createHash('sha256');
+      let bytes = 0;
+      for await (const chunk of createReadStream(abs)) {
+        hash.update(chunk as Buffer);
+        bytes += (chunk as Buffer).byteLength;
+      }
+      out.push({ name, path: path.relative(this.root, abs), bytes, sha256: hash.digest('hex') });
+    }
+    return out;
+  }
+
   async open(rel: string): Promise<{ stream: ReadStream; bytes: number }> {
     const abs = this.resolve(rel);
     const st = await fs.stat(abs).catch(() => null);

@@ -1,4 +1,3 @@
-import { UnrecoverableError } from 'bullmq';
 import type { JobEntity } from '../db/entities/job.entity';
 
 /** What a handler gets: its DB row and a way to report progress (which also tells it to stop). */
@@ -29,13 +28,5 @@ export class JobAbortedError extends Error {
   constructor(readonly reason: AbortReason) {
     super(ABORT_MESSAGES[reason]);
     this.name = 'JobAbortedError';
-  }
-}
-
-/** A step that this build cannot run: fail the job honestly, no retries. */
-export class NotAvailableError extends UnrecoverableError {
-  constructor(step: string) {
-    super(`${step} is not available in this build yet`);
-    this.name = 'NotAvailableError';
   }
 }

@@ -1,14 +1,11 @@
 import { UnrecoverableError } from 'bullmq';
 import { InvalidInputError } from '../errors';
-import { NotAvailableError } from './job-context';
 import { isFinalFailure } from './retry';
 
 describe('isFinalFailure', () => {
   it('bad input and unrecoverable errors never retry', () => {
     expect(isFinalFailure(new InvalidInputError('x'), 0, 5)).toBe(true);
     expect(isFinalFailure(new UnrecoverableError('x'), 0, 5)).toBe(true);
-    expect(isFinalFailure(new NotAvailableError('calibrate'), 0, 5)).toBe(true);
-    expect(new NotAvailableError('calibrate').message).toBe('calibrate is not available in this build yet');
   });
   it('other errors retry until attempts run out', () => {
     expect(isFinalFailure(new Error('x'), 0, 3)).toBe(false);
