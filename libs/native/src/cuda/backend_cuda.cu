@@ -197,7 +197,7 @@ void CudaBackend::linear(const linear_args& a) {
 void CudaBackend::rope(const rope_args& a) {
   bind();
   int* pos = stage_i32(0, a.positions, a.tokens);
-  rope_f32_cuda(a.x, a.tokens, a.heads, a.head_dim, a.rotary_dim, pos, a.inv_freq, a.inv_freq_stride, stream_);
+  rope_f32_cuda(a.x, a.ld, a.tokens, a.heads, a.head_dim, a.rotary_dim, pos, a.inv_freq, a.inv_freq_stride, stream_);
 }
 
 void CudaBackend::kv_store(const kv_store_args& a) {
@@ -205,7 +205,7 @@ void CudaBackend::kv_store(const kv_store_args& a) {
   for (int64_t t = 0; t < a.tokens; t++)
     if (a.slots[t] >= a.num_slots) fail(ErrorCode::InvalidArgument, "kv_store: slot out of range");
   int* slots = stage_i32(0, a.slots, a.tokens);
-  kv_store_f32_cuda(a.k, a.v, slots, a.tokens, a.width, a.k_cache, a.v_cache, stream_);
+  kv_store_f32_cuda(a.k, a.v, a.ld, slots, a.tokens, a.width, a.k_cache, a.v_cache, stream_);
 }
 
 void CudaBackend::attention(const attention_args& a) {
@@ -230,7 +230,7 @@ void CudaBackend::attention(const attention_args& a) {
   int* si = stage_i32(1, a.seq_info, a.num_seqs * 3);
   int* ts = stage_i32(2, tok_seq.data(), tokens);
   float* scores = scores_.as<float>((size_t)(std::max<int64_t>(tokens, 1) * a.heads * max_ctx));
-  attention_f32_cuda(a.q, a.out, a.k_cache, a.v_cache, a.block_size, bt, a.max_blocks, si, ts, tokens, a.heads,
+  attention_f32_cuda(a.q, a.ldq, a.out, a.k_cache, a.v_cache, a.block_size, bt, a.max_blocks, si, ts, tokens, a.heads,
                      a.kv_heads, a.head_dim, a.scale, scores, max_ctx, stream_);
 }
 

@@ -36,7 +36,7 @@ __global__ void silu_mul_f32_kernel(const float* g, const float* u, int64_t ld, 
     out[i] = gv / (1.f + expf(-gv)) * u[r * ld + c];
   }
 }
-__global__ void rope_f32_kernel(float* x, int64_t heads, int64_t hd, int64_t rot, const int* positions,
+__global__ void rope_f32_kernel(float* x, int64_t ld, int64_t heads, int64_t hd, int64_t rot, const int* positions,
                                 const float* inv_freq, int64_t stride) {
   const int64_t t = blockIdx.x;
   const float pos = (float)positions[t];
@@ -44,7 +44,7 @@ __global__ void rope_f32_kernel(float* x, int64_t heads, int64_t hd, int64_t rot
   const int64_t half_rot = rot / 2;
   for (int64_t i = threadIdx.x; i < heads * half_rot; i += blockDim.x) {
     const int64_t h = i / half_rot, j = i % half_rot;
-    float* p = x + (t * heads + h) * hd;
+    float* p = x + t * ld + h * hd;
     float sn, cs;
     sincosf(pos * f[j], &sn, &cs);
     const float a = p[j], b = p[j + half_rot];
@@ -52,18 +52,18 @@ __global__ void rope_f32_kernel(float* x, int64_t heads, int64_t hd, int64_t rot
     p[j + half_rot] = b * cs + a * sn;
   }
 }
-__global__ void kv_store_f32_kernel(const float* k, const float* v, const int* slots, int64_t width, float* kc,
-                                    float* vc) {
+__global__ void kv_store_f32_kernel(const float* k, const float* v, int64_t ld, const int* slots, int64_t width,
+                                    float* kc, float* vc) {
   const int64_t t = blockIdx.x;
   const int slot = slots[t];
   if (slot < 0) return;
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
-    kc[(int64_t)slot * width + i] = k[t * width + i];
-    vc[(int64_t)slot * width + i] = v[t * width + i];
+    kc[(int64_t)slot * width + i] = k[t * ld + i];
+    vc[(int64_t)slot * width + i] = v[t * ld + i];
   }
 }
 // grid (tokens, heads), 128 threads
-__global__ void attention_f32_kernel(const float* q, float* out, const float* kc, const float* vc, int64_t bs,
+__global__ void attention_f32_kernel(const float* q, int64_t ldq, float* out, const float* kc, const float* vc, int64_t bs,
                                      const int* bt, int64_t max_blocks, const int* seq_info, const int* tok_seq,
                                      int64_t heads, int64_t kvh_n, int64_t hd, float scale, float* scores,
                                      int64_t max_ctx) {
@@ -73,7 +73,7 @@ __global__ void attention_f32_kernel(const float* q, float* out, const float* kc
   const int q_start = seq_info[3 * s], q_len = seq_info[3 * s + 1], ctx = seq_info[3 * s + 2];
   const int64_t pos = ctx - q_len + (t - q_start);
   const int64_t kvh = h / (heads / kvh_n), width = kvh_n * hd;
-  const float* qr = q + (t * heads + h) * hd;
+  const float* qr = q + t * ldq + h * hd;
   float* sc = scores + (t * heads + h) * max_ctx;
   const int* table = bt + (int64_t)s * max_blocks;
   float mx = -INFINITY;
@@ -122,25 +122,25 @@ void silu_mul_f32_cuda(const float* gate, const float* up, int64_t ld, float* ou
   silu_mul_f32_kernel<<<grid_for(rows * n), 256, 0, s>>>(gate, up, ld, out, rows, n);
   LMF_CUDA_LAUNCHED();
 }
-void rope_f32_cuda(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim, const int* positions,
-                   const float* inv_freq, int64_t inv_freq_stride, cudaStream_t s) {
+void rope_f32_cuda(float* x, int64_t ld, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim,
+                   const int* positions, const float* inv_freq, int64_t inv_freq_stride, cudaStream_t s) {
   if (tokens <= 0) return;
-  rope_f32_kernel<<<(unsigned)tokens, 256, 0, s>>>(x, heads, head_dim, rot_dim, positions, inv_freq, inv_freq_stride);
+  rope_f32_kernel<<<(unsigned)tokens, 256, 0, s>>>(x, ld ? ld : heads * head_dim, heads, head_dim, rot_dim, positions, inv_freq, inv_freq_stride);
   LMF_CUDA_LAUNCHED();
 }
-void kv_store_f32_cuda(const float* k, const float* v, const int* slots, int64_t tokens, int64_t width,
+void kv_store_f32_cuda(const float* k, const float* v, int64_t ld, const int* slots, int64_t tokens, int64_t width,
                        float* k_cache, float* v_cache, cudaStream_t s) {
   if (tokens <= 0) return;
-  kv_store_f32_kernel<<<(unsigned)tokens, 256, 0, s>>>(k, v, slots, width, k_cache, v_cache);
+  kv_store_f32_kernel<<<(unsigned)tokens, 256, 0, s>>>(k, v, ld ? ld : width, slots, width, k_cache, v_cache);
   LMF_CUDA_LAUNCHED();
 }
-void attention_f32_cuda(const float* q, float* out, const float* k_cache, const float* v_cache, int64_t block_size,
+void attention_f32_cuda(const float* q, int64_t ldq, float* out, const float* k_cache, const float* v_cache, int64_t block_size,
                         const int* block_tables, int64_t max_blocks, const int* seq_info, const int* tok_seq,
                         int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale, float* scores,
                         int64_t max_ctx, cudaStream_t s) {
   if (tokens <= 0) return;
   attention_f32_kernel<<<dim3((unsigned)tokens, (unsigned)heads), 128, 0, s>>>(
-      q, out, k_cache, v_cache, block_size, block_tables, max_blocks, seq_info, tok_seq, heads, kv_heads, head_dim,
+      q, ldq ? ldq : heads * head_dim, out, k_cache, v_cache, block_size, block_tables, max_blocks, seq_info, tok_seq, heads, kv_heads, head_dim,
       scale, scores, max_ctx);
   LMF_CUDA_LAUNCHED();
 }

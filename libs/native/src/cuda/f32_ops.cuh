@@ -13,15 +13,16 @@ void rms_norm_f32_cuda(const float* x, const float* w, float* out, int64_t rows,
 void add_f32_cuda(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
 void silu_mul_f32_cuda(const float* gate, const float* up, int64_t ld, float* out, int64_t rows, int64_t n,
                        cudaStream_t s);
-// x [tokens, heads, head_dim] in place; inv_freq [rot/2] or per token with inv_freq_stride.
-void rope_f32_cuda(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim, const int* positions,
-                   const float* inv_freq, int64_t inv_freq_stride, cudaStream_t s);
-// cache rows of `width` floats, row = slot.
-void kv_store_f32_cuda(const float* k, const float* v, const int* slots, int64_t tokens, int64_t width,
+// x [tokens, heads, head_dim] in place, token rows ld floats apart; inv_freq [rot/2] or per token (inv_freq_stride).
+void rope_f32_cuda(float* x, int64_t ld, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim,
+                   const int* positions, const float* inv_freq, int64_t inv_freq_stride, cudaStream_t s);
+// cache rows of `width` floats, row = slot; k/v token rows ld floats apart.
+void kv_store_f32_cuda(const float* k, const float* v, int64_t ld, const int* slots, int64_t tokens, int64_t width,
                        float* k_cache, float* v_cache, cudaStream_t s);
 // Plain causal paged attention; tok_seq [tokens] maps each query token to its sequence; seq_info [S,3] device;
 // scores: workspace of tokens * heads * max_ctx floats.
-void attention_f32_cuda(const float* q, float* out, const float* k_cache, const float* v_cache, int64_t block_size,
+// q rows (one per token) ldq floats apart; out dense [tokens, heads, head_dim].
+void attention_f32_cuda(const float* q, int64_t ldq, float* out, const float* k_cache, const float* v_cache, int64_t block_size,
                         const int* block_tables, int64_t max_blocks, const int* seq_info, const int* tok_seq,
                         int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale, float* scores,
                         int64_t max_ctx, cudaStream_t s);

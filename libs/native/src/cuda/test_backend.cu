@@ -23,6 +23,9 @@
 #include "engine/decoder.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
+#include "ops/attention.h"
+#include "ops/kv_store.h"
+#include "ops/rope.h"
 
 namespace lmfleet {
 bool g_test_use_cuda = false;
@@ -187,6 +190,35 @@ void op_tests(Backend& cpu, Backend& cuda) {
   }
 }
 
+// rope / kv_store / attention called directly (not through runOp) on q, k, v inside one fused qkv buffer
+// (row strides), the way engine/decoder.cc calls them.
+void strided_op_test(Backend& cpu, Backend& cuda) {
+  const int64_t T = 11, NH = 4, NKV = 2, D = 64, qd = NH * D, kvd = NKV * D, ld = qd + 2 * kvd, bs = 8, nb = 6;
+  HostTensor qkv = f32_tensor({T, ld}), kc = f32_tensor({nb * bs, kvd}), vc = f32_tensor({nb * bs, kvd});
+  std::vector<int32_t> pos(T), slots(T), bt = {4, 1, 3, 0, 5, 2};
+  for (int64_t t = 0; t < T; t++) { pos[t] = (int32_t)(5 + t); slots[t] = bt[(5 + t) / bs] * (int32_t)bs + (5 + t) % bs; }
+  std::vector<int32_t> si = {0, (int32_t)T, (int32_t)(5 + T)};
+  RopeParams rp;
+  auto inv = rope_inv_freq(rp, D, 64);
+  std::vector<std::vector<float>> outs;
+  for (Backend* be : {&cpu, &cuda}) {
+    Buffer bq = stage(*be, out_f32(qkv)), bk = stage(*be, out_f32(kc)), bv = stage(*be, out_f32(vc)), bi = stage(*be, inv);
+    Buffer bo(be, (size_t)(T * qd * 4));
+    float* q = bq.as<float>();
+    be->rope({q, T, NH, D, D, pos.data(), bi.as<float>(), 0, ld});
+    be->rope({q + qd, T, NKV, D, D, pos.data(), bi.as<float>(), 0, ld});
+    be->kv_store({q + qd, q + qd + kvd, slots.data(), T, kvd, bk.as<float>(), bv.as<float>(), nb * bs, ld});
+    be->attention({q, bo.as<float>(), bk.as<float>(), bv.as<float>(), nb, bs, bt.data(), nb, si.data(), 1, NH, NKV, D,
+                   0.125f, ld});
+    std::vector<float> o((size_t)(T * qd)), qo((size_t)(T * ld));
+    be->download(o.data(), bo.get(), o.size() * 4);
+    be->download(qo.data(), bq.get(), qo.size() * 4);
+    o.insert(o.end(), qo.begin(), qo.end());
+    outs.push_back(o);
+  }
+  report("rope+kv_store+attention", "strided in fused qkv, 11 tokens after 5 cached", rel(outs[1], outs[0]), 1e-5);
+}
+
 struct TinyModel {
   int64_t vocab, hidden, inter, layers, heads, kv_heads, head_dim;
   bool bias, tied;
@@ -330,6 +362,7 @@ int main(int argc, char** argv) {
     auto cpu = make_cpu_backend(0);
     auto cuda = make_cuda_backend(0);
     op_tests(*cpu, *cuda);
+    strided_op_test(*cpu, *cuda);
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias");
     decoder_test({1000, 256, 512, 3, 4, 4, 64, false, true, "llama3"}, "h256 MHA d64, tied, llama3 rope");
     decoder_test({1000, 512, 1024, 2, 8, 1, 64, false, false, "dynamic"}, "h512 GQA 8/1 d64, dynamic NTK");
