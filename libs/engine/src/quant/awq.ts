@@ -280,7 +280,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
       fwd.weights.set(`${lp}.${l}.weight`, dequantizeLinear(ql));
     }
     reports.push(report);
-    log('info', `layer ${i}: alphas ${JSON.stringify(report.alphas)}`);
+    if (searchScale) log('info', `layer ${i}: best alpha per group ${JSON.stringify(report.alphas)}`);
     // the quantized layer's output feeds the next layer
     if (needData) x = await fwd.layer(i, x, seqLens);
     progress(base + ((1 - base) * 0.95 * (i + 1)) / spec.numLayers, `layer ${i + 1}/${spec.numLayers} quantized`);

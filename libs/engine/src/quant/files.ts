@@ -37,6 +37,7 @@ export async function writeDirAtomically<T>(destDir: string, write: (tmpDir: str
   const tmp = fs.mkdtempSync(path.join(path.dirname(abs), `.${path.basename(abs)}.tmp-`));
   try {
     const result = await write(tmp);
+    fs.chmodSync(tmp, 0o755); // mkdtemp makes it 0700; the result is an ordinary folder
     if (fs.existsSync(abs)) {
       const old = `${tmp}.old`;
       fs.renameSync(abs, old);
