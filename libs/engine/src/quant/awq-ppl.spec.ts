@@ -1,5 +1,5 @@
 // AWQ quality on the shared tiny Qwen2 models (../shared/models beside the repository): round-to-nearest W4 g128 vs
-// AWQ (scale + clip search) perplexity on eval.txt, 512-token windows. To keep the spec to a few minutes on 2 cores,
+// AWQ (scale + clip search) perplexity on eval.txt, 512-token windows. To bound the spec's runtime on 2 cores,
 // calibration takes the first 4 windows (what the searches use), and fp16, RTN and AWQ are evaluated on the same fixed
 // subset (the first EVAL_WINDOWS windows). Measured here: fp16 207.06, RTN 230.71, AWQ 224.47; -outliers RTN 249.24,
 // AWQ 233.87 (6-9 min per model, measured on a loaded 2-core box). Full 116-window numbers (AWQ calibrated on 32 windows, searchSamples 16):
