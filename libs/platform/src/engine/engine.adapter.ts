@@ -6,6 +6,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import type * as Engine from '@lmfleet/engine';
 import type * as Inspect from '@lmfleet/engine/inspect';
 import { InvalidInputError, UnavailableError } from '../errors';
+import { runEngineCall } from './engine-thread';
 
 /** What registration records (inspectModel without its support verdict, which the adapter turns into a 400). */
 export type ModelInfo = Omit<Engine.ModelInspection, 'dir' | 'arch' | 'supported' | 'supportedArchitectures'>;
@@ -114,20 +115,22 @@ export class LmfleetEngineAdapter implements EngineAdapter {
     };
   }
 
-  evalPpl(dir: string, opts: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult> {
-    return inputErrorsAs400(() => loadEngine().evalPpl(dir, { ...opts, log }));
+  // The long calls run on a worker thread (engine-thread.ts): the engine tokenizes and searches in JS, and
+  // the worker's event loop must keep renewing its BullMQ lock and heartbeating meanwhile.
+  evalPpl(dir: string, { onProgress, ...opts }: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult> {
+    return inputErrorsAs400(() => runEngineCall<EvalPplResult>('evalPpl', [dir, opts], { onProgress, log }));
   }
 
-  calibrate(dir: string, opts: CalibrateOptions & EngineLoadOptions): Promise<CalibrateResult> {
-    return inputErrorsAs400(async () => (await loadEngine().calibrate(dir, { ...opts, log })).manifest);
+  calibrate(dir: string, { onProgress, ...opts }: CalibrateOptions & EngineLoadOptions): Promise<CalibrateResult> {
+    return inputErrorsAs400(async () => (await runEngineCall<{ manifest: CalibrateResult }>('calibrate', [dir, opts], { onProgress, log })).manifest);
   }
 
-  autoAwq(dir: string, opts: AutoAwqOptions & EngineLoadOptions): Promise<AutoAwqResult> {
-    return inputErrorsAs400(() => loadEngine().autoAwq(dir, { ...opts, log }));
+  autoAwq(dir: string, { onProgress, ...opts }: AutoAwqOptions & EngineLoadOptions): Promise<AutoAwqResult> {
+    return inputErrorsAs400(() => runEngineCall<AutoAwqResult>('autoAwq', [dir, opts], { onProgress, log }));
   }
 
-  convert(modelName: string, dir: string, opts: ConvertOptions): Promise<ConvertResult> {
-    return inputErrorsAs400(() => loadEngine().convert(modelName, dir, { ...opts, log }));
+  convert(modelName: string, dir: string, { onProgress, ...opts }: ConvertOptions): Promise<ConvertResult> {
+    return inputErrorsAs400(() => runEngineCall<ConvertResult>('convert', [modelName, dir, opts], { onProgress, log }));
   }
 }
 
