@@ -4,6 +4,7 @@
 'use strict';
 const [api, modelDir, dataset] = process.argv.slice(2);
 const tty = process.stderr.isTTY;
+const list = (r) => (Array.isArray(r) ? r : r?.items ?? []);
 
 async function call(method, path, body) {
   const res = await fetch(api + path, {
@@ -56,31 +57,45 @@ async function watch(job, label) {
   const base = versions.find((v) => !v.parentVersionId);
   console.log(`base version ${base.id}: ${base.format} ${base.dtype}, ${(Number(base.sizeBytes) / 2 ** 20).toFixed(1)} MiB`);
 
+  const windows = Number(process.env.EVAL_WINDOWS ?? 16);
   const evalJob = await call('POST', '/jobs', {
     type: 'eval',
-    params: { versionId: base.id, datasetFile: dataset, seqlen: 512, maxWindows: Number(process.env.EVAL_WINDOWS ?? 24) },
+    params: { versionId: base.id, datasetFile: dataset, seqlen: 512, maxWindows: windows },
   });
-  const ev = await watch(evalJob, 'eval');
-  console.log(`perplexity ${Number(ev.result.ppl).toFixed(2)} over ${ev.result.windows} windows of 512 tokens`);
+  const ev = await watch(evalJob, 'eval fp16');
+  console.log(`fp16 perplexity ${Number(ev.result.ppl).toFixed(2)} over ${ev.result.windows} windows of 512 tokens`);
 
+  // LMDeploy's lite flow as one BullMQ flow: calibrate -> auto_awq (W4 g128) -> convert -> eval.
+  const flow = await call('POST', '/pipelines/quantize', {
+    versionId: base.id,
+    calibrate: { calibDataset: dataset, calibSamples: 8, calibSeqlen: 512 },
+    autoAwq: { wBits: 4, wGroupSize: 128 },
+    eval: { datasetFile: dataset, seqlen: 512, maxWindows: windows },
+  });
+  const steps = [];
+  for (const [j, label] of flow.jobs.map((j, i) => [j, ['calibrate', 'auto_awq', 'convert', 'eval w4'][i]])) steps.push(await watch(j, label));
+  const [, awq, conv, evq] = steps;
+  console.log(`AWQ W4 g128 perplexity ${Number(evq.result.ppl).toFixed(2)} (fp16 ${Number(ev.result.ppl).toFixed(2)}), AWQ search ${Number(awq.result.seconds).toFixed(0)} s`);
+
+  const workspace = conv.result.versionId;
   const inferJob = await call('POST', '/jobs', {
     type: 'infer',
-    params: { versionId: base.id, prompts: ['Write a Python function that reads a file.'], maxNewTokens: 48, temperature: 0 },
+    params: { versionId: workspace, prompts: ['def read_file(path):'], maxNewTokens: 48, temperature: 0 },
   });
   const inf = await watch(inferJob, 'infer');
-  const arts = await call('GET', `/jobs/${inferJob.id}/artifacts`);
-  const list = arts.items ?? arts;
-  for (const a of list) {
+  for (const a of list(await call('GET', `/jobs/${inferJob.id}/artifacts`))) {
     const res = await fetch(`${api}/artifacts/${a.id}/download`);
     const first = JSON.parse((await res.text()).split('\n')[0]);
-    console.log(`answer: ${JSON.stringify(first.text ?? first.output ?? first)}`);
+    console.log(`answer from the W4 workspace: ${JSON.stringify(first.text ?? first.output ?? first)}`);
   }
 
-  console.log('\njobs:');
-  for (const j of [ev, inf]) {
-    console.log(`  ${j.type.padEnd(6)} ${j.id} ${j.status} attempts=${j.attempts} worker=${j.workerId}`);
-    for (const a of [].concat((r => r.items ?? r)(await call("GET", `/jobs/${j.id}/artifacts`)))) console.log(`    artifact ${a.kind} ${a.bytes} B sha256=${a.sha256.slice(0, 12)}…`);
+  console.log('\nversions (lineage):');
+  for (const v of await call('GET', `/models/${model.id}/versions`)) {
+    console.log(`  ${v.id} ${v.format.padEnd(9)} ${String(v.dtype).padEnd(8)} ${(Number(v.sizeBytes) / 2 ** 20).toFixed(1).padStart(6)} MiB  parent=${v.parentVersionId ?? '-'}  metrics=${JSON.stringify(v.metrics ?? {})}`);
   }
-  const version = await call('GET', `/versions/${base.id}`);
-  console.log(`version ${base.id} metrics: ${JSON.stringify(version.metrics ?? {})}`);
+  console.log('jobs:');
+  for (const j of [ev, ...steps, inf]) {
+    console.log(`  ${j.type.padEnd(9)} ${j.id} ${j.status} attempts=${j.attempts} worker=${String(j.workerId).slice(0, 8)}`);
+    for (const a of list(await call('GET', `/jobs/${j.id}/artifacts`))) console.log(`    artifact ${a.kind} ${a.name ?? ''} ${a.bytes} B sha256=${a.sha256.slice(0, 12)}…`);
+  }
 })().catch((e) => { console.error(`quickstart failed: ${e.message}`); process.exit(1); });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings the platform up on this machine and runs its main job end to end on a small model:
 #   install (builds the native engine) -> Postgres/Redis -> API + worker-quant + worker-infer ->
-#   register the model -> eval (perplexity) job -> infer job (a chat answer) -> results, artifacts, metrics.
+#   register the model -> eval fp16 -> quantize pipeline (calibrate -> auto_awq W4 g128 -> convert -> eval)
+#   -> infer on the quantized workspace (an answer) -> lineage, jobs, artifacts, metrics.
 # Works on a fresh machine with only Node 20 (Postgres/Redis are installed and started where missing).
 # The platform keeps running afterwards: API on http://127.0.0.1:$PORT (OpenAPI at /docs);
 # `npm run stop` stops it. Logs: var/logs/.
@@ -26,7 +27,7 @@ if [ -n "${MODEL_DIR:-}" ]; then :
 elif [ -d "$ROOT/../shared/models/tiny-qwen2-pydocs" ]; then MODEL_DIR=$(cd "$ROOT/../shared/models/tiny-qwen2-pydocs" && pwd)
 else
   MODEL_DIR="$ROOT/var/models/tiny-qwen2"
-  [ -f "$MODEL_DIR/config.json" ] || node -e 'require("./dist/libs/engine/src").writeTinyModel(process.argv[1], { arch: "qwen2", seed: 1 })' "$MODEL_DIR"
+  [ -f "$MODEL_DIR/config.json" ] || node -e 'require("./dist/libs/engine/src").writeTinyModel(process.argv[1], { arch: "qwen2", seed: 1, hiddenSize: 256, intermediateSize: 512, numLayers: 2 })' "$MODEL_DIR"
 fi
 if [ -z "${DATASET:-}" ]; then
   if [ -f "$MODEL_DIR/eval.txt" ]; then DATASET="$MODEL_DIR/eval.txt"
@@ -49,7 +50,7 @@ for i in $(seq 1 120); do
   sleep 0.5
 done
 
-step "main job: register -> eval -> chat answer"
+step "main job: register -> eval -> calibrate -> auto_awq -> convert -> eval -> answer"
 node scripts/quickstart-client.js "http://127.0.0.1:$PORT" "$MODEL_DIR" "$DATASET"
 echo
 echo "The platform is still running (API http://127.0.0.1:$PORT, docs http://127.0.0.1:$PORT/docs). Stop it with: npm run stop"

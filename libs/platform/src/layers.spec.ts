@@ -19,9 +19,9 @@ function imports(file: string): string[] {
 }
 
 describe('layers', () => {
-  it('libs/platform reaches the engine only through engine/engine.adapter.ts (and the thread it runs long calls on), and never the addon', () => {
+  it('libs/platform reaches the engine only through engine/engine.adapter.ts (and the process it runs long calls in), and never the addon', () => {
     const offenders = tsFiles('libs/platform/src')
-      .filter((f) => !f.endsWith('engine/engine.adapter.ts') && !f.endsWith('engine/engine-thread.ts'))
+      .filter((f) => !f.endsWith('engine/engine.adapter.ts') && !f.endsWith('engine/engine-process.ts'))
       .flatMap((f) => imports(f).filter((i) => /^@lmfleet\/(engine|native)/.test(i) || /libs\/(engine|native)/.test(i)).map((i) => `${f}: ${i}`));
     expect(offenders).toEqual([]);
     expect(imports('libs/platform/src/engine/engine.adapter.ts').filter((i) => i.startsWith('@lmfleet/native'))).toEqual([]);

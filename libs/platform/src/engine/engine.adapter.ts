@@ -6,7 +6,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import type * as Engine from '@lmfleet/engine';
 import type * as Inspect from '@lmfleet/engine/inspect';
 import { InvalidInputError, UnavailableError } from '../errors';
-import { runEngineCall } from './engine-thread';
+import { runEngineCall } from './engine-process';
 
 /** What registration records (inspectModel without its support verdict, which the adapter turns into a 400). */
 export type ModelInfo = Omit<Engine.ModelInspection, 'dir' | 'arch' | 'supported' | 'supportedArchitectures'>;
@@ -115,7 +115,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
     };
   }
 
-  // The long calls run on a worker thread (engine-thread.ts): the engine tokenizes and searches in JS, and
+  // The long calls run in a child process (engine-process.ts): the engine tokenizes and searches in JS, and
   // the worker's event loop must keep renewing its BullMQ lock and heartbeating meanwhile.
   evalPpl(dir: string, { onProgress, ...opts }: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult> {
     return inputErrorsAs400(() => runEngineCall<EvalPplResult>('evalPpl', [dir, opts], { onProgress, log }));
