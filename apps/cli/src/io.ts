@@ -7,6 +7,8 @@ export interface CliIO {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   /** Tests pass a fake native module; the real CLI loads @lmfleet/native. */
   native?: NativeModule;
+  /** Remote mode's HTTP client (specs pass a fake; default: global fetch). */
+  fetch?: typeof fetch;
   /** Lets the chat loop abort a generation on Ctrl-C (main wires SIGINT to it). */
   onInterrupt?: (handler: (() => void) | undefined) => void;
 }

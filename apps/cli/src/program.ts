@@ -1,6 +1,6 @@
 // The lmfleet command tree, mirroring LMDeploy's CLI (`lmdeploy lite calibrate|auto_awq`, `convert`, `chat`,
 // `serve api_server|api_client`) plus `eval ppl`. Flags keep LMDeploy's names. Local mode runs on @lmfleet/engine;
-// `--api URL` (the platform's remote mode) is accepted but not wired yet.
+// `--api URL` (or LMFLEET_API) runs lite/convert/eval as jobs on an LMFleet platform over REST (./remote.ts).
 import { Command, Option } from 'commander';
 import { autoAwqCommand, parseBool } from './commands/auto-awq';
 import { calibrateCommand } from './commands/calibrate';
@@ -10,6 +10,36 @@ import { evalPplCommand } from './commands/eval-ppl';
 import { notImplemented } from './commands/not-implemented';
 import { CliExit, type CliIO } from './io';
 import { parseBackend, parseFloatArg, parseIntArg } from './options';
+import {
+  ApiClient,
+  autoAwqParams,
+  calibrateParams,
+  convertParams,
+  evalParams,
+  listJobs,
+  resolveVersion,
+  runRemoteJob,
+  showJob,
+} from './remote';
+
+const REMOTE_HELP =
+  '\nWith --api URL the command runs as a job on the platform: the model directory is registered (or found), the job\n' +
+  'is submitted and polled. Ctrl-C while waiting just exits; the job keeps running (see `lmfleet jobs JOB_ID`).\n';
+
+function apiOf(cmd: Command, io: CliIO): ApiClient | undefined {
+  const url = cmd.optsWithGlobals().api as string | undefined;
+  return url ? new ApiClient(url, io.fetch ?? fetch) : undefined;
+}
+
+function pollMs(): number {
+  const n = Number(process.env.LMFLEET_POLL_MS);
+  return Number.isFinite(n) && n > 0 ? n : 500;
+}
+
+function needModel(model: string | undefined, what: string): string {
+  if (!model) throw new CliExit(2, `lmfleet ${what}: missing the model directory (--version-id needs --api)`);
+  return model;
+}
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -32,44 +62,65 @@ export function createProgram(io: CliIO): Command {
   const program = new Command('lmfleet')
     .description('LMFleet: quantize, evaluate and serve large language models (LMDeploy\'s workflow in TypeScript)')
     .version('0.1.0')
-    .option('--api <url>', 'run the command through an LMFleet platform API instead of locally')
+    .addOption(new Option('--api <url>', 'run the command as a job on an LMFleet platform API instead of locally (lite, convert, eval ppl, jobs)').env('LMFLEET_API'))
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
 
   program.hook('preAction', (_root, action) => {
     const api = action.optsWithGlobals().api as string | undefined;
-    if (api) {
-      throw new CliExit(2, `--api ${api}: not implemented yet: the remote (platform) mode of the CLI is tracked in the serving issue; run without --api for local mode`);
+    const name = action.parent && action.parent !== program ? `${action.parent.name()} ${action.name()}` : action.name();
+    if (api && (name === 'chat' || name === 'serve api_client' || name === 'serve api_server')) {
+      throw new CliExit(2, `lmfleet ${name} --api: not implemented yet: needs the serving issue's OpenAI endpoints`);
     }
   });
 
   const lite = program.command('lite').description('quantization tools (calibrate, auto_awq)');
-  calibOptions(lite.command('calibrate').description('collect activation statistics of a model on a calibration set').argument('<model>', 'HF model directory'))
-    .action(async (model: string, o) => {
-      await calibrateCommand(io, model, o);
+  calibOptions(lite.command('calibrate').description('collect activation statistics of a model on a calibration set').argument('[model]', 'HF model directory'))
+    .option('--version-id <uuid>', 'with --api: a registered version to use instead of a model directory')
+    .option('--json', 'with --api: print the job result as JSON', false)
+    .addHelpText('after', REMOTE_HELP)
+    .action(async (model: string | undefined, o, cmd: Command) => {
+      const api = apiOf(cmd, io);
+      if (!api) return calibrateCommand(io, needModel(model, 'lite calibrate'), o);
+      const versionId = await resolveVersion(api, model, o.versionId);
+      await runRemoteJob(io, api, 'calibrate', calibrateParams(versionId, o), { label: 'calibrate', json: o.json, pollMs: pollMs() });
     });
-  calibOptions(lite.command('auto_awq').description('quantize a model to 4-bit AWQ (AutoAWQ GEMM layout)').argument('<model>', 'HF model directory'))
+  calibOptions(lite.command('auto_awq').description('quantize a model to 4-bit AWQ (AutoAWQ GEMM layout)').argument('[model]', 'HF model directory'))
+    .option('--version-id <uuid>', 'with --api: a registered version to use instead of a model directory')
+    .option('--json', 'with --api: print the job result as JSON', false)
+    .addHelpText('after', REMOTE_HELP)
     .option('--w-bits <n>', 'weight bits', parseIntArg('--w-bits', 1), 4)
     .option('--w-sym', 'symmetric quantization (no zero points)', false)
     .option('--w-group-size <n>', 'weights per quantization group', parseIntArg('--w-group-size', 1), 128)
     .option('--search-scale [bool]', 'search AWQ scales (false: no scaling)', parseBool('--search-scale'), true)
     .option('--search-clip [bool]', 'search AWQ weight clipping (false: no clipping)', parseBool('--search-clip'), true)
-    .action(async (model: string, o) => {
-      await autoAwqCommand(io, model, o);
+    .action(async (model: string | undefined, o, cmd: Command) => {
+      const api = apiOf(cmd, io);
+      if (!api) return autoAwqCommand(io, needModel(model, 'lite auto_awq'), o);
+      const params = autoAwqParams('', o);
+      const versionId = await resolveVersion(api, model, o.versionId);
+      await runRemoteJob(io, api, 'auto_awq', { ...params, versionId }, { label: 'auto_awq', json: o.json, pollMs: pollMs() });
     });
 
   program
     .command('convert')
     .description('convert a HF or AWQ model to the engine workspace')
     .argument('<model_name>', 'architecture name (e.g. qwen2)')
-    .argument('<model_path>', 'HF model directory')
+    .argument('[model_path]', 'HF model directory')
     .addOption(new Option('--model-format <format>', 'input format').choices(['hf', 'awq']).default('hf'))
     .option('--group-size <n>', 'AWQ group size', parseIntArg('--group-size', 0), 0)
     .option('--dst-path <dir>', 'output workspace', './workspace')
     .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
     .option('--dtype <dtype>', 'auto, float16 or bfloat16', 'auto')
-    .action(async (modelName: string, modelPath: string, o) => {
-      await convertCommand(io, modelName, modelPath, o);
+    .option('--version-id <uuid>', 'with --api: a registered version (e.g. an auto_awq output) to use instead of a model directory')
+    .option('--json', 'with --api: print the job result as JSON', false)
+    .addHelpText('after', REMOTE_HELP)
+    .action(async (modelName: string, modelPath: string | undefined, o, cmd: Command) => {
+      const api = apiOf(cmd, io);
+      if (!api) return convertCommand(io, modelName, needModel(modelPath, 'convert'), o);
+      const params = convertParams('', o);
+      const versionId = await resolveVersion(api, modelPath, o.versionId);
+      await runRemoteJob(io, api, 'convert', { ...params, versionId }, { label: 'convert', json: o.json, pollMs: pollMs() });
     });
 
   program
@@ -121,15 +172,32 @@ export function createProgram(io: CliIO): Command {
   evalCmd
     .command('ppl')
     .description('perplexity over non-overlapping windows of a text file (no BOS; ppl = exp(mean of window mean NLLs))')
-    .argument('<model_path>', 'HF model directory')
+    .argument('[model_path]', 'HF model directory')
     .requiredOption('--dataset <file>', 'text file to evaluate on')
     .requiredOption('--seqlen <n>', 'tokens per window', parseIntArg('--seqlen', 2))
     .option('--max-windows <k>', 'evaluate only the first k windows', parseIntArg('--max-windows', 1))
     .option('--json', 'print the result as JSON', false)
     .addOption(backendOption())
     .option('--threads <n>', 'CPU threads (cpu backend)', parseIntArg('--threads', 1))
-    .action(async (modelPath: string, o) => {
-      await evalPplCommand(io, modelPath, o);
+    .option('--version-id <uuid>', 'with --api: a registered version to evaluate instead of a model directory')
+    .addHelpText('after', REMOTE_HELP)
+    .action(async (modelPath: string | undefined, o, cmd: Command) => {
+      const api = apiOf(cmd, io);
+      if (!api) return evalPplCommand(io, needModel(modelPath, 'eval ppl'), o);
+      const versionId = await resolveVersion(api, modelPath, o.versionId);
+      await runRemoteJob(io, api, 'eval', evalParams(versionId, o), { label: 'eval ppl', json: o.json, pollMs: pollMs() });
+    });
+
+  program
+    .command('jobs')
+    .description('with --api: list the platform\'s recent jobs, or show one job and its artifacts')
+    .argument('[job_id]', 'a job id')
+    .option('--json', 'print JSON', false)
+    .action(async (jobId: string | undefined, o, cmd: Command) => {
+      const api = apiOf(cmd, io);
+      if (!api) throw new CliExit(2, 'lmfleet jobs: needs --api URL (or LMFLEET_API)');
+      if (jobId) await showJob(io, api, jobId, o.json);
+      else await listJobs(io, api, o.json);
     });
 
   return program;
