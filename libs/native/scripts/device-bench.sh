@@ -10,6 +10,7 @@
 #   6. one table (test/bench/bench_table.py), also $OUT/RESULTS.md
 # From the repo root, carrying .device node_modules/node-addon-api node_modules/node-api-headers:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-bench.sh [--layers N]
+# Env: ENGINE_CPP=1 (step 4), SKIP_HF=1 / HF_TIMEOUT=<s> (step 5), COMMIT=<sha> (the table's header)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -40,7 +41,11 @@ if [ "${ENGINE_CPP:-0}" = 1 ]; then
   libs/native/build/device-test/engine_bench "$OUT/manifest.txt" >> "$OUT/engine.log" 2>&1
   echo "engine_bench (C++) rc $?"; grep "^engine " "$OUT/engine.log" | tail -5
 fi
-python3 test/bench/hf_baseline.py "$MODEL" --reps 2 > "$OUT/hf.log" 2>&1
-echo "hf_baseline rc $?"; grep "^transformers" "$OUT/hf.log" | tail -6
+# HF_TIMEOUT=<s>: cap transformers' run (a short device budget); SKIP_HF=1: leave it out (the table's limit and
+# transformers columns are then empty)
+if [ "${SKIP_HF:-0}" = 1 ]; then : > "$OUT/hf.log"; else
+  timeout "${HF_TIMEOUT:-36000}" python3 test/bench/hf_baseline.py "$MODEL" --reps 2 > "$OUT/hf.log" 2>&1
+  echo "hf_baseline rc $?"
+fi; grep "^transformers" "$OUT/hf.log" | tail -6
 CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 python3 test/bench/bench_table.py "$OUT/engine.log" "$OUT/hf.log" --card "$CARD" --commit "${COMMIT:-unknown}" | tee "$OUT/RESULTS.md"

@@ -22,6 +22,9 @@ namespace lmfleet {
 #include "ops/ops.def"
 #undef LMFLEET_OP
 
+// Free host memory (MemAvailable) in bytes; engine/kv_cache.cc. Backend::available_memory_bytes' default.
+int64_t available_memory_bytes();
+
 class LinearWeight {
  public:
   virtual ~LinearWeight() = default;
@@ -42,6 +45,11 @@ class Backend {
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
+
+  // KV cache sizing (engine/kv_cache.cc): bytes per cached K/V element in this backend's decoder (the cpu
+  // decoder keeps f32), and the memory the cache's fraction rule applies to (cpu: host MemAvailable).
+  virtual size_t kv_element_bytes() const { return 4; }
+  virtual int64_t available_memory_bytes() const { return lmfleet::available_memory_bytes(); }
 
   // w: [n, k] row-major in `dtype` (f32/f16/bf16), bias: [n] in bias_dtype or null. Host pointers.
   virtual std::unique_ptr<LinearWeight> prepare_linear(const void* w, DType dtype, const void* bias,

@@ -52,10 +52,10 @@ class CudaBackend : public Backend {
 #include "ops/ops.def"
 #undef LMFLEET_OP
 
-  // For the KV cache sizing hooks requested from native-cpu (Backend::kv_element_bytes /
-  // available_memory_bytes): the cache is f16 here, and "free memory" is the device's.
-  size_t kv_element_bytes() const { return 2; }
-  int64_t available_memory_bytes() const;
+  // KV cache sizing (Backend::kv_element_bytes / available_memory_bytes): the cache is f16 here, and
+  // "free memory" is the device's.
+  size_t kv_element_bytes() const override { return 2; }
+  int64_t available_memory_bytes() const override;
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
   CublasGemm& gemm() { return *gemm_; }

@@ -2,7 +2,7 @@
 // in, same logits [logit_rows, vocab] f32 out in backend memory), built from the f16 kernels of ops/*.cu and
 // cuBLAS. Weights are the model's (f16 linears from CudaBackend::prepare_linear; norms and the embedding
 // copied to f16 once). The KV cache uses the engine's KvView memory with the same layout as the CPU backend,
-// [num_blocks, block_size, kv_heads, head_dim], but f16 (the first half of each layer's f32-sized buffer).
+// [num_blocks, block_size, kv_heads, head_dim], but f16 (KvCache sizes it with CudaBackend::kv_element_bytes() = 2).
 //
 // Pure decode steps (every sequence has one new token) replay a CUDA graph per (batch bucket, split bucket):
 // the host only fills one pinned staging buffer (tokens, positions, slots, contexts, block tables, rows), one

@@ -43,27 +43,46 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     }
   }
   const int64_t V = model_.cfg().vocab;
-  {
-    std::lock_guard<std::mutex> lock(model_.run_mutex);
-    const Buffer& logits = model_decoder(model_).forward(b, cache_.view());
-    logits_.resize(b.logit_rows.size() * (size_t)V);
-    if (!logits_.empty()) model_.backend().download(logits_.data(), logits.get(), logits_.size() * 4);
-  }
-  for (size_t r = 0; r < sampling.size(); r++) {
+  const int64_t R = (int64_t)sampling.size();
+  // Sampling parameters and uniforms in the order the rows come back: one draw per sampled token from the
+  // request's own RNG, whatever the batch (and whatever the backend).
+  std::vector<SamplingRow>& rows = rows_;
+  rows.assign((size_t)R, SamplingRow{});
+  bool want_logits = false;
+  for (int64_t r = 0; r < R; r++) {
     Sequence& s = *sampling[r]->seq;
-    const float* row = logits_.data() + r * V;
-    SamplingRow p;
+    SamplingRow& p = rows[r];
     p.temperature = s.req.sampling.temperature;
     p.top_k = s.req.sampling.top_k;
     p.top_p = s.req.sampling.top_p;
     p.repetition_penalty = s.req.sampling.repetition_penalty;
-    p.u = s.rng.uniform();  // one draw per sampled token, whatever the batch
+    p.u = s.rng.uniform();
     p.history = s.tokens.data();
     p.history_len = (int64_t)s.tokens.size();
-    int32_t tok = sample_row(row, V, p);
-    sampled.push_back(tok);
+    want_logits = want_logits || s.req.logprobs >= 0;
+  }
+  sampled.assign((size_t)R, 0);
+  {
+    std::lock_guard<std::mutex> lock(model_.run_mutex);
+    const Buffer& logits = model_decoder(model_).forward(b, cache_.view());
+    if (R > 0) {
+      // Logits come to the host only for the rows whose request asked for logprobs (raw logits, before
+      // penalty/temperature: downloaded before sampling).
+      if (want_logits) {
+        logits_.resize((size_t)R * (size_t)V);
+        for (int64_t r = 0; r < R; r++)
+          if (sampling[r]->seq->req.logprobs >= 0)
+            model_.backend().download(logits_.data() + r * V, logits.as<float>() + r * V, (size_t)V * 4);
+      }
+      model_.backend().sample({logits.as<float>(), R, V, rows.data(), sampled.data()});
+    }
+  }
+  for (int64_t r = 0; r < R; r++) {
+    const Sequence& s = *sampling[r]->seq;
+    const int32_t tok = sampled[r];
     LogprobInfo lp;
     if (s.req.logprobs >= 0) {
+      const float* row = logits_.data() + r * V;
       float mx;
       double lse;
       row_logsumexp(row, V, &mx, &lse);

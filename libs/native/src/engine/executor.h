@@ -1,5 +1,6 @@
 // Runs one scheduled step on the model's backend: builds the step batch (tokens, positions, cache slots,
-// block tables), runs the decoder, and samples one token for every sequence that asked for one, each
+// block tables), runs the decoder, and samples one token for every sequence that asked for one on the
+// backend (Backend::sample; only token ids come back, logits only for logprobs requests), each
 // with its own RNG (so a request's tokens don't depend on what else is in the batch).
 #pragma once
 #include <vector>
@@ -8,6 +9,7 @@
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "engine/scheduler.h"
+#include "ops/sample.h"
 
 namespace lmfleet {
 
@@ -20,7 +22,8 @@ class Executor {
   Model& model_;
   KvCache& cache_;
   StepBatch batch_;
-  std::vector<float> logits_;
+  std::vector<float> logits_;      // host copies of the rows whose request wants logprobs
+  std::vector<SamplingRow> rows_;  // per sampled row: params + the request's uniform
 };
 
 }  // namespace lmfleet

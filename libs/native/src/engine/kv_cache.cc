@@ -42,12 +42,12 @@ int64_t available_memory_bytes() {
 }
 
 namespace {
-int64_t resolve_blocks(int64_t layers, int64_t kv_width, const KvCacheOptions& o) {
+int64_t resolve_blocks(const Backend& be, int64_t layers, int64_t kv_width, const KvCacheOptions& o) {
   if (o.num_blocks > 0) return o.num_blocks;
   double frac = o.cache_max_entry_count > 0 ? o.cache_max_entry_count : 0.8;
   if (frac > 1) fail(ErrorCode::InvalidArgument, "cacheMaxEntryCount must be in (0, 1] (or pass numBlocks)");
-  int64_t per = KvCache::bytes_per_block(layers, kv_width, o.block_size);
-  int64_t n = (int64_t)(frac * (double)available_memory_bytes()) / per;
+  int64_t per = KvCache::bytes_per_block(layers, kv_width, o.block_size, (int64_t)be.kv_element_bytes());
+  int64_t n = (int64_t)(frac * (double)be.available_memory_bytes()) / per;
   if (o.max_useful_blocks > 0) n = std::min(n, o.max_useful_blocks);
   if (n <= 0) fail(ErrorCode::OutOfKvCache, "kv cache: not enough free memory for a single block");
   return n;
@@ -55,15 +55,16 @@ int64_t resolve_blocks(int64_t layers, int64_t kv_width, const KvCacheOptions& o
 }  // namespace
 
 KvCache::KvCache(Backend& be, int64_t layers, int64_t kv_width, const KvCacheOptions& opts)
-    : alloc_(resolve_blocks(layers, kv_width, opts), opts.block_size) {
-  const int64_t nb = alloc_.total(), bs = opts.block_size;
-  mem_ = Buffer(&be, (size_t)bytes_per_block(layers, kv_width, bs) * nb);
+    : alloc_(resolve_blocks(be, layers, kv_width, opts), opts.block_size) {
+  const int64_t nb = alloc_.total(), bs = opts.block_size, eb = (int64_t)be.kv_element_bytes();
+  mem_ = Buffer(&be, (size_t)bytes_per_block(layers, kv_width, bs, eb) * nb);
   view_.num_blocks = nb;
   view_.block_size = bs;
-  const int64_t per_layer = nb * bs * kv_width;
+  const size_t per_layer = (size_t)(nb * bs * kv_width * eb);  // bytes of one layer's K (or V) pool
+  char* base = mem_.as<char>();
   for (int64_t l = 0; l < layers; l++) {
-    view_.k.push_back(mem_.as<float>() + (2 * l) * per_layer);
-    view_.v.push_back(mem_.as<float>() + (2 * l + 1) * per_layer);
+    view_.k.push_back(reinterpret_cast<float*>(base + (size_t)(2 * l) * per_layer));
+    view_.v.push_back(reinterpret_cast<float*>(base + (size_t)(2 * l + 1) * per_layer));
   }
 }
 

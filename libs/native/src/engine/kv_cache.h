@@ -1,6 +1,7 @@
 // Paged KV cache. BlockAllocator is the bookkeeping (a free list of fixed-size blocks; the scheduler only
 // needs this, so it is tested without memory). KvCache adds the memory: per layer K and V pools
-// [num_blocks, block_size, kv_heads * head_dim] on the backend. Sequences own block tables (vectors of
+// [num_blocks, block_size, kv_heads * head_dim] on the backend, Backend::kv_element_bytes() per element (the
+// KvView pointers are float* for the cpu decoder; the cuda decoder reads them as f16). Sequences own block tables (vectors of
 // block ids) that the scheduler grows and frees.
 #pragma once
 #include <cstdint>
@@ -41,8 +42,9 @@ class KvCache {
   BlockAllocator& blocks() { return alloc_; }
   const KvView& view() const { return view_; }
   size_t bytes() const { return mem_.bytes(); }
-  static int64_t bytes_per_block(int64_t layers, int64_t kv_width, int64_t block_size) {
-    return 2 * layers * kv_width * block_size * 4;
+  // elem_bytes: Backend::kv_element_bytes() (cpu 4, cuda 2: its decoder keeps the cache in f16).
+  static int64_t bytes_per_block(int64_t layers, int64_t kv_width, int64_t block_size, int64_t elem_bytes = 4) {
+    return 2 * layers * kv_width * block_size * elem_bytes;
   }
 
  private:
@@ -51,7 +53,6 @@ class KvCache {
   KvView view_;
 };
 
-// Free host memory (MemAvailable) in bytes.
-int64_t available_memory_bytes();
+// available_memory_bytes() (free host memory) is declared in core/backend.h.
 
 }  // namespace lmfleet
