@@ -73,4 +73,24 @@ describe('remote mode over a fake API', () => {
     expect(await run(['lite', 'calibrate', '--version-id', V, '--calib-dataset', '/c.txt', '--api', 'http://api'], h2.io)).toBe(1);
     expect(h2.err()).toContain('calibrate job j2 failed: boom');
   });
+
+  it('jobs lists jobs and jobs JOB_ID shows one with its artifacts; without --api it exits 2', async () => {
+    const api = fakeApi((_m, url) => {
+      if (url === '/jobs?limit=50') return [200, { items: [{ id: 'j1', type: 'eval', status: 'completed', progress: 1 }], total: 1 }];
+      if (url === '/jobs/j1') return [200, { id: 'j1', type: 'eval', status: 'completed', progress: 1, error: null, result: { ppl: 3 } }];
+      if (url === '/jobs/j1/artifacts') return [200, [{ id: 'a1', kind: 'report' }]];
+      return [404, { statusCode: 404, error: 'Not Found', message: 'job not found' }];
+    });
+    const l = io(api.f);
+    expect(await run(['jobs', '--api', 'http://api'], l.io)).toBe(0);
+    expect(l.out()).toMatch(/^j1\s+eval\s+completed/m);
+    const s = io(api.f);
+    expect(await run(['jobs', 'j1', '--json', '--api', 'http://api'], s.io)).toBe(0);
+    expect(JSON.parse(s.out())).toMatchObject({ id: 'j1', result: { ppl: 3 }, artifacts: [{ id: 'a1' }] });
+    const nf = io(api.f);
+    expect(await run(['jobs', 'nope', '--api', 'http://api'], nf.io)).toBe(1);
+    expect(nf.err()).toContain('404 Not Found: job not found');
+    const local = io(api.f);
+    expect(await run(['jobs'], local.io)).toBe(2);
+  });
 });
