@@ -201,6 +201,16 @@ describe('API (real Postgres + Redis)', () => {
       expect((await http('POST', '/pipelines/quantize', { versionId, calibrate: {}, eval: {} })).body.message).toMatch(/calibrate.calibDataset/);
       expect((await http('POST', '/pipelines/quantize', { versionId, eval: {} })).body.message).toMatch(/^calibrate:/);
     });
+
+    it('a built-in calibration set is kept by name; another bare name is refused, listing the built-in ones', async () => {
+      const r = await http('POST', '/jobs', { type: 'calibrate', params: { versionId, calibDataset: 'cmake-docs', calibSamples: 4 } });
+      expect(r.status).toBe(201);
+      expect(r.body.params.calibDataset).toBe('cmake-docs');
+      expect((await http('POST', `/jobs/${r.body.id}/cancel`)).status).toBe(200);
+      const bad = await http('POST', '/jobs', { type: 'calibrate', params: { versionId, calibDataset: 'wikitext2' } });
+      expect(bad.status).toBe(400);
+      expect(bad.body.message).toMatch(/params\.calibDataset: unknown built-in calibration dataset "wikitext2" \(built-in: cmake-docs\)/);
+    });
   });
 
   describe('artifacts', () => {

@@ -1,6 +1,7 @@
 // The lmfleet command tree, mirroring LMDeploy's CLI (`lmdeploy lite calibrate|auto_awq`, `convert`, `chat`,
 // `serve api_server|api_client`) plus `eval ppl`. Flags keep LMDeploy's names. Local mode runs on @lmfleet/engine;
 // `--api URL` (or LMFLEET_API) runs lite/convert/eval as jobs on an LMFleet platform over REST (./remote.ts).
+import { BUILTIN_CALIB_DATASETS } from '@lmfleet/engine/quant/datasets';
 import { Command, Option } from 'commander';
 import { autoAwqCommand, parseBool } from './commands/auto-awq';
 import { calibrateCommand } from './commands/calibrate';
@@ -49,7 +50,11 @@ function backendOption(): Option {
 
 function calibOptions(cmd: Command): Command {
   return cmd
-    .option('--calib-dataset <name>', 'calibration data: a .txt file, or a .jsonl file with a "text" field per line (built-in names such as ptb are not shipped offline)', 'ptb')
+    .option(
+      '--calib-dataset <name>',
+      `calibration data: a built-in set (${BUILTIN_CALIB_DATASETS.map((d) => d.name).join(', ')}: shipped, works offline), a .txt file, or a .jsonl file with a "text" field per line (LMDeploy's hub sets such as ptb are not shipped)`,
+      'cmake-docs',
+    )
     .option('--calib-samples <n>', 'number of calibration samples', parseIntArg('--calib-samples', 1), 128)
     .option('--calib-seqlen <n>', 'tokens per calibration sample', parseIntArg('--calib-seqlen', 1), 2048)
     .option('--work-dir <dir>', 'folder for the results', './work_dir')

@@ -10,6 +10,7 @@ describe('remote mode: LMDeploy flags → job params', () => {
     expect(calibrateParams(V, { calibDataset: 'd.txt', calibSamples: 4, calibSeqlen: 64 })).toEqual({
       versionId: V, calibDataset: path.resolve('d.txt'), calibSamples: 4, calibSeqlen: 64,
     });
+    expect(calibrateParams(V, { calibDataset: 'cmake-docs', calibSamples: 4, calibSeqlen: 64 })).toMatchObject({ calibDataset: 'cmake-docs' }); // built-in: a name
     expect(autoAwqParams(V, { calibDataset: '/x/c.txt', calibSamples: 8, calibSeqlen: 128, wBits: 4, wGroupSize: 64, searchScale: true, searchClip: false })).toEqual({
       versionId: V, calibDataset: '/x/c.txt', calibSamples: 8, calibSeqlen: 128, wBits: 4, wGroupSize: 64, searchScale: true, searchClip: false,
     });

@@ -1,5 +1,6 @@
 // Remote mode (`--api URL`): the commands run as jobs on an LMFleet platform, over its REST API only.
 // Ctrl-C while waiting just exits; the job keeps running on the platform.
+import { isBuiltinCalibDataset } from '@lmfleet/engine/quant/datasets';
 import * as path from 'node:path';
 import { CliExit, type CliIO } from './io';
 import { ProgressBar } from './progress';
@@ -115,8 +116,13 @@ export function printJobResult(io: CliIO, job: RemoteJob, artifacts: Array<Recor
 
 // ---- flag → params mapping (LMDeploy flags to the platform's job params) ----
 
+/** A built-in calibration set travels by name; a file by its absolute path. */
+function datasetParam(d: string): string {
+  return isBuiltinCalibDataset(d) ? d : path.resolve(d);
+}
+
 export function calibrateParams(versionId: string, f: { calibDataset: string; calibSamples: number; calibSeqlen: number }): Record<string, unknown> {
-  return { versionId, calibDataset: path.resolve(f.calibDataset), calibSamples: f.calibSamples, calibSeqlen: f.calibSeqlen };
+  return { versionId, calibDataset: datasetParam(f.calibDataset), calibSamples: f.calibSamples, calibSeqlen: f.calibSeqlen };
 }
 
 export function autoAwqParams(
@@ -126,7 +132,7 @@ export function autoAwqParams(
   if (f.wSym) throw new CliExit(2, 'lmfleet lite auto_awq: --w-sym is not supported: the AutoAWQ GEMM layout is asymmetric (zero points)');
   return {
     versionId,
-    calibDataset: path.resolve(f.calibDataset),
+    calibDataset: datasetParam(f.calibDataset),
     calibSamples: f.calibSamples,
     calibSeqlen: f.calibSeqlen,
     wBits: f.wBits,

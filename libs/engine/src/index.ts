@@ -24,6 +24,7 @@ export type * from './native';
 export {
   calibrate, loadCalibration, hasCalibration, type CalibrateOptions, type CalibrationResult, type CalibManifest, type ChannelStats,
 } from './quant/calibrate';
+export { BUILTIN_CALIB_DATASETS, isBuiltinCalibDataset, readCalibText, type BuiltinCalibDataset } from './quant/datasets';
 export { autoAwq, type AutoAwqOptions, type AutoAwqResult, type LayerReport } from './quant/awq';
 export {
   AWQ_PACK_ORDER, quantizeLinear, dequantizeLinear, packAwqInt4, unpackAwqInt4, toAwqGemm, fromAwqGemm, type QuantizedLinear, type AwqGemmTensors,

@@ -215,10 +215,10 @@ const CALIB_TEXT = Array.from({ length: 60 }, (_, i) =>
       expect(fs.existsSync(work)).toBe(false);
     });
 
-    it('an unknown built-in dataset name and a missing file are clear errors', async () => {
+    it('an unknown dataset name and a missing file are clear errors', async () => {
       const src = path.join(tmp.dir, 'ds');
       writeTinyModel(src, { numLayers: 1 });
-      await expect(calibrate(src, { dataset: 'ptb', workDir: path.join(tmp.dir, 'ds-w'), native: native! })).rejects.toThrow(/built-in datasets are not shipped/);
+      await expect(calibrate(src, { dataset: 'ptb', workDir: path.join(tmp.dir, 'ds-w'), native: native! })).rejects.toThrow(/unknown calibration dataset "ptb".*built-in datasets: cmake-docs/);
       await expect(calibrate(src, { dataset: '/nope/x.txt', workDir: path.join(tmp.dir, 'ds-w'), native: native! })).rejects.toThrow(/not found/);
       expect(fs.existsSync(path.join(tmp.dir, 'ds-w'))).toBe(false);
     });

@@ -15,12 +15,16 @@ import { readSafetensorsHeader, readTensorBytes, writeSafetensors, type Writable
 import type { NativeModule } from '../native';
 import { Tokenizer } from '../tokenizer/tokenizer';
 import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-forward';
+import { calibDatasetLabel, readCalibText } from './datasets';
 import { f32Bytes, writeFilesAtomically } from './files';
 
 export type ProgressFn = (fraction: number, message: string) => void;
 
 export interface CalibrateOptions extends Pick<LoadOptions, 'backend' | 'native' | 'log'> {
-  /** A .txt file (the whole text, cut into windows) or a .jsonl file with a "text" field per line. */
+  /**
+   * A built-in dataset name (`BUILTIN_CALIB_DATASETS`, e.g. `cmake-docs`), a .txt file (the whole text, cut into
+   * windows) or a .jsonl file with a "text" field per line (either may be gzipped).
+   */
   dataset: string;
   /** Number of windows of `seqlen` tokens (default 128). */
   samples?: number;
@@ -69,37 +73,6 @@ export interface CalibrationResult {
   kv: Map<string, { min: Float32Array; max: Float32Array; absmax: Float32Array }>;
   /** Token ids of the samples, one Int32Array per sample. */
   samples: Int32Array[];
-}
-
-const BUILTIN_NAMES = ['ptb', 'wikitext2', 'c4', 'pileval', 'gsm8k', 'neuralmagic_calibration', 'open-platypus'];
-
-/** Reads the calibration text: a .txt file as is; a .jsonl file's "text" fields joined by blank lines. */
-export function readCalibText(dataset: string): string {
-  if (!fs.existsSync(dataset)) {
-    if (BUILTIN_NAMES.includes(dataset) || !/[./\\]/.test(dataset)) {
-      throw new InvalidArgumentError(
-        `calibration dataset "${dataset}": built-in datasets are not shipped (no offline copy is available); ` +
-          'pass a text file (.txt) or a JSON-lines file (.jsonl with a "text" field)',
-      );
-    }
-    throw new InvalidArgumentError(`calibration dataset file not found: ${dataset}`);
-  }
-  const raw = fs.readFileSync(dataset, 'utf8');
-  if (!dataset.endsWith('.jsonl')) return raw;
-  const texts: string[] = [];
-  raw.split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let row: unknown;
-    try {
-      row = JSON.parse(line);
-    } catch (e) {
-      throw new InvalidArgumentError(`${dataset}:${i + 1}: not valid JSON: ${(e as Error).message}`);
-    }
-    const t = (row as { text?: unknown })?.text;
-    if (typeof t !== 'string') throw new InvalidArgumentError(`${dataset}:${i + 1}: no string "text" field`);
-    texts.push(t);
-  });
-  return texts.join('\n\n');
 }
 
 /** Cuts token ids into the first `samples` non-overlapping windows of `seqlen` tokens. */
@@ -261,7 +234,7 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
     format: CALIB_FORMAT,
     model: loaded.dir,
     architecture: spec.hfArchitecture,
-    dataset: path.resolve(opts.dataset),
+    dataset: calibDatasetLabel(opts.dataset),
     samples: windows.length,
     seqlen,
     tokens: windows.length * seqlen,

@@ -1,5 +1,6 @@
 // The quantization pipeline steps (LMDeploy's lite: calibrate, auto_awq) and formats.
-export { calibrate, loadCalibration, hasCalibration, readCalibText, type CalibrateOptions, type CalibrationResult, type CalibManifest, type ChannelStats, type ProgressFn } from './calibrate';
+export { calibrate, loadCalibration, hasCalibration, type CalibrateOptions, type CalibrationResult, type CalibManifest, type ChannelStats, type ProgressFn } from './calibrate';
+export { BUILTIN_CALIB_DATASETS, isBuiltinCalibDataset, readCalibText, type BuiltinCalibDataset } from './datasets';
 export { autoAwq, type AutoAwqOptions, type AutoAwqResult, type LayerReport } from './awq';
 export { writeAutoAwqDir } from './autoawq';
 export { BlockForward } from './block-forward';

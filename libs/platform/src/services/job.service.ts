@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { BUILTIN_CALIB_DATASETS, isBuiltinCalibDataset } from '@lmfleet/engine/quant/datasets';
 import { randomUUID } from 'node:crypto';
 import { APP_CONFIG, type AppConfig } from '../config';
 import type { ArtifactEntity } from '../db/entities/artifact.entity';
@@ -134,9 +135,16 @@ export class JobService {
     if (!(await this.models.findVersion(id))) throw new NotFoundError('version', id);
   }
 
-  /** File params (datasets) must be under MODEL_ROOTS too; stored as real paths. */
+  /** File params (datasets) must be under MODEL_ROOTS too; stored as real paths. Built-in calibration names stay names. */
   private async checkFiles(params: Record<string, unknown>, prefix: string): Promise<void> {
     for (const key of ['datasetFile', 'calibDataset']) {
+      if (key === 'calibDataset' && typeof params[key] === 'string' && !(params[key] as string).includes('/')) {
+        const name = params[key] as string;
+        if (isBuiltinCalibDataset(name)) continue;
+        const field = `${prefix}.${key}`;
+        const reason = `unknown built-in calibration dataset "${name}" (built-in: ${BUILTIN_CALIB_DATASETS.map((d) => d.name).join(', ')}); or give an absolute file path`;
+        throw new InvalidInputError(`${field}: ${reason}`, { field, reason });
+      }
       if (typeof params[key] === 'string') {
         params[key] = await resolveUnderRoots(params[key] as string, this.config.modelRoots, 'file', `${prefix}.${key}`);
       }
