@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { decodeHalf, encodeHalf } from '../io/half';
 import { writeSafetensors, type WritableTensor } from '../io/safetensors';
 import { makeTempDir } from '../testing/tmp-dir';
-import { internlm2, splitWqkv } from './internlm2';
+import { internlm2, packWqkv, splitWqkv, splitWqkvColumns } from './internlm2';
 import { loadModelSpec, loadModelWeights } from './load';
 
 describe('internlm2', () => {
@@ -25,6 +25,21 @@ describe('internlm2', () => {
     expect(Array.from(s2.k)).toEqual([4, 5, 6, 7]);
     expect(Array.from(s2.v)).toEqual([8, 9, 10, 11]);
     expect(() => splitWqkv(new Uint8Array(7), { numHeads: 4, numKvHeads: 2, headDim: 1, rowBytes: 1 })).toThrow(/expected 8/);
+  });
+
+  it('packWqkv inverts splitWqkv; splitWqkvColumns splits AWQ columns per row (hand-computed)', () => {
+    const l = { numHeads: 4, numKvHeads: 2, headDim: 1, rowBytes: 1 };
+    const packed = new Uint8Array([10, 11, 20, 30, 12, 13, 21, 31]);
+    const { q, k, v } = splitWqkv(packed, l);
+    expect(Array.from(packWqkv(q, k, v, l))).toEqual(Array.from(packed));
+    expect(internlm2.packedLinears!({ numHeads: 4, numKvHeads: 2, headDim: 1 } as never, 3)[0].hfPrefix).toBe('model.layers.3.attention.wqkv');
+    expect(() => packWqkv(q, k, new Uint8Array(3), l)).toThrow(/expected 4\/2\/2/);
+    // 2 rows of columns [q0 q1 k0 v0 | q2 q3 k1 v1], one byte per column
+    const cols = new Uint8Array([10, 11, 20, 30, 12, 13, 21, 31, 50, 51, 60, 70, 52, 53, 61, 71]);
+    const s = splitWqkvColumns(cols, 2, { numHeads: 4, numKvHeads: 2, headCols: 1, elemBytes: 1 });
+    expect(Array.from(s.q)).toEqual([10, 11, 12, 13, 50, 51, 52, 53]);
+    expect(Array.from(s.k)).toEqual([20, 21, 60, 61]);
+    expect(Array.from(s.v)).toEqual([30, 31, 70, 71]);
   });
 
   it('maps a generated InternLM2 checkpoint: canonical q/k/v rows match the packed layout', () => {
@@ -74,6 +89,7 @@ describe('internlm2', () => {
     expect(get('lm_head.weight').shape).toEqual([vocab, hidden]);
     expect(internlm2.awqScaleGroups(loaded.spec, 0).map((g) => `${g.prev}->${g.linears.join(',')}`)).toEqual([
       'model.layers.0.attention_norm->model.layers.0.attention.wqkv',
+      'model.layers.0.attention.wqkv[v]->model.layers.0.attention.wo',
       'model.layers.0.ffn_norm->model.layers.0.feed_forward.w1,model.layers.0.feed_forward.w3',
       'model.layers.0.feed_forward.w3->model.layers.0.feed_forward.w2',
     ]);

@@ -34,6 +34,16 @@ export interface AwqScaleGroup {
   kvGroupRepeat?: number;
 }
 
+/** A checkpoint tensor that packs the output rows of several canonical linears (InternLM2's `attention.wqkv`). */
+export interface PackedLinear {
+  /** HF module name, e.g. `model.layers.0.attention.wqkv` (tensors `<hfPrefix>.weight`, `.bias`, `.qweight`...). */
+  hfPrefix: string;
+  /** Canonical linears of the layer whose rows it packs, e.g. ['q', 'k', 'v']. */
+  parts: readonly string[];
+  /** Lays the parts' rows (`rowBytes` bytes per output row, parts in `parts` order) out in the checkpoint's row order. */
+  pack(parts: Uint8Array[], rowBytes: number): Uint8Array;
+}
+
 export interface WeightMapContext {
   spec: ModelSpec;
   weights: SafetensorsIndex;
@@ -50,6 +60,9 @@ export interface ArchitectureDef {
   mapWeights(ctx: WeightMapContext): TensorSource[];
   /** AWQ scaling groups of decoder layer `layer`, in HF module names. */
   awqScaleGroups(spec: ModelSpec, layer: number): AwqScaleGroup[];
+  /** Checkpoint tensors packing several canonical linears of layer `layer` (absent: every linear is its own tensor).
+   *  Writers of HF-layout checkpoints (auto_awq) use it to store split linears back in the model's own layout. */
+  packedLinears?(spec: ModelSpec, layer: number): PackedLinear[];
   /** A chat template (Jinja) for checkpoints that ship none. */
   defaultChatTemplate(spec: ModelSpec): string;
 }

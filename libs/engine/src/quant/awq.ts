@@ -13,13 +13,13 @@
 //  3. round to nearest with the chosen clip; the layer's output with quantized weights feeds the next layer.
 // searchScale: false and searchClip: false give plain round-to-nearest (RTN).
 // The result is an AutoAWQ GEMM checkpoint (see autoawq.ts) written into `dstDir` (default: workDir).
-import { InvalidArgumentError, NotSupportedError, QuantConfigError } from '../errors';
+import { InvalidArgumentError, QuantConfigError } from '../errors';
 import { f16BitsToF32, f32ToF16Bits } from '../io/half';
 import type { LoadOptions } from '../generation/types';
 import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-forward';
 import { batches, calibrate, concatIds, hasCalibration, loadCalibration, resolveNative, type CalibrationResult, type ProgressFn } from './calibrate';
 import { checkGroupDivides, checkQuantParams, dequantizeLinear, quantizeLinear, type QuantizedLinear } from './pack';
-import { writeAutoAwqDir } from './autoawq';
+import { packedTargets, writeAutoAwqDir } from './autoawq';
 
 export interface AutoAwqOptions extends Pick<LoadOptions, 'backend' | 'native' | 'log'> {
   /** Weight bits: 4 (the AutoAWQ GEMM layout holds 4-bit weights only). */
@@ -143,9 +143,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
     checkGroupDivides(`layers.*.${l} (${l === 'down' ? 'intermediate_size' : 'hidden'} width)`, out, inp, groupSize);
     if (out % 8 !== 0) throw new QuantConfigError(`layers.*.${l}: out_features ${out} is not a multiple of 8 (AutoAWQ packs 8 columns per int32)`);
   }
-  if (sources.some((s) => s.data)) {
-    throw new NotSupportedError(`${spec.hfArchitecture}: auto_awq needs the checkpoint's linears as stored (re-laid-out tensors such as packed wqkv are not supported yet)`);
-  }
+  packedTargets(loaded, sources); // every re-laid-out tensor (InternLM2's split wqkv) must pack back: fail before any work
 
   // Plain round-to-nearest needs no activations: no calibration, no forward passes.
   const needData = searchScale || searchClip;

@@ -1,4 +1,4 @@
-// Writes a tiny random Hugging Face model directory (Llama or Qwen2 layout): config.json, safetensors weights,
+// Writes a tiny random Hugging Face model directory (Llama, Qwen2 or InternLM2 layout): config.json, safetensors weights,
 // a byte-level BPE tokenizer.json that @huggingface/tokenizers loads, tokenizer_config.json with a ChatML chat
 // template, and generation_config.json. Deterministic from the seed: same options → same bytes.
 import * as fs from 'node:fs';
@@ -7,7 +7,10 @@ import { encodeHalf } from '../io/half';
 import { writeSafetensors, type WritableTensor } from '../io/safetensors';
 
 export interface TinyModelOptions {
-  arch?: 'llama' | 'qwen2';
+  /** internlm2: InternLM2's own tensor names with q/k/v packed per KV group in `attention.wqkv` (byte-level tokenizer). */
+  arch?: 'llama' | 'qwen2' | 'internlm2';
+  /** internlm2 only: config `bias` (wqkv and wo biases). */
+  bias?: boolean;
   seed?: number;
   dtype?: 'f16' | 'bf16';
   hiddenSize?: number;
@@ -149,7 +152,8 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   const std = opts.weightStd ?? 0.08;
   fs.mkdirSync(dir, { recursive: true });
 
-  const tok = buildTokenizer(arch);
+  const tokArch = arch === 'llama' ? 'llama' : 'qwen2';
+  const tok = buildTokenizer(tokArch);
   const vocabSize = tok.vocabSize;
   const bosId = arch === 'llama' ? tok.ids['<s>'] : tok.ids['<|endoftext|>'];
   const eosId = arch === 'llama' ? tok.ids['</s>'] : tok.ids['<|endoftext|>'];
@@ -159,7 +163,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     ? { rope_parameters: { rope_theta: 10000.0, rope_type: 'default' } }
     : { rope_theta: 10000.0, rope_scaling: null };
   const config: Record<string, unknown> = {
-    architectures: [arch === 'llama' ? 'LlamaForCausalLM' : 'Qwen2ForCausalLM'],
+    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', internlm2: 'InternLM2ForCausalLM' }[arch]],
     model_type: arch,
     hidden_size: hidden,
     intermediate_size: ff,
@@ -178,36 +182,76 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     ...rope,
   };
   if (arch === 'llama') config.attention_bias = false;
+  if (arch === 'internlm2') config.bias = opts.bias ?? false;
 
   const normal = gaussian(rng(seed));
   const sfDtype = dtype === 'f16' ? 'F16' : 'BF16';
   const tensors: WritableTensor[] = [];
-  const add = (name: string, shape: number[], init: 'normal' | 'ones' | 'small') => {
-    const n = shape.reduce((a, b) => a * b, 1);
+  const gen = (n: number, init: 'normal' | 'ones' | 'small'): Float32Array => {
     const v = new Float32Array(n);
     for (let i = 0; i < n; i++) v[i] = init === 'ones' ? 1 + 0.1 * normal() : init === 'small' ? 0.02 * normal() : std * normal();
-    tensors.push({ name, dtype: sfDtype, shape, data: encodeHalf(v, dtype) });
+    return v;
   };
-  add('model.embed_tokens.weight', [vocabSize, hidden], 'normal');
-  for (let i = 0; i < layers; i++) {
-    const p = `model.layers.${i}`;
-    add(`${p}.input_layernorm.weight`, [hidden], 'ones');
-    add(`${p}.self_attn.q_proj.weight`, [heads * headDim, hidden], 'normal');
-    add(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, hidden], 'normal');
-    add(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, hidden], 'normal');
-    if (arch === 'qwen2') {
-      add(`${p}.self_attn.q_proj.bias`, [heads * headDim], 'small');
-      add(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], 'small');
-      add(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], 'small');
+  const put = (name: string, shape: number[], v: Float32Array) => tensors.push({ name, dtype: sfDtype, shape, data: encodeHalf(v, dtype) });
+  const add = (name: string, shape: number[], init: 'normal' | 'ones' | 'small') => put(name, shape, gen(shape.reduce((a, b) => a * b, 1), init));
+  if (arch === 'internlm2') {
+    // InternLM2: tok_embeddings, attention_norm, wqkv (rows per KV group g: the G q heads of g, k head g, v head g), wo,
+    // ffn_norm, feed_forward.w1 (gate) / w3 (up) / w2 (down), norm, output.
+    const G = heads / kvHeads;
+    const packRows = (q: Float32Array, k: Float32Array, v: Float32Array, width: number): Float32Array => {
+      const out = new Float32Array(q.length + k.length + v.length);
+      const hw = headDim * width;
+      for (let g = 0; g < kvHeads; g++) {
+        const base = g * (G + 2) * hw;
+        out.set(q.subarray(g * G * hw, (g + 1) * G * hw), base);
+        out.set(k.subarray(g * hw, (g + 1) * hw), base + G * hw);
+        out.set(v.subarray(g * hw, (g + 1) * hw), base + (G + 1) * hw);
+      }
+      return out;
+    };
+    const rows = (heads + 2 * kvHeads) * headDim;
+    add('model.tok_embeddings.weight', [vocabSize, hidden], 'normal');
+    for (let i = 0; i < layers; i++) {
+      const p = `model.layers.${i}`;
+      add(`${p}.attention_norm.weight`, [hidden], 'ones');
+      const q = gen(heads * headDim * hidden, 'normal');
+      const k = gen(kvHeads * headDim * hidden, 'normal');
+      const v = gen(kvHeads * headDim * hidden, 'normal');
+      put(`${p}.attention.wqkv.weight`, [rows, hidden], packRows(q, k, v, hidden));
+      if (opts.bias) {
+        put(`${p}.attention.wqkv.bias`, [rows], packRows(gen(heads * headDim, 'small'), gen(kvHeads * headDim, 'small'), gen(kvHeads * headDim, 'small'), 1));
+      }
+      add(`${p}.attention.wo.weight`, [hidden, heads * headDim], 'normal');
+      if (opts.bias) add(`${p}.attention.wo.bias`, [hidden], 'small');
+      add(`${p}.ffn_norm.weight`, [hidden], 'ones');
+      add(`${p}.feed_forward.w1.weight`, [ff, hidden], 'normal');
+      add(`${p}.feed_forward.w3.weight`, [ff, hidden], 'normal');
+      add(`${p}.feed_forward.w2.weight`, [hidden, ff], 'normal');
     }
-    add(`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim], 'normal');
-    add(`${p}.post_attention_layernorm.weight`, [hidden], 'ones');
-    add(`${p}.mlp.gate_proj.weight`, [ff, hidden], 'normal');
-    add(`${p}.mlp.up_proj.weight`, [ff, hidden], 'normal');
-    add(`${p}.mlp.down_proj.weight`, [hidden, ff], 'normal');
+    add('model.norm.weight', [hidden], 'ones');
+    if (!tie) add('output.weight', [vocabSize, hidden], 'normal');
+  } else {
+    add('model.embed_tokens.weight', [vocabSize, hidden], 'normal');
+    for (let i = 0; i < layers; i++) {
+      const p = `model.layers.${i}`;
+      add(`${p}.input_layernorm.weight`, [hidden], 'ones');
+      add(`${p}.self_attn.q_proj.weight`, [heads * headDim, hidden], 'normal');
+      add(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, hidden], 'normal');
+      add(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, hidden], 'normal');
+      if (arch === 'qwen2') {
+        add(`${p}.self_attn.q_proj.bias`, [heads * headDim], 'small');
+        add(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], 'small');
+        add(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], 'small');
+      }
+      add(`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim], 'normal');
+      add(`${p}.post_attention_layernorm.weight`, [hidden], 'ones');
+      add(`${p}.mlp.gate_proj.weight`, [ff, hidden], 'normal');
+      add(`${p}.mlp.up_proj.weight`, [ff, hidden], 'normal');
+      add(`${p}.mlp.down_proj.weight`, [hidden, ff], 'normal');
+    }
+    add('model.norm.weight', [hidden], 'ones');
+    if (!tie) add('lm_head.weight', [vocabSize, hidden], 'normal');
   }
-  add('model.norm.weight', [hidden], 'ones');
-  if (!tie) add('lm_head.weight', [vocabSize, hidden], 'normal');
 
   const shards = Math.max(1, opts.shards ?? 1);
   if (shards === 1) {
