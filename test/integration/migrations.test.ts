@@ -14,14 +14,15 @@ describe('migrations (real Postgres)', () => {
     const ds = createDataSource(env.databaseUrl);
     await ds.initialize();
     try {
-      expect(await runMigrations(ds)).toEqual(['Initial1764072000000']);
+      expect(await runMigrations(ds)).toEqual(['Initial1764072000000', 'Serving1764090000000']);
       expect(await runMigrations(ds)).toEqual([]); // idempotent
       const pending = await ds.driver.createSchemaBuilder().log();
       expect(pending.upQueries.map((q) => q.query)).toEqual([]); // migrations == entities
       const tables = (await ds.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`)).map(
         (r: { table_name: string }) => r.table_name,
       );
-      expect(tables).toEqual(['artifacts', 'jobs', 'metrics', 'migrations', 'model_versions', 'models', 'workers']);
+      expect(tables).toEqual(['artifacts', 'deployments', 'jobs', 'metrics', 'migrations', 'model_versions', 'models', 'request_timings', 'workers']);
+      await ds.undoLastMigration();
       await ds.undoLastMigration();
       const after = await ds.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'migrations'`);
       expect(after[0].n).toBe(0);
@@ -36,7 +37,7 @@ describe('migrations (real Postgres)', () => {
     await Promise.all([a.initialize(), b.initialize()]);
     try {
       const [ra, rb] = await Promise.all([runMigrations(a), runMigrations(b)]);
-      expect([...ra, ...rb]).toEqual(['Initial1764072000000']);
+      expect([...ra, ...rb]).toEqual(['Initial1764072000000', 'Serving1764090000000']);
     } finally {
       await Promise.all([a.destroy(), b.destroy()]);
     }

@@ -1,6 +1,9 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import {
   ArtifactService,
+  DeploymentService,
+  OpenAIService,
+  ServingEvents,
   HealthService,
   JobQueue,
   JobService,
@@ -10,6 +13,8 @@ import {
   type PlatformModuleOptions,
 } from '@lmfleet/platform';
 import { ArtifactsController } from './controllers/artifacts.controller';
+import { DeploymentsController } from './controllers/deployments.controller';
+import { OpenAIController } from './openai/openai.controller';
 import { JobsController } from './controllers/jobs.controller';
 import { ModelsController } from './controllers/models.controller';
 import { SystemController } from './controllers/system.controller';
@@ -20,8 +25,9 @@ export class ApiModule {
     return {
       module: ApiModule,
       imports: [PlatformModule.forRoot(opts)],
-      controllers: [ModelsController, JobsController, ArtifactsController, SystemController],
-      providers: [JobQueue, ModelService, JobService, ArtifactService, WorkerService, HealthService],
+      controllers: [ModelsController, JobsController, ArtifactsController, SystemController, DeploymentsController, OpenAIController],
+      providers: [JobQueue, ModelService, JobService, ArtifactService, WorkerService, HealthService, DeploymentService, ServingEvents, OpenAIService],
+      exports: [ServingEvents],
     };
   }
 }

@@ -8,6 +8,7 @@ import {
   JOB_PROCESSOR,
   JobRunner,
   PlatformModule,
+  ServingHost,
   WORKER_SPEC,
   WorkerRegistry,
   type PlatformModuleOptions,
@@ -24,15 +25,19 @@ export class InferWorkerModule {
       providers: [
         EngineCache,
         InferJobsService,
+        ServingHost,
         { provide: JOB_PROCESSOR, useClass: InferProcessor },
         {
           provide: WORKER_SPEC,
-          inject: [EngineCache],
-          useFactory: (engines: EngineCache): WorkerSpec => ({
+          inject: [EngineCache, ServingHost],
+          useFactory: (engines: EngineCache, serving: ServingHost): WorkerSpec => ({
             kind: 'infer',
+            // INFER_DEPLOYMENTS: queues for batch `infer` jobs; the deployments table adds one queue per deployment.
             queues: opts.config.worker.inferDeployments.map(inferQueueName),
             jobs: INFER_JOBS,
-            loadedDeployments: () => engines.deployments(),
+            loadedDeployments: () => [...engines.deployments(), ...serving.loaded()],
+            onStarted: (host, workerId) => serving.start(host, workerId),
+            onStopping: () => serving.stop(),
           }),
         },
         WorkerRegistry,

@@ -18,6 +18,12 @@ export interface AppConfig {
     attempts: number;
     backoffMs: number;
   };
+  serving: {
+    /** worker-infer re-reads the deployments table this often. */
+    deploymentPollMs: number;
+    /** The API gives up on a request whose stream stays silent this long (no worker took it, or it hangs). */
+    streamTimeoutMs: number;
+  };
   worker: {
     /** Overrides the `<host>-<pid>` name a worker registers under. */
     name?: string;
@@ -113,6 +119,10 @@ export function loadConfig(env: Env = process.env): AppConfig {
     jobs: {
       attempts: int('JOB_ATTEMPTS', 3, 1, 100),
       backoffMs: int('JOB_BACKOFF_MS', 2000, 0),
+    },
+    serving: {
+      deploymentPollMs: int('SERVE_DEPLOYMENT_POLL_MS', 2000, 50),
+      streamTimeoutMs: int('SERVE_STREAM_TIMEOUT_MS', 600_000, 100),
     },
     worker: {
       name: env.WORKER_NAME?.trim() || undefined,

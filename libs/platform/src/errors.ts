@@ -2,7 +2,7 @@
 // workers map InvalidInputError to BullMQ's UnrecoverableError (no retry).
 
 export abstract class PlatformError extends Error {
-  abstract readonly status: 400 | 404 | 409 | 503;
+  abstract readonly status: 400 | 404 | 409 | 429 | 503;
   constructor(
     message: string,
     readonly details?: unknown,
@@ -31,6 +31,17 @@ export class ConflictError extends PlatformError {
 /** A dependency (engine, queue) is not there right now. */
 export class UnavailableError extends PlatformError {
   readonly status = 503;
+}
+
+/** Too much in flight (a deployment's queue bound): retry after `retryAfterSeconds`. */
+export class TooManyRequestsError extends PlatformError {
+  readonly status = 429;
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
 }
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -9,6 +9,9 @@ import { JobRepository } from './repositories/job.repository';
 import { MetricRepository } from './repositories/metric.repository';
 import { ModelRepository } from './repositories/model.repository';
 import { WorkerRepository } from './repositories/worker.repository';
+import { DeploymentRepository } from './repositories/deployment.repository';
+import { RequestTimingRepository } from './repositories/request-timing.repository';
+import { TokenStream } from './streams/token-stream';
 import { ArtifactStore } from './storage/artifact-store';
 
 export interface PlatformModuleOptions {
@@ -17,7 +20,7 @@ export interface PlatformModuleOptions {
   engine?: EngineAdapter;
 }
 
-const REPOSITORIES = [ModelRepository, JobRepository, ArtifactRepository, MetricRepository, WorkerRepository];
+const REPOSITORIES = [ModelRepository, JobRepository, ArtifactRepository, MetricRepository, WorkerRepository, DeploymentRepository, RequestTimingRepository];
 
 /**
  * What every process shares: config, Postgres (migrations run at startup under an advisory lock),
@@ -31,6 +34,7 @@ export class PlatformModule {
       { provide: APP_CONFIG, useValue: opts.config },
       opts.engine ? { provide: ENGINE_ADAPTER, useValue: opts.engine } : { provide: ENGINE_ADAPTER, useClass: LmfleetEngineAdapter },
       ArtifactStore,
+      TokenStream,
       ...REPOSITORIES,
     ];
     return {
@@ -49,7 +53,7 @@ export class PlatformModule {
         }),
       ],
       providers,
-      exports: [APP_CONFIG, ENGINE_ADAPTER, ArtifactStore, ...REPOSITORIES],
+      exports: [APP_CONFIG, ENGINE_ADAPTER, ArtifactStore, TokenStream, ...REPOSITORIES],
     };
   }
 }

@@ -9,6 +9,7 @@ import {
   type EvalPplOptions,
   type LoadedEngine,
   type ModelInfo,
+  type ServingEngine,
 } from '@lmfleet/platform';
 
 /**
@@ -47,6 +48,10 @@ export class FakeEngine implements EngineAdapter {
       generate: async (prompts) => prompts.map((p) => ({ text: `echo: ${p}`, finishReason: 'length' })),
       dispose: () => undefined,
     };
+  }
+
+  async loadServing(): Promise<ServingEngine> {
+    throw new Error('the fake engine does not serve: serving tests run the real engine on a tiny model');
   }
 
   async evalPpl(_dir: string, opts: EvalPplOptions) {

@@ -45,12 +45,69 @@ export interface EngineLoadOptions {
   backend: 'auto' | 'cpu' | 'cuda';
 }
 
+/** A deployment's engine options (LMDeploy's TurbomindEngineConfig names, camelCased). */
+export interface ServingLoadOptions extends EngineLoadOptions {
+  maxBatchSize?: number;
+  sessionLen?: number;
+  cacheMaxEntryCount?: number;
+  kvPolicy?: 'fp16' | 'int8' | 'int4';
+}
+
+export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'repetitionPenalty' | 'seed'>;
+
+export type ServingMessage = Engine.ChatMessage;
+
+export interface ServingStreamParams {
+  inputIds: number[];
+  maxNewTokens: number;
+  stopIds: number[];
+  stopWords?: string[];
+  sampling?: ServingSampling;
+  /** Top-N alternatives per token (0: the sampled token's log-prob only; unset: none). */
+  logprobs?: number;
+  skipSpecialTokens?: boolean;
+  signal?: AbortSignal;
+}
+
+export type ServingOutput = Pick<Engine.StreamOutput, 'tokenIds' | 'text' | 'logprobs' | 'finishReason' | 'usage'>;
+
+/** A multi-turn session that keeps its KV cache between turns (LMDeploy's interactive mode). */
+export interface ServingChat {
+  send(content: string, gen: Omit<ServingStreamParams, 'inputIds' | 'stopIds' | 'maxNewTokens'> & { maxNewTokens: number }): AsyncIterable<ServingOutput>;
+  /** Tokens the last turn sent to the engine (the part of the conversation not already cached). */
+  readonly lastInputTokens: number;
+  /** Tokens the session's KV cache holds. */
+  historyTokens(): number;
+  end(): void;
+}
+
+/** What worker-infer needs from a loaded engine to serve OpenAI requests. */
+export interface ServingEngine {
+  readonly sessionLen: number;
+  readonly maxBatchSize: number;
+  /** Chat messages through the model's chat template, with the generation prompt. */
+  encodeChat(messages: ServingMessage[]): number[];
+  /** A plain prompt (with the tokenizer's BOS). */
+  encodeText(text: string): number[];
+  /** eos ids, plus the template's end-of-turn token for chat prompts. */
+  stopIds(chat: boolean): number[];
+  /** One token's text (special tokens included), for logprobs. */
+  tokenText(id: number): string;
+  stream(p: ServingStreamParams): AsyncIterable<ServingOutput>;
+  /** A chat session with a caller-chosen id in [1, 999999]. */
+  createChat(sessionId: number): ServingChat;
+  stats(): { running: number; waiting: number; blocksTotal: number; blocksFree: number };
+  dispose(): Promise<void>;
+}
+
 /** DI token; tests bind a fake. */
 export const ENGINE_ADAPTER = Symbol('ENGINE_ADAPTER');
 
 export interface EngineAdapter {
   inspectModel(dir: string): Promise<ModelInfo>;
   load(dir: string, opts: EngineLoadOptions): Promise<LoadedEngine>;
+  /** An engine for serving (worker-infer's deployments): streaming, tokenization, sessions. */
+  loadServing(dir: string, opts: ServingLoadOptions): Promise<ServingEngine>;
   evalPpl(dir: string, opts: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult>;
   /** LMDeploy lite's steps: statistics into opts.workDir; an AutoAWQ directory; the engine workspace. */
   calibrate(dir: string, opts: CalibrateOptions & EngineLoadOptions): Promise<CalibrateResult>;
@@ -111,6 +168,59 @@ export class LmfleetEngineAdapter implements EngineAdapter {
     const engine = await loadEngine().Engine.fromPretrained(dir, { backend: opts.backend, log });
     return {
       generate: (prompts, genConfig) => engine.generate(prompts, genConfig),
+      dispose: () => engine.dispose(),
+    };
+  }
+
+  async loadServing(dir: string, opts: ServingLoadOptions): Promise<ServingEngine> {
+    if (opts.kvPolicy && opts.kvPolicy !== 'fp16') {
+      throw new InvalidInputError(`kvPolicy ${opts.kvPolicy}: this engine build has no quantized KV cache yet (fp16 only)`);
+    }
+    const engine = await inputErrorsAs400(() =>
+      loadEngine().Engine.fromPretrained(dir, {
+        backend: opts.backend,
+        log,
+        ...(opts.maxBatchSize !== undefined ? { maxBatchSize: opts.maxBatchSize } : {}),
+        ...(opts.sessionLen !== undefined ? { sessionLen: opts.sessionLen } : {}),
+        ...(opts.cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount: opts.cacheMaxEntryCount } : {}),
+      }),
+    );
+    const tokenTexts = new Map<number, string>();
+    return {
+      sessionLen: engine.sessionLen,
+      maxBatchSize: engine.maxBatchSize,
+      encodeChat: (messages) => engine.encodePrompt(messages),
+      encodeText: (text) => engine.encodePrompt(text),
+      stopIds: (chat) => engine.defaultStopIds(chat),
+      tokenText: (id) => {
+        let t = tokenTexts.get(id);
+        if (t === undefined) {
+          t = engine.tokenizer.decode([id], { skipSpecialTokens: false });
+          if (tokenTexts.size < 200_000) tokenTexts.set(id, t);
+        }
+        return t;
+      },
+      stream: (p) => engine.createInstance().streamInfer(p),
+      createChat: (sessionId) => {
+        const chat = engine.createChat({ sessionId });
+        return {
+          send: (content, gen) =>
+            chat.send(content, {
+              ...gen.sampling,
+              maxNewTokens: gen.maxNewTokens,
+              stopWords: gen.stopWords,
+              logprobs: gen.logprobs,
+              signal: gen.signal,
+              skipSpecialTokens: gen.skipSpecialTokens,
+            }),
+          get lastInputTokens() {
+            return chat.lastInputTokens;
+          },
+          historyTokens: () => engine.sessionLength(sessionId),
+          end: () => chat.end(),
+        };
+      },
+      stats: () => engine.stats(),
       dispose: () => engine.dispose(),
     };
   }

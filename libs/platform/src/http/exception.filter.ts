@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, HttpException, HttpStatus, Logger, type ExceptionFilter } from '@nestjs/common';
 import { STATUS_CODES } from 'node:http';
-import { PlatformError } from '../errors';
+import { PlatformError, TooManyRequestsError } from '../errors';
+import { isOpenAIPath, toOpenAIErrorBody } from '../serving/openai-errors';
 import { pgCode, PG_FOREIGN_KEY_VIOLATION, PG_INVALID_TEXT, PG_UNIQUE_VIOLATION } from '../repositories/pg-errors';
 
 export interface ErrorBody {
@@ -47,13 +48,17 @@ export class AllExceptionsFilter implements ExceptionFilter {
   private readonly logger = new Logger('HTTP');
 
   catch(err: unknown, host: ArgumentsHost): void {
-    const res = host.switchToHttp().getResponse<{ headersSent: boolean; status(n: number): { json(b: unknown): void }; destroy?(): void }>();
+    const http = host.switchToHttp();
+    const res = http.getResponse<{ headersSent: boolean; status(n: number): { json(b: unknown): void }; setHeader(k: string, v: string): void; destroy?(): void }>();
+    const req = http.getRequest<{ originalUrl?: string; url?: string } | undefined>();
     const body = toErrorBody(err);
     if (body.statusCode >= 500) this.logger.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
     if (res.headersSent) {
       res.destroy?.(); // a streamed download broke midway: the client sees a truncated response
       return;
     }
-    res.status(body.statusCode).json(body);
+    if (err instanceof TooManyRequestsError) res.setHeader('Retry-After', String(err.retryAfterSeconds));
+    // /v1 speaks OpenAI's error object, so the official clients raise their own error classes.
+    res.status(body.statusCode).json(isOpenAIPath(req?.originalUrl ?? req?.url) ? toOpenAIErrorBody(body) : body);
   }
 }

@@ -17,7 +17,7 @@ export class WorkerRepository {
     return this.workers.save(this.workers.create({ ...w, status: 'online', lastHeartbeatAt: new Date(), loadedDeployments: [], activeJobs: 0 }));
   }
 
-  async heartbeat(id: string, beat: { activeJobs: number; loadedDeployments: LoadedDeployment[]; status?: WorkerStatus }): Promise<void> {
+  async heartbeat(id: string, beat: { activeJobs: number; loadedDeployments: LoadedDeployment[]; queues?: string[]; status?: WorkerStatus }): Promise<void> {
     await this.workers.update({ id }, { lastHeartbeatAt: new Date(), ...beat, status: beat.status ?? 'online' });
   }
 

@@ -6,7 +6,7 @@ import { APP_CONFIG, type AppConfig } from '../config';
 import type { JobEntity } from '../db/entities/job.entity';
 import type { LoadedDeployment } from '../db/entities/worker.entity';
 import { InvalidInputError } from '../errors';
-import type { JobName, JobPayload } from '../queue/jobs';
+import { JOB_NAMES, type JobName, type JobPayload } from '../queue/jobs';
 import { createRedis } from '../queue/redis';
 import { JobRepository } from '../repositories/job.repository';
 import { JobAbortedError, type AbortReason, type JobContext, type JobResult } from './job-context';
@@ -25,6 +25,24 @@ export interface WorkerSpec {
   jobs: readonly JobName[];
   /** What this worker has loaded (reported in heartbeats). */
   loadedDeployments?: () => LoadedDeployment[];
+  /** Called once the worker is registered and its spec queues run (worker-infer adds its deployments' queues). */
+  onStarted?: (host: QueueHost, workerId: string) => Promise<void>;
+  /** Called first on shutdown, before the queues close (worker-infer ends its streams). */
+  onStopping?: () => Promise<void>;
+}
+
+/**
+ * Handles a job that is not a platform job (no `jobs` row): a serving request, whose payload is the request
+ * itself and whose outcome goes to its token stream.
+ */
+export type DirectJobHandler = (job: Job) => Promise<unknown>;
+
+/** Queues consumed at runtime (worker-infer: a deployment created or deleted while it runs). */
+export interface QueueHost {
+  addQueue(queue: string, opts: { concurrency: number; direct?: DirectJobHandler }): void;
+  setConcurrency(queue: string, concurrency: number): void;
+  removeQueue(queue: string): Promise<void>;
+  queues(): string[];
 }
 
 export const JOB_PROCESSOR = Symbol('JOB_PROCESSOR');
@@ -42,9 +60,9 @@ interface Active {
  * so a SIGKILLed worker's job is taken over by another worker within lockDuration + stalledInterval.
  */
 @Injectable()
-export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutdown, QueueHost {
   private readonly logger = new Logger(JobRunner.name);
-  private readonly workers: Worker[] = [];
+  private readonly workers = new Map<string, Worker>();
   private readonly active = new Map<string, Active>();
   private connection?: IORedis;
   private workerId = '';
@@ -83,41 +101,73 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     this.workerId = await this.registry.register(this.spec.kind, this.spec.queues, () => ({
       activeJobs: this.active.size,
       loadedDeployments: this.spec.loadedDeployments?.() ?? [],
+      queues: this.queues(),
     }));
     this.connection = createRedis(this.config.redisUrl);
+    for (const queue of this.spec.queues) this.addQueue(queue, { concurrency: this.config.worker.concurrency });
+    await this.spec.onStarted?.(this, this.workerId);
+  }
+
+  queues(): string[] {
+    return [...this.workers.keys()];
+  }
+
+  addQueue(queue: string, opts: { concurrency: number; direct?: DirectJobHandler }): void {
+    if (!this.connection) throw new Error('the job runner has not started');
+    if (this.workers.has(queue)) {
+      this.setConcurrency(queue, opts.concurrency);
+      return;
+    }
     const w = this.config.worker;
-    for (const queue of this.spec.queues) {
-      const worker = new Worker<JobPayload, JobResult>(queue, (job, token) => this.run(job, token), {
+    const direct = opts.direct;
+    const worker = new Worker<JobPayload, JobResult>(
+      queue,
+      (job, token) => (direct && !JOB_NAMES.includes(job.name as JobName) ? (direct(job) as Promise<JobResult>) : this.run(job, token)),
+      {
         connection: this.connection,
         prefix: this.config.queuePrefix,
-        concurrency: w.concurrency,
+        concurrency: opts.concurrency,
         lockDuration: w.lockDurationMs,
         stalledInterval: w.stalledIntervalMs,
         maxStalledCount: w.maxStalledCount,
         autorun: false,
-      });
-      worker.on('error', (err) => this.logger.error(`worker ${queue}: ${err.message}`));
-      worker.on('stalled', (id) => this.logger.warn(`job ${id} stalled (its worker died or blocked); it goes back to the queue`));
-      // Failures decided by BullMQ without running our processor (a job that stalled more than
-      // MAX_STALLED_COUNT times) must still reach Postgres.
-      worker.on('failed', (job, err) => {
-        if (job?.data?.jobId && /stalled/i.test(err.message)) {
-          void this.jobs
-            .finishUnfinished([job.data.jobId], { status: 'failed', error: err.message, finishedAt: new Date() })
-            .catch((e) => this.logger.warn(`recording failure of ${job.id}: ${(e as Error).message}`));
-        }
-      });
-      this.workers.push(worker);
-      void worker.run();
-    }
+      },
+    );
+    worker.on('error', (err) => this.logger.error(`worker ${queue}: ${err.message}`));
+    worker.on('stalled', (id) => this.logger.warn(`job ${id} stalled (its worker died or blocked); it goes back to the queue`));
+    // Failures decided by BullMQ without running our processor (a job that stalled more than
+    // MAX_STALLED_COUNT times) must still reach Postgres.
+    worker.on('failed', (job, err) => {
+      if (job?.data?.jobId && /stalled/i.test(err.message)) {
+        void this.jobs
+          .finishUnfinished([job.data.jobId], { status: 'failed', error: err.message, finishedAt: new Date() })
+          .catch((e) => this.logger.warn(`recording failure of ${job.id}: ${(e as Error).message}`));
+      }
+    });
+    this.workers.set(queue, worker);
+    void worker.run();
+  }
+
+  setConcurrency(queue: string, concurrency: number): void {
+    const worker = this.workers.get(queue);
+    if (worker && worker.concurrency !== concurrency) worker.concurrency = concurrency;
+  }
+
+  /** Stops taking jobs from `queue`; resolves when its running jobs have finished. */
+  async removeQueue(queue: string): Promise<void> {
+    const worker = this.workers.get(queue);
+    if (!worker) return;
+    this.workers.delete(queue);
+    await worker.close();
   }
 
   /** SIGTERM: finish in-flight jobs within SHUTDOWN_GRACE_MS, then hand the rest back to the queue. */
   async beforeApplicationShutdown(signal?: string): Promise<void> {
-    if (!this.workers.length) return;
+    if (!this.workers.size) return;
     this.logger.log(`shutting down (${signal ?? 'close'}): ${this.active.size} job(s) in flight`);
     await this.registry.setStatus('draining');
-    const closing = Promise.all(this.workers.map((w) => w.close()));
+    await this.spec.onStopping?.().catch((e) => this.logger.warn(`stopping: ${(e as Error).message}`));
+    const closing = Promise.all([...this.workers.values()].map((w) => w.close()));
     const timer = setTimeout(() => {
       for (const a of this.active.values()) a.controller.abort('shutdown');
     }, this.config.worker.shutdownGraceMs);

@@ -36,7 +36,7 @@ export class WorkerRegistry {
     return this.id;
   }
 
-  async register(kind: string, queues: string[], state: () => { activeJobs: number; loadedDeployments: LoadedDeployment[] }): Promise<string> {
+  async register(kind: string, queues: string[], state: () => { activeJobs: number; loadedDeployments: LoadedDeployment[]; queues?: string[] }): Promise<string> {
     const host = os.hostname();
     const gpu = await detectGpu(this.config.worker.cudaVisibleDevices);
     const row = await this.workers.register({

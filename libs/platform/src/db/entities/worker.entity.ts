@@ -6,6 +6,16 @@ export type WorkerStatus = 'online' | 'draining' | 'stopped' | 'gone';
 export interface LoadedDeployment {
   deploymentId: string;
   versionId: string;
+  /** Serving deployments (worker-infer): its name (the OpenAI model id), load state and live counters. */
+  name?: string;
+  state?: 'loading' | 'ready' | 'failed';
+  error?: string;
+  /** Requests running on this worker. */
+  activeRequests?: number;
+  maxBatchSize?: number;
+  sessionLen?: number;
+  /** The engine's own counters (KV blocks, running/waiting sequences). */
+  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number };
 }
 
 @Entity('workers')

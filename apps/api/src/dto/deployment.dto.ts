@@ -1,0 +1,47 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { IsIn, IsInt, IsNumber, IsOptional, IsString, IsUUID, Matches, Max, Min } from 'class-validator';
+import { KV_POLICIES, type KvPolicy } from '@lmfleet/platform';
+
+export class CreateDeploymentDto {
+  @ApiProperty({ description: 'The OpenAI `model` id clients use; [A-Za-z0-9_-]{1,64}', example: 'qwen2-awq' })
+  @IsString()
+  @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'name must match [A-Za-z0-9_-]{1,64}' })
+  name!: string;
+
+  @ApiProperty({ format: 'uuid', description: 'The model version to serve (hf, autoawq or workspace)' })
+  @IsUUID('all')
+  versionId!: string;
+
+  @ApiPropertyOptional({ enum: KV_POLICIES, default: 'fp16', description: 'KV-cache storage (int8/int4 need an engine with quantized KV)' })
+  @IsOptional()
+  @IsIn(KV_POLICIES)
+  kvPolicy?: KvPolicy;
+
+  @ApiPropertyOptional({ description: "LMDeploy's --cache-max-entry-count: fraction of free memory for the KV cache", minimum: 0.01, maximum: 0.99 })
+  @IsOptional()
+  @IsNumber()
+  @Min(0.01)
+  @Max(0.99)
+  cacheMaxEntryCount?: number;
+
+  @ApiPropertyOptional({ description: 'Running batch slots per worker (BullMQ concurrency)', default: 8, minimum: 1, maximum: 512 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(512)
+  maxBatchSize?: number;
+
+  @ApiPropertyOptional({ description: 'Longest prompt + completion (default: the engine default for the model)', minimum: 16 })
+  @IsOptional()
+  @IsInt()
+  @Min(16)
+  @Max(1_048_576)
+  sessionLen?: number;
+
+  @ApiPropertyOptional({ description: 'Requests admitted at once (waiting + running) before 429; default 4 x maxBatchSize', minimum: 1 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(100_000)
+  maxPending?: number;
+}

@@ -1,0 +1,248 @@
+// OpenAI's request bodies, field names verbatim (snake_case). Unknown fields are refused by the validation pipe, so
+// an option we do not implement is a 400 naming it rather than silently ignored.
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  IsArray,
+  IsBoolean,
+  IsInt,
+  IsNumber,
+  IsObject,
+  IsOptional,
+  IsString,
+  Max,
+  Min,
+  ValidateBy,
+  ValidateNested,
+  type ValidationOptions,
+} from 'class-validator';
+import type { ChatCompletionRequest, CompletionRequest, InteractiveRequest } from '@lmfleet/platform';
+
+function IsStringOrStringArray(opts?: ValidationOptions) {
+  return ValidateBy(
+    {
+      name: 'isStringOrStringArray',
+      validator: {
+        validate: (v: unknown) => typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string')),
+        defaultMessage: (a) => `${a?.property} must be a string or an array of strings`,
+      },
+    },
+    opts,
+  );
+}
+
+export class StreamOptionsDto {
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  include_usage?: boolean;
+}
+
+/** Sampling fields shared by the three endpoints (LMDeploy/vLLM extensions: top_k, repetition_penalty, ignore_eos, skip_special_tokens). */
+class SamplingDto {
+  @ApiPropertyOptional({ minimum: 0, maximum: 2, default: 1 })
+  @IsOptional()
+  @IsNumber()
+  @Min(0)
+  @Max(2)
+  temperature?: number;
+
+  @ApiPropertyOptional({ minimum: 0, maximum: 1 })
+  @IsOptional()
+  @IsNumber()
+  @Min(0)
+  @Max(1)
+  top_p?: number;
+
+  @ApiPropertyOptional({ description: '0 or -1: off' })
+  @IsOptional()
+  @IsInt()
+  @Min(-1)
+  top_k?: number;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsInt()
+  @Min(-(2 ** 53 - 1))
+  @Max(2 ** 53 - 1)
+  seed?: number;
+
+  @ApiPropertyOptional({ description: 'Up to 4 strings; generation stops before the first (matched on the detokenized text)' })
+  @IsOptional()
+  @IsStringOrStringArray()
+  stop?: string | string[];
+
+  @ApiPropertyOptional({ minimum: -2, maximum: 2, description: 'Only 0 is supported by the engine so far' })
+  @IsOptional()
+  @IsNumber()
+  @Min(-2)
+  @Max(2)
+  presence_penalty?: number;
+
+  @ApiPropertyOptional({ minimum: -2, maximum: 2, description: 'Only 0 is supported by the engine so far' })
+  @IsOptional()
+  @IsNumber()
+  @Min(-2)
+  @Max(2)
+  frequency_penalty?: number;
+
+  @ApiPropertyOptional({ minimum: 0.01, maximum: 10 })
+  @IsOptional()
+  @IsNumber()
+  @Min(0.01)
+  @Max(10)
+  repetition_penalty?: number;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  ignore_eos?: boolean;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  skip_special_tokens?: boolean;
+
+  @ApiPropertyOptional({ description: 'Accepted and ignored' })
+  @IsOptional()
+  @IsString()
+  user?: string;
+}
+
+export class ChatCompletionDto extends SamplingDto implements ChatCompletionRequest {
+  @ApiProperty({ description: 'A deployment name (GET /v1/models)' })
+  @IsString()
+  model!: string;
+
+  @ApiProperty({ type: 'array', items: { type: 'object' }, example: [{ role: 'user', content: 'Hello' }] })
+  @IsArray()
+  messages!: unknown[];
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  stream?: boolean;
+
+  @ApiPropertyOptional({ type: StreamOptionsDto })
+  @IsOptional()
+  @IsObject()
+  @ValidateNested()
+  @Type(() => StreamOptionsDto)
+  stream_options?: StreamOptionsDto;
+
+  @ApiPropertyOptional({ minimum: 1 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  max_tokens?: number;
+
+  @ApiPropertyOptional({ minimum: 1 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  max_completion_tokens?: number;
+
+  @ApiPropertyOptional({ minimum: 1, default: 1 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(128)
+  n?: number;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  logprobs?: boolean;
+
+  @ApiPropertyOptional({ minimum: 0, maximum: 20 })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(20)
+  top_logprobs?: number;
+}
+
+export class CompletionDto extends SamplingDto implements CompletionRequest {
+  @ApiProperty()
+  @IsString()
+  model!: string;
+
+  @ApiProperty({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] })
+  @IsStringOrStringArray()
+  prompt!: string | string[];
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  stream?: boolean;
+
+  @ApiPropertyOptional({ type: StreamOptionsDto })
+  @IsOptional()
+  @IsObject()
+  @ValidateNested()
+  @Type(() => StreamOptionsDto)
+  stream_options?: StreamOptionsDto;
+
+  @ApiPropertyOptional({ minimum: 1, default: 16 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  max_tokens?: number;
+
+  @ApiPropertyOptional({ minimum: 1, default: 1 })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(128)
+  n?: number;
+
+  @ApiPropertyOptional({ minimum: 0, maximum: 5, description: 'Top-N log-probs per token' })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(5)
+  logprobs?: number;
+
+  @ApiPropertyOptional()
+  @IsOptional()
+  @IsBoolean()
+  echo?: boolean;
+}
+
+/** LMDeploy's GenerateRequest for /v1/chat/interactive. */
+export class InteractiveDto extends SamplingDto implements InteractiveRequest {
+  @ApiPropertyOptional({ description: 'A deployment name; optional when exactly one is deployed' })
+  @IsOptional()
+  @IsString()
+  model?: string;
+
+  @ApiProperty({ description: "The user's turn" })
+  @IsString()
+  prompt!: string;
+
+  @ApiPropertyOptional({ description: 'Keeps the KV cache across turns (1..999999; -1: none)', default: -1 })
+  @IsOptional()
+  @IsInt()
+  session_id?: number;
+
+  @ApiPropertyOptional({ description: 'true: keep the session after this turn; false: the session ends with it', default: false })
+  @IsOptional()
+  @IsBoolean()
+  interactive_mode?: boolean;
+
+  @ApiPropertyOptional({ description: 'Newline-delimited JSON, one object per delta' })
+  @IsOptional()
+  @IsBoolean()
+  stream?: boolean;
+
+  @ApiPropertyOptional({ minimum: 1, description: 'max new tokens' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  request_output_len?: number;
+
+  @ApiPropertyOptional({ description: 'Close the session (drop its KV cache); with an empty prompt nothing is generated' })
+  @IsOptional()
+  @IsBoolean()
+  end?: boolean;
+}

@@ -1,0 +1,48 @@
+import { Column, CreateDateColumn, Entity, JoinColumn, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
+import type { ModelVersionEntity } from './model-version.entity';
+
+/** KV-cache storage of a deployment: fp16 (the engine's default), or int8/int4 once the engine has them. */
+export type KvPolicy = 'fp16' | 'int8' | 'int4';
+
+/**
+ * A model version served behind the OpenAI API under `name` (the OpenAI `model` field). Every worker-infer
+ * loads each deployment with these options and consumes its queue `infer-<name>`.
+ */
+@Entity('deployments')
+export class DeploymentEntity {
+  @PrimaryGeneratedColumn('uuid')
+  id!: string;
+
+  /** [A-Za-z0-9_-]{1,64}: the OpenAI model id and the queue suffix. */
+  @Column({ type: 'text', unique: true })
+  name!: string;
+
+  @Column({ name: 'version_id', type: 'uuid' })
+  versionId!: string;
+
+  @ManyToOne('ModelVersionEntity', { onDelete: 'RESTRICT' })
+  @JoinColumn({ name: 'version_id' })
+  version?: ModelVersionEntity;
+
+  @Column({ name: 'kv_policy', type: 'text', default: 'fp16' })
+  kvPolicy!: KvPolicy;
+
+  /** LMDeploy's --cache-max-entry-count: the fraction of free memory given to the KV cache (null: engine default). */
+  @Column({ name: 'cache_max_entry_count', type: 'double precision', nullable: true })
+  cacheMaxEntryCount!: number | null;
+
+  /** Running batch slots per worker (BullMQ concurrency of the queue). */
+  @Column({ name: 'max_batch_size', type: 'integer' })
+  maxBatchSize!: number;
+
+  /** Longest prompt + completion (null: the engine's default for the model). */
+  @Column({ name: 'session_len', type: 'integer', nullable: true })
+  sessionLen!: number | null;
+
+  /** Requests admitted at once (waiting + running) before the API answers 429. */
+  @Column({ name: 'max_pending', type: 'integer' })
+  maxPending!: number;
+
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
+  createdAt!: Date;
+}

@@ -1,0 +1,107 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '../config';
+import type { DeploymentEntity, KvPolicy } from '../db/entities/deployment.entity';
+import type { LoadedDeployment } from '../db/entities/worker.entity';
+import { ConflictError, InvalidInputError, NotFoundError, isUuid } from '../errors';
+import { DeploymentRepository } from '../repositories/deployment.repository';
+import { ModelRepository } from '../repositories/model.repository';
+import { WorkerRepository } from '../repositories/worker.repository';
+
+export const DEPLOYMENT_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const KV_POLICIES: readonly KvPolicy[] = ['fp16', 'int8', 'int4'];
+export const DEFAULT_MAX_BATCH_SIZE = 8;
+/** Admitted requests (waiting + running) per batch slot when maxPending is not given. */
+export const DEFAULT_PENDING_PER_SLOT = 4;
+
+export interface CreateDeployment {
+  name: string;
+  versionId: string;
+  kvPolicy?: KvPolicy;
+  cacheMaxEntryCount?: number;
+  maxBatchSize?: number;
+  sessionLen?: number;
+  maxPending?: number;
+}
+
+export interface DeploymentView extends DeploymentEntity {
+  /** Workers that report it (online), with their load state and counters. */
+  workers: Array<{ workerId: string; workerName: string } & LoadedDeployment>;
+}
+
+/** How long the API trusts its copy of a deployment (the OpenAI routes resolve `model` on every request). */
+const RESOLVE_CACHE_MS = 1000;
+
+@Injectable()
+export class DeploymentService {
+  private readonly cache = new Map<string, { at: number; dep: DeploymentEntity | null }>();
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly deployments: DeploymentRepository,
+    private readonly models: ModelRepository,
+    private readonly workers: WorkerRepository,
+  ) {}
+
+  async create(input: CreateDeployment): Promise<DeploymentView> {
+    if (!DEPLOYMENT_NAME_RE.test(input.name)) throw new InvalidInputError(`name "${input.name}" must match [A-Za-z0-9_-]{1,64}`, [{ field: 'name', errors: ['must match [A-Za-z0-9_-]{1,64}'] }]);
+    if (!isUuid(input.versionId) || !(await this.models.findVersion(input.versionId))) throw new NotFoundError('version', input.versionId);
+    if (await this.deployments.findByName(input.name)) throw new ConflictError(`a deployment named ${input.name} exists`);
+    const maxBatchSize = input.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE;
+    const maxPending = input.maxPending ?? maxBatchSize * DEFAULT_PENDING_PER_SLOT;
+    if (maxPending < maxBatchSize) {
+      throw new InvalidInputError(`maxPending ${maxPending} must be at least maxBatchSize ${maxBatchSize}`, [{ field: 'maxPending', errors: ['must be >= maxBatchSize'] }]);
+    }
+    const dep = await this.deployments.create({
+      name: input.name,
+      versionId: input.versionId,
+      kvPolicy: input.kvPolicy ?? 'fp16',
+      cacheMaxEntryCount: input.cacheMaxEntryCount ?? null,
+      maxBatchSize,
+      sessionLen: input.sessionLen ?? null,
+      maxPending,
+    });
+    this.cache.delete(dep.name);
+    return { ...dep, workers: [] };
+  }
+
+  async list(): Promise<DeploymentView[]> {
+    const [rows, workers] = await Promise.all([this.deployments.list(), this.onlineWorkers()]);
+    return rows.map((d) => this.view(d, workers));
+  }
+
+  /** By id or by name. */
+  async get(idOrName: string): Promise<DeploymentView> {
+    const dep = isUuid(idOrName) ? await this.deployments.get(idOrName) : await this.deployments.findByName(idOrName);
+    if (!dep) throw new NotFoundError('deployment', idOrName);
+    return this.view(dep, await this.onlineWorkers());
+  }
+
+  async delete(idOrName: string): Promise<DeploymentView> {
+    const dep = await this.get(idOrName);
+    await this.deployments.delete(dep.id);
+    this.cache.delete(dep.name);
+    return dep;
+  }
+
+  /** The deployment serving OpenAI `model` (null: none), cached for a second. */
+  async resolve(name: string): Promise<DeploymentEntity | null> {
+    const hit = this.cache.get(name);
+    if (hit && Date.now() - hit.at < RESOLVE_CACHE_MS) return hit.dep;
+    const dep = DEPLOYMENT_NAME_RE.test(name) ? await this.deployments.findByName(name) : null;
+    this.cache.set(name, { at: Date.now(), dep });
+    if (this.cache.size > 1000) this.cache.delete(this.cache.keys().next().value as string);
+    return dep;
+  }
+
+  private async onlineWorkers() {
+    const cutoff = Date.now() - this.config.worker.heartbeatTimeoutMs;
+    return (await this.workers.list('online')).filter((w) => w.kind === 'infer' && w.lastHeartbeatAt.getTime() >= cutoff);
+  }
+
+  private view(d: DeploymentEntity, workers: Awaited<ReturnType<DeploymentService['onlineWorkers']>>): DeploymentView {
+    return {
+      ...d,
+      workers: workers.flatMap((w) => w.loadedDeployments.filter((l) => l.deploymentId === d.id).map((l) => ({ workerId: w.id, workerName: w.name, ...l }))),
+    };
+  }
+}

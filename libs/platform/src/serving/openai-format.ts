@@ -1,0 +1,232 @@
+// OpenAI's response shapes, built from the worker's stream events (pure: unit-tested beside this file).
+import type { FinishReason, StreamEvent, StreamLogprob } from './protocol';
+
+export interface ChatLogprobContent {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }>;
+}
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Array<Record<string, number>> | null;
+  text_offset: number[];
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+/** 'cancelled' never reaches a client that is still there except through shutdown: report it as OpenAI does an abort. */
+export function openAIFinish(f: FinishReason): 'stop' | 'length' {
+  return f === 'length' ? 'length' : 'stop';
+}
+
+export function usageOf(promptTokens: number, completionTokens: number): Usage {
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+}
+
+export function chatLogprobs(lps: StreamLogprob[], topN: number): ChatLogprobContent[] {
+  return lps.map((lp) => ({ token: lp.token, logprob: lp.logprob, bytes: lp.bytes, top_logprobs: lp.top.slice(0, topN) }));
+}
+
+/** Completion logprobs of one delta; `offset` is the text offset of the delta's first token. */
+export function completionLogprobs(lps: StreamLogprob[], topN: number, offset: number): CompletionLogprobs {
+  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: topN > 0 ? [] : null, text_offset: [] };
+  let at = offset;
+  for (const lp of lps) {
+    out.tokens.push(lp.token);
+    out.token_logprobs.push(lp.logprob);
+    out.text_offset.push(at);
+    at += lp.token.length;
+    if (out.top_logprobs) out.top_logprobs.push(Object.fromEntries(lp.top.slice(0, topN).map((a) => [a.token, a.logprob])));
+  }
+  return out;
+}
+
+function mergeCompletionLogprobs(a: CompletionLogprobs | null, b: CompletionLogprobs): CompletionLogprobs {
+  if (!a) return b;
+  return {
+    tokens: [...a.tokens, ...b.tokens],
+    token_logprobs: [...a.token_logprobs, ...b.token_logprobs],
+    top_logprobs: a.top_logprobs && b.top_logprobs ? [...a.top_logprobs, ...b.top_logprobs] : a.top_logprobs,
+    text_offset: [...a.text_offset, ...b.text_offset],
+  };
+}
+
+interface Meta {
+  id: string;
+  created: number;
+  model: string;
+}
+
+/** Turns stream events into chat.completion.chunk objects (one per delta; role first; usage chunk last). */
+export class ChatChunker {
+  private readonly started = new Set<number>();
+
+  constructor(
+    private readonly meta: Meta,
+    private readonly opts: { logprobs?: number; includeUsage: boolean },
+  ) {}
+
+  private chunk(choices: unknown[], usage?: Usage | null) {
+    return {
+      id: this.meta.id,
+      object: 'chat.completion.chunk' as const,
+      created: this.meta.created,
+      model: this.meta.model,
+      system_fingerprint: null,
+      choices,
+      ...(this.opts.includeUsage ? { usage: usage ?? null } : {}),
+    };
+  }
+
+  /** The chunks one event produces. */
+  push(ev: StreamEvent): object[] {
+    const out: object[] = [];
+    if (ev.t === 'delta' || ev.t === 'done') {
+      if (!this.started.has(ev.i)) {
+        this.started.add(ev.i);
+        out.push(this.chunk([{ index: ev.i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
+      }
+    }
+    if (ev.t === 'delta') {
+      if (ev.text || ev.logprobs?.length) {
+        const logprobs = this.opts.logprobs !== undefined && ev.logprobs ? { content: chatLogprobs(ev.logprobs, this.opts.logprobs), refusal: null } : null;
+        out.push(this.chunk([{ index: ev.i, delta: { content: ev.text }, logprobs, finish_reason: null }]));
+      }
+    } else if (ev.t === 'done') {
+      out.push(this.chunk([{ index: ev.i, delta: {}, logprobs: null, finish_reason: openAIFinish(ev.finishReason) }]));
+    } else if (ev.t === 'end' && this.opts.includeUsage) {
+      out.push(this.chunk([], usageOf(ev.promptTokens, ev.completionTokens)));
+    }
+    return out;
+  }
+}
+
+export class CompletionChunker {
+  private readonly offsets = new Map<number, number>();
+
+  constructor(
+    private readonly meta: Meta,
+    private readonly opts: { logprobs?: number; includeUsage: boolean },
+  ) {}
+
+  private chunk(choices: unknown[], usage?: Usage | null) {
+    return {
+      id: this.meta.id,
+      object: 'text_completion' as const,
+      created: this.meta.created,
+      model: this.meta.model,
+      system_fingerprint: null,
+      choices,
+      ...(this.opts.includeUsage ? { usage: usage ?? null } : {}),
+    };
+  }
+
+  push(ev: StreamEvent): object[] {
+    if (ev.t === 'delta') {
+      if (!ev.text && !ev.logprobs?.length) return [];
+      const at = this.offsets.get(ev.i) ?? 0;
+      this.offsets.set(ev.i, at + ev.text.length);
+      const logprobs = this.opts.logprobs !== undefined && ev.logprobs ? completionLogprobs(ev.logprobs, this.opts.logprobs, at) : null;
+      return [this.chunk([{ index: ev.i, text: ev.text, logprobs, finish_reason: null }])];
+    }
+    if (ev.t === 'done') return [this.chunk([{ index: ev.i, text: '', logprobs: null, finish_reason: openAIFinish(ev.finishReason) }])];
+    if (ev.t === 'end' && this.opts.includeUsage) return [this.chunk([], usageOf(ev.promptTokens, ev.completionTokens))];
+    return [];
+  }
+}
+
+interface ChoiceAcc {
+  text: string;
+  finish: FinishReason;
+  chatLogprobs: ChatLogprobContent[] | null;
+  completionLogprobs: CompletionLogprobs | null;
+}
+
+/** Collects a whole response (stream: false). */
+export class ResponseCollector {
+  private readonly choices = new Map<number, ChoiceAcc>();
+  usage: Usage = usageOf(0, 0);
+
+  constructor(private readonly opts: { logprobs?: number }) {}
+
+  private acc(i: number): ChoiceAcc {
+    let a = this.choices.get(i);
+    if (!a) {
+      a = { text: '', finish: 'length', chatLogprobs: null, completionLogprobs: null };
+      this.choices.set(i, a);
+    }
+    return a;
+  }
+
+  push(ev: StreamEvent): void {
+    if (ev.t === 'delta') {
+      const a = this.acc(ev.i);
+      if (this.opts.logprobs !== undefined && ev.logprobs) {
+        (a.chatLogprobs ??= []).push(...chatLogprobs(ev.logprobs, this.opts.logprobs));
+        a.completionLogprobs = mergeCompletionLogprobs(a.completionLogprobs, completionLogprobs(ev.logprobs, this.opts.logprobs, a.text.length));
+      }
+      a.text += ev.text;
+    } else if (ev.t === 'done') {
+      this.acc(ev.i).finish = ev.finishReason;
+    } else if (ev.t === 'end') {
+      this.usage = usageOf(ev.promptTokens, ev.completionTokens);
+    }
+  }
+
+  private sorted(): Array<[number, ChoiceAcc]> {
+    return [...this.choices.entries()].sort((a, b) => a[0] - b[0]);
+  }
+
+  chatCompletion(meta: Meta) {
+    return {
+      id: meta.id,
+      object: 'chat.completion' as const,
+      created: meta.created,
+      model: meta.model,
+      system_fingerprint: null,
+      choices: this.sorted().map(([index, a]) => ({
+        index,
+        message: { role: 'assistant' as const, content: a.text, refusal: null },
+        logprobs: this.opts.logprobs !== undefined ? { content: a.chatLogprobs ?? [], refusal: null } : null,
+        finish_reason: openAIFinish(a.finish),
+      })),
+      usage: this.usage,
+    };
+  }
+
+  completion(meta: Meta) {
+    return {
+      id: meta.id,
+      object: 'text_completion' as const,
+      created: meta.created,
+      model: meta.model,
+      system_fingerprint: null,
+      choices: this.sorted().map(([index, a]) => ({
+        index,
+        text: a.text,
+        logprobs: this.opts.logprobs !== undefined ? (a.completionLogprobs ?? { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] }) : null,
+        finish_reason: openAIFinish(a.finish),
+      })),
+      usage: this.usage,
+    };
+  }
+
+  /** LMDeploy's /v1/chat/interactive response. */
+  interactive(inputTokens: number, historyTokens: number) {
+    const a = this.choices.get(0);
+    return {
+      text: a?.text ?? '',
+      tokens: this.usage.completion_tokens,
+      input_tokens: inputTokens,
+      history_tokens: historyTokens,
+      finish_reason: a ? openAIFinish(a.finish) : 'stop',
+    };
+  }
+}

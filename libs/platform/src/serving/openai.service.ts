@@ -1,0 +1,425 @@
+// The OpenAI-compatible request path on the API side: resolve the deployment, validate, admit (bounded queue),
+// enqueue on `infer-<deployment>`, then relay the worker's Redis stream as SSE (or one JSON body). The worker
+// tokenizes (it has the tokenizer and chat template loaded), so length errors come back as the stream's first event,
+// before any header is sent, and still reach the client as a proper 400.
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { APP_CONFIG, type AppConfig } from '../config';
+import type { DeploymentEntity } from '../db/entities/deployment.entity';
+import { DeploymentService } from '../deployments/deployment.service';
+import type { ServingMessage } from '../engine/engine.adapter';
+import { InvalidInputError, NotFoundError, PlatformError, TooManyRequestsError, UnavailableError } from '../errors';
+import { JobQueue } from '../queue/job-queue';
+import { inferQueueName } from '../queue/jobs';
+import { TokenStream } from '../streams/token-stream';
+import { Admission } from './admission';
+import { ChatChunker, CompletionChunker, ResponseCollector } from './openai-format';
+import { toOpenAIErrorBody } from './openai-errors';
+import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent } from './protocol';
+import { ServingEvents } from './serving-events';
+
+/** The parts of an HTTP response this service uses (Express's, in the API). */
+export interface HttpOut {
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  status(code: number): this;
+  setHeader(name: string, value: string): unknown;
+  flushHeaders(): void;
+  write(chunk: string): boolean;
+  end(chunk?: string): unknown;
+  json(body: unknown): unknown;
+  on(event: 'close', fn: () => void): unknown;
+}
+
+export interface SamplingFields {
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  seed?: number;
+  stop?: string | string[];
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  repetition_penalty?: number;
+  ignore_eos?: boolean;
+  skip_special_tokens?: boolean;
+}
+
+export interface ChatCompletionRequest extends SamplingFields {
+  model: string;
+  messages: unknown[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  n?: number;
+  logprobs?: boolean;
+  top_logprobs?: number;
+}
+
+export interface CompletionRequest extends SamplingFields {
+  model: string;
+  prompt: string | string[];
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean };
+  max_tokens?: number;
+  n?: number;
+  logprobs?: number;
+  echo?: boolean;
+}
+
+/** LMDeploy's /v1/chat/interactive body (GenerateRequest), plus `model` (several deployments) and `end`. */
+export interface InteractiveRequest extends SamplingFields {
+  model?: string;
+  prompt: string;
+  session_id?: number;
+  interactive_mode?: boolean;
+  stream?: boolean;
+  request_output_len?: number;
+  end?: boolean;
+}
+
+const OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
+const MAX_SESSION_ID = 999_999;
+
+@Injectable()
+export class OpenAIService {
+  private readonly logger = new Logger(OpenAIService.name);
+  private readonly admission: Admission;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly deployments: DeploymentService,
+    private readonly queue: JobQueue,
+    private readonly tokens: TokenStream,
+    private readonly events: ServingEvents,
+  ) {
+    this.admission = new Admission(tokens.redis);
+  }
+
+  /** GET /v1/models */
+  async models() {
+    const all = await this.deployments.list();
+    return {
+      object: 'list' as const,
+      data: all.map((d) => ({ id: d.name, object: 'model' as const, created: Math.floor(d.createdAt.getTime() / 1000), owned_by: 'lmfleet', root: d.versionId, parent: null })),
+    };
+  }
+
+  async model(name: string) {
+    const d = await this.deployments.resolve(name);
+    if (!d) throw modelNotFound(name);
+    return { id: d.name, object: 'model' as const, created: Math.floor(d.createdAt.getTime() / 1000), owned_by: 'lmfleet', root: d.versionId, parent: null };
+  }
+
+  /** POST /v1/chat/completions */
+  async chat(body: ChatCompletionRequest, res: HttpOut): Promise<void> {
+    const dep = await this.deployment(body.model, 'chat');
+    const messages = parseMessages(body.messages);
+    const n = body.n ?? 1;
+    checkN(n, dep);
+    if (body.top_logprobs !== undefined && !body.logprobs) throw new InvalidInputError('top_logprobs requires logprobs: true', { param: 'top_logprobs' });
+    const req = this.request(dep, 'chat', 'chatcmpl', body, {
+      messages,
+      n,
+      maxTokens: body.max_completion_tokens ?? body.max_tokens,
+      ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
+    });
+    const meta = { id: req.requestId, created: Math.floor(req.enqueuedAt / 1000), model: dep.name };
+    await this.serve(dep, req, res, {
+      stream: body.stream === true,
+      chunker: new ChatChunker(meta, { logprobs: req.logprobs, includeUsage: body.stream_options?.include_usage === true }),
+      body: (c) => c.chatCompletion(meta),
+    });
+  }
+
+  /** POST /v1/completions */
+  async completion(body: CompletionRequest, res: HttpOut): Promise<void> {
+    const dep = await this.deployment(body.model, 'completion');
+    const prompts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt;
+    if (!prompts.length) throw new InvalidInputError('prompt must not be empty', { param: 'prompt' });
+    const n = body.n ?? 1;
+    checkN(n * prompts.length, dep);
+    const req = this.request(dep, 'completion', 'cmpl', body, {
+      prompts,
+      n,
+      maxTokens: body.max_tokens ?? OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS,
+      ...(body.logprobs !== undefined ? { logprobs: body.logprobs } : {}),
+      ...(body.echo ? { echo: true } : {}),
+    });
+    const meta = { id: req.requestId, created: Math.floor(req.enqueuedAt / 1000), model: dep.name };
+    await this.serve(dep, req, res, {
+      stream: body.stream === true,
+      chunker: new CompletionChunker(meta, { logprobs: req.logprobs, includeUsage: body.stream_options?.include_usage === true }),
+      body: (c) => c.completion(meta),
+    });
+  }
+
+  /** POST /v1/chat/interactive (LMDeploy): session_id keeps the KV cache across turns on the worker holding it. */
+  async interactive(body: InteractiveRequest, res: HttpOut): Promise<void> {
+    const dep = await this.deployment(body.model, 'interactive');
+    const interactiveMode = body.interactive_mode === true;
+    const sessionId = body.session_id !== undefined && body.session_id !== -1 ? body.session_id : undefined;
+    if (sessionId !== undefined && (!Number.isInteger(sessionId) || sessionId < 1 || sessionId > MAX_SESSION_ID)) {
+      throw new InvalidInputError(`session_id must be an integer in [1, ${MAX_SESSION_ID}] (or -1), got ${sessionId}`, { param: 'session_id' });
+    }
+    if ((interactiveMode || body.end) && sessionId === undefined) throw new InvalidInputError('interactive_mode and end need a session_id', { param: 'session_id' });
+    if (!body.end && !body.prompt) throw new InvalidInputError('prompt must not be empty', { param: 'prompt' });
+    const req = this.request(dep, 'interactive', 'interactive', { temperature: 0.8, top_p: 0.8, top_k: 40, ...body }, {
+      prompts: [body.prompt ?? ''],
+      n: 1,
+      ...(body.request_output_len !== undefined ? { maxTokens: body.request_output_len } : {}),
+      sessionId: sessionId ?? 1 + Math.floor(Math.random() * MAX_SESSION_ID),
+      interactiveMode,
+      ...(body.end ? { end: true } : {}),
+    });
+    let queue = inferQueueName(dep.name);
+    if (sessionId !== undefined) {
+      // Sticky: the session's KV cache lives on one worker; send its turns to that worker's own queue while it lives.
+      const r = this.tokens.redis;
+      const holder = await r.get(serveKeys.session(this.config.queuePrefix, dep.name, sessionId));
+      if (holder && (await r.exists(serveKeys.workerAlive(this.config.queuePrefix, holder))) === 1) queue = sessionQueueName(dep.name, holder);
+    }
+    let start: Extract<StreamEvent, { t: 'start' }> | undefined;
+    const line = (text: string, tokens: number, finish: string | null) => ({
+      text,
+      tokens,
+      input_tokens: start?.promptTokens ?? 0,
+      history_tokens: start?.historyTokens ?? 0,
+      finish_reason: finish,
+    });
+    await this.serve(dep, req, res, {
+      stream: body.stream === true,
+      queue,
+      // LMDeploy streams newline-delimited JSON objects, one per delta, the last one carrying finish_reason.
+      ndjson: true,
+      observe: (ev) => {
+        if (ev.t === 'start') start = ev;
+      },
+      chunker: {
+        push: (ev) => {
+          if (ev.t === 'delta' && ev.text) return [line(ev.text, ev.tokens, null)];
+          if (ev.t === 'done') return [line('', ev.completionTokens, ev.finishReason === 'length' ? 'length' : 'stop')];
+          return [];
+        },
+      },
+      body: (c) => c.interactive(start?.promptTokens ?? 0, start?.historyTokens ?? 0),
+    });
+  }
+
+  private async deployment(model: string | undefined, kind: ServeKind): Promise<DeploymentEntity> {
+    if (model === undefined) {
+      const all = await this.deployments.list();
+      if (all.length === 1) return all[0];
+      this.events.emit({ type: 'rejected', deployment: null, kind, status: 400 });
+      throw new InvalidInputError(`model is required when ${all.length} deployments are served`, { param: 'model' });
+    }
+    const dep = await this.deployments.resolve(model);
+    if (!dep) {
+      this.events.emit({ type: 'rejected', deployment: null, kind, status: 404 });
+      throw modelNotFound(model);
+    }
+    return dep;
+  }
+
+  private request(dep: DeploymentEntity, kind: ServeKind, idPrefix: string, s: SamplingFields, rest: Partial<ServeRequest>): ServeRequest {
+    for (const k of ['presence_penalty', 'frequency_penalty'] as const) {
+      if (s[k] !== undefined && s[k] !== 0) {
+        throw new InvalidInputError(`${k} is not supported by this engine yet (only 0); repetition_penalty is`, { param: k });
+      }
+    }
+    const stop = s.stop === undefined ? undefined : typeof s.stop === 'string' ? [s.stop] : s.stop;
+    if (stop && stop.length > 4) throw new InvalidInputError(`stop takes at most 4 sequences, got ${stop.length}`, { param: 'stop' });
+    return {
+      requestId: `${idPrefix}-${randomUUID().replace(/-/g, '')}`,
+      deploymentId: dep.id,
+      deploymentName: dep.name,
+      kind,
+      n: 1,
+      sampling: {
+        temperature: s.temperature ?? 1,
+        ...(s.top_p !== undefined ? { topP: s.top_p } : {}),
+        ...(s.top_k !== undefined && s.top_k > 0 ? { topK: s.top_k } : {}),
+        ...(s.repetition_penalty !== undefined ? { repetitionPenalty: s.repetition_penalty } : {}),
+        ...(s.seed !== undefined ? { seed: s.seed } : {}),
+      },
+      ...(stop?.length ? { stop: stop.filter((x) => x.length > 0) } : {}),
+      ...(s.ignore_eos ? { ignoreEos: true } : {}),
+      ...(s.skip_special_tokens !== undefined ? { skipSpecialTokens: s.skip_special_tokens } : {}),
+      enqueuedAt: Date.now(),
+      ...rest,
+    };
+  }
+
+  /** Admit, enqueue, relay. Errors before the first byte are thrown (the exception filter answers them). */
+  private async serve(
+    dep: DeploymentEntity,
+    req: ServeRequest,
+    res: HttpOut,
+    o: {
+      stream: boolean;
+      queue?: string;
+      ndjson?: boolean;
+      chunker: { push(ev: StreamEvent): object[] };
+      body: (c: ResponseCollector) => object;
+      /** Sees every event first. */
+      observe?: (ev: StreamEvent) => void;
+    },
+  ): Promise<void> {
+    const admitKey = serveKeys.admission(this.config.queuePrefix, dep.name);
+    if (!(await this.admission.acquire(admitKey, req.requestId, dep.maxPending))) {
+      this.events.emit({ type: 'rejected', deployment: dep.name, kind: req.kind, status: 429 });
+      throw new TooManyRequestsError(`deployment ${dep.name} has ${dep.maxPending} requests in flight (its maxPending); retry later`, 1);
+    }
+    const started = Date.now();
+    const controller = new AbortController();
+    let finished = false;
+    let status = 200;
+    let outcome = 'error';
+    let start: Extract<StreamEvent, { t: 'start' }> | undefined;
+    let end: Extract<StreamEvent, { t: 'end' }> | undefined;
+    let ttftMs: number | null = null;
+    const lastAt = new Map<number, number>();
+    res.on('close', () => {
+      if (!finished && !res.writableEnded) controller.abort();
+    });
+    const queueName = o.queue ?? inferQueueName(dep.name);
+    try {
+      await this.queue.queue(queueName).add(SERVE_JOB, req, { jobId: req.requestId, attempts: 1, removeOnComplete: true, removeOnFail: true });
+      this.events.emit({ type: 'admitted', deployment: dep.name, kind: req.kind, requestId: req.requestId });
+      const collector = new ResponseCollector({ logprobs: req.logprobs });
+      const events = this.tokens.read(req.requestId, { signal: controller.signal, idleTimeoutMs: this.config.serving.streamTimeoutMs });
+      for await (const ev of events) {
+        o.observe?.(ev);
+        if (ev.t === 'start') {
+          start = ev;
+          if (o.stream) {
+            res.status(200);
+            res.setHeader('Content-Type', o.ndjson ? 'application/x-ndjson' : 'text/event-stream; charset=utf-8');
+            res.setHeader('Cache-Control', 'no-cache, no-transform');
+            res.setHeader('Connection', 'keep-alive');
+            res.setHeader('X-Accel-Buffering', 'no'); // nginx and friends: do not buffer the stream
+            res.flushHeaders();
+          }
+          continue;
+        }
+        if (ev.t === 'error') {
+          if (!res.headersSent) throw errorFromEvent(ev);
+          status = ev.status;
+          // Mid-stream failure: OpenAI clients raise on a data chunk carrying `error`.
+          res.write(o.ndjson ? JSON.stringify(toOpenAIErrorBody({ statusCode: ev.status, error: '', message: ev.message })) + '\n' : `data: ${JSON.stringify(toOpenAIErrorBody({ statusCode: ev.status, error: '', message: ev.message }))}\n\n`);
+          break;
+        }
+        if (ev.t === 'delta') {
+          const now = Date.now();
+          if (ttftMs === null && ev.tokens > 0) {
+            ttftMs = now - started;
+            this.events.emit({ type: 'first_token', deployment: dep.name, kind: req.kind, requestId: req.requestId, ttftMs });
+          }
+          this.events.emit({ type: 'tokens', deployment: dep.name, kind: req.kind, requestId: req.requestId, tokens: ev.tokens, gapMs: now - (lastAt.get(ev.i) ?? started) });
+          lastAt.set(ev.i, now);
+        }
+        if (ev.t === 'end') end = ev;
+        if (o.stream) {
+          for (const c of o.chunker.push(ev)) res.write(o.ndjson ? JSON.stringify(c) + '\n' : `data: ${JSON.stringify(c)}\n\n`);
+        } else {
+          collector.push(ev);
+        }
+      }
+      if (controller.signal.aborted) {
+        outcome = 'cancelled';
+        return;
+      }
+      if (o.stream) {
+        if (!o.ndjson) res.write('data: [DONE]\n\n');
+        res.end();
+      } else {
+        res.status(200).json(o.body(collector));
+      }
+      outcome = end ? 'ok' : 'error';
+    } catch (err) {
+      if (err instanceof PlatformError) status = err.status;
+      else status = 500;
+      if (res.headersSent) {
+        // The stream started: nothing else can be sent but an error chunk.
+        this.logger.warn(`request ${req.requestId}: ${(err as Error).message}`);
+        if (!res.writableEnded) {
+          res.write(`data: ${JSON.stringify(toOpenAIErrorBody({ statusCode: 500, error: '', message: (err as Error).message }))}\n\n`);
+          res.end();
+        }
+        return;
+      }
+      if (!(err instanceof PlatformError)) throw new UnavailableError(`request ${req.requestId} failed: ${(err as Error).message}`);
+      throw err;
+    } finally {
+      finished = true;
+      if (!end && !(status >= 400 && status < 500)) {
+        // Client gone, timeout or broken stream: stop the worker (or keep it from starting) and free the slot.
+        await this.tokens.cancel(req.requestId).catch(() => undefined);
+        await this.queue.remove(queueName, req.requestId).catch(() => false);
+      }
+      await this.admission.release(admitKey, req.requestId).catch(() => undefined);
+      void this.tokens.remove(req.requestId).catch(() => undefined);
+      this.events.emit({
+        type: 'finished',
+        deployment: dep.name,
+        kind: req.kind,
+        requestId: req.requestId,
+        status,
+        outcome: controller.signal.aborted ? 'cancelled' : outcome,
+        queuedMs: null,
+        ttftMs,
+        totalMs: Date.now() - started,
+        promptTokens: end?.promptTokens ?? start?.promptTokens ?? 0,
+        completionTokens: end?.completionTokens ?? 0,
+      });
+    }
+  }
+}
+
+function modelNotFound(model: string): NotFoundError {
+  const e = new NotFoundError('model', model);
+  (e as { details?: unknown }).details = { param: 'model', code: 'model_not_found' };
+  return e;
+}
+
+function checkN(total: number, dep: DeploymentEntity): void {
+  if (!Number.isInteger(total) || total < 1 || total > dep.maxBatchSize) {
+    throw new InvalidInputError(`n (times the number of prompts) must be in [1, ${dep.maxBatchSize}] (the deployment's maxBatchSize), got ${total}`, { param: 'n' });
+  }
+}
+
+function errorFromEvent(ev: Extract<StreamEvent, { t: 'error' }>): PlatformError {
+  const details = { ...(ev.param ? { param: ev.param } : {}), ...(ev.code ? { code: ev.code } : {}) };
+  if (ev.status === 400) return new InvalidInputError(ev.message, details);
+  if (ev.status === 503) return new UnavailableError(ev.message, details);
+  const e = new UnavailableError(ev.message, details);
+  return e;
+}
+
+/** OpenAI chat messages -> the chat template's {role, content}: string content, or text parts joined. */
+export function parseMessages(raw: unknown[]): ServingMessage[] {
+  if (!Array.isArray(raw) || raw.length === 0) throw new InvalidInputError('messages must be a non-empty array', { param: 'messages' });
+  return raw.map((m, i) => {
+    const param = `messages[${i}]`;
+    if (!m || typeof m !== 'object') throw new InvalidInputError(`${param} must be an object`, { param });
+    const { role, content } = m as { role?: unknown; content?: unknown };
+    if (typeof role !== 'string' || !['system', 'user', 'assistant', 'developer', 'tool'].includes(role)) {
+      throw new InvalidInputError(`${param}.role must be one of system, user, assistant, developer, tool`, { param: `${param}.role` });
+    }
+    let text: string;
+    if (typeof content === 'string') text = content;
+    else if (content === null || content === undefined) text = '';
+    else if (Array.isArray(content)) {
+      text = content
+        .map((part, j) => {
+          const p = part as { type?: unknown; text?: unknown };
+          if (p?.type !== 'text' || typeof p.text !== 'string') {
+            throw new InvalidInputError(`${param}.content[${j}]: only text parts are supported`, { param: `${param}.content` });
+          }
+          return p.text;
+        })
+        .join('');
+    } else throw new InvalidInputError(`${param}.content must be a string or an array of text parts`, { param: `${param}.content` });
+    return { role: role === 'developer' ? 'system' : role, content: text };
+  });
+}

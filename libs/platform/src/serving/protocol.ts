@@ -1,0 +1,73 @@
+// What the API and worker-infer say to each other about one serving request: the BullMQ job on the deployment's
+// queue (the request itself: serving requests are ephemeral, so unlike platform jobs their payload is not a row id),
+// and the events the worker appends to the request's Redis stream.
+import type { ServingMessage, ServingSampling } from '../engine/engine.adapter';
+
+/** BullMQ job name of a serving request on `infer-<deployment>` (platform jobs there are named `infer`). */
+export const SERVE_JOB = 'generate';
+
+export type ServeKind = 'chat' | 'completion' | 'interactive';
+
+export interface ServeRequest {
+  /** chatcmpl-… / cmpl-… / interactive-…: the response id, the BullMQ job id and the stream key suffix. */
+  requestId: string;
+  deploymentId: string;
+  deploymentName: string;
+  kind: ServeKind;
+  /** chat, and interactive with messages. */
+  messages?: ServingMessage[];
+  /** completion: one entry per prompt (choices are prompt-major: index = prompt * n + i); interactive: one. */
+  prompts?: string[];
+  /** Choices per prompt. */
+  n: number;
+  /** Unset: whatever the session length leaves after the prompt. */
+  maxTokens?: number;
+  stop?: string[];
+  sampling: ServingSampling;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** Top-N log-probs per token (0: the sampled token's only; unset: none). */
+  logprobs?: number;
+  ignoreEos?: boolean;
+  skipSpecialTokens?: boolean;
+  /** completion: prefix each choice's text with its prompt (OpenAI's `echo`). */
+  echo?: boolean;
+  /** interactive: LMDeploy's session_id (1..999999) and interactive_mode; `end` closes the session. */
+  sessionId?: number;
+  interactiveMode?: boolean;
+  end?: boolean;
+  /** Epoch ms when the API enqueued it. */
+  enqueuedAt: number;
+}
+
+export interface StreamLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top: Array<{ token: string; logprob: number; bytes: number[] }>;
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export type StreamEvent =
+  /** The worker took the request and tokenized it: the prompt fits. */
+  | { t: 'start'; promptTokens: number; workerId: string; historyTokens?: number }
+  | { t: 'delta'; i: number; text: string; tokens: number; logprobs?: StreamLogprob[] }
+  | { t: 'done'; i: number; finishReason: FinishReason; completionTokens: number }
+  | { t: 'end'; promptTokens: number; completionTokens: number; historyTokens?: number }
+  | { t: 'error'; status: number; message: string; param?: string; code?: string };
+
+/** Key names (under the BullMQ prefix, so a test's prefix cleans them up). */
+export const serveKeys = {
+  stream: (prefix: string, requestId: string) => `${prefix}:serve:stream:${requestId}`,
+  cancelled: (prefix: string, requestId: string) => `${prefix}:serve:cancelled:${requestId}`,
+  cancelChannel: (prefix: string) => `${prefix}:serve:cancel`,
+  admission: (prefix: string, deploymentName: string) => `${prefix}:serve:admit:${deploymentName}`,
+  session: (prefix: string, deploymentName: string, sessionId: number) => `${prefix}:serve:session:${deploymentName}:${sessionId}`,
+  workerAlive: (prefix: string, workerId: string) => `${prefix}:serve:worker:${workerId}`,
+};
+
+/** A worker's own queue for a deployment: requests of sessions whose KV cache it holds (sticky routing). */
+export function sessionQueueName(deploymentName: string, workerId: string): string {
+  return `infer-${deploymentName}.${workerId}`;
+}

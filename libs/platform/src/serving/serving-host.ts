@@ -1,0 +1,403 @@
+// worker-infer's serving side: keeps the deployments in Postgres loaded (one engine each, with the deployment's
+// options), consumes each deployment's queue with BullMQ concurrency = the engine's batch slots, runs every request
+// inside the engine's continuous batch, and streams its tokens to the request's Redis stream.
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { Job } from 'bullmq';
+import { APP_CONFIG, type AppConfig } from '../config';
+import type { DeploymentEntity } from '../db/entities/deployment.entity';
+import type { LoadedDeployment } from '../db/entities/worker.entity';
+import { ENGINE_ADAPTER, isEngineInputError, type EngineAdapter, type ServingChat, type ServingEngine, type ServingOutput } from '../engine/engine.adapter';
+import { InvalidInputError, PlatformError } from '../errors';
+import { inferQueueName } from '../queue/jobs';
+import { DeploymentRepository } from '../repositories/deployment.repository';
+import { RequestTimingRepository } from '../repositories/request-timing.repository';
+import { TokenStream } from '../streams/token-stream';
+import type { QueueHost } from '../worker/job-runner';
+import { serveKeys, sessionQueueName, type FinishReason, type ServeRequest, type StreamEvent, type StreamLogprob } from './protocol';
+
+const SESSION_TTL_S = 3600;
+
+interface Hosted {
+  dep: DeploymentEntity;
+  state: 'loading' | 'ready' | 'failed';
+  error?: string;
+  engine?: ServingEngine;
+  active: number;
+  /** Interactive sessions whose KV cache this worker holds. */
+  chats: Map<number, ServingChat>;
+  queues: string[];
+}
+
+interface Running {
+  controller: AbortController;
+}
+
+@Injectable()
+export class ServingHost {
+  private readonly logger = new Logger(ServingHost.name);
+  private readonly hosted = new Map<string, Hosted>();
+  private readonly running = new Map<string, Running>();
+  private host?: QueueHost;
+  private workerId = '';
+  private timers: NodeJS.Timeout[] = [];
+  private syncing?: Promise<void>;
+  private stopping = false;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(ENGINE_ADAPTER) private readonly adapter: EngineAdapter,
+    private readonly deployments: DeploymentRepository,
+    private readonly timings: RequestTimingRepository,
+    private readonly tokens: TokenStream,
+  ) {}
+
+  /** JobRunner calls this once the worker is registered. */
+  async start(host: QueueHost, workerId: string): Promise<void> {
+    this.host = host;
+    this.workerId = workerId;
+    await this.tokens.onCancel((id) => this.running.get(id)?.controller.abort('cancelled'));
+    await this.markAlive();
+    await this.sync();
+    const poll = this.config.serving.deploymentPollMs;
+    this.timers.push(setInterval(() => void this.sync(), poll));
+    this.timers.push(setInterval(() => void this.markAlive(), this.config.worker.heartbeatIntervalMs));
+  }
+
+  /** Shutdown: stop polling; requests still running after the grace period are cancelled. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    const t = setTimeout(() => {
+      for (const r of this.running.values()) r.controller.abort('shutdown');
+    }, this.config.worker.shutdownGraceMs);
+    t.unref();
+    await this.syncing;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const all = [...this.hosted.values()];
+    this.hosted.clear();
+    await Promise.allSettled(all.map((h) => h.engine?.dispose()));
+  }
+
+  /** What the heartbeat reports. */
+  loaded(): LoadedDeployment[] {
+    return [...this.hosted.values()].map((h) => {
+      let engine: LoadedDeployment['engine'];
+      try {
+        if (h.engine) {
+          const s = h.engine.stats();
+          engine = { running: s.running, waiting: s.waiting, blocksTotal: s.blocksTotal, blocksFree: s.blocksFree };
+        }
+      } catch {
+        engine = undefined;
+      }
+      return {
+        deploymentId: h.dep.id,
+        versionId: h.dep.versionId,
+        name: h.dep.name,
+        state: h.state,
+        ...(h.error ? { error: h.error } : {}),
+        activeRequests: h.active,
+        maxBatchSize: h.engine?.maxBatchSize ?? h.dep.maxBatchSize,
+        ...(h.engine ? { sessionLen: h.engine.sessionLen } : {}),
+        ...(engine ? { engine } : {}),
+      };
+    });
+  }
+
+  /** Brings the hosted deployments in line with the table. */
+  sync(): Promise<void> {
+    if (this.syncing || this.stopping) return this.syncing ?? Promise.resolve();
+    this.syncing = this.syncOnce()
+      .catch((err) => this.logger.warn(`deployment sync: ${(err as Error).message}`))
+      .finally(() => (this.syncing = undefined));
+    return this.syncing;
+  }
+
+  private async syncOnce(): Promise<void> {
+    const rows = await this.deployments.list();
+    const want = new Map(rows.map((d) => [d.name, d]));
+    for (const [name, h] of this.hosted) {
+      const row = want.get(name);
+      if (!row || row.id !== h.dep.id) await this.unload(h);
+    }
+    for (const dep of rows) {
+      if (this.stopping) return;
+      if (this.hosted.has(dep.name)) continue;
+      await this.load(dep);
+    }
+  }
+
+  private async load(dep: DeploymentEntity): Promise<void> {
+    const h: Hosted = { dep, state: 'loading', active: 0, chats: new Map(), queues: [] };
+    this.hosted.set(dep.name, h);
+    const version = await this.deployments.versionOf(dep);
+    try {
+      if (!version) throw new InvalidInputError(`version ${dep.versionId} no longer exists`);
+      h.engine = await this.adapter.loadServing(version.path, {
+        backend: this.config.worker.engineBackend,
+        maxBatchSize: dep.maxBatchSize,
+        ...(dep.sessionLen !== null ? { sessionLen: dep.sessionLen } : {}),
+        ...(dep.cacheMaxEntryCount !== null ? { cacheMaxEntryCount: dep.cacheMaxEntryCount } : {}),
+        kvPolicy: dep.kvPolicy,
+      });
+    } catch (err) {
+      h.state = 'failed';
+      h.error = (err as Error).message;
+      this.logger.error(`deployment ${dep.name}: loading ${version?.path ?? dep.versionId} failed: ${h.error}`);
+      return;
+    }
+    if (this.hosted.get(dep.name) !== h) {
+      await h.engine.dispose(); // deleted while loading
+      return;
+    }
+    h.state = 'ready';
+    const concurrency = h.engine.maxBatchSize;
+    h.queues = [inferQueueName(dep.name), sessionQueueName(dep.name, this.workerId)];
+    for (const q of h.queues) this.host!.addQueue(q, { concurrency, direct: (job) => this.handle(job) });
+    this.logger.log(`deployment ${dep.name} ready (version ${dep.versionId}, ${concurrency} batch slots, session length ${h.engine.sessionLen})`);
+  }
+
+  private async unload(h: Hosted): Promise<void> {
+    this.hosted.delete(h.dep.name);
+    this.logger.log(`deployment ${h.dep.name} removed: draining ${h.active} request(s)`);
+    await Promise.all(h.queues.map((q) => this.host!.removeQueue(q)));
+    for (const c of h.chats.values()) c.end();
+    await h.engine?.dispose();
+  }
+
+  private async markAlive(): Promise<void> {
+    const ttl = Math.max(2, Math.ceil((this.config.worker.heartbeatTimeoutMs || 3 * this.config.worker.heartbeatIntervalMs) / 1000));
+    await this.tokens.redis.set(serveKeys.workerAlive(this.config.queuePrefix, this.workerId), '1', 'EX', ttl).catch(() => undefined);
+  }
+
+  /** One serving request (a BullMQ job on the deployment's queue). */
+  async handle(job: Job): Promise<void> {
+    const r = job.data as ServeRequest;
+    const started = Date.now();
+    const h = this.hosted.get(r.deploymentName);
+    const emit = (ev: StreamEvent) => this.tokens.publish(r.requestId, ev);
+    if (!h || h.state !== 'ready' || !h.engine || h.dep.id !== r.deploymentId) {
+      await emit({ t: 'error', status: 503, message: `deployment ${r.deploymentName} is not loaded on this worker` });
+      return;
+    }
+    if (await this.tokens.isCancelled(r.requestId)) {
+      await this.record(r, h, { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: Date.now() - r.enqueuedAt, promptTokens: 0, completionTokens: 0, finishReason: 'cancelled', error: null });
+      return;
+    }
+    // A job re-delivered after its first worker died: the client has seen part of a response. Do not run it twice.
+    if (job.attemptsStarted > 1 || (await this.tokens.redis.xlen(serveKeys.stream(this.config.queuePrefix, r.requestId))) > 0) {
+      await emit({ t: 'error', status: 503, message: 'the worker serving this request stopped; retry it' });
+      return;
+    }
+    const controller = new AbortController();
+    this.running.set(r.requestId, { controller });
+    h.active++;
+    let timing: TimingParts = { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, finishReason: 'error', error: null };
+    try {
+      timing = r.kind === 'interactive' ? await this.runInteractive(h, h.engine, r, controller.signal, emit) : await this.runRequest(h.engine, r, controller.signal, emit);
+    } catch (err) {
+      const status = err instanceof PlatformError ? err.status : isEngineInputError(err) ? 400 : 500;
+      const details = (err instanceof PlatformError ? err.details : undefined) as { param?: string; code?: string } | undefined;
+      if (status >= 500) this.logger.error(`request ${r.requestId}: ${(err as Error).stack ?? err}`);
+      timing.error = (err as Error).message;
+      timing.finishReason = 'error';
+      await emit({ t: 'error', status, message: (err as Error).message, ...(details?.param ? { param: details.param } : {}), ...(details?.code ? { code: details.code } : {}) }).catch(() => undefined);
+    } finally {
+      this.running.delete(r.requestId);
+      h.active--;
+    }
+    timing.totalMs = Date.now() - r.enqueuedAt;
+    void this.record(r, h, timing);
+  }
+
+  private async runRequest(engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent) => Promise<void>): Promise<TimingParts> {
+    const chat = r.kind === 'chat';
+    const prompts = chat ? [engine.encodeChat(r.messages ?? [])] : (r.prompts ?? []).map((p) => engine.encodeText(p));
+    const longest = Math.max(...prompts.map((p) => p.length));
+    const maxTokens = checkLength(engine.sessionLen, longest, r.maxTokens, chat ? 'messages' : 'prompt');
+    const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
+    await emit({ t: 'start', promptTokens, workerId: this.workerId });
+    const stopIds = r.ignoreEos ? [] : engine.stopIds(chat);
+    const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens, completionTokens: 0, finishReason: 'stop', error: null };
+    const finishes: FinishReason[] = [];
+    await Promise.all(
+      prompts.flatMap((inputIds, p) =>
+        Array.from({ length: r.n }, async (_, k) => {
+          const index = p * r.n + k;
+          const outputs = engine.stream({
+            inputIds,
+            maxNewTokens: maxTokens,
+            stopIds,
+            ...(r.stop?.length ? { stopWords: r.stop } : {}),
+            sampling: { ...r.sampling, ...(r.sampling.seed !== undefined ? { seed: r.sampling.seed + k } : {}) },
+            ...(r.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
+            ...(r.skipSpecialTokens !== undefined ? { skipSpecialTokens: r.skipSpecialTokens } : {}),
+            signal,
+          });
+          const prefix = r.echo && r.prompts ? r.prompts[p] : '';
+          const done = await this.relay(engine, outputs, index, prefix, t, r, emit);
+          finishes[index] = done;
+        }),
+      ),
+    );
+    t.finishReason = worstFinish(finishes);
+    await emit({ t: 'end', promptTokens, completionTokens: t.completionTokens });
+    return t;
+  }
+
+  private async runInteractive(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent) => Promise<void>): Promise<TimingParts> {
+    const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, finishReason: 'stop', error: null };
+    const sid = r.sessionId!;
+    const key = serveKeys.session(this.config.queuePrefix, r.deploymentName, sid);
+    const prompt = r.prompts?.[0] ?? '';
+    const existing = h.chats.get(sid);
+    if (r.end || !r.interactiveMode) {
+      // LMDeploy: interactive_mode false ends the session (this request runs stateless); `end` just closes it.
+      existing?.end();
+      h.chats.delete(sid);
+      await this.tokens.redis.del(key).catch(() => undefined);
+      if (r.end && !prompt) {
+        await emit({ t: 'start', promptTokens: 0, workerId: this.workerId, historyTokens: 0 });
+        await emit({ t: 'done', i: 0, finishReason: 'stop', completionTokens: 0 });
+        await emit({ t: 'end', promptTokens: 0, completionTokens: 0, historyTokens: 0 });
+        return t;
+      }
+      return this.runRequest(engine, { ...r, kind: 'chat', messages: r.messages ?? [{ role: 'user', content: prompt }], n: 1 }, signal, emit);
+    }
+    const chat = existing ?? engine.createChat(sid);
+    h.chats.set(sid, chat);
+    await this.tokens.redis.set(key, this.workerId, 'EX', SESSION_TTL_S);
+    const history = chat.historyTokens();
+    const maxTokens = r.maxTokens ?? Math.max(1, engine.sessionLen - history - 1);
+    const outputs = chat.send(prompt, {
+      maxNewTokens: maxTokens,
+      ...(r.stop?.length ? { stopWords: r.stop } : {}),
+      sampling: r.sampling,
+      ...(r.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
+      ...(r.skipSpecialTokens !== undefined ? { skipSpecialTokens: r.skipSpecialTokens } : {}),
+      signal,
+    });
+    // The session decides what to send (only the new part of the conversation) when the first output is asked for.
+    const it = outputs[Symbol.asyncIterator]();
+    let first: IteratorResult<ServingOutput>;
+    try {
+      first = await it.next();
+    } catch (err) {
+      if (isEngineInputError(err)) throw new InvalidInputError((err as Error).message, { param: 'request_output_len', code: 'context_length_exceeded' });
+      throw err;
+    }
+    t.promptTokens = chat.lastInputTokens;
+    await emit({ t: 'start', promptTokens: chat.lastInputTokens, workerId: this.workerId, historyTokens: history });
+    const rest = (async function* () {
+      if (!first.done) yield first.value;
+      for (;;) {
+        const n = await it.next();
+        if (n.done) return;
+        yield n.value;
+      }
+    })();
+    t.finishReason = await this.relay(engine, rest, 0, '', t, r, emit);
+    await emit({ t: 'end', promptTokens: t.promptTokens, completionTokens: t.completionTokens, historyTokens: chat.historyTokens() });
+    return t;
+  }
+
+  /** Engine outputs -> delta events; returns the finish reason. */
+  private async relay(
+    engine: ServingEngine,
+    outputs: AsyncIterable<ServingOutput>,
+    index: number,
+    prefix: string,
+    t: TimingParts,
+    r: ServeRequest,
+    emit: (ev: StreamEvent) => Promise<void>,
+  ): Promise<FinishReason> {
+    let finish: FinishReason = 'length';
+    let completion = 0;
+    let pending = prefix;
+    for await (const out of outputs) {
+      if (out.tokenIds.length && t.ttftMs === null) t.ttftMs = Date.now() - r.enqueuedAt;
+      completion += out.tokenIds.length;
+      const text = pending + out.text;
+      pending = '';
+      if (text || out.tokenIds.length) {
+        const ev: StreamEvent = { t: 'delta', i: index, text, tokens: out.tokenIds.length };
+        if (out.logprobs?.length) ev.logprobs = out.logprobs.map((lp) => toStreamLogprob(engine, lp));
+        await emit(ev);
+      }
+      if (out.finishReason) {
+        finish = out.finishReason;
+        if (out.usage) completion = out.usage.completionTokens;
+      }
+    }
+    t.completionTokens += completion;
+    await emit({ t: 'done', i: index, finishReason: finish, completionTokens: completion });
+    return finish;
+  }
+
+  private async record(r: ServeRequest, h: Hosted, t: TimingParts): Promise<void> {
+    try {
+      await this.timings.record({
+        requestId: r.requestId,
+        deploymentId: h.dep.id,
+        deploymentName: h.dep.name,
+        kind: r.kind,
+        workerId: this.workerId,
+        ...t,
+      });
+    } catch (err) {
+      this.logger.warn(`request ${r.requestId}: recording timings failed: ${(err as Error).message}`);
+    }
+  }
+}
+
+interface TimingParts {
+  queuedMs: number;
+  ttftMs: number | null;
+  totalMs: number;
+  promptTokens: number;
+  completionTokens: number;
+  finishReason: string;
+  error: string | null;
+}
+
+/** max_tokens (or what the session leaves) for a prompt; a 400 with the numbers when it cannot fit. */
+export function checkLength(sessionLen: number, promptTokens: number, maxTokens: number | undefined, promptParam: string): number {
+  if (maxTokens === undefined) {
+    const left = sessionLen - promptTokens;
+    if (left < 1) {
+      throw new InvalidInputError(`the prompt has ${promptTokens} tokens; this deployment's session length is ${sessionLen}, which leaves no room for a completion`, {
+        param: promptParam,
+        code: 'context_length_exceeded',
+      });
+    }
+    return left;
+  }
+  if (promptTokens + maxTokens > sessionLen) {
+    throw new InvalidInputError(
+      `prompt of ${promptTokens} tokens + max_tokens ${maxTokens} = ${promptTokens + maxTokens} exceeds this deployment's session length ${sessionLen}`,
+      { param: 'max_tokens', code: 'context_length_exceeded' },
+    );
+  }
+  return maxTokens;
+}
+
+function worstFinish(all: FinishReason[]): FinishReason {
+  if (all.includes('cancelled')) return 'cancelled';
+  if (all.includes('length')) return 'length';
+  return 'stop';
+}
+
+function toStreamLogprob(engine: ServingEngine, lp: { tokenId: number; logprob: number; top: Array<{ tokenId: number; logprob: number }> }): StreamLogprob {
+  const token = engine.tokenText(lp.tokenId);
+  return {
+    token,
+    logprob: lp.logprob,
+    bytes: [...Buffer.from(token, 'utf8')],
+    top: lp.top.map((a) => {
+      const tok = engine.tokenText(a.tokenId);
+      return { token: tok, logprob: a.logprob, bytes: [...Buffer.from(tok, 'utf8')] };
+    }),
+  };
+}

@@ -1,0 +1,138 @@
+// Tokens flow worker -> Redis Stream (one key per request, capped and expiring) -> API (XREAD BLOCK) -> SSE.
+// Cancellation flows back: a flag key (for requests still waiting in the queue) plus a pub/sub message (for the
+// worker running it).
+import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import type IORedis from 'ioredis';
+import { APP_CONFIG, type AppConfig } from '../config';
+import { createRedis } from '../queue/redis';
+import { serveKeys, type StreamEvent } from '../serving/protocol';
+
+/** A stream lives this long after its last event (a reader that never came, a crashed API). */
+const STREAM_TTL_S = 300;
+const STREAM_MAXLEN = 100_000;
+const POOL_IDLE_MAX = 32;
+
+@Injectable()
+export class TokenStream implements OnModuleDestroy {
+  private readonly logger = new Logger(TokenStream.name);
+  private readonly prefix: string;
+  private writer?: IORedis;
+  private subscriber?: IORedis;
+  /** Blocking readers: XREAD BLOCK holds a connection, so each active request borrows one. */
+  private readonly idle: IORedis[] = [];
+  private readonly all = new Set<IORedis>();
+  private closed = false;
+
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
+    this.prefix = config.queuePrefix;
+  }
+
+  private get w(): IORedis {
+    if (!this.writer) {
+      // Auto-pipelining: many concurrent requests' XADDs share round trips.
+      this.writer = createRedis(this.config.redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 2 });
+      this.writer.on('error', (err) => this.logger.warn(`redis: ${err.message}`));
+    }
+    return this.writer;
+  }
+
+  /** Worker: appends one event to the request's stream. */
+  async publish(requestId: string, ev: StreamEvent): Promise<void> {
+    const key = serveKeys.stream(this.prefix, requestId);
+    await Promise.all([this.w.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(ev)), this.w.expire(key, STREAM_TTL_S)]);
+  }
+
+  /**
+   * API: the request's events from the start, as they come. Ends after `end` or `error`, or when `signal`
+   * aborts; throws when nothing arrives for `idleTimeoutMs`.
+   */
+  async *read(requestId: string, opts: { signal?: AbortSignal; idleTimeoutMs: number }): AsyncGenerator<StreamEvent> {
+    const key = serveKeys.stream(this.prefix, requestId);
+    const conn = this.borrow();
+    let healthy = true;
+    let last = '0';
+    let idleSince = Date.now();
+    try {
+      for (;;) {
+        if (opts.signal?.aborted) return;
+        const res = (await conn.xread('COUNT', 512, 'BLOCK', 1000, 'STREAMS', key, last)) as Array<[string, Array<[string, string[]]>]> | null;
+        if (!res) {
+          if (Date.now() - idleSince > opts.idleTimeoutMs) throw new Error(`no events for request ${requestId} in ${opts.idleTimeoutMs} ms`);
+          continue;
+        }
+        idleSince = Date.now();
+        for (const [id, fields] of res[0][1]) {
+          last = id;
+          const ev = JSON.parse(fields[1]) as StreamEvent;
+          yield ev;
+          if (ev.t === 'end' || ev.t === 'error') return;
+        }
+      }
+    } catch (err) {
+      healthy = false;
+      throw err;
+    } finally {
+      this.release(conn, healthy && !opts.signal?.aborted);
+    }
+  }
+
+  /** Drops a finished request's stream. */
+  async remove(requestId: string): Promise<void> {
+    await this.w.del(serveKeys.stream(this.prefix, requestId));
+  }
+
+  /** API: the client went away. The worker stops the request (or skips it if it has not started). */
+  async cancel(requestId: string): Promise<void> {
+    await Promise.all([
+      this.w.set(serveKeys.cancelled(this.prefix, requestId), '1', 'EX', STREAM_TTL_S),
+      this.w.publish(serveKeys.cancelChannel(this.prefix), requestId),
+    ]);
+  }
+
+  async isCancelled(requestId: string): Promise<boolean> {
+    return (await this.w.exists(serveKeys.cancelled(this.prefix, requestId))) === 1;
+  }
+
+  /** Worker: calls `fn` with each cancelled request id. */
+  async onCancel(fn: (requestId: string) => void): Promise<void> {
+    if (!this.subscriber) {
+      this.subscriber = createRedis(this.config.redisUrl);
+      this.subscriber.on('error', (err) => this.logger.warn(`redis subscriber: ${err.message}`));
+      await this.subscriber.subscribe(serveKeys.cancelChannel(this.prefix));
+    }
+    this.subscriber.on('message', (_channel, id: string) => fn(id));
+  }
+
+  /** The shared command connection (admission, session routing). */
+  get redis(): IORedis {
+    return this.w;
+  }
+
+  private borrow(): IORedis {
+    const c = this.idle.pop();
+    if (c) return c;
+    const conn = createRedis(this.config.redisUrl, { maxRetriesPerRequest: 1 });
+    conn.on('error', (err) => this.logger.debug(`redis reader: ${err.message}`));
+    this.all.add(conn);
+    return conn;
+  }
+
+  private release(conn: IORedis, reusable: boolean): void {
+    // A reader abandoned mid-XREAD still has a blocking command in flight: never hand it to another request.
+    if (reusable && !this.closed && this.idle.length < POOL_IDLE_MAX) {
+      this.idle.push(conn);
+    } else {
+      this.all.delete(conn);
+      conn.disconnect();
+    }
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.closed = true;
+    for (const c of this.all) c.disconnect();
+    this.all.clear();
+    this.idle.length = 0;
+    await this.subscriber?.quit().catch(() => undefined);
+    await this.writer?.quit().catch(() => undefined);
+  }
+}

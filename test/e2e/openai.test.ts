@@ -1,0 +1,186 @@
+// The official `openai` npm client, unmodified, against the API and one worker-infer running as real processes
+// (tiny random Qwen2 on the CPU engine): chat and completions, streaming and not, errors as the client's own error
+// classes; then LMDeploy's /v1/chat/interactive, backpressure, and request timings in Postgres.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import OpenAI from 'openai';
+import { Client } from 'pg';
+import { writeTinyModel } from '@lmfleet/engine';
+import { client } from '../integration/support/http';
+import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
+import { freePort, startApp, stopApp, type AppProcess } from './support/processes';
+
+jest.setTimeout(120_000);
+
+describe('e2e: OpenAI API (official client) against api + worker-infer processes', () => {
+  let env: TestEnv;
+  let logDir: string;
+  let http: ReturnType<typeof client>;
+  let apiUrl: string;
+  let openai: OpenAI;
+  const procs: AppProcess[] = [];
+  let failed = false;
+  const model = 'tiny-chat';
+
+  beforeAll(async () => {
+    env = await createTestEnv({ ENGINE_BACKEND: 'cpu', SERVE_DEPLOYMENT_POLL_MS: '300' });
+    logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-e2e-openai-logs-'));
+    const modelDir = path.join(env.modelRoot, 'tiny-qwen2');
+    writeTinyModel(modelDir, { arch: 'qwen2', seed: 11, hiddenSize: 64, numLayers: 2, intermediateSize: 128 });
+    const port = await freePort();
+    const base = { ...env.env, PORT: String(port) };
+    procs.push(startApp('api', 'api', base, logDir));
+    apiUrl = `http://127.0.0.1:${port}`;
+    http = client(apiUrl);
+    await waitFor(async () => (await http('GET', '/health')).body?.status === 'ok', 'api health', 60_000, 250);
+    procs.push(startApp('worker-infer', 'worker-infer-1', { ...base, WORKER_NAME: 'infer-1' }, logDir));
+    const reg = await http('POST', '/models', { path: modelDir });
+    expect(reg.status).toBe(201);
+    const dep = await http('POST', '/deployments', { name: model, versionId: reg.body.version.id, maxBatchSize: 4, sessionLen: 256, maxPending: 6 });
+    expect(dep.status).toBe(201);
+    await waitFor(
+      async () => ((await http('GET', `/deployments/${model}`)).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'),
+      'deployment ready on the worker',
+      60_000,
+      250,
+    );
+    openai = new OpenAI({ baseURL: `${apiUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+
+  afterEach(() => {
+    const state = expect.getState();
+    if (state.assertionCalls > 0 && state.numPassingAsserts < state.assertionCalls) failed = true;
+  });
+
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => stopApp(p)));
+    if (failed || process.env.E2E_SHOW_LOGS) for (const p of procs) console.log(`----- ${p.name} -----\n${p.log().slice(-6000)}`);
+    fs.rmSync(logDir, { recursive: true, force: true });
+    await env?.cleanup();
+  });
+
+  it('lists deployments as models', async () => {
+    const models = await openai.models.list();
+    expect(models.data.map((m) => m.id)).toEqual([model]);
+  });
+
+  it('chat completion, not streamed: seeded sampling is reproducible, usage and finish_reason are set', async () => {
+    const ask = () =>
+      openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'hello there' }], max_tokens: 8, temperature: 0.9, seed: 42, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const a = await ask();
+    const b = await ask();
+    expect(a.object).toBe('chat.completion');
+    expect(a.id).toMatch(/^chatcmpl-/);
+    expect(a.model).toBe(model);
+    expect(a.choices).toHaveLength(1);
+    expect(a.choices[0].message.role).toBe('assistant');
+    expect(a.choices[0].finish_reason).toBe('length');
+    expect(a.usage!.completion_tokens).toBe(8);
+    expect(a.usage!.prompt_tokens).toBeGreaterThan(3);
+    expect(a.usage!.total_tokens).toBe(a.usage!.prompt_tokens + 8);
+    expect(b.choices[0].message.content).toBe(a.choices[0].message.content);
+  });
+
+  it('chat completion, streamed: role chunk, content deltas, finish chunk, usage chunk, [DONE]; same text as not streamed', async () => {
+    const params = { model, messages: [{ role: 'user' as const, content: 'hello there' }], max_tokens: 8, temperature: 0.9, seed: 42, ignore_eos: true };
+    const whole = await openai.chat.completions.create(params as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const stream = await openai.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } } as OpenAI.ChatCompletionCreateParamsStreaming);
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const c of stream) chunks.push(c);
+    expect(chunks[0].choices[0].delta.role).toBe('assistant');
+    expect(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0].id)).toBe(true);
+    const text = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+    expect(text).toBe(whole.choices[0].message.content);
+    const finish = chunks.find((c) => c.choices[0]?.finish_reason);
+    expect(finish?.choices[0].finish_reason).toBe('length');
+    const last = chunks[chunks.length - 1];
+    expect(last.choices).toEqual([]);
+    expect(last.usage).toMatchObject({ completion_tokens: 8, prompt_tokens: whole.usage!.prompt_tokens });
+  });
+
+  it('completions, streamed and not, with n, stop strings and logprobs', async () => {
+    const base = { model, prompt: 'the quick brown', max_tokens: 6, temperature: 0, ignore_eos: true };
+    const c = await openai.completions.create({ ...base, n: 2, logprobs: 2 } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(c.object).toBe('text_completion');
+    expect(c.choices.map((x) => x.index)).toEqual([0, 1]);
+    expect(c.choices[1].text).toBe(c.choices[0].text); // greedy: both choices alike
+    const lp = c.choices[0].logprobs!;
+    expect(lp.tokens).toHaveLength(6);
+    expect(lp.token_logprobs!.every((x) => x <= 0)).toBe(true);
+    expect(Object.keys(lp.top_logprobs![0]).length).toBeGreaterThanOrEqual(1);
+    expect(lp.tokens!.join('')).toBe(c.choices[0].text);
+    expect(c.usage!.completion_tokens).toBe(12);
+
+    const s = await openai.completions.create({ ...base, stream: true } as OpenAI.CompletionCreateParamsStreaming);
+    let text = '';
+    let finish: string | null = null;
+    for await (const chunk of s) {
+      text += chunk.choices[0]?.text ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(text).toBe(c.choices[0].text);
+    expect(finish).toBe('length');
+
+    // A stop string cut from the greedy text: the output ends right before it, finish_reason stop.
+    const cut = c.choices[0].text.slice(2, 4);
+    if (cut.trim().length > 0) {
+      const stopped = await openai.completions.create({ ...base, stop: [cut] } as OpenAI.CompletionCreateParamsNonStreaming);
+      expect(stopped.choices[0].finish_reason).toBe('stop');
+      expect(c.choices[0].text.startsWith(stopped.choices[0].text + cut)).toBe(true);
+    }
+  });
+
+  it('errors surface as the client error classes with OpenAI error bodies', async () => {
+    await expect(openai.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    const bad = await openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], temperature: 7 }).catch((e) => e);
+    expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(bad.error).toMatchObject({ type: 'invalid_request_error', param: 'temperature' });
+    const long = await openai.completions.create({ model, prompt: 'word '.repeat(40), max_tokens: 250 }).catch((e) => e);
+    expect(long).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(long.message).toMatch(/exceeds this deployment's session length 256/);
+    expect(long.error).toMatchObject({ param: 'max_tokens', code: 'context_length_exceeded' });
+    const raw = await http('POST', '/v1/chat/completions', { model, messages: [] });
+    expect(raw.status).toBe(400);
+    expect(raw.body).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', param: 'messages', code: null } });
+  });
+
+  it('interactive: session_id keeps the conversation on the worker across turns; end closes it', async () => {
+    const turn = async (prompt: string, extra: object = {}) =>
+      (await http('POST', '/v1/chat/interactive', { prompt, session_id: 7, interactive_mode: true, request_output_len: 4, temperature: 0, ignore_eos: true, ...extra })).body;
+    const t1 = await turn('hi');
+    expect(t1).toMatchObject({ tokens: 4, history_tokens: 0, finish_reason: 'length' });
+    const t2 = await turn('and again');
+    expect(t2.history_tokens).toBe(t1.input_tokens + 4); // the first turn stayed in the KV cache
+    expect(t2.input_tokens).toBeLessThan(t1.input_tokens + 4 + 10);
+    const end = await http('POST', '/v1/chat/interactive', { prompt: '', session_id: 7, end: true });
+    expect(end.status).toBe(200);
+    const t3 = await turn('hi');
+    expect(t3.history_tokens).toBe(0);
+    expect(t3.text).toBe(t1.text);
+    // Streamed: newline-delimited JSON objects.
+    const res = await fetch(`${apiUrl}/v1/chat/interactive`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', session_id: 8, stream: true, request_output_len: 3, ignore_eos: true }) });
+    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines[lines.length - 1]).toMatchObject({ finish_reason: 'length', tokens: 3 });
+  });
+
+  it('records each finished request in request_timings', async () => {
+    const db = new Client({ connectionString: env.databaseUrl });
+    await db.connect();
+    try {
+      const rows = await waitFor(async () => {
+        const r = await db.query(`SELECT * FROM request_timings WHERE finish_reason = 'length' AND kind = 'chat'`);
+        return r.rows.length >= 3 ? r.rows : null;
+      }, 'timings rows');
+      for (const r of rows) {
+        expect(r.deployment_name).toBe(model);
+        expect(r.completion_tokens).toBe(8);
+        expect(r.prompt_tokens).toBeGreaterThan(0);
+        expect(r.ttft_ms).toBeGreaterThanOrEqual(r.queued_ms);
+        expect(r.total_ms).toBeGreaterThanOrEqual(r.ttft_ms);
+      }
+    } finally {
+      await db.end();
+    }
+  });
+});
