@@ -164,12 +164,105 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(lines[lines.length - 1]).toMatchObject({ finish_reason: 'length', tokens: 3 });
   });
 
+  describe('concurrency, disconnects and backpressure', () => {
+    const deploy = async (name: string, opts: object) => {
+      const versionId = (await http('GET', `/deployments/${model}`)).body.versionId;
+      const r = await http('POST', '/deployments', { name, versionId, ...opts });
+      expect(r.status).toBe(201);
+      await waitFor(async () => ((await http('GET', `/deployments/${name}`)).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'), `${name} ready`, 60_000, 200);
+    };
+    const workerView = async (name: string) => ((await http('GET', `/deployments/${name}`)).body.workers as Array<{ activeRequests: number; engine?: { blocksFree: number; blocksTotal: number; running: number } }>)[0];
+    const chatParams = (i: number) => ({
+      messages: [{ role: 'user' as const, content: `request number ${i} says ${'ab'.repeat(i % 5)}` }],
+      max_tokens: 12,
+      temperature: 1,
+      top_k: 20,
+      seed: 1000 + i,
+      ignore_eos: true,
+    });
+    const streamText = async (m: string, i: number) => {
+      const s = await openai.chat.completions.create({ model: m, ...chatParams(i), stream: true } as OpenAI.ChatCompletionCreateParamsStreaming);
+      let text = '';
+      let finish: string | null = null;
+      for await (const c of s) {
+        text += c.choices[0]?.delta?.content ?? '';
+        finish = c.choices[0]?.finish_reason ?? finish;
+      }
+      return { text, finish };
+    };
+
+    it('64 concurrent streaming chats on one worker: each the same text as when it ran alone', async () => {
+      await deploy('tiny-64', { maxBatchSize: 64, maxPending: 64, sessionLen: 256 });
+      const alone: string[] = [];
+      for (let i = 0; i < 64; i++) {
+        const r = await openai.chat.completions.create({ model: 'tiny-64', ...chatParams(i) } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+        alone.push(r.choices[0].message.content ?? '');
+      }
+      expect(new Set(alone).size).toBeGreaterThan(32); // different seeds and prompts: mostly different texts
+      const together = await Promise.all(Array.from({ length: 64 }, (_, i) => streamText('tiny-64', i)));
+      expect(together.map((t) => t.finish)).toEqual(Array(64).fill('length'));
+      expect(together.map((t) => t.text)).toEqual(alone);
+    });
+
+    it('a client that disconnects frees its batch slot and KV blocks; the next request gets the slot', async () => {
+      await deploy('tiny-1slot', { maxBatchSize: 1, maxPending: 2, sessionLen: 60000 });
+      const idle = await workerView('tiny-1slot');
+      const ac = new AbortController();
+      const long = await openai.chat.completions.create(
+        { model: 'tiny-1slot', messages: [{ role: 'user', content: 'go on forever' }], max_tokens: 59000, ignore_eos: true, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming,
+        { signal: ac.signal },
+      );
+      let got = 0;
+      for await (const c of long) {
+        if (c.choices[0]?.delta?.content) got++;
+        if (got >= 3) break; // leaving the loop aborts the HTTP response
+      }
+      ac.abort();
+      // The only slot comes back: a short request completes although the long one had 59000 tokens to go.
+      const t0 = Date.now();
+      const next = await openai.chat.completions.create({ model: 'tiny-1slot', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      expect(next.choices[0].finish_reason).toBe('length');
+      expect(Date.now() - t0).toBeLessThan(20_000);
+      await waitFor(async () => {
+        const v = await workerView('tiny-1slot');
+        return v.activeRequests === 0 && v.engine?.running === 0 && v.engine?.blocksFree === idle.engine?.blocksFree;
+      }, 'slot and KV blocks freed', 10_000, 100);
+      const db = new Client({ connectionString: env.databaseUrl });
+      await db.connect();
+      try {
+        const row = await waitFor(async () => (await db.query(`SELECT * FROM request_timings WHERE deployment_name = 'tiny-1slot' AND finish_reason = 'cancelled'`)).rows[0], 'cancelled row');
+        expect(row.completion_tokens).toBeLessThan(59000);
+      } finally {
+        await db.end();
+      }
+    });
+
+    it('beyond maxPending: 429 with Retry-After and an OpenAI error body (RateLimitError in the client)', async () => {
+      const acs = [new AbortController(), new AbortController()];
+      const long = { model: 'tiny-1slot', messages: [{ role: 'user', content: 'long' }], max_tokens: 59000, ignore_eos: true, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming;
+      const streams = acs.map((ac) => openai.chat.completions.create(long, { signal: ac.signal }).catch((e) => e));
+      await waitFor(async () => (await workerView('tiny-1slot')).activeRequests === 1, 'first request running', 20_000, 100);
+      await new Promise((r) => setTimeout(r, 300));
+      // The first is running, the second waits for the slot (its headers wait for the worker): both admitted.
+      const third = await http('POST', '/v1/chat/completions', { model: 'tiny-1slot', messages: [{ role: 'user', content: 'x' }], max_tokens: 2 });
+      expect(third.status).toBe(429);
+      expect(third.headers.get('retry-after')).toBe('1');
+      expect(third.body.error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
+      await expect(openai.chat.completions.create({ model: 'tiny-1slot', messages: [{ role: 'user', content: 'x' }], max_tokens: 2 })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+      for (const ac of acs) ac.abort();
+      await Promise.all(streams);
+      await waitFor(async () => (await workerView('tiny-1slot')).activeRequests === 0, 'slots freed', 20_000, 100);
+      const after = await openai.chat.completions.create({ model: 'tiny-1slot', messages: [{ role: 'user', content: 'x' }], max_tokens: 2, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      expect(after.choices[0].finish_reason).toBe('length');
+    });
+  });
+
   it('records each finished request in request_timings', async () => {
     const db = new Client({ connectionString: env.databaseUrl });
     await db.connect();
     try {
       const rows = await waitFor(async () => {
-        const r = await db.query(`SELECT * FROM request_timings WHERE finish_reason = 'length' AND kind = 'chat'`);
+        const r = await db.query(`SELECT * FROM request_timings WHERE deployment_name = $1 AND finish_reason = 'length' AND kind = 'chat'`, [model]);
         return r.rows.length >= 3 ? r.rows : null;
       }, 'timings rows');
       for (const r of rows) {
