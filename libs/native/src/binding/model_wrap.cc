@@ -31,8 +31,17 @@ ModelConfig parse_config(const Napi::Value& v) {
   c.tie_embeddings = get_bool(o, "tieWordEmbeddings", false);
   std::string act = get_string(o, "hiddenAct", "silu");
   if (act != "silu") fail(ErrorCode::InvalidArgument, "hiddenAct '" + act + "' is not supported (silu)");
-  if (o.Has("quant") && !o.Get("quant").IsUndefined() && !o.Get("quant").IsNull())
-    fail(ErrorCode::InvalidArgument, "quantized (AWQ) models are not supported by the cpu backend yet");
+  if (o.Has("quant") && !o.Get("quant").IsUndefined() && !o.Get("quant").IsNull()) {
+    if (!o.Get("quant").IsObject()) fail(ErrorCode::InvalidArgument, "model config: quant must be an object");
+    Napi::Object q = o.Get("quant").As<Napi::Object>();
+    const std::string method = get_string(q, "method", "awq");
+    const int bits = (int)get_number(q, "bits", 4);
+    c.quant_group = (int64_t)get_number(q, "groupSize", 0, true);
+    if (method != "awq" || bits != 4)
+      fail(ErrorCode::InvalidArgument, "model config: quant " + method + " with " + std::to_string(bits) + " bits is not supported (awq, 4 bits)");
+    if (c.quant_group != 32 && c.quant_group != 64 && c.quant_group != 128)
+      fail(ErrorCode::InvalidArgument, "model config: quant.groupSize must be 32, 64 or 128, got " + std::to_string(c.quant_group));
+  }
   Napi::Value rv = o.Get("rope");
   if (!rv.IsObject()) fail(ErrorCode::InvalidArgument, "model config: rope must be an object");
   Napi::Object r = rv.As<Napi::Object>();

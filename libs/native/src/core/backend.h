@@ -25,12 +25,16 @@ namespace lmfleet {
 // Free host memory (MemAvailable) in bytes; engine/kv_cache.cc. Backend::available_memory_bytes' default.
 int64_t available_memory_bytes();
 
+struct W4A16Host;  // ops/w4a16_gemm.h
+
 class LinearWeight {
  public:
   virtual ~LinearWeight() = default;
   int64_t n = 0;  // out features
   int64_t k = 0;  // in features
   bool has_bias = false;
+  int64_t group = 0;  // > 0: a W4A16 weight (ops/w4a16_gemm.h) with this group size
+
   virtual size_t bytes() const = 0;
 };
 
@@ -54,6 +58,10 @@ class Backend {
   // w: [n, k] row-major in `dtype` (f32/f16/bf16), bias: [n] in bias_dtype or null. Host pointers.
   virtual std::unique_ptr<LinearWeight> prepare_linear(const void* w, DType dtype, const void* bias,
                                                        DType bias_dtype, int64_t n, int64_t k) = 0;
+
+  // A W4A16 linear in our layout (ops/w4a16_gemm.h), host memory; bias [n] or null. Backend::linear runs it
+  // (cpu: the w4a16_gemm reference; cuda: the W4A16 kernels), weights stay 4-bit in backend memory.
+  virtual std::unique_ptr<LinearWeight> prepare_w4a16(const W4A16Host& w, const void* bias, DType bias_dtype) = 0;
 
   virtual bool supports(const std::string& op) const = 0;
 #define LMFLEET_OP(op) virtual void op(const op##_args& a) = 0;

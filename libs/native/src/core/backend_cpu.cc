@@ -30,6 +30,10 @@ class CpuBackend final : public Backend {
     return prepare_linear_cpu(w, dtype, bias, bias_dtype, n, k, pool_);
   }
 
+  std::unique_ptr<LinearWeight> prepare_w4a16(const W4A16Host& w, const void* bias, DType bias_dtype) override {
+    return prepare_w4a16_cpu(w, bias, bias_dtype);
+  }
+
   bool supports(const std::string&) const override { return true; }
 
 #define LMFLEET_OP(op) \

@@ -25,12 +25,20 @@
 #include "ops/sample.cuh"
 #include "ops/sample.h"
 #include "ops/silu_mul.h"
+#include "ops/w4a16_gemm.h"
 
 namespace lmfleet {
 
 CudaLinearWeight::~CudaLinearWeight() {
   cudaSetDevice(device);
   if (w) cudaFree(w);
+  if (bias) cudaFree(bias);
+}
+
+CudaW4A16Weight::~CudaW4A16Weight() {
+  cudaSetDevice(device);
+  if (qweight) cudaFree(qweight);
+  if (sz) cudaFree(sz);
   if (bias) cudaFree(bias);
 }
 
@@ -162,6 +170,33 @@ std::unique_ptr<LinearWeight> CudaBackend::prepare_linear(const void* w, DType d
   return lw;
 }
 
+std::unique_ptr<LinearWeight> CudaBackend::prepare_w4a16(const W4A16Host& w, const void* bias, DType bias_dtype) {
+  bind();
+  w4a16_check_shape(w.n, w.k, w.group, "prepare_w4a16");
+  if (w.qweight.size() != (size_t)(w.n / 8) * (w.kp / 128) * 128 || w.scales_zeros.size() != (size_t)(w.kp / w.group) * w.n * 2)
+    fail(ErrorCode::Internal, "prepare_w4a16: packed sizes do not match the shape");
+  auto lw = std::make_unique<CudaW4A16Weight>();
+  lw->n = w.n;
+  lw->k = w.k;
+  lw->kp = w.kp;
+  lw->group = w.group;
+  lw->device = device_;
+  lw->has_bias = bias != nullptr;
+  lw->qweight = static_cast<uint32_t*>(alloc(w.qweight.size() * 4));
+  upload(lw->qweight, w.qweight.data(), w.qweight.size() * 4);
+  lw->sz = static_cast<half2*>(alloc(w.scales_zeros.size() * 2));
+  upload(lw->sz, w.scales_zeros.data(), w.scales_zeros.size() * 2);
+  if (bias) {
+    std::vector<uint16_t> hb((size_t)w.n);
+    std::vector<float> f((size_t)w.n);
+    convert_to_f32(bias, bias_dtype, w.n, f.data());
+    for (int64_t i = 0; i < w.n; i++) hb[i] = f32_to_f16(f[i]);
+    lw->bias = static_cast<half*>(alloc((size_t)w.n * 2));
+    upload(lw->bias, hb.data(), hb.size() * 2);
+  }
+  return lw;
+}
+
 bool CudaBackend::supports(const std::string& op) const {
 #define LMFLEET_OP(name) if (op == #name) return true;
 #include "ops/ops.def"
@@ -186,12 +221,37 @@ void CudaBackend::rms_norm(const rms_norm_args& a) {
 
 void CudaBackend::linear(const linear_args& a) {
   bind();
+  if (a.w && a.w->group > 0) {
+    const auto* q = dynamic_cast<const CudaW4A16Weight*>(a.w);
+    if (!q) fail(ErrorCode::Internal, "linear: W4A16 weight was not prepared by the cuda backend");
+    if (a.m <= 0) return;
+    half* x16 = x16_.as<half>((size_t)(a.m * q->k));
+    f32_to_f16_cuda(a.x, x16, a.m * q->k, stream_);
+    gemm_->linear_w4a16_f32out(x16, (int)q->k, q->dev(), a.y, (int)q->n, (int)a.m);
+    return;
+  }
   const auto* w = dynamic_cast<const CudaLinearWeight*>(a.w);
   if (!w) fail(ErrorCode::Internal, "linear: weight was not prepared by the cuda backend");
   if (a.m <= 0) return;
   half* x16 = x16_.as<half>((size_t)(a.m * w->k));
   f32_to_f16_cuda(a.x, x16, a.m * w->k, stream_);
   gemm_->linear_f32out(x16, (int)w->k, w->w, w->bias, a.y, (int)w->n, (int)a.m, (int)w->n, (int)w->k);
+}
+
+void CudaBackend::w4a16_gemm(const w4a16_gemm_args& a) {
+  bind();
+  w4a16_check_shape(a.n, a.k, a.group, "w4a16_gemm");
+  if (a.m <= 0) return;
+  half* x16 = x16_.as<half>((size_t)(a.m * a.k));
+  f32_to_f16_cuda(a.x, x16, a.m * a.k, stream_);
+  half* b16 = nullptr;
+  if (a.bias) {
+    b16 = scratch_[6].as<half>((size_t)a.n);
+    f32_to_f16_cuda(a.bias, b16, a.n, stream_);
+  }
+  const W4A16Dev w{a.qweight, reinterpret_cast<const half2*>(a.scales_zeros), b16, (int)a.n, (int)a.k,
+                   (int)w4a16_padded_k(a.k), (int)a.group};
+  gemm_->linear_w4a16_f32out(x16, (int)a.k, w, a.y, (int)a.n, (int)a.m);
 }
 
 void CudaBackend::rope(const rope_args& a) {

@@ -21,6 +21,19 @@ class CudaLinearWeight : public LinearWeight {
   size_t bytes() const override { return (size_t)n * k * 2 + (bias ? (size_t)n * 2 : 0); }
 };
 
+// A W4A16 linear on the device (layout: ops/w4a16_gemm.h): 4-bit codes + (scale, zero) pairs, f16 bias.
+class CudaW4A16Weight : public LinearWeight {
+ public:
+  uint32_t* qweight = nullptr;
+  half2* sz = nullptr;
+  half* bias = nullptr;
+  int64_t kp = 0;
+  int device = 0;
+  ~CudaW4A16Weight() override;
+  size_t bytes() const override { return (size_t)n * kp / 2 + (size_t)(kp / group) * n * 4 + (bias ? (size_t)n * 2 : 0); }
+  W4A16Dev dev() const { return {qweight, sz, bias, (int)n, (int)k, (int)kp, (int)group}; }
+};
+
 // Grow-only device scratch.
 class DeviceScratch {
  public:
@@ -47,6 +60,7 @@ class CudaBackend : public Backend {
 
   std::unique_ptr<LinearWeight> prepare_linear(const void* w, DType dtype, const void* bias, DType bias_dtype,
                                                int64_t n, int64_t k) override;
+  std::unique_ptr<LinearWeight> prepare_w4a16(const W4A16Host& w, const void* bias, DType bias_dtype) override;
   bool supports(const std::string& op) const override;
 #define LMFLEET_OP(op) void op(const op##_args& a) override;
 #include "ops/ops.def"

@@ -40,6 +40,18 @@ const CudaLinearWeight& cw(const std::unique_ptr<LinearWeight>& w) {
   return *p;
 }
 
+// y (ldy) = x (ldx) W^T + b for m rows: W4A16 weights through the W4A16 kernels, f16 ones through gemv/cuBLAS.
+void linear_any(CublasGemm& g, const half* x, int ldx, const std::unique_ptr<LinearWeight>& w, half* y, int ldy, int m) {
+  if (w->group > 0) {
+    auto* q = dynamic_cast<const CudaW4A16Weight*>(w.get());
+    if (!q) fail(ErrorCode::Internal, "cuda decoder: a W4A16 weight was not prepared by the cuda backend");
+    g.linear_w4a16(x, ldx, q->dev(), y, ldy, m);
+    return;
+  }
+  const CudaLinearWeight& f = cw(w);
+  g.linear(x, ldx, f.w, f.bias, y, ldy, m, (int)f.n, (int)f.k);
+}
+
 int batch_bucket(int s) {
   if (s <= 8) {
     int b = 1;
@@ -115,6 +127,10 @@ void CudaDecoder::ensure_capacity(int T, int R) {
   mk(&act_, nT * I);
   mk(&rows_, nR * H);
   logits_.ensure(&be_, nR * (size_t)c.vocab * 4);
+  // W4A16 workspaces (split-k partial sums or the dense scratch) sized now: graph capture cannot allocate
+  for (const auto& L : m_.layers)
+    for (const auto* w : {&L.qkv, &L.o, &L.gate_up, &L.down})
+      if ((*w)->group > 0) be_.gemm().reserve_w4a16((int)nT, (int)(*w)->n, (int)(*w)->k);
   cap_T_ = (int)nT;
   cap_R_ = (int)nR;
 }
@@ -283,8 +299,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     const LayerWeights& W = m_.layers[l];
     half* kc = reinterpret_cast<half*>(kv.k[l]);
     half* vc = reinterpret_cast<half*>(kv.v[l]);
-    const CudaLinearWeight &wqkv = cw(W.qkv), &wo = cw(W.o), &wgu = cw(W.gate_up), &wd = cw(W.down);
-    g.linear(h_, H, wqkv.w, wqkv.bias, qkv_, Q, T, Q, H);
+    linear_any(g, h_, H, W.qkv, qkv_, Q, T);
     rope_kv_store_cuda(qkv_, Q, positions, inv_freq, inv_stride, (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
                        (int)kv.block_size, s_);
     if (decode)
@@ -293,11 +308,11 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
                              NKV, D, (int)kv.block_size, scale, s_);
-    g.linear(attn_, NH * D, wo.w, wo.bias, proj_, H, T, H, NH * D);
+    linear_any(g, attn_, NH * D, W.o, proj_, H, T);
     add_rms_norm_cuda(resid_, proj_, post_norm_[l], h_, T, H, c.eps, s_);
-    g.linear(h_, H, wgu.w, wgu.bias, gu_, 2 * I, T, 2 * I, H);
+    linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
     silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
-    g.linear(act_, I, wd.w, wd.bias, proj_, H, T, H, I);
+    linear_any(g, act_, I, W.down, proj_, H, T);
     add_rms_norm_cuda(resid_, proj_, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, h_, T, H, c.eps, s_);
   }
   if (L.R > 0) {

@@ -1,4 +1,7 @@
+#include <cstdlib>
 #include <string>
+
+#include <algorithm>
 
 #include "cuda/check.cuh"
 #include "cuda/gemm.h"
@@ -27,11 +30,99 @@ CublasGemm::CublasGemm(cudaStream_t stream, size_t workspace_bytes) : stream_(st
   LMF_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes));
   LMF_CUBLAS_CHECK(cublasSetWorkspace(handle_, workspace_, workspace_bytes));
   LMF_CUBLAS_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
+  int dev = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&dev));
+  LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, dev));
 }
 
 CublasGemm::~CublasGemm() {
   if (handle_) cublasDestroy(handle_);
   if (workspace_) cudaFree(workspace_);
+  if (partials_) cudaFree(partials_);
+  if (dense_) cudaFree(dense_);
+}
+
+int w4a16_dense_min_rows() {
+  static const int rows = [] {
+    const char* e = std::getenv("LMFLEET_W4A16_DENSE_ROWS");
+    return e ? std::max(1, std::atoi(e)) : 512;
+  }();
+  return rows;
+}
+
+namespace {
+bool capturing(cudaStream_t s) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  LMF_CUDA_CHECK(cudaStreamIsCapturing(s, &st));
+  return st != cudaStreamCaptureStatusNone;
+}
+}  // namespace
+
+float* CublasGemm::w4_partials(size_t bytes) {
+  if (bytes > partials_bytes_) {
+    if (capturing(stream_)) fail(ErrorCode::Internal, "w4a16: workspace too small during graph capture (reserve_w4a16 first)");
+    LMF_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (partials_) LMF_CUDA_CHECK(cudaFree(partials_));
+    partials_ = nullptr;
+    LMF_CUDA_CHECK(cudaMalloc(&partials_, bytes));
+    partials_bytes_ = bytes;
+  }
+  return static_cast<float*>(partials_);
+}
+
+half* CublasGemm::w4_dense(size_t elems) {
+  if (elems > dense_elems_) {
+    if (capturing(stream_)) fail(ErrorCode::Internal, "w4a16: dense scratch too small during graph capture (reserve_w4a16 first)");
+    LMF_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (dense_) LMF_CUDA_CHECK(cudaFree(dense_));
+    dense_ = nullptr;
+    LMF_CUDA_CHECK(cudaMalloc(&dense_, elems * sizeof(half)));
+    dense_elems_ = elems;
+  }
+  return dense_;
+}
+
+void CublasGemm::reserve_w4a16(int m, int n, int k) {
+  if (m <= 0) return;
+  if (m >= w4a16_dense_min_rows()) {
+    w4_dense((size_t)n * k);
+  } else {
+    // the split depends on m: reserve for every m up to the given one
+    size_t need = 0;
+    for (int r = 1; r <= m; r++) need = std::max(need, w4a16_fused_workspace_bytes(r, n, k, sms_));
+    if (need) w4_partials(need);
+  }
+}
+
+void CublasGemm::linear_w4a16(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m) {
+  if (m <= 0) return;
+  if (m >= w4a16_dense_min_rows()) {
+    half* wd = w4_dense((size_t)w.n * w.k);
+    w4a16_dequant_cuda(w, wd, stream_);
+    cublas_linear(x, ldx, wd, y, ldy, m, w.n, w.k);
+    if (w.bias) add_bias_cuda(y, ldy, w.bias, m, w.n, stream_);
+    return;
+  }
+  const size_t ws = w4a16_fused_workspace_bytes(m, w.n, w.k, sms_);
+  w4a16_gemm_fused_cuda(x, ldx, w, y, ldy, m, ws ? w4_partials(ws) : nullptr, sms_, stream_);
+}
+
+void CublasGemm::linear_w4a16_f32out(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m) {
+  if (m <= 0) return;
+  if (m >= w4a16_dense_min_rows()) {
+    half* wd = w4_dense((size_t)w.n * w.k);
+    w4a16_dequant_cuda(w, wd, stream_);
+    const float alpha = 1.f, beta = 0.f;
+    LMF_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, w.n, m, w.k, &alpha, wd, CUDA_R_16F, w.k, x, CUDA_R_16F,
+                                  ldx, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (w.bias) {
+      add_bias_f32_kernel<<<dim3((w.n + 255) / 256, m), 256, 0, stream_>>>(y, ldy, w.bias, w.n);
+      LMF_CUDA_LAUNCHED();
+    }
+    return;
+  }
+  const size_t ws = w4a16_fused_workspace_bytes(m, w.n, w.k, sms_);
+  w4a16_gemm_fused_f32out_cuda(x, ldx, w, y, ldy, m, ws ? w4_partials(ws) : nullptr, sms_, stream_);
 }
 
 void CublasGemm::cublas_linear(const half* x, int ldx, const half* w, half* y, int ldy, int m, int n, int k) {

@@ -7,7 +7,15 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "ops/w4a16_gemm.cuh"
+
 namespace lmfleet {
+
+// W4A16 linears with m rows: the fused kernel (ops/w4a16_gemm.cu) below this many rows, else the weight is
+// dequantized into a scratch f16 copy and cuBLAS runs the dense GEMM (prefill: the dense GEMM is faster than
+// mma.sync there, and the dequantization costs one read of 4-bit + one write of f16 per linear). Set by
+// LMFLEET_W4A16_DENSE_ROWS.
+int w4a16_dense_min_rows();
 
 class CublasGemm {
  public:
@@ -24,7 +32,21 @@ class CublasGemm {
   void cublas_linear(const half* x, int ldx, const half* w, half* y, int ldy, int m, int n, int k);
   cudaStream_t stream() const { return stream_; }
 
+  // y (ldy) = x (ldx) W^T + bias for a W4A16 weight; f16 or f32 out. Graph-capturable once reserve_w4a16 has
+  // sized the workspaces for the largest (m, n, k) that will be captured.
+  void linear_w4a16(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m);
+  void linear_w4a16_f32out(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m);
+  void reserve_w4a16(int m, int n, int k);
+  int sms() const { return sms_; }
+
  private:
+  float* w4_partials(size_t bytes);
+  half* w4_dense(size_t elems);
+  int sms_ = 0;
+  void* partials_ = nullptr;
+  size_t partials_bytes_ = 0;
+  half* dense_ = nullptr;
+  size_t dense_elems_ = 0;
   cublasHandle_t handle_ = nullptr;
   cudaStream_t stream_;
   void* workspace_ = nullptr;

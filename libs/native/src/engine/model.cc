@@ -5,7 +5,9 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "core/thread_pool.h"
 #include "engine/decoder.h"
+#include "ops/w4a16_gemm.h"
 
 namespace lmfleet {
 
@@ -30,16 +32,38 @@ class TensorReader {
 
   // Returns f32 values of `name`, which must have `shape`.
   std::vector<float> f32(const std::string& name, const std::vector<int64_t>& shape) {
+    const TensorSpec& t = spec(name, shape);
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
+      fail(ErrorCode::ModelFormat, "tensor " + name + ": dtype " + dtype_name(t.dtype) + " is not f32/f16/bf16");
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    std::vector<float> out((size_t)n);
+    convert_to_f32(bytes(t, (size_t)n * dtype_size(t.dtype)), t.dtype, n, out.data());
+    return out;
+  }
+
+  // The bytes of `name` (which must have `shape` and `dtype`), valid while the reader lives.
+  const uint8_t* raw(const std::string& name, const std::vector<int64_t>& shape, DType dtype) {
+    const TensorSpec& t = spec(name, shape);
+    if (t.dtype != dtype)
+      fail(ErrorCode::ModelFormat, "tensor " + name + ": expected dtype " + dtype_name(dtype) + ", found " + dtype_name(t.dtype));
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return bytes(t, (size_t)n * dtype_size(t.dtype));
+  }
+
+ private:
+  const TensorSpec& spec(const std::string& name, const std::vector<int64_t>& shape) {
     auto it = by_name_.find(name);
     if (it == by_name_.end()) fail(ErrorCode::ModelFormat, "missing tensor " + name + " " + shape_str(shape));
     const TensorSpec& t = *it->second;
     if (t.shape != shape)
       fail(ErrorCode::ModelFormat, "tensor " + name + ": expected shape " + shape_str(shape) + ", found " + shape_str(t.shape));
-    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
-      fail(ErrorCode::ModelFormat, "tensor " + name + ": dtype " + dtype_name(t.dtype) + " is not f32/f16/bf16");
-    int64_t n = 1;
-    for (auto d : shape) n *= d;
-    size_t bytes = (size_t)n * dtype_size(t.dtype);
+    return t;
+  }
+
+  const uint8_t* bytes(const TensorSpec& t, size_t bytes) {  // checks the range, maps the file once
+    const std::string& name = t.name;
     const uint8_t* src;
     if (t.file.empty()) {
       if (t.data.size() != bytes)
@@ -55,12 +79,9 @@ class TensorReader {
                                          std::to_string(t.offset + (int64_t)bytes) + ")");
       src = f->data() + t.offset;
     }
-    std::vector<float> out((size_t)n);
-    convert_to_f32(src, t.dtype, n, out.data());
-    return out;
+    return src;
   }
 
- private:
   std::unordered_map<std::string, const TensorSpec*> by_name_;
   std::unordered_map<std::string, std::unique_ptr<MappedFile>> files_;
 };
@@ -120,6 +141,37 @@ void Model::load() {
     bytes += lw->bytes();
     return lw;
   };
+  // W4A16 linears: `<p>.qweight` + `<p>.scales_zeros` in our layout (a workspace), or AutoAWQ's `<p>.qweight`,
+  // `<p>.qzeros`, `<p>.scales` (converted here). Only when the config names a group size.
+  std::unique_ptr<ThreadPool> pack_pool;
+  auto w4 = [&](const std::string& p, int64_t n, int64_t k) {
+    const int64_t g = c.quant_group;
+    if (k % g || n % 8)
+      fail(ErrorCode::ModelFormat, p + ": [" + std::to_string(n) + ", " + std::to_string(k) + "] cannot be W4A16 with group size " + std::to_string(g));
+    if (rd.has(p + ".scales_zeros")) {
+      const int64_t kp = w4a16_padded_k(k);
+      W4A16Host w;
+      w.n = n; w.k = k; w.kp = kp; w.group = g;
+      w.qweight.resize((size_t)(n / 8) * (kp / 128) * 128);
+      std::memcpy(w.qweight.data(), rd.raw(p + ".qweight", {n / 8, kp / 128, 128}, DType::I32), w.qweight.size() * 4);
+      w.scales_zeros.resize((size_t)(kp / g) * n * 2);
+      std::memcpy(w.scales_zeros.data(), rd.raw(p + ".scales_zeros", {kp / g, n, 2}, DType::F16), w.scales_zeros.size() * 2);
+      return w;
+    }
+    if (!pack_pool) pack_pool = std::make_unique<ThreadPool>(c.threads);
+    return w4a16_pack_awq(reinterpret_cast<const int32_t*>(rd.raw(p + ".qweight", {k, n / 8}, DType::I32)),
+                          reinterpret_cast<const int32_t*>(rd.raw(p + ".qzeros", {k / g, n / 8}, DType::I32)),
+                          reinterpret_cast<const uint16_t*>(rd.raw(p + ".scales", {k / g, n}, DType::F16)), n, k, g,
+                          pack_pool.get());
+  };
+  auto quantized = [&](const std::string& p) { return c.quant_group > 0 && !rd.has(p + ".weight") && rd.has(p + ".qweight"); };
+  auto linear_w4 = [&](std::vector<const W4A16Host*> parts, const std::vector<float>* bias) {
+    W4A16Host fused = parts.size() == 1 ? W4A16Host{} : w4a16_concat_rows(parts);
+    const W4A16Host& w = parts.size() == 1 ? *parts[0] : fused;
+    auto lw = be.prepare_w4a16(w, bias ? bias->data() : nullptr, DType::F32);
+    bytes += lw->bytes();
+    return lw;
+  };
   auto append = [](std::vector<float>& dst, const std::vector<float>& src) { dst.insert(dst.end(), src.begin(), src.end()); };
 
   const int64_t H = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, I = c.inter;
@@ -136,9 +188,15 @@ void Model::load() {
     L.input_norm = upload(rd.f32(p + "input_norm.weight", {H}));
     L.post_norm = upload(rd.f32(p + "post_norm.weight", {H}));
     // q, k, v fused into one [qd + 2 kvd, H] linear; biases are all present or all absent (zeros fill in).
-    std::vector<float> w = rd.f32(p + "q.weight", {qd, H});
-    append(w, rd.f32(p + "k.weight", {kvd, H}));
-    append(w, rd.f32(p + "v.weight", {kvd, H}));
+    const bool q4 = quantized(p + "q");
+    if (q4 != quantized(p + "k") || q4 != quantized(p + "v"))
+      fail(ErrorCode::ModelFormat, p + "q/k/v: all three must be W4A16 (qweight) or all fp (weight)");
+    std::vector<float> w;
+    if (!q4) {
+      w = rd.f32(p + "q.weight", {qd, H});
+      append(w, rd.f32(p + "k.weight", {kvd, H}));
+      append(w, rd.f32(p + "v.weight", {kvd, H}));
+    }
     bool qkv_bias = rd.has(p + "q.bias") || rd.has(p + "k.bias") || rd.has(p + "v.bias");
     std::vector<float> b;
     if (qkv_bias) {
@@ -146,14 +204,36 @@ void Model::load() {
       append(b, rd.has(p + "k.bias") ? rd.f32(p + "k.bias", {kvd}) : std::vector<float>((size_t)kvd, 0.f));
       append(b, rd.has(p + "v.bias") ? rd.f32(p + "v.bias", {kvd}) : std::vector<float>((size_t)kvd, 0.f));
     }
-    L.qkv = linear(std::move(w), qkv_bias ? &b : nullptr, qd + 2 * kvd, H);
+    if (q4) {
+      const W4A16Host wq = w4(p + "q", qd, H), wk = w4(p + "k", kvd, H), wv = w4(p + "v", kvd, H);
+      L.qkv = linear_w4({&wq, &wk, &wv}, qkv_bias ? &b : nullptr);
+    } else {
+      L.qkv = linear(std::move(w), qkv_bias ? &b : nullptr, qd + 2 * kvd, H);
+    }
     std::vector<float> ob;
     if (rd.has(p + "o.bias")) ob = rd.f32(p + "o.bias", {H});
-    L.o = linear(rd.f32(p + "o.weight", {H, qd}), ob.empty() ? nullptr : &ob, H, qd);
-    std::vector<float> gu = rd.f32(p + "gate.weight", {I, H});
-    append(gu, rd.f32(p + "up.weight", {I, H}));
-    L.gate_up = linear(std::move(gu), nullptr, 2 * I, H);
-    L.down = linear(rd.f32(p + "down.weight", {H, I}), nullptr, H, I);
+    if (quantized(p + "o")) {
+      const W4A16Host wo = w4(p + "o", H, qd);
+      L.o = linear_w4({&wo}, ob.empty() ? nullptr : &ob);
+    } else {
+      L.o = linear(rd.f32(p + "o.weight", {H, qd}), ob.empty() ? nullptr : &ob, H, qd);
+    }
+    const bool gu4 = quantized(p + "gate");
+    if (gu4 != quantized(p + "up")) fail(ErrorCode::ModelFormat, p + "gate/up: both must be W4A16 (qweight) or both fp (weight)");
+    if (gu4) {
+      const W4A16Host wg = w4(p + "gate", I, H), wu = w4(p + "up", I, H);
+      L.gate_up = linear_w4({&wg, &wu}, nullptr);
+    } else {
+      std::vector<float> gu = rd.f32(p + "gate.weight", {I, H});
+      append(gu, rd.f32(p + "up.weight", {I, H}));
+      L.gate_up = linear(std::move(gu), nullptr, 2 * I, H);
+    }
+    if (quantized(p + "down")) {
+      const W4A16Host wd = w4(p + "down", H, I);
+      L.down = linear_w4({&wd}, nullptr);
+    } else {
+      L.down = linear(rd.f32(p + "down.weight", {H, I}), nullptr, H, I);
+    }
   }
   layers = std::move(ls);
   weight_bytes_ = bytes;

@@ -32,6 +32,7 @@ struct ModelConfig {
   int64_t max_position = 0;
   RopeParams rope;
   bool tie_embeddings = false;
+  int64_t quant_group = 0;  // > 0: W4A16 (AWQ) linears with this group size may be given as qweight (ops/w4a16_gemm.h)
   std::vector<TensorSpec> tensors;
 };
 

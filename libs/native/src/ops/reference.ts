@@ -1,5 +1,6 @@
 // Straightforward TypeScript references for the op specs and the engine spec's reference forward.
 // Written for clarity, not speed; float64 accumulation.
+import { f16ToF32, f32ToF16 } from './testing';
 
 export function rmsNormRef(x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number): Float32Array {
   const out = new Float32Array(rows * dim);
@@ -203,4 +204,81 @@ export function sampleRef(logits: Float32Array, p: SampleRefParams, u: number, h
     if (r < cum) return idx[i];
   }
   return idx[keep - 1];
+}
+
+// --- W4A16 (ops/w4a16_gemm.h) ------------------------------------------------------------------------------
+/** A random group-quantized weight: codes q [n, k] (0..15), zeros z and f16 scales s [n, k/group]. */
+export interface W4Ref {
+  n: number;
+  k: number;
+  group: number;
+  q: Uint8Array;
+  z: Uint8Array;
+  s: Float32Array;
+}
+
+/** W' [n, k] = f16((q - z) * s): the dequantized weight every W4A16 path must reproduce. */
+export function w4DequantRef(w: W4Ref): Float32Array {
+  const G = w.k / w.group;
+  const out = new Float32Array(w.n * w.k);
+  for (let r = 0; r < w.n; r++)
+    for (let c = 0; c < w.k; c++) {
+      const gi = r * G + Math.floor(c / w.group);
+      out[r * w.k + c] = f16ToF32(f32ToF16((w.q[r * w.k + c] - w.z[gi]) * w.s[gi]));
+    }
+  return out;
+}
+
+const AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7];
+/** AutoAWQ GEMM tensors: qweight i32 [k, n/8], qzeros i32 [k/group, n/8], scales f16 [k/group, n] (values). */
+export function w4PackAwqRef(w: W4Ref): { qweight: Int32Array; qzeros: Int32Array; scales: Float32Array } {
+  const { n, k, group } = w;
+  const G = k / group;
+  const qweight = new Int32Array(k * (n / 8));
+  const qzeros = new Int32Array(G * (n / 8));
+  const scales = new Float32Array(G * n);
+  for (let c = 0; c < k; c++)
+    for (let c8 = 0; c8 < n / 8; c8++) {
+      let word = 0;
+      for (let j = 0; j < 8; j++) word |= w.q[(c8 * 8 + AWQ_ORDER[j]) * k + c] << (4 * j);
+      qweight[c * (n / 8) + c8] = word;
+    }
+  for (let g = 0; g < G; g++)
+    for (let c8 = 0; c8 < n / 8; c8++) {
+      let word = 0;
+      for (let j = 0; j < 8; j++) word |= w.z[(c8 * 8 + AWQ_ORDER[j]) * G + g] << (4 * j);
+      qzeros[g * (n / 8) + c8] = word;
+    }
+  for (let g = 0; g < G; g++) for (let r = 0; r < n; r++) scales[g * n + r] = w.s[r * G + g];
+  return { qweight, qzeros, scales };
+}
+
+const W4_KOFF = [0, 8, 16, 24, 1, 9, 17, 25];
+/** Our layout, written straight from the header's description (qweight [n/8, kp/128, 128], scales_zeros [kp/group, n, 2]). */
+export function w4PackOursRef(w: W4Ref): { qweight: Int32Array; scalesZeros: Float32Array; kp: number } {
+  const { n, k, group } = w;
+  const kp = Math.ceil(k / 128) * 128;
+  const KB = kp / 128;
+  const qweight = new Int32Array((n / 8) * KB * 128);
+  for (let tile = 0; tile < n / 8; tile++)
+    for (let kb = 0; kb < KB; kb++)
+      for (let lane = 0; lane < 32; lane++)
+        for (let j = 0; j < 4; j++) {
+          const g = lane >> 2;
+          const t = lane & 3;
+          let word = 0;
+          for (let p = 0; p < 8; p++) {
+            const c = kb * 128 + 32 * j + W4_KOFF[p] + 2 * t;
+            if (c < k) word |= w.q[(tile * 8 + g) * k + c] << (4 * p);
+          }
+          qweight[((tile * KB + kb) * 32 + lane) * 4 + j] = word;
+        }
+  const G = k / group;
+  const scalesZeros = new Float32Array((kp / group) * n * 2);
+  for (let g = 0; g < G; g++)
+    for (let r = 0; r < n; r++) {
+      scalesZeros[(g * n + r) * 2] = w.s[r * G + g];
+      scalesZeros[(g * n + r) * 2 + 1] = w.z[r * G + g];
+    }
+  return { qweight, scalesZeros, kp };
 }

@@ -1,0 +1,301 @@
+// W4A16 GEMM kernels (layout: ops/w4a16_gemm.h). The 4-bit codes become f16 in registers with the 0x6400 trick:
+// (code | 0x6400) read as f16 is 1024 + code, so (that - (1024 + zero)) * scale is the weight, exactly the f16
+// rounding of (q - z) * s that AutoAWQ's own dequantization gives.
+#include <algorithm>
+
+#include "cuda/check.cuh"
+#include "cuda/device_utils.cuh"
+#include "ops/w4a16_gemm.cuh"
+
+namespace lmfleet {
+
+namespace {
+constexpr int kWarps = 4;                 // along n
+constexpr int kNT = 4;                    // n8 tiles per warp
+constexpr int kBN = kWarps * kNT * 8;     // 128 columns per block
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void ldsm_x4(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+
+// One packed word -> the 4 f16x2 B registers of two k16 steps (pairs 0,1: step 0's b0,b1; pairs 2,3: step 1's).
+__device__ __forceinline__ void dequant_word(uint32_t w, half2 z1024, half2 s, uint32_t* b) {
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    uint32_t v = ((w >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
+    half2 h = __hmul2(__hsub2(*reinterpret_cast<half2*>(&v), z1024), s);
+    b[i] = *reinterpret_cast<uint32_t*>(&h);
+  }
+}
+
+__device__ __forceinline__ void scale_zero(half2 sz, half2* s, half2* z1024) {
+  *s = __half2half2(__low2half(sz));
+  *z1024 = __hadd2(__half2half2(__high2half(sz)), __float2half2_rn(1024.f));
+}
+
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
+
+template <int MI>
+__global__ void __launch_bounds__(kWarps * 32)
+w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
+                 const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, float* __restrict__ part,
+                 int m, int n, int k, int group, int KB, int kb_per_split) {
+  constexpr int BM = 16 * MI;
+  __shared__ __align__(128) half As[2][BM * 128];  // [row][128 k], 16-byte chunks xor-swizzled by row
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int m0 = blockIdx.y * BM;
+  const int kb0 = blockIdx.z * kb_per_split, kb1 = min(KB, kb0 + kb_per_split);
+  const int ntiles = n >> 3;
+  const int tile0 = blockIdx.x * (kBN / 8) + warp * kNT;
+  float acc[MI][kNT][4];
+#pragma unroll
+  for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+    for (int i = 0; i < kNT; i++)
+#pragma unroll
+      for (int q = 0; q < 4; q++) acc[mi][i][q] = 0.f;
+
+  auto load_a = [&](int stage, int kb) {
+#pragma unroll
+    for (int it = 0; it < BM * 16 / (kWarps * 32); it++) {
+      const int q = it * kWarps * 32 + threadIdx.x;
+      const int r = q >> 4, c = q & 15;
+      const int row = m0 + r, col = kb * 128 + c * 8;
+      const bool ok = row < m && col < k;
+      cp_async16(&As[stage][r * 128 + ((c ^ (r & 7)) << 3)], ok ? x + (size_t)row * ldx + col : x, ok);
+    }
+    cp_async_commit();
+  };
+  auto load_b = [&](uint4* b, int kb) {
+#pragma unroll
+    for (int i = 0; i < kNT; i++) {
+      const int tile = tile0 + i;
+      b[i] = tile < ntiles ? ld_stream_u4(qw + ((size_t)tile * KB + kb) * 32 + lane) : make_uint4(0, 0, 0, 0);
+    }
+  };
+
+  uint4 bcur[kNT], bnext[kNT];
+  if (kb0 < kb1) {
+    load_a(0, kb0);
+    load_b(bcur, kb0);
+  }
+  for (int kb = kb0; kb < kb1; kb++) {
+    const int st = (kb - kb0) & 1;
+    if (kb + 1 < kb1) {
+      load_a(st ^ 1, kb + 1);
+      load_b(bnext, kb + 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const half* A = As[st];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      uint32_t a[MI][2][4];
+#pragma unroll
+      for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int s2 = 0; s2 < 2; s2++) {
+          const int r = mi * 16 + (lane & 15), c = (2 * j + s2) * 2 + (lane >> 4);
+          ldsm_x4(a[mi][s2], A + r * 128 + ((c ^ (r & 7)) << 3));
+        }
+      const int gi = (kb * 128 + 32 * j) / group;
+#pragma unroll
+      for (int i = 0; i < kNT; i++) {
+        const int tile = tile0 + i;
+        if (tile >= ntiles) continue;
+        half2 s, z;
+        scale_zero(__ldg(sz + (size_t)gi * n + tile * 8 + g), &s, &z);
+        uint32_t b[4];
+        dequant_word(word_of(bcur[i], j), z, s, b);
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          mma16816(acc[mi][i], a[mi][0], b[0], b[1]);
+          mma16816(acc[mi][i], a[mi][1], b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads();
+    if (kb + 1 < kb1)
+#pragma unroll
+      for (int i = 0; i < kNT; i++) bcur[i] = bnext[i];
+  }
+
+  const bool split = gridDim.z > 1;
+#pragma unroll
+  for (int i = 0; i < kNT; i++) {
+    const int tile = tile0 + i;
+    if (tile >= ntiles) continue;
+    const int col = tile * 8 + 2 * t;
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int row = m0 + mi * 16 + g + 8 * h;
+        if (row >= m) continue;
+        float v0 = acc[mi][i][2 * h], v1 = acc[mi][i][2 * h + 1];
+        if (split) {
+          *reinterpret_cast<float2*>(part + ((size_t)blockIdx.z * m + row) * n + col) = make_float2(v0, v1);
+          continue;
+        }
+        if (bias) {
+          v0 += __half2float(bias[col]);
+          v1 += __half2float(bias[col + 1]);
+        }
+        if (f32out)
+          *reinterpret_cast<float2*>(static_cast<float*>(y) + (size_t)row * ldy + col) = make_float2(v0, v1);
+        else
+          *reinterpret_cast<half2*>(static_cast<half*>(y) + (size_t)row * ldy + col) = __floats2half2_rn(v0, v1);
+      }
+  }
+}
+
+__global__ void w4a16_reduce_kernel(const float* __restrict__ part, int splits, const half* __restrict__ bias,
+                                    void* __restrict__ y, int ldy, bool f32out, int m, int n) {
+  const int pairs = n / 2;
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= m * pairs) return;
+  const int row = idx / pairs, col = (idx % pairs) * 2;
+  float v0 = 0.f, v1 = 0.f;
+  for (int s = 0; s < splits; s++) {
+    const float2 p = *reinterpret_cast<const float2*>(part + ((size_t)s * m + row) * n + col);
+    v0 += p.x;
+    v1 += p.y;
+  }
+  if (bias) {
+    v0 += __half2float(bias[col]);
+    v1 += __half2float(bias[col + 1]);
+  }
+  if (f32out)
+    *reinterpret_cast<float2*>(static_cast<float*>(y) + (size_t)row * ldy + col) = make_float2(v0, v1);
+  else
+    *reinterpret_cast<half2*>(static_cast<half*>(y) + (size_t)row * ldy + col) = __floats2half2_rn(v0, v1);
+}
+
+__device__ __forceinline__ uint32_t sel4(const uint32_t* v, int i) { return i == 0 ? v[0] : i == 1 ? v[1] : i == 2 ? v[2] : v[3]; }
+
+// One thread per (tile, k128 block, lane): dequantizes its 4 words, then 4 lanes of a row trade pairs so that each
+// holds 8 consecutive k and stores 16 bytes.
+__global__ void w4a16_dequant_kernel(const uint4* __restrict__ qw, const half2* __restrict__ sz, half* __restrict__ out,
+                                     int n, int k, int KB, int group) {
+  const long long gid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  const int lane = (int)(gid & 31);
+  const long long tk = gid >> 5;
+  const int tile = (int)(tk / KB), kb = (int)(tk % KB);
+  if (tile >= n / 8) return;  // whole warps
+  const uint4 v = ld_stream_u4(qw + gid);
+  const int g = lane >> 2, t = lane & 3, row = tile * 8 + g;
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const int kbase = kb * 128 + 32 * j;
+    if (kbase >= k) break;
+    half2 s, z;
+    scale_zero(sz[(size_t)(kbase / group) * n + row], &s, &z);
+    uint32_t p[4], o[4] = {0, 0, 0, 0};
+    dequant_word(word_of(v, j), z, s, p);
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      const int src = (t + r) & 3;
+      const uint32_t got = __shfl_sync(0xffffffffu, sel4(p, (t - r) & 3), (lane & ~3) | src);
+#pragma unroll
+      for (int q = 0; q < 4; q++)
+        if (q == src) o[q] = got;
+    }
+    *reinterpret_cast<uint4*>(out + (size_t)row * k + kbase + 8 * t) = make_uint4(o[0], o[1], o[2], o[3]);
+  }
+}
+
+struct Plan {
+  int mi, gx, gy, ks, kb_per_split, KB;
+};
+
+Plan plan(int m, int n, int k, int sms) {
+  Plan p;
+  p.mi = m <= 16 ? 1 : (m <= 32 ? 2 : 4);
+  const int bm = 16 * p.mi;
+  p.KB = (k + 127) / 128;
+  p.gx = (n + kBN - 1) / kBN;
+  p.gy = (m + bm - 1) / bm;
+  const int blocks = p.gx * p.gy;
+  int ks = (4 * std::max(sms, 1) + blocks - 1) / blocks;  // about 4 blocks per SM
+  ks = std::min(ks, std::max(1, p.KB / 2));               // at least 2 k128 blocks per split
+  ks = std::min(ks, std::max(1, k / (16 * p.gy * bm)));   // partial sums well below the weight's bytes
+  ks = std::max(1, std::min(ks, 16));
+  p.kb_per_split = (p.KB + ks - 1) / ks;
+  p.ks = (p.KB + p.kb_per_split - 1) / p.kb_per_split;
+  return p;
+}
+
+void check_args(const W4A16Dev& w, int ldx, int ldy) {
+  if (w.n % 8 || w.k % 32 || (w.group != 32 && w.group != 64 && w.group != 128) || w.kp != (w.k + 127) / 128 * 128)
+    fail(ErrorCode::InvalidArgument, "w4a16: bad weight shape (n % 8, k % 32, group 32/64/128)");
+  if (ldx % 8 || ldy % 2) fail(ErrorCode::InvalidArgument, "w4a16: ldx must be a multiple of 8 and ldy even");
+}
+
+void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, float* ws, int sms,
+            cudaStream_t s) {
+  if (m <= 0) return;
+  check_args(w, ldx, ldy);
+  const Plan p = plan(m, w.n, w.k, sms);
+  if (p.ks > 1 && !ws) fail(ErrorCode::Internal, "w4a16: split-k needs a workspace");
+  const dim3 grid(p.gx, p.gy, p.ks), block(kWarps * 32);
+  const uint4* qw = reinterpret_cast<const uint4*>(w.qweight);
+  switch (p.mi) {
+#define LMF_W4_CASE(MI)                                                                                        \
+  case MI:                                                                                                     \
+    w4a16_mma_kernel<MI><<<grid, block, 0, s>>>(x, ldx, qw, w.sz, w.bias, y, ldy, f32out, ws, m, w.n, w.k, w.group, \
+                                                p.KB, p.kb_per_split);                                         \
+    break;
+    LMF_W4_CASE(1) LMF_W4_CASE(2) LMF_W4_CASE(4)
+#undef LMF_W4_CASE
+  }
+  LMF_CUDA_LAUNCHED();
+  if (p.ks > 1) {
+    const int threads = 256, total = m * (w.n / 2);
+    w4a16_reduce_kernel<<<(total + threads - 1) / threads, threads, 0, s>>>(ws, p.ks, w.bias, y, ldy, f32out, m, w.n);
+    LMF_CUDA_LAUNCHED();
+  }
+}
+}  // namespace
+
+size_t w4a16_fused_workspace_bytes(int m, int n, int k, int sms) {
+  if (m <= 0) return 0;
+  const Plan p = plan(m, n, k, sms);
+  return p.ks > 1 ? (size_t)p.ks * m * n * sizeof(float) : 0;
+}
+
+void w4a16_gemm_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, float* ws, int sms,
+                           cudaStream_t s) {
+  launch(x, ldx, w, y, ldy, false, m, ws, sms, s);
+}
+
+void w4a16_gemm_fused_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, float* ws,
+                                  int sms, cudaStream_t s) {
+  launch(x, ldx, w, y, ldy, true, m, ws, sms, s);
+}
+
+void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s) {
+  check_args(w, 8, 2);
+  const int KB = w.kp / 128;
+  const long long threads = (long long)(w.n / 8) * KB * 32;
+  if (threads == 0) return;
+  w4a16_dequant_kernel<<<(unsigned)((threads + 255) / 256), 256, 0, s>>>(reinterpret_cast<const uint4*>(w.qweight), w.sz, out,
+                                                                          w.n, w.k, KB, w.group);
+  LMF_CUDA_LAUNCHED();
+}
+
+}  // namespace lmfleet
