@@ -80,7 +80,7 @@ export class PretrainedModel {
     let { tensors } = ws ?? loadModelWeights(loaded);
     const native = opts.native ?? (await selectBackend(opts.backend ?? 'auto', log));
     const quant = loaded.spec.quant;
-    if (quant && (opts.awq ?? (native.backend === 'cpu' ? 'dequantize' : 'native')) === 'dequantize') {
+    if (quant && opts.awq === 'dequantize') {
       const t0 = Date.now();
       tensors = dequantizeAwqSources(tensors, quant.groupSize, loaded.spec.dtype);
       delete loaded.spec.quant;

@@ -14,8 +14,9 @@ export interface LoadOptions {
   /** CUDA device ordinal. */
   device?: number;
   log?: Logger;
-  /** AutoAWQ checkpoints: 'native' hands W4A16 tensors to the backend; 'dequantize' expands them to fp16 on load
-   *  (default on cpu, which has no W4A16 kernels yet; 'native' elsewhere). */
+  /** AWQ checkpoints and workspaces: 'native' (default) hands the W4A16 tensors to the backend (cuda keeps them 4-bit
+   *  and runs the W4A16 kernels; cpu dequantizes them once, natively, into its f32 GEMM layout); 'dequantize' expands
+   *  AutoAWQ tensors to fp16 in TypeScript first (the fp16 counterpart, for comparisons). */
   awq?: 'native' | 'dequantize';
   /** A Jinja chat template that replaces the model's own (LMDeploy's --chat-template). */
   chatTemplate?: string;

@@ -1,6 +1,5 @@
-// AutoAWQ (W4A16) checkpoints on a backend without W4A16 kernels: dequantize every linear's qweight/qzeros/scales to
-// the model's fp dtype on load, so quantized models run (and their perplexity can be measured) everywhere. The
-// weights then take fp16 memory; native W4A16 kernels take over where the backend has them.
+// AutoAWQ (W4A16) checkpoints as their fp16 counterpart: dequantize every linear's qweight/qzeros/scales to the model's
+// fp dtype in TypeScript (LoadOptions.awq = 'dequantize'). The default hands the W4A16 tensors to the backend instead.
 import { QuantConfigError } from '../errors';
 import { f16BitsToF32, f32ToBf16Bits } from '../io/half';
 import type { TensorSource } from '../native';
@@ -18,6 +17,9 @@ export function dequantizeAwqSources(tensors: readonly TensorSource[], groupSize
       continue;
     }
     const prefix = t.name.slice(0, -'.qweight'.length);
+    if (byName.has(`${prefix}.scales_zeros`)) {
+      throw new QuantConfigError(`${prefix}: the engine's W4A16 layout (a workspace) loads natively only; use awq 'native'`);
+    }
     const qz = byName.get(`${prefix}.qzeros`);
     const sc = byName.get(`${prefix}.scales`);
     if (!qz || !sc) throw new QuantConfigError(`${prefix}: qweight without qzeros/scales`);

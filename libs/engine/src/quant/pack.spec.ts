@@ -1,6 +1,7 @@
 import { QuantConfigError } from '../errors';
+import { nativeCpuOrReport } from '../testing/native-cpu';
 import {
-  AWQ_PACK_ORDER, dequantizeLinear, fromAwqGemm, packAwqInt4, quantizeLinear, toAwqGemm, unpackAwqInt4,
+  AWQ_PACK_ORDER, awqGemmToW4a16, dequantizeLinear, fromAwqGemm, packAwqInt4, quantizeLinear, toAwqGemm, unpackAwqInt4,
 } from './pack';
 
 function rand(seed: number): () => number {
@@ -73,5 +74,40 @@ describe('group quantization', () => {
   it('refuses bits other than 4/8 and unknown group sizes', () => {
     expect(() => quantizeLinear(new Float32Array(64), 1, 64, 3, 32)).toThrow(QuantConfigError);
     expect(() => quantizeLinear(new Float32Array(64), 1, 64, 4, 48)).toThrow(/group size 48/);
+  });
+});
+
+describe('awqGemmToW4a16 (the engine workspace layout)', () => {
+  const native = nativeCpuOrReport('awqGemmToW4a16 vs native');
+  const u8 = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  it.each([[24, 96, 32], [40, 256, 64], [16, 384, 128]])('out %d in %d group %d: the native op gives the same y from either layout', async (out, inp, g) => {
+    const r = rand(out * inp + g);
+    const w = new Float32Array(out * inp).map(() => (r() - 0.5) * 0.3);
+    const t = toAwqGemm(quantizeLinear(w, out, inp, 4, g));
+    const ours = awqGemmToW4a16(t, out, inp, g);
+    expect(ours.kp).toBe(Math.ceil(inp / 128) * 128);
+    expect(ours.qweight.length).toBe((out / 8) * ours.kp * 1);
+    if (!native) return;
+    const m = 3;
+    const x = new Float32Array(m * inp).map(() => r() - 0.5);
+    const xT = { dtype: 'f32' as const, shape: [m, inp], data: u8(x) };
+    const [a] = await native.runOp('w4a16_gemm', [
+      xT,
+      { dtype: 'i32', shape: [inp, out / 8], data: u8(t.qweight) },
+      { dtype: 'i32', shape: [inp / g, out / 8], data: u8(t.qzeros) },
+      { dtype: 'f16', shape: [inp / g, out], data: u8(t.scales) },
+    ], { group: g });
+    const [b] = await native.runOp('w4a16_gemm', [
+      xT,
+      { dtype: 'i32', shape: [out / 8, ours.kp / 128, 128], data: u8(ours.qweight) },
+      { dtype: 'f16', shape: [ours.kp / g, out, 2], data: u8(ours.scalesZeros) },
+    ], { group: g, layout: 'lmfleet' });
+    expect(Array.from(b.data)).toEqual(Array.from(a.data));
+  });
+
+  it('refuses shapes the layout cannot hold', () => {
+    const t = toAwqGemm(quantizeLinear(new Float32Array(16 * 64), 16, 64, 4, 32));
+    expect(() => awqGemmToW4a16(t, 16, 64, 64)).toThrow(QuantConfigError);
+    expect(() => awqGemmToW4a16(t, 16, 96, 32)).toThrow(/qweight must be/);
   });
 });

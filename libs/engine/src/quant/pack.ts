@@ -206,3 +206,62 @@ export function dequantizeAwqGemmToF16(t: AwqGemmTensors, out: number, inp: numb
   for (let i = 0; i < w.length; i++) h[i] = f32ToF16Bits(w[i]);
   return h;
 }
+
+// --- the engine's own W4A16 layout (libs/native/src/ops/w4a16_gemm.h, described in libs/native/README.md) ---------
+// qweight int32 [out/8, kp/128, 128] (kp = in rounded up to 128): for each 8-row tile and 128-column block, 32 lanes x
+// 4 words; lane L = 4g + t holds row 8 * tile + g, word j columns 128 kb + 32 j + W4A16_KOFF[p] + 2t in nibble p.
+// scalesZeros fp16 [kp/group, out, 2]: (scale, zero point) per group and row; padded groups are (0, 0).
+export const W4A16_KOFF: readonly number[] = [0, 8, 16, 24, 1, 9, 17, 25];
+
+export interface W4a16Tensors {
+  qweight: Int32Array;
+  scalesZeros: Uint16Array;
+  /** in rounded up to a multiple of 128 */
+  kp: number;
+}
+
+/** AutoAWQ GEMM tensors → the engine's W4A16 layout (what `convert --model-format awq` writes into a workspace). */
+export function awqGemmToW4a16(t: AwqGemmTensors, out: number, inp: number, groupSize: number, layer = 'linear'): W4a16Tensors {
+  checkGroupDivides(layer, out, inp, groupSize);
+  if (out % 8 !== 0) throw new QuantConfigError(`${layer}: out features ${out} is not a multiple of 8`);
+  const groups = inp / groupSize;
+  const words = out / 8;
+  if (t.qweight.length !== inp * words) throw new QuantConfigError(`${layer}: qweight must be [${inp}, ${words}], got ${t.qweight.length} values`);
+  if (t.qzeros.length !== groups * words) throw new QuantConfigError(`${layer}: qzeros must be [${groups}, ${words}], got ${t.qzeros.length} values`);
+  if (t.scales.length !== groups * out) throw new QuantConfigError(`${layer}: scales must be [${groups}, ${out}], got ${t.scales.length} values`);
+  const kp = Math.ceil(inp / 128) * 128;
+  const KB = kp / 128;
+  const qweight = new Int32Array(words * KB * 128);
+  // where (row, col) lands: word index and nibble, precomputed per column (the row only adds its tile and g)
+  const colWord = new Int32Array(inp);
+  const colNib = new Uint8Array(inp);
+  for (let c = 0; c < inp; c++) {
+    const kb = c >> 7, kk = c & 127, j = kk >> 5, o = kk & 31;
+    const step = o >> 4, within = o & 15, hi8 = within >> 3, c8 = within & 7, tt = c8 >> 1, e = c8 & 1;
+    colNib[c] = step * 2 + hi8 + 4 * e;
+    colWord[c] = (kb * 32 + tt) * 4 + j;
+  }
+  for (let c = 0; c < inp; c++) {
+    const cw = colWord[c];
+    const sh = 4 * colNib[c];
+    for (let w8 = 0; w8 < words; w8++) {
+      const word = t.qweight[c * words + w8];
+      const tileBase = w8 * KB * 128 + cw;
+      for (let j = 0; j < 8; j++) {
+        const g = AWQ_PACK_ORDER[j];
+        qweight[tileBase + g * 16] |= ((word >>> (4 * j)) & 0xf) << sh;
+      }
+    }
+  }
+  const scalesZeros = new Uint16Array((kp / groupSize) * out * 2);
+  for (let g = 0; g < groups; g++)
+    for (let w8 = 0; w8 < words; w8++) {
+      const zw = t.qzeros[g * words + w8];
+      for (let j = 0; j < 8; j++) {
+        const r = w8 * 8 + AWQ_PACK_ORDER[j];
+        scalesZeros[(g * out + r) * 2] = t.scales[g * out + r];
+        scalesZeros[(g * out + r) * 2 + 1] = f32ToF16Bits((zw >>> (4 * j)) & 0xf);
+      }
+    }
+  return { qweight, scalesZeros, kp };
+}

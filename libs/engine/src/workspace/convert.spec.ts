@@ -8,6 +8,7 @@ import { nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
 import { quantizeLinear, toAwqGemm } from '../quant/pack';
+import { Engine } from '../generation/engine';
 import { convert, WORKSPACE_FILE } from './convert';
 import { isWorkspace, readWorkspaceManifest } from './load';
 
@@ -68,13 +69,40 @@ function awqCopy(src: string, dst: string): void {
     expect(isWorkspace(dst)).toBe(true);
     const m = readWorkspaceManifest(dst);
     expect(m.architecture).toBe('Qwen2ForCausalLM');
-    expect(m.quantization).toEqual(format === 'awq' ? { method: 'awq', bits: 4, groupSize: 32, layout: 'autoawq-gemm' } : null);
+    expect(m.quantization).toEqual(format === 'awq' ? { method: 'awq', bits: 4, groupSize: 32, layout: 'lmfleet-w4a16' } : null);
     for (const t of m.weights.tensors) expect(t.offset % 64).toBe(0);
     expect(fs.statSync(path.join(dst, 'weights.bin')).size).toBe(m.weights.bytes);
     expect(m.tokenizerFiles).toContain('tokenizer.json');
     expect(r.manifest.weights.tensors.length).toBe(m.weights.tensors.length);
     expect(Array.from(await logits(dst))).toEqual(Array.from(await logits(from)));
     expect(fs.readdirSync(tmp.dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('AWQ W4A16 loaded natively (AutoAWQ directory, converted workspace) generates the greedy tokens of its fp16 counterpart', async () => {
+    const src = path.join(tmp.dir, 'w4-src');
+    writeTinyModel(src, { arch: 'qwen2', hiddenSize: 64, intermediateSize: 160, numLayers: 2, seed: 11, weightStd: 0.2 });
+    const awq = `${src}-awq`;
+    awqCopy(src, awq);
+    const ws = path.join(tmp.dir, 'w4-ws');
+    await convert('qwen2', awq, { modelFormat: 'awq', dstPath: ws });
+    const names = readWorkspaceManifest(ws).weights.tensors.map((t) => t.name);
+    expect(names).toContain('layers.0.gate.scales_zeros');
+    expect(names.some((n) => n.endsWith('.qzeros'))).toBe(false);
+    const run = async (dir: string, awqMode: 'native' | 'dequantize') => {
+      const engine = await Engine.fromPretrained(dir, { native: native!, backend: 'cpu', awq: awqMode, maxBatchSize: 2, sessionLen: 128 });
+      try {
+        const [r] = await engine.generate(['the cat sat'], { maxNewTokens: 24, temperature: 0, ignoreEos: true });
+        return { tokens: r.tokenIds, logits: Array.from(await engine.pretrained.forward(ids)) };
+      } finally {
+        await engine.dispose();
+      }
+    };
+    const fp16 = await run(awq, 'dequantize');
+    for (const got of [await run(awq, 'native'), await run(ws, 'native')]) {
+      expect(got.tokens).toEqual(fp16.tokens);
+      expect(got.logits).toEqual(fp16.logits);
+    }
+    await expect(run(ws, 'dequantize')).rejects.toThrow(/loads natively only/);
   });
 
   it('refuses mismatches clearly and leaves no destination behind', async () => {

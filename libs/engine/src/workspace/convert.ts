@@ -5,8 +5,9 @@
 //                  dtype, shape, byte offset into weights.bin)
 //   weights.bin    every canonical tensor back to back, each starting on a 64-byte boundary, so native code can
 //                  memory-map it (TensorSource { file, offset }); re-laid-out tensors (InternLM2's split wqkv) are
-//                  stored in their final layout. AWQ linears stay in the AutoAWQ GEMM layout (qweight/qzeros/scales)
-//                  until the CUDA W4A16 kernels fix their own layout.
+//                  stored in their final layout. AWQ linears are converted from the AutoAWQ GEMM layout to the
+//                  engine's W4A16 layout (libs/native/README.md): `<p>.qweight` i32 [out/8, kp/128, 128] and
+//                  `<p>.scales_zeros` f16 [kp/group, out, 2], which the CUDA kernels read as they are.
 //   tokenizer, chat-template and generation files copied from the source.
 // The whole folder is written next to dstPath and renamed into place when complete.
 import * as fs from 'node:fs';
@@ -19,6 +20,7 @@ import { ARCHITECTURES } from '../models/registry';
 import { toNativeArchConfig, type NativeArchConfig } from '../models/spec';
 import type { DType, TensorSource } from '../native';
 import { copyAuxFiles, writeDirAtomically } from '../quant/files';
+import { awqGemmToW4a16 } from '../quant/pack';
 
 export const WORKSPACE_FILE = 'lmfleet.json';
 export const WORKSPACE_WEIGHTS = 'weights.bin';
@@ -41,7 +43,8 @@ export interface WorkspaceManifest {
   architecture: string;
   arch: string;
   dtype: 'f16' | 'bf16';
-  quantization: { method: 'awq'; bits: 4; groupSize: number; layout: 'autoawq-gemm' } | null;
+  /** layout 'lmfleet-w4a16' (written since the W4A16 kernels); 'autoawq-gemm' workspaces (older) load too. */
+  quantization: { method: 'awq'; bits: 4; groupSize: number; layout: 'lmfleet-w4a16' | 'autoawq-gemm' } | null;
   kvCache: { dtype: 'f16' | 'bf16' | 'f32' };
   native: NativeArchConfig;
   /** The config.json the spec is parsed from (the architecture file reads it again at load). */
@@ -76,6 +79,33 @@ function sourceBytes(t: TensorSource): Uint8Array {
   return readTensorBytes({ name: t.name, dtype: t.dtype, shape: t.shape, file: t.file!, offset: t.offset!, byteLength: n * ELEM_BYTES[t.dtype] });
 }
 
+/** AutoAWQ triples (`<p>.qweight/.qzeros/.scales`) → the engine's `<p>.qweight` + `<p>.scales_zeros`; others unchanged. */
+export function toW4a16Sources(tensors: readonly TensorSource[], groupSize: number): TensorSource[] {
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  const out: TensorSource[] = [];
+  const view = <A>(b: Uint8Array, C: new (buf: ArrayBuffer) => A): A => new C(b.slice().buffer as ArrayBuffer);
+  for (const t of tensors) {
+    if (t.name.endsWith('.qzeros') || t.name.endsWith('.scales')) continue;
+    if (!t.name.endsWith('.qweight')) {
+      out.push(t);
+      continue;
+    }
+    const prefix = t.name.slice(0, -'.qweight'.length);
+    const qz = byName.get(`${prefix}.qzeros`);
+    const sc = byName.get(`${prefix}.scales`);
+    if (!qz || !sc) throw new QuantConfigError(`${prefix}: qweight without qzeros/scales`);
+    const [inp, words] = t.shape;
+    const outF = words * 8;
+    const w = awqGemmToW4a16(
+      { qweight: view(sourceBytes(t), Int32Array), qzeros: view(sourceBytes(qz), Int32Array), scales: view(sourceBytes(sc), Uint16Array) },
+      outF, inp, groupSize, prefix,
+    );
+    out.push({ name: `${prefix}.qweight`, dtype: 'i32', shape: [outF / 8, w.kp / 128, 128], data: new Uint8Array(w.qweight.buffer) });
+    out.push({ name: `${prefix}.scales_zeros`, dtype: 'f16', shape: [w.kp / groupSize, outF, 2], data: new Uint8Array(w.scalesZeros.buffer) });
+  }
+  return out;
+}
+
 export async function convert(modelName: string, modelDir: string, opts: ConvertOptions): Promise<ConvertResult> {
   const t0 = Date.now();
   const format = opts.modelFormat ?? 'hf';
@@ -99,7 +129,8 @@ export async function convert(modelName: string, modelDir: string, opts: Convert
   if (spec.quant && opts.groupSize && opts.groupSize !== spec.quant.groupSize) {
     throw new QuantConfigError(`--group-size ${opts.groupSize} does not match the checkpoint's group_size ${spec.quant.groupSize}`);
   }
-  const { tensors } = loadModelWeights(loaded);
+  const loadedTensors = loadModelWeights(loaded).tensors;
+  const tensors = spec.quant ? toW4a16Sources(loadedTensors, spec.quant.groupSize) : loadedTensors;
   const abs = path.resolve(opts.dstPath);
   const manifest = await writeDirAtomically(abs, async (tmp) => {
     const index: WorkspaceTensor[] = [];
@@ -130,7 +161,7 @@ export async function convert(modelName: string, modelDir: string, opts: Convert
       architecture: spec.hfArchitecture,
       arch: arch.key,
       dtype: spec.dtype,
-      quantization: spec.quant ? { method: 'awq', bits: 4, groupSize: spec.quant.groupSize, layout: 'autoawq-gemm' } : null,
+      quantization: spec.quant ? { method: 'awq', bits: 4, groupSize: spec.quant.groupSize, layout: 'lmfleet-w4a16' } : null,
       kvCache: { dtype: spec.dtype },
       native: toNativeArchConfig(spec),
       hfConfig: loaded.config,

@@ -59,8 +59,8 @@ class Backend {
   virtual std::unique_ptr<LinearWeight> prepare_linear(const void* w, DType dtype, const void* bias,
                                                        DType bias_dtype, int64_t n, int64_t k) = 0;
 
-  // A W4A16 linear in our layout (ops/w4a16_gemm.h), host memory; bias [n] or null. Backend::linear runs it
-  // (cpu: the w4a16_gemm reference; cuda: the W4A16 kernels), weights stay 4-bit in backend memory.
+  // A W4A16 linear in our layout (ops/w4a16_gemm.h), host memory; bias [n] or null. Backend::linear runs it.
+  // cuda: kept 4-bit on the device, the W4A16 kernels; cpu: dequantized once into its f32 GEMM layout.
   virtual std::unique_ptr<LinearWeight> prepare_w4a16(const W4A16Host& w, const void* bias, DType bias_dtype) = 0;
 
   virtual bool supports(const std::string& op) const = 0;

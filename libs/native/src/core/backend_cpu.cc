@@ -31,7 +31,7 @@ class CpuBackend final : public Backend {
   }
 
   std::unique_ptr<LinearWeight> prepare_w4a16(const W4A16Host& w, const void* bias, DType bias_dtype) override {
-    return prepare_w4a16_cpu(w, bias, bias_dtype);
+    return prepare_w4a16_cpu(w, bias, bias_dtype, pool_);
   }
 
   bool supports(const std::string&) const override { return true; }

@@ -20,6 +20,7 @@
 #include "ops/rope.cuh"
 #include "cuda/rope_freq.h"
 #include "ops/silu_mul.cuh"
+#include "ops/w4a16_gemm.cuh"
 
 using namespace lmfleet;
 
@@ -286,6 +287,60 @@ int main(int argc, char** argv) {
       cudaFree(A); cudaFree(B); cudaFree(C);
     }
     std::printf("copy bandwidth %.0f GB/s (read+write), cuBLAS f16 GEMM 8192^3 %.0f TFLOP/s\n", bw / 1e9, mm_flops / 1e12);
+
+    if (std::getenv("LMF_BENCH_W4") == nullptr || std::string(std::getenv("LMF_BENCH_W4")) != "0") {
+      // W4A16 g128 linears of one 7B layer (qkv, o, gate_up, down) summed, against the f16 linears (gemv / cuBLAS)
+      // on the same shapes: the fused kernel, and dequantize + cuBLAS. Random codes and scales (never zeros).
+      const int H = c.hidden, I = c.inter, Q = (c.nh + 2 * c.nkv) * c.hd, grp = 128;
+      const int shapes[4][2] = {{Q, H}, {H, c.nh * c.hd}, {2 * I, H}, {H, I}};
+      CublasGemm g(s);
+      int sms = 0;
+      LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+      std::vector<half*> wf(4), wq(4), wsz(4);
+      std::vector<W4A16Dev> wd(4);
+      double w4_bytes = 0, f16_bytes = 0;
+      size_t max_nk = 0;
+      for (int i = 0; i < 4; i++) {
+        const int n = shapes[i][0], k = shapes[i][1], kp = (k + 127) / 128 * 128;
+        wf[i] = dalloc_random((size_t)n * k, 100 + i, 0.02f);
+        wq[i] = dalloc_random((size_t)n * kp / 4, 200 + i, 1.f);  // any bits are valid codes
+        wsz[i] = dalloc_random((size_t)(kp / grp) * n * 2, 300 + i, 0.002f, 0.01f);
+        wd[i] = {reinterpret_cast<const uint32_t*>(wq[i]), reinterpret_cast<const half2*>(wsz[i]), nullptr, n, k, kp, grp};
+        w4_bytes += (double)n * kp / 2 + (double)(kp / grp) * n * 4;
+        f16_bytes += 2.0 * n * k;
+        max_nk = std::max(max_nk, (size_t)n * k);
+      }
+      const int max_m = 2048;
+      half* x = dalloc_random((size_t)max_m * I, 400, 1.f);
+      half* y = dalloc<half>((size_t)max_m * 2 * I);
+      half* dense = dalloc<half>(max_nk);
+      size_t ws_bytes = 0;
+      for (int m : {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048})
+        for (int i = 0; i < 4; i++) ws_bytes = std::max(ws_bytes, w4a16_fused_workspace_bytes(m, shapes[i][0], shapes[i][1], sms));
+      float* ws = dalloc<float>(std::max<size_t>(ws_bytes / 4, 1));
+      std::printf("\n| W4A16 g128, one 7B layer's linears | f16 us | W4 fused us | W4 dequant+cuBLAS us | best W4 / f16 | fused GB/s (4-bit bytes) | %% of copy BW |\n|---|---|---|---|---|---|---|\n");
+      for (int m : {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048}) {
+        const float tf = median_ms(s, 3, 20, [&] {
+          for (int i = 0; i < 4; i++) g.linear(x, shapes[i][1], wf[i], nullptr, y, shapes[i][0], m, shapes[i][0], shapes[i][1]);
+        });
+        const float tq = median_ms(s, 3, 20, [&] {
+          for (int i = 0; i < 4; i++) w4a16_gemm_fused_cuda(x, shapes[i][1], wd[i], y, shapes[i][0], m, ws, sms, s);
+        });
+        const float td = median_ms(s, 3, 20, [&] {
+          for (int i = 0; i < 4; i++) {
+            w4a16_dequant_cuda(wd[i], dense, s);
+            g.cublas_linear(x, shapes[i][1], dense, y, shapes[i][0], m, shapes[i][0], shapes[i][1]);
+          }
+        });
+        const double gbs = w4_bytes / (tq * 1e-3) / 1e9;
+        std::printf("| m=%d | %.1f | %.1f | %.1f | %.2fx | %.0f | %.0f%% |\n", m, tf * 1e3, tq * 1e3, td * 1e3,
+                    std::min(tq, td) / tf, gbs, 100.0 * gbs * 1e9 / bw);
+      }
+      std::printf("(4-bit bytes per layer incl. scales/zeros %.1f MB vs f16 %.1f MB; %% of the copy bandwidth %.0f GB/s, the limit used everywhere here)\n",
+                  w4_bytes / 1e6, f16_bytes / 1e6, bw / 1e9);
+      for (int i = 0; i < 4; i++) { cudaFree(wf[i]); cudaFree(wq[i]); cudaFree(wsz[i]); }
+      cudaFree(x); cudaFree(y); cudaFree(dense); cudaFree(ws);
+    }
 
     Model m;
     m.init(c, s);

@@ -7,6 +7,7 @@
 // Built by scripts/device-test.sh with engine/model.cc compiled with -Dmake_cpu_backend=lmf_test_make_backend
 // (the Model constructor only knows the CPU backend until native-cpu adds the cuda branch).
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -26,6 +27,7 @@
 #include "ops/attention.h"
 #include "ops/kv_store.h"
 #include "ops/rope.h"
+#include "ops/w4a16_gemm.h"
 
 namespace lmfleet {
 bool g_test_use_cuda = false;
@@ -124,6 +126,25 @@ OpCall make_call(const std::string& op, std::vector<HostTensor> in) {
   return c;
 }
 
+// AutoAWQ GEMM tensors of a random W4 weight [n, k]: qweight i32 [k, n/8], qzeros i32 [k/g, n/8], scales f16 [k/g, n].
+struct AwqTensors { HostTensor qweight, qzeros, scales; };
+AwqTensors awq_tensors(int64_t n, int64_t k, int64_t g, float scale_sd) {
+  std::uniform_int_distribution<uint32_t> word(0, 0xFFFFFFFFu);
+  std::uniform_real_distribution<float> sc(0.25f * scale_sd, scale_sd);
+  AwqTensors t;
+  std::vector<int32_t> qw((size_t)(k * n / 8)), qz((size_t)(k / g * n / 8));
+  for (auto& v : qw) v = (int32_t)word(gen);
+  for (auto& v : qz) v = (int32_t)word(gen);
+  t.qweight = i32_tensor({k, n / 8}, qw);
+  t.qzeros = i32_tensor({k / g, n / 8}, qz);
+  t.scales.dtype = DType::F16;
+  t.scales.shape = {k / g, n};
+  t.scales.bytes.resize((size_t)(k / g * n) * 2);
+  uint16_t* h = reinterpret_cast<uint16_t*>(t.scales.bytes.data());
+  for (int64_t i = 0; i < k / g * n; i++) h[i] = f32_to_f16(sc(gen));
+  return t;
+}
+
 void op_tests(Backend& cpu, Backend& cuda) {
   std::uniform_int_distribution<int> id(0, 999);
   std::vector<int32_t> ids(33);
@@ -168,6 +189,12 @@ void op_tests(Backend& cpu, Backend& cuda) {
                make_call("attention", {f32_tensor({28, 8, 64}), f32_tensor({nb, bs, 2, 64}), f32_tensor({nb, bs, 2, 64}),
                                        i32_tensor({3, mbk}, bt), i32_tensor({3, 3}, si)}),
                "3 seqs, 28 q tokens, h8/2 d64", 1e-5);
+  }
+  for (auto [m, n, k, g] : {std::array<int64_t, 4>{1, 512, 1024, 128}, {13, 264, 640, 64}, {70, 128, 96, 32}, {600, 256, 512, 128}}) {
+    AwqTensors a = awq_tensors(n, k, g, 0.01f);
+    auto c = make_call("w4a16_gemm", {f32_tensor({m, k}), a.qweight, a.qzeros, a.scales, f16_tensor({n})});
+    c.nums["group"] = (double)g;
+    compare_op(cpu, cuda, w4a16_gemm_run, c, std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) + " g" + std::to_string(g), 1e-3);
   }
   compare_op(cpu, cuda, silu_mul_run, make_call("silu_mul", {f32_tensor({7, 1000}, 2.f), f32_tensor({7, 1000})}), "7x1000", 1e-5);
   compare_op(cpu, cuda, add_run, make_call("add", {f32_tensor({1000}), f32_tensor({1000})}), "1000", 1e-6);
@@ -223,6 +250,7 @@ struct TinyModel {
   int64_t vocab, hidden, inter, layers, heads, kv_heads, head_dim;
   bool bias, tied;
   std::string rope;
+  int64_t group = 0;  // > 0: W4A16 linears given as AutoAWQ tensors
 };
 
 ModelConfig make_config(const TinyModel& t) {
@@ -238,10 +266,27 @@ ModelConfig make_config(const TinyModel& t) {
   c.rope.original_max_position = 64;  // dynamic NTK kicks in past 64 tokens
   c.rope.max_position = 64;
   c.tie_embeddings = t.tied;
-  auto add = [&](const std::string& n, HostTensor h) {
+  c.quant_group = t.group;
+  auto add_raw = [&](const std::string& n, HostTensor h) {
     TensorSpec s;
     s.name = n; s.dtype = h.dtype; s.shape = h.shape; s.data = std::move(h.bytes);
     c.tensors.push_back(std::move(s));
+  };
+  auto add = [&](const std::string& n, HostTensor h) {
+    const std::string suffix = ".weight";
+    const bool lin = n.find(".q.") != std::string::npos || n.find(".k.") != std::string::npos || n.find(".v.") != std::string::npos ||
+                     n.find(".o.") != std::string::npos || n.find(".gate.") != std::string::npos || n.find(".up.") != std::string::npos ||
+                     n.find(".down.") != std::string::npos;
+    if (t.group > 0 && lin && n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      const std::string p = n.substr(0, n.size() - suffix.size());
+      // scales ~ 2 * sd / 15 keep the dequantized weights about as large as the f16 ones
+      AwqTensors a = awq_tensors(h.shape[0], h.shape[1], t.group, 0.05f * 4 / 15);
+      add_raw(p + ".qweight", std::move(a.qweight));
+      add_raw(p + ".qzeros", std::move(a.qzeros));
+      add_raw(p + ".scales", std::move(a.scales));
+      return;
+    }
+    add_raw(n, std::move(h));
   };
   const int64_t H = t.hidden, qd = t.heads * t.head_dim, kvd = t.kv_heads * t.head_dim;
   add("embed_tokens.weight", f16_tensor({t.vocab, H}));
@@ -298,7 +343,7 @@ void decoder_test(const TinyModel& t, const std::string& name) {
     for (int j = 0; j < n; j++) seqs[i].tokens.push_back(tok(gen));
   }
   double worst = 0;
-  int steps = 0;
+  int steps = 0, argmax_same = 0, argmax_total = 0;
   for (int step = 0; step < 8; step++) {
     // which sequences run, and how many tokens each: step 0 prefills 0 and 1; seq 2 prefills at step 4
     std::vector<std::pair<int, int64_t>> sched;
@@ -337,6 +382,12 @@ void decoder_test(const TinyModel& t, const std::string& name) {
     gpu_m.backend().download(gpu_logits.data(), gl.get(), gpu_logits.size() * 4);
     const double e = rel(gpu_logits, cpu_logits);
     worst = std::max(worst, e);
+    for (size_t r = 0; r < b.logit_rows.size(); r++) {
+      const float* cr = &cpu_logits[r * t.vocab];
+      const float* gr = &gpu_logits[r * t.vocab];
+      argmax_same += (std::max_element(cr, cr + t.vocab) - cr) == (std::max_element(gr, gr + t.vocab) - gr);
+      argmax_total++;
+    }
     steps++;
     // next token of every scheduled sequence: the CPU's arg-max (both backends continue identically)
     for (size_t r = 0; r < sched.size(); r++) {
@@ -349,7 +400,8 @@ void decoder_test(const TinyModel& t, const std::string& name) {
   char shape[200];
   std::snprintf(shape, sizeof shape, "%s: %d steps (prefill, graph decode, mixed), %zu graphs", name.c_str(), steps,
                 gdec.graphs());
-  report("decoder(cuda vs cpu)", shape, worst, 2e-2, "worst step");
+  report(t.group ? "decoder W4A16(cuda vs cpu)" : "decoder(cuda vs cpu)", shape, worst, 2e-2,
+         "worst step; greedy token equal " + std::to_string(argmax_same) + "/" + std::to_string(argmax_total));
 }
 
 }  // namespace
@@ -366,6 +418,8 @@ int main(int argc, char** argv) {
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias");
     decoder_test({1000, 256, 512, 3, 4, 4, 64, false, true, "llama3"}, "h256 MHA d64, tied, llama3 rope");
     decoder_test({1000, 512, 1024, 2, 8, 1, 64, false, false, "dynamic"}, "h512 GQA 8/1 d64, dynamic NTK");
+    decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default", 128}, "W4A16 g128 h512 GQA 4/2 d128, qkv bias");
+    decoder_test({1000, 256, 608, 2, 4, 4, 64, false, true, "default", 32}, "W4A16 g32 h256 MHA d64 inter 608 (padded k), tied");
   } catch (const Error& e) {
     std::printf("ERROR %s: %s\n", error_code_name(e.code), e.what());
     return 100;

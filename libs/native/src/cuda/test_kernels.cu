@@ -20,6 +20,7 @@
 #include "cuda/rope_freq.h"
 #include "ops/sample.cuh"
 #include "ops/silu_mul.cuh"
+#include "ops/w4a16_gemm.cuh"
 #ifdef LMF_HAVE_CUBLAS
 #include "cuda/gemm.h"
 #endif
@@ -579,7 +580,144 @@ static void test_log_softmax_nll(Rng& r) {
   T.add("nll", dims({rows, vocab}), rel_err(n, nref), 1e-5, dn.guards_ok());
 }
 
+// W4A16: a random group-quantized weight packed here from the layout's description (ops/w4a16_gemm.h), a
+// float64 reference on the f16-rounded dequantized weight.
+struct W4Case {
+  int n, k, kp, group;
+  std::vector<uint8_t> q, z;      // q [n, k], z [n, k/group]
+  std::vector<float> s;           // [n, k/group], f16 values
+  std::vector<uint32_t> qweight;  // packed
+  std::vector<half> sz;           // [kp/group][n][2]
+  std::vector<double> w;          // dequantized [n, k]
+};
+
+static W4Case make_w4(Rng& r, int n, int k, int group) {
+  static const int koff[8] = {0, 8, 16, 24, 1, 9, 17, 25};
+  W4Case c;
+  c.n = n; c.k = k; c.group = group; c.kp = (k + 127) / 128 * 128;
+  const int G = k / group, KB = c.kp / 128;
+  c.q.resize((size_t)n * k); c.z.resize((size_t)n * G); c.s.resize((size_t)n * G);
+  for (auto& v : c.q) v = (uint8_t)r.integer(0, 15);
+  for (auto& v : c.z) v = (uint8_t)r.integer(0, 15);
+  for (auto& v : c.s) v = __half2float(__float2half(r.uniform(0.002f, 0.02f)));
+  c.qweight.assign((size_t)(n / 8) * KB * 128, 0u);
+  for (int tile = 0; tile < n / 8; tile++)
+    for (int kb = 0; kb < KB; kb++)
+      for (int lane = 0; lane < 32; lane++)
+        for (int j = 0; j < 4; j++) {
+          uint32_t word = 0;
+          for (int p = 0; p < 8; p++) {
+            const int col = kb * 128 + 32 * j + koff[p] + 2 * (lane & 3);
+            if (col < k) word |= (uint32_t)c.q[(size_t)(tile * 8 + (lane >> 2)) * k + col] << (4 * p);
+          }
+          c.qweight[((size_t)(tile * KB + kb) * 32 + lane) * 4 + j] = word;
+        }
+  c.sz.assign((size_t)(c.kp / group) * n * 2, __float2half(0.f));
+  for (int g = 0; g < G; g++)
+    for (int row = 0; row < n; row++) {
+      c.sz[((size_t)g * n + row) * 2] = __float2half(c.s[(size_t)row * G + g]);
+      c.sz[((size_t)g * n + row) * 2 + 1] = __float2half((float)c.z[(size_t)row * G + g]);
+    }
+  c.w.resize((size_t)n * k);
+  for (int row = 0; row < n; row++)
+    for (int col = 0; col < k; col++) {
+      const size_t gi = (size_t)row * G + col / group;
+      c.w[(size_t)row * k + col] = __half2float(__float2half(((int)c.q[(size_t)row * k + col] - (int)c.z[gi]) * c.s[gi]));
+    }
+  return c;
+}
+
+struct W4Dev {
+  DevBuf<uint32_t> qw;
+  DevBuf<half> sz, bias;
+  W4A16Dev d;
+  W4Dev(const W4Case& c, const std::vector<float>& b) : qw(c.qweight.size()), sz(c.sz.size()), bias(c.n) {
+    qw.upload(c.qweight);
+    sz.upload(c.sz);
+    bias.upload(to_half(b));
+    d = {qw.p, reinterpret_cast<const half2*>(sz.p), bias.p, c.n, c.k, c.kp, c.group};
+  }
+};
+
+// The fused kernel (split-k and direct-store plans), f16 and f32 out, strided x and y with poisoned padding.
+static void test_w4a16(Rng& r, int m, int n, int k, int group, bool f32out) {
+  const W4Case c = make_w4(r, n, k, group);
+  const int ldx = k + 8, ldy = n + 2;
+  auto x = r.normals((size_t)m * ldx);
+  std::vector<float> bias(n);
+  for (auto& b : bias) b = __half2float(__float2half(r.normal(0.5f)));
+  W4Dev w(c, bias);
+  DevBuf<half> dx(x.size());
+  dx.upload(to_half(x));
+  int sms = 0;
+  LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const size_t wsb = w4a16_fused_workspace_bytes(m, n, k, sms);
+  DevBuf<float> ws(std::max<size_t>(wsb / 4, 1));
+  std::vector<double> ref((size_t)m * n), out, o2;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = bias[j];
+      for (int q = 0; q < k; q++) s += (double)x[(size_t)i * ldx + q] * c.w[(size_t)j * k + q];
+      ref[(size_t)i * n + j] = s;
+    }
+  bool guards;
+  if (f32out) {
+    DevBuf<float> dy((size_t)m * ldy);
+    dy.poison();
+    w4a16_gemm_fused_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, ws.p, sms, S);
+    out = to_double(dy.download());
+    guards = dy.guards_ok() && ws.guards_ok();
+  } else {
+    DevBuf<half> dy((size_t)m * ldy);
+    dy.poison();
+    w4a16_gemm_fused_cuda(dx.p, ldx, w.d, dy.p, ldy, m, ws.p, sms, S);
+    out = to_double(dy.download());
+    guards = dy.guards_ok() && ws.guards_ok();
+  }
+  bool pad_ok = true;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < ldy; j++) {
+      if (j < n) o2.push_back(out[(size_t)i * ldy + j]);
+      else if (!std::isnan(out[(size_t)i * ldy + j])) pad_ok = false;
+    }
+  T.add(f32out ? "w4a16_f32out(fused)" : "w4a16(fused)", dims({m, n, k, group}) + (wsb ? " split" : ""), rel_err(o2, ref),
+        f32out ? 1e-5 : 2e-3, guards && pad_ok);
+}
+
+// The dequantization kernel must give exactly the reference's f16 weights.
+static void test_w4a16_dequant(Rng& r, int n, int k, int group) {
+  const W4Case c = make_w4(r, n, k, group);
+  W4Dev w(c, std::vector<float>(n, 0.f));
+  DevBuf<half> out((size_t)n * k);
+  out.poison();
+  w4a16_dequant_cuda(w.d, out.p, S);
+  T.add("w4a16_dequant", dims({n, k, group}), rel_err(to_double(out.download()), c.w), 0, out.guards_ok());
+}
+
 #ifdef LMF_HAVE_CUBLAS
+// Through CublasGemm (the decoder's entry): fused below w4a16_dense_min_rows(), dequantize + cuBLAS from there.
+static void test_w4a16_gemm_entry(Rng& r, int m, int n, int k, int group) {
+  CublasGemm g(S);
+  const W4Case c = make_w4(r, n, k, group);
+  std::vector<float> bias(n);
+  for (auto& b : bias) b = __half2float(__float2half(r.normal(0.5f)));
+  W4Dev w(c, bias);
+  auto x = r.normals((size_t)m * k);
+  DevBuf<half> dx(x.size()), dy((size_t)m * n);
+  dx.upload(to_half(x));
+  dy.poison();
+  g.linear_w4a16(dx.p, k, w.d, dy.p, n, m);
+  std::vector<double> ref((size_t)m * n);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = bias[j];
+      for (int q = 0; q < k; q++) s += (double)x[(size_t)i * k + q] * c.w[(size_t)j * k + q];
+      ref[(size_t)i * n + j] = s;
+    }
+  T.add("w4a16(CublasGemm)", dims({m, n, k, group}) + (m >= w4a16_dense_min_rows() ? " dense" : " fused"),
+        rel_err(to_double(dy.download()), ref), 2e-3, dy.guards_ok());
+}
+
 static void test_cublas(Rng& r, int m, int n, int k, bool f32out) {
   CublasGemm g(S);
   auto x = r.normals((size_t)m * k), w = r.normals((size_t)n * k, 0.05f), bias = r.normals(n);
@@ -649,7 +787,22 @@ int main(int argc, char** argv) {
     test_sample(r);
     test_repetition_penalty(r);
     test_log_softmax_nll(r);
+    // W4A16: batch 1..256, odd batches, group 32/64/128, k not a multiple of 128, split-k and direct plans
+    test_w4a16(r, 1, 4096, 4096, 128, false);
+    test_w4a16(r, 3, 1000, 1024, 64, false);
+    test_w4a16(r, 7, 264, 96, 32, false);
+    test_w4a16(r, 16, 2048, 2048, 128, false);
+    test_w4a16(r, 17, 512, 4096, 32, true);
+    test_w4a16(r, 33, 800, 1408, 64, false);
+    test_w4a16(r, 64, 1024, 2048, 128, false);
+    test_w4a16(r, 100, 1032, 640, 128, true);
+    test_w4a16(r, 256, 4096, 512, 64, false);
+    test_w4a16(r, 257, 136, 256, 32, false);
+    test_w4a16_dequant(r, 1000, 1408, 64);
+    test_w4a16_dequant(r, 64, 96, 32);
 #ifdef LMF_HAVE_CUBLAS
+    test_w4a16_gemm_entry(r, 5, 512, 1024, 128);
+    test_w4a16_gemm_entry(r, 600, 520, 1024, 64);
     test_cublas(r, 64, 512, 4096, false);
     test_cublas(r, 16, 1000, 4096, true);
     test_cublas(r, 3, 1000, 4096, false);  // the gemv path through CublasGemm

@@ -135,7 +135,6 @@ std::unique_ptr<LinearWeight> prepare_linear_cpu(const void* w, DType dtype, con
 }
 
 void linear_cpu(const linear_args& a, ThreadPool& pool) {
-  if (a.w && a.w->group > 0) return w4a16_linear_cpu(a, pool);
   const auto* w = dynamic_cast<const PackedLinearCpu*>(a.w);
   if (!w) fail(ErrorCode::Internal, "linear: weight was not prepared by the cpu backend");
   const int64_t M = a.m, N = w->n, K = w->k;

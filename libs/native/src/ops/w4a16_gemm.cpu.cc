@@ -11,7 +11,6 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/op_call.h"
-#include "ops/linear.h"
 
 namespace lmfleet {
 
@@ -242,36 +241,21 @@ void w4a16_gemm_run(Backend& be, OpCall& call) {
 
 namespace lmfleet {
 
-namespace {
-class W4A16CpuWeight final : public LinearWeight {
- public:
-  W4A16Host w;
-  std::vector<float> bias;
-  size_t bytes() const override { return w.qweight.size() * 4 + w.scales_zeros.size() * 2 + bias.size() * 4; }
-};
-}  // namespace
-
-std::unique_ptr<LinearWeight> prepare_w4a16_cpu(const W4A16Host& w, const void* bias, DType bias_dtype) {
+// The cpu backend dequantizes W4A16 weights once at load into the f32 GEMM panels (linear.cpu.cc): its f32 GEMM
+// is far faster than computing from 4-bit codes, and the dequantized values are exactly the f16-rounded
+// (q - z) * s. w4a16_gemm_cpu above stays the reference for runOp, the specs and the CUDA checks.
+std::unique_ptr<LinearWeight> prepare_w4a16_cpu(const W4A16Host& w, const void* bias, DType bias_dtype, ThreadPool& pool) {
   w4a16_check_shape(w.n, w.k, w.group, "prepare_w4a16");
-  auto p = std::make_unique<W4A16CpuWeight>();
-  p->n = w.n;
-  p->k = w.k;
-  p->group = w.group;
-  p->w = w;
-  if (bias) {
-    p->has_bias = true;
-    p->bias.resize((size_t)w.n);
-    convert_to_f32(bias, bias_dtype, w.n, p->bias.data());
-  }
-  return p;
-}
-
-void w4a16_linear_cpu(const linear_args& a, ThreadPool& pool) {
-  const auto* w = dynamic_cast<const W4A16CpuWeight*>(a.w);
-  if (!w) fail(ErrorCode::Internal, "linear: W4A16 weight was not prepared by the cpu backend");
-  w4a16_gemm_cpu({a.x, w->w.qweight.data(), w->w.scales_zeros.data(), w->has_bias ? w->bias.data() : nullptr, a.y, a.m, w->n,
-                  w->k, w->group},
-                 pool);
+  std::vector<float> deq((size_t)w.n * w.k);
+  pool.parallel_for(w.n / 8, [&](int64_t tb, int64_t te) {
+    for (int64_t tile = tb; tile < te; tile++)
+      for (int64_t r = tile * 8; r < tile * 8 + 8; r++)
+        for (int64_t c = 0; c < w.k; c++) {
+          const size_t sz = (size_t)((c / w.group) * w.n + r) * 2;
+          deq[(size_t)r * w.k + c] = dq(get_code(w, r, c), (int)f16_to_f32(w.scales_zeros[sz + 1]), w.scales_zeros[sz]);
+        }
+  });
+  return prepare_linear_cpu(deq.data(), DType::F32, bias, bias_dtype, w.n, w.k, pool);
 }
 
 }  // namespace lmfleet
