@@ -34,4 +34,21 @@ describe('loadConfig', () => {
     expect(problems).toMatch(/REDIS_PREFIX/);
     expect(problems).toMatch(/ENGINE_BACKEND/);
   });
+
+  it('reads API keys from API_KEYS and API_KEYS_FILE, and the body limit', () => {
+    const fs = require('node:fs') as typeof import('node:fs');
+    const file = require('node:path').join(require('node:os').tmpdir(), `lmfleet-keys-${process.pid}.txt`);
+    fs.writeFileSync(file, '# team keys\nsk-from-file-1\n\n  sk-from-file-2  \nsk-env-key-1\n');
+    try {
+      const c = loadConfig({ API_KEYS: 'sk-env-key-1, sk-env-key-2', API_KEYS_FILE: file, BODY_LIMIT_BYTES: '2048' });
+      expect(c.apiKeys).toEqual(['sk-env-key-1', 'sk-env-key-2', 'sk-from-file-1', 'sk-from-file-2']);
+      expect(c.bodyLimitBytes).toBe(2048);
+    } finally {
+      fs.rmSync(file);
+    }
+    expect(loadConfig({}).apiKeys).toEqual([]);
+    expect(() => loadConfig({ API_KEYS: 'short' })).toThrow(/at least 8 printable/);
+    expect(() => loadConfig({ API_KEYS_FILE: '/nonexistent/keys' })).toThrow(/API_KEYS_FILE: cannot read/);
+    expect(() => loadConfig({ BODY_LIMIT_BYTES: '10' })).toThrow(/BODY_LIMIT_BYTES/);
+  });
 });

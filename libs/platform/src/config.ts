@@ -1,5 +1,6 @@
 // The one place that reads process.env. Every process (api, worker-quant, worker-infer, scripts) calls
 // loadConfig() once at startup and passes the result around through Nest's DI (APP_CONFIG).
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export interface AppConfig {
@@ -12,6 +13,10 @@ export interface AppConfig {
   /** Directories under which models may be registered (absolute, symlinks resolved at check time). */
   modelRoots: string[];
   port: number;
+  /** API keys accepted as `Authorization: Bearer <key>` (API_KEYS and/or API_KEYS_FILE); empty: no auth. */
+  apiKeys: string[];
+  /** Largest request body the API parses (413 beyond). */
+  bodyLimitBytes: number;
   /** Run pending migrations at startup (api and workers; serialized by an advisory lock). */
   runMigrations: boolean;
   jobs: {
@@ -107,6 +112,21 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const runMigrations = str('RUN_MIGRATIONS', 'true');
   if (!['true', 'false'].includes(runMigrations)) problems.push('RUN_MIGRATIONS must be true or false');
 
+  const apiKeys = list('API_KEYS');
+  const keysFile = env.API_KEYS_FILE?.trim();
+  if (keysFile) {
+    try {
+      // One key per line; blank lines and lines starting with # are ignored.
+      for (const line of fs.readFileSync(keysFile, 'utf8').split('\n')) {
+        const k = line.trim();
+        if (k && !k.startsWith('#')) apiKeys.push(k);
+      }
+    } catch (e) {
+      problems.push(`API_KEYS_FILE: cannot read ${keysFile}: ${(e as Error).message}`);
+    }
+  }
+  if (apiKeys.some((k) => !/^[\x21-\x7e]{8,}$/.test(k))) problems.push('API keys must be at least 8 printable characters without spaces');
+
   const heartbeatIntervalMs = int('HEARTBEAT_INTERVAL_MS', 5000, 100);
   const config: AppConfig = {
     databaseUrl: url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/lmfleet', ['postgres:', 'postgresql:']),
@@ -115,6 +135,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
     artifactDir: path.resolve(str('ARTIFACT_DIR', 'var/artifacts')),
     modelRoots,
     port: int('PORT', 3000, 0, 65535),
+    apiKeys: [...new Set(apiKeys)],
+    bodyLimitBytes: int('BODY_LIMIT_BYTES', 4 * 1024 * 1024, 1024),
     runMigrations: runMigrations === 'true',
     jobs: {
       attempts: int('JOB_ATTEMPTS', 3, 1, 100),

@@ -33,6 +33,7 @@ export * from './services/job.service';
 export * from './services/artifact.service';
 export * from './services/worker.service';
 export * from './services/health.service';
+export * from './auth';
 export * from './http/exception.filter';
 export * from './http/validation';
 export * from './worker/on-job.decorator';

@@ -1,6 +1,6 @@
 import { Controller, Get, Query } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
-import { HealthService, WorkerService } from '@lmfleet/platform';
+import { HealthService, Public, WorkerService } from '@lmfleet/platform';
 import { ListWorkersQuery } from '../dto/worker.dto';
 
 @ApiTags('system')
@@ -16,6 +16,7 @@ export class SystemController {
     return this.workers.list(q.status);
   }
 
+  @Public()
   @Get('health')
   check() {
     return this.health.check();

@@ -14,8 +14,11 @@ describe('toErrorBody', () => {
     expect(toErrorBody(new NotFoundException())).toMatchObject({ statusCode: 404 });
   });
   it('maps body-parser errors to 4xx', () => {
-    expect(toErrorBody(Object.assign(new SyntaxError('x'), { status: 400, type: 'entity.parse.failed' }))).toMatchObject({ statusCode: 400, message: 'request body is not valid JSON' });
-    expect(toErrorBody(Object.assign(new Error('request entity too large'), { status: 413 }))).toMatchObject({ statusCode: 413 });
+    expect(toErrorBody(Object.assign(new SyntaxError('x'), { status: 400, type: 'entity.parse.failed' }))).toMatchObject({ statusCode: 400, message: 'request body is not valid JSON: x' });
+    expect(toErrorBody(Object.assign(new Error('request entity too large'), { status: 413, type: 'entity.too.large', limit: 1024, length: 5000 }))).toMatchObject({
+      statusCode: 413,
+      message: 'request body of 5000 bytes is larger than the limit of 1024 bytes (BODY_LIMIT_BYTES)',
+    });
   });
   it('maps Postgres errors and hides everything else', () => {
     const pg = (code: string) => new QueryFailedError('q', [], Object.assign(new Error('e'), { code }));

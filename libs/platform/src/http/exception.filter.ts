@@ -28,8 +28,12 @@ export function toErrorBody(err: unknown): ErrorBody {
   // Errors raised before routing (body-parser: malformed JSON, payload too large) carry a 4xx status.
   const status = (err as { status?: unknown; statusCode?: unknown })?.status ?? (err as { statusCode?: unknown })?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    const type = (err as { type?: string }).type;
-    return body(status, type === 'entity.parse.failed' ? 'request body is not valid JSON' : (err as Error).message);
+    const e = err as Error & { type?: string; limit?: number; length?: number };
+    if (e.type === 'entity.parse.failed') return body(status, `request body is not valid JSON: ${e.message}`);
+    if (e.type === 'entity.too.large') {
+      return body(status, `request body of ${e.length ?? 'more than ' + e.limit} bytes is larger than the limit of ${e.limit} bytes (BODY_LIMIT_BYTES)`);
+    }
+    return body(status, e.message);
   }
   switch (pgCode(err)) {
     case PG_UNIQUE_VIOLATION:
