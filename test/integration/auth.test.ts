@@ -65,6 +65,28 @@ describe('API keys and body limits', () => {
     }
   });
 
+  it('on /v1 the 401 is OpenAI\'s error object (invalid_api_key)', async () => {
+    for (const [method, path] of [['GET', '/v1/models'], ['POST', '/v1/chat/completions'], ['POST', '/v1/completions']]) {
+      const r = await call(method, path, { key: 'sk-lmfleet-test-key-3', body: method === 'POST' ? '{"model":"m","prompt":"x"}' : undefined });
+      expect({ path, status: r.status }).toEqual({ path, status: 401 });
+      expect(r.body).toEqual({ error: { message: 'invalid API key', type: 'authentication_error', param: null, code: 'invalid_api_key' } });
+    }
+    const ok = await call('GET', '/v1/models', { key: KEY });
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ object: 'list', data: [] });
+  });
+
+  it('on /v1 an oversized or malformed body is OpenAI\'s error object too', async () => {
+    const big = await call('POST', '/v1/chat/completions', { key: KEY, body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x'.repeat(5000) }] }) });
+    expect(big.status).toBe(413);
+    expect(big.body.error).toMatchObject({ type: 'invalid_request_error', code: 'request_too_large' });
+    expect(big.body.error.message).toMatch(/larger than the limit of 4096 bytes/);
+    const bad = await call('POST', '/v1/completions', { key: KEY, body: '{"model": ' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ type: 'invalid_request_error' });
+    expect(bad.body.error.message).toMatch(/request body is not valid JSON/);
+  });
+
   it('accepts every configured key', async () => {
     expect((await call('GET', '/models', { key: KEY })).status).toBe(200);
     expect((await call('GET', '/workers', { key: OTHER })).status).toBe(200);

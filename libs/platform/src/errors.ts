@@ -2,7 +2,7 @@
 // workers map InvalidInputError to BullMQ's UnrecoverableError (no retry).
 
 export abstract class PlatformError extends Error {
-  abstract readonly status: 400 | 404 | 409 | 429 | 503;
+  abstract readonly status: 400 | 401 | 404 | 409 | 429 | 503;
   constructor(
     message: string,
     readonly details?: unknown,

@@ -1,6 +1,6 @@
-import { UnauthorizedException, type ExecutionContext } from '@nestjs/common';
+import type { ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { ApiKeyGuard, ApiKeySet, Public } from './api-key.guard';
+import { ApiKeyGuard, ApiKeySet, Public, UnauthorizedError } from './api-key.guard';
 
 describe('ApiKeySet', () => {
   const keys = new ApiKeySet(['sk-first-key', 'sk-second-key']);
@@ -52,7 +52,7 @@ describe('ApiKeyGuard', () => {
     expect(guard.canActivate(ctx('health').context)).toBe(true);
     expect(guard.canActivate(ctx('closed', 'Bearer sk-test-key-1').context)).toBe(true);
     const refused = ctx('closed', 'Bearer wrong-key-123');
-    expect(() => guard.canActivate(refused.context)).toThrow(UnauthorizedException);
+    expect(() => guard.canActivate(refused.context)).toThrow(UnauthorizedError);
     expect(refused.headers['WWW-Authenticate']).toBe('Bearer');
   });
 });

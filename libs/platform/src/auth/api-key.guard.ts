@@ -3,8 +3,17 @@
 // are served outside Nest's router and stay open. A wrong or missing key is a 401: OpenAI's error object on
 // /v1 and the platform's error shape elsewhere (the exception filter picks by path).
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { SetMetadata, UnauthorizedException, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { SetMetadata, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import type { Reflector } from '@nestjs/core';
+import { PlatformError } from '../errors';
+
+/** A missing, malformed or wrong API key: 401 (OpenAI's `invalid_api_key` on /v1). */
+export class UnauthorizedError extends PlatformError {
+  readonly status = 401;
+  constructor(message: string) {
+    super(message, { code: 'invalid_api_key' });
+  }
+}
 
 export const PUBLIC_ROUTE = 'lmfleet:public-route';
 
@@ -56,6 +65,6 @@ export class ApiKeyGuard implements CanActivate {
     const why = this.keys.check(req.headers.authorization);
     if (!why) return true;
     http.getResponse<{ setHeader(name: string, value: string): void }>().setHeader('WWW-Authenticate', 'Bearer');
-    throw new UnauthorizedException(why);
+    throw new UnauthorizedError(why);
   }
 }
