@@ -1,0 +1,84 @@
+import { ChatChunker, CompletionChunker, ResponseCollector, completionLogprobs } from './openai-format';
+import { toOpenAIErrorBody, isOpenAIPath } from './openai-errors';
+import { parseMessages } from './openai.service';
+import { checkLength } from './serving-host';
+import type { StreamEvent, StreamLogprob } from './protocol';
+
+const meta = { id: 'chatcmpl-1', created: 1700000000, model: 'm' };
+const lp = (token: string, logprob: number): StreamLogprob => ({ token, logprob, bytes: [...Buffer.from(token)], top: [{ token, logprob, bytes: [...Buffer.from(token)] }, { token: 'x', logprob: -9, bytes: [120] }] });
+const events: StreamEvent[] = [
+  { t: 'start', promptTokens: 5, workerId: 'w' },
+  { t: 'delta', i: 0, text: 'He', tokens: 1, logprobs: [lp('He', -0.5)] },
+  { t: 'delta', i: 0, text: 'llo', tokens: 1, logprobs: [lp('llo', -0.25)] },
+  { t: 'done', i: 0, finishReason: 'length', completionTokens: 2 },
+  { t: 'end', promptTokens: 5, completionTokens: 2 },
+];
+
+describe('OpenAI chunks and bodies', () => {
+  it('chat stream: role chunk first, content deltas, finish chunk, usage chunk (choices []) when asked', () => {
+    const c = new ChatChunker(meta, { includeUsage: true });
+    const chunks = events.flatMap((e) => c.push(e)) as Array<{ choices: Array<{ delta: { role?: string; content?: string }; finish_reason: string | null }>; usage: unknown }>;
+    expect(chunks.map((x) => x.choices[0]?.delta)).toEqual([{ role: 'assistant', content: '' }, { content: 'He' }, { content: 'llo' }, {}, undefined]);
+    expect(chunks[3].choices[0].finish_reason).toBe('length');
+    expect(chunks.slice(0, 4).every((x) => x.usage === null)).toBe(true);
+    expect(chunks[4]).toMatchObject({ object: 'chat.completion.chunk', id: 'chatcmpl-1', choices: [], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } });
+  });
+
+  it('chat stream without include_usage has no usage key', () => {
+    const c = new ChatChunker(meta, { includeUsage: false });
+    const chunks = events.flatMap((e) => c.push(e));
+    expect(chunks).toHaveLength(4);
+    expect(chunks.every((x) => !('usage' in x))).toBe(true);
+  });
+
+  it('non-streamed bodies collect text, logprobs and usage; cancelled reads as stop', () => {
+    const r = new ResponseCollector({ logprobs: 1 });
+    for (const e of events) r.push(e);
+    const chat = r.chatCompletion(meta);
+    expect(chat.choices[0]).toMatchObject({ index: 0, message: { role: 'assistant', content: 'Hello' }, finish_reason: 'length' });
+    expect(chat.choices[0].logprobs!.content.map((x) => [x.token, x.logprob, x.top_logprobs.length])).toEqual([['He', -0.5, 1], ['llo', -0.25, 1]]);
+    expect(chat.usage).toEqual({ prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 });
+    const cmpl = r.completion({ ...meta, id: 'cmpl-1' });
+    expect(cmpl.choices[0].logprobs).toEqual({ tokens: ['He', 'llo'], token_logprobs: [-0.5, -0.25], top_logprobs: [{ He: -0.5 }, { llo: -0.25 }], text_offset: [0, 2] });
+    const c2 = new ResponseCollector({});
+    c2.push({ t: 'done', i: 0, finishReason: 'cancelled', completionTokens: 0 });
+    expect(c2.chatCompletion(meta).choices[0].finish_reason).toBe('stop');
+    expect(c2.chatCompletion(meta).choices[0].logprobs).toBeNull();
+  });
+
+  it('completion chunks carry text offsets across deltas', () => {
+    const c = new CompletionChunker({ ...meta, id: 'cmpl-1' }, { logprobs: 0, includeUsage: false });
+    const chunks = events.flatMap((e) => c.push(e)) as Array<{ choices: Array<{ text: string; logprobs: { text_offset: number[]; top_logprobs: unknown } | null }> }>;
+    expect(chunks.map((x) => x.choices[0].text)).toEqual(['He', 'llo', '']);
+    expect(chunks[1].choices[0].logprobs!.text_offset).toEqual([2]);
+    expect(chunks[0].choices[0].logprobs!.top_logprobs).toBeNull();
+    expect(completionLogprobs([lp('a', -1), lp('bc', -2)], 1, 10).text_offset).toEqual([10, 11]);
+  });
+
+  it('error bodies: OpenAI shape with type, param and code', () => {
+    expect(toOpenAIErrorBody({ statusCode: 400, error: 'Bad Request', message: 'temperature: too big', details: [{ field: 'temperature', errors: ['too big'] }] })).toEqual({
+      error: { message: 'temperature: too big', type: 'invalid_request_error', param: 'temperature', code: null },
+    });
+    expect(toOpenAIErrorBody({ statusCode: 404, error: 'Not Found', message: 'model x not found', details: { param: 'model', code: 'model_not_found' } }).error).toMatchObject({ param: 'model', code: 'model_not_found' });
+    expect(toOpenAIErrorBody({ statusCode: 429, error: '', message: 'busy' }).error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
+    expect(toOpenAIErrorBody({ statusCode: 500, error: '', message: 'internal error' }).error.type).toBe('server_error');
+    expect([isOpenAIPath('/v1/chat/completions'), isOpenAIPath('/v1'), isOpenAIPath('/v10'), isOpenAIPath('/models')]).toEqual([true, true, false, false]);
+  });
+
+  it('messages: strings or text parts; anything else is a 400 naming the message', () => {
+    expect(parseMessages([{ role: 'developer', content: 'be brief' }, { role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }])).toEqual([
+      { role: 'system', content: 'be brief' },
+      { role: 'user', content: 'ab' },
+    ]);
+    expect(() => parseMessages([])).toThrow(/non-empty/);
+    expect(() => parseMessages([{ role: 'wizard', content: 'x' }])).toThrow(/messages\[0\]\.role/);
+    expect(() => parseMessages([{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }])).toThrow(/only text parts/);
+  });
+
+  it('length check: the numbers in the message, or what the session leaves', () => {
+    expect(checkLength(256, 40, 200, 'prompt')).toBe(200);
+    expect(checkLength(256, 40, undefined, 'prompt')).toBe(216);
+    expect(() => checkLength(256, 40, 250, 'prompt')).toThrow("prompt of 40 tokens + max_tokens 250 = 290 exceeds this deployment's session length 256");
+    expect(() => checkLength(256, 256, undefined, 'messages')).toThrow(/256 tokens.*leaves no room/);
+  });
+});

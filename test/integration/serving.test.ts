@@ -1,0 +1,121 @@
+// The serving side of the API on real Postgres and Redis (no worker): deployments REST and its errors, /v1 errors
+// in OpenAI's shape, the 429 bound shared through Redis, and the job a request becomes. The e2e suite runs the
+// whole path with a worker and the real engine.
+import type { INestApplication } from '@nestjs/common';
+import { Queue } from 'bullmq';
+import { createApiApp } from '../../apps/api/src/app';
+import { Admission, createRedis, SERVE_JOB, serveKeys, type ServeRequest } from '@lmfleet/platform';
+import { FakeEngine } from './support/fake-engine';
+import { client } from './support/http';
+import { createTestEnv, writeFakeModel, type TestEnv } from './support/test-env';
+
+jest.setTimeout(30000);
+
+describe('serving API (real Postgres + Redis)', () => {
+  let env: TestEnv;
+  let app: INestApplication;
+  let http: ReturnType<typeof client>;
+  let versionId: string;
+  const redis = createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    const dir = writeFakeModel(env.modelRoot, 'tiny');
+    app = await createApiApp({ config: env.config, engine: new FakeEngine() }, false);
+    await app.listen(0, '127.0.0.1');
+    http = client(await app.getUrl());
+    versionId = (await http('POST', '/models', { path: dir })).body.version.id;
+  });
+  afterAll(async () => {
+    await app?.close();
+    redis.disconnect();
+    await env?.cleanup();
+  });
+
+  it('creates, lists, gets (by name or id) and deletes deployments, with defaults', async () => {
+    const r = await http('POST', '/deployments', { name: 'tiny-a', versionId, maxBatchSize: 2 });
+    expect(r.status).toBe(201);
+    expect(r.body).toMatchObject({ name: 'tiny-a', versionId, kvPolicy: 'fp16', maxBatchSize: 2, maxPending: 8, sessionLen: null, cacheMaxEntryCount: null, workers: [] });
+    expect((await http('GET', '/deployments')).body.map((d: { name: string }) => d.name)).toEqual(['tiny-a']);
+    expect((await http('GET', `/deployments/${r.body.id}`)).body.name).toBe('tiny-a');
+    expect((await http('GET', '/v1/models')).body).toMatchObject({ object: 'list', data: [{ id: 'tiny-a', object: 'model', owned_by: 'lmfleet' }] });
+    expect((await http('DELETE', '/deployments/tiny-a')).status).toBe(200);
+    expect((await http('GET', '/deployments/tiny-a')).status).toBe(404);
+  });
+
+  it('refuses bad deployments: field errors, unknown version, duplicate name, maxPending below the batch', async () => {
+    const cases: Array<[object, number, RegExp]> = [
+      [{ name: 'has space', versionId }, 400, /name must match/],
+      [{ name: 'x', versionId, kvPolicy: 'int3' }, 400, /kvPolicy/],
+      [{ name: 'x', versionId, cacheMaxEntryCount: 1.5 }, 400, /cacheMaxEntryCount/],
+      [{ name: 'x', versionId, maxBatchSize: 0 }, 400, /maxBatchSize/],
+      [{ name: 'x', versionId, maxBatchSize: 4, maxPending: 2 }, 400, /maxPending 2 must be at least maxBatchSize 4/],
+      [{ name: 'x', versionId: '00000000-0000-4000-8000-000000000000' }, 404, /version .* not found/],
+      [{ name: 'x', versionId, extra: 1 }, 400, /extra/],
+    ];
+    for (const [body, status, msg] of cases) {
+      const r = await http('POST', '/deployments', body);
+      expect([r.status, r.body.message]).toEqual([status, expect.stringMatching(msg)]);
+    }
+    expect((await http('POST', '/deployments', { name: 'dup', versionId })).status).toBe(201);
+    expect((await http('POST', '/deployments', { name: 'dup', versionId })).status).toBe(409);
+  });
+
+  it('/v1 errors are OpenAI error objects (404 model, 400 field, unsupported penalties)', async () => {
+    const nf = await http('POST', '/v1/chat/completions', { model: 'nope', messages: [{ role: 'user', content: 'x' }] });
+    expect(nf.status).toBe(404);
+    expect(nf.body).toEqual({ error: { message: 'model nope not found', type: 'invalid_request_error', param: 'model', code: 'model_not_found' } });
+    const bad = await http('POST', '/v1/completions', { model: 'dup', prompt: 'x', n: 0 });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ type: 'invalid_request_error', param: 'n' });
+    const pen = await http('POST', '/v1/completions', { model: 'dup', prompt: 'x', presence_penalty: 0.5 });
+    expect(pen.body.error).toMatchObject({ param: 'presence_penalty', message: expect.stringMatching(/not supported/) });
+    const json = await http('POST', '/v1/completions', undefined, '{"model":');
+    expect(json.status).toBe(400);
+    expect(json.body.error.type).toBe('invalid_request_error');
+  });
+
+  it('a request becomes a generate job on infer-<name> carrying the request; its stream answers it', async () => {
+    const q = new Queue('infer-dup', { connection: redis, prefix: env.config.queuePrefix });
+    const pending = http('POST', '/v1/completions', { model: 'dup', prompt: 'hello', max_tokens: 3, seed: 5, stop: 'x' });
+    const job = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const jobs = await q.getJobs(['waiting']);
+        if (jobs.length) return jobs[0];
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error('no job');
+    })();
+    const req = job.data as ServeRequest;
+    expect(job.name).toBe(SERVE_JOB);
+    expect(job.id).toBe(req.requestId);
+    expect(req).toMatchObject({ kind: 'completion', deploymentName: 'dup', prompts: ['hello'], n: 1, maxTokens: 3, stop: ['x'], sampling: { temperature: 1, seed: 5 } });
+    // Play the worker: the API relays what arrives on the request's stream.
+    const key = serveKeys.stream(env.config.queuePrefix, req.requestId);
+    const add = (e: object) => redis.xadd(key, '*', 'e', JSON.stringify(e));
+    await add({ t: 'start', promptTokens: 2, workerId: 'w' });
+    await add({ t: 'delta', i: 0, text: 'abc', tokens: 3 });
+    await add({ t: 'done', i: 0, finishReason: 'length', completionTokens: 3 });
+    await add({ t: 'end', promptTokens: 2, completionTokens: 3 });
+    const r = await pending;
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ id: req.requestId, object: 'text_completion', model: 'dup', choices: [{ index: 0, text: 'abc', finish_reason: 'length', logprobs: null }], usage: { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 } });
+    await q.close();
+  });
+
+  it('admission: concurrent acquirers never exceed the bound; released slots are reusable', async () => {
+    const a = new Admission(redis);
+    const key = serveKeys.admission(env.config.queuePrefix, 'bound-test');
+    const got = await Promise.all(Array.from({ length: 50 }, (_, i) => a.acquire(key, `r${i}`, 7)));
+    expect(got.filter(Boolean)).toHaveLength(7);
+    expect(await a.count(key)).toBe(7);
+    await a.release(key, `r${got.indexOf(true)}`);
+    expect(await a.acquire(key, 'late', 7)).toBe(true);
+    expect(await a.acquire(key, 'later', 7)).toBe(false);
+    const expiring = new Admission(redis, 50);
+    const k2 = serveKeys.admission(env.config.queuePrefix, 'expiry-test');
+    expect(await expiring.acquire(k2, 'a', 1)).toBe(true);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(await expiring.acquire(k2, 'b', 1)).toBe(true); // a dead API's slot expired
+  });
+});
