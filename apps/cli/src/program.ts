@@ -7,6 +7,7 @@ import { autoAwqCommand, parseBool } from './commands/auto-awq';
 import { calibrateCommand } from './commands/calibrate';
 import { chatCommand } from './commands/chat';
 import { convertCommand } from './commands/convert';
+import { deployCommand, listDeployments, undeployCommand } from './commands/deploy';
 import { evalPplCommand } from './commands/eval-ppl';
 import { notImplemented } from './commands/not-implemented';
 import { CliExit, type CliIO } from './io';
@@ -203,6 +204,44 @@ export function createProgram(io: CliIO): Command {
       if (!api) throw new CliExit(2, 'lmfleet jobs: needs --api URL (or LMFLEET_API)');
       if (jobId) await showJob(io, api, jobId, o.json);
       else await listJobs(io, api, o.json);
+    });
+
+  program
+    .command('deploy')
+    .description('with --api: serve a model version behind the platform\'s OpenAI API and wait until a worker has it loaded')
+    .argument('[model]', 'HF model directory (registered if new), or use --version-id')
+    .requiredOption('--name <name>', 'deployment name: the OpenAI `model` id ([A-Za-z0-9_-])')
+    .option('--version-id <uuid>', 'a registered version (e.g. an AWQ workspace) instead of a model directory')
+    .option('--session-len <n>', 'max tokens per session (prompt + completion)', parseIntArg('--session-len', 16))
+    .option('--cache-max-entry-count <f>', 'fraction of free memory for the KV cache', parseFloatArg('--cache-max-entry-count', 0, 1))
+    .option('--max-batch-size <n>', 'batch slots per worker', parseIntArg('--max-batch-size', 1))
+    .option('--max-pending <n>', 'requests admitted at once (waiting + running) before 429', parseIntArg('--max-pending', 1))
+    .option('--quant-policy <n>', 'KV cache: 0 fp16, 8 int8, 4 int4', parseIntArg('--quant-policy', 0))
+    .option('--no-wait', 'return once the deployment is recorded')
+    .option('--timeout <s>', 'seconds to wait for a worker to load it', parseIntArg('--timeout', 1), 300)
+    .option('--json', 'print JSON', false)
+    .action(async (modelPath: string | undefined, o, cmd: Command) => {
+      const api = apiOf(cmd, io);
+      if (!api) throw new CliExit(2, 'lmfleet deploy: needs --api URL (or LMFLEET_API)');
+      await deployCommand(io, api, modelPath, o, pollMs());
+    });
+  program
+    .command('deployments')
+    .description('with --api: list deployments and the workers serving them')
+    .option('--json', 'print JSON', false)
+    .action(async (o, cmd: Command) => {
+      const api = apiOf(cmd, io);
+      if (!api) throw new CliExit(2, 'lmfleet deployments: needs --api URL (or LMFLEET_API)');
+      await listDeployments(io, api, o.json);
+    });
+  program
+    .command('undeploy')
+    .description('with --api: remove a deployment (running requests finish)')
+    .argument('<name>', 'deployment name or id')
+    .action(async (name: string, _o, cmd: Command) => {
+      const api = apiOf(cmd, io);
+      if (!api) throw new CliExit(2, 'lmfleet undeploy: needs --api URL (or LMFLEET_API)');
+      await undeployCommand(io, api, name);
     });
 
   return program;
