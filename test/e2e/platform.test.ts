@@ -176,7 +176,13 @@ describe('e2e: api + 2 worker-quant + worker-infer as processes', () => {
     expect(ws).toMatchObject({ format: 'workspace', ancestors: [awqVersion.id, versionId] });
     expect(steps[3].result).toMatchObject({ versionId: ws.id, windows: 4 });
     expect(steps[3].result!.ppl).toBeGreaterThan(1);
-    expect((await http('GET', `/versions/${ws.id}`)).body.metrics.ppl).toBeCloseTo(steps[3].result!.ppl, 6);
+    const wsMetrics = (await http('GET', `/versions/${ws.id}`)).body.metrics;
+    expect(wsMetrics.ppl).toBeCloseTo(steps[3].result!.ppl, 6);
+    // before/after: the base's ppl on these settings came from the eval job above (same text, seqlen, windows)
+    const baseline = steps[3].result!.baseline as { versionId: string; ppl: number; measured: boolean };
+    expect(baseline).toMatchObject({ versionId, measured: false });
+    expect(wsMetrics).toMatchObject({ ppl_before: baseline.ppl, size_bytes: ws.sizeBytes, quantize_seconds: expect.any(Number) });
+    expect(wsMetrics.size_ratio).toBeLessThan(1); // W4 g64 weights in the workspace vs the fp16 base
     for (const j of [cal, awq, conv]) expect(((await http('GET', `/jobs/${j.id}/artifacts`)).body as unknown[]).length).toBeGreaterThan(0);
   });
 

@@ -158,14 +158,35 @@ describe('workers (real Postgres + BullMQ, fake engine)', () => {
     const finished = done.map((j) => Date.parse(j.finishedAt));
     expect([...finished].sort((a, b) => a - b)).toEqual(finished); // in order: each step waited for the one before
 
-    expect(done[0].result).toMatchObject({ versionId, samples: 4, seqlen: 32, tokens: 128, artifacts: 2 });
+    expect(done[0].result).toMatchObject({ versionId, samples: 4, seqlen: 32, tokens: 128, artifacts: 2, seconds: expect.any(Number) });
     const awqVersion = (await http('GET', `/versions/${done[1].result.versionId}`)).body;
     expect(awqVersion).toMatchObject({ format: 'autoawq', parentVersionId: versionId, createdByJobId: awq.id, ancestors: [versionId], quantization: { bits: 4, group_size: 64 } });
     const wsVersion = (await http('GET', `/versions/${done[2].result.versionId}`)).body;
     expect(wsVersion).toMatchObject({ format: 'workspace', parentVersionId: awqVersion.id, createdByJobId: conv.id, ancestors: [awqVersion.id, versionId] });
     expect(wsVersion.sizeBytes).toBe(256 + JSON.stringify({ format: 'awq' }).length);
-    expect(done[3].result).toMatchObject({ versionId: wsVersion.id, ppl: 12.5 });
-    expect((await http('GET', `/versions/${wsVersion.id}`)).body.metrics).toEqual({ ppl: 12.5 });
+    // before/after on the versions the pipeline made: the base's ppl on the same settings was not known, so the eval
+    // measured it (12.5; the fake gives derived models 13), sizes against the base, the steps' time
+    const base = (await http('GET', `/versions/${versionId}`)).body;
+    expect(done[3].result).toMatchObject({ versionId: wsVersion.id, ppl: 13, baseline: { versionId, ppl: 12.5, measured: true }, pplRatio: 13 / 12.5 });
+    const quantizeSeconds = done[0].result.seconds + done[1].result.seconds + done[2].result.seconds;
+    expect((await http('GET', `/versions/${wsVersion.id}`)).body.metrics).toEqual({
+      ppl: 13, ppl_before: 12.5, ppl_ratio: 13 / 12.5, convert_seconds: 0.01, quantize_seconds: expect.closeTo(quantizeSeconds, 9),
+      size_bytes: wsVersion.sizeBytes, size_bytes_before: base.sizeBytes, size_ratio: wsVersion.sizeBytes / base.sizeBytes,
+    });
+    expect(base.metrics.ppl).toBe(12.5);
+    expect((await http('GET', `/versions/${awqVersion.id}`)).body.metrics).toEqual({
+      auto_awq_seconds: 0.01, size_bytes: awqVersion.sizeBytes, size_bytes_before: base.sizeBytes, size_ratio: awqVersion.sizeBytes / base.sizeBytes,
+    });
+    const evalMetrics = (await api.get(MetricRepository).listByJob(ev.id)).map((m) => m.name);
+    expect(evalMetrics).toEqual(['eval_seconds', 'eval_tokens', 'ppl', 'ppl_before', 'ppl_ratio', 'quantize_seconds', 'size_bytes', 'size_bytes_before', 'size_ratio']);
+    // a later eval of the same version with the same settings reuses the base's perplexity instead of measuring it
+    const calls = engine.evalCalls;
+    const again = await http('POST', '/jobs', { type: 'eval', params: { versionId: wsVersion.id, datasetFile: dataset, seqlen: 32 } });
+    expect((await until(again.body.id, ['completed', 'failed'])).result).toMatchObject({ ppl: 13, baseline: { versionId, ppl: 12.5, measured: false } });
+    expect(engine.evalCalls).toBe(calls + 1);
+    // and compareToBase: false skips the comparison
+    const plain = await http('POST', '/jobs', { type: 'eval', params: { versionId: wsVersion.id, datasetFile: dataset, seqlen: 32, compareToBase: false } });
+    expect((await until(plain.body.id, ['completed', 'failed'])).result.baseline).toBeUndefined();
 
     const names = async (id: string) => ((await http('GET', `/jobs/${id}/artifacts`)).body as Array<{ name: string; kind: string }>).map((a) => `${a.kind}:${a.name}`).sort();
     expect(await names(cal.id)).toEqual(['calibration:calib_manifest.json', 'calibration:calib_stats.safetensors']);

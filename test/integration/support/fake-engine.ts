@@ -54,7 +54,8 @@ export class FakeEngine implements EngineAdapter {
     throw new Error('the fake engine does not serve: serving tests run the real engine on a tiny model');
   }
 
-  async evalPpl(_dir: string, opts: EvalPplOptions) {
+  /** 12.5 on an unquantized model; 13 on a derived one (AWQ config or workspace), so before/after differ. */
+  async evalPpl(dir: string, opts: EvalPplOptions) {
     this.evalCalls++;
     if (this.failEvals > 0) {
       this.failEvals--;
@@ -65,7 +66,9 @@ export class FakeEngine implements EngineAdapter {
       await new Promise((r) => setTimeout(r, this.windowMs));
       opts.onProgress?.(i, windows);
     }
-    return { ppl: 12.5, windows, tokens: windows * opts.seqlen, seconds: (windows * this.windowMs) / 1000 };
+    const cfg = path.join(dir, 'config.json');
+    const derived = fs.existsSync(path.join(dir, 'lmfleet.json')) || (fs.existsSync(cfg) && 'quantization_config' in JSON.parse(fs.readFileSync(cfg, 'utf8')));
+    return { ppl: derived ? 13 : 12.5, windows, tokens: windows * opts.seqlen, seconds: (windows * this.windowMs) / 1000 };
   }
 
   async calibrate(_dir: string, opts: CalibrateOptions) {

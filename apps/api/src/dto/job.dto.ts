@@ -16,7 +16,7 @@ export class CreateJobDto {
       '- calibrate: {versionId, calibDataset, calibSamples?, calibSeqlen?}\n' +
       '- auto_awq: {versionId, calibDataset?, calibSamples?, calibSeqlen?, wBits?: 4, wGroupSize?: 32|64|128, searchScale?, searchClip?}\n' +
       '- convert: {versionId, format?: "workspace"}\n' +
-      '- eval: {versionId, datasetFile, seqlen?, maxWindows?}\n' +
+      '- eval: {versionId, datasetFile, seqlen?, maxWindows?, compareToBase?: true}\n' +
       '- infer: {versionId, prompts: string[], deploymentId?, maxNewTokens?, temperature?, topP?, topK?, seed?}',
     example: { versionId: '00000000-0000-0000-0000-000000000000', datasetFile: '/models/wiki.txt', seqlen: 512, maxWindows: 8 },
   })
@@ -70,7 +70,7 @@ export class QuantizePipelineDto {
   @IsObject()
   convert?: Record<string, unknown>;
 
-  @ApiProperty({ type: 'object', additionalProperties: true, description: 'eval params (datasetFile, seqlen?, maxWindows?)' })
+  @ApiProperty({ type: 'object', additionalProperties: true, description: 'eval params (datasetFile, seqlen?, maxWindows?, compareToBase?: true — also the base version\'s perplexity)' })
   @IsObject()
   eval!: Record<string, unknown>;
 }

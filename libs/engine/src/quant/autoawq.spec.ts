@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { ModelFormatError, QuantConfigError } from '../errors';
 import { PretrainedModel } from '../generation/pretrained';
 import { f16BitsToF32, f32ToF16Bits } from '../io/half';
-import { readSafetensorsDir, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
+import { readSafetensorsDir, readSafetensorsHeader, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
 import { nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
@@ -202,6 +202,33 @@ const CALIB_TEXT = Array.from({ length: 60 }, (_, i) =>
       fs.truncateSync(stats, fs.statSync(stats).size - 100);
       await expect(autoAwq(src, { workDir: work, wGroupSize: 32, native: native! })).rejects.toThrow(ModelFormatError);
       await expect(autoAwq(src, { workDir: work, wGroupSize: 32, native: native! })).rejects.toThrow(/calib_stats\.safetensors/);
+      expect(fs.readdirSync(work).sort()).toEqual(before);
+    });
+
+    it('statistics holding NaN, made for another model, or with an unreadable manifest are refused by name; nothing is written', async () => {
+      const src = path.join(tmp.dir, 'stats-src');
+      writeTinyModel(src, { numLayers: 1 });
+      const work = path.join(tmp.dir, 'stats-work');
+      await calibrate(src, { dataset: ds(), samples: 2, seqlen: 32, workDir: work, native: native! });
+      const before = fs.readdirSync(work).sort();
+      const stats = path.join(work, 'calib_stats.safetensors');
+      const pristine = fs.readFileSync(stats);
+      // a NaN in one statistic
+      const t = readSafetensorsHeader(stats).tensors.find((x) => x.name === 'layers.0.gate.absmean')!;
+      const fd = fs.openSync(stats, 'r+');
+      fs.writeSync(fd, Buffer.from(new Float32Array([NaN]).buffer), 0, 4, t.offset + 4);
+      fs.closeSync(fd);
+      await expect(autoAwq(src, { workDir: work, wGroupSize: 32, native: native! })).rejects.toThrow(
+        /calibration tensor holds NaN.*calib_stats\.safetensors.*layers\.0\.gate\.absmean/,
+      );
+      fs.writeFileSync(stats, pristine);
+      // the calibration of another model (other widths)
+      const other = path.join(tmp.dir, 'stats-other');
+      writeTinyModel(other, { numLayers: 1, hiddenSize: 96, numHeads: 3, numKvHeads: 1, intermediateSize: 192 });
+      await expect(autoAwq(other, { workDir: work, wGroupSize: 32, native: native! })).rejects.toThrow(/calibration was made for a different model/);
+      // a manifest that is not JSON
+      fs.writeFileSync(path.join(work, 'calib_manifest.json'), '{"format": "lmfleet-calib-v1", ');
+      await expect(autoAwq(src, { workDir: work, wGroupSize: 32, native: native! })).rejects.toThrow(/invalid JSON.*calib_manifest\.json/);
       expect(fs.readdirSync(work).sort()).toEqual(before);
     });
 

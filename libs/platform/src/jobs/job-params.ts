@@ -55,6 +55,11 @@ export class EvalParams {
   @IsString() @MaxLength(4096) datasetFile!: string;
   @IsOptional() @IsInt() @Min(8) @Max(131_072) seqlen?: number;
   @IsOptional() @IsInt() @Min(1) @Max(1_000_000) maxWindows?: number;
+  /**
+   * For a derived version (quantized, workspace): also give the perplexity of its unquantized base on the same text
+   * and settings (reused from an earlier eval when there is one, else measured in this job). Default true.
+   */
+  @IsOptional() @IsBoolean() compareToBase?: boolean;
 }
 
 export class InferParams {

@@ -106,6 +106,27 @@ export class JobRepository {
     return rows.map((r) => byId.get(r.id)!).filter(Boolean);
   }
 
+  /**
+   * The perplexity a completed eval job measured for `versionId` on the same text and settings (as the evaluated
+   * version or as the baseline of a derived one), newest first; undefined when there is none.
+   */
+  async findEvalPpl(versionId: string, s: { datasetFile: string; seqlen: number; defaultSeqlen: number; maxWindows: number | null }): Promise<number | undefined> {
+    const rows: Array<{ ppl: number | null }> = await this.ds.query(
+      `SELECT CASE WHEN result->>'versionId' = $1 THEN (result->>'ppl')::float8 ELSE (result->'baseline'->>'ppl')::float8 END AS ppl
+         FROM jobs
+        WHERE type = 'eval' AND status = 'completed'
+          AND (result->>'versionId' = $1 OR result->'baseline'->>'versionId' = $1)
+          AND params->>'datasetFile' = $2
+          AND COALESCE((params->>'seqlen')::int, $4) = $3
+          AND (params->>'maxWindows')::int IS NOT DISTINCT FROM $5::int
+        ORDER BY finished_at DESC
+        LIMIT 1`,
+      [versionId, s.datasetFile, s.seqlen, s.defaultSeqlen, s.maxWindows],
+    );
+    const ppl = rows[0]?.ppl;
+    return typeof ppl === 'number' && Number.isFinite(ppl) ? ppl : undefined;
+  }
+
   /** Every job Postgres says is unfinished (to re-enqueue after a Redis loss). */
   unfinished(): Promise<JobEntity[]> {
     return this.jobs.find({ where: { status: In(['queued', 'running']) }, order: { createdAt: 'ASC' } });

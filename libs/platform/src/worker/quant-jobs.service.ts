@@ -36,6 +36,7 @@ export class QuantJobsService {
     const p = validateJobParams(JobName.Calibrate, ctx.job.params);
     const version = await this.inputVersion(ctx.job, p.versionId);
     const rel = `jobs/${ctx.job.id}/calibration`;
+    const t0 = Date.now();
     const r = await this.engine.calibrate(version.path, {
       dataset: p.calibDataset,
       samples: p.calibSamples,
@@ -44,10 +45,12 @@ export class QuantJobsService {
       backend: this.config.worker.engineBackend,
       onProgress: (f) => ctx.progress(f),
     });
+    const seconds = (Date.now() - t0) / 1000;
     const files = await this.recordDir(ctx.job.id, version.id, 'calibration', rel);
     await this.metrics.upsertForJob({ jobId: ctx.job.id, versionId: version.id, name: 'calib_tokens', value: r.tokens, unit: 'tokens' });
+    await this.metrics.upsertForJob({ jobId: ctx.job.id, versionId: version.id, name: 'calibrate_seconds', value: seconds, unit: 's' });
     // versionId: the version calibrated, which auto_awq (the next step) quantizes.
-    return { versionId: version.id, calibrationDir: rel, samples: r.samples, seqlen: r.seqlen, tokens: r.tokens, artifacts: files };
+    return { versionId: version.id, calibrationDir: rel, samples: r.samples, seqlen: r.seqlen, tokens: r.tokens, seconds, artifacts: files };
   }
 
   /** AWQ search + 4-bit packing into an AutoAWQ GEMM directory: a new version, child of its input. */
@@ -88,7 +91,7 @@ export class QuantJobsService {
       info: { ...info },
     });
     const files = await this.recordDir(ctx.job.id, out.id, 'autoawq', rel);
-    await this.metrics.upsertForJob({ jobId: ctx.job.id, versionId: out.id, name: 'auto_awq_seconds', value: r.seconds, unit: 's' });
+    await this.recordStepMetrics(ctx.job.id, version, out, 'auto_awq_seconds', r.seconds);
     return { versionId: out.id, inputVersionId: version.id, wBits: r.wBits, wGroupSize: r.wGroupSize, searchScale: r.searchScale, searchClip: r.searchClip, seconds: r.seconds, artifacts: files };
   }
 
@@ -118,29 +121,51 @@ export class QuantJobsService {
       info: { ...version.info, convertedFrom: version.id },
     });
     const files = await this.recordDir(ctx.job.id, out.id, 'workspace', rel, described);
+    await this.recordStepMetrics(ctx.job.id, version, out, 'convert_seconds', r.seconds);
     return { versionId: out.id, inputVersionId: version.id, seconds: r.seconds, artifacts: files };
   }
 
-  /** Perplexity of a version on a text file: `ppl` metric on the version, a JSON report artifact. */
+  /**
+   * Perplexity of a version on a text file: `ppl` metric on the version, a JSON report artifact. For a derived version
+   * (quantized or converted) also the before/after view on it: the unquantized base's perplexity on the same text and
+   * settings (`ppl_before`, reused from an earlier eval or measured here), `ppl_ratio`, sizes (`size_bytes`,
+   * `size_bytes_before`, `size_ratio`) and, in a pipeline, the time its quantize steps took (`quantize_seconds`).
+   */
   @OnJob(JobName.Eval)
   async eval(ctx: JobContext): Promise<JobResult> {
     const p = validateJobParams(JobName.Eval, ctx.job.params);
     const version = await this.inputVersion(ctx.job, p.versionId);
     const seqlen = p.seqlen ?? DEFAULT_EVAL_SEQLEN;
+    const derived = version.format !== 'hf' || !!version.quantization;
+    const base = derived && p.compareToBase !== false ? await this.baseVersionOf(version) : undefined;
     ctx.progress(0);
-    const r = await this.engine.evalPpl(version.path, {
-      datasetFile: p.datasetFile,
-      seqlen,
-      maxWindows: p.maxWindows,
-      backend: this.config.worker.engineBackend,
-      onProgress: (done, total) => ctx.progress(total > 0 ? done / total : 0),
-    });
+    const run = (dir: string, from: number, to: number) =>
+      this.engine.evalPpl(dir, {
+        datasetFile: p.datasetFile,
+        seqlen,
+        maxWindows: p.maxWindows,
+        backend: this.config.worker.engineBackend,
+        onProgress: (done, total) => ctx.progress(from + (to - from) * (total > 0 ? done / total : 0)),
+      });
+    let baseline: { versionId: string; ppl: number; measured: boolean } | undefined;
+    if (base) {
+      const settings = { datasetFile: p.datasetFile, seqlen, defaultSeqlen: DEFAULT_EVAL_SEQLEN, maxWindows: p.maxWindows ?? null };
+      const known = await this.jobs.findEvalPpl(base.id, settings);
+      if (known !== undefined) {
+        baseline = { versionId: base.id, ppl: known, measured: false };
+      } else {
+        const rb = await run(base.path, 0, 0.5);
+        if (!Number.isFinite(rb.ppl)) throw new Error(`evalPpl returned a non-finite perplexity (${rb.ppl}) for base version ${base.id}`);
+        baseline = { versionId: base.id, ppl: rb.ppl, measured: true };
+      }
+    }
+    const r = await run(version.path, baseline?.measured ? 0.5 : 0, 1);
     if (!Number.isFinite(r.ppl)) throw new Error(`evalPpl returned a non-finite perplexity (${r.ppl})`);
 
     const jobId = ctx.job.id;
     const stored = await this.store.write(
       `jobs/${jobId}/eval.json`,
-      JSON.stringify({ versionId: version.id, datasetFile: p.datasetFile, seqlen, maxWindows: p.maxWindows ?? null, ...r }, null, 2) + '\n',
+      JSON.stringify({ versionId: version.id, datasetFile: p.datasetFile, seqlen, maxWindows: p.maxWindows ?? null, ...r, baseline: baseline ?? null }, null, 2) + '\n',
     );
     const artifact = await this.artifacts.upsert({
       jobId,
@@ -150,15 +175,59 @@ export class QuantJobsService {
       ...stored,
       metadata: { seqlen, windows: r.windows },
     });
-    for (const [name, value, unit] of [
-      ['ppl', r.ppl, null],
-      ['eval_tokens', r.tokens, 'tokens'],
-      ['eval_seconds', r.seconds, 's'],
-    ] as const) {
-      await this.metrics.upsertForJob({ jobId, versionId: version.id, name, value, unit });
+    const onVersion: Array<[string, number, string | null]> = [['ppl', r.ppl, null]];
+    if (baseline && base) {
+      onVersion.push(
+        ['ppl_before', baseline.ppl, null],
+        ['ppl_ratio', r.ppl / baseline.ppl, null],
+        ['size_bytes', Number(version.sizeBytes), 'bytes'],
+        ['size_bytes_before', Number(base.sizeBytes), 'bytes'],
+        ['size_ratio', Number(version.sizeBytes) / Number(base.sizeBytes), null],
+      );
     }
-    await this.models.mergeVersionMetrics(version.id, { ppl: r.ppl });
-    return { versionId: version.id, ppl: r.ppl, windows: r.windows, tokens: r.tokens, seconds: r.seconds, artifactId: artifact.id };
+    const quantizeSeconds = ctx.job.flowId ? await this.flowStepSeconds(ctx.job.flowId) : undefined;
+    if (quantizeSeconds !== undefined) onVersion.push(['quantize_seconds', quantizeSeconds, 's']);
+    for (const [name, value, unit] of [...onVersion, ['eval_tokens', r.tokens, 'tokens'], ['eval_seconds', r.seconds, 's']] as const) {
+      if (Number.isFinite(value)) await this.metrics.upsertForJob({ jobId, versionId: version.id, name, value, unit });
+    }
+    await this.models.mergeVersionMetrics(version.id, Object.fromEntries(onVersion.filter(([, v]) => Number.isFinite(v)).map(([n, v]) => [n, v])));
+    if (baseline?.measured) await this.models.mergeVersionMetrics(baseline.versionId, { ppl: baseline.ppl });
+    return {
+      versionId: version.id, ppl: r.ppl, windows: r.windows, tokens: r.tokens, seconds: r.seconds, artifactId: artifact.id,
+      ...(baseline ? { baseline, pplRatio: r.ppl / baseline.ppl } : {}),
+    };
+  }
+
+  /** size and time of a step that made `out` from `input`, as metrics of the job on `out` and merged into its metrics. */
+  private async recordStepMetrics(jobId: string, input: ModelVersionEntity, out: ModelVersionEntity, secondsName: string, seconds: number): Promise<void> {
+    const rows: Array<[string, number, string | null]> = [
+      [secondsName, seconds, 's'],
+      ['size_bytes', Number(out.sizeBytes), 'bytes'],
+      ['size_bytes_before', Number(input.sizeBytes), 'bytes'],
+      ['size_ratio', Number(out.sizeBytes) / Number(input.sizeBytes), null],
+    ];
+    const ok = rows.filter(([, v]) => Number.isFinite(v));
+    for (const [name, value, unit] of ok) await this.metrics.upsertForJob({ jobId, versionId: out.id, name, value, unit });
+    await this.models.mergeVersionMetrics(out.id, Object.fromEntries(ok.map(([n, v]) => [n, v])));
+  }
+
+  /** Seconds the completed calibrate / auto_awq / convert steps of a flow took (their results' `seconds`). */
+  private async flowStepSeconds(flowId: string): Promise<number | undefined> {
+    const steps = (await this.jobs.listFlow(flowId)).filter((j) => j.type !== JobName.Eval && j.status === 'completed');
+    const secs = steps.map((j) => j.result?.seconds).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+    return secs.length ? secs.reduce((a, b) => a + b, 0) : undefined;
+  }
+
+  /** The nearest ancestor that is an unquantized Hugging Face checkpoint (what a derived version is compared with). */
+  private async baseVersionOf(v: ModelVersionEntity): Promise<ModelVersionEntity | undefined> {
+    let cur = v;
+    for (let depth = 0; cur.parentVersionId && depth < 64; depth++) {
+      const parent = await this.models.findVersion(cur.parentVersionId);
+      if (!parent) return undefined;
+      if (parent.format === 'hf' && !parent.quantization) return parent;
+      cur = parent;
+    }
+    return undefined;
   }
 
   /** Records every file the engine wrote under `rel` as an artifact of the job (upserts: re-runs replace). */
