@@ -4,6 +4,7 @@ import {
   DeploymentService,
   OpenAIService,
   ServingEvents,
+  ServingMetrics,
   HealthService,
   JobQueue,
   JobService,
@@ -16,6 +17,7 @@ import { ArtifactsController } from './controllers/artifacts.controller';
 import { DeploymentsController } from './controllers/deployments.controller';
 import { OpenAIController } from './openai/openai.controller';
 import { JobsController } from './controllers/jobs.controller';
+import { MetricsController } from './controllers/metrics.controller';
 import { ModelsController } from './controllers/models.controller';
 import { SystemController } from './controllers/system.controller';
 
@@ -25,8 +27,8 @@ export class ApiModule {
     return {
       module: ApiModule,
       imports: [PlatformModule.forRoot(opts)],
-      controllers: [ModelsController, JobsController, ArtifactsController, SystemController, DeploymentsController, OpenAIController],
-      providers: [JobQueue, ModelService, JobService, ArtifactService, WorkerService, HealthService, DeploymentService, ServingEvents, OpenAIService],
+      controllers: [ModelsController, JobsController, ArtifactsController, SystemController, DeploymentsController, OpenAIController, MetricsController],
+      providers: [JobQueue, ModelService, JobService, ArtifactService, WorkerService, HealthService, DeploymentService, ServingEvents, OpenAIService, ServingMetrics],
       exports: [ServingEvents],
     };
   }

@@ -2,12 +2,14 @@ import type { INestApplication } from '@nestjs/common';
 import { NestFactory, Reflector } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { AllExceptionsFilter, ApiKeyGuard, createValidationPipe, InvalidInputError, type PlatformModuleOptions } from '@lmfleet/platform';
+import { AllExceptionsFilter, ApiKeyGuard, createValidationPipe, httpMetricsMiddleware, InvalidInputError, ServingMetrics, type PlatformModuleOptions } from '@lmfleet/platform';
 import { ApiModule } from './app.module';
 
 /** Builds the API app (used by main.ts and by the integration tests). */
 export async function createApiApp(opts: PlatformModuleOptions, logger: false | undefined = undefined): Promise<INestApplication> {
   const app = await NestFactory.create<NestExpressApplication>(ApiModule.forRoot(opts), { logger: logger === false ? false : undefined, bodyParser: false });
+  // Counted before the body parser, so its 413s and 400s are counted too (GET /metrics).
+  app.use(httpMetricsMiddleware(app.get(ServingMetrics)));
   // Bodies beyond BODY_LIMIT_BYTES are a 413 and malformed JSON a 400, both with the reason (the filter).
   app.useBodyParser('json', { limit: opts.config.bodyLimitBytes });
   app.useBodyParser('urlencoded', { limit: opts.config.bodyLimitBytes, extended: true });

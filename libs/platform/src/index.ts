@@ -34,6 +34,7 @@ export * from './services/artifact.service';
 export * from './services/worker.service';
 export * from './services/health.service';
 export * from './auth';
+export * from './metrics';
 export * from './http/exception.filter';
 export * from './http/validation';
 export * from './worker/on-job.decorator';

@@ -315,7 +315,7 @@ export class OpenAIService {
             ttftMs = now - started;
             this.events.emit({ type: 'first_token', deployment: dep.name, kind: req.kind, requestId: req.requestId, ttftMs });
           }
-          this.events.emit({ type: 'tokens', deployment: dep.name, kind: req.kind, requestId: req.requestId, tokens: ev.tokens, gapMs: now - (lastAt.get(ev.i) ?? started) });
+          this.events.emit({ type: 'tokens', deployment: dep.name, kind: req.kind, requestId: req.requestId, tokens: ev.tokens, gapMs: now - (lastAt.get(ev.i) ?? started), first: !lastAt.has(ev.i) });
           lastAt.set(ev.i, now);
         }
         if (ev.t === 'end') end = ev;

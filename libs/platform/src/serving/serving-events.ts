@@ -9,8 +9,8 @@ export type ServingEvent =
   /** Refused before enqueueing: 404 unknown model, 429 over the queue bound, 400 bad request (after parsing). */
   | { type: 'rejected'; deployment: string | null; kind: ServeKind; status: number }
   | { type: 'first_token'; deployment: string; kind: ServeKind; requestId: string; ttftMs: number }
-  /** A delta with `tokens` tokens, `gapMs` after the previous one of the same choice. */
-  | { type: 'tokens'; deployment: string; kind: ServeKind; requestId: string; tokens: number; gapMs: number }
+  /** A delta with `tokens` tokens, `gapMs` after the previous one of the same choice (`first`: after the request arrived). */
+  | { type: 'tokens'; deployment: string; kind: ServeKind; requestId: string; tokens: number; gapMs: number; first: boolean }
   | {
       type: 'finished';
       deployment: string;

@@ -1,0 +1,2 @@
+export * from './serving-metrics';
+export * from './http-metrics.middleware';
