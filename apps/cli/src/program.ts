@@ -80,6 +80,15 @@ export function createProgram(io: CliIO): Command {
     }
   });
 
+  // LMDeploy's --quant-policy (KV cache int8/int4) and the calibrated-scales source
+  const quantPolicyOption = () =>
+    new Option('--quant-policy <n>', 'KV cache quantization: 0 (fp16), 8 (int8), 4 (int4); default: the workspace\'s, else 0').choices(['0', '4', '8']);
+  const kvCalibOption = () =>
+    new Option('--kv-calib-dir <dir>', 'a lite calibrate work dir: fixed per-head KV scales/zero points from its K/V stats instead of online ones');
+  const noRemoteKvQuant = (api: unknown, o: { quantPolicy?: string; kvCalibDir?: string }, what: string) => {
+    if (api && (o.quantPolicy !== undefined || o.kvCalibDir !== undefined))
+      throw new CliExit(2, `lmfleet ${what}: --quant-policy/--kv-calib-dir run locally only (not with --api yet)`);
+  };
   const lite = program.command('lite').description('quantization tools (calibrate, auto_awq)');
   calibOptions(lite.command('calibrate').description('collect activation statistics of a model on a calibration set').argument('[model]', 'HF model directory'))
     .option('--version-id <uuid>', 'with --api: a registered version to use instead of a model directory')
@@ -118,11 +127,14 @@ export function createProgram(io: CliIO): Command {
     .option('--dst-path <dir>', 'output workspace', './workspace')
     .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
     .option('--dtype <dtype>', 'auto, float16 or bfloat16', 'auto')
+    .addOption(quantPolicyOption())
+    .addOption(kvCalibOption())
     .option('--version-id <uuid>', 'with --api: a registered version (e.g. an auto_awq output) to use instead of a model directory')
     .option('--json', 'with --api: print the job result as JSON', false)
     .addHelpText('after', REMOTE_HELP)
     .action(async (modelName: string, modelPath: string | undefined, o, cmd: Command) => {
       const api = apiOf(cmd, io);
+      noRemoteKvQuant(api, o, 'convert');
       if (!api) return convertCommand(io, modelName, needModel(modelPath, 'convert'), o);
       const params = convertParams('', o);
       const versionId = await resolveVersion(api, modelPath, o.versionId);
@@ -137,6 +149,8 @@ export function createProgram(io: CliIO): Command {
     .option('--session-len <n>', 'max tokens of a conversation (default: the model\'s context length)', parseIntArg('--session-len', 1))
     .option('--cache-max-entry-count <f>', 'fraction of free memory for the KV cache', parseFloatArg('--cache-max-entry-count', 0, 1))
     .option('--max-batch-size <n>', 'max sequences per batch', parseIntArg('--max-batch-size', 1))
+    .addOption(quantPolicyOption())
+    .addOption(kvCalibOption())
     .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
     .option('--threads <n>', 'CPU threads (cpu backend)', parseIntArg('--threads', 1))
     .option('--system <prompt>', 'system prompt')
@@ -185,10 +199,13 @@ export function createProgram(io: CliIO): Command {
     .option('--json', 'print the result as JSON', false)
     .addOption(backendOption())
     .option('--threads <n>', 'CPU threads (cpu backend)', parseIntArg('--threads', 1))
+    .addOption(quantPolicyOption())
+    .addOption(kvCalibOption())
     .option('--version-id <uuid>', 'with --api: a registered version to evaluate instead of a model directory')
     .addHelpText('after', REMOTE_HELP)
     .action(async (modelPath: string | undefined, o, cmd: Command) => {
       const api = apiOf(cmd, io);
+      noRemoteKvQuant(api, o, 'eval ppl');
       if (!api) return evalPplCommand(io, needModel(modelPath, 'eval ppl'), o);
       const versionId = await resolveVersion(api, modelPath, o.versionId);
       await runRemoteJob(io, api, 'eval', evalParams(versionId, o), { label: 'eval ppl', json: o.json, pollMs: pollMs() });

@@ -25,6 +25,7 @@ export {
   calibrate, loadCalibration, hasCalibration, type CalibrateOptions, type CalibrationResult, type CalibManifest, type ChannelStats,
 } from './quant/calibrate';
 export { BUILTIN_CALIB_DATASETS, isBuiltinCalibDataset, readCalibText, type BuiltinCalibDataset } from './quant/datasets';
+export { kvQparamsFromCalibration, parseQuantPolicy, type KvQparams, type KvQuantPolicy } from './quant/kv-qparams';
 export { autoAwq, type AutoAwqOptions, type AutoAwqResult, type LayerReport } from './quant/awq';
 export {
   AWQ_PACK_ORDER, quantizeLinear, dequantizeLinear, packAwqInt4, unpackAwqInt4, toAwqGemm, fromAwqGemm, type QuantizedLinear, type AwqGemmTensors,

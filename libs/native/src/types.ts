@@ -102,6 +102,12 @@ export interface NativeModelConfig {
   tieWordEmbeddings: boolean;
   /** 'silu' for every supported model today. */
   hiddenAct: 'silu';
+  /** KV-cache quantization, LMDeploy's quant_policy: 0 (default) float cache, 8 int8, 4 int4; asymmetric with a
+   *  (scale, zero) pair per token and KV head, dequantized inside attention. */
+  kvQuantPolicy?: 0 | 4 | 8;
+  /** Calibrated (scale, zero) per layer, K then V, per KV head: [numLayers, 2, numKvHeads, 2]. Absent: online
+   *  (scale and zero from each stored row's min/max). */
+  kvQparams?: Float32Array;
   /** W4A16 (AutoAWQ GEMM layout) when set. */
   quant?: { method: 'awq'; bits: 4; groupSize: number };
   tensors: TensorSource[];

@@ -6,6 +6,9 @@ import { Engine } from '@lmfleet/engine';
 import { CliExit, type CliIO } from '../io';
 
 export interface ChatFlags {
+  /** --quant-policy (KV cache int8/int4) and --kv-calib-dir (calibrated KV scales). */
+  quantPolicy?: '0' | '4' | '8';
+  kvCalibDir?: string;
   backend: 'auto' | 'cpu' | 'cuda';
   sessionLen?: number;
   cacheMaxEntryCount?: number;
@@ -41,6 +44,8 @@ export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags)
     cacheMaxEntryCount: flags.cacheMaxEntryCount,
     maxBatchSize: flags.maxBatchSize ?? 1,
     threads: flags.threads,
+    ...(flags.quantPolicy !== undefined ? { quantPolicy: Number(flags.quantPolicy) as 0 | 4 | 8 } : {}),
+    ...(flags.kvCalibDir !== undefined ? { kvCalibDir: flags.kvCalibDir } : {}),
     native: io.native,
     log: (level, msg) => {
       if (level !== 'debug' || flags.verbose) io.stderr.write(`[${level}] ${msg}\n`);

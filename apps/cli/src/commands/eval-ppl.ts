@@ -3,6 +3,9 @@ import type { CliIO } from '../io';
 import { ProgressBar } from '../progress';
 
 export interface EvalPplFlags {
+  /** --quant-policy (KV cache int8/int4) and --kv-calib-dir (calibrated KV scales). */
+  quantPolicy?: '0' | '4' | '8';
+  kvCalibDir?: string;
   dataset: string;
   seqlen: number;
   maxWindows?: number;
@@ -19,6 +22,8 @@ export async function evalPplCommand(io: CliIO, modelDir: string, flags: EvalPpl
     maxWindows: flags.maxWindows,
     backend: flags.backend,
     threads: flags.threads,
+    ...(flags.quantPolicy !== undefined ? { quantPolicy: Number(flags.quantPolicy) as 0 | 4 | 8 } : {}),
+    ...(flags.kvCalibDir !== undefined ? { kvCalibDir: flags.kvCalibDir } : {}),
     native: io.native,
     log: (level, msg) => {
       if (level !== 'debug') io.stderr.write(`[${level}] ${msg}\n`);
@@ -31,7 +36,7 @@ export async function evalPplCommand(io: CliIO, modelDir: string, flags: EvalPpl
   } else {
     io.stdout.write(
       `ppl ${r.ppl.toFixed(4)} (mean NLL ${r.meanNll.toFixed(5)}) over ${r.windows} windows of ${r.seqlen} tokens ` +
-        `(${r.tokens} tokens in the dataset), ${r.seconds.toFixed(1)} s on ${r.backend}\n`,
+        `(${r.tokens} tokens in the dataset), ${r.seconds.toFixed(1)} s on ${r.backend}, KV cache ${r.kvCache}\n`,
     );
   }
 }

@@ -29,12 +29,15 @@ export interface EvalPplResult {
   /** elapsedMs / 1000. */
   seconds: number;
   backend: string;
+  /** The KV cache the scores were made with: 'float', or 'int8 online', 'int4 calibrated (<dir>)', ... */
+  kvCache: string;
 }
 
 interface Scorer {
   tokenizer: Tokenizer;
   backend: string;
   spec: { maxPositionEmbeddings: number };
+  kvQuant?: { quantPolicy: number; mode: string };
   scoreTokens(ids: ArrayLike<number>): Promise<Float32Array>;
 }
 
@@ -96,6 +99,7 @@ export async function evalPpl(target: Engine | PretrainedModel | string, opts: E
     return {
       ppl, meanNll, windows: windows.length, seqlen: opts.seqlen, tokens: ids.length, windowNlls, elapsedMs, seconds: elapsedMs / 1000,
       backend: scorer.backend,
+      kvCache: scorer.kvQuant?.quantPolicy ? `int${scorer.kvQuant.quantPolicy} ${scorer.kvQuant.mode}` : 'float',
     };
   } finally {
     owned?.dispose();

@@ -1,20 +1,50 @@
 // A model directory loaded onto a backend: spec, tokenizer, chat template and the native model (no KV cache / batch
 // thread: that is the Engine's). evalPpl uses it directly; Engine.fromPretrained builds on it.
 import { ChatTemplate, loadChatTemplate } from '../chat-template/chat-template';
-import { DisposedError, toEngineError } from '../errors';
+import { DisposedError, InvalidArgumentError, toEngineError } from '../errors';
 import { dequantizeAwqSources } from '../models/awq-dequant';
 import { loadModelSpec, loadModelWeights, type LoadedModelSpec } from '../models/load';
 import { toNativeArchConfig, type ModelSpec } from '../models/spec';
 import type { Backend, NativeModel, NativeModule } from '../native';
 import { Tokenizer } from '../tokenizer/tokenizer';
+import { kvQparamsFromCalibration, parseQuantPolicy, type KvQuantPolicy } from '../quant/kv-qparams';
+import type { WorkspaceManifest } from '../workspace/convert';
 import { isWorkspace, loadWorkspace } from '../workspace/load';
 import { selectBackend } from './backend';
 import type { LoadOptions, Logger } from './types';
 
 export const noopLogger: Logger = () => {};
 
+/** The KV cache a model was loaded with: LMDeploy's quant_policy and where its scales come from. */
+export interface KvQuantInfo {
+  quantPolicy: KvQuantPolicy;
+  /** 'float' (policy 0), 'online' (per-token min/max) or 'calibrated (<source>)'. */
+  mode: string;
+  qparams?: Float32Array;
+}
+
+/** opts.quantPolicy / kvCalibDir, else the workspace's recorded KV policy and parameters, else a float cache. */
+export function resolveKvQuant(opts: LoadOptions, ws: WorkspaceManifest['kvCache'] | undefined, spec: ModelSpec): KvQuantInfo {
+  const quantPolicy = parseQuantPolicy(opts.quantPolicy ?? ws?.quantPolicy ?? 0);
+  if (quantPolicy === 0) {
+    if (opts.kvCalibDir) throw new InvalidArgumentError('kvCalibDir needs quantPolicy 4 or 8');
+    return { quantPolicy, mode: 'float' };
+  }
+  if (opts.kvCalibDir) {
+    const q = kvQparamsFromCalibration(opts.kvCalibDir, quantPolicy, spec);
+    return { quantPolicy, mode: `calibrated (${q.source})`, qparams: q.values };
+  }
+  // the workspace's parameters were made for its recorded policy (the scale depends on the bit width)
+  if (ws?.qparams && ws.quantPolicy === quantPolicy) {
+    return { quantPolicy, mode: `calibrated (${ws.qparams.source}, from the workspace)`, qparams: Float32Array.from(ws.qparams.values) };
+  }
+  return { quantPolicy, mode: 'online' };
+}
+
 export class PretrainedModel {
   private disposed = false;
+  /** The KV cache quantization this model runs with (set by load). */
+  kvQuant: KvQuantInfo = { quantPolicy: 0, mode: 'float' };
 
   constructor(
     readonly dir: string,
@@ -86,11 +116,15 @@ export class PretrainedModel {
       delete loaded.spec.quant;
       log('info', `AWQ w${quant.bits}g${quant.groupSize}: dequantized to ${loaded.spec.dtype} on load for ${native.backend} (${Date.now() - t0} ms)`);
     }
+    const kv = resolveKvQuant(opts, ws?.kvCache, loaded.spec);
+    if (kv.quantPolicy) log('info', `KV cache int${kv.quantPolicy} (quant_policy ${kv.quantPolicy}), ${kv.mode}`);
     const t0 = Date.now();
     let model: NativeModel;
     try {
       model = native.createModel({
         ...toNativeArchConfig(loaded.spec),
+        ...(kv.quantPolicy ? { kvQuantPolicy: kv.quantPolicy } : {}),
+        ...(kv.qparams ? { kvQparams: kv.qparams } : {}),
         backend: native.backend,
         ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
         ...(opts.device !== undefined ? { device: opts.device } : {}),
@@ -110,6 +144,8 @@ export class PretrainedModel {
       `loaded ${loaded.spec.hfArchitecture} (${loaded.spec.dtype}, ${loaded.spec.numLayers} layers) from ${loaded.dir} on ` +
         `${native.backend} in ${Date.now() - t0} ms`,
     );
-    return new PretrainedModel(loaded.dir, loaded, tokenizer, chatTemplate, native, model, log);
+    const pm = new PretrainedModel(loaded.dir, loaded, tokenizer, chatTemplate, native, model, log);
+    pm.kvQuant = { quantPolicy: kv.quantPolicy, mode: kv.mode };
+    return pm;
   }
 }

@@ -20,6 +20,14 @@ export interface LoadOptions {
   awq?: 'native' | 'dequantize';
   /** A Jinja chat template that replaces the model's own (LMDeploy's --chat-template). */
   chatTemplate?: string;
+  /** KV-cache quantization, LMDeploy's `quant_policy`: 0 (fp16/f32 cache, default), 8 (int8), 4 (int4). K and V are
+   *  quantized when stored (asymmetric, a scale and zero point per token and KV head) and dequantized inside
+   *  attention. Default: the workspace's recorded policy (`convert --quant-policy`), else 0. */
+  quantPolicy?: 0 | 4 | 8;
+  /** A `lite calibrate` work dir: use its K/V statistics as fixed per-layer, per-head scales/zero points
+   *  (LMDeploy's kv_qparams) instead of online per-token ones. Needs quantPolicy 4 or 8. Default: the
+   *  workspace's recorded parameters when it has them for the policy in use, else online. */
+  kvCalibDir?: string;
   /** A loaded native module to use instead of loading `@lmfleet/native` (tests, or a host sharing one addon). */
   native?: import('../native').NativeModule;
 }

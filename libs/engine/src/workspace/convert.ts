@@ -21,6 +21,7 @@ import { toNativeArchConfig, type NativeArchConfig } from '../models/spec';
 import type { DType, TensorSource } from '../native';
 import { copyAuxFiles, writeDirAtomically } from '../quant/files';
 import { awqGemmToW4a16 } from '../quant/pack';
+import { kvQparamsFromCalibration, parseQuantPolicy } from '../quant/kv-qparams';
 
 export const WORKSPACE_FILE = 'lmfleet.json';
 export const WORKSPACE_WEIGHTS = 'weights.bin';
@@ -45,7 +46,10 @@ export interface WorkspaceManifest {
   dtype: 'f16' | 'bf16';
   /** layout 'lmfleet-w4a16' (written since the W4A16 kernels); 'autoawq-gemm' workspaces (older) load too. */
   quantization: { method: 'awq'; bits: 4; groupSize: number; layout: 'lmfleet-w4a16' | 'autoawq-gemm' } | null;
-  kvCache: { dtype: 'f16' | 'bf16' | 'f32' };
+  /** The KV cache the workspace is served with: `quantPolicy` (convert --quant-policy; 0 when absent) and, when
+   *  convert was given a calibration (--kv-calib-dir), the calibrated (scale, zero) values
+   *  [numLayers, 2, numKvHeads, 2] for that policy. */
+  kvCache: { dtype: 'f16' | 'bf16' | 'f32'; quantPolicy?: 0 | 4 | 8; qparams?: { source: string; values: number[] } };
   native: NativeArchConfig;
   /** The config.json the spec is parsed from (the architecture file reads it again at load). */
   hfConfig: Record<string, unknown>;
@@ -60,6 +64,10 @@ export interface ConvertOptions {
   modelFormat?: 'hf' | 'awq';
   /** AWQ group size; when given it must match the checkpoint's quantization_config. */
   groupSize?: number;
+  /** KV-cache quantization the workspace is served with (LMDeploy's --quant-policy 0|4|8); recorded in lmfleet.json. */
+  quantPolicy?: 0 | 4 | 8;
+  /** A `lite calibrate` work dir: record its K/V statistics as calibrated KV scales/zero points (needs quantPolicy 4/8). */
+  kvCalibDir?: string;
   dstPath: string;
   onProgress?: (fraction: number, message: string) => void;
   log?: Logger;
@@ -129,6 +137,9 @@ export async function convert(modelName: string, modelDir: string, opts: Convert
   if (spec.quant && opts.groupSize && opts.groupSize !== spec.quant.groupSize) {
     throw new QuantConfigError(`--group-size ${opts.groupSize} does not match the checkpoint's group_size ${spec.quant.groupSize}`);
   }
+  const quantPolicy = parseQuantPolicy(opts.quantPolicy ?? 0, '--quant-policy');
+  if (opts.kvCalibDir && quantPolicy === 0) throw new InvalidArgumentError('--kv-calib-dir needs --quant-policy 4 or 8');
+  const qparams = opts.kvCalibDir && quantPolicy !== 0 ? kvQparamsFromCalibration(opts.kvCalibDir, quantPolicy, spec) : undefined;
   const loadedTensors = loadModelWeights(loaded).tensors;
   const tensors = spec.quant ? toW4a16Sources(loadedTensors, spec.quant.groupSize) : loadedTensors;
   const abs = path.resolve(opts.dstPath);
@@ -162,7 +173,11 @@ export async function convert(modelName: string, modelDir: string, opts: Convert
       arch: arch.key,
       dtype: spec.dtype,
       quantization: spec.quant ? { method: 'awq', bits: 4, groupSize: spec.quant.groupSize, layout: 'lmfleet-w4a16' } : null,
-      kvCache: { dtype: spec.dtype },
+      kvCache: {
+        dtype: spec.dtype,
+        quantPolicy,
+        ...(qparams ? { qparams: { source: path.resolve(qparams.source), values: Array.from(qparams.values) } } : {}),
+      },
       native: toNativeArchConfig(spec),
       hfConfig: loaded.config,
       tokenizerFiles,

@@ -24,7 +24,7 @@ export function readWorkspaceManifest(dir: string): WorkspaceManifest {
 }
 
 /** A workspace → spec and tensors (validated against weights.bin's size and alignment). */
-export function loadWorkspace(dir: string): { loaded: LoadedModelSpec; tensors: TensorSource[] } {
+export function loadWorkspace(dir: string): { loaded: LoadedModelSpec; tensors: TensorSource[]; kvCache: WorkspaceManifest['kvCache'] } {
   const abs = path.resolve(dir);
   const m = readWorkspaceManifest(abs);
   const file = path.join(abs, WORKSPACE_FILE);
@@ -42,7 +42,7 @@ export function loadWorkspace(dir: string): { loaded: LoadedModelSpec; tensors: 
     }
     return { name: t.name, dtype: t.dtype, shape: [...t.shape], file: weightsFile, offset: t.offset };
   });
-  return { loaded: { dir: abs, config: m.hfConfig, arch, spec }, tensors };
+  return { loaded: { dir: abs, config: m.hfConfig, arch, spec }, tensors, kvCache: m.kvCache ?? { dtype: m.dtype } };
 }
 
 /** A Hugging Face directory or an engine workspace → spec and canonical tensors. */

@@ -29,6 +29,14 @@ ModelConfig parse_config(const Napi::Value& v) {
   c.eps = (float)get_number(o, "rmsNormEps", 1e-6);
   c.max_position = (int64_t)get_number(o, "maxPositionEmbeddings", 2048);
   c.tie_embeddings = get_bool(o, "tieWordEmbeddings", false);
+  c.kv_quant_policy = (int)get_number(o, "kvQuantPolicy", 0);
+  Napi::Value qpv = o.Get("kvQparams");
+  if (qpv.IsTypedArray() && qpv.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+    Napi::Float32Array a = qpv.As<Napi::Float32Array>();
+    c.kv_qparams.assign(a.Data(), a.Data() + a.ElementLength());
+  } else if (!qpv.IsUndefined() && !qpv.IsNull()) {
+    fail(ErrorCode::InvalidArgument, "model config: kvQparams must be a Float32Array");
+  }
   std::string act = get_string(o, "hiddenAct", "silu");
   if (act != "silu") fail(ErrorCode::InvalidArgument, "hiddenAct '" + act + "' is not supported (silu)");
   if (o.Has("quant") && !o.Get("quant").IsUndefined() && !o.Get("quant").IsNull()) {

@@ -262,6 +262,10 @@ void CudaBackend::rope(const rope_args& a) {
 
 void CudaBackend::kv_store(const kv_store_args& a) {
   bind();
+  // The quantized cache lives in the fused f16 decoder (CudaDecoder: rope_kv_store_cuda / attention_*_cuda with
+  // quant_policy, checked by test_kernels.cu); this f32 op-level path keeps the float cache only.
+  if (a.quant_policy)
+    fail(ErrorCode::InvalidArgument, "kv_store: quant_policy " + std::to_string(a.quant_policy) + " is not supported by the cuda op-level path (the cuda decoder supports it)");
   for (int64_t t = 0; t < a.tokens; t++)
     if (a.slots[t] >= a.num_slots) fail(ErrorCode::InvalidArgument, "kv_store: slot out of range");
   int* slots = stage_i32(0, a.slots, a.tokens);
@@ -270,6 +274,8 @@ void CudaBackend::kv_store(const kv_store_args& a) {
 
 void CudaBackend::attention(const attention_args& a) {
   bind();
+  if (a.quant_policy)
+    fail(ErrorCode::InvalidArgument, "attention: quant_policy " + std::to_string(a.quant_policy) + " is not supported by the cuda op-level path (the cuda decoder supports it)");
   if (a.kv_heads <= 0 || a.heads % a.kv_heads) fail(ErrorCode::InvalidArgument, "attention: heads must be a multiple of kv_heads");
   std::vector<int32_t> tok_seq;
   int64_t max_ctx = 1;

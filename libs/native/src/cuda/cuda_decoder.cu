@@ -73,8 +73,11 @@ CudaDecoder::CudaDecoder(Model& m)
     : m_(m), be_(dynamic_cast<CudaBackend&>(m.backend())), s_(dynamic_cast<CudaBackend&>(m.backend()).stream()) {
   be_.bind();
   const ModelConfig& c = m.cfg();
-  if (c.head_dim != 64 && c.head_dim != 128)
-    fail(ErrorCode::InvalidArgument, "cuda: head_dim must be 64 or 128, got " + std::to_string(c.head_dim));
+  if (c.kv_quant_policy == 0 && c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 128)
+    fail(ErrorCode::InvalidArgument, "cuda: head_dim must be 16, 32, 64 or 128, got " + std::to_string(c.head_dim));
+  if (c.kv_quant_policy != 0 && c.head_dim != 64 && c.head_dim != 128)
+    fail(ErrorCode::InvalidArgument, "cuda: a quantized KV cache (quant_policy " + std::to_string(c.kv_quant_policy) +
+                                         ") needs head_dim 64 or 128, got " + std::to_string(c.head_dim));
   if (c.heads / c.kv_heads > 8) fail(ErrorCode::InvalidArgument, "cuda: at most 8 query heads per kv head");
   if (c.hidden % 8 || c.inter % 8) fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes must be multiples of 8");
   if (const char* g = std::getenv("LMFLEET_CUDA_GRAPHS")) use_graphs_ = std::string(g) != "0";
@@ -300,14 +303,22 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     half* kc = reinterpret_cast<half*>(kv.k[l]);
     half* vc = reinterpret_cast<half*>(kv.v[l]);
     linear_any(g, h_, H, W.qkv, qkv_, Q, T);
+    KvQuantArgs kq;  // quantized cache (quant_policy 8/4): rope_kv_store quantizes, attention dequantizes
+    if (kv.quant_policy) {
+      kq.policy = kv.quant_policy;
+      kq.k_param = kv.k_param[l];
+      kq.v_param = kv.v_param[l];
+      kq.k_static = m_.kv_static(l, false);
+      kq.v_static = m_.kv_static(l, true);
+    }
     rope_kv_store_cuda(qkv_, Q, positions, inv_freq, inv_stride, (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
-                       (int)kv.block_size, s_);
+                       (int)kv.block_size, s_, kq);
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
-                            scale, split_len_, splits, attn_ws_, s_);
+                            scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param);
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
-                             NKV, D, (int)kv.block_size, scale, s_);
+                             NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
     linear_any(g, attn_, NH * D, W.o, proj_, H, T);
     add_rms_norm_cuda(resid_, proj_, post_norm_[l], h_, T, H, c.eps, s_);
     linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);

@@ -11,6 +11,7 @@
 #include "ops/add.cuh"
 #include "ops/argmax.cuh"
 #include "ops/attention.cuh"
+#include "ops/kv_quant.h"
 #include "ops/embedding.cuh"
 #include "ops/linear.cuh"
 #include "ops/log_softmax.cuh"
@@ -235,6 +236,88 @@ static void test_rope(Rng& r, const std::string& type, int rot_dim) {
         untouched_ok ? "" : "wrote outside its slots");
 }
 
+// rope + KV store into an int8 / int4 cache (online per-row scales, or calibrated fixed ones): every stored row
+// dequantizes to the float64 rotated k / v within 0.6 of its quantization step (0.5 for rounding, the rest for
+// the f16 rounding of the rotated values before quantization); rows of unused slots keep their poison.
+static void test_rope_kv_quant(Rng& r, int policy, bool calibrated) {
+  const int ntok = 13, nh = 4, nkv = 2, hd = 128, bs = 16, nblocks = 4, rot_dim = 128;
+  const int ld = (nh + 2 * nkv) * hd, nslots = nblocks * bs, rb = (int)kv_quant_row_bytes(policy, hd);
+  const int qmax = kv_quant_qmax(policy);
+  RopeFreqParams p;
+  p.rot_dim = rot_dim;
+  auto inv = rope_inv_freq_table(p, 4000);
+  auto qkv = r.normals((size_t)ntok * ld);
+  std::vector<int> pos(ntok), slots(nslots);
+  for (auto& x : pos) x = r.integer(0, 3000);
+  std::iota(slots.begin(), slots.end(), 0);
+  std::shuffle(slots.begin(), slots.end(), r.gen);
+  slots.resize(ntok);
+  slots[5] = -1;
+  std::vector<float> stat(2 * nkv * 2);  // k then v, per head (scale, zero): range [-2.5, 2.5], some values clip
+  for (int i = 0; i < 2 * nkv; i++) { stat[2 * i] = 5.f / qmax; stat[2 * i + 1] = -2.5f; }
+  DevBuf<half> dq(qkv.size());
+  DevBuf<unsigned char> dk((size_t)nslots * nkv * rb), dv(dk.n);
+  DevBuf<float> dkp((size_t)nslots * nkv * 2), dvp(dkp.n), dstat(stat.size()), df(inv.size());
+  DevBuf<int> dp(ntok), ds(ntok);
+  dq.upload(to_half(qkv));
+  dp.upload(pos);
+  ds.upload(slots);
+  df.upload(inv);
+  dstat.upload(stat);
+  dk.poison(); dv.poison(); dkp.poison(); dvp.poison();
+  KvQuantArgs qa;
+  qa.policy = policy;
+  qa.k_param = dkp.p;
+  qa.v_param = dvp.p;
+  if (calibrated) { qa.k_static = dstat.p; qa.v_static = dstat.p + 2 * nkv; }
+  rope_kv_store_cuda(dq.p, ld, dp.p, df.p, 0, rot_dim, ntok, nh, nkv, hd, reinterpret_cast<half*>(dk.p),
+                     reinterpret_cast<half*>(dv.p), ds.p, bs, S, qa);
+  auto kb = dk.download(), vb = dv.download();
+  auto kp = dkp.download(), vp = dvp.download();
+  double worst = 0;
+  bool untouched_ok = true;
+  std::vector<int> slot_tok(nslots, -1);
+  for (int t = 0; t < ntok; t++) if (slots[t] >= 0) slot_tok[slots[t]] = t;
+  for (int sl = 0; sl < nslots; sl++)
+    for (int h = 0; h < nkv; h++) {
+      const size_t row = (size_t)sl * nkv + h;
+      const int t = slot_tok[sl];
+      if (t < 0) { untouched_ok &= std::isnan(kp[2 * row]) && std::isnan(vp[2 * row + 1]); continue; }
+      for (int kv = 0; kv < 2; kv++) {
+        // float64 reference of the stored row: rotated k, or v
+        std::vector<double> x(hd);
+        const float* src = &qkv[(size_t)t * ld + (nh + kv * nkv + h) * hd];
+        for (int d = 0; d < hd; d++) x[d] = src[d];
+        if (kv == 0)
+          for (int i = 0; i < rot_dim / 2; i++) {
+            const double ang = (double)((float)pos[t] * inv[i]);
+            const double x1 = src[i], x2 = src[i + rot_dim / 2];
+            x[i] = x1 * std::cos(ang) - x2 * std::sin(ang);
+            x[i + rot_dim / 2] = x2 * std::cos(ang) + x1 * std::sin(ang);
+          }
+        const auto& bytes = kv ? vb : kb;
+        const auto& par = kv ? vp : kp;
+        const double scale = par[2 * row], zero = par[2 * row + 1];
+        double mn = 1e300, mx = -1e300;
+        for (double v : x) { mn = std::min(mn, v); mx = std::max(mx, v); }
+        const double want_scale = calibrated ? stat[2 * (kv * nkv + h)] : (mx - mn) / qmax;
+        const double want_zero = calibrated ? stat[2 * (kv * nkv + h) + 1] : mn;
+        worst = std::max(worst, std::fabs(scale - want_scale) / want_scale * 10);  // params: within 5% of a step
+        worst = std::max(worst, std::fabs(zero - want_zero) / want_scale * 10);
+        for (int d = 0; d < hd; d++) {
+          const int qv = policy == 8 ? bytes[row * rb + d] : (bytes[row * rb + d / 2] >> ((d & 1) * 4)) & 15;
+          const double deq = qv * scale + zero;
+          const double target = std::min(std::max(x[d], want_zero), want_zero + qmax * want_scale);  // clipped
+          worst = std::max(worst, std::fabs(deq - target) / want_scale);
+        }
+      }
+    }
+  T.add(std::string("rope.kv_store int") + std::to_string(policy) + (calibrated ? " calibrated" : " online"),
+        dims({ntok, nh, nkv, hd}) + " (err in steps)", worst, 0.6,
+        dk.guards_ok() && dv.guards_ok() && dkp.guards_ok() && dvp.guards_ok() && untouched_ok,
+        untouched_ok ? "" : "wrote outside its slots");
+}
+
 // Paged cache filled with random k/v for `ctx` tokens per sequence through shuffled block tables.
 struct PagedCache {
   int nkv, hd, bs, max_blocks, nblocks;
@@ -260,6 +343,43 @@ static PagedCache make_cache(Rng& r, int batch, int max_ctx, int nkv, int hd, in
   return c;
 }
 
+// Host quantization of every row of a paged cache (ops/kv_quant.h, online per-row scales, as the kernels store
+// them); the cache's float values are replaced by what the rows stand for, so the float64 reference attends over
+// exactly the values the kernel must dequantize.
+struct QuantCache {
+  std::vector<unsigned char> kb, vb;
+  std::vector<float> kp, vp;
+};
+static QuantCache quantize_cache(PagedCache& c, int policy) {
+  QuantCache q;
+  const size_t rows = c.k.size() / c.hd;
+  const int rb = (int)kv_quant_row_bytes(policy, c.hd), qmax = kv_quant_qmax(policy);
+  for (int kv = 0; kv < 2; kv++) {
+    auto& x = kv ? c.v : c.k;
+    auto& bytes = kv ? q.vb : q.kb;
+    auto& par = kv ? q.vp : q.kp;
+    bytes.assign(rows * rb, 0);
+    par.resize(rows * 2);
+    for (size_t row = 0; row < rows; row++) {
+      float* v = &x[row * c.hd];
+      float mn = v[0], mx = v[0];
+      for (int d = 1; d < c.hd; d++) { mn = std::min(mn, v[d]); mx = std::max(mx, v[d]); }
+      float scale, zero;
+      kv_quant_params(mn, mx, policy, &scale, &zero);
+      const float inv = kv_quant_inv_scale(scale);
+      for (int d = 0; d < c.hd; d++) {
+        const int qv = kv_quant_one(v[d], inv, zero, qmax);
+        if (policy == 8) bytes[row * rb + d] = (unsigned char)qv;
+        else bytes[row * rb + d / 2] |= (unsigned char)(qv << ((d & 1) * 4));
+        v[d] = kv_dequant_one(qv, scale, zero);
+      }
+      par[2 * row] = scale;
+      par[2 * row + 1] = zero;
+    }
+  }
+  return q;
+}
+
 static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpos, int nh, double scale, double* out) {
   const int g = nh / c.nkv;
   for (int h = 0; h < nh; h++) {
@@ -283,11 +403,16 @@ static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpo
   }
 }
 
-static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv, int hd, int split_len) {
+static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv, int hd, int split_len, int qp = 0) {
   const int batch = (int)ctx.size(), bs = 16;
   const int max_ctx = *std::max_element(ctx.begin(), ctx.end());
   const int max_splits = (max_ctx + split_len - 1) / split_len + 1;  // one more than needed: must be harmless
   auto c = make_cache(r, batch, max_ctx, nkv, hd, bs);
+  QuantCache qc;
+  if (qp) qc = quantize_cache(c, qp);
+  DevBuf<unsigned char> dkb(qp ? qc.kb.size() : 1), dvb(qp ? qc.vb.size() : 1);
+  DevBuf<float> dkp(qp ? qc.kp.size() : 1), dvp(qp ? qc.vp.size() : 1);
+  if (qp) { dkb.upload(qc.kb); dvb.upload(qc.vb); dkp.upload(qc.kp); dvp.upload(qc.vp); }
   const int ldq = (nh + 2 * nkv) * hd, ldo = nh * hd + 8;
   auto q = r.normals((size_t)batch * ldq);
   DevBuf<half> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout((size_t)batch * ldo);
@@ -300,8 +425,13 @@ static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv,
   dctx.upload(ctx);
   dout.poison();
   const double scale = 1.0 / std::sqrt((double)hd);
-  attention_decode_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs,
-                        (float)scale, split_len, max_splits, ws.p, S);
+  if (qp)
+    attention_decode_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p), dbt.p,
+                          c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs, (float)scale, split_len,
+                          max_splits, ws.p, S, qp, dkp.p, dvp.p);
+  else
+    attention_decode_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs,
+                          (float)scale, split_len, max_splits, ws.p, S);
   auto out = to_double(dout.download());
   std::vector<double> o2, r2(nh * hd);
   std::vector<double> ref;
@@ -312,11 +442,12 @@ static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv,
   }
   std::string cs;
   for (auto x : ctx) cs += (cs.empty() ? "" : ",") + std::to_string(x);
-  T.add("attention_decode", "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
+  T.add(qp ? "attention_decode int" + std::to_string(qp) : "attention_decode", "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
         std::to_string(hd) + " split" + std::to_string(split_len), rel_err(o2, ref), 3e-3, dout.guards_ok());
 }
 
-static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<int> hist, int nh, int nkv, int hd) {
+static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<int> hist, int nh, int nkv, int hd,
+                                   int qp = 0) {
   const int nseq = (int)qlens.size(), bs = 16;
   std::vector<int> ctx(nseq), qstart(nseq);
   int ntok = 0, max_ctx = 0, max_q = 0;
@@ -328,6 +459,11 @@ static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<i
     max_q = std::max(max_q, qlens[i]);
   }
   auto c = make_cache(r, nseq, max_ctx, nkv, hd, bs);
+  QuantCache qc;
+  if (qp) qc = quantize_cache(c, qp);
+  DevBuf<unsigned char> dkb(qp ? qc.kb.size() : 1), dvb(qp ? qc.vb.size() : 1);
+  DevBuf<float> dkp(qp ? qc.kp.size() : 1), dvp(qp ? qc.vp.size() : 1);
+  if (qp) { dkb.upload(qc.kb); dvb.upload(qc.vb); dkp.upload(qc.kp); dvp.upload(qc.vp); }
   const int ldq = (nh + 2 * nkv) * hd, ldo = nh * hd;
   auto q = r.normals((size_t)ntok * ldq);
   DevBuf<half> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout((size_t)ntok * ldo);
@@ -341,8 +477,13 @@ static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<i
   dql.upload(qlens);
   dout.poison();
   const double scale = 1.0 / std::sqrt((double)hd);
-  attention_prefill_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dqs.p, dql.p, dctx.p, dout.p, ldo, nseq, max_q,
-                         nh, nkv, hd, bs, (float)scale, S);
+  if (qp)
+    attention_prefill_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p), dbt.p,
+                           c.max_blocks, dqs.p, dql.p, dctx.p, dout.p, ldo, nseq, max_q, nh, nkv, hd, bs, (float)scale,
+                           S, qp, dkp.p, dvp.p);
+  else
+    attention_prefill_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dqs.p, dql.p, dctx.p, dout.p, ldo, nseq, max_q,
+                           nh, nkv, hd, bs, (float)scale, S);
   auto out = to_double(dout.download());
   std::vector<double> ref((size_t)ntok * ldo);
   for (int b = 0; b < nseq; b++)
@@ -350,7 +491,8 @@ static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<i
       attention_ref(c, b, &q[(size_t)(qstart[b] + i) * ldq], hist[b] + i, nh, scale, &ref[(size_t)(qstart[b] + i) * ldo]);
   std::string cs;
   for (int i = 0; i < nseq; i++) cs += (cs.empty() ? "" : ",") + std::to_string(qlens[i]) + "+" + std::to_string(hist[i]);
-  T.add(g_attention_prefill_impl ? "attention_prefill(fa2)" : "attention_prefill(wmma)", "q+hist " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
+  T.add(std::string(g_attention_prefill_impl || qp || (hd != 64 && hd != 128) ? "attention_prefill(fa2)" : "attention_prefill(wmma)") +
+        (qp ? " int" + std::to_string(qp) : ""), "q+hist " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
         std::to_string(hd), rel_err(out, ref), 5e-3, dout.guards_ok());
 }
 
@@ -783,6 +925,20 @@ int main(int argc, char** argv) {
       test_attention_prefill(r, {64, 257}, {300, 0}, 28, 4, 128);
     }
     g_attention_prefill_impl = 1;
+    // head dims of the tiny golden models (16) and 32
+    test_attention_decode(r, {1, 12, 45}, 4, 1, 16, 32);
+    test_attention_decode(r, {30, 100}, 4, 2, 32, 64);
+    test_attention_prefill(r, {12, 44}, {0, 7}, 4, 4, 16);
+    test_attention_prefill(r, {70}, {20}, 4, 1, 32);
+    // KV cache int8 / int4 (quant_policy 8 / 4): store, then decode and prefill reading the quantized cache
+    for (int qp : {8, 4}) {
+      test_rope_kv_quant(r, qp, false);
+      test_rope_kv_quant(r, qp, true);
+      test_attention_decode(r, {1, 17, 300, 1000}, 8, 2, 128, 256, qp);
+      test_attention_decode(r, {5, 700, 64}, 6, 2, 64, 128, qp);
+      test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 2, 128, qp);
+      test_attention_prefill(r, {200}, {0}, 6, 2, 64, qp);
+    }
     test_argmax(r);
     test_sample(r);
     test_repetition_penalty(r);

@@ -73,6 +73,9 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
   const ModelConfig& c = m_.cfg();
   Backend& be = m_.backend();
   const int64_t T = (int64_t)b.tokens.size();
+  const int qp = c.kv_quant_policy;
+  if (kv.quant_policy != qp || (qp && ((int64_t)kv.k_param.size() != c.layers || (int64_t)kv.v_param.size() != c.layers)))
+    fail(ErrorCode::Internal, "decoder: the KV cache's quant policy differs from the model's");
 #ifdef LMFLEET_WITH_CUDA
   if (cuda_) {
     for (int32_t id : b.tokens)
@@ -123,9 +126,21 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
     float* v = qkv + qd + kvd;
     LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd}));
     LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd}));
-    LMF_TIMED(kv_store, be.kv_store({k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size, qkvd}));
-    LMF_TIMED(attention, be.attention({q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
-                  b.seq_info.data(), b.num_seqs(), NH, NKV, D, 1.0f / std::sqrt((float)D), qkvd}));
+    kv_store_args st{k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size, qkvd};
+    attention_args at{q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
+                      b.seq_info.data(), b.num_seqs(), NH, NKV, D, 1.0f / std::sqrt((float)D), qkvd};
+    if (qp) {  // quantized cache: kv_store quantizes (online, or with the calibrated params), attention dequantizes
+      st.quant_policy = at.quant_policy = qp;
+      st.head_dim = D;
+      st.k_param = kv.k_param[l];
+      st.v_param = kv.v_param[l];
+      st.k_static = m_.kv_static(l, false);
+      st.v_static = m_.kv_static(l, true);
+      at.k_param = kv.k_param[l];
+      at.v_param = kv.v_param[l];
+    }
+    LMF_TIMED(kv_store, be.kv_store(st));
+    LMF_TIMED(attention, be.attention(at));
     LMF_TIMED(linear, be.linear({attn, L.o.get(), h, T}));
     LMF_TIMED(add, be.add({x, h, x, T * H}));
     LMF_TIMED(rms_norm, be.rms_norm({x, L.post_norm.as<float>(), h, T, H, c.eps}));
@@ -166,15 +181,11 @@ struct WholeSequence {
     batch.max_blocks = 1;
     if (all_logits)
       for (int64_t i = 0; i < n; i++) batch.logit_rows.push_back((int32_t)i);
-    const int64_t width = c.kv_heads * c.head_dim;
-    m.whole_seq_cache.ensure(&m.backend(), (size_t)(2 * c.layers * n * width * 4));
-    float* cache = m.whole_seq_cache.as<float>();
-    kv.num_blocks = 1;
-    kv.block_size = n;
-    for (int64_t l = 0; l < c.layers; l++) {
-      kv.k.push_back(cache + (2 * l) * n * width);
-      kv.v.push_back(cache + (2 * l + 1) * n * width);
-    }
+    Backend& be = m.backend();
+    const int64_t eb = (int64_t)be.kv_element_bytes();
+    const int64_t pool = kv_pool_bytes(n, c.kv_heads, c.head_dim, c.kv_quant_policy, eb);
+    m.whole_seq_cache.ensure(&be, (size_t)(2 * c.layers * pool));
+    kv = make_kv_view(m.whole_seq_cache.get(), c.layers, 1, n, c.kv_heads, c.head_dim, c.kv_quant_policy, eb);
   }
 };
 

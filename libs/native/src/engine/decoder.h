@@ -16,10 +16,21 @@
 namespace lmfleet {
 
 // Where the K/V of every layer live: per layer [num_blocks, block_size, kv_heads * head_dim] (backend memory).
+// quant_policy 8 / 4 (the model's kv_quant_policy, ops/kv_quant.h): k/v point at int8 / int4 rows (bytes) and
+// k_param/v_param at the (scale, zero) pairs [num_blocks * block_size, kv_heads, 2] f32 of each layer.
 struct KvView {
   std::vector<float*> k, v;  // per layer
+  std::vector<float*> k_param, v_param;  // per layer, quant_policy != 0 only
   int64_t num_blocks = 0, block_size = 0;
+  int quant_policy = 0;
 };
+
+// Bytes of one layer's K (or V) pool of `slots` tokens, and the view over one allocation of
+// 2 * layers * kv_pool_bytes(...) bytes (data then params per pool, each 256-byte aligned).
+// elem_bytes: Backend::kv_element_bytes() (the float cache's element size; unused when quantized).
+int64_t kv_pool_bytes(int64_t slots, int64_t kv_heads, int64_t head_dim, int quant_policy, int64_t elem_bytes);
+KvView make_kv_view(void* base, int64_t layers, int64_t num_blocks, int64_t block_size, int64_t kv_heads,
+                    int64_t head_dim, int quant_policy, int64_t elem_bytes);
 
 // One step's input, in host memory.
 struct StepBatch {

@@ -16,7 +16,8 @@ KvCacheOptions cache_options(const ModelConfig& c, const EngineOptions& o) {
   // cpu: memory is shared with everything else, so the fraction rule is capped at what a full batch of
   // full-length sequences (plus as many kept sessions) can use.
   k.max_useful_blocks = 2 * o.max_batch_size * ((o.session_len + o.block_size - 1) / o.block_size);
-  (void)c;
+  k.quant_policy = c.kv_quant_policy;
+  k.head_dim = c.head_dim;
   return k;
 }
 SchedulerOptions sched_options(const EngineOptions& o) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "ops/kv_quant.h"
 
 namespace lmfleet {
 
@@ -42,11 +43,51 @@ int64_t available_memory_bytes() {
 }
 
 namespace {
+int64_t align256(int64_t n) { return (n + 255) / 256 * 256; }
+}  // namespace
+
+int64_t kv_pool_bytes(int64_t slots, int64_t kv_heads, int64_t head_dim, int quant_policy, int64_t elem_bytes) {
+  if (!quant_policy) return align256(slots * kv_heads * head_dim * elem_bytes);
+  return align256(slots * kv_heads * kv_quant_row_bytes(quant_policy, head_dim)) + align256(slots * kv_heads * 2 * 4);
+}
+
+KvView make_kv_view(void* base, int64_t layers, int64_t num_blocks, int64_t block_size, int64_t kv_heads,
+                    int64_t head_dim, int quant_policy, int64_t elem_bytes) {
+  KvView v;
+  v.num_blocks = num_blocks;
+  v.block_size = block_size;
+  v.quant_policy = quant_policy;
+  const int64_t slots = num_blocks * block_size;
+  const int64_t pool = kv_pool_bytes(slots, kv_heads, head_dim, quant_policy, elem_bytes);
+  const int64_t data = quant_policy ? align256(slots * kv_heads * kv_quant_row_bytes(quant_policy, head_dim)) : pool;
+  char* p = static_cast<char*>(base);
+  for (int64_t l = 0; l < layers; l++) {
+    char* k = p + (2 * l) * pool;
+    char* vv = p + (2 * l + 1) * pool;
+    v.k.push_back(reinterpret_cast<float*>(k));
+    v.v.push_back(reinterpret_cast<float*>(vv));
+    if (quant_policy) {
+      v.k_param.push_back(reinterpret_cast<float*>(k + data));
+      v.v_param.push_back(reinterpret_cast<float*>(vv + data));
+    }
+  }
+  return v;
+}
+
+int64_t KvCache::bytes_per_block(int64_t layers, int64_t kv_width, int64_t block_size, int64_t elem_bytes,
+                                 int quant_policy, int64_t head_dim) {
+  if (!quant_policy) return 2 * layers * kv_width * block_size * elem_bytes;
+  const int64_t heads = kv_width / head_dim;
+  return 2 * layers * block_size * heads * (kv_quant_row_bytes(quant_policy, head_dim) + 8);
+}
+
+namespace {
 int64_t resolve_blocks(const Backend& be, int64_t layers, int64_t kv_width, const KvCacheOptions& o) {
   if (o.num_blocks > 0) return o.num_blocks;
   double frac = o.cache_max_entry_count > 0 ? o.cache_max_entry_count : 0.8;
   if (frac > 1) fail(ErrorCode::InvalidArgument, "cacheMaxEntryCount must be in (0, 1] (or pass numBlocks)");
-  int64_t per = KvCache::bytes_per_block(layers, kv_width, o.block_size, (int64_t)be.kv_element_bytes());
+  int64_t per = KvCache::bytes_per_block(layers, kv_width, o.block_size, (int64_t)be.kv_element_bytes(), o.quant_policy,
+                                         o.head_dim);
   int64_t n = (int64_t)(frac * (double)be.available_memory_bytes()) / per;
   if (o.max_useful_blocks > 0) n = std::min(n, o.max_useful_blocks);
   if (n <= 0) fail(ErrorCode::OutOfKvCache, "kv cache: not enough free memory for a single block");
@@ -56,16 +97,13 @@ int64_t resolve_blocks(const Backend& be, int64_t layers, int64_t kv_width, cons
 
 KvCache::KvCache(Backend& be, int64_t layers, int64_t kv_width, const KvCacheOptions& opts)
     : alloc_(resolve_blocks(be, layers, kv_width, opts), opts.block_size) {
+  if (!kv_quant_policy_valid(opts.quant_policy)) fail(ErrorCode::InvalidArgument, "kv cache: quant_policy must be 0, 4 or 8");
+  if (opts.quant_policy && (opts.head_dim <= 0 || kv_width % opts.head_dim || opts.head_dim % 2))
+    fail(ErrorCode::InvalidArgument, "kv cache: a quantized cache needs an even head_dim dividing the kv width");
   const int64_t nb = alloc_.total(), bs = opts.block_size, eb = (int64_t)be.kv_element_bytes();
-  mem_ = Buffer(&be, (size_t)bytes_per_block(layers, kv_width, bs, eb) * nb);
-  view_.num_blocks = nb;
-  view_.block_size = bs;
-  const size_t per_layer = (size_t)(nb * bs * kv_width * eb);  // bytes of one layer's K (or V) pool
-  char* base = mem_.as<char>();
-  for (int64_t l = 0; l < layers; l++) {
-    view_.k.push_back(reinterpret_cast<float*>(base + (size_t)(2 * l) * per_layer));
-    view_.v.push_back(reinterpret_cast<float*>(base + (size_t)(2 * l + 1) * per_layer));
-  }
+  const int64_t hd = pool_head_dim(kv_width, opts), heads = kv_width / hd;
+  mem_ = Buffer(&be, (size_t)(2 * layers * kv_pool_bytes(nb * bs, heads, hd, opts.quant_policy, eb)));
+  view_ = make_kv_view(mem_.get(), layers, nb, bs, heads, hd, opts.quant_policy, eb);
 }
 
 }  // namespace lmfleet

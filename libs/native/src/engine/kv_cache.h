@@ -34,6 +34,8 @@ struct KvCacheOptions {
   int64_t num_blocks = 0;            // > 0: exact
   double cache_max_entry_count = 0;  // else: this fraction of available memory
   int64_t max_useful_blocks = 0;     // cap for the fraction rule (cpu: don't reserve more than can be used)
+  int quant_policy = 0;              // the model's kv_quant_policy (0 float, 8 int8, 4 int4)
+  int64_t head_dim = 0;              // needed when quant_policy != 0 (kv_heads = kv_width / head_dim)
 };
 
 class KvCache {
@@ -42,12 +44,14 @@ class KvCache {
   BlockAllocator& blocks() { return alloc_; }
   const KvView& view() const { return view_; }
   size_t bytes() const { return mem_.bytes(); }
-  // elem_bytes: Backend::kv_element_bytes() (cpu 4, cuda 2: its decoder keeps the cache in f16).
-  static int64_t bytes_per_block(int64_t layers, int64_t kv_width, int64_t block_size, int64_t elem_bytes = 4) {
-    return 2 * layers * kv_width * block_size * elem_bytes;
-  }
+  // elem_bytes: Backend::kv_element_bytes() (cpu 4, cuda 2: its decoder keeps the cache in f16). A quantized
+  // cache (quant_policy 8/4) needs kv_width * bits / 8 bytes per token plus 8 bytes of (scale, zero) per kv head,
+  // so the same budget holds ~1.9x (int8) / ~3.5x (int4) more blocks than f16 at head_dim 128.
+  static int64_t bytes_per_block(int64_t layers, int64_t kv_width, int64_t block_size, int64_t elem_bytes = 4,
+                                 int quant_policy = 0, int64_t head_dim = 0);
 
  private:
+  static int64_t pool_head_dim(int64_t kv_width, const KvCacheOptions& o) { return o.quant_policy ? o.head_dim : kv_width; }
   Buffer mem_;
   BlockAllocator alloc_;
   KvView view_;

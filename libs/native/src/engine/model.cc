@@ -1,5 +1,7 @@
 #include "engine/model.h"
 
+#include <cmath>
+
 #include <cstring>
 #include <unordered_map>
 
@@ -102,6 +104,18 @@ Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
   positive(c.head_dim, "headDim");
   if (c.heads % c.kv_heads) fail(ErrorCode::InvalidArgument, "model config: numHeads must be a multiple of numKvHeads");
   if (!(c.eps > 0)) fail(ErrorCode::InvalidArgument, "model config: rmsNormEps must be > 0");
+  if (c.kv_quant_policy != 0 && c.kv_quant_policy != 4 && c.kv_quant_policy != 8)
+    fail(ErrorCode::InvalidArgument, "model config: kvQuantPolicy must be 0, 4 or 8, got " + std::to_string(c.kv_quant_policy));
+  if (c.kv_quant_policy && c.head_dim % 2) fail(ErrorCode::InvalidArgument, "model config: a quantized KV cache needs an even headDim");
+  if (!c.kv_qparams.empty()) {
+    if (!c.kv_quant_policy) fail(ErrorCode::InvalidArgument, "model config: kvQparams given without kvQuantPolicy 4 or 8");
+    if ((int64_t)c.kv_qparams.size() != c.layers * 2 * c.kv_heads * 2)
+      fail(ErrorCode::InvalidArgument, "model config: kvQparams must hold [numLayers, 2, numKvHeads, 2] = " +
+                                           std::to_string(c.layers * 4 * c.kv_heads) + " values, got " + std::to_string(c.kv_qparams.size()));
+    for (size_t i = 0; i < c.kv_qparams.size(); i += 2)
+      if (!(c.kv_qparams[i] >= 0) || !std::isfinite(c.kv_qparams[i]) || !std::isfinite(c.kv_qparams[i + 1]))
+        fail(ErrorCode::InvalidArgument, "model config: kvQparams holds a negative or non-finite scale/zero at " + std::to_string(i));
+  }
   rotary_dim_ = rope_rotary_dim(c.rope, c.head_dim);
   inv_freq_ = rope_inv_freq(c.rope, c.head_dim, 1);
   if (c.backend == "cpu") {
@@ -236,6 +250,10 @@ void Model::load() {
     }
   }
   layers = std::move(ls);
+  if (!c.kv_qparams.empty()) {
+    kv_qparams = Buffer(&be, c.kv_qparams.size() * 4);
+    be.upload(kv_qparams.get(), c.kv_qparams.data(), c.kv_qparams.size() * 4);
+  }
   weight_bytes_ = bytes;
   cfg_.tensors.clear();  // in-memory tensor data is no longer needed
   cfg_.tensors.shrink_to_fit();

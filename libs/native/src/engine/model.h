@@ -33,6 +33,10 @@ struct ModelConfig {
   RopeParams rope;
   bool tie_embeddings = false;
   int64_t quant_group = 0;  // > 0: W4A16 (AWQ) linears with this group size may be given as qweight (ops/w4a16_gemm.h)
+  // KV cache quantization (LMDeploy's quant_policy; ops/kv_quant.h): 0 float, 8 int8, 4 int4.
+  int kv_quant_policy = 0;
+  // Calibrated (scale, zero) per layer, K then V, per kv head: [layers, 2, kv_heads, 2]; empty: online per token.
+  std::vector<float> kv_qparams;
   std::vector<TensorSpec> tensors;
 };
 
@@ -64,6 +68,11 @@ class Model {
   std::mutex run_mutex;  // one forward at a time (the decoder's scratch is per model)
   std::unique_ptr<class Decoder> decoder;  // guarded by run_mutex
   Buffer whole_seq_cache;                  // forward/scoreTokens' temporary KV (grow-only), run_mutex
+  Buffer kv_qparams;                       // cfg().kv_qparams on the backend (empty: online)
+  // Calibrated K / V (scale, zero) [kv_heads, 2] of layer l on the backend; null when online.
+  const float* kv_static(int64_t l, bool v) const {
+    return kv_qparams.get() ? kv_qparams.as<float>() + (l * 2 + (v ? 1 : 0)) * cfg_.kv_heads * 2 : nullptr;
+  }
 
  private:
   ModelConfig cfg_;

@@ -17,17 +17,55 @@ __device__ __forceinline__ const half* kv_row(const half* cache, const int* bt, 
   const int blk = bt[t / block_size];
   return cache + (((size_t)blk * block_size + (t % block_size)) * nkv + kvh) * hd;
 }
+
+// Quantized caches (ops/kv_quant.h): QP = 0 (f16), 8 (int8) or 4 (int4). A lane reads 8 consecutive values of a
+// row: 16 B of f16, 8 B of int8 or 4 B of int4, plus the row's (scale, zero).
+template <int QP> struct KvChunk { using T = uint4; };
+template <> struct KvChunk<8> { using T = uint2; };
+template <> struct KvChunk<4> { using T = uint32_t; };
+
+__device__ __forceinline__ size_t kv_row_index(const int* bt, int t, int kvh, int nkv, int block_size) {
+  return ((size_t)bt[t / block_size] * block_size + (t % block_size)) * nkv + kvh;
+}
+
+// the 8 values [c8 * 8, c8 * 8 + 8) of row `row`
+template <int QP, int HD>
+__device__ __forceinline__ typename KvChunk<QP>::T kv_load8(const void* cache, size_t row, int c8) {
+  using T = typename KvChunk<QP>::T;
+  constexpr int RB = QP == 0 ? HD * 2 : (QP == 8 ? HD : HD / 2);  // bytes per row
+  return __ldg(reinterpret_cast<const T*>(static_cast<const char*>(cache) + row * RB) + c8);
+}
+
+__device__ __forceinline__ float2 kv_param(const float* param, size_t row) {
+  return __ldg(reinterpret_cast<const float2*>(param) + row);
+}
+
+template <int QP>
+__device__ __forceinline__ void kv_to_float8(const typename KvChunk<QP>::T& raw, float2 sz, float* f) {
+  if constexpr (QP == 0) {
+    half8_to_float(*reinterpret_cast<const half8*>(&raw), f);
+  } else if constexpr (QP == 8) {
+    const uint32_t w[2] = {raw.x, raw.y};
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = (float)((w[i / 4] >> (8 * (i % 4))) & 0xffu) * sz.x + sz.y;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = (float)((raw >> (4 * i)) & 0xfu) * sz.x + sz.y;
+  }
+}
 }  // namespace
 
 // grid (max_splits, nkv, batch); 128 threads. A group of TPT = HD/8 lanes holds one token's row (16 B per lane);
 // a warp covers 32/TPT tokens per step. All G query heads of the kv head share each K/V load.
-template <int HD, int G>
+template <int HD, int G, int QP>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
 attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restrict__ k_cache,
                         const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
                         const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
                         int block_size, float scale_log2, int split_len, int max_splits, float* __restrict__ o_part,
-                        float* __restrict__ ml_part) {
+                        float* __restrict__ ml_part, const float* __restrict__ k_param,
+                        const float* __restrict__ v_param) {
+  using Chunk = typename KvChunk<QP>::T;
   constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
   extern __shared__ float scores[];  // [G][split_len]
   __shared__ float red[kDecodeWarps][G][HD];
@@ -54,18 +92,24 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   // scores: kUnroll tokens per lane group in flight (loads first, then the dot products)
   constexpr int kUnroll = 4;
   for (int base = t0; base < t1; base += TPB * kUnroll) {
-    uint4 kr[kUnroll];
+    Chunk kr[kUnroll];
+    float2 kp[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
       const int t = base + u * TPB + warp * TPW + tslot;
-      kr[u] = t < t1 ? __ldg(reinterpret_cast<const uint4*>(kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + sub * 8))
-                     : make_uint4(0, 0, 0, 0);
+      kr[u] = Chunk{};
+      kp[u] = make_float2(0.f, 0.f);
+      if (t < t1) {
+        const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
+        kr[u] = kv_load8<QP, HD>(k_cache, row, sub);
+        if constexpr (QP != 0) kp[u] = kv_param(k_param, row);
+      }
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
       const int t = base + u * TPB + warp * TPW + tslot;
       float kf[8];
-      half8_to_float(*reinterpret_cast<half8*>(&kr[u]), kf);
+      kv_to_float8<QP>(kr[u], kp[u], kf);
 #pragma unroll
       for (int g = 0; g < G; g++) {
         float d = 0.f;
@@ -102,19 +146,25 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
 #pragma unroll
     for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
   for (int base = t0; base < t1; base += TPB * kUnroll) {
-    uint4 vr[kUnroll];
+    Chunk vr[kUnroll];
+    float2 vp[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
       const int t = base + u * TPB + warp * TPW + tslot;
-      vr[u] = t < t1 ? __ldg(reinterpret_cast<const uint4*>(kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + sub * 8))
-                     : make_uint4(0, 0, 0, 0);
+      vr[u] = Chunk{};
+      vp[u] = make_float2(0.f, 0.f);
+      if (t < t1) {
+        const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
+        vr[u] = kv_load8<QP, HD>(v_cache, row, sub);
+        if constexpr (QP != 0) vp[u] = kv_param(v_param, row);
+      }
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
       const int t = base + u * TPB + warp * TPW + tslot;
       if (t < t1) {
         float vf[8];
-        half8_to_float(*reinterpret_cast<half8*>(&vr[u]), vf);
+        kv_to_float8<QP>(vr[u], vp[u], vf);
 #pragma unroll
         for (int g = 0; g < G; g++) {
           const float p = scores[g * split_len + (t - t0)];
@@ -180,20 +230,20 @@ size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_split
   return (size_t)batch * nh * max_splits * (hd + 2) * sizeof(float);
 }
 
-template <int HD, int G>
+template <int HD, int G, int QP>
 static void launch_decode(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
                           int max_blocks, const int* ctx_lens, half* out, int ldo, int batch, int nh, int nkv,
                           int block_size, float scale, int split_len, int max_splits, void* workspace,
-                          cudaStream_t s) {
+                          cudaStream_t s, const float* k_param, const float* v_param) {
   float* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
   const size_t smem = (size_t)G * split_len * sizeof(float);
-  auto kern = attention_decode_kernel<HD, G>;
+  auto kern = attention_decode_kernel<HD, G, QP>;
   if (smem > 48 * 1024) LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   dim3 grid(max_splits, nkv, batch);
   kern<<<grid, kDecodeWarps * 32, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo,
                                              nh, nkv, block_size, scale * kLog2e, split_len, max_splits, o_part,
-                                             ml_part);
+                                             ml_part, k_param, v_param);
   LMF_CUDA_LAUNCHED();
   if (max_splits > 1) {
     attention_decode_combine_kernel<HD><<<dim3(nh, batch), HD, 0, s>>>(ctx_lens, out, ldo, nh, split_len, max_splits,
@@ -202,15 +252,15 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   }
 }
 
-template <int HD>
+template <int HD, int QP>
 static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo, int batch,
                            int nh, int nkv, int block_size, float scale, int split_len, int max_splits,
-                           void* workspace, cudaStream_t s) {
+                           void* workspace, cudaStream_t s, const float* k_param, const float* v_param) {
 #define LMF_DECODE_CASE(G)                                                                                   \
   case G:                                                                                                    \
-    return launch_decode<HD, G>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, \
-                                nh, nkv, block_size, scale, split_len, max_splits, workspace, s);
+    return launch_decode<HD, G, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, \
+                                    nh, nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param);
   switch (g) {
     LMF_DECODE_CASE(1) LMF_DECODE_CASE(2) LMF_DECODE_CASE(3) LMF_DECODE_CASE(4)
     LMF_DECODE_CASE(5) LMF_DECODE_CASE(6) LMF_DECODE_CASE(7) LMF_DECODE_CASE(8)
@@ -222,19 +272,39 @@ static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, c
 void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
-                           int max_splits, void* workspace, cudaStream_t s) {
+                           int max_splits, void* workspace, cudaStream_t s, int quant_policy, const float* k_param,
+                           const float* v_param) {
   if (batch <= 0) return;
   if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
   if (split_len <= 0 || max_splits <= 0) fail(ErrorCode::InvalidArgument, "attention: bad split_len/max_splits");
+  if (quant_policy && (!k_param || !v_param)) fail(ErrorCode::InvalidArgument, "attention: a quantized cache needs its params");
   const int g = nh / nkv;
-  if (hd == 128)
-    dispatch_group<128>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, nkv,
-                        block_size, scale, split_len, max_splits, workspace, s);
-  else if (hd == 64)
-    dispatch_group<64>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, nkv,
-                       block_size, scale, split_len, max_splits, workspace, s);
-  else
-    fail(ErrorCode::InvalidArgument, "attention: head_dim must be 64 or 128");
+#define LMF_DECODE_HD(HD, QP)                                                                                 \
+  return dispatch_group<HD, QP>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, \
+                                nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param)
+  if (quant_policy == 0) {
+    switch (hd) {
+      case 16: LMF_DECODE_HD(16, 0);
+      case 32: LMF_DECODE_HD(32, 0);
+      case 64: LMF_DECODE_HD(64, 0);
+      case 128: LMF_DECODE_HD(128, 0);
+    }
+  } else if (quant_policy == 8) {
+    switch (hd) {
+      case 64: LMF_DECODE_HD(64, 8);
+      case 128: LMF_DECODE_HD(128, 8);
+    }
+  } else if (quant_policy == 4) {
+    switch (hd) {
+      case 64: LMF_DECODE_HD(64, 4);
+      case 128: LMF_DECODE_HD(128, 4);
+    }
+  } else {
+    fail(ErrorCode::InvalidArgument, "attention: quant_policy must be 0, 4 or 8");
+  }
+#undef LMF_DECODE_HD
+  fail(ErrorCode::InvalidArgument, "attention: head_dim " + std::to_string(hd) + " is not supported with quant_policy " +
+                                       std::to_string(quant_policy) + " (f16 cache: 16, 32, 64, 128; int8/int4: 64, 128)");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -411,13 +481,14 @@ __device__ __forceinline__ uint32_t pack_half2(float a, float b) {
 }
 }  // namespace
 
-template <int HD>
+template <int HD, int QP>
 __global__ void __launch_bounds__(128)
 attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __restrict__ k_cache,
                              const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
                              const int* __restrict__ q_starts, const int* __restrict__ q_lens,
                              const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
-                             int block_size, float scale_log2) {
+                             int block_size, float scale_log2, const float* __restrict__ k_param,
+                             const float* __restrict__ v_param) {
   constexpr int LD = HD + 8;  // halves per smem row (16 B pad: conflict-free ldmatrix)
   constexpr int CPR = HD / 8;
   constexpr int KS = HD / 16;  // k-steps over head dims
@@ -447,10 +518,23 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
     for (int c = threadIdx.x; c < kBN * CPR; c += 128) {
       const int r = c / CPR, ch = c % CPR, t = tile * kBN + r;
       const bool ok = t < nkeys;
-      const half* ks = ok ? kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : k_cache;
-      const half* vs = ok ? kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : v_cache;
-      cp_async16(kd + r * LD + ch * 8, ks, ok);
-      cp_async16(vd + r * LD + ch * 8, vs, ok);
+      if constexpr (QP == 0) {
+        const half* ks = ok ? kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : k_cache;
+        const half* vs = ok ? kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : v_cache;
+        cp_async16(kd + r * LD + ch * 8, ks, ok);
+        cp_async16(vd + r * LD + ch * 8, vs, ok);
+      } else {  // quantized cache: load, dequantize to f16 in registers, store (the buffer is free: see the loop)
+        float kf[8], vf[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) kf[i] = vf[i] = 0.f;
+        if (ok) {
+          const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
+          kv_to_float8<QP>(kv_load8<QP, HD>(k_cache, row, ch), kv_param(k_param, row), kf);
+          kv_to_float8<QP>(kv_load8<QP, HD>(v_cache, row, ch), kv_param(v_param, row), vf);
+        }
+        *reinterpret_cast<half8*>(kd + r * LD + ch * 8) = float_to_half8(kf);
+        *reinterpret_cast<half8*>(vd + r * LD + ch * 8) = float_to_half8(vf);
+      }
     }
   };
 
@@ -575,18 +659,19 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
 
 int g_attention_prefill_impl = 1;  // 1: mma.sync flash-attention-2 kernel; 0: the WMMA kernel (reference/fallback)
 
-template <int HD>
+template <int HD, int QP>
 static void launch_prefill(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
                            int max_blocks, const int* q_starts, const int* q_lens, const int* ctx_lens, half* out,
                            int ldo, int num_seqs, int max_q_len, int nh, int nkv, int block_size, float scale,
-                           cudaStream_t s) {
-  if (g_attention_prefill_impl == 1) {
-    auto kern = attention_prefill_fa2_kernel<HD>;
+                           cudaStream_t s, const float* k_param, const float* v_param) {
+  // the WMMA kernel (impl 0) is the cross-check for the f16 cache at head_dim 64/128; everything else takes FA2
+  if (g_attention_prefill_impl == 1 || QP != 0 || (HD != 64 && HD != 128)) {
+    auto kern = attention_prefill_fa2_kernel<HD, QP>;
     const size_t smem = (size_t)(kBM + 4 * kBN) * (HD + 8) * sizeof(half);
     LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((max_q_len + kBM - 1) / kBM, nh, num_seqs);
     kern<<<grid, 128, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out,
-                                 ldo, nh, nkv, block_size, scale * kLog2e);
+                                 ldo, nh, nkv, block_size, scale * kLog2e, k_param, v_param);
     LMF_CUDA_LAUNCHED();
     return;
   }
@@ -602,18 +687,38 @@ static void launch_prefill(const half* q, int ldq, const half* k_cache, const ha
 void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
                             const int* block_tables, int max_blocks, const int* q_starts, const int* q_lens,
                             const int* ctx_lens, half* out, int ldo, int num_seqs, int max_q_len, int nh, int nkv,
-                            int hd, int block_size, float scale, cudaStream_t s) {
+                            int hd, int block_size, float scale, cudaStream_t s, int quant_policy,
+                            const float* k_param, const float* v_param) {
   if (num_seqs <= 0 || max_q_len <= 0) return;
   if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
   if (ldq % 8 || ldo % 8) fail(ErrorCode::InvalidArgument, "attention: row strides must be multiples of 8");
-  if (hd == 128)
-    launch_prefill<128>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out, ldo,
-                        num_seqs, max_q_len, nh, nkv, block_size, scale, s);
-  else if (hd == 64)
-    launch_prefill<64>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out, ldo,
-                       num_seqs, max_q_len, nh, nkv, block_size, scale, s);
-  else
-    fail(ErrorCode::InvalidArgument, "attention: head_dim must be 64 or 128");
+  if (quant_policy && (!k_param || !v_param)) fail(ErrorCode::InvalidArgument, "attention: a quantized cache needs its params");
+#define LMF_PREFILL_HD(HD, QP)                                                                                   \
+  return launch_prefill<HD, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out, \
+                                ldo, num_seqs, max_q_len, nh, nkv, block_size, scale, s, k_param, v_param)
+  if (quant_policy == 0) {
+    switch (hd) {
+      case 16: LMF_PREFILL_HD(16, 0);
+      case 32: LMF_PREFILL_HD(32, 0);
+      case 64: LMF_PREFILL_HD(64, 0);
+      case 128: LMF_PREFILL_HD(128, 0);
+    }
+  } else if (quant_policy == 8) {
+    switch (hd) {
+      case 64: LMF_PREFILL_HD(64, 8);
+      case 128: LMF_PREFILL_HD(128, 8);
+    }
+  } else if (quant_policy == 4) {
+    switch (hd) {
+      case 64: LMF_PREFILL_HD(64, 4);
+      case 128: LMF_PREFILL_HD(128, 4);
+    }
+  } else {
+    fail(ErrorCode::InvalidArgument, "attention: quant_policy must be 0, 4 or 8");
+  }
+#undef LMF_PREFILL_HD
+  fail(ErrorCode::InvalidArgument, "attention: head_dim " + std::to_string(hd) + " is not supported with quant_policy " +
+                                       std::to_string(quant_policy) + " (f16 cache: 16, 32, 64, 128; int8/int4: 64, 128)");
 }
 
 }  // namespace lmfleet

@@ -1,6 +1,6 @@
 // attention: causal, grouped-query attention of new tokens over the paged KV cache of one layer (the new
 // tokens' K/V must already be stored, see kv_store). One op for prefill (q_len > 1, chunked or not) and
-// decode (q_len = 1), for any mix of sequences in a batch.
+// decode (q_len = 1), for any mix of sequences in a batch; reads a float or a quantized (int8/int4) cache.
 // Sequence s owns queries [q_start, q_start + q_len) and has ctx_len tokens in the cache; its query j sits
 // at position ctx_len - q_len + j and attends to cache positions 0..that position.
 #pragma once
@@ -20,5 +20,10 @@ struct attention_args {
   int64_t heads, kv_heads, head_dim;
   float scale;
   int64_t ldq = 0;  // floats between consecutive q rows (0: heads * head_dim), e.g. q inside a fused qkv
+  // quant_policy 8 / 4 (ops/kv_quant.h): k_cache/v_cache hold int8 / int4 rows (bytes, cast) with (scale, zero)
+  // per (slot, kv head) in k_param/v_param [num_blocks * block_size, kv_heads, 2]; dequantized as they are read.
+  int quant_policy = 0;
+  const float* k_param = nullptr;
+  const float* v_param = nullptr;
 };
 }  // namespace lmfleet

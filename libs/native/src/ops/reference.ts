@@ -282,3 +282,45 @@ export function w4PackOursRef(w: W4Ref): { qweight: Int32Array; scalesZeros: Flo
     }
   return { qweight, scalesZeros, kp };
 }
+
+/**
+ * KV-cache quantization of one row (ops/kv_quant.h): asymmetric, zero = min, scale = (max - min) / (2^bits - 1)
+ * (online), or a fixed [scale, zero] (calibrated); q = clamp(floor((x - zero) / scale + 0.5), 0, 2^bits - 1), in f32
+ * steps. policy 8: one byte per value; 4: two per byte, low nibble first.
+ */
+export function kvQuantRowRef(x: ArrayLike<number>, policy: 4 | 8, fixed?: [number, number]): { bytes: Uint8Array; scale: number; zero: number; q: number[] } {
+  const f = Math.fround;
+  const qmax = policy === 8 ? 255 : 15;
+  let scale: number;
+  let zero: number;
+  if (fixed) {
+    [scale, zero] = [f(fixed[0]), f(fixed[1])];
+  } else {
+    let mn = Infinity;
+    let mx = -Infinity;
+    for (let i = 0; i < x.length; i++) {
+      mn = Math.min(mn, x[i]);
+      mx = Math.max(mx, x[i]);
+    }
+    scale = f(f(mx - mn) / qmax);
+    zero = f(mn);
+  }
+  const inv = scale > 0 ? f(1 / scale) : 0;
+  const q = Array.from(x, (v) => Math.min(qmax, Math.max(0, Math.floor(f(f(f(v) - zero) * inv) + 0.5))));
+  const bytes = new Uint8Array(policy === 8 ? x.length : x.length / 2);
+  for (let i = 0; i < q.length; i++) {
+    if (policy === 8) bytes[i] = q[i];
+    else bytes[i >> 1] |= q[i] << ((i & 1) * 4);
+  }
+  return { bytes, scale, zero, q };
+}
+
+/** The values a quantized row stands for: q * scale + zero. */
+export function kvDequantRowRef(bytes: Uint8Array, n: number, policy: 4 | 8, scale: number, zero: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const q = policy === 8 ? bytes[i] : (bytes[i >> 1] >> ((i & 1) * 4)) & 15;
+    out[i] = q * scale + zero;
+  }
+  return out;
+}

@@ -1,18 +1,94 @@
 #include <algorithm>
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
+#include "ops/kv_quant.h"
 #include "ops/rope.cuh"
 
 namespace lmfleet {
 
 // grid (ntok, nh + 2*nkv heads), hd/2 threads: q/k heads rotate one pair (i, i + rot/2) per thread (k also
 // goes to the cache, with its unrotated tail), v heads copy two dims per thread into the cache.
+// Quantizes one (token, kv head) row of hd f16 values (already final: roped k, or v) into the cache: block-wide
+// min/max, then every thread packs two values. All threads of the block call it.
+__device__ void quantize_row_store(const half* x, int hd, int row, uint8_t* cache, float* param, const float* fixed,
+                                   int policy) {
+  __shared__ float smn[256], smx[256];
+  __shared__ float sz[2];
+  float scale, zero;
+  if (fixed) {
+    scale = fixed[0];
+    zero = fixed[1];
+  } else {
+    float mn = INFINITY, mx = -INFINITY;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+      const float v = __half2float(x[d]);
+      mn = fminf(mn, v);
+      mx = fmaxf(mx, v);
+    }
+    smn[threadIdx.x] = mn;
+    smx[threadIdx.x] = mx;
+    __syncthreads();
+    for (int st = 1; st < (int)blockDim.x; st *= 2) {
+      if (threadIdx.x % (2 * st) == 0 && threadIdx.x + st < blockDim.x) {
+        smn[threadIdx.x] = fminf(smn[threadIdx.x], smn[threadIdx.x + st]);
+        smx[threadIdx.x] = fmaxf(smx[threadIdx.x], smx[threadIdx.x + st]);
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) kv_quant_params(smn[0], smx[0], policy, &sz[0], &sz[1]);
+    __syncthreads();
+    scale = sz[0];
+    zero = sz[1];
+  }
+  const float inv = kv_quant_inv_scale(scale);
+  const int qmax = kv_quant_qmax(policy);
+  uint8_t* dst = cache + (size_t)row * kv_quant_row_bytes(policy, hd);
+  for (int d = 2 * threadIdx.x; d < hd; d += 2 * blockDim.x) {
+    const int q0 = kv_quant_one(__half2float(x[d]), inv, zero, qmax), q1 = kv_quant_one(__half2float(x[d + 1]), inv, zero, qmax);
+    if (policy == 8) {
+      dst[d] = (uint8_t)q0;
+      dst[d + 1] = (uint8_t)q1;
+    } else {
+      dst[d / 2] = (uint8_t)(q0 | (q1 << 4));
+    }
+  }
+  if (threadIdx.x == 0) {
+    param[2 * (size_t)row] = scale;
+    param[2 * (size_t)row + 1] = zero;
+  }
+}
+
 __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ positions,
                                      const float* __restrict__ inv_freq, int inv_freq_stride, int rot_dim, int nh,
-                                     int nkv, int hd, half* k_cache, half* v_cache, const int* __restrict__ slots) {
+                                     int nkv, int hd, half* k_cache, half* v_cache, const int* __restrict__ slots,
+                                     KvQuantArgs quant) {
   const int t = blockIdx.x, h = blockIdx.y;
   half* row = qkv + (size_t)t * ld;
   const int slot = k_cache ? slots[t] : -1;
+  if (quant.policy && h >= nh) {  // quantized cache: k heads rope in place first, then k and v rows quantize
+    const bool is_v = h >= nh + nkv;
+    const int kvh = is_v ? h - nh - nkv : h - nh;
+    half* head = row + (size_t)h * hd;
+    if (!is_v) {
+      const float pos = (float)positions[t];
+      const float* f = inv_freq + (size_t)t * inv_freq_stride;
+      const int half_rot = rot_dim / 2;
+      for (int i = threadIdx.x; i < half_rot; i += blockDim.x) {
+        float s, c;
+        sincosf(pos * f[i], &s, &c);
+        const float x1 = __half2float(head[i]), x2 = __half2float(head[i + half_rot]);
+        head[i] = __float2half(x1 * c - x2 * s);
+        head[i + half_rot] = __float2half(x2 * c + x1 * s);
+      }
+      __syncthreads();
+    }
+    if (slot < 0) return;  // uniform over the block
+    quantize_row_store(head, hd, slot * nkv + kvh, reinterpret_cast<uint8_t*>(is_v ? v_cache : k_cache),
+                       is_v ? quant.v_param : quant.k_param,
+                       is_v ? (quant.v_static ? quant.v_static + 2 * kvh : nullptr) : (quant.k_static ? quant.k_static + 2 * kvh : nullptr),
+                       quant.policy);
+    return;
+  }
   if (h >= nh + nkv) {  // v head
     if (slot < 0) return;
     const int hv = h - nh - nkv;
@@ -47,14 +123,18 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
 
 void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* inv_freq, int inv_freq_stride, int rot_dim, int ntok,
                         int nh, int nkv, int hd, half* k_cache, half* v_cache, const int* slots, int block_size,
-                        cudaStream_t s) {
+                        cudaStream_t s, const KvQuantArgs& quant) {
   if (ntok <= 0) return;
   if (rot_dim <= 0 || rot_dim > hd || rot_dim % 2 || hd % 2)
     fail(ErrorCode::InvalidArgument, "rope: rot_dim must be even and in (0, head_dim]");
+  if (!kv_quant_policy_valid(quant.policy)) fail(ErrorCode::InvalidArgument, "kv store: quant_policy must be 0, 4 or 8");
+  if (quant.policy && (!k_cache || !quant.k_param || !quant.v_param))
+    fail(ErrorCode::InvalidArgument, "kv store: a quantized cache needs the cache and param buffers");
   (void)block_size;
   const int heads = nh + nkv + (k_cache ? nkv : 0);
   rope_kv_store_kernel<<<dim3(ntok, heads), std::min(hd / 2, 256), 0, s>>>(qkv, ld, positions, inv_freq, inv_freq_stride,
-                                                                          rot_dim, nh, nkv, hd, k_cache, v_cache, slots);
+                                                                          rot_dim, nh, nkv, hd, k_cache, v_cache, slots,
+                                                                          quant);
   LMF_CUDA_LAUNCHED();
 }
 

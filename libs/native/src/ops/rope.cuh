@@ -11,8 +11,18 @@ namespace lmfleet {
 // token t goes to slot slots[t] (= block * block_size + offset), cache layout [num_blocks, block_size, nkv, hd].
 // inv_freq_stride: 0 = one table for all tokens; rot_dim/2 = one table per token (dynamic NTK per sequence).
 // Tokens with slots[t] < 0 are not stored.
+// KV quantization (ops/kv_quant.h, the CPU kv_store's math): quant_policy 8 / 4 stores int8 / int4 rows (k_cache /
+// v_cache are then byte buffers [slots, nkv, hd * bits / 8]) and the (scale, zero) of each row in k_param / v_param
+// [slots, nkv, 2] f32: online from the row's min/max, or the calibrated k_static / v_static [nkv, 2] when not null.
+struct KvQuantArgs {
+  int policy = 0;
+  float* k_param = nullptr;
+  float* v_param = nullptr;
+  const float* k_static = nullptr;
+  const float* v_static = nullptr;
+};
 void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* inv_freq, int inv_freq_stride, int rot_dim, int ntok,
                         int nh, int nkv, int hd, half* k_cache, half* v_cache, const int* slots, int block_size,
-                        cudaStream_t s);
+                        cudaStream_t s, const KvQuantArgs& quant = KvQuantArgs());
 
 }  // namespace lmfleet

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# On the GPU machine, one call: CUDA parity with transformers and the KV-cache int8/int4 path.
+#   1. scripts/device-test.sh (SKIP_BENCH=1): test_kernels (every kernel vs float64, incl. head_dim 16/32 attention and
+#      the int8/int4 KV store/decode/prefill cases) and test_backend (CUDA vs CPU backend; CudaDecoder vs the CPU
+#      decoder, also with int8/int4 KV caches)
+#   2. the addon's cuda variant with plain CMake (as device-bench.sh), in parallel with 1
+#   3. test/bench/cuda-parity.js through that addon and the compiled engine (dist/, `npm run build:ts`): the golden
+#      cases on cuda (logits + 32 greedy tokens; fp16 and int8 KV), and eval ppl of $PPL_MODEL with fp16/int8/int4 KV
+#      (online, and calibrated from $KV_CALIB when set)
+# From a root holding libs/native, dist/, test/ and node_modules/{@huggingface,node-addon-api,node-api-headers}:
+#   source .device/bootstrap.sh; PPL_MODEL=dir KV_CALIB=dir bash libs/native/scripts/device-parity.sh
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+OUT=${OUT:-/tmp/lmf-device-out}
+mkdir -p "$OUT"
+cd "$ROOT"
+t0=$(date +%s)
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+BUILD=libs/native/build/cuda-cmake
+( cmake -S libs/native -B $BUILD -DLMFLEET_VARIANT=cuda -DCMAKE_BUILD_TYPE=Release \
+    -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
+    -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8 ) > "$OUT/addon-build.log" 2>&1 &
+ADDON_PID=$!
+SKIP_BENCH=1 bash libs/native/scripts/device-test.sh > "$OUT/device-test.txt" 2>&1
+echo "device-test rc $? ($(( $(date +%s) - t0 )) s)"
+wait $ADDON_PID; arc=$?
+ADDON=$(find $BUILD -name lmfleet_native.node | head -1)
+echo "addon build rc $arc: ${ADDON:-none} ($(( $(date +%s) - t0 )) s)"
+[ -n "$ADDON" ] || tail -30 "$OUT/addon-build.log"
+if [ -n "$ADDON" ]; then
+  mkdir -p libs/native/build/cuda/Release && cp "$ADDON" libs/native/build/cuda/Release/
+  LMFLEET_NATIVE_DIR="$ROOT/libs/native" node test/bench/cuda-parity.js ${PPL_MODEL:+--ppl "$PPL_MODEL"} \
+    ${KV_CALIB:+--kv-calib-dir "$KV_CALIB"} > "$OUT/parity.log" 2>&1
+  echo "cuda-parity rc $? ($(( $(date +%s) - t0 )) s)"
+fi
+echo "== device-test =="
+grep -v "^|---" "$OUT/device-test.txt" | grep -e "==" -e FAIL -e ERROR -e "^| decoder" -e "passed" | head -30
+grep -e "head_dim\| int[48]" -e "d16\|d32" "$OUT/test_kernels.log" 2>/dev/null | head -30
+echo "== cuda parity =="
+grep -v PARITY_JSON "$OUT/parity.log" 2>/dev/null | tail -20
