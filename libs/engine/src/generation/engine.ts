@@ -61,7 +61,10 @@ export class Engine {
       if (numBlocks === undefined && cacheMaxEntryCount === undefined) {
         if (backend === 'cpu') {
           // Enough for every batch slot to hold a full session, within a host-memory budget.
-          const bytesPerToken = spec.numLayers * 2 * spec.numKvHeads * spec.headDim * 4;
+          // f32 rows, or int8/int4 rows plus a (scale, zero) pair per KV head (quantPolicy 8/4)
+          const qp = pretrained.kvQuant.quantPolicy;
+          const rowBytes = qp ? (spec.headDim * qp) / 8 + 8 : spec.headDim * 4;
+          const bytesPerToken = spec.numLayers * 2 * spec.numKvHeads * rowBytes;
           const want = maxBatchSize * Math.ceil(sessionLen / blockSize);
           const cap = Math.max(Math.ceil(sessionLen / blockSize), Math.floor(KV_BUDGET_BYTES_CPU / (bytesPerToken * blockSize)));
           numBlocks = Math.min(want, cap);
