@@ -4,7 +4,7 @@
 import type { INestApplication } from '@nestjs/common';
 import { Queue } from 'bullmq';
 import { createApiApp } from '../../apps/api/src/app';
-import { Admission, createRedis, SERVE_JOB, serveKeys, type ServeRequest } from '@lmfleet/platform';
+import { Admission, createRedis, SERVE_JOB, serveKeys, WorkerRepository, type ServeRequest } from '@lmfleet/platform';
 import { FakeEngine } from './support/fake-engine';
 import { client } from './support/http';
 import { createTestEnv, writeFakeModel, type TestEnv } from './support/test-env';
@@ -75,7 +75,18 @@ describe('serving API (real Postgres + Redis)', () => {
     expect(json.body.error.type).toBe('invalid_request_error');
   });
 
+  it('503 while no worker reports the deployment loaded', async () => {
+    const r = await http('POST', '/v1/completions', { model: 'dup', prompt: 'x' });
+    expect(r.status).toBe(503);
+    expect(r.body.error).toMatchObject({ type: 'service_unavailable_error', message: expect.stringMatching(/no worker-infer has deployment dup loaded/) });
+  });
+
   it('a request becomes a generate job on infer-<name> carrying the request; its stream answers it', async () => {
+    // A worker row that reports the deployment ready (the test plays the worker below).
+    const dep = (await http('GET', '/deployments/dup')).body;
+    const workers = app.get(WorkerRepository);
+    const w = await workers.register({ name: 'fake-infer', kind: 'infer', host: 'h', pid: 1, gpu: null, gpuMemoryBytes: null, memoryBytes: 1, queues: [] });
+    await workers.heartbeat(w.id, { activeJobs: 0, loadedDeployments: [{ deploymentId: dep.id, versionId, name: 'dup', state: 'ready' }] });
     const q = new Queue('infer-dup', { connection: redis, prefix: env.config.queuePrefix });
     const pending = http('POST', '/v1/completions', { model: 'dup', prompt: 'hello', max_tokens: 3, seed: 5, stop: 'x' });
     const job = await (async () => {
@@ -100,6 +111,17 @@ describe('serving API (real Postgres + Redis)', () => {
     const r = await pending;
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ id: req.requestId, object: 'text_completion', model: 'dup', choices: [{ index: 0, text: 'abc', finish_reason: 'length', logprobs: null }], usage: { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 } });
+
+    // Deleting the deployment answers what still waits in its queue.
+    const waiting = http('POST', '/v1/completions', { model: 'dup', prompt: 'again' });
+    await (async () => {
+      for (let i = 0; i < 100 && (await q.getJobs(['waiting'])).length === 0; i++) await new Promise((res) => setTimeout(res, 50));
+    })();
+    expect((await http('DELETE', '/deployments/dup')).status).toBe(200);
+    const w503 = await waiting;
+    expect(w503.status).toBe(503);
+    expect(w503.body.error.message).toBe('deployment dup was deleted');
+    expect(await q.getJobs(['waiting'])).toEqual([]);
     await q.close();
   });
 

@@ -3,7 +3,11 @@ import { APP_CONFIG, type AppConfig } from '../config';
 import type { DeploymentEntity, KvPolicy } from '../db/entities/deployment.entity';
 import type { LoadedDeployment } from '../db/entities/worker.entity';
 import { ConflictError, InvalidInputError, NotFoundError, isUuid } from '../errors';
+import { JobQueue } from '../queue/job-queue';
+import { inferQueueName } from '../queue/jobs';
 import { DeploymentRepository } from '../repositories/deployment.repository';
+import type { ServeRequest } from '../serving/protocol';
+import { TokenStream } from '../streams/token-stream';
 import { ModelRepository } from '../repositories/model.repository';
 import { WorkerRepository } from '../repositories/worker.repository';
 
@@ -40,7 +44,11 @@ export class DeploymentService {
     private readonly deployments: DeploymentRepository,
     private readonly models: ModelRepository,
     private readonly workers: WorkerRepository,
+    private readonly queue: JobQueue,
+    private readonly tokens: TokenStream,
   ) {}
+
+  private served?: { at: number; ids: Set<string> };
 
   async create(input: CreateDeployment): Promise<DeploymentView> {
     if (!DEPLOYMENT_NAME_RE.test(input.name)) throw new InvalidInputError(`name "${input.name}" must match [A-Za-z0-9_-]{1,64}`, [{ field: 'name', errors: ['must match [A-Za-z0-9_-]{1,64}'] }]);
@@ -76,11 +84,32 @@ export class DeploymentService {
     return this.view(dep, await this.onlineWorkers());
   }
 
+  /** Workers finish what they run and stop; requests still waiting in its queue are answered 503 now. */
   async delete(idOrName: string): Promise<DeploymentView> {
     const dep = await this.get(idOrName);
     await this.deployments.delete(dep.id);
     this.cache.delete(dep.name);
+    const q = this.queue.queue(inferQueueName(dep.name));
+    const waiting = await q.getJobs(['waiting', 'prioritized', 'delayed'], 0, 10_000).catch(() => []);
+    for (const job of waiting) {
+      const r = job?.data as ServeRequest | undefined;
+      if (!job?.id || !r?.requestId) continue;
+      if (await this.queue.remove(q.name, job.id)) {
+        await this.tokens.publish(r.requestId, { t: 'error', status: 503, message: `deployment ${dep.name} was deleted` }).catch(() => undefined);
+      }
+    }
     return dep;
+  }
+
+  /** Whether some online worker-infer has the deployment loaded (or loading), from heartbeats. */
+  async isServed(dep: DeploymentEntity): Promise<boolean> {
+    // Only a positive answer is cached: a deployment that just became ready must not be refused for a second.
+    if (!this.served || Date.now() - this.served.at > RESOLVE_CACHE_MS || !this.served.ids.has(dep.id)) {
+      const ids = new Set<string>();
+      for (const w of await this.onlineWorkers()) for (const l of w.loadedDeployments) if (l.state === 'ready' || l.state === 'loading') ids.add(l.deploymentId);
+      this.served = { at: Date.now(), ids };
+    }
+    return this.served.ids.has(dep.id);
   }
 
   /** The deployment serving OpenAI `model` (null: none), cached for a second. */

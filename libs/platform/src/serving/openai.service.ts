@@ -207,16 +207,20 @@ export class OpenAIService {
   }
 
   private async deployment(model: string | undefined, kind: ServeKind): Promise<DeploymentEntity> {
+    let dep: DeploymentEntity | null;
     if (model === undefined) {
       const all = await this.deployments.list();
-      if (all.length === 1) return all[0];
-      this.events.emit({ type: 'rejected', deployment: null, kind, status: 400 });
-      throw new InvalidInputError(`model is required when ${all.length} deployments are served`, { param: 'model' });
-    }
-    const dep = await this.deployments.resolve(model);
-    if (!dep) {
-      this.events.emit({ type: 'rejected', deployment: null, kind, status: 404 });
-      throw modelNotFound(model);
+      if (all.length !== 1) {
+        this.events.emit({ type: 'rejected', deployment: null, kind, status: 400 });
+        throw new InvalidInputError(`model is required when ${all.length} deployments are served`, { param: 'model' });
+      }
+      dep = all[0];
+    } else {
+      dep = await this.deployments.resolve(model);
+      if (!dep) {
+        this.events.emit({ type: 'rejected', deployment: null, kind, status: 404 });
+        throw modelNotFound(model);
+      }
     }
     return dep;
   }
@@ -265,6 +269,12 @@ export class OpenAIService {
       observe?: (ev: StreamEvent) => void;
     },
   ): Promise<void> {
+    // Without a worker the request would wait for SERVE_STREAM_TIMEOUT_MS: say so now (after validation: a bad
+    // request is a 400 either way).
+    if (!(await this.deployments.isServed(dep))) {
+      this.events.emit({ type: 'rejected', deployment: dep.name, kind: req.kind, status: 503 });
+      throw new UnavailableError(`no worker-infer has deployment ${dep.name} loaded (yet); workers report it within HEARTBEAT_INTERVAL_MS of loading it`);
+    }
     const admitKey = serveKeys.admission(this.config.queuePrefix, dep.name);
     if (!(await this.admission.acquire(admitKey, req.requestId, dep.maxPending))) {
       this.events.emit({ type: 'rejected', deployment: dep.name, kind: req.kind, status: 429 });
