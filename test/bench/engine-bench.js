@@ -24,8 +24,11 @@ const canon = [
   [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, 'layers.$1.post_norm.weight'],
   [/^model\.layers\.(\d+)\.self_attn\.(q|k|v|o)_proj\.(weight|bias)$/, 'layers.$1.$2.$3'],
   [/^model\.layers\.(\d+)\.mlp\.(gate|up|down)_proj\.weight$/, 'layers.$1.$2.weight'],
+  // AutoAWQ GEMM checkpoints (make_random_model.py --awq-group): the addon converts them to its W4A16 layout at load
+  [/^model\.layers\.(\d+)\.self_attn\.(q|k|v|o)_proj\.(qweight|qzeros|scales)$/, 'layers.$1.$2.$3'],
+  [/^model\.layers\.(\d+)\.mlp\.(gate|up|down)_proj\.(qweight|qzeros|scales)$/, 'layers.$1.$2.$3'],
 ];
-const dtypes = { F16: 'f16', BF16: 'bf16', F32: 'f32' };
+const dtypes = { F16: 'f16', BF16: 'bf16', F32: 'f32', I32: 'i32' };
 
 function tensors(dir) {
   const out = [];
@@ -96,6 +99,8 @@ async function main() {
     rope: { type: 'default', theta: cfg.rope_theta ?? 10000 }, tieWordEmbeddings: !!cfg.tie_word_embeddings,
     hiddenAct: 'silu', tensors: tensors(modelDir),
   };
+  const qc = cfg.quantization_config;
+  if (qc) config.quant = { method: 'awq', bits: 4, groupSize: qc.group_size };
   let t0 = Date.now();
   const model = addon.createModel(config);
   await model.load();
@@ -109,7 +114,7 @@ async function main() {
   // bytes one decode step must read: every f16 linear once (weightBytes also counts the f32 embedding table and norms)
   const H = config.hiddenSize, L = config.numLayers;
   const stepBytes = model.weightBytes() - V * H * 4 - (2 * L + 1) * H * 4;
-  const result = { step_bytes: stepBytes, decode: {}, prefill: {} };
+  const result = { step_bytes: stepBytes, quant: config.quant ?? null, decode: {}, prefill: {} };
   let id = 1;
   for (const B of batches) {
     const mk = (n) => Array.from({ length: B }, () => ({ id: id++, inputIds: randIds(promptLen, V), maxNewTokens: n,

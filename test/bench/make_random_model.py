@@ -2,10 +2,14 @@
 """Writes a Hugging Face model directory with random fp16 weights (default: Llama-2-7B's shape).
 
     python3 test/bench/make_random_model.py OUT_DIR [--layers 32] [--hidden 4096] [--inter 11008] [--heads 32]
-        [--kv-heads 32] [--vocab 32000]
+        [--kv-heads 32] [--vocab 32000] [--awq-group 128]
 
 Weights ~ N(0, 0.02) (norms 1), generated on the GPU when there is one, saved as sharded safetensors with an
 index, exactly as `save_pretrained` lays them out. No tokenizer: benchmarks feed token ids.
+--awq-group G: an AutoAWQ GEMM checkpoint instead (W4, group G, asymmetric): every decoder linear as qweight I32
+[in, out/8] (random codes), qzeros I32 [in/G, out/8] (zero points 6..9) and scales F16 [in/G, out] (so the weights
+are ~0.02 in size), packed in AutoAWQ's nibble order; quantization_config in config.json. Embeddings, norms and
+lm_head stay fp16.
 """
 import argparse, json, os
 import torch
@@ -20,6 +24,7 @@ ap.add_argument("--heads", type=int, default=32)
 ap.add_argument("--kv-heads", type=int, default=32)
 ap.add_argument("--vocab", type=int, default=32000)
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--awq-group", type=int, default=0)
 a = ap.parse_args()
 os.makedirs(a.out, exist_ok=True)
 dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -32,10 +37,29 @@ def rnd(*shape):
 def ones(n):
     return torch.ones(n, dtype=torch.float16)
 
+AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
+def pack_awq(codes):  # int [rows, cols] -> int32 [rows, cols/8], nibble j = column 8c + AWQ_ORDER[j]
+    r, c = codes.shape
+    v = codes.to(torch.int64).view(r, c // 8, 8)[:, :, AWQ_ORDER]
+    w = torch.zeros(r, c // 8, dtype=torch.int64, device=codes.device)
+    for j in range(8):
+        w |= v[:, :, j] << (4 * j)
+    return torch.where(w >= 2**31, w - 2**32, w).to(torch.int32)
+
+def awq_linear(name, out_f, in_f):
+    G = a.awq_group
+    q = torch.randint(0, 16, (in_f, out_f), generator=g, device=dev, dtype=torch.int32)
+    z = torch.randint(6, 10, (in_f // G, out_f), generator=g, device=dev, dtype=torch.int32)
+    s = (torch.rand(in_f // G, out_f, generator=g, device=dev) * 0.003 + 0.003).half()
+    p = name[: -len(".weight")]
+    put(p + ".qweight", pack_awq(q).cpu())
+    put(p + ".qzeros", pack_awq(z).cpu())
+    put(p + ".scales", s.cpu())
+
 shards, cur, cur_bytes, weight_map = [], {}, 0, {}
 def put(name, t):
     global cur, cur_bytes
-    cur[name] = t.contiguous(); cur_bytes += t.numel() * 2
+    cur[name] = t.contiguous(); cur_bytes += t.numel() * t.element_size()
     if cur_bytes > 4 * 2**30:
         flush()
 def flush():
@@ -52,13 +76,14 @@ for i in range(a.layers):
     p = f"model.layers.{i}."
     put(p + "input_layernorm.weight", ones(a.hidden))
     put(p + "post_attention_layernorm.weight", ones(a.hidden))
-    put(p + "self_attn.q_proj.weight", rnd(a.heads * hd, a.hidden))
-    put(p + "self_attn.k_proj.weight", rnd(a.kv_heads * hd, a.hidden))
-    put(p + "self_attn.v_proj.weight", rnd(a.kv_heads * hd, a.hidden))
-    put(p + "self_attn.o_proj.weight", rnd(a.hidden, a.heads * hd))
-    put(p + "mlp.gate_proj.weight", rnd(a.inter, a.hidden))
-    put(p + "mlp.up_proj.weight", rnd(a.inter, a.hidden))
-    put(p + "mlp.down_proj.weight", rnd(a.hidden, a.inter))
+    lin = awq_linear if a.awq_group else (lambda name, o, i: put(name, rnd(o, i)))
+    lin(p + "self_attn.q_proj.weight", a.heads * hd, a.hidden)
+    lin(p + "self_attn.k_proj.weight", a.kv_heads * hd, a.hidden)
+    lin(p + "self_attn.v_proj.weight", a.kv_heads * hd, a.hidden)
+    lin(p + "self_attn.o_proj.weight", a.hidden, a.heads * hd)
+    lin(p + "mlp.gate_proj.weight", a.inter, a.hidden)
+    lin(p + "mlp.up_proj.weight", a.inter, a.hidden)
+    lin(p + "mlp.down_proj.weight", a.hidden, a.inter)
 put("model.norm.weight", ones(a.hidden))
 put("lm_head.weight", rnd(a.vocab, a.hidden))
 flush()
@@ -71,7 +96,9 @@ for idx in range(1, n + 1):
     os.rename(os.path.join(a.out, f"model-{idx:05d}.safetensors"), os.path.join(a.out, f"model-{idx:05d}-of-{n:05d}.safetensors"))
 total = sum(os.path.getsize(os.path.join(a.out, f)) for f in set(final.values()))
 json.dump({"metadata": {"total_size": total}, "weight_map": final}, open(os.path.join(a.out, "model.safetensors.index.json"), "w"), indent=1)
-json.dump({
+extra = {"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": a.awq_group, "zero_point": True,
+                                 "version": "gemm"}} if a.awq_group else {}
+json.dump({**extra, 
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": a.hidden,
     "intermediate_size": a.inter, "num_hidden_layers": a.layers, "num_attention_heads": a.heads,
     "num_key_value_heads": a.kv_heads, "vocab_size": a.vocab, "max_position_embeddings": 4096,

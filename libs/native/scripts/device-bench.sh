@@ -11,6 +11,8 @@
 # From the repo root, carrying .device node_modules/node-addon-api node_modules/node-api-headers:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-bench.sh [--layers N]
 # Env: ENGINE_CPP=1 (step 4), SKIP_HF=1 / HF_TIMEOUT=<s> (step 5), COMMIT=<sha> (the table's header)
+#      W4=1: also a random AutoAWQ W4 g128 checkpoint of the same shape (make_random_model.py --awq-group 128), the
+#      same engine bench on it, and test/bench/w4_table.py: fp16 vs W4A16 in this run ($OUT/W4.md)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -35,6 +37,17 @@ t0=$(date +%s)
 echo "model: $(tail -1 "$OUT/make_model.log" 2>/dev/null) ($(( $(date +%s) - t0 )) s)"
 node test/bench/engine-bench.js "$ADDON" "$MODEL" > "$OUT/engine.log" 2>&1
 echo "engine-bench rc $?"; grep -v _JSON "$OUT/engine.log" | tail -8
+if [ "${W4:-0}" = 1 ]; then
+  W4MODEL=${W4MODEL:-/tmp/lmf-random-7b-$LAYERS-awq128}
+  t0=$(date +%s)
+  [ -f "$W4MODEL/config.json" ] || python3 test/bench/make_random_model.py "$W4MODEL" --layers "$LAYERS" --awq-group 128 \
+    > "$OUT/make_w4_model.log" 2>&1 || { cat "$OUT/make_w4_model.log"; exit 1; }
+  echo "W4 model: $(tail -1 "$OUT/make_w4_model.log" 2>/dev/null) ($(( $(date +%s) - t0 )) s)"
+  node test/bench/engine-bench.js "$ADDON" "$W4MODEL" > "$OUT/engine-w4.log" 2>&1
+  echo "engine-bench W4 rc $?"; grep -v _JSON "$OUT/engine-w4.log" | tail -8
+  CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+  python3 test/bench/w4_table.py "$OUT/engine.log" "$OUT/engine-w4.log" --card "$CARD" --commit "${COMMIT:-unknown}" | tee "$OUT/W4.md"
+fi
 if [ "${ENGINE_CPP:-0}" = 1 ]; then
   SKIP_TESTS=1 EXTRA_CU=src/cuda/engine_bench.cu bash libs/native/scripts/device-test.sh > "$OUT/cpp-build.log" 2>&1
   python3 test/bench/safetensors_manifest.py "$MODEL" > "$OUT/manifest.txt"

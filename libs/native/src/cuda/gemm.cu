@@ -65,6 +65,7 @@ float* CublasGemm::w4_partials(size_t bytes) {
     if (partials_) LMF_CUDA_CHECK(cudaFree(partials_));
     partials_ = nullptr;
     LMF_CUDA_CHECK(cudaMalloc(&partials_, bytes));
+    LMF_CUDA_CHECK(cudaMemset(partials_, 0, bytes));  // the split-k arrival counters start (and stay) at zero
     partials_bytes_ = bytes;
   }
   return static_cast<float*>(partials_);
@@ -84,14 +85,12 @@ half* CublasGemm::w4_dense(size_t elems) {
 
 void CublasGemm::reserve_w4a16(int m, int n, int k) {
   if (m <= 0) return;
-  if (m >= w4a16_dense_min_rows()) {
-    w4_dense((size_t)n * k);
-  } else {
-    // the split depends on m: reserve for every m up to the given one
-    size_t need = 0;
-    for (int r = 1; r <= m; r++) need = std::max(need, w4a16_fused_workspace_bytes(r, n, k, sms_));
-    if (need) w4_partials(need);
-  }
+  // every row count up to m may come later (graph-captured decode after a large prefill): the split depends on it
+  if (m >= w4a16_dense_min_rows()) w4_dense((size_t)n * k);
+  size_t need = 0;
+  for (int r = 1; r <= std::min(m, w4a16_dense_min_rows() - 1); r++)
+    need = std::max(need, w4a16_fused_workspace_bytes(r, n, k, sms_));
+  if (need) w4_partials(need);
 }
 
 void CublasGemm::linear_w4a16(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m) {

@@ -48,18 +48,27 @@ __device__ __forceinline__ void scale_zero(half2 sz, half2* s, half2* z1024) {
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 
+// Shared memory per stage: the x tile [16 MI rows][128 k] (16-byte chunks xor-swizzled by row, for ldmatrix) and
+// every lane's 4 weight fragments of the k128 block (each lane reads back only what it copied).
+template <int MI>
+__host__ __device__ constexpr int stage_bytes() { return 16 * MI * 128 * 2 + kWarps * kNT * 32 * 16; }
+template <int MI>
+__host__ __device__ constexpr int stages() { return MI == 4 ? 3 : 4; }
+
 template <int MI>
 __global__ void __launch_bounds__(kWarps * 32)
 w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                  const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, float* __restrict__ part,
-                 int m, int n, int k, int group, int KB, int kb_per_split) {
-  constexpr int BM = 16 * MI;
-  __shared__ __align__(128) half As[2][BM * 128];  // [row][128 k], 16-byte chunks xor-swizzled by row
+                 unsigned* __restrict__ counters, int m, int n, int k, int group, int KB, int kb_per_split) {
+  constexpr int BM = 16 * MI, ST = stages<MI>();
+  extern __shared__ __align__(128) unsigned char smem[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int m0 = blockIdx.y * BM;
   const int kb0 = blockIdx.z * kb_per_split, kb1 = min(KB, kb0 + kb_per_split);
   const int ntiles = n >> 3;
   const int tile0 = blockIdx.x * (kBN / 8) + warp * kNT;
+  auto a_stage = [&](int st) { return reinterpret_cast<half*>(smem + st * stage_bytes<MI>()); };
+  auto b_stage = [&](int st) { return reinterpret_cast<uint4*>(smem + st * stage_bytes<MI>() + BM * 256) + (warp * kNT) * 32; };
   float acc[MI][kNT][4];
 #pragma unroll
   for (int mi = 0; mi < MI; mi++)
@@ -68,41 +77,41 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
 #pragma unroll
       for (int q = 0; q < 4; q++) acc[mi][i][q] = 0.f;
 
-  auto load_a = [&](int stage, int kb) {
+  auto load = [&](int st, int kb) {
+    half* As = a_stage(st);
 #pragma unroll
     for (int it = 0; it < BM * 16 / (kWarps * 32); it++) {
       const int q = it * kWarps * 32 + threadIdx.x;
       const int r = q >> 4, c = q & 15;
       const int row = m0 + r, col = kb * 128 + c * 8;
       const bool ok = row < m && col < k;
-      cp_async16(&As[stage][r * 128 + ((c ^ (r & 7)) << 3)], ok ? x + (size_t)row * ldx + col : x, ok);
+      cp_async16(&As[r * 128 + ((c ^ (r & 7)) << 3)], ok ? x + (size_t)row * ldx + col : x, ok);
     }
-    cp_async_commit();
-  };
-  auto load_b = [&](uint4* b, int kb) {
+    uint4* Bs = b_stage(st);
 #pragma unroll
     for (int i = 0; i < kNT; i++) {
       const int tile = tile0 + i;
-      b[i] = tile < ntiles ? ld_stream_u4(qw + ((size_t)tile * KB + kb) * 32 + lane) : make_uint4(0, 0, 0, 0);
+      const bool ok = tile < ntiles;
+      cp_async16(&Bs[i * 32 + lane], ok ? qw + ((size_t)tile * KB + kb) * 32 + lane : qw, ok);
     }
   };
 
-  uint4 bcur[kNT], bnext[kNT];
-  if (kb0 < kb1) {
-    load_a(0, kb0);
-    load_b(bcur, kb0);
+#pragma unroll
+  for (int s = 0; s < ST - 1; s++) {
+    if (kb0 + s < kb1) load(s, kb0 + s);
+    cp_async_commit();
   }
   for (int kb = kb0; kb < kb1; kb++) {
-    const int st = (kb - kb0) & 1;
-    if (kb + 1 < kb1) {
-      load_a(st ^ 1, kb + 1);
-      load_b(bnext, kb + 1);
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-    const half* A = As[st];
+    const int it = kb - kb0;
+    cp_async_wait<ST - 2>();
+    __syncthreads();  // stage it % ST is in; everyone is done with the stage the next load overwrites
+    if (kb + ST - 1 < kb1) load((it + ST - 1) % ST, kb + ST - 1);
+    cp_async_commit();
+    const half* A = a_stage(it % ST);
+    const uint4* Bs = b_stage(it % ST);
+    uint4 bw[kNT];
+#pragma unroll
+    for (int i = 0; i < kNT; i++) bw[i] = Bs[i * 32 + lane];
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       uint32_t a[MI][2][4];
@@ -118,10 +127,10 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
       for (int i = 0; i < kNT; i++) {
         const int tile = tile0 + i;
         if (tile >= ntiles) continue;
-        half2 s, z;
-        scale_zero(__ldg(sz + (size_t)gi * n + tile * 8 + g), &s, &z);
+        half2 sc, z;
+        scale_zero(__ldg(sz + (size_t)gi * n + tile * 8 + g), &sc, &z);
         uint32_t b[4];
-        dequant_word(word_of(bcur[i], j), z, s, b);
+        dequant_word(word_of(bw[i], j), z, sc, b);
 #pragma unroll
         for (int mi = 0; mi < MI; mi++) {
           mma16816(acc[mi][i], a[mi][0], b[0], b[1]);
@@ -129,13 +138,56 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
         }
       }
     }
-    __syncthreads();
-    if (kb + 1 < kb1)
-#pragma unroll
-      for (int i = 0; i < kNT; i++) bcur[i] = bnext[i];
   }
+  cp_async_wait<0>();
 
   const bool split = gridDim.z > 1;
+  if (split) {
+    // partial sums to the workspace; the last block of this (x, y) tile to arrive adds them up in split order
+#pragma unroll
+    for (int i = 0; i < kNT; i++) {
+      const int tile = tile0 + i;
+      if (tile >= ntiles) continue;
+      const int col = tile * 8 + 2 * t;
+#pragma unroll
+      for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int row = m0 + mi * 16 + g + 8 * h;
+          if (row < m)
+            *reinterpret_cast<float2*>(part + ((size_t)blockIdx.z * m + row) * n + col) =
+                make_float2(acc[mi][i][2 * h], acc[mi][i][2 * h + 1]);
+        }
+    }
+    __threadfence();
+    __syncthreads();
+    __shared__ unsigned last;
+    unsigned* counter = counters + blockIdx.y * gridDim.x + blockIdx.x;
+    if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.z - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const int rows = min(BM, m - m0), c0 = blockIdx.x * kBN, cols = min(kBN, n - c0);
+    for (int e = threadIdx.x; e < rows * (cols / 2); e += blockDim.x) {
+      const int row = m0 + e / (cols / 2), col = c0 + (e % (cols / 2)) * 2;
+      float v0 = 0.f, v1 = 0.f;
+      for (int s = 0; s < (int)gridDim.z; s++) {
+        const float2 p = __ldcg(reinterpret_cast<const float2*>(part + ((size_t)s * m + row) * n + col));
+        v0 += p.x;
+        v1 += p.y;
+      }
+      if (bias) {
+        v0 += __half2float(bias[col]);
+        v1 += __half2float(bias[col + 1]);
+      }
+      if (f32out)
+        *reinterpret_cast<float2*>(static_cast<float*>(y) + (size_t)row * ldy + col) = make_float2(v0, v1);
+      else
+        *reinterpret_cast<half2*>(static_cast<half*>(y) + (size_t)row * ldy + col) = __floats2half2_rn(v0, v1);
+    }
+    if (threadIdx.x == 0) *counter = 0;  // ready for the next launch (graph replays)
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < kNT; i++) {
     const int tile = tile0 + i;
@@ -148,10 +200,6 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
         const int row = m0 + mi * 16 + g + 8 * h;
         if (row >= m) continue;
         float v0 = acc[mi][i][2 * h], v1 = acc[mi][i][2 * h + 1];
-        if (split) {
-          *reinterpret_cast<float2*>(part + ((size_t)blockIdx.z * m + row) * n + col) = make_float2(v0, v1);
-          continue;
-        }
         if (bias) {
           v0 += __half2float(bias[col]);
           v1 += __half2float(bias[col + 1]);
@@ -162,28 +210,6 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
           *reinterpret_cast<half2*>(static_cast<half*>(y) + (size_t)row * ldy + col) = __floats2half2_rn(v0, v1);
       }
   }
-}
-
-__global__ void w4a16_reduce_kernel(const float* __restrict__ part, int splits, const half* __restrict__ bias,
-                                    void* __restrict__ y, int ldy, bool f32out, int m, int n) {
-  const int pairs = n / 2;
-  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= m * pairs) return;
-  const int row = idx / pairs, col = (idx % pairs) * 2;
-  float v0 = 0.f, v1 = 0.f;
-  for (int s = 0; s < splits; s++) {
-    const float2 p = *reinterpret_cast<const float2*>(part + ((size_t)s * m + row) * n + col);
-    v0 += p.x;
-    v1 += p.y;
-  }
-  if (bias) {
-    v0 += __half2float(bias[col]);
-    v1 += __half2float(bias[col + 1]);
-  }
-  if (f32out)
-    *reinterpret_cast<float2*>(static_cast<float*>(y) + (size_t)row * ldy + col) = make_float2(v0, v1);
-  else
-    *reinterpret_cast<half2*>(static_cast<half*>(y) + (size_t)row * ldy + col) = __floats2half2_rn(v0, v1);
 }
 
 __device__ __forceinline__ uint32_t sel4(const uint32_t* v, int i) { return i == 0 ? v[0] : i == 1 ? v[1] : i == 2 ? v[2] : v[3]; }
@@ -231,13 +257,21 @@ Plan plan(int m, int n, int k, int sms) {
   p.gx = (n + kBN - 1) / kBN;
   p.gy = (m + bm - 1) / bm;
   const int blocks = p.gx * p.gy;
-  int ks = (4 * std::max(sms, 1) + blocks - 1) / blocks;  // about 4 blocks per SM
-  ks = std::min(ks, std::max(1, p.KB / 2));               // at least 2 k128 blocks per split
+  int ks = (2 * std::max(sms, 1) + blocks - 1) / blocks;  // about 2 blocks per SM
+  ks = std::min(ks, std::max(1, p.KB / 4));               // at least 4 k128 blocks per split (the pipeline fills)
   ks = std::min(ks, std::max(1, k / (16 * p.gy * bm)));   // partial sums well below the weight's bytes
   ks = std::max(1, std::min(ks, 16));
   p.kb_per_split = (p.KB + ks - 1) / ks;
   p.ks = (p.KB + p.kb_per_split - 1) / p.kb_per_split;
   return p;
+}
+
+// A fixed counter region: every plan finds zeros there whatever partial sums another plan wrote after it. A split
+// only happens when the (x, y) grid is smaller than 2 blocks per SM, far below this.
+constexpr size_t kCounterWords = 4096;
+size_t counters_words(const Plan& p) {
+  if ((size_t)p.gx * p.gy > kCounterWords) fail(ErrorCode::Internal, "w4a16: split-k grid larger than the counter region");
+  return kCounterWords;
 }
 
 void check_args(const W4A16Dev& w, int ldx, int ldy) {
@@ -254,28 +288,33 @@ void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f3
   if (p.ks > 1 && !ws) fail(ErrorCode::Internal, "w4a16: split-k needs a workspace");
   const dim3 grid(p.gx, p.gy, p.ks), block(kWarps * 32);
   const uint4* qw = reinterpret_cast<const uint4*>(w.qweight);
+  // workspace: per-(x, y) arrival counters (zero between launches), then the partial sums
+  unsigned* counters = reinterpret_cast<unsigned*>(ws);
+  float* part = ws ? ws + counters_words(p) : nullptr;
   switch (p.mi) {
-#define LMF_W4_CASE(MI)                                                                                        \
-  case MI:                                                                                                     \
-    w4a16_mma_kernel<MI><<<grid, block, 0, s>>>(x, ldx, qw, w.sz, w.bias, y, ldy, f32out, ws, m, w.n, w.k, w.group, \
-                                                p.KB, p.kb_per_split);                                         \
-    break;
+#define LMF_W4_CASE(MI)                                                                                          \
+  case MI: {                                                                                                     \
+    constexpr int smem = stages<MI>() * stage_bytes<MI>();                                                     \
+    static bool attr = false;                                                                                    \
+    if (!attr) {                                                                                                 \
+      LMF_CUDA_CHECK(cudaFuncSetAttribute(w4a16_mma_kernel<MI>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)); \
+      attr = true;                                                                                               \
+    }                                                                                                            \
+    w4a16_mma_kernel<MI><<<grid, block, smem, s>>>(x, ldx, qw, w.sz, w.bias, y, ldy, f32out, part, counters, m, w.n, \
+                                                   w.k, w.group, p.KB, p.kb_per_split);                          \
+    break;                                                                                                       \
+  }
     LMF_W4_CASE(1) LMF_W4_CASE(2) LMF_W4_CASE(4)
 #undef LMF_W4_CASE
   }
   LMF_CUDA_LAUNCHED();
-  if (p.ks > 1) {
-    const int threads = 256, total = m * (w.n / 2);
-    w4a16_reduce_kernel<<<(total + threads - 1) / threads, threads, 0, s>>>(ws, p.ks, w.bias, y, ldy, f32out, m, w.n);
-    LMF_CUDA_LAUNCHED();
-  }
 }
 }  // namespace
 
 size_t w4a16_fused_workspace_bytes(int m, int n, int k, int sms) {
   if (m <= 0) return 0;
   const Plan p = plan(m, n, k, sms);
-  return p.ks > 1 ? (size_t)p.ks * m * n * sizeof(float) : 0;
+  return p.ks > 1 ? (counters_words(p) + (size_t)p.ks * m * n) * sizeof(float) : 0;
 }
 
 void w4a16_gemm_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, float* ws, int sms,
