@@ -7,8 +7,8 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const app = await createApiApp({ config });
   closeOnSignals(app, 'api');
-  await app.listen(config.port);
-  new Logger('api').log(`listening on :${config.port} (docs at /docs)`);
+  await app.listen(config.port, config.host);
+  new Logger('api').log(`listening on ${config.host}:${config.port} (docs at /docs)`);
 }
 
 main().catch((err) => {

@@ -46,22 +46,25 @@ describe('lmfleet CLI', () => {
   });
 
   it.each([
-    [['serve', 'api_server', 'm'], 'serving'],
-    [['serve', 'api_client', 'http://x'], 'serving'],
-  ])('%j exits 2: not implemented yet', async (argv, issue) => {
+    [['serve', 'api_server', '/nonexistent/model'], /is not a model directory or workspace/],
+    [['serve', 'api_server', '/nonexistent/model', '--tp', '2'], /--tp 2: tensor parallelism is not supported/],
+    [['serve', 'api_server', '/nonexistent/model', '--quant-policy', '3'], /--quant-policy must be 0, 4 or 8/],
+    [['serve', 'api_client', 'not a url'], /not a URL/],
+    [['serve', 'api_client', 'ftp://x'], /only http\(s\) URLs/],
+  ])('%j exits 2 saying why', async (argv, why) => {
     const h = makeIO();
     expect(await run(argv as string[], h.io)).toBe(2);
-    expect(h.err()).toContain(`not implemented yet: tracked in the ${issue} issue`);
+    expect(h.err()).toMatch(why);
     expect(h.out()).toBe('');
   });
 
   it.each([
-    [['--api', 'http://localhost:3000', 'chat', 'm']],
-    [['--api', 'http://localhost:3000', 'serve', 'api_client', 'http://x']],
-  ])('%j exits 2: needs the serving issue', async (argv) => {
+    [['--api', 'http://localhost:3000', 'chat', 'm'], /serve api_client URL/],
+    [['--api', 'http://localhost:3000', 'serve', 'api_client', 'http://x'], /give the server URL as the argument/],
+  ])('%j exits 2 saying what to use', async (argv, why) => {
     const h = makeIO();
     expect(await run(argv as string[], h.io)).toBe(2);
-    expect(h.err()).toContain("not implemented yet: needs the serving issue's OpenAI endpoints");
+    expect(h.err()).toMatch(why);
   });
 
   it('eval ppl prints JSON and a progress bar on stderr', async () => {

@@ -9,7 +9,8 @@ import { chatCommand } from './commands/chat';
 import { convertCommand } from './commands/convert';
 import { deployCommand, listDeployments, undeployCommand } from './commands/deploy';
 import { evalPplCommand } from './commands/eval-ppl';
-import { notImplemented } from './commands/not-implemented';
+import { apiClientCommand } from './commands/serve-api-client';
+import { apiServerCommand } from './commands/serve-api-server';
 import { CliExit, type CliIO } from './io';
 import { parseBackend, parseFloatArg, parseIntArg } from './options';
 import {
@@ -75,8 +76,11 @@ export function createProgram(io: CliIO): Command {
   program.hook('preAction', (_root, action) => {
     const api = action.optsWithGlobals().api as string | undefined;
     const name = action.parent && action.parent !== program ? `${action.parent.name()} ${action.name()}` : action.name();
-    if (api && (name === 'chat' || name === 'serve api_client' || name === 'serve api_server')) {
-      throw new CliExit(2, `lmfleet ${name} --api: not implemented yet: needs the serving issue's OpenAI endpoints`);
+    if (api && name === 'chat') {
+      throw new CliExit(2, `lmfleet chat --api: not implemented: chat with a platform's deployment through \`lmfleet serve api_client URL\``);
+    }
+    if (api && (name === 'serve api_client' || name === 'serve api_server')) {
+      throw new CliExit(2, `lmfleet ${name} --api: not supported: ${name === 'serve api_client' ? 'give the server URL as the argument' : 'api_server starts its own platform'}`);
     }
   });
 
@@ -170,23 +174,38 @@ export function createProgram(io: CliIO): Command {
   const serve = program.command('serve').description('serve a model (OpenAI-compatible API)');
   serve
     .command('api_server')
-    .description('start an OpenAI-compatible API server')
-    .argument('<model_path>', 'HF model directory')
+    .description('start the platform on this machine (Postgres + Redis if needed, API, worker-infer) and serve a model behind the OpenAI-compatible API')
+    .argument('<model_path>', 'HF model directory, AWQ checkpoint or engine workspace')
     .addOption(backendOption())
     .option('--server-name <host>', 'host to bind', '0.0.0.0')
     .option('--server-port <port>', 'port', parseIntArg('--server-port', 1), 23333)
-    .option('--model-name <name>', 'model name reported by /v1/models')
-    .option('--session-len <n>', 'max tokens per session', parseIntArg('--session-len', 1))
+    .option('--model-name <name>', 'model name reported by /v1/models (default: the directory name)')
+    .option('--session-len <n>', 'max tokens per session', parseIntArg('--session-len', 16))
     .option('--cache-max-entry-count <f>', 'fraction of free memory for the KV cache', parseFloatArg('--cache-max-entry-count', 0, 1))
     .option('--max-batch-size <n>', 'max sequences per batch', parseIntArg('--max-batch-size', 1))
-    .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
-    .action(notImplemented('serve api_server', 'serving'));
+    .option('--quant-policy <n>', 'KV cache: 0 fp16, 4 int4, 8 int8', parseIntArg('--quant-policy', 0), 0)
+    .option('--tp <n>', 'tensor parallel degree (1 only)', parseIntArg('--tp', 1), 1)
+    .option('--api-keys <keys...>', 'API keys clients must send as "Authorization: Bearer <key>"')
+    .option('--log-dir <dir>', 'where the API and worker logs go (default: a new temporary directory)')
+    .option('--ready-timeout <s>', 'seconds to wait for the model to load', parseIntArg('--ready-timeout', 1), 1800)
+    .addHelpText('after', '\nServices: DATABASE_URL / REDIS_URL when set, else Postgres and Redis on 127.0.0.1:5432/6379, else it starts them\n(scripts/services.sh, as the quickstart does). Ctrl-C stops everything it started.\n')
+    .action(async (modelPath: string, o) => {
+      await apiServerCommand(io, modelPath, o);
+    });
   serve
     .command('api_client')
-    .description('chat with an API server from the terminal')
+    .description('chat with an OpenAI-compatible API server from the terminal (streaming; keeps the conversation)')
     .argument('<api_server_url>', 'e.g. http://localhost:23333')
-    .option('--api-key <key>', 'API key')
-    .action(notImplemented('serve api_client', 'serving'));
+    .option('--api-key <key>', 'API key (sent as "Authorization: Bearer <key>")')
+    .option('--model-name <name>', 'model to chat with (default: the first of /v1/models)')
+    .option('--system <prompt>', 'system prompt')
+    .option('--temperature <t>', 'sampling temperature', parseFloatArg('--temperature', 0))
+    .option('--top-p <p>', 'nucleus sampling mass', parseFloatArg('--top-p', 0, 1))
+    .option('--max-tokens <n>', 'max tokens per reply', parseIntArg('--max-tokens', 1))
+    .option('--seed <n>', 'random seed', parseIntArg('--seed', 0))
+    .action(async (url: string, o) => {
+      await apiClientCommand(io, url, o);
+    });
 
   const evalCmd = program.command('eval').description('evaluate models');
   evalCmd

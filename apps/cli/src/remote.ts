@@ -18,14 +18,22 @@ export interface RemoteJob {
 }
 
 export class ApiClient {
-  constructor(readonly base: string, private readonly fetchFn: Fetch = fetch) {}
+  constructor(
+    readonly base: string,
+    private readonly fetchFn: Fetch = fetch,
+    /** Sent as `Authorization: Bearer` (a platform started with API_KEYS). */
+    private readonly apiKey?: string,
+  ) {}
 
   async request<T = any>(method: string, url: string, body?: unknown): Promise<{ status: number; body: T }> {
     let res: Response;
     try {
       res = await this.fetchFn(new URL(url.replace(/^\//, ''), this.base.endsWith('/') ? this.base : `${this.base}/`), {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {

@@ -13,6 +13,8 @@ export interface AppConfig {
   /** Directories under which models may be registered (absolute, symlinks resolved at check time). */
   modelRoots: string[];
   port: number;
+  /** Address the API binds (API_HOST; default all interfaces). */
+  host: string;
   /** API keys accepted as `Authorization: Bearer <key>` (API_KEYS and/or API_KEYS_FILE); empty: no auth. */
   apiKeys: string[];
   /** Largest request body the API parses (413 beyond). */
@@ -135,6 +137,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     artifactDir: path.resolve(str('ARTIFACT_DIR', 'var/artifacts')),
     modelRoots,
     port: int('PORT', 3000, 0, 65535),
+    host: str('API_HOST', '0.0.0.0'),
     apiKeys: [...new Set(apiKeys)],
     bodyLimitBytes: int('BODY_LIMIT_BYTES', 4 * 1024 * 1024, 1024),
     runMigrations: runMigrations === 'true',
