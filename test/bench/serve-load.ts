@@ -65,6 +65,15 @@ async function main(): Promise<void> {
     await post('/deployments', { name: model, versionId: reg.version.id, maxBatchSize: MAX_BATCH, sessionLen: 256, maxPending: MAX_PENDING });
     await waitFor(async () => (((await (await fetch(`${url}/deployments/${model}`)).json()) as any).workers ?? []).some((w: { state: string }) => w.state === 'ready'), 'deployment ready', 300_000, 250);
 
+    // /health when idle, for comparison.
+    const idleHealthMs: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const t0 = performance.now();
+      await (await fetch(`${url}/health`)).text();
+      idleHealthMs.push(performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+
     const counts: Record<string, number> = { '200': 0, '429': 0, '5xx': 0, other: 0, network: 0 };
     const latencies200: number[] = [];
     const ids = new Map<string, string>(); // response id -> our id
@@ -154,7 +163,8 @@ async function main(): Promise<void> {
       `200s: ${f(counts['200'] / elapsedS)} req/s, ${f((counts['200'] * TOKENS) / elapsedS)} generated tok/s, latency p50 ${f(q(latencies200, 0.5))} ms, p90 ${f(q(latencies200, 0.9))} ms`,
       `integrity: unique response ids ${ids.size}/${counts['200']}, request_timings rows ${rows.length} (missing ${missing}, extra ${extra}, duplicated ${dupRows}), ` +
         `429 without Retry-After ${retryAfterMissing}, problems ${problems.length}`,
-      `GET /health during load: ${healthMs.length} probes, p50 ${f(q(healthMs, 0.5))} ms, p99 ${f(q(healthMs, 0.99))} ms, max ${f(Math.max(...healthMs))} ms, failures ${healthFailures}`,
+      `GET /health during load: ${healthMs.length} probes, p50 ${f(q(healthMs, 0.5))} ms, p99 ${f(q(healthMs, 0.99))} ms, max ${f(Math.max(...healthMs))} ms, failures ${healthFailures} ` +
+        `(idle before: p50 ${f(q(idleHealthMs, 0.5))} ms, p99 ${f(q(idleHealthMs, 0.99))} ms)`,
       ...problems.slice(0, 10).map((p) => `  problem: ${p}`),
     ];
     const ok = counts['5xx'] === 0 && counts.other === 0 && counts.network === 0 && missing === 0 && extra === 0 && dupRows === 0 && problems.length === 0 && ids.size === counts['200'];
