@@ -2,6 +2,7 @@
 // /health needs `Authorization: Bearer <key>` (401 with the reason otherwise); bodies over BODY_LIMIT_BYTES are
 // a 413 saying the limit, malformed JSON a 400, and neither writes anything.
 import type { INestApplication } from '@nestjs/common';
+import OpenAI from 'openai';
 import { createApiApp } from '../../apps/api/src/app';
 import { FakeEngine } from './support/fake-engine';
 import { createTestEnv, writeFakeModel, type TestEnv } from './support/test-env';
@@ -74,6 +75,15 @@ describe('API keys and body limits', () => {
     const ok = await call('GET', '/v1/models', { key: KEY });
     expect(ok.status).toBe(200);
     expect(ok.body).toMatchObject({ object: 'list', data: [] });
+  });
+
+  it('the official openai client raises AuthenticationError on a wrong key and works with a right one', async () => {
+    const wrong = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'sk-lmfleet-wrong-1', maxRetries: 0 });
+    const err = await wrong.models.list().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect((err as InstanceType<typeof OpenAI.AuthenticationError>).code).toBe('invalid_api_key');
+    const right = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+    expect((await right.models.list()).data).toEqual([]);
   });
 
   it('on /v1 an oversized or malformed body is OpenAI\'s error object too', async () => {
