@@ -131,6 +131,14 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     }
   });
 
+  it('presence/frequency penalties steer greedy decoding away from tokens it already generated', async () => {
+    const base = { model, prompt: 'the', max_tokens: 24, temperature: 0, ignore_eos: true, logprobs: 0 } as OpenAI.CompletionCreateParamsNonStreaming;
+    const plain = (await openai.completions.create(base)).choices[0].logprobs!.tokens!;
+    const penalized = (await openai.completions.create({ ...base, presence_penalty: 2, frequency_penalty: 2 })).choices[0].logprobs!.tokens!;
+    expect(new Set(plain).size).toBeLessThan(plain.length); // a tiny random model repeats itself...
+    expect(new Set(penalized).size).toBeGreaterThan(new Set(plain).size); // ...less with the penalties
+  });
+
   it('errors surface as the client error classes with OpenAI error bodies', async () => {
     await expect(openai.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     const bad = await openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], temperature: 7 }).catch((e) => e);
@@ -255,6 +263,15 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
       const after = await openai.chat.completions.create({ model: 'tiny-1slot', messages: [{ role: 'user', content: 'x' }], max_tokens: 2, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
       expect(after.choices[0].finish_reason).toBe('length');
     });
+  });
+
+  it('a deployment with an int8 KV cache serves too', async () => {
+    const versionId = (await http('GET', `/deployments/${model}`)).body.versionId;
+    expect((await http('POST', '/deployments', { name: 'tiny-kv8', versionId, kvPolicy: 'int8', maxBatchSize: 2, sessionLen: 256 })).status).toBe(201);
+    await waitFor(async () => ((await http('GET', '/deployments/tiny-kv8')).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'), 'kv8 ready', 60_000, 200);
+    const r = await openai.completions.create({ model: 'tiny-kv8', prompt: 'the quick brown', max_tokens: 5, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(r.choices[0].finish_reason).toBe('length');
+    expect(r.usage!.completion_tokens).toBe(5);
   });
 
   it('records each finished request in request_timings', async () => {

@@ -35,7 +35,7 @@ describe('serving API (real Postgres + Redis)', () => {
   it('creates, lists, gets (by name or id) and deletes deployments, with defaults', async () => {
     const r = await http('POST', '/deployments', { name: 'tiny-a', versionId, maxBatchSize: 2 });
     expect(r.status).toBe(201);
-    expect(r.body).toMatchObject({ name: 'tiny-a', versionId, kvPolicy: 'fp16', maxBatchSize: 2, maxPending: 8, sessionLen: null, cacheMaxEntryCount: null, workers: [] });
+    expect(r.body).toMatchObject({ name: 'tiny-a', versionId, kvPolicy: 'auto', maxBatchSize: 2, maxPending: 8, sessionLen: null, cacheMaxEntryCount: null, workers: [] });
     expect((await http('GET', '/deployments')).body.map((d: { name: string }) => d.name)).toEqual(['tiny-a']);
     expect((await http('GET', `/deployments/${r.body.id}`)).body.name).toBe('tiny-a');
     expect((await http('GET', '/v1/models')).body).toMatchObject({ object: 'list', data: [{ id: 'tiny-a', object: 'model', owned_by: 'lmfleet' }] });
@@ -61,15 +61,15 @@ describe('serving API (real Postgres + Redis)', () => {
     expect((await http('POST', '/deployments', { name: 'dup', versionId })).status).toBe(409);
   });
 
-  it('/v1 errors are OpenAI error objects (404 model, 400 field, unsupported penalties)', async () => {
+  it('/v1 errors are OpenAI error objects (404 model, 400 field, penalty out of range)', async () => {
     const nf = await http('POST', '/v1/chat/completions', { model: 'nope', messages: [{ role: 'user', content: 'x' }] });
     expect(nf.status).toBe(404);
     expect(nf.body).toEqual({ error: { message: 'model nope not found', type: 'invalid_request_error', param: 'model', code: 'model_not_found' } });
     const bad = await http('POST', '/v1/completions', { model: 'dup', prompt: 'x', n: 0 });
     expect(bad.status).toBe(400);
     expect(bad.body.error).toMatchObject({ type: 'invalid_request_error', param: 'n' });
-    const pen = await http('POST', '/v1/completions', { model: 'dup', prompt: 'x', presence_penalty: 0.5 });
-    expect(pen.body.error).toMatchObject({ param: 'presence_penalty', message: expect.stringMatching(/not supported/) });
+    const pen = await http('POST', '/v1/completions', { model: 'dup', prompt: 'x', presence_penalty: 2.5 });
+    expect(pen.body.error).toMatchObject({ param: 'presence_penalty', message: expect.stringMatching(/presence_penalty must not be greater than 2/) });
     const json = await http('POST', '/v1/completions', undefined, '{"model":');
     expect(json.status).toBe(400);
     expect(json.body.error.type).toBe('invalid_request_error');

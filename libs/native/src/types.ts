@@ -119,6 +119,10 @@ export interface SamplingParams {
   topK?: number;
   topP?: number;
   repetitionPenalty?: number;
+  /** OpenAI's presence penalty in [-2, 2]: subtracted once from the logit of every token generated so far. */
+  presencePenalty?: number;
+  /** OpenAI's frequency penalty in [-2, 2]: subtracted per occurrence among the tokens generated so far. */
+  frequencyPenalty?: number;
   /** Seed for this request's own RNG; same seed + same inputs = same tokens. */
   seed?: number;
 }

@@ -12,7 +12,7 @@ export class CreateDeploymentDto {
   @IsUUID('all')
   versionId!: string;
 
-  @ApiPropertyOptional({ enum: KV_POLICIES, default: 'fp16', description: 'KV-cache storage (int8/int4 need an engine with quantized KV)' })
+  @ApiPropertyOptional({ enum: KV_POLICIES, default: 'auto', description: "KV-cache storage (LMDeploy's quant_policy 0/8/4); auto: a workspace's recorded policy, else fp16" })
   @IsOptional()
   @IsIn(KV_POLICIES)
   kvPolicy?: KvPolicy;

@@ -72,14 +72,14 @@ class SamplingDto {
   @IsStringOrStringArray()
   stop?: string | string[];
 
-  @ApiPropertyOptional({ minimum: -2, maximum: 2, description: 'Only 0 is supported by the engine so far' })
+  @ApiPropertyOptional({ minimum: -2, maximum: 2, description: 'Subtracted once from each token generated so far' })
   @IsOptional()
   @IsNumber()
   @Min(-2)
   @Max(2)
   presence_penalty?: number;
 
-  @ApiPropertyOptional({ minimum: -2, maximum: 2, description: 'Only 0 is supported by the engine so far' })
+  @ApiPropertyOptional({ minimum: -2, maximum: 2, description: 'Subtracted per occurrence among the tokens generated so far' })
   @IsOptional()
   @IsNumber()
   @Min(-2)

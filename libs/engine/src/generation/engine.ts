@@ -369,6 +369,8 @@ export function pickSampling(g: GenerationConfig) {
   if (g.topK !== undefined) s.topK = g.topK;
   if (g.topP !== undefined) s.topP = g.topP;
   if (g.repetitionPenalty !== undefined) s.repetitionPenalty = g.repetitionPenalty;
+  if (g.presencePenalty !== undefined) s.presencePenalty = g.presencePenalty;
+  if (g.frequencyPenalty !== undefined) s.frequencyPenalty = g.frequencyPenalty;
   if (g.seed !== undefined) s.seed = g.seed;
   return s;
 }

@@ -322,25 +322,32 @@ void CudaBackend::sample(const sample_args& a) {
   bind();
   const int rows = (int)a.rows, vocab = (int)a.vocab;
   if (rows <= 0) return;
-  std::vector<float> temp(rows), topp(rows), pen(rows);
-  std::vector<int32_t> topk(rows), hist, starts(1, 0);
+  std::vector<float> temp(rows), topp(rows), pen(rows), pres(rows), freq(rows);
+  std::vector<int32_t> topk(rows), hist, starts(1, 0), gstarts(rows);
   std::vector<double> u(rows);
-  bool penalize = false;
+  bool penalize = false, openai_pen = false;
   for (int r = 0; r < rows; r++) {
     const SamplingRow& p = a.params[r];
     temp[r] = p.temperature;
     topk[r] = p.top_k;
     topp[r] = p.top_p;
     pen[r] = p.repetition_penalty;
+    pres[r] = p.presence_penalty;
+    freq[r] = p.frequency_penalty;
     u[r] = p.u;
-    if (p.repetition_penalty != 1.f && p.repetition_penalty > 0.f && p.history_len > 0) {
-      penalize = true;
+    const bool rep = p.repetition_penalty != 1.f && p.repetition_penalty > 0.f;
+    const bool pf = (p.presence_penalty != 0.f || p.frequency_penalty != 0.f) && p.history_len > p.penalty_from;
+    const int32_t base = (int32_t)hist.size();
+    if ((rep || pf) && p.history_len > 0) {
+      penalize = penalize || rep;
+      openai_pen = openai_pen || pf;
       hist.insert(hist.end(), p.history, p.history + p.history_len);
     }
     starts.push_back((int32_t)hist.size());
+    gstarts[r] = std::min<int32_t>((int32_t)hist.size(), base + (int32_t)std::max<int64_t>(0, p.penalty_from));
   }
-  // one staging buffer: floats, ints, doubles back to back
-  const size_t nf = 3 * (size_t)rows, ni = (size_t)rows + starts.size() + hist.size() + (size_t)rows;
+  // one staging buffer: doubles, floats, ints back to back
+  const size_t nf = 5 * (size_t)rows, ni = (size_t)rows + starts.size() + hist.size() + (size_t)rows + (size_t)rows;
   std::vector<unsigned char> host(8 * (size_t)rows + 4 * (nf + ni) + 8);
   unsigned char* hp = host.data();
   std::memcpy(hp, u.data(), 8 * (size_t)rows);
@@ -348,24 +355,34 @@ void CudaBackend::sample(const sample_args& a) {
   std::memcpy(hf, temp.data(), 4 * rows);
   std::memcpy(hf + rows, topp.data(), 4 * rows);
   std::memcpy(hf + 2 * rows, pen.data(), 4 * rows);
-  int32_t* hi = reinterpret_cast<int32_t*>(hf + 3 * rows);
+  std::memcpy(hf + 3 * rows, pres.data(), 4 * rows);
+  std::memcpy(hf + 4 * rows, freq.data(), 4 * rows);
+  int32_t* hi = reinterpret_cast<int32_t*>(hf + 5 * rows);
   std::memcpy(hi, topk.data(), 4 * rows);
   std::memcpy(hi + rows, starts.data(), 4 * starts.size());
   if (!hist.empty()) std::memcpy(hi + rows + starts.size(), hist.data(), 4 * hist.size());
+  std::memcpy(hi + rows + starts.size() + hist.size() + rows, gstarts.data(), 4 * rows);
   unsigned char* dev = static_cast<unsigned char*>(scratch_[3].get(host.size()));
   LMF_CUDA_CHECK(cudaMemcpyAsync(dev, host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
   const double* du = reinterpret_cast<const double*>(dev);
   const float* df = reinterpret_cast<const float*>(dev + 8 * (size_t)rows);
-  const int32_t* di = reinterpret_cast<const int32_t*>(df + 3 * rows);
-  int* dout = reinterpret_cast<int*>(const_cast<int32_t*>(di + rows + starts.size() + hist.size()));
+  const int32_t* di = reinterpret_cast<const int32_t*>(df + 5 * rows);
+  const int32_t* dhist = di + rows + starts.size();
+  int* dout = reinterpret_cast<int*>(const_cast<int32_t*>(dhist + hist.size()));
+  const int32_t* dgstarts = dhist + hist.size() + rows;
   const float* logits = a.logits;
-  if (penalize) {
+  if (penalize || openai_pen) {
     float* copy = scratch_[4].as<float>((size_t)rows * vocab);  // the caller's logits stay untouched
     LMF_CUDA_CHECK(cudaMemcpyAsync(copy, a.logits, (size_t)rows * vocab * 4, cudaMemcpyDeviceToDevice, stream_));
-    unsigned* bitmap = static_cast<unsigned*>(scratch_[5].get(sample_bitmap_bytes(rows, vocab)));
-    LMF_CUDA_CHECK(cudaMemsetAsync(bitmap, 0, sample_bitmap_bytes(rows, vocab), stream_));
-    repetition_penalty_cuda(copy, vocab, vocab, rows, di + rows + starts.size(), di + rows, df + 2 * rows, bitmap,
-                            stream_);
+    // One zeroed workspace: the repetition bitmap, then the presence/frequency counts (each kernel leaves it zeroed).
+    const size_t ws = std::max(sample_bitmap_bytes(rows, vocab), openai_pen ? (size_t)rows * vocab * sizeof(int) : (size_t)0);
+    void* work = scratch_[5].get(ws);
+    LMF_CUDA_CHECK(cudaMemsetAsync(work, 0, ws, stream_));
+    if (penalize)
+      repetition_penalty_cuda(copy, vocab, vocab, rows, dhist, di + rows, df + 2 * rows, static_cast<unsigned*>(work), stream_);
+    if (openai_pen)
+      presence_frequency_penalty_cuda(copy, vocab, vocab, rows, dhist, dgstarts, di + rows, df + 3 * rows, df + 4 * rows,
+                                      static_cast<int*>(work), stream_);
     logits = copy;
   }
   SampleParamsDevice p{df, di, df + rows, nullptr, nullptr, du};

@@ -214,6 +214,19 @@ void op_tests(Backend& cpu, Backend& cuda) {
     c2.nums["topK"] = 1;
     c2.nums["seed"] = 7;
     compare_op(cpu, cuda, sample_run, c2, "T0.8 top-k 1 8x5000", 0);
+    // Greedy after repetition + presence/frequency penalties over a history with many repeats (the generated
+    // part starts at column 10): the same token on both backends.
+    std::vector<int32_t> h(8 * 40);
+    for (auto& x : h) x = std::uniform_int_distribution<int>(0, 60)(gen);
+    for (auto [pres, freq, rep] : {std::array<double, 3>{1.5, 0.5, 1.0}, {-0.5, 2.0, 1.3}, {0.0, -1.0, 1.0}}) {
+      auto c3 = make_call("sample", {f32_tensor({8, 5000}, 0.5f), i32_tensor({8, 40}, h)});
+      c3.nums["temperature"] = 0;
+      c3.nums["presencePenalty"] = pres;
+      c3.nums["frequencyPenalty"] = freq;
+      c3.nums["repetitionPenalty"] = rep;
+      c3.nums["penaltyFrom"] = 10;
+      compare_op(cpu, cuda, sample_run, c3, "greedy pres " + std::to_string(pres).substr(0, 4) + " freq " + std::to_string(freq).substr(0, 4) + " rep " + std::to_string(rep).substr(0, 3), 0);
+    }
   }
 }
 

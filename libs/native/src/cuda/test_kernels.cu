@@ -697,6 +697,40 @@ static void test_repetition_penalty(Rng& r) {
         clean ? "" : "bitmap not cleared");
 }
 
+static void test_presence_frequency(Rng& r) {
+  const int batch = 3, vocab = 1000, ld = 1000;
+  auto x = random_logits(r, (size_t)batch * ld, 2.f);
+  std::vector<int> ids, starts = {0}, gstarts;
+  std::vector<float> pres = {1.5f, 0.f, -0.5f}, freq = {0.5f, 0.f, 2.f};
+  for (int b = 0; b < batch; b++) {
+    const int n = 50 + 100 * b;
+    gstarts.push_back((int)ids.size() + 7 * b);  // the first 7*b ids of the row are its prompt
+    for (int i = 0; i < n; i++) ids.push_back(r.integer(0, 60));  // many duplicates
+    starts.push_back((int)ids.size());
+  }
+  DevBuf<float> dx(x.size()), dpres(batch), dfreq(batch);
+  DevBuf<int> dids(ids.size()), dst(starts.size()), dg(gstarts.size()), cnt((size_t)batch * vocab);
+  LMF_CUDA_CHECK(cudaMemset(cnt.p, 0, cnt.n * 4));
+  dx.upload(x); dpres.upload(pres); dfreq.upload(freq); dids.upload(ids); dst.upload(starts); dg.upload(gstarts);
+  presence_frequency_penalty_cuda(dx.p, ld, vocab, batch, dids.p, dg.p, dst.p, dpres.p, dfreq.p, cnt.p, S);
+  presence_frequency_penalty_cuda(dx.p, ld, vocab, batch, dids.p, dg.p, dst.p, dpres.p, dfreq.p, cnt.p, S);  // twice: counts left zeroed
+  auto out = to_double(dx.download());
+  std::vector<double> ref(x.begin(), x.end());
+  for (int rep = 0; rep < 2; rep++)
+    for (int b = 0; b < batch; b++) {
+      std::vector<int> c(vocab, 0);
+      for (int i = gstarts[b]; i < starts[b + 1]; i++) c[ids[i]]++;
+      for (int id = 0; id < vocab; id++) {
+        if (!c[id] || (pres[b] == 0.f && freq[b] == 0.f)) continue;
+        double& v = ref[(size_t)b * ld + id];
+        v = (float)(v - ((double)freq[b] * c[id] + (double)pres[b]));
+      }
+    }
+  auto cv = cnt.download();
+  bool clean = std::all_of(cv.begin(), cv.end(), [](int u) { return u == 0; });
+  T.add("presence_frequency_penalty", dims({batch, vocab}), rel_err(out, ref), 0, dx.guards_ok() && clean, clean ? "" : "counts not cleared");
+}
+
 static void test_log_softmax_nll(Rng& r) {
   const int rows = 17, vocab = 32000, ld = 32000;
   auto x = random_logits(r, (size_t)rows * ld, 4.f);
@@ -945,6 +979,7 @@ int main(int argc, char** argv) {
     test_argmax(r);
     test_sample(r);
     test_repetition_penalty(r);
+    test_presence_frequency(r);
     test_log_softmax_nll(r);
     // W4A16: batch 1..256, odd batches, group 32/64/128, k not a multiple of 128, split-k and direct plans
     test_w4a16(r, 1, 4096, 4096, 128, false);

@@ -69,7 +69,8 @@ void EngineCore::submit(RequestSpec req) {
       fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": token id " + std::to_string(req.input_ids[i]) +
                                            " at " + std::to_string(i) + " is outside [0, " + std::to_string(c.vocab) + ")");
   const auto& sp = req.sampling;
-  if (sp.temperature < 0 || !(sp.top_p > 0 && sp.top_p <= 1) || sp.top_k < 0 || !(sp.repetition_penalty > 0))
+  if (sp.temperature < 0 || !(sp.top_p > 0 && sp.top_p <= 1) || sp.top_k < 0 || !(sp.repetition_penalty > 0) ||
+      !(sp.presence_penalty >= -2 && sp.presence_penalty <= 2) || !(sp.frequency_penalty >= -2 && sp.frequency_penalty <= 2))
     fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": bad sampling params");
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");

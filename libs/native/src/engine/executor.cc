@@ -56,6 +56,9 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     p.top_k = s.req.sampling.top_k;
     p.top_p = s.req.sampling.top_p;
     p.repetition_penalty = s.req.sampling.repetition_penalty;
+    p.presence_penalty = s.req.sampling.presence_penalty;
+    p.frequency_penalty = s.req.sampling.frequency_penalty;
+    p.penalty_from = s.prompt_len;  // presence/frequency count this request's generated tokens only
     p.u = s.rng.uniform();
     p.history = s.tokens.data();
     p.history_len = (int64_t)s.tokens.size();

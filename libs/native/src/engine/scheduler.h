@@ -31,6 +31,8 @@ struct SamplingConfig {
   int32_t top_k = 0;
   float top_p = 1.f;
   float repetition_penalty = 1.f;
+  float presence_penalty = 0.f;   // OpenAI's: subtracted once from each token generated so far
+  float frequency_penalty = 0.f;  // OpenAI's: subtracted per occurrence among the tokens generated so far
   bool has_seed = false;
   uint64_t seed = 0;
 };

@@ -161,6 +161,10 @@ export interface SampleRefParams {
   topK: number;
   topP: number;
   repetitionPenalty: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** History entries before this index are the prompt: presence/frequency count the rest. */
+  penaltyFrom?: number;
 }
 
 /** The sampling rule of ops/sample.h, step by step. */
@@ -175,6 +179,16 @@ export function sampleRef(logits: Float32Array, p: SampleRefParams, u: number, h
       seen.add(t);
       l[t] = l[t] > 0 ? l[t] / p.repetitionPenalty : l[t] * p.repetitionPenalty;
     }
+  }
+  const pres = p.presencePenalty ?? 0;
+  const freq = p.frequencyPenalty ?? 0;
+  if (pres !== 0 || freq !== 0) {
+    const count = new Map<number, number>();
+    for (let i = Math.max(0, p.penaltyFrom ?? 0); i < history.length; i++) {
+      const t = history[i];
+      if (t >= 0 && t < vocab) count.set(t, (count.get(t) ?? 0) + 1);
+    }
+    for (const [t, c] of count) l[t] = l[t] - (Math.fround(freq) * c + Math.fround(pres)); // double, rounded on store
   }
   if (!(p.temperature > 0)) return argmaxRef(l, 0, vocab);
   for (let i = 0; i < vocab; i++) l[i] = l[i] / p.temperature;

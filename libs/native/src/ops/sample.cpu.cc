@@ -22,6 +22,20 @@ int32_t sample_row(const float* logits, int64_t vocab, const SamplingRow& p) {
       l[t] = l[t] > 0 ? l[t] / p.repetition_penalty : l[t] * p.repetition_penalty;
     }
   }
+  if ((p.presence_penalty != 0.f || p.frequency_penalty != 0.f) && p.history_len > p.penalty_from) {
+    std::vector<int32_t> count((size_t)vocab, 0);
+    const int64_t from = std::max<int64_t>(0, p.penalty_from);
+    for (int64_t i = from; i < p.history_len; i++) {
+      int32_t t = p.history[i];
+      if (t >= 0 && t < vocab) count[t]++;
+    }
+    for (int64_t i = from; i < p.history_len; i++) {
+      int32_t t = p.history[i];
+      if (t < 0 || t >= vocab || count[t] == 0) continue;
+      l[t] = (float)((double)l[t] - ((double)p.frequency_penalty * count[t] + (double)p.presence_penalty));
+      count[t] = 0;
+    }
+  }
   if (!(p.temperature > 0.f)) return argmax_row(l.data(), vocab);
   for (auto& x : l) x = x / p.temperature;
   std::vector<int32_t> idx((size_t)vocab);
@@ -61,7 +75,8 @@ void sample_cpu(const sample_args& a, ThreadPool& pool) {
 }
 
 // inputs: logits [rows, vocab], optional history i32 [rows, n] (-1 = padding)
-// params: temperature, topK, topP, repetitionPenalty, seed (one Rng(seed); row r uses its r-th draw)
+// params: temperature, topK, topP, repetitionPenalty, presencePenalty, frequencyPenalty, penaltyFrom (history
+// columns before it are the prompt), seed (one Rng(seed); row r uses its r-th draw)
 void sample_run(Backend& be, OpCall& call) {
   call.expect_inputs(1, 2);
   auto x = call.in_f32(0, 2, "logits");
@@ -80,6 +95,9 @@ void sample_run(Backend& be, OpCall& call) {
     ps[r].top_k = (int32_t)call.num("topK", 0);
     ps[r].top_p = (float)call.num("topP", 1.0);
     ps[r].repetition_penalty = (float)call.num("repetitionPenalty", 1.0);
+    ps[r].presence_penalty = (float)call.num("presencePenalty", 0.0);
+    ps[r].frequency_penalty = (float)call.num("frequencyPenalty", 0.0);
+    ps[r].penalty_from = (int64_t)call.num("penaltyFrom", 0.0);
     ps[r].u = rng.uniform();
     ps[r].history = hlen ? hist.data() + r * hlen : nullptr;
     ps[r].history_len = hlen;

@@ -248,6 +248,38 @@ __global__ void repetition_penalty_kernel(float* logits, int ld, int vocab, cons
   }
 }
 
+__global__ void presence_frequency_kernel(float* logits, int ld, int vocab, const int* __restrict__ hist_ids,
+                                          const int* __restrict__ gen_starts, const int* __restrict__ hist_starts,
+                                          const float* __restrict__ presence, const float* __restrict__ frequency,
+                                          int* counts) {
+  const int b = blockIdx.x;
+  const float pres = presence[b], freq = frequency[b];
+  if (pres == 0.f && freq == 0.f) return;
+  const int s0 = gen_starts[b], s1 = hist_starts[b + 1];
+  int* cnt = counts + (size_t)b * vocab;
+  float* x = logits + (size_t)b * ld;
+  for (int i = s0 + threadIdx.x; i < s1; i += blockDim.x) {
+    const int id = hist_ids[i];
+    if (id >= 0 && id < vocab) atomicAdd(&cnt[id], 1);
+  }
+  __syncthreads();
+  for (int i = s0 + threadIdx.x; i < s1; i += blockDim.x) {
+    const int id = hist_ids[i];
+    if (id < 0 || id >= vocab) continue;
+    const int c = atomicExch(&cnt[id], 0);  // the one thread that takes the count applies it, and leaves 0
+    if (c > 0) x[id] = (float)((double)x[id] - ((double)freq * c + (double)pres));
+  }
+}
+
+void presence_frequency_penalty_cuda(float* logits, int ld, int vocab, int batch, const int* hist_ids, const int* gen_starts,
+                                     const int* hist_starts, const float* presence, const float* frequency, int* counts,
+                                     cudaStream_t s) {
+  if (batch <= 0) return;
+  presence_frequency_kernel<<<batch, 256, 0, s>>>(logits, ld, vocab, hist_ids, gen_starts, hist_starts, presence, frequency,
+                                                  counts);
+  LMF_CUDA_LAUNCHED();
+}
+
 size_t sample_bitmap_bytes(int batch, int vocab) { return (size_t)batch * ((vocab + 31) / 32) * sizeof(unsigned); }
 
 void repetition_penalty_cuda(float* logits, int ld, int vocab, int batch, const int* hist_ids, const int* hist_starts,

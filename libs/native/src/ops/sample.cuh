@@ -30,6 +30,13 @@ size_t sample_bitmap_bytes(int batch, int vocab);
 void repetition_penalty_cuda(float* logits, int ld, int vocab, int batch, const int* hist_ids, const int* hist_starts,
                              const float* penalty, unsigned* bitmap, cudaStream_t s);
 
+// OpenAI's presence/frequency penalties over each row's generated tokens hist_ids[gen_starts[b], hist_starts[b+1]):
+// logit -= frequency[b] * count + presence[b], once per distinct id, in double rounded to float (as the CPU).
+// counts: device workspace of batch * vocab ints, zeroed (the kernel leaves it zeroed).
+void presence_frequency_penalty_cuda(float* logits, int ld, int vocab, int batch, const int* hist_ids, const int* gen_starts,
+                                     const int* hist_starts, const float* presence, const float* frequency, int* counts,
+                                     cudaStream_t s);
+
 // Philox4x32-10 on the host, for tests and the CPU backend to reproduce the GPU's draws.
 void philox4x32_10(uint32_t ctr[4], uint32_t key[2]);
 double philox_uniform(uint64_t seed, uint64_t counter);

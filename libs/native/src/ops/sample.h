@@ -1,5 +1,7 @@
 // sample: one token per row with repetition penalty (HF rule: l > 0 ? l / p : l * p over the distinct
-// tokens of `history`), temperature (<= 0: greedy), top-k, top-p, then inverse-CDF sampling with the
+// tokens of `history`), then OpenAI's presence/frequency penalties over history[penalty_from:] (the generated
+// tokens: l -= frequency * count + presence, once per distinct token, computed in double and rounded to float),
+// temperature (<= 0: greedy), top-k, top-p, then inverse-CDF sampling with the
 // uniform number `u` that the caller drew from the request's own RNG (so results do not depend on the
 // batch a request is in). Candidates are ordered by (logit desc, index asc); probabilities in double.
 // Runs on the host (backends that compute logits elsewhere download them first).
@@ -13,9 +15,12 @@ struct SamplingRow {
   int32_t top_k = 0;   // <= 0: off
   float top_p = 1.f;   // >= 1: off
   float repetition_penalty = 1.f;
+  float presence_penalty = 0.f;
+  float frequency_penalty = 0.f;
   double u = 0.0;      // uniform in [0, 1)
   const int32_t* history = nullptr;  // tokens seen so far (prompt + generated)
   int64_t history_len = 0;
+  int64_t penalty_from = 0;  // presence/frequency penalties count history[penalty_from:]
 };
 
 struct sample_args {

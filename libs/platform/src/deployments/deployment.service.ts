@@ -12,7 +12,7 @@ import { ModelRepository } from '../repositories/model.repository';
 import { WorkerRepository } from '../repositories/worker.repository';
 
 export const DEPLOYMENT_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
-export const KV_POLICIES: readonly KvPolicy[] = ['fp16', 'int8', 'int4'];
+export const KV_POLICIES: readonly KvPolicy[] = ['auto', 'fp16', 'int8', 'int4'];
 export const DEFAULT_MAX_BATCH_SIZE = 8;
 /** Admitted requests (waiting + running) per batch slot when maxPending is not given. */
 export const DEFAULT_PENDING_PER_SLOT = 4;
@@ -62,7 +62,7 @@ export class DeploymentService {
     const dep = await this.deployments.create({
       name: input.name,
       versionId: input.versionId,
-      kvPolicy: input.kvPolicy ?? 'fp16',
+      kvPolicy: input.kvPolicy ?? 'auto',
       cacheMaxEntryCount: input.cacheMaxEntryCount ?? null,
       maxBatchSize,
       sessionLen: input.sessionLen ?? null,

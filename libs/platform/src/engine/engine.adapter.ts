@@ -50,10 +50,11 @@ export interface ServingLoadOptions extends EngineLoadOptions {
   maxBatchSize?: number;
   sessionLen?: number;
   cacheMaxEntryCount?: number;
-  kvPolicy?: 'fp16' | 'int8' | 'int4';
+  /** KV-cache storage; 'auto': what a workspace recorded (convert --quant-policy), else fp16. */
+  kvPolicy?: 'auto' | 'fp16' | 'int8' | 'int4';
 }
 
-export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'repetitionPenalty' | 'seed'>;
+export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty' | 'seed'>;
 
 export type ServingMessage = Engine.ChatMessage;
 
@@ -173,9 +174,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
   }
 
   async loadServing(dir: string, opts: ServingLoadOptions): Promise<ServingEngine> {
-    if (opts.kvPolicy && opts.kvPolicy !== 'fp16') {
-      throw new InvalidInputError(`kvPolicy ${opts.kvPolicy}: this engine build has no quantized KV cache yet (fp16 only)`);
-    }
+    const quantPolicy = ({ fp16: 0, int8: 8, int4: 4 } as const)[opts.kvPolicy as 'fp16' | 'int8' | 'int4'];
     const engine = await inputErrorsAs400(() =>
       loadEngine().Engine.fromPretrained(dir, {
         backend: opts.backend,
@@ -183,6 +182,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
         ...(opts.maxBatchSize !== undefined ? { maxBatchSize: opts.maxBatchSize } : {}),
         ...(opts.sessionLen !== undefined ? { sessionLen: opts.sessionLen } : {}),
         ...(opts.cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount: opts.cacheMaxEntryCount } : {}),
+        ...(quantPolicy !== undefined ? { quantPolicy } : {}),
       }),
     );
     const tokenTexts = new Map<number, string>();

@@ -226,11 +226,6 @@ export class OpenAIService {
   }
 
   private request(dep: DeploymentEntity, kind: ServeKind, idPrefix: string, s: SamplingFields, rest: Partial<ServeRequest>): ServeRequest {
-    for (const k of ['presence_penalty', 'frequency_penalty'] as const) {
-      if (s[k] !== undefined && s[k] !== 0) {
-        throw new InvalidInputError(`${k} is not supported by this engine yet (only 0); repetition_penalty is`, { param: k });
-      }
-    }
     const stop = s.stop === undefined ? undefined : typeof s.stop === 'string' ? [s.stop] : s.stop;
     if (stop && stop.length > 4) throw new InvalidInputError(`stop takes at most 4 sequences, got ${stop.length}`, { param: 'stop' });
     return {
@@ -244,6 +239,8 @@ export class OpenAIService {
         ...(s.top_p !== undefined ? { topP: s.top_p } : {}),
         ...(s.top_k !== undefined && s.top_k > 0 ? { topK: s.top_k } : {}),
         ...(s.repetition_penalty !== undefined ? { repetitionPenalty: s.repetition_penalty } : {}),
+        ...(s.presence_penalty ? { presencePenalty: s.presence_penalty } : {}),
+        ...(s.frequency_penalty ? { frequencyPenalty: s.frequency_penalty } : {}),
         ...(s.seed !== undefined ? { seed: s.seed } : {}),
       },
       ...(stop?.length ? { stop: stop.filter((x) => x.length > 0) } : {}),

@@ -24,8 +24,6 @@ export interface ServeRequest {
   maxTokens?: number;
   stop?: string[];
   sampling: ServingSampling;
-  presencePenalty?: number;
-  frequencyPenalty?: number;
   /** Top-N log-probs per token (0: the sampled token's only; unset: none). */
   logprobs?: number;
   ignoreEos?: boolean;

@@ -1,8 +1,8 @@
 import { Column, CreateDateColumn, Entity, JoinColumn, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
 import type { ModelVersionEntity } from './model-version.entity';
 
-/** KV-cache storage of a deployment: fp16 (the engine's default), or int8/int4 once the engine has them. */
-export type KvPolicy = 'fp16' | 'int8' | 'int4';
+/** KV-cache storage of a deployment (LMDeploy's quant_policy 0/8/4); 'auto': a workspace's recorded policy, else fp16. */
+export type KvPolicy = 'auto' | 'fp16' | 'int8' | 'int4';
 
 /**
  * A model version served behind the OpenAI API under `name` (the OpenAI `model` field). Every worker-infer
