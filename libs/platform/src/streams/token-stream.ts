@@ -52,6 +52,9 @@ export class TokenStream implements OnModuleDestroy {
     let healthy = true;
     let last = '0';
     let idleSince = Date.now();
+    // A client that leaves mid-XREAD: drop the connection so the caller learns it now, not when BLOCK times out.
+    const onAbort = () => conn.disconnect();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for (;;) {
         if (opts.signal?.aborted) return;
@@ -70,8 +73,10 @@ export class TokenStream implements OnModuleDestroy {
       }
     } catch (err) {
       healthy = false;
+      if (opts.signal?.aborted) return;
       throw err;
     } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
       this.release(conn, healthy && !opts.signal?.aborted);
     }
   }
