@@ -359,13 +359,7 @@ export class OpenAIService {
       throw err;
     } finally {
       finished = true;
-      if (!end && !(status >= 400 && status < 500)) {
-        // Client gone, timeout or broken stream: stop the worker (or keep it from starting) and free the slot.
-        await this.tokens.cancel(req.requestId).catch(() => undefined);
-        await this.queue.remove(queueName, req.requestId).catch(() => false);
-      }
-      await this.admission.release(admitKey, req.requestId).catch(() => undefined);
-      void this.tokens.remove(req.requestId).catch(() => undefined);
+      // Observed first, synchronously: the client may already hold the whole response (metrics scraped right after).
       this.events.emit({
         type: 'finished',
         deployment: dep.name,
@@ -379,6 +373,13 @@ export class OpenAIService {
         promptTokens: end?.promptTokens ?? start?.promptTokens ?? 0,
         completionTokens: end?.completionTokens ?? 0,
       });
+      if (!end && !(status >= 400 && status < 500)) {
+        // Client gone, timeout or broken stream: stop the worker (or keep it from starting) and free the slot.
+        await this.tokens.cancel(req.requestId).catch(() => undefined);
+        await this.queue.remove(queueName, req.requestId).catch(() => false);
+      }
+      await this.admission.release(admitKey, req.requestId).catch(() => undefined);
+      void this.tokens.remove(req.requestId).catch(() => undefined);
     }
   }
 }
