@@ -182,12 +182,13 @@ export class ServingHost {
       await emit({ t: 'error', status: 503, message: `deployment ${r.deploymentName} is not loaded on this worker` });
       return;
     }
-    if (await this.tokens.isCancelled(r.requestId)) {
+    const [cancelled, published] = await Promise.all([this.tokens.isCancelled(r.requestId), this.tokens.redis.xlen(serveKeys.stream(this.config.queuePrefix, r.requestId))]);
+    if (cancelled) {
       await this.record(r, h, { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: Date.now() - r.enqueuedAt, promptTokens: 0, completionTokens: 0, finishReason: 'cancelled', error: null });
       return;
     }
     // A job re-delivered after its first worker died: the client has seen part of a response. Do not run it twice.
-    if (job.attemptsStarted > 1 || (await this.tokens.redis.xlen(serveKeys.stream(this.config.queuePrefix, r.requestId))) > 0) {
+    if (job.attemptsStarted > 1 || published > 0) {
       await emit({ t: 'error', status: 503, message: 'the worker serving this request stopped; retry it' });
       return;
     }
