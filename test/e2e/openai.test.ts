@@ -274,6 +274,21 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(r.usage!.completion_tokens).toBe(5);
   });
 
+  it('a deployment the worker cannot load reports failed with the reason, and its requests get 503', async () => {
+    const dir = path.join(env.modelRoot, 'doomed');
+    writeTinyModel(dir, { arch: 'qwen2', seed: 3, hiddenSize: 64, numLayers: 1, intermediateSize: 128 });
+    const reg = await http('POST', '/models', { path: dir });
+    expect(reg.status).toBe(201);
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect((await http('POST', '/deployments', { name: 'doomed', versionId: reg.body.version.id, maxBatchSize: 1 })).status).toBe(201);
+    const w = await waitFor(async () => ((await http('GET', '/deployments/doomed')).body.workers as Array<{ state: string; error?: string }>)?.find((x) => x.state === 'failed'), 'failed state', 30_000, 200);
+    expect(w.error).toBeTruthy();
+    const r = await openai.completions.create({ model: 'doomed', prompt: 'x', max_tokens: 2 }).catch((e) => e);
+    expect(r).toBeInstanceOf(OpenAI.InternalServerError); // 503
+    expect(r.status).toBe(503);
+    expect((await http('DELETE', '/deployments/doomed')).status).toBe(200);
+  });
+
   it('records each finished request in request_timings', async () => {
     const db = new Client({ connectionString: env.databaseUrl });
     await db.connect();

@@ -16,11 +16,14 @@ import type { QueueHost } from '../worker/job-runner';
 import { serveKeys, sessionQueueName, type FinishReason, type ServeRequest, type StreamEvent, type StreamLogprob } from './protocol';
 
 const SESSION_TTL_S = 3600;
+/** A deployment that failed to load is tried again after this long. */
+const RETRY_FAILED_MS = 30_000;
 
 interface Hosted {
   dep: DeploymentEntity;
   state: 'loading' | 'ready' | 'failed';
   error?: string;
+  failedAt?: number;
   engine?: ServingEngine;
   active: number;
   /** Interactive sessions whose KV cache this worker holds. */
@@ -120,7 +123,8 @@ export class ServingHost {
     const want = new Map(rows.map((d) => [d.name, d]));
     for (const [name, h] of this.hosted) {
       const row = want.get(name);
-      if (!row || row.id !== h.dep.id) await this.unload(h);
+      // Gone, replaced, or failed a while ago (a missing file may have come back): unload, and load again below.
+      if (!row || row.id !== h.dep.id || (h.state === 'failed' && Date.now() - (h.failedAt ?? 0) > RETRY_FAILED_MS)) await this.unload(h);
     }
     for (const dep of rows) {
       if (this.stopping) return;
@@ -145,6 +149,7 @@ export class ServingHost {
     } catch (err) {
       h.state = 'failed';
       h.error = (err as Error).message;
+      h.failedAt = Date.now();
       this.logger.error(`deployment ${dep.name}: loading ${version?.path ?? dep.versionId} failed: ${h.error}`);
       return;
     }
