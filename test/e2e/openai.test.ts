@@ -166,6 +166,11 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     const t3 = await turn('hi');
     expect(t3.history_tokens).toBe(0);
     expect(t3.text).toBe(t1.text);
+    // Without request_output_len the default budget leaves room for the next turn: the history is kept.
+    const d1 = (await http('POST', '/v1/chat/interactive', { prompt: 'hi', session_id: 9, interactive_mode: true, temperature: 0, ignore_eos: true })).body;
+    expect(d1.tokens).toBe(64); // sessionLen 256 / 4
+    const d2 = (await http('POST', '/v1/chat/interactive', { prompt: 'more', session_id: 9, interactive_mode: true, temperature: 0, request_output_len: 2 })).body;
+    expect(d2.history_tokens).toBe(d1.input_tokens + 64);
     // Streamed: newline-delimited JSON objects.
     const res = await fetch(`${apiUrl}/v1/chat/interactive`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', session_id: 8, stream: true, request_output_len: 3, ignore_eos: true }) });
     const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l));

@@ -276,7 +276,9 @@ export class ServingHost {
     h.chats.set(sid, chat);
     await this.tokens.redis.set(key, this.workerId, 'EX', SESSION_TTL_S);
     const history = chat.historyTokens();
-    const maxTokens = r.maxTokens ?? Math.max(1, engine.sessionLen - history - 1);
+    // Unset request_output_len: a bounded default, so the kept history plus the new turn still fit (a budget of
+    // "everything the session has left" would make the session start over on every turn).
+    const maxTokens = r.maxTokens ?? Math.max(1, Math.min(512, Math.floor(engine.sessionLen / 4)));
     const outputs = chat.send(prompt, {
       maxNewTokens: maxTokens,
       ...(r.stop?.length ? { stopWords: r.stop } : {}),
