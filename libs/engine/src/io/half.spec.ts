@@ -12,4 +12,15 @@ describe('half conversions', () => {
     const back = decodeHalf(encodeHalf(xs, 'f16'), 'f16');
     xs.forEach((x, i) => expect(back[i]).toBeCloseTo(x, 3));
   });
+
+  it('decodeHalf gives the per-element conversion for every one of the 65536 bit patterns (f16 table, bf16 bits)', () => {
+    const all = new Uint16Array(65536).map((_, i) => i);
+    const bytes = new Uint8Array(all.buffer);
+    for (const [dtype, conv] of [['f16', f16BitsToF32], ['bf16', bf16BitsToF32]] as const) {
+      const got = decodeHalf(bytes, dtype);
+      let bad = 0;
+      for (let h = 0; h < 65536; h++) if (!Object.is(got[h], Math.fround(conv(h))) && !(Number.isNaN(got[h]) && Number.isNaN(conv(h)))) bad++;
+      expect({ dtype, bad }).toEqual({ dtype, bad: 0 });
+    }
+  });
 });

@@ -58,10 +58,27 @@ export function encodeHalf(values: ArrayLike<number>, dtype: 'f16' | 'bf16'): Ui
   return new Uint8Array(out.buffer);
 }
 
+let f16Table: Float32Array | undefined;
+
+/** Every f16 bit pattern's value (256 KiB, built once): decoding is then one load per element. */
+function f16ToF32Table(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = f16BitsToF32(h);
+  }
+  return f16Table;
+}
+
+/** fp16 / bf16 bytes → f32 values (a table lookup per f16; bf16 is the top half of an f32's bits). */
 export function decodeHalf(bytes: Uint8Array, dtype: 'f16' | 'bf16'): Float32Array {
   const u16 = new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
   const out = new Float32Array(u16.length);
-  const conv = dtype === 'f16' ? f16BitsToF32 : bf16BitsToF32;
-  for (let i = 0; i < u16.length; i++) out[i] = conv(u16[i]);
+  if (dtype === 'f16') {
+    const table = f16ToF32Table();
+    for (let i = 0; i < u16.length; i++) out[i] = table[u16[i]];
+  } else {
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < u16.length; i++) bits[i] = u16[i] << 16;
+  }
   return out;
 }
