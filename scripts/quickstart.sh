@@ -16,6 +16,7 @@ step "dependencies"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
 [ -n "$(ls libs/native/build/cpu/Release/*.node 2>/dev/null)" ] || npm run build:native
 npm run -s build:ts
+npm run -s build:dashboard
 
 step "Postgres and Redis"
 . scripts/services.sh
@@ -53,4 +54,4 @@ done
 step "main job: register -> eval -> calibrate -> auto_awq -> convert -> eval -> answer"
 node scripts/quickstart-client.js "http://127.0.0.1:$PORT" "$MODEL_DIR" "$DATASET"
 echo
-echo "The platform is still running (API http://127.0.0.1:$PORT, docs http://127.0.0.1:$PORT/docs). Stop it with: npm run stop"
+echo "The platform is still running: dashboard http://127.0.0.1:$PORT/ (queues at /admin/queues), API docs http://127.0.0.1:$PORT/docs. Stop it with: npm run stop"

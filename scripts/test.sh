@@ -8,6 +8,13 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "[test] installing dependencies (npm ci)"; npm ci --no-audit --no-fund
 fi
 [ -n "$(ls libs/native/build/cpu/Release/*.node 2>/dev/null)" ] || npm run build:native
+# The dashboard's e2e drives Debian's chromium (playwright-core downloads no browser of its own).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "[test] installing chromium (apt-get)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+echo "[test] build the dashboard"; npm run -s build:dashboard
 . scripts/services.sh
 echo "[test] DATABASE_URL=$DATABASE_URL REDIS_URL=$REDIS_URL"
 echo "[test] type-check"; npx tsc -p tsconfig.json --noEmit

@@ -1,6 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import {
   ArtifactService,
+  DashboardService,
   DeploymentService,
   OpenAIService,
   ServingEvents,
@@ -9,6 +10,7 @@ import {
   JobQueue,
   JobService,
   ModelService,
+  PlatformEventsService,
   PlatformModule,
   WorkerService,
   type PlatformModuleOptions,
@@ -20,6 +22,7 @@ import { JobsController } from './controllers/jobs.controller';
 import { MetricsController } from './controllers/metrics.controller';
 import { ModelsController } from './controllers/models.controller';
 import { SystemController } from './controllers/system.controller';
+import { DashboardController } from './dashboard/dashboard.controller';
 
 @Module({})
 export class ApiModule {
@@ -27,8 +30,8 @@ export class ApiModule {
     return {
       module: ApiModule,
       imports: [PlatformModule.forRoot(opts)],
-      controllers: [ModelsController, JobsController, ArtifactsController, SystemController, DeploymentsController, OpenAIController, MetricsController],
-      providers: [JobQueue, ModelService, JobService, ArtifactService, WorkerService, HealthService, DeploymentService, ServingEvents, OpenAIService, ServingMetrics],
+      controllers: [ModelsController, JobsController, ArtifactsController, SystemController, DeploymentsController, OpenAIController, MetricsController, DashboardController],
+      providers: [JobQueue, ModelService, JobService, ArtifactService, WorkerService, HealthService, DeploymentService, ServingEvents, OpenAIService, ServingMetrics, DashboardService, PlatformEventsService],
       exports: [ServingEvents],
     };
   }

@@ -4,6 +4,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { AllExceptionsFilter, ApiKeyGuard, createValidationPipe, httpMetricsMiddleware, InvalidInputError, ServingMetrics, type PlatformModuleOptions } from '@lmfleet/platform';
 import { ApiModule } from './app.module';
+import { mountDashboard } from './dashboard/static';
 
 /** Builds the API app (used by main.ts and by the integration tests). */
 export async function createApiApp(opts: PlatformModuleOptions, logger: false | undefined = undefined): Promise<INestApplication> {
@@ -27,5 +28,6 @@ export async function createApiApp(opts: PlatformModuleOptions, logger: false | 
     .addBearerAuth()
     .build();
   SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc));
+  mountDashboard(app, opts.config);
   return app;
 }

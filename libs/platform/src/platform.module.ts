@@ -3,6 +3,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { APP_CONFIG, type AppConfig } from './config';
 import { dataSourceOptions, runMigrations } from './db/data-source';
+import { JobLog } from './events/job-log';
 import { ENGINE_ADAPTER, LmfleetEngineAdapter, type EngineAdapter } from './engine/engine.adapter';
 import { ArtifactRepository } from './repositories/artifact.repository';
 import { JobRepository } from './repositories/job.repository';
@@ -35,6 +36,7 @@ export class PlatformModule {
       opts.engine ? { provide: ENGINE_ADAPTER, useValue: opts.engine } : { provide: ENGINE_ADAPTER, useClass: LmfleetEngineAdapter },
       ArtifactStore,
       TokenStream,
+      JobLog,
       ...REPOSITORIES,
     ];
     return {
@@ -53,7 +55,7 @@ export class PlatformModule {
         }),
       ],
       providers,
-      exports: [APP_CONFIG, ENGINE_ADAPTER, ArtifactStore, TokenStream, ...REPOSITORIES],
+      exports: [APP_CONFIG, ENGINE_ADAPTER, ArtifactStore, TokenStream, JobLog, ...REPOSITORIES],
     };
   }
 }

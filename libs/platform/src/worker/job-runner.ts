@@ -8,6 +8,7 @@ import type { LoadedDeployment } from '../db/entities/worker.entity';
 import { InvalidInputError } from '../errors';
 import { JOB_NAMES, type JobName, type JobPayload } from '../queue/jobs';
 import { createRedis } from '../queue/redis';
+import { JobLog } from '../events/job-log';
 import { JobRepository } from '../repositories/job.repository';
 import { JobAbortedError, type AbortReason, type JobContext, type JobResult } from './job-context';
 import { handlerProblems, ON_JOB, type HandlerRef } from './on-job.decorator';
@@ -66,6 +67,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
   private readonly active = new Map<string, Active>();
   private connection?: IORedis;
   private workerId = '';
+  private workerName = '';
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -76,7 +78,13 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
     private readonly reflector: Reflector,
+    private readonly jobLog: JobLog,
   ) {}
+
+  /** A line in the job's log (shown by the dashboard); never throws. */
+  private log(jobId: string, message: string, level: 'info' | 'warn' | 'error' = 'info'): void {
+    void this.jobLog.append(jobId, this.workerName || this.workerId, message, level);
+  }
 
   /** Every @OnJob handler among this app's providers. */
   discoverHandlers(): HandlerRef[] {
@@ -103,6 +111,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
       loadedDeployments: this.spec.loadedDeployments?.() ?? [],
       queues: this.queues(),
     }));
+    this.workerName = this.config.worker.name ?? `${this.spec.kind}-${process.pid}`;
     this.connection = createRedis(this.config.redisUrl);
     for (const queue of this.spec.queues) this.addQueue(queue, { concurrency: this.config.worker.concurrency });
     await this.spec.onStarted?.(this, this.workerId);
@@ -192,6 +201,8 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
       startedAt: row.startedAt ?? new Date(),
     });
     if (!claimed) return { skipped: 'finished meanwhile' };
+    const startedMs = Date.now();
+    this.log(row.id, `started on ${this.workerName} (attempt ${bull.attemptsStarted})`);
 
     const controller = new AbortController();
     this.active.set(row.id, { controller });
@@ -207,6 +218,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
         this.logger.warn(`job ${row.id} finished after it was ${controller.signal.reason === 'lost' ? 'taken over' : 'cancelled'}; result dropped`);
         throw new JobAbortedError(controller.signal.reason as AbortReason);
       }
+      this.log(row.id, `completed in ${((Date.now() - startedMs) / 1000).toFixed(1)} s`);
       return result;
     } catch (err) {
       return await this.fail(row, bull, token, controller, err);
@@ -218,6 +230,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
   private async fail(row: JobEntity, bull: Job<JobPayload, JobResult>, token: string | undefined, controller: AbortController, err: unknown): Promise<never> {
     if (controller.signal.aborted || err instanceof JobAbortedError) {
       const reason = (controller.signal.reason ?? (err as JobAbortedError).reason) as AbortReason;
+      this.log(row.id, reason === 'shutdown' ? 'worker shutting down: job handed back to the queue' : `stopped: ${new JobAbortedError(reason).message}`, 'warn');
       if (reason === 'shutdown') {
         // Hand it back: another worker (or this one after restart) takes it from the start.
         await this.jobs.updateIfOwned(row.id, this.workerId, { status: 'queued', workerId: null });
@@ -239,10 +252,12 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
           { status: 'failed', error: `${row.type} step ${row.id} failed: ${message}`, finishedAt: new Date() },
         );
         this.logger.warn(`job ${row.type} ${row.id} failed: ${message}`);
+        this.log(row.id, `failed: ${message}`, 'error');
       }
     } else {
       await this.jobs.updateIfOwned(row.id, this.workerId, { status: 'queued', workerId: null, error: `attempt ${bull.attemptsMade + 1} failed, retrying: ${message}` });
       this.logger.warn(`job ${row.type} ${row.id} attempt ${bull.attemptsMade + 1} failed, will retry: ${message}`);
+      this.log(row.id, `attempt ${bull.attemptsMade + 1} failed, will retry: ${message}`, 'warn');
     }
     if (err instanceof InvalidInputError) throw new UnrecoverableError(message);
     throw err;
@@ -253,6 +268,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     let flushed = -1;
     let lastFlushAt = 0;
     let pending: Promise<void> | null = null;
+    let loggedDecile = Math.floor(latest * 10);
     const flush = async () => {
       if (latest === flushed) return;
       const value = latest;
@@ -272,6 +288,11 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
       progress: (fraction: number) => {
         if (controller.signal.aborted) throw new JobAbortedError(controller.signal.reason as AbortReason);
         latest = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
+        const decile = Math.floor(latest * 10);
+        if (decile > loggedDecile && decile < 10) {
+          loggedDecile = decile;
+          this.log(row.id, `progress ${decile * 10}%`);
+        }
         if (!pending && Date.now() - lastFlushAt >= PROGRESS_FLUSH_MS) {
           pending = flush()
             .catch((e) => this.logger.warn(`progress of ${row.id}: ${(e as Error).message}`))

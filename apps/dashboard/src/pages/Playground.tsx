@@ -1,0 +1,208 @@
+// LMDeploy's gradio chat, in the dashboard: OpenAI's chat completions with `stream: true`, read as SSE.
+import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { ApiError, authHeaders, get, readSse } from '../api';
+import { Card, Empty, ErrorNote, Field } from '../components';
+import { num } from '../format';
+
+interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+interface Turn extends ChatMessage {
+  stats?: { ttftMs: number; tokens: number; ms: number; finish: string | null };
+}
+
+interface Settings {
+  model: string;
+  system: string;
+  temperature: string;
+  topP: string;
+  maxTokens: string;
+  seed: string;
+}
+
+export function PlaygroundPage() {
+  const [models, setModels] = useState<string[]>();
+  const [modelsError, setModelsError] = useState<string>();
+  const [s, setS] = useState<Settings>({ model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '' });
+  const [turns, setTurns] = useState<Turn[]>([]);
+  const [input, setInput] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const ctl = useRef<AbortController | null>(null);
+  const chatBox = useRef<HTMLDivElement>(null);
+  const set = <K extends keyof Settings>(k: K, v: string) => setS((o) => ({ ...o, [k]: v }));
+
+  useEffect(() => {
+    get<{ data: Array<{ id: string }> }>('/v1/models')
+      .then((r) => {
+        const ids = r.data.map((m) => m.id);
+        setModels(ids);
+        setS((o) => ({ ...o, model: o.model || ids[0] || '' }));
+      })
+      .catch((e: Error) => setModelsError(e instanceof ApiError && e.status === 404 ? 'This API does not serve the OpenAI endpoints (/v1) yet.' : e.message));
+  }, []);
+  useEffect(() => {
+    if (chatBox.current) chatBox.current.scrollTop = chatBox.current.scrollHeight;
+  }, [turns]);
+
+  const send = async (e: FormEvent) => {
+    e.preventDefault();
+    const text = input.trim();
+    if (!text || busy) return;
+    setError(undefined);
+    const history: Turn[] = [...turns, { role: 'user', content: text }];
+    setTurns([...history, { role: 'assistant', content: '' }]);
+    setInput('');
+    setBusy(true);
+    const messages: ChatMessage[] = [...(s.system.trim() ? [{ role: 'system' as const, content: s.system.trim() }] : []), ...history.map(({ role, content }) => ({ role, content }))];
+    const body: Record<string, unknown> = {
+      model: s.model,
+      messages,
+      stream: true,
+      temperature: Number(s.temperature),
+      top_p: Number(s.topP),
+      max_tokens: Number(s.maxTokens),
+      ...(s.seed.trim() ? { seed: Number(s.seed) } : {}),
+    };
+    const started = performance.now();
+    let first = 0;
+    let tokens = 0;
+    let finish: string | null = null;
+    ctl.current = new AbortController();
+    const update = (content: string, done = false) =>
+      setTurns((t) => {
+        const copy = [...t];
+        copy[copy.length - 1] = {
+          role: 'assistant',
+          content,
+          stats: done || tokens ? { ttftMs: first ? first - started : 0, tokens, ms: performance.now() - started, finish } : undefined,
+        };
+        return copy;
+      });
+    let answer = '';
+    try {
+      const res = await fetch('/v1/chat/completions', {
+        method: 'POST',
+        headers: authHeaders({ 'content-type': 'application/json', accept: 'text/event-stream' }),
+        body: JSON.stringify(body),
+        signal: ctl.current.signal,
+      });
+      if (!res.ok) {
+        const t = await res.text();
+        let msg = t;
+        try {
+          msg = JSON.parse(t).error?.message ?? t;
+        } catch {
+          /* plain text */
+        }
+        throw new Error(`HTTP ${res.status}: ${msg}`);
+      }
+      await readSse(res, (m) => {
+        if (m.data === '[DONE]') return;
+        const chunk = JSON.parse(m.data) as { choices?: Array<{ delta?: { content?: string }; finish_reason?: string | null }>; error?: { message?: string } };
+        if (chunk.error) throw new Error(chunk.error.message ?? 'stream error');
+        const c = chunk.choices?.[0];
+        if (c?.delta?.content) {
+          if (!first) first = performance.now();
+          tokens++;
+          answer += c.delta.content;
+          update(answer);
+        }
+        if (c?.finish_reason) finish = c.finish_reason;
+      }, ctl.current.signal);
+      update(answer, true);
+    } catch (err) {
+      if ((err as Error).name !== 'AbortError') setError((err as Error).message);
+      update(answer, true);
+    } finally {
+      setBusy(false);
+      ctl.current = null;
+    }
+  };
+
+  return (
+    <>
+      <h1>Playground</h1>
+      <div className="split playground">
+        <Card title="Chat" id="chat">
+          <ErrorNote error={modelsError} />
+          <div className="chat" role="log" aria-live="polite" aria-label="Conversation" ref={chatBox} tabIndex={0}>
+            {turns.length === 0 && <Empty>Send a message to chat with the selected deployment; the answer streams in token by token.</Empty>}
+            {turns.map((t, i) => (
+              <div key={i} className={`msg msg-${t.role}`} data-role={t.role}>
+                <span className="msg-role">{t.role === 'user' ? 'You' : 'Assistant'}</span>
+                <div className="msg-text">{t.content || (busy && i === turns.length - 1 ? '…' : '')}</div>
+                {t.stats && (
+                  <span className="msg-stats muted">
+                    {t.stats.tokens} chunks · first token {num(t.stats.ttftMs, 0)} ms · {num(t.stats.tokens / Math.max(t.stats.ms / 1000, 1e-3), 1)} chunks/s
+                    {t.stats.finish ? ` · ${t.stats.finish}` : ''}
+                  </span>
+                )}
+              </div>
+            ))}
+          </div>
+          <ErrorNote error={error} />
+          <form className="chat-input" onSubmit={send} aria-label="Send a message">
+            <label className="sr-only" htmlFor="chat-message">
+              Message
+            </label>
+            <textarea
+              id="chat-message"
+              rows={2}
+              value={input}
+              onChange={(e) => setInput(e.target.value)}
+              onKeyDown={(e) => {
+                if (e.key === 'Enter' && !e.shiftKey) {
+                  e.preventDefault();
+                  (e.currentTarget.form as HTMLFormElement).requestSubmit();
+                }
+              }}
+              placeholder="Ask something… (Enter sends, Shift+Enter for a new line)"
+              disabled={!s.model}
+            />
+            <div className="chat-buttons">
+              <button type="submit" className="primary" disabled={busy || !s.model || !input.trim()}>
+                Send
+              </button>
+              <button type="button" onClick={() => ctl.current?.abort()} disabled={!busy} aria-label="Stop generating">
+                Stop
+              </button>
+              <button type="button" onClick={() => setTurns([])} disabled={busy || !turns.length} aria-label="Clear conversation">
+                Clear
+              </button>
+            </div>
+          </form>
+        </Card>
+        <Card title="Settings" id="settings">
+          <form className="form-grid one" onSubmit={(e) => e.preventDefault()} aria-label="Sampling settings">
+            <Field label="Deployment (model)">
+              <select value={s.model} onChange={(e) => set('model', e.target.value)} aria-label="Deployment">
+                {(models ?? []).map((m) => (
+                  <option key={m}>{m}</option>
+                ))}
+                {models && !models.length && <option value="">no deployment</option>}
+              </select>
+            </Field>
+            <Field label="System prompt">
+              <textarea rows={3} value={s.system} onChange={(e) => set('system', e.target.value)} aria-label="System prompt" />
+            </Field>
+            <Field label={`Temperature (${s.temperature})`}>
+              <input type="range" min={0} max={2} step={0.05} value={s.temperature} onChange={(e) => set('temperature', e.target.value)} aria-label="Temperature" />
+            </Field>
+            <Field label={`Top p (${s.topP})`}>
+              <input type="range" min={0} max={1} step={0.01} value={s.topP} onChange={(e) => set('topP', e.target.value)} aria-label="Top p" />
+            </Field>
+            <Field label="Max new tokens">
+              <input type="number" min={1} max={32768} value={s.maxTokens} onChange={(e) => set('maxTokens', e.target.value)} aria-label="Max new tokens" />
+            </Field>
+            <Field label="Seed (optional)">
+              <input type="number" min={0} value={s.seed} onChange={(e) => set('seed', e.target.value)} aria-label="Seed" />
+            </Field>
+          </form>
+        </Card>
+      </div>
+    </>
+  );
+}

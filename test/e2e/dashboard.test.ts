@@ -1,0 +1,294 @@
+// The dashboard in a real browser (Debian's chromium via playwright-core) against the running platform:
+// API + worker-quant + worker-infer as processes on real Postgres/Redis, the real engine on a tiny model.
+// From the UI: register a model, run the quantize pipeline and watch it progress live (no reload), see the
+// new versions in the lineage tree with their metrics, evaluate the fp16 version as a single job, cancel and
+// retry a job, read a job's log, artifacts and calibration charts, see the workers. Screenshots of each page
+// go to var/test-artifacts/dashboard/.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Page } from 'playwright-core';
+import { writeTinyModel } from '@lmfleet/engine';
+import { client } from '../integration/support/http';
+import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
+import { ensureDashboardBuilt, launchBrowser } from './support/browser';
+import { freePort, startApp, stopApp, type AppProcess } from './support/processes';
+
+jest.setTimeout(300_000);
+
+const SHOTS = path.resolve(__dirname, '../../var/test-artifacts/dashboard');
+
+describe('e2e: dashboard in headless chromium', () => {
+  let env: TestEnv;
+  let logDir: string;
+  let base: string;
+  let http: ReturnType<typeof client>;
+  const procs: AppProcess[] = [];
+  let browser: Awaited<ReturnType<typeof launchBrowser>>;
+  let page: Page;
+  let modelDir: string;
+  let dataset: string;
+  let modelId: string;
+  let failed = false;
+  const consoleErrors: string[] = [];
+
+  const shot = async (name: string) => {
+    await page.waitForTimeout(300); // let charts lay out
+    await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+  };
+  const go = async (hash: string) => {
+    await page.evaluate((h) => ((globalThis as any).location.hash = h), hash);
+  };
+
+  beforeAll(async () => {
+    ensureDashboardBuilt();
+    fs.mkdirSync(SHOTS, { recursive: true });
+    env = await createTestEnv({ ENGINE_BACKEND: 'cpu', WORKER_CONCURRENCY: '1', LOCK_DURATION_MS: '10000', HEARTBEAT_TIMEOUT_MS: '10000' });
+    logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-e2e-dash-'));
+    modelDir = path.join(env.modelRoot, 'tiny-qwen2');
+    writeTinyModel(modelDir, { arch: 'qwen2', seed: 11, hiddenSize: 128, numLayers: 2, intermediateSize: 256 });
+    dataset = path.join(env.modelRoot, 'corpus.txt');
+    const words = ['the', 'fleet', 'serves', 'quantized', 'models', 'with', 'low', 'latency', 'and', 'the', 'dashboard', 'shows', 'it'];
+    let text = '';
+    for (let i = 0; text.length < 120_000; i++) text += words[(i * 5 + (i >> 2)) % words.length] + (i % 9 === 8 ? '.\n' : ' ');
+    fs.writeFileSync(dataset, text);
+
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    const penv = { ...env.env, PORT: String(port) };
+    procs.push(startApp('api', 'api', penv, logDir));
+    http = client(base);
+    await waitFor(async () => (await http('GET', '/health')).body?.status === 'ok', 'api health', 60_000, 250);
+    procs.push(startApp('worker-quant', 'worker-quant', { ...penv, WORKER_NAME: 'quant-1' }, logDir));
+    procs.push(startApp('worker-infer', 'worker-infer', { ...penv, WORKER_NAME: 'infer-1' }, logDir));
+    await waitFor(async () => ((await http('GET', '/workers')).body as Array<{ status: string }>).filter((w) => w.status === 'online').length === 2, '2 workers online', 60_000, 250);
+
+    browser = await launchBrowser();
+    page = await browser.context.newPage();
+    page.on('console', (m) => (m.type() === 'error' || m.type() === 'warning') && consoleErrors.push(m.text().slice(0, 1500)));
+    page.on("pageerror", (e) => consoleErrors.push(`pageerror: ${e.stack ?? e.message}`));
+  });
+
+  afterEach(() => {
+    const s = expect.getState();
+    if (s.assertionCalls > 0 && s.numPassingAsserts < s.assertionCalls) failed = true;
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await Promise.all(procs.map((p) => stopApp(p)));
+    if (failed) for (const p of procs) console.log(`----- ${p.name} log -----\n${p.log().slice(-6000)}`);
+    if (consoleErrors.length) console.log(`browser console errors:\n${consoleErrors.join('\n')}`);
+    await env?.cleanup();
+    if (logDir) fs.rmSync(logDir, { recursive: true, force: true });
+  });
+
+  it('serves the SPA at / without shadowing the API, and bull-board at /admin/queues', async () => {
+    const html = { accept: 'text/html,application/xhtml+xml' };
+    const root = await fetch(`${base}/`, { headers: html });
+    expect(root.status).toBe(200);
+    expect(await root.text()).toContain('<div id="root">');
+    const deep = await fetch(`${base}/some/spa/path`, { headers: html });
+    expect(deep.status).toBe(200);
+    expect(await deep.text()).toContain('<div id="root">');
+    // API routes answer as the API even for a browser's Accept header
+    const jobs = await fetch(`${base}/jobs`, { headers: html });
+    expect(jobs.headers.get('content-type')).toMatch(/application\/json/);
+    expect(await jobs.json()).toMatchObject({ items: [], total: 0 });
+    expect(((await (await fetch(`${base}/health`, { headers: html })).json()) as { status: string }).status).toBe('ok');
+    expect(await (await fetch(`${base}/docs`, { headers: html })).text()).toMatch(/swagger/i);
+    expect((await fetch(`${base}/nope-api-json`)).status).toBe(404);
+    const queues = await fetch(`${base}/admin/queues`, { headers: html });
+    expect(queues.status).toBe(200);
+    const board = await queues.text();
+    expect(board).toMatch(/LMFleet queues/);
+    expect(board).not.toContain('<div id="root"></div>\n    <script type="module" src="/assets');
+    const q = await fetch(`${base}/admin/queues/api/queues?activeQueue=quant&status=latest&page=1&jobsPerPage=10`);
+    expect(q.status).toBe(200);
+    const names = ((await q.json()) as { queues: Array<{ name: string }> }).queues.map((x) => x.name);
+    expect(names).toEqual(expect.arrayContaining(['quant', 'infer-default']));
+  });
+
+  it('registers a model from the UI', async () => {
+    await page.goto(`${base}/`);
+    await page.getByRole('heading', { name: 'Models', level: 1 }).waitFor();
+    await shot('models-empty');
+    await page.getByLabel('Model directory').fill(modelDir);
+    await page.getByLabel('Model name').fill('tiny-qwen2');
+    await page.getByRole('button', { name: 'Register model' }).click();
+    await page.waitForURL(/#\/models\/[0-9a-f-]{36}$/);
+    modelId = /#\/models\/([0-9a-f-]{36})$/.exec(page.url())![1];
+    await page.locator('[data-kind="version"][data-format="hf"]').waitFor();
+    expect(await page.locator('.tree-item').count()).toBe(1);
+  });
+
+  it('runs the quantize pipeline from the UI and shows its progress live, then the new versions with their metrics', async () => {
+    await page.evaluate(() => ((globalThis as any).__noReload = true));
+    await page.getByLabel('Calibration text').fill(dataset);
+    await page.getByLabel('Calibration samples').fill('4');
+    await page.getByLabel('Calibration sample length').fill('64');
+    await page.getByLabel('Eval window length').fill('64');
+    // enough eval windows (~a few seconds of CPU) that the page sees eval's progress move, not just its end
+    await page.getByLabel('Eval windows').fill('60');
+    await page.getByRole('button', { name: 'Run quantize pipeline' }).click();
+    const steps = page.locator('ol[aria-label="Pipeline progress"] li');
+    await steps.first().waitFor();
+    expect(await steps.count()).toBe(4);
+
+    // Sample what the page shows while the pipeline runs: statuses and progress come in over SSE.
+    const seen: string[] = [];
+    const deadline = Date.now() + 180_000;
+    for (;;) {
+      const snap = await page.$$eval('ol[aria-label="Pipeline progress"] li', (lis) =>
+        lis.map((li) => `${li.getAttribute('data-type')}:${li.getAttribute('data-status')}:${li.querySelector('[role=progressbar]')?.getAttribute('aria-valuenow')}`).join(' '),
+      );
+      if (seen[seen.length - 1] !== snap) seen.push(snap);
+      if (/eval:(completed|failed|cancelled)/.test(snap) || /:failed:/.test(snap)) break;
+      if (Date.now() > deadline) throw new Error(`pipeline did not finish; page showed:\n${seen.join('\n')}`);
+      await page.waitForTimeout(100);
+    }
+    await shot('pipeline-running');
+    const last = seen[seen.length - 1];
+    expect(last).toBe('calibrate:completed:100 auto_awq:completed:100 convert:completed:100 eval:completed:100');
+    // the page went from all-queued through running states to all-completed, with no reload in between
+    expect(seen[0]).toMatch(/calibrate:(queued|running)/);
+    expect(seen.some((s) => /:running:/.test(s))).toBe(true);
+    // each step's start and end reached the page as it happened (the tiny model runs each step in well under
+    // a second, so fractional progress is watched on a longer job below)
+    for (const step of ['calibrate', 'auto_awq', 'convert', 'eval']) {
+      const running = seen.findIndex((s) => s.includes(`${step}:running`));
+      const done = seen.findIndex((s) => s.includes(`${step}:completed`));
+      expect(done).toBeGreaterThan(-1);
+      if (running >= 0) expect(running).toBeLessThan(done);
+    }
+    expect(seen.length).toBeGreaterThanOrEqual(4);
+    expect(await page.evaluate(() => (globalThis as any).__noReload)).toBe(true);
+
+    // the tree reloads by itself: fp16 → calibrated → AWQ → workspace, with size and perplexity
+    await page.locator('[data-kind="version"][data-format="workspace"]').waitFor({ timeout: 15_000 });
+    const tree = await page.$$eval('.tree-item', (items) =>
+      items.map((li) => {
+        const node = li.querySelector('.node')!;
+        return {
+          kind: node.getAttribute('data-kind'),
+          format: node.getAttribute('data-format'),
+          depth: Number((globalThis as any).getComputedStyle(li).getPropertyValue('--depth')),
+          ppl: node.querySelector('[data-metric="ppl"]')?.textContent ?? null,
+          size: node.querySelector('[data-metric="size"]')?.textContent ?? null,
+        };
+      }),
+    );
+    expect(tree.map((n) => `${n.kind}/${n.format ?? '-'}@${n.depth}`)).toEqual(['version/hf@0', 'calibration/-@1', 'version/autoawq@2', 'version/workspace@3']);
+    const ws = tree[3];
+    expect(ws.ppl).toMatch(/^\d[\d,.]*$/);
+    expect(ws.size).toMatch(/KiB|MiB/);
+    await shot('model-lineage');
+  });
+
+  it('evaluates the fp16 version as a single job from the Jobs page, and compares the versions with charts', async () => {
+    const tree = (await http('GET', `/models/${modelId}/tree`)).body as { nodes: Array<{ kind: string; id: string; version?: { format: string } }> };
+    const fp16 = tree.nodes.find((n) => n.version?.format === 'hf')!;
+    await go('/jobs');
+    await page.getByRole('heading', { name: 'Jobs', level: 1 }).waitFor();
+    await page.getByLabel('Job type').selectOption('eval');
+    await page.getByLabel('Version id').fill(fp16.id);
+    await page.getByLabel('Job parameters').fill(JSON.stringify({ datasetFile: dataset, seqlen: 64, maxWindows: 6 }));
+    await page.getByRole('button', { name: 'Submit job' }).click();
+    await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
+    await page.locator('.badge[data-status="completed"]').first().waitFor({ timeout: 120_000 });
+    await page.getByRole('log', { name: 'Job log' }).getByText(/completed in/).waitFor({ timeout: 10_000 });
+    const log = await page.getByRole('log', { name: 'Job log' }).innerText();
+    expect(log).toMatch(/queued on quant/);
+    expect(log).toMatch(/started on quant-1/);
+    expect(await page.getByRole('link', { name: 'Download eval.json' }).count()).toBe(1);
+
+    await go(`/models/${modelId}`);
+    await page.locator('[data-format="hf"] [data-metric="ppl"]').filter({ hasText: /^\d/ }).waitFor({ timeout: 15_000 });
+    const compare = page.getByRole('table', { name: 'Version comparison' });
+    await compare.waitFor();
+    expect(await compare.locator('tbody tr').count()).toBe(3);
+    expect(await page.locator('figure.chart svg.recharts-surface').count()).toBeGreaterThanOrEqual(3);
+    await page.locator('#compare-title').scrollIntoViewIfNeeded();
+    await shot('model-compare');
+  });
+
+  it('lists jobs live, with a job detail that has log lines, artifacts and the calibration charts', async () => {
+    await go('/jobs');
+    const rows = page.locator('table[aria-label="Jobs"] tbody tr');
+    await rows.nth(4).waitFor();
+    expect(await rows.count()).toBe(5);
+    expect(await page.locator('table[aria-label="Jobs"] tbody tr[data-status="completed"]').count()).toBe(5);
+    await page.waitForFunction(() => {
+      const cells = [...(globalThis as any).document.querySelectorAll('table[aria-label="Jobs"] tbody tr td:nth-child(4)')] as Array<{ textContent: string }>;
+      return cells.length === 5 && cells.every((c) => c.textContent === 'quant-1');
+    }, undefined, { timeout: 10_000 });
+    await shot('jobs');
+
+    await page.locator('table[aria-label="Jobs"] tbody tr').filter({ hasText: 'calibrate' }).getByRole('link').first().click();
+    await page.getByRole('heading', { name: /calibrate/ }).waitFor();
+    await page.locator('[data-testid="calibration-charts"] svg.recharts-surface').first().waitFor({ timeout: 15_000 });
+    expect(await page.locator('[data-testid="calibration-charts"] .recharts-wrapper').count()).toBe(3);
+    // two decoder layers on the x axis of the activation chart
+    const ticks = await page.locator('figure[aria-label="Activation absmax per layer"] .recharts-cartesian-axis-tick-value').allTextContents();
+    expect(ticks).toEqual(expect.arrayContaining(['L0', 'L1']));
+    expect(await page.getByRole('link', { name: /Download calib_stats.safetensors/ }).count()).toBe(1);
+    const steps = await page.locator('ol[aria-label="Pipeline steps"] li').count();
+    expect(steps).toBe(4);
+    await shot('job-calibrate');
+  });
+
+  it('shows a long job progress moving in the jobs list, cancels a job and retries it from the UI', async () => {
+    const tree = (await http('GET', `/models/${modelId}/tree`)).body as { nodes: Array<{ id: string; version?: { format: string } }> };
+    const fp16 = tree.nodes.find((n) => n.version?.format === 'hf')!;
+    // a long eval (every window of the text) keeps the worker busy; its progress bar moves without a reload
+    await go('/jobs');
+    await page.getByRole('table', { name: 'Jobs' }).waitFor();
+    const longText = path.join(env.modelRoot, 'long.txt');
+    fs.writeFileSync(longText, fs.readFileSync(dataset, 'utf8').repeat(8));
+    const long = (await http('POST', '/jobs', { type: 'eval', params: { versionId: fp16.id, datasetFile: longText, seqlen: 64, maxWindows: 100000 } })).body as { id: string };
+    const bar = page.locator(`tr[data-job-id="${long.id}"] [role=progressbar]`);
+    await bar.waitFor({ timeout: 10_000 });
+    const values = new Set<number>();
+    const until = Date.now() + 60_000;
+    let shotTaken = false;
+    while (values.size < 3 && Date.now() < until) {
+      const v = Number(await bar.getAttribute('aria-valuenow'));
+      if (v > 0 && v < 100) {
+        values.add(v);
+        if (!shotTaken) await shot('jobs-running');
+        shotTaken = true;
+      }
+      if ((await page.locator(`tr[data-job-id="${long.id}"]`).getAttribute('data-status')) === 'completed') break;
+      await page.waitForTimeout(100);
+    }
+    expect(values.size).toBeGreaterThanOrEqual(1);
+    // the next job waits in the queue behind it and is cancelled there
+    const queued = (await http('POST', '/jobs', { type: 'eval', params: { versionId: fp16.id, datasetFile: dataset, seqlen: 64, maxWindows: 2 } })).body as { id: string };
+    await go(`/jobs/${queued.id}`);
+    await page.getByRole('button', { name: /^Cancel eval job/ }).click();
+    await page.locator('.title-row .badge[data-status="cancelled"]').waitFor({ timeout: 10_000 });
+    // (the long eval may have finished by now: then there is nothing to cancel)
+    expect([200, 409]).toContain((await http('POST', `/jobs/${long.id}/cancel`)).status);
+    await page.getByRole('button', { name: /^Retry eval job/ }).click();
+    await page.waitForURL((u) => /#\/jobs\/[0-9a-f-]{36}$/.test(u.toString()) && !u.toString().endsWith(queued.id));
+    const retriedId = /#\/jobs\/([0-9a-f-]{36})$/.exec(page.url())![1];
+    await page.locator('.title-row .badge[data-status="completed"]').waitFor({ timeout: 120_000 });
+    const log = await page.getByRole('log', { name: 'Job log' }).innerText();
+    expect(log).toContain(`retry of eval job ${queued.id}`);
+    const retried = (await http('GET', `/jobs/${retriedId}`)).body as { params: Record<string, unknown>; status: string };
+    expect(retried).toMatchObject({ status: 'completed', params: { versionId: fp16.id, datasetFile: dataset, seqlen: 64, maxWindows: 2 } });
+    // the API refuses to retry what did not fail
+    expect((await http('POST', `/jobs/${retriedId}/retry`)).status).toBe(409);
+  });
+
+  it('shows the workers with heartbeat and load, updated live', async () => {
+    await go('/workers');
+    await page.getByRole('article', { name: 'Worker quant-1' }).waitFor();
+    await page.getByRole('article', { name: 'Worker infer-1' }).waitFor();
+    const quant = await page.getByRole('article', { name: 'Worker quant-1' }).innerText();
+    expect(quant).toMatch(/online/);
+    expect(quant).toMatch(/none \(CPU\)/);
+    expect(quant).toMatch(/quant/);
+    await shot('workers');
+  });
+});
