@@ -2,8 +2,9 @@
 // API + worker-quant + worker-infer as processes on real Postgres/Redis, the real engine on a tiny model.
 // From the UI: register a model, run the quantize pipeline and watch it progress live (no reload), see the
 // new versions in the lineage tree with their metrics, evaluate the fp16 version as a single job, cancel and
-// retry a job, read a job's log, artifacts and calibration charts, see the workers. Screenshots of each page
-// go to var/test-artifacts/dashboard/.
+// retry a job, read a job's log, artifacts and calibration charts, see the workers, deploy the quantized
+// workspace and chat with it in the playground (streamed), and the API-key prompt when API_KEYS is on.
+// Screenshots of each page go to var/test-artifacts/dashboard/.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -281,7 +282,7 @@ describe('e2e: dashboard in headless chromium', () => {
     expect((await http('POST', `/jobs/${retriedId}/retry`)).status).toBe(409);
   });
 
-  it('shows the workers with heartbeat and load, updated live', async () => {
+  it('shows the workers with heartbeat and load, deploys the quantized workspace from the UI', async () => {
     await go('/workers');
     await page.getByRole('article', { name: 'Worker quant-1' }).waitFor();
     await page.getByRole('article', { name: 'Worker infer-1' }).waitFor();
@@ -289,6 +290,83 @@ describe('e2e: dashboard in headless chromium', () => {
     expect(quant).toMatch(/online/);
     expect(quant).toMatch(/none \(CPU\)/);
     expect(quant).toMatch(/quant/);
+
+    const tree = (await http('GET', `/models/${modelId}/tree`)).body as { nodes: Array<{ id: string; version?: { format: string } }> };
+    const workspace = tree.nodes.find((n) => n.version?.format === 'workspace')!;
+    await page.getByLabel('Deployment name').fill('tiny-awq');
+    await page.getByLabel('Deployment version id').fill(workspace.id);
+    await page.getByLabel('Session length').fill('256');
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    // the card appears and its worker reports the load state by heartbeat
+    await page.locator('[data-deployment="tiny-awq"] [data-worker-state="ready"]').waitFor({ timeout: 90_000 });
+    await page.getByRole('article', { name: 'Worker infer-1' }).getByText(/tiny-awq · ready/).waitFor({ timeout: 10_000 });
     await shot('workers');
   });
+
+  it('chats with the deployment in the playground and shows the answer streaming in', async () => {
+    await page.locator('[data-deployment="tiny-awq"]').getByRole('link', { name: 'chat' }).click();
+    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+    const select = page.getByLabel('Deployment', { exact: true });
+    await page.waitForFunction(() => ((globalThis as any).document.querySelector('select[aria-label="Deployment"]')?.value ?? '') === 'tiny-awq', undefined, { timeout: 10_000 });
+    expect(await select.inputValue()).toBe('tiny-awq');
+    await page.getByLabel('Temperature').fill('0');
+    await page.getByLabel('Max new tokens').fill('200');
+    await page.getByLabel('Seed').fill('7');
+    // record every text the assistant bubble shows while it streams
+    await page.evaluate(() => {
+      const g = globalThis as any;
+      g.__texts = [];
+      const chat = g.document.querySelector('[aria-label="Conversation"]');
+      new g.MutationObserver(() => {
+        const bubbles = chat.querySelectorAll('[data-role="assistant"] .msg-text');
+        const t = bubbles.length ? bubbles[bubbles.length - 1].textContent : '';
+        if (t && t !== '…' && g.__texts[g.__texts.length - 1] !== t) g.__texts.push(t);
+      }).observe(chat, { subtree: true, childList: true, characterData: true });
+    });
+    await page.getByRole('textbox', { name: 'Message' }).fill('Hello, who are you?');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.locator('[data-role="assistant"] .msg-stats').waitFor({ timeout: 60_000 });
+    // the stream has ended when Stop is disabled again
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    const texts = (await page.evaluate(() => (globalThis as any).__texts)) as string[];
+    const answer = await page.locator('[data-role="assistant"] .msg-text').last().innerText();
+    const stats = await page.locator('[data-role="assistant"] .msg-stats').innerText();
+    expect(answer.length).toBeGreaterThan(0);
+    expect(texts[texts.length - 1]).toBe(answer);
+    // streamed: several chunks, shown as they came (each text a prefix of the next)
+    expect(Number(/^(\d+) chunks/.exec(stats)![1])).toBeGreaterThanOrEqual(2);
+    expect(texts.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < texts.length; i++) expect(texts[i].startsWith(texts[i - 1])).toBe(true);
+    expect(stats).toMatch(/first token \d+ ms/);
+    expect(stats).toMatch(/length|stop/);
+    expect(await page.locator('[role=alert]').count()).toBe(0);
+    await shot('playground');
+  });
+
+  it('asks for an API key when the API has keys on, and sends it as a Bearer token', async () => {
+    const port = await freePort();
+    const keyed = startApp('api', 'api-keys', { ...env.env, PORT: String(port), API_KEYS: 'sk-dashboard-e2e-key', RUN_MIGRATIONS: 'false' }, logDir);
+    procs.push(keyed);
+    const url = `http://127.0.0.1:${port}`;
+    await waitFor(async () => (await fetch(`${url}/health`).catch(() => null))?.ok, 'keyed api health', 60_000, 250);
+    expect((await fetch(`${url}/models`)).status).toBe(401);
+    // bull-board answers only with a key (HTTP Basic, the key as password, is what a browser can send)
+    expect((await fetch(`${url}/admin/queues`)).status).toBe(401);
+    const basic = `Basic ${Buffer.from('ops:sk-dashboard-e2e-key').toString('base64')}`;
+    expect((await fetch(`${url}/admin/queues`, { headers: { authorization: basic } })).status).toBe(200);
+
+    const p2 = await browser.context.newPage();
+    await p2.goto(`${url}/#/models`);
+    await p2.getByRole('heading', { name: 'API key required' }).waitFor({ timeout: 10_000 });
+    await shot2(p2, 'api-key-prompt');
+    await p2.getByRole('textbox', { name: 'API key' }).fill('sk-dashboard-e2e-key');
+    await p2.getByRole('button', { name: 'Use key' }).click();
+    await p2.getByRole('table', { name: 'Models' }).getByRole('link', { name: 'tiny-qwen2' }).waitFor({ timeout: 10_000 });
+    await p2.locator('.live-on').waitFor({ timeout: 10_000 }); // the SSE stream got in with the key too
+    await p2.close();
+  });
 });
+
+async function shot2(p: Page, name: string): Promise<void> {
+  await p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}

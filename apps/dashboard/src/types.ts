@@ -129,7 +129,7 @@ export interface Worker {
   queues: string[];
   status: 'online' | 'draining' | 'stopped' | 'gone';
   lastHeartbeatAt: string;
-  loadedDeployments: Array<{ deploymentId: string; versionId: string }>;
+  loadedDeployments: LoadedDeployment[];
   activeJobs: number;
   startedAt: string;
 }
@@ -153,4 +153,29 @@ export interface CalibStats {
     k?: { min: number[]; max: number[]; absmax: number[] };
     v?: { min: number[]; max: number[]; absmax: number[] };
   }>;
+}
+
+export interface LoadedDeployment {
+  deploymentId: string;
+  versionId: string;
+  name?: string;
+  state?: 'loading' | 'ready' | 'failed';
+  error?: string;
+  activeRequests?: number;
+  maxBatchSize?: number;
+  sessionLen?: number;
+  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number };
+}
+
+export interface Deployment {
+  id: string;
+  name: string;
+  versionId: string;
+  kvPolicy: string;
+  cacheMaxEntryCount: number | null;
+  maxBatchSize: number;
+  sessionLen: number | null;
+  maxPending: number;
+  createdAt: string;
+  workers: Array<{ workerId: string; workerName: string } & LoadedDeployment>;
 }

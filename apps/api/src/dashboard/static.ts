@@ -9,7 +9,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import type { NextFunction, Request, Response } from 'express';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { inferQueueName, JobQueue, QueueName, WorkerRepository, type AppConfig } from '@lmfleet/platform';
+import { ApiKeySet, inferQueueName, JobQueue, QueueName, WorkerRepository, type AppConfig } from '@lmfleet/platform';
 
 /** First path segments that belong to the API: the SPA fallback never answers under them. */
 export const API_SEGMENTS = [
@@ -56,6 +56,19 @@ function mountQueues(app: INestApplication, config: AppConfig): void {
     serverAdapter,
     options: { uiConfig: { boardTitle: 'LMFleet queues' } },
   });
+  // bull-board is mounted outside Nest's router, so the API-key guard does not cover it: with API_KEYS on it
+  // asks for a key itself, as a Bearer token or as the password of HTTP Basic auth (what a browser can send).
+  const keys = new ApiKeySet(config.apiKeys);
+  if (keys.enabled) {
+    app.use(QUEUES_PATH, (req: Request, res: Response, next: NextFunction) => {
+      const basic = /^Basic\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+      const password = basic ? Buffer.from(basic[1], 'base64').toString('utf8').split(':').slice(1).join(':') : undefined;
+      const why = keys.check(password !== undefined ? `Bearer ${password}` : req.headers.authorization);
+      if (!why) return next();
+      res.setHeader('WWW-Authenticate', 'Basic realm="LMFleet queues (password: an API key)", charset="UTF-8"');
+      res.status(401).json({ statusCode: 401, error: 'Unauthorized', message: why });
+    });
+  }
   let refreshedAt = 0;
   app.use(QUEUES_PATH, (_req: Request, _res: Response, next: NextFunction) => {
     if (Date.now() - refreshedAt < 5000) return next();

@@ -39,7 +39,9 @@ export function PlaygroundPage() {
       .then((r) => {
         const ids = r.data.map((m) => m.id);
         setModels(ids);
-        setS((o) => ({ ...o, model: o.model || ids[0] || '' }));
+        // #/playground?model=<name> (the Deployments card links here) preselects a deployment
+        const wanted = new URLSearchParams(window.location.hash.split('?')[1] ?? '').get('model');
+        setS((o) => ({ ...o, model: o.model || (wanted && ids.includes(wanted) ? wanted : ids[0]) || '' }));
       })
       .catch((e: Error) => setModelsError(e instanceof ApiError && e.status === 404 ? 'This API does not serve the OpenAI endpoints (/v1) yet.' : e.message));
   }, []);

@@ -1,66 +1,134 @@
-import { useEffect, useState } from 'react';
-import { ApiError } from '../api';
-import { Card, Empty, ErrorNote, StatusBadge } from '../components';
+import { useEffect, useState, type FormEvent } from 'react';
+import { api, ApiError, post } from '../api';
+import { Card, Empty, ErrorNote, Field, Progress, StatusBadge } from '../components';
 import { ago, bytes, num, shortId } from '../format';
 import { useNow, useResource } from '../hooks';
 import { useWorkerEvents } from '../live';
 import { Link } from '../router';
-import type { Worker } from '../types';
+import type { Deployment, Worker } from '../types';
 
-/** A deployment as the serving API reports it: the fields we know, the rest shown as metrics. */
-type Deployment = Record<string, unknown> & { id?: string; deploymentId?: string; status?: string; versionId?: string; metrics?: Record<string, unknown> };
+const KV_POLICIES = ['fp16', 'int8', 'int4', 'auto'];
 
-function isNumberLike(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v);
+function DeployForm({ onDone }: { onDone: () => void }) {
+  const [name, setName] = useState('');
+  const [versionId, setVersionId] = useState('');
+  const [kvPolicy, setKvPolicy] = useState('fp16');
+  const [maxBatchSize, setMaxBatchSize] = useState('8');
+  const [sessionLen, setSessionLen] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      await post('/deployments', {
+        name: name.trim(),
+        versionId: versionId.trim(),
+        kvPolicy,
+        maxBatchSize: Number(maxBatchSize),
+        ...(sessionLen.trim() ? { sessionLen: Number(sessionLen) } : {}),
+      });
+      setName('');
+      onDone();
+    } catch (err) {
+      setError((err as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form className="form-grid" onSubmit={submit} aria-label="Deploy a version">
+      <Field label="Name (the OpenAI model id)">
+        <input required value={name} onChange={(e) => setName(e.target.value)} aria-label="Deployment name" placeholder="qwen2-awq" />
+      </Field>
+      <Field label="Version id" hint="from a model's lineage (a workspace or HF version)">
+        <input required value={versionId} onChange={(e) => setVersionId(e.target.value)} aria-label="Deployment version id" placeholder="uuid" />
+      </Field>
+      <Field label="KV cache">
+        <select value={kvPolicy} onChange={(e) => setKvPolicy(e.target.value)} aria-label="KV cache policy">
+          {KV_POLICIES.map((k) => (
+            <option key={k}>{k}</option>
+          ))}
+        </select>
+      </Field>
+      <Field label="Max batch size">
+        <input type="number" min={1} value={maxBatchSize} onChange={(e) => setMaxBatchSize(e.target.value)} aria-label="Max batch size" />
+      </Field>
+      <Field label="Session length (optional)">
+        <input type="number" min={16} value={sessionLen} onChange={(e) => setSessionLen(e.target.value)} aria-label="Session length" />
+      </Field>
+      <div className="form-actions">
+        <button type="submit" className="primary" disabled={busy}>
+          {busy ? 'Deploying…' : 'Deploy'}
+        </button>
+      </div>
+      <ErrorNote error={error} />
+    </form>
+  );
 }
 
 function Deployments() {
-  const deps = useResource<Deployment[] | { items: Deployment[] }>('/deployments', 5000);
+  const deps = useResource<Deployment[]>('/deployments', 2000);
+  const [error, setError] = useState<string>();
   if (deps.error instanceof ApiError && deps.error.status === 404) {
-    return <Empty>This API has no deployments endpoint yet; loaded deployments are listed on each worker above.</Empty>;
+    return <Empty>This API has no deployments endpoint; loaded deployments are listed on each worker above.</Empty>;
   }
-  if (deps.error) return <ErrorNote error={deps.error} />;
-  const list = Array.isArray(deps.data) ? deps.data : deps.data?.items ?? [];
-  if (!deps.data) return <p className="muted">Loading…</p>;
-  if (!list.length) return <Empty>No deployment.</Empty>;
+  const undeploy = async (d: Deployment) => {
+    setError(undefined);
+    try {
+      await api('DELETE', `/deployments/${encodeURIComponent(d.name)}`);
+      deps.reload();
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
   return (
-    <div className="grid">
-      {list.map((d, i) => {
-        const id = String(d.id ?? d.deploymentId ?? i);
-        const metrics = Object.entries({ ...(d.metrics ?? {}), ...Object.fromEntries(Object.entries(d).filter(([, v]) => isNumberLike(v))) }).filter(([, v]) => isNumberLike(v));
-        return (
-          <article key={id} className="worker" aria-label={`Deployment ${id}`}>
+    <>
+      <ErrorNote error={deps.error ?? error} />
+      {deps.data && !deps.data.length && <Empty>No deployment: deploy a version below, then chat with it in the Playground.</Empty>}
+      <div className="grid">
+        {(deps.data ?? []).map((d) => (
+          <article key={d.id} className="worker" aria-label={`Deployment ${d.name}`} data-deployment={d.name}>
             <header>
-              <h3>{id}</h3>
-              {d.status && <StatusBadge status={String(d.status)} />}
+              <h3>{d.name}</h3>
+              <span className="actions">
+                <Link to={`/playground?model=${encodeURIComponent(d.name)}`}>chat</Link>
+                <button type="button" onClick={() => undeploy(d)} aria-label={`Undeploy ${d.name}`}>
+                  Undeploy
+                </button>
+              </span>
             </header>
             <dl className="kv">
-              {d.versionId && (
-                <>
-                  <dt>version</dt>
-                  <dd className="mono">{shortId(String(d.versionId))}</dd>
-                </>
-              )}
-              {Object.entries(d)
-                .filter(([k, v]) => !['id', 'deploymentId', 'status', 'versionId', 'metrics'].includes(k) && (typeof v === 'string' || typeof v === 'boolean'))
-                .slice(0, 6)
-                .map(([k, v]) => (
-                  <div key={k} className="kv-row">
-                    <dt>{k}</dt>
-                    <dd>{String(v)}</dd>
+              <div className="kv-row"><dt>version</dt><dd className="mono">{shortId(d.versionId)}</dd></div>
+              <div className="kv-row"><dt>KV cache</dt><dd>{d.kvPolicy}{d.cacheMaxEntryCount != null ? ` · ${num(d.cacheMaxEntryCount * 100, 0)} % of free memory` : ''}</dd></div>
+              <div className="kv-row"><dt>batch</dt><dd>max {d.maxBatchSize} · queue {d.maxPending}{d.sessionLen ? ` · session ${d.sessionLen}` : ''}</dd></div>
+              {d.workers.length === 0 && <div className="kv-row"><dt>workers</dt><dd className="warn">none online serves it</dd></div>}
+              {d.workers.map((w) => {
+                const used = w.engine ? w.engine.blocksTotal - w.engine.blocksFree : null;
+                return (
+                  <div className="kv-row" key={w.workerId} data-worker-state={w.state}>
+                    <dt>{w.workerName}</dt>
+                    <dd>
+                      <StatusBadge status={w.state ?? 'unknown'} /> {w.activeRequests ?? 0} running
+                      {w.engine && (
+                        <>
+                          {' '}· {w.engine.waiting} waiting · KV {used}/{w.engine.blocksTotal} blocks
+                          <Progress value={w.engine.blocksTotal ? (used ?? 0) / w.engine.blocksTotal : 0} label={`${d.name} KV cache use on ${w.workerName}`} />
+                        </>
+                      )}
+                      {w.error && <span className="error inline"> {w.error}</span>}
+                    </dd>
                   </div>
-                ))}
-              {metrics.map(([k, v]) => (
-                <div key={k} className="kv-row">
-                  <dt>{k}</dt>
-                  <dd>{num(v as number, 2)}</dd>
-                </div>
-              ))}
+                );
+              })}
             </dl>
           </article>
-        );
-      })}
-    </div>
+        ))}
+      </div>
+      <h3>Deploy a version</h3>
+      <DeployForm onDone={deps.reload} />
+    </>
   );
 }
 
@@ -104,8 +172,9 @@ export function WorkersPage() {
                     <dd>
                       {w.loadedDeployments.length
                         ? w.loadedDeployments.map((d) => (
-                            <span key={d.deploymentId} className="tag">
-                              {d.deploymentId} <span className="mono">{shortId(d.versionId)}</span>
+                            <span key={d.deploymentId} className="tag" title={d.error ?? undefined}>
+                              {d.name ?? d.deploymentId} · {d.state ?? 'loaded'}
+                              {d.activeRequests ? ` · ${d.activeRequests} running` : ''}
                             </span>
                           ))
                         : '—'}
