@@ -45,7 +45,7 @@ CublasGemm::~CublasGemm() {
 int w4a16_dense_min_rows() {
   static const int rows = [] {
     const char* e = std::getenv("LMFLEET_W4A16_DENSE_ROWS");
-    return e ? std::max(1, std::atoi(e)) : 512;
+    return e ? std::max(1, std::atoi(e)) : 256;
   }();
   return rows;
 }

@@ -48,10 +48,12 @@ __device__ __forceinline__ void scale_zero(half2 sz, half2* s, half2* z1024) {
 
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 
-// Shared memory per stage: the x tile [16 MI rows][128 k] (16-byte chunks xor-swizzled by row, for ldmatrix) and
-// every lane's 4 weight fragments of the k128 block (each lane reads back only what it copied).
+// Shared memory per stage: the x tile [16 MI rows][128 k] (16-byte chunks xor-swizzled by row, for ldmatrix), every
+// lane's 4 weight fragments of the k128 block (each lane reads back only what it copied), and each warp's (scale,
+// zero) pairs: [kNT tiles][up to 4 groups][8 rows] (so no global load sits on the dequantization's critical path).
+constexpr int kSzPerWarp = kNT * 4 * 8;  // half2
 template <int MI>
-__host__ __device__ constexpr int stage_bytes() { return 16 * MI * 128 * 2 + kWarps * kNT * 32 * 16; }
+__host__ __device__ constexpr int stage_bytes() { return 16 * MI * 128 * 2 + kWarps * kNT * 32 * 16 + kWarps * kSzPerWarp * 4; }
 template <int MI>
 __host__ __device__ constexpr int stages() { return MI == 4 ? 3 : 4; }
 
@@ -69,6 +71,10 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
   const int tile0 = blockIdx.x * (kBN / 8) + warp * kNT;
   auto a_stage = [&](int st) { return reinterpret_cast<half*>(smem + st * stage_bytes<MI>()); };
   auto b_stage = [&](int st) { return reinterpret_cast<uint4*>(smem + st * stage_bytes<MI>() + BM * 256) + (warp * kNT) * 32; };
+  auto s_stage = [&](int st) {
+    return reinterpret_cast<half2*>(smem + st * stage_bytes<MI>() + BM * 256 + kWarps * kNT * 32 * 16) + warp * kSzPerWarp;
+  };
+  const int gpb = 128 / group;  // groups per k128 block: 1, 2 or 4
   float acc[MI][kNT][4];
 #pragma unroll
   for (int mi = 0; mi < MI; mi++)
@@ -94,6 +100,14 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
       const bool ok = tile < ntiles;
       cp_async16(&Bs[i * 32 + lane], ok ? qw + ((size_t)tile * KB + kb) * 32 + lane : qw, ok);
     }
+    // (scale, zero) of the tiles' 8 rows for each group of this block: 32 bytes = 2 chunks per (tile, group)
+    if (lane < kNT * gpb * 2) {
+      const int i = lane / (gpb * 2), gj = (lane >> 1) % gpb, hf = lane & 1;
+      const int tile = tile0 + i;
+      const bool ok = tile < ntiles;
+      cp_async16(s_stage(st) + (i * 4 + gj) * 8 + hf * 4,
+                 ok ? sz + (size_t)(kb * gpb + gj) * n + tile * 8 + hf * 4 : sz, ok);
+    }
   };
 
 #pragma unroll
@@ -109,6 +123,7 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
     cp_async_commit();
     const half* A = a_stage(it % ST);
     const uint4* Bs = b_stage(it % ST);
+    const half2* Ss = s_stage(it % ST);
     uint4 bw[kNT];
 #pragma unroll
     for (int i = 0; i < kNT; i++) bw[i] = Bs[i * 32 + lane];
@@ -122,13 +137,13 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
           const int r = mi * 16 + (lane & 15), c = (2 * j + s2) * 2 + (lane >> 4);
           ldsm_x4(a[mi][s2], A + r * 128 + ((c ^ (r & 7)) << 3));
         }
-      const int gi = (kb * 128 + 32 * j) / group;
+      const int gj = (32 * j) / group;
 #pragma unroll
       for (int i = 0; i < kNT; i++) {
         const int tile = tile0 + i;
         if (tile >= ntiles) continue;
         half2 sc, z;
-        scale_zero(__ldg(sz + (size_t)gi * n + tile * 8 + g), &sc, &z);
+        scale_zero(Ss[(i * 4 + gj) * 8 + g], &sc, &z);
         uint32_t b[4];
         dequant_word(word_of(bw[i], j), z, sc, b);
 #pragma unroll
@@ -290,7 +305,7 @@ void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f3
   const uint4* qw = reinterpret_cast<const uint4*>(w.qweight);
   // workspace: per-(x, y) arrival counters (zero between launches), then the partial sums
   unsigned* counters = reinterpret_cast<unsigned*>(ws);
-  float* part = ws ? ws + counters_words(p) : nullptr;
+  float* part = p.ks > 1 ? ws + counters_words(p) : nullptr;
   switch (p.mi) {
 #define LMF_W4_CASE(MI)                                                                                          \
   case MI: {                                                                                                     \
