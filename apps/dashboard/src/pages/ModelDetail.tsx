@@ -89,7 +89,7 @@ function Compare({ versions }: { versions: Version[] }) {
   const charts: Array<{ key: 'ppl' | 'sizeMiB' | 'tps'; title: string; color: string; unit: string }> = [
     { key: 'ppl', title: 'Perplexity (lower is better)', color: '#dc2626', unit: '' },
     { key: 'sizeMiB', title: 'Size on disk (MiB)', color: '#2563eb', unit: ' MiB' },
-    { key: 'tps', title: 'Eval speed (tokens/s)', color: '#16a34a', unit: ' tok/s' },
+    { key: 'tps', title: 'Eval speed (scored tokens/s)', color: '#16a34a', unit: ' tok/s' },
   ];
   return (
     <>

@@ -13,6 +13,7 @@ import { JobRepository } from '../repositories/job.repository';
 import { ModelRepository } from '../repositories/model.repository';
 import { JobService } from '../services/job.service';
 import { ArtifactStore } from '../storage/artifact-store';
+import { DEFAULT_EVAL_SEQLEN } from '../worker/quant-jobs.service';
 import { readF32Tensors, summarizeCalibStats, type CalibStatsSummary } from './calib-stats';
 import { buildTree, type TreeNode } from './lineage-tree';
 
@@ -34,6 +35,7 @@ export interface JobSummary {
 }
 
 export interface TreeNodeView extends TreeNode {
+  /** derived.tokensPerSecond: tokens scored per second by the latest eval of this version (windows × seqlen / seconds). */
   version?: ModelVersionEntity & { measurements: Record<string, MetricValue>; derived: { tokensPerSecond: number | null } };
   calibration?: { samples: number | null; seqlen: number | null; tokens: number | null; dataset: string | null };
   job?: JobSummary | null;
@@ -111,6 +113,16 @@ export class DashboardService {
       : [];
     const jobById = new Map(related.map((j) => [j.id, j]));
     const measurements = await this.latestMetrics(ids);
+    // eval speed: the eval job's result says how many windows it scored in how many seconds (eval_tokens counts
+    // the whole text's tokens, not the scored ones)
+    const evalJobIds = [...measurements.values()].map((m) => m.eval_seconds?.jobId).filter((x): x is string => !!x);
+    const evalJobs = new Map((evalJobIds.length ? await jobRepo.findBy({ id: In(evalJobIds) }) : []).map((j) => [j.id, j]));
+    const scoredPerSecond = (jobId: string | null | undefined): number | null => {
+      const j = jobId ? evalJobs.get(jobId) : undefined;
+      const r = (j?.result ?? {}) as Record<string, unknown>;
+      const seqlen = typeof j?.params?.seqlen === 'number' ? (j.params.seqlen as number) : DEFAULT_EVAL_SEQLEN;
+      return typeof r.windows === 'number' && typeof r.seconds === 'number' && r.seconds > 0 ? (r.windows * seqlen) / r.seconds : null;
+    };
     const versionById = new Map(versions.map((v) => [v.id, v]));
     const nodes = buildTree(versions, related).map((n): TreeNodeView => {
       const job = n.jobId ? jobById.get(n.jobId) : undefined;
@@ -125,8 +137,7 @@ export class DashboardService {
       }
       const v = versionById.get(n.id)!;
       const m = measurements.get(v.id) ?? {};
-      const tps = m.eval_tokens && m.eval_seconds && m.eval_seconds.value > 0 ? m.eval_tokens.value / m.eval_seconds.value : null;
-      return { ...n, job: job ? summary(job) : null, version: { ...v, measurements: m, derived: { tokensPerSecond: tps } } };
+      return { ...n, job: job ? summary(job) : null, version: { ...v, measurements: m, derived: { tokensPerSecond: scoredPerSecond(m.eval_seconds?.jobId) } } };
     });
     return { model, nodes };
   }

@@ -15,7 +15,8 @@ import { ArtifactStore, type StoredFile } from '../storage/artifact-store';
 import type { JobContext, JobResult } from './job-context';
 import { OnJob } from './on-job.decorator';
 
-const DEFAULT_EVAL_SEQLEN = 2048;
+/** Window length of an eval job that names none (also read by the dashboard to compute scored tokens/s). */
+export const DEFAULT_EVAL_SEQLEN = 2048;
 
 /** The quantize pipeline's steps (LMDeploy lite: calibrate, auto_awq, convert) and eval, on the engine. */
 @Injectable()
