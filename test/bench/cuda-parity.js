@@ -4,7 +4,7 @@
 //   1. every golden case of test/fixtures/golden (tiny random HF models + transformers' logits, make_golden.py):
 //      PretrainedModel.load(dir, { backend: 'cuda' }).forward(prompt) vs the golden logits (max abs error), and
 //      Engine.fromPretrained(dir, { backend: 'cuda' }) greedy 32 tokens vs transformers' generate; the same with the
-//      int8 KV cache (quantPolicy 8) for the cases whose head_dim the quantized kernels take (64/128).
+//      int8 KV cache (quantPolicy 8): greedy tokens must stay identical (logit error reported, not bounded).
 //   2. (with --ppl MODEL_DIR) eval ppl at --seqlen over MODEL_DIR/eval.txt on cuda with the fp16, int8 and int4 KV
 //      cache, online, and calibrated from --kv-calib-dir when given.
 // Prints PARITY_JSON last.
@@ -72,9 +72,6 @@ async function main() {
   for (const name of cases) {
     for (const qp of [0, 8]) {
       try {
-        const cfg = JSON.parse(fs.readFileSync(path.join(goldenDir, name, 'config.json'), 'utf8'));
-        const hd = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
-        if (qp && backend === 'cuda' && hd !== 64 && hd !== 128) continue; // the quantized kernels' head dims
         const r = await goldenCase(name, qp);
         result.golden.push(r);
         console.log(`golden ${name} (head_dim ${r.headDim}) KV ${qp ? 'int' + qp : 'fp16'}: max |logit - golden| ${r.maxErr.toExponential(2)} ` +

@@ -7,6 +7,7 @@
 #   3. test/bench/cuda-parity.js through that addon and the compiled engine (dist/, `npm run build:ts`): the golden
 #      cases on cuda (logits + 32 greedy tokens; fp16 and int8 KV), and eval ppl of $PPL_MODEL with fp16/int8/int4 KV
 #      (online, and calibrated from $KV_CALIB when set)
+#   4. src/cuda/bench_attention.cu: one layer's decode/prefill attention with f16 vs int8 vs int4 caches
 # From a root holding libs/native, dist/, test/ and node_modules/{@huggingface,node-addon-api,node-api-headers}:
 #   source .device/bootstrap.sh; PPL_MODEL=dir KV_CALIB=dir bash libs/native/scripts/device-parity.sh
 set -uo pipefail
@@ -21,8 +22,16 @@ BUILD=libs/native/build/cuda-cmake
     -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8 ) > "$OUT/addon-build.log" 2>&1 &
 ADDON_PID=$!
-SKIP_BENCH=1 bash libs/native/scripts/device-test.sh > "$OUT/device-test.txt" 2>&1
+SKIP_BENCH=1 EXTRA_CU=src/cuda/bench_attention.cu bash libs/native/scripts/device-test.sh > "$OUT/device-test.txt" 2>&1
 echo "device-test rc $? ($(( $(date +%s) - t0 )) s)"
+# 4. the KV-cache attention micro-benchmark (f16 vs int8 vs int4 caches), kernels only
+DT=libs/native/build/device-test
+KOBJ=$(ls $DT/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench -e backend_cuda -e cuda_decoder -e f32_ops)
+if nvcc -arch=sm_90 $KOBJ $DT/cpu_error.cc.o $DT/bench_attention.cu.o -lcublas -lcudart -lpthread -o $DT/bench_attention >> "$OUT/build.log" 2>&1; then
+  $DT/bench_attention > "$OUT/bench_attention.log" 2>&1; echo "bench_attention rc $?"
+else
+  echo "bench_attention: LINK FAILED"
+fi
 wait $ADDON_PID; arc=$?
 ADDON=$(find $BUILD -name lmfleet_native.node | head -1)
 echo "addon build rc $arc: ${ADDON:-none} ($(( $(date +%s) - t0 )) s)"
@@ -35,6 +44,8 @@ if [ -n "$ADDON" ]; then
 fi
 echo "== device-test =="
 grep -v "^|---" "$OUT/device-test.txt" | grep -e "==" -e FAIL -e ERROR -e "^| decoder" -e "passed" | head -30
-grep -e "head_dim\| int[48]" -e "d16\|d32" "$OUT/test_kernels.log" 2>/dev/null | head -30
+grep "^| " "$OUT/test_kernels.log" 2>/dev/null | grep -e " int[48]" -e " d16" -e " d32" -e "h32/2" -e "h12/1" -e "h11/1" -e FAIL | head -40
 echo "== cuda parity =="
 grep -v PARITY_JSON "$OUT/parity.log" 2>/dev/null | tail -20
+echo "== bench_attention =="
+cat "$OUT/bench_attention.log" 2>/dev/null

@@ -73,12 +73,8 @@ CudaDecoder::CudaDecoder(Model& m)
     : m_(m), be_(dynamic_cast<CudaBackend&>(m.backend())), s_(dynamic_cast<CudaBackend&>(m.backend()).stream()) {
   be_.bind();
   const ModelConfig& c = m.cfg();
-  if (c.kv_quant_policy == 0 && c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 128)
+  if (c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 128)
     fail(ErrorCode::InvalidArgument, "cuda: head_dim must be 16, 32, 64 or 128, got " + std::to_string(c.head_dim));
-  if (c.kv_quant_policy != 0 && c.head_dim != 64 && c.head_dim != 128)
-    fail(ErrorCode::InvalidArgument, "cuda: a quantized KV cache (quant_policy " + std::to_string(c.kv_quant_policy) +
-                                         ") needs head_dim 64 or 128, got " + std::to_string(c.head_dim));
-  if (c.heads / c.kv_heads > 8) fail(ErrorCode::InvalidArgument, "cuda: at most 8 query heads per kv head");
   if (c.hidden % 8 || c.inter % 8) fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes must be multiples of 8");
   if (const char* g = std::getenv("LMFLEET_CUDA_GRAPHS")) use_graphs_ = std::string(g) != "0";
   embed_ = to_f16_copy(m.embed, (size_t)c.vocab * c.hidden, s_);

@@ -441,6 +441,7 @@ int main(int argc, char** argv) {
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default", 128}, "W4A16 g128 h512 GQA 4/2 d128, qkv bias");
     decoder_test({1000, 256, 608, 2, 4, 4, 64, false, true, "default", 32}, "W4A16 g32 h256 MHA d64 inter 608 (padded k), tied");
     decoder_test({320, 64, 160, 2, 4, 1, 16, true, false, "default"}, "h64 GQA 4/1 d16 (golden-sized), qkv bias");
+    decoder_test({1000, 512, 1024, 2, 16, 1, 32, false, false, "default"}, "h512 GQA 16/1 d32 (> 8 q heads per kv head)");
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias", 8);
     decoder_test({1000, 512, 1024, 2, 8, 1, 64, false, false, "dynamic"}, "h512 GQA 8/1 d64, dynamic NTK", 8);
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias", 4);

@@ -962,11 +962,20 @@ int main(int argc, char** argv) {
       test_attention_prefill(r, {64, 257}, {300, 0}, 28, 4, 128);
     }
     g_attention_prefill_impl = 1;
+    // more than 8 query heads per kv head: 16 (2 blocks of 8), 12 (2 of 6), 11 (11 of 1)
+    test_attention_decode(r, {1, 300, 1500}, 32, 2, 128, 256);
+    test_attention_decode(r, {77, 2000}, 12, 1, 64, 128);
+    test_attention_decode(r, {45, 600}, 11, 1, 64, 128, 8);
+    test_attention_prefill(r, {70, 130}, {20, 0}, 32, 2, 128);
     // head dims of the tiny golden models (16) and 32
     test_attention_decode(r, {1, 12, 45}, 4, 1, 16, 32);
     test_attention_decode(r, {30, 100}, 4, 2, 32, 64);
     test_attention_prefill(r, {12, 44}, {0, 7}, 4, 4, 16);
     test_attention_prefill(r, {70}, {20}, 4, 1, 32);
+    test_attention_decode(r, {1, 12, 45}, 4, 1, 16, 32, 8);
+    test_attention_decode(r, {30, 100}, 4, 2, 32, 64, 4);
+    test_attention_prefill(r, {12, 44}, {0, 7}, 4, 4, 16, 4);
+    test_attention_prefill(r, {70}, {20}, 4, 1, 32, 8);
     // KV cache int8 / int4 (quant_policy 8 / 4): store, then decode and prefill reading the quantized cache
     for (int qp : {8, 4}) {
       test_rope_kv_quant(r, qp, false);

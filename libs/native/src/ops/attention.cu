@@ -64,7 +64,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
                         const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
                         int block_size, float scale_log2, int split_len, int max_splits, float* __restrict__ o_part,
                         float* __restrict__ ml_part, const float* __restrict__ k_param,
-                        const float* __restrict__ v_param) {
+                        const float* __restrict__ v_param, int kv_rep) {
   using Chunk = typename KvChunk<QP>::T;
   constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
   extern __shared__ float scores[];  // [G][split_len]
@@ -72,7 +72,9 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   __shared__ float scratch[32];
   __shared__ float stat[2][G];
 
-  const int b = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x;
+  // blockIdx.y = a group of G query heads [hg * G, hg * G + G); kv_rep such groups share kv head hg / kv_rep (more than
+  // 8 query heads per kv head run as several groups, each reading the kv head's rows)
+  const int b = blockIdx.z, hg = blockIdx.y, kvh = hg / kv_rep, split = blockIdx.x;
   const int ctx = ctx_lens[b];
   const int nsplit = (ctx + split_len - 1) / split_len;
   if (split >= nsplit) return;
@@ -84,7 +86,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   float qf[G][8];
 #pragma unroll
   for (int g = 0; g < G; g++) {
-    half8_to_float(ldg_half8(q + (size_t)b * ldq + (kvh * G + g) * HD + sub * 8), qf[g]);
+    half8_to_float(ldg_half8(q + (size_t)b * ldq + (hg * G + g) * HD + sub * 8), qf[g]);
 #pragma unroll
     for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
   }
@@ -195,7 +197,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
     float v = 0.f;
 #pragma unroll
     for (int w = 0; w < kDecodeWarps; w++) v += red[w][g][d];
-    const int qh = kvh * G + g;
+    const int qh = hg * G + g;
     if (nsplit == 1) {
       out[(size_t)b * ldo + qh * HD + d] = __float2half(v / stat[1][g]);
     } else {
@@ -234,16 +236,16 @@ template <int HD, int G, int QP>
 static void launch_decode(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
                           int max_blocks, const int* ctx_lens, half* out, int ldo, int batch, int nh, int nkv,
                           int block_size, float scale, int split_len, int max_splits, void* workspace,
-                          cudaStream_t s, const float* k_param, const float* v_param) {
+                          cudaStream_t s, const float* k_param, const float* v_param, int kv_rep) {
   float* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
   const size_t smem = (size_t)G * split_len * sizeof(float);
   auto kern = attention_decode_kernel<HD, G, QP>;
   if (smem > 48 * 1024) LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  dim3 grid(max_splits, nkv, batch);
+  dim3 grid(max_splits, nkv * kv_rep, batch);
   kern<<<grid, kDecodeWarps * 32, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo,
                                              nh, nkv, block_size, scale * kLog2e, split_len, max_splits, o_part,
-                                             ml_part, k_param, v_param);
+                                             ml_part, k_param, v_param, kv_rep);
   LMF_CUDA_LAUNCHED();
   if (max_splits > 1) {
     attention_decode_combine_kernel<HD><<<dim3(nh, batch), HD, 0, s>>>(ctx_lens, out, ldo, nh, split_len, max_splits,
@@ -257,14 +259,19 @@ static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, c
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo, int batch,
                            int nh, int nkv, int block_size, float scale, int split_len, int max_splits,
                            void* workspace, cudaStream_t s, const float* k_param, const float* v_param) {
+  // G query heads per block (register-resident): the largest divisor of the group that is <= 8
+  int G = 8;
+  while (g % G) G--;
+  const int kv_rep = g / G;
 #define LMF_DECODE_CASE(G)                                                                                   \
   case G:                                                                                                    \
     return launch_decode<HD, G, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, \
-                                    nh, nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param);
-  switch (g) {
+                                    nh, nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, \
+                                    kv_rep);
+  switch (G) {
     LMF_DECODE_CASE(1) LMF_DECODE_CASE(2) LMF_DECODE_CASE(3) LMF_DECODE_CASE(4)
     LMF_DECODE_CASE(5) LMF_DECODE_CASE(6) LMF_DECODE_CASE(7) LMF_DECODE_CASE(8)
-    default: fail(ErrorCode::InvalidArgument, "attention: num_heads / num_kv_heads must be 1..8");
+    default: fail(ErrorCode::Internal, "attention: no decode kernel for " + std::to_string(G) + " heads per block");
   }
 #undef LMF_DECODE_CASE
 }
@@ -291,11 +298,15 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
     }
   } else if (quant_policy == 8) {
     switch (hd) {
+      case 16: LMF_DECODE_HD(16, 8);
+      case 32: LMF_DECODE_HD(32, 8);
       case 64: LMF_DECODE_HD(64, 8);
       case 128: LMF_DECODE_HD(128, 8);
     }
   } else if (quant_policy == 4) {
     switch (hd) {
+      case 16: LMF_DECODE_HD(16, 4);
+      case 32: LMF_DECODE_HD(32, 4);
       case 64: LMF_DECODE_HD(64, 4);
       case 128: LMF_DECODE_HD(128, 4);
     }
@@ -304,7 +315,7 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
   }
 #undef LMF_DECODE_HD
   fail(ErrorCode::InvalidArgument, "attention: head_dim " + std::to_string(hd) + " is not supported with quant_policy " +
-                                       std::to_string(quant_policy) + " (f16 cache: 16, 32, 64, 128; int8/int4: 64, 128)");
+                                       std::to_string(quant_policy) + " (16, 32, 64 or 128)");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -705,11 +716,15 @@ void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const h
     }
   } else if (quant_policy == 8) {
     switch (hd) {
+      case 16: LMF_PREFILL_HD(16, 8);
+      case 32: LMF_PREFILL_HD(32, 8);
       case 64: LMF_PREFILL_HD(64, 8);
       case 128: LMF_PREFILL_HD(128, 8);
     }
   } else if (quant_policy == 4) {
     switch (hd) {
+      case 16: LMF_PREFILL_HD(16, 4);
+      case 32: LMF_PREFILL_HD(32, 4);
       case 64: LMF_PREFILL_HD(64, 4);
       case 128: LMF_PREFILL_HD(128, 4);
     }
@@ -718,7 +733,7 @@ void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const h
   }
 #undef LMF_PREFILL_HD
   fail(ErrorCode::InvalidArgument, "attention: head_dim " + std::to_string(hd) + " is not supported with quant_policy " +
-                                       std::to_string(quant_policy) + " (f16 cache: 16, 32, 64, 128; int8/int4: 64, 128)");
+                                       std::to_string(quant_policy) + " (16, 32, 64 or 128)");
 }
 
 }  // namespace lmfleet

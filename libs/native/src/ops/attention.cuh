@@ -6,13 +6,13 @@ namespace lmfleet {
 
 // Paged KV cache: per layer k_cache/v_cache [num_blocks, block_size, nkv, hd] (the CPU backend's layout, f16); block_tables [batch, max_blocks]
 // maps a sequence's token t to block block_tables[b][t / block_size], row t % block_size.
-// head_dim: 16, 32, 64 or 128 for the f16 cache. quant_policy 8 / 4 (ops/kv_quant.h; head_dim 64 or 128): k_cache /
+// head_dim: 16, 32, 64 or 128 for the f16 cache. quant_policy 8 / 4 (ops/kv_quant.h; the same head dims): k_cache /
 // v_cache hold int8 / int4 rows (bytes, passed as half*) and k_param / v_param [slots, nkv, 2] f32 their (scale, zero);
 // both kernels dequantize as they load (decode: in registers; prefill: into the shared-memory tile).
 
 // Decode attention: one query token per sequence (position ctx_lens[b] - 1, whose k/v are already in the cache).
 // q: [batch, nh*hd] with row stride ldq; out: [batch, nh*hd] with row stride ldo. GQA: q head h reads kv head
-// h / (nh / nkv). Flash-decoding: the context is cut into splits of split_len tokens; blocks of one sequence
+// h / (nh / nkv), any ratio (a block holds up to 8 query heads; larger groups run as several blocks per kv head). Flash-decoding: the context is cut into splits of split_len tokens; blocks of one sequence
 // run in parallel and a second kernel merges them. The grid has max_splits splits per sequence whatever the
 // context (graph-safe: contexts may grow between replays up to max_splits * split_len tokens).
 // workspace: attention_decode_workspace_bytes(batch, nh, hd, max_splits) bytes of device memory.
