@@ -39,7 +39,7 @@ echo "addon build rc $arc: ${ADDON:-none} ($(( $(date +%s) - t0 )) s)"
 if [ -n "$ADDON" ]; then
   mkdir -p libs/native/build/cuda/Release && cp "$ADDON" libs/native/build/cuda/Release/
   LMFLEET_NATIVE_DIR="$ROOT/libs/native" node test/bench/cuda-parity.js ${PPL_MODEL:+--ppl "$PPL_MODEL"} \
-    ${KV_CALIB:+--kv-calib-dir "$KV_CALIB"} > "$OUT/parity.log" 2>&1
+    ${KV_CALIB:+--kv-calib-dir "$KV_CALIB"} ${GOLDEN:+--golden "$GOLDEN"} > "$OUT/parity.log" 2>&1
   echo "cuda-parity rc $? ($(( $(date +%s) - t0 )) s)"
 fi
 echo "== device-test =="
