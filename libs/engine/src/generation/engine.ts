@@ -108,6 +108,11 @@ export class Engine {
     return this.pretrained.backend;
   }
 
+  /** The KV cache quantization the engine runs with (quantPolicy, and online or calibrated scales). */
+  get kvQuant() {
+    return this.pretrained.kvQuant;
+  }
+
   get isDisposed(): boolean {
     return this.disposed;
   }
