@@ -1,6 +1,9 @@
 import { Readable } from 'node:stream';
 import { apiClientCommand, sseData } from './serve-api-client';
-import { deploymentNameOf, exampleCurl, kvPolicyOf } from './serve-api-server';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { deploymentNameOf, exampleCurl, isServable, kvPolicyOf } from './serve-api-server';
 
 function sse(chunks: object[]): string {
   return chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`).join('') + 'data: [DONE]\n\n';
@@ -91,5 +94,18 @@ describe('serve api_server helpers', () => {
     expect(deploymentNameOf('/x', 'my_model')).toBe('my_model');
     expect(() => deploymentNameOf('/x', 'bad name')).toThrow(/--model-name/);
     expect(exampleCurl('http://127.0.0.1:23333', 'm', '<key>')).toContain('-H "Authorization: Bearer <key>"');
+  });
+  it('serves HF directories and workspaces', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-servable-'));
+    try {
+      expect(isServable(dir)).toBe(false);
+      fs.writeFileSync(path.join(dir, 'lmfleet.json'), '{}');
+      expect(isServable(dir)).toBe(true);
+      fs.rmSync(path.join(dir, 'lmfleet.json'));
+      fs.writeFileSync(path.join(dir, 'config.json'), '{}');
+      expect(isServable(dir)).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -42,6 +42,11 @@ export function deploymentNameOf(modelDir: string, modelName?: string): string {
   return name;
 }
 
+/** A Hugging Face / AutoAWQ directory (config.json) or an engine workspace (lmfleet.json, from `lmfleet convert`). */
+export function isServable(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'config.json')) || fs.existsSync(path.join(dir, 'lmfleet.json'));
+}
+
 /** The curl that the server prints once ready. */
 export function exampleCurl(url: string, model: string, apiKey?: string): string {
   const auth = apiKey ? ` \\\n  -H "Authorization: Bearer ${apiKey}"` : '';
@@ -164,7 +169,7 @@ export async function apiServerCommand(io: CliIO, modelDir: string, flags: ApiSe
   if (flags.tp !== 1) throw new CliExit(2, `--tp ${flags.tp}: tensor parallelism is not supported yet (one GPU per worker); use --tp 1`);
   const kvPolicy = kvPolicyOf(flags.quantPolicy);
   const abs = path.resolve(modelDir);
-  if (!fs.existsSync(path.join(abs, 'config.json'))) throw new CliExit(2, `lmfleet serve api_server: ${abs} is not a model directory or workspace (no config.json)`);
+  if (!isServable(abs)) throw new CliExit(2, `lmfleet serve api_server: ${abs} is not a model directory or workspace (no config.json or lmfleet.json)`);
   const name = deploymentNameOf(abs, flags.modelName);
   for (const k of flags.apiKeys ?? []) {
     if (!/^[\x21-\x7e]{8,}$/.test(k)) throw new CliExit(2, '--api-keys: each key needs at least 8 printable characters without spaces');
