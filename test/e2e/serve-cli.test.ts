@@ -65,7 +65,7 @@ describe('e2e: lmfleet serve api_server / api_client', () => {
   it('api_server starts the platform, deploys the model and prints the URL and a curl', async () => {
     server = spawn(
       process.execPath,
-      [...CLI, 'serve', 'api_server', modelDir, '--server-port', String(port), '--server-name', '127.0.0.1', '--backend', 'cpu', '--max-batch-size', '4', '--session-len', '256', '--api-keys', KEY, '--log-dir', logDir],
+      [...CLI, 'serve', 'api_server', modelDir, '--server-port', String(port), '--server-name', '127.0.0.1', '--backend', 'cpu', '--max-batch-size', '4', '--session-len', '256', '--api-keys', KEY, '--log-dir', logDir, '--with-quant'],
       { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', ...env.env, MODEL_ROOTS: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     server.stdout!.on('data', (d) => (serverOut += d));
@@ -84,6 +84,8 @@ describe('e2e: lmfleet serve api_server / api_client', () => {
     expect(((await models.json()) as { data: Array<{ id: string }> }).data.map((m) => m.id)).toEqual(['tiny-qwen2']);
     const refused = await fetch(`http://127.0.0.1:${port}/v1/models`);
     expect(refused.status).toBe(401);
+    const workers = (await (await fetch(`http://127.0.0.1:${port}/workers`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as Array<{ kind: string }>;
+    expect(workers.map((w) => w.kind).sort()).toEqual(['infer', 'quant']);
   });
 
   it('api_client chats with streaming replies, keeping the conversation', async () => {
@@ -118,9 +120,9 @@ describe('e2e: lmfleet serve api_server / api_client', () => {
     expect(err).toMatch(/401.*invalid API key/);
   });
 
-  it('Ctrl-C stops the API and the worker it started, then exits 0', async () => {
+  it('Ctrl-C stops the API and the workers it started, then exits 0', async () => {
     const kids = childPids(server!.pid!);
-    expect(kids.length).toBe(2); // api + worker-infer
+    expect(kids.length).toBe(3); // api + worker-infer + worker-quant
     server!.kill('SIGINT');
     const code = await new Promise<number | null>((resolve) => (server!.exitCode !== null ? resolve(server!.exitCode) : server!.once('exit', resolve)));
     expect(code).toBe(0);

@@ -31,7 +31,8 @@ const REMOTE_HELP =
 
 function apiOf(cmd: Command, io: CliIO): ApiClient | undefined {
   const url = cmd.optsWithGlobals().api as string | undefined;
-  return url ? new ApiClient(url, io.fetch ?? fetch) : undefined;
+  // LMFLEET_API_KEY: sent as a bearer token, for a platform started with API keys.
+  return url ? new ApiClient(url, io.fetch ?? fetch, process.env.LMFLEET_API_KEY || undefined) : undefined;
 }
 
 function pollMs(): number {
@@ -188,6 +189,7 @@ export function createProgram(io: CliIO): Command {
     .option('--api-keys <keys...>', 'API keys clients must send as "Authorization: Bearer <key>"')
     .option('--log-dir <dir>', 'where the API and worker logs go (default: a new temporary directory)')
     .option('--ready-timeout <s>', 'seconds to wait for the model to load', parseIntArg('--ready-timeout', 1), 1800)
+    .option('--with-quant', 'also start a worker-quant (lite calibrate/auto_awq, convert, eval jobs with --api URL)', false)
     .addHelpText('after', '\nServices: DATABASE_URL / REDIS_URL when set, else Postgres and Redis on 127.0.0.1:5432/6379, else it starts them\n(scripts/services.sh, as the quickstart does). Ctrl-C stops everything it started.\n')
     .action(async (modelPath: string, o) => {
       await apiServerCommand(io, modelPath, o);

@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import { ApiClient } from '../remote';
 import { apiClientCommand, sseData } from './serve-api-client';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -107,5 +108,19 @@ describe('serve api_server helpers', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('ApiClient (the CLI\'s --api mode, and api_server\'s REST calls)', () => {
+  it('sends the API key as a bearer token when given one, and nothing otherwise', async () => {
+    const seen: Array<Record<string, string>> = [];
+    const f = (async (_u: URL, init: RequestInit) => {
+      seen.push(init.headers as Record<string, string>);
+      return new Response('{}', { status: 200 });
+    }) as unknown as typeof fetch;
+    await new ApiClient('http://x:1', f, 'sk-cli-key-1').request('POST', '/models', { path: '/m' });
+    await new ApiClient('http://x:1', f).request('GET', '/models');
+    expect(seen[0]).toEqual({ 'content-type': 'application/json', authorization: 'Bearer sk-cli-key-1' });
+    expect(seen[1]).toEqual({});
   });
 });

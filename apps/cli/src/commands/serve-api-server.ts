@@ -25,6 +25,8 @@ export interface ApiServerFlags {
   apiKeys?: string[];
   logDir?: string;
   readyTimeout?: number;
+  /** Also start a worker-quant, so that `lmfleet lite ... --api URL` jobs run on this platform. */
+  withQuant?: boolean;
 }
 
 /** LMDeploy's --quant-policy: 0 fp16 KV cache, 4 int4, 8 int8. */
@@ -57,7 +59,7 @@ export function exampleCurl(url: string, model: string, apiKey?: string): string
 }
 
 /** Where this file's siblings live: compiled (dist/…/*.js) or from sources under the TS register hook (tests). */
-function appEntry(app: 'api' | 'worker-infer'): { args: string[] } {
+function appEntry(app: 'api' | 'worker-infer' | 'worker-quant'): { args: string[] } {
   const ext = path.extname(__filename); // .js when built, .ts from sources
   const entry = path.resolve(__dirname, `../../../${app}/src/main${ext}`);
   if (!fs.existsSync(entry)) throw new CliExit(1, `error: cannot find the ${app} entry point at ${entry} (run \`npm run build\`)`);
@@ -139,7 +141,7 @@ interface Child {
   exited: Promise<number | null>;
 }
 
-function startChild(name: string, app: 'api' | 'worker-infer', env: NodeJS.ProcessEnv, logDir: string): Child {
+function startChild(name: string, app: 'api' | 'worker-infer' | 'worker-quant', env: NodeJS.ProcessEnv, logDir: string): Child {
   const logFile = path.join(logDir, `${name}.log`);
   const fd = fs.openSync(logFile, 'a');
   // Own process group: the terminal's Ctrl-C reaches only us, and we stop the children in order.
@@ -231,6 +233,7 @@ export async function apiServerCommand(io: CliIO, modelDir: string, flags: ApiSe
     };
     await waitUntil('the API', async () => ((await api.request('GET', '/health')).status === 200 ? true : undefined), 120_000);
     children.push(startChild('worker-infer', 'worker-infer', { ...childEnv, WORKER_NAME: env.WORKER_NAME ?? `serve-${flags.serverPort}-infer` }, logDir));
+    if (flags.withQuant) children.push(startChild('worker-quant', 'worker-quant', { ...childEnv, WORKER_NAME: `serve-${flags.serverPort}-quant` }, logDir));
     say(`API up at ${url}; registering ${abs}`);
     const versionId = await resolveVersion(api, abs, undefined);
     const want = {
@@ -264,7 +267,9 @@ export async function apiServerCommand(io: CliIO, modelDir: string, flags: ApiSe
     io.stdout.write(
       `LMFleet OpenAI-compatible server for ${name} on ${url} (Ctrl-C stops it)\n` +
         `  GET  ${url}/v1/models   POST ${url}/v1/chat/completions   POST ${url}/v1/completions   GET ${url}/metrics\n` +
-        `  try: lmfleet serve api_client ${url}${flags.apiKeys?.length ? ' --api-key <key>' : ''}\n\n${exampleCurl(url, name, flags.apiKeys?.length ? '<key>' : undefined)}\n`,
+        `  try: lmfleet serve api_client ${url}${flags.apiKeys?.length ? ' --api-key <key>' : ''}\n` +
+        (flags.withQuant ? `  quantize on it: ${flags.apiKeys?.length ? 'LMFLEET_API_KEY=<key> ' : ''}lmfleet --api ${url} lite auto_awq MODEL_DIR ...\n` : '') +
+        `\n${exampleCurl(url, name, flags.apiKeys?.length ? '<key>' : undefined)}\n`,
     );
     const r: 'interrupt' | Died = await Promise.race([interruptedP, childDied()]);
     if (r !== 'interrupt') throw new CliExit(1, `error: ${r.died.c.name} exited (code ${r.died.code}); its log (${r.died.c.logFile}):\n${tail(r.died.c.logFile)}`);
