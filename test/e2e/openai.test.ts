@@ -313,4 +313,22 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
       await db.end();
     }
   });
+  it('with two workers, every turn of an interactive session runs on the worker that holds its KV cache', async () => {
+    const port = new URL(apiUrl).port;
+    procs.push(startApp('worker-infer', 'worker-infer-2', { ...env.env, PORT: port, WORKER_NAME: 'infer-2' }, logDir));
+    await waitFor(
+      async () => ((await http('GET', `/deployments/${model}`)).body.workers as Array<{ state: string }>)?.filter((w) => w.state === 'ready').length === 2,
+      'second worker ready',
+      60_000,
+      200,
+    );
+    for (const sid of [21, 22, 23]) {
+      let history = 0;
+      for (let turn = 0; turn < 4; turn++) {
+        const r = (await http('POST', '/v1/chat/interactive', { model, prompt: `turn ${turn}`, session_id: sid, interactive_mode: true, request_output_len: 3, temperature: 0, ignore_eos: true })).body;
+        expect(r.history_tokens).toBe(history); // a turn on the other worker would start from 0
+        history += r.input_tokens + 3;
+      }
+    }
+  });
 });
