@@ -1,7 +1,7 @@
 import { QuantConfigError } from '../errors';
 import { nativeCpuOrReport } from '../testing/native-cpu';
 import {
-  AWQ_PACK_ORDER, awqGemmToW4a16, dequantizeLinear, fromAwqGemm, packAwqInt4, quantizeLinear, toAwqGemm, unpackAwqInt4,
+  AWQ_PACK_ORDER, awqGemmToW4a16, w4a16ToAwqGemm, dequantizeLinear, fromAwqGemm, packAwqInt4, quantizeLinear, toAwqGemm, unpackAwqInt4,
 } from './pack';
 
 function rand(seed: number): () => number {
@@ -103,6 +103,18 @@ describe('awqGemmToW4a16 (the engine workspace layout)', () => {
       { dtype: 'f16', shape: [ours.kp / g, out, 2], data: u8(ours.scalesZeros) },
     ], { group: g, layout: 'lmfleet' });
     expect(Array.from(b.data)).toEqual(Array.from(a.data));
+  });
+
+  it('round trip: AutoAWQ -> W4A16 -> AutoAWQ reproduces every word, zero and scale exactly', () => {
+    for (const [out, inp, g] of [[24, 96, 32], [40, 256, 64], [16, 384, 128], [8, 160, 32]]) {
+      const r = rand(7 * out + inp);
+      const w = new Float32Array(out * inp).map(() => (r() - 0.5) * 0.3);
+      const t = toAwqGemm(quantizeLinear(w, out, inp, 4, g));
+      const back = w4a16ToAwqGemm(awqGemmToW4a16(t, out, inp, g), out, inp, g);
+      expect(Array.from(back.qweight)).toEqual(Array.from(t.qweight));
+      expect(Array.from(back.qzeros)).toEqual(Array.from(t.qzeros));
+      expect(Array.from(back.scales)).toEqual(Array.from(t.scales));
+    }
   });
 
   it('refuses shapes the layout cannot hold', () => {

@@ -265,3 +265,50 @@ export function awqGemmToW4a16(t: AwqGemmTensors, out: number, inp: number, grou
     }
   return { qweight, scalesZeros, kp };
 }
+
+/** The exact inverse of awqGemmToW4a16 (workspace → AutoAWQ GEMM tensors); padding must hold code 0 and (0, 0). */
+export function w4a16ToAwqGemm(w: W4a16Tensors, out: number, inp: number, groupSize: number, layer = 'linear'): AwqGemmTensors {
+  checkGroupDivides(layer, out, inp, groupSize);
+  const kp = Math.ceil(inp / 128) * 128;
+  const KB = kp / 128;
+  const words = out / 8;
+  if (w.kp !== kp || w.qweight.length !== words * KB * 128 || w.scalesZeros.length !== (kp / groupSize) * out * 2) {
+    throw new QuantConfigError(`${layer}: W4A16 tensors do not match [${out}, ${inp}] with group ${groupSize}`);
+  }
+  const qweight = new Int32Array(inp * words);
+  for (let c = 0; c < kp; c++) {
+    const kb = c >> 7, kk = c & 127, j = kk >> 5, o = kk & 31;
+    const step = o >> 4, within = o & 15, hi8 = within >> 3, c8 = within & 7, tt = c8 >> 1, e = c8 & 1;
+    const sh = 4 * (step * 2 + hi8 + 4 * e);
+    const cw = (kb * 32 + tt) * 4 + j;
+    for (let w8 = 0; w8 < words; w8++) {
+      for (let jj = 0; jj < 8; jj++) {
+        const g = AWQ_PACK_ORDER[jj];
+        const code = (w.qweight[w8 * KB * 128 + cw + g * 16] >>> sh) & 0xf;
+        if (c >= inp) {
+          if (code !== 0) throw new QuantConfigError(`${layer}: padded column ${c} holds code ${code}`);
+          continue;
+        }
+        qweight[c * words + w8] |= code << (4 * jj);
+      }
+    }
+  }
+  const groups = inp / groupSize;
+  const qzeros = new Int32Array(groups * words);
+  const scales = new Uint16Array(groups * out);
+  for (let g = 0; g < kp / groupSize; g++)
+    for (let w8 = 0; w8 < words; w8++)
+      for (let jj = 0; jj < 8; jj++) {
+        const r = w8 * 8 + AWQ_PACK_ORDER[jj];
+        const s = w.scalesZeros[(g * out + r) * 2];
+        const z = f16BitsToF32(w.scalesZeros[(g * out + r) * 2 + 1]);
+        if (g >= groups) {
+          if (s !== 0 || z !== 0) throw new QuantConfigError(`${layer}: padded group ${g} has scale/zero ${s}/${z}`);
+          continue;
+        }
+        if (!(Number.isInteger(z) && z >= 0 && z <= 15)) throw new QuantConfigError(`${layer}: zero point ${z} is not a 4-bit integer`);
+        scales[g * out + r] = s;
+        qzeros[g * words + w8] |= z << (4 * jj);
+      }
+  return { qweight, qzeros, scales };
+}
