@@ -9,8 +9,9 @@ import { readSafetensorsDir, readTensorBytes } from '../io/safetensors';
 import { nativeCpuOrReport } from '../testing/native-cpu';
 import { REPO_ROOT } from '../testing/shared-model';
 import { makeTempDir } from '../testing/tmp-dir';
-import { writeTinyTokenizer } from '../testing/tiny-model';
+import { writeTinyModel, writeTinyTokenizer, type TinyModelOptions } from '../testing/tiny-model';
 import { convert } from '../workspace/convert';
+import { autoAwq } from './awq';
 import { fromAwqGemm, toAwqGemm } from './pack';
 
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'awq');
@@ -33,9 +34,43 @@ function maxAbsErr(got: Float32Array, want: number[][]): number {
   return m;
 }
 
+/** ours-*: our auto_awq's output (round-to-nearest: deterministic), read independently to make golden.json. */
+const OURS: Record<string, { model: TinyModelOptions; group: number }> = {
+  'ours-qwen2-g32': { model: { arch: 'qwen2', hiddenSize: 64, intermediateSize: 128, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 21 }, group: 32 },
+  'ours-internlm2-g64': { model: { arch: 'internlm2', hiddenSize: 128, intermediateSize: 256, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 22, bias: true }, group: 64 },
+};
+
 describe('independently made AutoAWQ checkpoints (test/fixtures/awq)', () => {
   const tmp = makeTempDir('lmfleet-awq-fixture-');
   afterAll(() => tmp.cleanup());
+
+  // The other direction: what our writer produces is read by an independent reader (make_awq_fixture.py --read-ours:
+  // numpy unpacking from AutoAWQ's documented layout, transformers' Qwen2 / Llama with InternLM2's wqkv split per KV
+  // group) and its logits are the golden; our writer must still produce those bytes, and our loader those logits.
+  (native ? it.each(Object.keys(OURS)) : it.skip.each(Object.keys(OURS)))('%s: our auto_awq writes it byte for byte, and an independent reader gives our logits', async (c) => {
+    const { model, group } = OURS[c];
+    const src = path.join(tmp.dir, `${c}-src`);
+    writeTinyModel(src, model);
+    const out = path.join(tmp.dir, `${c}-out`);
+    await autoAwq(src, { workDir: path.join(tmp.dir, `${c}-work`), dstDir: out, wGroupSize: group, searchScale: false, searchClip: false, native: native! });
+    const want = readSafetensorsDir(path.join(FIXTURES, c)).tensors;
+    const got = readSafetensorsDir(out).tensors;
+    expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
+    for (const [name, t] of want) {
+      const g = got.get(name)!;
+      expect({ name, dtype: g.dtype, shape: g.shape }).toEqual({ name, dtype: t.dtype, shape: t.shape });
+      expect({ name, same: Buffer.from(readTensorBytes(g)).equals(Buffer.from(readTensorBytes(t))) }).toEqual({ name, same: true });
+    }
+    const { dir, golden } = modelDir(c);
+    const m = await PretrainedModel.load(dir, { native: native!, backend: 'cpu' });
+    try {
+      const err = maxAbsErr(await m.forward(golden.prompt_ids), golden.logits);
+      console.log(`awq fixture ${c} (our writer, independent reader): max |logit - reference| ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(2e-3);
+    } finally {
+      m.dispose();
+    }
+  }, 60_000);
 
   /** The fixture as a loadable directory: its files plus a tiny tokenizer (the tests feed token ids). */
   const modelDir = (c: string): { dir: string; golden: Golden } => {
