@@ -17,7 +17,9 @@
 //     layers.{i}.up.weight           [intermediate, hidden]
 //     layers.{i}.down.weight         [hidden, intermediate]
 //   Linear weights are row-major [out, in] exactly as in HF safetensors (y = x W^T + b).
-//   W4A16 linears (later) add `.qweight/.qzeros/.scales` in AutoAWQ layout instead of `.weight`.
+//   W4A16 linears (config.quant set) give, instead of `.weight`, either AutoAWQ's `.qweight` i32 [in, out/8] +
+//   `.qzeros` i32 [in/group, out/8] + `.scales` f16 [in/group, out] (converted at load), or the engine's own layout
+//   (workspaces): `.qweight` i32 [out/8, kp/128, 128] + `.scales_zeros` f16 [kp/group, out, 2] (libs/native/README.md).
 // - Every long or GPU call returns a Promise and runs off the JS thread. Token events arrive through a
 //   ThreadSafeFunction from the native batch thread.
 // - Errors thrown by native code carry a stable `code` string (see NativeErrorCode) which index.ts maps to

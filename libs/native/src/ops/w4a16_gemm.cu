@@ -2,6 +2,7 @@
 // (code | 0x6400) read as f16 is 1024 + code, so (that - (1024 + zero)) * scale is the weight, exactly the f16
 // rounding of (q - z) * s that AutoAWQ's own dequantization gives.
 #include <algorithm>
+#include <atomic>
 
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
@@ -310,10 +311,13 @@ void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f3
 #define LMF_W4_CASE(MI)                                                                                          \
   case MI: {                                                                                                     \
     constexpr int smem = stages<MI>() * stage_bytes<MI>();                                                     \
-    static bool attr = false;                                                                                    \
-    if (!attr) {                                                                                                 \
+    static std::atomic<unsigned long long> attr_set{0}; /* per device: the attribute belongs to its context */   \
+    int dev = 0;                                                                                                 \
+    LMF_CUDA_CHECK(cudaGetDevice(&dev));                                                                         \
+    const unsigned long long bit = 1ull << (dev & 63);                                                           \
+    if (!(attr_set.load() & bit)) {                                                                              \
       LMF_CUDA_CHECK(cudaFuncSetAttribute(w4a16_mma_kernel<MI>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)); \
-      attr = true;                                                                                               \
+      attr_set.fetch_or(bit);                                                                                    \
     }                                                                                                            \
     w4a16_mma_kernel<MI><<<grid, block, smem, s>>>(x, ldx, qw, w.sz, w.bias, y, ldy, f32out, part, counters, m, w.n, \
                                                    w.k, w.group, p.KB, p.kb_per_split);                          \
