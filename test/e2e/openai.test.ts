@@ -331,4 +331,34 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
       }
     }
   });
+  it('a worker shut down mid-stream ends the stream with an error, not a normal finish', async () => {
+    const stream = await openai.chat.completions.create(
+      { model: 'tiny-1slot', messages: [{ role: 'user', content: 'long' }], max_tokens: 59000, ignore_eos: true, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming,
+    );
+    const it = stream[Symbol.asyncIterator]();
+    await it.next();
+    const busy = await waitFor(
+      async () => ((await http('GET', '/deployments/tiny-1slot')).body.workers as Array<{ workerName: string; activeRequests: number }>).find((w) => w.activeRequests > 0),
+      'the worker running it',
+      10_000,
+      100,
+    );
+    const proc = procs.find((p) => p.name === (busy.workerName === 'infer-1' ? 'worker-infer-1' : 'worker-infer-2'))!;
+    proc.child.kill('SIGTERM'); // SHUTDOWN_GRACE_MS is 2 s in tests
+    let error: unknown;
+    let finish: string | null = null;
+    try {
+      for (;;) {
+        const n = await it.next();
+        if (n.done) break;
+        finish = n.value.choices[0]?.finish_reason ?? finish;
+      }
+    } catch (e) {
+      error = e;
+    }
+    expect(finish).toBeNull();
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(String((error as Error).message)).toMatch(/shut down during the request/);
+    await proc.exited;
+  });
 });

@@ -7,7 +7,7 @@ import { APP_CONFIG, type AppConfig } from '../config';
 import type { DeploymentEntity } from '../db/entities/deployment.entity';
 import type { LoadedDeployment } from '../db/entities/worker.entity';
 import { ENGINE_ADAPTER, isEngineInputError, type EngineAdapter, type ServingChat, type ServingEngine, type ServingOutput } from '../engine/engine.adapter';
-import { InvalidInputError, PlatformError } from '../errors';
+import { InvalidInputError, PlatformError, UnavailableError } from '../errors';
 import { inferQueueName } from '../queue/jobs';
 import { DeploymentRepository } from '../repositories/deployment.repository';
 import { RequestTimingRepository } from '../repositories/request-timing.repository';
@@ -243,12 +243,13 @@ export class ServingHost {
             signal,
           });
           const prefix = r.echo && r.prompts ? r.prompts[p] : '';
-          const done = await this.relay(engine, outputs, index, prefix, t, r, emit);
+          const done = await this.relay(engine, outputs, index, prefix, t, r, emit, signal);
           finishes[index] = done;
         }),
       ),
     );
     t.finishReason = worstFinish(finishes);
+    assertNotShutDown(signal);
     await emit({ t: 'end', promptTokens, completionTokens: t.completionTokens });
     return t;
   }
@@ -306,7 +307,8 @@ export class ServingHost {
         yield n.value;
       }
     })();
-    t.finishReason = await this.relay(engine, rest, 0, '', t, r, emit);
+    t.finishReason = await this.relay(engine, rest, 0, '', t, r, emit, signal);
+    assertNotShutDown(signal);
     await emit({ t: 'end', promptTokens: t.promptTokens, completionTokens: t.completionTokens, historyTokens: chat.historyTokens() });
     return t;
   }
@@ -320,6 +322,7 @@ export class ServingHost {
     t: TimingParts,
     r: ServeRequest,
     emit: (ev: StreamEvent) => Promise<void>,
+    signal: AbortSignal,
   ): Promise<FinishReason> {
     let finish: FinishReason = 'length';
     let completion = 0;
@@ -340,6 +343,7 @@ export class ServingHost {
       }
     }
     t.completionTokens += completion;
+    assertNotShutDown(signal);
     await emit({ t: 'done', i: index, finishReason: finish, completionTokens: completion });
     return finish;
   }
@@ -389,6 +393,11 @@ export function checkLength(sessionLen: number, promptTokens: number, maxTokens:
     );
   }
   return maxTokens;
+}
+
+/** A request cut short because the worker is shutting down ends in an error (503), not in a normal finish. */
+function assertNotShutDown(signal: AbortSignal): void {
+  if (signal.aborted && signal.reason === 'shutdown') throw new UnavailableError('worker-infer shut down during the request; retry it');
 }
 
 function worstFinish(all: FinishReason[]): FinishReason {

@@ -1,7 +1,7 @@
 // Tokens flow worker -> Redis Stream (one key per request, capped and expiring) -> API (XREAD BLOCK) -> SSE.
 // Cancellation flows back: a flag key (for requests still waiting in the queue) plus a pub/sub message (for the
 // worker running it).
-import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import type IORedis from 'ioredis';
 import { APP_CONFIG, type AppConfig } from '../config';
 import { createRedis } from '../queue/redis';
@@ -13,7 +13,7 @@ const STREAM_MAXLEN = 100_000;
 const POOL_IDLE_MAX = 32;
 
 @Injectable()
-export class TokenStream implements OnModuleDestroy {
+export class TokenStream implements OnApplicationShutdown {
   private readonly logger = new Logger(TokenStream.name);
   private readonly prefix: string;
   private writer?: IORedis;
@@ -132,7 +132,8 @@ export class TokenStream implements OnModuleDestroy {
     }
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** Last shutdown phase: a draining worker still publishes its running requests' final events before this. */
+  async onApplicationShutdown(): Promise<void> {
     this.closed = true;
     for (const c of this.all) c.disconnect();
     this.all.clear();
