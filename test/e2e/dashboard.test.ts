@@ -37,6 +37,21 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.waitForTimeout(300); // let charts lay out
     await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
   };
+  /** Controls without an accessible name (label, aria-label, aria-labelledby, or text for buttons and links). */
+  const unlabeled = (p: Page = page) =>
+    p.evaluate(() => {
+      const doc = (globalThis as any).document;
+      const out: string[] = [];
+      for (const el of doc.querySelectorAll('input, select, textarea, button, a[href]')) {
+        const named =
+          el.getAttribute('aria-label') ||
+          el.getAttribute('aria-labelledby') ||
+          (el.labels && el.labels.length > 0) ||
+          ((el.tagName === 'BUTTON' || el.tagName === 'A') && el.textContent.trim());
+        if (!named) out.push(el.outerHTML.slice(0, 120));
+      }
+      return out as string[];
+    });
   const go = async (hash: string) => {
     await page.evaluate((h) => ((globalThis as any).location.hash = h), hash);
   };
@@ -99,6 +114,13 @@ describe('e2e: dashboard in headless chromium', () => {
     expect(((await (await fetch(`${base}/health`, { headers: html })).json()) as { status: string }).status).toBe('ok');
     expect(await (await fetch(`${base}/docs`, { headers: html })).text()).toMatch(/swagger/i);
     expect((await fetch(`${base}/nope-api-json`)).status).toBe(404);
+    // the live feed is text/event-stream and greets with a ping
+    const ctl = new AbortController();
+    const events = await fetch(`${base}/events`, { signal: ctl.signal });
+    expect(events.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const first = new TextDecoder().decode((await events.body!.getReader().read()).value);
+    expect(first).toMatch(/^event: ping$/m);
+    ctl.abort();
     const queues = await fetch(`${base}/admin/queues`, { headers: html });
     expect(queues.status).toBe(200);
     const board = await queues.text();
@@ -183,6 +205,7 @@ describe('e2e: dashboard in headless chromium', () => {
     const ws = tree[3];
     expect(ws.ppl).toMatch(/^\d[\d,.]*$/);
     expect(ws.size).toMatch(/KiB|MiB/);
+    expect(await unlabeled()).toEqual([]);
     await shot('model-lineage');
   });
 
@@ -223,6 +246,7 @@ describe('e2e: dashboard in headless chromium', () => {
       const cells = [...(globalThis as any).document.querySelectorAll('table[aria-label="Jobs"] tbody tr td:nth-child(4)')] as Array<{ textContent: string }>;
       return cells.length === 5 && cells.every((c) => c.textContent === 'quant-1');
     }, undefined, { timeout: 10_000 });
+    expect(await unlabeled()).toEqual([]);
     await shot('jobs');
 
     await page.locator('table[aria-label="Jobs"] tbody tr').filter({ hasText: 'calibrate' }).getByRole('link').first().click();
@@ -235,6 +259,7 @@ describe('e2e: dashboard in headless chromium', () => {
     expect(await page.getByRole('link', { name: /Download calib_stats.safetensors/ }).count()).toBe(1);
     const steps = await page.locator('ol[aria-label="Pipeline steps"] li').count();
     expect(steps).toBe(4);
+    expect(await unlabeled()).toEqual([]);
     await shot('job-calibrate');
   });
 
@@ -300,6 +325,7 @@ describe('e2e: dashboard in headless chromium', () => {
     // the card appears and its worker reports the load state by heartbeat
     await page.locator('[data-deployment="tiny-awq"] [data-worker-state="ready"]').waitFor({ timeout: 90_000 });
     await page.getByRole('article', { name: 'Worker infer-1' }).getByText(/tiny-awq · ready/).waitFor({ timeout: 10_000 });
+    expect(await unlabeled()).toEqual([]);
     await shot('workers');
   });
 
@@ -340,7 +366,55 @@ describe('e2e: dashboard in headless chromium', () => {
     expect(stats).toMatch(/first token \d+ ms/);
     expect(stats).toMatch(/length|stop/);
     expect(await page.locator('[role=alert]').count()).toBe(0);
+    expect(await unlabeled()).toEqual([]);
     await shot('playground');
+
+    // the finished request shows up in the deployment's serving figures (request_timings)
+    await go('/workers');
+    await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-stats"]').getByText(/^1 request · TTFT p50 [\d.,]+ ms/).waitFor({ timeout: 20_000 });
+  });
+
+  it('is usable on a phone-sized screen: no sideways scrolling, a menu button for the navigation', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      for (const [hash, name] of [[`/models/${modelId}`, 'mobile-model'], ['/jobs', 'mobile-jobs'], ['/playground', 'mobile-playground']] as const) {
+        await go(hash);
+        await page.locator('main h1').waitFor();
+        // charts re-measure their container after the resize (ResizeObserver): let the layout settle
+        await page.waitForFunction(() => {
+          const d = (globalThis as any).document.documentElement;
+          return d.scrollWidth <= d.clientWidth;
+        }, undefined, { timeout: 5_000 }).catch(() => undefined);
+        // elements that stick out to the right of the viewport (inside a scroll box is fine)
+        const wide = await page.evaluate(() => {
+          const doc = (globalThis as any).document;
+          const w = doc.documentElement.clientWidth;
+          const out: string[] = [];
+          for (const el of doc.querySelectorAll('body *')) {
+            const r = el.getBoundingClientRect();
+            if (r.right <= w + 1 || r.width === 0) continue;
+            let clipped = false;
+            for (let p = el.parentElement; p && p !== doc.body; p = p.parentElement) {
+              const ov = (globalThis as any).getComputedStyle(p).overflowX;
+              if (ov === 'auto' || ov === 'scroll' || ov === 'hidden') clipped = true;
+            }
+            if (!clipped) out.push(`${el.tagName.toLowerCase()}.${el.className} right=${Math.round(r.right)}`);
+          }
+          out.sort((a, b) => Number(b.split('right=')[1]) - Number(a.split('right=')[1]));
+          return { sideways: doc.documentElement.scrollWidth - w, out: out.slice(0, 8) };
+        });
+        await shot(name);
+        expect(wide).toEqual({ sideways: 0, out: [] });
+      }
+      const menu = page.getByRole('button', { name: 'Menu' });
+      expect(await page.getByRole('navigation', { name: 'Main' }).isVisible()).toBe(false);
+      await menu.click();
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Workers' }).click();
+      await page.getByRole('heading', { name: 'Workers', level: 1 }).waitFor();
+      expect(await page.getByRole('navigation', { name: 'Main' }).isVisible()).toBe(false);
+    } finally {
+      await page.setViewportSize({ width: 1400, height: 900 });
+    }
   });
 
   it('asks for an API key when the API has keys on, and sends it as a Bearer token', async () => {

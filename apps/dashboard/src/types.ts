@@ -179,3 +179,16 @@ export interface Deployment {
   createdAt: string;
   workers: Array<{ workerId: string; workerName: string } & LoadedDeployment>;
 }
+
+export interface DeploymentStats {
+  deploymentName: string;
+  requests: number;
+  errors: number;
+  ttftMsP50: number | null;
+  ttftMsP95: number | null;
+  totalMsP50: number | null;
+  decodeTokensPerSecondP50: number | null;
+  promptTokens: number;
+  completionTokens: number;
+  lastAt: string | null;
+}

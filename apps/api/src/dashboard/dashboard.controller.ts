@@ -1,6 +1,6 @@
-import { Controller, Get, HttpCode, Param, ParseUUIDPipe, Post, Sse, type MessageEvent } from '@nestjs/common';
+import { Controller, DefaultValuePipe, Get, HttpCode, Param, ParseIntPipe, ParseUUIDPipe, Post, Query, Sse, type MessageEvent } from '@nestjs/common';
 import { ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
-import { map, type Observable } from 'rxjs';
+import { map, startWith, type Observable } from 'rxjs';
 import { DashboardService, PlatformEventsService } from '@lmfleet/platform';
 
 @ApiTags('dashboard')
@@ -15,7 +15,11 @@ export class DashboardController {
   @ApiProduces('text/event-stream')
   @ApiOperation({ summary: 'Server-sent events: `job` (a job row that changed: status, progress, worker), `workers` (the worker list, when it changed), `ping`' })
   stream(): Observable<MessageEvent> {
-    return this.events.events().pipe(map((e) => ({ type: e.type, data: e })));
+    // a ping first: the client knows at once that it is connected
+    return this.events.events().pipe(
+      startWith({ type: 'ping' as const, at: new Date().toISOString() }),
+      map((e) => ({ type: e.type, data: e })),
+    );
   }
 
   @Get('models/:id/tree')
@@ -35,6 +39,12 @@ export class DashboardController {
   @ApiOperation({ summary: 'Run a failed or cancelled job again as a new job (a pipeline step re-runs its pipeline); 409 otherwise' })
   retry(@Param('id', ParseUUIDPipe) id: string) {
     return this.dashboard.retry(id);
+  }
+
+  @Get('dashboard/deployment-stats')
+  @ApiOperation({ summary: 'Per deployment over the last `minutes` (default 60): requests, errors, TTFT p50/p95, decode tokens/s p50, tokens in/out (from request_timings)' })
+  deploymentStats(@Query('minutes', new DefaultValuePipe(60), ParseIntPipe) minutes: number) {
+    return this.dashboard.deploymentStats(Math.min(Math.max(minutes, 1), 7 * 24 * 60));
   }
 
   @Get('jobs/:id/calibration')

@@ -5,7 +5,7 @@ import { ago, bytes, num, shortId } from '../format';
 import { useNow, useResource } from '../hooks';
 import { useWorkerEvents } from '../live';
 import { Link } from '../router';
-import type { Deployment, Worker } from '../types';
+import type { Deployment, DeploymentStats, Worker } from '../types';
 
 const KV_POLICIES = ['fp16', 'int8', 'int4', 'auto'];
 
@@ -70,6 +70,8 @@ function DeployForm({ onDone }: { onDone: () => void }) {
 
 function Deployments() {
   const deps = useResource<Deployment[]>('/deployments', 2000);
+  const stats = useResource<{ windowMinutes: number; deployments: DeploymentStats[] }>('/dashboard/deployment-stats', 5000);
+  const statsOf = (name: string) => stats.data?.deployments.find((x) => x.deploymentName === name);
   const [error, setError] = useState<string>();
   if (deps.error instanceof ApiError && deps.error.status === 404) {
     return <Empty>This API has no deployments endpoint; loaded deployments are listed on each worker above.</Empty>;
@@ -103,6 +105,25 @@ function Deployments() {
               <div className="kv-row"><dt>version</dt><dd className="mono">{shortId(d.versionId)}</dd></div>
               <div className="kv-row"><dt>KV cache</dt><dd>{d.kvPolicy}{d.cacheMaxEntryCount != null ? ` · ${num(d.cacheMaxEntryCount * 100, 0)} % of free memory` : ''}</dd></div>
               <div className="kv-row"><dt>batch</dt><dd>max {d.maxBatchSize} · queue {d.maxPending}{d.sessionLen ? ` · session ${d.sessionLen}` : ''}</dd></div>
+              {(() => {
+                const st = statsOf(d.name);
+                return (
+                  <div className="kv-row" data-testid="deployment-stats">
+                    <dt>last {stats.data?.windowMinutes ?? 60} min</dt>
+                    <dd>
+                      {st ? (
+                        <>
+                          {st.requests} request{st.requests === 1 ? '' : 's'}
+                          {st.errors ? <span className="warn"> ({st.errors} failed)</span> : ''} · TTFT p50 {num(st.ttftMsP50, 1)} ms (p95 {num(st.ttftMsP95, 1)}) · decode p50{' '}
+                          {num(st.decodeTokensPerSecondP50, 0)} tok/s · {num(st.promptTokens, 0)} in / {num(st.completionTokens, 0)} out tokens
+                        </>
+                      ) : (
+                        'no request yet'
+                      )}
+                    </dd>
+                  </div>
+                );
+              })()}
               {d.workers.length === 0 && <div className="kv-row"><dt>workers</dt><dd className="warn">none online serves it</dd></div>}
               {d.workers.map((w) => {
                 const used = w.engine ? w.engine.blocksTotal - w.engine.blocksFree : null;

@@ -54,6 +54,21 @@ export interface JobDetail {
 
 export const CALIB_STATS_FILE = 'calib_stats.safetensors';
 
+/** Serving figures of one deployment over a recent window, from `request_timings` (one row per finished request). */
+export interface DeploymentStats {
+  deploymentName: string;
+  requests: number;
+  errors: number;
+  ttftMsP50: number | null;
+  ttftMsP95: number | null;
+  totalMsP50: number | null;
+  /** completion tokens per second after the first token, median over requests */
+  decodeTokensPerSecondP50: number | null;
+  promptTokens: number;
+  completionTokens: number;
+  lastAt: string | null;
+}
+
 function summary(j: JobEntity): JobSummary {
   const start = j.startedAt ? new Date(j.startedAt).getTime() : null;
   const end = j.finishedAt ? new Date(j.finishedAt).getTime() : null;
@@ -241,6 +256,42 @@ export class DashboardService {
     }
     const { tensors, metadata } = await readF32Tensors(this.store.resolve(stats.path));
     return { jobId: calib.id, ...summarizeCalibStats(tensors, metadata) };
+  }
+
+  /** Per deployment: requests, errors, TTFT and decode speed percentiles over the last `minutes`. */
+  async deploymentStats(minutes = 60): Promise<{ windowMinutes: number; deployments: DeploymentStats[] }> {
+    const rows: Array<Record<string, string | number | Date | null>> = await this.ds.query(
+      `SELECT deployment_name,
+              count(*)::int AS requests,
+              count(*) FILTER (WHERE error IS NOT NULL)::int AS errors,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_ms) AS ttft_p50,
+              percentile_cont(0.95) WITHIN GROUP (ORDER BY ttft_ms) AS ttft_p95,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY total_ms) AS total_p50,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY CASE WHEN completion_tokens > 1 AND total_ms > ttft_ms
+                THEN (completion_tokens - 1) / ((total_ms - ttft_ms) / 1000.0) END) AS decode_p50,
+              coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
+              coalesce(sum(completion_tokens), 0)::bigint AS completion_tokens,
+              max(created_at) AS last_at
+         FROM request_timings WHERE created_at > now() - make_interval(mins => $1)
+        GROUP BY deployment_name ORDER BY deployment_name`,
+      [minutes],
+    );
+    const n = (x: unknown) => (x === null || x === undefined ? null : Number(x));
+    return {
+      windowMinutes: minutes,
+      deployments: rows.map((r) => ({
+        deploymentName: String(r.deployment_name),
+        requests: Number(r.requests),
+        errors: Number(r.errors),
+        ttftMsP50: n(r.ttft_p50),
+        ttftMsP95: n(r.ttft_p95),
+        totalMsP50: n(r.total_p50),
+        decodeTokensPerSecondP50: n(r.decode_p50),
+        promptTokens: Number(r.prompt_tokens),
+        completionTokens: Number(r.completion_tokens),
+        lastAt: r.last_at ? new Date(r.last_at as Date).toISOString() : null,
+      })),
+    };
   }
 
   /** Worker names by id (the jobs list shows names, not uuids). */
