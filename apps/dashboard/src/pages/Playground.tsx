@@ -20,19 +20,20 @@ interface Settings {
   topP: string;
   maxTokens: string;
   seed: string;
+  ignoreEos: boolean;
 }
 
 export function PlaygroundPage() {
   const [models, setModels] = useState<string[]>();
   const [modelsError, setModelsError] = useState<string>();
-  const [s, setS] = useState<Settings>({ model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '' });
+  const [s, setS] = useState<Settings>({ model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '', ignoreEos: false });
   const [turns, setTurns] = useState<Turn[]>([]);
   const [input, setInput] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const ctl = useRef<AbortController | null>(null);
   const chatBox = useRef<HTMLDivElement>(null);
-  const set = <K extends keyof Settings>(k: K, v: string) => setS((o) => ({ ...o, [k]: v }));
+  const set = <K extends keyof Settings>(k: K, v: Settings[K]) => setS((o) => ({ ...o, [k]: v }));
 
   useEffect(() => {
     get<{ data: Array<{ id: string }> }>('/v1/models')
@@ -67,6 +68,7 @@ export function PlaygroundPage() {
       top_p: Number(s.topP),
       max_tokens: Number(s.maxTokens),
       ...(s.seed.trim() ? { seed: Number(s.seed) } : {}),
+      ...(s.ignoreEos ? { ignore_eos: true } : {}),
     };
     const started = performance.now();
     let first = 0;
@@ -202,6 +204,9 @@ export function PlaygroundPage() {
             <Field label="Seed (optional)">
               <input type="number" min={0} value={s.seed} onChange={(e) => set('seed', e.target.value)} aria-label="Seed" />
             </Field>
+            <label className="checks">
+              <input type="checkbox" checked={s.ignoreEos} onChange={(e) => set('ignoreEos', e.target.checked)} /> ignore EOS (always generate the full length)
+            </label>
           </form>
         </Card>
       </div>
