@@ -13,7 +13,7 @@ export class CreateJobDto {
     additionalProperties: true,
     description:
       'Typed by `type` (unknown fields are refused):\n' +
-      '- calibrate: {versionId, calibDataset, calibSamples?, calibSeqlen?}\n' +
+      '- calibrate: {versionId, calibDataset (a built-in set: cmake-docs, or an absolute .txt/.jsonl path under MODEL_ROOTS), calibSamples?, calibSeqlen?}\n' +
       '- auto_awq: {versionId, calibDataset?, calibSamples?, calibSeqlen?, wBits?: 4, wGroupSize?: 32|64|128, searchScale?, searchClip?}\n' +
       '- convert: {versionId, format?: "workspace"}\n' +
       '- eval: {versionId, datasetFile, seqlen?, maxWindows?, compareToBase?: true}\n' +
@@ -56,7 +56,7 @@ export class QuantizePipelineDto {
   @IsUUID('all')
   versionId!: string;
 
-  @ApiProperty({ type: 'object', additionalProperties: true, description: 'calibrate params (calibDataset, calibSamples?, calibSeqlen?)' })
+  @ApiProperty({ type: 'object', additionalProperties: true, description: 'calibrate params (calibDataset: built-in cmake-docs or an absolute file path, calibSamples?, calibSeqlen?)' })
   @IsObject()
   calibrate!: Record<string, unknown>;
 

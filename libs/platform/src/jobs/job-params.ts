@@ -24,7 +24,7 @@ import { JobName } from '../queue/jobs';
 
 export class CalibrateParams {
   @IsUUID('all') versionId!: string;
-  /** Calibration text: a .txt file or a .jsonl with a "text" field per line (under MODEL_ROOTS). */
+  /** Calibration text: a built-in set by name (cmake-docs), or a .txt / .jsonl ("text" per line) file under MODEL_ROOTS. */
   @IsString() @MaxLength(4096) calibDataset!: string;
   @IsOptional() @IsInt() @Min(1) @Max(100_000) calibSamples?: number;
   @IsOptional() @IsInt() @Min(16) @Max(131_072) calibSeqlen?: number;
