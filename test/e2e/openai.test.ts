@@ -331,6 +331,27 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
       }
     }
   });
+  it("interactive cancel stops the session's running request; the next turn works", async () => {
+    const body = { model: 'tiny-1slot', prompt: 'talk', session_id: 30, interactive_mode: true, request_output_len: 50000, ignore_eos: true, stream: true };
+    const res = await fetch(`${apiUrl}/v1/chat/interactive`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    await reader.read(); // it is running
+    const c = await http('POST', '/v1/chat/interactive', { model: 'tiny-1slot', prompt: '', session_id: 30, cancel: true });
+    expect(c.body).toEqual({ text: '', tokens: 0, input_tokens: 0, history_tokens: 0, finish_reason: 'stop' });
+    let rest = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      rest += Buffer.from(value).toString();
+    }
+    const last = JSON.parse(rest.trim().split('\n').pop()!);
+    expect(last.finish_reason).toBe('stop');
+    expect(last.tokens).toBeLessThan(50000);
+    const next = (await http('POST', '/v1/chat/interactive', { model: 'tiny-1slot', prompt: 'again', session_id: 30, interactive_mode: true, request_output_len: 2, ignore_eos: true })).body;
+    expect(next).toMatchObject({ tokens: 2, finish_reason: 'length' });
+  });
+
   it('a worker shut down mid-stream ends the stream with an error, not a normal finish', async () => {
     const stream = await openai.chat.completions.create(
       { model: 'tiny-1slot', messages: [{ role: 'user', content: 'long' }], max_tokens: 59000, ignore_eos: true, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming,

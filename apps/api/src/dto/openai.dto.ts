@@ -245,4 +245,9 @@ export class InteractiveDto extends SamplingDto implements InteractiveRequest {
   @IsOptional()
   @IsBoolean()
   end?: boolean;
+
+  @ApiPropertyOptional({ description: "Stop the session's running request (LMDeploy's cancel)" })
+  @IsOptional()
+  @IsBoolean()
+  cancel?: boolean;
 }

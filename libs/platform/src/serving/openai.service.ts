@@ -76,6 +76,8 @@ export interface InteractiveRequest extends SamplingFields {
   stream?: boolean;
   request_output_len?: number;
   end?: boolean;
+  /** LMDeploy's: stop the session's running request (its KV cache is dropped; the next turn re-sends the history). */
+  cancel?: boolean;
 }
 
 const OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
@@ -162,7 +164,13 @@ export class OpenAIService {
     if (sessionId !== undefined && (!Number.isInteger(sessionId) || sessionId < 1 || sessionId > MAX_SESSION_ID)) {
       throw new InvalidInputError(`session_id must be an integer in [1, ${MAX_SESSION_ID}] (or -1), got ${sessionId}`, { param: 'session_id' });
     }
-    if ((interactiveMode || body.end) && sessionId === undefined) throw new InvalidInputError('interactive_mode and end need a session_id', { param: 'session_id' });
+    if ((interactiveMode || body.end || body.cancel) && sessionId === undefined) throw new InvalidInputError('interactive_mode, end and cancel need a session_id', { param: 'session_id' });
+    if (body.cancel) {
+      const running = await this.tokens.redis.get(serveKeys.sessionRequest(this.config.queuePrefix, dep.name, sessionId!));
+      if (running) await this.tokens.cancel(running);
+      res.status(200).json({ text: '', tokens: 0, input_tokens: 0, history_tokens: 0, finish_reason: 'stop' });
+      return;
+    }
     if (!body.end && !body.prompt) throw new InvalidInputError('prompt must not be empty', { param: 'prompt' });
     const req = this.request(dep, 'interactive', 'interactive', { temperature: 0.8, top_p: 0.8, top_k: 40, ...body }, {
       prompts: [body.prompt ?? ''],

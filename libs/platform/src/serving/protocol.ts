@@ -62,6 +62,8 @@ export const serveKeys = {
   cancelChannel: (prefix: string) => `${prefix}:serve:cancel`,
   admission: (prefix: string, deploymentName: string) => `${prefix}:serve:admit:${deploymentName}`,
   session: (prefix: string, deploymentName: string, sessionId: number) => `${prefix}:serve:session:${deploymentName}:${sessionId}`,
+  /** The request a session is running now (for LMDeploy's `cancel`). */
+  sessionRequest: (prefix: string, deploymentName: string, sessionId: number) => `${prefix}:serve:session-req:${deploymentName}:${sessionId}`,
   workerAlive: (prefix: string, workerId: string) => `${prefix}:serve:worker:${workerId}`,
 };
 

@@ -275,7 +275,17 @@ export class ServingHost {
     }
     const chat = existing ?? engine.createChat(sid);
     h.chats.set(sid, chat);
-    await this.tokens.redis.set(key, this.workerId, 'EX', SESSION_TTL_S);
+    const running = serveKeys.sessionRequest(this.config.queuePrefix, r.deploymentName, sid);
+    await Promise.all([this.tokens.redis.set(key, this.workerId, 'EX', SESSION_TTL_S), this.tokens.redis.set(running, r.requestId, 'EX', SESSION_TTL_S)]);
+    try {
+      return await this.runTurn(chat, engine, r, signal, emit, t);
+    } finally {
+      await this.tokens.redis.del(running).catch(() => undefined);
+    }
+  }
+
+  private async runTurn(chat: ServingChat, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent) => Promise<void>, t: TimingParts): Promise<TimingParts> {
+    const prompt = r.prompts?.[0] ?? '';
     const history = chat.historyTokens();
     // Unset request_output_len: a bounded default, so the kept history plus the new turn still fit (a budget of
     // "everything the session has left" would make the session start over on every turn).
