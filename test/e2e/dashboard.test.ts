@@ -307,6 +307,42 @@ describe('e2e: dashboard in headless chromium', () => {
     expect((await http('POST', `/jobs/${retriedId}/retry`)).status).toBe(409);
   });
 
+  it('retries a cancelled pipeline step by re-running its whole pipeline', async () => {
+    const tree = (await http('GET', `/models/${modelId}/tree`)).body as { nodes: Array<{ id: string; version?: { format: string } }> };
+    const fp16 = tree.nodes.find((n) => n.version?.format === 'hf')!;
+    const body = {
+      versionId: fp16.id,
+      calibrate: { calibDataset: dataset, calibSamples: 2, calibSeqlen: 32 },
+      autoAwq: { wGroupSize: 64, searchScale: false },
+      eval: { datasetFile: dataset, seqlen: 32, maxWindows: 2 },
+    };
+    const flow = (await http('POST', '/pipelines/quantize', body)).body as { flowId: string; jobs: Array<{ id: string; type: string }> };
+    const calibrate = flow.jobs.find((j) => j.type === 'calibrate')!;
+    // cancelling any step cancels the flow (unless a step already finished: then the later ones are cancelled)
+    expect((await http('POST', `/jobs/${flow.jobs.find((j) => j.type === 'eval')!.id}/cancel`)).status).toBe(200);
+    await go(`/jobs/${calibrate.id}`);
+    await page.locator('ol[aria-label="Pipeline steps"] li[data-status="cancelled"]').first().waitFor({ timeout: 10_000 });
+    const evalRow = (await http('GET', `/jobs/${flow.jobs.find((j) => j.type === 'eval')!.id}`)).body as { status: string };
+    expect(evalRow.status).toBe('cancelled');
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('.title-row .badge')?.dataset.status !== 'running', undefined, { timeout: 30_000 });
+    const status = await page.locator('.title-row .badge').getAttribute('data-status');
+    if (status === 'completed') {
+      // calibrate finished before the cancel reached it: retry a cancelled later step instead
+      await go(`/jobs/${flow.jobs.find((j) => j.type === 'eval')!.id}`);
+    }
+    await page.getByRole('button', { name: /^Retry / }).click();
+    await page.waitForURL((u) => /#\/jobs\/[0-9a-f-]{36}$/.test(u.toString()) && !flow.jobs.some((j) => u.toString().endsWith(j.id)));
+    const newId = /#\/jobs\/([0-9a-f-]{36})$/.exec(page.url())![1];
+    const again = (await http('GET', `/jobs/${newId}`)).body as { flowId: string };
+    expect(again.flowId).not.toBe(flow.flowId);
+    const steps = ((await http('GET', `/jobs?flowId=${again.flowId}`)).body as { items: Array<{ id: string; type: string; params: Record<string, unknown> }> }).items;
+    expect(steps.map((j) => j.type).sort()).toEqual(['auto_awq', 'calibrate', 'convert', 'eval']);
+    expect(steps.find((j) => j.type === 'calibrate')!.params).toMatchObject({ versionId: fp16.id, calibDataset: dataset, calibSamples: 2, calibSeqlen: 32 });
+    expect(steps.find((j) => j.type === 'auto_awq')!.params).toMatchObject({ wGroupSize: 64, searchScale: false });
+    const newEval = steps.find((j) => j.type === 'eval')!;
+    await waitFor(async () => ((await http('GET', `/jobs/${newEval.id}`)).body as { status: string }).status === 'completed', 'retried pipeline done', 120_000, 250);
+  });
+
   it('shows the workers with heartbeat and load, deploys the quantized workspace from the UI', async () => {
     await go('/workers');
     await page.getByRole('article', { name: 'Worker quant-1' }).waitFor();
