@@ -40,6 +40,20 @@ __device__ __forceinline__ float2 kv_param(const float* param, size_t row) {
   return __ldg(reinterpret_cast<const float2*>(param) + row);
 }
 
+// The integers of a quantized chunk as floats, without scale/zero (the decode kernel folds those in per token):
+// byte -> float by the exponent trick (0x4B000000 | b is 2^23 + b), 2 ALU ops a value instead of an I2F conversion.
+template <int QP>
+__device__ __forceinline__ void kv_raw_to_float8(const typename KvChunk<QP>::T& raw, float* f) {
+  if constexpr (QP == 8) {
+    const uint32_t w[2] = {raw.x, raw.y};
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = __uint_as_float(__byte_perm(w[i / 4], 0x4B000000u, 0x7540 + (i % 4))) - 8388608.f;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = __uint_as_float(((raw >> (4 * i)) & 0xfu) | 0x4B000000u) - 8388608.f;
+  }
+}
+
 template <int QP>
 __device__ __forceinline__ void kv_to_float8(const typename KvChunk<QP>::T& raw, float2 sz, float* f) {
   if constexpr (QP == 0) {
@@ -90,9 +104,18 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
 #pragma unroll
     for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
   }
+  // quantized K: q.(s k + z) = s (q.k) + z sum(q), so the lane's partial sum needs its q sum per head
+  float qsum[G];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    qsum[g] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) qsum[g] += qf[g][i];
+  }
 
-  // scores: kUnroll tokens per lane group in flight (loads first, then the dot products)
-  constexpr int kUnroll = 4;
+  // scores: kUnroll tokens per lane group in flight (loads first, then the dot products); quantized rows are
+  // smaller, so more of them are kept in flight
+  constexpr int kUnroll = QP == 0 ? 4 : 8;
   for (int base = t0; base < t1; base += TPB * kUnroll) {
     Chunk kr[kUnroll];
     float2 kp[kUnroll];
@@ -111,12 +134,14 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
     for (int u = 0; u < kUnroll; u++) {
       const int t = base + u * TPB + warp * TPW + tslot;
       float kf[8];
-      kv_to_float8<QP>(kr[u], kp[u], kf);
+      if constexpr (QP == 0) kv_to_float8<QP>(kr[u], kp[u], kf);
+      else kv_raw_to_float8<QP>(kr[u], kf);
 #pragma unroll
       for (int g = 0; g < G; g++) {
         float d = 0.f;
 #pragma unroll
         for (int i = 0; i < 8; i++) d += qf[g][i] * kf[i];
+        if constexpr (QP != 0) d = fmaf(kp[u].x, d, kp[u].y * qsum[g]);
 #pragma unroll
         for (int o = TPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
         if (t < t1 && sub == 0) scores[g * split_len + (t - t0)] = d;
@@ -141,12 +166,14 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   }
   __syncthreads();
 
-  // p @ V
-  float acc[G][8];
+  // p @ V (quantized V: sum p (s v + z) = sum (p s) v + sum p z; the second part is one scalar per head)
+  float acc[G][8], accz[G];
 #pragma unroll
-  for (int g = 0; g < G; g++)
+  for (int g = 0; g < G; g++) {
+    accz[g] = 0.f;
 #pragma unroll
     for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
+  }
   for (int base = t0; base < t1; base += TPB * kUnroll) {
     Chunk vr[kUnroll];
     float2 vp[kUnroll];
@@ -166,15 +193,26 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       const int t = base + u * TPB + warp * TPW + tslot;
       if (t < t1) {
         float vf[8];
-        kv_to_float8<QP>(vr[u], vp[u], vf);
+        if constexpr (QP == 0) kv_to_float8<QP>(vr[u], vp[u], vf);
+        else kv_raw_to_float8<QP>(vr[u], vf);
 #pragma unroll
         for (int g = 0; g < G; g++) {
-          const float p = scores[g * split_len + (t - t0)];
+          float p = scores[g * split_len + (t - t0)];
+          if constexpr (QP != 0) {
+            accz[g] = fmaf(p, vp[u].y, accz[g]);
+            p *= vp[u].x;
+          }
 #pragma unroll
           for (int i = 0; i < 8; i++) acc[g][i] += p * vf[i];
         }
       }
     }
+  }
+  if constexpr (QP != 0) {
+#pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+      for (int i = 0; i < 8; i++) acc[g][i] += accz[g];
   }
 #pragma unroll
   for (int g = 0; g < G; g++)
@@ -523,29 +561,50 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
   const int nkeys = hist + last_q + 1;
   const int ntiles = (nkeys + kBN - 1) / kBN;
 
-  auto load_kv = [&](int tile, int buf) {
+  auto load_kv = [&](int tile, int buf) {  // f16 cache: cp.async straight into the tile
     half* kd = Ks + buf * kBN * LD;
     half* vd = Vs + buf * kBN * LD;
     for (int c = threadIdx.x; c < kBN * CPR; c += 128) {
       const int r = c / CPR, ch = c % CPR, t = tile * kBN + r;
       const bool ok = t < nkeys;
-      if constexpr (QP == 0) {
-        const half* ks = ok ? kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : k_cache;
-        const half* vs = ok ? kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : v_cache;
-        cp_async16(kd + r * LD + ch * 8, ks, ok);
-        cp_async16(vd + r * LD + ch * 8, vs, ok);
-      } else {  // quantized cache: load, dequantize to f16 in registers, store (the buffer is free: see the loop)
-        float kf[8], vf[8];
+      const half* ks = ok ? kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : k_cache;
+      const half* vs = ok ? kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : v_cache;
+      cp_async16(kd + r * LD + ch * 8, ks, ok);
+      cp_async16(vd + r * LD + ch * 8, vs, ok);
+    }
+  };
+  // Quantized cache: the next tile's raw rows are loaded into registers before this tile's math and dequantized
+  // into the (free) other buffer after it, so the loads overlap the math as cp.async does for f16.
+  using Chunk = typename KvChunk<QP>::T;
+  constexpr int NCH = QP == 0 ? 1 : (kBN * CPR) / 128;  // chunks of 8 values per thread and tile
+  Chunk rk[NCH], rv[NCH];
+  float2 pk[NCH], pv[NCH];
+  auto fetch_raw = [&](int tile) {
 #pragma unroll
-        for (int i = 0; i < 8; i++) kf[i] = vf[i] = 0.f;
-        if (ok) {
-          const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
-          kv_to_float8<QP>(kv_load8<QP, HD>(k_cache, row, ch), kv_param(k_param, row), kf);
-          kv_to_float8<QP>(kv_load8<QP, HD>(v_cache, row, ch), kv_param(v_param, row), vf);
-        }
-        *reinterpret_cast<half8*>(kd + r * LD + ch * 8) = float_to_half8(kf);
-        *reinterpret_cast<half8*>(vd + r * LD + ch * 8) = float_to_half8(vf);
+    for (int j = 0; j < NCH; j++) {
+      const int c = threadIdx.x + j * 128, r = c / CPR, ch = c % CPR, t = tile * kBN + r;
+      rk[j] = rv[j] = Chunk{};
+      pk[j] = pv[j] = make_float2(0.f, 0.f);
+      if (t < nkeys) {
+        const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
+        rk[j] = kv_load8<QP, HD>(k_cache, row, ch);
+        rv[j] = kv_load8<QP, HD>(v_cache, row, ch);
+        pk[j] = kv_param(k_param, row);
+        pv[j] = kv_param(v_param, row);
       }
+    }
+  };
+  auto store_deq = [&](int buf) {
+    half* kd = Ks + buf * kBN * LD;
+    half* vd = Vs + buf * kBN * LD;
+#pragma unroll
+    for (int j = 0; j < NCH; j++) {
+      const int c = threadIdx.x + j * 128, r = c / CPR, ch = c % CPR;
+      float kf[8], vf[8];
+      kv_to_float8<QP>(rk[j], pk[j], kf);  // rows past the keys: q 0, scale 0, zero 0 -> zeros
+      kv_to_float8<QP>(rv[j], pv[j], vf);
+      *reinterpret_cast<half8*>(kd + r * LD + ch * 8) = float_to_half8(kf);
+      *reinterpret_cast<half8*>(vd + r * LD + ch * 8) = float_to_half8(vf);
     }
   };
 
@@ -553,7 +612,12 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
     const int r = c / CPR, ch = c % CPR, i = qtile * kBM + r;
     cp_async16(Qs + r * LD + ch * 8, i < ql ? q + (size_t)(qs + i) * ldq + h * HD + ch * 8 : q, i < ql);
   }
-  load_kv(0, 0);
+  if constexpr (QP == 0) {
+    load_kv(0, 0);
+  } else {
+    fetch_raw(0);
+    store_deq(0);
+  }
   asm volatile("cp.async.commit_group;\n" ::);
 
   uint32_t qf[KS][4];
@@ -566,12 +630,17 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
 
   for (int tile = 0; tile < ntiles; tile++) {
     const int buf = tile & 1;
-    if (tile + 1 < ntiles) {
-      load_kv(tile + 1, buf ^ 1);
-      asm volatile("cp.async.commit_group;\n" ::);
-      asm volatile("cp.async.wait_group 1;\n" ::);
+    if constexpr (QP == 0) {
+      if (tile + 1 < ntiles) {
+        load_kv(tile + 1, buf ^ 1);
+        asm volatile("cp.async.commit_group;\n" ::);
+        asm volatile("cp.async.wait_group 1;\n" ::);
+      } else {
+        asm volatile("cp.async.wait_group 0;\n" ::);
+      }
     } else {
-      asm volatile("cp.async.wait_group 0;\n" ::);
+      if (tile + 1 < ntiles) fetch_raw(tile + 1);  // consumed by store_deq after this tile's math
+      asm volatile("cp.async.wait_group 0;\n" ::);  // Q
     }
     __syncthreads();
     if (tile == 0) {
@@ -655,6 +724,9 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
         mma_16816(o[db], pf[kk], b0, b1);
         mma_16816(o[db + 1], pf[kk], b2, b3);
       }
+    }
+    if constexpr (QP != 0) {
+      if (tile + 1 < ntiles) store_deq(buf ^ 1);  // the other buffer: free since the last iteration's barrier
     }
     __syncthreads();  // this buffer is refilled two tiles later
   }
