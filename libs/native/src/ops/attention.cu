@@ -40,20 +40,6 @@ __device__ __forceinline__ float2 kv_param(const float* param, size_t row) {
   return __ldg(reinterpret_cast<const float2*>(param) + row);
 }
 
-// The integers of a quantized chunk as floats, without scale/zero (the decode kernel folds those in per token):
-// byte -> float by the exponent trick (0x4B000000 | b is 2^23 + b), 2 ALU ops a value instead of an I2F conversion.
-template <int QP>
-__device__ __forceinline__ void kv_raw_to_float8(const typename KvChunk<QP>::T& raw, float* f) {
-  if constexpr (QP == 8) {
-    const uint32_t w[2] = {raw.x, raw.y};
-#pragma unroll
-    for (int i = 0; i < 8; i++) f[i] = __uint_as_float(__byte_perm(w[i / 4], 0x4B000000u, 0x7540 + (i % 4))) - 8388608.f;
-  } else {
-#pragma unroll
-    for (int i = 0; i < 8; i++) f[i] = __uint_as_float(((raw >> (4 * i)) & 0xfu) | 0x4B000000u) - 8388608.f;
-  }
-}
-
 template <int QP>
 __device__ __forceinline__ void kv_to_float8(const typename KvChunk<QP>::T& raw, float2 sz, float* f) {
   if constexpr (QP == 0) {
@@ -104,18 +90,9 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
 #pragma unroll
     for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
   }
-  // quantized K: q.(s k + z) = s (q.k) + z sum(q), so the lane's partial sum needs its q sum per head
-  float qsum[G];
-#pragma unroll
-  for (int g = 0; g < G; g++) {
-    qsum[g] = 0.f;
-#pragma unroll
-    for (int i = 0; i < 8; i++) qsum[g] += qf[g][i];
-  }
 
-  // scores: kUnroll tokens per lane group in flight (loads first, then the dot products); quantized rows are
-  // smaller, so more of them are kept in flight
-  constexpr int kUnroll = QP == 0 ? 4 : 8;
+  // scores: kUnroll tokens per lane group in flight (loads first, then the dot products)
+  constexpr int kUnroll = 4;
   for (int base = t0; base < t1; base += TPB * kUnroll) {
     Chunk kr[kUnroll];
     float2 kp[kUnroll];
@@ -134,14 +111,12 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
     for (int u = 0; u < kUnroll; u++) {
       const int t = base + u * TPB + warp * TPW + tslot;
       float kf[8];
-      if constexpr (QP == 0) kv_to_float8<QP>(kr[u], kp[u], kf);
-      else kv_raw_to_float8<QP>(kr[u], kf);
+      kv_to_float8<QP>(kr[u], kp[u], kf);
 #pragma unroll
       for (int g = 0; g < G; g++) {
         float d = 0.f;
 #pragma unroll
         for (int i = 0; i < 8; i++) d += qf[g][i] * kf[i];
-        if constexpr (QP != 0) d = fmaf(kp[u].x, d, kp[u].y * qsum[g]);
 #pragma unroll
         for (int o = TPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
         if (t < t1 && sub == 0) scores[g * split_len + (t - t0)] = d;
@@ -166,14 +141,12 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   }
   __syncthreads();
 
-  // p @ V (quantized V: sum p (s v + z) = sum (p s) v + sum p z; the second part is one scalar per head)
-  float acc[G][8], accz[G];
+  // p @ V
+  float acc[G][8];
 #pragma unroll
-  for (int g = 0; g < G; g++) {
-    accz[g] = 0.f;
+  for (int g = 0; g < G; g++)
 #pragma unroll
     for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
-  }
   for (int base = t0; base < t1; base += TPB * kUnroll) {
     Chunk vr[kUnroll];
     float2 vp[kUnroll];
@@ -193,26 +166,15 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       const int t = base + u * TPB + warp * TPW + tslot;
       if (t < t1) {
         float vf[8];
-        if constexpr (QP == 0) kv_to_float8<QP>(vr[u], vp[u], vf);
-        else kv_raw_to_float8<QP>(vr[u], vf);
+        kv_to_float8<QP>(vr[u], vp[u], vf);
 #pragma unroll
         for (int g = 0; g < G; g++) {
-          float p = scores[g * split_len + (t - t0)];
-          if constexpr (QP != 0) {
-            accz[g] = fmaf(p, vp[u].y, accz[g]);
-            p *= vp[u].x;
-          }
+          const float p = scores[g * split_len + (t - t0)];
 #pragma unroll
           for (int i = 0; i < 8; i++) acc[g][i] += p * vf[i];
         }
       }
     }
-  }
-  if constexpr (QP != 0) {
-#pragma unroll
-    for (int g = 0; g < G; g++)
-#pragma unroll
-      for (int i = 0; i < 8; i++) acc[g][i] += accz[g];
   }
 #pragma unroll
   for (int g = 0; g < G; g++)
