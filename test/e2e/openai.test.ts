@@ -302,6 +302,9 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
         const r = await db.query(`SELECT * FROM request_timings WHERE deployment_name = $1 AND finish_reason = 'length' AND kind = 'chat'`, [model]);
         return r.rows.length >= 3 ? r.rows : null;
       }, 'timings rows');
+      const viaRest = (await http('GET', `/deployments/${model}/requests?limit=500`)).body as Array<{ requestId: string; ttftMs: number; finishReason: string }>;
+      expect(viaRest.length).toBeGreaterThanOrEqual(rows.length);
+      expect(viaRest.find((x) => x.requestId === rows[0].request_id)).toMatchObject({ finishReason: 'length', ttftMs: rows[0].ttft_ms });
       for (const r of rows) {
         expect(r.deployment_name).toBe(model);
         expect(r.completion_tokens).toBe(8);

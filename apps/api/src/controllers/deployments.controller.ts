@@ -1,6 +1,7 @@
-import { Body, Controller, Delete, Get, Param, Post } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Param, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { DeploymentService } from '@lmfleet/platform';
+import { PageQuery } from '../dto/common.dto';
 import { CreateDeploymentDto } from '../dto/deployment.dto';
 
 @ApiTags('deployments')
@@ -23,6 +24,12 @@ export class DeploymentsController {
   @Get(':idOrName')
   get(@Param('idOrName') idOrName: string) {
     return this.deployments.get(idOrName);
+  }
+
+  @Get(':idOrName/requests')
+  @ApiOperation({ summary: 'Recent finished requests with their timings (queued, TTFT, total ms; tokens in/out; finish reason), newest first' })
+  requests(@Param('idOrName') idOrName: string, @Query() page: PageQuery) {
+    return this.deployments.requests(idOrName, page);
   }
 
   @Delete(':idOrName')

@@ -6,6 +6,8 @@ import { ConflictError, InvalidInputError, NotFoundError, isUuid } from '../erro
 import { JobQueue } from '../queue/job-queue';
 import { inferQueueName } from '../queue/jobs';
 import { DeploymentRepository } from '../repositories/deployment.repository';
+import { RequestTimingRepository } from '../repositories/request-timing.repository';
+import type { RequestTimingEntity } from '../db/entities/request-timing.entity';
 import type { ServeRequest } from '../serving/protocol';
 import { TokenStream } from '../streams/token-stream';
 import { ModelRepository } from '../repositories/model.repository';
@@ -46,7 +48,14 @@ export class DeploymentService {
     private readonly workers: WorkerRepository,
     private readonly queue: JobQueue,
     private readonly tokens: TokenStream,
+    private readonly timings: RequestTimingRepository,
   ) {}
+
+  /** A deployment's most recent finished requests (request_timings), newest first. */
+  async requests(idOrName: string, page: { limit: number; offset: number }): Promise<RequestTimingEntity[]> {
+    const name = isUuid(idOrName) ? (await this.get(idOrName)).name : idOrName;
+    return this.timings.list({ deploymentName: name, ...page });
+  }
 
   private served?: { at: number; ids: Set<string> };
 
