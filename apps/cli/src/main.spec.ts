@@ -78,6 +78,21 @@ describe('lmfleet CLI', () => {
     expect(r.ppl).toBeGreaterThan(1);
   });
 
+  it('eval ppl --quant-policy 8 loads the model with an int8 KV cache and says so; other values are refused', async () => {
+    const fake = createFakeNative();
+    const h = makeIO([], fake.native);
+    const args = ['eval', 'ppl', path.join(dir, 'model'), '--dataset', path.join(dir, 'data.txt'), '--seqlen', '32', '--max-windows', '1'];
+    expect(await run([...args, '--quant-policy', '8'], h.io)).toBe(0);
+    expect(fake.log.configs[fake.log.configs.length - 1].kvQuantPolicy).toBe(8);
+    expect(h.out()).toContain('KV cache int8 online');
+    const bad = makeIO([], fake.native);
+    expect(await run([...args, '--quant-policy', '2'], bad.io)).not.toBe(0); // commander's usage error
+    expect(bad.err()).toMatch(/--quant-policy.*choices/i);
+    const remote = makeIO([], fake.native);
+    expect(await run(['--api', 'http://localhost:3000', ...args, '--quant-policy', '8'], remote.io)).toBe(2);
+    expect(remote.err()).toMatch(/run locally only/);
+  });
+
   it('eval ppl reports a bad model directory clearly', async () => {
     const h = makeIO([], createFakeNative().native);
     expect(await run(['eval', 'ppl', path.join(dir, 'nope'), '--dataset', path.join(dir, 'data.txt'), '--seqlen', '32'], h.io)).toBe(1);
