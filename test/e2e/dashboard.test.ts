@@ -261,6 +261,11 @@ describe('e2e: dashboard in headless chromium', () => {
     expect(steps).toBe(4);
     expect(await unlabeled()).toEqual([]);
     await shot('job-calibrate');
+
+    // the engine's own lines reach the job's log: auto_awq's scale search per layer
+    await page.getByRole('link', { name: 'auto_awq' }).click();
+    await page.getByRole('heading', { name: /auto_awq/ }).waitFor();
+    await page.getByRole('log', { name: 'Job log' }).getByText(/layer 0: best alpha/).waitFor({ timeout: 10_000 });
   });
 
   it('shows a long job progress moving in the jobs list, cancels a job and retries it from the UI', async () => {

@@ -20,13 +20,16 @@ export interface LoadedEngine {
   dispose(): Promise<void> | void;
 }
 
+/** The engine's log lines of one call, besides the process log (a job's log shows them). */
+type LogHook = { log?: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void };
+
 export type EvalPplOptions = Pick<Engine.EvalPplOptions, 'datasetFile' | 'seqlen' | 'maxWindows'> & {
   onProgress?: (done: number, total: number) => void;
-};
+} & LogHook;
 
 export type EvalPplResult = Pick<Engine.EvalPplResult, 'ppl' | 'windows' | 'tokens' | 'seconds'>;
 
-type QuantProgress = { onProgress?: (fraction: number, message: string) => void };
+type QuantProgress = { onProgress?: (fraction: number, message: string) => void } & LogHook;
 
 export type CalibrateOptions = Pick<Engine.CalibrateOptions, 'dataset' | 'samples' | 'seqlen' | 'workDir'> & QuantProgress;
 export type CalibrateResult = Pick<Engine.CalibManifest, 'samples' | 'seqlen' | 'tokens'>;
@@ -122,6 +125,14 @@ type InspectModule = typeof Inspect;
 type Log = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 const engineLogger = new Logger('engine');
 const log: Log = (level, message) => (level === 'error' ? engineLogger.error(message) : level === 'warn' ? engineLogger.warn(message) : level === 'info' ? engineLogger.log(message) : engineLogger.debug(message));
+/** The process log, plus a call's own hook when it has one. */
+const tee = (extra?: Log): Log =>
+  extra
+    ? (level, message) => {
+        log(level, message);
+        extra(level, message);
+      }
+    : log;
 
 /** Engine error codes (libs/engine/src/errors.ts) that mean "your input is wrong", not "try again". */
 const INPUT_ERROR_CODES = new Set<Engine.EngineErrorCode>(['E_MODEL_FORMAT', 'E_UNSUPPORTED_ARCHITECTURE', 'E_QUANT_CONFIG', 'E_INVALID_ARGUMENT']);
@@ -227,20 +238,20 @@ export class LmfleetEngineAdapter implements EngineAdapter {
 
   // The long calls run in a child process (engine-process.ts): the engine tokenizes and searches in JS, and
   // the worker's event loop must keep renewing its BullMQ lock and heartbeating meanwhile.
-  evalPpl(dir: string, { onProgress, ...opts }: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult> {
-    return inputErrorsAs400(() => runEngineCall<EvalPplResult>('evalPpl', [dir, opts], { onProgress, log }));
+  evalPpl(dir: string, { onProgress, log: callLog, ...opts }: EvalPplOptions & EngineLoadOptions): Promise<EvalPplResult> {
+    return inputErrorsAs400(() => runEngineCall<EvalPplResult>('evalPpl', [dir, opts], { onProgress, log: tee(callLog) }));
   }
 
-  calibrate(dir: string, { onProgress, ...opts }: CalibrateOptions & EngineLoadOptions): Promise<CalibrateResult> {
-    return inputErrorsAs400(async () => (await runEngineCall<{ manifest: CalibrateResult }>('calibrate', [dir, opts], { onProgress, log })).manifest);
+  calibrate(dir: string, { onProgress, log: callLog, ...opts }: CalibrateOptions & EngineLoadOptions): Promise<CalibrateResult> {
+    return inputErrorsAs400(async () => (await runEngineCall<{ manifest: CalibrateResult }>('calibrate', [dir, opts], { onProgress, log: tee(callLog) })).manifest);
   }
 
-  autoAwq(dir: string, { onProgress, ...opts }: AutoAwqOptions & EngineLoadOptions): Promise<AutoAwqResult> {
-    return inputErrorsAs400(() => runEngineCall<AutoAwqResult>('autoAwq', [dir, opts], { onProgress, log }));
+  autoAwq(dir: string, { onProgress, log: callLog, ...opts }: AutoAwqOptions & EngineLoadOptions): Promise<AutoAwqResult> {
+    return inputErrorsAs400(() => runEngineCall<AutoAwqResult>('autoAwq', [dir, opts], { onProgress, log: tee(callLog) }));
   }
 
-  convert(modelName: string, dir: string, { onProgress, ...opts }: ConvertOptions): Promise<ConvertResult> {
-    return inputErrorsAs400(() => runEngineCall<ConvertResult>('convert', [modelName, dir, opts], { onProgress, log }));
+  convert(modelName: string, dir: string, { onProgress, log: callLog, ...opts }: ConvertOptions): Promise<ConvertResult> {
+    return inputErrorsAs400(() => runEngineCall<ConvertResult>('convert', [modelName, dir, opts], { onProgress, log: tee(callLog) }));
   }
 }
 

@@ -8,9 +8,12 @@ export interface JobContext {
   signal: AbortSignal;
   /**
    * Reports progress in [0, 1]. Cheap and synchronous (the engine calls it from its loop): writes to
-   * Postgres/Redis are throttled in the background. Throws JobAbortedError once the job must stop.
+   * Postgres/Redis are throttled in the background. Throws JobAbortedError once the job must stop. A
+   * `message` (the engine's "layer 3/24" and such) goes to the job's log, at most one line a second.
    */
-  progress(fraction: number): void;
+  progress(fraction: number, message?: string): void;
+  /** A line in the job's log (the dashboard's job page): what the handler or the engine says along the way. */
+  log?(message: string, level?: 'info' | 'warn' | 'error'): void;
 }
 
 export type JobResult = Record<string, unknown>;

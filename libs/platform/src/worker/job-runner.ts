@@ -50,6 +50,8 @@ export const JOB_PROCESSOR = Symbol('JOB_PROCESSOR');
 export const WORKER_SPEC = Symbol('WORKER_SPEC');
 
 const PROGRESS_FLUSH_MS = 500;
+/** Progress messages reach the job's log at most this often. */
+const PROGRESS_MESSAGE_MS = 1000;
 
 interface Active {
   controller: AbortController;
@@ -269,6 +271,8 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     let lastFlushAt = 0;
     let pending: Promise<void> | null = null;
     let loggedDecile = Math.floor(latest * 10);
+    let lastMessage = '';
+    let lastMessageAt = 0;
     const flush = async () => {
       if (latest === flushed) return;
       const value = latest;
@@ -285,9 +289,14 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
       job: row,
       workerId: this.workerId,
       signal: controller.signal,
-      progress: (fraction: number) => {
+      progress: (fraction: number, message?: string) => {
         if (controller.signal.aborted) throw new JobAbortedError(controller.signal.reason as AbortReason);
         latest = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0));
+        if (message && message !== lastMessage && Date.now() - lastMessageAt >= PROGRESS_MESSAGE_MS) {
+          lastMessage = message;
+          lastMessageAt = Date.now();
+          this.log(row.id, message);
+        }
         const decile = Math.floor(latest * 10);
         if (decile > loggedDecile && decile < 10) {
           loggedDecile = decile;
@@ -299,6 +308,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
             .finally(() => (pending = null));
         }
       },
+      log: (message: string, level: 'info' | 'warn' | 'error' = 'info') => this.log(row.id, message, level),
       flush: async () => {
         await pending;
       },

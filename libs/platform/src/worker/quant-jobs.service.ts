@@ -44,7 +44,8 @@ export class QuantJobsService {
       seqlen: p.calibSeqlen,
       workDir: await this.store.emptyDir(rel),
       backend: this.config.worker.engineBackend,
-      onProgress: (f) => ctx.progress(f),
+      onProgress: (f, message) => ctx.progress(f, message),
+      log: (level, message) => level !== 'debug' && ctx.log?.(message, level),
     });
     const seconds = (Date.now() - t0) / 1000;
     const files = await this.recordDir(ctx.job.id, version.id, 'calibration', rel);
@@ -78,7 +79,8 @@ export class QuantJobsService {
       workDir,
       dstDir: await this.store.emptyDir(rel),
       backend: this.config.worker.engineBackend,
-      onProgress: (f) => ctx.progress(f),
+      onProgress: (f, message) => ctx.progress(f, message),
+      log: (level, message) => level !== 'debug' && ctx.log?.(message, level),
     });
     const info = await this.engine.inspectModel(this.store.resolve(rel));
     const out = await this.models.upsertVersionForJob(ctx.job.id, version.modelId, {
@@ -108,7 +110,8 @@ export class QuantJobsService {
     const r = await this.engine.convert(model.modelType, version.path, {
       modelFormat: version.format === 'autoawq' ? 'awq' : 'hf',
       dstPath: await this.store.emptyDir(rel),
-      onProgress: (f) => ctx.progress(f),
+      onProgress: (f, message) => ctx.progress(f, message),
+      log: (level, message) => level !== 'debug' && ctx.log?.(message, level),
     });
     const described = await this.store.describeDir(rel);
     const out = await this.models.upsertVersionForJob(ctx.job.id, version.modelId, {
@@ -147,6 +150,7 @@ export class QuantJobsService {
         maxWindows: p.maxWindows,
         backend: this.config.worker.engineBackend,
         onProgress: (done, total) => ctx.progress(from + (to - from) * (total > 0 ? done / total : 0)),
+        log: (level, message) => level !== 'debug' && ctx.log?.(message, level),
       });
     let baseline: { versionId: string; ppl: number; measured: boolean } | undefined;
     if (base) {
