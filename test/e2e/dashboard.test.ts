@@ -415,6 +415,9 @@ describe('e2e: dashboard in headless chromium', () => {
     // the finished request shows up in the deployment's serving figures (request_timings)
     await go('/workers');
     await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-stats"]').getByText(/^1 request · TTFT p50 [\d.,]+ ms/).waitFor({ timeout: 20_000 });
+    // and in the version's speed figures on its model page
+    await go(`/models/${modelId}`);
+    await page.locator('[data-format="workspace"] [data-metric="serving"]').getByText(/^[\d,]+ tok\/s · TTFT [\d,]+ ms$/).waitFor({ timeout: 10_000 });
   });
 
   it('is usable on a phone-sized screen: no sideways scrolling, a menu button for the navigation', async () => {

@@ -61,7 +61,7 @@ export interface Version {
   metrics: Record<string, number>;
   createdAt: string;
   measurements: Record<string, MetricValue>;
-  derived: { tokensPerSecond: number | null };
+  derived: { tokensPerSecond: number | null; serving: { requests: number; ttftMsP50: number | null; decodeTokensPerSecondP50: number | null } | null };
 }
 
 export interface JobSummary {

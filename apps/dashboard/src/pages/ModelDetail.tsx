@@ -44,6 +44,14 @@ function NodeCard({ node, selected, onToggle }: { node: TreeNode; selected: bool
         <div><dt>size</dt><dd data-metric="size">{bytes(v.sizeBytes)}</dd></div>
         <div><dt>perplexity</dt><dd data-metric="ppl">{num(ppl, 3)}</dd></div>
         <div><dt>eval speed</dt><dd data-metric="tps">{v.derived.tokensPerSecond ? `${num(v.derived.tokensPerSecond, 0)} tok/s` : '—'}</dd></div>
+        {v.derived.serving && (
+          <div>
+            <dt>serving</dt>
+            <dd data-metric="serving" title={`${v.derived.serving.requests} requests served by its deployments`}>
+              {num(v.derived.serving.decodeTokensPerSecondP50, 0)} tok/s · TTFT {num(v.derived.serving.ttftMsP50, 0)} ms
+            </dd>
+          </div>
+        )}
         <div>
           <dt>made by</dt>
           <dd>
@@ -104,6 +112,8 @@ function Compare({ versions }: { versions: Version[] }) {
               <th scope="col">Perplexity</th>
               <th scope="col">Δ ppl vs first</th>
               <th scope="col">Eval speed</th>
+              <th scope="col">Serving decode p50</th>
+              <th scope="col">Serving TTFT p50</th>
             </tr>
           </thead>
           <tbody>
@@ -118,6 +128,8 @@ function Compare({ versions }: { versions: Version[] }) {
                   <td>{num(r.ppl, 3)}</td>
                   <td>{r.ppl != null && base.ppl != null ? `${r.ppl >= base.ppl ? '+' : ''}${num(((r.ppl - base.ppl) / base.ppl) * 100, 2)} %` : '—'}</td>
                   <td>{r.tps ? `${num(r.tps, 0)} tok/s` : '—'}</td>
+                  <td>{v.derived.serving ? `${num(v.derived.serving.decodeTokensPerSecondP50, 0)} tok/s` : '—'}</td>
+                  <td>{v.derived.serving ? `${num(v.derived.serving.ttftMsP50, 1)} ms (${v.derived.serving.requests} req)` : '—'}</td>
                 </tr>
               );
             })}

@@ -36,7 +36,8 @@ export interface JobSummary {
 
 export interface TreeNodeView extends TreeNode {
   /** derived.tokensPerSecond: tokens scored per second by the latest eval of this version (windows × seqlen / seconds). */
-  version?: ModelVersionEntity & { measurements: Record<string, MetricValue>; derived: { tokensPerSecond: number | null } };
+  /** derived.serving: figures of the requests its deployments served (request_timings), null if none. */
+  version?: ModelVersionEntity & { measurements: Record<string, MetricValue>; derived: { tokensPerSecond: number | null; serving: ServingFigures | null } };
   calibration?: { samples: number | null; seqlen: number | null; tokens: number | null; dataset: string | null };
   job?: JobSummary | null;
 }
@@ -53,6 +54,13 @@ export interface JobDetail {
 }
 
 export const CALIB_STATS_FILE = 'calib_stats.safetensors';
+
+/** What the deployments of one version served (all of request_timings). */
+export interface ServingFigures {
+  requests: number;
+  ttftMsP50: number | null;
+  decodeTokensPerSecondP50: number | null;
+}
 
 /** Serving figures of one deployment over a recent window, from `request_timings` (one row per finished request). */
 export interface DeploymentStats {
@@ -139,6 +147,7 @@ export class DashboardService {
       return typeof r.windows === 'number' && typeof r.seconds === 'number' && r.seconds > 0 ? (r.windows * seqlen) / r.seconds : null;
     };
     const versionById = new Map(versions.map((v) => [v.id, v]));
+    const serving = await this.servingByVersion(ids);
     const nodes = buildTree(versions, related).map((n): TreeNodeView => {
       const job = n.jobId ? jobById.get(n.jobId) : undefined;
       if (n.kind === 'calibration') {
@@ -152,9 +161,26 @@ export class DashboardService {
       }
       const v = versionById.get(n.id)!;
       const m = measurements.get(v.id) ?? {};
-      return { ...n, job: job ? summary(job) : null, version: { ...v, measurements: m, derived: { tokensPerSecond: scoredPerSecond(m.eval_seconds?.jobId) } } };
+      return { ...n, job: job ? summary(job) : null, version: { ...v, measurements: m, derived: { tokensPerSecond: scoredPerSecond(m.eval_seconds?.jobId), serving: serving.get(v.id) ?? null } } };
     });
     return { model, nodes };
+  }
+
+  /** Per version: requests its deployments served, TTFT p50 and decode tokens/s p50. */
+  private async servingByVersion(versionIds: string[]): Promise<Map<string, ServingFigures>> {
+    if (!versionIds.length) return new Map();
+    const rows: Array<{ version_id: string; requests: number; ttft_p50: number | null; decode_p50: number | null }> = await this.ds.query(
+      `SELECT d.version_id, count(*)::int AS requests,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY t.ttft_ms) AS ttft_p50,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY CASE WHEN t.completion_tokens > 1 AND t.total_ms > t.ttft_ms
+                THEN (t.completion_tokens - 1) / ((t.total_ms - t.ttft_ms) / 1000.0) END) AS decode_p50
+         FROM request_timings t JOIN deployments d ON d.id = t.deployment_id
+        WHERE d.version_id = ANY($1::uuid[]) AND t.error IS NULL
+        GROUP BY d.version_id`,
+      [versionIds],
+    );
+    const n = (x: unknown) => (x === null || x === undefined ? null : Number(x));
+    return new Map(rows.map((r) => [r.version_id, { requests: Number(r.requests), ttftMsP50: n(r.ttft_p50), decodeTokensPerSecondP50: n(r.decode_p50) }]));
   }
 
   /** The latest value of each metric of each version (the metrics table keeps every measurement). */
