@@ -63,9 +63,16 @@ function makeIO() {
     const b = makeIO();
     expect(await run(['lite', 'auto_awq', model, '--search-scale', 'maybe', '--work-dir', path.join(dir, 'w4')], b.io)).not.toBe(0);
     const c = makeIO();
-    expect(await run(['lite', 'calibrate', model, '--work-dir', path.join(dir, 'w5')], c.io)).toBe(1);
-    expect(c.err()).toMatch(/built-in datasets are not shipped/);
+    expect(await run(['lite', 'calibrate', model, '--calib-dataset', 'ptb', '--work-dir', path.join(dir, 'w5')], c.io)).toBe(1);
+    expect(c.err()).toMatch(/unknown calibration dataset "ptb".*built-in datasets: cmake-docs/);
     expect(fs.existsSync(path.join(dir, 'w3'))).toBe(false);
     expect(fs.existsSync(path.join(dir, 'w5'))).toBe(false);
+  });
+
+  it('--calib-dataset defaults to the built-in cmake-docs set (offline)', async () => {
+    const d = makeIO();
+    const work = path.join(dir, 'w6');
+    expect(await run(['lite', 'calibrate', path.join(dir, 'model'), '--calib-samples', '2', '--calib-seqlen', '64', '--work-dir', work, '--device', 'cpu'], d.io)).toBe(0);
+    expect(JSON.parse(fs.readFileSync(path.join(work, 'calib_manifest.json'), 'utf8'))).toMatchObject({ dataset: 'cmake-docs', samples: 2, seqlen: 64 });
   });
 });
