@@ -10,6 +10,8 @@
 #   4. src/cuda/bench_attention.cu: one layer's decode/prefill attention with f16 vs int8 vs int4 caches
 # From a root holding libs/native, dist/, test/ and node_modules/{@huggingface,node-addon-api,node-api-headers}:
 #   source .device/bootstrap.sh; PPL_MODEL=dir KV_CALIB=dir bash libs/native/scripts/device-parity.sh
+# Env: GOLDEN=dir (fixtures folder), MAKE_GOLDENS=case,... (make them here first), SKIP_DEVICE_TEST=1 (steps 1 and 4 off),
+#      ADDON_JOBS=n
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -20,8 +22,17 @@ NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 BUILD=libs/native/build/cuda-cmake
 ( cmake -S libs/native -B $BUILD -DLMFLEET_VARIANT=cuda -DCMAKE_BUILD_TYPE=Release \
     -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
-    -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8 ) > "$OUT/addon-build.log" 2>&1 &
+    -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j ${ADDON_JOBS:-8} ) > "$OUT/addon-build.log" 2>&1 &
 ADDON_PID=$!
+# MAKE_GOLDENS=case,case: make those golden cases with transformers here (test/fixtures/golden/make_golden.py), send
+# them back as $OUT/goldens.tar and check the cuda engine against them (instead of $GOLDEN)
+if [ -n "${MAKE_GOLDENS:-}" ]; then
+  GOLDEN=/tmp/lmf-goldens; rm -rf $GOLDEN; mkdir -p $GOLDEN
+  PYTHONUNBUFFERED=1 python3 test/fixtures/golden/make_golden.py --out $GOLDEN --cases "$MAKE_GOLDENS" > "$OUT/make_golden.log" 2>&1
+  echo "make_golden rc $? ($(( $(date +%s) - t0 )) s)"; cat "$OUT/make_golden.log" | tail -5
+  tar -cf "$OUT/goldens.tar" -C $GOLDEN .
+fi
+if [ "${SKIP_DEVICE_TEST:-0}" != 1 ]; then
 SKIP_BENCH=1 EXTRA_CU=src/cuda/bench_attention.cu bash libs/native/scripts/device-test.sh > "$OUT/device-test.txt" 2>&1
 echo "device-test rc $? ($(( $(date +%s) - t0 )) s)"
 # 4. the KV-cache attention micro-benchmark (f16 vs int8 vs int4 caches), kernels only
@@ -31,6 +42,7 @@ if nvcc -arch=sm_90 $KOBJ $DT/cpu_error.cc.o $DT/bench_attention.cu.o -lcublas -
   $DT/bench_attention > "$OUT/bench_attention.log" 2>&1; echo "bench_attention rc $?"
 else
   echo "bench_attention: LINK FAILED"
+fi
 fi
 wait $ADDON_PID; arc=$?
 ADDON=$(find $BUILD -name lmfleet_native.node | head -1)
