@@ -3,6 +3,7 @@
 // rounding of (q - z) * s that AutoAWQ's own dequantization gives.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
@@ -11,9 +12,9 @@
 namespace lmfleet {
 
 namespace {
-constexpr int kWarps = 4;                 // along n
-constexpr int kNT = 4;                    // n8 tiles per warp
-constexpr int kBN = kWarps * kNT * 8;     // 128 columns per block
+// A block covers 128 columns: WARPS warps along n with 16 / WARPS n8 tiles each (4 x 4 or 8 x 2: the second has twice
+// the warps per SM to hide latency with the same bytes per stage; LMFLEET_W4A16_WARPS picks, default 8).
+constexpr int kBN = 128;
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 __device__ __forceinline__ void ldsm_x4(uint32_t* r, const void* p) {
@@ -52,18 +53,18 @@ __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j ==
 // Shared memory per stage: the x tile [16 MI rows][128 k] (16-byte chunks xor-swizzled by row, for ldmatrix), every
 // lane's 4 weight fragments of the k128 block (each lane reads back only what it copied), and each warp's (scale,
 // zero) pairs: [kNT tiles][up to 4 groups][8 rows] (so no global load sits on the dequantization's critical path).
-constexpr int kSzPerWarp = kNT * 4 * 8;  // half2
+constexpr int kSzPerWarpMax = 4 * 4 * 8;  // half2: up to 4 tiles x 4 groups x 8 rows
 template <int MI>
-__host__ __device__ constexpr int stage_bytes() { return 16 * MI * 128 * 2 + kWarps * kNT * 32 * 16 + kWarps * kSzPerWarp * 4; }
+__host__ __device__ constexpr int stage_bytes() { return 16 * MI * 128 * 2 + 16 * 32 * 16 + 4 * kSzPerWarpMax * 4; }
 template <int MI>
 __host__ __device__ constexpr int stages() { return MI == 4 ? 3 : 4; }
 
-template <int MI>
+template <int MI, int kWarps>
 __global__ void __launch_bounds__(kWarps * 32)
 w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                  const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, float* __restrict__ part,
                  unsigned* __restrict__ counters, int m, int n, int k, int group, int KB, int kb_per_split) {
-  constexpr int BM = 16 * MI, ST = stages<MI>();
+  constexpr int BM = 16 * MI, ST = stages<MI>(), kNT = 16 / kWarps, kSzPerWarp = kNT * 4 * 8;
   extern __shared__ __align__(128) unsigned char smem[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int m0 = blockIdx.y * BM;
@@ -73,7 +74,7 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
   auto a_stage = [&](int st) { return reinterpret_cast<half*>(smem + st * stage_bytes<MI>()); };
   auto b_stage = [&](int st) { return reinterpret_cast<uint4*>(smem + st * stage_bytes<MI>() + BM * 256) + (warp * kNT) * 32; };
   auto s_stage = [&](int st) {
-    return reinterpret_cast<half2*>(smem + st * stage_bytes<MI>() + BM * 256 + kWarps * kNT * 32 * 16) + warp * kSzPerWarp;
+    return reinterpret_cast<half2*>(smem + st * stage_bytes<MI>() + BM * 256 + 16 * 32 * 16) + warp * kSzPerWarp;
   };
   const int gpb = 128 / group;  // groups per k128 block: 1, 2 or 4
   float acc[MI][kNT][4];
@@ -126,8 +127,12 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
     const uint4* Bs = b_stage(it % ST);
     const half2* Ss = s_stage(it % ST);
     uint4 bw[kNT];
+    half2 s0[kNT], z0[kNT];  // group 128: one (scale, zero) per tile for the whole k-block
 #pragma unroll
-    for (int i = 0; i < kNT; i++) bw[i] = Bs[i * 32 + lane];
+    for (int i = 0; i < kNT; i++) {
+      bw[i] = Bs[i * 32 + lane];
+      scale_zero(Ss[(i * 4) * 8 + g], &s0[i], &z0[i]);
+    }
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       uint32_t a[MI][2][4];
@@ -143,8 +148,8 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
       for (int i = 0; i < kNT; i++) {
         const int tile = tile0 + i;
         if (tile >= ntiles) continue;
-        half2 sc, z;
-        scale_zero(Ss[(i * 4 + gj) * 8 + g], &sc, &z);
+        half2 sc = s0[i], z = z0[i];
+        if (gpb > 1) scale_zero(Ss[(i * 4 + gj) * 8 + g], &sc, &z);
         uint32_t b[4];
         dequant_word(word_of(bw[i], j), z, sc, b);
 #pragma unroll
@@ -261,6 +266,14 @@ __global__ void w4a16_dequant_kernel(const uint4* __restrict__ qw, const half2* 
   }
 }
 
+int w4a16_warps() {
+  static const int warps = [] {
+    const char* e = std::getenv("LMFLEET_W4A16_WARPS");
+    return e && std::atoi(e) == 4 ? 4 : 8;
+  }();
+  return warps;
+}
+
 struct Plan {
   int mi, gx, gy, ks, kb_per_split, KB;
 };
@@ -302,29 +315,31 @@ void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f3
   check_args(w, ldx, ldy);
   const Plan p = plan(m, w.n, w.k, sms);
   if (p.ks > 1 && !ws) fail(ErrorCode::Internal, "w4a16: split-k needs a workspace");
-  const dim3 grid(p.gx, p.gy, p.ks), block(kWarps * 32);
+  const dim3 grid(p.gx, p.gy, p.ks);
   const uint4* qw = reinterpret_cast<const uint4*>(w.qweight);
   // workspace: per-(x, y) arrival counters (zero between launches), then the partial sums
   unsigned* counters = reinterpret_cast<unsigned*>(ws);
   float* part = p.ks > 1 ? ws + counters_words(p) : nullptr;
-  switch (p.mi) {
-#define LMF_W4_CASE(MI)                                                                                          \
-  case MI: {                                                                                                     \
+  const int warps = w4a16_warps();
+  switch (p.mi * 16 + warps) {
+#define LMF_W4_CASE(MI, W)                                                                                       \
+  case MI * 16 + W: {                                                                                            \
     constexpr int smem = stages<MI>() * stage_bytes<MI>();                                                     \
     static std::atomic<unsigned long long> attr_set{0}; /* per device: the attribute belongs to its context */   \
     int dev = 0;                                                                                                 \
     LMF_CUDA_CHECK(cudaGetDevice(&dev));                                                                         \
     const unsigned long long bit = 1ull << (dev & 63);                                                           \
     if (!(attr_set.load() & bit)) {                                                                              \
-      LMF_CUDA_CHECK(cudaFuncSetAttribute(w4a16_mma_kernel<MI>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)); \
+      LMF_CUDA_CHECK(cudaFuncSetAttribute(w4a16_mma_kernel<MI, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)); \
       attr_set.fetch_or(bit);                                                                                    \
     }                                                                                                            \
-    w4a16_mma_kernel<MI><<<grid, block, smem, s>>>(x, ldx, qw, w.sz, w.bias, y, ldy, f32out, part, counters, m, w.n, \
-                                                   w.k, w.group, p.KB, p.kb_per_split);                          \
+    w4a16_mma_kernel<MI, W><<<grid, dim3(W * 32), smem, s>>>(x, ldx, qw, w.sz, w.bias, y, ldy, f32out, part,     \
+                                                             counters, m, w.n, w.k, w.group, p.KB, p.kb_per_split); \
     break;                                                                                                       \
   }
-    LMF_W4_CASE(1) LMF_W4_CASE(2) LMF_W4_CASE(4)
+    LMF_W4_CASE(1, 4) LMF_W4_CASE(2, 4) LMF_W4_CASE(4, 4) LMF_W4_CASE(1, 8) LMF_W4_CASE(2, 8) LMF_W4_CASE(4, 8)
 #undef LMF_W4_CASE
+    default: fail(ErrorCode::Internal, "w4a16: no kernel for this tile");
   }
   LMF_CUDA_LAUNCHED();
 }
