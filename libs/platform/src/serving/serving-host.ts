@@ -182,23 +182,35 @@ export class ServingHost {
     const r = job.data as ServeRequest;
     const started = Date.now();
     const h = this.hosted.get(r.deploymentName);
-    const emit = (ev: StreamEvent) => this.tokens.publish(r.requestId, ev);
+    // Events go out without waiting for each XADD (one connection keeps them in order, auto-pipelining batches
+    // them); the last event of a request waits for all of them and reports a failure of any.
+    let publishFailed: unknown;
+    const emit = (ev: StreamEvent): Promise<void> => {
+      const p = this.tokens.publish(r.requestId, ev).catch((e) => {
+        publishFailed ??= e;
+      });
+      if (ev.t !== 'end' && ev.t !== 'error') return Promise.resolve();
+      return p.then(() => {
+        if (publishFailed) throw publishFailed;
+      });
+    };
     if (!h || h.state !== 'ready' || !h.engine || h.dep.id !== r.deploymentId) {
       await emit({ t: 'error', status: 503, message: `deployment ${r.deploymentName} is not loaded on this worker` });
       return;
     }
-    const [cancelled, published] = await Promise.all([this.tokens.isCancelled(r.requestId), this.tokens.redis.xlen(serveKeys.stream(this.config.queuePrefix, r.requestId))]);
-    if (cancelled) {
-      await this.record(r, h, { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: Date.now() - r.enqueuedAt, promptTokens: 0, completionTokens: 0, finishReason: 'cancelled', error: null });
-      return;
-    }
-    // A job re-delivered after its first worker died: the client has seen part of a response. Do not run it twice.
-    if (job.attemptsStarted > 1 || published > 0) {
+    // A job re-delivered after its first worker died (BullMQ counts every start): the client has seen part of a
+    // response. Do not run it twice.
+    if (job.attemptsStarted > 1) {
       await emit({ t: 'error', status: 503, message: 'the worker serving this request stopped; retry it' });
       return;
     }
     const controller = new AbortController();
     this.running.set(r.requestId, { controller });
+    // Cancelled while it waited (the flag) or from now on (pub/sub): checked alongside tokenization, not before it.
+    void this.tokens
+      .isCancelled(r.requestId)
+      .then((c) => c && controller.abort('cancelled'))
+      .catch(() => undefined);
     h.active++;
     let timing: TimingParts = { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, finishReason: 'error', error: null };
     try {
@@ -337,6 +349,7 @@ export class ServingHost {
     let finish: FinishReason = 'length';
     let completion = 0;
     let pending = prefix;
+    let flushedFirst = false;
     for await (const out of outputs) {
       if (out.tokenIds.length && t.ttftMs === null) t.ttftMs = Date.now() - r.enqueuedAt;
       completion += out.tokenIds.length;
@@ -346,6 +359,11 @@ export class ServingHost {
         const ev: StreamEvent = { t: 'delta', i: index, text, tokens: out.tokenIds.length };
         if (out.logprobs?.length) ev.logprobs = out.logprobs.map((lp) => toStreamLogprob(engine, lp));
         await emit(ev);
+        if (!flushedFirst && out.tokenIds.length) {
+          // Let the first token leave now, even when more outputs are already queued behind it.
+          flushedFirst = true;
+          await new Promise((res) => setImmediate(res));
+        }
       }
       if (out.finishReason) {
         finish = out.finishReason;

@@ -39,7 +39,10 @@ export class TokenStream implements OnApplicationShutdown {
   /** Worker: appends one event to the request's stream. */
   async publish(requestId: string, ev: StreamEvent): Promise<void> {
     const key = serveKeys.stream(this.prefix, requestId);
-    await Promise.all([this.w.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(ev)), this.w.expire(key, STREAM_TTL_S)]);
+    const add = this.w.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(ev));
+    // The stream's expiry is set by its first event and renewed by its last; deltas need no extra command.
+    if (ev.t === 'delta' || ev.t === 'done') await add;
+    else await Promise.all([add, this.w.expire(key, STREAM_TTL_S)]);
   }
 
   /**
