@@ -116,6 +116,9 @@ export class PretrainedModel {
       delete loaded.spec.quant;
       log('info', `AWQ w${quant.bits}g${quant.groupSize}: dequantized to ${loaded.spec.dtype} on load for ${native.backend} (${Date.now() - t0} ms)`);
     }
+    if (native.backend === 'cuda' && loaded.spec.dtype === 'bf16') {
+      log('warn', 'bf16 weights run in f16 on cuda (no bf16 kernels yet): weights and activations beyond +-65504 would overflow');
+    }
     const kv = resolveKvQuant(opts, ws?.kvCache, loaded.spec);
     if (kv.quantPolicy) log('info', `KV cache int${kv.quantPolicy} (quant_policy ${kv.quantPolicy}), ${kv.mode}`);
     const t0 = Date.now();
