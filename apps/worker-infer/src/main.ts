@@ -4,12 +4,15 @@ import { NestFactory } from '@nestjs/core';
 import { closeOnSignals, loadConfig } from '@lmfleet/platform';
 import { InferWorkerModule } from './worker.module';
 
-/** worker-infer: serves the deployments in INFER_DEPLOYMENTS (queues `infer-<id>`). One process per GPU. */
+/**
+ * worker-infer: serves every deployment in the `deployments` table (OpenAI requests on `infer-<name>`, loaded with
+ * the deployment's options) and runs batch `infer` jobs from the INFER_DEPLOYMENTS queues. One process per GPU.
+ */
 async function main(): Promise<void> {
   const config = loadConfig();
   const app = await NestFactory.createApplicationContext(InferWorkerModule.forRoot({ config }));
   closeOnSignals(app, 'worker-infer');
-  new Logger('worker-infer').log(`started; deployments: ${config.worker.inferDeployments.join(', ')}`);
+  new Logger('worker-infer').log(`started; batch infer queues: ${config.worker.inferDeployments.join(', ')}; serving the deployments table`);
 }
 
 main().catch((err) => {
