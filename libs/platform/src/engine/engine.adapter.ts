@@ -8,6 +8,9 @@ import type * as Inspect from '@lmfleet/engine/inspect';
 import { InvalidInputError, UnavailableError } from '../errors';
 import { runEngineCall } from './engine-process';
 
+/** The engine's built-in calibration sets (pure data, no addon): the platform validates dataset names with them. */
+export { BUILTIN_CALIB_DATASETS, isBuiltinCalibDataset } from '@lmfleet/engine/quant/datasets';
+
 /** What registration records (inspectModel without its support verdict, which the adapter turns into a 400). */
 export type ModelInfo = Omit<Engine.ModelInspection, 'dir' | 'arch' | 'supported' | 'supportedArchitectures'>;
 

@@ -1,5 +1,4 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { BUILTIN_CALIB_DATASETS, isBuiltinCalibDataset } from '@lmfleet/engine/quant/datasets';
 import { randomUUID } from 'node:crypto';
 import { APP_CONFIG, type AppConfig } from '../config';
 import type { ArtifactEntity } from '../db/entities/artifact.entity';
@@ -12,6 +11,7 @@ import { ArtifactRepository } from '../repositories/artifact.repository';
 import { JobRepository, type JobFilter, type NewJob } from '../repositories/job.repository';
 import { ModelRepository } from '../repositories/model.repository';
 import { resolveUnderRoots } from './paths';
+import { BUILTIN_CALIB_DATASETS, isBuiltinCalibDataset } from '../engine/engine.adapter';
 
 /** Per-step params as received; each is validated as that step's params (CalibrateParams, ...). */
 export interface QuantizePipelineInput {
