@@ -294,6 +294,26 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect((await http('DELETE', '/deployments/doomed')).status).toBe(200);
   });
 
+  it('deleting a ready deployment unloads it from the worker; its name then answers 404', async () => {
+    const versionId = (await http('GET', `/deployments/${model}`)).body.versionId;
+    const created = (await http('POST', '/deployments', { name: 'tiny-del', versionId, maxBatchSize: 1, sessionLen: 128 })).body;
+    await waitFor(async () => ((await http('GET', '/deployments/tiny-del')).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'), 'tiny-del ready', 60_000, 200);
+    const ok = await openai.completions.create({ model: 'tiny-del', prompt: 'x', max_tokens: 2, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(ok.choices[0].finish_reason).toBe('length');
+    expect((await http('DELETE', '/deployments/tiny-del')).status).toBe(200);
+    await waitFor(
+      async () => {
+        const workers = (await http('GET', '/workers')).body as Array<{ kind: string; queues: string[]; loadedDeployments: Array<{ deploymentId: string }> }>;
+        const infer = workers.filter((w) => w.kind === 'infer');
+        return infer.length > 0 && infer.every((w) => !w.loadedDeployments.some((d) => d.deploymentId === created.id) && !w.queues.includes('infer-tiny-del'));
+      },
+      'worker unloaded tiny-del and left its queue',
+      20_000,
+      200,
+    );
+    await expect(openai.completions.create({ model: 'tiny-del', prompt: 'x', max_tokens: 2 })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
   it('records each finished request in request_timings', async () => {
     const db = new Client({ connectionString: env.databaseUrl });
     await db.connect();
@@ -339,16 +359,16 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     const res = await fetch(`${apiUrl}/v1/chat/interactive`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
-    await reader.read(); // it is running
+    let rest = Buffer.from((await reader.read()).value!).toString(); // it is running
     const c = await http('POST', '/v1/chat/interactive', { model: 'tiny-1slot', prompt: '', session_id: 30, cancel: true });
     expect(c.body).toEqual({ text: '', tokens: 0, input_tokens: 0, history_tokens: 0, finish_reason: 'stop' });
-    let rest = '';
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       rest += Buffer.from(value).toString();
     }
     const last = JSON.parse(rest.trim().split('\n').pop()!);
+    if (last.finish_reason !== 'stop') console.log(`interactive cancel: ${rest.length} bytes, last line ${JSON.stringify(last)}`);
     expect(last.finish_reason).toBe('stop');
     expect(last.tokens).toBeLessThan(50000);
     const next = (await http('POST', '/v1/chat/interactive', { model: 'tiny-1slot', prompt: 'again', session_id: 30, interactive_mode: true, request_output_len: 2, ignore_eos: true })).body;
@@ -356,6 +376,9 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
   });
 
   it('a worker shut down mid-stream ends the stream with an error, not a normal finish', async () => {
+    // Heartbeats lag: wait until they show the previous test's request gone, so the busy worker below is ours.
+    const active = async () => ((await http('GET', '/deployments/tiny-1slot')).body.workers as Array<{ activeRequests: number }>).reduce((a, w) => a + w.activeRequests, 0);
+    await waitFor(async () => (await active()) === 0, 'no request running on tiny-1slot', 10_000, 100);
     const stream = await openai.chat.completions.create(
       { model: 'tiny-1slot', messages: [{ role: 'user', content: 'long' }], max_tokens: 59000, ignore_eos: true, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming,
     );
