@@ -80,7 +80,7 @@ export type ServingOutput = Pick<Engine.StreamOutput, 'tokenIds' | 'text' | 'log
 
 /** A multi-turn session that keeps its KV cache between turns (LMDeploy's interactive mode). */
 export interface ServingChat {
-  send(content: string, gen: Omit<ServingStreamParams, 'inputIds' | 'stopIds' | 'maxNewTokens'> & { maxNewTokens: number }): AsyncIterable<ServingOutput>;
+  send(content: string, gen: Omit<ServingStreamParams, 'inputIds' | 'stopIds' | 'maxNewTokens'> & { maxNewTokens: number; ignoreEos?: boolean }): AsyncIterable<ServingOutput>;
   /** Tokens the last turn sent to the engine (the part of the conversation not already cached). */
   readonly lastInputTokens: number;
   /** Tokens the session's KV cache holds. */
@@ -226,6 +226,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
               logprobs: gen.logprobs,
               signal: gen.signal,
               skipSpecialTokens: gen.skipSpecialTokens,
+              ignoreEos: gen.ignoreEos,
             }),
           get lastInputTokens() {
             return chat.lastInputTokens;

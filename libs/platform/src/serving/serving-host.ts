@@ -304,6 +304,7 @@ export class ServingHost {
     const maxTokens = r.maxTokens ?? Math.max(1, Math.min(512, Math.floor(engine.sessionLen / 4)));
     const outputs = chat.send(prompt, {
       maxNewTokens: maxTokens,
+      ...(r.ignoreEos ? { ignoreEos: true } : {}),
       ...(r.stop?.length ? { stopWords: r.stop } : {}),
       sampling: r.sampling,
       ...(r.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
