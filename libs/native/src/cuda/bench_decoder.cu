@@ -338,6 +338,40 @@ int main(int argc, char** argv) {
       }
       std::printf("(4-bit bytes per layer incl. scales/zeros %.1f MB vs f16 %.1f MB; %% of the copy bandwidth %.0f GB/s, the limit used everywhere here)\n",
                   w4_bytes / 1e6, f16_bytes / 1e6, bw / 1e9);
+      // The decode GEMV (both inner products) against the fused kernel and f16 at m <= 8: the same four linears, then
+      // per linear at m = 1. LMFLEET_W4A16_GEMV picks what CublasGemm::linear_w4a16 uses; this table calls each kernel.
+      std::printf("\n| W4A16 g128 decode, one 7B layer's linears | f16 us | W4 fused us | W4 gemv(fma) us | W4 gemv(mma) us | best gemv / fused | best gemv / f16 | best gemv %% of copy BW |\n|---|---|---|---|---|---|---|---|\n");
+      auto gemv_all = [&](int m, W4GemvDot dot) {
+        return median_ms(s, 3, 20, [&] {
+          for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], wd[i], y, shapes[i][0], m, dot, sms, s);
+        });
+      };
+      for (int m : {1, 2, 4, 8}) {
+        bool fits = true;
+        for (int i = 0; i < 4; i++) fits = fits && w4a16_gemv_supported(m, shapes[i][1]);
+        if (!fits) {
+          std::printf("| m=%d | x tile does not fit in shared memory: no gemv |\n", m);
+          continue;
+        }
+        const float tf = median_ms(s, 3, 20, [&] {
+          for (int i = 0; i < 4; i++) g.linear(x, shapes[i][1], wf[i], nullptr, y, shapes[i][0], m, shapes[i][0], shapes[i][1]);
+        });
+        const float tq = median_ms(s, 3, 20, [&] {
+          for (int i = 0; i < 4; i++) w4a16_gemm_fused_cuda(x, shapes[i][1], wd[i], y, shapes[i][0], m, ws, sms, s);
+        });
+        const float t1 = gemv_all(m, W4GemvDot::Fma), t2 = gemv_all(m, W4GemvDot::Mma), tb = std::min(t1, t2);
+        std::printf("| m=%d | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.0f%% |\n", m, tf * 1e3, tq * 1e3, t1 * 1e3, t2 * 1e3,
+                    tb / tq, tb / tf, 100.0 * (w4_bytes / (tb * 1e-3)) / bw);
+      }
+      std::printf("\n| W4A16 g128 m=1 per linear (n x k) | W4 MB | fused us | gemv(fma) us | gemv(mma) us | copy-rate us |\n|---|---|---|---|---|---|\n");
+      for (int i = 0; i < 4; i++) {
+        const int n = shapes[i][0], k = shapes[i][1], kp = (k + 127) / 128 * 128;
+        const double b = (double)n * kp / 2 + (double)(kp / grp) * n * 4;
+        const float tq = median_ms(s, 3, 20, [&] { w4a16_gemm_fused_cuda(x, k, wd[i], y, n, 1, ws, sms, s); });
+        const float t1 = median_ms(s, 3, 20, [&] { w4a16_gemv_cuda(x, k, wd[i], y, n, 1, W4GemvDot::Fma, sms, s); });
+        const float t2 = median_ms(s, 3, 20, [&] { w4a16_gemv_cuda(x, k, wd[i], y, n, 1, W4GemvDot::Mma, sms, s); });
+        std::printf("| %d x %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", n, k, b / 1e6, tq * 1e3, t1 * 1e3, t2 * 1e3, b / bw * 1e6);
+      }
       for (int i = 0; i < 4; i++) { cudaFree(wf[i]); cudaFree(wq[i]); cudaFree(wsz[i]); }
       cudaFree(x); cudaFree(y); cudaFree(dense); cudaFree(ws);
     }

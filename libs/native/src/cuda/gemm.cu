@@ -83,6 +83,12 @@ half* CublasGemm::w4_dense(size_t elems) {
   return dense_;
 }
 
+// Decode rows through the W4A16 GEMV only when LMFLEET_W4A16_GEMV picks it (1: CUDA-core FMAs, 2: mma.sync inner
+// product), up to LMFLEET_W4A16_GEMV_ROWS rows (default 8), and when the x tile fits in shared memory.
+bool use_w4a16_gemv(int m, int k, int ldx) {
+  return w4a16_gemv_mode() != 0 && m <= w4a16_gemv_max_rows() && ldx % 8 == 0 && w4a16_gemv_supported(m, k);
+}
+
 void CublasGemm::reserve_w4a16(int m, int n, int k) {
   if (m <= 0) return;
   // every row count up to m may come later (graph-captured decode after a large prefill): the split depends on it
@@ -102,6 +108,10 @@ void CublasGemm::linear_w4a16(const half* x, int ldx, const W4A16Dev& w, half* y
     if (w.bias) add_bias_cuda(y, ldy, w.bias, m, w.n, stream_);
     return;
   }
+  if (use_w4a16_gemv(m, w.k, ldx)) {
+    w4a16_gemv_cuda(x, ldx, w, y, ldy, m, (W4GemvDot)w4a16_gemv_mode(), sms_, stream_);
+    return;
+  }
   const size_t ws = w4a16_fused_workspace_bytes(m, w.n, w.k, sms_);
   w4a16_gemm_fused_cuda(x, ldx, w, y, ldy, m, ws ? w4_partials(ws) : nullptr, sms_, stream_);
 }
@@ -118,6 +128,10 @@ void CublasGemm::linear_w4a16_f32out(const half* x, int ldx, const W4A16Dev& w, 
       add_bias_f32_kernel<<<dim3((w.n + 255) / 256, m), 256, 0, stream_>>>(y, ldy, w.bias, w.n);
       LMF_CUDA_LAUNCHED();
     }
+    return;
+  }
+  if (use_w4a16_gemv(m, w.k, ldx)) {
+    w4a16_gemv_f32out_cuda(x, ldx, w, y, ldy, m, (W4GemvDot)w4a16_gemv_mode(), sms_, stream_);
     return;
   }
   const size_t ws = w4a16_fused_workspace_bytes(m, w.n, w.k, sms_);

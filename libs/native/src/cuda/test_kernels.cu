@@ -863,6 +863,78 @@ static void test_w4a16(Rng& r, int m, int n, int k, int group, bool f32out) {
         f32out ? 1e-5 : 2e-3, guards && pad_ok);
 }
 
+// The decode GEMV (forced here, whatever LMFLEET_W4A16_GEMV says): every m in ms for both inner products, f16 and
+// f32 out, strided x and y with poisoned padding, one weight per shape (the float64 reference is computed once for
+// the largest m: a row's result does not depend on the others), and a second launch must give the same bits.
+static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms) {
+  const W4Case c = make_w4(r, n, k, group);
+  const int mmax = *std::max_element(ms.begin(), ms.end()), ldx = k + 8, ldy = n + 2;
+  auto x = to_double(to_half(r.normals((size_t)mmax * ldx)));  // the f16 values the kernel sees
+  std::vector<float> bias(n);
+  for (auto& b : bias) b = __half2float(__float2half(r.normal(0.5f)));
+  W4Dev w(c, bias);
+  DevBuf<half> dx(x.size());
+  {
+    std::vector<float> xf(x.begin(), x.end());
+    dx.upload(to_half(xf));
+  }
+  int sms = 0;
+  LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  std::vector<double> ref((size_t)mmax * n);
+  for (int i = 0; i < mmax; i++)
+    for (int j = 0; j < n; j++) {
+      double s = bias[j];
+      const double* xr = &x[(size_t)i * ldx];
+      const double* wr = &c.w[(size_t)j * k];
+      for (int q = 0; q < k; q++) s += xr[q] * wr[q];
+      ref[(size_t)i * n + j] = s;
+    }
+  for (int m : ms) {
+    if (!w4a16_gemv_supported(m, k)) {
+      std::printf("w4a16_gemv %s: not run: the x tile does not fit in this GPU's shared memory (the fused path serves it)\n",
+                  dims({m, n, k, group}).c_str());
+      continue;
+    }
+    const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n);
+    for (W4GemvDot dot : {W4GemvDot::Fma, W4GemvDot::Mma}) {
+      const std::string name = std::string("w4a16_gemv(") + (dot == W4GemvDot::Fma ? "fma" : "mma") + ")";
+      for (bool f32out : {false, true}) {
+        std::vector<double> out, again;
+        bool guards;
+        if (f32out) {
+          DevBuf<float> dy((size_t)m * ldy);
+          dy.poison();
+          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          out = to_double(dy.download());
+          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          again = to_double(dy.download());
+          guards = dy.guards_ok();
+        } else {
+          DevBuf<half> dy((size_t)m * ldy);
+          dy.poison();
+          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          out = to_double(dy.download());
+          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          again = to_double(dy.download());
+          guards = dy.guards_ok();
+        }
+        bool pad_ok = true, same = true;
+        std::vector<double> o2;
+        for (int i = 0; i < m; i++)
+          for (int j = 0; j < ldy; j++) {
+            const double v = out[(size_t)i * ldy + j], v2 = again[(size_t)i * ldy + j];
+            if (j < n) {
+              o2.push_back(v);
+              if (!(v == v2)) same = false;
+            } else if (!std::isnan(v)) pad_ok = false;
+          }
+        T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, rm), f32out ? 1e-5 : 2e-3,
+              guards && pad_ok && same, same ? "" : "second launch differs");
+      }
+    }
+  }
+}
+
 // The dequantization kernel must give exactly the reference's f16 weights.
 static void test_w4a16_dequant(Rng& r, int n, int k, int group) {
   const W4Case c = make_w4(r, n, k, group);
@@ -1001,6 +1073,18 @@ int main(int argc, char** argv) {
     test_w4a16(r, 100, 1032, 640, 128, true);
     test_w4a16(r, 256, 4096, 512, 64, false);
     test_w4a16(r, 257, 136, 256, 32, false);
+    // W4A16 decode GEMV (ops/w4a16_gemm.cu; LMFLEET_W4A16_GEMV selects it in CublasGemm): m = 1..8, groups 32/64/128,
+    // k not a multiple of 128, one tile, and 7B's shapes (qkv 12288 x 4096, o 4096 x 4096, gate_up 22016 x 4096,
+    // down 4096 x 11008)
+    test_w4a16_gemv(r, 1000, 1024, 64, {1, 2, 3, 4, 5, 6, 7, 8});
+    test_w4a16_gemv(r, 264, 96, 32, {1, 3, 8});
+    test_w4a16_gemv(r, 8, 1408, 32, {1, 2, 7});
+    test_w4a16_gemv(r, 2056, 2176, 128, {1, 4, 6, 8});
+    test_w4a16_gemv(r, 12288, 4096, 128, {1, 2, 4, 8});
+    test_w4a16_gemv(r, 4096, 4096, 64, {1, 3, 8});
+    test_w4a16_gemv(r, 22016, 4096, 128, {1, 2, 4, 8});
+    test_w4a16_gemv(r, 4096, 11008, 128, {1, 2, 4, 5, 8});
+    test_w4a16_gemv(r, 11008, 4096, 32, {1, 8});
     test_w4a16_dequant(r, 1000, 1408, 64);
     test_w4a16_dequant(r, 64, 96, 32);
 #ifdef LMF_HAVE_CUBLAS

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <string>
 
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
@@ -266,6 +267,170 @@ __global__ void w4a16_dequant_kernel(const uint4* __restrict__ qw, const half2* 
   }
 }
 
+
+// ---- Decode GEMV (m <= kW4GemvMaxRows; see ops/w4a16_gemm.cuh) ----
+constexpr int kGvWarps = 8;   // warps per block: kGvWarps / S tiles at a time, S warps (k slices) per tile
+constexpr int kGvUnroll = 4;  // 16-byte weight loads per batch; two batches in flight per lane
+constexpr int kGvStage = 8;   // 16-byte x loads in flight per thread while staging x
+
+// x in shared memory: per row, per k128 block, per word j (32 k), per t: the 4 half2 pairs {16j + 4i + t : i = 0..3}
+// a lane (g, t) needs for word j (pair i of the word's nibbles = k 32j + 8i + 2t, +1): one 16-byte load. Rows are
+// kp / 2 + 16 words apart (the extra 64 bytes put consecutive rows on different banks for the Mma variant).
+__host__ __device__ constexpr int gv_row_words(int KB) { return KB * 64 + 16; }
+__host__ __device__ constexpr int gv_smem_bytes(int M, int KB) { return (M * gv_row_words(KB) + 2 * kGvWarps * M * 8) * 4; }
+
+template <int M, int D>
+__global__ void __launch_bounds__(kGvWarps * 32)
+w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
+                  const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
+                  int group, int S) {
+  constexpr bool kMma = D == (int)W4GemvDot::Mma;
+  constexpr int NA = kMma ? 4 : M;
+  extern __shared__ __align__(16) uint32_t xs[];
+  const int RW = gv_row_words(KB);
+  float* red = reinterpret_cast<float*>(xs + M * RW);  // [2][kGvWarps][M][8] per-warp partial sums
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int TB = kGvWarps / S, tiles = n >> 3, ngroups = (tiles + TB - 1) / TB;
+  const int tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
+  const int kb0 = min(KB, slice * per), kb1 = min(KB, kb0 + per);
+
+  uint4 wa[kGvUnroll], wb[kGvUnroll];
+  half2 sa[kGvUnroll][4], sb[kGvUnroll][4];
+  // A batch of kGvUnroll (tile, k128 block) chunks and their (scale, zero) pairs: one per word j whose first k starts
+  // a group (the others repeat the previous word's).
+  auto load_batch = [&](uint4* wv, half2 (*sv)[4], int tile, int kbs) {
+    const uint4* p = qw + (size_t)tile * KB * 32 + lane;
+#pragma unroll
+    for (int u = 0; u < kGvUnroll; u++) {
+      const int kk = kbs + u;
+      if (kk < kb1) {
+        wv[u] = ld_stream_u4(p + (size_t)kk * 32);
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+          sv[u][j] = (j == 0 || (32 * j) % group == 0) ? __ldg(sz + (size_t)((kk * 128 + 32 * j) / group) * n + tile * 8 + g)
+                                                       : sv[u][j - 1];
+      }
+    }
+  };
+  float acc[NA];
+  auto compute_batch = [&](const uint4* wv, half2 (*sv)[4], int kbs) {
+#pragma unroll
+    for (int u = 0; u < kGvUnroll; u++) {
+      const int kk = kbs + u;
+      if (kk >= kb1) break;
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        half2 sc, z;
+        scale_zero(sv[u][j], &sc, &z);
+        uint32_t b[4];
+        dequant_word(word_of(wv[u], j), z, sc, b);
+        const int xo = kk * 64 + (j * 4 + t) * 4;
+        if constexpr (kMma) {
+          uint4 xv = make_uint4(0, 0, 0, 0);
+          if (g < M) xv = *reinterpret_cast<const uint4*>(xs + g * RW + xo);
+          const uint32_t a0[4] = {xv.x, 0u, xv.y, 0u}, a1[4] = {xv.z, 0u, xv.w, 0u};
+          mma16816(acc, a0, b[0], b[1]);
+          mma16816(acc, a1, b[2], b[3]);
+        } else {
+          float2 wf[4];
+#pragma unroll
+          for (int i = 0; i < 4; i++) wf[i] = __half22float2(*reinterpret_cast<const half2*>(&b[i]));
+#pragma unroll
+          for (int r = 0; r < M; r++) {
+            const uint4 xv = *reinterpret_cast<const uint4*>(xs + r * RW + xo);
+            const uint32_t xw[4] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+              const float2 xf = __half22float2(*reinterpret_cast<const half2*>(&xw[i]));
+              acc[r] = fmaf(wf[i].x, xf.x, acc[r]);
+              acc[r] = fmaf(wf[i].y, xf.y, acc[r]);
+            }
+          }
+        }
+      }
+    }
+  };
+
+  // The first group's first weight batch goes in flight before x is staged (it does not depend on x).
+  int tile = blockIdx.x * TB + tl;
+  if (blockIdx.x < ngroups && tile < tiles) load_batch(wa, sa, tile, kb0);
+
+  {
+    const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
+    for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
+      uint4 v[kGvStage];
+#pragma unroll
+      for (int u = 0; u < kGvStage; u++) {
+        const int idx = base + u * kGvWarps * 32 + threadIdx.x;
+        const int r = idx / chunks, q = idx - r * chunks, col = q * 8;
+        v[u] = make_uint4(0, 0, 0, 0);
+        if (r < M && col < k) v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
+      }
+#pragma unroll
+      for (int u = 0; u < kGvStage; u++) {
+        const int idx = base + u * kGvWarps * 32 + threadIdx.x;
+        const int r = idx / chunks, q = idx - r * chunks;
+        if (r < M) {
+          // chunk q = (kb, j, i): pairs 16j + 4i + t for t = 0..3 -> words (j * 4 + t) * 4 + i
+          uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
+          d[0] = v[u].x;
+          d[4] = v[u].y;
+          d[8] = v[u].z;
+          d[12] = v[u].w;
+        }
+      }
+    }
+  }
+  __syncthreads();
+
+  for (int grp = blockIdx.x, it = 0; grp < ngroups; grp += gridDim.x, it++) {
+    tile = grp * TB + tl;
+#pragma unroll
+    for (int i = 0; i < NA; i++) acc[i] = 0.f;
+    if (tile < tiles) {
+      if (it > 0) load_batch(wa, sa, tile, kb0);
+      for (int kbs = kb0; kbs < kb1; kbs += 2 * kGvUnroll) {
+        load_batch(wb, sb, tile, kbs + kGvUnroll);
+        compute_batch(wa, sa, kbs);
+        load_batch(wa, sa, tile, kbs + 2 * kGvUnroll);
+        compute_batch(wb, sb, kbs + kGvUnroll);
+      }
+    }
+    // per-warp partial sums [x row][feature] to shared memory; buffer it & 1 (the barrier below also orders the
+    // previous group's readers before this group's writers of the other buffer)
+    float* rw = red + ((it & 1) * kGvWarps + warp) * M * 8;
+    if (tile < tiles) {
+      if constexpr (kMma) {
+        // C fragment: lane (g, t) holds x row g, features 2t, 2t + 1 (rows 8..15 in acc[2], acc[3] are unused)
+        if (g < M) {
+          rw[g * 8 + 2 * t] = acc[0];
+          rw[g * 8 + 2 * t + 1] = acc[1];
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < M; r++) {
+          float v = acc[r];
+          v += __shfl_xor_sync(0xffffffffu, v, 1);
+          v += __shfl_xor_sync(0xffffffffu, v, 2);
+          if (t == 0) rw[r * 8 + g] = v;
+        }
+      }
+    }
+    __syncthreads();
+    const float* rb = red + (it & 1) * kGvWarps * M * 8;
+    for (int e = threadIdx.x; e < TB * M * 8; e += kGvWarps * 32) {
+      const int t2 = e / (M * 8), r = (e / 8) % M, f = e % 8, tile2 = grp * TB + t2;
+      if (tile2 >= tiles) continue;
+      float v = 0.f;
+      for (int s2 = 0; s2 < S; s2++) v += rb[(t2 * S + s2) * M * 8 + r * 8 + f];  // split order: deterministic
+      const int col = tile2 * 8 + f;
+      if (bias) v += __half2float(bias[col]);
+      if (f32out) static_cast<float*>(y)[(size_t)r * ldy + col] = v;
+      else static_cast<half*>(y)[(size_t)r * ldy + col] = __float2half(v);
+    }
+  }
+}
+
 // Warps per block: 4 (4 tiles each) up to 16 rows, 8 (2 tiles each) above: measured on the H100 (one 7B layer's
 // linears, same call): m <= 16 4 warps 110-128 us vs 8 warps 116-125 us; m = 64 307 vs 246 us; m = 128 469 vs 384 us.
 // LMFLEET_W4A16_WARPS=4|8 forces one.
@@ -363,6 +528,101 @@ void w4a16_gemm_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 void w4a16_gemm_fused_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, float* ws,
                                   int sms, cudaStream_t s) {
   launch(x, ldx, w, y, ldy, true, m, ws, sms, s);
+}
+
+namespace {
+int gv_max_smem() {
+  int dev = 0, v = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&dev));
+  LMF_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return v;
+}
+
+int env_int(const char* name, int dflt) {
+  const char* e = std::getenv(name);
+  return e && *e ? std::atoi(e) : dflt;
+}
+
+// k slices per tile (warps per tile): the smallest of 1, 2, 4, 8 that gives ~90% of the resident warps a (tile, slice),
+// keeping at least 4 k128 blocks per slice (fewer slices: fewer partial sums and barriers);
+// LMFLEET_W4A16_GEMV_SPLIT=1|2|4|8 forces one.
+int gv_split(int tiles, int KB, int resident_warps) {
+  static const int forced = env_int("LMFLEET_W4A16_GEMV_SPLIT", 0);
+  if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
+  int S = 1;
+  while (S < kGvWarps && (long long)tiles * S * 10 < (long long)resident_warps * 9 && KB / (2 * S) >= 4) S *= 2;
+  return S;
+}
+
+template <int M, int D>
+void gv_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
+  const int KB = w.kp / 128, smem = gv_smem_bytes(M, KB);
+  static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
+  int dev = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&dev));
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (!(attr_set.load() & bit)) {
+    LMF_CUDA_CHECK(cudaFuncSetAttribute(w4a16_gemv_kernel<M, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, gv_max_smem()));
+    attr_set.fetch_or(bit);
+  }
+  int bps = 0;
+  LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, w4a16_gemv_kernel<M, D>, kGvWarps * 32, smem));
+  bps = std::max(bps, 1);
+  const int tiles = w.n / 8;
+  const int S = gv_split(tiles, KB, sms * bps * kGvWarps);
+  const int ngroups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
+  const int grid = std::min(ngroups, std::max(sms, 1) * bps);
+  w4a16_gemv_kernel<M, D><<<grid, kGvWarps * 32, smem, s>>>(x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz,
+                                                            w.bias, y, ldy, f32out, w.n, w.k, KB, w.group, S);
+  LMF_CUDA_LAUNCHED();
+}
+
+void gv_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, W4GemvDot dot, int sms,
+               cudaStream_t s) {
+  if (m <= 0) return;
+  check_args(w, ldx, ldy);
+  if (!w4a16_gemv_supported(m, w.k))
+    fail(ErrorCode::InvalidArgument, "w4a16 gemv: m must be 1.." + std::to_string(kW4GemvMaxRows) +
+                                         " and the x tile must fit in shared memory");
+  switch (m * 4 + (int)dot) {
+#define LMF_GV_CASE(M)                                                                                     \
+  case M * 4 + 1: gv_launch_t<M, 1>(x, ldx, w, y, ldy, f32out, sms, s); break;                            \
+  case M * 4 + 2: gv_launch_t<M, 2>(x, ldx, w, y, ldy, f32out, sms, s); break;
+    LMF_GV_CASE(1) LMF_GV_CASE(2) LMF_GV_CASE(3) LMF_GV_CASE(4)
+    LMF_GV_CASE(5) LMF_GV_CASE(6) LMF_GV_CASE(7) LMF_GV_CASE(8)
+#undef LMF_GV_CASE
+    default: fail(ErrorCode::InvalidArgument, "w4a16 gemv: unknown inner product");
+  }
+}
+}  // namespace
+
+bool w4a16_gemv_supported(int m, int k) {
+  if (m < 1 || m > kW4GemvMaxRows || k <= 0) return false;
+  static const int max_smem = gv_max_smem();
+  return gv_smem_bytes(m, (k + 127) / 128) <= max_smem;
+}
+
+int w4a16_gemv_mode() {
+  static const int mode = [] {
+    const int v = env_int("LMFLEET_W4A16_GEMV", 0);
+    return v == 1 || v == 2 ? v : 0;
+  }();
+  return mode;
+}
+
+int w4a16_gemv_max_rows() {
+  static const int rows = std::max(1, std::min(kW4GemvMaxRows, env_int("LMFLEET_W4A16_GEMV_ROWS", kW4GemvMaxRows)));
+  return rows;
+}
+
+void w4a16_gemv_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, W4GemvDot dot, int sms,
+                     cudaStream_t s) {
+  gv_launch(x, ldx, w, y, ldy, false, m, dot, sms, s);
+}
+
+void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, W4GemvDot dot,
+                            int sms, cudaStream_t s) {
+  gv_launch(x, ldx, w, y, ldy, true, m, dot, sms, s);
 }
 
 void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s) {

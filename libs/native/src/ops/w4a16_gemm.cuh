@@ -28,6 +28,29 @@ void w4a16_gemm_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
                            cudaStream_t s);
 void w4a16_gemm_fused_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, float* ws,
                                   int sms, cudaStream_t s);
+// Decode GEMV (m <= kW4GemvMaxRows): no shared-memory round trip for the weights. Each warp streams (8-row tile,
+// k128 block) chunks of 512 bytes (16 bytes per lane, ld.global.nc.L1::no_allocate, 2 x kW4GemvUnroll loads in flight
+// per lane, software-pipelined) straight into registers, dequantizes them with the 0x6400 trick (scale/zero loaded
+// with the batch, once per group), and multiplies by x, which the block stages once into shared memory as f16 in a
+// lane-friendly order (the 4 pairs a lane needs per word in one 16-byte load). The k range of a tile is split over
+// the warps of one block (partial sums added in a fixed order through shared memory: deterministic, one launch, no
+// scratch); blocks loop over tile groups (grid = resident blocks). Two inner products:
+//   Fma: CUDA cores, half2 weights -> f32, f32 FMAs per x row (the cost grows with m);
+//   Mma: the warp's 8 x 32 weights as mma.sync.m16n8k16 B fragments against x rows 0..7 as the A fragment (rows 8..15
+//        and rows >= m are zero), f32 accumulators (the cost does not grow with m).
+// Both give the f16-rounded (q - z) * s weights times x with f32 accumulation. ldx % 2 == 0, ldy % 2 == 0.
+constexpr int kW4GemvMaxRows = 8;
+enum class W4GemvDot { Fma = 1, Mma = 2 };
+// Whether the GEMV takes (m, k): m in 1..kW4GemvMaxRows and the m x kp f16 x tile fits in shared memory.
+bool w4a16_gemv_supported(int m, int k);
+// LMFLEET_W4A16_GEMV: unset/0 off (the fused kernel), 1 the Fma GEMV, 2 the Mma GEMV, for m <= the row bound
+// LMFLEET_W4A16_GEMV_ROWS (1..8, default 8).
+int w4a16_gemv_mode();
+int w4a16_gemv_max_rows();
+void w4a16_gemv_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, W4GemvDot dot, int sms,
+                     cudaStream_t s);
+void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, W4GemvDot dot,
+                            int sms, cudaStream_t s);
 // The whole weight dequantized to f16 [n, k] row-major (for large m: then a dense GEMM).
 void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s);
 
