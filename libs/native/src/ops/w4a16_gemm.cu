@@ -297,7 +297,8 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
   uint4 wa[kGvUnroll], wb[kGvUnroll];
   half2 sa[kGvUnroll][4], sb[kGvUnroll][4];
   // A batch of kGvUnroll (tile, k128 block) chunks and their (scale, zero) pairs: one per word j whose first k starts
-  // a group (the others repeat the previous word's).
+  // a group (word 0 always; 2 for group 64; 1, 2, 3 for group 32), converted once per group when computed.
+  auto starts_group = [group](int j) { return j == 0 || (j == 2 && group <= 64) || group == 32; };
   auto load_batch = [&](uint4* wv, half2 (*sv)[4], int tile, int kbs) {
     const uint4* p = qw + (size_t)tile * KB * 32 + lane;
 #pragma unroll
@@ -307,8 +308,7 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
         wv[u] = ld_stream_u4(p + (size_t)kk * 32);
 #pragma unroll
         for (int j = 0; j < 4; j++)
-          sv[u][j] = (j == 0 || (32 * j) % group == 0) ? __ldg(sz + (size_t)((kk * 128 + 32 * j) / group) * n + tile * 8 + g)
-                                                       : sv[u][j - 1];
+          if (starts_group(j)) sv[u][j] = __ldg(sz + (size_t)((kk * 128 + 32 * j) / group) * n + tile * 8 + g);
       }
     }
   };
@@ -318,10 +318,10 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
     for (int u = 0; u < kGvUnroll; u++) {
       const int kk = kbs + u;
       if (kk >= kb1) break;
+      half2 sc, z;
 #pragma unroll
       for (int j = 0; j < 4; j++) {
-        half2 sc, z;
-        scale_zero(sv[u][j], &sc, &z);
+        if (starts_group(j)) scale_zero(sv[u][j], &sc, &z);
         uint32_t b[4];
         dequant_word(word_of(wv[u], j), z, sc, b);
         const int xo = kk * 64 + (j * 4 + t) * 4;
