@@ -17,7 +17,7 @@ export CXX_FLAGS="-std=gnu++17 -O3 -march=native -I src -I /usr/local/cuda/inclu
 export B
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$OUT/gpu.txt"
 t0=$(date +%s)
-CU="src/ops/*.cu src/cuda/gemm.cu src/cuda/f32_ops.cu src/cuda/backend_cuda.cu src/cuda/cuda_decoder.cu
+CU="src/ops/*.cu src/cuda/gemm.cu src/cuda/f32_ops.cu src/cuda/backend_cuda.cu src/cuda/backend_cuda_quant.cu src/cuda/cuda_decoder.cu
     src/cuda/test_kernels.cu src/cuda/test_backend.cu src/cuda/bench_decoder.cu ${EXTRA_CU:-}"
 CC="src/core/*.cc src/ops/*.cpu.cc src/engine/decoder.cc src/engine/kv_cache.cc"
 {
@@ -28,7 +28,7 @@ CC="src/core/*.cc src/ops/*.cpu.cc src/engine/decoder.cc src/engine/kv_cache.cc"
 } > "$OUT/build.log" 2>&1
 if grep -q FAILED "$OUT/build.log"; then cat "$OUT/build.log"; echo "BUILD FAILED"; exit 1; fi
 KERNELS=$(ls $B/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench -e backend_cuda -e cuda_decoder -e f32_ops)
-BACKEND="$B/f32_ops.cu.o $B/backend_cuda.cu.o $B/cuda_decoder.cu.o"
+BACKEND="$B/f32_ops.cu.o $B/backend_cuda.cu.o $B/backend_cuda_quant.cu.o $B/cuda_decoder.cu.o"
 CPU=$(ls $B/cpu_*.o | grep -v cpu_model_test)
 LIBS="-lcublas -lcudart -lpthread"
 nvcc -arch=$ARCH $KERNELS $B/cpu_error.cc.o $B/test_kernels.cu.o $LIBS -o $B/test_kernels >> "$OUT/build.log" 2>&1 &&

@@ -18,7 +18,8 @@ import { f16BitsToF32, f32ToF16Bits } from '../io/half';
 import type { LoadOptions } from '../generation/types';
 import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-forward';
 import { batches, calibrate, concatIds, hasCalibration, loadCalibration, resolveNative, type CalibrationResult, type ProgressFn } from './calibrate';
-import { checkGroupDivides, checkQuantParams, dequantizeLinear, quantizeLinear, type QuantizedLinear } from './pack';
+import { checkGroupDivides, checkQuantParams, type QuantizedLinear } from './pack';
+import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
 import { packedTargets, writeAutoAwqDir } from './autoawq';
 
 export interface AutoAwqOptions extends Pick<LoadOptions, 'backend' | 'native' | 'log'> {
@@ -89,18 +90,16 @@ function mse(a: Float32Array, b: Float32Array): number {
   return s / a.length;
 }
 
-function meanAbsPerChannel(x: Float32Array, dim: number): Float32Array {
-  const rows = x.length / dim;
-  const acc = new Float64Array(dim);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < dim; c++) acc[c] += Math.abs(x[r * dim + c]);
-  const out = new Float32Array(dim);
-  for (let c = 0; c < dim; c++) out[c] = acc[c] / rows;
-  return out;
+/** mean |x| per input channel of x [rows, dim] (native channel_stats; f64 sums, as the TS loop it replaced). */
+async function meanAbsPerChannel(fwd: BlockForward, x: Float32Array, dim: number): Promise<Float32Array> {
+  const st = new NativeChannelStats(fwd.native, dim);
+  await st.add(x);
+  return st.absmean();
 }
 
-function scaleColumns(w: Float32Array, out: number, inp: number, s: Float32Array, inverse = false): Float32Array {
+function scaleColumns(w: Float32Array, out: number, inp: number, s: Float32Array): Float32Array {
   const r = new Float32Array(w.length);
-  for (let o = 0; o < out; o++) for (let i = 0; i < inp; i++) r[o * inp + i] = inverse ? w[o * inp + i] / s[i] : w[o * inp + i] * s[i];
+  for (let o = 0; o < out; o++) for (let i = 0; i < inp; i++) r[o * inp + i] = w[o * inp + i] * s[i];
   return r;
 }
 
@@ -177,10 +176,6 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
     const report: LayerReport = { layer: i, alphas: {}, lossRatio: {} };
     const taps: Partial<LayerTaps> = {};
     if (needData) await fwd.layer(i, x, seqLens, taps);
-    const fq = (name: LinearName, w: Float32Array): Float32Array => {
-      const [out, inp] = fwd.linearShape(name);
-      return dequantizeLinear(quantizeLinear(w, out, inp, wBits, groupSize, { layer: `${lp}.${name}` }));
-    };
 
     // 1. scale search on the fp16 layer
     const scales = new Map<string, Float32Array>();
@@ -196,7 +191,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         }
         const dim = fwd.linearShape(g.linears[0])[1];
         const full = taps[g.input] as Float32Array;
-        const xMean = meanAbsPerChannel(full, dim);
+        const xMean = await meanAbsPerChannel(fwd, full, dim);
         // attention needs whole sequences: the first samples up to searchTokens; the other modules act per token
         let attnSeqs = 0;
         for (let t = 0; attnSeqs < seqLens.length && (attnSeqs === 0 || t + seqLens[attnSeqs] <= searchTokens); attnSeqs++) t += seqLens[attnSeqs];
@@ -229,8 +224,9 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
           for (let c = 0; c < dim; c++) s[c] /= norm;
           const w: Partial<Record<LinearName, Float32Array>> = {};
           for (const l of g.linears) {
+            // Q(W diag(s)) diag(s)^-1 in one native pass (bit-identical to the TS quantizeLinear path)
             const [out, inD] = fwd.linearShape(l);
-            w[l] = scaleColumns(fq(l, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s)), out, inD, s, true);
+            w[l] = await fakeQuantNative(fwd.native, fwd.w(`${lp}.${l}.weight`), out, inD, wBits, groupSize, { scale: s });
           }
           const loss = mse(await run(w), ref);
           if (n === 0) rtnLoss = loss;
@@ -273,9 +269,9 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         const xin = subsampleRows(taps[GROUPS.find((g) => g.linears.includes(l))!.input] as Float32Array, inp, clipTokens);
         clip = await searchClipForLinear(fwd, w, out, inp, xin, wBits, groupSize);
       }
-      const ql = quantizeLinear(w, out, inp, wBits, groupSize, { layer: `${lp}.${l}`, clip });
+      const { ql, dequantized } = await quantizeLinearNative(fwd.native, w, out, inp, wBits, groupSize, clip);
       quantized.set(`${lp}.${l}`, ql);
-      fwd.weights.set(`${lp}.${l}.weight`, dequantizeLinear(ql));
+      fwd.weights.set(`${lp}.${l}.weight`, dequantized);
     }
     reports.push(report);
     if (searchScale) log('info', `layer ${i}: best alpha per group ${JSON.stringify(report.alphas)}`);

@@ -16,6 +16,7 @@ import type { NativeModule } from '../native';
 import { Tokenizer } from '../tokenizer/tokenizer';
 import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-forward';
 import { calibDatasetLabel, readCalibText } from './datasets';
+import { NativeChannelStats } from './native-quant';
 import { f32Bytes, writeFilesAtomically } from './files';
 
 export type ProgressFn = (fraction: number, message: string) => void;
@@ -88,53 +89,23 @@ export const LINEAR_INPUT: Record<LinearName, keyof LayerTaps> = {
   q: 'attnIn', k: 'attnIn', v: 'attnIn', o: 'oIn', gate: 'mlpIn', up: 'mlpIn', down: 'downIn',
 };
 
-class ChannelAccumulator {
-  readonly absmax: Float32Array;
-  readonly abssum: Float64Array;
-  readonly min: Float32Array;
-  readonly max: Float32Array;
-  rows = 0;
-  constructor(readonly dim: number) {
-    this.absmax = new Float32Array(dim);
-    this.abssum = new Float64Array(dim);
-    this.min = new Float32Array(dim).fill(Infinity);
-    this.max = new Float32Array(dim).fill(-Infinity);
-  }
-  add(x: Float32Array): void {
-    const d = this.dim;
-    const rows = x.length / d;
-    for (let r = 0; r < rows; r++) {
-      const o = r * d;
-      for (let c = 0; c < d; c++) {
-        const v = x[o + c];
-        const a = v < 0 ? -v : v;
-        if (a > this.absmax[c]) this.absmax[c] = a;
-        this.abssum[c] += a;
-        if (v < this.min[c]) this.min[c] = v;
-        if (v > this.max[c]) this.max[c] = v;
-      }
-    }
-    this.rows += rows;
-  }
+/** Per input channel statistics of a linear (native channel_stats: f64 sums of |x|, as the TS loop it replaced). */
+class ChannelAccumulator extends NativeChannelStats {
   result(): ChannelStats {
-    const absmean = new Float32Array(this.dim);
-    for (let c = 0; c < this.dim; c++) absmean[c] = this.abssum[c] / Math.max(1, this.rows);
-    return { absmax: this.absmax, absmean, min: this.min, max: this.max };
+    return { absmax: this.absmax, absmean: this.absmean(), min: this.min, max: this.max };
   }
 }
 
-function headStats(x: Float32Array, heads: number, hd: number, acc: { min: Float32Array; max: Float32Array; absmax: Float32Array }): void {
-  const rows = x.length / (heads * hd);
-  for (let r = 0; r < rows; r++) {
-    for (let h = 0; h < heads; h++) {
-      const o = (r * heads + h) * hd;
-      for (let j = 0; j < hd; j++) {
-        const v = x[o + j];
-        if (v < acc.min[h]) acc.min[h] = v;
-        if (v > acc.max[h]) acc.max[h] = v;
-        const a = Math.abs(v);
-        if (a > acc.absmax[h]) acc.absmax[h] = a;
-      }
+/** K/V per head: channel_stats over [rows, heads * hd], then min / max / absmax over each head's hd columns. */
+async function headStats(native: NativeModule, x: Float32Array, heads: number, hd: number, acc: { min: Float32Array; max: Float32Array; absmax: Float32Array }): Promise<void> {
+  const st = new NativeChannelStats(native, heads * hd);
+  await st.add(x);
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < hd; j++) {
+      const c = h * hd + j;
+      if (st.min[c] < acc.min[h]) acc.min[h] = st.min[c];
+      if (st.max[c] > acc.max[h]) acc.max[h] = st.max[c];
+      if (st.absmax[c] > acc.absmax[h]) acc.absmax[h] = st.absmax[c];
     }
   }
 }
@@ -195,7 +166,7 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
   const acc = new Map<string, ChannelAccumulator>();
   const kvAcc = new Map<string, { min: Float32Array; max: Float32Array; absmax: Float32Array }>();
   for (let i = 0; i < spec.numLayers; i++) {
-    for (const l of LINEARS) acc.set(`layers.${i}.${l}`, new ChannelAccumulator(fwd.linearShape(l)[1]));
+    for (const l of LINEARS) acc.set(`layers.${i}.${l}`, new ChannelAccumulator(fwd.native, fwd.linearShape(l)[1]));
     for (const kv of ['k_cache', 'v_cache']) {
       const H = spec.numKvHeads;
       kvAcc.set(`layers.${i}.${kv}`, { min: new Float32Array(H).fill(Infinity), max: new Float32Array(H).fill(-Infinity), absmax: new Float32Array(H) });
@@ -215,10 +186,10 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
         const tap = LINEAR_INPUT[l];
         // linears sharing an input share one accumulation
         const first = LINEARS.find((m) => LINEAR_INPUT[m] === tap)!;
-        if (first === l) acc.get(`layers.${i}.${l}`)!.add(taps[tap] as Float32Array);
+        if (first === l) await acc.get(`layers.${i}.${l}`)!.add(taps[tap] as Float32Array);
       }
-      headStats(taps.k!, spec.numKvHeads, spec.headDim, kvAcc.get(`layers.${i}.k_cache`)!);
-      headStats(taps.v!, spec.numKvHeads, spec.headDim, kvAcc.get(`layers.${i}.v_cache`)!);
+      await headStats(fwd.native, taps.k!, spec.numKvHeads, spec.headDim, kvAcc.get(`layers.${i}.k_cache`)!);
+      await headStats(fwd.native, taps.v!, spec.numKvHeads, spec.headDim, kvAcc.get(`layers.${i}.v_cache`)!);
       step++;
       progress(step / steps, `layer ${i + 1}/${spec.numLayers}, batch ${groups.indexOf(g) + 1}/${groups.length}`);
     }

@@ -110,7 +110,7 @@ void compare_op(Backend& cpu, Backend& cuda, RunFn fn, OpCall call, const std::s
   }
   double worst = 0;
   for (size_t i = 0; i < a.outputs.size(); i++) {
-    if (a.outputs[i].dtype == DType::I32) {
+    if (a.outputs[i].dtype == DType::I32 || a.outputs[i].dtype == DType::U8) {
       worst = std::max(worst, a.outputs[i].bytes == b.outputs[i].bytes ? 0.0 : INFINITY);
     } else {
       worst = std::max(worst, rel(out_f32(b.outputs[i]), out_f32(a.outputs[i])));
@@ -195,6 +195,25 @@ void op_tests(Backend& cpu, Backend& cuda) {
     auto c = make_call("w4a16_gemm", {f32_tensor({m, k}), a.qweight, a.qzeros, a.scales, f16_tensor({n})});
     c.nums["group"] = (double)g;
     compare_op(cpu, cuda, w4a16_gemm_run, c, std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) + " g" + std::to_string(g), 1e-3);
+  }
+  {  // the AWQ search ops: bit-exact (f16 weights, column scale, clip per (row, group), codes; the stats' f64 sums)
+    auto c = make_call("awq_fake_quant", {f16_tensor({96, 512}, 0.05f), f32_tensor({512}, 0.5f), f32_tensor({96, 4}, 0.f)});
+    float* s = reinterpret_cast<float*>(c.inputs[1].bytes.data());
+    for (int i = 0; i < 512; i++) s[i] = std::exp(s[i]);
+    float* cl = reinterpret_cast<float*>(c.inputs[2].bytes.data());
+    for (int i = 0; i < 96 * 4; i++) cl[i] = 0.1f + 0.05f * (i % 7);
+    c.nums["group"] = 128;
+    c.nums["codes"] = 1;
+    compare_op(cpu, cuda, awq_fake_quant_run, c, "96x512 g128 scale+clip", 0);
+    auto d = make_call("awq_fake_quant", {f32_tensor({40, 192}, 0.05f)});
+    d.nums["group"] = 64;
+    compare_op(cpu, cuda, awq_fake_quant_run, d, "40x192 g64", 0);
+    auto st = f32_tensor({300}, 0.f), sum = f32_tensor({300, 2}, 0.f), mn = f32_tensor({300}, 0.f), mx = f32_tensor({300}, 0.f);
+    for (int i = 0; i < 300; i++) {
+      reinterpret_cast<float*>(mn.bytes.data())[i] = INFINITY;
+      reinterpret_cast<float*>(mx.bytes.data())[i] = -INFINITY;
+    }
+    compare_op(cpu, cuda, channel_stats_run, make_call("channel_stats", {f32_tensor({257, 300}, 3.f), st, sum, mn, mx}), "257x300", 0);
   }
   compare_op(cpu, cuda, silu_mul_run, make_call("silu_mul", {f32_tensor({7, 1000}, 2.f), f32_tensor({7, 1000})}), "7x1000", 1e-5);
   compare_op(cpu, cuda, add_run, make_call("add", {f32_tensor({1000}), f32_tensor({1000})}), "1000", 1e-6);

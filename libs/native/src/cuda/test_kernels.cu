@@ -11,6 +11,8 @@
 #include "ops/add.cuh"
 #include "ops/argmax.cuh"
 #include "ops/attention.cuh"
+#include "ops/awq_fake_quant.cuh"
+#include "ops/channel_stats.cuh"
 #include "ops/kv_quant.h"
 #include "ops/embedding.cuh"
 #include "ops/linear.cuh"
@@ -1001,6 +1003,109 @@ static void test_cublas(Rng& r, int m, int n, int k, bool f32out) {
 }
 #endif
 
+// AWQ fake quantization: the reference below is written independently of ops/awq_fake_quant.h from the documented
+// semantics (f32 column scaling, f64 group math, f16 scale by __float2half RNE, JavaScript rounding); the kernel
+// must match it bit for bit (err = fraction of differing values: codes, zeros, scales, dequantized weights).
+static void test_awq_fake_quant(Rng& r, int rows, int cols, int group, int bits, bool f16w, bool scale, bool clip) {
+  const int groups = cols / group, qmax = (1 << bits) - 1;
+  std::vector<float> w = f16w ? r.normals((size_t)rows * cols, 0.05f) : std::vector<float>((size_t)rows * cols);
+  if (!f16w) for (auto& x : w) x = r.normal(0.05f);
+  for (size_t i = 0; i < w.size(); i += 13) w[i] *= 25.f;
+  for (int k = 0; k < group && rows > 2; k++) { w[k] = 0.25f; w[(size_t)cols + k] = 1e-9f * (k % 3); }
+  std::vector<float> s(cols), c((size_t)rows * groups);
+  for (auto& x : s) x = std::exp(r.normal());
+  for (int o = 0; o < rows; o++)
+    for (int g = 0; g < groups; g++) {
+      float m = 0;
+      for (int k = 0; k < group; k++) m = std::max(m, std::fabs(w[(size_t)o * cols + g * group + k] * (scale ? s[g * group + k] : 1.f)));
+      c[(size_t)o * groups + g] = m * (1.f - r.integer(0, 9) / 20.f);
+    }
+  std::vector<float> ref_out(w.size()), ref_sc((size_t)rows * groups);
+  std::vector<uint8_t> ref_q(w.size()), ref_z((size_t)rows * groups);
+  auto jsround = [](double v) { const double f = std::floor(v); return v - f >= 0.5 ? f + 1 : f; };
+  for (int o = 0; o < rows; o++)
+    for (int g = 0; g < groups; g++) {
+      const size_t base = (size_t)o * cols + g * group;
+      const double cl = clip ? c[(size_t)o * groups + g] : INFINITY;
+      std::vector<float> v(group);
+      double mn = INFINITY, mx = -INFINITY;
+      for (int k = 0; k < group; k++) {
+        const float x = scale ? w[base + k] * s[g * group + k] : w[base + k];
+        v[k] = (float)std::min(cl, std::max(-cl, (double)x));
+        mn = std::min(mn, (double)v[k]);
+        mx = std::max(mx, (double)v[k]);
+      }
+      float sc = __half2float(__float2half((float)(std::max(mx - mn, 1e-5) / qmax)));
+      if (!(sc > 0)) sc = 6.103515625e-5f;
+      const int z = (int)std::min<double>(qmax, std::max(0.0, jsround(-mn / sc)));
+      ref_z[(size_t)o * groups + g] = (uint8_t)z;
+      ref_sc[(size_t)o * groups + g] = sc;
+      for (int k = 0; k < group; k++) {
+        const int q = (int)std::min<double>(qmax, std::max(0.0, jsround((double)v[k] / sc) + z));
+        ref_q[base + k] = (uint8_t)q;
+        const float d = (float)(q - z) * sc;
+        ref_out[base + k] = scale ? (float)((double)d / s[g * group + k]) : d;
+      }
+    }
+  DevBuf<float> dw32(f16w ? 0 : w.size()), ds(cols), dc(c.size()), dout(w.size()), dsc(ref_sc.size());
+  DevBuf<half> dw16(f16w ? w.size() : 0);
+  DevBuf<uint8_t> dq(w.size()), dz(ref_z.size());
+  if (f16w) dw16.upload(to_half(w)); else dw32.upload(w);
+  ds.upload(s);
+  dc.upload(c);
+  dout.poison();
+  dq.poison();
+  if (f16w)
+    awq_fake_quant_cuda(dw16.p, scale ? ds.p : nullptr, clip ? dc.p : nullptr, dout.p, dq.p, dz.p, dsc.p, rows, cols, bits, group, S);
+  else
+    awq_fake_quant_cuda(dw32.p, scale ? ds.p : nullptr, clip ? dc.p : nullptr, dout.p, dq.p, dz.p, dsc.p, rows, cols, bits, group, S);
+  auto out = dout.download();
+  auto q = dq.download();
+  auto z = dz.download();
+  auto sc = dsc.download();
+  size_t diff = 0;
+  for (size_t i = 0; i < w.size(); i++) diff += std::memcmp(&out[i], &ref_out[i], 4) != 0 || q[i] != ref_q[i];
+  for (size_t i = 0; i < ref_z.size(); i++) diff += z[i] != ref_z[i] || sc[i] != ref_sc[i];
+  T.add(std::string("awq_fake_quant") + (f16w ? ".f16" : ".f32") + (scale ? ".scale" : "") + (clip ? ".clip" : ""),
+        dims({rows, cols, group, bits}), (double)diff / (w.size() + ref_z.size()), 0,
+        dout.guards_ok() && dq.guards_ok() && dz.guards_ok() && dsc.guards_ok(), "bit-exact");
+}
+
+// channel_stats: two accumulating calls; absmax/min/max exact, the f64 sum vs a float64 reference.
+static void test_channel_stats(Rng& r, int rows, int cols) {
+  std::vector<float> am(cols, 0.f), mn(cols, INFINITY), mx(cols, -INFINITY);
+  std::vector<double> sum(cols, 0.0);
+  DevBuf<float> dam(cols), dmn(cols), dmx(cols);
+  DevBuf<double> dsum(cols);
+  dam.upload(am);
+  dmn.upload(mn);
+  dmx.upload(mx);
+  dsum.upload(sum);
+  for (int call = 0; call < 2; call++) {
+    auto x = r.normals((size_t)rows * cols, 3.f);
+    for (int t = 0; t < rows; t++)
+      for (int c = 0; c < cols; c++) {
+        const float v = x[(size_t)t * cols + c];
+        am[c] = std::max(am[c], std::fabs(v));
+        sum[c] += std::fabs((double)v);
+        mn[c] = std::min(mn[c], v);
+        mx[c] = std::max(mx[c], v);
+      }
+    DevBuf<float> dx(x.size());
+    dx.upload(x);
+    channel_stats_cuda(dx.p, rows, cols, dam.p, dsum.p, dmn.p, dmx.p, S);
+    LMF_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  auto gam = dam.download(), gmn = dmn.download(), gmx = dmx.download();
+  auto gsum = dsum.download();
+  double err = 0;
+  for (int c = 0; c < cols; c++) {
+    if (gam[c] != am[c] || gmn[c] != mn[c] || gmx[c] != mx[c]) err = 1;
+    err = std::max(err, std::fabs(gsum[c] - sum[c]) / std::max(sum[c], 1e-30));
+  }
+  T.add("channel_stats", dims({rows, cols}), err, 1e-12, dam.guards_ok() && dsum.guards_ok() && dmn.guards_ok() && dmx.guards_ok());
+}
+
 int main(int argc, char** argv) {
   const uint64_t seed = argc > 1 ? std::stoull(argv[1])
                                  : (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
@@ -1087,6 +1192,15 @@ int main(int argc, char** argv) {
     test_w4a16_gemv(r, 11008, 4096, 32, {1, 8});
     test_w4a16_dequant(r, 1000, 1408, 64);
     test_w4a16_dequant(r, 64, 96, 32);
+    // AWQ search ops (quant/awq.ts, calibrate.ts)
+    for (bool f16w : {false, true})
+      for (int mode = 0; mode < 4; mode++) test_awq_fake_quant(r, 37, 512, 128, 4, f16w, mode & 1, mode & 2);
+    test_awq_fake_quant(r, 300, 1024, 64, 4, false, true, false);
+    test_awq_fake_quant(r, 65, 96, 32, 4, false, true, true);
+    test_awq_fake_quant(r, 16, 256, 128, 8, true, true, false);
+    test_channel_stats(r, 333, 4096);
+    test_channel_stats(r, 7, 11008);
+    test_channel_stats(r, 64, 100);
 #ifdef LMF_HAVE_CUBLAS
     test_w4a16_gemm_entry(r, 5, 512, 1024, 128);
     test_w4a16_gemm_entry(r, 600, 520, 1024, 64);
