@@ -1012,6 +1012,8 @@ static void test_awq_fake_quant(Rng& r, int rows, int cols, int group, int bits,
   if (!f16w) for (auto& x : w) x = r.normal(0.05f);
   for (size_t i = 0; i < w.size(); i += 13) w[i] *= 25.f;
   for (int k = 0; k < group && rows > 2; k++) { w[k] = 0.25f; w[(size_t)cols + k] = 1e-9f * (k % 3); }
+  // The kernel reads f16 weights: the reference must see the same (rounded) values.
+  if (f16w) for (auto& x : w) x = __half2float(__float2half(x));
   std::vector<float> s(cols), c((size_t)rows * groups);
   for (auto& x : s) x = std::exp(r.normal());
   for (int o = 0; o < rows; o++)
