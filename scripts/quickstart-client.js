@@ -89,6 +89,45 @@ async function watch(job, label) {
     console.log(`answer from the W4 workspace: ${JSON.stringify(first.text ?? first.output ?? first)}`);
   }
 
+  // Serve it: deploy the W4 workspace on the running worker-infer and stream an OpenAI chat completion.
+  const name = 'quickstart-w4';
+  try { await call('DELETE', `/deployments/${name}`); } catch (e) { if (e.status !== 404) throw e; }
+  await call('POST', '/deployments', { name, versionId: workspace, kvPolicy: 'int8', maxBatchSize: 8 });
+  for (const end = Date.now() + 120_000; ;) {
+    const view = await call('GET', `/deployments/${name}`);
+    const failed = view.workers.find((w) => w.state === 'failed');
+    if (failed) throw new Error(`deployment ${name} failed to load on ${failed.workerName}: ${failed.error ?? 'see var/logs/worker-infer.log'}`);
+    if (view.workers.some((w) => w.state === 'ready')) break;
+    if (Date.now() > end) throw new Error(`no worker-infer reported ${name} ready within 120 s`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  const chat = await fetch(`${api}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: name, messages: [{ role: 'user', content: 'How do I open a file in Python?' }], max_tokens: 48, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+  });
+  if (!chat.ok) throw new Error(`POST /v1/chat/completions -> ${chat.status}: ${await chat.text()}`);
+  process.stdout.write(`deployed ${name} (W4 weights, int8 KV); streamed chat answer: `);
+  let usage, buf = '';
+  const decoder = new TextDecoder();
+  for await (const part of chat.body) {
+    buf += decoder.decode(part, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const event = buf.slice(0, i); buf = buf.slice(i + 2);
+      const data = event.replace(/^data: /, '');
+      if (data === '[DONE]') continue;
+      const chunk = JSON.parse(data);
+      if (chunk.usage) usage = chunk.usage;
+      const delta = chunk.choices?.[0]?.delta?.content;
+      if (delta) process.stdout.write(delta);
+    }
+  }
+  process.stdout.write('\n');
+  if (usage) console.log(`usage: ${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens`);
+  console.log(`try it: curl -N ${api}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"${name}","stream":true,"messages":[{"role":"user","content":"hi"}]}'`);
+  console.log(`dashboard: ${api}/   (lineage, jobs, workers, playground)`);
+
   console.log('\nversions (lineage):');
   for (const v of await call('GET', `/models/${model.id}/versions`)) {
     console.log(`  ${v.id} ${v.format.padEnd(9)} ${String(v.dtype).padEnd(8)} ${(Number(v.sizeBytes) / 2 ** 20).toFixed(1).padStart(6)} MiB  parent=${v.parentVersionId ?? '-'}  metrics=${JSON.stringify(v.metrics ?? {})}`);
