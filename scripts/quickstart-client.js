@@ -68,7 +68,7 @@ async function watch(job, label) {
   // LMDeploy's lite flow as one BullMQ flow: calibrate -> auto_awq (W4 g128) -> convert -> eval.
   const flow = await call('POST', '/pipelines/quantize', {
     versionId: base.id,
-    calibrate: { calibDataset: dataset, calibSamples: 8, calibSeqlen: 512 },
+    calibrate: { calibDataset: 'cmake-docs', calibSamples: 8, calibSeqlen: 512 }, // the built-in offline set, disjoint from the eval text
     autoAwq: { wBits: 4, wGroupSize: 128 },
     eval: { datasetFile: dataset, seqlen: 512, maxWindows: windows },
   });
@@ -101,13 +101,15 @@ async function watch(job, label) {
     if (Date.now() > end) throw new Error(`no worker-infer reported ${name} ready within 120 s`);
     await new Promise((r) => setTimeout(r, 300));
   }
-  const chat = await fetch(`${api}/v1/chat/completions`, {
+  // The small model is a base (completion) model: /v1/completions shows it best; /v1/chat/completions works the same way.
+  const prompt = 'def read_file(path):';
+  const chat = await fetch(`${api}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: name, messages: [{ role: 'user', content: 'How do I open a file in Python?' }], max_tokens: 48, temperature: 0, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({ model: name, prompt, max_tokens: 48, temperature: 0, stream: true, stream_options: { include_usage: true } }),
   });
-  if (!chat.ok) throw new Error(`POST /v1/chat/completions -> ${chat.status}: ${await chat.text()}`);
-  process.stdout.write(`deployed ${name} (W4 weights, int8 KV); streamed chat answer: `);
+  if (!chat.ok) throw new Error(`POST /v1/completions -> ${chat.status}: ${await chat.text()}`);
+  process.stdout.write(`deployed ${name} (W4 weights, int8 KV); streamed from POST /v1/completions:\n${prompt}`);
   let usage, buf = '';
   const decoder = new TextDecoder();
   for await (const part of chat.body) {
@@ -119,7 +121,7 @@ async function watch(job, label) {
       if (data === '[DONE]') continue;
       const chunk = JSON.parse(data);
       if (chunk.usage) usage = chunk.usage;
-      const delta = chunk.choices?.[0]?.delta?.content;
+      const delta = chunk.choices?.[0]?.text ?? chunk.choices?.[0]?.delta?.content;
       if (delta) process.stdout.write(delta);
     }
   }

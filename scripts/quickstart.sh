@@ -2,7 +2,8 @@
 # Brings the platform up on this machine and runs its main job end to end on a small model:
 #   install (builds the native engine) -> Postgres/Redis -> API + worker-quant + worker-infer ->
 #   register the model -> eval fp16 -> quantize pipeline (calibrate -> auto_awq W4 g128 -> convert -> eval)
-#   -> infer on the quantized workspace (an answer) -> lineage, jobs, artifacts, metrics.
+#   -> infer on the quantized workspace (an answer) -> deploy it and stream an OpenAI chat completion
+#   -> lineage, jobs, artifacts, metrics.
 # Works on a fresh machine with only Node 20 (Postgres/Redis are installed and started where missing).
 # The platform keeps running afterwards: API on http://127.0.0.1:$PORT (OpenAPI at /docs);
 # `npm run stop` stops it. Logs: var/logs/.
@@ -14,7 +15,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "dependencies"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
-[ -n "$(ls libs/native/build/cpu/Release/*.node 2>/dev/null)" ] || npm run build:native
+npm run -s build:native   # incremental: a no-op when the addon is up to date, a rebuild after a pull
 npm run -s build:ts
 npm run -s build:dashboard
 
@@ -51,7 +52,7 @@ for i in $(seq 1 120); do
   sleep 0.5
 done
 
-step "main job: register -> eval -> calibrate -> auto_awq -> convert -> eval -> answer"
+step "main job: register -> eval -> calibrate -> auto_awq -> convert -> eval -> answer -> deploy + chat"
 node scripts/quickstart-client.js "http://127.0.0.1:$PORT" "$MODEL_DIR" "$DATASET"
 echo
 echo "The platform is still running: dashboard http://127.0.0.1:$PORT/ (queues at /admin/queues), API docs http://127.0.0.1:$PORT/docs. Stop it with: npm run stop"
