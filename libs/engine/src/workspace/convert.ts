@@ -14,8 +14,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError, QuantConfigError } from '../errors';
 import type { Logger } from '../generation/types';
-import { readTensorBytes } from '../io/safetensors';
+import { mapAwqTriples } from '../models/awq-triples';
 import { loadModelSpec, loadModelWeights } from '../models/load';
+import { readSourceBytes } from '../models/source-bytes';
 import { ARCHITECTURES } from '../models/registry';
 import { toNativeArchConfig, type NativeArchConfig } from '../models/spec';
 import type { DType, TensorSource } from '../native';
@@ -79,39 +80,15 @@ export interface ConvertResult {
   seconds: number;
 }
 
-const ELEM_BYTES: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, i32: 4, u8: 1 };
-
-function sourceBytes(t: TensorSource): Uint8Array {
-  if (t.data) return t.data;
-  const n = t.shape.reduce((a, b) => a * b, 1);
-  return readTensorBytes({ name: t.name, dtype: t.dtype, shape: t.shape, file: t.file!, offset: t.offset!, byteLength: n * ELEM_BYTES[t.dtype] });
-}
-
 /** AutoAWQ triples (`<p>.qweight/.qzeros/.scales`) → the engine's `<p>.qweight` + `<p>.scales_zeros`; others unchanged. */
 export function toW4a16Sources(tensors: readonly TensorSource[], groupSize: number): TensorSource[] {
-  const byName = new Map(tensors.map((t) => [t.name, t]));
-  const out: TensorSource[] = [];
-  const view = <A>(b: Uint8Array, C: new (buf: ArrayBuffer) => A): A => new C(b.slice().buffer as ArrayBuffer);
-  for (const t of tensors) {
-    if (t.name.endsWith('.qzeros') || t.name.endsWith('.scales')) continue;
-    if (!t.name.endsWith('.qweight')) {
-      out.push(t);
-      continue;
-    }
-    const prefix = t.name.slice(0, -'.qweight'.length);
-    const qz = byName.get(`${prefix}.qzeros`);
-    const sc = byName.get(`${prefix}.scales`);
-    if (!qz || !sc) throw new QuantConfigError(`${prefix}: qweight without qzeros/scales`);
-    const [inp, words] = t.shape;
-    const outF = words * 8;
-    const w = awqGemmToW4a16(
-      { qweight: view(sourceBytes(t), Int32Array), qzeros: view(sourceBytes(qz), Int32Array), scales: view(sourceBytes(sc), Uint16Array) },
-      outF, inp, groupSize, prefix,
-    );
-    out.push({ name: `${prefix}.qweight`, dtype: 'i32', shape: [outF / 8, w.kp / 128, 128], data: new Uint8Array(w.qweight.buffer) });
-    out.push({ name: `${prefix}.scales_zeros`, dtype: 'f16', shape: [w.kp / groupSize, outF, 2], data: new Uint8Array(w.scalesZeros.buffer) });
-  }
-  return out;
+  return mapAwqTriples(tensors, ({ prefix, inp, out, gemm }) => {
+    const w = awqGemmToW4a16(gemm, out, inp, groupSize, prefix);
+    return [
+      { name: `${prefix}.qweight`, dtype: 'i32', shape: [out / 8, w.kp / 128, 128], data: new Uint8Array(w.qweight.buffer) },
+      { name: `${prefix}.scales_zeros`, dtype: 'f16', shape: [w.kp / groupSize, out, 2], data: new Uint8Array(w.scalesZeros.buffer) },
+    ];
+  });
 }
 
 export async function convert(modelName: string, modelDir: string, opts: ConvertOptions): Promise<ConvertResult> {
@@ -155,7 +132,7 @@ export async function convert(modelName: string, modelDir: string, opts: Convert
           fs.writeSync(fd, new Uint8Array(pad));
           pos += pad;
         }
-        const bytes = sourceBytes(t);
+        const bytes = readSourceBytes(t);
         fs.writeSync(fd, bytes);
         index.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], offset: pos, bytes: bytes.byteLength });
         pos += bytes.byteLength;
