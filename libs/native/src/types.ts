@@ -89,6 +89,17 @@ export interface NativeModelConfig {
   threads?: number;
   /** cuda device ordinal. */
   device?: number;
+  /** Tensor parallelism (LMDeploy's --tp): the model is sharded Megatron-style over `tp` ranks driven by this one
+   *  process, one thread per rank (attention by heads, MLP by intermediate rows, embedding and lm_head by
+   *  vocabulary; all-reduce after o_proj and down_proj, logits all-gathered). cpu: the ranks share the threads and
+   *  a shared-memory collective; cuda: rank r on `devices[r]` (default r), NCCL (libnccl.so.2, loaded at run
+   *  time) across GPUs, a device-memory collective when every rank is on the same GPU. numHeads,
+   *  intermediateSize and vocabSize must divide by tp; numKvHeads must divide by tp or divide it (then each rank
+   *  keeps the one KV head its q heads read: replicated). E_INVALID_ARGUMENT names the width that does not.
+   *  Default 1 (no sharding: the same code as before). */
+  tp?: number;
+  /** cuda ordinals of the tp ranks (length tp). */
+  devices?: number[];
   /** Compute/storage dtype of activations and fp weights: 'f16' or 'bf16' (cpu computes in f32 internally). */
   dtype: 'f16' | 'bf16';
   vocabSize: number;

@@ -131,6 +131,8 @@ export class PretrainedModel {
         backend: native.backend,
         ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
         ...(opts.device !== undefined ? { device: opts.device } : {}),
+        ...(opts.tp !== undefined && opts.tp !== 1 ? { tp: opts.tp } : {}),
+        ...(opts.devices !== undefined ? { devices: opts.devices } : {}),
         tensors,
       });
     } catch (e) {
@@ -145,7 +147,7 @@ export class PretrainedModel {
     log(
       'info',
       `loaded ${loaded.spec.hfArchitecture} (${loaded.spec.dtype}, ${loaded.spec.numLayers} layers) from ${loaded.dir} on ` +
-        `${native.backend} in ${Date.now() - t0} ms`,
+        `${native.backend}${(opts.tp ?? 1) > 1 ? ` with tp ${opts.tp}` : ''} in ${Date.now() - t0} ms`,
     );
     const pm = new PretrainedModel(loaded.dir, loaded, tokenizer, chatTemplate, native, model, log);
     pm.kvQuant = { quantPolicy: kv.quantPolicy, mode: kv.mode };

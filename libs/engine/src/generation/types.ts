@@ -13,6 +13,11 @@ export interface LoadOptions {
   threads?: number;
   /** CUDA device ordinal. */
   device?: number;
+  /** Tensor parallelism, LMDeploy's `--tp`: shard the model over this many ranks (GPUs of this host on cuda:
+   *  `devices`, default 0..tp-1; threads on cpu). Default 1. See NativeModelConfig.tp for what divides. */
+  tp?: number;
+  /** CUDA ordinals of the tp ranks (default 0..tp-1). */
+  devices?: number[];
   log?: Logger;
   /** AWQ checkpoints and workspaces: 'native' (default) hands the W4A16 tensors to the backend (cuda keeps them 4-bit
    *  and runs the W4A16 kernels; cpu dequantizes them once, natively, into its f32 GEMM layout); 'dequantize' expands

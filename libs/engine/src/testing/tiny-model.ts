@@ -24,6 +24,8 @@ export interface TinyModelOptions {
   ropeForm?: 'classic' | 'parameters';
   /** Split weights over this many shards with a model.safetensors.index.json (default 1: model.safetensors). */
   shards?: number;
+  /** Pad the tokenizer with `<|extra_N|>` specials up to this vocabulary size (e.g. to make it divide by a tp). */
+  vocabSize?: number;
   /** Std-dev of the random linear weights (default 0.08: enough for non-uniform next-token distributions). */
   weightStd?: number;
 }
@@ -153,7 +155,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   fs.mkdirSync(dir, { recursive: true });
 
   const tokArch = arch === 'llama' ? 'llama' : 'qwen2';
-  const tok = buildTokenizer(tokArch);
+  const tok = buildTokenizer(tokArch, opts.vocabSize ?? 0);
   const vocabSize = tok.vocabSize;
   const bosId = arch === 'llama' ? tok.ids['<s>'] : tok.ids['<|endoftext|>'];
   const eosId = arch === 'llama' ? tok.ids['</s>'] : tok.ids['<|endoftext|>'];

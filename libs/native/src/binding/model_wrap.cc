@@ -18,6 +18,17 @@ ModelConfig parse_config(const Napi::Value& v) {
   c.backend = get_string(o, "backend", "cpu");
   c.threads = (int)get_number(o, "threads", 0);
   c.device = (int)get_number(o, "device", 0);
+  c.tp = (int)get_number(o, "tp", 1);
+  Napi::Value dvs = o.Get("devices");
+  if (dvs.IsArray()) {
+    Napi::Array da = dvs.As<Napi::Array>();
+    for (uint32_t i = 0; i < da.Length(); i++) {
+      if (!da.Get(i).IsNumber()) fail(ErrorCode::InvalidArgument, "model config: devices must be numbers");
+      c.devices.push_back(da.Get(i).As<Napi::Number>().Int32Value());
+    }
+  } else if (!dvs.IsUndefined() && !dvs.IsNull()) {
+    fail(ErrorCode::InvalidArgument, "model config: devices must be an array of cuda ordinals");
+  }
   c.dtype = get_string(o, "dtype", "f16");
   c.vocab = (int64_t)get_number(o, "vocabSize", 0, true);
   c.hidden = (int64_t)get_number(o, "hiddenSize", 0, true);

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/collective.h"
 #include "ops/add.h"
 #include "ops/attention.h"
 #include "ops/embedding.h"
@@ -31,7 +32,7 @@ class CudaDecoder {};
 
 Decoder::Decoder(Model& model) : m_(model) {
 #ifdef LMFLEET_WITH_CUDA
-  if (std::string(model.backend().name()) == "cuda") cuda_ = make_cuda_decoder(model);
+  if (std::string(model.backend().name()) == "cuda" && model.tp() == 1) cuda_ = make_cuda_decoder(model);
 #endif
 }
 
@@ -70,6 +71,22 @@ void upload_vec(Backend& be, Buffer& buf, const std::vector<T>& v) {
 }  // namespace
 
 const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
+  if (m_.tp() == 1) return forward_rank(b, kv);
+  const ModelConfig& c = m_.cfg();
+  const int tp = m_.tp();
+  if (b.tokens.empty()) fail(ErrorCode::InvalidArgument, "decoder: empty batch");
+  for (int32_t id : b.tokens)  // checked once here: a rank must not fail alone
+    if (id < 0 || id >= c.vocab)
+      fail(ErrorCode::InvalidArgument, "token id " + std::to_string(id) + " is outside [0, " + std::to_string(c.vocab) + ")");
+  if ((int)kv.peers.size() != tp - 1) fail(ErrorCode::Internal, "decoder: the KV cache has no view for every tensor-parallel rank");
+  m_.rank_threads().run(m_.collective(), [&](int r) {
+    Model& rm = m_.rank(r);
+    model_decoder(rm).forward_rank(b, r == 0 ? kv : kv.peers[(size_t)r - 1]);
+  });
+  return logits_;
+}
+
+const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
   const ModelConfig& c = m_.cfg();
   Backend& be = m_.backend();
   const int64_t T = (int64_t)b.tokens.size();
@@ -84,7 +101,11 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
     return cuda_->forward(b, kv);
   }
 #endif
-  const int64_t H = c.hidden, D = c.head_dim, NH = c.heads, NKV = c.kv_heads, I = c.inter;
+  // This rank's heads / intermediate width (the model's at tp 1); coll is null at tp 1.
+  const ShardPlan& sh = m_.shard();
+  Collective* coll = m_.collective();
+  const int rank = sh.rank;
+  const int64_t H = c.hidden, D = c.head_dim, NH = sh.heads, NKV = sh.kv_heads, I = sh.inter;
   const int64_t qd = NH * D, kvd = NKV * D, qkvd = qd + 2 * kvd;
   if (T == 0) fail(ErrorCode::InvalidArgument, "decoder: empty batch");
   for (int32_t id : b.tokens)
@@ -115,7 +136,18 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
     upload_vec(be, inv_freq_, m_.inv_freq());
   }
 
-  LMF_TIMED(embedding, be.embedding({b.tokens.data(), T, m_.embed.as<float>(), c.vocab, H, x}));
+  if (!coll) {
+    LMF_TIMED(embedding, be.embedding({b.tokens.data(), T, m_.embed.as<float>(), c.vocab, H, x}));
+  } else {
+    // Vocabulary-parallel embedding: this rank's rows, a zero row (index sh.vocab) for the others' tokens.
+    local_ids_.resize((size_t)T);
+    for (int64_t t = 0; t < T; t++) {
+      const int64_t id = (int64_t)b.tokens[t] - sh.vocab0;
+      local_ids_[t] = (int32_t)(id >= 0 && id < sh.vocab ? id : sh.vocab);
+    }
+    LMF_TIMED(embedding, be.embedding({local_ids_.data(), T, m_.embed.as<float>(), sh.vocab + 1, H, x}));
+    LMF_TIMED(all_reduce, coll->all_reduce_sum(rank, x, T * H));
+  }
   for (int64_t l = 0; l < c.layers; l++) {
     const LayerWeights& L = m_.layers[l];
     LMF_TIMED(rms_norm, be.rms_norm({x, L.input_norm.as<float>(), h, T, H, c.eps}));
@@ -142,11 +174,13 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
     LMF_TIMED(kv_store, be.kv_store(st));
     LMF_TIMED(attention, be.attention(at));
     LMF_TIMED(linear, be.linear({attn, L.o.get(), h, T}));
+    if (coll) LMF_TIMED(all_reduce, coll->all_reduce_sum(rank, h, T * H));  // row-parallel o
     LMF_TIMED(add, be.add({x, h, x, T * H}));
     LMF_TIMED(rms_norm, be.rms_norm({x, L.post_norm.as<float>(), h, T, H, c.eps}));
     LMF_TIMED(linear, be.linear({h, L.gate_up.get(), gu, T}));
     LMF_TIMED(silu_mul, be.silu_mul({gu, gu + I, 2 * I, act, T, I}));
     LMF_TIMED(linear, be.linear({act, L.down.get(), h, T}));
+    if (coll) LMF_TIMED(all_reduce, coll->all_reduce_sum(rank, h, T * H));  // row-parallel down
     LMF_TIMED(add, be.add({x, h, x, T * H}));
   }
   const int64_t R = (int64_t)b.logit_rows.size();
@@ -156,7 +190,14 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
   LMF_TIMED(embedding, be.embedding({b.logit_rows.data(), R, x, T, H, rows}));
   LMF_TIMED(rms_norm, be.rms_norm({rows, m_.final_norm.as<float>(), rows, R, H, c.eps}));
   logits_.ensure(&be, std::max<int64_t>(R, 1) * c.vocab * 4);
-  LMF_TIMED(linear, be.linear({rows, m_.lm_head.get(), logits_.as<float>(), R}));
+  if (!coll) {
+    LMF_TIMED(linear, be.linear({rows, m_.lm_head.get(), logits_.as<float>(), R}));
+  } else {
+    // Vocabulary-parallel lm_head: this rank's columns of the logits, all-gathered into [R, vocab].
+    logits_rank_.ensure(&be, std::max<int64_t>(R, 1) * sh.vocab * 4);
+    if (R > 0) LMF_TIMED(linear, be.linear({rows, m_.lm_head.get(), logits_rank_.as<float>(), R}));
+    LMF_TIMED(all_gather, coll->all_gather(rank, logits_rank_.as<float>(), logits_.as<float>(), R, sh.vocab));
+  }
   return logits_;
 }
 
@@ -181,11 +222,16 @@ struct WholeSequence {
     batch.max_blocks = 1;
     if (all_logits)
       for (int64_t i = 0; i < n; i++) batch.logit_rows.push_back((int32_t)i);
-    Backend& be = m.backend();
-    const int64_t eb = (int64_t)be.kv_element_bytes();
-    const int64_t pool = kv_pool_bytes(n, c.kv_heads, c.head_dim, c.kv_quant_policy, eb);
-    m.whole_seq_cache.ensure(&be, (size_t)(2 * c.layers * pool));
-    kv = make_kv_view(m.whole_seq_cache.get(), c.layers, 1, n, c.kv_heads, c.head_dim, c.kv_quant_policy, eb);
+    for (int r = 0; r < m.tp(); r++) {  // each rank's KV heads on its own backend (tp 1: the model's)
+      Model& rm = m.rank(r);
+      Backend& be = rm.backend();
+      const int64_t eb = (int64_t)be.kv_element_bytes(), kvh = rm.shard().kv_heads;
+      const int64_t pool = kv_pool_bytes(n, kvh, c.head_dim, c.kv_quant_policy, eb);
+      rm.whole_seq_cache.ensure(&be, (size_t)(2 * c.layers * pool));
+      KvView v = make_kv_view(rm.whole_seq_cache.get(), c.layers, 1, n, kvh, c.head_dim, c.kv_quant_policy, eb);
+      if (r == 0) kv = std::move(v);
+      else kv.peers.push_back(std::move(v));
+    }
   }
 };
 

@@ -23,6 +23,8 @@ struct KvView {
   std::vector<float*> k_param, v_param;  // per layer, quant_policy != 0 only
   int64_t num_blocks = 0, block_size = 0;
   int quant_policy = 0;
+  // Tensor parallelism: the views of ranks 1..tp-1 (same blocks, each rank's KV heads on its own backend).
+  std::vector<KvView> peers;
 };
 
 // Bytes of one layer's K (or V) pool of `slots` tokens, and the view over one allocation of
@@ -51,12 +53,18 @@ class Decoder {
   explicit Decoder(Model& model);
   ~Decoder();
   // Runs the step; returns the backend buffer holding logits [logit_rows.size(), vocab] (valid until next call).
+  // At tp > 1 (rank 0's decoder) every rank runs its shard on its own thread; the logits are all-gathered.
   const Buffer& forward(const StepBatch& batch, const KvView& kv);
 
  private:
+  // This rank's step (the whole step at tp 1), with the collectives of engine/tp_plan.h at tp > 1.
+  const Buffer& forward_rank(const StepBatch& batch, const KvView& kv);
+
   Model& m_;
-  std::unique_ptr<CudaDecoder> cuda_;  // set when the model's backend is cuda: the fused f16 step
+  std::unique_ptr<CudaDecoder> cuda_;  // set when the model's backend is cuda (tp 1): the fused f16 step
   Buffer x_, h_, qkv_, attn_, gu_, act_, rows_, logits_, inv_freq_;
+  Buffer logits_rank_;               // tp > 1: this rank's vocabulary slice of the logits
+  std::vector<int32_t> local_ids_;   // tp > 1: token ids in this rank's embedding slice (others: its zero row)
 };
 
 // The model's own decoder (scratch reused across calls); call with model.run_mutex held.

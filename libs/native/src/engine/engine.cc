@@ -18,6 +18,7 @@ KvCacheOptions cache_options(const ModelConfig& c, const EngineOptions& o) {
   k.max_useful_blocks = 2 * o.max_batch_size * ((o.session_len + o.block_size - 1) / o.block_size);
   k.quant_policy = c.kv_quant_policy;
   k.head_dim = c.head_dim;
+  if (c.tp > 1 && c.backend == "cpu") k.memory_shared_by = c.tp;
   return k;
 }
 SchedulerOptions sched_options(const EngineOptions& o) {
@@ -32,10 +33,11 @@ SchedulerOptions sched_options(const EngineOptions& o) {
 EngineCore::EngineCore(std::shared_ptr<Model> model, const EngineOptions& opts)
     : model_((model->ensure_loaded(), model)),
       opts_(opts),
-      cache_(model_->backend(), model_->cfg().layers, model_->cfg().kv_heads * model_->cfg().head_dim,
+      cache_(model_->backend(), model_->cfg().layers, model_->shard().kv_heads * model_->cfg().head_dim,
              cache_options(model_->cfg(), opts)),
       sched_(cache_.blocks(), sched_options(opts)),
       exec_(*model_, cache_) {
+  if (model_->tp() > 1) cache_.add_rank_pools(*model_, model_->cfg().head_dim, model_->cfg().kv_quant_policy);
   snapshot();
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "engine/model.h"
 #include "ops/kv_quant.h"
 
 namespace lmfleet {
@@ -88,7 +89,7 @@ int64_t resolve_blocks(const Backend& be, int64_t layers, int64_t kv_width, cons
   if (frac > 1) fail(ErrorCode::InvalidArgument, "cacheMaxEntryCount must be in (0, 1] (or pass numBlocks)");
   int64_t per = KvCache::bytes_per_block(layers, kv_width, o.block_size, (int64_t)be.kv_element_bytes(), o.quant_policy,
                                          o.head_dim);
-  int64_t n = (int64_t)(frac * (double)be.available_memory_bytes()) / per;
+  int64_t n = (int64_t)(frac * (double)be.available_memory_bytes()) / (per * std::max<int64_t>(1, o.memory_shared_by));
   if (o.max_useful_blocks > 0) n = std::min(n, o.max_useful_blocks);
   if (n <= 0) fail(ErrorCode::OutOfKvCache, "kv cache: not enough free memory for a single block");
   return n;
@@ -104,6 +105,17 @@ KvCache::KvCache(Backend& be, int64_t layers, int64_t kv_width, const KvCacheOpt
   const int64_t hd = pool_head_dim(kv_width, opts), heads = kv_width / hd;
   mem_ = Buffer(&be, (size_t)(2 * layers * kv_pool_bytes(nb * bs, heads, hd, opts.quant_policy, eb)));
   view_ = make_kv_view(mem_.get(), layers, nb, bs, heads, hd, opts.quant_policy, eb);
+}
+
+void KvCache::add_rank_pools(Model& model, int64_t head_dim, int quant_policy) {
+  const int64_t nb = alloc_.total(), bs = alloc_.block_size();
+  for (int r = 1; r < model.tp(); r++) {
+    Model& rm = model.rank(r);
+    Backend& be = rm.backend();
+    const int64_t eb = (int64_t)be.kv_element_bytes(), kvh = rm.shard().kv_heads;
+    peer_mem_.emplace_back(&be, (size_t)(2 * model.cfg().layers * kv_pool_bytes(nb * bs, kvh, head_dim, quant_policy, eb)));
+    view_.peers.push_back(make_kv_view(peer_mem_.back().get(), model.cfg().layers, nb, bs, kvh, head_dim, quant_policy, eb));
+  }
 }
 
 }  // namespace lmfleet

@@ -36,6 +36,7 @@ struct KvCacheOptions {
   int64_t max_useful_blocks = 0;     // cap for the fraction rule (cpu: don't reserve more than can be used)
   int quant_policy = 0;              // the model's kv_quant_policy (0 float, 8 int8, 4 int4)
   int64_t head_dim = 0;              // needed when quant_policy != 0 (kv_heads = kv_width / head_dim)
+  int64_t memory_shared_by = 1;      // tensor-parallel ranks whose caches share this memory (cpu: all of them)
 };
 
 class KvCache {
@@ -43,6 +44,9 @@ class KvCache {
   KvCache(Backend& be, int64_t layers, int64_t kv_width, const KvCacheOptions& opts);
   BlockAllocator& blocks() { return alloc_; }
   const KvView& view() const { return view_; }
+  // Tensor parallelism: the same blocks for ranks 1..tp-1 of `model` (rank 0's cache is this one), each rank's
+  // KV heads on its own backend; view().peers holds them.
+  void add_rank_pools(class Model& model, int64_t head_dim, int quant_policy);
   size_t bytes() const { return mem_.bytes(); }
   // elem_bytes: Backend::kv_element_bytes() (cpu 4, cuda 2: its decoder keeps the cache in f16). A quantized
   // cache (quant_policy 8/4) needs kv_width * bits / 8 bytes per token plus 8 bytes of (scale, zero) per kv head,
@@ -53,6 +57,7 @@ class KvCache {
  private:
   static int64_t pool_head_dim(int64_t kv_width, const KvCacheOptions& o) { return o.quant_policy ? o.head_dim : kv_width; }
   Buffer mem_;
+  std::vector<Buffer> peer_mem_;
   BlockAllocator alloc_;
   KvView view_;
 };

@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include <algorithm>
 #include <cstring>
+#include <thread>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -20,6 +22,8 @@ std::string shape_str(const std::vector<int64_t>& s) {
   for (size_t i = 0; i < s.size(); i++) r += (i ? ", " : "") + std::to_string(s[i]);
   return r + "]";
 }
+
+}  // namespace
 
 // Resolves tensor names to bytes (memory-mapped file ranges or in-memory data) and checks shapes.
 class TensorReader {
@@ -44,6 +48,31 @@ class TensorReader {
     return out;
   }
 
+  // Rows [r0, r0 + nr) of a 2-D (or 1-D: elements) tensor `name` of `shape`, as f32 (tensor parallelism).
+  std::vector<float> f32_rows(const std::string& name, const std::vector<int64_t>& shape, int64_t r0, int64_t nr) {
+    if (r0 == 0 && nr == shape[0]) return f32(name, shape);
+    const TensorSpec& t = spec(name, shape);
+    check_float(t);
+    const int64_t cols = shape.size() > 1 ? shape[1] : 1, es = (int64_t)dtype_size(t.dtype);
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    const uint8_t* all = bytes(t, (size_t)n * es);
+    std::vector<float> out((size_t)(nr * cols));
+    convert_to_f32(all + r0 * cols * es, t.dtype, nr * cols, out.data());
+    return out;
+  }
+  // Columns [c0, c0 + nc) of a 2-D tensor `name` of `shape`, as f32 (row-parallel linears).
+  std::vector<float> f32_cols(const std::string& name, const std::vector<int64_t>& shape, int64_t c0, int64_t nc) {
+    if (c0 == 0 && nc == shape[1]) return f32(name, shape);
+    const TensorSpec& t = spec(name, shape);
+    check_float(t);
+    const int64_t rows = shape[0], cols = shape[1], es = (int64_t)dtype_size(t.dtype);
+    const uint8_t* all = bytes(t, (size_t)(rows * cols * es));
+    std::vector<float> out((size_t)(rows * nc));
+    for (int64_t r = 0; r < rows; r++) convert_to_f32(all + (r * cols + c0) * es, t.dtype, nc, out.data() + r * nc);
+    return out;
+  }
+
   // The bytes of `name` (which must have `shape` and `dtype`), valid while the reader lives.
   const uint8_t* raw(const std::string& name, const std::vector<int64_t>& shape, DType dtype) {
     const TensorSpec& t = spec(name, shape);
@@ -55,6 +84,10 @@ class TensorReader {
   }
 
  private:
+  static void check_float(const TensorSpec& t) {
+    if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
+      fail(ErrorCode::ModelFormat, "tensor " + t.name + ": dtype " + dtype_name(t.dtype) + " is not f32/f16/bf16");
+  }
   const TensorSpec& spec(const std::string& name, const std::vector<int64_t>& shape) {
     auto it = by_name_.find(name);
     if (it == by_name_.end()) fail(ErrorCode::ModelFormat, "missing tensor " + name + " " + shape_str(shape));
@@ -88,9 +121,32 @@ class TensorReader {
   std::unordered_map<std::string, std::unique_ptr<MappedFile>> files_;
 };
 
-}  // namespace
-
 Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
+  validate();
+  const auto& c = cfg_;
+  shard_ = plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, 0, c.tp);
+  make_backend();
+  if (c.tp > 1) {
+    for (int r = 1; r < c.tp; r++) plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, r, c.tp);
+    std::vector<TensorSpec> tensors;
+    tensors.swap(cfg_.tensors);  // the peers' configs carry no tensors: rank 0's load() reads them for all
+    try {
+      for (int r = 1; r < c.tp; r++) peers_.push_back(std::unique_ptr<Model>(new Model(cfg_, r)));
+    } catch (...) {
+      tensors.swap(cfg_.tensors);
+      throw;
+    }
+    tensors.swap(cfg_.tensors);
+    rank_threads_ = std::make_unique<RankThreads>(c.tp);
+  }
+}
+
+Model::Model(const ModelConfig& cfg, int rank) : cfg_(cfg) {
+  shard_ = plan_shard(cfg_.heads, cfg_.kv_heads, cfg_.head_dim, cfg_.inter, cfg_.vocab, cfg_.quant_group, rank, cfg_.tp);
+  make_backend();
+}
+
+void Model::validate() const {
   const auto& c = cfg_;
   auto positive = [](int64_t v, const char* what) {
     if (v <= 0) fail(ErrorCode::InvalidArgument, std::string("model config: ") + what + " must be > 0");
@@ -116,13 +172,24 @@ Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
       if (!(c.kv_qparams[i] >= 0) || !std::isfinite(c.kv_qparams[i]) || !std::isfinite(c.kv_qparams[i + 1]))
         fail(ErrorCode::InvalidArgument, "model config: kvQparams holds a negative or non-finite scale/zero at " + std::to_string(i));
   }
+  if (c.tp < 1 || c.tp > 64) fail(ErrorCode::InvalidArgument, "model config: tp must be in [1, 64], got " + std::to_string(c.tp));
+  if (!c.devices.empty() && (int)c.devices.size() != c.tp)
+    fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +
+                                         std::to_string(c.devices.size()));
+}
+
+void Model::make_backend() {
+  const auto& c = cfg_;
   rotary_dim_ = rope_rotary_dim(c.rope, c.head_dim);
   inv_freq_ = rope_inv_freq(c.rope, c.head_dim, 1);
   if (c.backend == "cpu") {
-    be_ = make_cpu_backend(c.threads);
+    // tp ranks share the cores: each rank's backend gets its part of the threads.
+    int threads = c.threads;
+    if (c.tp > 1) threads = std::max(1, (threads > 0 ? threads : (int)std::max(1u, std::thread::hardware_concurrency())) / c.tp);
+    be_ = make_cpu_backend(threads);
   } else if (c.backend == "cuda") {
 #ifdef LMFLEET_WITH_CUDA
-    be_ = make_cuda_backend(c.device);
+    be_ = make_cuda_backend(c.tp > 1 ? (c.devices.empty() ? shard_.rank : c.devices[(size_t)shard_.rank]) : c.device);
 #else
     fail(ErrorCode::BackendUnavailable, "model config: backend 'cuda' is not built into this addon (cpu variant)");
 #endif
@@ -140,8 +207,33 @@ void Model::ensure_loaded() const {
 void Model::load() {
   std::lock_guard<std::mutex> lock(load_mutex_);
   if (loaded_) return;
+  TensorReader rd(cfg_.tensors);
+  load_shard(rd);
+  for (auto& p : peers_) p->load_shard(rd);
+  if (cfg_.tp > 1) {
+    if (cfg_.backend == "cpu") {
+      own_coll_ = make_cpu_collective(cfg_.tp);
+    } else {
+#ifdef LMFLEET_WITH_CUDA
+      std::vector<Backend*> bes;
+      for (int r = 0; r < cfg_.tp; r++) bes.push_back(&rank(r).backend());
+      own_coll_ = make_cuda_tp_collective(bes);
+#endif
+    }
+    for (int r = 0; r < cfg_.tp; r++) rank(r).coll_ = own_coll_.get();
+    for (auto& p : peers_) weight_bytes_ += p->weight_bytes_;
+  }
+  cfg_.tensors.clear();  // in-memory tensor data is no longer needed
+  cfg_.tensors.shrink_to_fit();
+  loaded_ = true;
+  for (auto& p : peers_) p->loaded_ = true;
+}
+
+// This rank's shard (the whole model at tp 1) from the tensors of the full model.
+void Model::load_shard(TensorReader& rd) {
   const auto& c = cfg_;
-  TensorReader rd(c.tensors);
+  const ShardPlan& sh = shard_;
+  const bool tp = c.tp > 1;
   Backend& be = *be_;
   size_t bytes = 0;
   auto upload = [&](const std::vector<float>& v) {
@@ -188,12 +280,21 @@ void Model::load() {
   };
   auto append = [](std::vector<float>& dst, const std::vector<float>& src) { dst.insert(dst.end(), src.begin(), src.end()); };
 
-  const int64_t H = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, I = c.inter;
-  std::vector<float> emb = rd.f32("embed_tokens.weight", {c.vocab, H});
-  embed = upload(emb);
+  const int64_t H = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, I = c.inter, D = c.head_dim;
+  // This rank's widths (the model's at tp 1): q rows, k/v rows, gate/up rows, embedding rows.
+  const int64_t q0 = sh.head0 * D, qn = sh.heads * D, kv0 = sh.kv_head0 * D, kvn = sh.kv_heads * D;
+  std::vector<float> emb = rd.f32_rows("embed_tokens.weight", {c.vocab, H}, sh.vocab0, sh.vocab);
+  if (tp) {
+    // One zero row after the rank's rows: tokens of other ranks look it up, and the all-reduce adds the owner's row.
+    std::vector<float> padded(emb);
+    padded.resize(padded.size() + (size_t)H, 0.f);
+    embed = upload(padded);
+  } else {
+    embed = upload(emb);
+  }
   final_norm = upload(rd.f32("norm.weight", {H}));
-  if (c.tie_embeddings) lm_head = linear(std::move(emb), nullptr, c.vocab, H);
-  else lm_head = linear(rd.f32("lm_head.weight", {c.vocab, H}), nullptr, c.vocab, H);
+  if (c.tie_embeddings) lm_head = linear(std::move(emb), nullptr, sh.vocab, H);
+  else lm_head = linear(rd.f32_rows("lm_head.weight", {c.vocab, H}, sh.vocab0, sh.vocab), nullptr, sh.vocab, H);
 
   std::vector<LayerWeights> ls((size_t)c.layers);
   for (int64_t i = 0; i < c.layers; i++) {
@@ -205,59 +306,73 @@ void Model::load() {
     const bool q4 = quantized(p + "q");
     if (q4 != quantized(p + "k") || q4 != quantized(p + "v"))
       fail(ErrorCode::ModelFormat, p + "q/k/v: all three must be W4A16 (qweight) or all fp (weight)");
+    // Column-parallel q/k/v: this rank's heads (rows); row-parallel o/down: its columns; gate/up: its rows.
     std::vector<float> w;
     if (!q4) {
-      w = rd.f32(p + "q.weight", {qd, H});
-      append(w, rd.f32(p + "k.weight", {kvd, H}));
-      append(w, rd.f32(p + "v.weight", {kvd, H}));
+      w = rd.f32_rows(p + "q.weight", {qd, H}, q0, qn);
+      append(w, rd.f32_rows(p + "k.weight", {kvd, H}, kv0, kvn));
+      append(w, rd.f32_rows(p + "v.weight", {kvd, H}, kv0, kvn));
     }
     bool qkv_bias = rd.has(p + "q.bias") || rd.has(p + "k.bias") || rd.has(p + "v.bias");
     std::vector<float> b;
     if (qkv_bias) {
-      b = rd.has(p + "q.bias") ? rd.f32(p + "q.bias", {qd}) : std::vector<float>((size_t)qd, 0.f);
-      append(b, rd.has(p + "k.bias") ? rd.f32(p + "k.bias", {kvd}) : std::vector<float>((size_t)kvd, 0.f));
-      append(b, rd.has(p + "v.bias") ? rd.f32(p + "v.bias", {kvd}) : std::vector<float>((size_t)kvd, 0.f));
+      b = rd.has(p + "q.bias") ? rd.f32_rows(p + "q.bias", {qd}, q0, qn) : std::vector<float>((size_t)qn, 0.f);
+      append(b, rd.has(p + "k.bias") ? rd.f32_rows(p + "k.bias", {kvd}, kv0, kvn) : std::vector<float>((size_t)kvn, 0.f));
+      append(b, rd.has(p + "v.bias") ? rd.f32_rows(p + "v.bias", {kvd}, kv0, kvn) : std::vector<float>((size_t)kvn, 0.f));
     }
     if (q4) {
-      const W4A16Host wq = w4(p + "q", qd, H), wk = w4(p + "k", kvd, H), wv = w4(p + "v", kvd, H);
+      W4A16Host wq = w4(p + "q", qd, H), wk = w4(p + "k", kvd, H), wv = w4(p + "v", kvd, H);
+      if (tp) {
+        wq = w4a16_slice(wq, q0, qn, 0, H);
+        wk = w4a16_slice(wk, kv0, kvn, 0, H);
+        wv = w4a16_slice(wv, kv0, kvn, 0, H);
+      }
       L.qkv = linear_w4({&wq, &wk, &wv}, qkv_bias ? &b : nullptr);
     } else {
-      L.qkv = linear(std::move(w), qkv_bias ? &b : nullptr, qd + 2 * kvd, H);
+      L.qkv = linear(std::move(w), qkv_bias ? &b : nullptr, qn + 2 * kvn, H);
     }
     std::vector<float> ob;
-    if (rd.has(p + "o.bias")) ob = rd.f32(p + "o.bias", {H});
+    if (rd.has(p + "o.bias") && sh.rank == 0) ob = rd.f32(p + "o.bias", {H});  // added once, before the all-reduce
     if (quantized(p + "o")) {
-      const W4A16Host wo = w4(p + "o", H, qd);
+      W4A16Host wo = w4(p + "o", H, qd);
+      if (tp) wo = w4a16_slice(wo, 0, H, q0, qn);
       L.o = linear_w4({&wo}, ob.empty() ? nullptr : &ob);
     } else {
-      L.o = linear(rd.f32(p + "o.weight", {H, qd}), ob.empty() ? nullptr : &ob, H, qd);
+      L.o = linear(rd.f32_cols(p + "o.weight", {H, qd}, q0, qn), ob.empty() ? nullptr : &ob, H, qn);
     }
     const bool gu4 = quantized(p + "gate");
     if (gu4 != quantized(p + "up")) fail(ErrorCode::ModelFormat, p + "gate/up: both must be W4A16 (qweight) or both fp (weight)");
     if (gu4) {
-      const W4A16Host wg = w4(p + "gate", I, H), wu = w4(p + "up", I, H);
+      W4A16Host wg = w4(p + "gate", I, H), wu = w4(p + "up", I, H);
+      if (tp) {
+        wg = w4a16_slice(wg, sh.inter0, sh.inter, 0, H);
+        wu = w4a16_slice(wu, sh.inter0, sh.inter, 0, H);
+      }
       L.gate_up = linear_w4({&wg, &wu}, nullptr);
     } else {
-      std::vector<float> gu = rd.f32(p + "gate.weight", {I, H});
-      append(gu, rd.f32(p + "up.weight", {I, H}));
-      L.gate_up = linear(std::move(gu), nullptr, 2 * I, H);
+      std::vector<float> gu = rd.f32_rows(p + "gate.weight", {I, H}, sh.inter0, sh.inter);
+      append(gu, rd.f32_rows(p + "up.weight", {I, H}, sh.inter0, sh.inter));
+      L.gate_up = linear(std::move(gu), nullptr, 2 * sh.inter, H);
     }
     if (quantized(p + "down")) {
-      const W4A16Host wd = w4(p + "down", H, I);
+      W4A16Host wd = w4(p + "down", H, I);
+      if (tp) wd = w4a16_slice(wd, 0, H, sh.inter0, sh.inter);
       L.down = linear_w4({&wd}, nullptr);
     } else {
-      L.down = linear(rd.f32(p + "down.weight", {H, I}), nullptr, H, I);
+      L.down = linear(rd.f32_cols(p + "down.weight", {H, I}, sh.inter0, sh.inter), nullptr, H, sh.inter);
     }
   }
   layers = std::move(ls);
   if (!c.kv_qparams.empty()) {
-    kv_qparams = Buffer(&be, c.kv_qparams.size() * 4);
-    be.upload(kv_qparams.get(), c.kv_qparams.data(), c.kv_qparams.size() * 4);
+    // [layers, 2, kv_heads, 2] -> this rank's KV heads
+    std::vector<float> qp;
+    for (int64_t l = 0; l < c.layers * 2; l++)
+      qp.insert(qp.end(), c.kv_qparams.begin() + (l * c.kv_heads + sh.kv_head0) * 2,
+                c.kv_qparams.begin() + (l * c.kv_heads + sh.kv_head0 + sh.kv_heads) * 2);
+    kv_qparams = Buffer(&be, qp.size() * 4);
+    be.upload(kv_qparams.get(), qp.data(), qp.size() * 4);
   }
   weight_bytes_ = bytes;
-  cfg_.tensors.clear();  // in-memory tensor data is no longer needed
-  cfg_.tensors.shrink_to_fit();
-  loaded_ = true;
 }
 
 }  // namespace lmfleet

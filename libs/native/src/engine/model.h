@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/collective.h"
+#include "engine/tp_plan.h"
 #include "ops/rope.h"
 
 namespace lmfleet {
@@ -26,6 +28,11 @@ struct ModelConfig {
   std::string backend = "cpu";
   int threads = 0;
   int device = 0;  // cuda device ordinal
+  // Tensor parallelism (engine/tp_plan.h): tp ranks, each a Model holding its shard on its own backend (cpu: the
+  // threads split between ranks; cuda: devices[r], default r). The Model made from this config is rank 0; it owns
+  // the other ranks (peers), the collective and the rank threads. tp 1: none of that exists.
+  int tp = 1;
+  std::vector<int> devices;
   std::string dtype = "f16";
   int64_t vocab = 0, hidden = 0, inter = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0;
   float eps = 1e-6f;
@@ -52,6 +59,13 @@ class Model {
  public:
   explicit Model(ModelConfig cfg);  // validates the config (E_INVALID_ARGUMENT)
   ~Model();
+  // Tensor parallelism: tp() ranks; rank(r) is this model for r = 0, else a peer; shard() what this rank holds
+  // (the whole model at tp 1); collective() is null at tp 1.
+  int tp() const { return cfg_.tp; }
+  Model& rank(int r) { return r == 0 ? *this : *peers_[(size_t)r - 1]; }
+  const ShardPlan& shard() const { return shard_; }
+  Collective* collective() const { return coll_; }
+  RankThreads& rank_threads() { return *rank_threads_; }
   void load();                      // maps files, checks every tensor (E_MODEL_FORMAT), converts and packs
   bool loaded() const { return loaded_; }
   size_t weight_bytes() const { return weight_bytes_; }
@@ -71,11 +85,21 @@ class Model {
   Buffer kv_qparams;                       // cfg().kv_qparams on the backend (empty: online)
   // Calibrated K / V (scale, zero) [kv_heads, 2] of layer l on the backend; null when online.
   const float* kv_static(int64_t l, bool v) const {
-    return kv_qparams.get() ? kv_qparams.as<float>() + (l * 2 + (v ? 1 : 0)) * cfg_.kv_heads * 2 : nullptr;
+    return kv_qparams.get() ? kv_qparams.as<float>() + (l * 2 + (v ? 1 : 0)) * shard_.kv_heads * 2 : nullptr;
   }
 
  private:
+  Model(const ModelConfig& cfg, int rank);  // a peer: cfg without tensors
+  void validate() const;
+  void make_backend();
+  void load_shard(class TensorReader& rd);
+
   ModelConfig cfg_;
+  ShardPlan shard_;
+  std::vector<std::unique_ptr<Model>> peers_;
+  std::unique_ptr<Collective> own_coll_;  // rank 0 only
+  Collective* coll_ = nullptr;            // every rank (tp > 1)
+  std::unique_ptr<RankThreads> rank_threads_;
   std::vector<float> inv_freq_;
   int64_t rotary_dim_ = 0;
   bool loaded_ = false;

@@ -67,6 +67,25 @@ void w4a16_locate(int64_t r, int64_t c, int64_t kp, int64_t* word, int* nibble) 
   *word = ((tile * (kp / 128) + kb) * 32 + (g * 4 + t)) * 4 + j;
 }
 
+W4A16Host w4a16_slice(const W4A16Host& w, int64_t r0, int64_t nr, int64_t c0, int64_t kc) {
+  const int64_t g = w.group;
+  if (r0 < 0 || nr <= 0 || r0 + nr > w.n || r0 % 8 || nr % 8)
+    fail(ErrorCode::InvalidArgument, "w4a16_slice: rows [" + std::to_string(r0) + ", +" + std::to_string(nr) + ") of " + std::to_string(w.n) +
+                                         " must be whole 8-row tiles");
+  if (c0 < 0 || kc <= 0 || c0 + kc > w.k || c0 % g || kc % g)
+    fail(ErrorCode::InvalidArgument, "w4a16_slice: columns [" + std::to_string(c0) + ", +" + std::to_string(kc) + ") of " + std::to_string(w.k) +
+                                         " must be whole groups of " + std::to_string(g));
+  W4A16Host o = empty_host(nr, kc, g);
+  for (int64_t r = 0; r < nr; r++)
+    for (int64_t c = 0; c < kc; c++) put_code(o, r, c, (uint8_t)get_code(w, r0 + r, c0 + c));
+  for (int64_t gi = 0; gi < kc / g; gi++)
+    for (int64_t r = 0; r < nr; r++) {
+      o.scales_zeros[(gi * nr + r) * 2] = w.scales_zeros[((c0 / g + gi) * w.n + r0 + r) * 2];
+      o.scales_zeros[(gi * nr + r) * 2 + 1] = w.scales_zeros[((c0 / g + gi) * w.n + r0 + r) * 2 + 1];
+    }
+  return o;
+}
+
 W4A16Host w4a16_pack(const uint8_t* q, const uint8_t* z, const uint16_t* s, int64_t n, int64_t k, int64_t group) {
   w4a16_check_shape(n, k, group, "w4a16_pack");
   W4A16Host w = empty_host(n, k, group);

@@ -49,6 +49,9 @@ W4A16Host w4a16_pack_awq(const int32_t* qweight, const int32_t* qzeros, const ui
                          int64_t group, ThreadPool* pool = nullptr);
 // Rows of several weights with the same k and group stacked into one (q, k, v -> qkv).
 W4A16Host w4a16_concat_rows(const std::vector<const W4A16Host*>& parts);
+// Rows [r0, r0 + nr) x columns [c0, c0 + kc) of w (tensor parallelism): whole 8-row tiles and whole groups, with
+// their scales and zeros; E_INVALID_ARGUMENT otherwise.
+W4A16Host w4a16_slice(const W4A16Host& w, int64_t r0, int64_t nr, int64_t c0, int64_t kc);
 // The f16-rounded dequantized weight W [n, k] as f32 (the reference every kernel is compared to).
 void w4a16_dequantize(const W4A16Host& w, float* out);
 

@@ -1,0 +1,105 @@
+// Tensor parallelism on the real CPU backend (ranks as threads): tiny random models sharded over 2 and 4 ranks give
+// the same greedy tokens as tp 1 for 64 steps and logits within fp16 tolerance; Qwen2's q/k/v bias, InternLM2's
+// packed wqkv, GQA with fewer KV heads than ranks (replicated), tied embeddings and W4A16 (AutoAWQ RTN) weights
+// included; widths that do not divide are refused with errors that name them.
+import * as path from 'node:path';
+import { autoAwq } from '../quant/awq';
+import { nativeCpuOrReport } from '../testing/native-cpu';
+import { makeTempDir } from '../testing/tmp-dir';
+import { writeTinyModel, type TinyModelOptions } from '../testing/tiny-model';
+import { Engine } from './engine';
+import { PretrainedModel } from './pretrained';
+
+const native = nativeCpuOrReport('tensor parallel');
+const d = native ? describe : describe.skip;
+const STEPS = 64;
+const PROMPTS = ['the cat sat on', 'def read(path):', 'hello'];
+
+/** A tiny model whose vocabulary divides by 8 (padded with extra special tokens). */
+function tinyModel(dir: string, opts: TinyModelOptions): string {
+  const { vocabSize } = writeTinyModel(dir, opts);
+  if (vocabSize % 8) writeTinyModel(dir, { ...opts, vocabSize: Math.ceil(vocabSize / 8) * 8 });
+  return dir;
+}
+
+interface Run {
+  tokens: number[][];
+  logits: Float32Array;
+}
+
+async function run(dir: string, tp: number): Promise<Run> {
+  const engine = await Engine.fromPretrained(dir, { native: native!, backend: 'cpu', tp, threads: 2, maxBatchSize: 4, sessionLen: 256 });
+  try {
+    const results = await engine.generate(PROMPTS, { maxNewTokens: STEPS, temperature: 0, ignoreEos: true });
+    const ids = engine.pretrained.tokenizer.encode(PROMPTS[0]);
+    const logits = await engine.pretrained.forward(ids);
+    return { tokens: results.map((r) => r.tokenIds), logits };
+  } finally {
+    await engine.dispose();
+  }
+}
+
+/** max |a - b| / (fp16 tolerance at |a|): <= 1 means every logit is within 2e-3 + 2e-3 |a|. */
+function fp16Excess(a: Float32Array, b: Float32Array): number {
+  expect(b.length).toBe(a.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / (2e-3 + 2e-3 * Math.abs(a[i])));
+  return worst;
+}
+
+d('tensor parallelism (cpu ranks)', () => {
+  const tmp = makeTempDir('lmfleet-tp-');
+  afterAll(() => tmp.cleanup());
+
+  const cases: [string, TinyModelOptions][] = [
+    ['llama GQA (4 q heads, 2 KV heads)', { arch: 'llama', numHeads: 4, numKvHeads: 2, seed: 3 }],
+    ['qwen2 with q/k/v bias', { arch: 'qwen2', numHeads: 4, numKvHeads: 2, seed: 4 }],
+    ['internlm2 packed wqkv with bias', { arch: 'internlm2', numHeads: 4, numKvHeads: 2, bias: true, seed: 5 }],
+    ['llama MQA (1 KV head: replicated over the ranks), tied embeddings', { arch: 'llama', numHeads: 4, numKvHeads: 1, tieWordEmbeddings: true, seed: 6 }],
+  ];
+  for (const [name, opts] of cases) {
+    it(`${name}: tp 2 and 4 give tp 1's greedy tokens for ${STEPS} steps and its logits within fp16 tolerance`, async () => {
+      const dir = tinyModel(path.join(tmp.dir, name.replace(/[^a-z0-9]+/gi, '-')), { hiddenSize: 64, intermediateSize: 128, numLayers: 2, ...opts });
+      const base = await run(dir, 1);
+      expect(base.tokens.every((t) => t.length === STEPS)).toBe(true);
+      for (const tp of [2, 4]) {
+        const r = await run(dir, tp);
+        expect(r.tokens).toEqual(base.tokens);
+        const excess = fp16Excess(base.logits, r.logits);
+        expect(excess).toBeLessThanOrEqual(1);
+        // the shards really ran: summing partial products in another order moves the last bits
+        expect(excess).toBeGreaterThan(0);
+      }
+    }, 240_000);
+  }
+
+  it('W4A16 (AutoAWQ RTN, group 32): tp 2 splits along whole groups with their scales and zeros; tp 4 is refused', async () => {
+    const src = tinyModel(path.join(tmp.dir, 'w4-src'), { arch: 'qwen2', hiddenSize: 64, intermediateSize: 128, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 7 });
+    const awq = path.join(tmp.dir, 'w4-awq');
+    await autoAwq(src, { workDir: awq, wGroupSize: 32, searchScale: false, searchClip: false, native: native! });
+    const base = await run(awq, 1);
+    const r = await run(awq, 2);
+    expect(r.tokens).toEqual(base.tokens);
+    expect(fp16Excess(base.logits, r.logits)).toBeLessThanOrEqual(1);
+    // tp 4: o_proj's input width per rank is 64 / 4 = 16, less than a group
+    await expect(PretrainedModel.load(awq, { native: native!, backend: 'cpu', tp: 4 })).rejects.toThrow(
+      /tp=4: W4A16 o_proj: each rank's input width 16 .* not a multiple of the group size 32/,
+    );
+  }, 240_000);
+
+  it('refuses widths that do not divide, naming them', async () => {
+    const dir = tinyModel(path.join(tmp.dir, 'odd'), { arch: 'llama', hiddenSize: 96, numHeads: 6, numKvHeads: 3, intermediateSize: 96, numLayers: 1, seed: 8 });
+    const load = (tp: number) => PretrainedModel.load(dir, { native: native!, backend: 'cpu', tp });
+    await expect(load(4)).rejects.toThrow(/tp=4: numHeads 6 does not divide by 4/);
+    await expect(load(2)).rejects.toThrow(/tp=2: numKvHeads 3 neither divides by 2 nor divides it/);
+    await expect(load(0)).rejects.toThrow(/tp must be/);
+    // tp 3 divides heads 6, KV heads 3 and intermediate 96; a vocabulary of 8k + 4 does not
+    const v = path.join(tmp.dir, 'odd-vocab');
+    const { vocabSize } = writeTinyModel(v, { arch: 'llama', hiddenSize: 96, numHeads: 6, numKvHeads: 3, intermediateSize: 96, numLayers: 1 });
+    const odd = vocabSize % 3 ? vocabSize : vocabSize + 1;
+    writeTinyModel(v, { arch: 'llama', hiddenSize: 96, numHeads: 6, numKvHeads: 3, intermediateSize: 96, numLayers: 1, vocabSize: odd });
+    await expect(PretrainedModel.load(v, { native: native!, backend: 'cpu', tp: 3 })).rejects.toThrow(
+      new RegExp(`tp=3: vocabSize ${odd} does not divide by 3`),
+    );
+  }, 60_000);
+});

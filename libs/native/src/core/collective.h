@@ -1,0 +1,67 @@
+// Collectives between the tensor-parallel ranks of one model (Megatron-style TP, engine/tp_plan.h). Every rank calls
+// the same sequence of collectives from its own thread (one thread per rank: a worker process drives its N
+// devices); a call returns when the rank's output is ready to use on the rank's backend.
+//
+// Implementations:
+//   cpu    make_cpu_collective: N ranks are threads sharing host memory (tests, the cpu backend).
+//   nccl   (cuda variant, cuda/collective_cuda.cu): libnccl.so.2 loaded at run time with
+//          dlopen, one communicator per rank, the calls enqueued on the rank's stream. NCCL_NVLS_ENABLE=0 is set
+//          before the communicators are made (NVLink multicast stays off).
+//   device (cuda variant, same file): every rank on the same GPU (no NCCL): the ranks' device
+//          buffers are summed / copied by a kernel, so the CUDA sharding can be checked on a 1-GPU machine.
+//
+// Summation order is fixed (rank 0 + rank 1 + ... in that order, for every element), so every rank gets the
+// same bits and a run is reproducible.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lmfleet {
+
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  virtual const char* name() const = 0;
+  virtual int size() const = 0;
+  // In place: buf [count] becomes the element-wise sum over ranks (same bits on every rank).
+  virtual void all_reduce_sum(int rank, float* buf, int64_t count) = 0;
+  // send [rows, cols] of every rank -> recv [rows, cols * size], rank r's block at columns [r * cols, (r+1) * cols).
+  // (rows == 1: a plain rank-major concatenation.)
+  virtual void all_gather(int rank, const float* send, float* recv, int64_t rows, int64_t cols) = 0;
+  virtual void barrier(int rank) = 0;
+  // A rank that failed calls abort() so that ranks waiting in a collective throw instead of waiting forever;
+  // reset() (with no rank inside a call) makes the collective usable again.
+  virtual void abort() = 0;
+  virtual void reset() = 0;
+};
+
+std::unique_ptr<Collective> make_cpu_collective(int size);
+
+#ifdef LMFLEET_WITH_CUDA
+class Backend;
+// The ranks' cuda backends (rank r's device and stream): NCCL when the devices differ, the device collective
+// when they are all the same GPU (cuda/collective_cuda.cu). E_BACKEND_UNAVAILABLE (with dlerror) without NCCL.
+std::unique_ptr<Collective> make_cuda_tp_collective(const std::vector<Backend*>& ranks);
+#endif
+
+// Runs fn(rank) for every rank on its own thread (rank 0 on the caller's) and rethrows the first failure
+// (aborting the collective so that no rank waits forever, then resetting it). Threads persist between calls.
+class RankThreads {
+ public:
+  explicit RankThreads(int size);
+  ~RankThreads();
+  RankThreads(const RankThreads&) = delete;
+  RankThreads& operator=(const RankThreads&) = delete;
+  int size() const { return size_; }
+  void run(Collective* coll, const std::function<void(int)>& fn);
+
+ private:
+  struct Impl;
+  int size_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lmfleet

@@ -1,0 +1,57 @@
+// The cpu collective of tensor parallelism (core/collective.h) through a native harness: N ranks as threads on fresh
+// random inputs, compared with a serial sum / concatenation computed here; a failing rank must not hang the others.
+import { binaryPath } from '../index';
+import { Rng, withSeed } from '../ops/testing';
+
+interface Spec { op: 'all_reduce_sum' | 'all_gather' | 'barrier'; inputs: Float32Array[]; rows?: number; repeat?: number; failRank?: number }
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const addon = require(binaryPath('cpu')!) as { runCollective(s: Spec): Float32Array[] };
+
+function randomInputs(ranks: number, n: number, rng: Rng): Float32Array[] {
+  return Array.from({ length: ranks }, () => rng.randn(n, 10));
+}
+
+describe('cpu collective (ranks as threads)', () => {
+  for (const ranks of [1, 2, 3, 4]) {
+    it(`all_reduce_sum over ${ranks} rank(s) equals the serial f32 sum in rank order, the same bits on every rank`, () =>
+      withSeed('all_reduce_sum', (rng) => {
+      for (const n of [1, 7, 64, 1000, 4099]) {
+        const inputs = randomInputs(ranks, n, rng);
+        const want = new Float32Array(n);
+        for (let i = 0; i < n; i++) {
+          let s = inputs[0][i];
+          for (let r = 1; r < ranks; r++) s = Math.fround(s + inputs[r][i]);
+          want[i] = s;
+        }
+        // repeat: consecutive calls alternate the scratch halves
+        const outs = addon.runCollective({ op: 'all_reduce_sum', inputs, repeat: 3 });
+        for (let r = 0; r < ranks; r++) expect({ n, r, out: Array.from(outs[r]) }).toEqual({ n, r, out: Array.from(want) });
+      }
+    }));
+
+    it(`all_gather over ${ranks} rank(s) places rank r's [rows, cols] block at columns r*cols`, () =>
+      withSeed('all_gather', (rng) => {
+      for (const [rows, cols] of [[1, 5], [3, 8], [7, 33]]) {
+        const inputs = randomInputs(ranks, rows * cols, rng);
+        const want = new Float32Array(rows * cols * ranks);
+        for (let r = 0; r < ranks; r++)
+          for (let i = 0; i < rows; i++)
+            for (let c = 0; c < cols; c++) want[i * cols * ranks + r * cols + c] = inputs[r][i * cols + c];
+        const outs = addon.runCollective({ op: 'all_gather', inputs, rows, repeat: 2 });
+        for (let r = 0; r < ranks; r++) expect({ rows, cols, r, out: Array.from(outs[r]) }).toEqual({ rows, cols, r, out: Array.from(want) });
+      }
+    }));
+  }
+
+  it('a rank that fails aborts the others (no hang) and its error is the one reported', () => {
+    const inputs = randomInputs(4, 16, new Rng(1));
+    for (const op of ['all_reduce_sum', 'all_gather', 'barrier'] as const) {
+      expect(() => addon.runCollective({ op, inputs, failRank: 2 })).toThrow(/rank 2 failed on purpose/);
+    }
+  });
+
+  it('rejects bad input', () => {
+    expect(() => addon.runCollective({ op: 'all_gather', inputs: [new Float32Array(5), new Float32Array(5)], rows: 2 })).toThrow(/rows must divide/);
+    expect(() => addon.runCollective({ op: 'all_reduce_sum', inputs: [new Float32Array(5), new Float32Array(4)] })).toThrow(/one length/);
+  });
+});
