@@ -14,7 +14,7 @@ describe('migrations (real Postgres)', () => {
     const ds = createDataSource(env.databaseUrl);
     await ds.initialize();
     try {
-      expect(await runMigrations(ds)).toEqual(['Initial1764072000000', 'Serving1764090000000']);
+      expect(await runMigrations(ds)).toEqual(['Initial1764072000000', 'Serving1764090000000', 'TensorParallel1764110000000']);
       expect(await runMigrations(ds)).toEqual([]); // idempotent
       const pending = await ds.driver.createSchemaBuilder().log();
       expect(pending.upQueries.map((q) => q.query)).toEqual([]); // migrations == entities
@@ -22,6 +22,7 @@ describe('migrations (real Postgres)', () => {
         (r: { table_name: string }) => r.table_name,
       );
       expect(tables).toEqual(['artifacts', 'deployments', 'jobs', 'metrics', 'migrations', 'model_versions', 'models', 'request_timings', 'workers']);
+      await ds.undoLastMigration();
       await ds.undoLastMigration();
       await ds.undoLastMigration();
       const after = await ds.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'migrations'`);
@@ -37,7 +38,7 @@ describe('migrations (real Postgres)', () => {
     await Promise.all([a.initialize(), b.initialize()]);
     try {
       const [ra, rb] = await Promise.all([runMigrations(a), runMigrations(b)]);
-      expect([...ra, ...rb]).toEqual(['Initial1764072000000', 'Serving1764090000000']);
+      expect([...ra, ...rb]).toEqual(['Initial1764072000000', 'Serving1764090000000', 'TensorParallel1764110000000']);
     } finally {
       await Promise.all([a.destroy(), b.destroy()]);
     }

@@ -35,12 +35,17 @@ describe('serving API (real Postgres + Redis)', () => {
   it('creates, lists, gets (by name or id) and deletes deployments, with defaults', async () => {
     const r = await http('POST', '/deployments', { name: 'tiny-a', versionId, maxBatchSize: 2 });
     expect(r.status).toBe(201);
-    expect(r.body).toMatchObject({ name: 'tiny-a', versionId, kvPolicy: 'auto', maxBatchSize: 2, maxPending: 8, sessionLen: null, cacheMaxEntryCount: null, workers: [] });
+    expect(r.body).toMatchObject({ name: 'tiny-a', versionId, kvPolicy: 'auto', maxBatchSize: 2, maxPending: 8, sessionLen: null, cacheMaxEntryCount: null, tp: 1, workers: [] });
     expect((await http('GET', '/deployments')).body.map((d: { name: string }) => d.name)).toEqual(['tiny-a']);
     expect((await http('GET', `/deployments/${r.body.id}`)).body.name).toBe('tiny-a');
     expect((await http('GET', '/v1/models')).body).toMatchObject({ object: 'list', data: [{ id: 'tiny-a', object: 'model', owned_by: 'lmfleet' }] });
     expect((await http('DELETE', '/deployments/tiny-a')).status).toBe(200);
     expect((await http('GET', '/deployments/tiny-a')).status).toBe(404);
+    // LMDeploy's --tp is kept with the deployment (the worker shards the model over that many GPUs of its host)
+    const t = await http('POST', '/deployments', { name: 'tiny-tp', versionId, tp: 2 });
+    expect([t.status, t.body.tp]).toEqual([201, 2]);
+    expect((await http('GET', '/deployments/tiny-tp')).body.tp).toBe(2);
+    expect((await http('DELETE', '/deployments/tiny-tp')).status).toBe(200);
   });
 
   it('refuses bad deployments: field errors, unknown version, duplicate name, maxPending below the batch', async () => {
@@ -49,6 +54,8 @@ describe('serving API (real Postgres + Redis)', () => {
       [{ name: 'x', versionId, kvPolicy: 'int3' }, 400, /kvPolicy/],
       [{ name: 'x', versionId, cacheMaxEntryCount: 1.5 }, 400, /cacheMaxEntryCount/],
       [{ name: 'x', versionId, maxBatchSize: 0 }, 400, /maxBatchSize/],
+      [{ name: 'x', versionId, tp: 0 }, 400, /tp/],
+      [{ name: 'x', versionId, tp: 1.5 }, 400, /tp/],
       [{ name: 'x', versionId, maxBatchSize: 4, maxPending: 2 }, 400, /maxPending 2 must be at least maxBatchSize 4/],
       [{ name: 'x', versionId: '00000000-0000-4000-8000-000000000000' }, 404, /version .* not found/],
       [{ name: 'x', versionId, extra: 1 }, 400, /extra/],

@@ -43,11 +43,16 @@ describe('lmfleet CLI', () => {
     const s = makeIO();
     expect(await run(['serve', 'api_server', '--help'], s.io)).toBe(0);
     for (const f of ['--server-port', '--cache-max-entry-count', '--session-len', '--backend', '--tp']) expect(s.out()).toContain(f);
+    for (const cmd of [['chat'], ['eval', 'ppl']]) {
+      const x = makeIO();
+      expect(await run([...cmd, '--help'], x.io)).toBe(0);
+      expect(x.out()).toContain('--tp');
+    }
   });
 
   it.each([
     [['serve', 'api_server', '/nonexistent/model'], /is not a model directory or workspace/],
-    [['serve', 'api_server', '/nonexistent/model', '--tp', '2'], /--tp 2: tensor parallelism is not supported/],
+    [['eval', 'ppl', '--api', 'http://127.0.0.1:9', '--dataset', 'x.txt', '--seqlen', '8', '--tp', '2', 'm'], /--tp 2 runs locally only/],
     [['serve', 'api_server', '/nonexistent/model', '--quant-policy', '3'], /--quant-policy must be 0, 4 or 8/],
     [['serve', 'api_client', 'not a url'], /not a URL/],
     [['serve', 'api_client', 'ftp://x'], /only http\(s\) URLs/],

@@ -156,7 +156,7 @@ export function createProgram(io: CliIO): Command {
     .option('--max-batch-size <n>', 'max sequences per batch', parseIntArg('--max-batch-size', 1))
     .addOption(quantPolicyOption())
     .addOption(kvCalibOption())
-    .option('--tp <n>', 'tensor parallel degree', parseIntArg('--tp', 1), 1)
+    .option('--tp <n>', 'tensor parallel degree: shard the model over this many GPUs of this host (cpu: threads)', parseIntArg('--tp', 1), 1)
     .option('--threads <n>', 'CPU threads (cpu backend)', parseIntArg('--threads', 1))
     .option('--system <prompt>', 'system prompt')
     .option('--chat-template <file>', 'a Jinja chat template file to use instead of the model\'s')
@@ -185,7 +185,7 @@ export function createProgram(io: CliIO): Command {
     .option('--cache-max-entry-count <f>', 'fraction of free memory for the KV cache', parseFloatArg('--cache-max-entry-count', 0, 1))
     .option('--max-batch-size <n>', 'max sequences per batch', parseIntArg('--max-batch-size', 1))
     .option('--quant-policy <n>', 'KV cache: 0 fp16, 4 int4, 8 int8', parseIntArg('--quant-policy', 0), 0)
-    .option('--tp <n>', 'tensor parallel degree (1 only)', parseIntArg('--tp', 1), 1)
+    .option('--tp <n>', 'tensor parallel degree: the worker shards the model over this many GPUs (cpu: threads)', parseIntArg('--tp', 1), 1)
     .option('--api-keys <keys...>', 'API keys clients must send as "Authorization: Bearer <key>"')
     .option('--log-dir <dir>', 'where the API and worker logs go (default: a new temporary directory)')
     .option('--ready-timeout <s>', 'seconds to wait for the model to load', parseIntArg('--ready-timeout', 1), 1800)
@@ -220,6 +220,7 @@ export function createProgram(io: CliIO): Command {
     .option('--json', 'print the result as JSON', false)
     .addOption(backendOption())
     .option('--threads <n>', 'CPU threads (cpu backend)', parseIntArg('--threads', 1))
+    .option('--tp <n>', 'tensor parallel degree: shard the model over this many GPUs of this host (cpu: threads)', parseIntArg('--tp', 1), 1)
     .addOption(quantPolicyOption())
     .addOption(kvCalibOption())
     .option('--version-id <uuid>', 'with --api: a registered version to evaluate instead of a model directory')
@@ -227,6 +228,7 @@ export function createProgram(io: CliIO): Command {
     .action(async (modelPath: string | undefined, o, cmd: Command) => {
       const api = apiOf(cmd, io);
       noRemoteKvQuant(api, o, 'eval ppl');
+      if (api && o.tp !== 1) throw new CliExit(2, `lmfleet eval ppl: --tp ${o.tp} runs locally only (not with --api yet)`);
       if (!api) return evalPplCommand(io, needModel(modelPath, 'eval ppl'), o);
       const versionId = await resolveVersion(api, modelPath, o.versionId);
       await runRemoteJob(io, api, 'eval', evalParams(versionId, o), { label: 'eval ppl', json: o.json, pollMs: pollMs() });

@@ -164,6 +164,9 @@ export interface LoadedDeployment {
   activeRequests?: number;
   maxBatchSize?: number;
   sessionLen?: number;
+  /** Tensor parallelism: the device of each rank this worker runs the deployment on. */
+  tp?: number;
+  devices?: string[];
   engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number };
 }
 
@@ -176,6 +179,8 @@ export interface Deployment {
   maxBatchSize: number;
   sessionLen: number | null;
   maxPending: number;
+  /** LMDeploy's --tp (absent from an API older than tensor parallelism). */
+  tp?: number;
   createdAt: string;
   workers: Array<{ workerId: string; workerName: string } & LoadedDeployment>;
 }

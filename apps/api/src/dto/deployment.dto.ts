@@ -44,4 +44,16 @@ export class CreateDeploymentDto {
   @Min(1)
   @Max(100_000)
   maxPending?: number;
+
+  @ApiPropertyOptional({
+    description: "LMDeploy's --tp: shard the model over this many GPUs of each worker's host (Megatron-style; cpu workers: threads). The model's heads, intermediate size and vocabulary must divide by it; a worker that cannot load it reports the reason as its deployment state",
+    default: 1,
+    minimum: 1,
+    maximum: 64,
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  @Max(64)
+  tp?: number;
 }

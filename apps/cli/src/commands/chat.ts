@@ -28,7 +28,6 @@ export interface ChatFlags {
 }
 
 export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags): Promise<void> {
-  if (flags.tp !== undefined && flags.tp > 1) io.stderr.write(`[warn] --tp ${flags.tp}: tensor parallelism is not supported yet; using 1 device\n`);
   let chatTemplate: string | undefined;
   if (flags.chatTemplate !== undefined) {
     try {
@@ -44,6 +43,7 @@ export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags)
     cacheMaxEntryCount: flags.cacheMaxEntryCount,
     maxBatchSize: flags.maxBatchSize ?? 1,
     threads: flags.threads,
+    ...(flags.tp !== undefined && flags.tp !== 1 ? { tp: flags.tp } : {}),
     ...(flags.quantPolicy !== undefined ? { quantPolicy: Number(flags.quantPolicy) as 0 | 4 | 8 } : {}),
     ...(flags.kvCalibDir !== undefined ? { kvCalibDir: flags.kvCalibDir } : {}),
     native: io.native,

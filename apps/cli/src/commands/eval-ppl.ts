@@ -12,6 +12,7 @@ export interface EvalPplFlags {
   json?: boolean;
   backend: 'auto' | 'cpu' | 'cuda';
   threads?: number;
+  tp?: number;
 }
 
 export async function evalPplCommand(io: CliIO, modelDir: string, flags: EvalPplFlags): Promise<void> {
@@ -22,6 +23,7 @@ export async function evalPplCommand(io: CliIO, modelDir: string, flags: EvalPpl
     maxWindows: flags.maxWindows,
     backend: flags.backend,
     threads: flags.threads,
+    ...(flags.tp !== undefined && flags.tp !== 1 ? { tp: flags.tp } : {}),
     ...(flags.quantPolicy !== undefined ? { quantPolicy: Number(flags.quantPolicy) as 0 | 4 | 8 } : {}),
     ...(flags.kvCalibDir !== undefined ? { kvCalibDir: flags.kvCalibDir } : {}),
     native: io.native,

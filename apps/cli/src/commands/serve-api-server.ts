@@ -168,7 +168,7 @@ function tail(file: string, n = 30): string {
 }
 
 export async function apiServerCommand(io: CliIO, modelDir: string, flags: ApiServerFlags, env: NodeJS.ProcessEnv = process.env): Promise<void> {
-  if (flags.tp !== 1) throw new CliExit(2, `--tp ${flags.tp}: tensor parallelism is not supported yet (one GPU per worker); use --tp 1`);
+  if (!Number.isInteger(flags.tp) || flags.tp < 1) throw new CliExit(2, `--tp ${flags.tp}: must be a positive integer`);
   const kvPolicy = kvPolicyOf(flags.quantPolicy);
   const abs = path.resolve(modelDir);
   if (!isServable(abs)) throw new CliExit(2, `lmfleet serve api_server: ${abs} is not a model directory or workspace (no config.json or lmfleet.json)`);
@@ -240,6 +240,7 @@ export async function apiServerCommand(io: CliIO, modelDir: string, flags: ApiSe
       name,
       versionId,
       kvPolicy,
+      tp: flags.tp,
       ...(flags.cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount: flags.cacheMaxEntryCount } : {}),
       ...(flags.maxBatchSize !== undefined ? { maxBatchSize: flags.maxBatchSize } : {}),
       ...(flags.sessionLen !== undefined ? { sessionLen: flags.sessionLen } : {}),
@@ -251,7 +252,7 @@ export async function apiServerCommand(io: CliIO, modelDir: string, flags: ApiSe
       await api.call('DELETE', `/deployments/${name}`);
     }
     if (!same) await api.call('POST', '/deployments', want);
-    say(`deployed ${name} (version ${versionId}, kv ${kvPolicy}); waiting for the worker to load it`);
+    say(`deployed ${name} (version ${versionId}, kv ${kvPolicy}${flags.tp > 1 ? `, tp ${flags.tp}` : ''}); waiting for the worker to load it`);
     await waitUntil(
       'the deployment to be ready',
       async () => {

@@ -9,12 +9,19 @@ import type { Deployment, DeploymentStats, Worker } from '../types';
 
 const KV_POLICIES = ['fp16', 'int8', 'int4', 'auto'];
 
+/** The ranks a worker runs a deployment on: "tp 2 on cuda:0, cuda:1" ("on cpu" for cpu ranks, which are threads). */
+function devicesText(devices: string[]): string {
+  const uniq = [...new Set(devices)];
+  return `tp ${devices.length} on ${uniq.join(', ')}`;
+}
+
 function DeployForm({ onDone }: { onDone: () => void }) {
   const [name, setName] = useState('');
   const [versionId, setVersionId] = useState('');
   const [kvPolicy, setKvPolicy] = useState('fp16');
   const [maxBatchSize, setMaxBatchSize] = useState('8');
   const [sessionLen, setSessionLen] = useState('');
+  const [tp, setTp] = useState('1');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const submit = async (e: FormEvent) => {
@@ -28,6 +35,7 @@ function DeployForm({ onDone }: { onDone: () => void }) {
         kvPolicy,
         maxBatchSize: Number(maxBatchSize),
         ...(sessionLen.trim() ? { sessionLen: Number(sessionLen) } : {}),
+        ...(Number(tp) > 1 ? { tp: Number(tp) } : {}),
       });
       setName('');
       onDone();
@@ -57,6 +65,9 @@ function DeployForm({ onDone }: { onDone: () => void }) {
       </Field>
       <Field label="Session length (optional)">
         <input type="number" min={16} value={sessionLen} onChange={(e) => setSessionLen(e.target.value)} aria-label="Session length" />
+      </Field>
+      <Field label="Tensor parallel (--tp)" hint="GPUs of one worker's host the model is sharded over">
+        <input type="number" min={1} max={64} value={tp} onChange={(e) => setTp(e.target.value)} aria-label="Tensor parallel degree" />
       </Field>
       <div className="form-actions">
         <button type="submit" className="primary" disabled={busy}>
@@ -105,6 +116,7 @@ function Deployments() {
               <div className="kv-row"><dt>version</dt><dd className="mono">{shortId(d.versionId)}</dd></div>
               <div className="kv-row"><dt>KV cache</dt><dd>{d.kvPolicy}{d.cacheMaxEntryCount != null ? ` · ${num(d.cacheMaxEntryCount * 100, 0)} % of free memory` : ''}</dd></div>
               <div className="kv-row"><dt>batch</dt><dd>max {d.maxBatchSize} · queue {d.maxPending}{d.sessionLen ? ` · session ${d.sessionLen}` : ''}</dd></div>
+              <div className="kv-row" data-testid="deployment-tp"><dt>tensor parallel</dt><dd>tp {d.tp ?? 1}</dd></div>
               {(() => {
                 const st = statsOf(d.name);
                 return (
@@ -132,6 +144,7 @@ function Deployments() {
                     <dt>{w.workerName}</dt>
                     <dd>
                       <StatusBadge status={w.state ?? 'unknown'} /> {w.activeRequests ?? 0} running
+                      {w.devices && w.devices.length > 0 && <span data-testid="deployment-devices"> · {devicesText(w.devices)}</span>}
                       {w.engine && (
                         <>
                           {' '}· {w.engine.waiting} waiting · KV {used}/{w.engine.blocksTotal} blocks
@@ -195,6 +208,7 @@ export function WorkersPage() {
                         ? w.loadedDeployments.map((d) => (
                             <span key={d.deploymentId} className="tag" title={d.error ?? undefined}>
                               {d.name ?? d.deploymentId} · {d.state ?? 'loaded'}
+                              {d.devices && d.devices.length > 0 ? ` · ${devicesText(d.devices)}` : ''}
                               {d.activeRequests ? ` · ${d.activeRequests} running` : ''}
                             </span>
                           ))

@@ -108,6 +108,11 @@ export class Engine {
     return this.pretrained.backend;
   }
 
+  /** Tensor parallelism: one device per rank ('cuda:0', 'cuda:1', ...; 'cpu' ranks are threads). Length = tp. */
+  get devices(): string[] {
+    return this.pretrained.devices;
+  }
+
   /** The KV cache quantization the engine runs with (quantPolicy, and online or calibrated scales). */
   get kvQuant() {
     return this.pretrained.kvQuant;

@@ -45,6 +45,8 @@ export class PretrainedModel {
   private disposed = false;
   /** The KV cache quantization this model runs with (set by load). */
   kvQuant: KvQuantInfo = { quantPolicy: 0, mode: 'float' };
+  /** Tensor parallelism: the device of each rank ('cuda:<ordinal>'; cpu ranks are threads: 'cpu'); set by load. */
+  devices: string[] = [];
 
   constructor(
     readonly dir: string,
@@ -151,6 +153,10 @@ export class PretrainedModel {
     );
     const pm = new PretrainedModel(loaded.dir, loaded, tokenizer, chatTemplate, native, model, log);
     pm.kvQuant = { quantPolicy: kv.quantPolicy, mode: kv.mode };
+    const tp = opts.tp ?? 1;
+    pm.devices = Array.from({ length: tp }, (_, r) =>
+      native.backend === 'cuda' ? `cuda:${opts.devices?.[r] ?? (tp > 1 ? r : (opts.device ?? 0))}` : 'cpu',
+    );
     return pm;
   }
 }

@@ -27,6 +27,8 @@ export interface CreateDeployment {
   maxBatchSize?: number;
   sessionLen?: number;
   maxPending?: number;
+  /** LMDeploy's --tp (default 1). */
+  tp?: number;
 }
 
 export interface DeploymentView extends DeploymentEntity {
@@ -76,6 +78,7 @@ export class DeploymentService {
       maxBatchSize,
       sessionLen: input.sessionLen ?? null,
       maxPending,
+      tp: input.tp ?? 1,
     });
     this.cache.delete(dep.name);
     return { ...dep, workers: [] };

@@ -58,6 +58,8 @@ export interface ServingLoadOptions extends EngineLoadOptions {
   cacheMaxEntryCount?: number;
   /** KV-cache storage; 'auto': what a workspace recorded (convert --quant-policy), else fp16. */
   kvPolicy?: 'auto' | 'fp16' | 'int8' | 'int4';
+  /** LMDeploy's --tp: ranks (GPUs of this host) the model is sharded over. */
+  tp?: number;
 }
 
 export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty' | 'seed'>;
@@ -92,6 +94,8 @@ export interface ServingChat {
 export interface ServingEngine {
   readonly sessionLen: number;
   readonly maxBatchSize: number;
+  /** Tensor parallelism: the device of every rank ('cuda:0', ...; 'cpu' for cpu ranks). */
+  readonly devices: string[];
   /** Chat messages through the model's chat template, with the generation prompt. */
   encodeChat(messages: ServingMessage[]): number[];
   /** A plain prompt (with the tokenizer's BOS). */
@@ -197,12 +201,14 @@ export class LmfleetEngineAdapter implements EngineAdapter {
         ...(opts.sessionLen !== undefined ? { sessionLen: opts.sessionLen } : {}),
         ...(opts.cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount: opts.cacheMaxEntryCount } : {}),
         ...(quantPolicy !== undefined ? { quantPolicy } : {}),
+        ...(opts.tp !== undefined && opts.tp !== 1 ? { tp: opts.tp } : {}),
       }),
     );
     const tokenTexts = new Map<number, string>();
     return {
       sessionLen: engine.sessionLen,
       maxBatchSize: engine.maxBatchSize,
+      devices: engine.devices,
       encodeChat: (messages) => engine.encodePrompt(messages),
       encodeText: (text) => engine.encodePrompt(text),
       stopIds: (chat) => engine.defaultStopIds(chat),

@@ -103,7 +103,7 @@ export class ServingHost {
         ...(h.error ? { error: h.error } : {}),
         activeRequests: h.active,
         maxBatchSize: h.engine?.maxBatchSize ?? h.dep.maxBatchSize,
-        ...(h.engine ? { sessionLen: h.engine.sessionLen } : {}),
+        ...(h.engine ? { sessionLen: h.engine.sessionLen, tp: h.engine.devices.length, devices: h.engine.devices } : {}),
         ...(engine ? { engine } : {}),
       };
     });
@@ -145,6 +145,7 @@ export class ServingHost {
         ...(dep.sessionLen !== null ? { sessionLen: dep.sessionLen } : {}),
         ...(dep.cacheMaxEntryCount !== null ? { cacheMaxEntryCount: dep.cacheMaxEntryCount } : {}),
         kvPolicy: dep.kvPolicy,
+        ...(dep.tp > 1 ? { tp: dep.tp } : {}),
       });
     } catch (err) {
       h.state = 'failed';

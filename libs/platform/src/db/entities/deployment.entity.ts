@@ -39,6 +39,10 @@ export class DeploymentEntity {
   @Column({ name: 'session_len', type: 'integer', nullable: true })
   sessionLen!: number | null;
 
+  /** LMDeploy's --tp: the model is sharded over this many GPUs of each worker's host (cpu: threads); 1: no sharding. */
+  @Column({ type: 'integer', default: 1 })
+  tp!: number;
+
   /** Requests admitted at once (waiting + running) before the API answers 429. */
   @Column({ name: 'max_pending', type: 'integer' })
   maxPending!: number;

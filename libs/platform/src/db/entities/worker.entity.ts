@@ -14,6 +14,10 @@ export interface LoadedDeployment {
   activeRequests?: number;
   maxBatchSize?: number;
   sessionLen?: number;
+  /** Tensor parallelism: the ranks this worker runs the deployment on, one device each ('cuda:0', 'cuda:1'; cpu
+   *  ranks are threads: 'cpu'). Absent while loading or after a failure. */
+  tp?: number;
+  devices?: string[];
   /** The engine's own counters (KV blocks, running/waiting sequences). */
   engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number };
 }
