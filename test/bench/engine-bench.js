@@ -6,6 +6,8 @@
 // decode ms/step = (totalMs - firstTokenMs) / (completionTokens - 1), median over requests. Prefill: one
 // 2048-token prompt with maxNewTokens 1, firstTokenMs - queuedMs. Prints ENGINE_JSON last (bench_table.py).
 //   node test/bench/engine-bench.js ADDON.node MODEL_DIR [--batches 1,16,64] [--prompt 128] [--new 128] [--prefill 2048]
+//        [--tp N] [--devices 0,1]   (tensor parallelism: the model sharded over N ranks, rank r on devices[r])
+// test/bench/tp-parity.js reuses modelConfig / runEngine / randIds (module.exports).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -66,14 +68,40 @@ function randIds(n, vocab) {
   return a;
 }
 
+// The NativeModelConfig of a Hugging Face directory (Llama layout, or its AutoAWQ GEMM checkpoint).
+// o.tp > 1: tensor parallelism over o.devices ('0,1'; default 0..tp-1).
+function modelConfig(modelDir, o = {}) {
+  const cfg = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
+  const heads = cfg.num_attention_heads;
+  const config = {
+    backend: o.backend ?? 'cuda', device: 0, dtype: 'f16', vocabSize: cfg.vocab_size, hiddenSize: cfg.hidden_size,
+    intermediateSize: cfg.intermediate_size, numLayers: cfg.num_hidden_layers, numHeads: heads,
+    numKvHeads: cfg.num_key_value_heads ?? heads, headDim: cfg.head_dim ?? cfg.hidden_size / heads,
+    rmsNormEps: cfg.rms_norm_eps ?? 1e-6, maxPositionEmbeddings: cfg.max_position_embeddings ?? 4096,
+    rope: { type: 'default', theta: cfg.rope_theta ?? 10000 }, tieWordEmbeddings: !!cfg.tie_word_embeddings,
+    hiddenAct: 'silu', tensors: tensors(modelDir),
+  };
+  const qc = cfg.quantization_config;
+  if (qc) config.quant = { method: 'awq', bits: 4, groupSize: qc.group_size };
+  const tp = Number(o.tp ?? 1);
+  if (tp > 1) {
+    config.tp = tp;
+    if (o.devices !== undefined) config.devices = String(o.devices).split(',').map(Number);
+  }
+  return config;
+}
+
 // Runs `reqs` on a fresh engine; resolves with the 'done' events.
 function runEngine(addon, model, opts, reqs) {
   return new Promise((resolve, reject) => {
     const engine = addon.createEngine(model, opts);
     const done = [];
+    const tokens = new Map();
     engine.start((events) => {  // the raw addon delivers events in batches (one array per engine step)
       for (const ev of Array.isArray(events) ? events : [events]) {
         if (ev.type === 'error') reject(new Error(`${ev.code}: ${ev.message}`));
+        if (ev.type === 'tokens') tokens.set(ev.id, [...(tokens.get(ev.id) ?? []), ...ev.tokens]);
+        if (ev.type === 'done') ev.tokens = tokens.get(ev.id) ?? [];
         if (ev.type === 'done') {
           done.push(ev);
           if (done.length === reqs.length) Promise.resolve(engine.dispose()).then(() => resolve(done), reject);
@@ -89,18 +117,7 @@ async function main() {
   const info = addon.backendInfo();
   console.log(`addon ${addon.version}; backend ${JSON.stringify(info)}`);
   if (!info.available) throw new Error(`backend unavailable: ${info.reason}`);
-  const cfg = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
-  const heads = cfg.num_attention_heads;
-  const config = {
-    backend: opt.backend ?? 'cuda', device: 0, dtype: 'f16', vocabSize: cfg.vocab_size, hiddenSize: cfg.hidden_size,
-    intermediateSize: cfg.intermediate_size, numLayers: cfg.num_hidden_layers, numHeads: heads,
-    numKvHeads: cfg.num_key_value_heads ?? heads, headDim: cfg.head_dim ?? cfg.hidden_size / heads,
-    rmsNormEps: cfg.rms_norm_eps ?? 1e-6, maxPositionEmbeddings: cfg.max_position_embeddings ?? 4096,
-    rope: { type: 'default', theta: cfg.rope_theta ?? 10000 }, tieWordEmbeddings: !!cfg.tie_word_embeddings,
-    hiddenAct: 'silu', tensors: tensors(modelDir),
-  };
-  const qc = cfg.quantization_config;
-  if (qc) config.quant = { method: 'awq', bits: 4, groupSize: qc.group_size };
+  const config = modelConfig(modelDir, { backend: opt.backend, tp: opt.tp, devices: opt.devices });
   let t0 = Date.now();
   const model = addon.createModel(config);
   await model.load();
@@ -147,7 +164,11 @@ async function main() {
   console.log('ADDON_JSON ' + JSON.stringify(result));
 }
 
-main().catch((e) => {
-  console.error(`engine-bench failed: ${e.stack || e}`);
-  process.exit(1);
-});
+module.exports = { modelConfig, runEngine, randIds };
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(`engine-bench failed: ${e.stack || e}`);
+    process.exit(1);
+  });
+}

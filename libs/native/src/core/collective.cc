@@ -64,6 +64,10 @@ class CpuCollective : public Collective {
     wait();
   }
 
+  void all_reduce_sum_f16(int, void*, int64_t) override {
+    fail(ErrorCode::Internal, "collective: the cpu collective has no f16 all-reduce (the cpu decoder computes in f32)");
+  }
+
   void barrier(int rank) override {
     check(rank);
     wait();

@@ -31,7 +31,12 @@ class Collective {
   // send [rows, cols] of every rank -> recv [rows, cols * size], rank r's block at columns [r * cols, (r+1) * cols).
   // (rows == 1: a plain rank-major concatenation.)
   virtual void all_gather(int rank, const float* send, float* recv, int64_t rows, int64_t cols) = 0;
+  // The same on f16 data (the cuda decoder's activations; the ranks' device buffers). cpu: E_INTERNAL.
+  virtual void all_reduce_sum_f16(int rank, void* buf, int64_t count) = 0;
   virtual void barrier(int rank) = 0;
+  // True when the calls can be captured into a CUDA graph on the rank's stream (NCCL); false when they wait on
+  // the host for the other ranks (cpu, the same-GPU device collective).
+  virtual bool graph_capturable() const { return false; }
   // A rank that failed calls abort() so that ranks waiting in a collective throw instead of waiting forever;
   // reset() (with no rank inside a call) makes the collective usable again.
   virtual void abort() = 0;

@@ -52,6 +52,15 @@ void linear_any(CublasGemm& g, const half* x, int ldx, const std::unique_ptr<Lin
   g.linear(x, ldx, f.w, f.bias, y, ldy, m, (int)f.n, (int)f.k);
 }
 
+// logits [R, n * vl] from the all-gathered slices [n][R][vl] (tensor parallelism)
+__global__ void interleave_logits_kernel(const float* __restrict__ g, float* __restrict__ out, int R, int n, int vl) {
+  const int64_t total = (int64_t)R * n * vl;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = i / ((int64_t)n * vl), rest = i % ((int64_t)n * vl), rank = rest / vl, c = rest % vl;
+    out[i] = g[(rank * R + r) * vl + c];
+  }
+}
+
 int batch_bucket(int s) {
   if (s <= 8) {
     int b = 1;
@@ -73,11 +82,16 @@ CudaDecoder::CudaDecoder(Model& m)
     : m_(m), be_(dynamic_cast<CudaBackend&>(m.backend())), s_(dynamic_cast<CudaBackend&>(m.backend()).stream()) {
   be_.bind();
   const ModelConfig& c = m.cfg();
+  const ShardPlan& sh = m.shard();
   if (c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 128)
     fail(ErrorCode::InvalidArgument, "cuda: head_dim must be 16, 32, 64 or 128, got " + std::to_string(c.head_dim));
-  if (c.hidden % 8 || c.inter % 8) fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes must be multiples of 8");
+  if (c.hidden % 8 || sh.inter % 8)
+    fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes (per tensor-parallel rank) must be multiples of 8");
   if (const char* g = std::getenv("LMFLEET_CUDA_GRAPHS")) use_graphs_ = std::string(g) != "0";
-  embed_ = to_f16_copy(m.embed, (size_t)c.vocab * c.hidden, s_);
+  // tp > 1: graphs only when the collective can be captured (NCCL); the same-GPU collective waits on the host
+  if (m.tp() > 1 && (!m.collective() || !m.collective()->graph_capturable())) use_graphs_ = false;
+  // tp > 1: the rank's vocabulary rows plus the zero row that other ranks' tokens look up (engine/tp_plan.h)
+  embed_ = to_f16_copy(m.embed, (size_t)(m.tp() > 1 ? sh.vocab + 1 : c.vocab) * c.hidden, s_);
   final_norm_ = to_f16_copy(m.final_norm, (size_t)c.hidden, s_);
   for (auto& L : m.layers) {
     in_norm_.push_back(to_f16_copy(L.input_norm, (size_t)c.hidden, s_));
@@ -96,6 +110,8 @@ CudaDecoder::~CudaDecoder() {
   for (half* p : in_norm_) cudaFree(p);
   for (half* p : post_norm_) cudaFree(p);
   if (attn_ws_) cudaFree(attn_ws_);
+  if (logits_rank_) cudaFree(logits_rank_);
+  if (logits_gather_) cudaFree(logits_gather_);
   if (dev_stage_) cudaFree(dev_stage_);
   if (host_stage_) cudaFreeHost(host_stage_);
   if (staged_) cudaEventDestroy(staged_);
@@ -112,20 +128,27 @@ void CudaDecoder::ensure_capacity(int T, int R) {
   LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
   drop_graphs();
   const ModelConfig& c = m_.cfg();
+  const ShardPlan& sh = m_.shard();
   const size_t nT = (size_t)std::max(T, cap_T_), nR = (size_t)std::max(R, cap_R_);
-  const size_t H = c.hidden, Q = (size_t)(c.heads + 2 * c.kv_heads) * c.head_dim, I = c.inter;
+  const size_t H = c.hidden, Q = (size_t)(sh.heads + 2 * sh.kv_heads) * c.head_dim, I = sh.inter;
   for (half** p : {&resid_, &h_, &qkv_, &attn_, &proj_, &gu_, &act_, &rows_})
     if (*p) { LMF_CUDA_CHECK(cudaFree(*p)); *p = nullptr; }
   auto mk = [](half** p, size_t n) { LMF_CUDA_CHECK(cudaMalloc(p, n * sizeof(half))); };
   mk(&resid_, nT * H);
   mk(&h_, nT * H);
   mk(&qkv_, nT * Q);
-  mk(&attn_, nT * (size_t)c.heads * c.head_dim);
+  mk(&attn_, nT * (size_t)sh.heads * c.head_dim);
   mk(&proj_, nT * H);
   mk(&gu_, nT * 2 * I);
   mk(&act_, nT * I);
   mk(&rows_, nR * H);
   logits_.ensure(&be_, nR * (size_t)c.vocab * 4);
+  if (m_.tp() > 1) {
+    for (float** p : {&logits_rank_, &logits_gather_})
+      if (*p) { LMF_CUDA_CHECK(cudaFree(*p)); *p = nullptr; }
+    LMF_CUDA_CHECK(cudaMalloc(&logits_rank_, nR * (size_t)sh.vocab * 4));
+    LMF_CUDA_CHECK(cudaMalloc(&logits_gather_, nR * (size_t)c.vocab * 4));
+  }
   // W4A16 workspaces (split-k partial sums or the dense scratch) sized now: graph capture cannot allocate
   for (const auto& L : m_.layers)
     for (const auto* w : {&L.qkv, &L.o, &L.gate_up, &L.down})
@@ -183,7 +206,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   if (decode) {
     if (use_graphs_) Tp = Sp = Rp = batch_bucket(S);
     // flash-decoding split: short splits when few (sequence, kv head) pairs would leave SMs idle
-    const int pairs = Tp * (int)c.kv_heads;
+    const int pairs = Tp * (int)m_.shard().kv_heads;
     split_len_ = pairs < 128 ? 32 : (pairs < 512 ? 64 : 128);
     splits = pow2_at_least((max_ctx + split_len_ - 1) / split_len_);
     if (use_graphs_) mb = (splits * split_len_ + kv.block_size - 1) / (int)kv.block_size;
@@ -206,8 +229,14 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   LMF_CUDA_CHECK(cudaEventSynchronize(staged_));
   int32_t* hs = reinterpret_cast<int32_t*>(host_stage_);
   std::memset(hs, 0, L.words * 4);
+  const ShardPlan& sh = m_.shard();
   for (int t = 0; t < Tp; t++) {
-    hs[L.tokens + t] = t < T ? b.tokens[t] : 0;
+    if (m_.tp() == 1) {
+      hs[L.tokens + t] = t < T ? b.tokens[t] : 0;
+    } else {  // vocabulary-parallel embedding: the rank's rows, its zero row (index sh.vocab) for other tokens
+      const int64_t id = t < T ? (int64_t)b.tokens[t] - sh.vocab0 : -1;
+      hs[L.tokens + t] = (int32_t)(id >= 0 && id < sh.vocab ? id : sh.vocab);
+    }
     hs[L.positions + t] = t < T ? b.positions[t] : 0;
     hs[L.slots + t] = t < T ? b.slots[t] : -1;
   }
@@ -236,7 +265,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     const auto key = std::make_tuple(Tp, splits, mb, inv_n);
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
-      const size_t ws = attention_decode_workspace_bytes(Tp, (int)c.heads, (int)c.head_dim, splits);
+      const size_t ws = attention_decode_workspace_bytes(Tp, (int)m_.shard().heads, (int)c.head_dim, splits);
       if (ws > attn_ws_bytes_) {
         LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
         drop_graphs();
@@ -261,7 +290,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     LMF_CUDA_CHECK(cudaGraphLaunch(it->second.exec, s_));
   } else {
     if (decode) {
-      const size_t ws = attention_decode_workspace_bytes(Tp, (int)c.heads, (int)c.head_dim, splits);
+      const size_t ws = attention_decode_workspace_bytes(Tp, (int)m_.shard().heads, (int)c.head_dim, splits);
       if (ws > attn_ws_bytes_) {
         LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
         drop_graphs();
@@ -278,7 +307,11 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
 void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits) {
   const ModelConfig& c = m_.cfg();
   CublasGemm& g = be_.gemm();
-  const int T = L.T, H = (int)c.hidden, I = (int)c.inter, NH = (int)c.heads, NKV = (int)c.kv_heads, D = (int)c.head_dim;
+  // This rank's heads and intermediate width (the model's at tp 1); coll null at tp 1.
+  const ShardPlan& sh = m_.shard();
+  Collective* coll = m_.tp() > 1 ? m_.collective() : nullptr;
+  const int rank = sh.rank;
+  const int T = L.T, H = (int)c.hidden, I = (int)sh.inter, NH = (int)sh.heads, NKV = (int)sh.kv_heads, D = (int)c.head_dim;
   const int Q = (NH + 2 * NKV) * D;
   const int* tokens = reinterpret_cast<const int*>(dev_stage_ + L.tokens);
   const int* positions = reinterpret_cast<const int*>(dev_stage_ + L.positions);
@@ -292,7 +325,8 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   const int inv_stride = c.rope.type == "dynamic" ? (int)m_.rotary_dim() / 2 : 0;
   const float scale = 1.f / std::sqrt((float)D);
 
-  embedding_cuda(tokens, embed_, resid_, T, H, (int)c.vocab, s_);
+  embedding_cuda(tokens, embed_, resid_, T, H, coll ? (int)sh.vocab + 1 : (int)c.vocab, s_);
+  if (coll) coll->all_reduce_sum_f16(rank, resid_, (int64_t)T * H);
   rms_norm_cuda(resid_, in_norm_[0], h_, T, H, c.eps, s_);
   for (int l = 0; l < (int)c.layers; l++) {
     const LayerWeights& W = m_.layers[l];
@@ -316,17 +350,29 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
                              NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
     linear_any(g, attn_, NH * D, W.o, proj_, H, T);
+    if (coll) coll->all_reduce_sum_f16(rank, proj_, (int64_t)T * H);  // row-parallel o
     add_rms_norm_cuda(resid_, proj_, post_norm_[l], h_, T, H, c.eps, s_);
     linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
     silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
     linear_any(g, act_, I, W.down, proj_, H, T);
+    if (coll) coll->all_reduce_sum_f16(rank, proj_, (int64_t)T * H);  // row-parallel down
     add_rms_norm_cuda(resid_, proj_, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, h_, T, H, c.eps, s_);
   }
   if (L.R > 0) {
     gather_rows_kernel<<<L.R, 256, 0, s_>>>(h_, rows, rows_, H);
     LMF_CUDA_LAUNCHED();
     const CudaLinearWeight& lm = cw(m_.lm_head);
-    g.linear_f32out(rows_, H, lm.w, lm.bias, logits_.as<float>(), (int)c.vocab, L.R, (int)c.vocab, H);
+    if (!coll) {
+      g.linear_f32out(rows_, H, lm.w, lm.bias, logits_.as<float>(), (int)c.vocab, L.R, (int)c.vocab, H);
+    } else {  // vocabulary-parallel lm_head: this rank's columns, all-gathered, reordered into [R, vocab]
+      const int vl = (int)sh.vocab;
+      g.linear_f32out(rows_, H, lm.w, lm.bias, logits_rank_, vl, L.R, vl, H);
+      coll->all_gather(rank, logits_rank_, logits_gather_, 1, (int64_t)L.R * vl);
+      const int64_t total = (int64_t)L.R * c.vocab;
+      interleave_logits_kernel<<<(int)std::min<int64_t>(4096, (total + 255) / 256), 256, 0, s_>>>(logits_gather_, logits_.as<float>(), L.R,
+                                                                                                  m_.tp(), vl);
+      LMF_CUDA_LAUNCHED();
+    }
   }
 }
 

@@ -58,6 +58,10 @@ class CudaDecoder {
   half *resid_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *proj_ = nullptr, *gu_ = nullptr,
        *act_ = nullptr, *rows_ = nullptr;
   Buffer logits_;
+  // tensor parallelism (m.tp() > 1): this rank's vocabulary slice of the logits, the all-gathered slices
+  // [tp][R][vocab/tp] (reordered into logits_ [R, vocab])
+  float* logits_rank_ = nullptr;
+  float* logits_gather_ = nullptr;
   void* attn_ws_ = nullptr;
   size_t attn_ws_bytes_ = 0;
   // staging

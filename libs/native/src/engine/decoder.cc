@@ -32,7 +32,7 @@ class CudaDecoder {};
 
 Decoder::Decoder(Model& model) : m_(model) {
 #ifdef LMFLEET_WITH_CUDA
-  if (std::string(model.backend().name()) == "cuda" && model.tp() == 1) cuda_ = make_cuda_decoder(model);
+  if (std::string(model.backend().name()) == "cuda") cuda_ = make_cuda_decoder(model);  // every rank at tp > 1
 #endif
 }
 

@@ -61,7 +61,7 @@ class Decoder {
   const Buffer& forward_rank(const StepBatch& batch, const KvView& kv);
 
   Model& m_;
-  std::unique_ptr<CudaDecoder> cuda_;  // set when the model's backend is cuda (tp 1): the fused f16 step
+  std::unique_ptr<CudaDecoder> cuda_;  // set when the model's backend is cuda: the fused f16 step (of this rank)
   Buffer x_, h_, qkv_, attn_, gu_, act_, rows_, logits_, inv_freq_;
   Buffer logits_rank_;               // tp > 1: this rank's vocabulary slice of the logits
   std::vector<int32_t> local_ids_;   // tp > 1: token ids in this rank's embedding slice (others: its zero row)

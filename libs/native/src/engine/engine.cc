@@ -18,7 +18,10 @@ KvCacheOptions cache_options(const ModelConfig& c, const EngineOptions& o) {
   k.max_useful_blocks = 2 * o.max_batch_size * ((o.session_len + o.block_size - 1) / o.block_size);
   k.quant_policy = c.kv_quant_policy;
   k.head_dim = c.head_dim;
-  if (c.tp > 1 && c.backend == "cpu") k.memory_shared_by = c.tp;
+  // tp ranks whose caches come out of one memory: cpu (host memory), or cuda ranks all on one GPU
+  bool one_gpu = c.backend == "cuda" && !c.devices.empty();
+  for (int d : c.devices) one_gpu = one_gpu && d == c.devices[0];
+  if (c.tp > 1 && (c.backend == "cpu" || one_gpu)) k.memory_shared_by = c.tp;
   return k;
 }
 SchedulerOptions sched_options(const EngineOptions& o) {

@@ -1,0 +1,310 @@
+// The cuda collectives of tensor parallelism (core/collective.h), for ranks that are CudaBackends (one per rank,
+// each with its own stream) driven by one thread each:
+//   NcclCollective    ranks on different GPUs: libnccl.so.2 loaded at run time (dlopen; LMFLEET_NCCL_LIB names
+//                     another path), one communicator per rank from ncclCommInitAll, calls enqueued on the
+//                     rank's stream (graph-capturable). NCCL_NVLS_ENABLE=0 is set before init (no NVLink
+//                     multicast) unless the caller set it.
+//   DeviceCollective  every rank on the same GPU (checking the sharding on a 1-GPU machine): the ranks post their
+//                     device pointers and an event, meet at a host barrier, make their stream wait on the others'
+//                     events and run a kernel that sums a slice of every rank's buffer in rank order into a
+//                     scratch (double-buffered, as the cpu collective), then copy it back. Not graph-capturable.
+// The few NCCL types and entry points used are declared here (no nccl.h is needed to build).
+#include <dlfcn.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "core/collective.h"
+#include "core/error.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/check.cuh"
+
+namespace lmfleet {
+
+namespace {
+
+// ---- NCCL, declared ourselves (values as in NCCL's public header, stable since 2.x) ----------------------------
+struct NcclComm;
+using ncclComm_t = NcclComm*;
+using ncclResult_t = int;  // 0: ncclSuccess
+enum NcclDataType { kNcclHalf = 6, kNcclFloat = 7 };
+enum NcclRedOp { kNcclSum = 0 };
+
+struct NcclApi {
+  void* lib = nullptr;
+  std::string error;
+  ncclResult_t (*CommInitAll)(ncclComm_t*, int, const int*) = nullptr;
+  ncclResult_t (*CommDestroy)(ncclComm_t) = nullptr;
+  ncclResult_t (*AllReduce)(const void*, void*, size_t, int, int, ncclComm_t, cudaStream_t) = nullptr;
+  ncclResult_t (*AllGather)(const void*, void*, size_t, int, ncclComm_t, cudaStream_t) = nullptr;
+  const char* (*GetErrorString)(ncclResult_t) = nullptr;
+  ncclResult_t (*GetVersion)(int*) = nullptr;
+};
+
+const NcclApi& nccl() {
+  static NcclApi api = [] {
+    NcclApi a;
+    std::vector<std::string> names;
+    if (const char* p = std::getenv("LMFLEET_NCCL_LIB")) names.push_back(p);
+    names.push_back("libnccl.so.2");
+    names.push_back("libnccl.so");
+    for (const auto& n : names) {
+      a.lib = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (a.lib) break;
+      a.error += (a.error.empty() ? "" : "; ") + n + ": " + dlerror();
+    }
+    if (!a.lib) return a;
+    auto sym = [&](const char* name) {
+      void* f = dlsym(a.lib, name);
+      if (!f) a.error += std::string(a.error.empty() ? "" : "; ") + "missing symbol " + name;
+      return f;
+    };
+    a.CommInitAll = reinterpret_cast<decltype(a.CommInitAll)>(sym("ncclCommInitAll"));
+    a.CommDestroy = reinterpret_cast<decltype(a.CommDestroy)>(sym("ncclCommDestroy"));
+    a.AllReduce = reinterpret_cast<decltype(a.AllReduce)>(sym("ncclAllReduce"));
+    a.AllGather = reinterpret_cast<decltype(a.AllGather)>(sym("ncclAllGather"));
+    a.GetErrorString = reinterpret_cast<decltype(a.GetErrorString)>(sym("ncclGetErrorString"));
+    a.GetVersion = reinterpret_cast<decltype(a.GetVersion)>(sym("ncclGetVersion"));
+    if (!a.error.empty()) {
+      dlclose(a.lib);
+      a.lib = nullptr;
+    }
+    return a;
+  }();
+  return api;
+}
+
+void nccl_check(ncclResult_t r, const char* what) {
+  if (r != 0) fail(ErrorCode::Cuda, std::string(what) + " failed: " + nccl().GetErrorString(r) + " (NCCL error " + std::to_string(r) + ")");
+}
+
+CudaBackend& cuda_of(Backend* b) {
+  auto* c = dynamic_cast<CudaBackend*>(b);
+  if (!c) fail(ErrorCode::Internal, "tensor parallel: every rank of a cuda model must be on the cuda backend");
+  return *c;
+}
+
+class NcclCollective : public Collective {
+ public:
+  explicit NcclCollective(const std::vector<Backend*>& ranks) {
+    const NcclApi& a = nccl();
+    if (!a.lib) fail(ErrorCode::BackendUnavailable, "tensor parallel over GPUs needs NCCL (libnccl.so.2; set LMFLEET_NCCL_LIB to its path): " + a.error);
+    setenv("NCCL_NVLS_ENABLE", "0", 0);  // NVLink multicast stays off (KINDS.md); an explicit setting wins
+    std::vector<int> devs;
+    for (Backend* b : ranks) {
+      CudaBackend& c = cuda_of(b);
+      devs.push_back(c.device());
+      streams_.push_back(c.stream());
+      devices_.push_back(c.device());
+    }
+    comms_.assign(ranks.size(), nullptr);
+    scratch_ = std::vector<DeviceScratch>(ranks.size());
+    nccl_check(a.CommInitAll(comms_.data(), (int)ranks.size(), devs.data()), "ncclCommInitAll");
+  }
+  ~NcclCollective() override {
+    for (size_t r = 0; r < comms_.size(); r++)
+      if (comms_[r]) {
+        cudaSetDevice(devices_[r]);
+        cudaStreamSynchronize(streams_[r]);
+        nccl().CommDestroy(comms_[r]);
+      }
+  }
+  const char* name() const override { return "nccl"; }
+  int size() const override { return (int)comms_.size(); }
+  bool graph_capturable() const override { return true; }
+
+  void all_reduce_sum(int rank, float* buf, int64_t count) override {
+    nccl_check(nccl().AllReduce(buf, buf, (size_t)count, kNcclFloat, kNcclSum, comms_[rank], streams_[rank]), "ncclAllReduce");
+  }
+  void all_reduce_sum_f16(int rank, void* buf, int64_t count) override {
+    nccl_check(nccl().AllReduce(buf, buf, (size_t)count, kNcclHalf, kNcclSum, comms_[rank], streams_[rank]), "ncclAllReduce");
+  }
+  void all_gather(int rank, const float* send, float* recv, int64_t rows, int64_t cols) override {
+    const int n = size();
+    if (rows == 1) {  // rank-major already
+      nccl_check(nccl().AllGather(send, recv, (size_t)cols, kNcclFloat, comms_[rank], streams_[rank]), "ncclAllGather");
+      return;
+    }
+    // [n][rows][cols] into a scratch, then each rank's block to its columns of recv [rows, cols * n]
+    float* tmp = scratch_for(rank, (size_t)(rows * cols * n));
+    nccl_check(nccl().AllGather(send, tmp, (size_t)(rows * cols), kNcclFloat, comms_[rank], streams_[rank]), "ncclAllGather");
+    for (int r = 0; r < n; r++)
+      LMF_CUDA_CHECK(cudaMemcpy2DAsync(recv + (size_t)r * cols, (size_t)cols * n * 4, tmp + (size_t)r * rows * cols, (size_t)cols * 4,
+                                       (size_t)cols * 4, (size_t)rows, cudaMemcpyDeviceToDevice, streams_[rank]));
+  }
+  void barrier(int rank) override { LMF_CUDA_CHECK(cudaStreamSynchronize(streams_[rank])); }
+  void abort() override {}
+  void reset() override {}
+
+ private:
+  float* scratch_for(int rank, size_t n) { return scratch_[(size_t)rank].as<float>(n); }  // own rank's slot only
+  std::vector<ncclComm_t> comms_;
+  std::vector<cudaStream_t> streams_;
+  std::vector<int> devices_;
+  std::vector<DeviceScratch> scratch_;
+};
+
+// ---- same-GPU ranks ---------------------------------------------------------------------------------------------
+
+template <typename T>
+__global__ void sum_slice_kernel(const T* const* __restrict__ srcs, int n, T* __restrict__ out, int64_t lo, int64_t hi) {
+  for (int64_t i = lo + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < hi; i += (int64_t)gridDim.x * blockDim.x) {
+    float s = (float)srcs[0][i];
+    for (int r = 1; r < n; r++) s += (float)srcs[r][i];
+    out[i] = (T)s;
+  }
+}
+
+class DeviceCollective : public Collective {
+ public:
+  explicit DeviceCollective(const std::vector<Backend*>& ranks) : n_((int)ranks.size()) {
+    for (Backend* b : ranks) {
+      CudaBackend& c = cuda_of(b);
+      if (c.device() != cuda_of(ranks[0]).device()) fail(ErrorCode::Internal, "device collective: every rank must be on one GPU");
+      streams_.push_back(c.stream());
+    }
+    device_ = cuda_of(ranks[0]).device();
+    LMF_CUDA_CHECK(cudaSetDevice(device_));
+    post_.resize(n_);
+    done_.resize(n_);
+    for (int r = 0; r < n_; r++) {
+      LMF_CUDA_CHECK(cudaEventCreateWithFlags(&post_[r], cudaEventDisableTiming));
+      LMF_CUDA_CHECK(cudaEventCreateWithFlags(&done_[r], cudaEventDisableTiming));
+    }
+    ptrs_.assign(n_, nullptr);
+    parity_.assign(n_, 0);
+    LMF_CUDA_CHECK(cudaMalloc(&dev_ptrs_, sizeof(void*) * n_ * n_ * 2));  // per rank, per parity: the n source pointers
+  }
+  ~DeviceCollective() override {
+    cudaSetDevice(device_);
+    for (auto s : streams_) cudaStreamSynchronize(s);
+    for (auto e : post_) cudaEventDestroy(e);
+    for (auto e : done_) cudaEventDestroy(e);
+    for (auto* p : scratch_) if (p) cudaFree(p);
+    if (dev_ptrs_) cudaFree(dev_ptrs_);
+  }
+  const char* name() const override { return "device"; }
+  int size() const override { return n_; }
+
+  void all_reduce_sum(int rank, float* buf, int64_t count) override { reduce<float>(rank, buf, count); }
+  void all_reduce_sum_f16(int rank, void* buf, int64_t count) override { reduce<half>(rank, static_cast<half*>(buf), count); }
+
+  void all_gather(int rank, const float* send, float* recv, int64_t rows, int64_t cols) override {
+    post(rank, const_cast<float*>(send));
+    wait_all(post_, rank);
+    for (int r = 0; r < n_; r++)
+      LMF_CUDA_CHECK(cudaMemcpy2DAsync(recv + (size_t)r * cols, (size_t)cols * n_ * 4, ptrs_[r], (size_t)cols * 4, (size_t)cols * 4,
+                                       (size_t)rows, cudaMemcpyDeviceToDevice, streams_[rank]));
+    LMF_CUDA_CHECK(cudaEventRecord(done_[rank], streams_[rank]));
+    host_barrier();
+    wait_all(done_, rank);  // nobody overwrites its send buffer before every rank has read it
+  }
+  void barrier(int rank) override {
+    LMF_CUDA_CHECK(cudaStreamSynchronize(streams_[rank]));
+    host_barrier();
+  }
+  void abort() override {
+    std::lock_guard<std::mutex> l(mu_);
+    aborted_ = true;
+    cv_.notify_all();
+  }
+  void reset() override {
+    std::lock_guard<std::mutex> l(mu_);
+    aborted_ = false;
+    arrived_ = 0;
+    gen_++;
+    std::fill(parity_.begin(), parity_.end(), 0);
+  }
+
+ private:
+  template <typename T>
+  void reduce(int rank, T* buf, int64_t count) {
+    if (n_ == 1) return;
+    const int p = parity_[rank];
+    T* scratch = static_cast<T*>(scratch_half(p, (size_t)count * sizeof(T)));
+    post(rank, buf);  // after the host barrier inside post: every rank's pointer and event are there
+    wait_all(post_, rank);
+    // this rank's slice of the sum, from every rank's buffer, in rank order
+    void** dp = dev_ptrs_ + ((size_t)rank * 2 + p) * n_;
+    LMF_CUDA_CHECK(cudaMemcpyAsync(dp, ptrs_.data(), sizeof(void*) * n_, cudaMemcpyHostToDevice, streams_[rank]));
+    const int64_t per = (count + n_ - 1) / n_, lo = std::min<int64_t>(count, per * rank), hi = std::min<int64_t>(count, lo + per);
+    if (hi > lo) {
+      const int blocks = (int)std::min<int64_t>(1024, (hi - lo + 255) / 256);
+      sum_slice_kernel<T><<<blocks, 256, 0, streams_[rank]>>>(reinterpret_cast<const T* const*>(dp), n_, scratch, lo, hi);
+      LMF_CUDA_LAUNCHED();
+    }
+    LMF_CUDA_CHECK(cudaEventRecord(done_[rank], streams_[rank]));
+    host_barrier();
+    wait_all(done_, rank);
+    LMF_CUDA_CHECK(cudaMemcpyAsync(buf, scratch, (size_t)count * sizeof(T), cudaMemcpyDeviceToDevice, streams_[rank]));
+    parity_[rank] ^= 1;
+  }
+  // Records the rank's post event, publishes its pointer, waits for every rank at the host barrier. The pinned
+  // pointer array is copied per call before the next post can change it (ptrs_ is read right after the barrier,
+  // and a rank posts again only after the next barrier).
+  void post(int rank, void* p) {
+    LMF_CUDA_CHECK(cudaEventRecord(post_[rank], streams_[rank]));
+    ptrs_[rank] = p;
+    host_barrier();
+  }
+  void wait_all(const std::vector<cudaEvent_t>& evs, int rank) {
+    for (int r = 0; r < n_; r++)
+      if (r != rank) LMF_CUDA_CHECK(cudaStreamWaitEvent(streams_[rank], evs[r], 0));
+  }
+  void* scratch_half(int p, size_t bytes) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (bytes > scratch_bytes_[p]) {
+      // the other ranks may still read this half from two calls ago on the GPU: wait for every stream first
+      for (auto s : streams_) LMF_CUDA_CHECK(cudaStreamSynchronize(s));
+      if (scratch_[p]) LMF_CUDA_CHECK(cudaFree(scratch_[p]));
+      LMF_CUDA_CHECK(cudaMalloc(&scratch_[p], bytes));
+      scratch_bytes_[p] = bytes;
+    }
+    return scratch_[p];
+  }
+  void host_barrier() {
+    std::unique_lock<std::mutex> l(mu_);
+    if (aborted_) fail(ErrorCode::Internal, "collective aborted: another tensor-parallel rank failed");
+    const uint64_t g = gen_;
+    if (++arrived_ == n_) {
+      arrived_ = 0;
+      gen_++;
+      cv_.notify_all();
+      return;
+    }
+    cv_.wait(l, [&] { return gen_ != g || aborted_; });
+    if (gen_ == g) fail(ErrorCode::Internal, "collective aborted: another tensor-parallel rank failed");
+  }
+
+  int n_, device_ = 0;
+  std::vector<cudaStream_t> streams_;
+  std::vector<cudaEvent_t> post_, done_;
+  std::vector<void*> ptrs_;
+  std::vector<int> parity_;
+  void** dev_ptrs_ = nullptr;
+  void* scratch_[2] = {nullptr, nullptr};
+  size_t scratch_bytes_[2] = {0, 0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  uint64_t gen_ = 0;
+  bool aborted_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Collective> make_cuda_tp_collective(const std::vector<Backend*>& ranks) {
+  if (ranks.empty()) fail(ErrorCode::Internal, "tensor parallel: no ranks");
+  bool same = true;
+  for (Backend* b : ranks) same = same && cuda_of(b).device() == cuda_of(ranks[0]).device();
+  if (same) return std::make_unique<DeviceCollective>(ranks);
+  return std::make_unique<NcclCollective>(ranks);
+}
+
+}  // namespace lmfleet
