@@ -27,8 +27,8 @@ interface Run {
   logits: Float32Array;
 }
 
-async function run(dir: string, tp: number): Promise<Run> {
-  const engine = await Engine.fromPretrained(dir, { native: native!, backend: 'cpu', tp, threads: 2, maxBatchSize: 4, sessionLen: 256 });
+async function run(dir: string, tp: number, quantPolicy: 0 | 4 | 8 = 0): Promise<Run> {
+  const engine = await Engine.fromPretrained(dir, { native: native!, backend: 'cpu', tp, threads: 2, maxBatchSize: 4, sessionLen: 256, quantPolicy });
   try {
     const results = await engine.generate(PROMPTS, { maxNewTokens: STEPS, temperature: 0, ignoreEos: true });
     const ids = engine.pretrained.tokenizer.encode(PROMPTS[0]);
@@ -72,6 +72,14 @@ d('tensor parallelism (cpu ranks)', () => {
       }
     }, 240_000);
   }
+
+  it('int8 KV cache (quant_policy 8): each rank quantizes its own KV heads, as tp 1 does per head', async () => {
+    const dir = tinyModel(path.join(tmp.dir, 'kv8'), { arch: 'qwen2', hiddenSize: 64, intermediateSize: 128, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 9 });
+    const base = await run(dir, 1, 8);
+    const r = await run(dir, 2, 8);
+    expect(r.tokens).toEqual(base.tokens);
+    expect(fp16Excess(base.logits, r.logits)).toBeLessThanOrEqual(1);
+  }, 240_000);
 
   it('W4A16 (AutoAWQ RTN, group 32): tp 2 splits along whole groups with their scales and zeros; tp 4 is refused', async () => {
     const src = tinyModel(path.join(tmp.dir, 'w4-src'), { arch: 'qwen2', hiddenSize: 64, intermediateSize: 128, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 7 });

@@ -1,6 +1,10 @@
-// A test harness over core/collective.h: runs collectives of the cpu implementation with N ranks as threads on
-// JS-provided buffers. Exported as `runCollective(spec)` for src/core/collective.spec.ts; not part of NativeModule.
-//   spec: { op: 'all_reduce_sum' | 'all_gather' | 'barrier', inputs: Float32Array[] (one per rank),
+// A test harness over core/collective.h: runs collectives with N ranks as threads on JS-provided buffers: the cpu
+// collective, or (cuda variant, backend 'cuda') the ranks' buffers on CudaBackends of `devices` through
+// make_cuda_tp_collective (NCCL across GPUs, the device collective on one GPU). Exported as `runCollective(spec)`
+// for src/core/collective.spec.ts and test/bench/tp-collective-check.js; not part of NativeModule.
+//   spec: { op: 'all_reduce_sum' | 'all_reduce_sum_f16' (cuda; inputs rounded to f16, outputs back to f32) |
+//           'all_gather' | 'barrier', inputs: Float32Array[] (one per rank), backend?: 'cpu' | 'cuda',
+//           devices?: number[] (cuda ordinal per rank, default all 0),
 //           rows?: number (all_gather), repeat?: number (the same op this many times in a row: the scratch
 //           halves alternate), failRank?: number (that rank throws before the collective: the others must not hang) }
 //   -> Float32Array[] (each rank's output after the last repetition)
@@ -9,7 +13,9 @@
 #include <cstring>
 
 #include "binding/napi_util.h"
+#include "core/backend.h"
 #include "core/collective.h"
+#include "core/dtype.h"
 
 namespace lmfleet {
 
@@ -38,9 +44,70 @@ Napi::Value run_collective(const Napi::CallbackInfo& info) {
     const int repeat = (int)get_number(o, "repeat", 1);
     const int fail_rank = (int)get_number(o, "failRank", -1);
     if (rows <= 0 || count % rows) fail(ErrorCode::InvalidArgument, "runCollective: rows must divide the input length");
-    auto coll = make_cpu_collective(n);
-    RankThreads threads(n);
+    const std::string backend = get_string(o, "backend", "cpu");
     std::vector<std::vector<float>> outs((size_t)n);
+    RankThreads threads(n);
+    if (backend == "cuda") {
+#ifdef LMFLEET_WITH_CUDA
+      std::vector<int> devices((size_t)n, 0);
+      if (o.Get("devices").IsArray()) {
+        Napi::Array d = o.Get("devices").As<Napi::Array>();
+        if ((int)d.Length() != n) fail(ErrorCode::InvalidArgument, "runCollective: devices must list one ordinal per rank");
+        for (int r = 0; r < n; r++) devices[r] = d.Get((uint32_t)r).As<Napi::Number>().Int32Value();
+      }
+      std::vector<std::unique_ptr<Backend>> bes;
+      std::vector<Backend*> raw;
+      for (int r = 0; r < n; r++) {
+        bes.push_back(make_cuda_backend(devices[r]));
+        raw.push_back(bes.back().get());
+      }
+      const bool f16 = op == "all_reduce_sum_f16";
+      const size_t es = f16 ? 2 : 4;
+      const int64_t out_count = op == "all_gather" ? count * n : count;
+      std::vector<Buffer> in_dev, out_dev;
+      for (int r = 0; r < n; r++) {
+        in_dev.emplace_back(raw[r], (size_t)count * es);
+        out_dev.emplace_back(raw[r], (size_t)out_count * es);
+      }
+      {
+        auto coll = make_cuda_tp_collective(raw);
+        for (int i = 0; i < repeat; i++) {
+          threads.run(coll.get(), [&](int r) {
+            if (r == fail_rank) fail(ErrorCode::InvalidArgument, "rank " + std::to_string(r) + " failed on purpose");
+            Backend& be = *raw[r];
+            if (f16) {
+              std::vector<uint16_t> h((size_t)count);
+              for (int64_t j = 0; j < count; j++) h[j] = f32_to_f16(bufs[r][j]);
+              be.upload(out_dev[r].get(), h.data(), h.size() * 2);  // binds the rank's device
+              coll->all_reduce_sum_f16(r, out_dev[r].get(), count);
+              be.download(h.data(), out_dev[r].get(), h.size() * 2);
+              outs[r].resize((size_t)count);
+              for (int64_t j = 0; j < count; j++) outs[r][j] = f16_to_f32(h[j]);
+            } else if (op == "all_reduce_sum") {
+              be.upload(out_dev[r].get(), bufs[r].data(), (size_t)count * 4);
+              coll->all_reduce_sum(r, out_dev[r].as<float>(), count);
+              outs[r].resize((size_t)count);
+              be.download(outs[r].data(), out_dev[r].get(), (size_t)count * 4);
+            } else if (op == "all_gather") {
+              be.upload(in_dev[r].get(), bufs[r].data(), (size_t)count * 4);
+              coll->all_gather(r, in_dev[r].as<float>(), out_dev[r].as<float>(), rows, count / rows);
+              outs[r].resize((size_t)out_count);
+              be.download(outs[r].data(), out_dev[r].get(), (size_t)out_count * 4);
+            } else if (op == "barrier") {
+              be.synchronize();
+              coll->barrier(r);
+              outs[r] = bufs[r];
+            } else {
+              fail(ErrorCode::InvalidArgument, "runCollective: unknown op '" + op + "'");
+            }
+          });
+        }
+      }
+#else
+      fail(ErrorCode::BackendUnavailable, "runCollective: backend 'cuda' is not built into this addon (cpu variant)");
+#endif
+    } else {
+    auto coll = make_cpu_collective(n);
     for (int i = 0; i < repeat; i++) {
       threads.run(coll.get(), [&](int r) {
         if (r == fail_rank) fail(ErrorCode::InvalidArgument, "rank " + std::to_string(r) + " failed on purpose");
@@ -57,6 +124,7 @@ Napi::Value run_collective(const Napi::CallbackInfo& info) {
           fail(ErrorCode::InvalidArgument, "runCollective: unknown op '" + op + "'");
         }
       });
+    }
     }
     Napi::Array res = Napi::Array::New(env, (size_t)n);
     for (int r = 0; r < n; r++) {

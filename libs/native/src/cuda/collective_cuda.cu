@@ -11,6 +11,7 @@
 // The few NCCL types and entry points used are declared here (no nccl.h is needed to build).
 #include <dlfcn.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -41,6 +42,7 @@ struct NcclApi {
   std::string error;
   ncclResult_t (*CommInitAll)(ncclComm_t*, int, const int*) = nullptr;
   ncclResult_t (*CommDestroy)(ncclComm_t) = nullptr;
+  ncclResult_t (*CommAbort)(ncclComm_t) = nullptr;
   ncclResult_t (*AllReduce)(const void*, void*, size_t, int, int, ncclComm_t, cudaStream_t) = nullptr;
   ncclResult_t (*AllGather)(const void*, void*, size_t, int, ncclComm_t, cudaStream_t) = nullptr;
   const char* (*GetErrorString)(ncclResult_t) = nullptr;
@@ -67,6 +69,7 @@ const NcclApi& nccl() {
     };
     a.CommInitAll = reinterpret_cast<decltype(a.CommInitAll)>(sym("ncclCommInitAll"));
     a.CommDestroy = reinterpret_cast<decltype(a.CommDestroy)>(sym("ncclCommDestroy"));
+    a.CommAbort = reinterpret_cast<decltype(a.CommAbort)>(sym("ncclCommAbort"));
     a.AllReduce = reinterpret_cast<decltype(a.AllReduce)>(sym("ncclAllReduce"));
     a.AllGather = reinterpret_cast<decltype(a.AllGather)>(sym("ncclAllGather"));
     a.GetErrorString = reinterpret_cast<decltype(a.GetErrorString)>(sym("ncclGetErrorString"));
@@ -109,7 +112,7 @@ class NcclCollective : public Collective {
   }
   ~NcclCollective() override {
     for (size_t r = 0; r < comms_.size(); r++)
-      if (comms_[r]) {
+      if (comms_[r] && !aborted_) {
         cudaSetDevice(devices_[r]);
         cudaStreamSynchronize(streams_[r]);
         nccl().CommDestroy(comms_[r]);
@@ -120,12 +123,15 @@ class NcclCollective : public Collective {
   bool graph_capturable() const override { return true; }
 
   void all_reduce_sum(int rank, float* buf, int64_t count) override {
+    usable();
     nccl_check(nccl().AllReduce(buf, buf, (size_t)count, kNcclFloat, kNcclSum, comms_[rank], streams_[rank]), "ncclAllReduce");
   }
   void all_reduce_sum_f16(int rank, void* buf, int64_t count) override {
+    usable();
     nccl_check(nccl().AllReduce(buf, buf, (size_t)count, kNcclHalf, kNcclSum, comms_[rank], streams_[rank]), "ncclAllReduce");
   }
   void all_gather(int rank, const float* send, float* recv, int64_t rows, int64_t cols) override {
+    usable();
     const int n = size();
     if (rows == 1) {  // rank-major already
       nccl_check(nccl().AllGather(send, recv, (size_t)cols, kNcclFloat, comms_[rank], streams_[rank]), "ncclAllGather");
@@ -139,15 +145,28 @@ class NcclCollective : public Collective {
                                        (size_t)cols * 4, (size_t)rows, cudaMemcpyDeviceToDevice, streams_[rank]));
   }
   void barrier(int rank) override { LMF_CUDA_CHECK(cudaStreamSynchronize(streams_[rank])); }
-  void abort() override {}
+  // A rank failed while the others may have enqueued collectives it will never join: abort the communicators
+  // (their kernels stop) and refuse further use; the model must be loaded again.
+  void abort() override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (aborted_) return;
+    aborted_ = true;
+    for (auto c : comms_)
+      if (c) nccl().CommAbort(c);
+  }
   void reset() override {}
 
  private:
+  void usable() {
+    if (aborted_) fail(ErrorCode::Cuda, "NCCL communicators were aborted after a tensor-parallel rank failed: load the model again");
+  }
   float* scratch_for(int rank, size_t n) { return scratch_[(size_t)rank].as<float>(n); }  // own rank's slot only
   std::vector<ncclComm_t> comms_;
   std::vector<cudaStream_t> streams_;
   std::vector<int> devices_;
   std::vector<DeviceScratch> scratch_;
+  std::mutex mu_;
+  std::atomic<bool> aborted_{false};
 };
 
 // ---- same-GPU ranks ---------------------------------------------------------------------------------------------

@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// The cuda collectives of tensor parallelism (libs/native/src/cuda/collective_cuda.cu) through the addon's
+// runCollective harness, on fresh random inputs, against serial references computed here (plain JS for the device
+// machine): all-reduce f32 and f16 (the f16 reference: f16 inputs summed in f32 in rank order, rounded once) and
+// all-gather of [rows, cols] blocks. The same-GPU device collective must match bit for bit; NCCL (another
+// summation order) within 1e-5 relative (f32) / 2 f16 ulps (f16).
+//   node test/bench/tp-collective-check.js ADDON.node --devices 0,0[,0,0] [--seed N]
+// Prints a table; exit 1 on any mismatch.
+'use strict';
+const path = require('node:path');
+
+const [addonPath, ...rest] = process.argv.slice(2);
+const opt = { devices: '0,0', seed: String(Date.now() % 100000) };
+for (let i = 0; i + 1 < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = rest[i + 1];
+const devices = opt.devices.split(',').map(Number);
+const n = devices.length;
+const sameGpu = devices.every((d) => d === devices[0]);
+let seed = Number(opt.seed) >>> 0;
+function rand() {
+  seed = (seed + 0x6d2b79f5) >>> 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+function f16round(x) {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  if (a >= 65520) return Math.sign(x) * Infinity;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  if (2 ** (e + 1) <= a) e++;
+  const ulp = 2 ** (Math.max(e, -14) - 10);
+  const q = a / ulp, f = Math.floor(q), d = q - f;
+  const r = d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
+  return Math.sign(x) * r * ulp;
+}
+
+const addon = require(path.resolve(addonPath));
+const rows = [];
+let failures = 0;
+function check(name, outs, want, tol) {
+  let worst = 0;
+  for (let r = 0; r < n; r++)
+    for (let i = 0; i < want.length; i++) {
+      const d = Math.abs(outs[r][i] - want[i]);
+      worst = Math.max(worst, tol(want[i]) === 0 ? (d === 0 ? 0 : Infinity) : d / tol(want[i]));
+    }
+  const ok = worst <= 1;
+  if (!ok) failures++;
+  rows.push(`| ${name} | ${n} | ${opt.devices} (${sameGpu ? 'device' : 'nccl'}) | ${worst === 0 ? 'bit-exact' : worst.toExponential(2)} | ${ok ? 'PASS' : 'FAIL'} |`);
+}
+
+for (const count of [1, 7, 4096, 4096 * 33 + 5]) {
+  const inputs = Array.from({ length: n }, () => Float32Array.from({ length: count }, () => (rand() * 2 - 1) * 4));
+  const want = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    let s = inputs[0][i];
+    for (let r = 1; r < n; r++) s = Math.fround(s + inputs[r][i]);
+    want[i] = s;
+  }
+  check(`all_reduce_sum f32 x${count}`, addon.runCollective({ op: 'all_reduce_sum', inputs, backend: 'cuda', devices, repeat: 3 }), want,
+    (w) => (sameGpu ? 0 : 1e-5 * Math.max(1, Math.abs(w))));
+  const want16 = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    let s = f16round(inputs[0][i]);
+    for (let r = 1; r < n; r++) s = Math.fround(s + f16round(inputs[r][i]));
+    want16[i] = f16round(s);
+  }
+  check(`all_reduce_sum f16 x${count}`, addon.runCollective({ op: 'all_reduce_sum_f16', inputs, backend: 'cuda', devices, repeat: 3 }), want16,
+    (w) => (sameGpu ? 0 : 2 * 2 ** (Math.max(Math.floor(Math.log2(Math.max(Math.abs(w), 1e-4))), -14) - 10)));
+}
+for (const [r0, c0] of [[1, 5], [3, 8], [7, 1000]]) {
+  const inputs = Array.from({ length: n }, () => Float32Array.from({ length: r0 * c0 }, () => rand()));
+  const want = new Float32Array(r0 * c0 * n);
+  for (let r = 0; r < n; r++)
+    for (let i = 0; i < r0; i++)
+      for (let c = 0; c < c0; c++) want[i * c0 * n + r * c0 + c] = inputs[r][i * c0 + c];
+  check(`all_gather [${r0}, ${c0}]`, addon.runCollective({ op: 'all_gather', inputs, rows: r0, backend: 'cuda', devices, repeat: 2 }), want, () => 0);
+}
+let aborted = !sameGpu;  // NCCL: a rank that never joins leaves the others' kernels waiting until ncclCommAbort; not run here
+if (sameGpu) try {
+  addon.runCollective({ op: 'all_reduce_sum', inputs: Array.from({ length: n }, () => new Float32Array(16)), backend: 'cuda', devices, failRank: n - 1 });
+} catch (e) {
+  aborted = /failed on purpose/.test(String(e.message));
+}
+rows.push(`| a failing rank does not hang the others | ${n} | ${opt.devices} | - | ${sameGpu ? (aborted ? 'PASS' : 'FAIL') : 'not run (nccl)'} |`);
+if (!aborted) failures++;
+console.log(`seed ${opt.seed}`);
+console.log('| case | ranks | devices | worst err / tolerance | result |');
+console.log('| --- | --- | --- | --- | --- |');
+for (const r of rows) console.log(r);
+if (failures) process.exit(1);
