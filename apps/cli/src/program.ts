@@ -257,6 +257,7 @@ export function createProgram(io: CliIO): Command {
     .option('--max-batch-size <n>', 'batch slots per worker', parseIntArg('--max-batch-size', 1))
     .option('--max-pending <n>', 'requests admitted at once (waiting + running) before 429', parseIntArg('--max-pending', 1))
     .option('--quant-policy <n>', 'KV cache: 0 fp16, 8 int8, 4 int4', parseIntArg('--quant-policy', 0))
+    .option('--tp <n>', 'tensor parallel degree: each worker shards the model over this many GPUs of its host', parseIntArg('--tp', 1))
     .option('--no-wait', 'return once the deployment is recorded')
     .option('--timeout <s>', 'seconds to wait for a worker to load it', parseIntArg('--timeout', 1), 300)
     .option('--json', 'print JSON', false)

@@ -31,6 +31,11 @@ describe('lmfleet deploy / deployments / undeploy (--api)', () => {
     process.env.LMFLEET_POLL_MS = '1';
   });
 
+  it('passes --tp above 1 as the deployment tp', () => {
+    expect(deployBody(V, { name: 'a', tp: 2, wait: true, timeout: 1, json: false })).toEqual({ name: 'a', versionId: V, tp: 2 });
+    expect(deployBody(V, { name: 'a', tp: 1, wait: true, timeout: 1, json: false })).toEqual({ name: 'a', versionId: V });
+  });
+
   it('maps LMDeploy flags to the deployment body', () => {
     expect(deployBody(V, { name: 'a', sessionLen: 2048, cacheMaxEntryCount: 0.5, maxBatchSize: 16, quantPolicy: 8, wait: true, timeout: 1, json: false })).toEqual({
       name: 'a', versionId: V, kvPolicy: 'int8', sessionLen: 2048, cacheMaxEntryCount: 0.5, maxBatchSize: 16,

@@ -11,6 +11,8 @@ export interface DeployFlags {
   maxBatchSize?: number;
   maxPending?: number;
   quantPolicy?: number;
+  /** LMDeploy's --tp: each worker shards the model over this many GPUs of its host. */
+  tp?: number;
   wait: boolean;
   timeout: number;
   json: boolean;
@@ -24,7 +26,8 @@ interface DeploymentView {
   maxBatchSize: number;
   maxPending: number;
   sessionLen: number | null;
-  workers: Array<{ workerName: string; state?: string; error?: string; activeRequests?: number; sessionLen?: number }>;
+  tp?: number;
+  workers: Array<{ workerName: string; state?: string; error?: string; activeRequests?: number; sessionLen?: number; devices?: string[] }>;
 }
 
 /** LMDeploy's --quant-policy (0: fp16 KV, 8: int8, 4: int4) to our kvPolicy. */
@@ -45,6 +48,7 @@ export function deployBody(versionId: string, f: DeployFlags): Record<string, un
     ...(f.cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount: f.cacheMaxEntryCount } : {}),
     ...(f.maxBatchSize !== undefined ? { maxBatchSize: f.maxBatchSize } : {}),
     ...(f.maxPending !== undefined ? { maxPending: f.maxPending } : {}),
+    ...(f.tp !== undefined && f.tp !== 1 ? { tp: f.tp } : {}),
   };
 }
 
@@ -89,7 +93,9 @@ export async function undeployCommand(io: CliIO, api: ApiClient, name: string): 
 
 function describe(d: DeploymentView): string {
   const workers = d.workers.length
-    ? d.workers.map((w) => `${w.workerName}:${w.state ?? '?'}${w.activeRequests ? `(${w.activeRequests} running)` : ''}`).join(', ')
+    ? d.workers
+        .map((w) => `${w.workerName}:${w.state ?? '?'}${w.devices && w.devices.length > 1 ? `[${w.devices.join(',')}]` : ''}${w.activeRequests ? `(${w.activeRequests} running)` : ''}`)
+        .join(', ')
     : 'no worker yet';
-  return `${d.name}  version=${d.versionId}  kv=${d.kvPolicy}  maxBatchSize=${d.maxBatchSize}  maxPending=${d.maxPending}  sessionLen=${d.sessionLen ?? 'default'}  workers: ${workers}\n`;
+  return `${d.name}  version=${d.versionId}  kv=${d.kvPolicy}  maxBatchSize=${d.maxBatchSize}  maxPending=${d.maxPending}  sessionLen=${d.sessionLen ?? 'default'}${(d.tp ?? 1) > 1 ? `  tp=${d.tp}` : ''}  workers: ${workers}\n`;
 }
