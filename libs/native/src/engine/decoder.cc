@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 #include <string>
 #include <cstring>
 
@@ -43,6 +44,7 @@ namespace {
 struct OpProfile {
   bool on = std::getenv("LMFLEET_PROFILE") != nullptr;
   std::map<std::string, double> ms;
+  std::mutex mu;
   ~OpProfile() {
     if (!on) return;
     for (auto& [k, v] : ms) std::fprintf(stderr, "[lmfleet profile] %-12s %10.1f ms\n", k.c_str(), v);
@@ -58,6 +60,7 @@ OpProfile g_profile;
     } else {                                                                                           \
       auto t0_ = std::chrono::steady_clock::now();                                                     \
       call;                                                                                            \
+      std::lock_guard<std::mutex> lmf_pl_(g_profile.mu); /* tp ranks time their ops from their threads */ \
       g_profile.ms[#name] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count(); \
     }                                                                                                  \
   } while (0)
