@@ -1,9 +1,17 @@
 // The cpu collective of tensor parallelism (core/collective.h) through a native harness: N ranks as threads on fresh
 // random inputs, compared with a serial sum / concatenation computed here; a failing rank must not hang the others.
 import { binaryPath } from '../index';
-import { Rng, withSeed } from '../ops/testing';
+import { cudaNative, cudaSkipReason, Rng, withSeed } from '../ops/testing';
 
-interface Spec { op: 'all_reduce_sum' | 'all_gather' | 'barrier'; inputs: Float32Array[]; rows?: number; repeat?: number; failRank?: number }
+interface Spec {
+  op: 'all_reduce_sum' | 'all_reduce_sum_f16' | 'all_gather' | 'barrier';
+  inputs: Float32Array[];
+  rows?: number;
+  repeat?: number;
+  failRank?: number;
+  backend?: 'cpu' | 'cuda';
+  devices?: number[];
+}
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const addon = require(binaryPath('cpu')!) as { runCollective(s: Spec): Float32Array[] };
 
@@ -53,5 +61,33 @@ describe('cpu collective (ranks as threads)', () => {
   it('rejects bad input', () => {
     expect(() => addon.runCollective({ op: 'all_gather', inputs: [new Float32Array(5), new Float32Array(5)], rows: 2 })).toThrow(/rows must divide/);
     expect(() => addon.runCollective({ op: 'all_reduce_sum', inputs: [new Float32Array(5), new Float32Array(4)] })).toThrow(/one length/);
+  });
+});
+
+describe('cuda collective (ranks sharing GPU 0: the device collective)', () => {
+  it('all_reduce_sum and all_gather equal the serial references bit for bit', async () => {
+    if (!cudaNative()) {
+      console.log(`cuda collective: not run: ${cudaSkipReason()}`);
+      return;
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const cuda = require(binaryPath('cuda')!) as { runCollective(s: Spec): Float32Array[] };
+    await withSeed('cuda collective', (rng) => {
+      for (const ranks of [2, 4]) {
+        const devices = Array.from({ length: ranks }, () => 0);
+        const inputs = randomInputs(ranks, 4099, rng);
+        const want = new Float32Array(4099);
+        for (let i = 0; i < want.length; i++) {
+          let s = inputs[0][i];
+          for (let r = 1; r < ranks; r++) s = Math.fround(s + inputs[r][i]);
+          want[i] = s;
+        }
+        const outs = cuda.runCollective({ op: 'all_reduce_sum', inputs, backend: 'cuda', devices, repeat: 3 });
+        for (let r = 0; r < ranks; r++) expect(Array.from(outs[r])).toEqual(Array.from(want));
+        const g = cuda.runCollective({ op: 'all_gather', inputs: inputs.map((x) => x.subarray(0, 21)), rows: 3, backend: 'cuda', devices });
+        const cpu = addon.runCollective({ op: 'all_gather', inputs: inputs.map((x) => x.subarray(0, 21)), rows: 3 });
+        for (let r = 0; r < ranks; r++) expect(Array.from(g[r])).toEqual(Array.from(cpu[r]));
+      }
+    });
   });
 });

@@ -320,9 +320,17 @@ class DeviceCollective : public Collective {
 
 std::unique_ptr<Collective> make_cuda_tp_collective(const std::vector<Backend*>& ranks) {
   if (ranks.empty()) fail(ErrorCode::Internal, "tensor parallel: no ranks");
-  bool same = true;
-  for (Backend* b : ranks) same = same && cuda_of(b).device() == cuda_of(ranks[0]).device();
+  std::vector<int> devs;
+  for (Backend* b : ranks) devs.push_back(cuda_of(b).device());
+  bool same = true, distinct = true;
+  for (size_t i = 0; i < devs.size(); i++)
+    for (size_t j = 0; j < i; j++) {
+      same = same && devs[i] == devs[j];
+      distinct = distinct && devs[i] != devs[j];
+    }
   if (same) return std::make_unique<DeviceCollective>(ranks);
+  if (!distinct)
+    fail(ErrorCode::InvalidArgument, "tensor parallel: devices must be all different GPUs (NCCL) or all the same GPU (device collective)");
   return std::make_unique<NcclCollective>(ranks);
 }
 
