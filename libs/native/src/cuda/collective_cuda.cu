@@ -2,8 +2,8 @@
 // each with its own stream) driven by one thread each:
 //   NcclCollective    ranks on different GPUs: libnccl.so.2 loaded at run time (dlopen; LMFLEET_NCCL_LIB names
 //                     another path), one communicator per rank from ncclCommInitAll, calls enqueued on the
-//                     rank's stream (graph-capturable). NCCL_NVLS_ENABLE=0 is set before init (no NVLink
-//                     multicast) unless the caller set it.
+//                     rank's stream (graph-capturable). NCCL_NVLS_ENABLE=0 is set before init (NVLink
+//                     multicast stays off).
 //   DeviceCollective  every rank on the same GPU (checking the sharding on a 1-GPU machine): the ranks post their
 //                     device pointers and an event, meet at a host barrier, make their stream wait on the others'
 //                     events and run a kernel that sums a slice of every rank's buffer in rank order into a
@@ -98,7 +98,7 @@ class NcclCollective : public Collective {
   explicit NcclCollective(const std::vector<Backend*>& ranks) {
     const NcclApi& a = nccl();
     if (!a.lib) fail(ErrorCode::BackendUnavailable, "tensor parallel over GPUs needs NCCL (libnccl.so.2; set LMFLEET_NCCL_LIB to its path): " + a.error);
-    setenv("NCCL_NVLS_ENABLE", "0", 0);  // NVLink multicast stays off (KINDS.md); an explicit setting wins
+    setenv("NCCL_NVLS_ENABLE", "0", 1);  // NVLink multicast stays off, whatever the environment says
     std::vector<int> devs;
     for (Backend* b : ranks) {
       CudaBackend& c = cuda_of(b);
