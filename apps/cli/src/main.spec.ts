@@ -98,6 +98,20 @@ describe('lmfleet CLI', () => {
     expect(remote.err()).toMatch(/run locally only/);
   });
 
+  it('eval ppl --tp 2 and chat --tp 2 load the model sharded over 2 ranks', async () => {
+    const fake = createFakeNative();
+    const h = makeIO([], fake.native);
+    const args = ['eval', 'ppl', path.join(dir, 'model'), '--dataset', path.join(dir, 'data.txt'), '--seqlen', '32', '--max-windows', '1'];
+    expect(await run([...args, '--tp', '2'], h.io)).toBe(0);
+    expect(fake.log.configs[fake.log.configs.length - 1].tp).toBe(2);
+    expect(await run(args, makeIO([], fake.native).io)).toBe(0);
+    expect(fake.log.configs[fake.log.configs.length - 1].tp).toBeUndefined(); // tp 1: the config says nothing
+    const chatFake = createFakeNative({ script: () => [30, 31] });
+    const c = makeIO(['hello\n', 'exit\n'], chatFake.native);
+    expect(await run(['chat', path.join(dir, 'model'), '--tp', '2', '--max-new-tokens', '2'], c.io)).toBe(0);
+    expect(chatFake.log.configs[chatFake.log.configs.length - 1].tp).toBe(2);
+  });
+
   it('eval ppl reports a bad model directory clearly', async () => {
     const h = makeIO([], createFakeNative().native);
     expect(await run(['eval', 'ppl', path.join(dir, 'nope'), '--dataset', path.join(dir, 'data.txt'), '--seqlen', '32'], h.io)).toBe(1);
