@@ -5,7 +5,8 @@
 #   2. test/bench/tp-collective-check.js: the cuda collectives on fresh random inputs vs serial references —
 #      the same-GPU device collective (2 and 4 ranks on GPU 0, bit-exact) always; NCCL (ranks 0,1) with 2+ GPUs
 #   3. test/bench/tp-parity.js: tp 1 vs tp N of the CudaDecoder on random models (make_random_model.py: a GQA fp16
-#      model, 4 layers, hidden 1024, 16 q / 4 KV heads, vocab 32000, and its AutoAWQ W4 g128 checkpoint): forward
+#      model, 4 layers, hidden 1024, inter 3072, 16 q / 2 KV heads (tp 4: KV heads replicated), vocab 32000, and its
+#      AutoAWQ W4 g128 checkpoint): forward
 #      logits within the f16 tolerance, greedy tokens for 64 steps of 4 batched prompts (a divergence only at a
 #      top-2 margin below 0.02 counts as f16 noise). 1 GPU: tp 2 and 4 with every rank on GPU 0 (device
 #      collective, no graphs); 2+ GPUs: tp 2 on GPUs 0,1 (NCCL) with CUDA graphs on and off.
@@ -59,13 +60,13 @@ if has collective; then
   done
 fi
 
-SMALL=/tmp/lmf-random-gqa-4l
-SMALLW4=/tmp/lmf-random-gqa-4l-awq128
+SMALL=/tmp/lmf-random-gqa2-4l
+SMALLW4=/tmp/lmf-random-gqa2-4l-awq128
 if has parity || has bench; then
-  [ -f "$SMALL/config.json" ] || python3 test/bench/make_random_model.py "$SMALL" --layers 4 --hidden 1024 --inter 2816 --heads 16 --kv-heads 4 \
+  [ -f "$SMALL/config.json" ] || python3 test/bench/make_random_model.py "$SMALL" --layers 4 --hidden 1024 --inter 3072 --heads 16 --kv-heads 2 \
     > "$OUT/make_small.log" 2>&1 || { tail -5 "$OUT/make_small.log"; echo "SMALL MODEL FAILED"; }
   [ "${SKIP_W4:-0}" = 1 ] || [ -f "$SMALLW4/config.json" ] || python3 test/bench/make_random_model.py "$SMALLW4" --layers 4 --hidden 1024 \
-    --inter 2816 --heads 16 --kv-heads 4 --awq-group 128 > "$OUT/make_small_w4.log" 2>&1 || { tail -5 "$OUT/make_small_w4.log"; echo "W4 MODEL FAILED"; }
+    --inter 3072 --heads 16 --kv-heads 2 --awq-group 128 > "$OUT/make_small_w4.log" 2>&1 || { tail -5 "$OUT/make_small_w4.log"; echo "W4 MODEL FAILED"; }
 fi
 
 if has parity; then
