@@ -366,6 +366,9 @@ describe('e2e: dashboard in headless chromium', () => {
     // the card appears and its worker reports the load state by heartbeat
     await page.locator('[data-deployment="tiny-awq"] [data-worker-state="ready"]').waitFor({ timeout: 90_000 });
     await page.getByRole('article', { name: 'Worker infer-1' }).getByText(/tiny-awq · ready/).waitFor({ timeout: 10_000 });
+    // tensor parallelism: the deployment's tp and the ranks the worker runs it on (one cpu rank here)
+    expect(await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-tp"]').innerText()).toMatch(/tp 1\b/);
+    await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-devices"]').getByText('tp 1 on cpu').waitFor({ timeout: 10_000 });
     expect(await unlabeled()).toEqual([]);
     await shot('workers');
   });
