@@ -1,8 +1,18 @@
 #!/usr/bin/env python3
-"""The peer measured in the same run as our engine: transformers' generate (eager, fp16) on the same model dir,
-plus the two ceilings (device-to-device copy bandwidth, cuBLAS bf16 matmul rate). Prints JSON on the last line.
+"""The peer measured in the same run as our engine: transformers' generate (fp16) on the same model dir, with each
+attention implementation asked for, plus the two ceilings (device-to-device copy bandwidth, cuBLAS bf16 matmul rate).
+Prints one `HF_ROW {...}` line per measurement as it goes (a timed-out run keeps what it measured) and JSON on the
+last line.
 
-    python3 test/bench/hf_baseline.py MODEL_DIR [--batches 1,16,64] [--prompt 128] [--new 128] [--prefill 2048]
+    python3 test/bench/hf_baseline.py MODEL_DIR [--batches 64,1,16] [--attn sdpa,eager] [--prompt 128] [--new 128]
+        [--prefill 2048] [--reps 1]
+
+--attn: transformers' `attn_implementation` values, measured on one loaded model (switched with
+set_attn_implementation between runs). `sdpa` is what from_pretrained picks by default for Llama in transformers
+5.x (torch's scaled_dot_product_attention); `eager` is the plain matmul-softmax-matmul attention. Earlier versions of
+this script passed no attn_implementation, so their "transformers" numbers were sdpa.
+The JSON's "decode" / "prefill" hold the first --attn value's results (what bench_table.py reads as the peer);
+"by_attn" holds each one's.
 """
 import argparse, json, statistics, time
 import torch
@@ -10,13 +20,15 @@ from transformers import AutoModelForCausalLM
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
-ap.add_argument("--batches", default="1,16,64")
+ap.add_argument("--batches", default="64,1,16")
+ap.add_argument("--attn", default="sdpa")
 ap.add_argument("--prompt", type=int, default=128)
 ap.add_argument("--new", type=int, default=128)
 ap.add_argument("--prefill", type=int, default=2048)
-ap.add_argument("--reps", type=int, default=3)
+ap.add_argument("--reps", type=int, default=1)
 a = ap.parse_args()
 dev = torch.device("cuda")
+attns = [x for x in a.attn.split(",") if x]
 
 def ev_time(fn, reps=10, warm=3):
     for _ in range(warm): fn()
@@ -37,27 +49,54 @@ ms = ev_time(lambda: A @ B)
 mm_flops = 2 * 8192**3 / (ms / 1e3)
 del A, B
 torch.cuda.empty_cache()
+print(f"copy {copy_bw/1e9:.0f} GB/s, bf16 matmul {mm_flops/1e12:.0f} TFLOP/s", flush=True)
 
-model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float16).to(dev).eval()
+t0 = time.perf_counter()
+model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float16, attn_implementation=attns[0],
+                                             device_map="cuda").eval()
+print(f"loaded in {time.perf_counter() - t0:.1f} s; default attn_implementation would be "
+      f"{type(model).__name__}: {getattr(model.config, '_attn_implementation', '?')}", flush=True)
 vocab = model.config.vocab_size
-res = {"copy_bw_GBs": copy_bw / 1e9, "bf16_mm_TFLOPs": mm_flops / 1e12, "decode": {}, "prefill": {}}
+res = {"copy_bw_GBs": copy_bw / 1e9, "bf16_mm_TFLOPs": mm_flops / 1e12, "decode": {}, "prefill": {},
+       "attn": attns, "by_attn": {x: {"decode": {}, "prefill": {}} for x in attns}}
+
+def use_attn(impl):
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(impl)
+    else:  # older transformers: the attention modules read the config's field at each forward
+        model.config._attn_implementation = impl
+    got = getattr(model.config, "_attn_implementation", None)
+    if got != impl:
+        raise SystemExit(f"asked for attn_implementation={impl}, model reports {got}")
+
+def row(kind, impl, key, r):
+    res["by_attn"][impl][kind][key] = r
+    if impl == attns[0]:
+        res[kind][key] = r
+    print("HF_ROW " + json.dumps({"kind": kind, "attn": impl, "key": key, **r}), flush=True)
+
 torch.manual_seed(0)
 with torch.no_grad():
-    for b in [int(x) for x in a.batches.split(",")]:
+    for b in [int(x) for x in a.batches.split(",") if x]:
         ids = torch.randint(3, vocab, (b, a.prompt), device=dev)
         def gen(new):
             torch.cuda.synchronize(); t = time.perf_counter()
             model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new,
                            do_sample=False, pad_token_id=0)
             torch.cuda.synchronize(); return time.perf_counter() - t
-        gen(4)
-        t_full = statistics.median(gen(a.new) for _ in range(a.reps))
-        t_one = statistics.median(gen(1) for _ in range(a.reps))
-        ms_step = (t_full - t_one) / (a.new - 1) * 1e3
-        res["decode"][b] = {"ms_per_step": ms_step, "tok_s": b * 1e3 / ms_step}
-        print(f"transformers decode batch {b}: {ms_step:.2f} ms/step, {b*1e3/ms_step:.0f} tok/s", flush=True)
-    ids = torch.randint(3, vocab, (1, a.prefill), device=dev)
-    ms = ev_time(lambda: model(ids), reps=5, warm=2)
-    res["prefill"][a.prefill] = {"ms": ms, "tok_s": a.prefill / (ms / 1e3)}
-    print(f"transformers prefill {a.prefill}: {ms:.1f} ms, {a.prefill/(ms/1e3):.0f} tok/s", flush=True)
+        for impl in attns:
+            use_attn(impl)
+            gen(4)
+            t_full = statistics.median(gen(a.new) for _ in range(a.reps))
+            t_one = statistics.median(gen(1) for _ in range(max(2, a.reps)))
+            ms_step = (t_full - t_one) / (a.new - 1) * 1e3
+            row("decode", impl, str(b), {"ms_per_step": ms_step, "tok_s": b * 1e3 / ms_step})
+            print(f"transformers ({impl}) decode batch {b}: {ms_step:.2f} ms/step, {b*1e3/ms_step:.0f} tok/s", flush=True)
+    if a.prefill > 0:
+        ids = torch.randint(3, vocab, (1, a.prefill), device=dev)
+        for impl in attns:
+            use_attn(impl)
+            ms = ev_time(lambda: model(ids), reps=5, warm=2)
+            row("prefill", impl, str(a.prefill), {"ms": ms, "tok_s": a.prefill / (ms / 1e3)})
+            print(f"transformers ({impl}) prefill {a.prefill}: {ms:.1f} ms, {a.prefill/(ms/1e3):.0f} tok/s", flush=True)
 print(json.dumps(res))
