@@ -38,7 +38,7 @@ echo "device-test rc $? ($(( $(date +%s) - t0 )) s)"
 # 4. the KV-cache attention micro-benchmark (f16 vs int8 vs int4 caches), kernels only
 DT=libs/native/build/device-test
 KOBJ=$(ls $DT/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench -e backend_cuda -e cuda_decoder -e f32_ops)
-if nvcc -arch=sm_90 $KOBJ $DT/cpu_error.cc.o $DT/bench_attention.cu.o -lcublas -lcudart -lpthread -o $DT/bench_attention >> "$OUT/build.log" 2>&1; then
+if nvcc -arch=sm_90 $KOBJ $DT/cpu_error.cc.o $DT/bench_attention.cu.o -lcublas -lcublasLt -lcudart -lpthread -o $DT/bench_attention >> "$OUT/build.log" 2>&1; then
   $DT/bench_attention > "$OUT/bench_attention.log" 2>&1; echo "bench_attention rc $?"
 else
   echo "bench_attention: LINK FAILED"

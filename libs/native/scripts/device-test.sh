@@ -30,7 +30,7 @@ if grep -q FAILED "$OUT/build.log"; then cat "$OUT/build.log"; echo "BUILD FAILE
 KERNELS=$(ls $B/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench -e backend_cuda -e cuda_decoder -e f32_ops)
 BACKEND="$B/f32_ops.cu.o $B/backend_cuda.cu.o $B/backend_cuda_quant.cu.o $B/cuda_decoder.cu.o"
 CPU=$(ls $B/cpu_*.o | grep -v cpu_model_test)
-LIBS="-lcublas -lcudart -lpthread"
+LIBS="-lcublas -lcublasLt -lcudart -lpthread"
 nvcc -arch=$ARCH $KERNELS $B/cpu_error.cc.o $B/test_kernels.cu.o $LIBS -o $B/test_kernels >> "$OUT/build.log" 2>&1 &&
   nvcc -arch=$ARCH $KERNELS $B/cpu_error.cc.o $B/bench_decoder.cu.o $LIBS -o $B/bench_decoder >> "$OUT/build.log" 2>&1 &&
   nvcc -arch=$ARCH $KERNELS $BACKEND $CPU $B/cpu_model_test.o $B/test_backend.cu.o $LIBS -o $B/test_backend >> "$OUT/build.log" 2>&1 || {

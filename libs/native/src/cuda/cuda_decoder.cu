@@ -12,6 +12,7 @@
 #include "cuda/f32_ops.cuh"
 #include "ops/attention.cuh"
 #include "ops/embedding.cuh"
+#include "ops/linear.cuh"
 #include "ops/rms_norm.cuh"
 #include "ops/rope.cuh"
 #include "ops/silu_mul.cuh"
@@ -272,6 +273,20 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
         if (attn_ws_) LMF_CUDA_CHECK(cudaFree(attn_ws_));
         LMF_CUDA_CHECK(cudaMalloc(&attn_ws_, ws));
         attn_ws_bytes_ = ws;
+      }
+      // the first graph of a batch bucket above the GEMV rows: one eager step with GEMM tuning on first, so the
+      // captured GEMMs replay the per-shape choices (CublasGemm::set_tuning; LMFLEET_GEMM_TUNE=0 skips it). The
+      // eager step writes the same KV slots and logits the graph then writes again.
+      if (CublasGemm::tuning_allowed() && Tp > kGemvMaxRows && tuned_T_.insert(Tp).second) {
+        CublasGemm& gm = be_.gemm();
+        gm.set_tuning(true);
+        try {
+          run(L, kv, true, 1, splits);
+        } catch (...) {
+          gm.set_tuning(false);
+          throw;
+        }
+        gm.set_tuning(false);
       }
       cudaGraph_t g;
       LMF_CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal));

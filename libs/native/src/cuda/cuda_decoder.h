@@ -9,6 +9,7 @@
 // copy, one graph launch. Prefill and mixed steps run eagerly (tensor-core prefill attention).
 #pragma once
 #include <map>
+#include <set>
 #include <memory>
 #include <tuple>
 #include <vector>
@@ -72,6 +73,7 @@ class CudaDecoder {
   std::map<std::tuple<int, int, int, int>, Graph> graphs_;  // (batch, splits, mb, inv_n)
   const void* graph_kv_ = nullptr;                           // KvView the graphs were captured with
   bool use_graphs_ = true;
+  std::set<int> tuned_T_;  // batch buckets whose GEMM shapes were tuned (see forward)
   int split_len_ = 128;  // set per step from the batch size (deterministic in the graph key's batch)
 };
 

@@ -3,9 +3,15 @@
 // (ops/linear.cu), which reads W at full bandwidth; larger m to cuBLAS. Graph-capturable: the handle gets a
 // fixed workspace so cuBLAS allocates nothing during capture.
 #pragma once
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "ops/w4a16_gemm.cuh"
 
@@ -31,9 +37,22 @@ class CublasGemm {
   void linear(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n, int k);
   // Same with f32 out (logits).
   void linear_f32out(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k);
-  // Always cuBLAS (for tests and the GEMM ceiling).
+  // Always cuBLAS's default algorithm (for tests and the GEMM ceiling).
   void cublas_linear(const half* x, int ldx, const half* w, half* y, int ldy, int m, int n, int k);
   cudaStream_t stream() const { return stream_; }
+
+  // Per-shape GEMM choice for m > kGemvMaxRows (the decode batches 16..256 where cuBLAS's default reads W at ~84% of
+  // the bandwidth). While tuning is on (set_tuning(true); never during graph capture) the first call of a shape times
+  // cuBLAS's default (cublasGemmEx) against up to 16 cuBLASLt heuristic candidates, with a 96 MB write before each
+  // timed run so W comes from HBM as in a decode step, and keeps the fastest for (m, n, k, ldx, ldy, out type,
+  // pointer alignments). Every later call of that shape, captured ones included, runs the kept choice; shapes
+  // without one run cublasGemmEx's default. CudaDecoder turns tuning on for one eager step before it captures a
+  // decode graph (LMFLEET_GEMM_TUNE=0: never).
+  static bool tuning_allowed();
+  void set_tuning(bool on);
+  // One line per tuned shape (shape, default us, best us, which), for benchmarks.
+  const std::vector<std::string>& tune_log() const { return tune_log_; }
+  size_t plans() const { return plans_.size(); }
 
   // y (ldy) = x (ldx) W^T + bias for a W4A16 weight; f16 or f32 out. Graph-capturable once reserve_w4a16 has
   // sized the workspaces for the largest (m, n, k) that will be captured.
@@ -43,6 +62,24 @@ class CublasGemm {
   int sms() const { return sms_; }
 
  private:
+  // y = x W^T in f16 or f32 (out_f32), bias not included; the plan (or cuBLAS's default) for this shape
+  void dense(const half* x, int ldx, const half* w, void* y, bool out_f32, int ldy, int m, int n, int k);
+  struct Plan {
+    bool lt = false;  // false: cublasGemmEx default
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    size_t ws = 0;
+  };
+  using PlanKey = std::tuple<int, int, int, int, int, bool, int, int, int>;  // m n k ldx ldy f32 align(w) align(x) align(y)
+  Plan* tune(const PlanKey& key, const half* x, int ldx, const half* w, void* y, bool out_f32, int ldy, int m, int n, int k);
+  void run_plan(const Plan& p, const half* x, int ldx, const half* w, void* y, bool out_f32, int ldy, int m, int n, int k);
+  std::map<PlanKey, Plan> plans_;
+  std::vector<std::string> tune_log_;
+  bool tuning_ = false;
+  void* flush_ = nullptr;  // L2 eviction buffer while tuning
+  cublasLtHandle_t lt_ = nullptr;
+  size_t workspace_bytes_ = 0;
   float* w4_partials(size_t bytes);
   half* w4_dense(size_t elems);
   int sms_ = 0;

@@ -1001,6 +1001,54 @@ static void test_cublas(Rng& r, int m, int n, int k, bool f32out) {
   T.add(f32out ? "linear_f32out(cublas)" : "linear(cublas)", dims({m, n, k}), rel_err(out, ref), f32out ? 1e-5 : 2e-3,
         guards);
 }
+
+// The tuned dense path (CublasGemm::set_tuning): the first call times cuBLAS's default against cuBLASLt's candidates
+// and keeps the fastest for the shape; the second call (tuning off) replays that plan. Both outputs vs float64, with
+// x and y offset from their allocations (alignments below 256 bytes select other plans) and padded leading dims.
+static void test_cublas_tuned(Rng& r, int m, int n, int k, bool f32out, int x_off) {
+  CublasGemm g(S);
+  const int ldx = k + 8, ldy = n + 8;
+  auto x = r.normals((size_t)m * ldx + x_off), w = r.normals((size_t)n * k, 0.05f), bias = r.normals(n);
+  DevBuf<half> dx(x.size()), dw(w.size()), db(n);
+  dx.upload(to_half(x)); dw.upload(to_half(w)); db.upload(to_half(bias));
+  std::vector<double> ref((size_t)m * n);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = bias[j];
+      for (int q = 0; q < k; q++) s += (double)x[x_off + (size_t)i * ldx + q] * w[(size_t)j * k + q];
+      ref[(size_t)i * n + j] = s;
+    }
+  const std::string shape = dims({m, n, k}) + (x_off ? " x+" + std::to_string(x_off) : "");
+  for (int pass = 0; pass < 2; pass++) {
+    g.set_tuning(pass == 0);
+    std::vector<double> out, o2;
+    bool guards;
+    if (f32out) {
+      DevBuf<float> dy((size_t)m * ldy + 4);
+      dy.poison();
+      g.linear_f32out(dx.p + x_off, ldx, dw.p, db.p, dy.p + 4, ldy, m, n, k);
+      out = to_double(dy.download());
+      guards = dy.guards_ok();
+    } else {
+      DevBuf<half> dy((size_t)m * ldy + 8);
+      dy.poison();
+      g.linear(dx.p + x_off, ldx, dw.p, db.p, dy.p + 8, ldy, m, n, k);
+      out = to_double(dy.download());
+      guards = dy.guards_ok();
+    }
+    const int y_off = f32out ? 4 : 8;
+    bool pad_ok = true;
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < ldy; j++) {
+        const double v = out[y_off + (size_t)i * ldy + j];
+        if (j < n) o2.push_back(v);
+        else if (i < m - 1 && !std::isnan(v)) pad_ok = false;
+      }
+    T.add(std::string(f32out ? "linear_f32out" : "linear") + (pass == 0 ? "(tuning)" : "(tuned plan)"), shape,
+          rel_err(o2, ref), f32out ? 1e-5 : 2e-3, guards && pad_ok && g.plans() == 1,
+          g.plans() == 1 ? (g.tune_log().empty() ? "" : g.tune_log().back()) : "expected one plan");
+  }
+}
 #endif
 
 // AWQ fake quantization: the reference below is written independently of ops/awq_fake_quant.h from the documented
@@ -1209,6 +1257,10 @@ int main(int argc, char** argv) {
     test_cublas(r, 64, 512, 4096, false);
     test_cublas(r, 16, 1000, 4096, true);
     test_cublas(r, 3, 1000, 4096, false);  // the gemv path through CublasGemm
+    test_cublas_tuned(r, 64, 1024, 4096, false, 0);
+    test_cublas_tuned(r, 16, 4096, 1024, false, 8);
+    test_cublas_tuned(r, 48, 1000, 2048, true, 0);
+    test_cublas_tuned(r, 33, 520, 512, false, 24);
 #else
     std::printf("linear(cublas): not run: built without cuBLAS\n");
 #endif
