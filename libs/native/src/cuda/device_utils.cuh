@@ -32,6 +32,21 @@ __device__ __forceinline__ half8 ldg_half8(const half* p) {
   return *reinterpret_cast<half8*>(&u);
 }
 
+// Programmatic dependent launch (sm_90; no-ops below). A kernel launched with launch_pdl() (ops/linear.cu's GEMV)
+// may start while the kernel before it is still running: it must call pdl_wait() before it reads anything that kernel
+// writes (it may read the weights before). pdl_trigger() at the start of the kernels that precede such launches lets
+// the dependent grid start as soon as every block of theirs is running, instead of when the last one exits.
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // Weights are read once per step: keep them out of L1 and tell L2 to evict them first.
 __device__ __forceinline__ uint4 ld_stream_u4(const void* p) {
   uint4 r;

@@ -65,6 +65,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
                         int block_size, float scale_log2, int split_len, int max_splits, float* __restrict__ o_part,
                         float* __restrict__ ml_part, const float* __restrict__ k_param,
                         const float* __restrict__ v_param, int kv_rep) {
+  pdl_trigger();  // the o projection's GEMV may start streaming weights (see device_utils.cuh)
   using Chunk = typename KvChunk<QP>::T;
   constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
   extern __shared__ float scores[];  // [G][split_len]
@@ -213,6 +214,7 @@ template <int HD>
 __global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo,
                                                 int nh, int split_len, int max_splits,
                                                 const float* __restrict__ o_part, const float* __restrict__ ml_part) {
+  pdl_trigger();  // see device_utils.cuh
   const int qh = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
   const int nsplit = (ctx_lens[b] + split_len - 1) / split_len;
   if (nsplit <= 1) return;

@@ -1,3 +1,6 @@
+#include <cstdlib>
+#include <string>
+
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
 #include "ops/linear.cuh"
@@ -25,10 +28,16 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
   for (int i = 0; i < M; i++) acc[i] = 0.f;
   const int nchunks = k / 8;  // 16-byte chunks in the row
   int c = lane;
-  for (; c + 32 * (kUnroll - 1) < nchunks; c += 32 * kUnroll) {
-    uint4 wv[kUnroll];
+  // the first kUnroll weight loads go out before pdl_wait: launched as a programmatic dependent (launch_pdl), this
+  // block may run while the kernel that writes x is finishing; W is not written by it
+  uint4 wv[kUnroll];
+  bool full = c + 32 * (kUnroll - 1) < nchunks;
+  if (full) {
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) wv[u] = ld_stream_u4(wr + (size_t)(c + 32 * u) * 8);
+  }
+  pdl_wait();
+  while (full) {
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
       float wf[8];
@@ -41,11 +50,17 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
         for (int q = 0; q < 8; q++) acc[i] += wf[q] * xf[q];
       }
     }
+    c += 32 * kUnroll;
+    full = c + 32 * (kUnroll - 1) < nchunks;
+    if (full) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; u++) wv[u] = ld_stream_u4(wr + (size_t)(c + 32 * u) * 8);
+    }
   }
   for (; c < nchunks; c += 32) {
-    uint4 wv = ld_stream_u4(wr + (size_t)c * 8);
+    uint4 wt = ld_stream_u4(wr + (size_t)c * 8);
     float wf[8];
-    half8_to_float(*reinterpret_cast<half8*>(&wv), wf);
+    half8_to_float(*reinterpret_cast<half8*>(&wt), wf);
 #pragma unroll
     for (int i = 0; i < M; i++) {
       float xf[8];
@@ -63,6 +78,35 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
   }
 }
 
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("LMFLEET_PDL");
+    if (e && std::string(e) == "0") return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+      return false;
+    return major >= 9;
+  }();
+  return on;
+}
+
+// A launch that may overlap the previous kernel on the stream (programmatic stream serialization) when
+// pdl_enabled(); the kernel must pdl_wait() before reading what that kernel writes.
+template <typename... KArgs, typename... Args>
+static void launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  LMF_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...));
+}
+
 template <typename OutT>
 static void launch(const half* x, int ldx, const half* w, const half* bias, OutT* y, int ldy, int m, int n, int k,
                    cudaStream_t s) {
@@ -72,7 +116,7 @@ static void launch(const half* x, int ldx, const half* w, const half* bias, OutT
   const dim3 grid((n + kRowsPerBlock - 1) / kRowsPerBlock), block(kRowsPerBlock * 32);
   switch (m) {
 #define LMF_GEMV_CASE(M) \
-  case M: gemv_kernel<M, OutT><<<grid, block, 0, s>>>(x, ldx, w, bias, y, ldy, n, k); break;
+  case M: launch_pdl(gemv_kernel<M, OutT>, grid, block, s, x, ldx, w, bias, y, ldy, n, k); break;
     LMF_GEMV_CASE(1) LMF_GEMV_CASE(2) LMF_GEMV_CASE(3) LMF_GEMV_CASE(4)
     LMF_GEMV_CASE(5) LMF_GEMV_CASE(6) LMF_GEMV_CASE(7) LMF_GEMV_CASE(8)
 #undef LMF_GEMV_CASE

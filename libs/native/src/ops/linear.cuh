@@ -7,6 +7,9 @@ namespace lmfleet {
 // f32 accumulation. Streams W once at full bandwidth (cuBLAS takes over for larger m; see cuda/gemm.h).
 // y is f16 (ldy) or f32 (the logits variant). k must be a multiple of 8, ldx too.
 constexpr int kGemvMaxRows = 8;
+// The GEMV is launched as a programmatic dependent of the kernel before it on sm_90 (weights stream while that kernel
+// finishes; see cuda/device_utils.cuh); LMFLEET_PDL=0 turns it off.
+bool pdl_enabled();
 void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n, int k,
                cudaStream_t s);
 void gemv_f32out_cuda(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k,

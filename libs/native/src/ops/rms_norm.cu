@@ -8,6 +8,7 @@ namespace lmfleet {
 template <int VPT, bool ADD>
 __global__ void rms_norm_kernel(half* residual, const half* __restrict__ x, const half* __restrict__ w,
                                 half* y, int cols, float eps) {
+  pdl_trigger();  // the next GEMV may start streaming its weights (it waits for this kernel before reading y)
   __shared__ float scratch[32];
   const int row = blockIdx.x;
   const int nvec = cols / 8;
@@ -51,6 +52,7 @@ __global__ void rms_norm_kernel(half* residual, const half* __restrict__ x, cons
 template <bool ADD>
 __global__ void rms_norm_generic_kernel(half* residual, const half* __restrict__ x, const half* __restrict__ w,
                                         half* y, int cols, float eps) {
+  pdl_trigger();
   __shared__ float scratch[32];
   const size_t base = (size_t)blockIdx.x * cols;
   float ss = 0.f;

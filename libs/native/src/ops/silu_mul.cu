@@ -5,6 +5,7 @@
 namespace lmfleet {
 
 __global__ void silu_mul_vec_kernel(const half* __restrict__ gu, int ld, half* __restrict__ out, int inter) {
+  pdl_trigger();  // see device_utils.cuh
   const int row = blockIdx.y;
   const int i = blockIdx.x * blockDim.x + threadIdx.x;  // half8 index
   if (i * 8 >= inter) return;
@@ -17,6 +18,7 @@ __global__ void silu_mul_vec_kernel(const half* __restrict__ gu, int ld, half* _
 }
 
 __global__ void silu_mul_kernel(const half* __restrict__ gu, int ld, half* __restrict__ out, int inter) {
+  pdl_trigger();
   const int row = blockIdx.y;
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= inter) return;
