@@ -119,7 +119,8 @@ export class PretrainedModel {
       log('info', `AWQ w${quant.bits}g${quant.groupSize}: dequantized to ${loaded.spec.dtype} on load for ${native.backend} (${Date.now() - t0} ms)`);
     }
     if (native.backend === 'cuda' && loaded.spec.dtype === 'bf16') {
-      log('warn', 'bf16 weights run in f16 on cuda (no bf16 kernels yet): weights and activations beyond +-65504 would overflow');
+      log('warn', 'bf16 weights run in f16 on cuda (no bf16 kernels yet): a weight beyond f16\'s range (|x| >= 65520) ' +
+        'fails the load with an error naming the tensor; activations beyond +-65504 would overflow to inf at run time');
     }
     const kv = resolveKvQuant(opts, ws?.kvCache, loaded.spec);
     if (kv.quantPolicy) log('info', `KV cache int${kv.quantPolicy} (quant_policy ${kv.quantPolicy}), ${kv.mode}`);

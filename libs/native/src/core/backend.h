@@ -55,6 +55,11 @@ class Backend {
   virtual size_t kv_element_bytes() const { return 4; }
   virtual int64_t available_memory_bytes() const { return lmfleet::available_memory_bytes(); }
 
+  // Whether this backend keeps the model's floating-point weights as f16 (cuda: no bf16/f32 kernels), so a bf16 or
+  // f32 value beyond f16's range (|x| >= 65520 rounds to inf) cannot be represented: Model::load refuses such a
+  // tensor with a ModelFormat error naming it and the count. The cpu backend keeps f32 (false).
+  virtual bool f16_weights() const { return false; }
+
   // w: [n, k] row-major in `dtype` (f32/f16/bf16), bias: [n] in bias_dtype or null. Host pointers.
   virtual std::unique_ptr<LinearWeight> prepare_linear(const void* w, DType dtype, const void* bias,
                                                        DType bias_dtype, int64_t n, int64_t k) = 0;

@@ -51,6 +51,7 @@ class CudaBackend : public Backend {
   explicit CudaBackend(int device);
   ~CudaBackend() override;
   const char* name() const override { return "cuda"; }
+  bool f16_weights() const override { return true; }
 
   void* alloc(size_t bytes) override;
   void release(void* p) override;

@@ -352,7 +352,9 @@ struct Seq {
 
 // qp: KV cache quant policy (0 float, 8 int8, 4 int4) of both models. Quantized, the two decoders store rows that
 // differ by f16 vs f32 rounding, so a value may land one quantization step apart: looser bounds.
-void decoder_test(const TinyModel& t, const std::string& name, int qp = 0) {
+// nseq > 8: the decode steps run in a batch bucket above the GEMV rows, so CudaDecoder tunes the GEMM shapes
+// (CublasGemm::set_tuning) in an eager step before it captures the graph.
+void decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int nseq = 3) {
   ModelConfig cfg = make_config(t);
   cfg.kv_quant_policy = qp;
   g_test_use_cuda = false;
@@ -365,7 +367,7 @@ void decoder_test(const TinyModel& t, const std::string& name, int qp = 0) {
   Decoder& cdec = model_decoder(cpu_m);
   KvCacheOptions ko;
   ko.block_size = 16;
-  ko.num_blocks = 48;
+  ko.num_blocks = 16 + 8 * nseq;
   ko.quant_policy = qp;
   ko.head_dim = t.head_dim;
   const int64_t kvw = t.kv_heads * t.head_dim;
@@ -374,9 +376,9 @@ void decoder_test(const TinyModel& t, const std::string& name, int qp = 0) {
   std::iota(free_blocks.begin(), free_blocks.end(), 0);
   std::shuffle(free_blocks.begin(), free_blocks.end(), gen);
   std::uniform_int_distribution<int> tok(0, (int)t.vocab - 1);
-  std::vector<Seq> seqs(3);
-  for (int i = 0; i < 3; i++) {
-    const int n = i == 0 ? 37 : (i == 1 ? 70 : 90);
+  std::vector<Seq> seqs(nseq);
+  for (int i = 0; i < nseq; i++) {
+    const int n = i == 0 ? 37 : (i == 1 ? 70 : (i == 2 ? 90 : 20 + 7 * i));
     for (int j = 0; j < n; j++) seqs[i].tokens.push_back(tok(gen));
   }
   double worst = 0;
@@ -384,7 +386,7 @@ void decoder_test(const TinyModel& t, const std::string& name, int qp = 0) {
   for (int step = 0; step < 8; step++) {
     // which sequences run, and how many tokens each: step 0 prefills 0 and 1; seq 2 prefills at step 4
     std::vector<std::pair<int, int64_t>> sched;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < nseq; i++) {
       if (i == 2 && step < 4) continue;
       const int64_t n = (int64_t)seqs[i].tokens.size() - seqs[i].done;
       sched.push_back({i, n});
@@ -435,12 +437,57 @@ void decoder_test(const TinyModel& t, const std::string& name, int qp = 0) {
     }
   }
   char shape[200];
-  std::snprintf(shape, sizeof shape, "%s: %d steps (prefill, graph decode, mixed), %zu graphs", name.c_str(), steps,
-                gdec.graphs());
+  std::snprintf(shape, sizeof shape, "%s: %d seqs, %d steps (prefill, graph decode, mixed), %zu graphs, %zu gemm plans",
+                name.c_str(), nseq, steps, gdec.graphs(), dynamic_cast<CudaBackend&>(gpu_m.backend()).gemm().plans());
   const std::string qname = qp ? " int" + std::to_string(qp) + " KV" : std::string();
   report((t.group ? "decoder W4A16(cuda vs cpu)" : "decoder(cuda vs cpu)") + qname, shape, worst,
          qp == 0 ? 2e-2 : (qp == 8 ? 4e-2 : 1.5e-1),
          "worst step; greedy token equal " + std::to_string(argmax_same) + "/" + std::to_string(argmax_total));
+}
+
+// bf16 weights beyond f16's range: the cuda backend (f16 weights) refuses the tensor with its name and the count; the
+// cpu backend (f32) loads the same tensors and keeps the values.
+void bf16_range_test() {
+  const TinyModel t{320, 64, 160, 1, 4, 1, 16, false, false, "default"};
+  ModelConfig cfg = make_config(t);
+  bool replaced = false;
+  for (auto& s : cfg.tensors) {
+    if (s.name != "layers.0.down.weight") continue;
+    const int64_t n = (int64_t)s.data.size() / 2;
+    std::vector<float> v((size_t)n);
+    convert_to_f32(s.data.data(), DType::F16, n, v.data());
+    v[5] = 1e5f;       // past f16's max
+    v[17] = -7e4f;     // past it (rounds to -inf in f16)
+    v[40] = 65280.f;   // the largest bf16 below f16's max (65504; bf16's next value is 65536): allowed
+    std::vector<uint8_t> b((size_t)n * 2);
+    uint16_t* h = reinterpret_cast<uint16_t*>(b.data());
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(v[i]);
+    s.dtype = DType::BF16;
+    s.data = std::move(b);
+    replaced = true;
+  }
+  g_test_use_cuda = false;
+  Model cpu_m(cfg);
+  bool cpu_ok = replaced;
+  try {
+    cpu_m.load();
+  } catch (const Error& e) {
+    cpu_ok = false;
+    std::printf("cpu load failed: %s\n", e.what());
+  }
+  g_test_use_cuda = true;
+  Model gpu_m(cfg);
+  std::string msg;
+  bool refused = false;
+  try {
+    gpu_m.load();
+  } catch (const Error& e) {
+    refused = e.code == ErrorCode::ModelFormat;
+    msg = e.what();
+  }
+  const bool named = msg.find("layers.0.down.weight") != std::string::npos && msg.find("2 of ") != std::string::npos;
+  report("bf16 beyond f16 range", "cpu loads; cuda refuses layers.0.down.weight (2 values)",
+         cpu_ok && refused && named ? 0.0 : 1.0, 0.0, msg.substr(0, 160));
 }
 
 }  // namespace
@@ -465,6 +512,10 @@ int main(int argc, char** argv) {
     decoder_test({1000, 512, 1024, 2, 8, 1, 64, false, false, "dynamic"}, "h512 GQA 8/1 d64, dynamic NTK", 8);
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias", 4);
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default", 128}, "W4A16 g128 h512 GQA 4/2 d128 + int8 KV", 8);
+    // 12 sequences: decode graphs at batch bucket 16 with tuned GEMM plans (cuBLASLt or cuBLAS's default per shape)
+    decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias", 0, 12);
+    decoder_test({1000, 256, 512, 3, 4, 4, 64, false, true, "llama3"}, "h256 MHA d64, tied, llama3 rope", 0, 12);
+    bf16_range_test();
   } catch (const Error& e) {
     std::printf("ERROR %s: %s\n", error_code_name(e.code), e.what());
     return 100;

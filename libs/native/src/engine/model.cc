@@ -1,8 +1,8 @@
 #include "engine/model.h"
 
-#include <cmath>
-
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 #include <unordered_map>
@@ -45,6 +45,7 @@ class TensorReader {
     for (auto d : shape) n *= d;
     std::vector<float> out((size_t)n);
     convert_to_f32(bytes(t, (size_t)n * dtype_size(t.dtype)), t.dtype, n, out.data());
+    if (f16_range_ && t.dtype != DType::F16) check_f16_range(t, out);
     return out;
   }
 
@@ -59,6 +60,7 @@ class TensorReader {
     const uint8_t* all = bytes(t, (size_t)n * es);
     std::vector<float> out((size_t)(nr * cols));
     convert_to_f32(all + r0 * cols * es, t.dtype, nr * cols, out.data());
+    if (f16_range_ && t.dtype != DType::F16) check_f16_range(t, out);
     return out;
   }
   // Columns [c0, c0 + nc) of a 2-D tensor `name` of `shape`, as f32 (row-parallel linears).
@@ -70,8 +72,11 @@ class TensorReader {
     const uint8_t* all = bytes(t, (size_t)(rows * cols * es));
     std::vector<float> out((size_t)(rows * nc));
     for (int64_t r = 0; r < rows; r++) convert_to_f32(all + (r * cols + c0) * es, t.dtype, nc, out.data() + r * nc);
+    if (f16_range_ && t.dtype != DType::F16) check_f16_range(t, out);
     return out;
   }
+  // The backend stores weights as f16 (Backend::f16_weights): bf16/f32 tensors must fit f16's range.
+  void require_f16_range(bool on) { f16_range_ = on; }
 
   // The bytes of `name` (which must have `shape` and `dtype`), valid while the reader lives.
   const uint8_t* raw(const std::string& name, const std::vector<int64_t>& shape, DType dtype) {
@@ -117,6 +122,28 @@ class TensorReader {
     return src;
   }
 
+  // Values with |x| >= 65520 become inf in f16 (round to nearest even; 65504 is the largest finite f16), NaN stays
+  // NaN. Such a weight would silently turn activations into inf/NaN on an f16 backend: refuse the tensor, with counts.
+  static void check_f16_range(const TensorSpec& t, const std::vector<float>& v) {
+    size_t over = 0;
+    float worst = 0.f;
+    for (float x : v) {
+      const float a = std::fabs(x);
+      if (a >= 65520.f) {  // inf included; NaN compares false
+        over++;
+        worst = std::max(worst, a);
+      }
+    }
+    if (!over) return;
+    char big[32];
+    std::snprintf(big, sizeof big, "%.4g", worst);
+    fail(ErrorCode::ModelFormat, "tensor " + t.name + " (" + dtype_name(t.dtype) + "): " + std::to_string(over) + " of " +
+                                     std::to_string(v.size()) + " values are beyond f16's range (largest |x| " + big +
+                                     ", f16 max 65504); this backend keeps weights in f16 (no bf16 kernels), where they "
+                                     "would be inf: load the model on the cpu backend");
+  }
+
+  bool f16_range_ = false;
   std::unordered_map<std::string, const TensorSpec*> by_name_;
   std::unordered_map<std::string, std::unique_ptr<MappedFile>> files_;
 };
@@ -235,6 +262,7 @@ void Model::load_shard(TensorReader& rd) {
   const ShardPlan& sh = shard_;
   const bool tp = c.tp > 1;
   Backend& be = *be_;
+  rd.require_f16_range(be.f16_weights());
   size_t bytes = 0;
   auto upload = [&](const std::vector<float>& v) {
     Buffer b(&be, v.size() * 4);
