@@ -52,13 +52,13 @@ torch.cuda.empty_cache()
 print(f"copy {copy_bw/1e9:.0f} GB/s, bf16 matmul {mm_flops/1e12:.0f} TFLOP/s", flush=True)
 
 t0 = time.perf_counter()
-model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float16, attn_implementation=attns[0],
-                                             device_map="cuda").eval()
-print(f"loaded in {time.perf_counter() - t0:.1f} s; default attn_implementation would be "
-      f"{type(model).__name__}: {getattr(model.config, '_attn_implementation', '?')}", flush=True)
+model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float16, device_map="cuda").eval()
+default_attn = getattr(model.config, "_attn_implementation", None)
+print(f"loaded {type(model).__name__} in {time.perf_counter() - t0:.1f} s; default attn_implementation: {default_attn}",
+      flush=True)
 vocab = model.config.vocab_size
 res = {"copy_bw_GBs": copy_bw / 1e9, "bf16_mm_TFLOPs": mm_flops / 1e12, "decode": {}, "prefill": {},
-       "attn": attns, "by_attn": {x: {"decode": {}, "prefill": {}} for x in attns}}
+       "attn": attns, "default_attn": default_attn, "by_attn": {x: {"decode": {}, "prefill": {}} for x in attns}}
 
 def use_attn(impl):
     if hasattr(model, "set_attn_implementation"):
