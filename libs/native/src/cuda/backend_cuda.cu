@@ -159,9 +159,13 @@ std::unique_ptr<LinearWeight> CudaBackend::prepare_linear(const void* w, DType d
   lw->k = k;
   lw->device = device_;
   lw->has_bias = bias != nullptr;
-  auto hw = to_f16(w, dtype, n * k);
   lw->w = static_cast<half*>(alloc((size_t)n * k * 2));
-  upload(lw->w, hw.data(), hw.size() * 2);
+  if (dtype == DType::F16) {  // as stored: no host copy
+    upload(lw->w, w, (size_t)n * k * 2);
+  } else {
+    auto hw = to_f16(w, dtype, n * k);
+    upload(lw->w, hw.data(), hw.size() * 2);
+  }
   if (bias) {
     auto hb = to_f16(bias, bias_dtype, n);
     lw->bias = static_cast<half*>(alloc((size_t)n * 2));

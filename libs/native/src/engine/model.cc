@@ -75,6 +75,29 @@ class TensorReader {
     if (f16_range_ && t.dtype != DType::F16) check_f16_range(t, out);
     return out;
   }
+  // f16 values of the block rows [r0, r0 + nr) x columns [c0, c0 + nc) of the 2-D tensor `name` (which must have
+  // `shape`), written densely to dst: f16 tensors are copied as they are, others go through f32 (range-checked when
+  // require_f16_range is on) and round to nearest even.
+  void f16_into(const std::string& name, const std::vector<int64_t>& shape, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
+                uint16_t* dst) {
+    const TensorSpec& t = spec(name, shape);
+    const int64_t cols = shape.size() > 1 ? shape[1] : 1;
+    if (t.dtype == DType::F16) {
+      int64_t n = 1;
+      for (auto d : shape) n *= d;
+      const uint16_t* all = reinterpret_cast<const uint16_t*>(bytes(t, (size_t)n * 2));
+      if (c0 == 0 && nc == cols) {
+        std::memcpy(dst, all + r0 * cols, (size_t)(nr * cols) * 2);
+      } else {
+        for (int64_t r = 0; r < nr; r++) std::memcpy(dst + r * nc, all + (r0 + r) * cols + c0, (size_t)nc * 2);
+      }
+      return;
+    }
+    if (!(c0 == 0 && nc == cols) && !(r0 == 0 && nr == shape[0])) fail(ErrorCode::Internal, "f16_into: rows and columns both sliced");
+    std::vector<float> v = (c0 == 0 && nc == cols) ? f32_rows(name, shape, r0, nr) : f32_cols(name, shape, c0, nc);
+    for (size_t i = 0; i < v.size(); i++) dst[i] = f32_to_f16(v[i]);
+  }
+
   // The backend stores weights as f16 (Backend::f16_weights): bf16/f32 tensors must fit f16's range.
   void require_f16_range(bool on) { f16_range_ = on; }
 
@@ -307,6 +330,39 @@ void Model::load_shard(TensorReader& rd) {
     return lw;
   };
   auto append = [](std::vector<float>& dst, const std::vector<float>& src) { dst.insert(dst.end(), src.begin(), src.end()); };
+  // A dense linear stacked from `parts`, each a block of a 2-D tensor (name, shape, rows r0..r0+nr, columns c0..c0+nc;
+  // all parts the same width nc). On a backend that keeps f16 weights (cuda) the blocks are gathered as f16 and handed
+  // over as they are: no f32 round trip for f16 checkpoints (a 7B model's 13 GB were converted f16 -> f32 -> f16 on
+  // one thread before). Otherwise through f32, as the CPU backend packs it.
+  struct Part {
+    std::string name;
+    std::vector<int64_t> shape;
+    int64_t r0, nr, c0, nc;
+  };
+  const bool f16w = be.f16_weights();
+  auto dense = [&](const std::vector<Part>& parts, const std::vector<float>* bias) {
+    int64_t n = 0;
+    const int64_t k = parts[0].nc;
+    for (const auto& pr : parts) n += pr.nr;
+    if (f16w) {
+      std::vector<uint16_t> w((size_t)n * k);
+      size_t at = 0;
+      for (const auto& pr : parts) {
+        rd.f16_into(pr.name, pr.shape, pr.r0, pr.nr, pr.c0, pr.nc, w.data() + at);
+        at += (size_t)(pr.nr * k);
+      }
+      auto lw = be.prepare_linear(w.data(), DType::F16, bias ? bias->data() : nullptr, DType::F32, n, k);
+      bytes += lw->bytes();
+      return lw;
+    }
+    auto block = [&](const Part& pr) {
+      return (pr.c0 == 0 && pr.nc == pr.shape[1]) ? rd.f32_rows(pr.name, pr.shape, pr.r0, pr.nr)
+                                                  : rd.f32_cols(pr.name, pr.shape, pr.c0, pr.nc);
+    };
+    std::vector<float> w = block(parts[0]);
+    for (size_t i = 1; i < parts.size(); i++) append(w, block(parts[i]));
+    return linear(std::move(w), bias, n, k);
+  };
 
   const int64_t H = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, I = c.inter, D = c.head_dim;
   // This rank's widths (the model's at tp 1): q rows, k/v rows, gate/up rows, embedding rows.
@@ -322,7 +378,7 @@ void Model::load_shard(TensorReader& rd) {
   }
   final_norm = upload(rd.f32("norm.weight", {H}));
   if (c.tie_embeddings) lm_head = linear(std::move(emb), nullptr, sh.vocab, H);
-  else lm_head = linear(rd.f32_rows("lm_head.weight", {c.vocab, H}, sh.vocab0, sh.vocab), nullptr, sh.vocab, H);
+  else lm_head = dense({{"lm_head.weight", {c.vocab, H}, sh.vocab0, sh.vocab, 0, H}}, nullptr);
 
   std::vector<LayerWeights> ls((size_t)c.layers);
   for (int64_t i = 0; i < c.layers; i++) {
@@ -334,13 +390,6 @@ void Model::load_shard(TensorReader& rd) {
     const bool q4 = quantized(p + "q");
     if (q4 != quantized(p + "k") || q4 != quantized(p + "v"))
       fail(ErrorCode::ModelFormat, p + "q/k/v: all three must be W4A16 (qweight) or all fp (weight)");
-    // Column-parallel q/k/v: this rank's heads (rows); row-parallel o/down: its columns; gate/up: its rows.
-    std::vector<float> w;
-    if (!q4) {
-      w = rd.f32_rows(p + "q.weight", {qd, H}, q0, qn);
-      append(w, rd.f32_rows(p + "k.weight", {kvd, H}, kv0, kvn));
-      append(w, rd.f32_rows(p + "v.weight", {kvd, H}, kv0, kvn));
-    }
     bool qkv_bias = rd.has(p + "q.bias") || rd.has(p + "k.bias") || rd.has(p + "v.bias");
     std::vector<float> b;
     if (qkv_bias) {
@@ -357,7 +406,10 @@ void Model::load_shard(TensorReader& rd) {
       }
       L.qkv = linear_w4({&wq, &wk, &wv}, qkv_bias ? &b : nullptr);
     } else {
-      L.qkv = linear(std::move(w), qkv_bias ? &b : nullptr, qn + 2 * kvn, H);
+      L.qkv = dense({{p + "q.weight", {qd, H}, q0, qn, 0, H},
+                     {p + "k.weight", {kvd, H}, kv0, kvn, 0, H},
+                     {p + "v.weight", {kvd, H}, kv0, kvn, 0, H}},
+                    qkv_bias ? &b : nullptr);
     }
     std::vector<float> ob;
     if (rd.has(p + "o.bias") && sh.rank == 0) ob = rd.f32(p + "o.bias", {H});  // added once, before the all-reduce
@@ -366,7 +418,7 @@ void Model::load_shard(TensorReader& rd) {
       if (tp) wo = w4a16_slice(wo, 0, H, q0, qn);
       L.o = linear_w4({&wo}, ob.empty() ? nullptr : &ob);
     } else {
-      L.o = linear(rd.f32_cols(p + "o.weight", {H, qd}, q0, qn), ob.empty() ? nullptr : &ob, H, qn);
+      L.o = dense({{p + "o.weight", {H, qd}, 0, H, q0, qn}}, ob.empty() ? nullptr : &ob);
     }
     const bool gu4 = quantized(p + "gate");
     if (gu4 != quantized(p + "up")) fail(ErrorCode::ModelFormat, p + "gate/up: both must be W4A16 (qweight) or both fp (weight)");
@@ -378,16 +430,15 @@ void Model::load_shard(TensorReader& rd) {
       }
       L.gate_up = linear_w4({&wg, &wu}, nullptr);
     } else {
-      std::vector<float> gu = rd.f32_rows(p + "gate.weight", {I, H}, sh.inter0, sh.inter);
-      append(gu, rd.f32_rows(p + "up.weight", {I, H}, sh.inter0, sh.inter));
-      L.gate_up = linear(std::move(gu), nullptr, 2 * sh.inter, H);
+      L.gate_up = dense({{p + "gate.weight", {I, H}, sh.inter0, sh.inter, 0, H}, {p + "up.weight", {I, H}, sh.inter0, sh.inter, 0, H}},
+                        nullptr);
     }
     if (quantized(p + "down")) {
       W4A16Host wd = w4(p + "down", H, I);
       if (tp) wd = w4a16_slice(wd, 0, H, sh.inter0, sh.inter);
       L.down = linear_w4({&wd}, nullptr);
     } else {
-      L.down = linear(rd.f32_cols(p + "down.weight", {H, I}, sh.inter0, sh.inter), nullptr, H, sh.inter);
+      L.down = dense({{p + "down.weight", {H, I}, 0, H, sh.inter0, sh.inter}}, nullptr);
     }
   }
   layers = std::move(ls);
