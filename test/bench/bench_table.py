@@ -54,6 +54,10 @@ if a.alt:
     for line in open(a.alt):
         if line.startswith("ADDON_JSON "):
             alt = json.loads(line[len("ADDON_JSON "):])
+elif addon is not None and addon.get("ab"):  # engine-bench --ab: the "before" runs of the same process
+    alt = addon["ab"]
+    if a.alt_label == "alt":
+        a.alt_label = " ".join(f"{k}={v}" for k, v in alt["env"].items())
 peers = (hf.get("by_attn") or {"transformers": {"decode": hf["decode"], "prefill": hf["prefill"]}}) if hf else {}
 if eng is None and addon is None:
     raise SystemExit("no ENGINE_JSON / ADDON_JSON line in " + a.engine_log)

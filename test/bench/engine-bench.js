@@ -7,7 +7,12 @@
 // 2048-token prompt with maxNewTokens 1, firstTokenMs - queuedMs. Prints ENGINE_JSON last (bench_table.py).
 //   node test/bench/engine-bench.js ADDON.node MODEL_DIR [--batches 1,16,64] [--prompt 128] [--new 128] [--prefill 2048]
 //        [--tp N] [--devices 0,1]   (tensor parallelism: the model sharded over N ranks, rank r on devices[r])
+//     [--ab NAME=VALUE,...]
 // test/bench/tp-parity.js reuses modelConfig / runEngine / randIds (module.exports).
+// --ab: first the same decode runs with those environment variables set (e.g. LMFLEET_GEMM_TUNE=0,LMFLEET_PDL=0: the
+// engine before per-shape GEMM tuning and PDL launches; the native side reads both at each graph capture), reported as
+// ADDON_JSON's "ab"; then they are unset and the measured runs follow, on the same loaded model. The "before" runs
+// come first because tuned GEMM plans, once made, stay with the model.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -133,6 +138,27 @@ async function main() {
   const stepBytes = model.weightBytes() - V * H * 4 - (2 * L + 1) * H * 4;
   const result = { step_bytes: stepBytes, quant: config.quant ?? null, decode: {}, prefill: {} };
   let id = 1;
+  const decodeRuns = async (label, into) => {
+    for (const B of batches) {
+      const mk = (n) => Array.from({ length: B }, () => ({ id: id++, inputIds: randIds(promptLen, V), maxNewTokens: n,
+        sampling: { temperature: 0 } }));
+      await runEngine(addon, model, engineOpts(B), mk(8));  // warm-up: graphs, GEMM tuning
+      const t1 = Date.now();
+      const done = await runEngine(addon, model, engineOpts(B), mk(newTokens));
+      const wall = Date.now() - t1;
+      const ms = median(done.map((d) => (d.totalMs - d.firstTokenMs) / Math.max(1, d.completionTokens - 1)));
+      const ttft = median(done.map((d) => d.firstTokenMs));
+      console.log(`addon engine ${label}batch ${B}: ${ms.toFixed(3)} ms/step, ${(B * 1e3 / ms).toFixed(0)} tok/s; first token ${ttft.toFixed(1)} ms`);
+      into[B] = { ms_per_step: ms, tok_s: B * 1e3 / ms, ttft_ms: ttft, e2e_ms: wall };
+    }
+  };
+  if (opt.ab) {
+    const env = String(opt.ab).split(',').filter(Boolean).map((kv) => kv.split('='));
+    for (const [k, v] of env) process.env[k] = v;
+    result.ab = { env: Object.fromEntries(env), decode: {} };
+    await decodeRuns(`(${env.map((e) => e.join('=')).join(' ')}) `, result.ab.decode);
+    for (const [k] of env) delete process.env[k];
+  }
   for (const B of batches) {
     const mk = (n) => Array.from({ length: B }, () => ({ id: id++, inputIds: randIds(promptLen, V), maxNewTokens: n,
       sampling: { temperature: 0 } }));

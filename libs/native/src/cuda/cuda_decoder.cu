@@ -225,6 +225,14 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     LMF_CUDA_CHECK(cudaMallocHost(&host_stage_, stage_words_ * 4));
   }
   if (graph_kv_ != kv.k[0]) { drop_graphs(); graph_kv_ = kv.k[0]; }
+  // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
+  const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0);
+  if (launch_cfg != launch_cfg_) {
+    LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+    drop_graphs();
+    tuned_T_.clear();
+    launch_cfg_ = launch_cfg;
+  }
 
   // fill the pinned staging buffer (after the previous step's copy has left it)
   LMF_CUDA_CHECK(cudaEventSynchronize(staged_));

@@ -155,11 +155,8 @@ void CublasGemm::cublas_linear(const half* x, int ldx, const half* w, half* y, i
 }
 
 bool CublasGemm::tuning_allowed() {
-  static const bool on = [] {
-    const char* e = std::getenv("LMFLEET_GEMM_TUNE");
-    return !e || std::string(e) != "0";
-  }();
-  return on;
+  const char* e = std::getenv("LMFLEET_GEMM_TUNE");  // read each time: a benchmark may switch it between engines
+  return !e || std::string(e) != "0";
 }
 
 void CublasGemm::set_tuning(bool on) {

@@ -79,15 +79,14 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
 }
 
 bool pdl_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("LMFLEET_PDL");
-    if (e && std::string(e) == "0") return false;
+  static const bool sm90 = [] {
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
       return false;
     return major >= 9;
   }();
-  return on;
+  const char* e = std::getenv("LMFLEET_PDL");  // read at each launch: a benchmark may switch it between engines
+  return sm90 && !(e && std::string(e) == "0");
 }
 
 // A launch that may overlap the previous kernel on the stream (programmatic stream serialization) when
