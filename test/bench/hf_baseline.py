@@ -52,7 +52,11 @@ torch.cuda.empty_cache()
 print(f"copy {copy_bw/1e9:.0f} GB/s, bf16 matmul {mm_flops/1e12:.0f} TFLOP/s", flush=True)
 
 t0 = time.perf_counter()
-model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float16, device_map="cuda").eval()
+try:  # straight onto the GPU where transformers can (needs accelerate in some versions)
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float16, device_map="cuda").eval()
+except Exception as e:
+    print(f"device_map='cuda' load failed ({type(e).__name__}: {e}); loading on the CPU and moving", flush=True)
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float16).to(dev).eval()
 default_attn = getattr(model.config, "_attn_implementation", None)
 print(f"loaded {type(model).__name__} in {time.perf_counter() - t0:.1f} s; default attn_implementation: {default_attn}",
       flush=True)
@@ -86,9 +90,9 @@ with torch.no_grad():
             torch.cuda.synchronize(); return time.perf_counter() - t
         for impl in attns:
             use_attn(impl)
-            gen(4)
+            gen(2)  # warm-up (kernels, allocator)
             t_full = statistics.median(gen(a.new) for _ in range(a.reps))
-            t_one = statistics.median(gen(1) for _ in range(max(2, a.reps)))
+            t_one = statistics.median(gen(1) for _ in range(a.reps))
             ms_step = (t_full - t_one) / (a.new - 1) * 1e3
             row("decode", impl, str(b), {"ms_per_step": ms_step, "tok_s": b * 1e3 / ms_step})
             print(f"transformers ({impl}) decode batch {b}: {ms_step:.2f} ms/step, {b*1e3/ms_step:.0f} tok/s", flush=True)
