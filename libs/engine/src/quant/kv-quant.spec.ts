@@ -65,7 +65,7 @@ const CALIB_TEXT = Array.from({ length: 60 }, (_, i) =>
     expect(e8 * 10).toBeLessThan(e4);
   });
 
-  it.each(['llama3', 'qwen2-gqa'])('golden %s: int8 KV keeps the 32 greedy tokens of transformers', async (name) => {
+  it.each(['llama3', 'qwen2-gqa', 'llama-hd64', 'qwen2-gqa-hd64', 'qwen2-hd128'])('golden %s: int8 KV keeps the 32 greedy tokens of transformers', async (name) => {
     const golden = JSON.parse(fs.readFileSync(path.join(GOLDEN, name, 'golden.json'), 'utf8')) as { prompt_ids: number[]; greedy_ids: number[]; vocab_size: number };
     const dir = path.join(tmp.dir, name);
     fs.mkdirSync(dir, { recursive: true });
