@@ -11,8 +11,8 @@
 // test/bench/tp-parity.js reuses modelConfig / runEngine / randIds (module.exports).
 // --ab: first the same decode runs with those environment variables set (e.g. LMFLEET_GEMM_TUNE=0,LMFLEET_PDL=0: the
 // engine before per-shape GEMM tuning and PDL launches; the native side reads both at each graph capture), reported as
-// ADDON_JSON's "ab"; then they are unset and the measured runs follow, on the same loaded model. The "before" runs
-// come first because tuned GEMM plans, once made, stay with the model.
+// ADDON_JSON's "ab"; then their previous values come back and the measured runs follow, on the same loaded model. The
+// "before" runs come first because tuned GEMM plans, once made, stay with the model.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -154,10 +154,11 @@ async function main() {
   };
   if (opt.ab) {
     const env = String(opt.ab).split(',').filter(Boolean).map((kv) => kv.split('='));
+    const saved = env.map(([k]) => [k, process.env[k]]);
     for (const [k, v] of env) process.env[k] = v;
     result.ab = { env: Object.fromEntries(env), decode: {} };
     await decodeRuns(`(${env.map((e) => e.join('=')).join(' ')}) `, result.ab.decode);
-    for (const [k] of env) delete process.env[k];
+    for (const [k, v] of saved) if (v === undefined) delete process.env[k]; else process.env[k] = v;
   }
   for (const B of batches) {
     const mk = (n) => Array.from({ length: B }, () => ({ id: id++, inputIds: randIds(promptLen, V), maxNewTokens: n,

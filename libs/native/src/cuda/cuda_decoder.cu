@@ -283,7 +283,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
         attn_ws_bytes_ = ws;
       }
       // the first graph of a batch bucket above the GEMV rows: one eager step with GEMM tuning on first, so the
-      // captured GEMMs replay the per-shape choices (CublasGemm::set_tuning; LMFLEET_GEMM_TUNE=0 skips it). The
+      // captured GEMMs replay the per-shape choices (CublasGemm::set_tuning; only with LMFLEET_GEMM_TUNE=1). The
       // eager step writes the same KV slots and logits the graph then writes again.
       if (CublasGemm::tuning_allowed() && Tp > kGemvMaxRows && tuned_T_.insert(Tp).second) {
         CublasGemm& gm = be_.gemm();

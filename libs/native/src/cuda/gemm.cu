@@ -156,11 +156,11 @@ void CublasGemm::cublas_linear(const half* x, int ldx, const half* w, half* y, i
 
 bool CublasGemm::tuning_allowed() {
   const char* e = std::getenv("LMFLEET_GEMM_TUNE");  // read each time: a benchmark may switch it between engines
-  return !e || std::string(e) != "0";
+  return e && std::string(e) == "1";
 }
 
 void CublasGemm::set_tuning(bool on) {
-  tuning_ = on && tuning_allowed();
+  tuning_ = on;
   if (!tuning_ && flush_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(stream_));
     LMF_CUDA_CHECK(cudaFree(flush_));

@@ -46,8 +46,11 @@ class CublasGemm {
   // cuBLAS's default (cublasGemmEx) against up to 16 cuBLASLt heuristic candidates, with a 96 MB write before each
   // timed run so W comes from HBM as in a decode step, and keeps the fastest for (m, n, k, ldx, ldy, out type,
   // pointer alignments). Every later call of that shape, captured ones included, runs the kept choice; shapes
-  // without one run cublasGemmEx's default. CudaDecoder turns tuning on for one eager step before it captures a
-  // decode graph (LMFLEET_GEMM_TUNE=0: never).
+  // without one run cublasGemmEx's default. With LMFLEET_GEMM_TUNE=1 (tuning_allowed), CudaDecoder turns tuning on
+  // for one eager step before it captures a decode graph of a new batch bucket. Off by default: measured on the H100
+  // the kept choices gain 1-5% per shape (batch 16 decode -1.6%), but the choice depends on timings, so two processes
+  // can run different algorithms (last-bit different logits: seeded sampling would not be reproducible across
+  // processes), and each new bucket's first step costs tens of ms (test/bench/RESULTS.md).
   static bool tuning_allowed();
   void set_tuning(bool on);
   // One line per tuned shape (shape, default us, best us, which), for benchmarks.
