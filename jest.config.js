@@ -19,7 +19,7 @@ const common = {
     '^@lmfleet/platform$': '<rootDir>/libs/platform/src/index.ts',
     '^@lmfleet/platform/(.*)$': '<rootDir>/libs/platform/src/$1',
   },
-  modulePathIgnorePatterns: ['<rootDir>/dist/'],
+  modulePathIgnorePatterns: ['<rootDir>/dist/', '<rootDir>/.gl/'],
 };
 module.exports = {
   projects: [
