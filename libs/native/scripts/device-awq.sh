@@ -3,7 +3,8 @@
 #   1. at once: the addon's cuda variant (plain CMake, as device-bench.sh), test_kernels.cu's object, and the random
 #      model with LAYERS layers (test/bench/make_random_model.py; every layer has the 7B's shape)
 #   2. test_kernels linked against the addon build's kernel objects (every kernel vs its float64 reference; the AWQ
-#      rows: awq_fake_quant, channel_stats, awq_clip_search, sq_err)
+#      rows: awq_fake_quant, channel_stats, awq_clip_search, sq_err; SKIP_KERNELS=1 leaves it out), then
+#      test/bench/awq-session-parity.js: the session's f32 attention op vs attention_fast (f16 tensor cores) on layer 0
 #   3. test/bench/awq-speed.js: calibrate SAMPLES x 2048 tokens of cmake-docs, then auto_awq (scale + clip search on
 #      8 samples) through the native session on the cuda backend; per stage wall times and the 7B extrapolation
 #      (layer work x 32 / LAYERS, setup and write scaled by weight bytes)
@@ -33,8 +34,10 @@ BUILD=libs/native/build/cuda
 P_ADDON=$!
 TK=/tmp/lmf-test-kernels
 mkdir -p $TK
-"$NVCC" -std=c++17 -O3 -arch=sm_90 -I libs/native/src -DLMF_HAVE_CUBLAS -c libs/native/src/cuda/test_kernels.cu -o $TK/test_kernels.o \
-  > "$OUT/test-kernels-build.log" 2>&1 &
+if [ "${SKIP_KERNELS:-0}" = 1 ]; then (exit 1) & else
+  "$NVCC" -std=c++17 -O3 -arch=sm_90 -I libs/native/src -DLMF_HAVE_CUBLAS -c libs/native/src/cuda/test_kernels.cu -o $TK/test_kernels.o \
+    > "$OUT/test-kernels-build.log" 2>&1 &
+fi
 P_TK=$!
 { [ -f "$MODEL/config.json" ] || python3 test/bench/make_random_model.py "$MODEL" --layers "$LAYERS"; } > "$OUT/make_model.log" 2>&1 &
 P_MODEL=$!
@@ -53,9 +56,14 @@ if wait $P_TK; then
   grep -e passed "$OUT/test_kernels.log" | tail -1
   grep -e FAIL -e ERROR "$OUT/test_kernels.log" | head -10
   grep -e awq_clip_search -e sq_err -e awq_fake_quant -e channel_stats "$OUT/test_kernels.log" | head -24
+elif [ "${SKIP_KERNELS:-0}" = 1 ]; then
+  echo "test_kernels: skipped (SKIP_KERNELS=1)"
 else
   tail -20 "$OUT/test-kernels-build.log"; echo "test_kernels BUILD FAILED"
 fi
+# the session's two attention paths on layer 0 (f32 op vs attention_fast)
+timeout 60 node test/bench/awq-session-parity.js "$DIST" "$MODEL" --backend cuda > "$OUT/parity.log" 2>&1
+echo "parity rc $? ($(( $(date +%s) - t0 )) s since start)"; tail -6 "$OUT/parity.log
 BT=${BENCH_TIMEOUT:-$(( 285 - ($(date +%s) - t0) ))}
 echo "awq-speed: up to $BT s"
 timeout "$BT" node test/bench/awq-speed.js "$DIST" "$MODEL" --backend cuda --samples "$SAMPLES" --seqlen 2048 \

@@ -168,6 +168,7 @@ function wrap(raw: RawAddon): NativeModule {
         run: (o) => guard(() => Promise.resolve().then(() => sess.run(o ?? {}))),
         scaleLosses: (g, c, o) => guard(() => Promise.resolve().then(() => sess.scaleLosses(g, c, o))),
         clipSearch: (l, r, o) => guard(() => Promise.resolve().then(() => sess.clipSearch(l, r, o))),
+        quantize: (l, c, o) => guard(() => Promise.resolve().then(() => sess.quantize(l, c, o))),
         input: () => guard(() => Promise.resolve().then(() => sess.input())),
         dispose: () => sess.dispose(),
       };

@@ -268,6 +268,9 @@ export interface NativeAwqSession {
   scaleLosses(group: number, candidates: Float32Array, opts: { seqs?: number; rows?: Int32Array; bits?: number; groupSize: number }): Promise<Float64Array>;
   /** awq_clip_search of a linear on its kept tap's `rows`: clip and err [out, in / groupSize]. */
   clipSearch(linear: string, rows: Int32Array, opts: { bits?: number; groupSize: number; nGrid?: number; maxShrink?: number }): Promise<{ clip: Float32Array; err: Float32Array }>;
+  /** The final round to nearest of a linear with its clip (awq_fake_quant's codes): codes [out, in], zeros and scales
+   *  [out, in / groupSize]; the session's weight becomes the dequantized one. */
+  quantize(linear: string, clip: Float32Array | undefined, opts: { bits?: number; groupSize: number }): Promise<{ q: Uint8Array; zeros: Uint8Array; scales: Float32Array }>;
   /** The current layer input [tokens, hidden]. */
   input(): Promise<Float32Array>;
   dispose(): void;

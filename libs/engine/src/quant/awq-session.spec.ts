@@ -11,7 +11,7 @@ import { writeTinyTokenizer } from '../testing/tiny-model';
 import { asF32, BlockForward, f32Tensor, type LayerTaps } from './block-forward';
 import { createLayerSession, layerTensors, subsampleIndices, tapMean } from './awq-session';
 import { scaleCandidates } from './awq';
-import { fakeQuantNative, NativeChannelStats } from './native-quant';
+import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
 
 const GOLDEN = path.join(REPO_ROOT, 'test', 'fixtures', 'golden');
 const native = nativeCpuOrReport('awq session');
@@ -105,6 +105,15 @@ function rowsOf(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
             const got = await sess.clipSearch('gate', rows, { groupSize: G });
             const [clip] = await native!.runOp('awq_clip_search', [f32Tensor(fwd.w(`layers.${i}.gate.weight`), [out, inp]), f32Tensor(rowsOf(taps.mlpIn!, inp, rows), [rows.length, inp])], { group: G });
             expect(relDiff(got.clip, asF32(clip))).toBeLessThan(1e-6);
+            // the final quantization: the codes of quantizeLinearNative with that clip; the session then holds the
+            // dequantized weight (put the fp one back for the layer comparison below)
+            const w = fwd.w(`layers.${i}.gate.weight`);
+            const q = await sess.quantize('gate', got.clip, { groupSize: G });
+            const { ql } = await quantizeLinearNative(native!, w, out, inp, 4, G, got.clip);
+            expect(Buffer.compare(Buffer.from(q.q), Buffer.from(ql.q))).toBe(0);
+            expect(Buffer.compare(Buffer.from(q.zeros), Buffer.from(ql.zeros))).toBe(0);
+            expect(Array.from(q.scales)).toEqual(Array.from(ql.scales));
+            await sess.setTensors({ gate: w });
           }
         }
         await sess.run({ advance: true, batchTokens: 1 << 20 });
@@ -125,6 +134,7 @@ function rowsOf(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
       await expect(sess.setInput(new Float32Array(16), Int32Array.from([3]))).rejects.toThrow(/add up to 3, the input has 2 tokens/);
       await expect(sess.scaleLosses(1, new Float32Array(8), { rows: Int32Array.from([0]), groupSize: 32 })).rejects.toThrow(/no kept taps/);
       await expect(sess.clipSearch('x', new Int32Array(1), { groupSize: 32 })).rejects.toThrow(/unknown linear 'x'/);
+      await expect(sess.quantize('q', undefined, { groupSize: 32 })).rejects.toThrow(/no weight for q/);
     } finally {
       sess.dispose();
     }

@@ -415,20 +415,18 @@ async function sessionLayer(
       if (p.searchClip) await sess.run({ taps: true });
     }
   }
-  const deq: Record<string, Float32Array> = {};
   for (const l of LINEARS) {
     const [out, inp] = fwd.linearShape(l);
     let clip: Float32Array | undefined;
     if (p.searchClip && l !== 'q' && l !== 'k') {
       clip = (await sess.clipSearch(l, subsampleIndices(tokens, p.clipTokens), { bits: p.wBits, groupSize: p.groupSize, nGrid: 20, maxShrink: 0.5 })).clip;
     }
-    const { ql, dequantized } = await quantizeLinearNative(fwd.native, fwd.w(`${lp}.${l}.weight`), out, inp, p.wBits as 4, p.groupSize, clip);
-    quantized.set(`${lp}.${l}`, ql);
-    fwd.weights.set(`${lp}.${l}.weight`, dequantized);
-    deq[l] = dequantized;
+    // the codes come back; the session keeps the dequantized weight (fwd.weights keeps the scaled fp one: the writer
+    // takes linears from `quantized` only)
+    const { q, zeros, scales } = await sess.quantize(l, clip, { bits: p.wBits, groupSize: p.groupSize });
+    quantized.set(`${lp}.${l}`, { out, in: inp, bits: p.wBits as 4, groupSize: p.groupSize, q, zeros, scales });
   }
   // the quantized layer's output feeds the next layer
-  await sess.setTensors(deq);
   await sess.run({ advance: true });
   return report;
 }

@@ -96,6 +96,7 @@ class AwqSessionWrap : public Napi::ObjectWrap<AwqSessionWrap> {
                                     InstanceMethod("run", &AwqSessionWrap::Run),
                                     InstanceMethod("scaleLosses", &AwqSessionWrap::ScaleLosses),
                                     InstanceMethod("clipSearch", &AwqSessionWrap::ClipSearch),
+                                    InstanceMethod("quantize", &AwqSessionWrap::Quantize),
                                     InstanceMethod("input", &AwqSessionWrap::Input),
                                     InstanceMethod("dispose", &AwqSessionWrap::Dispose)});
     constructor = Napi::Persistent(f);
@@ -250,6 +251,41 @@ class AwqSessionWrap : public Napi::ObjectWrap<AwqSessionWrap> {
                                     r.Set("clip", to_f32(env, *clip));
                                     r.Set("err", to_f32(env, *err));
                                     return r;
+                                  });
+      return queue(w);
+    });
+  }
+
+  // quantize(linear name, clip: Float32Array | undefined, { bits, groupSize }) -> { q: Uint8Array [out, in],
+  // zeros: Uint8Array, scales: Float32Array [out, in / group] }; the session keeps the dequantized weight
+  Napi::Value Quantize(const Napi::CallbackInfo& info) {
+    return js_guard(info.Env(), [&]() -> Napi::Value {
+      if (info.Length() < 3 || !info[0].IsString() || !info[2].IsObject())
+        fail(ErrorCode::InvalidArgument, "quantize(linear, clip | undefined, { bits, groupSize })");
+      const std::string name = info[0].As<Napi::String>().Utf8Value();
+      const int l = AwqSession::linear_index(name);
+      if (l < 0) fail(ErrorCode::InvalidArgument, "quantize: unknown linear '" + name + "'");
+      std::vector<float> clip;
+      if (!info[1].IsUndefined() && !info[1].IsNull()) {
+        Napi::Float32Array c = f32_arg(info[1], "quantize(clip)");
+        clip.assign(c.Data(), c.Data() + c.ElementLength());
+      }
+      Napi::Object o = info[2].As<Napi::Object>();
+      const int bits = (int)get_number(o, "bits", 4), group = (int)get_number(o, "groupSize", 0, true);
+      struct R { std::vector<uint8_t> q, z; std::vector<float> s; };
+      auto r = std::make_shared<R>();
+      auto* w = new SessionWorker(info.Env(), session(), [=](AwqSession& s) { s.quantize(l, clip, bits, group, r->q, r->z, r->s); },
+                                  [=](Napi::Env env) -> Napi::Value {
+                                    Napi::Object out = Napi::Object::New(env);
+                                    auto u8 = [&](const std::vector<uint8_t>& v) {
+                                      Napi::Uint8Array a = Napi::Uint8Array::New(env, v.size());
+                                      if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size());
+                                      return a;
+                                    };
+                                    out.Set("q", u8(r->q));
+                                    out.Set("zeros", u8(r->z));
+                                    out.Set("scales", to_f32(env, r->s));
+                                    return out;
                                   });
       return queue(w);
     });

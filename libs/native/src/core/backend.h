@@ -69,6 +69,10 @@ class Backend {
   // cuda: kept 4-bit on the device, the W4A16 kernels; cpu: dequantized once into its f32 GEMM layout.
   virtual std::unique_ptr<LinearWeight> prepare_w4a16(const W4A16Host& w, const void* bias, DType bias_dtype) = 0;
 
+  // The attention op, allowed to compute in reduced precision (cuda: q/k/v rounded to f16 and the decoder's
+  // tensor-core prefill kernel; the AWQ session's block forward). Default: attention itself.
+  virtual void attention_fast(const attention_args& a) { attention(a); }
+
   virtual bool supports(const std::string& op) const = 0;
 #define LMFLEET_OP(op) virtual void op(const op##_args& a) = 0;
 #include "ops/ops.def"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -40,6 +41,8 @@ AwqSession::AwqSession(Backend& be, const AwqSessionConfig& c) : be_(be), c_(c) 
     fail(ErrorCode::InvalidArgument, "awq session: hidden, intermediate, heads, kv heads and head_dim must be > 0");
   if (c.heads % c.kv_heads) fail(ErrorCode::InvalidArgument, "awq session: heads must be a multiple of kv heads");
   if (c.head_dim % 2) fail(ErrorCode::InvalidArgument, "awq session: head_dim must be even");
+  const char* e = std::getenv("LMFLEET_AWQ_F32_ATTENTION");
+  f32_attention_ = e && std::string(e) == "1";
 }
 
 int AwqSession::linear_index(const std::string& name) {
@@ -198,7 +201,8 @@ void AwqSession::attn_block(const float* attn_in, const std::vector<int32_t>& le
   aa.kv_heads = NKV;
   aa.head_dim = D;
   aa.scale = 1.f / std::sqrt((float)D);
-  be_.attention(aa);
+  if (f32_attention_) be_.attention(aa);
+  else be_.attention_fast(aa);
   be_.linear({o_in, wo, out, T});
 }
 
@@ -391,6 +395,34 @@ void AwqSession::clip_search(int l, const std::vector<int32_t>& rows, int bits, 
   err.resize(clip.size());
   be_.download(clip.data(), cb, clip.size() * 4);
   be_.download(err.data(), eb, err.size() * 4);
+}
+
+void AwqSession::quantize(int l, const std::vector<float>& clip, int bits, int group, std::vector<uint8_t>& codes,
+                          std::vector<uint8_t>& zeros, std::vector<float>& scales) {
+  if (l < 0 || l >= kLinears) fail(ErrorCode::InvalidArgument, "awq session: linear index out of range");
+  if (!lin_[l].has_w) fail(ErrorCode::InvalidArgument, std::string("awq session: no weight for ") + kLinNames[l]);
+  if (bits != 4 && bits != 8) fail(ErrorCode::InvalidArgument, "awq session: bits must be 4 or 8");
+  if (group != 32 && group != 64 && group != 128) fail(ErrorCode::InvalidArgument, "awq session: group must be 32, 64 or 128");
+  const auto s = linear_shape(l);
+  if (s[1] % group) fail(ErrorCode::InvalidArgument, "awq session: input width is not a multiple of the group size");
+  const int64_t groups = s[1] / group, n = s[0] * s[1];
+  if (!clip.empty() && (int64_t)clip.size() != s[0] * groups)
+    fail(ErrorCode::InvalidArgument, "awq session: clip must be [" + std::to_string(s[0]) + ", " + std::to_string(groups) + "]");
+  float* cb = nullptr;
+  if (!clip.empty()) {
+    cb = scratch(21, clip.size());
+    be_.upload(cb, clip.data(), clip.size() * 4);
+  }
+  Buffer deq(&be_, (size_t)n * 4), q(&be_, (size_t)n), z(&be_, (size_t)(s[0] * groups)), sc(&be_, (size_t)(s[0] * groups) * 4);
+  be_.awq_fake_quant({lin_[l].w.as<float>(), nullptr, cb, deq.as<float>(), q.as<uint8_t>(), z.as<uint8_t>(), sc.as<float>(), s[0], s[1], bits, group});
+  codes.resize((size_t)n);
+  zeros.resize((size_t)(s[0] * groups));
+  scales.resize(zeros.size());
+  be_.download(codes.data(), q.get(), codes.size());
+  be_.download(zeros.data(), z.get(), zeros.size());
+  be_.download(scales.data(), sc.get(), scales.size() * 4);
+  lin_[l].w = std::move(deq);
+  lin_[l].dirty = true;
 }
 
 std::vector<float> AwqSession::input() const {

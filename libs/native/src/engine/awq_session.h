@@ -1,8 +1,9 @@
 // The AWQ search's per-layer session (lite auto_awq / lite calibrate on big models): one decoder layer's weights and
 // the layer inputs of the samples stay in backend memory (the GPU on cuda), and the heavy questions of the search
 // come back as small answers: the layer's statistics, the loss of each scale candidate of a scaling group, the clip
-// per (row, group) of a linear. Written once over the Backend interface (every step is an op of ops.def), so the cpu
-// backend runs the same code as cuda: f32 activations on both; cuda's linears read f16 weights (cuBLAS, f32 out).
+// per (row, group) of a linear, the quantized codes. Written once over the Backend interface (every step is an op of
+// ops.def), so the cpu backend runs the same code as cuda: f32 activations on both; cuda's linears read f16 weights
+// (cuBLAS, f32 out) and its attention rounds q/k/v to f16 (Backend::attention_fast: the decoder's prefill kernel).
 //
 // A layer is the Llama/Qwen2 block: x -> h = x + o(attn(rope(q(n1)), rope(k(n1)), v(n1))) with n1 = rms_norm(x),
 // out = h + down(silu(gate(n2)) * up(n2)) with n2 = rms_norm(h). Linear names: q k v o gate up down (+ ".bias"),
@@ -65,6 +66,11 @@ class AwqSession {
   // Clip search of linear l on its kept tap's rows `rows` (awq_clip_search): clip and err [out, in / group].
   void clip_search(int l, const std::vector<int32_t>& rows, int bits, int group, int n_grid, double max_shrink,
                    std::vector<float>& clip, std::vector<float>& err);
+  // The final round to nearest of linear l (awq_fake_quant with codes) with clip [out, in / group] (or empty: no
+  // clip): codes [out, in], zeros and scales [out, in / group] to the host; the session's weight becomes the
+  // dequantized one (what the next layer's input is computed with).
+  void quantize(int l, const std::vector<float>& clip, int bits, int group, std::vector<uint8_t>& codes,
+                std::vector<uint8_t>& zeros, std::vector<float>& scales);
   // The current input (host f32 [tokens, hidden]).
   std::vector<float> input() const;
 
@@ -104,6 +110,7 @@ class AwqSession {
   std::array<Buffer, kTaps> taps_;  // kept taps (attnIn, oIn, mlpIn, downIn) of all tokens
   bool taps_valid_ = false;
   std::array<TapStats, kTaps> stats_;
+  bool f32_attention_ = false;  // LMFLEET_AWQ_F32_ATTENTION=1: the f32 attention op instead of attention_fast
   std::array<Buffer, 24> scratch_;
   std::array<Buffer, kLinears> fq_;  // candidate weights (f32) of scale_losses
   Buffer sums_;
