@@ -63,7 +63,7 @@ else
 fi
 # the session's two attention paths on layer 0 (f32 op vs attention_fast)
 timeout 60 node test/bench/awq-session-parity.js "$DIST" "$MODEL" --backend cuda > "$OUT/parity.log" 2>&1
-echo "parity rc $? ($(( $(date +%s) - t0 )) s since start)"; tail -6 "$OUT/parity.log
+echo "parity rc $? ($(( $(date +%s) - t0 )) s since start)"; tail -6 "$OUT/parity.log"
 BT=${BENCH_TIMEOUT:-$(( 285 - ($(date +%s) - t0) ))}
 echo "awq-speed: up to $BT s"
 timeout "$BT" node test/bench/awq-speed.js "$DIST" "$MODEL" --backend cuda --samples "$SAMPLES" --seqlen 2048 \
