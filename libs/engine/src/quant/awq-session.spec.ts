@@ -4,6 +4,7 @@
 // the awq_clip_search op on the same rows; bad input is refused with a clear error.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { loadNative, type NativeModule } from '../native';
 import { nativeCpuOrReport } from '../testing/native-cpu';
 import { REPO_ROOT } from '../testing/shared-model';
 import { makeTempDir } from '../testing/tmp-dir';
@@ -123,6 +124,45 @@ function rowsOf(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
     } finally {
       sess.dispose();
     }
+  });
+
+  // Where a GPU is: the cuda session (f16 weights in cuBLAS, f16 q/k/v in the prefill kernel) against the cpu one.
+  it('cuda session vs cpu session (where a GPU is)', async () => {
+    let cuda: NativeModule;
+    try {
+      cuda = loadNative({ backend: 'cuda' });
+    } catch (e) {
+      console.log(`awq session: cuda: not run: ${(e as Error).message}`);
+      return;
+    }
+    const dir = path.join(tmp.dir, 'cuda-qwen2');
+    fs.mkdirSync(dir);
+    for (const f of ['config.json', 'model.safetensors']) fs.symlinkSync(path.join(GOLDEN, 'qwen2', f), path.join(dir, f));
+    const { fwd } = BlockForward.fromDir(native!, dir);
+    const { fwd: fwdCuda } = BlockForward.fromDir(cuda, dir);
+    const ids = Int32Array.from({ length: 64 }, (_, i) => (i * 7919 + 13) % fwd.spec.vocabSize);
+    const x = await fwd.embed(ids);
+    const outs: Float32Array[] = [];
+    const clips: Float32Array[] = [];
+    for (const f of [fwd, fwdCuda]) {
+      const sess = createLayerSession(f);
+      try {
+        await sess.setInput(x, Int32Array.from([40, 24]));
+        for (let i = 0; i < f.spec.numLayers; i++) {
+          await sess.setTensors(layerTensors(f, i));
+          await sess.run({ taps: true });
+          if (i === 0) clips.push((await sess.clipSearch('gate', subsampleIndices(64, 32), { groupSize: 32 })).clip);
+          await sess.run({ advance: true });
+        }
+        outs.push(await sess.input());
+      } finally {
+        sess.dispose();
+      }
+    }
+    expect(relDiff(outs[1], outs[0])).toBeLessThan(2e-2);
+    let same = 0;
+    for (let j = 0; j < clips[0].length; j++) if (clips[0][j] === clips[1][j]) same++;
+    expect(same / clips[0].length).toBeGreaterThan(0.8);
   });
 
   it('refuses bad input', async () => {
