@@ -10,32 +10,43 @@
 
 namespace lmfleet {
 
-// One task per (group, block of 16 rows): the group's columns of X transposed once ([G][tokens]), then per row
-// and step the residual and, 16 tokens at a time, the dot products (one accumulator per token, k in order).
+namespace {
+typedef float v16f __attribute__((vector_size(64)));
+inline v16f load16(const float* p) {
+  v16f v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+}  // namespace
+
+// One task per (group, block of 16 rows): the group's columns of X transposed once ([G][tokens padded to 16], zeros
+// past the end). Per row: the residuals of every step, then per 16 tokens and up to 8 steps at once, one vector
+// accumulator per step (lane = token) over k in order: x[t, k] * r_step[k] fused into it.
 void awq_clip_search_cpu(const awq_clip_search_args& a, ThreadPool& pool) {
   const int G = a.group, qmax = (1 << a.bits) - 1;
-  const int64_t groups = a.cols / G, T = a.tokens;
+  const int64_t groups = a.cols / G, T = a.tokens, T16 = (a.tokens + 15) / 16 * 16;
   constexpr int64_t RB = 16;
+  constexpr int SB = 8;
   const int64_t rblocks = (a.rows + RB - 1) / RB;
   pool.parallel_for(groups * rblocks, [&](int64_t b, int64_t e) {
-    std::vector<float> xt, r((size_t)G), v((size_t)G);
+    std::vector<float> xt, r((size_t)a.steps * G), v((size_t)G), cv((size_t)a.steps);
+    std::vector<double> err((size_t)a.steps);
     int64_t cur_g = -1;
     for (int64_t task = b; task < e; task++) {
       const int64_t g = task / rblocks, r0 = (task % rblocks) * RB, r1 = std::min(a.rows, r0 + RB);
       if (g != cur_g) {
-        xt.assign((size_t)G * T, 0.f);
+        xt.assign((size_t)G * T16, 0.f);
         for (int64_t t = 0; t < T; t++)
-          for (int k = 0; k < G; k++) xt[(size_t)k * T + t] = a.x[t * a.cols + g * G + k];
+          for (int k = 0; k < G; k++) xt[(size_t)k * T16 + t] = a.x[t * a.cols + g * G + k];
         cur_g = g;
       }
       for (int64_t o = r0; o < r1; o++) {
         const float* w = a.w + o * a.cols + g * G;
         float org = 0.f;
         for (int k = 0; k < G; k++) org = std::max(org, std::fabs(w[k]));
-        double best = INFINITY;
-        int best_step = 0;
         for (int step = 0; step < a.steps; step++) {
           const float c = awq_clip_value(org, step, a.n_grid);
+          cv[step] = c;
           float mn = INFINITY, mx = -INFINITY;
           for (int k = 0; k < G; k++) {
             v[k] = awq_clamp(w[k], c);
@@ -45,29 +56,32 @@ void awq_clip_search_cpu(const awq_clip_search_args& a, ThreadPool& pool) {
           float s;
           int z;
           awq_group_params(mn, mx, qmax, &s, &z);
-          for (int k = 0; k < G; k++) r[k] = (float)(awq_code(v[k], s, z, qmax) - z) * s - w[k];
-          double err = 0;
-          for (int64_t t0 = 0; t0 < T; t0 += 16) {
-            const int64_t n = std::min<int64_t>(16, T - t0);
-            float acc[16] = {0};
+          float* rs = &r[(size_t)step * G];
+          for (int k = 0; k < G; k++) rs[k] = (float)(awq_code(v[k], s, z, qmax) - z) * s - w[k];
+          err[step] = 0;
+        }
+        for (int s0 = 0; s0 < a.steps; s0 += SB) {
+          const int ns = std::min(SB, a.steps - s0);
+          for (int64_t t0 = 0; t0 < T16; t0 += 16) {
+            v16f acc[SB];
+            for (int j = 0; j < SB; j++) acc[j] = v16f{};
             for (int k = 0; k < G; k++) {
-              const float* xk = &xt[(size_t)k * T + t0];
-              const float rk = r[k];
-              if (n == 16) {
-                for (int j = 0; j < 16; j++) acc[j] += xk[j] * rk;
-              } else {
-                for (int64_t j = 0; j < n; j++) acc[j] += xk[j] * rk;
-              }
+              const v16f xv = load16(&xt[(size_t)k * T16 + t0]);
+              for (int j = 0; j < SB; j++)
+                if (j < ns) acc[j] += xv * r[(size_t)(s0 + j) * G + k];
             }
-            for (int64_t j = 0; j < n; j++) err += (double)acc[j] * (double)acc[j];
-          }
-          if (err < best) {
-            best = err;
-            best_step = step;
+            for (int j = 0; j < ns; j++) {
+              double sq = 0;
+              for (int l = 0; l < 16; l++) sq += (double)acc[j][l] * (double)acc[j][l];
+              err[s0 + j] += sq;
+            }
           }
         }
-        a.clip[o * groups + g] = awq_clip_value(org, best_step, a.n_grid);
-        a.err[o * groups + g] = (float)best;
+        int best = 0;
+        for (int step = 1; step < a.steps; step++)
+          if (err[step] < err[best]) best = step;
+        a.clip[o * groups + g] = cv[best];
+        a.err[o * groups + g] = (float)err[best];
       }
     }
   }, 1);
