@@ -213,10 +213,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         const dim = fwd.linearShape(g.linears[0])[1];
         const full = taps[g.input] as Float32Array;
         const xMean = await meanAbsPerChannel(fwd, full, dim);
-        // attention needs whole sequences: the first samples up to searchTokens; the other modules act per token
-        let attnSeqs = 0;
-        for (let t = 0; attnSeqs < seqLens.length && (attnSeqs === 0 || t + seqLens[attnSeqs] <= searchTokens); attnSeqs++) t += seqLens[attnSeqs];
-        const attnLens = seqLens.slice(0, attnSeqs);
+        const attnLens = seqLens.slice(0, attnSeqCount(seqLens, searchTokens));
         const inp = g.key === 'input_norm→qkv'
           ? full.subarray(0, attnLens.reduce((a, b) => a + b, 0) * dim)
           : subsampleRows(full, dim, searchTokens);
@@ -231,18 +228,10 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         const ref = await run({});
         let best = { loss: Infinity, alpha: 0, s: new Float32Array(dim).fill(1) };
         let rtnLoss = Infinity;
+        const cands = scaleCandidates(xMean, nGrid);
         for (let n = 0; n < nGrid; n++) {
           const alpha = n / nGrid;
-          const s = new Float32Array(dim);
-          let mx = 0;
-          let mn = Infinity;
-          for (let c = 0; c < dim; c++) {
-            s[c] = Math.max(Math.pow(xMean[c], alpha), 1e-4);
-            mx = Math.max(mx, s[c]);
-            mn = Math.min(mn, s[c]);
-          }
-          const norm = Math.sqrt(mx * mn);
-          for (let c = 0; c < dim; c++) s[c] /= norm;
+          const s = cands.slice(n * dim, (n + 1) * dim);
           const w: Partial<Record<LinearName, Float32Array>> = {};
           for (const l of g.linears) {
             // Q(W diag(s)) diag(s)^-1 in one native pass (bit-identical to the TS quantizeLinear path)
@@ -257,27 +246,11 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         report.lossRatio[g.key] = rtnLoss > 0 ? best.loss / rtnLoss : 1;
         scales.set(g.key, best.s);
       }
-      // fold the scales: producer / s, consumers' columns * s; the stored fp16 producers are rounded as they will be saved
+      // fold the scales into the weights, and the taps the clip search reads: x / s
+      foldScales(fwd, lp, scales);
       for (const g of GROUPS) {
         const s = scales.get(g.key);
-        if (!s) continue;
-        if (g.prev.kind === 'norm') {
-          const nw = fwd.w(`${lp}.${g.prev.name}.weight`);
-          fwd.weights.set(`${lp}.${g.prev.name}.weight`, nw.map((v, c) => roundF16(v / s[c])));
-        } else {
-          const [out, inD] = fwd.linearShape(g.prev.name);
-          const pw = fwd.w(`${lp}.${g.prev.name}.weight`);
-          const r = new Float32Array(pw.length);
-          for (let o = 0; o < out; o++) for (let c = 0; c < inD; c++) r[o * inD + c] = pw[o * inD + c] / s[o];
-          fwd.weights.set(`${lp}.${g.prev.name}.weight`, r);
-          const b = fwd.weights.get(`${lp}.${g.prev.name}.bias`);
-          if (b) fwd.weights.set(`${lp}.${g.prev.name}.bias`, b.map((v, o) => roundF16(v / s[o])));
-        }
-        for (const l of g.linears) {
-          const [out, inD] = fwd.linearShape(l);
-          fwd.weights.set(`${lp}.${l}.weight`, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s));
-        }
-        taps[g.input] = divideChannels(taps[g.input] as Float32Array, fwd.linearShape(g.linears[0])[1], s);
+        if (s) taps[g.input] = divideChannels(taps[g.input] as Float32Array, fwd.linearShape(g.linears[0])[1], s);
       }
     }
 
@@ -339,8 +312,16 @@ export function scaleCandidates(xMean: Float32Array, nGrid: number): Float32Arra
   return out;
 }
 
-/** Folds the chosen scales of layer `lp` into fwd.weights (producer / s, consumers' columns * s); returns the names
- *  of the session tensors that changed. */
+/** Attention needs whole sequences: how many of the first samples fit in `searchTokens` (at least one); the other
+ *  modules act per token and take a strided row subsample. */
+function attnSeqCount(seqLens: readonly number[], searchTokens: number): number {
+  let n = 0;
+  for (let t = 0; n < seqLens.length && (n === 0 || t + seqLens[n] <= searchTokens); n++) t += seqLens[n];
+  return n;
+}
+
+/** Folds the chosen scales of layer `lp` into fwd.weights (producer / s, consumers' columns * s; the stored fp16
+ *  producers are rounded as they will be saved); returns the names of the session tensors that changed. */
 function foldScales(fwd: BlockForward, lp: string, scales: Map<string, Float32Array>): string[] {
   const changed = new Set<string>();
   for (const g of GROUPS) {
@@ -396,11 +377,8 @@ async function sessionLayer(
       const dim = fwd.linearShape(g.linears[0])[1];
       const xMean = tapMean(st[GROUP_TAP[g.key]]);
       const cands = scaleCandidates(xMean, p.nGrid);
-      // attention needs whole sequences: the first samples up to searchTokens; the other modules act per token
-      let attnSeqs = 0;
-      for (let t = 0; attnSeqs < seqLens.length && (attnSeqs === 0 || t + seqLens[attnSeqs] <= p.searchTokens); attnSeqs++) t += seqLens[attnSeqs];
       const losses = await sess.scaleLosses(gi, cands, gi === 0
-        ? { seqs: attnSeqs, bits: p.wBits, groupSize: p.groupSize }
+        ? { seqs: attnSeqCount(seqLens, p.searchTokens), bits: p.wBits, groupSize: p.groupSize }
         : { rows: subsampleIndices(tokens, p.searchTokens), bits: p.wBits, groupSize: p.groupSize });
       let best = 0;
       for (let n = 1; n < losses.length; n++) if (losses[n] < losses[best]) best = n;
