@@ -4,7 +4,8 @@
 // times 32 is the 7B estimate (plus the embedding, the same in any layer count). Runs the compiled engine
 // (dist/, `npm run build:ts`) with the native backend given (cuda: runOp on the GPU; cpu: the CPU backend).
 //   node test/bench/awq-speed.js DIST_DIR MODEL_DIR [--backend cuda] [--samples 16] [--seqlen 2048]
-//        [--search-samples 8] [--group 128] [--work /tmp/awq-speed]
+//        [--search-samples 8] [--group 128] [--work /tmp/awq-speed] [--modes awq,rtn] [--session 1]
+// --session 0: the TypeScript path over BlockForward instead of the native AWQ session (calibrate and auto_awq).
 // The model directory needs no tokenizer: a tiny byte-level one sized to its vocabulary is written into it.
 // Calibration text: the built-in `cmake-docs` set. Prints AWQ_SPEED_JSON and a table last.
 'use strict';
@@ -12,7 +13,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const [dist, modelDir, ...rest] = process.argv.slice(2);
-const opt = { backend: 'cuda', samples: 16, seqlen: 2048, 'search-samples': 8, group: 128, work: '/tmp/awq-speed', modes: 'awq,rtn' };
+const opt = { backend: 'cuda', samples: 16, seqlen: 2048, 'search-samples': 8, group: 128, work: '/tmp/awq-speed', modes: 'awq,rtn', session: '1' };
 for (let i = 0; i + 1 < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = rest[i + 1];
 const engine = require(path.resolve(dist, 'libs/engine/src/index.js'));
 const { loadNative } = require(path.resolve(dist, 'libs/native/src/index.js'));
@@ -37,12 +38,13 @@ async function main() {
   };
   let t0 = Date.now();
   firstReport = undefined;
-  await engine.calibrate(modelDir, { dataset: 'cmake-docs', samples, seqlen, workDir: calibDir, native, onProgress: log('calibrate') });
+  const session = opt.session !== '0';
+  await engine.calibrate(modelDir, { dataset: 'cmake-docs', samples, seqlen, workDir: calibDir, native, session, onProgress: log('calibrate') });
   const calibS = (Date.now() - t0) / 1000;
   const results = {
     backend: opt.backend, layers: cfg.num_hidden_layers, hidden: cfg.hidden_size, intermediate: cfg.intermediate_size, samples, seqlen,
     calibrateS: calibS, calibrateSetupS: (firstReport - t0) / 1000, calibrateWriteS: calibS - (lastLayer - t0) / 1000,
-    session: process.env.LMFLEET_AWQ_SESSION !== '0',
+    session,
   };
   const modes = String(opt.modes).split(',');
   for (const mode of modes) {
@@ -54,7 +56,7 @@ async function main() {
     lastLayer = undefined;
     const r = await engine.autoAwq(modelDir, {
       workDir: work, wGroupSize: Number(opt.group), searchScale: mode === 'awq', searchClip: mode === 'awq',
-      searchSamples: Number(opt['search-samples']), native, onProgress: log(`auto_awq(${mode})`),
+      searchSamples: Number(opt['search-samples']), native, session, onProgress: log(`auto_awq(${mode})`),
     });
     results[`${mode}S`] = (Date.now() - t0) / 1000;
     results[`${mode}SetupS`] = (firstReport - t0) / 1000;

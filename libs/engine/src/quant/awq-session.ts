@@ -1,15 +1,14 @@
 // The native per-layer AWQ session (libs/native/src/engine/awq_session.h) seen from the quantization code: one
 // decoder layer's weights and the samples' layer inputs stay in backend memory (the GPU on cuda) and the searches
 // get small answers (losses, clips, statistics). awq.ts and calibrate.ts use it when the native module has it
-// (`useSession`); the TypeScript path over BlockForward stays for test doubles and LMFLEET_AWQ_SESSION=0.
+// (`useSession`); the TypeScript path over BlockForward stays for test doubles and `session: false`.
 import type { AwqTapStats, NativeAwqSession, NativeModule } from '../native';
 import { LINEARS } from './block-forward';
 import type { BlockForward } from './block-forward';
 
-/** Whether the quantization steps run through the native session. */
+/** Whether the quantization steps run through the native session: when the module has it, unless `opt` is false. */
 export function useSession(native: NativeModule, opt?: boolean): boolean {
-  if (opt === false || process.env.LMFLEET_AWQ_SESSION === '0') return false;
-  return typeof native.createAwqSession === 'function';
+  return opt !== false && typeof native.createAwqSession === 'function';
 }
 
 export function createLayerSession(fwd: BlockForward): NativeAwqSession {

@@ -49,7 +49,7 @@ export interface AutoAwqOptions extends Pick<LoadOptions, 'backend' | 'native' |
   /** Grid points of the scale search (default 20). */
   nGrid?: number;
   /** Run the layer work through the native per-layer session (awq-session.ts; default: when the native module has
-   *  it, unless LMFLEET_AWQ_SESSION=0). false: the TypeScript path over BlockForward. */
+   *  it). false: the TypeScript path over BlockForward. */
   session?: boolean;
   onProgress?: ProgressFn;
 }

@@ -36,8 +36,8 @@ export interface CalibrateOptions extends Pick<LoadOptions, 'backend' | 'native'
   /** Tokens per forward batch (default 4096). */
   batchTokens?: number;
   /** Layer by layer through the native per-layer session (awq-session.ts: every sample's hidden states stay in
-   *  backend memory, each layer's weights are uploaded once); default: when the native module has it, unless
-   *  LMFLEET_AWQ_SESSION=0. false: batch by batch over BlockForward in TypeScript. */
+   *  backend memory, each layer's weights are uploaded once); default: when the native module has it. false: batch
+   *  by batch over BlockForward in TypeScript. */
   session?: boolean;
   onProgress?: ProgressFn;
 }
