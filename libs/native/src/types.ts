@@ -269,8 +269,13 @@ export interface NativeAwqSession {
   /** awq_clip_search of a linear on its kept tap's `rows`: clip and err [out, in / groupSize]. */
   clipSearch(linear: string, rows: Int32Array, opts: { bits?: number; groupSize: number; nGrid?: number; maxShrink?: number }): Promise<{ clip: Float32Array; err: Float32Array }>;
   /** The final round to nearest of a linear with its clip (awq_fake_quant's codes): codes [out, in], zeros and scales
-   *  [out, in / groupSize]; the session's weight becomes the dequantized one. */
-  quantize(linear: string, clip: Float32Array | undefined, opts: { bits?: number; groupSize: number }): Promise<{ q: Uint8Array; zeros: Uint8Array; scales: Float32Array }>;
+   *  [out, in / groupSize], with `pack` also the AutoAWQ GEMM tensors; the session's weight becomes the dequantized one. */
+  quantize(linear: string, clip: Float32Array | undefined, opts: { bits?: number; groupSize: number; pack?: boolean }): Promise<{
+    q: Uint8Array; zeros: Uint8Array; scales: Float32Array;
+    /** pack: the AutoAWQ GEMM tensors (qweight i32 [in, out/8], qzeros i32 [in/group, out/8], scales f16 bits
+     *  [in/group, out]), packed in C++ off the JS thread. */
+    gemm?: { qweight: Int32Array; qzeros: Int32Array; scales: Uint16Array };
+  }>;
   /** The current layer input [tokens, hidden]. */
   input(): Promise<Float32Array>;
   dispose(): void;

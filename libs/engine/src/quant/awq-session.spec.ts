@@ -13,6 +13,7 @@ import { asF32, BlockForward, f32Tensor, type LayerTaps } from './block-forward'
 import { createLayerSession, layerTensors, subsampleIndices, tapMean } from './awq-session';
 import { scaleCandidates } from './awq';
 import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
+import { toAwqGemm } from './pack';
 
 const GOLDEN = path.join(REPO_ROOT, 'test', 'fixtures', 'golden');
 const native = nativeCpuOrReport('awq session');
@@ -114,6 +115,13 @@ function rowsOf(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
             expect(Buffer.compare(Buffer.from(q.q), Buffer.from(ql.q))).toBe(0);
             expect(Buffer.compare(Buffer.from(q.zeros), Buffer.from(ql.zeros))).toBe(0);
             expect(Array.from(q.scales)).toEqual(Array.from(ql.scales));
+            // and its AutoAWQ GEMM packing, done natively, is pack.ts's (from the fp weight again)
+            await sess.setTensors({ gate: w });
+            const packed = await sess.quantize('gate', got.clip, { groupSize: G, pack: true });
+            const want = toAwqGemm(ql);
+            expect(Buffer.compare(Buffer.from(packed.gemm!.qweight.buffer), Buffer.from(want.qweight.buffer))).toBe(0);
+            expect(Buffer.compare(Buffer.from(packed.gemm!.qzeros.buffer), Buffer.from(want.qzeros.buffer))).toBe(0);
+            expect(Buffer.compare(Buffer.from(packed.gemm!.scales.buffer), Buffer.from(want.scales.buffer))).toBe(0);
             await sess.setTensors({ gate: w });
           }
         }

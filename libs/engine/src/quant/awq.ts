@@ -399,10 +399,10 @@ async function sessionLayer(
     if (p.searchClip && l !== 'q' && l !== 'k') {
       clip = (await sess.clipSearch(l, subsampleIndices(tokens, p.clipTokens), { bits: p.wBits, groupSize: p.groupSize, nGrid: 20, maxShrink: 0.5 })).clip;
     }
-    // the codes come back; the session keeps the dequantized weight (fwd.weights keeps the scaled fp one: the writer
-    // takes linears from `quantized` only)
-    const { q, zeros, scales } = await sess.quantize(l, clip, { bits: p.wBits, groupSize: p.groupSize });
-    quantized.set(`${lp}.${l}`, { out, in: inp, bits: p.wBits as 4, groupSize: p.groupSize, q, zeros, scales });
+    // the codes come back, with their AutoAWQ packing done natively; the session keeps the dequantized weight
+    // (fwd.weights keeps the scaled fp one: the writer takes linears from `quantized` only)
+    const { q, zeros, scales, gemm } = await sess.quantize(l, clip, { bits: p.wBits, groupSize: p.groupSize, pack: p.wBits === 4 });
+    quantized.set(`${lp}.${l}`, { out, in: inp, bits: p.wBits as 4, groupSize: p.groupSize, q, zeros, scales, gemm });
   }
   // the quantized layer's output feeds the next layer
   await sess.run({ advance: true });

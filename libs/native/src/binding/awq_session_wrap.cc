@@ -256,8 +256,9 @@ class AwqSessionWrap : public Napi::ObjectWrap<AwqSessionWrap> {
     });
   }
 
-  // quantize(linear name, clip: Float32Array | undefined, { bits, groupSize }) -> { q: Uint8Array [out, in],
-  // zeros: Uint8Array, scales: Float32Array [out, in / group] }; the session keeps the dequantized weight
+  // quantize(linear name, clip: Float32Array | undefined, { bits, groupSize, pack? }) -> { q: Uint8Array [out, in],
+  // zeros: Uint8Array, scales: Float32Array [out, in / group], gemm? (pack: the AutoAWQ GEMM tensors, packed here on
+  // the worker thread) }; the session keeps the dequantized weight
   Napi::Value Quantize(const Napi::CallbackInfo& info) {
     return js_guard(info.Env(), [&]() -> Napi::Value {
       if (info.Length() < 3 || !info[0].IsString() || !info[2].IsObject())
@@ -272,9 +273,17 @@ class AwqSessionWrap : public Napi::ObjectWrap<AwqSessionWrap> {
       }
       Napi::Object o = info[2].As<Napi::Object>();
       const int bits = (int)get_number(o, "bits", 4), group = (int)get_number(o, "groupSize", 0, true);
-      struct R { std::vector<uint8_t> q, z; std::vector<float> s; };
+      struct R { std::vector<uint8_t> q, z; std::vector<float> s; std::vector<int32_t> qw, qz; std::vector<uint16_t> s16; };
       auto r = std::make_shared<R>();
-      auto* w = new SessionWorker(info.Env(), session(), [=](AwqSession& s) { s.quantize(l, clip, bits, group, r->q, r->z, r->s); },
+      const bool gemm = get_bool(o, "pack", false);
+      if (gemm && bits != 4) fail(ErrorCode::InvalidArgument, "quantize: pack needs 4-bit codes (the AutoAWQ GEMM layout)");
+      auto* w = new SessionWorker(info.Env(), session(), [=](AwqSession& s) {
+        s.quantize(l, clip, bits, group, r->q, r->z, r->s);
+        if (gemm) {
+          const auto sh = s.linear_shape(l);
+          AwqSession::pack_awq_gemm(r->q, r->z, r->s, sh[0], sh[1], group, r->qw, r->qz, r->s16);
+        }
+      },
                                   [=](Napi::Env env) -> Napi::Value {
                                     Napi::Object out = Napi::Object::New(env);
                                     auto u8 = [&](const std::vector<uint8_t>& v) {
@@ -285,6 +294,19 @@ class AwqSessionWrap : public Napi::ObjectWrap<AwqSessionWrap> {
                                     out.Set("q", u8(r->q));
                                     out.Set("zeros", u8(r->z));
                                     out.Set("scales", to_f32(env, r->s));
+                                    if (gemm) {
+                                      Napi::Object g = Napi::Object::New(env);
+                                      Napi::Int32Array qw = Napi::Int32Array::New(env, r->qw.size());
+                                      if (!r->qw.empty()) std::memcpy(qw.Data(), r->qw.data(), r->qw.size() * 4);
+                                      Napi::Int32Array qz = Napi::Int32Array::New(env, r->qz.size());
+                                      if (!r->qz.empty()) std::memcpy(qz.Data(), r->qz.data(), r->qz.size() * 4);
+                                      Napi::Uint16Array s16 = Napi::Uint16Array::New(env, r->s16.size());
+                                      if (!r->s16.empty()) std::memcpy(s16.Data(), r->s16.data(), r->s16.size() * 2);
+                                      g.Set("qweight", qw);
+                                      g.Set("qzeros", qz);
+                                      g.Set("scales", s16);
+                                      out.Set("gemm", g);
+                                    }
                                     return out;
                                   });
       return queue(w);

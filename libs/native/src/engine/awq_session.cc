@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "ops/add.h"
 #include "ops/attention.h"
@@ -423,6 +424,37 @@ void AwqSession::quantize(int l, const std::vector<float>& clip, int bits, int g
   be_.download(scales.data(), sc.get(), scales.size() * 4);
   lin_[l].w = std::move(deq);
   lin_[l].dirty = true;
+}
+
+void AwqSession::pack_awq_gemm(const std::vector<uint8_t>& codes, const std::vector<uint8_t>& zeros,
+                               const std::vector<float>& scales, int64_t out, int64_t in, int group,
+                               std::vector<int32_t>& qweight, std::vector<int32_t>& qzeros,
+                               std::vector<uint16_t>& scales16) {
+  static const int kOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  if (out % 8 || in % group) fail(ErrorCode::InvalidArgument, "awq packing: out must be a multiple of 8 and in of the group");
+  const int64_t words = out / 8, groups = in / group;
+  // a word column c packs rows 8c .. 8c + 7 of every input column: walk those 8 rows together along `in`
+  auto pack = [&](const uint8_t* src, int64_t cols, std::vector<int32_t>& dst) {
+    dst.assign((size_t)(cols * words), 0);
+    for (int64_t c = 0; c < words; c++) {
+      const uint8_t* rows[8];
+      for (int j = 0; j < 8; j++) rows[j] = src + (8 * c + kOrder[j]) * cols;
+      for (int64_t i = 0; i < cols; i++) {
+        uint32_t w = 0;
+        for (int j = 0; j < 8; j++) {
+          const uint8_t v = rows[j][i];
+          if (v > 15) fail(ErrorCode::InvalidArgument, "awq packing: 4-bit code out of range");
+          w |= (uint32_t)v << (4 * j);
+        }
+        dst[(size_t)(i * words + c)] = (int32_t)w;
+      }
+    }
+  };
+  pack(codes.data(), in, qweight);
+  pack(zeros.data(), groups, qzeros);
+  scales16.resize((size_t)(groups * out));
+  for (int64_t o = 0; o < out; o++)
+    for (int64_t g = 0; g < groups; g++) scales16[(size_t)(g * out + o)] = f32_to_f16(scales[(size_t)(o * groups + g)]);
 }
 
 std::vector<float> AwqSession::input() const {

@@ -71,6 +71,13 @@ class AwqSession {
   // dequantized one (what the next layer's input is computed with).
   void quantize(int l, const std::vector<float>& clip, int bits, int group, std::vector<uint8_t>& codes,
                 std::vector<uint8_t>& zeros, std::vector<float>& scales);
+
+  // AutoAWQ GEMM packing of 4-bit codes [out, in], zeros and scales [out, in / group] (host): qweight i32 [in, out / 8]
+  // and qzeros i32 [in / group, out / 8] with nibble j of a word = column 8c + {0,2,4,6,1,3,5,7}[j], scales f16
+  // [in / group, out] (quant/pack.ts toAwqGemm, in C++).
+  static void pack_awq_gemm(const std::vector<uint8_t>& codes, const std::vector<uint8_t>& zeros,
+                            const std::vector<float>& scales, int64_t out, int64_t in, int group,
+                            std::vector<int32_t>& qweight, std::vector<int32_t>& qzeros, std::vector<uint16_t>& scales16);
   // The current input (host f32 [tokens, hidden]).
   std::vector<float> input() const;
 
