@@ -16,5 +16,8 @@ export type {
   NativeEngine,
   BackendInfo,
   NativeModule,
+  NativeAwqSession,
+  AwqTapStats,
+  AwqTapName,
 } from '@lmfleet/native';
 export { loadNative } from '@lmfleet/native';

@@ -22,6 +22,7 @@ namespace lmfleet {
 
 void init_scheduler_harness(Napi::Env env, Napi::Object exports);
 void init_collective_harness(Napi::Env env, Napi::Object exports);
+void init_awq_session(Napi::Env env, Napi::Object exports);  // binding/awq_session_wrap.cc
 
 namespace {
 // The variant's backend for runOp: cpu, or (cuda variant) device 0. On a cuda build without a usable GPU
@@ -99,6 +100,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runOp", Napi::Function::New(env, run_op, "runOp"));
   ModelWrap::Init(env, exports);
   EngineWrap::Init(env, exports);
+  init_awq_session(env, exports);
   init_scheduler_harness(env, exports);  // tests only (src/engine/scheduler.spec.ts)
   init_collective_harness(env, exports);  // tests only (src/core/collective.spec.ts)
   return exports;

@@ -9,6 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import type {
+  AwqSessionConfig,
+  NativeAwqSession,
   Backend,
   BackendInfo,
   EngineOptions,
@@ -133,6 +135,7 @@ interface RawAddon {
   runOp(name: string, inputs: OpTensor[], params: Record<string, number | string>): Promise<OpTensor[]>;
   createModel(config: NativeModelConfig): RawModel;
   createEngine(model: RawModel, opts: EngineOptions): RawEngine;
+  createAwqSession(config: AwqSessionConfig): NativeAwqSession;
 }
 
 const rawModels = new WeakMap<NativeModel, RawModel>();
@@ -156,6 +159,19 @@ function wrap(raw: RawAddon): NativeModule {
       };
       rawModels.set(model, m);
       return model;
+    },
+    createAwqSession: (config) => {
+      const sess = guard(() => raw.createAwqSession(config));
+      return {
+        setTensors: (t) => guard(() => Promise.resolve().then(() => sess.setTensors(t))),
+        setInput: (x, lens, o) => guard(() => Promise.resolve().then(() => sess.setInput(x, lens, o ?? {}))),
+        run: (o) => guard(() => Promise.resolve().then(() => sess.run(o ?? {}))),
+        scaleLosses: (g, c, o) => guard(() => Promise.resolve().then(() => sess.scaleLosses(g, c, o))),
+        clipSearch: (l, r, o) => guard(() => Promise.resolve().then(() => sess.clipSearch(l, r, o))),
+        quantize: (l, c, o) => guard(() => Promise.resolve().then(() => sess.quantize(l, c, o))),
+        input: () => guard(() => Promise.resolve().then(() => sess.input())),
+        dispose: () => sess.dispose(),
+      };
     },
     createEngine: (model, opts) => {
       const m = rawModels.get(model);

@@ -234,6 +234,64 @@ export interface OpTensor {
   data: Uint8Array;
 }
 
+/** Shape of one decoder layer for the AWQ session (the Llama / Qwen2 block). */
+export interface AwqSessionConfig {
+  hiddenSize: number;
+  intermediateSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps?: number;
+  maxPositionEmbeddings?: number;
+  rope: RopeConfig;
+}
+
+/** Per-column statistics of one tap over the rows a `run({ stats: true })` saw. */
+export interface AwqTapStats {
+  absmax: Float32Array;
+  /** sum |x| per column (f64) */
+  abssum: Float64Array;
+  min: Float32Array;
+  max: Float32Array;
+  rows: number;
+}
+
+export type AwqTapName = 'attnIn' | 'oIn' | 'mlpIn' | 'downIn' | 'k' | 'v';
+
+/**
+ * The AWQ search's per-layer session (engine/awq_session.h): one decoder layer's weights and the samples' layer
+ * inputs stay in backend memory (the GPU on cuda); calls answer with small results. Every call is asynchronous and
+ * runs under the session's lock; typed arrays passed in must stay unmodified until the call settles. It shares the
+ * backend with runOp: do not run ops and session calls at the same time.
+ */
+export interface NativeAwqSession {
+  /** Linear weights `q k v o gate up down` ([out, in] f32), `<linear>.bias`, `input_norm`, `post_norm`. */
+  setTensors(tensors: Record<string, Float32Array>): Promise<void>;
+  /** The layer input [tokens, hidden] of sequences of `seqLens` tokens; `append` adds sequences (the first call
+   *  reserves `reserveTokens` in all). */
+  setInput(x: Float32Array, seqLens: Int32Array, opts?: { append?: boolean; reserveTokens?: number }): Promise<void>;
+  /** Runs the layer over every sequence (batches of at most `batchTokens`, default 4096): `stats` returns per-column
+   *  statistics of the taps, `taps` keeps the linears' inputs for the searches, `advance` makes the output the input. */
+  run(opts: { stats?: boolean; taps?: boolean; advance?: boolean; batchTokens?: number }): Promise<Record<AwqTapName, AwqTapStats> | undefined>;
+  /** MSE of the block output per scale candidate (candidates [n, in]) of scaling group 0 (input_norm -> q,k,v: the
+   *  attention block over the first `seqs` sequences), 1 (v -> o), 2 (post_norm -> gate,up: the MLP), 3 (up -> down),
+   *  1-3 on the kept taps' `rows`. */
+  scaleLosses(group: number, candidates: Float32Array, opts: { seqs?: number; rows?: Int32Array; bits?: number; groupSize: number }): Promise<Float64Array>;
+  /** awq_clip_search of a linear on its kept tap's `rows`: clip and err [out, in / groupSize]. */
+  clipSearch(linear: string, rows: Int32Array, opts: { bits?: number; groupSize: number; nGrid?: number; maxShrink?: number }): Promise<{ clip: Float32Array; err: Float32Array }>;
+  /** The final round to nearest of a linear with its clip (awq_fake_quant's codes): codes [out, in], zeros and scales
+   *  [out, in / groupSize], with `pack` also the AutoAWQ GEMM tensors; the session's weight becomes the dequantized one. */
+  quantize(linear: string, clip: Float32Array | undefined, opts: { bits?: number; groupSize: number; pack?: boolean }): Promise<{
+    q: Uint8Array; zeros: Uint8Array; scales: Float32Array;
+    /** pack: the AutoAWQ GEMM tensors (qweight i32 [in, out/8], qzeros i32 [in/group, out/8], scales f16 bits
+     *  [in/group, out]), packed in C++ off the JS thread. */
+    gemm?: { qweight: Int32Array; qzeros: Int32Array; scales: Uint16Array };
+  }>;
+  /** The current layer input [tokens, hidden]. */
+  input(): Promise<Float32Array>;
+  dispose(): void;
+}
+
 export interface NativeModule {
   readonly backend: Backend;
   /** Version string of the addon build, e.g. 'lmfleet-native 0.1.0 cpu'. */
@@ -244,4 +302,6 @@ export interface NativeModule {
   /** Names of ops in ops.def that this backend implements. */
   listOps(): string[];
   runOp(name: string, inputs: OpTensor[], params: Record<string, number | string>): Promise<OpTensor[]>;
+  /** The AWQ per-layer session on this module's backend (absent on test doubles). */
+  createAwqSession?(config: AwqSessionConfig): NativeAwqSession;
 }

@@ -1,8 +1,9 @@
 // AWQ quality on the shared tiny Qwen2 models (../shared/models beside the repository): round-to-nearest W4 g128 vs
 // AWQ (scale + clip search) perplexity on eval.txt, 512-token windows. To bound the spec's runtime on 2 cores,
 // calibration takes the first 4 windows (what the searches use), and fp16, RTN and AWQ are evaluated on the same fixed
-// subset (the first EVAL_WINDOWS windows). Measured here: fp16 207.06, RTN 230.71, AWQ 224.47; -outliers RTN 249.24,
-// AWQ 233.87 (6-9 min per model, measured on a loaded 2-core box). Full 116-window numbers (AWQ calibrated on 32 windows, searchSamples 16):
+// subset (the first EVAL_WINDOWS windows). Measured here through the native AWQ session (the default): fp16 207.06,
+// RTN 230.71, AWQ 225.19; -outliers RTN 249.24, AWQ 234.83 (25-140 s per model on the shared 2-core box, by its load);
+// the TypeScript path (session: false) gives AWQ 224.47 / 233.87. Full 116-window numbers (AWQ calibrated on 32 windows, searchSamples 16):
 // tiny-qwen2-pydocs fp16 216.40, RTN 237.14, AWQ scale-only 240.24, AWQ scale+clip 231.32; -outliers RTN 256.26,
 // scale-only 243.92, scale+clip 235.84 (llm-awq's own: 230.36 / 236.56, in reference.json); with the CLI defaults
 // (searchSamples 8) scale+clip gives 232.93 on tiny-qwen2-pydocs.

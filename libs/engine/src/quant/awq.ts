@@ -21,6 +21,8 @@ import { batches, calibrate, concatIds, hasCalibration, loadCalibration, resolve
 import { checkGroupDivides, checkQuantParams, type QuantizedLinear } from './pack';
 import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
 import { packedTargets, writeAutoAwqDir } from './autoawq';
+import { createLayerSession, layerTensors, subsampleIndices, tapMean, useSession } from './awq-session';
+import type { AwqTapName, NativeAwqSession } from '../native';
 
 export interface AutoAwqOptions extends Pick<LoadOptions, 'backend' | 'native' | 'log'> {
   /** Weight bits: 4 (the AutoAWQ GEMM layout holds 4-bit weights only). */
@@ -46,6 +48,9 @@ export interface AutoAwqOptions extends Pick<LoadOptions, 'backend' | 'native' |
   clipTokens?: number;
   /** Grid points of the scale search (default 20). */
   nGrid?: number;
+  /** Run the layer work through the native per-layer session (awq-session.ts; default: when the native module has
+   *  it). false: the TypeScript path over BlockForward. */
+  session?: boolean;
   onProgress?: ProgressFn;
 }
 
@@ -171,7 +176,23 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
 
   const quantized = new Map<string, QuantizedLinear>();
   const reports: LayerReport[] = [];
-  for (let i = 0; i < spec.numLayers; i++) {
+  const search: SearchParams = { wBits, groupSize, nGrid, searchTokens, clipTokens, searchScale, searchClip };
+  const session = needData && useSession(native, opts.session) ? createLayerSession(fwd) : undefined;
+  if (session) {
+    try {
+      await session.setInput(x, Int32Array.from(seqLens));
+      x = new Float32Array(0);
+      for (let i = 0; i < spec.numLayers; i++) {
+        const report = await sessionLayer(fwd, session, i, seqLens, search, quantized);
+        reports.push(report);
+        if (searchScale) log('info', `layer ${i}: best alpha per group ${JSON.stringify(report.alphas)}`);
+        progress(base + ((1 - base) * 0.95 * (i + 1)) / spec.numLayers, `layer ${i + 1}/${spec.numLayers} quantized`);
+      }
+    } finally {
+      session.dispose();
+    }
+  }
+  for (let i = 0; i < (session ? 0 : spec.numLayers); i++) {
     const lp = `layers.${i}`;
     const report: LayerReport = { layer: i, alphas: {}, lossRatio: {} };
     const taps: Partial<LayerTaps> = {};
@@ -192,10 +213,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         const dim = fwd.linearShape(g.linears[0])[1];
         const full = taps[g.input] as Float32Array;
         const xMean = await meanAbsPerChannel(fwd, full, dim);
-        // attention needs whole sequences: the first samples up to searchTokens; the other modules act per token
-        let attnSeqs = 0;
-        for (let t = 0; attnSeqs < seqLens.length && (attnSeqs === 0 || t + seqLens[attnSeqs] <= searchTokens); attnSeqs++) t += seqLens[attnSeqs];
-        const attnLens = seqLens.slice(0, attnSeqs);
+        const attnLens = seqLens.slice(0, attnSeqCount(seqLens, searchTokens));
         const inp = g.key === 'input_norm→qkv'
           ? full.subarray(0, attnLens.reduce((a, b) => a + b, 0) * dim)
           : subsampleRows(full, dim, searchTokens);
@@ -210,18 +228,10 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         const ref = await run({});
         let best = { loss: Infinity, alpha: 0, s: new Float32Array(dim).fill(1) };
         let rtnLoss = Infinity;
+        const cands = scaleCandidates(xMean, nGrid);
         for (let n = 0; n < nGrid; n++) {
           const alpha = n / nGrid;
-          const s = new Float32Array(dim);
-          let mx = 0;
-          let mn = Infinity;
-          for (let c = 0; c < dim; c++) {
-            s[c] = Math.max(Math.pow(xMean[c], alpha), 1e-4);
-            mx = Math.max(mx, s[c]);
-            mn = Math.min(mn, s[c]);
-          }
-          const norm = Math.sqrt(mx * mn);
-          for (let c = 0; c < dim; c++) s[c] /= norm;
+          const s = cands.slice(n * dim, (n + 1) * dim);
           const w: Partial<Record<LinearName, Float32Array>> = {};
           for (const l of g.linears) {
             // Q(W diag(s)) diag(s)^-1 in one native pass (bit-identical to the TS quantizeLinear path)
@@ -236,27 +246,11 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         report.lossRatio[g.key] = rtnLoss > 0 ? best.loss / rtnLoss : 1;
         scales.set(g.key, best.s);
       }
-      // fold the scales: producer / s, consumers' columns * s; the stored fp16 producers are rounded as they will be saved
+      // fold the scales into the weights, and the taps the clip search reads: x / s
+      foldScales(fwd, lp, scales);
       for (const g of GROUPS) {
         const s = scales.get(g.key);
-        if (!s) continue;
-        if (g.prev.kind === 'norm') {
-          const nw = fwd.w(`${lp}.${g.prev.name}.weight`);
-          fwd.weights.set(`${lp}.${g.prev.name}.weight`, nw.map((v, c) => roundF16(v / s[c])));
-        } else {
-          const [out, inD] = fwd.linearShape(g.prev.name);
-          const pw = fwd.w(`${lp}.${g.prev.name}.weight`);
-          const r = new Float32Array(pw.length);
-          for (let o = 0; o < out; o++) for (let c = 0; c < inD; c++) r[o * inD + c] = pw[o * inD + c] / s[o];
-          fwd.weights.set(`${lp}.${g.prev.name}.weight`, r);
-          const b = fwd.weights.get(`${lp}.${g.prev.name}.bias`);
-          if (b) fwd.weights.set(`${lp}.${g.prev.name}.bias`, b.map((v, o) => roundF16(v / s[o])));
-        }
-        for (const l of g.linears) {
-          const [out, inD] = fwd.linearShape(l);
-          fwd.weights.set(`${lp}.${l}.weight`, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s));
-        }
-        taps[g.input] = divideChannels(taps[g.input] as Float32Array, fwd.linearShape(g.linears[0])[1], s);
+        if (s) taps[g.input] = divideChannels(taps[g.input] as Float32Array, fwd.linearShape(g.linears[0])[1], s);
       }
     }
 
@@ -284,6 +278,135 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
   await writeAutoAwqDir(loaded, sources, fwd.weights, quantized, { dstDir, groupSize });
   progress(1, `AutoAWQ checkpoint written to ${dstDir}`);
   return { dstDir, wBits: 4, wGroupSize: groupSize, searchScale, searchClip, layers: reports, seconds: (Date.now() - t0) / 1000 };
+}
+
+interface SearchParams {
+  wBits: number;
+  groupSize: number;
+  nGrid: number;
+  searchTokens: number;
+  clipTokens: number;
+  searchScale: boolean;
+  searchClip: boolean;
+}
+
+const GROUP_TAP: Record<string, AwqTapName> = { 'input_norm→qkv': 'attnIn', 'v→o': 'oIn', 'post_norm→gate,up': 'mlpIn', 'up→down': 'downIn' };
+
+/** The scale candidates of the grid for mean |x| per channel: [nGrid, dim], row n = alpha n / nGrid. */
+export function scaleCandidates(xMean: Float32Array, nGrid: number): Float32Array {
+  const dim = xMean.length;
+  const out = new Float32Array(nGrid * dim);
+  for (let n = 0; n < nGrid; n++) {
+    const alpha = n / nGrid;
+    const s = out.subarray(n * dim, (n + 1) * dim);
+    let mx = 0;
+    let mn = Infinity;
+    for (let c = 0; c < dim; c++) {
+      s[c] = Math.max(Math.pow(xMean[c], alpha), 1e-4);
+      mx = Math.max(mx, s[c]);
+      mn = Math.min(mn, s[c]);
+    }
+    const norm = Math.sqrt(mx * mn);
+    for (let c = 0; c < dim; c++) s[c] /= norm;
+  }
+  return out;
+}
+
+/** Attention needs whole sequences: how many of the first samples fit in `searchTokens` (at least one); the other
+ *  modules act per token and take a strided row subsample. */
+function attnSeqCount(seqLens: readonly number[], searchTokens: number): number {
+  let n = 0;
+  for (let t = 0; n < seqLens.length && (n === 0 || t + seqLens[n] <= searchTokens); n++) t += seqLens[n];
+  return n;
+}
+
+/** Folds the chosen scales of layer `lp` into fwd.weights (producer / s, consumers' columns * s; the stored fp16
+ *  producers are rounded as they will be saved); returns the names of the session tensors that changed. */
+function foldScales(fwd: BlockForward, lp: string, scales: Map<string, Float32Array>): string[] {
+  const changed = new Set<string>();
+  for (const g of GROUPS) {
+    const s = scales.get(g.key);
+    if (!s) continue;
+    if (g.prev.kind === 'norm') {
+      const nw = fwd.w(`${lp}.${g.prev.name}.weight`);
+      fwd.weights.set(`${lp}.${g.prev.name}.weight`, nw.map((v, c) => roundF16(v / s[c])));
+      changed.add(g.prev.name);
+    } else {
+      const [out, inD] = fwd.linearShape(g.prev.name);
+      const pw = fwd.w(`${lp}.${g.prev.name}.weight`);
+      const r = new Float32Array(pw.length);
+      for (let o = 0; o < out; o++) for (let c = 0; c < inD; c++) r[o * inD + c] = pw[o * inD + c] / s[o];
+      fwd.weights.set(`${lp}.${g.prev.name}.weight`, r);
+      const b = fwd.weights.get(`${lp}.${g.prev.name}.bias`);
+      if (b) fwd.weights.set(`${lp}.${g.prev.name}.bias`, b.map((v, o) => roundF16(v / s[o])));
+      changed.add(g.prev.name);
+    }
+    for (const l of g.linears) {
+      const [out, inD] = fwd.linearShape(l);
+      fwd.weights.set(`${lp}.${l}.weight`, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s));
+      changed.add(l);
+    }
+  }
+  return [...changed];
+}
+
+/**
+ * One layer of the search through the native session (its input is the layer input of the search samples): scale
+ * search on the fp16 layer (losses of every candidate from the session), folding here, clip search in the session,
+ * round to nearest here (native awq_fake_quant), then the quantized layer's output becomes the next input.
+ */
+async function sessionLayer(
+  fwd: BlockForward, sess: NativeAwqSession, i: number, seqLens: number[], p: SearchParams, quantized: Map<string, QuantizedLinear>,
+): Promise<LayerReport> {
+  const lp = `layers.${i}`;
+  const report: LayerReport = { layer: i, alphas: {}, lossRatio: {} };
+  await sess.setTensors(layerTensors(fwd, i));
+  const st = (await sess.run({ stats: p.searchScale, taps: true }))!;
+  const tokens = seqLens.reduce((a, b) => a + b, 0);
+  if (p.searchScale) {
+    const scales = new Map<string, Float32Array>();
+    for (const [gi, g] of GROUPS.entries()) {
+      if (g.key === 'v→o') {
+        const [vo, vi] = fwd.linearShape('v');
+        const [oo, oi] = fwd.linearShape('o');
+        if (vo !== oo || vi !== oi) {
+          report.alphas[g.key] = undefined;
+          continue;
+        }
+      }
+      const dim = fwd.linearShape(g.linears[0])[1];
+      const xMean = tapMean(st[GROUP_TAP[g.key]]);
+      const cands = scaleCandidates(xMean, p.nGrid);
+      const losses = await sess.scaleLosses(gi, cands, gi === 0
+        ? { seqs: attnSeqCount(seqLens, p.searchTokens), bits: p.wBits, groupSize: p.groupSize }
+        : { rows: subsampleIndices(tokens, p.searchTokens), bits: p.wBits, groupSize: p.groupSize });
+      let best = 0;
+      for (let n = 1; n < losses.length; n++) if (losses[n] < losses[best]) best = n;
+      report.alphas[g.key] = best / p.nGrid;
+      report.lossRatio[g.key] = losses[0] > 0 ? losses[best] / losses[0] : 1;
+      scales.set(g.key, cands.slice(best * dim, (best + 1) * dim));
+    }
+    const changed = foldScales(fwd, lp, scales);
+    if (changed.length) {
+      await sess.setTensors(layerTensors(fwd, i, changed));
+      // the clip search reads the scaled layer's inputs
+      if (p.searchClip) await sess.run({ taps: true });
+    }
+  }
+  for (const l of LINEARS) {
+    const [out, inp] = fwd.linearShape(l);
+    let clip: Float32Array | undefined;
+    if (p.searchClip && l !== 'q' && l !== 'k') {
+      clip = (await sess.clipSearch(l, subsampleIndices(tokens, p.clipTokens), { bits: p.wBits, groupSize: p.groupSize, nGrid: 20, maxShrink: 0.5 })).clip;
+    }
+    // the codes come back, with their AutoAWQ packing done natively; the session keeps the dequantized weight
+    // (fwd.weights keeps the scaled fp one: the writer takes linears from `quantized` only)
+    const { q, zeros, scales, gemm } = await sess.quantize(l, clip, { bits: p.wBits, groupSize: p.groupSize, pack: p.wBits === 4 });
+    quantized.set(`${lp}.${l}`, { out, in: inp, bits: p.wBits as 4, groupSize: p.groupSize, q, zeros, scales, gemm });
+  }
+  // the quantized layer's output feeds the next layer
+  await sess.run({ advance: true });
+  return report;
 }
 
 /**

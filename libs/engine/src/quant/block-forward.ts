@@ -272,7 +272,9 @@ export class BlockForward {
   /** silu(gate) * up in f64 per element, as the calibration and search numbers were made. The native `silu_mul`
    *  (f32, vectorised exp) is ~14x faster with the copies (2048 x 1024: ~80 ms vs ~1.1 s here) but differs in the last
    *  f32 bits, which flips near-tied argmins of the AWQ search (awq-ppl: AWQ 224.47 -> 226.85 on tiny-qwen2-pydocs);
-   *  adopting it wants an f64 variant of the op (or the device session, where the f16 decoder's numerics apply). */
+   *  this TypeScript path (`session: false`) keeps the f64 loop. The native AWQ session (awq-session.ts), which
+   *  calibrate and auto_awq use by default, runs the native f32 silu_mul on both backends: on cuda the block is f16
+   *  anyway, and the AWQ quality specs pass with it (README "GPU path"). */
   async siluMul(gate: Float32Array, up: Float32Array, _n: number): Promise<Float32Array> {
     const out = new Float32Array(gate.length);
     for (let i = 0; i < gate.length; i++) {

@@ -18,6 +18,7 @@ import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-
 import { calibDatasetLabel, readCalibText } from './datasets';
 import { NativeChannelStats } from './native-quant';
 import { f32Bytes, writeFilesAtomically } from './files';
+import { createLayerSession, layerTensors, tapMean, useSession } from './awq-session';
 
 export type ProgressFn = (fraction: number, message: string) => void;
 
@@ -34,6 +35,10 @@ export interface CalibrateOptions extends Pick<LoadOptions, 'backend' | 'native'
   workDir: string;
   /** Tokens per forward batch (default 4096). */
   batchTokens?: number;
+  /** Layer by layer through the native per-layer session (awq-session.ts: every sample's hidden states stay in
+   *  backend memory, each layer's weights are uploaded once); default: when the native module has it. false: batch
+   *  by batch over BlockForward in TypeScript. */
+  session?: boolean;
   onProgress?: ProgressFn;
 }
 
@@ -176,7 +181,42 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
   const steps = groups.length * spec.numLayers;
   let step = 0;
   progress(0, `calibrating on ${windows.length} samples of ${seqlen} tokens`);
-  for (const g of groups) {
+  const inputs = new Map<string, ChannelStats>();
+  const viaSession = useSession(native, opts.session);
+  if (viaSession) {
+    // layer by layer over all samples: the hidden states of every sample stay in backend memory
+    const sess = createLayerSession(fwd);
+    try {
+      const total = windows.reduce((a, w) => a + w.length, 0);
+      for (const [gi, g] of groups.entries()) {
+        await sess.setInput(await fwd.embed(concatIds(g)), Int32Array.from(g.map((w) => w.length)), { append: gi > 0, reserveTokens: total });
+      }
+      for (let i = 0; i < spec.numLayers; i++) {
+        await sess.setTensors(layerTensors(fwd, i));
+        const st = (await sess.run({ stats: true, advance: true, batchTokens: opts.batchTokens ?? 4096 }))!;
+        for (const l of LINEARS) {
+          const t = st[LINEAR_INPUT[l]];
+          inputs.set(`layers.${i}.${l}`, { absmax: t.absmax, absmean: tapMean(t), min: t.min, max: t.max });
+        }
+        for (const [kv, t] of [['k_cache', st.k], ['v_cache', st.v]] as const) {
+          const acc = kvAcc.get(`layers.${i}.${kv}`)!;
+          for (let h = 0; h < spec.numKvHeads; h++) {
+            for (let j = 0; j < spec.headDim; j++) {
+              const c = h * spec.headDim + j;
+              if (t.min[c] < acc.min[h]) acc.min[h] = t.min[c];
+              if (t.max[c] > acc.max[h]) acc.max[h] = t.max[c];
+              if (t.absmax[c] > acc.absmax[h]) acc.absmax[h] = t.absmax[c];
+            }
+          }
+        }
+        step += groups.length;
+        progress(step / steps, `layer ${i + 1}/${spec.numLayers}, ${groups.length} batches`);
+      }
+    } finally {
+      sess.dispose();
+    }
+  }
+  for (const g of viaSession ? [] : groups) {
     const seqLens = g.map((w) => w.length);
     let x = await fwd.embed(concatIds(g));
     for (let i = 0; i < spec.numLayers; i++) {
@@ -194,8 +234,7 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
       progress(step / steps, `layer ${i + 1}/${spec.numLayers}, batch ${groups.indexOf(g) + 1}/${groups.length}`);
     }
   }
-  const inputs = new Map<string, ChannelStats>();
-  for (let i = 0; i < spec.numLayers; i++) {
+  for (let i = 0; i < (viaSession ? 0 : spec.numLayers); i++) {
     for (const l of LINEARS) {
       const first = LINEARS.find((m) => LINEAR_INPUT[m] === LINEAR_INPUT[l])!;
       inputs.set(`layers.${i}.${l}`, acc.get(`layers.${i}.${first}`)!.result());

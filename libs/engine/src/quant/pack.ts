@@ -29,6 +29,9 @@ export interface QuantizedLinear {
   zeros: Uint8Array;
   /** Scales s[out, in/group] (values exactly representable in fp16). */
   scales: Float32Array;
+  /** The same codes already packed in the AutoAWQ GEMM layout (the native AWQ session packs them off the JS
+   *  thread); toAwqGemm returns it as is. */
+  gemm?: AwqGemmTensors;
 }
 
 export function checkQuantParams(bits: number, groupSize: number): asserts bits is QuantBits {
@@ -164,6 +167,7 @@ export interface AwqGemmTensors {
 /** A 4-bit QuantizedLinear → AutoAWQ GEMM tensors (transposes to [in, out] and packs). */
 export function toAwqGemm(ql: QuantizedLinear): AwqGemmTensors {
   if (ql.bits !== 4) throw new QuantConfigError(`the AutoAWQ GEMM layout holds 4-bit weights only, got ${ql.bits} bits`);
+  if (ql.gemm) return ql.gemm;
   const { out, in: inp, groupSize } = ql;
   const groups = inp / groupSize;
   const qT = new Uint8Array(inp * out);

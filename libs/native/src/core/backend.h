@@ -64,9 +64,19 @@ class Backend {
   virtual std::unique_ptr<LinearWeight> prepare_linear(const void* w, DType dtype, const void* bias,
                                                        DType bias_dtype, int64_t n, int64_t k) = 0;
 
+  // A dense linear from f32 weights [n, k] (+ bias [n] or null) that are already in this backend's memory (the AWQ
+  // session's candidate weights, made where they are used). Host-memory backends: prepare_linear itself.
+  virtual std::unique_ptr<LinearWeight> prepare_linear_resident(const float* w, const float* bias, int64_t n, int64_t k) {
+    return prepare_linear(w, DType::F32, bias, DType::F32, n, k);
+  }
+
   // A W4A16 linear in our layout (ops/w4a16_gemm.h), host memory; bias [n] or null. Backend::linear runs it.
   // cuda: kept 4-bit on the device, the W4A16 kernels; cpu: dequantized once into its f32 GEMM layout.
   virtual std::unique_ptr<LinearWeight> prepare_w4a16(const W4A16Host& w, const void* bias, DType bias_dtype) = 0;
+
+  // The attention op, allowed to compute in reduced precision (cuda: q/k/v rounded to f16 and the decoder's
+  // tensor-core prefill kernel; the AWQ session's block forward). Default: attention itself.
+  virtual void attention_fast(const attention_args& a) { attention(a); }
 
   virtual bool supports(const std::string& op) const = 0;
 #define LMFLEET_OP(op) virtual void op(const op##_args& a) = 0;

@@ -62,6 +62,10 @@ class CudaBackend : public Backend {
   std::unique_ptr<LinearWeight> prepare_linear(const void* w, DType dtype, const void* bias, DType bias_dtype,
                                                int64_t n, int64_t k) override;
   std::unique_ptr<LinearWeight> prepare_w4a16(const W4A16Host& w, const void* bias, DType bias_dtype) override;
+  // f32 device weights -> f16 on the device (cuda/backend_cuda_quant.cu)
+  std::unique_ptr<LinearWeight> prepare_linear_resident(const float* w, const float* bias, int64_t n, int64_t k) override;
+  // f32 in/out around the f16 tensor-core prefill attention (cuda/backend_cuda_quant.cu)
+  void attention_fast(const attention_args& a) override;
   bool supports(const std::string& op) const override;
 #define LMFLEET_OP(op) void op(const op##_args& a) override;
 #include "ops/ops.def"

@@ -11,6 +11,7 @@
 #include "ops/add.cuh"
 #include "ops/argmax.cuh"
 #include "ops/attention.cuh"
+#include "ops/awq_clip_search.cuh"
 #include "ops/awq_fake_quant.cuh"
 #include "ops/channel_stats.cuh"
 #include "ops/kv_quant.h"
@@ -23,6 +24,7 @@
 #include "cuda/rope_freq.h"
 #include "ops/sample.cuh"
 #include "ops/silu_mul.cuh"
+#include "ops/sq_err.cuh"
 #include "ops/w4a16_gemm.cuh"
 #ifdef LMF_HAVE_CUBLAS
 #include "cuda/gemm.h"
@@ -1156,6 +1158,88 @@ static void test_channel_stats(Rng& r, int rows, int cols) {
   T.add("channel_stats", dims({rows, cols}), err, 1e-12, dam.guards_ok() && dsum.guards_ok() && dmn.guards_ok() && dmx.guards_ok());
 }
 
+// awq_clip_search vs a float64 host reference written from the definition (clamp to f32(max|w| (1 - step/nGrid)),
+// asymmetric group quantization with f16-rounded scales, JS rounding; dot products and squares in f64). The kernel's
+// dots are f32, so: its chosen step's reference error must be within 1e-5 of the minimum, and its error within 1e-4
+// of the reference error of that step.
+static void test_awq_clip_search(Rng& r, int rows, int cols, int tokens, int group, int bits, int n_grid, int steps) {
+  auto w = r.normals((size_t)rows * cols, 0.05f);
+  for (int o = 0; o < rows; o++) w[(size_t)o * cols + (size_t)r.integer(0, cols - 1)] *= 8.f;
+  auto x = r.normals((size_t)tokens * cols, 1.f);
+  const int groups = cols / group, qmax = (1 << bits) - 1;
+  DevBuf<float> dw(w.size()), dx(x.size()), dc((size_t)rows * groups), de((size_t)rows * groups);
+  dw.upload(w);
+  dx.upload(x);
+  awq_clip_search_cuda(dw.p, dx.p, dc.p, de.p, rows, cols, tokens, bits, group, steps, n_grid, S);
+  LMF_CUDA_CHECK(cudaDeviceSynchronize());
+  auto gc = dc.download(), ge = de.download();
+  double err = 0;
+  for (int o = 0; o < rows; o++)
+    for (int g = 0; g < groups; g++) {
+      const float* wg = &w[(size_t)o * cols + (size_t)g * group];
+      float org = 0.f;
+      for (int k = 0; k < group; k++) org = std::max(org, std::fabs(wg[k]));
+      std::vector<double> e(steps);
+      double mn_e = INFINITY;
+      int chosen = -1;
+      for (int step = 0; step < steps; step++) {
+        const float c = (float)((double)org * (1.0 - (double)step / n_grid));
+        if (c == gc[(size_t)o * groups + g] && chosen < 0) chosen = step;
+        float mn = INFINITY, mx = -INFINITY;
+        for (int k = 0; k < group; k++) {
+          const float v = std::min(c, std::max(-c, wg[k]));
+          mn = std::min(mn, v);
+          mx = std::max(mx, v);
+        }
+        double d = std::max((double)mx - (double)mn, 1e-5);
+        float s = __half2float(__float2half((float)(d / qmax)));
+        if (!(s > 0.f)) s = 6.103515625e-5f;
+        const double zf = std::floor(-(double)mn / s + 0.5);
+        const int z = (int)std::min<double>(qmax, std::max(0.0, zf));
+        std::vector<double> res(group);
+        for (int k = 0; k < group; k++) {
+          const float v = std::min(c, std::max(-c, wg[k]));
+          const int q = (int)std::min<double>(qmax, std::max(0.0, std::floor((double)v / s + 0.5) + z));
+          res[k] = (double)((float)((float)(q - z) * s) - wg[k]);
+        }
+        double tot = 0;
+        for (int t = 0; t < tokens; t++) {
+          double dot = 0;
+          for (int k = 0; k < group; k++) dot += (double)x[(size_t)t * cols + (size_t)g * group + k] * res[k];
+          tot += dot * dot;
+        }
+        e[step] = tot;
+        mn_e = std::min(mn_e, tot);
+      }
+      if (chosen < 0) { err = 1; continue; }
+      err = std::max(err, (e[chosen] - mn_e) / std::max(mn_e, 1e-30) * 10.0);  // 1e-5 -> 1e-4
+      err = std::max(err, std::fabs(ge[(size_t)o * groups + g] - e[chosen]) / std::max(e[chosen], 1e-30));
+    }
+  T.add("awq_clip_search", dims({rows, cols, tokens, group, bits}), err, 1e-4, dw.guards_ok() && dx.guards_ok() && dc.guards_ok() && de.guards_ok());
+}
+
+// sq_err: f64 sums of squared differences per column, rows in order: the same operations as the float64 reference.
+static void test_sq_err(Rng& r, int rows, int cols) {
+  auto a = r.normals((size_t)rows * cols, 2.f), b = r.normals((size_t)rows * cols, 2.f);
+  std::vector<double> ref(cols, 0.5);  // accumulates onto what is there
+  DevBuf<float> da(a.size()), db(b.size());
+  DevBuf<double> dout(cols);
+  da.upload(a);
+  db.upload(b);
+  dout.upload(ref);
+  sq_err_cuda(da.p, db.p, rows, cols, dout.p, S);
+  LMF_CUDA_CHECK(cudaDeviceSynchronize());
+  for (int t = 0; t < rows; t++)
+    for (int c = 0; c < cols; c++) {
+      const double d = (double)a[(size_t)t * cols + c] - (double)b[(size_t)t * cols + c];
+      ref[c] += d * d;
+    }
+  auto got = dout.download();
+  double err = 0;
+  for (int c = 0; c < cols; c++) err = std::max(err, std::fabs(got[c] - ref[c]) / std::max(ref[c], 1e-30));
+  T.add("sq_err", dims({rows, cols}), err, 1e-12, da.guards_ok() && db.guards_ok() && dout.guards_ok());
+}
+
 int main(int argc, char** argv) {
   const uint64_t seed = argc > 1 ? std::stoull(argv[1])
                                  : (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
@@ -1251,6 +1335,13 @@ int main(int argc, char** argv) {
     test_channel_stats(r, 333, 4096);
     test_channel_stats(r, 7, 11008);
     test_channel_stats(r, 64, 100);
+    test_awq_clip_search(r, 70, 256, 100, 128, 4, 20, 10);
+    test_awq_clip_search(r, 130, 192, 64, 64, 4, 20, 10);
+    test_awq_clip_search(r, 33, 96, 17, 32, 4, 10, 10);
+    test_awq_clip_search(r, 64, 4096, 512, 128, 4, 20, 10);
+    test_awq_clip_search(r, 9, 256, 40, 128, 8, 20, 10);
+    test_sq_err(r, 2048, 4096);
+    test_sq_err(r, 3, 100);
 #ifdef LMF_HAVE_CUBLAS
     test_w4a16_gemm_entry(r, 5, 512, 1024, 128);
     test_w4a16_gemm_entry(r, 600, 520, 1024, 64);
