@@ -898,25 +898,29 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
       continue;
     }
     const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n);
-    for (W4GemvDot dot : {W4GemvDot::Fma, W4GemvDot::Mma}) {
-      const std::string name = std::string("w4a16_gemv(") + (dot == W4GemvDot::Fma ? "fma" : "mma") + ")";
+    // (inner product, weight loads per batch): u8 exists for group 128 only (other groups take u4)
+    std::vector<std::pair<W4GemvDot, int>> variants = {{W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}};
+    if (group == 128) variants.push_back({W4GemvDot::Mma, 8});
+    for (auto [dot, unroll] : variants) {
+      const std::string name = std::string("w4a16_gemv(") + (dot == W4GemvDot::Fma ? "fma" : "mma") +
+                               (unroll == 8 ? "_u8" : "") + ")";
       for (bool f32out : {false, true}) {
         std::vector<double> out, again;
         bool guards;
         if (f32out) {
           DevBuf<float> dy((size_t)m * ldy);
           dy.poison();
-          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S, unroll);
           out = to_double(dy.download());
-          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S, unroll);
           again = to_double(dy.download());
           guards = dy.guards_ok();
         } else {
           DevBuf<half> dy((size_t)m * ldy);
           dy.poison();
-          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S, unroll);
           out = to_double(dy.download());
-          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S, unroll);
           again = to_double(dy.download());
           guards = dy.guards_ok();
         }
@@ -1117,6 +1121,9 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop;
     LMF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     std::printf("device %s sm_%d%d\n", prop.name, prop.major, prop.minor);
+    // LMF_TEST_ONLY=w4: the W4A16 cases only (device calls that change only those kernels)
+    const bool all = !(std::getenv("LMF_TEST_ONLY") && std::string(std::getenv("LMF_TEST_ONLY")) == "w4");
+    if (all) {
     test_embedding(r);
     test_rms_norm(r, 33, 4096, false);
     test_rms_norm(r, 5, 5120, false);
@@ -1169,6 +1176,7 @@ int main(int argc, char** argv) {
     test_repetition_penalty(r);
     test_presence_frequency(r);
     test_log_softmax_nll(r);
+    }  // all
     // W4A16: batch 1..256, odd batches, group 32/64/128, k not a multiple of 128, split-k and direct plans
     test_w4a16(r, 1, 4096, 4096, 128, false);
     test_w4a16(r, 3, 1000, 1024, 64, false);
@@ -1192,9 +1200,11 @@ int main(int argc, char** argv) {
     test_w4a16_gemv(r, 22016, 4096, 128, {1, 2, 4, 8});
     test_w4a16_gemv(r, 4096, 11008, 128, {1, 2, 4, 5, 8});
     test_w4a16_gemv(r, 11008, 4096, 32, {1, 8});
+    test_w4a16_gemv(r, 136, 576, 128, {1, 3, 5, 6, 7});  // the u8 variant at odd m and padded k
     test_w4a16_dequant(r, 1000, 1408, 64);
     test_w4a16_dequant(r, 64, 96, 32);
     // AWQ search ops (quant/awq.ts, calibrate.ts)
+    if (all) {
     for (bool f16w : {false, true})
       for (int mode = 0; mode < 4; mode++) test_awq_fake_quant(r, 37, 512, 128, 4, f16w, mode & 1, mode & 2);
     test_awq_fake_quant(r, 300, 1024, 64, 4, false, true, false);
@@ -1203,6 +1213,7 @@ int main(int argc, char** argv) {
     test_channel_stats(r, 333, 4096);
     test_channel_stats(r, 7, 11008);
     test_channel_stats(r, 64, 100);
+    }  // all
 #ifdef LMF_HAVE_CUBLAS
     test_w4a16_gemm_entry(r, 5, 512, 1024, 128);
     test_w4a16_gemm_entry(r, 600, 520, 1024, 64);

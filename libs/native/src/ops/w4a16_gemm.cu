@@ -270,8 +270,16 @@ __global__ void w4a16_dequant_kernel(const uint4* __restrict__ qw, const half2* 
 
 // ---- Decode GEMV (m <= kW4GemvMaxRows; see ops/w4a16_gemm.cuh) ----
 constexpr int kGvWarps = 8;   // warps per block: kGvWarps / S tiles at a time, S warps (k slices) per tile
-constexpr int kGvUnroll = 4;  // 16-byte weight loads per batch; two batches in flight per lane
 constexpr int kGvStage = 8;   // 16-byte x loads in flight per thread while staging x
+
+// (scale, zero) pair as a volatile load: the compiler may not sink it to its first use. A plain __ldg here was moved
+// by nvcc next to the dequantization, after the previous batch's math, so every batch waited one memory latency
+// (the GEMV's 27-29% of the copy rate, measured at 6473308).
+__device__ __forceinline__ half2 ld_sz(const half2* p) {
+  uint32_t r;
+  asm volatile("ld.global.nc.L1::no_allocate.b32 %0, [%1];" : "=r"(r) : "l"(p));
+  return *reinterpret_cast<half2*>(&r);
+}
 
 // x in shared memory: per row, per k128 block, per word j (32 k), per t: the 4 half2 pairs {16j + 4i + t : i = 0..3}
 // a lane (g, t) needs for word j (pair i of the word's nibbles = k 32j + 8i + 2t, +1): one 16-byte load. Rows are
@@ -279,12 +287,16 @@ constexpr int kGvStage = 8;   // 16-byte x loads in flight per thread while stag
 __host__ __device__ constexpr int gv_row_words(int KB) { return KB * 64 + 16; }
 __host__ __device__ constexpr int gv_smem_bytes(int M, int KB) { return (M * gv_row_words(KB) + 2 * kGvWarps * M * 8) * 4; }
 
-template <int M, int D>
+// U: 16-byte weight loads per batch (two batches in flight per lane). G128: group 128 only (one (scale, zero) pair per
+// k128 block: U = 8 keeps 8 pairs in registers instead of 32). D = Read streams the same bytes with no math (the
+// bench's bound for this launch shape; its output is meaningless).
+template <int M, int D, int U, bool G128>
 __global__ void __launch_bounds__(kGvWarps * 32)
 w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                   const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                   int group, int S) {
-  constexpr bool kMma = D == (int)W4GemvDot::Mma;
+  constexpr bool kMma = D == (int)W4GemvDot::Mma, kRead = D == (int)W4GemvDot::Read;
+  constexpr int kGvUnroll = U, NJ = G128 ? 1 : 4;
   constexpr int NA = kMma ? 4 : M;
   extern __shared__ __align__(16) uint32_t xs[];
   const int RW = gv_row_words(KB);
@@ -295,11 +307,11 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
   const int kb0 = min(KB, slice * per), kb1 = min(KB, kb0 + per);
 
   uint4 wa[kGvUnroll], wb[kGvUnroll];
-  half2 sa[kGvUnroll][4], sb[kGvUnroll][4];
+  half2 sa[kGvUnroll][NJ], sb[kGvUnroll][NJ];
   // A batch of kGvUnroll (tile, k128 block) chunks and their (scale, zero) pairs: one per word j whose first k starts
   // a group (word 0 always; 2 for group 64; 1, 2, 3 for group 32), converted once per group when computed.
-  auto starts_group = [group](int j) { return j == 0 || (j == 2 && group <= 64) || group == 32; };
-  auto load_batch = [&](uint4* wv, half2 (*sv)[4], int tile, int kbs) {
+  auto starts_group = [group](int j) { return j == 0 || (!G128 && ((j == 2 && group <= 64) || group == 32)); };
+  auto load_batch = [&](uint4* wv, half2 (*sv)[NJ], int tile, int kbs) {
     const uint4* p = qw + (size_t)tile * KB * 32 + lane;
 #pragma unroll
     for (int u = 0; u < kGvUnroll; u++) {
@@ -307,21 +319,25 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
       if (kk < kb1) {
         wv[u] = ld_stream_u4(p + (size_t)kk * 32);
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-          if (starts_group(j)) sv[u][j] = __ldg(sz + (size_t)((kk * 128 + 32 * j) / group) * n + tile * 8 + g);
+        for (int j = 0; j < NJ; j++)
+          if (starts_group(j)) sv[u][j] = ld_sz(sz + (size_t)((kk * 128 + 32 * j) / group) * n + tile * 8 + g);
       }
     }
   };
   float acc[NA];
-  auto compute_batch = [&](const uint4* wv, half2 (*sv)[4], int kbs) {
+  auto compute_batch = [&](const uint4* wv, half2 (*sv)[NJ], int kbs) {
 #pragma unroll
     for (int u = 0; u < kGvUnroll; u++) {
       const int kk = kbs + u;
       if (kk >= kb1) break;
+      if constexpr (kRead) {
+        const uint32_t h = wv[u].x ^ wv[u].y ^ wv[u].z ^ wv[u].w ^ *reinterpret_cast<const uint32_t*>(&sv[u][0]);
+        acc[0] += __uint_as_float(h & 0x3f7fffffu);  // finite, keeps every load live
+      } else {
       half2 sc, z;
 #pragma unroll
       for (int j = 0; j < 4; j++) {
-        if (starts_group(j)) scale_zero(sv[u][j], &sc, &z);
+        if (j < NJ && starts_group(j)) scale_zero(sv[u][j < NJ ? j : 0], &sc, &z);
         uint32_t b[4];
         dequant_word(word_of(wv[u], j), z, sc, b);
         const int xo = kk * 64 + (j * 4 + t) * 4;
@@ -348,6 +364,7 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
           }
         }
       }
+      }  // !kRead
     }
   };
 
@@ -447,6 +464,10 @@ struct Plan {
   int mi, gx, gy, ks, kb_per_split, KB;
 };
 
+// Split-k tuning (w4a16_fused_tuning): blocks per SM the split aims for, and the cap on partial-sum bytes as a divisor
+// (ks <= k / (div * rows)): partial sums of ks x m x n f32 against n x k / 2 bytes of weight.
+std::atomic<int> g_fused_bps{2}, g_fused_part_div{16};
+
 Plan plan(int m, int n, int k, int sms) {
   Plan p;
   p.mi = m <= 16 ? 1 : (m <= 32 ? 2 : 4);
@@ -455,9 +476,9 @@ Plan plan(int m, int n, int k, int sms) {
   p.gx = (n + kBN - 1) / kBN;
   p.gy = (m + bm - 1) / bm;
   const int blocks = p.gx * p.gy;
-  int ks = (2 * std::max(sms, 1) + blocks - 1) / blocks;  // about 2 blocks per SM
+  int ks = (g_fused_bps.load() * std::max(sms, 1) + blocks - 1) / blocks;  // about 2 blocks per SM
   ks = std::min(ks, std::max(1, p.KB / 4));               // at least 4 k128 blocks per split (the pipeline fills)
-  ks = std::min(ks, std::max(1, k / (16 * p.gy * bm)));   // partial sums well below the weight's bytes
+  ks = std::min(ks, std::max(1, k / (g_fused_part_div.load() * p.gy * bm)));  // partial sums well below the weight's bytes
   ks = std::max(1, std::min(ks, 16));
   p.kb_per_split = (p.KB + ks - 1) / ks;
   p.ks = (p.KB + p.kb_per_split - 1) / p.kb_per_split;
@@ -514,6 +535,11 @@ void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f3
 }
 }  // namespace
 
+void w4a16_fused_tuning(int blocks_per_sm, int part_div) {
+  g_fused_bps.store(blocks_per_sm > 0 ? blocks_per_sm : 2);
+  g_fused_part_div.store(part_div > 0 ? part_div : 16);
+}
+
 size_t w4a16_fused_workspace_bytes(int m, int n, int k, int sms) {
   if (m <= 0) return 0;
   const Plan p = plan(m, n, k, sms);
@@ -543,51 +569,87 @@ int env_int(const char* name, int dflt) {
   return e && *e ? std::atoi(e) : dflt;
 }
 
-// k slices per tile (warps per tile): the smallest of 1, 2, 4, 8 that gives ~90% of the resident warps a (tile, slice),
-// keeping at least 4 k128 blocks per slice (fewer slices: fewer partial sums and barriers);
+// k slices per tile (warps per tile) for a grid of `grid` resident blocks: the S in 1, 2, 4, 8 with the least estimated
+// time, rounds x (k128 blocks per slice + 4), where a round is one pass of the resident blocks over tile groups (the
+// + 4: a memory latency per round, in k-block units) and a grid that leaves blocks idle counts its idle share
+// (those SMs' bandwidth is lost). Ties go to the smaller S (fewer partial sums). At 6473308 the rule was "smallest S
+// giving ~90% of the resident warps work", which left 7B's qkv and gate_up with a 45% / 30% full second round.
 // LMFLEET_W4A16_GEMV_SPLIT=1|2|4|8 forces one.
-int gv_split(int tiles, int KB, int resident_warps) {
+int gv_split(int tiles, int KB, int grid) {
   static const int forced = env_int("LMFLEET_W4A16_GEMV_SPLIT", 0);
   if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
-  int S = 1;
-  while (S < kGvWarps && (long long)tiles * S * 10 < (long long)resident_warps * 9 && KB / (2 * S) >= 4) S *= 2;
-  return S;
+  int best = 1;
+  double best_cost = 1e30;
+  for (int S = 1; S <= kGvWarps; S *= 2) {
+    const long long groups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
+    const long long rounds = (groups + grid - 1) / grid;
+    const double fill = std::min(1.0, (double)groups / grid);
+    const double cost = (double)rounds * ((KB + S - 1) / S + 4) / fill;
+    if (cost < best_cost * 0.999) { best_cost = cost; best = S; }
+  }
+  return best;
 }
 
-template <int M, int D>
+// LMFLEET_W4A16_GEMV_UNROLL=4|8: weight loads per batch (per lane: two batches in flight); default 4.
+int gv_unroll_policy() {
+  static const int u = [] {
+    const int v = env_int("LMFLEET_W4A16_GEMV_UNROLL", 4);
+    return v == 8 ? 8 : 4;
+  }();
+  return u;
+}
+
+template <int M, int D, int U, bool G128>
 void gv_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
   const int KB = w.kp / 128, smem = gv_smem_bytes(M, KB);
+  auto kernel = w4a16_gemv_kernel<M, D, U, G128>;
   static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
   int dev = 0;
   LMF_CUDA_CHECK(cudaGetDevice(&dev));
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(attr_set.load() & bit)) {
-    LMF_CUDA_CHECK(cudaFuncSetAttribute(w4a16_gemv_kernel<M, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, gv_max_smem()));
+    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gv_max_smem()));
     attr_set.fetch_or(bit);
   }
-  int bps = 0;
-  LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, w4a16_gemv_kernel<M, D>, kGvWarps * 32, smem));
-  bps = std::max(bps, 1);
-  const int tiles = w.n / 8;
-  const int S = gv_split(tiles, KB, sms * bps * kGvWarps);
+  // resident blocks per SM for this smem size (a function of KB): queried once per (instantiation, KB), not per launch
+  static std::atomic<int> bps_cache[256];
+  int bps = KB < 256 ? bps_cache[KB].load() : 0;
+  if (bps == 0) {
+    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, smem));
+    bps = std::max(bps, 1);
+    if (KB < 256) bps_cache[KB].store(bps);
+  }
+  const int tiles = w.n / 8, resident = std::max(sms, 1) * bps;
+  const int S = gv_split(tiles, KB, resident);
   const int ngroups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
-  const int grid = std::min(ngroups, std::max(sms, 1) * bps);
-  w4a16_gemv_kernel<M, D><<<grid, kGvWarps * 32, smem, s>>>(x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz,
-                                                            w.bias, y, ldy, f32out, w.n, w.k, KB, w.group, S);
+  const int grid = std::min(ngroups, resident);
+  kernel<<<grid, kGvWarps * 32, smem, s>>>(x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy,
+                                           f32out, w.n, w.k, KB, w.group, S);
   LMF_CUDA_LAUNCHED();
 }
 
 void gv_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, W4GemvDot dot, int sms,
-               cudaStream_t s) {
+               int unroll, cudaStream_t s) {
   if (m <= 0) return;
   check_args(w, ldx, ldy);
   if (!w4a16_gemv_supported(m, w.k))
     fail(ErrorCode::InvalidArgument, "w4a16 gemv: m must be 1.." + std::to_string(kW4GemvMaxRows) +
                                          " and the x tile must fit in shared memory");
+  if (unroll != 4 && unroll != 8) unroll = gv_unroll_policy();
+  const bool u8 = unroll == 8 && w.group == 128;  // 8 loads per batch: group 128 only (registers)
+  if (dot == W4GemvDot::Read) {
+    if (m != 1) fail(ErrorCode::InvalidArgument, "w4a16 gemv: the read-only variant takes m = 1");
+    if (u8) gv_launch_t<1, 3, 8, true>(x, ldx, w, y, ldy, f32out, sms, s);
+    else gv_launch_t<1, 3, 4, false>(x, ldx, w, y, ldy, f32out, sms, s);
+    return;
+  }
   switch (m * 4 + (int)dot) {
 #define LMF_GV_CASE(M)                                                                                     \
-  case M * 4 + 1: gv_launch_t<M, 1>(x, ldx, w, y, ldy, f32out, sms, s); break;                            \
-  case M * 4 + 2: gv_launch_t<M, 2>(x, ldx, w, y, ldy, f32out, sms, s); break;
+  case M * 4 + 1: gv_launch_t<M, 1, 4, false>(x, ldx, w, y, ldy, f32out, sms, s); break;                  \
+  case M * 4 + 2:                                                                                          \
+    if (u8) gv_launch_t<M, 2, 8, true>(x, ldx, w, y, ldy, f32out, sms, s);                                 \
+    else gv_launch_t<M, 2, 4, false>(x, ldx, w, y, ldy, f32out, sms, s);                                   \
+    break;
     LMF_GV_CASE(1) LMF_GV_CASE(2) LMF_GV_CASE(3) LMF_GV_CASE(4)
     LMF_GV_CASE(5) LMF_GV_CASE(6) LMF_GV_CASE(7) LMF_GV_CASE(8)
 #undef LMF_GV_CASE
@@ -616,13 +678,13 @@ int w4a16_gemv_max_rows() {
 }
 
 void w4a16_gemv_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, W4GemvDot dot, int sms,
-                     cudaStream_t s) {
-  gv_launch(x, ldx, w, y, ldy, false, m, dot, sms, s);
+                     cudaStream_t s, int unroll) {
+  gv_launch(x, ldx, w, y, ldy, false, m, dot, sms, unroll, s);
 }
 
 void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, W4GemvDot dot,
-                            int sms, cudaStream_t s) {
-  gv_launch(x, ldx, w, y, ldy, true, m, dot, sms, s);
+                            int sms, cudaStream_t s, int unroll) {
+  gv_launch(x, ldx, w, y, ldy, true, m, dot, sms, unroll, s);
 }
 
 void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s) {
