@@ -11,7 +11,7 @@
 # Each step is time-boxed so the logs of the finished steps come back whatever happens. Logs under $OUT; summary last.
 # From the repo root (carrying .device node_modules/node-addon-api node_modules/node-api-headers):
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-w4k.sh
-# Env: NEW (default 64), W4_ENVS (default "LMFLEET_W4A16_GEMV=0"), SKIP_ENGINE=1, SKIP_BACKEND=1, COMMIT
+# Env: NEW (default 64), W4_ENVS (space-separated runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0"), SKIP_ENGINE=1, SKIP_BACKEND=1, COMMIT
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -60,7 +60,7 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
   i=0
   for e in $W4_ENVS; do
     i=$((i + 1))
-    timeout 45 env $e node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-env$i.log" 2>&1
+    timeout 45 env ${e//,/ } node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-env$i.log" 2>&1
     echo "engine W4 $e rc $? ($(el))"
   done
 fi
