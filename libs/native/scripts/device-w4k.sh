@@ -5,13 +5,14 @@
 #   2. test_kernels with LMF_TEST_ONLY=w4 (every W4A16 kernel variant vs float64 on fresh random inputs)
 #   3. bench_decoder's W4 tables only (LMF_BENCH_W4_ONLY=1): graph-timed f16 vs fused vs GEMV variants per 7B layer,
 #      the plain-read bounds, per linear at m = 1
-#   4. the addon engine (engine-bench.js): fp16, then W4 with the default policy and with each W4 env in W4_ENVS
+#   4. the addon engine (engine-bench.js): W4 with the default policy and with each W4 env in W4_ENVS, then fp16
 #      (decode batches 1/16/64, 128-token prompts, NEW new tokens; no prefill), then w4_table.py per W4 run
-#   5. test_backend with the default policy and with LMFLEET_W4A16_GEMV=0 (CudaDecoder W4 vs CPU decoder, graphs)
+#   (between 3 and 4: test_backend with the default policy and with LMFLEET_W4A16_GEMV=0: CudaDecoder W4 vs the CPU
+#    decoder, graphs)
 # Each step is time-boxed so the logs of the finished steps come back whatever happens. Logs under $OUT; summary last.
 # From the repo root (carrying .device node_modules/node-addon-api node_modules/node-api-headers):
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-w4k.sh
-# Env: NEW (default 64), W4_ENVS (space-separated runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0"), SKIP_ENGINE=1, SKIP_BACKEND=1, COMMIT
+# Env: SKIP_FP16=1 (no fp16 model/run), FP16_TIMEOUT (s, default 100), NEW (default 64), W4_ENVS (space-separated runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0"), SKIP_ENGINE=1, SKIP_BACKEND=1, COMMIT
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -34,8 +35,8 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
       -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
       -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8; } > "$OUT/addon-build.log" 2>&1 &
   ADDON_PID=$!
-  { [ -f "$MODEL/config.json" ] || python3 test/bench/make_random_model.py "$MODEL" --layers 32
-    [ -f "$W4MODEL/config.json" ] || python3 test/bench/make_random_model.py "$W4MODEL" --layers 32 --awq-group 128; } \
+  { [ -f "$W4MODEL/config.json" ] || python3 test/bench/make_random_model.py "$W4MODEL" --layers 32 --awq-group 128
+    [ "${SKIP_FP16:-0}" = 1 ] || [ -f "$MODEL/config.json" ] || python3 test/bench/make_random_model.py "$MODEL" --layers 32; } \
     > "$OUT/make_models.log" 2>&1 &
   MODELS_PID=$!
 fi
@@ -47,14 +48,19 @@ echo "test_kernels (w4) rc $? ($(el)): $(tail -1 "$OUT/test_kernels.log")"
 LMF_BENCH_W4_ONLY=1 timeout 60 $B/bench_decoder > "$OUT/bench_w4.log" 2>&1
 echo "bench_decoder (w4) rc $? ($(el))"
 
+if [ "${SKIP_BACKEND:-0}" != 1 ]; then
+  timeout 40 $B/test_backend > "$OUT/test_backend.log" 2>&1
+  echo "test_backend (default policy) rc $? ($(el)): $(tail -1 "$OUT/test_backend.log")"
+  LMFLEET_W4A16_GEMV=0 timeout 40 $B/test_backend > "$OUT/test_backend_gemv0.log" 2>&1
+  echo "test_backend LMFLEET_W4A16_GEMV=0 rc $? ($(el)): $(tail -1 "$OUT/test_backend_gemv0.log")"
+fi
+
 if [ "${SKIP_ENGINE:-0}" != 1 ]; then
   wait $ADDON_PID; echo "addon build rc $? ($(el))"
   wait $MODELS_PID; echo "models rc $? ($(el)): $(grep wrote "$OUT/make_models.log" | tr '\n' ' ')"
   ADDON=$(find $BUILD -name lmfleet_native.node | head -1)
   [ -n "$ADDON" ] || tail -20 "$OUT/addon-build.log"
   EB="--batches 1,16,64 --new $NEW --prefill 0"
-  timeout 60 node test/bench/engine-bench.js "$ADDON" "$MODEL" $EB > "$OUT/engine-fp16.log" 2>&1
-  echo "engine fp16 rc $? ($(el))"
   timeout 45 node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-default.log" 2>&1
   echo "engine W4 default policy rc $? ($(el))"
   i=0
@@ -63,22 +69,20 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
     timeout 45 env ${e//,/ } node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-env$i.log" 2>&1
     echo "engine W4 $e rc $? ($(el))"
   done
-fi
-
-if [ "${SKIP_BACKEND:-0}" != 1 ]; then
-  timeout 40 $B/test_backend > "$OUT/test_backend.log" 2>&1
-  echo "test_backend (default policy) rc $? ($(el)): $(tail -1 "$OUT/test_backend.log")"
-  LMFLEET_W4A16_GEMV=0 timeout 40 $B/test_backend > "$OUT/test_backend_gemv0.log" 2>&1
-  echo "test_backend LMFLEET_W4A16_GEMV=0 rc $? ($(el)): $(tail -1 "$OUT/test_backend_gemv0.log")"
+  if [ "${SKIP_FP16:-0}" != 1 ]; then  # last: loading 12.5 GB of fp16 safetensors took > 60 s once (page cache busy)
+    timeout "${FP16_TIMEOUT:-100}" node test/bench/engine-bench.js "$ADDON" "$MODEL" $EB > "$OUT/engine-fp16.log" 2>&1
+    echo "engine fp16 rc $? ($(el))"
+  fi
 fi
 
 echo "== summary ($(el)) =="
 grep -e FAIL -e ERROR "$OUT/test_kernels.log" | head -8
 echo "w4 rows: $(grep -c '^w4a16.*PASS' "$OUT/test_kernels.log") PASS, $(grep '^w4a16' "$OUT/test_kernels.log" | grep -vc PASS) not"
 grep -e "W4A16" "$OUT/test_backend.log" 2>/dev/null | cut -c1-160
+for f in "$OUT"/engine-w4-*.log; do echo "-- $(basename "$f"): $(grep "addon engine batch" "$f" | cut -d';' -f1 | sed 's/addon engine //' | tr '\n' ' ')"; done
 sed -n '/graph-timed, one 7B layer.s 4 linears/,$p' "$OUT/bench_w4.log" | grep -v '^$' | grep -v "^|---" | cut -c1-230
 CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-if [ -f "$OUT/engine-fp16.log" ]; then
+if grep -q ADDON_JSON "$OUT/engine-fp16.log" 2>/dev/null; then
   for f in "$OUT"/engine-w4-*.log; do
     echo "-- $(basename "$f")"
     python3 test/bench/w4_table.py "$OUT/engine-fp16.log" "$f" --card "$CARD" --commit "${COMMIT:-unknown}" 2>&1 | grep "^| decode" > "$OUT/$(basename "$f" .log).md"

@@ -899,10 +899,11 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
     }
     const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n);
     // (inner product, weight loads per batch): u8 exists for group 128 only (other groups take u4)
-    std::vector<std::pair<W4GemvDot, int>> variants = {{W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}};
+    std::vector<std::pair<W4GemvDot, int>> variants = {{W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}, {W4GemvDot::MmaAsync, 0}};
     if (group == 128) variants.push_back({W4GemvDot::Mma, 8});
     for (auto [dot, unroll] : variants) {
-      const std::string name = std::string("w4a16_gemv(") + (dot == W4GemvDot::Fma ? "fma" : "mma") +
+      const std::string name = std::string("w4a16_gemv(") +
+                               (dot == W4GemvDot::Fma ? "fma" : dot == W4GemvDot::Mma ? "mma" : "mma_async") +
                                (unroll == 8 ? "_u8" : "") + ")";
       for (bool f32out : {false, true}) {
         std::vector<double> out, again;
@@ -1200,7 +1201,7 @@ int main(int argc, char** argv) {
     test_w4a16_gemv(r, 22016, 4096, 128, {1, 2, 4, 8});
     test_w4a16_gemv(r, 4096, 11008, 128, {1, 2, 4, 5, 8});
     test_w4a16_gemv(r, 11008, 4096, 32, {1, 8});
-    test_w4a16_gemv(r, 136, 576, 128, {1, 3, 5, 6, 7});  // the u8 variant at odd m and padded k
+    test_w4a16_gemv(r, 136, 640, 128, {1, 3, 5, 6, 7});  // the u8 variant at odd m and padded k (kp 768)
     test_w4a16_dequant(r, 1000, 1408, 64);
     test_w4a16_dequant(r, 64, 96, 32);
     // AWQ search ops (quant/awq.ts, calibrate.ts)

@@ -287,6 +287,38 @@ __device__ __forceinline__ half2 ld_sz(const half2* p) {
 __host__ __device__ constexpr int gv_row_words(int KB) { return KB * 64 + 16; }
 __host__ __device__ constexpr int gv_smem_bytes(int M, int KB) { return (M * gv_row_words(KB) + 2 * kGvWarps * M * 8) * 4; }
 
+// x rows [M][k] (f16, row stride ldx) into shared memory in the GEMV's lane order (see gv_row_words); every thread of
+// the block takes part; the caller synchronizes.
+template <int M>
+__device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW) {
+{
+  const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
+  for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
+    uint4 v[kGvStage];
+#pragma unroll
+    for (int u = 0; u < kGvStage; u++) {
+      const int idx = base + u * kGvWarps * 32 + threadIdx.x;
+      const int r = idx / chunks, q = idx - r * chunks, col = q * 8;
+      v[u] = make_uint4(0, 0, 0, 0);
+      if (r < M && col < k) v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
+    }
+#pragma unroll
+    for (int u = 0; u < kGvStage; u++) {
+      const int idx = base + u * kGvWarps * 32 + threadIdx.x;
+      const int r = idx / chunks, q = idx - r * chunks;
+      if (r < M) {
+        // chunk q = (kb, j, i): pairs 16j + 4i + t for t = 0..3 -> words (j * 4 + t) * 4 + i
+        uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
+        d[0] = v[u].x;
+        d[4] = v[u].y;
+        d[8] = v[u].z;
+        d[12] = v[u].w;
+      }
+    }
+  }
+}
+}
+
 // U: 16-byte weight loads per batch (two batches in flight per lane). G128: group 128 only (one (scale, zero) pair per
 // k128 block: U = 8 keeps 8 pairs in registers instead of 32). D = Read streams the same bytes with no math (the
 // bench's bound for this launch shape; its output is meaningless).
@@ -372,32 +404,7 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
   int tile = blockIdx.x * TB + tl;
   if (blockIdx.x < ngroups && tile < tiles) load_batch(wa, sa, tile, kb0);
 
-  {
-    const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
-    for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
-      uint4 v[kGvStage];
-#pragma unroll
-      for (int u = 0; u < kGvStage; u++) {
-        const int idx = base + u * kGvWarps * 32 + threadIdx.x;
-        const int r = idx / chunks, q = idx - r * chunks, col = q * 8;
-        v[u] = make_uint4(0, 0, 0, 0);
-        if (r < M && col < k) v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
-      }
-#pragma unroll
-      for (int u = 0; u < kGvStage; u++) {
-        const int idx = base + u * kGvWarps * 32 + threadIdx.x;
-        const int r = idx / chunks, q = idx - r * chunks;
-        if (r < M) {
-          // chunk q = (kb, j, i): pairs 16j + 4i + t for t = 0..3 -> words (j * 4 + t) * 4 + i
-          uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
-          d[0] = v[u].x;
-          d[4] = v[u].y;
-          d[8] = v[u].z;
-          d[12] = v[u].w;
-        }
-      }
-    }
-  }
+  gv_stage_x<M>(x, ldx, k, KB, xs, RW);
   __syncthreads();
 
   for (int grp = blockIdx.x, it = 0; grp < ngroups; grp += gridDim.x, it++) {
@@ -446,6 +453,112 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
       else static_cast<half*>(y)[(size_t)r * ldy + col] = __float2half(v);
     }
   }
+}
+
+// ---- Decode GEMV, cp.async ring (W4GemvDot::MmaAsync; measured reason in src/cuda/NOTES.md) ----
+// Same work split, x staging, inner product (mma.sync, x rows as A, the dequantized 8 x 32 weights of a word as B) and
+// fixed-order reduction as w4a16_gemv_kernel, but the weights and (scale, zero) pairs travel by cp.async into a
+// per-lane ring of R slots in shared memory instead of registers: each lane copies and later reads back only its own
+// 16-byte chunk (+ its pairs), so no barrier is needed between producer and consumer; R - 1 chunks per lane are in
+// flight (2 blocks x 256 lanes x 15 x 16 B = 120 KB per SM for R = 16) whatever the math costs, and the stream runs
+// on across tile groups. The register variant keeps 4-8 chunks per lane in flight (32-64 KB per SM).
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0));
+}
+__host__ __device__ constexpr int gva_ring_bytes(int R, int gpb) { return R * kGvWarps * 32 * (16 + 4 * gpb); }
+__host__ __device__ constexpr int gva_smem_bytes(int M, int KB, int R, int gpb) {
+  return gva_ring_bytes(R, gpb) + gv_smem_bytes(M, KB);
+}
+
+template <int M, int D, int R>
+__global__ void __launch_bounds__(kGvWarps * 32, 2)  // 2 blocks per SM: 128 registers (ptxas chose 64 and spilled)
+w4a16_gemv_async_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
+                        const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
+                        int group, int S) {
+  constexpr bool kRead = D == (int)W4GemvDot::ReadAsync;
+  constexpr int NT = kGvWarps * 32;
+  extern __shared__ __align__(16) unsigned char gsm[];
+  const int gpb = 128 / group;  // (scale, zero) pairs per k128 block
+  uint4* ring_w = reinterpret_cast<uint4*>(gsm);                            // [R][NT]
+  uint32_t* ring_s = reinterpret_cast<uint32_t*>(gsm + R * NT * 16);         // [R][gpb][NT]
+  uint32_t* xs = reinterpret_cast<uint32_t*>(gsm + gva_ring_bytes(R, gpb));  // as in w4a16_gemv_kernel
+  const int RW = gv_row_words(KB);
+  float* red = reinterpret_cast<float*>(xs + M * RW);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int TB = kGvWarps / S, tiles = n >> 3, ngroups = (tiles + TB - 1) / TB;
+  const int tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
+  const int kb0 = min(KB, slice * per), kb1 = min(KB, kb0 + per), nk = kb1 - kb0;
+  const int ng = (int)blockIdx.x < ngroups ? (ngroups - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
+  const int N = ng * nk;  // this lane's chunks: (group round r, k block kb0 + i % nk)
+
+  // chunk i into slot i % R; every call commits a group (empty past N) so the wait count below stays uniform
+  auto issue = [&](int i) {
+    if (i < N) {
+      const int r = i / nk, kk = kb0 + (i - r * nk), slot = i % R;
+      const int tile = ((int)blockIdx.x + r * (int)gridDim.x) * TB + tl;
+      const bool ok = tile < tiles;
+      cp_async16(ring_w + slot * NT + threadIdx.x, ok ? qw + ((size_t)tile * KB + kk) * 32 + lane : qw, ok);
+      for (int j = 0; j < gpb; j++)
+        cp_async4(ring_s + (slot * gpb + j) * NT + threadIdx.x, ok ? sz + (size_t)(kk * gpb + j) * n + tile * 8 + g : sz, ok);
+    }
+    cp_async_commit();
+  };
+#pragma unroll 1
+  for (int i = 0; i < R - 1; i++) issue(i);
+  gv_stage_x<M>(x, ldx, k, KB, xs, RW);
+  __syncthreads();
+
+  int i = 0;
+  for (int r = 0; r < ng; r++) {
+    const int tile = ((int)blockIdx.x + r * (int)gridDim.x) * TB + tl;
+    float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};  // even / odd words: two mma chains
+    for (int kk = kb0; kk < kb1; kk++, i++) {
+      cp_async_wait<R - 2>();  // this lane's chunk i has landed
+      issue(i + R - 1);        // refills the slot this lane read at i - 1
+      const int slot = i % R;
+      const uint4 wv = ring_w[slot * NT + threadIdx.x];
+      if constexpr (kRead) {
+        acc0[0] += __uint_as_float((wv.x ^ wv.y ^ wv.z ^ wv.w ^ ring_s[slot * gpb * NT + threadIdx.x]) & 0x3f7fffffu);
+      } else {
+        half2 sc, z;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          if ((32 * j) % group == 0) {
+            const uint32_t p = ring_s[(slot * gpb + (32 * j) / group) * NT + threadIdx.x];
+            scale_zero(*reinterpret_cast<const half2*>(&p), &sc, &z);
+          }
+          uint32_t b[4];
+          dequant_word(word_of(wv, j), z, sc, b);
+          uint4 xv = make_uint4(0, 0, 0, 0);
+          if (g < M) xv = *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4);
+          const uint32_t a0[4] = {xv.x, 0u, xv.y, 0u}, a1[4] = {xv.z, 0u, xv.w, 0u};
+          float* acc = (j & 1) ? acc1 : acc0;
+          mma16816(acc, a0, b[0], b[1]);
+          mma16816(acc, a1, b[2], b[3]);
+        }
+      }
+    }
+    float* rw = red + ((r & 1) * kGvWarps + warp) * M * 8;
+    if (tile < tiles && g < M) {
+      // C fragment: lane (g, t) holds x row g, features 2t, 2t + 1
+      rw[g * 8 + 2 * t] = acc0[0] + acc1[0];
+      rw[g * 8 + 2 * t + 1] = acc0[1] + acc1[1];
+    }
+    __syncthreads();  // also orders the previous round's readers of the other buffer before its next writers
+    const float* rb = red + (r & 1) * kGvWarps * M * 8;
+    const int grp = (int)blockIdx.x + r * (int)gridDim.x;
+    for (int e = threadIdx.x; e < TB * M * 8; e += NT) {
+      const int t2 = e / (M * 8), row = (e / 8) % M, f = e % 8, tile2 = grp * TB + t2;
+      if (tile2 >= tiles) continue;
+      float v = 0.f;
+      for (int s2 = 0; s2 < S; s2++) v += rb[(t2 * S + s2) * M * 8 + row * 8 + f];  // split order: deterministic
+      const int col = tile2 * 8 + f;
+      if (bias) v += __half2float(bias[col]);
+      if (f32out) static_cast<float*>(y)[(size_t)row * ldy + col] = v;
+      else static_cast<half*>(y)[(size_t)row * ldy + col] = __float2half(v);
+    }
+  }
+  cp_async_wait<0>();
 }
 
 // Warps per block: 4 (4 tiles each) up to 16 rows, 8 (2 tiles each) above: measured on the H100 (one 7B layer's
@@ -628,6 +741,41 @@ void gv_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   LMF_CUDA_LAUNCHED();
 }
 
+// The cp.async-ring GEMV with R slots per lane; false when its shared memory does not fit (then the caller tries fewer
+// slots or the register variant).
+template <int M, int D, int R>
+bool gva_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
+  const int KB = w.kp / 128, gpb = 128 / w.group, smem = gva_smem_bytes(M, KB, R, gpb);
+  static const int max_smem = gv_max_smem();
+  if (smem > max_smem) return false;
+  auto kernel = w4a16_gemv_async_kernel<M, D, R>;
+  static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
+  int dev = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&dev));
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (!(attr_set.load() & bit)) {
+    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+    attr_set.fetch_or(bit);
+  }
+  // resident blocks per SM (a function of the smem size, i.e. of KB and gpb): queried once per (instantiation, KB, gpb)
+  static std::atomic<int> bps_cache[1024];
+  const int key = KB * 3 + (gpb == 1 ? 0 : gpb == 2 ? 1 : 2);
+  int bps = key < 1024 ? bps_cache[key].load() : 0;
+  if (bps == 0) {
+    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, smem));
+    bps = std::max(bps, 1);
+    if (key < 1024) bps_cache[key].store(bps);
+  }
+  const int tiles = w.n / 8, resident = std::max(sms, 1) * bps;
+  const int S = gv_split(tiles, KB, resident);
+  const int ngroups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
+  const int grid = std::min(ngroups, resident);
+  kernel<<<grid, kGvWarps * 32, smem, s>>>(x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy,
+                                           f32out, w.n, w.k, KB, w.group, S);
+  LMF_CUDA_LAUNCHED();
+  return true;
+}
+
 void gv_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, W4GemvDot dot, int sms,
                int unroll, cudaStream_t s) {
   if (m <= 0) return;
@@ -637,6 +785,26 @@ void gv_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool
                                          " and the x tile must fit in shared memory");
   if (unroll != 4 && unroll != 8) unroll = gv_unroll_policy();
   const bool u8 = unroll == 8 && w.group == 128;  // 8 loads per batch: group 128 only (registers)
+  if (dot == W4GemvDot::ReadAsync) {
+    if (m != 1) fail(ErrorCode::InvalidArgument, "w4a16 gemv: the read-only variant takes m = 1");
+    if (!gva_launch_t<1, 5, 16>(x, ldx, w, y, ldy, f32out, sms, s) && !gva_launch_t<1, 5, 8>(x, ldx, w, y, ldy, f32out, sms, s))
+      fail(ErrorCode::InvalidArgument, "w4a16 gemv: the read-only variant does not fit in shared memory");
+    return;
+  }
+  if (dot == W4GemvDot::MmaAsync) {
+    bool done = false;
+    switch (m) {
+#define LMF_GVA_CASE(M)                                                                                       \
+  case M:                                                                                                     \
+    done = gva_launch_t<M, 4, 16>(x, ldx, w, y, ldy, f32out, sms, s) || gva_launch_t<M, 4, 8>(x, ldx, w, y, ldy, f32out, sms, s); \
+    break;
+      LMF_GVA_CASE(1) LMF_GVA_CASE(2) LMF_GVA_CASE(3) LMF_GVA_CASE(4)
+      LMF_GVA_CASE(5) LMF_GVA_CASE(6) LMF_GVA_CASE(7) LMF_GVA_CASE(8)
+#undef LMF_GVA_CASE
+    }
+    if (done) return;
+    dot = W4GemvDot::Mma;  // the ring does not fit next to this x tile: the register variant (its x tile fits)
+  }
   if (dot == W4GemvDot::Read) {
     if (m != 1) fail(ErrorCode::InvalidArgument, "w4a16 gemv: the read-only variant takes m = 1");
     if (u8) gv_launch_t<1, 3, 8, true>(x, ldx, w, y, ldy, f32out, sms, s);
@@ -666,8 +834,9 @@ bool w4a16_gemv_supported(int m, int k) {
 
 int w4a16_gemv_mode() {
   static const int mode = [] {
-    const int v = env_int("LMFLEET_W4A16_GEMV", 0);
-    return v == 1 || v == 2 ? v : 0;
+    // default: the cp.async-ring GEMV for decode rows (measured in src/cuda/NOTES.md); 0 turns the GEMV off
+    const int v = env_int("LMFLEET_W4A16_GEMV", (int)W4GemvDot::MmaAsync);
+    return v == 1 || v == 2 || v == 4 ? v : 0;
   }();
   return mode;
 }
