@@ -12,7 +12,9 @@
 # Each step is time-boxed so the logs of the finished steps come back whatever happens. Logs under $OUT; summary last.
 # From the repo root (carrying .device node_modules/node-addon-api node_modules/node-api-headers):
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-w4k.sh
-# Env: SKIP_FP16=1 (no fp16 model/run), FP16_TIMEOUT (s, default 100), NEW (default 64), W4_ENVS (space-separated runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0"), SKIP_ENGINE=1, SKIP_BACKEND=1, COMMIT
+# The lead's reproduction of the W4 vs fp16 engine table (steps 1 and 4 only, ~2.5 min):
+#   ENGINE_ONLY=1 bash libs/native/scripts/device-w4k.sh      -> $OUT/engine-w4-default.md (the policy) and -env1.md (fused)
+# Env: ENGINE_ONLY=1 (no tests/bench), SKIP_FP16=1 (no fp16 model/run), FP16_TIMEOUT (s, default 100), NEW (default 64), W4_ENVS (space-separated runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0"), SKIP_ENGINE=1, SKIP_BACKEND=1, COMMIT
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -40,6 +42,7 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
     > "$OUT/make_models.log" 2>&1 &
   MODELS_PID=$!
 fi
+if [ "${ENGINE_ONLY:-0}" != 1 ]; then
 SKIP_TESTS=1 bash libs/native/scripts/device-test.sh > "$OUT/device-test-build.txt" 2>&1
 echo "test build rc $? ($(el))"; grep -e FAILED -e "spill" "$OUT/device-test-build.txt" | head -5
 
@@ -54,6 +57,7 @@ if [ "${SKIP_BACKEND:-0}" != 1 ]; then
   LMFLEET_W4A16_GEMV=0 timeout 40 $B/test_backend > "$OUT/test_backend_gemv0.log" 2>&1
   echo "test_backend LMFLEET_W4A16_GEMV=0 rc $? ($(el)): $(tail -1 "$OUT/test_backend_gemv0.log")"
 fi
+fi  # ENGINE_ONLY
 
 if [ "${SKIP_ENGINE:-0}" != 1 ]; then
   wait $ADDON_PID; echo "addon build rc $? ($(el))"
@@ -76,7 +80,7 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
 fi
 
 echo "== summary ($(el)) =="
-grep -e FAIL -e ERROR "$OUT/test_kernels.log" | head -8
+grep -e FAIL -e ERROR "$OUT/test_kernels.log" 2>/dev/null | head -8
 echo "w4 rows: $(grep -c '^w4a16.*PASS' "$OUT/test_kernels.log") PASS, $(grep '^w4a16' "$OUT/test_kernels.log" | grep -vc PASS) not"
 grep -e "W4A16" "$OUT/test_backend.log" 2>/dev/null | cut -c1-160
 for f in "$OUT"/engine-w4-*.log; do echo "-- $(basename "$f"): $(grep "addon engine batch" "$f" | cut -d';' -f1 | sed 's/addon engine //' | tr '\n' ' ')"; done
