@@ -14,7 +14,7 @@
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-w4k.sh
 # The lead's reproduction of the W4 vs fp16 engine table (steps 1 and 4 only, ~2.5 min):
 #   ENGINE_ONLY=1 bash libs/native/scripts/device-w4k.sh      -> $OUT/engine-w4-default.md (the policy) and -env1.md (fused)
-# Env: ENGINE_ONLY=1 (no tests/bench), SKIP_FP16=1 (no fp16 model/run), FP16_TIMEOUT (s, default 100), NEW (default 64), W4_ENVS (space-separated runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0"), SKIP_ENGINE=1, SKIP_BACKEND=1, COMMIT
+# Env: ENGINE_ONLY=1 (no tests/bench), TB_ENV (test_backend's second run, default LMFLEET_W4A16_GEMV=0), SKIP_FP16=1 (no fp16 model/run), FP16_TIMEOUT (s, default 75), NEW (default 64), W4_ENVS (space-separated runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0"), SKIP_ENGINE=1, SKIP_BACKEND=1, COMMIT
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -54,9 +54,14 @@ echo "bench_decoder (w4) rc $? ($(el))"
 if [ "${SKIP_BACKEND:-0}" != 1 ]; then
   timeout 40 $B/test_backend > "$OUT/test_backend.log" 2>&1
   echo "test_backend (default policy) rc $? ($(el)): $(tail -1 "$OUT/test_backend.log")"
-  LMFLEET_W4A16_GEMV=0 timeout 40 $B/test_backend > "$OUT/test_backend_gemv0.log" 2>&1
-  echo "test_backend LMFLEET_W4A16_GEMV=0 rc $? ($(el)): $(tail -1 "$OUT/test_backend_gemv0.log")"
+  TB_ENV=${TB_ENV:-LMFLEET_W4A16_GEMV=0}
+  env $TB_ENV timeout 40 $B/test_backend > "$OUT/test_backend_env.log" 2>&1
+  echo "test_backend $TB_ENV rc $? ($(el)): $(tail -1 "$OUT/test_backend_env.log")"
 fi
+# the fp16 layer stack in C++ (bench_decoder: graphs, our kernels + cuBLAS, no scheduler): an fp16 decode baseline in
+# this run even if the fp16 engine run below does not finish
+LMF_BENCH_W4=0 timeout 40 $B/bench_decoder --prefill 128 > "$OUT/bench_fp16_stack.log" 2>&1
+echo "bench_decoder fp16 stack rc $? ($(el)): $(grep '^| batch' "$OUT/bench_fp16_stack.log" | cut -d'|' -f2,4 | tr '\n' ' ')"
 fi  # ENGINE_ONLY
 
 if [ "${SKIP_ENGINE:-0}" != 1 ]; then
@@ -74,7 +79,7 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
     echo "engine W4 $e rc $? ($(el))"
   done
   if [ "${SKIP_FP16:-0}" != 1 ]; then  # last: loading 12.5 GB of fp16 safetensors took > 60 s once (page cache busy)
-    timeout "${FP16_TIMEOUT:-100}" node test/bench/engine-bench.js "$ADDON" "$MODEL" $EB > "$OUT/engine-fp16.log" 2>&1
+    timeout "${FP16_TIMEOUT:-75}" node test/bench/engine-bench.js "$ADDON" "$MODEL" $EB > "$OUT/engine-fp16.log" 2>&1
     echo "engine fp16 rc $? ($(el))"
   fi
 fi

@@ -882,22 +882,32 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
   }
   int sms = 0;
   LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  std::vector<double> ref((size_t)mmax * n);
-  for (int i = 0; i < mmax; i++)
-    for (int j = 0; j < n; j++) {
-      double s = bias[j];
+  // Two references: the f16-rounded weights (q - z) * s (Fma, Mma: they dequantize to f16), and the unrounded
+  // (q - z) * s (MmaAsync: exact (q - z) in the mma, the scale applied to the f32 group sums).
+  std::vector<double> ref((size_t)mmax * n), ref_exact((size_t)mmax * n), wx((size_t)k);
+  const int G = k / group;
+  for (int j = 0; j < n; j++) {
+    for (int q = 0; q < k; q++)
+      wx[q] = ((double)c.q[(size_t)j * k + q] - c.z[(size_t)j * G + q / group]) * (double)c.s[(size_t)j * G + q / group];
+    const double* wr = &c.w[(size_t)j * k];
+    for (int i = 0; i < mmax; i++) {
+      double s = bias[j], se = bias[j];
       const double* xr = &x[(size_t)i * ldx];
-      const double* wr = &c.w[(size_t)j * k];
-      for (int q = 0; q < k; q++) s += xr[q] * wr[q];
+      for (int q = 0; q < k; q++) {
+        s += xr[q] * wr[q];
+        se += xr[q] * wx[q];
+      }
       ref[(size_t)i * n + j] = s;
+      ref_exact[(size_t)i * n + j] = se;
     }
+  }
   for (int m : ms) {
     if (!w4a16_gemv_supported(m, k)) {
       std::printf("w4a16_gemv %s: not run: the x tile does not fit in this GPU's shared memory (the fused path serves it)\n",
                   dims({m, n, k, group}).c_str());
       continue;
     }
-    const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n);
+    const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n), rme(ref_exact.begin(), ref_exact.begin() + (size_t)m * n);
     // (inner product, weight loads per batch): u8 exists for group 128 only (other groups take u4)
     std::vector<std::pair<W4GemvDot, int>> variants = {{W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}, {W4GemvDot::MmaAsync, 0}};
     if (group == 128) variants.push_back({W4GemvDot::Mma, 8});
@@ -935,7 +945,8 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
               if (!(v == v2)) same = false;
             } else if (!std::isnan(v)) pad_ok = false;
           }
-        T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, rm), f32out ? 1e-5 : 2e-3,
+        T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, dot == W4GemvDot::MmaAsync ? rme : rm),
+              f32out ? 1e-5 : 2e-3,
               guards && pad_ok && same, same ? "" : "second launch differs");
       }
     }
@@ -972,7 +983,7 @@ static void test_w4a16_gemm_entry(Rng& r, int m, int n, int k, int group) {
       for (int q = 0; q < k; q++) s += (double)x[(size_t)i * k + q] * c.w[(size_t)j * k + q];
       ref[(size_t)i * n + j] = s;
     }
-  T.add("w4a16(CublasGemm)", dims({m, n, k, group}) + (m >= w4a16_dense_min_rows() ? " dense" : " fused"),
+  T.add("w4a16(CublasGemm)", dims({m, n, k, group}) + (m >= w4a16_dense_min_rows() ? " dense" : use_w4a16_gemv(m, k, k) ? " gemv" : " fused"),
         rel_err(to_double(dy.download()), ref), 2e-3, dy.guards_ok());
 }
 

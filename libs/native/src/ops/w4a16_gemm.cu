@@ -49,6 +49,24 @@ __device__ __forceinline__ void scale_zero(half2 sz, half2* s, half2* z1024) {
   *z1024 = __hadd2(__half2half2(__high2half(sz)), __float2half2_rn(1024.f));
 }
 
+// One packed word -> the 4 f16x2 B registers of (q - z), exact small integers (the scale is applied to the f32 sums):
+// pairs 0, 2 from the low nibbles as (1024 + q) - (1024 + z); pairs 1, 3 from the high nibbles as 1024 + 16 q, turned
+// into (64 + q) - (64 + z) by one fma with 1/16. One shift and four lop3 per word instead of three shifts and four
+// lop3, and no multiply per weight.
+__device__ __forceinline__ void dequant_word_qz(uint32_t w, half2 z1024, half2 nz64, uint32_t* b) {
+  const uint32_t hi = w >> 8;
+  uint32_t v[4] = {(w & 0x000F000Fu) | 0x64006400u, (w & 0x00F000F0u) | 0x64006400u, (hi & 0x000F000Fu) | 0x64006400u,
+                   (hi & 0x00F000F0u) | 0x64006400u};
+  const half2 sixteenth = __float2half2_rn(0.0625f);
+  half2 h[4];
+  h[0] = __hsub2(*reinterpret_cast<half2*>(&v[0]), z1024);
+  h[1] = __hfma2(*reinterpret_cast<half2*>(&v[1]), sixteenth, nz64);
+  h[2] = __hsub2(*reinterpret_cast<half2*>(&v[2]), z1024);
+  h[3] = __hfma2(*reinterpret_cast<half2*>(&v[3]), sixteenth, nz64);
+#pragma unroll
+  for (int i = 0; i < 4; i++) b[i] = *reinterpret_cast<uint32_t*>(&h[i]);
+}
+
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 
 // Shared memory per stage: the x tile [16 MI rows][128 k] (16-byte chunks xor-swizzled by row, for ldmatrix), every
@@ -491,10 +509,13 @@ w4a16_gemv_async_kernel(const half* __restrict__ x, int ldx, const uint4* __rest
   const int ng = (int)blockIdx.x < ngroups ? (ngroups - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
   const int N = ng * nk;  // this lane's chunks: (group round r, k block kb0 + i % nk)
 
-  // chunk i into slot i % R; every call commits a group (empty past N) so the wait count below stays uniform
+  // chunk i into slot i % R; every call commits a group (empty past N) so the wait count below stays uniform. Calls
+  // come with i = 0, 1, 2, ...: (round, k block) of the next chunk are counters, not divisions.
+  int next_r = 0, next_kk = kb0;
   auto issue = [&](int i) {
     if (i < N) {
-      const int r = i / nk, kk = kb0 + (i - r * nk), slot = i % R;
+      const int r = next_r, kk = next_kk, slot = i % R;
+      if (++next_kk == kb1) { next_kk = kb0; next_r++; }
       const int tile = ((int)blockIdx.x + r * (int)gridDim.x) * TB + tl;
       const bool ok = tile < tiles;
       cp_async16(ring_w + slot * NT + threadIdx.x, ok ? qw + ((size_t)tile * KB + kk) * 32 + lane : qw, ok);
@@ -511,38 +532,52 @@ w4a16_gemv_async_kernel(const half* __restrict__ x, int ldx, const uint4* __rest
   int i = 0;
   for (int r = 0; r < ng; r++) {
     const int tile = ((int)blockIdx.x + r * (int)gridDim.x) * TB + tl;
-    float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};  // even / odd words: two mma chains
+    // Per group: the mma sums (q - z) x exactly in f32 (two chains: the words' first and second k16 steps); then
+    // tot += s x sum for the C fragment's features 2t, 2t + 1, whose scales come from the lanes that dequantize them.
+    float tot0 = 0.f, tot1 = 0.f;
+    const int wpg = group / 32;  // words per group: 4, 2, 1
     for (int kk = kb0; kk < kb1; kk++, i++) {
       cp_async_wait<R - 2>();  // this lane's chunk i has landed
       issue(i + R - 1);        // refills the slot this lane read at i - 1
       const int slot = i % R;
       const uint4 wv = ring_w[slot * NT + threadIdx.x];
       if constexpr (kRead) {
-        acc0[0] += __uint_as_float((wv.x ^ wv.y ^ wv.z ^ wv.w ^ ring_s[slot * gpb * NT + threadIdx.x]) & 0x3f7fffffu);
+        tot0 += __uint_as_float((wv.x ^ wv.y ^ wv.z ^ wv.w ^ ring_s[slot * gpb * NT + threadIdx.x]) & 0x3f7fffffu);
       } else {
-        half2 sc, z;
+        half2 z1024, nz64;
+        float s0 = 0.f, s1 = 0.f, ga[4], gb[4];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-          if ((32 * j) % group == 0) {
-            const uint32_t p = ring_s[(slot * gpb + (32 * j) / group) * NT + threadIdx.x];
-            scale_zero(*reinterpret_cast<const half2*>(&p), &sc, &z);
+          if (j % wpg == 0) {  // a group starts at word j (uniform over the warp)
+            const uint32_t p = ring_s[(slot * gpb + j / wpg) * NT + threadIdx.x];
+            const half zz = __high2half(*reinterpret_cast<const half2*>(&p));
+            z1024 = __half2half2(__hadd(zz, __float2half(1024.f)));
+            nz64 = __half2half2(__hneg(__hadd(zz, __float2half(64.f))));
+            const uint32_t p0 = __shfl_sync(0xffffffffu, p, (2 * t) * 4), p1 = __shfl_sync(0xffffffffu, p, (2 * t + 1) * 4);
+            s0 = __low2float(*reinterpret_cast<const half2*>(&p0));
+            s1 = __low2float(*reinterpret_cast<const half2*>(&p1));
+#pragma unroll
+            for (int q = 0; q < 4; q++) ga[q] = gb[q] = 0.f;
           }
           uint32_t b[4];
-          dequant_word(word_of(wv, j), z, sc, b);
+          dequant_word_qz(word_of(wv, j), z1024, nz64, b);
           uint4 xv = make_uint4(0, 0, 0, 0);
           if (g < M) xv = *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4);
           const uint32_t a0[4] = {xv.x, 0u, xv.y, 0u}, a1[4] = {xv.z, 0u, xv.w, 0u};
-          float* acc = (j & 1) ? acc1 : acc0;
-          mma16816(acc, a0, b[0], b[1]);
-          mma16816(acc, a1, b[2], b[3]);
+          mma16816(ga, a0, b[0], b[1]);
+          mma16816(gb, a1, b[2], b[3]);
+          if (j % wpg == wpg - 1) {  // the group ends at word j
+            tot0 = fmaf(s0, ga[0] + gb[0], tot0);
+            tot1 = fmaf(s1, ga[1] + gb[1], tot1);
+          }
         }
       }
     }
     float* rw = red + ((r & 1) * kGvWarps + warp) * M * 8;
     if (tile < tiles && g < M) {
       // C fragment: lane (g, t) holds x row g, features 2t, 2t + 1
-      rw[g * 8 + 2 * t] = acc0[0] + acc1[0];
-      rw[g * 8 + 2 * t + 1] = acc0[1] + acc1[1];
+      rw[g * 8 + 2 * t] = tot0;
+      rw[g * 8 + 2 * t + 1] = tot1;
     }
     __syncthreads();  // also orders the previous round's readers of the other buffer before its next writers
     const float* rb = red + (r & 1) * kGvWarps * M * 8;
