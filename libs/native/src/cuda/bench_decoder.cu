@@ -452,7 +452,7 @@ int main(int argc, char** argv) {
                     NL, w4_bytes / 1e6, t_stream, 100.0 * w4_bytes / (t_stream * 1e-6) / bw, t_read4,
                     100.0 * w4_bytes / (t_read4 * 1e-6) / bw, t_read8, 100.0 * w4_bytes / (t_read8 * 1e-6) / bw, t_reada,
                     100.0 * w4_bytes / (t_reada * 1e-6) / bw, w4_bytes / bw * 1e6);
-        std::printf("\n| W4A16 g128 graph-timed, one 7B layer's linears | f16 us | fused us | fused split x2 us | gemv(mma) u4 us | gemv(mma) u8 us | gemv(mma) async us | best W4 / f16 | best W4 %% of copy BW |\n|---|---|---|---|---|---|---|---|---|\n");
+        std::printf("\n| W4A16 g128 graph-timed, one 7B layer's linears | f16 us | fused us | fused split x2 us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | best W4 / f16 | best W4 %% of copy BW |\n|---|---|---|---|---|---|---|---|---|\n");
         for (int m : {1, 2, 4, 8, 16, 32, 64, 128}) {
           const float tf = graph_us([&](int l) {
             for (int i = 0; i < 4; i++) g.linear(x, shapes[i][1], lf[l][i], nullptr, y, shapes[i][0], m, shapes[i][0], shapes[i][1]);
@@ -473,7 +473,7 @@ int main(int argc, char** argv) {
               for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::Mma, sms, s, 4);
             });
             tg8 = graph_us([&](int l) {
-              for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::Mma, sms, s, 8);
+              for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::MmaQz, sms, s, 4);
             });
             tfm = graph_us([&](int l) {
               for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::MmaAsync, sms, s);
@@ -487,7 +487,7 @@ int main(int argc, char** argv) {
         }
         std::printf("(fused split x2: the split-k plan aiming at 4 blocks per SM with partial sums up to k / (4 rows) "
                     "instead of 2 and k / (16 rows); best W4 / f16 > 1 means W4 is faster)\n");
-        std::printf("\n| W4A16 g128 graph-timed m=1 per linear (n x k) | W4 MB | stream read us | gemv read u4 us | gemv read async us | fused us | gemv(mma) u4 us | gemv(mma) u8 us | gemv(mma) async us | copy-rate us |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        std::printf("\n| W4A16 g128 graph-timed m=1 per linear (n x k) | W4 MB | stream read us | gemv read u4 us | gemv read async us | fused us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | copy-rate us |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for (int i = 0; i < 4; i++) {
           const int n = shapes[i][0], k = shapes[i][1], kp = (k + 127) / 128 * 128;
           const double b = (double)n * kp / 2 + (double)(kp / grp) * n * 4;
@@ -495,7 +495,7 @@ int main(int argc, char** argv) {
           const float a1 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::Read, sms, s, 4); });
           const float a2 = graph_us([&](int l) { w4a16_gemm_fused_cuda(x, k, ld[l][i], y, n, 1, wsb, sms, s); });
           const float a3 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::Mma, sms, s, 4); });
-          const float a4 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::Mma, sms, s, 8); });
+          const float a4 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::MmaQz, sms, s, 4); });
           const float a5 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::ReadAsync, sms, s); });
           const float a6 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::MmaAsync, sms, s); });
           std::printf("| %d x %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", n, k, b / 1e6, a0, a1, a5, a2,

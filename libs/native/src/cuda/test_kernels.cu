@@ -909,11 +909,13 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
     }
     const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n), rme(ref_exact.begin(), ref_exact.begin() + (size_t)m * n);
     // (inner product, weight loads per batch): u8 exists for group 128 only (other groups take u4)
-    std::vector<std::pair<W4GemvDot, int>> variants = {{W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}, {W4GemvDot::MmaAsync, 0}};
+    std::vector<std::pair<W4GemvDot, int>> variants = {
+        {W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}, {W4GemvDot::MmaAsync, 0}, {W4GemvDot::MmaQz, 4}};
     if (group == 128) variants.push_back({W4GemvDot::Mma, 8});
     for (auto [dot, unroll] : variants) {
       const std::string name = std::string("w4a16_gemv(") +
-                               (dot == W4GemvDot::Fma ? "fma" : dot == W4GemvDot::Mma ? "mma" : "mma_async") +
+                               (dot == W4GemvDot::Fma ? "fma" : dot == W4GemvDot::Mma ? "mma" :
+                                dot == W4GemvDot::MmaQz ? "mma_qz" : "mma_async") +
                                (unroll == 8 ? "_u8" : "") + ")";
       for (bool f32out : {false, true}) {
         std::vector<double> out, again;
@@ -945,7 +947,7 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
               if (!(v == v2)) same = false;
             } else if (!std::isnan(v)) pad_ok = false;
           }
-        T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, dot == W4GemvDot::MmaAsync ? rme : rm),
+        T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, dot == W4GemvDot::MmaAsync || dot == W4GemvDot::MmaQz ? rme : rm),
               f32out ? 1e-5 : 2e-3,
               guards && pad_ok && same, same ? "" : "second launch differs");
       }

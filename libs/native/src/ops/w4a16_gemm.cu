@@ -345,7 +345,8 @@ __global__ void __launch_bounds__(kGvWarps * 32)
 w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                   const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                   int group, int S) {
-  constexpr bool kMma = D == (int)W4GemvDot::Mma, kRead = D == (int)W4GemvDot::Read;
+  constexpr bool kQz = D == (int)W4GemvDot::MmaQz;
+  constexpr bool kMma = D == (int)W4GemvDot::Mma || kQz, kRead = D == (int)W4GemvDot::Read;
   constexpr int kGvUnroll = U, NJ = G128 ? 1 : 4;
   constexpr int NA = kMma ? 4 : M;
   extern __shared__ __align__(16) uint32_t xs[];
@@ -383,6 +384,38 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
       if constexpr (kRead) {
         const uint32_t h = wv[u].x ^ wv[u].y ^ wv[u].z ^ wv[u].w ^ *reinterpret_cast<const uint32_t*>(&sv[u][0]);
         acc[0] += __uint_as_float(h & 0x3f7fffffu);  // finite, keeps every load live
+      } else if constexpr (kQz) {
+        // as the async kernel: exact (q - z) in the mma, the scale on the f32 group sums (acc[0], acc[1]: features 2t, 2t + 1)
+        const int wpg = group / 32;
+        half2 z1024, nz64;
+        float s0 = 0.f, s1 = 0.f, ga[4], gb[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          if (j % wpg == 0) {
+            const half2 pz = sv[u][NJ == 1 ? 0 : (j < NJ ? j : 0)];
+            const uint32_t p = *reinterpret_cast<const uint32_t*>(&pz);
+            const half zz = __high2half(pz);
+            z1024 = __half2half2(__hadd(zz, __float2half(1024.f)));
+            nz64 = __half2half2(__hneg(__hadd(zz, __float2half(64.f))));
+            const uint32_t p0 = __shfl_sync(0xffffffffu, p, (2 * t) * 4), p1 = __shfl_sync(0xffffffffu, p, (2 * t + 1) * 4);
+            s0 = __low2float(*reinterpret_cast<const half2*>(&p0));
+            s1 = __low2float(*reinterpret_cast<const half2*>(&p1));
+#pragma unroll
+            for (int q = 0; q < 4; q++) ga[q] = gb[q] = 0.f;
+          }
+          uint32_t b[4];
+          dequant_word_qz(word_of(wv[u], j), z1024, nz64, b);
+          const int xo = kk * 64 + (j * 4 + t) * 4;
+          uint4 xv = make_uint4(0, 0, 0, 0);
+          if (g < M) xv = *reinterpret_cast<const uint4*>(xs + g * RW + xo);
+          const uint32_t a0[4] = {xv.x, 0u, xv.y, 0u}, a1[4] = {xv.z, 0u, xv.w, 0u};
+          mma16816(ga, a0, b[0], b[1]);
+          mma16816(gb, a1, b[2], b[3]);
+          if (j % wpg == wpg - 1) {
+            acc[0] = fmaf(s0, ga[0] + gb[0], acc[0]);
+            acc[1] = fmaf(s1, ga[1] + gb[1], acc[1]);
+          }
+        }
       } else {
       half2 sc, z;
 #pragma unroll
@@ -480,9 +513,17 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
 // 16-byte chunk (+ its pairs), so no barrier is needed between producer and consumer; R - 1 chunks per lane are in
 // flight (2 blocks x 256 lanes x 15 x 16 B = 120 KB per SM for R = 16) whatever the math costs, and the stream runs
 // on across tile groups. The register variant keeps 4-8 chunks per lane in flight (32-64 KB per SM).
-__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0));
+// With "memory" clobbers: no barrier separates a lane's copy from its own later read of the slot (or its read from
+// the next copy into it), so the compiler must not move the ordinary shared loads across these.
+__device__ __forceinline__ void cp_async4_m(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0) : "memory");
 }
+__device__ __forceinline__ void cp_async16_m(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit_m() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait_m() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 __host__ __device__ constexpr int gva_ring_bytes(int R, int gpb) { return R * kGvWarps * 32 * (16 + 4 * gpb); }
 __host__ __device__ constexpr int gva_smem_bytes(int M, int KB, int R, int gpb) {
   return gva_ring_bytes(R, gpb) + gv_smem_bytes(M, KB);
@@ -518,11 +559,11 @@ w4a16_gemv_async_kernel(const half* __restrict__ x, int ldx, const uint4* __rest
       if (++next_kk == kb1) { next_kk = kb0; next_r++; }
       const int tile = ((int)blockIdx.x + r * (int)gridDim.x) * TB + tl;
       const bool ok = tile < tiles;
-      cp_async16(ring_w + slot * NT + threadIdx.x, ok ? qw + ((size_t)tile * KB + kk) * 32 + lane : qw, ok);
+      cp_async16_m(ring_w + slot * NT + threadIdx.x, ok ? qw + ((size_t)tile * KB + kk) * 32 + lane : qw, ok);
       for (int j = 0; j < gpb; j++)
-        cp_async4(ring_s + (slot * gpb + j) * NT + threadIdx.x, ok ? sz + (size_t)(kk * gpb + j) * n + tile * 8 + g : sz, ok);
+        cp_async4_m(ring_s + (slot * gpb + j) * NT + threadIdx.x, ok ? sz + (size_t)(kk * gpb + j) * n + tile * 8 + g : sz, ok);
     }
-    cp_async_commit();
+    cp_async_commit_m();
   };
 #pragma unroll 1
   for (int i = 0; i < R - 1; i++) issue(i);
@@ -537,7 +578,7 @@ w4a16_gemv_async_kernel(const half* __restrict__ x, int ldx, const uint4* __rest
     float tot0 = 0.f, tot1 = 0.f;
     const int wpg = group / 32;  // words per group: 4, 2, 1
     for (int kk = kb0; kk < kb1; kk++, i++) {
-      cp_async_wait<R - 2>();  // this lane's chunk i has landed
+      cp_async_wait_m<R - 2>();  // this lane's chunk i has landed
       issue(i + R - 1);        // refills the slot this lane read at i - 1
       const int slot = i % R;
       const uint4 wv = ring_w[slot * NT + threadIdx.x];
@@ -593,7 +634,7 @@ w4a16_gemv_async_kernel(const half* __restrict__ x, int ldx, const uint4* __rest
       else static_cast<half*>(y)[(size_t)row * ldy + col] = __float2half(v);
     }
   }
-  cp_async_wait<0>();
+  cp_async_wait_m<0>();
 }
 
 // Warps per block: 4 (4 tiles each) up to 16 rows, 8 (2 tiles each) above: measured on the H100 (one 7B layer's
@@ -826,12 +867,33 @@ void gv_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool
       fail(ErrorCode::InvalidArgument, "w4a16 gemv: the read-only variant does not fit in shared memory");
     return;
   }
+  if (dot == W4GemvDot::MmaQz) {
+    switch (m) {
+#define LMF_GVQ_CASE(M) \
+  case M:                                                                                              \
+    if (w.group == 128) gv_launch_t<M, 6, 4, true>(x, ldx, w, y, ldy, f32out, sms, s);                    \
+    else gv_launch_t<M, 6, 4, false>(x, ldx, w, y, ldy, f32out, sms, s);                                  \
+    return;
+      LMF_GVQ_CASE(1) LMF_GVQ_CASE(2) LMF_GVQ_CASE(3) LMF_GVQ_CASE(4)
+      LMF_GVQ_CASE(5) LMF_GVQ_CASE(6) LMF_GVQ_CASE(7) LMF_GVQ_CASE(8)
+#undef LMF_GVQ_CASE
+    }
+  }
   if (dot == W4GemvDot::MmaAsync) {
+    // 16 ring slots when two blocks still fit on an SM (16 warps), else 8 (x tiles of m >= 2 on long k)
+    static const int per_sm = [] {
+      int dev = 0, v = 0;
+      LMF_CUDA_CHECK(cudaGetDevice(&dev));
+      LMF_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+      return v;
+    }();
+    const bool r16 = 2 * (gva_smem_bytes(m, w.kp / 128, 16, 128 / w.group) + 1024) <= per_sm;
     bool done = false;
     switch (m) {
 #define LMF_GVA_CASE(M)                                                                                       \
   case M:                                                                                                     \
-    done = gva_launch_t<M, 4, 16>(x, ldx, w, y, ldy, f32out, sms, s) || gva_launch_t<M, 4, 8>(x, ldx, w, y, ldy, f32out, sms, s); \
+    done = (r16 && gva_launch_t<M, 4, 16>(x, ldx, w, y, ldy, f32out, sms, s)) ||                              \
+           gva_launch_t<M, 4, 8>(x, ldx, w, y, ldy, f32out, sms, s) || gva_launch_t<M, 4, 16>(x, ldx, w, y, ldy, f32out, sms, s); \
     break;
       LMF_GVA_CASE(1) LMF_GVA_CASE(2) LMF_GVA_CASE(3) LMF_GVA_CASE(4)
       LMF_GVA_CASE(5) LMF_GVA_CASE(6) LMF_GVA_CASE(7) LMF_GVA_CASE(8)
@@ -871,7 +933,7 @@ int w4a16_gemv_mode() {
   static const int mode = [] {
     // default: the cp.async-ring GEMV for decode rows (measured in src/cuda/NOTES.md); 0 turns the GEMV off
     const int v = env_int("LMFLEET_W4A16_GEMV", (int)W4GemvDot::MmaAsync);
-    return v == 1 || v == 2 || v == 4 ? v : 0;
+    return v == 1 || v == 2 || v == 4 || v == 6 ? v : 0;
   }();
   return mode;
 }

@@ -47,10 +47,13 @@ constexpr int kW4GemvMaxRows = 8;
 // bench's bound for this launch shape.
 // MmaAsync: the Mma inner product with the weights streamed by cp.async through a per-lane shared-memory ring (R - 1
 // chunks of 16 bytes in flight per lane whatever the math costs); ReadAsync: its loads with no math (bench, m = 1).
-enum class W4GemvDot { Fma = 1, Mma = 2, Read = 3, MmaAsync = 4, ReadAsync = 5 };
+// MmaQz: the register-streaming Mma variant with MmaAsync's arithmetic. MmaAsync and MmaQz put the exact (q - z) in the
+// mma and multiply the f32 sum of each group by its scale (fewer instructions per weight; the result is the unrounded
+// (q - z) * s weights times x, within f32 rounding, instead of f16-rounded weights).
+enum class W4GemvDot { Fma = 1, Mma = 2, Read = 3, MmaAsync = 4, ReadAsync = 5, MmaQz = 6 };
 // Whether the GEMV takes (m, k): m in 1..kW4GemvMaxRows and the m x kp f16 x tile fits in shared memory.
 bool w4a16_gemv_supported(int m, int k);
-// LMFLEET_W4A16_GEMV: unset = 4 (the MmaAsync GEMV), 0 off (the fused kernel), 1 the Fma GEMV, 2 the Mma GEMV, for m <= the row bound
+// LMFLEET_W4A16_GEMV: unset = 4 (the MmaAsync GEMV), 0 off (the fused kernel), 1 Fma, 2 Mma, 6 MmaQz, for m <= the row bound
 // LMFLEET_W4A16_GEMV_ROWS (1..8, default 8).
 int w4a16_gemv_mode();
 int w4a16_gemv_max_rows();
