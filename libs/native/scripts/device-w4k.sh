@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the GPU machine, one call (fits ~200 s) for the W4A16 decode kernels (ops/w4a16_gemm.cu), in this order:
+# On the GPU machine, one call (~170-200 s without the fp16 engine run) for the W4A16 decode kernels (ops/w4a16_gemm.cu), in this order:
 #   1. in parallel: the addon's cuda build (CMake, as device-bench.sh), the test/bench binaries (device-test.sh's build),
 #      the two random Llama-2-7B-shaped models (fp16, and AutoAWQ W4 g128) written to /tmp
 #   2. test_kernels with LMF_TEST_ONLY=w4 (every W4A16 kernel variant vs float64 on fresh random inputs)
@@ -7,14 +7,19 @@
 #      the plain-read bounds, per linear at m = 1
 #   4. the addon engine (engine-bench.js): W4 with the default policy and with each W4 env in W4_ENVS, then fp16
 #      (decode batches 1/16/64, 128-token prompts, NEW new tokens; no prefill), then w4_table.py per W4 run
-#   (between 3 and 4: test_backend with the default policy and with LMFLEET_W4A16_GEMV=0: CudaDecoder W4 vs the CPU
-#    decoder, graphs)
+#   (between 3 and 4: test_backend with the default policy and with TB_ENV: CudaDecoder W4 vs the CPU decoder, graphs;
+#    3b: the fp16 layer stack in C++, bench_decoder --prefill 128, a same-run fp16 decode baseline)
 # Each step is time-boxed so the logs of the finished steps come back whatever happens. Logs under $OUT; summary last.
 # From the repo root (carrying .device node_modules/node-addon-api node_modules/node-api-headers):
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-w4k.sh
-# The lead's reproduction of the W4 vs fp16 engine table (steps 1 and 4 only, ~2.5 min):
-#   ENGINE_ONLY=1 bash libs/native/scripts/device-w4k.sh      -> $OUT/engine-w4-default.md (the policy) and -env1.md (fused)
-# Env: ENGINE_ONLY=1 (no tests/bench), TB_ENV (test_backend's second run, default LMFLEET_W4A16_GEMV=0), SKIP_FP16=1 (no fp16 model/run), FP16_TIMEOUT (s, default 75), NEW (default 64), W4_ENVS (space-separated runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0"), SKIP_ENGINE=1, SKIP_BACKEND=1, COMMIT
+# The lead's reproduction of the W4 vs fp16 engine table (steps 1 and 4 only; give the call 600 s):
+#   ENGINE_ONLY=1 bash libs/native/scripts/device-w4k.sh      -> $OUT/engine-w4-default.md (the default policy: fused)
+#   and engine-w4-env1.md (LMFLEET_W4A16_GEMV=2), each a w4_table.py table: fp16 vs W4A16 ms/step in this run
+# Env: ENGINE_ONLY=1 (no tests/bench); TB_ENV (test_backend's second run, default LMFLEET_W4A16_GEMV=0);
+#   W4_ENVS (space-separated engine runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=2", the best GEMV beside the
+#   default fused kernel); SKIP_FP16=1 (no fp16 model/run); FP16_TIMEOUT (s, default 300: loading the 12.5 GB fp16
+#   model took > 60 s in both calls that tried it, so a call under ~400 s gets no fp16 engine row; then the fp16 C++
+#   layer stack of step 3b is the same-run baseline); NEW (new tokens, default 64); SKIP_ENGINE=1; SKIP_BACKEND=1; COMMIT
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -23,7 +28,7 @@ cd "$ROOT"
 T0=$(date +%s)
 el() { echo "$(( $(date +%s) - T0 )) s"; }
 NEW=${NEW:-64}
-W4_ENVS=${W4_ENVS:-"LMFLEET_W4A16_GEMV=0"}
+W4_ENVS=${W4_ENVS:-"LMFLEET_W4A16_GEMV=2"}
 MODEL=/tmp/lmf-random-7b-32
 W4MODEL=/tmp/lmf-random-7b-32-awq128
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
@@ -58,7 +63,7 @@ if [ "${SKIP_BACKEND:-0}" != 1 ]; then
   env $TB_ENV timeout 40 $B/test_backend > "$OUT/test_backend_env.log" 2>&1
   echo "test_backend $TB_ENV rc $? ($(el)): $(tail -1 "$OUT/test_backend_env.log")"
 fi
-# the fp16 layer stack in C++ (bench_decoder: graphs, our kernels + cuBLAS, no scheduler): an fp16 decode baseline in
+# 3b. the fp16 layer stack in C++ (bench_decoder: graphs, our kernels + cuBLAS, no scheduler): an fp16 decode baseline in
 # this run even if the fp16 engine run below does not finish
 LMF_BENCH_W4=0 timeout 40 $B/bench_decoder --prefill 128 > "$OUT/bench_fp16_stack.log" 2>&1
 echo "bench_decoder fp16 stack rc $? ($(el)): $(grep '^| batch' "$OUT/bench_fp16_stack.log" | cut -d'|' -f2,4 | tr '\n' ' ')"
@@ -79,7 +84,7 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
     echo "engine W4 $e rc $? ($(el))"
   done
   if [ "${SKIP_FP16:-0}" != 1 ]; then  # last: loading 12.5 GB of fp16 safetensors took > 60 s once (page cache busy)
-    timeout "${FP16_TIMEOUT:-75}" node test/bench/engine-bench.js "$ADDON" "$MODEL" $EB > "$OUT/engine-fp16.log" 2>&1
+    timeout "${FP16_TIMEOUT:-300}" node test/bench/engine-bench.js "$ADDON" "$MODEL" $EB > "$OUT/engine-fp16.log" 2>&1
     echo "engine fp16 rc $? ($(el))"
   fi
 fi

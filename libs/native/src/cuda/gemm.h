@@ -16,8 +16,8 @@ namespace lmfleet {
 // mma.sync there, and the dequantization costs one read of 4-bit + one write of f16 per linear). Set by
 // LMFLEET_W4A16_DENSE_ROWS.
 int w4a16_dense_min_rows();
-// Whether linear_w4a16 sends these m rows to the W4A16 GEMV (LMFLEET_W4A16_GEMV, default 4 = the cp.async-ring GEMV;
-// 0 = the fused kernel; m <= LMFLEET_W4A16_GEMV_ROWS, default 8).
+// Whether linear_w4a16 sends these m rows to the W4A16 GEMV (LMFLEET_W4A16_GEMV=1|2|4|6, m <= LMFLEET_W4A16_GEMV_ROWS;
+// default off: the fused kernel).
 bool use_w4a16_gemv(int m, int k, int ldx);
 
 class CublasGemm {

@@ -931,8 +931,9 @@ bool w4a16_gemv_supported(int m, int k) {
 
 int w4a16_gemv_mode() {
   static const int mode = [] {
-    // default: the cp.async-ring GEMV for decode rows (measured in src/cuda/NOTES.md); 0 turns the GEMV off
-    const int v = env_int("LMFLEET_W4A16_GEMV", (int)W4GemvDot::MmaAsync);
+    // default off (the fused kernel): no GEMV variant beat it on the H100 (src/cuda/NOTES.md, "W4A16 decode: what
+    // bounds it"); at m = 1 the register Mma variant ties it (98.4 vs 99.8 us per 7B layer), the others are slower
+    const int v = env_int("LMFLEET_W4A16_GEMV", 0);
     return v == 1 || v == 2 || v == 4 || v == 6 ? v : 0;
   }();
   return mode;

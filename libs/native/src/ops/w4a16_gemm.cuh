@@ -53,7 +53,7 @@ constexpr int kW4GemvMaxRows = 8;
 enum class W4GemvDot { Fma = 1, Mma = 2, Read = 3, MmaAsync = 4, ReadAsync = 5, MmaQz = 6 };
 // Whether the GEMV takes (m, k): m in 1..kW4GemvMaxRows and the m x kp f16 x tile fits in shared memory.
 bool w4a16_gemv_supported(int m, int k);
-// LMFLEET_W4A16_GEMV: unset = 4 (the MmaAsync GEMV), 0 off (the fused kernel), 1 Fma, 2 Mma, 6 MmaQz, for m <= the row bound
+// LMFLEET_W4A16_GEMV: unset/0 off (the fused kernel), 1 Fma, 2 Mma, 4 MmaAsync, 6 MmaQz, for m <= the row bound
 // LMFLEET_W4A16_GEMV_ROWS (1..8, default 8).
 int w4a16_gemv_mode();
 int w4a16_gemv_max_rows();
