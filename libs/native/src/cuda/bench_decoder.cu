@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/device_utils.cuh"
 #include "cuda/gemm.h"
 #include "cuda/test_harness.h"
 #include "ops/add.cuh"
@@ -37,6 +38,26 @@ __global__ void fill_random_kernel(half* p, size_t n, uint64_t seed, float scale
     for (int k = 0; k < 4; k++) s += (float)((z >> (16 * k)) & 0xFFFF) / 65536.f;
     p[i] = __float2half(offset + scale * (s - 2.f) * 1.7320508f);
   }
+}
+
+// A plain streaming read (no math) of n 16-byte words, 8 loads in flight per thread, grid-stride: what reading the same
+// bytes can reach at this size; the xor keeps the loads.
+__global__ void stream_read_kernel(const uint4* __restrict__ p, size_t n, uint32_t* out) {
+  uint32_t h = 0;
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+  for (; i + 7 * stride < n; i += 8 * stride) {
+    uint4 v[8];
+#pragma unroll
+    for (int u = 0; u < 8; u++) v[u] = ld_stream_u4(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < 8; u++) h ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < n; i += stride) {
+    const uint4 v = ld_stream_u4(p + i);
+    h ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (h == 0x9e3779b9u) *out = h;
 }
 
 half* dalloc_random(size_t n, uint64_t seed, float scale, float offset = 0.f) {
@@ -372,8 +393,122 @@ int main(int argc, char** argv) {
         const float t2 = median_ms(s, 3, 20, [&] { w4a16_gemv_cuda(x, k, wd[i], y, n, 1, W4GemvDot::Mma, sms, s); });
         std::printf("| %d x %d | %.1f | %.1f | %.1f | %.1f | %.1f |\n", n, k, b / 1e6, tq * 1e3, t1 * 1e3, t2 * 1e3, b / bw * 1e6);
       }
+      // Graph-timed (as the engine runs decode steps: no host launch gaps), weights rotated over NL copies of the layer
+      // (> L2, so no linear is read from L2 by the next repetition). The eager tables above include host launch time
+      // for short kernels (the GEMV's occupancy query per launch), which is why they are kept only for history.
+      {
+        constexpr int NL = 8, REPS = 16;
+        std::vector<std::vector<half*>> lf(NL, std::vector<half*>(4)), lq(NL, std::vector<half*>(4)), lsz(NL, std::vector<half*>(4));
+        std::vector<std::vector<W4A16Dev>> ld(NL, std::vector<W4A16Dev>(4));
+        for (int l = 0; l < NL; l++)
+          for (int i = 0; i < 4; i++) {
+            const int n = shapes[i][0], k = shapes[i][1], kp = (k + 127) / 128 * 128;
+            lf[l][i] = dalloc_random((size_t)n * k, 1000 + 10 * l + i, 0.02f);
+            lq[l][i] = dalloc_random((size_t)n * kp / 4, 2000 + 10 * l + i, 1.f);
+            lsz[l][i] = dalloc_random((size_t)(kp / grp) * n * 2, 3000 + 10 * l + i, 0.002f, 0.01f);
+            ld[l][i] = {reinterpret_cast<const uint32_t*>(lq[l][i]), reinterpret_cast<const half2*>(lsz[l][i]), nullptr, n, k, kp, grp};
+          }
+        uint32_t* sink = dalloc<uint32_t>(1);
+        size_t ws2 = 0;
+        for (int bps : {2, 4})
+          for (int div : {16, 4}) {
+            w4a16_fused_tuning(bps, div);
+            for (int m : {1, 2, 4, 8, 16, 32, 64, 128})
+              for (int i = 0; i < 4; i++) ws2 = std::max(ws2, w4a16_fused_workspace_bytes(m, shapes[i][0], shapes[i][1], sms));
+          }
+        w4a16_fused_tuning(0, 0);
+        float* wsb = dalloc<float>(std::max<size_t>(ws2 / 4, 1));
+        // us per call of fn(layer), fn captured REPS times over the rotated layers, graph replays' median
+        auto graph_us = [&](auto fn) {
+          cudaGraph_t gr;
+          cudaGraphExec_t ex;
+          LMF_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+          for (int r = 0; r < REPS; r++) fn(r % NL);
+          LMF_CUDA_CHECK(cudaStreamEndCapture(s, &gr));
+          LMF_CUDA_CHECK(cudaGraphInstantiate(&ex, gr, 0));
+          const float ms = median_ms(s, 2, 15, [&] { LMF_CUDA_CHECK(cudaGraphLaunch(ex, s)); });
+          LMF_CUDA_CHECK(cudaGraphExecDestroy(ex));
+          LMF_CUDA_CHECK(cudaGraphDestroy(gr));
+          return ms * 1e3f / REPS;
+        };
+        auto stream_read = [&](int l, int i) {
+          const int n = shapes[i][0], kp = (shapes[i][1] + 127) / 128 * 128;
+          stream_read_kernel<<<sms * 8, 256, 0, s>>>(reinterpret_cast<const uint4*>(lq[l][i]), (size_t)n * kp / 32, sink);
+          stream_read_kernel<<<sms * 2, 256, 0, s>>>(reinterpret_cast<const uint4*>(lsz[l][i]), (size_t)(kp / grp) * n / 4, sink);
+        };
+        const float t_stream = graph_us([&](int l) { for (int i = 0; i < 4; i++) stream_read(l, i); });
+        const float t_read4 = graph_us([&](int l) {
+          for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], 1, W4GemvDot::Read, sms, s, 4);
+        });
+        const float t_read8 = graph_us([&](int l) {
+          for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], 1, W4GemvDot::Read, sms, s, 8);
+        });
+        const float t_reada = graph_us([&](int l) {
+          for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], 1, W4GemvDot::ReadAsync, sms, s);
+        });
+        std::printf("\nW4A16 g128 graph-timed, one 7B layer's 4 linears (%d rotated copies, %.1f MB each): plain stream read "
+                    "of the same bytes %.1f us (%.0f%% of copy BW); the GEMV's loads with no math (m = 1): registers unroll 4 "
+                    "%.1f us (%.0f%%), unroll 8 %.1f us (%.0f%%), cp.async ring %.1f us (%.0f%%); copy-rate time %.1f us\n",
+                    NL, w4_bytes / 1e6, t_stream, 100.0 * w4_bytes / (t_stream * 1e-6) / bw, t_read4,
+                    100.0 * w4_bytes / (t_read4 * 1e-6) / bw, t_read8, 100.0 * w4_bytes / (t_read8 * 1e-6) / bw, t_reada,
+                    100.0 * w4_bytes / (t_reada * 1e-6) / bw, w4_bytes / bw * 1e6);
+        std::printf("\n| W4A16 g128 graph-timed, one 7B layer's linears | f16 us | fused us | fused split x2 us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | best W4 / f16 | best W4 %% of copy BW |\n|---|---|---|---|---|---|---|---|---|\n");
+        for (int m : {1, 2, 4, 8, 16, 32, 64, 128}) {
+          const float tf = graph_us([&](int l) {
+            for (int i = 0; i < 4; i++) g.linear(x, shapes[i][1], lf[l][i], nullptr, y, shapes[i][0], m, shapes[i][0], shapes[i][1]);
+          });
+          const float tq = graph_us([&](int l) {
+            for (int i = 0; i < 4; i++) w4a16_gemm_fused_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, wsb, sms, s);
+          });
+          w4a16_fused_tuning(4, 4);
+          const float tq2 = graph_us([&](int l) {
+            for (int i = 0; i < 4; i++) w4a16_gemm_fused_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, wsb, sms, s);
+          });
+          w4a16_fused_tuning(0, 0);
+          float tg4 = 0, tg8 = 0, tfm = 0;
+          bool gv = m <= kW4GemvMaxRows;
+          for (int i = 0; i < 4; i++) gv = gv && w4a16_gemv_supported(m, shapes[i][1]);
+          if (gv) {
+            tg4 = graph_us([&](int l) {
+              for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::Mma, sms, s, 4);
+            });
+            tg8 = graph_us([&](int l) {
+              for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::MmaQz, sms, s, 4);
+            });
+            tfm = graph_us([&](int l) {
+              for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::MmaAsync, sms, s);
+            });
+          }
+          float best = std::min(tq, tq2);
+          if (gv) best = std::min(best, std::min(tg4, std::min(tg8, tfm)));
+          auto col = [&](float t) { return gv ? std::to_string(t).substr(0, std::to_string(t).find('.') + 2) : std::string("-"); };
+          std::printf("| m=%d | %.1f | %.1f | %.1f | %s | %s | %s | %.2fx | %.0f%% |\n", m, tf, tq, tq2, col(tg4).c_str(),
+                      col(tg8).c_str(), col(tfm).c_str(), tf / best, 100.0 * w4_bytes / (best * 1e-6) / bw);
+        }
+        std::printf("(fused split x2: the split-k plan aiming at 4 blocks per SM with partial sums up to k / (4 rows) "
+                    "instead of 2 and k / (16 rows); best W4 / f16 > 1 means W4 is faster)\n");
+        std::printf("\n| W4A16 g128 graph-timed m=1 per linear (n x k) | W4 MB | stream read us | gemv read u4 us | gemv read async us | fused us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | copy-rate us |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        for (int i = 0; i < 4; i++) {
+          const int n = shapes[i][0], k = shapes[i][1], kp = (k + 127) / 128 * 128;
+          const double b = (double)n * kp / 2 + (double)(kp / grp) * n * 4;
+          const float a0 = graph_us([&](int l) { stream_read(l, i); });
+          const float a1 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::Read, sms, s, 4); });
+          const float a2 = graph_us([&](int l) { w4a16_gemm_fused_cuda(x, k, ld[l][i], y, n, 1, wsb, sms, s); });
+          const float a3 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::Mma, sms, s, 4); });
+          const float a4 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::MmaQz, sms, s, 4); });
+          const float a5 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::ReadAsync, sms, s); });
+          const float a6 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::MmaAsync, sms, s); });
+          std::printf("| %d x %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", n, k, b / 1e6, a0, a1, a5, a2,
+                      a3, a4, a6, b / bw * 1e6);
+        }
+        for (int l = 0; l < NL; l++)
+          for (int i = 0; i < 4; i++) { cudaFree(lf[l][i]); cudaFree(lq[l][i]); cudaFree(lsz[l][i]); }
+        cudaFree(sink);
+        cudaFree(wsb);
+      }
       for (int i = 0; i < 4; i++) { cudaFree(wf[i]); cudaFree(wq[i]); cudaFree(wsz[i]); }
       cudaFree(x); cudaFree(y); cudaFree(dense); cudaFree(ws);
+      if (std::getenv("LMF_BENCH_W4_ONLY") && std::string(std::getenv("LMF_BENCH_W4_ONLY")) == "1") return 0;
     }
 
     Model m;

@@ -884,41 +884,58 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
   }
   int sms = 0;
   LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  std::vector<double> ref((size_t)mmax * n);
-  for (int i = 0; i < mmax; i++)
-    for (int j = 0; j < n; j++) {
-      double s = bias[j];
+  // Two references: the f16-rounded weights (q - z) * s (Fma, Mma: they dequantize to f16), and the unrounded
+  // (q - z) * s (MmaAsync: exact (q - z) in the mma, the scale applied to the f32 group sums).
+  std::vector<double> ref((size_t)mmax * n), ref_exact((size_t)mmax * n), wx((size_t)k);
+  const int G = k / group;
+  for (int j = 0; j < n; j++) {
+    for (int q = 0; q < k; q++)
+      wx[q] = ((double)c.q[(size_t)j * k + q] - c.z[(size_t)j * G + q / group]) * (double)c.s[(size_t)j * G + q / group];
+    const double* wr = &c.w[(size_t)j * k];
+    for (int i = 0; i < mmax; i++) {
+      double s = bias[j], se = bias[j];
       const double* xr = &x[(size_t)i * ldx];
-      const double* wr = &c.w[(size_t)j * k];
-      for (int q = 0; q < k; q++) s += xr[q] * wr[q];
+      for (int q = 0; q < k; q++) {
+        s += xr[q] * wr[q];
+        se += xr[q] * wx[q];
+      }
       ref[(size_t)i * n + j] = s;
+      ref_exact[(size_t)i * n + j] = se;
     }
+  }
   for (int m : ms) {
     if (!w4a16_gemv_supported(m, k)) {
       std::printf("w4a16_gemv %s: not run: the x tile does not fit in this GPU's shared memory (the fused path serves it)\n",
                   dims({m, n, k, group}).c_str());
       continue;
     }
-    const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n);
-    for (W4GemvDot dot : {W4GemvDot::Fma, W4GemvDot::Mma}) {
-      const std::string name = std::string("w4a16_gemv(") + (dot == W4GemvDot::Fma ? "fma" : "mma") + ")";
+    const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n), rme(ref_exact.begin(), ref_exact.begin() + (size_t)m * n);
+    // (inner product, weight loads per batch): u8 exists for group 128 only (other groups take u4)
+    std::vector<std::pair<W4GemvDot, int>> variants = {
+        {W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}, {W4GemvDot::MmaAsync, 0}, {W4GemvDot::MmaQz, 4}};
+    if (group == 128) variants.push_back({W4GemvDot::Mma, 8});
+    for (auto [dot, unroll] : variants) {
+      const std::string name = std::string("w4a16_gemv(") +
+                               (dot == W4GemvDot::Fma ? "fma" : dot == W4GemvDot::Mma ? "mma" :
+                                dot == W4GemvDot::MmaQz ? "mma_qz" : "mma_async") +
+                               (unroll == 8 ? "_u8" : "") + ")";
       for (bool f32out : {false, true}) {
         std::vector<double> out, again;
         bool guards;
         if (f32out) {
           DevBuf<float> dy((size_t)m * ldy);
           dy.poison();
-          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S, unroll);
           out = to_double(dy.download());
-          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          w4a16_gemv_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S, unroll);
           again = to_double(dy.download());
           guards = dy.guards_ok();
         } else {
           DevBuf<half> dy((size_t)m * ldy);
           dy.poison();
-          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S, unroll);
           out = to_double(dy.download());
-          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S);
+          w4a16_gemv_cuda(dx.p, ldx, w.d, dy.p, ldy, m, dot, sms, S, unroll);
           again = to_double(dy.download());
           guards = dy.guards_ok();
         }
@@ -932,7 +949,8 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
               if (!(v == v2)) same = false;
             } else if (!std::isnan(v)) pad_ok = false;
           }
-        T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, rm), f32out ? 1e-5 : 2e-3,
+        T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, dot == W4GemvDot::MmaAsync || dot == W4GemvDot::MmaQz ? rme : rm),
+              f32out ? 1e-5 : 2e-3,
               guards && pad_ok && same, same ? "" : "second launch differs");
       }
     }
@@ -969,7 +987,7 @@ static void test_w4a16_gemm_entry(Rng& r, int m, int n, int k, int group) {
       for (int q = 0; q < k; q++) s += (double)x[(size_t)i * k + q] * c.w[(size_t)j * k + q];
       ref[(size_t)i * n + j] = s;
     }
-  T.add("w4a16(CublasGemm)", dims({m, n, k, group}) + (m >= w4a16_dense_min_rows() ? " dense" : " fused"),
+  T.add("w4a16(CublasGemm)", dims({m, n, k, group}) + (m >= w4a16_dense_min_rows() ? " dense" : use_w4a16_gemv(m, k, k) ? " gemv" : " fused"),
         rel_err(to_double(dy.download()), ref), 2e-3, dy.guards_ok());
 }
 
@@ -1249,6 +1267,9 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop;
     LMF_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     std::printf("device %s sm_%d%d\n", prop.name, prop.major, prop.minor);
+    // LMF_TEST_ONLY=w4: the W4A16 cases only (device calls that change only those kernels)
+    const bool all = !(std::getenv("LMF_TEST_ONLY") && std::string(std::getenv("LMF_TEST_ONLY")) == "w4");
+    if (all) {
     test_embedding(r);
     test_rms_norm(r, 33, 4096, false);
     test_rms_norm(r, 5, 5120, false);
@@ -1301,6 +1322,7 @@ int main(int argc, char** argv) {
     test_repetition_penalty(r);
     test_presence_frequency(r);
     test_log_softmax_nll(r);
+    }  // all
     // W4A16: batch 1..256, odd batches, group 32/64/128, k not a multiple of 128, split-k and direct plans
     test_w4a16(r, 1, 4096, 4096, 128, false);
     test_w4a16(r, 3, 1000, 1024, 64, false);
@@ -1324,9 +1346,11 @@ int main(int argc, char** argv) {
     test_w4a16_gemv(r, 22016, 4096, 128, {1, 2, 4, 8});
     test_w4a16_gemv(r, 4096, 11008, 128, {1, 2, 4, 5, 8});
     test_w4a16_gemv(r, 11008, 4096, 32, {1, 8});
+    test_w4a16_gemv(r, 136, 640, 128, {1, 3, 5, 6, 7});  // the u8 variant at odd m and padded k (kp 768)
     test_w4a16_dequant(r, 1000, 1408, 64);
     test_w4a16_dequant(r, 64, 96, 32);
     // AWQ search ops (quant/awq.ts, calibrate.ts)
+    if (all) {
     for (bool f16w : {false, true})
       for (int mode = 0; mode < 4; mode++) test_awq_fake_quant(r, 37, 512, 128, 4, f16w, mode & 1, mode & 2);
     test_awq_fake_quant(r, 300, 1024, 64, 4, false, true, false);
@@ -1342,6 +1366,7 @@ int main(int argc, char** argv) {
     test_awq_clip_search(r, 9, 256, 40, 128, 8, 20, 10);
     test_sq_err(r, 2048, 4096);
     test_sq_err(r, 3, 100);
+    }  // all
 #ifdef LMF_HAVE_CUBLAS
     test_w4a16_gemm_entry(r, 5, 512, 1024, 128);
     test_w4a16_gemm_entry(r, 600, 520, 1024, 64);

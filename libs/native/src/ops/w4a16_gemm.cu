@@ -49,6 +49,24 @@ __device__ __forceinline__ void scale_zero(half2 sz, half2* s, half2* z1024) {
   *z1024 = __hadd2(__half2half2(__high2half(sz)), __float2half2_rn(1024.f));
 }
 
+// One packed word -> the 4 f16x2 B registers of (q - z), exact small integers (the scale is applied to the f32 sums):
+// pairs 0, 2 from the low nibbles as (1024 + q) - (1024 + z); pairs 1, 3 from the high nibbles as 1024 + 16 q, turned
+// into (64 + q) - (64 + z) by one fma with 1/16. One shift and four lop3 per word instead of three shifts and four
+// lop3, and no multiply per weight.
+__device__ __forceinline__ void dequant_word_qz(uint32_t w, half2 z1024, half2 nz64, uint32_t* b) {
+  const uint32_t hi = w >> 8;
+  uint32_t v[4] = {(w & 0x000F000Fu) | 0x64006400u, (w & 0x00F000F0u) | 0x64006400u, (hi & 0x000F000Fu) | 0x64006400u,
+                   (hi & 0x00F000F0u) | 0x64006400u};
+  const half2 sixteenth = __float2half2_rn(0.0625f);
+  half2 h[4];
+  h[0] = __hsub2(*reinterpret_cast<half2*>(&v[0]), z1024);
+  h[1] = __hfma2(*reinterpret_cast<half2*>(&v[1]), sixteenth, nz64);
+  h[2] = __hsub2(*reinterpret_cast<half2*>(&v[2]), z1024);
+  h[3] = __hfma2(*reinterpret_cast<half2*>(&v[3]), sixteenth, nz64);
+#pragma unroll
+  for (int i = 0; i < 4; i++) b[i] = *reinterpret_cast<uint32_t*>(&h[i]);
+}
+
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 
 // Shared memory per stage: the x tile [16 MI rows][128 k] (16-byte chunks xor-swizzled by row, for ldmatrix), every
@@ -270,8 +288,16 @@ __global__ void w4a16_dequant_kernel(const uint4* __restrict__ qw, const half2* 
 
 // ---- Decode GEMV (m <= kW4GemvMaxRows; see ops/w4a16_gemm.cuh) ----
 constexpr int kGvWarps = 8;   // warps per block: kGvWarps / S tiles at a time, S warps (k slices) per tile
-constexpr int kGvUnroll = 4;  // 16-byte weight loads per batch; two batches in flight per lane
 constexpr int kGvStage = 8;   // 16-byte x loads in flight per thread while staging x
+
+// (scale, zero) pair as a volatile load: the compiler may not sink it to its first use. A plain __ldg here was moved
+// by nvcc next to the dequantization, after the previous batch's math, so every batch waited one memory latency
+// (the GEMV's 27-29% of the copy rate, measured at 6473308).
+__device__ __forceinline__ half2 ld_sz(const half2* p) {
+  uint32_t r;
+  asm volatile("ld.global.nc.L1::no_allocate.b32 %0, [%1];" : "=r"(r) : "l"(p));
+  return *reinterpret_cast<half2*>(&r);
+}
 
 // x in shared memory: per row, per k128 block, per word j (32 k), per t: the 4 half2 pairs {16j + 4i + t : i = 0..3}
 // a lane (g, t) needs for word j (pair i of the word's nibbles = k 32j + 8i + 2t, +1): one 16-byte load. Rows are
@@ -279,12 +305,49 @@ constexpr int kGvStage = 8;   // 16-byte x loads in flight per thread while stag
 __host__ __device__ constexpr int gv_row_words(int KB) { return KB * 64 + 16; }
 __host__ __device__ constexpr int gv_smem_bytes(int M, int KB) { return (M * gv_row_words(KB) + 2 * kGvWarps * M * 8) * 4; }
 
-template <int M, int D>
+// x rows [M][k] (f16, row stride ldx) into shared memory in the GEMV's lane order (see gv_row_words); every thread of
+// the block takes part; the caller synchronizes.
+template <int M>
+__device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW) {
+{
+  const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
+  for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
+    uint4 v[kGvStage];
+#pragma unroll
+    for (int u = 0; u < kGvStage; u++) {
+      const int idx = base + u * kGvWarps * 32 + threadIdx.x;
+      const int r = idx / chunks, q = idx - r * chunks, col = q * 8;
+      v[u] = make_uint4(0, 0, 0, 0);
+      if (r < M && col < k) v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
+    }
+#pragma unroll
+    for (int u = 0; u < kGvStage; u++) {
+      const int idx = base + u * kGvWarps * 32 + threadIdx.x;
+      const int r = idx / chunks, q = idx - r * chunks;
+      if (r < M) {
+        // chunk q = (kb, j, i): pairs 16j + 4i + t for t = 0..3 -> words (j * 4 + t) * 4 + i
+        uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
+        d[0] = v[u].x;
+        d[4] = v[u].y;
+        d[8] = v[u].z;
+        d[12] = v[u].w;
+      }
+    }
+  }
+}
+}
+
+// U: 16-byte weight loads per batch (two batches in flight per lane). G128: group 128 only (one (scale, zero) pair per
+// k128 block: U = 8 keeps 8 pairs in registers instead of 32). D = Read streams the same bytes with no math (the
+// bench's bound for this launch shape; its output is meaningless).
+template <int M, int D, int U, bool G128>
 __global__ void __launch_bounds__(kGvWarps * 32)
 w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                   const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                   int group, int S) {
-  constexpr bool kMma = D == (int)W4GemvDot::Mma;
+  constexpr bool kQz = D == (int)W4GemvDot::MmaQz;
+  constexpr bool kMma = D == (int)W4GemvDot::Mma || kQz, kRead = D == (int)W4GemvDot::Read;
+  constexpr int kGvUnroll = U, NJ = G128 ? 1 : 4;
   constexpr int NA = kMma ? 4 : M;
   extern __shared__ __align__(16) uint32_t xs[];
   const int RW = gv_row_words(KB);
@@ -295,11 +358,11 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
   const int kb0 = min(KB, slice * per), kb1 = min(KB, kb0 + per);
 
   uint4 wa[kGvUnroll], wb[kGvUnroll];
-  half2 sa[kGvUnroll][4], sb[kGvUnroll][4];
+  half2 sa[kGvUnroll][NJ], sb[kGvUnroll][NJ];
   // A batch of kGvUnroll (tile, k128 block) chunks and their (scale, zero) pairs: one per word j whose first k starts
   // a group (word 0 always; 2 for group 64; 1, 2, 3 for group 32), converted once per group when computed.
-  auto starts_group = [group](int j) { return j == 0 || (j == 2 && group <= 64) || group == 32; };
-  auto load_batch = [&](uint4* wv, half2 (*sv)[4], int tile, int kbs) {
+  auto starts_group = [group](int j) { return j == 0 || (!G128 && ((j == 2 && group <= 64) || group == 32)); };
+  auto load_batch = [&](uint4* wv, half2 (*sv)[NJ], int tile, int kbs) {
     const uint4* p = qw + (size_t)tile * KB * 32 + lane;
 #pragma unroll
     for (int u = 0; u < kGvUnroll; u++) {
@@ -307,21 +370,57 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
       if (kk < kb1) {
         wv[u] = ld_stream_u4(p + (size_t)kk * 32);
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-          if (starts_group(j)) sv[u][j] = __ldg(sz + (size_t)((kk * 128 + 32 * j) / group) * n + tile * 8 + g);
+        for (int j = 0; j < NJ; j++)
+          if (starts_group(j)) sv[u][j] = ld_sz(sz + (size_t)((kk * 128 + 32 * j) / group) * n + tile * 8 + g);
       }
     }
   };
   float acc[NA];
-  auto compute_batch = [&](const uint4* wv, half2 (*sv)[4], int kbs) {
+  auto compute_batch = [&](const uint4* wv, half2 (*sv)[NJ], int kbs) {
 #pragma unroll
     for (int u = 0; u < kGvUnroll; u++) {
       const int kk = kbs + u;
       if (kk >= kb1) break;
+      if constexpr (kRead) {
+        const uint32_t h = wv[u].x ^ wv[u].y ^ wv[u].z ^ wv[u].w ^ *reinterpret_cast<const uint32_t*>(&sv[u][0]);
+        acc[0] += __uint_as_float(h & 0x3f7fffffu);  // finite, keeps every load live
+      } else if constexpr (kQz) {
+        // as the async kernel: exact (q - z) in the mma, the scale on the f32 group sums (acc[0], acc[1]: features 2t, 2t + 1)
+        const int wpg = group / 32;
+        half2 z1024, nz64;
+        float s0 = 0.f, s1 = 0.f, ga[4], gb[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          if (j % wpg == 0) {
+            const half2 pz = sv[u][NJ == 1 ? 0 : (j < NJ ? j : 0)];
+            const uint32_t p = *reinterpret_cast<const uint32_t*>(&pz);
+            const half zz = __high2half(pz);
+            z1024 = __half2half2(__hadd(zz, __float2half(1024.f)));
+            nz64 = __half2half2(__hneg(__hadd(zz, __float2half(64.f))));
+            const uint32_t p0 = __shfl_sync(0xffffffffu, p, (2 * t) * 4), p1 = __shfl_sync(0xffffffffu, p, (2 * t + 1) * 4);
+            s0 = __low2float(*reinterpret_cast<const half2*>(&p0));
+            s1 = __low2float(*reinterpret_cast<const half2*>(&p1));
+#pragma unroll
+            for (int q = 0; q < 4; q++) ga[q] = gb[q] = 0.f;
+          }
+          uint32_t b[4];
+          dequant_word_qz(word_of(wv[u], j), z1024, nz64, b);
+          const int xo = kk * 64 + (j * 4 + t) * 4;
+          uint4 xv = make_uint4(0, 0, 0, 0);
+          if (g < M) xv = *reinterpret_cast<const uint4*>(xs + g * RW + xo);
+          const uint32_t a0[4] = {xv.x, 0u, xv.y, 0u}, a1[4] = {xv.z, 0u, xv.w, 0u};
+          mma16816(ga, a0, b[0], b[1]);
+          mma16816(gb, a1, b[2], b[3]);
+          if (j % wpg == wpg - 1) {
+            acc[0] = fmaf(s0, ga[0] + gb[0], acc[0]);
+            acc[1] = fmaf(s1, ga[1] + gb[1], acc[1]);
+          }
+        }
+      } else {
       half2 sc, z;
 #pragma unroll
       for (int j = 0; j < 4; j++) {
-        if (starts_group(j)) scale_zero(sv[u][j], &sc, &z);
+        if (j < NJ && starts_group(j)) scale_zero(sv[u][j < NJ ? j : 0], &sc, &z);
         uint32_t b[4];
         dequant_word(word_of(wv[u], j), z, sc, b);
         const int xo = kk * 64 + (j * 4 + t) * 4;
@@ -348,6 +447,7 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
           }
         }
       }
+      }  // !kRead
     }
   };
 
@@ -355,32 +455,7 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
   int tile = blockIdx.x * TB + tl;
   if (blockIdx.x < ngroups && tile < tiles) load_batch(wa, sa, tile, kb0);
 
-  {
-    const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
-    for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
-      uint4 v[kGvStage];
-#pragma unroll
-      for (int u = 0; u < kGvStage; u++) {
-        const int idx = base + u * kGvWarps * 32 + threadIdx.x;
-        const int r = idx / chunks, q = idx - r * chunks, col = q * 8;
-        v[u] = make_uint4(0, 0, 0, 0);
-        if (r < M && col < k) v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
-      }
-#pragma unroll
-      for (int u = 0; u < kGvStage; u++) {
-        const int idx = base + u * kGvWarps * 32 + threadIdx.x;
-        const int r = idx / chunks, q = idx - r * chunks;
-        if (r < M) {
-          // chunk q = (kb, j, i): pairs 16j + 4i + t for t = 0..3 -> words (j * 4 + t) * 4 + i
-          uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
-          d[0] = v[u].x;
-          d[4] = v[u].y;
-          d[8] = v[u].z;
-          d[12] = v[u].w;
-        }
-      }
-    }
-  }
+  gv_stage_x<M>(x, ldx, k, KB, xs, RW);
   __syncthreads();
 
   for (int grp = blockIdx.x, it = 0; grp < ngroups; grp += gridDim.x, it++) {
@@ -431,6 +506,137 @@ w4a16_gemv_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
   }
 }
 
+// ---- Decode GEMV, cp.async ring (W4GemvDot::MmaAsync; measured reason in src/cuda/NOTES.md) ----
+// Same work split, x staging, inner product (mma.sync, x rows as A, the dequantized 8 x 32 weights of a word as B) and
+// fixed-order reduction as w4a16_gemv_kernel, but the weights and (scale, zero) pairs travel by cp.async into a
+// per-lane ring of R slots in shared memory instead of registers: each lane copies and later reads back only its own
+// 16-byte chunk (+ its pairs), so no barrier is needed between producer and consumer; R - 1 chunks per lane are in
+// flight (2 blocks x 256 lanes x 15 x 16 B = 120 KB per SM for R = 16) whatever the math costs, and the stream runs
+// on across tile groups. The register variant keeps 4-8 chunks per lane in flight (32-64 KB per SM).
+// With "memory" clobbers: no barrier separates a lane's copy from its own later read of the slot (or its read from
+// the next copy into it), so the compiler must not move the ordinary shared loads across these.
+__device__ __forceinline__ void cp_async4_m(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async16_m(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit_m() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait_m() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+__host__ __device__ constexpr int gva_ring_bytes(int R, int gpb) { return R * kGvWarps * 32 * (16 + 4 * gpb); }
+__host__ __device__ constexpr int gva_smem_bytes(int M, int KB, int R, int gpb) {
+  return gva_ring_bytes(R, gpb) + gv_smem_bytes(M, KB);
+}
+
+template <int M, int D, int R>
+__global__ void __launch_bounds__(kGvWarps * 32, 2)  // 2 blocks per SM: 128 registers (ptxas chose 64 and spilled)
+w4a16_gemv_async_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
+                        const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
+                        int group, int S) {
+  constexpr bool kRead = D == (int)W4GemvDot::ReadAsync;
+  constexpr int NT = kGvWarps * 32;
+  extern __shared__ __align__(16) unsigned char gsm[];
+  const int gpb = 128 / group;  // (scale, zero) pairs per k128 block
+  uint4* ring_w = reinterpret_cast<uint4*>(gsm);                            // [R][NT]
+  uint32_t* ring_s = reinterpret_cast<uint32_t*>(gsm + R * NT * 16);         // [R][gpb][NT]
+  uint32_t* xs = reinterpret_cast<uint32_t*>(gsm + gva_ring_bytes(R, gpb));  // as in w4a16_gemv_kernel
+  const int RW = gv_row_words(KB);
+  float* red = reinterpret_cast<float*>(xs + M * RW);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int TB = kGvWarps / S, tiles = n >> 3, ngroups = (tiles + TB - 1) / TB;
+  const int tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
+  const int kb0 = min(KB, slice * per), kb1 = min(KB, kb0 + per), nk = kb1 - kb0;
+  const int ng = (int)blockIdx.x < ngroups ? (ngroups - 1 - (int)blockIdx.x) / (int)gridDim.x + 1 : 0;
+  const int N = ng * nk;  // this lane's chunks: (group round r, k block kb0 + i % nk)
+
+  // chunk i into slot i % R; every call commits a group (empty past N) so the wait count below stays uniform. Calls
+  // come with i = 0, 1, 2, ...: (round, k block) of the next chunk are counters, not divisions.
+  int next_r = 0, next_kk = kb0;
+  auto issue = [&](int i) {
+    if (i < N) {
+      const int r = next_r, kk = next_kk, slot = i % R;
+      if (++next_kk == kb1) { next_kk = kb0; next_r++; }
+      const int tile = ((int)blockIdx.x + r * (int)gridDim.x) * TB + tl;
+      const bool ok = tile < tiles;
+      cp_async16_m(ring_w + slot * NT + threadIdx.x, ok ? qw + ((size_t)tile * KB + kk) * 32 + lane : qw, ok);
+      for (int j = 0; j < gpb; j++)
+        cp_async4_m(ring_s + (slot * gpb + j) * NT + threadIdx.x, ok ? sz + (size_t)(kk * gpb + j) * n + tile * 8 + g : sz, ok);
+    }
+    cp_async_commit_m();
+  };
+#pragma unroll 1
+  for (int i = 0; i < R - 1; i++) issue(i);
+  gv_stage_x<M>(x, ldx, k, KB, xs, RW);
+  __syncthreads();
+
+  int i = 0;
+  for (int r = 0; r < ng; r++) {
+    const int tile = ((int)blockIdx.x + r * (int)gridDim.x) * TB + tl;
+    // Per group: the mma sums (q - z) x exactly in f32 (two chains: the words' first and second k16 steps); then
+    // tot += s x sum for the C fragment's features 2t, 2t + 1, whose scales come from the lanes that dequantize them.
+    float tot0 = 0.f, tot1 = 0.f;
+    const int wpg = group / 32;  // words per group: 4, 2, 1
+    for (int kk = kb0; kk < kb1; kk++, i++) {
+      cp_async_wait_m<R - 2>();  // this lane's chunk i has landed
+      issue(i + R - 1);        // refills the slot this lane read at i - 1
+      const int slot = i % R;
+      const uint4 wv = ring_w[slot * NT + threadIdx.x];
+      if constexpr (kRead) {
+        tot0 += __uint_as_float((wv.x ^ wv.y ^ wv.z ^ wv.w ^ ring_s[slot * gpb * NT + threadIdx.x]) & 0x3f7fffffu);
+      } else {
+        half2 z1024, nz64;
+        float s0 = 0.f, s1 = 0.f, ga[4], gb[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          if (j % wpg == 0) {  // a group starts at word j (uniform over the warp)
+            const uint32_t p = ring_s[(slot * gpb + j / wpg) * NT + threadIdx.x];
+            const half zz = __high2half(*reinterpret_cast<const half2*>(&p));
+            z1024 = __half2half2(__hadd(zz, __float2half(1024.f)));
+            nz64 = __half2half2(__hneg(__hadd(zz, __float2half(64.f))));
+            const uint32_t p0 = __shfl_sync(0xffffffffu, p, (2 * t) * 4), p1 = __shfl_sync(0xffffffffu, p, (2 * t + 1) * 4);
+            s0 = __low2float(*reinterpret_cast<const half2*>(&p0));
+            s1 = __low2float(*reinterpret_cast<const half2*>(&p1));
+#pragma unroll
+            for (int q = 0; q < 4; q++) ga[q] = gb[q] = 0.f;
+          }
+          uint32_t b[4];
+          dequant_word_qz(word_of(wv, j), z1024, nz64, b);
+          uint4 xv = make_uint4(0, 0, 0, 0);
+          if (g < M) xv = *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4);
+          const uint32_t a0[4] = {xv.x, 0u, xv.y, 0u}, a1[4] = {xv.z, 0u, xv.w, 0u};
+          mma16816(ga, a0, b[0], b[1]);
+          mma16816(gb, a1, b[2], b[3]);
+          if (j % wpg == wpg - 1) {  // the group ends at word j
+            tot0 = fmaf(s0, ga[0] + gb[0], tot0);
+            tot1 = fmaf(s1, ga[1] + gb[1], tot1);
+          }
+        }
+      }
+    }
+    float* rw = red + ((r & 1) * kGvWarps + warp) * M * 8;
+    if (tile < tiles && g < M) {
+      // C fragment: lane (g, t) holds x row g, features 2t, 2t + 1
+      rw[g * 8 + 2 * t] = tot0;
+      rw[g * 8 + 2 * t + 1] = tot1;
+    }
+    __syncthreads();  // also orders the previous round's readers of the other buffer before its next writers
+    const float* rb = red + (r & 1) * kGvWarps * M * 8;
+    const int grp = (int)blockIdx.x + r * (int)gridDim.x;
+    for (int e = threadIdx.x; e < TB * M * 8; e += NT) {
+      const int t2 = e / (M * 8), row = (e / 8) % M, f = e % 8, tile2 = grp * TB + t2;
+      if (tile2 >= tiles) continue;
+      float v = 0.f;
+      for (int s2 = 0; s2 < S; s2++) v += rb[(t2 * S + s2) * M * 8 + row * 8 + f];  // split order: deterministic
+      const int col = tile2 * 8 + f;
+      if (bias) v += __half2float(bias[col]);
+      if (f32out) static_cast<float*>(y)[(size_t)row * ldy + col] = v;
+      else static_cast<half*>(y)[(size_t)row * ldy + col] = __float2half(v);
+    }
+  }
+  cp_async_wait_m<0>();
+}
+
 // Warps per block: 4 (4 tiles each) up to 16 rows, 8 (2 tiles each) above: measured on the H100 (one 7B layer's
 // linears, same call): m <= 16 4 warps 110-128 us vs 8 warps 116-125 us; m = 64 307 vs 246 us; m = 128 469 vs 384 us.
 // LMFLEET_W4A16_WARPS=4|8 forces one.
@@ -447,6 +653,10 @@ struct Plan {
   int mi, gx, gy, ks, kb_per_split, KB;
 };
 
+// Split-k tuning (w4a16_fused_tuning): blocks per SM the split aims for, and the cap on partial-sum bytes as a divisor
+// (ks <= k / (div * rows)): partial sums of ks x m x n f32 against n x k / 2 bytes of weight.
+std::atomic<int> g_fused_bps{2}, g_fused_part_div{16};
+
 Plan plan(int m, int n, int k, int sms) {
   Plan p;
   p.mi = m <= 16 ? 1 : (m <= 32 ? 2 : 4);
@@ -455,9 +665,9 @@ Plan plan(int m, int n, int k, int sms) {
   p.gx = (n + kBN - 1) / kBN;
   p.gy = (m + bm - 1) / bm;
   const int blocks = p.gx * p.gy;
-  int ks = (2 * std::max(sms, 1) + blocks - 1) / blocks;  // about 2 blocks per SM
+  int ks = (g_fused_bps.load() * std::max(sms, 1) + blocks - 1) / blocks;  // about 2 blocks per SM
   ks = std::min(ks, std::max(1, p.KB / 4));               // at least 4 k128 blocks per split (the pipeline fills)
-  ks = std::min(ks, std::max(1, k / (16 * p.gy * bm)));   // partial sums well below the weight's bytes
+  ks = std::min(ks, std::max(1, k / (g_fused_part_div.load() * p.gy * bm)));  // partial sums well below the weight's bytes
   ks = std::max(1, std::min(ks, 16));
   p.kb_per_split = (p.KB + ks - 1) / ks;
   p.ks = (p.KB + p.kb_per_split - 1) / p.kb_per_split;
@@ -514,6 +724,11 @@ void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f3
 }
 }  // namespace
 
+void w4a16_fused_tuning(int blocks_per_sm, int part_div) {
+  g_fused_bps.store(blocks_per_sm > 0 ? blocks_per_sm : 2);
+  g_fused_part_div.store(part_div > 0 ? part_div : 16);
+}
+
 size_t w4a16_fused_workspace_bytes(int m, int n, int k, int sms) {
   if (m <= 0) return 0;
   const Plan p = plan(m, n, k, sms);
@@ -543,51 +758,163 @@ int env_int(const char* name, int dflt) {
   return e && *e ? std::atoi(e) : dflt;
 }
 
-// k slices per tile (warps per tile): the smallest of 1, 2, 4, 8 that gives ~90% of the resident warps a (tile, slice),
-// keeping at least 4 k128 blocks per slice (fewer slices: fewer partial sums and barriers);
+// k slices per tile (warps per tile) for a grid of `grid` resident blocks: the S in 1, 2, 4, 8 with the least estimated
+// time, rounds x (k128 blocks per slice + 4), where a round is one pass of the resident blocks over tile groups (the
+// + 4: a memory latency per round, in k-block units) and a grid that leaves blocks idle counts its idle share
+// (those SMs' bandwidth is lost). Ties go to the smaller S (fewer partial sums). At 6473308 the rule was "smallest S
+// giving ~90% of the resident warps work", which left 7B's qkv and gate_up with a 45% / 30% full second round.
 // LMFLEET_W4A16_GEMV_SPLIT=1|2|4|8 forces one.
-int gv_split(int tiles, int KB, int resident_warps) {
+int gv_split(int tiles, int KB, int grid) {
   static const int forced = env_int("LMFLEET_W4A16_GEMV_SPLIT", 0);
   if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
-  int S = 1;
-  while (S < kGvWarps && (long long)tiles * S * 10 < (long long)resident_warps * 9 && KB / (2 * S) >= 4) S *= 2;
-  return S;
+  int best = 1;
+  double best_cost = 1e30;
+  for (int S = 1; S <= kGvWarps; S *= 2) {
+    const long long groups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
+    const long long rounds = (groups + grid - 1) / grid;
+    const double fill = std::min(1.0, (double)groups / grid);
+    const double cost = (double)rounds * ((KB + S - 1) / S + 4) / fill;
+    if (cost < best_cost * 0.999) { best_cost = cost; best = S; }
+  }
+  return best;
 }
 
-template <int M, int D>
+// LMFLEET_W4A16_GEMV_UNROLL=4|8: weight loads per batch (per lane: two batches in flight); default 4.
+int gv_unroll_policy() {
+  static const int u = [] {
+    const int v = env_int("LMFLEET_W4A16_GEMV_UNROLL", 4);
+    return v == 8 ? 8 : 4;
+  }();
+  return u;
+}
+
+template <int M, int D, int U, bool G128>
 void gv_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
   const int KB = w.kp / 128, smem = gv_smem_bytes(M, KB);
+  auto kernel = w4a16_gemv_kernel<M, D, U, G128>;
   static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
   int dev = 0;
   LMF_CUDA_CHECK(cudaGetDevice(&dev));
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(attr_set.load() & bit)) {
-    LMF_CUDA_CHECK(cudaFuncSetAttribute(w4a16_gemv_kernel<M, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, gv_max_smem()));
+    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gv_max_smem()));
     attr_set.fetch_or(bit);
   }
-  int bps = 0;
-  LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, w4a16_gemv_kernel<M, D>, kGvWarps * 32, smem));
-  bps = std::max(bps, 1);
-  const int tiles = w.n / 8;
-  const int S = gv_split(tiles, KB, sms * bps * kGvWarps);
+  // resident blocks per SM for this smem size (a function of KB): queried once per (instantiation, KB), not per launch
+  static std::atomic<int> bps_cache[256];
+  int bps = KB < 256 ? bps_cache[KB].load() : 0;
+  if (bps == 0) {
+    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, smem));
+    bps = std::max(bps, 1);
+    if (KB < 256) bps_cache[KB].store(bps);
+  }
+  const int tiles = w.n / 8, resident = std::max(sms, 1) * bps;
+  const int S = gv_split(tiles, KB, resident);
   const int ngroups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
-  const int grid = std::min(ngroups, std::max(sms, 1) * bps);
-  w4a16_gemv_kernel<M, D><<<grid, kGvWarps * 32, smem, s>>>(x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz,
-                                                            w.bias, y, ldy, f32out, w.n, w.k, KB, w.group, S);
+  const int grid = std::min(ngroups, resident);
+  kernel<<<grid, kGvWarps * 32, smem, s>>>(x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy,
+                                           f32out, w.n, w.k, KB, w.group, S);
   LMF_CUDA_LAUNCHED();
 }
 
+// The cp.async-ring GEMV with R slots per lane; false when its shared memory does not fit (then the caller tries fewer
+// slots or the register variant).
+template <int M, int D, int R>
+bool gva_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
+  const int KB = w.kp / 128, gpb = 128 / w.group, smem = gva_smem_bytes(M, KB, R, gpb);
+  static const int max_smem = gv_max_smem();
+  if (smem > max_smem) return false;
+  auto kernel = w4a16_gemv_async_kernel<M, D, R>;
+  static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
+  int dev = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&dev));
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (!(attr_set.load() & bit)) {
+    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+    attr_set.fetch_or(bit);
+  }
+  // resident blocks per SM (a function of the smem size, i.e. of KB and gpb): queried once per (instantiation, KB, gpb)
+  static std::atomic<int> bps_cache[1024];
+  const int key = KB * 3 + (gpb == 1 ? 0 : gpb == 2 ? 1 : 2);
+  int bps = key < 1024 ? bps_cache[key].load() : 0;
+  if (bps == 0) {
+    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, smem));
+    bps = std::max(bps, 1);
+    if (key < 1024) bps_cache[key].store(bps);
+  }
+  const int tiles = w.n / 8, resident = std::max(sms, 1) * bps;
+  const int S = gv_split(tiles, KB, resident);
+  const int ngroups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
+  const int grid = std::min(ngroups, resident);
+  kernel<<<grid, kGvWarps * 32, smem, s>>>(x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy,
+                                           f32out, w.n, w.k, KB, w.group, S);
+  LMF_CUDA_LAUNCHED();
+  return true;
+}
+
 void gv_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, W4GemvDot dot, int sms,
-               cudaStream_t s) {
+               int unroll, cudaStream_t s) {
   if (m <= 0) return;
   check_args(w, ldx, ldy);
   if (!w4a16_gemv_supported(m, w.k))
     fail(ErrorCode::InvalidArgument, "w4a16 gemv: m must be 1.." + std::to_string(kW4GemvMaxRows) +
                                          " and the x tile must fit in shared memory");
+  if (unroll != 4 && unroll != 8) unroll = gv_unroll_policy();
+  const bool u8 = unroll == 8 && w.group == 128;  // 8 loads per batch: group 128 only (registers)
+  if (dot == W4GemvDot::ReadAsync) {
+    if (m != 1) fail(ErrorCode::InvalidArgument, "w4a16 gemv: the read-only variant takes m = 1");
+    if (!gva_launch_t<1, 5, 16>(x, ldx, w, y, ldy, f32out, sms, s) && !gva_launch_t<1, 5, 8>(x, ldx, w, y, ldy, f32out, sms, s))
+      fail(ErrorCode::InvalidArgument, "w4a16 gemv: the read-only variant does not fit in shared memory");
+    return;
+  }
+  if (dot == W4GemvDot::MmaQz) {
+    switch (m) {
+#define LMF_GVQ_CASE(M) \
+  case M:                                                                                              \
+    if (w.group == 128) gv_launch_t<M, 6, 4, true>(x, ldx, w, y, ldy, f32out, sms, s);                    \
+    else gv_launch_t<M, 6, 4, false>(x, ldx, w, y, ldy, f32out, sms, s);                                  \
+    return;
+      LMF_GVQ_CASE(1) LMF_GVQ_CASE(2) LMF_GVQ_CASE(3) LMF_GVQ_CASE(4)
+      LMF_GVQ_CASE(5) LMF_GVQ_CASE(6) LMF_GVQ_CASE(7) LMF_GVQ_CASE(8)
+#undef LMF_GVQ_CASE
+    }
+  }
+  if (dot == W4GemvDot::MmaAsync) {
+    // 16 ring slots when two blocks still fit on an SM (16 warps), else 8 (x tiles of m >= 2 on long k)
+    static const int per_sm = [] {
+      int dev = 0, v = 0;
+      LMF_CUDA_CHECK(cudaGetDevice(&dev));
+      LMF_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+      return v;
+    }();
+    const bool r16 = 2 * (gva_smem_bytes(m, w.kp / 128, 16, 128 / w.group) + 1024) <= per_sm;
+    bool done = false;
+    switch (m) {
+#define LMF_GVA_CASE(M)                                                                                       \
+  case M:                                                                                                     \
+    done = (r16 && gva_launch_t<M, 4, 16>(x, ldx, w, y, ldy, f32out, sms, s)) ||                              \
+           gva_launch_t<M, 4, 8>(x, ldx, w, y, ldy, f32out, sms, s) || gva_launch_t<M, 4, 16>(x, ldx, w, y, ldy, f32out, sms, s); \
+    break;
+      LMF_GVA_CASE(1) LMF_GVA_CASE(2) LMF_GVA_CASE(3) LMF_GVA_CASE(4)
+      LMF_GVA_CASE(5) LMF_GVA_CASE(6) LMF_GVA_CASE(7) LMF_GVA_CASE(8)
+#undef LMF_GVA_CASE
+    }
+    if (done) return;
+    dot = W4GemvDot::Mma;  // the ring does not fit next to this x tile: the register variant (its x tile fits)
+  }
+  if (dot == W4GemvDot::Read) {
+    if (m != 1) fail(ErrorCode::InvalidArgument, "w4a16 gemv: the read-only variant takes m = 1");
+    if (u8) gv_launch_t<1, 3, 8, true>(x, ldx, w, y, ldy, f32out, sms, s);
+    else gv_launch_t<1, 3, 4, false>(x, ldx, w, y, ldy, f32out, sms, s);
+    return;
+  }
   switch (m * 4 + (int)dot) {
 #define LMF_GV_CASE(M)                                                                                     \
-  case M * 4 + 1: gv_launch_t<M, 1>(x, ldx, w, y, ldy, f32out, sms, s); break;                            \
-  case M * 4 + 2: gv_launch_t<M, 2>(x, ldx, w, y, ldy, f32out, sms, s); break;
+  case M * 4 + 1: gv_launch_t<M, 1, 4, false>(x, ldx, w, y, ldy, f32out, sms, s); break;                  \
+  case M * 4 + 2:                                                                                          \
+    if (u8) gv_launch_t<M, 2, 8, true>(x, ldx, w, y, ldy, f32out, sms, s);                                 \
+    else gv_launch_t<M, 2, 4, false>(x, ldx, w, y, ldy, f32out, sms, s);                                   \
+    break;
     LMF_GV_CASE(1) LMF_GV_CASE(2) LMF_GV_CASE(3) LMF_GV_CASE(4)
     LMF_GV_CASE(5) LMF_GV_CASE(6) LMF_GV_CASE(7) LMF_GV_CASE(8)
 #undef LMF_GV_CASE
@@ -604,8 +931,10 @@ bool w4a16_gemv_supported(int m, int k) {
 
 int w4a16_gemv_mode() {
   static const int mode = [] {
+    // default off (the fused kernel): no GEMV variant beat it on the H100 (src/cuda/NOTES.md, "W4A16 decode: what
+    // bounds it"); at m = 1 the register Mma variant ties it (98.4 vs 99.8 us per 7B layer), the others are slower
     const int v = env_int("LMFLEET_W4A16_GEMV", 0);
-    return v == 1 || v == 2 ? v : 0;
+    return v == 1 || v == 2 || v == 4 || v == 6 ? v : 0;
   }();
   return mode;
 }
@@ -616,13 +945,13 @@ int w4a16_gemv_max_rows() {
 }
 
 void w4a16_gemv_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, W4GemvDot dot, int sms,
-                     cudaStream_t s) {
-  gv_launch(x, ldx, w, y, ldy, false, m, dot, sms, s);
+                     cudaStream_t s, int unroll) {
+  gv_launch(x, ldx, w, y, ldy, false, m, dot, sms, unroll, s);
 }
 
 void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, W4GemvDot dot,
-                            int sms, cudaStream_t s) {
-  gv_launch(x, ldx, w, y, ldy, true, m, dot, sms, s);
+                            int sms, cudaStream_t s, int unroll) {
+  gv_launch(x, ldx, w, y, ldy, true, m, dot, sms, unroll, s);
 }
 
 void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s) {

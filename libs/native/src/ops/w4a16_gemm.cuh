@@ -23,6 +23,9 @@ struct W4A16Dev {
 // `ws`: w4a16_fused_workspace_bytes(m, n, k, sms) bytes (0 when no split is needed), ZEROED once when allocated (the
 // kernel leaves its counters at zero again).
 size_t w4a16_fused_workspace_bytes(int m, int n, int k, int sms);
+// Split-k plan knobs (bench only; set before sizing workspaces): blocks per SM the split aims for (default 2) and the
+// partial-sum cap ks <= k / (part_div x rows) (default 16). 0 restores a default.
+void w4a16_fused_tuning(int blocks_per_sm, int part_div);
 // ldx % 8 == 0 and x 16-byte aligned.
 void w4a16_gemm_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, float* ws, int sms,
                            cudaStream_t s);
@@ -40,17 +43,26 @@ void w4a16_gemm_fused_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, flo
 //        and rows >= m are zero), f32 accumulators (the cost does not grow with m).
 // Both give the f16-rounded (q - z) * s weights times x with f32 accumulation. ldx % 2 == 0, ldy % 2 == 0.
 constexpr int kW4GemvMaxRows = 8;
-enum class W4GemvDot { Fma = 1, Mma = 2 };
+// Read: the same loads (weights, (scale, zero) pairs, x staging) with no math and a meaningless output, m = 1 only: the
+// bench's bound for this launch shape.
+// MmaAsync: the Mma inner product with the weights streamed by cp.async through a per-lane shared-memory ring (R - 1
+// chunks of 16 bytes in flight per lane whatever the math costs); ReadAsync: its loads with no math (bench, m = 1).
+// MmaQz: the register-streaming Mma variant with MmaAsync's arithmetic. MmaAsync and MmaQz put the exact (q - z) in the
+// mma and multiply the f32 sum of each group by its scale (fewer instructions per weight; the result is the unrounded
+// (q - z) * s weights times x, within f32 rounding, instead of f16-rounded weights).
+enum class W4GemvDot { Fma = 1, Mma = 2, Read = 3, MmaAsync = 4, ReadAsync = 5, MmaQz = 6 };
 // Whether the GEMV takes (m, k): m in 1..kW4GemvMaxRows and the m x kp f16 x tile fits in shared memory.
 bool w4a16_gemv_supported(int m, int k);
-// LMFLEET_W4A16_GEMV: unset/0 off (the fused kernel), 1 the Fma GEMV, 2 the Mma GEMV, for m <= the row bound
+// LMFLEET_W4A16_GEMV: unset/0 off (the fused kernel), 1 Fma, 2 Mma, 4 MmaAsync, 6 MmaQz, for m <= the row bound
 // LMFLEET_W4A16_GEMV_ROWS (1..8, default 8).
 int w4a16_gemv_mode();
 int w4a16_gemv_max_rows();
+// unroll: 16-byte weight loads per batch per lane, 4 or 8 (8 only for group 128; else 4); 0 = the policy
+// (LMFLEET_W4A16_GEMV_UNROLL, default 4).
 void w4a16_gemv_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, W4GemvDot dot, int sms,
-                     cudaStream_t s);
+                     cudaStream_t s, int unroll = 0);
 void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, W4GemvDot dot,
-                            int sms, cudaStream_t s);
+                            int sms, cudaStream_t s, int unroll = 0);
 // The whole weight dequantized to f16 [n, k] row-major (for large m: then a dense GEMM).
 void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s);
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# On the GPU machine, one call (~170-200 s without the fp16 engine run) for the W4A16 decode kernels (ops/w4a16_gemm.cu), in this order:
+#   1. in parallel: the addon's cuda build (CMake, as device-bench.sh), the test/bench binaries (device-test.sh's build),
+#      the two random Llama-2-7B-shaped models (fp16, and AutoAWQ W4 g128) written to /tmp
+#   2. test_kernels with LMF_TEST_ONLY=w4 (every W4A16 kernel variant vs float64 on fresh random inputs)
+#   3. bench_decoder's W4 tables only (LMF_BENCH_W4_ONLY=1): graph-timed f16 vs fused vs GEMV variants per 7B layer,
+#      the plain-read bounds, per linear at m = 1
+#   4. the addon engine (engine-bench.js): W4 with the default policy and with each W4 env in W4_ENVS, then fp16
+#      (decode batches 1/16/64, 128-token prompts, NEW new tokens; no prefill), then w4_table.py per W4 run
+#   (between 3 and 4: test_backend with the default policy and with TB_ENV: CudaDecoder W4 vs the CPU decoder, graphs;
+#    3b: the fp16 layer stack in C++, bench_decoder --prefill 128, a same-run fp16 decode baseline)
+# Each step is time-boxed so the logs of the finished steps come back whatever happens. Logs under $OUT; summary last.
+# From the repo root (carrying .device node_modules/node-addon-api node_modules/node-api-headers):
+#   source .device/bootstrap.sh; bash libs/native/scripts/device-w4k.sh
+# The lead's reproduction of the W4 vs fp16 engine table (steps 1 and 4 only; give the call 600 s):
+#   ENGINE_ONLY=1 bash libs/native/scripts/device-w4k.sh      -> $OUT/engine-w4-default.md (the default policy: fused)
+#   and engine-w4-env1.md (LMFLEET_W4A16_GEMV=2), each a w4_table.py table: fp16 vs W4A16 ms/step in this run
+# Env: ENGINE_ONLY=1 (no tests/bench); TB_ENV (test_backend's second run, default LMFLEET_W4A16_GEMV=0);
+#   W4_ENVS (space-separated engine runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=2", the best GEMV beside the
+#   default fused kernel); SKIP_FP16=1 (no fp16 model/run); FP16_TIMEOUT (s, default 300: loading the 12.5 GB fp16
+#   model took > 60 s in both calls that tried it, so a call under ~400 s gets no fp16 engine row; then the fp16 C++
+#   layer stack of step 3b is the same-run baseline); NEW (new tokens, default 64); SKIP_ENGINE=1; SKIP_BACKEND=1; COMMIT
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+OUT=${OUT:-/tmp/lmf-device-out}
+mkdir -p "$OUT"
+cd "$ROOT"
+T0=$(date +%s)
+el() { echo "$(( $(date +%s) - T0 )) s"; }
+NEW=${NEW:-64}
+W4_ENVS=${W4_ENVS:-"LMFLEET_W4A16_GEMV=2"}
+MODEL=/tmp/lmf-random-7b-32
+W4MODEL=/tmp/lmf-random-7b-32-awq128
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+BUILD=libs/native/build/cuda
+B=libs/native/build/device-test
+unset LMFLEET_W4A16_GEMV LMFLEET_W4A16_GEMV_ROWS LMFLEET_W4A16_GEMV_SPLIT LMFLEET_W4A16_GEMV_UNROLL LMFLEET_W4A16_WARPS
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+
+if [ "${SKIP_ENGINE:-0}" != 1 ]; then
+  { cmake -S libs/native -B $BUILD -DLMFLEET_VARIANT=cuda -DCMAKE_BUILD_TYPE=Release \
+      -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
+      -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8; } > "$OUT/addon-build.log" 2>&1 &
+  ADDON_PID=$!
+  { [ -f "$W4MODEL/config.json" ] || python3 test/bench/make_random_model.py "$W4MODEL" --layers 32 --awq-group 128
+    [ "${SKIP_FP16:-0}" = 1 ] || [ -f "$MODEL/config.json" ] || python3 test/bench/make_random_model.py "$MODEL" --layers 32; } \
+    > "$OUT/make_models.log" 2>&1 &
+  MODELS_PID=$!
+fi
+if [ "${ENGINE_ONLY:-0}" != 1 ]; then
+SKIP_TESTS=1 bash libs/native/scripts/device-test.sh > "$OUT/device-test-build.txt" 2>&1
+echo "test build rc $? ($(el))"; grep -e FAILED -e "spill" "$OUT/device-test-build.txt" | head -5
+
+LMF_TEST_ONLY=w4 timeout 60 $B/test_kernels > "$OUT/test_kernels.log" 2>&1
+echo "test_kernels (w4) rc $? ($(el)): $(tail -1 "$OUT/test_kernels.log")"
+LMF_BENCH_W4_ONLY=1 timeout 60 $B/bench_decoder > "$OUT/bench_w4.log" 2>&1
+echo "bench_decoder (w4) rc $? ($(el))"
+
+if [ "${SKIP_BACKEND:-0}" != 1 ]; then
+  timeout 40 $B/test_backend > "$OUT/test_backend.log" 2>&1
+  echo "test_backend (default policy) rc $? ($(el)): $(tail -1 "$OUT/test_backend.log")"
+  TB_ENV=${TB_ENV:-LMFLEET_W4A16_GEMV=0}
+  env $TB_ENV timeout 40 $B/test_backend > "$OUT/test_backend_env.log" 2>&1
+  echo "test_backend $TB_ENV rc $? ($(el)): $(tail -1 "$OUT/test_backend_env.log")"
+fi
+# 3b. the fp16 layer stack in C++ (bench_decoder: graphs, our kernels + cuBLAS, no scheduler): an fp16 decode baseline in
+# this run even if the fp16 engine run below does not finish
+LMF_BENCH_W4=0 timeout 40 $B/bench_decoder --prefill 128 > "$OUT/bench_fp16_stack.log" 2>&1
+echo "bench_decoder fp16 stack rc $? ($(el)): $(grep '^| batch' "$OUT/bench_fp16_stack.log" | cut -d'|' -f2,4 | tr '\n' ' ')"
+fi  # ENGINE_ONLY
+
+if [ "${SKIP_ENGINE:-0}" != 1 ]; then
+  wait $ADDON_PID; echo "addon build rc $? ($(el))"
+  wait $MODELS_PID; echo "models rc $? ($(el)): $(grep wrote "$OUT/make_models.log" | tr '\n' ' ')"
+  ADDON=$(find $BUILD -name lmfleet_native.node | head -1)
+  [ -n "$ADDON" ] || tail -20 "$OUT/addon-build.log"
+  EB="--batches 1,16,64 --new $NEW --prefill 0"
+  timeout 45 node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-default.log" 2>&1
+  echo "engine W4 default policy rc $? ($(el))"
+  i=0
+  for e in $W4_ENVS; do
+    i=$((i + 1))
+    timeout 45 env ${e//,/ } node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-env$i.log" 2>&1
+    echo "engine W4 $e rc $? ($(el))"
+  done
+  if [ "${SKIP_FP16:-0}" != 1 ]; then  # last: loading 12.5 GB of fp16 safetensors took > 60 s once (page cache busy)
+    timeout "${FP16_TIMEOUT:-300}" node test/bench/engine-bench.js "$ADDON" "$MODEL" $EB > "$OUT/engine-fp16.log" 2>&1
+    echo "engine fp16 rc $? ($(el))"
+  fi
+fi
+
+echo "== summary ($(el)) =="
+grep -e FAIL -e ERROR "$OUT/test_kernels.log" 2>/dev/null | head -8
+echo "w4 rows: $(grep -c '^w4a16.*PASS' "$OUT/test_kernels.log") PASS, $(grep '^w4a16' "$OUT/test_kernels.log" | grep -vc PASS) not"
+grep -e "W4A16" "$OUT/test_backend.log" 2>/dev/null | cut -c1-160
+for f in "$OUT"/engine-w4-*.log; do echo "-- $(basename "$f"): $(grep "addon engine batch" "$f" | cut -d';' -f1 | sed 's/addon engine //' | tr '\n' ' ')"; done
+sed -n '/graph-timed, one 7B layer.s 4 linears/,$p' "$OUT/bench_w4.log" | grep -v '^$' | grep -v "^|---" | cut -c1-230
+CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+if grep -q ADDON_JSON "$OUT/engine-fp16.log" 2>/dev/null; then
+  for f in "$OUT"/engine-w4-*.log; do
+    echo "-- $(basename "$f")"
+    python3 test/bench/w4_table.py "$OUT/engine-fp16.log" "$f" --card "$CARD" --commit "${COMMIT:-unknown}" 2>&1 | grep "^| decode" > "$OUT/$(basename "$f" .log).md"
+    cat "$OUT/$(basename "$f" .log).md"
+  done
+fi
