@@ -82,11 +82,16 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
     if (id < 0 || id >= c.vocab)
       fail(ErrorCode::InvalidArgument, "token id " + std::to_string(id) + " is outside [0, " + std::to_string(c.vocab) + ")");
   if ((int)kv.peers.size() != tp - 1) fail(ErrorCode::Internal, "decoder: the KV cache has no view for every tensor-parallel rank");
+  // Every rank ends with the whole [R, vocab] logits (all-gathered); rank 0's buffer is the answer. On cuda that is
+  // the rank's CudaDecoder buffer, not this decoder's logits_ (which only the cpu path writes).
+  const Buffer* out = nullptr;
   m_.rank_threads().run(m_.collective(), [&](int r) {
     Model& rm = m_.rank(r);
-    model_decoder(rm).forward_rank(b, r == 0 ? kv : kv.peers[(size_t)r - 1]);
+    const Buffer& l = model_decoder(rm).forward_rank(b, r == 0 ? kv : kv.peers[(size_t)r - 1]);
+    if (r == 0) out = &l;
   });
-  return logits_;
+  if (!out) fail(ErrorCode::Internal, "decoder: rank 0 returned no logits");
+  return *out;
 }
 
 const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
