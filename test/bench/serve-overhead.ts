@@ -7,7 +7,8 @@
 // alternate requests between the engine in-process, this checkout and the baseline: before and after in one run.
 // Without --model it writes a tiny random Qwen2 (hidden 64, 2 layers): the engine's own time is then small and the
 // difference is the platform's. Needs Postgres and Redis (DATABASE_URL / REDIS_URL or 127.0.0.1 defaults).
-// Per request: TTFT = request sent -> first content token received; per-token = (last token - first token) /
+// Per request: TTFT = request sent -> first text received (in-process: the first output with text; a first token
+// that decodes to no text on its own shows nothing yet); per-token = (last token - first token) /
 // (tokens - 1). In-process TTFT starts before tokenization (the worker tokenizes too), so both count the same work.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -56,7 +57,8 @@ async function inProcess(engine: ServingEngine, k: number): Promise<Sample> {
     const n = out.tokenIds?.length ?? 0;
     if (!n) continue;
     const now = performance.now();
-    if (!tokens) first = now;
+    // The first text, as the API path counts it (a first token that decodes to no text on its own shows nothing).
+    if (!first && out.text) first = now;
     last = now;
     tokens += n;
   }

@@ -105,7 +105,8 @@ describe('serving API (real Postgres + Redis)', () => {
     const key = serveKeys.stream(env.config.queuePrefix, req.requestId);
     const add = (e: object) => redis.xadd(key, '*', 'e', JSON.stringify(e));
     await add({ t: 'start', promptTokens: 2, workerId: 'w' });
-    await add({ t: 'delta', i: 0, text: 'abc', tokens: 3 });
+    // One entry may carry several events (a token without text of its own goes with the next one), in order.
+    await redis.xadd(key, '*', 'e', JSON.stringify({ t: 'delta', i: 0, text: '', tokens: 1 }), 'e', JSON.stringify({ t: 'delta', i: 0, text: 'abc', tokens: 2 }));
     await add({ t: 'done', i: 0, finishReason: 'length', completionTokens: 3 });
     await add({ t: 'end', promptTokens: 2, completionTokens: 3 });
     const r = await pending;

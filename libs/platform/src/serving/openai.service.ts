@@ -308,6 +308,7 @@ export class OpenAIService {
         if (ev.t === 'start') {
           start = ev;
           if (o.stream) {
+            // The headers go out now (the prompt fits), so the client parses them while the engine computes the first token.
             res.status(200);
             res.setHeader('Content-Type', o.ndjson ? 'application/x-ndjson' : 'text/event-stream; charset=utf-8');
             res.setHeader('Cache-Control', 'no-cache, no-transform');
@@ -335,7 +336,10 @@ export class OpenAIService {
         }
         if (ev.t === 'end') end = ev;
         if (o.stream) {
-          for (const c of o.chunker.push(ev)) res.write(o.ndjson ? JSON.stringify(c) + '\n' : `data: ${JSON.stringify(c)}\n\n`);
+          // One write per event (the first delta of a chat is two chunks: role, then content): one packet, one wake-up.
+          let text = '';
+          for (const c of o.chunker.push(ev)) text += o.ndjson ? JSON.stringify(c) + '\n' : `data: ${JSON.stringify(c)}\n\n`;
+          if (text) res.write(text);
         } else {
           collector.push(ev);
         }

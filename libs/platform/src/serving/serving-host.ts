@@ -183,10 +183,19 @@ export class ServingHost {
     const started = Date.now();
     const h = this.hosted.get(r.deploymentName);
     // Events go out without waiting for each XADD (one connection keeps them in order, auto-pipelining batches
-    // them); the last event of a request waits for all of them and reports a failure of any.
+    // them); the last event of a request waits for all of them and reports a failure of any. A token that does not
+    // decode to text on its own (the first token of a reply often is one) waits for the next event and shares its
+    // stream entry: the client has nothing to show from it, and so the API wakes once and sends one packet for both.
     let publishFailed: unknown;
+    let held: StreamEvent[] = [];
     const emit = (ev: StreamEvent): Promise<void> => {
-      const p = this.tokens.publish(r.requestId, ev).catch((e) => {
+      if (ev.t === 'delta' && !ev.text && !ev.logprobs?.length) {
+        held.push(ev);
+        return Promise.resolve();
+      }
+      const batch = held.length ? [...held, ev] : ev;
+      held = [];
+      const p = this.tokens.publish(r.requestId, batch).catch((e) => {
         publishFailed ??= e;
       });
       if (ev.t !== 'end' && ev.t !== 'error') return Promise.resolve();
@@ -360,8 +369,8 @@ export class ServingHost {
         const ev: StreamEvent = { t: 'delta', i: index, text, tokens: out.tokenIds.length };
         if (out.logprobs?.length) ev.logprobs = out.logprobs.map((lp) => toStreamLogprob(engine, lp));
         await emit(ev);
-        if (!flushedFirst && out.tokenIds.length) {
-          // Let the first token leave now, even when more outputs are already queued behind it.
+        if (!flushedFirst && (text || ev.logprobs?.length)) {
+          // Let the first text leave now, even when more outputs are already queued behind it.
           flushedFirst = true;
           await new Promise((res) => setImmediate(res));
         }
