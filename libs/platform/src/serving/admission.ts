@@ -11,16 +11,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 `;
 
+/** ioredis custom command: EVALSHA (the script's text crosses the wire once per connection, not per request). */
+const COMMAND = 'lmfleetAdmissionAcquire';
+type WithAcquire = IORedis & { [COMMAND](key: string, now: string, expiry: string, limit: string, member: string, ttl: string): Promise<number> };
+
 export class Admission {
   constructor(
     private readonly redis: IORedis,
     private readonly ttlMs = 15 * 60_000,
-  ) {}
+  ) {
+    if (!(COMMAND in redis)) redis.defineCommand(COMMAND, { numberOfKeys: 1, lua: ACQUIRE });
+  }
 
   /** True when admitted; false when `limit` requests are already in. */
   async acquire(key: string, member: string, limit: number): Promise<boolean> {
     const now = Date.now();
-    const r = await this.redis.eval(ACQUIRE, 1, key, String(now), String(now + this.ttlMs), String(limit), member, String(this.ttlMs));
+    const r = await (this.redis as WithAcquire)[COMMAND](key, String(now), String(now + this.ttlMs), String(limit), member, String(this.ttlMs));
     return r === 1;
   }
 
