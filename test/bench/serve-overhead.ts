@@ -188,7 +188,7 @@ async function main(): Promise<void> {
         const s = st ? await throughApi(st.url, st.model, r) : await inProcess(engine, r);
         if (r >= WARMUP) samples.get(which)!.push(s);
       }
-      for (const st of stacks) {
+      for (const st of stacks.map((_, i) => stacks[(i + r) % stacks.length])) {
         // Floors of any request on this machine: GET /v1/models (one Postgres read) and a chat request for an unknown
         // model (middleware + validation + the cached lookup; no Postgres, no queue).
         const h0 = performance.now();

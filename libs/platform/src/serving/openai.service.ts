@@ -100,7 +100,7 @@ export class OpenAIService {
 
   /** GET /v1/models */
   async models() {
-    const all = await this.deployments.list();
+    const all = await this.deployments.listRows();
     return {
       object: 'list' as const,
       data: all.map((d) => ({ id: d.name, object: 'model' as const, created: Math.floor(d.createdAt.getTime() / 1000), owned_by: 'lmfleet', root: d.versionId, parent: null })),
@@ -217,7 +217,7 @@ export class OpenAIService {
   private async deployment(model: string | undefined, kind: ServeKind): Promise<DeploymentEntity> {
     let dep: DeploymentEntity | null;
     if (model === undefined) {
-      const all = await this.deployments.list();
+      const all = await this.deployments.listRows();
       if (all.length !== 1) {
         this.events.emit({ type: 'rejected', deployment: null, kind, status: 400 });
         throw new InvalidInputError(`model is required when ${all.length} deployments are served`, { param: 'model' });
