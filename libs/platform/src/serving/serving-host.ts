@@ -215,11 +215,16 @@ export class ServingHost {
     }
     const controller = new AbortController();
     this.running.set(r.requestId, { controller });
-    // Cancelled while it waited (the flag) or from now on (pub/sub): checked alongside tokenization, not before it.
-    void this.tokens
-      .isCancelled(r.requestId)
-      .then((c) => c && controller.abort('cancelled'))
-      .catch(() => undefined);
+    // Cancelled while it waited (the flag) or from now on (pub/sub), or never admitted (the API enqueued it beside its
+    // admission and then found the bound reached; it has answered 429): checked alongside tokenization, not before it.
+    const admitKey = serveKeys.admission(this.config.queuePrefix, r.deploymentName);
+    const checked = Promise.all([this.tokens.isCancelled(r.requestId), this.tokens.redis.zscore(admitKey, r.requestId)])
+      .then(([cancelled, slot]) => {
+        if (cancelled) controller.abort('cancelled');
+        else if (slot === null) controller.abort('not admitted');
+        return cancelled || slot !== null;
+      })
+      .catch(() => true);
     h.active++;
     let timing: TimingParts = { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, finishReason: 'error', error: null };
     try {
@@ -236,7 +241,8 @@ export class ServingHost {
       h.active--;
     }
     timing.totalMs = Date.now() - r.enqueuedAt;
-    void this.record(r, h, timing);
+    // A request the API refused (429) was never a request: no timings row (also when it ended before the check did).
+    void checked.then((admitted) => (admitted ? this.record(r, h, timing) : undefined));
   }
 
   private async runRequest(engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent) => Promise<void>): Promise<TimingParts> {
@@ -433,9 +439,10 @@ export function checkLength(sessionLen: number, promptTokens: number, maxTokens:
   return maxTokens;
 }
 
-/** A request cut short because the worker is shutting down ends in an error (503), not in a normal finish. */
+/** A request cut short because the worker is shutting down, or found not admitted, ends in an error (503), not in a normal finish. */
 function assertNotShutDown(signal: AbortSignal): void {
   if (signal.aborted && signal.reason === 'shutdown') throw new UnavailableError('worker-infer shut down during the request; retry it');
+  if (signal.aborted && signal.reason === 'not admitted') throw new UnavailableError('the request holds no admission slot (refused, or waited past its expiry); retry it');
 }
 
 function worstFinish(all: FinishReason[]): FinishReason {
