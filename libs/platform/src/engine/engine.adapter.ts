@@ -98,6 +98,8 @@ export interface ServingChat {
 export interface ServingEngine {
   readonly sessionLen: number;
   readonly maxBatchSize: number;
+  /** The KV cache it runs with: 'float', or 'int8 online', 'int4 calibrated (<dir>)', ... (a workspace's own with kvPolicy auto). */
+  readonly kvCache: string;
   /** Chat messages through the model's chat template, with the generation prompt. */
   encodeChat(messages: ServingMessage[]): number[];
   /** A plain prompt (with the tokenizer's BOS). */
@@ -206,9 +208,11 @@ export class LmfleetEngineAdapter implements EngineAdapter {
       }),
     );
     const tokenTexts = new Map<number, string>();
+    const kv = engine.kvQuant;
     return {
       sessionLen: engine.sessionLen,
       maxBatchSize: engine.maxBatchSize,
+      kvCache: kv.quantPolicy ? `int${kv.quantPolicy} ${kv.mode}` : 'float',
       encodeChat: (messages) => engine.encodePrompt(messages),
       encodeText: (text) => engine.encodePrompt(text),
       stopIds: (chat) => engine.defaultStopIds(chat),

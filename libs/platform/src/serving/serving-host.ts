@@ -103,7 +103,7 @@ export class ServingHost {
         ...(h.error ? { error: h.error } : {}),
         activeRequests: h.active,
         maxBatchSize: h.engine?.maxBatchSize ?? h.dep.maxBatchSize,
-        ...(h.engine ? { sessionLen: h.engine.sessionLen } : {}),
+        ...(h.engine ? { sessionLen: h.engine.sessionLen, kvCache: h.engine.kvCache } : {}),
         ...(engine ? { engine } : {}),
       };
     });

@@ -14,6 +14,8 @@ export interface LoadedDeployment {
   activeRequests?: number;
   maxBatchSize?: number;
   sessionLen?: number;
+  /** The KV cache the worker's engine runs it with ('float', 'int8 online', 'int4 calibrated (<dir>)', ...). */
+  kvCache?: string;
   /** The engine's own counters (KV blocks, running/waiting sequences). */
   engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number };
 }
