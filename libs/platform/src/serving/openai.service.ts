@@ -289,7 +289,7 @@ export class OpenAIService {
     if (this.admission.roomy(admitKey, dep.maxPending)) {
       // Far below the bound when last seen: admit and enqueue in one round trip instead of two. Both go out on one
       // connection, the admission first, so Redis has decided it before the job exists; if the bound was reached
-      // meanwhile, the job is removed, and a worker that took it first finds it not admitted and drops it unrun
+      // meanwhile, the job is removed, and a worker that took it first finds it not admitted and stops it, unrecorded
       // (ServingHost). Near the bound (where 429s happen) the enqueue waits for the admission, so no job is made.
       const acquired = this.admission.acquire(admitKey, req.requestId, dep.maxPending, { ordered: true });
       added = enqueue();
