@@ -1,10 +1,14 @@
 // Serving overhead: time to first token (TTFT) and per-token latency through the API and queue (HTTP -> BullMQ ->
 // worker-infer -> Redis Stream -> SSE) against the same engine called in-process, same model, same engine options,
 // same run. Requests go one at a time, alternating between the two paths, so both see the same machine load.
-//   node --require ./test/e2e/register.js test/bench/serve-overhead.ts [--model DIR] [--rounds 40] [--tokens 32] [--backend cpu]
+//   node --require ./test/e2e/register.js test/bench/serve-overhead.ts [--model DIR] [--rounds 40] [--tokens 32] [--backend cpu] [--baseline ROOT]
+// --baseline ROOT: also start an API + worker-infer from another checkout (e.g. `git worktree add --detach /tmp/base
+// <commit>`, with its node_modules and libs/native/build linked in) on its own database and Redis prefix, and
+// alternate requests between the engine in-process, this checkout and the baseline: before and after in one run.
 // Without --model it writes a tiny random Qwen2 (hidden 64, 2 layers): the engine's own time is then small and the
 // difference is the platform's. Needs Postgres and Redis (DATABASE_URL / REDIS_URL or 127.0.0.1 defaults).
-// Per request: TTFT = request sent -> first content token received; per-token = (last token - first token) /
+// Per request: TTFT = request sent -> first text received (in-process: the first output with text; a first token
+// that decodes to no text on its own shows nothing yet); per-token = (last token - first token) /
 // (tokens - 1). In-process TTFT starts before tokenization (the worker tokenizes too), so both count the same work.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -53,7 +57,8 @@ async function inProcess(engine: ServingEngine, k: number): Promise<Sample> {
     const n = out.tokenIds?.length ?? 0;
     if (!n) continue;
     const now = performance.now();
-    if (!tokens) first = now;
+    // The first text, as the API path counts it (a first token that decodes to no text on its own shows nothing).
+    if (!first && out.text) first = now;
     last = now;
     tokens += n;
   }
@@ -96,27 +101,41 @@ async function throughApi(url: string, model: string, k: number): Promise<Sample
   return { ttftMs: first - t0, perTokenMs: usageTokens > 1 ? (last - first) / (usageTokens - 1) : NaN, tokens: usageTokens };
 }
 
-async function main(): Promise<void> {
+/** One platform (API + worker-infer) serving the model, from this checkout or from `--baseline ROOT`. */
+interface Stack {
+  label: string;
+  url: string;
+  model: string;
+  databaseUrl: string;
+  procs: AppProcess[];
+  cleanup(): Promise<void>;
+}
+
+async function startStack(label: string, root: string | undefined, modelSrc: string | undefined, logDir: string): Promise<Stack & { modelDir: string }> {
   const env = await createTestEnv({ ENGINE_BACKEND: BACKEND, SERVE_DEPLOYMENT_POLL_MS: '300' });
-  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-bench-overhead-'));
   const procs: AppProcess[] = [];
-  let engine: ServingEngine | undefined;
+  const stack = { label, url: '', model: 'bench', databaseUrl: env.databaseUrl, procs, modelDir: '', cleanup: async () => {
+    await Promise.all(procs.map((p) => stopApp(p)));
+    if (process.env.BENCH_SHOW_LOGS) for (const p of procs) console.log(`--- ${label} ${p.name}\n${p.log().slice(-4000)}`);
+    await env.cleanup();
+  } };
   try {
-    let modelDir = opt('model', '');
-    if (!modelDir) {
+    let modelDir: string;
+    if (!modelSrc) {
       modelDir = path.join(env.modelRoot, 'tiny-qwen2');
       writeTinyModel(modelDir, { arch: 'qwen2', seed: 7, hiddenSize: 64, numLayers: 2, intermediateSize: 128 });
     } else {
-      const link = path.join(env.modelRoot, path.basename(modelDir));
-      fs.cpSync(path.resolve(modelDir), link, { recursive: true });
-      modelDir = link;
+      modelDir = path.join(env.modelRoot, path.basename(modelSrc));
+      fs.cpSync(path.resolve(modelSrc), modelDir, { recursive: true });
     }
+    stack.modelDir = modelDir;
     const port = await freePort();
     const base = { ...env.env, PORT: String(port) };
-    procs.push(startApp('api', 'api', base, logDir));
+    procs.push(startApp('api', `${label}-api`, base, logDir, root));
     const url = `http://127.0.0.1:${port}`;
-    await waitFor(async () => (await fetch(`${url}/health`)).status === 200, 'api', 60_000, 200);
-    procs.push(startApp('worker-infer', 'worker-infer', { ...base, WORKER_NAME: 'bench-infer' }, logDir));
+    stack.url = url;
+    await waitFor(async () => (await fetch(`${url}/health`)).status === 200, `${label} api`, 120_000, 200);
+    procs.push(startApp('worker-infer', `${label}-worker-infer`, { ...base, WORKER_NAME: `bench-infer-${label}` }, logDir, root));
     const post = async (p: string, body: unknown) => {
       const r = await fetch(url + p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       const j = (await r.json()) as any;
@@ -124,73 +143,119 @@ async function main(): Promise<void> {
       return j;
     };
     const reg = await post('/models', { path: modelDir });
-    const model = 'bench';
-    await post('/deployments', { name: model, versionId: reg.version.id, maxBatchSize: MAX_BATCH, sessionLen: SESSION_LEN });
-    await waitFor(async () => (((await (await fetch(`${url}/deployments/${model}`)).json()) as any).workers ?? []).some((w: { state: string }) => w.state === 'ready'), 'deployment ready', 300_000, 250);
-    engine = await new LmfleetEngineAdapter().loadServing(modelDir, { backend: BACKEND, maxBatchSize: MAX_BATCH, sessionLen: SESSION_LEN });
+    await post('/deployments', { name: stack.model, versionId: reg.version.id, maxBatchSize: MAX_BATCH, sessionLen: SESSION_LEN });
+    await waitFor(async () => (((await (await fetch(`${url}/deployments/${stack.model}`)).json()) as any).workers ?? []).some((w: { state: string }) => w.state === 'ready'), `${label} deployment ready`, 300_000, 250);
+    return stack;
+  } catch (e) {
+    await stack.cleanup();
+    throw e;
+  }
+}
 
-    const local: Sample[] = [];
-    const api: Sample[] = [];
-    const httpFloor: number[] = [];
+/** An HTTP round trip through the API's middleware, validation and model lookup that touches no queue (404). */
+async function validationFloor(url: string, k: number): Promise<number> {
+  const t0 = performance.now();
+  const r = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'no-such-model', messages: messages(k), max_tokens: TOKENS, temperature: 0, ignore_eos: true, stream: true }),
+  });
+  await r.text();
+  if (r.status !== 404) throw new Error(`floor probe: expected 404, got ${r.status}`);
+  return performance.now() - t0;
+}
+
+async function main(): Promise<void> {
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lmfleet-bench-overhead-'));
+  const baselineRoot = opt('baseline', '');
+  const stacks: Array<Stack & { modelDir: string }> = [];
+  let engine: ServingEngine | undefined;
+  try {
+    const modelSrc = opt('model', '') || undefined;
+    stacks.push(await startStack('this', undefined, modelSrc, logDir));
+    if (baselineRoot) stacks.push(await startStack('baseline', path.resolve(baselineRoot), modelSrc, logDir));
+    engine = await new LmfleetEngineAdapter().loadServing(stacks[0].modelDir, { backend: BACKEND, maxBatchSize: MAX_BATCH, sessionLen: SESSION_LEN });
+
+    const paths = ['local', ...stacks.map((s) => s.label)];
+    const samples = new Map<string, Sample[]>(paths.map((p) => [p, []]));
+    const modelsFloor = new Map<string, number[]>(stacks.map((s) => [s.label, []]));
+    const floor404 = new Map<string, number[]>(stacks.map((s) => [s.label, []]));
     for (let r = 0; r < WARMUP + ROUNDS; r++) {
-      // Alternate which path goes first, so neither always follows the other.
-      const order = r % 2 === 0 ? ['local', 'api'] : ['api', 'local'];
+      // Rotate which path goes first, so none always follows another.
+      const order = paths.map((_, i) => paths[(i + r) % paths.length]);
       for (const which of order) {
-        const s = which === 'local' ? await inProcess(engine, r) : await throughApi(url, model, r);
-        if (r >= WARMUP) (which === 'local' ? local : api).push(s);
+        const st = stacks.find((s) => s.label === which);
+        const s = st ? await throughApi(st.url, st.model, r) : await inProcess(engine, r);
+        if (r >= WARMUP) samples.get(which)!.push(s);
       }
-      // The floor of any request on this machine: an HTTP round trip to the API that touches no queue.
-      const h0 = performance.now();
-      await (await fetch(`${url}/v1/models`)).text();
-      if (r >= WARMUP) httpFloor.push(performance.now() - h0);
+      for (const st of stacks.map((_, i) => stacks[(i + r) % stacks.length])) {
+        // Floors of any request on this machine: GET /v1/models (one Postgres read) and a chat request for an unknown
+        // model (middleware + validation + the cached lookup; no Postgres, no queue).
+        const h0 = performance.now();
+        await (await fetch(`${st.url}/v1/models`)).text();
+        const h = performance.now() - h0;
+        const v = await validationFloor(st.url, r);
+        if (r >= WARMUP) {
+          modelsFloor.get(st.label)!.push(h);
+          floor404.get(st.label)!.push(v);
+        }
+      }
     }
-    const row = (name: string, xs: Sample[], f: (s: Sample) => number) => {
+    const row = (xs: Sample[], f: (s: Sample) => number) => {
       const v = xs.map(f).filter(Number.isFinite);
-      return { name, p50: q(v, 0.5), p90: q(v, 0.9) };
+      return { p50: q(v, 0.5), p90: q(v, 0.9) };
     };
-    const ttftL = row('in-process', local, (s) => s.ttftMs);
-    const ttftA = row('API + queue', api, (s) => s.ttftMs);
-    const tokL = row('in-process', local, (s) => s.perTokenMs);
-    const tokA = row('API + queue', api, (s) => s.perTokenMs);
+    const local = samples.get('local')!;
+    const ttftL = row(local, (s) => s.ttftMs);
+    const tokL = row(local, (s) => s.perTokenMs);
     const f = (n: number) => n.toFixed(2).padStart(8);
+    const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
     const lines = [
-      `serve overhead: ${ROUNDS} requests per path (after ${WARMUP} warm-up), ${TOKENS} greedy tokens each, one at a time, backend ${BACKEND}, model ${path.basename(modelDir)}, ${os.cpus().length} CPUs`,
+      `serve overhead: ${ROUNDS} requests per path (after ${WARMUP} warm-up), ${TOKENS} greedy tokens each, one at a time, backend ${BACKEND}, model ${path.basename(stacks[0].modelDir)}, ${os.cpus().length} CPUs, load average at the end ${load}`,
+      baselineRoot ? `paths: in-process engine; "this" = API + queue from this checkout; "baseline" = API + queue from ${baselineRoot}; rounds rotate the order` : '',
       '',
-      '| metric (ms)            |   p50    |   p90    |',
-      '| ---------------------- | -------- | -------- |',
-      `| TTFT in-process        | ${f(ttftL.p50)} | ${f(ttftL.p90)} |`,
-      `| TTFT API + queue       | ${f(ttftA.p50)} | ${f(ttftA.p90)} |`,
-      `| TTFT added             | ${f(ttftA.p50 - ttftL.p50)} | ${f(ttftA.p90 - ttftL.p90)} |`,
-      `| per token in-process   | ${f(tokL.p50)} | ${f(tokL.p90)} |`,
-      `| per token API + queue  | ${f(tokA.p50)} | ${f(tokA.p90)} |`,
-      `| per token added        | ${f(tokA.p50 - tokL.p50)} | ${f(tokA.p90 - tokL.p90)} |`,
-      '',
-      `targets at p50: added TTFT < 5 ms: ${ttftA.p50 - ttftL.p50 < 5 ? 'met' : 'NOT met'} (${((ttftA.p50 - ttftL.p50) / 5 * 100).toFixed(0)}% of the limit); ` +
-        `added per token < 0.5 ms: ${tokA.p50 - tokL.p50 < 0.5 ? 'met' : 'NOT met'} (${((tokA.p50 - tokL.p50) / 0.5 * 100).toFixed(0)}% of the limit)`,
-      `HTTP round trip without the queue (GET /v1/models, one Postgres read): p50 ${q(httpFloor, 0.5).toFixed(2)} ms, p90 ${q(httpFloor, 0.9).toFixed(2)} ms`,
-      `tokens per request: in-process ${q(local.map((s) => s.tokens), 0.5)}, API ${q(api.map((s) => s.tokens), 0.5)}`,
+      '| metric (ms)                       |   p50    |   p90    |',
+      '| --------------------------------- | -------- | -------- |',
+      `| TTFT in-process                   | ${f(ttftL.p50)} | ${f(ttftL.p90)} |`,
     ];
-    // Where the API path's first-token time goes: the worker's own timings in request_timings (ms after the API
-    // built the request, just before admission and enqueue).
-    const pg = new Client({ connectionString: env.databaseUrl });
-    await pg.connect();
-    const t = (await pg.query<{ queued_ms: number; ttft_ms: number }>('SELECT queued_ms, ttft_ms FROM request_timings WHERE deployment_name = $1 ORDER BY created_at', [model])).rows.slice(WARMUP);
-    await pg.end();
-    const queued = q(t.map((r) => r.queued_ms), 0.5);
-    const wttft = q(t.map((r) => r.ttft_ms), 0.5);
-    lines.push(
-      `API path breakdown (p50, worker clock = API clock, same host): request built -> worker picked it up ${queued.toFixed(2)} ms ` +
-        `(admission + BullMQ add + pickup); -> first token in the worker ${wttft.toFixed(2)} ms; the rest of the client's ${ttftA.p50.toFixed(2)} ms ` +
-        `is HTTP + validation before, and the Redis Stream + SSE relay after`,
-    );
-    console.log(lines.join('\n'));
-    console.log(`OVERHEAD_JSON ${JSON.stringify({ rounds: ROUNDS, tokens: TOKENS, backend: BACKEND, ttft: { local: ttftL, api: ttftA }, perToken: { local: tokL, api: tokA } })}`);
+    const json: Record<string, unknown> = { rounds: ROUNDS, tokens: TOKENS, backend: BACKEND, loadavg: os.loadavg(), ttft: { local: ttftL }, perToken: { local: tokL } };
+    const pg = (st: Stack) => new Client({ connectionString: st.databaseUrl });
+    const summary: string[] = [];
+    for (const st of stacks) {
+      const api = samples.get(st.label)!;
+      const ttftA = row(api, (s) => s.ttftMs);
+      const tokA = row(api, (s) => s.perTokenMs);
+      const added = ttftA.p50 - ttftL.p50;
+      const addedTok = tokA.p50 - tokL.p50;
+      const pad = (s: string) => s.padEnd(33);
+      lines.push(
+        `| ${pad(`TTFT API + queue (${st.label})`)} | ${f(ttftA.p50)} | ${f(ttftA.p90)} |`,
+        `| ${pad(`**TTFT added (${st.label})**`)} | ${f(added)} | ${f(ttftA.p90 - ttftL.p90)} |`,
+      );
+      (json.ttft as Record<string, unknown>)[st.label] = ttftA;
+      (json.perToken as Record<string, unknown>)[st.label] = tokA;
+      const c = pg(st);
+      await c.connect();
+      const t = (await c.query<{ queued_ms: number; ttft_ms: number }>('SELECT queued_ms, ttft_ms FROM request_timings WHERE deployment_name = $1 ORDER BY created_at', [st.model])).rows.slice(WARMUP);
+      await c.end();
+      summary.push(
+        `${st.label}: added TTFT < 5 ms: ${added < 5 ? 'met' : 'NOT met'} (${((added / 5) * 100).toFixed(0)}% of the limit); added per token < 0.5 ms: ${addedTok < 0.5 ? 'met' : 'NOT met'} (${addedTok.toFixed(2)} ms); ` +
+          `floors p50: GET /v1/models ${q(modelsFloor.get(st.label)!, 0.5).toFixed(2)} ms, chat for an unknown model (404) ${q(floor404.get(st.label)!, 0.5).toFixed(2)} ms; ` +
+          `worker clock (ms resolution): request built -> picked up ${q(t.map((r) => r.queued_ms), 0.5).toFixed(1)} ms, -> first token ${q(t.map((r) => r.ttft_ms), 0.5).toFixed(1)} ms`,
+      );
+    }
+    lines.push(`| per token in-process              | ${f(tokL.p50)} | ${f(tokL.p90)} |`);
+    for (const st of stacks) {
+      const tokA = row(samples.get(st.label)!, (s) => s.perTokenMs);
+      lines.push(`| ${`per token added (${st.label})`.padEnd(33)} | ${f(tokA.p50 - tokL.p50)} | ${f(tokA.p90 - tokL.p90)} |`);
+    }
+    lines.push('', ...summary, `tokens per request (p50): ${paths.map((p) => `${p} ${q(samples.get(p)!.map((s) => s.tokens), 0.5)}`).join(', ')}`);
+    console.log(lines.filter((l, i) => l !== '' || i > 1).join('\n'));
+    console.log(`OVERHEAD_JSON ${JSON.stringify(json)}`);
   } finally {
     await engine?.dispose();
-    await Promise.all(procs.map((p) => stopApp(p)));
-    if (process.env.BENCH_SHOW_LOGS) for (const p of procs) console.log(`--- ${p.name}\n${p.log().slice(-4000)}`);
+    for (const st of stacks) await st.cleanup();
     fs.rmSync(logDir, { recursive: true, force: true });
-    await env.cleanup();
   }
 }
 

@@ -1,5 +1,6 @@
 // The lmfleet CLI in remote mode (`--api URL`) against the API and one worker-quant running as real
-// processes on real Postgres and Redis: `eval ppl --json` and `lite calibrate` run as platform jobs.
+// processes on real Postgres and Redis: `eval ppl --json`, `lite calibrate` and `convert` (with KV-cache flags) run as
+// platform jobs.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -98,6 +99,33 @@ describe('e2e: lmfleet CLI --api against api + worker-quant processes', () => {
     expect(job).toMatchObject({ type: 'calibrate', status: 'completed', params: { calibDataset: dataset, calibSamples: 4, calibSeqlen: 32 } });
     const models = (await http('GET', '/models?limit=200')).body.items as Array<{ sourcePath: string }>;
     expect(models.filter((m) => m.sourcePath === modelDir)).toHaveLength(1);
+  });
+
+  it('KV-cache flags over --api: convert and eval ppl with --quant-policy and --kv-calib-dir (a calibrate job) run on the worker and are recorded', async () => {
+    const cal = await runCli(['lite', 'calibrate', modelDir, '--calib-dataset', dataset, '--calib-samples', '4', '--calib-seqlen', '32', '--json', '--api', apiUrl]);
+    expect(cal.code).toBe(0);
+    const calId = JSON.parse(cal.stdout).jobId as string;
+
+    const conv = await runCli(['convert', 'qwen2', modelDir, '--quant-policy', '8', '--kv-calib-dir', calId, '--json', '--api', apiUrl]);
+    expect(conv.stderr).not.toMatch(/^error/m);
+    expect(conv.code).toBe(0);
+    const out = JSON.parse(conv.stdout);
+    expect(out.result.kvCache).toEqual({ quantPolicy: 8, calibrated: true, calibJobId: calId });
+    const ws = (await http('GET', `/versions/${out.versionId}`)).body;
+    expect(ws).toMatchObject({ format: 'workspace', info: { kvCache: { quantPolicy: 8, calibrated: true, calibJobId: calId } } });
+    // The engine wrote the policy and the calibrated scales into the workspace (what a deployment with kvPolicy auto serves).
+    const manifest = JSON.parse(fs.readFileSync(path.join(ws.path, 'lmfleet.json'), 'utf8'));
+    expect(manifest.kvCache).toMatchObject({ quantPolicy: 8, qparams: { source: expect.stringContaining(`jobs/${calId}/calibration`) } });
+
+    const online = await runCli(['eval', 'ppl', modelDir, '--dataset', dataset, '--seqlen', '64', '--max-windows', '2', '--quant-policy', '8', '--json', '--api', apiUrl]);
+    expect(online.code).toBe(0);
+    expect(JSON.parse(online.stdout).result).toMatchObject({ quantPolicy: 8, kvCache: 'int8 online' });
+    const calibrated = await runCli(['eval', 'ppl', modelDir, '--dataset', dataset, '--seqlen', '64', '--max-windows', '2', '--quant-policy', '4', '--kv-calib-dir', calId, '--json', '--api', apiUrl]);
+    expect(calibrated.code).toBe(0);
+    const r = JSON.parse(calibrated.stdout).result;
+    expect(r).toMatchObject({ quantPolicy: 4, kvCalibJobId: calId, kvCache: expect.stringMatching(/^int4 calibrated/) });
+    const base = (await http('GET', `/versions/${JSON.parse(online.stdout).result.versionId}`)).body;
+    expect(base.metrics).toMatchObject({ ppl_kv_int8: expect.any(Number), ppl_kv_int4: r.ppl });
   });
 
   it('an API validation error exits 1 with the API message', async () => {

@@ -5,7 +5,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import OpenAI from 'openai';
+import { Queue } from 'bullmq';
 import { Client } from 'pg';
+import { createRedis } from '@lmfleet/platform';
 import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
@@ -274,6 +276,9 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     const versionId = (await http('GET', `/deployments/${model}`)).body.versionId;
     expect((await http('POST', '/deployments', { name: 'tiny-kv8', versionId, kvPolicy: 'int8', maxBatchSize: 2, sessionLen: 256 })).status).toBe(201);
     await waitFor(async () => ((await http('GET', '/deployments/tiny-kv8')).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'), 'kv8 ready', 60_000, 200);
+    // Each worker reports the KV cache it serves the deployment with.
+    expect((await http('GET', '/deployments/tiny-kv8')).body.workers[0]).toMatchObject({ state: 'ready', kvCache: 'int8 online' });
+    expect((await http('GET', `/deployments/${model}`)).body.workers[0]).toMatchObject({ kvCache: 'float' });
     const r = await openai.completions.create({ model: 'tiny-kv8', prompt: 'the quick brown', max_tokens: 5, temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
     expect(r.choices[0].finish_reason).toBe('length');
     expect(r.usage!.completion_tokens).toBe(5);
@@ -336,6 +341,39 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
       await db.end();
     }
   });
+  it('a generate job without an admission slot (the API enqueued it beside an admission that failed, then answered 429) is dropped: a 503 on its stream, no timings row', async () => {
+    const redis = createRedis(env.config.redisUrl);
+    const q = new Queue(`infer-${model}`, { connection: redis, prefix: env.config.queuePrefix });
+    const deps = (await http('GET', `/deployments/${model}`)).body;
+    const requestId = `chatcmpl-ghost${Date.now()}`;
+    const req = { requestId, deploymentId: deps.id, deploymentName: model, kind: 'chat', messages: [{ role: 'user', content: 'hi' }], n: 1, maxTokens: 200, ignoreEos: true, sampling: { temperature: 0 }, enqueuedAt: Date.now() };
+    try {
+      await q.add('generate', req, { jobId: requestId, attempts: 1, removeOnComplete: true, removeOnFail: true });
+      const key = `${env.config.queuePrefix}:serve:stream:${requestId}`;
+      const events = await waitFor(async () => {
+        const entries = await redis.xrange(key, '-', '+');
+        const evs = entries.flatMap(([, f]) => f.filter((_, i) => i % 2 === 1).map((e) => JSON.parse(e)));
+        return evs.some((e) => e.t === 'error' || e.t === 'end') ? evs : null;
+      }, 'the worker to answer the job', 20_000);
+      // Stopped when its check comes back (the check runs beside tokenization, off the critical path), with a 503; on
+      // this tiny model the whole request can be done by then, and then it just ends. Either way: no timings row.
+      const last = events[events.length - 1];
+      if (last.t === 'error') expect(last).toMatchObject({ status: 503, message: expect.stringMatching(/no admission slot/) });
+      else expect(last.t).toBe('end');
+      await new Promise((r) => setTimeout(r, 500));
+      const db = new Client({ connectionString: env.databaseUrl });
+      await db.connect();
+      try {
+        expect((await db.query('SELECT 1 FROM request_timings WHERE request_id = $1', [requestId])).rows).toHaveLength(0);
+      } finally {
+        await db.end();
+      }
+    } finally {
+      await q.close();
+      redis.disconnect();
+    }
+  });
+
   it('with two workers, every turn of an interactive session runs on the worker that holds its KV cache', async () => {
     const port = new URL(apiUrl).port;
     procs.push(startApp('worker-infer', 'worker-infer-2', { ...env.env, PORT: port, WORKER_NAME: 'infer-2' }, logDir));

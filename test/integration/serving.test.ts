@@ -112,7 +112,8 @@ describe('serving API (real Postgres + Redis)', () => {
     const key = serveKeys.stream(env.config.queuePrefix, req.requestId);
     const add = (e: object) => redis.xadd(key, '*', 'e', JSON.stringify(e));
     await add({ t: 'start', promptTokens: 2, workerId: 'w' });
-    await add({ t: 'delta', i: 0, text: 'abc', tokens: 3 });
+    // One entry may carry several events (a token without text of its own goes with the next one), in order.
+    await redis.xadd(key, '*', 'e', JSON.stringify({ t: 'delta', i: 0, text: '', tokens: 1 }), 'e', JSON.stringify({ t: 'delta', i: 0, text: 'abc', tokens: 2 }));
     await add({ t: 'done', i: 0, finishReason: 'length', completionTokens: 3 });
     await add({ t: 'end', promptTokens: 2, completionTokens: 3 });
     const r = await pending;
@@ -129,6 +130,42 @@ describe('serving API (real Postgres + Redis)', () => {
     expect(w503.status).toBe(503);
     expect(w503.body.error.message).toBe('deployment dup was deleted');
     expect(await q.getJobs(['waiting'])).toEqual([]);
+    await q.close();
+  });
+
+  it('admit + enqueue in one round trip only far below the bound; a request refused there leaves no job behind', async () => {
+    const dep = (await http('POST', '/deployments', { name: 'tight', versionId, maxBatchSize: 2, maxPending: 4 })).body;
+    const workers = app.get(WorkerRepository);
+    const w = await workers.register({ name: 'fake-infer-2', kind: 'infer', host: 'h', pid: 2, gpu: null, gpuMemoryBytes: null, memoryBytes: 1, queues: [] });
+    await workers.heartbeat(w.id, { activeJobs: 0, loadedDeployments: [{ deploymentId: dep.id, versionId, name: 'tight', state: 'ready' }] });
+    const q = new Queue('infer-tight', { connection: redis, prefix: env.config.queuePrefix });
+    const key = serveKeys.admission(env.config.queuePrefix, 'tight');
+    const answer = async (job: { data: ServeRequest }) => {
+      const k = serveKeys.stream(env.config.queuePrefix, job.data.requestId);
+      await redis.xadd(k, '*', 'e', JSON.stringify({ t: 'start', promptTokens: 1, workerId: 'w' }), 'e', JSON.stringify({ t: 'end', promptTokens: 1, completionTokens: 0 }));
+    };
+    const waitingJobs = async () => (await q.getJobs(['waiting'])).filter(Boolean);
+    // First request: this API has seen no count yet, so it admits, then enqueues.
+    const first = http('POST', '/v1/completions', { model: 'tight', prompt: 'a' });
+    for (let i = 0; i < 100 && !(await waitingJobs()).length; i++) await new Promise((r) => setTimeout(r, 20));
+    const [j1] = await waitingJobs();
+    await answer(j1);
+    await q.remove(j1.id!);
+    expect((await first).status).toBe(200);
+    // It saw 1 of 4 admitted: roomy. Another API process fills the bound meanwhile; the next request is enqueued beside its
+    // admission, refused, and its job removed again: a 429 and nothing left in the queue.
+    const other = new Admission(redis);
+    for (let i = 0; i < 4; i++) expect(await other.acquire(key, `other-${i}`, 4)).toBe(true);
+    const addSpy = jest.spyOn(Queue.prototype, 'add');
+    const refused = await http('POST', '/v1/completions', { model: 'tight', prompt: 'b' });
+    expect(refused.status).toBe(429);
+    expect(addSpy).toHaveBeenCalledTimes(1);
+    expect(await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized')).toMatchObject({ waiting: 0, active: 0, delayed: 0, prioritized: 0 });
+    // Now this API knows the bound is reached: the next refusal makes no job at all (the enqueue waits for the admission).
+    expect((await http('POST', '/v1/completions', { model: 'tight', prompt: 'c' })).status).toBe(429);
+    expect(addSpy).toHaveBeenCalledTimes(1);
+    addSpy.mockRestore();
+    for (let i = 0; i < 4; i++) await other.release(key, `other-${i}`);
     await q.close();
   });
 

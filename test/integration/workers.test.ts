@@ -226,6 +226,51 @@ describe('workers (real Postgres + BullMQ, fake engine)', () => {
     expect((await http('GET', `/versions/${done.result.versionId}`)).body).toMatchObject({ format: 'workspace', parentVersionId: versionId });
   });
 
+  it('KV-cache quantization flags (LMDeploy --quant-policy / --kv-calib-dir) as job params: validated, run, recorded', async () => {
+    const bad = async (type: string, params: Record<string, unknown>, field: string, why: RegExp) => {
+      const r = await http('POST', '/jobs', { type, params: { versionId, ...(type === 'eval' ? { datasetFile: dataset } : {}), ...params } });
+      expect([type, params, r.status]).toEqual([type, params, 400]);
+      expect(JSON.stringify(r.body)).toContain(field);
+      expect(JSON.stringify(r.body)).toMatch(why);
+    };
+    await bad('eval', { quantPolicy: 2 }, 'params.quantPolicy', /one of the following values: 0, 4, 8/);
+    await bad('eval', { kvCalibDir: path.dirname(dataset) }, 'params.quantPolicy', /need quantPolicy 4 or 8/);
+    await bad('convert', { quantPolicy: 8, kvCalibDir: '/etc' }, 'params.kvCalibDir', /outside the allowed roots/);
+    await bad('convert', { quantPolicy: 8, kvCalibDir: dataset }, 'params.kvCalibDir', /is not a directory/);
+    const notCalib = await evalJob();
+    await until(notCalib, ['completed']);
+    await bad('convert', { quantPolicy: 8, kvCalibJobId: notCalib }, 'params.kvCalibJobId', /is a eval job, not calibrate/);
+    await bad('convert', { quantPolicy: 8, kvCalibJobId: notCalib, kvCalibDir: path.dirname(dataset) }, 'params.kvCalibJobId', /not both/);
+
+    // eval with an int8 KV cache: the engine gets the policy; the result, report and metrics say which cache.
+    const fp16 = (await http('GET', `/versions/${versionId}`)).body.metrics.ppl;
+    const e = await until(await evalJob({ quantPolicy: 8 }), ['completed', 'failed']);
+    expect(e).toMatchObject({ status: 'completed', result: { quantPolicy: 8, kvCache: 'int8 online', ppl: 12.75 } });
+    expect(engine.lastEval).toMatchObject({ quantPolicy: 8 });
+    expect(engine.lastEval?.kvCalibDir).toBeUndefined();
+    expect((await http('GET', `/versions/${versionId}`)).body.metrics).toMatchObject({ ppl: fp16, ppl_kv_int8: 12.75 });
+
+    // convert with int4 KV and the scales of a calibrate job of the platform: the worker reads that job's calibration.
+    const cal = await http('POST', '/jobs', { type: 'calibrate', params: { versionId, calibDataset: dataset } });
+    const calDone = await until(cal.body.id, ['completed', 'failed']);
+    expect(calDone.status).toBe('completed');
+    const c = await http('POST', '/jobs', { type: 'convert', params: { versionId, quantPolicy: 4, kvCalibJobId: cal.body.id } });
+    expect(c.status).toBe(201);
+    const conv = await until(c.body.id, ['completed', 'failed']);
+    expect(conv).toMatchObject({ status: 'completed', result: { kvCache: { quantPolicy: 4, calibrated: true, calibJobId: cal.body.id } } });
+    expect(engine.lastConvert).toMatchObject({ quantPolicy: 4, kvCalibDir: path.join(env.config.artifactDir, calDone.result.calibrationDir) });
+    const ws = (await http('GET', `/versions/${conv.result.versionId}`)).body;
+    expect(ws).toMatchObject({ format: 'workspace', info: { kvCache: { quantPolicy: 4, calibrated: true, calibJobId: cal.body.id } } });
+
+    // ...or a lite calibrate work dir under MODEL_ROOTS, stored as its real path.
+    const dir = path.join(env.modelRoot, 'kv-calib');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'calib_stats.safetensors'), Buffer.alloc(8));
+    const c2 = await http('POST', '/jobs', { type: 'convert', params: { versionId, quantPolicy: 8, kvCalibDir: dir } });
+    expect(c2.body.params.kvCalibDir).toBe(fs.realpathSync(dir));
+    expect(await until(c2.body.id, ['completed', 'failed'])).toMatchObject({ status: 'completed', result: { kvCache: { quantPolicy: 8, calibrated: true, calibDir: fs.realpathSync(dir) } } });
+  });
+
   it('runs infer jobs on the deployment queue and writes generations as JSONL', async () => {
     const r = await http('POST', '/jobs', { type: 'infer', params: { versionId, prompts: ['a', 'b c'], maxNewTokens: 4 } });
     const done = await until(r.body.id, ['completed', 'failed']);

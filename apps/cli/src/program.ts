@@ -89,11 +89,10 @@ export function createProgram(io: CliIO): Command {
   const quantPolicyOption = () =>
     new Option('--quant-policy <n>', 'KV cache quantization: 0 (fp16), 8 (int8), 4 (int4); default: the workspace\'s, else 0').choices(['0', '4', '8']);
   const kvCalibOption = () =>
-    new Option('--kv-calib-dir <dir>', 'a lite calibrate work dir: fixed per-head KV scales/zero points from its K/V stats instead of online ones');
-  const noRemoteKvQuant = (api: unknown, o: { quantPolicy?: string; kvCalibDir?: string }, what: string) => {
-    if (api && (o.quantPolicy !== undefined || o.kvCalibDir !== undefined))
-      throw new CliExit(2, `lmfleet ${what}: --quant-policy/--kv-calib-dir run locally only (not with --api yet)`);
-  };
+    new Option(
+      '--kv-calib-dir <dir>',
+      'a lite calibrate work dir: fixed per-head KV scales/zero points from its K/V stats instead of online ones (with --api: a directory under the platform\'s MODEL_ROOTS, or a calibrate job id)',
+    );
   const lite = program.command('lite').description('quantization tools (calibrate, auto_awq)');
   calibOptions(lite.command('calibrate').description('collect activation statistics of a model on a calibration set').argument('[model]', 'HF model directory'))
     .option('--version-id <uuid>', 'with --api: a registered version to use instead of a model directory')
@@ -139,7 +138,6 @@ export function createProgram(io: CliIO): Command {
     .addHelpText('after', REMOTE_HELP)
     .action(async (modelName: string, modelPath: string | undefined, o, cmd: Command) => {
       const api = apiOf(cmd, io);
-      noRemoteKvQuant(api, o, 'convert');
       if (!api) return convertCommand(io, modelName, needModel(modelPath, 'convert'), o);
       const params = convertParams('', o);
       const versionId = await resolveVersion(api, modelPath, o.versionId);
@@ -227,7 +225,6 @@ export function createProgram(io: CliIO): Command {
     .addHelpText('after', REMOTE_HELP)
     .action(async (modelPath: string | undefined, o, cmd: Command) => {
       const api = apiOf(cmd, io);
-      noRemoteKvQuant(api, o, 'eval ppl');
       if (api && o.tp !== 1) throw new CliExit(2, `lmfleet eval ppl: --tp ${o.tp} runs locally only (not with --api yet)`);
       if (!api) return evalPplCommand(io, needModel(modelPath, 'eval ppl'), o);
       const versionId = await resolveVersion(api, modelPath, o.versionId);

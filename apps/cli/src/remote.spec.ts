@@ -19,6 +19,10 @@ describe('remote mode: LMDeploy flags → job params', () => {
     expect(() => convertParams(V, { tp: 2 })).toThrow(/--tp 2/);
     expect(evalParams(V, { dataset: '/d.txt', seqlen: 128 })).toEqual({ versionId: V, datasetFile: '/d.txt', seqlen: 128 });
     expect(evalParams(V, { dataset: '/d.txt', seqlen: 128, maxWindows: 3 })).toMatchObject({ maxWindows: 3 });
+    // KV-cache flags: the policy as a number; the calibration as an absolute directory, or a calibrate job's id.
+    expect(evalParams(V, { dataset: '/d.txt', seqlen: 128, quantPolicy: '8', kvCalibDir: '/w/calib' })).toMatchObject({ quantPolicy: 8, kvCalibDir: '/w/calib' });
+    expect(convertParams(V, { tp: 1, quantPolicy: '4', kvCalibDir: V })).toEqual({ versionId: V, format: 'workspace', quantPolicy: 4, kvCalibJobId: V });
+    expect(convertParams(V, { tp: 1, kvCalibDir: 'rel/dir' })).toMatchObject({ kvCalibDir: path.resolve('rel/dir') });
   });
 });
 

@@ -150,13 +150,26 @@ export function autoAwqParams(
   };
 }
 
-export function convertParams(versionId: string, f: { tp: number; modelFormat?: string }): Record<string, unknown> {
-  if (f.tp !== 1) throw new CliExit(2, `lmfleet convert: --tp ${f.tp}: tensor parallelism is not supported yet (use --tp 1)`);
-  return { versionId, format: 'workspace' };
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * --quant-policy and --kv-calib-dir as job params. On the platform the calibration can be a directory the workers can
+ * read (under the platform's MODEL_ROOTS, sent as an absolute path) or a `lite calibrate --api` job's id.
+ */
+export function kvQuantParams(f: { quantPolicy?: string; kvCalibDir?: string }): Record<string, unknown> {
+  return {
+    ...(f.quantPolicy !== undefined ? { quantPolicy: Number(f.quantPolicy) } : {}),
+    ...(f.kvCalibDir !== undefined ? (UUID_RE.test(f.kvCalibDir) ? { kvCalibJobId: f.kvCalibDir } : { kvCalibDir: path.resolve(f.kvCalibDir) }) : {}),
+  };
 }
 
-export function evalParams(versionId: string, f: { dataset: string; seqlen: number; maxWindows?: number }): Record<string, unknown> {
-  return { versionId, datasetFile: path.resolve(f.dataset), seqlen: f.seqlen, ...(f.maxWindows !== undefined ? { maxWindows: f.maxWindows } : {}) };
+export function convertParams(versionId: string, f: { tp: number; modelFormat?: string; quantPolicy?: string; kvCalibDir?: string }): Record<string, unknown> {
+  if (f.tp !== 1) throw new CliExit(2, `lmfleet convert: --tp ${f.tp}: tensor parallelism is not supported yet (use --tp 1)`);
+  return { versionId, format: 'workspace', ...kvQuantParams(f) };
+}
+
+export function evalParams(versionId: string, f: { dataset: string; seqlen: number; maxWindows?: number; quantPolicy?: string; kvCalibDir?: string }): Record<string, unknown> {
+  return { versionId, datasetFile: path.resolve(f.dataset), seqlen: f.seqlen, ...(f.maxWindows !== undefined ? { maxWindows: f.maxWindows } : {}), ...kvQuantParams(f) };
 }
 
 export async function listJobs(io: CliIO, api: ApiClient, json: boolean): Promise<void> {

@@ -23,11 +23,12 @@ export interface AppProcess {
   log(): string;
 }
 
-export function startApp(app: keyof typeof APPS, name: string, env: Record<string, string>, logDir: string): AppProcess {
+/** `root`: another checkout of this repository to run the app from (benchmarks compare against a baseline commit). */
+export function startApp(app: keyof typeof APPS, name: string, env: Record<string, string>, logDir: string, root = ROOT): AppProcess {
   const logFile = path.join(logDir, `${name}.log`);
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(process.execPath, ['--require', REGISTER, path.join(ROOT, APPS[app])], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, ['--require', root === ROOT ? REGISTER : path.join(root, 'test/e2e/register.js'), path.join(root, APPS[app])], {
+    cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', ...env },
     stdio: ['ignore', out, out],
   });

@@ -25,6 +25,9 @@ export class FakeEngine implements EngineAdapter {
   /** convert throws a bad-input error. */
   failConvert = false;
   loads = 0;
+  /** The options of the last evalPpl / convert call (KV-cache flags reach the engine). */
+  lastEval?: EvalPplOptions;
+  lastConvert?: ConvertOptions;
 
   async inspectModel(dir: string): Promise<ModelInfo> {
     if (!fs.existsSync(path.join(dir, 'config.json'))) throw new InvalidInputError(`model at ${dir} cannot be read: config.json is missing`);
@@ -57,6 +60,7 @@ export class FakeEngine implements EngineAdapter {
   /** 12.5 on an unquantized model; 13 on a derived one (AWQ config or workspace), so before/after differ. */
   async evalPpl(dir: string, opts: EvalPplOptions) {
     this.evalCalls++;
+    this.lastEval = opts;
     if (this.failEvals > 0) {
       this.failEvals--;
       throw new Error('transient engine failure');
@@ -68,7 +72,9 @@ export class FakeEngine implements EngineAdapter {
     }
     const cfg = path.join(dir, 'config.json');
     const derived = fs.existsSync(path.join(dir, 'lmfleet.json')) || (fs.existsSync(cfg) && 'quantization_config' in JSON.parse(fs.readFileSync(cfg, 'utf8')));
-    return { ppl: derived ? 13 : 12.5, windows, tokens: windows * opts.seqlen, seconds: (windows * this.windowMs) / 1000 };
+    // A quantized KV cache costs a little perplexity, as the real one does.
+    const kvCache = opts.quantPolicy ? `int${opts.quantPolicy} ${opts.kvCalibDir ? 'calibrated' : 'online'}` : 'float';
+    return { ppl: (derived ? 13 : 12.5) + (opts.quantPolicy ? 0.25 : 0), windows, tokens: windows * opts.seqlen, seconds: (windows * this.windowMs) / 1000, kvCache };
   }
 
   async calibrate(_dir: string, opts: CalibrateOptions) {
@@ -95,10 +101,12 @@ export class FakeEngine implements EngineAdapter {
   }
 
   async convert(_name: string, _dir: string, opts: ConvertOptions) {
+    this.lastConvert = opts;
     if (this.failConvert) throw new InvalidInputError('bad checkpoint');
+    if (opts.kvCalibDir && !fs.existsSync(path.join(opts.kvCalibDir, 'calib_stats.safetensors'))) throw new InvalidInputError(`no calib_stats.safetensors in ${opts.kvCalibDir}`);
     fs.writeFileSync(path.join(opts.dstPath, 'lmfleet.json'), JSON.stringify({ format: opts.modelFormat }));
     fs.writeFileSync(path.join(opts.dstPath, 'weights.bin'), Buffer.alloc(256, 3));
     opts.onProgress?.(1, 'done');
-    return { dstPath: opts.dstPath, seconds: 0.01 };
+    return { dstPath: opts.dstPath, seconds: 0.01, kvCache: { quantPolicy: opts.quantPolicy ?? 0, calibrated: !!opts.kvCalibDir } };
   }
 }

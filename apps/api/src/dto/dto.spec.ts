@@ -1,9 +1,11 @@
 import 'reflect-metadata';
-import type { ArgumentMetadata } from '@nestjs/common';
-import { createValidationPipe, InvalidInputError } from '@lmfleet/platform';
+import { ValidationPipe, type ArgumentMetadata } from '@nestjs/common';
+import { createValidationPipe, InvalidInputError, VALIDATION_OPTIONS } from '@lmfleet/platform';
 import { PageQuery } from './common.dto';
+import { CreateDeploymentDto } from './deployment.dto';
 import { CreateJobDto, ListJobsQuery, QuantizePipelineDto } from './job.dto';
 import { RegisterModelDto } from './model.dto';
+import { ChatCompletionDto, CompletionDto, InteractiveDto } from './openai.dto';
 
 const pipe = createValidationPipe();
 const body = (metatype: ArgumentMetadata['metatype']): ArgumentMetadata => ({ type: 'body', metatype });
@@ -46,5 +48,52 @@ describe('API DTOs', () => {
     expect(await pipe.transform({}, query(PageQuery))).toMatchObject({ limit: 50, offset: 0 });
     expect(await fields({ limit: '0' }, query(PageQuery))).toEqual(['limit']);
     expect(await fields({ status: 'done', versionId: '1' }, query(ListJobsQuery))).toEqual(['status', 'versionId']);
+  });
+
+  it('the fast path for bodies agrees with class-transformer + class-validator on random bodies, and takes valid OpenAI bodies', async () => {
+    const full = new ValidationPipe(VALIDATION_OPTIONS);
+    const seed = Number(process.env.DTO_FUZZ_SEED ?? Date.now() % 1_000_000);
+    let state = seed;
+    const rand = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+    const uuid = '3f2b7c1e-8a9d-4e5f-9b0a-1c2d3e4f5a6b';
+    const values: unknown[] = [
+      undefined, null, true, false, 0, -1, 1, 2, 1.5, 2.5, -2.5, 0.005, 20, 21, 128, 129, 2 ** 60, -(2 ** 60), 'x', '', 'a b', uuid, 'int8',
+      [], ['a'], ['a', 'b', 'c', 'd', 'e'], [1], [{ role: 'user', content: 'hi' }], {}, { include_usage: true }, { include_usage: 'yes' }, { extra: 1 },
+    ];
+    const cases: Array<[new () => object, Record<string, unknown>]> = [
+      [ChatCompletionDto, { model: 'm', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 32, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true } }],
+      [CompletionDto, { model: 'm', prompt: ['a', 'b'], max_tokens: 16, n: 2, logprobs: 1, echo: true, stop: 'x', seed: 3, top_p: 0.9 }],
+      [InteractiveDto, { prompt: 'hi', session_id: 4, interactive_mode: true, stream: false, request_output_len: 8 }],
+      [CreateDeploymentDto, { name: 'd-1', versionId: uuid, kvPolicy: 'int8', maxBatchSize: 4 }],
+      [RegisterModelDto, { path: '/m/x' }],
+      [CreateJobDto, { type: 'eval', params: {} }],
+    ];
+    for (const [dto, valid] of cases) {
+      const meta = body(dto);
+      const keys = [...Object.keys(new dto()), 'unknown_field', '__proto__'];
+      for (let i = 0; i < 400; i++) {
+        const b: Record<string, unknown> = { ...valid };
+        if (i > 0) for (let k = 0, n = 1 + Math.floor(rand() * 3); k < n; k++) b[pick(keys)] = pick(values);
+        for (const key of Object.keys(b)) if (b[key] === undefined) delete b[key];
+        const got = await pipe.transform(structuredClone(b), meta).then((v) => ({ v }), (e: unknown) => ({ e }));
+        const want = await full.transform(structuredClone(b), meta).then((v) => ({ v }), (e: unknown) => ({ e }));
+        const where = `${dto.name} ${JSON.stringify(b)} (DTO_FUZZ_SEED=${seed})`;
+        expect([where, 'e' in got]).toEqual([where, 'e' in want]);
+        if ('v' in got && 'v' in want) {
+          expect(got.v).toBeInstanceOf(dto);
+          expect([where, JSON.parse(JSON.stringify(got.v))]).toEqual([where, JSON.parse(JSON.stringify(want.v))]);
+        } else {
+          expect([where, ((got as { e: InvalidInputError }).e.details as unknown[])]).toEqual([where, ((want as { e: InvalidInputError }).e.details as unknown[])]);
+        }
+      }
+    }
+    // The fast path is taken (not just safe): a valid OpenAI body never reaches class-transformer + class-validator.
+    const spy = jest.spyOn(ValidationPipe.prototype, 'transform');
+    for (const [dto, valid] of cases.slice(0, 3)) await pipe.transform(structuredClone(valid), body(dto));
+    expect(spy).not.toHaveBeenCalled();
+    await pipe.transform({ ...cases[0][1], n: 0 }, body(ChatCompletionDto)).catch(() => undefined);
+    expect(spy).toHaveBeenCalledTimes(1); // an invalid one does, for its errors
+    spy.mockRestore();
   });
 });

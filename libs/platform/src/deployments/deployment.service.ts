@@ -81,7 +81,23 @@ export class DeploymentService {
       tp: input.tp ?? 1,
     });
     this.cache.delete(dep.name);
+    this.rows = undefined;
     return { ...dep, workers: [] };
+  }
+
+  private rows?: { at: number; rows: Promise<DeploymentEntity[]> };
+
+  /**
+   * The deployments themselves (no worker state), cached for a second like `resolve`: what GET /v1/models and a
+   * request without `model` read on every call.
+   */
+  listRows(): Promise<DeploymentEntity[]> {
+    if (!this.rows || Date.now() - this.rows.at > RESOLVE_CACHE_MS) {
+      const rows = this.deployments.list();
+      this.rows = { at: Date.now(), rows };
+      rows.catch(() => (this.rows = undefined));
+    }
+    return this.rows.rows;
   }
 
   async list(): Promise<DeploymentView[]> {
@@ -101,6 +117,7 @@ export class DeploymentService {
     const dep = await this.get(idOrName);
     await this.deployments.delete(dep.id);
     this.cache.delete(dep.name);
+    this.rows = undefined;
     const q = this.queue.queue(inferQueueName(dep.name));
     const waiting = await q.getJobs(['waiting', 'prioritized', 'delayed'], 0, 10_000).catch(() => []);
     for (const job of waiting) {

@@ -26,11 +26,11 @@ export interface LoadedEngine {
 /** The engine's log lines of one call, besides the process log (a job's log shows them). */
 type LogHook = { log?: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void };
 
-export type EvalPplOptions = Pick<Engine.EvalPplOptions, 'datasetFile' | 'seqlen' | 'maxWindows'> & {
+export type EvalPplOptions = Pick<Engine.EvalPplOptions, 'datasetFile' | 'seqlen' | 'maxWindows' | 'quantPolicy' | 'kvCalibDir'> & {
   onProgress?: (done: number, total: number) => void;
 } & LogHook;
 
-export type EvalPplResult = Pick<Engine.EvalPplResult, 'ppl' | 'windows' | 'tokens' | 'seconds'>;
+export type EvalPplResult = Pick<Engine.EvalPplResult, 'ppl' | 'windows' | 'tokens' | 'seconds'> & Partial<Pick<Engine.EvalPplResult, 'kvCache'>>;
 
 type QuantProgress = { onProgress?: (fraction: number, message: string) => void } & LogHook;
 
@@ -44,8 +44,14 @@ export type AutoAwqOptions = Pick<
   QuantProgress;
 export type AutoAwqResult = Pick<Engine.AutoAwqResult, 'dstDir' | 'wBits' | 'wGroupSize' | 'searchScale' | 'searchClip' | 'seconds'>;
 
-export type ConvertOptions = Pick<Engine.ConvertOptions, 'modelFormat' | 'groupSize' | 'dstPath'> & QuantProgress;
-export type ConvertResult = Pick<Engine.ConvertResult, 'dstPath' | 'seconds'>;
+export type ConvertOptions = Pick<Engine.ConvertOptions, 'modelFormat' | 'groupSize' | 'dstPath' | 'quantPolicy' | 'kvCalibDir'> & QuantProgress;
+/** The KV cache a workspace records: its policy, and whether (from where) it has calibrated scales. */
+export interface WorkspaceKvCache {
+  quantPolicy: 0 | 4 | 8;
+  calibrated: boolean;
+  calibSource?: string;
+}
+export type ConvertResult = Pick<Engine.ConvertResult, 'dstPath' | 'seconds'> & { kvCache?: WorkspaceKvCache };
 
 export interface EngineLoadOptions {
   backend: 'auto' | 'cpu' | 'cuda';
@@ -96,6 +102,8 @@ export interface ServingEngine {
   readonly maxBatchSize: number;
   /** Tensor parallelism: the device of every rank ('cuda:0', ...; 'cpu' for cpu ranks). */
   readonly devices: string[];
+  /** The KV cache it runs with: 'float', or 'int8 online', 'int4 calibrated (<dir>)', ... (a workspace's own with kvPolicy auto). */
+  readonly kvCache: string;
   /** Chat messages through the model's chat template, with the generation prompt. */
   encodeChat(messages: ServingMessage[]): number[];
   /** A plain prompt (with the tokenizer's BOS). */
@@ -205,10 +213,12 @@ export class LmfleetEngineAdapter implements EngineAdapter {
       }),
     );
     const tokenTexts = new Map<number, string>();
+    const kv = engine.kvQuant;
     return {
       sessionLen: engine.sessionLen,
       maxBatchSize: engine.maxBatchSize,
       devices: engine.devices,
+      kvCache: kv.quantPolicy ? `int${kv.quantPolicy} ${kv.mode}` : 'float',
       encodeChat: (messages) => engine.encodePrompt(messages),
       encodeText: (text) => engine.encodePrompt(text),
       stopIds: (chat) => engine.defaultStopIds(chat),
@@ -261,7 +271,15 @@ export class LmfleetEngineAdapter implements EngineAdapter {
   }
 
   convert(modelName: string, dir: string, { onProgress, log: callLog, ...opts }: ConvertOptions): Promise<ConvertResult> {
-    return inputErrorsAs400(() => runEngineCall<ConvertResult>('convert', [modelName, dir, opts], { onProgress, log: tee(callLog) }));
+    return inputErrorsAs400(async () => {
+      const r = await runEngineCall<Engine.ConvertResult>('convert', [modelName, dir, opts], { onProgress, log: tee(callLog) });
+      const kv = r.manifest?.kvCache;
+      return {
+        dstPath: r.dstPath,
+        seconds: r.seconds,
+        ...(kv ? { kvCache: { quantPolicy: kv.quantPolicy ?? 0, calibrated: !!kv.qparams, ...(kv.qparams ? { calibSource: kv.qparams.source } : {}) } } : {}),
+      };
+    });
   }
 }
 

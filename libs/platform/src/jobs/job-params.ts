@@ -43,12 +43,22 @@ export class AutoAwqParams {
   @IsOptional() @IsInt() @Min(16) @Max(131_072) calibSeqlen?: number;
 }
 
-export class ConvertParams {
+/** KV-cache quantization of convert and eval (LMDeploy's `--quant-policy` and `--kv-calib-dir`). */
+class KvQuantParams {
+  /** 0: fp16 cache, 8: int8, 4: int4 (convert records it in the workspace; eval measures with it). */
+  @IsOptional() @IsIn([0, 4, 8]) quantPolicy?: 0 | 4 | 8;
+  /** Calibrated per-head KV scales from a `lite calibrate` work dir under MODEL_ROOTS (needs quantPolicy 4 or 8)... */
+  @IsOptional() @IsString() @MaxLength(4096) kvCalibDir?: string;
+  /** ...or from a completed calibrate job of the platform (its calibration artifacts). */
+  @IsOptional() @IsUUID('all') kvCalibJobId?: string;
+}
+
+export class ConvertParams extends KvQuantParams {
   @IsOptional() @IsUUID('all') versionId?: string;
   @IsOptional() @IsIn(['workspace']) format?: 'workspace';
 }
 
-export class EvalParams {
+export class EvalParams extends KvQuantParams {
   /** Required for a standalone eval; in a pipeline the previous step's version is evaluated. */
   @IsOptional() @IsUUID('all') versionId?: string;
   /** Text file to measure perplexity on (under MODEL_ROOTS). */
@@ -109,6 +119,17 @@ export function describeFieldErrors(errs: FieldError[]): string {
   return errs.map((e) => `${e.field}: ${e.errors.join('; ')}`).join(', ');
 }
 
+/** Why KV-cache params that each pass validation do not go together, or null. */
+export function kvQuantProblem(p: KvQuantParams, prefix = 'params'): FieldError | null {
+  if (p.kvCalibDir !== undefined && p.kvCalibJobId !== undefined) {
+    return { field: `${prefix}.kvCalibJobId`, errors: ['give kvCalibDir or kvCalibJobId, not both'] };
+  }
+  if ((p.kvCalibDir !== undefined || p.kvCalibJobId !== undefined) && !p.quantPolicy) {
+    return { field: `${prefix}.quantPolicy`, errors: ['calibrated KV scales (kvCalibDir, kvCalibJobId) need quantPolicy 4 or 8'] };
+  }
+  return null;
+}
+
 /** Validates `params` for a job type; throws InvalidInputError naming each bad field (prefixed `params.`). */
 export function validateJobParams<N extends JobName>(type: N, params: unknown, prefix = 'params'): JobParamsOf[N] {
   if (params === undefined || params === null) params = {};
@@ -121,5 +142,7 @@ export function validateJobParams<N extends JobName>(type: N, params: unknown, p
     const fields = flattenValidationErrors(errors, prefix);
     throw new InvalidInputError(describeFieldErrors(fields), fields);
   }
+  const kv = inst instanceof KvQuantParams ? kvQuantProblem(inst, prefix) : null;
+  if (kv) throw new InvalidInputError(describeFieldErrors([kv]), [kv]);
   return inst;
 }

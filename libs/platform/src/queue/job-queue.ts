@@ -22,6 +22,11 @@ export class JobQueue implements OnModuleDestroy {
     this.retry = { attempts: config.jobs.attempts, backoffMs: config.jobs.backoffMs };
   }
 
+  /** The queues' connection: commands sent on it run in Redis in the order sent, before and after BullMQ's own. */
+  get redis(): IORedis {
+    return this.connection;
+  }
+
   queue(name: string): Queue {
     let q = this.queues.get(name);
     if (!q) {

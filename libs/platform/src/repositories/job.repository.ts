@@ -110,7 +110,10 @@ export class JobRepository {
    * The perplexity a completed eval job measured for `versionId` on the same text and settings (as the evaluated
    * version or as the baseline of a derived one), newest first; undefined when there is none.
    */
-  async findEvalPpl(versionId: string, s: { datasetFile: string; seqlen: number; defaultSeqlen: number; maxWindows: number | null }): Promise<number | undefined> {
+  async findEvalPpl(
+    versionId: string,
+    s: { datasetFile: string; seqlen: number; defaultSeqlen: number; maxWindows: number | null; quantPolicy?: number | null; kvCalibDir?: string | null; kvCalibJobId?: string | null },
+  ): Promise<number | undefined> {
     const rows: Array<{ ppl: number | null }> = await this.ds.query(
       `SELECT CASE WHEN result->>'versionId' = $1 THEN (result->>'ppl')::float8 ELSE (result->'baseline'->>'ppl')::float8 END AS ppl
          FROM jobs
@@ -119,9 +122,12 @@ export class JobRepository {
           AND params->>'datasetFile' = $2
           AND COALESCE((params->>'seqlen')::int, $4) = $3
           AND (params->>'maxWindows')::int IS NOT DISTINCT FROM $5::int
+          AND COALESCE((params->>'quantPolicy')::int, 0) = COALESCE($6::int, 0)
+          AND params->>'kvCalibDir' IS NOT DISTINCT FROM $7::text
+          AND params->>'kvCalibJobId' IS NOT DISTINCT FROM $8::text
         ORDER BY finished_at DESC
         LIMIT 1`,
-      [versionId, s.datasetFile, s.seqlen, s.defaultSeqlen, s.maxWindows],
+      [versionId, s.datasetFile, s.seqlen, s.defaultSeqlen, s.maxWindows, s.quantPolicy ?? null, s.kvCalibDir ?? null, s.kvCalibJobId ?? null],
     );
     const ppl = rows[0]?.ppl;
     return typeof ppl === 'number' && Number.isFinite(ppl) ? ppl : undefined;

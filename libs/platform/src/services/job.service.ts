@@ -135,7 +135,7 @@ export class JobService {
     if (!(await this.models.findVersion(id))) throw new NotFoundError('version', id);
   }
 
-  /** File params (datasets) must be under MODEL_ROOTS too; stored as real paths. Built-in calibration names stay names. */
+  /** File params (datasets, KV calibration dirs) must be under MODEL_ROOTS too; stored as real paths. Built-in calibration names stay names. */
   private async checkFiles(params: Record<string, unknown>, prefix: string): Promise<void> {
     for (const key of ['datasetFile', 'calibDataset']) {
       if (key === 'calibDataset' && typeof params[key] === 'string' && !(params[key] as string).includes('/')) {
@@ -148,6 +148,22 @@ export class JobService {
       if (typeof params[key] === 'string') {
         params[key] = await resolveUnderRoots(params[key] as string, this.config.modelRoots, 'file', `${prefix}.${key}`);
       }
+    }
+    // Calibrated KV scales: a `lite calibrate` work dir under MODEL_ROOTS, or a calibrate job that has finished.
+    if (typeof params.kvCalibDir === 'string') {
+      params.kvCalibDir = await resolveUnderRoots(params.kvCalibDir, this.config.modelRoots, 'directory', `${prefix}.kvCalibDir`);
+    }
+    if (typeof params.kvCalibJobId === 'string') {
+      const field = `${prefix}.kvCalibJobId`;
+      const calib = await this.jobs.get(params.kvCalibJobId);
+      const reason = !calib
+        ? `no job ${params.kvCalibJobId}`
+        : calib.type !== JobName.Calibrate
+          ? `job ${calib.id} is a ${calib.type} job, not calibrate`
+          : calib.status !== 'completed' || typeof calib.result?.calibrationDir !== 'string'
+            ? `calibrate job ${calib.id} is ${calib.status}, not completed`
+            : null;
+      if (reason) throw new InvalidInputError(`${field}: ${reason}`, { field, reason });
     }
   }
 

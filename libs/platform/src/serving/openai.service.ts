@@ -95,12 +95,13 @@ export class OpenAIService {
     private readonly tokens: TokenStream,
     private readonly events: ServingEvents,
   ) {
-    this.admission = new Admission(tokens.redis);
+    // On the queues' connection: an acquire sent before a BullMQ add runs in Redis before it (serve()).
+    this.admission = new Admission(queue.redis);
   }
 
   /** GET /v1/models */
   async models() {
-    const all = await this.deployments.list();
+    const all = await this.deployments.listRows();
     return {
       object: 'list' as const,
       data: all.map((d) => ({ id: d.name, object: 'model' as const, created: Math.floor(d.createdAt.getTime() / 1000), owned_by: 'lmfleet', root: d.versionId, parent: null })),
@@ -217,7 +218,7 @@ export class OpenAIService {
   private async deployment(model: string | undefined, kind: ServeKind): Promise<DeploymentEntity> {
     let dep: DeploymentEntity | null;
     if (model === undefined) {
-      const all = await this.deployments.list();
+      const all = await this.deployments.listRows();
       if (all.length !== 1) {
         this.events.emit({ type: 'rejected', deployment: null, kind, status: 400 });
         throw new InvalidInputError(`model is required when ${all.length} deployments are served`, { param: 'model' });
@@ -281,7 +282,30 @@ export class OpenAIService {
       throw new UnavailableError(`no worker-infer has deployment ${dep.name} loaded (yet); workers report it within HEARTBEAT_INTERVAL_MS of loading it`);
     }
     const admitKey = serveKeys.admission(this.config.queuePrefix, dep.name);
-    if (!(await this.admission.acquire(admitKey, req.requestId, dep.maxPending))) {
+    const queueName = o.queue ?? inferQueueName(dep.name);
+    const enqueue = () => this.queue.queue(queueName).add(SERVE_JOB, req, { jobId: req.requestId, attempts: 1, removeOnComplete: true, removeOnFail: true });
+    let added: Promise<unknown> | undefined;
+    let admitted: boolean;
+    if (this.admission.roomy(admitKey, dep.maxPending)) {
+      // Far below the bound when last seen: admit and enqueue in one round trip instead of two. Both go out on one
+      // connection, the admission first, so Redis has decided it before the job exists; if the bound was reached
+      // meanwhile, the job is removed, and a worker that took it first finds it not admitted and stops it, unrecorded
+      // (ServingHost). Near the bound (where 429s happen) the enqueue waits for the admission, so no job is made.
+      const acquired = this.admission.acquire(admitKey, req.requestId, dep.maxPending, { ordered: true });
+      added = enqueue();
+      added.catch(() => undefined); // awaited below; a failure is the request's error
+      const unqueue = () => added!.then(() => this.queue.remove(queueName, req.requestId)).catch(() => false);
+      try {
+        admitted = await acquired;
+      } catch (err) {
+        await unqueue();
+        throw err;
+      }
+      if (!admitted) await unqueue();
+    } else {
+      admitted = await this.admission.acquire(admitKey, req.requestId, dep.maxPending);
+    }
+    if (!admitted) {
       this.events.emit({ type: 'rejected', deployment: dep.name, kind: req.kind, status: 429 });
       throw new TooManyRequestsError(`deployment ${dep.name} has ${dep.maxPending} requests in flight (its maxPending); retry later`, 1);
     }
@@ -297,9 +321,8 @@ export class OpenAIService {
     res.on('close', () => {
       if (!finished && !res.writableEnded) controller.abort();
     });
-    const queueName = o.queue ?? inferQueueName(dep.name);
     try {
-      await this.queue.queue(queueName).add(SERVE_JOB, req, { jobId: req.requestId, attempts: 1, removeOnComplete: true, removeOnFail: true });
+      await (added ?? enqueue());
       this.events.emit({ type: 'admitted', deployment: dep.name, kind: req.kind, requestId: req.requestId });
       const collector = new ResponseCollector({ logprobs: req.logprobs });
       const events = this.tokens.read(req.requestId, { signal: controller.signal, idleTimeoutMs: this.config.serving.streamTimeoutMs });
@@ -308,6 +331,7 @@ export class OpenAIService {
         if (ev.t === 'start') {
           start = ev;
           if (o.stream) {
+            // The headers go out now (the prompt fits), so the client parses them while the engine computes the first token.
             res.status(200);
             res.setHeader('Content-Type', o.ndjson ? 'application/x-ndjson' : 'text/event-stream; charset=utf-8');
             res.setHeader('Cache-Control', 'no-cache, no-transform');
@@ -335,7 +359,10 @@ export class OpenAIService {
         }
         if (ev.t === 'end') end = ev;
         if (o.stream) {
-          for (const c of o.chunker.push(ev)) res.write(o.ndjson ? JSON.stringify(c) + '\n' : `data: ${JSON.stringify(c)}\n\n`);
+          // One write per event (the first delta of a chat is two chunks: role, then content): one packet, one wake-up.
+          let text = '';
+          for (const c of o.chunker.push(ev)) text += o.ndjson ? JSON.stringify(c) + '\n' : `data: ${JSON.stringify(c)}\n\n`;
+          if (text) res.write(text);
         } else {
           collector.push(ev);
         }

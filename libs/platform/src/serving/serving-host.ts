@@ -103,7 +103,9 @@ export class ServingHost {
         ...(h.error ? { error: h.error } : {}),
         activeRequests: h.active,
         maxBatchSize: h.engine?.maxBatchSize ?? h.dep.maxBatchSize,
-        ...(h.engine ? { sessionLen: h.engine.sessionLen, tp: h.engine.devices.length, devices: h.engine.devices } : {}),
+        ...(h.engine
+          ? { sessionLen: h.engine.sessionLen, tp: h.engine.devices.length, devices: h.engine.devices, kvCache: h.engine.kvCache }
+          : {}),
         ...(engine ? { engine } : {}),
       };
     });
@@ -184,10 +186,19 @@ export class ServingHost {
     const started = Date.now();
     const h = this.hosted.get(r.deploymentName);
     // Events go out without waiting for each XADD (one connection keeps them in order, auto-pipelining batches
-    // them); the last event of a request waits for all of them and reports a failure of any.
+    // them); the last event of a request waits for all of them and reports a failure of any. A token that does not
+    // decode to text on its own (the first token of a reply often is one) waits for the next event and shares its
+    // stream entry: the client has nothing to show from it, and so the API wakes once and sends one packet for both.
     let publishFailed: unknown;
+    let held: StreamEvent[] = [];
     const emit = (ev: StreamEvent): Promise<void> => {
-      const p = this.tokens.publish(r.requestId, ev).catch((e) => {
+      if (ev.t === 'delta' && !ev.text && !ev.logprobs?.length) {
+        held.push(ev);
+        return Promise.resolve();
+      }
+      const batch = held.length ? [...held, ev] : ev;
+      held = [];
+      const p = this.tokens.publish(r.requestId, batch).catch((e) => {
         publishFailed ??= e;
       });
       if (ev.t !== 'end' && ev.t !== 'error') return Promise.resolve();
@@ -207,11 +218,16 @@ export class ServingHost {
     }
     const controller = new AbortController();
     this.running.set(r.requestId, { controller });
-    // Cancelled while it waited (the flag) or from now on (pub/sub): checked alongside tokenization, not before it.
-    void this.tokens
-      .isCancelled(r.requestId)
-      .then((c) => c && controller.abort('cancelled'))
-      .catch(() => undefined);
+    // Cancelled while it waited (the flag) or from now on (pub/sub), or never admitted (the API enqueued it beside its
+    // admission and then found the bound reached; it has answered 429): checked alongside tokenization, not before it.
+    const admitKey = serveKeys.admission(this.config.queuePrefix, r.deploymentName);
+    const checked = Promise.all([this.tokens.isCancelled(r.requestId), this.tokens.redis.zscore(admitKey, r.requestId)])
+      .then(([cancelled, slot]) => {
+        if (cancelled) controller.abort('cancelled');
+        else if (slot === null) controller.abort('not admitted');
+        return cancelled || slot !== null;
+      })
+      .catch(() => true);
     h.active++;
     let timing: TimingParts = { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, finishReason: 'error', error: null };
     try {
@@ -228,7 +244,8 @@ export class ServingHost {
       h.active--;
     }
     timing.totalMs = Date.now() - r.enqueuedAt;
-    void this.record(r, h, timing);
+    // A request the API refused (429) was never a request: no timings row (also when it ended before the check did).
+    void checked.then((admitted) => (admitted ? this.record(r, h, timing) : undefined));
   }
 
   private async runRequest(engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent) => Promise<void>): Promise<TimingParts> {
@@ -361,8 +378,8 @@ export class ServingHost {
         const ev: StreamEvent = { t: 'delta', i: index, text, tokens: out.tokenIds.length };
         if (out.logprobs?.length) ev.logprobs = out.logprobs.map((lp) => toStreamLogprob(engine, lp));
         await emit(ev);
-        if (!flushedFirst && out.tokenIds.length) {
-          // Let the first token leave now, even when more outputs are already queued behind it.
+        if (!flushedFirst && (text || ev.logprobs?.length)) {
+          // Let the first text leave now, even when more outputs are already queued behind it.
           flushedFirst = true;
           await new Promise((res) => setImmediate(res));
         }
@@ -425,9 +442,10 @@ export function checkLength(sessionLen: number, promptTokens: number, maxTokens:
   return maxTokens;
 }
 
-/** A request cut short because the worker is shutting down ends in an error (503), not in a normal finish. */
+/** A request cut short because the worker is shutting down, or found not admitted, ends in an error (503), not in a normal finish. */
 function assertNotShutDown(signal: AbortSignal): void {
   if (signal.aborted && signal.reason === 'shutdown') throw new UnavailableError('worker-infer shut down during the request; retry it');
+  if (signal.aborted && signal.reason === 'not admitted') throw new UnavailableError('the request holds no admission slot (refused, or waited past its expiry); retry it');
 }
 
 function worstFinish(all: FinishReason[]): FinishReason {

@@ -36,12 +36,18 @@ export class TokenStream implements OnApplicationShutdown {
     return this.writer;
   }
 
-  /** Worker: appends one event to the request's stream. */
-  async publish(requestId: string, ev: StreamEvent): Promise<void> {
+  /**
+   * Worker: appends events to the request's stream. Several events given together go into one entry (one `e` field
+   * each, in order), so the reader wakes once for all of them.
+   */
+  async publish(requestId: string, events: StreamEvent | StreamEvent[]): Promise<void> {
     const key = serveKeys.stream(this.prefix, requestId);
-    const add = this.w.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(ev));
+    const all = Array.isArray(events) ? events : [events];
+    const fields: string[] = [];
+    for (const ev of all) fields.push('e', JSON.stringify(ev));
+    const add = this.w.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', ...fields);
     // The stream's expiry is set by its first event and renewed by its last; deltas need no extra command.
-    if (ev.t === 'delta' || ev.t === 'done') await add;
+    if (all.every((ev) => ev.t === 'delta' || ev.t === 'done')) await add;
     else await Promise.all([add, this.w.expire(key, STREAM_TTL_S)]);
   }
 
@@ -69,9 +75,11 @@ export class TokenStream implements OnApplicationShutdown {
         idleSince = Date.now();
         for (const [id, fields] of res[0][1]) {
           last = id;
-          const ev = JSON.parse(fields[1]) as StreamEvent;
-          yield ev;
-          if (ev.t === 'end' || ev.t === 'error') return;
+          for (let f = 1; f < fields.length; f += 2) {
+            const ev = JSON.parse(fields[f]) as StreamEvent;
+            yield ev;
+            if (ev.t === 'end' || ev.t === 'error') return;
+          }
         }
       }
     } catch (err) {

@@ -3,7 +3,7 @@ import { APP_CONFIG, type AppConfig } from '../config';
 import type { JobEntity } from '../db/entities/job.entity';
 import type { ArtifactKind } from '../db/entities/artifact.entity';
 import type { ModelVersionEntity } from '../db/entities/model-version.entity';
-import { ENGINE_ADAPTER, type EngineAdapter } from '../engine/engine.adapter';
+import { ENGINE_ADAPTER, type EngineAdapter, type WorkspaceKvCache } from '../engine/engine.adapter';
 import { InvalidInputError } from '../errors';
 import { validateJobParams } from '../jobs/job-params';
 import { JobName } from '../queue/jobs';
@@ -107,8 +107,11 @@ export class QuantJobsService {
     const model = await this.models.findModel(version.modelId);
     if (!model) throw new InvalidInputError(`model ${version.modelId} does not exist`);
     const rel = `jobs/${ctx.job.id}/workspace`;
+    const kvCalibDir = await this.kvCalibDir(p);
     const r = await this.engine.convert(model.modelType, version.path, {
       modelFormat: version.format === 'autoawq' ? 'awq' : 'hf',
+      ...(p.quantPolicy !== undefined ? { quantPolicy: p.quantPolicy } : {}),
+      ...(kvCalibDir ? { kvCalibDir } : {}),
       dstPath: await this.store.emptyDir(rel),
       onProgress: (f, message) => ctx.progress(f, message),
       log: (level, message) => level !== 'debug' && ctx.log?.(message, level),
@@ -122,11 +125,12 @@ export class QuantJobsService {
       quantization: version.quantization,
       path: this.store.resolve(rel),
       sizeBytes: described.reduce((n, f) => n + f.bytes, 0),
-      info: { ...version.info, convertedFrom: version.id },
+      // The KV cache the workspace is served with (deployments with kvPolicy auto use it).
+      info: { ...version.info, convertedFrom: version.id, kvCache: this.kvRecord(r.kvCache, p) },
     });
     const files = await this.recordDir(ctx.job.id, out.id, 'workspace', rel, described);
     await this.recordStepMetrics(ctx.job.id, version, out, 'convert_seconds', r.seconds);
-    return { versionId: out.id, inputVersionId: version.id, seconds: r.seconds, artifacts: files };
+    return { versionId: out.id, inputVersionId: version.id, seconds: r.seconds, kvCache: this.kvRecord(r.kvCache, p), artifacts: files };
   }
 
   /**
@@ -143,18 +147,29 @@ export class QuantJobsService {
     const derived = version.format !== 'hf' || !!version.quantization;
     const base = derived && p.compareToBase !== false ? await this.baseVersionOf(version) : undefined;
     ctx.progress(0);
+    const kvCalibDir = await this.kvCalibDir(p);
     const run = (dir: string, from: number, to: number) =>
       this.engine.evalPpl(dir, {
         datasetFile: p.datasetFile,
         seqlen,
         maxWindows: p.maxWindows,
+        ...(p.quantPolicy !== undefined ? { quantPolicy: p.quantPolicy } : {}),
+        ...(kvCalibDir ? { kvCalibDir } : {}),
         backend: this.config.worker.engineBackend,
         onProgress: (done, total) => ctx.progress(from + (to - from) * (total > 0 ? done / total : 0)),
         log: (level, message) => level !== 'debug' && ctx.log?.(message, level),
       });
     let baseline: { versionId: string; ppl: number; measured: boolean } | undefined;
     if (base) {
-      const settings = { datasetFile: p.datasetFile, seqlen, defaultSeqlen: DEFAULT_EVAL_SEQLEN, maxWindows: p.maxWindows ?? null };
+      const settings = {
+        datasetFile: p.datasetFile,
+        seqlen,
+        defaultSeqlen: DEFAULT_EVAL_SEQLEN,
+        maxWindows: p.maxWindows ?? null,
+        quantPolicy: p.quantPolicy ?? null,
+        kvCalibDir: p.kvCalibDir ?? null,
+        kvCalibJobId: p.kvCalibJobId ?? null,
+      };
       const known = await this.jobs.findEvalPpl(base.id, settings);
       if (known !== undefined) {
         baseline = { versionId: base.id, ppl: known, measured: false };
@@ -170,7 +185,7 @@ export class QuantJobsService {
     const jobId = ctx.job.id;
     const stored = await this.store.write(
       `jobs/${jobId}/eval.json`,
-      JSON.stringify({ versionId: version.id, datasetFile: p.datasetFile, seqlen, maxWindows: p.maxWindows ?? null, ...r, baseline: baseline ?? null }, null, 2) + '\n',
+      JSON.stringify({ versionId: version.id, datasetFile: p.datasetFile, seqlen, maxWindows: p.maxWindows ?? null, ...kvParams(p), ...r, baseline: baseline ?? null }, null, 2) + '\n',
     );
     const artifact = await this.artifacts.upsert({
       jobId,
@@ -180,11 +195,13 @@ export class QuantJobsService {
       ...stored,
       metadata: { seqlen, windows: r.windows },
     });
-    const onVersion: Array<[string, number, string | null]> = [['ppl', r.ppl, null]];
+    // Measured with a quantized KV cache: its own metric names (ppl_kv_int8, ...), beside the fp16-cache ppl.
+    const kv = p.quantPolicy ? `_kv_int${p.quantPolicy}` : '';
+    const onVersion: Array<[string, number, string | null]> = [[`ppl${kv}`, r.ppl, null]];
     if (baseline && base) {
       onVersion.push(
-        ['ppl_before', baseline.ppl, null],
-        ['ppl_ratio', r.ppl / baseline.ppl, null],
+        [`ppl_before${kv}`, baseline.ppl, null],
+        [`ppl_ratio${kv}`, r.ppl / baseline.ppl, null],
         ['size_bytes', Number(version.sizeBytes), 'bytes'],
         ['size_bytes_before', Number(base.sizeBytes), 'bytes'],
         ['size_ratio', Number(version.sizeBytes) / Number(base.sizeBytes), null],
@@ -196,10 +213,31 @@ export class QuantJobsService {
       if (Number.isFinite(value)) await this.metrics.upsertForJob({ jobId, versionId: version.id, name, value, unit });
     }
     await this.models.mergeVersionMetrics(version.id, Object.fromEntries(onVersion.filter(([, v]) => Number.isFinite(v)).map(([n, v]) => [n, v])));
-    if (baseline?.measured) await this.models.mergeVersionMetrics(baseline.versionId, { ppl: baseline.ppl });
+    if (baseline?.measured) await this.models.mergeVersionMetrics(baseline.versionId, { [`ppl${kv}`]: baseline.ppl });
     return {
       versionId: version.id, ppl: r.ppl, windows: r.windows, tokens: r.tokens, seconds: r.seconds, artifactId: artifact.id,
+      ...kvParams(p), ...(r.kvCache ? { kvCache: r.kvCache } : {}),
       ...(baseline ? { baseline, pplRatio: r.ppl / baseline.ppl } : {}),
+    };
+  }
+
+  /** The directory of calibrated KV scales a job names: its own path, or the calibration of a completed calibrate job. */
+  private async kvCalibDir(p: { kvCalibDir?: string; kvCalibJobId?: string }): Promise<string | undefined> {
+    if (p.kvCalibDir) return p.kvCalibDir;
+    if (!p.kvCalibJobId) return undefined;
+    const calib = await this.jobs.get(p.kvCalibJobId);
+    const rel = calib?.type === JobName.Calibrate && calib.status === 'completed' ? calib.result?.calibrationDir : undefined;
+    if (typeof rel !== 'string') throw new InvalidInputError(`kvCalibJobId ${p.kvCalibJobId} is not a completed calibrate job`);
+    return this.store.resolve(rel);
+  }
+
+  /** What a workspace version records about its KV cache: the engine's manifest, and where its scales came from. */
+  private kvRecord(kv: WorkspaceKvCache | undefined, p: { quantPolicy?: number; kvCalibDir?: string; kvCalibJobId?: string }) {
+    return {
+      quantPolicy: kv?.quantPolicy ?? p.quantPolicy ?? 0,
+      calibrated: kv?.calibrated ?? false,
+      ...(p.kvCalibJobId ? { calibJobId: p.kvCalibJobId } : {}),
+      ...(p.kvCalibDir ? { calibDir: p.kvCalibDir } : {}),
     };
   }
 
@@ -257,4 +295,13 @@ export class QuantJobsService {
     if (!v) throw new InvalidInputError(`version ${id} does not exist`);
     return v;
   }
+}
+
+/** A job's KV-cache params as its result and report record them (only those it was given). */
+function kvParams(p: { quantPolicy?: number; kvCalibDir?: string; kvCalibJobId?: string }) {
+  return {
+    ...(p.quantPolicy !== undefined ? { quantPolicy: p.quantPolicy } : {}),
+    ...(p.kvCalibDir !== undefined ? { kvCalibDir: p.kvCalibDir } : {}),
+    ...(p.kvCalibJobId !== undefined ? { kvCalibJobId: p.kvCalibJobId } : {}),
+  };
 }

@@ -18,6 +18,8 @@ export interface LoadedDeployment {
    *  ranks are threads: 'cpu'). Absent while loading or after a failure. */
   tp?: number;
   devices?: string[];
+  /** The KV cache the worker's engine runs it with ('float', 'int8 online', 'int4 calibrated (<dir>)', ...). */
+  kvCache?: string;
   /** The engine's own counters (KV blocks, running/waiting sequences). */
   engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number };
 }
