@@ -117,6 +117,14 @@ function divideChannels(x: Float32Array, dim: number, s: Float32Array): Float32A
 const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
 
 /** Rows of x evenly strided down to at most n rows. */
+// v -> o is scaled only where v and o have the same shape (MHA: KV width = hidden = q width), as AutoAWQ does.
+function groupScalable(fwd: BlockForward, key: string): boolean {
+  if (key !== 'v→o') return true;
+  const [vo, vi] = fwd.linearShape('v');
+  const [oo, oi] = fwd.linearShape('o');
+  return vo === oo && vi === oi;
+}
+
 function subsampleRows(x: Float32Array, dim: number, n: number): Float32Array {
   const rows = x.length / dim;
   if (rows <= n) return x;
@@ -202,13 +210,9 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
     const scales = new Map<string, Float32Array>();
     if (searchScale) {
       for (const g of GROUPS) {
-        if (g.key === 'v→o') {
-          const [vo, vi] = fwd.linearShape('v');
-          const [oo, oi] = fwd.linearShape('o');
-          if (vo !== oo || vi !== oi) {
-            report.alphas[g.key] = undefined;
-            continue;
-          }
+        if (!groupScalable(fwd, g.key)) {
+          report.alphas[g.key] = undefined;
+          continue;
         }
         const dim = fwd.linearShape(g.linears[0])[1];
         const full = taps[g.input] as Float32Array;
@@ -366,13 +370,9 @@ async function sessionLayer(
   if (p.searchScale) {
     const scales = new Map<string, Float32Array>();
     for (const [gi, g] of GROUPS.entries()) {
-      if (g.key === 'v→o') {
-        const [vo, vi] = fwd.linearShape('v');
-        const [oo, oi] = fwd.linearShape('o');
-        if (vo !== oo || vi !== oi) {
-          report.alphas[g.key] = undefined;
-          continue;
-        }
+      if (!groupScalable(fwd, g.key)) {
+        report.alphas[g.key] = undefined;
+        continue;
       }
       const dim = fwd.linearShape(g.linears[0])[1];
       const xMean = tapMean(st[GROUP_TAP[g.key]]);
