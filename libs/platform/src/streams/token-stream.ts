@@ -12,11 +12,23 @@ const STREAM_TTL_S = 300;
 const STREAM_MAXLEN = 100_000;
 const POOL_IDLE_MAX = 32;
 
+interface PublishBatch {
+  pipeline: ReturnType<IORedis['pipeline']>;
+  /** Commands queued on `pipeline`. */
+  commands: number;
+  /** Each publish: its commands' range in the pipeline. */
+  waiters: Array<{ from: number; to: number; resolve: () => void; reject: (err: unknown) => void }>;
+}
+
 @Injectable()
 export class TokenStream implements OnApplicationShutdown {
   private readonly logger = new Logger(TokenStream.name);
   private readonly prefix: string;
   private writer?: IORedis;
+  /** Worker: the connection events are appended on (see publish). */
+  private publisher?: IORedis;
+  /** Worker: events published in this tick, written together when the tick ends (or at once, with `flush`). */
+  private batch?: PublishBatch;
   private subscriber?: IORedis;
   /** Blocking readers: XREAD BLOCK holds a connection, so each active request borrows one. */
   private readonly idle: IORedis[] = [];
@@ -39,16 +51,60 @@ export class TokenStream implements OnApplicationShutdown {
   /**
    * Worker: appends events to the request's stream. Several events given together go into one entry (one `e` field
    * each, in order), so the reader wakes once for all of them.
+   *
+   * Every publish of this process goes out on one connection, in call order (so a request's events stay in order),
+   * and the publishes of one tick (a decode step's tokens for all running requests) leave in one write when the tick
+   * ends. `flush`: write now, with whatever this tick published before (the first text of a reply: the reader is
+   * waiting for it). This replaces ioredis' auto-pipelining, which waits for setImmediate and keeps one pipeline in
+   * flight per connection: an event published while the previous batch's reply had not come back waited for it.
    */
-  async publish(requestId: string, events: StreamEvent | StreamEvent[]): Promise<void> {
+  async publish(requestId: string, events: StreamEvent | StreamEvent[], opts: { flush?: boolean } = {}): Promise<void> {
     const key = serveKeys.stream(this.prefix, requestId);
     const all = Array.isArray(events) ? events : [events];
     const fields: string[] = [];
     for (const ev of all) fields.push('e', JSON.stringify(ev));
-    const add = this.w.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', ...fields);
+    const b = this.batch ?? this.openBatch();
+    const from = b.commands;
+    b.pipeline.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', ...fields);
+    b.commands++;
     // The stream's expiry is set by its first event and renewed by its last; deltas need no extra command.
-    if (all.every((ev) => ev.t === 'delta' || ev.t === 'done')) await add;
-    else await Promise.all([add, this.w.expire(key, STREAM_TTL_S)]);
+    if (!all.every((ev) => ev.t === 'delta' || ev.t === 'done')) {
+      b.pipeline.expire(key, STREAM_TTL_S);
+      b.commands++;
+    }
+    const done = new Promise<void>((resolve, reject) => b.waiters.push({ from, to: b.commands, resolve, reject }));
+    if (opts.flush) this.flushBatch(b);
+    return done;
+  }
+
+  private openBatch(): PublishBatch {
+    if (!this.publisher) {
+      this.publisher = createRedis(this.config.redisUrl, { maxRetriesPerRequest: 2 });
+      this.publisher.on('error', (err) => this.logger.warn(`redis publisher: ${err.message}`));
+    }
+    const b: PublishBatch = { pipeline: this.publisher.pipeline(), commands: 0, waiters: [] };
+    this.batch = b;
+    // After the current tick's promise jobs: every request resumed by the same engine step has published by then.
+    process.nextTick(() => this.flushBatch(b));
+    return b;
+  }
+
+  private flushBatch(b: PublishBatch): void {
+    if (this.batch !== b) return; // already written
+    this.batch = undefined;
+    b.pipeline.exec().then(
+      (results) => {
+        for (const w of b.waiters) {
+          const failed = (results ?? []).slice(w.from, w.to).find(([err]) => err)?.[0];
+          if (failed) w.reject(failed);
+          else if (!results || results.length < w.to) w.reject(new Error('redis: no reply for a stream append'));
+          else w.resolve();
+        }
+      },
+      (err: unknown) => {
+        for (const w of b.waiters) w.reject(err);
+      },
+    );
   }
 
   /**
@@ -150,6 +206,8 @@ export class TokenStream implements OnApplicationShutdown {
     this.all.clear();
     this.idle.length = 0;
     await this.subscriber?.quit().catch(() => undefined);
+    if (this.batch) this.flushBatch(this.batch);
+    await this.publisher?.quit().catch(() => undefined);
     await this.writer?.quit().catch(() => undefined);
   }
 }
