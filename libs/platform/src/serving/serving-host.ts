@@ -148,6 +148,7 @@ export class ServingHost {
         ...(dep.cacheMaxEntryCount !== null ? { cacheMaxEntryCount: dep.cacheMaxEntryCount } : {}),
         kvPolicy: dep.kvPolicy,
         ...(dep.tp > 1 ? { tp: dep.tp } : {}),
+        ...(this.config.worker.engineThreads ? { threads: this.config.worker.engineThreads } : {}),
       });
     } catch (err) {
       h.state = 'failed';
