@@ -29,6 +29,8 @@ export class TokenStream implements OnApplicationShutdown {
   private publisher?: IORedis;
   /** Worker: events published in this tick, written together when the tick ends (or at once, with `flush`). */
   private batch?: PublishBatch;
+  /** Worker: batches written whose reply has not come back. */
+  private publishing = 0;
   private subscriber?: IORedis;
   /** Blocking readers: XREAD BLOCK holds a connection, so each active request borrows one. */
   private readonly idle: IORedis[] = [];
@@ -52,11 +54,13 @@ export class TokenStream implements OnApplicationShutdown {
    * Worker: appends events to the request's stream. Several events given together go into one entry (one `e` field
    * each, in order), so the reader wakes once for all of them.
    *
-   * Every publish of this process goes out on one connection, in call order (so a request's events stay in order),
-   * and the publishes of one tick (a decode step's tokens for all running requests) leave in one write when the tick
-   * ends. `flush`: write now, with whatever this tick published before (the first text of a reply: the reader is
-   * waiting for it). This replaces ioredis' auto-pipelining, which waits for setImmediate and keeps one pipeline in
-   * flight per connection: an event published while the previous batch's reply had not come back waited for it.
+   * Every publish of this process goes out on one connection, in call order (so a request's events stay in order).
+   * Events are written together: those of one tick (a decode step's tokens for all running requests) at the end of
+   * the tick, and while a write's reply is outstanding, everything published meanwhile in one write when it comes
+   * back (a fast decode makes tokens quicker than Redis round trips: they leave in few writes, not one each).
+   * `flush`: write now, with whatever waits before it, reply outstanding or not (start, errors, the first text of a
+   * reply: the API waits for them). ioredis' auto-pipelining, used before, had the batching but held every event for a
+   * setImmediate and behind the outstanding reply, the first text too.
    */
   async publish(requestId: string, events: StreamEvent | StreamEvent[], opts: { flush?: boolean } = {}): Promise<void> {
     const key = serveKeys.stream(this.prefix, requestId);
@@ -85,15 +89,24 @@ export class TokenStream implements OnApplicationShutdown {
     const b: PublishBatch = { pipeline: this.publisher.pipeline(), commands: 0, waiters: [] };
     this.batch = b;
     // After the current tick's promise jobs: every request resumed by the same engine step has published by then.
-    process.nextTick(() => this.flushBatch(b));
+    // With a reply outstanding, the batch leaves when it comes back instead.
+    process.nextTick(() => {
+      if (this.publishing === 0) this.flushBatch(b);
+    });
     return b;
   }
 
   private flushBatch(b: PublishBatch): void {
     if (this.batch !== b) return; // already written
     this.batch = undefined;
+    this.publishing++;
+    const settle = () => {
+      this.publishing--;
+      if (this.publishing === 0 && this.batch) this.flushBatch(this.batch);
+    };
     b.pipeline.exec().then(
       (results) => {
+        settle();
         for (const w of b.waiters) {
           const failed = (results ?? []).slice(w.from, w.to).find(([err]) => err)?.[0];
           if (failed) w.reject(failed);
@@ -102,6 +115,7 @@ export class TokenStream implements OnApplicationShutdown {
         }
       },
       (err: unknown) => {
+        settle();
         for (const w of b.waiters) w.reject(err);
       },
     );
