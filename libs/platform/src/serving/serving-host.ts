@@ -223,11 +223,13 @@ export class ServingHost {
     // Cancelled while it waited (the flag) or from now on (pub/sub), or never admitted (the API enqueued it beside its
     // admission and then found the bound reached; it has answered 429): checked alongside tokenization, not before it.
     const admitKey = serveKeys.admission(this.config.queuePrefix, r.deploymentName);
-    const checked = Promise.all([this.tokens.isCancelled(r.requestId), this.tokens.redis.zscore(admitKey, r.requestId)])
-      .then(([cancelled, slot]) => {
+    // (On the stream's connection, ahead of the request's events: see TokenStream.startCheck.)
+    const checked = this.tokens
+      .startCheck(r.requestId, admitKey)
+      .then(({ cancelled, admitted }) => {
         if (cancelled) controller.abort('cancelled');
-        else if (slot === null) controller.abort('not admitted');
-        return cancelled || slot !== null;
+        else if (!admitted) controller.abort('not admitted');
+        return cancelled || admitted;
       })
       .catch(() => true);
     h.active++;

@@ -17,7 +17,7 @@ interface PublishBatch {
   /** Commands queued on `pipeline`. */
   commands: number;
   /** Each publish: its commands' range in the pipeline. */
-  waiters: Array<{ from: number; to: number; resolve: () => void; reject: (err: unknown) => void }>;
+  waiters: Array<{ from: number; to: number; resolve: (replies: unknown[]) => void; reject: (err: unknown) => void }>;
 }
 
 @Injectable()
@@ -76,9 +76,27 @@ export class TokenStream implements OnApplicationShutdown {
       b.pipeline.expire(key, STREAM_TTL_S);
       b.commands++;
     }
-    const done = new Promise<void>((resolve, reject) => b.waiters.push({ from, to: b.commands, resolve, reject }));
+    const done = new Promise<unknown[]>((resolve, reject) => b.waiters.push({ from, to: b.commands, resolve, reject }));
     if (opts.flush) this.flushBatch(b);
-    return done;
+    await done;
+  }
+
+  /**
+   * Worker, as a request starts: whether it was cancelled while it waited, and whether it holds an admission slot
+   * (`admissionKey`'s member). Asked on the events' connection and written at once, so Redis answers before it
+   * sees any event of the request: the API cannot have read the request's end (and released its slot) first, which
+   * would make a finished request look never admitted.
+   */
+  async startCheck(requestId: string, admissionKey: string): Promise<{ cancelled: boolean; admitted: boolean }> {
+    const b = this.batch ?? this.openBatch();
+    const from = b.commands;
+    b.pipeline.exists(serveKeys.cancelled(this.prefix, requestId));
+    b.pipeline.zscore(admissionKey, requestId);
+    b.commands += 2;
+    const done = new Promise<unknown[]>((resolve, reject) => b.waiters.push({ from, to: b.commands, resolve, reject }));
+    this.flushBatch(b);
+    const [exists, slot] = await done;
+    return { cancelled: exists === 1, admitted: slot !== null };
   }
 
   private openBatch(): PublishBatch {
@@ -111,7 +129,7 @@ export class TokenStream implements OnApplicationShutdown {
           const failed = (results ?? []).slice(w.from, w.to).find(([err]) => err)?.[0];
           if (failed) w.reject(failed);
           else if (!results || results.length < w.to) w.reject(new Error('redis: no reply for a stream append'));
-          else w.resolve();
+          else w.resolve(results.slice(w.from, w.to).map(([, value]) => value));
         }
       },
       (err: unknown) => {
