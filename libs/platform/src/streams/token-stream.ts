@@ -83,9 +83,10 @@ export class TokenStream implements OnApplicationShutdown {
 
   /**
    * Worker, as a request starts: whether it was cancelled while it waited, and whether it holds an admission slot
-   * (`admissionKey`'s member). Asked on the events' connection and written at once, so Redis answers before it
-   * sees any event of the request: the API cannot have read the request's end (and released its slot) first, which
-   * would make a finished request look never admitted.
+   * (`admissionKey`'s member). Asked on the events' connection, ahead of them, so Redis answers before it sees any
+   * event of the request: the API cannot have read the request's end (and released its slot) first, which would
+   * make a finished request look never admitted. It leaves with the tick's batch (after the synchronous
+   * tokenization that follows it, usually in the same write as `start`), as it did under auto-pipelining.
    */
   async startCheck(requestId: string, admissionKey: string): Promise<{ cancelled: boolean; admitted: boolean }> {
     const b = this.batch ?? this.openBatch();
@@ -93,9 +94,7 @@ export class TokenStream implements OnApplicationShutdown {
     b.pipeline.exists(serveKeys.cancelled(this.prefix, requestId));
     b.pipeline.zscore(admissionKey, requestId);
     b.commands += 2;
-    const done = new Promise<unknown[]>((resolve, reject) => b.waiters.push({ from, to: b.commands, resolve, reject }));
-    this.flushBatch(b);
-    const [exists, slot] = await done;
+    const [exists, slot] = await new Promise<unknown[]>((resolve, reject) => b.waiters.push({ from, to: b.commands, resolve, reject }));
     return { cancelled: exists === 1, admitted: slot !== null };
   }
 
