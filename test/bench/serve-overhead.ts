@@ -5,6 +5,9 @@
 // --baseline ROOT: also start an API + worker-infer from another checkout (e.g. `git worktree add --detach /tmp/base
 // <commit>`, with its node_modules and libs/native/build linked in) on its own database and Redis prefix, and
 // alternate requests between the engine in-process, this checkout and the baseline: before and after in one run.
+// Caution: the stack started first ("this") has measured 0.35-0.7 ms less added TTFT than an identical second one
+// (A/A runs on the 2-core machine, 2026-11-25; cause not found). Compare A/B with the roles swapped too (run the
+// bench from the other checkout) and take the mean of the two differences.
 // --threads N: the cpu engine's threads, the same on both sides (in-process and worker-infer's ENGINE_THREADS); by
 // default both use one per core. On a machine with few cores the served path's engine, decoding the next tokens on
 // every core right after the first, competes with the API, Redis and the client delivering that first one, which the
@@ -107,6 +110,11 @@ async function throughApi(url: string, model: string, k: number): Promise<Sample
   return { ttftMs: first - t0, perTokenMs: usageTokens > 1 ? (last - first) / (usageTokens - 1) : NaN, tokens: usageTokens };
 }
 
+function permutations<T>(xs: T[]): T[][] {
+  if (xs.length <= 1) return [xs];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest]));
+}
+
 /** One platform (API + worker-infer) serving the model, from this checkout or from `--baseline ROOT`. */
 interface Stack {
   label: string;
@@ -183,12 +191,15 @@ async function main(): Promise<void> {
     engine = await new LmfleetEngineAdapter().loadServing(stacks[0].modelDir, { backend: BACKEND, maxBatchSize: MAX_BATCH, sessionLen: SESSION_LEN, ...(THREADS ? { threads: THREADS } : {}) });
 
     const paths = ['local', ...stacks.map((s) => s.label)];
+    const orders = permutations(paths);
     const samples = new Map<string, Sample[]>(paths.map((p) => [p, []]));
     const modelsFloor = new Map<string, number[]>(stacks.map((s) => [s.label, []]));
     const floor404 = new Map<string, number[]>(stacks.map((s) => [s.label, []]));
     for (let r = 0; r < WARMUP + ROUNDS; r++) {
-      // Rotate which path goes first, so none always follows another.
-      const order = paths.map((_, i) => paths[(i + r) % paths.length]);
+      // Cycle through every order of the paths, so each follows each other equally often (a request may pay for
+      // work the previous one left behind: its worker writing request_timings, stream and slot cleanup; a plain
+      // rotation of three gave each path a fixed predecessor).
+      const order = orders[r % orders.length];
       for (const which of order) {
         const st = stacks.find((s) => s.label === which);
         const s = st ? await throughApi(st.url, st.model, r) : await inProcess(engine, r);
@@ -218,7 +229,7 @@ async function main(): Promise<void> {
     const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
     const lines = [
       `serve overhead: ${ROUNDS} requests per path (after ${WARMUP} warm-up), ${TOKENS} greedy tokens each, one at a time, backend ${BACKEND}, engine threads ${THREADS || `one per core`}${THREADS && baselineRoot ? ' (the baseline: as its checkout reads ENGINE_THREADS; main before servefast2 does not, and uses one per core)' : ''}, model ${path.basename(stacks[0].modelDir)}, ${os.cpus().length} CPUs, load average at the end ${load}`,
-      baselineRoot ? `paths: in-process engine; "this" = API + queue from this checkout; "baseline" = API + queue from ${baselineRoot}; rounds rotate the order` : '',
+      baselineRoot ? `paths: in-process engine; "this" = API + queue from this checkout; "baseline" = API + queue from ${baselineRoot}; rounds cycle through every order of the paths` : '',
       '',
       '| metric (ms)                       |   p50    |   p90    |',
       '| --------------------------------- | -------- | -------- |',
