@@ -5,9 +5,9 @@
 // --baseline ROOT: also start an API + worker-infer from another checkout (e.g. `git worktree add --detach /tmp/base
 // <commit>`, with its node_modules and libs/native/build linked in) on its own database and Redis prefix, and
 // alternate requests between the engine in-process, this checkout and the baseline: before and after in one run.
-// Caution: the stack started first ("this") has measured 0.35-0.7 ms less added TTFT than an identical second one
-// (A/A runs on the 2-core machine, 2026-11-25; cause not found). Compare A/B with the roles swapped too (run the
-// bench from the other checkout) and take the mean of the two differences.
+// Noise: on the shared 2-core machine, A/A runs (this checkout against a copy of itself) differed by up to 0.7 ms at
+// p50 with 100-120 rounds, and by 0.04 and 0.23 ms (no consistent sign) with 400. For differences under a
+// millisecond use --rounds 400 and run it with the roles swapped too (the bench from the other checkout).
 // --threads N: the cpu engine's threads, the same on both sides (in-process and worker-infer's ENGINE_THREADS); by
 // default both use one per core. On a machine with few cores the served path's engine, decoding the next tokens on
 // every core right after the first, competes with the API, Redis and the client delivering that first one, which the
