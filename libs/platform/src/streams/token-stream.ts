@@ -192,10 +192,6 @@ export class TokenStream implements OnApplicationShutdown {
     ]);
   }
 
-  async isCancelled(requestId: string): Promise<boolean> {
-    return (await this.w.exists(serveKeys.cancelled(this.prefix, requestId))) === 1;
-  }
-
   /** Worker: calls `fn` with each cancelled request id. */
   async onCancel(fn: (requestId: string) => void): Promise<void> {
     if (!this.subscriber) {
