@@ -1,10 +1,18 @@
 // Serving overhead: time to first token (TTFT) and per-token latency through the API and queue (HTTP -> BullMQ ->
 // worker-infer -> Redis Stream -> SSE) against the same engine called in-process, same model, same engine options,
 // same run. Requests go one at a time, alternating between the two paths, so both see the same machine load.
-//   node --require ./test/e2e/register.js test/bench/serve-overhead.ts [--model DIR] [--rounds 40] [--tokens 32] [--backend cpu] [--baseline ROOT]
+//   node --require ./test/e2e/register.js test/bench/serve-overhead.ts [--model DIR] [--rounds 40] [--tokens 32] [--backend cpu] [--baseline ROOT] [--threads N]
 // --baseline ROOT: also start an API + worker-infer from another checkout (e.g. `git worktree add --detach /tmp/base
 // <commit>`, with its node_modules and libs/native/build linked in) on its own database and Redis prefix, and
 // alternate requests between the engine in-process, this checkout and the baseline: before and after in one run.
+// Noise: on the shared 2-core machine, A/A runs (this checkout against a copy of itself) differed by up to 0.7 ms at
+// p50 with 100-120 rounds, and by 0.04 and 0.23 ms (no consistent sign) with 400. For differences under a
+// millisecond use --rounds 400 and run it with the roles swapped too (the bench from the other checkout).
+// --threads N: the cpu engine's threads, the same on both sides (in-process and worker-infer's ENGINE_THREADS); by
+// default both use one per core. On a machine with few cores the served path's engine, decoding the next tokens on
+// every core right after the first, competes with the API, Redis and the client delivering that first one, which the
+// in-process path does not have; with fewer engine threads than cores both sides run the engine alike and the rest
+// has a core. A baseline checkout without ENGINE_THREADS (main before it) keeps one thread per core: the output says so.
 // Without --model it writes a tiny random Qwen2 (hidden 64, 2 layers): the engine's own time is then small and the
 // difference is the platform's. Needs Postgres and Redis (DATABASE_URL / REDIS_URL or 127.0.0.1 defaults).
 // Per request: TTFT = request sent -> first text received (in-process: the first output with text; a first token
@@ -28,6 +36,7 @@ const ROUNDS = Number(opt('rounds', '40'));
 const WARMUP = 3;
 const TOKENS = Number(opt('tokens', '32'));
 const BACKEND = opt('backend', 'cpu') as 'cpu' | 'cuda' | 'auto';
+const THREADS = Number(opt('threads', '0'));
 const MAX_BATCH = 4;
 const SESSION_LEN = 512;
 
@@ -101,6 +110,11 @@ async function throughApi(url: string, model: string, k: number): Promise<Sample
   return { ttftMs: first - t0, perTokenMs: usageTokens > 1 ? (last - first) / (usageTokens - 1) : NaN, tokens: usageTokens };
 }
 
+function permutations<T>(xs: T[]): T[][] {
+  if (xs.length <= 1) return [xs];
+  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest]));
+}
+
 /** One platform (API + worker-infer) serving the model, from this checkout or from `--baseline ROOT`. */
 interface Stack {
   label: string;
@@ -112,7 +126,7 @@ interface Stack {
 }
 
 async function startStack(label: string, root: string | undefined, modelSrc: string | undefined, logDir: string): Promise<Stack & { modelDir: string }> {
-  const env = await createTestEnv({ ENGINE_BACKEND: BACKEND, SERVE_DEPLOYMENT_POLL_MS: '300' });
+  const env = await createTestEnv({ ENGINE_BACKEND: BACKEND, SERVE_DEPLOYMENT_POLL_MS: '300', ...(THREADS ? { ENGINE_THREADS: String(THREADS) } : {}) });
   const procs: AppProcess[] = [];
   const stack = { label, url: '', model: 'bench', databaseUrl: env.databaseUrl, procs, modelDir: '', cleanup: async () => {
     await Promise.all(procs.map((p) => stopApp(p)));
@@ -174,15 +188,18 @@ async function main(): Promise<void> {
     const modelSrc = opt('model', '') || undefined;
     stacks.push(await startStack('this', undefined, modelSrc, logDir));
     if (baselineRoot) stacks.push(await startStack('baseline', path.resolve(baselineRoot), modelSrc, logDir));
-    engine = await new LmfleetEngineAdapter().loadServing(stacks[0].modelDir, { backend: BACKEND, maxBatchSize: MAX_BATCH, sessionLen: SESSION_LEN });
+    engine = await new LmfleetEngineAdapter().loadServing(stacks[0].modelDir, { backend: BACKEND, maxBatchSize: MAX_BATCH, sessionLen: SESSION_LEN, ...(THREADS ? { threads: THREADS } : {}) });
 
     const paths = ['local', ...stacks.map((s) => s.label)];
+    const orders = permutations(paths);
     const samples = new Map<string, Sample[]>(paths.map((p) => [p, []]));
     const modelsFloor = new Map<string, number[]>(stacks.map((s) => [s.label, []]));
     const floor404 = new Map<string, number[]>(stacks.map((s) => [s.label, []]));
     for (let r = 0; r < WARMUP + ROUNDS; r++) {
-      // Rotate which path goes first, so none always follows another.
-      const order = paths.map((_, i) => paths[(i + r) % paths.length]);
+      // Cycle through every order of the paths, so each follows each other equally often (a request may pay for
+      // work the previous one left behind: its worker writing request_timings, stream and slot cleanup; a plain
+      // rotation of three gave each path a fixed predecessor).
+      const order = orders[r % orders.length];
       for (const which of order) {
         const st = stacks.find((s) => s.label === which);
         const s = st ? await throughApi(st.url, st.model, r) : await inProcess(engine, r);
@@ -211,14 +228,14 @@ async function main(): Promise<void> {
     const f = (n: number) => n.toFixed(2).padStart(8);
     const load = os.loadavg().map((x) => x.toFixed(2)).join(' ');
     const lines = [
-      `serve overhead: ${ROUNDS} requests per path (after ${WARMUP} warm-up), ${TOKENS} greedy tokens each, one at a time, backend ${BACKEND}, model ${path.basename(stacks[0].modelDir)}, ${os.cpus().length} CPUs, load average at the end ${load}`,
-      baselineRoot ? `paths: in-process engine; "this" = API + queue from this checkout; "baseline" = API + queue from ${baselineRoot}; rounds rotate the order` : '',
+      `serve overhead: ${ROUNDS} requests per path (after ${WARMUP} warm-up), ${TOKENS} greedy tokens each, one at a time, backend ${BACKEND}, engine threads ${THREADS || `one per core`}${THREADS && baselineRoot ? ' (the baseline: as its checkout reads ENGINE_THREADS; main before servefast2 does not, and uses one per core)' : ''}, model ${path.basename(stacks[0].modelDir)}, ${os.cpus().length} CPUs, load average at the end ${load}`,
+      baselineRoot ? `paths: in-process engine; "this" = API + queue from this checkout; "baseline" = API + queue from ${baselineRoot}; rounds cycle through every order of the paths` : '',
       '',
       '| metric (ms)                       |   p50    |   p90    |',
       '| --------------------------------- | -------- | -------- |',
       `| TTFT in-process                   | ${f(ttftL.p50)} | ${f(ttftL.p90)} |`,
     ];
-    const json: Record<string, unknown> = { rounds: ROUNDS, tokens: TOKENS, backend: BACKEND, loadavg: os.loadavg(), ttft: { local: ttftL }, perToken: { local: tokL } };
+    const json: Record<string, unknown> = { rounds: ROUNDS, tokens: TOKENS, backend: BACKEND, threads: THREADS, loadavg: os.loadavg(), ttft: { local: ttftL }, perToken: { local: tokL } };
     const pg = (st: Stack) => new Client({ connectionString: st.databaseUrl });
     const summary: string[] = [];
     for (const st of stacks) {

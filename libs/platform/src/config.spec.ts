@@ -17,12 +17,14 @@ describe('loadConfig', () => {
     expect(c.queuePrefix).toBe('p1');
     expect(c.worker.lockDurationMs).toBe(2000);
     expect(c.worker.inferDeployments).toEqual(['x', 'y']);
+    expect(loadConfig({}).worker.engineThreads).toBe(0);
+    expect(loadConfig({ ENGINE_THREADS: '1' }).worker.engineThreads).toBe(1);
   });
 
   it('reports every problem at once', () => {
     let err: unknown;
     try {
-      loadConfig({ PORT: 'eighty', DATABASE_URL: 'mysql://x', MODEL_ROOTS: 'relative/dir', REDIS_PREFIX: 'a:b', ENGINE_BACKEND: 'tpu' });
+      loadConfig({ PORT: 'eighty', DATABASE_URL: 'mysql://x', MODEL_ROOTS: 'relative/dir', REDIS_PREFIX: 'a:b', ENGINE_BACKEND: 'tpu', ENGINE_THREADS: '-1' });
     } catch (e) {
       err = e;
     }
@@ -33,6 +35,7 @@ describe('loadConfig', () => {
     expect(problems).toMatch(/MODEL_ROOTS/);
     expect(problems).toMatch(/REDIS_PREFIX/);
     expect(problems).toMatch(/ENGINE_BACKEND/);
+    expect(problems).toMatch(/ENGINE_THREADS/);
   });
 
   it('reads API keys from API_KEYS and API_KEYS_FILE, and the body limit', () => {

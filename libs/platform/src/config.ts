@@ -47,6 +47,8 @@ export interface AppConfig {
     inferDeployments: string[];
     /** Engine backend handed to Engine.fromPretrained / evalPpl. */
     engineBackend: 'auto' | 'cpu' | 'cuda';
+    /** worker-infer, cpu backend: the engine's threads per deployment (0: one per core, the engine's default). */
+    engineThreads: number;
     /** CUDA_VISIBLE_DEVICES: the GPU this worker owns (one worker per GPU), reported in `workers`. */
     cudaVisibleDevices?: string;
   };
@@ -160,6 +162,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       shutdownGraceMs: int('SHUTDOWN_GRACE_MS', 10000, 0),
       inferDeployments: deployments,
       engineBackend: backend as AppConfig['worker']['engineBackend'],
+      engineThreads: int('ENGINE_THREADS', 0, 0, 1024),
       cudaVisibleDevices: env.CUDA_VISIBLE_DEVICES?.trim() || undefined,
     },
   };

@@ -66,6 +66,8 @@ export interface ServingLoadOptions extends EngineLoadOptions {
   kvPolicy?: 'auto' | 'fp16' | 'int8' | 'int4';
   /** LMDeploy's --tp: ranks (GPUs of this host) the model is sharded over. */
   tp?: number;
+  /** cpu backend: worker threads (unset or 0: one per core). */
+  threads?: number;
 }
 
 export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty' | 'seed'>;
@@ -210,6 +212,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
         ...(opts.cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount: opts.cacheMaxEntryCount } : {}),
         ...(quantPolicy !== undefined ? { quantPolicy } : {}),
         ...(opts.tp !== undefined && opts.tp !== 1 ? { tp: opts.tp } : {}),
+        ...(opts.threads ? { threads: opts.threads } : {}),
       }),
     );
     const tokenTexts = new Map<number, string>();

@@ -348,14 +348,19 @@ export class OpenAIService {
           res.write(o.ndjson ? JSON.stringify(toOpenAIErrorBody({ statusCode: ev.status, error: '', message: ev.message })) + '\n' : `data: ${JSON.stringify(toOpenAIErrorBody({ statusCode: ev.status, error: '', message: ev.message }))}\n\n`);
           break;
         }
+        // A delta's metrics are observed after its bytes are written (same tick: a scrape cannot come in between).
+        let observe: (() => void) | undefined;
         if (ev.t === 'delta') {
           const now = Date.now();
-          if (ttftMs === null && ev.tokens > 0) {
-            ttftMs = now - started;
-            this.events.emit({ type: 'first_token', deployment: dep.name, kind: req.kind, requestId: req.requestId, ttftMs });
-          }
-          this.events.emit({ type: 'tokens', deployment: dep.name, kind: req.kind, requestId: req.requestId, tokens: ev.tokens, gapMs: now - (lastAt.get(ev.i) ?? started), first: !lastAt.has(ev.i) });
+          const firstToken = ttftMs === null && ev.tokens > 0;
+          if (firstToken) ttftMs = now - started;
+          const gapMs = now - (lastAt.get(ev.i) ?? started);
+          const first = !lastAt.has(ev.i);
           lastAt.set(ev.i, now);
+          observe = () => {
+            if (firstToken) this.events.emit({ type: 'first_token', deployment: dep.name, kind: req.kind, requestId: req.requestId, ttftMs: ttftMs! });
+            this.events.emit({ type: 'tokens', deployment: dep.name, kind: req.kind, requestId: req.requestId, tokens: ev.tokens, gapMs, first });
+          };
         }
         if (ev.t === 'end') end = ev;
         if (o.stream) {
@@ -366,6 +371,7 @@ export class OpenAIService {
         } else {
           collector.push(ev);
         }
+        observe?.();
       }
       if (controller.signal.aborted) {
         outcome = 'cancelled';

@@ -148,6 +148,7 @@ export class ServingHost {
         ...(dep.cacheMaxEntryCount !== null ? { cacheMaxEntryCount: dep.cacheMaxEntryCount } : {}),
         kvPolicy: dep.kvPolicy,
         ...(dep.tp > 1 ? { tp: dep.tp } : {}),
+        ...(this.config.worker.engineThreads ? { threads: this.config.worker.engineThreads } : {}),
       });
     } catch (err) {
       h.state = 'failed';
@@ -185,20 +186,21 @@ export class ServingHost {
     const r = job.data as ServeRequest;
     const started = Date.now();
     const h = this.hosted.get(r.deploymentName);
-    // Events go out without waiting for each XADD (one connection keeps them in order, auto-pipelining batches
-    // them); the last event of a request waits for all of them and reports a failure of any. A token that does not
-    // decode to text on its own (the first token of a reply often is one) waits for the next event and shares its
+    // Events go out without waiting for each XADD (TokenStream.publish keeps them in order and writes a tick's worth
+    // together); the last event of a request waits for all of them and reports a failure of any. A token that does
+    // not decode to text on its own (the first token of a reply often is one) waits for the next event and shares its
     // stream entry: the client has nothing to show from it, and so the API wakes once and sends one packet for both.
+    // `start`, errors and the first text of a reply are written at once (`now`): the API is waiting for them.
     let publishFailed: unknown;
     let held: StreamEvent[] = [];
-    const emit = (ev: StreamEvent): Promise<void> => {
+    const emit = (ev: StreamEvent, now = ev.t === 'start' || ev.t === 'error'): Promise<void> => {
       if (ev.t === 'delta' && !ev.text && !ev.logprobs?.length) {
         held.push(ev);
         return Promise.resolve();
       }
       const batch = held.length ? [...held, ev] : ev;
       held = [];
-      const p = this.tokens.publish(r.requestId, batch).catch((e) => {
+      const p = this.tokens.publish(r.requestId, batch, { flush: now }).catch((e) => {
         publishFailed ??= e;
       });
       if (ev.t !== 'end' && ev.t !== 'error') return Promise.resolve();
@@ -221,11 +223,13 @@ export class ServingHost {
     // Cancelled while it waited (the flag) or from now on (pub/sub), or never admitted (the API enqueued it beside its
     // admission and then found the bound reached; it has answered 429): checked alongside tokenization, not before it.
     const admitKey = serveKeys.admission(this.config.queuePrefix, r.deploymentName);
-    const checked = Promise.all([this.tokens.isCancelled(r.requestId), this.tokens.redis.zscore(admitKey, r.requestId)])
-      .then(([cancelled, slot]) => {
+    // (On the stream's connection, ahead of the request's events: see TokenStream.startCheck.)
+    const checked = this.tokens
+      .startCheck(r.requestId, admitKey)
+      .then(({ cancelled, admitted }) => {
         if (cancelled) controller.abort('cancelled');
-        else if (slot === null) controller.abort('not admitted');
-        return cancelled || slot !== null;
+        else if (!admitted) controller.abort('not admitted');
+        return cancelled || admitted;
       })
       .catch(() => true);
     h.active++;
@@ -248,7 +252,7 @@ export class ServingHost {
     void checked.then((admitted) => (admitted ? this.record(r, h, timing) : undefined));
   }
 
-  private async runRequest(engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent) => Promise<void>): Promise<TimingParts> {
+  private async runRequest(engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
     const chat = r.kind === 'chat';
     const prompts = chat ? [engine.encodeChat(r.messages ?? [])] : (r.prompts ?? []).map((p) => engine.encodeText(p));
     const longest = Math.max(...prompts.map((p) => p.length));
@@ -284,7 +288,7 @@ export class ServingHost {
     return t;
   }
 
-  private async runInteractive(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent) => Promise<void>): Promise<TimingParts> {
+  private async runInteractive(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
     const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, finishReason: 'stop', error: null };
     const sid = r.sessionId!;
     const key = serveKeys.session(this.config.queuePrefix, r.deploymentName, sid);
@@ -314,7 +318,7 @@ export class ServingHost {
     }
   }
 
-  private async runTurn(chat: ServingChat, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent) => Promise<void>, t: TimingParts): Promise<TimingParts> {
+  private async runTurn(chat: ServingChat, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>, t: TimingParts): Promise<TimingParts> {
     const prompt = r.prompts?.[0] ?? '';
     const history = chat.historyTokens();
     // Unset request_output_len: a bounded default, so the kept history plus the new turn still fit (a budget of
@@ -362,7 +366,7 @@ export class ServingHost {
     prefix: string,
     t: TimingParts,
     r: ServeRequest,
-    emit: (ev: StreamEvent) => Promise<void>,
+    emit: (ev: StreamEvent, now?: boolean) => Promise<void>,
     signal: AbortSignal,
   ): Promise<FinishReason> {
     let finish: FinishReason = 'length';
@@ -377,12 +381,10 @@ export class ServingHost {
       if (text || out.tokenIds.length) {
         const ev: StreamEvent = { t: 'delta', i: index, text, tokens: out.tokenIds.length };
         if (out.logprobs?.length) ev.logprobs = out.logprobs.map((lp) => toStreamLogprob(engine, lp));
-        await emit(ev);
-        if (!flushedFirst && (text || ev.logprobs?.length)) {
-          // Let the first text leave now, even when more outputs are already queued behind it.
-          flushedFirst = true;
-          await new Promise((res) => setImmediate(res));
-        }
+        // The first text leaves at once, even when more outputs are already queued behind it.
+        const first = !flushedFirst && !!(text || ev.logprobs?.length);
+        if (first) flushedFirst = true;
+        await emit(ev, first);
       }
       if (out.finishReason) {
         finish = out.finishReason;

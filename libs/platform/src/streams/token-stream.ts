@@ -12,11 +12,25 @@ const STREAM_TTL_S = 300;
 const STREAM_MAXLEN = 100_000;
 const POOL_IDLE_MAX = 32;
 
+interface PublishBatch {
+  pipeline: ReturnType<IORedis['pipeline']>;
+  /** Commands queued on `pipeline`. */
+  commands: number;
+  /** Each publish: its commands' range in the pipeline. */
+  waiters: Array<{ from: number; to: number; resolve: (replies: unknown[]) => void; reject: (err: unknown) => void }>;
+}
+
 @Injectable()
 export class TokenStream implements OnApplicationShutdown {
   private readonly logger = new Logger(TokenStream.name);
   private readonly prefix: string;
   private writer?: IORedis;
+  /** Worker: the connection events are appended on (see publish). */
+  private publisher?: IORedis;
+  /** Worker: events published in this tick, written together when the tick ends (or at once, with `flush`). */
+  private batch?: PublishBatch;
+  /** Worker: batches written whose reply has not come back. */
+  private publishing = 0;
   private subscriber?: IORedis;
   /** Blocking readers: XREAD BLOCK holds a connection, so each active request borrows one. */
   private readonly idle: IORedis[] = [];
@@ -39,16 +53,89 @@ export class TokenStream implements OnApplicationShutdown {
   /**
    * Worker: appends events to the request's stream. Several events given together go into one entry (one `e` field
    * each, in order), so the reader wakes once for all of them.
+   *
+   * Every publish of this process goes out on one connection, in call order (so a request's events stay in order).
+   * Events are written together: those of one tick (a decode step's tokens for all running requests) at the end of
+   * the tick, and while a write's reply is outstanding, everything published meanwhile in one write when it comes
+   * back (a fast decode makes tokens quicker than Redis round trips: they leave in few writes, not one each).
+   * `flush`: write now, with whatever waits before it, reply outstanding or not (start, errors, the first text of a
+   * reply: the API waits for them). ioredis' auto-pipelining, used before, had the batching but held every event for a
+   * setImmediate and behind the outstanding reply, the first text too.
    */
-  async publish(requestId: string, events: StreamEvent | StreamEvent[]): Promise<void> {
+  async publish(requestId: string, events: StreamEvent | StreamEvent[], opts: { flush?: boolean } = {}): Promise<void> {
     const key = serveKeys.stream(this.prefix, requestId);
     const all = Array.isArray(events) ? events : [events];
     const fields: string[] = [];
     for (const ev of all) fields.push('e', JSON.stringify(ev));
-    const add = this.w.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', ...fields);
+    const b = this.batch ?? this.openBatch();
+    const from = b.commands;
+    b.pipeline.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', ...fields);
+    b.commands++;
     // The stream's expiry is set by its first event and renewed by its last; deltas need no extra command.
-    if (all.every((ev) => ev.t === 'delta' || ev.t === 'done')) await add;
-    else await Promise.all([add, this.w.expire(key, STREAM_TTL_S)]);
+    if (!all.every((ev) => ev.t === 'delta' || ev.t === 'done')) {
+      b.pipeline.expire(key, STREAM_TTL_S);
+      b.commands++;
+    }
+    const done = new Promise<unknown[]>((resolve, reject) => b.waiters.push({ from, to: b.commands, resolve, reject }));
+    if (opts.flush) this.flushBatch(b);
+    await done;
+  }
+
+  /**
+   * Worker, as a request starts: whether it was cancelled while it waited, and whether it holds an admission slot
+   * (`admissionKey`'s member). Asked on the events' connection, ahead of them, so Redis answers before it sees any
+   * event of the request: the API cannot have read the request's end (and released its slot) first, which would
+   * make a finished request look never admitted. It leaves with the tick's batch (after the synchronous
+   * tokenization that follows it, usually in the same write as `start`), as it did under auto-pipelining.
+   */
+  async startCheck(requestId: string, admissionKey: string): Promise<{ cancelled: boolean; admitted: boolean }> {
+    const b = this.batch ?? this.openBatch();
+    const from = b.commands;
+    b.pipeline.exists(serveKeys.cancelled(this.prefix, requestId));
+    b.pipeline.zscore(admissionKey, requestId);
+    b.commands += 2;
+    const [exists, slot] = await new Promise<unknown[]>((resolve, reject) => b.waiters.push({ from, to: b.commands, resolve, reject }));
+    return { cancelled: exists === 1, admitted: slot !== null };
+  }
+
+  private openBatch(): PublishBatch {
+    if (!this.publisher) {
+      this.publisher = createRedis(this.config.redisUrl, { maxRetriesPerRequest: 2 });
+      this.publisher.on('error', (err) => this.logger.warn(`redis publisher: ${err.message}`));
+    }
+    const b: PublishBatch = { pipeline: this.publisher.pipeline(), commands: 0, waiters: [] };
+    this.batch = b;
+    // After the current tick's promise jobs: every request resumed by the same engine step has published by then.
+    // With a reply outstanding, the batch leaves when it comes back instead.
+    process.nextTick(() => {
+      if (this.publishing === 0) this.flushBatch(b);
+    });
+    return b;
+  }
+
+  private flushBatch(b: PublishBatch): void {
+    if (this.batch !== b) return; // already written
+    this.batch = undefined;
+    this.publishing++;
+    const settle = () => {
+      this.publishing--;
+      if (this.publishing === 0 && this.batch) this.flushBatch(this.batch);
+    };
+    b.pipeline.exec().then(
+      (results) => {
+        settle();
+        for (const w of b.waiters) {
+          const failed = (results ?? []).slice(w.from, w.to).find(([err]) => err)?.[0];
+          if (failed) w.reject(failed);
+          else if (!results || results.length < w.to) w.reject(new Error('redis: no reply for a stream append'));
+          else w.resolve(results.slice(w.from, w.to).map(([, value]) => value));
+        }
+      },
+      (err: unknown) => {
+        settle();
+        for (const w of b.waiters) w.reject(err);
+      },
+    );
   }
 
   /**
@@ -105,10 +192,6 @@ export class TokenStream implements OnApplicationShutdown {
     ]);
   }
 
-  async isCancelled(requestId: string): Promise<boolean> {
-    return (await this.w.exists(serveKeys.cancelled(this.prefix, requestId))) === 1;
-  }
-
   /** Worker: calls `fn` with each cancelled request id. */
   async onCancel(fn: (requestId: string) => void): Promise<void> {
     if (!this.subscriber) {
@@ -150,6 +233,8 @@ export class TokenStream implements OnApplicationShutdown {
     this.all.clear();
     this.idle.length = 0;
     await this.subscriber?.quit().catch(() => undefined);
+    if (this.batch) this.flushBatch(this.batch);
+    await this.publisher?.quit().catch(() => undefined);
     await this.writer?.quit().catch(() => undefined);
   }
 }

@@ -13,6 +13,7 @@ import { JobRepository } from '../repositories/job.repository';
 import { JobAbortedError, type AbortReason, type JobContext, type JobResult } from './job-context';
 import { handlerProblems, ON_JOB, type HandlerRef } from './on-job.decorator';
 import { isFinalFailure } from './retry';
+import { PromptWorker } from './prompt-worker';
 import { WorkerRegistry } from './worker-registry';
 
 /** A worker app's processor: `process` is one switch over the job names it owns. */
@@ -131,7 +132,9 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     }
     const w = this.config.worker;
     const direct = opts.direct;
-    const worker = new Worker<JobPayload, JobResult>(
+    // Serving queues (direct handlers) start a job taken from an idle queue without BullMQ's extra round trip first.
+    const WorkerClass = direct ? PromptWorker : Worker;
+    const worker = new WorkerClass<JobPayload, JobResult>(
       queue,
       (job, token) => (direct && !JOB_NAMES.includes(job.name as JobName) ? (direct(job) as Promise<JobResult>) : this.run(job, token)),
       {
