@@ -5,7 +5,7 @@ Prints one `HF_ROW {...}` line per measurement as it goes (a timed-out run keeps
 last line.
 
     python3 test/bench/hf_baseline.py MODEL_DIR [--batches 64,1,16] [--attn sdpa,eager] [--prompt 128] [--new 128]
-        [--prefill 2048] [--reps 1]
+        [--prefill 2048] [--reps 3] [--device-map]
 
 --attn: transformers' `attn_implementation` values, measured on one loaded model (switched with
 set_attn_implementation between runs). `sdpa` is what from_pretrained picks by default for Llama in transformers
@@ -25,7 +25,8 @@ ap.add_argument("--attn", default="sdpa")
 ap.add_argument("--prompt", type=int, default=128)
 ap.add_argument("--new", type=int, default=128)
 ap.add_argument("--prefill", type=int, default=2048)
-ap.add_argument("--reps", type=int, default=1)
+ap.add_argument("--reps", type=int, default=3)
+ap.add_argument("--device-map", action="store_true", help="load with device_map='cuda' (accelerate hooks) instead of .to(cuda)")
 a = ap.parse_args()
 dev = torch.device("cuda")
 attns = [x for x in a.attn.split(",") if x]
@@ -52,10 +53,11 @@ torch.cuda.empty_cache()
 print(f"copy {copy_bw/1e9:.0f} GB/s, bf16 matmul {mm_flops/1e12:.0f} TFLOP/s", flush=True)
 
 t0 = time.perf_counter()
-try:  # straight onto the GPU where transformers can (needs accelerate in some versions)
+# Plain .to(cuda) by default, as the runs before 484a6e3 did: device_map="cuda" is faster to load but may wrap the
+# modules in accelerate's dispatch hooks, and the one run with it (f3237a7) measured sdpa 49 -> 75 ms per step.
+if a.device_map:
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float16, device_map="cuda").eval()
-except Exception as e:
-    print(f"device_map='cuda' load failed ({type(e).__name__}: {e}); loading on the CPU and moving", flush=True)
+else:
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float16).to(dev).eval()
 default_attn = getattr(model.config, "_attn_implementation", None)
 print(f"loaded {type(model).__name__} in {time.perf_counter() - t0:.1f} s; default attn_implementation: {default_attn}",
@@ -90,7 +92,7 @@ with torch.no_grad():
             torch.cuda.synchronize(); return time.perf_counter() - t
         for impl in attns:
             use_attn(impl)
-            gen(2)  # warm-up (kernels, allocator)
+            gen(a.new)  # warm-up at full length (kernels, allocator growth, caches) before any timed run of this impl
             t_full = statistics.median(gen(a.new) for _ in range(a.reps))
             t_one = statistics.median(gen(1) for _ in range(a.reps))
             ms_step = (t_full - t_one) / (a.new - 1) * 1e3

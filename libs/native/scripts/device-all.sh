@@ -11,7 +11,7 @@
 #   4. test/bench/engine-bench.js, fp16, batch 1/16/64 (128-token prompts, 128 new) + a 2048-token prefill;
 #      AB=1: first the same decode runs with LMFLEET_GEMM_TUNE=0 LMFLEET_PDL=0 in the same process (cuBLAS's default
 #      GEMMs, plain GEMV launches: the engine before both), engine-bench --ab; GEMM_TUNE=1: the measured runs with
-#      LMFLEET_GEMM_TUNE=1 (per-shape GEMM tuning is opt-in; the e331ec5 run that RESULTS.md reports had it on)
+#      LMFLEET_GEMM_TUNE=1 (per-shape GEMM tuning is opt-in; the f3237a7 run that RESULTS.md reports had it on)
 #   5. test/bench/hf_baseline.py (transformers generate on the same directory) with each HF_ATTN implementation
 #      (default sdpa,eager), capped at the time left before DEADLINE_S (default 170 s after the start); SKIP_HF=1: off
 #   6. test/bench/bench_table.py: one table, ours vs each peer ($OUT/RESULTS.md)
