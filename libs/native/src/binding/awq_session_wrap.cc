@@ -25,17 +25,8 @@ AwqSessionConfig parse_session_config(const Napi::Value& v) {
   c.kv_heads = (int64_t)get_number(o, "numKvHeads", 0, true);
   c.head_dim = (int64_t)get_number(o, "headDim", 0, true);
   c.eps = (float)get_number(o, "rmsNormEps", 1e-6);
+  c.rope = get_rope(o, "createAwqSession");
   c.rope.max_position = (int64_t)get_number(o, "maxPositionEmbeddings", 2048);
-  Napi::Value rv = o.Get("rope");
-  if (!rv.IsObject()) fail(ErrorCode::InvalidArgument, "createAwqSession: rope must be an object");
-  Napi::Object r = rv.As<Napi::Object>();
-  c.rope.type = get_string(r, "type", "default");
-  c.rope.theta = get_number(r, "theta", 10000.0);
-  c.rope.factor = get_number(r, "factor", 1.0);
-  c.rope.low_freq_factor = get_number(r, "lowFreqFactor", 1.0);
-  c.rope.high_freq_factor = get_number(r, "highFreqFactor", 4.0);
-  c.rope.original_max_position = (int64_t)get_number(r, "originalMaxPositionEmbeddings", 0);
-  c.rope.rotary = get_number(r, "rotaryDim", 0);
   return c;
 }
 

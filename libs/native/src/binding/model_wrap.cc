@@ -61,16 +61,7 @@ ModelConfig parse_config(const Napi::Value& v) {
     if (c.quant_group != 32 && c.quant_group != 64 && c.quant_group != 128)
       fail(ErrorCode::InvalidArgument, "model config: quant.groupSize must be 32, 64 or 128, got " + std::to_string(c.quant_group));
   }
-  Napi::Value rv = o.Get("rope");
-  if (!rv.IsObject()) fail(ErrorCode::InvalidArgument, "model config: rope must be an object");
-  Napi::Object r = rv.As<Napi::Object>();
-  c.rope.type = get_string(r, "type", "default");
-  c.rope.theta = get_number(r, "theta", 10000.0);
-  c.rope.factor = get_number(r, "factor", 1.0);
-  c.rope.low_freq_factor = get_number(r, "lowFreqFactor", 1.0);
-  c.rope.high_freq_factor = get_number(r, "highFreqFactor", 4.0);
-  c.rope.original_max_position = (int64_t)get_number(r, "originalMaxPositionEmbeddings", 0);
-  c.rope.rotary = get_number(r, "rotaryDim", 0);
+  c.rope = get_rope(o, "model config");
   c.rope.max_position = c.max_position;
   Napi::Value tv = o.Get("tensors");
   if (!tv.IsArray()) fail(ErrorCode::InvalidArgument, "model config: tensors must be an array");

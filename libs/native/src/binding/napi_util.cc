@@ -29,4 +29,19 @@ bool get_bool(const Napi::Object& o, const char* key, bool def) {
   return v.As<Napi::Boolean>().Value();
 }
 
+RopeParams get_rope(const Napi::Object& config, const std::string& where) {
+  Napi::Value rv = config.Get("rope");
+  if (!rv.IsObject()) fail(ErrorCode::InvalidArgument, where + ": rope must be an object");
+  Napi::Object r = rv.As<Napi::Object>();
+  RopeParams p;
+  p.type = get_string(r, "type", "default");
+  p.theta = get_number(r, "theta", 10000.0);
+  p.factor = get_number(r, "factor", 1.0);
+  p.low_freq_factor = get_number(r, "lowFreqFactor", 1.0);
+  p.high_freq_factor = get_number(r, "highFreqFactor", 4.0);
+  p.original_max_position = (int64_t)get_number(r, "originalMaxPositionEmbeddings", 0);
+  p.rotary = get_number(r, "rotaryDim", 0);
+  return p;
+}
+
 }  // namespace lmfleet

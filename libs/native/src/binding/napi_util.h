@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "ops/rope.h"
 
 namespace lmfleet {
 
@@ -69,5 +70,8 @@ class CodedWorker : public Napi::AsyncWorker {
 double get_number(const Napi::Object& o, const char* key, double def, bool required = false);
 std::string get_string(const Napi::Object& o, const char* key, const std::string& def, bool required = false);
 bool get_bool(const Napi::Object& o, const char* key, bool def);
+// The `rope` object of a model config (type, theta, factor, lowFreqFactor, highFreqFactor,
+// originalMaxPositionEmbeddings, rotaryDim); `where` names the caller in the error. max_position is left to the caller.
+RopeParams get_rope(const Napi::Object& config, const std::string& where);
 
 }  // namespace lmfleet
