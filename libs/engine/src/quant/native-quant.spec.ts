@@ -1,18 +1,10 @@
 // The native AWQ ops against the TypeScript they replaced in awq.ts / calibrate.ts: pack.ts quantizeLinear +
 // dequantizeLinear with the search's column scaling (bit-exact), and the per-channel statistics loop.
 import { nativeCpuOrReport } from '../testing/native-cpu';
+import { rng } from '../testing/tiny-model';
 import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
 import { dequantizeLinear, quantizeLinear } from './pack';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function gauss(r: () => number): number {
   return Math.sqrt(-2 * Math.log(Math.max(r(), 1e-12))) * Math.cos(2 * Math.PI * r());
 }

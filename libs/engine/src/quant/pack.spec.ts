@@ -1,18 +1,9 @@
 import { QuantConfigError } from '../errors';
 import { nativeCpuOrReport } from '../testing/native-cpu';
+import { rng as rand } from '../testing/tiny-model';
 import {
   AWQ_PACK_ORDER, awqGemmToW4a16, w4a16ToAwqGemm, dequantizeLinear, fromAwqGemm, packAwqInt4, quantizeLinear, toAwqGemm, unpackAwqInt4,
 } from './pack';
-
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('AutoAWQ GEMM packing', () => {
   it('puts column 8c + [0,2,4,6,1,3,5,7][j] in nibble j', () => {

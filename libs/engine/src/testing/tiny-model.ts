@@ -51,8 +51,8 @@ export function byteLevelAlphabet(): string[] {
   return out;
 }
 
-/** mulberry32: a small seeded PRNG. */
-function rng(seed: number): () => number {
+/** mulberry32: a small seeded PRNG (uniform in [0, 1)). */
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
