@@ -2,8 +2,10 @@
 // The cuda collectives of tensor parallelism (libs/native/src/cuda/collective_cuda.cu) through the addon's
 // runCollective harness, on fresh random inputs, against serial references computed here (plain JS for the device
 // machine): all-reduce f32 and f16 (the f16 reference: f16 inputs summed in f32 in rank order, rounded once) and
-// all-gather of [rows, cols] blocks. The same-GPU device collective must match bit for bit; NCCL (another
-// summation order) within 1e-5 relative (f32) / 2 f16 ulps (f16).
+// all-gather of [rows, cols] blocks. The same-GPU device collective and the NVLink peer exchange (rank order too)
+// must match bit for bit; NCCL (another summation order) within 1e-5 relative (f32) / 2 f16 ulps (f16).
+// Across GPUs the path follows LMFLEET_TP_P2P: unset, the peer exchange up to its 4 MiB buffer and NCCL above;
+// "all", the peer exchange for every size (messages above 4 MiB in chunks); "0", NCCL only.
 //   node test/bench/tp-collective-check.js ADDON.node --devices 0,0[,0,0] [--seed N]
 // Prints a table; exit 1 on any mismatch.
 'use strict';
@@ -15,6 +17,8 @@ for (let i = 0; i + 1 < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = r
 const devices = opt.devices.split(',').map(Number);
 const n = devices.length;
 const sameGpu = devices.every((d) => d === devices[0]);
+const p2p = process.env.LMFLEET_TP_P2P ?? '';
+const pathOf = (bytes) => (sameGpu ? 'device' : p2p === '0' ? 'nccl' : p2p === 'all' || bytes <= 4 << 20 ? 'peer' : 'nccl');
 let seed = Number(opt.seed) >>> 0;
 function rand() {
   seed = (seed + 0x6d2b79f5) >>> 0;
@@ -39,7 +43,7 @@ function f16round(x) {
 const addon = require(path.resolve(addonPath));
 const rows = [];
 let failures = 0;
-function check(name, outs, want, tol) {
+function check(name, outs, want, tol, bytes) {
   let worst = 0;
   for (let r = 0; r < n; r++)
     for (let i = 0; i < want.length; i++) {
@@ -48,10 +52,12 @@ function check(name, outs, want, tol) {
     }
   const ok = worst <= 1;
   if (!ok) failures++;
-  rows.push(`| ${name} | ${n} | ${opt.devices} (${sameGpu ? 'device' : 'nccl'}) | ${worst === 0 ? 'bit-exact' : worst.toExponential(2)} | ${ok ? 'PASS' : 'FAIL'} |`);
+  rows.push(`| ${name} | ${n} | ${opt.devices} (${pathOf(bytes)}) | ${worst === 0 ? 'bit-exact' : worst.toExponential(2)} | ${ok ? 'PASS' : 'FAIL'} |`);
 }
 
-for (const count of [1, 7, 4096, 4096 * 33 + 5]) {
+// 4096 * 300 (+ 3): above the peer buffer, in f32 (two chunks; aligned, then not)
+for (const count of [1, 7, 4096, 4096 * 33 + 5, 4096 * 300, 4096 * 300 + 3]) {
+  const exact = (bytes) => sameGpu || pathOf(bytes) === 'peer';
   const inputs = Array.from({ length: n }, () => Float32Array.from({ length: count }, () => (rand() * 2 - 1) * 4));
   const want = new Float32Array(count);
   for (let i = 0; i < count; i++) {
@@ -60,7 +66,7 @@ for (const count of [1, 7, 4096, 4096 * 33 + 5]) {
     want[i] = s;
   }
   check(`all_reduce_sum f32 x${count}`, addon.runCollective({ op: 'all_reduce_sum', inputs, backend: 'cuda', devices, repeat: 3 }), want,
-    (w) => (sameGpu ? 0 : 1e-5 * Math.max(1, Math.abs(w))));
+    (w) => (exact(count * 4) ? 0 : 1e-5 * Math.max(1, Math.abs(w))), count * 4);
   const want16 = new Float32Array(count);
   for (let i = 0; i < count; i++) {
     let s = f16round(inputs[0][i]);
@@ -68,23 +74,26 @@ for (const count of [1, 7, 4096, 4096 * 33 + 5]) {
     want16[i] = f16round(s);
   }
   check(`all_reduce_sum f16 x${count}`, addon.runCollective({ op: 'all_reduce_sum_f16', inputs, backend: 'cuda', devices, repeat: 3 }), want16,
-    (w) => (sameGpu ? 0 : 2 * 2 ** (Math.max(Math.floor(Math.log2(Math.max(Math.abs(w), 1e-4))), -14) - 10)));
+    (w) => (exact(count * 2) ? 0 : 2 * 2 ** (Math.max(Math.floor(Math.log2(Math.max(Math.abs(w), 1e-4))), -14) - 10)), count * 2);
 }
-for (const [r0, c0] of [[1, 5], [3, 8], [7, 1000]]) {
+for (const [r0, c0] of [[1, 5], [3, 8], [7, 1000], [1, 4096 * 300], [3, 4096 * 100 + 1]]) {
   const inputs = Array.from({ length: n }, () => Float32Array.from({ length: r0 * c0 }, () => rand()));
   const want = new Float32Array(r0 * c0 * n);
   for (let r = 0; r < n; r++)
     for (let i = 0; i < r0; i++)
       for (let c = 0; c < c0; c++) want[i * c0 * n + r * c0 + c] = inputs[r][i * c0 + c];
-  check(`all_gather [${r0}, ${c0}]`, addon.runCollective({ op: 'all_gather', inputs, rows: r0, backend: 'cuda', devices, repeat: 2 }), want, () => 0);
+  check(`all_gather [${r0}, ${c0}]`, addon.runCollective({ op: 'all_gather', inputs, rows: r0, backend: 'cuda', devices, repeat: 2 }), want, () => 0, r0 * c0 * 4 * n);
 }
-let aborted = !sameGpu;  // NCCL: a rank that never joins leaves the others' kernels waiting until ncclCommAbort; not run here
-if (sameGpu) try {
+// NCCL alone: a rank that never joins leaves the others' kernels waiting until ncclCommAbort; not run here. The peer
+// exchange's waiting blocks give up when the failing rank's abort() sets the host flag.
+const failTest = sameGpu || pathOf(64) === 'peer';
+let aborted = !failTest;
+if (failTest) try {
   addon.runCollective({ op: 'all_reduce_sum', inputs: Array.from({ length: n }, () => new Float32Array(16)), backend: 'cuda', devices, failRank: n - 1 });
 } catch (e) {
   aborted = /failed on purpose/.test(String(e.message));
 }
-rows.push(`| a failing rank does not hang the others | ${n} | ${opt.devices} | - | ${sameGpu ? (aborted ? 'PASS' : 'FAIL') : 'not run (nccl)'} |`);
+rows.push(`| a failing rank does not hang the others | ${n} | ${opt.devices} | - | ${failTest ? (aborted ? 'PASS' : 'FAIL') : 'not run (nccl)'} |`);
 if (!aborted) failures++;
 console.log(`seed ${opt.seed}`);
 console.log('| case | ranks | devices | worst err / tolerance | result |');

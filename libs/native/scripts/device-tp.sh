@@ -3,20 +3,23 @@
 #   1. builds the addon's cuda variant with plain CMake (as device-bench.sh) and finds NCCL (LMFLEET_NCCL_LIB: the
 #      libnccl.so.2 of PyTorch's nvidia-nccl wheel when the system has none; the addon dlopens it)
 #   2. test/bench/tp-collective-check.js: the cuda collectives on fresh random inputs vs serial references —
-#      the same-GPU device collective (2 and 4 ranks on GPU 0, bit-exact) always; NCCL (ranks 0,1) with 2+ GPUs
+#      the same-GPU device collective (2 and 4 ranks on GPU 0, bit-exact) always; with 2+ GPUs ranks 0,1 three
+#      times: LMFLEET_TP_P2P unset (NVLink peer exchange up to 4 MiB, NCCL above), =all (peer only), =0 (NCCL only)
 #   3. test/bench/tp-parity.js: tp 1 vs tp N of the CudaDecoder on random models (make_random_model.py: a GQA fp16
 #      model, 4 layers, hidden 1024, inter 3072, 16 q / 2 KV heads (tp 4: KV heads replicated), vocab 32000, and its
 #      AutoAWQ W4 g128 checkpoint): forward
 #      logits within the f16 tolerance, greedy tokens for 64 steps of 4 batched prompts (a divergence only at a
 #      top-2 margin below 0.02 counts as f16 noise). 1 GPU: tp 2 and 4 with every rank on GPU 0 (device
-#      collective, no graphs); 2+ GPUs: tp 2 on GPUs 0,1 (NCCL) with CUDA graphs on and off.
+#      collective, no graphs); 2+ GPUs: tp 2 on GPUs 0,1 with CUDA graphs on (peer exchange) and off (peer + NCCL,
+#      and NCCL only).
 #   4. 2+ GPUs: test/bench/engine-bench.js on the random Llama-2-7B-shaped fp16 model at tp 1 vs tp 2, batch 1 and
 #      64 (64 new tokens per request), and the speedups (issue 8 asks >= 1.6x at batch 1, >= 1.8x at batch 64).
 #      1 GPU: the same at tp 1 vs tp 2 on GPU 0 twice (devices 0,0) on a 4-layer model — a smoke run of the
 #      sharded decode path, not a speed figure (both ranks share one GPU).
 # From the repo root, carrying .device node_modules/node-addon-api node_modules/node-api-headers:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-tp.sh
-# Env: STAGES (default "build collective parity bench"), LAYERS (bench model layers, default 32), SKIP_W4=1.
+# Env: STAGES (default "build collective parity bench"), LAYERS (bench model layers, default 32), SKIP_W4=1,
+#      PARITY_RUNS ("tp devices graphs p2p fuse;..."), BENCH_RUNS (default "1 2 2-fuse0").
 # Logs under $OUT; a summary last.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -30,6 +33,14 @@ NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 echo "GPUs: $NGPU ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
 SUMMARY="$OUT/tp-summary.md"
 : > "$SUMMARY"
+
+# the 7B-shaped bench model is written in the background while the addon builds and the checks run
+LAYERS=${LAYERS:-32}
+BIG=/tmp/lmf-random-7b-$LAYERS
+if has bench && [ "$NGPU" -ge 2 ] && [ ! -f "$BIG/config.json" ]; then
+  python3 test/bench/make_random_model.py "$BIG" --layers "$LAYERS" > "$OUT/make_big.log" 2>&1 &
+  BIG_PID=$!
+fi
 
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 BUILD=libs/native/build/cuda
@@ -53,11 +64,21 @@ echo "NCCL: ${LMFLEET_NCCL_LIB:-system libnccl.so.2}"
 
 if has collective; then
   echo "## collectives" >> "$SUMMARY"
-  for devs in 0,0 0,0,0,0 $([ "$NGPU" -ge 2 ] && echo 0,1) $([ "$NGPU" -ge 4 ] && echo 0,1,2,3); do
-    timeout 120 node test/bench/tp-collective-check.js "$ADDON" --devices $devs > "$OUT/collective-$devs.log" 2>&1
-    echo "collective check devices $devs rc $?"
-    grep '^|' "$OUT/collective-$devs.log" | { [ "$devs" = 0,0 ] && cat || grep -v -e '^| case' -e '^| ---'; } >> "$SUMMARY"
+  # across GPUs: LMFLEET_TP_P2P unset (peer exchange up to 4 MiB, NCCL above), all (peer exchange only), 0 (NCCL only)
+  runs=("0,0 -" "0,0,0,0 -")
+  [ "$NGPU" -ge 2 ] && runs+=("0,1 -" "0,1 all" "0,1 0")
+  [ "$NGPU" -ge 4 ] && runs+=("0,1,2,3 -")
+  first=1
+  for r in "${runs[@]}"; do
+    set -- $r
+    tag="$(echo "$1" | tr , -)-p2p$2"
+    if [ "$2" = - ]; then unset LMFLEET_TP_P2P; else export LMFLEET_TP_P2P=$2; fi
+    timeout 120 node test/bench/tp-collective-check.js "$ADDON" --devices "$1" > "$OUT/collective-$tag.log" 2>&1
+    echo "collective check devices $1 LMFLEET_TP_P2P=$2 rc $?"
+    grep '^|' "$OUT/collective-$tag.log" | { [ $first = 1 ] && cat || grep -v -e '^| case' -e '^| ---'; } >> "$SUMMARY"
+    first=0
   done
+  unset LMFLEET_TP_P2P
 fi
 
 SMALL=/tmp/lmf-random-gqa2-4l
@@ -73,26 +94,34 @@ if has parity; then
   echo "## parity (tp 1 vs tp N, same backend)" >> "$SUMMARY"
   first=1
   runs=()
-  if [ "$NGPU" -ge 2 ]; then runs+=("2 0,1 1" "2 0,1 0"); fi
-  runs+=("2 0,0 0" "4 0,0,0,0 0")  # same-GPU ranks: the device collective waits on the host, so no graphs
+  # across GPUs: graphs on (peer exchange in the graphs), off (peer exchange for small messages, NCCL for large),
+  # off with LMFLEET_TP_P2P=0 (NCCL only)
+  # (fields: tp, devices, graphs, LMFLEET_TP_P2P, LMFLEET_TP_FUSE — fuse 0: the peer all-reduce and the add-rms-norm
+  # as two kernels)
+  # PARITY_RUNS="2 0,1 1 - 1;..." replaces the list
+  if [ -n "${PARITY_RUNS:-}" ]; then IFS=';' read -r -a runs <<< "$PARITY_RUNS"
+  elif [ "$NGPU" -ge 2 ]; then runs+=("2 0,1 1 - 1" "2 0,1 1 - 0" "2 0,1 0 - 1" "2 0,1 0 0 1"); fi
+  # same-GPU ranks (the device collective waits on the host, so no graphs): on 1-GPU machines, or ALL_PARITY=1
+  if [ -z "${PARITY_RUNS:-}" ] && { [ "$NGPU" -lt 2 ] || [ "${ALL_PARITY:-0}" = 1 ]; }; then runs+=("2 0,0 0 - 1" "4 0,0,0,0 0 - 1"); fi
   for m in "$SMALL" $([ "${SKIP_W4:-0}" = 1 ] || echo "$SMALLW4"); do
     for r in "${runs[@]}"; do
       set -- $r
-      tag="$(basename "$m")-tp$1-$2-graphs$3"
-      LMFLEET_CUDA_GRAPHS=$3 timeout 300 node test/bench/tp-parity.js "$ADDON" "$m" --tp "$1" --devices "$2" > "$OUT/parity-$tag.log" 2>&1
+      tag="$(basename "$m")-tp$1-$(echo "$2" | tr , -)-graphs$3-p2p$4-fuse$5"
+      if [ "$4" = - ]; then unset LMFLEET_TP_P2P; else export LMFLEET_TP_P2P=$4; fi
+      LMFLEET_TP_FUSE=$5 LMFLEET_CUDA_GRAPHS=$3 timeout 150 node test/bench/tp-parity.js "$ADDON" "$m" --tp "$1" --devices "$2" > "$OUT/parity-$tag.log" 2>&1
       echo "parity $tag rc $?: $(grep '^| [a-z]' "$OUT/parity-$tag.log" | grep -v '^| model' | tail -1)"
       if [ $first = 1 ]; then grep '^| model\|^| ---' "$OUT/parity-$tag.log" | sed 's/^| model |/| model (graphs) |/' >> "$SUMMARY"; first=0; fi
-      grep '^| [a-z]' "$OUT/parity-$tag.log" | grep -v '^| model' | sed "s/^| \([^|]*\)|/| \1(graphs $3) |/" >> "$SUMMARY"
+      grep '^| [a-z]' "$OUT/parity-$tag.log" | grep -v '^| model' | sed "s/^| \([^|]*\)|/| \1(graphs $3, p2p $4, fuse $5) |/" >> "$SUMMARY"
       grep -q 'tp-parity failed' "$OUT/parity-$tag.log" && tail -5 "$OUT/parity-$tag.log"
     done
   done
+  unset LMFLEET_TP_P2P
 fi
 
 if has bench; then
   echo "## engine bench (engine-bench.js: B requests, 128 prompt + 64 greedy new tokens)" >> "$SUMMARY"
   if [ "$NGPU" -ge 2 ]; then
-    LAYERS=${LAYERS:-32}
-    BIG=/tmp/lmf-random-7b-$LAYERS
+    [ -n "${BIG_PID:-}" ] && wait "$BIG_PID"
     [ -f "$BIG/config.json" ] || python3 test/bench/make_random_model.py "$BIG" --layers "$LAYERS" > "$OUT/make_big.log" 2>&1 ||
       { tail -5 "$OUT/make_big.log"; echo "7B MODEL FAILED"; }
     BENCH_MODEL=$BIG
@@ -101,24 +130,26 @@ if has bench; then
     BENCH_MODEL=$SMALL
     TP2_DEVICES=0,0
   fi
-  for tp in 1 2; do
+  # tp 2 twice: the fused peer all-reduce + add-rms-norm (default), and LMFLEET_TP_FUSE=0 (two kernels)
+  for run in ${BENCH_RUNS:-1 2 2-fuse0}; do
+    tp=${run%%-*}
     devs=$([ $tp = 1 ] && echo 0 || echo $TP2_DEVICES)
-    timeout 400 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs \
-      > "$OUT/bench-tp$tp.log" 2>&1
-    echo "bench tp $tp rc $?"; grep "addon engine batch" "$OUT/bench-tp$tp.log"
+    LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
+      --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs > "$OUT/bench-tp$run.log" 2>&1
+    echo "bench tp $run rc $?"; grep "addon engine batch" "$OUT/bench-tp$run.log"
   done
   node -e '
     const fs = require("fs");
-    const get = (f) => { const l = fs.readFileSync(f, "utf8").split("\n").find((x) => x.startsWith("ADDON_JSON ")); return l ? JSON.parse(l.slice(11)) : null; };
-    const a = get(process.argv[1]), b = get(process.argv[2]);
+    const get = (f) => { if (!fs.existsSync(f)) return null; const l = fs.readFileSync(f, "utf8").split("\n").find((x) => x.startsWith("ADDON_JSON ")); return l ? JSON.parse(l.slice(11)) : null; };
+    const a = get(process.argv[1]), b = get(process.argv[2]), f0 = get(process.argv[5]);
     console.log(`model ${process.argv[3]}, tp 2 on devices ${process.argv[4]}`);
-    console.log("| batch | tp 1 ms/step | tp 2 ms/step | tp 1 tok/s | tp 2 tok/s | speedup |");
-    console.log("| --- | --- | --- | --- | --- | --- |");
+    console.log("| batch | tp 1 ms/step | tp 2 ms/step | tp 1 tok/s | tp 2 tok/s | speedup | tp 2 unfused ms/step |");
+    console.log("| --- | --- | --- | --- | --- | --- | --- |");
     for (const B of ["1", "64"]) {
       const x = a?.decode?.[B], y = b?.decode?.[B];
       if (!x || !y) { console.log(`| ${B} | ${x ? x.ms_per_step.toFixed(3) : "-"} | ${y ? y.ms_per_step.toFixed(3) : "-"} | | | |`); continue; }
-      console.log(`| ${B} | ${x.ms_per_step.toFixed(3)} | ${y.ms_per_step.toFixed(3)} | ${x.tok_s.toFixed(0)} | ${y.tok_s.toFixed(0)} | ${(x.ms_per_step / y.ms_per_step).toFixed(2)}x |`);
-    }' "$OUT/bench-tp1.log" "$OUT/bench-tp2.log" "$(basename "$BENCH_MODEL")" "$TP2_DEVICES" >> "$SUMMARY"
+      console.log(`| ${B} | ${x.ms_per_step.toFixed(3)} | ${y.ms_per_step.toFixed(3)} | ${x.tok_s.toFixed(0)} | ${y.tok_s.toFixed(0)} | ${(x.ms_per_step / y.ms_per_step).toFixed(2)}x | ${f0?.decode?.[B] ? f0.decode[B].ms_per_step.toFixed(3) : "-"} |`);
+    }' "$OUT/bench-tp1.log" "$OUT/bench-tp2.log" "$(basename "$BENCH_MODEL")" "$TP2_DEVICES" "$OUT/bench-tp2-fuse0.log" >> "$SUMMARY"
 fi
 echo "== summary =="
 cat "$SUMMARY"

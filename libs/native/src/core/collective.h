@@ -33,6 +33,13 @@ class Collective {
   virtual void all_gather(int rank, const float* send, float* recv, int64_t rows, int64_t cols) = 0;
   // The same on f16 data (the cuda decoder's activations; the ranks' device buffers). cpu: E_INTERNAL.
   virtual void all_reduce_sum_f16(int rank, void* buf, int64_t count) = 0;
+  // Where supported (the cuda peer exchange): buf (f16 [rows, cols]) summed over ranks, then residual += sum and
+  // out = rms_norm(residual) * w, fused on the rank's stream — the bits of all_reduce_sum_f16 followed by the
+  // add-rms-norm kernel. False: nothing was done; the caller runs the two steps.
+  virtual bool all_reduce_add_rms_norm_f16(int /*rank*/, const void* /*buf*/, void* /*residual*/, const void* /*w*/, void* /*out*/,
+                                           int64_t /*rows*/, int64_t /*cols*/, float /*eps*/) {
+    return false;
+  }
   virtual void barrier(int rank) = 0;
   // True when the calls can be captured into a CUDA graph on the rank's stream (NCCL); false when they wait on
   // the host for the other ranks (cpu, the same-GPU device collective).

@@ -2,8 +2,9 @@
 // each with its own stream) driven by one thread each:
 //   NcclCollective    ranks on different GPUs: libnccl.so.2 loaded at run time (dlopen; LMFLEET_NCCL_LIB names
 //                     another path), one communicator per rank from ncclCommInitAll, calls enqueued on the
-//                     rank's stream (graph-capturable). NCCL_NVLS_ENABLE=0 is set before init (NVLink
-//                     multicast stays off).
+//                     rank's stream. NCCL_NVLS_ENABLE=0 is set before init (NVLink multicast stays off).
+//                     When the GPUs reach each other's memory, the peer exchange (peer_collective.h) takes every
+//                     call inside a graph capture (NCCL stays out of graphs) and eager calls up to 4 MiB.
 //   DeviceCollective  every rank on the same GPU (checking the sharding on a 1-GPU machine): the ranks post their
 //                     device pointers and an event, meet at a host barrier, make their stream wait on the others'
 //                     events and run a kernel that sums a slice of every rank's buffer in rank order into a
@@ -25,6 +26,7 @@
 #include "core/error.h"
 #include "cuda/backend_cuda.h"
 #include "cuda/check.cuh"
+#include "cuda/peer_collective.h"
 
 namespace lmfleet {
 
@@ -109,8 +111,12 @@ class NcclCollective : public Collective {
     comms_.assign(ranks.size(), nullptr);
     scratch_ = std::vector<DeviceScratch>(ranks.size());
     nccl_check(a.CommInitAll(comms_.data(), (int)ranks.size(), devs.data()), "ncclCommInitAll");
+    peer_ = PeerExchange::make(devices_, streams_, &no_peer_);
+    const char* f = std::getenv("LMFLEET_TP_FUSE");  // 0: the all-reduce and the add-rms-norm as two kernels
+    fuse_ = !(f && std::string(f) == "0");
   }
   ~NcclCollective() override {
+    peer_.reset();
     for (size_t r = 0; r < comms_.size(); r++)
       if (comms_[r] && !aborted_) {
         cudaSetDevice(devices_[r]);
@@ -120,26 +126,41 @@ class NcclCollective : public Collective {
   }
   const char* name() const override { return "nccl"; }
   int size() const override { return (int)comms_.size(); }
-  bool graph_capturable() const override { return true; }
+  // Captured steps use the peer exchange only: NCCL collectives captured by one process that drives several GPUs
+  // may deadlock at graph launch (NCCL's documentation; seen here: tp 2 decode hung with graphs on).
+  bool graph_capturable() const override { return peer_ != nullptr; }
 
   void all_reduce_sum(int rank, float* buf, int64_t count) override {
     usable();
+    if (via_peer(rank, (size_t)count * 4)) return peer_->all_reduce_f32(rank, buf, count);
     nccl_check(nccl().AllReduce(buf, buf, (size_t)count, kNcclFloat, kNcclSum, comms_[rank], streams_[rank]), "ncclAllReduce");
   }
   void all_reduce_sum_f16(int rank, void* buf, int64_t count) override {
     usable();
+    if (via_peer(rank, (size_t)count * 2)) return peer_->all_reduce_f16(rank, buf, count);
     nccl_check(nccl().AllReduce(buf, buf, (size_t)count, kNcclHalf, kNcclSum, comms_[rank], streams_[rank]), "ncclAllReduce");
+  }
+  bool all_reduce_add_rms_norm_f16(int rank, const void* buf, void* residual, const void* w, void* out, int64_t rows, int64_t cols,
+                                   float eps) override {
+    usable();
+    if (!fuse_ || !via_peer(rank, (size_t)(rows * cols) * 2)) return false;
+    return peer_->all_reduce_add_rms_norm_f16(rank, buf, residual, w, out, rows, cols, eps);
   }
   void all_gather(int rank, const float* send, float* recv, int64_t rows, int64_t cols) override {
     usable();
     const int n = size();
+    const bool peer = via_peer(rank, (size_t)(rows * cols) * 4 * n);
     if (rows == 1) {  // rank-major already
+      if (peer) return peer_->all_gather(rank, send, recv, cols * 4);
       nccl_check(nccl().AllGather(send, recv, (size_t)cols, kNcclFloat, comms_[rank], streams_[rank]), "ncclAllGather");
       return;
     }
     // [n][rows][cols] into a scratch, then each rank's block to its columns of recv [rows, cols * n]
     float* tmp = scratch_for(rank, (size_t)(rows * cols * n));
-    nccl_check(nccl().AllGather(send, tmp, (size_t)(rows * cols), kNcclFloat, comms_[rank], streams_[rank]), "ncclAllGather");
+    if (peer)
+      peer_->all_gather(rank, send, tmp, rows * cols * 4);
+    else
+      nccl_check(nccl().AllGather(send, tmp, (size_t)(rows * cols), kNcclFloat, comms_[rank], streams_[rank]), "ncclAllGather");
     for (int r = 0; r < n; r++)
       LMF_CUDA_CHECK(cudaMemcpy2DAsync(recv + (size_t)r * cols, (size_t)cols * n * 4, tmp + (size_t)r * rows * cols, (size_t)cols * 4,
                                        (size_t)cols * 4, (size_t)rows, cudaMemcpyDeviceToDevice, streams_[rank]));
@@ -151,6 +172,7 @@ class NcclCollective : public Collective {
     std::lock_guard<std::mutex> l(mu_);
     if (aborted_) return;
     aborted_ = true;
+    if (peer_) peer_->abort();  // blocks waiting at a peer barrier give up
     for (auto c : comms_)
       if (c) nccl().CommAbort(c);
   }
@@ -161,10 +183,20 @@ class NcclCollective : public Collective {
     if (aborted_) fail(ErrorCode::Cuda, "NCCL communicators were aborted after a tensor-parallel rank failed: load the model again");
   }
   float* scratch_for(int rank, size_t n) { return scratch_[(size_t)rank].as<float>(n); }  // own rank's slot only
+  // Inside a graph capture always (NCCL must stay out of graphs); eagerly for messages up to the exchange buffer.
+  bool via_peer(int rank, size_t bytes) const {
+    if (!peer_) return false;
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    LMF_CUDA_CHECK(cudaStreamIsCapturing(streams_[rank], &st));
+    return st != cudaStreamCaptureStatusNone || bytes <= peer_->eager_max_bytes();
+  }
   std::vector<ncclComm_t> comms_;
   std::vector<cudaStream_t> streams_;
   std::vector<int> devices_;
   std::vector<DeviceScratch> scratch_;
+  std::unique_ptr<PeerExchange> peer_;  // null when the GPUs cannot reach each other's memory (no_peer_ says why)
+  std::string no_peer_;
+  bool fuse_ = true;
   std::mutex mu_;
   std::atomic<bool> aborted_{false};
 };

@@ -89,7 +89,8 @@ CudaDecoder::CudaDecoder(Model& m)
   if (c.hidden % 8 || sh.inter % 8)
     fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes (per tensor-parallel rank) must be multiples of 8");
   if (const char* g = std::getenv("LMFLEET_CUDA_GRAPHS")) use_graphs_ = std::string(g) != "0";
-  // tp > 1: graphs only when the collective can be captured (NCCL); the same-GPU collective waits on the host
+  // tp > 1: graphs only when the collective can be captured (the NVLink peer exchange); the same-GPU collective
+  // waits on the host, and NCCL alone is kept out of graphs
   if (m.tp() > 1 && (!m.collective() || !m.collective()->graph_capturable())) use_graphs_ = false;
   // tp > 1: the rank's vocabulary rows plus the zero row that other ranks' tokens look up (engine/tp_plan.h)
   embed_ = to_f16_copy(m.embed, (size_t)(m.tp() > 1 ? sh.vocab + 1 : c.vocab) * c.hidden, s_);
@@ -327,6 +328,14 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   return logits_;
 }
 
+// resid_ += proj_ (summed over the tp ranks first), h_ = rms_norm(resid_) * w: one fused kernel where the collective
+// has one (the NVLink peer exchange), else the all-reduce and the add-rms-norm kernel.
+void CudaDecoder::reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps) {
+  if (coll && coll->all_reduce_add_rms_norm_f16(rank, proj_, resid_, w, h_, T, H, eps)) return;
+  if (coll) coll->all_reduce_sum_f16(rank, proj_, (int64_t)T * H);
+  add_rms_norm_cuda(resid_, proj_, w, h_, T, H, eps, s_);
+}
+
 void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits) {
   const ModelConfig& c = m_.cfg();
   CublasGemm& g = be_.gemm();
@@ -373,13 +382,11 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
                              NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
     linear_any(g, attn_, NH * D, W.o, proj_, H, T);
-    if (coll) coll->all_reduce_sum_f16(rank, proj_, (int64_t)T * H);  // row-parallel o
-    add_rms_norm_cuda(resid_, proj_, post_norm_[l], h_, T, H, c.eps, s_);
+    reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
     linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
     silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
     linear_any(g, act_, I, W.down, proj_, H, T);
-    if (coll) coll->all_reduce_sum_f16(rank, proj_, (int64_t)T * H);  // row-parallel down
-    add_rms_norm_cuda(resid_, proj_, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, h_, T, H, c.eps, s_);
+    reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps);  // row-parallel down
   }
   if (L.R > 0) {
     gather_rows_kernel<<<L.R, 256, 0, s_>>>(h_, rows, rows_, H);

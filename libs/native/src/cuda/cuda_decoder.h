@@ -45,6 +45,7 @@ class CudaDecoder {
   Layout layout(int T, int S, int R, int mb, int inv_n) const;
   void ensure_capacity(int T, int R);
   void run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits);
+  void reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps);
   void drop_graphs();
 
   Model& m_;

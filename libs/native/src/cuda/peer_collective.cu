@@ -1,0 +1,355 @@
+// NVLink peer-memory collectives of tensor parallelism (see peer_collective.h).
+#include "cuda/peer_collective.h"
+
+#include <cuda_fp16.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "core/error.h"
+#include "cuda/check.cuh"
+#include "cuda/device_utils.cuh"
+
+namespace lmfleet {
+
+namespace {
+
+constexpr int kBlocks = 32;  // every launch uses this grid: the per-block counters stay equal on every rank
+constexpr int kThreads = 512;
+constexpr int kFuseMaxRows = 16;  // all_reduce_add_rms_norm_f16 takes up to this many rows
+constexpr int kMaxRanks = PeerExchange::kMaxRanks;
+constexpr unsigned long long kTimeoutNs = 30ull * 1000 * 1000 * 1000;
+
+}  // namespace
+
+struct PeerArgs {
+  int n, rank;
+  char* data[kMaxRanks];       // rank r's exchange buffer (two halves of cap bytes), addressable from this device
+  uint32_t* flags[kMaxRanks];  // rank r's flags [kBlocks][kMaxRanks]: flags[b][s] = exchanges block b of rank s posted
+  uint32_t* counter;           // this rank's [kBlocks] exchange counters
+  const volatile int* abort;   // host-mapped: set when a rank failed on the host
+  int64_t cap;                 // bytes per half
+};
+
+namespace {
+
+__device__ __forceinline__ uint32_t ld_acquire_sys(const uint32_t* p) {
+  uint32_t v;
+  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_release_sys(uint32_t* p, uint32_t v) {
+  asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+// Every thread of the block calls it. False when the exchange was aborted.
+__device__ bool peer_barrier(const PeerArgs& a, uint32_t c) {
+  __syncthreads();  // the block's writes into its own buffer are done
+  const int t = threadIdx.x;
+  int ok = 1;
+  if (t < a.n && t != a.rank) {
+    // release at system scope: the block's writes (ordered before it by the barrier above) are visible to the
+    // peer that acquires this flag
+    st_release_sys(a.flags[t] + blockIdx.x * kMaxRanks + a.rank, c);
+    const uint32_t* mine = a.flags[a.rank] + blockIdx.x * kMaxRanks + t;
+    const unsigned long long t0 = global_ns();
+    for (uint32_t spins = 1; (int32_t)(ld_acquire_sys(mine) - c) < 0; spins++) {
+      if ((spins & 1023) == 0) {
+        if (*a.abort) {
+          ok = 0;
+          break;
+        }
+        if (global_ns() - t0 > kTimeoutNs) __trap();  // a peer is gone: fail the context rather than hang
+      }
+    }
+  }
+  return __syncthreads_and(ok);
+}
+
+template <int B> struct Raw;
+template <> struct Raw<16> { using type = uint4; };
+template <> struct Raw<4> { using type = unsigned int; };
+template <> struct Raw<2> { using type = unsigned short; };
+
+// V elements of T at once (16 bytes when the data is aligned for it)
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
+template <typename T, int V>
+__device__ __forceinline__ Pack<T, V> load_fresh(const T* p) {  // another GPU's memory: never from a stale cache line
+  using R = typename Raw<sizeof(T) * V>::type;
+  R r = __ldcv(reinterpret_cast<const R*>(p));
+  return *reinterpret_cast<Pack<T, V>*>(&r);
+}
+
+// in == out for the all-reduce (in place): each thread reads its units before it writes them
+template <typename T, int V, bool kGather>
+__global__ void __launch_bounds__(kThreads) peer_kernel(PeerArgs a, const T* in, T* out, int64_t count) {
+  const int64_t cap = a.cap / (int64_t)sizeof(T);  // elements per half (a multiple of V)
+  uint32_t c = a.counter[blockIdx.x];
+  bool ok = true;
+  for (int64_t off = 0; ok && off < count; off += cap) {
+    const int64_t len = count - off < cap ? count - off : cap;
+    c++;
+    T* mine = reinterpret_cast<T*>(a.data[a.rank] + (c & 1) * a.cap);
+    // this block's units [lo, hi) of the chunk: the same for the copy and the read, on every rank
+    const int64_t units = len / V, per = (units + kBlocks - 1) / kBlocks;
+    const int64_t lo = blockIdx.x * per, hi = lo + per < units ? lo + per : units;
+    for (int64_t u = lo + threadIdx.x; u < hi; u += kThreads)
+      *reinterpret_cast<Pack<T, V>*>(mine + u * V) = *reinterpret_cast<const Pack<T, V>*>(in + off + u * V);
+    ok = peer_barrier(a, c);
+    if (!ok) break;
+    for (int64_t u = lo + threadIdx.x; u < hi; u += kThreads) {
+      if (kGather) {
+        for (int r = 0; r < a.n; r++) {
+          const T* src = reinterpret_cast<const T*>(a.data[r] + (c & 1) * a.cap);
+          *reinterpret_cast<Pack<T, V>*>(out + (int64_t)r * count + off + u * V) = load_fresh<T, V>(src + u * V);
+        }
+      } else {
+        float s[V];
+        {
+          const Pack<T, V> p = load_fresh<T, V>(reinterpret_cast<const T*>(a.data[0] + (c & 1) * a.cap) + u * V);
+#pragma unroll
+          for (int j = 0; j < V; j++) s[j] = (float)p.v[j];
+        }
+        for (int r = 1; r < a.n; r++) {
+          const Pack<T, V> p = load_fresh<T, V>(reinterpret_cast<const T*>(a.data[r] + (c & 1) * a.cap) + u * V);
+#pragma unroll
+          for (int j = 0; j < V; j++) s[j] += (float)p.v[j];
+        }
+        Pack<T, V> o;
+#pragma unroll
+        for (int j = 0; j < V; j++) o.v[j] = (T)s[j];
+        *reinterpret_cast<Pack<T, V>*>(out + off + u * V) = o;
+      }
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
+}
+
+// The all-reduce of the row-parallel o / down projection fused with what follows it on every rank: residual += sum,
+// y = rms_norm(residual) * w. Rows are split over the blocks (row % kBlocks); every block joins the barrier. The
+// arithmetic is ops/rms_norm.cu's for the same width (the sum rounded to f16 first, as all_reduce_sum_f16 leaves
+// it; NT threads holding VPT vectors of 8 each; the same block_sum), so the result has the bits of the two steps.
+// pdl_trigger at the start: the next GEMV streams its weights while the exchange waits on the peers.
+template <int VPT>
+__global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, const half* x, half* residual, const half* __restrict__ w,
+                                                                half* y, int rows, int cols, int nt, float eps) {
+  pdl_trigger();
+  __shared__ float scratch[32];
+  const int nvec = cols / 8;
+  const uint32_t c = a.counter[blockIdx.x] + 1;
+  half* mine = reinterpret_cast<half*>(a.data[a.rank] + (c & 1) * a.cap);
+  for (int row = blockIdx.x; row < rows; row += kBlocks)
+    for (int i = threadIdx.x; i < nvec; i += blockDim.x)
+      *reinterpret_cast<half8*>(mine + (size_t)row * cols + i * 8) = *reinterpret_cast<const half8*>(x + (size_t)row * cols + i * 8);
+  if (peer_barrier(a, c)) {
+    for (int row = blockIdx.x; row < rows; row += kBlocks) {  // block-uniform: block_sum inside
+      float v[VPT][8];
+      float ss = 0.f;
+#pragma unroll
+      for (int j = 0; j < VPT; j++) {
+        const int i = threadIdx.x + j * nt;
+        if (threadIdx.x < nt && i < nvec) {
+          const size_t e = (size_t)row * cols + i * 8;
+          float sum[8];
+          {
+            const Pack<half, 8> p = load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[0] + (c & 1) * a.cap) + e);
+#pragma unroll
+            for (int q = 0; q < 8; q++) sum[q] = __half2float(p.v[q]);
+          }
+          for (int r = 1; r < a.n; r++) {
+            const Pack<half, 8> p = load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[r] + (c & 1) * a.cap) + e);
+#pragma unroll
+            for (int q = 0; q < 8; q++) sum[q] += __half2float(p.v[q]);
+          }
+          const half8 s8 = float_to_half8(sum);  // the all-reduce's f16 result
+          half8 rr = *reinterpret_cast<const half8*>(residual + e);
+#pragma unroll
+          for (int q = 0; q < 4; q++) rr.h[q] = __hadd2(rr.h[q], s8.h[q]);
+          *reinterpret_cast<half8*>(residual + e) = rr;
+          half8_to_float(rr, v[j]);
+#pragma unroll
+          for (int q = 0; q < 8; q++) ss += v[j][q] * v[j][q];
+        }
+      }
+      ss = block_sum(ss, scratch);
+      const float inv = rsqrtf(ss / cols + eps);
+#pragma unroll
+      for (int j = 0; j < VPT; j++) {
+        const int i = threadIdx.x + j * nt;
+        if (threadIdx.x < nt && i < nvec) {
+          float wf[8], o[8];
+          half8_to_float(ldg_half8(w + i * 8), wf);
+#pragma unroll
+          for (int q = 0; q < 8; q++) o[q] = v[j][q] * inv * wf[q];
+          *reinterpret_cast<half8*>(y + (size_t)row * cols + i * 8) = float_to_half8(o);
+        }
+      }
+      __syncthreads();  // scratch is reused by the next row's block_sum
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
+}
+
+}  // namespace
+
+struct PeerExchange::Rank {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  char* data = nullptr;
+  uint32_t* flags = nullptr;
+  uint32_t* counter = nullptr;
+};
+
+std::unique_ptr<PeerExchange> PeerExchange::make(const std::vector<int>& devices, const std::vector<cudaStream_t>& streams,
+                                                 std::string* why) {
+  const char* env = std::getenv("LMFLEET_TP_P2P");
+  const std::string mode = env ? env : "";
+  if (mode == "0") {
+    *why = "LMFLEET_TP_P2P=0";
+    return nullptr;
+  }
+  const int n = (int)devices.size();
+  if (n < 2 || n > kMaxRanks) {
+    *why = "peer exchange takes 2 to " + std::to_string(kMaxRanks) + " ranks";
+    return nullptr;
+  }
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) {
+      if (i == j) continue;
+      int can = 0;
+      LMF_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, devices[i], devices[j]));
+      if (!can) {
+        *why = "GPU " + std::to_string(devices[i]) + " cannot access GPU " + std::to_string(devices[j]) + "'s memory";
+        return nullptr;
+      }
+    }
+  std::unique_ptr<PeerExchange> p(new PeerExchange());
+  p->cap_ = 4u << 20;
+  p->eager_max_ = mode == "all" ? SIZE_MAX : p->cap_;
+  int prev = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&prev));
+  p->ranks_.resize(n);
+  for (int i = 0; i < n; i++) {
+    Rank& r = p->ranks_[i];
+    r.device = devices[i];
+    r.stream = streams[i];
+    LMF_CUDA_CHECK(cudaSetDevice(r.device));
+    for (int j = 0; j < n; j++) {
+      if (j == i) continue;
+      const cudaError_t e = cudaDeviceEnablePeerAccess(devices[j], 0);
+      if (e == cudaErrorPeerAccessAlreadyEnabled) {
+        cudaGetLastError();  // clear the sticky-free error state
+      } else {
+        LMF_CUDA_CHECK(e);
+      }
+    }
+    LMF_CUDA_CHECK(cudaMalloc(&r.data, 2 * p->cap_));
+    LMF_CUDA_CHECK(cudaMalloc(&r.flags, sizeof(uint32_t) * kBlocks * kMaxRanks));
+    LMF_CUDA_CHECK(cudaMalloc(&r.counter, sizeof(uint32_t) * kBlocks));
+    LMF_CUDA_CHECK(cudaMemset(r.flags, 0, sizeof(uint32_t) * kBlocks * kMaxRanks));
+    LMF_CUDA_CHECK(cudaMemset(r.counter, 0, sizeof(uint32_t) * kBlocks));
+    LMF_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+  void* h = nullptr;
+  LMF_CUDA_CHECK(cudaHostAlloc(&h, sizeof(int), cudaHostAllocMapped | cudaHostAllocPortable));
+  p->abort_host_ = static_cast<volatile int*>(h);
+  *p->abort_host_ = 0;
+  LMF_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&p->abort_dev_), h, 0));
+  LMF_CUDA_CHECK(cudaSetDevice(prev));
+  return p;
+}
+
+PeerExchange::~PeerExchange() {
+  for (Rank& r : ranks_) {
+    cudaSetDevice(r.device);
+    if (r.stream) cudaStreamSynchronize(r.stream);
+    if (r.data) cudaFree(r.data);
+    if (r.flags) cudaFree(r.flags);
+    if (r.counter) cudaFree(r.counter);
+  }
+  if (abort_host_) cudaFreeHost(const_cast<int*>(abort_host_));
+}
+
+void PeerExchange::abort() {
+  if (abort_host_) *abort_host_ = 1;
+}
+
+PeerArgs PeerExchange::args(int rank) const {
+  PeerArgs a{};
+  a.n = (int)ranks_.size();
+  a.rank = rank;
+  for (int r = 0; r < a.n; r++) {
+    a.data[r] = ranks_[(size_t)r].data;
+    a.flags[r] = ranks_[(size_t)r].flags;
+  }
+  a.counter = ranks_[(size_t)rank].counter;
+  a.abort = abort_dev_;
+  a.cap = (int64_t)cap_;
+  return a;
+}
+
+template <typename T, bool kGather>
+void PeerExchange::launch(int rank, const void* in, void* out, int64_t count) {
+  if (count <= 0) return;
+  const Rank& me = ranks_[(size_t)rank];
+  const PeerArgs a = args(rank);
+  LMF_CUDA_CHECK(cudaSetDevice(me.device));
+  constexpr int V16 = 16 / (int)sizeof(T);
+  const bool aligned = count % V16 == 0 && reinterpret_cast<uintptr_t>(in) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  const T* i = static_cast<const T*>(in);
+  T* o = static_cast<T*>(out);
+  if (aligned)
+    peer_kernel<T, V16, kGather><<<kBlocks, kThreads, 0, me.stream>>>(a, i, o, count);
+  else
+    peer_kernel<T, 1, kGather><<<kBlocks, kThreads, 0, me.stream>>>(a, i, o, count);
+  LMF_CUDA_LAUNCHED();
+}
+
+bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* residual, const void* w, void* y, int64_t rows,
+                                               int64_t cols, float eps) {
+  if (rows <= 0) return true;
+  const int64_t nvec = cols / 8;
+  // ops/rms_norm.cu's vectorized shape only (its thread count and vectors per thread); the rows fit one half.
+  // Few rows only: one block per row reads the peers' rows, which at batch 64 (two rows per block) was slower than
+  // the element-split all-reduce and the norm kernel (7B tp 2 on two H100s: 5.37 vs 5.06 ms/step; batch 1: 3.42 vs
+  // 3.51).
+  if (rows > kFuseMaxRows || cols % 8 || nvec > 256 * 4 || (size_t)(rows * cols * 2) > cap_) return false;
+  for (const void* p : {x, (const void*)residual, w, (const void*)y})
+    if (reinterpret_cast<uintptr_t>(p) % 16) return false;
+  const int nt = nvec <= 256 ? (int)((nvec + 31) / 32) * 32 : 256;
+  const int vpt = (int)((nvec + nt - 1) / nt);
+  const PeerArgs a = args(rank);
+  LMF_CUDA_CHECK(cudaSetDevice(ranks_[(size_t)rank].device));
+  const cudaStream_t s = ranks_[(size_t)rank].stream;
+  const half* xh = static_cast<const half*>(x);
+  half* rh = static_cast<half*>(residual);
+  const half* wh = static_cast<const half*>(w);
+  half* yh = static_cast<half*>(y);
+  switch (vpt) {
+    case 1: peer_add_rms_norm_kernel<1><<<kBlocks, 256, 0, s>>>(a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    case 2: peer_add_rms_norm_kernel<2><<<kBlocks, 256, 0, s>>>(a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    default: peer_add_rms_norm_kernel<4><<<kBlocks, 256, 0, s>>>(a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+  }
+  LMF_CUDA_LAUNCHED();
+  return true;
+}
+
+void PeerExchange::all_reduce_f16(int rank, void* buf, int64_t count) { launch<half, false>(rank, buf, buf, count); }
+void PeerExchange::all_reduce_f32(int rank, float* buf, int64_t count) { launch<float, false>(rank, buf, buf, count); }
+void PeerExchange::all_gather(int rank, const void* send, void* recv, int64_t bytes) {
+  if (bytes % 4) fail(ErrorCode::Internal, "peer all_gather: bytes must be a multiple of 4");
+  launch<float, true>(rank, send, recv, bytes / 4);
+}
+
+}  // namespace lmfleet

@@ -1,0 +1,66 @@
+// Tensor-parallel collectives over NVLink peer memory, for ranks on different GPUs of one host that can all reach
+// each other (cudaDeviceCanAccessPeer). One kernel per call on the rank's stream: the rank copies its part into its
+// own exchange buffer, meets the same block of every other rank at a flag barrier (release/acquire at system scope,
+// written into the peers' memory), then reads every rank's buffer directly and sums in rank order (rank 0 + rank 1 +
+// ...: every rank gets the same bits). No host work, so it can be captured into a CUDA graph — unlike NCCL, whose
+// captured collectives may deadlock when one process drives several GPUs (NCCL's "Using NCCL with CUDA Graphs").
+// Used by the NCCL collective (collective_cuda.cu) for every call inside a graph capture and for eager calls up to
+// the exchange buffer's size (small messages: one round trip instead of NCCL's protocol); larger eager calls go to
+// NCCL. Messages longer than the buffer are exchanged in chunks (the buffer has two halves, alternating per chunk).
+//
+// Safety: each block of each rank keeps a counter (device memory) of the exchanges it has done; a barrier waits until
+// every peer's same block has posted that count. A block writes a half again only two exchanges later, after the
+// intermediate barrier proved every peer finished reading it. Kernels always launch the same grid, so every block's
+// counter stays equal across ranks. A rank that fails on the host sets the host-mapped abort flag (abort()): waiting
+// blocks give up (the results are garbage, and the step has failed anyway); a block that waits 30 s with no abort
+// traps, so a lost peer is an error rather than a hang.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lmfleet {
+
+struct PeerArgs;
+
+class PeerExchange {
+ public:
+  static constexpr int kMaxRanks = 8;
+  // nullptr (and why, in *why) when a pair of devices cannot reach each other, there are more than kMaxRanks, or
+  // LMFLEET_TP_P2P=0. LMFLEET_TP_P2P=all sends every eager call through it too (tests of the chunked path).
+  static std::unique_ptr<PeerExchange> make(const std::vector<int>& devices, const std::vector<cudaStream_t>& streams,
+                                            std::string* why);
+  ~PeerExchange();
+  PeerExchange(const PeerExchange&) = delete;
+  PeerExchange& operator=(const PeerExchange&) = delete;
+
+  // Eager calls of at most this many bytes come here; graph captures always do.
+  size_t eager_max_bytes() const { return eager_max_; }
+  void all_reduce_f16(int rank, void* buf, int64_t count);
+  // x [rows, cols] f16 summed over ranks, residual += sum, y = rms_norm(residual) * w, in one kernel (the bits of
+  // all_reduce_f16 then ops/rms_norm.cu's add_rms_norm). False (nothing done) for shapes it does not take (more
+  // than 16 rows: decode batches above 16 run the two kernels, which measured faster there).
+  bool all_reduce_add_rms_norm_f16(int rank, const void* x, void* residual, const void* w, void* y, int64_t rows, int64_t cols,
+                                   float eps);
+  void all_reduce_f32(int rank, float* buf, int64_t count);
+  // send [bytes] of every rank -> recv [n * bytes], rank-major (bytes a multiple of 4)
+  void all_gather(int rank, const void* send, void* recv, int64_t bytes);
+  void abort();
+
+ private:
+  PeerExchange() = default;
+  struct Rank;
+  PeerArgs args(int rank) const;
+  template <typename T, bool kGather>
+  void launch(int rank, const void* in, void* out, int64_t count);
+  std::vector<Rank> ranks_;
+  size_t cap_ = 0;  // bytes per half of each rank's exchange buffer
+  size_t eager_max_ = 0;
+  volatile int* abort_host_ = nullptr;  // host-mapped
+  int* abort_dev_ = nullptr;
+};
+
+}  // namespace lmfleet
