@@ -6,7 +6,7 @@
 // must match bit for bit; NCCL (another summation order) within 1e-5 relative (f32) / 2 f16 ulps (f16).
 // Across GPUs the path follows LMFLEET_TP_P2P: unset, the peer exchange up to its 4 MiB buffer and NCCL above;
 // "all", the peer exchange for every size (messages above 4 MiB in chunks); "0", NCCL only.
-//   node test/bench/tp-collective-check.js ADDON.node --devices 0,0[,0,0] [--seed N]
+//   node test/bench/tp-collective-check.js ADDON.node --devices 0,0[,0,0] [--seed N] [--time 0]
 // Prints a table; exit 1 on any mismatch.
 'use strict';
 const path = require('node:path');
@@ -95,6 +95,16 @@ if (failTest) try {
 }
 rows.push(`| a failing rank does not hang the others | ${n} | ${opt.devices} | - | ${failTest ? (aborted ? 'PASS' : 'FAIL') : 'not run (nccl)'} |`);
 if (!aborted) failures++;
+// Across GPUs: the time of one f16 all-reduce of a decode step's [rows, 4096] (the 7B hidden width), 64 in a row as
+// in one step's layers, captured into a CUDA graph where the collective allows it (else eager) — the cost that
+// tensor parallelism adds per exchange. Fused: with the residual add + rms_norm (up to 16 rows).
+if (!sameGpu && opt.time !== '0') {
+  for (const rowsT of [1, 16, 64])
+    for (const fused of rowsT <= 16 ? [false, true] : [false]) {
+      const t = addon.runCollective({ op: 'time_all_reduce_f16', backend: 'cuda', devices, rows: rowsT, cols: 4096, calls: 64, reps: 20, fused });
+      rows.push(`| time: all_reduce f16 [${rowsT}, 4096]${t.fused ? ' + add + rms_norm' : ''}, 64 in ${t.graphed ? 'a graph' : 'eager'}${process.env.LMFLEET_TP_PDL === '1' ? ', PDL' : ''} | ${n} | ${opt.devices} (${pathOf(rowsT * 4096 * 2)}) | ${t.usPerCall.toFixed(2)} us per call | - |`);
+    }
+}
 console.log(`seed ${opt.seed}`);
 console.log('| case | ranks | devices | worst err / tolerance | result |');
 console.log('| --- | --- | --- | --- | --- |');

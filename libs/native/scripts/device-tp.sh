@@ -64,21 +64,23 @@ echo "NCCL: ${LMFLEET_NCCL_LIB:-system libnccl.so.2}"
 
 if has collective; then
   echo "## collectives" >> "$SUMMARY"
-  # across GPUs: LMFLEET_TP_P2P unset (peer exchange up to 4 MiB, NCCL above), all (peer exchange only), 0 (NCCL only)
+  # across GPUs: LMFLEET_TP_P2P unset (peer exchange up to 4 MiB, NCCL above), all (peer exchange only), 0 (NCCL only);
+  # pdl: LMFLEET_TP_PDL=1 (the exchange kernels launched as programmatic dependents). Each also times the exchange.
   runs=("0,0 -" "0,0,0,0 -")
-  [ "$NGPU" -ge 2 ] && runs+=("0,1 -" "0,1 all" "0,1 0")
+  [ "$NGPU" -ge 2 ] && runs+=("0,1 -" "0,1 all" "0,1 0" "0,1 pdl")
   [ "$NGPU" -ge 4 ] && runs+=("0,1,2,3 -")
   first=1
   for r in "${runs[@]}"; do
     set -- $r
     tag="$(echo "$1" | tr , -)-p2p$2"
-    if [ "$2" = - ]; then unset LMFLEET_TP_P2P; else export LMFLEET_TP_P2P=$2; fi
+    unset LMFLEET_TP_P2P LMFLEET_TP_PDL
+    case "$2" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; *) export LMFLEET_TP_P2P=$2 ;; esac
     timeout 120 node test/bench/tp-collective-check.js "$ADDON" --devices "$1" > "$OUT/collective-$tag.log" 2>&1
-    echo "collective check devices $1 LMFLEET_TP_P2P=$2 rc $?"
+    echo "collective check devices $1 variant $2 rc $?"
     grep '^|' "$OUT/collective-$tag.log" | { [ $first = 1 ] && cat || grep -v -e '^| case' -e '^| ---'; } >> "$SUMMARY"
     first=0
   done
-  unset LMFLEET_TP_P2P
+  unset LMFLEET_TP_P2P LMFLEET_TP_PDL
 fi
 
 SMALL=/tmp/lmf-random-gqa2-4l
@@ -96,18 +98,19 @@ if has parity; then
   runs=()
   # across GPUs: graphs on (peer exchange in the graphs), off (peer exchange for small messages, NCCL for large),
   # off with LMFLEET_TP_P2P=0 (NCCL only)
-  # (fields: tp, devices, graphs, LMFLEET_TP_P2P, LMFLEET_TP_FUSE — fuse 0: the peer all-reduce and the add-rms-norm
-  # as two kernels)
+  # (fields: tp, devices, graphs, LMFLEET_TP_P2P (or pdl: LMFLEET_TP_PDL=1), LMFLEET_TP_FUSE — fuse 0: the peer
+  # all-reduce and the add-rms-norm as two kernels)
   # PARITY_RUNS="2 0,1 1 - 1;..." replaces the list
   if [ -n "${PARITY_RUNS:-}" ]; then IFS=';' read -r -a runs <<< "$PARITY_RUNS"
-  elif [ "$NGPU" -ge 2 ]; then runs+=("2 0,1 1 - 1" "2 0,1 1 - 0" "2 0,1 0 - 1" "2 0,1 0 0 1"); fi
+  elif [ "$NGPU" -ge 2 ]; then runs+=("2 0,1 1 - 1" "2 0,1 1 - 0" "2 0,1 1 pdl 1" "2 0,1 0 - 1" "2 0,1 0 0 1"); fi
   # same-GPU ranks (the device collective waits on the host, so no graphs): on 1-GPU machines, or ALL_PARITY=1
   if [ -z "${PARITY_RUNS:-}" ] && { [ "$NGPU" -lt 2 ] || [ "${ALL_PARITY:-0}" = 1 ]; }; then runs+=("2 0,0 0 - 1" "4 0,0,0,0 0 - 1"); fi
   for m in "$SMALL" $([ "${SKIP_W4:-0}" = 1 ] || echo "$SMALLW4"); do
     for r in "${runs[@]}"; do
       set -- $r
       tag="$(basename "$m")-tp$1-$(echo "$2" | tr , -)-graphs$3-p2p$4-fuse$5"
-      if [ "$4" = - ]; then unset LMFLEET_TP_P2P; else export LMFLEET_TP_P2P=$4; fi
+      unset LMFLEET_TP_P2P LMFLEET_TP_PDL
+      case "$4" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; *) export LMFLEET_TP_P2P=$4 ;; esac
       LMFLEET_TP_FUSE=$5 LMFLEET_CUDA_GRAPHS=$3 timeout 150 node test/bench/tp-parity.js "$ADDON" "$m" --tp "$1" --devices "$2" > "$OUT/parity-$tag.log" 2>&1
       echo "parity $tag rc $?: $(grep '^| [a-z]' "$OUT/parity-$tag.log" | grep -v '^| model' | tail -1)"
       if [ $first = 1 ]; then grep '^| model\|^| ---' "$OUT/parity-$tag.log" | sed 's/^| model |/| model (graphs) |/' >> "$SUMMARY"; first=0; fi
@@ -130,26 +133,27 @@ if has bench; then
     BENCH_MODEL=$SMALL
     TP2_DEVICES=0,0
   fi
-  # tp 2 twice: the fused peer all-reduce + add-rms-norm (default), and LMFLEET_TP_FUSE=0 (two kernels)
-  for run in ${BENCH_RUNS:-1 2 2-fuse0}; do
+  # tp 2 twice: the fused peer all-reduce + add-rms-norm (default), and LMFLEET_TP_FUSE=0 (two kernels); 2-pdl: the
+  # exchange kernels launched as programmatic dependents (LMFLEET_TP_PDL=1)
+  for run in ${BENCH_RUNS:-1 2 2-fuse0 2-pdl}; do
     tp=${run%%-*}
     devs=$([ $tp = 1 ] && echo 0 || echo $TP2_DEVICES)
-    LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
+    LMFLEET_TP_PDL=$([ "$run" = 2-pdl ] && echo 1 || echo 0) LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
       --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs > "$OUT/bench-tp$run.log" 2>&1
     echo "bench tp $run rc $?"; grep "addon engine batch" "$OUT/bench-tp$run.log"
   done
   node -e '
     const fs = require("fs");
     const get = (f) => { if (!fs.existsSync(f)) return null; const l = fs.readFileSync(f, "utf8").split("\n").find((x) => x.startsWith("ADDON_JSON ")); return l ? JSON.parse(l.slice(11)) : null; };
-    const a = get(process.argv[1]), b = get(process.argv[2]), f0 = get(process.argv[5]);
+    const a = get(process.argv[1]), b = get(process.argv[2]), f0 = get(process.argv[5]), pd = get(process.argv[6]);
     console.log(`model ${process.argv[3]}, tp 2 on devices ${process.argv[4]}`);
-    console.log("| batch | tp 1 ms/step | tp 2 ms/step | tp 1 tok/s | tp 2 tok/s | speedup | tp 2 unfused ms/step |");
-    console.log("| --- | --- | --- | --- | --- | --- | --- |");
+    console.log("| batch | tp 1 ms/step | tp 2 ms/step | tp 1 tok/s | tp 2 tok/s | speedup | tp 2 unfused ms/step | tp 2 PDL exchange ms/step |");
+    console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (const B of ["1", "64"]) {
       const x = a?.decode?.[B], y = b?.decode?.[B];
       if (!x || !y) { console.log(`| ${B} | ${x ? x.ms_per_step.toFixed(3) : "-"} | ${y ? y.ms_per_step.toFixed(3) : "-"} | | | |`); continue; }
-      console.log(`| ${B} | ${x.ms_per_step.toFixed(3)} | ${y.ms_per_step.toFixed(3)} | ${x.tok_s.toFixed(0)} | ${y.tok_s.toFixed(0)} | ${(x.ms_per_step / y.ms_per_step).toFixed(2)}x | ${f0?.decode?.[B] ? f0.decode[B].ms_per_step.toFixed(3) : "-"} |`);
-    }' "$OUT/bench-tp1.log" "$OUT/bench-tp2.log" "$(basename "$BENCH_MODEL")" "$TP2_DEVICES" "$OUT/bench-tp2-fuse0.log" >> "$SUMMARY"
+      console.log(`| ${B} | ${x.ms_per_step.toFixed(3)} | ${y.ms_per_step.toFixed(3)} | ${x.tok_s.toFixed(0)} | ${y.tok_s.toFixed(0)} | ${(x.ms_per_step / y.ms_per_step).toFixed(2)}x | ${f0?.decode?.[B] ? f0.decode[B].ms_per_step.toFixed(3) : "-"} | ${pd?.decode?.[B] ? pd.decode[B].ms_per_step.toFixed(3) : "-"} |`);
+    }' "$OUT/bench-tp1.log" "$OUT/bench-tp2.log" "$(basename "$BENCH_MODEL")" "$TP2_DEVICES" "$OUT/bench-tp2-fuse0.log" "$OUT/bench-tp2-pdl.log" >> "$SUMMARY"
 fi
 echo "== summary =="
 cat "$SUMMARY"

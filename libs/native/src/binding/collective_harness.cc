@@ -8,6 +8,9 @@
 //           rows?: number (all_gather), repeat?: number (the same op this many times in a row: the scratch
 //           halves alternate), failRank?: number (that rank throws before the collective: the others must not hang) }
 //   -> Float32Array[] (each rank's output after the last repetition)
+// Timing (cuda): runCollective({ op: 'time_all_reduce_f16', backend: 'cuda', devices, rows, cols, calls?: 64,
+//   reps?: 20, fused?: false }) -> { usPerCall, graphed, fused } (core/collective.h time_cuda_all_reduce_f16; `inputs`
+//   is not read).
 #include <napi.h>
 
 #include <cstring>
@@ -27,6 +30,33 @@ Napi::Value run_collective(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsObject()) fail(ErrorCode::InvalidArgument, "runCollective(spec)");
     Napi::Object o = info[0].As<Napi::Object>();
     const std::string op = get_string(o, "op", "", true);
+    if (op == "time_all_reduce_f16") {
+#ifdef LMFLEET_WITH_CUDA
+      if (!o.Get("devices").IsArray()) fail(ErrorCode::InvalidArgument, "runCollective: time_all_reduce_f16 needs devices");
+      Napi::Array d = o.Get("devices").As<Napi::Array>();
+      std::vector<std::unique_ptr<Backend>> bes;
+      std::vector<Backend*> raw;
+      for (uint32_t r = 0; r < d.Length(); r++) {
+        bes.push_back(make_cuda_backend(d.Get(r).As<Napi::Number>().Int32Value()));
+        raw.push_back(bes.back().get());
+      }
+      const int64_t rows = (int64_t)get_number(o, "rows", 1), cols = (int64_t)get_number(o, "cols", 4096);
+      const int calls = (int)get_number(o, "calls", 64), reps = (int)get_number(o, "reps", 20);
+      if (raw.size() < 2 || rows <= 0 || cols <= 0 || calls <= 0 || reps <= 0)
+        fail(ErrorCode::InvalidArgument, "runCollective: time_all_reduce_f16 needs 2+ devices and positive rows, cols, calls, reps");
+      const bool fused = o.Get("fused").IsBoolean() && o.Get("fused").As<Napi::Boolean>().Value();
+      RankThreads threads((int)raw.size());
+      auto coll = make_cuda_tp_collective(raw);
+      const CollectiveTiming t = time_cuda_all_reduce_f16(*coll, raw, threads, rows, cols, calls, reps, fused);
+      Napi::Object res = Napi::Object::New(env);
+      res.Set("usPerCall", t.us_per_call);
+      res.Set("graphed", t.graphed);
+      res.Set("fused", t.fused);
+      return res;
+#else
+      fail(ErrorCode::BackendUnavailable, "runCollective: backend 'cuda' is not built into this addon (cpu variant)");
+#endif
+    }
     if (!o.Get("inputs").IsArray()) fail(ErrorCode::InvalidArgument, "runCollective: inputs must be an array");
     Napi::Array in = o.Get("inputs").As<Napi::Array>();
     const int n = (int)in.Length();

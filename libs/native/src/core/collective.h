@@ -57,6 +57,17 @@ class Backend;
 // The ranks' cuda backends (rank r's device and stream): NCCL when the devices differ, the device collective
 // when they are all the same GPU (cuda/collective_cuda.cu). E_BACKEND_UNAVAILABLE (with dlerror) without NCCL.
 std::unique_ptr<Collective> make_cuda_tp_collective(const std::vector<Backend*>& ranks);
+class RankThreads;
+// Times `calls` back-to-back f16 all-reduces of [rows, cols] on every rank (fused: all_reduce_add_rms_norm_f16, where
+// the collective takes it), captured into one CUDA graph per rank when the collective is graph-capturable (as the
+// decode steps are), else enqueued eagerly. Returns rank 0's median over `reps` launches, in microseconds per call.
+struct CollectiveTiming {
+  double us_per_call = 0;
+  bool graphed = false;
+  bool fused = false;  // the fused kernel ran (false: it was asked for but not taken, so the plain all-reduce ran)
+};
+CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Backend*>& ranks, RankThreads& threads, int64_t rows,
+                                          int64_t cols, int calls, int reps, bool fused);
 #endif
 
 // Runs fn(rank) for every rank on its own thread (rank 0 on the caller's) and rethrows the first failure

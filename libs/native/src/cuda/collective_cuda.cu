@@ -12,6 +12,7 @@
 // The few NCCL types and entry points used are declared here (no nccl.h is needed to build).
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -349,6 +350,75 @@ class DeviceCollective : public Collective {
 };
 
 }  // namespace
+
+CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Backend*>& ranks, RankThreads& threads, int64_t rows,
+                                          int64_t cols, int calls, int reps, bool fused) {
+  const int n = (int)ranks.size();
+  const size_t bytes = (size_t)(rows * cols) * 2;
+  CollectiveTiming out;
+  out.graphed = coll.graph_capturable();
+  std::vector<int> took((size_t)n, 1);
+  std::vector<double> rank0;
+  threads.run(&coll, [&](int r) {
+    CudaBackend& be = cuda_of(ranks[(size_t)r]);
+    be.bind();
+    const cudaStream_t s = be.stream();
+    // not zeros: 0x3c00 is 1.0 in f16 (sums grow to inf over many calls; the kernels' time does not depend on values)
+    half *x = nullptr, *resid = nullptr, *w = nullptr, *y = nullptr;
+    LMF_CUDA_CHECK(cudaMalloc(&x, bytes));
+    LMF_CUDA_CHECK(cudaMalloc(&resid, bytes));
+    LMF_CUDA_CHECK(cudaMalloc(&w, (size_t)cols * 2));
+    LMF_CUDA_CHECK(cudaMalloc(&y, bytes));
+    for (half* p : {x, resid, y}) LMF_CUDA_CHECK(cudaMemsetAsync(p, 0x3c, bytes, s));
+    LMF_CUDA_CHECK(cudaMemsetAsync(w, 0x3c, (size_t)cols * 2, s));
+    auto one = [&]() {
+      if (fused) {
+        if (coll.all_reduce_add_rms_norm_f16(r, x, resid, w, y, rows, cols, 1e-5f)) return;
+        took[(size_t)r] = 0;
+      }
+      coll.all_reduce_sum_f16(r, x, rows * cols);
+    };
+    cudaGraphExec_t exec = nullptr;
+    if (out.graphed) {
+      cudaGraph_t g;
+      LMF_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+      for (int i = 0; i < calls; i++) one();
+      LMF_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+      LMF_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+      LMF_CUDA_CHECK(cudaGraphDestroy(g));
+    }
+    auto launch = [&]() {
+      if (exec)
+        LMF_CUDA_CHECK(cudaGraphLaunch(exec, s));
+      else
+        for (int i = 0; i < calls; i++) one();
+    };
+    launch();  // warm-up
+    LMF_CUDA_CHECK(cudaStreamSynchronize(s));
+    cudaEvent_t e0, e1;
+    LMF_CUDA_CHECK(cudaEventCreate(&e0));
+    LMF_CUDA_CHECK(cudaEventCreate(&e1));
+    std::vector<double> t;
+    for (int i = 0; i < reps; i++) {
+      LMF_CUDA_CHECK(cudaEventRecord(e0, s));
+      launch();
+      LMF_CUDA_CHECK(cudaEventRecord(e1, s));
+      LMF_CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms = 0;
+      LMF_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      t.push_back(ms * 1000.0 / calls);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    if (exec) cudaGraphExecDestroy(exec);
+    for (half* p : {x, resid, w, y}) cudaFree(p);
+    if (r == 0) rank0 = t;
+  });
+  std::sort(rank0.begin(), rank0.end());
+  out.us_per_call = rank0.empty() ? 0 : rank0[rank0.size() / 2];
+  out.fused = fused && took[0];
+  return out;
+}
 
 std::unique_ptr<Collective> make_cuda_tp_collective(const std::vector<Backend*>& ranks) {
   if (ranks.empty()) fail(ErrorCode::Internal, "tensor parallel: no ranks");

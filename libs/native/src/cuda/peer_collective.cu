@@ -92,6 +92,7 @@ __device__ __forceinline__ Pack<T, V> load_fresh(const T* p) {  // another GPU's
 // in == out for the all-reduce (in place): each thread reads its units before it writes them
 template <typename T, int V, bool kGather>
 __global__ void __launch_bounds__(kThreads) peer_kernel(PeerArgs a, const T* in, T* out, int64_t count) {
+  pdl_wait();  // launched as a programmatic dependent (LMFLEET_TP_PDL=1): nothing is read before the kernel before ends
   const int64_t cap = a.cap / (int64_t)sizeof(T);  // elements per half (a multiple of V)
   uint32_t c = a.counter[blockIdx.x];
   bool ok = true;
@@ -143,6 +144,7 @@ __global__ void __launch_bounds__(kThreads) peer_kernel(PeerArgs a, const T* in,
 template <int VPT>
 __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, const half* x, half* residual, const half* __restrict__ w,
                                                                 half* y, int rows, int cols, int nt, float eps) {
+  pdl_wait();
   pdl_trigger();
   __shared__ float scratch[32];
   const int nvec = cols / 8;
@@ -285,6 +287,34 @@ void PeerExchange::abort() {
   if (abort_host_) *abort_host_ = 1;
 }
 
+namespace {
+// A plain launch, or (LMFLEET_TP_PDL=1, sm_90) a programmatic dependent one whose launch overlaps the end of the kernel
+// before it (the kernels pdl_wait() first). Off by default until measured.
+bool tp_pdl() {
+  static const bool on = [] {
+    const char* e = std::getenv("LMFLEET_TP_PDL");
+    if (!(e && std::string(e) == "1")) return false;
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+           major >= 9;
+  }();
+  return on;
+}
+template <typename... KArgs, typename... Args>
+void launch_kernel(void (*kern)(KArgs...), int threads, cudaStream_t s, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(kBlocks);
+  cfg.blockDim = dim3(threads);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = tp_pdl() ? 1 : 0;
+  LMF_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...));
+}
+}  // namespace
+
 PeerArgs PeerExchange::args(int rank) const {
   PeerArgs a{};
   a.n = (int)ranks_.size();
@@ -310,10 +340,9 @@ void PeerExchange::launch(int rank, const void* in, void* out, int64_t count) {
   const T* i = static_cast<const T*>(in);
   T* o = static_cast<T*>(out);
   if (aligned)
-    peer_kernel<T, V16, kGather><<<kBlocks, kThreads, 0, me.stream>>>(a, i, o, count);
+    launch_kernel(peer_kernel<T, V16, kGather>, kThreads, me.stream, a, i, o, count);
   else
-    peer_kernel<T, 1, kGather><<<kBlocks, kThreads, 0, me.stream>>>(a, i, o, count);
-  LMF_CUDA_LAUNCHED();
+    launch_kernel(peer_kernel<T, 1, kGather>, kThreads, me.stream, a, i, o, count);
 }
 
 bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* residual, const void* w, void* y, int64_t rows,
@@ -337,11 +366,10 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   const half* wh = static_cast<const half*>(w);
   half* yh = static_cast<half*>(y);
   switch (vpt) {
-    case 1: peer_add_rms_norm_kernel<1><<<kBlocks, 256, 0, s>>>(a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
-    case 2: peer_add_rms_norm_kernel<2><<<kBlocks, 256, 0, s>>>(a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
-    default: peer_add_rms_norm_kernel<4><<<kBlocks, 256, 0, s>>>(a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    case 1: launch_kernel(peer_add_rms_norm_kernel<1>, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    case 2: launch_kernel(peer_add_rms_norm_kernel<2>, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    default: launch_kernel(peer_add_rms_norm_kernel<4>, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
   }
-  LMF_CUDA_LAUNCHED();
   return true;
 }
 
