@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
-import { freePort, startApp, stopApp, type AppProcess } from './support/processes';
+import { freePort, startApp, stopApps, type AppProcess } from './support/processes';
 
 jest.setTimeout(90_000);
 
@@ -66,9 +66,7 @@ describe('e2e: lmfleet CLI --api against api + worker-quant processes', () => {
   });
 
   afterAll(async () => {
-    await Promise.all(procs.map((p) => stopApp(p)));
-    if (failed || process.env.E2E_SHOW_LOGS) for (const p of procs) console.log(`----- ${p.name} -----\n${p.log().slice(-4000)}`);
-    fs.rmSync(logDir, { recursive: true, force: true });
+    await stopApps(procs, { failed, logDir, tail: 4000 });
     await env?.cleanup();
   });
 

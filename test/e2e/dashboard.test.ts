@@ -13,7 +13,7 @@ import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
 import { ensureDashboardBuilt, launchBrowser } from './support/browser';
-import { freePort, startApp, stopApp, type AppProcess } from './support/processes';
+import { freePort, startApp, stopApps, type AppProcess } from './support/processes';
 
 jest.setTimeout(300_000);
 
@@ -92,11 +92,9 @@ describe('e2e: dashboard in headless chromium', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await Promise.all(procs.map((p) => stopApp(p)));
-    if (failed) for (const p of procs) console.log(`----- ${p.name} log -----\n${p.log().slice(-6000)}`);
+    await stopApps(procs, { failed, logDir });
     if (consoleErrors.length) console.log(`browser console errors:\n${consoleErrors.join('\n')}`);
     await env?.cleanup();
-    if (logDir) fs.rmSync(logDir, { recursive: true, force: true });
   });
 
   it('serves the SPA at / without shadowing the API, and bull-board at /admin/queues', async () => {

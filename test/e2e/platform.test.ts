@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
-import { freePort, mappedFiles, startApp, stopApp, type AppProcess } from './support/processes';
+import { freePort, mappedFiles, startApp, stopApps, type AppProcess } from './support/processes';
 
 jest.setTimeout(180_000);
 
@@ -81,11 +81,7 @@ describe('e2e: api + 2 worker-quant + worker-infer as processes', () => {
   });
 
   afterAll(async () => {
-    await Promise.all([...workers, api].filter(Boolean).map((p) => stopApp(p)));
-    if (failed || process.env.E2E_SHOW_LOGS) {
-      for (const p of [api, ...workers].filter(Boolean)) console.log(`----- ${p.name} -----\n${p.log().slice(-4000)}`);
-    }
-    fs.rmSync(logDir, { recursive: true, force: true });
+    await stopApps([api, ...workers], { failed, logDir, tail: 4000 });
     await env?.cleanup();
   });
 

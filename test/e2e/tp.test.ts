@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
-import { freePort, startApp, stopApp, type AppProcess } from './support/processes';
+import { freePort, startApp, stopApps, type AppProcess } from './support/processes';
 
 jest.setTimeout(120_000);
 
@@ -51,9 +51,7 @@ describe('e2e: a tp 2 deployment on api + worker-infer processes', () => {
   });
 
   afterAll(async () => {
-    await Promise.all(procs.map((p) => stopApp(p)));
-    if (failed || process.env.E2E_SHOW_LOGS) for (const p of procs) console.log(`----- ${p.name} -----\n${p.log().slice(-6000)}`);
-    fs.rmSync(logDir, { recursive: true, force: true });
+    await stopApps(procs, { failed, logDir });
     await env?.cleanup();
   });
 

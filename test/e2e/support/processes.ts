@@ -46,6 +46,17 @@ export async function stopApp(p: AppProcess, graceMs = 8000): Promise<void> {
   clearTimeout(t);
 }
 
+/**
+ * The end of an e2e file: stops every app, prints the tail of each one's log when a test failed (or E2E_SHOW_LOGS is
+ * set), then removes the log directory.
+ */
+export async function stopApps(procs: Array<AppProcess | undefined>, opts: { failed: boolean; logDir?: string; tail?: number }): Promise<void> {
+  const started = procs.filter((p): p is AppProcess => !!p);
+  await Promise.all(started.map((p) => stopApp(p)));
+  if (opts.failed || process.env.E2E_SHOW_LOGS) for (const p of started) console.log(`----- ${p.name} -----\n${p.log().slice(-(opts.tail ?? 6000))}`);
+  if (opts.logDir) fs.rmSync(opts.logDir, { recursive: true, force: true });
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
