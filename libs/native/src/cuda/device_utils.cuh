@@ -47,6 +47,23 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// A kernel launch that, when `pdl` (sm_90), may overlap the previous kernel on the stream (programmatic stream
+// serialization): such a kernel must pdl_wait() before reading what that kernel writes. Returns the launch's error.
+template <typename... KArgs, typename... Args>
+inline cudaError_t launch_maybe_pdl(bool pdl, void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...);
+}
+
 // Weights are read once per step: keep them out of L1 and tell L2 to evict them first.
 __device__ __forceinline__ uint4 ld_stream_u4(const void* p) {
   uint4 r;

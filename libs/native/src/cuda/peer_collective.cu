@@ -302,16 +302,7 @@ bool tp_pdl() {
 }
 template <typename... KArgs, typename... Args>
 void launch_kernel(void (*kern)(KArgs...), int threads, cudaStream_t s, Args... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(kBlocks);
-  cfg.blockDim = dim3(threads);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = tp_pdl() ? 1 : 0;
-  LMF_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...));
+  LMF_CUDA_CHECK(launch_maybe_pdl(tp_pdl(), kern, dim3(kBlocks), dim3(threads), s, args...));
 }
 }  // namespace
 

@@ -5,6 +5,8 @@
 namespace lmfleet {
 
 // One block per row; each thread keeps up to VPT half8 vectors of the row in registers (one global read).
+// cuda/peer_collective.cu's fused all-reduce + add + rms_norm repeats this arithmetic (thread count, VPT, block_sum)
+// so that tensor parallelism gives the same bits with and without it: change both together.
 template <int VPT, bool ADD>
 __global__ void rms_norm_kernel(half* residual, const half* __restrict__ x, const half* __restrict__ w,
                                 half* y, int cols, float eps) {
