@@ -6,6 +6,7 @@
 // must match bit for bit; NCCL (another summation order) within 1e-5 relative (f32) / 2 f16 ulps (f16).
 // Across GPUs the path follows LMFLEET_TP_P2P: unset, the peer exchange up to its 4 MiB buffer and NCCL above;
 // "all", the peer exchange for every size (messages above 4 MiB in chunks); "0", NCCL only.
+// Env LMFLEET_TP_FUSE_ROWS (the fused kernel's row limit, default 16) is read here too.
 //   node test/bench/tp-collective-check.js ADDON.node --devices 0,0[,0,0] [--seed N] [--time 0]
 // Prints a table; exit 1 on any mismatch.
 'use strict';
@@ -95,12 +96,55 @@ if (failTest) try {
 }
 rows.push(`| a failing rank does not hang the others | ${n} | ${opt.devices} | - | ${failTest ? (aborted ? 'PASS' : 'FAIL') : 'not run (nccl)'} |`);
 if (!aborted) failures++;
+// The fused all-reduce + residual add + rms_norm (the peer exchange's; other collectives decline it): residual
+// bit-exact (f16 inputs summed in f32 in rank order, rounded, added to the f16 residual and rounded), y within 2 f16
+// ulps (the sum of squares is added in another order here). Up to 16 rows it runs on the 32-block set; above, only
+// with LMFLEET_TP_FUSE_ROWS (one block per row); widths that are not a multiple of 8 are declined.
+const fuseRows = Number(process.env.LMFLEET_TP_FUSE_ROWS ?? 16);
+for (const [rowsF, colsF] of [[1, 4096], [3, 1000], [16, 4096], [17, 4096], [64, 4096], [2, 1001]]) {
+  const count = rowsF * colsF;
+  const xs = Array.from({ length: n }, () => Float32Array.from({ length: count }, () => (rand() * 2 - 1) * 2));
+  const residual = Float32Array.from({ length: count }, () => (rand() * 2 - 1) * 4);
+  const weight = Float32Array.from({ length: colsF }, () => 0.5 + rand());
+  const expectTaken = !sameGpu && p2p !== '0' && colsF % 8 === 0 && (rowsF <= 16 || rowsF <= fuseRows);
+  const res = addon.runCollective({ op: 'all_reduce_add_rms_norm_f16', inputs: xs, residual, weight, rows: rowsF, eps: 1e-5, backend: 'cuda', devices, repeat: 3 });
+  const name = `all_reduce + add + rms_norm f16 [${rowsF}, ${colsF}]`;
+  if (!res.fused) {
+    const ok = !expectTaken;
+    if (!ok) failures++;
+    rows.push(`| ${name} | ${n} | ${opt.devices} | declined (two kernels) | ${ok ? 'PASS' : 'FAIL (expected the fused kernel)'} |`);
+    continue;
+  }
+  const wantRes = new Float32Array(count), wantY = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    let s = f16round(xs[0][i]);
+    for (let r = 1; r < n; r++) s = Math.fround(s + f16round(xs[r][i]));
+    wantRes[i] = f16round(f16round(residual[i]) + f16round(s));
+  }
+  for (let rr = 0; rr < rowsF; rr++) {
+    let ss = 0;
+    for (let c = 0; c < colsF; c++) ss += wantRes[rr * colsF + c] ** 2;
+    const inv = 1 / Math.sqrt(ss / colsF + 1e-5);
+    for (let c = 0; c < colsF; c++) wantY[rr * colsF + c] = f16round(wantRes[rr * colsF + c] * inv * f16round(weight[c]));
+  }
+  let worstRes = 0, worstY = 0;
+  for (let r = 0; r < n; r++)
+    for (let i = 0; i < count; i++) {
+      if (res.residual[r][i] !== wantRes[i]) worstRes = Infinity;
+      const ulp = 2 ** (Math.max(Math.floor(Math.log2(Math.max(Math.abs(wantY[i]), 1e-4))), -14) - 10);
+      worstY = Math.max(worstY, Math.abs(res.y[r][i] - wantY[i]) / (2 * ulp));
+    }
+  const ok = worstRes === 0 && worstY <= 1;
+  if (!ok) failures++;
+  rows.push(`| ${name} | ${n} | ${opt.devices} (fused) | residual ${worstRes === 0 ? 'bit-exact' : 'DIFFERS'}, y ${worstY.toExponential(2)} | ${ok ? 'PASS' : 'FAIL'} |`);
+}
+
 // Across GPUs: the time of one f16 all-reduce of a decode step's [rows, 4096] (the 7B hidden width), 64 in a row as
 // in one step's layers, captured into a CUDA graph where the collective allows it (else eager) — the cost that
 // tensor parallelism adds per exchange. Fused: with the residual add + rms_norm (up to 16 rows).
 if (!sameGpu && opt.time !== '0') {
   for (const rowsT of [1, 16, 64])
-    for (const fused of rowsT <= 16 ? [false, true] : [false]) {
+    for (const fused of rowsT <= Math.max(16, fuseRows) ? [false, true] : [false]) {
       const t = addon.runCollective({ op: 'time_all_reduce_f16', backend: 'cuda', devices, rows: rowsT, cols: 4096, calls: 64, reps: 20, fused });
       rows.push(`| time: all_reduce f16 [${rowsT}, 4096]${t.fused ? ' + add + rms_norm' : ''}, 64 in ${t.graphed ? 'a graph' : 'eager'}${process.env.LMFLEET_TP_PDL === '1' ? ', PDL' : ''} | ${n} | ${opt.devices} (${pathOf(rowsT * 4096 * 2)}) | ${t.usPerCall.toFixed(2)} us per call | - |`);
     }

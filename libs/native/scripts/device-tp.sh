@@ -20,7 +20,9 @@
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-tp.sh
 # Env: STAGES (default "build collective parity bench"), LAYERS (bench model layers, default 32), SKIP_W4=1,
 #      PARITY_RUNS ("tp devices graphs p2p fuse;..."), BENCH_RUNS (default "1 2 2-fuse0").
-# Logs under $OUT; a summary last.
+# Logs under $OUT; a summary last. Everything on 2 GPUs takes ~9 minutes (build ~80 s, 5 collective runs, 10 parity
+# runs, 5 engine runs of ~40 s): near the 10-minute call limit, so split it (STAGES, PARITY_RUNS, BENCH_RUNS) over two
+# calls on the warm machine (the build is kept).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -65,22 +67,23 @@ echo "NCCL: ${LMFLEET_NCCL_LIB:-system libnccl.so.2}"
 if has collective; then
   echo "## collectives" >> "$SUMMARY"
   # across GPUs: LMFLEET_TP_P2P unset (peer exchange up to 4 MiB, NCCL above), all (peer exchange only), 0 (NCCL only);
-  # pdl: LMFLEET_TP_PDL=1 (the exchange kernels launched as programmatic dependents). Each also times the exchange.
+  # pdl: LMFLEET_TP_PDL=1 (the exchange kernels launched as programmatic dependents); wide: LMFLEET_TP_FUSE_ROWS=256
+  # (the fused all-reduce + add + rms_norm for up to 256 rows, one block per row). Each also times the exchange.
   runs=("0,0 -" "0,0,0,0 -")
-  [ "$NGPU" -ge 2 ] && runs+=("0,1 -" "0,1 all" "0,1 0" "0,1 pdl")
+  [ "$NGPU" -ge 2 ] && runs+=("0,1 -" "0,1 all" "0,1 0" "0,1 pdl" "0,1 wide")
   [ "$NGPU" -ge 4 ] && runs+=("0,1,2,3 -")
   first=1
   for r in "${runs[@]}"; do
     set -- $r
     tag="$(echo "$1" | tr , -)-p2p$2"
-    unset LMFLEET_TP_P2P LMFLEET_TP_PDL
-    case "$2" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; *) export LMFLEET_TP_P2P=$2 ;; esac
+    unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS
+    case "$2" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;; *) export LMFLEET_TP_P2P=$2 ;; esac
     timeout 120 node test/bench/tp-collective-check.js "$ADDON" --devices "$1" > "$OUT/collective-$tag.log" 2>&1
     echo "collective check devices $1 variant $2 rc $?"
     grep '^|' "$OUT/collective-$tag.log" | { [ $first = 1 ] && cat || grep -v -e '^| case' -e '^| ---'; } >> "$SUMMARY"
     first=0
   done
-  unset LMFLEET_TP_P2P LMFLEET_TP_PDL
+  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS
 fi
 
 SMALL=/tmp/lmf-random-gqa2-4l
@@ -135,25 +138,26 @@ if has bench; then
   fi
   # tp 2 twice: the fused peer all-reduce + add-rms-norm (default), and LMFLEET_TP_FUSE=0 (two kernels); 2-pdl: the
   # exchange kernels launched as programmatic dependents (LMFLEET_TP_PDL=1)
-  for run in ${BENCH_RUNS:-1 2 2-fuse0 2-pdl}; do
+  # 2-wide: LMFLEET_TP_FUSE_ROWS=256 (batch 64 through the one-block-per-row fused kernel)
+  for run in ${BENCH_RUNS:-1 2 2-fuse0 2-pdl 2-wide}; do
     tp=${run%%-*}
     devs=$([ $tp = 1 ] && echo 0 || echo $TP2_DEVICES)
-    LMFLEET_TP_PDL=$([ "$run" = 2-pdl ] && echo 1 || echo 0) LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
+    LMFLEET_TP_FUSE_ROWS=$([ "$run" = 2-wide ] && echo 256 || echo 16) LMFLEET_TP_PDL=$([ "$run" = 2-pdl ] && echo 1 || echo 0) LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
       --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs > "$OUT/bench-tp$run.log" 2>&1
     echo "bench tp $run rc $?"; grep "addon engine batch" "$OUT/bench-tp$run.log"
   done
   node -e '
     const fs = require("fs");
     const get = (f) => { if (!fs.existsSync(f)) return null; const l = fs.readFileSync(f, "utf8").split("\n").find((x) => x.startsWith("ADDON_JSON ")); return l ? JSON.parse(l.slice(11)) : null; };
-    const a = get(process.argv[1]), b = get(process.argv[2]), f0 = get(process.argv[5]), pd = get(process.argv[6]);
+    const a = get(process.argv[1]), b = get(process.argv[2]), f0 = get(process.argv[5]), pd = get(process.argv[6]), wd = get(process.argv[7]);
     console.log(`model ${process.argv[3]}, tp 2 on devices ${process.argv[4]}`);
-    console.log("| batch | tp 1 ms/step | tp 2 ms/step | tp 1 tok/s | tp 2 tok/s | speedup | tp 2 unfused ms/step | tp 2 PDL exchange ms/step |");
-    console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    console.log("| batch | tp 1 ms/step | tp 2 ms/step | tp 1 tok/s | tp 2 tok/s | speedup | tp 2 unfused ms/step | tp 2 PDL exchange ms/step | tp 2 wide fused ms/step |");
+    console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (const B of ["1", "64"]) {
       const x = a?.decode?.[B], y = b?.decode?.[B];
       if (!x || !y) { console.log(`| ${B} | ${x ? x.ms_per_step.toFixed(3) : "-"} | ${y ? y.ms_per_step.toFixed(3) : "-"} | | | |`); continue; }
-      console.log(`| ${B} | ${x.ms_per_step.toFixed(3)} | ${y.ms_per_step.toFixed(3)} | ${x.tok_s.toFixed(0)} | ${y.tok_s.toFixed(0)} | ${(x.ms_per_step / y.ms_per_step).toFixed(2)}x | ${f0?.decode?.[B] ? f0.decode[B].ms_per_step.toFixed(3) : "-"} | ${pd?.decode?.[B] ? pd.decode[B].ms_per_step.toFixed(3) : "-"} |`);
-    }' "$OUT/bench-tp1.log" "$OUT/bench-tp2.log" "$(basename "$BENCH_MODEL")" "$TP2_DEVICES" "$OUT/bench-tp2-fuse0.log" "$OUT/bench-tp2-pdl.log" >> "$SUMMARY"
+      console.log(`| ${B} | ${x.ms_per_step.toFixed(3)} | ${y.ms_per_step.toFixed(3)} | ${x.tok_s.toFixed(0)} | ${y.tok_s.toFixed(0)} | ${(x.ms_per_step / y.ms_per_step).toFixed(2)}x | ${f0?.decode?.[B] ? f0.decode[B].ms_per_step.toFixed(3) : "-"} | ${pd?.decode?.[B] ? pd.decode[B].ms_per_step.toFixed(3) : "-"} | ${wd?.decode?.[B] ? wd.decode[B].ms_per_step.toFixed(3) : "-"} |`);
+    }' "$OUT/bench-tp1.log" "$OUT/bench-tp2.log" "$(basename "$BENCH_MODEL")" "$TP2_DEVICES" "$OUT/bench-tp2-fuse0.log" "$OUT/bench-tp2-pdl.log" "$OUT/bench-tp2-wide.log" >> "$SUMMARY"
 fi
 echo "== summary =="
 cat "$SUMMARY"

@@ -11,6 +11,10 @@
 // Timing (cuda): runCollective({ op: 'time_all_reduce_f16', backend: 'cuda', devices, rows, cols, calls?: 64,
 //   reps?: 20, fused?: false }) -> { usPerCall, graphed, fused } (core/collective.h time_cuda_all_reduce_f16; `inputs`
 //   is not read).
+// Fused (cuda): runCollective({ op: 'all_reduce_add_rms_norm_f16', backend: 'cuda', devices, inputs (x [rows, cols] per
+//   rank), residual: Float32Array [rows, cols], weight: Float32Array [cols], rows, eps?: 1e-5, repeat? })
+//   -> { fused, y: Float32Array[], residual: Float32Array[] } (core/collective.h run_cuda_all_reduce_add_rms_norm_f16;
+//   fused false: the collective does not take that shape, y and residual are empty).
 #include <napi.h>
 
 #include <cstring>
@@ -90,6 +94,35 @@ Napi::Value run_collective(const Napi::CallbackInfo& info) {
       for (int r = 0; r < n; r++) {
         bes.push_back(make_cuda_backend(devices[r]));
         raw.push_back(bes.back().get());
+      }
+      if (op == "all_reduce_add_rms_norm_f16") {
+        auto floats = [&](const char* key, size_t want) {
+          Napi::Value v = o.Get(key);
+          if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+              v.As<Napi::Float32Array>().ElementLength() != want)
+            fail(ErrorCode::InvalidArgument, std::string("runCollective: ") + key + " must be a Float32Array of " + std::to_string(want));
+          Napi::Float32Array a = v.As<Napi::Float32Array>();
+          return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+        };
+        const int64_t cols = count / rows;
+        const std::vector<float> res = floats("residual", (size_t)count), w = floats("weight", (size_t)cols);
+        auto coll = make_cuda_tp_collective(raw);
+        const FusedNormRun f = run_cuda_all_reduce_add_rms_norm_f16(*coll, raw, threads, bufs, res, w, rows, cols,
+                                                                    (float)get_number(o, "eps", 1e-5), repeat);
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("fused", f.fused);
+        Napi::Array ys = Napi::Array::New(env, (size_t)n), rs = Napi::Array::New(env, (size_t)n);
+        for (int r = 0; r < n; r++) {
+          Napi::Float32Array y = Napi::Float32Array::New(env, f.y[(size_t)r].size());
+          Napi::Float32Array rr = Napi::Float32Array::New(env, f.residual[(size_t)r].size());
+          if (!f.y[(size_t)r].empty()) std::memcpy(y.Data(), f.y[(size_t)r].data(), f.y[(size_t)r].size() * 4);
+          if (!f.residual[(size_t)r].empty()) std::memcpy(rr.Data(), f.residual[(size_t)r].data(), f.residual[(size_t)r].size() * 4);
+          ys.Set((uint32_t)r, y);
+          rs.Set((uint32_t)r, rr);
+        }
+        out.Set("y", ys);
+        out.Set("residual", rs);
+        return out;
       }
       const bool f16 = op == "all_reduce_sum_f16";
       const size_t es = f16 ? 2 : 4;

@@ -66,6 +66,16 @@ struct CollectiveTiming {
   bool graphed = false;
   bool fused = false;  // the fused kernel ran (false: it was asked for but not taken, so the plain all-reduce ran)
 };
+// all_reduce_add_rms_norm_f16 on f16 copies of the given values (x [rows, cols] per rank; residual [rows, cols] and
+// w [cols] the same on every rank, as tensor parallelism keeps them), `repeat` times from the same inputs. fused:
+// the collective took the call (false: nothing ran, y and residual are empty). Outputs back in f32, per rank.
+struct FusedNormRun {
+  bool fused = false;
+  std::vector<std::vector<float>> y, residual;
+};
+FusedNormRun run_cuda_all_reduce_add_rms_norm_f16(Collective& coll, const std::vector<Backend*>& ranks, RankThreads& threads,
+                                                  const std::vector<std::vector<float>>& x, const std::vector<float>& residual,
+                                                  const std::vector<float>& w, int64_t rows, int64_t cols, float eps, int repeat);
 CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Backend*>& ranks, RankThreads& threads, int64_t rows,
                                           int64_t cols, int calls, int reps, bool fused);
 #endif

@@ -24,6 +24,7 @@
 #include <cuda_runtime.h>
 
 #include "core/collective.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "cuda/backend_cuda.h"
 #include "cuda/check.cuh"
@@ -350,6 +351,53 @@ class DeviceCollective : public Collective {
 };
 
 }  // namespace
+
+FusedNormRun run_cuda_all_reduce_add_rms_norm_f16(Collective& coll, const std::vector<Backend*>& ranks, RankThreads& threads,
+                                                  const std::vector<std::vector<float>>& x, const std::vector<float>& residual,
+                                                  const std::vector<float>& w, int64_t rows, int64_t cols, float eps, int repeat) {
+  const int n = (int)ranks.size();
+  const size_t count = (size_t)(rows * cols);
+  auto to_f16 = [](const float* p, size_t k) {
+    std::vector<uint16_t> h(k);
+    for (size_t i = 0; i < k; i++) h[i] = f32_to_f16(p[i]);
+    return h;
+  };
+  const std::vector<uint16_t> res16 = to_f16(residual.data(), count), w16 = to_f16(w.data(), (size_t)cols);
+  FusedNormRun out;
+  out.y.assign((size_t)n, {});
+  out.residual.assign((size_t)n, {});
+  std::vector<int> took((size_t)n, 1);
+  for (int it = 0; it < repeat; it++) {
+    threads.run(&coll, [&](int r) {
+      CudaBackend& be = cuda_of(ranks[(size_t)r]);
+      be.bind();
+      const std::vector<uint16_t> x16 = to_f16(x[(size_t)r].data(), count);
+      DeviceScratch dx, dres, dw, dy;
+      void* px = dx.get(count * 2);
+      void* pres = dres.get(count * 2);
+      void* pw = dw.get((size_t)cols * 2);
+      void* py = dy.get(count * 2);
+      be.upload(px, x16.data(), count * 2);
+      be.upload(pres, res16.data(), count * 2);
+      be.upload(pw, w16.data(), (size_t)cols * 2);
+      if (!coll.all_reduce_add_rms_norm_f16(r, px, pres, pw, py, rows, cols, eps)) {
+        took[(size_t)r] = 0;
+        return;
+      }
+      std::vector<uint16_t> y16(count), r16(count);
+      be.download(y16.data(), py, count * 2);
+      be.download(r16.data(), pres, count * 2);
+      out.y[(size_t)r].resize(count);
+      out.residual[(size_t)r].resize(count);
+      for (size_t i = 0; i < count; i++) {
+        out.y[(size_t)r][i] = f16_to_f32(y16[i]);
+        out.residual[(size_t)r][i] = f16_to_f32(r16[i]);
+      }
+    });
+  }
+  out.fused = took[0] != 0;
+  return out;
+}
 
 CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Backend*>& ranks, RankThreads& threads, int64_t rows,
                                           int64_t cols, int calls, int reps, bool fused) {

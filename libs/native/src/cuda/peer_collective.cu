@@ -3,6 +3,7 @@
 
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -16,7 +17,11 @@ namespace {
 
 constexpr int kBlocks = 32;  // every launch uses this grid: the per-block counters stay equal on every rank
 constexpr int kThreads = 512;
-constexpr int kFuseMaxRows = 16;  // all_reduce_add_rms_norm_f16 takes up to this many rows
+constexpr int kFuseMaxRows = 16;  // the fused kernel on the 32-block set takes up to this many rows (rows split over blocks)
+// The wide set: the fused kernel with one block per row (grid = rows), its own buffer, flags and counters (block b
+// only ever touches row b, so the per-block counters stay in step whatever the grid). LMFLEET_TP_FUSE_ROWS (default
+// 16: off) lets it take up to that many rows (at most kWideMaxRows). Unmeasured.
+constexpr int kWideMaxRows = 256;
 constexpr int kMaxRanks = PeerExchange::kMaxRanks;
 constexpr unsigned long long kTimeoutNs = 30ull * 1000 * 1000 * 1000;
 
@@ -150,11 +155,11 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, cons
   const int nvec = cols / 8;
   const uint32_t c = a.counter[blockIdx.x] + 1;
   half* mine = reinterpret_cast<half*>(a.data[a.rank] + (c & 1) * a.cap);
-  for (int row = blockIdx.x; row < rows; row += kBlocks)
+  for (int row = blockIdx.x; row < rows; row += gridDim.x)
     for (int i = threadIdx.x; i < nvec; i += blockDim.x)
       *reinterpret_cast<half8*>(mine + (size_t)row * cols + i * 8) = *reinterpret_cast<const half8*>(x + (size_t)row * cols + i * 8);
   if (peer_barrier(a, c)) {
-    for (int row = blockIdx.x; row < rows; row += kBlocks) {  // block-uniform: block_sum inside
+    for (int row = blockIdx.x; row < rows; row += gridDim.x) {  // block-uniform: block_sum inside
       float v[VPT][8];
       float ss = 0.f;
 #pragma unroll
@@ -208,9 +213,11 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, cons
 struct PeerExchange::Rank {
   int device = 0;
   cudaStream_t stream = nullptr;
-  char* data = nullptr;
-  uint32_t* flags = nullptr;
-  uint32_t* counter = nullptr;
+  struct Set {
+    char* data = nullptr;        // two halves
+    uint32_t* flags = nullptr;   // [blocks][kMaxRanks]
+    uint32_t* counter = nullptr; // [blocks]
+  } set[2];                      // 0: kBlocks, cap_ (every kernel but the wide fused one); 1: kWideMaxRows, wide_cap_
 };
 
 std::unique_ptr<PeerExchange> PeerExchange::make(const std::vector<int>& devices, const std::vector<cudaStream_t>& streams,
@@ -238,6 +245,8 @@ std::unique_ptr<PeerExchange> PeerExchange::make(const std::vector<int>& devices
     }
   std::unique_ptr<PeerExchange> p(new PeerExchange());
   p->cap_ = 4u << 20;
+  p->wide_cap_ = (size_t)kWideMaxRows * 8192 * 2;  // rows x the widest row the fused kernel takes (1024 half8)
+  if (const char* f = std::getenv("LMFLEET_TP_FUSE_ROWS")) p->fuse_rows_ = std::max(0, std::min(kWideMaxRows, std::atoi(f)));
   p->eager_max_ = mode == "all" ? SIZE_MAX : p->cap_;
   int prev = 0;
   LMF_CUDA_CHECK(cudaGetDevice(&prev));
@@ -256,11 +265,15 @@ std::unique_ptr<PeerExchange> PeerExchange::make(const std::vector<int>& devices
         LMF_CUDA_CHECK(e);
       }
     }
-    LMF_CUDA_CHECK(cudaMalloc(&r.data, 2 * p->cap_));
-    LMF_CUDA_CHECK(cudaMalloc(&r.flags, sizeof(uint32_t) * kBlocks * kMaxRanks));
-    LMF_CUDA_CHECK(cudaMalloc(&r.counter, sizeof(uint32_t) * kBlocks));
-    LMF_CUDA_CHECK(cudaMemset(r.flags, 0, sizeof(uint32_t) * kBlocks * kMaxRanks));
-    LMF_CUDA_CHECK(cudaMemset(r.counter, 0, sizeof(uint32_t) * kBlocks));
+    for (int k = 0; k < 2; k++) {
+      Rank::Set& st = r.set[k];
+      const size_t blocks = k == 0 ? kBlocks : kWideMaxRows, cap = k == 0 ? p->cap_ : p->wide_cap_;
+      LMF_CUDA_CHECK(cudaMalloc(&st.data, 2 * cap));
+      LMF_CUDA_CHECK(cudaMalloc(&st.flags, sizeof(uint32_t) * blocks * kMaxRanks));
+      LMF_CUDA_CHECK(cudaMalloc(&st.counter, sizeof(uint32_t) * blocks));
+      LMF_CUDA_CHECK(cudaMemset(st.flags, 0, sizeof(uint32_t) * blocks * kMaxRanks));
+      LMF_CUDA_CHECK(cudaMemset(st.counter, 0, sizeof(uint32_t) * blocks));
+    }
     LMF_CUDA_CHECK(cudaDeviceSynchronize());
   }
   void* h = nullptr;
@@ -276,9 +289,11 @@ PeerExchange::~PeerExchange() {
   for (Rank& r : ranks_) {
     cudaSetDevice(r.device);
     if (r.stream) cudaStreamSynchronize(r.stream);
-    if (r.data) cudaFree(r.data);
-    if (r.flags) cudaFree(r.flags);
-    if (r.counter) cudaFree(r.counter);
+    for (Rank::Set& st : r.set) {
+      if (st.data) cudaFree(st.data);
+      if (st.flags) cudaFree(st.flags);
+      if (st.counter) cudaFree(st.counter);
+    }
   }
   if (abort_host_) cudaFreeHost(const_cast<int*>(abort_host_));
 }
@@ -301,22 +316,22 @@ bool tp_pdl() {
   return on;
 }
 template <typename... KArgs, typename... Args>
-void launch_kernel(void (*kern)(KArgs...), int threads, cudaStream_t s, Args... args) {
-  LMF_CUDA_CHECK(launch_maybe_pdl(tp_pdl(), kern, dim3(kBlocks), dim3(threads), s, args...));
+void launch_kernel(void (*kern)(KArgs...), int blocks, int threads, cudaStream_t s, Args... args) {
+  LMF_CUDA_CHECK(launch_maybe_pdl(tp_pdl(), kern, dim3(blocks), dim3(threads), s, args...));
 }
 }  // namespace
 
-PeerArgs PeerExchange::args(int rank) const {
+PeerArgs PeerExchange::args(int rank, int set) const {
   PeerArgs a{};
   a.n = (int)ranks_.size();
   a.rank = rank;
   for (int r = 0; r < a.n; r++) {
-    a.data[r] = ranks_[(size_t)r].data;
-    a.flags[r] = ranks_[(size_t)r].flags;
+    a.data[r] = ranks_[(size_t)r].set[set].data;
+    a.flags[r] = ranks_[(size_t)r].set[set].flags;
   }
-  a.counter = ranks_[(size_t)rank].counter;
+  a.counter = ranks_[(size_t)rank].set[set].counter;
   a.abort = abort_dev_;
-  a.cap = (int64_t)cap_;
+  a.cap = (int64_t)(set == 0 ? cap_ : wide_cap_);
   return a;
 }
 
@@ -324,32 +339,36 @@ template <typename T, bool kGather>
 void PeerExchange::launch(int rank, const void* in, void* out, int64_t count) {
   if (count <= 0) return;
   const Rank& me = ranks_[(size_t)rank];
-  const PeerArgs a = args(rank);
+  const PeerArgs a = args(rank, 0);
   LMF_CUDA_CHECK(cudaSetDevice(me.device));
   constexpr int V16 = 16 / (int)sizeof(T);
   const bool aligned = count % V16 == 0 && reinterpret_cast<uintptr_t>(in) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
   const T* i = static_cast<const T*>(in);
   T* o = static_cast<T*>(out);
   if (aligned)
-    launch_kernel(peer_kernel<T, V16, kGather>, kThreads, me.stream, a, i, o, count);
+    launch_kernel(peer_kernel<T, V16, kGather>, kBlocks, kThreads, me.stream, a, i, o, count);
   else
-    launch_kernel(peer_kernel<T, 1, kGather>, kThreads, me.stream, a, i, o, count);
+    launch_kernel(peer_kernel<T, 1, kGather>, kBlocks, kThreads, me.stream, a, i, o, count);
 }
 
 bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* residual, const void* w, void* y, int64_t rows,
                                                int64_t cols, float eps) {
   if (rows <= 0) return true;
   const int64_t nvec = cols / 8;
-  // ops/rms_norm.cu's vectorized shape only (its thread count and vectors per thread); the rows fit one half.
-  // Few rows only: one block per row reads the peers' rows, which at batch 64 (two rows per block) was slower than
-  // the element-split all-reduce and the norm kernel (7B tp 2 on two H100s: 5.37 vs 5.06 ms/step; batch 1: 3.42 vs
-  // 3.51).
-  if (rows > kFuseMaxRows || cols % 8 || nvec > 256 * 4 || (size_t)(rows * cols * 2) > cap_) return false;
+  // ops/rms_norm.cu's vectorized shape only (its thread count and vectors per thread). Up to 16 rows: the 32-block set,
+  // rows split over its blocks. More rows, on the 32-block set (two rows per block at batch 64), were slower than the
+  // element-split all-reduce and the norm kernel (7B tp 2 on two H100s: 5.37 vs 5.06 ms/step; batch 1: 3.42 vs 3.51);
+  // up to LMFLEET_TP_FUSE_ROWS rows (default 16: none) the wide set takes them, one block per row.
+  if (cols % 8 || nvec > 256 * 4) return false;
+  const bool narrow = rows <= kFuseMaxRows && (size_t)(rows * cols * 2) <= cap_;
+  const bool wide = !narrow && rows <= fuse_rows_ && (size_t)(rows * cols * 2) <= wide_cap_;
+  if (!narrow && !wide) return false;
   for (const void* p : {x, (const void*)residual, w, (const void*)y})
     if (reinterpret_cast<uintptr_t>(p) % 16) return false;
   const int nt = nvec <= 256 ? (int)((nvec + 31) / 32) * 32 : 256;
   const int vpt = (int)((nvec + nt - 1) / nt);
-  const PeerArgs a = args(rank);
+  const PeerArgs a = args(rank, narrow ? 0 : 1);
+  const int blocks = narrow ? kBlocks : (int)rows;
   LMF_CUDA_CHECK(cudaSetDevice(ranks_[(size_t)rank].device));
   const cudaStream_t s = ranks_[(size_t)rank].stream;
   const half* xh = static_cast<const half*>(x);
@@ -357,9 +376,9 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   const half* wh = static_cast<const half*>(w);
   half* yh = static_cast<half*>(y);
   switch (vpt) {
-    case 1: launch_kernel(peer_add_rms_norm_kernel<1>, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
-    case 2: launch_kernel(peer_add_rms_norm_kernel<2>, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
-    default: launch_kernel(peer_add_rms_norm_kernel<4>, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    case 1: launch_kernel(peer_add_rms_norm_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    case 2: launch_kernel(peer_add_rms_norm_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    default: launch_kernel(peer_add_rms_norm_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
   }
   return true;
 }

@@ -42,7 +42,8 @@ class PeerExchange {
   void all_reduce_f16(int rank, void* buf, int64_t count);
   // x [rows, cols] f16 summed over ranks, residual += sum, y = rms_norm(residual) * w, in one kernel (the bits of
   // all_reduce_f16 then ops/rms_norm.cu's add_rms_norm). False (nothing done) for shapes it does not take (more
-  // than 16 rows: decode batches above 16 run the two kernels, which measured faster there).
+  // than 16 rows, unless LMFLEET_TP_FUSE_ROWS allows more: decode batches above 16 run the two kernels, which
+  // measured faster there than the 32-block fused kernel; the one-block-per-row variant is unmeasured).
   bool all_reduce_add_rms_norm_f16(int rank, const void* x, void* residual, const void* w, void* y, int64_t rows, int64_t cols,
                                    float eps);
   void all_reduce_f32(int rank, float* buf, int64_t count);
@@ -53,12 +54,14 @@ class PeerExchange {
  private:
   PeerExchange() = default;
   struct Rank;
-  PeerArgs args(int rank) const;
+  PeerArgs args(int rank, int set) const;
   template <typename T, bool kGather>
   void launch(int rank, const void* in, void* out, int64_t count);
   std::vector<Rank> ranks_;
   size_t cap_ = 0;  // bytes per half of each rank's exchange buffer
   size_t eager_max_ = 0;
+  size_t wide_cap_ = 0;  // bytes per half of the wide set (the fused kernel with one block per row)
+  int fuse_rows_ = 16;   // LMFLEET_TP_FUSE_ROWS: rows the fused kernel takes (above 16: the wide set)
   volatile int* abort_host_ = nullptr;  // host-mapped
   int* abort_dev_ = nullptr;
 };
