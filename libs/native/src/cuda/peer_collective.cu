@@ -15,7 +15,7 @@ namespace lmfleet {
 
 namespace {
 
-constexpr int kBlocks = 32;  // every launch uses this grid: the per-block counters stay equal on every rank
+constexpr int kBlocks = 32;  // every launch on the main set uses this grid: its per-block counters stay equal on every rank
 constexpr int kThreads = 512;
 constexpr int kFuseMaxRows = 16;  // the fused kernel on the 32-block set takes up to this many rows (rows split over blocks)
 // The wide set: the fused kernel with one block per row (grid = rows), its own buffer, flags and counters (block b
@@ -30,8 +30,8 @@ constexpr unsigned long long kTimeoutNs = 30ull * 1000 * 1000 * 1000;
 struct PeerArgs {
   int n, rank;
   char* data[kMaxRanks];       // rank r's exchange buffer (two halves of cap bytes), addressable from this device
-  uint32_t* flags[kMaxRanks];  // rank r's flags [kBlocks][kMaxRanks]: flags[b][s] = exchanges block b of rank s posted
-  uint32_t* counter;           // this rank's [kBlocks] exchange counters
+  uint32_t* flags[kMaxRanks];  // rank r's flags [blocks][kMaxRanks]: flags[b][s] = exchanges block b of rank s posted
+  uint32_t* counter;           // this rank's [blocks] exchange counters (blocks: the set's, kBlocks or kWideMaxRows)
   const volatile int* abort;   // host-mapped: set when a rank failed on the host
   int64_t cap;                 // bytes per half
 };
