@@ -1001,18 +1001,19 @@ bool gva_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, b
   return true;
 }
 
-// MmaX: tiles per warp (LMFLEET_W4A16_GEMV_T=2|4|8, default 4; the ring is 5 / 3 / 2 k blocks deep).
-int mx_tiles_policy() {
+// MmaX tiles per warp: LMFLEET_W4A16_GEMV_T=2|4|8 forces one (8 and 2: group 128 only); unset/0: by shape (mx_launch_m).
+int mx_tiles_forced() {
   static const int v = [] {
-    const int e = env_int("LMFLEET_W4A16_GEMV_T", 4);
-    return e == 2 || e == 8 ? e : 4;
+    const int e = env_int("LMFLEET_W4A16_GEMV_T", 0);
+    return e == 2 || e == 4 || e == 8 ? e : 0;
   }();
   return v;
 }
 
+// Sets the kernel's shared-memory limit (once per device) and returns its resident blocks per SM for this KB (the
+// occupancy query once per (instantiation, KB), not per launch: it is host time in every eager launch).
 template <int M, int T, int GPB>
-void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
-  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T);
+int mx_blocks_per_sm(int KB) {
   auto kernel = w4a16_gemv_x_kernel<M, T, GPB>;
   static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
   int dev = 0;
@@ -1022,31 +1023,40 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
     LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gv_max_smem()));
     attr_set.fetch_or(bit);
   }
-  // resident blocks per SM for this smem size (a function of KB): queried once per (instantiation, KB), not per launch
   static std::atomic<int> bps_cache[256];
   int bps = KB < 256 ? bps_cache[KB].load() : 0;
   if (bps == 0) {
-    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, smem));
+    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, mx_smem_bytes(M, KB, T)));
     bps = std::max(bps, 1);
     if (KB < 256) bps_cache[KB].store(bps);
   }
-  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * bps;
+  return bps;
+}
+
+template <int M, int T, int GPB>
+void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
+  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB>(KB);
   const int S = gv_split(units, KB, resident);  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
-  kernel<<<grid, kGvWarps * 32, smem, s>>>(x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy,
-                                           f32out, w.n, w.k, KB, S);
+  w4a16_gemv_x_kernel<M, T, GPB><<<grid, kGvWarps * 32, smem, s>>>(
+      x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n, w.k, KB, S);
   LMF_CUDA_LAUNCHED();
 }
 
+// T = 0: by shape. T = 4 when its tile units (n / 32) fill at least one wave of resident blocks at S = 8 (7B: qkv,
+// gate_up); else T = 2 (7B: o and down, n = 4096: T = 4 would give 128 blocks of 8 warps for 132 SMs x 2 slots, half
+// the loads in flight). Groups 64 / 32 take T = 4 whatever is asked (correctness there, not speed).
 template <int M>
 void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int T, int sms, cudaStream_t s) {
   const int gpb = 128 / w.group;
   if (gpb == 1) {
+    if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
     if (T == 2) mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s);
     else if (T == 8) mx_launch_t<M, 8, 1>(x, ldx, w, y, ldy, f32out, sms, s);
     else mx_launch_t<M, 4, 1>(x, ldx, w, y, ldy, f32out, sms, s);
   } else if (gpb == 2) {
-    mx_launch_t<M, 4, 2>(x, ldx, w, y, ldy, f32out, sms, s);  // groups 64 / 32: T = 4 only (correctness, not speed)
+    mx_launch_t<M, 4, 2>(x, ldx, w, y, ldy, f32out, sms, s);
   } else {
     mx_launch_t<M, 4, 4>(x, ldx, w, y, ldy, f32out, sms, s);
   }
@@ -1054,7 +1064,7 @@ void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
 
 void mx_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, int T, int sms,
                cudaStream_t s) {
-  if (T != 2 && T != 4 && T != 8) T = mx_tiles_policy();
+  if (T != 2 && T != 4 && T != 8) T = mx_tiles_forced();  // 0: by shape
   switch (m) {
 #define LMF_GVX_CASE(M) \
   case M: mx_launch_m<M>(x, ldx, w, y, ldy, f32out, T, sms, s); return;
