@@ -8,16 +8,28 @@
 #   4. the addon engine (engine-bench.js): W4 with the default policy and with each W4 env in W4_ENVS, then fp16
 #      (decode batches 1/16/64, 128-token prompts, NEW new tokens; no prefill), then w4_table.py per W4 run
 #   (between 3 and 4: test_backend with the default policy and with TB_ENV: CudaDecoder W4 vs the CPU decoder, graphs;
+#    3n, with NCU=1: Nsight Compute on the m = 1 W4 kernels of one 7B linear (NCU_SHAPE, default gate_up 22016 x 4096):
+#    stream read, fused, gemv read u4, gemv(mma_qz), gemv(mma_x) T2/T4/T8 — one launch each from bench_decoder's
+#    LMF_BENCH_W4_NCU=1 driver, filtered by -k and --launch-count 8, --clock-control none, a fixed metric list (DRAM
+#    throughput, shared-load wavefronts / bank conflicts, stall reasons, issued IPC, occupancy, registers) -> $OUT/ncu_raw.csv
+#    and the compact $OUT/ncu_table.md (scripts/ncu_table.py); if that list is refused, the same launches with ncu's
+#    sections (SpeedOfLight, MemoryWorkloadAnalysis tables, WarpStateStats, Occupancy, LaunchStats) -> ncu_sections.txt.
+#    NCU=1 adds ~40-90 s (7 launches x ~25 replay passes each plus ncu's start; capped at NCU_TIMEOUT, default 150 s);
 #    3b: the fp16 layer stack in C++, bench_decoder --prefill 128, a same-run fp16 decode baseline)
-# Each step is time-boxed so the logs of the finished steps come back whatever happens. Logs under $OUT; summary last.
+# Each step is time-boxed so the logs of the finished steps come back whatever happens, and every timeout is also cut
+# to what is left of BUDGET (default 540 s from the script's start, 15 s kept for the summary): with NCU=1 and the
+# engine runs the later steps (engine W4 envs, then fp16) are the ones that shrink or are skipped. Logs under $OUT;
+# summary last. The next call after branch w4x (MmaX, unmeasured):
+#   SKIP_FP16=1 NCU=1 bash libs/native/scripts/device-w4k.sh
 # From the repo root (carrying .device node_modules/node-addon-api node_modules/node-api-headers):
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-w4k.sh
 # The lead's reproduction of the W4 vs fp16 engine table (steps 1 and 4 only; give the call 600 s):
 #   ENGINE_ONLY=1 bash libs/native/scripts/device-w4k.sh      -> $OUT/engine-w4-default.md (the default policy: fused)
 #   and engine-w4-env1.md (LMFLEET_W4A16_GEMV=2), each a w4_table.py table: fp16 vs W4A16 ms/step in this run
-# Env: ENGINE_ONLY=1 (no tests/bench); TB_ENV (test_backend's second run, default LMFLEET_W4A16_GEMV=0);
-#   W4_ENVS (space-separated engine runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=2", the best GEMV beside the
-#   default fused kernel); SKIP_FP16=1 (no fp16 model/run); FP16_TIMEOUT (s, default 300: loading the 12.5 GB fp16
+# Env: ENGINE_ONLY=1 (no tests/bench); TB_ENV (test_backend's second run, default LMFLEET_W4A16_GEMV=8: MmaX through
+#   CublasGemm in the decoder graphs); W4_ENVS (space-separated engine runs, each VAR=V[,VAR=V]; default
+#   "LMFLEET_W4A16_GEMV=8", the newest GEMV beside the default fused kernel); NCU=1, NCU_SHAPE (gate_up|down|qkv|o),
+#   NCU_TIMEOUT; BUDGET (s, default 540); SKIP_FP16=1 (no fp16 model/run); FP16_TIMEOUT (s, default 300: loading the 12.5 GB fp16
 #   model took > 60 s in both calls that tried it, so a call under ~400 s gets no fp16 engine row; then the fp16 C++
 #   layer stack of step 3b is the same-run baseline); NEW (new tokens, default 64); SKIP_ENGINE=1; SKIP_BACKEND=1; COMMIT
 set -uo pipefail
@@ -27,14 +39,17 @@ mkdir -p "$OUT"
 cd "$ROOT"
 T0=$(date +%s)
 el() { echo "$(( $(date +%s) - T0 )) s"; }
+BUDGET=${BUDGET:-540}
+# tb WANT: a step's timeout, WANT seconds or what is left of BUDGET (15 s kept for the summary), at least 1
+tb() { local left=$(( BUDGET - 15 - ($(date +%s) - T0) )); [ "$left" -lt 1 ] && left=1; echo $(( $1 < left ? $1 : left )); }
 NEW=${NEW:-64}
-W4_ENVS=${W4_ENVS:-"LMFLEET_W4A16_GEMV=2"}
+W4_ENVS=${W4_ENVS:-"LMFLEET_W4A16_GEMV=8"}
 MODEL=/tmp/lmf-random-7b-32
 W4MODEL=/tmp/lmf-random-7b-32-awq128
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 BUILD=libs/native/build/cuda
 B=libs/native/build/device-test
-unset LMFLEET_W4A16_GEMV LMFLEET_W4A16_GEMV_ROWS LMFLEET_W4A16_GEMV_SPLIT LMFLEET_W4A16_GEMV_UNROLL LMFLEET_W4A16_WARPS
+unset LMFLEET_W4A16_GEMV LMFLEET_W4A16_GEMV_ROWS LMFLEET_W4A16_GEMV_SPLIT LMFLEET_W4A16_GEMV_UNROLL LMFLEET_W4A16_GEMV_T LMFLEET_W4A16_WARPS
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 
 if [ "${SKIP_ENGINE:-0}" != 1 ]; then
@@ -51,21 +66,53 @@ if [ "${ENGINE_ONLY:-0}" != 1 ]; then
 SKIP_TESTS=1 bash libs/native/scripts/device-test.sh > "$OUT/device-test-build.txt" 2>&1
 echo "test build rc $? ($(el))"; grep -e FAILED -e "spill" "$OUT/device-test-build.txt" | head -5
 
-LMF_TEST_ONLY=w4 timeout 60 $B/test_kernels > "$OUT/test_kernels.log" 2>&1
+LMF_TEST_ONLY=w4 timeout $(tb 90) $B/test_kernels > "$OUT/test_kernels.log" 2>&1
 echo "test_kernels (w4) rc $? ($(el)): $(tail -1 "$OUT/test_kernels.log")"
-LMF_BENCH_W4_ONLY=1 timeout 60 $B/bench_decoder > "$OUT/bench_w4.log" 2>&1
+LMF_BENCH_W4_ONLY=1 timeout $(tb 75) $B/bench_decoder > "$OUT/bench_w4.log" 2>&1
 echo "bench_decoder (w4) rc $? ($(el))"
 
 if [ "${SKIP_BACKEND:-0}" != 1 ]; then
-  timeout 40 $B/test_backend > "$OUT/test_backend.log" 2>&1
+  timeout $(tb 40) $B/test_backend > "$OUT/test_backend.log" 2>&1
   echo "test_backend (default policy) rc $? ($(el)): $(tail -1 "$OUT/test_backend.log")"
-  TB_ENV=${TB_ENV:-LMFLEET_W4A16_GEMV=0}
-  env $TB_ENV timeout 40 $B/test_backend > "$OUT/test_backend_env.log" 2>&1
+  TB_ENV=${TB_ENV:-LMFLEET_W4A16_GEMV=8}
+  env $TB_ENV timeout $(tb 40) $B/test_backend > "$OUT/test_backend_env.log" 2>&1
   echo "test_backend $TB_ENV rc $? ($(el)): $(tail -1 "$OUT/test_backend_env.log")"
+fi
+# 3n. Nsight Compute on one linear's m = 1 kernels (see the header)
+if [ "${NCU:-0}" = 1 ]; then
+  NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  NCU_SHAPE=${NCU_SHAPE:-gate_up}
+  NCU_METRICS="gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum.per_second"
+  NCU_METRICS="$NCU_METRICS,sm__inst_issued.avg.per_cycle_active,smsp__issue_active.avg.pct_of_peak_sustained_active"
+  NCU_METRICS="$NCU_METRICS,smsp__warps_eligible.avg.per_cycle_active,sm__warps_active.avg.pct_of_peak_sustained_active"
+  NCU_METRICS="$NCU_METRICS,launch__registers_per_thread,launch__grid_size,smsp__sass_inst_executed_op_shared_ld.sum"
+  NCU_METRICS="$NCU_METRICS,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum"
+  NCU_METRICS="$NCU_METRICS,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum"
+  NCU_METRICS="$NCU_METRICS,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"
+  for r in long_scoreboard short_scoreboard mio_throttle lg_throttle math_pipe_throttle barrier not_selected selected \
+           wait no_instruction dispatch_stall; do
+    NCU_METRICS="$NCU_METRICS,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
+  done
+  NCU_ARGS=(--clock-control none -k "regex:stream_read|w4a16_mma_kernel|w4a16_gemv" --launch-count 8)
+  if [ -z "$NCU_BIN" ]; then
+    echo "ncu: not found"
+  else
+    LMF_BENCH_W4_NCU=1 LMF_BENCH_W4_NCU_SHAPE=$NCU_SHAPE timeout $(tb ${NCU_TIMEOUT:-150}) "$NCU_BIN" "${NCU_ARGS[@]}" \
+      --csv --page raw --metrics "$NCU_METRICS" $B/bench_decoder > "$OUT/ncu_raw.csv" 2> "$OUT/ncu.log"
+    echo "ncu metrics ($NCU_SHAPE) rc $? ($(el))"
+    if ! python3 libs/native/scripts/ncu_table.py "$OUT/ncu_raw.csv" "$NCU_SHAPE" > "$OUT/ncu_table.md" 2>&1; then
+      grep -e "==ERROR==" -e "==WARNING==" "$OUT/ncu_raw.csv" "$OUT/ncu.log" | head -5
+      # the metric list was refused (or nothing was profiled): the same launches with ncu's own sections
+      LMF_BENCH_W4_NCU=1 LMF_BENCH_W4_NCU_SHAPE=$NCU_SHAPE timeout $(tb ${NCU_TIMEOUT:-150}) "$NCU_BIN" "${NCU_ARGS[@]}" \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section Occupancy \
+        --section LaunchStats --section SchedulerStats $B/bench_decoder > "$OUT/ncu_sections.txt" 2>> "$OUT/ncu.log"
+      echo "ncu sections ($NCU_SHAPE) rc $? ($(el))"
+    fi
+  fi
 fi
 # 3b. the fp16 layer stack in C++ (bench_decoder: graphs, our kernels + cuBLAS, no scheduler): an fp16 decode baseline in
 # this run even if the fp16 engine run below does not finish
-LMF_BENCH_W4=0 timeout 40 $B/bench_decoder --prefill 128 > "$OUT/bench_fp16_stack.log" 2>&1
+LMF_BENCH_W4=0 timeout $(tb 40) $B/bench_decoder --prefill 128 > "$OUT/bench_fp16_stack.log" 2>&1
 echo "bench_decoder fp16 stack rc $? ($(el)): $(grep '^| batch' "$OUT/bench_fp16_stack.log" | cut -d'|' -f2,4 | tr '\n' ' ')"
 fi  # ENGINE_ONLY
 
@@ -75,16 +122,16 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
   ADDON=$(find $BUILD -name lmfleet_native.node | head -1)
   [ -n "$ADDON" ] || tail -20 "$OUT/addon-build.log"
   EB="--batches 1,16,64 --new $NEW --prefill 0"
-  timeout 45 node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-default.log" 2>&1
+  timeout $(tb 45) node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-default.log" 2>&1
   echo "engine W4 default policy rc $? ($(el))"
   i=0
   for e in $W4_ENVS; do
     i=$((i + 1))
-    timeout 45 env ${e//,/ } node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-env$i.log" 2>&1
+    timeout $(tb 45) env ${e//,/ } node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-env$i.log" 2>&1
     echo "engine W4 $e rc $? ($(el))"
   done
   if [ "${SKIP_FP16:-0}" != 1 ]; then  # last: loading 12.5 GB of fp16 safetensors took > 60 s once (page cache busy)
-    timeout "${FP16_TIMEOUT:-300}" node test/bench/engine-bench.js "$ADDON" "$MODEL" $EB > "$OUT/engine-fp16.log" 2>&1
+    timeout $(tb "${FP16_TIMEOUT:-300}") node test/bench/engine-bench.js "$ADDON" "$MODEL" $EB > "$OUT/engine-fp16.log" 2>&1
     echo "engine fp16 rc $? ($(el))"
   fi
 fi
@@ -94,7 +141,10 @@ grep -e FAIL -e ERROR "$OUT/test_kernels.log" 2>/dev/null | head -8
 echo "w4 rows: $(grep -c '^w4a16.*PASS' "$OUT/test_kernels.log") PASS, $(grep '^w4a16' "$OUT/test_kernels.log" | grep -vc PASS) not"
 grep -e "W4A16" "$OUT/test_backend.log" 2>/dev/null | cut -c1-160
 for f in "$OUT"/engine-w4-*.log; do echo "-- $(basename "$f"): $(grep "addon engine batch" "$f" | cut -d';' -f1 | sed 's/addon engine //' | tr '\n' ' ')"; done
-sed -n '/graph-timed, one 7B layer.s 4 linears/,$p' "$OUT/bench_w4.log" | grep -v '^$' | grep -v "^|---" | cut -c1-230
+sed -n '/graph-timed, one 7B layer.s 4 linears/,$p' "$OUT/bench_w4.log" | grep -v '^$' | grep -v "^|---" | cut -c1-300
+[ -s "$OUT/ncu_table.md" ] && cat "$OUT/ncu_table.md"
+[ -s "$OUT/ncu_sections.txt" ] && grep -e "w4a16\|stream_read" -e "Duration" -e "DRAM Throughput" -e "Memory Throughput" \
+  -e "Stall" -e "Achieved Occupancy" -e "Registers Per" -e "Issued Ipc" -e "Shared Load" -e "Bank" "$OUT/ncu_sections.txt" | cut -c1-160 | head -120
 CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 if grep -q ADDON_JSON "$OUT/engine-fp16.log" 2>/dev/null; then
   for f in "$OUT"/engine-w4-*.log; do

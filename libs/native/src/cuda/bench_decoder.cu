@@ -5,6 +5,8 @@
 // the same run; then 2048-token prefill against the time of its GEMMs alone. Before timing, an end-to-end
 // check: the logits of token n+1 by (prefill n, decode 1) must match (prefill n+1).
 //   bench_decoder [--layers 32] [--batches 1,16,64] [--ctx 128] [--prefill 2048]
+//   env: LMF_BENCH_W4=0 (no W4 tables), LMF_BENCH_W4_ONLY=1 (W4 tables only), LMF_BENCH_W4_NCU=1 (launch each W4 kernel once
+//   on one 7B linear for Nsight Compute and exit; see w4_ncu_driver)
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -247,6 +249,41 @@ float median_ms(cudaStream_t s, int warm, int reps, F fn) {
   return t[t.size() / 2];
 }
 
+// LMF_BENCH_W4_NCU=1: a driver for Nsight Compute (scripts/device-w4k.sh NCU=1). One 7B linear at m = 1
+// (LMF_BENCH_W4_NCU_SHAPE = gate_up (default, 22016 x 4096) | down (4096 x 11008) | qkv | o), random codes and
+// g128 scales; each W4 kernel launched once, in this order, then exit: stream read of the codes (no math), the fused
+// kernel, gemv read u4 (the GEMV's loads, no math), gemv(mma_qz) u4, gemv(mma_x) T2, T4, T8. No timing here (ncu
+// replays each launch); the script filters the launches by name (-k) so the fill kernels are not profiled.
+int w4_ncu_driver(const Cfg& c, cudaStream_t s) {
+  const char* e = std::getenv("LMF_BENCH_W4_NCU_SHAPE");
+  const std::string which = e && *e ? e : "gate_up";
+  const int H = c.hidden, I = c.inter, Q = (c.nh + 2 * c.nkv) * c.hd, grp = 128;
+  const int n = which == "down" ? H : which == "qkv" ? Q : which == "o" ? H : 2 * I;
+  const int k = which == "down" ? I : which == "o" ? c.nh * c.hd : H, kp = (k + 127) / 128 * 128;
+  int sms = 0;
+  LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  half* q = dalloc_random((size_t)n * kp / 4, 7001, 1.f);
+  half* sz = dalloc_random((size_t)(kp / grp) * n * 2, 7002, 0.002f, 0.01f);
+  half* x = dalloc_random((size_t)k, 7003, 1.f);
+  half* y = dalloc<half>((size_t)n);
+  uint32_t* sink = dalloc<uint32_t>(1);
+  const W4A16Dev w{reinterpret_cast<const uint32_t*>(q), reinterpret_cast<const half2*>(sz), nullptr, n, k, kp, grp};
+  const size_t wsb = w4a16_fused_workspace_bytes(1, n, k, sms);
+  float* ws = dalloc<float>(std::max<size_t>(wsb / 4, 1));
+  LMF_CUDA_CHECK(cudaDeviceSynchronize());
+  std::fprintf(stderr, "ncu driver: %s %d x %d, m = 1: stream read, fused, gemv read u4, gemv(mma_qz), gemv(mma_x) T2 T4 T8\n",
+               which.c_str(), n, k);
+  stream_read_kernel<<<sms * 8, 256, 0, s>>>(reinterpret_cast<const uint4*>(q), (size_t)n * kp / 32, sink);
+  LMF_CUDA_LAUNCHED();
+  w4a16_gemm_fused_cuda(x, k, w, y, n, 1, wsb ? ws : nullptr, sms, s);
+  w4a16_gemv_cuda(x, k, w, y, n, 1, W4GemvDot::Read, sms, s, 4);
+  w4a16_gemv_cuda(x, k, w, y, n, 1, W4GemvDot::MmaQz, sms, s, 4);
+  for (int T : {2, 4, 8}) w4a16_gemv_cuda(x, k, w, y, n, 1, W4GemvDot::MmaX, sms, s, T);
+  LMF_CUDA_CHECK(cudaStreamSynchronize(s));
+  cudaFree(q); cudaFree(sz); cudaFree(x); cudaFree(y); cudaFree(sink); cudaFree(ws);
+  return 0;
+}
+
 std::vector<int> parse_list(const char* s) {
   std::vector<int> v;
   std::string str(s);
@@ -285,6 +322,7 @@ int main(int argc, char** argv) {
     c.max_splits = (c.max_blocks * c.block_size + c.split_len - 1) / c.split_len;
     cudaStream_t s;
     LMF_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    if (const char* e = std::getenv("LMF_BENCH_W4_NCU"); e && std::string(e) == "1") return w4_ncu_driver(c, s);
 
     // ceilings, measured here
     const size_t cp_bytes = 2ull << 30;
@@ -452,7 +490,12 @@ int main(int argc, char** argv) {
                     NL, w4_bytes / 1e6, t_stream, 100.0 * w4_bytes / (t_stream * 1e-6) / bw, t_read4,
                     100.0 * w4_bytes / (t_read4 * 1e-6) / bw, t_read8, 100.0 * w4_bytes / (t_read8 * 1e-6) / bw, t_reada,
                     100.0 * w4_bytes / (t_reada * 1e-6) / bw, w4_bytes / bw * 1e6);
-        std::printf("\n| W4A16 g128 graph-timed, one 7B layer's linears | f16 us | fused us | fused split x2 us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | best W4 / f16 | best W4 %% of copy BW |\n|---|---|---|---|---|---|---|---|---|\n");
+        std::printf("\n| W4A16 g128 graph-timed, one 7B layer's linears | f16 us | fused us | fused split x2 us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | gemv(mma_x) T2 us | gemv(mma_x) T4 us | gemv(mma_x) T8 us | gemv(mma_x) auto us | best W4 / f16 | best W4 %% of copy BW |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        auto mx_layer = [&](int m, int T) {
+          return graph_us([&](int l) {
+            for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::MmaX, sms, s, T);
+          });
+        };
         for (int m : {1, 2, 4, 8, 16, 32, 64, 128}) {
           const float tf = graph_us([&](int l) {
             for (int i = 0; i < 4; i++) g.linear(x, shapes[i][1], lf[l][i], nullptr, y, shapes[i][0], m, shapes[i][0], shapes[i][1]);
@@ -465,9 +508,9 @@ int main(int argc, char** argv) {
             for (int i = 0; i < 4; i++) w4a16_gemm_fused_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, wsb, sms, s);
           });
           w4a16_fused_tuning(0, 0);
-          float tg4 = 0, tg8 = 0, tfm = 0;
+          float tg4 = 0, tg8 = 0, tfm = 0, tx2 = 0, tx4 = 0, tx8 = 0, txa = 0;
           bool gv = m <= kW4GemvMaxRows;
-          for (int i = 0; i < 4; i++) gv = gv && w4a16_gemv_supported(m, shapes[i][1]);
+          for (int i = 0; i < 4; i++) gv = gv && w4a16_gemv_supported(m, shapes[i][1]) && w4a16_gemv_supported(m, shapes[i][1], W4GemvDot::MmaX);
           if (gv) {
             tg4 = graph_us([&](int l) {
               for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::Mma, sms, s, 4);
@@ -478,16 +521,21 @@ int main(int argc, char** argv) {
             tfm = graph_us([&](int l) {
               for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::MmaAsync, sms, s);
             });
+            tx2 = mx_layer(m, 2);
+            tx4 = mx_layer(m, 4);
+            tx8 = mx_layer(m, 8);
+            txa = mx_layer(m, 0);  // what LMFLEET_W4A16_GEMV=8 runs: T by shape (4 for qkv / gate_up, 2 for o / down)
           }
           float best = std::min(tq, tq2);
-          if (gv) best = std::min(best, std::min(tg4, std::min(tg8, tfm)));
+          if (gv) best = std::min({best, tg4, tg8, tfm, tx2, tx4, tx8});
           auto col = [&](float t) { return gv ? std::to_string(t).substr(0, std::to_string(t).find('.') + 2) : std::string("-"); };
-          std::printf("| m=%d | %.1f | %.1f | %.1f | %s | %s | %s | %.2fx | %.0f%% |\n", m, tf, tq, tq2, col(tg4).c_str(),
-                      col(tg8).c_str(), col(tfm).c_str(), tf / best, 100.0 * w4_bytes / (best * 1e-6) / bw);
+          std::printf("| m=%d | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s | %.2fx | %.0f%% |\n", m, tf, tq, tq2, col(tg4).c_str(),
+                      col(tg8).c_str(), col(tfm).c_str(), col(tx2).c_str(), col(tx4).c_str(), col(tx8).c_str(), col(txa).c_str(), tf / best,
+                      100.0 * w4_bytes / (best * 1e-6) / bw);
         }
         std::printf("(fused split x2: the split-k plan aiming at 4 blocks per SM with partial sums up to k / (4 rows) "
                     "instead of 2 and k / (16 rows); best W4 / f16 > 1 means W4 is faster)\n");
-        std::printf("\n| W4A16 g128 graph-timed m=1 per linear (n x k) | W4 MB | stream read us | gemv read u4 us | gemv read async us | fused us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | copy-rate us |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        std::printf("\n| W4A16 g128 graph-timed m=1 per linear (n x k) | W4 MB | stream read us | gemv read u4 us | gemv read async us | fused us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | gemv(mma_x) T2 us | gemv(mma_x) T4 us | gemv(mma_x) T8 us | copy-rate us |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (int i = 0; i < 4; i++) {
           const int n = shapes[i][0], k = shapes[i][1], kp = (k + 127) / 128 * 128;
           const double b = (double)n * kp / 2 + (double)(kp / grp) * n * 4;
@@ -498,8 +546,11 @@ int main(int argc, char** argv) {
           const float a4 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::MmaQz, sms, s, 4); });
           const float a5 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::ReadAsync, sms, s); });
           const float a6 = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::MmaAsync, sms, s); });
-          std::printf("| %d x %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", n, k, b / 1e6, a0, a1, a5, a2,
-                      a3, a4, a6, b / bw * 1e6);
+          float ax[3];
+          for (int ti = 0; ti < 3; ti++)
+            ax[ti] = graph_us([&](int l) { w4a16_gemv_cuda(x, k, ld[l][i], y, n, 1, W4GemvDot::MmaX, sms, s, 2 << ti); });
+          std::printf("| %d x %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", n, k,
+                      b / 1e6, a0, a1, a5, a2, a3, a4, a6, ax[0], ax[1], ax[2], b / bw * 1e6);
         }
         for (int l = 0; l < NL; l++)
           for (int i = 0; i < 4; i++) { cudaFree(lf[l][i]); cudaFree(lq[l][i]); cudaFree(lsz[l][i]); }

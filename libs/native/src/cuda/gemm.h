@@ -22,7 +22,7 @@ namespace lmfleet {
 // mma.sync there, and the dequantization costs one read of 4-bit + one write of f16 per linear). Set by
 // LMFLEET_W4A16_DENSE_ROWS.
 int w4a16_dense_min_rows();
-// Whether linear_w4a16 sends these m rows to the W4A16 GEMV (LMFLEET_W4A16_GEMV=1|2|4|6, m <= LMFLEET_W4A16_GEMV_ROWS;
+// Whether linear_w4a16 sends these m rows to the W4A16 GEMV (LMFLEET_W4A16_GEMV=1|2|4|6|8, m <= LMFLEET_W4A16_GEMV_ROWS;
 // default off: the fused kernel).
 bool use_w4a16_gemv(int m, int k, int ldx);
 

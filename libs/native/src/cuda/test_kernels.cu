@@ -885,7 +885,7 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
   int sms = 0;
   LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   // Two references: the f16-rounded weights (q - z) * s (Fma, Mma: they dequantize to f16), and the unrounded
-  // (q - z) * s (MmaAsync: exact (q - z) in the mma, the scale applied to the f32 group sums).
+  // (q - z) * s (MmaAsync, MmaQz, MmaX: exact (q - z) in the mma, the scale applied to the f32 group sums).
   std::vector<double> ref((size_t)mmax * n), ref_exact((size_t)mmax * n), wx((size_t)k);
   const int G = k / group;
   for (int j = 0; j < n; j++) {
@@ -910,12 +910,22 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
       continue;
     }
     const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n), rme(ref_exact.begin(), ref_exact.begin() + (size_t)m * n);
-    // (inner product, weight loads per batch): u8 exists for group 128 only (other groups take u4)
+    // (inner product, weight loads per batch): u8 exists for group 128 only (other groups take u4). MmaX: the int is T,
+    // tiles per warp (2 and 8 exist for group 128 only; other groups take 4)
     std::vector<std::pair<W4GemvDot, int>> variants = {
-        {W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}, {W4GemvDot::MmaAsync, 0}, {W4GemvDot::MmaQz, 4}};
-    if (group == 128) variants.push_back({W4GemvDot::Mma, 8});
+        {W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}, {W4GemvDot::MmaAsync, 0}, {W4GemvDot::MmaQz, 4}, {W4GemvDot::MmaX, 4}};
+    if (group == 128) {
+      variants.push_back({W4GemvDot::Mma, 8});
+      variants.push_back({W4GemvDot::MmaX, 2});
+      variants.push_back({W4GemvDot::MmaX, 8});
+    }
     for (auto [dot, unroll] : variants) {
-      const std::string name = std::string("w4a16_gemv(") +
+      if (!w4a16_gemv_supported(m, k, dot)) {
+        std::printf("w4a16_gemv %s: not run for variant %d: its shared memory does not fit\n", dims({m, n, k, group}).c_str(), (int)dot);
+        continue;
+      }
+      const std::string name = dot == W4GemvDot::MmaX ? "w4a16_gemv(mma_x_t" + std::to_string(unroll) + ")" :
+                               std::string("w4a16_gemv(") +
                                (dot == W4GemvDot::Fma ? "fma" : dot == W4GemvDot::Mma ? "mma" :
                                 dot == W4GemvDot::MmaQz ? "mma_qz" : "mma_async") +
                                (unroll == 8 ? "_u8" : "") + ")";
@@ -949,7 +959,7 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
               if (!(v == v2)) same = false;
             } else if (!std::isnan(v)) pad_ok = false;
           }
-        T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, dot == W4GemvDot::MmaAsync || dot == W4GemvDot::MmaQz ? rme : rm),
+        T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, dot == W4GemvDot::MmaAsync || dot == W4GemvDot::MmaQz || dot == W4GemvDot::MmaX ? rme : rm),
               f32out ? 1e-5 : 2e-3,
               guards && pad_ok && same, same ? "" : "second launch differs");
       }
@@ -1347,6 +1357,8 @@ int main(int argc, char** argv) {
     test_w4a16_gemv(r, 4096, 11008, 128, {1, 2, 4, 5, 8});
     test_w4a16_gemv(r, 11008, 4096, 32, {1, 8});
     test_w4a16_gemv(r, 136, 640, 128, {1, 3, 5, 6, 7});  // the u8 variant at odd m and padded k (kp 768)
+    test_w4a16_gemv(r, 56, 1024, 128, {1, 2, 8});  // 7 tiles: MmaX's last unit with 3 tiles (T 4) / an odd pair
+    test_w4a16_gemv(r, 24, 384, 128, {1, 3});      // KB 3 < 8 warps: slices with no k block (S 8) add zeros
     test_w4a16_dequant(r, 1000, 1408, 64);
     test_w4a16_dequant(r, 64, 96, 32);
     // AWQ search ops (quant/awq.ts, calibrate.ts)

@@ -637,6 +637,155 @@ w4a16_gemv_async_kernel(const half* __restrict__ x, int ldx, const uint4* __rest
   cp_async_wait_m<0>();
 }
 
+// ---- Decode GEMV with x held in registers (W4GemvDot::MmaX; unmeasured, see src/cuda/NOTES.md "MmaX") ----
+// The other GEMVs read x from shared memory once per weight word (one LDS.128 per lane per 8 codes) and, for MmaQz /
+// MmaAsync, shuffle two scales per (tile, k block). Here a warp owns T consecutive 8-row tiles and a k slice: per k128
+// block it loads x's fragments once (4 LDS.128 per lane, lanes g < M only) and reuses them for all T tiles, and the
+// roles in the mma are swapped: two tiles' dequantized codes are the A operand (16 weight rows: tile 2p rows 0..7,
+// tile 2p + 1 rows 8..15; our lane layout is exactly the A fragment's: lane (g, t) holds row g, k 2t + {0, 8} per k16
+// step) and x is B (n = x row g; rows >= m are zero). So the C fragment's rows are weight rows: lane (g, t) holds
+// weight row g of both tiles for x rows 2t, 2t + 1, i.e. the scale it needs is its own row's (no shuffle for group
+// 128), one mma covers 2 tiles x 16 k (half the mma of MmaQz), and all four C values are used when m >= 2.
+// Arithmetic as MmaQz: exact (q - z) in the mma, f32 group sums times the scale (reference: the unrounded weights).
+// Weights: T x 16-byte loads per lane per k block into a register ring of D k blocks (D - 1 blocks in flight while one
+// is computed: T (D - 1) >= 8 loads per lane), first D - 1 blocks issued before x is staged. (scale, zero): one 32-bit
+// load per (tile, k block) per lane in the same ring: group 128 its own row's pair; groups 64/32 lane t loads group
+// t * GPB / 4 of its row and the others get it by a shuffle within the row's 4 lanes. k split over S warps of the
+// block, partial sums added in split order through shared memory (deterministic, one launch, no workspace, graph-safe).
+// Grid = all tile groups (no grid-stride loop: the hardware starts a later block when one finishes).
+template <int T>
+__host__ __device__ constexpr int mx_ring() { return T >= 8 ? 2 : T == 4 ? 3 : 5; }
+__host__ __device__ constexpr int mx_smem_bytes(int M, int KB, int T) { return (M * gv_row_words(KB) + kGvWarps * T * M * 8) * 4; }
+
+// Registers (ptxas, sm_90): T = 2 and 4 with group 128 fit 128 (2 blocks of 8 warps per SM) without spills; T = 8
+// (165-167 unbounded) and groups 64 / 32 (the shuffled pairs: 151-190 unbounded, a few spilled bytes at 128) take 1
+// block of 8 warps per SM instead of spilling.
+template <int T, int GPB>
+__host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 2 : 1; }
+
+template <int M, int T, int GPB>
+__global__ void __launch_bounds__(kGvWarps * 32, mx_min_blocks<T, GPB>())
+w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
+                    const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
+                    int S) {
+  static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
+  constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
+  extern __shared__ __align__(16) uint32_t xs[];
+  const int RW = gv_row_words(KB);
+  float* red = reinterpret_cast<float*>(xs + M * RW);  // [kGvWarps][T][M][8] per-warp partial sums
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int TB = kGvWarps / S, tiles = n >> 3;  // TB: tile units (T tiles each) per block
+  const int tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
+  const int tile0 = ((int)blockIdx.x * TB + tl) * T, nvalid = min(T, tiles - tile0);  // nvalid <= 0: past the end
+  const int kb0 = min(KB, slice * per), kb1 = nvalid > 0 ? min(KB, kb0 + per) : kb0;
+
+  const uint4* wp = qw + (size_t)max(0, min(tile0, tiles - 1)) * KB * 32 + lane;
+  const half2* sp = sz + (size_t)(t * GPB / 4) * n + (size_t)max(0, min(tile0, tiles - 1)) * 8 + g;
+  uint4 wv[D][T];
+  uint32_t sv[D][T];
+  auto issue = [&](int d, int kk) {
+    if (kk < kb1) {
+#pragma unroll
+      for (int i = 0; i < T; i++) {
+        if (i < nvalid) {
+          wv[d][i] = ld_stream_u4(wp + ((size_t)i * KB + kk) * 32);
+          const half2 p = ld_sz(sp + (size_t)kk * GPB * n + i * 8);
+          sv[d][i] = *reinterpret_cast<const uint32_t*>(&p);
+        } else {
+          wv[d][i] = make_uint4(0, 0, 0, 0);  // a missing tile of the last unit: zero codes and zero, never written
+          sv[d][i] = 0u;
+        }
+      }
+    }
+  };
+  float tot[P][4];
+#pragma unroll
+  for (int p = 0; p < P; p++)
+#pragma unroll
+    for (int q = 0; q < 4; q++) tot[p][q] = 0.f;
+  auto compute = [&](int d, int kk) {
+    // x's B fragments of this k block: per word j, k16 steps 0 (b0 = .x, b1 = .y) and 1 (.z, .w); x row g, zero if g >= M
+    uint4 xv[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      xv[j] = make_uint4(0, 0, 0, 0);
+      if (g < M) xv[j] = *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4);
+    }
+    // pair by pair (tiles 2p, 2p + 1): only one pair's (scale, zero) values and group sums are live at a time
+#pragma unroll
+    for (int p = 0; p < P; p++)
+#pragma unroll
+      for (int gj = 0; gj < GPB; gj++) {
+        half2 z1024[2], nz64[2];
+        float sc[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          uint32_t pr = sv[d][2 * p + h];
+          if (GPB > 1) pr = __shfl_sync(0xffffffffu, pr, (lane & ~3) | (gj * WPG));  // group gj of row g: lane t = gj * WPG
+          const half2 pz = *reinterpret_cast<const half2*>(&pr);
+          const half zz = __high2half(pz);
+          z1024[h] = __half2half2(__hadd(zz, __float2half(1024.f)));
+          nz64[h] = __half2half2(__hneg(__hadd(zz, __float2half(64.f))));
+          sc[h] = __low2float(pz);
+        }
+        float ga[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int w = 0; w < WPG; w++) {
+          const int j = gj * WPG + w;
+          uint32_t ba[4], bb[4];
+          dequant_word_qz(word_of(wv[d][2 * p], j), z1024[0], nz64[0], ba);
+          dequant_word_qz(word_of(wv[d][2 * p + 1], j), z1024[1], nz64[1], bb);
+          const uint32_t a0[4] = {ba[0], bb[0], ba[1], bb[1]}, a1[4] = {ba[2], bb[2], ba[3], bb[3]};
+          mma16816(ga, a0, xv[j].x, xv[j].y);
+          mma16816(ga, a1, xv[j].z, xv[j].w);
+        }
+        tot[p][0] = fmaf(sc[0], ga[0], tot[p][0]);
+        tot[p][1] = fmaf(sc[0], ga[1], tot[p][1]);
+        tot[p][2] = fmaf(sc[1], ga[2], tot[p][2]);
+        tot[p][3] = fmaf(sc[1], ga[3], tot[p][3]);
+      }
+  };
+
+#pragma unroll
+  for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
+  gv_stage_x<M>(x, ldx, k, KB, xs, RW);
+  __syncthreads();
+  for (int kb = kb0; kb < kb1; kb += D) {
+#pragma unroll
+    for (int d = 0; d < D; d++) {
+      const int kk = kb + d;
+      if (kk >= kb1) break;
+      issue((d + D - 1) % D, kk + D - 1);  // the slot chunk kk - 1 was computed from
+      compute(d, kk);
+    }
+  }
+
+  // C fragment: lane (g, t) holds weight row g of tile 2p (tot[p][0..1]) and 2p + 1 (tot[p][2..3]) for x rows 2t, 2t + 1
+  float* rw = red + warp * T * M * 8;
+#pragma unroll
+  for (int p = 0; p < P; p++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int r = 2 * t + h;
+      if (r < M) {
+        rw[((2 * p) * M + r) * 8 + g] = tot[p][h];
+        rw[((2 * p + 1) * M + r) * 8 + g] = tot[p][2 + h];
+      }
+    }
+  __syncthreads();
+  for (int e = threadIdx.x; e < TB * T * M * 8; e += kGvWarps * 32) {
+    const int u = e / (T * M * 8), rem = e - u * (T * M * 8), i = rem / (M * 8), r = (rem / 8) % M, f = rem % 8;
+    const int tile = ((int)blockIdx.x * TB + u) * T + i;
+    if (tile >= tiles) continue;
+    float v = 0.f;
+    for (int s2 = 0; s2 < S; s2++) v += red[(u * S + s2) * T * M * 8 + rem];  // split order: deterministic
+    const int col = tile * 8 + f;
+    if (bias) v += __half2float(bias[col]);
+    if (f32out) static_cast<float*>(y)[(size_t)r * ldy + col] = v;
+    else static_cast<half*>(y)[(size_t)r * ldy + col] = __float2half(v);
+  }
+}
+
 // Warps per block: 4 (4 tiles each) up to 16 rows, 8 (2 tiles each) above: measured on the H100 (one 7B layer's
 // linears, same call): m <= 16 4 warps 110-128 us vs 8 warps 116-125 us; m = 64 307 vs 246 us; m = 128 469 vs 384 us.
 // LMFLEET_W4A16_WARPS=4|8 forces one.
@@ -852,13 +1001,90 @@ bool gva_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, b
   return true;
 }
 
+// MmaX tiles per warp: LMFLEET_W4A16_GEMV_T=2|4|8 forces one (8 and 2: group 128 only); unset/0: by shape (mx_launch_m).
+int mx_tiles_forced() {
+  static const int v = [] {
+    const int e = env_int("LMFLEET_W4A16_GEMV_T", 0);
+    return e == 2 || e == 4 || e == 8 ? e : 0;
+  }();
+  return v;
+}
+
+// Sets the kernel's shared-memory limit (once per device) and returns its resident blocks per SM for this KB (the
+// occupancy query once per (instantiation, KB), not per launch: it is host time in every eager launch).
+template <int M, int T, int GPB>
+int mx_blocks_per_sm(int KB) {
+  auto kernel = w4a16_gemv_x_kernel<M, T, GPB>;
+  static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
+  int dev = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&dev));
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (!(attr_set.load() & bit)) {
+    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gv_max_smem()));
+    attr_set.fetch_or(bit);
+  }
+  static std::atomic<int> bps_cache[256];
+  int bps = KB < 256 ? bps_cache[KB].load() : 0;
+  if (bps == 0) {
+    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, mx_smem_bytes(M, KB, T)));
+    bps = std::max(bps, 1);
+    if (KB < 256) bps_cache[KB].store(bps);
+  }
+  return bps;
+}
+
+template <int M, int T, int GPB>
+void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
+  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB>(KB);
+  const int S = gv_split(units, KB, resident);  // the same cost model, over tile units of T tiles
+  const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
+  w4a16_gemv_x_kernel<M, T, GPB><<<grid, kGvWarps * 32, smem, s>>>(
+      x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n, w.k, KB, S);
+  LMF_CUDA_LAUNCHED();
+}
+
+// T = 0: by shape. T = 4 when its tile units (n / 32) fill at least one wave of resident blocks at S = 8 (7B: qkv,
+// gate_up); else T = 2 (7B: o and down, n = 4096: T = 4 would give 128 blocks of 8 warps for 132 SMs x 2 slots, half
+// the loads in flight). Groups 64 / 32 take T = 4 whatever is asked (correctness there, not speed).
+template <int M>
+void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int T, int sms, cudaStream_t s) {
+  const int gpb = 128 / w.group;
+  if (gpb == 1) {
+    if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
+    if (T == 2) mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s);
+    else if (T == 8) mx_launch_t<M, 8, 1>(x, ldx, w, y, ldy, f32out, sms, s);
+    else mx_launch_t<M, 4, 1>(x, ldx, w, y, ldy, f32out, sms, s);
+  } else if (gpb == 2) {
+    mx_launch_t<M, 4, 2>(x, ldx, w, y, ldy, f32out, sms, s);
+  } else {
+    mx_launch_t<M, 4, 4>(x, ldx, w, y, ldy, f32out, sms, s);
+  }
+}
+
+void mx_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, int T, int sms,
+               cudaStream_t s) {
+  if (T != 2 && T != 4 && T != 8) T = mx_tiles_forced();  // 0: by shape
+  switch (m) {
+#define LMF_GVX_CASE(M) \
+  case M: mx_launch_m<M>(x, ldx, w, y, ldy, f32out, T, sms, s); return;
+    LMF_GVX_CASE(1) LMF_GVX_CASE(2) LMF_GVX_CASE(3) LMF_GVX_CASE(4)
+    LMF_GVX_CASE(5) LMF_GVX_CASE(6) LMF_GVX_CASE(7) LMF_GVX_CASE(8)
+#undef LMF_GVX_CASE
+  }
+}
+
 void gv_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, W4GemvDot dot, int sms,
                int unroll, cudaStream_t s) {
   if (m <= 0) return;
   check_args(w, ldx, ldy);
-  if (!w4a16_gemv_supported(m, w.k))
+  if (!w4a16_gemv_supported(m, w.k, dot))
     fail(ErrorCode::InvalidArgument, "w4a16 gemv: m must be 1.." + std::to_string(kW4GemvMaxRows) +
                                          " and the x tile must fit in shared memory");
+  if (dot == W4GemvDot::MmaX) {
+    mx_launch(x, ldx, w, y, ldy, f32out, m, unroll, sms, s);  // unroll: T (tiles per warp) here
+    return;
+  }
   if (unroll != 4 && unroll != 8) unroll = gv_unroll_policy();
   const bool u8 = unroll == 8 && w.group == 128;  // 8 loads per batch: group 128 only (registers)
   if (dot == W4GemvDot::ReadAsync) {
@@ -923,10 +1149,12 @@ void gv_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool
 }
 }  // namespace
 
-bool w4a16_gemv_supported(int m, int k) {
+bool w4a16_gemv_supported(int m, int k, W4GemvDot dot) {
   if (m < 1 || m > kW4GemvMaxRows || k <= 0) return false;
   static const int max_smem = gv_max_smem();
-  return gv_smem_bytes(m, (k + 127) / 128) <= max_smem;
+  const int KB = (k + 127) / 128;
+  // MmaX: the largest T's partial sums (T = 8: 16 KB at m = 8) beside the same x tile
+  return (dot == W4GemvDot::MmaX ? mx_smem_bytes(m, KB, 8) : gv_smem_bytes(m, KB)) <= max_smem;
 }
 
 int w4a16_gemv_mode() {
@@ -934,7 +1162,7 @@ int w4a16_gemv_mode() {
     // default off (the fused kernel): no GEMV variant beat it on the H100 (src/cuda/NOTES.md, "W4A16 decode: what
     // bounds it"); at m = 1 the register Mma variant ties it (98.4 vs 99.8 us per 7B layer), the others are slower
     const int v = env_int("LMFLEET_W4A16_GEMV", 0);
-    return v == 1 || v == 2 || v == 4 || v == 6 ? v : 0;
+    return v == 1 || v == 2 || v == 4 || v == 6 || v == 8 ? v : 0;
   }();
   return mode;
 }

@@ -50,15 +50,21 @@ constexpr int kW4GemvMaxRows = 8;
 // MmaQz: the register-streaming Mma variant with MmaAsync's arithmetic. MmaAsync and MmaQz put the exact (q - z) in the
 // mma and multiply the f32 sum of each group by its scale (fewer instructions per weight; the result is the unrounded
 // (q - z) * s weights times x, within f32 rounding, instead of f16-rounded weights).
-enum class W4GemvDot { Fma = 1, Mma = 2, Read = 3, MmaAsync = 4, ReadAsync = 5, MmaQz = 6 };
-// Whether the GEMV takes (m, k): m in 1..kW4GemvMaxRows and the m x kp f16 x tile fits in shared memory.
-bool w4a16_gemv_supported(int m, int k);
-// LMFLEET_W4A16_GEMV: unset/0 off (the fused kernel), 1 Fma, 2 Mma, 4 MmaAsync, 6 MmaQz, for m <= the row bound
-// LMFLEET_W4A16_GEMV_ROWS (1..8, default 8).
+// MmaX: MmaQz's arithmetic with x's fragments loaded once per k128 block and reused for T consecutive tiles per warp
+// (T = 2, 4 or 8; by default 4 or 2 by shape), two tiles' codes as the mma's A operand and x as B (so each lane's scale is its own
+// row's), T x 16-byte weight loads per lane per k block in a register ring (>= 8 in flight per lane).
+enum class W4GemvDot { Fma = 1, Mma = 2, Read = 3, MmaAsync = 4, ReadAsync = 5, MmaQz = 6, MmaX = 8 };
+// Whether the GEMV `dot` takes (m, k): m in 1..kW4GemvMaxRows and the m x kp f16 x tile (+ the partial sums) fits in
+// shared memory.
+bool w4a16_gemv_supported(int m, int k, W4GemvDot dot = W4GemvDot::Mma);
+// LMFLEET_W4A16_GEMV: unset/0 off (the fused kernel), 1 Fma, 2 Mma, 4 MmaAsync, 6 MmaQz, 8 MmaX, for m <= the row
+// bound LMFLEET_W4A16_GEMV_ROWS (1..8, default 8).
 int w4a16_gemv_mode();
 int w4a16_gemv_max_rows();
 // unroll: 16-byte weight loads per batch per lane, 4 or 8 (8 only for group 128; else 4); 0 = the policy
-// (LMFLEET_W4A16_GEMV_UNROLL, default 4).
+// (LMFLEET_W4A16_GEMV_UNROLL, default 4). For MmaX it is T, tiles per warp: 2, 4 or 8 (group 128; other groups take 4);
+// 0 = the policy (LMFLEET_W4A16_GEMV_T=2|4|8 if set, else by shape: 4 when n / 32 tile units fill a wave of resident
+// blocks, else 2).
 void w4a16_gemv_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, W4GemvDot dot, int sms,
                      cudaStream_t s, int unroll = 0);
 void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, W4GemvDot dot,
