@@ -1079,7 +1079,7 @@ w4a16_mma2_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__
 
 // fused2's plan: MW 1 (BM 32) up to 32 rows, else MW 2 (BM 64, m > 64 in several row blocks); split-k chosen by
 // waves x (k blocks per split + 3) over the resident slots (blocks per SM from the occupancy API x SMs), the partial
-// sums capped at the weight's bytes (ks x m x n x 4 <= n x kp / 2), at most 16 splits.
+// sums capped as the fused kernel's (ks <= kp / (16 m): at most half the weight's bytes), at most 16 splits.
 template <int MW>
 int f2_blocks_per_sm() {
   static std::atomic<int> cached{0};
@@ -1103,7 +1103,7 @@ Plan f2_plan(int m, int n, int k, int sms) {
   const int slots = std::max(sms, 1) * (p.mi == 1 ? f2_blocks_per_sm<1>() : f2_blocks_per_sm<2>());
   const long long blocks = (long long)p.gx * p.gy;
   const int kp = p.KB * 128;
-  const int cap = std::max(1, std::min(16, kp / (8 * m)));
+  const int cap = std::max(1, std::min(16, kp / (16 * m)));  // the fused kernel's cap: partials <= half the weight's bytes
   long long best = -1;
   p.kb_per_split = p.KB;
   for (int ks = 1; ks <= cap; ks++) {
