@@ -895,6 +895,284 @@ void w4a16_gemm_fused_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, flo
 }
 
 namespace {
+// ---- fused2 (m = 17..128; opt-in LMFLEET_W4A16_FUSED2=1): warps split along m and n ----
+// Block tile BM = 32 * MW rows x 256 columns (32 n8 tiles), 8 warps as 2 (m) x 4 (n): warp (wm, wn) owns 16 * MW rows
+// and 8 consecutive n8 tiles. Per k128 block a warp ldmatrix-reads only its 16 * MW rows of x (8 KB at MW = 2 instead
+// of the fused kernel's whole 16 KB tile) and uses each A fragment for 8 tiles instead of 2; the packed codes of the
+// block's 32 tiles are staged once per block by cp.async and each of the two m-warps of a column group dequantizes
+// the 8 tiles it needs (twice the dequantization work of the fused kernel, a quarter of its x reads per MAC).
+// Shared-memory bytes read per MAC at m = 64: (8 KB x + 4 KB codes) x 8 warps / (64 x 256 x 128) = 0.047 B vs the
+// fused kernel's (16 KB + 1 KB) x 8 / (64 x 128 x 128) = 0.133 B: 2.8x fewer. Weights are exact f16 (q - z) * s as in
+// the fused kernel (dequant_word), f32 accumulation, the same split-k (last block adds the partials in split order).
+__device__ __forceinline__ void ldsm_x4_addr(uint32_t* r, uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+}
+constexpr int kF2BN = 256, kF2Tiles = kF2BN / 8, kF2WarpTiles = 8;
+template <int MW>
+__host__ __device__ constexpr int f2_stage_bytes() { return 32 * MW * 256 + kF2Tiles * 32 * 16 + kF2Tiles * 4 * 8 * 4; }
+// MW 1: 4 stages x 28 KB = 112 KB, MW 2: 3 stages x 36 KB = 108 KB: two blocks (16 warps) per H100 SM (228 KB).
+template <int MW>
+__host__ __device__ constexpr int f2_stages() { return MW == 1 ? 4 : 3; }
+
+// Two blocks per SM need <= 128 registers (sm_90: 128, no spills). On sm_80 the same code spills 8 bytes at 128, and
+// an A100 (164 KB per SM) holds only one 108-112 KB block anyway, so there it may take up to 255.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define LMF_F2_MIN_BLOCKS 1
+#else
+#define LMF_F2_MIN_BLOCKS 2
+#endif
+template <int MW>
+__global__ void __launch_bounds__(256, LMF_F2_MIN_BLOCKS)
+w4a16_mma2_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
+                  const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, float* __restrict__ part,
+                  unsigned* __restrict__ counters, int m, int n, int k, int group, int KB, int kb_per_split) {
+  constexpr int BM = 32 * MW, ST = f2_stages<MW>(), SB = f2_stage_bytes<MW>(), NT = kF2WarpTiles;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;
+  const int m0 = blockIdx.y * BM, wr0 = wm * 16 * MW;  // block's first row; the warp's first row in the tile
+  const int kb0 = blockIdx.z * kb_per_split, kb1 = min(KB, kb0 + kb_per_split);
+  const int ntiles = n >> 3;
+  const int btile0 = blockIdx.x * kF2Tiles, tile0 = btile0 + wn * NT;
+  auto a_stage = [&](int st) { return reinterpret_cast<half*>(smem + st * SB); };
+  auto b_stage = [&](int st) { return reinterpret_cast<uint4*>(smem + st * SB + BM * 256); };
+  auto s_stage = [&](int st) { return reinterpret_cast<half2*>(smem + st * SB + BM * 256 + kF2Tiles * 32 * 16); };
+  const int gpb = 128 / group;
+  const uint32_t a_base = smem_addr(smem) + (wr0 + (lane & 15)) * 256;
+  bool mi_on[MW];
+#pragma unroll
+  for (int mi = 0; mi < MW; mi++) mi_on[mi] = m0 + wr0 + mi * 16 < m;  // warp-uniform: rows past m skip their mma
+  float acc[MW][NT][4];
+#pragma unroll
+  for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+      for (int q = 0; q < 4; q++) acc[mi][i][q] = 0.f;
+
+  auto load = [&](int st, int kb) {
+    half* As = a_stage(st);
+#pragma unroll 1  // not unrolled: 4 hoisted x pointers + 4 code pointers spilled at 128 registers
+    for (int it = 0; it < BM * 16 / 256; it++) {
+      const int q = it * 256 + threadIdx.x;
+      const int r = q >> 4, c = q & 15;
+      const int row = m0 + r, col = kb * 128 + c * 8;
+      const bool ok = row < m && col < k;
+      cp_async16(&As[r * 128 + ((c ^ (r & 7)) << 3)], ok ? x + (size_t)row * ldx + col : x, ok);
+    }
+    uint4* Bs = b_stage(st);
+#pragma unroll 1
+    for (int it = 0; it < kF2Tiles * 32 / 256; it++) {
+      const int q = it * 256 + threadIdx.x;
+      const int tile = btile0 + (q >> 5);
+      const bool ok = tile < ntiles;
+      cp_async16(&Bs[q], ok ? qw + ((size_t)tile * KB + kb) * 32 + (q & 31) : qw, ok);
+    }
+    // (scale, zero) pairs: [32 tiles][4 group slots][8 rows]; 32 bytes = 2 chunks per (tile, group)
+    if ((int)threadIdx.x < kF2Tiles * gpb * 2) {
+      const int i = threadIdx.x / (gpb * 2), gj = (threadIdx.x >> 1) % gpb, hf = threadIdx.x & 1;
+      const int tile = btile0 + i;
+      const bool ok = tile < ntiles;
+      cp_async16(s_stage(st) + (i * 4 + gj) * 8 + hf * 4, ok ? sz + (size_t)(kb * gpb + gj) * n + tile * 8 + hf * 4 : sz, ok);
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < ST - 1; s++) {
+    if (kb0 + s < kb1) load(s, kb0 + s);
+    cp_async_commit();
+  }
+  for (int kb = kb0; kb < kb1; kb++) {
+    const int it = kb - kb0;
+    cp_async_wait<ST - 2>();
+    __syncthreads();  // stage it % ST is in; everyone is done with the stage the next load overwrites
+    if (kb + ST - 1 < kb1) load((it + ST - 1) % ST, kb + ST - 1);
+    cp_async_commit();
+    const uint32_t a_addr = a_base + (it % ST) * SB;
+    const uint4* Bs = b_stage(it % ST) + wn * NT * 32;
+    const half2* Ss = s_stage(it % ST) + wn * NT * 32;
+    uint4 bw[NT];
+#pragma unroll
+    for (int i = 0; i < NT; i++) bw[i] = Bs[i * 32 + lane];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      uint32_t a[MW][2][4];
+#pragma unroll
+      for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+        for (int s2 = 0; s2 < 2; s2++) {
+          const int c = (2 * j + s2) * 2 + (lane >> 4);
+          if (mi_on[mi]) ldsm_x4_addr(a[mi][s2], a_addr + mi * 16 * 256 + ((c ^ (lane & 7)) << 4));
+        }
+      const int gj = (32 * j) / group;
+#pragma unroll
+      for (int i = 0; i < NT; i++) {
+        if (tile0 + i >= ntiles) continue;
+        half2 sc, z;
+        scale_zero(Ss[(i * 4 + gj) * 8 + g], &sc, &z);
+        uint32_t b[4];
+        dequant_word(word_of(bw[i], j), z, sc, b);
+#pragma unroll
+        for (int mi = 0; mi < MW; mi++)
+          if (mi_on[mi]) {
+            mma16816(acc[mi][i], a[mi][0], b[0], b[1]);
+            mma16816(acc[mi][i], a[mi][1], b[2], b[3]);
+          }
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  auto store = [&](int row, int col, float v0, float v1) {
+    if (bias) {
+      v0 += __half2float(bias[col]);
+      v1 += __half2float(bias[col + 1]);
+    }
+    if (f32out)
+      *reinterpret_cast<float2*>(static_cast<float*>(y) + (size_t)row * ldy + col) = make_float2(v0, v1);
+    else
+      *reinterpret_cast<half2*>(static_cast<half*>(y) + (size_t)row * ldy + col) = __floats2half2_rn(v0, v1);
+  };
+  const bool split = gridDim.z > 1;
+#pragma unroll
+  for (int i = 0; i < NT; i++) {
+    const int tile = tile0 + i;
+    if (tile >= ntiles) continue;
+    const int col = tile * 8 + 2 * t;
+#pragma unroll
+    for (int mi = 0; mi < MW; mi++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int row = m0 + wr0 + mi * 16 + g + 8 * h;
+        if (row >= m) continue;
+        if (split)
+          *reinterpret_cast<float2*>(part + ((size_t)blockIdx.z * m + row) * n + col) =
+              make_float2(acc[mi][i][2 * h], acc[mi][i][2 * h + 1]);
+        else
+          store(row, col, acc[mi][i][2 * h], acc[mi][i][2 * h + 1]);
+      }
+  }
+  if (!split) return;
+  // the last block of this (x, y) tile to arrive adds the partial sums up in split order (deterministic)
+  __threadfence();
+  __syncthreads();
+  __shared__ unsigned last;
+  unsigned* counter = counters + blockIdx.y * gridDim.x + blockIdx.x;
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.z - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const int rows = min(BM, m - m0), c0 = blockIdx.x * kF2BN, cols = min(kF2BN, n - c0);
+  for (int e = threadIdx.x; e < rows * (cols / 2); e += blockDim.x) {
+    const int row = m0 + e / (cols / 2), col = c0 + (e % (cols / 2)) * 2;
+    float v0 = 0.f, v1 = 0.f;
+    for (int s = 0; s < (int)gridDim.z; s++) {
+      const float2 p = __ldcg(reinterpret_cast<const float2*>(part + ((size_t)s * m + row) * n + col));
+      v0 += p.x;
+      v1 += p.y;
+    }
+    store(row, col, v0, v1);
+  }
+  if (threadIdx.x == 0) *counter = 0;  // ready for the next launch (graph replays)
+}
+
+// fused2's plan: MW 1 (BM 32) up to 32 rows, else MW 2 (BM 64, m > 64 in several row blocks); split-k chosen by
+// waves x (k blocks per split + 3) over the resident slots (blocks per SM from the occupancy API x SMs), the partial
+// sums capped as the fused kernel's (ks <= kp / (16 m): at most half the weight's bytes), at most 16 splits.
+template <int MW>
+int f2_blocks_per_sm() {
+  static std::atomic<int> cached{0};
+  int v = cached.load();
+  if (v) return v;
+  constexpr int smem = f2_stages<MW>() * f2_stage_bytes<MW>();
+  LMF_CUDA_CHECK(cudaFuncSetAttribute(w4a16_mma2_kernel<MW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, w4a16_mma2_kernel<MW>, 256, smem));
+  v = std::max(v, 1);
+  cached.store(v);
+  return v;
+}
+
+Plan f2_plan(int m, int n, int k, int sms) {
+  Plan p;
+  p.mi = m <= 32 ? 1 : 2;  // MW
+  const int bm = 32 * p.mi;
+  p.KB = (k + 127) / 128;
+  p.gx = (n + kF2BN - 1) / kF2BN;
+  p.gy = (m + bm - 1) / bm;
+  const int slots = std::max(sms, 1) * (p.mi == 1 ? f2_blocks_per_sm<1>() : f2_blocks_per_sm<2>());
+  const long long blocks = (long long)p.gx * p.gy;
+  const int kp = p.KB * 128;
+  const int cap = std::max(1, std::min(16, kp / (16 * m)));  // the fused kernel's cap: partials <= half the weight's bytes
+  long long best = -1;
+  p.kb_per_split = p.KB;
+  for (int ks = 1; ks <= cap; ks++) {
+    const int kbps = (p.KB + ks - 1) / ks;
+    const int kse = (p.KB + kbps - 1) / kbps;
+    if (kse != ks) continue;
+    const long long cost = ((blocks * kse + slots - 1) / slots) * (kbps + 3);
+    if (best < 0 || cost < best) {
+      best = cost;
+      p.kb_per_split = kbps;
+    }
+  }
+  p.ks = (p.KB + p.kb_per_split - 1) / p.kb_per_split;
+  return p;
+}
+
+void f2_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, float* ws, int sms,
+               cudaStream_t s) {
+  if (m <= 0) return;
+  check_args(w, ldx, ldy);
+  const Plan p = f2_plan(m, w.n, w.k, sms);
+  if (p.ks > 1 && !ws) fail(ErrorCode::Internal, "w4a16 fused2: split-k needs a workspace");
+  const dim3 grid(p.gx, p.gy, p.ks);
+  const uint4* qw = reinterpret_cast<const uint4*>(w.qweight);
+  unsigned* counters = reinterpret_cast<unsigned*>(ws);
+  float* part = p.ks > 1 ? ws + counters_words(p) : nullptr;
+  if (p.mi == 1) {
+    w4a16_mma2_kernel<1><<<grid, 256, f2_stages<1>() * f2_stage_bytes<1>(), s>>>(
+        x, ldx, qw, w.sz, w.bias, y, ldy, f32out, part, counters, m, w.n, w.k, w.group, p.KB, p.kb_per_split);
+  } else {
+    w4a16_mma2_kernel<2><<<grid, 256, f2_stages<2>() * f2_stage_bytes<2>(), s>>>(
+        x, ldx, qw, w.sz, w.bias, y, ldy, f32out, part, counters, m, w.n, w.k, w.group, p.KB, p.kb_per_split);
+  }
+  LMF_CUDA_LAUNCHED();
+}
+}  // namespace
+
+bool w4a16_fused2_supported() {
+  int dev = 0, optin = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&dev));
+  LMF_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return optin >= std::max(f2_stages<1>() * f2_stage_bytes<1>(), f2_stages<2>() * f2_stage_bytes<2>());
+}
+
+bool w4a16_fused2_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("LMFLEET_W4A16_FUSED2");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+
+size_t w4a16_fused2_workspace_bytes(int m, int n, int k, int sms) {
+  if (m <= 0) return 0;
+  const Plan p = f2_plan(m, n, k, sms);
+  return p.ks > 1 ? (counters_words(p) + (size_t)p.ks * m * n) * sizeof(float) : 0;
+}
+
+void w4a16_gemm_fused2_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, float* ws, int sms,
+                            cudaStream_t s) {
+  f2_launch(x, ldx, w, y, ldy, false, m, ws, sms, s);
+}
+
+void w4a16_gemm_fused2_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, float* ws,
+                                   int sms, cudaStream_t s) {
+  f2_launch(x, ldx, w, y, ldy, true, m, ws, sms, s);
+}
+
+namespace {
 int gv_max_smem() {
   int dev = 0, v = 0;
   LMF_CUDA_CHECK(cudaGetDevice(&dev));
