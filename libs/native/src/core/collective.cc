@@ -11,6 +11,33 @@
 
 namespace lmfleet {
 
+void HostBarrier::wait() {
+  std::unique_lock<std::mutex> l(mu_);
+  if (aborted_) fail(ErrorCode::Internal, "collective aborted: another tensor-parallel rank failed");
+  const uint64_t g = gen_;
+  if (++arrived_ == n_) {
+    arrived_ = 0;
+    gen_++;
+    cv_.notify_all();
+    return;
+  }
+  cv_.wait(l, [&] { return gen_ != g || aborted_; });
+  if (gen_ == g) fail(ErrorCode::Internal, "collective aborted: another tensor-parallel rank failed");
+}
+
+void HostBarrier::abort() {
+  std::lock_guard<std::mutex> l(mu_);
+  aborted_ = true;
+  cv_.notify_all();
+}
+
+void HostBarrier::reset() {
+  std::lock_guard<std::mutex> l(mu_);
+  aborted_ = false;
+  arrived_ = 0;
+  gen_++;
+}
+
 namespace {
 
 // N ranks as threads over shared host memory. Each call: the rank posts its pointers, a barrier, the work
@@ -19,7 +46,7 @@ namespace {
 // between two halves, so the next call's writes never race this call's reads (a third barrier saved).
 class CpuCollective : public Collective {
  public:
-  explicit CpuCollective(int n) : n_(n), src_((size_t)n, nullptr), count_((size_t)n, 0), parity_((size_t)n, 0) {
+  explicit CpuCollective(int n) : n_(n), src_((size_t)n, nullptr), count_((size_t)n, 0), parity_((size_t)n, 0), barrier_(n) {
     if (n <= 0) fail(ErrorCode::InvalidArgument, "collective: size must be > 0");
   }
   const char* name() const override { return "cpu"; }
@@ -73,16 +100,10 @@ class CpuCollective : public Collective {
     wait();
   }
 
-  void abort() override {
-    std::lock_guard<std::mutex> l(mu_);
-    aborted_ = true;
-    cv_.notify_all();
-  }
+  void abort() override { barrier_.abort(); }
   void reset() override {
+    barrier_.reset();
     std::lock_guard<std::mutex> l(mu_);
-    aborted_ = false;
-    arrived_ = 0;
-    gen_++;
     std::fill(parity_.begin(), parity_.end(), 0);
   }
 
@@ -90,19 +111,7 @@ class CpuCollective : public Collective {
   void check(int rank) const {
     if (rank < 0 || rank >= n_) fail(ErrorCode::Internal, "collective: rank " + std::to_string(rank) + " outside [0, " + std::to_string(n_) + ")");
   }
-  void wait() {
-    std::unique_lock<std::mutex> l(mu_);
-    if (aborted_) fail(ErrorCode::Internal, "collective aborted: another tensor-parallel rank failed");
-    const uint64_t g = gen_;
-    if (++arrived_ == n_) {
-      arrived_ = 0;
-      gen_++;
-      cv_.notify_all();
-      return;
-    }
-    cv_.wait(l, [&] { return gen_ != g || aborted_; });
-    if (gen_ == g) fail(ErrorCode::Internal, "collective aborted: another tensor-parallel rank failed");
-  }
+  void wait() { barrier_.wait(); }
   float* grow_scratch(int half, int64_t count) {
     std::lock_guard<std::mutex> l(mu_);
     std::vector<float>& s = scratch_[half];
@@ -115,11 +124,8 @@ class CpuCollective : public Collective {
   std::vector<int64_t> count_;
   std::vector<float> scratch_[2];
   std::vector<int> parity_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int arrived_ = 0;
-  uint64_t gen_ = 0;
-  bool aborted_ = false;
+  std::mutex mu_;  // the scratch halves and parities
+  HostBarrier barrier_;
 };
 
 }  // namespace

@@ -13,9 +13,11 @@
 // Summation order is fixed (rank 0 + rank 1 + ... in that order, for every element), so every rank gets the
 // same bits and a run is reproducible.
 #pragma once
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,24 @@ class Collective {
   // reset() (with no rank inside a call) makes the collective usable again.
   virtual void abort() = 0;
   virtual void reset() = 0;
+};
+
+// N threads meet at wait(); abort() makes the waiting threads and every later arrival throw E_INTERNAL ("collective
+// aborted: another tensor-parallel rank failed") until reset(). The host side of the cpu and same-GPU collectives.
+class HostBarrier {
+ public:
+  explicit HostBarrier(int n) : n_(n) {}
+  void wait();
+  void abort();
+  void reset();
+
+ private:
+  int n_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;
+  uint64_t gen_ = 0;
+  bool aborted_ = false;
 };
 
 std::unique_ptr<Collective> make_cpu_collective(int size);

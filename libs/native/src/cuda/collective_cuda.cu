@@ -216,7 +216,7 @@ __global__ void sum_slice_kernel(const T* const* __restrict__ srcs, int n, T* __
 
 class DeviceCollective : public Collective {
  public:
-  explicit DeviceCollective(const std::vector<Backend*>& ranks) : n_((int)ranks.size()) {
+  explicit DeviceCollective(const std::vector<Backend*>& ranks) : n_((int)ranks.size()), barrier_((int)ranks.size()) {
     for (Backend* b : ranks) {
       CudaBackend& c = cuda_of(b);
       if (c.device() != cuda_of(ranks[0]).device()) fail(ErrorCode::Internal, "device collective: every rank must be on one GPU");
@@ -262,16 +262,10 @@ class DeviceCollective : public Collective {
     LMF_CUDA_CHECK(cudaStreamSynchronize(streams_[rank]));
     host_barrier();
   }
-  void abort() override {
-    std::lock_guard<std::mutex> l(mu_);
-    aborted_ = true;
-    cv_.notify_all();
-  }
+  void abort() override { barrier_.abort(); }
   void reset() override {
+    barrier_.reset();
     std::lock_guard<std::mutex> l(mu_);
-    aborted_ = false;
-    arrived_ = 0;
-    gen_++;
     std::fill(parity_.begin(), parity_.end(), 0);
   }
 
@@ -321,19 +315,7 @@ class DeviceCollective : public Collective {
     }
     return scratch_[p];
   }
-  void host_barrier() {
-    std::unique_lock<std::mutex> l(mu_);
-    if (aborted_) fail(ErrorCode::Internal, "collective aborted: another tensor-parallel rank failed");
-    const uint64_t g = gen_;
-    if (++arrived_ == n_) {
-      arrived_ = 0;
-      gen_++;
-      cv_.notify_all();
-      return;
-    }
-    cv_.wait(l, [&] { return gen_ != g || aborted_; });
-    if (gen_ == g) fail(ErrorCode::Internal, "collective aborted: another tensor-parallel rank failed");
-  }
+  void host_barrier() { barrier_.wait(); }
 
   int n_, device_ = 0;
   std::vector<cudaStream_t> streams_;
@@ -343,11 +325,8 @@ class DeviceCollective : public Collective {
   void** dev_ptrs_ = nullptr;
   void* scratch_[2] = {nullptr, nullptr};
   size_t scratch_bytes_[2] = {0, 0};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int arrived_ = 0;
-  uint64_t gen_ = 0;
-  bool aborted_ = false;
+  std::mutex mu_;  // the scratch halves and parities
+  HostBarrier barrier_;
 };
 
 }  // namespace
