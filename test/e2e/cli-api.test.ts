@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
-import { freePort, startApp, stopApps, type AppProcess } from './support/processes';
+import { freePort, noteFailures, startApp, stopApps, type AppProcess } from './support/processes';
 
 jest.setTimeout(90_000);
 
@@ -37,7 +37,7 @@ describe('e2e: lmfleet CLI --api against api + worker-quant processes', () => {
   const procs: AppProcess[] = [];
   let modelDir: string;
   let dataset: string;
-  let failed = false;
+  const run = noteFailures();
 
   beforeAll(async () => {
     env = await createTestEnv({ ENGINE_BACKEND: 'cpu', WORKER_CONCURRENCY: '1' });
@@ -60,19 +60,14 @@ describe('e2e: lmfleet CLI --api against api + worker-quant processes', () => {
     await waitFor(async () => ((await http('GET', '/workers')).body as Array<{ status: string }>).some((w) => w.status === 'online'), 'worker online', 60_000, 250);
   });
 
-  afterEach(() => {
-    const state = expect.getState();
-    if (state.assertionCalls > 0 && state.numPassingAsserts < state.assertionCalls) failed = true;
-  });
-
   afterAll(async () => {
-    await stopApps(procs, { failed, logDir, tail: 4000 });
+    await stopApps(procs, { failed: run.failed, logDir, tail: 4000 });
     await env?.cleanup();
   });
 
   it('eval ppl --json --api registers the model, runs an eval job and prints its result', async () => {
     const r = await runCli(['eval', 'ppl', modelDir, '--dataset', dataset, '--seqlen', '64', '--max-windows', '3', '--json', '--api', apiUrl]);
-    if (r.code !== 0) failed = true;
+    if (r.code !== 0) run.failed = true;
     expect(r.stderr).toContain('eval ppl');
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);

@@ -13,7 +13,7 @@ import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
 import { ensureDashboardBuilt, launchBrowser } from './support/browser';
-import { freePort, startApp, stopApps, type AppProcess } from './support/processes';
+import { freePort, noteFailures, startApp, stopApps, type AppProcess } from './support/processes';
 
 jest.setTimeout(300_000);
 
@@ -30,7 +30,7 @@ describe('e2e: dashboard in headless chromium', () => {
   let modelDir: string;
   let dataset: string;
   let modelId: string;
-  let failed = false;
+  const run = noteFailures();
   const consoleErrors: string[] = [];
 
   const shot = async (name: string) => {
@@ -85,14 +85,9 @@ describe('e2e: dashboard in headless chromium', () => {
     page.on("pageerror", (e) => consoleErrors.push(`pageerror: ${e.stack ?? e.message}`));
   });
 
-  afterEach(() => {
-    const s = expect.getState();
-    if (s.assertionCalls > 0 && s.numPassingAsserts < s.assertionCalls) failed = true;
-  });
-
   afterAll(async () => {
     await browser?.close();
-    await stopApps(procs, { failed, logDir });
+    await stopApps(procs, { failed: run.failed, logDir });
     if (consoleErrors.length) console.log(`browser console errors:\n${consoleErrors.join('\n')}`);
     await env?.cleanup();
   });

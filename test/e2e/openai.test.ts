@@ -11,7 +11,7 @@ import { createRedis } from '@lmfleet/platform';
 import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
-import { freePort, startApp, stopApps, type AppProcess } from './support/processes';
+import { freePort, noteFailures, startApp, stopApps, type AppProcess } from './support/processes';
 
 jest.setTimeout(120_000);
 
@@ -22,7 +22,7 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
   let apiUrl: string;
   let openai: OpenAI;
   const procs: AppProcess[] = [];
-  let failed = false;
+  const run = noteFailures();
   const model = 'tiny-chat';
 
   beforeAll(async () => {
@@ -50,13 +50,8 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     openai = new OpenAI({ baseURL: `${apiUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
   });
 
-  afterEach(() => {
-    const state = expect.getState();
-    if (state.assertionCalls > 0 && state.numPassingAsserts < state.assertionCalls) failed = true;
-  });
-
   afterAll(async () => {
-    await stopApps(procs, { failed, logDir });
+    await stopApps(procs, { failed: run.failed, logDir });
     await env?.cleanup();
   });
 

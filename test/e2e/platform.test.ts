@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
-import { freePort, mappedFiles, startApp, stopApps, type AppProcess } from './support/processes';
+import { freePort, mappedFiles, noteFailures, startApp, stopApps, type AppProcess } from './support/processes';
 
 jest.setTimeout(180_000);
 
@@ -39,7 +39,7 @@ describe('e2e: api + 2 worker-quant + worker-infer as processes', () => {
   let longDataset: string;
   let versionId: string;
   let secondsPerWindow = 0.05;
-  let failed = false;
+  const run = noteFailures();
 
   const job = async (id: string) => (await http('GET', `/jobs/${id}`)).body as Job;
   const until = (id: string, statuses: string[], timeoutMs = 60_000) =>
@@ -75,13 +75,8 @@ describe('e2e: api + 2 worker-quant + worker-infer as processes', () => {
     await waitFor(async () => (await listWorkers()).filter((w) => w.status === 'online').length === 3, '3 workers online', 60_000, 250);
   });
 
-  afterEach(() => {
-    const state = expect.getState();
-    if (state.assertionCalls > 0 && state.numPassingAsserts < state.assertionCalls) failed = true;
-  });
-
   afterAll(async () => {
-    await stopApps([api, ...workers], { failed, logDir, tail: 4000 });
+    await stopApps([api, ...workers], { failed: run.failed, logDir, tail: 4000 });
     await env?.cleanup();
   });
 

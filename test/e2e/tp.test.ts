@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
-import { freePort, startApp, stopApps, type AppProcess } from './support/processes';
+import { freePort, noteFailures, startApp, stopApps, type AppProcess } from './support/processes';
 
 jest.setTimeout(120_000);
 
@@ -16,7 +16,7 @@ describe('e2e: a tp 2 deployment on api + worker-infer processes', () => {
   let logDir: string;
   let http: ReturnType<typeof client>;
   const procs: AppProcess[] = [];
-  let failed = false;
+  const run = noteFailures();
 
   beforeAll(async () => {
     env = await createTestEnv({ ENGINE_BACKEND: 'cpu', SERVE_DEPLOYMENT_POLL_MS: '300' });
@@ -45,13 +45,8 @@ describe('e2e: a tp 2 deployment on api + worker-infer processes', () => {
       );
   });
 
-  afterEach(() => {
-    const state = expect.getState();
-    if (state.assertionCalls > 0 && state.numPassingAsserts < state.assertionCalls) failed = true;
-  });
-
   afterAll(async () => {
-    await stopApps(procs, { failed, logDir });
+    await stopApps(procs, { failed: run.failed, logDir });
     await env?.cleanup();
   });
 

@@ -47,6 +47,19 @@ export async function stopApp(p: AppProcess, graceMs = 8000): Promise<void> {
 }
 
 /**
+ * Call inside a describe: an afterEach notes whether any test of it failed an assertion (set `.failed` yourself for
+ * other failures), for stopApps to print the apps' logs.
+ */
+export function noteFailures(): { failed: boolean } {
+  const run = { failed: false };
+  afterEach(() => {
+    const s = expect.getState();
+    if (s.assertionCalls > 0 && s.numPassingAsserts < s.assertionCalls) run.failed = true;
+  });
+  return run;
+}
+
+/**
  * The end of an e2e file: stops every app, prints the tail of each one's log when a test failed (or E2E_SHOW_LOGS is
  * set), then removes the log directory.
  */
