@@ -136,6 +136,20 @@ static void test_add(Rng& r) {
   T.add("add_bias", dims({rows, cols}) + " ld" + std::to_string(ld), rel_err(yo, yref), 2e-3, dy.guards_ok());
 }
 
+// float64 reference of y = x W^T + bias: x row i at x + i * ldx, W [n, k] row-major; row i of the result at i * ldy
+// (columns n..ldy zero).
+template <typename W>  // the weights: float, or double (W4Case's dequantized values)
+static std::vector<double> linear_ref(const float* x, int ldx, const W* w, const float* bias, int m, int n, int k, int ldy) {
+  std::vector<double> ref((size_t)m * ldy, 0.0);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = bias[j];
+      for (int q = 0; q < k; q++) s += (double)x[(size_t)i * ldx + q] * w[(size_t)j * k + q];
+      ref[(size_t)i * ldy + j] = s;
+    }
+  return ref;
+}
+
 static void test_gemv(Rng& r, int m, int n, int k, bool f32out) {
   const int ldx = k + 8, ldy = n + 3;
   auto x = r.normals((size_t)m * ldx), w = r.normals((size_t)n * k, 0.05f), bias = r.normals(n);
@@ -143,13 +157,8 @@ static void test_gemv(Rng& r, int m, int n, int k, bool f32out) {
   dx.upload(to_half(x));
   dw.upload(to_half(w));
   db.upload(to_half(bias));
-  std::vector<double> ref((size_t)m * ldy, 0.0), out;
-  for (int i = 0; i < m; i++)
-    for (int j = 0; j < n; j++) {
-      double s = bias[j];
-      for (int q = 0; q < k; q++) s += (double)x[(size_t)i * ldx + q] * w[(size_t)j * k + q];
-      ref[(size_t)i * ldy + j] = s;
-    }
+  const std::vector<double> ref = linear_ref(x.data(), ldx, w.data(), bias.data(), m, n, k, ldy);
+  std::vector<double> out;
   bool guards;
   if (f32out) {
     DevBuf<float> dy((size_t)m * ldy);
@@ -840,13 +849,8 @@ static void test_w4a16(Rng& r, int m, int n, int k, int group, bool f32out, bool
   const size_t wsb = f2 ? w4a16_fused2_workspace_bytes(m, n, k, sms) : w4a16_fused_workspace_bytes(m, n, k, sms);
   DevBuf<float> ws(std::max<size_t>(wsb / 4, 1));
   LMF_CUDA_CHECK(cudaMemset(ws.p, 0, std::max<size_t>(wsb, 4)));  // split-k counters start at zero
-  std::vector<double> ref((size_t)m * n), out, o2;
-  for (int i = 0; i < m; i++)
-    for (int j = 0; j < n; j++) {
-      double s = bias[j];
-      for (int q = 0; q < k; q++) s += (double)x[(size_t)i * ldx + q] * c.w[(size_t)j * k + q];
-      ref[(size_t)i * n + j] = s;
-    }
+  const std::vector<double> ref = linear_ref(x.data(), ldx, c.w.data(), bias.data(), m, n, k, n);
+  std::vector<double> out, o2;
   bool guards, same = true;
   if (f32out) {
     DevBuf<float> dy((size_t)m * ldy);
@@ -1013,13 +1017,7 @@ static void test_w4a16_gemm_entry(Rng& r, int m, int n, int k, int group) {
   dx.upload(to_half(x));
   dy.poison();
   g.linear_w4a16(dx.p, k, w.d, dy.p, n, m);
-  std::vector<double> ref((size_t)m * n);
-  for (int i = 0; i < m; i++)
-    for (int j = 0; j < n; j++) {
-      double s = bias[j];
-      for (int q = 0; q < k; q++) s += (double)x[(size_t)i * k + q] * c.w[(size_t)j * k + q];
-      ref[(size_t)i * n + j] = s;
-    }
+  const std::vector<double> ref = linear_ref(x.data(), k, c.w.data(), bias.data(), m, n, k, n);
   T.add("w4a16(CublasGemm)", dims({m, n, k, group}) + (m >= w4a16_dense_min_rows() ? " dense" : use_w4a16_gemv(m, k, k) ? " gemv" : use_w4a16_fused2(m) ? " fused2" : " fused"),
         rel_err(to_double(dy.download()), ref), 2e-3, dy.guards_ok());
 }
@@ -1029,13 +1027,7 @@ static void test_cublas(Rng& r, int m, int n, int k, bool f32out) {
   auto x = r.normals((size_t)m * k), w = r.normals((size_t)n * k, 0.05f), bias = r.normals(n);
   DevBuf<half> dx(x.size()), dw(w.size()), db(n);
   dx.upload(to_half(x)); dw.upload(to_half(w)); db.upload(to_half(bias));
-  std::vector<double> ref((size_t)m * n);
-  for (int i = 0; i < m; i++)
-    for (int j = 0; j < n; j++) {
-      double s = bias[j];
-      for (int q = 0; q < k; q++) s += (double)x[(size_t)i * k + q] * w[(size_t)j * k + q];
-      ref[(size_t)i * n + j] = s;
-    }
+  const std::vector<double> ref = linear_ref(x.data(), k, w.data(), bias.data(), m, n, k, n);
   std::vector<double> out;
   bool guards;
   if (f32out) {
@@ -1064,13 +1056,7 @@ static void test_cublas_tuned(Rng& r, int m, int n, int k, bool f32out, int x_of
   auto x = r.normals((size_t)m * ldx + x_off), w = r.normals((size_t)n * k, 0.05f), bias = r.normals(n);
   DevBuf<half> dx(x.size()), dw(w.size()), db(n);
   dx.upload(to_half(x)); dw.upload(to_half(w)); db.upload(to_half(bias));
-  std::vector<double> ref((size_t)m * n);
-  for (int i = 0; i < m; i++)
-    for (int j = 0; j < n; j++) {
-      double s = bias[j];
-      for (int q = 0; q < k; q++) s += (double)x[x_off + (size_t)i * ldx + q] * w[(size_t)j * k + q];
-      ref[(size_t)i * n + j] = s;
-    }
+  const std::vector<double> ref = linear_ref(x.data() + x_off, ldx, w.data(), bias.data(), m, n, k, n);
   const std::string shape = dims({m, n, k}) + (x_off ? " x+" + std::to_string(x_off) : "");
   for (int pass = 0; pass < 2; pass++) {
     g.set_tuning(pass == 0);
