@@ -33,7 +33,8 @@
 #   and fused2 through CublasGemm in the decoder graphs); W4_ENVS (space-separated engine runs, each VAR=V[,VAR=V];
 #   default "LMFLEET_W4A16_GEMV=8 LMFLEET_W4A16_FUSED2=1": the newest GEMV (m <= 8) and fused2 (m = 17..128, batch 64
 #   is the one it is for) beside the default fused kernel); NCU=1, NCU_SHAPE (gate_up|down|qkv|o),
-#   NCU_TIMEOUT; BUDGET (s, default 540); SKIP_FP16=1 (no fp16 model/run); FP16_TIMEOUT (s, default 300: loading the 12.5 GB fp16
+#   NCU_TIMEOUT; TK_ONLY (test_kernels' LMF_TEST_ONLY, default w4; empty: every kernel); PREFILL (engine prefill tokens,
+#   default 0: none); EB_EXTRA (more engine-bench.js arguments, e.g. "--ab LMFLEET_PDL=gemv"); BUDGET (s, default 540); SKIP_FP16=1 (no fp16 model/run); FP16_TIMEOUT (s, default 300: loading the 12.5 GB fp16
 #   model took > 60 s in both calls that tried it, so a call under ~400 s gets no fp16 engine row; then the fp16 C++
 #   layer stack of step 3b is the same-run baseline); NEW (new tokens, default 64); SKIP_ENGINE=1; SKIP_BACKEND=1; COMMIT
 set -uo pipefail
@@ -71,8 +72,8 @@ if [ "${ENGINE_ONLY:-0}" != 1 ]; then
 SKIP_TESTS=1 bash libs/native/scripts/device-test.sh > "$OUT/device-test-build.txt" 2>&1
 echo "test build rc $? ($(el))"; grep -e FAILED -e "spill" "$OUT/device-test-build.txt" | head -5
 
-LMF_TEST_ONLY=w4 timeout $(tb 90) $B/test_kernels > "$OUT/test_kernels.log" 2>&1
-echo "test_kernels (w4) rc $? ($(el)): $(tail -1 "$OUT/test_kernels.log")"
+LMF_TEST_ONLY=${TK_ONLY-w4} timeout $(tb 90) $B/test_kernels > "$OUT/test_kernels.log" 2>&1
+echo "test_kernels (${TK_ONLY-w4}) rc $? ($(el)): $(tail -1 "$OUT/test_kernels.log")"
 LMF_BENCH_W4_ONLY=1 timeout $(tb 75) $B/bench_decoder > "$OUT/bench_w4.log" 2>&1
 echo "bench_decoder (w4) rc $? ($(el))"
 
@@ -133,7 +134,7 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
   wait $MODELS_PID; echo "models rc $? ($(el)): $(grep wrote "$OUT/make_models.log" | tr '\n' ' ')"
   ADDON=$(find $BUILD -name lmfleet_native.node | head -1)
   [ -n "$ADDON" ] || tail -20 "$OUT/addon-build.log"
-  EB="--batches 1,16,64 --new $NEW --prefill 0"
+  EB="--batches 1,16,64 --new $NEW --prefill ${PREFILL:-0} ${EB_EXTRA:-}"
   timeout $(tb 45) node test/bench/engine-bench.js "$ADDON" "$W4MODEL" $EB > "$OUT/engine-w4-default.log" 2>&1
   echo "engine W4 default policy rc $? ($(el))"
   i=0
@@ -152,7 +153,7 @@ echo "== summary ($(el)) =="
 grep -e FAIL -e ERROR "$OUT/test_kernels.log" 2>/dev/null | head -8
 echo "w4 rows: $(grep -c '^w4a16.*PASS' "$OUT/test_kernels.log") PASS, $(grep '^w4a16' "$OUT/test_kernels.log" | grep -vc PASS) not"
 grep -e "W4A16" "$OUT/test_backend.log" 2>/dev/null | cut -c1-160
-for f in "$OUT"/engine-w4-*.log; do echo "-- $(basename "$f"): $(grep "addon engine batch" "$f" | cut -d';' -f1 | sed 's/addon engine //' | tr '\n' ' ')"; done
+for f in "$OUT"/engine-*.log; do echo "-- $(basename "$f"): $(grep -e "addon engine .*batch" -e "addon engine prefill" "$f" | cut -d';' -f1 | sed 's/addon engine //' | tr '\n' ' ')"; done
 sed -n '/graph-timed, one 7B layer.s 4 linears/,$p' "$OUT/bench_w4.log" | grep -v '^$' | grep -v "^|---" | cut -c1-300
 [ -s "$OUT/ncu_table.md" ] && cat "$OUT/ncu_table.md"
 [ -s "$OUT/ncu_sections.txt" ] && grep -e "w4a16\|stream_read" -e "Duration" -e "DRAM Throughput" -e "Memory Throughput" \

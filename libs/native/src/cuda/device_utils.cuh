@@ -32,10 +32,12 @@ __device__ __forceinline__ half8 ldg_half8(const half* p) {
   return *reinterpret_cast<half8*>(&u);
 }
 
-// Programmatic dependent launch (sm_90; no-ops below). A kernel launched with launch_pdl() (ops/linear.cu's GEMV)
-// may start while the kernel before it is still running: it must call pdl_wait() before it reads anything that kernel
-// writes (it may read the weights before). pdl_trigger() at the start of the kernels that precede such launches lets
-// the dependent grid start as soon as every block of theirs is running, instead of when the last one exits.
+// Programmatic dependent launch (sm_90; no-ops below). A kernel launched as a programmatic dependent
+// (launch_maybe_pdl with pdl = true) may start while the kernel before it is still running: it must call pdl_wait()
+// before it reads anything that kernel writes and before it writes anything (it may read the weights before).
+// pdl_trigger() lets the dependent grid start as soon as every block of this kernel has run it, instead of when the
+// last block exits. The decode kernels (ops/linear.cuh: pdl_enabled, pdl_chain_enabled) do both at their start, so each
+// launch hides behind the kernel before it; the GEMVs issue their first weight loads before they wait.
 __device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -50,11 +52,12 @@ __device__ __forceinline__ void pdl_wait() {
 // A kernel launch that, when `pdl` (sm_90), may overlap the previous kernel on the stream (programmatic stream
 // serialization): such a kernel must pdl_wait() before reading what that kernel writes. Returns the launch's error.
 template <typename... KArgs, typename... Args>
-inline cudaError_t launch_maybe_pdl(bool pdl, void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+inline cudaError_t launch_maybe_pdl_smem(bool pdl, void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                         cudaStream_t s, Args... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
-  cfg.dynamicSmemBytes = 0;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -62,6 +65,10 @@ inline cudaError_t launch_maybe_pdl(bool pdl, void (*kern)(KArgs...), dim3 grid,
   cfg.attrs = attr;
   cfg.numAttrs = pdl ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...);
+}
+template <typename... KArgs, typename... Args>
+inline cudaError_t launch_maybe_pdl(bool pdl, void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
+  return launch_maybe_pdl_smem(pdl, kern, grid, block, 0, s, args...);
 }
 
 // Weights are read once per step: keep them out of L1 and tell L2 to evict them first.

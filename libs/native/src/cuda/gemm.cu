@@ -92,8 +92,8 @@ half* CublasGemm::w4_dense(size_t elems) {
   return dense_;
 }
 
-// Decode rows through the W4A16 GEMV only when LMFLEET_W4A16_GEMV picks one (default 0 = off: the fused kernel, which
-// no GEMV variant beat on the H100; 1 Fma, 2 Mma, 4 MmaAsync, 6 MmaQz, 8 MmaX: ops/w4a16_gemm.cuh), up to
+// Decode rows through the W4A16 GEMV LMFLEET_W4A16_GEMV picks (default 8 MmaX, the fastest on the H100; 0 = the fused
+// kernel; 1 Fma, 2 Mma, 4 MmaAsync, 6 MmaQz: ops/w4a16_gemm.cuh), up to
 // LMFLEET_W4A16_GEMV_ROWS rows (default 8), when the x tile fits in shared memory.
 bool use_w4a16_gemv(int m, int k, int ldx) {
   return w4a16_gemv_mode() != 0 && m <= w4a16_gemv_max_rows() && ldx % 8 == 0 && w4a16_gemv_supported(m, k, (W4GemvDot)w4a16_gemv_mode());

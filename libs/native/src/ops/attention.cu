@@ -5,6 +5,7 @@
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
 #include "ops/attention.cuh"
+#include "ops/linear.cuh"
 
 namespace lmfleet {
 
@@ -66,6 +67,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
                         float* __restrict__ ml_part, const float* __restrict__ k_param,
                         const float* __restrict__ v_param, int kv_rep) {
   pdl_trigger();  // the o projection's GEMV may start streaming weights (see device_utils.cuh)
+  pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the rope + KV store kernel
   using Chunk = typename KvChunk<QP>::T;
   constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
   extern __shared__ float scores[];  // [G][split_len]
@@ -215,6 +217,7 @@ __global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens
                                                 int nh, int split_len, int max_splits,
                                                 const float* __restrict__ o_part, const float* __restrict__ ml_part) {
   pdl_trigger();  // see device_utils.cuh
+  pdl_wait();
   const int qh = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
   const int nsplit = (ctx_lens[b] + split_len - 1) / split_len;
   if (nsplit <= 1) return;
@@ -245,15 +248,13 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   auto kern = attention_decode_kernel<HD, G, QP>;
   if (smem > 48 * 1024) LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   dim3 grid(max_splits, nkv * kv_rep, batch);
-  kern<<<grid, kDecodeWarps * 32, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo,
-                                             nh, nkv, block_size, scale * kLog2e, split_len, max_splits, o_part,
-                                             ml_part, k_param, v_param, kv_rep);
-  LMF_CUDA_LAUNCHED();
-  if (max_splits > 1) {
-    attention_decode_combine_kernel<HD><<<dim3(nh, batch), HD, 0, s>>>(ctx_lens, out, ldo, nh, split_len, max_splits,
-                                                                        o_part, ml_part);
-    LMF_CUDA_LAUNCHED();
-  }
+  const bool pdl = pdl_chain_enabled();
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache, v_cache,
+                                       block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
+                                       split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep));
+  if (max_splits > 1)
+    LMF_CUDA_CHECK(launch_maybe_pdl(pdl, attention_decode_combine_kernel<HD>, dim3(nh, batch), dim3(HD), s, ctx_lens, out,
+                                    ldo, nh, split_len, max_splits, o_part, ml_part));
 }
 
 template <int HD, int QP>

@@ -37,6 +37,7 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
     for (int u = 0; u < kUnroll; u++) wv[u] = ld_stream_u4(wr + (size_t)(c + 32 * u) * 8);
   }
   pdl_wait();
+  pdl_trigger();  // the kernel after this one may launch once every block runs (it waits for this one to finish)
   while (full) {
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
@@ -87,6 +88,11 @@ bool pdl_enabled() {
   }();
   const char* e = std::getenv("LMFLEET_PDL");  // read at each launch: a benchmark may switch it between engines
   return sm90 && !(e && std::string(e) == "0");
+}
+
+bool pdl_chain_enabled() {
+  const char* e = std::getenv("LMFLEET_PDL");
+  return pdl_enabled() && !(e && std::string(e) == "gemv");
 }
 
 // A launch that may overlap the previous kernel on the stream (programmatic stream serialization) when

@@ -10,6 +10,9 @@ constexpr int kGemvMaxRows = 8;
 // The GEMV is launched as a programmatic dependent of the kernel before it on sm_90 (weights stream while that kernel
 // finishes; see cuda/device_utils.cuh); LMFLEET_PDL=0 turns it off.
 bool pdl_enabled();
+// The small decode kernels (rope + KV store, decode attention, rms_norm, silu_mul) launched the same way, so their
+// launches hide too: on with pdl_enabled() unless LMFLEET_PDL=gemv (the GEMVs only, as before session 5).
+bool pdl_chain_enabled();
 void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n, int k,
                cudaStream_t s);
 void gemv_f32out_cuda(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k,

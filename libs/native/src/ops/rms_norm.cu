@@ -1,5 +1,6 @@
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
+#include "ops/linear.cuh"
 #include "ops/rms_norm.cuh"
 
 namespace lmfleet {
@@ -11,6 +12,7 @@ template <int VPT, bool ADD>
 __global__ void rms_norm_kernel(half* residual, const half* __restrict__ x, const half* __restrict__ w,
                                 half* y, int cols, float eps) {
   pdl_trigger();  // the next GEMV may start streaming its weights (it waits for this kernel before reading y)
+  pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled): the kernel before wrote x / residual
   __shared__ float scratch[32];
   const int row = blockIdx.x;
   const int nvec = cols / 8;
@@ -55,6 +57,7 @@ template <bool ADD>
 __global__ void rms_norm_generic_kernel(half* residual, const half* __restrict__ x, const half* __restrict__ w,
                                         half* y, int cols, float eps) {
   pdl_trigger();
+  pdl_wait();
   __shared__ float scratch[32];
   const size_t base = (size_t)blockIdx.x * cols;
   float ss = 0.f;
@@ -85,15 +88,12 @@ static void launch(half* residual, const half* x, const half* w, half* y, int ro
   if (cols % 8 == 0 && nvec <= 256 * 4) {
     const int threads = nvec <= 256 ? ((nvec + 31) / 32) * 32 : 256;
     const int vpt = (nvec + threads - 1) / threads;
-    switch (vpt) {
-      case 1: rms_norm_kernel<1, ADD><<<rows, threads, 0, s>>>(residual, x, w, y, cols, eps); break;
-      case 2: rms_norm_kernel<2, ADD><<<rows, threads, 0, s>>>(residual, x, w, y, cols, eps); break;
-      default: rms_norm_kernel<4, ADD><<<rows, threads, 0, s>>>(residual, x, w, y, cols, eps); break;
-    }
+    auto kern = vpt == 1 ? rms_norm_kernel<1, ADD> : vpt == 2 ? rms_norm_kernel<2, ADD> : rms_norm_kernel<4, ADD>;
+    LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), kern, dim3(rows), dim3(threads), s, residual, x, w, y, cols, eps));
   } else {
-    rms_norm_generic_kernel<ADD><<<rows, 256, 0, s>>>(residual, x, w, y, cols, eps);
+    LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), rms_norm_generic_kernel<ADD>, dim3(rows), dim3(256), s, residual,
+                                    x, w, y, cols, eps));
   }
-  LMF_CUDA_LAUNCHED();
 }
 
 void rms_norm_cuda(const half* x, const half* w, half* y, int rows, int cols, float eps, cudaStream_t s) {

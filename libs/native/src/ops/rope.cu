@@ -2,6 +2,7 @@
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
 #include "ops/kv_quant.h"
+#include "ops/linear.cuh"
 #include "ops/rope.cuh"
 
 namespace lmfleet {
@@ -62,6 +63,8 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
                                      const float* __restrict__ inv_freq, int inv_freq_stride, int rot_dim, int nh,
                                      int nkv, int hd, half* k_cache, half* v_cache, const int* __restrict__ slots,
                                      KvQuantArgs quant) {
+  pdl_trigger();  // the decode attention after it may launch (it waits for this kernel before reading)
+  pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the qkv projection
   const int t = blockIdx.x, h = blockIdx.y;
   half* row = qkv + (size_t)t * ld;
   const int slot = k_cache ? slots[t] : -1;
@@ -132,10 +135,9 @@ void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* in
     fail(ErrorCode::InvalidArgument, "kv store: a quantized cache needs the cache and param buffers");
   (void)block_size;
   const int heads = nh + nkv + (k_cache ? nkv : 0);
-  rope_kv_store_kernel<<<dim3(ntok, heads), std::min(hd / 2, 256), 0, s>>>(qkv, ld, positions, inv_freq, inv_freq_stride,
-                                                                          rot_dim, nh, nkv, hd, k_cache, v_cache, slots,
-                                                                          quant);
-  LMF_CUDA_LAUNCHED();
+  LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), rope_kv_store_kernel, dim3(ntok, heads), dim3(std::min(hd / 2, 256)),
+                                  s, qkv, ld, positions, inv_freq, inv_freq_stride, rot_dim, nh, nkv, hd, k_cache, v_cache,
+                                  slots, quant));
 }
 
 }  // namespace lmfleet

@@ -1,11 +1,13 @@
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
+#include "ops/linear.cuh"
 #include "ops/silu_mul.cuh"
 
 namespace lmfleet {
 
 __global__ void silu_mul_vec_kernel(const half* __restrict__ gu, int ld, half* __restrict__ out, int inter) {
   pdl_trigger();  // see device_utils.cuh
+  pdl_wait();
   const int row = blockIdx.y;
   const int i = blockIdx.x * blockDim.x + threadIdx.x;  // half8 index
   if (i * 8 >= inter) return;
@@ -19,6 +21,7 @@ __global__ void silu_mul_vec_kernel(const half* __restrict__ gu, int ld, half* _
 
 __global__ void silu_mul_kernel(const half* __restrict__ gu, int ld, half* __restrict__ out, int inter) {
   pdl_trigger();
+  pdl_wait();
   const int row = blockIdx.y;
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= inter) return;
@@ -30,12 +33,11 @@ void silu_mul_cuda(const half* gate_up, int ld, half* out, int rows, int inter, 
   if (rows <= 0) return;
   if (inter % 8 == 0 && ld % 8 == 0) {
     dim3 grid((inter / 8 + 127) / 128, rows);
-    silu_mul_vec_kernel<<<grid, 128, 0, s>>>(gate_up, ld, out, inter);
+    LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), silu_mul_vec_kernel, grid, dim3(128), s, gate_up, ld, out, inter));
   } else {
     dim3 grid((inter + 255) / 256, rows);
-    silu_mul_kernel<<<grid, 256, 0, s>>>(gate_up, ld, out, inter);
+    LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), silu_mul_kernel, grid, dim3(256), s, gate_up, ld, out, inter));
   }
-  LMF_CUDA_LAUNCHED();
 }
 
 }  // namespace lmfleet

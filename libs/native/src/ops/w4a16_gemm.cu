@@ -8,6 +8,7 @@
 
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
+#include "ops/linear.cuh"
 #include "ops/w4a16_gemm.cuh"
 
 namespace lmfleet {
@@ -748,6 +749,10 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
 
 #pragma unroll
   for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
+  // launched as a programmatic dependent (pdl_enabled): the weight loads above go out while the kernel that writes x
+  // finishes; x, and y's writes, wait for it
+  pdl_wait();
+  pdl_trigger();
   gv_stage_x<M>(x, ldx, k, KB, xs, RW);
   __syncthreads();
   for (int kb = kb0; kb < kb1; kb += D) {
@@ -1317,9 +1322,9 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB>(KB);
   const int S = gv_split(units, KB, resident);  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
-  w4a16_gemv_x_kernel<M, T, GPB><<<grid, kGvWarps * 32, smem, s>>>(
-      x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n, w.k, KB, S);
-  LMF_CUDA_LAUNCHED();
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB>, dim3(grid), dim3(kGvWarps * 32),
+                                       (size_t)smem, s, x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y,
+                                       ldy, f32out, w.n, w.k, KB, S));
 }
 
 // T = 0: by shape. T = 4 when its tile units (n / 32) fill at least one wave of resident blocks at S = 8 (7B: qkv,
@@ -1437,8 +1442,10 @@ bool w4a16_gemv_supported(int m, int k, W4GemvDot dot) {
 
 int w4a16_gemv_mode() {
   static const int mode = [] {
-    // default off (the fused kernel): no GEMV variant beat it on the H100 (src/cuda/NOTES.md, "W4A16 decode: what
-    // bounds it"); at m = 1 the register Mma variant ties it (98.4 vs 99.8 us per 7B layer), the others are slower
+    // default 8, MmaX: measured on the H100 (session 5, src/cuda/NOTES.md "MmaX"), one 7B layer's linears at m = 1..8
+    // 57.6-71.4 us against the fused kernel's 100.6-105.5, and the engine's W4 batch-1 step 2.52 vs 3.82 ms.
+    // LMFLEET_W4A16_GEMV=0 is the fused kernel, 1/2/4/6 the older variants.
+    if (!std::getenv("LMFLEET_W4A16_GEMV")) return 8;
     const int v = env_int("LMFLEET_W4A16_GEMV", 0);
     return v == 1 || v == 2 || v == 4 || v == 6 || v == 8 ? v : 0;
   }();

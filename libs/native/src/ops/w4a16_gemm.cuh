@@ -70,7 +70,7 @@ enum class W4GemvDot { Fma = 1, Mma = 2, Read = 3, MmaAsync = 4, ReadAsync = 5, 
 // Whether the GEMV `dot` takes (m, k): m in 1..kW4GemvMaxRows and the m x kp f16 x tile (+ the partial sums) fits in
 // shared memory.
 bool w4a16_gemv_supported(int m, int k, W4GemvDot dot = W4GemvDot::Mma);
-// LMFLEET_W4A16_GEMV: unset/0 off (the fused kernel), 1 Fma, 2 Mma, 4 MmaAsync, 6 MmaQz, 8 MmaX, for m <= the row
+// LMFLEET_W4A16_GEMV: unset 8 (MmaX), 0 off (the fused kernel), 1 Fma, 2 Mma, 4 MmaAsync, 6 MmaQz, 8 MmaX, for m <= the row
 // bound LMFLEET_W4A16_GEMV_ROWS (1..8, default 8).
 int w4a16_gemv_mode();
 int w4a16_gemv_max_rows();
