@@ -53,6 +53,17 @@ void linear_any(CublasGemm& g, const half* x, int ldx, const std::unique_ptr<Lin
   g.linear(x, ldx, f.w, f.bias, y, ldy, m, (int)f.n, (int)f.k);
 }
 
+// A W4A16 projection with the SwiGLU activation before it (silu) and / or the residual add + rms_norm after it
+// (residual != null) folded into its launch, where the W4A16 GEMV takes it (CublasGemm::linear_w4a16_fused); false:
+// nothing launched, the caller runs the separate kernels.
+bool linear_fused_w4a16(CublasGemm& g, const half* x, int ldx, bool silu, const std::unique_ptr<LinearWeight>& w, half* y,
+                        int ldy, int m, half* residual = nullptr, const half* norm_w = nullptr, half* norm_out = nullptr,
+                        float eps = 0.f) {
+  if (w->group <= 0) return false;
+  auto* q = dynamic_cast<const CudaW4A16Weight*>(w.get());
+  return q && g.linear_w4a16_fused(x, ldx, silu, q->dev(), y, ldy, m, residual, norm_w, norm_out, ldy, eps);
+}
+
 // logits [R, n * vl] from the all-gathered slices [n][R][vl] (tensor parallelism)
 __global__ void interleave_logits_kernel(const float* __restrict__ g, float* __restrict__ out, int R, int n, int vl) {
   const int64_t total = (int64_t)R * n * vl;
@@ -381,12 +392,20 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
                              NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
-    linear_any(g, attn_, NH * D, W.o, proj_, H, T);
-    reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
+    // W4A16 decode rows at tp 1: the norms after o and down run in the projections' last blocks, the activation in
+    // down's x staging (linear_fused_w4a16); otherwise separate kernels
+    if (coll || !linear_fused_w4a16(g, attn_, NH * D, false, W.o, proj_, H, T, resid_, post_norm_[l], h_, c.eps)) {
+      linear_any(g, attn_, NH * D, W.o, proj_, H, T);
+      reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
+    }
     linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
-    silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
-    linear_any(g, act_, I, W.down, proj_, H, T);
-    reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps);  // row-parallel down
+    const half* next_norm = l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_;
+    if (!coll && linear_fused_w4a16(g, gu_, 2 * I, true, W.down, proj_, H, T, resid_, next_norm, h_, c.eps)) continue;
+    if (!linear_fused_w4a16(g, gu_, 2 * I, true, W.down, proj_, H, T)) {
+      silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
+      linear_any(g, act_, I, W.down, proj_, H, T);
+    }
+    reduce_add_norm(coll, rank, next_norm, T, H, c.eps);  // row-parallel down
   }
   if (L.R > 0) {
     gather_rows_kernel<<<L.R, 256, 0, s_>>>(h_, rows, rows_, H);

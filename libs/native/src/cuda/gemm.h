@@ -63,6 +63,14 @@ class CublasGemm {
   // sized the workspaces for the largest (m, n, k) that will be captured.
   void linear_w4a16(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m);
   void linear_w4a16_f32out(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m);
+  // linear_w4a16 with what surrounds it in a decoder layer folded into the one launch (w4a16_gemv_fused_cuda):
+  // silu: x is the gate/up output [m, 2k] and the input the SwiGLU activation of it; residual != null: then
+  // residual += y, norm_out = rms_norm(residual) * norm_w (rows of stride ld_norm). Only where the W4A16 GEMV takes
+  // these rows (MmaX selected, m <= its row bound, group 128); false, nothing launched, otherwise (the caller runs
+  // silu_mul_cuda / linear_w4a16 / add_rms_norm_cuda). LMFLEET_W4A16_FUSE=0 turns it off.
+  bool linear_w4a16_fused(const half* x, int ldx, bool silu, const W4A16Dev& w, half* y, int ldy, int m,
+                          half* residual = nullptr, const half* norm_w = nullptr, half* norm_out = nullptr,
+                          int ld_norm = 0, float eps = 0.f);
   void reserve_w4a16(int m, int n, int k);
   int sms() const { return sms_; }
 
@@ -91,6 +99,7 @@ class CublasGemm {
   void* partials_ = nullptr;
   size_t partials_bytes_ = 0;
   half* dense_ = nullptr;
+  int* norm_counter_ = nullptr;  // linear_w4a16_fused's last-block ticket (zero between launches; one stream, so one)
   size_t dense_elems_ = 0;
   cublasHandle_t handle_ = nullptr;
   cudaStream_t stream_;
