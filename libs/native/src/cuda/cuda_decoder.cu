@@ -238,7 +238,8 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   }
   if (graph_kv_ != kv.k[0]) { drop_graphs(); graph_kv_ = kv.k[0]; }
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
-  const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0);
+  const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
+                         (w4a16_fuse_mode() << 3);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -403,6 +404,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     if (!coll && linear_fused_w4a16(g, gu_, 2 * I, true, W.down, proj_, H, T, resid_, next_norm, h_, c.eps)) continue;
     if (!linear_fused_w4a16(g, gu_, 2 * I, true, W.down, proj_, H, T)) {
       silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
+      if (!coll && linear_fused_w4a16(g, act_, I, false, W.down, proj_, H, T, resid_, next_norm, h_, c.eps)) continue;
       linear_any(g, act_, I, W.down, proj_, H, T);
     }
     reduce_add_norm(coll, rank, next_norm, T, H, c.eps);  // row-parallel down

@@ -120,13 +120,18 @@ void CublasGemm::reserve_w4a16(int m, int n, int k) {
   if (need) w4_partials(need);
 }
 
+int w4a16_fuse_mode() {
+  const char* e = std::getenv("LMFLEET_W4A16_FUSE");  // read at each call: a benchmark may switch it between engines
+  if (!e || !*e) return 3;
+  const std::string v(e);
+  return v == "0" ? 0 : v == "silu" ? 1 : v == "norm" ? 2 : 3;
+}
+
 bool CublasGemm::linear_w4a16_fused(const half* x, int ldx, bool silu, const W4A16Dev& w, half* y, int ldy, int m,
                                     half* residual, const half* norm_w, half* norm_out, int ld_norm, float eps) {
-  static const bool on = [] {
-    const char* e = std::getenv("LMFLEET_W4A16_FUSE");
-    return !(e && std::string(e) == "0");
-  }();
-  if (!on || m <= 0 || w4a16_gemv_mode() != (int)W4GemvDot::MmaX || m > w4a16_gemv_max_rows() || ldx % 8 ||
+  const int fuse = w4a16_fuse_mode();  // every part asked for must be on
+  if ((silu && !(fuse & 1)) || (residual && !(fuse & 2))) return false;
+  if (m <= 0 || w4a16_gemv_mode() != (int)W4GemvDot::MmaX || m > w4a16_gemv_max_rows() || ldx % 8 ||
       !w4a16_gemv_fused_supported(m, w.k, w.group))
     return false;
   W4NormEpilogue nrm;

@@ -313,32 +313,36 @@ __host__ __device__ constexpr int gv_smem_bytes(int M, int KB) { return (M * gv_
 // the silu_mul kernel followed by the GEMV).
 template <int M, bool SILU = false>
 __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW) {
-{
+  // SILU loads two chunks (gate, up) per staged one: half as many in flight per round keeps the registers the same,
+  // and every load of a round is issued before the first is used
+  constexpr int NS = SILU ? kGvStage / 2 : kGvStage;
   const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
-  for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
-    uint4 v[kGvStage];
+  for (int base = 0; base < M * chunks; base += NS * kGvWarps * 32) {
+    uint4 v[NS], up[SILU ? NS : 1];
 #pragma unroll
-    for (int u = 0; u < kGvStage; u++) {
+    for (int u = 0; u < NS; u++) {
       const int idx = base + u * kGvWarps * 32 + threadIdx.x;
       const int r = idx / chunks, q = idx - r * chunks, col = q * 8;
       v[u] = make_uint4(0, 0, 0, 0);
+      if (SILU) up[u] = make_uint4(0, 0, 0, 0);
       if (r < M && col < k) {
         v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
-        if (SILU) {
-          float g[8], up[8], o[8];
-          half8_to_float(*reinterpret_cast<const half8*>(&v[u]), g);
-          half8_to_float(ldg_half8(x + (size_t)r * ldx + k + col), up);
-#pragma unroll
-          for (int e = 0; e < 8; e++) o[e] = g[e] / (1.f + __expf(-g[e])) * up[e];
-          const half8 h = float_to_half8(o);
-          v[u] = *reinterpret_cast<const uint4*>(&h);
-        }
+        if (SILU) up[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + k + col));
       }
     }
 #pragma unroll
-    for (int u = 0; u < kGvStage; u++) {
+    for (int u = 0; u < NS; u++) {
       const int idx = base + u * kGvWarps * 32 + threadIdx.x;
       const int r = idx / chunks, q = idx - r * chunks;
+      if (SILU && r < M && q * 8 < k) {
+        float g[8], uf[8], o[8];
+        half8_to_float(*reinterpret_cast<const half8*>(&v[u]), g);
+        half8_to_float(*reinterpret_cast<const half8*>(&up[u]), uf);
+#pragma unroll
+        for (int e = 0; e < 8; e++) o[e] = g[e] / (1.f + __expf(-g[e])) * uf[e];
+        const half8 h = float_to_half8(o);
+        v[u] = *reinterpret_cast<const uint4*>(&h);
+      }
       if (r < M) {
         // chunk q = (kb, j, i): pairs 16j + 4i + t for t = 0..3 -> words (j * 4 + t) * 4 + i
         uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
@@ -349,7 +353,6 @@ __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, 
       }
     }
   }
-}
 }
 
 // U: 16-byte weight loads per batch (two batches in flight per lane). G128: group 128 only (one (scale, zero) pair per
@@ -806,10 +809,12 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   if constexpr (NORM) {
     // The residual add + rms_norm that follows this projection, by the last block to finish (one launch instead of
     // two): each block publishes its y slice, takes a ticket; the block with the last ticket reads the whole rows.
-    __threadfence();
-    __syncthreads();  // every thread's y writes are fenced; red (reused below) is no longer read
+    __syncthreads();  // the block's y writes are done (and red, reused below, is no longer read)
     int* last = reinterpret_cast<int*>(red);
-    if (threadIdx.x == 0) last[0] = atomicAdd(nrm.counter, 1) == (int)gridDim.x - 1;
+    if (threadIdx.x == 0) {
+      __threadfence();  // release, cumulative over the block's writes the barrier ordered before it
+      last[0] = atomicAdd(nrm.counter, 1) == (int)gridDim.x - 1;
+    }
     __syncthreads();
     if (!last[0]) return;
     __threadfence();  // acquire: the other blocks' y writes, fenced before their tickets
