@@ -123,6 +123,7 @@ CudaDecoder::~CudaDecoder() {
   for (half* p : in_norm_) cudaFree(p);
   for (half* p : post_norm_) cudaFree(p);
   if (attn_ws_) cudaFree(attn_ws_);
+  if (attn_cnt_) cudaFree(attn_cnt_);
   if (logits_rank_) cudaFree(logits_rank_);
   if (logits_gather_) cudaFree(logits_gather_);
   if (dev_stage_) cudaFree(dev_stage_);
@@ -134,6 +135,30 @@ void CudaDecoder::drop_graphs() {
   for (auto& [k, g] : graphs_)
     if (g.exec) cudaGraphExecDestroy(g.exec);
   graphs_.clear();
+}
+
+// Decode attention's split partials and merge counters, grow-only (growing drops the graphs, which hold the
+// pointers). Outside graph capture: the counters are zeroed here, once, and every launch leaves them zero.
+void CudaDecoder::ensure_attn_workspace(int T, int splits) {
+  const int nh = (int)m_.shard().heads;
+  const size_t ws = attention_decode_workspace_bytes(T, nh, (int)m_.cfg().head_dim, splits);
+  const size_t cnt = attention_decode_counter_bytes(T, nh);
+  if (ws <= attn_ws_bytes_ && cnt <= attn_cnt_bytes_) return;
+  LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+  drop_graphs();
+  if (ws > attn_ws_bytes_) {
+    if (attn_ws_) LMF_CUDA_CHECK(cudaFree(attn_ws_));
+    attn_ws_ = nullptr;
+    LMF_CUDA_CHECK(cudaMalloc(&attn_ws_, ws));
+    attn_ws_bytes_ = ws;
+  }
+  if (cnt > attn_cnt_bytes_) {
+    if (attn_cnt_) LMF_CUDA_CHECK(cudaFree(attn_cnt_));
+    attn_cnt_ = nullptr;
+    LMF_CUDA_CHECK(cudaMalloc(&attn_cnt_, cnt));
+    attention_decode_counters_init(attn_cnt_, T, nh, s_);
+    attn_cnt_bytes_ = cnt;
+  }
 }
 
 void CudaDecoder::ensure_capacity(int T, int R) {
@@ -287,14 +312,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     const auto key = std::make_tuple(Tp, splits, mb, inv_n);
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
-      const size_t ws = attention_decode_workspace_bytes(Tp, (int)m_.shard().heads, (int)c.head_dim, splits);
-      if (ws > attn_ws_bytes_) {
-        LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
-        drop_graphs();
-        if (attn_ws_) LMF_CUDA_CHECK(cudaFree(attn_ws_));
-        LMF_CUDA_CHECK(cudaMalloc(&attn_ws_, ws));
-        attn_ws_bytes_ = ws;
-      }
+      ensure_attn_workspace(Tp, splits);
       // the first graph of a batch bucket above the GEMV rows: one eager step with GEMM tuning on first, so the
       // captured GEMMs replay the per-shape choices (CublasGemm::set_tuning; only with LMFLEET_GEMM_TUNE=1). The
       // eager step writes the same KV slots and logits the graph then writes again.
@@ -325,16 +343,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     }
     LMF_CUDA_CHECK(cudaGraphLaunch(it->second.exec, s_));
   } else {
-    if (decode) {
-      const size_t ws = attention_decode_workspace_bytes(Tp, (int)m_.shard().heads, (int)c.head_dim, splits);
-      if (ws > attn_ws_bytes_) {
-        LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
-        drop_graphs();
-        if (attn_ws_) LMF_CUDA_CHECK(cudaFree(attn_ws_));
-        LMF_CUDA_CHECK(cudaMalloc(&attn_ws_, ws));
-        attn_ws_bytes_ = ws;
-      }
-    }
+    if (decode) ensure_attn_workspace(Tp, splits);
     run(L, kv, decode, max_q, splits);
   }
   return logits_;
@@ -389,7 +398,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
                        (int)kv.block_size, s_, kq);
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
-                            scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param);
+                            scale, split_len_, splits, attn_ws_, attn_cnt_, s_, kq.policy, kq.k_param, kq.v_param);
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
                              NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
