@@ -133,8 +133,6 @@ int main(int argc, char** argv) {
           DevBuf<half> dq((size_t)B * ldq), dout((size_t)B * nh * hd);
           fill_half_kernel<<<1024, 256, 0, s>>>(dq.p, dq.n, 7);
           DevBuf<unsigned char> ws(attention_decode_workspace_bytes(B, nh, hd, splits));
-          DevBuf<int> cnt(attention_decode_counter_bytes(B, nh) / sizeof(int));
-          attention_decode_counters_init(cnt.p, B, nh, s);
           double us[3], gbs[3];
           const int pols[3] = {0, 8, 4};
           for (int pi = 0; pi < 3; pi++) {
@@ -153,7 +151,7 @@ int main(int argc, char** argv) {
             }
             us[pi] = median_us([&] {
               attention_decode_cuda(dq.p, ldq, reinterpret_cast<const half*>(k.p), reinterpret_cast<const half*>(v.p), dbt.p, mb,
-                                    dcl.p, dout.p, nh * hd, B, nh, nkv, hd, bs, 0.088f, split, splits, ws.p, cnt.p, s, qp,
+                                    dcl.p, dout.p, nh * hd, B, nh, nkv, hd, bs, 0.088f, split, splits, ws.p, s, qp,
                                     qp ? kp.p : nullptr, qp ? vp.p : nullptr);
             }, s);
             const double bytes = 2.0 * B * ctx * nkv * (double)(rb + (qp ? 8 : 0));

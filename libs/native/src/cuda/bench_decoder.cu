@@ -102,7 +102,6 @@ struct Model {
   float* logits;
   int *tokens, *positions, *slots, *block_tables, *ctx_lens, *q_starts, *q_lens;
   void* attn_ws;
-  int* attn_cnt;  // decode attention's merge counters, zeroed once after allocation
   size_t weight_bytes = 0;
 
   void init(const Cfg& cfg, cudaStream_t stream) {
@@ -143,8 +142,6 @@ struct Model {
     ctx_lens = dalloc<int>(c.max_batch); q_starts = dalloc<int>(c.max_batch); q_lens = dalloc<int>(c.max_batch);
     LMF_CUDA_CHECK(cudaMalloc(&attn_ws, attention_decode_workspace_bytes(c.max_batch, c.nh, c.hd,
                                                                         (c.max_blocks * c.block_size + 31) / 32)));
-    LMF_CUDA_CHECK(cudaMalloc(&attn_cnt, attention_decode_counter_bytes(c.max_batch, c.nh)));
-    attention_decode_counters_init(attn_cnt, c.max_batch, c.nh, s);
     std::vector<int> bt((size_t)c.max_batch * c.max_blocks);
     // sequence b's j-th block is (b*dec_blocks + j) mod num_blocks: decode sequences get disjoint blocks,
     // the long prefill sequence (seq 0) wraps over the others' (harmless: they are never live together)
@@ -172,7 +169,7 @@ struct Model {
                            c.block_size, s);
         if (decode)
           attention_decode_cuda(qkv, Q, y.k_cache, y.v_cache, block_tables, c.max_blocks, ctx_lens, attn, H, n, c.nh,
-                                c.nkv, c.hd, c.block_size, scale, c.split_len, c.max_splits, attn_ws, attn_cnt, s);
+                                c.nkv, c.hd, c.block_size, scale, c.split_len, c.max_splits, attn_ws, s);
         else
           attention_prefill_cuda(qkv, Q, y.k_cache, y.v_cache, block_tables, c.max_blocks, q_starts, q_lens, ctx_lens,
                                  attn, H, 1, max_q_len, c.nh, c.nkv, c.hd, c.block_size, scale, s);

@@ -53,17 +53,6 @@ void linear_any(CublasGemm& g, const half* x, int ldx, const std::unique_ptr<Lin
   g.linear(x, ldx, f.w, f.bias, y, ldy, m, (int)f.n, (int)f.k);
 }
 
-// A W4A16 projection with the SwiGLU activation before it (silu) and / or the residual add + rms_norm after it
-// (residual != null) folded into its launch, where the W4A16 GEMV takes it (CublasGemm::linear_w4a16_fused); false:
-// nothing launched, the caller runs the separate kernels.
-bool linear_fused_w4a16(CublasGemm& g, const half* x, int ldx, bool silu, const std::unique_ptr<LinearWeight>& w, half* y,
-                        int ldy, int m, half* residual = nullptr, const half* norm_w = nullptr, half* norm_out = nullptr,
-                        float eps = 0.f) {
-  if (w->group <= 0) return false;
-  auto* q = dynamic_cast<const CudaW4A16Weight*>(w.get());
-  return q && g.linear_w4a16_fused(x, ldx, silu, q->dev(), y, ldy, m, residual, norm_w, norm_out, ldy, eps);
-}
-
 // logits [R, n * vl] from the all-gathered slices [n][R][vl] (tensor parallelism)
 __global__ void interleave_logits_kernel(const float* __restrict__ g, float* __restrict__ out, int R, int n, int vl) {
   const int64_t total = (int64_t)R * n * vl;
@@ -123,7 +112,6 @@ CudaDecoder::~CudaDecoder() {
   for (half* p : in_norm_) cudaFree(p);
   for (half* p : post_norm_) cudaFree(p);
   if (attn_ws_) cudaFree(attn_ws_);
-  if (attn_cnt_) cudaFree(attn_cnt_);
   if (logits_rank_) cudaFree(logits_rank_);
   if (logits_gather_) cudaFree(logits_gather_);
   if (dev_stage_) cudaFree(dev_stage_);
@@ -135,30 +123,6 @@ void CudaDecoder::drop_graphs() {
   for (auto& [k, g] : graphs_)
     if (g.exec) cudaGraphExecDestroy(g.exec);
   graphs_.clear();
-}
-
-// Decode attention's split partials and merge counters, grow-only (growing drops the graphs, which hold the
-// pointers). Outside graph capture: the counters are zeroed here, once, and every launch leaves them zero.
-void CudaDecoder::ensure_attn_workspace(int T, int splits) {
-  const int nh = (int)m_.shard().heads;
-  const size_t ws = attention_decode_workspace_bytes(T, nh, (int)m_.cfg().head_dim, splits);
-  const size_t cnt = attention_decode_counter_bytes(T, nh);
-  if (ws <= attn_ws_bytes_ && cnt <= attn_cnt_bytes_) return;
-  LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
-  drop_graphs();
-  if (ws > attn_ws_bytes_) {
-    if (attn_ws_) LMF_CUDA_CHECK(cudaFree(attn_ws_));
-    attn_ws_ = nullptr;
-    LMF_CUDA_CHECK(cudaMalloc(&attn_ws_, ws));
-    attn_ws_bytes_ = ws;
-  }
-  if (cnt > attn_cnt_bytes_) {
-    if (attn_cnt_) LMF_CUDA_CHECK(cudaFree(attn_cnt_));
-    attn_cnt_ = nullptr;
-    LMF_CUDA_CHECK(cudaMalloc(&attn_cnt_, cnt));
-    attention_decode_counters_init(attn_cnt_, T, nh, s_);
-    attn_cnt_bytes_ = cnt;
-  }
 }
 
 void CudaDecoder::ensure_capacity(int T, int R) {
@@ -263,8 +227,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   }
   if (graph_kv_ != kv.k[0]) { drop_graphs(); graph_kv_ = kv.k[0]; }
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
-  const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
-                         (w4a16_fuse_mode() << 3);
+  const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -312,7 +275,14 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     const auto key = std::make_tuple(Tp, splits, mb, inv_n);
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
-      ensure_attn_workspace(Tp, splits);
+      const size_t ws = attention_decode_workspace_bytes(Tp, (int)m_.shard().heads, (int)c.head_dim, splits);
+      if (ws > attn_ws_bytes_) {
+        LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+        drop_graphs();
+        if (attn_ws_) LMF_CUDA_CHECK(cudaFree(attn_ws_));
+        LMF_CUDA_CHECK(cudaMalloc(&attn_ws_, ws));
+        attn_ws_bytes_ = ws;
+      }
       // the first graph of a batch bucket above the GEMV rows: one eager step with GEMM tuning on first, so the
       // captured GEMMs replay the per-shape choices (CublasGemm::set_tuning; only with LMFLEET_GEMM_TUNE=1). The
       // eager step writes the same KV slots and logits the graph then writes again.
@@ -343,7 +313,16 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     }
     LMF_CUDA_CHECK(cudaGraphLaunch(it->second.exec, s_));
   } else {
-    if (decode) ensure_attn_workspace(Tp, splits);
+    if (decode) {
+      const size_t ws = attention_decode_workspace_bytes(Tp, (int)m_.shard().heads, (int)c.head_dim, splits);
+      if (ws > attn_ws_bytes_) {
+        LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+        drop_graphs();
+        if (attn_ws_) LMF_CUDA_CHECK(cudaFree(attn_ws_));
+        LMF_CUDA_CHECK(cudaMalloc(&attn_ws_, ws));
+        attn_ws_bytes_ = ws;
+      }
+    }
     run(L, kv, decode, max_q, splits);
   }
   return logits_;
@@ -398,25 +377,16 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
                        (int)kv.block_size, s_, kq);
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
-                            scale, split_len_, splits, attn_ws_, attn_cnt_, s_, kq.policy, kq.k_param, kq.v_param);
+                            scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param);
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
                              NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
-    // W4A16 decode rows at tp 1: the norms after o and down run in the projections' last blocks, the activation in
-    // down's x staging (linear_fused_w4a16); otherwise separate kernels
-    if (coll || !linear_fused_w4a16(g, attn_, NH * D, false, W.o, proj_, H, T, resid_, post_norm_[l], h_, c.eps)) {
-      linear_any(g, attn_, NH * D, W.o, proj_, H, T);
-      reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
-    }
+    linear_any(g, attn_, NH * D, W.o, proj_, H, T);
+    reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
     linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
-    const half* next_norm = l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_;
-    if (!coll && linear_fused_w4a16(g, gu_, 2 * I, true, W.down, proj_, H, T, resid_, next_norm, h_, c.eps)) continue;
-    if (!linear_fused_w4a16(g, gu_, 2 * I, true, W.down, proj_, H, T)) {
-      silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
-      if (!coll && linear_fused_w4a16(g, act_, I, false, W.down, proj_, H, T, resid_, next_norm, h_, c.eps)) continue;
-      linear_any(g, act_, I, W.down, proj_, H, T);
-    }
-    reduce_add_norm(coll, rank, next_norm, T, H, c.eps);  // row-parallel down
+    silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
+    linear_any(g, act_, I, W.down, proj_, H, T);
+    reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps);  // row-parallel down
   }
   if (L.R > 0) {
     gather_rows_kernel<<<L.R, 256, 0, s_>>>(h_, rows, rows_, H);

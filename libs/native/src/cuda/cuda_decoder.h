@@ -44,7 +44,6 @@ class CudaDecoder {
   };
   Layout layout(int T, int S, int R, int mb, int inv_n) const;
   void ensure_capacity(int T, int R);
-  void ensure_attn_workspace(int T, int splits);
   void run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits);
   void reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps);
   void drop_graphs();
@@ -67,8 +66,6 @@ class CudaDecoder {
   float* logits_gather_ = nullptr;
   void* attn_ws_ = nullptr;
   size_t attn_ws_bytes_ = 0;
-  int* attn_cnt_ = nullptr;  // decode attention's merge counters (attention.cuh), zero between launches
-  size_t attn_cnt_bytes_ = 0;
   // staging
   uint32_t* host_stage_ = nullptr;
   uint32_t* dev_stage_ = nullptr;

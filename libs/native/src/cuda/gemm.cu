@@ -35,8 +35,6 @@ CublasGemm::CublasGemm(cudaStream_t stream, size_t workspace_bytes) : stream_(st
   int dev = 0;
   LMF_CUDA_CHECK(cudaGetDevice(&dev));
   LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, dev));
-  LMF_CUDA_CHECK(cudaMalloc(&norm_counter_, sizeof(int)));
-  LMF_CUDA_CHECK(cudaMemsetAsync(norm_counter_, 0, sizeof(int), stream));
 }
 
 CublasGemm::~CublasGemm() {
@@ -51,7 +49,6 @@ CublasGemm::~CublasGemm() {
   if (workspace_) cudaFree(workspace_);
   if (partials_) cudaFree(partials_);
   if (dense_) cudaFree(dense_);
-  if (norm_counter_) cudaFree(norm_counter_);
 }
 
 int w4a16_dense_min_rows() {
@@ -118,29 +115,6 @@ void CublasGemm::reserve_w4a16(int m, int n, int k) {
     need = std::max(need, use_w4a16_fused2(r) ? w4a16_fused2_workspace_bytes(r, n, k, sms_)
                                               : w4a16_fused_workspace_bytes(r, n, k, sms_));
   if (need) w4_partials(need);
-}
-
-int w4a16_fuse_mode() {
-  const char* e = std::getenv("LMFLEET_W4A16_FUSE");  // read at each call: a benchmark may switch it between engines
-  if (!e || !*e) return 3;
-  const std::string v(e);
-  return v == "0" ? 0 : v == "silu" ? 1 : v == "norm" ? 2 : 3;
-}
-
-bool CublasGemm::linear_w4a16_fused(const half* x, int ldx, bool silu, const W4A16Dev& w, half* y, int ldy, int m,
-                                    half* residual, const half* norm_w, half* norm_out, int ld_norm, float eps) {
-  const int fuse = w4a16_fuse_mode();  // every part asked for must be on
-  if ((silu && !(fuse & 1)) || (residual && !(fuse & 2))) return false;
-  if (m <= 0 || w4a16_gemv_mode() != (int)W4GemvDot::MmaX || m > w4a16_gemv_max_rows() || ldx % 8 ||
-      !w4a16_gemv_fused_supported(m, w.k, w.group))
-    return false;
-  W4NormEpilogue nrm;
-  if (residual) {
-    if (w.n % 8 || w.n > 8192 || ld_norm % 8 || ldy % 8) return false;
-    nrm = W4NormEpilogue{residual, norm_w, norm_out, norm_counter_, ld_norm, eps};
-  }
-  w4a16_gemv_fused_cuda(x, ldx, silu, w, y, ldy, m, residual ? &nrm : nullptr, sms_, stream_);
-  return true;
 }
 
 void CublasGemm::linear_w4a16(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m) {

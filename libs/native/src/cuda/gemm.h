@@ -22,9 +22,6 @@ namespace lmfleet {
 // mma.sync there, and the dequantization costs one read of 4-bit + one write of f16 per linear). Set by
 // LMFLEET_W4A16_DENSE_ROWS.
 int w4a16_dense_min_rows();
-// What CublasGemm::linear_w4a16_fused may fold into the W4A16 GEMV: bit 0 the SwiGLU activation, bit 1 the residual
-// add + rms_norm. LMFLEET_W4A16_FUSE unset: both (3); 0 neither; silu; norm. Read at each call (graphs capture it).
-int w4a16_fuse_mode();
 // Whether linear_w4a16 sends these m rows to the W4A16 GEMV (LMFLEET_W4A16_GEMV=1|2|4|6|8, m <= LMFLEET_W4A16_GEMV_ROWS;
 // default off: the fused kernel).
 bool use_w4a16_gemv(int m, int k, int ldx);
@@ -66,15 +63,6 @@ class CublasGemm {
   // sized the workspaces for the largest (m, n, k) that will be captured.
   void linear_w4a16(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m);
   void linear_w4a16_f32out(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m);
-  // linear_w4a16 with what surrounds it in a decoder layer folded into the one launch (w4a16_gemv_fused_cuda):
-  // silu: x is the gate/up output [m, 2k] and the input the SwiGLU activation of it; residual != null: then
-  // residual += y, norm_out = rms_norm(residual) * norm_w (rows of stride ld_norm). Only where the W4A16 GEMV takes
-  // these rows (MmaX selected, m <= its row bound, group 128); false, nothing launched, otherwise (the caller runs
-  // silu_mul_cuda / linear_w4a16 / add_rms_norm_cuda), or when a part asked for is off (w4a16_fuse_mode).
-  bool linear_w4a16_fused(const half* x, int ldx, bool silu, const W4A16Dev& w, half* y, int ldy, int m,
-                          half* residual = nullptr, const half* norm_w = nullptr, half* norm_out = nullptr,
-                          int ld_norm = 0, float eps = 0.f);
-  // (the parts it may fold in: w4a16_fuse_mode() above)
   void reserve_w4a16(int m, int n, int k);
   int sms() const { return sms_; }
 
@@ -103,7 +91,6 @@ class CublasGemm {
   void* partials_ = nullptr;
   size_t partials_bytes_ = 0;
   half* dense_ = nullptr;
-  int* norm_counter_ = nullptr;  // linear_w4a16_fused's last-block ticket (zero between launches; one stream, so one)
   size_t dense_elems_ = 0;
   cublasHandle_t handle_ = nullptr;
   cudaStream_t stream_;

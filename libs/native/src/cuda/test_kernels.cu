@@ -416,20 +416,10 @@ static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpo
   }
 }
 
-// One launch per entry of `runs` (its sequences' contexts; batch and max_splits follow from it), all on one
-// workspace and one set of merge counters sized for the largest, as the decoder shares them between graph buckets:
-// a later run shows that the earlier ones left the counters at zero (also checked directly after each run) and that
-// partials of one shape do not disturb another.
-static void test_attention_decode_runs(Rng& r, const std::vector<std::vector<int>>& runs, int nh, int nkv, int hd,
-                                       int split_len, int qp = 0) {
-  const int bs = 16;
-  int batch = 0, max_ctx = 0, ws_splits = 0;
-  for (auto& ctx : runs) {
-    const int mc = *std::max_element(ctx.begin(), ctx.end());
-    batch = std::max(batch, (int)ctx.size());
-    max_ctx = std::max(max_ctx, mc);
-    ws_splits = std::max(ws_splits, (mc + split_len - 1) / split_len + 1);
-  }
+static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv, int hd, int split_len, int qp = 0) {
+  const int batch = (int)ctx.size(), bs = 16;
+  const int max_ctx = *std::max_element(ctx.begin(), ctx.end());
+  const int max_splits = (max_ctx + split_len - 1) / split_len + 1;  // one more than needed: must be harmless
   auto c = make_cache(r, batch, max_ctx, nkv, hd, bs);
   QuantCache qc;
   if (qp) qc = quantize_cache(c, qp);
@@ -439,51 +429,34 @@ static void test_attention_decode_runs(Rng& r, const std::vector<std::vector<int
   const int ldq = (nh + 2 * nkv) * hd, ldo = nh * hd + 8;
   auto q = r.normals((size_t)batch * ldq);
   DevBuf<half> dq(q.size()), dk(c.k.size()), dv(c.v.size()), dout((size_t)batch * ldo);
-  DevBuf<int> dbt(c.bt.size()), dctx(batch), dcnt(attention_decode_counter_bytes(batch, nh) / sizeof(int));
-  DevBuf<unsigned char> ws(attention_decode_workspace_bytes(batch, nh, hd, ws_splits));
+  DevBuf<int> dbt(c.bt.size()), dctx(batch);
+  DevBuf<unsigned char> ws(attention_decode_workspace_bytes(batch, nh, hd, max_splits));
   dq.upload(to_half(q));
   dk.upload(to_half(c.k));
   dv.upload(to_half(c.v));
   dbt.upload(c.bt);
-  attention_decode_counters_init(dcnt.p, batch, nh, S);
+  dctx.upload(ctx);
+  dout.poison();
   const double scale = 1.0 / std::sqrt((double)hd);
-  for (size_t run = 0; run < runs.size(); run++) {
-    const std::vector<int>& ctx = runs[run];
-    const int nb = (int)ctx.size(), mc = *std::max_element(ctx.begin(), ctx.end());
-    const int max_splits = (mc + split_len - 1) / split_len + 1;  // one more than needed: must be harmless
-    std::vector<int> ctx_pad(ctx);
-    ctx_pad.resize(batch, 0);
-    dctx.upload(ctx_pad);
-    dout.poison();
-    if (qp)
-      attention_decode_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p),
-                            dbt.p, c.max_blocks, dctx.p, dout.p, ldo, nb, nh, nkv, hd, bs, (float)scale, split_len,
-                            max_splits, ws.p, dcnt.p, S, qp, dkp.p, dvp.p);
-    else
-      attention_decode_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dctx.p, dout.p, ldo, nb, nh, nkv, hd, bs,
-                            (float)scale, split_len, max_splits, ws.p, dcnt.p, S);
-    auto out = to_double(dout.download());
-    const auto cnt = dcnt.download();
-    const bool counters_zero = std::all_of(cnt.begin(), cnt.end(), [](int v) { return v == 0; });
-    std::vector<double> o2, r2(nh * hd);
-    std::vector<double> ref;
-    for (int b = 0; b < nb; b++) {
-      attention_ref(c, b, &q[(size_t)b * ldq], ctx[b] - 1, nh, scale, r2.data());
-      ref.insert(ref.end(), r2.begin(), r2.end());
-      o2.insert(o2.end(), out.begin() + (size_t)b * ldo, out.begin() + (size_t)b * ldo + nh * hd);
-    }
-    std::string cs;
-    for (auto x : ctx) cs += (cs.empty() ? "" : ",") + std::to_string(x);
-    T.add(qp ? "attention_decode int" + std::to_string(qp) : "attention_decode",
-          (run ? "then ctx " : "ctx ") + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
-              std::to_string(hd) + " split" + std::to_string(split_len),
-          counters_zero ? rel_err(o2, ref) : INFINITY, 3e-3,
-          dout.guards_ok() && ws.guards_ok() && dcnt.guards_ok(), counters_zero ? "" : "merge counters left non-zero");
+  if (qp)
+    attention_decode_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p), dbt.p,
+                          c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs, (float)scale, split_len,
+                          max_splits, ws.p, S, qp, dkp.p, dvp.p);
+  else
+    attention_decode_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs,
+                          (float)scale, split_len, max_splits, ws.p, S);
+  auto out = to_double(dout.download());
+  std::vector<double> o2, r2(nh * hd);
+  std::vector<double> ref;
+  for (int b = 0; b < batch; b++) {
+    attention_ref(c, b, &q[(size_t)b * ldq], ctx[b] - 1, nh, scale, r2.data());
+    ref.insert(ref.end(), r2.begin(), r2.end());
+    o2.insert(o2.end(), out.begin() + (size_t)b * ldo, out.begin() + (size_t)b * ldo + nh * hd);
   }
-}
-
-static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv, int hd, int split_len, int qp = 0) {
-  test_attention_decode_runs(r, {ctx}, nh, nkv, hd, split_len, qp);
+  std::string cs;
+  for (auto x : ctx) cs += (cs.empty() ? "" : ",") + std::to_string(x);
+  T.add(qp ? "attention_decode int" + std::to_string(qp) : "attention_decode", "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
+        std::to_string(hd) + " split" + std::to_string(split_len), rel_err(o2, ref), 3e-3, dout.guards_ok());
 }
 
 static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<int> hist, int nh, int nkv, int hd,
@@ -921,87 +894,6 @@ static void test_w4a16(Rng& r, int m, int n, int k, int group, bool f32out, bool
         f32out ? 1e-5 : 2e-3, guards && pad_ok && same);
 }
 
-// The MmaX GEMV with a decoder layer's neighbours folded in (w4a16_gemv_fused_cuda): the SwiGLU activation staged as
-// its input (silu) and / or the residual add + rms_norm run by its last block (norm), against the launches it replaces:
-// silu_mul_cuda, the MmaX GEMV, add_rms_norm_cuda. The activation has the same arithmetic, so y must be the same bits;
-// the residual too (one f16 add); the normed rows too where add_rms_norm also takes 256 threads (n > 2048), else
-// within f16 rounding. Launched twice in a row (the last-block counter must be back at zero) with a fresh residual.
-static void test_w4a16_gemv_fused(Rng& r, int n, int k, bool silu, bool norm, std::vector<int> ms) {
-  const W4Case c = make_w4(r, n, k, 128);
-  const int mmax = *std::max_element(ms.begin(), ms.end()), ldx = silu ? 2 * k + 8 : k + 8, ldy = n + 8;
-  std::vector<float> bias(n, 0.f);
-  W4Dev w(c, bias);
-  DevBuf<half> x((size_t)mmax * ldx), act((size_t)mmax * k), nw(n);
-  x.upload(to_half(r.normals((size_t)mmax * ldx, 2.f)));
-  nw.upload(to_half(r.normals(n, 0.3f)));
-  const auto res_init = to_half(r.normals((size_t)mmax * ldy, 4.f));
-  DevBuf<int> counter(1);
-  LMF_CUDA_CHECK(cudaMemset(counter.p, 0, sizeof(int)));
-  int sms = 0;
-  LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  const std::string name = std::string("w4a16_gemv_fused(") + (silu ? "silu" : "") + (silu && norm ? "+" : "") + (norm ? "norm" : "") + ")";
-  for (int m : ms) {
-    if (!w4a16_gemv_fused_supported(m, k, 128)) {
-      std::printf("%s %s: not run: the x tile does not fit in shared memory\n", name.c_str(), dims({m, n, k}).c_str());
-      continue;
-    }
-    // the separate launches
-    DevBuf<half> y0((size_t)m * ldy);
-    const half* gx = x.p;
-    int gldx = ldx;
-    if (silu) {
-      silu_mul_cuda(x.p, ldx, act.p, m, k, S);
-      gx = act.p;
-      gldx = k;
-    }
-    w4a16_gemv_cuda(gx, gldx, w.d, y0.p, ldy, m, W4GemvDot::MmaX, sms, S, 0);
-    // the fused launch, twice
-    bool same_twice = true, guards = true;
-    std::vector<half> y1v, h1v, r1v;
-    for (int rep = 0; rep < 2; rep++) {
-      DevBuf<half> y1((size_t)m * ldy), h1((size_t)m * ldy), res_b((size_t)m * ldy);
-      y1.poison();
-      res_b.upload(std::vector<half>(res_init.begin(), res_init.begin() + (size_t)m * ldy));
-      W4NormEpilogue e{res_b.p, nw.p, h1.p, counter.p, ldy, 1e-5f};
-      w4a16_gemv_fused_cuda(x.p, ldx, silu, w.d, y1.p, ldy, m, norm ? &e : nullptr, sms, S);
-      auto yv = y1.download(), hv = h1.download(), rv = res_b.download();
-      guards = guards && y1.guards_ok() && h1.guards_ok() && res_b.guards_ok();
-      if (rep == 1) same_twice = std::memcmp(yv.data(), y1v.data(), yv.size() * 2) == 0 &&
-                                 (!norm || (std::memcmp(hv.data(), h1v.data(), hv.size() * 2) == 0 &&
-                                            std::memcmp(rv.data(), r1v.data(), rv.size() * 2) == 0));
-      y1v = yv; h1v = hv; r1v = rv;
-    }
-    int counter_after = -1;
-    LMF_CUDA_CHECK(cudaMemcpy(&counter_after, counter.p, sizeof(int), cudaMemcpyDeviceToHost));
-    const auto y0v = y0.download();
-    double ydiff = 0., hdiff = 0., rdiff = 0.;
-    auto worst = [](double& d, half a, half b) {
-      const float fa = __half2float(a), fb = __half2float(b);
-      if (!(fa == fb)) d = std::max(d, std::isnan(fa - fb) ? 1e30 : (double)std::fabs(fa - fb) / std::max(1.f, std::fabs(fa)));
-    };
-    for (int i = 0; i < m; i++)
-      for (int j = 0; j < n; j++) worst(ydiff, y0v[(size_t)i * ldy + j], y1v[(size_t)i * ldy + j]);
-    if (norm) {
-      // add_rms_norm_cuda takes rows of stride n: one row at a time from the [m, ldy] buffers
-      DevBuf<half> hr(n), rr(n);
-      for (int i = 0; i < m; i++) {
-        rr.upload(std::vector<half>(res_init.begin() + (size_t)i * ldy, res_init.begin() + (size_t)i * ldy + n));
-        add_rms_norm_cuda(rr.p, y0.p + (size_t)i * ldy, nw.p, hr.p, 1, n, 1e-5f, S);
-        const auto hv = hr.download(), rv = rr.download();
-        for (int j = 0; j < n; j++) {
-          worst(hdiff, hv[j], h1v[(size_t)i * ldy + j]);
-          worst(rdiff, rv[j], r1v[(size_t)i * ldy + j]);
-        }
-      }
-    }
-    const double hbound = n > 2048 ? 0. : 2e-3;  // below 2049 columns add_rms_norm's block is smaller: sum order
-    const bool ok = guards && same_twice && counter_after == 0 && rdiff == 0. && hdiff <= hbound;
-    T.add(name, dims({m, n, k}) + " vs separate launches", ydiff, 0., ok,
-          "y bit-exact; residual diff " + std::to_string(rdiff) + ", normed diff " + std::to_string(hdiff) +
-              (same_twice ? "" : ", REPEAT DIFFERS") + (counter_after == 0 ? "" : ", COUNTER NOT RESET"));
-  }
-}
-
 // The decode GEMV (forced here, whatever LMFLEET_W4A16_GEMV says): every m in ms for both inner products, f16 and
 // f32 out, strided x and y with poisoned padding, one weight per shape (the float64 reference is computed once for
 // the largest m: a row's result does not depend on the others), and a second launch must give the same bits.
@@ -1416,21 +1308,6 @@ int main(int argc, char** argv) {
     test_attention_decode(r, {5, 700, 64}, 4, 4, 64, 128);
     test_attention_decode(r, {129, 33}, 28, 4, 128, 512);
     test_attention_decode(r, {4000, 1, 77, 1500}, 32, 8, 128, 256);
-    // the split merge in the attention kernel (its last block per sequence and head group): 1, 2 and 32 splits in
-    // one batch; then launches in a row on one workspace and counter set, with other contexts, batches and
-    // max_splits (the 7B shapes at batch 1 and split 32: MHA and 4 query heads per kv head; a batch-1 launch with a
-    // single split between; 8 (kPer 8), 3 (HD 64: the last thread has fewer outputs) and 4 (HD 16: half the block
-    // idle) heads per block, int8 / int4 caches). Their own generator: for a given seed, the rows after them keep
-    // the inputs they had.
-    {
-      Rng rm(seed + 1);
-      test_attention_decode(rm, {20, 50, 1000}, 8, 2, 128, 32);
-      test_attention_decode_runs(rm, {{128}, {192}, {1}, {129}}, 32, 32, 128, 32);
-      test_attention_decode_runs(rm, {{150, 190}, {33, 2000, 7, 64}, {160}}, 32, 8, 128, 32);
-      test_attention_decode_runs(rm, {{1000, 40}, {2500}, {65, 3}}, 16, 2, 128, 64);
-      test_attention_decode_runs(rm, {{300, 17}, {45, 700, 64}}, 6, 2, 64, 64, 8);
-      test_attention_decode_runs(rm, {{12, 45, 100}, {200}}, 4, 1, 16, 32, 4);
-    }
     for (int impl : {1, 0}) {  // the flash-attention-2 kernel, then the WMMA kernel
       g_attention_prefill_impl = impl;
       test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 2, 128);
@@ -1506,10 +1383,6 @@ int main(int argc, char** argv) {
     test_w4a16_gemv(r, 4096, 11008, 128, {1, 2, 4, 5, 8});
     test_w4a16_gemv(r, 11008, 4096, 32, {1, 8});
     test_w4a16_gemv(r, 136, 640, 128, {1, 3, 5, 6, 7});  // the u8 variant at odd m and padded k (kp 768)
-    test_w4a16_gemv_fused(r, 4096, 11008, true, true, {1, 2, 5, 8});  // the 7B down projection with both
-    test_w4a16_gemv_fused(r, 4096, 4096, false, true, {1, 3, 8});      // the 7B o projection + norm
-    test_w4a16_gemv_fused(r, 264, 640, true, false, {1, 3, 8});        // silu only, padded k (kp 768)
-    test_w4a16_gemv_fused(r, 1000, 1024, true, true, {1, 4});          // n <= 2048: the norm within rounding
     test_w4a16_gemv(r, 56, 1024, 128, {1, 2, 8});  // 7 tiles: MmaX's last unit with 3 tiles (T 4) / an odd pair
     test_w4a16_gemv(r, 24, 384, 128, {1, 3});      // KB 3 < 8 warps: slices with no k block (S 8) add zeros
     test_w4a16_dequant(r, 1000, 1408, 64);

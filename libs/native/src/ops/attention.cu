@@ -58,16 +58,13 @@ __device__ __forceinline__ void kv_to_float8(const typename KvChunk<QP>::T& raw,
 
 // grid (max_splits, nkv, batch); 128 threads. A group of TPT = HD/8 lanes holds one token's row (16 B per lane);
 // a warp covers 32/TPT tokens per step. All G query heads of the kv head share each K/V load.
-// A sequence with more than one split: each block writes its split's partials (o_part, ml_part) and takes a ticket
-// from the (sequence, head group) counter; the block that takes the last ticket merges the splits itself, so the
-// merge costs no second kernel (and no kernel boundary, per layer, at small batches).
 template <int HD, int G, int QP>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
 attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restrict__ k_cache,
                         const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
                         const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
                         int block_size, float scale_log2, int split_len, int max_splits, float* __restrict__ o_part,
-                        float* __restrict__ ml_part, int* __restrict__ counters, const float* __restrict__ k_param,
+                        float* __restrict__ ml_part, const float* __restrict__ k_param,
                         const float* __restrict__ v_param, int kv_rep) {
   pdl_trigger();  // the o projection's GEMV may start streaming weights (see device_utils.cuh)
   pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the rope + KV store kernel
@@ -77,15 +74,12 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   __shared__ float red[kDecodeWarps][G][HD];
   __shared__ float scratch[32];
   __shared__ float stat[2][G];
-  __shared__ int merger;
 
   // blockIdx.y = a group of G query heads [hg * G, hg * G + G); kv_rep such groups share kv head hg / kv_rep (more than
   // 8 query heads per kv head run as several groups, each reading the kv head's rows)
   const int b = blockIdx.z, hg = blockIdx.y, kvh = hg / kv_rep, split = blockIdx.x;
   const int ctx = ctx_lens[b];
-  // min: a context beyond max_splits * split_len breaks the contract, but the tickets must still match the blocks
-  // that exist, or the counter would stay non-zero and spoil every later launch
-  const int nsplit = min((ctx + split_len - 1) / split_len, max_splits);
+  const int nsplit = (ctx + split_len - 1) / split_len;
   if (split >= nsplit) return;
   const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -215,92 +209,38 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       if (d == 0) { ml_part[2 * pi] = stat[0][g]; ml_part[2 * pi + 1] = stat[1][g]; }
     }
   }
-  if (nsplit == 1) return;
+}
 
-  // The last block of the (sequence, head group) merges. Release: the barrier orders every thread's partials before
-  // thread 0's fence, which is cumulative, so they are visible device-wide before its ticket (the pattern of the
-  // cooperative-groups grid barrier); acquire: the merging block's thread 0 fences after its ticket, before the
-  // barrier that lets its threads read. The group's nsplit blocks take one ticket each (splits >= nsplit returned
-  // above), so ticket nsplit - 1 goes to the block that sees every partial stored. Nothing of this launch touches
-  // the counter after that ticket: its taker resets it for the next launch (later layers and graph replays reuse
-  // the counters; a launch starts after the previous one has ended, the order that reusing the workspace across
-  // layers already relies on).
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int* cnt = counters + (size_t)b * nh + hg;
-    __threadfence();
-    merger = atomicAdd(cnt, 1) == nsplit - 1;
-    if (merger) {
-      *cnt = 0;
-      __threadfence();
-    }
+// grid (nh, batch), HD threads: merges the splits of sequences that had more than one.
+template <int HD>
+__global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo,
+                                                int nh, int split_len, int max_splits,
+                                                const float* __restrict__ o_part, const float* __restrict__ ml_part) {
+  pdl_trigger();  // see device_utils.cuh
+  pdl_wait();
+  const int qh = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
+  const int nsplit = (ctx_lens[b] + split_len - 1) / split_len;
+  if (nsplit <= 1) return;
+  const size_t p0 = ((size_t)b * nh + qh) * max_splits;
+  float mx = -INFINITY;
+  for (int i = 0; i < nsplit; i++) mx = fmaxf(mx, ml_part[2 * (p0 + i)]);
+  float l = 0.f, o = 0.f;
+  for (int i = 0; i < nsplit; i++) {
+    const float w = exp2f(ml_part[2 * (p0 + i)] - mx);
+    l += w * ml_part[2 * (p0 + i) + 1];
+    o += w * o_part[(p0 + i) * HD + d];
   }
-  __syncthreads();
-  if (!merger) return;
-
-  // The merge: per output (g, d), the max over splits, then exp2f weights summed in split order (the arithmetic the
-  // separate combine kernel had, so the outputs keep their bits: a max is exact in any order). Other SMs wrote the
-  // partials: __ldcg reads them from L2, never from a stale L1 line. The merge is the launch's tail, where only L2
-  // latency counts: one warp per head takes the max (one round trip up to 32 splits), then each thread runs kPer
-  // independent chains, kUnrollM splits per step, so that the loads of about 8 chains are in flight together.
-  const size_t p0 = ((size_t)b * nh + hg * G) * max_splits;  // partial index of (query head hg * G, split 0)
-  const float2* ml2 = reinterpret_cast<const float2*>(ml_part) + p0;
-  const float* ob = o_part + p0 * HD;
-#pragma unroll
-  for (int g0 = 0; g0 < G; g0 += kDecodeWarps) {
-    const int g = g0 + warp;
-    if (g < G) {
-      float m = -INFINITY;
-      for (int i = lane; i < nsplit; i += 32) m = fmaxf(m, __ldcg(&ml2[g * max_splits + i].x));
-      m = warp_max(m);
-      if (lane == 0) stat[0][g] = m;
-    }
-  }
-  __syncthreads();
-  constexpr int kThreads = kDecodeWarps * 32, kPer = (G * HD + kThreads - 1) / kThreads;
-  constexpr int kUnrollM = kPer >= 8 ? 1 : 8 / kPer;
-  constexpr bool kFull = kPer * kThreads == G * HD;  // every thread has kPer outputs (else the last has fewer)
-  float mx[kPer], l[kPer], o[kPer];
-#pragma unroll
-  for (int k = 0; k < kPer; k++) {
-    const int idx = threadIdx.x + k * kThreads;
-    mx[k] = kFull || idx < G * HD ? stat[0][idx / HD] : 0.f;
-    l[k] = 0.f;
-    o[k] = 0.f;
-  }
-#pragma unroll kUnrollM
-  for (int i = 0; i < nsplit; i++)
-#pragma unroll
-    for (int k = 0; k < kPer; k++) {
-      const int idx = threadIdx.x + k * kThreads, g = idx / HD, d = idx % HD;
-      if (kFull || idx < G * HD) {
-        const float2 ml = __ldcg(&ml2[g * max_splits + i]);
-        const float w = exp2f(ml.x - mx[k]);
-        l[k] += w * ml.y;
-        o[k] += w * __ldcg(&ob[((size_t)g * max_splits + i) * HD + d]);
-      }
-    }
-#pragma unroll
-  for (int k = 0; k < kPer; k++) {
-    const int idx = threadIdx.x + k * kThreads, g = idx / HD, d = idx % HD;
-    if (kFull || idx < G * HD) out[(size_t)b * ldo + (hg * G + g) * HD + d] = __float2half(o[k] / l[k]);
-  }
+  out[(size_t)b * ldo + qh * HD + d] = __float2half(o / l);
 }
 
 size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits) {
   return (size_t)batch * nh * max_splits * (hd + 2) * sizeof(float);
 }
 
-size_t attention_decode_counter_bytes(int batch, int nh) { return (size_t)batch * nh * sizeof(int); }
-
-void attention_decode_counters_init(int* counters, int batch, int nh, cudaStream_t s) {
-  LMF_CUDA_CHECK(cudaMemsetAsync(counters, 0, attention_decode_counter_bytes(batch, nh), s));
-}
-
 template <int HD, int G, int QP>
 static void launch_decode(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
                           int max_blocks, const int* ctx_lens, half* out, int ldo, int batch, int nh, int nkv,
-                          int block_size, float scale, int split_len, int max_splits, void* workspace, int* counters,
+                          int block_size, float scale, int split_len, int max_splits, void* workspace,
                           cudaStream_t s, const float* k_param, const float* v_param, int kv_rep) {
   float* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
@@ -308,17 +248,20 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   auto kern = attention_decode_kernel<HD, G, QP>;
   if (smem > 48 * 1024) LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   dim3 grid(max_splits, nkv * kv_rep, batch);
-  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_chain_enabled(), kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache,
-                                       v_cache, block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size,
-                                       scale * kLog2e, split_len, max_splits, o_part, ml_part, counters, k_param, v_param,
-                                       kv_rep));
+  const bool pdl = pdl_chain_enabled();
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache, v_cache,
+                                       block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
+                                       split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep));
+  if (max_splits > 1)
+    LMF_CUDA_CHECK(launch_maybe_pdl(pdl, attention_decode_combine_kernel<HD>, dim3(nh, batch), dim3(HD), s, ctx_lens, out,
+                                    ldo, nh, split_len, max_splits, o_part, ml_part));
 }
 
 template <int HD, int QP>
 static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo, int batch,
                            int nh, int nkv, int block_size, float scale, int split_len, int max_splits,
-                           void* workspace, int* counters, cudaStream_t s, const float* k_param, const float* v_param) {
+                           void* workspace, cudaStream_t s, const float* k_param, const float* v_param) {
   // G query heads per block (register-resident): the largest divisor of the group that is <= 8
   int G = 8;
   while (g % G) G--;
@@ -326,8 +269,8 @@ static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, c
 #define LMF_DECODE_CASE(G)                                                                                   \
   case G:                                                                                                    \
     return launch_decode<HD, G, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, \
-                                    nh, nkv, block_size, scale, split_len, max_splits, workspace, counters, s, k_param, \
-                                    v_param, kv_rep);
+                                    nh, nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, \
+                                    kv_rep);
   switch (G) {
     LMF_DECODE_CASE(1) LMF_DECODE_CASE(2) LMF_DECODE_CASE(3) LMF_DECODE_CASE(4)
     LMF_DECODE_CASE(5) LMF_DECODE_CASE(6) LMF_DECODE_CASE(7) LMF_DECODE_CASE(8)
@@ -339,18 +282,16 @@ static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, c
 void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
-                           int max_splits, void* workspace, int* counters, cudaStream_t s, int quant_policy,
-                           const float* k_param, const float* v_param) {
+                           int max_splits, void* workspace, cudaStream_t s, int quant_policy, const float* k_param,
+                           const float* v_param) {
   if (batch <= 0) return;
   if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
   if (split_len <= 0 || max_splits <= 0) fail(ErrorCode::InvalidArgument, "attention: bad split_len/max_splits");
-  if (max_splits > 1 && (!workspace || !counters))
-    fail(ErrorCode::InvalidArgument, "attention: more than one split needs the workspace and the counters");
   if (quant_policy && (!k_param || !v_param)) fail(ErrorCode::InvalidArgument, "attention: a quantized cache needs its params");
   const int g = nh / nkv;
 #define LMF_DECODE_HD(HD, QP)                                                                                 \
   return dispatch_group<HD, QP>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, \
-                                nkv, block_size, scale, split_len, max_splits, workspace, counters, s, k_param, v_param)
+                                nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param)
   if (quant_policy == 0) {
     switch (hd) {
       case 16: LMF_DECODE_HD(16, 0);

@@ -13,22 +13,14 @@ namespace lmfleet {
 // Decode attention: one query token per sequence (position ctx_lens[b] - 1, whose k/v are already in the cache).
 // q: [batch, nh*hd] with row stride ldq; out: [batch, nh*hd] with row stride ldo. GQA: q head h reads kv head
 // h / (nh / nkv), any ratio (a block holds up to 8 query heads; larger groups run as several blocks per kv head). Flash-decoding: the context is cut into splits of split_len tokens; blocks of one sequence
-// run in parallel, and the last of them to finish merges the splits (one kernel). The grid has max_splits splits per
-// sequence whatever the context (graph-safe: contexts may grow between replays up to max_splits * split_len tokens;
-// it never reads further).
-// workspace: attention_decode_workspace_bytes(batch, nh, hd, max_splits) bytes of device memory (the splits' partial
-// results). counters: attention_decode_counter_bytes(batch, nh) bytes of device memory, zero before the first launch
-// (attention_decode_counters_init, once after allocating them); each launch leaves them zero again. They are not part
-// of the workspace because callers share one workspace between launches of different batch and max_splits (the
-// decoder's graph buckets): partials of one launch would land where another's counters are. Counters sized for the
-// largest batch may be shared the same way. Both may be null when max_splits is 1.
+// run in parallel and a second kernel merges them. The grid has max_splits splits per sequence whatever the
+// context (graph-safe: contexts may grow between replays up to max_splits * split_len tokens).
+// workspace: attention_decode_workspace_bytes(batch, nh, hd, max_splits) bytes of device memory.
 size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits);
-size_t attention_decode_counter_bytes(int batch, int nh);
-void attention_decode_counters_init(int* counters, int batch, int nh, cudaStream_t s);
 void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
-                           int max_splits, void* workspace, int* counters, cudaStream_t s, int quant_policy = 0,
+                           int max_splits, void* workspace, cudaStream_t s, int quant_policy = 0,
                            const float* k_param = nullptr, const float* v_param = nullptr);
 
 // Prefill attention (causal, tensor cores): num_seqs sequences; sequence b has q_lens[b] new tokens whose q rows

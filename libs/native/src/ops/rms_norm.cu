@@ -2,21 +2,54 @@
 #include "cuda/device_utils.cuh"
 #include "ops/linear.cuh"
 #include "ops/rms_norm.cuh"
-#include "ops/rms_norm_row.cuh"
 
 namespace lmfleet {
 
-// One block per row: rms_norm_row (ops/rms_norm_row.cuh). cuda/peer_collective.cu's fused all-reduce + add + rms_norm
-// repeats this arithmetic (thread count, VPT, block_sum) so that tensor parallelism gives the same bits with and
-// without it: change both together.
+// One block per row; each thread keeps up to VPT half8 vectors of the row in registers (one global read).
+// cuda/peer_collective.cu's fused all-reduce + add + rms_norm repeats this arithmetic (thread count, VPT, block_sum)
+// so that tensor parallelism gives the same bits with and without it: change both together.
 template <int VPT, bool ADD>
 __global__ void rms_norm_kernel(half* residual, const half* __restrict__ x, const half* __restrict__ w,
                                 half* y, int cols, float eps) {
   pdl_trigger();  // the next GEMV may start streaming its weights (it waits for this kernel before reading y)
   pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled): the kernel before wrote x / residual
   __shared__ float scratch[32];
-  const size_t off = (size_t)blockIdx.x * cols;
-  rms_norm_row<VPT, ADD>(ADD ? residual + off : nullptr, x + off, w, y + off, cols, eps, scratch);
+  const int row = blockIdx.x;
+  const int nvec = cols / 8;
+  float v[VPT][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < VPT; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nvec) {
+      if (ADD) {
+        half8 r = *reinterpret_cast<const half8*>(residual + (size_t)row * cols + i * 8);
+        half8 a = ldg_half8(x + (size_t)row * cols + i * 8);
+#pragma unroll
+        for (int q = 0; q < 4; q++) r.h[q] = __hadd2(r.h[q], a.h[q]);  // rounded to half, as the model does
+        *reinterpret_cast<half8*>(residual + (size_t)row * cols + i * 8) = r;
+        half8_to_float(r, v[j]);
+      } else {
+        half8 a = ldg_half8(x + (size_t)row * cols + i * 8);
+        half8_to_float(a, v[j]);
+      }
+#pragma unroll
+      for (int q = 0; q < 8; q++) ss += v[j][q] * v[j][q];
+    }
+  }
+  ss = block_sum(ss, scratch);
+  const float r = rsqrtf(ss / cols + eps);
+#pragma unroll
+  for (int j = 0; j < VPT; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < nvec) {
+      float wf[8], o[8];
+      half8_to_float(ldg_half8(w + i * 8), wf);
+#pragma unroll
+      for (int q = 0; q < 8; q++) o[q] = v[j][q] * r * wf[q];
+      *reinterpret_cast<half8*>(y + (size_t)row * cols + i * 8) = float_to_half8(o);
+    }
+  }
 }
 
 // Any width (cols not a multiple of 8 or very wide rows): plain loops, two reads of the row.

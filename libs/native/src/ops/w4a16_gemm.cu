@@ -9,7 +9,6 @@
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
 #include "ops/linear.cuh"
-#include "ops/rms_norm_row.cuh"
 #include "ops/w4a16_gemm.cuh"
 
 namespace lmfleet {
@@ -308,41 +307,24 @@ __host__ __device__ constexpr int gv_row_words(int KB) { return KB * 64 + 16; }
 __host__ __device__ constexpr int gv_smem_bytes(int M, int KB) { return (M * gv_row_words(KB) + 2 * kGvWarps * M * 8) * 4; }
 
 // x rows [M][k] (f16, row stride ldx) into shared memory in the GEMV's lane order (see gv_row_words); every thread of
-// the block takes part; the caller synchronizes. SILU: x is the gate/up projection's output [M][2k] and what is staged
-// is the SwiGLU activation silu(x[:, :k]) * x[:, k:], computed and rounded to f16 as ops/silu_mul.cu does (same bits as
-// the silu_mul kernel followed by the GEMV).
-template <int M, bool SILU = false>
+// the block takes part; the caller synchronizes.
+template <int M>
 __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW) {
-  // SILU loads two chunks (gate, up) per staged one: half as many in flight per round keeps the registers the same,
-  // and every load of a round is issued before the first is used
-  constexpr int NS = SILU ? kGvStage / 2 : kGvStage;
+{
   const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
-  for (int base = 0; base < M * chunks; base += NS * kGvWarps * 32) {
-    uint4 v[NS], up[SILU ? NS : 1];
+  for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
+    uint4 v[kGvStage];
 #pragma unroll
-    for (int u = 0; u < NS; u++) {
+    for (int u = 0; u < kGvStage; u++) {
       const int idx = base + u * kGvWarps * 32 + threadIdx.x;
       const int r = idx / chunks, q = idx - r * chunks, col = q * 8;
       v[u] = make_uint4(0, 0, 0, 0);
-      if (SILU) up[u] = make_uint4(0, 0, 0, 0);
-      if (r < M && col < k) {
-        v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
-        if (SILU) up[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + k + col));
-      }
+      if (r < M && col < k) v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
     }
 #pragma unroll
-    for (int u = 0; u < NS; u++) {
+    for (int u = 0; u < kGvStage; u++) {
       const int idx = base + u * kGvWarps * 32 + threadIdx.x;
       const int r = idx / chunks, q = idx - r * chunks;
-      if (SILU && r < M && q * 8 < k) {
-        float g[8], uf[8], o[8];
-        half8_to_float(*reinterpret_cast<const half8*>(&v[u]), g);
-        half8_to_float(*reinterpret_cast<const half8*>(&up[u]), uf);
-#pragma unroll
-        for (int e = 0; e < 8; e++) o[e] = g[e] / (1.f + __expf(-g[e])) * uf[e];
-        const half8 h = float_to_half8(o);
-        v[u] = *reinterpret_cast<const uint4*>(&h);
-      }
       if (r < M) {
         // chunk q = (kb, j, i): pairs 16j + 4i + t for t = 0..3 -> words (j * 4 + t) * 4 + i
         uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
@@ -353,6 +335,7 @@ __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, 
       }
     }
   }
+}
 }
 
 // U: 16-byte weight loads per batch (two batches in flight per lane). G128: group 128 only (one (scale, zero) pair per
@@ -681,11 +664,11 @@ __host__ __device__ constexpr int mx_smem_bytes(int M, int KB, int T) { return (
 template <int T, int GPB>
 __host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 2 : 1; }
 
-template <int M, int T, int GPB, bool SILU = false, bool NORM = false>
+template <int M, int T, int GPB>
 __global__ void __launch_bounds__(kGvWarps * 32, mx_min_blocks<T, GPB>())
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
-                    int S, W4NormEpilogue nrm) {
+                    int S) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
   constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
@@ -770,7 +753,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   // finishes; x, and y's writes, wait for it
   pdl_wait();
   pdl_trigger();
-  gv_stage_x<M, SILU>(x, ldx, k, KB, xs, RW);
+  gv_stage_x<M>(x, ldx, k, KB, xs, RW);
   __syncthreads();
   for (int kb = kb0; kb < kb1; kb += D) {
 #pragma unroll
@@ -805,31 +788,6 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     if (bias) v += __half2float(bias[col]);
     if (f32out) static_cast<float*>(y)[(size_t)r * ldy + col] = v;
     else static_cast<half*>(y)[(size_t)r * ldy + col] = __float2half(v);
-  }
-  if constexpr (NORM) {
-    // The residual add + rms_norm that follows this projection, by the last block to finish (one launch instead of
-    // two): each block publishes its y slice, takes a ticket; the block with the last ticket reads the whole rows.
-    __syncthreads();  // the block's y writes are done (and red, reused below, is no longer read)
-    int* last = reinterpret_cast<int*>(red);
-    if (threadIdx.x == 0) {
-      __threadfence();  // release, cumulative over the block's writes the barrier ordered before it
-      last[0] = atomicAdd(nrm.counter, 1) == (int)gridDim.x - 1;
-    }
-    __syncthreads();
-    if (!last[0]) return;
-    __threadfence();  // acquire: the other blocks' y writes, fenced before their tickets
-    float* scratch = red + 32;
-    const half* yh = static_cast<const half*>(y);
-    for (int r = 0; r < M; r++) {
-      half* res = nrm.residual + (size_t)r * nrm.ld;
-      half* out = nrm.out + (size_t)r * nrm.ld;
-      const half* xr = yh + (size_t)r * ldy;
-      const int vpt = (n / 8 + blockDim.x - 1) / blockDim.x;
-      if (vpt == 1) rms_norm_row<1, true, true>(res, xr, nrm.w, out, n, nrm.eps, scratch);
-      else if (vpt == 2) rms_norm_row<2, true, true>(res, xr, nrm.w, out, n, nrm.eps, scratch);
-      else rms_norm_row<4, true, true>(res, xr, nrm.w, out, n, nrm.eps, scratch);
-    }
-    if (threadIdx.x == 0) *nrm.counter = 0;  // for the next launch (graph replays reuse the counter)
   }
 }
 
@@ -1337,9 +1295,9 @@ int mx_tiles_forced() {
 
 // Sets the kernel's shared-memory limit (once per device) and returns its resident blocks per SM for this KB (the
 // occupancy query once per (instantiation, KB), not per launch: it is host time in every eager launch).
-template <int M, int T, int GPB, bool SILU = false, bool NORM = false>
+template <int M, int T, int GPB>
 int mx_blocks_per_sm(int KB) {
-  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, SILU, NORM>;
+  auto kernel = w4a16_gemv_x_kernel<M, T, GPB>;
   static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
   int dev = 0;
   LMF_CUDA_CHECK(cudaGetDevice(&dev));
@@ -1358,17 +1316,15 @@ int mx_blocks_per_sm(int KB) {
   return bps;
 }
 
-template <int M, int T, int GPB, bool SILU = false, bool NORM = false>
-void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
-                 const W4NormEpilogue& nrm = {}) {
+template <int M, int T, int GPB>
+void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
   const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T);
-  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, SILU, NORM>(KB);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB>(KB);
   const int S = gv_split(units, KB, resident);  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
-  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, SILU, NORM>, dim3(grid),
-                                       dim3(kGvWarps * 32), (size_t)smem, s, x, ldx,
-                                       reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n, w.k,
-                                       KB, S, nrm));
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB>, dim3(grid), dim3(kGvWarps * 32),
+                                       (size_t)smem, s, x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y,
+                                       ldy, f32out, w.n, w.k, KB, S));
 }
 
 // T = 0: by shape. T = 4 when its tile units (n / 32) fill at least one wave of resident blocks at S = 8 (7B: qkv,
@@ -1399,27 +1355,6 @@ void mx_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool
     LMF_GVX_CASE(5) LMF_GVX_CASE(6) LMF_GVX_CASE(7) LMF_GVX_CASE(8)
 #undef LMF_GVX_CASE
   }
-}
-
-// MmaX with a fused prologue / epilogue (w4a16_gemv_fused_cuda): group 128, T by shape as mx_launch_m
-template <int M, bool SILU, bool NORM>
-void mx_fused_launch_m(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int sms, cudaStream_t s,
-                       const W4NormEpilogue& nrm) {
-  int T = mx_tiles_forced();
-  if (T != 2 && T != 4)
-    T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1, SILU, NORM>(w.kp / 128) ? 4 : 2;
-  if (T == 2) mx_launch_t<M, 2, 1, SILU, NORM>(x, ldx, w, y, ldy, false, sms, s, nrm);
-  else mx_launch_t<M, 4, 1, SILU, NORM>(x, ldx, w, y, ldy, false, sms, s, nrm);
-}
-
-template <int M>
-void mx_fused_launch_flags(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, bool silu, const W4NormEpilogue* nrm,
-                           int sms, cudaStream_t s) {
-  const W4NormEpilogue none{};
-  if (silu && nrm) mx_fused_launch_m<M, true, true>(x, ldx, w, y, ldy, sms, s, *nrm);
-  else if (silu) mx_fused_launch_m<M, true, false>(x, ldx, w, y, ldy, sms, s, none);
-  else if (nrm) mx_fused_launch_m<M, false, true>(x, ldx, w, y, ldy, sms, s, *nrm);
-  else mx_fused_launch_m<M, false, false>(x, ldx, w, y, ldy, sms, s, none);
 }
 
 void gv_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, W4GemvDot dot, int sms,
@@ -1530,30 +1465,6 @@ void w4a16_gemv_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy
 void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, W4GemvDot dot,
                             int sms, cudaStream_t s, int unroll) {
   gv_launch(x, ldx, w, y, ldy, true, m, dot, sms, unroll, s);
-}
-
-bool w4a16_gemv_fused_supported(int m, int k, int group) {
-  return group == 128 && w4a16_gemv_supported(m, k, W4GemvDot::MmaX);
-}
-
-void w4a16_gemv_fused_cuda(const half* x, int ldx, bool silu, const W4A16Dev& w, half* y, int ldy, int m,
-                           const W4NormEpilogue* nrm, int sms, cudaStream_t s) {
-  if (m <= 0) return;
-  check_args(w, ldx, ldy);
-  if (!w4a16_gemv_fused_supported(m, w.k, w.group))
-    fail(ErrorCode::InvalidArgument, "w4a16 gemv (fused): group 128, m 1.." + std::to_string(kW4GemvMaxRows) +
-                                         " and an x tile that fits in shared memory");
-  if (silu && (w.k % 8 || ldx < 2 * w.k)) fail(ErrorCode::InvalidArgument, "w4a16 gemv + silu: k % 8 == 0 and ldx >= 2k");
-  if (nrm && (!nrm->residual || !nrm->w || !nrm->out || !nrm->counter || w.n % 8 || w.n / 8 > 4 * kGvWarps * 32 ||
-              nrm->ld % 8 || ldy % 8))
-    fail(ErrorCode::InvalidArgument, "w4a16 gemv + add_rms_norm: n % 8 == 0, n <= 8192, 16-byte aligned rows and a counter");
-  switch (m) {
-#define LMF_GVF_CASE(M) \
-  case M: mx_fused_launch_flags<M>(x, ldx, w, y, ldy, silu, nrm, sms, s); return;
-    LMF_GVF_CASE(1) LMF_GVF_CASE(2) LMF_GVF_CASE(3) LMF_GVF_CASE(4)
-    LMF_GVF_CASE(5) LMF_GVF_CASE(6) LMF_GVF_CASE(7) LMF_GVF_CASE(8)
-#undef LMF_GVF_CASE
-  }
 }
 
 void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s) {

@@ -82,26 +82,6 @@ void w4a16_gemv_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy
                      cudaStream_t s, int unroll = 0);
 void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, W4GemvDot dot,
                             int sms, cudaStream_t s, int unroll = 0);
-// The residual add + rms_norm after a projection, run by the last block of the projection's GEMV (see below).
-struct W4NormEpilogue {
-  half* residual = nullptr;  // [m, ld]: residual += y (rounded to f16), in place
-  const half* w = nullptr;   // the norm's weight [n]
-  half* out = nullptr;       // [m, ld]: rms_norm(residual) * w
-  int* counter = nullptr;    // one int of device memory, zero before the launch; the launch leaves it zero
-  int ld = 0;
-  float eps = 0.f;
-};
-// The MmaX GEMV (group 128) with what comes before and after it in a decoder layer folded in, one launch instead of
-// two or three:
-//   silu: x is the gate/up projection's output [m, 2k] (row stride ldx >= 2k) and the GEMV's input is the SwiGLU
-//         activation silu(x[:, :k]) * x[:, k:], computed and rounded to f16 as silu_mul_cuda does;
-//   nrm:  after y is written, the last block to finish does residual add + rms_norm on y's rows (ops/rms_norm_row.cuh,
-//         256 threads: the bits of add_rms_norm_cuda where it also takes 256 threads, i.e. n > 2048).
-// The result equals silu_mul_cuda, the MmaX GEMV and add_rms_norm_cuda run one after the other (bit for bit for the
-// activation; the norm's block sum order differs only for n <= 2048). y must be f16.
-bool w4a16_gemv_fused_supported(int m, int k, int group);
-void w4a16_gemv_fused_cuda(const half* x, int ldx, bool silu, const W4A16Dev& w, half* y, int ldy, int m,
-                           const W4NormEpilogue* nrm, int sms, cudaStream_t s);
 // The whole weight dequantized to f16 [n, k] row-major (for large m: then a dense GEMM).
 void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s);
 
