@@ -19,7 +19,9 @@
 # From the repo root, carrying .device node_modules/node-addon-api node_modules/node-api-headers:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-tp.sh
 # Env: STAGES (default "build collective parity bench"), LAYERS (bench model layers, default 32), SKIP_W4=1,
-#      PARITY_RUNS ("tp devices graphs p2p fuse;..."), BENCH_RUNS (default "1 2 2-fuse0").
+#      PARITY_RUNS ("tp devices graphs p2p fuse;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
+#      (engine-bench.js --ab: each bench run first measures with these variables set, e.g. LMFLEET_L2_PREFETCH=64,
+#      then without, on the same loaded model; the "(VAR=V) batch" lines).
 # Logs under $OUT; a summary last. Everything on 2 GPUs takes ~9 minutes (build ~80 s, 5 collective runs, 10 parity
 # runs, 5 engine runs of ~40 s): near the 10-minute call limit, so split it (STAGES, PARITY_RUNS, BENCH_RUNS) over two
 # calls on the warm machine (the build is kept).
@@ -143,8 +145,8 @@ if has bench; then
     tp=${run%%-*}
     devs=$([ $tp = 1 ] && echo 0 || echo $TP2_DEVICES)
     LMFLEET_TP_FUSE_ROWS=$([ "$run" = 2-wide ] && echo 256 || echo 16) LMFLEET_TP_PDL=$([ "$run" = 2-pdl ] && echo 1 || echo 0) LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
-      --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs > "$OUT/bench-tp$run.log" 2>&1
-    echo "bench tp $run rc $?"; grep "addon engine batch" "$OUT/bench-tp$run.log"
+      --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs ${BENCH_AB:+--ab $BENCH_AB} > "$OUT/bench-tp$run.log" 2>&1
+    echo "bench tp $run rc $?"; grep "addon engine .*batch" "$OUT/bench-tp$run.log"
   done
   node -e '
     const fs = require("fs");

@@ -71,6 +71,15 @@ inline cudaError_t launch_maybe_pdl(bool pdl, void (*kern)(KArgs...), dim3 grid,
   return launch_maybe_pdl_smem(pdl, kern, grid, block, 0, s, args...);
 }
 
+// Asks L2 to fetch [p, p + bytes) (sm_90 bulk prefetch: one instruction per range, a hint with nothing to wait for;
+// no-op below sm_90). p and bytes multiples of 16. The GEMVs use it, with LMFLEET_L2_PREFETCH, for the weights they
+// will stream after griddepcontrol.wait: DRAM works while the kernel before them (latency-bound) finishes.
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (bytes) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
 // Weights are read once per step: keep them out of L1 and tell L2 to evict them first.
 __device__ __forceinline__ uint4 ld_stream_u4(const void* p) {
   uint4 r;

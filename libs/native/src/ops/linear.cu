@@ -18,7 +18,7 @@ __device__ __forceinline__ void store_out(float* p, float v) { *p = v; }
 template <int M, typename OutT>
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
 gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, const half* __restrict__ bias,
-            OutT* __restrict__ y, int ldy, int n, int k) {
+            OutT* __restrict__ y, int ldy, int n, int k, int l2pf) {
   const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (row >= n) return;
@@ -36,6 +36,8 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) wv[u] = ld_stream_u4(wr + (size_t)(c + 32 * u) * 8);
   }
+  if (l2pf && lane == 0 && nchunks > 32 * kUnroll)  // the rest of the row into L2 while we wait (l2_prefetch_kb)
+    prefetch_l2(wr + 32 * kUnroll * 8, (uint32_t)(nchunks - 32 * kUnroll) * 16);
   pdl_wait();
   pdl_trigger();  // the kernel after this one may launch once every block runs (it waits for this one to finish)
   while (full) {
@@ -90,6 +92,12 @@ bool pdl_enabled() {
   return sm90 && !(e && std::string(e) == "0");
 }
 
+int l2_prefetch_kb() {
+  const char* e = std::getenv("LMFLEET_L2_PREFETCH");
+  const int v = e ? std::atoi(e) : 0;
+  return v > 0 ? v : 0;
+}
+
 bool pdl_chain_enabled() {
   const char* e = std::getenv("LMFLEET_PDL");
   return pdl_enabled() && !(e && std::string(e) == "gemv");
@@ -109,9 +117,10 @@ static void launch(const half* x, int ldx, const half* w, const half* bias, OutT
   if (m > kGemvMaxRows) fail(ErrorCode::InvalidArgument, "gemv: more rows than kGemvMaxRows");
   if (k % 8 || ldx % 8) fail(ErrorCode::InvalidArgument, "gemv: k and ldx must be multiples of 8");
   const dim3 grid((n + kRowsPerBlock - 1) / kRowsPerBlock), block(kRowsPerBlock * 32);
+  const int l2pf = pdl_enabled() ? l2_prefetch_kb() : 0;
   switch (m) {
 #define LMF_GEMV_CASE(M) \
-  case M: launch_pdl(gemv_kernel<M, OutT>, grid, block, s, x, ldx, w, bias, y, ldy, n, k); break;
+  case M: launch_pdl(gemv_kernel<M, OutT>, grid, block, s, x, ldx, w, bias, y, ldy, n, k, l2pf); break;
     LMF_GEMV_CASE(1) LMF_GEMV_CASE(2) LMF_GEMV_CASE(3) LMF_GEMV_CASE(4)
     LMF_GEMV_CASE(5) LMF_GEMV_CASE(6) LMF_GEMV_CASE(7) LMF_GEMV_CASE(8)
 #undef LMF_GEMV_CASE

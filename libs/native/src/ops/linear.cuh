@@ -13,6 +13,10 @@ bool pdl_enabled();
 // The small decode kernels (rope + KV store, decode attention, rms_norm, silu_mul) launched the same way, so their
 // launches hide too: on with pdl_enabled() unless LMFLEET_PDL=gemv (the GEMVs only, as before session 5).
 bool pdl_chain_enabled();
+// LMFLEET_L2_PREFETCH (opt-in, unmeasured; read at each launch): N > 0 makes the decode GEMVs, launched as programmatic
+// dependents, ask L2 for more of their weights before they wait: the f16 GEMV its warp's whole row, the W4A16 MmaX
+// GEMV N more k blocks per tile beyond its register ring. 0 / unset: off.
+int l2_prefetch_kb();
 void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n, int k,
                cudaStream_t s);
 void gemv_f32out_cuda(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k,

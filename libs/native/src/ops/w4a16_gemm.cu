@@ -668,7 +668,7 @@ template <int M, int T, int GPB>
 __global__ void __launch_bounds__(kGvWarps * 32, mx_min_blocks<T, GPB>())
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
-                    int S) {
+                    int S, int l2pf) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
   constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
@@ -749,6 +749,11 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
 
 #pragma unroll
   for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
+  if (l2pf && lane == 0 && kb0 + D - 1 < kb1) {  // l2_prefetch_kb: the next l2pf k blocks of each tile into L2
+    const int nkb = min(kb1, kb0 + D - 1 + l2pf) - (kb0 + D - 1);
+    for (int i = 0; i < nvalid; i++)
+      prefetch_l2(qw + ((size_t)(tile0 + i) * KB + kb0 + D - 1) * 32, (uint32_t)nkb * 512);
+  }
   // launched as a programmatic dependent (pdl_enabled): the weight loads above go out while the kernel that writes x
   // finishes; x, and y's writes, wait for it
   pdl_wait();
@@ -1324,7 +1329,7 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB>, dim3(grid), dim3(kGvWarps * 32),
                                        (size_t)smem, s, x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y,
-                                       ldy, f32out, w.n, w.k, KB, S));
+                                       ldy, f32out, w.n, w.k, KB, S, pdl_enabled() ? l2_prefetch_kb() : 0));
 }
 
 // T = 0: by shape. T = 4 when its tile units (n / 32) fill at least one wave of resident blocks at S = 8 (7B: qkv,
