@@ -19,20 +19,19 @@
 # Each step is time-boxed so the logs of the finished steps come back whatever happens, and every timeout is also cut
 # to what is left of BUDGET (default 540 s from the script's start, 15 s kept for the summary): with NCU=1 and the
 # engine runs the later steps (engine W4 envs, then fp16) are the ones that shrink or are skipped. Logs under $OUT;
-# summary last. The next call after branches w4x (MmaX) and w4m (fused2), both unmeasured:
+# summary last. Everything but the fp16 engine run, with Nsight Compute:
 #   SKIP_FP16=1 NCU=1 bash libs/native/scripts/device-w4k.sh
-#   (fused2 adds: test_kernels' w4a16(fused2) rows, a test_backend + test_kernels run with LMFLEET_W4A16_FUSED2=1
-#   (~20-40 s; test_kernels there with LMF_TEST_ONLY=w4entry: only its CublasGemm rows), the bench's "fused2 us" column, an engine run with it (<= 45 s))
 # From the repo root (carrying .device node_modules/node-addon-api node_modules/node-api-headers):
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-w4k.sh
 # The lead's reproduction of the W4 vs fp16 engine table (steps 1 and 4 only; give the call 600 s):
-#   ENGINE_ONLY=1 bash libs/native/scripts/device-w4k.sh      -> $OUT/engine-w4-default.md (the default policy: fused)
-#   and engine-w4-env1.md (LMFLEET_W4A16_GEMV=2), each a w4_table.py table: fp16 vs W4A16 ms/step in this run
+#   ENGINE_ONLY=1 bash libs/native/scripts/device-w4k.sh      -> $OUT/engine-w4-default.md (the default policy: MmaX
+#   for m <= 8, the fused kernel above) and engine-w4-env1.md (LMFLEET_W4A16_GEMV=0: the fused kernel for m <= 8 too),
+#   each a w4_table.py table: fp16 vs W4A16 ms/step in this run
 # Env: ENGINE_ONLY=1 (no tests/bench); TB_ENV (space-separated test_backend runs after the default one, each VAR=V[,VAR=V],
-#   each followed by test_kernels' W4 rows with that env; default "LMFLEET_W4A16_GEMV=8 LMFLEET_W4A16_FUSED2=1": MmaX
-#   and fused2 through CublasGemm in the decoder graphs); W4_ENVS (space-separated engine runs, each VAR=V[,VAR=V];
-#   default "LMFLEET_W4A16_GEMV=8 LMFLEET_W4A16_FUSED2=1": the newest GEMV (m <= 8) and fused2 (m = 17..128, batch 64
-#   is the one it is for) beside the default fused kernel); NCU=1, NCU_SHAPE (gate_up|down|qkv|o),
+#   each followed by test_kernels' CublasGemm rows (LMF_TEST_ONLY=w4entry) with that env; default "LMFLEET_W4A16_GEMV=0":
+#   the old fused kernel for m <= 8 through CublasGemm in the decoder graphs, an A/B against the default MmaX);
+#   W4_ENVS (space-separated engine runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0": the fused kernel for
+#   m <= 8 beside the default policy's MmaX); NCU=1, NCU_SHAPE (gate_up|down|qkv|o),
 #   NCU_TIMEOUT; TK_ONLY (test_kernels' LMF_TEST_ONLY, default w4; empty: every kernel); PREFILL (engine prefill tokens,
 #   default 0: none); EB_EXTRA (more engine-bench.js arguments, e.g. "--ab LMFLEET_PDL=gemv"); BUDGET (s, default 540); SKIP_FP16=1 (no fp16 model/run); FP16_TIMEOUT (s, default 300: loading the 12.5 GB fp16
 #   model took > 60 s in both calls that tried it, so a call under ~400 s gets no fp16 engine row; then the fp16 C++
@@ -48,14 +47,13 @@ BUDGET=${BUDGET:-540}
 # tb WANT: a step's timeout, WANT seconds or what is left of BUDGET (15 s kept for the summary), at least 1
 tb() { local left=$(( BUDGET - 15 - ($(date +%s) - T0) )); [ "$left" -lt 1 ] && left=1; echo $(( $1 < left ? $1 : left )); }
 NEW=${NEW:-64}
-W4_ENVS=${W4_ENVS:-"LMFLEET_W4A16_GEMV=8 LMFLEET_W4A16_FUSED2=1"}
+W4_ENVS=${W4_ENVS:-"LMFLEET_W4A16_GEMV=0"}
 MODEL=/tmp/lmf-random-7b-32
 W4MODEL=/tmp/lmf-random-7b-32-awq128
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 BUILD=libs/native/build/cuda
 B=libs/native/build/device-test
-unset LMFLEET_W4A16_GEMV LMFLEET_W4A16_GEMV_ROWS LMFLEET_W4A16_GEMV_SPLIT LMFLEET_W4A16_GEMV_UNROLL LMFLEET_W4A16_GEMV_T LMFLEET_W4A16_WARPS \
-  LMFLEET_W4A16_FUSED2
+unset LMFLEET_W4A16_GEMV LMFLEET_W4A16_GEMV_ROWS LMFLEET_W4A16_GEMV_SPLIT LMFLEET_W4A16_GEMV_UNROLL LMFLEET_W4A16_GEMV_T LMFLEET_W4A16_WARPS
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 
 if [ "${SKIP_ENGINE:-0}" != 1 ]; then
@@ -80,13 +78,13 @@ echo "bench_decoder (w4) rc $? ($(el))"
 if [ "${SKIP_BACKEND:-0}" != 1 ]; then
   timeout $(tb 40) $B/test_backend > "$OUT/test_backend.log" 2>&1
   echo "test_backend (default policy) rc $? ($(el)): $(tail -1 "$OUT/test_backend.log")"
-  TB_ENV=${TB_ENV:-"LMFLEET_W4A16_GEMV=8 LMFLEET_W4A16_FUSED2=1"}
+  TB_ENV=${TB_ENV:-"LMFLEET_W4A16_GEMV=0"}
   i=0
   for e in $TB_ENV; do
     i=$((i + 1))
     env ${e//,/ } timeout $(tb 40) $B/test_backend > "$OUT/test_backend_env$i.log" 2>&1
     echo "test_backend $e rc $? ($(el)): $(tail -1 "$OUT/test_backend_env$i.log")"
-    # test_kernels' rows through CublasGemm with the same env (fused2: its m = 64 row goes there; a few seconds)
+    # test_kernels' rows through CublasGemm with the same env (GEMV=0: its m = 5 row goes to the fused kernel; a few seconds)
     env ${e//,/ } LMF_TEST_ONLY=w4entry timeout $(tb 30) $B/test_kernels > "$OUT/test_kernels_env$i.log" 2>&1
     echo "test_kernels (w4) $e rc $? ($(el)): $(grep 'CublasGemm' "$OUT/test_kernels_env$i.log" | tr -s ' ' | cut -c1-90 | tr '\n' ';')"
   done

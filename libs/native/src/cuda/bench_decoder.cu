@@ -455,10 +455,6 @@ int main(int argc, char** argv) {
               for (int i = 0; i < 4; i++) ws2 = std::max(ws2, w4a16_fused_workspace_bytes(m, shapes[i][0], shapes[i][1], sms));
           }
         w4a16_fused_tuning(0, 0);
-        const bool f2ok = w4a16_fused2_supported();
-        if (f2ok)
-          for (int m : {16, 32, 64, 128})
-            for (int i = 0; i < 4; i++) ws2 = std::max(ws2, w4a16_fused2_workspace_bytes(m, shapes[i][0], shapes[i][1], sms));
         float* wsb = dalloc<float>(std::max<size_t>(ws2 / 4, 1));
         // us per call of fn(layer), fn captured REPS times over the rotated layers, graph replays' median
         auto graph_us = [&](auto fn) {
@@ -494,7 +490,7 @@ int main(int argc, char** argv) {
                     NL, w4_bytes / 1e6, t_stream, 100.0 * w4_bytes / (t_stream * 1e-6) / bw, t_read4,
                     100.0 * w4_bytes / (t_read4 * 1e-6) / bw, t_read8, 100.0 * w4_bytes / (t_read8 * 1e-6) / bw, t_reada,
                     100.0 * w4_bytes / (t_reada * 1e-6) / bw, w4_bytes / bw * 1e6);
-        std::printf("\n| W4A16 g128 graph-timed, one 7B layer's linears | f16 us | fused us | fused split x2 us | fused2 us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | gemv(mma_x) T2 us | gemv(mma_x) T4 us | gemv(mma_x) T8 us | gemv(mma_x) auto us | best W4 / f16 | best W4 %% of copy BW |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        std::printf("\n| W4A16 g128 graph-timed, one 7B layer's linears | f16 us | fused us | fused split x2 us | gemv(mma) u4 us | gemv(mma_qz) u4 us | gemv(mma) async us | gemv(mma_x) T2 us | gemv(mma_x) T4 us | gemv(mma_x) T8 us | gemv(mma_x) auto us | best W4 / f16 | best W4 %% of copy BW |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         auto mx_layer = [&](int m, int T) {
           return graph_us([&](int l) {
             for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, W4GemvDot::MmaX, sms, s, T);
@@ -512,11 +508,6 @@ int main(int argc, char** argv) {
             for (int i = 0; i < 4; i++) w4a16_gemm_fused_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, wsb, sms, s);
           });
           w4a16_fused_tuning(0, 0);
-          // fused2 (LMFLEET_W4A16_FUSED2=1 runs it for m = 17..128), forced here from m = 16
-          const bool f2 = f2ok && m >= 16;
-          const float tq3 = f2 ? graph_us([&](int l) {
-            for (int i = 0; i < 4; i++) w4a16_gemm_fused2_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], m, wsb, sms, s);
-          }) : 0.f;
           float tg4 = 0, tg8 = 0, tfm = 0, tx2 = 0, tx4 = 0, tx8 = 0, txa = 0;
           bool gv = m <= kW4GemvMaxRows;
           for (int i = 0; i < 4; i++) gv = gv && w4a16_gemv_supported(m, shapes[i][1]) && w4a16_gemv_supported(m, shapes[i][1], W4GemvDot::MmaX);
@@ -536,11 +527,9 @@ int main(int argc, char** argv) {
             txa = mx_layer(m, 0);  // what LMFLEET_W4A16_GEMV=8 runs: T by shape (4 for qkv / gate_up, 2 for o / down)
           }
           float best = std::min(tq, tq2);
-          if (f2) best = std::min(best, tq3);
           if (gv) best = std::min({best, tg4, tg8, tfm, tx2, tx4, tx8});
           auto col = [&](float t) { return gv ? std::to_string(t).substr(0, std::to_string(t).find('.') + 2) : std::string("-"); };
-          const std::string c3 = f2 ? std::to_string(tq3).substr(0, std::to_string(tq3).find('.') + 2) : std::string("-");
-          std::printf("| m=%d | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %.2fx | %.0f%% |\n", m, tf, tq, tq2, c3.c_str(), col(tg4).c_str(),
+          std::printf("| m=%d | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s | %.2fx | %.0f%% |\n", m, tf, tq, tq2, col(tg4).c_str(),
                       col(tg8).c_str(), col(tfm).c_str(), col(tx2).c_str(), col(tx4).c_str(), col(tx8).c_str(), col(txa).c_str(), tf / best,
                       100.0 * w4_bytes / (best * 1e-6) / bw);
         }

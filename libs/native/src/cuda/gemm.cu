@@ -99,21 +99,13 @@ bool use_w4a16_gemv(int m, int k, int ldx) {
   return w4a16_gemv_mode() != 0 && m <= w4a16_gemv_max_rows() && ldx % 8 == 0 && w4a16_gemv_supported(m, k, (W4GemvDot)w4a16_gemv_mode());
 }
 
-// fused2 (ops/w4a16_gemm.cuh) for 17..128 rows only with LMFLEET_W4A16_FUSED2=1 on a GPU whose shared memory takes it;
-// otherwise the fused kernel as before.
-bool use_w4a16_fused2(int m) {
-  static const bool ok = w4a16_fused2_enabled() && w4a16_fused2_supported();
-  return ok && m >= 17 && m <= 128;
-}
-
 void CublasGemm::reserve_w4a16(int m, int n, int k) {
   if (m <= 0) return;
   // every row count up to m may come later (graph-captured decode after a large prefill): the split depends on it
   if (m >= w4a16_dense_min_rows()) w4_dense((size_t)n * k);
   size_t need = 0;
   for (int r = 1; r <= std::min(m, w4a16_dense_min_rows() - 1); r++)
-    need = std::max(need, use_w4a16_fused2(r) ? w4a16_fused2_workspace_bytes(r, n, k, sms_)
-                                              : w4a16_fused_workspace_bytes(r, n, k, sms_));
+    need = std::max(need, w4a16_fused_workspace_bytes(r, n, k, sms_));
   if (need) w4_partials(need);
 }
 
@@ -128,11 +120,6 @@ void CublasGemm::linear_w4a16(const half* x, int ldx, const W4A16Dev& w, half* y
   }
   if (use_w4a16_gemv(m, w.k, ldx)) {
     w4a16_gemv_cuda(x, ldx, w, y, ldy, m, (W4GemvDot)w4a16_gemv_mode(), sms_, stream_);
-    return;
-  }
-  if (use_w4a16_fused2(m)) {
-    const size_t ws2 = w4a16_fused2_workspace_bytes(m, w.n, w.k, sms_);
-    w4a16_gemm_fused2_cuda(x, ldx, w, y, ldy, m, ws2 ? w4_partials(ws2) : nullptr, sms_, stream_);
     return;
   }
   const size_t ws = w4a16_fused_workspace_bytes(m, w.n, w.k, sms_);
@@ -155,11 +142,6 @@ void CublasGemm::linear_w4a16_f32out(const half* x, int ldx, const W4A16Dev& w, 
   }
   if (use_w4a16_gemv(m, w.k, ldx)) {
     w4a16_gemv_f32out_cuda(x, ldx, w, y, ldy, m, (W4GemvDot)w4a16_gemv_mode(), sms_, stream_);
-    return;
-  }
-  if (use_w4a16_fused2(m)) {
-    const size_t ws2 = w4a16_fused2_workspace_bytes(m, w.n, w.k, sms_);
-    w4a16_gemm_fused2_f32out_cuda(x, ldx, w, y, ldy, m, ws2 ? w4_partials(ws2) : nullptr, sms_, stream_);
     return;
   }
   const size_t ws = w4a16_fused_workspace_bytes(m, w.n, w.k, sms_);

@@ -25,8 +25,6 @@ int w4a16_dense_min_rows();
 // Whether linear_w4a16 sends these m rows to the W4A16 GEMV (LMFLEET_W4A16_GEMV=1|2|4|6|8, m <= LMFLEET_W4A16_GEMV_ROWS;
 // default off: the fused kernel).
 bool use_w4a16_gemv(int m, int k, int ldx);
-// Whether linear_w4a16 sends these m rows to the fused2 kernel (LMFLEET_W4A16_FUSED2=1 and 17 <= m <= 128; default off).
-bool use_w4a16_fused2(int m);
 
 class CublasGemm {
  public:

@@ -31,19 +31,6 @@ void w4a16_gemm_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
                            cudaStream_t s);
 void w4a16_gemm_fused_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, float* ws,
                                   int sms, cudaStream_t s);
-// fused2 (meant for m = 17..128; opt-in, LMFLEET_W4A16_FUSED2=1 makes CublasGemm use it there): the fused kernel's
-// pipeline and split-k over a 32 x 256 (m <= 32) or 64 x 256 block tile whose 8 warps are split 2 (m) x 4 (n), so each
-// warp reads only its rows of x from shared memory and reuses each x fragment over 8 n8 tiles (2.8x fewer
-// shared-memory bytes per MAC than the fused kernel at m = 64); the codes are staged once per block and dequantized
-// by both m-warps of a column group. Same arithmetic (f16 (q - z) * s, f32 accumulation) and workspace rules as the
-// fused kernel: `ws` is w4a16_fused2_workspace_bytes(m, n, k, sms) bytes, zeroed once. ldx % 8 == 0, x 16-byte aligned.
-bool w4a16_fused2_enabled();    // LMFLEET_W4A16_FUSED2=1
-bool w4a16_fused2_supported();  // this device's opt-in shared memory per block takes its 112 KB (sm_80 / sm_90: yes)
-size_t w4a16_fused2_workspace_bytes(int m, int n, int k, int sms);
-void w4a16_gemm_fused2_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, float* ws, int sms,
-                            cudaStream_t s);
-void w4a16_gemm_fused2_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, float* ws,
-                                   int sms, cudaStream_t s);
 // Decode GEMV (m <= kW4GemvMaxRows): no shared-memory round trip for the weights. Each warp streams (8-row tile,
 // k128 block) chunks of 512 bytes (16 bytes per lane, ld.global.nc.L1::no_allocate, 2 x kW4GemvUnroll loads in flight
 // per lane, software-pipelined) straight into registers, dequantizes them with the 0x6400 trick (scale/zero loaded
