@@ -54,7 +54,7 @@ if a.alt:
     for line in open(a.alt):
         if line.startswith("ADDON_JSON "):
             alt = json.loads(line[len("ADDON_JSON "):])
-elif addon is not None and addon.get("ab"):  # engine-bench --ab: the "before" runs of the same process
+elif addon is not None and addon.get("ab"):  # engine-bench --ab: the variant's runs, alternating with the default's in one process
     alt = addon["ab"]
     if a.alt_label == "alt":
         a.alt_label = " ".join(f"{k}={v}" for k, v in alt["env"].items())

@@ -7,12 +7,11 @@
 // 2048-token prompt with maxNewTokens 1, firstTokenMs - queuedMs. Prints ENGINE_JSON last (bench_table.py).
 //   node test/bench/engine-bench.js ADDON.node MODEL_DIR [--batches 1,16,64] [--prompt 128] [--new 128] [--prefill 2048]
 //        [--tp N] [--devices 0,1]   (tensor parallelism: the model sharded over N ranks, rank r on devices[r])
-//     [--ab NAME=VALUE,...]
+//     [--ab NAME=VALUE,...] [--reps R]   (R timed runs per batch size, default 3)
 // test/bench/tp-parity.js reuses modelConfig / runEngine / randIds (module.exports).
-// --ab: first the same decode runs with those environment variables set (e.g. LMFLEET_GEMM_TUNE=0,LMFLEET_PDL=0: the
-// engine before per-shape GEMM tuning and PDL launches; the native side reads both at each graph capture), reported as
-// ADDON_JSON's "ab"; then their previous values come back and the measured runs follow, on the same loaded model. The
-// "before" runs come first because tuned GEMM plans, once made, stay with the model.
+// --ab: the same decode runs with those environment variables set (e.g. LMFLEET_PDL=gemv; the native side reads them
+// at each graph capture), alternating with the default's within each rep on the same loaded model, reported as
+// ADDON_JSON's "ab". (Tuned GEMM plans, once made, stay with the model: an A/B of LMFLEET_GEMM_TUNE is not clean.)
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -138,43 +137,53 @@ async function main() {
   const stepBytes = model.weightBytes() - V * H * 4 - (2 * L + 1) * H * 4;
   const result = { step_bytes: stepBytes, quant: config.quant ?? null, decode: {}, prefill: {} };
   let id = 1;
-  const decodeRuns = async (label, into) => {
-    for (const B of batches) {
-      const mk = (n) => Array.from({ length: B }, () => ({ id: id++, inputIds: randIds(promptLen, V), maxNewTokens: n,
-        sampling: { temperature: 0 } }));
-      await runEngine(addon, model, engineOpts(B), mk(8));  // warm-up: graphs, GEMM tuning
-      const t1 = Date.now();
-      const done = await runEngine(addon, model, engineOpts(B), mk(newTokens));
-      const wall = Date.now() - t1;
-      const ms = median(done.map((d) => (d.totalMs - d.firstTokenMs) / Math.max(1, d.completionTokens - 1)));
-      const ttft = median(done.map((d) => d.firstTokenMs));
-      console.log(`addon engine ${label}batch ${B}: ${ms.toFixed(3)} ms/step, ${(B * 1e3 / ms).toFixed(0)} tok/s; first token ${ttft.toFixed(1)} ms`);
-      into[B] = { ms_per_step: ms, tok_s: B * 1e3 / ms, ttft_ms: ttft, e2e_ms: wall };
-    }
-  };
+  const mk = (B, n) => Array.from({ length: B }, () => ({ id: id++, inputIds: randIds(promptLen, V), maxNewTokens: n,
+    sampling: { temperature: 0 } }));
+  // Decode: per batch size, `reps` runs of B requests, each after an 8-token warm-up (graphs, GEMM tuning; a changed
+  // setting recaptures the graphs there, outside the timed run). With --ab the variant's run and the default's
+  // alternate within each rep, so drift between them cancels. ms/step: the median over every request of every run;
+  // the per-run medians' range shows the run-to-run spread.
+  const variants = [{ label: '', env: [], into: result.decode }];
   if (opt.ab) {
     const env = String(opt.ab).split(',').filter(Boolean).map((kv) => kv.split('='));
+    result.ab = { env: Object.fromEntries(env), decode: {} };
+    variants.unshift({ label: `(${env.map((e) => e.join('=')).join(' ')}) `, env, into: result.ab.decode });
+  }
+  const reps = Math.max(1, Number(opt.reps ?? 3));
+  const withEnv = async (env, fn) => {
     const saved = env.map(([k]) => [k, process.env[k]]);
     for (const [k, v] of env) process.env[k] = v;
-    result.ab = { env: Object.fromEntries(env), decode: {} };
-    await decodeRuns(`(${env.map((e) => e.join('=')).join(' ')}) `, result.ab.decode);
-    for (const [k, v] of saved) if (v === undefined) delete process.env[k]; else process.env[k] = v;
-  }
+    try {
+      return await fn();
+    } finally {
+      for (const [k, v] of saved) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+  };
   for (const B of batches) {
-    const mk = (n) => Array.from({ length: B }, () => ({ id: id++, inputIds: randIds(promptLen, V), maxNewTokens: n,
-      sampling: { temperature: 0 } }));
-    await runEngine(addon, model, engineOpts(B), mk(8));  // warm-up: graphs, cuBLAS heuristics
-    t0 = Date.now();
-    const done = await runEngine(addon, model, engineOpts(B), mk(newTokens));
-    const wall = Date.now() - t0;
-    const per = done.map((d) => (d.totalMs - d.firstTokenMs) / Math.max(1, d.completionTokens - 1));
-    const ms = median(per);
-    const ttft = median(done.map((d) => d.firstTokenMs));
-    const tokens = done.reduce((s, d) => s + d.completionTokens, 0);
-    console.log(`addon engine batch ${B}: ${ms.toFixed(3)} ms/step (median over ${B} requests), ${(B * 1e3 / ms).toFixed(0)} tok/s; ` +
-      `first token ${ttft.toFixed(1)} ms; ${tokens} tokens in ${wall} ms wall (${(tokens * 1e3 / wall).toFixed(0)} tok/s end to end)`);
-    const kvBytes = 2 * L * B * (promptLen + newTokens / 2) * config.numKvHeads * config.headDim * 2;
-    result.decode[B] = { ms_per_step: ms, tok_s: B * 1e3 / ms, ttft_ms: ttft, e2e_ms: wall, kv_bytes: kvBytes };
+    const runs = variants.map(() => []);
+    for (let rep = 0; rep < reps; rep++) {
+      for (const [vi, v] of variants.entries()) {
+        runs[vi].push(await withEnv(v.env, async () => {
+          await runEngine(addon, model, engineOpts(B), mk(B, 8));
+          const t1 = Date.now();
+          const done = await runEngine(addon, model, engineOpts(B), mk(B, newTokens));
+          return { done, wall: Date.now() - t1 };
+        }));
+      }
+    }
+    for (const [vi, v] of variants.entries()) {
+      const all = runs[vi].flatMap((r) => r.done);
+      const per = all.map((d) => (d.totalMs - d.firstTokenMs) / Math.max(1, d.completionTokens - 1));
+      const repMs = runs[vi].map((r) => median(r.done.map((d) => (d.totalMs - d.firstTokenMs) / Math.max(1, d.completionTokens - 1))));
+      const ms = median(per), ttft = median(all.map((d) => d.firstTokenMs));
+      const last = runs[vi][runs[vi].length - 1];
+      const tokens = last.done.reduce((acc, d) => acc + d.completionTokens, 0);
+      console.log(`addon engine ${v.label}batch ${B}: ${ms.toFixed(3)} ms/step (median over ${all.length} requests in ${reps} runs, ` +
+        `run medians ${Math.min(...repMs).toFixed(3)}-${Math.max(...repMs).toFixed(3)}), ${(B * 1e3 / ms).toFixed(0)} tok/s; ` +
+        `first token ${ttft.toFixed(1)} ms; ${tokens} tokens in ${last.wall} ms wall (${(tokens * 1e3 / last.wall).toFixed(0)} tok/s end to end)`);
+      const kvBytes = 2 * L * B * (promptLen + newTokens / 2) * config.numKvHeads * config.headDim * 2;
+      v.into[B] = { ms_per_step: ms, tok_s: B * 1e3 / ms, ttft_ms: ttft, e2e_ms: last.wall, kv_bytes: kvBytes, run_ms: repMs };
+    }
   }
   if (prefillLen > 0) {
     const t = [];
