@@ -140,10 +140,12 @@ if has bench; then
   fi
   # tp 2 twice: the fused peer all-reduce + add-rms-norm (default), and LMFLEET_TP_FUSE=0 (two kernels); 2-pdl: the
   # exchange kernels launched as programmatic dependents (LMFLEET_TP_PDL=1)
-  # 2-wide: LMFLEET_TP_FUSE_ROWS=256 (batch 64 through the one-block-per-row fused kernel)
+  # 2-wide: LMFLEET_TP_FUSE_ROWS=256 (batch 64 through the one-block-per-row fused kernel); 1-tune / 2-tune:
+  # LMFLEET_GEMM_TUNE=1 (per-shape cuBLASLt choice for the batch-64 GEMMs, whose widths halve at tp 2)
   for run in ${BENCH_RUNS:-1 2 2-fuse0 2-pdl 2-wide}; do
     tp=${run%%-*}
     devs=$([ $tp = 1 ] && echo 0 || echo $TP2_DEVICES)
+    LMFLEET_GEMM_TUNE=$([ "${run#*-}" = tune ] && echo 1 || echo 0) \
     LMFLEET_TP_FUSE_ROWS=$([ "$run" = 2-wide ] && echo 256 || echo 16) LMFLEET_TP_PDL=$([ "$run" = 2-pdl ] && echo 1 || echo 0) LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
       --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs ${BENCH_AB:+--ab $BENCH_AB} > "$OUT/bench-tp$run.log" 2>&1
     echo "bench tp $run rc $?"; grep "addon engine .*batch" "$OUT/bench-tp$run.log"
