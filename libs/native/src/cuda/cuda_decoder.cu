@@ -228,7 +228,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   if (graph_kv_ != kv.k[0]) { drop_graphs(); graph_kv_ = kv.k[0]; }
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
   const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
-                         (std::min(l2_prefetch_kb(), 255) << 3);
+                         (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -287,7 +287,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
       // the first graph of a batch bucket above the GEMV rows: one eager step with GEMM tuning on first, so the
       // captured GEMMs replay the per-shape choices (CublasGemm::set_tuning; only with LMFLEET_GEMM_TUNE=1). The
       // eager step writes the same KV slots and logits the graph then writes again.
-      if (CublasGemm::tuning_allowed() && Tp > kGemvMaxRows && tuned_T_.insert(Tp).second) {
+      if (CublasGemm::tuning_allowed() && Tp > gemv_max_rows() && tuned_T_.insert(Tp).second) {
         CublasGemm& gm = be_.gemm();
         gm.set_tuning(true);
         try {

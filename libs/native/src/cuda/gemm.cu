@@ -293,7 +293,7 @@ void CublasGemm::dense(const half* x, int ldx, const half* w, void* y, bool out_
 void CublasGemm::linear(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n,
                         int k) {
   if (m <= 0) return;
-  if (m <= kGemvMaxRows && k % 8 == 0 && ldx % 8 == 0) {
+  if (m <= gemv_max_rows() && k % 8 == 0 && ldx % 8 == 0) {
     gemv_cuda(x, ldx, w, bias, y, ldy, m, n, k, stream_);
     return;
   }
@@ -304,7 +304,7 @@ void CublasGemm::linear(const half* x, int ldx, const half* w, const half* bias,
 void CublasGemm::linear_f32out(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m,
                                int n, int k) {
   if (m <= 0) return;
-  if (m <= kGemvMaxRows && k % 8 == 0 && ldx % 8 == 0) {
+  if (m <= gemv_max_rows() && k % 8 == 0 && ldx % 8 == 0) {
     gemv_f32out_cuda(x, ldx, w, bias, y, ldy, m, n, k, stream_);
     return;
   }

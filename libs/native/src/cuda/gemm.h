@@ -1,5 +1,5 @@
 // Dense GEMM through cuBLAS (f16 in/out or f32 out, f32 accumulate) for linear layers: y[m, n] = x[m, k] W^T,
-// W row-major [n, k] as stored in safetensors. Decode rows (m <= kGemvMaxRows) go to our streaming GEMV
+// W row-major [n, k] as stored in safetensors. Decode rows (m <= gemv_max_rows(), default kGemvMaxRows) go to our streaming GEMV
 // (ops/linear.cu), which reads W at full bandwidth; larger m to cuBLAS. Graph-capturable: the handle gets a
 // fixed workspace so cuBLAS allocates nothing during capture.
 #pragma once

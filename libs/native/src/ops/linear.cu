@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -90,6 +91,12 @@ bool pdl_enabled() {
   }();
   const char* e = std::getenv("LMFLEET_PDL");  // read at each launch: a benchmark may switch it between engines
   return sm90 && !(e && std::string(e) == "0");
+}
+
+int gemv_max_rows() {
+  const char* e = std::getenv("LMFLEET_GEMV_ROWS");
+  if (!e || !*e) return kGemvMaxRows;
+  return std::max(0, std::min(kGemvMaxRows, std::atoi(e)));
 }
 
 int l2_prefetch_kb() {

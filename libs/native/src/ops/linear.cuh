@@ -17,6 +17,10 @@ bool pdl_chain_enabled();
 // dependents, ask L2 for more of their weights before they wait: the f16 GEMV its warp's whole row, the W4A16 MmaX
 // GEMV N more k blocks per tile beyond its register ring. 0 / unset: off.
 int l2_prefetch_kb();
+// Rows up to which CublasGemm::linear takes the GEMV instead of cuBLAS: LMFLEET_GEMV_ROWS (0..kGemvMaxRows, read at
+// each call; default kGemvMaxRows). An A/B knob: session 5's layer bench had the f16 GEMV at m = 8 (225 us per 7B layer)
+// slower than cuBLAS at m = 16 (160 us); unmeasured in the engine.
+int gemv_max_rows();
 void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n, int k,
                cudaStream_t s);
 void gemv_f32out_cuda(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k,
