@@ -7,11 +7,11 @@
 // 2048-token prompt with maxNewTokens 1, firstTokenMs - queuedMs. Prints ENGINE_JSON last (bench_table.py).
 //   node test/bench/engine-bench.js ADDON.node MODEL_DIR [--batches 1,16,64] [--prompt 128] [--new 128] [--prefill 2048]
 //        [--tp N] [--devices 0,1]   (tensor parallelism: the model sharded over N ranks, rank r on devices[r])
-//     [--ab NAME=VALUE,...] [--reps R]   (R timed runs per batch size, default 3)
+//     [--ab NAME=VALUE,...[;NAME=VALUE,...]] [--reps R]   (R timed runs per batch size, default 3)
 // test/bench/tp-parity.js reuses modelConfig / runEngine / randIds (module.exports).
 // --ab: the same decode runs with those environment variables set (e.g. LMFLEET_PDL=gemv; the native side reads them
 // at each graph capture), alternating with the default's within each rep on the same loaded model, reported as
-// ADDON_JSON's "ab". (Tuned GEMM plans, once made, stay with the model: an A/B of LMFLEET_GEMM_TUNE is not clean.)
+// ADDON_JSON's "ab"; ';' separates several variants (all in "abs"). (Tuned GEMM plans, once made, stay with the model: an A/B of LMFLEET_GEMM_TUNE is not clean.)
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
@@ -144,10 +144,15 @@ async function main() {
   // alternate within each rep, so drift between them cancels. ms/step: the median over every request of every run;
   // the per-run medians' range shows the run-to-run spread.
   const variants = [{ label: '', env: [], into: result.decode }];
-  if (opt.ab) {
-    const env = String(opt.ab).split(',').filter(Boolean).map((kv) => kv.split('='));
-    result.ab = { env: Object.fromEntries(env), decode: {} };
-    variants.unshift({ label: `(${env.map((e) => e.join('=')).join(' ')}) `, env, into: result.ab.decode });
+  if (opt.ab) {  // VAR=V[,VAR=V][;VAR=V...]: one variant per ';' group (ADDON_JSON: the first as "ab", all in "abs")
+    result.abs = [];
+    for (const group of String(opt.ab).split(';').filter(Boolean)) {
+      const env = group.split(',').filter(Boolean).map((kv) => kv.split('='));
+      const entry = { env: Object.fromEntries(env), decode: {} };
+      result.abs.push(entry);
+      variants.splice(variants.length - 1, 0, { label: `(${env.map((e) => e.join('=')).join(' ')}) `, env, into: entry.decode });
+    }
+    result.ab = result.abs[0];
   }
   const reps = Math.max(1, Number(opt.reps ?? 3));
   const withEnv = async (env, fn) => {

@@ -93,6 +93,11 @@ bool pdl_enabled() {
   return sm90 && !(e && std::string(e) == "0");
 }
 
+bool norm_weight_first() {
+  const char* e = std::getenv("LMFLEET_NORM_WFIRST");
+  return e && std::string(e) == "1";
+}
+
 int gemv_max_rows() {
   const char* e = std::getenv("LMFLEET_GEMV_ROWS");
   if (!e || !*e) return kGemvMaxRows;
