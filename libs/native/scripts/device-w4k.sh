@@ -32,7 +32,8 @@
 #   the old fused kernel for m <= 8 through CublasGemm in the decoder graphs, an A/B against the default MmaX);
 #   W4_ENVS (space-separated engine runs, each VAR=V[,VAR=V]; default "LMFLEET_W4A16_GEMV=0": the fused kernel for
 #   m <= 8 beside the default policy's MmaX); NCU=1, NCU_SHAPE (gate_up|down|qkv|o),
-#   NCU_TIMEOUT; TK_ONLY (test_kernels' LMF_TEST_ONLY, default w4; empty: every kernel); PREFILL (engine prefill tokens,
+#   NCU_TIMEOUT; TK_ONLY (test_kernels' LMF_TEST_ONLY, default w4; empty: every kernel); TK_ENV (space-separated
+#   VAR=V[,VAR=V] sets: test_kernels again with each); PREFILL (engine prefill tokens,
 #   default 0: none); EB_EXTRA (more engine-bench.js arguments, e.g. "--ab LMFLEET_PDL=gemv"); BUDGET (s, default 540); SKIP_FP16=1 (no fp16 model/run); FP16_TIMEOUT (s, default 300: loading the 12.5 GB fp16
 #   model took > 60 s in both calls that tried it, so a call under ~400 s gets no fp16 engine row; then the fp16 C++
 #   layer stack of step 3b is the same-run baseline); NEW (new tokens, default 64); SKIP_ENGINE=1; SKIP_BACKEND=1; COMMIT
@@ -72,6 +73,12 @@ echo "test build rc $? ($(el))"; grep -e FAILED -e "spill" "$OUT/device-test-bui
 
 LMF_TEST_ONLY=${TK_ONLY-w4} timeout $(tb 90) $B/test_kernels > "$OUT/test_kernels.log" 2>&1
 echo "test_kernels (${TK_ONLY-w4}) rc $? ($(el)): $(tail -1 "$OUT/test_kernels.log")"
+i=0
+for e in ${TK_ENV:-}; do  # the same test_kernels run again with each env set (VAR=V[,VAR=V])
+  i=$((i + 1))
+  env ${e//,/ } LMF_TEST_ONLY=${TK_ONLY-w4} timeout $(tb 90) $B/test_kernels > "$OUT/test_kernels_tk$i.log" 2>&1
+  echo "test_kernels (${TK_ONLY-w4}) $e rc $? ($(el)): $(tail -1 "$OUT/test_kernels_tk$i.log")"
+done
 LMF_BENCH_W4_ONLY=1 timeout $(tb 75) $B/bench_decoder > "$OUT/bench_w4.log" 2>&1
 echo "bench_decoder (w4) rc $? ($(el))"
 

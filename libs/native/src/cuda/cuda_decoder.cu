@@ -229,7 +229,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
   const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
                          (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11) |
-                         (norm_weight_first() ? 1 << 15 : 0);
+                         (pdl_preload() ? 1 << 15 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();

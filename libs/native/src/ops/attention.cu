@@ -65,9 +65,13 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
                         const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
                         int block_size, float scale_log2, int split_len, int max_splits, float* __restrict__ o_part,
                         float* __restrict__ ml_part, const float* __restrict__ k_param,
-                        const float* __restrict__ v_param, int kv_rep) {
+                        const float* __restrict__ v_param, int kv_rep, int pre) {
   pdl_trigger();  // the o projection's GEMV may start streaming weights (see device_utils.cuh)
+  // pre (pdl_preload): the host-staged context length before the wait (a split past the end leaves at once)
+  int ctx = pre ? ctx_lens[blockIdx.z] : 0;
+  if (pre && (int)blockIdx.x * split_len >= ctx) return;
   pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the rope + KV store kernel
+  if (!pre) ctx = ctx_lens[blockIdx.z];
   using Chunk = typename KvChunk<QP>::T;
   constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
   extern __shared__ float scores[];  // [G][split_len]
@@ -78,7 +82,6 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   // blockIdx.y = a group of G query heads [hg * G, hg * G + G); kv_rep such groups share kv head hg / kv_rep (more than
   // 8 query heads per kv head run as several groups, each reading the kv head's rows)
   const int b = blockIdx.z, hg = blockIdx.y, kvh = hg / kv_rep, split = blockIdx.x;
-  const int ctx = ctx_lens[b];
   const int nsplit = (ctx + split_len - 1) / split_len;
   if (split >= nsplit) return;
   const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
@@ -215,11 +218,15 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
 template <int HD>
 __global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo,
                                                 int nh, int split_len, int max_splits,
-                                                const float* __restrict__ o_part, const float* __restrict__ ml_part) {
+                                                const float* __restrict__ o_part, const float* __restrict__ ml_part,
+                                                int pre) {
   pdl_trigger();  // see device_utils.cuh
-  pdl_wait();
   const int qh = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
-  const int nsplit = (ctx_lens[b] + split_len - 1) / split_len;
+  int cl = pre ? ctx_lens[b] : 0;  // pre (pdl_preload): the host-staged context length before the wait
+  if (pre && (cl + split_len - 1) / split_len <= 1) return;
+  pdl_wait();
+  if (!pre) cl = ctx_lens[b];
+  const int nsplit = (cl + split_len - 1) / split_len;
   if (nsplit <= 1) return;
   const size_t p0 = ((size_t)b * nh + qh) * max_splits;
   float mx = -INFINITY;
@@ -251,10 +258,11 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   const bool pdl = pdl_chain_enabled();
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache, v_cache,
                                        block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
-                                       split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep));
+                                       split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep,
+                                       pdl_preload() ? 1 : 0));
   if (max_splits > 1)
     LMF_CUDA_CHECK(launch_maybe_pdl(pdl, attention_decode_combine_kernel<HD>, dim3(nh, batch), dim3(HD), s, ctx_lens, out,
-                                    ldo, nh, split_len, max_splits, o_part, ml_part));
+                                    ldo, nh, split_len, max_splits, o_part, ml_part, pdl_preload() ? 1 : 0));
 }
 
 template <int HD, int QP>

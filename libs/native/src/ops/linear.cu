@@ -93,8 +93,8 @@ bool pdl_enabled() {
   return sm90 && !(e && std::string(e) == "0");
 }
 
-bool norm_weight_first() {
-  const char* e = std::getenv("LMFLEET_NORM_WFIRST");
+bool pdl_preload() {
+  const char* e = std::getenv("LMFLEET_PDL_PRELOAD");
   return e && std::string(e) == "1";
 }
 

@@ -21,9 +21,10 @@ int l2_prefetch_kb();
 // each call; default kGemvMaxRows). An A/B knob: session 5's layer bench had the f16 GEMV at m = 8 (225 us per 7B layer)
 // slower than cuBLAS at m = 16 (160 us); unmeasured in the engine.
 int gemv_max_rows();
-// LMFLEET_NORM_WFIRST=1 (opt-in, unmeasured; read at each launch): the rms_norm kernels load their weight before
-// griddepcontrol.wait instead of after the block sum (same arithmetic, one memory round trip off the critical path).
-bool norm_weight_first();
+// LMFLEET_PDL_PRELOAD=1 (opt-in, unmeasured; read at each launch): the small decode kernels load, before
+// griddepcontrol.wait, what no kernel of the step writes (the host-staged positions, context lengths and slots, the
+// rope angles, the norm weight), so fewer dependent memory round trips follow the wait. Same arithmetic.
+bool pdl_preload();
 void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n, int k,
                cudaStream_t s);
 void gemv_f32out_cuda(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k,

@@ -13,8 +13,8 @@ __global__ void rms_norm_kernel(half* residual, const half* __restrict__ x, cons
                                 half* y, int cols, float eps, int wfirst) {
   pdl_trigger();  // the next GEMV may start streaming its weights (it waits for this kernel before reading y)
   const int nvec = cols / 8;
-  // wfirst (norm_weight_first): the weight, which no kernel writes, is loaded before the wait instead of after the
-  // block sum, one dependent memory round trip fewer; the arithmetic is the same
+  // wfirst (pdl_preload): the weight, which no kernel writes, is loaded before the wait instead of after the block
+  // sum, one dependent memory round trip fewer; the arithmetic is the same
   half8 wv[VPT];
   if (wfirst) {
 #pragma unroll
@@ -100,7 +100,7 @@ static void launch(half* residual, const half* x, const half* w, half* y, int ro
     const int vpt = (nvec + threads - 1) / threads;
     auto kern = vpt == 1 ? rms_norm_kernel<1, ADD> : vpt == 2 ? rms_norm_kernel<2, ADD> : rms_norm_kernel<4, ADD>;
     LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), kern, dim3(rows), dim3(threads), s, residual, x, w, y, cols, eps,
-                                    norm_weight_first() ? 1 : 0));
+                                    pdl_preload() ? 1 : 0));
   } else {
     LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), rms_norm_generic_kernel<ADD>, dim3(rows), dim3(256), s, residual,
                                     x, w, y, cols, eps));

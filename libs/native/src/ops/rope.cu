@@ -62,12 +62,21 @@ __device__ void quantize_row_store(const half* x, int hd, int row, uint8_t* cach
 __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ positions,
                                      const float* __restrict__ inv_freq, int inv_freq_stride, int rot_dim, int nh,
                                      int nkv, int hd, half* k_cache, half* v_cache, const int* __restrict__ slots,
-                                     KvQuantArgs quant) {
+                                     KvQuantArgs quant, int pre) {
   pdl_trigger();  // the decode attention after it may launch (it waits for this kernel before reading)
-  pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the qkv projection
   const int t = blockIdx.x, h = blockIdx.y;
   half* row = qkv + (size_t)t * ld;
-  const int slot = k_cache ? slots[t] : -1;
+  // pre (pdl_preload): the slot, and this thread's first rope angle, from the host-staged positions / frequencies
+  // before the wait; computed the same way as below
+  int slot = -1;
+  float s0 = 0.f, c0 = 1.f;
+  const bool rot0 = pre && h < nh + nkv && (int)threadIdx.x < rot_dim / 2;
+  if (pre) {
+    slot = k_cache ? slots[t] : -1;
+    if (rot0) sincosf((float)positions[t] * inv_freq[(size_t)t * inv_freq_stride + threadIdx.x], &s0, &c0);
+  }
+  pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the qkv projection
+  if (!pre) slot = k_cache ? slots[t] : -1;
   if (quant.policy && h >= nh) {  // quantized cache: k heads rope in place first, then k and v rows quantize
     const bool is_v = h >= nh + nkv;
     const int kvh = is_v ? h - nh - nkv : h - nh;
@@ -77,8 +86,8 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
       const float* f = inv_freq + (size_t)t * inv_freq_stride;
       const int half_rot = rot_dim / 2;
       for (int i = threadIdx.x; i < half_rot; i += blockDim.x) {
-        float s, c;
-        sincosf(pos * f[i], &s, &c);
+        float s = s0, c = c0;
+        if (!(rot0 && i == (int)threadIdx.x)) sincosf(pos * f[i], &s, &c);
         const float x1 = __half2float(head[i]), x2 = __half2float(head[i + half_rot]);
         head[i] = __float2half(x1 * c - x2 * s);
         head[i + half_rot] = __float2half(x2 * c + x1 * s);
@@ -109,8 +118,8 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
   half* dst = (is_k && slot >= 0) ? k_cache + ((size_t)slot * nkv + (h - nh)) * hd : nullptr;
   for (int i = threadIdx.x; i < hd / 2; i += blockDim.x) {
     if (i < half_rot) {
-      float s, c;
-      sincosf(pos * f[i], &s, &c);
+      float s = s0, c = c0;
+      if (!(rot0 && i == (int)threadIdx.x)) sincosf(pos * f[i], &s, &c);
       const float x1 = __half2float(head[i]), x2 = __half2float(head[i + half_rot]);
       const half o1 = __float2half(x1 * c - x2 * s), o2 = __float2half(x2 * c + x1 * s);
       head[i] = o1;
@@ -137,7 +146,7 @@ void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* in
   const int heads = nh + nkv + (k_cache ? nkv : 0);
   LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), rope_kv_store_kernel, dim3(ntok, heads), dim3(std::min(hd / 2, 256)),
                                   s, qkv, ld, positions, inv_freq, inv_freq_stride, rot_dim, nh, nkv, hd, k_cache, v_cache,
-                                  slots, quant));
+                                  slots, quant, pdl_preload() ? 1 : 0));
 }
 
 }  // namespace lmfleet
