@@ -847,6 +847,30 @@ void check_args(const W4A16Dev& w, int ldx, int ldy) {
   if (ldx % 8 || ldy % 2) fail(ErrorCode::InvalidArgument, "w4a16: ldx must be a multiple of 8 and ldy even");
 }
 
+// Raises `kernel`'s dynamic shared-memory limit to `bytes` once per device (the attribute belongs to the device's
+// context). `done`: the caller's bit set, one per kernel instantiation (a function-local static there).
+void set_smem_limit_once(const void* kernel, int bytes, std::atomic<unsigned long long>& done) {
+  int dev = 0;
+  LMF_CUDA_CHECK(cudaGetDevice(&dev));
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (done.load() & bit) return;
+  LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  done.fetch_or(bit);
+}
+
+// Resident blocks per SM (at least 1) of `kernel` with kGvWarps warps and `smem` bytes of shared memory, kept in
+// `slot` (the caller's, one per instantiation and shape key; null: not kept): the occupancy query is host time that
+// every eager launch would pay.
+int blocks_per_sm_cached(const void* kernel, int smem, std::atomic<int>* slot) {
+  int bps = slot ? slot->load() : 0;
+  if (bps == 0) {
+    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, smem));
+    bps = std::max(bps, 1);
+    if (slot) slot->store(bps);
+  }
+  return bps;
+}
+
 void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, float* ws, int sms,
             cudaStream_t s) {
   if (m <= 0) return;
@@ -863,14 +887,8 @@ void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f3
 #define LMF_W4_CASE(MI, W)                                                                                       \
   case MI * 16 + W: {                                                                                            \
     constexpr int smem = stages<MI>() * stage_bytes<MI>();                                                     \
-    static std::atomic<unsigned long long> attr_set{0}; /* per device: the attribute belongs to its context */   \
-    int dev = 0;                                                                                                 \
-    LMF_CUDA_CHECK(cudaGetDevice(&dev));                                                                         \
-    const unsigned long long bit = 1ull << (dev & 63);                                                           \
-    if (!(attr_set.load() & bit)) {                                                                              \
-      LMF_CUDA_CHECK(cudaFuncSetAttribute(w4a16_mma_kernel<MI, W>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)); \
-      attr_set.fetch_or(bit);                                                                                    \
-    }                                                                                                            \
+    static std::atomic<unsigned long long> attr_set{0};                                                         \
+    set_smem_limit_once(reinterpret_cast<const void*>(w4a16_mma_kernel<MI, W>), smem, attr_set);                \
     w4a16_mma_kernel<MI, W><<<grid, dim3(W * 32), smem, s>>>(x, ldx, qw, w.sz, w.bias, y, ldy, f32out, part,     \
                                                              counters, m, w.n, w.k, w.group, p.KB, p.kb_per_split); \
     break;                                                                                                       \
@@ -951,22 +969,10 @@ template <int M, int D, int U, bool G128>
 void gv_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
   const int KB = w.kp / 128, smem = gv_smem_bytes(M, KB);
   auto kernel = w4a16_gemv_kernel<M, D, U, G128>;
-  static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
-  int dev = 0;
-  LMF_CUDA_CHECK(cudaGetDevice(&dev));
-  const unsigned long long bit = 1ull << (dev & 63);
-  if (!(attr_set.load() & bit)) {
-    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gv_max_smem()));
-    attr_set.fetch_or(bit);
-  }
-  // resident blocks per SM for this smem size (a function of KB): queried once per (instantiation, KB), not per launch
-  static std::atomic<int> bps_cache[256];
-  int bps = KB < 256 ? bps_cache[KB].load() : 0;
-  if (bps == 0) {
-    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, smem));
-    bps = std::max(bps, 1);
-    if (KB < 256) bps_cache[KB].store(bps);
-  }
+  static std::atomic<unsigned long long> attr_set{0};
+  set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
+  static std::atomic<int> bps_cache[256];  // by KB (the smem size is a function of it)
+  const int bps = blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), smem, KB < 256 ? &bps_cache[KB] : nullptr);
   const int tiles = w.n / 8, resident = std::max(sms, 1) * bps;
   const int S = gv_split(tiles, KB, resident);
   const int ngroups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
@@ -984,23 +990,12 @@ bool gva_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, b
   static const int max_smem = gv_max_smem();
   if (smem > max_smem) return false;
   auto kernel = w4a16_gemv_async_kernel<M, D, R>;
-  static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
-  int dev = 0;
-  LMF_CUDA_CHECK(cudaGetDevice(&dev));
-  const unsigned long long bit = 1ull << (dev & 63);
-  if (!(attr_set.load() & bit)) {
-    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
-    attr_set.fetch_or(bit);
-  }
-  // resident blocks per SM (a function of the smem size, i.e. of KB and gpb): queried once per (instantiation, KB, gpb)
-  static std::atomic<int> bps_cache[1024];
+  static std::atomic<unsigned long long> attr_set{0};
+  set_smem_limit_once(reinterpret_cast<const void*>(kernel), max_smem, attr_set);
+  static std::atomic<int> bps_cache[1024];  // by (KB, gpb): the smem size is a function of both
   const int key = KB * 3 + (gpb == 1 ? 0 : gpb == 2 ? 1 : 2);
-  int bps = key < 1024 ? bps_cache[key].load() : 0;
-  if (bps == 0) {
-    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, smem));
-    bps = std::max(bps, 1);
-    if (key < 1024) bps_cache[key].store(bps);
-  }
+  const int bps =
+      blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), smem, key < 1024 ? &bps_cache[key] : nullptr);
   const int tiles = w.n / 8, resident = std::max(sms, 1) * bps;
   const int S = gv_split(tiles, KB, resident);
   const int ngroups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
@@ -1025,22 +1020,11 @@ int mx_tiles_forced() {
 template <int M, int T, int GPB>
 int mx_blocks_per_sm(int KB) {
   auto kernel = w4a16_gemv_x_kernel<M, T, GPB>;
-  static std::atomic<unsigned long long> attr_set{0};  // per device: the attribute belongs to its context
-  int dev = 0;
-  LMF_CUDA_CHECK(cudaGetDevice(&dev));
-  const unsigned long long bit = 1ull << (dev & 63);
-  if (!(attr_set.load() & bit)) {
-    LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, gv_max_smem()));
-    attr_set.fetch_or(bit);
-  }
-  static std::atomic<int> bps_cache[256];
-  int bps = KB < 256 ? bps_cache[KB].load() : 0;
-  if (bps == 0) {
-    LMF_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, kernel, kGvWarps * 32, mx_smem_bytes(M, KB, T)));
-    bps = std::max(bps, 1);
-    if (KB < 256) bps_cache[KB].store(bps);
-  }
-  return bps;
+  static std::atomic<unsigned long long> attr_set{0};
+  set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
+  static std::atomic<int> bps_cache[256];  // by KB
+  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_smem_bytes(M, KB, T),
+                              KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
 template <int M, int T, int GPB>
