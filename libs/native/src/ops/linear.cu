@@ -105,6 +105,7 @@ int gemv_max_rows() {
 }
 
 int l2_prefetch_kb() {
+  if (!pdl_enabled()) return 0;  // the prefetch goes out before griddepcontrol.wait: without PDL nothing runs meanwhile
   const char* e = std::getenv("LMFLEET_L2_PREFETCH");
   const int v = e ? std::atoi(e) : 0;
   return v > 0 ? v : 0;
@@ -129,7 +130,7 @@ static void launch(const half* x, int ldx, const half* w, const half* bias, OutT
   if (m > kGemvMaxRows) fail(ErrorCode::InvalidArgument, "gemv: more rows than kGemvMaxRows");
   if (k % 8 || ldx % 8) fail(ErrorCode::InvalidArgument, "gemv: k and ldx must be multiples of 8");
   const dim3 grid((n + kRowsPerBlock - 1) / kRowsPerBlock), block(kRowsPerBlock * 32);
-  const int l2pf = pdl_enabled() ? l2_prefetch_kb() : 0;
+  const int l2pf = l2_prefetch_kb();
   switch (m) {
 #define LMF_GEMV_CASE(M) \
   case M: launch_pdl(gemv_kernel<M, OutT>, grid, block, s, x, ldx, w, bias, y, ldy, n, k, l2pf); break;

@@ -15,7 +15,7 @@ bool pdl_enabled();
 bool pdl_chain_enabled();
 // LMFLEET_L2_PREFETCH (opt-in, unmeasured; read at each launch): N > 0 makes the decode GEMVs, launched as programmatic
 // dependents, ask L2 for more of their weights before they wait: the f16 GEMV its warp's whole row, the W4A16 MmaX
-// GEMV N more k blocks per tile beyond its register ring. 0 / unset: off.
+// GEMV N more k blocks per tile beyond its register ring. 0 / unset, or PDL off: off.
 int l2_prefetch_kb();
 // Rows up to which CublasGemm::linear takes the GEMV instead of cuBLAS: LMFLEET_GEMV_ROWS (0..kGemvMaxRows, read at
 // each call; default kGemvMaxRows). An A/B knob: session 5's layer bench had the f16 GEMV at m = 8 (225 us per 7B layer)

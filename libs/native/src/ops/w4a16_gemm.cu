@@ -1035,7 +1035,7 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB>, dim3(grid), dim3(kGvWarps * 32),
                                        (size_t)smem, s, x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y,
-                                       ldy, f32out, w.n, w.k, KB, S, pdl_enabled() ? l2_prefetch_kb() : 0));
+                                       ldy, f32out, w.n, w.k, KB, S, l2_prefetch_kb()));
 }
 
 // T = 0: by shape. T = 4 when its tile units (n / 32) fill at least one wave of resident blocks at S = 8 (7B: qkv,
