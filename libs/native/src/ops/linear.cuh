@@ -7,23 +7,25 @@ namespace lmfleet {
 // f32 accumulation. Streams W once at full bandwidth (cuBLAS takes over for larger m; see cuda/gemm.h).
 // y is f16 (ldy) or f32 (the logits variant). k must be a multiple of 8, ldx too.
 constexpr int kGemvMaxRows = 8;
+// Rows up to which CublasGemm::linear takes the GEMV by default (session 6, fp16 7B engine, one process: batch 4 5.825
+// ms/step GEMV vs 5.811 cuBLAS, batch 8 8.419 vs 5.952; so cuBLAS from 5 rows on).
+constexpr int kGemvDefaultRows = 4;
 // The GEMV is launched as a programmatic dependent of the kernel before it on sm_90 (weights stream while that kernel
 // finishes; see cuda/device_utils.cuh); LMFLEET_PDL=0 turns it off.
 bool pdl_enabled();
 // The small decode kernels (rope + KV store, decode attention, rms_norm, silu_mul) launched the same way, so their
 // launches hide too: on with pdl_enabled() unless LMFLEET_PDL=gemv (the GEMVs only, as before session 5).
 bool pdl_chain_enabled();
-// LMFLEET_L2_PREFETCH (opt-in, unmeasured; read at each launch): N > 0 makes the decode GEMVs, launched as programmatic
+// LMFLEET_L2_PREFETCH (opt-in; measured slower in session 6: W4 batch 1 2.446 vs 2.285 ms/step; read at each launch): N > 0 makes the decode GEMVs, launched as programmatic
 // dependents, ask L2 for more of their weights before they wait: the f16 GEMV its warp's whole row, the W4A16 MmaX
 // GEMV N more k blocks per tile beyond its register ring. 0 / unset, or PDL off: off.
 int l2_prefetch_kb();
 // Rows up to which CublasGemm::linear takes the GEMV instead of cuBLAS: LMFLEET_GEMV_ROWS (0..kGemvMaxRows, read at
-// each call; default kGemvMaxRows). An A/B knob: session 5's layer bench had the f16 GEMV at m = 8 (225 us per 7B layer)
-// slower than cuBLAS at m = 16 (160 us); unmeasured in the engine.
+// each call; default kGemvDefaultRows).
 int gemv_max_rows();
-// LMFLEET_PDL_PRELOAD=1 (opt-in, unmeasured; read at each launch): the small decode kernels load, before
+// Preload (default on; LMFLEET_PDL_PRELOAD=0 turns it off; read at each launch): the small decode kernels load, before
 // griddepcontrol.wait, what no kernel of the step writes (the host-staged positions, context lengths and slots, the
-// rope angles, the norm weight), so fewer dependent memory round trips follow the wait. Same arithmetic.
+// rope angles, the norm weight), so fewer dependent memory round trips follow the wait. Same arithmetic, same bits.
 bool pdl_preload();
 void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n, int k,
                cudaStream_t s);

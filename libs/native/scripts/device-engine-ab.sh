@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# On the GPU machine, one call: the addon engine's decode A/B runs on the random 7B-shaped models, with the GPU's clocks,
+# power, throttle reasons and compute processes logged once a second beside them (so a slow row can be told apart from
+# a throttled or shared GPU), and the C++ fp16 layer stack (bench_decoder) before and after as a fixed reference.
+#   source .device/bootstrap.sh; bash libs/native/scripts/device-engine-ab.sh
+# Env: RUNS ('|'-separated engine runs, each "w4 ENGINE-BENCH ARGS..." or "fp16 ..."; default: W4 and fp16 at batches 1/16/64
+#   with no A/B), BUDGET (s, default 560). Logs under $OUT (engine-N.log, smi.csv, bench_fp16_*.log); summary last.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+OUT=${OUT:-/tmp/lmf-device-out}
+mkdir -p "$OUT"
+cd "$ROOT"
+T0=$(date +%s)
+el() { echo "$(( $(date +%s) - T0 )) s"; }
+BUDGET=${BUDGET:-560}
+tb() { local left=$(( BUDGET - 10 - ($(date +%s) - T0) )); [ "$left" -lt 1 ] && left=1; echo $(( $1 < left ? $1 : left )); }
+MODEL=/tmp/lmf-random-7b-32
+W4MODEL=/tmp/lmf-random-7b-32-awq128
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+BUILD=libs/native/build/cuda
+B=libs/native/build/device-test
+RUNS=${RUNS:-"w4 --batches 1,16,64 --new 64|fp16 --batches 1,16,64 --new 64"}
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,clocks_throttle_reasons.active \
+  --format=csv,noheader -l 1 > "$OUT/smi.csv" 2>&1 &
+SMI_PID=$!
+{ cmake -S libs/native -B $BUILD -DLMFLEET_VARIANT=cuda -DCMAKE_BUILD_TYPE=Release \
+    -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
+    -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8; } > "$OUT/addon-build.log" 2>&1 &
+ADDON_PID=$!
+need_fp16=0; case "$RUNS" in *fp16*) need_fp16=1;; esac
+{ [ -f "$W4MODEL/config.json" ] || python3 test/bench/make_random_model.py "$W4MODEL" --layers 32 --awq-group 128
+  [ $need_fp16 = 0 ] || [ -f "$MODEL/config.json" ] || python3 test/bench/make_random_model.py "$MODEL" --layers 32; } \
+  > "$OUT/make_models.log" 2>&1 &
+MODELS_PID=$!
+SKIP_TESTS=1 bash libs/native/scripts/device-test.sh > "$OUT/device-test-build.txt" 2>&1
+echo "bench build rc $? ($(el))"
+stack() {  # the fp16 C++ layer stack: graphs, our kernels + cuBLAS, no scheduler
+  LMF_BENCH_W4=0 timeout $(tb 40) $B/bench_decoder --prefill 128 > "$OUT/bench_fp16_$1.log" 2>&1
+  echo "bench_decoder fp16 stack ($1) rc $? ($(el)): $(grep '^| batch' "$OUT/bench_fp16_$1.log" | cut -d'|' -f2,4 | tr '\n' ' ')"
+}
+stack before
+wait $ADDON_PID; echo "addon build rc $? ($(el))"
+wait $MODELS_PID; echo "models rc $? ($(el)): $(grep wrote "$OUT/make_models.log" | tr '\n' ' ')"
+ADDON=$(find $BUILD -name lmfleet_native.node | head -1)
+[ -n "$ADDON" ] || tail -20 "$OUT/addon-build.log"
+i=0
+IFS='|' read -ra RUNLIST <<< "$RUNS"
+for r in "${RUNLIST[@]}"; do
+  i=$((i + 1))
+  kind=${r%% *}; args=${r#* }
+  dir=$W4MODEL; [ "$kind" = fp16 ] && dir=$MODEL
+  echo "[$(el)] engine $i: $kind $args; GPU processes before: $(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | tr '\n' ' ')"
+  timeout $(tb 300) node test/bench/engine-bench.js "$ADDON" "$dir" $args > "$OUT/engine-$i.log" 2>&1
+  echo "engine $i rc $? ($(el))"
+  grep -e "addon engine" -e loaded "$OUT/engine-$i.log" | cut -d';' -f1 | sed 's/^/  /'
+done
+stack after
+kill $SMI_PID 2>/dev/null
+echo "== GPU log ($(wc -l < "$OUT/smi.csv") samples): sm MHz, mem MHz, W, C, util %, throttle reasons (distinct) =="
+awk -F', ' '{print $2, $3, $7}' "$OUT/smi.csv" | sort | uniq -c | sort -rn | head -8
+awk -F', ' '{gsub(/ W/,"",$4); gsub(/ MHz/,"",$2); if ($4+0 > pmax) pmax = $4+0; if (smin == "" || $2+0 < smin) smin = $2+0; t += $5} END {print "max power", pmax, "W; min sm clock", smin, "MHz; mean temp", t/NR, "C"}' "$OUT/smi.csv"
