@@ -48,7 +48,7 @@ BUDGET=${BUDGET:-540}
 # tb WANT: a step's timeout, WANT seconds or what is left of BUDGET (15 s kept for the summary), at least 1
 tb() { local left=$(( BUDGET - 15 - ($(date +%s) - T0) )); [ "$left" -lt 1 ] && left=1; echo $(( $1 < left ? $1 : left )); }
 NEW=${NEW:-64}
-W4_ENVS=${W4_ENVS:-"LMFLEET_W4A16_GEMV=0"}
+W4_ENVS=${W4_ENVS-"LMFLEET_W4A16_GEMV=0"}  # set and empty: no extra W4 runs
 MODEL=/tmp/lmf-random-7b-32
 W4MODEL=/tmp/lmf-random-7b-32-awq128
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)

@@ -53,6 +53,10 @@ void linear_any(CublasGemm& g, const half* x, int ldx, const std::unique_ptr<Lin
   g.linear(x, ldx, f.w, f.bias, y, ldy, m, (int)f.n, (int)f.k);
 }
 
+const CudaW4A16Weight* w4_of(const std::unique_ptr<LinearWeight>& w) {
+  return w && w->group > 0 ? dynamic_cast<const CudaW4A16Weight*>(w.get()) : nullptr;
+}
+
 // logits [R, n * vl] from the all-gathered slices [n][R][vl] (tensor parallelism)
 __global__ void interleave_logits_kernel(const float* __restrict__ g, float* __restrict__ out, int R, int n, int vl) {
   const int64_t total = (int64_t)R * n * vl;
@@ -229,7 +233,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
   const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
                          (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11) |
-                         (pdl_preload() ? 1 << 15 : 0);
+                         (pdl_preload() ? 1 << 15 : 0) | (w4a16_fuse_enabled() ? 1 << 17 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -359,14 +363,38 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   const int inv_stride = c.rope.type == "dynamic" ? (int)m_.rotary_dim() / 2 : 0;
   const float scale = 1.f / std::sqrt((float)D);
 
+  // W4A16 decode at tp 1 (LMFLEET_W4_FUSE, default on): each layer's two rms_norms, its silu_mul and its two residual
+  // adds fold into the MmaX GEMVs (w4a16_gemv_fused_cuda): 4 kernels instead of 9 around attention. The residual
+  // stream resid_ is then the GEMVs' input (qkv, gate_up: normed while staged) and output (o, down: added in place).
+  const auto fz = [&](const half* norm_w, int silu_inter, bool residual) {
+    W4GemvFuse f;
+    f.norm_w = norm_w;
+    f.eps = c.eps;
+    f.silu_inter = silu_inter;
+    f.residual = residual;
+    return f;
+  };
+  bool fuse = !coll && decode && w4a16_fuse_enabled();
+  for (int l = 0; fuse && l < (int)c.layers; l++) {
+    const LayerWeights& W = m_.layers[l];
+    const CudaW4A16Weight *qkv = w4_of(W.qkv), *o = w4_of(W.o), *gu = w4_of(W.gate_up), *dn = w4_of(W.down);
+    fuse = qkv && o && gu && dn && w4a16_gemv_fuse_supported(T, qkv->dev(), fz(in_norm_[l], 0, false)) &&
+           w4a16_gemv_fuse_supported(T, o->dev(), fz(nullptr, 0, true)) &&
+           w4a16_gemv_fuse_supported(T, gu->dev(), fz(post_norm_[l], I, false)) &&
+           w4a16_gemv_fuse_supported(T, dn->dev(), fz(nullptr, 0, true));
+  }
+  const auto fused = [&](const half* x, int ldx, const std::unique_ptr<LinearWeight>& w, half* y, int ldy,
+                         const W4GemvFuse& f) { w4a16_gemv_fused_cuda(x, ldx, w4_of(w)->dev(), y, ldy, T, f, g.sms(), s_); };
+
   embedding_cuda(tokens, embed_, resid_, T, H, coll ? (int)sh.vocab + 1 : (int)c.vocab, s_);
   if (coll) coll->all_reduce_sum_f16(rank, resid_, (int64_t)T * H);
-  rms_norm_cuda(resid_, in_norm_[0], h_, T, H, c.eps, s_);
+  if (!fuse) rms_norm_cuda(resid_, in_norm_[0], h_, T, H, c.eps, s_);
   for (int l = 0; l < (int)c.layers; l++) {
     const LayerWeights& W = m_.layers[l];
     half* kc = reinterpret_cast<half*>(kv.k[l]);
     half* vc = reinterpret_cast<half*>(kv.v[l]);
-    linear_any(g, h_, H, W.qkv, qkv_, Q, T);
+    if (fuse) fused(resid_, H, W.qkv, qkv_, Q, fz(in_norm_[l], 0, false));
+    else linear_any(g, h_, H, W.qkv, qkv_, Q, T);
     KvQuantArgs kq;  // quantized cache (quant_policy 8/4): rope_kv_store quantizes, attention dequantizes
     if (kv.quant_policy) {
       kq.policy = kv.quant_policy;
@@ -383,6 +411,12 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
                              NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
+    if (fuse) {
+      fused(attn_, NH * D, W.o, resid_, H, fz(nullptr, 0, true));
+      fused(resid_, H, W.gate_up, act_, I, fz(post_norm_[l], I, false));
+      fused(act_, I, W.down, resid_, H, fz(nullptr, 0, true));
+      continue;
+    }
     linear_any(g, attn_, NH * D, W.o, proj_, H, T);
     reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
     linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
@@ -390,6 +424,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     linear_any(g, act_, I, W.down, proj_, H, T);
     reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps);  // row-parallel down
   }
+  if (fuse) rms_norm_cuda(resid_, final_norm_, h_, T, H, c.eps, s_);
   if (L.R > 0) {
     gather_rows_kernel<<<L.R, 256, 0, s_>>>(h_, rows, rows_, H);
     LMF_CUDA_LAUNCHED();

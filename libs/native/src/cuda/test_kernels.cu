@@ -971,6 +971,134 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
   }
 }
 
+// MmaX with the decode step's fusions (w4a16_gemv_fused_cuda; the decoder's W4A16 path at tp 1), on a [gate; up]
+// weight [2 inter, k]: (a) norm-in + silu (the gate_up GEMV) against float64 (rms_norm's half-rounded output times the
+// unrounded (q - z) s weights, g and u rounded to half, silu(g) u) and against rms_norm + MmaX + silu_mul (the same
+// arithmetic but the order of the sum of squares: within the f16 bound, not bit-equal); (b) silu alone: the same bits
+// as MmaX + silu_mul; (c) residual: y += half(x W^T + b), the same bits as MmaX + add_rms_norm's residual. Strided x and
+// y with poisoned padding; a second launch gives the same bits.
+static void test_w4a16_gemv_fused(Rng& r, int inter, int k, int group, std::vector<int> ms) {
+  const int n = 2 * inter, mmax = *std::max_element(ms.begin(), ms.end()), ldx = k + 8, ldy = n + 2, ldo = inter + 2;
+  const float eps = 1e-5f;
+  const W4Case c = make_w4(r, n, k, group);
+  std::vector<float> bias(n), nw(k);
+  for (auto& b : bias) b = __half2float(__float2half(r.normal(0.5f)));
+  for (auto& v : nw) v = __half2float(__float2half(1.f + 0.3f * r.normal(1.f)));
+  auto x = to_double(to_half(r.normals((size_t)mmax * ldx)));
+  auto res0 = to_double(to_half(r.normals((size_t)mmax * ldy)));
+  W4Dev w(c, bias);
+  DevBuf<half> dx(x.size()), dnw(k);
+  {
+    std::vector<float> xf(x.begin(), x.end());
+    dx.upload(to_half(xf));
+  }
+  dnw.upload(to_half(nw));
+  int sms = 0;
+  LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int G = k / group;
+  std::vector<double> wx((size_t)n * k);  // the unrounded (q - z) s (MmaX's arithmetic)
+  for (int j = 0; j < n; j++)
+    for (int q = 0; q < k; q++)
+      wx[(size_t)j * k + q] = ((double)c.q[(size_t)j * k + q] - c.z[(size_t)j * G + q / group]) * (double)c.s[(size_t)j * G + q / group];
+  auto dotw = [&](const double* xr, int j) {
+    double s = bias[j];
+    for (int q = 0; q < k; q++) s += xr[q] * wx[(size_t)j * k + q];
+    return s;
+  };
+  auto hr = [](double v) { return (double)__half2float(__float2half((float)v)); };
+  auto silu = [](double g, double u) { return g / (1.0 + std::exp(-g)) * u; };
+  // strided [m, ld] device output -> the first `cols` of each row; pad_ok: the padding still NaN
+  auto rows_of = [](const std::vector<double>& v, int m, int ld, int cols, bool& pad_ok) {
+    std::vector<double> o;
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < ld; j++) {
+        if (j < cols) o.push_back(v[(size_t)i * ld + j]);
+        else if (!std::isnan(v[(size_t)i * ld + j])) pad_ok = false;
+      }
+    return o;
+  };
+  for (int m : ms) {
+    W4GemvFuse fn, fs, fr;
+    fn.norm_w = dnw.p;
+    fn.eps = eps;
+    fn.silu_inter = inter;
+    fs.silu_inter = inter;
+    fr.residual = true;
+    if (!w4a16_gemv_fuse_supported(m, w.d, fn) || !w4a16_gemv_fuse_supported(m, w.d, fr)) {
+      std::printf("w4a16_gemv_fused %s: not run (the fusions do not take it here)\n", dims({m, n, k, group}).c_str());
+      continue;
+    }
+    // (a) norm-in + silu
+    {
+      std::vector<double> ref((size_t)m * inter);
+      for (int i = 0; i < m; i++) {
+        const double* xr = &x[(size_t)i * ldx];
+        double ss = 0;
+        for (int q = 0; q < k; q++) ss += xr[q] * xr[q];
+        const double inv = 1.0 / std::sqrt(ss / k + eps);
+        std::vector<double> xh(k);
+        for (int q = 0; q < k; q++) xh[q] = hr(xr[q] * inv * nw[q]);
+        for (int j = 0; j < inter; j++) ref[(size_t)i * inter + j] = silu(hr(dotw(xh.data(), j)), hr(dotw(xh.data(), inter + j)));
+      }
+      DevBuf<half> dy((size_t)m * ldo), h((size_t)m * k), gu((size_t)m * n), act((size_t)m * inter);
+      dy.poison();
+      w4a16_gemv_fused_cuda(dx.p, ldx, w.d, dy.p, ldo, m, fn, sms, S);
+      const auto out = to_double(dy.download());
+      w4a16_gemv_fused_cuda(dx.p, ldx, w.d, dy.p, ldo, m, fn, sms, S);
+      bool pad_ok = true;
+      const auto o2 = rows_of(out, m, ldo, inter, pad_ok), o3 = rows_of(to_double(dy.download()), m, ldo, inter, pad_ok);
+      const bool again_ok = o2 == o3;
+      T.add("w4a16_gemv_fused(norm+silu)", dims({m, inter, k, group}), rel_err(o2, ref), 2e-3,
+            dy.guards_ok() && pad_ok && again_ok, again_ok ? "" : "second launch differs");
+      // the unfused kernels: rms_norm, MmaX (T by shape, as the fused launch), silu_mul
+      act.poison();
+      for (int i = 0; i < m; i++) rms_norm_cuda(dx.p + (size_t)i * ldx, dnw.p, h.p + (size_t)i * k, 1, k, eps, S);
+      w4a16_gemv_cuda(h.p, k, w.d, gu.p, n, m, W4GemvDot::MmaX, sms, S, 0);
+      silu_mul_cuda(gu.p, n, act.p, m, inter, S);
+      bool pad2 = true;
+      const auto u2 = rows_of(to_double(act.download()), m, inter, inter, pad2);
+      T.add("w4a16_gemv_fused(norm+silu) vs unfused", dims({m, inter, k, group}), rel_err(o2, u2), 2e-3, act.guards_ok());
+    }
+    // (b) silu alone: bit-equal to MmaX + silu_mul
+    {
+      DevBuf<half> dy((size_t)m * ldo), gu((size_t)m * n), act((size_t)m * inter);
+      dy.poison();
+      w4a16_gemv_fused_cuda(dx.p, ldx, w.d, dy.p, ldo, m, fs, sms, S);
+      w4a16_gemv_cuda(dx.p, ldx, w.d, gu.p, n, m, W4GemvDot::MmaX, sms, S, 0);
+      silu_mul_cuda(gu.p, n, act.p, m, inter, S);
+      bool pad_ok = true, pad2 = true;
+      const auto o2 = rows_of(to_double(dy.download()), m, ldo, inter, pad_ok);
+      const auto u2 = rows_of(to_double(act.download()), m, inter, inter, pad2);
+      T.add("w4a16_gemv_fused(silu) vs unfused", dims({m, inter, k, group}), rel_err(o2, u2), 0,
+            dy.guards_ok() && act.guards_ok() && pad_ok);
+    }
+    // (c) residual: y += half(x W^T + b); bit-equal to MmaX + add_rms_norm's residual
+    {
+      std::vector<float> r0f(res0.begin(), res0.begin() + (size_t)m * ldy);
+      for (int i = 0; i < m; i++)
+        for (int j = n; j < ldy; j++) r0f[(size_t)i * ldy + j] = NAN;  // the padding must stay as it was
+      DevBuf<half> dy((size_t)m * ldy), proj((size_t)m * n), resid((size_t)m * n), hh((size_t)m * n), dnw2(n);
+      dy.upload(to_half(r0f));
+      std::vector<float> r0c;
+      for (int i = 0; i < m; i++) r0c.insert(r0c.end(), r0f.begin() + (size_t)i * ldy, r0f.begin() + (size_t)i * ldy + n);
+      resid.upload(to_half(r0c));
+      dnw2.upload(to_half(std::vector<float>(n, 1.f)));
+      w4a16_gemv_fused_cuda(dx.p, ldx, w.d, dy.p, ldy, m, fr, sms, S);
+      w4a16_gemv_cuda(dx.p, ldx, w.d, proj.p, n, m, W4GemvDot::MmaX, sms, S, 0);
+      add_rms_norm_cuda(resid.p, proj.p, dnw2.p, hh.p, m, n, eps, S);
+      bool pad_ok = true, pad2 = true;
+      const auto o2 = rows_of(to_double(dy.download()), m, ldy, n, pad_ok);
+      const auto u2 = rows_of(to_double(resid.download()), m, n, n, pad2);
+      std::vector<double> ref((size_t)m * n);
+      for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) ref[(size_t)i * n + j] = hr(r0c[(size_t)i * n + j] + hr(dotw(&x[(size_t)i * ldx], j)));
+      T.add("w4a16_gemv_fused(residual)", dims({m, n, k, group}), rel_err(o2, ref), 2e-3, dy.guards_ok() && pad_ok);
+      T.add("w4a16_gemv_fused(residual) vs unfused", dims({m, n, k, group}), rel_err(o2, u2), 0,
+            dy.guards_ok() && resid.guards_ok() && pad_ok);
+    }
+  }
+}
+
 // The dequantization kernel must give exactly the reference's f16 weights.
 static void test_w4a16_dequant(Rng& r, int n, int k, int group) {
   const W4Case c = make_w4(r, n, k, group);
@@ -1343,6 +1471,11 @@ int main(int argc, char** argv) {
     test_w4a16_gemv(r, 12288, 4096, 128, {1, 2, 4, 8});
     test_w4a16_gemv(r, 4096, 4096, 64, {1, 3, 8});
     test_w4a16_gemv(r, 22016, 4096, 128, {1, 2, 4, 8});
+    // MmaX with the decoder's fusions (norm-in, silu, residual): 7B's gate_up, small and odd shapes, groups 32/64
+    test_w4a16_gemv_fused(r, 11008, 4096, 128, {1, 4, 8});
+    test_w4a16_gemv_fused(r, 1024, 1024, 128, {1, 2, 3, 5, 8});
+    test_w4a16_gemv_fused(r, 304, 640, 64, {1, 3});  // 38 gate tiles: a unit with one gate tile (T 4), padded k
+    test_w4a16_gemv_fused(r, 256, 512, 32, {1, 7});
     test_w4a16_gemv(r, 4096, 11008, 128, {1, 2, 4, 5, 8});
     test_w4a16_gemv(r, 11008, 4096, 32, {1, 8});
     test_w4a16_gemv(r, 136, 640, 128, {1, 3, 5, 6, 7});  // the u8 variant at odd m and padded k (kp 768)

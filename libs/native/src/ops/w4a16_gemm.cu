@@ -338,6 +338,45 @@ __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, 
 }
 }
 
+// gv_stage_x with each thread's sum of squares per row of what it staged (MmaX's norm-in: W4GemvFuse::norm_w).
+template <int M>
+__device__ __forceinline__ void gv_stage_x_ss(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW,
+                                              float (&ss)[M]) {
+  const int chunks = KB * 16;
+#pragma unroll
+  for (int r = 0; r < M; r++) ss[r] = 0.f;
+  for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
+    uint4 v[kGvStage];
+#pragma unroll
+    for (int u = 0; u < kGvStage; u++) {
+      const int idx = base + u * kGvWarps * 32 + threadIdx.x;
+      const int r = idx / chunks, q = idx - r * chunks, col = q * 8;
+      v[u] = make_uint4(0, 0, 0, 0);
+      if (r < M && col < k) v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
+    }
+#pragma unroll
+    for (int u = 0; u < kGvStage; u++) {
+      const int idx = base + u * kGvWarps * 32 + threadIdx.x;
+      const int r = idx / chunks, q = idx - r * chunks;
+      if (r < M) {
+        uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
+        d[0] = v[u].x;
+        d[4] = v[u].y;
+        d[8] = v[u].z;
+        d[12] = v[u].w;
+        float f[8];
+        half8_to_float(*reinterpret_cast<const half8*>(&v[u]), f);
+        float part = 0.f;
+#pragma unroll
+        for (int q2 = 0; q2 < 8; q2++) part += f[q2] * f[q2];
+#pragma unroll
+        for (int rr = 0; rr < M; rr++)
+          if (rr == r) ss[rr] += part;
+      }
+    }
+  }
+}
+
 // U: 16-byte weight loads per batch (two batches in flight per lane). G128: group 128 only (one (scale, zero) pair per
 // k128 block: U = 8 keeps 8 pairs in registers instead of 32). D = Read streams the same bytes with no math (the
 // bench's bound for this launch shape; its output is meaningless).
@@ -664,11 +703,19 @@ __host__ __device__ constexpr int mx_smem_bytes(int M, int KB, int T) { return (
 template <int T, int GPB>
 __host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 2 : 1; }
 
+// MmaX's fusions into the decode step (W4GemvFuse, see w4a16_gemm.cuh): the norm-in staging, and the epilogue modes.
+struct MxFuse {
+  const half* norm_w;  // non-null: x rows are the residual stream, staged as half(x * rsqrt(mean(x^2) + eps) * norm_w)
+  float eps;
+  int silu_inter;      // > 0: W = [gate; up] (n = 2 silu_inter); y [m, silu_inter] = silu(half(gate)) * half(up)
+  int residual;        // 1: y (f16) += half(result): y is the residual stream
+};
+
 template <int M, int T, int GPB>
 __global__ void __launch_bounds__(kGvWarps * 32, mx_min_blocks<T, GPB>())
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
-                    int S, int l2pf) {
+                    int S, int l2pf, MxFuse fz) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
   constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
@@ -677,7 +724,12 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int TB = kGvWarps / S, tiles = n >> 3;  // TB: tile units (T tiles each) per block
   const int tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
-  const int tile0 = ((int)blockIdx.x * TB + tl) * T, nvalid = min(T, tiles - tile0);  // nvalid <= 0: past the end
+  // A unit is T consecutive tiles; with silu_inter its first P tiles are gate tiles unit * P + i and the last P the
+  // matching up tiles (inter / 8 further), so one block holds both halves of its outputs.
+  const int unit = (int)blockIdx.x * TB + tl, ga = fz.silu_inter >> 3;
+  const int tile0 = ga ? unit * P : unit * T;
+  const int nvalid = ga ? min(P, ga - tile0) : min(T, tiles - tile0);  // <= 0: past the end (per half with silu)
+  const int du = ga ? ga - P : 0;                                        // up tile i (>= P) = tile0 + i + du
   const int kb0 = min(KB, slice * per), kb1 = nvalid > 0 ? min(KB, kb0 + per) : kb0;
 
   const uint4* wp = qw + (size_t)max(0, min(tile0, tiles - 1)) * KB * 32 + lane;
@@ -688,9 +740,10 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     if (kk < kb1) {
 #pragma unroll
       for (int i = 0; i < T; i++) {
-        if (i < nvalid) {
-          wv[d][i] = ld_stream_u4(wp + ((size_t)i * KB + kk) * 32);
-          const half2 p = ld_sz(sp + (size_t)kk * GPB * n + i * 8);
+        if ((ga && i >= P ? i - P : i) < nvalid) {
+          const int ti = i + (i >= P ? du : 0);
+          wv[d][i] = ld_stream_u4(wp + ((size_t)ti * KB + kk) * 32);
+          const half2 p = ld_sz(sp + (size_t)kk * GPB * n + ti * 8);
           sv[d][i] = *reinterpret_cast<const uint32_t*>(&p);
         } else {
           wv[d][i] = make_uint4(0, 0, 0, 0);  // a missing tile of the last unit: zero codes and zero, never written
@@ -756,10 +809,56 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   }
   // launched as a programmatic dependent (pdl_enabled): the weight loads above go out while the kernel that writes x
   // finishes; x, and y's writes, wait for it
+  // norm-in: the norm weight (no kernel of the step writes it) into shared memory before the wait, after x's rows
+  uint4* nws = reinterpret_cast<uint4*>(red + kGvWarps * T * M * 8);
+  if (fz.norm_w)
+    for (int q = threadIdx.x; q < k / 8; q += kGvWarps * 32) nws[q] = __ldg(reinterpret_cast<const uint4*>(fz.norm_w) + q);
   pdl_wait();
   pdl_trigger();
-  gv_stage_x<M>(x, ldx, k, KB, xs, RW);
-  __syncthreads();
+  if (!fz.norm_w) {
+    gv_stage_x<M>(x, ldx, k, KB, xs, RW);
+    __syncthreads();
+  } else {
+    // rms_norm's arithmetic (ops/rms_norm.cu): f32 sum of squares of the row, r = rsqrt(ss / k + eps), half(x r w);
+    // only the order of the sum differs
+    float ss[M];
+    gv_stage_x_ss<M>(x, ldx, k, KB, xs, RW, ss);
+#pragma unroll
+    for (int r = 0; r < M; r++) {
+      const float v = warp_sum(ss[r]);
+      if (lane == 0) red[warp * M + r] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < M) {
+      float tot = 0.f;
+      for (int w2 = 0; w2 < kGvWarps; w2++) tot += red[w2 * M + threadIdx.x];
+      red[kGvWarps * M + threadIdx.x] = rsqrtf(tot / k + fz.eps);
+    }
+    __syncthreads();
+    const int chunks = KB * 16;
+    for (int idx = threadIdx.x; idx < M * chunks; idx += kGvWarps * 32) {
+      const int r = idx / chunks, q = idx - r * chunks;
+      if (q * 8 >= k) continue;
+      uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
+      const float rr = red[kGvWarps * M + r];
+      half8 hv;
+      hv.h[0] = *reinterpret_cast<const half2*>(d);
+      hv.h[1] = *reinterpret_cast<const half2*>(d + 4);
+      hv.h[2] = *reinterpret_cast<const half2*>(d + 8);
+      hv.h[3] = *reinterpret_cast<const half2*>(d + 12);
+      float v[8], wf[8], o[8];
+      half8_to_float(hv, v);
+      half8_to_float(*reinterpret_cast<const half8*>(&nws[q]), wf);
+#pragma unroll
+      for (int q2 = 0; q2 < 8; q2++) o[q2] = v[q2] * rr * wf[q2];
+      hv = float_to_half8(o);
+      *reinterpret_cast<half2*>(d) = hv.h[0];
+      *reinterpret_cast<half2*>(d + 4) = hv.h[1];
+      *reinterpret_cast<half2*>(d + 8) = hv.h[2];
+      *reinterpret_cast<half2*>(d + 12) = hv.h[3];
+    }
+    __syncthreads();
+  }
   for (int kb = kb0; kb < kb1; kb += D) {
 #pragma unroll
     for (int d = 0; d < D; d++) {
@@ -783,6 +882,27 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
       }
     }
   __syncthreads();
+  if (ga) {  // silu: gate tile i and up tile i + P of a unit make outputs [gate tile * 8, + 8); silu_mul's arithmetic
+    for (int e = threadIdx.x; e < TB * P * M * 8; e += kGvWarps * 32) {
+      const int u = e / (P * M * 8), rem = e - u * (P * M * 8), i = rem / (M * 8), r = (rem / 8) % M, f = rem % 8;
+      const int gt = ((int)blockIdx.x * TB + u) * P + i;
+      if (gt >= ga) continue;
+      const int ru = rem + P * M * 8;  // up tile i + P: (i + P) * M * 8 + r * 8 + f
+      float vg = 0.f, vu = 0.f;
+      for (int s2 = 0; s2 < S; s2++) {
+        vg += red[(u * S + s2) * T * M * 8 + rem];
+        vu += red[(u * S + s2) * T * M * 8 + ru];
+      }
+      const int col = gt * 8 + f;
+      if (bias) {
+        vg += __half2float(bias[col]);
+        vu += __half2float(bias[fz.silu_inter + col]);
+      }
+      const float gf = __half2float(__float2half(vg)), uf = __half2float(__float2half(vu));
+      static_cast<half*>(y)[(size_t)r * ldy + col] = __float2half(gf / (1.f + __expf(-gf)) * uf);
+    }
+    return;
+  }
   for (int e = threadIdx.x; e < TB * T * M * 8; e += kGvWarps * 32) {
     const int u = e / (T * M * 8), rem = e - u * (T * M * 8), i = rem / (M * 8), r = (rem / 8) % M, f = rem % 8;
     const int tile = ((int)blockIdx.x * TB + u) * T + i;
@@ -791,8 +911,12 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     for (int s2 = 0; s2 < S; s2++) v += red[(u * S + s2) * T * M * 8 + rem];  // split order: deterministic
     const int col = tile * 8 + f;
     if (bias) v += __half2float(bias[col]);
-    if (f32out) static_cast<float*>(y)[(size_t)r * ldy + col] = v;
-    else static_cast<half*>(y)[(size_t)r * ldy + col] = __float2half(v);
+    if (f32out) {
+      static_cast<float*>(y)[(size_t)r * ldy + col] = v;
+    } else {
+      half* yp = static_cast<half*>(y) + (size_t)r * ldy + col;
+      *yp = fz.residual ? __hadd(*yp, __float2half(v)) : __float2half(v);  // residual: add_rms_norm's rounding
+    }
   }
 }
 
@@ -1028,40 +1152,43 @@ int mx_blocks_per_sm(int KB) {
 }
 
 template <int M, int T, int GPB>
-void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s) {
-  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T);
+void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
+                 const MxFuse& fz) {
+  // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
+  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
   const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB>(KB);
   const int S = gv_split(units, KB, resident);  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB>, dim3(grid), dim3(kGvWarps * 32),
                                        (size_t)smem, s, x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y,
-                                       ldy, f32out, w.n, w.k, KB, S, l2_prefetch_kb()));
+                                       ldy, f32out, w.n, w.k, KB, S, fz.norm_w || fz.silu_inter || fz.residual ? 0 : l2_prefetch_kb(), fz));
 }
 
 // T = 0: by shape. T = 4 when its tile units (n / 32) fill at least one wave of resident blocks at S = 8 (7B: qkv,
 // gate_up); else T = 2 (7B: o and down, n = 4096: T = 4 would give 128 blocks of 8 warps for 132 SMs x 2 slots, half
 // the loads in flight). Groups 64 / 32 take T = 4 whatever is asked (correctness there, not speed).
 template <int M>
-void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int T, int sms, cudaStream_t s) {
+void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int T, int sms, cudaStream_t s,
+                 const MxFuse& fz) {
   const int gpb = 128 / w.group;
   if (gpb == 1) {
     if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
-    if (T == 2) mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s);
-    else if (T == 8) mx_launch_t<M, 8, 1>(x, ldx, w, y, ldy, f32out, sms, s);
-    else mx_launch_t<M, 4, 1>(x, ldx, w, y, ldy, f32out, sms, s);
+    if (T == 2) mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz);
+    else if (T == 8) mx_launch_t<M, 8, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz);
+    else mx_launch_t<M, 4, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz);
   } else if (gpb == 2) {
-    mx_launch_t<M, 4, 2>(x, ldx, w, y, ldy, f32out, sms, s);
+    mx_launch_t<M, 4, 2>(x, ldx, w, y, ldy, f32out, sms, s, fz);
   } else {
-    mx_launch_t<M, 4, 4>(x, ldx, w, y, ldy, f32out, sms, s);
+    mx_launch_t<M, 4, 4>(x, ldx, w, y, ldy, f32out, sms, s, fz);
   }
 }
 
 void mx_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, int T, int sms,
-               cudaStream_t s) {
+               cudaStream_t s, const MxFuse& fz = MxFuse{nullptr, 0.f, 0, 0}) {
   if (T != 2 && T != 4 && T != 8) T = mx_tiles_forced();  // 0: by shape
   switch (m) {
 #define LMF_GVX_CASE(M) \
-  case M: mx_launch_m<M>(x, ldx, w, y, ldy, f32out, T, sms, s); return;
+  case M: mx_launch_m<M>(x, ldx, w, y, ldy, f32out, T, sms, s, fz); return;
     LMF_GVX_CASE(1) LMF_GVX_CASE(2) LMF_GVX_CASE(3) LMF_GVX_CASE(4)
     LMF_GVX_CASE(5) LMF_GVX_CASE(6) LMF_GVX_CASE(7) LMF_GVX_CASE(8)
 #undef LMF_GVX_CASE
@@ -1149,6 +1276,32 @@ bool w4a16_gemv_supported(int m, int k, W4GemvDot dot) {
   const int KB = (k + 127) / 128;
   // MmaX: the largest T's partial sums (T = 8: 16 KB at m = 8) beside the same x tile
   return (dot == W4GemvDot::MmaX ? mx_smem_bytes(m, KB, 8) : gv_smem_bytes(m, KB)) <= max_smem;
+}
+
+bool w4a16_gemv_fuse_supported(int m, const W4A16Dev& w, const W4GemvFuse& f) {
+  if (w4a16_gemv_mode() != (int)W4GemvDot::MmaX || m < 1 || m > w4a16_gemv_max_rows()) return false;
+  if (f.residual && (f.norm_w || f.silu_inter)) return false;  // residual: y is x's stream, written in place
+  if (f.norm_w && w.k % 8) return false;
+  if (f.silu_inter && (f.silu_inter % 8 || w.n != 2 * f.silu_inter)) return false;
+  static const int max_smem = gv_max_smem();
+  const int KB = w.kp / 128;
+  return mx_smem_bytes(m, KB, 8) + (f.norm_w ? KB * 256 : 0) <= max_smem;
+}
+
+void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, const W4GemvFuse& f,
+                           int sms, cudaStream_t s) {
+  if (m <= 0) return;
+  check_args(w, ldx, ldy);
+  if (!w4a16_gemv_fuse_supported(m, w, f))
+    fail(ErrorCode::InvalidArgument, "w4a16 gemv: this fusion does not take these shapes (w4a16_gemv_fuse_supported)");
+  if (f.norm_w && (reinterpret_cast<uintptr_t>(f.norm_w) & 15))
+    fail(ErrorCode::InvalidArgument, "w4a16 gemv: the norm weight must be 16-byte aligned");
+  mx_launch(x, ldx, w, y, ldy, false, m, 0, sms, s, MxFuse{f.norm_w, f.eps, f.silu_inter, f.residual ? 1 : 0});
+}
+
+bool w4a16_fuse_enabled() {
+  const char* e = std::getenv("LMFLEET_W4_FUSE");
+  return !(e && std::string(e) == "0");
 }
 
 int w4a16_gemv_mode() {

@@ -69,6 +69,25 @@ void w4a16_gemv_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy
                      cudaStream_t s, int unroll = 0);
 void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, W4GemvDot dot,
                             int sms, cudaStream_t s, int unroll = 0);
+// MmaX with parts of the decode step folded in (tensor parallelism 1: nothing to all-reduce between them):
+//   norm_w: x is the residual stream, staged as rms_norm(x) * norm_w (rms_norm's arithmetic; the sum of squares in
+//           another order), so the rms_norm kernel before the GEMV goes;
+//   silu_inter: W is [gate; up] (n = 2 silu_inter) and y [m, silu_inter] = silu_mul's result of the f16 gate and up
+//           (a block computes both halves of its outputs), so the silu_mul kernel after it goes;
+//   residual: y is the residual stream and y += half(x W^T + b), the add of add_rms_norm (same rounding).
+// norm_w may go with silu_inter; residual with neither. f16 out only.
+struct W4GemvFuse {
+  const half* norm_w = nullptr;  // [k], 16-byte aligned
+  float eps = 0.f;
+  int silu_inter = 0;
+  bool residual = false;
+};
+// LMFLEET_W4_FUSE (read at each call): unset / 1 the decoder uses these fusions where they apply, 0 never.
+bool w4a16_fuse_enabled();
+// Whether w4a16_gemv_fused_cuda takes (m, w, f): MmaX is the GEMV policy, m within its rows, the shapes fit.
+bool w4a16_gemv_fuse_supported(int m, const W4A16Dev& w, const W4GemvFuse& f);
+void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, const W4GemvFuse& f,
+                           int sms, cudaStream_t s);
 // The whole weight dequantized to f16 [n, k] row-major (for large m: then a dense GEMM).
 void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s);
 
