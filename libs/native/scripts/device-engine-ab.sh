@@ -4,7 +4,8 @@
 # a throttled or shared GPU), and the C++ fp16 layer stack (bench_decoder) before and after as a fixed reference.
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-engine-ab.sh
 # Env: RUNS ('|'-separated engine runs, each "w4 ENGINE-BENCH ARGS..." or "fp16 ..."; default: W4 and fp16 at batches 1/16/64
-#   with no A/B), BUDGET (s, default 560). Logs under $OUT (engine-N.log, smi.csv, bench_fp16_*.log); summary last.
+#   with no A/B), NCU_ENGINE ("w4|fp16 ENGINE-BENCH ARGS": that run once more under Nsight Compute, a table of kernel
+#   durations by (name, grid) -> $OUT/ncu_engine_table.md), BUDGET (s, default 560). Logs under $OUT (engine-N.log, smi.csv, bench_fp16_*.log); summary last.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -55,6 +56,16 @@ for r in "${RUNLIST[@]}"; do
   grep -e "addon engine" -e loaded "$OUT/engine-$i.log" | cut -d';' -f1 | sed 's/^/  /'
 done
 stack after
+if [ -n "${NCU_ENGINE:-}" ]; then  # "w4|fp16 ENGINE-BENCH ARGS": that run under Nsight Compute, one duration per kernel
+  NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  kind=${NCU_ENGINE%% *}; args=${NCU_ENGINE#* }
+  dir=$W4MODEL; [ "$kind" = fp16 ] && dir=$MODEL
+  timeout $(tb 240) "$NCU_BIN" --clock-control none --cache-control none --metrics gpu__time_duration.sum,launch__grid_size \
+    --csv --page raw node test/bench/engine-bench.js "$ADDON" "$dir" $args > "$OUT/ncu_engine.csv" 2> "$OUT/ncu_engine.log"
+  echo "ncu engine ($NCU_ENGINE) rc $? ($(el))"
+  python3 libs/native/scripts/ncu_step_table.py "$OUT/ncu_engine.csv" --top 40 > "$OUT/ncu_engine_table.md" 2>&1
+  cat "$OUT/ncu_engine_table.md"
+fi
 kill $SMI_PID 2>/dev/null
 echo "== GPU log ($(wc -l < "$OUT/smi.csv") samples): sm MHz, mem MHz, W, C, util %, throttle reasons (distinct) =="
 awk -F', ' '{print $2, $3, $7}' "$OUT/smi.csv" | sort | uniq -c | sort -rn | head -8

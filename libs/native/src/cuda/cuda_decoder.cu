@@ -66,6 +66,14 @@ __global__ void interleave_logits_kernel(const float* __restrict__ g, float* __r
   }
 }
 
+// LMFLEET_ATTN_SPLIT=32|64|...|4096 (an A/B knob, read at each step): the decode attention's split length (keys per
+// block) instead of the choice by (sequence, kv head) pairs below; 0 / unset: that choice.
+int attn_split_forced() {
+  const char* e = std::getenv("LMFLEET_ATTN_SPLIT");
+  const int v = e ? std::atoi(e) : 0;
+  return v >= 32 && v <= 4096 && v % 32 == 0 ? v : 0;
+}
+
 int batch_bucket(int s) {
   if (s <= 8) {
     int b = 1;
@@ -214,6 +222,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     // flash-decoding split: short splits when few (sequence, kv head) pairs would leave SMs idle
     const int pairs = Tp * (int)m_.shard().kv_heads;
     split_len_ = pairs < 128 ? 32 : (pairs < 512 ? 64 : 128);
+    if (const int f = attn_split_forced(); f > 0) split_len_ = f;
     splits = pow2_at_least((max_ctx + split_len_ - 1) / split_len_);
     if (use_graphs_) mb = (splits * split_len_ + kv.block_size - 1) / (int)kv.block_size;
   }
@@ -233,7 +242,8 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
   const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
                          (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11) |
-                         (pdl_preload() ? 1 << 15 : 0) | (w4a16_fuse_enabled() ? 1 << 17 : 0);
+                         (pdl_preload() ? 1 << 15 : 0) | (w4a16_fuse_enabled() ? 1 << 17 : 0) |
+                         (attn_split_forced() / 32) << 18 | w4a16_gemv_bps_cap() << 27;
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
