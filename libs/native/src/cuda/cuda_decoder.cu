@@ -229,7 +229,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
   const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
                          (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11) |
-                         (pdl_preload() ? 1 << 15 : 0);
+                         (pdl_preload() ? 1 << 15 : 0) | (fuse_silu_enabled() ? 1 << 16 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -385,8 +385,13 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
                              NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
     linear_any(g, attn_, NH * D, W.o, proj_, H, T);
     reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
-    linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
-    silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
+    if (W.gate_up->group == 0 && T <= gemv_max_rows() && H % 8 == 0 && I % 4 == 0 && fuse_silu_enabled()) {
+      const CudaLinearWeight& f = cw(W.gate_up);  // f16 weight, rows the GEMV serves: gate_up and silu_mul in one kernel
+      gemv_silu_cuda(h_, H, f.w, f.bias, act_, I, T, I, H, s_);
+    } else {
+      linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
+      silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
+    }
     linear_any(g, act_, I, W.down, proj_, H, T);
     reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps);  // row-parallel down
   }
