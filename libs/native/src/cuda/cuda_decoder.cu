@@ -242,8 +242,9 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
   const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
                          (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11) |
-                         (pdl_preload() ? 1 << 15 : 0) | (w4a16_fuse_enabled() ? 1 << 17 : 0) |
-                         (attn_split_forced() / 32) << 18 | w4a16_gemv_bps_cap() << 27;
+                         (pdl_preload() ? 1 << 15 : 0) | (fuse_silu_enabled() ? 1 << 16 : 0) |
+                         (w4a16_fuse_enabled() ? 1 << 17 : 0) | (attn_split_forced() / 32) << 18 |
+                         w4a16_gemv_bps_cap() << 27;
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -429,8 +430,13 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     }
     linear_any(g, attn_, NH * D, W.o, proj_, H, T);
     reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
-    linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
-    silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
+    if (W.gate_up->group == 0 && T <= gemv_max_rows() && H % 8 == 0 && I % 4 == 0 && fuse_silu_enabled()) {
+      const CudaLinearWeight& f = cw(W.gate_up);  // f16 weight, rows the GEMV serves: gate_up and silu_mul in one kernel
+      gemv_silu_cuda(h_, H, f.w, f.bias, act_, I, T, I, H, s_);
+    } else {
+      linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
+      silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
+    }
     linear_any(g, act_, I, W.down, proj_, H, T);
     reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps);  // row-parallel down
   }

@@ -89,6 +89,10 @@ __device__ __forceinline__ uint4 ld_stream_u4(const void* p) {
   return r;
 }
 
+// SwiGLU's silu(g) * u in f32 (ops/silu_mul.cu, and the f16 GEMV's fused gate_up mode, ops/linear.cu: one
+// expression, so the two paths give the same bits)
+__device__ __forceinline__ float silu_mul_f32(float g, float u) { return g / (1.f + __expf(-g)) * u; }
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -184,6 +184,47 @@ static void test_gemv(Rng& r, int m, int n, int k, bool f32out) {
   T.add(f32out ? "gemv_f32out" : "gemv", dims({m, n, k}), rel_err(o2, r2), f32out ? 1e-5 : 2e-3, guards && pad_ok);
 }
 
+// The fused gate_up GEMV + silu_mul (gemv_silu_cuda, decode): against a float64 reference (x W^T + b; g and u each
+// rounded to f16 as the GEMV stores them; then silu(g) * u), and bit for bit against gemv_cuda + silu_mul_cuda on the
+// same inputs (what CudaDecoder runs when the fusion is off). Strided x and out, out's padding must stay poisoned.
+static void test_gemv_silu(Rng& r, int m, int inter, int k, bool with_bias = true) {
+  const int n = 2 * inter, ldx = k + 8, ldo = inter + 3;
+  auto x = r.normals((size_t)m * ldx), w = r.normals((size_t)n * k, 0.05f), bias = r.normals(n);
+  if (!with_bias) std::fill(bias.begin(), bias.end(), 0.f);
+  DevBuf<half> dx(x.size()), dw(w.size()), db(n), dout((size_t)m * ldo), dgu((size_t)m * n), dtwo((size_t)m * inter);
+  dx.upload(to_half(x));
+  dw.upload(to_half(w));
+  db.upload(to_half(bias));
+  dout.poison();
+  dgu.poison();
+  dtwo.poison();
+  const half* bp = with_bias ? db.p : nullptr;
+  gemv_silu_cuda(dx.p, ldx, dw.p, bp, dout.p, ldo, m, inter, k, S);
+  gemv_cuda(dx.p, ldx, dw.p, bp, dgu.p, n, m, n, k, S);
+  silu_mul_cuda(dgu.p, n, dtwo.p, m, inter, S);
+  const std::vector<half> out = dout.download(), two = dtwo.download();
+  const std::vector<double> gu = linear_ref(x.data(), ldx, w.data(), bias.data(), m, n, k, n);
+  std::vector<double> o2, r2;
+  bool pad_ok = true;
+  size_t diff = 0;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < ldo; j++) {
+      const half v = out[(size_t)i * ldo + j];
+      if (j < inter) {
+        const double g = __half2float(__float2half((float)gu[(size_t)i * n + j]));
+        const double u = __half2float(__float2half((float)gu[(size_t)i * n + inter + j]));
+        o2.push_back(__half2float(v));
+        r2.push_back(g / (1 + std::exp(-g)) * u);
+        diff += std::memcmp(&v, &two[(size_t)i * inter + j], sizeof(half)) != 0;
+      } else if (!std::isnan(__half2float(v))) {
+        pad_ok = false;
+      }
+    }
+  const bool guards = dout.guards_ok() && dgu.guards_ok() && dtwo.guards_ok();
+  T.add("gemv_silu", dims({m, inter, k}) + (with_bias ? "" : " nobias"), rel_err(o2, r2), 2e-3, guards && pad_ok && diff == 0,
+        diff ? std::to_string(diff) + " outputs differ from gemv + silu_mul" : pad_ok ? "" : "padding written");
+}
+
 static void test_rope(Rng& r, const std::string& type, int rot_dim) {
   const int ntok = 19, nh = 8, nkv = 2, hd = 128, bs = 16, nblocks = 8;
   const int ld = (nh + 2 * nkv) * hd;
@@ -1407,6 +1448,13 @@ int main(int argc, char** argv) {
     for (int m : {1, 3, 8}) test_gemv(r, m, 1000, 4096, false);
     test_gemv(r, 2, 300, 4104, false);
     test_gemv(r, 5, 777, 2056, true);
+    // gate_up + silu_mul fused (CudaDecoder's f16 decode path): 7B's 11008 and its tp 2 / tp 4 shards, k = 4096 and
+    // k not a multiple of 256; inter not a multiple of 8 (silu_mul's scalar kernel on the unfused side); no bias
+    test_gemv_silu(r, 1, 11008, 4096);
+    test_gemv_silu(r, 3, 1000, 4104);
+    test_gemv_silu(r, 4, 2752, 4096);
+    test_gemv_silu(r, 8, 5504, 4096);
+    test_gemv_silu(r, 8, 1004, 2056, false);
     for (const char* t : {"default", "linear", "dynamic", "llama3"}) test_rope(r, t, 128);
     test_rope(r, "default", 64);
     test_attention_decode(r, {1, 17, 300, 1000, 2500}, 8, 2, 128, 256);

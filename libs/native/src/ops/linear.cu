@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
@@ -16,13 +17,26 @@ __device__ __forceinline__ void store_out(half* p, float v) { *p = __float2half(
 __device__ __forceinline__ void store_out(float* p, float v) { *p = v; }
 }  // namespace
 
-template <int M, typename OutT>
+// kSilu (gemv_silu_cuda; OutT half): W is the fused gate_up weight [2n, k] (n = inter), y is [m, n] (ldy): block b's
+// warps 0..3 compute gate rows b*4 + w, warps 4..7 the matching up rows n + b*4 + w - 4 (the same per-row arithmetic),
+// and the block writes silu(g) * u for its 4 columns (the silu_mul_cuda arithmetic on the f16-rounded g and u).
+template <int M, typename OutT, bool kSilu = false>
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
 gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, const half* __restrict__ bias,
             OutT* __restrict__ y, int ldy, int n, int k, int l2pf) {
-  const int row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
+  static_assert(!kSilu || (std::is_same_v<OutT, half> && kRowsPerBlock == 8), "gemv_kernel: silu mode is f16 out, 8 warps");
+  constexpr int kCols = kRowsPerBlock / 2;  // silu mode: output columns per block
+  int row;
+  if constexpr (kSilu) {
+    const int wi = threadIdx.x >> 5;
+    row = wi < kCols ? blockIdx.x * kCols + wi : n + blockIdx.x * kCols + wi - kCols;  // n % kCols == 0: all valid
+  } else {
+    row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
+  }
   const int lane = threadIdx.x & 31;
-  if (row >= n) return;
+  if constexpr (!kSilu) {  // silu mode has no partial blocks (and a __syncthreads below)
+    if (row >= n) return;
+  }
   const half* wr = w + (size_t)row * k;
   float acc[M];
 #pragma unroll
@@ -75,10 +89,25 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
   }
 #pragma unroll
   for (int i = 0; i < M; i++) acc[i] = warp_sum(acc[i]);
-  if (lane == 0) {
-    const float b = bias ? __half2float(bias[row]) : 0.f;
+  if constexpr (kSilu) {
+    __shared__ half gu[kRowsPerBlock][M];  // [warp][m]: the f16 values gemv_cuda would store
+    if (lane == 0) {
+      const float b = bias ? __half2float(bias[row]) : 0.f;
 #pragma unroll
-    for (int i = 0; i < M; i++) store_out(y + (size_t)i * ldy + row, acc[i] + b);
+      for (int i = 0; i < M; i++) gu[threadIdx.x >> 5][i] = __float2half(acc[i] + b);
+    }
+    __syncthreads();
+    if (threadIdx.x < kCols * M) {
+      const int i = threadIdx.x / kCols, cc = threadIdx.x % kCols;
+      y[(size_t)i * ldy + blockIdx.x * kCols + cc] =
+          __float2half(silu_mul_f32(__half2float(gu[cc][i]), __half2float(gu[kCols + cc][i])));
+    }
+  } else {
+    if (lane == 0) {
+      const float b = bias ? __half2float(bias[row]) : 0.f;
+#pragma unroll
+      for (int i = 0; i < M; i++) store_out(y + (size_t)i * ldy + row, acc[i] + b);
+    }
   }
 }
 
@@ -123,17 +152,18 @@ static void launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream
   LMF_CUDA_CHECK(launch_maybe_pdl(pdl_enabled(), kern, grid, block, s, args...));
 }
 
-template <typename OutT>
+// kSilu: n is inter (the output width; W has 2n rows), a multiple of kRowsPerBlock / 2 (gemv_silu_cuda checks)
+template <typename OutT, bool kSilu = false>
 static void launch(const half* x, int ldx, const half* w, const half* bias, OutT* y, int ldy, int m, int n, int k,
                    cudaStream_t s) {
   if (m <= 0 || n <= 0) return;
   if (m > kGemvMaxRows) fail(ErrorCode::InvalidArgument, "gemv: more rows than kGemvMaxRows");
   if (k % 8 || ldx % 8) fail(ErrorCode::InvalidArgument, "gemv: k and ldx must be multiples of 8");
-  const dim3 grid((n + kRowsPerBlock - 1) / kRowsPerBlock), block(kRowsPerBlock * 32);
+  const dim3 grid(kSilu ? n / (kRowsPerBlock / 2) : (n + kRowsPerBlock - 1) / kRowsPerBlock), block(kRowsPerBlock * 32);
   const int l2pf = l2_prefetch_kb();
   switch (m) {
 #define LMF_GEMV_CASE(M) \
-  case M: launch_pdl(gemv_kernel<M, OutT>, grid, block, s, x, ldx, w, bias, y, ldy, n, k, l2pf); break;
+  case M: launch_pdl(gemv_kernel<M, OutT, kSilu>, grid, block, s, x, ldx, w, bias, y, ldy, n, k, l2pf); break;
     LMF_GEMV_CASE(1) LMF_GEMV_CASE(2) LMF_GEMV_CASE(3) LMF_GEMV_CASE(4)
     LMF_GEMV_CASE(5) LMF_GEMV_CASE(6) LMF_GEMV_CASE(7) LMF_GEMV_CASE(8)
 #undef LMF_GEMV_CASE
@@ -148,6 +178,18 @@ void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y,
 void gemv_f32out_cuda(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k,
                       cudaStream_t s) {
   launch<float>(x, ldx, w, bias, y, ldy, m, n, k, s);
+}
+void gemv_silu_cuda(const half* x, int ldx, const half* w, const half* bias, half* out, int ldo, int m, int inter, int k,
+                    cudaStream_t s) {
+  if (m > kGemvMaxRows) fail(ErrorCode::InvalidArgument, "gemv_silu: more rows than kGemvMaxRows (the caller checks m <= gemv_max_rows())");
+  if (inter % (kRowsPerBlock / 2))
+    fail(ErrorCode::InvalidArgument, "gemv_silu: inter must be a multiple of 4 (the caller keeps gemv + silu_mul otherwise)");
+  launch<half, true>(x, ldx, w, bias, out, ldo, m, inter, k, s);
+}
+
+bool fuse_silu_enabled() {
+  const char* e = std::getenv("LMFLEET_FUSE_SILU");
+  return !(e && std::string(e) == "0");
 }
 
 }  // namespace lmfleet

@@ -31,4 +31,14 @@ void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y,
                cudaStream_t s);
 void gemv_f32out_cuda(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k,
                       cudaStream_t s);
+// SwiGLU's gate_up GEMV and silu_mul in one kernel (decode, m <= kGemvMaxRows): w is the fused gate_up weight
+// [2*inter, k] row-major (gate rows 0..inter-1, up rows inter..2*inter-1; bias 2*inter or null), out [m, inter] (ldo).
+// Writes exactly what gemv_cuda into gu [m, 2*inter] then silu_mul_cuda(gu, 2*inter, out, m, inter) writes (g and u
+// rounded to f16, then silu(g) * u in f32), without the gu round trip and the second launch. inter must be a multiple
+// of 4, k and ldx of 8; anything else fails (the caller checks and keeps the two kernels).
+void gemv_silu_cuda(const half* x, int ldx, const half* w, const half* bias, half* out, int ldo, int m, int inter, int k,
+                    cudaStream_t s);
+// LMFLEET_FUSE_SILU (default on; "0" off; read at each call): CudaDecoder takes gemv_silu_cuda for f16 gate_up
+// weights where the GEMV serves the rows.
+bool fuse_silu_enabled();
 }  // namespace lmfleet

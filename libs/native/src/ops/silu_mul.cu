@@ -15,7 +15,7 @@ __global__ void silu_mul_vec_kernel(const half* __restrict__ gu, int ld, half* _
   half8_to_float(ldg_half8(gu + (size_t)row * ld + i * 8), g);
   half8_to_float(ldg_half8(gu + (size_t)row * ld + inter + i * 8), u);
 #pragma unroll
-  for (int q = 0; q < 8; q++) o[q] = g[q] / (1.f + __expf(-g[q])) * u[q];
+  for (int q = 0; q < 8; q++) o[q] = silu_mul_f32(g[q], u[q]);
   *reinterpret_cast<half8*>(out + (size_t)row * inter + i * 8) = float_to_half8(o);
 }
 
@@ -26,7 +26,7 @@ __global__ void silu_mul_kernel(const half* __restrict__ gu, int ld, half* __res
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= inter) return;
   float g = __half2float(gu[(size_t)row * ld + i]), u = __half2float(gu[(size_t)row * ld + inter + i]);
-  out[(size_t)row * inter + i] = __float2half(g / (1.f + __expf(-g)) * u);
+  out[(size_t)row * inter + i] = __float2half(silu_mul_f32(g, u));
 }
 
 void silu_mul_cuda(const half* gate_up, int ld, half* out, int rows, int inter, cudaStream_t s) {

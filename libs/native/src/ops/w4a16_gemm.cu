@@ -910,7 +910,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
         vu += __half2float(bias[fz.silu_inter + col]);
       }
       const float gf = __half2float(__float2half(vg)), uf = __half2float(__float2half(vu));
-      static_cast<half*>(y)[(size_t)r * ldy + col] = __float2half(gf / (1.f + __expf(-gf)) * uf);
+      static_cast<half*>(y)[(size_t)r * ldy + col] = __float2half(silu_mul_f32(gf, uf));
     }
   } else {
   for (int e = threadIdx.x; e < TB * T * M * 8; e += kGvWarps * 32) {
