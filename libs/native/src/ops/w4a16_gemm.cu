@@ -726,24 +726,14 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   const int tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
   // A unit is T consecutive tiles; with silu_inter its first P tiles are gate tiles unit * P + i and the last P the
   // matching up tiles (inter / 8 further), so one block holds both halves of its outputs.
-  // The grid may be smaller than the block units (gridDim.x capped by LMFLEET_W4A16_GEMV_BPS): a block then loops
-  // over units ub, ub + gridDim.x, ... with x staged once.
-  const int ga = fz.silu_inter >> 3;
-  const int du = ga ? ga - P : 0;  // up tile i (>= P) = tile0 + i + du
-  const int nub = ((ga ? (ga + P - 1) / P : (tiles + T - 1) / T) + TB - 1) / TB;
-  const int kb0 = min(KB, slice * per);
-  int ub = blockIdx.x, tile0, nvalid, kb1;
-  const uint4* wp;
-  const half2* sp;
-  auto setup = [&]() {
-    const int unit = ub * TB + tl;
-    tile0 = ga ? unit * P : unit * T;
-    nvalid = ga ? min(P, ga - tile0) : min(T, tiles - tile0);  // <= 0: past the end (per half with silu)
-    kb1 = nvalid > 0 ? min(KB, kb0 + per) : kb0;
-    wp = qw + (size_t)max(0, min(tile0, tiles - 1)) * KB * 32 + lane;
-    sp = sz + (size_t)(t * GPB / 4) * n + (size_t)max(0, min(tile0, tiles - 1)) * 8 + g;
-  };
-  setup();
+  const int unit = (int)blockIdx.x * TB + tl, ga = fz.silu_inter >> 3;
+  const int tile0 = ga ? unit * P : unit * T;
+  const int nvalid = ga ? min(P, ga - tile0) : min(T, tiles - tile0);  // <= 0: past the end (per half with silu)
+  const int du = ga ? ga - P : 0;                                        // up tile i (>= P) = tile0 + i + du
+  const int kb0 = min(KB, slice * per), kb1 = nvalid > 0 ? min(KB, kb0 + per) : kb0;
+
+  const uint4* wp = qw + (size_t)max(0, min(tile0, tiles - 1)) * KB * 32 + lane;
+  const half2* sp = sz + (size_t)(t * GPB / 4) * n + (size_t)max(0, min(tile0, tiles - 1)) * 8 + g;
   uint4 wv[D][T];
   uint32_t sv[D][T];
   auto issue = [&](int d, int kk) {
@@ -763,6 +753,10 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     }
   };
   float tot[P][4];
+#pragma unroll
+  for (int p = 0; p < P; p++)
+#pragma unroll
+    for (int q = 0; q < 4; q++) tot[p][q] = 0.f;
   auto compute = [&](int d, int kk) {
     // x's B fragments of this k block: per word j, k16 steps 0 (b0 = .x, b1 = .y) and 1 (.z, .w); x row g, zero if g >= M
     uint4 xv[4];
@@ -865,11 +859,6 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     }
     __syncthreads();
   }
-  for (;;) {
-#pragma unroll
-  for (int p = 0; p < P; p++)
-#pragma unroll
-    for (int q = 0; q < 4; q++) tot[p][q] = 0.f;
   for (int kb = kb0; kb < kb1; kb += D) {
 #pragma unroll
     for (int d = 0; d < D; d++) {
@@ -896,7 +885,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   if (ga) {  // silu: gate tile i and up tile i + P of a unit make outputs [gate tile * 8, + 8); silu_mul's arithmetic
     for (int e = threadIdx.x; e < TB * P * M * 8; e += kGvWarps * 32) {
       const int u = e / (P * M * 8), rem = e - u * (P * M * 8), i = rem / (M * 8), r = (rem / 8) % M, f = rem % 8;
-      const int gt = (ub * TB + u) * P + i;
+      const int gt = ((int)blockIdx.x * TB + u) * P + i;
       if (gt >= ga) continue;
       const int ru = rem + P * M * 8;  // up tile i + P: (i + P) * M * 8 + r * 8 + f
       float vg = 0.f, vu = 0.f;
@@ -912,10 +901,11 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
       const float gf = __half2float(__float2half(vg)), uf = __half2float(__float2half(vu));
       static_cast<half*>(y)[(size_t)r * ldy + col] = __float2half(silu_mul_f32(gf, uf));
     }
-  } else {
+    return;
+  }
   for (int e = threadIdx.x; e < TB * T * M * 8; e += kGvWarps * 32) {
     const int u = e / (T * M * 8), rem = e - u * (T * M * 8), i = rem / (M * 8), r = (rem / 8) % M, f = rem % 8;
-    const int tile = (ub * TB + u) * T + i;
+    const int tile = ((int)blockIdx.x * TB + u) * T + i;
     if (tile >= tiles) continue;
     float v = 0.f;
     for (int s2 = 0; s2 < S; s2++) v += red[(u * S + s2) * T * M * 8 + rem];  // split order: deterministic
@@ -927,14 +917,6 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
       half* yp = static_cast<half*>(y) + (size_t)r * ldy + col;
       *yp = fz.residual ? __hadd(*yp, __float2half(v)) : __float2half(v);  // residual: add_rms_norm's rounding
     }
-  }
-  }
-  ub += gridDim.x;
-  if (ub >= nub) break;
-  __syncthreads();  // red is rewritten by the next unit
-  setup();
-#pragma unroll
-  for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
   }
 }
 
@@ -1159,15 +1141,6 @@ int mx_tiles_forced() {
 
 // Sets the kernel's shared-memory limit (once per device) and returns its resident blocks per SM for this KB (the
 // occupancy query once per (instantiation, KB), not per launch: it is host time in every eager launch).
-// LMFLEET_W4A16_GEMV_BPS=N (an A/B knob, read at each launch; graphs recapture on a change): MmaX's grid at most N
-// blocks per SM, each looping over its units, so that the next kernel's blocks (a programmatic dependent) find room
-// to start and issue their first weight loads while this one streams. 0 / unset: one block per unit (no loop).
-int mx_blocks_per_sm_cap() {
-  const char* e = std::getenv("LMFLEET_W4A16_GEMV_BPS");
-  const int v = e ? std::atoi(e) : 0;
-  return v > 0 && v <= 7 ? v : 0;
-}
-
 template <int M, int T, int GPB>
 int mx_blocks_per_sm(int KB) {
   auto kernel = w4a16_gemv_x_kernel<M, T, GPB>;
@@ -1183,11 +1156,9 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
                  const MxFuse& fz) {
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
   const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
-  const int cap = mx_blocks_per_sm_cap(), bps = mx_blocks_per_sm<M, T, GPB>(KB);
-  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * (cap > 0 ? std::min(cap, bps) : bps);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB>(KB);
   const int S = gv_split(units, KB, resident);  // the same cost model, over tile units of T tiles
-  int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
-  if (cap > 0) grid = std::min(grid, std::max(sms, 1) * cap);  // blocks loop over units
+  const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB>, dim3(grid), dim3(kGvWarps * 32),
                                        (size_t)smem, s, x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y,
                                        ldy, f32out, w.n, w.k, KB, S, fz.norm_w || fz.silu_inter || fz.residual ? 0 : l2_prefetch_kb(), fz));
@@ -1327,8 +1298,6 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
     fail(ErrorCode::InvalidArgument, "w4a16 gemv: the norm weight must be 16-byte aligned");
   mx_launch(x, ldx, w, y, ldy, false, m, 0, sms, s, MxFuse{f.norm_w, f.eps, f.silu_inter, f.residual ? 1 : 0});
 }
-
-int w4a16_gemv_bps_cap() { return mx_blocks_per_sm_cap(); }
 
 bool w4a16_fuse_enabled() {
   const char* e = std::getenv("LMFLEET_W4_FUSE");

@@ -84,9 +84,6 @@ struct W4GemvFuse {
 };
 // LMFLEET_W4_FUSE (read at each call): unset / 1 the decoder uses these fusions where they apply, 0 never.
 bool w4a16_fuse_enabled();
-// LMFLEET_W4A16_GEMV_BPS (1..7; read at each launch): MmaX's grid capped at that many blocks per SM, blocks looping over
-// their tile units; 0 / unset: one block per unit.
-int w4a16_gemv_bps_cap();
 // Whether w4a16_gemv_fused_cuda takes (m, w, f): MmaX is the GEMV policy, m within its rows, the shapes fit.
 bool w4a16_gemv_fuse_supported(int m, const W4A16Dev& w, const W4GemvFuse& f);
 void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, const W4GemvFuse& f,
