@@ -1065,14 +1065,20 @@ int env_int(const char* name, int dflt) {
 // (those SMs' bandwidth is lost). Ties go to the smaller S (fewer partial sums). At 6473308 the rule was "smallest S
 // giving ~90% of the resident warps work", which left 7B's qkv and gate_up with a 45% / 30% full second round.
 // LMFLEET_W4A16_GEMV_SPLIT=1|2|4|8 forces one.
-int gv_split(int tiles, int KB, int grid) {
+// wave > 0 (MmaX; LMFLEET_W4A16_GEMV_WAVE): only plans whose blocks fit in one wave of resident blocks when one does
+// (wave 2: in three quarters of one), so the next kernel's blocks (programmatic dependents) find room to start and
+// issue their first weight loads while this one streams.
+int gv_split(int tiles, int KB, int grid, int wave = 0) {
   static const int forced = env_int("LMFLEET_W4A16_GEMV_SPLIT", 0);
   if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
   int best = 1;
   double best_cost = 1e30;
+  const long long room = wave == 2 ? (long long)grid * 3 / 4 : grid;
+  const bool wave_ok = wave > 0 && tiles <= room * kGvWarps;  // S = 1 packs the most units per block
   for (int S = 1; S <= kGvWarps; S *= 2) {
     const long long groups = (tiles + kGvWarps / S - 1) / (kGvWarps / S);
     const long long rounds = (groups + grid - 1) / grid;
+    if (wave_ok && groups > room) continue;
     const double fill = std::min(1.0, (double)groups / grid);
     const double cost = (double)rounds * ((KB + S - 1) / S + 4) / fill;
     if (cost < best_cost * 0.999) { best_cost = cost; best = S; }
@@ -1141,6 +1147,17 @@ int mx_tiles_forced() {
 
 // Sets the kernel's shared-memory limit (once per device) and returns its resident blocks per SM for this KB (the
 // occupancy query once per (instantiation, KB), not per launch: it is host time in every eager launch).
+// LMFLEET_W4A16_GEMV_WAVE (read at each launch; graphs recapture on a change): MmaX plans its k split so that the grid
+// fits one wave of resident blocks (gv_split's wave). Default 1 since session 6: W4 batch 1 2.131 vs 2.283 ms/step (7B
+// qkv 192 blocks instead of 384, gate_up 172 instead of 344, on 132 SMs x 2); 0: the plan by cost alone; 2: three
+// quarters of a wave.
+int mx_one_wave() {
+  const char* e = std::getenv("LMFLEET_W4A16_GEMV_WAVE");
+  if (!e || !*e) return 1;
+  const int v = std::atoi(e);
+  return v == 0 || v == 2 ? v : 1;
+}
+
 template <int M, int T, int GPB>
 int mx_blocks_per_sm(int KB) {
   auto kernel = w4a16_gemv_x_kernel<M, T, GPB>;
@@ -1157,7 +1174,7 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
   const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
   const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB>(KB);
-  const int S = gv_split(units, KB, resident);  // the same cost model, over tile units of T tiles
+  const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB>, dim3(grid), dim3(kGvWarps * 32),
                                        (size_t)smem, s, x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y,
@@ -1298,6 +1315,8 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
     fail(ErrorCode::InvalidArgument, "w4a16 gemv: the norm weight must be 16-byte aligned");
   mx_launch(x, ldx, w, y, ldy, false, m, 0, sms, s, MxFuse{f.norm_w, f.eps, f.silu_inter, f.residual ? 1 : 0});
 }
+
+int w4a16_gemv_one_wave() { return mx_one_wave(); }
 
 bool w4a16_fuse_enabled() {
   const char* e = std::getenv("LMFLEET_W4_FUSE");
