@@ -2,6 +2,9 @@
 // cores (WMMA 16x16x16, f16 in, f32 accumulate). Softmax in the exp2 domain (scores pre-multiplied by log2 e).
 #include <mma.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
 #include "ops/attention.cuh"
@@ -68,12 +71,14 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
                         const float* __restrict__ v_param, int kv_rep, int pre) {
   pdl_trigger();  // the o projection's GEMV may start streaming weights (see device_utils.cuh)
   // pre (pdl_preload): the host-staged context length before the wait (a split past the end leaves at once)
+  // pre bit 1 (attn_prefetch): also the older K / V rows before the wait (below)
+  const bool prefetch = QP == 0 && (pre & 2);
+  pre &= 1;
   int ctx = pre ? ctx_lens[blockIdx.z] : 0;
   if (pre && (int)blockIdx.x * split_len >= ctx) return;
-  pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the rope + KV store kernel
-  if (!pre) ctx = ctx_lens[blockIdx.z];
   using Chunk = typename KvChunk<QP>::T;
   constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
+  constexpr int kUnroll = 4;  // tokens per lane group in flight (loads first, then the math)
   extern __shared__ float scores[];  // [G][split_len]
   __shared__ float red[kDecodeWarps][G][HD];
   __shared__ float scratch[32];
@@ -82,12 +87,33 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   // blockIdx.y = a group of G query heads [hg * G, hg * G + G); kv_rep such groups share kv head hg / kv_rep (more than
   // 8 query heads per kv head run as several groups, each reading the kv head's rows)
   const int b = blockIdx.z, hg = blockIdx.y, kvh = hg / kv_rep, split = blockIdx.x;
-  const int nsplit = (ctx + split_len - 1) / split_len;
-  if (split >= nsplit) return;
-  const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % TPT, tslot = lane / TPT;
   const int* bt = block_tables + (size_t)b * max_blocks;
+  // pre, f16 cache: the K and V rows of the block's first kUnroll x TPB tokens before the wait, all but the newest
+  // (ctx - 1, which the rope + KV store kernel before this one writes): the block table is host-staged and no kernel
+  // of the step writes the older rows, so their loads overlap the kernels before this one. Same values, same math.
+  Chunk kpre[kUnroll], vpre[kUnroll];
+  if (prefetch && pre) {
+    const int p0 = split * split_len, p1 = min(ctx, p0 + split_len);
+#pragma unroll
+    for (int u = 0; u < kUnroll; u++) {
+      const int t = p0 + u * TPB + warp * TPW + tslot;
+      kpre[u] = Chunk{};
+      vpre[u] = Chunk{};
+      if (t < p1 && t != ctx - 1) {
+        const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
+        kpre[u] = kv_load8<QP, HD>(k_cache, row, sub);
+        vpre[u] = kv_load8<QP, HD>(v_cache, row, sub);
+      }
+    }
+  }
+  pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the rope + KV store kernel
+  if (!pre) ctx = ctx_lens[blockIdx.z];
+  const int nsplit = (ctx + split_len - 1) / split_len;
+  if (split >= nsplit) return;
+  const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
+  const bool have_pre = prefetch && pre;  // kpre / vpre hold the first round's rows (but the newest token's)
 
   float qf[G][8];
 #pragma unroll
@@ -98,7 +124,6 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   }
 
   // scores: kUnroll tokens per lane group in flight (loads first, then the dot products)
-  constexpr int kUnroll = 4;
   for (int base = t0; base < t1; base += TPB * kUnroll) {
     Chunk kr[kUnroll];
     float2 kp[kUnroll];
@@ -107,7 +132,9 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       const int t = base + u * TPB + warp * TPW + tslot;
       kr[u] = Chunk{};
       kp[u] = make_float2(0.f, 0.f);
-      if (t < t1) {
+      if (have_pre && base == t0 && t != ctx - 1) {
+        kr[u] = kpre[u];
+      } else if (t < t1) {
         const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
         kr[u] = kv_load8<QP, HD>(k_cache, row, sub);
         if constexpr (QP != 0) kp[u] = kv_param(k_param, row);
@@ -161,7 +188,9 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       const int t = base + u * TPB + warp * TPW + tslot;
       vr[u] = Chunk{};
       vp[u] = make_float2(0.f, 0.f);
-      if (t < t1) {
+      if (have_pre && base == t0 && t != ctx - 1) {
+        vr[u] = vpre[u];
+      } else if (t < t1) {
         const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
         vr[u] = kv_load8<QP, HD>(v_cache, row, sub);
         if constexpr (QP != 0) vp[u] = kv_param(v_param, row);
@@ -240,6 +269,11 @@ __global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens
   out[(size_t)b * ldo + qh * HD + d] = __float2half(o / l);
 }
 
+bool attn_prefetch() {  // LMFLEET_ATTN_PREFETCH=0 turns the decode attention's early K / V loads off (read at each launch)
+  const char* e = std::getenv("LMFLEET_ATTN_PREFETCH");
+  return !(e && std::string(e) == "0");
+}
+
 size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits) {
   return (size_t)batch * nh * max_splits * (hd + 2) * sizeof(float);
 }
@@ -259,7 +293,7 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache, v_cache,
                                        block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
                                        split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep,
-                                       pdl_preload() ? 1 : 0));
+                                       (pdl_preload() ? 1 : 0) | (attn_prefetch() ? 2 : 0)));
   if (max_splits > 1)
     LMF_CUDA_CHECK(launch_maybe_pdl(pdl, attention_decode_combine_kernel<HD>, dim3(nh, batch), dim3(HD), s, ctx_lens, out,
                                     ldo, nh, split_len, max_splits, o_part, ml_part, pdl_preload() ? 1 : 0));
