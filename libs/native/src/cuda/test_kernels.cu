@@ -629,10 +629,16 @@ struct SampleDev {
 };
 
 static void test_sample(Rng& r) {
-  // (a) greedy and top-k=1 equal arg-max
-  {
-    const int batch = 6, vocab = 32000;
+  // (a) greedy and top-k=1 equal arg-max (the first index of the maximum): a vocab the 16-byte loads take whole, one
+  // with a scalar tail (and rows not 16-byte aligned), Qwen's; rows 1 and 4 hold the maximum twice
+  for (int vocab : {32000, 32003, 151936}) {
+    const int batch = 6;
     auto x = random_logits(r, (size_t)batch * vocab, 3.f);
+    for (int b : {1, 4}) {
+      float* row = &x[(size_t)b * vocab];
+      const int m = (int)(std::max_element(row, row + vocab) - row);
+      row[(m + vocab / 2) % vocab] = row[m];
+    }
     SampleDev sd(batch);
     std::vector<float> temp = {0.f, 0.f, 0.f, 1.f, 0.7f, 1.3f}, topp(batch, 1.f);
     std::vector<int> topk = {0, 0, 0, 1, 1, 1};
