@@ -7,14 +7,8 @@
 #   with no A/B), NCU_ENGINE ("w4|fp16 ENGINE-BENCH ARGS": that run once more under Nsight Compute, a table of kernel
 #   durations by (name, grid) -> $OUT/ncu_engine_table.md), BUDGET (s, default 560). Logs under $OUT (engine-N.log, smi.csv, bench_fp16_*.log); summary last.
 set -uo pipefail
-ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
-OUT=${OUT:-/tmp/lmf-device-out}
-mkdir -p "$OUT"
-cd "$ROOT"
-T0=$(date +%s)
-el() { echo "$(( $(date +%s) - T0 )) s"; }
-BUDGET=${BUDGET:-560}
-tb() { local left=$(( BUDGET - 10 - ($(date +%s) - T0) )); [ "$left" -lt 1 ] && left=1; echo $(( $1 < left ? $1 : left )); }
+BUDGET=${BUDGET:-560} TB_KEEP=10
+source "$(dirname "$0")/device-common.sh"  # cd to the repo root; OUT, el, tb
 MODEL=/tmp/lmf-random-7b-32
 W4MODEL=/tmp/lmf-random-7b-32-awq128
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)

@@ -38,15 +38,8 @@
 #   model took > 60 s in both calls that tried it, so a call under ~400 s gets no fp16 engine row; then the fp16 C++
 #   layer stack of step 3b is the same-run baseline); NEW (new tokens, default 64); SKIP_ENGINE=1; SKIP_BACKEND=1; COMMIT
 set -uo pipefail
-ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
-OUT=${OUT:-/tmp/lmf-device-out}
-mkdir -p "$OUT"
-cd "$ROOT"
-T0=$(date +%s)
-el() { echo "$(( $(date +%s) - T0 )) s"; }
-BUDGET=${BUDGET:-540}
-# tb WANT: a step's timeout, WANT seconds or what is left of BUDGET (15 s kept for the summary), at least 1
-tb() { local left=$(( BUDGET - 15 - ($(date +%s) - T0) )); [ "$left" -lt 1 ] && left=1; echo $(( $1 < left ? $1 : left )); }
+BUDGET=${BUDGET:-540} TB_KEEP=15
+source "$(dirname "$0")/device-common.sh"  # cd to the repo root; OUT, el, tb
 NEW=${NEW:-64}
 W4_ENVS=${W4_ENVS-"LMFLEET_W4A16_GEMV=0"}  # set and empty: no extra W4 runs
 MODEL=/tmp/lmf-random-7b-32
