@@ -388,11 +388,19 @@ describe('e2e: dashboard in headless chromium', () => {
         if (t && t !== '…' && g.__texts[g.__texts.length - 1] !== t) g.__texts.push(t);
       }).observe(chat, { subtree: true, childList: true, characterData: true });
     });
+    // The page's downloads throttled while the answer streams (Chrome's network emulation): the SSE events then reach
+    // the page over many reads whatever the machine's load. Unthrottled, a loaded CI machine once delivered the whole
+    // answer in one read, which React rendered once, so "shown as it came" could not be told from "shown at the end".
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: 16 * 1024, uploadThroughput: -1 });
     await page.getByRole('textbox', { name: 'Message' }).fill('Hello, who are you?');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.locator('[data-role="assistant"] .msg-stats').waitFor({ timeout: 60_000 });
     // the stream has ended when Stop is disabled again
     await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await cdp.detach();
     const texts = (await page.evaluate(() => (globalThis as any).__texts)) as string[];
     const answer = await page.locator('[data-role="assistant"] .msg-text').last().innerText();
     const stats = await page.locator('[data-role="assistant"] .msg-stats').innerText();
