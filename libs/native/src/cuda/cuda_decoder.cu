@@ -244,7 +244,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
                          (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11) |
                          (pdl_preload() ? 1 << 15 : 0) | (fuse_silu_enabled() ? 1 << 16 : 0) |
                          (w4a16_fuse_enabled() ? 1 << 17 : 0) | (attn_split_forced() / 32) << 18 | w4a16_gemv_one_wave() << 27 |
-                         (attn_prefetch() ? 1 << 29 : 0);
+                         (attn_prefetch() ? 1 << 29 : 0) | (w4a16_rope_fuse_enabled() ? 1 << 30 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -394,6 +394,24 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
            w4a16_gemv_fuse_supported(T, gu->dev(), fz(post_norm_[l], I, false)) &&
            w4a16_gemv_fuse_supported(T, dn->dev(), fz(nullptr, 0, true));
   }
+  // LMFLEET_W4_ROPE=1 (opt-in): the qkv GEMV also rotates q and k and stores k and v in the cache (f16 cache, full
+  // rotary dims), so the rope + KV store kernel goes too
+  const auto fz_rope = [&](int l) {
+    W4GemvFuse f = fz(in_norm_[l], 0, false);
+    f.rope.nh = NH;
+    f.rope.nkv = NKV;
+    f.rope.hd = D;
+    f.rope.inv_stride = inv_stride;
+    f.rope.positions = positions;
+    f.rope.inv_freq = inv_freq;
+    f.rope.slots = slots;
+    f.rope.k_cache = reinterpret_cast<half*>(kv.k[l]);
+    f.rope.v_cache = reinterpret_cast<half*>(kv.v[l]);
+    return f;
+  };
+  bool fuse_rope = fuse && w4a16_rope_fuse_enabled() && kv.quant_policy == 0 && (int)m_.rotary_dim() == D;
+  for (int l = 0; fuse_rope && l < (int)c.layers; l++)
+    fuse_rope = w4a16_gemv_fuse_supported(T, w4_of(m_.layers[l].qkv)->dev(), fz_rope(l));
   const auto fused = [&](const half* x, int ldx, const std::unique_ptr<LinearWeight>& w, half* y, int ldy,
                          const W4GemvFuse& f) { w4a16_gemv_fused_cuda(x, ldx, w4_of(w)->dev(), y, ldy, T, f, g.sms(), s_); };
 
@@ -404,7 +422,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     const LayerWeights& W = m_.layers[l];
     half* kc = reinterpret_cast<half*>(kv.k[l]);
     half* vc = reinterpret_cast<half*>(kv.v[l]);
-    if (fuse) fused(resid_, H, W.qkv, qkv_, Q, fz(in_norm_[l], 0, false));
+    if (fuse) fused(resid_, H, W.qkv, qkv_, Q, fuse_rope ? fz_rope(l) : fz(in_norm_[l], 0, false));
     else linear_any(g, h_, H, W.qkv, qkv_, Q, T);
     KvQuantArgs kq;  // quantized cache (quant_policy 8/4): rope_kv_store quantizes, attention dequantizes
     if (kv.quant_policy) {
@@ -414,8 +432,9 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       kq.k_static = m_.kv_static(l, false);
       kq.v_static = m_.kv_static(l, true);
     }
-    rope_kv_store_cuda(qkv_, Q, positions, inv_freq, inv_stride, (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
-                       (int)kv.block_size, s_, kq);
+    if (!fuse_rope)
+      rope_kv_store_cuda(qkv_, Q, positions, inv_freq, inv_stride, (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
+                         (int)kv.block_size, s_, kq);
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
                             scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param);

@@ -1147,6 +1147,103 @@ static void test_w4a16_gemv_fused(Rng& r, int inter, int k, int group, std::vect
   }
 }
 
+// MmaX with rope + KV store in its epilogue (W4GemvFuse::rope, the qkv projection): the same bits as MmaX followed by
+// rope_kv_store_cuda, in y (q and k rotated, v) and in both caches (every slot poisoned first; padded rows with slot
+// -1 store nothing); with the norm-in as well, within the f16 bound of rms_norm + MmaX + rope_kv_store.
+static void test_w4a16_gemv_rope(Rng& r, int nh, int nkv, int hd, int k, int group, std::vector<int> ms) {
+  const int n = (nh + 2 * nkv) * hd, mmax = *std::max_element(ms.begin(), ms.end()), ldx = k + 8, ldy = n + 2;
+  const int nslots = 64;
+  const W4Case c = make_w4(r, n, k, group);
+  std::vector<float> bias(n), nw(k);
+  for (auto& b : bias) b = __half2float(__float2half(r.normal(0.5f)));
+  for (auto& v : nw) v = __half2float(__float2half(1.f + 0.3f * r.normal(1.f)));
+  W4Dev w(c, bias);
+  auto x = r.normals((size_t)mmax * ldx);
+  DevBuf<half> dx(x.size()), dnw(k);
+  dx.upload(to_half(x));
+  dnw.upload(to_half(nw));
+  RopeFreqParams rp;
+  rp.type = "default";
+  rp.theta = 10000.0;
+  rp.rot_dim = hd;
+  const auto inv = rope_inv_freq_table(rp, 4096);
+  std::vector<int> pos(mmax), slots(mmax);
+  for (int i = 0; i < mmax; i++) {
+    pos[i] = r.integer(0, 4000);
+    slots[i] = i == 1 ? -1 : r.integer(0, nslots - 1);  // row 1: a padded row, stored nowhere
+  }
+  for (int i = 0; i < mmax; i++)  // distinct slots (two rows may not write one cache row)
+    for (int j = 0; j < i; j++)
+      if (slots[i] >= 0 && slots[i] == slots[j]) slots[i] = (slots[i] + 1 + j) % nslots, j = -1;
+  DevBuf<int> dpos(mmax), dslot(mmax);
+  DevBuf<float> dinv(inv.size());
+  dpos.upload(pos);
+  dslot.upload(slots);
+  dinv.upload(inv);
+  int sms = 0;
+  LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const size_t cache = (size_t)nslots * nkv * hd;
+  for (int m : ms) {
+    for (bool norm : {false, true}) {
+      W4GemvFuse f;
+      if (norm) {
+        f.norm_w = dnw.p;
+        f.eps = 1e-5f;
+      }
+      f.rope.nh = nh;
+      f.rope.nkv = nkv;
+      f.rope.hd = hd;
+      f.rope.positions = dpos.p;
+      f.rope.inv_freq = dinv.p;
+      f.rope.slots = dslot.p;
+      DevBuf<half> dy((size_t)m * ldy), kc(cache), vc(cache), y2((size_t)m * n), h((size_t)m * k), kc2(cache), vc2(cache);
+      f.rope.k_cache = kc.p;
+      f.rope.v_cache = vc.p;
+      if (!w4a16_gemv_fuse_supported(m, w.d, f)) {
+        std::printf("w4a16_gemv_fused(rope) %s: not run (the fusion does not take it here)\n", dims({m, n, k, group}).c_str());
+        continue;
+      }
+      dy.poison();
+      kc.poison();
+      vc.poison();
+      kc2.poison();
+      vc2.poison();
+      w4a16_gemv_fused_cuda(dx.p, ldx, w.d, dy.p, ldy, m, f, sms, S);
+      const half* xin = dx.p;
+      int ldin = ldx;
+      if (norm) {
+        for (int i = 0; i < m; i++) rms_norm_cuda(dx.p + (size_t)i * ldx, dnw.p, h.p + (size_t)i * k, 1, k, 1e-5f, S);
+        xin = h.p;
+        ldin = k;
+      }
+      w4a16_gemv_cuda(xin, ldin, w.d, y2.p, n, m, W4GemvDot::MmaX, sms, S, 0);
+      rope_kv_store_cuda(y2.p, n, dpos.p, dinv.p, 0, hd, m, nh, nkv, hd, kc2.p, vc2.p, dslot.p, 16, S);
+      const auto yo = to_double(dy.download()), yr = to_double(y2.download());
+      std::vector<double> o, ref;
+      bool pad_ok = true;
+      for (int i = 0; i < m; i++)
+        for (int j = 0; j < ldy; j++) {
+          if (j < n) {
+            o.push_back(yo[(size_t)i * ldy + j]);
+            ref.push_back(yr[(size_t)i * n + j]);
+          } else if (!std::isnan(yo[(size_t)i * ldy + j])) pad_ok = false;
+        }
+      // caches: compare every value, NaN (never written) included
+      auto same_nan = [](const std::vector<double>& a, const std::vector<double>& b) {
+        for (size_t i = 0; i < a.size(); i++)
+          if (!(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))) return false;
+        return true;
+      };
+      const bool caches = same_nan(to_double(kc.download()), to_double(kc2.download())) &&
+                          same_nan(to_double(vc.download()), to_double(vc2.download()));
+      T.add(norm ? "w4a16_gemv_fused(norm+rope) vs unfused" : "w4a16_gemv_fused(rope) vs unfused",
+            dims({m, nh, nkv, hd, k, group}), rel_err(o, ref), norm ? 2e-3 : 0,
+            dy.guards_ok() && kc.guards_ok() && vc.guards_ok() && pad_ok && (norm || caches),
+            caches || norm ? "" : "caches differ");
+    }
+  }
+}
+
 // The dequantization kernel must give exactly the reference's f16 weights.
 static void test_w4a16_dequant(Rng& r, int n, int k, int group) {
   const W4Case c = make_w4(r, n, k, group);
@@ -1531,6 +1628,10 @@ int main(int argc, char** argv) {
     test_w4a16_gemv_fused(r, 1024, 1024, 128, {1, 2, 3, 5, 8});
     test_w4a16_gemv_fused(r, 304, 640, 64, {1, 3});  // 38 gate tiles: a unit with one gate tile (T 4), padded k
     test_w4a16_gemv_fused(r, 256, 512, 32, {1, 7});
+    // ... and with rope + KV store (the qkv projection): 7B's heads, GQA at head_dim 64 and 128, groups 64
+    test_w4a16_gemv_rope(r, 32, 32, 128, 4096, 128, {1, 3, 8});
+    test_w4a16_gemv_rope(r, 8, 2, 64, 512, 64, {1, 4});
+    test_w4a16_gemv_rope(r, 4, 2, 128, 512, 128, {2, 5});
     test_w4a16_gemv(r, 4096, 11008, 128, {1, 2, 4, 5, 8});
     test_w4a16_gemv(r, 11008, 4096, 32, {1, 8});
     test_w4a16_gemv(r, 136, 640, 128, {1, 3, 5, 6, 7});  // the u8 variant at odd m and padded k (kp 768)

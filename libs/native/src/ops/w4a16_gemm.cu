@@ -711,11 +711,24 @@ struct MxFuse {
   int residual;        // 1: y (f16) += half(result): y is the residual stream
 };
 
-template <int M, int T, int GPB>
+// The ROPE instantiation's extra parameters (W4GemvFuse::rope, the qkv projection): units below rope_units pair P
+// tiles of a q / k head's first rotary half with the matching P of its second (hr8 tiles on), rotate them as
+// rope_kv_store does and write k to the cache; the units from rope_units on are the v heads' (T consecutive tiles from
+// rope_tiles), also stored in the cache.
+struct MxRope {
+  int rope_units, rope_tiles, hd8, hr8, nh, nkv, inv_stride;
+  const int* positions;
+  const float* inv_freq;
+  const int* slots;
+  half* k_cache;
+  half* v_cache;
+};
+
+template <int M, int T, int GPB, bool ROPE = false>
 __global__ void __launch_bounds__(kGvWarps * 32, mx_min_blocks<T, GPB>())
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
-                    int S, int l2pf, MxFuse fz) {
+                    int S, int l2pf, MxFuse fz, MxRope rz) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
   constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
@@ -727,9 +740,26 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   // A unit is T consecutive tiles; with silu_inter its first P tiles are gate tiles unit * P + i and the last P the
   // matching up tiles (inter / 8 further), so one block holds both halves of its outputs.
   const int unit = (int)blockIdx.x * TB + tl, ga = fz.silu_inter >> 3;
-  const int tile0 = ga ? unit * P : unit * T;
-  const int nvalid = ga ? min(P, ga - tile0) : min(T, tiles - tile0);  // <= 0: past the end (per half with silu)
-  const int du = ga ? ga - P : 0;                                        // up tile i (>= P) = tile0 + i + du
+  int tile0, nvalid, du;  // nvalid <= 0: past the end (per half when paired); tile i >= P is tile0 + i + du
+  bool paired;
+  if constexpr (ROPE) {  // a q / k unit pairs tiles (i, i + hr8) of one head (MxRope); v units are T consecutive tiles
+    paired = unit < rz.rope_units;
+    if (paired) {
+      const int upc = rz.hr8 / P, head = unit / upc;
+      tile0 = head * rz.hd8 + (unit - head * upc) * P;
+      nvalid = P;
+      du = rz.hr8 - P;
+    } else {
+      tile0 = rz.rope_tiles + (unit - rz.rope_units) * T;
+      nvalid = min(T, tiles - tile0);
+      du = 0;
+    }
+  } else {
+    paired = ga != 0;
+    tile0 = ga ? unit * P : unit * T;
+    nvalid = ga ? min(P, ga - tile0) : min(T, tiles - tile0);
+    du = ga ? ga - P : 0;
+  }
   const int kb0 = min(KB, slice * per), kb1 = nvalid > 0 ? min(KB, kb0 + per) : kb0;
 
   const uint4* wp = qw + (size_t)max(0, min(tile0, tiles - 1)) * KB * 32 + lane;
@@ -740,7 +770,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     if (kk < kb1) {
 #pragma unroll
       for (int i = 0; i < T; i++) {
-        if ((ga && i >= P ? i - P : i) < nvalid) {
+        if ((paired && i >= P ? i - P : i) < nvalid) {
           const int ti = i + (i >= P ? du : 0);
           wv[d][i] = ld_stream_u4(wp + ((size_t)ti * KB + kk) * 32);
           const half2 p = ld_sz(sp + (size_t)kk * GPB * n + ti * 8);
@@ -903,6 +933,54 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     }
     return;
   }
+  if constexpr (ROPE) {  // rope_kv_store's arithmetic on the half-rounded q / k pairs; v rows copied to the cache
+    const int hd = rz.hd8 * 8, hr = rz.hr8 * 8;
+    for (int e = threadIdx.x; e < TB * T * M * 8; e += kGvWarps * 32) {
+      const int u = e / (T * M * 8), rem = e - u * (T * M * 8), i = rem / (M * 8), r = (rem / 8) % M, f = rem % 8;
+      const int un = (int)blockIdx.x * TB + u;
+      half* yr = static_cast<half*>(y) + (size_t)r * ldy;
+      float v = 0.f;
+      if (un < rz.rope_units) {
+        if (i >= P) continue;  // the second half's tile goes with its partner
+        const int upc = rz.hr8 / P, head = un / upc;
+        const int ca = (head * rz.hd8 + (un - head * upc) * P + i) * 8 + f, cb = ca + hr, d = ca - head * hd;
+        float vb = 0.f;
+        for (int s2 = 0; s2 < S; s2++) {
+          v += red[(u * S + s2) * T * M * 8 + rem];
+          vb += red[(u * S + s2) * T * M * 8 + rem + P * M * 8];
+        }
+        if (bias) {
+          v += __half2float(bias[ca]);
+          vb += __half2float(bias[cb]);
+        }
+        const float x1 = __half2float(__float2half(v)), x2 = __half2float(__float2half(vb));
+        float sn, cs;
+        sincosf((float)rz.positions[r] * rz.inv_freq[(size_t)r * rz.inv_stride + d], &sn, &cs);
+        const half o1 = __float2half(x1 * cs - x2 * sn), o2 = __float2half(x2 * cs + x1 * sn);
+        yr[ca] = o1;
+        yr[cb] = o2;
+        const int slot = head >= rz.nh ? rz.slots[r] : -1;
+        if (slot >= 0) {
+          half* dst = rz.k_cache + ((size_t)slot * rz.nkv + head - rz.nh) * hd;
+          dst[d] = o1;
+          dst[d + hr] = o2;
+        }
+      } else {
+        const int tile = rz.rope_tiles + (un - rz.rope_units) * T + i;
+        if (tile >= tiles) continue;
+        for (int s2 = 0; s2 < S; s2++) v += red[(u * S + s2) * T * M * 8 + rem];
+        const int col = tile * 8 + f;
+        if (bias) v += __half2float(bias[col]);
+        const half hv = __float2half(v);
+        yr[col] = hv;
+        const int slot = rz.slots[r];
+        if (slot >= 0) {
+          const int vc = col - rz.rope_tiles * 8, vh = vc / hd;
+          rz.v_cache[((size_t)slot * rz.nkv + vh) * hd + vc - vh * hd] = hv;
+        }
+      }
+    }
+  } else {
   for (int e = threadIdx.x; e < TB * T * M * 8; e += kGvWarps * 32) {
     const int u = e / (T * M * 8), rem = e - u * (T * M * 8), i = rem / (M * 8), r = (rem / 8) % M, f = rem % 8;
     const int tile = ((int)blockIdx.x * TB + u) * T + i;
@@ -918,6 +996,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
       *yp = fz.residual ? __hadd(*yp, __float2half(v)) : __float2half(v);  // residual: add_rms_norm's rounding
     }
   }
+  }  // !ROPE
 }
 
 // Warps per block: 4 (4 tiles each) up to 16 rows, 8 (2 tiles each) above: measured on the H100 (one 7B layer's
@@ -1158,9 +1237,9 @@ int mx_one_wave() {
   return v == 0 || v == 2 ? v : 1;
 }
 
-template <int M, int T, int GPB>
+template <int M, int T, int GPB, bool ROPE = false>
 int mx_blocks_per_sm(int KB) {
-  auto kernel = w4a16_gemv_x_kernel<M, T, GPB>;
+  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE>;
   static std::atomic<unsigned long long> attr_set{0};
   set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
   static std::atomic<int> bps_cache[256];  // by KB
@@ -1168,44 +1247,60 @@ int mx_blocks_per_sm(int KB) {
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
-template <int M, int T, int GPB>
+template <int M, int T, int GPB, bool ROPE = false>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
-                 const MxFuse& fz) {
+                 const MxFuse& fz, const MxRope& rz_in) {
+  MxRope rz = rz_in;
+  if (ROPE) {  // the q / k units of this T (W4GemvFuse::rope; hd / 8 tiles per head, a multiple of T)
+    rz.rope_units = (rz.nh + rz.nkv) * rz.hd8 / T;
+    rz.rope_tiles = rz.rope_units * T;
+  }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
   const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
-  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB>(KB);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB);
   const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
-  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB>, dim3(grid), dim3(kGvWarps * 32),
-                                       (size_t)smem, s, x, ldx, reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y,
-                                       ldy, f32out, w.n, w.k, KB, S, fz.norm_w || fz.silu_inter || fz.residual ? 0 : l2_prefetch_kb(), fz));
+  const bool fused = fz.norm_w || fz.silu_inter || fz.residual || ROPE;
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE>, dim3(grid),
+                                       dim3(kGvWarps * 32), (size_t)smem, s, x, ldx,
+                                       reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n,
+                                       w.k, KB, S, fused ? 0 : l2_prefetch_kb(), fz, rz));
 }
 
 // T = 0: by shape. T = 4 when its tile units (n / 32) fill at least one wave of resident blocks at S = 8 (7B: qkv,
 // gate_up); else T = 2 (7B: o and down, n = 4096: T = 4 would give 128 blocks of 8 warps for 132 SMs x 2 slots, half
-// the loads in flight). Groups 64 / 32 take T = 4 whatever is asked (correctness there, not speed).
+// the loads in flight). Groups 64 / 32 take T = 4 whatever is asked (correctness there, not speed). rope: group 128
+// only (w4a16_gemv_fuse_supported), its own instantiations.
 template <int M>
 void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int T, int sms, cudaStream_t s,
-                 const MxFuse& fz) {
+                 const MxFuse& fz, const MxRope& rz, bool rope) {
   const int gpb = 128 / w.group;
   if (gpb == 1) {
     if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
-    if (T == 2) mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz);
-    else if (T == 8) mx_launch_t<M, 8, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz);
-    else mx_launch_t<M, 4, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz);
+    if (rope) {
+      if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      else mx_launch_t<M, 4, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+    } else if (T == 2) {
+      mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+    } else if (T == 8) {
+      mx_launch_t<M, 8, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+    } else {
+      mx_launch_t<M, 4, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+    }
   } else if (gpb == 2) {
-    mx_launch_t<M, 4, 2>(x, ldx, w, y, ldy, f32out, sms, s, fz);
+    mx_launch_t<M, 4, 2>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
   } else {
-    mx_launch_t<M, 4, 4>(x, ldx, w, y, ldy, f32out, sms, s, fz);
+    mx_launch_t<M, 4, 4>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
   }
 }
 
 void mx_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, int T, int sms,
-               cudaStream_t s, const MxFuse& fz = MxFuse{nullptr, 0.f, 0, 0}) {
+               cudaStream_t s, const MxFuse& fz = MxFuse{}, const MxRope& rz = MxRope{}, bool rope = false) {
   if (T != 2 && T != 4 && T != 8) T = mx_tiles_forced();  // 0: by shape
   switch (m) {
 #define LMF_GVX_CASE(M) \
-  case M: mx_launch_m<M>(x, ldx, w, y, ldy, f32out, T, sms, s, fz); return;
+  case M: mx_launch_m<M>(x, ldx, w, y, ldy, f32out, T, sms, s, fz, rz, rope); return;
     LMF_GVX_CASE(1) LMF_GVX_CASE(2) LMF_GVX_CASE(3) LMF_GVX_CASE(4)
     LMF_GVX_CASE(5) LMF_GVX_CASE(6) LMF_GVX_CASE(7) LMF_GVX_CASE(8)
 #undef LMF_GVX_CASE
@@ -1300,6 +1395,12 @@ bool w4a16_gemv_fuse_supported(int m, const W4A16Dev& w, const W4GemvFuse& f) {
   if (f.residual && (f.norm_w || f.silu_inter)) return false;  // residual: y is x's stream, written in place
   if (f.norm_w && w.k % 8) return false;
   if (f.silu_inter && (f.silu_inter % 8 || w.n != 2 * f.silu_inter)) return false;
+  if (f.rope.nh > 0) {
+    const W4GemvFuse::Rope& r = f.rope;
+    if (f.silu_inter || f.residual || r.nkv <= 0 || r.hd % 64 || w.n != (r.nh + 2 * r.nkv) * r.hd || w.group != 128)
+      return false;
+    if (!r.positions || !r.inv_freq || !r.slots || !r.k_cache || !r.v_cache) return false;
+  }
   static const int max_smem = gv_max_smem();
   const int KB = w.kp / 128;
   return mx_smem_bytes(m, KB, 8) + (f.norm_w ? KB * 256 : 0) <= max_smem;
@@ -1313,10 +1414,33 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
     fail(ErrorCode::InvalidArgument, "w4a16 gemv: this fusion does not take these shapes (w4a16_gemv_fuse_supported)");
   if (f.norm_w && (reinterpret_cast<uintptr_t>(f.norm_w) & 15))
     fail(ErrorCode::InvalidArgument, "w4a16 gemv: the norm weight must be 16-byte aligned");
-  mx_launch(x, ldx, w, y, ldy, false, m, 0, sms, s, MxFuse{f.norm_w, f.eps, f.silu_inter, f.residual ? 1 : 0});
+  MxFuse fz{};
+  fz.norm_w = f.norm_w;
+  fz.eps = f.eps;
+  fz.silu_inter = f.silu_inter;
+  fz.residual = f.residual ? 1 : 0;
+  MxRope rz{};
+  if (f.rope.nh > 0) {
+    rz.nh = f.rope.nh;
+    rz.nkv = f.rope.nkv;
+    rz.hd8 = f.rope.hd / 8;
+    rz.hr8 = f.rope.hd / 16;
+    rz.inv_stride = f.rope.inv_stride;
+    rz.positions = f.rope.positions;
+    rz.inv_freq = f.rope.inv_freq;
+    rz.slots = f.rope.slots;
+    rz.k_cache = f.rope.k_cache;
+    rz.v_cache = f.rope.v_cache;
+  }
+  mx_launch(x, ldx, w, y, ldy, false, m, 0, sms, s, fz, rz, f.rope.nh > 0);
 }
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
+
+bool w4a16_rope_fuse_enabled() {
+  const char* e = std::getenv("LMFLEET_W4_ROPE");
+  return e && std::string(e) == "1";
+}
 
 bool w4a16_fuse_enabled() {
   const char* e = std::getenv("LMFLEET_W4_FUSE");

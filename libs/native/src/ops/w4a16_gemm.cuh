@@ -76,14 +76,27 @@ void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y,
 //           (a block computes both halves of its outputs), so the silu_mul kernel after it goes;
 //   residual: y is the residual stream and y += half(x W^T + b), the add of add_rms_norm (same rounding).
 // norm_w may go with silu_inter; residual with neither. f16 out only.
+//   rope (nh > 0; the qkv projection, W = [q heads; k heads; v heads] of hd rows each, hd % 64 == 0, full rotary,
+//           an f16 cache): rope_kv_store's work in the epilogue, with the same bits: q and k rotated in y, k and v
+//           written to the cache rows of `slots` (< 0: none), so the rope + KV store kernel after the GEMV goes.
 struct W4GemvFuse {
   const half* norm_w = nullptr;  // [k], 16-byte aligned
   float eps = 0.f;
   int silu_inter = 0;
   bool residual = false;
+  struct Rope {
+    int nh = 0, nkv = 0, hd = 0, inv_stride = 0;  // inv_freq[t * inv_stride + i] (0: one row for every token)
+    const int* positions = nullptr;               // [m]
+    const float* inv_freq = nullptr;
+    const int* slots = nullptr;                   // [m]
+    half* k_cache = nullptr;                      // [slots][nkv][hd]
+    half* v_cache = nullptr;
+  } rope;
 };
 // LMFLEET_W4_FUSE (read at each call): unset / 1 the decoder uses these fusions where they apply, 0 never.
 bool w4a16_fuse_enabled();
+// LMFLEET_W4_ROPE=1 (opt-in, read at each call): with the fusions above, the qkv GEMV also does rope + KV store.
+bool w4a16_rope_fuse_enabled();
 // LMFLEET_W4A16_GEMV_WAVE (read at each launch; default 1): MmaX's k split chosen so that its grid fits one wave of
 // resident blocks (1), three quarters of one (2), or by cost alone (0).
 int w4a16_gemv_one_wave();
