@@ -15,9 +15,7 @@ NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 BUILD=libs/native/build/cuda
 B=libs/native/build/device-test
 RUNS=${RUNS:-"w4 --batches 1,16,64 --new 64|fp16 --batches 1,16,64 --new 64"}
-nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,clocks_throttle_reasons.active \
-  --format=csv,noheader -l 1 > "$OUT/smi.csv" 2>&1 &
-SMI_PID=$!
+gpu_log_start
 { cmake -S libs/native -B $BUILD -DLMFLEET_VARIANT=cuda -DCMAKE_BUILD_TYPE=Release \
     -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8; } > "$OUT/addon-build.log" 2>&1 &
@@ -60,7 +58,4 @@ if [ -n "${NCU_ENGINE:-}" ]; then  # "w4|fp16 ENGINE-BENCH ARGS": that run under
   python3 libs/native/scripts/ncu_step_table.py "$OUT/ncu_engine.csv" --top 40 > "$OUT/ncu_engine_table.md" 2>&1
   cat "$OUT/ncu_engine_table.md"
 fi
-kill $SMI_PID 2>/dev/null
-echo "== GPU log ($(wc -l < "$OUT/smi.csv") samples): sm MHz, mem MHz, W, C, util %, throttle reasons (distinct) =="
-awk -F', ' '{print $2, $3, $7}' "$OUT/smi.csv" | sort | uniq -c | sort -rn | head -8
-awk -F', ' '{gsub(/ W/,"",$4); gsub(/ MHz/,"",$2); if ($4+0 > pmax) pmax = $4+0; if (smin == "" || $2+0 < smin) smin = $2+0; t += $5} END {print "max power", pmax, "W; min sm clock", smin, "MHz; mean temp", t/NR, "C"}' "$OUT/smi.csv"
+gpu_log_summary

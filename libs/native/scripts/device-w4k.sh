@@ -49,6 +49,7 @@ BUILD=libs/native/build/cuda
 B=libs/native/build/device-test
 unset LMFLEET_W4A16_GEMV LMFLEET_W4A16_GEMV_ROWS LMFLEET_W4A16_GEMV_SPLIT LMFLEET_W4A16_GEMV_UNROLL LMFLEET_W4A16_GEMV_T LMFLEET_W4A16_WARPS
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+gpu_log_start
 
 if [ "${SKIP_ENGINE:-0}" != 1 ]; then
   { cmake -S libs/native -B $BUILD -DLMFLEET_VARIANT=cuda -DCMAKE_BUILD_TYPE=Release \
@@ -148,6 +149,7 @@ if [ "${SKIP_ENGINE:-0}" != 1 ]; then
 fi
 
 echo "== summary ($(el)) =="
+gpu_log_summary
 grep -e FAIL -e ERROR "$OUT/test_kernels.log" 2>/dev/null | head -8
 echo "w4 rows: $(grep -c '^w4a16.*PASS' "$OUT/test_kernels.log") PASS, $(grep '^w4a16' "$OUT/test_kernels.log" | grep -vc PASS) not"
 grep -e "W4A16" "$OUT/test_backend.log" 2>/dev/null | cut -c1-160
