@@ -93,6 +93,13 @@ __device__ __forceinline__ uint4 ld_stream_u4(const void* p) {
 // expression, so the two paths give the same bits)
 __device__ __forceinline__ float silu_mul_f32(float g, float u) { return g / (1.f + __expf(-g)) * u; }
 
+// RoPE of one rotate-half pair (x1 = dim i, x2 = dim i + rot / 2) by the angle whose sine and cosine are s, c: f32 from
+// the f16 inputs, rounded to f16 (ops/rope.cu, and the W4A16 qkv GEMV's rope epilogue: one expression, the same bits)
+__device__ __forceinline__ void rope_pair_f16(float x1, float x2, float s, float c, half& o1, half& o2) {
+  o1 = __float2half(x1 * c - x2 * s);
+  o2 = __float2half(x2 * c + x1 * s);
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

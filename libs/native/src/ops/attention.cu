@@ -93,8 +93,9 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   // pre, f16 cache: the K and V rows of the block's first kUnroll x TPB tokens before the wait, all but the newest
   // (ctx - 1, which the rope + KV store kernel before this one writes): the block table is host-staged and no kernel
   // of the step writes the older rows, so their loads overlap the kernels before this one. Same values, same math.
+  const bool have_pre = prefetch && pre;  // kpre / vpre hold the first round's rows (but the newest token's)
   Chunk kpre[kUnroll], vpre[kUnroll];
-  if (prefetch && pre) {
+  if (have_pre) {
     const int p0 = split * split_len, p1 = min(ctx, p0 + split_len);
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
@@ -113,7 +114,6 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   const int nsplit = (ctx + split_len - 1) / split_len;
   if (split >= nsplit) return;
   const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
-  const bool have_pre = prefetch && pre;  // kpre / vpre hold the first round's rows (but the newest token's)
 
   float qf[G][8];
 #pragma unroll

@@ -88,9 +88,7 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
       for (int i = threadIdx.x; i < half_rot; i += blockDim.x) {
         float s = s0, c = c0;
         if (!(rot0 && i == (int)threadIdx.x)) sincosf(pos * f[i], &s, &c);
-        const float x1 = __half2float(head[i]), x2 = __half2float(head[i + half_rot]);
-        head[i] = __float2half(x1 * c - x2 * s);
-        head[i + half_rot] = __float2half(x2 * c + x1 * s);
+        rope_pair_f16(__half2float(head[i]), __half2float(head[i + half_rot]), s, c, head[i], head[i + half_rot]);
       }
       __syncthreads();
     }
@@ -120,8 +118,8 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
     if (i < half_rot) {
       float s = s0, c = c0;
       if (!(rot0 && i == (int)threadIdx.x)) sincosf(pos * f[i], &s, &c);
-      const float x1 = __half2float(head[i]), x2 = __half2float(head[i + half_rot]);
-      const half o1 = __float2half(x1 * c - x2 * s), o2 = __float2half(x2 * c + x1 * s);
+      half o1, o2;
+      rope_pair_f16(__half2float(head[i]), __half2float(head[i + half_rot]), s, c, o1, o2);
       head[i] = o1;
       head[i + half_rot] = o2;
       if (dst) { dst[i] = o1; dst[i + half_rot] = o2; }

@@ -307,11 +307,16 @@ __host__ __device__ constexpr int gv_row_words(int KB) { return KB * 64 + 16; }
 __host__ __device__ constexpr int gv_smem_bytes(int M, int KB) { return (M * gv_row_words(KB) + 2 * kGvWarps * M * 8) * 4; }
 
 // x rows [M][k] (f16, row stride ldx) into shared memory in the GEMV's lane order (see gv_row_words); every thread of
-// the block takes part; the caller synchronizes.
-template <int M>
-__device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW) {
-{
+// the block takes part; the caller synchronizes. SS (MmaX's norm-in, W4GemvFuse::norm_w): also each thread's sum of
+// squares per row of what it staged, into ss (zeroed here).
+template <int M, bool SS = false>
+__device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW,
+                                           float* ss = nullptr) {
   const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
+  if constexpr (SS) {
+#pragma unroll
+    for (int r = 0; r < M; r++) ss[r] = 0.f;
+  }
   for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
     uint4 v[kGvStage];
 #pragma unroll
@@ -332,46 +337,16 @@ __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, 
         d[4] = v[u].y;
         d[8] = v[u].z;
         d[12] = v[u].w;
-      }
-    }
-  }
-}
-}
-
-// gv_stage_x with each thread's sum of squares per row of what it staged (MmaX's norm-in: W4GemvFuse::norm_w).
-template <int M>
-__device__ __forceinline__ void gv_stage_x_ss(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW,
-                                              float (&ss)[M]) {
-  const int chunks = KB * 16;
+        if constexpr (SS) {
+          float f[8];
+          half8_to_float(*reinterpret_cast<const half8*>(&v[u]), f);
+          float part = 0.f;
 #pragma unroll
-  for (int r = 0; r < M; r++) ss[r] = 0.f;
-  for (int base = 0; base < M * chunks; base += kGvStage * kGvWarps * 32) {
-    uint4 v[kGvStage];
+          for (int q2 = 0; q2 < 8; q2++) part += f[q2] * f[q2];
 #pragma unroll
-    for (int u = 0; u < kGvStage; u++) {
-      const int idx = base + u * kGvWarps * 32 + threadIdx.x;
-      const int r = idx / chunks, q = idx - r * chunks, col = q * 8;
-      v[u] = make_uint4(0, 0, 0, 0);
-      if (r < M && col < k) v[u] = __ldg(reinterpret_cast<const uint4*>(x + (size_t)r * ldx + col));
-    }
-#pragma unroll
-    for (int u = 0; u < kGvStage; u++) {
-      const int idx = base + u * kGvWarps * 32 + threadIdx.x;
-      const int r = idx / chunks, q = idx - r * chunks;
-      if (r < M) {
-        uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
-        d[0] = v[u].x;
-        d[4] = v[u].y;
-        d[8] = v[u].z;
-        d[12] = v[u].w;
-        float f[8];
-        half8_to_float(*reinterpret_cast<const half8*>(&v[u]), f);
-        float part = 0.f;
-#pragma unroll
-        for (int q2 = 0; q2 < 8; q2++) part += f[q2] * f[q2];
-#pragma unroll
-        for (int rr = 0; rr < M; rr++)
-          if (rr == r) ss[rr] += part;
+          for (int rr = 0; rr < M; rr++)
+            if (rr == r) ss[rr] += part;
+        }
       }
     }
   }
@@ -852,7 +827,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     // rms_norm's arithmetic (ops/rms_norm.cu): f32 sum of squares of the row, r = rsqrt(ss / k + eps), half(x r w);
     // only the order of the sum differs
     float ss[M];
-    gv_stage_x_ss<M>(x, ldx, k, KB, xs, RW, ss);
+    gv_stage_x<M, true>(x, ldx, k, KB, xs, RW, ss);
 #pragma unroll
     for (int r = 0; r < M; r++) {
       const float v = warp_sum(ss[r]);
@@ -953,10 +928,10 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
           v += __half2float(bias[ca]);
           vb += __half2float(bias[cb]);
         }
-        const float x1 = __half2float(__float2half(v)), x2 = __half2float(__float2half(vb));
         float sn, cs;
         sincosf((float)rz.positions[r] * rz.inv_freq[(size_t)r * rz.inv_stride + d], &sn, &cs);
-        const half o1 = __float2half(x1 * cs - x2 * sn), o2 = __float2half(x2 * cs + x1 * sn);
+        half o1, o2;
+        rope_pair_f16(__half2float(__float2half(v)), __half2float(__float2half(vb)), sn, cs, o1, o2);
         yr[ca] = o1;
         yr[cb] = o2;
         const int slot = head >= rz.nh ? rz.slots[r] : -1;
