@@ -41,16 +41,14 @@ def main():
         except (ValueError, IndexError):
             continue  # the units row
         key = (short(r[kn]), r[gs] if gs is not None else '')
-        groups.setdefault(key, []).append(d)
-    unit = 'ns'
+        groups.setdefault(key, []).append(d / 1e3)  # gpu__time_duration.sum is in ns
     tab = sorted(groups.items(), key=lambda kv: -sum(kv[1]))
-    print(f'| kernel | grid | count | median us | total us |')
+    print('| kernel | grid | count | median us | total us |')
     print('|---|---|---|---|---|')
     for (name, grid), ds in tab[:a.top]:
         if len(ds) < a.min_count:
             continue
-        scale = 1e-3 if unit == 'ns' else 1.0
-        print(f'| {name} | {grid} | {len(ds)} | {statistics.median(ds) * scale:.2f} | {sum(ds) * scale:.1f} |')
+        print(f'| {name} | {grid} | {len(ds)} | {statistics.median(ds):.2f} | {sum(ds):.1f} |')
 
 
 if __name__ == '__main__':
