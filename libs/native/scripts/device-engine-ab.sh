@@ -5,7 +5,10 @@
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-engine-ab.sh
 # Env: RUNS ('|'-separated engine runs, each "w4 ENGINE-BENCH ARGS..." or "fp16 ..."; default: W4 and fp16 at batches 1/16/64
 #   with no A/B), NCU_ENGINE ("w4|fp16 ENGINE-BENCH ARGS": that run once more under Nsight Compute, a table of kernel
-#   durations by (name, grid) -> $OUT/ncu_engine_table.md), BUDGET (s, default 560). Logs under $OUT (engine-N.log, smi.csv, bench_fp16_*.log); summary last.
+#   durations by (name, grid) -> $OUT/ncu_engine_table.md), NSYS_ENGINE ('|'-separated runs, each "[VAR=V[,VAR=V]] w4|fp16
+#   ENGINE-BENCH ARGS": under Nsight Systems with graph nodes traced, the kernels as they overlap in the engine ->
+#   nsys_step_table.py: each kernel's share of the decode step's wall time, and one layer's timeline), SKIP_STACK=1 (no
+#   fp16 layer stack before and after), BUDGET (s, default 560). Logs under $OUT (engine-N.log, smi.csv, bench_fp16_*.log); summary last.
 set -uo pipefail
 BUDGET=${BUDGET:-560} TB_KEEP=10
 source "$(dirname "$0")/device-common.sh"  # cd to the repo root; OUT, el, tb
@@ -20,7 +23,7 @@ gpu_log_start
     -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8; } > "$OUT/addon-build.log" 2>&1 &
 ADDON_PID=$!
-need_fp16=0; case "$RUNS" in *fp16*) need_fp16=1;; esac
+need_fp16=0; case "$RUNS ${NSYS_ENGINE:-}" in *fp16*) need_fp16=1;; esac
 { [ -f "$W4MODEL/config.json" ] || python3 test/bench/make_random_model.py "$W4MODEL" --layers 32 --awq-group 128
   [ $need_fp16 = 0 ] || [ -f "$MODEL/config.json" ] || python3 test/bench/make_random_model.py "$MODEL" --layers 32; } \
   > "$OUT/make_models.log" 2>&1 &
@@ -28,6 +31,7 @@ MODELS_PID=$!
 SKIP_TESTS=1 bash libs/native/scripts/device-test.sh > "$OUT/device-test-build.txt" 2>&1
 echo "bench build rc $? ($(el))"
 stack() {  # the fp16 C++ layer stack: graphs, our kernels + cuBLAS, no scheduler
+  [ "${SKIP_STACK:-0}" = 1 ] && return
   LMF_BENCH_W4=0 timeout $(tb 40) $B/bench_decoder --prefill 128 > "$OUT/bench_fp16_$1.log" 2>&1
   echo "bench_decoder fp16 stack ($1) rc $? ($(el)): $(grep '^| batch' "$OUT/bench_fp16_$1.log" | cut -d'|' -f2,4 | tr '\n' ' ')"
 }
@@ -57,5 +61,24 @@ if [ -n "${NCU_ENGINE:-}" ]; then  # "w4|fp16 ENGINE-BENCH ARGS": that run under
   echo "ncu engine ($NCU_ENGINE) rc $? ($(el))"
   python3 libs/native/scripts/ncu_step_table.py "$OUT/ncu_engine.csv" --top 40 > "$OUT/ncu_engine_table.md" 2>&1
   cat "$OUT/ncu_engine_table.md"
+fi
+if [ -n "${NSYS_ENGINE:-}" ]; then
+  NSYS_BIN=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+  echo "nsys: ${NSYS_BIN:-none found}"
+  j=0
+  IFS='|' read -ra NLIST <<< "$NSYS_ENGINE"
+  for r in "${NLIST[@]}"; do
+    j=$((j + 1)); envs=""
+    case "${r%% *}" in *=*) envs=${r%% *}; r=${r#* };; esac
+    kind=${r%% *}; args=${r#* }
+    dir=$W4MODEL; [ "$kind" = fp16 ] && dir=$MODEL
+    [ -n "$NSYS_BIN" ] || break
+    env ${envs//,/ } timeout $(tb 200) "$NSYS_BIN" profile --cuda-graph-trace=node -t cuda --force-overwrite true -o /tmp/nsys-$j \
+      node test/bench/engine-bench.js "$ADDON" "$dir" $args > "$OUT/nsys-$j.log" 2>&1
+    echo "nsys $j ($envs $kind $args) rc $? ($(el))"
+    timeout $(tb 60) "$NSYS_BIN" stats -r cuda_gpu_trace -f csv -o /tmp/nsys-$j /tmp/nsys-$j.nsys-rep >> "$OUT/nsys-$j.log" 2>&1
+    python3 libs/native/scripts/nsys_step_table.py /tmp/nsys-${j}_cuda_gpu_trace.csv > "$OUT/nsys-$j-table.md" 2>&1
+    echo "== nsys $j: $envs $kind $args"; cat "$OUT/nsys-$j-table.md"
+  done
 fi
 gpu_log_summary
