@@ -240,12 +240,11 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   }
   if (graph_kv_ != kv.k[0]) { drop_graphs(); graph_kv_ = kv.k[0]; }
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
-  const int64_t launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
+  const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
                          (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11) |
                          (pdl_preload() ? 1 << 15 : 0) | (fuse_silu_enabled() ? 1 << 16 : 0) |
                          (w4a16_fuse_enabled() ? 1 << 17 : 0) | (attn_split_forced() / 32) << 18 | w4a16_gemv_one_wave() << 27 |
-                         (attn_prefetch() ? 1 << 29 : 0) | (w4a16_rope_fuse_enabled() ? 1 << 30 : 0) |
-                         (int64_t)(w4a16_l2pf_eighths() + 1) << 32;
+                         (attn_prefetch() ? 1 << 29 : 0) | (w4a16_rope_fuse_enabled() ? 1 << 30 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -413,7 +412,6 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   bool fuse_rope = fuse && w4a16_rope_fuse_enabled() && kv.quant_policy == 0 && (int)m_.rotary_dim() == D;
   for (int l = 0; fuse_rope && l < (int)c.layers; l++)
     fuse_rope = w4a16_gemv_fuse_supported(T, w4_of(m_.layers[l].qkv)->dev(), fz_rope(l));
-  const int l2pf = fuse ? w4a16_l2pf_eighths() : -1;
   const auto fused = [&](const half* x, int ldx, const std::unique_ptr<LinearWeight>& w, half* y, int ldy,
                          const W4GemvFuse& f) { w4a16_gemv_fused_cuda(x, ldx, w4_of(w)->dev(), y, ldy, T, f, g.sms(), s_); };
 
@@ -437,11 +435,6 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     if (!fuse_rope)
       rope_kv_store_cuda(qkv_, Q, positions, inv_freq, inv_stride, (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
                          (int)kv.block_size, s_, kq);
-    if (l2pf >= 0) {  // LMFLEET_W4_L2PF: o's weight and the head of gate_up's slices into L2 while attention runs
-      L2Ranges pf;
-      if (w4a16_l2_ranges(w4_of(W.o)->dev(), T, g.sms(), 8, pf) && w4a16_l2_ranges(w4_of(W.gate_up)->dev(), T, g.sms(), l2pf, pf))
-        l2_prefetch_cuda(pf, g.sms(), s_);
-    }
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
                             scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param);

@@ -1222,14 +1222,6 @@ int mx_blocks_per_sm(int KB) {
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
-// MmaX's k split (slices per tile): gv_split's cost model over tile units of T tiles
-template <int M, int T, int GPB, bool ROPE = false>
-int mx_split(const W4A16Dev& w, int sms) {
-  const int KB = w.kp / 128, units = (w.n / 8 + T - 1) / T;
-  const int resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB);
-  return gv_split(units, KB, resident, mx_one_wave());
-}
-
 template <int M, int T, int GPB, bool ROPE = false>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz_in) {
@@ -1240,7 +1232,8 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
   const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
-  const int units = (w.n / 8 + T - 1) / T, S = mx_split<M, T, GPB, ROPE>(w, sms);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB);
+  const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   const bool fused = fz.norm_w || fz.silu_inter || fz.residual || ROPE;
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE>, dim3(grid),
@@ -1254,16 +1247,11 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
 // the loads in flight). Groups 64 / 32 take T = 4 whatever is asked (correctness there, not speed). rope: group 128
 // only (w4a16_gemv_fuse_supported), its own instantiations.
 template <int M>
-int mx_tiles_by_shape(const W4A16Dev& w, int sms) {
-  return (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
-}
-
-template <int M>
 void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int T, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz, bool rope) {
   const int gpb = 128 / w.group;
   if (gpb == 1) {
-    if (T == 0) T = mx_tiles_by_shape<M>(w, sms);
+    if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
     if (rope) {
       if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
@@ -1423,69 +1411,6 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 }
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
-
-namespace {
-// MmaX's k split for a non-fused-rope launch at m rows (mx_launch's choice of T, then mx_split); 0 past its rows
-template <int M>
-int mx_split_m(const W4A16Dev& w, int sms) {
-  const int gpb = 128 / w.group;
-  if (gpb != 1) return gpb == 2 ? mx_split<M, 4, 2>(w, sms) : mx_split<M, 4, 4>(w, sms);
-  int T = mx_tiles_forced();
-  if (T == 0) T = mx_tiles_by_shape<M>(w, sms);
-  return T == 2 ? mx_split<M, 2, 1>(w, sms) : T == 8 ? mx_split<M, 8, 1>(w, sms) : mx_split<M, 4, 1>(w, sms);
-}
-
-__global__ void l2_prefetch_kernel(L2Ranges pf) {
-  pdl_trigger();  // the next kernel of the chain may start: this one only asks L2 for weights
-  const unsigned tid = blockIdx.x * blockDim.x + threadIdx.x, nt = gridDim.x * blockDim.x;
-  constexpr unsigned kChunk = 16384;  // bytes per prefetch instruction
-  for (int i = 0; i < pf.n; i++) {
-    const L2Ranges::R r = pf.r[i];
-    const unsigned per_seg = (r.seg_bytes + kChunk - 1) / kChunk, total = r.rows * r.segs * per_seg;
-    for (unsigned j = tid; j < total; j += nt) {
-      const unsigned item = j / per_seg, c = j - item * per_seg, row = item / r.segs, seg = item - row * r.segs;
-      const unsigned off = c * kChunk;
-      prefetch_l2(static_cast<const char*>(r.p) + (size_t)row * r.row_stride + (size_t)seg * r.seg_stride + off,
-                  min(kChunk, r.seg_bytes - off));
-    }
-  }
-  pdl_wait();  // done when the kernel before it is: the next kernel's wait covers that one too
-}
-}  // namespace
-
-bool w4a16_l2_ranges(const W4A16Dev& w, int m, int sms, int eighths, L2Ranges& out) {
-  if (m < 1 || m > kW4GemvMaxRows || out.n + 2 > 4 || w.kp % 128 != 0) return false;
-  int S = 0;
-  switch (m) {
-#define LMF_L2_CASE(M) \
-  case M: S = mx_split_m<M>(w, sms); break;
-    LMF_L2_CASE(1) LMF_L2_CASE(2) LMF_L2_CASE(3) LMF_L2_CASE(4)
-    LMF_L2_CASE(5) LMF_L2_CASE(6) LMF_L2_CASE(7) LMF_L2_CASE(8)
-#undef LMF_L2_CASE
-  }
-  const int KB = w.kp / 128, gpb = 128 / w.group, tiles = w.n / 8;
-  if (S <= 0 || KB % S != 0) S = 1;  // uneven slices: the leading k blocks of whole rows
-  const int per = KB / S, q = std::min(per, (per * std::max(0, std::min(8, eighths)) + 7) / 8);
-  if (q == 0) return true;
-  // weights: tile t's k block kb at ((t * KB + kb) * 32) uint4 (512 bytes per tile and k block)
-  out.r[out.n++] = {w.qweight, (unsigned)tiles, (unsigned)KB * 512u, (unsigned)S, (unsigned)per * 512u, (unsigned)q * 512u};
-  // (scale, zero): [KB * gpb][n] half2, the k groups of slice s from row s * per * gpb
-  const unsigned row = (unsigned)w.n * 4u;
-  out.r[out.n++] = {w.sz, (unsigned)S, (unsigned)per * gpb * row, 1u, 0u, (unsigned)q * gpb * row};
-  return true;
-}
-
-void l2_prefetch_cuda(const L2Ranges& pf, int sms, cudaStream_t s) {
-  if (pf.n == 0) return;
-  LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), l2_prefetch_kernel, dim3(std::max(sms, 1)), dim3(64), s, pf));
-}
-
-int w4a16_l2pf_eighths() {
-  const char* e = std::getenv("LMFLEET_W4_L2PF");
-  if (!e || !*e) return -1;
-  const int v = std::atoi(e);
-  return v < 0 ? -1 : std::min(v, 8);
-}
 
 bool w4a16_rope_fuse_enabled() {
   const char* e = std::getenv("LMFLEET_W4_ROPE");

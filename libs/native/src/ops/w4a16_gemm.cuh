@@ -104,27 +104,6 @@ int w4a16_gemv_one_wave();
 bool w4a16_gemv_fuse_supported(int m, const W4A16Dev& w, const W4GemvFuse& f);
 void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, const W4GemvFuse& f,
                            int sms, cudaStream_t s);
-// Cross-kernel L2 prefetch (LMFLEET_W4_L2PF, opt-in while measured): at decode, DRAM idles while the latency-bound
-// kernels after the qkv GEMV run (rope, attention, its combine) and while o's short GEMV ramps; a kernel placed in the
-// PDL chain after the qkv GEMV asks L2 (cp.async.bulk.prefetch.L2) for o's whole weight and the leading k blocks of
-// every (tile, k slice) that gate_up's MmaX blocks will stream first, so those blocks start from L2.
-// A range: for r < rows, s < segs: [p + r * row_stride + s * seg_stride, + seg_bytes), all multiples of 16.
-struct L2Ranges {
-  struct R {
-    const void* p;
-    unsigned rows, row_stride, segs, seg_stride, seg_bytes;
-  } r[4];
-  int n = 0;
-};
-// Appends w's ranges: the first ceil(eighths / 8 of each k slice) k blocks of every tile of MmaX's plan at m rows
-// (8: the whole weight), with their (scale, zero) rows. False (nothing appended) where m is past MmaX's rows or no
-// room is left.
-bool w4a16_l2_ranges(const W4A16Dev& w, int m, int sms, int eighths, L2Ranges& out);
-// The prefetch kernel (PDL-chained: it lets the next kernel start at once and waits for the one before it, so the
-// chain's order holds); nothing to do when pf.n == 0.
-void l2_prefetch_cuda(const L2Ranges& pf, int sms, cudaStream_t s);
-// LMFLEET_W4_L2PF (read at each call): unset / negative off; N in 0..8: o's weight and N eighths of gate_up's slices.
-int w4a16_l2pf_eighths();
 // The whole weight dequantized to f16 [n, k] row-major (for large m: then a dense GEMM).
 void w4a16_dequant_cuda(const W4A16Dev& w, half* out, cudaStream_t s);
 
