@@ -671,16 +671,6 @@ w4a16_gemv_async_kernel(const half* __restrict__ x, int ldx, const uint4* __rest
 template <int T>
 __host__ __device__ constexpr int mx_ring() { return T >= 8 ? 2 : T == 4 ? 3 : 5; }
 __host__ __device__ constexpr int mx_smem_bytes(int M, int KB, int T) { return (M * gv_row_words(KB) + kGvWarps * T * M * 8) * 4; }
-// ASYNC (LMFLEET_W4A16_GEMV_ASYNC=1): the weight ring lives in shared memory, filled by cp.async, so the depth is not
-// bound by registers: D k blocks per warp, D - 1 in flight (T = 2: 8 x 1 KB, T = 4: 4 x 2 KB per warp; rings of 72 / 80 KB per block, so two
-// blocks with a norm-in's 8 KB still fit an SM). The CUPTI
-// timeline of the engine showed gate_up streaming at ~2.2 TB/s in the step: its one-wave grid (172 blocks on 132 SMs)
-// leaves most SMs one block of 8 warps with (D - 1) x T x 512 B = 4 KB in flight each, ~32 KB per SM, short of what
-// Little's law asks at ~3 TB/s. Only lanes' own 16 bytes are read back (no barrier: cp.async.wait_group orders them).
-template <int T>
-__host__ __device__ constexpr int mx_ring_async() { return T >= 8 ? 3 : T == 4 ? 5 : 9; }
-template <int T, bool ASYNC>
-__host__ __device__ constexpr int mx_ring_bytes() { return ASYNC ? kGvWarps * mx_ring_async<T>() * T * 512 : 0; }
 
 // Registers (ptxas, sm_90): T = 2 and 4 with group 128 fit 128 (2 blocks of 8 warps per SM) without spills; T = 8
 // (165-167 unbounded) and groups 64 / 32 (the shuffled pairs: 151-190 unbounded, a few spilled bytes at 128) take 1
@@ -709,18 +699,15 @@ struct MxRope {
   half* v_cache;
 };
 
-template <int M, int T, int GPB, bool ROPE = false, bool ASYNC = false>
+template <int M, int T, int GPB, bool ROPE = false>
 __global__ void __launch_bounds__(kGvWarps * 32, mx_min_blocks<T, GPB>())
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                     int S, int l2pf, MxFuse fz, MxRope rz) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
-  constexpr int D = ASYNC ? mx_ring_async<T>() : mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
+  constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
   const int RW = gv_row_words(KB);
-  // ASYNC: the ring after x, the partial sums and the norm weight: [warp][D][T][32 lanes] x 16 bytes
-  uint4* ring = reinterpret_cast<uint4*>(reinterpret_cast<char*>(xs) + mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0)) +
-                (size_t)threadIdx.x / 32 * D * T * 32 + (threadIdx.x & 31);
   float* red = reinterpret_cast<float*>(xs + M * RW);  // [kGvWarps][T][M][8] per-warp partial sums
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int TB = kGvWarps / S, tiles = n >> 3;  // TB: tile units (T tiles each) per block
@@ -752,7 +739,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
 
   const uint4* wp = qw + (size_t)max(0, min(tile0, tiles - 1)) * KB * 32 + lane;
   const half2* sp = sz + (size_t)(t * GPB / 4) * n + (size_t)max(0, min(tile0, tiles - 1)) * 8 + g;
-  uint4 wv[ASYNC ? 1 : D][T];
+  uint4 wv[D][T];
   uint32_t sv[D][T];
   auto issue = [&](int d, int kk) {
     if (kk < kb1) {
@@ -760,19 +747,15 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
       for (int i = 0; i < T; i++) {
         if ((paired && i >= P ? i - P : i) < nvalid) {
           const int ti = i + (i >= P ? du : 0);
-          if constexpr (ASYNC) cp_async16_m(ring + (d * T + i) * 32, wp + ((size_t)ti * KB + kk) * 32, true);
-          else wv[d][i] = ld_stream_u4(wp + ((size_t)ti * KB + kk) * 32);
+          wv[d][i] = ld_stream_u4(wp + ((size_t)ti * KB + kk) * 32);
           const half2 p = ld_sz(sp + (size_t)kk * GPB * n + ti * 8);
           sv[d][i] = *reinterpret_cast<const uint32_t*>(&p);
         } else {
-          // a missing tile of the last unit: zero codes and zero, never written
-          if constexpr (ASYNC) cp_async16_m(ring + (d * T + i) * 32, wp, false);
-          else wv[ASYNC ? 0 : d][i] = make_uint4(0, 0, 0, 0);
+          wv[d][i] = make_uint4(0, 0, 0, 0);  // a missing tile of the last unit: zero codes and zero, never written
           sv[d][i] = 0u;
         }
       }
     }
-    if constexpr (ASYNC) cp_async_commit_m();  // one group per call, empty past kb1: wait_group counts stay exact
   };
   float tot[P][4];
 #pragma unroll
@@ -780,16 +763,6 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
 #pragma unroll
     for (int q = 0; q < 4; q++) tot[p][q] = 0.f;
   auto compute = [&](int d, int kk) {
-    uint4 wl[ASYNC ? T : 1];
-    if constexpr (ASYNC) {  // group kk is the oldest of the D in flight after issue(kk + D - 1)
-      cp_async_wait_m<D - 1>();
-#pragma unroll
-      for (int i = 0; i < T; i++) wl[i] = ring[(d * T + i) * 32];
-    }
-    const auto W = [&](int i) -> const uint4& {
-      if constexpr (ASYNC) return wl[i];
-      else return wv[d][i];
-    };
     // x's B fragments of this k block: per word j, k16 steps 0 (b0 = .x, b1 = .y) and 1 (.z, .w); x row g, zero if g >= M
     uint4 xv[4];
 #pragma unroll
@@ -819,8 +792,8 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
         for (int w = 0; w < WPG; w++) {
           const int j = gj * WPG + w;
           uint32_t ba[4], bb[4];
-          dequant_word_qz(word_of(W(2 * p), j), z1024[0], nz64[0], ba);
-          dequant_word_qz(word_of(W(2 * p + 1), j), z1024[1], nz64[1], bb);
+          dequant_word_qz(word_of(wv[d][2 * p], j), z1024[0], nz64[0], ba);
+          dequant_word_qz(word_of(wv[d][2 * p + 1], j), z1024[1], nz64[1], bb);
           const uint32_t a0[4] = {ba[0], bb[0], ba[1], bb[1]}, a1[4] = {ba[2], bb[2], ba[3], bb[3]};
           mma16816(ga, a0, xv[j].x, xv[j].y);
           mma16816(ga, a1, xv[j].z, xv[j].w);
@@ -1239,24 +1212,17 @@ int mx_one_wave() {
   return v == 0 || v == 2 ? v : 1;
 }
 
-template <int M, int T, int GPB, bool ROPE = false, bool ASYNC = false>
+template <int M, int T, int GPB, bool ROPE = false>
 int mx_blocks_per_sm(int KB) {
-  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE, ASYNC>;
+  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE>;
   static std::atomic<unsigned long long> attr_set{0};
   set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
   static std::atomic<int> bps_cache[256];  // by KB
-  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_smem_bytes(M, KB, T) + mx_ring_bytes<T, ASYNC>(),
+  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_smem_bytes(M, KB, T),
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
-// LMFLEET_W4A16_GEMV_ASYNC=1 (opt-in while measured; read at each launch, graphs recapture on a change): MmaX's weight
-// ring in shared memory by cp.async (group 128, T 2 / 4, not the rope instantiations)
-bool mx_async() {
-  const char* e = std::getenv("LMFLEET_W4A16_GEMV_ASYNC");
-  return e && std::string(e) == "1";
-}
-
-template <int M, int T, int GPB, bool ROPE = false, bool ASYNC = false>
+template <int M, int T, int GPB, bool ROPE = false>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz_in) {
   MxRope rz = rz_in;
@@ -1265,12 +1231,12 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
     rz.rope_tiles = rz.rope_units * T;
   }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
-  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0) + mx_ring_bytes<T, ASYNC>();
-  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE, ASYNC>(KB);
+  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB);
   const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   const bool fused = fz.norm_w || fz.silu_inter || fz.residual || ROPE;
-  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE, ASYNC>, dim3(grid),
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE>, dim3(grid),
                                        dim3(kGvWarps * 32), (size_t)smem, s, x, ldx,
                                        reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n,
                                        w.k, KB, S, fused ? 0 : l2_prefetch_kb(), fz, rz));
@@ -1290,9 +1256,6 @@ void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
       if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else mx_launch_t<M, 4, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-    } else if (T != 8 && mx_async()) {
-      if (T == 2) mx_launch_t<M, 2, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-      else mx_launch_t<M, 4, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
     } else if (T == 2) {
       mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
     } else if (T == 8) {
@@ -1448,8 +1411,6 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 }
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
-
-bool w4a16_gemv_async() { return mx_async(); }
 
 bool w4a16_rope_fuse_enabled() {
   const char* e = std::getenv("LMFLEET_W4_ROPE");
