@@ -133,7 +133,6 @@ int main(int argc, char** argv) {
           DevBuf<half> dq((size_t)B * ldq), dout((size_t)B * nh * hd);
           fill_half_kernel<<<1024, 256, 0, s>>>(dq.p, dq.n, 7);
           DevBuf<unsigned char> ws(attention_decode_workspace_bytes(B, nh, hd, splits));
-          LMF_CUDA_CHECK(cudaMemset(ws.p, 0, ws.n));
           double us[3], gbs[3];
           const int pols[3] = {0, 8, 4};
           for (int pi = 0; pi < 3; pi++) {

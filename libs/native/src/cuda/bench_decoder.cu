@@ -140,9 +140,8 @@ struct Model {
     tokens = dalloc<int>(T); positions = dalloc<int>(T); slots = dalloc<int>(T);
     block_tables = dalloc<int>((size_t)c.max_batch * c.max_blocks);
     ctx_lens = dalloc<int>(c.max_batch); q_starts = dalloc<int>(c.max_batch); q_lens = dalloc<int>(c.max_batch);
-    const size_t ws_bytes = attention_decode_workspace_bytes(c.max_batch, c.nh, c.hd, (c.max_blocks * c.block_size + 31) / 32);
-    LMF_CUDA_CHECK(cudaMalloc(&attn_ws, ws_bytes));
-    LMF_CUDA_CHECK(cudaMemset(attn_ws, 0, ws_bytes));
+    LMF_CUDA_CHECK(cudaMalloc(&attn_ws, attention_decode_workspace_bytes(c.max_batch, c.nh, c.hd,
+                                                                        (c.max_blocks * c.block_size + 31) / 32)));
     std::vector<int> bt((size_t)c.max_batch * c.max_blocks);
     // sequence b's j-th block is (b*dec_blocks + j) mod num_blocks: decode sequences get disjoint blocks,
     // the long prefill sequence (seq 0) wraps over the others' (harmless: they are never live together)

@@ -68,7 +68,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
                         const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
                         int block_size, float scale_log2, int split_len, int max_splits, float* __restrict__ o_part,
                         float* __restrict__ ml_part, const float* __restrict__ k_param,
-                        const float* __restrict__ v_param, int kv_rep, int pre, int* __restrict__ counters) {
+                        const float* __restrict__ v_param, int kv_rep, int pre) {
   pdl_trigger();  // the o projection's GEMV may start streaming weights (see device_utils.cuh)
   // pre (pdl_preload): the host-staged context length before the wait (a split past the end leaves at once)
   // pre bit 1 (attn_prefetch): also the older K / V rows before the wait (below)
@@ -241,34 +241,6 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       if (d == 0) { ml_part[2 * pi] = stat[0][g]; ml_part[2 * pi + 1] = stat[1][g]; }
     }
   }
-  // counters (LMFLEET_ATTN_COMBINE=fused): the last split block of (b, hg) to finish merges the splits of its G heads,
-  // attention_decode_combine_kernel's arithmetic in the same order, and zeroes the counter for the next launch (so no
-  // combine kernel, one fewer step of the decode chain). Partials of other blocks are read through L2 (ld.cg).
-  if (counters == nullptr || nsplit == 1) return;
-  __shared__ int last;
-  __threadfence();  // this block's partials are visible before its arrival is counted
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int* c = counters + (size_t)b * gridDim.y + hg;
-    last = atomicAdd(c, 1) == nsplit - 1;
-    if (last) *c = 0;
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
-    const int g = idx / HD, d = idx % HD, qh = hg * G + g;
-    const size_t p0 = ((size_t)b * nh + qh) * max_splits;
-    float mx = -INFINITY;
-    for (int i = 0; i < nsplit; i++) mx = fmaxf(mx, __ldcg(ml_part + 2 * (p0 + i)));
-    float l = 0.f, o = 0.f;
-    for (int i = 0; i < nsplit; i++) {
-      const float w = exp2f(__ldcg(ml_part + 2 * (p0 + i)) - mx);
-      l += w * __ldcg(ml_part + 2 * (p0 + i) + 1);
-      o += w * __ldcg(o_part + (p0 + i) * HD + d);
-    }
-    out[(size_t)b * ldo + qh * HD + d] = __float2half(o / l);
-  }
 }
 
 // grid (nh, batch), HD threads: merges the splits of sequences that had more than one.
@@ -303,13 +275,7 @@ bool attn_prefetch() {  // LMFLEET_ATTN_PREFETCH=0 turns the decode attention's 
 }
 
 size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits) {
-  // partial outputs and (max, sum) per split, then one arrival counter per (sequence, head) for the fused combine
-  return (size_t)batch * nh * max_splits * (hd + 2) * sizeof(float) + (size_t)batch * nh * sizeof(int);
-}
-
-bool attn_fused_combine() {  // LMFLEET_ATTN_COMBINE=fused: the last split block merges (read at each launch)
-  const char* e = std::getenv("LMFLEET_ATTN_COMBINE");
-  return e && std::string(e) == "fused";
+  return (size_t)batch * nh * max_splits * (hd + 2) * sizeof(float);
 }
 
 template <int HD, int G, int QP>
@@ -319,9 +285,6 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
                           cudaStream_t s, const float* k_param, const float* v_param, int kv_rep) {
   float* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
-  int* counters = max_splits > 1 && attn_fused_combine()
-                      ? reinterpret_cast<int*>(ml_part + (size_t)batch * nh * max_splits * 2)
-                      : nullptr;
   const size_t smem = (size_t)G * split_len * sizeof(float);
   auto kern = attention_decode_kernel<HD, G, QP>;
   if (smem > 48 * 1024) LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -330,8 +293,8 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache, v_cache,
                                        block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
                                        split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep,
-                                       (pdl_preload() ? 1 : 0) | (attn_prefetch() ? 2 : 0), counters));
-  if (max_splits > 1 && !counters)
+                                       (pdl_preload() ? 1 : 0) | (attn_prefetch() ? 2 : 0)));
+  if (max_splits > 1)
     LMF_CUDA_CHECK(launch_maybe_pdl(pdl, attention_decode_combine_kernel<HD>, dim3(nh, batch), dim3(HD), s, ctx_lens, out,
                                     ldo, nh, split_len, max_splits, o_part, ml_part, pdl_preload() ? 1 : 0));
 }

@@ -15,16 +15,12 @@ namespace lmfleet {
 // h / (nh / nkv), any ratio (a block holds up to 8 query heads; larger groups run as several blocks per kv head). Flash-decoding: the context is cut into splits of split_len tokens; blocks of one sequence
 // run in parallel and a second kernel merges them. The grid has max_splits splits per sequence whatever the
 // context (graph-safe: contexts may grow between replays up to max_splits * split_len tokens).
-// workspace: attention_decode_workspace_bytes(batch, nh, hd, max_splits) bytes of device memory, zeroed once after
-// allocation (its tail holds arrival counters that each launch leaves at zero again).
+// workspace: attention_decode_workspace_bytes(batch, nh, hd, max_splits) bytes of device memory.
 size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits);
 // With the PDL preload on (linear.cuh pdl_preload) and an f16 cache, the decode attention loads the K and V rows of its
 // split's first 32 tokens, all but the newest, before griddepcontrol.wait (the rope + KV store kernel before it writes
 // only the newest). Default on; LMFLEET_ATTN_PREFETCH=0 off (read at each launch).
 bool attn_prefetch();
-// LMFLEET_ATTN_COMBINE=fused (read at each launch): the split blocks merge their partials themselves (the last to
-// arrive), no combine kernel.
-bool attn_fused_combine();
 void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
