@@ -14,7 +14,6 @@ from collections import Counter, defaultdict
 
 
 def short(name):
-    name = name.replace('(anonymous namespace)::', '').replace('lmfleet::', '')
     name = re.sub(r'\((int|bool|unsigned int|long|float)\)', '', name)  # nsys writes template arguments as (int)1
     name = re.sub(r'\(.*$', '', name)
     name = re.sub(r'^void ', '', name).replace(' ', '')
@@ -98,23 +97,22 @@ def main():
     w = med(walls)
     for n in sorted(adv, key=lambda n: -med(adv[n])):
         print(f'| {n} | {cnt[n]} | {med(dur[n]):.2f} | {med(adv[n]):.1f} | {100 * med(adv[n]) / w:.1f}% |')
-    # the middle step's kernels in order, cut into layers where the first kernel after the embedding recurs
+    # one layer in order (the middle one): start offsets and gaps, to see the overlap
     st = steps[idx[len(idx) // 2]]
-    body = [k for k in st if 'embedding' not in k[2]]
-    starts = [i for i, k in enumerate(body) if k[2] == body[0][2]] + [len(body)]
-    print(f'\nthe middle step, {len(starts) - 1} layers: layers {len(starts) // 2 - 1} and {len(starts) // 2} and what follows the last '
-          f'(start / end relative to the first kernel shown; gap = start - previous end)')
-    print('| kernel [grid] | start us | end us | dur us | gap us | advance us |')
-    print('|---|---|---|---|---|---|')
-    m = len(starts) // 2
-    seg = body[starts[m - 1]:starts[m + 1]] + body[starts[-2]:]
-    t0 = seg[0][0]
-    prev_end = None
+    per_layer = [k for k in st if 'embedding' not in k[2]]
+    L = max(1, Counter(k[2].split(' [')[0] for k in st).most_common(1)[0][1])  # layers: the most repeated kernel
+    n_layer = len(per_layer) // L if L > 1 else len(per_layer)
+    mid = (L // 2) * n_layer
+    print(f'\none layer of the middle step in order ({n_layer} kernels; start / end relative to the first; gap = start - previous end)')
+    print('| kernel [grid] | start us | end us | dur us | gap us |')
+    print('|---|---|---|---|---|')
+    seg = per_layer[mid:mid + n_layer + 1]
+    t0 = seg[0][0] if seg else 0
+    prev = None
     for k in seg:
-        gap = '' if prev_end is None else f'{(k[0] - prev_end) / 1e3:.2f}'
-        advn = '' if prev_end is None else f'{(max(prev_end, k[1]) - prev_end) / 1e3:.2f}'
-        print(f'| {k[2]} | {(k[0] - t0) / 1e3:.2f} | {(k[1] - t0) / 1e3:.2f} | {(k[1] - k[0]) / 1e3:.2f} | {gap} | {advn} |')
-        prev_end = k[1] if prev_end is None else max(prev_end, k[1])
+        gap = '' if prev is None else f'{(k[0] - prev[1]) / 1e3:.2f}'
+        print(f'| {k[2]} | {(k[0] - t0) / 1e3:.2f} | {(k[1] - t0) / 1e3:.2f} | {(k[1] - k[0]) / 1e3:.2f} | {gap} |')
+        prev = k
 
 
 if __name__ == '__main__':

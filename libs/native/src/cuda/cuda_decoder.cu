@@ -9,7 +9,6 @@
 #include "core/error.h"
 #include "cuda/backend_cuda.h"
 #include "cuda/check.cuh"
-#include "cuda/device_utils.cuh"
 #include "cuda/f32_ops.cuh"
 #include "ops/attention.cuh"
 #include "ops/embedding.cuh"
@@ -22,14 +21,9 @@ namespace lmfleet {
 
 namespace {
 
-// PDL-chained (pdl_chain_enabled): the lm_head GEMV after it may start streaming its weight while the final norm and
-// this copy finish; rows is host-staged (no kernel of the step writes it), x is the final norm's output
 __global__ void gather_rows_kernel(const half* __restrict__ x, const int* __restrict__ rows, half* __restrict__ out,
                                    int hidden) {
-  pdl_trigger();
-  const int row = rows[blockIdx.x];
-  pdl_wait();
-  const half* src = x + (size_t)row * hidden;
+  const half* src = x + (size_t)rows[blockIdx.x] * hidden;
   half* dst = out + (size_t)blockIdx.x * hidden;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
 }
@@ -467,8 +461,8 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   }
   if (fuse) rms_norm_cuda(resid_, final_norm_, h_, T, H, c.eps, s_);
   if (L.R > 0) {
-    LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), gather_rows_kernel, dim3(L.R), dim3(256), s_,
-                                    static_cast<const half*>(h_), static_cast<const int*>(rows), rows_, (int)H));
+    gather_rows_kernel<<<L.R, 256, 0, s_>>>(h_, rows, rows_, H);
+    LMF_CUDA_LAUNCHED();
     const CudaLinearWeight& lm = cw(m_.lm_head);
     if (!coll) {
       g.linear_f32out(rows_, H, lm.w, lm.bias, logits_.as<float>(), (int)c.vocab, L.R, (int)c.vocab, H);
