@@ -1,7 +1,7 @@
 // A kernel tracer for any CUDA process (the device machine has CUPTI but no Nsight Systems): loaded by the driver
 // through CUDA_INJECTION64_PATH, it records every kernel's GPU start and end with CUPTI's concurrent-kernel activity
 // (kernels inside CUDA graphs included, PDL overlap left as it is) and writes them at exit as CSV to $CUPTI_TRACE_OUT
-// (default /tmp/cupti_trace.csv) with nsys_step_table.py's columns: Start (ns), Duration (ns), GrdX, Name (demangled).
+// (default /tmp/cupti_trace.csv) with trace_step_table.py's columns: Start (ns), Duration (ns), GrdX, Name (demangled).
 // Built and used by device-engine-ab.sh (TRACE_ENGINE):
 //   g++ -O2 -shared -fPIC -DKREC=CUpti_ActivityKernel9 cupti_trace.cpp -I/usr/local/cuda/include -L/usr/local/cuda/lib64 -lcupti
 #include <cupti.h>

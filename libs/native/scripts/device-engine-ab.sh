@@ -8,7 +8,7 @@
 #   durations by (name, grid) -> $OUT/ncu_engine_table.md), TRACE_ENGINE ('|'-separated runs, each "[VAR=V[,VAR=V]] w4|fp16
 #   ENGINE-BENCH ARGS": traced by CUPTI (scripts/cupti_trace.cpp; the machine has no Nsight Systems), graph nodes
 #   included, the kernels as they overlap in the engine ->
-#   nsys_step_table.py: each kernel's share of the decode step's wall time, and one layer's timeline), SKIP_STACK=1 (no
+#   trace_step_table.py: each kernel's share of the decode step's wall time, and one layer's timeline), SKIP_STACK=1 (no
 #   fp16 layer stack before and after), BUDGET (s, default 560). Logs under $OUT (engine-N.log, smi.csv, bench_fp16_*.log); summary last.
 set -uo pipefail
 BUDGET=${BUDGET:-560} TB_KEEP=10
@@ -82,7 +82,7 @@ if [ -n "${TRACE_ENGINE:-}" ]; then  # the kernels as they run in the engine, by
       LD_LIBRARY_PATH="$(dirname "$NVCC")/../lib64:${LD_LIBRARY_PATH:-}" timeout $(tb 200) \
       node test/bench/engine-bench.js "$ADDON" "$dir" $args > "$OUT/trace-$j.log" 2>&1
     echo "trace $j ($envs $kind $args) rc $? ($(el)): $(grep -e cupti_trace -e 'batch 1:' "$OUT/trace-$j.log" | tr '\n' ' ')"
-    python3 libs/native/scripts/nsys_step_table.py /tmp/trace-$j.csv > "$OUT/trace-$j-table.md" 2>&1
+    python3 libs/native/scripts/trace_step_table.py /tmp/trace-$j.csv > "$OUT/trace-$j-table.md" 2>&1
     echo "== trace $j: $envs $kind $args"; cat "$OUT/trace-$j-table.md"
   done
 fi

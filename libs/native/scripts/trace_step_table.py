@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Where a decode step's time goes with the kernels overlapping as they do in the engine (PDL, graphs): reads Nsight
-Systems' cuda_gpu_trace report (nsys profile --cuda-graph-trace=node, then nsys stats -r cuda_gpu_trace -f csv), cuts
+"""Where a decode step's time goes with the kernels overlapping as they do in the engine (PDL, graphs): reads a kernel
+trace CSV with columns Start (ns), Duration (ns), GrdX, Name (cupti_trace.cpp writes it; Nsight Systems' cuda_gpu_trace
+report, nsys stats -r cuda_gpu_trace -f csv, has the same columns), cuts
 the kernels into steps at each embedding kernel, keeps the steps with the most common kernel count (decode steps of
 one batch size), and per kernel name prints: launches per step, median duration, and the median "advance" per step,
 the sum over its launches of end - the previous kernel's end (the step's wall time split among its kernels: a kernel
 that finishes under its predecessor's shadow advances little; the gap before the step's first kernel is the host's).
-  python3 nsys_step_table.py trace.csv [--skip 4]"""
+  python3 trace_step_table.py trace.csv [--skip 4]"""
 import argparse
 import csv
 import re
@@ -14,6 +15,7 @@ from collections import Counter, defaultdict
 
 
 def short(name):
+    name = name.replace('(anonymous namespace)::', '').replace('lmfleet::', '')
     name = re.sub(r'\((int|bool|unsigned int|long|float)\)', '', name)  # nsys writes template arguments as (int)1
     name = re.sub(r'\(.*$', '', name)
     name = re.sub(r'^void ', '', name).replace(' ', '')
@@ -97,22 +99,23 @@ def main():
     w = med(walls)
     for n in sorted(adv, key=lambda n: -med(adv[n])):
         print(f'| {n} | {cnt[n]} | {med(dur[n]):.2f} | {med(adv[n]):.1f} | {100 * med(adv[n]) / w:.1f}% |')
-    # one layer in order (the middle one): start offsets and gaps, to see the overlap
+    # the middle step's kernels in order, cut into layers where the first kernel after the embedding recurs
     st = steps[idx[len(idx) // 2]]
-    per_layer = [k for k in st if 'embedding' not in k[2]]
-    L = max(1, Counter(k[2].split(' [')[0] for k in st).most_common(1)[0][1])  # layers: the most repeated kernel
-    n_layer = len(per_layer) // L if L > 1 else len(per_layer)
-    mid = (L // 2) * n_layer
-    print(f'\none layer of the middle step in order ({n_layer} kernels; start / end relative to the first; gap = start - previous end)')
-    print('| kernel [grid] | start us | end us | dur us | gap us |')
-    print('|---|---|---|---|---|')
-    seg = per_layer[mid:mid + n_layer + 1]
-    t0 = seg[0][0] if seg else 0
-    prev = None
+    body = [k for k in st if 'embedding' not in k[2]]
+    starts = [i for i, k in enumerate(body) if k[2] == body[0][2]] + [len(body)]
+    print(f'\nthe middle step, {len(starts) - 1} layers: layers {len(starts) // 2 - 1} and {len(starts) // 2} and what follows the last '
+          f'(start / end relative to the first kernel shown; gap = start - previous end)')
+    print('| kernel [grid] | start us | end us | dur us | gap us | advance us |')
+    print('|---|---|---|---|---|---|')
+    m = len(starts) // 2
+    seg = body[starts[m - 1]:starts[m + 1]] + body[starts[-2]:]
+    t0 = seg[0][0]
+    prev_end = None
     for k in seg:
-        gap = '' if prev is None else f'{(k[0] - prev[1]) / 1e3:.2f}'
-        print(f'| {k[2]} | {(k[0] - t0) / 1e3:.2f} | {(k[1] - t0) / 1e3:.2f} | {(k[1] - k[0]) / 1e3:.2f} | {gap} |')
-        prev = k
+        gap = '' if prev_end is None else f'{(k[0] - prev_end) / 1e3:.2f}'
+        advn = '' if prev_end is None else f'{(max(prev_end, k[1]) - prev_end) / 1e3:.2f}'
+        print(f'| {k[2]} | {(k[0] - t0) / 1e3:.2f} | {(k[1] - t0) / 1e3:.2f} | {(k[1] - k[0]) / 1e3:.2f} | {gap} | {advn} |')
+        prev_end = k[1] if prev_end is None else max(prev_end, k[1])
 
 
 if __name__ == '__main__':
