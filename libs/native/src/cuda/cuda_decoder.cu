@@ -394,7 +394,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
            w4a16_gemv_fuse_supported(T, gu->dev(), fz(post_norm_[l], I, false)) &&
            w4a16_gemv_fuse_supported(T, dn->dev(), fz(nullptr, 0, true));
   }
-  // LMFLEET_W4_ROPE=1 (opt-in): the qkv GEMV also rotates q and k and stores k and v in the cache (f16 cache, full
+  // LMFLEET_W4_ROPE (default on, =0 off): the qkv GEMV also rotates q and k and stores k and v in the cache (f16 cache, full
   // rotary dims), so the rope + KV store kernel goes too
   const auto fz_rope = [&](int l) {
     W4GemvFuse f = fz(in_norm_[l], 0, false);

@@ -95,7 +95,8 @@ struct W4GemvFuse {
 };
 // LMFLEET_W4_FUSE (read at each call): unset / 1 the decoder uses these fusions where they apply, 0 never.
 bool w4a16_fuse_enabled();
-// LMFLEET_W4_ROPE=1 (opt-in, read at each call): with the fusions above, the qkv GEMV also does rope + KV store.
+// LMFLEET_W4_ROPE (read at each call; default on, =0 off): with the fusions above, the qkv GEMV also does rope + KV
+// store where it applies (f16 cache, full rotary dims, head_dim % 64 == 0, group 128).
 bool w4a16_rope_fuse_enabled();
 // LMFLEET_W4A16_GEMV_WAVE (read at each launch; default 1): MmaX's k split chosen so that its grid fits one wave of
 // resident blocks (1), three quarters of one (2), or by cost alone (0).
