@@ -240,12 +240,11 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   }
   if (graph_kv_ != kv.k[0]) { drop_graphs(); graph_kv_ = kv.k[0]; }
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
-  const int64_t launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
+  const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
                          (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11) |
                          (pdl_preload() ? 1 << 15 : 0) | (fuse_silu_enabled() ? 1 << 16 : 0) |
                          (w4a16_fuse_enabled() ? 1 << 17 : 0) | (attn_split_forced() / 32) << 18 | w4a16_gemv_one_wave() << 27 |
-                         (attn_prefetch() ? 1 << 29 : 0) | (w4a16_rope_fuse_enabled() ? 1 << 30 : 0) |
-                         (int64_t)w4a16_pf_gate_up_eighths() << 31 | (int64_t)w4a16_pf_qkv_kb() << 35;
+                         (attn_prefetch() ? 1 << 29 : 0) | (w4a16_rope_fuse_enabled() ? 1 << 30 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -413,7 +412,6 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   bool fuse_rope = fuse && w4a16_rope_fuse_enabled() && kv.quant_policy == 0 && (int)m_.rotary_dim() == D;
   for (int l = 0; fuse_rope && l < (int)c.layers; l++)
     fuse_rope = w4a16_gemv_fuse_supported(T, w4_of(m_.layers[l].qkv)->dev(), fz_rope(l));
-  const int pf_gu = w4a16_pf_gate_up_eighths(), pf_qkv = w4a16_pf_qkv_kb();
   const auto fused = [&](const half* x, int ldx, const std::unique_ptr<LinearWeight>& w, half* y, int ldy,
                          const W4GemvFuse& f) { w4a16_gemv_fused_cuda(x, ldx, w4_of(w)->dev(), y, ldy, T, f, g.sms(), s_); };
 
@@ -424,11 +422,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     const LayerWeights& W = m_.layers[l];
     half* kc = reinterpret_cast<half*>(kv.k[l]);
     half* vc = reinterpret_cast<half*>(kv.v[l]);
-    if (fuse) {
-      W4GemvFuse f = fuse_rope ? fz_rope(l) : fz(in_norm_[l], 0, false);
-      f.l2_self = pf_qkv;  // LMFLEET_W4_PF_QKV: more of its own k blocks asked of L2 while down finishes
-      fused(resid_, H, W.qkv, qkv_, Q, f);
-    }
+    if (fuse) fused(resid_, H, W.qkv, qkv_, Q, fuse_rope ? fz_rope(l) : fz(in_norm_[l], 0, false));
     else linear_any(g, h_, H, W.qkv, qkv_, Q, T);
     KvQuantArgs kq;  // quantized cache (quant_policy 8/4): rope_kv_store quantizes, attention dequantizes
     if (kv.quant_policy) {
@@ -448,9 +442,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
                              NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
     if (fuse) {
-      W4GemvFuse fo = fz(nullptr, 0, true);  // LMFLEET_W4_PF_GU: o asks L2 for the head of gate_up's k slices
-      if (pf_gu > 0) w4a16_l2_ranges(w4_of(W.gate_up)->dev(), T, g.sms(), pf_gu, fo.next);
-      fused(attn_, NH * D, W.o, resid_, H, fo);
+      fused(attn_, NH * D, W.o, resid_, H, fz(nullptr, 0, true));
       fused(resid_, H, W.gate_up, act_, I, fz(post_norm_[l], I, false));
       fused(act_, I, W.down, resid_, H, fz(nullptr, 0, true));
       continue;

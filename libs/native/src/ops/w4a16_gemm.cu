@@ -684,25 +684,7 @@ struct MxFuse {
   float eps;
   int silu_inter;      // > 0: W = [gate; up] (n = 2 silu_inter); y [m, silu_inter] = silu(half(gate)) * half(up)
   int residual;        // 1: y (f16) += half(result): y is the residual stream
-  int l2_self;         // W4GemvFuse::l2_self
-  L2Ranges next;       // W4GemvFuse::next
 };
-
-// The launch's threads ask L2 for pf's ranges (16 KB per prefetch instruction)
-__device__ __forceinline__ void l2_prefetch_ranges(const L2Ranges& pf) {
-  const unsigned tid = blockIdx.x * blockDim.x + threadIdx.x, nt = gridDim.x * blockDim.x;
-  constexpr unsigned kChunk = 16384;
-  for (int i = 0; i < pf.n; i++) {
-    const L2Ranges::R& r = pf.r[i];
-    const unsigned per_seg = (r.seg_bytes + kChunk - 1) / kChunk, total = r.rows * r.segs * per_seg;
-    for (unsigned j = tid; j < total; j += nt) {
-      const unsigned item = j / per_seg, c = j - item * per_seg, row = item / r.segs, seg = item - row * r.segs;
-      const unsigned off = c * kChunk;
-      prefetch_l2(static_cast<const char*>(r.p) + (size_t)row * r.row_stride + (size_t)seg * r.seg_stride + off,
-                  min(kChunk, r.seg_bytes - off));
-    }
-  }
-}
 
 // The ROPE instantiation's extra parameters (W4GemvFuse::rope, the qkv projection): units below rope_units pair P
 // tiles of a q / k head's first rotary half with the matching P of its second (hr8 tiles on), rotate them as
@@ -825,8 +807,6 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
 
 #pragma unroll
   for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
-  if (!l2pf) l2pf = fz.l2_self;
-  if (fz.next.n) l2_prefetch_ranges(fz.next);
   if (l2pf && lane == 0 && kb0 + D - 1 < kb1) {  // l2_prefetch_kb: the next l2pf k blocks of each tile into L2
     const int nkb = min(kb1, kb0 + D - 1 + l2pf) - (kb0 + D - 1);
     for (int i = 0; i < nvalid; i++)
@@ -1242,13 +1222,6 @@ int mx_blocks_per_sm(int KB) {
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
-// MmaX's k split (slices per tile): gv_split's cost model over tile units of T tiles, as mx_launch_t plans it
-template <int M, int T, int GPB, bool ROPE = false>
-int mx_split(const W4A16Dev& w, int sms) {
-  const int KB = w.kp / 128, units = (w.n / 8 + T - 1) / T;
-  return gv_split(units, KB, std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB), mx_one_wave());
-}
-
 template <int M, int T, int GPB, bool ROPE = false>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz_in) {
@@ -1259,7 +1232,8 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
   const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
-  const int units = (w.n / 8 + T - 1) / T, S = mx_split<M, T, GPB, ROPE>(w, sms);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB);
+  const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   const bool fused = fz.norm_w || fz.silu_inter || fz.residual || ROPE;
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE>, dim3(grid),
@@ -1273,26 +1247,11 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
 // the loads in flight). Groups 64 / 32 take T = 4 whatever is asked (correctness there, not speed). rope: group 128
 // only (w4a16_gemv_fuse_supported), its own instantiations.
 template <int M>
-int mx_tiles_by_shape(const W4A16Dev& w, int sms) {
-  return (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
-}
-
-// MmaX's k split for a launch at m = M rows without rope (mx_launch_m's T, then mx_split)
-template <int M>
-int mx_split_m(const W4A16Dev& w, int sms) {
-  const int gpb = 128 / w.group;
-  if (gpb != 1) return gpb == 2 ? mx_split<M, 4, 2>(w, sms) : mx_split<M, 4, 4>(w, sms);
-  int T = mx_tiles_forced();
-  if (T == 0) T = mx_tiles_by_shape<M>(w, sms);
-  return T == 2 ? mx_split<M, 2, 1>(w, sms) : T == 8 ? mx_split<M, 8, 1>(w, sms) : mx_split<M, 4, 1>(w, sms);
-}
-
-template <int M>
 void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int T, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz, bool rope) {
   const int gpb = 128 / w.group;
   if (gpb == 1) {
-    if (T == 0) T = mx_tiles_by_shape<M>(w, sms);
+    if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
     if (rope) {
       if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
@@ -1435,8 +1394,6 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
   fz.eps = f.eps;
   fz.silu_inter = f.silu_inter;
   fz.residual = f.residual ? 1 : 0;
-  fz.l2_self = f.l2_self;
-  fz.next = f.next;
   MxRope rz{};
   if (f.rope.nh > 0) {
     rz.nh = f.rope.nh;
@@ -1454,31 +1411,6 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 }
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
-
-bool w4a16_l2_ranges(const W4A16Dev& w, int m, int sms, int eighths, L2Ranges& out) {
-  if (m < 1 || m > kW4GemvMaxRows || out.n + 2 > 4 || w.kp % 128 != 0) return false;
-  int S = 0;
-  switch (m) {
-#define LMF_L2_CASE(M) \
-  case M: S = mx_split_m<M>(w, sms); break;
-    LMF_L2_CASE(1) LMF_L2_CASE(2) LMF_L2_CASE(3) LMF_L2_CASE(4)
-    LMF_L2_CASE(5) LMF_L2_CASE(6) LMF_L2_CASE(7) LMF_L2_CASE(8)
-#undef LMF_L2_CASE
-  }
-  const int KB = w.kp / 128, gpb = 128 / w.group, tiles = w.n / 8;
-  if (S <= 0 || KB % S != 0) S = 1;  // uneven slices: the leading k blocks of whole rows
-  const int per = KB / S, q = std::min(per, (per * std::max(0, std::min(8, eighths)) + 7) / 8);
-  if (q == 0) return true;
-  // weights: tile t's k block kb at (t * KB + kb) * 512 bytes
-  out.r[out.n++] = {w.qweight, (unsigned)tiles, (unsigned)KB * 512u, (unsigned)S, (unsigned)per * 512u, (unsigned)q * 512u};
-  // (scale, zero): [KB * gpb][n] half2, slice s's k groups from row s * per * gpb
-  const unsigned row = (unsigned)w.n * 4u;
-  out.r[out.n++] = {w.sz, (unsigned)S, (unsigned)per * gpb * row, 1u, 0u, (unsigned)q * gpb * row};
-  return true;
-}
-
-int w4a16_pf_gate_up_eighths() { return std::max(0, std::min(8, env_int("LMFLEET_W4_PF_GU", 0))); }
-int w4a16_pf_qkv_kb() { return std::max(0, std::min(255, env_int("LMFLEET_W4_PF_QKV", 0))); }
 
 // default on since session 7: faster in both same-process A/Bs on the H100 (W4 batch 1 2.114 vs 2.124, and 2.118 vs
 // 2.131 ms/step), bit-equal to MmaX + rope_kv_store in test_kernels; LMFLEET_W4_ROPE=0 off

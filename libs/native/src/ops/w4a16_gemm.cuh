@@ -79,23 +79,6 @@ void w4a16_gemv_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y,
 //   rope (nh > 0; the qkv projection, W = [q heads; k heads; v heads] of hd rows each, hd % 64 == 0, full rotary,
 //           an f16 cache): rope_kv_store's work in the epilogue, with the same bits: q and k rotated in y, k and v
 //           written to the cache rows of `slots` (< 0: none), so the rope + KV store kernel after the GEMV goes.
-// L2 ranges for a GEMV to ask L2 for before its griddepcontrol.wait (W4GemvFuse::next): for r < rows, s < segs:
-// [p + r * row_stride + s * seg_stride, + seg_bytes), all multiples of 16; the launch's threads share them.
-struct L2Ranges {
-  struct R {
-    const void* p;
-    unsigned rows, row_stride, segs, seg_stride, seg_bytes;
-  } r[4];
-  int n = 0;
-};
-// Appends w's ranges: the first ceil(eighths / 8) of each k slice of every tile in MmaX's plan at m rows (what its
-// blocks stream first), with their (scale, zero) rows. False (nothing appended) past MmaX's rows or with no room left.
-bool w4a16_l2_ranges(const W4A16Dev& w, int m, int sms, int eighths, L2Ranges& out);
-// LMFLEET_W4_PF_GU (eighths, default 0: off) and LMFLEET_W4_PF_QKV (k blocks, default 0: off), read at each call:
-// the decoder's o GEMV asks L2 for the head of gate_up's slices, and the qkv GEMV for more of its own k blocks, before
-// their waits (opt-in while measured).
-int w4a16_pf_gate_up_eighths();
-int w4a16_pf_qkv_kb();
 struct W4GemvFuse {
   const half* norm_w = nullptr;  // [k], 16-byte aligned
   float eps = 0.f;
@@ -109,8 +92,6 @@ struct W4GemvFuse {
     half* k_cache = nullptr;                      // [slots][nkv][hd]
     half* v_cache = nullptr;
   } rope;
-  int l2_self = 0;  // > 0: each warp asks L2 for its next l2_self k blocks (beyond its register ring) before the wait
-  L2Ranges next;    // another weight's ranges (the next GEMV's) asked of L2 before the wait
 };
 // LMFLEET_W4_FUSE (read at each call): unset / 1 the decoder uses these fusions where they apply, 0 never.
 bool w4a16_fuse_enabled();
