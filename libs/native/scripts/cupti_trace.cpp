@@ -1,7 +1,8 @@
 // A kernel tracer for any CUDA process (the device machine has CUPTI but no Nsight Systems): loaded by the driver
 // through CUDA_INJECTION64_PATH, it records every kernel's GPU start and end with CUPTI's concurrent-kernel activity
 // (kernels inside CUDA graphs included, PDL overlap left as it is) and writes them at exit as CSV to $CUPTI_TRACE_OUT
-// (default /tmp/cupti_trace.csv) with trace_step_table.py's columns: Start (ns), Duration (ns), GrdX, Name (demangled).
+// (default /tmp/cupti_trace.csv) with trace_step_table.py's columns: Start (ns), Duration (ns), GrdX, Device, Name
+// (demangled).
 // Built and used by device-engine-ab.sh (TRACE_ENGINE):
 //   g++ -O2 -shared -fPIC -DKREC=CUpti_ActivityKernel9 cupti_trace.cpp -I/usr/local/cuda/include -L/usr/local/cuda/lib64 -lcupti
 #include <cupti.h>
@@ -21,7 +22,7 @@
 namespace {
 struct Rec {
   unsigned long long start, end;
-  unsigned grid;
+  unsigned grid, device;
   std::string name;
 };
 std::mutex mu;
@@ -42,7 +43,7 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     const auto* k = reinterpret_cast<const KREC*>(r);
     int st = 0;
     char* dm = abi::__cxa_demangle(k->name, nullptr, nullptr, &st);
-    recs.push_back({k->start, k->end, (unsigned)k->gridX, st == 0 && dm ? dm : k->name});
+    recs.push_back({k->start, k->end, (unsigned)k->gridX, (unsigned)k->deviceId, st == 0 && dm ? dm : k->name});
     free(dm);
   }
   free(buffer);
@@ -54,12 +55,12 @@ void write_out() {
   FILE* f = std::fopen(p ? p : "/tmp/cupti_trace.csv", "w");
   if (!f) return;
   std::lock_guard<std::mutex> lock(mu);
-  std::fprintf(f, "Start (ns),Duration (ns),GrdX,Name\n");
+  std::fprintf(f, "Start (ns),Duration (ns),GrdX,Device,Name\n");
   for (const Rec& r : recs) {
     std::string n = r.name;
     for (char& c : n)
       if (c == '"') c = '\'';
-    std::fprintf(f, "%llu,%llu,%u,\"%s\"\n", r.start, r.end - r.start, r.grid, n.c_str());
+    std::fprintf(f, "%llu,%llu,%u,%u,\"%s\"\n", r.start, r.end - r.start, r.grid, r.device, n.c_str());
   }
   std::fclose(f);
   std::fprintf(stderr, "cupti_trace: %zu kernels -> %s\n", recs.size(), p ? p : "/tmp/cupti_trace.csv");

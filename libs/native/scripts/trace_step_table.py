@@ -34,6 +34,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('csv')
     ap.add_argument('--skip', type=int, default=4, help='decode steps dropped at the start (warm-up)')
+    ap.add_argument('--device', default='0', help='the GPU whose kernels are read (a Device column, where there is one)')
     a = ap.parse_args()
     with open(a.csv, newline='') as f:
         rd = csv.reader(f)
@@ -49,6 +50,7 @@ def main():
         print('no trace header')
         return
     cs, cd, cn, cg = col(header, 'Start'), col(header, 'Duration'), col(header, 'Name'), col(header, 'GrdX')
+    cdev = col(header, 'Device')
     ks = []
     for r in rows:
         try:
@@ -56,7 +58,7 @@ def main():
         except (ValueError, IndexError):
             continue
         n = r[cn]
-        if n.startswith('[CUDA'):
+        if n.startswith('[CUDA') or (cdev is not None and r[cdev] != a.device):
             continue
         g = r[cg] if cg is not None else ''
         ks.append((s, s + d, f'{short(n)} [{g}]', g))
