@@ -19,7 +19,7 @@
 # From the repo root, carrying .device node_modules/node-addon-api node_modules/node-api-headers:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-tp.sh
 # Env: STAGES (default "build collective parity bench"), LAYERS (bench model layers, default 32), SKIP_W4=1,
-#      PARITY_RUNS ("tp devices graphs p2p fuse;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
+#      PARITY_RUNS ("tp devices graphs p2p fuse;..."; p2p: - / 0 / all / pdl / ll), COLL_RUNS ("devices variant;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
 #      (engine-bench.js --ab: each bench run first measures with these variables set, e.g. LMFLEET_L2_PREFETCH=64,
 #      then without, on the same loaded model; the "(VAR=V) batch" lines).
 # Logs under $OUT; a summary last. Everything on 2 GPUs takes ~9 minutes (build ~80 s, 5 collective runs, 10 parity
@@ -74,18 +74,20 @@ if has collective; then
   runs=("0,0 -" "0,0,0,0 -")
   [ "$NGPU" -ge 2 ] && runs+=("0,1 -" "0,1 all" "0,1 0" "0,1 pdl" "0,1 wide")
   [ "$NGPU" -ge 4 ] && runs+=("0,1,2,3 -")
+  # COLL_RUNS="0,1 -;0,1 ll" replaces the list (ll: LMFLEET_TP_LL=1, the fused kernel in the low-latency protocol)
+  [ -n "${COLL_RUNS:-}" ] && IFS=';' read -r -a runs <<< "$COLL_RUNS"
   first=1
   for r in "${runs[@]}"; do
     set -- $r
     tag="$(echo "$1" | tr , -)-p2p$2"
-    unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS
-    case "$2" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;; *) export LMFLEET_TP_P2P=$2 ;; esac
+    unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL
+    case "$2" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;; ll) export LMFLEET_TP_LL=1 ;; *) export LMFLEET_TP_P2P=$2 ;; esac
     timeout 120 node test/bench/tp-collective-check.js "$ADDON" --devices "$1" > "$OUT/collective-$tag.log" 2>&1
     echo "collective check devices $1 variant $2 rc $?"
     grep '^|' "$OUT/collective-$tag.log" | { [ $first = 1 ] && cat || grep -v -e '^| case' -e '^| ---'; } >> "$SUMMARY"
     first=0
   done
-  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS
+  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL
 fi
 
 SMALL=/tmp/lmf-random-gqa2-4l
@@ -114,8 +116,8 @@ if has parity; then
     for r in "${runs[@]}"; do
       set -- $r
       tag="$(basename "$m")-tp$1-$(echo "$2" | tr , -)-graphs$3-p2p$4-fuse$5"
-      unset LMFLEET_TP_P2P LMFLEET_TP_PDL
-      case "$4" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; *) export LMFLEET_TP_P2P=$4 ;; esac
+      unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_LL
+      case "$4" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; ll) export LMFLEET_TP_LL=1 ;; *) export LMFLEET_TP_P2P=$4 ;; esac
       LMFLEET_TP_FUSE=$5 LMFLEET_CUDA_GRAPHS=$3 timeout 150 node test/bench/tp-parity.js "$ADDON" "$m" --tp "$1" --devices "$2" > "$OUT/parity-$tag.log" 2>&1
       echo "parity $tag rc $?: $(grep '^| [a-z]' "$OUT/parity-$tag.log" | grep -v '^| model' | tail -1)"
       if [ $first = 1 ]; then grep '^| model\|^| ---' "$OUT/parity-$tag.log" | sed 's/^| model |/| model (graphs) |/' >> "$SUMMARY"; first=0; fi
@@ -123,7 +125,7 @@ if has parity; then
       grep -q 'tp-parity failed' "$OUT/parity-$tag.log" && tail -5 "$OUT/parity-$tag.log"
     done
   done
-  unset LMFLEET_TP_P2P
+  unset LMFLEET_TP_P2P LMFLEET_TP_LL
 fi
 
 if has bench; then

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "cuda/backend_cuda.h"
 #include "cuda/check.cuh"
+#include "cuda/peer_collective.h"
 #include "cuda/f32_ops.cuh"
 #include "ops/attention.cuh"
 #include "ops/embedding.cuh"
@@ -240,11 +241,12 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   }
   if (graph_kv_ != kv.k[0]) { drop_graphs(); graph_kv_ = kv.k[0]; }
   // graphs hold the launch settings they were captured with (GEMM tuning, PDL): new settings, new graphs
-  const int launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
+  const int64_t launch_cfg = (CublasGemm::tuning_allowed() ? 1 : 0) | (pdl_enabled() ? 2 : 0) | (pdl_chain_enabled() ? 4 : 0) |
                          (std::min(l2_prefetch_kb(), 255) << 3) | (gemv_max_rows() << 11) |
                          (pdl_preload() ? 1 << 15 : 0) | (fuse_silu_enabled() ? 1 << 16 : 0) |
                          (w4a16_fuse_enabled() ? 1 << 17 : 0) | (attn_split_forced() / 32) << 18 | w4a16_gemv_one_wave() << 27 |
-                         (attn_prefetch() ? 1 << 29 : 0) | (w4a16_rope_fuse_enabled() ? 1 << 30 : 0);
+                         (attn_prefetch() ? 1 << 29 : 0) | (w4a16_rope_fuse_enabled() ? 1 << 30 : 0) |
+                         (tp_ll_enabled() ? int64_t(1) << 31 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();

@@ -34,6 +34,8 @@ struct PeerArgs {
   uint32_t* counter;           // this rank's [blocks] exchange counters (blocks: the set's, kBlocks or kWideMaxRows)
   const volatile int* abort;   // host-mapped: set when a rank failed on the host
   int64_t cap;                 // bytes per half
+  uint64_t* ll[kMaxRanks];     // rank r's LL buffer [2 halves][kMaxRanks sources][ll_slot] (LMFLEET_TP_LL)
+  int64_t ll_slot;             // 8-byte words per (half, source)
 };
 
 namespace {
@@ -208,7 +210,119 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, cons
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
 
+// LMFLEET_TP_LL=1: the fused all-reduce + add + rms_norm in the low-latency protocol (NCCL's LL): each rank stores its
+// partial straight into every peer's LL buffer as 8-byte words of (32 data bits, the exchange's counter), single-copy
+// atomic, so a reader polls its own memory until every word carries this exchange's count; no barrier, no fence, no
+// read across NVLink (the flag barrier kernel above: a release store to the peer, a spin, then a remote read of the
+// peer's partial). Same sum order (rank 0 + rank 1 + ...) and arithmetic as peer_add_rms_norm_kernel, so the same bits.
+// A half is written again two exchanges later: by then the peer has finished the kernel that read it (its next
+// exchange's words, which this rank waited for, are stored only after that kernel ends).
+__device__ __forceinline__ void st_ll(uint64_t* p, uint32_t data, uint32_t flag) {
+  asm volatile("st.volatile.global.u64 [%0], %1;" ::"l"(p), "l"((uint64_t)flag << 32 | data) : "memory");
+}
+__device__ __forceinline__ uint64_t ld_ll(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.volatile.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+
+template <int VPT>
+__global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, const half* x, half* residual,
+                                                                   const half* __restrict__ w, half* y, int rows, int cols,
+                                                                   int nt, float eps) {
+  pdl_wait();
+  pdl_trigger();
+  __shared__ float scratch[32];
+  const int nvec = cols / 8;
+  const uint32_t c = a.counter[blockIdx.x] + 1;
+  const int64_t half_off = (int64_t)(c & 1) * kMaxRanks * a.ll_slot;
+  int ok = 1;
+  for (int row = blockIdx.x; row < rows; row += gridDim.x) {  // block-uniform
+    float v[VPT][8];
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < VPT; j++) {
+      const int i = threadIdx.x + j * nt;
+      if (threadIdx.x < nt && i < nvec) {
+        const size_t e = (size_t)row * cols + i * 8;  // this vector's halves; its 4 words from e / 2
+        const uint4 mine = *reinterpret_cast<const uint4*>(x + e);
+        const uint32_t wd[4] = {mine.x, mine.y, mine.z, mine.w};
+        for (int r = 0; r < a.n; r++) {
+          if (r == a.rank) continue;
+          uint64_t* dst = a.ll[r] + half_off + (int64_t)a.rank * a.ll_slot + e / 2;
+#pragma unroll
+          for (int q = 0; q < 4; q++) st_ll(dst + q, wd[q], c);
+        }
+        float sum[8];
+        for (int r = 0; r < a.n; r++) {
+          uint32_t got[4];
+          if (r == a.rank) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) got[q] = wd[q];
+          } else {
+            const uint64_t* src = a.ll[a.rank] + half_off + (int64_t)r * a.ll_slot + e / 2;
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+              uint64_t u = ld_ll(src + q);
+              const unsigned long long t0 = global_ns();
+              for (uint32_t spins = 1; ok && (uint32_t)(u >> 32) != c; spins++) {
+                if ((spins & 1023) == 0) {
+                  if (*a.abort) ok = 0;
+                  else if (global_ns() - t0 > kTimeoutNs) __trap();  // a peer is gone: fail the context, not hang
+                }
+                u = ld_ll(src + q);
+              }
+              got[q] = (uint32_t)u;
+            }
+          }
+          const half2* hp = reinterpret_cast<const half2*>(got);
+#pragma unroll
+          for (int q = 0; q < 4; q++) {
+            const float2 f = __half22float2(hp[q]);
+            if (r == 0) {
+              sum[2 * q] = f.x;
+              sum[2 * q + 1] = f.y;
+            } else {
+              sum[2 * q] += f.x;
+              sum[2 * q + 1] += f.y;
+            }
+          }
+        }
+        const half8 s8 = float_to_half8(sum);  // the all-reduce's f16 result
+        half8 rr = *reinterpret_cast<const half8*>(residual + e);
+#pragma unroll
+        for (int q = 0; q < 4; q++) rr.h[q] = __hadd2(rr.h[q], s8.h[q]);
+        *reinterpret_cast<half8*>(residual + e) = rr;
+        half8_to_float(rr, v[j]);
+#pragma unroll
+        for (int q = 0; q < 8; q++) ss += v[j][q] * v[j][q];
+      }
+    }
+    ss = block_sum(ss, scratch);
+    const float inv = rsqrtf(ss / cols + eps);
+#pragma unroll
+    for (int j = 0; j < VPT; j++) {
+      const int i = threadIdx.x + j * nt;
+      if (threadIdx.x < nt && i < nvec) {
+        float wf[8], o[8];
+        half8_to_float(ldg_half8(w + i * 8), wf);
+#pragma unroll
+        for (int q = 0; q < 8; q++) o[q] = v[j][q] * inv * wf[q];
+        *reinterpret_cast<half8*>(y + (size_t)row * cols + i * 8) = float_to_half8(o);
+      }
+    }
+    __syncthreads();  // scratch is reused by the next row's block_sum
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
+}
+
 }  // namespace
+
+bool tp_ll_enabled() {
+  const char* e = std::getenv("LMFLEET_TP_LL");
+  return e && std::string(e) == "1";
+}
 
 struct PeerExchange::Rank {
   int device = 0;
@@ -218,6 +332,7 @@ struct PeerExchange::Rank {
     uint32_t* flags = nullptr;   // [blocks][kMaxRanks]
     uint32_t* counter = nullptr; // [blocks]
   } set[2];                      // 0: kBlocks, cap_ (every kernel but the wide fused one); 1: kWideMaxRows, wide_cap_
+  uint64_t* ll = nullptr;        // [2][kMaxRanks][ll_slot_] (LMFLEET_TP_LL)
 };
 
 std::unique_ptr<PeerExchange> PeerExchange::make(const std::vector<int>& devices, const std::vector<cudaStream_t>& streams,
@@ -274,6 +389,10 @@ std::unique_ptr<PeerExchange> PeerExchange::make(const std::vector<int>& devices
       LMF_CUDA_CHECK(cudaMemset(st.flags, 0, sizeof(uint32_t) * blocks * kMaxRanks));
       LMF_CUDA_CHECK(cudaMemset(st.counter, 0, sizeof(uint32_t) * blocks));
     }
+    p->ll_slot_ = (int64_t)kFuseMaxRows * 8192 / 2;  // the narrow set's rows x the widest row, 2 halves per word
+    const size_t ll_bytes = sizeof(uint64_t) * 2 * kMaxRanks * (size_t)p->ll_slot_;
+    LMF_CUDA_CHECK(cudaMalloc(&r.ll, ll_bytes));
+    LMF_CUDA_CHECK(cudaMemset(r.ll, 0, ll_bytes));  // counts start at 1: no word matches before it is written
     LMF_CUDA_CHECK(cudaDeviceSynchronize());
   }
   void* h = nullptr;
@@ -294,6 +413,7 @@ PeerExchange::~PeerExchange() {
       if (st.flags) cudaFree(st.flags);
       if (st.counter) cudaFree(st.counter);
     }
+    if (r.ll) cudaFree(r.ll);
   }
   if (abort_host_) cudaFreeHost(const_cast<int*>(abort_host_));
 }
@@ -332,6 +452,8 @@ PeerArgs PeerExchange::args(int rank, int set) const {
   a.counter = ranks_[(size_t)rank].set[set].counter;
   a.abort = abort_dev_;
   a.cap = (int64_t)(set == 0 ? cap_ : wide_cap_);
+  for (int r = 0; r < a.n; r++) a.ll[r] = ranks_[(size_t)r].ll;
+  a.ll_slot = ll_slot_;
   return a;
 }
 
@@ -375,6 +497,14 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   half* rh = static_cast<half*>(residual);
   const half* wh = static_cast<const half*>(w);
   half* yh = static_cast<half*>(y);
+  if (narrow && tp_ll_enabled() && cols <= 8192) {
+    switch (vpt) {
+      case 1: launch_kernel(peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+      case 2: launch_kernel(peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+      default: launch_kernel(peer_add_rms_norm_ll_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    }
+    return true;
+  }
   switch (vpt) {
     case 1: launch_kernel(peer_add_rms_norm_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
     case 2: launch_kernel(peer_add_rms_norm_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;

@@ -26,6 +26,9 @@ namespace lmfleet {
 
 struct PeerArgs;
 
+// LMFLEET_TP_LL=1 (opt-in while measured; read at each call): the fused all-reduce + add + rms_norm of up to 16 rows
+// in the low-latency protocol (data and the exchange's count in one 8-byte store into each peer's memory).
+bool tp_ll_enabled();
 class PeerExchange {
  public:
   static constexpr int kMaxRanks = 8;
@@ -62,6 +65,7 @@ class PeerExchange {
   size_t eager_max_ = 0;
   size_t wide_cap_ = 0;  // bytes per half of the wide set (the fused kernel with one block per row)
   int fuse_rows_ = 16;   // LMFLEET_TP_FUSE_ROWS: rows the fused kernel takes (above 16: the wide set)
+  int64_t ll_slot_ = 0;  // 8-byte words per (half, source) of the LL buffers
   volatile int* abort_host_ = nullptr;  // host-mapped
   int* abort_dev_ = nullptr;
 };
