@@ -143,6 +143,50 @@ __global__ void __launch_bounds__(kThreads) peer_kernel(PeerArgs a, const T* in,
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
 
+// The rows of the fused exchange kernels (block-uniform: block_sum inside): rank_sum(e, sum) gives the all-reduce's f32
+// sum in rank order of the 8 halves at e; residual += half(sum), y = rms_norm(residual) * w with ops/rms_norm.cu's
+// arithmetic for the same width (NT threads holding VPT vectors of 8 each; the same block_sum).
+template <int VPT, typename RankSum>
+__device__ __forceinline__ void add_rms_norm_rows(int rows, int cols, int nt, half* residual, const half* __restrict__ w,
+                                                  half* y, float eps, float* scratch, RankSum rank_sum) {
+  const int nvec = cols / 8;
+  for (int row = blockIdx.x; row < rows; row += gridDim.x) {
+    float v[VPT][8];
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < VPT; j++) {
+      const int i = threadIdx.x + j * nt;
+      if (threadIdx.x < nt && i < nvec) {
+        const size_t e = (size_t)row * cols + i * 8;
+        float sum[8];
+        rank_sum(e, sum);
+        const half8 s8 = float_to_half8(sum);  // the all-reduce's f16 result
+        half8 rr = *reinterpret_cast<const half8*>(residual + e);
+#pragma unroll
+        for (int q = 0; q < 4; q++) rr.h[q] = __hadd2(rr.h[q], s8.h[q]);
+        *reinterpret_cast<half8*>(residual + e) = rr;
+        half8_to_float(rr, v[j]);
+#pragma unroll
+        for (int q = 0; q < 8; q++) ss += v[j][q] * v[j][q];
+      }
+    }
+    ss = block_sum(ss, scratch);
+    const float inv = rsqrtf(ss / cols + eps);
+#pragma unroll
+    for (int j = 0; j < VPT; j++) {
+      const int i = threadIdx.x + j * nt;
+      if (threadIdx.x < nt && i < nvec) {
+        float wf[8], o[8];
+        half8_to_float(ldg_half8(w + i * 8), wf);
+#pragma unroll
+        for (int q = 0; q < 8; q++) o[q] = v[j][q] * inv * wf[q];
+        *reinterpret_cast<half8*>(y + (size_t)row * cols + i * 8) = float_to_half8(o);
+      }
+    }
+    __syncthreads();  // scratch is reused by the next row's block_sum
+  }
+}
+
 // The all-reduce of the row-parallel o / down projection fused with what follows it on every rank: residual += sum,
 // y = rms_norm(residual) * w. Rows are split over the blocks (row % kBlocks); every block joins the barrier. The
 // arithmetic is ops/rms_norm.cu's for the same width (the sum rounded to f16 first, as all_reduce_sum_f16 leaves
@@ -160,52 +204,19 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, cons
   for (int row = blockIdx.x; row < rows; row += gridDim.x)
     for (int i = threadIdx.x; i < nvec; i += blockDim.x)
       *reinterpret_cast<half8*>(mine + (size_t)row * cols + i * 8) = *reinterpret_cast<const half8*>(x + (size_t)row * cols + i * 8);
-  if (peer_barrier(a, c)) {
-    for (int row = blockIdx.x; row < rows; row += gridDim.x) {  // block-uniform: block_sum inside
-      float v[VPT][8];
-      float ss = 0.f;
+  if (peer_barrier(a, c))
+    add_rms_norm_rows<VPT>(rows, cols, nt, residual, w, y, eps, scratch, [&](size_t e, float (&sum)[8]) {
+      {
+        const Pack<half, 8> p = load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[0] + (c & 1) * a.cap) + e);
 #pragma unroll
-      for (int j = 0; j < VPT; j++) {
-        const int i = threadIdx.x + j * nt;
-        if (threadIdx.x < nt && i < nvec) {
-          const size_t e = (size_t)row * cols + i * 8;
-          float sum[8];
-          {
-            const Pack<half, 8> p = load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[0] + (c & 1) * a.cap) + e);
-#pragma unroll
-            for (int q = 0; q < 8; q++) sum[q] = __half2float(p.v[q]);
-          }
-          for (int r = 1; r < a.n; r++) {
-            const Pack<half, 8> p = load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[r] + (c & 1) * a.cap) + e);
-#pragma unroll
-            for (int q = 0; q < 8; q++) sum[q] += __half2float(p.v[q]);
-          }
-          const half8 s8 = float_to_half8(sum);  // the all-reduce's f16 result
-          half8 rr = *reinterpret_cast<const half8*>(residual + e);
-#pragma unroll
-          for (int q = 0; q < 4; q++) rr.h[q] = __hadd2(rr.h[q], s8.h[q]);
-          *reinterpret_cast<half8*>(residual + e) = rr;
-          half8_to_float(rr, v[j]);
-#pragma unroll
-          for (int q = 0; q < 8; q++) ss += v[j][q] * v[j][q];
-        }
+        for (int q = 0; q < 8; q++) sum[q] = __half2float(p.v[q]);
       }
-      ss = block_sum(ss, scratch);
-      const float inv = rsqrtf(ss / cols + eps);
+      for (int r = 1; r < a.n; r++) {
+        const Pack<half, 8> p = load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[r] + (c & 1) * a.cap) + e);
 #pragma unroll
-      for (int j = 0; j < VPT; j++) {
-        const int i = threadIdx.x + j * nt;
-        if (threadIdx.x < nt && i < nvec) {
-          float wf[8], o[8];
-          half8_to_float(ldg_half8(w + i * 8), wf);
-#pragma unroll
-          for (int q = 0; q < 8; q++) o[q] = v[j][q] * inv * wf[q];
-          *reinterpret_cast<half8*>(y + (size_t)row * cols + i * 8) = float_to_half8(o);
-        }
+        for (int q = 0; q < 8; q++) sum[q] += __half2float(p.v[q]);
       }
-      __syncthreads();  // scratch is reused by the next row's block_sum
-    }
-  }
+    });
   __syncthreads();
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
@@ -233,86 +244,54 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
   pdl_wait();
   pdl_trigger();
   __shared__ float scratch[32];
-  const int nvec = cols / 8;
   const uint32_t c = a.counter[blockIdx.x] + 1;
   const int64_t half_off = (int64_t)(c & 1) * kMaxRanks * a.ll_slot;
   int ok = 1;
-  for (int row = blockIdx.x; row < rows; row += gridDim.x) {  // block-uniform
-    float v[VPT][8];
-    float ss = 0.f;
+  add_rms_norm_rows<VPT>(rows, cols, nt, residual, w, y, eps, scratch, [&](size_t e, float (&sum)[8]) {
+    // this vector's 4 words (from e / 2) into every peer's slot for this rank, then the peers' from our own memory
+    const uint4 mine = *reinterpret_cast<const uint4*>(x + e);
+    const uint32_t wd[4] = {mine.x, mine.y, mine.z, mine.w};
+    for (int r = 0; r < a.n; r++) {
+      if (r == a.rank) continue;
+      uint64_t* dst = a.ll[r] + half_off + (int64_t)a.rank * a.ll_slot + e / 2;
 #pragma unroll
-    for (int j = 0; j < VPT; j++) {
-      const int i = threadIdx.x + j * nt;
-      if (threadIdx.x < nt && i < nvec) {
-        const size_t e = (size_t)row * cols + i * 8;  // this vector's halves; its 4 words from e / 2
-        const uint4 mine = *reinterpret_cast<const uint4*>(x + e);
-        const uint32_t wd[4] = {mine.x, mine.y, mine.z, mine.w};
-        for (int r = 0; r < a.n; r++) {
-          if (r == a.rank) continue;
-          uint64_t* dst = a.ll[r] + half_off + (int64_t)a.rank * a.ll_slot + e / 2;
+      for (int q = 0; q < 4; q++) st_ll(dst + q, wd[q], c);
+    }
+    for (int r = 0; r < a.n; r++) {
+      uint32_t got[4];
+      if (r == a.rank) {
 #pragma unroll
-          for (int q = 0; q < 4; q++) st_ll(dst + q, wd[q], c);
-        }
-        float sum[8];
-        for (int r = 0; r < a.n; r++) {
-          uint32_t got[4];
-          if (r == a.rank) {
+        for (int q = 0; q < 4; q++) got[q] = wd[q];
+      } else {
+        const uint64_t* src = a.ll[a.rank] + half_off + (int64_t)r * a.ll_slot + e / 2;
 #pragma unroll
-            for (int q = 0; q < 4; q++) got[q] = wd[q];
-          } else {
-            const uint64_t* src = a.ll[a.rank] + half_off + (int64_t)r * a.ll_slot + e / 2;
-#pragma unroll
-            for (int q = 0; q < 4; q++) {
-              uint64_t u = ld_ll(src + q);
-              const unsigned long long t0 = global_ns();
-              for (uint32_t spins = 1; ok && (uint32_t)(u >> 32) != c; spins++) {
-                if ((spins & 1023) == 0) {
-                  if (*a.abort) ok = 0;
-                  else if (global_ns() - t0 > kTimeoutNs) __trap();  // a peer is gone: fail the context, not hang
-                }
-                u = ld_ll(src + q);
-              }
-              got[q] = (uint32_t)u;
+        for (int q = 0; q < 4; q++) {
+          uint64_t u = ld_ll(src + q);
+          const unsigned long long t0 = global_ns();
+          for (uint32_t spins = 1; ok && (uint32_t)(u >> 32) != c; spins++) {
+            if ((spins & 1023) == 0) {
+              if (*a.abort) ok = 0;  // a rank failed on the host: give up (the step has failed)
+              else if (global_ns() - t0 > kTimeoutNs) __trap();  // a peer is gone: fail the context, not hang
             }
+            u = ld_ll(src + q);
           }
-          const half2* hp = reinterpret_cast<const half2*>(got);
-#pragma unroll
-          for (int q = 0; q < 4; q++) {
-            const float2 f = __half22float2(hp[q]);
-            if (r == 0) {
-              sum[2 * q] = f.x;
-              sum[2 * q + 1] = f.y;
-            } else {
-              sum[2 * q] += f.x;
-              sum[2 * q + 1] += f.y;
-            }
-          }
+          got[q] = (uint32_t)u;
         }
-        const half8 s8 = float_to_half8(sum);  // the all-reduce's f16 result
-        half8 rr = *reinterpret_cast<const half8*>(residual + e);
+      }
+      const half2* hp = reinterpret_cast<const half2*>(got);
 #pragma unroll
-        for (int q = 0; q < 4; q++) rr.h[q] = __hadd2(rr.h[q], s8.h[q]);
-        *reinterpret_cast<half8*>(residual + e) = rr;
-        half8_to_float(rr, v[j]);
-#pragma unroll
-        for (int q = 0; q < 8; q++) ss += v[j][q] * v[j][q];
+      for (int q = 0; q < 4; q++) {
+        const float2 f = __half22float2(hp[q]);
+        if (r == 0) {
+          sum[2 * q] = f.x;
+          sum[2 * q + 1] = f.y;
+        } else {
+          sum[2 * q] += f.x;
+          sum[2 * q + 1] += f.y;
+        }
       }
     }
-    ss = block_sum(ss, scratch);
-    const float inv = rsqrtf(ss / cols + eps);
-#pragma unroll
-    for (int j = 0; j < VPT; j++) {
-      const int i = threadIdx.x + j * nt;
-      if (threadIdx.x < nt && i < nvec) {
-        float wf[8], o[8];
-        half8_to_float(ldg_half8(w + i * 8), wf);
-#pragma unroll
-        for (int q = 0; q < 8; q++) o[q] = v[j][q] * inv * wf[q];
-        *reinterpret_cast<half8*>(y + (size_t)row * cols + i * 8) = float_to_half8(o);
-      }
-    }
-    __syncthreads();  // scratch is reused by the next row's block_sum
-  }
+  });
   __syncthreads();
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
