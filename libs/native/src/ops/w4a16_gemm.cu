@@ -677,6 +677,12 @@ __host__ __device__ constexpr int mx_smem_bytes(int M, int KB, int T) { return (
 // block of 8 warps per SM instead of spilling.
 template <int T, int GPB>
 __host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 2 : 1; }
+// LIGHT (LMFLEET_W4A16_GEMV_LIGHT=1, opt-in, unmeasured; T = 2, group 128, m <= 4): three blocks of 8 warps per SM
+// (<= 85 registers) with a ring of 3 k blocks (2 in flight, 2 KB per warp). The session-7 trace says the GEMVs are
+// bound by their warps' latency rather than by DRAM (weights asked of L2 first did not speed gate_up): 24 resident
+// warps per SM instead of 8-16, and the one-wave plans then run 2x the warps (7B gate_up 344 blocks of 396 slots).
+template <int T, int GPB, bool LIGHT>
+__host__ __device__ constexpr int mx_min_blocks_v() { return LIGHT ? 3 : mx_min_blocks<T, GPB>(); }
 
 // MmaX's fusions into the decode step (W4GemvFuse, see w4a16_gemm.cuh): the norm-in staging, and the epilogue modes.
 struct MxFuse {
@@ -699,13 +705,13 @@ struct MxRope {
   half* v_cache;
 };
 
-template <int M, int T, int GPB, bool ROPE = false>
-__global__ void __launch_bounds__(kGvWarps * 32, mx_min_blocks<T, GPB>())
+template <int M, int T, int GPB, bool ROPE = false, bool LIGHT = false>
+__global__ void __launch_bounds__(kGvWarps * 32, (mx_min_blocks_v<T, GPB, LIGHT>()))
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                     int S, int l2pf, MxFuse fz, MxRope rz) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
-  constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
+  constexpr int D = LIGHT ? 3 : mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
   const int RW = gv_row_words(KB);
   float* red = reinterpret_cast<float*>(xs + M * RW);  // [kGvWarps][T][M][8] per-warp partial sums
@@ -764,11 +770,14 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     for (int q = 0; q < 4; q++) tot[p][q] = 0.f;
   auto compute = [&](int d, int kk) {
     // x's B fragments of this k block: per word j, k16 steps 0 (b0 = .x, b1 = .y) and 1 (.z, .w); x row g, zero if g >= M
-    uint4 xv[4];
+    // LIGHT: each word's fragment loaded where it is used (12 fewer live registers; one tile pair, so no reuse lost)
+    const auto xload = [&](int j) {
+      return g < M ? *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4) : make_uint4(0, 0, 0, 0);
+    };
+    uint4 xv[LIGHT ? 1 : 4];
+    if constexpr (!LIGHT) {
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      xv[j] = make_uint4(0, 0, 0, 0);
-      if (g < M) xv[j] = *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4);
+      for (int j = 0; j < 4; j++) xv[j] = xload(j);
     }
     // pair by pair (tiles 2p, 2p + 1): only one pair's (scale, zero) values and group sums are live at a time
 #pragma unroll
@@ -795,8 +804,9 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
           dequant_word_qz(word_of(wv[d][2 * p], j), z1024[0], nz64[0], ba);
           dequant_word_qz(word_of(wv[d][2 * p + 1], j), z1024[1], nz64[1], bb);
           const uint32_t a0[4] = {ba[0], bb[0], ba[1], bb[1]}, a1[4] = {ba[2], bb[2], ba[3], bb[3]};
-          mma16816(ga, a0, xv[j].x, xv[j].y);
-          mma16816(ga, a1, xv[j].z, xv[j].w);
+          const uint4 xj = LIGHT ? xload(j) : xv[LIGHT ? 0 : j];
+          mma16816(ga, a0, xj.x, xj.y);
+          mma16816(ga, a1, xj.z, xj.w);
         }
         tot[p][0] = fmaf(sc[0], ga[0], tot[p][0]);
         tot[p][1] = fmaf(sc[0], ga[1], tot[p][1]);
@@ -1212,9 +1222,9 @@ int mx_one_wave() {
   return v == 0 || v == 2 ? v : 1;
 }
 
-template <int M, int T, int GPB, bool ROPE = false>
+template <int M, int T, int GPB, bool ROPE = false, bool LIGHT = false>
 int mx_blocks_per_sm(int KB) {
-  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE>;
+  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE, LIGHT>;
   static std::atomic<unsigned long long> attr_set{0};
   set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
   static std::atomic<int> bps_cache[256];  // by KB
@@ -1222,7 +1232,12 @@ int mx_blocks_per_sm(int KB) {
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
-template <int M, int T, int GPB, bool ROPE = false>
+bool mx_light() {  // LMFLEET_W4A16_GEMV_LIGHT=1 (read at each launch; graphs recapture on a change)
+  const char* e = std::getenv("LMFLEET_W4A16_GEMV_LIGHT");
+  return e && std::string(e) == "1";
+}
+
+template <int M, int T, int GPB, bool ROPE = false, bool LIGHT = false>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz_in) {
   MxRope rz = rz_in;
@@ -1232,11 +1247,11 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
   const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
-  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE, LIGHT>(KB);
   const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   const bool fused = fz.norm_w || fz.silu_inter || fz.residual || ROPE;
-  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE>, dim3(grid),
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE, LIGHT>, dim3(grid),
                                        dim3(kGvWarps * 32), (size_t)smem, s, x, ldx,
                                        reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n,
                                        w.k, KB, S, fused ? 0 : l2_prefetch_kb(), fz, rz));
@@ -1253,9 +1268,12 @@ void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   if (gpb == 1) {
     if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
     if (rope) {
-      if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      if (M <= 4 && mx_light()) mx_launch_t<M, 2, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      else if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else mx_launch_t<M, 4, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+    } else if (M <= 4 && mx_light()) {
+      mx_launch_t<M, 2, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
     } else if (T == 2) {
       mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
     } else if (T == 8) {
@@ -1411,6 +1429,8 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 }
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
+
+bool w4a16_gemv_light() { return mx_light(); }
 
 // default on since session 7: faster in both same-process A/Bs on the H100 (W4 batch 1 2.114 vs 2.124, and 2.118 vs
 // 2.131 ms/step), bit-equal to MmaX + rope_kv_store in test_kernels; LMFLEET_W4_ROPE=0 off
