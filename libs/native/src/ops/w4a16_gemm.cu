@@ -677,11 +677,12 @@ __host__ __device__ constexpr int mx_smem_bytes(int M, int KB, int T) { return (
 // block of 8 warps per SM instead of spilling.
 template <int T, int GPB>
 __host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 2 : 1; }
-// LIGHT (LMFLEET_W4A16_GEMV_LIGHT=1, opt-in, unmeasured; T = 2, group 128, m <= 4): three blocks of 8 warps per SM
-// (<= 85 registers) with a ring of 3 k blocks (2 in flight, 2 KB per warp). The session-7 trace says the GEMVs are
+// LIGHT > 0 (LMFLEET_W4A16_GEMV_LIGHT=2|3, opt-in, unmeasured; T = 2, group 128, m <= 4): three blocks of 8 warps per
+// SM (<= 80 registers) with a ring of LIGHT k blocks (3: 2 in flight, 2 KB per warp, ptxas spills 60-116 bytes; 2: one
+// in flight, 1 KB per warp, no spills at m <= 2). The session-7 trace says the GEMVs are
 // bound by their warps' latency rather than by DRAM (weights asked of L2 first did not speed gate_up): 24 resident
 // warps per SM instead of 8-16, and the one-wave plans then run 2x the warps (7B gate_up 344 blocks of 396 slots).
-template <int T, int GPB, bool LIGHT>
+template <int T, int GPB, int LIGHT>
 __host__ __device__ constexpr int mx_min_blocks_v() { return LIGHT ? 3 : mx_min_blocks<T, GPB>(); }
 
 // MmaX's fusions into the decode step (W4GemvFuse, see w4a16_gemm.cuh): the norm-in staging, and the epilogue modes.
@@ -705,13 +706,13 @@ struct MxRope {
   half* v_cache;
 };
 
-template <int M, int T, int GPB, bool ROPE = false, bool LIGHT = false>
+template <int M, int T, int GPB, bool ROPE = false, int LIGHT = 0>
 __global__ void __launch_bounds__(kGvWarps * 32, (mx_min_blocks_v<T, GPB, LIGHT>()))
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                     int S, int l2pf, MxFuse fz, MxRope rz) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
-  constexpr int D = LIGHT ? 3 : mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
+  constexpr int D = LIGHT ? LIGHT : mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
   const int RW = gv_row_words(KB);
   float* red = reinterpret_cast<float*>(xs + M * RW);  // [kGvWarps][T][M][8] per-warp partial sums
@@ -1222,7 +1223,7 @@ int mx_one_wave() {
   return v == 0 || v == 2 ? v : 1;
 }
 
-template <int M, int T, int GPB, bool ROPE = false, bool LIGHT = false>
+template <int M, int T, int GPB, bool ROPE = false, int LIGHT = 0>
 int mx_blocks_per_sm(int KB) {
   auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE, LIGHT>;
   static std::atomic<unsigned long long> attr_set{0};
@@ -1232,12 +1233,12 @@ int mx_blocks_per_sm(int KB) {
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
-bool mx_light() {  // LMFLEET_W4A16_GEMV_LIGHT=1 (read at each launch; graphs recapture on a change)
-  const char* e = std::getenv("LMFLEET_W4A16_GEMV_LIGHT");
-  return e && std::string(e) == "1";
+int mx_light() {  // LMFLEET_W4A16_GEMV_LIGHT=2|3: the ring depth (read at each launch; graphs recapture on a change)
+  const int v = env_int("LMFLEET_W4A16_GEMV_LIGHT", 0);
+  return v == 2 || v == 3 ? v : 0;
 }
 
-template <int M, int T, int GPB, bool ROPE = false, bool LIGHT = false>
+template <int M, int T, int GPB, bool ROPE = false, int LIGHT = 0>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz_in) {
   MxRope rz = rz_in;
@@ -1268,12 +1269,14 @@ void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   if (gpb == 1) {
     if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
     if (rope) {
-      if (M <= 4 && mx_light()) mx_launch_t<M, 2, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      if (M <= 4 && mx_light() == 2) mx_launch_t<M, 2, 1, true, 2>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      else if (M <= 4 && mx_light() == 3) mx_launch_t<M, 2, 1, true, 3>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else mx_launch_t<M, 4, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
     } else if (M <= 4 && mx_light()) {
-      mx_launch_t<M, 2, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      if (mx_light() == 2) mx_launch_t<M, 2, 1, false, 2>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      else mx_launch_t<M, 2, 1, false, 3>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
     } else if (T == 2) {
       mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
     } else if (T == 8) {
@@ -1430,7 +1433,7 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
 
-bool w4a16_gemv_light() { return mx_light(); }
+int w4a16_gemv_light() { return mx_light(); }
 
 // default on since session 7: faster in both same-process A/Bs on the H100 (W4 batch 1 2.114 vs 2.124, and 2.118 vs
 // 2.131 ms/step), bit-equal to MmaX + rope_kv_store in test_kernels; LMFLEET_W4_ROPE=0 off
