@@ -75,7 +75,7 @@ class CudaDecoder {
   const void* graph_kv_ = nullptr;                           // KvView the graphs were captured with
   bool use_graphs_ = true;
   std::set<int> tuned_T_;  // batch buckets whose GEMM shapes were tuned (see forward)
-  int64_t launch_cfg_ = -1;    // (tuning allowed, PDL) when the graphs were captured
+  int64_t launch_cfg_ = -1;  // the launch settings (forward's launch_cfg bits) the graphs were captured with
   int split_len_ = 128;  // set per step from the batch size (deterministic in the graph key's batch)
 };
 
