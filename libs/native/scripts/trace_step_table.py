@@ -101,10 +101,16 @@ def main():
     w = med(walls)
     for n in sorted(adv, key=lambda n: -med(adv[n])):
         print(f'| {n} | {cnt[n]} | {med(dur[n]):.2f} | {med(adv[n]):.1f} | {100 * med(adv[n]) / w:.1f}% |')
-    # the middle step's kernels in order, cut into layers where the first kernel after the embedding recurs
+    # the middle step's kernels in order, cut into layers at the first kernel that runs once per layer (as many
+    # times per step as the decode attention kernel; an unfused first rms_norm runs once per step and is skipped)
     st = steps[idx[len(idx) // 2]]
     body = [k for k in st if 'embedding' not in k[2]]
-    starts = [i for i, k in enumerate(body) if k[2] == body[0][2]] + [len(body)]
+    per_step = Counter(k[2] for k in body)
+    layers = max([n for key, n in per_step.items() if 'attention_decode_kernel' in key] or [per_step.most_common(1)[0][1]])
+    first = next((k[2] for k in body if per_step[k[2]] == layers), body[0][2])
+    starts = [i for i, k in enumerate(body) if k[2] == first] + [len(body)]
+    if len(starts) < 3:  # fewer than two layers: show the step as it is
+        starts = [0, 0, len(body)]
     print(f'\nthe middle step, {len(starts) - 1} layers: layers {len(starts) // 2 - 1} and {len(starts) // 2} and what follows the last '
           f'(start / end relative to the first kernel shown; gap = start - previous end)')
     print('| kernel [grid] | start us | end us | dur us | gap us | advance us |')
