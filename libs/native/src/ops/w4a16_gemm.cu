@@ -679,8 +679,8 @@ template <int T, int GPB>
 __host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 2 : 1; }
 // LIGHT > 0 (LMFLEET_W4A16_GEMV_LIGHT=2|3, opt-in, unmeasured; T = 2, group 128, m <= 4): three blocks of 8 warps per
 // SM (<= 80 registers) with a ring of LIGHT k blocks (3: 2 in flight, 2 KB per warp, ptxas spills 60-116 bytes; 2: one
-// in flight, 1 KB per warp, no spills at m <= 2). The session-7 trace says the GEMVs are
-// bound by their warps' latency rather than by DRAM (weights asked of L2 first did not speed gate_up): 24 resident
+// in flight, 1 KB per warp, no spills at m <= 2). The session-7 trace says the GEMVs are bound by their warps'
+// latency rather than by DRAM (weights asked of L2 first did not speed gate_up): 24 resident
 // warps per SM instead of 8-16, and the one-wave plans then run 2x the warps (7B gate_up 344 blocks of 396 slots).
 template <int T, int GPB, int LIGHT>
 __host__ __device__ constexpr int mx_min_blocks_v() { return LIGHT ? 3 : mx_min_blocks<T, GPB>(); }
@@ -1268,15 +1268,17 @@ void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   const int gpb = 128 / w.group;
   if (gpb == 1) {
     if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
+    const int light = M <= 4 ? mx_light() : 0;  // LMFLEET_W4A16_GEMV_LIGHT: T = 2 at three blocks per SM
     if (rope) {
-      if (M <= 4 && mx_light() == 2) mx_launch_t<M, 2, 1, true, 2>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-      else if (M <= 4 && mx_light() == 3) mx_launch_t<M, 2, 1, true, 3>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      if (light == 2) mx_launch_t<M, 2, 1, true, 2>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+      else if (light == 3) mx_launch_t<M, 2, 1, true, 3>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else mx_launch_t<M, 4, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-    } else if (M <= 4 && mx_light()) {
-      if (mx_light() == 2) mx_launch_t<M, 2, 1, false, 2>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-      else mx_launch_t<M, 2, 1, false, 3>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+    } else if (light == 2) {
+      mx_launch_t<M, 2, 1, false, 2>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+    } else if (light == 3) {
+      mx_launch_t<M, 2, 1, false, 3>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
     } else if (T == 2) {
       mx_launch_t<M, 2, 1>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
     } else if (T == 8) {
@@ -1435,8 +1437,9 @@ int w4a16_gemv_one_wave() { return mx_one_wave(); }
 
 int w4a16_gemv_light() { return mx_light(); }
 
-// default on since session 7: faster in both same-process A/Bs on the H100 (W4 batch 1 2.114 vs 2.124, and 2.118 vs
-// 2.131 ms/step), bit-equal to MmaX + rope_kv_store in test_kernels; LMFLEET_W4_ROPE=0 off
+// default on since session 7 (one kernel fewer per layer): W4 batch 1 on the H100 in three same-process A/Bs 2.114 vs
+// 2.124, 2.118 vs 2.131 and 2.085 vs 2.083 ms/step (~0.3%), bit-equal to MmaX + rope_kv_store in test_kernels;
+// LMFLEET_W4_ROPE=0 off
 bool w4a16_rope_fuse_enabled() {
   const char* e = std::getenv("LMFLEET_W4_ROPE");
   return !(e && std::string(e) == "0");
