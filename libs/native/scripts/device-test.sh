@@ -18,7 +18,7 @@ export B
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$OUT/gpu.txt"
 t0=$(date +%s)
 CU="src/ops/*.cu src/cuda/gemm.cu src/cuda/f32_ops.cu src/cuda/backend_cuda.cu src/cuda/backend_cuda_quant.cu src/cuda/cuda_decoder.cu
-    src/cuda/test_kernels.cu src/cuda/test_backend.cu src/cuda/bench_decoder.cu ${EXTRA_CU:-}"
+    src/cuda/peer_collective.cu src/cuda/test_kernels.cu src/cuda/test_backend.cu src/cuda/bench_decoder.cu ${EXTRA_CU:-}"
 CC="src/core/*.cc src/ops/*.cpu.cc src/engine/decoder.cc src/engine/kv_cache.cc"
 {
   ls $CU | xargs -P 16 -I{} sh -c 'nvcc $NVCC_FLAGS -c {} -o $B/$(basename {}).o || echo "FAILED {}"'
@@ -27,8 +27,8 @@ CC="src/core/*.cc src/ops/*.cpu.cc src/engine/decoder.cc src/engine/kv_cache.cc"
   g++ $CXX_FLAGS -Dmake_cpu_backend=lmf_test_make_backend -c src/engine/model.cc -o $B/cpu_model_test.o || echo "FAILED model.cc"
 } > "$OUT/build.log" 2>&1
 if grep -q FAILED "$OUT/build.log"; then cat "$OUT/build.log"; echo "BUILD FAILED"; exit 1; fi
-KERNELS=$(ls $B/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench -e backend_cuda -e cuda_decoder -e f32_ops)
-BACKEND="$B/f32_ops.cu.o $B/backend_cuda.cu.o $B/backend_cuda_quant.cu.o $B/cuda_decoder.cu.o"
+KERNELS=$(ls $B/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench -e backend_cuda -e cuda_decoder -e f32_ops -e peer_collective)
+BACKEND="$B/f32_ops.cu.o $B/backend_cuda.cu.o $B/backend_cuda_quant.cu.o $B/cuda_decoder.cu.o $B/peer_collective.cu.o"
 CPU=$(ls $B/cpu_*.o | grep -v cpu_model_test)
 LIBS="-lcublas -lcublasLt -lcudart -lpthread"
 nvcc -arch=$ARCH $KERNELS $B/cpu_error.cc.o $B/test_kernels.cu.o $LIBS -o $B/test_kernels >> "$OUT/build.log" 2>&1 &&
