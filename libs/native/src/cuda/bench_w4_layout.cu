@@ -1,0 +1,281 @@
+// Read-only microbenchmark: does the order of the W4A16 weight words in memory, or a load hint, change how fast the
+// decode GEMV's access pattern streams them from DRAM? No math: each kernel reads exactly the bytes of one 7B linear's
+// 4-bit codes with MmaX's work split (a warp owns T consecutive 8-row tiles and a k slice; S warps of a block split k;
+// a ring of D k blocks, D - 1 in flight) and xors them into a sink, so the timings are the load pattern's alone.
+//   tile-major: word (tile, kb, lane) at (tile * KB + kb) * 32 + lane  (the layout the kernels use today)
+//   kb-major:   word (tile, kb, lane) at (kb * tiles + tile) * 32 + lane (at any moment the warps of the GPU that are at
+//               the same k block read one contiguous span)
+//   + L2::256B: the same loads with the 256-byte L2 prefetch-size hint; + evict_first: the L2 eviction-priority hint
+// and the plain grid-stride stream read of the same bytes as the reference. 8 rotated copies of each weight (over the
+// 50 MB L2), graph-timed: per launch = graph time / launches, median of 15 graph launches.
+// Build + run (GPU machine): nvcc -std=c++17 -O3 -arch=sm_90 -I src src/cuda/bench_w4_layout.cu -o /tmp/bl && /tmp/bl
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#define CK(x)                                                                                  \
+  do {                                                                                         \
+    cudaError_t e_ = (x);                                                                      \
+    if (e_ != cudaSuccess) {                                                                   \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                            \
+    }                                                                                          \
+  } while (0)
+
+template <int HINT>
+__device__ __forceinline__ uint4 ld_w(const uint4* p) {
+  uint4 r;
+  if constexpr (HINT == 0)
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  else if constexpr (HINT == 1)
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+  else {
+    uint64_t pol;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p), "l"(pol));
+  }
+  return r;
+}
+
+__global__ void stream_kernel(const uint4* __restrict__ p, size_t n, uint32_t* out) {
+  uint32_t h = 0;
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+  for (; i + 7 * stride < n; i += 8 * stride) {
+    uint4 v[8];
+#pragma unroll
+    for (int u = 0; u < 8; u++) v[u] = ld_w<0>(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < 8; u++) h ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < n; i += stride) {
+    const uint4 v = ld_w<0>(p + i);
+    h ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (h == 0x12345678u) out[0] = h;
+}
+
+// KBM: kb-major addresses; HINT: 0 plain, 1 L2::256B, 2 L2::evict_first
+template <int T, int D, bool KBM, int HINT>
+__global__ void __launch_bounds__(256, 2) tiles_kernel(const uint4* __restrict__ qw, int tiles, int KB, int S, uint32_t* out) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int TB = 8 / S, tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
+  const int tile0 = ((int)blockIdx.x * TB + tl) * T;
+  const int kb0 = min(KB, slice * per), kb1 = tile0 < tiles ? min(KB, kb0 + per) : kb0;
+  const int nt = min(T, tiles - tile0);
+  uint4 r[D][T];
+  auto issue = [&](int d, int kk) {
+    if (kk < kb1) {
+#pragma unroll
+      for (int i = 0; i < T; i++)
+        if (i < nt) {
+          const size_t w = KBM ? ((size_t)kk * tiles + tile0 + i) : ((size_t)(tile0 + i) * KB + kk);
+          r[d][i] = ld_w<HINT>(qw + w * 32 + lane);
+        }
+    }
+  };
+  uint32_t h = 0;
+#pragma unroll
+  for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
+  for (int kk = kb0; kk < kb1; kk += D) {
+#pragma unroll
+    for (int d = 0; d < D; d++) {
+      issue((d + D - 1) % D, kk + d + D - 1);
+      if (kk + d < kb1) {
+#pragma unroll
+        for (int i = 0; i < T; i++)
+          if (i < nt) h ^= r[d][i].x ^ r[d][i].y ^ r[d][i].z ^ r[d][i].w;
+      }
+    }
+  }
+  if (h == 0x12345678u) out[0] = h;
+}
+
+
+// The same work split with the weights brought into shared memory by the copy engine (cp.async.bulk, one request per
+// tile's 512-byte chunk, or one per k block of T adjacent chunks in kb-major order) through a ring of R stages per warp,
+// each stage's arrival counted on its own mbarrier; lanes then read their 16 bytes with ld.shared. No registers hold
+// loads in flight, so the depth is R x T x 512 bytes per warp, set by shared memory alone.
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+template <int T, int R, bool KBM>
+__global__ void __launch_bounds__(256, 2) bulk_kernel(const uint4* __restrict__ qw, int tiles, int KB, int S, uint32_t* out) {
+  extern __shared__ __align__(128) uint4 ring[];  // [8 warps][R][T][32]
+  __shared__ __align__(8) uint64_t bars[8][R];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int TB = 8 / S, tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
+  const int tile0 = ((int)blockIdx.x * TB + tl) * T;
+  const int kb0 = min(KB, slice * per), kb1 = tile0 < tiles ? min(KB, kb0 + per) : kb0;
+  const int nt = min(T, tiles - tile0);
+  uint4* wr = ring + (size_t)warp * R * T * 32;
+  if (lane == 0) {
+#pragma unroll
+    for (int d = 0; d < R; d++) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(&bars[warp][d])));
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncwarp();
+  auto issue = [&](int d, int kk) {
+    if (lane == 0 && kk < kb1) {
+      const uint32_t bar = smem_addr(&bars[warp][d]);
+      asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(nt * 512) : "memory");
+      if (KBM) {
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                         smem_addr(wr + d * T * 32)),
+                     "l"(qw + ((size_t)kk * tiles + tile0) * 32), "r"(nt * 512), "r"(bar)
+                     : "memory");
+      } else {
+#pragma unroll
+        for (int i = 0; i < T; i++)
+          if (i < nt)
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 512, [%2];" ::"r"(
+                             smem_addr(wr + (d * T + i) * 32)),
+                         "l"(qw + ((size_t)(tile0 + i) * KB + kk) * 32), "r"(bar)
+                         : "memory");
+      }
+    }
+  };
+  uint32_t h = 0;
+#pragma unroll
+  for (int d = 0; d < R - 1; d++) issue(d, kb0 + d);
+  int it = 0;
+  for (int kk = kb0; kk < kb1; kk += R, it++) {
+#pragma unroll
+    for (int d = 0; d < R; d++) {
+      issue((d + R - 1) % R, kk + d + R - 1);
+      if (kk + d < kb1) {
+        const uint32_t bar = smem_addr(&bars[warp][d]);
+        uint32_t ok = 0;
+        do {
+          asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                       : "=r"(ok) : "r"(bar), "r"((uint32_t)(it & 1)) : "memory");
+        } while (!ok);
+#pragma unroll
+        for (int i = 0; i < T; i++)
+          if (i < nt) {
+            const uint4 v = wr[(d * T + i) * 32 + lane];
+            h ^= v.x ^ v.y ^ v.z ^ v.w;
+          }
+      }
+      __syncwarp();  // every lane has read stage d before lane 0 refills it (next iteration's issue)
+    }
+  }
+  if (h == 0x12345678u) out[0] = h;
+}
+
+struct Shape {
+  const char* name;
+  int n, k;
+};
+
+int main() {
+  int dev = 0, sms = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, dev));
+  std::printf("%s, %d SMs, L2 %d MB\n", prop.name, sms, prop.l2CacheSize >> 20);
+  const Shape shapes[] = {{"qkv", 12288, 4096}, {"o", 4096, 4096}, {"gate_up", 22016, 4096}, {"down", 4096, 11008}};
+  constexpr int NC = 8;
+  size_t maxw = 0;
+  for (const Shape& sh : shapes) maxw = std::max(maxw, (size_t)sh.n / 8 * ((sh.k + 127) / 128) * 32);  // uint4 words
+  std::vector<uint4*> buf(NC);
+  for (int c = 0; c < NC; c++) {
+    CK(cudaMalloc(&buf[c], maxw * 16));
+    CK(cudaMemset(buf[c], c + 1, maxw * 16));
+  }
+  uint32_t* sink;
+  CK(cudaMalloc(&sink, 64));
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  constexpr int REPS = 32;
+  auto graph_us = [&](auto fn) {
+    cudaGraph_t gr;
+    cudaGraphExec_t ex;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int r = 0; r < REPS; r++) fn(buf[r % NC]);
+    CK(cudaStreamEndCapture(s, &gr));
+    CK(cudaGraphInstantiate(&ex, gr, 0));
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    std::vector<float> v;
+    for (int it = 0; it < 17; it++) {
+      CK(cudaEventRecord(a, s));
+      CK(cudaGraphLaunch(ex, s));
+      CK(cudaEventRecord(b, s));
+      CK(cudaEventSynchronize(b));
+      float ms;
+      CK(cudaEventElapsedTime(&ms, a, b));
+      if (it >= 2) v.push_back(ms);
+    }
+    std::sort(v.begin(), v.end());
+    CK(cudaGraphExecDestroy(ex));
+    CK(cudaGraphDestroy(gr));
+    CK(cudaEventDestroy(a));
+    CK(cudaEventDestroy(b));
+    return v[v.size() / 2] * 1e3f / REPS;
+  };
+  // copy rate: device-to-device memcpy of the largest size (bytes read + written over time, as bench_decoder reports)
+  const float t_copy = graph_us([&](uint4* p) { CK(cudaMemcpyAsync(p == buf[0] ? buf[1] : buf[0], p, maxw * 16 / 2, cudaMemcpyDeviceToDevice, s)); });
+  const double copy_gbs = 2.0 * maxw * 16 / 2 / (t_copy * 1e-6) / 1e9;
+  std::printf("copy (read + write) %.0f GB/s\n\n", copy_gbs);
+  std::printf("| linear | MB | copy-rate us | stream us |");
+  struct V {
+    const char* name;
+    int T, S;
+  };
+  const V vs[] = {{"T2 S4", 2, 4}, {"T2 S8", 2, 8}, {"T4 S2", 4, 2}};
+  for (const V& v : vs) std::printf(" %s tile | %s kb | %s tile 256B | %s kb 256B | %s tile evf | %s bulk tile Ra | %s bulk kb Ra | %s bulk tile Rb | %s bulk kb Rb |", v.name, v.name, v.name, v.name, v.name, v.name, v.name, v.name, v.name);
+  std::printf("\n|---|---|---|---|");
+  for (size_t i = 0; i < 9 * sizeof(vs) / sizeof(vs[0]); i++) std::printf("---|");
+  std::printf("\n");
+  for (const Shape& sh : shapes) {
+    const int tiles = sh.n / 8, KB = (sh.k + 127) / 128;
+    const size_t words = (size_t)tiles * KB * 32;
+    const double mb = words * 16 / 1e6;
+    const float ts = graph_us([&](uint4* p) { stream_kernel<<<sms * 8, 256, 0, s>>>(p, words, sink); });
+    std::printf("| %s %d x %d | %.1f | %.1f | %.1f |", sh.name, sh.n, sh.k, mb, mb / copy_gbs * 1e3, ts);
+    for (const V& v : vs) {
+      const int units = (tiles + v.T - 1) / v.T, TB = 8 / v.S, grid = (units + TB - 1) / TB;
+      auto run = [&](auto kern) { return graph_us([&](uint4* p) { kern<<<grid, 256, 0, s>>>(p, tiles, KB, v.S, sink); }); };
+      auto runb = [&](auto kern, int R) {
+        const int smem = 8 * R * v.T * 512;
+        CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        return graph_us([&](uint4* p) { kern<<<grid, 256, smem, s>>>(p, tiles, KB, v.S, sink); });
+      };
+      float t[9];
+      if (v.T == 2) {
+        t[0] = run(tiles_kernel<2, 5, false, 0>); t[1] = run(tiles_kernel<2, 5, true, 0>);
+        t[2] = run(tiles_kernel<2, 5, false, 1>); t[3] = run(tiles_kernel<2, 5, true, 1>);
+        t[4] = run(tiles_kernel<2, 5, false, 2>);
+        t[5] = runb(bulk_kernel<2, 4, false>, 4); t[6] = runb(bulk_kernel<2, 4, true>, 4);
+        t[7] = runb(bulk_kernel<2, 8, false>, 8); t[8] = runb(bulk_kernel<2, 8, true>, 8);
+      } else if (v.T == 4) {
+        t[0] = run(tiles_kernel<4, 3, false, 0>); t[1] = run(tiles_kernel<4, 3, true, 0>);
+        t[2] = run(tiles_kernel<4, 3, false, 1>); t[3] = run(tiles_kernel<4, 3, true, 1>);
+        t[4] = run(tiles_kernel<4, 3, false, 2>);
+        t[5] = runb(bulk_kernel<4, 4, false>, 4); t[6] = runb(bulk_kernel<4, 4, true>, 4);
+        t[7] = runb(bulk_kernel<4, 6, false>, 6); t[8] = runb(bulk_kernel<4, 6, true>, 6);
+      } else {
+        t[0] = run(tiles_kernel<8, 2, false, 0>); t[1] = run(tiles_kernel<8, 2, true, 0>);
+        t[2] = run(tiles_kernel<8, 2, false, 1>); t[3] = run(tiles_kernel<8, 2, true, 1>);
+        t[4] = run(tiles_kernel<8, 2, false, 2>);
+        t[5] = runb(bulk_kernel<8, 2, false>, 2); t[6] = runb(bulk_kernel<8, 2, true>, 2);
+        t[7] = runb(bulk_kernel<8, 3, false>, 3); t[8] = runb(bulk_kernel<8, 3, true>, 3);
+      }
+      for (float x : t) std::printf(" %.1f |", x);
+    }
+    std::printf("\n");
+    CK(cudaGetLastError());
+  }
+  CK(cudaDeviceSynchronize());
+  std::printf("\n(us per launch; grid as MmaX: units of T tiles, 8 / S units per 256-thread block, 2 blocks per SM; register rings: D = 5 / 3 / 2 k blocks at T = 2 / 4 / 8; bulk rings Ra, Rb: 4, 8 stages at T = 2; 4, 6 at T = 4; 2, 3 at T = 8)\n");
+  return 0;
+}
