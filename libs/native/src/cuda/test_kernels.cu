@@ -4,7 +4,6 @@
 // See scripts/device-test.sh. Exit code = number of failed cases.
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <map>
 #include <numeric>
 
@@ -971,35 +970,13 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
       variants.push_back({W4GemvDot::Mma, 8});
       variants.push_back({W4GemvDot::MmaX, 2});
       variants.push_back({W4GemvDot::MmaX, 8});
-      if (m <= 2) {  // T + 100: MmaX with the TMA ring (LMFLEET_W4A16_GEMV_TMA=1 around the launches)
-        variants.push_back({W4GemvDot::MmaX, 102});
-        variants.push_back({W4GemvDot::MmaX, 104});
-      }
     }
-    for (auto [dot, unroll_v] : variants) {
-      const bool tma = unroll_v > 100;
-      const int unroll = tma ? unroll_v - 100 : unroll_v;
-      struct TmaEnv {  // sets LMFLEET_W4A16_GEMV_TMA=1 for this variant, restores what was there after it
-        bool on, had;
-        std::string prev;
-        explicit TmaEnv(bool o) : on(o), had(false) {
-          if (!on) return;
-          const char* e = std::getenv("LMFLEET_W4A16_GEMV_TMA");
-          had = e != nullptr;
-          if (had) prev = e;
-          setenv("LMFLEET_W4A16_GEMV_TMA", "1", 1);
-        }
-        ~TmaEnv() {
-          if (!on) return;
-          if (had) setenv("LMFLEET_W4A16_GEMV_TMA", prev.c_str(), 1);
-          else unsetenv("LMFLEET_W4A16_GEMV_TMA");
-        }
-      } tma_env(tma);
+    for (auto [dot, unroll] : variants) {
       if (!w4a16_gemv_supported(m, k, dot)) {
         std::printf("w4a16_gemv %s: not run for variant %d: its shared memory does not fit\n", dims({m, n, k, group}).c_str(), (int)dot);
         continue;
       }
-      const std::string name = dot == W4GemvDot::MmaX ? "w4a16_gemv(mma_x_t" + std::to_string(unroll) + (tma ? "_tma" : "") + ")" :
+      const std::string name = dot == W4GemvDot::MmaX ? "w4a16_gemv(mma_x_t" + std::to_string(unroll) + ")" :
                                std::string("w4a16_gemv(") +
                                (dot == W4GemvDot::Fma ? "fma" : dot == W4GemvDot::Mma ? "mma" :
                                 dot == W4GemvDot::MmaQz ? "mma_qz" : "mma_async") +

@@ -300,44 +300,6 @@ __device__ __forceinline__ half2 ld_sz(const half2* p) {
   return *reinterpret_cast<half2*>(&r);
 }
 
-// The copy engine's 1-D bulk copies into shared memory, their completion counted on an mbarrier (sm_90; MmaX's TMA
-// ring). bulk_g2s: bytes and both addresses multiples of 16.
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void mbar_init(uint32_t bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
-#endif
-}
-__device__ __forceinline__ void mbar_init_fence() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-#endif
-}
-// the stage's one arrival, with the bytes its copies will complete
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-#endif
-}
-__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
-               "l"(src), "r"(bytes), "r"(bar)
-               : "memory");
-#endif
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  uint32_t ok = 0;
-  do {
-    asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-                 : "=r"(ok)
-                 : "r"(bar), "r"(parity)
-                 : "memory");
-  } while (!ok);
-#endif
-}
-
 // x in shared memory: per row, per k128 block, per word j (32 k), per t: the 4 half2 pairs {16j + 4i + t : i = 0..3}
 // a lane (g, t) needs for word j (pair i of the word's nibbles = k 32j + 8i + 2t, +1): one 16-byte load. Rows are
 // kp / 2 + 16 words apart (the extra 64 bytes put consecutive rows on different banks for the Mma variant).
@@ -715,20 +677,9 @@ __host__ __device__ constexpr int mx_smem_bytes(int M, int KB, int T) { return (
 // block of 8 warps per SM instead of spilling.
 template <int T, int GPB>
 __host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 2 : 1; }
-// TMA (LMFLEET_W4A16_GEMV_TMA=1, opt-in; group 128, T = 2 or 4, m <= 2): the weight codes come into a shared-memory
-// ring of mx_tma_stages k blocks per warp by the copy engine (cp.async.bulk: per k block T chunks of 512 bytes, lanes
-// 0 .. T - 1 one each, counted on the stage's mbarrier; the (scale, zero) pairs stay register loads), and the lanes
-// read their 16 bytes back with ld.shared when they compute. The register ring holds D - 1 = 2-4 k blocks in flight per warp and
-// only while the warp is not computing; the read-only microbenchmark (cuda/bench_w4_layout.cu) streams the one-wave
-// plans' patterns at the plain stream rate this way (gate_up T4 S2 16.5 us vs 18.2 from registers, stream 16.0), and
-// D - 1 = 5 / 3 k blocks go out before pdl_wait instead of 4 / 2.
-__host__ __device__ constexpr int mx_tma_stages(int T) { return T == 2 ? 6 : 4; }
-// the ring's bytes per block (codes [warp][stage][T][512 B]) and where it starts in the dynamic shared memory: after x,
-// the partial sums and the norm-in weight, 16-byte aligned
-__host__ __device__ constexpr int mx_tma_ring_bytes(int T) { return kGvWarps * mx_tma_stages(T) * T * 512; }
-__host__ __device__ constexpr int mx_tma_ring_offset(int M, int KB, int T, bool norm) {
-  return (mx_smem_bytes(M, KB, T) + (norm ? KB * 256 : 0) + 15) / 16 * 16;
-}
+// Measured and taken out (src/cuda/NOTES.md, session 8): three blocks of 8 warps per SM at <= 80 registers (T = 2,
+// rings of 2 / 3 k blocks) and a shared-memory ring filled by the copy engine (cp.async.bulk, commit 208b969): both
+// slower in the engine (W4 batch 1 2.137-2.231 and 2.456-2.554 vs 2.075-2.094 ms/step).
 
 // MmaX's fusions into the decode step (W4GemvFuse, see w4a16_gemm.cuh): the norm-in staging, and the epilogue modes.
 struct MxFuse {
@@ -751,14 +702,13 @@ struct MxRope {
   half* v_cache;
 };
 
-template <int M, int T, int GPB, bool ROPE = false, bool TMA = false>
+template <int M, int T, int GPB, bool ROPE = false>
 __global__ void __launch_bounds__(kGvWarps * 32, (mx_min_blocks<T, GPB>()))
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                     int S, int l2pf, MxFuse fz, MxRope rz) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
-  static_assert(!TMA || GPB == 1, "the TMA ring: group 128 (one (scale, zero) pair per tile row and k block)");
-  constexpr int D = TMA ? mx_tma_stages(T) : mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
+  constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
   const int RW = gv_row_words(KB);
   float* red = reinterpret_cast<float*>(xs + M * RW);  // [kGvWarps][T][M][8] per-warp partial sums
@@ -790,51 +740,12 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   }
   const int kb0 = min(KB, slice * per), kb1 = nvalid > 0 ? min(KB, kb0 + per) : kb0;
 
-  const int tc = max(0, min(tile0, tiles - 1));
-  const uint4* wp = qw + (size_t)tc * KB * 32 + lane;
-  const half2* sp = sz + (size_t)(t * GPB / 4) * n + (size_t)tc * 8 + g;
-  const auto valid = [&](int i) { return (paired && i >= P ? i - P : i) < nvalid; };
-  uint4 wv[TMA ? 1 : D][T];
+  const uint4* wp = qw + (size_t)max(0, min(tile0, tiles - 1)) * KB * 32 + lane;
+  const half2* sp = sz + (size_t)(t * GPB / 4) * n + (size_t)max(0, min(tile0, tiles - 1)) * 8 + g;
+  uint4 wv[D][T];
   uint32_t sv[D][T];
-  // TMA: this warp's ring (codes, pairs), its D mbarriers, and the bytes one stage brings (the unit's valid tiles)
-  __shared__ __align__(8) uint64_t mbar[TMA ? kGvWarps * D : 1];
-  uint4* ring = nullptr;
-  uint32_t stage_bytes = 0;
-  if constexpr (TMA) {
-    ring = reinterpret_cast<uint4*>(reinterpret_cast<char*>(xs) + mx_tma_ring_offset(M, KB, T, fz.norm_w != nullptr)) +
-           warp * D * T * 32;
-#pragma unroll
-    for (int i = 0; i < T; i++) stage_bytes += valid(i) ? 512 : 0;
-    if (lane == 0) {
-#pragma unroll
-      for (int d = 0; d < D; d++) mbar_init(smem_u32(&mbar[warp * D + d]));
-      mbar_init_fence();
-    }
-    __syncwarp();
-  }
   auto issue = [&](int d, int kk) {
-    if constexpr (TMA) {
-      __syncwarp();  // every lane has read stage d's last k block (computed before this call) before it is refilled
-      if (kk < kb1) {
-        const uint32_t bar = smem_u32(&mbar[warp * D + d]);
-        if (lane == 0) mbar_arrive_expect_tx(bar, stage_bytes);
-        __syncwarp();
-        if (lane < T && valid(lane)) {
-          const int ti = tc + lane + (lane >= P ? du : 0);
-          bulk_g2s(smem_u32(ring + (d * T + lane) * 32), qw + ((size_t)ti * KB + kk) * 32, 512, bar);
-        }
-#pragma unroll
-        for (int i = 0; i < T; i++) {  // the (scale, zero) pairs as the register ring loads them
-          const int ti = i + (i >= P ? du : 0);
-          uint32_t v = 0u;
-          if (valid(i)) {
-            const half2 pz = ld_sz(sp + (size_t)kk * n + ti * 8);
-            v = *reinterpret_cast<const uint32_t*>(&pz);
-          }
-          sv[d][i] = v;
-        }
-      }
-    } else if (kk < kb1) {
+    if (kk < kb1) {
 #pragma unroll
       for (int i = 0; i < T; i++) {
         if ((paired && i >= P ? i - P : i) < nvalid) {
@@ -854,19 +765,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   for (int p = 0; p < P; p++)
 #pragma unroll
     for (int q = 0; q < 4; q++) tot[p][q] = 0.f;
-  auto compute = [&](int d, int kk, uint32_t parity) {
-    // TMA: wait for stage d's copies (its parity-th fill), then each lane's 16 bytes of codes and its row's pair
-    uint4 wc[TMA ? T : 1];
-    if constexpr (TMA) {
-      mbar_wait(smem_u32(&mbar[warp * D + d]), parity);
-#pragma unroll
-      for (int i = 0; i < T; i++) wc[i] = valid(i) ? ring[(d * T + i) * 32 + lane] : make_uint4(0, 0, 0, 0);
-    }
-    const auto W = [&](int i) -> const uint4& {
-      if constexpr (TMA) return wc[i];
-      else return wv[d][i];
-    };
-    const auto SV = [&](int i) -> uint32_t { return sv[d][i]; };
+  auto compute = [&](int d, int kk) {
     // x's B fragments of this k block: per word j, k16 steps 0 (b0 = .x, b1 = .y) and 1 (.z, .w); x row g, zero if g >= M
     uint4 xv[4];
 #pragma unroll
@@ -881,7 +780,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
         float sc[2];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-          uint32_t pr = SV(2 * p + h);
+          uint32_t pr = sv[d][2 * p + h];
           if (GPB > 1) pr = __shfl_sync(0xffffffffu, pr, (lane & ~3) | (gj * WPG));  // group gj of row g: lane t = gj * WPG
           const half2 pz = *reinterpret_cast<const half2*>(&pr);
           const half zz = __high2half(pz);
@@ -894,8 +793,8 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
         for (int w = 0; w < WPG; w++) {
           const int j = gj * WPG + w;
           uint32_t ba[4], bb[4];
-          dequant_word_qz(word_of(W(2 * p), j), z1024[0], nz64[0], ba);
-          dequant_word_qz(word_of(W(2 * p + 1), j), z1024[1], nz64[1], bb);
+          dequant_word_qz(word_of(wv[d][2 * p], j), z1024[0], nz64[0], ba);
+          dequant_word_qz(word_of(wv[d][2 * p + 1], j), z1024[1], nz64[1], bb);
           const uint32_t a0[4] = {ba[0], bb[0], ba[1], bb[1]}, a1[4] = {ba[2], bb[2], ba[3], bb[3]};
           const uint4 xj = xv[j];
           mma16816(ga, a0, xj.x, xj.y);
@@ -910,7 +809,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
 
 #pragma unroll
   for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
-  if (!TMA && l2pf && lane == 0 && kb0 + D - 1 < kb1) {  // l2_prefetch_kb: the next l2pf k blocks of each tile into L2
+  if (l2pf && lane == 0 && kb0 + D - 1 < kb1) {  // l2_prefetch_kb: the next l2pf k blocks of each tile into L2
     const int nkb = min(kb1, kb0 + D - 1 + l2pf) - (kb0 + D - 1);
     for (int i = 0; i < nvalid; i++)
       prefetch_l2(qw + ((size_t)(tile0 + i) * KB + kb0 + D - 1) * 32, (uint32_t)nkb * 512);
@@ -968,13 +867,12 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     __syncthreads();
   }
   for (int kb = kb0; kb < kb1; kb += D) {
-    const uint32_t parity = (uint32_t)((kb - kb0) / D) & 1u;  // TMA: each stage's fill count
 #pragma unroll
     for (int d = 0; d < D; d++) {
       const int kk = kb + d;
       if (kk >= kb1) break;
       issue((d + D - 1) % D, kk + D - 1);  // the slot chunk kk - 1 was computed from
-      compute(d, kk, parity);
+      compute(d, kk);
     }
   }
 
@@ -1129,7 +1027,6 @@ void check_args(const W4A16Dev& w, int ldx, int ldy) {
   if (ldx % 8 || ldy % 2) fail(ErrorCode::InvalidArgument, "w4a16: ldx must be a multiple of 8 and ldy even");
 }
 
-int gv_max_smem();
 // Raises `kernel`'s dynamic shared-memory limit to `bytes` once per device (the attribute belongs to the device's
 // context). `done`: the caller's bit set, one per kernel instantiation (a function-local static there).
 void set_smem_limit_once(const void* kernel, int bytes, std::atomic<unsigned long long>& done) {
@@ -1137,10 +1034,7 @@ void set_smem_limit_once(const void* kernel, int bytes, std::atomic<unsigned lon
   LMF_CUDA_CHECK(cudaGetDevice(&dev));
   const unsigned long long bit = 1ull << (dev & 63);
   if (done.load() & bit) return;
-  cudaFuncAttributes fa{};  // dynamic shared memory: at most the opt-in limit less the kernel's static part (TMA's mbarriers)
-  LMF_CUDA_CHECK(cudaFuncGetAttributes(&fa, kernel));
-  LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     std::min(bytes, gv_max_smem() - (int)fa.sharedSizeBytes)));
+  LMF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   done.fetch_or(bit);
 }
 
@@ -1320,26 +1214,17 @@ int mx_one_wave() {
   return v == 0 || v == 2 ? v : 1;
 }
 
-// dynamic shared memory of one launch: x, the partial sums, the norm-in weight, and TMA's ring
-int mx_dyn_smem(int M, int KB, int T, bool norm, bool tma) {
-  return tma ? mx_tma_ring_offset(M, KB, T, norm) + mx_tma_ring_bytes(T) : mx_smem_bytes(M, KB, T) + (norm ? KB * 256 : 0);
-}
-
-template <int M, int T, int GPB, bool ROPE = false, bool TMA = false>
+template <int M, int T, int GPB, bool ROPE = false>
 int mx_blocks_per_sm(int KB) {
-  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE, TMA>;
+  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE>;
   static std::atomic<unsigned long long> attr_set{0};
   set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
   static std::atomic<int> bps_cache[256];  // by KB
-  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_dyn_smem(M, KB, T, false, TMA),
+  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_smem_bytes(M, KB, T),
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
-int mx_tma() {  // LMFLEET_W4A16_GEMV_TMA=1: the TMA ring (read at each launch; graphs recapture on a change)
-  return env_int("LMFLEET_W4A16_GEMV_TMA", 0) == 1 ? 1 : 0;
-}
-
-template <int M, int T, int GPB, bool ROPE = false, bool TMA = false>
+template <int M, int T, int GPB, bool ROPE = false>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz_in) {
   MxRope rz = rz_in;
@@ -1348,12 +1233,12 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
     rz.rope_tiles = rz.rope_units * T;
   }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
-  const int KB = w.kp / 128, smem = mx_dyn_smem(M, KB, T, fz.norm_w != nullptr, TMA);
-  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE, TMA>(KB);
+  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB);
   const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   const bool fused = fz.norm_w || fz.silu_inter || fz.residual || ROPE;
-  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE, TMA>, dim3(grid),
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE>, dim3(grid),
                                        dim3(kGvWarps * 32), (size_t)smem, s, x, ldx,
                                        reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n,
                                        w.k, KB, S, fused ? 0 : l2_prefetch_kb(), fz, rz));
@@ -1369,18 +1254,6 @@ void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   const int gpb = 128 / w.group;
   if (gpb == 1) {
     if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
-    if constexpr (M <= 2) {  // LMFLEET_W4A16_GEMV_TMA=1: the TMA ring where its shared memory fits
-      static const int max_smem = gv_max_smem();
-      // (the kernel's static mbarriers, kGvWarps x stages x 8 bytes, count against the same limit)
-      if ((T == 2 || T == 4) && mx_tma() &&
-          mx_dyn_smem(M, w.kp / 128, T, fz.norm_w != nullptr, true) + kGvWarps * mx_tma_stages(T) * 8 <= max_smem) {
-        if (rope && T == 2) mx_launch_t<M, 2, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-        else if (rope) mx_launch_t<M, 4, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-        else if (T == 2) mx_launch_t<M, 2, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-        else mx_launch_t<M, 4, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-        return;
-      }
-    }
     if (rope) {
       if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
@@ -1540,8 +1413,6 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 }
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
-
-int w4a16_gemv_tma() { return mx_tma(); }
 
 // default on since session 7 (one kernel fewer per layer): W4 batch 1 on the H100 in three same-process A/Bs 2.114 vs
 // 2.124, 2.118 vs 2.131 and 2.085 vs 2.083 ms/step (~0.3%), bit-equal to MmaX + rope_kv_store in test_kernels;
