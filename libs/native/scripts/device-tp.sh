@@ -74,14 +74,15 @@ if has collective; then
   runs=("0,0 -" "0,0,0,0 -")
   [ "$NGPU" -ge 2 ] && runs+=("0,1 -" "0,1 all" "0,1 0" "0,1 pdl" "0,1 wide")
   [ "$NGPU" -ge 4 ] && runs+=("0,1,2,3 -")
-  # COLL_RUNS="0,1 -;0,1 ll" replaces the list (ll: LMFLEET_TP_LL=1, the fused kernel in the low-latency protocol)
+  # COLL_RUNS="0,1 -;0,1 ll0" replaces the list (the default is LMFLEET_TP_LL on, the fused kernel in the low-latency
+  # protocol; ll0: LMFLEET_TP_LL=0, the two-phase fused kernel)
   [ -n "${COLL_RUNS:-}" ] && IFS=';' read -r -a runs <<< "$COLL_RUNS"
   first=1
   for r in "${runs[@]}"; do
     set -- $r
     tag="$(echo "$1" | tr , -)-p2p$2"
     unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL
-    case "$2" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;; ll) export LMFLEET_TP_LL=1 ;; *) export LMFLEET_TP_P2P=$2 ;; esac
+    case "$2" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;; ll) export LMFLEET_TP_LL=1 ;; ll0) export LMFLEET_TP_LL=0 ;; *) export LMFLEET_TP_P2P=$2 ;; esac
     timeout 120 node test/bench/tp-collective-check.js "$ADDON" --devices "$1" > "$OUT/collective-$tag.log" 2>&1
     echo "collective check devices $1 variant $2 rc $?"
     grep '^|' "$OUT/collective-$tag.log" | { [ $first = 1 ] && cat || grep -v -e '^| case' -e '^| ---'; } >> "$SUMMARY"
@@ -117,7 +118,7 @@ if has parity; then
       set -- $r
       tag="$(basename "$m")-tp$1-$(echo "$2" | tr , -)-graphs$3-p2p$4-fuse$5"
       unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_LL
-      case "$4" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; ll) export LMFLEET_TP_LL=1 ;; *) export LMFLEET_TP_P2P=$4 ;; esac
+      case "$4" in -) ;; pdl) export LMFLEET_TP_PDL=1 ;; ll) export LMFLEET_TP_LL=1 ;; ll0) export LMFLEET_TP_LL=0 ;; *) export LMFLEET_TP_P2P=$4 ;; esac
       LMFLEET_TP_FUSE=$5 LMFLEET_CUDA_GRAPHS=$3 timeout 150 node test/bench/tp-parity.js "$ADDON" "$m" --tp "$1" --devices "$2" > "$OUT/parity-$tag.log" 2>&1
       echo "parity $tag rc $?: $(grep '^| [a-z]' "$OUT/parity-$tag.log" | grep -v '^| model' | tail -1)"
       if [ $first = 1 ]; then grep '^| model\|^| ---' "$OUT/parity-$tag.log" | sed 's/^| model |/| model (graphs) |/' >> "$SUMMARY"; first=0; fi

@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, cons
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
 
-// LMFLEET_TP_LL=1: the fused all-reduce + add + rms_norm in the low-latency protocol (NCCL's LL): each rank stores its
+// LMFLEET_TP_LL (default on): the fused all-reduce + add + rms_norm in the low-latency protocol (NCCL's LL): each rank stores its
 // partial straight into every peer's LL buffer as 8-byte words of (32 data bits, the exchange's counter), single-copy
 // atomic, so a reader polls its own memory until every word carries this exchange's count; no barrier, no fence, no
 // read across NVLink (the flag barrier kernel above: a release store to the peer, a spin, then a remote read of the
@@ -298,9 +298,12 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
 
 }  // namespace
 
+// default on since session 8: tp 2 batch 1 2.710 -> 2.669 ms/step alone (session 7, two H200s, same process), with
+// PDL 2.736 -> 2.682 (session 8); parity tp 1 vs tp 2 and every collective row bit-exact with it after the
+// add_rms_norm_rows refactor (session 8). LMFLEET_TP_LL=0: the two-phase fused kernel.
 bool tp_ll_enabled() {
   const char* e = std::getenv("LMFLEET_TP_LL");
-  return e && std::string(e) == "1";
+  return !(e && std::string(e) == "0");
 }
 
 struct PeerExchange::Rank {

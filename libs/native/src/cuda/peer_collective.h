@@ -26,7 +26,7 @@ namespace lmfleet {
 
 struct PeerArgs;
 
-// LMFLEET_TP_LL=1 (opt-in while measured; read at each call): the fused all-reduce + add + rms_norm of up to 16 rows
+// LMFLEET_TP_LL (read at each call; default on, =0 off): the fused all-reduce + add + rms_norm of up to 16 rows
 // in the low-latency protocol (data and the exchange's count in one 8-byte store into each peer's memory).
 bool tp_ll_enabled();
 class PeerExchange {
