@@ -14,6 +14,7 @@
 
 #include "cuda/device_utils.cuh"
 #include "cuda/gemm.h"
+#include "cuda/stream_read.cuh"
 #include "cuda/test_harness.h"
 #include "ops/add.cuh"
 #include "ops/argmax.cuh"
@@ -40,26 +41,6 @@ __global__ void fill_random_kernel(half* p, size_t n, uint64_t seed, float scale
     for (int k = 0; k < 4; k++) s += (float)((z >> (16 * k)) & 0xFFFF) / 65536.f;
     p[i] = __float2half(offset + scale * (s - 2.f) * 1.7320508f);
   }
-}
-
-// A plain streaming read (no math) of n 16-byte words, 8 loads in flight per thread, grid-stride: what reading the same
-// bytes can reach at this size; the xor keeps the loads.
-__global__ void stream_read_kernel(const uint4* __restrict__ p, size_t n, uint32_t* out) {
-  uint32_t h = 0;
-  const size_t stride = (size_t)gridDim.x * blockDim.x;
-  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-  for (; i + 7 * stride < n; i += 8 * stride) {
-    uint4 v[8];
-#pragma unroll
-    for (int u = 0; u < 8; u++) v[u] = ld_stream_u4(p + i + u * stride);
-#pragma unroll
-    for (int u = 0; u < 8; u++) h ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-  }
-  for (; i < n; i += stride) {
-    const uint4 v = ld_stream_u4(p + i);
-    h ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (h == 0x9e3779b9u) *out = h;
 }
 
 half* dalloc_random(size_t n, uint64_t seed, float scale, float offset = 0.f) {

@@ -17,6 +17,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "cuda/stream_read.cuh"
+
 #define CK(x)                                                                                  \
   do {                                                                                         \
     cudaError_t e_ = (x);                                                                      \
@@ -42,24 +44,6 @@ __device__ __forceinline__ uint4 ld_w(const uint4* p) {
                  : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p), "l"(pol));
   }
   return r;
-}
-
-__global__ void stream_kernel(const uint4* __restrict__ p, size_t n, uint32_t* out) {
-  uint32_t h = 0;
-  const size_t stride = (size_t)gridDim.x * blockDim.x;
-  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-  for (; i + 7 * stride < n; i += 8 * stride) {
-    uint4 v[8];
-#pragma unroll
-    for (int u = 0; u < 8; u++) v[u] = ld_w<0>(p + i + u * stride);
-#pragma unroll
-    for (int u = 0; u < 8; u++) h ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-  }
-  for (; i < n; i += stride) {
-    const uint4 v = ld_w<0>(p + i);
-    h ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (h == 0x12345678u) out[0] = h;
 }
 
 // KBM: kb-major addresses; HINT: 0 plain, 1 L2::256B, 2 L2::evict_first
@@ -240,7 +224,7 @@ int main() {
     const int tiles = sh.n / 8, KB = (sh.k + 127) / 128;
     const size_t words = (size_t)tiles * KB * 32;
     const double mb = words * 16 / 1e6;
-    const float ts = graph_us([&](uint4* p) { stream_kernel<<<sms * 8, 256, 0, s>>>(p, words, sink); });
+    const float ts = graph_us([&](uint4* p) { lmfleet::stream_read_kernel<<<sms * 8, 256, 0, s>>>(p, words, sink); });
     std::printf("| %s %d x %d | %.1f | %.1f | %.1f |", sh.name, sh.n, sh.k, mb, mb / copy_gbs * 1e3, ts);
     for (const V& v : vs) {
       const int units = (tiles + v.T - 1) / v.T, TB = 8 / v.S, grid = (units + TB - 1) / TB;
