@@ -68,6 +68,17 @@ __device__ __forceinline__ void dequant_word_qz(uint32_t w, half2 z1024, half2 n
   for (int i = 0; i < 4; i++) b[i] = *reinterpret_cast<uint32_t*>(&h[i]);
 }
 
+// MmaX's ZC variant: the magic-number halves alone, 1024 + q (b[0], b[2]: the low nibbles of each byte pair) and
+// 1024 + 16 q (b[1], b[3]: the high ones), no subtraction; the kernel takes the 1024 / 64 offsets and the zero out of
+// the f32 group sums afterwards (see w4a16_gemv_x_kernel's ZC).
+__device__ __forceinline__ void dequant_word_magic(uint32_t w, uint32_t* b) {
+  const uint32_t hi = w >> 8;
+  b[0] = (w & 0x000F000Fu) | 0x64006400u;
+  b[1] = (w & 0x00F000F0u) | 0x64006400u;
+  b[2] = (hi & 0x000F000Fu) | 0x64006400u;
+  b[3] = (hi & 0x00F000F0u) | 0x64006400u;
+}
+
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 
 // Shared memory per stage: the x tile [16 MI rows][128 k] (16-byte chunks xor-swizzled by row, for ldmatrix), every
@@ -677,6 +688,13 @@ __host__ __device__ constexpr int mx_smem_bytes(int M, int KB, int T) { return (
 // block of 8 warps per SM instead of spilling.
 template <int T, int GPB>
 __host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 2 : 1; }
+// ZC (LMFLEET_W4A16_GEMV_ZC=1, opt-in, unmeasured; group 128, T = 2 / 4, m <= 4): the mma takes the dequantization's
+// magic-number halves as they come out of the LOP3s (1024 + q for the low nibble of each byte, 1024 + 16 q for the
+// high one) instead of the exact (q - z) (one HSUB2 or HFMA2 fewer per 2 weights, and no per-tile zero halves). x is
+// staged with the words that meet high nibbles (odd words of the lane order: pairs i = 1, 3) divided by 16 (exact
+// but for subnormals), so a group's f32 sum is sum (q - z) x + 1024 T1 + z T2 with T1 = sum of staged x, T2 = sum x,
+// both made once per (row, k block) when x is staged; the epilogue of each group subtracts them before the scale.
+// The price is the f32 sum carrying ~1024 |sum x| beside the result (~1e-4 relative where MmaX is ~1e-7).
 // Measured and taken out (src/cuda/NOTES.md, session 8): three blocks of 8 warps per SM at <= 80 registers (T = 2,
 // rings of 2 / 3 k blocks) and a shared-memory ring filled by the copy engine (cp.async.bulk, commit 208b969): both
 // slower in the engine (W4 batch 1 2.137-2.231 and 2.456-2.554 vs 2.075-2.094 ms/step).
@@ -702,16 +720,25 @@ struct MxRope {
   half* v_cache;
 };
 
-template <int M, int T, int GPB, bool ROPE = false>
+// ZC's per-(row, k block) sums (T1, T2) after x, the partial sums and the norm-in weight
+__host__ __device__ constexpr int mx_zc_offset(int M, int KB, int T, bool norm) {
+  return mx_smem_bytes(M, KB, T) + (norm ? KB * 256 : 0);
+}
+
+template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
 __global__ void __launch_bounds__(kGvWarps * 32, (mx_min_blocks<T, GPB>()))
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                     int S, int l2pf, MxFuse fz, MxRope rz) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
+  static_assert(!ZC || GPB == 1, "ZC: group 128 (one zero per tile row and k block)");
   constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
   const int RW = gv_row_words(KB);
   float* red = reinterpret_cast<float*>(xs + M * RW);  // [kGvWarps][T][M][8] per-warp partial sums
+  // ZC: [M][KB] (T1, T2) pairs after the norm-in weight
+  [[maybe_unused]] float* zsum =
+      reinterpret_cast<float*>(reinterpret_cast<char*>(xs) + mx_zc_offset(M, KB, T, fz.norm_w != nullptr));
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int TB = kGvWarps / S, tiles = n >> 3;  // TB: tile units (T tiles each) per block
   const int tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
@@ -771,34 +798,61 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
 #pragma unroll
     for (int j = 0; j < 4; j++)
       xv[j] = g < M ? *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4) : make_uint4(0, 0, 0, 0);
+    // ZC: 1024 T1 and T2 of x rows 2t, 2t + 1 at this k block (zero for rows >= M, whose x is zero too)
+    float zt1[2] = {0.f, 0.f}, zt2[2] = {0.f, 0.f};
+    if constexpr (ZC) {
+#pragma unroll
+      for (int h = 0; h < 2; h++)
+        if (2 * t + h < M) {
+          const float2 v = *reinterpret_cast<const float2*>(zsum + ((2 * t + h) * KB + kk) * 2);
+          zt1[h] = 1024.f * v.x;
+          zt2[h] = v.y;
+        }
+    }
     // pair by pair (tiles 2p, 2p + 1): only one pair's (scale, zero) values and group sums are live at a time
 #pragma unroll
     for (int p = 0; p < P; p++)
 #pragma unroll
       for (int gj = 0; gj < GPB; gj++) {
         half2 z1024[2], nz64[2];
-        float sc[2];
+        float sc[2], zf[2];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
           uint32_t pr = sv[d][2 * p + h];
           if (GPB > 1) pr = __shfl_sync(0xffffffffu, pr, (lane & ~3) | (gj * WPG));  // group gj of row g: lane t = gj * WPG
           const half2 pz = *reinterpret_cast<const half2*>(&pr);
-          const half zz = __high2half(pz);
-          z1024[h] = __half2half2(__hadd(zz, __float2half(1024.f)));
-          nz64[h] = __half2half2(__hneg(__hadd(zz, __float2half(64.f))));
-          sc[h] = __low2float(pz);
+          if constexpr (ZC) {
+            sc[h] = __low2float(pz);
+            zf[h] = __high2float(pz);
+          } else {
+            const half zz = __high2half(pz);
+            z1024[h] = __half2half2(__hadd(zz, __float2half(1024.f)));
+            nz64[h] = __half2half2(__hneg(__hadd(zz, __float2half(64.f))));
+            sc[h] = __low2float(pz);
+          }
         }
         float ga[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int w = 0; w < WPG; w++) {
           const int j = gj * WPG + w;
           uint32_t ba[4], bb[4];
-          dequant_word_qz(word_of(wv[d][2 * p], j), z1024[0], nz64[0], ba);
-          dequant_word_qz(word_of(wv[d][2 * p + 1], j), z1024[1], nz64[1], bb);
+          if constexpr (ZC) {
+            dequant_word_magic(word_of(wv[d][2 * p], j), ba);
+            dequant_word_magic(word_of(wv[d][2 * p + 1], j), bb);
+          } else {
+            dequant_word_qz(word_of(wv[d][2 * p], j), z1024[0], nz64[0], ba);
+            dequant_word_qz(word_of(wv[d][2 * p + 1], j), z1024[1], nz64[1], bb);
+          }
           const uint32_t a0[4] = {ba[0], bb[0], ba[1], bb[1]}, a1[4] = {ba[2], bb[2], ba[3], bb[3]};
           const uint4 xj = xv[j];
           mma16816(ga, a0, xj.x, xj.y);
           mma16816(ga, a1, xj.z, xj.w);
+        }
+        if constexpr (ZC) {  // C columns 2t, 2t + 1 are x rows 2t, 2t + 1: take out 1024 T1 + z T2 of each
+          ga[0] -= fmaf(zf[0], zt2[0], zt1[0]);
+          ga[1] -= fmaf(zf[0], zt2[1], zt1[1]);
+          ga[2] -= fmaf(zf[1], zt2[0], zt1[0]);
+          ga[3] -= fmaf(zf[1], zt2[1], zt1[1]);
         }
         tot[p][0] = fmaf(sc[0], ga[0], tot[p][0]);
         tot[p][1] = fmaf(sc[0], ga[1], tot[p][1]);
@@ -863,6 +917,25 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
       *reinterpret_cast<half2*>(d + 4) = hv.h[1];
       *reinterpret_cast<half2*>(d + 8) = hv.h[2];
       *reinterpret_cast<half2*>(d + 12) = hv.h[3];
+    }
+    __syncthreads();
+  }
+  if constexpr (ZC) {
+    // the words that meet high nibbles (odd words of each row's k block) divided by 16, and per (row, k block) T1 =
+    // sum of the staged x and T2 = sum of the even words + 16 x the odd ones (what the mma's effective x sums to), f32,
+    // a warp per (row, k block) in a fixed order
+    for (int rb = warp; rb < M * KB; rb += kGvWarps) {
+      const int r = rb / KB, kb = rb - r * KB;
+      uint32_t* wd = xs + r * RW + kb * 64 + 2 * lane;
+      const half2 e = *reinterpret_cast<const half2*>(wd);
+      const half2 o = __hmul2(*reinterpret_cast<const half2*>(wd + 1), __float2half2_rn(0.0625f));
+      *reinterpret_cast<half2*>(wd + 1) = o;
+      const float se = __low2float(e) + __high2float(e), so = __low2float(o) + __high2float(o);
+      const float t1 = warp_sum(se + so), t2 = warp_sum(fmaf(16.f, so, se));
+      if (lane == 0) {
+        zsum[rb * 2] = t1;
+        zsum[rb * 2 + 1] = t2;
+      }
     }
     __syncthreads();
   }
@@ -1214,17 +1287,24 @@ int mx_one_wave() {
   return v == 0 || v == 2 ? v : 1;
 }
 
-template <int M, int T, int GPB, bool ROPE = false>
+// dynamic shared memory of one launch: x, the partial sums, the norm-in weight, ZC's sums
+int mx_dyn_smem(int M, int KB, int T, bool norm, bool zc) { return mx_zc_offset(M, KB, T, norm) + (zc ? M * KB * 8 : 0); }
+
+template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
 int mx_blocks_per_sm(int KB) {
-  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE>;
+  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE, ZC>;
   static std::atomic<unsigned long long> attr_set{0};
   set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
   static std::atomic<int> bps_cache[256];  // by KB
-  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_smem_bytes(M, KB, T),
+  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_dyn_smem(M, KB, T, false, ZC),
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
-template <int M, int T, int GPB, bool ROPE = false>
+int mx_zc() {  // LMFLEET_W4A16_GEMV_ZC=1: the ZC variant (read at each launch; graphs recapture on a change)
+  return env_int("LMFLEET_W4A16_GEMV_ZC", 0) == 1 ? 1 : 0;
+}
+
+template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz_in) {
   MxRope rz = rz_in;
@@ -1233,12 +1313,12 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
     rz.rope_tiles = rz.rope_units * T;
   }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
-  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
-  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB);
+  const int KB = w.kp / 128, smem = mx_dyn_smem(M, KB, T, fz.norm_w != nullptr, ZC);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE, ZC>(KB);
   const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   const bool fused = fz.norm_w || fz.silu_inter || fz.residual || ROPE;
-  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE>, dim3(grid),
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE, ZC>, dim3(grid),
                                        dim3(kGvWarps * 32), (size_t)smem, s, x, ldx,
                                        reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n,
                                        w.k, KB, S, fused ? 0 : l2_prefetch_kb(), fz, rz));
@@ -1254,6 +1334,16 @@ void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   const int gpb = 128 / w.group;
   if (gpb == 1) {
     if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
+    if constexpr (M <= 4) {  // LMFLEET_W4A16_GEMV_ZC=1 (T = 2 / 4)
+      static const int max_smem = gv_max_smem();
+      if ((T == 2 || T == 4) && mx_zc() && mx_dyn_smem(M, w.kp / 128, T, fz.norm_w != nullptr, true) <= max_smem) {
+        if (rope && T == 2) mx_launch_t<M, 2, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+        else if (rope) mx_launch_t<M, 4, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+        else if (T == 2) mx_launch_t<M, 2, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+        else mx_launch_t<M, 4, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
+        return;
+      }
+    }
     if (rope) {
       if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
@@ -1413,6 +1503,8 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 }
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
+
+int w4a16_gemv_zc() { return mx_zc(); }
 
 // default on since session 7 (one kernel fewer per layer): W4 batch 1 on the H100 in three same-process A/Bs 2.114 vs
 // 2.124, 2.118 vs 2.131 and 2.085 vs 2.083 ms/step (~0.3%), bit-equal to MmaX + rope_kv_store in test_kernels;
