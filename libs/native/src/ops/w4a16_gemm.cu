@@ -319,8 +319,9 @@ __host__ __device__ constexpr int gv_smem_bytes(int M, int KB) { return (M * gv_
 
 // x rows [M][k] (f16, row stride ldx) into shared memory in the GEMV's lane order (see gv_row_words); every thread of
 // the block takes part; the caller synchronizes. SS (MmaX's norm-in, W4GemvFuse::norm_w): also each thread's sum of
-// squares per row of what it staged, into ss (zeroed here).
-template <int M, bool SS = false>
+// squares per row of what it staged, into ss (zeroed here). HI16 (MmaX's ZC): the chunks that land on odd words (the
+// pairs that meet high nibbles) divided by 16 (exact but for subnormals; the sum of squares is of x as given).
+template <int M, bool SS = false, bool HI16 = false>
 __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW,
                                            float* ss = nullptr) {
   const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
@@ -344,10 +345,17 @@ __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, 
       if (r < M) {
         // chunk q = (kb, j, i): pairs 16j + 4i + t for t = 0..3 -> words (j * 4 + t) * 4 + i
         uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
-        d[0] = v[u].x;
-        d[4] = v[u].y;
-        d[8] = v[u].z;
-        d[12] = v[u].w;
+        uint4 st = v[u];
+        if (HI16 && (q & 1)) {
+          const half2 s16 = __float2half2_rn(0.0625f);
+          half2* h = reinterpret_cast<half2*>(&st);
+#pragma unroll
+          for (int c = 0; c < 4; c++) h[c] = __hmul2(h[c], s16);
+        }
+        d[0] = st.x;
+        d[4] = st.y;
+        d[8] = st.z;
+        d[12] = st.w;
         if constexpr (SS) {
           float f[8];
           half8_to_float(*reinterpret_cast<const half8*>(&v[u]), f);
@@ -692,9 +700,11 @@ __host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 
 // magic-number halves as they come out of the LOP3s (1024 + q for the low nibble of each byte, 1024 + 16 q for the
 // high one) instead of the exact (q - z) (one HSUB2 or HFMA2 fewer per 2 weights, and no per-tile zero halves). x is
 // staged with the words that meet high nibbles (odd words of the lane order: pairs i = 1, 3) divided by 16 (exact
-// but for subnormals), so a group's f32 sum is sum (q - z) x + 1024 T1 + z T2 with T1 = sum of staged x, T2 = sum x,
-// both made once per (row, k block) when x is staged; the epilogue of each group subtracts them before the scale.
-// The price is the f32 sum carrying ~1024 |sum x| beside the result (~1e-4 relative where MmaX is ~1e-7).
+// but for subnormals), so a group's f32 sum is sum (q - z) x + 1024 T1 + z T2 with T1 = the sum of the staged x and
+// T2 = the sum of what the mma multiplies by (q - z) (x). Both come out of the tensor cores too, once per k block per
+// warp for all its tiles: the same 8 mma against a constant A whose rows 0-7 are ones (T1) and rows 8-15 ones on the
+// low-nibble columns and 16 on the high ones (T2), so each lane gets T1 and T2 of its own C columns (x rows 2t, 2t + 1)
+// in f32. The price is the f32 sum carrying ~1024 |sum x| beside the result (~1e-4 relative where MmaX is ~1e-7).
 // Measured and taken out (src/cuda/NOTES.md, session 8): three blocks of 8 warps per SM at <= 80 registers (T = 2,
 // rings of 2 / 3 k blocks) and a shared-memory ring filled by the copy engine (cp.async.bulk, commit 208b969): both
 // slower in the engine (W4 batch 1 2.137-2.231 and 2.456-2.554 vs 2.075-2.094 ms/step).
@@ -720,11 +730,6 @@ struct MxRope {
   half* v_cache;
 };
 
-// ZC's per-(row, k block) sums (T1, T2) after x, the partial sums and the norm-in weight
-__host__ __device__ constexpr int mx_zc_offset(int M, int KB, int T, bool norm) {
-  return mx_smem_bytes(M, KB, T) + (norm ? KB * 256 : 0);
-}
-
 template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
 __global__ void __launch_bounds__(kGvWarps * 32, (mx_min_blocks<T, GPB>()))
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
@@ -736,9 +741,6 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   extern __shared__ __align__(16) uint32_t xs[];
   const int RW = gv_row_words(KB);
   float* red = reinterpret_cast<float*>(xs + M * RW);  // [kGvWarps][T][M][8] per-warp partial sums
-  // ZC: [M][KB] (T1, T2) pairs after the norm-in weight
-  [[maybe_unused]] float* zsum =
-      reinterpret_cast<float*>(reinterpret_cast<char*>(xs) + mx_zc_offset(M, KB, T, fz.norm_w != nullptr));
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int TB = kGvWarps / S, tiles = n >> 3;  // TB: tile units (T tiles each) per block
   const int tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
@@ -798,16 +800,21 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
 #pragma unroll
     for (int j = 0; j < 4; j++)
       xv[j] = g < M ? *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4) : make_uint4(0, 0, 0, 0);
-    // ZC: 1024 T1 and T2 of x rows 2t, 2t + 1 at this k block (zero for rows >= M, whose x is zero too)
+    // ZC: 1024 T1 and T2 of x rows 2t, 2t + 1 at this k block (C rows 0-7 and 8-15 of the constant-A mma; zero for
+    // rows >= M, whose x is zero)
     float zt1[2] = {0.f, 0.f}, zt2[2] = {0.f, 0.f};
     if constexpr (ZC) {
+      const uint32_t ones[4] = {0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x4C004C00u};  // a0..a3: 1, 1, 1, 16
+      float zt[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-      for (int h = 0; h < 2; h++)
-        if (2 * t + h < M) {
-          const float2 v = *reinterpret_cast<const float2*>(zsum + ((2 * t + h) * KB + kk) * 2);
-          zt1[h] = 1024.f * v.x;
-          zt2[h] = v.y;
-        }
+      for (int j = 0; j < 4; j++) {
+        mma16816(zt, ones, xv[j].x, xv[j].y);
+        mma16816(zt, ones, xv[j].z, xv[j].w);
+      }
+      zt1[0] = 1024.f * zt[0];
+      zt1[1] = 1024.f * zt[1];
+      zt2[0] = zt[2];
+      zt2[1] = zt[3];
     }
     // pair by pair (tiles 2p, 2p + 1): only one pair's (scale, zero) values and group sums are live at a time
 #pragma unroll
@@ -877,13 +884,13 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   pdl_wait();
   pdl_trigger();
   if (!fz.norm_w) {
-    gv_stage_x<M>(x, ldx, k, KB, xs, RW);
+    gv_stage_x<M, false, ZC>(x, ldx, k, KB, xs, RW);
     __syncthreads();
   } else {
     // rms_norm's arithmetic (ops/rms_norm.cu): f32 sum of squares of the row, r = rsqrt(ss / k + eps), half(x r w);
     // only the order of the sum differs
     float ss[M];
-    gv_stage_x<M, true>(x, ldx, k, KB, xs, RW, ss);
+    gv_stage_x<M, true, ZC>(x, ldx, k, KB, xs, RW, ss);
 #pragma unroll
     for (int r = 0; r < M; r++) {
       const float v = warp_sum(ss[r]);
@@ -917,25 +924,6 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
       *reinterpret_cast<half2*>(d + 4) = hv.h[1];
       *reinterpret_cast<half2*>(d + 8) = hv.h[2];
       *reinterpret_cast<half2*>(d + 12) = hv.h[3];
-    }
-    __syncthreads();
-  }
-  if constexpr (ZC) {
-    // the words that meet high nibbles (odd words of each row's k block) divided by 16, and per (row, k block) T1 =
-    // sum of the staged x and T2 = sum of the even words + 16 x the odd ones (what the mma's effective x sums to), f32,
-    // a warp per (row, k block) in a fixed order
-    for (int rb = warp; rb < M * KB; rb += kGvWarps) {
-      const int r = rb / KB, kb = rb - r * KB;
-      uint32_t* wd = xs + r * RW + kb * 64 + 2 * lane;
-      const half2 e = *reinterpret_cast<const half2*>(wd);
-      const half2 o = __hmul2(*reinterpret_cast<const half2*>(wd + 1), __float2half2_rn(0.0625f));
-      *reinterpret_cast<half2*>(wd + 1) = o;
-      const float se = __low2float(e) + __high2float(e), so = __low2float(o) + __high2float(o);
-      const float t1 = warp_sum(se + so), t2 = warp_sum(fmaf(16.f, so, se));
-      if (lane == 0) {
-        zsum[rb * 2] = t1;
-        zsum[rb * 2 + 1] = t2;
-      }
     }
     __syncthreads();
   }
@@ -1287,8 +1275,8 @@ int mx_one_wave() {
   return v == 0 || v == 2 ? v : 1;
 }
 
-// dynamic shared memory of one launch: x, the partial sums, the norm-in weight, ZC's sums
-int mx_dyn_smem(int M, int KB, int T, bool norm, bool zc) { return mx_zc_offset(M, KB, T, norm) + (zc ? M * KB * 8 : 0); }
+// dynamic shared memory of one launch: x, the partial sums, the norm-in weight
+int mx_dyn_smem(int M, int KB, int T, bool norm) { return mx_smem_bytes(M, KB, T) + (norm ? KB * 256 : 0); }
 
 template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
 int mx_blocks_per_sm(int KB) {
@@ -1296,7 +1284,7 @@ int mx_blocks_per_sm(int KB) {
   static std::atomic<unsigned long long> attr_set{0};
   set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
   static std::atomic<int> bps_cache[256];  // by KB
-  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_dyn_smem(M, KB, T, false, ZC),
+  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_dyn_smem(M, KB, T, false),
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
@@ -1313,7 +1301,7 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
     rz.rope_tiles = rz.rope_units * T;
   }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
-  const int KB = w.kp / 128, smem = mx_dyn_smem(M, KB, T, fz.norm_w != nullptr, ZC);
+  const int KB = w.kp / 128, smem = mx_dyn_smem(M, KB, T, fz.norm_w != nullptr);
   const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE, ZC>(KB);
   const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
@@ -1335,8 +1323,7 @@ void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   if (gpb == 1) {
     if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
     if constexpr (M <= 4) {  // LMFLEET_W4A16_GEMV_ZC=1 (T = 2 / 4)
-      static const int max_smem = gv_max_smem();
-      if ((T == 2 || T == 4) && mx_zc() && mx_dyn_smem(M, w.kp / 128, T, fz.norm_w != nullptr, true) <= max_smem) {
+      if ((T == 2 || T == 4) && mx_zc()) {
         if (rope && T == 2) mx_launch_t<M, 2, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
         else if (rope) mx_launch_t<M, 4, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
         else if (T == 2) mx_launch_t<M, 2, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
