@@ -215,7 +215,7 @@ int main() {
     const char* name;
     int T, S;
   };
-  const V vs[] = {{"T2 S4", 2, 4}, {"T2 S8", 2, 8}, {"T4 S2", 4, 2}};
+  const V vs[] = {{"T2 S4", 2, 4}, {"T2 S8", 2, 8}, {"T4 S2", 4, 2}, {"T8 S8", 8, 8}};
   for (const V& v : vs) std::printf(" %s tile | %s kb | %s tile 256B | %s kb 256B | %s tile evf | %s bulk tile Ra | %s bulk kb Ra | %s bulk tile Rb | %s bulk kb Rb |", v.name, v.name, v.name, v.name, v.name, v.name, v.name, v.name, v.name);
   std::printf("\n|---|---|---|---|");
   for (size_t i = 0; i < 9 * sizeof(vs) / sizeof(vs[0]); i++) std::printf("---|");
