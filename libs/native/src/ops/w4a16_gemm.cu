@@ -731,7 +731,7 @@ struct MxRope {
 };
 
 template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
-__global__ void __launch_bounds__(kGvWarps * 32, (mx_min_blocks<T, GPB>()))
+__global__ void __launch_bounds__(kGvWarps * 32, mx_min_blocks<T, GPB>())
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                     int S, int l2pf, MxFuse fz, MxRope rz) {
@@ -798,8 +798,10 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     // x's B fragments of this k block: per word j, k16 steps 0 (b0 = .x, b1 = .y) and 1 (.z, .w); x row g, zero if g >= M
     uint4 xv[4];
 #pragma unroll
-    for (int j = 0; j < 4; j++)
-      xv[j] = g < M ? *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4) : make_uint4(0, 0, 0, 0);
+    for (int j = 0; j < 4; j++) {
+      xv[j] = make_uint4(0, 0, 0, 0);
+      if (g < M) xv[j] = *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4);
+    }
     // ZC: 1024 T1 and T2 of x rows 2t, 2t + 1 at this k block (C rows 0-7 and 8-15 of the constant-A mma; zero for
     // rows >= M, whose x is zero)
     float zt1[2] = {0.f, 0.f}, zt2[2] = {0.f, 0.f};
@@ -851,9 +853,8 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
             dequant_word_qz(word_of(wv[d][2 * p + 1], j), z1024[1], nz64[1], bb);
           }
           const uint32_t a0[4] = {ba[0], bb[0], ba[1], bb[1]}, a1[4] = {ba[2], bb[2], ba[3], bb[3]};
-          const uint4 xj = xv[j];
-          mma16816(ga, a0, xj.x, xj.y);
-          mma16816(ga, a1, xj.z, xj.w);
+          mma16816(ga, a0, xv[j].x, xv[j].y);
+          mma16816(ga, a1, xv[j].z, xv[j].w);
         }
         if constexpr (ZC) {  // C columns 2t, 2t + 1 are x rows 2t, 2t + 1: take out 1024 T1 + z T2 of each
           ga[0] -= fmaf(zf[0], zt2[0], zt1[0]);
@@ -1275,16 +1276,13 @@ int mx_one_wave() {
   return v == 0 || v == 2 ? v : 1;
 }
 
-// dynamic shared memory of one launch: x, the partial sums, the norm-in weight
-int mx_dyn_smem(int M, int KB, int T, bool norm) { return mx_smem_bytes(M, KB, T) + (norm ? KB * 256 : 0); }
-
 template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
 int mx_blocks_per_sm(int KB) {
   auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE, ZC>;
   static std::atomic<unsigned long long> attr_set{0};
   set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
   static std::atomic<int> bps_cache[256];  // by KB
-  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_dyn_smem(M, KB, T, false),
+  return blocks_per_sm_cached(reinterpret_cast<const void*>(kernel), mx_smem_bytes(M, KB, T),
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
@@ -1301,7 +1299,7 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
     rz.rope_tiles = rz.rope_units * T;
   }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
-  const int KB = w.kp / 128, smem = mx_dyn_smem(M, KB, T, fz.norm_w != nullptr);
+  const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
   const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE, ZC>(KB);
   const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
