@@ -983,22 +983,25 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
       continue;
     }
     const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n), rme(ref_exact.begin(), ref_exact.begin() + (size_t)m * n);
-    // (inner product, weight loads per batch): u8 exists for group 128 only (other groups take u4). MmaX: the int is T,
-    // tiles per warp (2 and 8 exist for group 128 only; other groups take 4)
-    std::vector<std::pair<W4GemvDot, int>> variants = {
-        {W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}, {W4GemvDot::MmaAsync, 0}, {W4GemvDot::MmaQz, 4}, {W4GemvDot::MmaX, 4}};
+    // (inner product, weight loads per batch, ZC): u8 exists for group 128 only (other groups take u4). MmaX: the int
+    // is T, tiles per warp (2 and 8 exist for group 128 only; other groups take 4); zc: MmaX's ZC variant
+    struct Variant {
+      W4GemvDot dot;
+      int unroll;
+      bool zc;
+    };
+    std::vector<Variant> variants = {{W4GemvDot::Fma, 4, false}, {W4GemvDot::Mma, 4, false}, {W4GemvDot::MmaAsync, 0, false},
+                                     {W4GemvDot::MmaQz, 4, false}, {W4GemvDot::MmaX, 4, false}};
     if (group == 128) {
-      variants.push_back({W4GemvDot::Mma, 8});
-      variants.push_back({W4GemvDot::MmaX, 2});
-      variants.push_back({W4GemvDot::MmaX, 8});
-      if (m <= 4) {  // T + 100: MmaX's ZC variant (LMFLEET_W4A16_GEMV_ZC=1 around the launches)
-        variants.push_back({W4GemvDot::MmaX, 102});
-        variants.push_back({W4GemvDot::MmaX, 104});
+      variants.push_back({W4GemvDot::Mma, 8, false});
+      variants.push_back({W4GemvDot::MmaX, 2, false});
+      variants.push_back({W4GemvDot::MmaX, 8, false});
+      if (m <= 4) {  // MmaX's ZC variant (LMFLEET_W4A16_GEMV_ZC=1 around the launches)
+        variants.push_back({W4GemvDot::MmaX, 2, true});
+        variants.push_back({W4GemvDot::MmaX, 4, true});
       }
     }
-    for (auto [dot, unroll_v] : variants) {
-      const bool zc = unroll_v > 100;
-      const int unroll = zc ? unroll_v - 100 : unroll_v;
+    for (const auto& [dot, unroll, zc] : variants) {
       EnvSet zc_env("LMFLEET_W4A16_GEMV_ZC", zc ? "1" : nullptr);
       if (!w4a16_gemv_supported(m, k, dot)) {
         std::printf("w4a16_gemv %s: not run for variant %d: its shared memory does not fit\n", dims({m, n, k, group}).c_str(), (int)dot);
