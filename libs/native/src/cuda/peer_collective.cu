@@ -18,6 +18,7 @@ namespace {
 constexpr int kBlocks = 32;  // every launch on the main set uses this grid: its per-block counters stay equal on every rank
 constexpr int kThreads = 512;
 constexpr int kFuseMaxRows = 16;  // the fused kernel on the 32-block set takes up to this many rows (rows split over blocks)
+constexpr int kFuseMaxCols = 8192;  // the widest row the fused kernels take: ops/rms_norm.cu's 256 threads x 4 half8
 // The wide set: the fused kernel with one block per row (grid = rows), its own buffer, flags and counters (block b
 // only ever touches row b, so the per-block counters stay in step whatever the grid). LMFLEET_TP_FUSE_ROWS (default
 // 16: off) lets it take up to that many rows (at most kWideMaxRows). Unmeasured.
@@ -342,7 +343,8 @@ std::unique_ptr<PeerExchange> PeerExchange::make(const std::vector<int>& devices
     }
   std::unique_ptr<PeerExchange> p(new PeerExchange());
   p->cap_ = 4u << 20;
-  p->wide_cap_ = (size_t)kWideMaxRows * 8192 * 2;  // rows x the widest row the fused kernel takes (1024 half8)
+  p->wide_cap_ = (size_t)kWideMaxRows * kFuseMaxCols * 2;  // rows x the widest row the fused kernel takes
+  p->ll_slot_ = (int64_t)kFuseMaxRows * kFuseMaxCols / 2;  // the narrow set's rows x the widest row, 2 halves per word
   if (const char* f = std::getenv("LMFLEET_TP_FUSE_ROWS")) p->fuse_rows_ = std::max(0, std::min(kWideMaxRows, std::atoi(f)));
   p->eager_max_ = mode == "all" ? SIZE_MAX : p->cap_;
   int prev = 0;
@@ -371,7 +373,6 @@ std::unique_ptr<PeerExchange> PeerExchange::make(const std::vector<int>& devices
       LMF_CUDA_CHECK(cudaMemset(st.flags, 0, sizeof(uint32_t) * blocks * kMaxRanks));
       LMF_CUDA_CHECK(cudaMemset(st.counter, 0, sizeof(uint32_t) * blocks));
     }
-    p->ll_slot_ = (int64_t)kFuseMaxRows * 8192 / 2;  // the narrow set's rows x the widest row, 2 halves per word
     const size_t ll_bytes = sizeof(uint64_t) * 2 * kMaxRanks * (size_t)p->ll_slot_;
     LMF_CUDA_CHECK(cudaMalloc(&r.ll, ll_bytes));
     LMF_CUDA_CHECK(cudaMemset(r.ll, 0, ll_bytes));  // counts start at 1: no word matches before it is written
@@ -463,7 +464,7 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   // rows split over its blocks. More rows, on the 32-block set (two rows per block at batch 64), were slower than the
   // element-split all-reduce and the norm kernel (7B tp 2 on two H100s: 5.37 vs 5.06 ms/step; batch 1: 3.42 vs 3.51);
   // up to LMFLEET_TP_FUSE_ROWS rows (default 16: none) the wide set takes them, one block per row.
-  if (cols % 8 || nvec > 256 * 4) return false;
+  if (cols % 8 || cols > kFuseMaxCols) return false;
   const bool narrow = rows <= kFuseMaxRows && (size_t)(rows * cols * 2) <= cap_;
   const bool wide = !narrow && rows <= fuse_rows_ && (size_t)(rows * cols * 2) <= wide_cap_;
   if (!narrow && !wide) return false;
@@ -479,7 +480,7 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   half* rh = static_cast<half*>(residual);
   const half* wh = static_cast<const half*>(w);
   half* yh = static_cast<half*>(y);
-  if (narrow && tp_ll_enabled() && cols <= 8192) {
+  if (narrow && tp_ll_enabled()) {
     switch (vpt) {
       case 1: launch_kernel(peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
       case 2: launch_kernel(peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
