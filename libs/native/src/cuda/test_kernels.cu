@@ -4,7 +4,6 @@
 // See scripts/device-test.sh. Exit code = number of failed cases.
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <map>
 #include <numeric>
 
@@ -33,26 +32,6 @@
 
 using namespace lmfleet;
 using namespace lmfleet::testing;
-
-// Sets an environment variable for a scope (value null: leaves it alone) and restores what was there after it.
-struct EnvSet {
-  const char* name;
-  bool on = false, had = false;
-  std::string prev;
-  EnvSet(const char* n, const char* value) : name(n) {
-    if (!value) return;
-    on = true;
-    const char* e = std::getenv(name);
-    had = e != nullptr;
-    if (had) prev = e;
-    setenv(name, value, 1);
-  }
-  ~EnvSet() {
-    if (!on) return;
-    if (had) setenv(name, prev.c_str(), 1);
-    else unsetenv(name);
-  }
-};
 
 static Table T;
 static cudaStream_t S = 0;
@@ -983,31 +962,21 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
       continue;
     }
     const std::vector<double> rm(ref.begin(), ref.begin() + (size_t)m * n), rme(ref_exact.begin(), ref_exact.begin() + (size_t)m * n);
-    // (inner product, weight loads per batch, ZC): u8 exists for group 128 only (other groups take u4). MmaX: the int
-    // is T, tiles per warp (2 and 8 exist for group 128 only; other groups take 4); zc: MmaX's ZC variant
-    struct Variant {
-      W4GemvDot dot;
-      int unroll;
-      bool zc;
-    };
-    std::vector<Variant> variants = {{W4GemvDot::Fma, 4, false}, {W4GemvDot::Mma, 4, false}, {W4GemvDot::MmaAsync, 0, false},
-                                     {W4GemvDot::MmaQz, 4, false}, {W4GemvDot::MmaX, 4, false}};
+    // (inner product, weight loads per batch): u8 exists for group 128 only (other groups take u4). MmaX: the int is T,
+    // tiles per warp (2 and 8 exist for group 128 only; other groups take 4)
+    std::vector<std::pair<W4GemvDot, int>> variants = {
+        {W4GemvDot::Fma, 4}, {W4GemvDot::Mma, 4}, {W4GemvDot::MmaAsync, 0}, {W4GemvDot::MmaQz, 4}, {W4GemvDot::MmaX, 4}};
     if (group == 128) {
-      variants.push_back({W4GemvDot::Mma, 8, false});
-      variants.push_back({W4GemvDot::MmaX, 2, false});
-      variants.push_back({W4GemvDot::MmaX, 8, false});
-      if (m <= 4) {  // MmaX's ZC variant (LMFLEET_W4A16_GEMV_ZC=1 around the launches)
-        variants.push_back({W4GemvDot::MmaX, 2, true});
-        variants.push_back({W4GemvDot::MmaX, 4, true});
-      }
+      variants.push_back({W4GemvDot::Mma, 8});
+      variants.push_back({W4GemvDot::MmaX, 2});
+      variants.push_back({W4GemvDot::MmaX, 8});
     }
-    for (const auto& [dot, unroll, zc] : variants) {
-      EnvSet zc_env("LMFLEET_W4A16_GEMV_ZC", zc ? "1" : nullptr);
+    for (auto [dot, unroll] : variants) {
       if (!w4a16_gemv_supported(m, k, dot)) {
         std::printf("w4a16_gemv %s: not run for variant %d: its shared memory does not fit\n", dims({m, n, k, group}).c_str(), (int)dot);
         continue;
       }
-      const std::string name = dot == W4GemvDot::MmaX ? "w4a16_gemv(mma_x_t" + std::to_string(unroll) + (zc ? "_zc" : "") + ")" :
+      const std::string name = dot == W4GemvDot::MmaX ? "w4a16_gemv(mma_x_t" + std::to_string(unroll) + ")" :
                                std::string("w4a16_gemv(") +
                                (dot == W4GemvDot::Fma ? "fma" : dot == W4GemvDot::Mma ? "mma" :
                                 dot == W4GemvDot::MmaQz ? "mma_qz" : "mma_async") +
@@ -1043,8 +1012,7 @@ static void test_w4a16_gemv(Rng& r, int n, int k, int group, std::vector<int> ms
             } else if (!std::isnan(v)) pad_ok = false;
           }
         T.add(name + (f32out ? "_f32out" : ""), dims({m, n, k, group}), rel_err(o2, dot == W4GemvDot::MmaAsync || dot == W4GemvDot::MmaQz || dot == W4GemvDot::MmaX ? rme : rm),
-              // ZC's f32 group sums carry ~1024 |sum x| beside the result (see w4a16_gemm.cu): ~1e-4 relative
-              f32out ? (zc ? 3e-4 : 1e-5) : 2e-3,
+              f32out ? 1e-5 : 2e-3,
               guards && pad_ok && same, same ? "" : "second launch differs");
       }
     }

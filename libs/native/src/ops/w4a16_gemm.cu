@@ -68,17 +68,6 @@ __device__ __forceinline__ void dequant_word_qz(uint32_t w, half2 z1024, half2 n
   for (int i = 0; i < 4; i++) b[i] = *reinterpret_cast<uint32_t*>(&h[i]);
 }
 
-// MmaX's ZC variant: the magic-number halves alone, 1024 + q (b[0], b[2]: the low nibbles of each byte pair) and
-// 1024 + 16 q (b[1], b[3]: the high ones), no subtraction; the kernel takes the 1024 / 64 offsets and the zero out of
-// the f32 group sums afterwards (see w4a16_gemv_x_kernel's ZC).
-__device__ __forceinline__ void dequant_word_magic(uint32_t w, uint32_t* b) {
-  const uint32_t hi = w >> 8;
-  b[0] = (w & 0x000F000Fu) | 0x64006400u;
-  b[1] = (w & 0x00F000F0u) | 0x64006400u;
-  b[2] = (hi & 0x000F000Fu) | 0x64006400u;
-  b[3] = (hi & 0x00F000F0u) | 0x64006400u;
-}
-
 __device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 
 // Shared memory per stage: the x tile [16 MI rows][128 k] (16-byte chunks xor-swizzled by row, for ldmatrix), every
@@ -319,9 +308,8 @@ __host__ __device__ constexpr int gv_smem_bytes(int M, int KB) { return (M * gv_
 
 // x rows [M][k] (f16, row stride ldx) into shared memory in the GEMV's lane order (see gv_row_words); every thread of
 // the block takes part; the caller synchronizes. SS (MmaX's norm-in, W4GemvFuse::norm_w): also each thread's sum of
-// squares per row of what it staged, into ss (zeroed here). HI16 (MmaX's ZC): the chunks that land on odd words (the
-// pairs that meet high nibbles) divided by 16 (exact but for subnormals; the sum of squares is of x as given).
-template <int M, bool SS = false, bool HI16 = false>
+// squares per row of what it staged, into ss (zeroed here).
+template <int M, bool SS = false>
 __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, int k, int KB, uint32_t* xs, int RW,
                                            float* ss = nullptr) {
   const int chunks = KB * 16;  // 16-byte x chunks per row (8 halves: pairs 16j + 4i + t, t = 0..3)
@@ -345,17 +333,10 @@ __device__ __forceinline__ void gv_stage_x(const half* __restrict__ x, int ldx, 
       if (r < M) {
         // chunk q = (kb, j, i): pairs 16j + 4i + t for t = 0..3 -> words (j * 4 + t) * 4 + i
         uint32_t* d = xs + r * RW + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
-        uint4 st = v[u];
-        if (HI16 && (q & 1)) {
-          const half2 s16 = __float2half2_rn(0.0625f);
-          half2* h = reinterpret_cast<half2*>(&st);
-#pragma unroll
-          for (int c = 0; c < 4; c++) h[c] = __hmul2(h[c], s16);
-        }
-        d[0] = st.x;
-        d[4] = st.y;
-        d[8] = st.z;
-        d[12] = st.w;
+        d[0] = v[u].x;
+        d[4] = v[u].y;
+        d[8] = v[u].z;
+        d[12] = v[u].w;
         if constexpr (SS) {
           float f[8];
           half8_to_float(*reinterpret_cast<const half8*>(&v[u]), f);
@@ -696,15 +677,6 @@ __host__ __device__ constexpr int mx_smem_bytes(int M, int KB, int T) { return (
 // block of 8 warps per SM instead of spilling.
 template <int T, int GPB>
 __host__ __device__ constexpr int mx_min_blocks() { return T <= 4 && GPB == 1 ? 2 : 1; }
-// ZC (LMFLEET_W4A16_GEMV_ZC=1, opt-in, unmeasured; group 128, T = 2 / 4, m <= 4): the mma takes the dequantization's
-// magic-number halves as they come out of the LOP3s (1024 + q for the low nibble of each byte, 1024 + 16 q for the
-// high one) instead of the exact (q - z) (one HSUB2 or HFMA2 fewer per 2 weights, and no per-tile zero halves). x is
-// staged with the words that meet high nibbles (odd words of the lane order: pairs i = 1, 3) divided by 16 (exact
-// but for subnormals), so a group's f32 sum is sum (q - z) x + 1024 T1 + z T2 with T1 = the sum of the staged x and
-// T2 = the sum of what the mma multiplies by (q - z) (x). Both come out of the tensor cores too, once per k block per
-// warp for all its tiles: the same 8 mma against a constant A whose rows 0-7 are ones (T1) and rows 8-15 ones on the
-// low-nibble columns and 16 on the high ones (T2), so each lane gets T1 and T2 of its own C columns (x rows 2t, 2t + 1)
-// in f32. The price is the f32 sum carrying ~1024 |sum x| beside the result (~1e-4 relative where MmaX is ~1e-7).
 // Measured and taken out (src/cuda/NOTES.md, session 8): three blocks of 8 warps per SM at <= 80 registers (T = 2,
 // rings of 2 / 3 k blocks) and a shared-memory ring filled by the copy engine (cp.async.bulk, commit 208b969): both
 // slower in the engine (W4 batch 1 2.137-2.231 and 2.456-2.554 vs 2.075-2.094 ms/step).
@@ -730,13 +702,12 @@ struct MxRope {
   half* v_cache;
 };
 
-template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
-__global__ void __launch_bounds__(kGvWarps * 32, mx_min_blocks<T, GPB>())
+template <int M, int T, int GPB, bool ROPE = false>
+__global__ void __launch_bounds__(kGvWarps * 32, (mx_min_blocks<T, GPB>()))
 w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
                     const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int n, int k, int KB,
                     int S, int l2pf, MxFuse fz, MxRope rz) {
   static_assert(T % 2 == 0 && (GPB == 1 || GPB == 2 || GPB == 4), "tiles pair up as the A operand");
-  static_assert(!ZC || GPB == 1, "ZC: group 128 (one zero per tile row and k block)");
   constexpr int D = mx_ring<T>(), WPG = 4 / GPB, P = T / 2;
   extern __shared__ __align__(16) uint32_t xs[];
   const int RW = gv_row_words(KB);
@@ -798,69 +769,36 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     // x's B fragments of this k block: per word j, k16 steps 0 (b0 = .x, b1 = .y) and 1 (.z, .w); x row g, zero if g >= M
     uint4 xv[4];
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      xv[j] = make_uint4(0, 0, 0, 0);
-      if (g < M) xv[j] = *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4);
-    }
-    // ZC: 1024 T1 and T2 of x rows 2t, 2t + 1 at this k block (C rows 0-7 and 8-15 of the constant-A mma; zero for
-    // rows >= M, whose x is zero)
-    float zt1[2] = {0.f, 0.f}, zt2[2] = {0.f, 0.f};
-    if constexpr (ZC) {
-      const uint32_t ones[4] = {0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x4C004C00u};  // a0..a3: 1, 1, 1, 16
-      float zt[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-      for (int j = 0; j < 4; j++) {
-        mma16816(zt, ones, xv[j].x, xv[j].y);
-        mma16816(zt, ones, xv[j].z, xv[j].w);
-      }
-      zt1[0] = 1024.f * zt[0];
-      zt1[1] = 1024.f * zt[1];
-      zt2[0] = zt[2];
-      zt2[1] = zt[3];
-    }
+    for (int j = 0; j < 4; j++)
+      xv[j] = g < M ? *reinterpret_cast<const uint4*>(xs + g * RW + kk * 64 + (j * 4 + t) * 4) : make_uint4(0, 0, 0, 0);
     // pair by pair (tiles 2p, 2p + 1): only one pair's (scale, zero) values and group sums are live at a time
 #pragma unroll
     for (int p = 0; p < P; p++)
 #pragma unroll
       for (int gj = 0; gj < GPB; gj++) {
         half2 z1024[2], nz64[2];
-        float sc[2], zf[2];
+        float sc[2];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
           uint32_t pr = sv[d][2 * p + h];
           if (GPB > 1) pr = __shfl_sync(0xffffffffu, pr, (lane & ~3) | (gj * WPG));  // group gj of row g: lane t = gj * WPG
           const half2 pz = *reinterpret_cast<const half2*>(&pr);
-          if constexpr (ZC) {
-            sc[h] = __low2float(pz);
-            zf[h] = __high2float(pz);
-          } else {
-            const half zz = __high2half(pz);
-            z1024[h] = __half2half2(__hadd(zz, __float2half(1024.f)));
-            nz64[h] = __half2half2(__hneg(__hadd(zz, __float2half(64.f))));
-            sc[h] = __low2float(pz);
-          }
+          const half zz = __high2half(pz);
+          z1024[h] = __half2half2(__hadd(zz, __float2half(1024.f)));
+          nz64[h] = __half2half2(__hneg(__hadd(zz, __float2half(64.f))));
+          sc[h] = __low2float(pz);
         }
         float ga[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
         for (int w = 0; w < WPG; w++) {
           const int j = gj * WPG + w;
           uint32_t ba[4], bb[4];
-          if constexpr (ZC) {
-            dequant_word_magic(word_of(wv[d][2 * p], j), ba);
-            dequant_word_magic(word_of(wv[d][2 * p + 1], j), bb);
-          } else {
-            dequant_word_qz(word_of(wv[d][2 * p], j), z1024[0], nz64[0], ba);
-            dequant_word_qz(word_of(wv[d][2 * p + 1], j), z1024[1], nz64[1], bb);
-          }
+          dequant_word_qz(word_of(wv[d][2 * p], j), z1024[0], nz64[0], ba);
+          dequant_word_qz(word_of(wv[d][2 * p + 1], j), z1024[1], nz64[1], bb);
           const uint32_t a0[4] = {ba[0], bb[0], ba[1], bb[1]}, a1[4] = {ba[2], bb[2], ba[3], bb[3]};
-          mma16816(ga, a0, xv[j].x, xv[j].y);
-          mma16816(ga, a1, xv[j].z, xv[j].w);
-        }
-        if constexpr (ZC) {  // C columns 2t, 2t + 1 are x rows 2t, 2t + 1: take out 1024 T1 + z T2 of each
-          ga[0] -= fmaf(zf[0], zt2[0], zt1[0]);
-          ga[1] -= fmaf(zf[0], zt2[1], zt1[1]);
-          ga[2] -= fmaf(zf[1], zt2[0], zt1[0]);
-          ga[3] -= fmaf(zf[1], zt2[1], zt1[1]);
+          const uint4 xj = xv[j];
+          mma16816(ga, a0, xj.x, xj.y);
+          mma16816(ga, a1, xj.z, xj.w);
         }
         tot[p][0] = fmaf(sc[0], ga[0], tot[p][0]);
         tot[p][1] = fmaf(sc[0], ga[1], tot[p][1]);
@@ -885,13 +823,13 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   pdl_wait();
   pdl_trigger();
   if (!fz.norm_w) {
-    gv_stage_x<M, false, ZC>(x, ldx, k, KB, xs, RW);
+    gv_stage_x<M>(x, ldx, k, KB, xs, RW);
     __syncthreads();
   } else {
     // rms_norm's arithmetic (ops/rms_norm.cu): f32 sum of squares of the row, r = rsqrt(ss / k + eps), half(x r w);
     // only the order of the sum differs
     float ss[M];
-    gv_stage_x<M, true, ZC>(x, ldx, k, KB, xs, RW, ss);
+    gv_stage_x<M, true>(x, ldx, k, KB, xs, RW, ss);
 #pragma unroll
     for (int r = 0; r < M; r++) {
       const float v = warp_sum(ss[r]);
@@ -1276,9 +1214,9 @@ int mx_one_wave() {
   return v == 0 || v == 2 ? v : 1;
 }
 
-template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
+template <int M, int T, int GPB, bool ROPE = false>
 int mx_blocks_per_sm(int KB) {
-  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE, ZC>;
+  auto kernel = w4a16_gemv_x_kernel<M, T, GPB, ROPE>;
   static std::atomic<unsigned long long> attr_set{0};
   set_smem_limit_once(reinterpret_cast<const void*>(kernel), gv_max_smem(), attr_set);
   static std::atomic<int> bps_cache[256];  // by KB
@@ -1286,11 +1224,7 @@ int mx_blocks_per_sm(int KB) {
                               KB < 256 ? &bps_cache[KB] : nullptr);
 }
 
-int mx_zc() {  // LMFLEET_W4A16_GEMV_ZC=1: the ZC variant (read at each launch; graphs recapture on a change)
-  return env_int("LMFLEET_W4A16_GEMV_ZC", 0) == 1 ? 1 : 0;
-}
-
-template <int M, int T, int GPB, bool ROPE = false, bool ZC = false>
+template <int M, int T, int GPB, bool ROPE = false>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
                  const MxFuse& fz, const MxRope& rz_in) {
   MxRope rz = rz_in;
@@ -1300,11 +1234,11 @@ void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   }
   // norm-in: the norm weight beside the partial sums (the occupancy estimate below leaves it out)
   const int KB = w.kp / 128, smem = mx_smem_bytes(M, KB, T) + (fz.norm_w ? KB * 256 : 0);
-  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE, ZC>(KB);
+  const int units = (w.n / 8 + T - 1) / T, resident = std::max(sms, 1) * mx_blocks_per_sm<M, T, GPB, ROPE>(KB);
   const int S = gv_split(units, KB, resident, mx_one_wave());  // the same cost model, over tile units of T tiles
   const int grid = (units + kGvWarps / S - 1) / (kGvWarps / S);
   const bool fused = fz.norm_w || fz.silu_inter || fz.residual || ROPE;
-  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE, ZC>, dim3(grid),
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl_enabled(), w4a16_gemv_x_kernel<M, T, GPB, ROPE>, dim3(grid),
                                        dim3(kGvWarps * 32), (size_t)smem, s, x, ldx,
                                        reinterpret_cast<const uint4*>(w.qweight), w.sz, w.bias, y, ldy, f32out, w.n,
                                        w.k, KB, S, fused ? 0 : l2_prefetch_kb(), fz, rz));
@@ -1320,15 +1254,6 @@ void mx_launch_m(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bo
   const int gpb = 128 / w.group;
   if (gpb == 1) {
     if (T == 0) T = (w.n / 8 + 3) / 4 >= std::max(sms, 1) * mx_blocks_per_sm<M, 4, 1>(w.kp / 128) ? 4 : 2;
-    if constexpr (M <= 4) {  // LMFLEET_W4A16_GEMV_ZC=1 (T = 2 / 4)
-      if ((T == 2 || T == 4) && mx_zc()) {
-        if (rope && T == 2) mx_launch_t<M, 2, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-        else if (rope) mx_launch_t<M, 4, 1, true, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-        else if (T == 2) mx_launch_t<M, 2, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-        else mx_launch_t<M, 4, 1, false, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
-        return;
-      }
-    }
     if (rope) {
       if (T == 2) mx_launch_t<M, 2, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
       else if (T == 8) mx_launch_t<M, 8, 1, true>(x, ldx, w, y, ldy, f32out, sms, s, fz, rz);
@@ -1488,8 +1413,6 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 }
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
-
-int w4a16_gemv_zc() { return mx_zc(); }
 
 // default on since session 7 (one kernel fewer per layer): W4 batch 1 on the H100 in three same-process A/Bs 2.114 vs
 // 2.124, 2.118 vs 2.131 and 2.085 vs 2.083 ms/step (~0.3%), bit-equal to MmaX + rope_kv_store in test_kernels;

@@ -101,9 +101,6 @@ bool w4a16_rope_fuse_enabled();
 // LMFLEET_W4A16_GEMV_WAVE (read at each launch; default 1): MmaX's k split chosen so that its grid fits one wave of
 // resident blocks (1), three quarters of one (2), or by cost alone (0).
 int w4a16_gemv_one_wave();
-// LMFLEET_W4A16_GEMV_ZC=1 (opt-in, unmeasured, read at each launch): MmaX (m <= 4, group 128, T = 2 / 4) puts the
-// dequantization's magic-number halves in the mma and takes the offsets and the zero out of the group sums.
-int w4a16_gemv_zc();
 // Whether w4a16_gemv_fused_cuda takes (m, w, f): MmaX is the GEMV policy, m within its rows, the shapes fit.
 bool w4a16_gemv_fuse_supported(int m, const W4A16Dev& w, const W4GemvFuse& f);
 void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, const W4GemvFuse& f,
