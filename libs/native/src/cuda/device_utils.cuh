@@ -51,73 +51,24 @@ __device__ __forceinline__ void pdl_wait() {
 
 // A kernel launch that, when `pdl` (sm_90), may overlap the previous kernel on the stream (programmatic stream
 // serialization): such a kernel must pdl_wait() before reading what that kernel writes. Returns the launch's error.
-// cluster_x > 0 (sm_90): the grid runs as thread block clusters of cluster_x blocks along x (grid.x a multiple of it).
 template <typename... KArgs, typename... Args>
-inline cudaError_t launch_ex(bool pdl, unsigned cluster_x, void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                             cudaStream_t s, Args... args) {
+inline cudaError_t launch_maybe_pdl_smem(bool pdl, void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                         cudaStream_t s, Args... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = s;
-  cudaLaunchAttribute attr[2];
-  unsigned n = 0;
-  if (pdl) {
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n++].val.programmaticStreamSerializationAllowed = 1;
-  }
-  if (cluster_x) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = cluster_x;
-    attr[n].val.clusterDim.y = 1;
-    attr[n++].val.clusterDim.z = 1;
-  }
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = n;
+  cfg.numAttrs = pdl ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...);
-}
-template <typename... KArgs, typename... Args>
-inline cudaError_t launch_maybe_pdl_smem(bool pdl, void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                                         cudaStream_t s, Args... args) {
-  return launch_ex(pdl, 0, kern, grid, block, smem, s, args...);
 }
 template <typename... KArgs, typename... Args>
 inline cudaError_t launch_maybe_pdl(bool pdl, void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream_t s, Args... args) {
   return launch_maybe_pdl_smem(pdl, kern, grid, block, 0, s, args...);
-}
-
-// Thread block clusters (sm_90; no-ops / zero below it, where no cluster is ever launched). cluster_sync: every
-// thread of every block of the cluster arrives (release) and waits (acquire), so shared-memory writes made before it
-// are visible to the cluster's other blocks through cluster_map after it.
-__device__ __forceinline__ void cluster_sync() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ unsigned cluster_rank() {
-  unsigned r = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-#endif
-  return r;
-}
-__device__ __forceinline__ unsigned cluster_blocks() {
-  unsigned r = 1;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
-#endif
-  return r;
-}
-// The address of the same shared-memory variable in block `rank` of this cluster (a generic pointer: plain loads).
-template <typename T>
-__device__ __forceinline__ const T* cluster_map(const T* p, unsigned rank) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  uint64_t r;
-  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(r) : "l"(reinterpret_cast<uint64_t>(p)), "r"(rank));
-  return reinterpret_cast<const T*>(r);
-#else
-  return p;
-#endif
 }
 
 // Asks L2 to fetch [p, p + bytes) (sm_90 bulk prefetch: one instruction per range, a hint with nothing to wait for;

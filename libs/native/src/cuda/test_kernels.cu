@@ -4,8 +4,6 @@
 // See scripts/device-test.sh. Exit code = number of failed cases.
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <numeric>
 
@@ -459,9 +457,7 @@ static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpo
   }
 }
 
-// splits: the grid's splits per sequence (0: one more than the longest context needs, which must be harmless). With
-// 2 to 8 splits the cluster-merged kernel (LMFLEET_ATTN_CLUSTER=1) runs too, against the reference and bit for bit
-// against the two-kernel path.
+// splits: the grid's splits per sequence (0: one more than the longest context needs, which must be harmless)
 static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv, int hd, int split_len, int qp = 0,
                                   int splits = 0) {
   const int batch = (int)ctx.size(), bs = 16;
@@ -483,46 +479,28 @@ static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv,
   dv.upload(to_half(c.v));
   dbt.upload(c.bt);
   dctx.upload(ctx);
+  dout.poison();
   const double scale = 1.0 / std::sqrt((double)hd);
-  std::vector<double> ref, r2(nh * hd);
+  if (qp)
+    attention_decode_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p), dbt.p,
+                          c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs, (float)scale, split_len,
+                          max_splits, ws.p, S, qp, dkp.p, dvp.p);
+  else
+    attention_decode_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs,
+                          (float)scale, split_len, max_splits, ws.p, S);
+  auto out = to_double(dout.download());
+  std::vector<double> o2, r2(nh * hd);
+  std::vector<double> ref;
   for (int b = 0; b < batch; b++) {
     attention_ref(c, b, &q[(size_t)b * ldq], ctx[b] - 1, nh, scale, r2.data());
     ref.insert(ref.end(), r2.begin(), r2.end());
+    o2.insert(o2.end(), out.begin() + (size_t)b * ldo, out.begin() + (size_t)b * ldo + nh * hd);
   }
   std::string cs;
   for (auto x : ctx) cs += (cs.empty() ? "" : ",") + std::to_string(x);
-  const std::string dims_s = "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
-                             std::to_string(hd) + " split" + std::to_string(split_len) + "x" + std::to_string(max_splits);
-  std::vector<half> first;
-  for (int cluster : {0, 1}) {
-    if (cluster) {
-      setenv("LMFLEET_ATTN_CLUSTER", "1", 1);
-      if (max_splits < 2 || max_splits > 8 || !attn_cluster()) break;
-    }
-    dout.poison();
-    if (qp)
-      attention_decode_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p), dbt.p,
-                            c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs, (float)scale, split_len,
-                            max_splits, ws.p, S, qp, dkp.p, dvp.p);
-    else
-      attention_decode_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs,
-                            (float)scale, split_len, max_splits, ws.p, S);
-    const auto raw = dout.download();
-    auto out = to_double(raw);
-    std::vector<double> o2;
-    for (int b = 0; b < batch; b++)
-      o2.insert(o2.end(), out.begin() + (size_t)b * ldo, out.begin() + (size_t)b * ldo + nh * hd);
-    bool same = true;
-    if (cluster) {
-      for (int b = 0; b < batch; b++)
-        same = same && std::memcmp(raw.data() + (size_t)b * ldo, first.data() + (size_t)b * ldo, sizeof(half) * nh * hd) == 0;
-    } else {
-      first = raw;
-    }
-    T.add(std::string(qp ? "attention_decode int" + std::to_string(qp) : "attention_decode") + (cluster ? " cluster" : ""),
-          dims_s, rel_err(o2, ref), 3e-3, dout.guards_ok() && same, same ? "" : "cluster merge differs from the combine kernel");
-  }
-  unsetenv("LMFLEET_ATTN_CLUSTER");
+  T.add(qp ? "attention_decode int" + std::to_string(qp) : "attention_decode", "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
+        std::to_string(hd) + " split" + std::to_string(split_len) + "x" + std::to_string(max_splits), rel_err(o2, ref), 3e-3,
+        dout.guards_ok());
 }
 
 static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<int> hist, int nh, int nkv, int hd,

@@ -15,7 +15,6 @@ namespace lmfleet {
 namespace {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kDecodeWarps = 4;
-constexpr int kMaxClusterSplits = 8;
 
 __device__ __forceinline__ const half* kv_row(const half* cache, const int* bt, int t, int kvh, int nkv,
                                               int block_size, int hd) {
@@ -62,10 +61,7 @@ __device__ __forceinline__ void kv_to_float8(const typename KvChunk<QP>::T& raw,
 
 // grid (max_splits, nkv, batch); 128 threads. A group of TPT = HD/8 lanes holds one token's row (16 B per lane);
 // a warp covers 32/TPT tokens per step. All G query heads of the kv head share each K/V load.
-// CL (attn_cluster): the max_splits blocks of one (sequence, head group) run as one thread block cluster; each leaves
-// its split's (max, sum, p V) in shared memory and the cluster's blocks merge them from there (the combine kernel's
-// arithmetic, same order) and write out: no second kernel. Splits past the context take part with nothing to add.
-template <int HD, int G, int QP, bool CL = false>
+template <int HD, int G, int QP>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
 attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restrict__ k_cache,
                         const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
@@ -79,7 +75,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   const bool prefetch = QP == 0 && (pre & 2);
   pre &= 1;
   int ctx = pre ? ctx_lens[blockIdx.z] : 0;
-  if (!CL && pre && (int)blockIdx.x * split_len >= ctx) return;
+  if (pre && (int)blockIdx.x * split_len >= ctx) return;
   using Chunk = typename KvChunk<QP>::T;
   constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
   constexpr int kUnroll = 4;  // tokens per lane group in flight (loads first, then the math)
@@ -87,7 +83,6 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   __shared__ float red[kDecodeWarps][G][HD];
   __shared__ float scratch[32];
   __shared__ float stat[2][G];
-  __shared__ float cpart[CL ? G : 1][CL ? HD : 1];  // CL: this split's p V sums
 
   // blockIdx.y = a group of G query heads [hg * G, hg * G + G); kv_rep such groups share kv head hg / kv_rep (more than
   // 8 query heads per kv head run as several groups, each reading the kv head's rows)
@@ -117,8 +112,8 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the rope + KV store kernel
   if (!pre) ctx = ctx_lens[blockIdx.z];
   const int nsplit = (ctx + split_len - 1) / split_len;
-  if (!CL && split >= nsplit) return;
-  const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);  // CL: t1 < t0 past the context (no tokens)
+  if (split >= nsplit) return;
+  const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
 
   float qf[G][8];
 #pragma unroll
@@ -238,32 +233,13 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
 #pragma unroll
     for (int w = 0; w < kDecodeWarps; w++) v += red[w][g][d];
     const int qh = hg * G + g;
-    if constexpr (CL) {
-      cpart[g][d] = v;
-    } else if (nsplit == 1) {
+    if (nsplit == 1) {
       out[(size_t)b * ldo + qh * HD + d] = __float2half(v / stat[1][g]);
     } else {
       const size_t pi = ((size_t)b * nh + qh) * max_splits + split;
       o_part[pi * HD + d] = v;
       if (d == 0) { ml_part[2 * pi] = stat[0][g]; ml_part[2 * pi + 1] = stat[1][g]; }
     }
-  }
-  if constexpr (CL) {
-    cluster_sync();  // every split's stat and cpart written
-    const unsigned cr = cluster_rank(), cn = cluster_blocks();
-    for (int idx = (int)(cr * blockDim.x + threadIdx.x); idx < G * HD; idx += (int)(cn * blockDim.x)) {
-      const int g = idx / HD, d = idx % HD;
-      float mx = -INFINITY;
-      for (int i = 0; i < nsplit; i++) mx = fmaxf(mx, cluster_map(&stat[0][g], i)[0]);
-      float l = 0.f, o = 0.f;
-      for (int i = 0; i < nsplit; i++) {
-        const float w = exp2f(cluster_map(&stat[0][g], i)[0] - mx);
-        l += w * cluster_map(&stat[1][g], i)[0];
-        o += w * cluster_map(&cpart[g][d], i)[0];
-      }
-      out[(size_t)b * ldo + (hg * G + g) * HD + d] = __float2half(o / l);
-    }
-    cluster_sync();  // no block leaves while another still reads its shared memory
   }
 }
 
@@ -293,17 +269,6 @@ __global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens
   out[(size_t)b * ldo + qh * HD + d] = __float2half(o / l);
 }
 
-bool attn_cluster() {
-  static const bool sm90 = [] {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-      return false;
-    return major >= 9;
-  }();
-  const char* e = std::getenv("LMFLEET_ATTN_CLUSTER");
-  return sm90 && e && std::string(e) == "1";
-}
-
 bool attn_prefetch() {  // LMFLEET_ATTN_PREFETCH=0 turns the decode attention's early K / V loads off (read at each launch)
   const char* e = std::getenv("LMFLEET_ATTN_PREFETCH");
   return !(e && std::string(e) == "0");
@@ -321,17 +286,15 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   float* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
   const size_t smem = (size_t)G * split_len * sizeof(float);
-  // the splits merged inside a cluster (attn_cluster): 2 to 8 splits (the portable cluster size)
-  const bool cl = max_splits > 1 && max_splits <= kMaxClusterSplits && attn_cluster();
-  auto kern = cl ? attention_decode_kernel<HD, G, QP, true> : attention_decode_kernel<HD, G, QP>;
+  auto kern = attention_decode_kernel<HD, G, QP>;
   if (smem > 48 * 1024) LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   dim3 grid(max_splits, nkv * kv_rep, batch);
   const bool pdl = pdl_chain_enabled();
-  LMF_CUDA_CHECK(launch_ex(pdl, cl ? max_splits : 0, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache,
-                           v_cache, block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
-                           split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep,
-                           (pdl_preload() ? 1 : 0) | (attn_prefetch() ? 2 : 0)));
-  if (max_splits > 1 && !cl)
+  LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache, v_cache,
+                                       block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
+                                       split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep,
+                                       (pdl_preload() ? 1 : 0) | (attn_prefetch() ? 2 : 0)));
+  if (max_splits > 1)
     LMF_CUDA_CHECK(launch_maybe_pdl(pdl, attention_decode_combine_kernel<HD>, dim3(nh, batch), dim3(HD), s, ctx_lens, out,
                                     ldo, nh, split_len, max_splits, o_part, ml_part, pdl_preload() ? 1 : 0));
 }

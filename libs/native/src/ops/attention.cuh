@@ -21,10 +21,6 @@ size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_split
 // split's first 32 tokens, all but the newest, before griddepcontrol.wait (the rope + KV store kernel before it writes
 // only the newest). Default on; LMFLEET_ATTN_PREFETCH=0 off (read at each launch).
 bool attn_prefetch();
-// LMFLEET_ATTN_CLUSTER=1 (opt-in while measured; read at each launch; sm_90): with 2 to 8 splits, the splits of one
-// (sequence, head group) run as a thread block cluster and merge through distributed shared memory instead of a
-// second kernel (same arithmetic and order as the combine kernel).
-bool attn_cluster();
 void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
