@@ -5,8 +5,11 @@
 //     cuda decoder computes in f16, and the all-reduce sums the ranks' partial products in another order), and
 //   - greedy tokens for --steps steps of --prompts random prompts run as one batch (the engine's continuous batch),
 //     with the top-2 log-prob margin of tp 1 wherever the tokens first differ (a difference at a near-tie, margin
-//     below --tie, is f16 noise; above it, a bug).
+//     below --tie, is f16 noise; above it, a bug);
+//   - with --same-env VAR=V: tp N once more with that variable set (a path that must give the same bits, e.g.
+//     LMFLEET_TP_PUSH=1): the forward logits, the greedy tokens and their top-2 log-probs must be identical.
 //   node test/bench/tp-parity.js ADDON.node MODEL_DIR --tp 2 [--devices 0,1] [--backend cuda] [--steps 64] [--prompts 4] [--tie 0.02]
+//     [--same-env VAR=V]
 // Prints one table row per case and TP_PARITY_JSON last; exit 1 when the parity fails.
 'use strict';
 const path = require('node:path');
@@ -20,7 +23,7 @@ const steps = Number(opt.steps), nPrompts = Number(opt.prompts), tie = Number(op
 function greedy(addon, model, prompts) {
   return new Promise((resolve, reject) => {
     const engine = addon.createEngine(model, { maxBatchSize: prompts.length, blockSize: 64, numBlocks: prompts.length * 4 + 8, sessionLen: 256 });
-    const out = prompts.map(() => ({ tokens: [], margins: [] }));
+    const out = prompts.map(() => ({ tokens: [], margins: [], tops: [] }));
     let left = prompts.length;
     engine.start((events) => {
       for (const ev of Array.isArray(events) ? events : [events]) {
@@ -28,7 +31,10 @@ function greedy(addon, model, prompts) {
         const o = out[ev.id];
         if (ev.type === 'tokens') {
           o.tokens.push(...ev.tokens);
-          for (const lp of ev.logprobs ?? []) o.margins.push(lp.top.length > 1 ? lp.top[0][1] - lp.top[1][1] : Infinity);
+          for (const lp of ev.logprobs ?? []) {
+            o.margins.push(lp.top.length > 1 ? lp.top[0][1] - lp.top[1][1] : Infinity);
+            o.tops.push(JSON.stringify(lp.top));
+          }
         }
         if (ev.type === 'done' && --left === 0) Promise.resolve(engine.dispose()).then(() => resolve(out), reject);
       }
@@ -63,13 +69,30 @@ async function main() {
       if (!(margin < tie)) bad++;
     }
   });
-  const ok = worst <= 1 && bad === 0;
+  // --same-env VAR=V: tp N again with VAR=V; every logit, token and top-2 log-prob must be the same bits
+  let sameEnv = null;
+  if (opt['same-env']) {
+    const [name, value] = String(opt['same-env']).split('=');
+    const before = process.env[name];
+    process.env[name] = value;
+    const alt = await run(addon, tp);
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+    const logitsSame = alt.logits.length === par.logits.length && alt.logits.every((v, i) => Object.is(v, par.logits[i]));
+    const genSame = alt.gen.every((g, i) => JSON.stringify(g.tokens) === JSON.stringify(par.gen[i].tokens) &&
+      JSON.stringify(g.tops) === JSON.stringify(par.gen[i].tops));
+    sameEnv = { env: opt['same-env'], logitsSame, genSame, ok: logitsSame && genSame };
+  }
+  const ok = worst <= 1 && bad === 0 && (!sameEnv || sameEnv.ok);
   console.log(`| model | tp | devices | logits max abs diff | max abs logit | greedy ${steps} steps same | divergences (step, tp1 top-2 margin) | parity |`);
   console.log(`| --- | --- | --- | --- | --- | --- | --- | --- |`);
   console.log(`| ${path.basename(modelDir)} | 1 vs ${tp} | ${opt.devices ?? 'default'} | ${maxDiff.toExponential(2)} | ${maxAbs.toFixed(2)} | ${same}/${nPrompts} | ` +
     `${divergences.map((d) => `p${d.prompt}@${d.step} (${d.margin.toFixed(3)})`).join(' ') || '-'} | ${ok ? 'PASS' : 'FAIL'} |`);
+  if (sameEnv)
+    console.log(`tp ${tp} with ${sameEnv.env} vs without: forward logits ${sameEnv.logitsSame ? 'identical' : 'DIFFER'}, ` +
+      `greedy tokens and top-2 log-probs of ${nPrompts} prompts x ${steps} steps ${sameEnv.genSame ? 'identical' : 'DIFFER'}`);
   console.log('TP_PARITY_JSON ' + JSON.stringify({ model: path.basename(modelDir), tp, devices: opt.devices ?? null, maxDiff, maxAbs, worst, same, prompts: nPrompts, divergences, ok,
-    loadS: { tp1: base.loadS, tpN: par.loadS } }));
+    sameEnv, loadS: { tp1: base.loadS, tpN: par.loadS } }));
   if (!ok) process.exit(1);
 }
 

@@ -19,7 +19,8 @@
 # From the repo root, carrying .device node_modules/node-addon-api node_modules/node-api-headers:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-tp.sh
 # Env: STAGES (default "build collective parity bench"), LAYERS (bench model layers, default 32), SKIP_W4=1,
-#      PARITY_RUNS ("tp devices graphs p2p fuse;..."; p2p: a tp_variant: - / 0 / all / pdl / wide / ll / ll0), COLL_RUNS ("devices variant;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
+#      PARITY_RUNS ("tp devices graphs p2p fuse;..."; p2p: a tp_variant: - / 0 / all / pdl / wide / ll / ll0 / push),
+#      PARITY_EXTRA (more tp-parity.js arguments, e.g. "--same-env LMFLEET_TP_PUSH=1 --prompts 1"), COLL_RUNS ("devices variant;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
 #      (engine-bench.js --ab: each bench run first measures with these variables set, e.g. LMFLEET_L2_PREFETCH=64,
 #      then without, on the same loaded model; the "(VAR=V) batch" lines).
 # Logs under $OUT; a summary last. Everything on 2 GPUs takes ~9 minutes (build ~80 s, 5 collective runs, 10 parity
@@ -69,9 +70,9 @@ echo "NCCL: ${LMFLEET_NCCL_LIB:-system libnccl.so.2}"
 # A run's exchange variant as environment (collective and parity runs): - the defaults; pdl LMFLEET_TP_PDL=1; wide
 # LMFLEET_TP_FUSE_ROWS=256; ll / ll0 LMFLEET_TP_LL=1 / 0; anything else LMFLEET_TP_P2P=it (all, 0). No argument: clears.
 tp_variant() {
-  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL
+  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL LMFLEET_TP_PUSH
   case "${1:--}" in
-    -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;;
+    -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;; push) export LMFLEET_TP_PUSH=1 ;;
     ll) export LMFLEET_TP_LL=1 ;; ll0) export LMFLEET_TP_LL=0 ;; *) export LMFLEET_TP_P2P=$1 ;;
   esac
 }
@@ -127,8 +128,8 @@ if has parity; then
       set -- $r
       tag="$(basename "$m")-tp$1-$(echo "$2" | tr , -)-graphs$3-p2p$4-fuse$5"
       tp_variant "$4"
-      LMFLEET_TP_FUSE=$5 LMFLEET_CUDA_GRAPHS=$3 timeout 150 node test/bench/tp-parity.js "$ADDON" "$m" --tp "$1" --devices "$2" > "$OUT/parity-$tag.log" 2>&1
-      echo "parity $tag rc $?: $(grep '^| [a-z]' "$OUT/parity-$tag.log" | grep -v '^| model' | tail -1)"
+      LMFLEET_TP_FUSE=$5 LMFLEET_CUDA_GRAPHS=$3 timeout 150 node test/bench/tp-parity.js "$ADDON" "$m" --tp "$1" --devices "$2" ${PARITY_EXTRA:-} > "$OUT/parity-$tag.log" 2>&1
+      echo "parity $tag rc $?: $(grep '^| [a-z]' "$OUT/parity-$tag.log" | grep -v '^| model' | tail -1) $(grep '^tp .* vs without' "$OUT/parity-$tag.log")"
       if [ $first = 1 ]; then grep '^| model\|^| ---' "$OUT/parity-$tag.log" | sed 's/^| model |/| model (graphs) |/' >> "$SUMMARY"; first=0; fi
       grep '^| [a-z]' "$OUT/parity-$tag.log" | grep -v '^| model' | sed "s/^| \([^|]*\)|/| \1(graphs $3, p2p $4, fuse $5) |/" >> "$SUMMARY"
       grep -q 'tp-parity failed' "$OUT/parity-$tag.log" && tail -5 "$OUT/parity-$tag.log"
