@@ -7,7 +7,7 @@
 //     with the top-2 log-prob margin of tp 1 wherever the tokens first differ (a difference at a near-tie, margin
 //     below --tie, is f16 noise; above it, a bug);
 //   - with --same-env VAR=V: tp N once more with that variable set (a path that must give the same bits, e.g.
-//     LMFLEET_TP_PUSH=1): the forward logits, the greedy tokens and their top-2 log-probs must be identical.
+//     LMFLEET_TP_LL=0): the forward logits, the greedy tokens and their top-2 log-probs must be identical.
 //   node test/bench/tp-parity.js ADDON.node MODEL_DIR --tp 2 [--devices 0,1] [--backend cuda] [--steps 64] [--prompts 4] [--tie 0.02]
 //     [--same-env VAR=V]
 // Prints one table row per case and TP_PARITY_JSON last; exit 1 when the parity fails.

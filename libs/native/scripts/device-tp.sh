@@ -19,8 +19,9 @@
 # From the repo root, carrying .device node_modules/node-addon-api node_modules/node-api-headers:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-tp.sh
 # Env: STAGES (default "build collective parity bench"), LAYERS (bench model layers, default 32), SKIP_W4=1,
-#      PARITY_RUNS ("tp devices graphs p2p fuse;..."; p2p: a tp_variant: - / 0 / all / pdl / wide / ll / ll0 / push),
-#      PARITY_EXTRA (more tp-parity.js arguments, e.g. "--same-env LMFLEET_TP_PUSH=1 --prompts 1"), COLL_RUNS ("devices variant;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
+#      PARITY_RUNS ("tp devices graphs p2p fuse;..."; p2p: a tp_variant: - / 0 / all / pdl / wide / ll / ll0),
+#      PARITY_EXTRA (more tp-parity.js arguments, e.g. "--same-env LMFLEET_TP_PDL=1 --prompts 1": a path that must
+#      give the same bits), COLL_RUNS ("devices variant;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
 #      (engine-bench.js --ab: each bench run first measures with these variables set, e.g. LMFLEET_L2_PREFETCH=64,
 #      then without, on the same loaded model; the "(VAR=V) batch" lines).
 # Logs under $OUT; a summary last. Everything on 2 GPUs takes ~9 minutes (build ~80 s, 5 collective runs, 10 parity
@@ -70,9 +71,9 @@ echo "NCCL: ${LMFLEET_NCCL_LIB:-system libnccl.so.2}"
 # A run's exchange variant as environment (collective and parity runs): - the defaults; pdl LMFLEET_TP_PDL=1; wide
 # LMFLEET_TP_FUSE_ROWS=256; ll / ll0 LMFLEET_TP_LL=1 / 0; anything else LMFLEET_TP_P2P=it (all, 0). No argument: clears.
 tp_variant() {
-  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL LMFLEET_TP_PUSH
+  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL
   case "${1:--}" in
-    -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;; push) export LMFLEET_TP_PUSH=1 ;;
+    -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;;
     ll) export LMFLEET_TP_LL=1 ;; ll0) export LMFLEET_TP_LL=0 ;; *) export LMFLEET_TP_P2P=$1 ;;
   esac
 }

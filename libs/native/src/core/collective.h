@@ -23,8 +23,6 @@
 
 namespace lmfleet {
 
-struct GemvLlPush;  // ops/linear.cuh
-
 class Collective {
  public:
   virtual ~Collective() = default;
@@ -44,12 +42,6 @@ class Collective {
                                            int64_t /*rows*/, int64_t /*cols*/, float /*eps*/) {
     return false;
   }
-  // Where supported (the cuda peer exchange with LMFLEET_TP_PUSH=1, cuda/peer_collective.h): the f16 GEMV that makes
-  // buf [rows, cols] stores it as the exchange's words itself (ll_push_target fills *p; false: unsupported, nothing
-  // done), and add_rms_norm_pushed_f16 then does the rest of all_reduce_add_rms_norm_f16 with the same bits.
-  virtual bool ll_push_target(int /*rank*/, int64_t /*rows*/, int64_t /*cols*/, GemvLlPush* /*p*/) { return false; }
-  virtual void add_rms_norm_pushed_f16(int /*rank*/, void* /*residual*/, const void* /*w*/, void* /*out*/, int64_t /*rows*/,
-                                       int64_t /*cols*/, float /*eps*/) {}
   virtual void barrier(int rank) = 0;
   // True when the calls can be captured into a CUDA graph on the rank's stream (NCCL); false when they wait on
   // the host for the other ranks (cpu, the same-GPU device collective).

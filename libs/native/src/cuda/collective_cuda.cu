@@ -148,15 +148,6 @@ class NcclCollective : public Collective {
     if (!fuse_ || !via_peer(rank, (size_t)(rows * cols) * 2)) return false;
     return peer_->all_reduce_add_rms_norm_f16(rank, buf, residual, w, out, rows, cols, eps);
   }
-  bool ll_push_target(int rank, int64_t rows, int64_t cols, GemvLlPush* p) override {
-    usable();
-    return fuse_ && via_peer(rank, (size_t)(rows * cols) * 2) && peer_->ll_push_target(rank, rows, cols, p);
-  }
-  void add_rms_norm_pushed_f16(int rank, void* residual, const void* w, void* out, int64_t rows, int64_t cols,
-                               float eps) override {
-    usable();
-    peer_->add_rms_norm_pushed_f16(rank, residual, w, out, rows, cols, eps);
-  }
   void all_gather(int rank, const float* send, float* recv, int64_t rows, int64_t cols) override {
     usable();
     const int n = size();

@@ -246,7 +246,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
                          (pdl_preload() ? 1 << 15 : 0) | (fuse_silu_enabled() ? 1 << 16 : 0) |
                          (w4a16_fuse_enabled() ? 1 << 17 : 0) | (attn_split_forced() / 32) << 18 | w4a16_gemv_one_wave() << 27 |
                          (attn_prefetch() ? 1 << 29 : 0) | (w4a16_rope_fuse_enabled() ? 1 << 30 : 0) |
-                         (tp_ll_enabled() ? int64_t(1) << 31 : 0) | (int64_t)tp_push_mode() << 32;
+                         (tp_ll_enabled() ? int64_t(1) << 31 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -417,23 +417,6 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   const auto fused = [&](const half* x, int ldx, const std::unique_ptr<LinearWeight>& w, half* y, int ldy,
                          const W4GemvFuse& f) { w4a16_gemv_fused_cuda(x, ldx, w4_of(w)->dev(), y, ldy, T, f, g.sms(), s_); };
 
-  // tp > 1: the row-parallel o / down projection (x [T, ldx] -> proj_ [T, H]), then the exchange that sums it over
-  // the ranks, adds it to the residual and norms it into h_. LMFLEET_TP_PUSH=1: where the f16 GEMV serves the rows,
-  // it stores its outputs as the exchange's words itself and the exchange kernel, launched beside it, only polls.
-  const auto project_reduce_add_norm = [&](const half* x, int ldx, const std::unique_ptr<LinearWeight>& w,
-                                           const half* norm_w) {
-    GemvLlPush push;
-    if (coll && w->group == 0 && T <= gemv_max_rows() && ldx % 8 == 0 && cw(w).k % 8 == 0 && (int)cw(w).n == H &&
-        coll->ll_push_target(rank, T, H, &push)) {
-      const CudaLinearWeight& f = cw(w);
-      gemv_push_cuda(x, ldx, f.w, f.bias, push, T, H, (int)f.k, s_);
-      coll->add_rms_norm_pushed_f16(rank, resid_, norm_w, h_, T, H, c.eps);
-      return;
-    }
-    linear_any(g, x, ldx, w, proj_, H, T);
-    reduce_add_norm(coll, rank, norm_w, T, H, c.eps);
-  };
-
   embedding_cuda(tokens, embed_, resid_, T, H, coll ? (int)sh.vocab + 1 : (int)c.vocab, s_);
   if (coll) coll->all_reduce_sum_f16(rank, resid_, (int64_t)T * H);
   if (!fuse) rms_norm_cuda(resid_, in_norm_[0], h_, T, H, c.eps, s_);
@@ -466,7 +449,8 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       fused(act_, I, W.down, resid_, H, fz(nullptr, 0, true));
       continue;
     }
-    project_reduce_add_norm(attn_, NH * D, W.o, post_norm_[l]);  // row-parallel o
+    linear_any(g, attn_, NH * D, W.o, proj_, H, T);
+    reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
     if (W.gate_up->group == 0 && T <= gemv_max_rows() && H % 8 == 0 && I % 4 == 0 && fuse_silu_enabled()) {
       const CudaLinearWeight& f = cw(W.gate_up);  // f16 weight, rows the GEMV serves: gate_up and silu_mul in one kernel
       gemv_silu_cuda(h_, H, f.w, f.bias, act_, I, T, I, H, s_);
@@ -474,7 +458,8 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
       silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
     }
-    project_reduce_add_norm(act_, I, W.down, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_);  // row-parallel down
+    linear_any(g, act_, I, W.down, proj_, H, T);
+    reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps);  // row-parallel down
   }
   if (fuse) rms_norm_cuda(resid_, final_norm_, h_, T, H, c.eps, s_);
   if (L.R > 0) {

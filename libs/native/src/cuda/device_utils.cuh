@@ -71,17 +71,6 @@ inline cudaError_t launch_maybe_pdl(bool pdl, void (*kern)(KArgs...), dim3 grid,
   return launch_maybe_pdl_smem(pdl, kern, grid, block, 0, s, args...);
 }
 
-// The low-latency protocol's words (tensor parallelism, cuda/peer_collective.cu): 32 data bits and the exchange's
-// count in one 8-byte store, single-copy atomic, so a reader polling its own memory sees a word whole or not at all.
-__device__ __forceinline__ void st_ll(uint64_t* p, uint32_t data, uint32_t flag) {
-  asm volatile("st.volatile.global.u64 [%0], %1;" ::"l"(p), "l"((uint64_t)flag << 32 | data) : "memory");
-}
-__device__ __forceinline__ uint64_t ld_ll(const uint64_t* p) {
-  uint64_t v;
-  asm volatile("ld.volatile.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
-
 // Asks L2 to fetch [p, p + bytes) (sm_90 bulk prefetch: one instruction per range, a hint with nothing to wait for;
 // no-op below sm_90). p and bytes multiples of 16. The GEMVs use it, with LMFLEET_L2_PREFETCH, for the weights they
 // will stream after griddepcontrol.wait: DRAM works while the kernel before them (latency-bound) finishes.

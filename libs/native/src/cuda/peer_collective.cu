@@ -229,45 +229,38 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, cons
 // peer's partial). Same sum order (rank 0 + rank 1 + ...) and arithmetic as peer_add_rms_norm_kernel, so the same bits.
 // A half is written again two exchanges later: by then the peer has finished the kernel that read it (its next
 // exchange's words, which this rank waited for, are stored only after that kernel ends).
-// (st_ll / ld_ll: cuda/device_utils.cuh; the f16 GEMV's push mode stores the same words, ops/linear.cu)
+__device__ __forceinline__ void st_ll(uint64_t* p, uint32_t data, uint32_t flag) {
+  asm volatile("st.volatile.global.u64 [%0], %1;" ::"l"(p), "l"((uint64_t)flag << 32 | data) : "memory");
+}
+__device__ __forceinline__ uint64_t ld_ll(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.volatile.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
 
-// PUSH (LMFLEET_TP_PUSH, add_rms_norm_pushed_f16; 0: the plain LL kernel): the row-parallel GEMV before this kernel
-// stored every rank's words already, this rank's own slot included (ops/linear.cu gemv_push_cuda), so x is not read
-// and nothing is pushed. Launched as a programmatic dependent of that GEMV, the kernel starts once every GEMV block
-// has passed its own wait (so every kernel before the GEMV has finished: the residual, y and the counters are this
-// kernel's to touch). PUSH 1: no griddepcontrol.wait (it polls while the GEMV computes), the next kernel may launch
-// at once; 2: it waits for the GEMV first, as the plain kernel; 3: no wait, and the next kernel launches only when
-// this one has its sums. The next kernel always waits for this one to finish.
-template <int VPT, int PUSH = 0>
+template <int VPT>
 __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, const half* x, half* residual,
                                                                    const half* __restrict__ w, half* y, int rows, int cols,
                                                                    int nt, float eps) {
-  constexpr bool PUSHED = PUSH != 0;
-  if constexpr (PUSH == 0 || PUSH == 2) pdl_wait();
-  if constexpr (PUSH != 3) pdl_trigger();
+  pdl_wait();
+  pdl_trigger();
   __shared__ float scratch[32];
   const uint32_t c = a.counter[blockIdx.x] + 1;
   const int64_t half_off = (int64_t)(c & 1) * kMaxRanks * a.ll_slot;
   int ok = 1;
   add_rms_norm_rows<VPT>(rows, cols, nt, residual, w, y, eps, scratch, [&](size_t e, float (&sum)[8]) {
     // this vector's 4 words (from e / 2) into every peer's slot for this rank, then the peers' from our own memory
-    uint32_t wd[4] = {0u, 0u, 0u, 0u};
-    if constexpr (!PUSHED) {
-      const uint4 mine = *reinterpret_cast<const uint4*>(x + e);
-      wd[0] = mine.x;
-      wd[1] = mine.y;
-      wd[2] = mine.z;
-      wd[3] = mine.w;
-      for (int r = 0; r < a.n; r++) {
-        if (r == a.rank) continue;
-        uint64_t* dst = a.ll[r] + half_off + (int64_t)a.rank * a.ll_slot + e / 2;
+    const uint4 mine = *reinterpret_cast<const uint4*>(x + e);
+    const uint32_t wd[4] = {mine.x, mine.y, mine.z, mine.w};
+    for (int r = 0; r < a.n; r++) {
+      if (r == a.rank) continue;
+      uint64_t* dst = a.ll[r] + half_off + (int64_t)a.rank * a.ll_slot + e / 2;
 #pragma unroll
-        for (int q = 0; q < 4; q++) st_ll(dst + q, wd[q], c);
-      }
+      for (int q = 0; q < 4; q++) st_ll(dst + q, wd[q], c);
     }
     for (int r = 0; r < a.n; r++) {
       uint32_t got[4];
-      if (!PUSHED && r == a.rank) {
+      if (r == a.rank) {
 #pragma unroll
         for (int q = 0; q < 4; q++) got[q] = wd[q];
       } else {
@@ -300,7 +293,6 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
       }
     }
   });
-  if constexpr (PUSH == 3) pdl_trigger();
   __syncthreads();
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
@@ -416,18 +408,13 @@ void PeerExchange::abort() {
 namespace {
 // A plain launch, or (LMFLEET_TP_PDL=1, sm_90) a programmatic dependent one whose launch overlaps the end of the kernel
 // before it (the kernels pdl_wait() first). Off by default until measured.
-bool tp_pdl_capable() {  // sm_90: programmatic dependent launches
-  static const bool on = [] {
-    int dev = 0, major = 0;
-    return cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-           major >= 9;
-  }();
-  return on;
-}
 bool tp_pdl() {
   static const bool on = [] {
     const char* e = std::getenv("LMFLEET_TP_PDL");
-    return e && std::string(e) == "1" && tp_pdl_capable();
+    if (!(e && std::string(e) == "1")) return false;
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+           major >= 9;
   }();
   return on;
 }
@@ -467,56 +454,6 @@ void PeerExchange::launch(int rank, const void* in, void* out, int64_t count) {
     launch_kernel(peer_kernel<T, V16, kGather>, kBlocks, kThreads, me.stream, a, i, o, count);
   else
     launch_kernel(peer_kernel<T, 1, kGather>, kBlocks, kThreads, me.stream, a, i, o, count);
-}
-
-int tp_push_mode() {
-  const char* e = std::getenv("LMFLEET_TP_PUSH");
-  const int v = e ? std::atoi(e) : 0;
-  return v >= 1 && v <= 3 ? v : 0;
-}
-
-bool PeerExchange::ll_push_target(int rank, int64_t rows, int64_t cols, GemvLlPush* p) const {
-  if (!tp_push_mode() || !tp_ll_enabled() || !tp_pdl_capable() || rows <= 0 || rows > kFuseMaxRows || cols % 8 ||
-      cols > kFuseMaxCols || (size_t)(rows * cols * 2) > cap_ || (int)ranks_.size() > GemvLlPush::kMaxRanks)
-    return false;
-  const PeerArgs a = args(rank, 0);
-  *p = GemvLlPush{};
-  p->ranks = a.n;
-  for (int r = 0; r < a.n; r++) p->dst[r] = a.ll[r] + (int64_t)rank * a.ll_slot;
-  p->half_words = (int64_t)kMaxRanks * a.ll_slot;
-  p->counters = a.counter;
-  p->blocks = kBlocks;
-  return true;
-}
-
-void PeerExchange::add_rms_norm_pushed_f16(int rank, void* residual, const void* w, void* y, int64_t rows, int64_t cols,
-                                           float eps) {
-  const int64_t nvec = cols / 8;
-  const int nt = nvec <= 256 ? (int)((nvec + 31) / 32) * 32 : 256;
-  const int vpt = (int)((nvec + nt - 1) / nt);
-  const PeerArgs a = args(rank, 0);
-  LMF_CUDA_CHECK(cudaSetDevice(ranks_[(size_t)rank].device));
-  const cudaStream_t s = ranks_[(size_t)rank].stream;
-  half* rh = static_cast<half*>(residual);
-  const half* wh = static_cast<const half*>(w);
-  half* yh = static_cast<half*>(y);
-  const half* none = nullptr;
-  // always a programmatic dependent: it may run beside the GEMV that pushes its words
-  const int mode = tp_push_mode();
-#define LMF_PUSHED(V, P) \
-  LMF_CUDA_CHECK(launch_maybe_pdl(true, peer_add_rms_norm_ll_kernel<V, P>, dim3(kBlocks), dim3(256), s, a, none, rh, wh, yh, \
-                                  (int)rows, (int)cols, nt, eps))
-#define LMF_PUSHED_V(V) \
-  if (mode == 2) LMF_PUSHED(V, 2); \
-  else if (mode == 3) LMF_PUSHED(V, 3); \
-  else LMF_PUSHED(V, 1);
-  switch (vpt) {
-    case 1: LMF_PUSHED_V(1) break;
-    case 2: LMF_PUSHED_V(2) break;
-    default: LMF_PUSHED_V(4) break;
-  }
-#undef LMF_PUSHED_V
-#undef LMF_PUSHED
 }
 
 bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* residual, const void* w, void* y, int64_t rows,

@@ -17,8 +17,6 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include "ops/linear.cuh"  // GemvLlPush
-
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,11 +29,6 @@ struct PeerArgs;
 // LMFLEET_TP_LL (read at each call; default on, =0 off): the fused all-reduce + add + rms_norm of up to 16 rows
 // in the low-latency protocol (data and the exchange's count in one 8-byte store into each peer's memory).
 bool tp_ll_enabled();
-// LMFLEET_TP_PUSH=1|2|3 (opt-in while measured; read at each call; sm_90, with the LL exchange): the row-parallel o /
-// down projection's f16 GEMV (decode rows) stores its outputs straight into every rank's LL receive buffer, and the
-// fused add + rms_norm kernel only polls (ll_push_target, add_rms_norm_pushed_f16; the value picks how that kernel
-// overlaps the GEMV and the next kernel, see peer_collective.cu). 0 / unset: off.
-int tp_push_mode();
 class PeerExchange {
  public:
   static constexpr int kMaxRanks = 8;
@@ -56,12 +49,6 @@ class PeerExchange {
   // measured faster there than the 32-block fused kernel; the one-block-per-row variant is unmeasured).
   bool all_reduce_add_rms_norm_f16(int rank, const void* x, void* residual, const void* w, void* y, int64_t rows, int64_t cols,
                                    float eps);
-  // LMFLEET_TP_PUSH: where the fused exchange of [rows, cols] can take its words from the GEMV that makes x (fills p;
-  // false: the shape or the settings do not allow it, use all_reduce_add_rms_norm_f16). The GEMV's launch
-  // (gemv_push_cuda with p) must be followed on the rank's stream by add_rms_norm_pushed_f16 of the same shape: the
-  // bits of all_reduce_add_rms_norm_f16 on the GEMV's output.
-  bool ll_push_target(int rank, int64_t rows, int64_t cols, GemvLlPush* p) const;
-  void add_rms_norm_pushed_f16(int rank, void* residual, const void* w, void* y, int64_t rows, int64_t cols, float eps);
   void all_reduce_f32(int rank, float* buf, int64_t count);
   // send [bytes] of every rank -> recv [n * bytes], rank-major (bytes a multiple of 4)
   void all_gather(int rank, const void* send, void* recv, int64_t bytes);

@@ -20,13 +20,11 @@ __device__ __forceinline__ void store_out(float* p, float v) { *p = v; }
 // kSilu (gemv_silu_cuda; OutT half): W is the fused gate_up weight [2n, k] (n = inter), y is [m, n] (ldy): block b's
 // warps 0..3 compute gate rows b*4 + w, warps 4..7 the matching up rows n + b*4 + w - 4 (the same per-row arithmetic),
 // and the block writes silu(g) * u for its 4 columns (the silu_mul_cuda arithmetic on the f16-rounded g and u).
-// kPush (gemv_push_cuda; OutT half, n % 8 == 0): the block's f16 outputs go out as GemvLlPush words instead of into y.
-template <int M, typename OutT, bool kSilu = false, bool kPush = false>
+template <int M, typename OutT, bool kSilu = false>
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
 gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, const half* __restrict__ bias,
-            OutT* __restrict__ y, int ldy, int n, int k, int l2pf, GemvLlPush push) {
+            OutT* __restrict__ y, int ldy, int n, int k, int l2pf) {
   static_assert(!kSilu || (std::is_same_v<OutT, half> && kRowsPerBlock == 8), "gemv_kernel: silu mode is f16 out, 8 warps");
-  static_assert(!kPush || (!kSilu && std::is_same_v<OutT, half> && kRowsPerBlock % 2 == 0), "gemv_kernel: push mode is f16 out");
   constexpr int kCols = kRowsPerBlock / 2;  // silu mode: output columns per block
   int row;
   if constexpr (kSilu) {
@@ -36,7 +34,7 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
     row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   }
   const int lane = threadIdx.x & 31;
-  if constexpr (!kSilu && !kPush) {  // silu and push modes have no partial blocks (and a __syncthreads below)
+  if constexpr (!kSilu) {  // silu mode has no partial blocks (and a __syncthreads below)
     if (row >= n) return;
   }
   const half* wr = w + (size_t)row * k;
@@ -104,25 +102,6 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
       y[(size_t)i * ldy + blockIdx.x * kCols + cc] =
           __float2half(silu_mul_f32(__half2float(gu[cc][i]), __half2float(gu[kCols + cc][i])));
     }
-  } else if constexpr (kPush) {
-    __shared__ half out[M][kRowsPerBlock];  // the f16 values gemv_cuda would store
-    if (lane == 0) {
-      const float b = bias ? __half2float(bias[row]) : 0.f;
-#pragma unroll
-      for (int i = 0; i < M; i++) out[i][threadIdx.x >> 5] = __float2half(acc[i] + b);
-    }
-    __syncthreads();
-    constexpr int kWords = kRowsPerBlock / 2;  // per row of x
-    if (threadIdx.x < M * kWords) {
-      const int i = threadIdx.x / kWords, j = threadIdx.x % kWords;
-      // the count of the exchange kernel block that reads row i: it cannot finish (and move the counter on) before
-      // this word arrives, so the read is never late
-      const uint32_t c = *reinterpret_cast<const volatile uint32_t*>(push.counters + i % push.blocks) + 1;
-      const half2 h = __halves2half2(out[i][2 * j], out[i][2 * j + 1]);
-      const uint32_t word = *reinterpret_cast<const uint32_t*>(&h);
-      const int64_t wi = ((int64_t)i * n + (int64_t)blockIdx.x * kRowsPerBlock) / 2 + j + ((c & 1) ? push.half_words : 0);
-      for (int r = 0; r < push.ranks; r++) st_ll(push.dst[r] + wi, word, c);
-    }
   } else {
     if (lane == 0) {
       const float b = bias ? __half2float(bias[row]) : 0.f;
@@ -174,9 +153,9 @@ static void launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, cudaStream
 }
 
 // kSilu: n is inter (the output width; W has 2n rows), a multiple of kRowsPerBlock / 2 (gemv_silu_cuda checks)
-template <typename OutT, bool kSilu = false, bool kPush = false>
+template <typename OutT, bool kSilu = false>
 static void launch(const half* x, int ldx, const half* w, const half* bias, OutT* y, int ldy, int m, int n, int k,
-                   cudaStream_t s, const GemvLlPush& push = GemvLlPush{}) {
+                   cudaStream_t s) {
   if (m <= 0 || n <= 0) return;
   if (m > kGemvMaxRows) fail(ErrorCode::InvalidArgument, "gemv: more rows than kGemvMaxRows");
   if (k % 8 || ldx % 8) fail(ErrorCode::InvalidArgument, "gemv: k and ldx must be multiples of 8");
@@ -184,7 +163,7 @@ static void launch(const half* x, int ldx, const half* w, const half* bias, OutT
   const int l2pf = l2_prefetch_kb();
   switch (m) {
 #define LMF_GEMV_CASE(M) \
-  case M: launch_pdl(gemv_kernel<M, OutT, kSilu, kPush>, grid, block, s, x, ldx, w, bias, y, ldy, n, k, l2pf, push); break;
+  case M: launch_pdl(gemv_kernel<M, OutT, kSilu>, grid, block, s, x, ldx, w, bias, y, ldy, n, k, l2pf); break;
     LMF_GEMV_CASE(1) LMF_GEMV_CASE(2) LMF_GEMV_CASE(3) LMF_GEMV_CASE(4)
     LMF_GEMV_CASE(5) LMF_GEMV_CASE(6) LMF_GEMV_CASE(7) LMF_GEMV_CASE(8)
 #undef LMF_GEMV_CASE
@@ -206,14 +185,6 @@ void gemv_silu_cuda(const half* x, int ldx, const half* w, const half* bias, hal
   if (inter % (kRowsPerBlock / 2))
     fail(ErrorCode::InvalidArgument, "gemv_silu: inter must be a multiple of 4 (the caller keeps gemv + silu_mul otherwise)");
   launch<half, true>(x, ldx, w, bias, out, ldo, m, inter, k, s);
-}
-
-void gemv_push_cuda(const half* x, int ldx, const half* w, const half* bias, const GemvLlPush& p, int m, int n, int k,
-                    cudaStream_t s) {
-  if (n % kRowsPerBlock) fail(ErrorCode::InvalidArgument, "gemv_push: n must be a multiple of 8");
-  if (p.ranks < 1 || p.ranks > GemvLlPush::kMaxRanks || p.blocks < 1 || !p.counters)
-    fail(ErrorCode::InvalidArgument, "gemv_push: no exchange to push into");
-  launch<half, false, true>(x, ldx, w, bias, static_cast<half*>(nullptr), n, m, n, k, s, p);
 }
 
 bool fuse_silu_enabled() {

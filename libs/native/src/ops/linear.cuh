@@ -2,8 +2,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <cstdint>
-
 namespace lmfleet {
 // Skinny linear for decode (m <= kGemvMaxRows): y[i, :] = x[i, :] W^T (+ bias), W row-major [n, k] f16,
 // f32 accumulation. Streams W once at full bandwidth (cuBLAS takes over for larger m; see cuda/gemm.h).
@@ -43,22 +41,4 @@ void gemv_silu_cuda(const half* x, int ldx, const half* w, const half* bias, hal
 // LMFLEET_FUSE_SILU (default on; "0" off; read at each call): CudaDecoder takes gemv_silu_cuda for f16 gate_up
 // weights where the GEMV serves the rows.
 bool fuse_silu_enabled();
-
-// Tensor parallelism (cuda/peer_collective.h, PeerExchange::ll_push_target): where a row-parallel projection's f16
-// outputs y [m, n] go as the fused exchange's low-latency words instead of into y. Word w of the flattened [m, n]
-// (outputs 2w, 2w + 1: n even) goes to dst[r] + w (+ half_words when the exchange count is odd) for every rank r,
-// carrying the count counters[row % blocks] + 1 of the exchange kernel's block that reads that row.
-struct GemvLlPush {
-  static constexpr int kMaxRanks = 8;
-  uint64_t* dst[kMaxRanks] = {};  // rank r's receive buffer at this rank's slot (half 0), addressable from here
-  int ranks = 0;
-  int64_t half_words = 0;            // from half 0 to half 1 of a receive buffer
-  const uint32_t* counters = nullptr;  // this rank's exchange counters [blocks]
-  int blocks = 0;
-};
-// gemv_cuda's arithmetic (the same f16 outputs), stored as p says; n a multiple of 8 (whole blocks), m <= kGemvMaxRows.
-// Launched as a programmatic dependent like gemv_cuda; the exchange kernel that reads the words may run beside it
-// (PeerExchange::add_rms_norm_pushed_f16).
-void gemv_push_cuda(const half* x, int ldx, const half* w, const half* bias, const GemvLlPush& p, int m, int n, int k,
-                    cudaStream_t s);
 }  // namespace lmfleet
