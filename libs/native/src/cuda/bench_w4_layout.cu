@@ -8,6 +8,12 @@
 //   + L2::256B: the same loads with the 256-byte L2 prefetch-size hint; + evict_first: the L2 eviction-priority hint
 // and the plain grid-stride stream read of the same bytes as the reference. 8 rotated copies of each weight (over the
 // 50 MB L2), graph-timed: per launch = graph time / launches, median of 15 graph launches.
+// Second table, a 7B layer's four linears read one after another (the decode step's order; each linear may only go
+// past its first D - 1 k blocks once the one before it is done, as a GEMV must wait for its x): four plain launches,
+// four launches as programmatic dependents (the first D - 1 k blocks of every warp issued before griddepcontrol.wait,
+// as MmaX does), and one persistent kernel (every block resident, looping over units, a grid-wide barrier between the
+// linears, with and without the next linear's first D - 1 k blocks issued before the barrier): is a persistent layer
+// kernel worth writing, in load pattern alone?
 // Build + run (GPU machine): nvcc -std=c++17 -O3 -arch=sm_90 -I src src/cuda/bench_w4_layout.cu -o /tmp/bl && /tmp/bl
 #include <cuda_runtime.h>
 
@@ -153,6 +159,132 @@ __global__ void __launch_bounds__(256, 2) bulk_kernel(const uint4* __restrict__ 
   if (h == 0x12345678u) out[0] = h;
 }
 
+// ---- a layer's four linears in sequence (second table) ----
+struct Lin {
+  const uint4* qw;
+  int tiles, KB;
+};
+struct Layer {
+  Lin l[4];
+};
+
+// One block unit (8 / S units of T tiles, k split over S warps) of one linear, in two halves: first() issues the first
+// D - 1 k blocks into the ring, rest() the remainder (the pattern of tiles_kernel).
+template <int T, int D>
+struct UnitPass {
+  uint4 r[D][T];
+  int tile0 = 0, kb0 = 0, kb1 = 0, nt = 0;
+  const uint4* qw = nullptr;
+  int tiles = 0, KB = 0;
+  __device__ __forceinline__ void issue(int d, int kk) {
+    if (kk < kb1) {
+#pragma unroll
+      for (int i = 0; i < T; i++)
+        if (i < nt) r[d][i] = ld_w<0>(qw + ((size_t)(tile0 + i) * KB + kk) * 32 + (threadIdx.x & 31));
+    }
+  }
+  __device__ __forceinline__ void first(const Lin& L, int ub, int S) {
+    const int warp = threadIdx.x >> 5, TB = 8 / S, tl = warp / S, slice = warp - tl * S;
+    qw = L.qw;
+    tiles = L.tiles;
+    KB = L.KB;
+    const int per = (KB + S - 1) / S;
+    tile0 = (ub * TB + tl) * T;
+    kb0 = min(KB, slice * per);
+    kb1 = tile0 < tiles ? min(KB, kb0 + per) : kb0;
+    nt = min(T, tiles - tile0);
+#pragma unroll
+    for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
+  }
+  __device__ __forceinline__ uint32_t rest() {
+    uint32_t h = 0;
+    for (int kk = kb0; kk < kb1; kk += D) {
+#pragma unroll
+      for (int d = 0; d < D; d++) {
+        issue((d + D - 1) % D, kk + d + D - 1);
+        if (kk + d < kb1) {
+#pragma unroll
+          for (int i = 0; i < T; i++)
+            if (i < nt) h ^= r[d][i].x ^ r[d][i].y ^ r[d][i].z ^ r[d][i].w;
+        }
+      }
+    }
+    return h;
+  }
+};
+
+// one linear per launch; PDL: launched as a programmatic dependent, the first D - 1 k blocks before the wait
+template <int T, int D, bool PDL>
+__global__ void __launch_bounds__(256, 2) lin_kernel(Lin L, int S, uint32_t* out) {
+  UnitPass<T, D> u;
+  u.first(L, blockIdx.x, S);
+  if (PDL) {
+    lmfleet::pdl_wait();
+    lmfleet::pdl_trigger();
+  }
+  const uint32_t h = u.rest();
+  if (h == 0x12345678u) out[0] = h;
+}
+
+// every block arrives (release), then waits until the whole grid has (acquire); bar counts arrivals forever (graph
+// replays keep adding gridDim.x per barrier), so the target is the next multiple of gridDim.x after this arrival
+__device__ __forceinline__ void grid_barrier(unsigned* bar) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const unsigned old = atomicAdd(bar, 1u);
+    const unsigned target = (old / gridDim.x + 1) * gridDim.x;
+    unsigned v;
+    do {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
+    } while ((int)(v - target) < 0);
+  }
+  __syncthreads();
+}
+
+// the four linears in one launch: block b takes block units b, b + grid, ... of each; PRE: before the barrier that
+// ends linear j, the block issues the first D - 1 k blocks of its first unit of linear j + 1
+template <int T, int D, bool PRE>
+__global__ void __launch_bounds__(256, 2) layer_kernel(Layer ly, int S, unsigned* bar, uint32_t* out) {
+  const int TB = 8 / S;
+  uint32_t h = 0;
+  UnitPass<T, D> u;
+  bool have = false;  // u holds this block's first unit of linear j, issued before the barrier
+  for (int j = 0; j < 4; j++) {
+    const Lin& L = ly.l[j];
+    const int ublocks = ((L.tiles + T - 1) / T + TB - 1) / TB;
+    for (int ub = blockIdx.x; ub < ublocks; ub += gridDim.x) {
+      if (!(have && ub == (int)blockIdx.x)) u.first(L, ub, S);
+      h ^= u.rest();
+    }
+    have = false;
+    if (j < 3) {
+      const Lin& N = ly.l[j + 1];
+      const int nb = ((N.tiles + T - 1) / T + TB - 1) / TB;
+      if (PRE && (int)blockIdx.x < nb) {
+        u.first(N, blockIdx.x, S);
+        have = true;
+      }
+      grid_barrier(bar);
+    }
+  }
+  if (h == 0x12345678u) out[0] = h;
+}
+
+template <typename... KArgs, typename... Args>
+static void launch_pdl(void (*kern)(KArgs...), int grid, cudaStream_t s, Args... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(256);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  CK(cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...));
+}
+
 struct Shape {
   const char* name;
   int n, k;
@@ -259,6 +391,64 @@ int main() {
     std::printf("\n");
     CK(cudaGetLastError());
   }
+  // ---- a layer's four linears in sequence ----
+  {
+    size_t off[5] = {0};
+    for (int j = 0; j < 4; j++) off[j + 1] = off[j] + (size_t)shapes[j].n / 8 * ((shapes[j].k + 127) / 128) * 32;
+    std::vector<uint4*> lbuf(NC);
+    for (int c = 0; c < NC; c++) {
+      CK(cudaMalloc(&lbuf[c], off[4] * 16));
+      CK(cudaMemset(lbuf[c], c + 1, off[4] * 16));
+    }
+    unsigned* bar;
+    CK(cudaMalloc(&bar, 64));
+    CK(cudaMemset(bar, 0, 64));
+    const double mb = off[4] * 16 / 1e6;
+    auto copy_index = [&](uint4* p) {  // graph_us passes buf[r % NC]: the layer copy r % NC
+      for (int c = 0; c < NC; c++)
+        if (buf[c] == p) return c;
+      return 0;
+    };
+    auto make_layer = [&](int c) {
+      Layer ly;
+      for (int j = 0; j < 4; j++) ly.l[j] = Lin{lbuf[c] + off[j], shapes[j].n / 8, (shapes[j].k + 127) / 128};
+      return ly;
+    };
+    const float t_stream = graph_us([&](uint4* p) {
+      const Layer ly = make_layer(copy_index(p));
+      for (int j = 0; j < 4; j++)
+        lmfleet::stream_read_kernel<<<sms * 8, 256, 0, s>>>(ly.l[j].qw, (size_t)ly.l[j].tiles * ly.l[j].KB * 32, sink);
+    });
+    std::printf("\n| a 7B layer's 4 linears in sequence (%.1f MB), T2 S8 everywhere | us per layer | %% of copy rate |\n|---|---|---|\n", mb);
+    const double t_copy_layer = mb / copy_gbs * 1e3;
+    auto row = [&](const char* what, float t) { std::printf("| %s | %.1f | %.0f%% |\n", what, t, 100.0 * t_copy_layer / t); };
+    row("stream read, 4 launches", t_stream);
+    constexpr int T = 2, D = 5, S = 8;
+    auto grid_of = [&](const Lin& L) { return ((L.tiles + T - 1) / T + 8 / S - 1) / (8 / S); };
+    row("MmaX pattern, 4 plain launches", graph_us([&](uint4* p) {
+          const Layer ly = make_layer(copy_index(p));
+          for (int j = 0; j < 4; j++) lin_kernel<T, D, false><<<grid_of(ly.l[j]), 256, 0, s>>>(ly.l[j], S, sink);
+        }));
+    row("MmaX pattern, 4 PDL launches (D - 1 k blocks before the wait)", graph_us([&](uint4* p) {
+          const Layer ly = make_layer(copy_index(p));
+          for (int j = 0; j < 4; j++) launch_pdl(lin_kernel<T, D, true>, grid_of(ly.l[j]), s, ly.l[j], S, sink);
+        }));
+    int bps_pre = 0, bps = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps_pre, layer_kernel<T, D, true>, 256, 0));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, layer_kernel<T, D, false>, 256, 0));
+    row("persistent, grid barrier between linears", graph_us([&](uint4* p) {
+          layer_kernel<T, D, false><<<sms * bps, 256, 0, s>>>(make_layer(copy_index(p)), S, bar, sink);
+        }));
+    row("persistent, next linear's D - 1 k blocks before each barrier", graph_us([&](uint4* p) {
+          layer_kernel<T, D, true><<<sms * bps_pre, 256, 0, s>>>(make_layer(copy_index(p)), S, bar, sink);
+        }));
+    std::printf("(copy-rate time %.1f us; persistent grids %d x %d / %d x %d blocks of 256 threads, all resident)\n",
+                t_copy_layer, sms, bps, sms, bps_pre);
+    CK(cudaGetLastError());
+    for (int c = 0; c < NC; c++) CK(cudaFree(lbuf[c]));
+    CK(cudaFree(bar));
+  }
+
   CK(cudaDeviceSynchronize());
   std::printf("\n(us per launch; grid as MmaX: units of T tiles, 8 / S units per 256-thread block, 2 blocks per SM; register rings: D = 5 / 3 / 2 k blocks at T = 2 / 4 / 8; bulk rings Ra, Rb: 4, 8 stages at T = 2; 4, 6 at T = 4; 2, 3 at T = 8)\n");
   return 0;
