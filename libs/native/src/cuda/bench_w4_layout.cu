@@ -52,39 +52,69 @@ __device__ __forceinline__ uint4 ld_w(const uint4* p) {
   return r;
 }
 
+struct Lin {
+  const uint4* qw;
+  int tiles, KB;
+};
+struct Layer {
+  Lin l[4];
+};
+
+// One block unit (8 / S units of T tiles, k split over S warps: MmaX's work split) of one linear, in two halves:
+// first() issues the first D - 1 k blocks into a register ring of D, rest() the remainder, xoring what it read.
 // KBM: kb-major addresses; HINT: 0 plain, 1 L2::256B, 2 L2::evict_first
-template <int T, int D, bool KBM, int HINT>
-__global__ void __launch_bounds__(256, 2) tiles_kernel(const uint4* __restrict__ qw, int tiles, int KB, int S, uint32_t* out) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int TB = 8 / S, tl = warp / S, slice = warp - tl * S, per = (KB + S - 1) / S;
-  const int tile0 = ((int)blockIdx.x * TB + tl) * T;
-  const int kb0 = min(KB, slice * per), kb1 = tile0 < tiles ? min(KB, kb0 + per) : kb0;
-  const int nt = min(T, tiles - tile0);
+template <int T, int D, bool KBM = false, int HINT = 0>
+struct UnitPass {
   uint4 r[D][T];
-  auto issue = [&](int d, int kk) {
+  int tile0 = 0, kb0 = 0, kb1 = 0, nt = 0;
+  const uint4* qw = nullptr;
+  int tiles = 0, KB = 0;
+  __device__ __forceinline__ void issue(int d, int kk) {
     if (kk < kb1) {
 #pragma unroll
       for (int i = 0; i < T; i++)
         if (i < nt) {
           const size_t w = KBM ? ((size_t)kk * tiles + tile0 + i) : ((size_t)(tile0 + i) * KB + kk);
-          r[d][i] = ld_w<HINT>(qw + w * 32 + lane);
+          r[d][i] = ld_w<HINT>(qw + w * 32 + (threadIdx.x & 31));
         }
     }
-  };
-  uint32_t h = 0;
+  }
+  __device__ __forceinline__ void first(const Lin& L, int ub, int S) {
+    const int warp = threadIdx.x >> 5, TB = 8 / S, tl = warp / S, slice = warp - tl * S;
+    qw = L.qw;
+    tiles = L.tiles;
+    KB = L.KB;
+    const int per = (KB + S - 1) / S;
+    tile0 = (ub * TB + tl) * T;
+    kb0 = min(KB, slice * per);
+    kb1 = tile0 < tiles ? min(KB, kb0 + per) : kb0;
+    nt = min(T, tiles - tile0);
 #pragma unroll
-  for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
-  for (int kk = kb0; kk < kb1; kk += D) {
+    for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
+  }
+  __device__ __forceinline__ uint32_t rest() {
+    uint32_t h = 0;
+    for (int kk = kb0; kk < kb1; kk += D) {
 #pragma unroll
-    for (int d = 0; d < D; d++) {
-      issue((d + D - 1) % D, kk + d + D - 1);
-      if (kk + d < kb1) {
+      for (int d = 0; d < D; d++) {
+        issue((d + D - 1) % D, kk + d + D - 1);
+        if (kk + d < kb1) {
 #pragma unroll
-        for (int i = 0; i < T; i++)
-          if (i < nt) h ^= r[d][i].x ^ r[d][i].y ^ r[d][i].z ^ r[d][i].w;
+          for (int i = 0; i < T; i++)
+            if (i < nt) h ^= r[d][i].x ^ r[d][i].y ^ r[d][i].z ^ r[d][i].w;
+        }
       }
     }
+    return h;
   }
+};
+
+// One linear's 4-bit codes with MmaX's work split (UnitPass), one launch.
+template <int T, int D, bool KBM, int HINT>
+__global__ void __launch_bounds__(256, 2) tiles_kernel(const uint4* __restrict__ qw, int tiles, int KB, int S, uint32_t* out) {
+  UnitPass<T, D, KBM, HINT> u;
+  u.first(Lin{qw, tiles, KB}, blockIdx.x, S);
+  const uint32_t h = u.rest();
   if (h == 0x12345678u) out[0] = h;
 }
 
@@ -160,59 +190,6 @@ __global__ void __launch_bounds__(256, 2) bulk_kernel(const uint4* __restrict__ 
 }
 
 // ---- a layer's four linears in sequence (second table) ----
-struct Lin {
-  const uint4* qw;
-  int tiles, KB;
-};
-struct Layer {
-  Lin l[4];
-};
-
-// One block unit (8 / S units of T tiles, k split over S warps) of one linear, in two halves: first() issues the first
-// D - 1 k blocks into the ring, rest() the remainder (the pattern of tiles_kernel).
-template <int T, int D>
-struct UnitPass {
-  uint4 r[D][T];
-  int tile0 = 0, kb0 = 0, kb1 = 0, nt = 0;
-  const uint4* qw = nullptr;
-  int tiles = 0, KB = 0;
-  __device__ __forceinline__ void issue(int d, int kk) {
-    if (kk < kb1) {
-#pragma unroll
-      for (int i = 0; i < T; i++)
-        if (i < nt) r[d][i] = ld_w<0>(qw + ((size_t)(tile0 + i) * KB + kk) * 32 + (threadIdx.x & 31));
-    }
-  }
-  __device__ __forceinline__ void first(const Lin& L, int ub, int S) {
-    const int warp = threadIdx.x >> 5, TB = 8 / S, tl = warp / S, slice = warp - tl * S;
-    qw = L.qw;
-    tiles = L.tiles;
-    KB = L.KB;
-    const int per = (KB + S - 1) / S;
-    tile0 = (ub * TB + tl) * T;
-    kb0 = min(KB, slice * per);
-    kb1 = tile0 < tiles ? min(KB, kb0 + per) : kb0;
-    nt = min(T, tiles - tile0);
-#pragma unroll
-    for (int d = 0; d < D - 1; d++) issue(d, kb0 + d);
-  }
-  __device__ __forceinline__ uint32_t rest() {
-    uint32_t h = 0;
-    for (int kk = kb0; kk < kb1; kk += D) {
-#pragma unroll
-      for (int d = 0; d < D; d++) {
-        issue((d + D - 1) % D, kk + d + D - 1);
-        if (kk + d < kb1) {
-#pragma unroll
-          for (int i = 0; i < T; i++)
-            if (i < nt) h ^= r[d][i].x ^ r[d][i].y ^ r[d][i].z ^ r[d][i].w;
-        }
-      }
-    }
-    return h;
-  }
-};
-
 // one linear per launch; PDL: launched as a programmatic dependent, the first D - 1 k blocks before the wait
 template <int T, int D, bool PDL>
 __global__ void __launch_bounds__(256, 2) lin_kernel(Lin L, int S, uint32_t* out) {
