@@ -1,11 +1,12 @@
 // The lmfleet command tree, mirroring LMDeploy's CLI (`lmdeploy lite calibrate|auto_awq`, `convert`, `chat`,
-// `serve api_server|api_client`) plus `eval ppl`. Flags keep LMDeploy's names. Local mode runs on @lmfleet/engine;
+// `serve api_server|api_client`, `check_env`, `list`) plus `eval ppl`. Flags keep LMDeploy's names. Local mode runs on @lmfleet/engine;
 // `--api URL` (or LMFLEET_API) runs lite/convert/eval as jobs on an LMFleet platform over REST (./remote.ts).
 import { BUILTIN_CALIB_DATASETS } from '@lmfleet/engine/quant/datasets';
 import { Command, Option } from 'commander';
 import { autoAwqCommand, parseBool } from './commands/auto-awq';
 import { calibrateCommand } from './commands/calibrate';
 import { chatCommand } from './commands/chat';
+import { checkEnvCommand, listCommand, LMFLEET_VERSION } from './commands/check-env';
 import { convertCommand } from './commands/convert';
 import { deployCommand, listDeployments, undeployCommand } from './commands/deploy';
 import { evalPplCommand } from './commands/eval-ppl';
@@ -69,7 +70,7 @@ function calibOptions(cmd: Command): Command {
 export function createProgram(io: CliIO): Command {
   const program = new Command('lmfleet')
     .description('LMFleet: quantize, evaluate and serve large language models (LMDeploy\'s workflow in TypeScript)')
-    .version('0.1.0')
+    .version(LMFLEET_VERSION)
     .addOption(new Option('--api <url>', 'run the command as a job on an LMFleet platform API instead of locally (lite, convert, eval ppl, jobs)').env('LMFLEET_API'))
     .showHelpAfterError()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
@@ -206,6 +207,18 @@ export function createProgram(io: CliIO): Command {
     .action(async (url: string, o) => {
       await apiClientCommand(io, url, o);
     });
+
+  program
+    .command('check_env')
+    .description('what this machine has for LMFleet: Node, the native backends (and why one is unavailable), GPUs, nvcc, cmake')
+    .action(async () => {
+      await checkEnvCommand(io);
+    });
+
+  program
+    .command('list')
+    .description('the model architectures the engine runs (config.json "architectures")')
+    .action(() => listCommand(io));
 
   const evalCmd = program.command('eval').description('evaluate models');
   evalCmd

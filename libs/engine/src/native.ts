@@ -20,4 +20,4 @@ export type {
   AwqTapStats,
   AwqTapName,
 } from '@lmfleet/native';
-export { loadNative } from '@lmfleet/native';
+export { binaryPath, loadNative } from '@lmfleet/native';
