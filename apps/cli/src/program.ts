@@ -210,9 +210,9 @@ export function createProgram(io: CliIO): Command {
 
   program
     .command('check_env')
-    .description('what this machine has for LMFleet: Node, the native backends (and why one is unavailable), GPUs, nvcc, cmake')
-    .action(async () => {
-      await checkEnvCommand(io);
+    .description('what this machine has for LMFleet: Node, the native backends (and why one is unavailable), GPUs, nvcc, cmake; with --api, the platform\'s health')
+    .action(async (_o, cmd: Command) => {
+      await checkEnvCommand(io, { api: cmd.optsWithGlobals().api as string | undefined, fetch: io.fetch });
     });
 
   program

@@ -57,6 +57,34 @@ describe('lmfleet check_env / list', () => {
     expect(rows.get('GPUs')).toMatch(/^none found/);
   });
 
+  it('asks the platform API for its health with --api, and says when it cannot be reached', async () => {
+    const base = { binary: () => null, tool: async () => null, env: {} };
+    const seen: string[] = [];
+    const ok = new Map(
+      await checkEnv({
+        ...base,
+        api: 'http://10.0.0.5:3000/',
+        fetch: (async (url: string) => {
+          seen.push(url);
+          return new Response(JSON.stringify({ status: 'degraded', postgres: true, redis: false }), { status: 200 });
+        }) as unknown as typeof fetch,
+      }),
+    );
+    expect(seen).toEqual(['http://10.0.0.5:3000/health']);
+    expect(ok.get('platform API')).toBe('http://10.0.0.5:3000/health: degraded (postgres up, redis down)');
+    const down = new Map(
+      await checkEnv({
+        ...base,
+        api: 'http://10.0.0.5:3000',
+        fetch: (async () => {
+          throw new TypeError('fetch failed');
+        }) as unknown as typeof fetch,
+      }),
+    );
+    expect(down.get('platform API')).toBe('http://10.0.0.5:3000/health: unreachable (fetch failed)');
+    expect((await checkEnv(base)).some(([k]) => k === 'platform API')).toBe(false);
+  });
+
   it('runs on this machine: the cpu backend the tests use is built and available', async () => {
     const h = makeIO();
     expect(await run(['check_env'], h.io)).toBe(0);

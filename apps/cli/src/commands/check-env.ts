@@ -27,6 +27,22 @@ export interface CheckEnvDeps {
   /** the addon binary of a variant, or null when it is not built (default: binaryPath). */
   binary?: (backend: Backend) => string | null;
   env?: NodeJS.ProcessEnv;
+  /** the platform API to ask for its health (--api / LMFLEET_API), and the fetch to ask with */
+  api?: string;
+  fetch?: typeof fetch;
+}
+
+/** GET {api}/health within a few seconds: the platform's own view of Postgres and Redis. */
+async function platformHealth(api: string, f: typeof fetch): Promise<string> {
+  const url = `${api.replace(/\/+$/, '')}/health`;
+  try {
+    const res = await f(url, { signal: AbortSignal.timeout(3000) });
+    if (!res.ok) return `${url}: HTTP ${res.status}`;
+    const h = (await res.json()) as { status?: string; postgres?: boolean; redis?: boolean };
+    return `${url}: ${h.status ?? 'unknown'} (postgres ${h.postgres ? 'up' : 'down'}, redis ${h.redis ? 'up' : 'down'})`;
+  } catch (e) {
+    return `${url}: unreachable (${(e as Error).message})`;
+  }
 }
 
 function defaultBackendInfo(backend: Backend): BackendInfo {
@@ -52,7 +68,7 @@ export async function checkEnv(deps: CheckEnvDeps = {}): Promise<Array<[string, 
   const env = deps.env ?? process.env;
   const rows: Array<[string, string]> = [];
   rows.push(['LMFleet', LMFLEET_VERSION]);
-  rows.push(['platform', `${os.platform()} ${os.arch()} (${os.release()})`]);
+  rows.push(['OS', `${os.platform()} ${os.arch()} (${os.release()})`]);
   rows.push(['Node', `${process.version}${nodeOk(process.version) ? '' : ' (LMFleet needs >= 20.19)'}`]);
   const cpus = os.cpus();
   rows.push(['CPU', `${cpus[0]?.model?.trim() || 'unknown'} x ${cpus.length} threads, ${(os.totalmem() / GiB).toFixed(1)} GiB memory`]);
@@ -80,6 +96,7 @@ export async function checkEnv(deps: CheckEnvDeps = {}): Promise<Array<[string, 
   const cmakeVersion = cmake?.match(/cmake version (\S+)/)?.[1];
   rows.push(['cmake', cmakeVersion ?? 'not found (npm ci builds the addon with cmake-js, which needs it)']);
   for (const k of ['LMFLEET_API', 'DATABASE_URL', 'REDIS_URL', 'CUDA_VISIBLE_DEVICES']) if (env[k]) rows.push([k, k === 'DATABASE_URL' ? env[k]!.replace(/\/\/([^:@/]+):[^@]*@/, '//$1:***@') : env[k]!]);
+  if (deps.api) rows.push(['platform API', await platformHealth(deps.api, deps.fetch ?? fetch)]);
   return rows;
 }
 
