@@ -1,25 +1,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
 import { writeTinyModel } from '@lmfleet/engine';
 import { createFakeNative } from '@lmfleet/engine/testing/fake-native';
 import { run } from './main';
+import { captureIO } from './testing/capture-io';
 
-function makeIO(input: string[] = [], native?: ReturnType<typeof createFakeNative>['native']) {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    io: {
-      stdout: { write: (s: string) => out.push(s) },
-      stderr: { write: (s: string) => err.push(s) },
-      stdin: Readable.from(input) as unknown as NodeJS.ReadableStream,
-      native,
-    },
-    out: () => out.join(''),
-    err: () => err.join(''),
-  };
-}
+const makeIO = (input: string[] = [], native?: ReturnType<typeof createFakeNative>['native']) => captureIO({ stdin: input, native });
 
 describe('lmfleet CLI', () => {
   let dir: string;

@@ -1,7 +1,7 @@
-import { Readable } from 'node:stream';
 import * as path from 'node:path';
 import { run } from './main';
 import { autoAwqParams, calibrateParams, convertParams, evalParams } from './remote';
+import { captureIO } from './testing/capture-io';
 
 const V = '11111111-1111-1111-1111-111111111111';
 
@@ -38,15 +38,7 @@ describe('remote mode over a fake API', () => {
     }) as unknown as typeof fetch;
     return { f, calls };
   }
-  function io(f: typeof fetch) {
-    const out: string[] = [];
-    const err: string[] = [];
-    return {
-      io: { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) }, stdin: Readable.from([]) as unknown as NodeJS.ReadableStream, fetch: f },
-      out: () => out.join(''),
-      err: () => err.join(''),
-    };
-  }
+  const io = (f: typeof fetch) => captureIO({ fetch: f });
 
   it('eval ppl --json: finds an already registered model (409), picks the base version, polls and prints JSON', async () => {
     let polls = 0;

@@ -2,22 +2,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
 import { isWorkspace, readSafetensorsDir, writeTinyModel } from '@lmfleet/engine';
 import { nativeCpuOrReport } from '@lmfleet/engine/testing/native-cpu';
 import { run } from '../main';
+import { captureIO } from '../testing/capture-io';
 
 const native = nativeCpuOrReport('cli quantization commands');
 
-function makeIO() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    io: { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) }, stdin: Readable.from([]) as unknown as NodeJS.ReadableStream, native },
-    out: () => out.join(''),
-    err: () => err.join(''),
-  };
-}
+const makeIO = () => captureIO({ native: native ?? undefined });
 
 (native ? describe : describe.skip)('lmfleet lite calibrate / auto_awq / convert', () => {
   jest.setTimeout(120_000);

@@ -1,21 +1,9 @@
-import { Readable } from 'node:stream';
 import { supportedArchitectures } from '@lmfleet/engine';
 import { run } from '../main';
 import { checkEnv } from './check-env';
+import { captureIO } from '../testing/capture-io';
 
-function makeIO() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    io: {
-      stdout: { write: (s: string) => out.push(s) },
-      stderr: { write: (s: string) => err.push(s) },
-      stdin: Readable.from([]) as unknown as NodeJS.ReadableStream,
-    },
-    out: () => out.join(''),
-    err: () => err.join(''),
-  };
-}
+const makeIO = () => captureIO();
 
 describe('lmfleet check_env / list', () => {
   it('reports each backend, the GPUs and the tools from what the probes return', async () => {

@@ -1,6 +1,6 @@
-import { Readable } from 'node:stream';
 import { run } from '../main';
 import { deployBody, kvPolicyOf } from './deploy';
+import { captureIO } from '../testing/capture-io';
 
 const V = '11111111-1111-1111-1111-111111111111';
 
@@ -16,15 +16,7 @@ function fakeApi(routes: (method: string, url: string, body: any) => [number, un
   return { f, calls };
 }
 
-function io(f: typeof fetch) {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    io: { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) }, stdin: Readable.from([]) as unknown as NodeJS.ReadableStream, fetch: f },
-    out: () => out.join(''),
-    err: () => err.join(''),
-  };
-}
+const io = (f: typeof fetch) => captureIO({ fetch: f });
 
 describe('lmfleet deploy / deployments / undeploy (--api)', () => {
   beforeAll(() => {

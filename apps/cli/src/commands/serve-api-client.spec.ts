@@ -1,10 +1,10 @@
-import { Readable } from 'node:stream';
 import { ApiClient } from '../remote';
 import { apiClientCommand, sseData } from './serve-api-client';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { deploymentNameOf, exampleCurl, isServable, kvPolicyOf } from './serve-api-server';
+import { captureIO } from '../testing/capture-io';
 
 function sse(chunks: object[]): string {
   return chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`).join('') + 'data: [DONE]\n\n';
@@ -31,15 +31,7 @@ function fakeServer(replies: Array<{ status?: number; body: string }>) {
   return { fetchFn, requests };
 }
 
-function io(lines: string[], fetchFn: typeof fetch) {
-  const out: string[] = [];
-  const err: string[] = [];
-  return {
-    io: { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) }, stdin: Readable.from(lines.map((l) => l + '\n')) as unknown as NodeJS.ReadableStream, fetch: fetchFn },
-    out: () => out.join(''),
-    err: () => err.join(''),
-  };
-}
+const io = (lines: string[], fetchFn: typeof fetch) => captureIO({ stdin: lines.map((l) => l + '\n'), fetch: fetchFn });
 
 describe('serve api_client', () => {
   it('streams replies, keeps the history, sends the key, /reset and /exit', async () => {
