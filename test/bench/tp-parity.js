@@ -72,7 +72,8 @@ async function main() {
   // --same-env VAR=V: tp N again with VAR=V; every logit, token and top-2 log-prob must be the same bits
   let sameEnv = null;
   if (opt['same-env']) {
-    const [name, value] = String(opt['same-env']).split('=');
+    const spec = String(opt['same-env']), eq = spec.indexOf('=');
+    const name = spec.slice(0, eq), value = spec.slice(eq + 1);
     const before = process.env[name];
     process.env[name] = value;
     const alt = await run(addon, tp);

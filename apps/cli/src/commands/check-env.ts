@@ -9,7 +9,7 @@ import type { CliIO } from '../io';
 
 export const LMFLEET_VERSION = '0.1.0';
 
-/** Runs a tool with a short timeout; its first output line, or null when it is not there or fails. */
+/** Runs a tool with a short timeout; its stdout, or null when it is not there or fails. */
 export function probeTool(cmd: string, args: string[], timeoutMs = 5000): Promise<string | null> {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs, windowsHide: true }, (err, stdout) => {
