@@ -69,12 +69,14 @@ fi
 echo "NCCL: ${LMFLEET_NCCL_LIB:-system libnccl.so.2}"
 
 # A run's exchange variant as environment (collective and parity runs): - the defaults; pdl LMFLEET_TP_PDL=1; wide
-# LMFLEET_TP_FUSE_ROWS=256; ll / ll0 LMFLEET_TP_LL=1 / 0; anything else LMFLEET_TP_P2P=it (all, 0). No argument: clears.
+# LMFLEET_TP_FUSE_ROWS=256; ll / ll0 LMFLEET_TP_LL=1 / 0; push0
+# LMFLEET_TP_LL_PUSH=0 (the LL kernel stores then polls per vector); anything else LMFLEET_TP_P2P=it (all, 0). No
+# argument: clears.
 tp_variant() {
-  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL
+  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL LMFLEET_TP_LL_PUSH
   case "${1:--}" in
     -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;;
-    ll) export LMFLEET_TP_LL=1 ;; ll0) export LMFLEET_TP_LL=0 ;; *) export LMFLEET_TP_P2P=$1 ;;
+    ll) export LMFLEET_TP_LL=1 ;; ll0) export LMFLEET_TP_LL=0 ;; push0) export LMFLEET_TP_LL_PUSH=0 ;; *) export LMFLEET_TP_P2P=$1 ;;
   esac
 }
 

@@ -238,19 +238,20 @@ __device__ __forceinline__ uint64_t ld_ll(const uint64_t* p) {
   return v;
 }
 
+// push_first (tp_ll_push_first): every word of the block's vectors goes out before the first poll (the same vectors,
+// in add_rms_norm_rows' order); otherwise each vector is stored and then polled in turn.
 template <int VPT>
 __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, const half* x, half* residual,
                                                                    const half* __restrict__ w, half* y, int rows, int cols,
-                                                                   int nt, float eps) {
+                                                                   int nt, float eps, int push_first) {
   pdl_wait();
   pdl_trigger();
   __shared__ float scratch[32];
   const uint32_t c = a.counter[blockIdx.x] + 1;
   const int64_t half_off = (int64_t)(c & 1) * kMaxRanks * a.ll_slot;
   int ok = 1;
-  add_rms_norm_rows<VPT>(rows, cols, nt, residual, w, y, eps, scratch, [&](size_t e, float (&sum)[8]) {
-    // this vector's 4 words (from e / 2) into every peer's slot for this rank, then the peers' from our own memory
-    const uint4 mine = *reinterpret_cast<const uint4*>(x + e);
+  // the vector at e's 4 words (from e / 2) into every peer's slot for this rank
+  auto push = [&](size_t e, const uint4& mine) {
     const uint32_t wd[4] = {mine.x, mine.y, mine.z, mine.w};
     for (int r = 0; r < a.n; r++) {
       if (r == a.rank) continue;
@@ -258,6 +259,24 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
 #pragma unroll
       for (int q = 0; q < 4; q++) st_ll(dst + q, wd[q], c);
     }
+  };
+  if (push_first) {
+    const int nvec = cols / 8;
+    for (int row = blockIdx.x; row < rows; row += gridDim.x)
+#pragma unroll
+      for (int j = 0; j < VPT; j++) {
+        const int i = threadIdx.x + j * nt;
+        if (threadIdx.x < nt && i < nvec) {
+          const size_t e = (size_t)row * cols + i * 8;
+          push(e, *reinterpret_cast<const uint4*>(x + e));
+        }
+      }
+  }
+  add_rms_norm_rows<VPT>(rows, cols, nt, residual, w, y, eps, scratch, [&](size_t e, float (&sum)[8]) {
+    // the peers' words for this vector from our own memory (pushed above, or here first)
+    const uint4 mine = *reinterpret_cast<const uint4*>(x + e);
+    const uint32_t wd[4] = {mine.x, mine.y, mine.z, mine.w};
+    if (!push_first) push(e, mine);
     for (int r = 0; r < a.n; r++) {
       uint32_t got[4];
       if (r == a.rank) {
@@ -304,6 +323,11 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
 // add_rms_norm_rows refactor (session 8). LMFLEET_TP_LL=0: the two-phase fused kernel.
 bool tp_ll_enabled() {
   const char* e = std::getenv("LMFLEET_TP_LL");
+  return !(e && std::string(e) == "0");
+}
+
+bool tp_ll_push_first() {
+  const char* e = std::getenv("LMFLEET_TP_LL_PUSH");
   return !(e && std::string(e) == "0");
 }
 
@@ -464,8 +488,11 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   // rows split over its blocks. More rows, on the 32-block set (two rows per block at batch 64), were slower than the
   // element-split all-reduce and the norm kernel (7B tp 2 on two H100s: 5.37 vs 5.06 ms/step; batch 1: 3.42 vs 3.51);
   // up to LMFLEET_TP_FUSE_ROWS rows (default 16: none) the wide set takes them, one block per row.
+  // The LL kernel at 64 rows (two per block of the 32-block set, session 10) was slower still: 16.6 us per exchange vs
+  // 7.7 for the all-reduce alone, tp 2 batch 64 5.70 vs 5.17 ms/step.
   if (cols % 8 || cols > kFuseMaxCols) return false;
   const bool narrow = rows <= kFuseMaxRows && (size_t)(rows * cols * 2) <= cap_;
+  const bool ll = narrow && tp_ll_enabled();
   const bool wide = !narrow && rows <= fuse_rows_ && (size_t)(rows * cols * 2) <= wide_cap_;
   if (!narrow && !wide) return false;
   for (const void* p : {x, (const void*)residual, w, (const void*)y})
@@ -480,11 +507,12 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   half* rh = static_cast<half*>(residual);
   const half* wh = static_cast<const half*>(w);
   half* yh = static_cast<half*>(y);
-  if (narrow && tp_ll_enabled()) {
+  if (ll) {
+    const int pf = tp_ll_push_first() ? 1 : 0;
     switch (vpt) {
-      case 1: launch_kernel(peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
-      case 2: launch_kernel(peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
-      default: launch_kernel(peer_add_rms_norm_ll_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+      case 1: launch_kernel(peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf); break;
+      case 2: launch_kernel(peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf); break;
+      default: launch_kernel(peer_add_rms_norm_ll_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf); break;
     }
     return true;
   }

@@ -29,6 +29,11 @@ struct PeerArgs;
 // LMFLEET_TP_LL (read at each call; default on, =0 off): the fused all-reduce + add + rms_norm of up to 16 rows
 // in the low-latency protocol (data and the exchange's count in one 8-byte store into each peer's memory).
 bool tp_ll_enabled();
+// LMFLEET_TP_LL_PUSH (read at each call; default 1): the LL kernel stores all of a block's words into the peers before
+// it polls for theirs, so a block waits one NVLink latency however many vectors it holds; 0: per vector, store then
+// poll (the session 7-9 kernel). Same sums, same bits. Session 10, two H100s: 6.04 vs 6.50 us per exchange of one
+// 4096-wide row (16 rows: 8.77 vs 9.19); engine tp 2 batch 1 3.191 vs 3.245 ms/step.
+bool tp_ll_push_first();
 class PeerExchange {
  public:
   static constexpr int kMaxRanks = 8;
@@ -46,7 +51,7 @@ class PeerExchange {
   // x [rows, cols] f16 summed over ranks, residual += sum, y = rms_norm(residual) * w, in one kernel (the bits of
   // all_reduce_f16 then ops/rms_norm.cu's add_rms_norm). False (nothing done) for shapes it does not take (more
   // than 16 rows, unless LMFLEET_TP_FUSE_ROWS allows more: decode batches above 16 run the two kernels, which
-  // measured faster there than the 32-block fused kernel; the one-block-per-row variant is unmeasured).
+  // measured faster there than the 32-block fused kernels, two-phase and LL).
   bool all_reduce_add_rms_norm_f16(int rank, const void* x, void* residual, const void* w, void* y, int64_t rows, int64_t cols,
                                    float eps);
   void all_reduce_f32(int rank, float* buf, int64_t count);

@@ -23,7 +23,7 @@ __device__ __forceinline__ void store_out(float* p, float v) { *p = v; }
 template <int M, typename OutT, bool kSilu = false>
 __global__ void __launch_bounds__(kRowsPerBlock * 32)
 gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, const half* __restrict__ bias,
-            OutT* __restrict__ y, int ldy, int n, int k, int l2pf) {
+            OutT* __restrict__ y, int ldy, int n, int k, int l2pf, int early) {
   static_assert(!kSilu || (std::is_same_v<OutT, half> && kRowsPerBlock == 8), "gemv_kernel: silu mode is f16 out, 8 warps");
   constexpr int kCols = kRowsPerBlock / 2;  // silu mode: output columns per block
   int row;
@@ -34,6 +34,7 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
     row = blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   }
   const int lane = threadIdx.x & 31;
+  if (early) pdl_trigger();  // pdl_early_trigger: before the early return below, so every block runs it
   if constexpr (!kSilu) {  // silu mode has no partial blocks (and a __syncthreads below)
     if (row >= n) return;
   }
@@ -54,7 +55,7 @@ gemv_kernel(const half* __restrict__ x, int ldx, const half* __restrict__ w, con
   if (l2pf && lane == 0 && nchunks > 32 * kUnroll)  // the rest of the row into L2 while we wait (l2_prefetch_kb)
     prefetch_l2(wr + 32 * kUnroll * 8, (uint32_t)(nchunks - 32 * kUnroll) * 16);
   pdl_wait();
-  pdl_trigger();  // the kernel after this one may launch once every block runs (it waits for this one to finish)
+  if (!early) pdl_trigger();  // the kernel after this one may launch once every block runs (it waits for this one to finish)
   while (full) {
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
@@ -122,6 +123,11 @@ bool pdl_enabled() {
   return sm90 && !(e && std::string(e) == "0");
 }
 
+bool pdl_early_trigger() {
+  const char* e = std::getenv("LMFLEET_PDL_EARLY");
+  return e && std::string(e) == "1";
+}
+
 bool pdl_preload() {  // default on since session 6 (W4 batch 1 2.285 -> 2.224 ms/step in one process); =0: off
   const char* e = std::getenv("LMFLEET_PDL_PRELOAD");
   return !(e && std::string(e) == "0");
@@ -160,10 +166,10 @@ static void launch(const half* x, int ldx, const half* w, const half* bias, OutT
   if (m > kGemvMaxRows) fail(ErrorCode::InvalidArgument, "gemv: more rows than kGemvMaxRows");
   if (k % 8 || ldx % 8) fail(ErrorCode::InvalidArgument, "gemv: k and ldx must be multiples of 8");
   const dim3 grid(kSilu ? n / (kRowsPerBlock / 2) : (n + kRowsPerBlock - 1) / kRowsPerBlock), block(kRowsPerBlock * 32);
-  const int l2pf = l2_prefetch_kb();
+  const int l2pf = l2_prefetch_kb(), early = pdl_early_trigger() ? 1 : 0;
   switch (m) {
 #define LMF_GEMV_CASE(M) \
-  case M: launch_pdl(gemv_kernel<M, OutT, kSilu>, grid, block, s, x, ldx, w, bias, y, ldy, n, k, l2pf); break;
+  case M: launch_pdl(gemv_kernel<M, OutT, kSilu>, grid, block, s, x, ldx, w, bias, y, ldy, n, k, l2pf, early); break;
     LMF_GEMV_CASE(1) LMF_GEMV_CASE(2) LMF_GEMV_CASE(3) LMF_GEMV_CASE(4)
     LMF_GEMV_CASE(5) LMF_GEMV_CASE(6) LMF_GEMV_CASE(7) LMF_GEMV_CASE(8)
 #undef LMF_GEMV_CASE

@@ -27,6 +27,11 @@ int gemv_max_rows();
 // griddepcontrol.wait, what no kernel of the step writes (the host-staged positions, context lengths and slots, the
 // rope angles, the norm weight), so fewer dependent memory round trips follow the wait. Same arithmetic, same bits.
 bool pdl_preload();
+// LMFLEET_PDL_EARLY=1 (opt-in, read at each launch): the decode GEMVs (f16 and W4A16 MmaX) run griddepcontrol.
+// launch_dependents at their start instead of after their wait, so the kernel after a GEMV may launch (and, if it is a
+// GEMV, issue its first weight loads) while this one still waits on the kernel before it: two launches of lookahead
+// through the latency chains (attention, exchanges) instead of one. Same arithmetic, same bits.
+bool pdl_early_trigger();
 void gemv_cuda(const half* x, int ldx, const half* w, const half* bias, half* y, int ldy, int m, int n, int k,
                cudaStream_t s);
 void gemv_f32out_cuda(const half* x, int ldx, const half* w, const half* bias, float* y, int ldy, int m, int n, int k,

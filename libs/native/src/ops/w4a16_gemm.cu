@@ -687,6 +687,7 @@ struct MxFuse {
   float eps;
   int silu_inter;      // > 0: W = [gate; up] (n = 2 silu_inter); y [m, silu_inter] = silu(half(gate)) * half(up)
   int residual;        // 1: y (f16) += half(result): y is the residual stream
+  int early;           // 1: griddepcontrol.launch_dependents at the start (pdl_early_trigger), else after the wait
 };
 
 // The ROPE instantiation's extra parameters (W4GemvFuse::rope, the qkv projection): units below rope_units pair P
@@ -739,6 +740,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
     du = ga ? ga - P : 0;
   }
   const int kb0 = min(KB, slice * per), kb1 = nvalid > 0 ? min(KB, kb0 + per) : kb0;
+  if (fz.early) pdl_trigger();
 
   const uint4* wp = qw + (size_t)max(0, min(tile0, tiles - 1)) * KB * 32 + lane;
   const half2* sp = sz + (size_t)(t * GPB / 4) * n + (size_t)max(0, min(tile0, tiles - 1)) * 8 + g;
@@ -821,7 +823,7 @@ w4a16_gemv_x_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict
   if (fz.norm_w)
     for (int q = threadIdx.x; q < k / 8; q += kGvWarps * 32) nws[q] = __ldg(reinterpret_cast<const uint4*>(fz.norm_w) + q);
   pdl_wait();
-  pdl_trigger();
+  if (!fz.early) pdl_trigger();
   if (!fz.norm_w) {
     gv_stage_x<M>(x, ldx, k, KB, xs, RW);
     __syncthreads();
@@ -1115,6 +1117,12 @@ int env_int(const char* name, int dflt) {
   return e && *e ? std::atoi(e) : dflt;
 }
 
+// LMFLEET_W4A16_GEMV_SPLIT=1|2|4|8, read at each launch (graphs recapture on a change: w4a16_gemv_plan_forced)
+int gv_split_forced() {
+  const int v = env_int("LMFLEET_W4A16_GEMV_SPLIT", 0);
+  return v == 1 || v == 2 || v == 4 || v == 8 ? v : 0;
+}
+
 // k slices per tile (warps per tile) for a grid of `grid` resident blocks: the S in 1, 2, 4, 8 with the least estimated
 // time, rounds x (k128 blocks per slice + 4), where a round is one pass of the resident blocks over tile groups (the
 // + 4: a memory latency per round, in k-block units) and a grid that leaves blocks idle counts its idle share
@@ -1125,8 +1133,7 @@ int env_int(const char* name, int dflt) {
 // (wave 2: in three quarters of one), so the next kernel's blocks (programmatic dependents) find room to start and
 // issue their first weight loads while this one streams.
 int gv_split(int tiles, int KB, int grid, int wave = 0) {
-  static const int forced = env_int("LMFLEET_W4A16_GEMV_SPLIT", 0);
-  if (forced == 1 || forced == 2 || forced == 4 || forced == 8) return forced;
+  if (const int forced = gv_split_forced()) return forced;
   int best = 1;
   double best_cost = 1e30;
   const long long room = wave == 2 ? (long long)grid * 3 / 4 : grid;
@@ -1193,12 +1200,10 @@ bool gva_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, b
 }
 
 // MmaX tiles per warp: LMFLEET_W4A16_GEMV_T=2|4|8 forces one (8 and 2: group 128 only); unset/0: by shape (mx_launch_m).
+// Read at each launch, as the split above.
 int mx_tiles_forced() {
-  static const int v = [] {
-    const int e = env_int("LMFLEET_W4A16_GEMV_T", 0);
-    return e == 2 || e == 4 || e == 8 ? e : 0;
-  }();
-  return v;
+  const int e = env_int("LMFLEET_W4A16_GEMV_T", 0);
+  return e == 2 || e == 4 || e == 8 ? e : 0;
 }
 
 // Sets the kernel's shared-memory limit (once per device) and returns its resident blocks per SM for this KB (the
@@ -1226,8 +1231,10 @@ int mx_blocks_per_sm(int KB) {
 
 template <int M, int T, int GPB, bool ROPE = false>
 void mx_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int sms, cudaStream_t s,
-                 const MxFuse& fz, const MxRope& rz_in) {
+                 const MxFuse& fz_in, const MxRope& rz_in) {
   MxRope rz = rz_in;
+  MxFuse fz = fz_in;
+  fz.early = pdl_early_trigger() ? 1 : 0;
   if (ROPE) {  // the q / k units of this T (W4GemvFuse::rope; hd / 8 tiles per head, a multiple of T)
     rz.rope_units = (rz.nh + rz.nkv) * rz.hd8 / T;
     rz.rope_tiles = rz.rope_units * T;
@@ -1413,6 +1420,7 @@ void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, i
 }
 
 int w4a16_gemv_one_wave() { return mx_one_wave(); }
+int w4a16_gemv_plan_forced() { return mx_tiles_forced() | gv_split_forced() << 4; }
 
 // default on since session 7 (one kernel fewer per layer): W4 batch 1 on the H100 in three same-process A/Bs 2.114 vs
 // 2.124, 2.118 vs 2.131 and 2.085 vs 2.083 ms/step (~0.3%), bit-equal to MmaX + rope_kv_store in test_kernels;

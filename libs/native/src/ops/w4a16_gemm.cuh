@@ -101,6 +101,9 @@ bool w4a16_rope_fuse_enabled();
 // LMFLEET_W4A16_GEMV_WAVE (read at each launch; default 1): MmaX's k split chosen so that its grid fits one wave of
 // resident blocks (1), three quarters of one (2), or by cost alone (0).
 int w4a16_gemv_one_wave();
+// LMFLEET_W4A16_GEMV_T and LMFLEET_W4A16_GEMV_SPLIT (read at each launch): the forced MmaX tiles per warp | forced k
+// split << 4 (0 each: by shape / by the cost model), for the decoder's graph key.
+int w4a16_gemv_plan_forced();
 // Whether w4a16_gemv_fused_cuda takes (m, w, f): MmaX is the GEMV policy, m within its rows, the shapes fit.
 bool w4a16_gemv_fuse_supported(int m, const W4A16Dev& w, const W4GemvFuse& f);
 void w4a16_gemv_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, const W4GemvFuse& f,
