@@ -39,7 +39,9 @@ function greedy(addon, model, prompts) {
         if (ev.type === 'done' && --left === 0) Promise.resolve(engine.dispose()).then(() => resolve(out), reject);
       }
     });
-    prompts.forEach((ids, id) => engine.submit({ id, inputIds: ids, maxNewTokens: steps, stopIds: [], logprobs: 2, sampling: { temperature: 0 } }));
+    // one submit for all: they start in the same step (the first batch does not depend on the JS thread's timing,
+    // and CUDA's GEMMs round differently by batch shape)
+    engine.submit(prompts.map((ids, id) => ({ id, inputIds: ids, maxNewTokens: steps, stopIds: [], logprobs: 2, sampling: { temperature: 0 } })));
   });
 }
 
@@ -82,7 +84,18 @@ async function main() {
     const logitsSame = alt.logits.length === par.logits.length && alt.logits.every((v, i) => Object.is(v, par.logits[i]));
     const genSame = alt.gen.every((g, i) => JSON.stringify(g.tokens) === JSON.stringify(par.gen[i].tokens) &&
       JSON.stringify(g.tops) === JSON.stringify(par.gen[i].tops));
-    sameEnv = { env: opt['same-env'], logitsSame, genSame, ok: logitsSame && genSame };
+    // where they part: the first (prompt, step) whose token or top-2 differs, and the largest top-2 log-prob gap
+    let first = null, topGap = 0;
+    alt.gen.forEach((g, i) => {
+      const o = par.gen[i];
+      for (let j = 0; j < Math.max(g.tokens.length, o.tokens.length); j++) {
+        const ta = JSON.parse(g.tops[j] ?? '[]'), tb = JSON.parse(o.tops[j] ?? '[]');
+        ta.forEach((t, q) => { if (tb[q] && t[0] === tb[q][0]) topGap = Math.max(topGap, Math.abs(t[1] - tb[q][1])); });
+        if (!first && (g.tokens[j] !== o.tokens[j] || g.tops[j] !== o.tops[j]))
+          first = { prompt: i, step: j, token: g.tokens[j] !== o.tokens[j] };
+      }
+    });
+    sameEnv = { env: opt['same-env'], logitsSame, genSame, first, topGap, ok: logitsSame && genSame };
   }
   const ok = worst <= 1 && bad === 0 && (!sameEnv || sameEnv.ok);
   console.log(`| model | tp | devices | logits max abs diff | max abs logit | greedy ${steps} steps same | divergences (step, tp1 top-2 margin) | parity |`);
@@ -91,7 +104,9 @@ async function main() {
     `${divergences.map((d) => `p${d.prompt}@${d.step} (${d.margin.toFixed(3)})`).join(' ') || '-'} | ${ok ? 'PASS' : 'FAIL'} |`);
   if (sameEnv)
     console.log(`tp ${tp} with ${sameEnv.env} vs without: forward logits ${sameEnv.logitsSame ? 'identical' : 'DIFFER'}, ` +
-      `greedy tokens and top-2 log-probs of ${nPrompts} prompts x ${steps} steps ${sameEnv.genSame ? 'identical' : 'DIFFER'}`);
+      `greedy tokens and top-2 log-probs of ${nPrompts} prompts x ${steps} steps ${sameEnv.genSame ? 'identical' : 'DIFFER'}` +
+      (sameEnv.first ? ` (first: prompt ${sameEnv.first.prompt} step ${sameEnv.first.step}, ${sameEnv.first.token ? 'token' : 'top-2 only'}; ` +
+        `largest top-2 log-prob gap ${sameEnv.topGap.toExponential(2)})` : ''));
   console.log('TP_PARITY_JSON ' + JSON.stringify({ model: path.basename(modelDir), tp, devices: opt.devices ?? null, maxDiff, maxAbs, worst, same, prompts: nPrompts, divergences, ok,
     sameEnv, loadS: { tp1: base.loadS, tpN: par.loadS } }));
   if (!ok) process.exit(1);

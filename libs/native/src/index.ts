@@ -121,7 +121,7 @@ interface RawModel {
 }
 interface RawEngine {
   start(onEvent: (events: NativeEvent[]) => void): void;
-  submit(req: NativeRequest): void;
+  submit(req: NativeRequest | NativeRequest[]): void;
   cancel(id: number): void;
   endSession(sessionId: number): void;
   stats(): EngineStats;

@@ -209,7 +209,12 @@ export interface NativeModel {
 export interface NativeEngine {
   /** Starts the native batch thread; `onEvent` is called on the JS thread for every event of every request. */
   start(onEvent: (ev: NativeEvent) => void): void;
-  submit(req: NativeRequest): void;
+  /**
+   * Queues a request, or several at once: an array is validated as a whole (one bad request, or an id given twice,
+   * queues none) and reaches the batch thread together, so the requests start in the same step (when they fit)
+   * whatever the caller's timing.
+   */
+  submit(req: NativeRequest | NativeRequest[]): void;
   /** Cancels a request: it ends with finishReason 'cancelled' and its KV blocks are freed at once. */
   cancel(id: number): void;
   /** Drops a session's kept KV cache. */

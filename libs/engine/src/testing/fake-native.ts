@@ -62,7 +62,16 @@ class FakeEngine implements NativeEngine {
     this.onEvent = onEvent;
   }
 
-  submit(req: NativeRequest): void {
+  submit(reqOrMany: NativeRequest | NativeRequest[]): void {
+    if (Array.isArray(reqOrMany)) {
+      const ids = new Set<number>();
+      for (const r of reqOrMany)
+        if (this.running.has(r.id) || ids.has(r.id) || !ids.add(r.id))
+          throw Object.assign(new Error(`duplicate request id ${r.id}`), { code: 'E_INVALID_ARGUMENT' });
+      for (const r of reqOrMany) this.submit(r);
+      return;
+    }
+    const req = reqOrMany;
     if (this.disposed) throw Object.assign(new Error('engine disposed'), { code: 'E_DISPOSED' });
     if (this.running.has(req.id)) throw Object.assign(new Error(`duplicate request id ${req.id}`), { code: 'E_INVALID_ARGUMENT' });
     this.log.submitted.push({ ...req, inputIds: Int32Array.from(req.inputIds) });

@@ -173,7 +173,14 @@ Napi::Value EngineWrap::Start(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::Submit(const Napi::CallbackInfo& info) {
   return js_guard(info.Env(), [&]() -> Napi::Value {
     EngineCore& c = core();
-    c.submit(parse_request(info[0]));
+    if (info[0].IsArray()) {  // several at once: validated together, admitted in the same step
+      Napi::Array a = info[0].As<Napi::Array>();
+      std::vector<RequestSpec> reqs;
+      for (uint32_t i = 0; i < a.Length(); i++) reqs.push_back(parse_request(a.Get(i)));
+      c.submit_many(std::move(reqs));
+    } else {
+      c.submit(parse_request(info[0]));
+    }
     return info.Env().Undefined();
   });
 }

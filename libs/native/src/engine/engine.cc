@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include <unordered_set>
+
 #include "core/error.h"
 
 namespace lmfleet {
@@ -65,6 +67,12 @@ void EngineCore::start(Emit emit) {
 }
 
 void EngineCore::submit(RequestSpec req) {
+  std::vector<RequestSpec> one;
+  one.push_back(std::move(req));
+  submit_many(std::move(one));
+}
+
+void EngineCore::validate(const RequestSpec& req) const {
   const ModelConfig& c = model_->cfg();
   if (req.id < 0) fail(ErrorCode::InvalidArgument, "request id must be >= 0");
   if (req.input_ids.empty() && req.session_id <= 0) fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": inputIds is empty");
@@ -77,13 +85,23 @@ void EngineCore::submit(RequestSpec req) {
   if (sp.temperature < 0 || !(sp.top_p > 0 && sp.top_p <= 1) || sp.top_k < 0 || !(sp.repetition_penalty > 0) ||
       !(sp.presence_penalty >= -2 && sp.presence_penalty <= 2) || !(sp.frequency_penalty >= -2 && sp.frequency_penalty <= 2))
     fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": bad sampling params");
+}
+
+void EngineCore::submit_many(std::vector<RequestSpec> reqs) {
+  for (const RequestSpec& r : reqs) validate(r);
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");
   if (!started_) fail(ErrorCode::InvalidArgument, "engine not started (call start(onEvent) first)");
-  if (!active_ids_.insert(req.id).second) fail(ErrorCode::InvalidArgument, "request id " + std::to_string(req.id) + " is already active");
-  Command cmd{Command::Submit, std::move(req), 0, Clock::now()};
-  inbox_.push_back(std::move(cmd));
-  cv_.notify_one();
+  std::unordered_set<int64_t> ids;
+  for (const RequestSpec& r : reqs)
+    if (active_ids_.count(r.id) || !ids.insert(r.id).second)
+      fail(ErrorCode::InvalidArgument, "request id " + std::to_string(r.id) + " is already active");
+  const auto now = Clock::now();
+  for (RequestSpec& r : reqs) {
+    active_ids_.insert(r.id);
+    inbox_.push_back(Command{Command::Submit, std::move(r), 0, now});
+  }
+  if (!reqs.empty()) cv_.notify_one();
 }
 
 void EngineCore::cancel(int64_t id) {

@@ -39,6 +39,9 @@ class EngineCore {
   ~EngineCore();
   void start(Emit emit);
   void submit(RequestSpec req);  // validates (E_INVALID_ARGUMENT) on the caller's thread
+  // Several requests into the inbox at once (the batch thread takes them in the same step, so the first step's batch
+  // does not depend on how fast the caller submits); all are validated first: one bad request queues none.
+  void submit_many(std::vector<RequestSpec> reqs);
   void cancel(int64_t id);
   void end_session(int64_t session_id);
   EngineStatsSnapshot stats();
@@ -46,6 +49,7 @@ class EngineCore {
   bool stopped() const { return stopped_; }
 
  private:
+  void validate(const RequestSpec& req) const;  // E_INVALID_ARGUMENT for a request no step could run
   struct Command {
     enum Kind { Submit, Cancel, EndSession } kind;
     RequestSpec req;

@@ -274,6 +274,33 @@ describe('engine', () => {
     });
   });
 
+  it('submit([...]) queues requests together: one first step for all, the same tokens as each alone', async () => {
+    const rng = new Rng(11);
+    const reqs: NativeRequest[] = Array.from({ length: 4 }, (_, i) => ({ id: 200 + i, inputIds: Int32Array.from(prompt(rng, 3 + i)), maxNewTokens: 3 }));
+    const alone = new Map<number, number[]>();
+    for (const r of reqs) alone.set(r.id, await runAlone(r));
+    await withEngine({}, async (e, c) => {
+      e.submit(reqs);
+      for (const ev of await Promise.all(reqs.map((r) => c.wait(r.id)))) expect(ev.type).toBe('done');
+      for (const r of reqs) expect(c.tokens.get(r.id)).toEqual(alone.get(r.id));
+      // prefill of all four in the first step, then two decode steps of all four
+      expect(e.stats().steps).toBe(3);
+    });
+  });
+
+  it('submit([...]) with one bad request or a repeated id queues none of them', async () => {
+    await withEngine({}, async (e, c) => {
+      const ok: NativeRequest = { id: 300, inputIds: Int32Array.from([1, 2, 3]), maxNewTokens: 2 };
+      expect(() => e.submit([ok, { id: 301, inputIds: Int32Array.from([1, DIMS.vocab]), maxNewTokens: 2 }])).toThrow(
+        expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }),
+      );
+      expect(() => e.submit([ok, { ...ok }])).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT', message: expect.stringContaining('300') }));
+      expect(e.stats()).toMatchObject({ running: 0, waiting: 0, steps: 0 });
+      e.submit([ok]); // id 300 was never queued, so it is free
+      expect((await c.wait(300)).type).toBe('done');
+    });
+  });
+
   it('(d) sampling with a seed is reproducible and independent of the batch', async () => {
     const rng = new Rng(6);
     const p = Int32Array.from(prompt(rng, 6));
