@@ -189,6 +189,41 @@ __global__ void __launch_bounds__(256, 2) bulk_kernel(const uint4* __restrict__ 
   if (h == 0x12345678u) out[0] = h;
 }
 
+// ---- stream-K split (third table) ----
+// Every warp of a fixed grid (resident blocks only) takes an equal contiguous range of the flattened (unit of T tiles,
+// k block) items, unit-major, through the same register ring of D k blocks: no wave quantization (the one-wave plans
+// leave most SMs with one block of 8 warps, the many-block plans stage x in every block) at the price of units split
+// between warps (a real kernel would reduce those partial sums across blocks).
+template <int T, int D>
+__global__ void __launch_bounds__(256, 2) streamk_kernel(const uint4* __restrict__ qw, int tiles, int KB, uint32_t* out) {
+  const int lane = threadIdx.x & 31;
+  const long long W = (long long)gridDim.x * 8, gw = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);
+  const long long I = (long long)((tiles + T - 1) / T) * KB, i0 = gw * I / W, i1 = (gw + 1) * I / W;
+  uint4 r[D][T];
+  uint32_t h = 0;
+  auto issue = [&](int d, long long it) {
+    if (it < i1) {
+      const int u = (int)(it / KB), kb = (int)(it - (long long)u * KB);
+#pragma unroll
+      for (int t = 0; t < T; t++)
+        r[d][t] = u * T + t < tiles ? ld_w<0>(qw + ((size_t)(u * T + t) * KB + kb) * 32 + lane) : make_uint4(0, 0, 0, 0);
+    }
+  };
+#pragma unroll
+  for (int d = 0; d < D - 1; d++) issue(d, i0 + d);
+  for (long long it = i0; it < i1; it += D) {
+#pragma unroll
+    for (int d = 0; d < D; d++) {
+      issue((d + D - 1) % D, it + d + D - 1);
+      if (it + d < i1) {
+#pragma unroll
+        for (int t = 0; t < T; t++) h ^= r[d][t].x ^ r[d][t].y ^ r[d][t].z ^ r[d][t].w;
+      }
+    }
+  }
+  if (h == 0x12345678u) out[0] = h;
+}
+
 // ---- a layer's four linears in sequence (second table) ----
 // one linear per launch; PDL: launched as a programmatic dependent, the first D - 1 k blocks before the wait
 template <int T, int D, bool PDL>
@@ -366,6 +401,22 @@ int main() {
       for (float x : t) std::printf(" %.1f |", x);
     }
     std::printf("\n");
+    CK(cudaGetLastError());
+  }
+  // ---- stream-K split vs the one-wave and many-block plans ----
+  std::printf("\n| linear | MmaX one-wave plan (T4 S2 / T2 S8 for o, down) us [blocks] | T2 S8 us [blocks] | stream-K T2, 2 blocks/SM us | stream-K T4, 2 blocks/SM us | stream-K T2, 1 block/SM us |\n|---|---|---|---|---|---|\n");
+  for (const Shape& sh : shapes) {
+    const int tiles = sh.n / 8, KB = (sh.k + 127) / 128;
+    const bool big = (tiles + 3) / 4 >= sms * 2;  // mx_launch_m's rule: T = 4 where its units fill a wave
+    const int T1 = big ? 4 : 2, S1 = big ? 2 : 8, g1 = ((tiles + T1 - 1) / T1 + 8 / S1 - 1) / (8 / S1);
+    const float t1 = big ? graph_us([&](uint4* p) { tiles_kernel<4, 3, false, 0><<<g1, 256, 0, s>>>(p, tiles, KB, S1, sink); })
+                         : graph_us([&](uint4* p) { tiles_kernel<2, 5, false, 0><<<g1, 256, 0, s>>>(p, tiles, KB, S1, sink); });
+    const int g8 = (tiles + 1) / 2;
+    const float t8 = graph_us([&](uint4* p) { tiles_kernel<2, 5, false, 0><<<g8, 256, 0, s>>>(p, tiles, KB, 8, sink); });
+    const float k2 = graph_us([&](uint4* p) { streamk_kernel<2, 5><<<sms * 2, 256, 0, s>>>(p, tiles, KB, sink); });
+    const float k4 = graph_us([&](uint4* p) { streamk_kernel<4, 3><<<sms * 2, 256, 0, s>>>(p, tiles, KB, sink); });
+    const float k1 = graph_us([&](uint4* p) { streamk_kernel<2, 5><<<sms, 256, 0, s>>>(p, tiles, KB, sink); });
+    std::printf("| %s %d x %d | %.1f [%d] | %.1f [%d] | %.1f | %.1f | %.1f |\n", sh.name, sh.n, sh.k, t1, g1, t8, g8, k2, k4, k1);
     CK(cudaGetLastError());
   }
   // ---- a layer's four linears in sequence ----
