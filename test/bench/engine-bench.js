@@ -8,7 +8,7 @@
 //   node test/bench/engine-bench.js ADDON.node MODEL_DIR [--batches 1,16,64] [--prompt 128] [--new 128] [--prefill 2048]
 //        [--tp N] [--devices 0,1]   (tensor parallelism: the model sharded over N ranks, rank r on devices[r])
 //     [--ab NAME=VALUE,...[;NAME=VALUE,...]] [--reps R]   (R timed runs per batch size, default 3)
-// test/bench/tp-parity.js reuses modelConfig / runEngine / randIds (module.exports).
+// test/bench/tp-parity.js and engine-determinism.js reuse modelConfig / runEngine / randIds / greedyTop2 (module.exports).
 // --ab: the same decode runs with those environment variables set (e.g. LMFLEET_PDL=gemv; the native side reads them
 // at each graph capture), alternating with the default's within each rep on the same loaded model, reported as
 // ADDON_JSON's "ab"; ';' separates several variants (all in "abs"). (Tuned GEMM plans, once made, stay with the model: an A/B of LMFLEET_GEMM_TUNE is not clean.)
@@ -205,7 +205,30 @@ async function main() {
   console.log('ADDON_JSON ' + JSON.stringify(result));
 }
 
-module.exports = { modelConfig, runEngine, randIds };
+// Greedy decode of `prompts` for `steps` tokens with top-2 log-probs, the prompts submitted together (one submit: they
+// start in the same step, so the batch does not depend on the JS thread's timing): per prompt { tokens, tops }, tops[j]
+// the [[id, logprob], ...] of step j. (tp-parity.js, engine-determinism.js)
+function greedyTop2(addon, model, prompts, steps) {
+  return new Promise((resolve, reject) => {
+    const engine = addon.createEngine(model, { maxBatchSize: prompts.length, blockSize: 64, numBlocks: prompts.length * 4 + 8, sessionLen: 256 });
+    const out = prompts.map(() => ({ tokens: [], tops: [] }));
+    let left = prompts.length;
+    engine.start((events) => {
+      for (const ev of Array.isArray(events) ? events : [events]) {
+        if (ev.type === 'error') reject(new Error(`${ev.code}: ${ev.message}`));
+        const o = out[ev.id];
+        if (ev.type === 'tokens') {
+          o.tokens.push(...ev.tokens);
+          for (const lp of ev.logprobs ?? []) o.tops.push(lp.top);
+        }
+        if (ev.type === 'done' && --left === 0) Promise.resolve(engine.dispose()).then(() => resolve(out), reject);
+      }
+    });
+    engine.submit(prompts.map((ids, id) => ({ id, inputIds: ids, maxNewTokens: steps, stopIds: [], logprobs: 2, sampling: { temperature: 0 } })));
+  });
+}
+
+module.exports = { modelConfig, runEngine, randIds, greedyTop2 };
 
 if (require.main === module) {
   main().catch((e) => {

@@ -5,33 +5,11 @@
 //        [--tp 1] [--devices 0]
 'use strict';
 const path = require('node:path');
-const { modelConfig, randIds } = require('./engine-bench');
+const { modelConfig, randIds, greedyTop2 } = require('./engine-bench');
 
 const [addonPath, modelDir, ...rest] = process.argv.slice(2);
 const opt = { backend: 'cuda', prompts: 8, steps: 8, runs: 3, tp: 1 };
 for (let i = 0; i + 1 < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = rest[i + 1];
-
-function greedy(addon, model, prompts, steps) {
-  return new Promise((resolve, reject) => {
-    const engine = addon.createEngine(model, { maxBatchSize: prompts.length, blockSize: 64, numBlocks: prompts.length * 4 + 8, sessionLen: 256 });
-    const out = prompts.map(() => ({ tokens: [], tops: [] }));
-    let left = prompts.length;
-    engine.start((events) => {
-      for (const ev of Array.isArray(events) ? events : [events]) {
-        if (ev.type === 'error') reject(new Error(`${ev.code}: ${ev.message}`));
-        const o = out[ev.id];
-        if (ev.type === 'tokens') {
-          o.tokens.push(...ev.tokens);
-          for (const lp of ev.logprobs ?? []) o.tops.push(lp.top);
-        }
-        if (ev.type === 'done' && --left === 0) Promise.resolve(engine.dispose()).then(() => resolve(out), reject);
-      }
-    });
-    // one submit for all: they start in the same step (the first batch does not depend on the JS thread's timing,
-    // and CUDA's GEMMs round differently by batch shape)
-    engine.submit(prompts.map((ids, id) => ({ id, inputIds: ids, maxNewTokens: steps, stopIds: [], logprobs: 2, sampling: { temperature: 0 } })));
-  });
-}
 
 async function main() {
   const addon = require(path.resolve(addonPath));
@@ -54,7 +32,7 @@ async function main() {
     ref.push((id) => row[id] - lse);
   }
   const runs = [];
-  for (let r = 0; r < Number(opt.runs); r++) runs.push({ out: await greedy(addon, model, prompts, Number(opt.steps)) });
+  for (let r = 0; r < Number(opt.runs); r++) runs.push({ out: await greedyTop2(addon, model, prompts, Number(opt.steps)) });
   model.dispose();
   for (const [ri, run] of runs.entries()) {
     let worstRef = 0, worstRun0 = 0, tokDiff = 0;

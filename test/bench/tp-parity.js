@@ -13,37 +13,12 @@
 // Prints one table row per case and TP_PARITY_JSON last; exit 1 when the parity fails.
 'use strict';
 const path = require('node:path');
-const { modelConfig } = require('./engine-bench');
+const { modelConfig, greedyTop2 } = require('./engine-bench');
 
 const [addonPath, modelDir, ...rest] = process.argv.slice(2);
 const opt = { tp: 2, steps: 64, prompts: 4, tie: 0.02, backend: 'cuda' };
 for (let i = 0; i + 1 < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = rest[i + 1];
 const steps = Number(opt.steps), nPrompts = Number(opt.prompts), tie = Number(opt.tie);
-
-function greedy(addon, model, prompts) {
-  return new Promise((resolve, reject) => {
-    const engine = addon.createEngine(model, { maxBatchSize: prompts.length, blockSize: 64, numBlocks: prompts.length * 4 + 8, sessionLen: 256 });
-    const out = prompts.map(() => ({ tokens: [], margins: [], tops: [] }));
-    let left = prompts.length;
-    engine.start((events) => {
-      for (const ev of Array.isArray(events) ? events : [events]) {
-        if (ev.type === 'error') reject(new Error(`${ev.code}: ${ev.message}`));
-        const o = out[ev.id];
-        if (ev.type === 'tokens') {
-          o.tokens.push(...ev.tokens);
-          for (const lp of ev.logprobs ?? []) {
-            o.margins.push(lp.top.length > 1 ? lp.top[0][1] - lp.top[1][1] : Infinity);
-            o.tops.push(JSON.stringify(lp.top));
-          }
-        }
-        if (ev.type === 'done' && --left === 0) Promise.resolve(engine.dispose()).then(() => resolve(out), reject);
-      }
-    });
-    // one submit for all: they start in the same step (the first batch does not depend on the JS thread's timing,
-    // and CUDA's GEMMs round differently by batch shape)
-    engine.submit(prompts.map((ids, id) => ({ id, inputIds: ids, maxNewTokens: steps, stopIds: [], logprobs: 2, sampling: { temperature: 0 } })));
-  });
-}
 
 async function main() {
   const addon = require(path.resolve(addonPath));
@@ -66,7 +41,8 @@ async function main() {
     const k = g.tokens.findIndex((t, j) => t !== p[j]);
     if (k < 0 && p.length === g.tokens.length) same++;
     else {
-      const margin = g.margins[k] ?? NaN;
+      const top = g.tops[k];
+      const margin = top ? (top.length > 1 ? top[0][1] - top[1][1] : Infinity) : NaN;
       divergences.push({ prompt: i, step: k, margin });
       if (!(margin < tie)) bad++;
     }
@@ -89,9 +65,9 @@ async function main() {
     alt.gen.forEach((g, i) => {
       const o = par.gen[i];
       for (let j = 0; j < Math.max(g.tokens.length, o.tokens.length); j++) {
-        const ta = JSON.parse(g.tops[j] ?? '[]'), tb = JSON.parse(o.tops[j] ?? '[]');
+        const ta = g.tops[j] ?? [], tb = o.tops[j] ?? [];
         ta.forEach((t, q) => { if (tb[q] && t[0] === tb[q][0]) topGap = Math.max(topGap, Math.abs(t[1] - tb[q][1])); });
-        if (!first && (g.tokens[j] !== o.tokens[j] || g.tops[j] !== o.tops[j]))
+        if (!first && (g.tokens[j] !== o.tokens[j] || JSON.stringify(ta) !== JSON.stringify(tb)))
           first = { prompt: i, step: j, token: g.tokens[j] !== o.tokens[j] };
       }
     });
@@ -125,7 +101,7 @@ async function run(addon, tp) {
   const V = config.vocabSize;
   const logits = await model.forward(rand(48, V));
   const prompts = Array.from({ length: nPrompts }, (_, i) => rand(8 + 5 * i, V));
-  const gen = await greedy(addon, model, prompts);
+  const gen = await greedyTop2(addon, model, prompts, steps);
   model.dispose();
   return { logits, gen, loadS };
 }
