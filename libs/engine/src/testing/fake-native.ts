@@ -65,9 +65,10 @@ class FakeEngine implements NativeEngine {
   submit(reqOrMany: NativeRequest | NativeRequest[]): void {
     if (Array.isArray(reqOrMany)) {
       const ids = new Set<number>();
-      for (const r of reqOrMany)
-        if (this.running.has(r.id) || ids.has(r.id) || !ids.add(r.id))
-          throw Object.assign(new Error(`duplicate request id ${r.id}`), { code: 'E_INVALID_ARGUMENT' });
+      for (const r of reqOrMany) {
+        if (this.running.has(r.id) || ids.has(r.id)) throw Object.assign(new Error(`duplicate request id ${r.id}`), { code: 'E_INVALID_ARGUMENT' });
+        ids.add(r.id);
+      }
       for (const r of reqOrMany) this.submit(r);
       return;
     }
