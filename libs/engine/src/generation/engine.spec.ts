@@ -116,6 +116,33 @@ describe('Engine over a fake native module', () => {
     await engine.dispose();
   });
 
+  it('requests made in one tick reach native code in one submit; one it refuses fails alone', async () => {
+    const { engine, fake } = await engineWith({ refuseFirstId: 99 });
+    const results = await engine.generate(['alpha', 'beta', 'gamma'], { maxNewTokens: 4, ignoreEos: true });
+    expect(results.map((r) => r.finishReason)).toEqual(['length', 'length', 'length']);
+    expect(fake.log.submitCalls).toEqual([3]);
+    const inst = engine.createInstance();
+    const ok = collect(inst.streamInfer({ inputIds: [5], maxNewTokens: 2, stopIds: [] }));
+    const bad = collect(inst.streamInfer({ inputIds: [99], maxNewTokens: 2, stopIds: [] }));
+    await expect(bad).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    expect((await ok).at(-1)?.finishReason).toBe('length');
+    expect(fake.log.submitCalls).toEqual([3, 2, 1, 1]); // the pair refused as a whole, then each alone
+    expect(fake.log.cancelled).toEqual([]);
+    await engine.dispose();
+  });
+
+  it('a request aborted in the tick it was made is cancelled once submitted', async () => {
+    const { engine, fake } = await engineWith({ script: () => [10, 11, 12] });
+    const ac = new AbortController();
+    const run = collect(engine.createInstance().streamInfer({ inputIds: [5], maxNewTokens: 400, signal: ac.signal, stopIds: [] }));
+    expect(fake.log.submitCalls).toEqual([]); // the stream has started; its request waits for the end of the tick
+    ac.abort();
+    const outs = await run;
+    expect(outs.at(-1)?.finishReason).toBe('cancelled');
+    expect(fake.log.cancelled).toEqual([fake.log.submitted[0].id]);
+    await engine.dispose();
+  });
+
   it('renders chat prompts with the template and stops on the end-of-turn token', async () => {
     const { engine, fake } = await engineWith({ script: () => [...engine.tokenizer.encode('Hi!'), info.imEndId, 7] });
     const [r] = await engine.generate([[{ role: 'user', content: 'hello' }]], { maxNewTokens: 10 });

@@ -13,6 +13,14 @@ import type {
   EngineConfig, FinishReason, GenerateResult, GenerationConfig, Prompt, StreamInferParams, StreamOutput, TokenLogprob, Usage,
 } from './types';
 
+interface PendingSubmit {
+  req: NativeRequest;
+  queue: AsyncQueue<NativeEvent>;
+  submitted: boolean;
+  cancel: boolean; // aborted before it was submitted
+  failed: boolean; // refused by the native engine
+}
+
 /** End-of-turn tokens of common chat formats: generation stops on them for chat prompts when the template uses them. */
 const END_OF_TURN_TOKENS = ['<|im_end|>', '<|eot_id|>', '<|end|>', '<eoa>', '<|endoftext|>'];
 
@@ -27,6 +35,8 @@ export class Engine {
   /** Tokens held by each live session (inputs + outputs of its finished turns), for sessionLen checks. */
   private readonly sessionTokens = new Map<number, number>();
   private readonly activeSessions = new Set<number>();
+  /** Requests made in one tick go to the batch thread in one submit (flushSubmits), so they start in the same step. */
+  private pendingSubmits: PendingSubmit[] = [];
   private nextRequestId = 1;
   private nextSessionId = 1_000_000;
   private disposed = false;
@@ -252,17 +262,17 @@ export class Engine {
     let finished = false;
     let stoppedByWord: string | undefined;
     let aborted = false;
+    const pending = this.submitSoon(req, queue);
+    const cancel = () => {
+      if (pending.submitted) this.nativeEngine.cancel(id);
+      else pending.cancel = true; // cancelled as soon as it is submitted (flushSubmits)
+    };
     const onAbort = () => {
       aborted = true;
-      if (!finished) this.nativeEngine.cancel(id);
+      if (!finished) cancel();
     };
     p.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      try {
-        this.nativeEngine.submit(req);
-      } catch (e) {
-        throw toEngineError(e);
-      }
       if (p.sessionId !== undefined) this.activeSessions.add(p.sessionId);
       for await (const ev of queue) {
         if (ev.type === 'tokens') {
@@ -312,8 +322,46 @@ export class Engine {
       p.signal?.removeEventListener('abort', onAbort);
       this.routes.delete(id);
       if (p.sessionId !== undefined) this.activeSessions.delete(p.sessionId);
-      if (!finished && !this.disposed) this.nativeEngine.cancel(id); // the consumer stopped iterating early
+      if (!finished && !this.disposed && !pending.failed) cancel(); // the consumer stopped iterating early
     }
+  }
+
+  private submitSoon(req: NativeRequest, queue: AsyncQueue<NativeEvent>): PendingSubmit {
+    const entry: PendingSubmit = { req, queue, submitted: false, cancel: false, failed: false };
+    this.pendingSubmits.push(entry);
+    if (this.pendingSubmits.length === 1) queueMicrotask(() => this.flushSubmits());
+    return entry;
+  }
+
+  /** One native submit for every request made since the last flush; when it refuses them (one bad request refuses
+   * all), each alone, so every stream gets its own answer. */
+  private flushSubmits(): void {
+    const batch = this.pendingSubmits;
+    this.pendingSubmits = [];
+    const refuse = (e: PendingSubmit, err: unknown) => {
+      e.failed = true;
+      e.queue.fail(err);
+    };
+    if (this.disposed) {
+      for (const e of batch) refuse(e, new DisposedError('engine'));
+      return;
+    }
+    try {
+      this.nativeEngine.submit(batch.length === 1 ? batch[0].req : batch.map((e) => e.req));
+      for (const e of batch) e.submitted = true;
+    } catch (err) {
+      if (batch.length === 1) refuse(batch[0], toEngineError(err));
+      else
+        for (const e of batch) {
+          try {
+            this.nativeEngine.submit(e.req);
+            e.submitted = true;
+          } catch (err1) {
+            refuse(e, toEngineError(err1));
+          }
+        }
+    }
+    for (const e of batch) if (e.submitted && e.cancel) this.nativeEngine.cancel(e.req.id);
   }
 
   private validate(p: StreamInferParams, inputIds: Int32Array): void {

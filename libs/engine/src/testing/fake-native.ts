@@ -13,6 +13,8 @@ export interface FakeNativeOptions {
   nll?: (ids: Int32Array, t: number) => number;
   /** Make loading `cuda` fail with this reason (for fallback tests). */
   unavailable?: Partial<Record<Backend, string>>;
+  /** Refuse at submit (throw E_INVALID_ARGUMENT, as native validation does) requests whose first input id is this. */
+  refuseFirstId?: number;
   /** Fail requests whose first input id is this, with an error event of this code. */
   failOn?: { firstId: number; code: NativeErrorCode; message: string };
 }
@@ -21,6 +23,8 @@ export interface FakeNativeLog {
   configs: NativeModelConfig[];
   engineOptions: EngineOptions[];
   submitted: NativeRequest[];
+  /** Requests per submit() call, in order (arrays count their length), refused calls included. */
+  submitCalls: number[];
   cancelled: number[];
   endedSessions: number[];
   disposedEngines: number;
@@ -63,16 +67,20 @@ class FakeEngine implements NativeEngine {
   }
 
   submit(reqOrMany: NativeRequest | NativeRequest[]): void {
-    if (Array.isArray(reqOrMany)) {
-      const ids = new Set<number>();
-      for (const r of reqOrMany) {
-        if (this.running.has(r.id) || ids.has(r.id)) throw Object.assign(new Error(`duplicate request id ${r.id}`), { code: 'E_INVALID_ARGUMENT' });
-        ids.add(r.id);
-      }
-      for (const r of reqOrMany) this.submit(r);
-      return;
+    const many = Array.isArray(reqOrMany) ? reqOrMany : [reqOrMany];
+    this.log.submitCalls.push(many.length);
+    // validated as a whole, as native code does: one refused request queues none
+    const ids = new Set<number>();
+    for (const r of many) {
+      if (this.running.has(r.id) || ids.has(r.id)) throw Object.assign(new Error(`duplicate request id ${r.id}`), { code: 'E_INVALID_ARGUMENT' });
+      if (this.opts.refuseFirstId !== undefined && r.inputIds[0] === this.opts.refuseFirstId)
+        throw Object.assign(new Error(`request ${r.id}: refused`), { code: 'E_INVALID_ARGUMENT' });
+      ids.add(r.id);
     }
-    const req = reqOrMany;
+    for (const r of many) this.start1(r);
+  }
+
+  private start1(req: NativeRequest): void {
     if (this.disposed) throw Object.assign(new Error('engine disposed'), { code: 'E_DISPOSED' });
     if (this.running.has(req.id)) throw Object.assign(new Error(`duplicate request id ${req.id}`), { code: 'E_INVALID_ARGUMENT' });
     this.log.submitted.push({ ...req, inputIds: Int32Array.from(req.inputIds) });
@@ -149,7 +157,7 @@ class FakeEngine implements NativeEngine {
 }
 
 export function createFakeNative(opts: FakeNativeOptions = {}): { loader: (b: Backend) => NativeModule; native: NativeModule; log: FakeNativeLog } {
-  const log: FakeNativeLog = { configs: [], engineOptions: [], submitted: [], cancelled: [], endedSessions: [], disposedEngines: 0, disposedModels: 0 };
+  const log: FakeNativeLog = { configs: [], engineOptions: [], submitted: [], submitCalls: [], cancelled: [], endedSessions: [], disposedEngines: 0, disposedModels: 0 };
   const make = (backend: Backend): NativeModule => ({
     backend,
     version: `fake-native 0.0.0 ${backend}`,
