@@ -69,6 +69,7 @@ class FakeEngine implements NativeEngine {
   submit(reqOrMany: NativeRequest | NativeRequest[]): void {
     const many = Array.isArray(reqOrMany) ? reqOrMany : [reqOrMany];
     this.log.submitCalls.push(many.length);
+    if (this.disposed) throw Object.assign(new Error('engine disposed'), { code: 'E_DISPOSED' });
     // validated as a whole, as native code does: one refused request queues none
     const ids = new Set<number>();
     for (const r of many) {
@@ -80,9 +81,7 @@ class FakeEngine implements NativeEngine {
     for (const r of many) this.start1(r);
   }
 
-  private start1(req: NativeRequest): void {
-    if (this.disposed) throw Object.assign(new Error('engine disposed'), { code: 'E_DISPOSED' });
-    if (this.running.has(req.id)) throw Object.assign(new Error(`duplicate request id ${req.id}`), { code: 'E_INVALID_ARGUMENT' });
+  private start1(req: NativeRequest): void {  // submit() has validated it
     this.log.submitted.push({ ...req, inputIds: Int32Array.from(req.inputIds) });
     const state = { cancel: false };
     this.running.set(req.id, state);
