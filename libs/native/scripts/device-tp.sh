@@ -23,7 +23,7 @@
 #      PARITY_EXTRA (more tp-parity.js arguments, e.g. "--same-env LMFLEET_TP_PDL=1 --prompts 1": a path that must
 #      give the same bits), COLL_RUNS ("devices variant;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
 #      (engine-bench.js --ab: each bench run first measures with these variables set, e.g. LMFLEET_L2_PREFETCH=64,
-#      then without, on the same loaded model; the "(VAR=V) batch" lines).
+#      then without, on the same loaded model; the "(VAR=V) batch" lines; BENCH_AB_TP1=0: not at tp 1).
 # Logs under $OUT; a summary last. Everything on 2 GPUs takes ~9 minutes (build ~80 s, 5 collective runs, 10 parity
 # runs, 5 engine runs of ~40 s): near the 10-minute call limit, so split it (STAGES, PARITY_RUNS, BENCH_RUNS) over two
 # calls on the warm machine (the build is kept).
@@ -70,12 +70,15 @@ echo "NCCL: ${LMFLEET_NCCL_LIB:-system libnccl.so.2}"
 
 # A run's exchange variant as environment (collective and parity runs): - the defaults; pdl LMFLEET_TP_PDL=1; wide
 # LMFLEET_TP_FUSE_ROWS=256; ll / ll0 LMFLEET_TP_LL=1 / 0; push0
-# LMFLEET_TP_LL_PUSH=0 (the LL kernel stores then polls per vector); anything else LMFLEET_TP_P2P=it (all, 0). No
+# LMFLEET_TP_LL_PUSH=0 (the LL kernel stores then polls per vector); push LMFLEET_TP_AR_PUSH=1 (the all-reduce and the
+# two-phase fused kernel store into the peers, sum from local memory); pushw: push + LMFLEET_TP_FUSE_ROWS=256;
+# anything else LMFLEET_TP_P2P=it (all, 0). No
 # argument: clears.
 tp_variant() {
-  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL LMFLEET_TP_LL_PUSH
+  unset LMFLEET_TP_P2P LMFLEET_TP_PDL LMFLEET_TP_FUSE_ROWS LMFLEET_TP_LL LMFLEET_TP_LL_PUSH LMFLEET_TP_AR_PUSH
   case "${1:--}" in
     -) ;; pdl) export LMFLEET_TP_PDL=1 ;; wide) export LMFLEET_TP_FUSE_ROWS=256 ;;
+    push) export LMFLEET_TP_AR_PUSH=1 ;; pushw) export LMFLEET_TP_AR_PUSH=1 LMFLEET_TP_FUSE_ROWS=256 ;;
     ll) export LMFLEET_TP_LL=1 ;; ll0) export LMFLEET_TP_LL=0 ;; push0) export LMFLEET_TP_LL_PUSH=0 ;; *) export LMFLEET_TP_P2P=$1 ;;
   esac
 }
@@ -162,7 +165,7 @@ if has bench; then
     devs=$([ $tp = 1 ] && echo 0 || echo $TP2_DEVICES)
     LMFLEET_GEMM_TUNE=$([ "${run#*-}" = tune ] && echo 1 || echo 0) \
     LMFLEET_TP_FUSE_ROWS=$([ "$run" = 2-wide ] && echo 256 || echo 16) LMFLEET_TP_PDL=$([ "$run" = 2-pdl ] && echo 1 || echo 0) LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
-      --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs ${BENCH_AB:+--ab $BENCH_AB} > "$OUT/bench-tp$run.log" 2>&1
+      --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs $([ -n "${BENCH_AB:-}" ] && { [ $tp != 1 ] || [ "${BENCH_AB_TP1:-1}" = 1 ]; } && echo "--ab $BENCH_AB") > "$OUT/bench-tp$run.log" 2>&1
     echo "bench tp $run rc $?"; grep "addon engine .*batch" "$OUT/bench-tp$run.log"
   done
   node -e '

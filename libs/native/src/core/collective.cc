@@ -1,6 +1,9 @@
 #include "core/collective.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -132,14 +135,45 @@ class CpuCollective : public Collective {
 
 std::unique_ptr<Collective> make_cpu_collective(int size) { return std::make_unique<CpuCollective>(size); }
 
+// LMFLEET_TP_SPIN_US (read at each run(); default 0): how long a rank thread polls for the next run (and rank 0 for the
+// others to finish) before it sleeps on the condition variable. A decode loop calls run() once per step, so a
+// sleeping rank thread's wake-up (a futex wake, tens of microseconds on an idle core) delays that rank's launches,
+// and every rank's first exchange waits for the last to arrive. Polling costs a core per rank while it lasts.
+namespace {
+int64_t tp_spin_us() {
+  const char* e = std::getenv("LMFLEET_TP_SPIN_US");
+  return e ? std::max<int64_t>(0, std::atoll(e)) : 0;
+}
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+// Polls until done() or the time is up (false: the caller sleeps on its condition variable instead).
+template <typename Done>
+bool spin_until(int64_t us, Done done) {
+  if (us <= 0) return done();
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  for (int i = 1;; i++) {
+    if (done()) return true;
+    cpu_relax();
+    if ((i & 255) == 0 && std::chrono::steady_clock::now() > end) return done();
+  }
+}
+}  // namespace
+
 // Ranks 1..size-1 each have a thread that waits for a job generation, runs fn(rank) and reports back.
 struct RankThreads::Impl {
   std::mutex mu;
   std::condition_variable cv_start, cv_done;
   const std::function<void(int)>* fn = nullptr;
-  uint64_t gen = 0;
-  int pending = 0;
+  std::atomic<uint64_t> gen{0};  // written under mu; read without it while polling
+  std::atomic<int> pending{0};
+  std::atomic<int64_t> spin_us{0};
   bool stop = false;
+  std::atomic<bool> stopping{false};
   std::exception_ptr error;
   Collective* coll = nullptr;
   std::vector<std::thread> threads;
@@ -150,17 +184,19 @@ struct RankThreads::Impl {
       error = e;
       if (coll) coll->abort();
     }
-    if (--pending == 0) cv_done.notify_all();
+    if (pending.fetch_sub(1) == 1) cv_done.notify_all();
   }
   void loop(int rank) {
     uint64_t seen = 0;
     for (;;) {
+      spin_until(spin_us.load(std::memory_order_relaxed),
+                 [&] { return gen.load(std::memory_order_acquire) != seen || stopping.load(std::memory_order_relaxed); });
       const std::function<void(int)>* f;
       {
         std::unique_lock<std::mutex> l(mu);
-        cv_start.wait(l, [&] { return stop || gen != seen; });
+        cv_start.wait(l, [&] { return stop || gen.load() != seen; });
         if (stop) return;
-        seen = gen;
+        seen = gen.load();
         f = fn;
       }
       std::exception_ptr e;
@@ -183,6 +219,7 @@ RankThreads::~RankThreads() {
   {
     std::lock_guard<std::mutex> l(impl_->mu);
     impl_->stop = true;
+    impl_->stopping = true;
   }
   impl_->cv_start.notify_all();
   for (auto& t : impl_->threads) t.join();
@@ -196,6 +233,7 @@ void RankThreads::run(Collective* coll, const std::function<void(int)>& fn) {
     I.coll = coll;
     I.error = nullptr;
     I.pending = size_;
+    I.spin_us = tp_spin_us();
     I.gen++;
   }
   I.cv_start.notify_all();
@@ -207,9 +245,10 @@ void RankThreads::run(Collective* coll, const std::function<void(int)>& fn) {
   }
   I.finish(e);
   std::exception_ptr first;
+  spin_until(I.spin_us.load(std::memory_order_relaxed), [&] { return I.pending.load(std::memory_order_acquire) == 0; });
   {
     std::unique_lock<std::mutex> l(I.mu);
-    I.cv_done.wait(l, [&] { return I.pending == 0; });
+    I.cv_done.wait(l, [&] { return I.pending.load() == 0; });
     first = I.error;
     I.fn = nullptr;
   }

@@ -247,7 +247,8 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
                          (w4a16_fuse_enabled() ? 1 << 17 : 0) | (attn_split_forced() / 32) << 18 | w4a16_gemv_one_wave() << 27 |
                          (attn_prefetch() ? 1 << 29 : 0) | (w4a16_rope_fuse_enabled() ? 1 << 30 : 0) |
                          (tp_ll_enabled() ? int64_t(1) << 31 : 0) | int64_t(w4a16_gemv_plan_forced()) << 32 |
-                         (pdl_early_trigger() ? int64_t(1) << 40 : 0) | (tp_ll_push_first() ? int64_t(1) << 41 : 0);
+                         (pdl_early_trigger() ? int64_t(1) << 40 : 0) | (tp_ll_push_first() ? int64_t(1) << 41 : 0) |
+                         (tp_ar_push() ? int64_t(1) << 42 : 0) | int64_t(tp_fuse_rows()) << 43;
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();

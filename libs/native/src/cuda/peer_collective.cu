@@ -144,6 +144,48 @@ __global__ void __launch_bounds__(kThreads) peer_kernel(PeerArgs a, const T* in,
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
 
+// LMFLEET_TP_AR_PUSH=1: the all-reduce in one chunk with the NVLink traffic as posted stores. Each block stores its
+// units of `in` straight into every peer's buffer (this rank's slot there: push_slot bytes per source), meets the
+// peers at the flag barrier (the release orders those stores before the flag, as it orders the pull kernel's local
+// copy), then sums its own units of `in` with the slots the peers stored into its own memory: every load is local,
+// where peer_kernel reads each peer's buffer across NVLink after the barrier (one more link round trip per exchange).
+// Same sum order (rank 0 + rank 1 + ...), same bits. A slot is rewritten two exchanges later, after the intermediate
+// barrier proved the reader's kernel for this one had ended (peer_kernel's argument).
+__host__ __device__ __forceinline__ int64_t push_slot(int64_t cap, int n) { return (cap / n) & ~int64_t(255); }
+
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads) peer_push_kernel(PeerArgs a, const T* in, T* out, int64_t count) {
+  pdl_wait();
+  const uint32_t c = a.counter[blockIdx.x] + 1;
+  const int64_t slot = push_slot(a.cap, a.n), half_off = (int64_t)(c & 1) * a.cap;
+  const int64_t units = count / V, per = (units + kBlocks - 1) / kBlocks;
+  const int64_t lo = blockIdx.x * per, hi = lo + per < units ? lo + per : units;
+  for (int64_t u = lo + threadIdx.x; u < hi; u += kThreads) {
+    const Pack<T, V> p = *reinterpret_cast<const Pack<T, V>*>(in + u * V);
+    for (int r = 0; r < a.n; r++)
+      if (r != a.rank)
+        *reinterpret_cast<Pack<T, V>*>(a.data[r] + half_off + a.rank * slot + u * V * (int64_t)sizeof(T)) = p;
+  }
+  if (peer_barrier(a, c)) {
+    const char* recv = a.data[a.rank] + half_off;
+    for (int64_t u = lo + threadIdx.x; u < hi; u += kThreads) {
+      float s[V];
+      for (int r = 0; r < a.n; r++) {
+        const Pack<T, V> p = r == a.rank ? *reinterpret_cast<const Pack<T, V>*>(in + u * V)
+                                         : load_fresh<T, V>(reinterpret_cast<const T*>(recv + r * slot) + u * V);
+#pragma unroll
+        for (int j = 0; j < V; j++) s[j] = r == 0 ? (float)p.v[j] : s[j] + (float)p.v[j];
+      }
+      Pack<T, V> o;
+#pragma unroll
+      for (int j = 0; j < V; j++) o.v[j] = (T)s[j];
+      *reinterpret_cast<Pack<T, V>*>(out + u * V) = o;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
+}
+
 // The rows of the fused exchange kernels (block-uniform: block_sum inside): rank_sum(e, sum) gives the all-reduce's f32
 // sum in rank order of the 8 halves at e; residual += half(sum), y = rms_norm(residual) * w with ops/rms_norm.cu's
 // arithmetic for the same width (NT threads holding VPT vectors of 8 each; the same block_sum).
@@ -193,7 +235,9 @@ __device__ __forceinline__ void add_rms_norm_rows(int rows, int cols, int nt, ha
 // arithmetic is ops/rms_norm.cu's for the same width (the sum rounded to f16 first, as all_reduce_sum_f16 leaves
 // it; NT threads holding VPT vectors of 8 each; the same block_sum), so the result has the bits of the two steps.
 // pdl_trigger at the start: the next GEMV streams its weights while the exchange waits on the peers.
-template <int VPT>
+// kPush (LMFLEET_TP_AR_PUSH=1): the rows go straight into every peer's buffer (this rank's slot there) and the sums
+// read only local memory, as peer_push_kernel.
+template <int VPT, bool kPush>
 __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, const half* x, half* residual, const half* __restrict__ w,
                                                                 half* y, int rows, int cols, int nt, float eps) {
   pdl_wait();
@@ -201,21 +245,27 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, cons
   __shared__ float scratch[32];
   const int nvec = cols / 8;
   const uint32_t c = a.counter[blockIdx.x] + 1;
-  half* mine = reinterpret_cast<half*>(a.data[a.rank] + (c & 1) * a.cap);
+  const int64_t half_off = (int64_t)(c & 1) * a.cap, slot = push_slot(a.cap, a.n);
   for (int row = blockIdx.x; row < rows; row += gridDim.x)
-    for (int i = threadIdx.x; i < nvec; i += blockDim.x)
-      *reinterpret_cast<half8*>(mine + (size_t)row * cols + i * 8) = *reinterpret_cast<const half8*>(x + (size_t)row * cols + i * 8);
+    for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
+      const size_t e = (size_t)row * cols + i * 8;
+      const half8 v = *reinterpret_cast<const half8*>(x + e);
+      if (kPush) {
+        for (int r = 0; r < a.n; r++)
+          if (r != a.rank) *reinterpret_cast<half8*>(a.data[r] + half_off + a.rank * slot + e * 2) = v;
+      } else {
+        *reinterpret_cast<half8*>(a.data[a.rank] + half_off + e * 2) = v;
+      }
+    }
   if (peer_barrier(a, c))
     add_rms_norm_rows<VPT>(rows, cols, nt, residual, w, y, eps, scratch, [&](size_t e, float (&sum)[8]) {
-      {
-        const Pack<half, 8> p = load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[0] + (c & 1) * a.cap) + e);
+      for (int r = 0; r < a.n; r++) {
+        const Pack<half, 8> p =
+            kPush ? (r == a.rank ? *reinterpret_cast<const Pack<half, 8>*>(x + e)
+                                 : load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[a.rank] + half_off + r * slot) + e))
+                  : load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[r] + half_off) + e);
 #pragma unroll
-        for (int q = 0; q < 8; q++) sum[q] = __half2float(p.v[q]);
-      }
-      for (int r = 1; r < a.n; r++) {
-        const Pack<half, 8> p = load_fresh<half, 8>(reinterpret_cast<const half*>(a.data[r] + (c & 1) * a.cap) + e);
-#pragma unroll
-        for (int q = 0; q < 8; q++) sum[q] += __half2float(p.v[q]);
+        for (int q = 0; q < 8; q++) sum[q] = r == 0 ? __half2float(p.v[q]) : sum[q] + __half2float(p.v[q]);
       }
     });
   __syncthreads();
@@ -331,6 +381,16 @@ bool tp_ll_push_first() {
   return !(e && std::string(e) == "0");
 }
 
+bool tp_ar_push() {
+  const char* e = std::getenv("LMFLEET_TP_AR_PUSH");
+  return e && std::string(e) == "1";
+}
+
+int tp_fuse_rows() {
+  const char* f = std::getenv("LMFLEET_TP_FUSE_ROWS");
+  return f ? std::max(0, std::min(kWideMaxRows, std::atoi(f))) : kFuseMaxRows;
+}
+
 struct PeerExchange::Rank {
   int device = 0;
   cudaStream_t stream = nullptr;
@@ -369,7 +429,6 @@ std::unique_ptr<PeerExchange> PeerExchange::make(const std::vector<int>& devices
   p->cap_ = 4u << 20;
   p->wide_cap_ = (size_t)kWideMaxRows * kFuseMaxCols * 2;  // rows x the widest row the fused kernel takes
   p->ll_slot_ = (int64_t)kFuseMaxRows * kFuseMaxCols / 2;  // the narrow set's rows x the widest row, 2 halves per word
-  if (const char* f = std::getenv("LMFLEET_TP_FUSE_ROWS")) p->fuse_rows_ = std::max(0, std::min(kWideMaxRows, std::atoi(f)));
   p->eager_max_ = mode == "all" ? SIZE_MAX : p->cap_;
   int prev = 0;
   LMF_CUDA_CHECK(cudaGetDevice(&prev));
@@ -474,7 +533,9 @@ void PeerExchange::launch(int rank, const void* in, void* out, int64_t count) {
   const bool aligned = count % V16 == 0 && reinterpret_cast<uintptr_t>(in) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
   const T* i = static_cast<const T*>(in);
   T* o = static_cast<T*>(out);
-  if (aligned)
+  if (!kGather && aligned && tp_ar_push() && count * (int64_t)sizeof(T) <= push_slot(a.cap, a.n))
+    launch_kernel(peer_push_kernel<T, V16>, kBlocks, kThreads, me.stream, a, i, o, count);
+  else if (aligned)
     launch_kernel(peer_kernel<T, V16, kGather>, kBlocks, kThreads, me.stream, a, i, o, count);
   else
     launch_kernel(peer_kernel<T, 1, kGather>, kBlocks, kThreads, me.stream, a, i, o, count);
@@ -487,13 +548,15 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   // ops/rms_norm.cu's vectorized shape only (its thread count and vectors per thread). Up to 16 rows: the 32-block set,
   // rows split over its blocks. More rows, on the 32-block set (two rows per block at batch 64), were slower than the
   // element-split all-reduce and the norm kernel (7B tp 2 on two H100s: 5.37 vs 5.06 ms/step; batch 1: 3.42 vs 3.51);
-  // up to LMFLEET_TP_FUSE_ROWS rows (default 16: none) the wide set takes them, one block per row.
+  // up to LMFLEET_TP_FUSE_ROWS rows (default 16: none; read at each call) the wide set takes them, one block per row.
   // The LL kernel at 64 rows (two per block of the 32-block set, session 10) was slower still: 16.6 us per exchange vs
   // 7.7 for the all-reduce alone, tp 2 batch 64 5.70 vs 5.17 ms/step.
   if (cols % 8 || cols > kFuseMaxCols) return false;
   const bool narrow = rows <= kFuseMaxRows && (size_t)(rows * cols * 2) <= cap_;
   const bool ll = narrow && tp_ll_enabled();
-  const bool wide = !narrow && rows <= fuse_rows_ && (size_t)(rows * cols * 2) <= wide_cap_;
+  const bool wide = !narrow && rows <= tp_fuse_rows() && (size_t)(rows * cols * 2) <= wide_cap_;
+  // LMFLEET_TP_AR_PUSH: the two-phase kernel pushes where the rows fit one source's slot of a half
+  const bool push = !ll && tp_ar_push() && rows * cols * 2 <= push_slot((int64_t)(narrow ? cap_ : wide_cap_), (int)ranks_.size());
   if (!narrow && !wide) return false;
   for (const void* p : {x, (const void*)residual, w, (const void*)y})
     if (reinterpret_cast<uintptr_t>(p) % 16) return false;
@@ -516,10 +579,18 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
     }
     return true;
   }
+  if (push) {
+    switch (vpt) {
+      case 1: launch_kernel(peer_add_rms_norm_kernel<1, true>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+      case 2: launch_kernel(peer_add_rms_norm_kernel<2, true>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+      default: launch_kernel(peer_add_rms_norm_kernel<4, true>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    }
+    return true;
+  }
   switch (vpt) {
-    case 1: launch_kernel(peer_add_rms_norm_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
-    case 2: launch_kernel(peer_add_rms_norm_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
-    default: launch_kernel(peer_add_rms_norm_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    case 1: launch_kernel(peer_add_rms_norm_kernel<1, false>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    case 2: launch_kernel(peer_add_rms_norm_kernel<2, false>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
+    default: launch_kernel(peer_add_rms_norm_kernel<4, false>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps); break;
   }
   return true;
 }

@@ -34,6 +34,13 @@ bool tp_ll_enabled();
 // poll (the session 7-9 kernel). Same sums, same bits. Session 10, two H100s: 6.04 vs 6.50 us per exchange of one
 // 4096-wide row (16 rows: 8.77 vs 9.19); engine tp 2 batch 1 3.191 vs 3.245 ms/step.
 bool tp_ll_push_first();
+// LMFLEET_TP_AR_PUSH (read at each call; default off, =1 on): the plain all-reduce (one chunk) and the two-phase fused
+// kernel store their partials straight into the peers' buffers and sum from local memory only (no read across NVLink
+// after the barrier). Same sums, same bits.
+bool tp_ar_push();
+// LMFLEET_TP_FUSE_ROWS (read at each call; default 16, at most 256): the fused all-reduce + add + rms_norm takes up to
+// this many rows (above 16: the wide set, one block per row).
+int tp_fuse_rows();
 class PeerExchange {
  public:
   static constexpr int kMaxRanks = 8;
@@ -69,7 +76,6 @@ class PeerExchange {
   size_t cap_ = 0;  // bytes per half of each rank's exchange buffer
   size_t eager_max_ = 0;
   size_t wide_cap_ = 0;  // bytes per half of the wide set (the fused kernel with one block per row)
-  int fuse_rows_ = 16;   // LMFLEET_TP_FUSE_ROWS: rows the fused kernel takes (above 16: the wide set)
   int64_t ll_slot_ = 0;  // 8-byte words per (half, source) of the LL buffers
   volatile int* abort_host_ = nullptr;  // host-mapped
   int* abort_dev_ = nullptr;
