@@ -98,9 +98,10 @@ rows.push(`| a failing rank does not hang the others | ${n} | ${opt.devices} | -
 if (!aborted) failures++;
 // The fused all-reduce + residual add + rms_norm (the peer exchange's; other collectives decline it): residual
 // bit-exact (f16 inputs summed in f32 in rank order, rounded, added to the f16 residual and rounded), y within 2 f16
-// ulps (the sum of squares is added in another order here). Up to 16 rows it runs on the 32-block set; above, only
-// with LMFLEET_TP_FUSE_ROWS (one block per row); widths that are not a multiple of 8 are declined.
-const fuseRows = Number(process.env.LMFLEET_TP_FUSE_ROWS ?? 16);
+// ulps (the sum of squares is added in another order here). Up to 16 rows it runs on the 32-block set; above, up to
+// LMFLEET_TP_FUSE_ROWS (default 64, 16 with LMFLEET_TP_AR_PUSH=0) one block per row; widths that are not a multiple
+// of 8 are declined.
+const fuseRows = Number(process.env.LMFLEET_TP_FUSE_ROWS || (process.env.LMFLEET_TP_AR_PUSH === '0' ? 16 : 64));
 for (const [rowsF, colsF] of [[1, 4096], [3, 1000], [16, 4096], [17, 4096], [64, 4096], [2, 1001]]) {
   const count = rowsF * colsF;
   const xs = Array.from({ length: n }, () => Float32Array.from({ length: count }, () => (rand() * 2 - 1) * 2));

@@ -18,7 +18,7 @@
 #      sharded decode path, not a speed figure (both ranks share one GPU).
 # From the repo root, carrying .device node_modules/node-addon-api node_modules/node-api-headers:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-tp.sh
-# Env: STAGES (default "build collective parity bench"), LAYERS (bench model layers, default 32), SKIP_W4=1,
+# Env: STAGES (default "build collective parity bench"; also "trace", TRACE_ARGS below), LAYERS (bench model layers, default 32), SKIP_W4=1,
 #      PARITY_RUNS ("tp devices graphs p2p fuse;..."; p2p: a tp_variant: - / 0 / all / pdl / wide / ll / ll0),
 #      PARITY_EXTRA (more tp-parity.js arguments, e.g. "--same-env LMFLEET_TP_PDL=1 --prompts 1": a path that must
 #      give the same bits), COLL_RUNS ("devices variant;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
@@ -164,7 +164,7 @@ if has bench; then
     tp=${run%%-*}
     devs=$([ $tp = 1 ] && echo 0 || echo $TP2_DEVICES)
     LMFLEET_GEMM_TUNE=$([ "${run#*-}" = tune ] && echo 1 || echo 0) \
-    LMFLEET_TP_FUSE_ROWS=$([ "$run" = 2-wide ] && echo 256 || echo 16) LMFLEET_TP_PDL=$([ "$run" = 2-pdl ] && echo 1 || echo 0) LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
+    LMFLEET_TP_FUSE_ROWS=$([ "$run" = 2-wide ] && echo 256 || echo "${LMFLEET_TP_FUSE_ROWS:-}") LMFLEET_TP_PDL=$([ "$run" = 2-pdl ] && echo 1 || echo 0) LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
       --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs $([ -n "${BENCH_AB:-}" ] && { [ $tp != 1 ] || [ "${BENCH_AB_TP1:-1}" = 1 ]; } && echo "--ab $BENCH_AB") > "$OUT/bench-tp$run.log" 2>&1
     echo "bench tp $run rc $?"; grep "addon engine .*batch" "$OUT/bench-tp$run.log"
   done
@@ -180,6 +180,19 @@ if has bench; then
       if (!x || !y) { console.log(`| ${B} | ${x ? x.ms_per_step.toFixed(3) : "-"} | ${y ? y.ms_per_step.toFixed(3) : "-"} | | | |`); continue; }
       console.log(`| ${B} | ${x.ms_per_step.toFixed(3)} | ${y.ms_per_step.toFixed(3)} | ${x.tok_s.toFixed(0)} | ${y.tok_s.toFixed(0)} | ${(x.ms_per_step / y.ms_per_step).toFixed(2)}x | ${f0?.decode?.[B] ? f0.decode[B].ms_per_step.toFixed(3) : "-"} | ${pd?.decode?.[B] ? pd.decode[B].ms_per_step.toFixed(3) : "-"} | ${wd?.decode?.[B] ? wd.decode[B].ms_per_step.toFixed(3) : "-"} |`);
     }' "$OUT/bench-tp1.log" "$OUT/bench-tp2.log" "$(basename "$BENCH_MODEL")" "$TP2_DEVICES" "$OUT/bench-tp2-fuse0.log" "$OUT/bench-tp2-pdl.log" "$OUT/bench-tp2-wide.log" >> "$SUMMARY"
+fi
+# trace: one engine run on the bench model traced by CUPTI (scripts/cupti_trace.cpp), rank 0's kernels as they overlap
+# -> trace_step_table.py (each kernel's share of the step). TRACE_ARGS: engine-bench.js arguments (default tp 2 batch 1).
+if has trace; then
+  CUDA_INC=$(dirname "$NVCC")/../include
+  KREC=$(grep -o 'CUpti_ActivityKernel[0-9]\+' "$CUDA_INC/cupti_activity.h" | sort -V | tail -1)
+  g++ -O2 -shared -fPIC -DKREC=$KREC libs/native/scripts/cupti_trace.cpp -I"$CUDA_INC" -L"$(dirname "$NVCC")/../lib64" -lcupti \
+    -o /tmp/libcupti_trace.so > "$OUT/cupti-build.log" 2>&1 || tail -5 "$OUT/cupti-build.log"
+  [ -f "$BIG/config.json" ] || python3 test/bench/make_random_model.py "$BIG" --layers "$LAYERS" > "$OUT/make_big.log" 2>&1
+  CUDA_INJECTION64_PATH=/tmp/libcupti_trace.so CUPTI_TRACE_OUT=/tmp/tp-trace.csv LD_LIBRARY_PATH="$(dirname "$NVCC")/../lib64:${LD_LIBRARY_PATH:-}" \
+    timeout 200 node test/bench/engine-bench.js "$ADDON" "$BIG" ${TRACE_ARGS:---batches 1 --new 16 --prefill 0 --tp 2 --devices 0,1} > "$OUT/trace.log" 2>&1
+  echo "trace rc $?: $(grep -e cupti_trace -e 'batch 1:' "$OUT/trace.log" | tr '\n' ' ')"
+  { echo "## trace (rank 0): ${TRACE_ARGS:-tp 2 batch 1}"; python3 libs/native/scripts/trace_step_table.py /tmp/tp-trace.csv --device 0 2>&1; } >> "$SUMMARY"
 fi
 echo "== summary =="
 cat "$SUMMARY"

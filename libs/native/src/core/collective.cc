@@ -135,14 +135,15 @@ class CpuCollective : public Collective {
 
 std::unique_ptr<Collective> make_cpu_collective(int size) { return std::make_unique<CpuCollective>(size); }
 
-// LMFLEET_TP_SPIN_US (read at each run(); default 0): how long a rank thread polls for the next run (and rank 0 for the
+// LMFLEET_TP_SPIN_US (read at each run(); default: the constructor's, 20 ms for cuda ranks, 0 on the cpu, whose
+// ranks' compute threads need the cores): how long a rank thread polls for the next run (and rank 0 for the
 // others to finish) before it sleeps on the condition variable. A decode loop calls run() once per step, so a
 // sleeping rank thread's wake-up (a futex wake, tens of microseconds on an idle core) delays that rank's launches,
 // and every rank's first exchange waits for the last to arrive. Polling costs a core per rank while it lasts.
 namespace {
-int64_t tp_spin_us() {
+int64_t tp_spin_us(int64_t dflt) {
   const char* e = std::getenv("LMFLEET_TP_SPIN_US");
-  return e ? std::max<int64_t>(0, std::atoll(e)) : 0;
+  return e ? std::max<int64_t>(0, std::atoll(e)) : dflt;
 }
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -210,7 +211,7 @@ struct RankThreads::Impl {
   }
 };
 
-RankThreads::RankThreads(int size) : size_(size), impl_(std::make_unique<Impl>()) {
+RankThreads::RankThreads(int size, int64_t spin_us) : size_(size), spin_default_(spin_us), impl_(std::make_unique<Impl>()) {
   if (size <= 0) fail(ErrorCode::InvalidArgument, "tensor parallel: tp must be > 0");
   for (int r = 1; r < size; r++) impl_->threads.emplace_back([this, r] { impl_->loop(r); });
 }
@@ -233,7 +234,7 @@ void RankThreads::run(Collective* coll, const std::function<void(int)>& fn) {
     I.coll = coll;
     I.error = nullptr;
     I.pending = size_;
-    I.spin_us = tp_spin_us();
+    I.spin_us = tp_spin_us(spin_default_);
     I.gen++;
   }
   I.cv_start.notify_all();

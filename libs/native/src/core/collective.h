@@ -104,7 +104,8 @@ CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Ba
 // (aborting the collective so that no rank waits forever, then resetting it). Threads persist between calls.
 class RankThreads {
  public:
-  explicit RankThreads(int size);
+  // spin_us: LMFLEET_TP_SPIN_US's default (collective.cc): how long the threads poll before they sleep
+  explicit RankThreads(int size, int64_t spin_us = 0);
   ~RankThreads();
   RankThreads(const RankThreads&) = delete;
   RankThreads& operator=(const RankThreads&) = delete;
@@ -114,6 +115,7 @@ class RankThreads {
  private:
   struct Impl;
   int size_;
+  int64_t spin_default_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -381,14 +381,18 @@ bool tp_ll_push_first() {
   return !(e && std::string(e) == "0");
 }
 
+// default on since session 11 (two H100s, 7B tp 2, same process): one 64-row all-reduce 6.70 vs 7.63 us; with the
+// wide fused kernel up to 64 rows (below) batch 64 5.032 vs 5.150 ms/step; batch 1 unchanged (the LL kernel).
 bool tp_ar_push() {
   const char* e = std::getenv("LMFLEET_TP_AR_PUSH");
-  return e && std::string(e) == "1";
+  return !(e && std::string(e) == "0");
 }
 
+// Default: 64 rows with the push kernels (the wide fused kernel, pushing, measured above: 7.97 us per 64-row exchange
+// + add + rms_norm vs 7.63 + the norm kernel), else 16 (the pulling wide kernel was no faster: 5.125 vs 5.150).
 int tp_fuse_rows() {
   const char* f = std::getenv("LMFLEET_TP_FUSE_ROWS");
-  return f ? std::max(0, std::min(kWideMaxRows, std::atoi(f))) : kFuseMaxRows;
+  return f && *f ? std::max(0, std::min(kWideMaxRows, std::atoi(f))) : (tp_ar_push() ? 64 : kFuseMaxRows);
 }
 
 struct PeerExchange::Rank {
@@ -548,7 +552,8 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   // ops/rms_norm.cu's vectorized shape only (its thread count and vectors per thread). Up to 16 rows: the 32-block set,
   // rows split over its blocks. More rows, on the 32-block set (two rows per block at batch 64), were slower than the
   // element-split all-reduce and the norm kernel (7B tp 2 on two H100s: 5.37 vs 5.06 ms/step; batch 1: 3.42 vs 3.51);
-  // up to LMFLEET_TP_FUSE_ROWS rows (default 16: none; read at each call) the wide set takes them, one block per row.
+  // up to LMFLEET_TP_FUSE_ROWS rows (read at each call; tp_fuse_rows' default: 64 with the push kernels) the wide set
+  // takes them, one block per row.
   // The LL kernel at 64 rows (two per block of the 32-block set, session 10) was slower still: 16.6 us per exchange vs
   // 7.7 for the all-reduce alone, tp 2 batch 64 5.70 vs 5.17 ms/step.
   if (cols % 8 || cols > kFuseMaxCols) return false;

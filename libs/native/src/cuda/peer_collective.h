@@ -34,11 +34,11 @@ bool tp_ll_enabled();
 // poll (the session 7-9 kernel). Same sums, same bits. Session 10, two H100s: 6.04 vs 6.50 us per exchange of one
 // 4096-wide row (16 rows: 8.77 vs 9.19); engine tp 2 batch 1 3.191 vs 3.245 ms/step.
 bool tp_ll_push_first();
-// LMFLEET_TP_AR_PUSH (read at each call; default off, =1 on): the plain all-reduce (one chunk) and the two-phase fused
+// LMFLEET_TP_AR_PUSH (read at each call; default on, =0 off): the plain all-reduce (one chunk) and the two-phase fused
 // kernel store their partials straight into the peers' buffers and sum from local memory only (no read across NVLink
 // after the barrier). Same sums, same bits.
 bool tp_ar_push();
-// LMFLEET_TP_FUSE_ROWS (read at each call; default 16, at most 256): the fused all-reduce + add + rms_norm takes up to
+// LMFLEET_TP_FUSE_ROWS (read at each call; default 64 with LMFLEET_TP_AR_PUSH, else 16; at most 256): the fused all-reduce + add + rms_norm takes up to
 // this many rows (above 16: the wide set, one block per row).
 int tp_fuse_rows();
 class PeerExchange {
@@ -57,8 +57,7 @@ class PeerExchange {
   void all_reduce_f16(int rank, void* buf, int64_t count);
   // x [rows, cols] f16 summed over ranks, residual += sum, y = rms_norm(residual) * w, in one kernel (the bits of
   // all_reduce_f16 then ops/rms_norm.cu's add_rms_norm). False (nothing done) for shapes it does not take (more
-  // than 16 rows, unless LMFLEET_TP_FUSE_ROWS allows more: decode batches above 16 run the two kernels, which
-  // measured faster there than the 32-block fused kernels, two-phase and LL).
+  // rows than tp_fuse_rows(): those run the two kernels).
   bool all_reduce_add_rms_norm_f16(int rank, const void* x, void* residual, const void* w, void* y, int64_t rows, int64_t cols,
                                    float eps);
   void all_reduce_f32(int rank, float* buf, int64_t count);
