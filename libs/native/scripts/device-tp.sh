@@ -181,8 +181,9 @@ if has bench; then
       console.log(`| ${B} | ${x.ms_per_step.toFixed(3)} | ${y.ms_per_step.toFixed(3)} | ${x.tok_s.toFixed(0)} | ${y.tok_s.toFixed(0)} | ${(x.ms_per_step / y.ms_per_step).toFixed(2)}x | ${f0?.decode?.[B] ? f0.decode[B].ms_per_step.toFixed(3) : "-"} | ${pd?.decode?.[B] ? pd.decode[B].ms_per_step.toFixed(3) : "-"} | ${wd?.decode?.[B] ? wd.decode[B].ms_per_step.toFixed(3) : "-"} |`);
     }' "$OUT/bench-tp1.log" "$OUT/bench-tp2.log" "$(basename "$BENCH_MODEL")" "$TP2_DEVICES" "$OUT/bench-tp2-fuse0.log" "$OUT/bench-tp2-pdl.log" "$OUT/bench-tp2-wide.log" >> "$SUMMARY"
 fi
-# trace: one engine run on the bench model traced by CUPTI (scripts/cupti_trace.cpp), rank 0's kernels as they overlap
-# -> trace_step_table.py (each kernel's share of the step). TRACE_ARGS: engine-bench.js arguments (default tp 2 batch 1).
+# trace: one engine run on the bench model traced by CUPTI (scripts/cupti_trace.cpp), a rank's kernels as they overlap
+# -> trace_step_table.py (each kernel's share of the step). TRACE_ARGS: engine-bench.js arguments (default tp 2 batch 1);
+# TRACE_DEVICES: the GPUs whose tables are printed (default 0).
 if has trace; then
   CUDA_INC=$(dirname "$NVCC")/../include
   KREC=$(grep -o 'CUpti_ActivityKernel[0-9]\+' "$CUDA_INC/cupti_activity.h" | sort -V | tail -1)
@@ -192,7 +193,9 @@ if has trace; then
   CUDA_INJECTION64_PATH=/tmp/libcupti_trace.so CUPTI_TRACE_OUT=/tmp/tp-trace.csv LD_LIBRARY_PATH="$(dirname "$NVCC")/../lib64:${LD_LIBRARY_PATH:-}" \
     timeout 200 node test/bench/engine-bench.js "$ADDON" "$BIG" ${TRACE_ARGS:---batches 1 --new 16 --prefill 0 --tp 2 --devices 0,1} > "$OUT/trace.log" 2>&1
   echo "trace rc $?: $(grep -e cupti_trace -e 'batch 1:' "$OUT/trace.log" | tr '\n' ' ')"
-  { echo "## trace (rank 0): ${TRACE_ARGS:-tp 2 batch 1}"; python3 libs/native/scripts/trace_step_table.py /tmp/tp-trace.csv --device 0 2>&1; } >> "$SUMMARY"
+  for d in ${TRACE_DEVICES:-0}; do
+    { echo "## trace (device $d): ${TRACE_ARGS:-tp 2 batch 1}"; python3 libs/native/scripts/trace_step_table.py /tmp/tp-trace.csv --device $d 2>&1; } >> "$SUMMARY"
+  done
 fi
 echo "== summary =="
 cat "$SUMMARY"

@@ -381,6 +381,11 @@ bool tp_ll_push_first() {
   return !(e && std::string(e) == "0");
 }
 
+bool tp_pdl_requested() {
+  const char* e = std::getenv("LMFLEET_TP_PDL");
+  return e && std::string(e) == "1";
+}
+
 // default on since session 11 (two H100s, 7B tp 2, same process): one 64-row all-reduce 6.70 vs 7.63 us; with the
 // wide fused kernel up to 64 rows (below) batch 64 5.032 vs 5.150 ms/step; batch 1 unchanged (the LL kernel).
 bool tp_ar_push() {
@@ -496,14 +501,12 @@ namespace {
 // A plain launch, or (LMFLEET_TP_PDL=1, sm_90) a programmatic dependent one whose launch overlaps the end of the kernel
 // before it (the kernels pdl_wait() first). Off by default until measured.
 bool tp_pdl() {
-  static const bool on = [] {
-    const char* e = std::getenv("LMFLEET_TP_PDL");
-    if (!(e && std::string(e) == "1")) return false;
+  static const bool sm90 = [] {
     int dev = 0, major = 0;
     return cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
            major >= 9;
   }();
-  return on;
+  return sm90 && tp_pdl_requested();
 }
 template <typename... KArgs, typename... Args>
 void launch_kernel(void (*kern)(KArgs...), int blocks, int threads, cudaStream_t s, Args... args) {
