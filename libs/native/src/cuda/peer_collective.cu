@@ -290,14 +290,12 @@ __device__ __forceinline__ uint64_t ld_ll(const uint64_t* p) {
 
 // push_first (tp_ll_push_first): every word of the block's vectors goes out before the first poll (the same vectors,
 // in add_rms_norm_rows' order); otherwise each vector is stored and then polled in turn.
-// trigger (tp_ll_trigger): when the kernel after this one (the next GEMV, a programmatic dependent) may launch and
-// start loading its weights: 0 at the start, 1 once this thread has every peer's words, 2 at exit.
 template <int VPT>
 __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, const half* x, half* residual,
                                                                    const half* __restrict__ w, half* y, int rows, int cols,
-                                                                   int nt, float eps, int push_first, int trigger) {
+                                                                   int nt, float eps, int push_first) {
   pdl_wait();
-  if (trigger == 0) pdl_trigger();
+  pdl_trigger();
   __shared__ float scratch[32];
   const uint32_t c = a.counter[blockIdx.x] + 1;
   const int64_t half_off = (int64_t)(c & 1) * kMaxRanks * a.ll_slot;
@@ -324,9 +322,6 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
         }
       }
   }
-  // a thread with no vector of a row (and a block with no row) triggers now: the dependents launch once every thread
-  // of every block has triggered or exited
-  if (trigger == 1 && (threadIdx.x >= nt || (int)blockIdx.x >= rows)) pdl_trigger();
   add_rms_norm_rows<VPT>(rows, cols, nt, residual, w, y, eps, scratch, [&](size_t e, float (&sum)[8]) {
     // the peers' words for this vector from our own memory (pushed above, or here first)
     const uint4 mine = *reinterpret_cast<const uint4*>(x + e);
@@ -352,7 +347,6 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
           }
           got[q] = (uint32_t)u;
         }
-        if (trigger == 1) pdl_trigger();
       }
       const half2* hp = reinterpret_cast<const half2*>(got);
 #pragma unroll
@@ -394,13 +388,6 @@ bool tp_pdl_requested() {
 
 // default on since session 11 (two H100s, 7B tp 2, same process): one 64-row all-reduce 6.70 vs 7.63 us; with the
 // wide fused kernel up to 64 rows (below) batch 64 5.032 vs 5.150 ms/step; batch 1 unchanged (the LL kernel).
-int tp_ll_trigger() {
-  const char* e = std::getenv("LMFLEET_TP_LL_TRIGGER");
-  if (!e) return 0;
-  const std::string v = e;
-  return v == "data" ? 1 : v == "end" ? 2 : 0;
-}
-
 bool tp_ar_push() {
   const char* e = std::getenv("LMFLEET_TP_AR_PUSH");
   return !(e && std::string(e) == "0");
@@ -592,11 +579,11 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   const half* wh = static_cast<const half*>(w);
   half* yh = static_cast<half*>(y);
   if (ll) {
-    const int pf = tp_ll_push_first() ? 1 : 0, tr = tp_ll_trigger();
+    const int pf = tp_ll_push_first() ? 1 : 0;
     switch (vpt) {
-      case 1: launch_kernel(peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, tr); break;
-      case 2: launch_kernel(peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, tr); break;
-      default: launch_kernel(peer_add_rms_norm_ll_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, tr); break;
+      case 1: launch_kernel(peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf); break;
+      case 2: launch_kernel(peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf); break;
+      default: launch_kernel(peer_add_rms_norm_ll_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf); break;
     }
     return true;
   }

@@ -41,10 +41,6 @@ bool tp_ar_push();
 // LMFLEET_TP_FUSE_ROWS (read at each call; default 64 with LMFLEET_TP_AR_PUSH, else 16; at most 256): the fused all-reduce + add + rms_norm takes up to
 // this many rows (above 16: the wide set, one block per row).
 int tp_fuse_rows();
-// LMFLEET_TP_LL_TRIGGER (read at each call): when the LL kernel lets the next kernel (a GEMV, launched as a
-// programmatic dependent) start and issue its first weight loads: unset / start at its start; data once the peers'
-// words are in; end at its exit. Same bits.
-int tp_ll_trigger();
 // LMFLEET_TP_PDL=1 (read at each call; default off): the exchange kernels launch as programmatic dependents (sm_90).
 bool tp_pdl_requested();
 class PeerExchange {
