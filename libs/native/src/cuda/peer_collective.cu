@@ -189,11 +189,34 @@ __global__ void __launch_bounds__(kThreads) peer_push_kernel(PeerArgs a, const T
 // The rows of the fused exchange kernels (block-uniform: block_sum inside): rank_sum(e, sum) gives the all-reduce's f32
 // sum in rank order of the 8 halves at e; residual += half(sum), y = rms_norm(residual) * w with ops/rms_norm.cu's
 // arithmetic for the same width (NT threads holding VPT vectors of 8 each; the same block_sum).
+// pre (optional): this thread's residual and weight vectors of the block's first row (row blockIdx.x), loaded by the
+// caller earlier (preload_rows); later rows load their own.
+template <int VPT>
+struct RowPreload {
+  half8 res[VPT], w[VPT];
+};
+template <int VPT>
+__device__ __forceinline__ void preload_rows(int rows, int cols, int nt, const half* residual, const half* __restrict__ w,
+                                             RowPreload<VPT>& pre) {
+  const int nvec = cols / 8;
+  if ((int)blockIdx.x >= rows) return;
+#pragma unroll
+  for (int j = 0; j < VPT; j++) {
+    const int i = threadIdx.x + j * nt;
+    if (threadIdx.x < nt && i < nvec) {
+      pre.res[j] = *reinterpret_cast<const half8*>(residual + (size_t)blockIdx.x * cols + i * 8);
+      pre.w[j] = ldg_half8(w + i * 8);
+    }
+  }
+}
+
 template <int VPT, typename RankSum>
 __device__ __forceinline__ void add_rms_norm_rows(int rows, int cols, int nt, half* residual, const half* __restrict__ w,
-                                                  half* y, float eps, float* scratch, RankSum rank_sum) {
+                                                  half* y, float eps, float* scratch, RankSum rank_sum,
+                                                  const RowPreload<VPT>* pre = nullptr) {
   const int nvec = cols / 8;
   for (int row = blockIdx.x; row < rows; row += gridDim.x) {
+    const bool have = pre && row == (int)blockIdx.x;
     float v[VPT][8];
     float ss = 0.f;
 #pragma unroll
@@ -204,7 +227,7 @@ __device__ __forceinline__ void add_rms_norm_rows(int rows, int cols, int nt, ha
         float sum[8];
         rank_sum(e, sum);
         const half8 s8 = float_to_half8(sum);  // the all-reduce's f16 result
-        half8 rr = *reinterpret_cast<const half8*>(residual + e);
+        half8 rr = have ? pre->res[j] : *reinterpret_cast<const half8*>(residual + e);
 #pragma unroll
         for (int q = 0; q < 4; q++) rr.h[q] = __hadd2(rr.h[q], s8.h[q]);
         *reinterpret_cast<half8*>(residual + e) = rr;
@@ -220,7 +243,7 @@ __device__ __forceinline__ void add_rms_norm_rows(int rows, int cols, int nt, ha
       const int i = threadIdx.x + j * nt;
       if (threadIdx.x < nt && i < nvec) {
         float wf[8], o[8];
-        half8_to_float(ldg_half8(w + i * 8), wf);
+        half8_to_float(have ? pre->w[j] : ldg_half8(w + i * 8), wf);
 #pragma unroll
         for (int q = 0; q < 8; q++) o[q] = v[j][q] * inv * wf[q];
         *reinterpret_cast<half8*>(y + (size_t)row * cols + i * 8) = float_to_half8(o);
@@ -290,11 +313,15 @@ __device__ __forceinline__ uint64_t ld_ll(const uint64_t* p) {
 
 // push_first (tp_ll_push_first): every word of the block's vectors goes out before the first poll (the same vectors,
 // in add_rms_norm_rows' order); otherwise each vector is stored and then polled in turn.
+// preload (tp_ll_preload): the block's residual and norm-weight vectors are loaded before pdl_trigger, so they are
+// not queued behind the next GEMV's early weight loads (which the trigger lets start) once the peers' words are in.
 template <int VPT>
 __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, const half* x, half* residual,
                                                                    const half* __restrict__ w, half* y, int rows, int cols,
-                                                                   int nt, float eps, int push_first) {
+                                                                   int nt, float eps, int push_first, int preload) {
   pdl_wait();
+  RowPreload<VPT> pre;
+  if (preload) preload_rows<VPT>(rows, cols, nt, residual, w, pre);
   pdl_trigger();
   __shared__ float scratch[32];
   const uint32_t c = a.counter[blockIdx.x] + 1;
@@ -361,7 +388,7 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
         }
       }
     }
-  });
+  }, preload ? &pre : nullptr);
   __syncthreads();
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
@@ -388,6 +415,12 @@ bool tp_pdl_requested() {
 
 // default on since session 11 (two H100s, 7B tp 2, same process): one 64-row all-reduce 6.70 vs 7.63 us; with the
 // wide fused kernel up to 64 rows (below) batch 64 5.032 vs 5.150 ms/step; batch 1 unchanged (the LL kernel).
+// default on since session 11 (measured in its last tp call; see NOTES); =0 off
+bool tp_ll_preload() {
+  const char* e = std::getenv("LMFLEET_TP_LL_PRE");
+  return !(e && std::string(e) == "0");
+}
+
 bool tp_ar_push() {
   const char* e = std::getenv("LMFLEET_TP_AR_PUSH");
   return !(e && std::string(e) == "0");
@@ -579,11 +612,11 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   const half* wh = static_cast<const half*>(w);
   half* yh = static_cast<half*>(y);
   if (ll) {
-    const int pf = tp_ll_push_first() ? 1 : 0;
+    const int pf = tp_ll_push_first() ? 1 : 0, pre = tp_ll_preload() ? 1 : 0;
     switch (vpt) {
-      case 1: launch_kernel(peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf); break;
-      case 2: launch_kernel(peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf); break;
-      default: launch_kernel(peer_add_rms_norm_ll_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf); break;
+      case 1: launch_kernel(peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, pre); break;
+      case 2: launch_kernel(peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, pre); break;
+      default: launch_kernel(peer_add_rms_norm_ll_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, pre); break;
     }
     return true;
   }

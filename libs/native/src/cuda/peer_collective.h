@@ -41,6 +41,9 @@ bool tp_ar_push();
 // LMFLEET_TP_FUSE_ROWS (read at each call; default 64 with LMFLEET_TP_AR_PUSH, else 16; at most 256): the fused all-reduce + add + rms_norm takes up to
 // this many rows (above 16: the wide set, one block per row).
 int tp_fuse_rows();
+// LMFLEET_TP_LL_PRE (read at each call; default on, =0 off): the LL kernel loads its residual and norm-weight vectors
+// before it lets the next GEMV launch (whose early weight loads would queue ahead of them). Same bits.
+bool tp_ll_preload();
 // LMFLEET_TP_PDL=1 (read at each call; default off): the exchange kernels launch as programmatic dependents (sm_90).
 bool tp_pdl_requested();
 class PeerExchange {
