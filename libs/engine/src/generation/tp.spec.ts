@@ -1,7 +1,8 @@
 // Tensor parallelism on the real CPU backend (ranks as threads): tiny random models sharded over 2 and 4 ranks give
 // the same greedy tokens as tp 1 for 64 steps and logits within fp16 tolerance; Qwen2's q/k/v bias, InternLM2's
 // packed wqkv, GQA with fewer KV heads than ranks (replicated), tied embeddings and W4A16 (AutoAWQ RTN) weights
-// included; widths that do not divide are refused with errors that name them.
+// included; rank threads that poll between steps change nothing; widths that do not divide are refused with errors
+// that name them.
 import * as path from 'node:path';
 import { autoAwq } from '../quant/awq';
 import { nativeCpuOrReport } from '../testing/native-cpu';
@@ -79,6 +80,21 @@ d('tensor parallelism (cpu ranks)', () => {
     const r = await run(dir, 2, 8);
     expect(r.tokens).toEqual(base.tokens);
     expect(fp16Excess(base.logits, r.logits)).toBeLessThanOrEqual(1);
+  }, 240_000);
+
+  it('rank threads that poll for the next step (LMFLEET_TP_SPIN_US, the cuda default) give the same tokens and logits', async () => {
+    const dir = tinyModel(path.join(tmp.dir, 'spin'), { arch: 'llama', hiddenSize: 64, intermediateSize: 128, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 10 });
+    const sleeping = await run(dir, 2);
+    const prev = process.env.LMFLEET_TP_SPIN_US;
+    process.env.LMFLEET_TP_SPIN_US = '2000';  // read by the native side at each step
+    try {
+      const polling = await run(dir, 2);
+      expect(polling.tokens).toEqual(sleeping.tokens);
+      expect(Array.from(polling.logits)).toEqual(Array.from(sleeping.logits));
+    } finally {
+      if (prev === undefined) delete process.env.LMFLEET_TP_SPIN_US;
+      else process.env.LMFLEET_TP_SPIN_US = prev;
+    }
   }, 240_000);
 
   it('W4A16 (AutoAWQ RTN, group 32): tp 2 splits along whole groups with their scales and zeros; tp 4 is refused', async () => {
