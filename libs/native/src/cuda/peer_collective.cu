@@ -395,36 +395,27 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
 
 }  // namespace
 
+namespace {
+// A switch read at each call: "0" off, "1" on, unset (or anything else) `dflt`.
+bool env_switch(const char* name, bool dflt) {
+  const char* e = std::getenv(name);
+  if (!e) return dflt;
+  const std::string v = e;
+  return v == "0" ? false : v == "1" ? true : dflt;
+}
+}  // namespace
+
 // default on since session 8: tp 2 batch 1 2.710 -> 2.669 ms/step alone (session 7, two H200s, same process), with
 // PDL 2.736 -> 2.682 (session 8); parity tp 1 vs tp 2 and every collective row bit-exact with it after the
 // add_rms_norm_rows refactor (session 8). LMFLEET_TP_LL=0: the two-phase fused kernel.
-bool tp_ll_enabled() {
-  const char* e = std::getenv("LMFLEET_TP_LL");
-  return !(e && std::string(e) == "0");
-}
-
-bool tp_ll_push_first() {
-  const char* e = std::getenv("LMFLEET_TP_LL_PUSH");
-  return !(e && std::string(e) == "0");
-}
-
-bool tp_pdl_requested() {
-  const char* e = std::getenv("LMFLEET_TP_PDL");
-  return e && std::string(e) == "1";
-}
-
+bool tp_ll_enabled() { return env_switch("LMFLEET_TP_LL", true); }
+bool tp_ll_push_first() { return env_switch("LMFLEET_TP_LL_PUSH", true); }
+bool tp_pdl_requested() { return env_switch("LMFLEET_TP_PDL", false); }
+// default on since session 11 (two H100s, 7B tp 2 batch 1, same process: 3.149 vs 3.180 ms/step)
+bool tp_ll_preload() { return env_switch("LMFLEET_TP_LL_PRE", true); }
 // default on since session 11 (two H100s, 7B tp 2, same process): one 64-row all-reduce 6.70 vs 7.63 us; with the
 // wide fused kernel up to 64 rows (below) batch 64 5.032 vs 5.150 ms/step; batch 1 unchanged (the LL kernel).
-// default on since session 11 (measured in its last tp call; see NOTES); =0 off
-bool tp_ll_preload() {
-  const char* e = std::getenv("LMFLEET_TP_LL_PRE");
-  return !(e && std::string(e) == "0");
-}
-
-bool tp_ar_push() {
-  const char* e = std::getenv("LMFLEET_TP_AR_PUSH");
-  return !(e && std::string(e) == "0");
-}
+bool tp_ar_push() { return env_switch("LMFLEET_TP_AR_PUSH", true); }
 
 // Default: 64 rows with the push kernels (the wide fused kernel, pushing, measured above: 7.97 us per 64-row exchange
 // + add + rms_norm vs 7.63 + the norm kernel), else 16 (the pulling wide kernel was no faster: 5.125 vs 5.150).
