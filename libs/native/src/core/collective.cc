@@ -173,8 +173,7 @@ struct RankThreads::Impl {
   std::atomic<uint64_t> gen{0};  // written under mu; read without it while polling
   std::atomic<int> pending{0};
   std::atomic<int64_t> spin_us{0};
-  bool stop = false;
-  std::atomic<bool> stopping{false};
+  std::atomic<bool> stop{false};  // written under mu; read without it while polling
   std::exception_ptr error;
   Collective* coll = nullptr;
   std::vector<std::thread> threads;
@@ -191,7 +190,7 @@ struct RankThreads::Impl {
     uint64_t seen = 0;
     for (;;) {
       spin_until(spin_us.load(std::memory_order_relaxed),
-                 [&] { return gen.load(std::memory_order_acquire) != seen || stopping.load(std::memory_order_relaxed); });
+                 [&] { return gen.load(std::memory_order_acquire) != seen || stop.load(std::memory_order_relaxed); });
       const std::function<void(int)>* f;
       {
         std::unique_lock<std::mutex> l(mu);
@@ -220,7 +219,6 @@ RankThreads::~RankThreads() {
   {
     std::lock_guard<std::mutex> l(impl_->mu);
     impl_->stop = true;
-    impl_->stopping = true;
   }
   impl_->cv_start.notify_all();
   for (auto& t : impl_->threads) t.join();
