@@ -319,12 +319,17 @@ template <int VPT>
 __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, const half* x, half* residual,
                                                                    const half* __restrict__ w, half* y, int rows, int cols,
                                                                    int nt, float eps, int push_first, int preload) {
-  pdl_wait();
+  // The counter and the preload are read before pdl_wait: launched as a programmatic dependent (LMFLEET_TP_PDL=1) of
+  // the o / down GEMV, these cold loads then overlap that GEMV's tail. Safe: this block's counter was last written by
+  // its previous exchange and the residual by the exchange before this one, and both of those kernels ended before
+  // the GEMV this kernel depends on passed its own griddepcontrol.wait (every kernel of the chain waits for the one
+  // before it); the norm weight is never written. x, the GEMV's output, is read only after pdl_wait.
   RowPreload<VPT> pre;
   if (preload) preload_rows<VPT>(rows, cols, nt, residual, w, pre);
+  const uint32_t c = a.counter[blockIdx.x] + 1;
+  pdl_wait();
   pdl_trigger();
   __shared__ float scratch[32];
-  const uint32_t c = a.counter[blockIdx.x] + 1;
   const int64_t half_off = (int64_t)(c & 1) * kMaxRanks * a.ll_slot;
   int ok = 1;
   // the vector at e's 4 words (from e / 2) into every peer's slot for this rank
