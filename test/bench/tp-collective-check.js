@@ -7,7 +7,7 @@
 // Across GPUs the path follows LMFLEET_TP_P2P: unset, the peer exchange up to its 4 MiB buffer and NCCL above;
 // "all", the peer exchange for every size (messages above 4 MiB in chunks); "0", NCCL only.
 // Env LMFLEET_TP_FUSE_ROWS (the fused kernel's row limit, default 16) is read here too.
-//   node test/bench/tp-collective-check.js ADDON.node --devices 0,0[,0,0] [--seed N] [--time 0]
+//   node test/bench/tp-collective-check.js ADDON.node --devices 0,0[,0,0] [--seed N] [--time 0] [--flush-mb 64]
 // Prints a table; exit 1 on any mismatch.
 'use strict';
 const path = require('node:path');
@@ -148,6 +148,15 @@ if (!sameGpu && opt.time !== '0') {
     for (const fused of rowsT <= Math.max(16, fuseRows) ? [false, true] : [false]) {
       const t = addon.runCollective({ op: 'time_all_reduce_f16', backend: 'cuda', devices, rows: rowsT, cols: 4096, calls: 64, reps: 20, fused });
       rows.push(`| time: all_reduce f16 [${rowsT}, 4096]${t.fused ? ' + add + rms_norm' : ''}, 64 in ${t.graphed ? 'a graph' : 'eager'}${process.env.LMFLEET_TP_PDL === '1' ? ', PDL' : ''} | ${n} | ${opt.devices} (${pathOf(rowsT * 4096 * 2)}) | ${t.usPerCall.toFixed(2)} us per call | - |`);
+    }
+  // The same with a streaming read of --flush-mb MB (default 64, more than the L2) before each exchange, as a decode
+  // GEMV streams its weights between two exchanges: the exchange's small loads (its counters, the residual, the norm
+  // weight) then miss L2 as in a decode step. The exchange's share is the difference to the reads alone.
+  const flushMb = Number(opt['flush-mb'] ?? 64);
+  if (flushMb > 0)
+    for (const rowsT of [1, 64]) {
+      const t = addon.runCollective({ op: 'time_all_reduce_f16', backend: 'cuda', devices, rows: rowsT, cols: 4096, calls: 64, reps: 20, fused: true, flushMb });
+      rows.push(`| time: ${flushMb} MB read + all_reduce f16 [${rowsT}, 4096]${t.fused ? ' + add + rms_norm' : ''}, 64 in ${t.graphed ? 'a graph' : 'eager'}${process.env.LMFLEET_TP_PDL === '1' ? ', PDL' : ''} | ${n} | ${opt.devices} | ${t.usPerCall.toFixed(2)} us per call, the read alone ${t.flushUs.toFixed(2)}: exchange ${(t.usPerCall - t.flushUs).toFixed(2)} | - |`);
     }
 }
 console.log(`seed ${opt.seed}`);

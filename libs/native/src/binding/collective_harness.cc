@@ -9,8 +9,9 @@
 //           halves alternate), failRank?: number (that rank throws before the collective: the others must not hang) }
 //   -> Float32Array[] (each rank's output after the last repetition)
 // Timing (cuda): runCollective({ op: 'time_all_reduce_f16', backend: 'cuda', devices, rows, cols, calls?: 64,
-//   reps?: 20, fused?: false }) -> { usPerCall, graphed, fused } (core/collective.h time_cuda_all_reduce_f16; `inputs`
-//   is not read).
+//   reps?: 20, fused?: false, flushMb?: 0 }) -> { usPerCall, flushUs, graphed, fused } (core/collective.h
+//   time_cuda_all_reduce_f16; `inputs` is not read; flushMb: a streaming read of that many MB before each exchange,
+//   flushUs the read alone).
 // Fused (cuda): runCollective({ op: 'all_reduce_add_rms_norm_f16', backend: 'cuda', devices, inputs (x [rows, cols] per
 //   rank), residual: Float32Array [rows, cols], weight: Float32Array [cols], rows, eps?: 1e-5, repeat? })
 //   -> { fused, y: Float32Array[], residual: Float32Array[] } (core/collective.h run_cuda_all_reduce_add_rms_norm_f16;
@@ -51,9 +52,11 @@ Napi::Value run_collective(const Napi::CallbackInfo& info) {
       const bool fused = o.Get("fused").IsBoolean() && o.Get("fused").As<Napi::Boolean>().Value();
       RankThreads threads((int)raw.size());
       auto coll = make_cuda_tp_collective(raw);
-      const CollectiveTiming t = time_cuda_all_reduce_f16(*coll, raw, threads, rows, cols, calls, reps, fused);
+      const int64_t flush_mb = (int64_t)get_number(o, "flushMb", 0);
+      const CollectiveTiming t = time_cuda_all_reduce_f16(*coll, raw, threads, rows, cols, calls, reps, fused, flush_mb);
       Napi::Object res = Napi::Object::New(env);
       res.Set("usPerCall", t.us_per_call);
+      res.Set("flushUs", t.flush_us);
       res.Set("graphed", t.graphed);
       res.Set("fused", t.fused);
       return res;

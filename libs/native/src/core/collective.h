@@ -82,7 +82,8 @@ class RankThreads;
 // the collective takes it), captured into one CUDA graph per rank when the collective is graph-capturable (as the
 // decode steps are), else enqueued eagerly. Returns rank 0's median over `reps` launches, in microseconds per call.
 struct CollectiveTiming {
-  double us_per_call = 0;
+  double us_per_call = 0;  // with flush_mb: an exchange plus its flush
+  double flush_us = 0;     // with flush_mb: one flush alone (rank 0, the same graph timing)
   bool graphed = false;
   bool fused = false;  // the fused kernel ran (false: it was asked for but not taken, so the plain all-reduce ran)
 };
@@ -96,8 +97,10 @@ struct FusedNormRun {
 FusedNormRun run_cuda_all_reduce_add_rms_norm_f16(Collective& coll, const std::vector<Backend*>& ranks, RankThreads& threads,
                                                   const std::vector<std::vector<float>>& x, const std::vector<float>& residual,
                                                   const std::vector<float>& w, int64_t rows, int64_t cols, float eps, int repeat);
+// flush_mb > 0: a streaming read of that many MB (per rank) before each exchange, as a decode GEMV streams its weights
+// between two exchanges, so the exchange's own small loads miss L2 as they do in a decode step.
 CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Backend*>& ranks, RankThreads& threads, int64_t rows,
-                                          int64_t cols, int calls, int reps, bool fused);
+                                          int64_t cols, int calls, int reps, bool fused, int64_t flush_mb = 0);
 #endif
 
 // Runs fn(rank) for every rank on its own thread (rank 0 on the caller's) and rethrows the first failure

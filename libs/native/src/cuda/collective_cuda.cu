@@ -29,6 +29,7 @@
 #include "cuda/backend_cuda.h"
 #include "cuda/check.cuh"
 #include "cuda/peer_collective.h"
+#include "cuda/stream_read.cuh"
 
 namespace lmfleet {
 
@@ -379,7 +380,7 @@ FusedNormRun run_cuda_all_reduce_add_rms_norm_f16(Collective& coll, const std::v
 }
 
 CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Backend*>& ranks, RankThreads& threads, int64_t rows,
-                                          int64_t cols, int calls, int reps, bool fused) {
+                                          int64_t cols, int calls, int reps, bool fused, int64_t flush_mb) {
   const int n = (int)ranks.size();
   const size_t bytes = (size_t)(rows * cols) * 2;
   CollectiveTiming out;
@@ -398,7 +399,24 @@ CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Ba
     LMF_CUDA_CHECK(cudaMalloc(&y, bytes));
     for (half* p : {x, resid, y}) LMF_CUDA_CHECK(cudaMemsetAsync(p, 0x3c, bytes, s));
     LMF_CUDA_CHECK(cudaMemsetAsync(w, 0x3c, (size_t)cols * 2, s));
+    // flush_mb: a streaming read of that many MB before each exchange (a decode GEMV's weights stand-in), so the
+    // exchange finds its small inputs (counters, residual, norm weight) evicted from L2 as in a decode step
+    const size_t flush_words = (size_t)std::max<int64_t>(flush_mb, 0) * (1u << 20) / 16;
+    uint4* fbuf = nullptr;
+    uint32_t* fsink = nullptr;
+    if (flush_words) {
+      LMF_CUDA_CHECK(cudaMalloc(&fbuf, flush_words * 16));
+      LMF_CUDA_CHECK(cudaMalloc(&fsink, 4));
+      LMF_CUDA_CHECK(cudaMemsetAsync(fbuf, 0x3c, flush_words * 16, s));
+    }
+    int sms = 0;
+    LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, be.device()));
+    auto flush = [&]() {
+      stream_read_kernel<<<sms * 4, 256, 0, s>>>(fbuf, flush_words, fsink);
+      LMF_CUDA_LAUNCHED();
+    };
     auto one = [&]() {
+      if (flush_words) flush();
       if (fused) {
         if (coll.all_reduce_add_rms_norm_f16(r, x, resid, w, y, rows, cols, 1e-5f)) return;
         took[(size_t)r] = 0;
@@ -435,10 +453,35 @@ CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Ba
       LMF_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
       t.push_back(ms * 1000.0 / calls);
     }
+    // the flushes alone, timed the same way (a graph of `calls` of them), to subtract
+    if (flush_words && r == 0) {
+      cudaGraphExec_t fexec = nullptr;
+      cudaGraph_t g;
+      LMF_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+      for (int i = 0; i < calls; i++) flush();
+      LMF_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+      LMF_CUDA_CHECK(cudaGraphInstantiate(&fexec, g, 0));
+      LMF_CUDA_CHECK(cudaGraphDestroy(g));
+      std::vector<double> ft;
+      for (int i = 0; i <= reps; i++) {
+        LMF_CUDA_CHECK(cudaEventRecord(e0, s));
+        LMF_CUDA_CHECK(cudaGraphLaunch(fexec, s));
+        LMF_CUDA_CHECK(cudaEventRecord(e1, s));
+        LMF_CUDA_CHECK(cudaEventSynchronize(e1));
+        float ms = 0;
+        LMF_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i) ft.push_back(ms * 1000.0 / calls);  // the first is a warm-up
+      }
+      cudaGraphExecDestroy(fexec);
+      std::sort(ft.begin(), ft.end());
+      out.flush_us = ft[ft.size() / 2];
+    }
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
     if (exec) cudaGraphExecDestroy(exec);
     for (half* p : {x, resid, w, y}) cudaFree(p);
+    if (fbuf) cudaFree(fbuf);
+    if (fsink) cudaFree(fsink);
     if (r == 0) rank0 = t;
   });
   std::sort(rank0.begin(), rank0.end());

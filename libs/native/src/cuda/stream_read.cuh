@@ -1,6 +1,7 @@
 #pragma once
-// The benches' plain streaming read (bench_decoder.cu, bench_w4_layout.cu): no math, n 16-byte words, 8 loads in
-// flight per thread, grid-stride: what reading the same bytes can reach at this size; the xor keeps the loads.
+// The benches' plain streaming read (bench_decoder.cu, bench_w4_layout.cu, collective_cuda.cu's flushes): no math,
+// n 16-byte words, 8 loads in flight per thread, grid-stride: what reading the same bytes can reach at this size; the
+// xor keeps the loads.
 #include <cuda_runtime.h>
 
 #include <cstddef>
