@@ -144,7 +144,7 @@ __global__ void __launch_bounds__(kThreads) peer_kernel(PeerArgs a, const T* in,
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
 
-// LMFLEET_TP_AR_PUSH=1: the all-reduce in one chunk with the NVLink traffic as posted stores. Each block stores its
+// LMFLEET_TP_AR_PUSH (default on): the all-reduce in one chunk with the NVLink traffic as posted stores. Each block stores its
 // units of `in` straight into every peer's buffer (this rank's slot there: push_slot bytes per source), meets the
 // peers at the flag barrier (the release orders those stores before the flag, as it orders the pull kernel's local
 // copy), then sums its own units of `in` with the slots the peers stored into its own memory: every load is local,
@@ -258,7 +258,7 @@ __device__ __forceinline__ void add_rms_norm_rows(int rows, int cols, int nt, ha
 // arithmetic is ops/rms_norm.cu's for the same width (the sum rounded to f16 first, as all_reduce_sum_f16 leaves
 // it; NT threads holding VPT vectors of 8 each; the same block_sum), so the result has the bits of the two steps.
 // pdl_trigger at the start: the next GEMV streams its weights while the exchange waits on the peers.
-// kPush (LMFLEET_TP_AR_PUSH=1): the rows go straight into every peer's buffer (this rank's slot there) and the sums
+// kPush (LMFLEET_TP_AR_PUSH, default on): the rows go straight into every peer's buffer (this rank's slot there) and the sums
 // read only local memory, as peer_push_kernel.
 template <int VPT, bool kPush>
 __global__ void __launch_bounds__(256) peer_add_rms_norm_kernel(PeerArgs a, const half* x, half* residual, const half* __restrict__ w,
@@ -528,7 +528,8 @@ void PeerExchange::abort() {
 
 namespace {
 // A plain launch, or (LMFLEET_TP_PDL=1, sm_90) a programmatic dependent one whose launch overlaps the end of the kernel
-// before it (the kernels pdl_wait() first). Off by default until measured.
+// before it (the kernels pdl_wait() before they read what that kernel writes). Off: noise in sessions 5, 8 and 11
+// (session 11: tp 2 batch 1 3.178 vs 3.149 ms/step), before the LL kernel's loads moved ahead of its pdl_wait.
 bool tp_pdl() {
   static const bool sm90 = [] {
     int dev = 0, major = 0;

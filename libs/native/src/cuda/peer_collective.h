@@ -1,8 +1,9 @@
 // Tensor-parallel collectives over NVLink peer memory, for ranks on different GPUs of one host that can all reach
-// each other (cudaDeviceCanAccessPeer). One kernel per call on the rank's stream: the rank copies its part into its
-// own exchange buffer, meets the same block of every other rank at a flag barrier (release/acquire at system scope,
-// written into the peers' memory), then reads every rank's buffer directly and sums in rank order (rank 0 + rank 1 +
-// ...: every rank gets the same bits). No host work, so it can be captured into a CUDA graph — unlike NCCL, whose
+// each other (cudaDeviceCanAccessPeer). One kernel per call on the rank's stream: the rank stores its part into its
+// slot of every peer's exchange buffer (LMFLEET_TP_AR_PUSH, default; =0, and messages longer than a slot: into its
+// own buffer), meets the same block of every other rank at a flag barrier (release/acquire at system scope, written
+// into the peers' memory), then sums in rank order (rank 0 + rank 1 + ...: every rank gets the same bits) from its
+// own memory (or, pulling, from every rank's buffer directly). No host work, so it can be captured into a CUDA graph — unlike NCCL, whose
 // captured collectives may deadlock when one process drives several GPUs (NCCL's "Using NCCL with CUDA Graphs").
 // Used by the NCCL collective (collective_cuda.cu) for every call inside a graph capture and for eager calls up to
 // the exchange buffer's size (small messages: one round trip instead of NCCL's protocol); larger eager calls go to
