@@ -152,15 +152,14 @@ inline void cpu_relax() {
   std::this_thread::yield();
 #endif
 }
-// Polls until done() or the time is up (false: the caller sleeps on its condition variable instead).
+// Polls until done() or the time is up; the caller then waits on its condition variable (at once when done()).
 template <typename Done>
-bool spin_until(int64_t us, Done done) {
-  if (us <= 0) return done();
+void spin_until(int64_t us, Done done) {
+  if (us <= 0) return;
   const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
-  for (int i = 1;; i++) {
-    if (done()) return true;
+  for (int i = 1; !done(); i++) {
     cpu_relax();
-    if ((i & 255) == 0 && std::chrono::steady_clock::now() > end) return done();
+    if ((i & 255) == 0 && std::chrono::steady_clock::now() > end) return;
   }
 }
 }  // namespace

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -423,55 +424,47 @@ CollectiveTiming time_cuda_all_reduce_f16(Collective& coll, const std::vector<Ba
       }
       coll.all_reduce_sum_f16(r, x, rows * cols);
     };
-    cudaGraphExec_t exec = nullptr;
-    if (out.graphed) {
+    // `calls` of body() captured into one graph
+    auto capture = [&](const std::function<void()>& body) {
       cudaGraph_t g;
+      cudaGraphExec_t ge = nullptr;
       LMF_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-      for (int i = 0; i < calls; i++) one();
+      for (int i = 0; i < calls; i++) body();
       LMF_CUDA_CHECK(cudaStreamEndCapture(s, &g));
-      LMF_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+      LMF_CUDA_CHECK(cudaGraphInstantiate(&ge, g, 0));
       LMF_CUDA_CHECK(cudaGraphDestroy(g));
-    }
-    auto launch = [&]() {
-      if (exec)
-        LMF_CUDA_CHECK(cudaGraphLaunch(exec, s));
-      else
-        for (int i = 0; i < calls; i++) one();
+      return ge;
     };
-    launch();  // warm-up
-    LMF_CUDA_CHECK(cudaStreamSynchronize(s));
     cudaEvent_t e0, e1;
     LMF_CUDA_CHECK(cudaEventCreate(&e0));
     LMF_CUDA_CHECK(cudaEventCreate(&e1));
-    std::vector<double> t;
-    for (int i = 0; i < reps; i++) {
-      LMF_CUDA_CHECK(cudaEventRecord(e0, s));
+    // us per call of each of `reps` launches, after one warm-up launch
+    auto time_us = [&](const std::function<void()>& launch) {
       launch();
-      LMF_CUDA_CHECK(cudaEventRecord(e1, s));
-      LMF_CUDA_CHECK(cudaEventSynchronize(e1));
-      float ms = 0;
-      LMF_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(ms * 1000.0 / calls);
-    }
-    // the flushes alone, timed the same way (a graph of `calls` of them), to subtract
-    if (flush_words && r == 0) {
-      cudaGraphExec_t fexec = nullptr;
-      cudaGraph_t g;
-      LMF_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-      for (int i = 0; i < calls; i++) flush();
-      LMF_CUDA_CHECK(cudaStreamEndCapture(s, &g));
-      LMF_CUDA_CHECK(cudaGraphInstantiate(&fexec, g, 0));
-      LMF_CUDA_CHECK(cudaGraphDestroy(g));
-      std::vector<double> ft;
-      for (int i = 0; i <= reps; i++) {
+      LMF_CUDA_CHECK(cudaStreamSynchronize(s));
+      std::vector<double> t;
+      for (int i = 0; i < reps; i++) {
         LMF_CUDA_CHECK(cudaEventRecord(e0, s));
-        LMF_CUDA_CHECK(cudaGraphLaunch(fexec, s));
+        launch();
         LMF_CUDA_CHECK(cudaEventRecord(e1, s));
         LMF_CUDA_CHECK(cudaEventSynchronize(e1));
         float ms = 0;
         LMF_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (i) ft.push_back(ms * 1000.0 / calls);  // the first is a warm-up
+        t.push_back(ms * 1000.0 / calls);
       }
+      return t;
+    };
+    cudaGraphExec_t exec = out.graphed ? capture(one) : nullptr;
+    const std::vector<double> t = time_us([&]() {
+      if (exec)
+        LMF_CUDA_CHECK(cudaGraphLaunch(exec, s));
+      else
+        for (int i = 0; i < calls; i++) one();
+    });
+    // the flushes alone, timed the same way (a graph of `calls` of them), to subtract
+    if (flush_words && r == 0) {
+      cudaGraphExec_t fexec = capture(flush);
+      std::vector<double> ft = time_us([&]() { LMF_CUDA_CHECK(cudaGraphLaunch(fexec, s)); });
       cudaGraphExecDestroy(fexec);
       std::sort(ft.begin(), ft.end());
       out.flush_us = ft[ft.size() / 2];
