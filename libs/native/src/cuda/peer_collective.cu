@@ -310,6 +310,62 @@ __device__ __forceinline__ uint64_t ld_ll(const uint64_t* p) {
   asm volatile("ld.volatile.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
   return v;
 }
+// two words in one 16-byte load (p 16-byte aligned); each 8-byte element is still single-copy atomic, so each word's
+// count is checked on its own
+__device__ __forceinline__ void ld_ll2(const uint64_t* p, uint64_t& a, uint64_t& b) {
+  asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p) : "memory");
+}
+
+// gather (tp_ll_gather, two ranks): a thread's words from the peer for its vectors of the block's first row, all
+// loads in flight at once, re-issued together until every word carries count c. The per-word poll in the kernel
+// below waits one memory round trip per word in turn (8 per thread at a 4096-wide row), each behind the next GEMV's
+// weight stream once the trigger has let it start.
+template <int VPT>
+struct LlGather {
+  uint32_t d[VPT][4];
+};
+template <int VPT>
+__device__ __forceinline__ bool ll_gather_row(const PeerArgs& a, int64_t half_off, uint32_t c, int cols, int nt,
+                                              LlGather<VPT>& out) {
+  const int nvec = cols / 8, peer = 1 - a.rank;
+  const uint64_t* base = a.ll[a.rank] + half_off + (int64_t)peer * a.ll_slot + (size_t)blockIdx.x * cols / 2;
+  uint64_t wv[VPT][4];
+  bool live[VPT];
+#pragma unroll
+  for (int j = 0; j < VPT; j++) {
+    const int i = threadIdx.x + j * nt;
+    live[j] = threadIdx.x < nt && i < nvec;
+    if (live[j]) {
+      ld_ll2(base + i * 4, wv[j][0], wv[j][1]);
+      ld_ll2(base + i * 4 + 2, wv[j][2], wv[j][3]);
+    }
+  }
+  const unsigned long long t0 = global_ns();
+  for (uint32_t spins = 1;; spins++) {
+    bool all = true;
+#pragma unroll
+    for (int j = 0; j < VPT; j++)
+#pragma unroll
+      for (int q = 0; q < 4; q++) all = all && (!live[j] || (uint32_t)(wv[j][q] >> 32) == c);
+    if (all) break;
+    if ((spins & 1023) == 0) {
+      if (*a.abort) return false;  // a rank failed on the host: give up (the step has failed)
+      if (global_ns() - t0 > kTimeoutNs) __trap();  // a peer is gone: fail the context, not hang
+    }
+#pragma unroll
+    for (int j = 0; j < VPT; j++) {
+      const int i = threadIdx.x + j * nt;
+      if (live[j] && ((uint32_t)(wv[j][0] >> 32) != c || (uint32_t)(wv[j][1] >> 32) != c)) ld_ll2(base + i * 4, wv[j][0], wv[j][1]);
+      if (live[j] && ((uint32_t)(wv[j][2] >> 32) != c || (uint32_t)(wv[j][3] >> 32) != c))
+        ld_ll2(base + i * 4 + 2, wv[j][2], wv[j][3]);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < VPT; j++)
+#pragma unroll
+    for (int q = 0; q < 4; q++) out.d[j][q] = (uint32_t)wv[j][q];
+  return true;
+}
 
 // push_first (tp_ll_push_first): every word of the block's vectors goes out before the first poll (the same vectors,
 // in add_rms_norm_rows' order); otherwise each vector is stored and then polled in turn.
@@ -318,8 +374,8 @@ __device__ __forceinline__ uint64_t ld_ll(const uint64_t* p) {
 template <int VPT>
 __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, const half* x, half* residual,
                                                                    const half* __restrict__ w, half* y, int rows, int cols,
-                                                                   int nt, float eps, int push_first, int preload) {
-  // The counter and the preload are read before pdl_wait: launched as a programmatic dependent (LMFLEET_TP_PDL=1) of
+                                                                   int nt, float eps, int push_first, int preload, int gather) {
+  // The counter and the preload are read before pdl_wait: launched as a programmatic dependent (tp_ll_pdl, default) of
   // the o / down GEMV, these cold loads then overlap that GEMV's tail. Safe: this block's counter was last written by
   // its previous exchange and the residual by the exchange before this one, and both of those kernels ended before
   // the GEMV this kernel depends on passed its own griddepcontrol.wait (every kernel of the chain waits for the one
@@ -354,16 +410,29 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
         }
       }
   }
+  // gather: the peer's words of the block's first row polled all at once (two ranks, after push_first)
+  LlGather<VPT> gat;
+  const bool gathered = gather && push_first && a.n == 2 && (int)blockIdx.x < rows;
+  if (gathered && !ll_gather_row<VPT>(a, half_off, c, cols, nt, gat)) ok = 0;
   add_rms_norm_rows<VPT>(rows, cols, nt, residual, w, y, eps, scratch, [&](size_t e, float (&sum)[8]) {
     // the peers' words for this vector from our own memory (pushed above, or here first)
     const uint4 mine = *reinterpret_cast<const uint4*>(x + e);
     const uint32_t wd[4] = {mine.x, mine.y, mine.z, mine.w};
     if (!push_first) push(e, mine);
+    const size_t row = e / (size_t)cols;
+    const int jg = gathered && row == blockIdx.x ? (int)((e - row * cols) / 8 - threadIdx.x) / nt : -1;
     for (int r = 0; r < a.n; r++) {
       uint32_t got[4];
       if (r == a.rank) {
 #pragma unroll
         for (int q = 0; q < 4; q++) got[q] = wd[q];
+      } else if (jg >= 0) {
+#pragma unroll
+        for (int j = 0; j < VPT; j++)
+          if (j == jg) {
+#pragma unroll
+            for (int q = 0; q < 4; q++) got[q] = gat.d[j][q];
+          }
       } else {
         const uint64_t* src = a.ll[a.rank] + half_off + (int64_t)r * a.ll_slot + e / 2;
 #pragma unroll
@@ -416,8 +485,17 @@ bool env_switch(const char* name, bool dflt) {
 bool tp_ll_enabled() { return env_switch("LMFLEET_TP_LL", true); }
 bool tp_ll_push_first() { return env_switch("LMFLEET_TP_LL_PUSH", true); }
 bool tp_pdl_requested() { return env_switch("LMFLEET_TP_PDL", false); }
+// The LL kernel alone launches as a programmatic dependent unless LMFLEET_TP_PDL=0: default since session 12, once its
+// counter, residual and norm-weight loads had moved ahead of its pdl_wait (two H100s, 7B tp 2 batch 1, same process,
+// three calls: 3.069 vs 3.115, 3.103 vs 3.090 and 3.074 vs 3.075 ms/step: +0.4% on average, within the noise in two of
+// the three; the same bits). The other exchange kernels stay plain launches by default (batch 64 with PDL on all of
+// them: 5.024 vs 4.999).
+bool tp_ll_pdl() { return env_switch("LMFLEET_TP_PDL", true); }
 // default on since session 11 (two H100s, 7B tp 2 batch 1, same process: 3.149 vs 3.180 ms/step)
 bool tp_ll_preload() { return env_switch("LMFLEET_TP_LL_PRE", true); }
+// LMFLEET_TP_LL_GATHER (=0 off): at two ranks the LL kernel polls all of a thread's words at once (ll_gather_row).
+// Default since session 12 (two H100s, 7B tp 2 batch 1, same process): 3.074 vs 3.110 and 3.129 vs 3.169 ms/step.
+bool tp_ll_gather() { return env_switch("LMFLEET_TP_LL_GATHER", true); }
 // default on since session 11 (two H100s, 7B tp 2, same process): one 64-row all-reduce 6.70 vs 7.63 us; with the
 // wide fused kernel up to 64 rows (below) batch 64 5.032 vs 5.150 ms/step; batch 1 unchanged (the LL kernel).
 bool tp_ar_push() { return env_switch("LMFLEET_TP_AR_PUSH", true); }
@@ -527,20 +605,25 @@ void PeerExchange::abort() {
 }
 
 namespace {
-// A plain launch, or (LMFLEET_TP_PDL=1, sm_90) a programmatic dependent one whose launch overlaps the end of the kernel
-// before it (the kernels pdl_wait() before they read what that kernel writes). Off: noise in sessions 5, 8 and 11
-// (session 11: tp 2 batch 1 3.178 vs 3.149 ms/step), before the LL kernel's loads moved ahead of its pdl_wait.
-bool tp_pdl() {
-  static const bool sm90 = [] {
+// A plain launch, or (sm_90, `pdl`) a programmatic dependent one whose launch overlaps the end of the kernel before it
+// (the kernels pdl_wait() before they read what that kernel writes). For every exchange kernel with LMFLEET_TP_PDL=1:
+// noise in sessions 5, 8 and 11 (session 11: tp 2 batch 1 3.178 vs 3.149 ms/step); for the LL kernel by default
+// (tp_ll_pdl).
+bool sm90() {
+  static const bool yes = [] {
     int dev = 0, major = 0;
     return cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
            major >= 9;
   }();
-  return sm90 && tp_pdl_requested();
+  return yes;
+}
+template <typename... KArgs, typename... Args>
+void launch_kernel_pdl(bool pdl, void (*kern)(KArgs...), int blocks, int threads, cudaStream_t s, Args... args) {
+  LMF_CUDA_CHECK(launch_maybe_pdl(pdl && sm90(), kern, dim3(blocks), dim3(threads), s, args...));
 }
 template <typename... KArgs, typename... Args>
 void launch_kernel(void (*kern)(KArgs...), int blocks, int threads, cudaStream_t s, Args... args) {
-  LMF_CUDA_CHECK(launch_maybe_pdl(tp_pdl(), kern, dim3(blocks), dim3(threads), s, args...));
+  launch_kernel_pdl(tp_pdl_requested(), kern, blocks, threads, s, args...);
 }
 }  // namespace
 
@@ -609,11 +692,12 @@ bool PeerExchange::all_reduce_add_rms_norm_f16(int rank, const void* x, void* re
   const half* wh = static_cast<const half*>(w);
   half* yh = static_cast<half*>(y);
   if (ll) {
-    const int pf = tp_ll_push_first() ? 1 : 0, pre = tp_ll_preload() ? 1 : 0;
+    const int pf = tp_ll_push_first() ? 1 : 0, pre = tp_ll_preload() ? 1 : 0, ga = tp_ll_gather() ? 1 : 0;
+    const bool pdl = tp_ll_pdl();
     switch (vpt) {
-      case 1: launch_kernel(peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, pre); break;
-      case 2: launch_kernel(peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, pre); break;
-      default: launch_kernel(peer_add_rms_norm_ll_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, pre); break;
+      case 1: launch_kernel_pdl(pdl, peer_add_rms_norm_ll_kernel<1>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, pre, ga); break;
+      case 2: launch_kernel_pdl(pdl, peer_add_rms_norm_ll_kernel<2>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, pre, ga); break;
+      default: launch_kernel_pdl(pdl, peer_add_rms_norm_ll_kernel<4>, blocks, 256, s, a, xh, rh, wh, yh, (int)rows, (int)cols, nt, eps, pf, pre, ga); break;
     }
     return true;
   }

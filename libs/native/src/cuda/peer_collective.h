@@ -45,8 +45,13 @@ int tp_fuse_rows();
 // LMFLEET_TP_LL_PRE (read at each call; default on, =0 off): the LL kernel loads its residual and norm-weight vectors
 // before it lets the next GEMV launch (whose early weight loads would queue ahead of them). Same bits.
 bool tp_ll_preload();
+// LMFLEET_TP_LL_GATHER (read at each call; default on, =0 off): at two ranks the LL kernel loads all of a thread's words
+// from the peer at once and re-polls them together, instead of one word after another. Same bits.
+bool tp_ll_gather();
 // LMFLEET_TP_PDL=1 (read at each call; default off): the exchange kernels launch as programmatic dependents (sm_90).
 bool tp_pdl_requested();
+// The LL kernel launches as a programmatic dependent unless LMFLEET_TP_PDL=0 (default on since session 12).
+bool tp_ll_pdl();
 class PeerExchange {
  public:
   static constexpr int kMaxRanks = 8;
