@@ -1,5 +1,6 @@
 #include "engine/decoder.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 #include <cstring>
 
 #include "core/error.h"
@@ -51,6 +53,31 @@ struct OpProfile {
   }
 };
 OpProfile g_profile;
+
+// LMFLEET_TP_STAMPS=1 (tp > 1): for every step, when each rank's thread starts its forward and when that returns (on
+// cuda: once the step's graph is launched), in us after the step began on the calling thread; medians per rank to
+// stderr at exit. The ranks' GPUs start their steps about as far apart as their launches return, and the first
+// exchange of the step waits for the later one.
+struct TpStamps {
+  bool on = std::getenv("LMFLEET_TP_STAMPS") != nullptr;
+  std::mutex mu;
+  std::map<int, std::vector<double>> start_us, done_us, spread_us;
+  static double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  }
+  ~TpStamps() {
+    if (!on) return;
+    for (auto& [r, v] : start_us)
+      std::fprintf(stderr, "[lmfleet tp stamps] rank %d: starts +%.1f us, launched +%.1f us (medians over %zu steps)\n", r,
+                   median(v), median(done_us[r]), v.size());
+    if (!spread_us[0].empty())
+      std::fprintf(stderr, "[lmfleet tp stamps] last launch minus first: median %.1f us, p90 %.1f us\n", median(spread_us[0]),
+                   [&] { auto v = spread_us[0]; std::sort(v.begin(), v.end()); return v[v.size() * 9 / 10]; }());
+  }
+};
+TpStamps g_tp_stamps;
 }  // namespace
 
 #define LMF_TIMED(name, call)                                                                          \
@@ -85,11 +112,26 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
   // Every rank ends with the whole [R, vocab] logits (all-gathered); rank 0's buffer is the answer. On cuda that is
   // the rank's CudaDecoder buffer, not this decoder's logits_ (which only the cpu path writes).
   const Buffer* out = nullptr;
+  using clock = std::chrono::steady_clock;
+  const bool stamps = g_tp_stamps.on;
+  const clock::time_point t0 = stamps ? clock::now() : clock::time_point{};
+  std::vector<double> st(stamps ? tp : 0), dn(stamps ? tp : 0);
+  const auto us_since = [&](clock::time_point t) { return std::chrono::duration<double, std::micro>(t - t0).count(); };
   m_.rank_threads().run(m_.collective(), [&](int r) {
+    if (stamps) st[(size_t)r] = us_since(clock::now());
     Model& rm = m_.rank(r);
     const Buffer& l = model_decoder(rm).forward_rank(b, r == 0 ? kv : kv.peers[(size_t)r - 1]);
+    if (stamps) dn[(size_t)r] = us_since(clock::now());
     if (r == 0) out = &l;
   });
+  if (stamps) {
+    std::lock_guard<std::mutex> l(g_tp_stamps.mu);
+    for (int r = 0; r < tp; r++) {
+      g_tp_stamps.start_us[r].push_back(st[(size_t)r]);
+      g_tp_stamps.done_us[r].push_back(dn[(size_t)r]);
+    }
+    g_tp_stamps.spread_us[0].push_back(*std::max_element(dn.begin(), dn.end()) - *std::min_element(dn.begin(), dn.end()));
+  }
   if (!out) fail(ErrorCode::Internal, "decoder: rank 0 returned no logits");
   return *out;
 }
