@@ -26,6 +26,7 @@
 
 #include "core/collective.h"
 #include "core/dtype.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "cuda/backend_cuda.h"
 #include "cuda/check.cuh"
@@ -116,8 +117,7 @@ class NcclCollective : public Collective {
     scratch_ = std::vector<DeviceScratch>(ranks.size());
     nccl_check(a.CommInitAll(comms_.data(), (int)ranks.size(), devs.data()), "ncclCommInitAll");
     peer_ = PeerExchange::make(devices_, streams_, &no_peer_);
-    const char* f = std::getenv("LMFLEET_TP_FUSE");  // 0: the all-reduce and the add-rms-norm as two kernels
-    fuse_ = !(f && std::string(f) == "0");
+    fuse_ = env_switch("LMFLEET_TP_FUSE", true);  // 0: the all-reduce and the add-rms-norm as two kernels
   }
   ~NcclCollective() override {
     peer_.reset();

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "core/env.h"
 #include "cuda/gemm.h"
 #include "ops/add.cuh"
 #include "ops/linear.cuh"
@@ -155,10 +156,7 @@ void CublasGemm::cublas_linear(const half* x, int ldx, const half* w, half* y, i
                                 ldx, &beta, y, CUDA_R_16F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-bool CublasGemm::tuning_allowed() {
-  const char* e = std::getenv("LMFLEET_GEMM_TUNE");  // read each time: a benchmark may switch it between engines
-  return e && std::string(e) == "1";
-}
+bool CublasGemm::tuning_allowed() { return env_switch("LMFLEET_GEMM_TUNE", false); }
 
 void CublasGemm::set_tuning(bool on) {
   tuning_ = on;

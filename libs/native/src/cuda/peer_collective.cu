@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/env.h"
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
 
@@ -467,16 +468,6 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
   if (threadIdx.x == 0) a.counter[blockIdx.x] = c;
 }
 
-}  // namespace
-
-namespace {
-// A switch read at each call: "0" off, "1" on, unset (or anything else) `dflt`.
-bool env_switch(const char* name, bool dflt) {
-  const char* e = std::getenv(name);
-  if (!e) return dflt;
-  const std::string v = e;
-  return v == "0" ? false : v == "1" ? true : dflt;
-}
 }  // namespace
 
 // default on since session 8: tp 2 batch 1 2.710 -> 2.669 ms/step alone (session 7, two H200s, same process), with

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/dtype.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "ops/add.h"
 #include "ops/attention.h"
@@ -42,8 +43,7 @@ AwqSession::AwqSession(Backend& be, const AwqSessionConfig& c) : be_(be), c_(c) 
     fail(ErrorCode::InvalidArgument, "awq session: hidden, intermediate, heads, kv heads and head_dim must be > 0");
   if (c.heads % c.kv_heads) fail(ErrorCode::InvalidArgument, "awq session: heads must be a multiple of kv heads");
   if (c.head_dim % 2) fail(ErrorCode::InvalidArgument, "awq session: head_dim must be even");
-  const char* e = std::getenv("LMFLEET_AWQ_F32_ATTENTION");
-  f32_attention_ = e && std::string(e) == "1";
+  f32_attention_ = env_switch("LMFLEET_AWQ_F32_ATTENTION", false);
 }
 
 int AwqSession::linear_index(const std::string& name) {

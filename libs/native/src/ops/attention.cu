@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "core/env.h"
 #include "cuda/device_utils.cuh"
 #include "ops/attention.cuh"
 #include "ops/linear.cuh"
@@ -269,10 +270,8 @@ __global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens
   out[(size_t)b * ldo + qh * HD + d] = __float2half(o / l);
 }
 
-bool attn_prefetch() {  // LMFLEET_ATTN_PREFETCH=0 turns the decode attention's early K / V loads off (read at each launch)
-  const char* e = std::getenv("LMFLEET_ATTN_PREFETCH");
-  return !(e && std::string(e) == "0");
-}
+// LMFLEET_ATTN_PREFETCH=0 turns the decode attention's early K / V loads off (read at each launch)
+bool attn_prefetch() { return env_switch("LMFLEET_ATTN_PREFETCH", true); }
 
 size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits) {
   return (size_t)batch * nh * max_splits * (hd + 2) * sizeof(float);

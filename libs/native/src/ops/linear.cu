@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "cuda/check.cuh"
+#include "core/env.h"
 #include "cuda/device_utils.cuh"
 #include "ops/linear.cuh"
 
@@ -123,15 +124,10 @@ bool pdl_enabled() {
   return sm90 && !(e && std::string(e) == "0");
 }
 
-bool pdl_early_trigger() {
-  const char* e = std::getenv("LMFLEET_PDL_EARLY");
-  return e && std::string(e) == "1";
-}
+bool pdl_early_trigger() { return env_switch("LMFLEET_PDL_EARLY", false); }
 
-bool pdl_preload() {  // default on since session 6 (W4 batch 1 2.285 -> 2.224 ms/step in one process); =0: off
-  const char* e = std::getenv("LMFLEET_PDL_PRELOAD");
-  return !(e && std::string(e) == "0");
-}
+// default on since session 6 (W4 batch 1 2.285 -> 2.224 ms/step in one process); =0: off
+bool pdl_preload() { return env_switch("LMFLEET_PDL_PRELOAD", true); }
 
 int gemv_max_rows() {
   const char* e = std::getenv("LMFLEET_GEMV_ROWS");
@@ -193,9 +189,6 @@ void gemv_silu_cuda(const half* x, int ldx, const half* w, const half* bias, hal
   launch<half, true>(x, ldx, w, bias, out, ldo, m, inter, k, s);
 }
 
-bool fuse_silu_enabled() {
-  const char* e = std::getenv("LMFLEET_FUSE_SILU");
-  return !(e && std::string(e) == "0");
-}
+bool fuse_silu_enabled() { return env_switch("LMFLEET_FUSE_SILU", true); }
 
 }  // namespace lmfleet

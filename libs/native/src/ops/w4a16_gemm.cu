@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cuda/check.cuh"
+#include "core/env.h"
 #include "cuda/device_utils.cuh"
 #include "ops/linear.cuh"
 #include "ops/w4a16_gemm.cuh"
@@ -1112,11 +1113,6 @@ int gv_max_smem() {
   return v;
 }
 
-int env_int(const char* name, int dflt) {
-  const char* e = std::getenv(name);
-  return e && *e ? std::atoi(e) : dflt;
-}
-
 // LMFLEET_W4A16_GEMV_SPLIT=1|2|4|8, read at each launch (graphs recapture on a change: w4a16_gemv_plan_forced)
 int gv_split_forced() {
   const int v = env_int("LMFLEET_W4A16_GEMV_SPLIT", 0);
@@ -1425,15 +1421,9 @@ int w4a16_gemv_plan_forced() { return mx_tiles_forced() | gv_split_forced() << 4
 // default on since session 7 (one kernel fewer per layer): W4 batch 1 on the H100 in three same-process A/Bs 2.114 vs
 // 2.124, 2.118 vs 2.131 and 2.085 vs 2.083 ms/step (~0.3%), bit-equal to MmaX + rope_kv_store in test_kernels;
 // LMFLEET_W4_ROPE=0 off
-bool w4a16_rope_fuse_enabled() {
-  const char* e = std::getenv("LMFLEET_W4_ROPE");
-  return !(e && std::string(e) == "0");
-}
+bool w4a16_rope_fuse_enabled() { return env_switch("LMFLEET_W4_ROPE", true); }
 
-bool w4a16_fuse_enabled() {
-  const char* e = std::getenv("LMFLEET_W4_FUSE");
-  return !(e && std::string(e) == "0");
-}
+bool w4a16_fuse_enabled() { return env_switch("LMFLEET_W4_FUSE", true); }
 
 int w4a16_gemv_mode() {
   static const int mode = [] {
