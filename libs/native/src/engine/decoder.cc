@@ -61,20 +61,21 @@ OpProfile g_profile;
 struct TpStamps {
   bool on = std::getenv("LMFLEET_TP_STAMPS") != nullptr;
   std::mutex mu;
-  std::map<int, std::vector<double>> start_us, done_us, spread_us;
-  static double median(std::vector<double> v) {
+  std::map<int, std::vector<double>> start_us, done_us;
+  std::vector<double> spread_us;  // per step: the last rank's launch minus the first's
+  static double pct(std::vector<double> v, int p) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    return v[v.size() * (size_t)p / 100];
   }
   ~TpStamps() {
     if (!on) return;
     for (auto& [r, v] : start_us)
       std::fprintf(stderr, "[lmfleet tp stamps] rank %d: starts +%.1f us, launched +%.1f us (medians over %zu steps)\n", r,
-                   median(v), median(done_us[r]), v.size());
-    if (!spread_us[0].empty())
-      std::fprintf(stderr, "[lmfleet tp stamps] last launch minus first: median %.1f us, p90 %.1f us\n", median(spread_us[0]),
-                   [&] { auto v = spread_us[0]; std::sort(v.begin(), v.end()); return v[v.size() * 9 / 10]; }());
+                   pct(v, 50), pct(done_us[r], 50), v.size());
+    if (!spread_us.empty())
+      std::fprintf(stderr, "[lmfleet tp stamps] last launch minus first: median %.1f us, p90 %.1f us\n", pct(spread_us, 50),
+                   pct(spread_us, 90));
   }
 };
 TpStamps g_tp_stamps;
@@ -130,7 +131,7 @@ const Buffer& Decoder::forward(const StepBatch& b, const KvView& kv) {
       g_tp_stamps.start_us[r].push_back(st[(size_t)r]);
       g_tp_stamps.done_us[r].push_back(dn[(size_t)r]);
     }
-    g_tp_stamps.spread_us[0].push_back(*std::max_element(dn.begin(), dn.end()) - *std::min_element(dn.begin(), dn.end()));
+    g_tp_stamps.spread_us.push_back(*std::max_element(dn.begin(), dn.end()) - *std::min_element(dn.begin(), dn.end()));
   }
   if (!out) fail(ErrorCode::Internal, "decoder: rank 0 returned no logits");
   return *out;
