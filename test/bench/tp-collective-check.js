@@ -144,10 +144,12 @@ for (const [rowsF, colsF] of [[1, 4096], [3, 1000], [16, 4096], [17, 4096], [64,
 // in one step's layers, captured into a CUDA graph where the collective allows it (else eager) — the cost that
 // tensor parallelism adds per exchange. Fused: with the residual add + rms_norm (up to 16 rows).
 if (!sameGpu && opt.time !== '0') {
+  // LMFLEET_TP_PDL=1: every exchange kernel a programmatic dependent; =0 none; unset the LL kernel only
+  const pdlTag = process.env.LMFLEET_TP_PDL === '1' ? ', PDL' : process.env.LMFLEET_TP_PDL === '0' ? ', no PDL' : '';
   for (const rowsT of [1, 16, 64])
     for (const fused of rowsT <= Math.max(16, fuseRows) ? [false, true] : [false]) {
       const t = addon.runCollective({ op: 'time_all_reduce_f16', backend: 'cuda', devices, rows: rowsT, cols: 4096, calls: 64, reps: 20, fused });
-      rows.push(`| time: all_reduce f16 [${rowsT}, 4096]${t.fused ? ' + add + rms_norm' : ''}, 64 in ${t.graphed ? 'a graph' : 'eager'}${process.env.LMFLEET_TP_PDL === '1' ? ', PDL' : process.env.LMFLEET_TP_PDL === '0' ? ', no PDL' : ''} | ${n} | ${opt.devices} (${pathOf(rowsT * 4096 * 2)}) | ${t.usPerCall.toFixed(2)} us per call | - |`);
+      rows.push(`| time: all_reduce f16 [${rowsT}, 4096]${t.fused ? ' + add + rms_norm' : ''}, 64 in ${t.graphed ? 'a graph' : 'eager'}${pdlTag} | ${n} | ${opt.devices} (${pathOf(rowsT * 4096 * 2)}) | ${t.usPerCall.toFixed(2)} us per call | - |`);
     }
   // The same with a streaming read of --flush-mb MB (default 64, more than the L2) before each exchange, as a decode
   // GEMV streams its weights between two exchanges: the exchange's small loads (its counters, the residual, the norm
@@ -156,7 +158,7 @@ if (!sameGpu && opt.time !== '0') {
   if (flushMb > 0)
     for (const rowsT of [1, 64]) {
       const t = addon.runCollective({ op: 'time_all_reduce_f16', backend: 'cuda', devices, rows: rowsT, cols: 4096, calls: 64, reps: 20, fused: true, flushMb });
-      rows.push(`| time: ${flushMb} MB read + all_reduce f16 [${rowsT}, 4096]${t.fused ? ' + add + rms_norm' : ''}, 64 in ${t.graphed ? 'a graph' : 'eager'}${process.env.LMFLEET_TP_PDL === '1' ? ', PDL' : process.env.LMFLEET_TP_PDL === '0' ? ', no PDL' : ''} | ${n} | ${opt.devices} | ${t.usPerCall.toFixed(2)} us per call, the read alone ${t.flushUs.toFixed(2)}: exchange ${(t.usPerCall - t.flushUs).toFixed(2)} | - |`);
+      rows.push(`| time: ${flushMb} MB read + all_reduce f16 [${rowsT}, 4096]${t.fused ? ' + add + rms_norm' : ''}, 64 in ${t.graphed ? 'a graph' : 'eager'}${pdlTag} | ${n} | ${opt.devices} | ${t.usPerCall.toFixed(2)} us per call, the read alone ${t.flushUs.toFixed(2)}: exchange ${(t.usPerCall - t.flushUs).toFixed(2)} | - |`);
     }
 }
 console.log(`seed ${opt.seed}`);

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/env.h"
 #include "core/error.h"
 
 namespace lmfleet {
@@ -141,10 +142,7 @@ std::unique_ptr<Collective> make_cpu_collective(int size) { return std::make_uni
 // sleeping rank thread's wake-up (a futex wake, tens of microseconds on an idle core) delays that rank's launches,
 // and every rank's first exchange waits for the last to arrive. Polling costs a core per rank while it lasts.
 namespace {
-int64_t tp_spin_us(int64_t dflt) {
-  const char* e = std::getenv("LMFLEET_TP_SPIN_US");
-  return e ? std::max<int64_t>(0, std::atoll(e)) : dflt;
-}
+int64_t tp_spin_us(int64_t dflt) { return std::max<int64_t>(0, env_int("LMFLEET_TP_SPIN_US", (int)dflt)); }
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();

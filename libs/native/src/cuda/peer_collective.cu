@@ -494,8 +494,7 @@ bool tp_ar_push() { return env_switch("LMFLEET_TP_AR_PUSH", true); }
 // Default: 64 rows with the push kernels (the wide fused kernel, pushing, measured above: 7.97 us per 64-row exchange
 // + add + rms_norm vs 7.63 + the norm kernel), else 16 (the pulling wide kernel was no faster: 5.125 vs 5.150).
 int tp_fuse_rows() {
-  const char* f = std::getenv("LMFLEET_TP_FUSE_ROWS");
-  return f && *f ? std::max(0, std::min(kWideMaxRows, std::atoi(f))) : (tp_ar_push() ? 64 : kFuseMaxRows);
+  return std::max(0, std::min(kWideMaxRows, env_int("LMFLEET_TP_FUSE_ROWS", tp_ar_push() ? 64 : kFuseMaxRows)));
 }
 
 struct PeerExchange::Rank {
