@@ -25,6 +25,8 @@
 #      (engine-bench.js --ab: each bench run first measures with these variables set, e.g. LMFLEET_L2_PREFETCH=64,
 #      then without, on the same loaded model; the "(VAR=V) batch" lines; BENCH_AB_TP1=0: not at tp 1),
 #      LMFLEET_TP_STAMPS=1 (passed through: each rank's host launch times per step, medians printed with the bench lines).
+#      LMFLEET_STEP_STAMPS=1 (passed through: per GPU, a graph step's launch / graph / after-graph times, medians).
+#      BENCH_BATCHES (default 1,64: the bench stage's batch sizes).
 # Logs under $OUT; a summary last. Everything on 2 GPUs takes ~9 minutes (build ~80 s, 5 collective runs, 10 parity
 # runs, 5 engine runs of ~40 s): near the 10-minute call limit, so split it (STAGES, PARITY_RUNS, BENCH_RUNS) over two
 # calls on the warm machine (the build is kept).
@@ -166,8 +168,8 @@ if has bench; then
     devs=$([ $tp = 1 ] && echo 0 || echo $TP2_DEVICES)
     LMFLEET_GEMM_TUNE=$([ "${run#*-}" = tune ] && echo 1 || echo 0) \
     LMFLEET_TP_FUSE_ROWS=$([ "$run" = 2-wide ] && echo 256 || echo "${LMFLEET_TP_FUSE_ROWS:-}") LMFLEET_TP_PDL=$([ "$run" = 2-pdl ] && echo 1 || echo 0) LMFLEET_TP_FUSE=$([ "$run" = 2-fuse0 ] && echo 0 || echo 1) timeout 300 node test/bench/engine-bench.js "$ADDON" "$BENCH_MODEL" \
-      --batches 1,64 --new 64 --prefill 0 --tp $tp --devices $devs $([ -n "${BENCH_AB:-}" ] && { [ $tp != 1 ] || [ "${BENCH_AB_TP1:-1}" = 1 ]; } && echo "--ab $BENCH_AB") > "$OUT/bench-tp$run.log" 2>&1
-    echo "bench tp $run rc $?"; grep -e "addon engine .*batch" -e "tp stamps" "$OUT/bench-tp$run.log"
+      --batches ${BENCH_BATCHES:-1,64} --new 64 --prefill 0 --tp $tp --devices $devs $([ -n "${BENCH_AB:-}" ] && { [ $tp != 1 ] || [ "${BENCH_AB_TP1:-1}" = 1 ]; } && echo "--ab $BENCH_AB") > "$OUT/bench-tp$run.log" 2>&1
+    echo "bench tp $run rc $?"; grep -e "addon engine .*batch" -e "stamps\]" "$OUT/bench-tp$run.log"
   done
   node -e '
     const fs = require("fs");

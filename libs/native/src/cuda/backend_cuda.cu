@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "cuda/check.cuh"
 #include "cuda/f32_ops.cuh"
@@ -43,15 +44,16 @@ CudaW4A16Weight::~CudaW4A16Weight() {
 }
 
 DeviceScratch::~DeviceScratch() {
-  if (p_) cudaFree(p_);
+  if (p_) host_ ? cudaFreeHost(p_) : cudaFree(p_);
 }
 
 void* DeviceScratch::get(size_t bytes) {
   if (bytes > bytes_) {
-    if (p_) LMF_CUDA_CHECK(cudaFree(p_));  // cudaFree waits for the device: no kernel still reads it
+    // cudaFree / cudaFreeHost wait for the device: no kernel or copy still uses it
+    if (p_) LMF_CUDA_CHECK(host_ ? cudaFreeHost(p_) : cudaFree(p_));
     p_ = nullptr;
     const size_t grown = std::max(bytes, bytes_ * 3 / 2);
-    LMF_CUDA_CHECK(cudaMalloc(&p_, grown));
+    LMF_CUDA_CHECK(host_ ? cudaMallocHost(&p_, grown) : cudaMalloc(&p_, grown));
     bytes_ = grown;
   }
   return p_;
@@ -350,10 +352,15 @@ void CudaBackend::sample(const sample_args& a) {
     starts.push_back((int32_t)hist.size());
     gstarts[r] = std::min<int32_t>((int32_t)hist.size(), base + (int32_t)std::max<int64_t>(0, p.penalty_from));
   }
-  // one staging buffer: doubles, floats, ints back to back
+  // one staging buffer: doubles, floats, ints back to back; pinned, with the sampled tokens' landing place after it (the
+  // copies then go straight to the device's copy engine: a pageable copy stages through the driver and the host waits
+  // for the device in a slower way). The last call's copies ended with its synchronize.
   const size_t nf = 5 * (size_t)rows, ni = (size_t)rows + starts.size() + hist.size() + (size_t)rows + (size_t)rows;
-  std::vector<unsigned char> host(8 * (size_t)rows + 4 * (nf + ni) + 8);
-  unsigned char* hp = host.data();
+  const size_t host_bytes = 8 * (size_t)rows + 4 * (nf + ni) + 8, out_at = (host_bytes + 15) / 16 * 16;
+  std::vector<unsigned char> pageable;  // LMFLEET_SAMPLE_PINNED=0: the pageable copies instead (an A/B switch)
+  const bool pinned = env_switch("LMFLEET_SAMPLE_PINNED", true);
+  if (!pinned) pageable.resize(out_at + 4 * (size_t)rows);
+  unsigned char* hp = pinned ? static_cast<unsigned char*>(sample_host_.get(out_at + 4 * (size_t)rows)) : pageable.data();
   std::memcpy(hp, u.data(), 8 * (size_t)rows);
   float* hf = reinterpret_cast<float*>(hp + 8 * (size_t)rows);
   std::memcpy(hf, temp.data(), 4 * rows);
@@ -366,8 +373,8 @@ void CudaBackend::sample(const sample_args& a) {
   std::memcpy(hi + rows, starts.data(), 4 * starts.size());
   if (!hist.empty()) std::memcpy(hi + rows + starts.size(), hist.data(), 4 * hist.size());
   std::memcpy(hi + rows + starts.size() + hist.size() + rows, gstarts.data(), 4 * rows);
-  unsigned char* dev = static_cast<unsigned char*>(scratch_[3].get(host.size()));
-  LMF_CUDA_CHECK(cudaMemcpyAsync(dev, host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
+  unsigned char* dev = static_cast<unsigned char*>(scratch_[3].get(host_bytes));
+  LMF_CUDA_CHECK(cudaMemcpyAsync(dev, hp, host_bytes, cudaMemcpyHostToDevice, stream_));
   const double* du = reinterpret_cast<const double*>(dev);
   const float* df = reinterpret_cast<const float*>(dev + 8 * (size_t)rows);
   const int32_t* di = reinterpret_cast<const int32_t*>(df + 5 * rows);
@@ -391,8 +398,10 @@ void CudaBackend::sample(const sample_args& a) {
   }
   SampleParamsDevice p{df, di, df + rows, nullptr, nullptr, du};
   sample_cuda(logits, vocab, vocab, rows, p, dout, nullptr, stream_);
-  LMF_CUDA_CHECK(cudaMemcpyAsync(a.out, dout, 4 * (size_t)rows, cudaMemcpyDeviceToHost, stream_));
+  int32_t* hout = reinterpret_cast<int32_t*>(hp + out_at);
+  LMF_CUDA_CHECK(cudaMemcpyAsync(hout, dout, 4 * (size_t)rows, cudaMemcpyDeviceToHost, stream_));
   LMF_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  std::memcpy(a.out, hout, 4 * (size_t)rows);
 }
 
 void CudaBackend::log_softmax(const log_softmax_args& a) {

@@ -37,11 +37,16 @@ class CudaW4A16Weight : public LinearWeight {
 // Grow-only device scratch.
 class DeviceScratch {
  public:
+  // pinned_host: page-locked host memory (cudaMallocHost) instead, for copies that must not wait on pageable staging
+  explicit DeviceScratch(bool pinned_host = false) : host_(pinned_host) {}
   ~DeviceScratch();
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
   void* get(size_t bytes);
   template <typename T> T* as(size_t n) { return static_cast<T*>(get(n * sizeof(T))); }
 
  private:
+  bool host_;
   void* p_ = nullptr;
   size_t bytes_ = 0;
 };
@@ -88,6 +93,7 @@ class CudaBackend : public Backend {
   std::unique_ptr<CublasGemm> gemm_;
   DeviceScratch scratch_[8];
   DeviceScratch x16_, scores_;
+  DeviceScratch sample_host_{true};  // sample(): its parameters up and its tokens down
 };
 
 // Throws E_BACKEND_UNAVAILABLE (with the reason) when no usable device is there.

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "cuda/backend_cuda.h"
 #include "cuda/check.cuh"
@@ -113,6 +115,10 @@ CudaDecoder::CudaDecoder(Model& m)
     post_norm_.push_back(to_f16_copy(L.post_norm, (size_t)c.hidden, s_));
   }
   LMF_CUDA_CHECK(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming));
+  stamps_.on = env_switch("LMFLEET_STEP_STAMPS", false);  // read once: the graphs hold its event node
+  if (stamps_.on)
+    for (cudaEvent_t* e : {&stamps_.in[0], &stamps_.in[1], &stamps_.end[0], &stamps_.end[1], &stamps_.gs})
+      LMF_CUDA_CHECK(cudaEventCreate(e));
   LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
 }
 
@@ -130,6 +136,54 @@ CudaDecoder::~CudaDecoder() {
   if (dev_stage_) cudaFree(dev_stage_);
   if (host_stage_) cudaFreeHost(host_stage_);
   if (staged_) cudaEventDestroy(staged_);
+  if (stamps_.on) {
+    print_stamps();
+    for (cudaEvent_t e : {stamps_.in[0], stamps_.in[1], stamps_.end[0], stamps_.end[1], stamps_.gs}) cudaEventDestroy(e);
+  }
+}
+
+// Step n (0-based in an unbroken chain of graph steps) uses in[n % 2] and end[n % 2]. At its entry step n - 1 has
+// ended (the host has its sampled tokens), so its launch and graph times are read; its after time needs step n's
+// entry too, so step n reads step n - 2's (end[n % 2] to in[(n - 1) % 2]) before overwriting those events.
+void CudaDecoder::stamp_step_entry(int Tp, bool graph_step) {
+  StepStamps& S = stamps_;
+  if (!S.on) return;
+  if (!graph_step) {
+    S.steps = 0;
+    return;
+  }
+  const int cur = (int)(S.steps % 2), prev = 1 - cur;
+  float ms = 0, ms2 = 0;
+  if (S.steps >= 1 && cudaEventElapsedTime(&ms, S.in[prev], S.gs) == cudaSuccess &&
+      cudaEventElapsedTime(&ms2, S.gs, S.end[prev]) == cudaSuccess) {
+    S.launch_us[S.prev_T].push_back(ms * 1000.f);
+    S.graph_us[S.prev_T].push_back(ms2 * 1000.f);
+  }
+  if (S.steps >= 2 && cudaEventElapsedTime(&ms, S.end[cur], S.in[prev]) == cudaSuccess)
+    S.after_us[S.prev2_T].push_back(ms * 1000.f);
+  cudaGetLastError();  // a not-ready event only skips the sample
+  S.prev2_T = S.prev_T;
+  S.prev_T = Tp;
+  LMF_CUDA_CHECK(cudaEventRecord(S.in[cur], s_));
+}
+
+void CudaDecoder::stamp_graph_launched() {
+  if (!stamps_.on) return;
+  LMF_CUDA_CHECK(cudaEventRecord(stamps_.end[stamps_.steps % 2], s_));
+  stamps_.steps++;
+}
+
+void CudaDecoder::print_stamps() {
+  const auto med = [](std::vector<float> v) {
+    if (v.empty()) return 0.f;
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
+  for (auto& [T, g] : stamps_.graph_us)
+    std::fprintf(stderr,
+                 "[lmfleet step stamps] device %d, batch bucket %d: launch %.1f us, graph %.1f us, after %.1f us "
+                 "(medians over %zu steps)\n",
+                 be_.device(), T, med(stamps_.launch_us[T]), med(g), med(stamps_.after_us[T]), g.size());
 }
 
 void CudaDecoder::drop_graphs() {
@@ -259,6 +313,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     launch_cfg_ = launch_cfg;
   }
 
+  stamp_step_entry(Tp, decode && use_graphs_);
   // fill the pinned staging buffer (after the previous step's copy has left it)
   LMF_CUDA_CHECK(cudaEventSynchronize(staged_));
   int32_t* hs = reinterpret_cast<int32_t*>(host_stage_);
@@ -323,6 +378,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
       }
       cudaGraph_t g;
       LMF_CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal));
+      if (stamps_.on) LMF_CUDA_CHECK(cudaEventRecordWithFlags(stamps_.gs, s_, cudaEventRecordExternal));
       try {
         run(L, kv, true, 1, splits);
       } catch (...) {
@@ -336,6 +392,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
       it = graphs_.emplace(key, gr).first;
     }
     LMF_CUDA_CHECK(cudaGraphLaunch(it->second.exec, s_));
+    stamp_graph_launched();
   } else {
     if (decode) {
       const size_t ws = attention_decode_workspace_bytes(Tp, (int)m_.shard().heads, (int)c.head_dim, splits);

@@ -77,6 +77,21 @@ class CudaDecoder {
   std::set<int> tuned_T_;  // batch buckets whose GEMM shapes were tuned (see forward)
   int64_t launch_cfg_ = -1;  // the launch settings (forward's launch_cfg bits) the graphs were captured with
   int split_len_ = 128;  // set per step from the batch size (deterministic in the graph key's batch)
+  // LMFLEET_STEP_STAMPS=1 (decode graph steps): where a step's time goes on this GPU, from events on its stream.
+  // in: forward() entry (the stream is idle then, so the event's time is the host's call); gs: the graph's first
+  // node (recorded inside the graph); end: after the graph. Per step: launch = gs - in (staging, copy, graph launch),
+  // graph = end - gs, after = the next step's in - end (logits, sampling, the host's scheduling); medians per batch
+  // bucket to stderr when the decoder goes.
+  struct StepStamps {
+    bool on = false;
+    cudaEvent_t in[2] = {}, end[2] = {}, gs = nullptr;
+    int64_t steps = 0;  // graph steps in the current unbroken chain
+    int prev_T = 0, prev2_T = 0;  // the batch buckets of the last two steps
+    std::map<int, std::vector<float>> launch_us, graph_us, after_us;
+  } stamps_;
+  void stamp_step_entry(int Tp, bool graph_step);
+  void stamp_graph_launched();
+  void print_stamps();
 };
 
 // The decoder for models on the cuda backend (engine/decoder.cc delegates to it).

@@ -2,7 +2,9 @@
 
 #include <unordered_set>
 
+#include "core/env.h"
 #include "core/error.h"
+#include "engine/host_stamps.h"
 
 namespace lmfleet {
 
@@ -127,9 +129,20 @@ EngineStatsSnapshot EngineCore::stats() {
 void EngineCore::loop() {
   std::vector<int32_t> sampled;
   std::vector<LogprobInfo> logprobs;
+  HostStamps& hs = HostStamps::get();
+  // A step's events are held back while another step follows, and emitted once that step is queued on the device
+  // (Executor::run's launched hook): handing them to JavaScript costs the engine thread ~10 us, which then overlaps
+  // the GPU's work instead of sitting between two steps. Order is kept: held events go out before any newer ones.
+  std::vector<Event> held;
+  const bool hold = env_switch("LMFLEET_HOLD_EVENTS", true);  // =0: each step's events go out at its end
+  const auto flush = [&] {
+    if (!held.empty() && emit_) emit_(std::move(held));
+    held.clear();
+  };
   for (;;) {
     std::vector<Event> events;
     bool stop = false;
+    hs.mark(HostStamps::kLoopTop);
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !sched_.idle(); });
@@ -144,13 +157,16 @@ void EngineCore::loop() {
       }
       if (stop) sched_.cancel_all(events, now);
     }
+    hs.mark(HostStamps::kInbox);
     if (!stop) {
       SchedulerOutput out = sched_.schedule(events, Clock::now());
+      hs.mark(HostStamps::kScheduled);
       if (!out.empty()) {
         std::string code, message;
         try {
-          exec_.run(out, sampled, logprobs);
+          exec_.run(out, sampled, logprobs, flush);
           sched_.update(out, sampled, &logprobs, events, Clock::now());
+          hs.mark(HostStamps::kUpdated);
         } catch (const Error& e) {
           code = error_code_name(e.code);
           message = e.message;
@@ -182,7 +198,12 @@ void EngineCore::loop() {
       if (!stop) stats_.steps++;
       snapshot();
     }
-    if (!events.empty() && emit_) emit_(std::move(events));
+    hs.mark(HostStamps::kSnapshot);
+    flush();  // no step was queued this time (none scheduled, or it failed first)
+    if (hold && !stop && !sched_.idle()) held = std::move(events);
+    else if (!events.empty() && emit_) emit_(std::move(events));
+    hs.mark(HostStamps::kEmitted);
+    hs.end_step();
     if (stop) return;
   }
 }

@@ -4,12 +4,14 @@
 #include <cmath>
 #include <mutex>
 
+#include "engine/host_stamps.h"
 #include "ops/log_softmax.h"
 #include "ops/sample.h"
 
 namespace lmfleet {
 
-void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, std::vector<LogprobInfo>& logprobs) {
+void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, std::vector<LogprobInfo>& logprobs,
+                   const std::function<void()>& launched) {
   sampled.clear();
   logprobs.clear();
   if (out.empty()) return;
@@ -65,9 +67,13 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     want_logits = want_logits || s.req.logprobs >= 0;
   }
   sampled.assign((size_t)R, 0);
+  HostStamps& hs = HostStamps::get();
   {
     std::lock_guard<std::mutex> lock(model_.run_mutex);
+    hs.mark(HostStamps::kBuilt);
     const Buffer& logits = model_decoder(model_).forward(b, cache_.view());
+    hs.mark(HostStamps::kForwarded);
+    if (launched) launched();
     if (R > 0) {
       // Logits come to the host only for the rows whose request asked for logprobs (raw logits, before
       // penalty/temperature: downloaded before sampling).
@@ -80,6 +86,7 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
       model_.backend().sample({logits.as<float>(), R, V, rows.data(), sampled.data()});
     }
   }
+  hs.mark(HostStamps::kSampled);
   for (int64_t r = 0; r < R; r++) {
     const Sequence& s = *sampling[r]->seq;
     const int32_t tok = sampled[r];
@@ -101,6 +108,7 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     }
     logprobs.push_back(std::move(lp));
   }
+  hs.mark(HostStamps::kRan);
 }
 
 }  // namespace lmfleet

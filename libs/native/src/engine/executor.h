@@ -3,6 +3,7 @@
 // backend (Backend::sample; only token ids come back, logits only for logprobs requests), each
 // with its own RNG (so a request's tokens don't depend on what else is in the batch).
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "engine/decoder.h"
@@ -16,7 +17,10 @@ namespace lmfleet {
 class Executor {
  public:
   Executor(Model& model, KvCache& cache) : model_(model), cache_(cache) {}
-  void run(const SchedulerOutput& out, std::vector<int32_t>& sampled, std::vector<LogprobInfo>& logprobs);
+  // launched (optional) runs once the decoder has been called and before sampling waits for its logits: on cuda the
+  // step is then queued on the GPU, so host work done there (the engine emits the previous step's events) overlaps it.
+  void run(const SchedulerOutput& out, std::vector<int32_t>& sampled, std::vector<LogprobInfo>& logprobs,
+           const std::function<void()>& launched = {});
 
  private:
   Model& model_;
