@@ -130,11 +130,12 @@ void EngineCore::loop() {
   std::vector<int32_t> sampled;
   std::vector<LogprobInfo> logprobs;
   HostStamps& hs = HostStamps::get();
-  // A step's events are held back while another step follows, and emitted once that step is queued on the device
+  // cuda: a step's events are held back while another step follows, and emitted once that step is queued on the GPU
   // (Executor::run's launched hook): handing them to JavaScript costs the engine thread ~10 us, which then overlaps
-  // the GPU's work instead of sitting between two steps. Order is kept: held events go out before any newer ones.
+  // the GPU's work instead of sitting between two steps. Order is kept: held events go out before any newer ones. Not
+  // on cpu, where the decoder returns only when the step is done (the events would wait a whole step).
   std::vector<Event> held;
-  const bool hold = env_switch("LMFLEET_HOLD_EVENTS", true);  // =0: each step's events go out at its end
+  const bool hold = model_->cfg().backend == "cuda" && env_switch("LMFLEET_HOLD_EVENTS", true);  // =0: at each step's end
   const auto flush = [&] {
     if (!held.empty() && emit_) emit_(std::move(held));
     held.clear();
