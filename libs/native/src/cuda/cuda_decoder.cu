@@ -305,7 +305,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
                          (tp_ar_push() ? int64_t(1) << 42 : 0) | int64_t(tp_fuse_rows()) << 43 |
                          (tp_pdl_requested() ? int64_t(1) << 52 : 0) |
                          (tp_ll_preload() ? int64_t(1) << 53 : 0) | (tp_ll_pdl() ? int64_t(1) << 54 : 0) |
-                         (tp_ll_gather() ? int64_t(1) << 55 : 0);
+                         (tp_ll_gather() ? int64_t(1) << 55 : 0) | (tp_no_exchange() ? int64_t(1) << 56 : 0);
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();
@@ -412,6 +412,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
 // resid_ += proj_ (summed over the tp ranks first), h_ = rms_norm(resid_) * w: one fused kernel where the collective
 // has one (the NVLink peer exchange), else the all-reduce and the add-rms-norm kernel.
 void CudaDecoder::reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps) {
+  if (coll && tp_no_exchange()) coll = nullptr;  // a diagnostic: wrong sums, the step's time without the exchanges
   if (coll && coll->all_reduce_add_rms_norm_f16(rank, proj_, resid_, w, h_, T, H, eps)) return;
   if (coll) coll->all_reduce_sum_f16(rank, proj_, (int64_t)T * H);
   add_rms_norm_cuda(resid_, proj_, w, h_, T, H, eps, s_);

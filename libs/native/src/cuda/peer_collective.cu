@@ -487,6 +487,7 @@ bool tp_ll_preload() { return env_switch("LMFLEET_TP_LL_PRE", true); }
 // LMFLEET_TP_LL_GATHER (=0 off): at two ranks the LL kernel polls all of a thread's words at once (ll_gather_row).
 // Default since session 12 (two H100s, 7B tp 2 batch 1, same process): 3.074 vs 3.110 and 3.129 vs 3.169 ms/step.
 bool tp_ll_gather() { return env_switch("LMFLEET_TP_LL_GATHER", true); }
+bool tp_no_exchange() { return env_switch("LMFLEET_TP_NO_EXCHANGE", false); }
 // default on since session 11 (two H100s, 7B tp 2, same process): one 64-row all-reduce 6.70 vs 7.63 us; with the
 // wide fused kernel up to 64 rows (below) batch 64 5.032 vs 5.150 ms/step; batch 1 unchanged (the LL kernel).
 bool tp_ar_push() { return env_switch("LMFLEET_TP_AR_PUSH", true); }

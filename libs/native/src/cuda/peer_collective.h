@@ -52,6 +52,10 @@ bool tp_ll_gather();
 bool tp_pdl_requested();
 // The LL kernel launches as a programmatic dependent unless LMFLEET_TP_PDL=0 (default on since session 12).
 bool tp_ll_pdl();
+// LMFLEET_TP_NO_EXCHANGE=1 (a diagnostic; read at each step): the decoder skips the per-layer all-reduces after o and
+// down and adds its own partial sums only, so the logits are WRONG; what it measures is the step's time with the 64
+// exchanges free, the ceiling of any scheme that hides them behind the GEMMs.
+bool tp_no_exchange();
 class PeerExchange {
  public:
   static constexpr int kMaxRanks = 8;
