@@ -181,6 +181,12 @@ export interface EngineOptions {
   sessionLen: number;
   /** Max tokens prefilled in one step (chunked prefill). */
   maxPrefillTokens?: number;
+  /**
+   * Hold a step's events until the next step is queued on the device, so handing them to JavaScript overlaps the GPU's
+   * work instead of sitting between two steps (order kept). Default: on for cuda, off for cpu (whose steps return only
+   * when done); the environment's LMFLEET_HOLD_EVENTS=0/1 sets the default.
+   */
+  holdEvents?: boolean;
 }
 
 export interface EngineStats {

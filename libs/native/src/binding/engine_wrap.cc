@@ -123,6 +123,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
     opts.cache_max_entry_count = get_number(o, "cacheMaxEntryCount", 0);
     opts.session_len = (int64_t)get_number(o, "sessionLen", 0, true);
     opts.max_prefill_tokens = (int64_t)get_number(o, "maxPrefillTokens", 0);
+    if (o.Has("holdEvents") && !o.Get("holdEvents").IsUndefined()) opts.hold_events = get_bool(o, "holdEvents", false) ? 1 : 0;
     core_ = std::make_unique<EngineCore>(model, opts);
   });
 }

@@ -134,8 +134,9 @@ void EngineCore::loop() {
   // (Executor::run's launched hook): handing them to JavaScript costs the engine thread ~10 us, which then overlaps
   // the GPU's work instead of sitting between two steps. Order is kept: held events go out before any newer ones. Not
   // on cpu, where the decoder returns only when the step is done (the events would wait a whole step).
+  // EngineOptions::hold_events sets it; by default LMFLEET_HOLD_EVENTS=0 / 1, else on for cuda only.
   std::vector<Event> held;
-  const bool hold = model_->cfg().backend == "cuda" && env_switch("LMFLEET_HOLD_EVENTS", true);  // =0: at each step's end
+  const bool hold = opts_.hold_events >= 0 ? opts_.hold_events == 1 : env_switch("LMFLEET_HOLD_EVENTS", model_->cfg().backend == "cuda");
   const auto flush = [&] {
     if (!held.empty() && emit_) emit_(std::move(held));
     held.clear();

@@ -146,8 +146,10 @@ async function greedyByForward(model: NativeModel, prompt: number[], steps: numb
 class Collector {
   tokens = new Map<number, number[]>();
   done = new Map<number, NativeEvent>();
+  order: string[] = [];  // `${type}:${id}` of every event as it came
   private waiters = new Map<number, (ev: NativeEvent) => void>();
   onEvent = (ev: NativeEvent) => {
+    this.order.push(`${ev.type}:${ev.id}`);
     if (ev.type === 'tokens') this.tokens.set(ev.id, [...(this.tokens.get(ev.id) ?? []), ...ev.tokens]);
     else {
       this.done.set(ev.id, ev);
@@ -272,6 +274,29 @@ describe('engine', () => {
       for (const r of reqs) expect({ id: r.id, tokens: c.tokens.get(r.id) }).toEqual({ id: r.id, tokens: alone.get(r.id) });
       expect(e.stats().blocksFree).toBe(24);
     });
+  });
+
+  it('events held for the next step (the cuda default) or not arrive complete and in order', async () => {
+    const rng = new Rng(12);
+    const reqs: NativeRequest[] = Array.from({ length: 6 }, (_, i) => ({
+      id: 150 + i,
+      inputIds: Int32Array.from(prompt(rng, 2 + i)),
+      maxNewTokens: 2 + ((i * 5) % 7),
+    }));
+    const alone = new Map<number, number[]>();
+    for (const r of reqs) alone.set(r.id, await runAlone(r));
+    for (const holdEvents of [true, false]) {
+      await withEngine({ maxBatchSize: 3, holdEvents }, async (e, c) => {
+        for (const r of reqs) e.submit(r);
+        for (const ev of await Promise.all(reqs.map((r) => c.wait(r.id)))) expect(ev.type).toBe('done');
+        for (const r of reqs) {
+          expect({ id: r.id, tokens: c.tokens.get(r.id) }).toEqual({ id: r.id, tokens: alone.get(r.id) });
+          // every token event before the request's one done event
+          expect(c.order.lastIndexOf(`tokens:${r.id}`)).toBeLessThan(c.order.indexOf(`done:${r.id}`));
+          expect(c.order.filter((x) => x === `done:${r.id}`)).toHaveLength(1);
+        }
+      });
+    }
   });
 
   it('submit([...]) queues requests together: one first step for all, the same tokens as each alone', async () => {
