@@ -83,7 +83,9 @@ Napi::Value run_collective(const Napi::CallbackInfo& info) {
     if (rows <= 0 || count % rows) fail(ErrorCode::InvalidArgument, "runCollective: rows must divide the input length");
     const std::string backend = get_string(o, "backend", "cpu");
     std::vector<std::vector<float>> outs((size_t)n);
-    RankThreads threads(n);
+    // spinUs: how long the rank threads poll for the next run before they sleep (RankThreads; the cuda decoder's
+    // default is 20 ms); LMFLEET_TP_SPIN_US in the process environment still overrides it
+    RankThreads threads(n, (int64_t)get_number(o, "spinUs", 0));
     if (backend == "cuda") {
 #ifdef LMFLEET_WITH_CUDA
       std::vector<int> devices((size_t)n, 0);

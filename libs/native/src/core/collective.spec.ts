@@ -9,6 +9,7 @@ interface Spec {
   rows?: number;
   repeat?: number;
   failRank?: number;
+  spinUs?: number;
   backend?: 'cpu' | 'cuda';
   devices?: number[];
 }
@@ -50,6 +51,27 @@ describe('cpu collective (ranks as threads)', () => {
       }
     }));
   }
+
+  it('rank threads that poll for the next run (the cuda default) hand every run over: 50 runs in a row', () =>
+    withSeed('spin', (rng) => {
+      // 2000 us: the threads are still polling when the next run comes; 1 us: they have gone to sleep
+      for (const spinUs of [2000, 1]) {
+        for (const ranks of [2, 4]) {
+          const inputs = randomInputs(ranks, 33, rng);
+          const want = new Float32Array(33);
+          for (let i = 0; i < 33; i++) {
+            let s = inputs[0][i];
+            for (let r = 1; r < ranks; r++) s = Math.fround(s + inputs[r][i]);
+            want[i] = s;
+          }
+          const outs = addon.runCollective({ op: 'all_reduce_sum', inputs, repeat: 50, spinUs });
+          for (let r = 0; r < ranks; r++) expect({ spinUs, ranks, r, out: Array.from(outs[r]) }).toEqual({ spinUs, ranks, r, out: Array.from(want) });
+        }
+        expect(() => addon.runCollective({ op: 'barrier', inputs: randomInputs(3, 4, rng), failRank: 1, repeat: 5, spinUs })).toThrow(
+          /rank 1 failed on purpose/,
+        );
+      }
+    }));
 
   it('a rank that fails aborts the others (no hang) and its error is the one reported', () => {
     const inputs = randomInputs(4, 16, new Rng(1));
