@@ -56,6 +56,15 @@ __device__ __forceinline__ unsigned long long global_ns() {
   return t;
 }
 
+// Every polling loop's check, every 1024 spins: true when a rank failed on the host (the exchange was aborted: give
+// up, the step has failed); a peer silent for kTimeoutNs traps (fail the context rather than hang).
+__device__ __forceinline__ bool poll_gave_up(const PeerArgs& a, uint32_t spins, unsigned long long t0) {
+  if ((spins & 1023) != 0) return false;
+  if (*a.abort) return true;
+  if (global_ns() - t0 > kTimeoutNs) __trap();
+  return false;
+}
+
 // Every thread of the block calls it. False when the exchange was aborted.
 __device__ bool peer_barrier(const PeerArgs& a, uint32_t c) {
   __syncthreads();  // the block's writes into its own buffer are done
@@ -67,15 +76,11 @@ __device__ bool peer_barrier(const PeerArgs& a, uint32_t c) {
     st_release_sys(a.flags[t] + blockIdx.x * kMaxRanks + a.rank, c);
     const uint32_t* mine = a.flags[a.rank] + blockIdx.x * kMaxRanks + t;
     const unsigned long long t0 = global_ns();
-    for (uint32_t spins = 1; (int32_t)(ld_acquire_sys(mine) - c) < 0; spins++) {
-      if ((spins & 1023) == 0) {
-        if (*a.abort) {
-          ok = 0;
-          break;
-        }
-        if (global_ns() - t0 > kTimeoutNs) __trap();  // a peer is gone: fail the context rather than hang
+    for (uint32_t spins = 1; (int32_t)(ld_acquire_sys(mine) - c) < 0; spins++)
+      if (poll_gave_up(a, spins, t0)) {
+        ok = 0;
+        break;
       }
-    }
   }
   return __syncthreads_and(ok);
 }
@@ -349,10 +354,7 @@ __device__ __forceinline__ bool ll_gather_row(const PeerArgs& a, int64_t half_of
 #pragma unroll
       for (int q = 0; q < 4; q++) all = all && (!live[j] || (uint32_t)(wv[j][q] >> 32) == c);
     if (all) break;
-    if ((spins & 1023) == 0) {
-      if (*a.abort) return false;  // a rank failed on the host: give up (the step has failed)
-      if (global_ns() - t0 > kTimeoutNs) __trap();  // a peer is gone: fail the context, not hang
-    }
+    if (poll_gave_up(a, spins, t0)) return false;
 #pragma unroll
     for (int j = 0; j < VPT; j++) {
       const int i = threadIdx.x + j * nt;
@@ -441,10 +443,7 @@ __global__ void __launch_bounds__(256) peer_add_rms_norm_ll_kernel(PeerArgs a, c
           uint64_t u = ld_ll(src + q);
           const unsigned long long t0 = global_ns();
           for (uint32_t spins = 1; ok && (uint32_t)(u >> 32) != c; spins++) {
-            if ((spins & 1023) == 0) {
-              if (*a.abort) ok = 0;  // a rank failed on the host: give up (the step has failed)
-              else if (global_ns() - t0 > kTimeoutNs) __trap();  // a peer is gone: fail the context, not hang
-            }
+            if (poll_gave_up(a, spins, t0)) ok = 0;
             u = ld_ll(src + q);
           }
           got[q] = (uint32_t)u;
