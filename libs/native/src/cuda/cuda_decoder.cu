@@ -13,6 +13,7 @@
 #include "cuda/check.cuh"
 #include "cuda/f32_ops.cuh"
 #include "cuda/peer_collective.h"
+#include "engine/host_stamps.h"
 #include "ops/attention.cuh"
 #include "ops/embedding.cuh"
 #include "ops/linear.cuh"
@@ -174,11 +175,7 @@ void CudaDecoder::stamp_graph_launched() {
 }
 
 void CudaDecoder::print_stamps() {
-  const auto med = [](std::vector<float> v) {
-    if (v.empty()) return 0.f;
-    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-    return v[v.size() / 2];
-  };
+  const auto med = [](const std::vector<float>& v) { return stamp_percentile(v, 50); };
   for (auto& [T, g] : stamps_.graph_us)
     std::fprintf(stderr,
                  "[lmfleet step stamps] device %d, batch bucket %d: launch %.1f us, graph %.1f us, after %.1f us "

@@ -11,8 +11,10 @@
 #include <vector>
 #include <cstring>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "core/collective.h"
+#include "engine/host_stamps.h"
 #include "ops/add.h"
 #include "ops/attention.h"
 #include "ops/embedding.h"
@@ -59,23 +61,18 @@ OpProfile g_profile;
 // stderr at exit. The ranks' GPUs start their steps about as far apart as their launches return, and the first
 // exchange of the step waits for the later one.
 struct TpStamps {
-  bool on = std::getenv("LMFLEET_TP_STAMPS") != nullptr;
+  bool on = env_switch("LMFLEET_TP_STAMPS", false);
   std::mutex mu;
   std::map<int, std::vector<double>> start_us, done_us;
   std::vector<double> spread_us;  // per step: the last rank's launch minus the first's
-  static double pct(std::vector<double> v, int p) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    return v[v.size() * (size_t)p / 100];
-  }
   ~TpStamps() {
     if (!on) return;
     for (auto& [r, v] : start_us)
       std::fprintf(stderr, "[lmfleet tp stamps] rank %d: starts +%.1f us, launched +%.1f us (medians over %zu steps)\n", r,
-                   pct(v, 50), pct(done_us[r], 50), v.size());
+                   stamp_percentile(v, 50), stamp_percentile(done_us[r], 50), v.size());
     if (!spread_us.empty())
-      std::fprintf(stderr, "[lmfleet tp stamps] last launch minus first: median %.1f us, p90 %.1f us\n", pct(spread_us, 50),
-                   pct(spread_us, 90));
+      std::fprintf(stderr, "[lmfleet tp stamps] last launch minus first: median %.1f us, p90 %.1f us\n", stamp_percentile(spread_us, 50),
+                   stamp_percentile(spread_us, 90));
   }
 };
 TpStamps g_tp_stamps;

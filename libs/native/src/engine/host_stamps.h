@@ -4,12 +4,23 @@
 // (the cuda decoder prints the GPU side under the same variable). One engine loop at a time is assumed.
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <vector>
 
 #include "core/env.h"
 
 namespace lmfleet {
+
+// The p-th percentile (v[size * p / 100] in sorted order; 0 when empty) of the stamps' samples: the medians and p90s
+// the diagnostics print (HostStamps, the tp stamps of engine/decoder.cc, CudaDecoder's step stamps).
+template <typename T>
+T stamp_percentile(std::vector<T> v, int p) {
+  if (v.empty()) return T(0);
+  const size_t i = std::min(v.size() - 1, v.size() * (size_t)p / 100);
+  std::nth_element(v.begin(), v.begin() + (std::ptrdiff_t)i, v.end());
+  return v[i];
+}
 
 struct HostStamps {
   // each phase ends at its mark; kLoopTop starts the step
@@ -38,11 +49,8 @@ struct HostStamps {
     static const char* names[kPhases] = {"", "inbox", "schedule", "build batch", "forward", "sample", "logprobs",
                                          "update", "snapshot", "emit"};
     std::fprintf(stderr, "[lmfleet host stamps] medians over %zu steps:", us[1].size());
-    for (int p = 1; p < kPhases; p++) {
-      std::vector<float> v = us[p];
-      std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-      std::fprintf(stderr, " %s %.1f us%s", names[p], v[v.size() / 2], p + 1 < kPhases ? "," : "\n");
-    }
+    for (int p = 1; p < kPhases; p++)
+      std::fprintf(stderr, " %s %.1f us%s", names[p], stamp_percentile(us[p], 50), p + 1 < kPhases ? "," : "\n");
   }
   static HostStamps& get() {
     static HostStamps s;
