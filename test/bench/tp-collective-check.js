@@ -77,7 +77,9 @@ for (const count of [1, 7, 4096, 4096 * 33 + 5, 4096 * 300, 4096 * 300 + 3]) {
   check(`all_reduce_sum f16 x${count}`, addon.runCollective({ op: 'all_reduce_sum_f16', inputs, backend: 'cuda', devices, repeat: 3 }), want16,
     (w) => (exact(count * 2) ? 0 : 2 * 2 ** (Math.max(Math.floor(Math.log2(Math.max(Math.abs(w), 1e-4))), -14) - 10)), count * 2);
 }
-for (const [r0, c0] of [[1, 5], [3, 8], [7, 1000], [1, 4096 * 300], [3, 4096 * 100 + 1]]) {
+// [64, 16000]: tp 2's batch-64 logits (4 MB per rank, the peer path, several loads per thread); [5, 70001]: a count
+// that leaves the blocks' last loads partial
+for (const [r0, c0] of [[1, 5], [3, 8], [7, 1000], [64, 16000], [5, 70001], [1, 4096 * 300], [3, 4096 * 100 + 1]]) {
   const inputs = Array.from({ length: n }, () => Float32Array.from({ length: r0 * c0 }, () => rand()));
   const want = new Float32Array(r0 * c0 * n);
   for (let r = 0; r < n; r++)

@@ -498,7 +498,9 @@ static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv,
   }
   std::string cs;
   for (auto x : ctx) cs += (cs.empty() ? "" : ",") + std::to_string(x);
-  T.add(qp ? "attention_decode int" + std::to_string(qp) : "attention_decode", "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
+  const std::string name = std::string(attn_online() ? "attention_decode(online)" : "attention_decode") +
+                           (qp ? " int" + std::to_string(qp) : "");
+  T.add(name, "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
         std::to_string(hd) + " split" + std::to_string(split_len) + "x" + std::to_string(max_splits), rel_err(o2, ref), 3e-3,
         dout.guards_ok());
 }
@@ -1564,17 +1566,38 @@ int main(int argc, char** argv) {
     test_gemv_silu(r, 8, 1004, 2056, false);
     for (const char* t : {"default", "linear", "dynamic", "llama3"}) test_rope(r, t, 128);
     test_rope(r, "default", 64);
-    test_attention_decode(r, {1, 17, 300, 1000, 2500}, 8, 2, 128, 256);
-    test_attention_decode(r, {5, 700, 64}, 4, 4, 64, 128);
-    test_attention_decode(r, {129, 33}, 28, 4, 128, 512);
-    test_attention_decode(r, {4000, 1, 77, 1500}, 32, 8, 128, 256);
-    // the engine's batch-1 and small-batch shapes (split 32, a power-of-two grid of splits): Llama-2-7B's 32 heads,
-    // GQA 4, and contexts ending inside, at and past a split
-    test_attention_decode(r, {150}, 32, 32, 128, 32, 0, 8);
-    test_attention_decode(r, {1, 17, 100, 160}, 32, 32, 128, 32, 0, 8);
-    test_attention_decode(r, {64, 33, 200}, 32, 8, 128, 32, 0, 8);
-    test_attention_decode(r, {96, 5}, 8, 2, 64, 32, 0, 4);
-    test_attention_decode(r, {150, 40}, 32, 8, 128, 32, 8, 8);
+    // decode attention, run with both kernels (the two-phase one, LMFLEET_ATTN_ONLINE=0, then the online default): 7B's 32 heads and GQA
+    // shapes; the engine's batch-1 and small-batch shapes (split 32, a power-of-two grid of splits) with contexts
+    // ending inside, at and past a split; more than 8 query heads per kv head (16: 2 blocks of 8, 12: 2 of 6, 11: 11 of
+    // 1); the tiny golden models' head dims (16, 32); int8 / int4 caches
+    auto decode_rows = [&] {
+      test_attention_decode(r, {1, 17, 300, 1000, 2500}, 8, 2, 128, 256);
+      test_attention_decode(r, {5, 700, 64}, 4, 4, 64, 128);
+      test_attention_decode(r, {129, 33}, 28, 4, 128, 512);
+      test_attention_decode(r, {4000, 1, 77, 1500}, 32, 8, 128, 256);
+      test_attention_decode(r, {150}, 32, 32, 128, 32, 0, 8);
+      test_attention_decode(r, {1, 17, 100, 160}, 32, 32, 128, 32, 0, 8);
+      test_attention_decode(r, {64, 33, 200}, 32, 8, 128, 32, 0, 8);
+      test_attention_decode(r, {96, 5}, 8, 2, 64, 32, 0, 4);
+      test_attention_decode(r, {150, 40}, 32, 8, 128, 32, 8, 8);
+      test_attention_decode(r, {136, 150, 9, 191}, 16, 16, 128, 128, 0, 2);  // tp 2's batch-64 shape: 2 splits of 128
+      test_attention_decode(r, {1, 300, 1500}, 32, 2, 128, 256);
+      test_attention_decode(r, {77, 2000}, 12, 1, 64, 128);
+      test_attention_decode(r, {45, 600}, 11, 1, 64, 128, 8);
+      test_attention_decode(r, {1, 12, 45}, 4, 1, 16, 32);
+      test_attention_decode(r, {30, 100}, 4, 2, 32, 64);
+      test_attention_decode(r, {1, 12, 45}, 4, 1, 16, 32, 8);
+      test_attention_decode(r, {30, 100}, 4, 2, 32, 64, 4);
+      for (int qp : {8, 4}) {
+        test_attention_decode(r, {1, 17, 300, 1000}, 8, 2, 128, 256, qp);
+        test_attention_decode(r, {5, 700, 64}, 6, 2, 64, 128, qp);
+      }
+    };
+    setenv("LMFLEET_ATTN_ONLINE", "0", 1);
+    decode_rows();
+    setenv("LMFLEET_ATTN_ONLINE", "1", 1);
+    decode_rows();
+    unsetenv("LMFLEET_ATTN_ONLINE");
     for (int impl : {1, 0}) {  // the flash-attention-2 kernel, then the WMMA kernel
       g_attention_prefill_impl = impl;
       test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 2, 128);
@@ -1582,26 +1605,17 @@ int main(int argc, char** argv) {
       test_attention_prefill(r, {64, 257}, {300, 0}, 28, 4, 128);
     }
     g_attention_prefill_impl = 1;
-    // more than 8 query heads per kv head: 16 (2 blocks of 8), 12 (2 of 6), 11 (11 of 1)
-    test_attention_decode(r, {1, 300, 1500}, 32, 2, 128, 256);
-    test_attention_decode(r, {77, 2000}, 12, 1, 64, 128);
-    test_attention_decode(r, {45, 600}, 11, 1, 64, 128, 8);
+    // more than 8 query heads per kv head (decode: in decode_rows above)
     test_attention_prefill(r, {70, 130}, {20, 0}, 32, 2, 128);
     // head dims of the tiny golden models (16) and 32
-    test_attention_decode(r, {1, 12, 45}, 4, 1, 16, 32);
-    test_attention_decode(r, {30, 100}, 4, 2, 32, 64);
     test_attention_prefill(r, {12, 44}, {0, 7}, 4, 4, 16);
     test_attention_prefill(r, {70}, {20}, 4, 1, 32);
-    test_attention_decode(r, {1, 12, 45}, 4, 1, 16, 32, 8);
-    test_attention_decode(r, {30, 100}, 4, 2, 32, 64, 4);
     test_attention_prefill(r, {12, 44}, {0, 7}, 4, 4, 16, 4);
     test_attention_prefill(r, {70}, {20}, 4, 1, 32, 8);
     // KV cache int8 / int4 (quant_policy 8 / 4): store, then decode and prefill reading the quantized cache
     for (int qp : {8, 4}) {
       test_rope_kv_quant(r, qp, false);
       test_rope_kv_quant(r, qp, true);
-      test_attention_decode(r, {1, 17, 300, 1000}, 8, 2, 128, 256, qp);
-      test_attention_decode(r, {5, 700, 64}, 6, 2, 64, 128, qp);
       test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 2, 128, qp);
       test_attention_prefill(r, {200}, {0}, 6, 2, 64, qp);
     }

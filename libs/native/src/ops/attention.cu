@@ -244,6 +244,203 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   }
 }
 
+// Online-softmax decode (the default; LMFLEET_ATTN_ONLINE=0 takes the two-phase kernel above). The same grid, split
+// and outputs (the combine kernel merges its splits unchanged), but each lane group keeps a running max, sum and p V
+// over its own tokens. So a round's K and V rows are loaded together (one memory round trip per round, not a K phase
+// and a V phase with the block's softmax between them), the next round's rows are in flight while this round computes,
+// and no scores go through shared memory. The lane groups' states merge at the end (within the warp by shuffles, across
+// warps through shared memory), each rescaled to the block's max: the same sums as the two-phase kernel, in another
+// order. Measured on one H100 (7B fp16, engine, same process): batch 1 4.917 vs 4.941 ms/step, batch 64 8.064 vs
+// 8.189; W4 batch 1 2.058 vs 2.084.
+template <int G>
+__host__ __device__ constexpr int online_unroll() { return G <= 2 ? 4 : G <= 4 ? 2 : 1; }
+
+template <int HD, int G, int QP>
+__global__ void __launch_bounds__(kDecodeWarps * 32)
+attention_decode_online_kernel(const half* __restrict__ q, int ldq, const half* __restrict__ k_cache,
+                               const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
+                               const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
+                               int block_size, float scale_log2, int split_len, int max_splits,
+                               float* __restrict__ o_part, float* __restrict__ ml_part,
+                               const float* __restrict__ k_param, const float* __restrict__ v_param, int kv_rep,
+                               int pre) {
+  pdl_trigger();
+  const bool prefetch = QP == 0 && (pre & 2);  // as attention_decode_kernel: round 0's older rows before the wait
+  pre &= 1;
+  int ctx = pre ? ctx_lens[blockIdx.z] : 0;
+  if (pre && (int)blockIdx.x * split_len >= ctx) return;
+  using Chunk = typename KvChunk<QP>::T;
+  constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps, U = online_unroll<G>(), R = TPB * U;
+  __shared__ float red_acc[kDecodeWarps][G][HD];
+  __shared__ float red_ml[kDecodeWarps][2][G];
+
+  const int b = blockIdx.z, hg = blockIdx.y, kvh = hg / kv_rep, split = blockIdx.x;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane % TPT, tw = warp * TPW + lane / TPT;  // tw: this lane group's token within a step of TPB
+  const int* bt = block_tables + (size_t)b * max_blocks;
+  // the round starting at `base`: token base + u * TPB + tw for u < U, rows past t1 (and `skip`) left zero
+  auto load = [&](Chunk* kr, Chunk* vr, float2* kp, float2* vp, int base, int t1, int skip) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int t = base + u * TPB + tw;
+      kr[u] = Chunk{};
+      vr[u] = Chunk{};
+      kp[u] = vp[u] = make_float2(0.f, 0.f);
+      if (t < t1 && t != skip) {
+        const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
+        kr[u] = kv_load8<QP, HD>(k_cache, row, sub);
+        vr[u] = kv_load8<QP, HD>(v_cache, row, sub);
+        if constexpr (QP != 0) {
+          kp[u] = kv_param(k_param, row);
+          vp[u] = kv_param(v_param, row);
+        }
+      }
+    }
+  };
+  Chunk kc[U], vc[U];
+  float2 kpc[U], vpc[U];
+  const bool have_pre = prefetch && pre;
+  if (have_pre) {  // all but the newest row (ctx - 1), which the rope + KV store kernel before this one writes
+    const int p0 = split * split_len;
+    load(kc, vc, kpc, vpc, p0, min(ctx, p0 + split_len), ctx - 1);
+  }
+  pdl_wait();
+  if (!pre) ctx = ctx_lens[blockIdx.z];
+  const int nsplit = (ctx + split_len - 1) / split_len;
+  if (split >= nsplit) return;
+  const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
+  if (!have_pre) {
+    load(kc, vc, kpc, vpc, t0, t1, -1);
+  } else {
+#pragma unroll
+    for (int u = 0; u < U; u++)
+      if (t0 + u * TPB + tw == ctx - 1) {  // the newest row, if it falls in round 0
+        const size_t row = kv_row_index(bt, ctx - 1, kvh, nkv, block_size);
+        kc[u] = kv_load8<QP, HD>(k_cache, row, sub);
+        vc[u] = kv_load8<QP, HD>(v_cache, row, sub);
+      }
+  }
+
+  float qf[G][8];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    half8_to_float(ldg_half8(q + (size_t)b * ldq + (hg * G + g) * HD + sub * 8), qf[g]);
+#pragma unroll
+    for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
+  }
+  float m[G], l[G], acc[G][8];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    m[g] = -INFINITY;
+    l[g] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
+  }
+
+  for (int base = t0; base < t1; base += R) {
+    Chunk kn[U], vn[U];
+    float2 kpn[U], vpn[U];
+    if (base + R < t1) load(kn, vn, kpn, vpn, base + R, t1, -1);  // the next round, in flight during this one
+    float s[U][G];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      float kf[8];
+      kv_to_float8<QP>(kc[u], kpc[u], kf);
+#pragma unroll
+      for (int g = 0; g < G; g++) {
+        float d = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) d += qf[g][i] * kf[i];
+#pragma unroll
+        for (int o = TPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        s[u][g] = base + u * TPB + tw < t1 ? d : -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      float mn = m[g];
+#pragma unroll
+      for (int u = 0; u < U; u++) mn = fmaxf(mn, s[u][g]);
+      if (mn != -INFINITY) {  // no token of this lane group yet: its state stays empty
+        const float c = exp2f(m[g] - mn);  // 0 when m was -inf
+        l[g] *= c;
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[g][i] *= c;
+        m[g] = mn;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      if (base + u * TPB + tw >= t1) continue;  // uniform over the lane group
+      float vf[8];
+      kv_to_float8<QP>(vc[u], vpc[u], vf);
+#pragma unroll
+      for (int g = 0; g < G; g++) {
+        const float p = exp2f(s[u][g] - m[g]);
+        l[g] += p;
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[g][i] += p * vf[i];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      kc[u] = kn[u];
+      vc[u] = vn[u];
+      kpc[u] = kpn[u];
+      vpc[u] = vpn[u];
+    }
+  }
+
+  // the warp's lane groups (lanes TPT apart) merged, each side rescaled to the larger max
+#pragma unroll
+  for (int o = TPT; o < 32; o <<= 1)
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      const float mo = __shfl_xor_sync(0xffffffffu, m[g], o), lo = __shfl_xor_sync(0xffffffffu, l[g], o);
+      const float mx = fmaxf(m[g], mo);
+      const float a = m[g] == -INFINITY ? 0.f : exp2f(m[g] - mx), bo = mo == -INFINITY ? 0.f : exp2f(mo - mx);
+      l[g] = l[g] * a + lo * bo;
+#pragma unroll
+      for (int i = 0; i < 8; i++) acc[g][i] = acc[g][i] * a + __shfl_xor_sync(0xffffffffu, acc[g][i], o) * bo;
+      m[g] = mx;
+    }
+  if (lane < TPT) {
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+#pragma unroll
+      for (int i = 0; i < 8; i++) red_acc[warp][g][sub * 8 + i] = acc[g][i];
+      if (lane == 0) {
+        red_ml[warp][0][g] = m[g];
+        red_ml[warp][1][g] = l[g];
+      }
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
+    const int g = idx / HD, d = idx % HD;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; w++) mx = fmaxf(mx, red_ml[w][0][g]);
+    float v = 0.f, sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; w++) {
+      const float mw = red_ml[w][0][g];
+      if (mw == -INFINITY) continue;
+      const float a = exp2f(mw - mx);
+      v += a * red_acc[w][g][d];
+      sum += a * red_ml[w][1][g];
+    }
+    const int qh = hg * G + g;
+    if (nsplit == 1) {
+      out[(size_t)b * ldo + qh * HD + d] = __float2half(v / sum);
+    } else {
+      const size_t pi = ((size_t)b * nh + qh) * max_splits + split;
+      o_part[pi * HD + d] = v;
+      if (d == 0) { ml_part[2 * pi] = mx; ml_part[2 * pi + 1] = sum; }
+    }
+  }
+}
+
 // grid (nh, batch), HD threads: merges the splits of sequences that had more than one.
 template <int HD>
 __global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo,
@@ -272,6 +469,7 @@ __global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens
 
 // LMFLEET_ATTN_PREFETCH=0 turns the decode attention's early K / V loads off (read at each launch)
 bool attn_prefetch() { return env_switch("LMFLEET_ATTN_PREFETCH", true); }
+bool attn_online() { return env_switch("LMFLEET_ATTN_ONLINE", true); }
 
 size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits) {
   return (size_t)batch * nh * max_splits * (hd + 2) * sizeof(float);
@@ -284,8 +482,9 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
                           cudaStream_t s, const float* k_param, const float* v_param, int kv_rep) {
   float* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
-  const size_t smem = (size_t)G * split_len * sizeof(float);
-  auto kern = attention_decode_kernel<HD, G, QP>;
+  const bool online = attn_online();
+  const size_t smem = online ? 0 : (size_t)G * split_len * sizeof(float);
+  auto kern = online ? attention_decode_online_kernel<HD, G, QP> : attention_decode_kernel<HD, G, QP>;
   if (smem > 48 * 1024) LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   dim3 grid(max_splits, nkv * kv_rep, batch);
   const bool pdl = pdl_chain_enabled();

@@ -21,6 +21,9 @@ size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_split
 // split's first 32 tokens, all but the newest, before griddepcontrol.wait (the rope + KV store kernel before it writes
 // only the newest). Default on; LMFLEET_ATTN_PREFETCH=0 off (read at each launch).
 bool attn_prefetch();
+// the online-softmax decode kernel (K and V rows of a round loaded together; default), LMFLEET_ATTN_ONLINE=0: the
+// two-phase kernel
+bool attn_online();
 void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
