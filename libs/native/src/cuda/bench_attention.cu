@@ -5,6 +5,7 @@
 // Prefill: one sequence of `prefill` tokens (FA2 kernel; quantized rows are dequantized into shared memory).
 // Random cache contents (attention cost does not depend on the values). CUDA events, median of 30 after 5 warm-ups.
 //   bench_attention [--heads 32] [--kv-heads 32,8] [--hd 128] [--batches 1,16,64] [--ctx 1024,4096] [--prefill 2048]
+//                   [--split N]   (the decode split length; default CudaDecoder's choice by batch x kv heads)
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -96,7 +97,7 @@ int pow2_at_least(int v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int nh = 32, hd = 128, prefill = 2048;
+  int nh = 32, hd = 128, prefill = 2048, split_forced = 0;
   std::vector<int> kv_heads = {32, 8}, batches = {1, 16, 64}, ctxs = {1024, 4096};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -106,6 +107,7 @@ int main(int argc, char** argv) {
     else if (a == "--batches") batches = parse_list(argv[i + 1]);
     else if (a == "--ctx") ctxs = parse_list(argv[i + 1]);
     else if (a == "--prefill") prefill = std::atoi(argv[i + 1]);
+    else if (a == "--split") split_forced = std::atoi(argv[i + 1]);
   }
   try {
     cudaStream_t s;
@@ -124,7 +126,7 @@ int main(int argc, char** argv) {
           const size_t rows = (size_t)nblocks * bs * nkv;
           std::vector<int> bt(nblocks), cl(B, ctx);
           for (int i = 0; i < nblocks; i++) bt[i] = i;
-          const int pairs = B * nkv, split = pairs < 128 ? 32 : (pairs < 512 ? 64 : 128);
+          const int pairs = B * nkv, split = split_forced > 0 ? split_forced : pairs < 128 ? 32 : (pairs < 512 ? 64 : 128);
           const int splits = pow2_at_least((ctx + split - 1) / split);
           DevBuf<int> dbt(bt.size()), dcl(B);
           dbt.upload(bt);
