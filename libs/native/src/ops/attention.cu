@@ -58,6 +58,30 @@ __device__ __forceinline__ void kv_to_float8(const typename KvChunk<QP>::T& raw,
     for (int i = 0; i < 8; i++) f[i] = (float)((raw >> (4 * i)) & 0xfu) * sz.x + sz.y;
   }
 }
+
+// this lane's 8 dims of each of the G query rows, pre-multiplied by scale * log2 e
+template <int G, int HD>
+__device__ __forceinline__ void load_q8(const half* q, int ldq, int b, int hg, int sub, float scale_log2,
+                                        float (&qf)[G][8]) {
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    half8_to_float(ldg_half8(q + (size_t)b * ldq + (hg * G + g) * HD + sub * 8), qf[g]);
+#pragma unroll
+    for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
+  }
+}
+
+// one query row's score against the key row a lane group of TPT lanes holds (8 dims each); every lane of the group
+// gets the sum
+template <int TPT>
+__device__ __forceinline__ float qk_score(const float (&qf)[8], const float (&kf)[8]) {
+  float d = 0.f;
+#pragma unroll
+  for (int i = 0; i < 8; i++) d += qf[i] * kf[i];
+#pragma unroll
+  for (int o = TPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+  return d;
+}
 }  // namespace
 
 // grid (max_splits, nkv, batch); 128 threads. A group of TPT = HD/8 lanes holds one token's row (16 B per lane);
@@ -117,12 +141,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
 
   float qf[G][8];
-#pragma unroll
-  for (int g = 0; g < G; g++) {
-    half8_to_float(ldg_half8(q + (size_t)b * ldq + (hg * G + g) * HD + sub * 8), qf[g]);
-#pragma unroll
-    for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
-  }
+  load_q8<G, HD>(q, ldq, b, hg, sub, scale_log2, qf);
 
   // scores: kUnroll tokens per lane group in flight (loads first, then the dot products)
   for (int base = t0; base < t1; base += TPB * kUnroll) {
@@ -148,11 +167,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       kv_to_float8<QP>(kr[u], kp[u], kf);
 #pragma unroll
       for (int g = 0; g < G; g++) {
-        float d = 0.f;
-#pragma unroll
-        for (int i = 0; i < 8; i++) d += qf[g][i] * kf[i];
-#pragma unroll
-        for (int o = TPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        const float d = qk_score<TPT>(qf[g], kf);
         if (t < t1 && sub == 0) scores[g * split_len + (t - t0)] = d;
       }
     }
@@ -322,12 +337,7 @@ attention_decode_online_kernel(const half* __restrict__ q, int ldq, const half* 
   }
 
   float qf[G][8];
-#pragma unroll
-  for (int g = 0; g < G; g++) {
-    half8_to_float(ldg_half8(q + (size_t)b * ldq + (hg * G + g) * HD + sub * 8), qf[g]);
-#pragma unroll
-    for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
-  }
+  load_q8<G, HD>(q, ldq, b, hg, sub, scale_log2, qf);
   float m[G], l[G], acc[G][8];
 #pragma unroll
   for (int g = 0; g < G; g++) {
@@ -348,11 +358,7 @@ attention_decode_online_kernel(const half* __restrict__ q, int ldq, const half* 
       kv_to_float8<QP>(kc[u], kpc[u], kf);
 #pragma unroll
       for (int g = 0; g < G; g++) {
-        float d = 0.f;
-#pragma unroll
-        for (int i = 0; i < 8; i++) d += qf[g][i] * kf[i];
-#pragma unroll
-        for (int o = TPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        const float d = qk_score<TPT>(qf[g], kf);
         s[u][g] = base + u * TPB + tw < t1 ? d : -INFINITY;
       }
     }
