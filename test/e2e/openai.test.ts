@@ -34,7 +34,7 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     const base = { ...env.env, PORT: String(port) };
     procs.push(startApp('api', 'api', base, logDir));
     apiUrl = `http://127.0.0.1:${port}`;
-    http = client(apiUrl);
+    http = client(apiUrl, 30_000);
     await waitFor(async () => (await http('GET', '/health')).body?.status === 'ok', 'api health', 60_000, 250);
     procs.push(startApp('worker-infer', 'worker-infer-1', { ...base, WORKER_NAME: 'infer-1' }, logDir));
     const reg = await http('POST', '/models', { path: modelDir });

@@ -47,16 +47,19 @@ export async function stopApp(p: AppProcess, graceMs = 8000): Promise<void> {
 }
 
 /**
- * Call inside a describe: an afterEach notes whether any test of it failed an assertion (set `.failed` yourself for
- * other failures), for stopApps to print the apps' logs.
+ * Call inside a describe: `.failed` tells whether any test or hook of the file failed, an assertion or a timeout
+ * (./environment.js counts them), for stopApps to print the apps' logs; set it yourself for other failures.
  */
 export function noteFailures(): { failed: boolean } {
-  const run = { failed: false };
-  afterEach(() => {
-    const s = expect.getState();
-    if (s.assertionCalls > 0 && s.numPassingAsserts < s.assertionCalls) run.failed = true;
-  });
-  return run;
+  let marked = false;
+  return {
+    get failed() {
+      return marked || ((globalThis as { __e2eFailures?: number }).__e2eFailures ?? 0) > 0;
+    },
+    set failed(v: boolean) {
+      marked = v;
+    },
+  };
 }
 
 /**
