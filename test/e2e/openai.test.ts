@@ -439,4 +439,31 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(String((error as Error).message)).toMatch(/shut down during the request/);
     await proc.exited;
   });
+
+  it('a worker killed mid-stream (no goodbye) ends the stream with an error once its heartbeat expires, not after SERVE_STREAM_TIMEOUT_MS', async () => {
+    const live = procs.filter((p) => p.name.startsWith('worker-infer') && p.child.exitCode === null && p.child.signalCode === null);
+    expect(live).toHaveLength(1);
+    const stream = await openai.chat.completions.create(
+      { model: 'tiny-1slot', messages: [{ role: 'user', content: 'long' }], max_tokens: 59000, ignore_eos: true, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming,
+    );
+    const it = stream[Symbol.asyncIterator]();
+    await it.next();
+    live[0].child.kill('SIGKILL');
+    let error: unknown;
+    let finish: string | null = null;
+    try {
+      for (;;) {
+        const n = await it.next();
+        if (n.done) break;
+        finish = n.value.choices[0]?.finish_reason ?? finish;
+      }
+    } catch (e) {
+      error = e;
+    }
+    // HEARTBEAT_TIMEOUT_MS is 3 s here; SERVE_STREAM_TIMEOUT_MS (10 min) would run into the test's timeout.
+    expect(finish).toBeNull();
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(String((error as Error).message)).toMatch(/stopped \(its heartbeat expired\); retry the request/);
+    await live[0].exited;
+  });
 });

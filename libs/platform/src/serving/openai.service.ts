@@ -11,11 +11,11 @@ import type { ServingMessage } from '../engine/engine.adapter';
 import { InvalidInputError, NotFoundError, PlatformError, TooManyRequestsError, UnavailableError } from '../errors';
 import { JobQueue } from '../queue/job-queue';
 import { inferQueueName } from '../queue/jobs';
-import { TokenStream } from '../streams/token-stream';
+import { TokenStream, WorkerGoneError } from '../streams/token-stream';
 import { Admission } from './admission';
 import { ChatChunker, CompletionChunker, ResponseCollector } from './openai-format';
 import { toOpenAIErrorBody } from './openai-errors';
-import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent } from './protocol';
+import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent, type WorkerLiveness } from './protocol';
 import { ServingEvents } from './serving-events';
 
 /** The parts of an HTTP response this service uses (Express's, in the API). */
@@ -182,11 +182,16 @@ export class OpenAIService {
       ...(body.end ? { end: true } : {}),
     });
     let queue = inferQueueName(dep.name);
+    let pinnedTo: string | undefined;
     if (sessionId !== undefined) {
-      // Sticky: the session's KV cache lives on one worker; send its turns to that worker's own queue while it lives.
+      // Sticky: the session's KV cache lives on one worker; send its turns to that worker's own queue while it serves
+      // (a draining or dead worker's turns start over on any worker).
       const r = this.tokens.redis;
       const holder = await r.get(serveKeys.session(this.config.queuePrefix, dep.name, sessionId));
-      if (holder && (await r.exists(serveKeys.workerAlive(this.config.queuePrefix, holder))) === 1) queue = sessionQueueName(dep.name, holder);
+      if (holder && (await r.get(serveKeys.workerAlive(this.config.queuePrefix, holder))) === ('serving' satisfies WorkerLiveness)) {
+        queue = sessionQueueName(dep.name, holder);
+        pinnedTo = holder;
+      }
     }
     let start: Extract<StreamEvent, { t: 'start' }> | undefined;
     const line = (text: string, tokens: number, finish: string | null) => ({
@@ -199,6 +204,7 @@ export class OpenAIService {
     await this.serve(dep, req, res, {
       stream: body.stream === true,
       queue,
+      pinnedTo,
       // LMDeploy streams newline-delimited JSON objects, one per delta, the last one carrying finish_reason.
       ndjson: true,
       observe: (ev) => {
@@ -268,6 +274,8 @@ export class OpenAIService {
     o: {
       stream: boolean;
       queue?: string;
+      /** The worker whose own queue `queue` is: the request fails if that worker dies before it starts the request. */
+      pinnedTo?: string;
       ndjson?: boolean;
       chunker: { push(ev: StreamEvent): object[] };
       body: (c: ResponseCollector) => object;
@@ -325,7 +333,18 @@ export class OpenAIService {
       await (added ?? enqueue());
       this.events.emit({ type: 'admitted', deployment: dep.name, kind: req.kind, requestId: req.requestId });
       const collector = new ResponseCollector({ logprobs: req.logprobs });
-      const events = this.tokens.read(req.requestId, { signal: controller.signal, idleTimeoutMs: this.config.serving.streamTimeoutMs });
+      // Once a worker has started the request, a worker that dies (killed, out of memory, its host gone) lets its
+      // liveness key expire within HEARTBEAT_TIMEOUT_MS: the client hears so then, not after SERVE_STREAM_TIMEOUT_MS.
+      // The same for a request waiting in a worker's own queue (an interactive session's turn): no one else takes it.
+      const alive = (workerId: string) => this.tokens.redis.exists(serveKeys.workerAlive(this.config.queuePrefix, workerId)).then((n) => n === 1);
+      const events = this.tokens.read(req.requestId, {
+        signal: controller.signal,
+        idleTimeoutMs: this.config.serving.streamTimeoutMs,
+        stillServed: () => {
+          const worker = start?.workerId ?? o.pinnedTo;
+          return worker ? alive(worker) : Promise.resolve(true);
+        },
+      });
       for await (const ev of events) {
         o.observe?.(ev);
         if (ev.t === 'start') {
@@ -384,14 +403,16 @@ export class OpenAIService {
         res.status(200).json(o.body(collector));
       }
       outcome = end ? 'ok' : 'error';
-    } catch (err) {
+    } catch (caught) {
+      const err = caught instanceof WorkerGoneError ? new UnavailableError(caught.message) : caught;
       if (err instanceof PlatformError) status = err.status;
       else status = 500;
       if (res.headersSent) {
         // The stream started: nothing else can be sent but an error chunk.
         this.logger.warn(`request ${req.requestId}: ${(err as Error).message}`);
         if (!res.writableEnded) {
-          res.write(`data: ${JSON.stringify(toOpenAIErrorBody({ statusCode: 500, error: '', message: (err as Error).message }))}\n\n`);
+          const body = JSON.stringify(toOpenAIErrorBody({ statusCode: status, error: '', message: (err as Error).message }));
+          res.write(o.ndjson ? body + '\n' : `data: ${body}\n\n`);
           res.end();
         }
         return;

@@ -64,6 +64,7 @@ export const serveKeys = {
   session: (prefix: string, deploymentName: string, sessionId: number) => `${prefix}:serve:session:${deploymentName}:${sessionId}`,
   /** The request a session is running now (for LMDeploy's `cancel`). */
   sessionRequest: (prefix: string, deploymentName: string, sessionId: number) => `${prefix}:serve:session-req:${deploymentName}:${sessionId}`,
+  /** A serving worker's liveness (a WorkerLiveness value), refreshed every heartbeat, expiring after HEARTBEAT_TIMEOUT_MS. */
   workerAlive: (prefix: string, workerId: string) => `${prefix}:serve:worker:${workerId}`,
 };
 
@@ -71,3 +72,5 @@ export const serveKeys = {
 export function sessionQueueName(deploymentName: string, workerId: string): string {
   return `infer-${deploymentName}.${workerId}`;
 }
+
+export type WorkerLiveness = 'serving' | 'draining';

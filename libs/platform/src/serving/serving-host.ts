@@ -13,7 +13,7 @@ import { DeploymentRepository } from '../repositories/deployment.repository';
 import { RequestTimingRepository } from '../repositories/request-timing.repository';
 import { TokenStream } from '../streams/token-stream';
 import type { QueueHost } from '../worker/job-runner';
-import { serveKeys, sessionQueueName, type FinishReason, type ServeRequest, type StreamEvent, type StreamLogprob } from './protocol';
+import { serveKeys, sessionQueueName, type FinishReason, type WorkerLiveness, type ServeRequest, type StreamEvent, type StreamLogprob } from './protocol';
 
 const SESSION_TTL_S = 3600;
 /** A deployment that failed to load is tried again after this long. */
@@ -42,6 +42,7 @@ export class ServingHost {
   private readonly running = new Map<string, Running>();
   private host?: QueueHost;
   private workerId = '';
+  private aliveTimer?: NodeJS.Timeout;
   private timers: NodeJS.Timeout[] = [];
   private syncing?: Promise<void>;
   private stopping = false;
@@ -63,13 +64,17 @@ export class ServingHost {
     await this.sync();
     const poll = this.config.serving.deploymentPollMs;
     this.timers.push(setInterval(() => void this.sync(), poll));
-    this.timers.push(setInterval(() => void this.markAlive(), this.config.worker.heartbeatIntervalMs));
+    this.aliveTimer = setInterval(() => void this.markAlive(), this.config.worker.heartbeatIntervalMs);
   }
 
-  /** Shutdown: stop polling; requests still running after the grace period are cancelled. */
+  /**
+   * Shutdown: stop polling; requests still running after the grace period are cancelled. The liveness key stays
+   * fresh until the end (the API ends a request whose worker's key expired), and goes when the engines do.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    await this.markAlive();
     const t = setTimeout(() => {
       for (const r of this.running.values()) r.controller.abort('shutdown');
     }, this.config.worker.shutdownGraceMs);
@@ -78,9 +83,11 @@ export class ServingHost {
   }
 
   async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.aliveTimer);
     const all = [...this.hosted.values()];
     this.hosted.clear();
     await Promise.allSettled(all.map((h) => h.engine?.dispose()));
+    if (this.workerId) await this.tokens.redis.del(serveKeys.workerAlive(this.config.queuePrefix, this.workerId)).catch(() => undefined);
   }
 
   /** What the heartbeat reports. */
@@ -176,9 +183,11 @@ export class ServingHost {
     await h.engine?.dispose();
   }
 
+  /** The liveness key: `serving`, or `draining` once shutdown began (the API then pins no new session turn here). */
   private async markAlive(): Promise<void> {
     const ttl = Math.max(2, Math.ceil((this.config.worker.heartbeatTimeoutMs || 3 * this.config.worker.heartbeatIntervalMs) / 1000));
-    await this.tokens.redis.set(serveKeys.workerAlive(this.config.queuePrefix, this.workerId), '1', 'EX', ttl).catch(() => undefined);
+    const state: WorkerLiveness = this.stopping ? 'draining' : 'serving';
+    await this.tokens.redis.set(serveKeys.workerAlive(this.config.queuePrefix, this.workerId), state, 'EX', ttl).catch(() => undefined);
   }
 
   /** One serving request (a BullMQ job on the deployment's queue). */

@@ -7,6 +7,14 @@ import { APP_CONFIG, type AppConfig } from '../config';
 import { createRedis } from '../queue/redis';
 import { serveKeys, type StreamEvent } from '../serving/protocol';
 
+/** The worker that ran a request stopped answering (its liveness key expired) before the request's last event. */
+export class WorkerGoneError extends Error {
+  constructor(readonly requestId: string) {
+    super(`the worker serving request ${requestId} stopped (its heartbeat expired); retry the request`);
+    this.name = 'WorkerGoneError';
+  }
+}
+
 /** A stream lives this long after its last event (a reader that never came, a crashed API). */
 const STREAM_TTL_S = 300;
 const STREAM_MAXLEN = 100_000;
@@ -140,9 +148,10 @@ export class TokenStream implements OnApplicationShutdown {
 
   /**
    * API: the request's events from the start, as they come. Ends after `end` or `error`, or when `signal`
-   * aborts; throws when nothing arrives for `idleTimeoutMs`.
+   * aborts; throws when nothing arrives for `idleTimeoutMs`, or when `stillServed` (asked after each second without
+   * events) answers false: the worker running the request died, and nothing more will come.
    */
-  async *read(requestId: string, opts: { signal?: AbortSignal; idleTimeoutMs: number }): AsyncGenerator<StreamEvent> {
+  async *read(requestId: string, opts: { signal?: AbortSignal; idleTimeoutMs: number; stillServed?: () => Promise<boolean> }): AsyncGenerator<StreamEvent> {
     const key = serveKeys.stream(this.prefix, requestId);
     const conn = this.borrow();
     let healthy = true;
@@ -152,12 +161,16 @@ export class TokenStream implements OnApplicationShutdown {
     const onAbort = () => conn.disconnect();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
+      type Entries = Array<[string, Array<[string, string[]]>]> | null;
       for (;;) {
         if (opts.signal?.aborted) return;
-        const res = (await conn.xread('COUNT', 512, 'BLOCK', 1000, 'STREAMS', key, last)) as Array<[string, Array<[string, string[]]>]> | null;
+        let res = (await conn.xread('COUNT', 512, 'BLOCK', 1000, 'STREAMS', key, last)) as Entries;
         if (!res) {
           if (Date.now() - idleSince > opts.idleTimeoutMs) throw new Error(`no events for request ${requestId} in ${opts.idleTimeoutMs} ms`);
-          continue;
+          if (!opts.stillServed || (await opts.stillServed())) continue;
+          // Its last events may have landed while we asked: read them before giving up.
+          res = (await conn.xread('COUNT', 512, 'STREAMS', key, last)) as Entries;
+          if (!res) throw new WorkerGoneError(requestId);
         }
         idleSince = Date.now();
         for (const [id, fields] of res[0][1]) {
@@ -170,7 +183,7 @@ export class TokenStream implements OnApplicationShutdown {
         }
       }
     } catch (err) {
-      healthy = false;
+      healthy = err instanceof WorkerGoneError; // no command in flight then
       if (opts.signal?.aborted) return;
       throw err;
     } finally {
