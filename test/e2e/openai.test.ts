@@ -277,6 +277,34 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(r.usage!.completion_tokens).toBe(5);
   });
 
+  it('a deployment with prefix caching starts a request from the cached KV of the prompt it shares with an earlier one (usage says how much), with the same text', async () => {
+    const versionId = (await http('GET', `/deployments/${model}`)).body.versionId;
+    expect((await http('POST', '/deployments', { name: 'tiny-prefix', versionId, maxBatchSize: 2, sessionLen: 256, enablePrefixCaching: true })).status).toBe(201);
+    await waitFor(async () => ((await http('GET', '/deployments/tiny-prefix')).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'), 'tiny-prefix ready', 60_000, 200);
+    expect((await http('GET', '/deployments/tiny-prefix')).body.enablePrefixCaching).toBe(true);
+    const system = 'You answer questions about the standard library in one short sentence. '.repeat(3);
+    const ask = (m: string, question: string) =>
+      openai.chat.completions.create({ model: m, messages: [{ role: 'system', content: system }, { role: 'user', content: question }], max_tokens: 8, temperature: 0, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const first = await ask('tiny-prefix', 'what does os.path.join do?');
+    expect(first.usage!.prompt_tokens).toBeGreaterThan(64); // at least one full KV block (64 tokens) of shared prompt
+    expect(first.usage!.prompt_tokens_details).toEqual({ cached_tokens: 0 });
+    const second = await ask('tiny-prefix', 'and shutil.copy?');
+    const cached = second.usage!.prompt_tokens_details!.cached_tokens!;
+    expect(cached).toBeGreaterThan(0);
+    expect(cached % 64).toBe(0); // whole blocks
+    expect(cached).toBeLessThan(second.usage!.prompt_tokens);
+    const plain = await ask(model, 'and shutil.copy?');
+    expect(plain.usage!.prompt_tokens_details).toBeUndefined(); // a deployment without prefix caching says nothing
+    expect(second.choices[0].message.content).toBe(plain.choices[0].message.content);
+    // Streamed: the usage chunk says it too.
+    const s = await openai.chat.completions.create({
+      model: 'tiny-prefix', messages: [{ role: 'system', content: system }, { role: 'user', content: 'and glob?' }], max_tokens: 4, ignore_eos: true, stream: true, stream_options: { include_usage: true },
+    } as OpenAI.ChatCompletionCreateParamsStreaming);
+    let usage: OpenAI.CompletionUsage | undefined | null;
+    for await (const c of s) usage = c.usage ?? usage;
+    expect(usage!.prompt_tokens_details!.cached_tokens).toBe(cached);
+  });
+
   it('a deployment the worker cannot load reports failed with the reason, and its requests get 503', async () => {
     const dir = path.join(env.modelRoot, 'doomed');
     writeTinyModel(dir, { arch: 'qwen2', seed: 3, hiddenSize: 64, numLayers: 1, intermediateSize: 128 });

@@ -1,6 +1,8 @@
 import { createDataSource, runMigrations } from '@lmfleet/platform';
 import { createTestEnv, type TestEnv } from './support/test-env';
 
+const ALL = ['Initial1764072000000', 'Serving1764090000000', 'TensorParallel1764110000000', 'PrefixCaching1764160000000'];
+
 describe('migrations (real Postgres)', () => {
   let env: TestEnv;
   beforeAll(async () => {
@@ -14,7 +16,7 @@ describe('migrations (real Postgres)', () => {
     const ds = createDataSource(env.databaseUrl);
     await ds.initialize();
     try {
-      expect(await runMigrations(ds)).toEqual(['Initial1764072000000', 'Serving1764090000000', 'TensorParallel1764110000000']);
+      expect(await runMigrations(ds)).toEqual(ALL);
       expect(await runMigrations(ds)).toEqual([]); // idempotent
       const pending = await ds.driver.createSchemaBuilder().log();
       expect(pending.upQueries.map((q) => q.query)).toEqual([]); // migrations == entities
@@ -22,9 +24,7 @@ describe('migrations (real Postgres)', () => {
         (r: { table_name: string }) => r.table_name,
       );
       expect(tables).toEqual(['artifacts', 'deployments', 'jobs', 'metrics', 'migrations', 'model_versions', 'models', 'request_timings', 'workers']);
-      await ds.undoLastMigration();
-      await ds.undoLastMigration();
-      await ds.undoLastMigration();
+      for (let i = 0; i < ALL.length; i++) await ds.undoLastMigration();
       const after = await ds.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'migrations'`);
       expect(after[0].n).toBe(0);
     } finally {
@@ -38,7 +38,7 @@ describe('migrations (real Postgres)', () => {
     await Promise.all([a.initialize(), b.initialize()]);
     try {
       const [ra, rb] = await Promise.all([runMigrations(a), runMigrations(b)]);
-      expect([...ra, ...rb]).toEqual(['Initial1764072000000', 'Serving1764090000000', 'TensorParallel1764110000000']);
+      expect([...ra, ...rb]).toEqual(ALL);
     } finally {
       await Promise.all([a.destroy(), b.destroy()]);
     }

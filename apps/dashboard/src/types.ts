@@ -181,6 +181,8 @@ export interface Deployment {
   maxPending: number;
   /** LMDeploy's --tp (absent from an API older than tensor parallelism). */
   tp?: number;
+  /** LMDeploy's --enable-prefix-caching (absent from an API older than prefix caching). */
+  enablePrefixCaching?: boolean;
   createdAt: string;
   workers: Array<{ workerId: string; workerName: string } & LoadedDeployment>;
 }

@@ -162,6 +162,8 @@ export type NativeEvent =
       finishReason: 'stop' | 'length' | 'cancelled';
       promptTokens: number;
       completionTokens: number;
+      /** Of promptTokens, how many were taken from the prefix cache (enablePrefixCaching) instead of computed. */
+      cachedTokens: number;
       /** Timings measured on the native side. */
       queuedMs: number;
       firstTokenMs: number;
@@ -181,6 +183,12 @@ export interface EngineOptions {
   sessionLen: number;
   /** Max tokens prefilled in one step (chunked prefill). */
   maxPrefillTokens?: number;
+  /**
+   * Prefix caching (LMDeploy's --enable-prefix-caching): a request without a session starts from the cached K/V of
+   * the longest run of full blocks its prompt shares with earlier requests (a system prompt, a chat's earlier turns).
+   * Cached blocks nobody holds are evicted, least recently used first, when blocks run out. Default off.
+   */
+  enablePrefixCaching?: boolean;
   /**
    * Hold a step's events until the next step is queued on the device, so handing them to JavaScript overlaps the GPU's
    * work instead of sitting between two steps (order kept). Default: on for cuda, off for cpu (whose steps return only

@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsIn, IsInt, IsNumber, IsOptional, IsString, IsUUID, Matches, Max, Min } from 'class-validator';
+import { IsBoolean, IsIn, IsInt, IsNumber, IsOptional, IsString, IsUUID, Matches, Max, Min } from 'class-validator';
 import { KV_POLICIES, type KvPolicy } from '@lmfleet/platform';
 
 export class CreateDeploymentDto {
@@ -56,4 +56,13 @@ export class CreateDeploymentDto {
   @Min(1)
   @Max(64)
   tp?: number;
+
+  @ApiPropertyOptional({
+    description:
+      "LMDeploy's --enable-prefix-caching: a request starts from the cached KV of the full blocks its prompt shares with earlier ones (a system prompt, a conversation resent with its reply); usage.prompt_tokens_details.cached_tokens says how many",
+    default: false,
+  })
+  @IsOptional()
+  @IsBoolean()
+  enablePrefixCaching?: boolean;
 }

@@ -13,6 +13,8 @@ export interface DeployFlags {
   quantPolicy?: number;
   /** LMDeploy's --tp: each worker shards the model over this many GPUs of its host. */
   tp?: number;
+  /** LMDeploy's --enable-prefix-caching. */
+  enablePrefixCaching?: boolean;
   wait: boolean;
   timeout: number;
   json: boolean;
@@ -49,6 +51,7 @@ export function deployBody(versionId: string, f: DeployFlags): Record<string, un
     ...(f.maxBatchSize !== undefined ? { maxBatchSize: f.maxBatchSize } : {}),
     ...(f.maxPending !== undefined ? { maxPending: f.maxPending } : {}),
     ...(f.tp !== undefined && f.tp !== 1 ? { tp: f.tp } : {}),
+    ...(f.enablePrefixCaching ? { enablePrefixCaching: true } : {}),
   };
 }
 

@@ -21,6 +21,8 @@ export interface ApiServerFlags {
   cacheMaxEntryCount?: number;
   maxBatchSize?: number;
   tp: number;
+  /** LMDeploy's --enable-prefix-caching. */
+  enablePrefixCaching?: boolean;
   quantPolicy: number;
   apiKeys?: string[];
   logDir?: string;
@@ -241,6 +243,7 @@ export async function apiServerCommand(io: CliIO, modelDir: string, flags: ApiSe
       versionId,
       kvPolicy,
       tp: flags.tp,
+      enablePrefixCaching: flags.enablePrefixCaching === true,
       ...(flags.cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount: flags.cacheMaxEntryCount } : {}),
       ...(flags.maxBatchSize !== undefined ? { maxBatchSize: flags.maxBatchSize } : {}),
       ...(flags.sessionLen !== undefined ? { sessionLen: flags.sessionLen } : {}),

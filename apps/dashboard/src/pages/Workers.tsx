@@ -22,6 +22,7 @@ function DeployForm({ onDone }: { onDone: () => void }) {
   const [maxBatchSize, setMaxBatchSize] = useState('8');
   const [sessionLen, setSessionLen] = useState('');
   const [tp, setTp] = useState('1');
+  const [prefixCaching, setPrefixCaching] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const submit = async (e: FormEvent) => {
@@ -36,6 +37,7 @@ function DeployForm({ onDone }: { onDone: () => void }) {
         maxBatchSize: Number(maxBatchSize),
         ...(sessionLen.trim() ? { sessionLen: Number(sessionLen) } : {}),
         ...(Number(tp) > 1 ? { tp: Number(tp) } : {}),
+        ...(prefixCaching ? { enablePrefixCaching: true } : {}),
       });
       setName('');
       onDone();
@@ -68,6 +70,9 @@ function DeployForm({ onDone }: { onDone: () => void }) {
       </Field>
       <Field label="Tensor parallel (--tp)" hint="GPUs of one worker's host the model is sharded over">
         <input type="number" min={1} max={64} value={tp} onChange={(e) => setTp(e.target.value)} aria-label="Tensor parallel degree" />
+      </Field>
+      <Field label="Prefix caching" hint="requests reuse the KV cache of prompt prefixes shared with earlier ones">
+        <input type="checkbox" checked={prefixCaching} onChange={(e) => setPrefixCaching(e.target.checked)} aria-label="Enable prefix caching" />
       </Field>
       <div className="form-actions">
         <button type="submit" className="primary" disabled={busy}>
@@ -114,7 +119,7 @@ function Deployments() {
             </header>
             <dl className="kv">
               <div className="kv-row"><dt>version</dt><dd className="mono">{shortId(d.versionId)}</dd></div>
-              <div className="kv-row"><dt>KV cache</dt><dd>{d.kvPolicy}{d.cacheMaxEntryCount != null ? ` · ${num(d.cacheMaxEntryCount * 100, 0)} % of free memory` : ''}</dd></div>
+              <div className="kv-row"><dt>KV cache</dt><dd>{d.kvPolicy}{d.cacheMaxEntryCount != null ? ` · ${num(d.cacheMaxEntryCount * 100, 0)} % of free memory` : ''}{d.enablePrefixCaching ? ' · prefix caching' : ''}</dd></div>
               <div className="kv-row"><dt>batch</dt><dd>max {d.maxBatchSize} · queue {d.maxPending}{d.sessionLen ? ` · session ${d.sessionLen}` : ''}</dd></div>
               <div className="kv-row" data-testid="deployment-tp"><dt>tensor parallel</dt><dd>tp {d.tp ?? 1}</dd></div>
               {(() => {

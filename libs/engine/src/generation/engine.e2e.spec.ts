@@ -349,4 +349,35 @@ describe('generation API on a tiny generated model (cpu)', () => {
       expect(batched[i].tokenIds).toEqual(single.tokenIds);
     }
   });
+
+  it('prefix caching: a prompt that shares full blocks with earlier requests (or a chat resent with its reply) starts from them, with the same tokens and log-probs', async () => {
+    if (!engine) return;
+    const cached = await engineOrReport(info.dir, { native, maxBatchSize: 4, sessionLen: 256, blockSize: 16, enablePrefixCaching: true });
+    if (!cached) return;
+    try {
+      const run = async (e: Engine, inputIds: number[]) => {
+        const outs = await collect(e.createInstance().streamInfer({ inputIds, maxNewTokens: 12, stopIds: [], sampling: greedy, logprobs: 2 }));
+        return { tokens: outs.flatMap((o) => o.tokenIds), logprobs: outs.flatMap((o) => o.logprobs ?? []).map((l) => l.logprob), usage: outs[outs.length - 1].usage! };
+      };
+      const system = Array.from({ length: 70 }, (_, i) => 3 + ((i * 37) % (info.vocabSize - 3)));
+      const first = await run(cached, [...system, 11, 12]);
+      expect(first.usage.cachedTokens).toBe(0);
+      // 72 + 11 tokens computed: blocks 0-4 (tokens 0-79) are full and cached
+      const cases = [
+        { ids: [...system, 21, 22, 23], cachedTokens: 64 }, // the system prompt's 4 full blocks
+        { ids: [...system, 11, 12, ...first.tokens, 5, 6], cachedTokens: 80 }, // the first exchange resent, blocks from its decode steps too
+      ];
+      for (const c of cases) {
+        const got = await run(cached, c.ids);
+        const ref = await run(engine, c.ids);
+        expect(got.usage.cachedTokens).toBe(c.cachedTokens);
+        expect(got.usage.promptTokens).toBe(c.ids.length);
+        expect(got.tokens).toEqual(ref.tokens);
+        for (let i = 0; i < ref.logprobs.length; i++) expect(got.logprobs[i]).toBeCloseTo(ref.logprobs[i], 4);
+      }
+      expect(cached.stats()).toMatchObject({ running: 0, blocksFree: cached.stats().blocksTotal });
+    } finally {
+      await cached.dispose();
+    }
+  });
 });

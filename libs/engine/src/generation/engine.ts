@@ -91,6 +91,7 @@ export class Engine {
           ...(numBlocks !== undefined ? { numBlocks } : {}),
           ...(cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount } : {}),
           ...(config.maxPrefillTokens !== undefined ? { maxPrefillTokens: config.maxPrefillTokens } : {}),
+          ...(config.enablePrefixCaching ? { enablePrefixCaching: true } : {}),
         });
       } catch (e) {
         throw toEngineError(e);
@@ -304,6 +305,7 @@ export class Engine {
               promptTokens: ev.promptTokens,
               completionTokens: ev.completionTokens,
               totalTokens: ev.promptTokens + ev.completionTokens,
+              cachedTokens: ev.cachedTokens ?? 0,
               queuedMs: ev.queuedMs,
               firstTokenMs: ev.firstTokenMs,
               totalMs: ev.totalMs,
@@ -418,7 +420,7 @@ export class EngineInstance {
 }
 
 export function emptyUsage(promptTokens: number): Usage {
-  return { promptTokens, completionTokens: 0, totalTokens: promptTokens, queuedMs: 0, firstTokenMs: 0, totalMs: 0 };
+  return { promptTokens, completionTokens: 0, totalTokens: promptTokens, cachedTokens: 0, queuedMs: 0, firstTokenMs: 0, totalMs: 0 };
 }
 
 export function pickSampling(g: GenerationConfig) {

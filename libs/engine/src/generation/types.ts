@@ -51,6 +51,9 @@ export interface EngineConfig extends LoadOptions {
   sessionLen?: number;
   /** Max tokens prefilled per step (chunked prefill). */
   maxPrefillTokens?: number;
+  /** Reuse the KV cache of prompt prefixes shared with earlier requests (LMDeploy's --enable-prefix-caching; default
+   *  off). Requests with a sessionId keep their own history instead. */
+  enablePrefixCaching?: boolean;
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';
@@ -59,6 +62,8 @@ export interface Usage {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
+  /** Of promptTokens, how many came from the prefix cache (enablePrefixCaching). */
+  cachedTokens: number;
   queuedMs: number;
   firstTokenMs: number;
   totalMs: number;

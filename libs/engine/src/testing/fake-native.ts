@@ -101,7 +101,7 @@ class FakeEngine implements NativeEngine {
       if (req.sessionId && finishReason !== 'cancelled') this.sessions.set(req.sessionId, [...history, ...input, ...generated]);
       if (req.sessionId && finishReason === 'cancelled') this.sessions.delete(req.sessionId);
       this.onEvent?.({
-        type: 'done', id: req.id, finishReason, promptTokens: input.length, completionTokens: generated.length,
+        type: 'done', id: req.id, finishReason, promptTokens: input.length, completionTokens: generated.length, cachedTokens: 0,
         queuedMs: 0, firstTokenMs: 1, totalMs: Date.now() - t0,
       });
     };
@@ -149,7 +149,7 @@ class FakeEngine implements NativeEngine {
     this.disposed = true;
     this.log.disposedEngines++;
     for (const [id] of this.running) {
-      this.onEvent?.({ type: 'done', id, finishReason: 'cancelled', promptTokens: 0, completionTokens: 0, queuedMs: 0, firstTokenMs: 0, totalMs: 0 });
+      this.onEvent?.({ type: 'done', id, finishReason: 'cancelled', promptTokens: 0, completionTokens: 0, cachedTokens: 0, queuedMs: 0, firstTokenMs: 0, totalMs: 0 });
     }
     this.running.clear();
   }

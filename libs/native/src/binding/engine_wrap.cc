@@ -44,6 +44,7 @@ Napi::Value event_to_js(Napi::Env env, const Event& e) {
       o.Set("finishReason", e.finish_reason);
       o.Set("promptTokens", Napi::Number::New(env, (double)e.prompt_tokens));
       o.Set("completionTokens", Napi::Number::New(env, (double)e.completion_tokens));
+      o.Set("cachedTokens", Napi::Number::New(env, (double)e.cached_tokens));
       o.Set("queuedMs", Napi::Number::New(env, e.queued_ms));
       o.Set("firstTokenMs", Napi::Number::New(env, e.first_token_ms));
       o.Set("totalMs", Napi::Number::New(env, e.total_ms));
@@ -123,6 +124,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
     opts.cache_max_entry_count = get_number(o, "cacheMaxEntryCount", 0);
     opts.session_len = (int64_t)get_number(o, "sessionLen", 0, true);
     opts.max_prefill_tokens = (int64_t)get_number(o, "maxPrefillTokens", 0);
+    opts.enable_prefix_caching = get_bool(o, "enablePrefixCaching", false);
     if (o.Has("holdEvents") && !o.Get("holdEvents").IsUndefined()) opts.hold_events = get_bool(o, "holdEvents", false) ? 1 : 0;
     core_ = std::make_unique<EngineCore>(model, opts);
   });

@@ -28,6 +28,7 @@ Napi::Array events_to_js(Napi::Env env, const std::vector<Event>& events) {
       o.Set("type", "done");
       o.Set("finishReason", e.finish_reason);
       o.Set("completionTokens", Napi::Number::New(env, (double)e.completion_tokens));
+      o.Set("cachedTokens", Napi::Number::New(env, (double)e.cached_tokens));
     } else {
       o.Set("type", "error");
       o.Set("code", e.code);
@@ -51,6 +52,7 @@ class SchedulerHarness : public Napi::ObjectWrap<SchedulerHarness> {
       so.max_batch_size = (int64_t)get_number(o, "maxBatchSize", 8);
       so.session_len = (int64_t)get_number(o, "sessionLen", 2048);
       so.max_prefill_tokens = (int64_t)get_number(o, "maxPrefillTokens", 2048);
+      so.enable_prefix_caching = get_bool(o, "enablePrefixCaching", false);
       sched_ = std::make_unique<Scheduler>(*blocks_, so);
     });
   }
@@ -73,7 +75,7 @@ class SchedulerHarness : public Napi::ObjectWrap<SchedulerHarness> {
     });
   }
 
-  // -> { seqs: [{ id, start, count, sample, blocks }], numTokens, events }
+  // -> { seqs: [{ id, start, count, sample, blocks, blockIds }], numTokens, events }
   Napi::Value Schedule(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return js_guard(env, [&]() -> Napi::Value {
@@ -89,6 +91,9 @@ class SchedulerHarness : public Napi::ObjectWrap<SchedulerHarness> {
         o.Set("count", Napi::Number::New(env, (double)s.count));
         o.Set("sample", Napi::Boolean::New(env, s.sample));
         o.Set("blocks", Napi::Number::New(env, (double)s.seq->blocks.size()));
+        Napi::Array ids = Napi::Array::New(env, s.seq->blocks.size());
+        for (size_t j = 0; j < s.seq->blocks.size(); j++) ids.Set(j, Napi::Number::New(env, s.seq->blocks[j]));
+        o.Set("blockIds", ids);
         seqs.Set(i, o);
       }
       r.Set("seqs", seqs);
@@ -134,6 +139,7 @@ class SchedulerHarness : public Napi::ObjectWrap<SchedulerHarness> {
     o.Set("sessions", Napi::Number::New(env, (double)sched_->sessions()));
     o.Set("blocksFree", Napi::Number::New(env, (double)blocks_->free_count()));
     o.Set("blocksTotal", Napi::Number::New(env, (double)blocks_->total()));
+    o.Set("cachedBlocks", Napi::Number::New(env, (double)blocks_->cached_blocks()));
     return o;
   }
 

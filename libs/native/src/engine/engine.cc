@@ -33,6 +33,7 @@ SchedulerOptions sched_options(const EngineOptions& o) {
   s.max_batch_size = o.max_batch_size;
   s.session_len = o.session_len;
   s.max_prefill_tokens = o.max_prefill_tokens > 0 ? o.max_prefill_tokens : std::max<int64_t>(o.session_len, 2048);
+  s.enable_prefix_caching = o.enable_prefix_caching;
   return s;
 }
 }  // namespace

@@ -26,6 +26,7 @@ struct EngineOptions {
   double cache_max_entry_count = 0;
   int64_t session_len = 2048;
   int64_t max_prefill_tokens = 0;  // 0: max(sessionLen, 2048)
+  bool enable_prefix_caching = false;  // SchedulerOptions::enable_prefix_caching
   // a step's events held until the next step is queued: -1 the default (cuda on, cpu off; LMFLEET_HOLD_EVENTS=0/1
   // overrides it), 0 off, 1 on (EngineCore::loop)
   int hold_events = -1;

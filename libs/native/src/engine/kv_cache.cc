@@ -14,22 +14,118 @@ BlockAllocator::BlockAllocator(int64_t num_blocks, int64_t block_size) : total_(
   if (num_blocks <= 0 || block_size <= 0) fail(ErrorCode::InvalidArgument, "kv cache: numBlocks and blockSize must be > 0");
   free_.reserve((size_t)num_blocks);
   for (int64_t i = num_blocks - 1; i >= 0; i--) free_.push_back((int32_t)i);
+  refs_.assign((size_t)num_blocks, 0);
+  hash_.assign((size_t)num_blocks, 0);
+  serial_.assign((size_t)num_blocks, 0);
+  parent_.assign((size_t)num_blocks, 0);
+  tokens_.resize((size_t)num_blocks);
+  lru_pos_.resize((size_t)num_blocks, lru_.end());
+}
+
+int32_t BlockAllocator::take() {
+  int32_t b;
+  if (!free_.empty()) {
+    b = free_.back();
+    free_.pop_back();
+  } else {
+    b = lru_.front();  // caller checked free_count()
+    unregister(b);
+  }
+  refs_[b] = 1;
+  return b;
+}
+
+void BlockAllocator::unregister(int32_t b) {
+  if (lru_pos_[b] != lru_.end()) {
+    lru_.erase(lru_pos_[b]);
+    lru_pos_[b] = lru_.end();
+    evictable_--;
+  }
+  auto it = by_hash_.find(hash_[b]);
+  if (it != by_hash_.end() && it->second == b) by_hash_.erase(it);
+  serial_[b] = 0;
+  tokens_[b].clear();
 }
 
 bool BlockAllocator::grow(std::vector<int32_t>& table, int64_t tokens) {
   int64_t need = blocks_for(tokens) - (int64_t)table.size();
   if (need <= 0) return true;
   if (need > free_count()) return false;
-  for (int64_t i = 0; i < need; i++) {
-    table.push_back(free_.back());
-    free_.pop_back();
-  }
+  for (int64_t i = 0; i < need; i++) table.push_back(take());
   return true;
 }
 
 void BlockAllocator::release(std::vector<int32_t>& table) {
-  for (auto it = table.rbegin(); it != table.rend(); ++it) free_.push_back(*it);
+  // Last block first: of a released chain, the tail is evicted before the blocks it continues.
+  for (auto it = table.rbegin(); it != table.rend(); ++it) {
+    const int32_t b = *it;
+    if (--refs_[b] > 0) continue;
+    if (serial_[b]) {
+      lru_pos_[b] = lru_.insert(lru_.end(), b);
+      evictable_++;
+    } else {
+      free_.push_back(b);
+    }
+  }
   table.clear();
+}
+
+uint64_t BlockAllocator::content_hash(uint64_t parent, const int32_t* tokens) const {
+  // splitmix64 over (parent, tokens): only a lookup key, every hit is checked against the stored tokens and parent.
+  uint64_t h = parent ^ 0x9e3779b97f4a7c15ull;
+  for (int64_t i = 0; i < block_size_; i++) {
+    h += (uint64_t)(uint32_t)tokens[i] + 0x9e3779b97f4a7c15ull;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+
+int64_t BlockAllocator::match(const int32_t* tokens, int64_t max_blocks, std::vector<int32_t>& table, PrefixChain& chain) {
+  if (!prefix_caching_) return 0;
+  int64_t n = 0;
+  for (; n < max_blocks; n++) {
+    const int32_t* t = tokens + n * block_size_;
+    const uint64_t h = content_hash(chain.hash, t);
+    auto it = by_hash_.find(h);
+    if (it == by_hash_.end()) break;
+    const int32_t b = it->second;
+    if (parent_[b] != chain.serial || !std::equal(t, t + block_size_, tokens_[b].begin())) break;
+    if (refs_[b]++ == 0 && lru_pos_[b] != lru_.end()) {
+      lru_.erase(lru_pos_[b]);
+      lru_pos_[b] = lru_.end();
+      evictable_--;
+    }
+    table.push_back(b);
+    chain = {chain.blocks + 1, h, serial_[b]};
+  }
+  return n;
+}
+
+void BlockAllocator::commit(const std::vector<int32_t>& table, const int32_t* tokens, int64_t full_blocks, PrefixChain& chain) {
+  if (!prefix_caching_) return;
+  for (int64_t i = chain.blocks; i < full_blocks && i < (int64_t)table.size(); i++) {
+    const int32_t* t = tokens + i * block_size_;
+    const uint64_t h = content_hash(chain.hash, t);
+    const int32_t b = table[i];
+    uint64_t serial;
+    auto it = by_hash_.find(h);
+    if (it != by_hash_.end() && parent_[it->second] == chain.serial && std::equal(t, t + block_size_, tokens_[it->second].begin())) {
+      serial = serial_[it->second];  // the same content is cached already (another sequence computed it too)
+    } else if (serial_[b]) {
+      serial = serial_[b];  // registered before (a sequence that matched it)
+    } else {
+      if (it != by_hash_.end()) unregister(it->second);  // a hash collision: the newer content takes the key
+      serial = next_serial_++;
+      serial_[b] = serial;
+      hash_[b] = h;
+      parent_[b] = chain.serial;
+      tokens_[b].assign(t, t + block_size_);
+      by_hash_[h] = b;
+    }
+    chain = {i + 1, h, serial};
+  }
 }
 
 int64_t available_memory_bytes() {

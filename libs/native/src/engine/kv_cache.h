@@ -5,6 +5,8 @@
 // block ids) that the scheduler grows and frees.
 #pragma once
 #include <cstdint>
+#include <list>
+#include <unordered_map>
 #include <vector>
 
 #include "core/backend.h"
@@ -12,21 +14,61 @@
 
 namespace lmfleet {
 
+// A sequence's progress through the prefix cache: how many of its leading blocks are matched or registered, and
+// the identity of the last one (the chain continues from it).
+struct PrefixChain {
+  int64_t blocks = 0;
+  uint64_t hash = 0;
+  uint64_t serial = 0;  // 0: the root (no block yet)
+};
+
 class BlockAllocator {
  public:
   BlockAllocator(int64_t num_blocks, int64_t block_size);
   int64_t total() const { return total_; }
-  int64_t free_count() const { return (int64_t)free_.size(); }
+  // Blocks a grow can take: free ones plus cached ones no sequence holds (evicted, least recently used first).
+  int64_t free_count() const { return (int64_t)free_.size() + evictable_; }
   int64_t block_size() const { return block_size_; }
   int64_t blocks_for(int64_t tokens) const { return (tokens + block_size_ - 1) / block_size_; }
   bool can_allocate(int64_t n) const { return n <= free_count(); }
   // Grows `table` to hold `tokens` tokens; false (and no change) when there aren't enough free blocks.
   bool grow(std::vector<int32_t>& table, int64_t tokens);
-  void release(std::vector<int32_t>& table);  // frees every block of the table and clears it
+  // Drops the table's hold on each of its blocks and clears it. A block no one holds any more goes back to the free
+  // list, or, when it is in the prefix cache, stays there (evictable) until a grow needs it.
+  void release(std::vector<int32_t>& table);
+
+  // Prefix caching (LMDeploy's --enable-prefix-caching, vLLM's automatic prefix caching): full blocks whose K/V are
+  // computed are registered under their content (their tokens and the chain of blocks before them), and a new
+  // sequence whose leading tokens match takes those blocks instead of computing them. Shared blocks are never written:
+  // only full blocks are shared, and a sequence computes from the block after its last matched one.
+  void set_prefix_caching(bool on) { prefix_caching_ = on; }
+  bool prefix_caching() const { return prefix_caching_; }
+  // Appends to `table` (which must be empty, chain at the root) the cached blocks that hold `tokens`' first full
+  // blocks, at most `max_blocks` of them, each now held by the table too; returns how many.
+  int64_t match(const int32_t* tokens, int64_t max_blocks, std::vector<int32_t>& table, PrefixChain& chain);
+  // Registers the table's blocks [chain.blocks, full_blocks) (their tokens from `tokens`) and advances the chain. A
+  // block whose content is already cached in another block stays unregistered; the chain goes on through the other.
+  void commit(const std::vector<int32_t>& table, const int32_t* tokens, int64_t full_blocks, PrefixChain& chain);
+  int64_t cached_blocks() const { return (int64_t)by_hash_.size(); }
 
  private:
+  int32_t take();  // one block: a free one, else the least recently released cached one (unregistered first)
+  void unregister(int32_t b);
+  uint64_t content_hash(uint64_t parent, const int32_t* tokens) const;
+
   int64_t total_, block_size_;
   std::vector<int32_t> free_;  // stack: lowest ids handed out first
+  std::vector<int32_t> refs_;  // tables holding each block
+  bool prefix_caching_ = false;
+  // Per block, while registered: its content's hash, a serial number never reused, its parent's serial, its tokens.
+  std::vector<uint64_t> hash_, serial_, parent_;
+  std::vector<std::vector<int32_t>> tokens_;
+  std::unordered_map<uint64_t, int32_t> by_hash_;
+  // Registered blocks no table holds, least recently released first (a list with each block's position).
+  std::list<int32_t> lru_;
+  std::vector<std::list<int32_t>::iterator> lru_pos_;
+  int64_t evictable_ = 0;
+  uint64_t next_serial_ = 1;
 };
 
 struct KvCacheOptions {

@@ -17,6 +17,7 @@ Scheduler::Scheduler(BlockAllocator& blocks, SchedulerOptions opts) : blocks_(bl
   if (opts_.max_batch_size <= 0) fail(ErrorCode::InvalidArgument, "maxBatchSize must be > 0");
   if (opts_.session_len <= 0) fail(ErrorCode::InvalidArgument, "sessionLen must be > 0");
   if (opts_.max_prefill_tokens <= 0) fail(ErrorCode::InvalidArgument, "maxPrefillTokens must be > 0");
+  blocks_.set_prefix_caching(opts_.enable_prefix_caching);
 }
 
 void Scheduler::add(RequestSpec req, Clock::time_point now) {
@@ -79,6 +80,7 @@ void Scheduler::finish(std::unique_ptr<Sequence> s, const std::string& reason, s
   e.finish_reason = reason;
   e.prompt_tokens = (int64_t)s->req.input_ids.size();
   e.completion_tokens = s->generated;
+  e.cached_tokens = s->cached_tokens;
   e.queued_ms = s->admitted_once ? ms_between(s->submitted, s->admitted) : ms_between(s->submitted, now);
   e.first_token_ms = s->generated > 0 ? ms_between(s->submitted, s->first_token) : 0;
   e.total_ms = ms_between(s->submitted, now);
@@ -143,6 +145,7 @@ void Scheduler::preempt(size_t i) {
   running_.erase(running_.begin() + i);
   blocks_.release(s->blocks);
   s->num_computed = 0;
+  s->chain = PrefixChain{};
   waiting_.push_front(std::move(s));
 }
 
@@ -215,18 +218,32 @@ SchedulerOutput Scheduler::schedule(std::vector<Event>& events, Clock::time_poin
                    events);
       continue;
     }
+    int64_t matched = 0;
+    if (caches_prefix(s) && s.blocks.empty()) {
+      // Full blocks only, and never the last prompt token: its logits are needed, and the block it lands in is written.
+      matched = blocks_.match(s.tokens.data(), (len - 1) / blocks_.block_size(), s.blocks, s.chain) * blocks_.block_size();
+      s.num_computed = matched;
+    }
     int64_t n = std::min(len - s.num_computed, budget);
     if (n <= 0 && len > 0) {
       // Everything already cached (session turn with no new input): recompute the last token for its logits.
       s.num_computed = len - 1;
       n = 1;
     }
-    if (!grow(s, s.num_computed + n, running_.size(), false)) break;  // wait for blocks (FCFS)
+    if (!grow(s, s.num_computed + n, running_.size(), false)) {
+      if (matched) {  // hand the matched blocks back while it waits (they stay cached)
+        blocks_.release(s.blocks);
+        s.num_computed = 0;
+        s.chain = PrefixChain{};
+      }
+      break;  // wait for blocks (FCFS)
+    }
     auto owned = std::move(*it);
     it = waiting_.erase(it);
     if (!owned->admitted_once) {
       owned->admitted_once = true;
       owned->admitted = now;
+      owned->cached_tokens = matched;
     }
     out.seqs.push_back({owned.get(), owned->num_computed, n, owned->num_computed + n == len && owned->req.max_new_tokens > 0});
     budget -= n;
@@ -243,6 +260,7 @@ void Scheduler::update(const SchedulerOutput& out, const std::vector<int32_t>& s
   for (const auto& sc : out.seqs) {
     Sequence& s = *sc.seq;
     s.num_computed = sc.start + sc.count;
+    if (caches_prefix(s)) blocks_.commit(s.blocks, s.tokens.data(), s.num_computed / blocks_.block_size(), s.chain);
     if (!sc.sample) {
       if (s.req.max_new_tokens == 0 && s.num_computed == (int64_t)s.tokens.size()) done.push_back({&s, "length"});
       continue;

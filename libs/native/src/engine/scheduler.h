@@ -10,6 +10,10 @@
 //   recomputed on next use) when a waiting request needs their blocks.
 // - A request that can never fit (min(prompt + maxNewTokens, sessionLen) tokens need more blocks than the
 //   cache has) ends with an E_OUT_OF_KV_CACHE error event; one longer than sessionLen with E_INVALID_ARGUMENT.
+// - Prefix caching (enable_prefix_caching): a request without a session starts from the longest run of cached full
+//   blocks matching its prompt (always computing at least its last prompt token, for the logits); the full blocks it
+//   computes are registered for later requests as they fill. Cached blocks no one holds are evicted, least recently
+//   used first, only when a grow finds no free block.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -55,6 +59,8 @@ struct Sequence {
   std::vector<int32_t> blocks;  // block table
   int64_t generated = 0;
   Rng rng{0};
+  PrefixChain chain;             // prefix caching: leading blocks matched or registered
+  int64_t cached_tokens = 0;     // prompt tokens taken from the prefix cache at (first) admission
   bool attached = false;  // session history merged in
   bool admitted_once = false;
   Clock::time_point submitted, admitted, first_token;
@@ -86,6 +92,7 @@ struct Event {
   bool has_logprobs = false;
   std::string finish_reason;
   int64_t prompt_tokens = 0, completion_tokens = 0;
+  int64_t cached_tokens = 0;  // of prompt_tokens, how many came from the prefix cache
   double queued_ms = 0, first_token_ms = 0, total_ms = 0;
   std::string code, message;
 };
@@ -94,6 +101,9 @@ struct SchedulerOptions {
   int64_t max_batch_size = 8;
   int64_t session_len = 2048;
   int64_t max_prefill_tokens = 2048;
+  // Requests without a session reuse the K/V of cached prompt prefixes (BlockAllocator::match); sessions keep their
+  // own history as before.
+  bool enable_prefix_caching = false;
 };
 
 class Scheduler {
@@ -129,6 +139,7 @@ class Scheduler {
   void preempt(size_t running_index);
   bool evict_idle_session();
   bool grow(Sequence& s, int64_t tokens, size_t self_index, bool allow_preempt);
+  bool caches_prefix(const Sequence& s) const { return opts_.enable_prefix_caching && s.req.session_id <= 0; }
 
   BlockAllocator& blocks_;
   SchedulerOptions opts_;

@@ -2,19 +2,19 @@
 // drives schedule() / update(sampled tokens) by hand and checks who runs, how many tokens, and the blocks.
 import { binaryPath } from '../index';
 
-interface Scheduled { id: number; start: number; count: number; sample: boolean; blocks: number }
-interface Ev { type: string; id: number; tokens?: number[]; finishReason?: string; code?: string }
+interface Scheduled { id: number; start: number; count: number; sample: boolean; blocks: number; blockIds: number[] }
+interface Ev { type: string; id: number; tokens?: number[]; finishReason?: string; code?: string; cachedTokens?: number }
 interface Harness {
   add(r: { id: number; inputIds: number[]; maxNewTokens: number; sessionId?: number; stopIds?: number[] }): void;
   schedule(): { seqs: Scheduled[]; numTokens: number; events: Ev[] };
   update(sampled: number[]): Ev[];
   cancel(id: number): Ev[];
   endSession(sid: number): void;
-  stats(): { running: number; waiting: number; sessions: number; blocksFree: number; blocksTotal: number };
+  stats(): { running: number; waiting: number; sessions: number; blocksFree: number; blocksTotal: number; cachedBlocks: number };
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const addon = require(binaryPath('cpu')!) as { createSchedulerHarness(o: object): Harness };
-const harness = (o: { numBlocks: number; blockSize: number; maxBatchSize?: number; sessionLen?: number; maxPrefillTokens?: number }) =>
+const harness = (o: { numBlocks: number; blockSize: number; maxBatchSize?: number; sessionLen?: number; maxPrefillTokens?: number; enablePrefixCaching?: boolean }) =>
   addon.createSchedulerHarness(o);
 const ids = (n: number, base = 1) => Array.from({ length: n }, (_, i) => base + i);
 
@@ -133,5 +133,110 @@ describe('scheduler', () => {
     step(h);
     h.add({ id: 3, sessionId: 9, inputIds: ids(2, 30), maxNewTokens: 1 });
     expect(step(h).out.seqs).toEqual([expect.objectContaining({ id: 3, start: 0, count: 11 })]);
+  });
+
+  describe('prefix caching', () => {
+    /** Runs steps until request `id` is done; returns its done event. */
+    function runToEnd(h: Harness, id: number): Ev {
+      for (let i = 0; i < 100; i++) {
+        const done = step(h).events.find((e) => e.type === 'done' && e.id === id);
+        if (done) return done;
+      }
+      throw new Error(`request ${id} did not finish`);
+    }
+
+    it('a later request starts after the full blocks of a finished one that share its prompt, and says how many tokens it was spared', () => {
+      const h = harness({ numBlocks: 16, blockSize: 4, enablePrefixCaching: true });
+      h.add({ id: 1, inputIds: ids(10), maxNewTokens: 2 });
+      const first = step(h).out.seqs[0];
+      expect(first).toMatchObject({ start: 0, count: 10 });
+      expect(runToEnd(h, 1)).toMatchObject({ cachedTokens: 0 });
+      expect(h.stats()).toMatchObject({ cachedBlocks: 2, blocksFree: 16 }); // cached blocks count as free (evictable)
+      h.add({ id: 2, inputIds: [...ids(8), 50, 51, 52], maxNewTokens: 2 });
+      const second = step(h).out.seqs[0];
+      expect(second).toMatchObject({ id: 2, start: 8, count: 3, sample: true });
+      expect(second.blockIds.slice(0, 2)).toEqual(first.blockIds.slice(0, 2));
+      expect(runToEnd(h, 2)).toMatchObject({ cachedTokens: 8 });
+    });
+
+    it('never the whole prompt: the last prompt token is computed, in a block of its own', () => {
+      const h = harness({ numBlocks: 16, blockSize: 4, enablePrefixCaching: true });
+      h.add({ id: 1, inputIds: ids(8), maxNewTokens: 1 });
+      runToEnd(h, 1);
+      h.add({ id: 2, inputIds: ids(8), maxNewTokens: 1 });
+      const s = step(h).out.seqs[0];
+      expect(s).toMatchObject({ start: 4, count: 4, sample: true }); // block 1 (tokens 4..7) is recomputed into a new block
+    });
+
+    it('a running request shares the blocks it has computed; both hold them, and they are freed only when neither does', () => {
+      const h = harness({ numBlocks: 16, blockSize: 4, maxPrefillTokens: 64, enablePrefixCaching: true });
+      h.add({ id: 1, inputIds: ids(9), maxNewTokens: 20 });
+      const a = step(h).out.seqs[0]; // prefilled: blocks 0 and 1 full, registered after the step
+      h.add({ id: 2, inputIds: [...ids(8), 70, 71], maxNewTokens: 20 });
+      const { out } = step(h);
+      const b = out.seqs.find((s) => s.id === 2)!;
+      expect(b).toMatchObject({ start: 8, count: 2 });
+      expect(b.blockIds.slice(0, 2)).toEqual(a.blockIds.slice(0, 2));
+      expect(h.stats().blocksFree).toBe(16 - 3 - 1); // 1: 3 blocks; 2: the 2 shared + 1 of its own
+      expect(h.cancel(1)).toEqual([expect.objectContaining({ id: 1, finishReason: 'cancelled' })]);
+      expect(h.stats().blocksFree).toBe(16 - 3); // 2 still holds the shared blocks
+      h.cancel(2);
+      expect(h.stats()).toMatchObject({ blocksFree: 16, running: 0 });
+    });
+
+    it('the match follows the chain: a block with the same tokens after a different first block is not a hit', () => {
+      const h = harness({ numBlocks: 16, blockSize: 4, enablePrefixCaching: true });
+      h.add({ id: 1, inputIds: [1, 2, 3, 4, 5, 6, 7, 8, 9], maxNewTokens: 1 });
+      runToEnd(h, 1);
+      h.add({ id: 2, inputIds: [9, 9, 9, 9, 5, 6, 7, 8, 9], maxNewTokens: 2 });
+      expect(step(h).out.seqs[0]).toMatchObject({ start: 0, count: 9 });
+      runToEnd(h, 2);
+      h.add({ id: 3, inputIds: [1, 2, 3, 4, 0, 6, 7, 8, 9], maxNewTokens: 1 });
+      expect(step(h).out.seqs[0]).toMatchObject({ start: 4, count: 5 }); // the first block only
+    });
+
+    it('cached blocks no one holds are evicted (least recently used first) when a grow needs them', () => {
+      const h = harness({ numBlocks: 6, blockSize: 4, enablePrefixCaching: true });
+      h.add({ id: 1, inputIds: ids(9, 100), maxNewTokens: 1 }); // caches 2 blocks
+      runToEnd(h, 1);
+      h.add({ id: 2, inputIds: ids(9, 200), maxNewTokens: 1 }); // 2 more
+      runToEnd(h, 2);
+      expect(h.stats()).toMatchObject({ cachedBlocks: 4, blocksFree: 6 });
+      h.add({ id: 3, inputIds: ids(16, 300), maxNewTokens: 2 }); // needs 5 blocks: 2 free + 3 evicted (1's first)
+      expect(step(h).out.seqs[0]).toMatchObject({ start: 0, count: 16 });
+      runToEnd(h, 3);
+      h.add({ id: 4, inputIds: ids(9, 100), maxNewTokens: 2 });
+      expect(step(h).out.seqs[0]).toMatchObject({ start: 0 }); // 1's blocks are gone
+      runToEnd(h, 4);
+      h.add({ id: 5, inputIds: ids(9, 300), maxNewTokens: 1 });
+      expect(step(h).out.seqs[0]).toMatchObject({ start: 8 }); // 3's first blocks were cached again after 4 ran
+    });
+
+    it('a preempted request finds its own computed blocks in the cache when it comes back', () => {
+      const h = harness({ numBlocks: 4, blockSize: 4, maxBatchSize: 4, enablePrefixCaching: true });
+      h.add({ id: 1, inputIds: ids(7), maxNewTokens: 6 });
+      h.add({ id: 2, inputIds: ids(7, 40), maxNewTokens: 6 });
+      step(h);
+      step(h);
+      // 2 is preempted with two full blocks cached; 1 takes the tail one (evicted first), and needs no more
+      expect(step(h).out.seqs.map((s) => s.id)).toEqual([1]);
+      let back: Scheduled | undefined;
+      for (let i = 0; i < 10 && !back; i++) back = step(h).out.seqs.find((s) => s.id === 2);
+      expect(back).toMatchObject({ start: 4, count: 5 }); // 7 prompt + 2 generated: its first block still cached
+    });
+
+    it('off by default, and never for sessions', () => {
+      const off = harness({ numBlocks: 16, blockSize: 4 });
+      off.add({ id: 1, inputIds: ids(9), maxNewTokens: 1 });
+      runToEnd(off, 1);
+      off.add({ id: 2, inputIds: ids(9), maxNewTokens: 1 });
+      expect(step(off).out.seqs[0]).toMatchObject({ start: 0, count: 9 });
+      expect(off.stats().cachedBlocks).toBe(0);
+      const on = harness({ numBlocks: 16, blockSize: 4, enablePrefixCaching: true });
+      on.add({ id: 1, inputIds: ids(9), maxNewTokens: 1 });
+      runToEnd(on, 1);
+      on.add({ id: 2, sessionId: 4, inputIds: ids(9), maxNewTokens: 1 });
+      expect(step(on).out.seqs[0]).toMatchObject({ start: 0, count: 9 });
+    });
   });
 });

@@ -29,6 +29,8 @@ export interface CreateDeployment {
   maxPending?: number;
   /** LMDeploy's --tp (default 1). */
   tp?: number;
+  /** LMDeploy's --enable-prefix-caching (default off). */
+  enablePrefixCaching?: boolean;
 }
 
 export interface DeploymentView extends DeploymentEntity {
@@ -79,6 +81,7 @@ export class DeploymentService {
       sessionLen: input.sessionLen ?? null,
       maxPending,
       tp: input.tp ?? 1,
+      enablePrefixCaching: input.enablePrefixCaching ?? false,
     });
     this.cache.delete(dep.name);
     this.rows = undefined;

@@ -68,6 +68,8 @@ export interface ServingLoadOptions extends EngineLoadOptions {
   tp?: number;
   /** cpu backend: worker threads (unset or 0: one per core). */
   threads?: number;
+  /** LMDeploy's --enable-prefix-caching. */
+  enablePrefixCaching?: boolean;
 }
 
 export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty' | 'seed'>;
@@ -213,6 +215,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
         ...(quantPolicy !== undefined ? { quantPolicy } : {}),
         ...(opts.tp !== undefined && opts.tp !== 1 ? { tp: opts.tp } : {}),
         ...(opts.threads ? { threads: opts.threads } : {}),
+        ...(opts.enablePrefixCaching ? { enablePrefixCaching: true } : {}),
       }),
     );
     const tokenTexts = new Map<number, string>();

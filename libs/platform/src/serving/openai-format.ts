@@ -19,6 +19,8 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Deployments with prefix caching: prompt tokens whose KV came from the cache (OpenAI's cached_tokens). */
+  prompt_tokens_details?: { cached_tokens: number };
 }
 
 /** 'cancelled' never reaches a client that is still there except through shutdown: report it as OpenAI does an abort. */
@@ -26,8 +28,14 @@ export function openAIFinish(f: FinishReason): 'stop' | 'length' {
   return f === 'length' ? 'length' : 'stop';
 }
 
-export function usageOf(promptTokens: number, completionTokens: number): Usage {
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+export function usageOf(promptTokens: number, completionTokens: number, cachedTokens?: number): Usage {
+  const u: Usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  if (cachedTokens !== undefined) u.prompt_tokens_details = { cached_tokens: cachedTokens };
+  return u;
+}
+
+function usageOfEnd(ev: Extract<StreamEvent, { t: 'end' }>): Usage {
+  return usageOf(ev.promptTokens, ev.completionTokens, ev.cachedTokens);
 }
 
 export function chatLogprobs(lps: StreamLogprob[], topN: number): ChatLogprobContent[] {
@@ -102,7 +110,7 @@ export class ChatChunker {
     } else if (ev.t === 'done') {
       out.push(this.chunk([{ index: ev.i, delta: {}, logprobs: null, finish_reason: openAIFinish(ev.finishReason) }]));
     } else if (ev.t === 'end' && this.opts.includeUsage) {
-      out.push(this.chunk([], usageOf(ev.promptTokens, ev.completionTokens)));
+      out.push(this.chunk([], usageOfEnd(ev)));
     }
     return out;
   }
@@ -137,7 +145,7 @@ export class CompletionChunker {
       return [this.chunk([{ index: ev.i, text: ev.text, logprobs, finish_reason: null }])];
     }
     if (ev.t === 'done') return [this.chunk([{ index: ev.i, text: '', logprobs: null, finish_reason: openAIFinish(ev.finishReason) }])];
-    if (ev.t === 'end' && this.opts.includeUsage) return [this.chunk([], usageOf(ev.promptTokens, ev.completionTokens))];
+    if (ev.t === 'end' && this.opts.includeUsage) return [this.chunk([], usageOfEnd(ev))];
     return [];
   }
 }
@@ -176,7 +184,7 @@ export class ResponseCollector {
     } else if (ev.t === 'done') {
       this.acc(ev.i).finish = ev.finishReason;
     } else if (ev.t === 'end') {
-      this.usage = usageOf(ev.promptTokens, ev.completionTokens);
+      this.usage = usageOfEnd(ev);
     }
   }
 

@@ -52,7 +52,8 @@ export type StreamEvent =
   | { t: 'start'; promptTokens: number; workerId: string; historyTokens?: number }
   | { t: 'delta'; i: number; text: string; tokens: number; logprobs?: StreamLogprob[] }
   | { t: 'done'; i: number; finishReason: FinishReason; completionTokens: number }
-  | { t: 'end'; promptTokens: number; completionTokens: number; historyTokens?: number }
+  // cachedTokens: of promptTokens, how many came from the prefix cache (deployments with enablePrefixCaching only)
+  | { t: 'end'; promptTokens: number; completionTokens: number; historyTokens?: number; cachedTokens?: number }
   | { t: 'error'; status: number; message: string; param?: string; code?: string };
 
 /** Key names (under the BullMQ prefix, so a test's prefix cleans them up). */

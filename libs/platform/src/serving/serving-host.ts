@@ -155,6 +155,7 @@ export class ServingHost {
         ...(dep.cacheMaxEntryCount !== null ? { cacheMaxEntryCount: dep.cacheMaxEntryCount } : {}),
         kvPolicy: dep.kvPolicy,
         ...(dep.tp > 1 ? { tp: dep.tp } : {}),
+        ...(dep.enablePrefixCaching ? { enablePrefixCaching: true } : {}),
         ...(this.config.worker.engineThreads ? { threads: this.config.worker.engineThreads } : {}),
       });
     } catch (err) {
@@ -244,7 +245,7 @@ export class ServingHost {
     h.active++;
     let timing: TimingParts = { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, finishReason: 'error', error: null };
     try {
-      timing = r.kind === 'interactive' ? await this.runInteractive(h, h.engine, r, controller.signal, emit) : await this.runRequest(h.engine, r, controller.signal, emit);
+      timing = r.kind === 'interactive' ? await this.runInteractive(h, h.engine, r, controller.signal, emit) : await this.runRequest(h, h.engine, r, controller.signal, emit);
     } catch (err) {
       const status = err instanceof PlatformError ? err.status : isEngineInputError(err) ? 400 : 500;
       const details = (err instanceof PlatformError ? err.details : undefined) as { param?: string; code?: string } | undefined;
@@ -261,7 +262,7 @@ export class ServingHost {
     void checked.then((admitted) => (admitted ? this.record(r, h, timing) : undefined));
   }
 
-  private async runRequest(engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
+  private async runRequest(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
     const chat = r.kind === 'chat';
     const prompts = chat ? [engine.encodeChat(r.messages ?? [])] : (r.prompts ?? []).map((p) => engine.encodeText(p));
     const longest = Math.max(...prompts.map((p) => p.length));
@@ -271,6 +272,8 @@ export class ServingHost {
     const stopIds = r.ignoreEos ? [] : engine.stopIds(chat);
     const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens, completionTokens: 0, finishReason: 'stop', error: null };
     const finishes: FinishReason[] = [];
+    // Per prompt: the most of it any of its n choices found in the prefix cache (promptTokens counts each prompt once).
+    const cached = prompts.map(() => 0);
     await Promise.all(
       prompts.flatMap((inputIds, p) =>
         Array.from({ length: r.n }, async (_, k) => {
@@ -287,13 +290,15 @@ export class ServingHost {
           });
           const prefix = r.echo && r.prompts ? r.prompts[p] : '';
           const done = await this.relay(engine, outputs, index, prefix, t, r, emit, signal);
-          finishes[index] = done;
+          finishes[index] = done.finish;
+          cached[p] = Math.max(cached[p], done.cachedTokens);
         }),
       ),
     );
     t.finishReason = worstFinish(finishes);
     assertNotShutDown(signal);
-    await emit({ t: 'end', promptTokens, completionTokens: t.completionTokens });
+    const cachedTokens = cached.reduce((a, c) => a + c, 0);
+    await emit({ t: 'end', promptTokens, completionTokens: t.completionTokens, ...(h.dep.enablePrefixCaching ? { cachedTokens } : {}) });
     return t;
   }
 
@@ -314,7 +319,7 @@ export class ServingHost {
         await emit({ t: 'end', promptTokens: 0, completionTokens: 0, historyTokens: 0 });
         return t;
       }
-      return this.runRequest(engine, { ...r, kind: 'chat', messages: r.messages ?? [{ role: 'user', content: prompt }], n: 1 }, signal, emit);
+      return this.runRequest(h, engine, { ...r, kind: 'chat', messages: r.messages ?? [{ role: 'user', content: prompt }], n: 1 }, signal, emit);
     }
     const chat = existing ?? engine.createChat(sid);
     h.chats.set(sid, chat);
@@ -361,7 +366,7 @@ export class ServingHost {
         yield n.value;
       }
     })();
-    t.finishReason = await this.relay(engine, rest, 0, '', t, r, emit, signal);
+    t.finishReason = (await this.relay(engine, rest, 0, '', t, r, emit, signal)).finish;
     assertNotShutDown(signal);
     await emit({ t: 'end', promptTokens: t.promptTokens, completionTokens: t.completionTokens, historyTokens: chat.historyTokens() });
     return t;
@@ -377,9 +382,10 @@ export class ServingHost {
     r: ServeRequest,
     emit: (ev: StreamEvent, now?: boolean) => Promise<void>,
     signal: AbortSignal,
-  ): Promise<FinishReason> {
+  ): Promise<{ finish: FinishReason; cachedTokens: number }> {
     let finish: FinishReason = 'length';
     let completion = 0;
+    let cachedTokens = 0;
     let pending = prefix;
     let flushedFirst = false;
     for await (const out of outputs) {
@@ -397,13 +403,16 @@ export class ServingHost {
       }
       if (out.finishReason) {
         finish = out.finishReason;
-        if (out.usage) completion = out.usage.completionTokens;
+        if (out.usage) {
+          completion = out.usage.completionTokens;
+          cachedTokens = out.usage.cachedTokens ?? 0;
+        }
       }
     }
     t.completionTokens += completion;
     assertNotShutDown(signal);
     await emit({ t: 'done', i: index, finishReason: finish, completionTokens: completion });
-    return finish;
+    return { finish, cachedTokens };
   }
 
   private async record(r: ServeRequest, h: Hosted, t: TimingParts): Promise<void> {

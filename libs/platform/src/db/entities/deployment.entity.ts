@@ -43,6 +43,10 @@ export class DeploymentEntity {
   @Column({ type: 'integer', default: 1 })
   tp!: number;
 
+  /** LMDeploy's --enable-prefix-caching: requests reuse the KV of prompt prefixes cached by earlier ones. */
+  @Column({ name: 'enable_prefix_caching', type: 'boolean', default: false })
+  enablePrefixCaching!: boolean;
+
   /** Requests admitted at once (waiting + running) before the API answers 429. */
   @Column({ name: 'max_pending', type: 'integer' })
   maxPending!: number;
