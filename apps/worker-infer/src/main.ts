@@ -11,7 +11,8 @@ import { InferWorkerModule } from './worker.module';
 async function main(): Promise<void> {
   const config = loadConfig();
   const app = await NestFactory.createApplicationContext(InferWorkerModule.forRoot({ config }));
-  closeOnSignals(app, 'worker-infer');
+  // Past the grace period plus time to close connections and free the engines, a shutdown is stuck.
+  closeOnSignals(app, 'worker-infer', config.worker.shutdownGraceMs + 20_000);
   new Logger('worker-infer').log(`started; batch infer queues: ${config.worker.inferDeployments.join(', ')}; serving the deployments table`);
 }
 

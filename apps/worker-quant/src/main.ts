@@ -8,7 +8,8 @@ import { QuantWorkerModule } from './worker.module';
 async function main(): Promise<void> {
   const config = loadConfig();
   const app = await NestFactory.createApplicationContext(QuantWorkerModule.forRoot({ config }));
-  closeOnSignals(app, 'worker-quant');
+  // Past the grace period plus time to close connections and free the engines, a shutdown is stuck.
+  closeOnSignals(app, 'worker-quant', config.worker.shutdownGraceMs + 20_000);
   new Logger('worker-quant').log('started');
 }
 

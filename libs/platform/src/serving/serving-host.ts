@@ -11,6 +11,7 @@ import { InvalidInputError, PlatformError, UnavailableError } from '../errors';
 import { inferQueueName } from '../queue/jobs';
 import { DeploymentRepository } from '../repositories/deployment.repository';
 import { RequestTimingRepository } from '../repositories/request-timing.repository';
+import { noteShutdownPhase } from '../shutdown';
 import { TokenStream } from '../streams/token-stream';
 import type { QueueHost } from '../worker/job-runner';
 import { serveKeys, sessionQueueName, type FinishReason, type WorkerLiveness, type ServeRequest, type StreamEvent, type StreamLogprob } from './protocol';
@@ -79,11 +80,13 @@ export class ServingHost {
       for (const r of this.running.values()) r.controller.abort('shutdown');
     }, this.config.worker.shutdownGraceMs);
     t.unref();
+    noteShutdownPhase('waiting for a deployment sync (load / unload) to end');
     await this.syncing;
   }
 
   async onApplicationShutdown(): Promise<void> {
     clearInterval(this.aliveTimer);
+    noteShutdownPhase('disposing the engines');
     const all = [...this.hosted.values()];
     this.hosted.clear();
     await Promise.allSettled(all.map((h) => h.engine?.dispose()));

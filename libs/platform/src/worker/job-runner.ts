@@ -14,6 +14,7 @@ import { JobAbortedError, type AbortReason, type JobContext, type JobResult } fr
 import { handlerProblems, ON_JOB, type HandlerRef } from './on-job.decorator';
 import { isFinalFailure } from './retry';
 import { PromptWorker } from './prompt-worker';
+import { noteShutdownPhase } from '../shutdown';
 import { WorkerRegistry } from './worker-registry';
 
 /** A worker app's processor: `process` is one switch over the job names it owns. */
@@ -179,16 +180,22 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
   async beforeApplicationShutdown(signal?: string): Promise<void> {
     if (!this.workers.size) return;
     this.logger.log(`shutting down (${signal ?? 'close'}): ${this.active.size} job(s) in flight`);
+    noteShutdownPhase('marking the worker draining');
     await this.registry.setStatus('draining');
+    noteShutdownPhase('stopping the serving host');
     await this.spec.onStopping?.().catch((e) => this.logger.warn(`stopping: ${(e as Error).message}`));
+    noteShutdownPhase(`closing the queues' workers (${[...this.workers.keys()].join(', ')}) after their running jobs`);
     const closing = Promise.all([...this.workers.values()].map((w) => w.close()));
     const timer = setTimeout(() => {
       for (const a of this.active.values()) a.controller.abort('shutdown');
     }, this.config.worker.shutdownGraceMs);
     await closing;
     clearTimeout(timer);
+    noteShutdownPhase('closing the Redis connection');
     await this.connection?.quit().catch(() => undefined);
+    noteShutdownPhase('marking the worker stopped');
     await this.registry.setStatus('stopped');
+    noteShutdownPhase('closing the app (after the job runner)');
   }
 
   private async run(bull: Job<JobPayload, JobResult>, token?: string): Promise<JobResult> {
