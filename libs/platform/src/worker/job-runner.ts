@@ -15,6 +15,7 @@ import { handlerProblems, ON_JOB, type HandlerRef } from './on-job.decorator';
 import { isFinalFailure } from './retry';
 import { PromptWorker } from './prompt-worker';
 import { noteShutdownPhase } from '../shutdown';
+import { ConsumerWatch } from './consumer-watch';
 import { WorkerRegistry } from './worker-registry';
 
 /** A worker app's processor: `process` is one switch over the job names it owns. */
@@ -70,6 +71,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
   private readonly workers = new Map<string, Worker>();
   private readonly active = new Map<string, Active>();
   private connection?: IORedis;
+  private watch?: ConsumerWatch;
   private workerId = '';
   private workerName = '';
 
@@ -117,6 +119,8 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     }));
     this.workerName = this.config.worker.name ?? `${this.spec.kind}-${process.pid}`;
     this.connection = createRedis(this.config.redisUrl);
+    this.watch = new ConsumerWatch(this.connection, this.config.queuePrefix, this.logger);
+    this.watch.start(() => this.workers);
     for (const queue of this.spec.queues) this.addQueue(queue, { concurrency: this.config.worker.concurrency });
     await this.spec.onStarted?.(this, this.workerId);
   }
@@ -137,7 +141,9 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     const WorkerClass = direct ? PromptWorker : Worker;
     const worker = new WorkerClass<JobPayload, JobResult>(
       queue,
-      (job, token) => (direct && !JOB_NAMES.includes(job.name as JobName) ? (direct(job) as Promise<JobResult>) : this.run(job, token)),
+      this.watch!.counted(queue, (job: Job<JobPayload, JobResult>, token?: string) =>
+        direct && !JOB_NAMES.includes(job.name as JobName) ? (direct(job) as Promise<JobResult>) : this.run(job, token),
+      ),
       {
         connection: this.connection,
         prefix: this.config.queuePrefix,
@@ -173,7 +179,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     const worker = this.workers.get(queue);
     if (!worker) return;
     this.workers.delete(queue);
-    await worker.close();
+    await this.watch!.closeBounded(worker.close(), `removing queue ${queue}`, queue);
   }
 
   /** SIGTERM: finish in-flight jobs within SHUTDOWN_GRACE_MS, then hand the rest back to the queue. */
@@ -189,8 +195,11 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     const timer = setTimeout(() => {
       for (const a of this.active.values()) a.controller.abort('shutdown');
     }, this.config.worker.shutdownGraceMs);
-    await closing;
+    // BullMQ's close also waits for each queue's blocking connection to end, which has been seen never to happen
+    // (ConsumerWatch): once our last job has ended, give it 5 s, then go on without it.
+    await this.watch!.closeBounded(closing, "shutdown: the queues' workers");
     clearTimeout(timer);
+    await this.watch?.stop();
     noteShutdownPhase('closing the Redis connection');
     await this.connection?.quit().catch(() => undefined);
     noteShutdownPhase('marking the worker stopped');
