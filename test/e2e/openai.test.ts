@@ -303,6 +303,14 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     let usage: OpenAI.CompletionUsage | undefined | null;
     for await (const c of s) usage = c.usage ?? usage;
     expect(usage!.prompt_tokens_details!.cached_tokens).toBe(cached);
+    // Recorded per request (request_timings.cached_tokens) and summed in the dashboard's deployment stats.
+    const rows = await waitFor(async () => {
+      const r = (await http('GET', '/deployments/tiny-prefix/requests?limit=10')).body as Array<{ cachedTokens: number }>;
+      return r.length >= 3 ? r : null;
+    }, 'three timings rows');
+    expect(rows.map((r) => r.cachedTokens).sort((x, y) => x - y)).toEqual([0, cached, cached]);
+    const stats = (await http('GET', '/dashboard/deployment-stats')).body.deployments.find((d: { deploymentName: string }) => d.deploymentName === 'tiny-prefix');
+    expect(stats).toMatchObject({ requests: 3, cachedPromptTokens: 2 * cached });
   });
 
   it('a deployment the worker cannot load reports failed with the reason, and its requests get 503', async () => {

@@ -196,6 +196,8 @@ export interface DeploymentStats {
   totalMsP50: number | null;
   decodeTokensPerSecondP50: number | null;
   promptTokens: number;
+  /** Of promptTokens, taken from the prefix cache (absent from an API older than prefix caching). */
+  cachedPromptTokens?: number;
   completionTokens: number;
   lastAt: string | null;
 }

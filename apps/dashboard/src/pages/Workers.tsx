@@ -132,7 +132,7 @@ function Deployments() {
                         <>
                           {st.requests} request{st.requests === 1 ? '' : 's'}
                           {st.errors ? <span className="warn"> ({st.errors} failed)</span> : ''} · TTFT p50 {num(st.ttftMsP50, 1)} ms (p95 {num(st.ttftMsP95, 1)}) · decode p50{' '}
-                          {num(st.decodeTokensPerSecondP50, 0)} tok/s · {num(st.promptTokens, 0)} in / {num(st.completionTokens, 0)} out tokens
+                          {num(st.decodeTokensPerSecondP50, 0)} tok/s · {num(st.promptTokens, 0)} in{st.cachedPromptTokens ? ` (${num(st.cachedPromptTokens, 0)} from the prefix cache)` : ''} / {num(st.completionTokens, 0)} out tokens
                         </>
                       ) : (
                         'no request yet'

@@ -73,6 +73,8 @@ export interface DeploymentStats {
   /** completion tokens per second after the first token, median over requests */
   decodeTokensPerSecondP50: number | null;
   promptTokens: number;
+  /** Of promptTokens, taken from the prefix cache. */
+  cachedPromptTokens: number;
   completionTokens: number;
   lastAt: string | null;
 }
@@ -296,6 +298,7 @@ export class DashboardService {
               percentile_cont(0.5) WITHIN GROUP (ORDER BY CASE WHEN completion_tokens > 1 AND total_ms > ttft_ms
                 THEN (completion_tokens - 1) / ((total_ms - ttft_ms) / 1000.0) END) AS decode_p50,
               coalesce(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
+              coalesce(sum(cached_tokens), 0)::bigint AS cached_tokens,
               coalesce(sum(completion_tokens), 0)::bigint AS completion_tokens,
               max(created_at) AS last_at
          FROM request_timings WHERE created_at > now() - make_interval(mins => $1)
@@ -314,6 +317,7 @@ export class DashboardService {
         totalMsP50: n(r.total_p50),
         decodeTokensPerSecondP50: n(r.decode_p50),
         promptTokens: Number(r.prompt_tokens),
+        cachedPromptTokens: Number(r.cached_tokens),
         completionTokens: Number(r.completion_tokens),
         lastAt: r.last_at ? new Date(r.last_at as Date).toISOString() : null,
       })),

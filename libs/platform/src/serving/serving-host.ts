@@ -246,7 +246,7 @@ export class ServingHost {
       })
       .catch(() => true);
     h.active++;
-    let timing: TimingParts = { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, finishReason: 'error', error: null };
+    let timing: TimingParts = { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, finishReason: 'error', error: null };
     try {
       timing = r.kind === 'interactive' ? await this.runInteractive(h, h.engine, r, controller.signal, emit) : await this.runRequest(h, h.engine, r, controller.signal, emit);
     } catch (err) {
@@ -273,7 +273,7 @@ export class ServingHost {
     const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
     await emit({ t: 'start', promptTokens, workerId: this.workerId });
     const stopIds = r.ignoreEos ? [] : engine.stopIds(chat);
-    const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens, completionTokens: 0, finishReason: 'stop', error: null };
+    const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens, completionTokens: 0, cachedTokens: 0, finishReason: 'stop', error: null };
     const finishes: FinishReason[] = [];
     // Per prompt: the most of it any of its n choices found in the prefix cache (promptTokens counts each prompt once).
     const cached = prompts.map(() => 0);
@@ -301,12 +301,13 @@ export class ServingHost {
     t.finishReason = worstFinish(finishes);
     assertNotShutDown(signal);
     const cachedTokens = cached.reduce((a, c) => a + c, 0);
+    t.cachedTokens = cachedTokens;
     await emit({ t: 'end', promptTokens, completionTokens: t.completionTokens, ...(h.dep.enablePrefixCaching ? { cachedTokens } : {}) });
     return t;
   }
 
   private async runInteractive(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
-    const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, finishReason: 'stop', error: null };
+    const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, finishReason: 'stop', error: null };
     const sid = r.sessionId!;
     const key = serveKeys.session(this.config.queuePrefix, r.deploymentName, sid);
     const prompt = r.prompts?.[0] ?? '';
@@ -440,6 +441,8 @@ interface TimingParts {
   totalMs: number;
   promptTokens: number;
   completionTokens: number;
+  /** Of promptTokens, taken from the prefix cache. */
+  cachedTokens: number;
   finishReason: string;
   error: string | null;
 }

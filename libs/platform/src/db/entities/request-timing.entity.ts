@@ -43,6 +43,10 @@ export class RequestTimingEntity {
   @Column({ name: 'completion_tokens', type: 'integer' })
   completionTokens!: number;
 
+  /** Of promptTokens, how many came from the prefix cache (deployments with enablePrefixCaching). */
+  @Column({ name: 'cached_tokens', type: 'integer', default: 0 })
+  cachedTokens!: number;
+
   /** 'stop' | 'length' | 'cancelled' | 'error' (the first choice's, or the worst of several). */
   @Column({ name: 'finish_reason', type: 'text' })
   finishReason!: string;
