@@ -96,6 +96,36 @@ d('tensor parallelism (cpu ranks)', () => {
     );
   }, 240_000);
 
+  it("prefix caching at tp 2: every rank reads the shared blocks from its own pool; tp 1's tokens", async () => {
+    const dir = tinyModel(path.join(tmp.dir, 'prefix'), { arch: 'qwen2', hiddenSize: 64, intermediateSize: 128, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 10 });
+    const shared = Array.from({ length: 40 }, (_, i) => 5 + ((i * 13) % 50));
+    // The third resends the first with the start of its reply: its third block comes from the first's decode steps.
+    const prompt = (i: number, out: Array<{ tokens: number[] }>) => (i === 0 ? [...shared, 1, 2] : i === 1 ? [...shared, 3, 4, 5] : [...shared, 1, 2, ...out[0].tokens.slice(0, 6), 9]);
+    const greedy = async (tp: number, enablePrefixCaching: boolean) => {
+      const engine = await Engine.fromPretrained(dir, { native: native!, backend: 'cpu', tp, threads: 2, maxBatchSize: 4, sessionLen: 256, blockSize: 16, enablePrefixCaching });
+      try {
+        const out: Array<{ tokens: number[]; cached: number }> = [];
+        for (let i = 0; i < 3; i++) {
+          const inputIds = prompt(i, out);
+          let tokens: number[] = [];
+          let cached = 0;
+          for await (const o of engine.createInstance().streamInfer({ inputIds, maxNewTokens: 16, stopIds: [], sampling: { temperature: 0 } })) {
+            tokens = [...tokens, ...o.tokenIds];
+            cached = o.usage?.cachedTokens ?? cached;
+          }
+          out.push({ tokens, cached });
+        }
+        return out;
+      } finally {
+        await engine.dispose();
+      }
+    };
+    const base = await greedy(1, false);
+    const r = await greedy(2, true);
+    expect(r.map((x) => x.tokens)).toEqual(base.map((x) => x.tokens));
+    expect(r.map((x) => x.cached)).toEqual([0, 32, 48]); // 40 shared: 2 full blocks; the third also the first's third block
+  }, 240_000);
+
   it('refuses widths that do not divide, naming them', async () => {
     const dir = tinyModel(path.join(tmp.dir, 'odd'), { arch: 'llama', hiddenSize: 96, numHeads: 6, numKvHeads: 3, intermediateSize: 96, numLayers: 1, seed: 8 });
     const load = (tp: number) => PretrainedModel.load(dir, { native: native!, backend: 'cpu', tp });
