@@ -442,15 +442,34 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(next).toMatchObject({ tokens: 2, finish_reason: 'length' });
   });
 
-  it('a worker shut down mid-stream ends the stream with an error, not a normal finish', async () => {
-    // Heartbeats lag: wait until they show the previous test's request gone, so the busy worker below is ours.
-    const active = async () => ((await http('GET', '/deployments/tiny-1slot')).body.workers as Array<{ activeRequests: number }>).reduce((a, w) => a + w.activeRequests, 0);
-    await waitFor(async () => (await active()) === 0, 'no request running on tiny-1slot', 10_000, 100);
+  /** A streamed chat on tiny-1slot long enough to outlive its worker, once its first chunk is in; drain() reads the rest. */
+  async function longStream() {
     const stream = await openai.chat.completions.create(
       { model: 'tiny-1slot', messages: [{ role: 'user', content: 'long' }], max_tokens: 59000, ignore_eos: true, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming,
     );
     const it = stream[Symbol.asyncIterator]();
     await it.next();
+    return {
+      async drain(): Promise<{ error: unknown; finish: string | null }> {
+        let finish: string | null = null;
+        try {
+          for (;;) {
+            const n = await it.next();
+            if (n.done) return { error: undefined, finish };
+            finish = n.value.choices[0]?.finish_reason ?? finish;
+          }
+        } catch (error) {
+          return { error, finish };
+        }
+      },
+    };
+  }
+
+  it('a worker shut down mid-stream ends the stream with an error, not a normal finish', async () => {
+    // Heartbeats lag: wait until they show the previous test's request gone, so the busy worker below is ours.
+    const active = async () => ((await http('GET', '/deployments/tiny-1slot')).body.workers as Array<{ activeRequests: number }>).reduce((a, w) => a + w.activeRequests, 0);
+    await waitFor(async () => (await active()) === 0, 'no request running on tiny-1slot', 10_000, 100);
+    const stream = await longStream();
     const busy = await waitFor(
       async () => ((await http('GET', '/deployments/tiny-1slot')).body.workers as Array<{ workerName: string; activeRequests: number }>).find((w) => w.activeRequests > 0),
       'the worker running it',
@@ -459,17 +478,7 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     );
     const proc = procs.find((p) => p.name === (busy.workerName === 'infer-1' ? 'worker-infer-1' : 'worker-infer-2'))!;
     proc.child.kill('SIGTERM'); // SHUTDOWN_GRACE_MS is 2 s in tests
-    let error: unknown;
-    let finish: string | null = null;
-    try {
-      for (;;) {
-        const n = await it.next();
-        if (n.done) break;
-        finish = n.value.choices[0]?.finish_reason ?? finish;
-      }
-    } catch (e) {
-      error = e;
-    }
+    const { error, finish } = await stream.drain();
     expect(finish).toBeNull();
     expect(error).toBeInstanceOf(OpenAI.APIError);
     expect(String((error as Error).message)).toMatch(/shut down during the request/);
@@ -480,23 +489,9 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
   it('a worker killed mid-stream (no goodbye) ends the stream with an error once its heartbeat expires, not after SERVE_STREAM_TIMEOUT_MS', async () => {
     const live = procs.filter((p) => p.name.startsWith('worker-infer') && p.child.exitCode === null && p.child.signalCode === null);
     expect(live).toHaveLength(1);
-    const stream = await openai.chat.completions.create(
-      { model: 'tiny-1slot', messages: [{ role: 'user', content: 'long' }], max_tokens: 59000, ignore_eos: true, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming,
-    );
-    const it = stream[Symbol.asyncIterator]();
-    await it.next();
+    const stream = await longStream();
     live[0].child.kill('SIGKILL');
-    let error: unknown;
-    let finish: string | null = null;
-    try {
-      for (;;) {
-        const n = await it.next();
-        if (n.done) break;
-        finish = n.value.choices[0]?.finish_reason ?? finish;
-      }
-    } catch (e) {
-      error = e;
-    }
+    const { error, finish } = await stream.drain();
     // HEARTBEAT_TIMEOUT_MS is 3 s here; SERVE_STREAM_TIMEOUT_MS (10 min) would run into the test's timeout.
     expect(finish).toBeNull();
     expect(error).toBeInstanceOf(OpenAI.APIError);
