@@ -311,6 +311,8 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(rows.map((r) => r.cachedTokens).sort((x, y) => x - y)).toEqual([0, cached, cached]);
     const stats = (await http('GET', '/dashboard/deployment-stats')).body.deployments.find((d: { deploymentName: string }) => d.deploymentName === 'tiny-prefix');
     expect(stats).toMatchObject({ requests: 3, cachedPromptTokens: 2 * cached });
+    // The worker's heartbeat reports the blocks holding cached prefixes.
+    await waitFor(async () => ((await http('GET', '/deployments/tiny-prefix')).body.workers[0]?.engine?.blocksCached ?? 0) > 0, 'blocksCached in the heartbeat');
   });
 
   it('a deployment the worker cannot load reports failed with the reason, and its requests get 503', async () => {

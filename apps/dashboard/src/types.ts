@@ -167,7 +167,7 @@ export interface LoadedDeployment {
   /** Tensor parallelism: the device of each rank this worker runs the deployment on. */
   tp?: number;
   devices?: string[];
-  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number };
+  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number };
 }
 
 export interface Deployment {

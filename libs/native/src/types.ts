@@ -201,7 +201,10 @@ export interface EngineStats {
   running: number;
   waiting: number;
   blocksTotal: number;
+  /** Blocks a new request can take: free ones and cached prefixes no request holds. */
   blocksFree: number;
+  /** Prefix caching: blocks holding a cached prompt prefix (held by requests or evictable). */
+  blocksCached: number;
   blockSize: number;
   sessions: number;
   steps: number;

@@ -153,6 +153,7 @@ function Deployments() {
                       {w.engine && (
                         <>
                           {' '}· {w.engine.waiting} waiting · KV {used}/{w.engine.blocksTotal} blocks
+                          {w.engine.blocksCached ? ` (${w.engine.blocksCached} holding cached prefixes)` : ''}
                           <Progress value={w.engine.blocksTotal ? (used ?? 0) / w.engine.blocksTotal : 0} label={`${d.name} KV cache use on ${w.workerName}`} />
                         </>
                       )}

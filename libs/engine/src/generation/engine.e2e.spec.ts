@@ -376,6 +376,8 @@ describe('generation API on a tiny generated model (cpu)', () => {
         for (let i = 0; i < ref.logprobs.length; i++) expect(got.logprobs[i]).toBeCloseTo(ref.logprobs[i], 4);
       }
       expect(cached.stats()).toMatchObject({ running: 0, blocksFree: cached.stats().blocksTotal });
+      expect(cached.stats().blocksCached).toBeGreaterThanOrEqual(5); // evictable, so also counted free
+      expect(engine.stats().blocksCached).toBe(0);
     } finally {
       await cached.dispose();
     }

@@ -213,6 +213,7 @@ Napi::Value EngineWrap::Stats(const Napi::CallbackInfo& info) {
     o.Set("waiting", Napi::Number::New(env, (double)s.waiting));
     o.Set("blocksTotal", Napi::Number::New(env, (double)s.blocks_total));
     o.Set("blocksFree", Napi::Number::New(env, (double)s.blocks_free));
+    o.Set("blocksCached", Napi::Number::New(env, (double)s.blocks_cached));
     o.Set("blockSize", Napi::Number::New(env, (double)s.block_size));
     o.Set("sessions", Napi::Number::New(env, (double)s.sessions));
     o.Set("steps", Napi::Number::New(env, (double)s.steps));

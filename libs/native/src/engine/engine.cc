@@ -56,6 +56,7 @@ void EngineCore::snapshot() {
   stats_.waiting = sched_.waiting();
   stats_.blocks_total = sched_.blocks().total();
   stats_.blocks_free = sched_.blocks().free_count();
+  stats_.blocks_cached = sched_.blocks().cached_blocks();
   stats_.block_size = sched_.blocks().block_size();
   stats_.sessions = sched_.sessions();
 }

@@ -34,6 +34,7 @@ struct EngineOptions {
 
 struct EngineStatsSnapshot {
   int64_t running = 0, waiting = 0, blocks_total = 0, blocks_free = 0, block_size = 0, sessions = 0, steps = 0;
+  int64_t blocks_cached = 0;  // prefix caching: blocks registered under their content (held or evictable)
 };
 
 class EngineCore {

@@ -119,7 +119,7 @@ export interface ServingEngine {
   stream(p: ServingStreamParams): AsyncIterable<ServingOutput>;
   /** A chat session with a caller-chosen id in [1, 999999]. */
   createChat(sessionId: number): ServingChat;
-  stats(): { running: number; waiting: number; blocksTotal: number; blocksFree: number };
+  stats(): { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number };
   dispose(): Promise<void>;
 }
 

@@ -100,7 +100,7 @@ export class ServingHost {
       try {
         if (h.engine) {
           const s = h.engine.stats();
-          engine = { running: s.running, waiting: s.waiting, blocksTotal: s.blocksTotal, blocksFree: s.blocksFree };
+          engine = { running: s.running, waiting: s.waiting, blocksTotal: s.blocksTotal, blocksFree: s.blocksFree, ...(s.blocksCached ? { blocksCached: s.blocksCached } : {}) };
         }
       } catch {
         engine = undefined;

@@ -21,7 +21,8 @@ export interface LoadedDeployment {
   /** The KV cache the worker's engine runs it with ('float', 'int8 online', 'int4 calibrated (<dir>)', ...). */
   kvCache?: string;
   /** The engine's own counters (KV blocks, running/waiting sequences). */
-  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number };
+  /** blocksCached: prefix caching's cached blocks (within blocksFree when no request holds them). */
+  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number };
 }
 
 @Entity('workers')
