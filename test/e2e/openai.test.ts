@@ -311,6 +311,9 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(rows.map((r) => r.cachedTokens).sort((x, y) => x - y)).toEqual([0, cached, cached]);
     const stats = (await http('GET', '/dashboard/deployment-stats')).body.deployments.find((d: { deploymentName: string }) => d.deploymentName === 'tiny-prefix');
     expect(stats).toMatchObject({ requests: 3, cachedPromptTokens: 2 * cached });
+    // Prometheus: the cached share of the prompt tokens.
+    const metrics = await (await fetch(`${apiUrl}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^lmfleet_prompt_tokens_cached_total\\{deployment="tiny-prefix"\\} ${2 * cached}$`, 'm'));
     // The worker's heartbeat reports the blocks holding cached prefixes.
     await waitFor(async () => ((await http('GET', '/deployments/tiny-prefix')).body.workers[0]?.engine?.blocksCached ?? 0) > 0, 'blocksCached in the heartbeat');
   });

@@ -37,6 +37,7 @@ export class ServingMetrics implements OnModuleInit, OnModuleDestroy {
   private readonly httpSeconds: Histogram<'method' | 'route'>;
   private readonly servingRequests: Counter<'deployment' | 'kind' | 'outcome' | 'status'>;
   private readonly promptTokens: Counter<'deployment'>;
+  private readonly cachedPromptTokens: Counter<'deployment'>;
   private readonly completionTokens: Counter<'deployment'>;
   private readonly ttft: Histogram<'deployment'>;
   private readonly itl: Histogram<'deployment'>;
@@ -68,6 +69,12 @@ export class ServingMetrics implements OnModuleInit, OnModuleDestroy {
       registers,
     });
     this.promptTokens = new Counter({ name: 'lmfleet_prompt_tokens_total', help: 'Prompt tokens of finished generation requests', labelNames: ['deployment'], registers });
+    this.cachedPromptTokens = new Counter({
+      name: 'lmfleet_prompt_tokens_cached_total',
+      help: 'Of lmfleet_prompt_tokens_total, tokens whose KV came from the prefix cache (deployments with enablePrefixCaching)',
+      labelNames: ['deployment'],
+      registers,
+    });
     this.completionTokens = new Counter({ name: 'lmfleet_completion_tokens_total', help: 'Tokens generated for finished generation requests', labelNames: ['deployment'], registers });
     this.ttft = new Histogram({
       name: 'lmfleet_time_to_first_token_seconds',
@@ -182,6 +189,7 @@ export class ServingMetrics implements OnModuleInit, OnModuleDestroy {
         const labels = { deployment: e.deployment };
         this.servingRequests.inc({ ...labels, kind: e.kind, outcome: e.outcome, status: String(e.status) });
         if (e.promptTokens > 0) this.promptTokens.inc(labels, e.promptTokens);
+        if (e.cachedTokens > 0) this.cachedPromptTokens.inc(labels, e.cachedTokens);
         if (e.completionTokens > 0) this.completionTokens.inc(labels, e.completionTokens);
         this.e2e.observe(labels, e.totalMs / 1000);
         return;

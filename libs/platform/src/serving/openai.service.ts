@@ -433,6 +433,7 @@ export class OpenAIService {
         ttftMs,
         totalMs: Date.now() - started,
         promptTokens: end?.promptTokens ?? start?.promptTokens ?? 0,
+        cachedTokens: end?.cachedTokens ?? 0,
         completionTokens: end?.completionTokens ?? 0,
       });
       if (!end && !(status >= 400 && status < 500)) {

@@ -24,6 +24,8 @@ export type ServingEvent =
       ttftMs: number | null;
       totalMs: number;
       promptTokens: number;
+      /** Of promptTokens, taken from the prefix cache (0 where the deployment does not cache). */
+      cachedTokens: number;
       completionTokens: number;
     };
 
