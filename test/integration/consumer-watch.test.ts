@@ -22,28 +22,37 @@ afterAll(async () => {
 });
 
 describe('ConsumerWatch', () => {
-  it('warns once about a job waiting past stallMs while the consumer has free slots; not while its slots are full', async () => {
+  it('warns once about a job waiting past stallMs while the consumer has free slots (and asks to replace an idle one); not while its slots are full', async () => {
     const q = new Queue('stuck', { connection: conn, prefix });
     await q.add('x', {}, { jobId: 'j1', timestamp: Date.now() - 60_000 });
     const { warnings, log } = logger();
-    const watch = new ConsumerWatch(conn, prefix, log, 10_000);
+    const replaced: string[] = [];
+    const watch = new ConsumerWatch(conn, prefix, log, 10_000, (q) => replaced.push(q));
     const consumer = { concurrency: 2, closing: undefined } as unknown as Worker; // a consumer that takes nothing
     await watch.check(new Map([['stuck', consumer]]));
     await watch.check(new Map([['stuck', consumer]]));
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/queue stuck: job j1 has waited 6\d\.\d s while this worker runs 0 of its 2 slots/);
+    expect(warnings[0]).toMatch(/queue stuck: job j1 has waited 6\d\.\d s while this worker runs 0 of its 2 slots.*; replacing the consumer$/);
+    expect(replaced).toEqual(['stuck']);
     // Both slots busy: the job waits for a slot, not for a stuck consumer.
     const { warnings: none, log: log2 } = logger();
-    const busy = new ConsumerWatch(conn, prefix, log2, 10_000);
+    const busy = new ConsumerWatch(conn, prefix, log2, 10_000, (q) => replaced.push(q));
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     const run = busy.counted('stuck', () => held);
     const jobs = [run(), run()];
     await busy.check(new Map([['stuck', consumer]]));
     expect(none).toEqual([]);
+    // One of two slots busy: a consumer that takes nothing more, but one running a job is left alone (warned only).
+    const { warnings: one, log: log3 } = logger();
+    const half = new ConsumerWatch(conn, prefix, log3, 10_000, (q) => replaced.push(q));
+    const r1 = half.counted('stuck', () => held)();
+    await half.check(new Map([['stuck', consumer]]));
+    expect(one).toEqual([expect.stringMatching(/runs 1 of its 2 slots: its consumer is not taking jobs \(BullMQ's blocking connection\?\)$/)]);
+    expect(replaced).toEqual(['stuck']);
     release();
-    await Promise.all(jobs);
-    await Promise.all([watch.stop(), busy.stop(), q.close()]);
+    await Promise.all([...jobs, r1]);
+    await Promise.all([watch.stop(), busy.stop(), half.stop(), q.close()]);
   });
 
   it('closeBounded: a close that ends is waited for; one that never ends is left grace after the last job', async () => {

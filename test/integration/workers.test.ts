@@ -16,6 +16,7 @@ import {
   createRedis,
   JobName,
   JobQueue,
+  JobRunner,
   JobRepository,
   MetricRepository,
   OnJob,
@@ -337,6 +338,17 @@ describe('workers (real Postgres + BullMQ, fake engine)', () => {
     expect(done.workerId).not.toBe(firstWorker);
     expect(await api.get(ArtifactRepository).listByJob(id)).toHaveLength(1);
   });
+
+  it('a consumer that stops taking jobs (as one whose BullMQ blocking connection never came back) is replaced; the job runs', async () => {
+    const runner = quant!.get(JobRunner);
+    const consumers = (runner as unknown as { workers: Map<string, { pause(doNotWaitActive?: boolean): Promise<void> }> }).workers;
+    const stuck = consumers.get('quant')!;
+    await stuck.pause(); // takes nothing more, like a consumer parked on a dead blocking connection
+    const id = await evalJob();
+    const done = await until(id, ['completed', 'failed'], 40_000); // noticed after 10 s of waiting, checked every 5 s
+    expect(done.status).toBe('completed');
+    expect(consumers.get('quant')).not.toBe(stuck);
+  }, 60_000);
 
   it('a worker refuses to start when a job has two handlers', async () => {
     @Injectable()

@@ -2,8 +2,9 @@
 // per queue; when that connection does not come back (upstream: taskforcesh/bullmq#4065, #4585) the consumer takes
 // nothing more and Worker.close() can wait on it forever, with nothing in the logs. This counts the jobs each
 // queue's processor is running, warns when a queue has a job waiting longer than `stallMs` while this worker runs
-// fewer of its jobs than it could, and tells shutdown when the last job has ended (so a close that hangs on BullMQ's
-// connection alone can be left behind).
+// fewer of its jobs than it could (and, when it runs none, asks for the consumer to be replaced: `onStuck`), and
+// tells shutdown when the last job has ended (so a close that hangs on BullMQ's connection alone can be left
+// behind).
 import type { Logger } from '@nestjs/common';
 import { Queue, type Worker } from 'bullmq';
 import type IORedis from 'ioredis';
@@ -19,6 +20,8 @@ export class ConsumerWatch {
     private readonly prefix: string,
     private readonly logger: Logger,
     private readonly stallMs = 10_000,
+    /** A consumer that runs nothing while a job waits past stallMs: replace it (a healthy idle one takes a job in ms). */
+    private readonly onStuck?: (queue: string) => void,
   ) {}
 
   /** Wraps a queue's processor so that its running jobs are counted. */
@@ -74,9 +77,11 @@ export class ConsumerWatch {
       const [oldest] = await q.getJobs(['wait'], 0, 0, true);
       if (!oldest?.id || now - oldest.timestamp < this.stallMs || this.warned.has(`${name}/${oldest.id}`)) continue;
       this.warned.add(`${name}/${oldest.id}`);
+      const replace = busy === 0 && this.onStuck !== undefined;
       this.logger.warn(
-        `queue ${name}: job ${oldest.id} has waited ${((now - oldest.timestamp) / 1000).toFixed(1)} s while this worker runs ${busy} of its ${w.concurrency} slots: its consumer is not taking jobs (BullMQ's blocking connection?)`,
+        `queue ${name}: job ${oldest.id} has waited ${((now - oldest.timestamp) / 1000).toFixed(1)} s while this worker runs ${busy} of its ${w.concurrency} slots: its consumer is not taking jobs (BullMQ's blocking connection?)${replace ? '; replacing the consumer' : ''}`,
       );
+      if (replace) this.onStuck!(name);
     }
   }
 

@@ -69,6 +69,8 @@ interface Active {
 export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutdown, QueueHost {
   private readonly logger = new Logger(JobRunner.name);
   private readonly workers = new Map<string, Worker>();
+  /** What each queue's consumer was made with (a stuck one is replaced with the same). */
+  private readonly queueOpts = new Map<string, { concurrency: number; direct?: DirectJobHandler }>();
   private readonly active = new Map<string, Active>();
   private connection?: IORedis;
   private watch?: ConsumerWatch;
@@ -119,7 +121,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     }));
     this.workerName = this.config.worker.name ?? `${this.spec.kind}-${process.pid}`;
     this.connection = createRedis(this.config.redisUrl);
-    this.watch = new ConsumerWatch(this.connection, this.config.queuePrefix, this.logger);
+    this.watch = new ConsumerWatch(this.connection, this.config.queuePrefix, this.logger, 10_000, (queue) => this.replaceConsumer(queue));
     this.watch.start(() => this.workers);
     for (const queue of this.spec.queues) this.addQueue(queue, { concurrency: this.config.worker.concurrency });
     await this.spec.onStarted?.(this, this.workerId);
@@ -166,7 +168,18 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
       }
     });
     this.workers.set(queue, worker);
+    this.queueOpts.set(queue, opts);
     void worker.run();
+  }
+
+  /** A consumer ConsumerWatch found stuck (idle while a job waits): closed in the background, a new one in its place. */
+  private replaceConsumer(queue: string): void {
+    const old = this.workers.get(queue);
+    const opts = this.queueOpts.get(queue);
+    if (!old || !opts || old.closing) return;
+    this.workers.delete(queue);
+    void this.watch!.closeBounded(old.close(), `replacing the consumer of ${queue}`, queue);
+    this.addQueue(queue, { ...opts, concurrency: old.concurrency });
   }
 
   setConcurrency(queue: string, concurrency: number): void {
@@ -179,6 +192,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
     const worker = this.workers.get(queue);
     if (!worker) return;
     this.workers.delete(queue);
+    this.queueOpts.delete(queue);
     await this.watch!.closeBounded(worker.close(), `removing queue ${queue}`, queue);
   }
 
