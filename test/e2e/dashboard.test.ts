@@ -355,12 +355,14 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.getByLabel('Deployment name').fill('tiny-awq');
     await page.getByLabel('Deployment version id').fill(workspace.id);
     await page.getByLabel('Session length').fill('256');
+    await page.getByLabel('Enable prefix caching').check();
     await page.getByRole('button', { name: 'Deploy', exact: true }).click();
     // the card appears and its worker reports the load state by heartbeat
     await page.locator('[data-deployment="tiny-awq"] [data-worker-state="ready"]').waitFor({ timeout: 90_000 });
     await page.getByRole('article', { name: 'Worker infer-1' }).getByText(/tiny-awq · ready/).waitFor({ timeout: 10_000 });
     // tensor parallelism: the deployment's tp and the ranks the worker runs it on (one cpu rank here)
     expect(await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-tp"]').innerText()).toMatch(/tp 1\b/);
+    expect(await page.locator('[data-deployment="tiny-awq"]').innerText()).toMatch(/KV cache\s+\w+ · prefix caching/);
     await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-devices"]').getByText('tp 1 on cpu').waitFor({ timeout: 10_000 });
     expect(await unlabeled()).toEqual([]);
     await shot('workers');
