@@ -29,6 +29,8 @@ describe('ConsumerWatch', () => {
     const replaced: string[] = [];
     const watch = new ConsumerWatch(conn, prefix, log, 10_000, (q) => replaced.push(q));
     const consumer = { concurrency: 2, closing: undefined } as unknown as Worker; // a consumer that takes nothing
+    await watch.check(new Map([['stuck', consumer]])); // first seen: it may have just been put back
+    expect(warnings).toEqual([]);
     await watch.check(new Map([['stuck', consumer]]));
     await watch.check(new Map([['stuck', consumer]]));
     expect(warnings).toHaveLength(1);
@@ -42,11 +44,13 @@ describe('ConsumerWatch', () => {
     const run = busy.counted('stuck', () => held);
     const jobs = [run(), run()];
     await busy.check(new Map([['stuck', consumer]]));
+    await busy.check(new Map([['stuck', consumer]]));
     expect(none).toEqual([]);
     // One of two slots busy: a consumer that takes nothing more, but one running a job is left alone (warned only).
     const { warnings: one, log: log3 } = logger();
     const half = new ConsumerWatch(conn, prefix, log3, 10_000, (q) => replaced.push(q));
     const r1 = half.counted('stuck', () => held)();
+    await half.check(new Map([['stuck', consumer]]));
     await half.check(new Map([['stuck', consumer]]));
     expect(one).toEqual([expect.stringMatching(/runs 1 of its 2 slots: its consumer is not taking jobs \(BullMQ's blocking connection\?\)$/)]);
     expect(replaced).toEqual(['stuck']);

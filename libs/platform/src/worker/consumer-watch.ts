@@ -13,6 +13,8 @@ export class ConsumerWatch {
   private readonly inspectors = new Map<string, Queue>();
   private readonly running = new Map<string, number>();
   private readonly warned = new Set<string>();
+  /** Per queue, the oldest waiting job at the last check: a job must be seen waiting at two checks in a row. */
+  private readonly lastOldest = new Map<string, string>();
   private timer?: NodeJS.Timeout;
 
   constructor(
@@ -75,7 +77,12 @@ export class ConsumerWatch {
         this.inspectors.set(name, q);
       }
       const [oldest] = await q.getJobs(['wait'], 0, 0, true);
-      if (!oldest?.id || now - oldest.timestamp < this.stallMs || this.warned.has(`${name}/${oldest.id}`)) continue;
+      const seenBefore = oldest?.id !== undefined && this.lastOldest.get(name) === oldest.id;
+      if (oldest?.id) this.lastOldest.set(name, oldest.id);
+      else this.lastOldest.delete(name);
+      // Its timestamp is when it was added: a job put back in the queue (stalled elsewhere) looks old at once, so
+      // only one still there at the next check counts.
+      if (!oldest?.id || !seenBefore || now - oldest.timestamp < this.stallMs || this.warned.has(`${name}/${oldest.id}`)) continue;
       this.warned.add(`${name}/${oldest.id}`);
       const replace = busy === 0 && this.onStuck !== undefined;
       this.logger.warn(
