@@ -74,6 +74,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
   private readonly active = new Map<string, Active>();
   private connection?: IORedis;
   private watch?: ConsumerWatch;
+  private stopping = false;
   private workerId = '';
   private workerName = '';
 
@@ -176,7 +177,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
   private replaceConsumer(queue: string): void {
     const old = this.workers.get(queue);
     const opts = this.queueOpts.get(queue);
-    if (!old || !opts || old.closing) return;
+    if (this.stopping || !old || !opts || old.closing) return;
     this.workers.delete(queue);
     void this.watch!.closeBounded(old.close(), `replacing the consumer of ${queue}`, queue);
     this.addQueue(queue, { ...opts, concurrency: old.concurrency });
@@ -199,6 +200,7 @@ export class JobRunner implements OnApplicationBootstrap, BeforeApplicationShutd
   /** SIGTERM: finish in-flight jobs within SHUTDOWN_GRACE_MS, then hand the rest back to the queue. */
   async beforeApplicationShutdown(signal?: string): Promise<void> {
     if (!this.workers.size) return;
+    this.stopping = true; // no consumer is replaced from here on
     this.logger.log(`shutting down (${signal ?? 'close'}): ${this.active.size} job(s) in flight`);
     noteShutdownPhase('marking the worker draining');
     await this.registry.setStatus('draining');
