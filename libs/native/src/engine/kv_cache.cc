@@ -35,12 +35,14 @@ int32_t BlockAllocator::take() {
   return b;
 }
 
+void BlockAllocator::unlist(int32_t b) {
+  if (lru_pos_[b] == lru_.end()) return;
+  lru_.erase(lru_pos_[b]);
+  lru_pos_[b] = lru_.end();
+}
+
 void BlockAllocator::unregister(int32_t b) {
-  if (lru_pos_[b] != lru_.end()) {
-    lru_.erase(lru_pos_[b]);
-    lru_pos_[b] = lru_.end();
-    evictable_--;
-  }
+  unlist(b);
   auto it = by_hash_.find(hash_[b]);
   if (it != by_hash_.end() && it->second == b) by_hash_.erase(it);
   serial_[b] = 0;
@@ -62,7 +64,6 @@ void BlockAllocator::release(std::vector<int32_t>& table) {
     if (--refs_[b] > 0) continue;
     if (serial_[b]) {
       lru_pos_[b] = lru_.insert(lru_.end(), b);
-      evictable_++;
     } else {
       free_.push_back(b);
     }
@@ -92,11 +93,7 @@ int64_t BlockAllocator::match(const int32_t* tokens, int64_t max_blocks, std::ve
     if (it == by_hash_.end()) break;
     const int32_t b = it->second;
     if (parent_[b] != chain.serial || !std::equal(t, t + block_size_, tokens_[b].begin())) break;
-    if (refs_[b]++ == 0 && lru_pos_[b] != lru_.end()) {
-      lru_.erase(lru_pos_[b]);
-      lru_pos_[b] = lru_.end();
-      evictable_--;
-    }
+    if (refs_[b]++ == 0) unlist(b);
     table.push_back(b);
     chain = {chain.blocks + 1, h, serial_[b]};
   }

@@ -27,7 +27,7 @@ class BlockAllocator {
   BlockAllocator(int64_t num_blocks, int64_t block_size);
   int64_t total() const { return total_; }
   // Blocks a grow can take: free ones plus cached ones no sequence holds (evicted, least recently used first).
-  int64_t free_count() const { return (int64_t)free_.size() + evictable_; }
+  int64_t free_count() const { return (int64_t)(free_.size() + lru_.size()); }
   int64_t block_size() const { return block_size_; }
   int64_t blocks_for(int64_t tokens) const { return (tokens + block_size_ - 1) / block_size_; }
   bool can_allocate(int64_t n) const { return n <= free_count(); }
@@ -52,8 +52,9 @@ class BlockAllocator {
   int64_t cached_blocks() const { return (int64_t)by_hash_.size(); }
 
  private:
-  int32_t take();  // one block: a free one, else the least recently released cached one (unregistered first)
+  int32_t take();  // one block: a free one, else the least recently released cached one (evicted)
   void unregister(int32_t b);
+  void unlist(int32_t b);  // out of the evictable list, if it is there
   uint64_t content_hash(uint64_t parent, const int32_t* tokens) const;
 
   int64_t total_, block_size_;
@@ -67,7 +68,6 @@ class BlockAllocator {
   // Registered blocks no table holds, least recently released first (a list with each block's position).
   std::list<int32_t> lru_;
   std::vector<std::list<int32_t>::iterator> lru_pos_;
-  int64_t evictable_ = 0;
   uint64_t next_serial_ = 1;
 };
 
