@@ -11,7 +11,7 @@ import type { ServingMessage } from '../engine/engine.adapter';
 import { InvalidInputError, NotFoundError, PlatformError, TooManyRequestsError, UnavailableError } from '../errors';
 import { JobQueue } from '../queue/job-queue';
 import { inferQueueName } from '../queue/jobs';
-import { TokenStream, WorkerGoneError } from '../streams/token-stream';
+import { TokenStream } from '../streams/token-stream';
 import { Admission } from './admission';
 import { ChatChunker, CompletionChunker, ResponseCollector } from './openai-format';
 import { toOpenAIErrorBody } from './openai-errors';
@@ -403,8 +403,7 @@ export class OpenAIService {
         res.status(200).json(o.body(collector));
       }
       outcome = end ? 'ok' : 'error';
-    } catch (caught) {
-      const err = caught instanceof WorkerGoneError ? new UnavailableError(caught.message) : caught;
+    } catch (err) {
       if (err instanceof PlatformError) status = err.status;
       else status = 500;
       if (res.headersSent) {

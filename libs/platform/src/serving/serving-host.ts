@@ -246,7 +246,7 @@ export class ServingHost {
       })
       .catch(() => true);
     h.active++;
-    let timing: TimingParts = { queuedMs: started - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, finishReason: 'error', error: null };
+    let timing = timingParts(r, 0, 'error', started);
     try {
       timing = r.kind === 'interactive' ? await this.runInteractive(h, h.engine, r, controller.signal, emit) : await this.runRequest(h, h.engine, r, controller.signal, emit);
     } catch (err) {
@@ -273,7 +273,7 @@ export class ServingHost {
     const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
     await emit({ t: 'start', promptTokens, workerId: this.workerId });
     const stopIds = r.ignoreEos ? [] : engine.stopIds(chat);
-    const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens, completionTokens: 0, cachedTokens: 0, finishReason: 'stop', error: null };
+    const t = timingParts(r, promptTokens);
     const finishes: FinishReason[] = [];
     // Per prompt: the most of it any of its n choices found in the prefix cache (promptTokens counts each prompt once).
     const cached = prompts.map(() => 0);
@@ -307,7 +307,7 @@ export class ServingHost {
   }
 
   private async runInteractive(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
-    const t: TimingParts = { queuedMs: Date.now() - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, finishReason: 'stop', error: null };
+    const t = timingParts(r, 0);
     const sid = r.sessionId!;
     const key = serveKeys.session(this.config.queuePrefix, r.deploymentName, sid);
     const prompt = r.prompts?.[0] ?? '';
@@ -433,6 +433,11 @@ export class ServingHost {
       this.logger.warn(`request ${r.requestId}: recording timings failed: ${(err as Error).message}`);
     }
   }
+}
+
+/** A request's timings as its handling starts (queued since it was enqueued; the rest filled in as it runs). */
+function timingParts(r: ServeRequest, promptTokens: number, finishReason = 'stop', now = Date.now()): TimingParts {
+  return { queuedMs: now - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens, completionTokens: 0, cachedTokens: 0, finishReason, error: null };
 }
 
 interface TimingParts {

@@ -4,14 +4,14 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import type IORedis from 'ioredis';
 import { APP_CONFIG, type AppConfig } from '../config';
+import { UnavailableError } from '../errors';
 import { createRedis } from '../queue/redis';
 import { serveKeys, type StreamEvent } from '../serving/protocol';
 
-/** The worker that ran a request stopped answering (its liveness key expired) before the request's last event. */
-export class WorkerGoneError extends Error {
+/** The worker that ran a request stopped answering (its liveness key expired) before the request's last event: a 503. */
+export class WorkerGoneError extends UnavailableError {
   constructor(readonly requestId: string) {
     super(`the worker serving request ${requestId} stopped (its heartbeat expired); retry the request`);
-    this.name = 'WorkerGoneError';
   }
 }
 

@@ -51,12 +51,14 @@ export class ConsumerWatch {
    * the last job of `queue` (of every queue when undefined) did, false with a warning.
    */
   async closeBounded(close: Promise<unknown>, what: string, queue?: string, graceMs = 5000): Promise<boolean> {
+    let settled = false;
+    const closing = close.then(() => (settled = true));
     const afterJobs = (async () => {
-      while (this.runningJobs(queue) > 0) await new Promise((r) => setTimeout(r, 100));
+      while (!settled && this.runningJobs(queue) > 0) await new Promise((r) => setTimeout(r, 100));
       await new Promise((r) => setTimeout(r, graceMs).unref());
       return false;
     })();
-    const closed = await Promise.race([close.then(() => true), afterJobs]);
+    const closed = await Promise.race([closing, afterJobs]);
     if (!closed) this.logger.warn(`${what}: BullMQ's close did not end ${graceMs / 1000} s after the last job did; going on without it`);
     return closed;
   }
