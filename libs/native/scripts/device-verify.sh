@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# On the GPU machine, one call to check host- and kernel-side changes that CI cannot run, plus a decode-attention split
+# sweep: (1) device-test.sh's test_kernels + test_backend, (2) the addon built and prefix caching on CUDA
+# (test/bench/prefix-cache.js on the random 7B-shaped model: same greedy tokens with and without, TTFT), (3)
+# bench_attention at the shapes of tp 2 (16 / 16 heads) and tp 1 (32 / 32) for each split length in SPLITS (0 = the
+# decoder's own choice), with the online kernel and the two-phase one (LMFLEET_ATTN_ONLINE=0).
+#   source .device/bootstrap.sh; bash libs/native/scripts/device-verify.sh     (needs dist/ carried for step 2)
+# Env: SPLITS (default "0 32 64 128 256"), SKIP_PREFIX=1, SKIP_SWEEP=1, BUDGET (s, default 570). Logs under $OUT.
+set -uo pipefail
+BUDGET=${BUDGET:-570} TB_KEEP=10
+source "$(dirname "$0")/device-common.sh"  # cd to the repo root; OUT, el, tb
+MODEL=/tmp/lmf-random-7b-32
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+BUILD=libs/native/build/cuda
+B=libs/native/build/device-test
+gpu_log_start
+{ cmake -S libs/native -B $BUILD -DLMFLEET_VARIANT=cuda -DCMAKE_BUILD_TYPE=Release \
+    -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
+    -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8; } > "$OUT/addon-build.log" 2>&1 &
+ADDON_PID=$!
+{ [ -f "$MODEL/config.json" ] || python3 test/bench/make_random_model.py "$MODEL" --layers 32; } > "$OUT/make_models.log" 2>&1 &
+MODELS_PID=$!
+SKIP_BENCH=1 EXTRA_CU=src/cuda/bench_attention.cu bash libs/native/scripts/device-test.sh > "$OUT/device-test.txt" 2>&1
+echo "device-test rc $? ($(el))"
+if [ "${SKIP_SWEEP:-0}" != 1 ]; then
+  K=$(ls $B/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench -e backend_cuda -e cuda_decoder -e f32_ops -e peer_collective)
+  "$NVCC" -arch=sm_90 $K $B/cpu_error.cc.o $B/bench_attention.cu.o -lcublas -lcublasLt -lcudart -lpthread -o $B/bench_attention \
+    > "$OUT/bench_attention-link.log" 2>&1 || { echo "bench_attention link failed"; cat "$OUT/bench_attention-link.log"; }
+  for hk in "16 16" "32 32"; do
+    set -- $hk
+    for online in 1 0; do
+      for s in ${SPLITS:-0 32 64 128 256}; do
+        log="$OUT/attn-h$1-online$online-s$s.log"
+        LMFLEET_ATTN_ONLINE=$online timeout $(tb 40) $B/bench_attention --heads $1 --kv-heads $2 --batches 16,64 \
+          --ctx 136,192,512 --prefill 0 --split $s > "$log" 2>&1
+        grep '^| batch' "$log" | awk -F'|' -v h="$1" -v o="$online" -v s="$s" '{ printf "attn heads %s online %s split %s |%s| f16 %s us\n", h, o, s, $2, $4 }'
+      done
+    done
+  done
+  echo "sweep done ($(el))"
+fi
+wait $ADDON_PID; echo "addon build rc $? ($(el))"
+# the engine loads build/<variant>/Release/*.node (cmake-js's layout); plain cmake writes it one level up
+mkdir -p $BUILD/Release && cp $BUILD/lmfleet_native.node $BUILD/Release/
+wait $MODELS_PID; echo "model rc $? ($(el))"
+if [ "${SKIP_PREFIX:-0}" != 1 ]; then
+  timeout $(tb 240) node test/bench/prefix-cache.js dist "$MODEL" --backend cuda --requests 16 --system 1024 > "$OUT/prefix-cache.log" 2>&1
+  echo "prefix-cache rc $? ($(el))"; tail -12 "$OUT/prefix-cache.log"
+fi
+gpu_log_summary
+cat "$OUT/device-test.txt"  # last, so the output's tail keeps it
