@@ -1581,6 +1581,10 @@ int main(int argc, char** argv) {
       test_attention_decode(r, {96, 5}, 8, 2, 64, 32, 0, 4);
       test_attention_decode(r, {150, 40}, 32, 8, 128, 32, 8, 8);
       test_attention_decode(r, {136, 150, 9, 191}, 16, 16, 128, 128, 0, 2);  // tp 2's batch-64 shape: 2 splits of 128
+      // the split of 256 that attention_decode_split_len gives 256+ pairs: one split (no combine) and two
+      test_attention_decode(r, {136, 256, 1, 191, 40}, 32, 32, 128, 256, 0, 1);
+      test_attention_decode(r, {136, 257, 9, 511}, 16, 16, 128, 256, 0, 2);
+      test_attention_decode(r, {200, 256, 3}, 32, 32, 128, 256, 8, 1);
       test_attention_decode(r, {1, 300, 1500}, 32, 2, 128, 256);
       test_attention_decode(r, {77, 2000}, 12, 1, 64, 128);
       test_attention_decode(r, {45, 600}, 11, 1, 64, 128, 8);
