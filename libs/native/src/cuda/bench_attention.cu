@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
           const size_t rows = (size_t)nblocks * bs * nkv;
           std::vector<int> bt(nblocks), cl(B, ctx);
           for (int i = 0; i < nblocks; i++) bt[i] = i;
-          const int pairs = B * nkv, split = split_forced > 0 ? split_forced : attention_decode_split_len(pairs);
+          const int pairs = B * nkv, split = split_forced > 0 ? split_forced : attention_decode_split_len(pairs, ctx);
           const int splits = pow2_at_least((ctx + split - 1) / split);
           DevBuf<int> dbt(bt.size()), dcl(B);
           dbt.upload(bt);

@@ -174,7 +174,7 @@ struct Model {
   // same rule as CudaDecoder: short flash-decoding splits when few (sequence, kv head) pairs
   void set_split(int batch, int max_ctx) {
     const int pairs = batch * c.nkv;
-    c.split_len = attention_decode_split_len(pairs);
+    c.split_len = attention_decode_split_len(pairs, max_ctx);
     c.max_splits = 1;
     while (c.max_splits * c.split_len < max_ctx) c.max_splits <<= 1;
   }

@@ -273,7 +273,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     if (use_graphs_) Tp = Sp = Rp = batch_bucket(S);
     // flash-decoding split: short splits when few (sequence, kv head) pairs would leave SMs idle
     const int pairs = Tp * (int)m_.shard().kv_heads;
-    split_len_ = attention_decode_split_len(pairs);
+    split_len_ = attention_decode_split_len(pairs, max_ctx);
     if (const int f = attn_split_forced(); f > 0) split_len_ = f;
     splits = pow2_at_least((max_ctx + split_len_ - 1) / split_len_);
     if (use_graphs_) mb = (splits * split_len_ + kv.block_size - 1) / (int)kv.block_size;
@@ -349,7 +349,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   LMF_CUDA_CHECK(cudaEventRecord(staged_, s_));
 
   if (decode && use_graphs_) {
-    const auto key = std::make_tuple(Tp, splits, mb, inv_n);
+    const auto key = std::make_tuple(Tp, splits, split_len_, mb, inv_n);
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
       const size_t ws = attention_decode_workspace_bytes(Tp, (int)m_.shard().heads, (int)c.head_dim, splits);

@@ -71,7 +71,7 @@ class CudaDecoder {
   uint32_t* dev_stage_ = nullptr;
   size_t stage_words_ = 0;
   cudaEvent_t staged_ = nullptr;
-  std::map<std::tuple<int, int, int, int>, Graph> graphs_;  // (batch, splits, mb, inv_n)
+  std::map<std::tuple<int, int, int, int, int>, Graph> graphs_;  // (batch, splits, split length, mb, inv_n)
   const void* graph_kv_ = nullptr;                           // KvView the graphs were captured with
   bool use_graphs_ = true;
   std::set<int> tuned_T_;  // batch buckets whose GEMM shapes were tuned (see forward)

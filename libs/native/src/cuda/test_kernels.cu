@@ -1581,7 +1581,8 @@ int main(int argc, char** argv) {
       test_attention_decode(r, {96, 5}, 8, 2, 64, 32, 0, 4);
       test_attention_decode(r, {150, 40}, 32, 8, 128, 32, 8, 8);
       test_attention_decode(r, {136, 150, 9, 191}, 16, 16, 128, 128, 0, 2);  // tp 2's batch-64 shape: 2 splits of 128
-      // the split of 256 that attention_decode_split_len gives 256+ pairs: one split (no combine) and two
+      // the one split of 256 that attention_decode_split_len gives 256+ pairs at contexts up to 256 (the combine
+      // skipped), and two splits of 256 with contexts past the first (LMFLEET_ATTN_SPLIT=256 at longer contexts)
       test_attention_decode(r, {136, 256, 1, 191, 40}, 32, 32, 128, 256, 0, 1);
       test_attention_decode(r, {136, 257, 9, 511}, 16, 16, 128, 256, 0, 2);
       test_attention_decode(r, {200, 256, 3}, 32, 32, 128, 256, 8, 1);

@@ -17,11 +17,17 @@ namespace lmfleet {
 // context (graph-safe: contexts may grow between replays up to max_splits * split_len tokens).
 // workspace: attention_decode_workspace_bytes(batch, nh, hd, max_splits) bytes of device memory.
 size_t attention_decode_workspace_bytes(int batch, int nh, int hd, int max_splits);
-// The split length CudaDecoder (and the benchmarks) use for `pairs` (sequence, kv head) pairs: short splits when few
-// pairs would leave SMs idle, long ones when the pairs alone fill the GPU (fewer blocks per pair and, for contexts up
-// to 256 tokens, no combine). Measured per layer on an H200 (session 16, bench_attention --split): at 512 pairs
-// 256 beat 128 by 5 us at 136 / 192 tokens and tied at 512; at 256 pairs it beat 64 by 1-3 us.
-inline int attention_decode_split_len(int pairs) { return pairs < 128 ? 32 : (pairs < 256 ? 64 : 256); }
+// The split length CudaDecoder (and the benchmarks) use for `pairs` (sequence, kv head) pairs and contexts up to
+// max_ctx tokens: short splits when few pairs would leave SMs idle; one split of 256 (no combine) when 256-1023 pairs
+// fill the GPU and the contexts are short. Session 16 (test/bench/RESULTS.md): in bench_attention the one split beat
+// 128 / 64 by 2-5 us per layer at 256-2048 pairs and 136-192 tokens, and 128 was as fast or faster from 512 tokens on;
+// in the engine it made batch 16 (512 pairs) 2.5% faster, fp16 and W4 alike, but not batch 64 (2048 pairs: +0.3 /
+// +0.7%, within the runs' spread), which keeps 128. At 256-511 pairs 128 beat 64 from 1000 tokens on.
+inline int attention_decode_split_len(int pairs, int max_ctx) {
+  if (pairs < 128) return 32;
+  if (pairs >= 256 && pairs < 1024 && max_ctx <= 256) return 256;
+  return pairs < 256 ? 64 : 128;
+}
 // With the PDL preload on (linear.cuh pdl_preload) and an f16 cache, the decode attention loads the K and V rows of its
 // split's first 32 tokens, all but the newest, before griddepcontrol.wait (the rope + KV store kernel before it writes
 // only the newest). Default on; LMFLEET_ATTN_PREFETCH=0 off (read at each launch).
