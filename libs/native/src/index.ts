@@ -124,6 +124,7 @@ interface RawEngine {
   submit(req: NativeRequest | NativeRequest[]): void;
   cancel(id: number): void;
   endSession(sessionId: number): void;
+  setAllowedTokens(id: number, mask: Uint32Array | Int32Array): void;
   stats(): EngineStats;
   dispose(): Promise<void>;
 }
@@ -198,6 +199,7 @@ function wrap(raw: RawAddon): NativeModule {
         submit: (req) => guard(() => e.submit(req)),
         cancel: (id) => guard(() => e.cancel(id)),
         endSession: (sid) => guard(() => e.endSession(sid)),
+        setAllowedTokens: (id, mask) => guard(() => e.setAllowedTokens(id, mask)),
         stats: () => guard(() => e.stats()),
         dispose: () => guard(() => e.dispose()),
       };

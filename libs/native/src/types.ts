@@ -152,6 +152,10 @@ export interface NativeRequest {
   sampling?: SamplingParams;
   /** Return the log-prob of each sampled token, and the top-N alternatives (0 = none). */
   logprobs?: number;
+  /** Guided decoding: the first token is sampled only among these (bit t % 32 of word t / 32 allows token t;
+   *  ceil(vocabSize / 32) words; xgrammar's Int32Array bitmasks as they are). After each token the request waits,
+   *  unscheduled, until setAllowedTokens gives the next token's set. */
+  allowedTokens?: Uint32Array | Int32Array;
 }
 
 export type NativeEvent =
@@ -236,6 +240,9 @@ export interface NativeEngine {
   cancel(id: number): void;
   /** Drops a session's kept KV cache. */
   endSession(sessionId: number): void;
+  /** Guided requests: the allowed tokens for the next token of request `id` (see NativeRequest.allowedTokens);
+   *  E_INVALID_ARGUMENT for a wrong size or an empty set, ignored once the request has ended. */
+  setAllowedTokens(id: number, mask: Uint32Array | Int32Array): void;
   stats(): EngineStats;
   /** Stops the batch thread (cancelling what runs) and frees the cache. Idempotent. */
   dispose(): Promise<void>;

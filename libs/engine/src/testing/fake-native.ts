@@ -128,6 +128,9 @@ class FakeEngine implements NativeEngine {
     if (s) s.cancel = true;
   }
 
+  /** Guided requests run unguided here: the masks' effect is the native engine's (libs/native engine.spec.ts). */
+  setAllowedTokens(): void {}
+
   endSession(sessionId: number): void {
     this.log.endedSessions.push(sessionId);
     this.sessions.delete(sessionId);

@@ -58,6 +58,16 @@ Napi::Value event_to_js(Napi::Env env, const Event& e) {
   return o;
 }
 
+// A Uint32Array (or Int32Array: xgrammar's bitmasks) of allowed-token bits, copied.
+std::vector<uint32_t> mask_from_js(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray()) fail(ErrorCode::InvalidArgument, std::string(what) + " must be a Uint32Array or Int32Array");
+  Napi::TypedArray t = v.As<Napi::TypedArray>();
+  if (t.TypedArrayType() != napi_uint32_array && t.TypedArrayType() != napi_int32_array)
+    fail(ErrorCode::InvalidArgument, std::string(what) + " must be a Uint32Array or Int32Array");
+  const auto* p = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+  return std::vector<uint32_t>(p, p + t.ElementLength());
+}
+
 RequestSpec parse_request(const Napi::Value& v) {
   if (!v.IsObject()) fail(ErrorCode::InvalidArgument, "submit(req): req must be an object");
   Napi::Object o = v.As<Napi::Object>();
@@ -91,6 +101,11 @@ RequestSpec parse_request(const Napi::Value& v) {
   }
   Napi::Value lp = o.Get("logprobs");
   if (lp.IsNumber()) r.logprobs = std::max(0, lp.As<Napi::Number>().Int32Value());
+  Napi::Value allowed = o.Get("allowedTokens");
+  if (!allowed.IsUndefined() && !allowed.IsNull()) {
+    r.guided = true;
+    r.allowed_tokens = mask_from_js(allowed, "req.allowedTokens");
+  }
   return r;
 }
 
@@ -101,6 +116,7 @@ void EngineWrap::Init(Napi::Env env, Napi::Object exports) {
                                  {InstanceMethod("start", &EngineWrap::Start), InstanceMethod("submit", &EngineWrap::Submit),
                                   InstanceMethod("cancel", &EngineWrap::Cancel),
                                   InstanceMethod("endSession", &EngineWrap::EndSession),
+                                  InstanceMethod("setAllowedTokens", &EngineWrap::SetAllowedTokens),
                                   InstanceMethod("stats", &EngineWrap::Stats), InstanceMethod("dispose", &EngineWrap::Dispose)});
   constructor = Napi::Persistent(f);
   constructor.SuppressDestruct();
@@ -200,6 +216,14 @@ Napi::Value EngineWrap::EndSession(const Napi::CallbackInfo& info) {
   return js_guard(info.Env(), [&]() -> Napi::Value {
     if (!info[0].IsNumber()) fail(ErrorCode::InvalidArgument, "endSession(sessionId): sessionId must be a number");
     core().end_session(info[0].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value EngineWrap::SetAllowedTokens(const Napi::CallbackInfo& info) {
+  return js_guard(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsNumber()) fail(ErrorCode::InvalidArgument, "setAllowedTokens(id, mask): id must be a number");
+    core().set_allowed(info[0].As<Napi::Number>().Int64Value(), mask_from_js(info[1], "setAllowedTokens(id, mask): mask"));
     return info.Env().Undefined();
   });
 }

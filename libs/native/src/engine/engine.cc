@@ -89,6 +89,19 @@ void EngineCore::validate(const RequestSpec& req) const {
   if (sp.temperature < 0 || !(sp.top_p > 0 && sp.top_p <= 1) || sp.top_k < 0 || !(sp.repetition_penalty > 0) ||
       !(sp.presence_penalty >= -2 && sp.presence_penalty <= 2) || !(sp.frequency_penalty >= -2 && sp.frequency_penalty <= 2))
     fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": bad sampling params");
+  if (req.guided) validate_mask(req.id, req.allowed_tokens);
+}
+
+void EngineCore::validate_mask(int64_t id, const std::vector<uint32_t>& mask) const {
+  const int64_t V = model_->cfg().vocab, words = (V + 31) / 32;
+  if ((int64_t)mask.size() != words)
+    fail(ErrorCode::InvalidArgument, "request " + std::to_string(id) + ": the allowed-token mask has " + std::to_string(mask.size()) +
+                                         " words, the vocabulary of " + std::to_string(V) + " needs " + std::to_string(words));
+  for (int64_t w = 0; w < words; w++) {
+    const uint32_t in_vocab = w + 1 < words || V % 32 == 0 ? ~0u : (1u << (V % 32)) - 1;
+    if (mask[(size_t)w] & in_vocab) return;
+  }
+  fail(ErrorCode::InvalidArgument, "request " + std::to_string(id) + ": the allowed-token mask allows no token");
 }
 
 void EngineCore::submit_many(std::vector<RequestSpec> reqs) {
@@ -103,7 +116,7 @@ void EngineCore::submit_many(std::vector<RequestSpec> reqs) {
   const auto now = Clock::now();
   for (RequestSpec& r : reqs) {
     active_ids_.insert(r.id);
-    inbox_.push_back(Command{Command::Submit, std::move(r), 0, now});
+    inbox_.push_back(Command{Command::Submit, std::move(r), {}, 0, now});
   }
   if (!reqs.empty()) cv_.notify_one();
 }
@@ -111,14 +124,24 @@ void EngineCore::submit_many(std::vector<RequestSpec> reqs) {
 void EngineCore::cancel(int64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");
-  inbox_.push_back({Command::Cancel, {}, id, Clock::now()});
+  inbox_.push_back({Command::Cancel, {}, {}, id, Clock::now()});
   cv_.notify_one();
 }
 
 void EngineCore::end_session(int64_t sid) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");
-  inbox_.push_back({Command::EndSession, {}, sid, Clock::now()});
+  inbox_.push_back({Command::EndSession, {}, {}, sid, Clock::now()});
+  cv_.notify_one();
+}
+
+void EngineCore::set_allowed(int64_t id, std::vector<uint32_t> mask) {
+  validate_mask(id, mask);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) fail(ErrorCode::Disposed, "engine was disposed");
+  Command c{Command::SetAllowed, {}, {}, id, Clock::now()};
+  c.mask = std::move(mask);
+  inbox_.push_back(std::move(c));
   cv_.notify_one();
 }
 
@@ -143,13 +166,16 @@ void EngineCore::loop() {
     if (!held.empty() && emit_) emit_(std::move(held));
     held.clear();
   };
+  // stalled: the last schedule ran nothing while guided requests waited for their next allowed-token sets; only the
+  // inbox (a set, a submit, a cancel) can change that, so the thread sleeps until it has something.
+  bool stalled = false;
   for (;;) {
     std::vector<Event> events;
     bool stop = false;
     hs.mark(HostStamps::kLoopTop);
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !sched_.idle(); });
+      cv_.wait(lock, [&] { return stopping_ || !inbox_.empty() || (!sched_.idle() && !stalled); });
       stop = stopping_;
       auto now = Clock::now();
       while (!inbox_.empty()) {
@@ -157,6 +183,7 @@ void EngineCore::loop() {
         inbox_.pop_front();
         if (cmd.kind == Command::Submit) sched_.add(std::move(cmd.req), cmd.at);
         else if (cmd.kind == Command::Cancel) sched_.cancel(cmd.id, events, now);
+        else if (cmd.kind == Command::SetAllowed) sched_.set_allowed(cmd.id, std::move(cmd.mask));
         else sched_.end_session(cmd.id);
       }
       if (stop) sched_.cancel_all(events, now);
@@ -164,6 +191,7 @@ void EngineCore::loop() {
     hs.mark(HostStamps::kInbox);
     if (!stop) {
       SchedulerOutput out = sched_.schedule(events, Clock::now());
+      stalled = out.empty() && sched_.awaiting_masks() > 0;
       hs.mark(HostStamps::kScheduled);
       if (!out.empty()) {
         std::string code, message;
@@ -204,7 +232,9 @@ void EngineCore::loop() {
     }
     hs.mark(HostStamps::kSnapshot);
     flush();  // no step was queued this time (none scheduled, or it failed first)
-    if (hold && !stop && !sched_.idle()) held = std::move(events);
+    // Held only while another step can follow at once: a guided request's next step waits for JavaScript to see
+    // this step's token, so its events must go out now.
+    if (hold && !stop && !sched_.idle() && sched_.awaiting_masks() == 0) held = std::move(events);
     else if (!events.empty() && emit_) emit_(std::move(events));
     hs.mark(HostStamps::kEmitted);
     hs.end_step();

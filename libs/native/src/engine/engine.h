@@ -49,15 +49,20 @@ class EngineCore {
   void submit_many(std::vector<RequestSpec> reqs);
   void cancel(int64_t id);
   void end_session(int64_t session_id);
+  // Guided requests: the allowed tokens for request `id`'s next token (E_INVALID_ARGUMENT for a wrong size or an
+  // empty set; ignored once the request has ended).
+  void set_allowed(int64_t id, std::vector<uint32_t> mask);
   EngineStatsSnapshot stats();
   void stop();  // cancels everything, joins the thread; idempotent
   bool stopped() const { return stopped_; }
 
  private:
   void validate(const RequestSpec& req) const;  // E_INVALID_ARGUMENT for a request no step could run
+  void validate_mask(int64_t id, const std::vector<uint32_t>& mask) const;
   struct Command {
-    enum Kind { Submit, Cancel, EndSession } kind;
+    enum Kind { Submit, Cancel, EndSession, SetAllowed } kind;
     RequestSpec req;
+    std::vector<uint32_t> mask;
     int64_t id = 0;
     Clock::time_point at;
   };

@@ -187,10 +187,10 @@ beforeAll(async () => {
 });
 afterAll(() => model?.dispose());
 
-async function withEngine<T>(opts: Partial<EngineOptions>, fn: (e: NativeEngine, c: Collector) => Promise<T>): Promise<T> {
+async function withEngine<T>(opts: Partial<EngineOptions>, fn: (e: NativeEngine, c: Collector) => Promise<T>, start = true): Promise<T> {
   const engine = native.createEngine(model, { maxBatchSize: 8, blockSize: 4, numBlocks: 256, sessionLen: 256, ...opts });
   const c = new Collector();
-  engine.start(c.onEvent);
+  if (start) engine.start(c.onEvent);
   try {
     return await fn(engine, c);
   } finally {
@@ -403,6 +403,101 @@ describe('engine', () => {
       expect(await c.wait(1)).toMatchObject({ type: 'error', code: 'E_OUT_OF_KV_CACHE' });
       expect(await c.wait(2)).toMatchObject({ type: 'done', finishReason: 'length' });
     });
+  });
+});
+
+/** A vocabulary bitmask (bit t % 32 of word t / 32) allowing the tokens for which `allow` is true. */
+function maskOf(allow: (t: number) => boolean): Uint32Array {
+  const m = new Uint32Array(Math.ceil(DIMS.vocab / 32));
+  for (let t = 0; t < DIMS.vocab; t++) if (allow(t)) m[t >> 5] |= 1 << (t & 31);
+  return m;
+}
+
+describe('guided decoding (allowed-token masks)', () => {
+  /** Greedy over the allowed tokens of each step, by forward() of the growing sequence. */
+  async function guidedByForward(p: number[], steps: number, allowed: (step: number) => (t: number) => boolean): Promise<number[]> {
+    const seq = [...p];
+    const out: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      const logits = await model.forward(Int32Array.from(seq));
+      const row = (seq.length - 1) * DIMS.vocab;
+      let best = -1;
+      for (let t = 0; t < DIMS.vocab; t++) if (allowed(s)(t) && (best < 0 || logits[row + t] > logits[row + best])) best = t;
+      out.push(best);
+      seq.push(best);
+    }
+    return out;
+  }
+
+  it('each token is the best allowed one; the request waits for its next set while others run', async () => {
+    const p = prompt(new Rng(21), 7);
+    const allowed = (step: number) => (t: number) => (t + step) % 3 === 0; // a different third of the vocabulary each step
+    const expected = await guidedByForward(p, 10, allowed);
+    const other = { id: 2, inputIds: Int32Array.from(prompt(new Rng(22), 5)), maxNewTokens: 12 };
+    const otherAlone = await runAlone(other);
+    await withEngine({}, async (e, c) => {
+      let step = 0;
+      let release: () => void = () => {};
+      const held = new Promise<void>((res) => (release = res));
+      const onEvent = c.onEvent;
+      c.onEvent = (ev) => {
+        onEvent(ev);
+        if (ev.type !== 'tokens' || ev.id !== 1) return;
+        step += ev.tokens.length;
+        // The first token's next set comes only once the other request has finished: meanwhile request 1 must not move.
+        if (step === 1) void held.then(() => e.setAllowedTokens(1, maskOf(allowed(1))));
+        else e.setAllowedTokens(1, maskOf(allowed(step)));
+      };
+      e.start(c.onEvent);
+      e.submit([{ id: 1, inputIds: Int32Array.from(p), maxNewTokens: 10, allowedTokens: maskOf(allowed(0)) }, other]);
+      expect(await c.wait(2)).toMatchObject({ type: 'done', finishReason: 'length' });
+      expect(c.tokens.get(2)).toEqual(otherAlone);
+      expect(c.tokens.get(1)).toHaveLength(1);
+      expect(e.stats().running).toBe(1); // waiting for its set, still holding its blocks
+      release();
+      expect(await c.wait(1)).toMatchObject({ type: 'done', finishReason: 'length', completionTokens: 10 });
+      expect(c.tokens.get(1)).toEqual(expected);
+    }, false);
+  });
+
+  it('sampled tokens stay inside the set; a set of only the stop id ends the request', async () => {
+    const p = Int32Array.from(prompt(new Rng(23), 4));
+    const odd = maskOf((t) => t % 2 === 1);
+    await withEngine({}, async (e, c) => {
+      const onEvent = c.onEvent;
+      c.onEvent = (ev) => {
+        onEvent(ev);
+        if (ev.type !== 'tokens') return;
+        const n = c.tokens.get(ev.id)!.length;
+        e.setAllowedTokens(ev.id, ev.id === 4 && n >= 5 ? maskOf((t) => t === 7) : odd);
+      };
+      e.start(c.onEvent);
+      e.submit([
+        { id: 3, inputIds: p, maxNewTokens: 24, sampling: { temperature: 1.5, topK: 0, seed: 5 }, allowedTokens: odd },
+        { id: 4, inputIds: p, maxNewTokens: 24, stopIds: [7], sampling: { temperature: 1, seed: 6 }, allowedTokens: odd },
+      ]);
+      expect(await c.wait(3)).toMatchObject({ type: 'done', finishReason: 'length', completionTokens: 24 });
+      expect(c.tokens.get(3)!.every((t) => t % 2 === 1)).toBe(true);
+      expect(await c.wait(4)).toMatchObject({ type: 'done', finishReason: 'stop', completionTokens: 6 });
+      expect(c.tokens.get(4)).toHaveLength(5);
+    }, false);
+  });
+
+  it('a cancel reaches a request waiting for its set; bad masks are refused', async () => {
+    await withEngine({}, async (e, c) => {
+      e.start(c.onEvent);
+      const p = Int32Array.from(prompt(new Rng(24), 3));
+      expect(() => e.submit({ id: 5, inputIds: p, maxNewTokens: 4, allowedTokens: new Uint32Array(2) })).toThrow(/mask has 2 words, the vocabulary of 96 needs 3/);
+      expect(() => e.submit({ id: 5, inputIds: p, maxNewTokens: 4, allowedTokens: new Uint32Array(3) })).toThrow(/allows no token/);
+      e.submit({ id: 6, inputIds: p, maxNewTokens: 4, allowedTokens: maskOf(() => true) });
+      await until(() => (c.tokens.get(6) ?? []).length === 1);
+      expect(() => e.setAllowedTokens(6, maskOf(() => false))).toThrow(/allows no token/);
+      e.cancel(6);
+      expect(await c.wait(6)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+      e.setAllowedTokens(6, maskOf(() => true)); // ended: ignored
+      const s = e.stats();
+      expect(s.blocksFree).toBe(s.blocksTotal);
+    }, false);
   });
 });
 

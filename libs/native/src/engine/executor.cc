@@ -84,6 +84,18 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
             model_.backend().download(logits_.data() + r * V, logits.as<float>() + r * V, (size_t)V * 4);
       }
       model_.backend().sample({logits.as<float>(), R, V, rows.data(), sampled.data()});
+      // Guided rows sample again on the host among their allowed tokens (same parameters, same uniform: the
+      // backend's draw for them is discarded).
+      for (int64_t r = 0; r < R; r++) {
+        const RequestSpec& req = sampling[r]->seq->req;
+        if (!req.guided) continue;
+        guided_row_.resize((size_t)V);
+        model_.backend().download(guided_row_.data(), logits.as<float>() + r * V, (size_t)V * 4);
+        const std::vector<uint32_t>& m = req.allowed_tokens;
+        for (int64_t t = 0; t < V; t++)
+          if (!((m[(size_t)(t >> 5)] >> (t & 31)) & 1u)) guided_row_[(size_t)t] = -INFINITY;
+        sampled[r] = sample_row(guided_row_.data(), V, rows[r]);
+      }
     }
   }
   hs.mark(HostStamps::kSampled);

@@ -1,7 +1,8 @@
 // Runs one scheduled step on the model's backend: builds the step batch (tokens, positions, cache slots,
 // block tables), runs the decoder, and samples one token for every sequence that asked for one on the
 // backend (Backend::sample; only token ids come back, logits only for logprobs requests), each
-// with its own RNG (so a request's tokens don't depend on what else is in the batch).
+// with its own RNG (so a request's tokens don't depend on what else is in the batch). Guided rows (a request's
+// allowed-token mask) are sampled on the host from their masked logits.
 #pragma once
 #include <functional>
 #include <vector>
@@ -27,6 +28,7 @@ class Executor {
   KvCache& cache_;
   StepBatch batch_;
   std::vector<float> logits_;      // host copies of the rows whose request wants logprobs
+  std::vector<float> guided_row_;  // a guided row's logits with the disallowed tokens at -inf
   std::vector<SamplingRow> rows_;  // per sampled row: params + the request's uniform
 };
 

@@ -124,6 +124,26 @@ void Scheduler::cancel(int64_t id, std::vector<Event>& events, Clock::time_point
   }
 }
 
+void Scheduler::set_allowed(int64_t id, std::vector<uint32_t> mask) {
+  const auto take = [&](Sequence& s) {
+    if (s.req.id != id || !s.req.guided) return false;
+    s.req.allowed_tokens = std::move(mask);
+    s.awaiting_mask = false;
+    return true;
+  };
+  for (auto& s : running_)
+    if (take(*s)) return;
+  for (auto& s : waiting_)
+    if (take(*s)) return;
+}
+
+int64_t Scheduler::awaiting_masks() const {
+  int64_t n = 0;
+  for (const auto& s : running_) n += s->awaiting_mask;
+  for (const auto& s : waiting_) n += s->awaiting_mask;
+  return n;
+}
+
 void Scheduler::cancel_all(std::vector<Event>& events, Clock::time_point now) {
   while (!running_.empty()) cancel(running_.back()->req.id, events, now);
   while (!waiting_.empty()) cancel(waiting_.front()->req.id, events, now);
@@ -179,6 +199,10 @@ SchedulerOutput Scheduler::schedule(std::vector<Event>& events, Clock::time_poin
   // 1. Running sequences, oldest first.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence& s = *running_[i];
+    if (s.awaiting_mask) {  // guided: its next token's allowed set has not come yet
+      i++;
+      continue;
+    }
     int64_t remaining = (int64_t)s.tokens.size() - s.num_computed;
     int64_t n = std::min(remaining, budget);
     if (!grow(s, s.num_computed + n, i, true)) {
@@ -194,6 +218,10 @@ SchedulerOutput Scheduler::schedule(std::vector<Event>& events, Clock::time_poin
   // 2. Waiting requests, in order, while there is room.
   for (auto it = waiting_.begin(); it != waiting_.end() && budget > 0 && (int64_t)running_.size() < opts_.max_batch_size;) {
     Sequence& s = **it;
+    if (s.awaiting_mask) {  // preempted while it waited for its allowed set: resumes once that comes
+      ++it;
+      continue;
+    }
     if (!attach_session(s)) {
       ++it;  // its session is busy with an earlier request
       continue;
@@ -270,6 +298,7 @@ void Scheduler::update(const SchedulerOutput& out, const std::vector<int32_t>& s
     si++;
     s.tokens.push_back(tok);
     s.generated++;
+    s.awaiting_mask = s.req.guided;
     if (s.generated == 1) s.first_token = now;
     bool stop = std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end();
     if (!stop) {

@@ -49,6 +49,11 @@ struct RequestSpec {
   std::vector<int32_t> stop_ids;
   SamplingConfig sampling;
   int32_t logprobs = -1;  // < 0: none; >= 0: logprob of the sampled token + this many alternatives
+  // Guided decoding (response_format): each token is sampled only among the allowed ones, a bitmask over the
+  // vocabulary (bit t % 32 of word t / 32). `allowed_tokens` is the first token's; after each sampled token the
+  // request waits, unscheduled, until Scheduler::set_allowed brings the next one (the caller's grammar decides it).
+  bool guided = false;
+  std::vector<uint32_t> allowed_tokens;
 };
 
 struct Sequence {
@@ -61,6 +66,7 @@ struct Sequence {
   Rng rng{0};
   PrefixChain chain;             // prefix caching: leading blocks matched or registered
   int64_t cached_tokens = 0;     // prompt tokens taken from the prefix cache at (first) admission
+  bool awaiting_mask = false;    // guided: a token was sampled and the next one's allowed set has not come yet
   bool attached = false;  // session history merged in
   bool admitted_once = false;
   Clock::time_point submitted, admitted, first_token;
@@ -112,6 +118,8 @@ class Scheduler {
   void add(RequestSpec req, Clock::time_point now);
   void cancel(int64_t id, std::vector<Event>& events, Clock::time_point now);
   void end_session(int64_t session_id);
+  // Guided requests: the allowed tokens for the next token of request `id` (ignored once it has ended).
+  void set_allowed(int64_t id, std::vector<uint32_t> mask);
   void cancel_all(std::vector<Event>& events, Clock::time_point now);
   SchedulerOutput schedule(std::vector<Event>& events, Clock::time_point now);
   // `sampled` holds one token per ScheduledSeq with sample == true, in order (logprobs likewise, optional).
@@ -122,6 +130,8 @@ class Scheduler {
   int64_t waiting() const { return (int64_t)waiting_.size(); }
   int64_t sessions() const { return (int64_t)sessions_.size(); }
   bool idle() const { return running_.empty() && waiting_.empty(); }
+  // Guided requests waiting for their next allowed-token set (they are not scheduled until it comes).
+  int64_t awaiting_masks() const;
   const BlockAllocator& blocks() const { return blocks_; }
 
  private:
