@@ -160,6 +160,14 @@ export class ChatCompletionDto extends SamplingDto implements ChatCompletionRequ
   @Min(0)
   @Max(20)
   top_logprobs?: number;
+
+  @ApiPropertyOptional({
+    description: "OpenAI's structured outputs: {type: 'text'}, {type: 'json_object'} or {type: 'json_schema', json_schema: {name, schema, strict?}}",
+    example: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } } },
+  })
+  @IsOptional()
+  @IsObject()
+  response_format?: Record<string, unknown>;
 }
 
 export class CompletionDto extends SamplingDto implements CompletionRequest {

@@ -221,6 +221,42 @@ describe('generation API on a tiny generated model (cpu)', () => {
     expect(a.usage).toMatchObject({ promptTokens: engine.encodePrompt('the cat').length, completionTokens: 24 });
   });
 
+  it('responseFormat: json_schema output fits the schema and ends with the stop token, greedy and sampled, beside free requests', async () => {
+    if (!engine) return;
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' }, size: { enum: ['s', 'm', 'l'] } }, required: ['ok', 'size'] };
+    const inputIds = engine.encodePrompt('the cat');
+    const stopIds = engine.defaultStopIds(false);
+    const run = async (sampling: { temperature: number; seed?: number }) => {
+      let text = '';
+      let finish: string | undefined;
+      for await (const o of engine!.createInstance().streamInfer({ inputIds, maxNewTokens: 80, stopIds, sampling, responseFormat: { type: 'json_schema', schema } })) {
+        text += o.text;
+        finish = o.finishReason ?? finish;
+      }
+      return { text, finish };
+    };
+    // Guided requests and a free one in one batch: the free one's tokens are its own alone.
+    const [free] = await engine.generate(['a dog'], { maxNewTokens: 20, temperature: 0, ignoreEos: true });
+    const [g1, g2, g3, free2] = await Promise.all([
+      run({ temperature: 0 }),
+      run({ temperature: 1.5, seed: 1 }),
+      run({ temperature: 1.5, seed: 2 }),
+      engine.generate(['a dog'], { maxNewTokens: 20, temperature: 0, ignoreEos: true }).then((r) => r[0]),
+    ]);
+    expect(free2.tokenIds).toEqual(free.tokenIds);
+    for (const g of [g1, g2, g3]) {
+      expect(g.finish).toBe('stop');
+      const v = JSON.parse(g.text);
+      expect(Object.keys(v).sort()).toEqual(['ok', 'size']);
+      expect(typeof v.ok).toBe('boolean');
+      expect(['s', 'm', 'l']).toContain(v.size);
+    }
+    expect((await run({ temperature: 0 })).text).toBe(g1.text); // greedy guided decoding is deterministic
+    // A schema xgrammar cannot compile fails before the request runs, naming the problem.
+    await expect(engine.prepareResponseFormat({ type: 'json_schema', schema: { type: 'tensor' } })).rejects.toThrow(/schema/i);
+    await expect(collect(engine.createInstance().streamInfer({ inputIds, maxNewTokens: 8, responseFormat: { type: 'json_schema', schema: { type: 'tensor' } } }))).rejects.toThrow(/schema/i);
+  });
+
   it('sampling with a seed is reproducible', async () => {
     if (!engine) return;
     const g = { maxNewTokens: 16, temperature: 1, topK: 20, topP: 0.9, seed: 1234, ignoreEos: true };

@@ -1,12 +1,16 @@
 // The generation API, mirroring TurboMind's Python API: Engine.fromPretrained → engine.createInstance() →
 // instance.streamInfer(...). One NativeEngine (one batch thread, one KV cache) per Engine; its events for every
 // request arrive on one callback, and a demultiplexer routes them by request id to the stream that owns the id.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
 import type { ChatMessage } from '../chat-template/chat-template';
 import { DisposedError, EngineError, InvalidArgumentError, fromNativeError, toEngineError } from '../errors';
 import type { NativeEngine, NativeEvent, NativeRequest } from '../native';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { AsyncQueue } from './async-queue';
 import { ChatSession, type ChatSessionOptions } from './chat-session';
+import { GrammarService, type GuideHandle, type ResponseFormat } from './grammar';
 import { PretrainedModel } from './pretrained';
 import { StopWordMatcher } from './stop-words';
 import type {
@@ -37,6 +41,9 @@ export class Engine {
   private readonly activeSessions = new Set<number>();
   /** Requests made in one tick go to the batch thread in one submit (flushSubmits), so they start in the same step. */
   private pendingSubmits: PendingSubmit[] = [];
+  /** Guided requests' grammar matchers, by request id (responseFormat). */
+  private readonly guides = new Map<number, GuideHandle>();
+  private grammar?: GrammarService;
   private nextRequestId = 1;
   private nextSessionId = 1_000_000;
   private disposed = false;
@@ -227,11 +234,14 @@ export class Engine {
     this.disposed = true;
     for (const q of this.routes.values()) q.fail(new DisposedError('engine'));
     this.routes.clear();
+    for (const g of this.guides.values()) g.close();
+    this.guides.clear();
     this.disposing = (async () => {
       try {
         await this.nativeEngine.dispose();
       } finally {
         this.pretrained.dispose();
+        await this.grammar?.dispose().catch(() => undefined);
       }
     })();
     return this.disposing;
@@ -248,6 +258,14 @@ export class Engine {
       yield { tokenIds: [], text: '', finishReason: 'cancelled', usage: emptyUsage(inputIds.length) };
       return;
     }
+    const stopIds = p.stopIds ?? this.tokenizer.special.eosIds;
+    // Guided: the grammar's first allowed set goes with the request; route() hands each token to the matcher and the
+    // next set to the native engine, which holds the request until it comes.
+    const guide = p.responseFormat && p.responseFormat.type !== 'text' ? await this.openGuide(p.responseFormat, stopIds) : undefined;
+    if (guide && this.disposed) {
+      guide.close();
+      throw new DisposedError('engine');
+    }
     const id = this.nextRequestId++;
     const queue = new AsyncQueue<NativeEvent>();
     this.routes.set(id, queue);
@@ -255,8 +273,12 @@ export class Engine {
       id,
       inputIds,
       maxNewTokens: p.maxNewTokens,
-      stopIds: p.stopIds ?? this.tokenizer.special.eosIds,
+      stopIds,
     };
+    if (guide) {
+      req.allowedTokens = guide.mask;
+      this.guides.set(id, guide);
+    }
     if (p.sessionId !== undefined) req.sessionId = p.sessionId;
     if (p.sampling) req.sampling = { ...p.sampling };
     if (p.logprobs !== undefined) req.logprobs = p.logprobs; // 0: the sampled token's log-prob only
@@ -323,6 +345,8 @@ export class Engine {
     } finally {
       p.signal?.removeEventListener('abort', onAbort);
       this.routes.delete(id);
+      this.guides.get(id)?.close();
+      this.guides.delete(id);
       if (p.sessionId !== undefined) this.activeSessions.delete(p.sessionId);
       if (!finished && !this.disposed && !pending.failed) cancel(); // the consumer stopped iterating early
     }
@@ -397,7 +421,43 @@ export class Engine {
   private route(ev: NativeEvent): void {
     const q = this.routes.get(ev.id);
     if (!q) return; // a request whose consumer already left (cancelled / broke out of the loop)
+    const guide = this.guides.get(ev.id);
+    if (guide && ev.type === 'tokens') this.advanceGuide(ev.id, guide, ev.tokens, q);
     q.push(ev);
+  }
+
+  /** The matcher takes the request's new token; the native engine gets the set allowed next. A stop token ends the
+   * request natively (it never comes here), so every token here leaves the grammar running. */
+  private advanceGuide(id: number, guide: GuideHandle, tokens: number[], q: AsyncQueue<NativeEvent>): void {
+    guide.accept(tokens).then(
+      (mask) => {
+        if (mask && this.guides.get(id) === guide && !this.disposed) this.nativeEngine.setAllowedTokens(id, mask);
+      },
+      (err: unknown) => {
+        if (this.guides.get(id) !== guide || this.disposed) return;
+        this.guides.delete(id);
+        guide.close();
+        this.nativeEngine.cancel(id);
+        q.push({ type: 'error', id, code: 'E_INTERNAL', message: `response_format: ${(err as Error).message}` });
+      },
+    );
+  }
+
+  /** Compiles (and caches) a response format's grammar: a bad schema fails here, before any request runs. */
+  async prepareResponseFormat(format: ResponseFormat): Promise<void> {
+    if (format.type === 'text') return;
+    (await this.openGuide(format, this.tokenizer.special.eosIds)).close();
+  }
+
+  private async openGuide(format: ResponseFormat, stopIds: number[]): Promise<GuideHandle> {
+    this.assertAlive();
+    if (!this.grammar) {
+      const file = path.join(this.pretrained.loaded.dir, 'tokenizer.json');
+      if (!fs.existsSync(file)) throw new InvalidArgumentError(`response_format needs the model's tokenizer.json (${this.pretrained.loaded.dir} has none)`);
+      this.grammar = GrammarService.create(file, this.spec.vocabSize);
+    }
+    if (stopIds.length === 0) throw new InvalidArgumentError('response_format needs a stop token to end the output (ignore_eos is set and no stop ids are given)');
+    return this.grammar.open(format, stopIds); // InvalidArgumentError for a schema xgrammar cannot use
   }
 
   private assertAlive(): void {

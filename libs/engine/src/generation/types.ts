@@ -1,3 +1,4 @@
+import type { ResponseFormat } from './grammar';
 import type { SamplingParams } from '../native';
 import type { ChatMessage } from '../chat-template/chat-template';
 
@@ -90,7 +91,12 @@ export interface StreamInferParams {
   signal?: AbortSignal;
   /** Default true. */
   skipSpecialTokens?: boolean;
+  /** OpenAI's response_format: the output follows a JSON schema, or is any JSON object (guided decoding: each
+   *  token is sampled only among those the grammar allows next; xgrammar decides them). Unset or 'text': free text. */
+  responseFormat?: ResponseFormat;
 }
+
+export type { ResponseFormat };
 
 export interface StreamOutput {
   /** Token ids generated since the previous output. */

@@ -76,6 +76,9 @@ export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP'
 
 export type ServingMessage = Engine.ChatMessage;
 
+/** OpenAI's response_format as the engine takes it (json_schema: the schema itself, and strict). */
+export type ServingResponseFormat = Engine.ResponseFormat;
+
 export interface ServingStreamParams {
   inputIds: number[];
   maxNewTokens: number;
@@ -86,6 +89,7 @@ export interface ServingStreamParams {
   logprobs?: number;
   skipSpecialTokens?: boolean;
   signal?: AbortSignal;
+  responseFormat?: ServingResponseFormat;
 }
 
 export type ServingOutput = Pick<Engine.StreamOutput, 'tokenIds' | 'text' | 'logprobs' | 'finishReason' | 'usage'>;
@@ -117,6 +121,8 @@ export interface ServingEngine {
   /** One token's text (special tokens included), for logprobs. */
   tokenText(id: number): string;
   stream(p: ServingStreamParams): AsyncIterable<ServingOutput>;
+  /** Compiles a response_format's grammar (cached for the request that follows): rejects a schema it cannot use. */
+  prepareResponseFormat(format: ServingResponseFormat): Promise<void>;
   /** A chat session with a caller-chosen id in [1, 999999]. */
   createChat(sessionId: number): ServingChat;
   stats(): { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number };
@@ -237,6 +243,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
         return t;
       },
       stream: (p) => engine.createInstance().streamInfer(p),
+      prepareResponseFormat: (format) => engine.prepareResponseFormat(format),
       createChat: (sessionId) => {
         const chat = engine.createChat({ sessionId });
         return {

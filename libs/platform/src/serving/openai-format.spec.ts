@@ -1,6 +1,6 @@
 import { ChatChunker, CompletionChunker, ResponseCollector, completionLogprobs } from './openai-format';
 import { toOpenAIErrorBody, isOpenAIPath } from './openai-errors';
-import { parseMessages } from './openai.service';
+import { parseMessages, parseResponseFormat } from './openai.service';
 import { checkLength } from './serving-host';
 import type { StreamEvent, StreamLogprob } from './protocol';
 
@@ -73,6 +73,28 @@ describe('OpenAI chunks and bodies', () => {
     expect(() => parseMessages([])).toThrow(/non-empty/);
     expect(() => parseMessages([{ role: 'wizard', content: 'x' }])).toThrow(/messages\[0\]\.role/);
     expect(() => parseMessages([{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }])).toThrow(/only text parts/);
+  });
+
+  it('response_format: text is none, json_object and json_schema pass on; a malformed one is a 400 naming the field', () => {
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' } } };
+    expect(parseResponseFormat(undefined)).toBeUndefined();
+    expect(parseResponseFormat({ type: 'text' })).toBeUndefined();
+    expect(parseResponseFormat({ type: 'json_object' })).toEqual({ type: 'json_object' });
+    expect(parseResponseFormat({ type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } })).toEqual({ type: 'json_schema', schema, strict: true, name: 'answer' });
+    const bad = (raw: unknown) => {
+      try {
+        parseResponseFormat(raw);
+      } catch (e) {
+        return [(e as Error).message, (e as { details?: { param?: string } }).details?.param];
+      }
+      return undefined;
+    };
+    expect(bad('json')).toEqual(['response_format must be an object', 'response_format']);
+    expect(bad({ type: 'xml' })).toEqual(['response_format.type must be one of text, json_object, json_schema', 'response_format.type']);
+    expect(bad({ type: 'json_schema' })?.[1]).toBe('response_format.json_schema');
+    expect(bad({ type: 'json_schema', json_schema: { name: 'a b', schema } })?.[1]).toBe('response_format.json_schema.name');
+    expect(bad({ type: 'json_schema', json_schema: { name: 'a', schema: [] } })?.[1]).toBe('response_format.json_schema.schema');
+    expect(bad({ type: 'json_schema', json_schema: { schema, strict: 'yes' } })?.[1]).toBe('response_format.json_schema.strict');
   });
 
   it('length check: the numbers in the message, or what the session leaves', () => {

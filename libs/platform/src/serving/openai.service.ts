@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { APP_CONFIG, type AppConfig } from '../config';
 import type { DeploymentEntity } from '../db/entities/deployment.entity';
 import { DeploymentService } from '../deployments/deployment.service';
-import type { ServingMessage } from '../engine/engine.adapter';
+import type { ServingMessage, ServingResponseFormat } from '../engine/engine.adapter';
 import { InvalidInputError, NotFoundError, PlatformError, TooManyRequestsError, UnavailableError } from '../errors';
 import { JobQueue } from '../queue/job-queue';
 import { inferQueueName } from '../queue/jobs';
@@ -54,6 +54,7 @@ export interface ChatCompletionRequest extends SamplingFields {
   n?: number;
   logprobs?: boolean;
   top_logprobs?: number;
+  response_format?: unknown;
 }
 
 export interface CompletionRequest extends SamplingFields {
@@ -121,9 +122,11 @@ export class OpenAIService {
     const n = body.n ?? 1;
     checkN(n, dep);
     if (body.top_logprobs !== undefined && !body.logprobs) throw new InvalidInputError('top_logprobs requires logprobs: true', { param: 'top_logprobs' });
+    const responseFormat = parseResponseFormat(body.response_format);
     const req = this.request(dep, 'chat', 'chatcmpl', body, {
       messages,
       n,
+      ...(responseFormat ? { responseFormat } : {}),
       maxTokens: body.max_completion_tokens ?? body.max_tokens,
       ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
     });
@@ -467,6 +470,33 @@ function errorFromEvent(ev: Extract<StreamEvent, { t: 'error' }>): PlatformError
 }
 
 /** OpenAI chat messages -> the chat template's {role, content}: string content, or text parts joined. */
+/** OpenAI's response_format: {type: 'text'} (the default), {type: 'json_object'}, or {type: 'json_schema', json_schema:
+ * {name, schema, strict?, description?}}. undefined for free text. The worker compiles the schema (a bad one is a 400
+ * from there). */
+export function parseResponseFormat(raw: unknown): ServingResponseFormat | undefined {
+  const param = 'response_format';
+  if (raw === undefined || raw === null) return undefined;
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidInputError(`${param} must be an object`, { param });
+  const { type, json_schema: js } = raw as { type?: unknown; json_schema?: unknown };
+  if (type === 'text') return undefined;
+  if (type === 'json_object') return { type: 'json_object' };
+  if (type !== 'json_schema') throw new InvalidInputError(`${param}.type must be one of text, json_object, json_schema`, { param: `${param}.type` });
+  if (!js || typeof js !== 'object' || Array.isArray(js)) {
+    throw new InvalidInputError(`${param}.json_schema must be an object with the schema (type json_schema)`, { param: `${param}.json_schema` });
+  }
+  const { name, schema, strict } = js as { name?: unknown; schema?: unknown; strict?: unknown };
+  if (name !== undefined && (typeof name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(name))) {
+    throw new InvalidInputError(`${param}.json_schema.name must be 1-64 letters, digits, _ or -`, { param: `${param}.json_schema.name` });
+  }
+  if (!schema || typeof schema !== 'object' || Array.isArray(schema)) {
+    throw new InvalidInputError(`${param}.json_schema.schema must be a JSON Schema object`, { param: `${param}.json_schema.schema` });
+  }
+  if (strict !== undefined && strict !== null && typeof strict !== 'boolean') {
+    throw new InvalidInputError(`${param}.json_schema.strict must be a boolean`, { param: `${param}.json_schema.strict` });
+  }
+  return { type: 'json_schema', schema: schema as Record<string, unknown>, ...(typeof strict === 'boolean' ? { strict } : {}), ...(typeof name === 'string' ? { name } : {}) };
+}
+
 export function parseMessages(raw: unknown[]): ServingMessage[] {
   if (!Array.isArray(raw) || raw.length === 0) throw new InvalidInputError('messages must be a non-empty array', { param: 'messages' });
   return raw.map((m, i) => {

@@ -271,6 +271,14 @@ export class ServingHost {
     const longest = Math.max(...prompts.map((p) => p.length));
     const maxTokens = checkLength(engine.sessionLen, longest, r.maxTokens, chat ? 'messages' : 'prompt');
     const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
+    if (r.responseFormat) {
+      try {
+        await engine.prepareResponseFormat(r.responseFormat); // before 'start': a schema it cannot use is still a 400
+      } catch (err) {
+        if (isEngineInputError(err)) throw new InvalidInputError((err as Error).message, { param: 'response_format' });
+        throw err;
+      }
+    }
     await emit({ t: 'start', promptTokens, workerId: this.workerId });
     const stopIds = r.ignoreEos ? [] : engine.stopIds(chat);
     const t = timingParts(r, promptTokens);
@@ -289,6 +297,7 @@ export class ServingHost {
             sampling: { ...r.sampling, ...(r.sampling.seed !== undefined ? { seed: r.sampling.seed + k } : {}) },
             ...(r.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
             ...(r.skipSpecialTokens !== undefined ? { skipSpecialTokens: r.skipSpecialTokens } : {}),
+            ...(r.responseFormat ? { responseFormat: r.responseFormat } : {}),
             signal,
           });
           const prefix = r.echo && r.prompts ? r.prompts[p] : '';

@@ -1,0 +1,254 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DisposedError, EngineError, InvalidArgumentError } from '../../errors';
+import { rng, writeTinyTokenizer } from '../../testing/tiny-model';
+import { makeTempDir } from '../../testing/tmp-dir';
+import { parseSentencePieceModel, sentencePieceToTokenizerJson } from '../../tokenizer/sentencepiece';
+import { Tokenizer } from '../../tokenizer/tokenizer';
+import { GrammarService, grammarVocab, type GuideHandle, type VocabType } from './grammar-service';
+
+const SCHEMA = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer' } }, required: ['ok', 'n'] };
+/** Padding past the tokenizer, as a model's vocab_size often has: those ids must never be allowed. */
+const PAD = 40;
+const SP_FIXTURES = path.join(__dirname, '../../tokenizer/fixtures');
+
+/** The tiny byte-level tokenizer's single-byte tokens have id = byte: ASCII text → its token ids. */
+const bytes = (text: string): number[] => [...Buffer.from(text, 'latin1')];
+
+function allowedIds(mask: Uint32Array): number[] {
+  const ids: number[] = [];
+  for (let i = 0; i < mask.length * 32; i++) if ((mask[i >>> 5] >>> (i & 31)) & 1) ids.push(i);
+  return ids;
+}
+
+/**
+ * Samples an output the way a model under the guide would: a seeded random pick among the allowed tokens. A uniform
+ * pick would spend hundreds of tokens inside each free JSON string, so half the time it takes a token that closes
+ * something (`"`, `}`, `]`, a stop token) when one is allowed.
+ */
+async function walk(guide: GuideHandle, closers: ReadonlySet<number>, seed: number, maxSteps = 200): Promise<{ tokens: number[]; terminated: boolean; seen: Set<number> }> {
+  const rand = rng(seed);
+  const tokens: number[] = [];
+  const seen = new Set<number>();
+  let mask: Uint32Array | null = guide.mask;
+  while (mask && tokens.length < maxSteps) {
+    const allowed = allowedIds(mask);
+    expect(allowed.length).toBeGreaterThan(0);
+    for (const id of allowed) seen.add(id);
+    const closing = allowed.filter((id) => closers.has(id));
+    const pool = closing.length > 0 && rand() < 0.5 ? closing : allowed;
+    const token = pool[Math.floor(rand() * pool.length)];
+    tokens.push(token);
+    mask = await guide.accept([token]);
+  }
+  return { tokens, terminated: mask === null, seen };
+}
+
+interface Case {
+  name: string;
+  /** Writes tokenizer.json (+ tokenizer_config.json) into dir. */
+  write(dir: string): void;
+  stopTokens: string[];
+  vocabType: VocabType;
+  prependSpace: boolean;
+}
+
+function sentencePiece(fixture: string): (dir: string) => void {
+  return (dir) => {
+    const model = parseSentencePieceModel(new Uint8Array(fs.readFileSync(path.join(SP_FIXTURES, fixture))));
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(sentencePieceToTokenizerJson(model)));
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>' }));
+  };
+}
+
+const CASES: Case[] = [
+  { name: 'tiny qwen2 (byte-level BPE)', write: (d) => writeTinyTokenizer(d, { arch: 'qwen2' }), stopTokens: ['<|endoftext|>', '<|im_end|>'], vocabType: 'byte_level', prependSpace: false },
+  { name: 'tiny llama (byte-level BPE, <s> </s>)', write: (d) => writeTinyTokenizer(d, { arch: 'llama' }), stopTokens: ['</s>', '<|im_end|>'], vocabType: 'byte_level', prependSpace: false },
+  { name: 'SentencePiece BPE with byte fallback', write: sentencePiece('bpe-llama.model'), stopTokens: ['</s>'], vocabType: 'byte_fallback', prependSpace: true },
+  // Its dummy prefix is a regex Replace (SentencePiece's remove_extra_whitespaces), which xgrammar's own detection does
+  // not read either; matching does not use the flag.
+  { name: 'SentencePiece Unigram without byte fallback', write: sentencePiece('unigram-nfkc.model'), stopTokens: ['</s>'], vocabType: 'byte_fallback', prependSpace: false },
+];
+
+describe.each(CASES)('GrammarService on $name', (c) => {
+  let tmp: ReturnType<typeof makeTempDir>;
+  let tok: Tokenizer;
+  let service: GrammarService;
+  let stopIds: number[];
+  let closers: Set<number>;
+  let vocabSize: number;
+
+  beforeAll(() => {
+    tmp = makeTempDir();
+    c.write(tmp.dir);
+    tok = Tokenizer.fromDir(tmp.dir);
+    vocabSize = tok.vocabSize + PAD;
+    stopIds = c.stopTokens.map((t) => tok.tokenToId(t)!);
+    closers = new Set(stopIds);
+    for (let id = 0; id < tok.vocabSize; id++) if (['"', '}', ']'].includes(tok.decode([id]))) closers.add(id);
+    service = GrammarService.create(path.join(tmp.dir, 'tokenizer.json'), vocabSize, stopIds);
+  });
+  afterAll(async () => {
+    await service.dispose();
+    tmp.cleanup();
+  });
+
+  it('reads the vocabulary as xgrammar needs it: decoding, prefix space, specials blanked, padding empty', () => {
+    const json: unknown = JSON.parse(fs.readFileSync(path.join(tmp.dir, 'tokenizer.json'), 'utf8'));
+    const v = grammarVocab(json, vocabSize);
+    expect({ vocabType: v.vocabType, prependSpace: v.prependSpace }).toEqual({ vocabType: c.vocabType, prependSpace: c.prependSpace });
+    expect(v.vocab).toHaveLength(vocabSize);
+    for (const id of stopIds) expect(v.vocab[id]).toBe('');
+    expect(v.vocab.slice(tok.vocabSize)).toEqual(new Array(PAD).fill(''));
+    expect(v.vocab.filter((t) => t !== '').length).toBeGreaterThan(250);
+  });
+
+  it('json_schema: a random walk through the masks ends in a stop token and decodes to an object of the schema', async () => {
+    for (const seed of [1, 2, 3]) {
+      const guide = await service.open({ type: 'json_schema', schema: SCHEMA }, stopIds);
+      expect(guide.mask).toHaveLength(Math.ceil(vocabSize / 32));
+      const { tokens, terminated } = await walk(guide, closers, seed);
+      guide.close();
+      expect(terminated).toBe(true);
+      expect(stopIds).toContain(tokens[tokens.length - 1]);
+      const text = tok.decode(tokens.slice(0, -1));
+      const value = JSON.parse(text) as Record<string, unknown>;
+      expect(Object.keys(value)).toEqual(['ok', 'n']); // strict by default: nothing the schema does not name
+      expect(typeof value.ok).toBe('boolean');
+      expect(Number.isInteger(value.n)).toBe(true);
+      expect(text).toMatch(/^\{"ok": (true|false), "n": -?\d+\}$/); // one line, json.dumps separators
+    }
+  });
+
+  it('json_object: the walk decodes to a plain JSON object, and padded or special ids are never allowed', async () => {
+    const objects: object[] = [];
+    for (const seed of [11, 12, 13, 14, 15, 16]) {
+      const guide = await service.open({ type: 'json_object' }, stopIds);
+      const { tokens, terminated, seen } = await walk(guide, closers, seed);
+      guide.close();
+      expect(terminated).toBe(true);
+      expect(stopIds).toContain(tokens[tokens.length - 1]);
+      const value: unknown = JSON.parse(tok.decode(tokens.slice(0, -1)));
+      expect(value !== null && typeof value === 'object' && !Array.isArray(value)).toBe(true);
+      objects.push(value as object);
+      for (const id of seen) {
+        expect(id).toBeLessThan(tok.vocabSize);
+        if (tok.isSpecial(id)) expect(stopIds).toContain(id);
+      }
+    }
+    expect(objects.some((o) => Object.keys(o).length > 0)).toBe(true); // not only `{}`
+  });
+});
+
+describe('GrammarService errors and lifecycle', () => {
+  let tmp: ReturnType<typeof makeTempDir>;
+  let file: string;
+  let vocabSize: number;
+  let eos: number;
+  let imEnd: number;
+  let brace: number;
+  let service: GrammarService;
+
+  beforeAll(() => {
+    tmp = makeTempDir();
+    const t = writeTinyTokenizer(tmp.dir, { arch: 'qwen2' });
+    file = path.join(tmp.dir, 'tokenizer.json');
+    vocabSize = t.vocabSize;
+    eos = t.ids['<|endoftext|>'];
+    imEnd = t.ids['<|im_end|>'];
+    brace = bytes('{')[0];
+    service = GrammarService.create(file, vocabSize, [eos]);
+  });
+  afterAll(async () => {
+    await service.dispose();
+    tmp.cleanup();
+  });
+
+  it("rejects a schema xgrammar refuses with its reason, and keeps working after many (each abort retires xgrammar's instance)", async () => {
+    const bad = service.open({ type: 'json_schema', schema: '{"type": 12}' });
+    await expect(bad).rejects.toThrow(InvalidArgumentError);
+    await expect(bad).rejects.toThrow("response_format's JSON schema is invalid: Type should be a string");
+    await expect(service.open({ type: 'json_schema', schema: '{"type": "object"' })).rejects.toThrow(/JSON schema is invalid: the schema is not valid JSON/);
+    await expect(service.open({ type: 'json_schema', schema: { type: 'string', pattern: '((' } })).rejects.toThrow(/JSON schema is invalid: Regex parsing error/);
+    // Without retiring, an instance corrupts its memory after ~34 aborts.
+    for (let i = 0; i < 40; i++) await expect(service.open({ type: 'json_schema', schema: { type: 'object', properties: { a: { type: i } } } })).rejects.toThrow(InvalidArgumentError);
+    const guide = await service.open({ type: 'json_schema', schema: SCHEMA });
+    for (const id of bytes('{"ok": true, "n": 7}')) expect(await guide.accept([id])).not.toBeNull();
+    expect(await guide.accept([eos])).toBeNull();
+  });
+
+  it('rejects formats without a grammar and stop ids it cannot use', async () => {
+    await expect(service.open({ type: 'text' })).rejects.toThrow(/needs no grammar/);
+    await expect(service.open({ type: 'json_object' }, [vocabSize])).rejects.toThrow(/stop token id .* outside the vocabulary/);
+    const noDefaults = GrammarService.create(file, vocabSize);
+    await expect(noDefaults.open({ type: 'json_object' })).rejects.toThrow(/at least one stop token/);
+    await noDefaults.dispose();
+  });
+
+  it('rejects a token outside the mask, naming it; the guide stays where it was', async () => {
+    const guide = await service.open({ type: 'json_object' }, [eos, imEnd]);
+    expect(allowedIds(guide.mask)).toEqual([brace]);
+    const [x] = bytes('x');
+    await expect(guide.accept([x])).rejects.toThrow(`token ${x} is not allowed by the response format here`);
+    await expect(guide.accept([brace, x])).rejects.toThrow(`token ${x} (token 2 of 2) is not allowed`);
+    // '{' of the second call was accepted before 'x' failed: now '}' closes the object.
+    const afterBrace = await guide.accept([]);
+    expect(afterBrace && allowedIds(afterBrace)).toContain(bytes('}')[0]);
+    await expect(guide.accept([vocabSize])).rejects.toThrow(/token id \d+ is outside the vocabulary/);
+    const end = await guide.accept([bytes('}')[0]]);
+    expect(allowedIds(end!)).toEqual([eos, imEnd]); // complete: only the stop tokens
+    expect(await guide.accept([imEnd])).toBeNull();
+    await expect(guide.accept([eos])).rejects.toThrow(/already ended with a stop token/);
+    guide.close();
+    guide.close();
+    await expect(guide.accept([brace])).rejects.toThrow(DisposedError);
+  });
+
+  it('rejects tokens that follow the stop token in one accept', async () => {
+    const guide = await service.open({ type: 'json_object' });
+    await expect(guide.accept([brace, bytes('}')[0], eos, brace])).rejects.toThrow(`token ${brace} (token 4 of 4) comes after the stop token`);
+    guide.close();
+  });
+
+  it('a dying worker rejects waiting calls; the next open starts a new one, and old guides are gone', async () => {
+    const s = GrammarService.create(file, vocabSize, [eos]);
+    const guide = await s.open({ type: 'json_object' });
+    const waiting = expect(guide.accept([brace])).rejects.toThrow(/grammar worker exited/);
+    await (s as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    await waiting;
+    await expect(guide.accept([brace])).rejects.toThrow(/worker restarted/);
+    const fresh = await s.open({ type: 'json_object' });
+    expect(allowedIds(fresh.mask)).toEqual([brace]);
+    await s.dispose();
+  });
+
+  it('dispose ends the worker: waiting and later calls reject with DisposedError (no restart)', async () => {
+    const s = GrammarService.create(file, vocabSize, [eos]);
+    const guide = await s.open({ type: 'json_object' });
+    const waiting = expect(guide.accept([brace])).rejects.toThrow(DisposedError);
+    await s.dispose();
+    await waiting;
+    await expect(guide.accept([brace])).rejects.toThrow(EngineError);
+    await expect(s.open({ type: 'json_object' })).rejects.toThrow(DisposedError);
+    guide.close(); // harmless after dispose
+    await s.dispose();
+  });
+
+  it('an idle worker does not keep the process alive, and a bad tokenizer path fails every open', () => {
+    const root = path.resolve(__dirname, '../../../../..');
+    const script = `
+      const { GrammarService } = require(${JSON.stringify(path.join(__dirname, 'grammar-service.ts'))});
+      (async () => {
+        const s = GrammarService.create(${JSON.stringify(file)}, ${vocabSize}, [${eos}]);
+        const g = await s.open({ type: 'json_object' });
+        const missing = GrammarService.create('/nonexistent/tokenizer.json', ${vocabSize}, [${eos}]);
+        const err = await missing.open({ type: 'json_object' }).catch((e) => e.message);
+        console.log(JSON.stringify({ words: g.mask.length, err }));
+      })();`; // no dispose: the process must still exit
+    const out = execFileSync(process.execPath, ['--require', path.join(root, 'test/e2e/register.js'), '-e', script], { cwd: root, timeout: 20_000, encoding: 'utf8' });
+    const r = JSON.parse(out.trim()) as { words: number; err: string };
+    expect(r.words).toBe(Math.ceil(vocabSize / 32));
+    expect(r.err).toMatch(/cannot load the tokenizer for response_format \(\/nonexistent\/tokenizer.json\): ENOENT/);
+  });
+});

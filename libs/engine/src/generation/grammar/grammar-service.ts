@@ -1,0 +1,334 @@
+// Guided decoding for OpenAI's response_format (JSON mode and JSON-schema structured outputs). xgrammar, compiled to
+// WASM (@mlc-ai/web-xgrammar), says after every token which tokens keep the output inside the grammar. It runs in a
+// worker thread (grammar-worker.ts) so that compiling a schema or computing a mask never stalls the engine's event
+// loop; this side numbers each call and matches the worker's answers to them.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { DisposedError, EngineError, InvalidArgumentError } from '../../errors';
+
+/** OpenAI's response_format as the engine takes it (json_schema: the schema itself, not OpenAI's wrapper object). */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; schema: Record<string, unknown> | string; strict?: boolean; name?: string };
+
+/** One guided output: the tokens allowed next, as a bitmask (bit j of word i allows token 32·i + j). */
+export interface GuideHandle {
+  /** The tokens allowed first. */
+  readonly mask: Uint32Array;
+  /** Feeds the sampled tokens, in order; resolves to the next mask, or null once a stop token ended the output.
+   *  Rejects when a token is not allowed (the guide stays where the last allowed token left it). */
+  accept(tokens: number[]): Promise<Uint32Array | null>;
+  /** Frees the matcher in the worker; idempotent, and harmless after the service is disposed. */
+  close(): void;
+}
+
+/** How xgrammar decodes a token string to the text it stands for (its TokenizerInfo vocab types). */
+export type VocabType = 'byte_level' | 'byte_fallback' | 'raw';
+
+export interface GrammarVocab {
+  /** Token strings by id, `vocabSize` long; '' for ids the grammar must never emit as text (specials, padding). */
+  vocab: string[];
+  vocabType: VocabType;
+  prependSpace: boolean;
+}
+
+// ---- worker protocol ----
+
+/** A response format as the worker compiles it: the schema as JSON text and strictness decided. */
+export type GrammarFormat = { type: 'json_object' } | { type: 'json_schema'; schema: string; strict: boolean };
+
+export type WorkerRequest =
+  | { seq: number; op: 'init'; tokenizerJsonPath: string; vocabSize: number; stopIds: number[] }
+  | { seq: number; op: 'open'; matcherId: number; format: GrammarFormat; stopIds: number[] }
+  | { seq: number; op: 'accept'; matcherId: number; tokens: number[] }
+  | { seq: number; op: 'close'; matcherId: number };
+
+export type WorkerReply =
+  | { seq: number; ok: true; mask?: Int32Array; terminated?: boolean }
+  /** invalidFormat: xgrammar refused the response format itself (the caller's schema), not an internal failure. */
+  | { seq: number; ok: false; error: string; invalidFormat?: boolean };
+
+type Unsequenced<T> = T extends unknown ? Omit<T, 'seq'> : never;
+type Success = Extract<WorkerReply, { ok: true }>;
+
+interface Pending {
+  resolve: (reply: Success) => void;
+  reject: (err: Error) => void;
+}
+
+// ---- vocab from tokenizer.json ----
+
+const SP_SPACE = '\u2581';
+
+type JsonObject = Record<string, unknown>;
+
+const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A normalizer / pre-tokenizer / decoder and, when it is a Sequence, its members. */
+function members(node: unknown, listKey: string): JsonObject[] {
+  if (!isObject(node)) return [];
+  const list = node.type === 'Sequence' ? node[listKey] : undefined;
+  return Array.isArray(list) ? [node, ...list.flatMap((n) => members(n, listKey))] : [node];
+}
+
+/** bytes → the printable characters byte-level BPE writes them as (GPT-2's bytes_to_unicode). */
+function byteLevelChars(): string[] {
+  const out: string[] = new Array(256);
+  let next = 256;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    out[b] = String.fromCodePoint(printable ? b : next++);
+  }
+  return out;
+}
+
+/**
+ * The vocabulary xgrammar needs, from a Hugging Face tokenizer.json: token strings by id (model.vocab, BPE/WordPiece
+ * object or Unigram [token, score] list, then added_tokens), how to decode them, and whether encoding prepends a space.
+ * Special added tokens become '' — xgrammar's mark for "never text": otherwise `<|im_start|>` would be allowed inside
+ * a JSON string and the detokenizer (skipping specials) would drop it. Stop tokens are still allowed where the grammar
+ * can end: the matcher gets them by id.
+ */
+export function grammarVocab(tokenizerJson: unknown, vocabSize: number): GrammarVocab {
+  if (!isObject(tokenizerJson) || !isObject(tokenizerJson.model)) throw new Error('tokenizer.json has no "model" object');
+  const model = tokenizerJson.model;
+  const decoders = members(tokenizerJson.decoder, 'decoders');
+  const preTokenizers = members(tokenizerJson.pre_tokenizer, 'pretokenizers');
+  const normalizers = members(tokenizerJson.normalizer, 'normalizers');
+
+  let vocabType: VocabType = 'raw';
+  if ([...decoders, ...preTokenizers].some((n) => n.type === 'ByteLevel')) vocabType = 'byte_level';
+  else if (
+    model.byte_fallback === true ||
+    // SentencePiece-style spaces without byte pieces (Unigram without byte_fallback): xgrammar's byte_fallback
+    // decoding is the one that turns '▁' back into a space; 'raw' would keep it literal.
+    decoders.some((d) => d.type === 'ByteFallback' || d.type === 'Metaspace' || (d.type === 'Replace' && isObject(d.pattern) && d.pattern.String === SP_SPACE))
+  ) {
+    vocabType = 'byte_fallback';
+  }
+  const prependSpace =
+    normalizers.some((n) => n.type === 'Prepend' && n.prepend === SP_SPACE) ||
+    preTokenizers.some(
+      (p) => p.type === 'Metaspace' && (p.prepend_scheme === 'always' || p.prepend_scheme === 'first' || (p.prepend_scheme === undefined && p.add_prefix_space === true)),
+    );
+
+  const vocab: string[] = new Array(vocabSize).fill('');
+  const put = (token: unknown, id: unknown) => {
+    if (typeof token === 'string' && Number.isInteger(id) && (id as number) >= 0 && (id as number) < vocabSize) vocab[id as number] = token;
+  };
+  if (Array.isArray(model.vocab)) model.vocab.forEach((entry, id) => put(Array.isArray(entry) ? entry[0] : undefined, id));
+  else if (isObject(model.vocab)) for (const [token, id] of Object.entries(model.vocab)) put(token, id);
+  else throw new Error('tokenizer.json model.vocab is neither an object nor a list');
+
+  const added = Array.isArray(tokenizerJson.added_tokens) ? tokenizerJson.added_tokens.filter(isObject) : [];
+  const chars = vocabType === 'byte_level' ? byteLevelChars() : undefined;
+  for (const t of added) {
+    if (typeof t.content !== 'string') continue;
+    if (t.special === true) put('', t.id);
+    // An added token's content is the text itself; in a byte-level vocab xgrammar expects it written byte-level.
+    else if (chars && vocab[t.id as number] !== t.content) put([...Buffer.from(t.content, 'utf8')].map((b) => chars[b]).join(''), t.id);
+    else put(t.content, t.id);
+  }
+  return { vocab, vocabType, prependSpace };
+}
+
+// ---- the service ----
+
+/** The response format as the worker compiles it; rejects formats that need no grammar or are malformed. */
+function grammarFormat(format: ResponseFormat): GrammarFormat {
+  switch (format?.type) {
+    case 'json_object':
+      return { type: 'json_object' };
+    case 'json_schema': {
+      const schema = typeof format.schema === 'string' ? format.schema : JSON.stringify(format.schema);
+      if (typeof schema !== 'string') throw new InvalidArgumentError('response_format json_schema needs a schema (an object or its JSON text)');
+      return { type: 'json_schema', schema, strict: format.strict !== false };
+    }
+    case 'text':
+      throw new InvalidArgumentError('response_format "text" needs no grammar; guide only json_object or json_schema');
+    default:
+      throw new InvalidArgumentError(`response_format.type must be json_object or json_schema, got ${JSON.stringify((format as { type?: unknown })?.type)}`);
+  }
+}
+
+/** The folder with the monorepo's package.json (name "lmfleet"): where the TypeScript require hook lives. */
+function repoRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg) && (JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'lmfleet') return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no lmfleet package.json above ${__dirname}`);
+  }
+}
+
+/**
+ * Starts grammar-worker beside this file. From the compiled dist it is plain JavaScript; from source (jest, or apps
+ * run with `node --require test/e2e/register.js`) the worker thread gets the same TypeScript require hook first,
+ * since a worker does not inherit the parent's hooks.
+ */
+function startWorker(): Worker {
+  const ext = path.extname(__filename);
+  const file = path.join(__dirname, `grammar-worker${ext}`);
+  const hook = ext === '.ts' ? `require(${JSON.stringify(path.join(repoRoot(), 'test/e2e/register.js'))});` : '';
+  return new Worker(`${hook}require(${JSON.stringify(file)});`, { eval: true });
+}
+
+const toMask = (mask: Int32Array | undefined): Uint32Array => {
+  if (!mask) throw new EngineError('grammar worker answered without a token mask');
+  return new Uint32Array(mask.buffer, mask.byteOffset, mask.length);
+};
+
+/**
+ * Guides outputs to a response format. One per tokenizer; the worker starts on the first `open` (loading xgrammar and
+ * the vocabulary takes ~0.1 s for a small vocabulary) and never keeps the process alive while no call is waiting.
+ * If the worker dies, waiting calls reject and the next `open` starts a new one (guides opened before are lost).
+ * After `dispose`, every call rejects with DisposedError.
+ */
+export class GrammarService {
+  private worker?: Worker;
+  /** init on the current worker: rejects (for every open on that worker) when the tokenizer cannot be loaded. */
+  private ready?: Promise<void>;
+  private readonly pending = new Map<number, Pending>();
+  private nextSeq = 1;
+  private nextMatcherId = 1;
+  /** Bumped when a worker goes away: guides carry the generation they were opened on. */
+  private generation = 0;
+  private disposed = false;
+
+  private constructor(
+    private readonly tokenizerJsonPath: string,
+    private readonly vocabSize: number,
+    private readonly defaultStopIds: readonly number[],
+  ) {}
+
+  /**
+   * @param vocabSize the model's vocabulary (logits) size: masks have ceil(vocabSize / 32) words; ids the tokenizer
+   *   does not define are never allowed.
+   * @param defaultStopIds stop tokens for `open` calls that give none.
+   */
+  static create(tokenizerJsonPath: string, vocabSize: number, defaultStopIds: number[] = []): GrammarService {
+    if (!Number.isInteger(vocabSize) || vocabSize <= 0) throw new InvalidArgumentError(`vocabSize must be a positive integer, got ${vocabSize}`);
+    return new GrammarService(path.resolve(tokenizerJsonPath), vocabSize, [...defaultStopIds]);
+  }
+
+  /**
+   * Compiles the format (cached per format) and starts a matcher for one output. A stop token is allowed only where
+   * the JSON is complete, and accepting it ends the guide. Rejects with InvalidArgumentError for a schema xgrammar
+   * cannot use, with its reason.
+   */
+  async open(format: ResponseFormat, stopIds: readonly number[] = this.defaultStopIds): Promise<GuideHandle> {
+    if (this.disposed) throw new DisposedError('grammar service');
+    const compiled = grammarFormat(format);
+    const stops = stopIds.length > 0 ? [...stopIds] : [...this.defaultStopIds];
+    if (stops.length === 0) throw new InvalidArgumentError('a response_format guide needs at least one stop token id to end the output');
+    this.checkTokens(stops, 'stop token id');
+    await this.start();
+    const generation = this.generation;
+    const matcherId = this.nextMatcherId++;
+    const reply = await this.call({ op: 'open', matcherId, format: compiled, stopIds: stops });
+    return new Guide(toMask(reply.mask), {
+      accept: async (tokens) => {
+        if (generation !== this.generation) throw new EngineError('the grammar worker restarted since this guide was opened; the guide is gone');
+        this.checkTokens(tokens, 'token id');
+        const r = await this.call({ op: 'accept', matcherId, tokens: [...tokens] });
+        return r.terminated ? null : toMask(r.mask);
+      },
+      close: () => {
+        if (this.disposed || generation !== this.generation || !this.worker) return;
+        // Nothing waits on it: an error (the matcher is already gone) changes nothing.
+        this.call({ op: 'close', matcherId }).catch(() => undefined);
+      },
+    });
+  }
+
+  /** Stops the worker; waiting calls and every later call reject with DisposedError. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.failPending(new DisposedError('grammar service'));
+    const worker = this.worker;
+    this.worker = undefined;
+    this.ready = undefined;
+    if (worker) await worker.terminate();
+  }
+
+  private checkTokens(ids: readonly number[], what: string): void {
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new InvalidArgumentError(`${what} ${id} is outside the vocabulary [0, ${this.vocabSize})`);
+    }
+  }
+
+  private start(): Promise<void> {
+    this.ready ??= this.call({ op: 'init', tokenizerJsonPath: this.tokenizerJsonPath, vocabSize: this.vocabSize, stopIds: [...this.defaultStopIds] }).then(
+      () => undefined,
+    );
+    return this.ready;
+  }
+
+  private call(req: Unsequenced<WorkerRequest>): Promise<Success> {
+    if (this.disposed) return Promise.reject(new DisposedError('grammar service'));
+    const worker = (this.worker ??= this.spawn());
+    const seq = this.nextSeq++;
+    return new Promise<Success>((resolve, reject) => {
+      // Referenced only while a caller waits, so an idle worker never keeps the process alive.
+      if (this.pending.size === 0) worker.ref();
+      this.pending.set(seq, { resolve, reject });
+      worker.postMessage({ ...req, seq });
+    });
+  }
+
+  private spawn(): Worker {
+    const worker = startWorker();
+    worker.unref();
+    let crash: Error | undefined;
+    worker.on('message', (reply: WorkerReply) => {
+      const p = this.pending.get(reply.seq);
+      if (!p) return;
+      this.pending.delete(reply.seq);
+      if (this.pending.size === 0) worker.unref();
+      if (reply.ok) p.resolve(reply);
+      // Only a json_schema can be invalid: json_object compiles one fixed schema.
+      else if (reply.invalidFormat) p.reject(new InvalidArgumentError(`response_format's JSON schema is invalid: ${reply.error}`));
+      else p.reject(new EngineError(reply.error));
+    });
+    worker.on('error', (err) => (crash = err));
+    worker.on('exit', (code) => {
+      if (this.worker !== worker) return; // terminated by dispose
+      this.worker = undefined;
+      this.ready = undefined;
+      this.generation++;
+      this.failPending(new EngineError(`grammar worker exited (code ${code})${crash ? `: ${crash.message}` : ''}`));
+    });
+    return worker;
+  }
+
+  private failPending(err: Error): void {
+    const waiting = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of waiting) p.reject(err);
+  }
+}
+
+class Guide implements GuideHandle {
+  private state: 'open' | 'terminated' | 'closed' = 'open';
+
+  constructor(
+    readonly mask: Uint32Array,
+    private readonly ops: { accept(tokens: number[]): Promise<Uint32Array | null>; close(): void },
+  ) {}
+
+  async accept(tokens: number[]): Promise<Uint32Array | null> {
+    if (this.state === 'closed') throw new DisposedError('response_format guide');
+    if (this.state === 'terminated') throw new InvalidArgumentError('the response_format guide already ended with a stop token');
+    const mask = await this.ops.accept(tokens);
+    if (mask === null && this.state === 'open') this.state = 'terminated';
+    return mask;
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.ops.close();
+  }
+}

@@ -1,0 +1,1 @@
+export { GrammarService, type GuideHandle, type ResponseFormat } from './grammar-service';
