@@ -426,6 +426,32 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.locator('[data-format="workspace"] [data-metric="serving"]').getByText(/^[\d,]+ tok\/s · TTFT [\d,]+ ms$/).waitFor({ timeout: 10_000 });
   });
 
+  it('the playground asks for JSON that fits a schema (response_format) and shows it; a schema that is not JSON is refused in the page', async () => {
+    await go('/playground');
+    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+    await page.waitForFunction(() => ((globalThis as any).document.querySelector('select[aria-label="Deployment"]')?.value ?? '') !== '', undefined, { timeout: 10_000 });
+    await page.getByLabel('Deployment', { exact: true }).selectOption('tiny-awq');
+    await page.getByLabel('Temperature').fill('0');
+    await page.getByLabel('Response format').selectOption('json_schema');
+    await page.getByLabel('JSON schema').fill('{"type": ');
+    await page.getByRole('textbox', { name: 'Message' }).fill('Is the fleet up?');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.locator('[role=alert]').getByText(/^JSON schema: /).waitFor({ timeout: 5_000 });
+    expect(await page.locator('[data-role="assistant"]').count()).toBe(0); // nothing was sent
+    const schema = { type: 'object', properties: { up: { type: 'boolean' }, load: { enum: ['low', 'high'] } }, required: ['up', 'load'] };
+    await page.getByLabel('JSON schema').fill(JSON.stringify(schema));
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.locator('[data-role="assistant"] .msg-stats').waitFor({ timeout: 60_000 });
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    const answer = JSON.parse(await page.locator('[data-role="assistant"] .msg-text').last().innerText());
+    expect(Object.keys(answer).sort()).toEqual(['load', 'up']);
+    expect(typeof answer.up).toBe('boolean');
+    expect(await page.locator('[data-role="assistant"] .msg-stats').innerText()).toMatch(/ · stop$/); // the grammar ended it
+    expect(await page.locator('[role=alert]').count()).toBe(0);
+    expect(await unlabeled()).toEqual([]);
+    await shot('playground-json');
+  });
+
   it('is usable on a phone-sized screen: no sideways scrolling, a menu button for the navigation', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     try {

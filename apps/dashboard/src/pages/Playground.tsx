@@ -21,12 +21,37 @@ interface Settings {
   maxTokens: string;
   seed: string;
   ignoreEos: boolean;
+  /** OpenAI's response_format: free text, any JSON object, or JSON that fits `schema`. */
+  format: 'text' | 'json_object' | 'json_schema';
+  schema: string;
+}
+
+const EXAMPLE_SCHEMA = JSON.stringify(
+  { type: 'object', properties: { answer: { type: 'string' }, confidence: { enum: ['low', 'medium', 'high'] } }, required: ['answer', 'confidence'] },
+  null,
+  2,
+);
+
+/** The request's response_format, or an error message for a schema that is not a JSON object. */
+function responseFormat(s: Settings): { value?: Record<string, unknown>; error?: string } {
+  if (s.format === 'text') return {};
+  if (s.format === 'json_object') return { value: { type: 'json_object' } };
+  let schema: unknown;
+  try {
+    schema = JSON.parse(s.schema);
+  } catch (e) {
+    return { error: `JSON schema: ${(e as Error).message}` };
+  }
+  if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return { error: 'JSON schema: must be a JSON object' };
+  return { value: { type: 'json_schema', json_schema: { name: 'playground', schema, strict: true } } };
 }
 
 export function PlaygroundPage() {
   const [models, setModels] = useState<string[]>();
   const [modelsError, setModelsError] = useState<string>();
-  const [s, setS] = useState<Settings>({ model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '', ignoreEos: false });
+  const [s, setS] = useState<Settings>({
+    model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '', ignoreEos: false, format: 'text', schema: EXAMPLE_SCHEMA,
+  });
   const [turns, setTurns] = useState<Turn[]>([]);
   const [input, setInput] = useState('');
   const [busy, setBusy] = useState(false);
@@ -54,6 +79,11 @@ export function PlaygroundPage() {
     e.preventDefault();
     const text = input.trim();
     if (!text || busy) return;
+    const format = responseFormat(s);
+    if (format.error) {
+      setError(format.error);
+      return;
+    }
     setError(undefined);
     const history: Turn[] = [...turns, { role: 'user', content: text }];
     setTurns([...history, { role: 'assistant', content: '' }]);
@@ -69,6 +99,7 @@ export function PlaygroundPage() {
       max_tokens: Number(s.maxTokens),
       ...(s.seed.trim() ? { seed: Number(s.seed) } : {}),
       ...(s.ignoreEos ? { ignore_eos: true } : {}),
+      ...(format.value ? { response_format: format.value } : {}),
     };
     const started = performance.now();
     let first = 0;
@@ -207,6 +238,18 @@ export function PlaygroundPage() {
             <label className="checks">
               <input type="checkbox" checked={s.ignoreEos} onChange={(e) => set('ignoreEos', e.target.checked)} /> ignore EOS (always generate the full length)
             </label>
+            <Field label="Response format">
+              <select value={s.format} onChange={(e) => set('format', e.target.value as Settings['format'])} aria-label="Response format">
+                <option value="text">text</option>
+                <option value="json_object">JSON object</option>
+                <option value="json_schema">JSON schema</option>
+              </select>
+            </Field>
+            {s.format === 'json_schema' && (
+              <Field label="JSON schema (the answer will fit it)">
+                <textarea rows={8} className="mono" value={s.schema} onChange={(e) => set('schema', e.target.value)} aria-label="JSON schema" spellCheck={false} />
+              </Field>
+            )}
           </form>
         </Card>
       </div>

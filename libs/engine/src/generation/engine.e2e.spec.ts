@@ -252,6 +252,11 @@ describe('generation API on a tiny generated model (cpu)', () => {
       expect(['s', 'm', 'l']).toContain(v.size);
     }
     expect((await run({ temperature: 0 })).text).toBe(g1.text); // greedy guided decoding is deterministic
+    // Aborted while its grammar compiled (here: before): cancelled, nothing runs.
+    const ac = new AbortController();
+    ac.abort();
+    const aborted = await collect(engine.createInstance().streamInfer({ inputIds, maxNewTokens: 8, signal: ac.signal, responseFormat: { type: 'json_object' } }));
+    expect(aborted.map((o) => o.finishReason)).toEqual(['cancelled']);
     // A schema xgrammar cannot compile fails before the request runs, naming the problem.
     await expect(engine.prepareResponseFormat({ type: 'json_schema', schema: { type: 'tensor' } })).rejects.toThrow(/schema/i);
     await expect(collect(engine.createInstance().streamInfer({ inputIds, maxNewTokens: 8, responseFormat: { type: 'json_schema', schema: { type: 'tensor' } } }))).rejects.toThrow(/schema/i);

@@ -254,17 +254,18 @@ export class Engine {
     this.validate(p, inputIds);
     const stopWords = new StopWordMatcher(p.stopWords ?? []);
     const detok = this.tokenizer.createDetokenizer({ skipSpecialTokens: p.skipSpecialTokens ?? true });
-    if (p.signal?.aborted) {
-      yield { tokenIds: [], text: '', finishReason: 'cancelled', usage: emptyUsage(inputIds.length) };
-      return;
-    }
     const stopIds = p.stopIds ?? this.tokenizer.special.eosIds;
     // Guided: the grammar's first allowed set goes with the request; route() hands each token to the matcher and the
     // next set to the native engine, which holds the request until it comes.
     const guide = p.responseFormat && p.responseFormat.type !== 'text' ? await this.openGuide(p.responseFormat, stopIds) : undefined;
-    if (guide && this.disposed) {
-      guide.close();
+    if (this.disposed) {
+      guide?.close();
       throw new DisposedError('engine');
+    }
+    if (p.signal?.aborted) {
+      guide?.close();
+      yield { tokenIds: [], text: '', finishReason: 'cancelled', usage: emptyUsage(inputIds.length) };
+      return;
     }
     const id = this.nextRequestId++;
     const queue = new AsyncQueue<NativeEvent>();
