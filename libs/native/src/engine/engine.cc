@@ -169,6 +169,11 @@ void EngineCore::loop() {
   // stalled: the last schedule ran nothing while guided requests waited for their next allowed-token sets; only the
   // inbox (a set, a submit, a cancel) can change that, so the thread sleeps until it has something.
   bool stalled = false;
+  // Guided requests' next sets come back from JavaScript (the grammar) a fraction of a millisecond after their token
+  // events go out. A step started without them leaves those requests out until the step after, so guided requests
+  // in a busy batch would run every other step: the thread waits up to this long for the missing sets first
+  // (LMFLEET_GUIDED_WAIT_US, default 5 ms; 0: never).
+  const auto guided_wait = std::chrono::microseconds(std::max(0, env_int("LMFLEET_GUIDED_WAIT_US", 5000)));
   for (;;) {
     std::vector<Event> events;
     bool stop = false;
@@ -178,13 +183,24 @@ void EngineCore::loop() {
       cv_.wait(lock, [&] { return stopping_ || !inbox_.empty() || (!sched_.idle() && !stalled); });
       stop = stopping_;
       auto now = Clock::now();
-      while (!inbox_.empty()) {
-        Command cmd = std::move(inbox_.front());
-        inbox_.pop_front();
-        if (cmd.kind == Command::Submit) sched_.add(std::move(cmd.req), cmd.at);
-        else if (cmd.kind == Command::Cancel) sched_.cancel(cmd.id, events, now);
-        else if (cmd.kind == Command::SetAllowed) sched_.set_allowed(cmd.id, std::move(cmd.mask));
-        else sched_.end_session(cmd.id);
+      const auto drain = [&] {
+        while (!inbox_.empty()) {
+          Command cmd = std::move(inbox_.front());
+          inbox_.pop_front();
+          if (cmd.kind == Command::Submit) sched_.add(std::move(cmd.req), cmd.at);
+          else if (cmd.kind == Command::Cancel) sched_.cancel(cmd.id, events, now);
+          else if (cmd.kind == Command::SetAllowed) sched_.set_allowed(cmd.id, std::move(cmd.mask));
+          else sched_.end_session(cmd.id);
+        }
+      };
+      drain();
+      if (!stop && sched_.awaiting_masks() > 0) {
+        const auto until = Clock::now() + guided_wait;
+        while (!stopping_ && sched_.awaiting_masks() > 0 && cv_.wait_until(lock, until, [&] { return stopping_ || !inbox_.empty(); })) {
+          now = Clock::now();
+          drain();
+        }
+        stop = stopping_;
       }
       if (stop) sched_.cancel_all(events, now);
     }

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// What guided decoding (response_format) costs on the engine: ms per token of greedy requests with a JSON schema
+// (an array of six short strings) and without, alone and in one batch (8 requests: 4 + 4, then 8 of one kind). Each
+// guided token makes one round trip to the grammar worker thread (xgrammar), which computes the next allowed set.
+// Runs the compiled engine (dist/, `npm run build:ts`); cpu backend unless --backend cuda.
+//   node test/bench/guided-decoding.js DIST_DIR MODEL_DIR [--backend cpu|cuda]
+'use strict';
+const path = require('node:path');
+const [dist, dir, ...rest] = process.argv.slice(2);
+if (!dist || !dir) {
+  console.error('usage: node test/bench/guided-decoding.js DIST_DIR MODEL_DIR [--backend cpu|cuda]');
+  process.exit(2);
+}
+const backend = rest[0] === '--backend' ? rest[1] : 'cpu';
+const engine = require(path.resolve(dist, 'libs/engine/src/index.js'));
+(async () => {
+  const e = await engine.Engine.fromPretrained(dir, { backend, maxBatchSize: 8, sessionLen: 1024, log: () => {} });
+  const schema = { type: 'object', properties: { items: { type: 'array', items: { type: 'string', maxLength: 12 }, minItems: 6, maxItems: 6 } }, required: ['items'] };
+  const prompt = e.encodePrompt([{ role: 'user', content: 'List six Python modules as JSON.' }]);
+  const one = async (guided) => {
+    const t0 = performance.now(); let n = 0, first = 0;
+    for await (const o of e.createInstance().streamInfer({ inputIds: prompt, maxNewTokens: 64, stopIds: guided ? e.defaultStopIds(true) : [], sampling: { temperature: 0 }, ...(guided ? { responseFormat: { type: 'json_schema', schema } } : {}) })) { if (o.tokenIds.length && !first) first = performance.now(); n += o.tokenIds.length; }
+    return { n, msPerTok: (performance.now() - first) / Math.max(1, n - 1) };
+  };
+  await one(true); await one(false); // warm (compile)
+  const med = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
+  const show = (label, rs) => console.log(label, rs.map((r) => r.n).join(','), 'tokens; ms/token median', med(rs.map((r) => r.msPerTok)).toFixed(2));
+  show('free alone   ', [await one(false), await one(false), await one(false)]);
+  show('guided alone ', [await one(true), await one(true), await one(true)]);
+  const mixed = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((i) => one(i % 2 === 0)));
+  show('mixed: free  ', mixed.filter((_, i) => i % 2 === 1));
+  show('mixed: guided', mixed.filter((_, i) => i % 2 === 0));
+  show('8 guided     ', await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(() => one(true))));
+  show('8 free       ', await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(() => one(false))));
+  await e.dispose();
+})().catch((err) => { console.error(err); process.exit(1); });
