@@ -183,6 +183,10 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     const shape = await http('POST', '/v1/chat/completions', { model, messages, response_format: { type: 'yaml' } });
     expect(shape.status).toBe(400);
     expect(shape.body.error.param).toBe('response_format.type');
+    // Completions take it too (as vLLM's do): each of two prompts' choices fits.
+    const comp = await http('POST', '/v1/completions', { model, prompt: ['the sky', 'a cat'], max_tokens: 64, temperature: 0, response_format });
+    expect(comp.status).toBe(200);
+    for (const c of comp.body.choices) expect(Object.keys(JSON.parse(c.text)).sort()).toEqual(['color', 'ok']);
   });
 
   it('interactive: session_id keeps the conversation on the worker across turns; end closes it', async () => {

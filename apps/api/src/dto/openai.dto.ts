@@ -1,5 +1,6 @@
 // OpenAI's request bodies, field names verbatim (snake_case). Unknown fields are refused by the validation pipe, so
 // an option we do not implement is a 400 naming it rather than silently ignored.
+import { applyDecorators } from '@nestjs/common';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import {
@@ -28,6 +29,18 @@ function IsStringOrStringArray(opts?: ValidationOptions) {
       },
     },
     opts,
+  );
+}
+
+/** response_format (chat and, as vLLM allows, completions); its shape is checked by parseResponseFormat (400 naming the field). */
+function ResponseFormatField() {
+  return applyDecorators(
+    ApiPropertyOptional({
+      description: "OpenAI's structured outputs: {type: 'text'}, {type: 'json_object'} or {type: 'json_schema', json_schema: {name, schema, strict?}}",
+      example: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } } },
+    }),
+    IsOptional(),
+    IsObject(),
   );
 }
 
@@ -161,12 +174,7 @@ export class ChatCompletionDto extends SamplingDto implements ChatCompletionRequ
   @Max(20)
   top_logprobs?: number;
 
-  @ApiPropertyOptional({
-    description: "OpenAI's structured outputs: {type: 'text'}, {type: 'json_object'} or {type: 'json_schema', json_schema: {name, schema, strict?}}",
-    example: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } } },
-  })
-  @IsOptional()
-  @IsObject()
+  @ResponseFormatField()
   response_format?: Record<string, unknown>;
 }
 
@@ -215,6 +223,9 @@ export class CompletionDto extends SamplingDto implements CompletionRequest {
   @IsOptional()
   @IsBoolean()
   echo?: boolean;
+
+  @ResponseFormatField()
+  response_format?: Record<string, unknown>;
 }
 
 /** LMDeploy's GenerateRequest for /v1/chat/interactive. */

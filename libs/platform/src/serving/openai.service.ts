@@ -66,6 +66,7 @@ export interface CompletionRequest extends SamplingFields {
   n?: number;
   logprobs?: number;
   echo?: boolean;
+  response_format?: unknown;
 }
 
 /** LMDeploy's /v1/chat/interactive body (GenerateRequest), plus `model` (several deployments) and `end`. */
@@ -145,9 +146,11 @@ export class OpenAIService {
     if (!prompts.length) throw new InvalidInputError('prompt must not be empty', { param: 'prompt' });
     const n = body.n ?? 1;
     checkN(n * prompts.length, dep);
+    const responseFormat = parseResponseFormat(body.response_format);
     const req = this.request(dep, 'completion', 'cmpl', body, {
       prompts,
       n,
+      ...(responseFormat ? { responseFormat } : {}),
       maxTokens: body.max_tokens ?? OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS,
       ...(body.logprobs !== undefined ? { logprobs: body.logprobs } : {}),
       ...(body.echo ? { echo: true } : {}),

@@ -30,7 +30,7 @@ export interface ServeRequest {
   skipSpecialTokens?: boolean;
   /** completion: prefix each choice's text with its prompt (OpenAI's `echo`). */
   echo?: boolean;
-  /** chat: OpenAI's response_format (guided decoding), validated by the API. */
+  /** chat and completion: OpenAI's response_format (guided decoding), validated by the API. */
   responseFormat?: ServingResponseFormat;
   /** interactive: LMDeploy's session_id (1..999999) and interactive_mode; `end` closes the session. */
   sessionId?: number;
