@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encodeHalf } from '../io/half';
 import { writeSafetensors, type WritableTensor } from '../io/safetensors';
+import { byteLevelAlphabet } from '../tokenizer/byte-level';
 
 export interface TinyModelOptions {
   /** internlm2: InternLM2's own tensor names with q/k/v packed per KV group in `attention.wqkv` (byte-level tokenizer). */
@@ -40,16 +41,7 @@ export interface TinyModelInfo {
   config: Record<string, unknown>;
 }
 
-/** bytes → printable unicode chars, the byte-level BPE convention (printable Latin-1 map to themselves). */
-export function byteLevelAlphabet(): string[] {
-  const out: string[] = new Array(256);
-  let next = 256;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    out[b] = String.fromCodePoint(printable ? b : next++);
-  }
-  return out;
-}
+export { byteLevelAlphabet };
 
 /** mulberry32: a small seeded PRNG (uniform in [0, 1)). */
 export function rng(seed: number): () => number {

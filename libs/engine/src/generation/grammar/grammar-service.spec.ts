@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { DisposedError, EngineError, InvalidArgumentError } from '../../errors';
 import { rng, writeTinyTokenizer } from '../../testing/tiny-model';
 import { makeTempDir } from '../../testing/tmp-dir';
 import { parseSentencePieceModel, sentencePieceToTokenizerJson } from '../../tokenizer/sentencepiece';
 import { Tokenizer } from '../../tokenizer/tokenizer';
-import { GrammarService, grammarVocab, type GuideHandle, type VocabType } from './grammar-service';
+import { defaultGrammarWorkers, GrammarService, grammarVocab, type GuideHandle, type VocabType } from './grammar-service';
 
 const SCHEMA = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer' } }, required: ['ok', 'n'] };
 /** Padding past the tokenizer, as a model's vocab_size often has: those ids must never be allowed. */
@@ -15,6 +16,9 @@ const SP_FIXTURES = path.join(__dirname, '../../tokenizer/fixtures');
 
 /** The tiny byte-level tokenizer's single-byte tokens have id = byte: ASCII text → its token ids. */
 const bytes = (text: string): number[] => [...Buffer.from(text, 'latin1')];
+
+/** The worker thread of a pool slot (undefined while the slot has none): reaches into the service, for crash tests. */
+const workerOf = (s: GrammarService, slot: number): Worker | undefined => (s as unknown as { slots: { worker?: Worker }[] }).slots[slot].worker;
 
 function allowedIds(mask: Uint32Array): number[] {
   const ids: number[] = [];
@@ -215,7 +219,7 @@ describe('GrammarService errors and lifecycle', () => {
     const s = GrammarService.create(file, vocabSize, [eos]);
     const guide = await s.open({ type: 'json_object' });
     const waiting = expect(guide.accept([brace])).rejects.toThrow(/grammar worker exited/);
-    await (s as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    await workerOf(s, 0)!.terminate();
     await waiting;
     await expect(guide.accept([brace])).rejects.toThrow(/worker restarted/);
     const fresh = await s.open({ type: 'json_object' });
@@ -250,5 +254,137 @@ describe('GrammarService errors and lifecycle', () => {
     const r = JSON.parse(out.trim()) as { words: number; err: string };
     expect(r.words).toBe(Math.ceil(vocabSize / 32));
     expect(r.err).toMatch(/cannot load the tokenizer for response_format \(\/nonexistent\/tokenizer.json\): ENOENT/);
+  });
+});
+
+describe('GrammarService worker pool', () => {
+  let tmp: ReturnType<typeof makeTempDir>;
+  let tok: Tokenizer;
+  let file: string;
+  let vocabSize: number;
+  let eos: number;
+  let brace: number;
+  let closers: Set<number>;
+
+  beforeAll(() => {
+    tmp = makeTempDir();
+    const t = writeTinyTokenizer(tmp.dir, { arch: 'qwen2' });
+    tok = Tokenizer.fromDir(tmp.dir);
+    file = path.join(tmp.dir, 'tokenizer.json');
+    vocabSize = t.vocabSize;
+    eos = t.ids['<|endoftext|>'];
+    brace = bytes('{')[0];
+    closers = new Set([eos]);
+    for (let id = 0; id < tok.vocabSize; id++) if (['"', '}', ']'].includes(tok.decode([id]))) closers.add(id);
+  });
+  afterAll(() => tmp.cleanup());
+
+  it('sizes the pool from LMFLEET_GRAMMAR_WORKERS, else from the cores (two left over, 1 to 4)', () => {
+    expect([1, 2, 3, 4, 5, 6, 7, 64].map((cores) => defaultGrammarWorkers({}, cores))).toEqual([1, 1, 1, 2, 3, 4, 4, 4]);
+    expect(defaultGrammarWorkers({ LMFLEET_GRAMMAR_WORKERS: '6' }, 2)).toBe(6);
+    expect(defaultGrammarWorkers({ LMFLEET_GRAMMAR_WORKERS: ' 1 ' }, 64)).toBe(1);
+    expect(defaultGrammarWorkers({ LMFLEET_GRAMMAR_WORKERS: '' }, 8)).toBe(4); // empty: unset
+    for (const bad of ['0', '-1', '1.5', 'two']) expect(() => defaultGrammarWorkers({ LMFLEET_GRAMMAR_WORKERS: bad }, 8)).toThrow(/LMFLEET_GRAMMAR_WORKERS must be an integer >= 1/);
+    expect(() => GrammarService.create(file, vocabSize, [eos], { workers: 0 })).toThrow(InvalidArgumentError);
+    expect(() => GrammarService.create(file, vocabSize, [eos], { workers: 1.5 })).toThrow(/workers must be an integer >= 1/);
+    const s = GrammarService.create(file, vocabSize, [eos], { workers: 3 });
+    expect(s.stats()).toEqual({ workers: 3, openGuides: [0, 0, 0], running: [false, false, false] });
+  });
+
+  it('spreads guides over the workers (fewest open guides, lowest index first), and their walks end in valid JSON', async () => {
+    const s = GrammarService.create(file, vocabSize, [eos], { workers: 3 });
+    try {
+      // One at a time: a closed guide frees its place, so the first worker takes them all and the others never start.
+      for (let i = 0; i < 2; i++) (await s.open({ type: 'json_object' })).close();
+      expect(s.stats()).toEqual({ workers: 3, openGuides: [0, 0, 0], running: [true, false, false] });
+
+      // Racing opens are counted from the call, so they spread too.
+      const guides = await Promise.all([1, 2, 3, 4].map(() => s.open({ type: 'json_schema', schema: SCHEMA })));
+      expect(s.stats()).toEqual({ workers: 3, openGuides: [2, 1, 1], running: [true, true, true] });
+      const walks = await Promise.all(guides.map((g, i) => walk(g, closers, 100 + i)));
+      for (const { tokens, terminated } of walks) {
+        expect(terminated).toBe(true);
+        expect(tokens[tokens.length - 1]).toBe(eos);
+        expect(tok.decode(tokens.slice(0, -1))).toMatch(/^\{"ok": (true|false), "n": -?\d+\}$/);
+      }
+      expect(s.stats().openGuides).toEqual([0, 0, 0]); // a stop token ends the guide in its worker
+      for (const g of guides) g.close();
+
+      // Least loaded first, ties to the lowest index.
+      const a = await s.open({ type: 'json_object' });
+      const b = await s.open({ type: 'json_object' });
+      const c = await s.open({ type: 'json_object' });
+      expect(s.stats().openGuides).toEqual([1, 1, 1]);
+      b.close();
+      const d = await s.open({ type: 'json_object' });
+      expect(s.stats().openGuides).toEqual([1, 1, 1]); // b's place, on the second worker
+      a.close();
+      c.close();
+      expect(s.stats().openGuides).toEqual([0, 1, 0]);
+      expect(await d.accept([brace])).not.toBeNull();
+      d.close();
+    } finally {
+      await s.dispose();
+    }
+  });
+
+  it('a dying worker fails only its own calls and guides; the others go on, and the next open on its slot restarts it', async () => {
+    const s = GrammarService.create(file, vocabSize, [eos], { workers: 2 });
+    try {
+      const [g0, g1] = await Promise.all([s.open({ type: 'json_object' }), s.open({ type: 'json_object' })]);
+      expect(s.stats().openGuides).toEqual([1, 1]);
+      const waiting = expect(g0.accept([brace])).rejects.toThrow(/grammar worker exited/);
+      const other = g1.accept([brace]);
+      await workerOf(s, 0)!.terminate();
+      await waiting;
+      expect(allowedIds((await other)!)).toContain(bytes('}')[0]);
+      await expect(g0.accept([brace])).rejects.toThrow(/worker restarted/);
+      expect(s.stats()).toEqual({ workers: 2, openGuides: [0, 1], running: [false, true] });
+      g0.close(); // harmless: its worker is gone
+
+      const second = workerOf(s, 1);
+      const fresh = await s.open({ type: 'json_object' }); // the dead slot has the fewest guides
+      expect(s.stats()).toEqual({ workers: 2, openGuides: [1, 1], running: [true, true] });
+      expect(workerOf(s, 1)).toBe(second); // the other worker was never restarted
+      expect(allowedIds(fresh.mask)).toEqual([brace]);
+      for (const id of bytes('{"a": 1}')) expect(await fresh.accept([id])).not.toBeNull();
+      expect(await fresh.accept([eos])).toBeNull();
+      // g1 kept its matcher through all of it.
+      expect(allowedIds((await g1.accept([bytes('}')[0]]))!)).toEqual([eos]);
+      expect(await g1.accept([eos])).toBeNull();
+      expect(s.stats().openGuides).toEqual([0, 0]);
+    } finally {
+      await s.dispose();
+    }
+  });
+
+  it('dispose ends every worker: their waiting and later calls reject with DisposedError', async () => {
+    const s = GrammarService.create(file, vocabSize, [eos], { workers: 3 });
+    const guides = await Promise.all([1, 2, 3].map(() => s.open({ type: 'json_object' })));
+    expect(s.stats().running).toEqual([true, true, true]);
+    const exits = [0, 1, 2].map((i) => new Promise((resolve) => workerOf(s, i)!.once('exit', resolve)));
+    const waiting = guides.map((g) => expect(g.accept([brace])).rejects.toThrow(DisposedError));
+    await s.dispose();
+    await Promise.all(waiting);
+    await Promise.all(exits);
+    expect(s.stats()).toEqual({ workers: 3, openGuides: [0, 0, 0], running: [false, false, false] });
+    for (const g of guides) await expect(g.accept([brace])).rejects.toThrow(DisposedError);
+    await expect(s.open({ type: 'json_object' })).rejects.toThrow(DisposedError);
+    for (const g of guides) g.close(); // harmless after dispose
+    await s.dispose();
+  });
+
+  it('an idle pool does not keep the process alive', () => {
+    const root = path.resolve(__dirname, '../../../../..');
+    const script = `
+      const { GrammarService } = require(${JSON.stringify(path.join(__dirname, 'grammar-service.ts'))});
+      (async () => {
+        const s = GrammarService.create(${JSON.stringify(file)}, ${vocabSize}, [${eos}], { workers: 2 });
+        const [a, b] = await Promise.all([s.open({ type: 'json_object' }), s.open({ type: 'json_object' })]);
+        await Promise.all([a.accept([${brace}]), b.accept([${brace}])]);
+        console.log(JSON.stringify(s.stats()));
+      })();`; // no dispose: the process must still exit
+    const out = execFileSync(process.execPath, ['--require', path.join(root, 'test/e2e/register.js'), '-e', script], { cwd: root, timeout: 20_000, encoding: 'utf8' });
+    expect(JSON.parse(out.trim())).toEqual({ workers: 2, openGuides: [1, 1], running: [true, true] });
   });
 });

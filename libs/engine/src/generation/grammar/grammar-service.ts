@@ -1,11 +1,14 @@
 // Guided decoding for OpenAI's response_format (JSON mode and JSON-schema structured outputs). xgrammar, compiled to
 // WASM (@mlc-ai/web-xgrammar), says after every token which tokens keep the output inside the grammar. It runs in a
-// worker thread (grammar-worker.ts) so that compiling a schema or computing a mask never stalls the engine's event
-// loop; this side numbers each call and matches the worker's answers to them.
+// pool of worker threads (grammar-worker.ts) so that compiling a schema or computing a mask never stalls the engine's
+// event loop, and the masks of a batch's guided requests are computed in parallel; this side places each guide on a
+// worker, numbers each call and matches the worker's answers to them.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { DisposedError, EngineError, InvalidArgumentError } from '../../errors';
+import { byteLevelAlphabet } from '../../tokenizer/byte-level';
 
 /** OpenAI's response_format as the engine takes it (json_schema: the schema itself, not OpenAI's wrapper object). */
 export type ResponseFormat =
@@ -73,16 +76,6 @@ function members(node: unknown, listKey: string): JsonObject[] {
   return Array.isArray(list) ? [node, ...list.flatMap((n) => members(n, listKey))] : [node];
 }
 
-/** bytes → the printable characters byte-level BPE writes them as (GPT-2's bytes_to_unicode). */
-function byteLevelChars(): string[] {
-  const out: string[] = new Array(256);
-  let next = 256;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-    out[b] = String.fromCodePoint(printable ? b : next++);
-  }
-  return out;
-}
 
 /**
  * The vocabulary xgrammar needs, from a Hugging Face tokenizer.json: token strings by id (model.vocab, BPE/WordPiece
@@ -123,7 +116,7 @@ export function grammarVocab(tokenizerJson: unknown, vocabSize: number): Grammar
   else throw new Error('tokenizer.json model.vocab is neither an object nor a list');
 
   const added = Array.isArray(tokenizerJson.added_tokens) ? tokenizerJson.added_tokens.filter(isObject) : [];
-  const chars = vocabType === 'byte_level' ? byteLevelChars() : undefined;
+  const chars = vocabType === 'byte_level' ? byteLevelAlphabet() : undefined;
   for (const t of added) {
     if (typeof t.content !== 'string') continue;
     if (t.special === true) put('', t.id);
@@ -179,96 +172,71 @@ const toMask = (mask: Int32Array | undefined): Uint32Array => {
   return new Uint32Array(mask.buffer, mask.byteOffset, mask.length);
 };
 
+/** Options of `GrammarService.create`. */
+export interface GrammarServiceOptions {
+  /** Worker threads in the pool (an integer >= 1); default: `defaultGrammarWorkers()`. */
+  workers?: number;
+}
+
+/** What the pool is doing, for diagnostics and tests. */
+export interface GrammarServiceStats {
+  /** Pool size: worker slots, started or not. */
+  workers: number;
+  /** Guides open (or opening) on each slot. */
+  openGuides: number[];
+  /** Whether each slot has a worker thread now (slots start on first use, and again after their worker died). */
+  running: boolean[];
+}
+
 /**
- * Guides outputs to a response format. One per tokenizer; the worker starts on the first `open` (loading xgrammar and
- * the vocabulary takes ~0.1 s for a small vocabulary) and never keeps the process alive while no call is waiting.
- * If the worker dies, waiting calls reject and the next `open` starts a new one (guides opened before are lost).
- * After `dispose`, every call rejects with DisposedError.
+ * The pool size when `create` is given none: LMFLEET_GRAMMAR_WORKERS if set (an integer >= 1), else the cores left
+ * after two (the engine's event loop and the native engine's host thread), between 1 and 4.
  */
-export class GrammarService {
-  private worker?: Worker;
+export function defaultGrammarWorkers(env: NodeJS.ProcessEnv = process.env, parallelism: number = os.availableParallelism()): number {
+  const raw = env.LMFLEET_GRAMMAR_WORKERS;
+  if (raw !== undefined && raw.trim() !== '') {
+    const n = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+    if (!Number.isSafeInteger(n) || n < 1) throw new EngineError(`LMFLEET_GRAMMAR_WORKERS must be an integer >= 1, got ${JSON.stringify(raw)}`);
+    return n;
+  }
+  return Math.max(1, Math.min(4, parallelism - 2));
+}
+
+type InitRequest = Unsequenced<Extract<WorkerRequest, { op: 'init' }>>;
+
+/**
+ * One worker thread of the pool, started on first use: numbers its calls and matches the worker's answers to them.
+ * If the worker dies, its waiting calls reject, its guides are gone (`generation` moves on) and the next `start`
+ * starts a new one.
+ */
+class WorkerSlot {
+  worker?: Worker;
   /** init on the current worker: rejects (for every open on that worker) when the tokenizer cannot be loaded. */
   private ready?: Promise<void>;
   private readonly pending = new Map<number, Pending>();
   private nextSeq = 1;
-  private nextMatcherId = 1;
-  /** Bumped when a worker goes away: guides carry the generation they were opened on. */
-  private generation = 0;
+  /** Bumped when the worker goes away: guides carry the generation they were opened on. */
+  generation = 0;
+  /** Guides open or opening on the current worker (identity tokens); cleared when it goes away. */
+  readonly guides = new Set<object>();
   private disposed = false;
 
-  private constructor(
-    private readonly tokenizerJsonPath: string,
-    private readonly vocabSize: number,
-    private readonly defaultStopIds: readonly number[],
-  ) {}
+  constructor(private readonly init: InitRequest) {}
 
-  /**
-   * @param vocabSize the model's vocabulary (logits) size: masks have ceil(vocabSize / 32) words; ids the tokenizer
-   *   does not define are never allowed.
-   * @param defaultStopIds stop tokens for `open` calls that give none.
-   */
-  static create(tokenizerJsonPath: string, vocabSize: number, defaultStopIds: number[] = []): GrammarService {
-    if (!Number.isInteger(vocabSize) || vocabSize <= 0) throw new InvalidArgumentError(`vocabSize must be a positive integer, got ${vocabSize}`);
-    return new GrammarService(path.resolve(tokenizerJsonPath), vocabSize, [...defaultStopIds]);
-  }
-
-  /**
-   * Compiles the format (cached per format) and starts a matcher for one output. A stop token is allowed only where
-   * the JSON is complete, and accepting it ends the guide. Rejects with InvalidArgumentError for a schema xgrammar
-   * cannot use, with its reason.
-   */
-  async open(format: ResponseFormat, stopIds: readonly number[] = this.defaultStopIds): Promise<GuideHandle> {
-    if (this.disposed) throw new DisposedError('grammar service');
-    const compiled = grammarFormat(format);
-    const stops = stopIds.length > 0 ? [...stopIds] : [...this.defaultStopIds];
-    if (stops.length === 0) throw new InvalidArgumentError('a response_format guide needs at least one stop token id to end the output');
-    this.checkTokens(stops, 'stop token id');
-    await this.start();
-    const generation = this.generation;
-    const matcherId = this.nextMatcherId++;
-    const reply = await this.call({ op: 'open', matcherId, format: compiled, stopIds: stops });
-    return new Guide(toMask(reply.mask), {
-      accept: async (tokens) => {
-        if (generation !== this.generation) throw new EngineError('the grammar worker restarted since this guide was opened; the guide is gone');
-        this.checkTokens(tokens, 'token id');
-        const r = await this.call({ op: 'accept', matcherId, tokens: [...tokens] });
-        return r.terminated ? null : toMask(r.mask);
-      },
-      close: () => {
-        if (this.disposed || generation !== this.generation || !this.worker) return;
-        // Nothing waits on it: an error (the matcher is already gone) changes nothing.
-        this.call({ op: 'close', matcherId }).catch(() => undefined);
-      },
-    });
-  }
-
-  /** Stops the worker; waiting calls and every later call reject with DisposedError. */
-  async dispose(): Promise<void> {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.failPending(new DisposedError('grammar service'));
-    const worker = this.worker;
-    this.worker = undefined;
-    this.ready = undefined;
-    if (worker) await worker.terminate();
-  }
-
-  private checkTokens(ids: readonly number[], what: string): void {
-    for (const id of ids) {
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new InvalidArgumentError(`${what} ${id} is outside the vocabulary [0, ${this.vocabSize})`);
-    }
-  }
-
-  private start(): Promise<void> {
-    this.ready ??= this.call({ op: 'init', tokenizerJsonPath: this.tokenizerJsonPath, vocabSize: this.vocabSize, stopIds: [...this.defaultStopIds] }).then(
-      () => undefined,
-    );
-    return this.ready;
-  }
-
-  private call(req: Unsequenced<WorkerRequest>): Promise<Success> {
+  /** Starts the worker if none runs; resolves once it has loaded the tokenizer. */
+  start(): Promise<void> {
     if (this.disposed) return Promise.reject(new DisposedError('grammar service'));
-    const worker = (this.worker ??= this.spawn());
+    if (!this.worker) {
+      this.worker = this.spawn();
+      this.ready = this.call(this.init).then(() => undefined);
+    }
+    return this.ready!;
+  }
+
+  call(req: Unsequenced<WorkerRequest>): Promise<Success> {
+    if (this.disposed) return Promise.reject(new DisposedError('grammar service'));
+    const worker = this.worker;
+    if (!worker) return Promise.reject(new EngineError('grammar worker exited'));
     const seq = this.nextSeq++;
     return new Promise<Success>((resolve, reject) => {
       // Referenced only while a caller waits, so an idle worker never keeps the process alive.
@@ -276,6 +244,18 @@ export class GrammarService {
       this.pending.set(seq, { resolve, reject });
       worker.postMessage({ ...req, seq });
     });
+  }
+
+  /** Stops the worker; waiting calls and every later call reject with DisposedError. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.guides.clear();
+    this.failPending(new DisposedError('grammar service'));
+    const worker = this.worker;
+    this.worker = undefined;
+    this.ready = undefined;
+    if (worker) await worker.terminate();
   }
 
   private spawn(): Worker {
@@ -298,6 +278,7 @@ export class GrammarService {
       this.worker = undefined;
       this.ready = undefined;
       this.generation++;
+      this.guides.clear();
       this.failPending(new EngineError(`grammar worker exited (code ${code})${crash ? `: ${crash.message}` : ''}`));
     });
     return worker;
@@ -307,6 +288,118 @@ export class GrammarService {
     const waiting = [...this.pending.values()];
     this.pending.clear();
     for (const p of waiting) p.reject(err);
+  }
+}
+
+/**
+ * Guides outputs to a response format. One per tokenizer, with a pool of worker threads (computing a mask takes up
+ * to ~0.7 ms with a large vocabulary, per token of every guided request): each guide lives on the worker that had
+ * the fewest open guides when it opened, and all its calls go there. A worker starts when its slot is first used
+ * (loading xgrammar and the vocabulary takes ~0.1 s for a small vocabulary), keeps its own compiled grammars, and
+ * never keeps the process alive while no call is waiting. If a worker dies, its waiting calls reject, its guides are
+ * gone, and the next `open` placed on its slot starts a new one; the other workers go on. After `dispose`, every
+ * call rejects with DisposedError.
+ */
+export class GrammarService {
+  private readonly slots: WorkerSlot[];
+  private nextMatcherId = 1;
+  private disposed = false;
+
+  private constructor(
+    tokenizerJsonPath: string,
+    private readonly vocabSize: number,
+    private readonly defaultStopIds: readonly number[],
+    workers: number,
+  ) {
+    const init: InitRequest = { op: 'init', tokenizerJsonPath, vocabSize, stopIds: [...defaultStopIds] };
+    this.slots = Array.from({ length: workers }, () => new WorkerSlot(init));
+  }
+
+  /**
+   * @param vocabSize the model's vocabulary (logits) size: masks have ceil(vocabSize / 32) words; ids the tokenizer
+   *   does not define are never allowed.
+   * @param defaultStopIds stop tokens for `open` calls that give none.
+   * @param options.workers the pool size; default `defaultGrammarWorkers()` (LMFLEET_GRAMMAR_WORKERS, or by cores).
+   */
+  static create(tokenizerJsonPath: string, vocabSize: number, defaultStopIds: number[] = [], options: GrammarServiceOptions = {}): GrammarService {
+    if (!Number.isInteger(vocabSize) || vocabSize <= 0) throw new InvalidArgumentError(`vocabSize must be a positive integer, got ${vocabSize}`);
+    const workers = options.workers ?? defaultGrammarWorkers();
+    if (!Number.isSafeInteger(workers) || workers < 1) throw new InvalidArgumentError(`workers must be an integer >= 1, got ${workers}`);
+    return new GrammarService(path.resolve(tokenizerJsonPath), vocabSize, [...defaultStopIds], workers);
+  }
+
+  /**
+   * Compiles the format (cached per format and worker) and starts a matcher for one output. A stop token is allowed
+   * only where the JSON is complete, and accepting it ends the guide. Rejects with InvalidArgumentError for a schema
+   * xgrammar cannot use, with its reason.
+   */
+  async open(format: ResponseFormat, stopIds: readonly number[] = this.defaultStopIds): Promise<GuideHandle> {
+    if (this.disposed) throw new DisposedError('grammar service');
+    const compiled = grammarFormat(format);
+    const stops = stopIds.length > 0 ? [...stopIds] : [...this.defaultStopIds];
+    if (stops.length === 0) throw new InvalidArgumentError('a response_format guide needs at least one stop token id to end the output');
+    this.checkTokens(stops, 'stop token id');
+    const slot = this.leastLoaded();
+    // Counted from now, so that opens racing each other spread over the pool.
+    const lease = {};
+    slot.guides.add(lease);
+    let started: number;
+    let mask: Uint32Array;
+    const matcherId = this.nextMatcherId++;
+    try {
+      // Again if the worker died after loading the tokenizer but before this continuation ran.
+      do {
+        started = slot.generation;
+        await slot.start();
+      } while (started !== slot.generation);
+      slot.guides.add(lease); // a no-op unless the worker it was counted on went away meanwhile
+      mask = toMask((await slot.call({ op: 'open', matcherId, format: compiled, stopIds: stops })).mask);
+    } catch (err) {
+      slot.guides.delete(lease);
+      throw err;
+    }
+    const generation = started;
+    return new Guide(mask, {
+      accept: async (tokens) => {
+        if (generation !== slot.generation) throw new EngineError('the grammar worker restarted since this guide was opened; the guide is gone');
+        this.checkTokens(tokens, 'token id');
+        const r = await slot.call({ op: 'accept', matcherId, tokens: [...tokens] });
+        if (!r.terminated) return toMask(r.mask);
+        slot.guides.delete(lease); // the worker freed the matcher
+        return null;
+      },
+      close: () => {
+        slot.guides.delete(lease);
+        if (this.disposed || generation !== slot.generation || !slot.worker) return;
+        // Nothing waits on it: an error (the matcher is already gone) changes nothing.
+        slot.call({ op: 'close', matcherId }).catch(() => undefined);
+      },
+    });
+  }
+
+  /** Stops every worker; waiting calls and every later call reject with DisposedError. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await Promise.all(this.slots.map((slot) => slot.dispose()));
+  }
+
+  /** Pool size, open guides and running workers per slot. */
+  stats(): GrammarServiceStats {
+    return { workers: this.slots.length, openGuides: this.slots.map((s) => s.guides.size), running: this.slots.map((s) => s.worker !== undefined) };
+  }
+
+  /** The slot with the fewest open guides; the lowest index among equals. */
+  private leastLoaded(): WorkerSlot {
+    let best = this.slots[0];
+    for (const slot of this.slots) if (slot.guides.size < best.guides.size) best = slot;
+    return best;
+  }
+
+  private checkTokens(ids: readonly number[], what: string): void {
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new InvalidArgumentError(`${what} ${id} is outside the vocabulary [0, ${this.vocabSize})`);
+    }
   }
 }
 
