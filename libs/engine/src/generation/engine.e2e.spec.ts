@@ -262,6 +262,30 @@ describe('generation API on a tiny generated model (cpu)', () => {
     await expect(collect(engine.createInstance().streamInfer({ inputIds, maxNewTokens: 8, responseFormat: { type: 'json_schema', schema: { type: 'tensor' } } }))).rejects.toThrow(/schema/i);
   });
 
+  it('responseFormat on a model that ships only tokenizer.model (SentencePiece): the converted vocabulary guides it', async () => {
+    if (!native) return;
+    const dir = path.join(tmp.dir, 'sp-only');
+    writeTinyModel(dir, { arch: 'llama', seed: 3, vocabSize: 800 }); // the fixture's 800 pieces
+    fs.rmSync(path.join(dir, 'tokenizer.json'));
+    fs.copyFileSync(path.join(REPO_ROOT, 'libs/engine/src/tokenizer/fixtures/bpe-llama.model'), path.join(dir, 'tokenizer.model'));
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>' }));
+    const e = await engineOrReport(dir, { native, maxBatchSize: 2, sessionLen: 256 });
+    if (!e) return;
+    try {
+      const schema = { type: 'object', properties: { ok: { type: 'boolean' }, size: { enum: ['small', 'large'] } }, required: ['ok', 'size'] };
+      let text = '';
+      let finish: string | undefined;
+      for await (const o of e.createInstance().streamInfer({ inputIds: e.encodePrompt('the cat'), maxNewTokens: 80, sampling: { temperature: 0 }, responseFormat: { type: 'json_schema', schema } })) {
+        text += o.text;
+        finish = o.finishReason ?? finish;
+      }
+      expect(finish).toBe('stop');
+      expect(Object.keys(JSON.parse(text)).sort()).toEqual(['ok', 'size']);
+    } finally {
+      await e.dispose();
+    }
+  });
+
   it('sampling with a seed is reproducible', async () => {
     if (!engine) return;
     const g = { maxNewTokens: 16, temperature: 1, topK: 20, topP: 0.9, seed: 1234, ignoreEos: true };

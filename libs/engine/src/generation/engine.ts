@@ -1,13 +1,15 @@
 // The generation API, mirroring TurboMind's Python API: Engine.fromPretrained → engine.createInstance() →
 // instance.streamInfer(...). One NativeEngine (one batch thread, one KV cache) per Engine; its events for every
 // request arrive on one callback, and a demultiplexer routes them by request id to the stream that owns the id.
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import type { ChatMessage } from '../chat-template/chat-template';
 import { DisposedError, EngineError, InvalidArgumentError, fromNativeError, toEngineError } from '../errors';
 import type { NativeEngine, NativeEvent, NativeRequest } from '../native';
-import type { Tokenizer } from '../tokenizer/tokenizer';
+import { tokenizerJsonFromSentencePiece, type Tokenizer } from '../tokenizer/tokenizer';
 import { AsyncQueue } from './async-queue';
 import { ChatSession, type ChatSessionOptions } from './chat-session';
 import { GrammarService, type GuideHandle, type ResponseFormat } from './grammar';
@@ -44,6 +46,8 @@ export class Engine {
   /** Guided requests' grammar matchers, by request id (responseFormat). */
   private readonly guides = new Map<number, GuideHandle>();
   private grammar?: GrammarService;
+  /** A tokenizer.model-only model's tokenizer.json for the grammar workers, written at first use, removed at dispose. */
+  private grammarTokenizerFile?: string;
   private nextRequestId = 1;
   private nextSessionId = 1_000_000;
   private disposed = false;
@@ -242,6 +246,7 @@ export class Engine {
       } finally {
         this.pretrained.dispose();
         await this.grammar?.dispose().catch(() => undefined);
+        if (this.grammarTokenizerFile) fs.rmSync(this.grammarTokenizerFile, { force: true });
       }
     })();
     return this.disposing;
@@ -452,13 +457,24 @@ export class Engine {
 
   private async openGuide(format: ResponseFormat, stopIds: number[]): Promise<GuideHandle> {
     this.assertAlive();
-    if (!this.grammar) {
-      const file = path.join(this.pretrained.loaded.dir, 'tokenizer.json');
-      if (!fs.existsSync(file)) throw new InvalidArgumentError(`response_format needs the model's tokenizer.json (${this.pretrained.loaded.dir} has none)`);
-      this.grammar = GrammarService.create(file, this.spec.vocabSize);
-    }
+    if (!this.grammar) this.grammar = GrammarService.create(this.grammarTokenizerJson(), this.spec.vocabSize);
     if (stopIds.length === 0) throw new InvalidArgumentError('response_format needs a stop token to end the output (ignore_eos is set and no stop ids are given)');
     return this.grammar.open(format, stopIds); // InvalidArgumentError for a schema xgrammar cannot use
+  }
+
+  /** The tokenizer.json the grammar workers read: the model's own, or for a tokenizer.model-only model (Llama-2,
+   * InternLM2) the one the Tokenizer converted it to, written to a temporary file (write, then rename). */
+  private grammarTokenizerJson(): string {
+    const dir = this.pretrained.loaded.dir;
+    const own = path.join(dir, 'tokenizer.json');
+    if (fs.existsSync(own)) return own;
+    const sp = path.join(dir, 'tokenizer.model');
+    if (!fs.existsSync(sp)) throw new InvalidArgumentError(`response_format needs the model's tokenizer.json or tokenizer.model (${dir} has neither)`);
+    const file = path.join(os.tmpdir(), `lmfleet-grammar-tokenizer-${randomUUID()}.json`);
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(tokenizerJsonFromSentencePiece(sp, this.tokenizer.config)));
+    fs.renameSync(`${file}.tmp`, file);
+    this.grammarTokenizerFile = file;
+    return file;
   }
 
   private assertAlive(): void {

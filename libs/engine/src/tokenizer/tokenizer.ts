@@ -10,7 +10,7 @@ import { IncrementalDetokenizer, type DetokenizerOptions } from './detokenizer';
 import { parseSentencePieceModel, sentencePieceToTokenizerJson } from './sentencepiece';
 
 /** tokenizer.model → tokenizer.json object, with tokenizer_config.json's BOS/EOS policy and added tokens. */
-function tokenizerJsonFromSentencePiece(file: string, cfg: TokenizerConfig): object {
+export function tokenizerJsonFromSentencePiece(file: string, cfg: TokenizerConfig): object {
   const model = parseSentencePieceModel(new Uint8Array(fs.readFileSync(file)), file);
   const json = sentencePieceToTokenizerJson(model, {
     addBos: typeof cfg.add_bos_token === 'boolean' ? cfg.add_bos_token : true,
