@@ -3,23 +3,41 @@
 // (an array of six short strings) and without, alone and in one batch (8 requests: 4 + 4, then 8 of one kind). Each
 // guided token makes one round trip to the grammar worker thread (xgrammar), which computes the next allowed set.
 // Runs the compiled engine (dist/, `npm run build:ts`); cpu backend unless --backend cuda.
-//   node test/bench/guided-decoding.js DIST_DIR MODEL_DIR [--backend cpu|cuda]
+//   node test/bench/guided-decoding.js DIST_DIR MODEL_DIR [--backend cpu|cuda] [--new 64]
+// (a byte-level tiny tokenizer needs --new 160: the schema's JSON is ~110 characters)
 'use strict';
 const path = require('node:path');
 const [dist, dir, ...rest] = process.argv.slice(2);
 if (!dist || !dir) {
-  console.error('usage: node test/bench/guided-decoding.js DIST_DIR MODEL_DIR [--backend cpu|cuda]');
+  console.error('usage: node test/bench/guided-decoding.js DIST_DIR MODEL_DIR [--backend cpu|cuda] [--new 64]');
   process.exit(2);
 }
-const backend = rest[0] === '--backend' ? rest[1] : 'cpu';
+const opt = { backend: 'cpu', new: 64 };
+for (let i = 0; i + 1 < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = rest[i + 1];
+const { backend } = opt;
 const engine = require(path.resolve(dist, 'libs/engine/src/index.js'));
 (async () => {
   const e = await engine.Engine.fromPretrained(dir, { backend, maxBatchSize: 8, sessionLen: 1024, log: () => {} });
   const schema = { type: 'object', properties: { items: { type: 'array', items: { type: 'string', maxLength: 12 }, minItems: 6, maxItems: 6 } }, required: ['items'] };
+  const fits = [];
+  const fitsSchema = (text) => {
+    try {
+      const v = JSON.parse(text);
+      return Array.isArray(v.items) && v.items.length === 6 && v.items.every((x) => typeof x === 'string' && [...x].length <= 12);
+    } catch {
+      return false;
+    }
+  };
   const prompt = e.encodePrompt([{ role: 'user', content: 'List six Python modules as JSON.' }]);
   const one = async (guided) => {
-    const t0 = performance.now(); let n = 0, first = 0;
-    for await (const o of e.createInstance().streamInfer({ inputIds: prompt, maxNewTokens: 64, stopIds: guided ? e.defaultStopIds(true) : [], sampling: { temperature: 0 }, ...(guided ? { responseFormat: { type: 'json_schema', schema } } : {}) })) { if (o.tokenIds.length && !first) first = performance.now(); n += o.tokenIds.length; }
+    let n = 0, first = 0, text = '', finish;
+    for await (const o of e.createInstance().streamInfer({ inputIds: prompt, maxNewTokens: Number(opt.new), stopIds: guided ? e.defaultStopIds(true) : [], sampling: { temperature: 0 }, ...(guided ? { responseFormat: { type: 'json_schema', schema } } : {}) })) {
+      if (o.tokenIds.length && !first) first = performance.now();
+      n += o.tokenIds.length;
+      text += o.text;
+      finish = o.finishReason ?? finish;
+    }
+    if (guided) fits.push(finish === 'stop' && fitsSchema(text));
     return { n, msPerTok: (performance.now() - first) / Math.max(1, n - 1) };
   };
   await one(true); await one(false); // warm (compile)
@@ -32,5 +50,7 @@ const engine = require(path.resolve(dist, 'libs/engine/src/index.js'));
   show('mixed: guided', mixed.filter((_, i) => i % 2 === 0));
   show('8 guided     ', await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(() => one(true))));
   show('8 free       ', await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(() => one(false))));
+  console.log(`guided outputs that parse, fit the schema and end with stop: ${fits.filter(Boolean).length} of ${fits.length}`);
   await e.dispose();
+  if (!fits.every(Boolean)) process.exitCode = 1;
 })().catch((err) => { console.error(err); process.exit(1); });

@@ -252,6 +252,12 @@ describe('generation API on a tiny generated model (cpu)', () => {
       expect(['s', 'm', 'l']).toContain(v.size);
     }
     expect((await run({ temperature: 0 })).text).toBe(g1.text); // greedy guided decoding is deterministic
+    // Free strings: what a weak model puts in them still parses (no raw control characters).
+    const strings = { type: 'object', properties: { items: { type: 'array', items: { type: 'string', maxLength: 12 }, minItems: 4, maxItems: 4 } }, required: ['items'] };
+    let text = '';
+    for await (const o of engine.createInstance().streamInfer({ inputIds, maxNewTokens: 160, stopIds, sampling: { temperature: 0 }, responseFormat: { type: 'json_schema', schema: strings } })) text += o.text;
+    const items = (JSON.parse(text) as { items: string[] }).items;
+    expect(items.map((x) => [...x].length <= 12)).toEqual([true, true, true, true]);
     // Aborted while its grammar compiled (here: before): cancelled, nothing runs.
     const ac = new AbortController();
     ac.abort();

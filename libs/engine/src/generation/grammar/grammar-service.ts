@@ -124,7 +124,22 @@ export function grammarVocab(tokenizerJson: unknown, vocabSize: number): Grammar
     else if (chars && vocab[t.id as number] !== t.content) put([...Buffer.from(t.content, 'utf8')].map((b) => chars[b]).join(''), t.id);
     else put(t.content, t.id);
   }
+  // xgrammar's JSON strings exclude only \r and \n of the control characters, but JSON forbids all of U+0000-U+001F
+  // unescaped (JSON.parse refuses them), and the one-line output needs none between values: tokens whose text holds
+  // one are never allowed (a weak model otherwise fills strings with them).
+  const controlByte = vocabType === 'byte_level' ? new Set(byteLevelAlphabet().slice(0, 0x20)) : undefined;
+  for (let id = 0; id < vocabSize; id++) {
+    const t = vocab[id];
+    if (t && (controlByte ? [...t].some((c) => controlByte.has(c)) : hasControlText(t, vocabType))) vocab[id] = '';
+  }
   return { vocab, vocabType, prependSpace };
+}
+
+/** A raw or byte-fallback token whose text has a control character (byte-fallback: also a `<0x00>`-`<0x1F>` piece). */
+function hasControlText(token: string, vocabType: VocabType): boolean {
+  if (vocabType === 'byte_fallback' && /^<0x[01][0-9A-Fa-f]>$/.test(token)) return true;
+  for (let i = 0; i < token.length; i++) if (token.charCodeAt(i) < 0x20) return true;
+  return false;
 }
 
 // ---- the service ----
