@@ -473,7 +473,7 @@ describe('guided decoding (allowed-token masks)', () => {
       };
       e.start(c.onEvent);
       e.submit([
-        { id: 3, inputIds: p, maxNewTokens: 24, sampling: { temperature: 1.5, topK: 0, seed: 5 }, allowedTokens: odd },
+        { id: 3, inputIds: p, maxNewTokens: 24, sampling: { temperature: 1.5, topK: 0, seed: 5 }, allowedTokens: odd, logprobs: 1 },
         { id: 4, inputIds: p, maxNewTokens: 24, stopIds: [7], sampling: { temperature: 1, seed: 6 }, allowedTokens: odd },
       ]);
       expect(await c.wait(3)).toMatchObject({ type: 'done', finishReason: 'length', completionTokens: 24 });

@@ -90,7 +90,8 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
         const RequestSpec& req = sampling[r]->seq->req;
         if (!req.guided) continue;
         guided_row_.resize((size_t)V);
-        model_.backend().download(guided_row_.data(), logits.as<float>() + r * V, (size_t)V * 4);
+        if (req.logprobs >= 0) std::copy_n(logits_.data() + r * V, V, guided_row_.data());  // already on the host
+        else model_.backend().download(guided_row_.data(), logits.as<float>() + r * V, (size_t)V * 4);
         const std::vector<uint32_t>& m = req.allowed_tokens;
         for (int64_t t = 0; t < V; t++)
           if (!((m[(size_t)(t >> 5)] >> (t & 31)) & 1u)) guided_row_[(size_t)t] = -INFINITY;
