@@ -1,4 +1,4 @@
-# Sourced by the device scripts (device-w4k.sh, device-engine-ab.sh): the repo root as the working directory, $OUT,
+# Sourced by the device scripts (device-w4k.sh, device-engine-ab.sh, device-verify.sh): the repo root as the working directory, $OUT,
 # and the time box helpers. Set BUDGET (s) and TB_KEEP (s kept for the summary) before sourcing, or take the defaults.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -47,4 +47,37 @@ else:
           f'max power {max(b[1] for b in busy):.0f} W, max temp {max(b[2] for b in busy):.0f} C; '
           + (f'WARNING hardware slowdown: {s}' if s else 'no hardware slowdown'))
 PY
+}
+
+# ncu_w4 SHAPE M TAG: Nsight Compute over bench_decoder's W4 driver (LMF_BENCH_W4_NCU=1: one 7B linear SHAPE =
+# gate_up|down|qkv|o at M rows, each W4 kernel launched once) with a fixed metric list (DRAM throughput, shared-load
+# wavefronts / bank conflicts, stall reasons, issued IPC, occupancy, registers) -> $OUT/ncu_raw$TAG.csv and the compact
+# $OUT/ncu_table$TAG.md (scripts/ncu_table.py); if that list is refused, ncu's own sections -> ncu_sections$TAG.txt.
+# Needs $B (the device-test build dir with bench_decoder). Capped at NCU_TIMEOUT (default 150 s) and the budget.
+ncu_w4() {
+  local shape=$1 m=$2 tag=$3 NCU_BIN metrics r
+  NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  if [ -z "$NCU_BIN" ]; then echo "ncu: not found"; return 0; fi
+  metrics="gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum.per_second"
+  metrics="$metrics,sm__inst_issued.avg.per_cycle_active,smsp__issue_active.avg.pct_of_peak_sustained_active"
+  metrics="$metrics,smsp__warps_eligible.avg.per_cycle_active,sm__warps_active.avg.pct_of_peak_sustained_active"
+  metrics="$metrics,launch__registers_per_thread,launch__grid_size,smsp__sass_inst_executed_op_shared_ld.sum"
+  metrics="$metrics,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum"
+  metrics="$metrics,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum"
+  metrics="$metrics,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"
+  for r in long_scoreboard short_scoreboard mio_throttle lg_throttle math_pipe_throttle barrier not_selected selected \
+           wait no_instruction dispatch_stall; do
+    metrics="$metrics,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
+  done
+  local args=(--clock-control none -k "regex:stream_read|w4a16_mma_kernel|w4a16_gemv|w4a16_wide" --launch-count 8)
+  LMF_BENCH_W4_NCU=1 LMF_BENCH_W4_NCU_SHAPE=$shape LMF_BENCH_W4_NCU_M=$m timeout $(tb ${NCU_TIMEOUT:-150}) "$NCU_BIN" \
+    "${args[@]}" --csv --page raw --metrics "$metrics" $B/bench_decoder > "$OUT/ncu_raw$tag.csv" 2> "$OUT/ncu$tag.log"
+  echo "ncu metrics ($shape, m = $m) rc $? ($(el))"
+  if ! python3 libs/native/scripts/ncu_table.py "$OUT/ncu_raw$tag.csv" "$shape m=$m" > "$OUT/ncu_table$tag.md" 2>&1; then
+    grep -e "==ERROR==" -e "==WARNING==" "$OUT/ncu_raw$tag.csv" "$OUT/ncu$tag.log" | head -5
+    LMF_BENCH_W4_NCU=1 LMF_BENCH_W4_NCU_SHAPE=$shape LMF_BENCH_W4_NCU_M=$m timeout $(tb ${NCU_TIMEOUT:-150}) "$NCU_BIN" \
+      "${args[@]}" --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section WarpStateStats \
+      --section Occupancy --section LaunchStats --section SchedulerStats $B/bench_decoder > "$OUT/ncu_sections$tag.txt" 2>> "$OUT/ncu$tag.log"
+    echo "ncu sections ($shape, m = $m) rc $? ($(el))"
+  fi
 }

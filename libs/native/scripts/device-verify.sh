@@ -5,7 +5,14 @@
 # bench_attention at the shapes of tp 2 (16 / 16 heads) and tp 1 (32 / 32) for each split length in SPLITS (0 = the
 # decoder's own choice), with the online kernel and the two-phase one (LMFLEET_ATTN_ONLINE=0).
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-verify.sh     (needs dist/ carried for step 2)
-# Env: SPLITS (default "0 32 64 128 256"), SKIP_PREFIX=1, SKIP_SWEEP=1, BUDGET (s, default 570). Logs under $OUT.
+# (4) guided decoding (response_format) on CUDA: test/bench/guided-decoding.js on a tiny byte-level model written by
+# dist's writeTinyModel (--new 160) and, with GUIDED_7B=1, on the random 7B-shaped model (--new 64); each exits 1
+# unless every guided output parses and fits its schema. (5) with NCU=1: Nsight Compute on the W4 kernels of one 7B
+# linear per shape in NCU_SHAPES (default "gate_up down") at NCU_M rows (default 64): device-common.sh's ncu_w4.
+# (6) with W4_WIDE=1: bench_decoder's batched-decode W4 table (f16 vs the fused kernel vs the wide kernel's variants,
+# per linear and per layer, m = 9..128), then test_backend with LMFLEET_W4A16_WIDE=V for each V in WIDE_TB.
+# Env: SPLITS (default "0 32 64 128 256"), SKIP_PREFIX=1, SKIP_SWEEP=1, SKIP_GUIDED=1, GUIDED_7B=1, NCU=1, NCU_SHAPES,
+# NCU_M, W4_WIDE=1, WIDE_TB, BUDGET (s, default 570). Logs under $OUT.
 set -uo pipefail
 BUDGET=${BUDGET:-570} TB_KEEP=10
 source "$(dirname "$0")/device-common.sh"  # cd to the repo root; OUT, el, tb
@@ -18,7 +25,8 @@ gpu_log_start
     -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
     -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 8; } > "$OUT/addon-build.log" 2>&1 &
 ADDON_PID=$!
-{ [ -f "$MODEL/config.json" ] || python3 test/bench/make_random_model.py "$MODEL" --layers 32; } > "$OUT/make_models.log" 2>&1 &
+{ [ "${SKIP_PREFIX:-0}" = 1 ] && [ "${GUIDED_7B:-0}" != 1 ] || [ -f "$MODEL/config.json" ] ||
+    python3 test/bench/make_random_model.py "$MODEL" --layers 32; } > "$OUT/make_models.log" 2>&1 &
 MODELS_PID=$!
 SKIP_BENCH=1 EXTRA_CU=src/cuda/bench_attention.cu bash libs/native/scripts/device-test.sh > "$OUT/device-test.txt" 2>&1
 echo "device-test rc $? ($(el))"
@@ -46,6 +54,30 @@ wait $MODELS_PID; echo "model rc $? ($(el))"
 if [ "${SKIP_PREFIX:-0}" != 1 ]; then
   timeout $(tb 240) node test/bench/prefix-cache.js dist "$MODEL" --backend cuda --requests 16 --system 1024 > "$OUT/prefix-cache.log" 2>&1
   echo "prefix-cache rc $? ($(el))"; tail -12 "$OUT/prefix-cache.log"
+fi
+if [ "${SKIP_GUIDED:-0}" != 1 ]; then
+  node -e "require('./dist/libs/engine/src/index.js').writeTinyModel('/tmp/lmf-tiny-guided', {arch: 'qwen2', seed: 11, hiddenSize: 128, numLayers: 2, intermediateSize: 256})" \
+    > "$OUT/guided-tiny.log" 2>&1
+  timeout $(tb 120) node test/bench/guided-decoding.js dist /tmp/lmf-tiny-guided --backend cuda --new 160 >> "$OUT/guided-tiny.log" 2>&1
+  echo "guided (tiny, cuda) rc $? ($(el))"; tail -8 "$OUT/guided-tiny.log"
+  if [ "${GUIDED_7B:-0}" = 1 ]; then
+    timeout $(tb 200) node test/bench/guided-decoding.js dist "$MODEL" --backend cuda --new 64 > "$OUT/guided-7b.log" 2>&1
+    echo "guided (7B, cuda) rc $? ($(el))"; tail -8 "$OUT/guided-7b.log"
+  fi
+fi
+if [ "${W4_WIDE:-0}" = 1 ]; then
+  LMF_BENCH_W4_ONLY=1 LMF_BENCH_W4_WIDE_ONLY=1 timeout $(tb 150) $B/bench_decoder > "$OUT/bench_w4_wide.log" 2>&1
+  echo "bench_decoder (w4 wide) rc $? ($(el))"
+  for v in ${WIDE_TB:-}; do
+    LMFLEET_W4A16_WIDE=$v timeout $(tb 60) $B/test_backend > "$OUT/test_backend_wide$v.log" 2>&1
+    echo "test_backend LMFLEET_W4A16_WIDE=$v rc $? ($(el)): $(tail -1 "$OUT/test_backend_wide$v.log")"
+  done
+fi
+if [ "${NCU:-0}" = 1 ]; then
+  for shape in ${NCU_SHAPES:-gate_up down}; do
+    ncu_w4 "$shape" "${NCU_M:-64}" "-$shape"
+    cat "$OUT/ncu_table-$shape.md" 2> /dev/null
+  done
 fi
 gpu_log_summary
 cat "$OUT/device-test.txt"  # last, so the output's tail keeps it

@@ -92,35 +92,7 @@ if [ "${SKIP_BACKEND:-0}" != 1 ]; then
 fi
 # 3n. Nsight Compute on one linear's m = 1 kernels (see the header)
 if [ "${NCU:-0}" = 1 ]; then
-  NCU_BIN=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-  NCU_SHAPE=${NCU_SHAPE:-gate_up}
-  NCU_METRICS="gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum.per_second"
-  NCU_METRICS="$NCU_METRICS,sm__inst_issued.avg.per_cycle_active,smsp__issue_active.avg.pct_of_peak_sustained_active"
-  NCU_METRICS="$NCU_METRICS,smsp__warps_eligible.avg.per_cycle_active,sm__warps_active.avg.pct_of_peak_sustained_active"
-  NCU_METRICS="$NCU_METRICS,launch__registers_per_thread,launch__grid_size,smsp__sass_inst_executed_op_shared_ld.sum"
-  NCU_METRICS="$NCU_METRICS,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum"
-  NCU_METRICS="$NCU_METRICS,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum"
-  NCU_METRICS="$NCU_METRICS,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active"
-  for r in long_scoreboard short_scoreboard mio_throttle lg_throttle math_pipe_throttle barrier not_selected selected \
-           wait no_instruction dispatch_stall; do
-    NCU_METRICS="$NCU_METRICS,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
-  done
-  NCU_ARGS=(--clock-control none -k "regex:stream_read|w4a16_mma_kernel|w4a16_gemv" --launch-count 8)
-  if [ -z "$NCU_BIN" ]; then
-    echo "ncu: not found"
-  else
-    LMF_BENCH_W4_NCU=1 LMF_BENCH_W4_NCU_SHAPE=$NCU_SHAPE timeout $(tb ${NCU_TIMEOUT:-150}) "$NCU_BIN" "${NCU_ARGS[@]}" \
-      --csv --page raw --metrics "$NCU_METRICS" $B/bench_decoder > "$OUT/ncu_raw.csv" 2> "$OUT/ncu.log"
-    echo "ncu metrics ($NCU_SHAPE) rc $? ($(el))"
-    if ! python3 libs/native/scripts/ncu_table.py "$OUT/ncu_raw.csv" "$NCU_SHAPE" > "$OUT/ncu_table.md" 2>&1; then
-      grep -e "==ERROR==" -e "==WARNING==" "$OUT/ncu_raw.csv" "$OUT/ncu.log" | head -5
-      # the metric list was refused (or nothing was profiled): the same launches with ncu's own sections
-      LMF_BENCH_W4_NCU=1 LMF_BENCH_W4_NCU_SHAPE=$NCU_SHAPE timeout $(tb ${NCU_TIMEOUT:-150}) "$NCU_BIN" "${NCU_ARGS[@]}" \
-        --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section Occupancy \
-        --section LaunchStats --section SchedulerStats $B/bench_decoder > "$OUT/ncu_sections.txt" 2>> "$OUT/ncu.log"
-      echo "ncu sections ($NCU_SHAPE) rc $? ($(el))"
-    fi
-  fi
+  ncu_w4 "${NCU_SHAPE:-gate_up}" 1 ""
 fi
 # 3b. the fp16 layer stack in C++ (bench_decoder: graphs, our kernels + cuBLAS, no scheduler): an fp16 decode baseline in
 # this run even if the fp16 engine run below does not finish

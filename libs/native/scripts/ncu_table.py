@@ -44,6 +44,9 @@ def label(name):
     m = re.search(r"w4a16_gemv_async_kernel<(\d+), (\d+), (\d+)>", name)
     if m:
         return "gemv(read async)" if m.group(2) == "5" else "gemv(mma) async"
+    m = re.search(r"w4a16_wide_kernel<(\d+), (\d+), (\d+)>", name)
+    if m:
+        return f"wide (MI {m.group(1)}, NT {m.group(2)}, WK {m.group(3)})"
     m = re.search(r"w4a16_mma_kernel<(\d+), (\d+)>", name)
     if m:
         return f"fused (MI {m.group(1)}, {m.group(2)} warps)"

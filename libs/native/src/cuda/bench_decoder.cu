@@ -5,7 +5,8 @@
 // the same run; then 2048-token prefill against the time of its GEMMs alone. Before timing, an end-to-end
 // check: the logits of token n+1 by (prefill n, decode 1) must match (prefill n+1).
 //   bench_decoder [--layers 32] [--batches 1,16,64] [--ctx 128] [--prefill 2048]
-//   env: LMF_BENCH_W4=0 (no W4 tables), LMF_BENCH_W4_ONLY=1 (W4 tables only), LMF_BENCH_W4_NCU=1 (launch each W4 kernel once
+//   env: LMF_BENCH_W4=0 (no W4 tables), LMF_BENCH_W4_ONLY=1 (W4 tables only), LMF_BENCH_W4_WIDE_ONLY=1 (of those, the
+//   batched-decode table only: f16 vs the fused kernel vs the wide kernel's variants per linear and per layer), LMF_BENCH_W4_NCU=1 (launch each W4 kernel once
 //   on one 7B linear for Nsight Compute and exit; see w4_ncu_driver)
 #include <algorithm>
 #include <cstdlib>
@@ -230,11 +231,12 @@ float median_ms(cudaStream_t s, int warm, int reps, F fn) {
   return t[t.size() / 2];
 }
 
-// LMF_BENCH_W4_NCU=1: a driver for Nsight Compute (scripts/device-w4k.sh NCU=1). One 7B linear at m = 1
-// (LMF_BENCH_W4_NCU_SHAPE = gate_up (default, 22016 x 4096) | down (4096 x 11008) | qkv | o), random codes and
-// g128 scales; each W4 kernel launched once, in this order, then exit: stream read of the codes (no math), the fused
-// kernel, gemv read u4 (the GEMV's loads, no math), gemv(mma_qz) u4, gemv(mma_x) T2, T4, T8. No timing here (ncu
-// replays each launch); the script filters the launches by name (-k) so the fill kernels are not profiled.
+// LMF_BENCH_W4_NCU=1: a driver for Nsight Compute (scripts/device-w4k.sh NCU=1). One 7B linear at m rows
+// (LMF_BENCH_W4_NCU_M, default 1; LMF_BENCH_W4_NCU_SHAPE = gate_up (default, 22016 x 4096) | down (4096 x 11008) | qkv |
+// o), random codes and g128 scales; each W4 kernel launched once, in this order, then exit: stream read of the codes
+// (no math), the fused kernel, then for m >= 9 the wide kernel's variants 1..4, for m <= 8 gemv read u4 (the GEMV's loads, no math), gemv(mma_qz) u4, gemv(mma_x)
+// T2, T4, T8. No timing here (ncu replays each launch); the script filters the launches by name (-k) so the fill kernels
+// are not profiled.
 int w4_ncu_driver(const Cfg& c, cudaStream_t s) {
   const char* e = std::getenv("LMF_BENCH_W4_NCU_SHAPE");
   const std::string which = e && *e ? e : "gate_up";
@@ -245,21 +247,27 @@ int w4_ncu_driver(const Cfg& c, cudaStream_t s) {
   LMF_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
   half* q = dalloc_random((size_t)n * kp / 4, 7001, 1.f);
   half* sz = dalloc_random((size_t)(kp / grp) * n * 2, 7002, 0.002f, 0.01f);
-  half* x = dalloc_random((size_t)k, 7003, 1.f);
-  half* y = dalloc<half>((size_t)n);
+  const char* me = std::getenv("LMF_BENCH_W4_NCU_M");
+  const int m = std::max(1, me ? std::atoi(me) : 1);
+  half* x = dalloc_random((size_t)m * k, 7003, 1.f);
+  half* y = dalloc<half>((size_t)m * n);
   uint32_t* sink = dalloc<uint32_t>(1);
   const W4A16Dev w{reinterpret_cast<const uint32_t*>(q), reinterpret_cast<const half2*>(sz), nullptr, n, k, kp, grp};
-  const size_t wsb = w4a16_fused_workspace_bytes(1, n, k, sms);
+  const size_t wsb = w4a16_fused_workspace_bytes(m, n, k, sms);
   float* ws = dalloc<float>(std::max<size_t>(wsb / 4, 1));
   LMF_CUDA_CHECK(cudaDeviceSynchronize());
-  std::fprintf(stderr, "ncu driver: %s %d x %d, m = 1: stream read, fused, gemv read u4, gemv(mma_qz), gemv(mma_x) T2 T4 T8\n",
-               which.c_str(), n, k);
+  std::fprintf(stderr, "ncu driver: %s %d x %d, m = %d: stream read, fused%s\n", which.c_str(), n, k, m,
+               m <= kW4GemvMaxRows ? ", gemv read u4, gemv(mma_qz), gemv(mma_x) T2 T4 T8" : ", wide v1 v2 v3 v4");
   stream_read_kernel<<<sms * 8, 256, 0, s>>>(reinterpret_cast<const uint4*>(q), (size_t)n * kp / 32, sink);
   LMF_CUDA_LAUNCHED();
-  w4a16_gemm_fused_cuda(x, k, w, y, n, 1, wsb ? ws : nullptr, sms, s);
-  w4a16_gemv_cuda(x, k, w, y, n, 1, W4GemvDot::Read, sms, s, 4);
-  w4a16_gemv_cuda(x, k, w, y, n, 1, W4GemvDot::MmaQz, sms, s, 4);
-  for (int T : {2, 4, 8}) w4a16_gemv_cuda(x, k, w, y, n, 1, W4GemvDot::MmaX, sms, s, T);
+  w4a16_gemm_fused_cuda(x, k, w, y, n, m, wsb ? ws : nullptr, sms, s);
+  if (m >= kW4WideMinRows)
+    for (int v = 1; v <= 4; v++) w4a16_gemm_wide_cuda(x, k, w, y, n, false, m, sms, v, s);
+  if (m <= kW4GemvMaxRows) {
+    if (m == 1) w4a16_gemv_cuda(x, k, w, y, n, m, W4GemvDot::Read, sms, s, 4);
+    w4a16_gemv_cuda(x, k, w, y, n, m, W4GemvDot::MmaQz, sms, s, 4);
+    for (int T : {2, 4, 8}) w4a16_gemv_cuda(x, k, w, y, n, m, W4GemvDot::MmaX, sms, s, T);
+  }
   LMF_CUDA_CHECK(cudaStreamSynchronize(s));
   cudaFree(q); cudaFree(sz); cudaFree(x); cudaFree(y); cudaFree(sink); cudaFree(ws);
   return 0;
@@ -281,6 +289,9 @@ std::vector<int> parse_list(const char* s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // "fused" rows / columns mean the fused kernel itself; the wide kernel is called by variant (the default path, auto,
+  // routes 9+ rows to it)
+  setenv("LMFLEET_W4A16_WIDE", "0", 0);
   Cfg c;
   std::vector<int> batches = {1, 16, 64};
   int ctx = 128, prefill = 2048;
@@ -455,6 +466,40 @@ int main(int argc, char** argv) {
           stream_read_kernel<<<sms * 8, 256, 0, s>>>(reinterpret_cast<const uint4*>(lq[l][i]), (size_t)n * kp / 32, sink);
           stream_read_kernel<<<sms * 2, 256, 0, s>>>(reinterpret_cast<const uint4*>(lsz[l][i]), (size_t)(kp / grp) * n / 4, sink);
         };
+        // The wide kernel (batched decode) against the fused kernel and f16 cuBLAS: per linear and per layer, m = 9..128
+        {
+          std::printf("\n| W4A16 g128 graph-timed, batched decode (m rows) | linear (n x k) | f16 us | fused us | wide v1 us (ks) | wide v2 us (ks) | wide v3 us (ks) | wide v4 us (ks) | best wide / f16 | best wide / fused | best wide %% of copy BW |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+          for (int m : {9, 16, 32, 48, 64, 128}) {
+            for (int i = 0; i <= 4; i++) {  // i == 4: the whole layer
+              auto lin = [&](int i0, int l, int what) {
+                for (int j = (i0 == 4 ? 0 : i0); j < (i0 == 4 ? 4 : i0 + 1); j++) {
+                  const int n = shapes[j][0], k = shapes[j][1];
+                  if (what == 0) g.linear(x, k, lf[l][j], nullptr, y, n, m, n, k);
+                  else if (what == 1) w4a16_gemm_fused_cuda(x, k, ld[l][j], y, n, m, wsb, sms, s);
+                  else w4a16_gemm_wide_cuda(x, k, ld[l][j], y, n, false, m, sms, what - 1, s);
+                }
+              };
+              float t[6];
+              for (int what = 0; what < 6; what++) t[what] = graph_us([&](int l) { lin(i, l, what); });
+              double b = 0;
+              for (int j = (i == 4 ? 0 : i); j < (i == 4 ? 4 : i + 1); j++) {
+                const int kp = (shapes[j][1] + 127) / 128 * 128;
+                b += (double)shapes[j][0] * kp / 2 + (double)(kp / grp) * shapes[j][0] * 4;
+              }
+              const float bw_best = std::min({t[2], t[3], t[4], t[5]});
+              char ks[4][16];
+              for (int v = 0; v < 4; v++)
+                std::snprintf(ks[v], sizeof ks[v], "%s", i == 4 ? "" : (" (" + std::to_string(w4a16_wide_splits(m, shapes[i][0], shapes[i][1], v + 1)) + ")").c_str());
+              std::printf("| m=%d | %s | %.1f | %.1f | %.1f%s | %.1f%s | %.1f%s | %.1f%s | %.2fx | %.2fx | %.0f%% |\n", m,
+                          i == 4 ? "layer" : (std::to_string(shapes[i][0]) + " x " + std::to_string(shapes[i][1])).c_str(),
+                          t[0], t[1], t[2], ks[0], t[3], ks[1], t[4], ks[2], t[5], ks[3], t[0] / bw_best, t[1] / bw_best,
+                          100.0 * b / (bw_best * 1e-6) / bw);
+            }
+          }
+          std::printf("(wide / f16 > 1: the wide kernel is faster; ks: the k split = cluster size its plan takes)\n");
+        }
+        const bool wide_only = std::getenv("LMF_BENCH_W4_WIDE_ONLY") && std::string(std::getenv("LMF_BENCH_W4_WIDE_ONLY")) == "1";
+        if (!wide_only) {
         const float t_stream = graph_us([&](int l) { for (int i = 0; i < 4; i++) stream_read(l, i); });
         const float t_read4 = graph_us([&](int l) {
           for (int i = 0; i < 4; i++) w4a16_gemv_cuda(x, shapes[i][1], ld[l][i], y, shapes[i][0], 1, W4GemvDot::Read, sms, s, 4);
@@ -533,6 +578,7 @@ int main(int argc, char** argv) {
           std::printf("| %d x %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", n, k,
                       b / 1e6, a0, a1, a5, a2, a3, a4, a6, ax[0], ax[1], ax[2], b / bw * 1e6);
         }
+        }  // !wide_only
         for (int l = 0; l < NL; l++)
           for (int i = 0; i < 4; i++) { cudaFree(lf[l][i]); cudaFree(lq[l][i]); cudaFree(lsz[l][i]); }
         cudaFree(sink);

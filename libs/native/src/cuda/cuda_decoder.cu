@@ -303,7 +303,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
                          (tp_pdl_requested() ? int64_t(1) << 52 : 0) |
                          (tp_ll_preload() ? int64_t(1) << 53 : 0) | (tp_ll_pdl() ? int64_t(1) << 54 : 0) |
                          (tp_ll_gather() ? int64_t(1) << 55 : 0) | (tp_no_exchange() ? int64_t(1) << 56 : 0) |
-                         (attn_online() ? int64_t(1) << 57 : 0);
+                         (attn_online() ? int64_t(1) << 57 : 0) | int64_t(w4a16_wide_mode()) << 58;  // 3 bits
   if (launch_cfg != launch_cfg_) {
     LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
     drop_graphs();

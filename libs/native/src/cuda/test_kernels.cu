@@ -881,8 +881,9 @@ struct W4Dev {
   }
 };
 
-// The fused kernel (split-k and direct-store plans), f16 and f32 out, strided x and y with poisoned padding.
-static void test_w4a16(Rng& r, int m, int n, int k, int group, bool f32out) {
+// The fused kernel (split-k and direct-store plans), f16 and f32 out, strided x and y with poisoned padding; with
+// `wide` 1..3 the wide kernel's variant instead (cluster split-k), whose second launch must give the same bits.
+static void test_w4a16(Rng& r, int m, int n, int k, int group, bool f32out, int wide = 0) {
   const W4Case c = make_w4(r, n, k, group);
   const int ldx = k + 8, ldy = n + 2;
   auto x = r.normals((size_t)m * ldx);
@@ -899,7 +900,20 @@ static void test_w4a16(Rng& r, int m, int n, int k, int group, bool f32out) {
   const std::vector<double> ref = linear_ref(x.data(), ldx, c.w.data(), bias.data(), m, n, k, n);
   std::vector<double> out, o2;
   bool guards;
-  if (f32out) {
+  bool same = true;
+  if (wide) {
+    DevBuf<half> dy((size_t)m * ldy * (f32out ? 2 : 1));
+    dy.poison();
+    w4a16_gemm_wide_cuda(dx.p, ldx, w.d, dy.p, ldy, f32out, m, sms, wide, S);
+    const auto first = dy.download();
+    w4a16_gemm_wide_cuda(dx.p, ldx, w.d, dy.p, ldy, f32out, m, sms, wide, S);
+    const auto second = dy.download();
+    same = std::memcmp(first.data(), second.data(), first.size() * sizeof(half)) == 0;
+    out.resize((size_t)m * ldy);
+    for (size_t i = 0; i < out.size(); i++)
+      out[i] = f32out ? (double)reinterpret_cast<const float*>(second.data())[i] : (double)__half2float(second[i]);
+    guards = dy.guards_ok();
+  } else if (f32out) {
     DevBuf<float> dy((size_t)m * ldy);
     dy.poison();
     w4a16_gemm_fused_f32out_cuda(dx.p, ldx, w.d, dy.p, ldy, m, ws.p, sms, S);
@@ -920,6 +934,13 @@ static void test_w4a16(Rng& r, int m, int n, int k, int group, bool f32out) {
       if (j < n) o2.push_back(out[(size_t)i * ldy + j]);
       else if (!std::isnan(out[(size_t)i * ldy + j])) pad_ok = false;
     }
+  if (wide) {
+    const std::string v = wide == kW4WideAuto ? std::string("auto") : "v" + std::to_string(wide);
+    const std::string name = std::string(f32out ? "w4a16_f32out(wide " : "w4a16(wide ") + v + ")";
+    T.add(name, dims({m, n, k, group}) + " ks " + std::to_string(w4a16_wide_splits(m, n, k, wide)), rel_err(o2, ref),
+          f32out ? 1e-5 : 2e-3, guards && pad_ok && same);
+    return;
+  }
   T.add(f32out ? "w4a16_f32out(fused)" : "w4a16(fused)", dims({m, n, k, group}) + (wsb ? " split" : ""), rel_err(o2, ref),
         f32out ? 1e-5 : 2e-3, guards && pad_ok);
 }
@@ -1533,6 +1554,9 @@ static void test_sq_err(Rng& r, int rows, int cols) {
 }
 
 int main(int argc, char** argv) {
+  // "fused" rows / columns mean the fused kernel itself; the wide kernel is called by variant (the default path, auto,
+  // routes 9+ rows to it)
+  setenv("LMFLEET_W4A16_WIDE", "0", 0);
   const uint64_t seed = argc > 1 ? std::stoull(argv[1])
                                  : (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
   std::printf("seed %llu\n", (unsigned long long)seed);
@@ -1642,6 +1666,17 @@ int main(int argc, char** argv) {
     test_w4a16(r, 100, 1032, 640, 128, true);
     test_w4a16(r, 256, 4096, 512, 64, false);
     test_w4a16(r, 257, 136, 256, 32, false);
+    // the wide kernel: every variant (4 = 2 at <= 32 rows) and auto at 1, 2 and 4 m16 tiles, split and unsplit plans, partial tiles, groups 32 / 64
+    for (int v = 1; v <= kW4WideAuto; v++) {
+      test_w4a16(r, 9, 4096, 4096, 128, false, v);
+      test_w4a16(r, 16, 4096, 11008, 128, true, v);
+      test_w4a16(r, 24, 12288, 4096, 128, false, v);
+      test_w4a16(r, 33, 800, 1408, 64, false, v);
+      test_w4a16(r, 64, 22016, 4096, 128, false, v);
+      test_w4a16(r, 64, 1032, 640, 32, true, v);
+      test_w4a16(r, 100, 4096, 2048, 128, false, v);
+      test_w4a16(r, 255, 264, 512, 64, false, v);
+    }
     // W4A16 decode GEMV (ops/w4a16_gemm.cu; LMFLEET_W4A16_GEMV selects it in CublasGemm): m = 1..8, groups 32/64/128,
     // k not a multiple of 128, one tile, and 7B's shapes (qkv 12288 x 4096, o 4096 x 4096, gate_up 22016 x 4096,
     // down 4096 x 11008)

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <cooperative_groups.h>
+
 #include "cuda/check.cuh"
 #include "core/env.h"
 #include "cuda/device_utils.cuh"
@@ -252,6 +254,175 @@ w4a16_mma_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ 
           *reinterpret_cast<half2*>(static_cast<half*>(y) + (size_t)row * ldy + col) = __floats2half2_rn(v0, v1);
       }
   }
+}
+
+// Wide kernel (batched decode, 9..255 rows): 8 warps, WK of them along the k128 block's 8 k16 steps and WN = 8 / WK
+// along n, each warp NT n8 tiles x all BM = 16 MI rows, so a block covers BN = 8 NT WN columns. Against the fused
+// kernel above (2 tiles per warp at 8 warps, 128 columns) each x fragment read from shared memory feeds NT mma per
+// m16 instead of 2, and a block streams twice the weight bytes per x tile it stages. The k range is split over the
+// ks blocks of one thread-block cluster (ks <= 8, cluster dims (1, 1, ks)): each block leaves its partial tile in its
+// own shared memory and, after a cluster barrier, adds up BM / ks rows of the tile over every block's partials
+// (distributed shared memory) in split order: deterministic, one launch, no workspace or counters. Same arithmetic per
+// weight as the fused kernel (f16-rounded (q - z) * s, f32 accumulation), different summation order. sm_90 only.
+template <int MI, int NT, int WK, int MINB = 1>
+struct WideCfg {
+  static constexpr int kWarps = 8, WN = kWarps / WK, BN = 8 * NT * WN, BM = 16 * MI, TILES = BN / 8;
+  static constexpr int kA = BM * 128 * 2;       // x tile, swizzled for ldmatrix
+  static constexpr int kW = TILES * 32 * 16;    // the block's codes of one k128 block
+  static constexpr int kS = TILES * 4 * 8 * 4;  // (scale, zero): [tile][up to 4 groups][8 columns]
+  static constexpr int kStage = kA + kW + kS, ST = 4;
+  static constexpr int LD = BN + 4;                 // partial tile row stride (floats)
+  static constexpr int kRed = WK * BM * LD * 4;     // [WK][BM][LD] partial sums after the main loop
+  static constexpr int kSmem = ST * kStage > kRed ? ST * kStage : kRed;
+};
+
+template <int MI, int NT, int WK, int MINB>
+__global__ void __launch_bounds__(256, MINB)
+w4a16_wide_kernel(const half* __restrict__ x, int ldx, const uint4* __restrict__ qw, const half2* __restrict__ sz,
+                  const half* __restrict__ bias, void* __restrict__ y, int ldy, bool f32out, int m, int n, int k,
+                  int group, int KB, int kb_per_split) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  using C = WideCfg<MI, NT, WK, MINB>;
+  constexpr int ST = C::ST, JW = 4 / WK;  // JW: packed words (2 k16 steps each) per warp per k128 block
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int wn = warp % C::WN, wk = warp / C::WN;
+  const int m0 = blockIdx.y * C::BM;
+  const int kb0 = blockIdx.z * kb_per_split, kb1 = min(KB, kb0 + kb_per_split);
+  const int ntiles = n >> 3, btile0 = blockIdx.x * C::TILES, gpb = 128 / group;
+  auto a_stage = [&](int st) { return reinterpret_cast<half*>(smem + st * C::kStage); };
+  auto w_stage = [&](int st) { return reinterpret_cast<uint4*>(smem + st * C::kStage + C::kA); };
+  auto s_stage = [&](int st) { return reinterpret_cast<half2*>(smem + st * C::kStage + C::kA + C::kW); };
+  float acc[MI][NT][4];
+#pragma unroll
+  for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+      for (int q = 0; q < 4; q++) acc[mi][i][q] = 0.f;
+
+  auto load = [&](int st, int kb) {
+    half* As = a_stage(st);
+#pragma unroll
+    for (int it = 0; it < C::BM * 16 / 256; it++) {
+      const int q = it * 256 + threadIdx.x, r = q >> 4, c = q & 15;
+      const int row = m0 + r, col = kb * 128 + c * 8;
+      const bool ok = row < m && col < k;
+      cp_async16(&As[r * 128 + ((c ^ (r & 7)) << 3)], ok ? x + (size_t)row * ldx + col : x, ok);
+    }
+    uint4* Ws = w_stage(st);
+#pragma unroll
+    for (int it = 0; it < C::TILES * 32 / 256; it++) {
+      const int q = it * 256 + threadIdx.x, tile = btile0 + (q >> 5);
+      const bool ok = tile < ntiles;
+      cp_async16(&Ws[q], ok ? qw + ((size_t)tile * KB + kb) * 32 + (q & 31) : qw, ok);
+    }
+    half2* Ss = s_stage(st);
+    for (int q = threadIdx.x; q < C::TILES * gpb * 2; q += 256) {
+      const int i = q / (gpb * 2), gj = (q >> 1) % gpb, hf = q & 1, tile = btile0 + i;
+      const bool ok = tile < ntiles;
+      cp_async16(Ss + (i * 4 + gj) * 8 + hf * 4, ok ? sz + (size_t)(kb * gpb + gj) * n + tile * 8 + hf * 4 : sz, ok);
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < ST - 1; s++) {
+    if (kb0 + s < kb1) load(s, kb0 + s);
+    cp_async_commit();
+  }
+  for (int kb = kb0; kb < kb1; kb++) {
+    const int it = kb - kb0;
+    cp_async_wait<ST - 2>();
+    __syncthreads();  // stage it % ST is in; everyone is done with the stage the next load overwrites
+    if (kb + ST - 1 < kb1) load((it + ST - 1) % ST, kb + ST - 1);
+    cp_async_commit();
+    const half* A = a_stage(it % ST);
+    const uint4* Ws = w_stage(it % ST) + wn * NT * 32;
+    const half2* Ss = s_stage(it % ST) + wn * NT * 32;
+    uint32_t wq[NT][JW];
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+      if constexpr (WK == 1) {
+        const uint4 v = Ws[i * 32 + lane];
+        wq[i][0] = v.x; wq[i][1] = v.y; wq[i][2] = v.z; wq[i][3] = v.w;
+      } else {
+        const uint2 v = reinterpret_cast<const uint2*>(&Ws[i * 32 + lane])[wk];
+        wq[i][0] = v.x; wq[i][1] = v.y;
+      }
+    }
+#pragma unroll
+    for (int jj = 0; jj < JW; jj++) {
+      const int j = wk * JW + jj, gj = (32 * j) / group;
+      uint32_t a[MI][2][4];
+#pragma unroll
+      for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int s2 = 0; s2 < 2; s2++) {
+          const int r = mi * 16 + (lane & 15), c = (2 * j + s2) * 2 + (lane >> 4);
+          ldsm_x4(a[mi][s2], A + r * 128 + ((c ^ (r & 7)) << 3));
+        }
+#pragma unroll
+      for (int i = 0; i < NT; i++) {
+        half2 sc, z;
+        scale_zero(Ss[(i * 4 + gj) * 8 + g], &sc, &z);
+        uint32_t b[4];
+        dequant_word(wq[i][jj], z, sc, b);
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          mma16816(acc[mi][i], a[mi][0], b[0], b[1]);
+          mma16816(acc[mi][i], a[mi][1], b[2], b[3]);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the stages become the partial tile
+
+  float* red = reinterpret_cast<float*>(smem);
+#pragma unroll
+  for (int i = 0; i < NT; i++) {
+    const int col = (wn * NT + i) * 8 + 2 * t;
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+      for (int h = 0; h < 2; h++)
+        *reinterpret_cast<float2*>(&red[(wk * C::BM + mi * 16 + g + 8 * h) * C::LD + col]) =
+            make_float2(acc[mi][i][2 * h], acc[mi][i][2 * h + 1]);
+  }
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int ks = (int)gridDim.z, rank = (int)blockIdx.z;  // the cluster is (1, 1, ks): its rank is blockIdx.z
+  if (ks > 1) cluster.sync(); else __syncthreads();
+  const int per = (C::BM + ks - 1) / ks, r0 = rank * per, r1 = min(C::BM, r0 + per);
+  const int rows = min(r1, m - m0) - r0, c0 = btile0 * 8;
+  for (int e = threadIdx.x; e < rows * (C::BN / 4); e += 256) {
+    const int rl = r0 + e / (C::BN / 4), cl = (e % (C::BN / 4)) * 4, row = m0 + rl, col = c0 + cl;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int s = 0; s < ks; s++) {  // split order, then the warps' k order: the same sum whatever the schedule
+      const float* rs = ks > 1 ? cluster.map_shared_rank(red, s) : red;
+#pragma unroll
+      for (int w = 0; w < WK; w++) {
+        const float4 p = *reinterpret_cast<const float4*>(&rs[(w * C::BM + rl) * C::LD + cl]);
+        v.x += p.x; v.y += p.y; v.z += p.z; v.w += p.w;
+      }
+    }
+    if (col >= n) continue;  // n % 8 == 0: col < n means all 4 columns are in
+    if (bias) {
+      v.x += __half2float(bias[col]); v.y += __half2float(bias[col + 1]);
+      v.z += __half2float(bias[col + 2]); v.w += __half2float(bias[col + 3]);
+    }
+    if (f32out) {
+      float* yp = static_cast<float*>(y) + (size_t)row * ldy + col;
+      *reinterpret_cast<float2*>(yp) = make_float2(v.x, v.y);
+      *reinterpret_cast<float2*>(yp + 2) = make_float2(v.z, v.w);
+    } else {
+      half* yp = static_cast<half*>(y) + (size_t)row * ldy + col;
+      *reinterpret_cast<half2*>(yp) = __floats2half2_rn(v.x, v.y);
+      *reinterpret_cast<half2*>(yp + 2) = __floats2half2_rn(v.z, v.w);
+    }
+  }
+  if (ks > 1) cluster.sync();  // no block leaves while another still reads its shared memory
+#endif
 }
 
 __device__ __forceinline__ uint32_t sel4(const uint32_t* v, int i) { return i == 0 ? v[0] : i == 1 ? v[1] : i == 2 ? v[2] : v[3]; }
@@ -1082,6 +1253,128 @@ void launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f3
   }
   LMF_CUDA_LAUNCHED();
 }
+
+// The wide kernel's variants (LMFLEET_W4A16_WIDE / w4a16_gemm_wide_cuda): 1 = NT 4, WK 1 (256 columns per block),
+// 2 = NT 4, WK 2 (128 columns), 3 = NT 8, WK 2 (256 columns, twice the accumulators per warp).
+bool wide_device_ok() {
+  static std::atomic<int> ok{-1};
+  int v = ok.load();
+  if (v < 0) {
+    int dev = 0, major = 0;
+    LMF_CUDA_CHECK(cudaGetDevice(&dev));
+    LMF_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    v = major >= 9 ? 1 : 0;
+    ok.store(v);
+  }
+  return v == 1;
+}
+
+struct WidePlan {
+  int mi, gx, gy, ks, kb_per_split, KB;
+};
+
+// Clusters of `ks` blocks that can be resident at once (cudaOccupancyMaxActiveClusters: clusters must fit within one
+// GPC, so 8-block clusters of one-block-per-SM kernels fit fewer times than 132 / 8), kept per instantiation and ks.
+template <int MI, int NT, int WK, int MINB>
+int wide_cluster_capacity(int ks) {
+  using C = WideCfg<MI, NT, WK, MINB>;
+  static std::atomic<int> cap[9] = {};
+  int v = cap[ks].load();
+  if (v == 0) {
+    static std::atomic<unsigned long long> attr_set{0};
+    set_smem_limit_once(reinterpret_cast<const void*>(w4a16_wide_kernel<MI, NT, WK, MINB>), C::kSmem, attr_set);
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(1, 1, ks);
+    cfg.blockDim = dim3(256);
+    cfg.dynamicSmemBytes = C::kSmem;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = ks;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    LMF_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&v, w4a16_wide_kernel<MI, NT, WK, MINB>, &cfg));
+    v = std::max(v, 1);
+    cap[ks].store(v);
+  }
+  return v;
+}
+
+// The k split (cluster size, 1..8): the fewest waves of clusters times the k blocks per split plus a fixed cost per
+// block (pipeline fill, cluster reduction: ~2.5 k blocks' worth), the smaller split on ties. LMFLEET_W4A16_WIDE_KS
+// forces one (bench).
+template <int MI, int NT, int WK, int MINB>
+WidePlan wide_plan_t(int m, int n, int k) {
+  using C = WideCfg<MI, NT, WK, MINB>;
+  WidePlan p;
+  p.mi = MI;
+  p.KB = (k + 127) / 128;
+  p.gx = (n + C::BN - 1) / C::BN;
+  p.gy = (m + C::BM - 1) / C::BM;
+  const int tiles = p.gx * p.gy, forced = env_int("LMFLEET_W4A16_WIDE_KS", 0);
+  int best = 1;
+  double best_cost = 1e30;
+  for (int ks = 1; ks <= std::min(8, p.KB); ks++) {
+    if (forced > 0 && ks != std::min(forced, std::min(8, p.KB))) continue;
+    const int kbps = (p.KB + ks - 1) / ks;
+    if ((p.KB + kbps - 1) / kbps != ks) continue;  // this ks leaves an empty split: a smaller one covers it
+    const int waves = (tiles + wide_cluster_capacity<MI, NT, WK, MINB>(ks) - 1) / wide_cluster_capacity<MI, NT, WK, MINB>(ks);
+    const double cost = waves * (kbps + 2.5);
+    if (cost < best_cost - 1e-9) best_cost = cost, best = ks;
+  }
+  p.kb_per_split = (p.KB + best - 1) / best;
+  p.ks = (p.KB + p.kb_per_split - 1) / p.kb_per_split;
+  return p;
+}
+
+template <int MI, int NT, int WK, int MINB>
+void wide_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, cudaStream_t s,
+                   int* splits) {
+  using C = WideCfg<MI, NT, WK, MINB>;
+  const WidePlan p = wide_plan_t<MI, NT, WK, MINB>(m, w.n, w.k);
+  if (splits) {
+    *splits = p.ks;
+    return;
+  }
+  static std::atomic<unsigned long long> attr_set{0};
+  set_smem_limit_once(reinterpret_cast<const void*>(w4a16_wide_kernel<MI, NT, WK, MINB>), C::kSmem, attr_set);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(p.gx, p.gy, p.ks);
+  cfg.blockDim = dim3(256);
+  cfg.dynamicSmemBytes = C::kSmem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = p.ks;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  LMF_CUDA_CHECK(cudaLaunchKernelEx(&cfg, w4a16_wide_kernel<MI, NT, WK, MINB>, x, ldx, reinterpret_cast<const uint4*>(w.qweight),
+                                    w.sz, w.bias, y, ldy, f32out, m, w.n, w.k, w.group, p.KB, p.kb_per_split));
+  LMF_CUDA_LAUNCHED();
+}
+
+// splits != null: only the plan's k split is reported there, nothing is launched.
+void wide_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, int variant,
+                 cudaStream_t s, int* splits = nullptr) {
+  if (m <= 0) return;
+  check_args(w, ldx, ldy);
+  if (variant < 1 || variant > 4) fail(ErrorCode::InvalidArgument, "w4a16: wide variant must be 1..4");
+  if (!wide_device_ok()) fail(ErrorCode::BackendUnavailable, "w4a16: the wide kernel needs sm_90 (thread-block clusters)");
+  const int mi = m <= 16 ? 1 : (m <= 32 ? 2 : 4);
+  switch (variant * 16 + mi) {
+#define LMF_WIDE_CASE(V, MI, NT, WK, MINB) \
+  case V * 16 + MI: wide_launch_t<MI, NT, WK, MINB>(x, ldx, w, y, ldy, f32out, m, s, splits); break;
+    LMF_WIDE_CASE(1, 1, 4, 1, 1) LMF_WIDE_CASE(1, 2, 4, 1, 1) LMF_WIDE_CASE(1, 4, 4, 1, 1)
+    LMF_WIDE_CASE(2, 1, 4, 2, 1) LMF_WIDE_CASE(2, 2, 4, 2, 1) LMF_WIDE_CASE(2, 4, 4, 2, 1)
+    LMF_WIDE_CASE(3, 1, 8, 2, 1) LMF_WIDE_CASE(3, 2, 8, 2, 1) LMF_WIDE_CASE(3, 4, 8, 2, 1)
+    LMF_WIDE_CASE(4, 1, 4, 2, 1) LMF_WIDE_CASE(4, 2, 4, 2, 1) LMF_WIDE_CASE(4, 4, 4, 2, 2)
+#undef LMF_WIDE_CASE
+    default: fail(ErrorCode::Internal, "w4a16: no wide kernel for this tile");
+  }
+}
 }  // namespace
 
 void w4a16_fused_tuning(int blocks_per_sm, int part_div) {
@@ -1095,14 +1388,42 @@ size_t w4a16_fused_workspace_bytes(int m, int n, int k, int sms) {
   return p.ks > 1 ? (counters_words(p) + (size_t)p.ks * m * n) * sizeof(float) : 0;
 }
 
+int w4a16_wide_mode() {
+  const int v = env_int("LMFLEET_W4A16_WIDE", kW4WideAuto);
+  return v >= 0 && v <= kW4WideAuto ? v : kW4WideAuto;
+}
+
+namespace {
+// The variant `mode` runs at m rows: auto takes variant 2 up to 32 rows (two blocks per SM fit there) and variant 1 above
+// (H100, session 17: bench_decoder's batched-decode table and the engine at batches 16 / 64).
+int wide_variant(int mode, int m) { return mode != kW4WideAuto ? mode : m <= 32 ? 2 : 1; }
+}  // namespace
+
+bool w4a16_wide_takes(int m) { return w4a16_wide_mode() != 0 && m >= kW4WideMinRows && wide_device_ok(); }
+
 void w4a16_gemm_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, float* ws, int sms,
                            cudaStream_t s) {
-  launch(x, ldx, w, y, ldy, false, m, ws, sms, s);
+  if (w4a16_wide_takes(m)) wide_launch(x, ldx, w, y, ldy, false, m, wide_variant(w4a16_wide_mode(), m), s);
+  else launch(x, ldx, w, y, ldy, false, m, ws, sms, s);
 }
 
 void w4a16_gemm_fused_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, float* ws,
                                   int sms, cudaStream_t s) {
-  launch(x, ldx, w, y, ldy, true, m, ws, sms, s);
+  if (w4a16_wide_takes(m)) wide_launch(x, ldx, w, y, ldy, true, m, wide_variant(w4a16_wide_mode(), m), s);
+  else launch(x, ldx, w, y, ldy, true, m, ws, sms, s);
+}
+
+void w4a16_gemm_wide_cuda(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, int sms,
+                          int variant, cudaStream_t s) {
+  (void)sms;  // the plan asks the occupancy API how many clusters fit instead
+  wide_launch(x, ldx, w, y, ldy, f32out, m, wide_variant(variant, m), s);
+}
+
+int w4a16_wide_splits(int m, int n, int k, int variant) {
+  int ks = 0;
+  const W4A16Dev w{nullptr, nullptr, nullptr, n, k, (k + 127) / 128 * 128, 128};
+  wide_launch(nullptr, k, w, nullptr, n, false, m, wide_variant(variant, m), nullptr, &ks);
+  return ks;
 }
 
 namespace {
