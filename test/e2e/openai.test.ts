@@ -189,6 +189,64 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     for (const c of comp.body.choices) expect(Object.keys(JSON.parse(c.text)).sort()).toEqual(['color', 'ok']);
   });
 
+  it('tools: a named function or "required" gives tool_calls that fit the parameters; the results go back in; bad tools are 400s', async () => {
+    // The tool list goes into the prompt (the Hermes convention: this template has no tools), so a longer session.
+    const dep = await http('POST', '/deployments', { name: 'tiny-tools', versionId: (await http('GET', `/deployments/${model}`)).body.versionId, maxBatchSize: 2, sessionLen: 2048 });
+    expect(dep.status).toBe(201);
+    await waitFor(async () => ((await http('GET', '/deployments/tiny-tools')).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'), 'tools deployment ready', 60_000, 250);
+    const tools = [
+      { type: 'function' as const, function: { name: 'get_weather', description: 'The weather in a city', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'], additionalProperties: false } } },
+      { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: {}, additionalProperties: false } } },
+    ];
+    const messages = [{ role: 'user' as const, content: 'weather in Paris?' }];
+    const named = await openai.chat.completions.create({ model: 'tiny-tools', messages, tools, tool_choice: { type: 'function', function: { name: 'get_weather' } }, max_tokens: 120, temperature: 0 });
+    const choice = named.choices[0];
+    expect(choice.finish_reason).toBe('tool_calls');
+    expect(choice.message.content).toBeNull();
+    expect(choice.message.tool_calls).toHaveLength(1);
+    const call = choice.message.tool_calls![0] as unknown as { id: string; type: string; function: { name: string; arguments: string } };
+    expect(call).toMatchObject({ id: expect.stringMatching(/^call_/), type: 'function', function: { name: 'get_weather' } });
+    const args = JSON.parse(call.function.arguments);
+    expect(Object.keys(args)).toEqual(['city']);
+    expect(typeof args.city).toBe('string');
+    // required, streamed, one call at most: the call arrives as one tool_calls delta before the finish chunk
+    const calls: Array<{ index: number; id?: string; function?: { name?: string; arguments?: string } }> = [];
+    let finish: string | null = null;
+    let content = '';
+    for await (const chunk of await openai.chat.completions.create({ model: 'tiny-tools', messages, tools, tool_choice: 'required', parallel_tool_calls: false, max_tokens: 120, temperature: 0, stream: true })) {
+      const c = chunk.choices[0];
+      if (!c) continue;
+      calls.push(...(c.delta.tool_calls ?? []));
+      content += c.delta.content ?? '';
+      finish = c.finish_reason ?? finish;
+    }
+    expect(finish).toBe('tool_calls');
+    expect(content).toBe('');
+    expect(calls).toHaveLength(1);
+    expect(['get_weather', 'get_time']).toContain(calls[0].function?.name);
+    expect(JSON.parse(calls[0].function!.arguments!)).toEqual(expect.any(Object));
+    // The conversation goes on with the call and its result; auto (the default) parses <tool_call> blocks if the
+    // model writes any (this random one writes text).
+    const next = await openai.chat.completions.create({
+      model: 'tiny-tools',
+      messages: [...messages, choice.message, { role: 'tool', tool_call_id: call.id, content: '{"temp": 21}' }],
+      tools,
+      max_tokens: 8,
+      temperature: 0,
+    });
+    expect(['stop', 'length', 'tool_calls']).toContain(next.choices[0].finish_reason);
+    expect(next.usage!.prompt_tokens).toBeGreaterThan(named.usage!.prompt_tokens); // the call and its result are in the prompt
+    // Bad input: 400 naming the field.
+    const bad = async (body: object) => (await http('POST', '/v1/chat/completions', { model: 'tiny-tools', messages, ...body })).body.error?.param;
+    expect(await bad({ tools: [{ type: 'retrieval' }] })).toBe('tools[0].type');
+    expect(await bad({ tools, tool_choice: { type: 'function', function: { name: 'nope' } } })).toBe('tool_choice');
+    expect(await bad({ tool_choice: 'required' })).toBe('tool_choice');
+    expect(await bad({ tools, tool_choice: 'required', response_format: { type: 'json_object' } })).toBe('response_format');
+    expect(await bad({ messages: [...messages, { role: 'tool', content: 'x' }] })).toBe('messages[1].tool_call_id');
+    expect(await bad({ messages: [{ role: 'user', content: 'x', tool_calls: [] }] })).toBe('messages[0].tool_calls');
+    expect((await http('DELETE', '/deployments/tiny-tools')).status).toBeLessThan(300);
+  });
+
   it('interactive: session_id keeps the conversation on the worker across turns; end closes it', async () => {
     const turn = async (prompt: string, extra: object = {}) =>
       (await http('POST', '/v1/chat/interactive', { prompt, session_id: 7, interactive_mode: true, request_output_len: 4, temperature: 0, ignore_eos: true, ...extra })).body;

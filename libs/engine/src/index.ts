@@ -11,6 +11,7 @@ export { inspectModel, type ModelInspection } from './inspect';
 export { Tokenizer, type SpecialTokens } from './tokenizer/tokenizer';
 export { IncrementalDetokenizer } from './tokenizer/detokenizer';
 export { ChatTemplate, loadChatTemplate, findChatTemplate, type ChatMessage, type ChatRole } from './chat-template/chat-template';
+export { type ToolSpec, type ToolCallMessage, hermesToolPreamble } from './chat-template/tools';
 export { ARCHITECTURES, getArchitecture, supportedArchitectures } from './models/registry';
 export { loadModelSpec, loadModelWeights } from './models/load';
 export type { ArchitectureDef, AwqScaleGroup, ModelSpec } from './models/spec';

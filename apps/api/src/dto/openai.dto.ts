@@ -176,6 +176,28 @@ export class ChatCompletionDto extends SamplingDto implements ChatCompletionRequ
 
   @ResponseFormatField()
   response_format?: Record<string, unknown>;
+
+  @ApiPropertyOptional({
+    type: 'array',
+    items: { type: 'object' },
+    description: "OpenAI's function tools: [{type: 'function', function: {name, description?, parameters?}}]",
+    example: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }],
+  })
+  @IsOptional()
+  @IsArray()
+  tools?: unknown[];
+
+  @ApiPropertyOptional({
+    description: "'none', 'auto' (the default with tools: the model decides), 'required' (at least one call, by guided decoding), or {type: 'function', function: {name}}",
+    oneOf: [{ type: 'string', enum: ['none', 'auto', 'required'] }, { type: 'object' }],
+  })
+  @IsOptional() // any value here: parseTools checks it (a 400 naming tool_choice)
+  tool_choice?: unknown;
+
+  @ApiPropertyOptional({ description: "false: at most one call (tool_choice 'required')", default: true })
+  @IsOptional()
+  @IsBoolean()
+  parallel_tool_calls?: boolean;
 }
 
 export class CompletionDto extends SamplingDto implements CompletionRequest {

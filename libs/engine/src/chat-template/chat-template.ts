@@ -6,24 +6,36 @@ import * as path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { InvalidArgumentError, ModelFormatError } from '../errors';
 import { readJson } from '../io/json';
+import type { ToolCallMessage, ToolSpec } from './tools';
+import { messagesForToolTemplate, messagesWithHermesTools, templateKnowsTools } from './tools';
 
 export type ChatRole = 'system' | 'user' | 'assistant' | 'tool' | (string & {});
 
 export interface ChatMessage {
   role: ChatRole;
   content: string;
+  /** assistant: the tool calls it made (OpenAI's shape, arguments a JSON string). */
+  tool_calls?: ToolCallMessage[];
+  /** tool: the call this message answers. */
+  tool_call_id?: string;
+  /** tool: the function's name, where the client gave it. */
+  name?: string;
 }
 
 export interface RenderOptions {
   addGenerationPrompt?: boolean;
-  /** Extra variables for the template (tools, documents, ...). */
+  /** Extra variables for the template (documents, ...). */
   extra?: Record<string, unknown>;
+  /** OpenAI's tools: passed as `tools` to a template that reads it, else written in the Hermes convention (tools.ts). */
+  tools?: readonly ToolSpec[];
 }
 
 export type ChatTemplateSource = 'chat_template.jinja' | 'tokenizer_config.json' | 'builtin';
 
 export class ChatTemplate {
   private readonly template: Template;
+  /** The template reads `tools` (renders them itself). */
+  readonly knowsTools: boolean;
 
   constructor(
     readonly source: string,
@@ -31,6 +43,7 @@ export class ChatTemplate {
     private readonly specials: { bosToken?: string; eosToken?: string } = {},
     file?: string,
   ) {
+    this.knowsTools = templateKnowsTools(source);
     try {
       this.template = new Template(source);
     } catch (e) {
@@ -40,10 +53,19 @@ export class ChatTemplate {
 
   /** Renders a conversation. Errors raised by the template (`raise_exception`) become InvalidArgumentError. */
   render(messages: readonly ChatMessage[], opts: RenderOptions = {}): string {
+    const withTools = opts.tools !== undefined || messages.some((m) => m.role === 'tool' || m.tool_calls?.length);
+    let msgs: Array<Record<string, unknown>>;
+    let tools: Record<string, unknown> = {};
+    if (!withTools) msgs = messages.map((m) => ({ ...m }));
+    else if (this.knowsTools) {
+      msgs = messagesForToolTemplate(messages);
+      if (opts.tools?.length) tools = { tools: opts.tools };
+    } else msgs = messagesWithHermesTools(messages, opts.tools ?? []).map((m) => ({ ...m }));
     try {
       return this.template.render({
         ...opts.extra,
-        messages: messages.map((m) => ({ ...m })),
+        ...tools,
+        messages: msgs,
         add_generation_prompt: opts.addGenerationPrompt ?? true,
         bos_token: this.specials.bosToken ?? '',
         eos_token: this.specials.eosToken ?? '',

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import type { ChatMessage } from '../chat-template/chat-template';
+import type { ToolSpec } from '../chat-template/tools';
 import { DisposedError, EngineError, InvalidArgumentError, fromNativeError, toEngineError } from '../errors';
 import type { NativeEngine, NativeEvent, NativeRequest } from '../native';
 import { tokenizerJsonFromSentencePiece, type Tokenizer } from '../tokenizer/tokenizer';
@@ -195,10 +196,14 @@ export class Engine {
     return [...ids];
   }
 
-  /** Prompt → token ids: plain strings get the tokenizer's BOS; chat messages go through the chat template. */
-  encodePrompt(prompt: Prompt): number[] {
+  /**
+   * Prompt → token ids: plain strings get the tokenizer's BOS; chat messages go through the chat template (with
+   * OpenAI's `tools`, if given: see ChatTemplate.render).
+   */
+  encodePrompt(prompt: Prompt, opts: { tools?: readonly ToolSpec[] } = {}): number[] {
     if (typeof prompt === 'string') return this.tokenizer.encode(prompt, { addSpecialTokens: true });
-    return this.tokenizer.encode(this.chatTemplate.render(prompt as ChatMessage[], { addGenerationPrompt: true }), { addSpecialTokens: false });
+    const text = this.chatTemplate.render(prompt as ChatMessage[], { addGenerationPrompt: true, ...(opts.tools ? { tools: opts.tools } : {}) });
+    return this.tokenizer.encode(text, { addSpecialTokens: false });
   }
 
   /** Runs several prompts concurrently (they share the batch) and collects their outputs. */

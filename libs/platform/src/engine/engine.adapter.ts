@@ -75,6 +75,8 @@ export interface ServingLoadOptions extends EngineLoadOptions {
 export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty' | 'seed'>;
 
 export type ServingMessage = Engine.ChatMessage;
+/** OpenAI's function tool, as the chat template gets it. */
+export type ServingTool = Engine.ToolSpec;
 
 /** OpenAI's response_format as the engine takes it (json_schema: the schema itself, and strict). */
 export type ServingResponseFormat = Engine.ResponseFormat;
@@ -112,8 +114,8 @@ export interface ServingEngine {
   readonly devices: string[];
   /** The KV cache it runs with: 'float', or 'int8 online', 'int4 calibrated (<dir>)', ... (a workspace's own with kvPolicy auto). */
   readonly kvCache: string;
-  /** Chat messages through the model's chat template, with the generation prompt. */
-  encodeChat(messages: ServingMessage[]): number[];
+  /** Chat messages through the model's chat template, with the generation prompt (and OpenAI's tools, if given). */
+  encodeChat(messages: ServingMessage[], tools?: ServingTool[]): number[];
   /** A plain prompt (with the tokenizer's BOS). */
   encodeText(text: string): number[];
   /** eos ids, plus the template's end-of-turn token for chat prompts. */
@@ -231,7 +233,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
       maxBatchSize: engine.maxBatchSize,
       devices: engine.devices,
       kvCache: kv.quantPolicy ? `int${kv.quantPolicy} ${kv.mode}` : 'float',
-      encodeChat: (messages) => engine.encodePrompt(messages),
+      encodeChat: (messages, tools) => engine.encodePrompt(messages, tools ? { tools } : {}),
       encodeText: (text) => engine.encodePrompt(text),
       stopIds: (chat) => engine.defaultStopIds(chat),
       tokenText: (id) => {

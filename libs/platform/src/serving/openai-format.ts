@@ -1,5 +1,6 @@
 // OpenAI's response shapes, built from the worker's stream events (pure: unit-tested beside this file).
 import type { FinishReason, StreamEvent, StreamLogprob } from './protocol';
+import { parseToolReply, ToolCallStream, type ToolMode } from './tool-calls';
 
 export interface ChatLogprobContent {
   token: string;
@@ -72,14 +73,33 @@ interface Meta {
   model: string;
 }
 
-/** Turns stream events into chat.completion.chunk objects (one per delta; role first; usage chunk last). */
+/** A finished choice's finish_reason: 'tool_calls' when it ended by itself with calls. */
+function chatFinish(f: FinishReason, calls: number): 'stop' | 'length' | 'tool_calls' {
+  return calls > 0 && f === 'stop' ? 'tool_calls' : openAIFinish(f);
+}
+
+/**
+ * Turns stream events into chat.completion.chunk objects (one per delta; role first; usage chunk last). With a tool
+ * mode the text goes through a ToolCallStream: calls go out as one tool_calls delta before the finish chunk.
+ */
 export class ChatChunker {
   private readonly started = new Set<number>();
+  private readonly toolStreams = new Map<number, ToolCallStream>();
 
   constructor(
     private readonly meta: Meta,
-    private readonly opts: { logprobs?: number; includeUsage: boolean },
+    private readonly opts: { logprobs?: number; includeUsage: boolean; toolMode?: ToolMode },
   ) {}
+
+  private toolStream(i: number): ToolCallStream | undefined {
+    if (!this.opts.toolMode) return undefined;
+    let t = this.toolStreams.get(i);
+    if (!t) {
+      t = new ToolCallStream(this.opts.toolMode);
+      this.toolStreams.set(i, t);
+    }
+    return t;
+  }
 
   private chunk(choices: unknown[], usage?: Usage | null) {
     return {
@@ -103,12 +123,20 @@ export class ChatChunker {
       }
     }
     if (ev.t === 'delta') {
-      if (ev.text || ev.logprobs?.length) {
+      const ts = this.toolStream(ev.i);
+      const text = ts ? ts.push(ev.text) : ev.text;
+      if (text || ev.logprobs?.length) {
         const logprobs = this.opts.logprobs !== undefined && ev.logprobs ? { content: chatLogprobs(ev.logprobs, this.opts.logprobs), refusal: null } : null;
-        out.push(this.chunk([{ index: ev.i, delta: { content: ev.text }, logprobs, finish_reason: null }]));
+        out.push(this.chunk([{ index: ev.i, delta: { content: text }, logprobs, finish_reason: null }]));
       }
     } else if (ev.t === 'done') {
-      out.push(this.chunk([{ index: ev.i, delta: {}, logprobs: null, finish_reason: openAIFinish(ev.finishReason) }]));
+      const f = this.toolStream(ev.i)?.finish();
+      if (f?.content) out.push(this.chunk([{ index: ev.i, delta: { content: f.content }, logprobs: null, finish_reason: null }]));
+      if (f?.calls.length) {
+        const tool_calls = f.calls.map((c, k) => ({ index: k, id: c.id, type: c.type, function: c.function }));
+        out.push(this.chunk([{ index: ev.i, delta: { tool_calls }, logprobs: null, finish_reason: null }]));
+      }
+      out.push(this.chunk([{ index: ev.i, delta: {}, logprobs: null, finish_reason: chatFinish(ev.finishReason, f?.calls.length ?? 0) }]));
     } else if (ev.t === 'end' && this.opts.includeUsage) {
       out.push(this.chunk([], usageOfEnd(ev)));
     }
@@ -162,7 +190,7 @@ export class ResponseCollector {
   private readonly choices = new Map<number, ChoiceAcc>();
   usage: Usage = usageOf(0, 0);
 
-  constructor(private readonly opts: { logprobs?: number }) {}
+  constructor(private readonly opts: { logprobs?: number; toolMode?: ToolMode }) {}
 
   private acc(i: number): ChoiceAcc {
     let a = this.choices.get(i);
@@ -199,12 +227,15 @@ export class ResponseCollector {
       created: meta.created,
       model: meta.model,
       system_fingerprint: null,
-      choices: this.sorted().map(([index, a]) => ({
-        index,
-        message: { role: 'assistant' as const, content: a.text, refusal: null },
-        logprobs: this.opts.logprobs !== undefined ? { content: a.chatLogprobs ?? [], refusal: null } : null,
-        finish_reason: openAIFinish(a.finish),
-      })),
+      choices: this.sorted().map(([index, a]) => {
+        const r = this.opts.toolMode ? parseToolReply(a.text, this.opts.toolMode) : { content: a.text, calls: [] };
+        return {
+          index,
+          message: { role: 'assistant' as const, content: r.content, refusal: null, ...(r.calls.length ? { tool_calls: r.calls } : {}) },
+          logprobs: this.opts.logprobs !== undefined ? { content: a.chatLogprobs ?? [], refusal: null } : null,
+          finish_reason: chatFinish(a.finish, r.calls.length),
+        };
+      }),
       usage: this.usage,
     };
   }

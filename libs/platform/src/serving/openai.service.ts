@@ -15,6 +15,7 @@ import { TokenStream } from '../streams/token-stream';
 import { Admission } from './admission';
 import { ChatChunker, CompletionChunker, ResponseCollector } from './openai-format';
 import { toOpenAIErrorBody } from './openai-errors';
+import { parseTools, type ToolMode } from './tool-calls';
 import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent, type WorkerLiveness } from './protocol';
 import { ServingEvents } from './serving-events';
 
@@ -55,6 +56,10 @@ export interface ChatCompletionRequest extends SamplingFields {
   logprobs?: boolean;
   top_logprobs?: number;
   response_format?: unknown;
+  /** OpenAI's function tools, tool_choice and parallel_tool_calls (checked by parseTools). */
+  tools?: unknown;
+  tool_choice?: unknown;
+  parallel_tool_calls?: unknown;
 }
 
 export interface CompletionRequest extends SamplingFields {
@@ -123,19 +128,28 @@ export class OpenAIService {
     const n = body.n ?? 1;
     checkN(n, dep);
     if (body.top_logprobs !== undefined && !body.logprobs) throw new InvalidInputError('top_logprobs requires logprobs: true', { param: 'top_logprobs' });
-    const responseFormat = parseResponseFormat(body.response_format);
+    let responseFormat = parseResponseFormat(body.response_format);
+    const tools = parseTools(body.tools, body.tool_choice, body.parallel_tool_calls);
+    if (tools?.responseFormat) {
+      if (responseFormat) throw new InvalidInputError('response_format cannot be combined with tool_choice "required" or a named function', { param: 'response_format' });
+      responseFormat = tools.responseFormat;
+    }
     const req = this.request(dep, 'chat', 'chatcmpl', body, {
       messages,
       n,
       ...(responseFormat ? { responseFormat } : {}),
+      ...(tools ? { tools: tools.tools } : {}),
       maxTokens: body.max_completion_tokens ?? body.max_tokens,
       ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
     });
+    // the <tool_call> tags are special tokens in some tokenizers: keep them in the text the parser reads
+    if (tools?.mode === 'auto' && body.skip_special_tokens === undefined) req.skipSpecialTokens = false;
     const meta = { id: req.requestId, created: Math.floor(req.enqueuedAt / 1000), model: dep.name };
     await this.serve(dep, req, res, {
       stream: body.stream === true,
-      chunker: new ChatChunker(meta, { logprobs: req.logprobs, includeUsage: body.stream_options?.include_usage === true }),
+      chunker: new ChatChunker(meta, { logprobs: req.logprobs, includeUsage: body.stream_options?.include_usage === true, ...(tools?.mode ? { toolMode: tools.mode } : {}) }),
       body: (c) => c.chatCompletion(meta),
+      ...(tools?.mode ? { toolMode: tools.mode } : {}),
     });
   }
 
@@ -285,6 +299,8 @@ export class OpenAIService {
       ndjson?: boolean;
       chunker: { push(ev: StreamEvent): object[] };
       body: (c: ResponseCollector) => object;
+      /** chat with tools: how the collected reply is parsed into tool_calls. */
+      toolMode?: ToolMode;
       /** Sees every event first. */
       observe?: (ev: StreamEvent) => void;
     },
@@ -338,7 +354,7 @@ export class OpenAIService {
     try {
       await (added ?? enqueue());
       this.events.emit({ type: 'admitted', deployment: dep.name, kind: req.kind, requestId: req.requestId });
-      const collector = new ResponseCollector({ logprobs: req.logprobs });
+      const collector = new ResponseCollector({ logprobs: req.logprobs, ...(o.toolMode ? { toolMode: o.toolMode } : {}) });
       // Once a worker has started the request, a worker that dies (killed, out of memory, its host gone) lets its
       // liveness key expire within HEARTBEAT_TIMEOUT_MS: the client hears so then, not after SERVE_STREAM_TIMEOUT_MS.
       // The same for a request waiting in a worker's own queue (an interactive session's turn): no one else takes it.
@@ -523,6 +539,25 @@ export function parseMessages(raw: unknown[]): ServingMessage[] {
         })
         .join('');
     } else throw new InvalidInputError(`${param}.content must be a string or an array of text parts`, { param: `${param}.content` });
-    return { role: role === 'developer' ? 'system' : role, content: text };
+    const out: ServingMessage = { role: role === 'developer' ? 'system' : role, content: text };
+    const { tool_calls: calls, tool_call_id: callId, name } = m as { tool_calls?: unknown; tool_call_id?: unknown; name?: unknown };
+    if (calls !== undefined && calls !== null) {
+      if (role !== 'assistant') throw new InvalidInputError(`${param}.tool_calls: only assistant messages carry tool calls`, { param: `${param}.tool_calls` });
+      if (!Array.isArray(calls)) throw new InvalidInputError(`${param}.tool_calls must be an array`, { param: `${param}.tool_calls` });
+      out.tool_calls = calls.map((c, j) => {
+        const fn = (c as { function?: { name?: unknown; arguments?: unknown } } | null)?.function;
+        if (!fn || typeof fn.name !== 'string' || typeof fn.arguments !== 'string') {
+          throw new InvalidInputError(`${param}.tool_calls[${j}] must be {id, type: "function", function: {name, arguments (a JSON string)}}`, { param: `${param}.tool_calls` });
+        }
+        const id = (c as { id?: unknown }).id;
+        return { ...(typeof id === 'string' ? { id } : {}), type: 'function' as const, function: { name: fn.name, arguments: fn.arguments } };
+      });
+    }
+    if (role === 'tool') {
+      if (typeof callId !== 'string') throw new InvalidInputError(`${param}.tool_call_id must be the id of the call this message answers`, { param: `${param}.tool_call_id` });
+      out.tool_call_id = callId;
+    }
+    if (typeof name === 'string' && role === 'tool') out.name = name;
+    return out;
   });
 }

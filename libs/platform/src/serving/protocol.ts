@@ -1,7 +1,7 @@
 // What the API and worker-infer say to each other about one serving request: the BullMQ job on the deployment's
 // queue (the request itself: serving requests are ephemeral, so unlike platform jobs their payload is not a row id),
 // and the events the worker appends to the request's Redis stream.
-import type { ServingMessage, ServingResponseFormat, ServingSampling } from '../engine/engine.adapter';
+import type { ServingMessage, ServingResponseFormat, ServingSampling, ServingTool } from '../engine/engine.adapter';
 
 /** BullMQ job name of a serving request on `infer-<deployment>` (platform jobs there are named `infer`). */
 export const SERVE_JOB = 'generate';
@@ -30,8 +30,11 @@ export interface ServeRequest {
   skipSpecialTokens?: boolean;
   /** completion: prefix each choice's text with its prompt (OpenAI's `echo`). */
   echo?: boolean;
-  /** chat and completion: OpenAI's response_format (guided decoding), validated by the API. */
+  /** chat and completion: OpenAI's response_format (guided decoding), validated by the API; for chat also what
+   * tool_choice 'required' or a named function asks for (the calls as JSON). */
   responseFormat?: ServingResponseFormat;
+  /** chat: OpenAI's tools (validated by the API), rendered by the chat template (engine: chat-template/tools.ts). */
+  tools?: ServingTool[];
   /** interactive: LMDeploy's session_id (1..999999) and interactive_mode; `end` closes the session. */
   sessionId?: number;
   interactiveMode?: boolean;

@@ -267,7 +267,7 @@ export class ServingHost {
 
   private async runRequest(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
     const chat = r.kind === 'chat';
-    const prompts = chat ? [engine.encodeChat(r.messages ?? [])] : (r.prompts ?? []).map((p) => engine.encodeText(p));
+    const prompts = chat ? [engine.encodeChat(r.messages ?? [], r.tools)] : (r.prompts ?? []).map((p) => engine.encodeText(p));
     const longest = Math.max(...prompts.map((p) => p.length));
     const maxTokens = checkLength(engine.sessionLen, longest, r.maxTokens, chat ? 'messages' : 'prompt');
     const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
