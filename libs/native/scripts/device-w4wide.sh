@@ -21,7 +21,8 @@ echo "test_kernels (w4) rc $? ($(el)): $(tail -1 "$OUT/test_kernels_w4.log")"
 grep -e FAIL "$OUT/test_kernels_w4.log" | head -5
 for v in "" 0; do  # the decoder vs the CPU decoder with the default (auto: the wide kernel at 9+ rows), then without it
   LMFLEET_W4A16_WIDE=$v timeout $(tb 60) $B/test_backend > "$OUT/test_backend_wide$v.log" 2>&1
-  echo "test_backend LMFLEET_W4A16_WIDE=${v:-auto} rc $? ($(el)): $(tail -1 "$OUT/test_backend_wide$v.log")"
+  echo "test_backend LMFLEET_W4A16_WIDE=${v:-auto} rc $? ($(el)): $(head -1 "$OUT/test_backend_wide$v.log") $(tail -1 "$OUT/test_backend_wide$v.log")"
+  grep FAIL "$OUT/test_backend_wide$v.log" | cut -c1-400  # the failing rows themselves (the log may not come back)
 done
 LMF_BENCH_W4_ONLY=1 LMF_BENCH_W4_WIDE_ONLY=1 timeout $(tb 120) $B/bench_decoder > "$OUT/bench_w4_wide.log" 2>&1
 echo "bench_decoder (w4 wide) rc $? ($(el))"

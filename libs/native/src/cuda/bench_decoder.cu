@@ -234,7 +234,7 @@ float median_ms(cudaStream_t s, int warm, int reps, F fn) {
 // LMF_BENCH_W4_NCU=1: a driver for Nsight Compute (scripts/device-w4k.sh NCU=1). One 7B linear at m rows
 // (LMF_BENCH_W4_NCU_M, default 1; LMF_BENCH_W4_NCU_SHAPE = gate_up (default, 22016 x 4096) | down (4096 x 11008) | qkv |
 // o), random codes and g128 scales; each W4 kernel launched once, in this order, then exit: stream read of the codes
-// (no math), the fused kernel, then for m >= 9 the wide kernel's variants 1..4, for m <= 8 gemv read u4 (the GEMV's loads, no math), gemv(mma_qz) u4, gemv(mma_x)
+// (no math), the fused kernel, then for m >= 9 the wide kernel's variants 1..5, for m <= 8 gemv read u4 (the GEMV's loads, no math), gemv(mma_qz) u4, gemv(mma_x)
 // T2, T4, T8. No timing here (ncu replays each launch); the script filters the launches by name (-k) so the fill kernels
 // are not profiled.
 int w4_ncu_driver(const Cfg& c, cudaStream_t s) {
@@ -257,12 +257,12 @@ int w4_ncu_driver(const Cfg& c, cudaStream_t s) {
   float* ws = dalloc<float>(std::max<size_t>(wsb / 4, 1));
   LMF_CUDA_CHECK(cudaDeviceSynchronize());
   std::fprintf(stderr, "ncu driver: %s %d x %d, m = %d: stream read, fused%s\n", which.c_str(), n, k, m,
-               m <= kW4GemvMaxRows ? ", gemv read u4, gemv(mma_qz), gemv(mma_x) T2 T4 T8" : ", wide v1 v2 v3 v4");
+               m <= kW4GemvMaxRows ? ", gemv read u4, gemv(mma_qz), gemv(mma_x) T2 T4 T8" : ", wide v1 v2 v3 v4 v5");
   stream_read_kernel<<<sms * 8, 256, 0, s>>>(reinterpret_cast<const uint4*>(q), (size_t)n * kp / 32, sink);
   LMF_CUDA_LAUNCHED();
   w4a16_gemm_fused_cuda(x, k, w, y, n, m, wsb ? ws : nullptr, sms, s);
   if (m >= kW4WideMinRows)
-    for (int v = 1; v <= 4; v++) w4a16_gemm_wide_cuda(x, k, w, y, n, false, m, sms, v, s);
+    for (int v = 1; v <= 5; v++) w4a16_gemm_wide_cuda(x, k, w, y, n, false, m, sms, v, s);
   if (m <= kW4GemvMaxRows) {
     if (m == 1) w4a16_gemv_cuda(x, k, w, y, n, m, W4GemvDot::Read, sms, s, 4);
     w4a16_gemv_cuda(x, k, w, y, n, m, W4GemvDot::MmaQz, sms, s, 4);
@@ -468,7 +468,7 @@ int main(int argc, char** argv) {
         };
         // The wide kernel (batched decode) against the fused kernel and f16 cuBLAS: per linear and per layer, m = 9..128
         {
-          std::printf("\n| W4A16 g128 graph-timed, batched decode (m rows) | linear (n x k) | f16 us | fused us | wide v1 us (ks) | wide v2 us (ks) | wide v3 us (ks) | wide v4 us (ks) | best wide / f16 | best wide / fused | best wide %% of copy BW |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+          std::printf("\n| W4A16 g128 graph-timed, batched decode (m rows) | linear (n x k) | f16 us | fused us | wide v1 us (ks) | wide v2 us (ks) | wide v3 us (ks) | wide v4 us (ks) | wide v5 us (ks) | wide auto us (variant) | auto / f16 | auto / fused | auto %% of copy BW |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
           for (int m : {9, 16, 32, 48, 64, 128}) {
             for (int i = 0; i <= 4; i++) {  // i == 4: the whole layer
               auto lin = [&](int i0, int l, int what) {
@@ -476,27 +476,28 @@ int main(int argc, char** argv) {
                   const int n = shapes[j][0], k = shapes[j][1];
                   if (what == 0) g.linear(x, k, lf[l][j], nullptr, y, n, m, n, k);
                   else if (what == 1) w4a16_gemm_fused_cuda(x, k, ld[l][j], y, n, m, wsb, sms, s);
-                  else w4a16_gemm_wide_cuda(x, k, ld[l][j], y, n, false, m, sms, what - 1, s);
+                  else w4a16_gemm_wide_cuda(x, k, ld[l][j], y, n, false, m, sms, what == 7 ? kW4WideAuto : what - 1, s);
                 }
               };
-              float t[6];
-              for (int what = 0; what < 6; what++) t[what] = graph_us([&](int l) { lin(i, l, what); });
+              float t[8];
+              for (int what = 0; what < 8; what++) t[what] = graph_us([&](int l) { lin(i, l, what); });
               double b = 0;
               for (int j = (i == 4 ? 0 : i); j < (i == 4 ? 4 : i + 1); j++) {
                 const int kp = (shapes[j][1] + 127) / 128 * 128;
                 b += (double)shapes[j][0] * kp / 2 + (double)(kp / grp) * shapes[j][0] * 4;
               }
-              const float bw_best = std::min({t[2], t[3], t[4], t[5]});
-              char ks[4][16];
-              for (int v = 0; v < 4; v++)
+              const float ta = t[7];
+              char ks[6][16];
+              for (int v = 0; v < 5; v++)
                 std::snprintf(ks[v], sizeof ks[v], "%s", i == 4 ? "" : (" (" + std::to_string(w4a16_wide_splits(m, shapes[i][0], shapes[i][1], v + 1)) + ")").c_str());
-              std::printf("| m=%d | %s | %.1f | %.1f | %.1f%s | %.1f%s | %.1f%s | %.1f%s | %.2fx | %.2fx | %.0f%% |\n", m,
+              std::snprintf(ks[5], sizeof ks[5], "%s", i == 4 ? "" : (" (v" + std::to_string(w4a16_wide_variant(m, shapes[i][0], shapes[i][1], kW4WideAuto)) + ")").c_str());
+              std::printf("| m=%d | %s | %.1f | %.1f | %.1f%s | %.1f%s | %.1f%s | %.1f%s | %.1f%s | %.1f%s | %.2fx | %.2fx | %.0f%% |\n", m,
                           i == 4 ? "layer" : (std::to_string(shapes[i][0]) + " x " + std::to_string(shapes[i][1])).c_str(),
-                          t[0], t[1], t[2], ks[0], t[3], ks[1], t[4], ks[2], t[5], ks[3], t[0] / bw_best, t[1] / bw_best,
-                          100.0 * b / (bw_best * 1e-6) / bw);
+                          t[0], t[1], t[2], ks[0], t[3], ks[1], t[4], ks[2], t[5], ks[3], t[6], ks[4], ta, ks[5], t[0] / ta, t[1] / ta,
+                          100.0 * b / (ta * 1e-6) / bw);
             }
           }
-          std::printf("(wide / f16 > 1: the wide kernel is faster; ks: the k split = cluster size its plan takes)\n");
+          std::printf("(auto / f16 > 1: the wide kernel's default is faster; ks: the k split = cluster size its plan takes)\n");
         }
         const bool wide_only = std::getenv("LMF_BENCH_W4_WIDE_ONLY") && std::string(std::getenv("LMF_BENCH_W4_WIDE_ONLY")) == "1";
         if (!wide_only) {

@@ -1271,6 +1271,7 @@ bool wide_device_ok() {
 
 struct WidePlan {
   int mi, gx, gy, ks, kb_per_split, KB;
+  double cost;  // waves x (k blocks per split + 2.5) x columns per block: the plan's time, in arbitrary units
 };
 
 // Clusters of `ks` blocks that can be resident at once (cudaOccupancyMaxActiveClusters: clusters must fit within one
@@ -1325,16 +1326,17 @@ WidePlan wide_plan_t(int m, int n, int k) {
   }
   p.kb_per_split = (p.KB + best - 1) / best;
   p.ks = (p.KB + p.kb_per_split - 1) / p.kb_per_split;
+  p.cost = best_cost * C::BN;
   return p;
 }
 
 template <int MI, int NT, int WK, int MINB>
 void wide_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, cudaStream_t s,
-                   int* splits) {
+                   WidePlan* plan_only) {
   using C = WideCfg<MI, NT, WK, MINB>;
   const WidePlan p = wide_plan_t<MI, NT, WK, MINB>(m, w.n, w.k);
-  if (splits) {
-    *splits = p.ks;
+  if (plan_only) {
+    *plan_only = p;
     return;
   }
   static std::atomic<unsigned long long> attr_set{0};
@@ -1356,21 +1358,22 @@ void wide_launch_t(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, 
   LMF_CUDA_LAUNCHED();
 }
 
-// splits != null: only the plan's k split is reported there, nothing is launched.
+// plan_only != null: only the plan is reported there, nothing is launched.
 void wide_launch(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, int variant,
-                 cudaStream_t s, int* splits = nullptr) {
+                 cudaStream_t s, WidePlan* plan_only = nullptr) {
   if (m <= 0) return;
   check_args(w, ldx, ldy);
-  if (variant < 1 || variant > 4) fail(ErrorCode::InvalidArgument, "w4a16: wide variant must be 1..4");
+  if (variant < 1 || variant > 5) fail(ErrorCode::InvalidArgument, "w4a16: wide variant must be 1..5");
   if (!wide_device_ok()) fail(ErrorCode::BackendUnavailable, "w4a16: the wide kernel needs sm_90 (thread-block clusters)");
   const int mi = m <= 16 ? 1 : (m <= 32 ? 2 : 4);
   switch (variant * 16 + mi) {
 #define LMF_WIDE_CASE(V, MI, NT, WK, MINB) \
-  case V * 16 + MI: wide_launch_t<MI, NT, WK, MINB>(x, ldx, w, y, ldy, f32out, m, s, splits); break;
+  case V * 16 + MI: wide_launch_t<MI, NT, WK, MINB>(x, ldx, w, y, ldy, f32out, m, s, plan_only); break;
     LMF_WIDE_CASE(1, 1, 4, 1, 1) LMF_WIDE_CASE(1, 2, 4, 1, 1) LMF_WIDE_CASE(1, 4, 4, 1, 1)
     LMF_WIDE_CASE(2, 1, 4, 2, 1) LMF_WIDE_CASE(2, 2, 4, 2, 1) LMF_WIDE_CASE(2, 4, 4, 2, 1)
     LMF_WIDE_CASE(3, 1, 8, 2, 1) LMF_WIDE_CASE(3, 2, 8, 2, 1) LMF_WIDE_CASE(3, 4, 8, 2, 1)
     LMF_WIDE_CASE(4, 1, 4, 2, 1) LMF_WIDE_CASE(4, 2, 4, 2, 1) LMF_WIDE_CASE(4, 4, 4, 2, 2)
+    LMF_WIDE_CASE(5, 1, 3, 1, 1) LMF_WIDE_CASE(5, 2, 3, 1, 1) LMF_WIDE_CASE(5, 4, 3, 1, 1)
 #undef LMF_WIDE_CASE
     default: fail(ErrorCode::Internal, "w4a16: no wide kernel for this tile");
   }
@@ -1394,37 +1397,47 @@ int w4a16_wide_mode() {
 }
 
 namespace {
-// The variant `mode` runs at m rows: auto takes variant 2 up to 32 rows (two blocks per SM fit there) and variant 1 above
-// (H100, session 17: bench_decoder's batched-decode table and the engine at batches 16 / 64).
-int wide_variant(int mode, int m) { return mode != kW4WideAuto ? mode : m <= 32 ? 2 : 1; }
+WidePlan wide_plan_of(int m, int n, int k, int variant) {
+  WidePlan p{};
+  const W4A16Dev w{nullptr, nullptr, nullptr, n, k, (k + 127) / 128 * 128, 128};
+  wide_launch(nullptr, k, w, nullptr, n, false, m, variant, nullptr, &p);
+  return p;
+}
+
+// The variant `mode` runs at m rows: auto takes variant 2 up to 32 rows (two blocks per SM fit there; H100, session
+// 17), above that variant 1 (256 columns) or 5 (192), whichever plan fills the SMs better for this shape.
+int wide_variant(int mode, int m, int n, int k) {
+  if (mode != kW4WideAuto) return mode;
+  if (m <= 32) return 2;
+  return wide_plan_of(m, n, k, 5).cost < wide_plan_of(m, n, k, 1).cost ? 5 : 1;
+}
 }  // namespace
 
 bool w4a16_wide_takes(int m) { return w4a16_wide_mode() != 0 && m >= kW4WideMinRows && wide_device_ok(); }
 
 void w4a16_gemm_fused_cuda(const half* x, int ldx, const W4A16Dev& w, half* y, int ldy, int m, float* ws, int sms,
                            cudaStream_t s) {
-  if (w4a16_wide_takes(m)) wide_launch(x, ldx, w, y, ldy, false, m, wide_variant(w4a16_wide_mode(), m), s);
+  if (w4a16_wide_takes(m)) wide_launch(x, ldx, w, y, ldy, false, m, wide_variant(w4a16_wide_mode(), m, w.n, w.k), s);
   else launch(x, ldx, w, y, ldy, false, m, ws, sms, s);
 }
 
 void w4a16_gemm_fused_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, float* y, int ldy, int m, float* ws,
                                   int sms, cudaStream_t s) {
-  if (w4a16_wide_takes(m)) wide_launch(x, ldx, w, y, ldy, true, m, wide_variant(w4a16_wide_mode(), m), s);
+  if (w4a16_wide_takes(m)) wide_launch(x, ldx, w, y, ldy, true, m, wide_variant(w4a16_wide_mode(), m, w.n, w.k), s);
   else launch(x, ldx, w, y, ldy, true, m, ws, sms, s);
 }
 
 void w4a16_gemm_wide_cuda(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, int sms,
                           int variant, cudaStream_t s) {
   (void)sms;  // the plan asks the occupancy API how many clusters fit instead
-  wide_launch(x, ldx, w, y, ldy, f32out, m, wide_variant(variant, m), s);
+  wide_launch(x, ldx, w, y, ldy, f32out, m, wide_variant(variant, m, w.n, w.k), s);
 }
 
 int w4a16_wide_splits(int m, int n, int k, int variant) {
-  int ks = 0;
-  const W4A16Dev w{nullptr, nullptr, nullptr, n, k, (k + 127) / 128 * 128, 128};
-  wide_launch(nullptr, k, w, nullptr, n, false, m, wide_variant(variant, m), nullptr, &ks);
-  return ks;
+  return m > 0 ? wide_plan_of(m, n, k, wide_variant(variant, m, n, k)).ks : 0;
 }
+
+int w4a16_wide_variant(int m, int n, int k, int variant) { return wide_variant(variant, m, n, k); }
 
 namespace {
 int gv_max_smem() {

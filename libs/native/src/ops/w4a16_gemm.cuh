@@ -35,11 +35,12 @@ void w4a16_gemm_fused_f32out_cuda(const half* x, int ldx, const W4A16Dev& w, flo
 // each, the k range split over the blocks of a thread-block cluster and added up through distributed shared memory
 // (deterministic, no workspace). Variants: 1 (4 tiles per warp, 256 columns per block), 2 (4 tiles, two warps along k,
 // 128 columns), 3 (8 tiles, two warps along k, 256 columns), 4 (variant 2 held to 128 registers so that two blocks
-// fit an SM at 33-64 rows too), kW4WideAuto (2 up to 32 rows, 1 above). LMFLEET_W4A16_WIDE (read at each call; the
+// fit an SM at 33-64 rows too), 5 (3 tiles per warp, 192 columns), kW4WideAuto (2 up to 32 rows; above, 1 or 5,
+// whichever plan fills the SMs better for the shape). LMFLEET_W4A16_WIDE (read at each call; the
 // decoder's graphs key on it): unset auto, 0 the fused kernel above for every m, 1..4 that variant, for m >=
 // kW4WideMinRows through w4a16_gemm_fused_cuda (which then ignores its workspace). Same per-weight arithmetic as the
 // fused kernel; the sums' order differs.
-constexpr int kW4WideMinRows = 9, kW4WideAuto = 5;
+constexpr int kW4WideMinRows = 9, kW4WideAuto = 6;
 int w4a16_wide_mode();
 bool w4a16_wide_takes(int m);
 void w4a16_gemm_wide_cuda(const half* x, int ldx, const W4A16Dev& w, void* y, int ldy, bool f32out, int m, int sms,
@@ -47,6 +48,8 @@ void w4a16_gemm_wide_cuda(const half* x, int ldx, const W4A16Dev& w, void* y, in
 // The k split (cluster size) the wide kernel's plan takes for this shape (tests, bench tables): the fewest waves of
 // resident clusters (the occupancy API's count) times the k blocks per split; LMFLEET_W4A16_WIDE_KS=1..8 forces one.
 int w4a16_wide_splits(int m, int n, int k, int variant);
+// The variant `variant` (auto included) runs for this shape.
+int w4a16_wide_variant(int m, int n, int k, int variant);
 // Decode GEMV (m <= kW4GemvMaxRows): no shared-memory round trip for the weights. Each warp streams (8-row tile,
 // k128 block) chunks of 512 bytes (16 bytes per lane, ld.global.nc.L1::no_allocate, 2 x kW4GemvUnroll loads in flight
 // per lane, software-pipelined) straight into registers, dequantizes them with the 0x6400 trick (scale/zero loaded
