@@ -88,14 +88,14 @@ export class ChatChunker {
 
   constructor(
     private readonly meta: Meta,
-    private readonly opts: { logprobs?: number; includeUsage: boolean; toolMode?: ToolMode },
+    private readonly opts: { logprobs?: number; includeUsage: boolean; toolMode?: ToolMode; toolNames?: string[] },
   ) {}
 
   private toolStream(i: number): ToolCallStream | undefined {
     if (!this.opts.toolMode) return undefined;
     let t = this.toolStreams.get(i);
     if (!t) {
-      t = new ToolCallStream(this.opts.toolMode);
+      t = new ToolCallStream(this.opts.toolMode, this.opts.toolNames);
       this.toolStreams.set(i, t);
     }
     return t;
@@ -190,7 +190,7 @@ export class ResponseCollector {
   private readonly choices = new Map<number, ChoiceAcc>();
   usage: Usage = usageOf(0, 0);
 
-  constructor(private readonly opts: { logprobs?: number; toolMode?: ToolMode }) {}
+  constructor(private readonly opts: { logprobs?: number; toolMode?: ToolMode; toolNames?: string[] }) {}
 
   private acc(i: number): ChoiceAcc {
     let a = this.choices.get(i);
@@ -228,7 +228,7 @@ export class ResponseCollector {
       model: meta.model,
       system_fingerprint: null,
       choices: this.sorted().map(([index, a]) => {
-        const r = this.opts.toolMode ? parseToolReply(a.text, this.opts.toolMode) : { content: a.text, calls: [] };
+        const r = this.opts.toolMode ? parseToolReply(a.text, this.opts.toolMode, this.opts.toolNames) : { content: a.text, calls: [] };
         return {
           index,
           message: { role: 'assistant' as const, content: r.content, refusal: null, ...(r.calls.length ? { tool_calls: r.calls } : {}) },

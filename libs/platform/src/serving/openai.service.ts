@@ -145,11 +145,12 @@ export class OpenAIService {
     // the <tool_call> tags are special tokens in some tokenizers: keep them in the text the parser reads
     if (tools?.mode === 'auto' && body.skip_special_tokens === undefined) req.skipSpecialTokens = false;
     const meta = { id: req.requestId, created: Math.floor(req.enqueuedAt / 1000), model: dep.name };
+    const toolOpts = tools?.mode ? { toolMode: tools.mode, toolNames: tools.tools.map((t) => t.function.name) } : {};
     await this.serve(dep, req, res, {
       stream: body.stream === true,
-      chunker: new ChatChunker(meta, { logprobs: req.logprobs, includeUsage: body.stream_options?.include_usage === true, ...(tools?.mode ? { toolMode: tools.mode } : {}) }),
+      chunker: new ChatChunker(meta, { logprobs: req.logprobs, includeUsage: body.stream_options?.include_usage === true, ...toolOpts }),
       body: (c) => c.chatCompletion(meta),
-      ...(tools?.mode ? { toolMode: tools.mode } : {}),
+      ...toolOpts,
     });
   }
 
@@ -299,8 +300,9 @@ export class OpenAIService {
       ndjson?: boolean;
       chunker: { push(ev: StreamEvent): object[] };
       body: (c: ResponseCollector) => object;
-      /** chat with tools: how the collected reply is parsed into tool_calls. */
+      /** chat with tools: how the collected reply is parsed into tool_calls, and the tools' names. */
       toolMode?: ToolMode;
+      toolNames?: string[];
       /** Sees every event first. */
       observe?: (ev: StreamEvent) => void;
     },
@@ -354,7 +356,7 @@ export class OpenAIService {
     try {
       await (added ?? enqueue());
       this.events.emit({ type: 'admitted', deployment: dep.name, kind: req.kind, requestId: req.requestId });
-      const collector = new ResponseCollector({ logprobs: req.logprobs, ...(o.toolMode ? { toolMode: o.toolMode } : {}) });
+      const collector = new ResponseCollector({ logprobs: req.logprobs, ...(o.toolMode ? { toolMode: o.toolMode, toolNames: o.toolNames ?? [] } : {}) });
       // Once a worker has started the request, a worker that dies (killed, out of memory, its host gone) lets its
       // liveness key expire within HEARTBEAT_TIMEOUT_MS: the client hears so then, not after SERVE_STREAM_TIMEOUT_MS.
       // The same for a request waiting in a worker's own queue (an interactive session's turn): no one else takes it.

@@ -1,6 +1,6 @@
 import { InvalidInputError } from '../errors';
 import { ChatChunker, ResponseCollector } from './openai-format';
-import { parseGuidedToolCalls, parseHermesToolCalls, parseTools, ToolCallStream } from './tool-calls';
+import { parseGuidedToolCalls, parseHermesToolCalls, parseToolReply, parseTools, ToolCallStream } from './tool-calls';
 
 const weather = { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
 const time = { type: 'function', function: { name: 'get_time', description: 'now' } };
@@ -23,7 +23,7 @@ describe('parseTools', () => {
     const req = parseTools([weather, time], 'required', false)!;
     expect(req.mode).toBe('required');
     expect(req.responseFormat).toMatchObject({ type: 'json_schema', schema: { type: 'array', minItems: 1, maxItems: 1 } });
-    const items = (req.responseFormat as { schema: { items: { anyOf: Array<{ properties: { name: unknown; arguments: unknown } }> } } }).schema.items.anyOf;
+    const items = (req.responseFormat as unknown as { schema: { items: { anyOf: Array<{ properties: { name: unknown; arguments: unknown } }> } } }).schema.items.anyOf;
     expect(items.map((i) => i.properties.name)).toEqual([{ const: 'get_weather' }, { const: 'get_time' }]);
     expect(items[0].properties.arguments).toEqual(weather.function.parameters);
     expect(items[1].properties.arguments).toEqual({ type: 'object' });
@@ -115,5 +115,34 @@ describe('parsing replies', () => {
     cut.push({ t: 'delta', i: 0, text: '{"name": "get_time", "argu', tokens: 8 });
     cut.push({ t: 'done', i: 0, finishReason: 'length', completionTokens: 8 });
     expect(cut.chatCompletion(meta).choices[0]).toMatchObject({ message: { content: '{"name": "get_time", "argu' }, finish_reason: 'length' });
+  });
+});
+
+describe("Llama 3.1's JSON convention (auto)", () => {
+  const names = ['get_weather', 'get_time'];
+  it('a reply that is one JSON call to a known tool is a call; other JSON stays text', () => {
+    const r = parseToolReply(' {"name": "get_weather", "parameters": {"city": "Oslo"}}', 'auto', names);
+    expect(r.content).toBeNull();
+    expect(r.calls.map((c) => c.function)).toEqual([{ name: 'get_weather', arguments: '{"city":"Oslo"}' }]);
+    expect(parseToolReply('{"name": "rm_rf", "parameters": {}}', 'auto', names).calls).toEqual([]);
+    expect(parseToolReply('{"name": "get_time", "parameters": {}, "why": 1}', 'auto', names).calls).toEqual([]);
+    expect(parseToolReply('{"answer": 42}', 'auto', names)).toEqual({ content: '{"answer": 42}', calls: [] });
+    expect(parseToolReply('{"name": "get_time", "parameters": {}}', 'auto').calls).toEqual([]); // without the names: text
+  });
+
+  it('streamed: a reply that opens with "{" is held to the end; one that opens with text streams as before', () => {
+    const s = new ToolCallStream('auto', names);
+    expect(s.push('  ')).toBe('');
+    expect(s.push('{"name": "get_time", ')).toBe('');
+    expect(s.push('"parameters": {}}')).toBe('');
+    const f = s.finish();
+    expect(f.calls.map((c) => c.function.name)).toEqual(['get_time']);
+    const j = new ToolCallStream('auto', names);
+    expect(j.push('{"answer"')).toBe('');
+    expect(j.push(': 42}')).toBe('');
+    expect(j.finish()).toEqual({ content: '{"answer": 42}', calls: [] });
+    const t = new ToolCallStream('auto', names);
+    expect(t.push('Hello {')).toBe('Hello {');
+    expect(t.push('"name": "get_time", "parameters": {}}')).toBe('"name": "get_time", "parameters": {}}'); // mid-reply JSON is text
   });
 });

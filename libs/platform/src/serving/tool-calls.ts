@@ -3,7 +3,9 @@
 // (engine: chat-template/tools.ts, the Hermes convention where the template has none). What comes back is parsed
 // here into `tool_calls`:
 //   - tool_choice 'auto' (the default with tools): <tool_call>{"name": ..., "arguments": ...}</tool_call> blocks in the
-//     text (Hermes / Qwen2.5 style; a streamed reply holds back from the first block, or a tag's prefix, to the end);
+//     text (Hermes / Qwen2.5 style; a streamed reply holds back from the first block, or a tag's prefix, to the end),
+//     or a reply that is one JSON object {"name": <one of the tools>, "parameters" | "arguments": ...} (Llama 3.1's
+//     JSON convention; a streamed reply that starts with "{" is held back to the end);
 //   - 'required' or a named function: guided decoding (the request's response_format) makes the reply one JSON value,
 //     an array of {name, arguments} or one such object, which becomes the calls;
 //   - 'none': the tools stay in the prompt, the reply is plain text.
@@ -155,9 +157,30 @@ export function parseGuidedToolCalls(text: string, mode: 'required' | 'named'): 
   return items.map(asCall).filter((c): c is ToolCall => c !== undefined);
 }
 
-/** A whole reply under a tool mode: the message's content and calls. */
-export function parseToolReply(text: string, mode: ToolMode): { content: string | null; calls: ToolCall[] } {
-  if (mode === 'auto') return parseHermesToolCalls(text);
+/** A reply that is one JSON call {"name": <a known tool>, "parameters" | "arguments": {...}} (Llama 3.1). */
+export function parseJsonToolCall(text: string, names: readonly string[]): ToolCall | undefined {
+  const t = text.trim();
+  if (!t.startsWith('{')) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(t);
+  } catch {
+    return undefined;
+  }
+  const o = v as Record<string, unknown>;
+  if (!o || typeof o !== 'object' || !names.includes(o.name as string)) return undefined;
+  if (Object.keys(o).some((k) => k !== 'name' && k !== 'parameters' && k !== 'arguments')) return undefined;
+  return asCall(o);
+}
+
+/** A whole reply under a tool mode: the message's content and calls (`names`: the tools, for the JSON convention). */
+export function parseToolReply(text: string, mode: ToolMode, names: readonly string[] = []): { content: string | null; calls: ToolCall[] } {
+  if (mode === 'auto') {
+    const r = parseHermesToolCalls(text);
+    if (r.calls.length || !names.length) return r;
+    const call = parseJsonToolCall(text, names);
+    return call ? { content: null, calls: [call] } : r;
+  }
   const calls = parseGuidedToolCalls(text, mode);
   return calls.length ? { content: null, calls } : { content: text, calls };
 }
@@ -170,8 +193,12 @@ export function parseToolReply(text: string, mode: ToolMode): { content: string 
 export class ToolCallStream {
   private held = '';
   private inCall = false;
+  private sent = false;
 
-  constructor(private readonly mode: ToolMode) {}
+  constructor(
+    private readonly mode: ToolMode,
+    private readonly names: readonly string[] = [],
+  ) {}
 
   push(text: string): string {
     if (this.mode !== 'auto' || this.inCall) {
@@ -179,10 +206,20 @@ export class ToolCallStream {
       return '';
     }
     const s = this.held + text;
+    if (!this.sent && this.names.length) {
+      // nothing sent yet: a reply that opens with "{" may be a JSON call (held to the end); blank text waits to see
+      const lead = s.trimStart();
+      if (!lead || lead.startsWith('{')) {
+        this.held = s;
+        if (lead) this.inCall = true;
+        return '';
+      }
+    }
     const open = s.indexOf(OPEN);
     if (open >= 0) {
       this.inCall = true;
       this.held = s.slice(open);
+      if (open > 0) this.sent = true;
       return s.slice(0, open);
     }
     // keep a tail that could be the start of "<tool_call>"
@@ -194,7 +231,9 @@ export class ToolCallStream {
       }
     }
     this.held = s.slice(s.length - keep);
-    return s.slice(0, s.length - keep);
+    const out = s.slice(0, s.length - keep);
+    if (out) this.sent = true;
+    return out;
   }
 
   /** The calls (if any) and the text still to send as content (the held-back text when it held no call). */
@@ -202,7 +241,7 @@ export class ToolCallStream {
     const rest = this.held;
     this.held = '';
     if (!rest) return { content: '', calls: [] };
-    const r = parseToolReply(rest, this.mode);
+    const r = parseToolReply(rest, this.mode, this.names);
     if (!r.calls.length) return { content: rest, calls: [] };
     return { content: r.content ?? '', calls: r.calls };
   }
