@@ -354,7 +354,7 @@ describe('e2e: dashboard in headless chromium', () => {
     const workspace = tree.nodes.find((n) => n.version?.format === 'workspace')!;
     await page.getByLabel('Deployment name').fill('tiny-awq');
     await page.getByLabel('Deployment version id').fill(workspace.id);
-    await page.getByLabel('Session length').fill('256');
+    await page.getByLabel('Session length').fill('1024'); // room for a tool list in the prompt (the playground's tools test)
     await page.getByLabel('Enable prefix caching').check();
     await page.getByRole('button', { name: 'Deploy', exact: true }).click();
     // the card appears and its worker reports the load state by heartbeat
@@ -450,6 +450,36 @@ describe('e2e: dashboard in headless chromium', () => {
     expect(await page.locator('[role=alert]').count()).toBe(0);
     expect(await unlabeled()).toEqual([]);
     await shot('playground-json');
+  });
+
+  it('the playground sends tools and shows the call the model makes (tool_choice required)', async () => {
+    await go('/playground');
+    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+    await page.waitForFunction(() => ((globalThis as any).document.querySelector('select[aria-label="Deployment"]')?.value ?? '') !== '', undefined, { timeout: 10_000 });
+    await page.getByLabel('Deployment', { exact: true }).selectOption('tiny-awq');
+    await page.getByRole('button', { name: 'Clear conversation' }).click().catch(() => undefined);
+    await page.getByLabel('Temperature').fill('0');
+    await page.getByLabel('Response format').selectOption('text');
+    await page.getByLabel('Tools').fill('[1, 2');
+    await page.getByRole('textbox', { name: 'Message' }).fill('Weather in Paris?');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.locator('[role=alert]').getByText(/^Tools: /).waitFor({ timeout: 5_000 });
+    const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 10 } }, required: ['city'], additionalProperties: false } } }];
+    await page.getByLabel('Tools').fill(JSON.stringify(tools));
+    await page.getByLabel('Tool choice').selectOption('required');
+    await page.getByLabel('several tool calls in one reply').uncheck(); // one call: a random model could list calls until max tokens
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.locator('[data-role="assistant"] [data-testid="tool-call"]').waitFor({ timeout: 60_000 });
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    const call = await page.locator('[data-role="assistant"] [data-testid="tool-call"]').first().innerText();
+    const m = /^get_weather\((.*)\)$/s.exec(call.trim());
+    expect(m).not.toBeNull();
+    expect(Object.keys(JSON.parse(m![1]))).toEqual(['city']);
+    expect(await page.locator('[data-role="assistant"] .msg-stats').last().innerText()).toMatch(/ · tool_calls$/);
+    expect(await page.locator('[role=alert]').count()).toBe(0);
+    expect(await unlabeled()).toEqual([]);
+    await page.getByLabel('Tools').fill('');
+    await shot('playground-tools');
   });
 
   it('is usable on a phone-sized screen: no sideways scrolling, a menu button for the navigation', async () => {

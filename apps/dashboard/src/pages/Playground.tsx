@@ -4,9 +4,16 @@ import { ApiError, authHeaders, get, readSse } from '../api';
 import { Card, Empty, ErrorNote, Field } from '../components';
 import { num } from '../format';
 
+interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
 interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
+  tool_calls?: ToolCall[];
 }
 
 interface Turn extends ChatMessage {
@@ -24,7 +31,31 @@ interface Settings {
   /** OpenAI's response_format: free text, any JSON object, or JSON that fits `schema`. */
   format: 'text' | 'json_object' | 'json_schema';
   schema: string;
+  /** OpenAI's tools as JSON (empty: none) and tool_choice. */
+  tools: string;
+  toolChoice: 'auto' | 'required' | 'none';
+  /** OpenAI's parallel_tool_calls: false allows one call per reply. */
+  parallelCalls: boolean;
 }
+
+/** The request's tools, or an error message for text that is not a JSON array. */
+function parseToolsText(text: string): { value?: unknown[]; error?: string } {
+  if (!text.trim()) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return { error: `Tools: ${(e as Error).message}` };
+  }
+  if (!Array.isArray(v) || !v.length) return { error: 'Tools: must be a non-empty JSON array of {type: "function", function: {name, parameters}}' };
+  return { value: v };
+}
+
+const EXAMPLE_TOOLS = JSON.stringify(
+  [{ type: 'function', function: { name: 'get_weather', description: 'The weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }],
+  null,
+  2,
+);
 
 const EXAMPLE_SCHEMA = JSON.stringify(
   { type: 'object', properties: { answer: { type: 'string' }, confidence: { enum: ['low', 'medium', 'high'] } }, required: ['answer', 'confidence'] },
@@ -51,6 +82,7 @@ export function PlaygroundPage() {
   const [modelsError, setModelsError] = useState<string>();
   const [s, setS] = useState<Settings>({
     model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '', ignoreEos: false, format: 'text', schema: EXAMPLE_SCHEMA,
+    tools: '', toolChoice: 'auto', parallelCalls: true,
   });
   const [turns, setTurns] = useState<Turn[]>([]);
   const [input, setInput] = useState('');
@@ -80,8 +112,9 @@ export function PlaygroundPage() {
     const text = input.trim();
     if (!text || busy) return;
     const format = responseFormat(s);
-    if (format.error) {
-      setError(format.error);
+    const tools = parseToolsText(s.tools);
+    if (format.error || tools.error) {
+      setError(format.error ?? tools.error);
       return;
     }
     setError(undefined);
@@ -89,7 +122,7 @@ export function PlaygroundPage() {
     setTurns([...history, { role: 'assistant', content: '' }]);
     setInput('');
     setBusy(true);
-    const messages: ChatMessage[] = [...(s.system.trim() ? [{ role: 'system' as const, content: s.system.trim() }] : []), ...history.map(({ role, content }) => ({ role, content }))];
+    const messages: ChatMessage[] = [...(s.system.trim() ? [{ role: 'system' as const, content: s.system.trim() }] : []), ...history.map(({ role, content, tool_calls }) => ({ role, content, ...(tool_calls?.length ? { tool_calls } : {}) }))];
     const body: Record<string, unknown> = {
       model: s.model,
       messages,
@@ -100,18 +133,21 @@ export function PlaygroundPage() {
       ...(s.seed.trim() ? { seed: Number(s.seed) } : {}),
       ...(s.ignoreEos ? { ignore_eos: true } : {}),
       ...(format.value ? { response_format: format.value } : {}),
+      ...(tools.value ? { tools: tools.value, tool_choice: s.toolChoice, ...(s.parallelCalls ? {} : { parallel_tool_calls: false }) } : {}),
     };
     const started = performance.now();
     let first = 0;
     let tokens = 0;
     let finish: string | null = null;
     ctl.current = new AbortController();
+    const calls: ToolCall[] = [];
     const update = (content: string, done = false) =>
       setTurns((t) => {
         const copy = [...t];
         copy[copy.length - 1] = {
           role: 'assistant',
           content,
+          ...(calls.length ? { tool_calls: [...calls] } : {}),
           stats: done || tokens ? { ttftMs: first ? first - started : 0, tokens, ms: performance.now() - started, finish } : undefined,
         };
         return copy;
@@ -136,9 +172,16 @@ export function PlaygroundPage() {
       }
       await readSse(res, (m) => {
         if (m.data === '[DONE]') return;
-        const chunk = JSON.parse(m.data) as { choices?: Array<{ delta?: { content?: string }; finish_reason?: string | null }>; error?: { message?: string } };
+        const chunk = JSON.parse(m.data) as {
+          choices?: Array<{ delta?: { content?: string; tool_calls?: Array<ToolCall & { index: number }> }; finish_reason?: string | null }>;
+          error?: { message?: string };
+        };
         if (chunk.error) throw new Error(chunk.error.message ?? 'stream error');
         const c = chunk.choices?.[0];
+        for (const tc of c?.delta?.tool_calls ?? []) {
+          calls[tc.index] = { id: tc.id, type: 'function', function: { name: tc.function.name, arguments: tc.function.arguments } };
+          update(answer);
+        }
         if (c?.delta?.content) {
           if (!first) first = performance.now();
           tokens++;
@@ -168,7 +211,12 @@ export function PlaygroundPage() {
             {turns.map((t, i) => (
               <div key={i} className={`msg msg-${t.role}`} data-role={t.role}>
                 <span className="msg-role">{t.role === 'user' ? 'You' : 'Assistant'}</span>
-                <div className="msg-text">{t.content || (busy && i === turns.length - 1 ? '…' : '')}</div>
+                <div className="msg-text">{t.content || (busy && i === turns.length - 1 && !t.tool_calls ? '…' : '')}</div>
+                {t.tool_calls?.map((c) => (
+                  <div key={c.id} className="msg-tool mono" data-testid="tool-call">
+                    {c.function.name}({c.function.arguments})
+                  </div>
+                ))}
                 {t.stats && (
                   <span className="msg-stats muted">
                     {t.stats.tokens} chunks · first token {num(t.stats.ttftMs, 0)} ms · {num(t.stats.tokens / Math.max(t.stats.ms / 1000, 1e-3), 1)} chunks/s
@@ -250,6 +298,19 @@ export function PlaygroundPage() {
                 <textarea rows={8} className="mono" value={s.schema} onChange={(e) => set('schema', e.target.value)} aria-label="JSON schema" spellCheck={false} />
               </Field>
             )}
+            <Field label="Tools (OpenAI function tools as JSON; empty: none)">
+              <textarea rows={4} className="mono" value={s.tools} placeholder={EXAMPLE_TOOLS} onChange={(e) => set('tools', e.target.value)} aria-label="Tools" spellCheck={false} />
+            </Field>
+            <Field label="Tool choice">
+              <select value={s.toolChoice} onChange={(e) => set('toolChoice', e.target.value as Settings['toolChoice'])} aria-label="Tool choice">
+                <option value="auto">auto (the model decides)</option>
+                <option value="required">required (always a call)</option>
+                <option value="none">none</option>
+              </select>
+            </Field>
+            <label className="checks">
+              <input type="checkbox" checked={s.parallelCalls} onChange={(e) => set('parallelCalls', e.target.checked)} /> several tool calls in one reply
+            </label>
           </form>
         </Card>
       </div>

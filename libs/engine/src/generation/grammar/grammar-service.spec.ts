@@ -223,8 +223,12 @@ describe('GrammarService errors and lifecycle', () => {
   it('a dying worker rejects waiting calls; the next open starts a new one, and old guides are gone', async () => {
     const s = GrammarService.create(file, vocabSize, [eos]);
     const guide = await s.open({ type: 'json_object' });
+    // The call must still be waiting when the worker dies: a fast worker could answer it before terminate() lands, so
+    // this one never reaches the worker (its message is dropped).
+    const w = workerOf(s, 0)!;
+    w.postMessage = () => undefined;
     const waiting = expect(guide.accept([brace])).rejects.toThrow(/grammar worker exited/);
-    await workerOf(s, 0)!.terminate();
+    await w.terminate();
     await waiting;
     await expect(guide.accept([brace])).rejects.toThrow(/worker restarted/);
     const fresh = await s.open({ type: 'json_object' });
@@ -338,9 +342,11 @@ describe('GrammarService worker pool', () => {
     try {
       const [g0, g1] = await Promise.all([s.open({ type: 'json_object' }), s.open({ type: 'json_object' })]);
       expect(s.stats().openGuides).toEqual([1, 1]);
+      const w0 = workerOf(s, 0)!;
+      w0.postMessage = () => undefined; // g0's call is still waiting when its worker dies (see above)
       const waiting = expect(g0.accept([brace])).rejects.toThrow(/grammar worker exited/);
       const other = g1.accept([brace]);
-      await workerOf(s, 0)!.terminate();
+      await w0.terminate();
       await waiting;
       expect(allowedIds((await other)!)).toContain(bytes('}')[0]);
       await expect(g0.accept([brace])).rejects.toThrow(/worker restarted/);
