@@ -15,7 +15,7 @@ import { TokenStream } from '../streams/token-stream';
 import { Admission } from './admission';
 import { ChatChunker, CompletionChunker, ResponseCollector } from './openai-format';
 import { toOpenAIErrorBody } from './openai-errors';
-import { parseTools, type ToolMode } from './tool-calls';
+import { OPENAI_NAME, parseTools, type ToolMode } from './tool-calls';
 import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent, type WorkerLiveness } from './protocol';
 import { ServingEvents } from './serving-events';
 
@@ -490,7 +490,6 @@ function errorFromEvent(ev: Extract<StreamEvent, { t: 'error' }>): PlatformError
   return e;
 }
 
-/** OpenAI chat messages -> the chat template's {role, content}: string content, or text parts joined. */
 /** OpenAI's response_format: {type: 'text'} (the default), {type: 'json_object'}, or {type: 'json_schema', json_schema:
  * {name, schema, strict?, description?}}. undefined for free text. The worker compiles the schema (a bad one is a 400
  * from there). */
@@ -506,7 +505,7 @@ export function parseResponseFormat(raw: unknown): ServingResponseFormat | undef
     throw new InvalidInputError(`${param}.json_schema must be an object with the schema (type json_schema)`, { param: `${param}.json_schema` });
   }
   const { name, schema, strict } = js as { name?: unknown; schema?: unknown; strict?: unknown };
-  if (name !== undefined && (typeof name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(name))) {
+  if (name !== undefined && (typeof name !== 'string' || !OPENAI_NAME.test(name))) {
     throw new InvalidInputError(`${param}.json_schema.name must be 1-64 letters, digits, _ or -`, { param: `${param}.json_schema.name` });
   }
   if (!schema || typeof schema !== 'object' || Array.isArray(schema)) {
@@ -518,6 +517,10 @@ export function parseResponseFormat(raw: unknown): ServingResponseFormat | undef
   return { type: 'json_schema', schema: schema as Record<string, unknown>, ...(typeof strict === 'boolean' ? { strict } : {}), ...(typeof name === 'string' ? { name } : {}) };
 }
 
+/**
+ * OpenAI chat messages -> the chat template's messages: string content (or text parts joined), plus an assistant's
+ * tool_calls and a tool message's tool_call_id / name.
+ */
 export function parseMessages(raw: unknown[]): ServingMessage[] {
   if (!Array.isArray(raw) || raw.length === 0) throw new InvalidInputError('messages must be a non-empty array', { param: 'messages' });
   return raw.map((m, i) => {

@@ -29,7 +29,8 @@ export interface ToolCall {
   function: { name: string; arguments: string };
 }
 
-const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+/** OpenAI's names (functions, json_schema): 1-64 letters, digits, _ or -. */
+export const OPENAI_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
 function bad(message: string, param: string): never {
   throw new InvalidInputError(message, { param });
@@ -53,7 +54,7 @@ export function parseTools(rawTools: unknown, rawChoice: unknown, parallel: unkn
     if (type !== 'function') bad(`${param}.type must be "function"`, `${param}.type`);
     if (!fn || typeof fn !== 'object' || Array.isArray(fn)) bad(`${param}.function must be an object`, `${param}.function`);
     const { name, description, parameters, strict } = fn as Record<string, unknown>;
-    if (typeof name !== 'string' || !NAME.test(name)) bad(`${param}.function.name must be 1-64 letters, digits, _ or -`, `${param}.function.name`);
+    if (typeof name !== 'string' || !OPENAI_NAME.test(name)) bad(`${param}.function.name must be 1-64 letters, digits, _ or -`, `${param}.function.name`);
     if (names.has(name)) bad(`${param}.function.name ${name} is given twice`, `${param}.function.name`);
     names.add(name);
     if (description !== undefined && typeof description !== 'string') bad(`${param}.function.description must be a string`, `${param}.function.description`);
