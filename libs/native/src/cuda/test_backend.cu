@@ -355,7 +355,10 @@ struct Seq {
 // differ by f16 vs f32 rounding, so a value may land one quantization step apart: looser bounds.
 // nseq > 8: the decode steps run in a batch bucket above the GEMV rows, so CudaDecoder tunes the GEMM shapes
 // (CublasGemm::set_tuning) in an eager step before it captures the graph.
-void decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int nseq = 3) {
+// diag (on by default; costs nothing while steps pass): a step over the bound is run again on both backends with the same batch (the KV
+// writes are the same values again), and the rerun's logits are compared with each side's first ones: which backend
+// gave a different answer for the same input. Returns whether the case passed.
+bool decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int nseq = 3, bool diag = true) {
   ModelConfig cfg = make_config(t);
   cfg.kv_quant_policy = qp;
   g_test_use_cuda = false;
@@ -422,6 +425,29 @@ void decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int n
     gpu_m.backend().download(gpu_logits.data(), gl.get(), gpu_logits.size() * 4);
     const double e = rel(gpu_logits, cpu_logits);
     worst = std::max(worst, e);
+    const double bound_now = qp == 0 ? 2e-2 : (qp == 8 ? 4e-2 : 1.5e-1);
+    if (diag && !(e <= bound_now)) {
+      std::vector<float> cpu2(cpu_logits.size()), gpu2(gpu_logits.size());
+      const Buffer& cl2 = cdec.forward(b, ccache.view());
+      cpu_m.backend().download(cpu2.data(), cl2.get(), cpu2.size() * 4);
+      const Buffer& gl2 = gdec.forward(b, gcache.view());
+      gpu_m.backend().download(gpu2.data(), gl2.get(), gpu2.size() * 4);
+      // which rows: the first and worst logit row over the bound
+      int worst_row = -1;
+      double wr = 0;
+      for (size_t r = 0; r < b.logit_rows.size(); r++) {
+        std::vector<float> a(&gpu_logits[r * t.vocab], &gpu_logits[(r + 1) * t.vocab]);
+        std::vector<float> c(&cpu_logits[r * t.vocab], &cpu_logits[(r + 1) * t.vocab]);
+        const double er = rel(a, c);
+        if (er > wr) { wr = er; worst_row = (int)r; }
+      }
+      const bool dec_step = (int)b.tokens.size() == (int)b.num_seqs();
+      std::printf("DIAG step %d (%s, %zu tokens, %lld seqs): gpu vs cpu %.3e (worst row %d: %.3e); rerun: cpu2 vs cpu %.3e, "
+                  "gpu2 vs gpu %.3e, gpu2 vs cpu %.3e\n",
+                  step, dec_step ? "decode" : (step == 0 ? "prefill" : "mixed"), b.tokens.size(), (long long)b.num_seqs(), e,
+                  worst_row, wr, rel(cpu2, cpu_logits), rel(gpu2, gpu_logits), rel(gpu2, cpu_logits));
+      std::fflush(stdout);
+    }
     for (size_t r = 0; r < b.logit_rows.size(); r++) {
       const float* cr = &cpu_logits[r * t.vocab];
       const float* gr = &gpu_logits[r * t.vocab];
@@ -441,9 +467,10 @@ void decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int n
   std::snprintf(shape, sizeof shape, "%s: %d seqs, %d steps (prefill, graph decode, mixed), %zu graphs, %zu gemm plans",
                 name.c_str(), nseq, steps, gdec.graphs(), dynamic_cast<CudaBackend&>(gpu_m.backend()).gemm().plans());
   const std::string qname = qp ? " int" + std::to_string(qp) + " KV" : std::string();
-  report((t.group ? "decoder W4A16(cuda vs cpu)" : "decoder(cuda vs cpu)") + qname, shape, worst,
-         qp == 0 ? 2e-2 : (qp == 8 ? 4e-2 : 1.5e-1),
+  const double bound = qp == 0 ? 2e-2 : (qp == 8 ? 4e-2 : 1.5e-1);
+  report((t.group ? "decoder W4A16(cuda vs cpu)" : "decoder(cuda vs cpu)") + qname, shape, worst, bound,
          "worst step; greedy token equal " + std::to_string(argmax_same) + "/" + std::to_string(argmax_total));
+  return worst <= bound;
 }
 
 // bf16 weights beyond f16's range: the cuda backend (f16 weights) refuses the tensor with its name and the count; the
@@ -497,6 +524,26 @@ int main(int argc, char** argv) {
   const uint64_t seed = argc > 1 ? std::stoull(argv[1]) : (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
   gen.seed(seed);
   std::printf("seed %llu\n| test | case | rel err vs cpu | bound | result |\n|---|---|---|---|---|\n", (unsigned long long)seed);
+  // test_backend SEED --loop N: the first fp16 decoder case only, N times (seeds SEED..SEED+N-1), with the rerun
+  // diagnosis of diag above; prints the failing seeds. For an intermittent mismatch: run it under different switches.
+  if (argc > 3 && std::string(argv[2]) == "--loop") {
+    const int n = std::atoi(argv[3]);
+    int bad = 0;
+    try {
+      for (int i = 0; i < n; i++) {
+        gen.seed(seed + (uint64_t)i);
+        if (!decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias", 0, 3, true)) {
+          bad++;
+          std::printf("LOOP FAIL seed %llu\n", (unsigned long long)(seed + (uint64_t)i));
+        }
+      }
+    } catch (const Error& e) {
+      std::printf("ERROR %s: %s\n", error_code_name(e.code), e.what());
+      return 100;
+    }
+    std::printf("loop: %d/%d failed\n", bad, n);
+    return bad ? 1 : 0;
+  }
   try {
     auto cpu = make_cpu_backend(0);
     auto cuda = make_cuda_backend(0);
