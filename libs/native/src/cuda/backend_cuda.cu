@@ -381,10 +381,35 @@ void CudaBackend::sample(const sample_args& a) {
   const int32_t* dhist = di + rows + starts.size();
   int* dout = reinterpret_cast<int*>(const_cast<int32_t*>(dhist + hist.size()));
   const int32_t* dgstarts = dhist + hist.size() + rows;
+  // guided rows (SamplingRow::allowed): their masks go up in one copy (unguided rows send none) and the tokens they do
+  // not allow become -inf in the logits' copy, before the penalties (which keep -inf), so every draw is an allowed token
+  int nmask = 0;
+  for (int r = 0; r < rows; r++) nmask += a.params[r].allowed != nullptr;
+  const int words = (vocab + 31) / 32;
+  const int* dmask_row = nullptr;
+  const uint32_t* dmasks = nullptr;
+  if (nmask > 0) {
+    const size_t mbytes = 4 * (size_t)rows + 4 * (size_t)nmask * words;
+    int32_t* mh = static_cast<int32_t*>(mask_host_.get(mbytes));
+    uint32_t* mw = reinterpret_cast<uint32_t*>(mh + rows);
+    for (int r = 0, k = 0; r < rows; r++) {
+      mh[r] = a.params[r].allowed ? k : -1;
+      if (a.params[r].allowed) std::memcpy(mw + (size_t)k++ * words, a.params[r].allowed, 4 * (size_t)words);
+    }
+    int32_t* md = static_cast<int32_t*>(scratch_[7].get(mbytes));
+    LMF_CUDA_CHECK(cudaMemcpyAsync(md, mh, mbytes, cudaMemcpyHostToDevice, stream_));
+    dmask_row = md;
+    dmasks = reinterpret_cast<const uint32_t*>(md + rows);
+  }
   const float* logits = a.logits;
-  if (penalize || openai_pen) {
+  if (penalize || openai_pen || nmask > 0) {
     float* copy = scratch_[4].as<float>((size_t)rows * vocab);  // the caller's logits stay untouched
     LMF_CUDA_CHECK(cudaMemcpyAsync(copy, a.logits, (size_t)rows * vocab * 4, cudaMemcpyDeviceToDevice, stream_));
+    logits = copy;
+    if (nmask > 0) token_mask_cuda(copy, vocab, vocab, rows, dmasks, words, dmask_row, stream_);
+  }
+  if (penalize || openai_pen) {
+    float* copy = scratch_[4].as<float>((size_t)rows * vocab);  // the copy made above
     // One zeroed workspace: the repetition bitmap, then the presence/frequency counts (each kernel leaves it zeroed).
     const size_t ws = std::max(sample_bitmap_bytes(rows, vocab), openai_pen ? (size_t)rows * vocab * sizeof(int) : (size_t)0);
     void* work = scratch_[5].get(ws);
@@ -394,7 +419,6 @@ void CudaBackend::sample(const sample_args& a) {
     if (openai_pen)
       presence_frequency_penalty_cuda(copy, vocab, vocab, rows, dhist, dgstarts, di + rows, df + 3 * rows, df + 4 * rows,
                                       static_cast<int*>(work), stream_);
-    logits = copy;
   }
   SampleParamsDevice p{df, di, df + rows, nullptr, nullptr, du};
   sample_cuda(logits, vocab, vocab, rows, p, dout, nullptr, stream_);

@@ -94,6 +94,7 @@ class CudaBackend : public Backend {
   DeviceScratch scratch_[8];
   DeviceScratch x16_, scores_;
   DeviceScratch sample_host_{true};  // sample(): its parameters up and its tokens down
+  DeviceScratch mask_host_{true};    // sample(): guided rows' allowed-token masks up (device side: scratch_[7])
 };
 
 // Throws E_BACKEND_UNAVAILABLE (with the reason) when no usable device is there.

@@ -247,6 +247,17 @@ void op_tests(Backend& cpu, Backend& cuda) {
       c3.nums["penaltyFrom"] = 10;
       compare_op(cpu, cuda, sample_run, c3, "greedy pres " + std::to_string(pres).substr(0, 4) + " freq " + std::to_string(freq).substr(0, 4) + " rep " + std::to_string(rep).substr(0, 3), 0);
     }
+    // Guided decoding: greedy among each row's allowed tokens (about 1 in 16; rows 1 and 5 unguided), with the
+    // repetition penalty on, the same token on both backends
+    const int words = (5000 + 31) / 32;
+    std::vector<int32_t> m((size_t)8 * words, 0);
+    for (int r = 0; r < 8; r++)
+      for (int t = 0; t < 5000; t++)
+        if (r == 1 || r == 5 || std::uniform_int_distribution<int>(0, 15)(gen) == 0) m[(size_t)r * words + t / 32] |= (int32_t)(1u << (t % 32));
+    auto c4 = make_call("sample", {f32_tensor({8, 5000}, 3.f), i32_tensor({8, 40}, h), i32_tensor({8, words}, m)});
+    c4.nums["temperature"] = 0;
+    c4.nums["repetitionPenalty"] = 1.3;
+    compare_op(cpu, cuda, sample_run, c4, "greedy, allowed-token masks, rep 1.3", 0);
   }
 }
 

@@ -666,6 +666,48 @@ static void test_sample(Rng& r) {
     }
     T.add("sample.greedy_topk1", dims({batch, vocab}), wrong, 0, dout.guards_ok(), std::to_string(wrong) + " wrong");
   }
+  // (a2) guided decoding's token mask (token_mask_cuda) against the same masking on the host: rows 0, 2, 4 masked (about
+  // 1 token in 20 allowed), 1, 3, 5 not (mask_row -1); then greedy rows 0..3 equal the host's arg-max of the masked row,
+  // and the sampled rows 4 and 5 draw an allowed token
+  for (int vocab : {32003, 151936}) {
+    const int batch = 6, words = (vocab + 31) / 32;
+    auto x = random_logits(r, (size_t)batch * vocab, 3.f);
+    std::vector<uint32_t> masks((size_t)3 * words, 0u);
+    for (int k = 0; k < 3; k++) {
+      for (int t = 0; t < vocab; t++)
+        if (r.gen() % 20 == 0) masks[(size_t)k * words + t / 32] |= 1u << (t % 32);
+      masks[(size_t)k * words + (vocab - 1) / 32] |= 1u << ((vocab - 1) % 32);  // the last token (a partial word)
+    }
+    std::vector<int> mask_row = {0, -1, 1, -1, 2, -1};
+    DevBuf<float> dx(x.size());
+    DevBuf<uint32_t> dm(masks.size());
+    DevBuf<int> dmr(batch), dout(batch);
+    dx.upload(x);
+    dm.upload(masks);
+    dmr.upload(mask_row);
+    dout.poison();
+    token_mask_cuda(dx.p, vocab, vocab, batch, dm.p, words, dmr.p, S);
+    auto xm = dx.download();
+    SampleDev sd(batch);
+    std::vector<float> temp = {0.f, 0.f, 0.f, 0.f, 1.f, 1.f}, topp(batch, 1.f);
+    std::vector<int> topk(batch, 0);
+    std::vector<uint64_t> seed(batch), ctr(batch, 0);
+    for (auto& v : seed) v = r.gen();
+    sd.temp.upload(temp); sd.topp.upload(topp); sd.topk.upload(topk); sd.seed.upload(seed); sd.counter.upload(ctr);
+    sample_cuda(dx.p, vocab, vocab, batch, sd.params(), dout.p, nullptr, S);
+    auto out = dout.download();
+    int wrong = 0;
+    for (int b = 0; b < batch; b++) {
+      std::vector<float> ref(&x[(size_t)b * vocab], &x[(size_t)(b + 1) * vocab]);
+      const uint32_t* m = mask_row[b] >= 0 ? &masks[(size_t)mask_row[b] * words] : nullptr;
+      for (int t = 0; m && t < vocab; t++)
+        if (!((m[t / 32] >> (t % 32)) & 1u)) ref[t] = -INFINITY;
+      for (int t = 0; t < vocab; t++) wrong += !(xm[(size_t)b * vocab + t] == ref[t]);
+      if (temp[b] > 0.f) wrong += out[b] < 0 || out[b] >= vocab || (m && !((m[out[b] / 32] >> (out[b] % 32)) & 1u));
+      else wrong += out[b] != (int)(std::max_element(ref.begin(), ref.end()) - ref.begin());
+    }
+    T.add("sample.token_mask", dims({batch, vocab}), wrong, 0, dx.guards_ok() && dout.guards_ok(), std::to_string(wrong) + " wrong");
+  }
   // (b) distribution: many independent draws (different seeds) of one row vs the HF-semantics probabilities
   struct Case { int vocab; float temp; int topk; float topp; };
   for (Case cs : {Case{64, 0.7f, 20, 0.8f}, Case{64, 1.0f, 0, 0.5f}, Case{64, 1.5f, 10, 1.f}, Case{1000, 1.f, 0, 0.9f}}) {

@@ -64,6 +64,8 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     p.u = s.rng.uniform();
     p.history = s.tokens.data();
     p.history_len = (int64_t)s.tokens.size();
+    // guided: the backend's sampler draws among the allowed tokens (masked where the logits are, on the device for cuda)
+    p.allowed = s.req.guided ? s.req.allowed_tokens.data() : nullptr;
     want_logits = want_logits || s.req.logprobs >= 0;
   }
   sampled.assign((size_t)R, 0);
@@ -84,19 +86,6 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
             model_.backend().download(logits_.data() + r * V, logits.as<float>() + r * V, (size_t)V * 4);
       }
       model_.backend().sample({logits.as<float>(), R, V, rows.data(), sampled.data()});
-      // Guided rows sample again on the host among their allowed tokens (same parameters, same uniform: the
-      // backend's draw for them is discarded).
-      for (int64_t r = 0; r < R; r++) {
-        const RequestSpec& req = sampling[r]->seq->req;
-        if (!req.guided) continue;
-        guided_row_.resize((size_t)V);
-        if (req.logprobs >= 0) std::copy_n(logits_.data() + r * V, V, guided_row_.data());  // already on the host
-        else model_.backend().download(guided_row_.data(), logits.as<float>() + r * V, (size_t)V * 4);
-        const std::vector<uint32_t>& m = req.allowed_tokens;
-        for (int64_t t = 0; t < V; t++)
-          if (!((m[(size_t)(t >> 5)] >> (t & 31)) & 1u)) guided_row_[(size_t)t] = -INFINITY;
-        sampled[r] = sample_row(guided_row_.data(), V, rows[r]);
-      }
     }
   }
   hs.mark(HostStamps::kSampled);

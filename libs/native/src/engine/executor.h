@@ -28,7 +28,6 @@ class Executor {
   KvCache& cache_;
   StepBatch batch_;
   std::vector<float> logits_;      // host copies of the rows whose request wants logprobs
-  std::vector<float> guided_row_;  // a guided row's logits with the disallowed tokens at -inf
   std::vector<SamplingRow> rows_;  // per sampled row: params + the request's uniform
 };
 

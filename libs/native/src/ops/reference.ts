@@ -167,10 +167,12 @@ export interface SampleRefParams {
   penaltyFrom?: number;
 }
 
-/** The sampling rule of ops/sample.h, step by step. */
-export function sampleRef(logits: Float32Array, p: SampleRefParams, u: number, history: ArrayLike<number>): number {
+/** The sampling rule of ops/sample.h, step by step. `allowed` (guided decoding): bit t % 32 of word t / 32 set = token t
+ * may be drawn; the others count as -inf logits. */
+export function sampleRef(logits: Float32Array, p: SampleRefParams, u: number, history: ArrayLike<number>, allowed?: ArrayLike<number>): number {
   const vocab = logits.length;
   const l = Float32Array.from(logits);
+  if (allowed) for (let t = 0; t < vocab; t++) if (!((allowed[t >> 5] >>> (t & 31)) & 1)) l[t] = -Infinity;
   if (p.repetitionPenalty !== 1) {
     const seen = new Set<number>();
     for (let i = 0; i < history.length; i++) {

@@ -13,6 +13,9 @@ namespace lmfleet {
 
 int32_t sample_row(const float* logits, int64_t vocab, const SamplingRow& p) {
   std::vector<float> l(logits, logits + vocab);
+  if (p.allowed)
+    for (int64_t t = 0; t < vocab; t++)
+      if (!((p.allowed[t >> 5] >> (t & 31)) & 1u)) l[(size_t)t] = -INFINITY;
   if (p.repetition_penalty != 1.f && p.repetition_penalty > 0.f) {
     std::vector<uint8_t> seen((size_t)vocab, 0);
     for (int64_t i = 0; i < p.history_len; i++) {
@@ -74,19 +77,30 @@ void sample_cpu(const sample_args& a, ThreadPool& pool) {
   pool.run(a.rows, [&](int64_t r) { a.out[r] = sample_row(a.logits + r * a.vocab, a.vocab, a.params[r]); });
 }
 
-// inputs: logits [rows, vocab], optional history i32 [rows, n] (-1 = padding)
+// inputs: logits [rows, vocab], optional history i32 [rows, n] (-1 = padding; [rows, 0] for none), optional allowed
+// i32 [rows, (vocab + 31) / 32] (SamplingRow::allowed's bits; a row of all ones for an unguided row)
 // params: temperature, topK, topP, repetitionPenalty, presencePenalty, frequencyPenalty, penaltyFrom (history
 // columns before it are the prompt), seed (one Rng(seed); row r uses its r-th draw)
 void sample_run(Backend& be, OpCall& call) {
-  call.expect_inputs(1, 2);
+  call.expect_inputs(1, 3);
   auto x = call.in_f32(0, 2, "logits");
   int64_t rows = call.inputs[0].shape[0], vocab = call.inputs[0].shape[1];
-  std::vector<int32_t> hist;
-  int64_t hlen = 0;
-  if (call.inputs.size() == 2) {
+  std::vector<int32_t> hist, allowed;
+  int64_t hlen = 0, words = (vocab + 31) / 32;
+  if (call.inputs.size() >= 2) {
     hist = call.in_i32(1, 2, "history");
     if (call.inputs[1].shape[0] != rows) call.bad("history must have one row per logits row");
     hlen = call.inputs[1].shape[1];
+  }
+  if (call.inputs.size() == 3) {
+    allowed = call.in_i32(2, 2, "allowed");
+    if (call.inputs[2].shape[0] != rows || call.inputs[2].shape[1] != words)
+      call.bad("allowed must be [rows, " + std::to_string(words) + "] (one bit per token)");
+    for (int64_t r = 0; r < rows; r++) {
+      bool any = false;
+      for (int64_t t = 0; t < vocab && !any; t++) any = (allowed[(size_t)(r * words + (t >> 5))] >> (t & 31)) & 1;
+      if (!any) call.bad("allowed row " + std::to_string(r) + " allows no token");
+    }
   }
   Rng rng((uint64_t)call.num("seed", 0));
   std::vector<SamplingRow> ps((size_t)rows);
@@ -101,6 +115,7 @@ void sample_run(Backend& be, OpCall& call) {
     ps[r].u = rng.uniform();
     ps[r].history = hlen ? hist.data() + r * hlen : nullptr;
     ps[r].history_len = hlen;
+    if (!allowed.empty()) ps[r].allowed = reinterpret_cast<const uint32_t*>(allowed.data() + r * words);
   }
   auto& out = call.add_output(DType::I32, {rows});
   Buffer bx = stage(be, x);

@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <cmath>
+
 #include "cuda/check.cuh"
 #include "ops/sample.cuh"
 #include "ops/sampling_common.cuh"
@@ -34,6 +37,24 @@ __host__ __device__ __forceinline__ double philox_uniform_impl(uint64_t seed, ui
 }
 
 void philox4x32_10(uint32_t ctr[4], uint32_t key[2]) { philox10(ctr, key); }
+
+__global__ void token_mask_kernel(float* __restrict__ logits, int ld, int vocab, const uint32_t* __restrict__ masks,
+                                  int words, const int* __restrict__ mask_row) {
+  const int b = blockIdx.y, mr = mask_row[b];
+  if (mr < 0) return;
+  const uint32_t* m = masks + (size_t)mr * words;
+  float* row = logits + (size_t)b * ld;
+  for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < vocab; t += gridDim.x * blockDim.x)
+    if (!((m[t >> 5] >> (t & 31)) & 1u)) row[t] = -INFINITY;
+}
+
+void token_mask_cuda(float* logits, int ld, int vocab, int batch, const uint32_t* masks, int words, const int* mask_row,
+                     cudaStream_t s) {
+  if (batch <= 0 || vocab <= 0) return;
+  token_mask_kernel<<<dim3((unsigned)std::min((vocab + 255) / 256, 64), (unsigned)batch), 256, 0, s>>>(logits, ld, vocab, masks,
+                                                                                                     words, mask_row);
+  LMF_CUDA_LAUNCHED();
+}
 double philox_uniform(uint64_t seed, uint64_t counter) { return philox_uniform_impl(seed, counter); }
 
 namespace {

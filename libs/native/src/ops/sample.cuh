@@ -37,6 +37,11 @@ void presence_frequency_penalty_cuda(float* logits, int ld, int vocab, int batch
                                      const int* hist_starts, const float* presence, const float* frequency, int* counts,
                                      cudaStream_t s);
 
+// Guided decoding: row b's tokens whose bit is clear in masks[mask_row[b] * words ...] (bit t % 32 of word t / 32) set to
+// -inf in place; rows with mask_row[b] < 0 untouched. Runs before the penalties and sample_cuda (-inf stays -inf).
+void token_mask_cuda(float* logits, int ld, int vocab, int batch, const uint32_t* masks, int words, const int* mask_row,
+                     cudaStream_t s);
+
 // Philox4x32-10 on the host, for tests and the CPU backend to reproduce the GPU's draws.
 void philox4x32_10(uint32_t ctr[4], uint32_t key[2]);
 double philox_uniform(uint64_t seed, uint64_t counter);

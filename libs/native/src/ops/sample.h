@@ -21,6 +21,9 @@ struct SamplingRow {
   const int32_t* history = nullptr;  // tokens seen so far (prompt + generated)
   int64_t history_len = 0;
   int64_t penalty_from = 0;  // presence/frequency penalties count history[penalty_from:]
+  // guided decoding: bit t % 32 of word t / 32 set = token t may be drawn ((vocab + 31) / 32 words, at least one token
+  // allowed); the others count as -inf logits before everything above. null: every token.
+  const uint32_t* allowed = nullptr;
 };
 
 struct sample_args {

@@ -46,6 +46,65 @@ describe('sample', () => {
     await compareCudaToCpu('sample', [logits, hist], { temperature: 0, penaltyFrom: 2, presencePenalty: 0.6 });
   });
 
+  // Guided decoding: the third input masks each row's tokens (one bit per token); rows of all ones are unguided.
+  const maskRows = (rng: { int(n: number): number }, rows: number, vocab: number, keepOneIn: number): Int32Array => {
+    const words = Math.ceil(vocab / 32);
+    const m = new Int32Array(rows * words);
+    for (let r = 0; r < rows; r++) {
+      if (r % 4 === 3) {
+        m.fill(-1, r * words, (r + 1) * words); // unguided
+        continue;
+      }
+      for (let t = 0; t < vocab; t++) if (rng.int(keepOneIn) === 0) m[r * words + (t >> 5)] |= 1 << (t & 31);
+      const t0 = rng.int(vocab); // at least one token
+      m[r * words + (t0 >> 5)] |= 1 << (t0 & 31);
+    }
+    return m;
+  };
+  for (const p of [settings[0], settings[1], settings[3], settings[4], settings[7]]) {
+    it(`an allowed-token mask: only allowed tokens are drawn (T=${p.temperature} topK=${p.topK} topP=${p.topP} rep=${p.repetitionPenalty})`, () =>
+      withSeed('sample-mask', async (rng) => {
+        const [rows, vocab, hlen] = [16, 500, 12];
+        const words = Math.ceil(vocab / 32);
+        const logits = rng.randn(rows * vocab, 2);
+        const hist = rng.ints(rows * hlen, vocab);
+        const mask = maskRows(rng, rows, vocab, 10);
+        const seed = rng.int(1 << 30);
+        const params: Record<string, number> = { ...p, seed };
+        const inputs = [tensor('f32', [rows, vocab], logits), tensor('i32', [rows, hlen], hist), tensor('i32', [rows, words], mask)];
+        const out = Array.from(i32Of((await cpuNative().runOp('sample', inputs, params))[0]));
+        const rngRef = new SplitMix64(seed);
+        const ref = [];
+        for (let r = 0; r < rows; r++) {
+          const row = mask.subarray(r * words, (r + 1) * words);
+          ref.push(sampleRef(logits.subarray(r * vocab, (r + 1) * vocab), p, rngRef.uniform(), hist.subarray(r * hlen, (r + 1) * hlen), row));
+          expect((row[out[r] >> 5] >>> (out[r] & 31)) & 1).toBe(1);
+        }
+        expect(out).toEqual(ref);
+        if (!(p.temperature > 0)) await compareCudaToCpu('sample', inputs, params);
+      }));
+  }
+
+  it('a mask that allows a single token always gives it; a malformed mask is refused', async () => {
+    const [rows, vocab] = [3, 70];
+    const logits = tensor('f32', [rows, vocab], Array.from({ length: rows * vocab }, (_, i) => Math.cos(i)));
+    const none = tensor('i32', [rows, 0], []);
+    const m = new Int32Array(rows * 3);
+    [5, 33, 69].forEach((t, r) => (m[r * 3 + (t >> 5)] |= 1 << (t & 31)));
+    const [out] = await cpuNative().runOp('sample', [logits, none, tensor('i32', [rows, 3], m)], { temperature: 1.5, topK: 3, seed: 9 });
+    expect(Array.from(i32Of(out))).toEqual([5, 33, 69]);
+    await expect(cpuNative().runOp('sample', [logits, none, tensor('i32', [rows, 2], new Int32Array(rows * 2).fill(-1))], {})).rejects.toMatchObject({
+      code: 'E_INVALID_ARGUMENT',
+      message: expect.stringContaining('allowed must be [rows, 3]'),
+    });
+    const empty = Int32Array.from(m);
+    empty.fill(0, 3, 6);
+    empty[5] = 1 << 10; // bit 74: past the vocabulary, so row 1 allows nothing
+    await expect(cpuNative().runOp('sample', [logits, none, tensor('i32', [rows, 3], empty)], {})).rejects.toMatchObject({
+      message: expect.stringContaining('allowed row 1 allows no token'),
+    });
+  });
+
   it('the same seed gives the same tokens', async () => {
     const logits = tensor('f32', [4, 100], Array.from({ length: 400 }, (_, i) => Math.sin(i)));
     const a = await cpuNative().runOp('sample', [logits], { temperature: 1, seed: 42 });
