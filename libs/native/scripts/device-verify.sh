@@ -60,6 +60,10 @@ if [ "${SKIP_GUIDED:-0}" != 1 ]; then
     > "$OUT/guided-tiny.log" 2>&1
   timeout $(tb 120) node test/bench/guided-decoding.js dist /tmp/lmf-tiny-guided --backend cuda --new 160 >> "$OUT/guided-tiny.log" 2>&1
   echo "guided (tiny, cuda) rc $? ($(el))"; tail -8 "$OUT/guided-tiny.log"
+  # the sampler's masked draw (temperature > 0) and guided rows that also want log-probs
+  timeout $(tb 120) node test/bench/guided-decoding.js dist /tmp/lmf-tiny-guided --backend cuda --new 160 --temperature 0.8 \
+    --logprobs 2 > "$OUT/guided-tiny-t08.log" 2>&1
+  echo "guided (tiny, cuda, T 0.8, logprobs 2) rc $? ($(el))"; tail -2 "$OUT/guided-tiny-t08.log"
   if [ "${GUIDED_7B:-0}" = 1 ]; then
     timeout $(tb 200) node test/bench/guided-decoding.js dist "$MODEL" --backend cuda --new 64 > "$OUT/guided-7b.log" 2>&1
     echo "guided (7B, cuda) rc $? ($(el))"; tail -8 "$OUT/guided-7b.log"

@@ -6,6 +6,7 @@ import { DisposedError, EngineError, InvalidArgumentError } from '../../errors';
 import { rng, writeTinyTokenizer } from '../../testing/tiny-model';
 import { makeTempDir } from '../../testing/tmp-dir';
 import { parseSentencePieceModel, sentencePieceToTokenizerJson } from '../../tokenizer/sentencepiece';
+import { byteLevelAlphabet } from '../../tokenizer/byte-level';
 import { Tokenizer } from '../../tokenizer/tokenizer';
 import { defaultGrammarWorkers, GrammarService, grammarVocab, type GuideHandle, type VocabType } from './grammar-service';
 
@@ -31,7 +32,7 @@ function allowedIds(mask: Uint32Array): number[] {
  * pick would spend hundreds of tokens inside each free JSON string, so half the time it takes a token that closes
  * something (`"`, `}`, `]`, a stop token) when one is allowed.
  */
-async function walk(guide: GuideHandle, closers: ReadonlySet<number>, seed: number, maxSteps = 200): Promise<{ tokens: number[]; terminated: boolean; seen: Set<number> }> {
+async function walk(guide: GuideHandle, closers: ReadonlySet<number>, seed: number, maxSteps = 200, closeP = 0.5): Promise<{ tokens: number[]; terminated: boolean; seen: Set<number> }> {
   const rand = rng(seed);
   const tokens: number[] = [];
   const seen = new Set<number>();
@@ -41,7 +42,7 @@ async function walk(guide: GuideHandle, closers: ReadonlySet<number>, seed: numb
     expect(allowed.length).toBeGreaterThan(0);
     for (const id of allowed) seen.add(id);
     const closing = allowed.filter((id) => closers.has(id));
-    const pool = closing.length > 0 && rand() < 0.5 ? closing : allowed;
+    const pool = closing.length > 0 && rand() < closeP ? closing : allowed;
     const token = pool[Math.floor(rand() * pool.length)];
     tokens.push(token);
     mask = await guide.accept([token]);
@@ -127,6 +128,26 @@ describe.each(CASES)('GrammarService on $name', (c) => {
       expect(Number.isInteger(value.n)).toBe(true);
       expect(text).toMatch(/^\{"ok": (true|false), "n": -?\d+\}$/); // one line, json.dumps separators
     }
+  });
+
+  it('free strings: every walk is valid UTF-8 (no stray continuation bytes, overlong forms, surrogates or C0 / C1 / F5-FF)', async () => {
+    if (c.vocabType !== 'byte_level') return; // the other vocabularies' text tokens are whole UTF-8 by construction
+    const v = grammarVocab(JSON.parse(fs.readFileSync(path.join(tmp.dir, 'tokenizer.json'), 'utf8')), vocabSize);
+    const byteOf = new Map(byteLevelAlphabet().map((ch, b) => [ch, b]));
+    const fatal = new TextDecoder('utf-8', { fatal: true });
+    const strings = { type: 'object', properties: { s: { type: 'array', items: { type: 'string' }, minItems: 3, maxItems: 3 } }, required: ['s'] };
+    let nonAscii = 0;
+    for (const seed of [21, 22, 23, 24, 25, 26, 27, 28]) {
+      const guide = await service.open({ type: 'json_schema', schema: strings }, stopIds);
+      const { tokens, terminated } = await walk(guide, closers, seed, 400, 0.05);
+      guide.close();
+      expect(terminated).toBe(true);
+      const bytes = Uint8Array.from(tokens.slice(0, -1).flatMap((id) => [...v.vocab[id]].map((ch) => byteOf.get(ch)!)));
+      nonAscii += bytes.filter((b) => b >= 0x80).length;
+      expect(() => fatal.decode(bytes)).not.toThrow();
+      expect((JSON.parse(fatal.decode(bytes)) as { s: string[] }).s).toHaveLength(3);
+    }
+    expect(nonAscii).toBeGreaterThan(20); // the walks did go through multi-byte characters
   });
 
   it('json_object: the walk decodes to a plain JSON object, and padded or special ids are never allowed', async () => {

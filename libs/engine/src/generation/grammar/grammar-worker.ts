@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import type * as Xgrammar from '@mlc-ai/web-xgrammar';
 import { grammarVocab, type GrammarFormat, type GrammarVocab, type WorkerReply, type WorkerRequest } from './grammar-service';
+import { UTF8_START, Utf8Guard } from './utf8-guard';
 
 type XgrammarModule = typeof Xgrammar;
 
@@ -154,9 +155,11 @@ class Runtime {
 interface Guide {
   matcher: Xgrammar.GrammarMatcher;
   runtime: Runtime;
+  /** Where the output's bytes stand in UTF-8 (utf8-guard.ts): the mask keeps only tokens that continue valid text. */
+  utf8: number;
 }
 
-let tokenizer: { vocab: GrammarVocab; vocabSize: number; stopIds: number[] } | undefined;
+let tokenizer: { vocab: GrammarVocab; vocabSize: number; stopIds: number[]; utf8: Utf8Guard } | undefined;
 let runtime: Runtime | undefined;
 const guides = new Map<number, Guide>();
 
@@ -177,6 +180,7 @@ async function nextMask(guide: Guide): Promise<Int32Array> {
   // xgrammar can leave bits set past the vocabulary in the last word (ids that do not exist): clear them.
   const tail = tokenizer!.vocabSize % 32;
   if (tail !== 0) mask[mask.length - 1] &= ~(-1 << tail);
+  tokenizer!.utf8.restrict(mask, guide.utf8);
   return mask;
 }
 
@@ -191,7 +195,7 @@ async function handle(req: WorkerRequest): Promise<Answer> {
       } catch (err) {
         throw new Error(`cannot load the tokenizer for response_format (${req.tokenizerJsonPath}): ${(err as Error).message}`);
       }
-      tokenizer = { vocab, vocabSize: req.vocabSize, stopIds: req.stopIds };
+      tokenizer = { vocab, vocabSize: req.vocabSize, stopIds: req.stopIds, utf8: new Utf8Guard(vocab) };
       runtime = undefined;
       await currentRuntime();
       return {};
@@ -200,7 +204,7 @@ async function handle(req: WorkerRequest): Promise<Answer> {
       const rt = await currentRuntime();
       const compiled = await rt.compile(req.format);
       const matcher = await rt.run(() => rt.xg.GrammarMatcher.createGrammarMatcher(compiled, req.stopIds));
-      const guide = { matcher, runtime: rt };
+      const guide: Guide = { matcher, runtime: rt, utf8: UTF8_START };
       const mask = await nextMask(guide);
       guides.set(req.matcherId, guide);
       return { mask };
@@ -215,6 +219,8 @@ async function handle(req: WorkerRequest): Promise<Answer> {
           if (!(await guide.runtime.run(() => guide.matcher.acceptToken(token)))) {
             throw new Error(`token ${token}${where} is not allowed by the response format here`);
           }
+          // -1 only for a token the mask did not offer (xgrammar took it): start over at a character boundary
+          guide.utf8 = Math.max(UTF8_START, tokenizer!.utf8.after(guide.utf8, token));
         }
         if (guide.matcher.isTerminated()) {
           // Nothing follows a stop token (asking xgrammar for a mask now would abort): free the matcher already.
