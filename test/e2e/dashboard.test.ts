@@ -450,6 +450,17 @@ describe('e2e: dashboard in headless chromium', () => {
     expect(await page.locator('[role=alert]').count()).toBe(0);
     expect(await unlabeled()).toEqual([]);
     await shot('playground-json');
+    // vLLM's guided_choice: the answer is exactly one of the lines
+    await page.getByLabel('Response format').selectOption('choice');
+    await page.getByLabel('Choices').fill('the fleet is up\nthe fleet is down');
+    await page.getByRole('textbox', { name: 'Message' }).fill('And now?');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('[data-role="assistant"] .msg-stats').length === 2, undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    expect(['the fleet is up', 'the fleet is down']).toContain((await page.locator('[data-role="assistant"] .msg-text').last().innerText()).trim());
+    expect(await page.locator('[role=alert]').count()).toBe(0);
+    expect(await unlabeled()).toEqual([]);
+    await page.getByLabel('Response format').selectOption('text');
   });
 
   it('the playground sends tools and shows the call the model makes (tool_choice required)', async () => {

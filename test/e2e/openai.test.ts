@@ -189,6 +189,34 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     for (const c of comp.body.choices) expect(Object.keys(JSON.parse(c.text)).sort()).toEqual(['color', 'ok']);
   });
 
+  it("vLLM's guided_choice / guided_grammar / guided_json (extra_body): replies follow them; bad ones are 400s naming the field", async () => {
+    const messages = [{ role: 'user', content: 'is the sky blue?' }];
+    const choices = ['yes', 'no', 'it depends'];
+    const sampled = await http('POST', '/v1/chat/completions', { model, messages, max_tokens: 16, temperature: 1.2, seed: 5, n: 4, guided_choice: choices });
+    expect(sampled.status).toBe(200);
+    for (const c of sampled.body.choices) {
+      expect(choices).toContain(c.message.content);
+      expect(c.finish_reason).toBe('stop');
+    }
+    const grammar = 'root ::= answer "\\n" answer\nanswer ::= ("yes" | "no") "."';
+    const g = await http('POST', '/v1/completions', { model, prompt: 'the sky', max_tokens: 16, temperature: 0.8, seed: 2, guided_grammar: grammar });
+    expect(g.status).toBe(200);
+    expect(g.body.choices[0].text).toMatch(/^(yes|no)\.\n(yes|no)\.$/);
+    const j = await http('POST', '/v1/chat/completions', { model, messages, max_tokens: 48, temperature: 0, guided_json: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } });
+    expect(j.status).toBe(200);
+    expect(typeof JSON.parse(j.body.choices[0].message.content).ok).toBe('boolean');
+    // From the worker (xgrammar cannot parse it): 400 naming guided_grammar; and the API's own checks.
+    const badGrammar = await http('POST', '/v1/chat/completions', { model, messages, guided_grammar: 'root ::= "a" |' });
+    expect(badGrammar.status).toBe(400);
+    expect(badGrammar.body.error).toMatchObject({ param: 'guided_grammar', message: expect.stringMatching(/^the grammar is invalid/) });
+    const regex = await http('POST', '/v1/completions', { model, prompt: 'x', guided_regex: '[0-9]+' });
+    expect(regex.status).toBe(400);
+    expect(regex.body.error.param).toBe('guided_regex');
+    const two = await http('POST', '/v1/chat/completions', { model, messages, guided_choice: ['a'], response_format: { type: 'json_object' } });
+    expect(two.status).toBe(400);
+    expect(two.body.error.message).toMatch(/one kind of guided decoding/);
+  });
+
   it('tools: a named function or "required" gives tool_calls that fit the parameters; the results go back in; bad tools are 400s', async () => {
     // The tool list goes into the prompt (the Hermes convention: this template has no tools), so a longer session.
     const dep = await http('POST', '/deployments', { name: 'tiny-tools', versionId: (await http('GET', `/deployments/${model}`)).body.versionId, maxBatchSize: 2, sessionLen: 2048 });

@@ -11,7 +11,8 @@
 # linear per shape in NCU_SHAPES (default "gate_up down") at NCU_M rows (default 64): device-common.sh's ncu_w4.
 # (6) with W4_WIDE=1: bench_decoder's batched-decode W4 table (f16 vs the fused kernel vs the wide kernel's variants,
 # per linear and per layer, m = 9..128), then test_backend with LMFLEET_W4A16_WIDE=V for each V in WIDE_TB.
-# Env: SPLITS (default "0 32 64 128 256"), SKIP_PREFIX=1, SKIP_SWEEP=1, SKIP_GUIDED=1, GUIDED_7B=1, NCU=1, NCU_SHAPES,
+# Env: SPLITS (default "0 32 64 128 256"), SKIP_DEVICE_TEST=1 (no test_kernels / test_backend build and run; needs
+# SKIP_SWEEP=1), SKIP_PREFIX=1, SKIP_SWEEP=1, SKIP_GUIDED=1, GUIDED_7B=1, NCU=1, NCU_SHAPES,
 # NCU_M, W4_WIDE=1, WIDE_TB, BUDGET (s, default 570). Logs under $OUT.
 set -uo pipefail
 BUDGET=${BUDGET:-570} TB_KEEP=10
@@ -28,8 +29,12 @@ ADDON_PID=$!
 { [ "${SKIP_PREFIX:-0}" = 1 ] && [ "${GUIDED_7B:-0}" != 1 ] || [ -f "$MODEL/config.json" ] ||
     python3 test/bench/make_random_model.py "$MODEL" --layers 32; } > "$OUT/make_models.log" 2>&1 &
 MODELS_PID=$!
-SKIP_BENCH=1 EXTRA_CU=src/cuda/bench_attention.cu bash libs/native/scripts/device-test.sh > "$OUT/device-test.txt" 2>&1
-echo "device-test rc $? ($(el))"
+if [ "${SKIP_DEVICE_TEST:-0}" = 1 ]; then
+  echo "device-test skipped (SKIP_DEVICE_TEST=1)" > "$OUT/device-test.txt"
+else
+  SKIP_BENCH=1 EXTRA_CU=src/cuda/bench_attention.cu bash libs/native/scripts/device-test.sh > "$OUT/device-test.txt" 2>&1
+  echo "device-test rc $? ($(el))"
+fi
 if [ "${SKIP_SWEEP:-0}" != 1 ]; then
   K=$(ls $B/*.cu.o | grep -v -e test_ -e bench_ -e engine_bench -e backend_cuda -e cuda_decoder -e f32_ops -e peer_collective)
   "$NVCC" -arch=sm_90 $K $B/cpu_error.cc.o $B/bench_attention.cu.o -lcublas -lcublasLt -lcudart -lpthread -o $B/bench_attention \

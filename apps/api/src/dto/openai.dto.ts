@@ -122,7 +122,28 @@ class SamplingDto {
   user?: string;
 }
 
-export class ChatCompletionDto extends SamplingDto implements ChatCompletionRequest {
+/** vLLM's guided decoding extras on chat and completions (one at a time, not beside response_format: parseGuided). */
+class GuidedSamplingDto extends SamplingDto {
+  @ApiPropertyOptional({ description: "vLLM's guided_json: the reply fits this JSON Schema (an object or its JSON text)", example: { type: 'object', properties: { ok: { type: 'boolean' } } } })
+  @IsOptional() // an object or a string: parseGuided checks it (a 400 naming guided_json)
+  guided_json?: unknown;
+
+  @ApiPropertyOptional({ type: [String], description: "vLLM's guided_choice: the reply is exactly one of these strings", example: ['positive', 'negative'] })
+  @IsOptional()
+  @IsArray()
+  guided_choice?: string[];
+
+  @ApiPropertyOptional({ description: "vLLM's guided_grammar: an EBNF grammar (xgrammar's dialect, GBNF-like) whose start rule is root", example: 'root ::= ("yes" | "no") "."' })
+  @IsOptional()
+  @IsString()
+  guided_grammar?: string;
+
+  @ApiPropertyOptional({ description: 'vLLM\'s guided_regex: not supported (a 400 saying so); write the pattern as guided_grammar' })
+  @IsOptional()
+  guided_regex?: unknown;
+}
+
+export class ChatCompletionDto extends GuidedSamplingDto implements ChatCompletionRequest {
   @ApiProperty({ description: 'A deployment name (GET /v1/models)' })
   @IsString()
   model!: string;
@@ -200,7 +221,7 @@ export class ChatCompletionDto extends SamplingDto implements ChatCompletionRequ
   parallel_tool_calls?: boolean;
 }
 
-export class CompletionDto extends SamplingDto implements CompletionRequest {
+export class CompletionDto extends GuidedSamplingDto implements CompletionRequest {
   @ApiProperty()
   @IsString()
   model!: string;

@@ -28,9 +28,12 @@ interface Settings {
   maxTokens: string;
   seed: string;
   ignoreEos: boolean;
-  /** OpenAI's response_format: free text, any JSON object, or JSON that fits `schema`. */
-  format: 'text' | 'json_object' | 'json_schema';
+  /** OpenAI's response_format: free text, any JSON object, or JSON that fits `schema`; or vLLM's guided_choice (one
+   *  of `choices`, one per line) or guided_grammar (`grammar`, EBNF). */
+  format: 'text' | 'json_object' | 'json_schema' | 'choice' | 'grammar';
   schema: string;
+  choices: string;
+  grammar: string;
   /** OpenAI's tools as JSON (empty: none) and tool_choice. */
   tools: string;
   toolChoice: 'auto' | 'required' | 'none';
@@ -63,10 +66,18 @@ const EXAMPLE_SCHEMA = JSON.stringify(
   2,
 );
 
-/** The request's response_format, or an error message for a schema that is not a JSON object. */
+const EXAMPLE_GRAMMAR = 'root ::= verdict ". " reason\nverdict ::= "yes" | "no"\nreason ::= [a-z ]+ "."';
+
+/** The request's guided decoding fields (response_format, or vLLM's guided_choice / guided_grammar), or an error
+ *  message for a schema that is not a JSON object or an empty list or grammar. */
 function responseFormat(s: Settings): { value?: Record<string, unknown>; error?: string } {
   if (s.format === 'text') return {};
-  if (s.format === 'json_object') return { value: { type: 'json_object' } };
+  if (s.format === 'json_object') return { value: { response_format: { type: 'json_object' } } };
+  if (s.format === 'choice') {
+    const choices = s.choices.split('\n').map((c) => c.trim()).filter(Boolean);
+    return choices.length ? { value: { guided_choice: choices } } : { error: 'Choices: write at least one, one per line' };
+  }
+  if (s.format === 'grammar') return s.grammar.trim() ? { value: { guided_grammar: s.grammar } } : { error: 'Grammar: write an EBNF grammar whose start rule is root' };
   let schema: unknown;
   try {
     schema = JSON.parse(s.schema);
@@ -74,14 +85,14 @@ function responseFormat(s: Settings): { value?: Record<string, unknown>; error?:
     return { error: `JSON schema: ${(e as Error).message}` };
   }
   if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return { error: 'JSON schema: must be a JSON object' };
-  return { value: { type: 'json_schema', json_schema: { name: 'playground', schema, strict: true } } };
+  return { value: { response_format: { type: 'json_schema', json_schema: { name: 'playground', schema, strict: true } } } };
 }
 
 export function PlaygroundPage() {
   const [models, setModels] = useState<string[]>();
   const [modelsError, setModelsError] = useState<string>();
   const [s, setS] = useState<Settings>({
-    model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '', ignoreEos: false, format: 'text', schema: EXAMPLE_SCHEMA,
+    model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '', ignoreEos: false, format: 'text', schema: EXAMPLE_SCHEMA, choices: 'yes\nno', grammar: EXAMPLE_GRAMMAR,
     tools: '', toolChoice: 'auto', parallelCalls: true,
   });
   const [turns, setTurns] = useState<Turn[]>([]);
@@ -132,7 +143,7 @@ export function PlaygroundPage() {
       max_tokens: Number(s.maxTokens),
       ...(s.seed.trim() ? { seed: Number(s.seed) } : {}),
       ...(s.ignoreEos ? { ignore_eos: true } : {}),
-      ...(format.value ? { response_format: format.value } : {}),
+      ...(format.value ?? {}),
       ...(tools.value ? { tools: tools.value, tool_choice: s.toolChoice, ...(s.parallelCalls ? {} : { parallel_tool_calls: false }) } : {}),
     };
     const started = performance.now();
@@ -291,8 +302,20 @@ export function PlaygroundPage() {
                 <option value="text">text</option>
                 <option value="json_object">JSON object</option>
                 <option value="json_schema">JSON schema</option>
+                <option value="choice">one of a list (guided_choice)</option>
+                <option value="grammar">EBNF grammar (guided_grammar)</option>
               </select>
             </Field>
+            {s.format === 'choice' && (
+              <Field label="Choices (one per line; the answer is exactly one)">
+                <textarea rows={4} value={s.choices} onChange={(e) => set('choices', e.target.value)} aria-label="Choices" spellCheck={false} />
+              </Field>
+            )}
+            {s.format === 'grammar' && (
+              <Field label="Grammar (EBNF, xgrammar's dialect; start rule root)">
+                <textarea rows={6} className="mono" value={s.grammar} onChange={(e) => set('grammar', e.target.value)} aria-label="Grammar" spellCheck={false} />
+              </Field>
+            )}
             {s.format === 'json_schema' && (
               <Field label="JSON schema (the answer will fit it)">
                 <textarea rows={8} className="mono" value={s.schema} onChange={(e) => set('schema', e.target.value)} aria-label="JSON schema" spellCheck={false} />

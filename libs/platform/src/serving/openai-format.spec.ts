@@ -1,6 +1,6 @@
 import { ChatChunker, CompletionChunker, ResponseCollector, completionLogprobs } from './openai-format';
 import { toOpenAIErrorBody, isOpenAIPath } from './openai-errors';
-import { parseMessages, parseResponseFormat } from './openai.service';
+import { parseGuided, parseMessages, parseResponseFormat } from './openai.service';
 import { checkLength } from './serving-host';
 import type { StreamEvent, StreamLogprob } from './protocol';
 
@@ -95,6 +95,32 @@ describe('OpenAI chunks and bodies', () => {
     expect(bad({ type: 'json_schema', json_schema: { name: 'a b', schema } })?.[1]).toBe('response_format.json_schema.name');
     expect(bad({ type: 'json_schema', json_schema: { name: 'a', schema: [] } })?.[1]).toBe('response_format.json_schema.schema');
     expect(bad({ type: 'json_schema', json_schema: { schema, strict: 'yes' } })?.[1]).toBe('response_format.json_schema.strict');
+  });
+
+  it("vLLM's guided_json / guided_choice / guided_grammar: one at a time, each checked; guided_regex is refused", () => {
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' } } };
+    expect(parseGuided({})).toBeUndefined();
+    expect(parseGuided({ response_format: { type: 'json_object' } })).toEqual({ format: { type: 'json_object' }, param: 'response_format' });
+    expect(parseGuided({ guided_json: schema })).toEqual({ format: { type: 'json_schema', schema }, param: 'guided_json' });
+    expect(parseGuided({ guided_json: JSON.stringify(schema) })).toEqual({ format: { type: 'json_schema', schema }, param: 'guided_json' });
+    expect(parseGuided({ guided_choice: ['yes', 'no'] })).toEqual({ format: { type: 'choice', choices: ['yes', 'no'] }, param: 'guided_choice' });
+    expect(parseGuided({ guided_grammar: 'root ::= "a"' })).toEqual({ format: { type: 'grammar', grammar: 'root ::= "a"' }, param: 'guided_grammar' });
+    const bad = (body: Parameters<typeof parseGuided>[0]) => {
+      try {
+        parseGuided(body);
+      } catch (e) {
+        return [(e as Error).message, (e as { details?: { param?: string } }).details?.param];
+      }
+      return undefined;
+    };
+    expect(bad({ guided_regex: '\\d+' })).toEqual([expect.stringMatching(/^guided_regex is not supported/), 'guided_regex']);
+    expect(bad({ guided_json: schema, guided_choice: ['a'] })).toEqual(['use one kind of guided decoding at a time: guided_json and guided_choice were both given', 'guided_choice']);
+    expect(bad({ response_format: { type: 'json_object' }, guided_grammar: 'root ::= "a"' })?.[1]).toBe('guided_grammar');
+    expect(bad({ guided_json: '{"type":' })).toEqual([expect.stringMatching(/^guided_json is not valid JSON/), 'guided_json']);
+    expect(bad({ guided_json: [1] })?.[1]).toBe('guided_json');
+    expect(bad({ guided_choice: [] })).toEqual(['guided_choice must be a non-empty array of non-empty strings', 'guided_choice']);
+    expect(bad({ guided_choice: ['a', ''] })?.[1]).toBe('guided_choice');
+    expect(bad({ guided_grammar: '  ' })?.[1]).toBe('guided_grammar');
   });
 
   it('length check: the numbers in the message, or what the session leaves', () => {

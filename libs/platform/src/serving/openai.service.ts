@@ -45,7 +45,15 @@ export interface SamplingFields {
   skip_special_tokens?: boolean;
 }
 
-export interface ChatCompletionRequest extends SamplingFields {
+/** vLLM's guided decoding extras (sent as extra_body by vLLM's clients), on chat and completions. */
+export interface GuidedFields {
+  guided_json?: unknown;
+  guided_choice?: unknown;
+  guided_grammar?: unknown;
+  guided_regex?: unknown;
+}
+
+export interface ChatCompletionRequest extends SamplingFields, GuidedFields {
   model: string;
   messages: unknown[];
   stream?: boolean;
@@ -62,7 +70,7 @@ export interface ChatCompletionRequest extends SamplingFields {
   parallel_tool_calls?: unknown;
 }
 
-export interface CompletionRequest extends SamplingFields {
+export interface CompletionRequest extends SamplingFields, GuidedFields {
   model: string;
   prompt: string | string[];
   stream?: boolean;
@@ -128,16 +136,18 @@ export class OpenAIService {
     const n = body.n ?? 1;
     checkN(n, dep);
     if (body.top_logprobs !== undefined && !body.logprobs) throw new InvalidInputError('top_logprobs requires logprobs: true', { param: 'top_logprobs' });
-    let responseFormat = parseResponseFormat(body.response_format);
+    const guided = parseGuided(body);
+    let responseFormat = guided?.format;
     const tools = parseTools(body.tools, body.tool_choice, body.parallel_tool_calls);
     if (tools?.responseFormat) {
-      if (responseFormat) throw new InvalidInputError('response_format cannot be combined with tool_choice "required" or a named function', { param: 'response_format' });
+      if (guided) throw new InvalidInputError(`${guided.param} cannot be combined with tool_choice "required" or a named function`, { param: guided.param });
       responseFormat = tools.responseFormat;
     }
     const req = this.request(dep, 'chat', 'chatcmpl', body, {
       messages,
       n,
       ...(responseFormat ? { responseFormat } : {}),
+      ...(guided && !tools?.responseFormat ? { responseFormatParam: guided.param } : {}),
       ...(tools ? { tools: tools.tools } : {}),
       maxTokens: body.max_completion_tokens ?? body.max_tokens,
       ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
@@ -161,11 +171,11 @@ export class OpenAIService {
     if (!prompts.length) throw new InvalidInputError('prompt must not be empty', { param: 'prompt' });
     const n = body.n ?? 1;
     checkN(n * prompts.length, dep);
-    const responseFormat = parseResponseFormat(body.response_format);
+    const guided = parseGuided(body);
     const req = this.request(dep, 'completion', 'cmpl', body, {
       prompts,
       n,
-      ...(responseFormat ? { responseFormat } : {}),
+      ...(guided ? { responseFormat: guided.format, responseFormatParam: guided.param } : {}),
       maxTokens: body.max_tokens ?? OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS,
       ...(body.logprobs !== undefined ? { logprobs: body.logprobs } : {}),
       ...(body.echo ? { echo: true } : {}),
@@ -515,6 +525,55 @@ export function parseResponseFormat(raw: unknown): ServingResponseFormat | undef
     throw new InvalidInputError(`${param}.json_schema.strict must be a boolean`, { param: `${param}.json_schema.strict` });
   }
   return { type: 'json_schema', schema: schema as Record<string, unknown>, ...(typeof strict === 'boolean' ? { strict } : {}), ...(typeof name === 'string' ? { name } : {}) };
+}
+
+/**
+ * The request's guided decoding, from OpenAI's response_format or one of vLLM's extras: guided_json (a JSON Schema,
+ * an object or its JSON text), guided_choice (exactly one of the strings), guided_grammar (an EBNF grammar in
+ * xgrammar's dialect, start rule `root`). At most one of them; guided_regex is refused (the guided decoder has no
+ * regular expressions). `param`: the field it came from, which a 400 from the worker names. undefined: free text.
+ */
+export function parseGuided(body: GuidedFields & { response_format?: unknown }): { format: ServingResponseFormat; param: string } | undefined {
+  if (body.guided_regex !== undefined && body.guided_regex !== null) {
+    throw new InvalidInputError('guided_regex is not supported: the guided decoder (xgrammar) takes JSON schemas and EBNF grammars; write the pattern as guided_grammar', {
+      param: 'guided_regex',
+    });
+  }
+  const given = (['response_format', 'guided_json', 'guided_choice', 'guided_grammar'] as const).filter((k) => body[k] !== undefined && body[k] !== null);
+  if (given.length > 1) {
+    throw new InvalidInputError(`use one kind of guided decoding at a time: ${given.join(' and ')} were both given`, { param: given[1] });
+  }
+  const rf = parseResponseFormat(body.response_format);
+  if (rf) return { format: rf, param: 'response_format' };
+  if (body.guided_json !== undefined && body.guided_json !== null) {
+    const param = 'guided_json';
+    let schema = body.guided_json;
+    if (typeof schema === 'string') {
+      try {
+        schema = JSON.parse(schema);
+      } catch (e) {
+        throw new InvalidInputError(`${param} is not valid JSON (${(e as Error).message})`, { param });
+      }
+    }
+    if (!schema || typeof schema !== 'object' || Array.isArray(schema)) throw new InvalidInputError(`${param} must be a JSON Schema object (or its JSON text)`, { param });
+    return { format: { type: 'json_schema', schema: schema as Record<string, unknown> }, param };
+  }
+  if (body.guided_choice !== undefined && body.guided_choice !== null) {
+    const param = 'guided_choice';
+    const c = body.guided_choice;
+    if (!Array.isArray(c) || c.length === 0 || !c.every((x) => typeof x === 'string' && x.length > 0)) {
+      throw new InvalidInputError(`${param} must be a non-empty array of non-empty strings`, { param });
+    }
+    return { format: { type: 'choice', choices: c as string[] }, param };
+  }
+  if (body.guided_grammar !== undefined && body.guided_grammar !== null) {
+    const param = 'guided_grammar';
+    if (typeof body.guided_grammar !== 'string' || body.guided_grammar.trim() === '') {
+      throw new InvalidInputError(`${param} must be an EBNF grammar (a non-empty string whose start rule is root)`, { param });
+    }
+    return { format: { type: 'grammar', grammar: body.guided_grammar }, param };
+  }
+  return undefined;
 }
 
 /**

@@ -33,6 +33,9 @@ export interface ServeRequest {
   /** chat and completion: OpenAI's response_format (guided decoding), validated by the API; for chat also what
    * tool_choice 'required' or a named function asks for (the calls as JSON). */
   responseFormat?: ServingResponseFormat;
+  /** The request field responseFormat came from (response_format, or vLLM's guided_json / guided_choice /
+   * guided_grammar): the param of a 400 when the worker cannot compile it. Default response_format. */
+  responseFormatParam?: string;
   /** chat: OpenAI's tools (validated by the API), rendered by the chat template (engine: chat-template/tools.ts). */
   tools?: ServingTool[];
   /** interactive: LMDeploy's session_id (1..999999) and interactive_mode; `end` closes the session. */

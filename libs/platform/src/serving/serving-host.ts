@@ -275,7 +275,7 @@ export class ServingHost {
       try {
         await engine.prepareResponseFormat(r.responseFormat); // before 'start': a schema it cannot use is still a 400
       } catch (err) {
-        if (isEngineInputError(err)) throw new InvalidInputError((err as Error).message, { param: 'response_format' });
+        if (isEngineInputError(err)) throw new InvalidInputError((err as Error).message, { param: r.responseFormatParam ?? 'response_format' });
         throw err;
       }
     }

@@ -57,6 +57,8 @@ interface Case {
   stopTokens: string[];
   vocabType: VocabType;
   prependSpace: boolean;
+  /** Whether the vocabulary can write any byte (byte-level or byte fallback): a tab, a newline, any character. */
+  anyByte: boolean;
 }
 
 function sentencePiece(fixture: string): (dir: string) => void {
@@ -68,12 +70,12 @@ function sentencePiece(fixture: string): (dir: string) => void {
 }
 
 const CASES: Case[] = [
-  { name: 'tiny qwen2 (byte-level BPE)', write: (d) => writeTinyTokenizer(d, { arch: 'qwen2' }), stopTokens: ['<|endoftext|>', '<|im_end|>'], vocabType: 'byte_level', prependSpace: false },
-  { name: 'tiny llama (byte-level BPE, <s> </s>)', write: (d) => writeTinyTokenizer(d, { arch: 'llama' }), stopTokens: ['</s>', '<|im_end|>'], vocabType: 'byte_level', prependSpace: false },
-  { name: 'SentencePiece BPE with byte fallback', write: sentencePiece('bpe-llama.model'), stopTokens: ['</s>'], vocabType: 'byte_fallback', prependSpace: true },
+  { name: 'tiny qwen2 (byte-level BPE)', write: (d) => writeTinyTokenizer(d, { arch: 'qwen2' }), stopTokens: ['<|endoftext|>', '<|im_end|>'], vocabType: 'byte_level', prependSpace: false, anyByte: true },
+  { name: 'tiny llama (byte-level BPE, <s> </s>)', write: (d) => writeTinyTokenizer(d, { arch: 'llama' }), stopTokens: ['</s>', '<|im_end|>'], vocabType: 'byte_level', prependSpace: false, anyByte: true },
+  { name: 'SentencePiece BPE with byte fallback', write: sentencePiece('bpe-llama.model'), stopTokens: ['</s>'], vocabType: 'byte_fallback', prependSpace: true, anyByte: true },
   // Its dummy prefix is a regex Replace (SentencePiece's remove_extra_whitespaces), which xgrammar's own detection does
   // not read either; matching does not use the flag.
-  { name: 'SentencePiece Unigram without byte fallback', write: sentencePiece('unigram-nfkc.model'), stopTokens: ['</s>'], vocabType: 'byte_fallback', prependSpace: false },
+  { name: 'SentencePiece Unigram without byte fallback', write: sentencePiece('unigram-nfkc.model'), stopTokens: ['</s>'], vocabType: 'byte_fallback', prependSpace: false, anyByte: false },
 ];
 
 describe.each(CASES)('GrammarService on $name', (c) => {
@@ -150,6 +152,34 @@ describe.each(CASES)('GrammarService on $name', (c) => {
     expect(nonAscii).toBeGreaterThan(20); // the walks did go through multi-byte characters
   });
 
+  it('choice: every walk decodes to one of the strings, and each string can come out', async () => {
+    // (a vocabulary without byte pieces cannot write a tab or every character: ASCII words there)
+    const choices = c.anyByte ? ['yes', 'no', 'maybe so', 'naïve "quoted"\tline'] : ['yes', 'no', 'maybe'];
+    const got = new Set<string>();
+    for (let seed = 31; seed < 31 + 24 && got.size < choices.length; seed++) {
+      const guide = await service.open({ type: 'choice', choices }, stopIds);
+      const { tokens, terminated } = await walk(guide, closers, seed, 200, 0);
+      guide.close();
+      expect(terminated).toBe(true);
+      const text = tok.decode(tokens.slice(0, -1));
+      expect(choices).toContain(text);
+      got.add(text);
+    }
+    expect(got.size).toBe(choices.length);
+  });
+
+  it('grammar: an EBNF grammar with newlines (control characters are text here, unlike JSON)', async () => {
+    if (!c.anyByte) return; // no newline piece to write
+    const grammar = 'root ::= line line\nline ::= ("a" | "b")+ "\\n"';
+    for (const seed of [41, 42, 43]) {
+      const guide = await service.open({ type: 'grammar', grammar }, stopIds);
+      const { tokens, terminated } = await walk(guide, closers, seed, 200, 0);
+      guide.close();
+      expect(terminated).toBe(true);
+      expect(tok.decode(tokens.slice(0, -1))).toMatch(/^[ab]+\n[ab]+\n$/);
+    }
+  });
+
   it('json_object: the walk decodes to a plain JSON object, and padded or special ids are never allowed', async () => {
     const objects: object[] = [];
     for (const seed of [11, 12, 13, 14, 15, 16]) {
@@ -205,6 +235,17 @@ describe('GrammarService errors and lifecycle', () => {
     for (let i = 0; i < 40; i++) await expect(service.open({ type: 'json_schema', schema: { type: 'object', properties: { a: { type: i } } } })).rejects.toThrow(InvalidArgumentError);
     const guide = await service.open({ type: 'json_schema', schema: SCHEMA });
     for (const id of bytes('{"ok": true, "n": 7}')) expect(await guide.accept([id])).not.toBeNull();
+    expect(await guide.accept([eos])).toBeNull();
+  });
+
+  it('rejects a grammar xgrammar cannot parse, and malformed choices, with the reason', async () => {
+    await expect(service.open({ type: 'grammar', grammar: 'root ::= "a" |' })).rejects.toThrow(/^the grammar is invalid: /);
+    await expect(service.open({ type: 'grammar', grammar: 'start ::= "a"' })).rejects.toThrow(/^the grammar is invalid: .*root/);
+    await expect(service.open({ type: 'grammar', grammar: ' ' })).rejects.toThrow(/needs the grammar/);
+    await expect(service.open({ type: 'choice', choices: [] })).rejects.toThrow(/non-empty list of non-empty strings/);
+    await expect(service.open({ type: 'choice', choices: ['a', ''] })).rejects.toThrow(/non-empty list of non-empty strings/);
+    const guide = await service.open({ type: 'choice', choices: ['{}'] });
+    for (const id of bytes('{}')) expect(await guide.accept([id])).not.toBeNull();
     expect(await guide.accept([eos])).toBeNull();
   });
 

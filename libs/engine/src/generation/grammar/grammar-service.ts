@@ -10,11 +10,15 @@ import { Worker } from 'node:worker_threads';
 import { DisposedError, EngineError, InvalidArgumentError } from '../../errors';
 import { byteLevelAlphabet } from '../../tokenizer/byte-level';
 
-/** OpenAI's response_format as the engine takes it (json_schema: the schema itself, not OpenAI's wrapper object). */
+/** OpenAI's response_format as the engine takes it (json_schema: the schema itself, not OpenAI's wrapper object), and
+ *  vLLM's other guided outputs: `grammar` (an EBNF grammar in xgrammar's dialect, GBNF-like, whose start rule is
+ *  `root`; vLLM's guided_grammar) and `choice` (exactly one of the strings; vLLM's guided_choice). */
 export type ResponseFormat =
   | { type: 'text' }
   | { type: 'json_object' }
-  | { type: 'json_schema'; schema: Record<string, unknown> | string; strict?: boolean; name?: string };
+  | { type: 'json_schema'; schema: Record<string, unknown> | string; strict?: boolean; name?: string }
+  | { type: 'grammar'; grammar: string }
+  | { type: 'choice'; choices: string[] };
 
 /** One guided output: the tokens allowed next, as a bitmask (bit j of word i allows token 32·i + j). */
 export interface GuideHandle {
@@ -39,8 +43,9 @@ export interface GrammarVocab {
 
 // ---- worker protocol ----
 
-/** A response format as the worker compiles it: the schema as JSON text and strictness decided. */
-export type GrammarFormat = { type: 'json_object' } | { type: 'json_schema'; schema: string; strict: boolean };
+/** A response format as the worker compiles it: the schema as JSON text and strictness decided; grammars and choices
+ *  as EBNF text (start rule `root`). */
+export type GrammarFormat = { type: 'json_object' } | { type: 'json_schema'; schema: string; strict: boolean } | { type: 'ebnf'; grammar: string };
 
 export type WorkerRequest =
   | { seq: number; op: 'init'; tokenizerJsonPath: string; vocabSize: number; stopIds: number[] }
@@ -84,7 +89,7 @@ function members(node: unknown, listKey: string): JsonObject[] {
  * a JSON string and the detokenizer (skipping specials) would drop it. Stop tokens are still allowed where the grammar
  * can end: the matcher gets them by id.
  */
-export function grammarVocab(tokenizerJson: unknown, vocabSize: number): GrammarVocab {
+export function grammarVocab(tokenizerJson: unknown, vocabSize: number, opts: { controlCharacters?: boolean } = {}): GrammarVocab {
   if (!isObject(tokenizerJson) || !isObject(tokenizerJson.model)) throw new Error('tokenizer.json has no "model" object');
   const model = tokenizerJson.model;
   const decoders = members(tokenizerJson.decoder, 'decoders');
@@ -126,7 +131,9 @@ export function grammarVocab(tokenizerJson: unknown, vocabSize: number): Grammar
   }
   // xgrammar's JSON strings exclude only \r and \n of the control characters, but JSON forbids all of U+0000-U+001F
   // unescaped (JSON.parse refuses them), and the one-line output needs none between values: tokens whose text holds
-  // one are never allowed (a weak model otherwise fills strings with them).
+  // one are never allowed (a weak model otherwise fills strings with them). Grammars (controlCharacters) keep them:
+  // theirs may need a newline or a tab.
+  if (opts.controlCharacters) return { vocab, vocabType, prependSpace };
   const controlByte = vocabType === 'byte_level' ? new Set(byteLevelAlphabet().slice(0, 0x20)) : undefined;
   for (let id = 0; id < vocabSize; id++) {
     const t = vocab[id];
@@ -154,11 +161,25 @@ function grammarFormat(format: ResponseFormat): GrammarFormat {
       if (typeof schema !== 'string') throw new InvalidArgumentError('response_format json_schema needs a schema (an object or its JSON text)');
       return { type: 'json_schema', schema, strict: format.strict !== false };
     }
+    case 'grammar':
+      if (typeof format.grammar !== 'string' || format.grammar.trim() === '') throw new InvalidArgumentError('a grammar response format needs the grammar (EBNF text, start rule root)');
+      return { type: 'ebnf', grammar: format.grammar };
+    case 'choice': {
+      const { choices } = format;
+      if (!Array.isArray(choices) || choices.length === 0 || !choices.every((c) => typeof c === 'string' && c !== ''))
+        throw new InvalidArgumentError('a choice response format needs a non-empty list of non-empty strings');
+      return { type: 'ebnf', grammar: choiceGrammar(choices) };
+    }
     case 'text':
-      throw new InvalidArgumentError('response_format "text" needs no grammar; guide only json_object or json_schema');
+      throw new InvalidArgumentError('response_format "text" needs no grammar; guide only json_object, json_schema, grammar or choice');
     default:
       throw new InvalidArgumentError(`response_format.type must be json_object or json_schema, got ${JSON.stringify((format as { type?: unknown })?.type)}`);
   }
+}
+
+/** `root ::= "a" | "b"`: EBNF string literals take JSON's escapes (\", \\, \n, \uXXXX). */
+export function choiceGrammar(choices: string[]): string {
+  return `root ::= ${choices.map((c) => JSON.stringify(c)).join(' | ')}`;
 }
 
 /** The folder with the monorepo's package.json (name "lmfleet"): where the TypeScript require hook lives. */
@@ -283,8 +304,9 @@ class WorkerSlot {
       this.pending.delete(reply.seq);
       if (this.pending.size === 0) worker.unref();
       if (reply.ok) p.resolve(reply);
-      // Only a json_schema can be invalid: json_object compiles one fixed schema.
-      else if (reply.invalidFormat) p.reject(new InvalidArgumentError(`response_format's JSON schema is invalid: ${reply.error}`));
+      // Only a json_schema or a grammar can be invalid: json_object compiles one fixed schema. The worker's message
+      // says which.
+      else if (reply.invalidFormat) p.reject(new InvalidArgumentError(reply.error));
       else p.reject(new EngineError(reply.error));
     });
     worker.on('error', (err) => (crash = err));

@@ -90,21 +90,30 @@ class Runtime {
   broken = false;
   private readonly compiled = new Map<string, Xgrammar.CompiledGrammar>();
 
+  /** Grammars' compiler: its vocabulary keeps the control-character tokens (started on the first grammar). */
+  private textCompiler?: Xgrammar.GrammarCompiler;
+
   private constructor(
     readonly xg: XgrammarModule,
     private readonly compiler: Xgrammar.GrammarCompiler,
+    private readonly tok: Tokenizer,
   ) {}
 
-  static async create(tok: GrammarVocab, vocabSize: number, stopIds: number[]): Promise<Runtime> {
+  static async create(tok: Tokenizer): Promise<Runtime> {
     const xg = loadXgrammar();
+    return new Runtime(xg, await Runtime.compilerOf(xg, tok, tok.json.vocab), tok);
+  }
+
+  private static async compilerOf(xg: XgrammarModule, tok: Tokenizer, v: GrammarVocab): Promise<Xgrammar.GrammarCompiler> {
+    const { vocabSize, stopIds } = tok;
     const info = await guarded(() =>
-      xg.TokenizerInfo.createTokenizerInfo(tok.vocab, tok.vocabType, tok.prependSpace, vocabSize, stopIds.length > 0 ? stopIds : undefined),
+      xg.TokenizerInfo.createTokenizerInfo(v.vocab, v.vocabType, v.prependSpace, vocabSize, stopIds.length > 0 ? stopIds : undefined),
     );
     // No compiler cache: xgrammar's is unbounded, and after a compile aborts, compiling the same schema again waits
     // forever on the entry the first one left pending. The compiler keeps its own reference to the tokenizer info.
     const compiler = await guarded(() => xg.GrammarCompiler.createGrammarCompiler(info, false));
     info.dispose();
-    return new Runtime(xg, compiler);
+    return compiler;
   }
 
   /** Runs an xgrammar call; an abort retires this instance. */
@@ -118,29 +127,40 @@ class Runtime {
   }
 
   async compile(format: GrammarFormat): Promise<Xgrammar.CompiledGrammar> {
-    const key = format.type === 'json_object' ? 'json_object' : `${format.strict ? 'strict' : 'loose'}:${format.schema}`;
+    const key =
+      format.type === 'json_object' ? 'json_object' : format.type === 'ebnf' ? `ebnf:${format.grammar}` : `${format.strict ? 'strict' : 'loose'}:${format.schema}`;
     const hit = this.compiled.get(key);
     if (hit) {
       this.compiled.delete(key);
       this.compiled.set(key, hit);
       return hit;
     }
-    let schema = '{"type": "object"}';
-    if (format.type === 'json_schema') {
-      try {
-        JSON.parse(format.schema);
-      } catch (err) {
-        throw new FormatError(`the schema is not valid JSON (${(err as Error).message})`);
-      }
-      schema = format.schema;
-    }
-    // json_object: any object, so not strict (strict forbids properties the schema does not name).
-    const strict = format.type === 'json_schema' && format.strict;
     let compiled: Xgrammar.CompiledGrammar;
-    try {
-      compiled = await this.run(() => this.compiler.compileJSONSchema(schema, false, -1, SEPARATORS, strict));
-    } catch (err) {
-      throw err instanceof XgrammarAbort ? new FormatError(err.message) : err;
+    if (format.type === 'ebnf') {
+      this.textCompiler ??= await this.run(() => Runtime.compilerOf(this.xg, this.tok, textFlavour(this.tok).vocab));
+      const compiler = this.textCompiler;
+      try {
+        compiled = await this.run(() => compiler.compileGrammar(format.grammar, 'root'));
+      } catch (err) {
+        throw err instanceof XgrammarAbort ? new FormatError(`the grammar is invalid: ${err.message}`) : err;
+      }
+    } else {
+      let schema = '{"type": "object"}';
+      if (format.type === 'json_schema') {
+        try {
+          JSON.parse(format.schema);
+        } catch (err) {
+          throw new FormatError(`response_format's JSON schema is invalid: the schema is not valid JSON (${(err as Error).message})`);
+        }
+        schema = format.schema;
+      }
+      // json_object: any object, so not strict (strict forbids properties the schema does not name).
+      const strict = format.type === 'json_schema' && format.strict;
+      try {
+        compiled = await this.run(() => this.compiler.compileJSONSchema(schema, false, -1, SEPARATORS, strict));
+      } catch (err) {
+        throw err instanceof XgrammarAbort ? new FormatError(`response_format's JSON schema is invalid: ${err.message}`) : err;
+      }
     }
     this.compiled.set(key, compiled);
     if (this.compiled.size > MAX_COMPILED) {
@@ -155,17 +175,42 @@ class Runtime {
 interface Guide {
   matcher: Xgrammar.GrammarMatcher;
   runtime: Runtime;
+  /** The vocabulary its grammar was compiled with: JSON's (no control characters) or grammars' (all text tokens). */
+  flavour: Flavour;
   /** Where the output's bytes stand in UTF-8 (utf8-guard.ts): the mask keeps only tokens that continue valid text. */
   utf8: number;
 }
 
-let tokenizer: { vocab: GrammarVocab; vocabSize: number; stopIds: number[]; utf8: Utf8Guard } | undefined;
+/** A vocabulary as xgrammar gets it, and the UTF-8 guard over the same token strings. */
+interface Flavour {
+  vocab: GrammarVocab;
+  utf8: Utf8Guard;
+}
+
+interface Tokenizer {
+  /** tokenizer.json, parsed: grammars' vocabulary is made from it on first use. */
+  source: unknown;
+  vocabSize: number;
+  stopIds: number[];
+  json: Flavour;
+  text?: Flavour;
+}
+
+function textFlavour(tok: Tokenizer): Flavour {
+  if (!tok.text) {
+    const vocab = grammarVocab(tok.source, tok.vocabSize, { controlCharacters: true });
+    tok.text = { vocab, utf8: new Utf8Guard(vocab) };
+  }
+  return tok.text;
+}
+
+let tokenizer: Tokenizer | undefined;
 let runtime: Runtime | undefined;
 const guides = new Map<number, Guide>();
 
 async function currentRuntime(): Promise<Runtime> {
   if (!tokenizer) throw new Error('the grammar worker has no tokenizer (init did not run)');
-  if (!runtime || runtime.broken) runtime = await Runtime.create(tokenizer.vocab, tokenizer.vocabSize, tokenizer.stopIds);
+  if (!runtime || runtime.broken) runtime = await Runtime.create(tokenizer);
   return runtime;
 }
 
@@ -180,7 +225,7 @@ async function nextMask(guide: Guide): Promise<Int32Array> {
   // xgrammar can leave bits set past the vocabulary in the last word (ids that do not exist): clear them.
   const tail = tokenizer!.vocabSize % 32;
   if (tail !== 0) mask[mask.length - 1] &= ~(-1 << tail);
-  tokenizer!.utf8.restrict(mask, guide.utf8);
+  guide.flavour.utf8.restrict(mask, guide.utf8);
   return mask;
 }
 
@@ -190,12 +235,14 @@ async function handle(req: WorkerRequest): Promise<Answer> {
   switch (req.op) {
     case 'init': {
       let vocab: GrammarVocab;
+      let source: unknown;
       try {
-        vocab = grammarVocab(JSON.parse(fs.readFileSync(req.tokenizerJsonPath, 'utf8')), req.vocabSize);
+        source = JSON.parse(fs.readFileSync(req.tokenizerJsonPath, 'utf8'));
+        vocab = grammarVocab(source, req.vocabSize);
       } catch (err) {
         throw new Error(`cannot load the tokenizer for response_format (${req.tokenizerJsonPath}): ${(err as Error).message}`);
       }
-      tokenizer = { vocab, vocabSize: req.vocabSize, stopIds: req.stopIds, utf8: new Utf8Guard(vocab) };
+      tokenizer = { source, vocabSize: req.vocabSize, stopIds: req.stopIds, json: { vocab, utf8: new Utf8Guard(vocab) } };
       runtime = undefined;
       await currentRuntime();
       return {};
@@ -204,7 +251,7 @@ async function handle(req: WorkerRequest): Promise<Answer> {
       const rt = await currentRuntime();
       const compiled = await rt.compile(req.format);
       const matcher = await rt.run(() => rt.xg.GrammarMatcher.createGrammarMatcher(compiled, req.stopIds));
-      const guide: Guide = { matcher, runtime: rt, utf8: UTF8_START };
+      const guide: Guide = { matcher, runtime: rt, flavour: req.format.type === 'ebnf' ? textFlavour(tokenizer!) : tokenizer!.json, utf8: UTF8_START };
       const mask = await nextMask(guide);
       guides.set(req.matcherId, guide);
       return { mask };
@@ -220,7 +267,7 @@ async function handle(req: WorkerRequest): Promise<Answer> {
             throw new Error(`token ${token}${where} is not allowed by the response format here`);
           }
           // -1 only for a token the mask did not offer (xgrammar took it): start over at a character boundary
-          guide.utf8 = Math.max(UTF8_START, tokenizer!.utf8.after(guide.utf8, token));
+          guide.utf8 = Math.max(UTF8_START, guide.flavour.utf8.after(guide.utf8, token));
         }
         if (guide.matcher.isTerminated()) {
           // Nothing follows a stop token (asking xgrammar for a mask now would abort): free the matcher already.
