@@ -72,6 +72,7 @@ export class Utf8Guard {
 
   constructor(vocab: GrammarVocab) {
     this.bytes = tokenBytes(vocab);
+    this.validFrom(UTF8_START); // the state of nearly every step: built with the vocabulary, not on a request's first mask
   }
 
   /** The state after `token` from `state`; -1 if its bytes are not valid UTF-8 there. */
