@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// vLLM's guided_choice and guided_grammar at the engine level (responseFormat {type: 'choice'} and {type: 'grammar'}):
+// 8 sampled requests of each at once (temperature 0.8, seeds 1-8) on a model directory; each output must be one of
+// the choices / match the grammar and end with stop. Exits 1 otherwise. Runs the compiled engine (dist/).
+//   node test/bench/guided-formats.js DIST_DIR MODEL_DIR [--backend cpu|cuda]
+'use strict';
+const path = require('node:path');
+const [dist, dir, ...rest] = process.argv.slice(2);
+if (!dist || !dir) {
+  console.error('usage: node test/bench/guided-formats.js DIST_DIR MODEL_DIR [--backend cpu|cuda]');
+  process.exit(2);
+}
+const backend = rest[0] === '--backend' ? rest[1] : 'cpu';
+const engine = require(path.resolve(dist, 'libs/engine/src/index.js'));
+(async () => {
+  const e = await engine.Engine.fromPretrained(dir, { backend, maxBatchSize: 8, sessionLen: 1024, log: () => {} });
+  const prompt = e.encodePrompt([{ role: 'user', content: 'Answer.' }]);
+  const choices = ['yes', 'no', 'naïve "quoted"\tline'];
+  // bounded lines: a weak model at temperature 0.8 would otherwise write letters until max tokens
+  const grammar = 'root ::= line line\nline ::= [a-z] [a-z]? [a-z]? [a-z]? "\\n"';
+  let ok = 0;
+  let n = 0;
+  const run = async (format, fits, seed) => {
+    let text = '';
+    let finish;
+    for await (const o of e.createInstance().streamInfer({ inputIds: prompt, maxNewTokens: 64, stopIds: e.defaultStopIds(true), sampling: { temperature: 0.8, seed }, responseFormat: format })) {
+      text += o.text;
+      finish = o.finishReason ?? finish;
+    }
+    n++;
+    if (finish === 'stop' && fits(text)) ok++;
+    else console.log('does not fit:', format.type, finish, JSON.stringify(text));
+  };
+  const seeds = [1, 2, 3, 4, 5, 6, 7, 8];
+  await Promise.all(seeds.map((s) => run({ type: 'choice', choices }, (t) => choices.includes(t), s)));
+  await Promise.all(seeds.map((s) => run({ type: 'grammar', grammar }, (t) => /^[a-z]{1,4}\n[a-z]{1,4}\n$/.test(t), s)));
+  console.log(`choice and grammar outputs that fit and end with stop: ${ok} of ${n} (${backend})`);
+  await e.dispose();
+  if (ok !== n) process.exitCode = 1;
+})().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
