@@ -8,7 +8,7 @@ import OpenAI from 'openai';
 import { Queue } from 'bullmq';
 import { Client } from 'pg';
 import { createRedis } from '@lmfleet/platform';
-import { writeTinyModel } from '@lmfleet/engine';
+import { Tokenizer, writeTinyModel } from '@lmfleet/engine';
 import { client } from '../integration/support/http';
 import { createTestEnv, waitFor, type TestEnv } from '../integration/support/test-env';
 import { freePort, noteFailures, startApp, stopApps, type AppProcess } from './support/processes';
@@ -187,6 +187,35 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     const comp = await http('POST', '/v1/completions', { model, prompt: ['the sky', 'a cat'], max_tokens: 64, temperature: 0, response_format });
     expect(comp.status).toBe(200);
     for (const c of comp.body.choices) expect(Object.keys(JSON.parse(c.text)).sort()).toEqual(['color', 'ok']);
+  });
+
+  it("logit_bias (OpenAI's), min_tokens and stop_token_ids (vLLM's): they steer the tokens; ids outside the vocabulary are 400s", async () => {
+    const messages = [{ role: 'user', content: 'hello' }];
+    const free = await http('POST', '/v1/completions', { model, prompt: 'the fleet', max_tokens: 6, temperature: 0, logprobs: 0 });
+    expect(free.status).toBe(200);
+    // token 65 ('A' on the byte-level tiny tokenizer) at +100: every greedy token is it
+    const forced = await http('POST', '/v1/completions', { model, prompt: 'the fleet', max_tokens: 6, temperature: 0, logit_bias: { '65': 100 } });
+    expect(forced.status).toBe(200);
+    expect(forced.body.choices[0].text).toBe('AAAAAA');
+    // the greedy first token as a stop token id: the reply ends at once, or after min_tokens with it banned until then
+    const tok = Tokenizer.fromDir(path.join(env.modelRoot, 'tiny-qwen2'));
+    const ids = tok.encode(free.body.choices[0].logprobs.tokens[0], { addSpecialTokens: false });
+    expect(ids).toHaveLength(1);
+    const stopped = await http('POST', '/v1/completions', { model, prompt: 'the fleet', max_tokens: 8, temperature: 0, stop_token_ids: ids });
+    expect(stopped.body.choices[0]).toMatchObject({ text: '', finish_reason: 'stop' });
+    const held = await http('POST', '/v1/completions', { model, prompt: 'the fleet', max_tokens: 8, temperature: 0, stop_token_ids: ids, min_tokens: 3, logprobs: 0 });
+    expect(held.status).toBe(200);
+    expect(held.body.usage.completion_tokens).toBeGreaterThanOrEqual(3);
+    expect(held.body.choices[0].logprobs.tokens.slice(0, 3)).not.toContain(free.body.choices[0].logprobs.tokens[0]);
+    const outside = await http('POST', '/v1/chat/completions', { model, messages, logit_bias: { '99999999': 5 } });
+    expect(outside.status).toBe(400);
+    expect(outside.body.error.param).toBe('logit_bias');
+    const badStop = await http('POST', '/v1/chat/completions', { model, messages, stop_token_ids: [99999999] });
+    expect(badStop.status).toBe(400);
+    expect(badStop.body.error.param).toBe('stop_token_ids');
+    const range = await http('POST', '/v1/chat/completions', { model, messages, logit_bias: { '5': 500 } });
+    expect(range.status).toBe(400);
+    expect(range.body.error.param).toBe('logit_bias');
   });
 
   it("vLLM's guided_choice / guided_grammar / guided_json (extra_body): replies follow them; bad ones are 400s naming the field", async () => {

@@ -156,6 +156,11 @@ export interface NativeRequest {
    *  ceil(vocabSize / 32) words; xgrammar's Int32Array bitmasks as they are). After each token the request waits,
    *  unscheduled, until setAllowedTokens gives the next token's set. */
   allowedTokens?: Uint32Array | Int32Array;
+  /** OpenAI's logit_bias: [tokenId, value] pairs (distinct ids in the vocabulary, finite values) added to the logits
+   *  before sampling; log-probs stay the model's. */
+  logitBias?: Array<[number, number]>;
+  /** vLLM's min_tokens: the stop ids cannot be sampled before this many tokens (not with allowedTokens). */
+  minNewTokens?: number;
 }
 
 export type NativeEvent =

@@ -122,7 +122,8 @@ class SamplingDto {
   user?: string;
 }
 
-/** vLLM's guided decoding extras on chat and completions (one at a time, not beside response_format: parseGuided). */
+/** Chat and completions' extras: vLLM's guided decoding (one at a time, not beside response_format: parseGuided), and
+ *  OpenAI's logit_bias with vLLM's min_tokens / stop_token_ids (parseTokenControls). */
 class GuidedSamplingDto extends SamplingDto {
   @ApiPropertyOptional({ description: "vLLM's guided_json: the reply fits this JSON Schema (an object or its JSON text)", example: { type: 'object', properties: { ok: { type: 'boolean' } } } })
   @IsOptional() // an object or a string: parseGuided checks it (a 400 naming guided_json)
@@ -141,6 +142,27 @@ class GuidedSamplingDto extends SamplingDto {
   @ApiPropertyOptional({ description: 'vLLM\'s guided_regex: not supported (a 400 saying so); write the pattern as guided_grammar' })
   @IsOptional()
   guided_regex?: unknown;
+
+  @ApiPropertyOptional({ description: "OpenAI's logit_bias: token id -> bias from -100 to 100, added to the token's logit before sampling (log-probs stay the model's)", example: { '1234': -100 } })
+  @IsOptional() // keys and values: parseTokenControls checks them (a 400 naming logit_bias)
+  logit_bias?: Record<string, number>;
+
+  @ApiPropertyOptional({ minimum: 0, description: "vLLM's min_tokens: the model's stop tokens (and stop_token_ids) cannot end the reply before this many tokens" })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  min_tokens?: number;
+
+  @ApiPropertyOptional({ minimum: 0, description: "LMDeploy's name for min_tokens" })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  min_new_tokens?: number;
+
+  @ApiPropertyOptional({ type: [Number], description: "vLLM's stop_token_ids: token ids that end the reply besides the model's own stop tokens" })
+  @IsOptional()
+  @IsArray() // its entries: parseTokenControls checks them (per-entry decorators would send every body down the slow pipe)
+  stop_token_ids?: number[];
 }
 
 export class ChatCompletionDto extends GuidedSamplingDto implements ChatCompletionRequest {

@@ -293,6 +293,8 @@ export class Engine {
     if (p.sessionId !== undefined) req.sessionId = p.sessionId;
     if (p.sampling) req.sampling = { ...p.sampling };
     if (p.logprobs !== undefined) req.logprobs = p.logprobs; // 0: the sampled token's log-prob only
+    if (p.logitBias) req.logitBias = Object.entries(p.logitBias).map(([t, v]) => [Number(t), v]);
+    if (p.minNewTokens) req.minNewTokens = p.minNewTokens;
     let finished = false;
     let stoppedByWord: string | undefined;
     let aborted = false;
@@ -416,6 +418,20 @@ export class Engine {
       }
       if (this.activeSessions.has(p.sessionId)) {
         throw new InvalidArgumentError(`session ${p.sessionId} already has a request running`);
+      }
+    }
+    if (p.logitBias !== undefined) {
+      if (!p.logitBias || typeof p.logitBias !== 'object') throw new InvalidArgumentError('logitBias must be an object of token id -> value');
+      for (const [t, v] of Object.entries(p.logitBias)) {
+        const id = Number(t);
+        if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new InvalidArgumentError(`logitBias token id ${t} is outside the vocabulary [0, ${vocab})`);
+        if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(`logitBias value for token ${t} must be a finite number`);
+      }
+    }
+    if (p.minNewTokens !== undefined) {
+      if (!Number.isInteger(p.minNewTokens) || p.minNewTokens < 0) throw new InvalidArgumentError(`minNewTokens must be an integer >= 0, got ${p.minNewTokens}`);
+      if (p.minNewTokens > 0 && p.responseFormat && p.responseFormat.type !== 'text') {
+        throw new InvalidArgumentError('minNewTokens cannot be combined with responseFormat (the grammar decides where the output ends)');
       }
     }
     const history = p.sessionId !== undefined ? this.sessionLength(p.sessionId) : 0;

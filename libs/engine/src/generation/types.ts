@@ -94,6 +94,12 @@ export interface StreamInferParams {
   /** OpenAI's response_format: the output follows a JSON schema, or is any JSON object (guided decoding: each
    *  token is sampled only among those the grammar allows next; xgrammar decides them). Unset or 'text': free text. */
   responseFormat?: ResponseFormat;
+  /** OpenAI's logit_bias: token id -> value added to its logit before sampling (-100..100 in OpenAI's API; the
+   *  engine takes any finite value). Log-probs stay the model's. */
+  logitBias?: Record<number, number>;
+  /** vLLM's min_tokens (LMDeploy's min_new_tokens): stopIds cannot end the output before this many tokens. Not with
+   *  responseFormat (the grammar decides the end). */
+  minNewTokens?: number;
 }
 
 export type { ResponseFormat };

@@ -101,6 +101,21 @@ RequestSpec parse_request(const Napi::Value& v) {
   }
   Napi::Value lp = o.Get("logprobs");
   if (lp.IsNumber()) r.logprobs = std::max(0, lp.As<Napi::Number>().Int32Value());
+  Napi::Value bias = o.Get("logitBias");
+  if (bias.IsArray()) {  // [[id, value], ...]
+    Napi::Array a = bias.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value e = a.Get(i);
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 2 || !e.As<Napi::Array>().Get(0u).IsNumber() ||
+          !e.As<Napi::Array>().Get(1u).IsNumber())
+        fail(ErrorCode::InvalidArgument, "req.logitBias must be an array of [tokenId, value] pairs");
+      r.logit_bias.push_back({e.As<Napi::Array>().Get(0u).As<Napi::Number>().Int32Value(),
+                              (float)e.As<Napi::Array>().Get(1u).As<Napi::Number>().DoubleValue()});
+    }
+  } else if (!bias.IsUndefined() && !bias.IsNull()) {
+    fail(ErrorCode::InvalidArgument, "req.logitBias must be an array of [tokenId, value] pairs");
+  }
+  r.min_new_tokens = (int64_t)get_number(o, "minNewTokens", 0);
   Napi::Value allowed = o.Get("allowedTokens");
   if (!allowed.IsUndefined() && !allowed.IsNull()) {
     r.guided = true;

@@ -401,12 +401,34 @@ void CudaBackend::sample(const sample_args& a) {
     dmask_row = md;
     dmasks = reinterpret_cast<const uint32_t*>(md + rows);
   }
+  // logit bias (SamplingRow::bias_ids / bias_vals): (row, id, value) triples up in one copy, added after the mask
+  int nbias = 0;
+  for (int r = 0; r < rows; r++) nbias += std::max(0, a.params[r].n_bias);
+  const int *dbrow = nullptr, *dbid = nullptr;
+  const float* dbval = nullptr;
+  if (nbias > 0) {
+    const size_t bbytes = 12 * (size_t)nbias;
+    int32_t* bh = static_cast<int32_t*>(bias_host_.get(bbytes));
+    float* bv = reinterpret_cast<float*>(bh + 2 * (size_t)nbias);
+    for (int r = 0, k = 0; r < rows; r++)
+      for (int32_t i = 0; i < a.params[r].n_bias; i++, k++) {
+        bh[k] = r;
+        bh[nbias + k] = a.params[r].bias_ids[i];
+        bv[k] = a.params[r].bias_vals[i];
+      }
+    int32_t* bd = static_cast<int32_t*>(bias_dev_.get(bbytes));
+    LMF_CUDA_CHECK(cudaMemcpyAsync(bd, bh, bbytes, cudaMemcpyHostToDevice, stream_));
+    dbrow = bd;
+    dbid = bd + nbias;
+    dbval = reinterpret_cast<const float*>(bd + 2 * (size_t)nbias);
+  }
   const float* logits = a.logits;
-  if (penalize || openai_pen || nmask > 0) {
+  if (penalize || openai_pen || nmask > 0 || nbias > 0) {
     float* copy = scratch_[4].as<float>((size_t)rows * vocab);  // the caller's logits stay untouched
     LMF_CUDA_CHECK(cudaMemcpyAsync(copy, a.logits, (size_t)rows * vocab * 4, cudaMemcpyDeviceToDevice, stream_));
     logits = copy;
     if (nmask > 0) token_mask_cuda(copy, vocab, vocab, rows, dmasks, words, dmask_row, stream_);
+    if (nbias > 0) logit_bias_cuda(copy, vocab, dbrow, dbid, dbval, nbias, stream_);
   }
   if (penalize || openai_pen) {
     float* copy = scratch_[4].as<float>((size_t)rows * vocab);  // the copy made above

@@ -95,6 +95,7 @@ class CudaBackend : public Backend {
   DeviceScratch x16_, scores_;
   DeviceScratch sample_host_{true};  // sample(): its parameters up and its tokens down
   DeviceScratch mask_host_{true};    // sample(): guided rows' allowed-token masks up (device side: scratch_[7])
+  DeviceScratch bias_host_{true}, bias_dev_;  // sample(): the rows' logit bias entries (row, id, value) up
 };
 
 // Throws E_BACKEND_UNAVAILABLE (with the reason) when no usable device is there.

@@ -258,6 +258,16 @@ void op_tests(Backend& cpu, Backend& cuda) {
     c4.nums["temperature"] = 0;
     c4.nums["repetitionPenalty"] = 1.3;
     compare_op(cpu, cuda, sample_run, c4, "greedy, allowed-token masks, rep 1.3", 0);
+    // logit bias (the fourth input's nonzero entries) with masks and the repetition penalty: the same greedy tokens
+    HostTensor bias = f32_tensor({8, 5000});
+    float* bp = reinterpret_cast<float*>(bias.bytes.data());
+    std::fill(bp, bp + 8 * 5000, 0.f);
+    for (int r = 0; r < 8; r++)
+      for (int k = 0; k < 20; k++) bp[(size_t)r * 5000 + std::uniform_int_distribution<int>(0, 4999)(gen)] = std::uniform_real_distribution<float>(-100.f, 100.f)(gen);
+    auto c5 = make_call("sample", {f32_tensor({8, 5000}, 3.f), i32_tensor({8, 40}, h), i32_tensor({8, words}, m), bias});
+    c5.nums["temperature"] = 0;
+    c5.nums["repetitionPenalty"] = 1.3;
+    compare_op(cpu, cuda, sample_run, c5, "greedy, masks + logit bias, rep 1.3", 0);
   }
 }
 

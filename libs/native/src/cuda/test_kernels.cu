@@ -708,6 +708,35 @@ static void test_sample(Rng& r) {
     }
     T.add("sample.token_mask", dims({batch, vocab}), wrong, 0, dx.guards_ok() && dout.guards_ok(), std::to_string(wrong) + " wrong");
   }
+  // (a3) logit_bias_cuda: distinct (row, id) entries, values in [-100, 100] and -inf (min_tokens' ban), against the same
+  // float adds on the host
+  {
+    const int batch = 5, vocab = 32003, n = 300;
+    auto x = random_logits(r, (size_t)batch * vocab, 3.f);
+    std::vector<int> rows, ids;
+    std::vector<float> vals;
+    std::vector<char> used((size_t)batch * vocab, 0);
+    while ((int)rows.size() < n) {
+      const int b = (int)(r.gen() % batch), t = (int)(r.gen() % vocab);
+      if (used[(size_t)b * vocab + t]) continue;
+      used[(size_t)b * vocab + t] = 1;
+      rows.push_back(b);
+      ids.push_back(t);
+      vals.push_back(rows.size() % 7 == 0 ? -INFINITY : (float)((double)(r.gen() % 20001) / 100.0 - 100.0));
+    }
+    DevBuf<float> dx(x.size()), dv(n);
+    DevBuf<int> dr(n), di(n);
+    dx.upload(x);
+    dr.upload(rows);
+    di.upload(ids);
+    dv.upload(vals);
+    logit_bias_cuda(dx.p, vocab, dr.p, di.p, dv.p, n, S);
+    auto got = dx.download();
+    for (int i = 0; i < n; i++) x[(size_t)rows[i] * vocab + ids[i]] += vals[i];
+    int wrong = 0;
+    for (size_t i = 0; i < x.size(); i++) wrong += !(got[i] == x[i]);
+    T.add("sample.logit_bias", dims({batch, vocab}), wrong, 0, dx.guards_ok(), std::to_string(wrong) + " wrong");
+  }
   // (b) distribution: many independent draws (different seeds) of one row vs the HF-semantics probabilities
   struct Case { int vocab; float temp; int topk; float topp; };
   for (Case cs : {Case{64, 0.7f, 20, 0.8f}, Case{64, 1.0f, 0, 0.5f}, Case{64, 1.5f, 10, 1.f}, Case{1000, 1.f, 0, 0.9f}}) {

@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include <algorithm>
+#include <cmath>
 #include <unordered_set>
 
 #include "core/env.h"
@@ -90,6 +92,20 @@ void EngineCore::validate(const RequestSpec& req) const {
       !(sp.presence_penalty >= -2 && sp.presence_penalty <= 2) || !(sp.frequency_penalty >= -2 && sp.frequency_penalty <= 2))
     fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": bad sampling params");
   if (req.guided) validate_mask(req.id, req.allowed_tokens);
+  std::vector<int32_t> seen;
+  for (const auto& [t, v] : req.logit_bias) {
+    if (t < 0 || t >= c.vocab)
+      fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": logit bias token id " + std::to_string(t) + " is outside [0, " +
+                                           std::to_string(c.vocab) + ")");
+    if (!std::isfinite(v)) fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": logit bias values must be finite");
+    seen.push_back(t);
+  }
+  std::sort(seen.begin(), seen.end());
+  if (std::adjacent_find(seen.begin(), seen.end()) != seen.end())
+    fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": a token id appears twice in the logit bias");
+  if (req.min_new_tokens < 0) fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": minNewTokens must be >= 0");
+  if (req.min_new_tokens > 0 && req.guided)
+    fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": minNewTokens cannot be combined with guided decoding (the grammar decides where the output ends)");
 }
 
 void EngineCore::validate_mask(int64_t id, const std::vector<uint32_t>& mask) const {

@@ -145,13 +145,16 @@ async function greedyByForward(model: NativeModel, prompt: number[], steps: numb
 /** Collects events per request id; resolves each request's promise on done/error. */
 class Collector {
   tokens = new Map<number, number[]>();
+  logprobs = new Map<number, { logprob: number; top: [number, number][] }[]>();
   done = new Map<number, NativeEvent>();
   order: string[] = [];  // `${type}:${id}` of every event as it came
   private waiters = new Map<number, (ev: NativeEvent) => void>();
   onEvent = (ev: NativeEvent) => {
     this.order.push(`${ev.type}:${ev.id}`);
-    if (ev.type === 'tokens') this.tokens.set(ev.id, [...(this.tokens.get(ev.id) ?? []), ...ev.tokens]);
-    else {
+    if (ev.type === 'tokens') {
+      this.tokens.set(ev.id, [...(this.tokens.get(ev.id) ?? []), ...ev.tokens]);
+      if (ev.logprobs) this.logprobs.set(ev.id, [...(this.logprobs.get(ev.id) ?? []), ...ev.logprobs]);
+    } else {
       this.done.set(ev.id, ev);
       this.waiters.get(ev.id)?.(ev);
     }
@@ -402,6 +405,48 @@ describe('engine', () => {
       e.submit({ id: 2, inputIds: Int32Array.from(prompt(new Rng(11), 3)), maxNewTokens: 4 });
       expect(await c.wait(1)).toMatchObject({ type: 'error', code: 'E_OUT_OF_KV_CACHE' });
       expect(await c.wait(2)).toMatchObject({ type: 'done', finishReason: 'length' });
+    });
+  });
+});
+
+describe('logit bias and min new tokens', () => {
+  it('a +100 bias makes a token the greedy pick; a -100 bias on the greedy tokens changes them; log-probs stay the model\'s', async () => {
+    const p = Int32Array.from(prompt(new Rng(31), 6));
+    const free = await runAlone({ id: 1, inputIds: p, maxNewTokens: 6, logprobs: 0 });
+    const forced = await runAlone({ id: 2, inputIds: p, maxNewTokens: 6, logitBias: [[17, 100]] });
+    expect(forced).toEqual([17, 17, 17, 17, 17, 17]);
+    const banned = await runAlone({ id: 3, inputIds: p, maxNewTokens: 6, logitBias: [...new Set(free)].map((t) => [t, -100] as [number, number]) });
+    for (const t of banned) expect(free).not.toContain(t);
+    // the first step's log-prob of the forced token is the model's (the bias is not in it)
+    const logits = await model.forward(p);
+    const row = Array.from(logits.subarray((p.length - 1) * DIMS.vocab, p.length * DIMS.vocab));
+    const mx = Math.max(...row);
+    const lse = mx + Math.log(row.reduce((a, x) => a + Math.exp(x - mx), 0));
+    await withEngine({}, async (e, c) => {
+      e.submit({ id: 4, inputIds: p, maxNewTokens: 1, logitBias: [[17, 100]], logprobs: 0 });
+      expect(await c.wait(4)).toMatchObject({ type: 'done' });
+      expect(c.logprobs.get(4)![0].logprob).toBeCloseTo(row[17] - lse, 4);
+    });
+  });
+
+  it('min new tokens: the stop id cannot end the output earlier; bad biases are refused', async () => {
+    const p = Int32Array.from(prompt(new Rng(32), 5));
+    const [first] = await runAlone({ id: 1, inputIds: p, maxNewTokens: 1 });
+    // the greedy first token as the stop id: without min it ends at once, with min 4 it cannot for 4 tokens
+    await withEngine({}, async (e, c) => {
+      e.submit({ id: 2, inputIds: p, maxNewTokens: 8, stopIds: [first] });
+      e.submit({ id: 3, inputIds: p, maxNewTokens: 8, stopIds: [first], minNewTokens: 4 });
+      expect(await c.wait(2)).toMatchObject({ type: 'done', finishReason: 'stop', completionTokens: 1 });
+      const done = await c.wait(3);
+      expect(done.type).toBe('done');
+      expect((done as { completionTokens: number }).completionTokens).toBeGreaterThan(4);
+      expect(c.tokens.get(3)!.slice(0, 4)).not.toContain(first);
+    });
+    await withEngine({}, async (e) => {
+      expect(() => e.submit({ id: 5, inputIds: p, maxNewTokens: 2, logitBias: [[DIMS.vocab, 1]] })).toThrow(/outside \[0, 96\)/);
+      expect(() => e.submit({ id: 6, inputIds: p, maxNewTokens: 2, logitBias: [[3, 1], [3, 2]] })).toThrow(/appears twice/);
+      expect(() => e.submit({ id: 7, inputIds: p, maxNewTokens: 2, logitBias: [[3, NaN]] })).toThrow(/finite/);
+      expect(() => e.submit({ id: 8, inputIds: p, maxNewTokens: 2, minNewTokens: 1, allowedTokens: maskOf(() => true) })).toThrow(/guided/);
     });
   });
 });

@@ -68,6 +68,28 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     p.allowed = s.req.guided ? s.req.allowed_tokens.data() : nullptr;
     want_logits = want_logits || s.req.logprobs >= 0;
   }
+  // logit bias per row: the request's, plus -inf on its stop ids while fewer than min_new_tokens were generated (flat
+  // arrays, pointers taken once every row is in)
+  bias_ids_.clear();
+  bias_vals_.clear();
+  bias_at_.assign((size_t)R + 1, 0);
+  for (int64_t r = 0; r < R; r++) {
+    const Sequence& s = *sampling[r]->seq;
+    const size_t from = bias_ids_.size();
+    for (const auto& [t, v] : s.req.logit_bias) bias_ids_.push_back(t), bias_vals_.push_back(v);
+    if (s.generated < s.req.min_new_tokens)
+      for (int32_t t : s.req.stop_ids) {
+        if (t < 0 || t >= V) continue;
+        const auto at = std::find(bias_ids_.begin() + (std::ptrdiff_t)from, bias_ids_.end(), t);
+        if (at != bias_ids_.end()) bias_vals_[(size_t)(at - bias_ids_.begin())] = -INFINITY;
+        else bias_ids_.push_back(t), bias_vals_.push_back(-INFINITY);
+      }
+    bias_at_[(size_t)r + 1] = bias_ids_.size();
+  }
+  for (int64_t r = 0; r < R; r++) {
+    rows[r].n_bias = (int32_t)(bias_at_[(size_t)r + 1] - bias_at_[(size_t)r]);
+    if (rows[r].n_bias) rows[r].bias_ids = bias_ids_.data() + bias_at_[(size_t)r], rows[r].bias_vals = bias_vals_.data() + bias_at_[(size_t)r];
+  }
   sampled.assign((size_t)R, 0);
   HostStamps& hs = HostStamps::get();
   {

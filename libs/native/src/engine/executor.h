@@ -29,6 +29,9 @@ class Executor {
   StepBatch batch_;
   std::vector<float> logits_;      // host copies of the rows whose request wants logprobs
   std::vector<SamplingRow> rows_;  // per sampled row: params + the request's uniform
+  std::vector<int32_t> bias_ids_;  // the rows' logit bias entries back to back (bias_at_[r] .. bias_at_[r + 1])
+  std::vector<float> bias_vals_;
+  std::vector<size_t> bias_at_;
 };
 
 }  // namespace lmfleet

@@ -54,6 +54,10 @@ struct RequestSpec {
   // request waits, unscheduled, until Scheduler::set_allowed brings the next one (the caller's grammar decides it).
   bool guided = false;
   std::vector<uint32_t> allowed_tokens;
+  // OpenAI's logit_bias: (token id, value) pairs, distinct ids, added to the logits before sampling (not to log-probs)
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  // vLLM's min_tokens / LMDeploy's min_new_tokens: the stop ids are banned until this many tokens were generated
+  int64_t min_new_tokens = 0;
 };
 
 struct Sequence {

@@ -168,11 +168,19 @@ export interface SampleRefParams {
 }
 
 /** The sampling rule of ops/sample.h, step by step. `allowed` (guided decoding): bit t % 32 of word t / 32 set = token t
- * may be drawn; the others count as -inf logits. */
-export function sampleRef(logits: Float32Array, p: SampleRefParams, u: number, history: ArrayLike<number>, allowed?: ArrayLike<number>): number {
+ * may be drawn; the others count as -inf logits. `bias` (logit_bias, dense): added to the logits after that. */
+export function sampleRef(
+  logits: Float32Array,
+  p: SampleRefParams,
+  u: number,
+  history: ArrayLike<number>,
+  allowed?: ArrayLike<number>,
+  bias?: ArrayLike<number>,
+): number {
   const vocab = logits.length;
   const l = Float32Array.from(logits);
   if (allowed) for (let t = 0; t < vocab; t++) if (!((allowed[t >> 5] >>> (t & 31)) & 1)) l[t] = -Infinity;
+  if (bias) for (let t = 0; t < vocab; t++) if (bias[t] !== 0) l[t] = l[t] + bias[t]; // logit_bias, after the mask (f32 adds)
   if (p.repetitionPenalty !== 1) {
     const seen = new Set<number>();
     for (let i = 0; i < history.length; i++) {

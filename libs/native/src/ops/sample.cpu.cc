@@ -16,6 +16,10 @@ int32_t sample_row(const float* logits, int64_t vocab, const SamplingRow& p) {
   if (p.allowed)
     for (int64_t t = 0; t < vocab; t++)
       if (!((p.allowed[t >> 5] >> (t & 31)) & 1u)) l[(size_t)t] = -INFINITY;
+  for (int32_t i = 0; i < p.n_bias; i++) {
+    const int32_t t = p.bias_ids[i];
+    if (t >= 0 && t < vocab) l[(size_t)t] += p.bias_vals[i];
+  }
   if (p.repetition_penalty != 1.f && p.repetition_penalty > 0.f) {
     std::vector<uint8_t> seen((size_t)vocab, 0);
     for (int64_t i = 0; i < p.history_len; i++) {
@@ -78,11 +82,12 @@ void sample_cpu(const sample_args& a, ThreadPool& pool) {
 }
 
 // inputs: logits [rows, vocab], optional history i32 [rows, n] (-1 = padding; [rows, 0] for none), optional allowed
-// i32 [rows, (vocab + 31) / 32] (SamplingRow::allowed's bits; a row of all ones for an unguided row)
+// i32 [rows, (vocab + 31) / 32] (SamplingRow::allowed's bits; a row of all ones for an unguided row), optional bias f32
+// [rows, vocab] (its nonzero entries become SamplingRow's logit bias list)
 // params: temperature, topK, topP, repetitionPenalty, presencePenalty, frequencyPenalty, penaltyFrom (history
 // columns before it are the prompt), seed (one Rng(seed); row r uses its r-th draw)
 void sample_run(Backend& be, OpCall& call) {
-  call.expect_inputs(1, 3);
+  call.expect_inputs(1, 4);
   auto x = call.in_f32(0, 2, "logits");
   int64_t rows = call.inputs[0].shape[0], vocab = call.inputs[0].shape[1];
   std::vector<int32_t> hist, allowed;
@@ -92,7 +97,20 @@ void sample_run(Backend& be, OpCall& call) {
     if (call.inputs[1].shape[0] != rows) call.bad("history must have one row per logits row");
     hlen = call.inputs[1].shape[1];
   }
-  if (call.inputs.size() == 3) {
+  std::vector<float> bias;
+  std::vector<int32_t> bias_ids;
+  std::vector<float> bias_vals;
+  std::vector<int64_t> bias_at((size_t)rows + 1, 0);
+  if (call.inputs.size() == 4) {
+    bias = call.in_f32(3, 2, "bias");
+    if (call.inputs[3].shape[0] != rows || call.inputs[3].shape[1] != vocab) call.bad("bias must be [rows, vocab] like the logits");
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t t = 0; t < vocab; t++)
+        if (bias[(size_t)(r * vocab + t)] != 0.f) bias_ids.push_back((int32_t)t), bias_vals.push_back(bias[(size_t)(r * vocab + t)]);
+      bias_at[(size_t)r + 1] = (int64_t)bias_ids.size();
+    }
+  }
+  if (call.inputs.size() >= 3 && call.inputs[2].shape[1] > 0) {
     allowed = call.in_i32(2, 2, "allowed");
     if (call.inputs[2].shape[0] != rows || call.inputs[2].shape[1] != words)
       call.bad("allowed must be [rows, " + std::to_string(words) + "] (one bit per token)");
@@ -116,6 +134,8 @@ void sample_run(Backend& be, OpCall& call) {
     ps[r].history = hlen ? hist.data() + r * hlen : nullptr;
     ps[r].history_len = hlen;
     if (!allowed.empty()) ps[r].allowed = reinterpret_cast<const uint32_t*>(allowed.data() + r * words);
+    ps[r].n_bias = (int32_t)(bias_at[(size_t)r + 1] - bias_at[(size_t)r]);
+    if (ps[r].n_bias) ps[r].bias_ids = bias_ids.data() + bias_at[(size_t)r], ps[r].bias_vals = bias_vals.data() + bias_at[(size_t)r];
   }
   auto& out = call.add_output(DType::I32, {rows});
   Buffer bx = stage(be, x);

@@ -48,6 +48,18 @@ __global__ void token_mask_kernel(float* __restrict__ logits, int ld, int vocab,
     if (!((m[t >> 5] >> (t & 31)) & 1u)) row[t] = -INFINITY;
 }
 
+__global__ void logit_bias_kernel(float* __restrict__ logits, int ld, const int* __restrict__ rows, const int* __restrict__ ids,
+                                  const float* __restrict__ vals, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) logits[(size_t)rows[i] * ld + ids[i]] += vals[i];
+}
+
+void logit_bias_cuda(float* logits, int ld, const int* rows, const int* ids, const float* vals, int n, cudaStream_t s) {
+  if (n <= 0) return;
+  logit_bias_kernel<<<(n + 255) / 256, 256, 0, s>>>(logits, ld, rows, ids, vals, n);
+  LMF_CUDA_LAUNCHED();
+}
+
 void token_mask_cuda(float* logits, int ld, int vocab, int batch, const uint32_t* masks, int words, const int* mask_row,
                      cudaStream_t s) {
   if (batch <= 0 || vocab <= 0) return;

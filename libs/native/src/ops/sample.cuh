@@ -42,6 +42,9 @@ void presence_frequency_penalty_cuda(float* logits, int ld, int vocab, int batch
 void token_mask_cuda(float* logits, int ld, int vocab, int batch, const uint32_t* masks, int words, const int* mask_row,
                      cudaStream_t s);
 
+// OpenAI's logit_bias: logits[rows[i] * ld + ids[i]] += vals[i] for i < n ((row, id) pairs distinct).
+void logit_bias_cuda(float* logits, int ld, const int* rows, const int* ids, const float* vals, int n, cudaStream_t s);
+
 // Philox4x32-10 on the host, for tests and the CPU backend to reproduce the GPU's draws.
 void philox4x32_10(uint32_t ctr[4], uint32_t key[2]);
 double philox_uniform(uint64_t seed, uint64_t counter);

@@ -24,6 +24,11 @@ struct SamplingRow {
   // guided decoding: bit t % 32 of word t / 32 set = token t may be drawn ((vocab + 31) / 32 words, at least one token
   // allowed); the others count as -inf logits before everything above. null: every token.
   const uint32_t* allowed = nullptr;
+  // OpenAI's logit_bias (and min_tokens' stop suppression): bias_vals[i] added to the logit of bias_ids[i] (distinct ids
+  // in [0, vocab); -inf bans the token), after the mask and before the penalties.
+  const int32_t* bias_ids = nullptr;
+  const float* bias_vals = nullptr;
+  int32_t n_bias = 0;
 };
 
 struct sample_args {

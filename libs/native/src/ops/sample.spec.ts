@@ -85,6 +85,31 @@ describe('sample', () => {
       }));
   }
 
+  for (const p of [settings[0], settings[2], settings[4]]) {
+    it(`a logit bias (the fourth input, nonzero entries) moves the draw (T=${p.temperature} topK=${p.topK} rep=${p.repetitionPenalty})`, () =>
+      withSeed('sample-bias', async (rng) => {
+        const [rows, vocab, hlen] = [8, 300, 6];
+        const logits = rng.randn(rows * vocab, 2);
+        const hist = rng.ints(rows * hlen, vocab);
+        const bias = new Float32Array(rows * vocab);
+        for (let r = 0; r < rows; r++) for (let k = 0; k < 5; k++) bias[r * vocab + rng.int(vocab)] = r % 2 ? 100 : rng.int(200) - 100;
+        const seed = rng.int(1 << 30);
+        const params: Record<string, number> = { ...p, seed };
+        const inputs = [tensor('f32', [rows, vocab], logits), tensor('i32', [rows, hlen], hist), tensor('i32', [rows, 0], []), tensor('f32', [rows, vocab], bias)];
+        const out = Array.from(i32Of((await cpuNative().runOp('sample', inputs, params))[0]));
+        const rngRef = new SplitMix64(seed);
+        const ref = [];
+        for (let r = 0; r < rows; r++) {
+          ref.push(sampleRef(logits.subarray(r * vocab, (r + 1) * vocab), p, rngRef.uniform(), hist.subarray(r * hlen, (r + 1) * hlen), undefined, bias.subarray(r * vocab, (r + 1) * vocab)));
+        }
+        expect(out).toEqual(ref);
+        if (!(p.temperature > 0)) {
+          for (let r = 1; r < rows; r += 2) expect(bias[r * vocab + out[r]]).toBe(100); // +100 wins a greedy row
+          await compareCudaToCpu('sample', inputs, params);
+        }
+      }));
+  }
+
   it('a mask that allows a single token always gives it; a malformed mask is refused', async () => {
     const [rows, vocab] = [3, 70];
     const logits = tensor('f32', [rows, vocab], Array.from({ length: rows * vocab }, (_, i) => Math.cos(i)));

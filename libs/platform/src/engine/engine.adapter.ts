@@ -92,6 +92,8 @@ export interface ServingStreamParams {
   skipSpecialTokens?: boolean;
   signal?: AbortSignal;
   responseFormat?: ServingResponseFormat;
+  logitBias?: Record<number, number>;
+  minNewTokens?: number;
 }
 
 export type ServingOutput = Pick<Engine.StreamOutput, 'tokenIds' | 'text' | 'logprobs' | 'finishReason' | 'usage'>;
@@ -109,6 +111,8 @@ export interface ServingChat {
 /** What worker-infer needs from a loaded engine to serve OpenAI requests. */
 export interface ServingEngine {
   readonly sessionLen: number;
+  /** The model's vocabulary size: token ids a request names (logit_bias, stop_token_ids) must be below it. */
+  readonly vocabSize: number;
   readonly maxBatchSize: number;
   /** Tensor parallelism: the device of every rank ('cuda:0', ...; 'cpu' for cpu ranks). */
   readonly devices: string[];
@@ -230,6 +234,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
     const kv = engine.kvQuant;
     return {
       sessionLen: engine.sessionLen,
+      vocabSize: engine.spec.vocabSize,
       maxBatchSize: engine.maxBatchSize,
       devices: engine.devices,
       kvCache: kv.quantPolicy ? `int${kv.quantPolicy} ${kv.mode}` : 'float',

@@ -1,6 +1,6 @@
 import { ChatChunker, CompletionChunker, ResponseCollector, completionLogprobs } from './openai-format';
 import { toOpenAIErrorBody, isOpenAIPath } from './openai-errors';
-import { parseGuided, parseMessages, parseResponseFormat } from './openai.service';
+import { parseGuided, parseMessages, parseResponseFormat, parseTokenControls } from './openai.service';
 import { checkLength } from './serving-host';
 import type { StreamEvent, StreamLogprob } from './protocol';
 
@@ -121,6 +121,32 @@ describe('OpenAI chunks and bodies', () => {
     expect(bad({ guided_choice: [] })).toEqual(['guided_choice must be a non-empty array of non-empty strings', 'guided_choice']);
     expect(bad({ guided_choice: ['a', ''] })?.[1]).toBe('guided_choice');
     expect(bad({ guided_grammar: '  ' })?.[1]).toBe('guided_grammar');
+  });
+
+  it('logit_bias, min_tokens / min_new_tokens and stop_token_ids: checked, zero biases dropped', () => {
+    expect(parseTokenControls({})).toEqual({});
+    expect(parseTokenControls({ logit_bias: { '5': 100, '7': -2.5, '9': 0 }, min_tokens: 3, stop_token_ids: [11] })).toEqual({
+      logitBias: { 5: 100, 7: -2.5 },
+      minNewTokens: 3,
+      stopTokenIds: [11],
+    });
+    expect(parseTokenControls({ min_new_tokens: 2 })).toEqual({ minNewTokens: 2 });
+    const bad = (body: Parameters<typeof parseTokenControls>[0], guided?: Parameters<typeof parseTokenControls>[1]) => {
+      try {
+        parseTokenControls(body, guided);
+      } catch (e) {
+        return [(e as Error).message, (e as { details?: { param?: string } }).details?.param];
+      }
+      return undefined;
+    };
+    expect(bad({ logit_bias: [1] })?.[1]).toBe('logit_bias');
+    expect(bad({ logit_bias: { abc: 1 } })?.[0]).toMatch(/keys must be token ids/);
+    expect(bad({ logit_bias: { '3': 101 } })).toEqual(['logit_bias[3] must be a number from -100 to 100', 'logit_bias']);
+    expect(bad({ logit_bias: Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [String(i), 1])) })?.[0]).toMatch(/at most 1024/);
+    expect(bad({ min_tokens: 2, min_new_tokens: 3 })?.[1]).toBe('min_new_tokens');
+    expect(bad({ stop_token_ids: [1, -2] })).toEqual(['stop_token_ids must be an array of token ids (non-negative integers)', 'stop_token_ids']);
+    expect(bad({ stop_token_ids: ['3'] as unknown as number[] })?.[1]).toBe('stop_token_ids');
+    expect(bad({ min_tokens: 2 }, { type: 'json_object' })).toEqual([expect.stringMatching(/cannot be combined with guided decoding/), 'min_tokens']);
   });
 
   it('length check: the numbers in the message, or what the session leaves', () => {

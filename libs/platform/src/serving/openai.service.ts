@@ -51,6 +51,52 @@ export interface GuidedFields {
   guided_choice?: unknown;
   guided_grammar?: unknown;
   guided_regex?: unknown;
+  /** OpenAI's: token id (as a string key) -> bias in [-100, 100] added to its logit. */
+  logit_bias?: unknown;
+  /** vLLM's min_tokens and LMDeploy's min_new_tokens: no stop token before this many. */
+  min_tokens?: number;
+  min_new_tokens?: number;
+  /** vLLM's: token ids that end the output besides the model's own stop tokens. */
+  stop_token_ids?: number[];
+}
+
+const MAX_LOGIT_BIAS = 1024;
+
+/** logit_bias, min_tokens / min_new_tokens and stop_token_ids as the serve request carries them. */
+export function parseTokenControls(body: GuidedFields, guided?: ServingResponseFormat): Pick<ServeRequest, 'logitBias' | 'minNewTokens' | 'stopTokenIds'> {
+  const out: Pick<ServeRequest, 'logitBias' | 'minNewTokens' | 'stopTokenIds'> = {};
+  const lb = body.logit_bias;
+  if (lb !== undefined && lb !== null) {
+    const param = 'logit_bias';
+    if (typeof lb !== 'object' || Array.isArray(lb)) throw new InvalidInputError(`${param} must be an object of token id -> bias`, { param });
+    const entries = Object.entries(lb as Record<string, unknown>);
+    if (entries.length > MAX_LOGIT_BIAS) throw new InvalidInputError(`${param} takes at most ${MAX_LOGIT_BIAS} tokens, got ${entries.length}`, { param });
+    const bias: Record<number, number> = {};
+    for (const [k, v] of entries) {
+      if (!/^\d+$/.test(k)) throw new InvalidInputError(`${param} keys must be token ids (non-negative integers), got ${JSON.stringify(k)}`, { param });
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < -100 || v > 100) throw new InvalidInputError(`${param}[${k}] must be a number from -100 to 100`, { param });
+      if (v !== 0) bias[Number(k)] = v;
+    }
+    if (Object.keys(bias).length) out.logitBias = bias;
+  }
+  if (body.min_tokens !== undefined && body.min_new_tokens !== undefined && body.min_tokens !== body.min_new_tokens) {
+    throw new InvalidInputError('min_tokens and min_new_tokens are the same setting: give one', { param: 'min_new_tokens' });
+  }
+  const min = body.min_tokens ?? body.min_new_tokens;
+  if (min && guided) {
+    throw new InvalidInputError('min_tokens cannot be combined with guided decoding (the grammar decides where the reply ends)', {
+      param: body.min_tokens !== undefined ? 'min_tokens' : 'min_new_tokens',
+    });
+  }
+  if (min) out.minNewTokens = min;
+  const stopIds: unknown = body.stop_token_ids;
+  if (stopIds !== undefined && stopIds !== null) {
+    if (!Array.isArray(stopIds) || !stopIds.every((t) => Number.isInteger(t) && t >= 0)) {
+      throw new InvalidInputError('stop_token_ids must be an array of token ids (non-negative integers)', { param: 'stop_token_ids' });
+    }
+    if (stopIds.length) out.stopTokenIds = stopIds as number[];
+  }
+  return out;
 }
 
 export interface ChatCompletionRequest extends SamplingFields, GuidedFields {
@@ -146,6 +192,7 @@ export class OpenAIService {
     const req = this.request(dep, 'chat', 'chatcmpl', body, {
       messages,
       n,
+      ...parseTokenControls(body, responseFormat),
       ...(responseFormat ? { responseFormat } : {}),
       ...(guided && !tools?.responseFormat ? { responseFormatParam: guided.param } : {}),
       ...(tools ? { tools: tools.tools } : {}),
@@ -175,6 +222,7 @@ export class OpenAIService {
     const req = this.request(dep, 'completion', 'cmpl', body, {
       prompts,
       n,
+      ...parseTokenControls(body, guided?.format),
       ...(guided ? { responseFormat: guided.format, responseFormatParam: guided.param } : {}),
       maxTokens: body.max_tokens ?? OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS,
       ...(body.logprobs !== undefined ? { logprobs: body.logprobs } : {}),

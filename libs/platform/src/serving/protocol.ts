@@ -36,6 +36,10 @@ export interface ServeRequest {
   /** The request field responseFormat came from (response_format, or vLLM's guided_json / guided_choice /
    * guided_grammar): the param of a 400 when the worker cannot compile it. Default response_format. */
   responseFormatParam?: string;
+  /** chat and completion: OpenAI's logit_bias (token id -> value), vLLM's min_tokens and stop_token_ids. */
+  logitBias?: Record<number, number>;
+  minNewTokens?: number;
+  stopTokenIds?: number[];
   /** chat: OpenAI's tools (validated by the API), rendered by the chat template (engine: chat-template/tools.ts). */
   tools?: ServingTool[];
   /** interactive: LMDeploy's session_id (1..999999) and interactive_mode; `end` closes the session. */

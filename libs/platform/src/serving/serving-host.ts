@@ -271,6 +271,11 @@ export class ServingHost {
     const longest = Math.max(...prompts.map((p) => p.length));
     const maxTokens = checkLength(engine.sessionLen, longest, r.maxTokens, chat ? 'messages' : 'prompt');
     const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
+    const outside = (ids: number[]) => ids.find((t) => t >= engine.vocabSize);
+    const badStop = outside(r.stopTokenIds ?? []);
+    if (badStop !== undefined) throw new InvalidInputError(`stop_token_ids: token id ${badStop} is outside the vocabulary [0, ${engine.vocabSize})`, { param: 'stop_token_ids' });
+    const badBias = outside(Object.keys(r.logitBias ?? {}).map(Number));
+    if (badBias !== undefined) throw new InvalidInputError(`logit_bias: token id ${badBias} is outside the vocabulary [0, ${engine.vocabSize})`, { param: 'logit_bias' });
     if (r.responseFormat) {
       try {
         await engine.prepareResponseFormat(r.responseFormat); // before 'start': a schema it cannot use is still a 400
@@ -280,7 +285,7 @@ export class ServingHost {
       }
     }
     await emit({ t: 'start', promptTokens, workerId: this.workerId });
-    const stopIds = r.ignoreEos ? [] : engine.stopIds(chat);
+    const stopIds = [...(r.ignoreEos ? [] : engine.stopIds(chat)), ...(r.stopTokenIds ?? [])];
     const t = timingParts(r, promptTokens);
     const finishes: FinishReason[] = [];
     // Per prompt: the most of it any of its n choices found in the prefix cache (promptTokens counts each prompt once).
@@ -298,6 +303,8 @@ export class ServingHost {
             ...(r.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
             ...(r.skipSpecialTokens !== undefined ? { skipSpecialTokens: r.skipSpecialTokens } : {}),
             ...(r.responseFormat ? { responseFormat: r.responseFormat } : {}),
+            ...(r.logitBias ? { logitBias: r.logitBias } : {}),
+            ...(r.minNewTokens ? { minNewTokens: r.minNewTokens } : {}),
             signal,
           });
           const prefix = r.echo && r.prompts ? r.prompts[p] : '';
