@@ -218,7 +218,7 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(range.body.error.param).toBe('logit_bias');
   });
 
-  it("vLLM's guided_choice / guided_grammar / guided_json (extra_body): replies follow them; bad ones are 400s naming the field", async () => {
+  it("vLLM's guided_choice / guided_grammar / guided_json / guided_regex (extra_body): replies follow them; bad ones are 400s naming the field", async () => {
     const messages = [{ role: 'user', content: 'is the sky blue?' }];
     const choices = ['yes', 'no', 'it depends'];
     const sampled = await http('POST', '/v1/chat/completions', { model, messages, max_tokens: 16, temperature: 1.2, seed: 5, n: 4, guided_choice: choices });
@@ -238,9 +238,16 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     const badGrammar = await http('POST', '/v1/chat/completions', { model, messages, guided_grammar: 'root ::= "a" |' });
     expect(badGrammar.status).toBe(400);
     expect(badGrammar.body.error).toMatchObject({ param: 'guided_grammar', message: expect.stringMatching(/^the grammar is invalid/) });
-    const regex = await http('POST', '/v1/completions', { model, prompt: 'x', guided_regex: '[0-9]+' });
-    expect(regex.status).toBe(400);
-    expect(regex.body.error.param).toBe('guided_regex');
+    // guided_regex, and LMDeploy's response_format regex_schema: the whole reply matches
+    const regex = await http('POST', '/v1/completions', { model, prompt: 'x', max_tokens: 16, temperature: 0.9, seed: 4, n: 3, guided_regex: '(yes|no)-[0-9][0-9]?' });
+    expect(regex.status).toBe(200);
+    for (const c of regex.body.choices) expect(c.text).toMatch(/^(yes|no)-[0-9][0-9]?$/);
+    const rs = await http('POST', '/v1/chat/completions', { model, messages, max_tokens: 16, temperature: 0, response_format: { type: 'regex_schema', regex_schema: '[A-Z][a-z][a-z]?' } });
+    expect(rs.status).toBe(200);
+    expect(rs.body.choices[0].message.content).toMatch(/^[A-Z][a-z][a-z]?$/);
+    const badRegex = await http('POST', '/v1/completions', { model, prompt: 'x', guided_regex: '((' });
+    expect(badRegex.status).toBe(400);
+    expect(badRegex.body.error).toMatchObject({ param: 'guided_regex', message: expect.stringMatching(/^the regular expression is invalid/) });
     const two = await http('POST', '/v1/chat/completions', { model, messages, guided_choice: ['a'], response_format: { type: 'json_object' } });
     expect(two.status).toBe(400);
     expect(two.body.error.message).toMatch(/one kind of guided decoding/);

@@ -36,7 +36,7 @@ function IsStringOrStringArray(opts?: ValidationOptions) {
 function ResponseFormatField() {
   return applyDecorators(
     ApiPropertyOptional({
-      description: "OpenAI's structured outputs: {type: 'text'}, {type: 'json_object'} or {type: 'json_schema', json_schema: {name, schema, strict?}}",
+      description: "OpenAI's structured outputs: {type: 'text'}, {type: 'json_object'} or {type: 'json_schema', json_schema: {name, schema, strict?}}; LMDeploy's {type: 'regex_schema', regex_schema}",
       example: { type: 'json_schema', json_schema: { name: 'answer', schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } } },
     }),
     IsOptional(),
@@ -139,9 +139,10 @@ class GuidedSamplingDto extends SamplingDto {
   @IsString()
   guided_grammar?: string;
 
-  @ApiPropertyOptional({ description: 'vLLM\'s guided_regex: not supported (a 400 saying so); write the pattern as guided_grammar' })
+  @ApiPropertyOptional({ description: "vLLM's guided_regex: the whole reply matches this regular expression (xgrammar's regex dialect)", example: '(yes|no), [0-9]+' })
   @IsOptional()
-  guided_regex?: unknown;
+  @IsString()
+  guided_regex?: string;
 
   @ApiPropertyOptional({ description: "OpenAI's logit_bias: token id -> bias from -100 to 100, added to the token's logit before sampling (log-probs stay the model's)", example: { '1234': -100 } })
   @IsOptional() // keys and values: parseTokenControls checks them (a 400 naming logit_bias)

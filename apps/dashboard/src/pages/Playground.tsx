@@ -30,10 +30,11 @@ interface Settings {
   ignoreEos: boolean;
   /** OpenAI's response_format: free text, any JSON object, or JSON that fits `schema`; or vLLM's guided_choice (one
    *  of `choices`, one per line) or guided_grammar (`grammar`, EBNF). */
-  format: 'text' | 'json_object' | 'json_schema' | 'choice' | 'grammar';
+  format: 'text' | 'json_object' | 'json_schema' | 'choice' | 'grammar' | 'regex';
   schema: string;
   choices: string;
   grammar: string;
+  regex: string;
   /** OpenAI's tools as JSON (empty: none) and tool_choice. */
   tools: string;
   toolChoice: 'auto' | 'required' | 'none';
@@ -78,6 +79,7 @@ function responseFormat(s: Settings): { value?: Record<string, unknown>; error?:
     return choices.length ? { value: { guided_choice: choices } } : { error: 'Choices: write at least one, one per line' };
   }
   if (s.format === 'grammar') return s.grammar.trim() ? { value: { guided_grammar: s.grammar } } : { error: 'Grammar: write an EBNF grammar whose start rule is root' };
+  if (s.format === 'regex') return s.regex ? { value: { guided_regex: s.regex } } : { error: 'Regular expression: write one' };
   let schema: unknown;
   try {
     schema = JSON.parse(s.schema);
@@ -92,7 +94,7 @@ export function PlaygroundPage() {
   const [models, setModels] = useState<string[]>();
   const [modelsError, setModelsError] = useState<string>();
   const [s, setS] = useState<Settings>({
-    model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '', ignoreEos: false, format: 'text', schema: EXAMPLE_SCHEMA, choices: 'yes\nno', grammar: EXAMPLE_GRAMMAR,
+    model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '', ignoreEos: false, format: 'text', schema: EXAMPLE_SCHEMA, choices: 'yes\nno', grammar: EXAMPLE_GRAMMAR, regex: '(yes|no), because [a-z ]+\\.',
     tools: '', toolChoice: 'auto', parallelCalls: true,
   });
   const [turns, setTurns] = useState<Turn[]>([]);
@@ -304,8 +306,14 @@ export function PlaygroundPage() {
                 <option value="json_schema">JSON schema</option>
                 <option value="choice">one of a list (guided_choice)</option>
                 <option value="grammar">EBNF grammar (guided_grammar)</option>
+                <option value="regex">regular expression (guided_regex)</option>
               </select>
             </Field>
+            {s.format === 'regex' && (
+              <Field label="Regular expression (the whole answer matches it)">
+                <input className="mono" value={s.regex} onChange={(e) => set('regex', e.target.value)} aria-label="Regular expression" spellCheck={false} />
+              </Field>
+            )}
             {s.format === 'choice' && (
               <Field label="Choices (one per line; the answer is exactly one)">
                 <textarea rows={4} value={s.choices} onChange={(e) => set('choices', e.target.value)} aria-label="Choices" spellCheck={false} />

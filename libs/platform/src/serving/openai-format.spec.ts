@@ -90,14 +90,14 @@ describe('OpenAI chunks and bodies', () => {
       return undefined;
     };
     expect(bad('json')).toEqual(['response_format must be an object', 'response_format']);
-    expect(bad({ type: 'xml' })).toEqual(['response_format.type must be one of text, json_object, json_schema', 'response_format.type']);
+    expect(bad({ type: 'xml' })).toEqual(['response_format.type must be one of text, json_object, json_schema, regex_schema', 'response_format.type']);
     expect(bad({ type: 'json_schema' })?.[1]).toBe('response_format.json_schema');
     expect(bad({ type: 'json_schema', json_schema: { name: 'a b', schema } })?.[1]).toBe('response_format.json_schema.name');
     expect(bad({ type: 'json_schema', json_schema: { name: 'a', schema: [] } })?.[1]).toBe('response_format.json_schema.schema');
     expect(bad({ type: 'json_schema', json_schema: { schema, strict: 'yes' } })?.[1]).toBe('response_format.json_schema.strict');
   });
 
-  it("vLLM's guided_json / guided_choice / guided_grammar: one at a time, each checked; guided_regex is refused", () => {
+  it("vLLM's guided_json / guided_choice / guided_grammar / guided_regex and LMDeploy's regex_schema: one at a time, each checked", () => {
     const schema = { type: 'object', properties: { ok: { type: 'boolean' } } };
     expect(parseGuided({})).toBeUndefined();
     expect(parseGuided({ response_format: { type: 'json_object' } })).toEqual({ format: { type: 'json_object' }, param: 'response_format' });
@@ -113,7 +113,11 @@ describe('OpenAI chunks and bodies', () => {
       }
       return undefined;
     };
-    expect(bad({ guided_regex: '\\d+' })).toEqual([expect.stringMatching(/^guided_regex is not supported/), 'guided_regex']);
+    expect(parseGuided({ guided_regex: '[0-9]+' })).toEqual({ format: { type: 'regex', pattern: '[0-9]+' }, param: 'guided_regex' });
+    expect(parseGuided({ response_format: { type: 'regex_schema', regex_schema: 'a|b' } })).toEqual({ format: { type: 'regex', pattern: 'a|b' }, param: 'response_format' });
+    expect(bad({ guided_regex: '' })).toEqual(['guided_regex must be a regular expression (a non-empty string)', 'guided_regex']);
+    expect(bad({ response_format: { type: 'regex_schema' } })?.[1]).toBe('response_format.regex_schema');
+    expect(bad({ guided_regex: 'a', guided_choice: ['a'] })?.[1]).toBe('guided_regex');
     expect(bad({ guided_json: schema, guided_choice: ['a'] })).toEqual(['use one kind of guided decoding at a time: guided_json and guided_choice were both given', 'guided_choice']);
     expect(bad({ response_format: { type: 'json_object' }, guided_grammar: 'root ::= "a"' })?.[1]).toBe('guided_grammar');
     expect(bad({ guided_json: '{"type":' })).toEqual([expect.stringMatching(/^guided_json is not valid JSON/), 'guided_json']);

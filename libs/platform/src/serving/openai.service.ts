@@ -549,16 +549,20 @@ function errorFromEvent(ev: Extract<StreamEvent, { t: 'error' }>): PlatformError
 }
 
 /** OpenAI's response_format: {type: 'text'} (the default), {type: 'json_object'}, or {type: 'json_schema', json_schema:
- * {name, schema, strict?, description?}}. undefined for free text. The worker compiles the schema (a bad one is a 400
+ * {name, schema, strict?, description?}}; LMDeploy's {type: 'regex_schema', regex_schema: '...'} too. undefined for free text. The worker compiles the schema (a bad one is a 400
  * from there). */
 export function parseResponseFormat(raw: unknown): ServingResponseFormat | undefined {
   const param = 'response_format';
   if (raw === undefined || raw === null) return undefined;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidInputError(`${param} must be an object`, { param });
-  const { type, json_schema: js } = raw as { type?: unknown; json_schema?: unknown };
+  const { type, json_schema: js, regex_schema: rx } = raw as { type?: unknown; json_schema?: unknown; regex_schema?: unknown };
   if (type === 'text') return undefined;
   if (type === 'json_object') return { type: 'json_object' };
-  if (type !== 'json_schema') throw new InvalidInputError(`${param}.type must be one of text, json_object, json_schema`, { param: `${param}.type` });
+  if (type === 'regex_schema') {  // LMDeploy's: the whole reply matches the regular expression
+    if (typeof rx !== 'string' || rx === '') throw new InvalidInputError(`${param}.regex_schema must be a regular expression (type regex_schema)`, { param: `${param}.regex_schema` });
+    return { type: 'regex', pattern: rx };
+  }
+  if (type !== 'json_schema') throw new InvalidInputError(`${param}.type must be one of text, json_object, json_schema, regex_schema`, { param: `${param}.type` });
   if (!js || typeof js !== 'object' || Array.isArray(js)) {
     throw new InvalidInputError(`${param}.json_schema must be an object with the schema (type json_schema)`, { param: `${param}.json_schema` });
   }
@@ -578,16 +582,11 @@ export function parseResponseFormat(raw: unknown): ServingResponseFormat | undef
 /**
  * The request's guided decoding, from OpenAI's response_format or one of vLLM's extras: guided_json (a JSON Schema,
  * an object or its JSON text), guided_choice (exactly one of the strings), guided_grammar (an EBNF grammar in
- * xgrammar's dialect, start rule `root`). At most one of them; guided_regex is refused (the guided decoder has no
- * regular expressions). `param`: the field it came from, which a 400 from the worker names. undefined: free text.
+ * xgrammar's dialect, start rule `root`), guided_regex (the whole reply matches it). At most one of them. `param`: the
+ * field it came from, which a 400 from the worker names. undefined: free text.
  */
 export function parseGuided(body: GuidedFields & { response_format?: unknown }): { format: ServingResponseFormat; param: string } | undefined {
-  if (body.guided_regex !== undefined && body.guided_regex !== null) {
-    throw new InvalidInputError('guided_regex is not supported: the guided decoder (xgrammar) takes JSON schemas and EBNF grammars; write the pattern as guided_grammar', {
-      param: 'guided_regex',
-    });
-  }
-  const given = (['response_format', 'guided_json', 'guided_choice', 'guided_grammar'] as const).filter((k) => body[k] !== undefined && body[k] !== null);
+  const given = (['response_format', 'guided_json', 'guided_choice', 'guided_grammar', 'guided_regex'] as const).filter((k) => body[k] !== undefined && body[k] !== null);
   if (given.length > 1) {
     throw new InvalidInputError(`use one kind of guided decoding at a time: ${given.join(' and ')} were both given`, { param: given[1] });
   }
@@ -620,6 +619,11 @@ export function parseGuided(body: GuidedFields & { response_format?: unknown }):
       throw new InvalidInputError(`${param} must be an EBNF grammar (a non-empty string whose start rule is root)`, { param });
     }
     return { format: { type: 'grammar', grammar: body.guided_grammar }, param };
+  }
+  if (body.guided_regex !== undefined && body.guided_regex !== null) {
+    const param = 'guided_regex';
+    if (typeof body.guided_regex !== 'string' || body.guided_regex === '') throw new InvalidInputError(`${param} must be a regular expression (a non-empty string)`, { param });
+    return { format: { type: 'regex', pattern: body.guided_regex }, param };
   }
   return undefined;
 }

@@ -180,6 +180,18 @@ describe.each(CASES)('GrammarService on $name', (c) => {
     }
   });
 
+  it('regex: every walk matches the pattern as a whole', async () => {
+    const pattern = '(yes|no|maybe)-[0-9][0-9]?(\\.[a-z][a-z]?)?'; // bounded: a random walk ends
+    const re = new RegExp(`^(?:${pattern})$`);
+    for (const seed of [51, 52, 53, 54]) {
+      const guide = await service.open({ type: 'regex', pattern }, stopIds);
+      const { tokens, terminated } = await walk(guide, closers, seed, 200);
+      guide.close();
+      expect(terminated).toBe(true);
+      expect(tok.decode(tokens.slice(0, -1))).toMatch(re);
+    }
+  });
+
   it('json_object: the walk decodes to a plain JSON object, and padded or special ids are never allowed', async () => {
     const objects: object[] = [];
     for (const seed of [11, 12, 13, 14, 15, 16]) {
@@ -243,6 +255,8 @@ describe('GrammarService errors and lifecycle', () => {
     await expect(service.open({ type: 'grammar', grammar: 'start ::= "a"' })).rejects.toThrow(/^the grammar is invalid: .*root/);
     await expect(service.open({ type: 'grammar', grammar: ' ' })).rejects.toThrow(/needs the grammar/);
     await expect(service.open({ type: 'choice', choices: [] })).rejects.toThrow(/non-empty list of non-empty strings/);
+    await expect(service.open({ type: 'regex', pattern: '((' })).rejects.toThrow(/^the regular expression is invalid: /);
+    await expect(service.open({ type: 'regex', pattern: '' })).rejects.toThrow(/needs the pattern/);
     await expect(service.open({ type: 'choice', choices: ['a', ''] })).rejects.toThrow(/non-empty list of non-empty strings/);
     const guide = await service.open({ type: 'choice', choices: ['{}'] });
     for (const id of bytes('{}')) expect(await guide.accept([id])).not.toBeNull();

@@ -12,13 +12,15 @@ import { byteLevelAlphabet } from '../../tokenizer/byte-level';
 
 /** OpenAI's response_format as the engine takes it (json_schema: the schema itself, not OpenAI's wrapper object), and
  *  vLLM's other guided outputs: `grammar` (an EBNF grammar in xgrammar's dialect, GBNF-like, whose start rule is
- *  `root`; vLLM's guided_grammar) and `choice` (exactly one of the strings; vLLM's guided_choice). */
+ *  `root`; vLLM's guided_grammar), `choice` (exactly one of the strings; vLLM's guided_choice) and `regex` (the whole
+ *  output matches the regular expression; vLLM's guided_regex, LMDeploy's regex_schema). */
 export type ResponseFormat =
   | { type: 'text' }
   | { type: 'json_object' }
   | { type: 'json_schema'; schema: Record<string, unknown> | string; strict?: boolean; name?: string }
   | { type: 'grammar'; grammar: string }
-  | { type: 'choice'; choices: string[] };
+  | { type: 'choice'; choices: string[] }
+  | { type: 'regex'; pattern: string };
 
 /** One guided output: the tokens allowed next, as a bitmask (bit j of word i allows token 32·i + j). */
 export interface GuideHandle {
@@ -45,7 +47,11 @@ export interface GrammarVocab {
 
 /** A response format as the worker compiles it: the schema as JSON text and strictness decided; grammars and choices
  *  as EBNF text (start rule `root`). */
-export type GrammarFormat = { type: 'json_object' } | { type: 'json_schema'; schema: string; strict: boolean } | { type: 'ebnf'; grammar: string };
+export type GrammarFormat =
+  | { type: 'json_object' }
+  | { type: 'json_schema'; schema: string; strict: boolean }
+  | { type: 'ebnf'; grammar: string }
+  | { type: 'regex'; pattern: string };
 
 export type WorkerRequest =
   | { seq: number; op: 'init'; tokenizerJsonPath: string; vocabSize: number; stopIds: number[] }
@@ -170,8 +176,11 @@ function grammarFormat(format: ResponseFormat): GrammarFormat {
         throw new InvalidArgumentError('a choice response format needs a non-empty list of non-empty strings');
       return { type: 'ebnf', grammar: choiceGrammar(choices) };
     }
+    case 'regex':
+      if (typeof format.pattern !== 'string' || format.pattern === '') throw new InvalidArgumentError('a regex response format needs the pattern (a non-empty string)');
+      return { type: 'regex', pattern: format.pattern };
     case 'text':
-      throw new InvalidArgumentError('response_format "text" needs no grammar; guide only json_object, json_schema, grammar or choice');
+      throw new InvalidArgumentError('response_format "text" needs no grammar; guide only json_object, json_schema, grammar, choice or regex');
     default:
       throw new InvalidArgumentError(`response_format.type must be json_object or json_schema, got ${JSON.stringify((format as { type?: unknown })?.type)}`);
   }

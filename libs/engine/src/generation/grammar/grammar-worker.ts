@@ -128,7 +128,13 @@ class Runtime {
 
   async compile(format: GrammarFormat): Promise<Xgrammar.CompiledGrammar> {
     const key =
-      format.type === 'json_object' ? 'json_object' : format.type === 'ebnf' ? `ebnf:${format.grammar}` : `${format.strict ? 'strict' : 'loose'}:${format.schema}`;
+      format.type === 'json_object'
+        ? 'json_object'
+        : format.type === 'ebnf'
+          ? `ebnf:${format.grammar}`
+          : format.type === 'regex'
+            ? `regex:${format.pattern}`
+            : `${format.strict ? 'strict' : 'loose'}:${format.schema}`;
     const hit = this.compiled.get(key);
     if (hit) {
       this.compiled.delete(key);
@@ -136,13 +142,19 @@ class Runtime {
       return hit;
     }
     let compiled: Xgrammar.CompiledGrammar;
-    if (format.type === 'ebnf') {
+    if (format.type === 'ebnf' || format.type === 'regex') {
       this.textCompiler ??= await this.run(() => Runtime.compilerOf(this.xg, this.tok, textFlavour(this.tok).vocab));
       const compiler = this.textCompiler;
       try {
-        compiled = await this.run(() => compiler.compileGrammar(format.grammar, 'root'));
+        // a regex: xgrammar's own regex converter, through a structural tag whose whole output is the pattern
+        compiled = await this.run(() =>
+          format.type === 'ebnf'
+            ? compiler.compileGrammar(format.grammar, 'root')
+            : compiler.compileStructuralTag({ type: 'structural_tag', format: { type: 'regex', pattern: format.pattern } }),
+        );
       } catch (err) {
-        throw err instanceof XgrammarAbort ? new FormatError(`the grammar is invalid: ${err.message}`) : err;
+        const what = format.type === 'ebnf' ? 'the grammar' : 'the regular expression';
+        throw err instanceof XgrammarAbort ? new FormatError(`${what} is invalid: ${err.message}`) : err;
       }
     } else {
       let schema = '{"type": "object"}';
@@ -251,7 +263,8 @@ async function handle(req: WorkerRequest): Promise<Answer> {
       const rt = await currentRuntime();
       const compiled = await rt.compile(req.format);
       const matcher = await rt.run(() => rt.xg.GrammarMatcher.createGrammarMatcher(compiled, req.stopIds));
-      const guide: Guide = { matcher, runtime: rt, flavour: req.format.type === 'ebnf' ? textFlavour(tokenizer!) : tokenizer!.json, utf8: UTF8_START };
+      const text = req.format.type === 'ebnf' || req.format.type === 'regex';
+      const guide: Guide = { matcher, runtime: rt, flavour: text ? textFlavour(tokenizer!) : tokenizer!.json, utf8: UTF8_START };
       const mask = await nextMask(guide);
       guides.set(req.matcherId, guide);
       return { mask };
