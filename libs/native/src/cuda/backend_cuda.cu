@@ -423,15 +423,15 @@ void CudaBackend::sample(const sample_args& a) {
     dbval = reinterpret_cast<const float*>(bd + 2 * (size_t)nbias);
   }
   const float* logits = a.logits;
+  float* copy = nullptr;  // the caller's logits stay untouched: masks, biases and penalties work on a copy
   if (penalize || openai_pen || nmask > 0 || nbias > 0) {
-    float* copy = scratch_[4].as<float>((size_t)rows * vocab);  // the caller's logits stay untouched
+    copy = scratch_[4].as<float>((size_t)rows * vocab);
     LMF_CUDA_CHECK(cudaMemcpyAsync(copy, a.logits, (size_t)rows * vocab * 4, cudaMemcpyDeviceToDevice, stream_));
     logits = copy;
     if (nmask > 0) token_mask_cuda(copy, vocab, vocab, rows, dmasks, words, dmask_row, stream_);
     if (nbias > 0) logit_bias_cuda(copy, vocab, dbrow, dbid, dbval, nbias, stream_);
   }
   if (penalize || openai_pen) {
-    float* copy = scratch_[4].as<float>((size_t)rows * vocab);  // the copy made above
     // One zeroed workspace: the repetition bitmap, then the presence/frequency counts (each kernel leaves it zeroed).
     const size_t ws = std::max(sample_bitmap_bytes(rows, vocab), openai_pen ? (size_t)rows * vocab * sizeof(int) : (size_t)0);
     void* work = scratch_[5].get(ws);

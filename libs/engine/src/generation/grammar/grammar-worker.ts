@@ -127,14 +127,7 @@ class Runtime {
   }
 
   async compile(format: GrammarFormat): Promise<Xgrammar.CompiledGrammar> {
-    const key =
-      format.type === 'json_object'
-        ? 'json_object'
-        : format.type === 'ebnf'
-          ? `ebnf:${format.grammar}`
-          : format.type === 'regex'
-            ? `regex:${format.pattern}`
-            : `${format.strict ? 'strict' : 'loose'}:${format.schema}`;
+    const key = formatKey(format);
     const hit = this.compiled.get(key);
     if (hit) {
       this.compiled.delete(key);
@@ -142,7 +135,7 @@ class Runtime {
       return hit;
     }
     let compiled: Xgrammar.CompiledGrammar;
-    if (format.type === 'ebnf' || format.type === 'regex') {
+    if (usesTextVocab(format)) {
       this.textCompiler ??= await this.run(() => Runtime.compilerOf(this.xg, this.tok, textFlavour(this.tok).vocab));
       const compiler = this.textCompiler;
       try {
@@ -208,6 +201,23 @@ interface Tokenizer {
   text?: Flavour;
 }
 
+/** The compiled-grammar cache's key of a format. */
+function formatKey(f: GrammarFormat): string {
+  switch (f.type) {
+    case 'json_object':
+      return 'json_object';
+    case 'json_schema':
+      return `${f.strict ? 'strict' : 'loose'}:${f.schema}`;
+    case 'ebnf':
+      return `ebnf:${f.grammar}`;
+    case 'regex':
+      return `regex:${f.pattern}`;
+  }
+}
+
+/** Grammars and regular expressions compile against the text vocabulary (control characters kept); JSON against JSON's. */
+const usesTextVocab = (f: GrammarFormat): f is Extract<GrammarFormat, { type: 'ebnf' | 'regex' }> => f.type === 'ebnf' || f.type === 'regex';
+
 function textFlavour(tok: Tokenizer): Flavour {
   if (!tok.text) {
     const vocab = grammarVocab(tok.source, tok.vocabSize, { controlCharacters: true });
@@ -263,8 +273,7 @@ async function handle(req: WorkerRequest): Promise<Answer> {
       const rt = await currentRuntime();
       const compiled = await rt.compile(req.format);
       const matcher = await rt.run(() => rt.xg.GrammarMatcher.createGrammarMatcher(compiled, req.stopIds));
-      const text = req.format.type === 'ebnf' || req.format.type === 'regex';
-      const guide: Guide = { matcher, runtime: rt, flavour: text ? textFlavour(tokenizer!) : tokenizer!.json, utf8: UTF8_START };
+      const guide: Guide = { matcher, runtime: rt, flavour: usesTextVocab(req.format) ? textFlavour(tokenizer!) : tokenizer!.json, utf8: UTF8_START };
       const mask = await nextMask(guide);
       guides.set(req.matcherId, guide);
       return { mask };
