@@ -134,6 +134,18 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(new Set(penalized).size).toBeGreaterThan(new Set(plain).size); // ...less with the penalties
   });
 
+  it('min_p (vLLM / LMDeploy): at 1 only the most likely token is left, so a sampled reply is the greedy one; outside [0, 1] is a 400', async () => {
+    const base = { model, prompt: 'the fleet', max_tokens: 16, ignore_eos: true };
+    const greedy = await http('POST', '/v1/completions', { ...base, temperature: 0 });
+    const sampled = await Promise.all([1, 2, 3].map((seed) => http('POST', '/v1/completions', { ...base, temperature: 1.5, seed, min_p: 1 })));
+    expect(sampled.map((r) => r.body.choices[0].text)).toEqual(Array(3).fill(greedy.body.choices[0].text));
+    const free = await Promise.all([1, 2, 3].map((seed) => http('POST', '/v1/completions', { ...base, temperature: 1.5, seed })));
+    expect(free.some((r) => r.body.choices[0].text !== greedy.body.choices[0].text)).toBe(true); // the same seeds without it wander
+    const bad = await http('POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], min_p: 1.5 });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.param).toBe('min_p');
+  });
+
   it('errors surface as the client error classes with OpenAI error bodies', async () => {
     await expect(openai.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     const bad = await openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], temperature: 7 }).catch((e) => e);

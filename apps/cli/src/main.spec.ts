@@ -114,8 +114,19 @@ describe('lmfleet CLI', () => {
     expect(b.inputIds.length).toBeLessThan(a.inputIds.length + 5);
     expect(c.inputIds.length).toBeGreaterThan(b.inputIds.length - 2);
     expect(a.sampling).toMatchObject({ temperature: 0, topK: 40, topP: 0.8 });
+    expect(a.sampling).not.toHaveProperty('minP');
     expect(h.out().split('\n').filter((l) => l.length > 0)).toHaveLength(3);
     expect(fake.log.disposedEngines).toBe(1);
+  });
+
+  it('chat --min-p reaches the engine', async () => {
+    const fake = createFakeNative({ script: () => [30] });
+    const h = makeIO(['hey\n'], fake.native);
+    expect(await run(['chat', path.join(dir, 'model'), '--min-p', '0.05', '--max-new-tokens', '2'], h.io)).toBe(0);
+    expect(fake.log.submitted[0].sampling).toMatchObject({ minP: 0.05 });
+    const bad = makeIO(['hey\n'], fake.native);
+    expect(await run(['chat', path.join(dir, 'model'), '--min-p', '1.5'], bad.io)).toBe(1); // commander's usage error
+    expect(bad.err()).toMatch(/--min-p must be a number in \[0, 1\]/);
   });
 
   it('chat --chat-template replaces the model template', async () => {

@@ -162,6 +162,7 @@ export function createProgram(io: CliIO): Command {
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseFloatArg('--temperature', 0), 0.7)
     .option('--top-p <p>', 'nucleus sampling mass', parseFloatArg('--top-p', 0, 1), 0.8)
     .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0), 40)
+    .option('--min-p <p>', 'drop tokens less likely than this fraction of the most likely one (0 = off)', parseFloatArg('--min-p', 0, 1))
     .option('--repetition-penalty <r>', 'penalty for repeated tokens (1 = none)', parseFloatArg('--repetition-penalty', 0), 1.0)
     .option('--seed <n>', 'random seed', parseIntArg('--seed', 0))
     .option('--max-new-tokens <n>', 'max tokens per reply', parseIntArg('--max-new-tokens', 1), 512)
@@ -203,6 +204,8 @@ export function createProgram(io: CliIO): Command {
     .option('--system <prompt>', 'system prompt')
     .option('--temperature <t>', 'sampling temperature', parseFloatArg('--temperature', 0))
     .option('--top-p <p>', 'nucleus sampling mass', parseFloatArg('--top-p', 0, 1))
+    .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', parseIntArg('--top-k', 0))
+    .option('--min-p <p>', 'drop tokens less likely than this fraction of the most likely one (0 = off)', parseFloatArg('--min-p', 0, 1))
     .option('--max-tokens <n>', 'max tokens per reply', parseIntArg('--max-tokens', 1))
     .option('--seed <n>', 'random seed', parseIntArg('--seed', 0))
     .action(async (url: string, o) => {

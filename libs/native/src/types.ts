@@ -131,6 +131,8 @@ export interface SamplingParams {
   temperature?: number;
   topK?: number;
   topP?: number;
+  /** min-p in [0, 1]: keep the tokens whose probability is at least minP x the most likely one's (0 = off). */
+  minP?: number;
   repetitionPenalty?: number;
   /** OpenAI's presence penalty in [-2, 2]: subtracted once from the logit of every token generated so far. */
   presencePenalty?: number;

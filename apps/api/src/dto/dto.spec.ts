@@ -63,7 +63,7 @@ describe('API DTOs', () => {
     ];
     const cases: Array<[new () => object, Record<string, unknown>]> = [
       [ChatCompletionDto, { model: 'm', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 32, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true } }],
-      [CompletionDto, { model: 'm', prompt: ['a', 'b'], max_tokens: 16, n: 2, logprobs: 1, echo: true, stop: 'x', seed: 3, top_p: 0.9 }],
+      [CompletionDto, { model: 'm', prompt: ['a', 'b'], max_tokens: 16, n: 2, logprobs: 1, echo: true, stop: 'x', seed: 3, top_p: 0.9, min_p: 0.05 }],
       [InteractiveDto, { prompt: 'hi', session_id: 4, interactive_mode: true, stream: false, request_output_len: 8 }],
       [CreateDeploymentDto, { name: 'd-1', versionId: uuid, kvPolicy: 'int8', maxBatchSize: 4 }],
       [RegisterModelDto, { path: '/m/x' }],

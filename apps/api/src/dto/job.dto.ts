@@ -17,7 +17,7 @@ export class CreateJobDto {
       '- auto_awq: {versionId, calibDataset?, calibSamples?, calibSeqlen?, wBits?: 4, wGroupSize?: 32|64|128, searchScale?, searchClip?}\n' +
       '- convert: {versionId, format?: "workspace"}\n' +
       '- eval: {versionId, datasetFile, seqlen?, maxWindows?, compareToBase?: true}\n' +
-      '- infer: {versionId, prompts: string[], deploymentId?, maxNewTokens?, temperature?, topP?, topK?, seed?}',
+      '- infer: {versionId, prompts: string[], deploymentId?, maxNewTokens?, temperature?, topP?, topK?, minP?, seed?}',
     example: { versionId: '00000000-0000-0000-0000-000000000000', datasetFile: '/models/wiki.txt', seqlen: 512, maxWindows: 8 },
   })
   @IsObject()

@@ -73,6 +73,13 @@ class SamplingDto {
   @Min(-1)
   top_k?: number;
 
+  @ApiPropertyOptional({ minimum: 0, maximum: 1, description: 'vLLM / LMDeploy min_p: keep the tokens whose probability is at least min_p times the most likely one\'s (0: off)' })
+  @IsOptional()
+  @IsNumber()
+  @Min(0)
+  @Max(1)
+  min_p?: number;
+
   @ApiPropertyOptional()
   @IsOptional()
   @IsInt()

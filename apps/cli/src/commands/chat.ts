@@ -20,6 +20,7 @@ export interface ChatFlags {
   temperature: number;
   topP: number;
   topK: number;
+  minP?: number;
   repetitionPenalty: number;
   seed?: number;
   maxNewTokens: number;
@@ -84,6 +85,7 @@ export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags)
           temperature: flags.temperature,
           topP: flags.topP,
           topK: flags.topK,
+          ...(flags.minP !== undefined ? { minP: flags.minP } : {}),
           repetitionPenalty: flags.repetitionPenalty,
           seed: flags.seed !== undefined ? flags.seed + turn : undefined,
           stopWords: flags.stopWords,

@@ -11,6 +11,8 @@ export interface ApiClientFlags {
   system?: string;
   temperature?: number;
   topP?: number;
+  topK?: number;
+  minP?: number;
   maxTokens?: number;
   seed?: number;
 }
@@ -118,6 +120,8 @@ export async function apiClientCommand(io: CliIO, url: string, flags: ApiClientF
               stream: true,
               ...(flags.temperature !== undefined ? { temperature: flags.temperature } : {}),
               ...(flags.topP !== undefined ? { top_p: flags.topP } : {}),
+              ...(flags.topK !== undefined ? { top_k: flags.topK } : {}),
+              ...(flags.minP !== undefined ? { min_p: flags.minP } : {}),
               ...(flags.maxTokens !== undefined ? { max_tokens: flags.maxTokens } : {}),
               ...(flags.seed !== undefined ? { seed: flags.seed } : {}),
             }),

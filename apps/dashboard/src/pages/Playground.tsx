@@ -25,6 +25,8 @@ interface Settings {
   system: string;
   temperature: string;
   topP: string;
+  /** vLLM / LMDeploy min_p (0: off). */
+  minP: string;
   maxTokens: string;
   seed: string;
   ignoreEos: boolean;
@@ -94,7 +96,7 @@ export function PlaygroundPage() {
   const [models, setModels] = useState<string[]>();
   const [modelsError, setModelsError] = useState<string>();
   const [s, setS] = useState<Settings>({
-    model: '', system: '', temperature: '0.7', topP: '0.95', maxTokens: '128', seed: '', ignoreEos: false, format: 'text', schema: EXAMPLE_SCHEMA, choices: 'yes\nno', grammar: EXAMPLE_GRAMMAR, regex: '(yes|no), because [a-z ]+\\.',
+    model: '', system: '', temperature: '0.7', topP: '0.95', minP: '0', maxTokens: '128', seed: '', ignoreEos: false, format: 'text', schema: EXAMPLE_SCHEMA, choices: 'yes\nno', grammar: EXAMPLE_GRAMMAR, regex: '(yes|no), because [a-z ]+\\.',
     tools: '', toolChoice: 'auto', parallelCalls: true,
   });
   const [turns, setTurns] = useState<Turn[]>([]);
@@ -142,6 +144,7 @@ export function PlaygroundPage() {
       stream: true,
       temperature: Number(s.temperature),
       top_p: Number(s.topP),
+      ...(Number(s.minP) > 0 ? { min_p: Number(s.minP) } : {}),
       max_tokens: Number(s.maxTokens),
       ...(s.seed.trim() ? { seed: Number(s.seed) } : {}),
       ...(s.ignoreEos ? { ignore_eos: true } : {}),
@@ -289,6 +292,9 @@ export function PlaygroundPage() {
             </Field>
             <Field label={`Top p (${s.topP})`}>
               <input type="range" min={0} max={1} step={0.01} value={s.topP} onChange={(e) => set('topP', e.target.value)} aria-label="Top p" />
+            </Field>
+            <Field label={`Min p (${Number(s.minP) > 0 ? s.minP : 'off'})`}>
+              <input type="range" min={0} max={1} step={0.01} value={s.minP} onChange={(e) => set('minP', e.target.value)} aria-label="Min p" />
             </Field>
             <Field label="Max new tokens">
               <input type="number" min={1} max={32768} value={s.maxTokens} onChange={(e) => set('maxTokens', e.target.value)} aria-label="Max new tokens" />

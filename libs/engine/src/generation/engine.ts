@@ -526,6 +526,7 @@ export function pickSampling(g: GenerationConfig) {
   if (g.temperature !== undefined) s.temperature = g.temperature;
   if (g.topK !== undefined) s.topK = g.topK;
   if (g.topP !== undefined) s.topP = g.topP;
+  if (g.minP !== undefined) s.minP = g.minP;
   if (g.repetitionPenalty !== undefined) s.repetitionPenalty = g.repetitionPenalty;
   if (g.presencePenalty !== undefined) s.presencePenalty = g.presencePenalty;
   if (g.frequencyPenalty !== undefined) s.frequencyPenalty = g.frequencyPenalty;

@@ -89,6 +89,7 @@ RequestSpec parse_request(const Napi::Value& v) {
     r.sampling.temperature = (float)get_number(s, "temperature", 0);
     r.sampling.top_k = (int32_t)get_number(s, "topK", 0);
     r.sampling.top_p = (float)get_number(s, "topP", 1);
+    r.sampling.min_p = (float)get_number(s, "minP", 0);
     r.sampling.repetition_penalty = (float)get_number(s, "repetitionPenalty", 1);
     r.sampling.presence_penalty = (float)get_number(s, "presencePenalty", 0);
     r.sampling.frequency_penalty = (float)get_number(s, "frequencyPenalty", 0);

@@ -328,7 +328,7 @@ void CudaBackend::sample(const sample_args& a) {
   bind();
   const int rows = (int)a.rows, vocab = (int)a.vocab;
   if (rows <= 0) return;
-  std::vector<float> temp(rows), topp(rows), pen(rows), pres(rows), freq(rows);
+  std::vector<float> temp(rows), topp(rows), minp(rows), pen(rows), pres(rows), freq(rows);
   std::vector<int32_t> topk(rows), hist, starts(1, 0), gstarts(rows);
   std::vector<double> u(rows);
   bool penalize = false, openai_pen = false;
@@ -337,6 +337,7 @@ void CudaBackend::sample(const sample_args& a) {
     temp[r] = p.temperature;
     topk[r] = p.top_k;
     topp[r] = p.top_p;
+    minp[r] = p.min_p;
     pen[r] = p.repetition_penalty;
     pres[r] = p.presence_penalty;
     freq[r] = p.frequency_penalty;
@@ -355,7 +356,7 @@ void CudaBackend::sample(const sample_args& a) {
   // one staging buffer: doubles, floats, ints back to back; pinned, with the sampled tokens' landing place after it (the
   // copies then go straight to the device's copy engine: a pageable copy stages through the driver and the host waits
   // for the device in a slower way). The last call's copies ended with its synchronize.
-  const size_t nf = 5 * (size_t)rows, ni = (size_t)rows + starts.size() + hist.size() + (size_t)rows + (size_t)rows;
+  const size_t nf = 6 * (size_t)rows, ni = (size_t)rows + starts.size() + hist.size() + (size_t)rows + (size_t)rows;
   const size_t host_bytes = 8 * (size_t)rows + 4 * (nf + ni) + 8, out_at = (host_bytes + 15) / 16 * 16;
   std::vector<unsigned char> pageable;  // LMFLEET_SAMPLE_PINNED=0: the pageable copies instead (an A/B switch)
   const bool pinned = env_switch("LMFLEET_SAMPLE_PINNED", true);
@@ -368,7 +369,8 @@ void CudaBackend::sample(const sample_args& a) {
   std::memcpy(hf + 2 * rows, pen.data(), 4 * rows);
   std::memcpy(hf + 3 * rows, pres.data(), 4 * rows);
   std::memcpy(hf + 4 * rows, freq.data(), 4 * rows);
-  int32_t* hi = reinterpret_cast<int32_t*>(hf + 5 * rows);
+  std::memcpy(hf + 5 * rows, minp.data(), 4 * rows);
+  int32_t* hi = reinterpret_cast<int32_t*>(hf + 6 * rows);
   std::memcpy(hi, topk.data(), 4 * rows);
   std::memcpy(hi + rows, starts.data(), 4 * starts.size());
   if (!hist.empty()) std::memcpy(hi + rows + starts.size(), hist.data(), 4 * hist.size());
@@ -377,7 +379,7 @@ void CudaBackend::sample(const sample_args& a) {
   LMF_CUDA_CHECK(cudaMemcpyAsync(dev, hp, host_bytes, cudaMemcpyHostToDevice, stream_));
   const double* du = reinterpret_cast<const double*>(dev);
   const float* df = reinterpret_cast<const float*>(dev + 8 * (size_t)rows);
-  const int32_t* di = reinterpret_cast<const int32_t*>(df + 5 * rows);
+  const int32_t* di = reinterpret_cast<const int32_t*>(df + 6 * rows);
   const int32_t* dhist = di + rows + starts.size();
   int* dout = reinterpret_cast<int*>(const_cast<int32_t*>(dhist + hist.size()));
   const int32_t* dgstarts = dhist + hist.size() + rows;
@@ -442,7 +444,7 @@ void CudaBackend::sample(const sample_args& a) {
       presence_frequency_penalty_cuda(copy, vocab, vocab, rows, dhist, dgstarts, di + rows, df + 3 * rows, df + 4 * rows,
                                       static_cast<int*>(work), stream_);
   }
-  SampleParamsDevice p{df, di, df + rows, nullptr, nullptr, du};
+  SampleParamsDevice p{df, di, df + rows, nullptr, nullptr, du, df + 5 * rows};
   sample_cuda(logits, vocab, vocab, rows, p, dout, nullptr, stream_);
   int32_t* hout = reinterpret_cast<int32_t*>(hp + out_at);
   LMF_CUDA_CHECK(cudaMemcpyAsync(hout, dout, 4 * (size_t)rows, cudaMemcpyDeviceToHost, stream_));

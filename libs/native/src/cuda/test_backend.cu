@@ -268,6 +268,15 @@ void op_tests(Backend& cpu, Backend& cuda) {
     c5.nums["temperature"] = 0;
     c5.nums["repetitionPenalty"] = 1.3;
     compare_op(cpu, cuda, sample_run, c5, "greedy, masks + logit bias, rep 1.3", 0);
+    // min-p 1 leaves only the largest logit: a sampled row (T 0.9, top-p 0.95, repetition penalty) that must give the
+    // arg-max on both backends; checks that min_p reaches the device in its slot of the staged parameters
+    auto c6 = make_call("sample", {f32_tensor({8, 5000}, 3.f), i32_tensor({8, 40}, h)});
+    c6.nums["temperature"] = 0.9;
+    c6.nums["topP"] = 0.95;
+    c6.nums["minP"] = 1.0;
+    c6.nums["repetitionPenalty"] = 1.3;
+    c6.nums["seed"] = 3;
+    compare_op(cpu, cuda, sample_run, c6, "T0.9 top-p 0.95 min-p 1, rep 1.3", 0);
   }
 }
 

@@ -594,8 +594,8 @@ static void test_argmax(Rng& r) {
   T.add("argmax.logprob", dims({batch, vocab}), rel_err(to_double(lp), lpr), 1e-5, dlp.guards_ok());
 }
 
-// HF semantics on the CPU: probabilities after temperature, top-k, top-p (float64).
-static std::vector<double> ref_sample_probs(const float* x, int vocab, float temp, int topk, float topp) {
+// HF semantics on the CPU: probabilities after temperature, top-k, top-p, min-p (float64).
+static std::vector<double> ref_sample_probs(const float* x, int vocab, float temp, int topk, float topp, float minp = 0.f) {
   std::vector<int> idx(vocab);
   std::iota(idx.begin(), idx.end(), 0);
   std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return x[a] > x[b]; });
@@ -622,15 +622,25 @@ static std::vector<double> ref_sample_probs(const float* x, int vocab, float tem
     for (int i = 0; i < vocab; i++) z += keep[i] ? p[i] : 0;
     for (int i = 0; i < vocab; i++) p[i] = keep[i] ? p[i] / z : 0;
   }
+  if (minp > 0) {
+    // relative to the largest probability: exp((x - max) / T) >= min_p
+    z = 0;
+    for (int i = 0; i < vocab; i++) {
+      if (keep[i] && std::exp((x[i] - mx) / temp) < minp) keep[i] = false;
+      z += keep[i] ? p[i] : 0;
+    }
+    for (int i = 0; i < vocab; i++) p[i] = keep[i] ? p[i] / z : 0;
+  }
   return p;
 }
 
 struct SampleDev {
-  DevBuf<float> temp, topp;
+  DevBuf<float> temp, topp, minp;
   DevBuf<int> topk;
   DevBuf<uint64_t> seed, counter;
-  SampleDev(int batch) : temp(batch), topp(batch), topk(batch), seed(batch), counter(batch) {}
-  SampleParamsDevice params() { return {temp.p, topk.p, topp.p, seed.p, counter.p, nullptr}; }
+  bool with_minp = false;  // minp uploaded: pass it (else nullptr, min-p off)
+  SampleDev(int batch) : temp(batch), topp(batch), minp(batch), topk(batch), seed(batch), counter(batch) {}
+  SampleParamsDevice params() { return {temp.p, topk.p, topp.p, seed.p, counter.p, nullptr, with_minp ? minp.p : nullptr}; }
 };
 
 static void test_sample(Rng& r) {
@@ -738,8 +748,9 @@ static void test_sample(Rng& r) {
     T.add("sample.logit_bias", dims({batch, vocab}), wrong, 0, dx.guards_ok(), std::to_string(wrong) + " wrong");
   }
   // (b) distribution: many independent draws (different seeds) of one row vs the HF-semantics probabilities
-  struct Case { int vocab; float temp; int topk; float topp; };
-  for (Case cs : {Case{64, 0.7f, 20, 0.8f}, Case{64, 1.0f, 0, 0.5f}, Case{64, 1.5f, 10, 1.f}, Case{1000, 1.f, 0, 0.9f}}) {
+  struct Case { int vocab; float temp; int topk; float topp; float minp = 0.f; };
+  for (Case cs : {Case{64, 0.7f, 20, 0.8f}, Case{64, 1.0f, 0, 0.5f}, Case{64, 1.5f, 10, 1.f}, Case{1000, 1.f, 0, 0.9f},
+                  Case{64, 1.2f, 0, 1.f, 0.1f}, Case{64, 1.5f, 20, 0.9f, 0.05f}, Case{1000, 1.f, 0, 1.f, 0.2f}}) {
     const int draws = 16384, vocab = cs.vocab;
     auto row = random_logits(r, vocab, 1.5f);
     std::vector<float> x((size_t)draws * vocab);
@@ -750,6 +761,7 @@ static void test_sample(Rng& r) {
     std::vector<uint64_t> seed(draws), ctr(draws);
     for (int b = 0; b < draws; b++) { seed[b] = r.gen(); ctr[b] = r.gen() % 1000; }
     sd.temp.upload(temp); sd.topp.upload(topp); sd.topk.upload(topk); sd.seed.upload(seed); sd.counter.upload(ctr);
+    if (cs.minp > 0.f) sd.minp.upload(std::vector<float>(draws, cs.minp)), sd.with_minp = true;
     DevBuf<float> dx(x.size());
     DevBuf<int> dout(draws), dout2(draws);
     dx.upload(x);
@@ -760,7 +772,7 @@ static void test_sample(Rng& r) {
     dout2.poison();
     sample_cuda(dx.p, vocab, vocab, draws, sd.params(), dout2.p, nullptr, S);
     auto out2 = dout2.download();
-    auto p = ref_sample_probs(row.data(), vocab, cs.temp, cs.topk, cs.topp);
+    auto p = ref_sample_probs(row.data(), vocab, cs.temp, cs.topk, cs.topp, cs.minp);
     std::vector<double> hist(vocab, 0);
     int outside = 0, nondet = 0;
     for (int b = 0; b < draws; b++) {
@@ -770,8 +782,8 @@ static void test_sample(Rng& r) {
     }
     double tv = 0;
     for (int i = 0; i < vocab; i++) tv += 0.5 * std::fabs(hist[i] - p[i]);
-    char shape[96];
-    std::snprintf(shape, sizeof shape, "V%d T%.1f k%d p%.1f %d draws", vocab, cs.temp, cs.topk, cs.topp, draws);
+    char shape[112];
+    std::snprintf(shape, sizeof shape, "V%d T%.1f k%d p%.1f minp %.2f %d draws", vocab, cs.temp, cs.topk, cs.topp, cs.minp, draws);
     const double bound = vocab <= 64 ? 0.03 : 0.08;  // sampling noise ~ sqrt(V/draws)/2
     T.add("sample.distribution", shape, outside || nondet ? INFINITY : tv, bound, dout.guards_ok(),
           "TV distance; " + std::to_string(outside) + " outside kept set, " + std::to_string(nondet) + " nondeterministic");

@@ -88,7 +88,7 @@ void EngineCore::validate(const RequestSpec& req) const {
       fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": token id " + std::to_string(req.input_ids[i]) +
                                            " at " + std::to_string(i) + " is outside [0, " + std::to_string(c.vocab) + ")");
   const auto& sp = req.sampling;
-  if (sp.temperature < 0 || !(sp.top_p > 0 && sp.top_p <= 1) || sp.top_k < 0 || !(sp.repetition_penalty > 0) ||
+  if (sp.temperature < 0 || !(sp.top_p > 0 && sp.top_p <= 1) || !(sp.min_p >= 0 && sp.min_p <= 1) || sp.top_k < 0 || !(sp.repetition_penalty > 0) ||
       !(sp.presence_penalty >= -2 && sp.presence_penalty <= 2) || !(sp.frequency_penalty >= -2 && sp.frequency_penalty <= 2))
     fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": bad sampling params");
   if (req.guided) validate_mask(req.id, req.allowed_tokens);

@@ -348,6 +348,17 @@ describe('engine', () => {
     expect(other).not.toEqual(a);
   });
 
+  it('(d2) min-p 1 leaves only the most likely token: a hot sampled request gives the greedy tokens; min-p outside [0, 1] is refused', async () => {
+    const p = Int32Array.from(prompt(new Rng(16), 6));
+    const greedy = await runAlone({ id: 21, inputIds: p, maxNewTokens: 16, sampling: { temperature: 0 } });
+    const hot = { id: 22, inputIds: p, maxNewTokens: 16, sampling: { temperature: 2, topP: 0.99, seed: 5 } };
+    expect(await runAlone({ ...hot, sampling: { ...hot.sampling, minP: 1 } })).toEqual(greedy);
+    expect(await runAlone(hot)).not.toEqual(greedy); // the same request without it wanders
+    await withEngine({}, async (e) => {
+      expect(() => e.submit({ ...hot, sampling: { minP: 1.5 } })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+    });
+  });
+
   it('(e) cancel ends the request with "cancelled" and frees its blocks', async () => {
     await withEngine({ numBlocks: 1100, sessionLen: 4096 }, async (e, c) => {
       e.submit({ id: 9, inputIds: Int32Array.from(prompt(new Rng(7), 30)), maxNewTokens: 4000 });

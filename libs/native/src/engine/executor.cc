@@ -57,6 +57,7 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     p.temperature = s.req.sampling.temperature;
     p.top_k = s.req.sampling.top_k;
     p.top_p = s.req.sampling.top_p;
+    p.min_p = s.req.sampling.min_p;
     p.repetition_penalty = s.req.sampling.repetition_penalty;
     p.presence_penalty = s.req.sampling.presence_penalty;
     p.frequency_penalty = s.req.sampling.frequency_penalty;

@@ -34,6 +34,7 @@ struct SamplingConfig {
   float temperature = 0.f;
   int32_t top_k = 0;
   float top_p = 1.f;
+  float min_p = 0.f;  // <= 0: off
   float repetition_penalty = 1.f;
   float presence_penalty = 0.f;   // OpenAI's: subtracted once from each token generated so far
   float frequency_penalty = 0.f;  // OpenAI's: subtracted per occurrence among the tokens generated so far

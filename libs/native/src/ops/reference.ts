@@ -160,6 +160,8 @@ export interface SampleRefParams {
   temperature: number;
   topK: number;
   topP: number;
+  /** min-p (0 / absent: off): keep the tokens whose probability is >= minP x the largest. */
+  minP?: number;
   repetitionPenalty: number;
   presencePenalty?: number;
   frequencyPenalty?: number;
@@ -218,6 +220,12 @@ export function sampleRef(
         break;
       }
     }
+  }
+  const minP = Math.fround(p.minP ?? 0);
+  if (minP > 0) {
+    let k = 1;
+    while (k < keep && Math.exp(l[idx[k]] - mx) >= minP) k++;
+    keep = k;
   }
   let total = 0;
   for (let i = 0; i < keep; i++) total += prob[i];

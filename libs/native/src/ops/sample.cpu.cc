@@ -67,6 +67,12 @@ int32_t sample_row(const float* logits, int64_t vocab, const SamplingRow& p) {
       if (cum >= (double)p.top_p) { keep = i + 1; break; }
     }
   }
+  if (p.min_p > 0.f) {
+    // probabilities relative to the largest: prob[i] / prob[0] = exp(l[i] - mx), the same test as the GPU's
+    int64_t k = 1;
+    while (k < keep && std::exp((double)l[idx[k]] - mx) >= (double)p.min_p) k++;
+    keep = k;
+  }
   double total = 0;
   for (int64_t i = 0; i < keep; i++) total += prob[i];
   double r = p.u * total, cum = 0;
@@ -84,7 +90,7 @@ void sample_cpu(const sample_args& a, ThreadPool& pool) {
 // inputs: logits [rows, vocab], optional history i32 [rows, n] (-1 = padding; [rows, 0] for none), optional allowed
 // i32 [rows, (vocab + 31) / 32] (SamplingRow::allowed's bits; a row of all ones for an unguided row), optional bias f32
 // [rows, vocab] (its nonzero entries become SamplingRow's logit bias list)
-// params: temperature, topK, topP, repetitionPenalty, presencePenalty, frequencyPenalty, penaltyFrom (history
+// params: temperature, topK, topP, minP, repetitionPenalty, presencePenalty, frequencyPenalty, penaltyFrom (history
 // columns before it are the prompt), seed (one Rng(seed); row r uses its r-th draw)
 void sample_run(Backend& be, OpCall& call) {
   call.expect_inputs(1, 4);
@@ -126,6 +132,7 @@ void sample_run(Backend& be, OpCall& call) {
     ps[r].temperature = (float)call.num("temperature", 1.0);
     ps[r].top_k = (int32_t)call.num("topK", 0);
     ps[r].top_p = (float)call.num("topP", 1.0);
+    ps[r].min_p = (float)call.num("minP", 0.0);
     ps[r].repetition_penalty = (float)call.num("repetitionPenalty", 1.0);
     ps[r].presence_penalty = (float)call.num("presencePenalty", 0.0);
     ps[r].frequency_penalty = (float)call.num("frequencyPenalty", 0.0);

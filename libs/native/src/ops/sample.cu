@@ -113,6 +113,7 @@ sample_kernel(const float* __restrict__ logits, int ld, int vocab, SampleParamsD
   __shared__ unsigned sh_digit;
   __shared__ unsigned long long sh_rest;
   __shared__ int sh_chosen;
+  __shared__ unsigned sh_kmin;
   __shared__ float excl[kSampleThreads];
   const int b = blockIdx.x;
   const float* x = logits + (size_t)b * ld;
@@ -229,6 +230,18 @@ sample_kernel(const float* __restrict__ logits, int ld, int vocab, SampleParamsD
         __syncthreads();
       }
       if (prefix > thr) thr = prefix;
+    }
+    const float mp = p.min_p ? p.min_p[b] : 0.f;
+    if (mp > 0.f) {
+      // min-p keeps a prefix of the sorted logits too: the smallest key whose relative probability reaches mp
+      if (threadIdx.x == 0) sh_kmin = 0xffffffffu;
+      __syncthreads();
+      uint32_t kmin = 0xffffffffu;
+      for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+        if (expf((x[i] - xmax) * inv_t) >= mp) kmin = min(kmin, order_key(x[i]));
+      atomicMin(&sh_kmin, kmin);
+      __syncthreads();
+      if (sh_kmin != 0xffffffffu && sh_kmin > thr) thr = sh_kmin;
     }
     // inverse-CDF draw over the kept tokens, in index order
     const int chunk = (vocab + blockDim.x - 1) / blockDim.x;

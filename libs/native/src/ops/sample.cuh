@@ -13,11 +13,13 @@ struct SampleParamsDevice {
   const uint64_t* seed;      // the request's seed
   uint64_t* counter;         // the request's draw counter: Philox counter, incremented by each call (graph-safe)
   const double* u;           // nullable: the caller's uniforms in [0, 1) (e.g. the request's host RNG); else Philox
+  const float* min_p = nullptr;  // nullable (off); <= 0: off for that row
 };
 
-// Hugging Face order: (repetition penalty, applied separately) -> temperature -> top-k -> top-p -> draw.
+// Hugging Face order: (repetition penalty, applied separately) -> temperature -> top-k -> top-p -> min-p -> draw.
 // top-k keeps every token whose logit is >= the k-th largest (ties kept); top-p keeps the largest tokens
-// whose mass, counted before each token, is < top_p (the token that crosses top_p is kept). The draw uses one
+// whose mass, counted before each token, is < top_p (the token that crosses top_p is kept); min-p keeps the tokens
+// with expf((logit - max) / temperature) >= min_p (probability relative to the largest). The draw uses one
 // uniform from Philox4x32-10(key = seed, counter = counter[b]) and an inverse-CDF walk in index order, so the
 // result depends only on (logits, params, seed, counter). logprob (nullable): log_softmax(logits[b])[token].
 void sample_cuda(const float* logits, int ld, int vocab, int batch, SampleParamsDevice p, int* out, float* logprob,

@@ -1,7 +1,8 @@
 // sample: one token per row with repetition penalty (HF rule: l > 0 ? l / p : l * p over the distinct
 // tokens of `history`), then OpenAI's presence/frequency penalties over history[penalty_from:] (the generated
 // tokens: l -= frequency * count + presence, once per distinct token, computed in double and rounded to float),
-// temperature (<= 0: greedy), top-k, top-p, then inverse-CDF sampling with the
+// temperature (<= 0: greedy), top-k, top-p, min-p (Hugging Face's order: each keeps a prefix of the sorted candidates,
+// min-p the tokens whose probability is >= min_p x the largest), then inverse-CDF sampling with the
 // uniform number `u` that the caller drew from the request's own RNG (so results do not depend on the
 // batch a request is in). Candidates are ordered by (logit desc, index asc); probabilities in double.
 // Runs on the host (backends that compute logits elsewhere download them first).
@@ -14,6 +15,7 @@ struct SamplingRow {
   float temperature = 0.f;
   int32_t top_k = 0;   // <= 0: off
   float top_p = 1.f;   // >= 1: off
+  float min_p = 0.f;   // <= 0: off
   float repetition_penalty = 1.f;
   float presence_penalty = 0.f;
   float frequency_penalty = 0.f;

@@ -2,7 +2,7 @@ import { sampleRef, SplitMix64 } from './reference';
 import { compareCudaToCpu, cpuNative, i32Of, tensor, withSeed } from './testing';
 
 describe('sample', () => {
-  const settings: Array<{ temperature: number; topK: number; topP: number; repetitionPenalty: number; presencePenalty?: number; frequencyPenalty?: number; penaltyFrom?: number }> = [
+  const settings: Array<{ temperature: number; topK: number; topP: number; minP?: number; repetitionPenalty: number; presencePenalty?: number; frequencyPenalty?: number; penaltyFrom?: number }> = [
     { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1 },
     { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1 },
     { temperature: 0.7, topK: 40, topP: 1, repetitionPenalty: 1 },
@@ -13,9 +13,13 @@ describe('sample', () => {
     { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, presencePenalty: 1.5, frequencyPenalty: 0.7, penaltyFrom: 4 },
     { temperature: 0.9, topK: 0, topP: 0.95, repetitionPenalty: 1.2, presencePenalty: -0.5, frequencyPenalty: 2, penaltyFrom: 0 },
     { temperature: 1, topK: 30, topP: 1, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: -1.25, penaltyFrom: 11 },
+    // min-p alone, after top-k and top-p, and at 1 (only the largest logit is left).
+    { temperature: 1, topK: 0, topP: 1, minP: 0.1, repetitionPenalty: 1 },
+    { temperature: 1.5, topK: 40, topP: 0.9, minP: 0.05, repetitionPenalty: 1.1 },
+    { temperature: 0.8, topK: 0, topP: 1, minP: 1, repetitionPenalty: 1 },
   ];
   for (const p of settings) {
-    it(`T=${p.temperature} topK=${p.topK} topP=${p.topP} rep=${p.repetitionPenalty} pres=${p.presencePenalty ?? 0} freq=${p.frequencyPenalty ?? 0}`, () =>
+    it(`T=${p.temperature} topK=${p.topK} topP=${p.topP} minP=${p.minP ?? 0} rep=${p.repetitionPenalty} pres=${p.presencePenalty ?? 0} freq=${p.frequencyPenalty ?? 0}`, () =>
       withSeed('sample', async (rng) => {
         const [rows, vocab, hlen] = [16, 500, 12];
         const logits = rng.randn(rows * vocab, 2);
@@ -33,6 +37,27 @@ describe('sample', () => {
         await compareCudaToCpu('sample', inputs, params);
       }));
   }
+
+  it('min-p draws only tokens whose probability is at least minP x the largest', () =>
+    withSeed('sample-min-p', async (rng) => {
+      const [rows, vocab, minP, temperature] = [64, 300, 0.3, 1.2];
+      const logits = rng.randn(rows * vocab, 1.5);
+      const params = { temperature, topK: 0, topP: 1, minP, repetitionPenalty: 1, seed: rng.int(1 << 30) };
+      const [out] = await cpuNative().runOp('sample', [tensor('f32', [rows, vocab], logits)], params);
+      const toks = Array.from(i32Of(out));
+      for (let r = 0; r < rows; r++) {
+        const row = logits.subarray(r * vocab, (r + 1) * vocab);
+        const mx = Math.max(...row);
+        expect(Math.exp((row[toks[r]] - mx) / temperature)).toBeGreaterThanOrEqual(minP);
+      }
+      // without min-p the same draws reach below the line somewhere
+      const [free] = await cpuNative().runOp('sample', [tensor('f32', [rows, vocab], logits)], { ...params, minP: 0 });
+      const below = Array.from(i32Of(free)).some((t, r) => {
+        const row = logits.subarray(r * vocab, (r + 1) * vocab);
+        return Math.exp((row[t] - Math.max(...row)) / temperature) < minP;
+      });
+      expect(below).toBe(true);
+    }));
 
   it('presence/frequency penalties count only the generated tokens (history after penaltyFrom)', async () => {
     const logits = tensor('f32', [2, 8], [0, 0, 0, 0, 0, 3, 2.5, 0, 0, 0, 0, 0, 0, 3, 2.5, 0]);

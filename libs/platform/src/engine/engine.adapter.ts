@@ -14,7 +14,7 @@ export { BUILTIN_CALIB_DATASETS, isBuiltinCalibDataset } from '@lmfleet/engine/q
 /** What registration records (inspectModel without its support verdict, which the adapter turns into a 400). */
 export type ModelInfo = Omit<Engine.ModelInspection, 'dir' | 'arch' | 'supported' | 'supportedArchitectures'>;
 
-export type GenConfig = Pick<Engine.GenerationConfig, 'maxNewTokens' | 'temperature' | 'topP' | 'topK' | 'seed'>;
+export type GenConfig = Pick<Engine.GenerationConfig, 'maxNewTokens' | 'temperature' | 'topP' | 'topK' | 'minP' | 'seed'>;
 
 export type Generation = Pick<Engine.GenerateResult, 'text'> & Partial<Omit<Engine.GenerateResult, 'text'>>;
 
@@ -72,7 +72,7 @@ export interface ServingLoadOptions extends EngineLoadOptions {
   enablePrefixCaching?: boolean;
 }
 
-export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty' | 'seed'>;
+export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'minP' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty' | 'seed'>;
 
 export type ServingMessage = Engine.ChatMessage;
 /** OpenAI's function tool, as the chat template gets it. */

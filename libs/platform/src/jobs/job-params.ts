@@ -80,6 +80,7 @@ export class InferParams {
   @IsOptional() @IsNumber() @Min(0) @Max(2) temperature?: number;
   @IsOptional() @IsNumber() @Min(0) @Max(1) topP?: number;
   @IsOptional() @IsInt() @Min(0) @Max(100_000) topK?: number;
+  @IsOptional() @IsNumber() @Min(0) @Max(1) minP?: number;
   @IsOptional() @IsInt() @Min(0) seed?: number;
 }
 

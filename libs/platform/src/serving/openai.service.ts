@@ -36,6 +36,8 @@ export interface SamplingFields {
   temperature?: number;
   top_p?: number;
   top_k?: number;
+  /** vLLM / LMDeploy min_p: keep tokens whose probability is at least min_p x the most likely one's. */
+  min_p?: number;
   seed?: number;
   stop?: string | string[];
   presence_penalty?: number;
@@ -332,6 +334,7 @@ export class OpenAIService {
         temperature: s.temperature ?? 1,
         ...(s.top_p !== undefined ? { topP: s.top_p } : {}),
         ...(s.top_k !== undefined && s.top_k > 0 ? { topK: s.top_k } : {}),
+        ...(s.min_p ? { minP: s.min_p } : {}),
         ...(s.repetition_penalty !== undefined ? { repetitionPenalty: s.repetition_penalty } : {}),
         ...(s.presence_penalty ? { presencePenalty: s.presence_penalty } : {}),
         ...(s.frequency_penalty ? { frequencyPenalty: s.frequency_penalty } : {}),

@@ -34,6 +34,7 @@ export class InferJobsService {
       temperature: p.temperature,
       topP: p.topP,
       topK: p.topK,
+      minP: p.minP,
       seed: p.seed,
     });
     if (outputs.length !== p.prompts.length) throw new Error(`engine returned ${outputs.length} outputs for ${p.prompts.length} prompts`);
