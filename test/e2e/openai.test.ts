@@ -146,6 +146,35 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(bad.body.error.param).toBe('min_p');
   });
 
+  it("tokenizer routes: vLLM's /tokenize and /detokenize, LMDeploy's /v1/encode, with the worker's own tokenizer and chat template", async () => {
+    const tok = Tokenizer.fromDir(path.join(env.modelRoot, 'tiny-qwen2'));
+    const plain = await http('POST', '/tokenize', { model, prompt: 'the fleet sails' });
+    expect(plain.status).toBe(200);
+    expect(plain.body).toEqual({ count: plain.body.tokens.length, max_model_len: 256, tokens: tok.encode('the fleet sails', { addSpecialTokens: true }) });
+    const back = await http('POST', '/detokenize', { model, tokens: plain.body.tokens });
+    expect(back.body).toEqual({ prompt: tok.decode(plain.body.tokens, { skipSpecialTokens: false }) });
+    expect(back.body.prompt).toContain('the fleet sails');
+    // messages: the ids a chat request with them sends (its usage counts the same prompt)
+    const messages = [{ role: 'user', content: 'count these tokens' }];
+    const chatIds = await http('POST', '/tokenize', { model, messages });
+    const chat = await http('POST', '/v1/chat/completions', { model, messages, max_tokens: 8, ignore_eos: true }); // (8: the request_timings test counts chat rows of 8)
+    expect(chatIds.body.count).toBe(chat.body.usage.prompt_tokens);
+    // LMDeploy: a list gives lists; do_preprocess renders each input as a user turn
+    const enc = await http('POST', '/v1/encode', { model, input: ['the fleet', 'sails'], add_bos: false });
+    expect(enc.body).toEqual({ input_ids: [tok.encode('the fleet', { addSpecialTokens: false }), tok.encode('sails', { addSpecialTokens: false })], length: [enc.body.input_ids[0].length, enc.body.input_ids[1].length] });
+    const pre = await http('POST', '/v1/encode', { model, input: 'count these tokens', do_preprocess: true });
+    expect(pre.body).toEqual({ input_ids: chatIds.body.tokens, length: chatIds.body.count });
+    // bad input: 400s in OpenAI's error shape, naming the field
+    const outside = await http('POST', '/detokenize', { model, tokens: [99999999] });
+    expect(outside.status).toBe(400);
+    expect(outside.body.error).toMatchObject({ type: 'invalid_request_error', param: 'tokens' });
+    const both = await http('POST', '/tokenize', { model, prompt: 'a', messages });
+    expect(both.status).toBe(400);
+    expect(both.body.error.message).toMatch(/either prompt or messages/);
+    expect((await http('POST', '/v1/encode', { model, input: [] })).status).toBe(400);
+    expect((await http('POST', '/tokenize', { model: 'no-such-model', prompt: 'a' })).status).toBe(404);
+  });
+
   it('errors surface as the client error classes with OpenAI error bodies', async () => {
     await expect(openai.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     const bad = await openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], temperature: 7 }).catch((e) => e);

@@ -17,7 +17,7 @@ import {
 } from '@lmfleet/platform';
 import { ArtifactsController } from './controllers/artifacts.controller';
 import { DeploymentsController } from './controllers/deployments.controller';
-import { OpenAIController } from './openai/openai.controller';
+import { OpenAIController, TokenizerController } from './openai/openai.controller';
 import { JobsController } from './controllers/jobs.controller';
 import { MetricsController } from './controllers/metrics.controller';
 import { ModelsController } from './controllers/models.controller';
@@ -30,7 +30,7 @@ export class ApiModule {
     return {
       module: ApiModule,
       imports: [PlatformModule.forRoot(opts)],
-      controllers: [ModelsController, JobsController, ArtifactsController, SystemController, DeploymentsController, OpenAIController, MetricsController, DashboardController],
+      controllers: [ModelsController, JobsController, ArtifactsController, SystemController, DeploymentsController, OpenAIController, TokenizerController, MetricsController, DashboardController],
       providers: [JobQueue, ModelService, JobService, ArtifactService, WorkerService, HealthService, DeploymentService, ServingEvents, OpenAIService, ServingMetrics, DashboardService, PlatformEventsService],
       exports: [ServingEvents],
     };

@@ -5,7 +5,7 @@ import { PageQuery } from './common.dto';
 import { CreateDeploymentDto } from './deployment.dto';
 import { CreateJobDto, ListJobsQuery, QuantizePipelineDto } from './job.dto';
 import { RegisterModelDto } from './model.dto';
-import { ChatCompletionDto, CompletionDto, InteractiveDto } from './openai.dto';
+import { ChatCompletionDto, CompletionDto, DetokenizeDto, EncodeDto, InteractiveDto, TokenizeDto } from './openai.dto';
 
 const pipe = createValidationPipe();
 const body = (metatype: ArgumentMetadata['metatype']): ArgumentMetadata => ({ type: 'body', metatype });
@@ -65,6 +65,9 @@ describe('API DTOs', () => {
       [ChatCompletionDto, { model: 'm', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 32, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true } }],
       [CompletionDto, { model: 'm', prompt: ['a', 'b'], max_tokens: 16, n: 2, logprobs: 1, echo: true, stop: 'x', seed: 3, top_p: 0.9, min_p: 0.05 }],
       [InteractiveDto, { prompt: 'hi', session_id: 4, interactive_mode: true, stream: false, request_output_len: 8 }],
+      [TokenizeDto, { model: 'm', prompt: 'hi', add_special_tokens: false }],
+      [DetokenizeDto, { model: 'm', tokens: [1, 2, 3] }],
+      [EncodeDto, { input: ['a', 'b'], do_preprocess: false, add_bos: true }],
       [CreateDeploymentDto, { name: 'd-1', versionId: uuid, kvPolicy: 'int8', maxBatchSize: 4 }],
       [RegisterModelDto, { path: '/m/x' }],
       [CreateJobDto, { type: 'eval', params: {} }],

@@ -17,7 +17,7 @@ import {
   ValidateNested,
   type ValidationOptions,
 } from 'class-validator';
-import type { ChatCompletionRequest, CompletionRequest, InteractiveRequest } from '@lmfleet/platform';
+import type { ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EncodeRequest, InteractiveRequest, TokenizeRequest } from '@lmfleet/platform';
 
 function IsStringOrStringArray(opts?: ValidationOptions) {
   return ValidateBy(
@@ -342,4 +342,61 @@ export class InteractiveDto extends SamplingDto implements InteractiveRequest {
   @IsOptional()
   @IsBoolean()
   cancel?: boolean;
+}
+
+/** vLLM's POST /tokenize: a prompt, or chat messages (rendered by the deployment's chat template). */
+export class TokenizeDto implements TokenizeRequest {
+  @ApiPropertyOptional({ description: 'A deployment name; optional when exactly one is deployed' })
+  @IsOptional()
+  @IsString()
+  model?: string;
+
+  @ApiPropertyOptional({ description: 'Text to tokenize (or messages)' })
+  @IsOptional()
+  @IsString()
+  prompt?: string;
+
+  @ApiPropertyOptional({ type: 'array', items: { type: 'object' }, description: 'Chat messages: tokenized as a chat request sends them (chat template, generation prompt)' })
+  @IsOptional()
+  @IsArray()
+  messages?: unknown[];
+
+  @ApiPropertyOptional({ description: "prompt: with the tokenizer's special tokens (BOS)", default: true })
+  @IsOptional()
+  @IsBoolean()
+  add_special_tokens?: boolean;
+}
+
+/** vLLM's POST /detokenize. */
+export class DetokenizeDto implements DetokenizeRequest {
+  @ApiPropertyOptional({ description: 'A deployment name; optional when exactly one is deployed' })
+  @IsOptional()
+  @IsString()
+  model?: string;
+
+  @ApiProperty({ type: 'array', items: { type: 'integer' }, description: 'Token ids (entries checked by the service: a 400 naming tokens)' })
+  @IsArray()
+  tokens!: number[];
+}
+
+/** LMDeploy's POST /v1/encode. */
+export class EncodeDto implements EncodeRequest {
+  @ApiPropertyOptional({ description: 'A deployment name; optional when exactly one is deployed' })
+  @IsOptional()
+  @IsString()
+  model?: string;
+
+  @ApiProperty({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] })
+  @IsStringOrStringArray()
+  input!: string | string[];
+
+  @ApiPropertyOptional({ description: "Render each input as a user turn through the chat template first", default: false })
+  @IsOptional()
+  @IsBoolean()
+  do_preprocess?: boolean;
+
+  @ApiPropertyOptional({ description: "Add the tokenizer's special tokens (BOS)", default: true })
+  @IsOptional()
+  @IsBoolean()
+  add_bos?: boolean;
 }

@@ -122,6 +122,10 @@ export interface ServingEngine {
   encodeChat(messages: ServingMessage[], tools?: ServingTool[]): number[];
   /** A plain prompt (with the tokenizer's BOS). */
   encodeText(text: string): number[];
+  /** Text as the tokenizer encodes it, with or without its special tokens (BOS): /tokenize, /v1/encode. */
+  tokenize(text: string, addSpecialTokens: boolean): number[];
+  /** Token ids back to text, special tokens kept (/detokenize). */
+  decode(ids: number[]): string;
   /** eos ids, plus the template's end-of-turn token for chat prompts. */
   stopIds(chat: boolean): number[];
   /** One token's text (special tokens included), for logprobs. */
@@ -240,6 +244,8 @@ export class LmfleetEngineAdapter implements EngineAdapter {
       kvCache: kv.quantPolicy ? `int${kv.quantPolicy} ${kv.mode}` : 'float',
       encodeChat: (messages, tools) => engine.encodePrompt(messages, tools ? { tools } : {}),
       encodeText: (text) => engine.encodePrompt(text),
+      tokenize: (text, addSpecialTokens) => engine.tokenizer.encode(text, { addSpecialTokens }),
+      decode: (ids) => engine.tokenizer.decode(ids, { skipSpecialTokens: false }),
       stopIds: (chat) => engine.defaultStopIds(chat),
       tokenText: (id) => {
         let t = tokenTexts.get(id);

@@ -64,7 +64,7 @@ export class ServingMetrics implements OnModuleInit, OnModuleDestroy {
     });
     this.servingRequests = new Counter({
       name: 'lmfleet_serving_requests_total',
-      help: 'Generation requests by deployment, kind (chat, completion, interactive), outcome (ok, cancelled, error, rejected) and HTTP status',
+      help: 'Serving requests by deployment, kind (chat, completion, interactive, tokenize), outcome (ok, cancelled, error, rejected) and HTTP status',
       labelNames: ['deployment', 'kind', 'outcome', 'status'],
       registers,
     });
@@ -188,6 +188,7 @@ export class ServingMetrics implements OnModuleInit, OnModuleDestroy {
       case 'finished': {
         const labels = { deployment: e.deployment };
         this.servingRequests.inc({ ...labels, kind: e.kind, outcome: e.outcome, status: String(e.status) });
+        if (e.kind === 'tokenize') return; // no prompt is processed and nothing generated: not in the token counters or latencies
         if (e.promptTokens > 0) this.promptTokens.inc(labels, e.promptTokens);
         if (e.cachedTokens > 0) this.cachedPromptTokens.inc(labels, e.cachedTokens);
         if (e.completionTokens > 0) this.completionTokens.inc(labels, e.completionTokens);

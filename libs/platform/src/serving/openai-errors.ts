@@ -47,5 +47,8 @@ export function toOpenAIErrorBody(body: ErrorBody): OpenAIErrorBody {
 
 /** Paths that answer in OpenAI's error format. */
 export function isOpenAIPath(url: string | undefined): boolean {
-  return typeof url === 'string' && (url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?'));
+  if (typeof url !== 'string') return false;
+  const path = url.split('?')[0];
+  // vLLM's tokenizer routes sit at the root and answer in OpenAI's error shape too
+  return path === '/v1' || path.startsWith('/v1/') || path === '/tokenize' || path === '/detokenize';
 }

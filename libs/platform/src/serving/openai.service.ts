@@ -16,7 +16,7 @@ import { Admission } from './admission';
 import { ChatChunker, CompletionChunker, ResponseCollector } from './openai-format';
 import { toOpenAIErrorBody } from './openai-errors';
 import { OPENAI_NAME, parseTools, type ToolMode } from './tool-calls';
-import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent, type WorkerLiveness } from './protocol';
+import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent, type TokenizeSpec, type WorkerLiveness } from './protocol';
 import { ServingEvents } from './serving-events';
 
 /** The parts of an HTTP response this service uses (Express's, in the API). */
@@ -141,6 +141,28 @@ export interface InteractiveRequest extends SamplingFields {
   end?: boolean;
   /** LMDeploy's: stop the session's running request (its KV cache is dropped; the next turn re-sends the history). */
   cancel?: boolean;
+}
+
+/** vLLM's POST /tokenize body: `prompt`, or chat `messages` (chat template with the generation prompt). */
+export interface TokenizeRequest {
+  model?: string;
+  prompt?: string;
+  messages?: unknown;
+  add_special_tokens?: boolean;
+}
+
+/** vLLM's POST /detokenize body. */
+export interface DetokenizeRequest {
+  model?: string;
+  tokens: unknown;
+}
+
+/** LMDeploy's POST /v1/encode body (EncodeRequest), plus `model`. */
+export interface EncodeRequest {
+  model?: string;
+  input: string | string[];
+  do_preprocess?: boolean;
+  add_bos?: boolean;
 }
 
 const OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
@@ -299,6 +321,50 @@ export class OpenAIService {
         },
       },
       body: (c) => c.interactive(start?.promptTokens ?? 0, start?.historyTokens ?? 0),
+    });
+  }
+
+  /** POST /tokenize (vLLM): {count, max_model_len, tokens}. */
+  async tokenize(body: TokenizeRequest, res: HttpOut): Promise<void> {
+    const dep = await this.deployment(body.model, 'tokenize');
+    if ((body.prompt === undefined) === (body.messages === undefined)) throw new InvalidInputError('give either prompt or messages', { param: body.prompt === undefined ? 'prompt' : 'messages' });
+    const spec: TokenizeSpec =
+      body.messages !== undefined ? { chats: [parseMessages(body.messages as unknown[])] } : { texts: [body.prompt!], addSpecialTokens: body.add_special_tokens ?? true };
+    await this.runTokenizer(dep, spec, res, (t) => ({ count: t.ids[0].length, max_model_len: t.maxModelLen, tokens: t.ids[0] }));
+  }
+
+  /** POST /detokenize (vLLM): {prompt}. */
+  async detokenize(body: DetokenizeRequest, res: HttpOut): Promise<void> {
+    const dep = await this.deployment(body.model, 'tokenize');
+    const tokens = body.tokens;
+    if (!Array.isArray(tokens) || !tokens.every((t) => Number.isInteger(t) && t >= 0)) throw new InvalidInputError('tokens must be an array of token ids (integers >= 0)', { param: 'tokens' });
+    await this.runTokenizer(dep, { decode: tokens as number[] }, res, (t) => ({ prompt: t.text ?? '' }));
+  }
+
+  /** POST /v1/encode (LMDeploy): {input_ids, length}, lists when `input` is a list. */
+  async encode(body: EncodeRequest, res: HttpOut): Promise<void> {
+    const dep = await this.deployment(body.model, 'tokenize');
+    const one = typeof body.input === 'string';
+    const texts = one ? [body.input as string] : (body.input as string[]);
+    if (!texts.length) throw new InvalidInputError('input must not be an empty list', { param: 'input' });
+    const spec: TokenizeSpec = body.do_preprocess ? { chats: texts.map((content) => [{ role: 'user', content }]) } : { texts, addSpecialTokens: body.add_bos ?? true };
+    await this.runTokenizer(dep, spec, res, (t) => (one ? { input_ids: t.ids[0], length: t.ids[0].length } : { input_ids: t.ids, length: t.ids.map((x) => x.length) }));
+  }
+
+  /** Tokenization on a worker that holds the deployment (its tokenizer and chat template), as one JSON answer. */
+  private async runTokenizer(dep: DeploymentEntity, spec: TokenizeSpec, res: HttpOut, answer: (t: Extract<StreamEvent, { t: 'tokens' }>) => object): Promise<void> {
+    const req = this.request(dep, 'tokenize', 'tok', {}, { n: 1, tokenize: spec });
+    let got: Extract<StreamEvent, { t: 'tokens' }> | undefined;
+    await this.serve(dep, req, res, {
+      stream: false,
+      observe: (ev) => {
+        if (ev.t === 'tokens') got = ev;
+      },
+      chunker: { push: () => [] },
+      body: () => {
+        if (!got) throw new UnavailableError(`request ${req.requestId}: the worker sent no tokens`);
+        return answer(got);
+      },
     });
   }
 

@@ -6,7 +6,19 @@ import type { ServingMessage, ServingResponseFormat, ServingSampling, ServingToo
 /** BullMQ job name of a serving request on `infer-<deployment>` (platform jobs there are named `infer`). */
 export const SERVE_JOB = 'generate';
 
-export type ServeKind = 'chat' | 'completion' | 'interactive';
+export type ServeKind = 'chat' | 'completion' | 'interactive' | 'tokenize';
+
+/** tokenize: vLLM's /tokenize (a text, or chat messages through the chat template) and /detokenize (decode), LMDeploy's
+ * /v1/encode. Runs on a worker that holds the deployment, with the tokenizer and template its requests use. */
+export interface TokenizeSpec {
+  texts?: string[];
+  /** Conversations, each encoded as a chat request's prompt (chat template, generation prompt). */
+  chats?: ServingMessage[][];
+  /** texts: with the tokenizer's special tokens (BOS). Default true. */
+  addSpecialTokens?: boolean;
+  /** Token ids to turn into text (special tokens kept). */
+  decode?: number[];
+}
 
 export interface ServeRequest {
   /** chatcmpl-… / cmpl-… / interactive-…: the response id, the BullMQ job id and the stream key suffix. */
@@ -42,6 +54,7 @@ export interface ServeRequest {
   stopTokenIds?: number[];
   /** chat: OpenAI's tools (validated by the API), rendered by the chat template (engine: chat-template/tools.ts). */
   tools?: ServingTool[];
+  tokenize?: TokenizeSpec;
   /** interactive: LMDeploy's session_id (1..999999) and interactive_mode; `end` closes the session. */
   sessionId?: number;
   interactiveMode?: boolean;
@@ -64,6 +77,8 @@ export type StreamEvent =
   | { t: 'start'; promptTokens: number; workerId: string; historyTokens?: number }
   | { t: 'delta'; i: number; text: string; tokens: number; logprobs?: StreamLogprob[] }
   | { t: 'done'; i: number; finishReason: FinishReason; completionTokens: number }
+  /** tokenize: one id list per text (or the messages'), or decode's text; maxModelLen is the deployment's session length. */
+  | { t: 'tokens'; ids: number[][]; text?: string; maxModelLen: number }
   // cachedTokens: of promptTokens, how many came from the prefix cache (deployments with enablePrefixCaching only)
   | { t: 'end'; promptTokens: number; completionTokens: number; historyTokens?: number; cachedTokens?: number }
   | { t: 'error'; status: number; message: string; param?: string; code?: string };

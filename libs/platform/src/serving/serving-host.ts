@@ -248,7 +248,12 @@ export class ServingHost {
     h.active++;
     let timing = timingParts(r, 0, 'error', started);
     try {
-      timing = r.kind === 'interactive' ? await this.runInteractive(h, h.engine, r, controller.signal, emit) : await this.runRequest(h, h.engine, r, controller.signal, emit);
+      timing =
+        r.kind === 'interactive'
+          ? await this.runInteractive(h, h.engine, r, controller.signal, emit)
+          : r.kind === 'tokenize'
+            ? await this.runTokenize(h.engine, r, emit)
+            : await this.runRequest(h, h.engine, r, controller.signal, emit);
     } catch (err) {
       const status = err instanceof PlatformError ? err.status : isEngineInputError(err) ? 400 : 500;
       const details = (err instanceof PlatformError ? err.details : undefined) as { param?: string; code?: string } | undefined;
@@ -261,8 +266,9 @@ export class ServingHost {
       h.active--;
     }
     timing.totalMs = Date.now() - r.enqueuedAt;
-    // A request the API refused (429) was never a request: no timings row (also when it ended before the check did).
-    void checked.then((admitted) => (admitted ? this.record(r, h, timing) : undefined));
+    // A request the API refused (429) was never a request: no timings row (also when it ended before the check did);
+    // nor is tokenization (it generates nothing).
+    void checked.then((admitted) => (admitted && r.kind !== 'tokenize' ? this.record(r, h, timing) : undefined));
   }
 
   private async runRequest(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
@@ -320,6 +326,25 @@ export class ServingHost {
     t.cachedTokens = cachedTokens;
     await emit({ t: 'end', promptTokens, completionTokens: t.completionTokens, ...(h.dep.enablePrefixCaching ? { cachedTokens } : {}) });
     return t;
+  }
+
+  /** vLLM's /tokenize and /detokenize, LMDeploy's /v1/encode: the deployment's own tokenizer and chat template. */
+  private async runTokenize(engine: ServingEngine, r: ServeRequest, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
+    const spec = r.tokenize ?? {};
+    let ids: number[][] = [];
+    let text: string | undefined;
+    if (spec.decode) {
+      const bad = spec.decode.find((t) => !Number.isInteger(t) || t < 0 || t >= engine.vocabSize);
+      if (bad !== undefined) throw new InvalidInputError(`tokens: token id ${bad} is outside the vocabulary [0, ${engine.vocabSize})`, { param: 'tokens' });
+      text = engine.decode(spec.decode);
+    } else {
+      ids = spec.chats ? spec.chats.map((m) => engine.encodeChat(m)) : (spec.texts ?? []).map((t) => engine.tokenize(t, spec.addSpecialTokens ?? true));
+    }
+    const promptTokens = spec.decode ? spec.decode.length : ids.reduce((a, x) => a + x.length, 0);
+    await emit({ t: 'start', promptTokens, workerId: this.workerId });
+    await emit({ t: 'tokens', ids, ...(text !== undefined ? { text } : {}), maxModelLen: engine.sessionLen });
+    await emit({ t: 'end', promptTokens, completionTokens: 0 });
+    return timingParts(r, promptTokens);
   }
 
   private async runInteractive(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
