@@ -175,6 +175,49 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect((await http('POST', '/tokenize', { model: 'no-such-model', prompt: 'a' })).status).toBe(404);
   });
 
+  it("echo + logprobs scores the prompt, as lm-evaluation-harness's loglikelihood requests need: token-id prompts, max_tokens 1 or 0", async () => {
+    const tok = Tokenizer.fromDir(path.join(env.modelRoot, 'tiny-qwen2'));
+    const ids = tok.encode('the fleet sails at dawn', { addSpecialTokens: false });
+    // as lm-eval sends it: the prompt as token ids, echo, logprobs 1, max_tokens 1, greedy
+    const r = await http('POST', '/v1/completions', { model, prompt: ids, echo: true, logprobs: 1, max_tokens: 1, temperature: 0 });
+    expect(r.status).toBe(200);
+    const lp = r.body.choices[0].logprobs;
+    expect(lp.tokens).toHaveLength(ids.length + 1);
+    expect(lp.tokens.slice(0, ids.length)).toEqual(ids.map((t) => tok.decode([t], { skipSpecialTokens: false })));
+    expect(lp.token_logprobs[0]).toBeNull(); // nothing predicts the first token
+    expect(lp.top_logprobs[0]).toBeNull();
+    for (let k = 1; k <= ids.length; k++) {
+      expect(lp.token_logprobs[k]).toBeLessThanOrEqual(0);
+      expect(Math.max(...(Object.values(lp.top_logprobs[k]) as number[]))).toBeGreaterThanOrEqual(lp.token_logprobs[k] - 1e-5);
+    }
+    expect(r.body.choices[0].text.startsWith(tok.decode(ids, { skipSpecialTokens: false }))).toBe(true);
+    expect(r.body.usage).toMatchObject({ prompt_tokens: ids.length, completion_tokens: 1 });
+    // token k + 1's log-prob is what a request for the prefix reports when it is made to generate that token
+    const k = 3;
+    const forced = await http('POST', '/v1/completions', { model, prompt: ids.slice(0, k + 1), max_tokens: 1, temperature: 0, logprobs: 0, logit_bias: { [String(ids[k + 1])]: 100 } });
+    expect(forced.body.choices[0].logprobs.token_logprobs[0]).toBeCloseTo(lp.token_logprobs[k + 1], 3);
+    // max_tokens 0: the same prompt log-probs, nothing generated; without logprobs only the echo
+    const scored = await http('POST', '/v1/completions', { model, prompt: ids, echo: true, logprobs: 1, max_tokens: 0 });
+    expect(scored.status).toBe(200);
+    expect(scored.body.choices[0].logprobs.token_logprobs).toEqual(lp.token_logprobs.slice(0, ids.length));
+    expect(scored.body.usage.completion_tokens).toBe(0);
+    const echoed = await http('POST', '/v1/completions', { model, prompt: ['the fleet', 'sails'], echo: true, max_tokens: 0 });
+    expect(echoed.body.choices.map((c: { text: string }) => c.text)).toEqual(['the fleet', 'sails']);
+    // several token-id prompts at once
+    const two = await http('POST', '/v1/completions', { model, prompt: [ids, ids.slice(0, 3)], echo: true, logprobs: 0, max_tokens: 0 });
+    expect(two.body.choices.map((c: { logprobs: { tokens: string[] } }) => c.logprobs.tokens.length)).toEqual([ids.length, 3]);
+    // bad input: 400s naming the field
+    for (const [body, param] of [
+      [{ prompt: ids, max_tokens: 0 }, 'max_tokens'],
+      [{ prompt: [1, 'a'] }, 'prompt'],
+      [{ prompt: [] }, 'prompt'],
+      [{ prompt: [99999999] }, 'prompt'],
+    ] as const) {
+      const bad = await http('POST', '/v1/completions', { model, ...body });
+      expect([bad.status, bad.body.error?.param]).toEqual([400, param]);
+    }
+  });
+
   it('errors surface as the client error classes with OpenAI error bodies', async () => {
     await expect(openai.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     const bad = await openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], temperature: 7 }).catch((e) => e);

@@ -10,6 +10,7 @@ export type {
   SamplingParams,
   NativeRequest,
   NativeEvent,
+  NativeLogprob,
   EngineOptions as NativeEngineOptions,
   EngineStats,
   NativeModel,

@@ -6,7 +6,7 @@
 # decoder's own choice), with the online kernel and the two-phase one (LMFLEET_ATTN_ONLINE=0).
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-verify.sh     (needs dist/ carried for step 2)
 # (4) guided decoding (response_format) on CUDA: test/bench/guided-decoding.js on a tiny byte-level model written by
-# dist's writeTinyModel (--new 160), test/bench/guided-formats.js (choice / grammar / regex, min-p 1) and, with GUIDED_7B=1, on the random 7B-shaped model (--new 64); each exits 1
+# dist's writeTinyModel (--new 160), test/bench/guided-formats.js (choice / grammar / regex, min-p 1), test/bench/prompt-logprobs.js and, with GUIDED_7B=1, on the random 7B-shaped model (--new 64); each exits 1
 # unless every guided output parses and fits its schema. (5) with NCU=1: Nsight Compute on the W4 kernels of one 7B
 # linear per shape in NCU_SHAPES (default "gate_up down") at NCU_M rows (default 64): device-common.sh's ncu_w4.
 # (6) with W4_WIDE=1: bench_decoder's batched-decode W4 table (f16 vs the fused kernel vs the wide kernel's variants,
@@ -72,6 +72,9 @@ if [ "${SKIP_GUIDED:-0}" != 1 ]; then
   # guided_choice / guided_grammar / guided_regex sampled 8 at a time, and min-p 1 (= greedy) through the sampler
   timeout $(tb 120) node test/bench/guided-formats.js dist /tmp/lmf-tiny-guided --backend cuda > "$OUT/guided-formats.log" 2>&1
   echo "guided formats + min-p (tiny, cuda) rc $? ($(el))"; tail -3 "$OUT/guided-formats.log"
+  # prompt log-probs (echo + logprobs): chunked prefill's logits rows vs scoreTokens on CUDA, and vs the CPU engine
+  timeout $(tb 120) node test/bench/prompt-logprobs.js dist /tmp/lmf-tiny-guided --backend cuda --compare cpu > "$OUT/prompt-logprobs.log" 2>&1
+  echo "prompt log-probs (tiny, cuda vs scoreTokens and cpu) rc $? ($(el))"; tail -3 "$OUT/prompt-logprobs.log"
   if [ "${GUIDED_7B:-0}" = 1 ]; then
     timeout $(tb 200) node test/bench/guided-decoding.js dist "$MODEL" --backend cuda --new 64 > "$OUT/guided-7b.log" 2>&1
     echo "guided (7B, cuda) rc $? ($(el))"; tail -8 "$OUT/guided-7b.log"

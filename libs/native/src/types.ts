@@ -154,6 +154,10 @@ export interface NativeRequest {
   sampling?: SamplingParams;
   /** Return the log-prob of each sampled token, and the top-N alternatives (0 = none). */
   logprobs?: number;
+  /** The log-prob of each prompt token after the first given the ones before it, with the top-N alternatives, on the
+   *  request's first event (`promptLogprobs`, one entry per prompt token from the second). The prompt is computed
+   *  whole (no prefix-cache reuse), in chunks of at most 256 tokens; not with sessionId. */
+  promptLogprobs?: number;
   /** Guided decoding: the first token is sampled only among these (bit t % 32 of word t / 32 allows token t;
    *  ceil(vocabSize / 32) words; xgrammar's Int32Array bitmasks as they are). After each token the request waits,
    *  unscheduled, until setAllowedTokens gives the next token's set. */
@@ -165,8 +169,14 @@ export interface NativeRequest {
   minNewTokens?: number;
 }
 
+/** A token's log-prob under the raw logits and the top alternatives as [tokenId, logprob] pairs. */
+export interface NativeLogprob {
+  logprob: number;
+  top: [number, number][];
+}
+
 export type NativeEvent =
-  | { type: 'tokens'; id: number; tokens: number[]; logprobs?: { logprob: number; top: [number, number][] }[] }
+  | { type: 'tokens'; id: number; tokens: number[]; logprobs?: NativeLogprob[]; promptLogprobs?: NativeLogprob[] }
   | {
       type: 'done';
       id: number;
@@ -179,6 +189,8 @@ export type NativeEvent =
       queuedMs: number;
       firstTokenMs: number;
       totalMs: number;
+      /** promptLogprobs requests that sampled no token (maxNewTokens 0, or a stop id first). */
+      promptLogprobs?: NativeLogprob[];
     }
   | { type: 'error'; id: number; code: NativeErrorCode; message: string };
 

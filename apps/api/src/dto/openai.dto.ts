@@ -32,6 +32,20 @@ function IsStringOrStringArray(opts?: ValidationOptions) {
   );
 }
 
+/** A completion prompt's outer shape (a string or an array); parsePrompt checks the entries (a 400 naming prompt). */
+function IsStringOrArray(opts?: ValidationOptions) {
+  return ValidateBy(
+    {
+      name: 'isStringOrArray',
+      validator: {
+        validate: (v: unknown) => typeof v === 'string' || Array.isArray(v),
+        defaultMessage: (a) => `${a?.property} must be a string or an array (of strings, of token ids, or of arrays of token ids)`,
+      },
+    },
+    opts,
+  );
+}
+
 /** response_format (chat and, as vLLM allows, completions); its shape is checked by parseResponseFormat (400 naming the field). */
 function ResponseFormatField() {
   return applyDecorators(
@@ -256,9 +270,12 @@ export class CompletionDto extends GuidedSamplingDto implements CompletionReques
   @IsString()
   model!: string;
 
-  @ApiProperty({ oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] })
-  @IsStringOrStringArray()
-  prompt!: string | string[];
+  @ApiProperty({
+    oneOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, { type: 'array', items: { type: 'integer' } }, { type: 'array', items: { type: 'array', items: { type: 'integer' } } }],
+    description: 'Text, texts, or token ids (checked by the service: a 400 naming prompt)',
+  })
+  @IsStringOrArray()
+  prompt!: string | string[] | number[] | number[][];
 
   @ApiPropertyOptional()
   @IsOptional()
@@ -272,10 +289,10 @@ export class CompletionDto extends GuidedSamplingDto implements CompletionReques
   @Type(() => StreamOptionsDto)
   stream_options?: StreamOptionsDto;
 
-  @ApiPropertyOptional({ minimum: 1, default: 16 })
+  @ApiPropertyOptional({ minimum: 0, default: 16, description: '0 with echo: the prompt only (with logprobs: scored)' })
   @IsOptional()
   @IsInt()
-  @Min(1)
+  @Min(0)
   max_tokens?: number;
 
   @ApiPropertyOptional({ minimum: 1, default: 1 })

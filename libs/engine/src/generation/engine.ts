@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type { ChatMessage } from '../chat-template/chat-template';
 import type { ToolSpec } from '../chat-template/tools';
 import { DisposedError, EngineError, InvalidArgumentError, fromNativeError, toEngineError } from '../errors';
-import type { NativeEngine, NativeEvent, NativeRequest } from '../native';
+import type { NativeEngine, NativeEvent, NativeLogprob, NativeRequest } from '../native';
 import { tokenizerJsonFromSentencePiece, type Tokenizer } from '../tokenizer/tokenizer';
 import { AsyncQueue } from './async-queue';
 import { ChatSession, type ChatSessionOptions } from './chat-session';
@@ -293,6 +293,9 @@ export class Engine {
     if (p.sessionId !== undefined) req.sessionId = p.sessionId;
     if (p.sampling) req.sampling = { ...p.sampling };
     if (p.logprobs !== undefined) req.logprobs = p.logprobs; // 0: the sampled token's log-prob only
+    if (p.promptLogprobs !== undefined) req.promptLogprobs = p.promptLogprobs;
+    // prompt log-probs score token k + 1 from position k's logits
+    const promptLps = (lps: NativeLogprob[] | undefined) => (lps ? toLogprobs(Array.from(inputIds).slice(1, lps.length + 1), lps) : undefined);
     if (p.logitBias) req.logitBias = Object.entries(p.logitBias).map(([t, v]) => [Number(t), v]);
     if (p.minNewTokens) req.minNewTokens = p.minNewTokens;
     let finished = false;
@@ -320,6 +323,7 @@ export class Engine {
           }
           const out: StreamOutput = { tokenIds: ev.tokens, text: r.text };
           if (ev.logprobs) out.logprobs = toLogprobs(ev.tokens, ev.logprobs);
+          if (ev.promptLogprobs) out.promptLogprobs = promptLps(ev.promptLogprobs);
           yield out;
         } else if (ev.type === 'done') {
           finished = true;
@@ -334,6 +338,7 @@ export class Engine {
           yield {
             tokenIds: [],
             text,
+            ...(ev.promptLogprobs ? { promptLogprobs: promptLps(ev.promptLogprobs) } : {}),
             finishReason,
             ...(stoppedByWord !== undefined ? { stopWord: stoppedByWord } : {}),
             usage: {
@@ -405,8 +410,14 @@ export class Engine {
 
   private validate(p: StreamInferParams, inputIds: Int32Array): void {
     if (inputIds.length === 0) throw new InvalidArgumentError('inputIds is empty');
-    if (!Number.isInteger(p.maxNewTokens) || p.maxNewTokens < 1) {
-      throw new InvalidArgumentError(`maxNewTokens must be a positive integer, got ${p.maxNewTokens}`);
+    // 0 only to score a prompt (promptLogprobs): nothing is generated
+    const minNew = p.promptLogprobs !== undefined ? 0 : 1;
+    if (!Number.isInteger(p.maxNewTokens) || p.maxNewTokens < minNew) {
+      throw new InvalidArgumentError(`maxNewTokens must be ${minNew ? 'a positive integer' : 'an integer >= 0'}, got ${p.maxNewTokens}`);
+    }
+    if (p.promptLogprobs !== undefined) {
+      if (!Number.isInteger(p.promptLogprobs) || p.promptLogprobs < 0 || p.promptLogprobs > 20) throw new InvalidArgumentError(`promptLogprobs must be an integer in [0, 20], got ${p.promptLogprobs}`);
+      if (p.sessionId !== undefined) throw new InvalidArgumentError('promptLogprobs cannot be combined with sessionId');
     }
     const vocab = this.spec.vocabSize;
     for (const t of inputIds) {

@@ -88,6 +88,9 @@ export interface StreamInferParams {
   sampling?: SamplingParams;
   /** Log-probs of sampled tokens with the top-N alternatives (0: the sampled token only; unset: none). */
   logprobs?: number;
+  /** Log-probs of the prompt's tokens (each given the ones before it; the first has none) with the top-N alternatives,
+   *  on the first output (unset: none). The whole prompt is computed (no prefix-cache reuse); not with sessionId. */
+  promptLogprobs?: number;
   signal?: AbortSignal;
   /** Default true. */
   skipSpecialTokens?: boolean;
@@ -110,6 +113,8 @@ export interface StreamOutput {
   /** Text delta since the previous output (never a broken UTF-8 character). */
   text: string;
   logprobs?: TokenLogprob[];
+  /** promptLogprobs: on the first output, one entry per prompt token from the second. */
+  promptLogprobs?: TokenLogprob[];
   /** Set on the last output of the stream. */
   finishReason?: FinishReason;
   /** Set on the last output of the stream. */

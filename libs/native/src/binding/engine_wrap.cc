@@ -11,6 +11,24 @@ Napi::FunctionReference EngineWrap::constructor;
 
 namespace {
 
+Napi::Array logprobs_to_js(Napi::Env env, const std::vector<LogprobInfo>& v) {
+  Napi::Array lps = Napi::Array::New(env, v.size());
+  for (size_t i = 0; i < v.size(); i++) {
+    Napi::Object lp = Napi::Object::New(env);
+    lp.Set("logprob", Napi::Number::New(env, v[i].logprob));
+    Napi::Array top = Napi::Array::New(env, v[i].top.size());
+    for (size_t j = 0; j < v[i].top.size(); j++) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::Number::New(env, v[i].top[j].first));
+      pair.Set(1u, Napi::Number::New(env, v[i].top[j].second));
+      top.Set(j, pair);
+    }
+    lp.Set("top", top);
+    lps.Set(i, lp);
+  }
+  return lps;
+}
+
 Napi::Value event_to_js(Napi::Env env, const Event& e) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", Napi::Number::New(env, (double)e.id));
@@ -20,23 +38,8 @@ Napi::Value event_to_js(Napi::Env env, const Event& e) {
       Napi::Array t = Napi::Array::New(env, e.tokens.size());
       for (size_t i = 0; i < e.tokens.size(); i++) t.Set(i, Napi::Number::New(env, e.tokens[i]));
       o.Set("tokens", t);
-      if (e.has_logprobs) {
-        Napi::Array lps = Napi::Array::New(env, e.logprobs.size());
-        for (size_t i = 0; i < e.logprobs.size(); i++) {
-          Napi::Object lp = Napi::Object::New(env);
-          lp.Set("logprob", Napi::Number::New(env, e.logprobs[i].logprob));
-          Napi::Array top = Napi::Array::New(env, e.logprobs[i].top.size());
-          for (size_t j = 0; j < e.logprobs[i].top.size(); j++) {
-            Napi::Array pair = Napi::Array::New(env, 2);
-            pair.Set(0u, Napi::Number::New(env, e.logprobs[i].top[j].first));
-            pair.Set(1u, Napi::Number::New(env, e.logprobs[i].top[j].second));
-            top.Set(j, pair);
-          }
-          lp.Set("top", top);
-          lps.Set(i, lp);
-        }
-        o.Set("logprobs", lps);
-      }
+      if (e.has_logprobs) o.Set("logprobs", logprobs_to_js(env, e.logprobs));
+      if (e.has_prompt_logprobs) o.Set("promptLogprobs", logprobs_to_js(env, e.prompt_logprobs));
       break;
     }
     case Event::Done:
@@ -48,6 +51,7 @@ Napi::Value event_to_js(Napi::Env env, const Event& e) {
       o.Set("queuedMs", Napi::Number::New(env, e.queued_ms));
       o.Set("firstTokenMs", Napi::Number::New(env, e.first_token_ms));
       o.Set("totalMs", Napi::Number::New(env, e.total_ms));
+      if (e.has_prompt_logprobs) o.Set("promptLogprobs", logprobs_to_js(env, e.prompt_logprobs));
       break;
     case Event::Error:
       o.Set("type", "error");
@@ -102,6 +106,8 @@ RequestSpec parse_request(const Napi::Value& v) {
   }
   Napi::Value lp = o.Get("logprobs");
   if (lp.IsNumber()) r.logprobs = std::max(0, lp.As<Napi::Number>().Int32Value());
+  Napi::Value plp = o.Get("promptLogprobs");
+  if (plp.IsNumber()) r.prompt_logprobs = std::max(0, plp.As<Napi::Number>().Int32Value());
   Napi::Value bias = o.Get("logitBias");
   if (bias.IsArray()) {  // [[id, value], ...]
     Napi::Array a = bias.As<Napi::Array>();

@@ -92,6 +92,8 @@ void EngineCore::validate(const RequestSpec& req) const {
       !(sp.presence_penalty >= -2 && sp.presence_penalty <= 2) || !(sp.frequency_penalty >= -2 && sp.frequency_penalty <= 2))
     fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": bad sampling params");
   if (req.guided) validate_mask(req.id, req.allowed_tokens);
+  if (req.prompt_logprobs >= 0 && req.session_id > 0)
+    fail(ErrorCode::InvalidArgument, "request " + std::to_string(req.id) + ": promptLogprobs cannot be combined with a session (its history is cached)");
   std::vector<int32_t> seen;
   for (const auto& [t, v] : req.logit_bias) {
     if (t < 0 || t >= c.vocab)

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { EngineOptions, NativeEngine, NativeEvent, NativeModel, NativeModelConfig, NativeRequest, TensorSource } from '../index';
+import { EngineOptions, NativeEngine, NativeEvent, NativeLogprob, NativeModel, NativeModelConfig, NativeRequest, TensorSource } from '../index';
 import { argmaxRef, attentionRef, linearRef, rmsNormRef, ropeInvFreqRef, ropeRef } from '../ops/reference';
 import { cpuNative, expectNmse, f32ToF16, Rng, roundTo } from '../ops/testing';
 
@@ -149,8 +149,13 @@ class Collector {
   done = new Map<number, NativeEvent>();
   order: string[] = [];  // `${type}:${id}` of every event as it came
   private waiters = new Map<number, (ev: NativeEvent) => void>();
+  promptLogprobs = new Map<number, NativeLogprob[]>();
   onEvent = (ev: NativeEvent) => {
     this.order.push(`${ev.type}:${ev.id}`);
+    if (ev.type !== 'error' && ev.promptLogprobs) {
+      expect(this.promptLogprobs.has(ev.id)).toBe(false); // once, on the first event
+      this.promptLogprobs.set(ev.id, ev.promptLogprobs);
+    }
     if (ev.type === 'tokens') {
       this.tokens.set(ev.id, [...(this.tokens.get(ev.id) ?? []), ...ev.tokens]);
       if (ev.logprobs) this.logprobs.set(ev.id, [...(this.logprobs.get(ev.id) ?? []), ...ev.logprobs]);
@@ -356,6 +361,31 @@ describe('engine', () => {
     expect(await runAlone(hot)).not.toEqual(greedy); // the same request without it wanders
     await withEngine({}, async (e) => {
       expect(() => e.submit({ ...hot, sampling: { minP: 1.5 } })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+    });
+  });
+
+  it('(d3) promptLogprobs: each prompt token after the first, as scoreTokens scores it, in chunks; on the first event; not with a session', async () => {
+    const p = prompt(new Rng(17), 41);
+    const nll = await model.scoreTokens(Int32Array.from(p));
+    for (const maxNewTokens of [0, 3]) {
+      // maxPrefillTokens 16: the prompt's logits come over three steps
+      const lps = await withEngine({ maxPrefillTokens: 16 }, async (e, c) => {
+        e.submit({ id: 31, inputIds: Int32Array.from(p), maxNewTokens, promptLogprobs: 2 });
+        expect((await c.wait(31)).type).toBe('done');
+        expect(c.order[0]).toBe(maxNewTokens ? 'tokens:31' : 'done:31');
+        expect(c.tokens.get(31)?.length ?? 0).toBe(maxNewTokens);
+        return c.promptLogprobs.get(31)!;
+      });
+      expect(lps).toHaveLength(p.length - 1);
+      lps.forEach((lp, k) => {
+        expect(lp.logprob).toBeCloseTo(-nll[k], 4);
+        expect(lp.top).toHaveLength(2);
+        expect(lp.top[0][1]).toBeGreaterThanOrEqual(lp.top[1][1]);
+        expect(lp.top[0][1]).toBeGreaterThanOrEqual(lp.logprob - 1e-6);
+      });
+    }
+    await withEngine({}, async (e) => {
+      expect(() => e.submit({ id: 32, sessionId: 5, inputIds: Int32Array.from(p), maxNewTokens: 1, promptLogprobs: 0 })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
     });
   });
 

@@ -10,6 +10,23 @@
 
 namespace lmfleet {
 
+// token's log-prob under the row's log-softmax, and the top `top` tokens (logit desc, index asc on ties)
+LogprobInfo Executor::logprob_info(const float* row, int64_t V, int32_t token, int32_t top) {
+  LogprobInfo lp;
+  float mx;
+  double lse;
+  row_logsumexp(row, V, &mx, &lse);
+  lp.logprob = (float)((double)(row[token] - mx) - lse);
+  if (top > 0) {
+    idx_.resize((size_t)V);
+    for (int64_t i = 0; i < V; i++) idx_[(size_t)i] = (int32_t)i;
+    const int64_t n = std::min<int64_t>(top, V);
+    std::partial_sort(idx_.begin(), idx_.begin() + n, idx_.end(), [&](int32_t a, int32_t c) { return row[a] > row[c] || (row[a] == row[c] && a < c); });
+    for (int64_t i = 0; i < n; i++) lp.top.push_back({idx_[(size_t)i], (float)((double)(row[idx_[(size_t)i]] - mx) - lse)});
+  }
+  return lp;
+}
+
 void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, std::vector<LogprobInfo>& logprobs,
                    const std::function<void()>& launched) {
   sampled.clear();
@@ -26,6 +43,8 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
   b.max_blocks = 1;
   for (const auto& sc : out.seqs) b.max_blocks = std::max<int64_t>(b.max_blocks, (int64_t)sc.seq->blocks.size());
   std::vector<const ScheduledSeq*> sampling;
+  prompt_rows_.clear();
+  std::vector<int32_t> prompt_logit_rows;
   for (const auto& sc : out.seqs) {
     const Sequence& s = *sc.seq;
     const int32_t q_start = (int32_t)b.tokens.size();
@@ -43,7 +62,20 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
       b.logit_rows.push_back(q_start + (int32_t)sc.count - 1);
       sampling.push_back(&sc);
     }
+    // prompt log-probs: position j's logits give token j + 1's; positions in order, each once (a preempted request's
+    // recomputed prompt adds nothing new)
+    if (s.req.prompt_logprobs >= 0) {
+      int64_t next = (int64_t)s.prompt_lps.size();
+      for (int64_t j = sc.start; j < sc.start + sc.count && j + 1 < s.prompt_len; j++)
+        if (j == next) {
+          prompt_logit_rows.push_back(q_start + (int32_t)(j - sc.start));
+          prompt_rows_.push_back({sc.seq, j + 1});
+          next++;
+        }
+    }
   }
+  // after the sampled rows, so the sampler reads rows [0, R) as before
+  b.logit_rows.insert(b.logit_rows.end(), prompt_logit_rows.begin(), prompt_logit_rows.end());
   const int64_t V = model_.cfg().vocab;
   const int64_t R = (int64_t)sampling.size();
   // Sampling parameters and uniforms in the order the rows come back: one draw per sampled token from the
@@ -110,28 +142,21 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
       }
       model_.backend().sample({logits.as<float>(), R, V, rows.data(), sampled.data()});
     }
+    if (!prompt_rows_.empty()) {
+      prompt_logits_.resize(prompt_rows_.size() * (size_t)V);
+      model_.backend().download(prompt_logits_.data(), logits.as<float>() + R * V, prompt_logits_.size() * 4);
+    }
+  }
+  for (size_t k = 0; k < prompt_rows_.size(); k++) {
+    Sequence& s = *prompt_rows_[k].first;
+    const int32_t tok = s.tokens[(size_t)prompt_rows_[k].second];
+    s.prompt_lps.push_back(logprob_info(prompt_logits_.data() + k * V, V, tok, s.req.prompt_logprobs));
   }
   hs.mark(HostStamps::kSampled);
   for (int64_t r = 0; r < R; r++) {
     const Sequence& s = *sampling[r]->seq;
     const int32_t tok = sampled[r];
-    LogprobInfo lp;
-    if (s.req.logprobs >= 0) {
-      const float* row = logits_.data() + r * V;
-      float mx;
-      double lse;
-      row_logsumexp(row, V, &mx, &lse);
-      lp.logprob = (float)((double)(row[tok] - mx) - lse);
-      if (s.req.logprobs > 0) {
-        std::vector<int32_t> idx((size_t)V);
-        for (int64_t i = 0; i < V; i++) idx[i] = (int32_t)i;
-        int64_t n = std::min<int64_t>(s.req.logprobs, V);
-        std::partial_sort(idx.begin(), idx.begin() + n, idx.end(),
-                          [&](int32_t a, int32_t c) { return row[a] > row[c] || (row[a] == row[c] && a < c); });
-        for (int64_t i = 0; i < n; i++) lp.top.push_back({idx[i], (float)((double)(row[idx[i]] - mx) - lse)});
-      }
-    }
-    logprobs.push_back(std::move(lp));
+    logprobs.push_back(s.req.logprobs >= 0 ? logprob_info(logits_.data() + r * V, V, tok, s.req.logprobs) : LogprobInfo{});
   }
   hs.mark(HostStamps::kRan);
 }

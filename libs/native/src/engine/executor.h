@@ -27,7 +27,11 @@ class Executor {
   Model& model_;
   KvCache& cache_;
   StepBatch batch_;
+  LogprobInfo logprob_info(const float* row, int64_t V, int32_t token, int32_t top);
   std::vector<float> logits_;      // host copies of the rows whose request wants logprobs
+  std::vector<float> prompt_logits_;  // host copies of the prompt positions' rows (prompt_logprobs requests)
+  std::vector<std::pair<Sequence*, int64_t>> prompt_rows_;  // their (sequence, prompt position whose token they score)
+  std::vector<int32_t> idx_;                               // logprob_info's sort scratch
   std::vector<SamplingRow> rows_;  // per sampled row: params + the request's uniform
   std::vector<int32_t> bias_ids_;  // the rows' logit bias entries back to back (bias_at_[r] .. bias_at_[r + 1])
   std::vector<float> bias_vals_;

@@ -84,6 +84,7 @@ void Scheduler::finish(std::unique_ptr<Sequence> s, const std::string& reason, s
   e.queued_ms = s->admitted_once ? ms_between(s->submitted, s->admitted) : ms_between(s->submitted, now);
   e.first_token_ms = s->generated > 0 ? ms_between(s->submitted, s->first_token) : 0;
   e.total_ms = ms_between(s->submitted, now);
+  if (reason != "cancelled" && s->num_computed >= s->prompt_len) attach_prompt_logprobs(*s, e);
   events.push_back(std::move(e));
   const int64_t sid = s->req.session_id;
   auto it = sid > 0 && s->attached ? sessions_.find(sid) : sessions_.end();
@@ -204,7 +205,7 @@ SchedulerOutput Scheduler::schedule(std::vector<Event>& events, Clock::time_poin
       continue;
     }
     int64_t remaining = (int64_t)s.tokens.size() - s.num_computed;
-    int64_t n = std::min(remaining, budget);
+    int64_t n = chunk_cap(s, std::min(remaining, budget));
     if (!grow(s, s.num_computed + n, i, true)) {
       // Nothing left to preempt after it: preempt this one (it resumes when blocks free up).
       preempt(i);
@@ -252,7 +253,7 @@ SchedulerOutput Scheduler::schedule(std::vector<Event>& events, Clock::time_poin
       matched = blocks_.match(s.tokens.data(), (len - 1) / blocks_.block_size(), s.blocks, s.chain) * blocks_.block_size();
       s.num_computed = matched;
     }
-    int64_t n = std::min(len - s.num_computed, budget);
+    int64_t n = chunk_cap(s, std::min(len - s.num_computed, budget));
     if (n <= 0 && len > 0) {
       // Everything already cached (session turn with no new input): recompute the last token for its logits.
       s.num_computed = len - 1;
@@ -310,6 +311,7 @@ void Scheduler::update(const SchedulerOutput& out, const std::vector<int32_t>& s
         e.has_logprobs = true;
         e.logprobs.push_back(*lp);
       }
+      attach_prompt_logprobs(s, e);
       events.push_back(std::move(e));
     }
     if (stop) done.push_back({&s, "stop"});

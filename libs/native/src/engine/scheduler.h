@@ -30,6 +30,15 @@ namespace lmfleet {
 
 using Clock = std::chrono::steady_clock;
 
+struct LogprobInfo {
+  float logprob = 0.f;
+  std::vector<std::pair<int32_t, float>> top;
+};
+
+// Prompt log-probs (RequestSpec::prompt_logprobs) come from the logits of every prompt position: prefill chunks of such
+// requests are at most this many tokens (their logits rows go to the host each step).
+constexpr int64_t kPromptLogprobChunk = 256;
+
 struct SamplingConfig {
   float temperature = 0.f;
   int32_t top_k = 0;
@@ -50,6 +59,9 @@ struct RequestSpec {
   std::vector<int32_t> stop_ids;
   SamplingConfig sampling;
   int32_t logprobs = -1;  // < 0: none; >= 0: logprob of the sampled token + this many alternatives
+  // < 0: none; >= 0: the log-prob of each prompt token after the first given the ones before it (raw logits), + this
+  // many alternatives, on the request's first event. No prefix-cache reuse (every position is computed), no session.
+  int32_t prompt_logprobs = -1;
   // Guided decoding (response_format): each token is sampled only among the allowed ones, a bitmask over the
   // vocabulary (bit t % 32 of word t / 32). `allowed_tokens` is the first token's; after each sampled token the
   // request waits, unscheduled, until Scheduler::set_allowed brings the next one (the caller's grammar decides it).
@@ -72,6 +84,8 @@ struct Sequence {
   PrefixChain chain;             // prefix caching: leading blocks matched or registered
   int64_t cached_tokens = 0;     // prompt tokens taken from the prefix cache at (first) admission
   bool awaiting_mask = false;    // guided: a token was sampled and the next one's allowed set has not come yet
+  std::vector<LogprobInfo> prompt_lps;  // prompt_logprobs: entry k is token k + 1's (filled as prefill chunks run)
+  bool prompt_lps_sent = false;
   bool attached = false;  // session history merged in
   bool admitted_once = false;
   Clock::time_point submitted, admitted, first_token;
@@ -90,17 +104,14 @@ struct SchedulerOutput {
   bool empty() const { return seqs.empty(); }
 };
 
-struct LogprobInfo {
-  float logprob = 0.f;
-  std::vector<std::pair<int32_t, float>> top;
-};
-
 struct Event {
   enum Kind { Tokens, Done, Error } kind = Tokens;
   int64_t id = 0;
   std::vector<int32_t> tokens;
   std::vector<LogprobInfo> logprobs;
   bool has_logprobs = false;
+  std::vector<LogprobInfo> prompt_logprobs;  // the request's first event (Tokens or Done) when it asked for them
+  bool has_prompt_logprobs = false;
   std::string finish_reason;
   int64_t prompt_tokens = 0, completion_tokens = 0;
   int64_t cached_tokens = 0;  // of prompt_tokens, how many came from the prefix cache
@@ -154,7 +165,18 @@ class Scheduler {
   void preempt(size_t running_index);
   bool evict_idle_session();
   bool grow(Sequence& s, int64_t tokens, size_t self_index, bool allow_preempt);
-  bool caches_prefix(const Sequence& s) const { return opts_.enable_prefix_caching && s.req.session_id <= 0; }
+  bool caches_prefix(const Sequence& s) const { return opts_.enable_prefix_caching && s.req.session_id <= 0 && s.req.prompt_logprobs < 0; }
+  // prompt_logprobs: a prompt chunk at most kPromptLogprobChunk tokens long
+  static int64_t chunk_cap(const Sequence& s, int64_t n) {
+    return s.req.prompt_logprobs >= 0 && s.num_computed < s.prompt_len ? std::min(n, kPromptLogprobChunk) : n;
+  }
+  // The request's prompt log-probs onto its first event, once.
+  static void attach_prompt_logprobs(Sequence& s, Event& e) {
+    if (s.req.prompt_logprobs < 0 || s.prompt_lps_sent) return;
+    s.prompt_lps_sent = true;
+    e.has_prompt_logprobs = true;
+    e.prompt_logprobs = std::move(s.prompt_lps);
+  }
 
   BlockAllocator& blocks_;
   SchedulerOptions opts_;

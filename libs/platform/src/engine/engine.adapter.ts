@@ -89,6 +89,8 @@ export interface ServingStreamParams {
   sampling?: ServingSampling;
   /** Top-N alternatives per token (0: the sampled token's log-prob only; unset: none). */
   logprobs?: number;
+  /** The prompt tokens' log-probs (top-N), on the first output; maxNewTokens may then be 0. */
+  promptLogprobs?: number;
   skipSpecialTokens?: boolean;
   signal?: AbortSignal;
   responseFormat?: ServingResponseFormat;
@@ -96,7 +98,7 @@ export interface ServingStreamParams {
   minNewTokens?: number;
 }
 
-export type ServingOutput = Pick<Engine.StreamOutput, 'tokenIds' | 'text' | 'logprobs' | 'finishReason' | 'usage'>;
+export type ServingOutput = Pick<Engine.StreamOutput, 'tokenIds' | 'text' | 'logprobs' | 'promptLogprobs' | 'finishReason' | 'usage'>;
 
 /** A multi-turn session that keeps its KV cache between turns (LMDeploy's interactive mode). */
 export interface ServingChat {

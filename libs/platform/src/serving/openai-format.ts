@@ -11,8 +11,9 @@ export interface ChatLogprobContent {
 
 export interface CompletionLogprobs {
   tokens: string[];
-  token_logprobs: number[];
-  top_logprobs: Array<Record<string, number>> | null;
+  /** null for an echoed prompt's first token */
+  token_logprobs: Array<number | null>;
+  top_logprobs: Array<Record<string, number> | null> | null;
   text_offset: number[];
 }
 
@@ -40,7 +41,8 @@ function usageOfEnd(ev: Extract<StreamEvent, { t: 'end' }>): Usage {
 }
 
 export function chatLogprobs(lps: StreamLogprob[], topN: number): ChatLogprobContent[] {
-  return lps.map((lp) => ({ token: lp.token, logprob: lp.logprob, bytes: lp.bytes, top_logprobs: lp.top.slice(0, topN) }));
+  // (chat never carries prompt log-probs: every entry has a logprob)
+  return lps.map((lp) => ({ token: lp.token, logprob: lp.logprob ?? 0, bytes: lp.bytes, top_logprobs: lp.top.slice(0, topN) }));
 }
 
 /** Completion logprobs of one delta; `offset` is the text offset of the delta's first token. */
@@ -52,7 +54,7 @@ export function completionLogprobs(lps: StreamLogprob[], topN: number, offset: n
     out.token_logprobs.push(lp.logprob);
     out.text_offset.push(at);
     at += lp.token.length;
-    if (out.top_logprobs) out.top_logprobs.push(Object.fromEntries(lp.top.slice(0, topN).map((a) => [a.token, a.logprob])));
+    if (out.top_logprobs) out.top_logprobs.push(lp.logprob === null ? null : Object.fromEntries(lp.top.slice(0, topN).map((a) => [a.token, a.logprob])));
   }
   return out;
 }

@@ -120,7 +120,8 @@ export interface ChatCompletionRequest extends SamplingFields, GuidedFields {
 
 export interface CompletionRequest extends SamplingFields, GuidedFields {
   model: string;
-  prompt: string | string[];
+  /** Text, texts, or token ids (one prompt as integers, or several as arrays of integers), as OpenAI takes them. */
+  prompt: string | string[] | number[] | number[][];
   stream?: boolean;
   stream_options?: { include_usage?: boolean };
   max_tokens?: number;
@@ -238,19 +239,22 @@ export class OpenAIService {
   /** POST /v1/completions */
   async completion(body: CompletionRequest, res: HttpOut): Promise<void> {
     const dep = await this.deployment(body.model, 'completion');
-    const prompts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt;
-    if (!prompts.length) throw new InvalidInputError('prompt must not be empty', { param: 'prompt' });
+    const prompt = parsePrompt(body.prompt);
+    const count = prompt.texts?.length ?? prompt.ids!.length;
     const n = body.n ?? 1;
-    checkN(n * prompts.length, dep);
+    checkN(n * count, dep);
+    const maxTokens = body.max_tokens ?? OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS;
+    if (maxTokens === 0 && !body.echo) throw new InvalidInputError('max_tokens 0 generates nothing: it needs echo (to return the prompt, and with logprobs its log-probs)', { param: 'max_tokens' });
     const guided = parseGuided(body);
     const req = this.request(dep, 'completion', 'cmpl', body, {
-      prompts,
+      ...(prompt.texts ? { prompts: prompt.texts } : { promptIds: prompt.ids }),
       n,
       ...parseTokenControls(body, guided?.format),
       ...(guided ? { responseFormat: guided.format, responseFormatParam: guided.param } : {}),
-      maxTokens: body.max_tokens ?? OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS,
+      maxTokens,
       ...(body.logprobs !== undefined ? { logprobs: body.logprobs } : {}),
-      ...(body.echo ? { echo: true } : {}),
+      // echo + logprobs (how lm-evaluation-harness scores a continuation): the prompt's tokens' log-probs lead
+      ...(body.echo ? { echo: true, ...(body.logprobs !== undefined ? { promptLogprobs: body.logprobs } : {}) } : {}),
     });
     const meta = { id: req.requestId, created: Math.floor(req.enqueuedAt / 1000), model: dep.name };
     await this.serve(dep, req, res, {
@@ -701,6 +705,18 @@ export function parseGuided(body: GuidedFields & { response_format?: unknown }):
  * OpenAI chat messages -> the chat template's messages: string content (or text parts joined), plus an assistant's
  * tool_calls and a tool message's tool_call_id / name.
  */
+/** A completion's prompt: texts, or token ids (OpenAI: an array of integers is one prompt, an array of such arrays several). */
+export function parsePrompt(raw: unknown): { texts?: string[]; ids?: number[][] } {
+  const isIds = (x: unknown): x is number[] => Array.isArray(x) && x.length > 0 && x.every((t) => Number.isInteger(t) && t >= 0);
+  if (typeof raw === 'string') return { texts: [raw] };
+  if (Array.isArray(raw) && raw.length > 0) {
+    if (raw.every((x) => typeof x === 'string')) return { texts: raw as string[] };
+    if (isIds(raw)) return { ids: [raw] };
+    if (raw.every(isIds)) return { ids: raw as number[][] };
+  }
+  throw new InvalidInputError('prompt must be a string, a non-empty array of strings, an array of token ids (integers >= 0) or an array of such arrays', { param: 'prompt' });
+}
+
 export function parseMessages(raw: unknown[]): ServingMessage[] {
   if (!Array.isArray(raw) || raw.length === 0) throw new InvalidInputError('messages must be a non-empty array', { param: 'messages' });
   return raw.map((m, i) => {

@@ -30,6 +30,10 @@ export interface ServeRequest {
   messages?: ServingMessage[];
   /** completion: one entry per prompt (choices are prompt-major: index = prompt * n + i); interactive: one. */
   prompts?: string[];
+  /** completion: prompts given as token ids (OpenAI's array-of-integers prompt), instead of `prompts`. */
+  promptIds?: number[][];
+  /** completion with echo and logprobs: the prompt tokens' log-probs (top-N) lead each choice's logprobs. */
+  promptLogprobs?: number;
   /** Choices per prompt. */
   n: number;
   /** Unset: whatever the session length leaves after the prompt. */
@@ -65,7 +69,8 @@ export interface ServeRequest {
 
 export interface StreamLogprob {
   token: string;
-  logprob: number;
+  /** null: a prompt's first token (echo with logprobs), which nothing before it predicts. */
+  logprob: number | null;
   bytes: number[];
   top: Array<{ token: string; logprob: number; bytes: number[] }>;
 }

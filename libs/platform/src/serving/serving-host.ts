@@ -273,7 +273,9 @@ export class ServingHost {
 
   private async runRequest(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
     const chat = r.kind === 'chat';
-    const prompts = chat ? [engine.encodeChat(r.messages ?? [], r.tools)] : (r.prompts ?? []).map((p) => engine.encodeText(p));
+    const prompts = chat ? [engine.encodeChat(r.messages ?? [], r.tools)] : r.promptIds ?? (r.prompts ?? []).map((p) => engine.encodeText(p));
+    const badId = r.promptIds?.flat().find((t) => t >= engine.vocabSize);
+    if (badId !== undefined) throw new InvalidInputError(`prompt: token id ${badId} is outside the vocabulary [0, ${engine.vocabSize})`, { param: 'prompt' });
     const longest = Math.max(...prompts.map((p) => p.length));
     const maxTokens = checkLength(engine.sessionLen, longest, r.maxTokens, chat ? 'messages' : 'prompt');
     const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
@@ -300,9 +302,11 @@ export class ServingHost {
       prompts.flatMap((inputIds, p) =>
         Array.from({ length: r.n }, async (_, k) => {
           const index = p * r.n + k;
-          const outputs = engine.stream({
+          // max_tokens 0 (echo): the prompt is only scored (promptLogprobs) or only echoed (nothing to run)
+          const outputs = maxTokens === 0 && r.promptLogprobs === undefined ? echoOnly(inputIds.length) : engine.stream({
             inputIds,
             maxNewTokens: maxTokens,
+            ...(r.promptLogprobs !== undefined ? { promptLogprobs: r.promptLogprobs } : {}),
             stopIds,
             ...(r.stop?.length ? { stopWords: r.stop } : {}),
             sampling: { ...r.sampling, ...(r.sampling.seed !== undefined ? { seed: r.sampling.seed + k } : {}) },
@@ -313,8 +317,8 @@ export class ServingHost {
             ...(r.minNewTokens ? { minNewTokens: r.minNewTokens } : {}),
             signal,
           });
-          const prefix = r.echo && r.prompts ? r.prompts[p] : '';
-          const done = await this.relay(engine, outputs, index, prefix, t, r, emit, signal);
+          const prefix = r.echo ? (r.prompts ? r.prompts[p] : engine.decode(inputIds)) : '';
+          const done = await this.relay(engine, outputs, index, prefix, t, r, emit, signal, inputIds);
           finishes[index] = done.finish;
           cached[p] = Math.max(cached[p], done.cachedTokens);
         }),
@@ -427,6 +431,8 @@ export class ServingHost {
     r: ServeRequest,
     emit: (ev: StreamEvent, now?: boolean) => Promise<void>,
     signal: AbortSignal,
+    /** The prompt's ids, to label its log-probs when the engine sends them (echo with logprobs). */
+    promptIds?: number[],
   ): Promise<{ finish: FinishReason; cachedTokens: number }> {
     let finish: FinishReason = 'length';
     let completion = 0;
@@ -438,9 +444,15 @@ export class ServingHost {
       completion += out.tokenIds.length;
       const text = pending + out.text;
       pending = '';
-      if (text || out.tokenIds.length) {
+      let lps = out.logprobs?.map((lp) => toStreamLogprob(engine, lp)) ?? [];
+      if (out.promptLogprobs && promptIds?.length) {
+        // the prompt's first token has no log-prob (OpenAI: null), the others come from the engine
+        const first = engine.tokenText(promptIds[0]);
+        lps = [{ token: first, logprob: null, bytes: [...Buffer.from(first, 'utf8')], top: [] }, ...out.promptLogprobs.map((lp) => toStreamLogprob(engine, lp)), ...lps];
+      }
+      if (text || out.tokenIds.length || lps.length) {
         const ev: StreamEvent = { t: 'delta', i: index, text, tokens: out.tokenIds.length };
-        if (out.logprobs?.length) ev.logprobs = out.logprobs.map((lp) => toStreamLogprob(engine, lp));
+        if (lps.length) ev.logprobs = lps;
         // The first text leaves at once, even when more outputs are already queued behind it.
         const first = !flushedFirst && !!(text || ev.logprobs?.length);
         if (first) flushedFirst = true;
@@ -518,6 +530,16 @@ export function checkLength(sessionLen: number, promptTokens: number, maxTokens:
 function assertNotShutDown(signal: AbortSignal): void {
   if (signal.aborted && signal.reason === 'shutdown') throw new UnavailableError('worker-infer shut down during the request; retry it');
   if (signal.aborted && signal.reason === 'not admitted') throw new UnavailableError('the request holds no admission slot (refused, or waited past its expiry); retry it');
+}
+
+/** The engine's outputs for an echo with max_tokens 0 and no logprobs: nothing to compute, the prompt is the reply. */
+async function* echoOnly(promptTokens: number): AsyncIterable<ServingOutput> {
+  yield {
+    tokenIds: [],
+    text: '',
+    finishReason: 'length',
+    usage: { promptTokens, completionTokens: 0, totalTokens: promptTokens, cachedTokens: 0, queuedMs: 0, firstTokenMs: 0, totalMs: 0 },
+  };
 }
 
 function worstFinish(all: FinishReason[]): FinishReason {
