@@ -268,6 +268,7 @@ describe('engine', () => {
       inputIds: Int32Array.from(prompt(rng, 3 + ((i * 7) % 20))),
       maxNewTokens: 5 + ((i * 3) % 11),
       sampling: i % 2 ? { temperature: 0.9, topK: 20, seed: 1000 + i } : undefined,
+      ...(i % 3 === 0 ? { promptLogprobs: 1 } : {}), // scored prompts: each log-prob once, whatever preemption recomputes
     }));
     const alone = new Map<number, number[]>();
     for (const r of reqs) alone.set(r.id, await runAlone(r));
@@ -280,6 +281,10 @@ describe('engine', () => {
       const evs = await Promise.all(reqs.map((r) => c.wait(r.id)));
       for (const ev of evs) expect(ev.type).toBe('done');
       for (const r of reqs) expect({ id: r.id, tokens: c.tokens.get(r.id) }).toEqual({ id: r.id, tokens: alone.get(r.id) });
+      for (const r of reqs.filter((x) => x.promptLogprobs !== undefined)) {
+        const nll = await model.scoreTokens(r.inputIds);
+        expect(c.promptLogprobs.get(r.id)?.map((lp) => lp.logprob)).toEqual(Array.from(nll, (x) => expect.closeTo(-x, 4)));
+      }
       expect(e.stats().blocksFree).toBe(24);
     });
   });

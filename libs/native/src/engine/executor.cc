@@ -63,8 +63,8 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
       sampling.push_back(&sc);
     }
     // prompt log-probs: position j's logits give token j + 1's; positions in order, each once (a preempted request's
-    // recomputed prompt adds nothing new)
-    if (s.req.prompt_logprobs >= 0) {
+    // recomputed prompt adds nothing new, nor does one whose log-probs went out with its first event)
+    if (s.req.prompt_logprobs >= 0 && !s.prompt_lps_sent) {
       int64_t next = (int64_t)s.prompt_lps.size();
       for (int64_t j = sc.start; j < sc.start + sc.count && j + 1 < s.prompt_len; j++)
         if (j == next) {
