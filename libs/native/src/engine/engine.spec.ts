@@ -372,6 +372,13 @@ describe('engine', () => {
   it('(d3) promptLogprobs: each prompt token after the first, as scoreTokens scores it, in chunks; on the first event; not with a session', async () => {
     const p = prompt(new Rng(17), 41);
     const nll = await model.scoreTokens(Int32Array.from(p));
+    // the top-2 of each position from the whole-sequence logits: (logit desc, id asc)
+    const logits = await model.forward(Int32Array.from(p));
+    const V = DIMS.vocab;
+    const top2 = (k: number) =>
+      Array.from({ length: V }, (_, t) => t)
+        .sort((a, b) => logits[k * V + b] - logits[k * V + a] || a - b)
+        .slice(0, 2);
     for (const maxNewTokens of [0, 3]) {
       // maxPrefillTokens 16: the prompt's logits come over three steps
       const lps = await withEngine({ maxPrefillTokens: 16 }, async (e, c) => {
@@ -384,7 +391,7 @@ describe('engine', () => {
       expect(lps).toHaveLength(p.length - 1);
       lps.forEach((lp, k) => {
         expect(lp.logprob).toBeCloseTo(-nll[k], 4);
-        expect(lp.top).toHaveLength(2);
+        expect(lp.top.map(([t]) => t)).toEqual(top2(k));
         expect(lp.top[0][1]).toBeGreaterThanOrEqual(lp.top[1][1]);
         expect(lp.top[0][1]).toBeGreaterThanOrEqual(lp.logprob - 1e-6);
       });

@@ -18,11 +18,17 @@ LogprobInfo Executor::logprob_info(const float* row, int64_t V, int32_t token, i
   row_logsumexp(row, V, &mx, &lse);
   lp.logprob = (float)((double)(row[token] - mx) - lse);
   if (top > 0) {
-    idx_.resize((size_t)V);
-    for (int64_t i = 0; i < V; i++) idx_[(size_t)i] = (int32_t)i;
+    // one scan keeping the best n in order (n is small: most tokens cost one comparison; prompt log-probs score
+    // hundreds of rows a step)
     const int64_t n = std::min<int64_t>(top, V);
-    std::partial_sort(idx_.begin(), idx_.begin() + n, idx_.end(), [&](int32_t a, int32_t c) { return row[a] > row[c] || (row[a] == row[c] && a < c); });
-    for (int64_t i = 0; i < n; i++) lp.top.push_back({idx_[(size_t)i], (float)((double)(row[idx_[(size_t)i]] - mx) - lse)});
+    auto before = [&](int32_t a, int32_t c) { return row[a] > row[c] || (row[a] == row[c] && a < c); };
+    idx_.clear();
+    for (int32_t i = 0; i < (int32_t)V; i++) {
+      if ((int64_t)idx_.size() == n && !before(i, idx_.back())) continue;
+      idx_.insert(std::upper_bound(idx_.begin(), idx_.end(), i, before), i);
+      if ((int64_t)idx_.size() > n) idx_.pop_back();
+    }
+    for (int32_t t : idx_) lp.top.push_back({t, (float)((double)(row[t] - mx) - lse)});
   }
   return lp;
 }
