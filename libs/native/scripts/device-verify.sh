@@ -73,7 +73,9 @@ if [ "${SKIP_GUIDED:-0}" != 1 ]; then
   timeout $(tb 120) node test/bench/guided-formats.js dist /tmp/lmf-tiny-guided --backend cuda > "$OUT/guided-formats.log" 2>&1
   echo "guided formats + min-p (tiny, cuda) rc $? ($(el))"; tail -3 "$OUT/guided-formats.log"
   # prompt log-probs (echo + logprobs): chunked prefill's logits rows vs scoreTokens on CUDA, and vs the CPU engine
-  timeout $(tb 120) node test/bench/prompt-logprobs.js dist /tmp/lmf-tiny-guided --backend cuda --compare cpu > "$OUT/prompt-logprobs.log" 2>&1
+  # (the CPU comparison needs the CPU addon: carry libs/native/build/cpu/Release)
+  CMP=$(ls libs/native/build/cpu/Release/*.node > /dev/null 2>&1 && echo "--compare cpu")
+  timeout $(tb 120) node test/bench/prompt-logprobs.js dist /tmp/lmf-tiny-guided --backend cuda $CMP > "$OUT/prompt-logprobs.log" 2>&1
   echo "prompt log-probs (tiny, cuda vs scoreTokens and cpu) rc $? ($(el))"; tail -3 "$OUT/prompt-logprobs.log"
   if [ "${GUIDED_7B:-0}" = 1 ]; then
     timeout $(tb 200) node test/bench/guided-decoding.js dist "$MODEL" --backend cuda --new 64 > "$OUT/guided-7b.log" 2>&1
