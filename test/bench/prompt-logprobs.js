@@ -4,7 +4,8 @@
 // of 40-700 tokens at once, maxPrefillTokens 64 so the prompts' logits come over many chunked-prefill steps (mixed
 // with the other requests' steps), plus a max_new_tokens 0 request. Prints the worst differences; exits 1 when
 // a log-prob is missing or differs by more than the bound (1e-3 on the same backend, 5e-2 CUDA vs CPU: f16 vs f32).
-//   node test/bench/prompt-logprobs.js DIST_DIR MODEL_DIR [--backend cpu|cuda] [--compare cpu]
+// Also prints the scoring rate (prompt tokens per second with their log-probs, top 1).
+//   node test/bench/prompt-logprobs.js DIST_DIR MODEL_DIR [--backend cpu|cuda] [--compare cpu] [--chunk 64]
 'use strict';
 const path = require('node:path');
 const [dist, dir, ...rest] = process.argv.slice(2);
@@ -15,6 +16,7 @@ if (!dist || !dir) {
 const opt = (name, def) => (rest.includes(name) ? rest[rest.indexOf(name) + 1] : def);
 const backend = opt('--backend', 'cpu');
 const compare = opt('--compare', undefined);
+const chunk = Number(opt('--chunk', 64));
 const engine = require(path.resolve(dist, 'libs/engine/src/index.js'));
 
 function prompts(vocab) {
@@ -24,7 +26,7 @@ function prompts(vocab) {
 }
 
 async function run(be) {
-  const e = await engine.Engine.fromPretrained(dir, { backend: be, maxBatchSize: 8, sessionLen: 1024, maxPrefillTokens: 64, log: () => {} });
+  const e = await engine.Engine.fromPretrained(dir, { backend: be, maxBatchSize: 8, sessionLen: 1024, maxPrefillTokens: chunk, log: () => {} });
   const ps = prompts(e.spec.vocabSize);
   const one = async (ids, maxNewTokens) => {
     let lps;
@@ -33,7 +35,11 @@ async function run(be) {
     }
     return lps;
   };
+  await one(ps[0], 1); // warm-up
+  const t0 = process.hrtime.bigint();
   const got = await Promise.all(ps.map((ids, i) => one(ids, i === 1 ? 0 : 4)));
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log(`${be}: ${ps.reduce((a, p) => a + p.length, 0)} prompt tokens scored in ${secs.toFixed(3)} s (vocab ${e.spec.vocabSize}, chunks of ${chunk})`);
   const nll = [];
   for (const ids of ps) nll.push(Array.from(await e.scoreTokens(ids)));
   await e.dispose();

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <mutex>
+#include <thread>
 
+#include "core/env.h"
 #include "engine/host_stamps.h"
 #include "ops/log_softmax.h"
 #include "ops/sample.h"
@@ -11,7 +14,7 @@
 namespace lmfleet {
 
 // token's log-prob under the row's log-softmax, and the top `top` tokens (logit desc, index asc on ties)
-LogprobInfo Executor::logprob_info(const float* row, int64_t V, int32_t token, int32_t top) {
+LogprobInfo Executor::logprob_info(const float* row, int64_t V, int32_t token, int32_t top, std::vector<int32_t>& top_ids) {
   LogprobInfo lp;
   float mx;
   double lse;
@@ -22,13 +25,13 @@ LogprobInfo Executor::logprob_info(const float* row, int64_t V, int32_t token, i
     // hundreds of rows a step)
     const int64_t n = std::min<int64_t>(top, V);
     auto before = [&](int32_t a, int32_t c) { return row[a] > row[c] || (row[a] == row[c] && a < c); };
-    idx_.clear();
+    top_ids.clear();
     for (int32_t i = 0; i < (int32_t)V; i++) {
-      if ((int64_t)idx_.size() == n && !before(i, idx_.back())) continue;
-      idx_.insert(std::upper_bound(idx_.begin(), idx_.end(), i, before), i);
-      if ((int64_t)idx_.size() > n) idx_.pop_back();
+      if ((int64_t)top_ids.size() == n && !before(i, top_ids.back())) continue;
+      top_ids.insert(std::upper_bound(top_ids.begin(), top_ids.end(), i, before), i);
+      if ((int64_t)top_ids.size() > n) top_ids.pop_back();
     }
-    for (int32_t t : idx_) lp.top.push_back({t, (float)((double)(row[t] - mx) - lse)});
+    for (int32_t t : top_ids) lp.top.push_back({t, (float)((double)(row[t] - mx) - lse)});
   }
   return lp;
 }
@@ -153,16 +156,33 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
       model_.backend().download(prompt_logits_.data(), logits.as<float>() + R * V, prompt_logits_.size() * 4);
     }
   }
-  for (size_t k = 0; k < prompt_rows_.size(); k++) {
-    Sequence& s = *prompt_rows_[k].first;
-    const int32_t tok = s.tokens[(size_t)prompt_rows_[k].second];
-    s.prompt_lps.push_back(logprob_info(prompt_logits_.data() + k * V, V, tok, s.req.prompt_logprobs));
+  if (!prompt_rows_.empty()) {
+    // each row is a pass over the vocabulary (log-sum-exp, top-N): on a few threads of the executor's own pool when
+    // there are many (a 256-token chunk of a 152k vocabulary is ~40M exps)
+    const int64_t P = (int64_t)prompt_rows_.size();
+    std::vector<LogprobInfo> got((size_t)P);
+    auto score = [&](int64_t k, std::vector<int32_t>& scratch) {
+      const Sequence& s = *prompt_rows_[(size_t)k].first;
+      got[(size_t)k] = logprob_info(prompt_logits_.data() + k * V, V, s.tokens[(size_t)prompt_rows_[(size_t)k].second], s.req.prompt_logprobs, scratch);
+    };
+    // LMFLEET_LP_THREADS: the pool's threads (default half the cores, at most 8; 1: the batch thread alone)
+    static const int lp_threads = env_int("LMFLEET_LP_THREADS", std::max(1, std::min(8, (int)std::thread::hardware_concurrency() / 2)));
+    if (P * V >= (int64_t)1 << 22 && lp_threads > 1) {
+      if (!lp_pool_) lp_pool_ = std::make_unique<ThreadPool>(lp_threads);
+      lp_pool_->parallel_for(P, [&](int64_t b, int64_t e) {
+        std::vector<int32_t> scratch;
+        for (int64_t k = b; k < e; k++) score(k, scratch);
+      });
+    } else {
+      for (int64_t k = 0; k < P; k++) score(k, idx_);
+    }
+    for (int64_t k = 0; k < P; k++) prompt_rows_[(size_t)k].first->prompt_lps.push_back(std::move(got[(size_t)k]));
   }
   hs.mark(HostStamps::kSampled);
   for (int64_t r = 0; r < R; r++) {
     const Sequence& s = *sampling[r]->seq;
     const int32_t tok = sampled[r];
-    logprobs.push_back(s.req.logprobs >= 0 ? logprob_info(logits_.data() + r * V, V, tok, s.req.logprobs) : LogprobInfo{});
+    logprobs.push_back(s.req.logprobs >= 0 ? logprob_info(logits_.data() + r * V, V, tok, s.req.logprobs, idx_) : LogprobInfo{});
   }
   hs.mark(HostStamps::kRan);
 }

@@ -5,7 +5,10 @@
 // allowed-token mask) are sampled on the host from their masked logits.
 #pragma once
 #include <functional>
+#include <memory>
 #include <vector>
+
+#include "core/thread_pool.h"
 
 #include "engine/decoder.h"
 #include "engine/kv_cache.h"
@@ -27,11 +30,12 @@ class Executor {
   Model& model_;
   KvCache& cache_;
   StepBatch batch_;
-  LogprobInfo logprob_info(const float* row, int64_t V, int32_t token, int32_t top);
+  static LogprobInfo logprob_info(const float* row, int64_t V, int32_t token, int32_t top, std::vector<int32_t>& scratch);
   std::vector<float> logits_;      // host copies of the rows whose request wants logprobs
   std::vector<float> prompt_logits_;  // host copies of the prompt positions' rows (prompt_logprobs requests)
   std::vector<std::pair<Sequence*, int64_t>> prompt_rows_;  // their (sequence, prompt position whose token they score)
-  std::vector<int32_t> idx_;                               // logprob_info's sort scratch
+  std::vector<int32_t> idx_;                               // logprob_info's scratch (the batch thread's)
+  std::unique_ptr<ThreadPool> lp_pool_;                    // prompt log-probs of many rows (made on first use)
   std::vector<SamplingRow> rows_;  // per sampled row: params + the request's uniform
   std::vector<int32_t> bias_ids_;  // the rows' logit bias entries back to back (bias_at_[r] .. bias_at_[r + 1])
   std::vector<float> bias_vals_;
