@@ -459,7 +459,20 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
     expect(['the fleet is up', 'the fleet is down']).toContain((await page.locator('[data-role="assistant"] .msg-text').last().innerText()).trim());
     expect(await page.locator('[role=alert]').count()).toBe(0);
+    // vLLM's guided_regex, sampled hot with min-p: the whole answer matches the pattern
+    await page.getByLabel('Response format').selectOption('regex');
+    await page.getByLabel('Regular expression').fill('(up|down), [a-z]{1,5}\\.');
+    await page.getByLabel('Temperature').fill('1.2');
+    await page.getByLabel('Min p').fill('0.1');
+    await page.getByRole('textbox', { name: 'Message' }).fill('Status?');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('[data-role="assistant"] .msg-stats').length === 3, undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    expect((await page.locator('[data-role="assistant"] .msg-text').last().innerText()).trim()).toMatch(/^(up|down), [a-z]{1,5}\.$/);
+    expect(await page.locator('[role=alert]').count()).toBe(0);
     expect(await unlabeled()).toEqual([]);
+    await page.getByLabel('Min p').fill('0');
+    await page.getByLabel('Temperature').fill('0');
     await page.getByLabel('Response format').selectOption('text');
   });
 
