@@ -2,7 +2,8 @@
 // block tables), runs the decoder, and samples one token for every sequence that asked for one on the
 // backend (Backend::sample; only token ids come back, logits only for logprobs requests), each
 // with its own RNG (so a request's tokens don't depend on what else is in the batch). Guided rows (a request's
-// allowed-token mask) are sampled on the host from their masked logits.
+// allowed-token mask) and logit biases are applied by the backend's sampler. Requests that want prompt log-probs add
+// their prompt positions' rows after the sampled ones; those rows come to the host and are scored there.
 #pragma once
 #include <functional>
 #include <memory>
