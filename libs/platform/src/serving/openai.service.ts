@@ -701,10 +701,6 @@ export function parseGuided(body: GuidedFields & { response_format?: unknown }):
   return undefined;
 }
 
-/**
- * OpenAI chat messages -> the chat template's messages: string content (or text parts joined), plus an assistant's
- * tool_calls and a tool message's tool_call_id / name.
- */
 /** A completion's prompt: texts, or token ids (OpenAI: an array of integers is one prompt, an array of such arrays several). */
 export function parsePrompt(raw: unknown): { texts?: string[]; ids?: number[][] } {
   const isIds = (x: unknown): x is number[] => Array.isArray(x) && x.length > 0 && x.every((t) => Number.isInteger(t) && t >= 0);
@@ -717,6 +713,10 @@ export function parsePrompt(raw: unknown): { texts?: string[]; ids?: number[][] 
   throw new InvalidInputError('prompt must be a string, a non-empty array of strings, an array of token ids (integers >= 0) or an array of such arrays', { param: 'prompt' });
 }
 
+/**
+ * OpenAI chat messages -> the chat template's messages: string content (or text parts joined), plus an assistant's
+ * tool_calls and a tool message's tool_call_id / name.
+ */
 export function parseMessages(raw: unknown[]): ServingMessage[] {
   if (!Array.isArray(raw) || raw.length === 0) throw new InvalidInputError('messages must be a non-empty array', { param: 'messages' });
   return raw.map((m, i) => {
