@@ -1,6 +1,6 @@
 import { ChatChunker, CompletionChunker, ResponseCollector, completionLogprobs } from './openai-format';
 import { toOpenAIErrorBody, isOpenAIPath } from './openai-errors';
-import { parseGuided, parseMessages, parseResponseFormat, parseTokenControls } from './openai.service';
+import { parseGuided, parseMessages, parsePrompt, parseResponseFormat, parseTokenControls } from './openai.service';
 import { checkLength } from './serving-host';
 import type { StreamEvent, StreamLogprob } from './protocol';
 
@@ -63,6 +63,22 @@ describe('OpenAI chunks and bodies', () => {
     expect(toOpenAIErrorBody({ statusCode: 429, error: '', message: 'busy' }).error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
     expect(toOpenAIErrorBody({ statusCode: 500, error: '', message: 'internal error' }).error.type).toBe('server_error');
     expect([isOpenAIPath('/v1/chat/completions'), isOpenAIPath('/v1'), isOpenAIPath('/v10'), isOpenAIPath('/models')]).toEqual([true, true, false, false]);
+  });
+
+  it('completion prompts: text, texts, token ids or arrays of them; anything else is a 400 naming prompt', () => {
+    expect(parsePrompt('hi')).toEqual({ texts: ['hi'] });
+    expect(parsePrompt(['a', 'b'])).toEqual({ texts: ['a', 'b'] });
+    expect(parsePrompt([5, 0, 7])).toEqual({ ids: [[5, 0, 7]] });
+    expect(parsePrompt([[1, 2], [3]])).toEqual({ ids: [[1, 2], [3]] });
+    for (const bad of [[], [1, 'a'], [[1], []], [-1], [1.5], [[1], 'a'], {}, null])
+      expect(() => parsePrompt(bad)).toThrow(expect.objectContaining({ status: 400, details: expect.objectContaining({ param: 'prompt' }) }));
+  });
+
+  it('completion logprobs with an echoed prompt: its first token has null log-prob and alternatives', () => {
+    const lp = (token: string, logprob: number | null) => ({ token, logprob, bytes: [], top: logprob === null ? [] : [{ token, logprob, bytes: [] }] });
+    const c = new CompletionChunker({ id: 'x', created: 0, model: 'm' }, { logprobs: 1 });
+    const [chunk] = c.push({ t: 'delta', i: 0, text: 'ab', tokens: 0, logprobs: [lp('a', null), lp('b', -0.5)] }) as Array<{ choices: Array<{ logprobs: unknown }> }>;
+    expect(chunk.choices[0].logprobs).toEqual({ tokens: ['a', 'b'], token_logprobs: [null, -0.5], top_logprobs: [null, { b: -0.5 }], text_offset: [0, 1] });
   });
 
   it('messages: strings or text parts; anything else is a 400 naming the message', () => {
