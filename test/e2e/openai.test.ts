@@ -227,6 +227,11 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(long).toBeInstanceOf(OpenAI.BadRequestError);
     expect(long.message).toMatch(/exceeds this deployment's session length 256/);
     expect(long.error).toMatchObject({ param: 'max_tokens', code: 'context_length_exceeded' });
+    // stop: more than OpenAI's 4 (lm-eval's `until` lists), up to 32
+    const stops = (n: number) => Array.from({ length: n }, (_, i) => `<stop ${i}>`);
+    expect((await http('POST', '/v1/completions', { model, prompt: 'the', max_tokens: 2, stop: stops(6) })).status).toBe(200);
+    const tooMany = await http('POST', '/v1/completions', { model, prompt: 'the', max_tokens: 2, stop: stops(33) });
+    expect([tooMany.status, tooMany.body.error.param]).toEqual([400, 'stop']);
     const raw = await http('POST', '/v1/chat/completions', { model, messages: [] });
     expect(raw.status).toBe(400);
     expect(raw.body).toEqual({ error: { message: expect.any(String), type: 'invalid_request_error', param: 'messages', code: null } });

@@ -168,6 +168,7 @@ export interface EncodeRequest {
 
 const OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 const MAX_SESSION_ID = 999_999;
+const MAX_STOP_SEQUENCES = 32;
 
 @Injectable()
 export class OpenAIService {
@@ -393,7 +394,8 @@ export class OpenAIService {
 
   private request(dep: DeploymentEntity, kind: ServeKind, idPrefix: string, s: SamplingFields, rest: Partial<ServeRequest>): ServeRequest {
     const stop = s.stop === undefined ? undefined : typeof s.stop === 'string' ? [s.stop] : s.stop;
-    if (stop && stop.length > 4) throw new InvalidInputError(`stop takes at most 4 sequences, got ${stop.length}`, { param: 'stop' });
+    // OpenAI allows 4; vLLM and LMDeploy set no limit, and lm-evaluation-harness's `until` lists can be longer
+    if (stop && stop.length > MAX_STOP_SEQUENCES) throw new InvalidInputError(`stop takes at most ${MAX_STOP_SEQUENCES} sequences, got ${stop.length}`, { param: 'stop' });
     return {
       requestId: `${idPrefix}-${randomUUID().replace(/-/g, '')}`,
       deploymentId: dep.id,
