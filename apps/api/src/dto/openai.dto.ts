@@ -302,11 +302,11 @@ export class CompletionDto extends GuidedSamplingDto implements CompletionReques
   @Max(128)
   n?: number;
 
-  @ApiPropertyOptional({ minimum: 0, maximum: 5, description: 'Top-N log-probs per token' })
+  @ApiPropertyOptional({ minimum: 0, maximum: 20, description: 'Top-N log-probs per token (OpenAI: up to 5; vLLM: up to 20)' })
   @IsOptional()
   @IsInt()
   @Min(0)
-  @Max(5)
+  @Max(20)
   logprobs?: number;
 
   @ApiPropertyOptional()
