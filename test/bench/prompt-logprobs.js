@@ -5,7 +5,7 @@
 // with the other requests' steps), plus a max_new_tokens 0 request. Prints the worst differences; exits 1 when
 // a log-prob is missing or differs by more than the bound (1e-3 on the same backend, 5e-2 CUDA vs CPU: f16 vs f32).
 // Also prints the scoring rate (prompt tokens per second with their log-probs, top 1).
-//   node test/bench/prompt-logprobs.js DIST_DIR MODEL_DIR [--backend cpu|cuda] [--compare cpu] [--chunk 64]
+//   node test/bench/prompt-logprobs.js DIST_DIR MODEL_DIR [--backend cpu|cuda] [--compare cpu] [--chunk 64] [--tp N]
 'use strict';
 const path = require('node:path');
 const [dist, dir, ...rest] = process.argv.slice(2);
@@ -17,6 +17,7 @@ const opt = (name, def) => (rest.includes(name) ? rest[rest.indexOf(name) + 1] :
 const backend = opt('--backend', 'cpu');
 const compare = opt('--compare', undefined);
 const chunk = Number(opt('--chunk', 64));
+const tp = Number(opt('--tp', 1));
 const engine = require(path.resolve(dist, 'libs/engine/src/index.js'));
 
 function prompts(vocab) {
@@ -25,8 +26,8 @@ function prompts(vocab) {
   return [40, 300, 700, 129].map((n) => Array.from({ length: n }, () => Math.floor(rnd() * vocab)));
 }
 
-async function run(be) {
-  const e = await engine.Engine.fromPretrained(dir, { backend: be, maxBatchSize: 8, sessionLen: 1024, maxPrefillTokens: chunk, log: () => {} });
+async function run(be, tpN = 1) {
+  const e = await engine.Engine.fromPretrained(dir, { backend: be, maxBatchSize: 8, sessionLen: 1024, maxPrefillTokens: chunk, ...(tpN > 1 ? { tp: tpN } : {}), log: () => {} });
   const ps = prompts(e.spec.vocabSize);
   const one = async (ids, maxNewTokens) => {
     let lps;
@@ -39,7 +40,7 @@ async function run(be) {
   const t0 = process.hrtime.bigint();
   const got = await Promise.all(ps.map((ids, i) => one(ids, i === 1 ? 0 : 4)));
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  console.log(`${be}: ${ps.reduce((a, p) => a + p.length, 0)} prompt tokens scored in ${secs.toFixed(3)} s (vocab ${e.spec.vocabSize}, chunks of ${chunk})`);
+  console.log(`${be}${tpN > 1 ? ` tp ${tpN}` : ''}: ${ps.reduce((a, p) => a + p.length, 0)} prompt tokens scored in ${secs.toFixed(3)} s (vocab ${e.spec.vocabSize}, chunks of ${chunk})`);
   const nll = [];
   for (const ids of ps) nll.push(Array.from(await e.scoreTokens(ids)));
   await e.dispose();
@@ -47,7 +48,7 @@ async function run(be) {
 }
 
 (async () => {
-  const a = await run(backend);
+  const a = await run(backend, tp);
   let worst = 0;
   let missing = 0;
   a.got.forEach((lps, i) => {
@@ -63,7 +64,7 @@ async function run(be) {
     const b = await run(compare);
     let worstX = 0;
     a.got.forEach((lps, i) => lps?.forEach((lp, k) => (worstX = Math.max(worstX, Math.abs(lp.logprob - (b.got[i]?.[k]?.logprob ?? Infinity))))));
-    console.log(`${backend} vs ${compare}: worst |logprob difference| ${worstX.toExponential(2)} (bound 5e-2)`);
+    console.log(`${backend}${tp > 1 ? ` tp ${tp}` : ''} vs ${compare}: worst |logprob difference| ${worstX.toExponential(2)} (bound 5e-2)`);
     ok = ok && worstX <= 5e-2;
   }
   if (!ok) process.exitCode = 1;

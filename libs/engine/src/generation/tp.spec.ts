@@ -126,6 +126,28 @@ d('tensor parallelism (cpu ranks)', () => {
     expect(r.map((x) => x.cached)).toEqual([0, 32, 48]); // 40 shared: 2 full blocks; the third also the first's third block
   }, 240_000);
 
+  it("prompt log-probs at tp 2 and 4 (the ranks' vocabulary slices gathered): tp 1's within fp16 tolerance, the same top token", async () => {
+    const dir = tinyModel(path.join(tmp.dir, 'plp'), { arch: 'qwen2', hiddenSize: 64, intermediateSize: 128, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 12 });
+    const inputIds = Array.from({ length: 70 }, (_, i) => 3 + ((i * 29) % 200));
+    const score = async (tp: number) => {
+      const engine = await Engine.fromPretrained(dir, { native: native!, backend: 'cpu', tp, threads: 2, maxBatchSize: 4, sessionLen: 256, maxPrefillTokens: 32 });
+      try {
+        for await (const o of engine.createInstance().streamInfer({ inputIds, maxNewTokens: 0, promptLogprobs: 1, stopIds: [] })) if (o.promptLogprobs) return o.promptLogprobs;
+        throw new Error('no prompt log-probs');
+      } finally {
+        await engine.dispose();
+      }
+    };
+    const base = await score(1);
+    expect(base.map((x) => x.tokenId)).toEqual(inputIds.slice(1));
+    for (const tp of [2, 4]) {
+      const got = await score(tp);
+      expect(got.map((x) => x.tokenId)).toEqual(inputIds.slice(1));
+      got.forEach((x, k) => expect(Math.abs(x.logprob - base[k].logprob)).toBeLessThanOrEqual(2e-3 + 2e-3 * Math.abs(base[k].logprob)));
+      expect(got.map((x) => x.top[0].tokenId)).toEqual(base.map((x) => x.top[0].tokenId));
+    }
+  }, 240_000);
+
   it('refuses widths that do not divide, naming them', async () => {
     const dir = tinyModel(path.join(tmp.dir, 'odd'), { arch: 'llama', hiddenSize: 96, numHeads: 6, numKvHeads: 3, intermediateSize: 96, numLayers: 1, seed: 8 });
     const load = (tp: number) => PretrainedModel.load(dir, { native: native!, backend: 'cpu', tp });

@@ -76,7 +76,7 @@ describe('OpenAI chunks and bodies', () => {
 
   it('completion logprobs with an echoed prompt: its first token has null log-prob and alternatives', () => {
     const lp = (token: string, logprob: number | null) => ({ token, logprob, bytes: [], top: logprob === null ? [] : [{ token, logprob, bytes: [] }] });
-    const c = new CompletionChunker({ id: 'x', created: 0, model: 'm' }, { logprobs: 1 });
+    const c = new CompletionChunker({ id: 'x', created: 0, model: 'm' }, { logprobs: 1, includeUsage: false });
     const [chunk] = c.push({ t: 'delta', i: 0, text: 'ab', tokens: 0, logprobs: [lp('a', null), lp('b', -0.5)] }) as Array<{ choices: Array<{ logprobs: unknown }> }>;
     expect(chunk.choices[0].logprobs).toEqual({ tokens: ['a', 'b'], token_logprobs: [null, -0.5], top_logprobs: [null, { b: -0.5 }], text_offset: [0, 1] });
   });
