@@ -206,6 +206,29 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     // several token-id prompts at once
     const two = await http('POST', '/v1/completions', { model, prompt: [ids, ids.slice(0, 3)], echo: true, logprobs: 0, max_tokens: 0 });
     expect(two.body.choices.map((c: { logprobs: { tokens: string[] } }) => c.logprobs.tokens.length)).toEqual([ids.length, 3]);
+    // vLLM's prompt_logprobs: the same log-probs in a field of their own, keyed by token id, with ranks
+    const v = await http('POST', '/v1/completions', { model, prompt: ids, max_tokens: 0, prompt_logprobs: 2 });
+    expect(v.status).toBe(200);
+    const pl = v.body.choices[0].prompt_logprobs as Array<Record<string, { logprob: number; rank: number; decoded_token: string }> | null>;
+    expect(pl).toHaveLength(ids.length);
+    expect(pl[0]).toBeNull();
+    for (let k = 1; k < ids.length; k++) {
+      const own = pl[k]![String(ids[k])];
+      expect(own.logprob).toBeCloseTo(lp.token_logprobs[k], 5);
+      expect(own.decoded_token).toBe(lp.tokens[k]);
+      expect(Object.values(pl[k]!).map((e) => e.rank).sort()).toContain(2); // the top 2 are there
+      // rank = 1 + the tokens above it: exactly its place when the top 2 do not both beat it
+      const greater = Object.values(pl[k]!).filter((e) => e.logprob > own.logprob).length;
+      if (greater < 2) expect(own.rank).toBe(greater + 1);
+      else expect(own.rank).toBeGreaterThan(2);
+    }
+    expect(v.body.choices[0].logprobs).toBeNull(); // no echo asked
+    // chat: one prompt_logprobs for the response, as long as the templated prompt
+    const chatPl = await http('POST', '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'score me' }], max_tokens: 8, ignore_eos: true, prompt_logprobs: 0 }); // (8: see request_timings)
+    expect(chatPl.status).toBe(200);
+    expect(chatPl.body.prompt_logprobs).toHaveLength(chatPl.body.usage.prompt_tokens);
+    const streamed = await http('POST', '/v1/completions', { model, prompt: ids, max_tokens: 1, prompt_logprobs: 1, stream: true });
+    expect([streamed.status, streamed.body.error?.param]).toEqual([400, 'prompt_logprobs']);
     // bad input: 400s naming the field
     for (const [body, param] of [
       [{ prompt: ids, max_tokens: 0 }, 'max_tokens'],

@@ -173,6 +173,8 @@ export interface NativeRequest {
 export interface NativeLogprob {
   logprob: number;
   top: [number, number][];
+  /** Prompt log-probs: 1 + the number of tokens with a larger logit. */
+  rank?: number;
 }
 
 export type NativeEvent =

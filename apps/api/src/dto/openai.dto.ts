@@ -146,6 +146,13 @@ class SamplingDto {
 /** Chat and completions' extras: vLLM's guided decoding (one at a time, not beside response_format: parseGuided), and
  *  OpenAI's logit_bias with vLLM's min_tokens / stop_token_ids (parseTokenControls). */
 class GuidedSamplingDto extends SamplingDto {
+  @ApiPropertyOptional({ minimum: 0, maximum: 20, description: "vLLM's prompt_logprobs (not streamed): each prompt token's log-prob and rank with the top-N, in the response's prompt_logprobs" })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(20)
+  prompt_logprobs?: number;
+
   @ApiPropertyOptional({ description: "vLLM's guided_json: the reply fits this JSON Schema (an object or its JSON text)", example: { type: 'object', properties: { ok: { type: 'boolean' } } } })
   @IsOptional() // an object or a string: parseGuided checks it (a 400 naming guided_json)
   guided_json?: unknown;

@@ -545,6 +545,11 @@ export function pickSampling(g: GenerationConfig) {
   return s;
 }
 
-function toLogprobs(tokens: number[], lps: { logprob: number; top: [number, number][] }[]): TokenLogprob[] {
-  return lps.map((lp, i) => ({ tokenId: tokens[i], logprob: lp.logprob, top: lp.top.map(([tokenId, logprob]) => ({ tokenId, logprob })) }));
+function toLogprobs(tokens: number[], lps: NativeLogprob[]): TokenLogprob[] {
+  return lps.map((lp, i) => ({
+    tokenId: tokens[i],
+    logprob: lp.logprob,
+    top: lp.top.map(([tokenId, logprob]) => ({ tokenId, logprob })),
+    ...(lp.rank !== undefined ? { rank: lp.rank } : {}),
+  }));
 }

@@ -74,6 +74,8 @@ export interface TokenLogprob {
   tokenId: number;
   logprob: number;
   top: Array<{ tokenId: number; logprob: number }>;
+  /** Prompt log-probs: the token's rank in the vocabulary (1 = the most likely). */
+  rank?: number;
 }
 
 export interface StreamInferParams {

@@ -24,6 +24,7 @@ Napi::Array logprobs_to_js(Napi::Env env, const std::vector<LogprobInfo>& v) {
       top.Set(j, pair);
     }
     lp.Set("top", top);
+    if (v[i].rank > 0) lp.Set("rank", Napi::Number::New(env, v[i].rank));
     lps.Set(i, lp);
   }
   return lps;

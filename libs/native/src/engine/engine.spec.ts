@@ -392,6 +392,8 @@ describe('engine', () => {
       lps.forEach((lp, k) => {
         expect(lp.logprob).toBeCloseTo(-nll[k], 4);
         expect(lp.top.map(([t]) => t)).toEqual(top2(k));
+        const row = logits.subarray(k * V, (k + 1) * V);
+        expect(lp.rank).toBe(1 + row.filter((x) => x > row[p[k + 1]]).length); // vLLM's rank of the prompt token
         expect(lp.top[0][1]).toBeGreaterThanOrEqual(lp.top[1][1]);
         expect(lp.top[0][1]).toBeGreaterThanOrEqual(lp.logprob - 1e-6);
       });

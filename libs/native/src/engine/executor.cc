@@ -14,12 +14,17 @@
 namespace lmfleet {
 
 // token's log-prob under the row's log-softmax, and the top `top` tokens (logit desc, index asc on ties)
-LogprobInfo Executor::logprob_info(const float* row, int64_t V, int32_t token, int32_t top, std::vector<int32_t>& top_ids) {
+LogprobInfo Executor::logprob_info(const float* row, int64_t V, int32_t token, int32_t top, std::vector<int32_t>& top_ids, bool rank) {
   LogprobInfo lp;
   float mx;
   double lse;
   row_logsumexp(row, V, &mx, &lse);
   lp.logprob = (float)((double)(row[token] - mx) - lse);
+  if (rank) {
+    int32_t above = 0;
+    for (int64_t i = 0; i < V; i++) above += row[i] > row[token];
+    lp.rank = above + 1;
+  }
   if (top > 0) {
     // one scan keeping the best n in order (n is small: most tokens cost one comparison; prompt log-probs score
     // hundreds of rows a step)
@@ -163,7 +168,7 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     std::vector<LogprobInfo> got((size_t)P);
     auto score = [&](int64_t k, std::vector<int32_t>& scratch) {
       const Sequence& s = *prompt_rows_[(size_t)k].first;
-      got[(size_t)k] = logprob_info(prompt_logits_.data() + k * V, V, s.tokens[(size_t)prompt_rows_[(size_t)k].second], s.req.prompt_logprobs, scratch);
+      got[(size_t)k] = logprob_info(prompt_logits_.data() + k * V, V, s.tokens[(size_t)prompt_rows_[(size_t)k].second], s.req.prompt_logprobs, scratch, true);
     };
     // LMFLEET_LP_THREADS: the pool's threads (default half the cores, at most 8; 1: the batch thread alone)
     static const int lp_threads = env_int("LMFLEET_LP_THREADS", std::max(1, std::min(8, (int)std::thread::hardware_concurrency() / 2)));

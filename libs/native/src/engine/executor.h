@@ -31,7 +31,7 @@ class Executor {
   Model& model_;
   KvCache& cache_;
   StepBatch batch_;
-  static LogprobInfo logprob_info(const float* row, int64_t V, int32_t token, int32_t top, std::vector<int32_t>& scratch);
+  static LogprobInfo logprob_info(const float* row, int64_t V, int32_t token, int32_t top, std::vector<int32_t>& scratch, bool rank = false);
   std::vector<float> logits_;      // host copies of the rows whose request wants logprobs
   std::vector<float> prompt_logits_;  // host copies of the prompt positions' rows (prompt_logprobs requests)
   std::vector<std::pair<Sequence*, int64_t>> prompt_rows_;  // their (sequence, prompt position whose token they score)

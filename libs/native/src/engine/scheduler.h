@@ -33,6 +33,7 @@ using Clock = std::chrono::steady_clock;
 struct LogprobInfo {
   float logprob = 0.f;
   std::vector<std::pair<int32_t, float>> top;
+  int32_t rank = 0;  // prompt log-probs: 1 + the tokens with a larger logit (vLLM's rank); 0: not computed
 };
 
 // Prompt log-probs (RequestSpec::prompt_logprobs) come from the logits of every prompt position: prefill chunks of such

@@ -1,4 +1,4 @@
-import { ChatChunker, CompletionChunker, ResponseCollector, completionLogprobs } from './openai-format';
+import { ChatChunker, CompletionChunker, ResponseCollector, completionLogprobs, vllmPromptLogprobs } from './openai-format';
 import { toOpenAIErrorBody, isOpenAIPath } from './openai-errors';
 import { parseGuided, parseMessages, parsePrompt, parseResponseFormat, parseTokenControls } from './openai.service';
 import { checkLength } from './serving-host';
@@ -79,6 +79,16 @@ describe('OpenAI chunks and bodies', () => {
     const c = new CompletionChunker({ id: 'x', created: 0, model: 'm' }, { logprobs: 1, includeUsage: false });
     const [chunk] = c.push({ t: 'delta', i: 0, text: 'ab', tokens: 0, logprobs: [lp('a', null), lp('b', -0.5)] }) as Array<{ choices: Array<{ logprobs: unknown }> }>;
     expect(chunk.choices[0].logprobs).toEqual({ tokens: ['a', 'b'], token_logprobs: [null, -0.5], top_logprobs: [null, { b: -0.5 }], text_offset: [0, 1] });
+  });
+
+  it("vLLM's prompt_logprobs: null first, then token id -> {logprob, rank, decoded_token} with the prompt token and the top-N", () => {
+    const pl = { tokenId: 7, token: 'b', logprob: -2, rank: 3, top: [{ tokenId: 4, token: 'x', logprob: -0.5 }, { tokenId: 9, token: 'y', logprob: -1 }] };
+    expect(vllmPromptLogprobs([null, pl])).toEqual([
+      null,
+      { '7': { logprob: -2, rank: 3, decoded_token: 'b' }, '4': { logprob: -0.5, rank: 1, decoded_token: 'x' }, '9': { logprob: -1, rank: 2, decoded_token: 'y' } },
+    ]);
+    // the prompt token among the top: one entry, its own rank
+    expect(vllmPromptLogprobs([{ ...pl, tokenId: 4, token: 'x', logprob: -0.5, rank: 1 }])[0]).toEqual({ '4': { logprob: -0.5, rank: 1, decoded_token: 'x' }, '9': { logprob: -1, rank: 2, decoded_token: 'y' } });
   });
 
   it('messages: strings or text parts; anything else is a 400 naming the message', () => {

@@ -1,5 +1,5 @@
 // OpenAI's response shapes, built from the worker's stream events (pure: unit-tested beside this file).
-import type { FinishReason, StreamEvent, StreamLogprob } from './protocol';
+import type { FinishReason, PromptLogprob, StreamEvent, StreamLogprob } from './protocol';
 import { parseToolReply, ToolCallStream, type ToolMode } from './tool-calls';
 
 export interface ChatLogprobContent {
@@ -185,6 +185,22 @@ interface ChoiceAcc {
   finish: FinishReason;
   chatLogprobs: ChatLogprobContent[] | null;
   completionLogprobs: CompletionLogprobs | null;
+  promptLogprobs: Array<PromptLogprob | null> | null;
+}
+
+/** vLLM's prompt_logprobs: per prompt token (the first: null) a map token id -> {logprob, rank, decoded_token} holding
+ *  the prompt token itself (its rank in the vocabulary) and the top-N (ranks 1..N). */
+export type VllmPromptLogprobs = Array<Record<string, { logprob: number; rank: number; decoded_token: string }> | null>;
+
+export function vllmPromptLogprobs(list: Array<PromptLogprob | null>): VllmPromptLogprobs {
+  return list.map((e) =>
+    e === null
+      ? null
+      : Object.fromEntries([
+          ...e.top.map((t, j) => [String(t.tokenId), { logprob: t.logprob, rank: j + 1, decoded_token: t.token }] as const),
+          [String(e.tokenId), { logprob: e.logprob, rank: e.rank, decoded_token: e.token }] as const,
+        ]),
+  );
 }
 
 /** Collects a whole response (stream: false). */
@@ -192,12 +208,12 @@ export class ResponseCollector {
   private readonly choices = new Map<number, ChoiceAcc>();
   usage: Usage = usageOf(0, 0);
 
-  constructor(private readonly opts: { logprobs?: number; toolMode?: ToolMode; toolNames?: string[] }) {}
+  constructor(private readonly opts: { logprobs?: number; toolMode?: ToolMode; toolNames?: string[]; promptLogprobs?: boolean }) {}
 
   private acc(i: number): ChoiceAcc {
     let a = this.choices.get(i);
     if (!a) {
-      a = { text: '', finish: 'length', chatLogprobs: null, completionLogprobs: null };
+      a = { text: '', finish: 'length', chatLogprobs: null, completionLogprobs: null, promptLogprobs: null };
       this.choices.set(i, a);
     }
     return a;
@@ -210,6 +226,7 @@ export class ResponseCollector {
         (a.chatLogprobs ??= []).push(...chatLogprobs(ev.logprobs, this.opts.logprobs));
         a.completionLogprobs = mergeCompletionLogprobs(a.completionLogprobs, completionLogprobs(ev.logprobs, this.opts.logprobs, a.text.length));
       }
+      if (ev.promptLogprobs) a.promptLogprobs = ev.promptLogprobs;
       a.text += ev.text;
     } else if (ev.t === 'done') {
       this.acc(ev.i).finish = ev.finishReason;
@@ -239,6 +256,8 @@ export class ResponseCollector {
         };
       }),
       usage: this.usage,
+      // vLLM's prompt_logprobs: one prompt for the whole response
+      ...(this.opts.promptLogprobs ? { prompt_logprobs: vllmPromptLogprobs(this.choices.get(0)?.promptLogprobs ?? []) } : {}),
     };
   }
 
@@ -254,6 +273,7 @@ export class ResponseCollector {
         text: a.text,
         logprobs: this.opts.logprobs !== undefined ? (a.completionLogprobs ?? { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] }) : null,
         finish_reason: openAIFinish(a.finish),
+        ...(this.opts.promptLogprobs ? { prompt_logprobs: vllmPromptLogprobs(a.promptLogprobs ?? []) } : {}),
       })),
       usage: this.usage,
     };

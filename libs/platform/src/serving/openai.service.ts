@@ -102,6 +102,8 @@ export function parseTokenControls(body: GuidedFields, guided?: ServingResponseF
 }
 
 export interface ChatCompletionRequest extends SamplingFields, GuidedFields {
+  /** vLLM's prompt_logprobs (not streamed): the prompt tokens' log-probs with the top-N. */
+  prompt_logprobs?: number;
   model: string;
   messages: unknown[];
   stream?: boolean;
@@ -119,6 +121,8 @@ export interface ChatCompletionRequest extends SamplingFields, GuidedFields {
 }
 
 export interface CompletionRequest extends SamplingFields, GuidedFields {
+  /** vLLM's prompt_logprobs (not streamed): the prompt tokens' log-probs with the top-N, per choice. */
+  prompt_logprobs?: number;
   model: string;
   /** Text, texts, or token ids (one prompt as integers, or several as arrays of integers), as OpenAI takes them. */
   prompt: string | string[] | number[] | number[][];
@@ -224,6 +228,7 @@ export class OpenAIService {
       ...(tools ? { tools: tools.tools } : {}),
       maxTokens: body.max_completion_tokens ?? body.max_tokens,
       ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
+      ...promptLogprobsOf(body, undefined),
     });
     // the <tool_call> tags are special tokens in some tokenizers: keep them in the text the parser reads
     if (tools?.mode === 'auto' && body.skip_special_tokens === undefined) req.skipSpecialTokens = false;
@@ -245,7 +250,8 @@ export class OpenAIService {
     const n = body.n ?? 1;
     checkN(n * count, dep);
     const maxTokens = body.max_tokens ?? OPENAI_COMPLETIONS_DEFAULT_MAX_TOKENS;
-    if (maxTokens === 0 && !body.echo) throw new InvalidInputError('max_tokens 0 generates nothing: it needs echo (to return the prompt, and with logprobs its log-probs)', { param: 'max_tokens' });
+    if (maxTokens === 0 && !body.echo && body.prompt_logprobs === undefined)
+      throw new InvalidInputError('max_tokens 0 generates nothing: it needs echo (the prompt back, with logprobs scored) or prompt_logprobs', { param: 'max_tokens' });
     const guided = parseGuided(body);
     const req = this.request(dep, 'completion', 'cmpl', body, {
       ...(prompt.texts ? { prompts: prompt.texts } : { promptIds: prompt.ids }),
@@ -255,7 +261,8 @@ export class OpenAIService {
       maxTokens,
       ...(body.logprobs !== undefined ? { logprobs: body.logprobs } : {}),
       // echo + logprobs (how lm-evaluation-harness scores a continuation): the prompt's tokens' log-probs lead
-      ...(body.echo ? { echo: true, ...(body.logprobs !== undefined ? { promptLogprobs: body.logprobs } : {}) } : {}),
+      ...(body.echo ? { echo: true } : {}),
+      ...promptLogprobsOf(body, body.echo ? body.logprobs : undefined),
     });
     const meta = { id: req.requestId, created: Math.floor(req.enqueuedAt / 1000), model: dep.name };
     await this.serve(dep, req, res, {
@@ -489,7 +496,11 @@ export class OpenAIService {
     try {
       await (added ?? enqueue());
       this.events.emit({ type: 'admitted', deployment: dep.name, kind: req.kind, requestId: req.requestId });
-      const collector = new ResponseCollector({ logprobs: req.logprobs, ...(o.toolMode ? { toolMode: o.toolMode, toolNames: o.toolNames ?? [] } : {}) });
+      const collector = new ResponseCollector({
+        logprobs: req.logprobs,
+        ...(o.toolMode ? { toolMode: o.toolMode, toolNames: o.toolNames ?? [] } : {}),
+        ...(req.promptLogprobsField !== undefined ? { promptLogprobs: true } : {}),
+      });
       // Once a worker has started the request, a worker that dies (killed, out of memory, its host gone) lets its
       // liveness key expire within HEARTBEAT_TIMEOUT_MS: the client hears so then, not after SERVE_STREAM_TIMEOUT_MS.
       // The same for a request waiting in a worker's own queue (an interactive session's turn): no one else takes it.
@@ -701,6 +712,14 @@ export function parseGuided(body: GuidedFields & { response_format?: unknown }):
     return { format: { type: 'regex', pattern: body.guided_regex }, param };
   }
   return undefined;
+}
+
+/** The engine's prompt log-probs for an echo with logprobs (echoTopN) and for vLLM's prompt_logprobs (its own field). */
+function promptLogprobsOf(body: { prompt_logprobs?: number; stream?: boolean }, echoTopN: number | undefined): Partial<ServeRequest> {
+  const field = body.prompt_logprobs;
+  if (field !== undefined && body.stream) throw new InvalidInputError('prompt_logprobs is not available with stream: true', { param: 'prompt_logprobs' });
+  if (field === undefined && echoTopN === undefined) return {};
+  return { promptLogprobs: Math.max(field ?? 0, echoTopN ?? 0), ...(field !== undefined ? { promptLogprobsField: field } : {}) };
 }
 
 /** A completion's prompt: texts, or token ids (OpenAI: an array of integers is one prompt, an array of such arrays several). */

@@ -32,8 +32,11 @@ export interface ServeRequest {
   prompts?: string[];
   /** completion: prompts given as token ids (OpenAI's array-of-integers prompt), instead of `prompts`. */
   promptIds?: number[][];
-  /** completion with echo and logprobs: the prompt tokens' log-probs (top-N) lead each choice's logprobs. */
+  /** The engine's prompt log-probs (top-N): for completion's echo with logprobs (they lead each choice's logprobs)
+   *  and for vLLM's prompt_logprobs (promptLogprobsField). */
   promptLogprobs?: number;
+  /** vLLM's prompt_logprobs (top-N): the response carries the prompt tokens' log-probs in a field of their own. */
+  promptLogprobsField?: number;
   /** Choices per prompt. */
   n: number;
   /** Unset: whatever the session length leaves after the prompt. */
@@ -75,12 +78,21 @@ export interface StreamLogprob {
   top: Array<{ token: string; logprob: number; bytes: number[] }>;
 }
 
+/** A prompt token's log-prob as vLLM's prompt_logprobs gives it: with its rank and the top-N alternatives. */
+export interface PromptLogprob {
+  tokenId: number;
+  token: string;
+  logprob: number;
+  rank: number;
+  top: Array<{ tokenId: number; token: string; logprob: number }>;
+}
+
 export type FinishReason = 'stop' | 'length' | 'cancelled';
 
 export type StreamEvent =
   /** The worker took the request and tokenized it: the prompt fits. */
   | { t: 'start'; promptTokens: number; workerId: string; historyTokens?: number }
-  | { t: 'delta'; i: number; text: string; tokens: number; logprobs?: StreamLogprob[] }
+  | { t: 'delta'; i: number; text: string; tokens: number; logprobs?: StreamLogprob[]; promptLogprobs?: Array<PromptLogprob | null> }
   | { t: 'done'; i: number; finishReason: FinishReason; completionTokens: number }
   /** tokenize: one id list per text (or the messages'), or decode's text; maxModelLen is the deployment's session length. */
   | { t: 'tokens'; ids: number[][]; text?: string; maxModelLen: number }

@@ -14,7 +14,7 @@ import { RequestTimingRepository } from '../repositories/request-timing.reposito
 import { noteShutdownPhase } from '../shutdown';
 import { TokenStream } from '../streams/token-stream';
 import type { QueueHost } from '../worker/job-runner';
-import { serveKeys, sessionQueueName, type FinishReason, type WorkerLiveness, type ServeRequest, type StreamEvent, type StreamLogprob } from './protocol';
+import { serveKeys, sessionQueueName, type FinishReason, type PromptLogprob, type WorkerLiveness, type ServeRequest, type StreamEvent, type StreamLogprob } from './protocol';
 
 const SESSION_TTL_S = 3600;
 /** A deployment that failed to load is tried again after this long. */
@@ -445,14 +445,31 @@ export class ServingHost {
       const text = pending + out.text;
       pending = '';
       let lps = out.logprobs?.map((lp) => toStreamLogprob(engine, lp)) ?? [];
+      let promptLps: Array<PromptLogprob | null> | undefined;
       if (out.promptLogprobs && promptIds?.length) {
-        // the prompt's first token has no log-prob (OpenAI: null), the others come from the engine
-        const first = engine.tokenText(promptIds[0]);
-        lps = [{ token: first, logprob: null, bytes: [...Buffer.from(first, 'utf8')], top: [] }, ...out.promptLogprobs.map((lp) => toStreamLogprob(engine, lp)), ...lps];
+        if (r.echo && r.logprobs !== undefined) {
+          // the prompt's first token has no log-prob (OpenAI: null), the others come from the engine
+          const first = engine.tokenText(promptIds[0]);
+          lps = [{ token: first, logprob: null, bytes: [...Buffer.from(first, 'utf8')], top: [] }, ...out.promptLogprobs.map((lp) => toStreamLogprob(engine, lp)), ...lps];
+        }
+        if (r.promptLogprobsField !== undefined) {
+          const n = r.promptLogprobsField;
+          promptLps = [
+            null,
+            ...out.promptLogprobs.map((lp) => ({
+              tokenId: lp.tokenId,
+              token: engine.tokenText(lp.tokenId),
+              logprob: lp.logprob,
+              rank: lp.rank ?? 0,
+              top: lp.top.slice(0, n).map((a) => ({ tokenId: a.tokenId, token: engine.tokenText(a.tokenId), logprob: a.logprob })),
+            })),
+          ];
+        }
       }
-      if (text || out.tokenIds.length || lps.length) {
+      if (text || out.tokenIds.length || lps.length || promptLps) {
         const ev: StreamEvent = { t: 'delta', i: index, text, tokens: out.tokenIds.length };
         if (lps.length) ev.logprobs = lps;
+        if (promptLps) ev.promptLogprobs = promptLps;
         // The first text leaves at once, even when more outputs are already queued behind it.
         const first = !flushedFirst && !!(text || ev.logprobs?.length);
         if (first) flushedFirst = true;
