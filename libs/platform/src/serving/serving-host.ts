@@ -274,16 +274,12 @@ export class ServingHost {
   private async runRequest(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
     const chat = r.kind === 'chat';
     const prompts = chat ? [engine.encodeChat(r.messages ?? [], r.tools)] : r.promptIds ?? (r.prompts ?? []).map((p) => engine.encodeText(p));
-    const badId = r.promptIds?.flat().find((t) => t >= engine.vocabSize);
-    if (badId !== undefined) throw new InvalidInputError(`prompt: token id ${badId} is outside the vocabulary [0, ${engine.vocabSize})`, { param: 'prompt' });
+    for (const ids of r.promptIds ?? []) assertInVocab(engine, ids, 'prompt');
     const longest = Math.max(...prompts.map((p) => p.length));
     const maxTokens = checkLength(engine.sessionLen, longest, r.maxTokens, chat ? 'messages' : 'prompt');
     const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
-    const outside = (ids: number[]) => ids.find((t) => t >= engine.vocabSize);
-    const badStop = outside(r.stopTokenIds ?? []);
-    if (badStop !== undefined) throw new InvalidInputError(`stop_token_ids: token id ${badStop} is outside the vocabulary [0, ${engine.vocabSize})`, { param: 'stop_token_ids' });
-    const badBias = outside(Object.keys(r.logitBias ?? {}).map(Number));
-    if (badBias !== undefined) throw new InvalidInputError(`logit_bias: token id ${badBias} is outside the vocabulary [0, ${engine.vocabSize})`, { param: 'logit_bias' });
+    assertInVocab(engine, r.stopTokenIds ?? [], 'stop_token_ids');
+    assertInVocab(engine, Object.keys(r.logitBias ?? {}).map(Number), 'logit_bias');
     if (r.responseFormat) {
       try {
         await engine.prepareResponseFormat(r.responseFormat); // before 'start': a schema it cannot use is still a 400
@@ -338,8 +334,7 @@ export class ServingHost {
     let ids: number[][] = [];
     let text: string | undefined;
     if (spec.decode) {
-      const bad = spec.decode.find((t) => !Number.isInteger(t) || t < 0 || t >= engine.vocabSize);
-      if (bad !== undefined) throw new InvalidInputError(`tokens: token id ${bad} is outside the vocabulary [0, ${engine.vocabSize})`, { param: 'tokens' });
+      assertInVocab(engine, spec.decode, 'tokens');
       text = engine.decode(spec.decode);
     } else {
       ids = spec.chats ? spec.chats.map((m) => engine.encodeChat(m)) : (spec.texts ?? []).map((t) => engine.tokenize(t, spec.addSpecialTokens ?? true));
@@ -547,6 +542,12 @@ export function checkLength(sessionLen: number, promptTokens: number, maxTokens:
 function assertNotShutDown(signal: AbortSignal): void {
   if (signal.aborted && signal.reason === 'shutdown') throw new UnavailableError('worker-infer shut down during the request; retry it');
   if (signal.aborted && signal.reason === 'not admitted') throw new UnavailableError('the request holds no admission slot (refused, or waited past its expiry); retry it');
+}
+
+/** A 400 naming `param` when one of `ids` is not a token id of the model (the API checked only their form). */
+function assertInVocab(engine: ServingEngine, ids: readonly number[], param: string): void {
+  const bad = ids.find((t) => !Number.isInteger(t) || t < 0 || t >= engine.vocabSize);
+  if (bad !== undefined) throw new InvalidInputError(`${param}: token id ${bad} is outside the vocabulary [0, ${engine.vocabSize})`, { param });
 }
 
 /** The engine's outputs for an echo with max_tokens 0 and no logprobs: nothing to compute, the prompt is the reply. */
