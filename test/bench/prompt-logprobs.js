@@ -51,15 +51,18 @@ async function run(be, tpN = 1) {
   const a = await run(backend, tp);
   let worst = 0;
   let missing = 0;
+  let badRank = 0;
   a.got.forEach((lps, i) => {
     if (!lps || lps.length !== a.ps[i].length - 1) return missing++;
     lps.forEach((lp, k) => {
       if (lp.tokenId !== a.ps[i][k + 1]) missing++;
+      // rank 1 exactly when the token is the top alternative (no exact ties among random logits)
+      if (!(lp.rank >= 1) || (lp.rank === 1) !== (lp.top[0].tokenId === lp.tokenId)) badRank++;
       worst = Math.max(worst, Math.abs(lp.logprob + a.nll[i][k]));
     });
   });
-  console.log(`${backend}: prompts ${a.ps.map((p) => p.length).join(',')} tokens; prompt log-probs missing or mislabelled: ${missing}; worst |logprob - (-nll)| ${worst.toExponential(2)} (bound 1e-3)`);
-  let ok = missing === 0 && worst <= 1e-3;
+  console.log(`${backend}: prompts ${a.ps.map((p) => p.length).join(',')} tokens; prompt log-probs missing or mislabelled: ${missing}; ranks inconsistent with the top token: ${badRank}; worst |logprob - (-nll)| ${worst.toExponential(2)} (bound 1e-3)`);
+  let ok = missing === 0 && badRank === 0 && worst <= 1e-3;
   if (compare) {
     const b = await run(compare);
     let worstX = 0;
