@@ -9,6 +9,8 @@
 //     norm.weight                    [hidden]
 //     layers.{i}.input_norm.weight   [hidden]
 //     layers.{i}.post_norm.weight    [hidden]
+//     layers.{i}.q_norm.weight       [headDim]                  (qkNorm only: Qwen3's per-head norms)
+//     layers.{i}.k_norm.weight       [headDim]                  (qkNorm only)
 //     layers.{i}.q.weight / .bias    [numHeads*headDim, hidden] / [numHeads*headDim]
 //     layers.{i}.k.weight / .bias    [numKvHeads*headDim, hidden]
 //     layers.{i}.v.weight / .bias    [numKvHeads*headDim, hidden]
@@ -113,6 +115,8 @@ export interface NativeModelConfig {
   maxPositionEmbeddings: number;
   rope: RopeConfig;
   tieWordEmbeddings: boolean;
+  /** Qwen3: every q and k head is RMS-normed over headDim (weights layers.{i}.q_norm / k_norm) before RoPE. */
+  qkNorm?: boolean;
   /** 'silu' for every supported model today. */
   hiddenAct: 'silu';
   /** KV-cache quantization, LMDeploy's quant_policy: 0 (default) float cache, 8 int8, 4 int4; asymmetric with a
@@ -294,6 +298,8 @@ export interface AwqSessionConfig {
   rmsNormEps?: number;
   maxPositionEmbeddings?: number;
   rope: RopeConfig;
+  /** Qwen3's per-head q / k norms (setTensors then takes `q_norm` and `k_norm`, [headDim] each). */
+  qkNorm?: boolean;
 }
 
 /** Per-column statistics of one tap over the rows a `run({ stats: true })` saw. */

@@ -189,6 +189,10 @@ export function canonicalShapes(spec: ModelSpec): { global: Record<string, numbe
     layer['v.bias'] = [numKvHeads * headDim];
   }
   if (spec.oBias) layer['o.bias'] = [h];
+  if (spec.qkNorm) {
+    layer['q_norm.weight'] = [headDim];
+    layer['k_norm.weight'] = [headDim];
+  }
   return { global, layer };
 }
 

@@ -4,11 +4,13 @@ import { internlm } from './internlm';
 import { internlm2 } from './internlm2';
 import { llama } from './llama';
 import { qwen2 } from './qwen2';
+import { qwen3 } from './qwen3';
 import type { ArchitectureDef } from './spec';
 
 export const ARCHITECTURES: readonly ArchitectureDef[] = [
   llama,
   qwen2,
+  qwen3,
   internlm,
   internlm2,
 ];

@@ -10,7 +10,7 @@ export type HfConfig = Record<string, unknown>;
 export type NativeArchConfig = Omit<NativeModelConfig, 'backend' | 'threads' | 'device' | 'tensors'>;
 
 export interface ModelSpec extends NativeArchConfig {
-  /** Registry key of the architecture ('llama', 'qwen2', 'internlm', 'internlm2'). */
+  /** Registry key of the architecture ('llama', 'qwen2', 'qwen3', 'internlm', 'internlm2'). */
   arch: string;
   /** The HF class name from config.json `architectures[0]`. */
   hfArchitecture: string;
@@ -84,6 +84,7 @@ export function toNativeArchConfig(spec: ModelSpec): NativeArchConfig {
     tieWordEmbeddings: spec.tieWordEmbeddings,
     hiddenAct: spec.hiddenAct,
   };
+  if (spec.qkNorm) c.qkNorm = true;
   if (spec.quant) c.quant = { ...spec.quant };
   return c;
 }

@@ -16,6 +16,7 @@ export function createLayerSession(fwd: BlockForward): NativeAwqSession {
   return fwd.native.createAwqSession!({
     hiddenSize: s.hiddenSize, intermediateSize: s.intermediateSize, numHeads: s.numHeads, numKvHeads: s.numKvHeads,
     headDim: s.headDim, rmsNormEps: s.rmsNormEps, maxPositionEmbeddings: s.maxPositionEmbeddings, rope: s.rope,
+    qkNorm: s.qkNorm === true,
   });
 }
 
@@ -29,7 +30,8 @@ export function layerTensors(fwd: BlockForward, i: number, only?: readonly strin
     const b = fwd.weights.get(`layers.${i}.${l}.bias`);
     if (b) out[`${l}.bias`] = b;
   }
-  for (const n of ['input_norm', 'post_norm']) if (want(n)) out[n] = fwd.w(`layers.${i}.${n}.weight`);
+  const norms = fwd.spec.qkNorm ? ['input_norm', 'post_norm', 'q_norm', 'k_norm'] : ['input_norm', 'post_norm'];
+  for (const n of norms) if (want(n)) out[n] = fwd.w(`layers.${i}.${n}.weight`);
   return out;
 }
 

@@ -293,8 +293,11 @@ export class BlockForward {
     const q0 = await this.linear(layer, 'q', attnIn, w.q);
     const k0 = await this.linear(layer, 'k', attnIn, w.k);
     const v = await this.linear(layer, 'v', attnIn, w.v);
-    const q = await this.rope(q0, numHeads, seqLens);
-    const k = await this.rope(k0, numKvHeads, seqLens);
+    // Qwen3: every q / k head RMS-normed over headDim before RoPE (rows of headDim values)
+    const qn = this.spec.qkNorm ? await this.rmsNorm(q0, this.w(`layers.${layer}.q_norm.weight`)) : q0;
+    const kn = this.spec.qkNorm ? await this.rmsNorm(k0, this.w(`layers.${layer}.k_norm.weight`)) : k0;
+    const q = await this.rope(qn, numHeads, seqLens);
+    const k = await this.rope(kn, numKvHeads, seqLens);
     const oIn = await this.attention(q, k, v, seqLens);
     if (taps) Object.assign(taps, { k, v, oIn });
     return this.linear(layer, 'o', oIn, w.o);

@@ -1,4 +1,4 @@
-// Writes a tiny random Hugging Face model directory (Llama, Qwen2 or InternLM2 layout): config.json, safetensors weights,
+// Writes a tiny random Hugging Face model directory (Llama, Qwen2, Qwen3 or InternLM2 layout): config.json, safetensors weights,
 // a byte-level BPE tokenizer.json that @huggingface/tokenizers loads, tokenizer_config.json with a ChatML chat
 // template, and generation_config.json. Deterministic from the seed: same options → same bytes.
 import * as fs from 'node:fs';
@@ -9,7 +9,9 @@ import { byteLevelAlphabet } from '../tokenizer/byte-level';
 
 export interface TinyModelOptions {
   /** internlm2: InternLM2's own tensor names with q/k/v packed per KV group in `attention.wqkv` (byte-level tokenizer). */
-  arch?: 'llama' | 'qwen2' | 'internlm2';
+  arch?: 'llama' | 'qwen2' | 'qwen3' | 'internlm2';
+  /** qwen3: head_dim when it is not hiddenSize / numHeads (Qwen3 states it; q is numHeads × headDim wide). */
+  headDim?: number;
   /** internlm2 only: config `bias` (wqkv and wo biases). */
   bias?: boolean;
   seed?: number;
@@ -141,7 +143,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   const layers = opts.numLayers ?? 2;
   const heads = opts.numHeads ?? 4;
   const kvHeads = opts.numKvHeads ?? 2;
-  const headDim = hidden / heads;
+  const headDim = opts.headDim ?? hidden / heads;
   const ff = opts.intermediateSize ?? 128;
   const tie = opts.tieWordEmbeddings ?? false;
   const std = opts.weightStd ?? 0.08;
@@ -158,7 +160,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     ? { rope_parameters: { rope_theta: 10000.0, rope_type: 'default' } }
     : { rope_theta: 10000.0, rope_scaling: null };
   const config: Record<string, unknown> = {
-    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', internlm2: 'InternLM2ForCausalLM' }[arch]],
+    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', internlm2: 'InternLM2ForCausalLM' }[arch]],
     model_type: arch,
     hidden_size: hidden,
     intermediate_size: ff,
@@ -176,7 +178,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     torch_dtype: dtype === 'f16' ? 'float16' : 'bfloat16',
     ...rope,
   };
-  if (arch === 'llama') config.attention_bias = false;
+  if (arch === 'llama' || arch === 'qwen3') config.attention_bias = false;
   if (arch === 'internlm2') config.bias = opts.bias ?? false;
 
   const normal = gaussian(rng(seed));
@@ -237,6 +239,10 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
         add(`${p}.self_attn.q_proj.bias`, [heads * headDim], 'small');
         add(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], 'small');
         add(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], 'small');
+      }
+      if (arch === 'qwen3') {
+        add(`${p}.self_attn.q_norm.weight`, [headDim], 'ones');
+        add(`${p}.self_attn.k_norm.weight`, [headDim], 'ones');
       }
       add(`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim], 'normal');
       add(`${p}.post_attention_layernorm.weight`, [hidden], 'ones');

@@ -25,6 +25,7 @@ AwqSessionConfig parse_session_config(const Napi::Value& v) {
   c.kv_heads = (int64_t)get_number(o, "numKvHeads", 0, true);
   c.head_dim = (int64_t)get_number(o, "headDim", 0, true);
   c.eps = (float)get_number(o, "rmsNormEps", 1e-6);
+  c.qk_norm = get_bool(o, "qkNorm", false);
   c.rope = get_rope(o, "createAwqSession");
   c.rope.max_position = (int64_t)get_number(o, "maxPositionEmbeddings", 2048);
   return c;

@@ -40,6 +40,7 @@ ModelConfig parse_config(const Napi::Value& v) {
   c.eps = (float)get_number(o, "rmsNormEps", 1e-6);
   c.max_position = (int64_t)get_number(o, "maxPositionEmbeddings", 2048);
   c.tie_embeddings = get_bool(o, "tieWordEmbeddings", false);
+  c.qk_norm = get_bool(o, "qkNorm", false);
   c.kv_quant_policy = (int)get_number(o, "kvQuantPolicy", 0);
   Napi::Value qpv = o.Get("kvQparams");
   if (qpv.IsTypedArray() && qpv.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {

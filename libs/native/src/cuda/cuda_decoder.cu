@@ -114,6 +114,10 @@ CudaDecoder::CudaDecoder(Model& m)
   for (auto& L : m.layers) {
     in_norm_.push_back(to_f16_copy(L.input_norm, (size_t)c.hidden, s_));
     post_norm_.push_back(to_f16_copy(L.post_norm, (size_t)c.hidden, s_));
+    if (c.qk_norm) {
+      q_norm_.push_back(to_f16_copy(L.q_norm, (size_t)c.head_dim, s_));
+      k_norm_.push_back(to_f16_copy(L.k_norm, (size_t)c.head_dim, s_));
+    }
   }
   LMF_CUDA_CHECK(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming));
   stamps_.on = env_switch("LMFLEET_STEP_STAMPS", false);  // read once: the graphs hold its event node
@@ -131,6 +135,8 @@ CudaDecoder::~CudaDecoder() {
     if (p) cudaFree(p);
   for (half* p : in_norm_) cudaFree(p);
   for (half* p : post_norm_) cudaFree(p);
+  for (half* p : q_norm_) cudaFree(p);
+  for (half* p : k_norm_) cudaFree(p);
   if (attn_ws_) cudaFree(attn_ws_);
   if (logits_rank_) cudaFree(logits_rank_);
   if (logits_gather_) cudaFree(logits_gather_);
@@ -472,7 +478,8 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     f.rope.v_cache = reinterpret_cast<half*>(kv.v[l]);
     return f;
   };
-  bool fuse_rope = fuse && w4a16_rope_fuse_enabled() && kv.quant_policy == 0 && (int)m_.rotary_dim() == D;
+  // (not with Qwen3's per-head q / k norms: those need the whole head, rope_kv_store_cuda applies them)
+  bool fuse_rope = fuse && w4a16_rope_fuse_enabled() && kv.quant_policy == 0 && (int)m_.rotary_dim() == D && !c.qk_norm;
   for (int l = 0; fuse_rope && l < (int)c.layers; l++)
     fuse_rope = w4a16_gemv_fuse_supported(T, w4_of(m_.layers[l].qkv)->dev(), fz_rope(l));
   const auto fused = [&](const half* x, int ldx, const std::unique_ptr<LinearWeight>& w, half* y, int ldy,
@@ -495,9 +502,11 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       kq.k_static = m_.kv_static(l, false);
       kq.v_static = m_.kv_static(l, true);
     }
+    QkNormArgs qn;
+    if (c.qk_norm) qn = QkNormArgs{q_norm_[l], k_norm_[l], c.eps};
     if (!fuse_rope)
       rope_kv_store_cuda(qkv_, Q, positions, inv_freq, inv_stride, (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
-                         (int)kv.block_size, s_, kq);
+                         (int)kv.block_size, s_, kq, qn);
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
                             scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param);

@@ -314,6 +314,7 @@ struct TinyModel {
   bool bias, tied;
   std::string rope;
   int64_t group = 0;  // > 0: W4A16 linears given as AutoAWQ tensors
+  bool qk_norm = false;  // Qwen3's per-head q / k norms
 };
 
 ModelConfig make_config(const TinyModel& t) {
@@ -330,6 +331,7 @@ ModelConfig make_config(const TinyModel& t) {
   c.rope.max_position = 64;
   c.tie_embeddings = t.tied;
   c.quant_group = t.group;
+  c.qk_norm = t.qk_norm;
   auto add_raw = [&](const std::string& n, HostTensor h) {
     TensorSpec s;
     s.name = n; s.dtype = h.dtype; s.shape = h.shape; s.data = std::move(h.bytes);
@@ -366,6 +368,10 @@ ModelConfig make_config(const TinyModel& t) {
       add(p + "q.bias", f16_tensor({qd}, 0.1f));
       add(p + "k.bias", f16_tensor({kvd}, 0.1f));
       add(p + "v.bias", f16_tensor({kvd}, 0.1f));
+    }
+    if (t.qk_norm) {
+      add(p + "q_norm.weight", f16_tensor({t.head_dim}, 0.2f, 1.f));
+      add(p + "k_norm.weight", f16_tensor({t.head_dim}, 0.2f, 1.f));
     }
     add(p + "o.weight", f16_tensor({H, qd}, 0.05f));
     add(p + "gate.weight", f16_tensor({t.inter, H}, 0.05f));
@@ -586,6 +592,11 @@ int main(int argc, char** argv) {
     decoder_test({1000, 256, 608, 2, 4, 4, 64, false, true, "default", 32}, "W4A16 g32 h256 MHA d64 inter 608 (padded k), tied");
     decoder_test({320, 64, 160, 2, 4, 1, 16, true, false, "default"}, "h64 GQA 4/1 d16 (golden-sized), qkv bias");
     decoder_test({1000, 512, 1024, 2, 16, 1, 32, false, false, "default"}, "h512 GQA 16/1 d32 (> 8 q heads per kv head)");
+    // Qwen3: per-head q / k norms, q width (heads x head_dim) != hidden; fp16, W4A16 (the rope is not fused into the
+    // qkv GEMV then), int8 KV
+    decoder_test({1000, 256, 512, 2, 4, 2, 128, false, false, "default", 0, true}, "Qwen3 qk norm h256 GQA 4/2 d128 (q 512 wide)");
+    decoder_test({1000, 256, 512, 2, 4, 2, 128, false, true, "default", 128, true}, "Qwen3 qk norm W4A16 g128 h256 GQA 4/2 d128, tied");
+    decoder_test({1000, 256, 512, 2, 4, 2, 128, false, false, "default", 0, true}, "Qwen3 qk norm h256 GQA 4/2 d128 + int8 KV", 8);
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias", 8);
     decoder_test({1000, 512, 1024, 2, 8, 1, 64, false, false, "dynamic"}, "h512 GQA 8/1 d64, dynamic NTK", 8);
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias", 4);

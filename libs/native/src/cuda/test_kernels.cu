@@ -225,7 +225,8 @@ static void test_gemv_silu(Rng& r, int m, int inter, int k, bool with_bias = tru
         diff ? std::to_string(diff) + " outputs differ from gemv + silu_mul" : pad_ok ? "" : "padding written");
 }
 
-static void test_rope(Rng& r, const std::string& type, int rot_dim) {
+// qk_norm: Qwen3's per-head RMSNorm of every q and k head (random weights) before the rotation, reference in float64
+static void test_rope(Rng& r, const std::string& type, int rot_dim, bool qk_norm = false) {
   const int ntok = 19, nh = 8, nkv = 2, hd = 128, bs = 16, nblocks = 8;
   const int ld = (nh + 2 * nkv) * hd;
   RopeFreqParams p;
@@ -251,20 +252,40 @@ static void test_rope(Rng& r, const std::string& type, int rot_dim) {
   df.upload(inv);
   dk.poison();
   dv.poison();
-  rope_kv_store_cuda(dq.p, ld, dp.p, df.p, 0, rot_dim, ntok, nh, nkv, hd, dk.p, dv.p, ds.p, bs, S);
+  const float eps = 1e-6f;
+  std::vector<float> qw, kw;  // f16-exact values: the kernel's weights are f16
+  DevBuf<half> dqw(hd), dkw(hd);
+  QkNormArgs qn;
+  if (qk_norm) {
+    for (int d = 0; d < hd; d++)
+      qw.push_back(__half2float(__float2half(1.f + 0.2f * r.normal()))), kw.push_back(__half2float(__float2half(1.f + 0.2f * r.normal())));
+    dqw.upload(to_half(qw));
+    dkw.upload(to_half(kw));
+    qn = QkNormArgs{dqw.p, dkw.p, eps};
+  }
+  rope_kv_store_cuda(dq.p, ld, dp.p, df.p, 0, rot_dim, ntok, nh, nkv, hd, dk.p, dv.p, ds.p, bs, S, KvQuantArgs(), qn);
   auto oq = to_double(dq.download());
   auto ok = to_double(dk.download()), ov = to_double(dv.download());
-  std::vector<double> ref(qkv.begin(), qkv.end());
+  std::vector<double> ref = to_double(qkv);  // f16-exact: what the kernel reads
+  if (qk_norm)
+    for (int t = 0; t < ntok; t++)
+      for (int h = 0; h < nh + nkv; h++) {
+        double* x = &ref[(size_t)t * ld + h * hd];
+        double ss = 0;
+        for (int d = 0; d < hd; d++) ss += x[d] * x[d];
+        const double inv = 1.0 / std::sqrt(ss / hd + eps);
+        for (int d = 0; d < hd; d++) x[d] *= inv * (h < nh ? qw[d] : kw[d]);
+      }
   for (int t = 0; t < ntok; t++)
     for (int h = 0; h < nh + nkv; h++)
       for (int i = 0; i < rot_dim / 2; i++) {
         const double ang = (double)((float)pos[t] * inv[i]);  // f32 product, like HF
         const size_t a = (size_t)t * ld + h * hd + i, b = a + rot_dim / 2;
-        const double x1 = qkv[a], x2 = qkv[b];
+        const double x1 = ref[a], x2 = ref[b];
         ref[a] = x1 * std::cos(ang) - x2 * std::sin(ang);
         ref[b] = x2 * std::cos(ang) + x1 * std::sin(ang);
       }
-  const std::string shape = type + " rot" + std::to_string(rot_dim) + " " + dims({ntok, nh, nkv, hd});
+  const std::string shape = type + " rot" + std::to_string(rot_dim) + " " + dims({ntok, nh, nkv, hd}) + (qk_norm ? " qk_norm" : "");
   T.add("rope", shape, rel_err(oq, ref), 2e-3, dq.guards_ok());
   // cache: stored slots hold rotated k / v; every other slot is still poison
   std::vector<double> cout, cref;
@@ -1673,6 +1694,8 @@ int main(int argc, char** argv) {
     test_gemv_silu(r, 8, 1004, 2056, false);
     for (const char* t : {"default", "linear", "dynamic", "llama3"}) test_rope(r, t, 128);
     test_rope(r, "default", 64);
+    test_rope(r, "default", 128, true);  // Qwen3's per-head q / k norm
+    test_rope(r, "default", 64, true);   // and the normed unrotated tail
     // decode attention, run with both kernels (the two-phase one, LMFLEET_ATTN_ONLINE=0, then the online default): 7B's 32 heads and GQA
     // shapes; the engine's batch-1 and small-batch shapes (split 32, a power-of-two grid of splits) with contexts
     // ending inside, at and past a split; more than 8 query heads per kv head (16: 2 blocks of 8, 12: 2 of 6, 11: 11 of

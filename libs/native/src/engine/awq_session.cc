@@ -80,10 +80,16 @@ void AwqSession::set_tensor(const std::string& name, const float* host, int64_t 
     (name == "input_norm" ? has_in_norm_ : has_post_norm_) = true;
     return;
   }
+  if (name == "q_norm" || name == "k_norm") {
+    if (!c_.qk_norm) fail(ErrorCode::InvalidArgument, "awq session: " + name + " given, but the session was created without qkNorm");
+    put(name == "q_norm" ? q_norm_ : k_norm_, c_.head_dim, name);
+    (name == "q_norm" ? has_q_norm_ : has_k_norm_) = true;
+    return;
+  }
   const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
   const int l = linear_index(bias ? name.substr(0, name.size() - 5) : name);
   if (l < 0)
-    fail(ErrorCode::InvalidArgument, "awq session: unknown tensor '" + name + "' (q k v o gate up down [.bias], input_norm, post_norm)");
+    fail(ErrorCode::InvalidArgument, "awq session: unknown tensor '" + name + "' (q k v o gate up down [.bias], input_norm, post_norm, q_norm, k_norm)");
   const auto s = linear_shape(l);
   Lin& L = lin_[l];
   if (bias) {
@@ -135,6 +141,7 @@ void AwqSession::check_ready() const {
   for (int l = 0; l < kLinears; l++)
     if (!lin_[l].has_w) fail(ErrorCode::InvalidArgument, std::string("awq session: no weight for ") + kLinNames[l] + " (setTensors first)");
   if (!has_in_norm_ || !has_post_norm_) fail(ErrorCode::InvalidArgument, "awq session: input_norm / post_norm not set");
+  if (c_.qk_norm && (!has_q_norm_ || !has_k_norm_)) fail(ErrorCode::InvalidArgument, "awq session: q_norm / k_norm not set (qkNorm)");
   if (tokens_ == 0) fail(ErrorCode::InvalidArgument, "awq session: no input (setInput first)");
 }
 
@@ -173,6 +180,10 @@ void AwqSession::attn_block(const float* attn_in, const std::vector<int32_t>& le
   const std::vector<float> inv = rope_inv_freq(c_.rope, D, maxL);
   float* inv_d = scratch(13, inv.size());
   be_.upload(inv_d, inv.data(), inv.size() * 4);
+  if (c_.qk_norm) {  // Qwen3: each head RMS-normed over head_dim (q / k are [T, heads * D]: rows of D)
+    be_.rms_norm({q, q_norm_.as<float>(), q, T * NH, D, c_.eps});
+    be_.rms_norm({k, k_norm_.as<float>(), k, T * NKV, D, c_.eps});
+  }
   be_.rope({q, T, NH, D, rot, pos.data(), inv_d, 0, 0});
   be_.rope({k, T, NKV, D, rot, pos.data(), inv_d, 0, 0});
   // K/V of the batch as a cache: one block per sequence when all have the same length, else one block per token

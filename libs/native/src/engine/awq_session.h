@@ -7,7 +7,7 @@
 //
 // A layer is the Llama/Qwen2 block: x -> h = x + o(attn(rope(q(n1)), rope(k(n1)), v(n1))) with n1 = rms_norm(x),
 // out = h + down(silu(gate(n2)) * up(n2)) with n2 = rms_norm(h). Linear names: q k v o gate up down (+ ".bias"),
-// norms input_norm and post_norm. Callers hold the lock (one call at a time; the binding takes it).
+// norms input_norm and post_norm (and, with qk_norm, Qwen3's per-head q_norm and k_norm before RoPE). Callers hold the lock (one call at a time; the binding takes it).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -25,6 +25,7 @@ struct AwqSessionConfig {
   int64_t hidden = 0, inter = 0, heads = 0, kv_heads = 0, head_dim = 0;
   float eps = 1e-6f;
   RopeParams rope;
+  bool qk_norm = false;  // Qwen3: q_norm / k_norm [head_dim] RMS-norm each q / k head before RoPE
 };
 
 // Running per-column statistics of one tap (backend memory; see channel_stats).
@@ -109,8 +110,8 @@ class AwqSession {
   AwqSessionConfig c_;
   std::mutex mu_;
   std::array<Lin, kLinears> lin_;
-  Buffer in_norm_, post_norm_;
-  bool has_in_norm_ = false, has_post_norm_ = false;
+  Buffer in_norm_, post_norm_, q_norm_, k_norm_;
+  bool has_in_norm_ = false, has_post_norm_ = false, has_q_norm_ = false, has_k_norm_ = false;
   Buffer x_;  // input [cap_, hidden]
   int64_t tokens_ = 0, cap_ = 0;
   std::vector<int32_t> seq_lens_;

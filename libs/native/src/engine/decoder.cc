@@ -204,8 +204,11 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     float* q = qkv;
     float* k = qkv + qd;
     float* v = qkv + qd + kvd;
-    LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd}));
-    LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd}));
+    // (Qwen3: each q / k head RMS-normed first, inside the rope op)
+    LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd,
+                             c.qk_norm ? L.q_norm.as<float>() : nullptr, c.eps}));
+    LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd,
+                             c.qk_norm ? L.k_norm.as<float>() : nullptr, c.eps}));
     kv_store_args st{k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size, qkvd};
     attention_args at{q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
                       b.seq_info.data(), b.num_seqs(), NH, NKV, D, 1.0f / std::sqrt((float)D), qkvd};

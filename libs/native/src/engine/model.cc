@@ -389,6 +389,10 @@ void Model::load_shard(TensorReader& rd) {
     LayerWeights& L = ls[i];
     L.input_norm = upload(rd.f32(p + "input_norm.weight", {H}));
     L.post_norm = upload(rd.f32(p + "post_norm.weight", {H}));
+    if (c.qk_norm) {
+      L.q_norm = upload(rd.f32(p + "q_norm.weight", {D}));
+      L.k_norm = upload(rd.f32(p + "k_norm.weight", {D}));
+    }
     // q, k, v fused into one [qd + 2 kvd, H] linear; biases are all present or all absent (zeros fill in).
     const bool q4 = quantized(p + "q");
     if (q4 != quantized(p + "k") || q4 != quantized(p + "v"))

@@ -39,6 +39,7 @@ struct ModelConfig {
   int64_t max_position = 0;
   RopeParams rope;
   bool tie_embeddings = false;
+  bool qk_norm = false;  // Qwen3: per-head RMSNorm of q and k (weights [head_dim]) before RoPE
   int64_t quant_group = 0;  // > 0: W4A16 (AWQ) linears with this group size may be given as qweight (ops/w4a16_gemm.h)
   // KV cache quantization (LMDeploy's quant_policy; ops/kv_quant.h): 0 float, 8 int8, 4 int4.
   int kv_quant_policy = 0;
@@ -49,6 +50,7 @@ struct ModelConfig {
 
 struct LayerWeights {
   Buffer input_norm, post_norm;
+  Buffer q_norm, k_norm;  // [head_dim] when ModelConfig::qk_norm (the same on every tp rank)
   std::unique_ptr<LinearWeight> qkv, o, gate_up, down;
 };
 

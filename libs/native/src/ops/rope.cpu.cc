@@ -65,6 +65,12 @@ void rope_cpu(const rope_args& a, ThreadPool& pool) {
       }
       for (int64_t h = 0; h < a.heads; h++) {
         float* x = a.x + t * ld + h * a.head_dim;
+        if (a.norm_w) {  // per-head RMSNorm first (Qwen3's q_norm / k_norm), over the whole head
+          double ss = 0;
+          for (int64_t d = 0; d < a.head_dim; d++) ss += (double)x[d] * x[d];
+          const float inv = 1.0f / std::sqrt((float)(ss / (double)a.head_dim) + a.norm_eps);
+          for (int64_t d = 0; d < a.head_dim; d++) x[d] = x[d] * inv * a.norm_w[d];
+        }
         for (int64_t i = 0; i < half; i++) {
           float x1 = x[i], x2 = x[i + half];
           x[i] = x1 * cs[i] - x2 * sn[i];

@@ -59,10 +59,33 @@ __device__ void quantize_row_store(const half* x, int hd, int row, uint8_t* cach
   }
 }
 
+// 1 / rms of one head's hd f16 values (every thread of the block calls it; any blockDim.x <= 256)
+__device__ float head_rms_inv(const half* head, int hd, float eps) {
+  __shared__ float red[256];
+  float ss = 0.f;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    const float v = __half2float(head[d]);
+    ss += v * v;
+  }
+  red[threadIdx.x] = ss;
+  __syncthreads();
+  for (int st = 1; st < (int)blockDim.x; st *= 2) {
+    if (threadIdx.x % (2 * st) == 0 && threadIdx.x + st < blockDim.x) red[threadIdx.x] += red[threadIdx.x + st];
+    __syncthreads();
+  }
+  return rsqrtf(red[0] / (float)hd + eps);
+}
+
+// One head value as the rotation reads it: the stored f16, or (qk norm) w * f16(x * inv) rounded to f16.
+__device__ __forceinline__ float head_val(const half* head, int d, const half* nw, float inv) {
+  const float v = __half2float(head[d]);
+  return nw ? __half2float(__float2half(__half2float(nw[d]) * __half2float(__float2half(v * inv)))) : v;
+}
+
 __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ positions,
                                      const float* __restrict__ inv_freq, int inv_freq_stride, int rot_dim, int nh,
                                      int nkv, int hd, half* k_cache, half* v_cache, const int* __restrict__ slots,
-                                     KvQuantArgs quant, int pre) {
+                                     KvQuantArgs quant, QkNormArgs qk, int pre) {
   pdl_trigger();  // the decode attention after it may launch (it waits for this kernel before reading)
   const int t = blockIdx.x, h = blockIdx.y;
   half* row = qkv + (size_t)t * ld;
@@ -85,10 +108,19 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
       const float pos = (float)positions[t];
       const float* f = inv_freq + (size_t)t * inv_freq_stride;
       const int half_rot = rot_dim / 2;
-      for (int i = threadIdx.x; i < half_rot; i += blockDim.x) {
-        float s = s0, c = c0;
-        if (!(rot0 && i == (int)threadIdx.x)) sincosf(pos * f[i], &s, &c);
-        rope_pair_f16(__half2float(head[i]), __half2float(head[i + half_rot]), s, c, head[i], head[i + half_rot]);
+      const half* nw = qk.k_w;
+      const float inv = nw ? head_rms_inv(head, hd, qk.eps) : 1.f;
+      for (int i = threadIdx.x; i < hd / 2; i += blockDim.x) {
+        if (i < half_rot) {
+          float s = s0, c = c0;
+          if (!(rot0 && i == (int)threadIdx.x)) sincosf(pos * f[i], &s, &c);
+          rope_pair_f16(head_val(head, i, nw, inv), head_val(head, i + half_rot, nw, inv), s, c, head[i], head[i + half_rot]);
+        } else if (nw) {  // the normed, unrotated tail
+          const int d = rot_dim + 2 * (i - half_rot);
+          const half a = __float2half(head_val(head, d, nw, inv)), b = __float2half(head_val(head, d + 1, nw, inv));
+          head[d] = a;
+          head[d + 1] = b;
+        }
       }
       __syncthreads();
     }
@@ -114,27 +146,31 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
   half* head = row + (size_t)h * hd;
   const bool is_k = h >= nh;
   half* dst = (is_k && slot >= 0) ? k_cache + ((size_t)slot * nkv + (h - nh)) * hd : nullptr;
+  const half* nw = is_k ? qk.k_w : qk.q_w;  // both set or both null
+  const float inv = nw ? head_rms_inv(head, hd, qk.eps) : 1.f;
   for (int i = threadIdx.x; i < hd / 2; i += blockDim.x) {
     if (i < half_rot) {
       float s = s0, c = c0;
       if (!(rot0 && i == (int)threadIdx.x)) sincosf(pos * f[i], &s, &c);
       half o1, o2;
-      rope_pair_f16(__half2float(head[i]), __half2float(head[i + half_rot]), s, c, o1, o2);
+      rope_pair_f16(head_val(head, i, nw, inv), head_val(head, i + half_rot, nw, inv), s, c, o1, o2);
       head[i] = o1;
       head[i + half_rot] = o2;
       if (dst) { dst[i] = o1; dst[i + half_rot] = o2; }
-    } else if (dst) {  // unrotated tail [rot_dim, hd), two dims per pair index
+    } else if (dst || nw) {  // unrotated tail [rot_dim, hd), two dims per pair index (normed in place with qk norm)
       const int d = rot_dim + 2 * (i - half_rot);
-      dst[d] = head[d];
-      dst[d + 1] = head[d + 1];
+      const half a = __float2half(head_val(head, d, nw, inv)), b = __float2half(head_val(head, d + 1, nw, inv));
+      if (nw) { head[d] = a; head[d + 1] = b; }
+      if (dst) { dst[d] = a; dst[d + 1] = b; }
     }
   }
 }
 
 void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* inv_freq, int inv_freq_stride, int rot_dim, int ntok,
                         int nh, int nkv, int hd, half* k_cache, half* v_cache, const int* slots, int block_size,
-                        cudaStream_t s, const KvQuantArgs& quant) {
+                        cudaStream_t s, const KvQuantArgs& quant, const QkNormArgs& qk) {
   if (ntok <= 0) return;
+  if (!qk.q_w != !qk.k_w) fail(ErrorCode::InvalidArgument, "rope: the q and k norm weights come together");
   if (rot_dim <= 0 || rot_dim > hd || rot_dim % 2 || hd % 2)
     fail(ErrorCode::InvalidArgument, "rope: rot_dim must be even and in (0, head_dim]");
   if (!kv_quant_policy_valid(quant.policy)) fail(ErrorCode::InvalidArgument, "kv store: quant_policy must be 0, 4 or 8");
@@ -144,7 +180,7 @@ void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* in
   const int heads = nh + nkv + (k_cache ? nkv : 0);
   LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), rope_kv_store_kernel, dim3(ntok, heads), dim3(std::min(hd / 2, 256)),
                                   s, qkv, ld, positions, inv_freq, inv_freq_stride, rot_dim, nh, nkv, hd, k_cache, v_cache,
-                                  slots, quant, pdl_preload() ? 1 : 0));
+                                  slots, quant, qk, pdl_preload() ? 1 : 0));
 }
 
 }  // namespace lmfleet

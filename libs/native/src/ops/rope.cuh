@@ -21,8 +21,16 @@ struct KvQuantArgs {
   const float* k_static = nullptr;
   const float* v_static = nullptr;
 };
+// Qwen3's q_norm / k_norm: when q_w is set, every q head (weight q_w [hd]) and k head (k_w [hd]) is first RMS-normed
+// over its hd values (f32 sum of squares; x * rsqrt(mean + eps) rounded to f16, times the weight, rounded again, as
+// transformers does in f16), then rotated; the normed tail past rot_dim is written back too.
+struct QkNormArgs {
+  const half* q_w = nullptr;
+  const half* k_w = nullptr;
+  float eps = 1e-6f;
+};
 void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* inv_freq, int inv_freq_stride, int rot_dim, int ntok,
                         int nh, int nkv, int hd, half* k_cache, half* v_cache, const int* slots, int block_size,
-                        cudaStream_t s, const KvQuantArgs& quant = KvQuantArgs());
+                        cudaStream_t s, const KvQuantArgs& quant = KvQuantArgs(), const QkNormArgs& qk = QkNormArgs());
 
 }  // namespace lmfleet

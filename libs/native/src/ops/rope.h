@@ -1,5 +1,5 @@
 // rope: rotary position embedding, rotate-half (GPT-NeoX / HF Llama) layout, in place on x [tokens, heads,
-// head_dim]. Only the first rotary_dim dims of each head rotate. The frequency table carries the RoPE
+// head_dim], optionally after a per-head RMSNorm (rope_args::norm_w). Only the first rotary_dim dims of each head rotate. The frequency table carries the RoPE
 // variant (default / linear / dynamic NTK / llama3): see rope_inv_freq().
 #pragma once
 #include <cstdint>
@@ -30,6 +30,10 @@ struct rope_args {
   const float* inv_freq;     // [rotary_dim/2], or [tokens, rotary_dim/2] when inv_freq_stride != 0
   int64_t inv_freq_stride;
   int64_t ld = 0;  // floats between consecutive tokens' rows (0: heads * head_dim), e.g. q inside a fused qkv
+  // Qwen3's q_norm / k_norm: when set, every head is first RMS-normalized over its head_dim values with this weight
+  // [head_dim] (f32 math, eps norm_eps), then rotated.
+  const float* norm_w = nullptr;
+  float norm_eps = 1e-6f;
 };
 
 }  // namespace lmfleet
