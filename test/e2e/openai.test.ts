@@ -159,6 +159,17 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     const chatIds = await http('POST', '/tokenize', { model, messages });
     const chat = await http('POST', '/v1/chat/completions', { model, messages, max_tokens: 8, ignore_eos: true }); // (8: the request_timings test counts chat rows of 8)
     expect(chatIds.body.count).toBe(chat.body.usage.prompt_tokens);
+    // chat_template_kwargs (vLLM) / enable_thinking (LMDeploy) reach the template: the tiny template, like Qwen3's, closes
+    // an empty think block when thinking is off, and the chat request sends exactly those ids
+    const noThink = await http('POST', '/tokenize', { model, messages, chat_template_kwargs: { enable_thinking: false } });
+    expect(noThink.body.tokens.slice(0, chatIds.body.count)).toEqual(chatIds.body.tokens);
+    expect(tok.decode(noThink.body.tokens.slice(chatIds.body.count), { skipSpecialTokens: false })).toBe('<think>\n\n</think>\n\n');
+    const chatNoThink = await http('POST', '/v1/chat/completions', { model, messages, enable_thinking: false, max_tokens: 8, ignore_eos: true });
+    expect(chatNoThink.body.usage.prompt_tokens).toBe(noThink.body.count);
+    const badKw = await http('POST', '/v1/chat/completions', { model, messages, chat_template_kwargs: { add_generation_prompt: false } });
+    expect(badKw.status).toBe(400);
+    expect(badKw.body.error).toMatchObject({ param: 'chat_template_kwargs' });
+    expect(badKw.body.error.message).toMatch(/cannot set add_generation_prompt/);
     // LMDeploy: a list gives lists; do_preprocess renders each input as a user turn
     const enc = await http('POST', '/v1/encode', { model, input: ['the fleet', 'sails'], add_bos: false });
     expect(enc.body).toEqual({ input_ids: [tok.encode('the fleet', { addSpecialTokens: false }), tok.encode('sails', { addSpecialTokens: false })], length: [enc.body.input_ids[0].length, enc.body.input_ids[1].length] });

@@ -270,6 +270,18 @@ export class ChatCompletionDto extends GuidedSamplingDto implements ChatCompleti
   @IsOptional()
   @IsBoolean()
   parallel_tool_calls?: boolean;
+
+  @ApiPropertyOptional({
+    type: 'object', additionalProperties: true, example: { enable_thinking: false },
+    description: "vLLM's extra chat-template variables, e.g. Qwen3's enable_thinking (messages, tools, add_generation_prompt, bos_token and eos_token are the request's own)",
+  })
+  @IsOptional() // parseTemplateKwargs checks it (a 400 naming chat_template_kwargs)
+  chat_template_kwargs?: Record<string, unknown>;
+
+  @ApiPropertyOptional({ description: "LMDeploy's switch for thinking models (Qwen3): chat_template_kwargs.enable_thinking" })
+  @IsOptional()
+  @IsBoolean()
+  enable_thinking?: boolean;
 }
 
 export class CompletionDto extends GuidedSamplingDto implements CompletionRequest {
@@ -389,6 +401,11 @@ export class TokenizeDto implements TokenizeRequest {
   @IsOptional()
   @IsBoolean()
   add_special_tokens?: boolean;
+
+  @ApiPropertyOptional({ type: 'object', additionalProperties: true, description: 'messages: extra chat-template variables, as for chat completions' })
+  @IsOptional()
+  @IsObject()
+  chat_template_kwargs?: Record<string, unknown>;
 }
 
 /** vLLM's POST /detokenize. */

@@ -72,4 +72,36 @@ describe('chat templates', () => {
       '<s><|User|>:Hi<eoh>\n<|Bot|>:Hello!<eoa>\n',
     );
   });
+
+  it('passes extra variables (chat_template_kwargs) to the template, never over its own', () => {
+    // written for this test: the constructs Qwen3's own template is built from (a namespace found by a reverse scan,
+    // split / strip on strings, `is string`, enable_thinking), so a Qwen3 checkpoint's template renders here
+    const src =
+      "{%- set ns = namespace(last_query=-1) %}{%- for m in messages[::-1] %}{%- if ns.last_query < 0 and m.role == 'user' and m.content is string %}" +
+      '{%- set ns.last_query = (messages|length - 1) - loop.index0 %}{%- endif %}{%- endfor %}' +
+      "{%- for m in messages %}{%- if m.role == 'assistant' %}{%- set content = m.content %}{%- set reasoning = '' %}" +
+      "{%- if '</think>' in content %}{%- set reasoning = content.split('</think>')[0].split('<think>')[-1].strip('\\n') %}" +
+      "{%- set content = content.split('</think>')[-1].lstrip('\\n') %}{%- endif %}" +
+      "{%- if loop.index0 > ns.last_query %}{{- '<|im_start|>assistant\\n<think>\\n' + reasoning + '\\n</think>\\n\\n' + content + '<|im_end|>\\n' }}" +
+      "{%- else %}{{- '<|im_start|>assistant\\n' + content + '<|im_end|>\\n' }}{%- endif %}" +
+      "{%- else %}{{- '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}" +
+      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- if enable_thinking is defined and enable_thinking is false %}" +
+      "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}";
+    const t = new ChatTemplate(src, 'tokenizer_config.json');
+    const history = [
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: '<think>\nhmm\n</think>\n\nhello' },
+      { role: 'user', content: '2+2?' },
+    ];
+    const head = '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n';
+    expect(t.render(history)).toBe(head); // the earlier turn's reasoning is dropped from the history
+    expect(t.render(history, { extra: { enable_thinking: true } })).toBe(head);
+    expect(t.render(history, { extra: { enable_thinking: false } })).toBe(`${head}<think>\n\n</think>\n\n`);
+    // a turn after the last user message keeps its reasoning
+    expect(t.render([...history, { role: 'assistant', content: '<think>\nsum\n</think>\n\n4' }], { addGenerationPrompt: false })).toBe(
+      `${head}<think>\nsum\n</think>\n\n4<|im_end|>\n`,
+    );
+    // the request's own variables win over extra ones of the same name
+    expect(t.render(history, { extra: { messages: [], add_generation_prompt: false } })).toBe(head);
+  });
 });

@@ -24,7 +24,8 @@ export interface ChatMessage {
 
 export interface RenderOptions {
   addGenerationPrompt?: boolean;
-  /** Extra variables for the template (documents, ...). */
+  /** Extra variables for the template (documents, Qwen3's enable_thinking, ...: vLLM's chat_template_kwargs). They
+   *  cannot replace messages, tools, add_generation_prompt, bos_token or eos_token. */
   extra?: Record<string, unknown>;
   /** OpenAI's tools: passed as `tools` to a template that reads it, else written in the Hermes convention (tools.ts). */
   tools?: readonly ToolSpec[];

@@ -198,11 +198,16 @@ export class Engine {
 
   /**
    * Prompt → token ids: plain strings get the tokenizer's BOS; chat messages go through the chat template (with
-   * OpenAI's `tools`, if given: see ChatTemplate.render).
+   * OpenAI's `tools`, if given: see ChatTemplate.render, and extra template variables such as Qwen3's
+   * `enable_thinking`: vLLM's chat_template_kwargs).
    */
-  encodePrompt(prompt: Prompt, opts: { tools?: readonly ToolSpec[] } = {}): number[] {
+  encodePrompt(prompt: Prompt, opts: { tools?: readonly ToolSpec[]; templateKwargs?: Record<string, unknown> } = {}): number[] {
     if (typeof prompt === 'string') return this.tokenizer.encode(prompt, { addSpecialTokens: true });
-    const text = this.chatTemplate.render(prompt as ChatMessage[], { addGenerationPrompt: true, ...(opts.tools ? { tools: opts.tools } : {}) });
+    const text = this.chatTemplate.render(prompt as ChatMessage[], {
+      addGenerationPrompt: true,
+      ...(opts.tools ? { tools: opts.tools } : {}),
+      ...(opts.templateKwargs ? { extra: opts.templateKwargs } : {}),
+    });
     return this.tokenizer.encode(text, { addSpecialTokens: false });
   }
 

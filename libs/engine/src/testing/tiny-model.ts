@@ -70,9 +70,11 @@ const MERGES: Array<[string, string]> = [
   ['Ġ', 'w'], ['o', 'u'], ['e', 'n'], ['Ġ', 'c'], ['i', 's'], ['Ġ', 'o'], ['Ġ', 'b'], ['e', 's'], ['Ġ', 'f'], ['o', 'r'],
 ];
 
+// ChatML; like Qwen3's, `enable_thinking: false` (chat_template_kwargs) closes an empty think block in the generation prompt
 export const TINY_CHAT_TEMPLATE =
   "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}" +
-  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}" +
+  "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}{% endif %}";
 
 function buildTokenizer(arch: 'llama' | 'qwen2', padToVocabSize = 0): { json: object; vocabSize: number; ids: Record<string, number> } {
   const alphabet = byteLevelAlphabet();

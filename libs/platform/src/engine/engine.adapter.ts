@@ -120,8 +120,9 @@ export interface ServingEngine {
   readonly devices: string[];
   /** The KV cache it runs with: 'float', or 'int8 online', 'int4 calibrated (<dir>)', ... (a workspace's own with kvPolicy auto). */
   readonly kvCache: string;
-  /** Chat messages through the model's chat template, with the generation prompt (and OpenAI's tools, if given). */
-  encodeChat(messages: ServingMessage[], tools?: ServingTool[]): number[];
+  /** Chat messages through the model's chat template, with the generation prompt (and OpenAI's tools, if given;
+   *  templateKwargs: extra template variables, vLLM's chat_template_kwargs). */
+  encodeChat(messages: ServingMessage[], tools?: ServingTool[], templateKwargs?: Record<string, unknown>): number[];
   /** A plain prompt (with the tokenizer's BOS). */
   encodeText(text: string): number[];
   /** Text as the tokenizer encodes it, with or without its special tokens (BOS): /tokenize, /v1/encode. */
@@ -244,7 +245,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
       maxBatchSize: engine.maxBatchSize,
       devices: engine.devices,
       kvCache: kv.quantPolicy ? `int${kv.quantPolicy} ${kv.mode}` : 'float',
-      encodeChat: (messages, tools) => engine.encodePrompt(messages, tools ? { tools } : {}),
+      encodeChat: (messages, tools, templateKwargs) => engine.encodePrompt(messages, { ...(tools ? { tools } : {}), ...(templateKwargs ? { templateKwargs } : {}) }),
       encodeText: (text) => engine.encodePrompt(text),
       tokenize: (text, addSpecialTokens) => engine.tokenizer.encode(text, { addSpecialTokens }),
       decode: (ids) => engine.tokenizer.decode(ids, { skipSpecialTokens: false }),

@@ -1,6 +1,6 @@
 import { ChatChunker, CompletionChunker, ResponseCollector, completionLogprobs, vllmPromptLogprobs } from './openai-format';
 import { toOpenAIErrorBody, isOpenAIPath } from './openai-errors';
-import { parseGuided, parseMessages, parsePrompt, parseResponseFormat, parseTokenControls } from './openai.service';
+import { parseGuided, parseMessages, parsePrompt, parseResponseFormat, parseTemplateKwargs, parseTokenControls } from './openai.service';
 import { checkLength } from './serving-host';
 import type { StreamEvent, StreamLogprob } from './protocol';
 
@@ -97,6 +97,13 @@ describe('OpenAI chunks and bodies', () => {
       { role: 'user', content: 'ab' },
     ]);
     expect(() => parseMessages([])).toThrow(/non-empty/);
+    // chat_template_kwargs (vLLM) and enable_thinking (LMDeploy)
+    expect(parseTemplateKwargs({})).toBeUndefined();
+    expect(parseTemplateKwargs({ enable_thinking: false })).toEqual({ enable_thinking: false });
+    expect(parseTemplateKwargs({ chat_template_kwargs: { enable_thinking: true, documents: ['d'] }, enable_thinking: false })).toEqual({ enable_thinking: true, documents: ['d'] });
+    expect(() => parseTemplateKwargs({ chat_template_kwargs: [1] })).toThrow(/chat_template_kwargs must be an object/);
+    expect(() => parseTemplateKwargs({ chat_template_kwargs: { messages: [] } })).toThrow(/cannot set messages/);
+    expect(() => parseTemplateKwargs({ enable_thinking: 'no' })).toThrow(/enable_thinking must be a boolean/);
     expect(() => parseMessages([{ role: 'wizard', content: 'x' }])).toThrow(/messages\[0\]\.role/);
     expect(() => parseMessages([{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }])).toThrow(/only text parts/);
   });

@@ -118,6 +118,10 @@ export interface ChatCompletionRequest extends SamplingFields, GuidedFields {
   tools?: unknown;
   tool_choice?: unknown;
   parallel_tool_calls?: unknown;
+  /** vLLM's extra chat-template variables (e.g. Qwen3's {enable_thinking: false}). */
+  chat_template_kwargs?: unknown;
+  /** LMDeploy's switch for thinking models: chat_template_kwargs.enable_thinking. */
+  enable_thinking?: unknown;
 }
 
 export interface CompletionRequest extends SamplingFields, GuidedFields {
@@ -154,6 +158,31 @@ export interface TokenizeRequest {
   prompt?: string;
   messages?: unknown;
   add_special_tokens?: boolean;
+  /** messages: extra chat-template variables, as for chat completions. */
+  chat_template_kwargs?: unknown;
+}
+
+/** Variables the chat template is always given (the conversation, tools, the generation prompt, BOS / EOS). */
+const TEMPLATE_RESERVED = ['messages', 'tools', 'add_generation_prompt', 'bos_token', 'eos_token'];
+
+/**
+ * vLLM's chat_template_kwargs (an object of extra template variables) and LMDeploy's enable_thinking (a boolean for
+ * chat_template_kwargs.enable_thinking; the object wins where both say it). Undefined when neither is given.
+ */
+export function parseTemplateKwargs(body: { chat_template_kwargs?: unknown; enable_thinking?: unknown }): Record<string, unknown> | undefined {
+  const kw = body.chat_template_kwargs;
+  if (kw !== undefined && (kw === null || typeof kw !== 'object' || Array.isArray(kw))) {
+    throw new InvalidInputError('chat_template_kwargs must be an object of template variables, e.g. {"enable_thinking": false}', { param: 'chat_template_kwargs' });
+  }
+  const reserved = Object.keys(kw ?? {}).filter((k) => TEMPLATE_RESERVED.includes(k));
+  if (reserved.length) {
+    throw new InvalidInputError(`chat_template_kwargs cannot set ${reserved.join(', ')} (the request's own fields give ${TEMPLATE_RESERVED.join(', ')})`, { param: 'chat_template_kwargs' });
+  }
+  if (body.enable_thinking !== undefined && typeof body.enable_thinking !== 'boolean') {
+    throw new InvalidInputError('enable_thinking must be a boolean', { param: 'enable_thinking' });
+  }
+  if (kw === undefined && body.enable_thinking === undefined) return undefined;
+  return { ...(body.enable_thinking !== undefined ? { enable_thinking: body.enable_thinking } : {}), ...(kw as Record<string, unknown> | undefined) };
 }
 
 /** vLLM's POST /detokenize body. */
@@ -215,6 +244,7 @@ export class OpenAIService {
     const guided = parseGuided(body);
     let responseFormat = guided?.format;
     const tools = parseTools(body.tools, body.tool_choice, body.parallel_tool_calls);
+    const templateKwargs = parseTemplateKwargs(body);
     if (tools?.responseFormat) {
       if (guided) throw new InvalidInputError(`${guided.param} cannot be combined with tool_choice "required" or a named function`, { param: guided.param });
       responseFormat = tools.responseFormat;
@@ -226,6 +256,7 @@ export class OpenAIService {
       ...(responseFormat ? { responseFormat } : {}),
       ...(guided && !tools?.responseFormat ? { responseFormatParam: guided.param } : {}),
       ...(tools ? { tools: tools.tools } : {}),
+      ...(templateKwargs ? { templateKwargs } : {}),
       maxTokens: body.max_completion_tokens ?? body.max_tokens,
       ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       ...promptLogprobsOf(body, undefined),
@@ -340,8 +371,12 @@ export class OpenAIService {
   async tokenize(body: TokenizeRequest, res: HttpOut): Promise<void> {
     const dep = await this.deployment(body.model, 'tokenize');
     if ((body.prompt === undefined) === (body.messages === undefined)) throw new InvalidInputError('give either prompt or messages', { param: body.prompt === undefined ? 'prompt' : 'messages' });
+    const kwargs = parseTemplateKwargs({ chat_template_kwargs: body.chat_template_kwargs });
+    if (kwargs && body.messages === undefined) throw new InvalidInputError('chat_template_kwargs applies to messages only', { param: 'chat_template_kwargs' });
     const spec: TokenizeSpec =
-      body.messages !== undefined ? { chats: [parseMessages(body.messages as unknown[])] } : { texts: [body.prompt!], addSpecialTokens: body.add_special_tokens ?? true };
+      body.messages !== undefined
+        ? { chats: [parseMessages(body.messages as unknown[])], ...(kwargs ? { templateKwargs: kwargs } : {}) }
+        : { texts: [body.prompt!], addSpecialTokens: body.add_special_tokens ?? true };
     await this.runTokenizer(dep, spec, res, (t) => ({ count: t.ids[0].length, max_model_len: t.maxModelLen, tokens: t.ids[0] }));
   }
 

@@ -14,6 +14,8 @@ export interface TokenizeSpec {
   texts?: string[];
   /** Conversations, each encoded as a chat request's prompt (chat template, generation prompt). */
   chats?: ServingMessage[][];
+  /** chats: extra chat-template variables (vLLM's chat_template_kwargs). */
+  templateKwargs?: Record<string, unknown>;
   /** texts: with the tokenizer's special tokens (BOS). Default true. */
   addSpecialTokens?: boolean;
   /** Token ids to turn into text (special tokens kept). */
@@ -61,6 +63,8 @@ export interface ServeRequest {
   stopTokenIds?: number[];
   /** chat: OpenAI's tools (validated by the API), rendered by the chat template (engine: chat-template/tools.ts). */
   tools?: ServingTool[];
+  /** chat: extra chat-template variables (vLLM's chat_template_kwargs; LMDeploy's enable_thinking lands here). */
+  templateKwargs?: Record<string, unknown>;
   tokenize?: TokenizeSpec;
   /** interactive: LMDeploy's session_id (1..999999) and interactive_mode; `end` closes the session. */
   sessionId?: number;

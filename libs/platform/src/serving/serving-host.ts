@@ -273,7 +273,7 @@ export class ServingHost {
 
   private async runRequest(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
     const chat = r.kind === 'chat';
-    const prompts = chat ? [engine.encodeChat(r.messages ?? [], r.tools)] : r.promptIds ?? (r.prompts ?? []).map((p) => engine.encodeText(p));
+    const prompts = chat ? [engine.encodeChat(r.messages ?? [], r.tools, r.templateKwargs)] : r.promptIds ?? (r.prompts ?? []).map((p) => engine.encodeText(p));
     for (const ids of r.promptIds ?? []) assertInVocab(engine, ids, 'prompt');
     const longest = Math.max(...prompts.map((p) => p.length));
     const maxTokens = checkLength(engine.sessionLen, longest, r.maxTokens, chat ? 'messages' : 'prompt');
@@ -337,7 +337,7 @@ export class ServingHost {
       assertInVocab(engine, spec.decode, 'tokens');
       text = engine.decode(spec.decode);
     } else {
-      ids = spec.chats ? spec.chats.map((m) => engine.encodeChat(m)) : (spec.texts ?? []).map((t) => engine.tokenize(t, spec.addSpecialTokens ?? true));
+      ids = spec.chats ? spec.chats.map((m) => engine.encodeChat(m, undefined, spec.templateKwargs)) : (spec.texts ?? []).map((t) => engine.tokenize(t, spec.addSpecialTokens ?? true));
     }
     const promptTokens = spec.decode ? spec.decode.length : ids.reduce((a, x) => a + x.length, 0);
     await emit({ t: 'start', promptTokens, workerId: this.workerId });
