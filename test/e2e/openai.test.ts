@@ -563,6 +563,36 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     expect(r.usage!.completion_tokens).toBe(5);
   });
 
+  it("a deployment with a reasoning parser returns the think block as reasoning_content (vLLM's / LMDeploy's --reasoning-parser)", async () => {
+    const versionId = (await http('GET', `/deployments/${model}`)).body.versionId;
+    const bad = await http('POST', '/deployments', { name: 'tiny-think', versionId, reasoningParser: 'gpt' });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toMatch(/reasoningParser must be one of .*qwen3/);
+    // LMDeploy's name for QwQ: the prompt opened the think block, so the whole reply is reasoning until </think>,
+    // which this random model never writes
+    expect((await http('POST', '/deployments', { name: 'tiny-think', versionId, maxBatchSize: 2, sessionLen: 256, reasoningParser: 'qwen-qwq' })).status).toBe(201);
+    await waitFor(async () => ((await http('GET', '/deployments/tiny-think')).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'), 'tiny-think ready', 60_000, 200);
+    expect((await http('GET', '/deployments/tiny-think')).body.reasoningParser).toBe('deepseek_r1');
+    const req = { messages: [{ role: 'user', content: 'think about it' }], max_tokens: 8, temperature: 0, ignore_eos: true }; // (8: see the request_timings test)
+    const plain = await http('POST', '/v1/chat/completions', { model, ...req });
+    const think = await http('POST', '/v1/chat/completions', { model: 'tiny-think', ...req });
+    expect(think.status).toBe(200);
+    const text = plain.body.choices[0].message.content as string;
+    expect(plain.body.choices[0].message.reasoning_content).toBeUndefined(); // no parser: no field
+    expect(think.body.choices[0].message).toMatchObject({ role: 'assistant', content: '', reasoning_content: text.replace(/^\n+/, '').replace(/\n+$/, '') });
+    // streamed: reasoning_content deltas, and no content
+    let reasoning = '';
+    let content = '';
+    const s = await openai.chat.completions.create({ model: 'tiny-think', ...req, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming);
+    for await (const c of s) {
+      const d = c.choices[0]?.delta as { content?: string; reasoning_content?: string } | undefined;
+      reasoning += d?.reasoning_content ?? '';
+      content += d?.content ?? '';
+    }
+    expect(reasoning).toBe(think.body.choices[0].message.reasoning_content);
+    expect(content).toBe('');
+  });
+
   it('a deployment with prefix caching starts a request from the cached KV of the prompt it shares with an earlier one (usage says how much), with the same text', async () => {
     const versionId = (await http('GET', `/deployments/${model}`)).body.versionId;
     expect((await http('POST', '/deployments', { name: 'tiny-prefix', versionId, maxBatchSize: 2, sessionLen: 256, enablePrefixCaching: true })).status).toBe(201);

@@ -1,4 +1,14 @@
 import { InvalidArgumentError } from 'commander';
+import { parseReasoningParser, type ReasoningParser } from '@lmfleet/platform/serving/reasoning';
+
+/** --reasoning-parser: vLLM's and LMDeploy's names (qwen3, deepseek_r1, deepseek-r1, qwen-qwq) → the API's. */
+export function parseReasoningParserArg(v: string): ReasoningParser {
+  try {
+    return parseReasoningParser(v, '--reasoning-parser');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
 
 export function parseIntArg(name: string, min = 0): (v: string) => number {
   return (v) => {

@@ -13,7 +13,7 @@ import { evalPplCommand } from './commands/eval-ppl';
 import { apiClientCommand } from './commands/serve-api-client';
 import { apiServerCommand } from './commands/serve-api-server';
 import { CliExit, type CliIO } from './io';
-import { parseBackend, parseFloatArg, parseIntArg } from './options';
+import { parseBackend, parseFloatArg, parseIntArg, parseReasoningParserArg } from './options';
 import {
   ApiClient,
   autoAwqParams,
@@ -187,6 +187,7 @@ export function createProgram(io: CliIO): Command {
     .option('--quant-policy <n>', 'KV cache: 0 fp16, 4 int4, 8 int8', parseIntArg('--quant-policy', 0), 0)
     .option('--tp <n>', 'tensor parallel degree: the worker shards the model over this many GPUs (cpu: threads)', parseIntArg('--tp', 1), 1)
     .option('--enable-prefix-caching', 'reuse the KV cache of prompt prefixes shared with earlier requests (usage.prompt_tokens_details.cached_tokens)', false)
+    .option('--reasoning-parser <name>', "reasoning models: chat replies' <think> blocks become reasoning_content (qwen3; deepseek_r1 / deepseek-r1 / qwen-qwq when the prompt opens the block)", parseReasoningParserArg)
     .option('--api-keys <keys...>', 'API keys clients must send as "Authorization: Bearer <key>"')
     .option('--log-dir <dir>', 'where the API and worker logs go (default: a new temporary directory)')
     .option('--ready-timeout <s>', 'seconds to wait for the model to load', parseIntArg('--ready-timeout', 1), 1800)
@@ -273,6 +274,7 @@ export function createProgram(io: CliIO): Command {
     .option('--quant-policy <n>', 'KV cache: 0 fp16, 8 int8, 4 int4', parseIntArg('--quant-policy', 0))
     .option('--tp <n>', 'tensor parallel degree: each worker shards the model over this many GPUs of its host', parseIntArg('--tp', 1))
     .option('--enable-prefix-caching', 'reuse the KV cache of prompt prefixes shared with earlier requests', false)
+    .option('--reasoning-parser <name>', "reasoning models: chat replies' <think> blocks become reasoning_content (qwen3; deepseek_r1 / deepseek-r1 / qwen-qwq when the prompt opens the block)", parseReasoningParserArg)
     .option('--no-wait', 'return once the deployment is recorded')
     .option('--timeout <s>', 'seconds to wait for a worker to load it', parseIntArg('--timeout', 1), 300)
     .option('--json', 'print JSON', false)

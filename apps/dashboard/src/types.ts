@@ -183,6 +183,8 @@ export interface Deployment {
   tp?: number;
   /** LMDeploy's --enable-prefix-caching (absent from an API older than prefix caching). */
   enablePrefixCaching?: boolean;
+  /** vLLM's / LMDeploy's --reasoning-parser (absent from an API older than it). */
+  reasoningParser?: string | null;
   createdAt: string;
   workers: Array<{ workerId: string; workerName: string } & LoadedDeployment>;
 }

@@ -65,4 +65,13 @@ export class CreateDeploymentDto {
   @IsOptional()
   @IsBoolean()
   enablePrefixCaching?: boolean;
+
+  @ApiPropertyOptional({
+    description:
+      "vLLM's / LMDeploy's --reasoning-parser for reasoning models: chat replies' <think> blocks come back as message.reasoning_content (streamed: delta.reasoning_content). qwen3: a reply that opens with <think> (Qwen3); deepseek_r1 (also deepseek-r1, qwen-qwq): the prompt opened the block (DeepSeek-R1, QwQ, *-Thinking). Default none",
+    enum: ['qwen3', 'deepseek_r1', 'deepseek-r1', 'qwen-qwq'],
+  })
+  @IsOptional()
+  @IsString()
+  reasoningParser?: string;
 }

@@ -15,6 +15,8 @@ export interface DeployFlags {
   tp?: number;
   /** LMDeploy's --enable-prefix-caching. */
   enablePrefixCaching?: boolean;
+  /** vLLM's / LMDeploy's --reasoning-parser (normalized by the option parser). */
+  reasoningParser?: string;
   wait: boolean;
   timeout: number;
   json: boolean;
@@ -52,6 +54,7 @@ export function deployBody(versionId: string, f: DeployFlags): Record<string, un
     ...(f.maxPending !== undefined ? { maxPending: f.maxPending } : {}),
     ...(f.tp !== undefined && f.tp !== 1 ? { tp: f.tp } : {}),
     ...(f.enablePrefixCaching ? { enablePrefixCaching: true } : {}),
+    ...(f.reasoningParser ? { reasoningParser: f.reasoningParser } : {}),
   };
 }
 

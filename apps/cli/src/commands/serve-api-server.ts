@@ -23,6 +23,8 @@ export interface ApiServerFlags {
   tp: number;
   /** LMDeploy's --enable-prefix-caching. */
   enablePrefixCaching?: boolean;
+  /** vLLM's / LMDeploy's --reasoning-parser (normalized by the option parser). */
+  reasoningParser?: string;
   quantPolicy: number;
   apiKeys?: string[];
   logDir?: string;
@@ -244,6 +246,7 @@ export async function apiServerCommand(io: CliIO, modelDir: string, flags: ApiSe
       kvPolicy,
       tp: flags.tp,
       enablePrefixCaching: flags.enablePrefixCaching === true,
+      reasoningParser: flags.reasoningParser ?? null,
       ...(flags.cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount: flags.cacheMaxEntryCount } : {}),
       ...(flags.maxBatchSize !== undefined ? { maxBatchSize: flags.maxBatchSize } : {}),
       ...(flags.sessionLen !== undefined ? { sessionLen: flags.sessionLen } : {}),

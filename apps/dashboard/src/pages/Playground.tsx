@@ -17,6 +17,8 @@ interface ChatMessage {
 }
 
 interface Turn extends ChatMessage {
+  /** A reasoning model's thinking (deployments with a reasoning parser): shown, not sent back. */
+  reasoning?: string;
   stats?: { ttftMs: number; tokens: number; ms: number; finish: string | null };
 }
 
@@ -157,12 +159,14 @@ export function PlaygroundPage() {
     let finish: string | null = null;
     ctl.current = new AbortController();
     const calls: ToolCall[] = [];
+    let reasoning = '';
     const update = (content: string, done = false) =>
       setTurns((t) => {
         const copy = [...t];
         copy[copy.length - 1] = {
           role: 'assistant',
           content,
+          ...(reasoning ? { reasoning } : {}),
           ...(calls.length ? { tool_calls: [...calls] } : {}),
           stats: done || tokens ? { ttftMs: first ? first - started : 0, tokens, ms: performance.now() - started, finish } : undefined,
         };
@@ -189,13 +193,19 @@ export function PlaygroundPage() {
       await readSse(res, (m) => {
         if (m.data === '[DONE]') return;
         const chunk = JSON.parse(m.data) as {
-          choices?: Array<{ delta?: { content?: string; tool_calls?: Array<ToolCall & { index: number }> }; finish_reason?: string | null }>;
+          choices?: Array<{ delta?: { content?: string; reasoning_content?: string; tool_calls?: Array<ToolCall & { index: number }> }; finish_reason?: string | null }>;
           error?: { message?: string };
         };
         if (chunk.error) throw new Error(chunk.error.message ?? 'stream error');
         const c = chunk.choices?.[0];
         for (const tc of c?.delta?.tool_calls ?? []) {
           calls[tc.index] = { id: tc.id, type: 'function', function: { name: tc.function.name, arguments: tc.function.arguments } };
+          update(answer);
+        }
+        if (c?.delta?.reasoning_content) {
+          if (!first) first = performance.now();
+          tokens++;
+          reasoning += c.delta.reasoning_content;
           update(answer);
         }
         if (c?.delta?.content) {
@@ -227,7 +237,13 @@ export function PlaygroundPage() {
             {turns.map((t, i) => (
               <div key={i} className={`msg msg-${t.role}`} data-role={t.role}>
                 <span className="msg-role">{t.role === 'user' ? 'You' : 'Assistant'}</span>
-                <div className="msg-text">{t.content || (busy && i === turns.length - 1 && !t.tool_calls ? '…' : '')}</div>
+                {t.reasoning && (
+                  <details className="msg-reasoning" open={busy && i === turns.length - 1 && !t.content} data-testid="reasoning">
+                    <summary className="muted">Thinking</summary>
+                    <div className="msg-text muted">{t.reasoning}</div>
+                  </details>
+                )}
+                <div className="msg-text">{t.content || (busy && i === turns.length - 1 && !t.tool_calls && !t.reasoning ? '…' : '')}</div>
                 {t.tool_calls?.map((c) => (
                   <div key={c.id} className="msg-tool mono" data-testid="tool-call">
                     {c.function.name}({c.function.arguments})

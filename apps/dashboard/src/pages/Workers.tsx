@@ -23,6 +23,7 @@ function DeployForm({ onDone }: { onDone: () => void }) {
   const [sessionLen, setSessionLen] = useState('');
   const [tp, setTp] = useState('1');
   const [prefixCaching, setPrefixCaching] = useState(false);
+  const [reasoningParser, setReasoningParser] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const submit = async (e: FormEvent) => {
@@ -38,6 +39,7 @@ function DeployForm({ onDone }: { onDone: () => void }) {
         ...(sessionLen.trim() ? { sessionLen: Number(sessionLen) } : {}),
         ...(Number(tp) > 1 ? { tp: Number(tp) } : {}),
         ...(prefixCaching ? { enablePrefixCaching: true } : {}),
+        ...(reasoningParser ? { reasoningParser } : {}),
       });
       setName('');
       onDone();
@@ -73,6 +75,13 @@ function DeployForm({ onDone }: { onDone: () => void }) {
       </Field>
       <Field label="Prefix caching" hint="requests reuse the KV cache of prompt prefixes shared with earlier ones">
         <input type="checkbox" checked={prefixCaching} onChange={(e) => setPrefixCaching(e.target.checked)} aria-label="Enable prefix caching" />
+      </Field>
+      <Field label="Reasoning parser" hint="reasoning models: the <think> block of chat replies comes back as reasoning_content">
+        <select value={reasoningParser} onChange={(e) => setReasoningParser(e.target.value)} aria-label="Reasoning parser">
+          <option value="">none</option>
+          <option value="qwen3">qwen3 (the reply opens with &lt;think&gt;)</option>
+          <option value="deepseek_r1">deepseek_r1 (the prompt opens it: R1, QwQ, *-Thinking)</option>
+        </select>
       </Field>
       <div className="form-actions">
         <button type="submit" className="primary" disabled={busy}>
@@ -120,6 +129,7 @@ function Deployments() {
             <dl className="kv">
               <div className="kv-row"><dt>version</dt><dd className="mono">{shortId(d.versionId)}</dd></div>
               <div className="kv-row"><dt>KV cache</dt><dd>{d.kvPolicy}{d.cacheMaxEntryCount != null ? ` · ${num(d.cacheMaxEntryCount * 100, 0)} % of free memory` : ''}{d.enablePrefixCaching ? ' · prefix caching' : ''}</dd></div>
+              {d.reasoningParser && <div className="kv-row"><dt>Reasoning parser</dt><dd>{d.reasoningParser}</dd></div>}
               <div className="kv-row"><dt>batch</dt><dd>max {d.maxBatchSize} · queue {d.maxPending}{d.sessionLen ? ` · session ${d.sessionLen}` : ''}</dd></div>
               <div className="kv-row" data-testid="deployment-tp"><dt>tensor parallel</dt><dd>tp {d.tp ?? 1}</dd></div>
               {(() => {

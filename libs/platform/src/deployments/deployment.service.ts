@@ -9,6 +9,7 @@ import { DeploymentRepository } from '../repositories/deployment.repository';
 import { RequestTimingRepository } from '../repositories/request-timing.repository';
 import type { RequestTimingEntity } from '../db/entities/request-timing.entity';
 import type { ServeRequest } from '../serving/protocol';
+import { REASONING_PARSER_NAMES, parseReasoningParser } from '../serving/reasoning';
 import { TokenStream } from '../streams/token-stream';
 import { ModelRepository } from '../repositories/model.repository';
 import { WorkerRepository } from '../repositories/worker.repository';
@@ -31,6 +32,8 @@ export interface CreateDeployment {
   tp?: number;
   /** LMDeploy's --enable-prefix-caching (default off). */
   enablePrefixCaching?: boolean;
+  /** vLLM's / LMDeploy's --reasoning-parser (their names: qwen3, deepseek_r1, deepseek-r1, qwen-qwq); default none. */
+  reasoningParser?: string | null;
 }
 
 export interface DeploymentView extends DeploymentEntity {
@@ -72,6 +75,12 @@ export class DeploymentService {
     if (maxPending < maxBatchSize) {
       throw new InvalidInputError(`maxPending ${maxPending} must be at least maxBatchSize ${maxBatchSize}`, [{ field: 'maxPending', errors: ['must be >= maxBatchSize'] }]);
     }
+    let reasoningParser;
+    try {
+      reasoningParser = input.reasoningParser == null ? undefined : parseReasoningParser(input.reasoningParser);
+    } catch (e) {
+      throw new InvalidInputError((e as Error).message, [{ field: 'reasoningParser', errors: [`must be one of ${REASONING_PARSER_NAMES.join(', ')}`] }]);
+    }
     const dep = await this.deployments.create({
       name: input.name,
       versionId: input.versionId,
@@ -82,6 +91,7 @@ export class DeploymentService {
       maxPending,
       tp: input.tp ?? 1,
       enablePrefixCaching: input.enablePrefixCaching ?? false,
+      reasoningParser: reasoningParser ?? null,
     });
     this.cache.delete(dep.name);
     this.rows = undefined;

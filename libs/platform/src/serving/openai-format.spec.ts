@@ -192,4 +192,25 @@ describe('OpenAI chunks and bodies', () => {
     expect(() => checkLength(256, 40, 250, 'prompt')).toThrow("prompt of 40 tokens + max_tokens 250 = 290 exceeds this deployment's session length 256");
     expect(() => checkLength(256, 256, undefined, 'messages')).toThrow(/256 tokens.*leaves no room/);
   });
+
+  it('reasoning parser: the think block goes out as reasoning_content, streamed and whole; tools read the rest', () => {
+    const meta = { id: 'chatcmpl-x', created: 1, model: 'm' };
+    const evs: StreamEvent[] = ['<think>\nplan', ' it\n</th', 'ink>\n\n<tool_call>{"name": "f", "arguments": {}}</tool_call>'].map((text) => ({ t: 'delta', i: 0, text, tokens: 1 }) as StreamEvent);
+    evs.push({ t: 'done', i: 0, finishReason: 'stop', completionTokens: 3 } as StreamEvent);
+    const chunker = new ChatChunker(meta, { includeUsage: false, reasoning: 'qwen3', toolMode: 'auto', toolNames: ['f'] });
+    const deltas = evs.flatMap((e) => chunker.push(e)).map((c) => (c as { choices: Array<{ delta: Record<string, unknown>; finish_reason: string | null }> }).choices[0]);
+    expect(deltas.map((d) => d.delta.reasoning_content ?? '').join('')).toBe('plan it');
+    expect(deltas.map((d) => d.delta.content ?? '').join('')).toBe('');
+    expect(deltas.flatMap((d) => (d.delta.tool_calls as Array<{ function: { name: string } }> | undefined) ?? []).map((c) => c.function.name)).toEqual(['f']);
+    expect(deltas[deltas.length - 1].finish_reason).toBe('tool_calls');
+    const col = new ResponseCollector({ reasoning: 'qwen3', toolMode: 'auto', toolNames: ['f'] });
+    evs.forEach((e) => col.push(e));
+    const msg = col.chatCompletion(meta).choices[0].message as Record<string, unknown>;
+    expect(msg).toMatchObject({ reasoning_content: 'plan it', content: null });
+    expect((msg.tool_calls as unknown[]).length).toBe(1);
+    // no think block (thinking off): null reasoning, the text as content
+    const off = new ResponseCollector({ reasoning: 'qwen3' });
+    off.push({ t: 'delta', i: 0, text: 'Hello', tokens: 1 } as StreamEvent);
+    expect(off.chatCompletion(meta).choices[0].message).toMatchObject({ content: 'Hello', reasoning_content: null });
+  });
 });

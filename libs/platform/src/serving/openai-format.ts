@@ -1,5 +1,6 @@
 // OpenAI's response shapes, built from the worker's stream events (pure: unit-tested beside this file).
 import type { FinishReason, PromptLogprob, StreamEvent, StreamLogprob } from './protocol';
+import { ReasoningStream, splitReasoning, type ReasoningParser } from './reasoning';
 import { parseToolReply, ToolCallStream, type ToolMode } from './tool-calls';
 
 export interface ChatLogprobContent {
@@ -81,17 +82,29 @@ function chatFinish(f: FinishReason, calls: number): 'stop' | 'length' | 'tool_c
 }
 
 /**
- * Turns stream events into chat.completion.chunk objects (one per delta; role first; usage chunk last). With a tool
- * mode the text goes through a ToolCallStream: calls go out as one tool_calls delta before the finish chunk.
+ * Turns stream events into chat.completion.chunk objects (one per delta; role first; usage chunk last). With a
+ * reasoning parser the text first goes through a ReasoningStream (deltas of reasoning_content, then of content); with a
+ * tool mode the content goes through a ToolCallStream: calls go out as one tool_calls delta before the finish chunk.
  */
 export class ChatChunker {
   private readonly started = new Set<number>();
   private readonly toolStreams = new Map<number, ToolCallStream>();
+  private readonly reasoningStreams = new Map<number, ReasoningStream>();
 
   constructor(
     private readonly meta: Meta,
-    private readonly opts: { logprobs?: number; includeUsage: boolean; toolMode?: ToolMode; toolNames?: string[] },
+    private readonly opts: { logprobs?: number; includeUsage: boolean; toolMode?: ToolMode; toolNames?: string[]; reasoning?: ReasoningParser },
   ) {}
+
+  private reasoningStream(i: number): ReasoningStream | undefined {
+    if (!this.opts.reasoning) return undefined;
+    let r = this.reasoningStreams.get(i);
+    if (!r) {
+      r = new ReasoningStream(this.opts.reasoning);
+      this.reasoningStreams.set(i, r);
+    }
+    return r;
+  }
 
   private toolStream(i: number): ToolCallStream | undefined {
     if (!this.opts.toolMode) return undefined;
@@ -125,14 +138,22 @@ export class ChatChunker {
       }
     }
     if (ev.t === 'delta') {
+      const parts = this.reasoningStream(ev.i)?.push(ev.text) ?? { reasoning: '', content: ev.text };
       const ts = this.toolStream(ev.i);
-      const text = ts ? ts.push(ev.text) : ev.text;
-      if (text || ev.logprobs?.length) {
+      const text = ts ? ts.push(parts.content) : parts.content;
+      if (text || parts.reasoning || ev.logprobs?.length) {
         const logprobs = this.opts.logprobs !== undefined && ev.logprobs ? { content: chatLogprobs(ev.logprobs, this.opts.logprobs), refusal: null } : null;
-        out.push(this.chunk([{ index: ev.i, delta: { content: text }, logprobs, finish_reason: null }]));
+        const delta = parts.reasoning && !text ? { reasoning_content: parts.reasoning } : parts.reasoning ? { reasoning_content: parts.reasoning, content: text } : { content: text };
+        out.push(this.chunk([{ index: ev.i, delta, logprobs, finish_reason: null }]));
       }
     } else if (ev.t === 'done') {
-      const f = this.toolStream(ev.i)?.finish();
+      const rest = this.reasoningStream(ev.i)?.finish();
+      if (rest?.reasoning) out.push(this.chunk([{ index: ev.i, delta: { reasoning_content: rest.reasoning }, logprobs: null, finish_reason: null }]));
+      const ts = this.toolStream(ev.i);
+      let tail = rest?.content ?? '';
+      if (ts && tail) tail = ts.push(tail);
+      if (tail) out.push(this.chunk([{ index: ev.i, delta: { content: tail }, logprobs: null, finish_reason: null }]));
+      const f = ts?.finish();
       if (f?.content) out.push(this.chunk([{ index: ev.i, delta: { content: f.content }, logprobs: null, finish_reason: null }]));
       if (f?.calls.length) {
         const tool_calls = f.calls.map((c, k) => ({ index: k, id: c.id, type: c.type, function: c.function }));
@@ -208,7 +229,7 @@ export class ResponseCollector {
   private readonly choices = new Map<number, ChoiceAcc>();
   usage: Usage = usageOf(0, 0);
 
-  constructor(private readonly opts: { logprobs?: number; toolMode?: ToolMode; toolNames?: string[]; promptLogprobs?: boolean }) {}
+  constructor(private readonly opts: { logprobs?: number; toolMode?: ToolMode; toolNames?: string[]; promptLogprobs?: boolean; reasoning?: ReasoningParser }) {}
 
   private acc(i: number): ChoiceAcc {
     let a = this.choices.get(i);
@@ -247,10 +268,19 @@ export class ResponseCollector {
       model: meta.model,
       system_fingerprint: null,
       choices: this.sorted().map(([index, a]) => {
-        const r = this.opts.toolMode ? parseToolReply(a.text, this.opts.toolMode, this.opts.toolNames) : { content: a.text, calls: [] };
+        // reasoning models: the think block is reasoning_content (null when the reply had none), tools read the rest
+        const split = this.opts.reasoning ? splitReasoning(a.text, this.opts.reasoning) : undefined;
+        const text = split ? split.content : a.text;
+        const r = this.opts.toolMode ? parseToolReply(text, this.opts.toolMode, this.opts.toolNames) : { content: text, calls: [] };
         return {
           index,
-          message: { role: 'assistant' as const, content: r.content, refusal: null, ...(r.calls.length ? { tool_calls: r.calls } : {}) },
+          message: {
+            role: 'assistant' as const,
+            content: r.content,
+            ...(split ? { reasoning_content: split.reasoning } : {}),
+            refusal: null,
+            ...(r.calls.length ? { tool_calls: r.calls } : {}),
+          },
           logprobs: this.opts.logprobs !== undefined ? { content: a.chatLogprobs ?? [], refusal: null } : null,
           finish_reason: chatFinish(a.finish, r.calls.length),
         };

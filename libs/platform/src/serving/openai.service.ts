@@ -15,6 +15,7 @@ import { TokenStream } from '../streams/token-stream';
 import { Admission } from './admission';
 import { ChatChunker, CompletionChunker, ResponseCollector } from './openai-format';
 import { toOpenAIErrorBody } from './openai-errors';
+import type { ReasoningParser } from './reasoning';
 import { OPENAI_NAME, parseTools, type ToolMode } from './tool-calls';
 import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent, type TokenizeSpec, type WorkerLiveness } from './protocol';
 import { ServingEvents } from './serving-events';
@@ -265,11 +266,13 @@ export class OpenAIService {
     if (tools?.mode === 'auto' && body.skip_special_tokens === undefined) req.skipSpecialTokens = false;
     const meta = { id: req.requestId, created: Math.floor(req.enqueuedAt / 1000), model: dep.name };
     const toolOpts = tools?.mode ? { toolMode: tools.mode, toolNames: tools.tools.map((t) => t.function.name) } : {};
+    const reasoning = dep.reasoningParser ? { reasoning: dep.reasoningParser } : {};
     await this.serve(dep, req, res, {
       stream: body.stream === true,
-      chunker: new ChatChunker(meta, { logprobs: req.logprobs, includeUsage: body.stream_options?.include_usage === true, ...toolOpts }),
+      chunker: new ChatChunker(meta, { logprobs: req.logprobs, includeUsage: body.stream_options?.include_usage === true, ...toolOpts, ...reasoning }),
       body: (c) => c.chatCompletion(meta),
       ...toolOpts,
+      ...reasoning,
     });
   }
 
@@ -478,6 +481,8 @@ export class OpenAIService {
       /** chat with tools: how the collected reply is parsed into tool_calls, and the tools' names. */
       toolMode?: ToolMode;
       toolNames?: string[];
+      /** chat on a deployment with a reasoning parser: the think block becomes reasoning_content. */
+      reasoning?: ReasoningParser;
       /** Sees every event first. */
       observe?: (ev: StreamEvent) => void;
     },
@@ -534,6 +539,7 @@ export class OpenAIService {
       const collector = new ResponseCollector({
         logprobs: req.logprobs,
         ...(o.toolMode ? { toolMode: o.toolMode, toolNames: o.toolNames ?? [] } : {}),
+        ...(o.reasoning ? { reasoning: o.reasoning } : {}),
         ...(req.promptLogprobsField !== undefined ? { promptLogprobs: true } : {}),
       });
       // Once a worker has started the request, a worker that dies (killed, out of memory, its host gone) lets its

@@ -1,4 +1,5 @@
 import { Column, CreateDateColumn, Entity, JoinColumn, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
+import type { ReasoningParser } from '../../serving/reasoning';
 import type { ModelVersionEntity } from './model-version.entity';
 
 /** KV-cache storage of a deployment (LMDeploy's quant_policy 0/8/4); 'auto': a workspace's recorded policy, else fp16. */
@@ -46,6 +47,10 @@ export class DeploymentEntity {
   /** LMDeploy's --enable-prefix-caching: requests reuse the KV of prompt prefixes cached by earlier ones. */
   @Column({ name: 'enable_prefix_caching', type: 'boolean', default: false })
   enablePrefixCaching!: boolean;
+
+  /** vLLM's / LMDeploy's --reasoning-parser (serving/reasoning.ts): chat replies' think blocks become reasoning_content. */
+  @Column({ name: 'reasoning_parser', type: 'text', nullable: true })
+  reasoningParser!: ReasoningParser | null;
 
   /** Requests admitted at once (waiting + running) before the API answers 429. */
   @Column({ name: 'max_pending', type: 'integer' })
