@@ -59,6 +59,16 @@ describe('serve api_client', () => {
     expect(chats[3].body.messages).toEqual([{ role: 'user', content: 'again' }]);
   });
 
+  it("shows a reasoning model's thinking (reasoning_content) between think tags and keeps only the answer in the history", async () => {
+    const d = (delta: Record<string, string>) => ({ choices: [{ index: 0, delta }] });
+    const server = fakeServer([{ body: sse([d({ reasoning_content: 'add ' }), d({ reasoning_content: 'them' }), d({ content: '4' })]) }, { body: sse([d({ content: 'ok' })]) }]);
+    const h = io(['2+2?', 'thanks', '/exit'], server.fetchFn);
+    await apiClientCommand(h.io, 'http://server:23333', {});
+    expect(h.out()).toBe('<think>\nadd them\n</think>\n\n4\nok\n');
+    const chats = server.requests.filter((r) => r.url.endsWith('/v1/chat/completions'));
+    expect(chats[1].body.messages).toEqual([{ role: 'user', content: '2+2?' }, { role: 'assistant', content: '4' }, { role: 'user', content: 'thanks' }]);
+  });
+
   it('accepts a URL ending in /v1 and exits 1 when no model is deployed', async () => {
     const fetchFn = (async () => new Response(JSON.stringify({ object: 'list', data: [] }), { status: 200 })) as typeof fetch;
     const h = io([], fetchFn);

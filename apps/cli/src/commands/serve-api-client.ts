@@ -107,6 +107,7 @@ export async function apiClientCommand(io: CliIO, url: string, flags: ApiClientF
       const ac = new AbortController();
       io.onInterrupt?.(() => ac.abort());
       let reply = '';
+      let thinking = false;
       try {
         let res: Response;
         try {
@@ -146,12 +147,23 @@ export async function apiClientCommand(io: CliIO, url: string, flags: ApiClientF
             if (data === '[DONE]') break;
             const chunk = JSON.parse(data);
             if (chunk.error) throw new Error(chunk.error.message ?? JSON.stringify(chunk.error));
+            // a deployment with a reasoning parser streams the thinking first (reasoning_content): shown between
+            // think tags, not kept in the history
+            const thought = chunk.choices?.[0]?.delta?.reasoning_content;
+            if (typeof thought === 'string' && thought) {
+              if (!thinking) say('<think>\n');
+              thinking = true;
+              say(thought);
+            }
             const delta = chunk.choices?.[0]?.delta?.content;
             if (typeof delta === 'string' && delta) {
+              if (thinking) say('\n</think>\n\n');
+              thinking = false;
               reply += delta;
               say(delta);
             }
           }
+          if (thinking) say('\n</think>');
         } catch (e) {
           if (!ac.signal.aborted) {
             history.pop();
