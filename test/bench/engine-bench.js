@@ -28,6 +28,7 @@ const canon = [
   [/^model\.norm\.weight$/, 'norm.weight'],
   [/^model\.layers\.(\d+)\.input_layernorm\.weight$/, 'layers.$1.input_norm.weight'],
   [/^model\.layers\.(\d+)\.post_attention_layernorm\.weight$/, 'layers.$1.post_norm.weight'],
+  [/^model\.layers\.(\d+)\.self_attn\.(q|k)_norm\.weight$/, 'layers.$1.$2_norm.weight'],  // Qwen3
   [/^model\.layers\.(\d+)\.self_attn\.(q|k|v|o)_proj\.(weight|bias)$/, 'layers.$1.$2.$3'],
   [/^model\.layers\.(\d+)\.mlp\.(gate|up|down)_proj\.weight$/, 'layers.$1.$2.weight'],
   // AutoAWQ GEMM checkpoints (make_random_model.py --awq-group): the addon converts them to its W4A16 layout at load
@@ -72,7 +73,7 @@ function randIds(n, vocab) {
   return a;
 }
 
-// The NativeModelConfig of a Hugging Face directory (Llama layout, or its AutoAWQ GEMM checkpoint).
+// The NativeModelConfig of a Hugging Face directory (Llama layout or Qwen3, or their AutoAWQ GEMM checkpoints).
 // o.tp > 1: tensor parallelism over o.devices ('0,1'; default 0..tp-1).
 function modelConfig(modelDir, o = {}) {
   const cfg = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
@@ -85,6 +86,7 @@ function modelConfig(modelDir, o = {}) {
     rope: { type: 'default', theta: cfg.rope_theta ?? 10000 }, tieWordEmbeddings: !!cfg.tie_word_embeddings,
     hiddenAct: 'silu', tensors: tensors(modelDir),
   };
+  if ((cfg.architectures ?? [])[0] === 'Qwen3ForCausalLM') config.qkNorm = true;
   const qc = cfg.quantization_config;
   if (qc) config.quant = { method: 'awq', bits: 4, groupSize: qc.group_size };
   const tp = Number(o.tp ?? 1);

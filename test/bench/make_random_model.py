@@ -2,7 +2,7 @@
 """Writes a Hugging Face model directory with random fp16 weights (default: Llama-2-7B's shape).
 
     python3 test/bench/make_random_model.py OUT_DIR [--layers 32] [--hidden 4096] [--inter 11008] [--heads 32]
-        [--kv-heads 32] [--vocab 32000] [--awq-group 128]
+        [--kv-heads 32] [--vocab 32000] [--awq-group 128] [--arch llama|qwen3] [--head-dim D]
 
 Weights ~ N(0, 0.02) (norms 1), generated on the GPU when there is one, saved as sharded safetensors with an
 index, exactly as `save_pretrained` lays them out. No tokenizer: benchmarks feed token ids.
@@ -10,6 +10,8 @@ index, exactly as `save_pretrained` lays them out. No tokenizer: benchmarks feed
 [in, out/8] (random codes), qzeros I32 [in/G, out/8] (zero points 6..9) and scales F16 [in/G, out] (so the weights
 are ~0.02 in size), packed in AutoAWQ's nibble order; quantization_config in config.json. Embeddings, norms and
 lm_head stay fp16.
+--arch qwen3: Qwen3ForCausalLM (per-head q_norm / k_norm, weights 1), with --head-dim (Qwen3-8B: --hidden 4096
+--inter 12288 --layers 36 --heads 32 --kv-heads 8 --head-dim 128 --vocab 151936).
 """
 import argparse, json, os
 import torch
@@ -25,11 +27,13 @@ ap.add_argument("--kv-heads", type=int, default=32)
 ap.add_argument("--vocab", type=int, default=32000)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--awq-group", type=int, default=0)
+ap.add_argument("--arch", choices=["llama", "qwen3"], default="llama")
+ap.add_argument("--head-dim", type=int, default=0)
 a = ap.parse_args()
 os.makedirs(a.out, exist_ok=True)
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 g = torch.Generator(device=dev).manual_seed(a.seed)
-hd = a.hidden // a.heads
+hd = a.head_dim or a.hidden // a.heads
 
 def rnd(*shape):
     return (torch.randn(*shape, generator=g, device=dev, dtype=torch.float32) * 0.02).half().cpu()
@@ -81,6 +85,9 @@ for i in range(a.layers):
     lin(p + "self_attn.k_proj.weight", a.kv_heads * hd, a.hidden)
     lin(p + "self_attn.v_proj.weight", a.kv_heads * hd, a.hidden)
     lin(p + "self_attn.o_proj.weight", a.hidden, a.heads * hd)
+    if a.arch == "qwen3":
+        put(p + "self_attn.q_norm.weight", ones(hd))
+        put(p + "self_attn.k_norm.weight", ones(hd))
     lin(p + "mlp.gate_proj.weight", a.inter, a.hidden)
     lin(p + "mlp.up_proj.weight", a.inter, a.hidden)
     lin(p + "mlp.down_proj.weight", a.hidden, a.inter)
@@ -99,10 +106,11 @@ json.dump({"metadata": {"total_size": total}, "weight_map": final}, open(os.path
 extra = {"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": a.awq_group, "zero_point": True,
                                  "version": "gemm"}} if a.awq_group else {}
 json.dump({**extra, 
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": a.hidden,
+    "architectures": ["Qwen3ForCausalLM" if a.arch == "qwen3" else "LlamaForCausalLM"], "model_type": a.arch, "hidden_size": a.hidden,
+    "head_dim": hd, **({"attention_bias": False, "use_sliding_window": False} if a.arch == "qwen3" else {}),
     "intermediate_size": a.inter, "num_hidden_layers": a.layers, "num_attention_heads": a.heads,
     "num_key_value_heads": a.kv_heads, "vocab_size": a.vocab, "max_position_embeddings": 4096,
-    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": False,
+    "rms_norm_eps": 1e-5, "rope_theta": 1000000.0 if a.arch == "qwen3" else 10000.0, "hidden_act": "silu", "tie_word_embeddings": False,
     "torch_dtype": "float16", "bos_token_id": 1, "eos_token_id": 2,
 }, open(os.path.join(a.out, "config.json"), "w"), indent=1)
 print(f"wrote {a.out}: {n} shards, {total/2**30:.2f} GiB")

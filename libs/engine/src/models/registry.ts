@@ -3,12 +3,14 @@ import { UnsupportedArchitectureError } from '../errors';
 import { internlm } from './internlm';
 import { internlm2 } from './internlm2';
 import { llama } from './llama';
+import { mistral } from './mistral';
 import { qwen2 } from './qwen2';
 import { qwen3 } from './qwen3';
 import type { ArchitectureDef } from './spec';
 
 export const ARCHITECTURES: readonly ArchitectureDef[] = [
   llama,
+  mistral,
   qwen2,
   qwen3,
   internlm,

@@ -10,13 +10,16 @@ export type HfConfig = Record<string, unknown>;
 export type NativeArchConfig = Omit<NativeModelConfig, 'backend' | 'threads' | 'device' | 'tensors'>;
 
 export interface ModelSpec extends NativeArchConfig {
-  /** Registry key of the architecture ('llama', 'qwen2', 'qwen3', 'internlm', 'internlm2'). */
+  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'internlm', 'internlm2'). */
   arch: string;
   /** The HF class name from config.json `architectures[0]`. */
   hfArchitecture: string;
   modelType: string;
   qkvBias: boolean;
   oBias: boolean;
+  /** Mistral's sliding_window when it is shorter than maxPositionEmbeddings: attention here is full, so sessions are
+   *  capped at this many tokens (within it the two are the same). */
+  slidingWindow?: number;
   /** The dtype config.json declares (torch_dtype / dtype), if any; the weights' dtype decides `dtype`. */
   declaredDtype?: string;
 }

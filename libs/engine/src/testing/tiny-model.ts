@@ -9,7 +9,9 @@ import { byteLevelAlphabet } from '../tokenizer/byte-level';
 
 export interface TinyModelOptions {
   /** internlm2: InternLM2's own tensor names with q/k/v packed per KV group in `attention.wqkv` (byte-level tokenizer). */
-  arch?: 'llama' | 'qwen2' | 'qwen3' | 'internlm2';
+  arch?: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'internlm2';
+  /** mistral: config sliding_window (default null: none). */
+  slidingWindow?: number;
   /** qwen3: head_dim when it is not hiddenSize / numHeads (Qwen3 states it; q is numHeads × headDim wide). */
   headDim?: number;
   /** internlm2 only: config `bias` (wqkv and wo biases). */
@@ -151,18 +153,18 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   const std = opts.weightStd ?? 0.08;
   fs.mkdirSync(dir, { recursive: true });
 
-  const tokArch = arch === 'llama' ? 'llama' : 'qwen2';
+  const tokArch = arch === 'llama' || arch === 'mistral' ? 'llama' : 'qwen2';
   const tok = buildTokenizer(tokArch, opts.vocabSize ?? 0);
   const vocabSize = tok.vocabSize;
-  const bosId = arch === 'llama' ? tok.ids['<s>'] : tok.ids['<|endoftext|>'];
-  const eosId = arch === 'llama' ? tok.ids['</s>'] : tok.ids['<|endoftext|>'];
+  const bosId = tokArch === 'llama' ? tok.ids['<s>'] : tok.ids['<|endoftext|>'];
+  const eosId = tokArch === 'llama' ? tok.ids['</s>'] : tok.ids['<|endoftext|>'];
   const imEndId = tok.ids['<|im_end|>'];
 
   const rope = opts.ropeForm === 'parameters'
     ? { rope_parameters: { rope_theta: 10000.0, rope_type: 'default' } }
     : { rope_theta: 10000.0, rope_scaling: null };
   const config: Record<string, unknown> = {
-    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', internlm2: 'InternLM2ForCausalLM' }[arch]],
+    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', internlm2: 'InternLM2ForCausalLM' }[arch]],
     model_type: arch,
     hidden_size: hidden,
     intermediate_size: ff,
@@ -181,6 +183,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     ...rope,
   };
   if (arch === 'llama' || arch === 'qwen3') config.attention_bias = false;
+  if (arch === 'mistral') config.sliding_window = opts.slidingWindow ?? null;
   if (arch === 'internlm2') config.bias = opts.bias ?? false;
 
   const normal = gaussian(rng(seed));
@@ -277,11 +280,11 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
 
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.json));
-  const bosTok = arch === 'llama' ? '<s>' : '<|endoftext|>';
-  const eosTok = arch === 'llama' ? '</s>' : '<|endoftext|>';
+  const bosTok = tokArch === 'llama' ? '<s>' : '<|endoftext|>';
+  const eosTok = tokArch === 'llama' ? '</s>' : '<|endoftext|>';
   fs.writeFileSync(
     path.join(dir, 'tokenizer_config.json'),
-    JSON.stringify({ bos_token: bosTok, eos_token: eosTok, pad_token: eosTok, add_bos_token: arch === 'llama', clean_up_tokenization_spaces: false, chat_template: TINY_CHAT_TEMPLATE }, null, 2),
+    JSON.stringify({ bos_token: bosTok, eos_token: eosTok, pad_token: eosTok, add_bos_token: tokArch === 'llama', clean_up_tokenization_spaces: false, chat_template: TINY_CHAT_TEMPLATE }, null, 2),
   );
   fs.writeFileSync(
     path.join(dir, 'generation_config.json'),

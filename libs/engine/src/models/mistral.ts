@@ -1,0 +1,27 @@
+// MistralForCausalLM: the Llama layout (same tensor names, no biases), an explicit head_dim on some checkpoints
+// (Mistral-Nemo: 32 heads x 128 over 5120), and `sliding_window`. Attention here is always full, which equals
+// sliding-window attention as long as a sequence fits the window: sessions are capped at the window
+// (spec.slidingWindow; the engine refuses a longer sessionLen), as vLLM once did for Mistral.
+import { LLAMA2_TEMPLATE } from '../chat-template/builtin';
+import { ModelFormatError } from '../errors';
+import { LLAMA_STYLE_NAMES, bool, int, llamaStyleAwqGroups, mapByTable, parseCommon } from './common';
+import type { ArchitectureDef } from './spec';
+
+export const mistral: ArchitectureDef = {
+  key: 'mistral',
+  hfArchitectures: ['MistralForCausalLM'],
+  parseConfig(cfg, file) {
+    const spec = parseCommon(cfg, file, 'mistral', 'MistralForCausalLM');
+    if (bool(cfg, 'attention_bias', false) || bool(cfg, 'mlp_bias', false)) {
+      throw new ModelFormatError('Mistral with attention_bias / mlp_bias is not supported', { file, expected: 'no biases', found: 'bias: true' });
+    }
+    if (cfg.sliding_window !== null && cfg.sliding_window !== undefined) {
+      const w = int(cfg, 'sliding_window', file);
+      if (w > 0 && w < spec.maxPositionEmbeddings) spec.slidingWindow = w;
+    }
+    return spec;
+  },
+  mapWeights: (ctx) => mapByTable(ctx, LLAMA_STYLE_NAMES),
+  awqScaleGroups: llamaStyleAwqGroups,
+  defaultChatTemplate: () => LLAMA2_TEMPLATE,
+};
