@@ -46,7 +46,7 @@ async function goldenCase(name, quantPolicy) {
   } finally {
     pm.dispose();
   }
-  const eng = await engine.Engine.fromPretrained(dir, { backend, quantPolicy, maxBatchSize: 2, sessionLen: 256, log });
+  const eng = await engine.Engine.fromPretrained(dir, { backend, quantPolicy, maxBatchSize: 2, sessionLen: 128, log });
   const ids = [];
   try {
     for await (const o of eng.createInstance().streamInfer({ inputIds: golden.prompt_ids, maxNewTokens: golden.greedy_ids.length, stopIds: [], sampling: { temperature: 0 } })) {
