@@ -20,6 +20,8 @@ export interface ChatMessage {
   tool_call_id?: string;
   /** tool: the function's name, where the client gave it. */
   name?: string;
+  /** assistant: its thinking, as a reasoning parser returned it (Qwen3's template puts it back for the current turn). */
+  reasoning_content?: string;
 }
 
 export interface RenderOptions {

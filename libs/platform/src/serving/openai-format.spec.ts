@@ -97,6 +97,12 @@ describe('OpenAI chunks and bodies', () => {
       { role: 'user', content: 'ab' },
     ]);
     expect(() => parseMessages([])).toThrow(/non-empty/);
+    // an assistant turn's reasoning_content (or vLLM's newer `reasoning`) goes back to the template; elsewhere ignored
+    expect(parseMessages([{ role: 'assistant', content: 'a', reasoning_content: 'r' }, { role: 'user', content: 'u', reasoning_content: 'x' }, { role: 'assistant', content: 'b', reasoning: 's' }])).toEqual([
+      { role: 'assistant', content: 'a', reasoning_content: 'r' },
+      { role: 'user', content: 'u' },
+      { role: 'assistant', content: 'b', reasoning_content: 's' },
+    ]);
     // chat_template_kwargs (vLLM) and enable_thinking (LMDeploy)
     expect(parseTemplateKwargs({})).toBeUndefined();
     expect(parseTemplateKwargs({ enable_thinking: false })).toEqual({ enable_thinking: false });

@@ -777,7 +777,7 @@ export function parsePrompt(raw: unknown): { texts?: string[]; ids?: number[][] 
 
 /**
  * OpenAI chat messages -> the chat template's messages: string content (or text parts joined), plus an assistant's
- * tool_calls and a tool message's tool_call_id / name.
+ * tool_calls and reasoning_content (vLLM's newer `reasoning` too), and a tool message's tool_call_id / name.
  */
 export function parseMessages(raw: unknown[]): ServingMessage[] {
   if (!Array.isArray(raw) || raw.length === 0) throw new InvalidInputError('messages must be a non-empty array', { param: 'messages' });
@@ -821,6 +821,9 @@ export function parseMessages(raw: unknown[]): ServingMessage[] {
       out.tool_call_id = callId;
     }
     if (typeof name === 'string' && role === 'tool') out.name = name;
+    const { reasoning_content: rc, reasoning } = m as { reasoning_content?: unknown; reasoning?: unknown };
+    const thought = typeof rc === 'string' ? rc : typeof reasoning === 'string' ? reasoning : undefined;
+    if (role === 'assistant' && thought !== undefined) out.reasoning_content = thought;
     return out;
   });
 }
