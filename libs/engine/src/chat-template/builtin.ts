@@ -26,6 +26,11 @@ export const LLAMA2_TEMPLATE =
   "{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + ' ' + eos_token }}{% endif %}" +
   '{% endfor %}';
 
+/** Phi-3 / Phi-4-style: <|role|>\ncontent<|end|>\n, then <|assistant|>\n. */
+export const PHI3_TEMPLATE =
+  "{% for message in messages %}{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+
 /** Llama 3 instruct: header ids around roles, <|eot_id|> after each turn. */
 export const LLAMA3_TEMPLATE =
   '{{ bos_token }}{% for message in messages %}' +

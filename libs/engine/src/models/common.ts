@@ -150,6 +150,16 @@ export function parseCommon(cfg: HfConfig, file: string, arch: string, hfArchite
   return spec;
 }
 
+/**
+ * config.json `sliding_window` (Mistral, Phi-3): attention here is always full, which equals sliding-window attention
+ * while a sequence fits the window, so a window shorter than the context caps sessions (spec.slidingWindow).
+ */
+export function applySlidingWindow(spec: ModelSpec, cfg: HfConfig, file: string): void {
+  if (cfg.sliding_window === null || cfg.sliding_window === undefined) return;
+  const w = int(cfg, 'sliding_window', file);
+  if (w > 0 && w < spec.maxPositionEmbeddings) spec.slidingWindow = w;
+}
+
 /** `quantization_config` → native quant settings (AutoAWQ GEMM, 4 bits); other methods are refused clearly. */
 export function parseQuantConfig(cfg: HfConfig, file: string): ModelSpec['quant'] | undefined {
   const qc = cfg.quantization_config as Record<string, unknown> | undefined;

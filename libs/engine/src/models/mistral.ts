@@ -4,7 +4,7 @@
 // (spec.slidingWindow; the engine refuses a longer sessionLen), as vLLM once did for Mistral.
 import { LLAMA2_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError } from '../errors';
-import { LLAMA_STYLE_NAMES, bool, int, llamaStyleAwqGroups, mapByTable, parseCommon } from './common';
+import { LLAMA_STYLE_NAMES, applySlidingWindow, bool, llamaStyleAwqGroups, mapByTable, parseCommon } from './common';
 import type { ArchitectureDef } from './spec';
 
 export const mistral: ArchitectureDef = {
@@ -15,10 +15,7 @@ export const mistral: ArchitectureDef = {
     if (bool(cfg, 'attention_bias', false) || bool(cfg, 'mlp_bias', false)) {
       throw new ModelFormatError('Mistral with attention_bias / mlp_bias is not supported', { file, expected: 'no biases', found: 'bias: true' });
     }
-    if (cfg.sliding_window !== null && cfg.sliding_window !== undefined) {
-      const w = int(cfg, 'sliding_window', file);
-      if (w > 0 && w < spec.maxPositionEmbeddings) spec.slidingWindow = w;
-    }
+    applySlidingWindow(spec, cfg, file);
     return spec;
   },
   mapWeights: (ctx) => mapByTable(ctx, LLAMA_STYLE_NAMES),

@@ -4,6 +4,7 @@ import { internlm } from './internlm';
 import { internlm2 } from './internlm2';
 import { llama } from './llama';
 import { mistral } from './mistral';
+import { phi3 } from './phi3';
 import { qwen2 } from './qwen2';
 import { qwen3 } from './qwen3';
 import type { ArchitectureDef } from './spec';
@@ -13,6 +14,7 @@ export const ARCHITECTURES: readonly ArchitectureDef[] = [
   mistral,
   qwen2,
   qwen3,
+  phi3,
   internlm,
   internlm2,
 ];

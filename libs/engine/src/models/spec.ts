@@ -10,7 +10,7 @@ export type HfConfig = Record<string, unknown>;
 export type NativeArchConfig = Omit<NativeModelConfig, 'backend' | 'threads' | 'device' | 'tensors'>;
 
 export interface ModelSpec extends NativeArchConfig {
-  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'internlm', 'internlm2'). */
+  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'internlm', 'internlm2'). */
   arch: string;
   /** The HF class name from config.json `architectures[0]`. */
   hfArchitecture: string;

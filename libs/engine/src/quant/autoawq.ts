@@ -21,14 +21,15 @@ import { toAwqGemm, type QuantizedLinear } from './pack';
 
 const LINEAR_RE = /^(layers\.\d+\.(q|k|v|o|gate|up|down))\.weight$/;
 
-/** Canonical tensor → the HF tensor it was mapped from (matched by file and offset); in-memory sources are skipped. */
-export function hfNamesOf(loaded: LoadedModelSpec, sources: TensorSource[]): Map<string, string> {
+/** Canonical tensor → the HF tensor it was mapped from (matched by file and offset); in-memory sources, and those
+ *  that `packed` names (parts of a packed tensor, e.g. Phi-3's row ranges of qkv_proj), are skipped. */
+export function hfNamesOf(loaded: LoadedModelSpec, sources: TensorSource[], packed: ReadonlyMap<string, unknown> = new Map()): Map<string, string> {
   const idx = readSafetensorsDir(loaded.dir);
   const byLoc = new Map<string, string>();
   for (const t of idx.tensors.values()) byLoc.set(`${t.file}\0${t.offset}`, t.name);
   const out = new Map<string, string>();
   for (const s of sources) {
-    if (s.file === undefined) continue;
+    if (s.file === undefined || packed.has(s.name)) continue;
     const hf = byLoc.get(`${s.file}\0${s.offset}`);
     if (!hf) throw new ModelFormatError('cannot find the checkpoint tensor a canonical tensor came from', { file: loaded.dir, tensor: s.name });
     out.set(s.name, hf);
@@ -97,8 +98,8 @@ export async function writeAutoAwqDir(
   loaded: LoadedModelSpec, sources: TensorSource[], weights: Map<string, Float32Array>, quantized: Map<string, QuantizedLinear>,
   opts: WriteAutoAwqOptions,
 ): Promise<void> {
-  const hfNames = hfNamesOf(loaded, sources);
   const targets = packedTargets(loaded, sources);
+  const hfNames = hfNamesOf(loaded, sources, targets);
   const tensors: WritableTensor[] = [];
   const sfDtype = loaded.spec.dtype === 'bf16' ? 'BF16' : 'F16';
   const pushAwq = (prefix: string, ql: QuantizedLinear) => {

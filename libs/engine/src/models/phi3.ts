@@ -1,0 +1,126 @@
+// Phi3ForCausalLM (Phi-3-mini/medium, Phi-3.5-mini, Phi-4): the Llama function with q/k/v packed into one
+// `self_attn.qkv_proj` ([q rows; k rows; v rows]) and gate/up into `mlp.gate_up_proj` ([gate rows; up rows]), no biases.
+// fp16 checkpoints: the canonical q/k/v/gate/up are row ranges of the packed tensors (file offsets, no copies).
+// AutoAWQ checkpoints pack the same way along the output columns of qweight/qzeros/scales: split in memory.
+// `sliding_window` caps sessions as for Mistral (common.ts applySlidingWindow); LongRoPE (the 128k variants'
+// rope_scaling "longrope" / "su") is refused by parseRope with its name.
+import { PHI3_TEMPLATE } from '../chat-template/builtin';
+import { ModelFormatError, QuantConfigError } from '../errors';
+import type { TensorSource } from '../native';
+import { LLAMA_STYLE_NAMES, applySlidingWindow, awqLinearSources, bool, fileSource, llamaStyleAwqGroups, mapByTable, parseCommon, requireTensor } from './common';
+import { readSourceBytes } from './source-bytes';
+import type { ArchitectureDef, ModelSpec, PackedLinear, WeightMapContext } from './spec';
+
+const PACKED = new Set(['q.weight', 'k.weight', 'v.weight', 'gate.weight', 'up.weight']);
+
+/** The packed linears of a layer: HF prefix, the canonical parts in row order, and each part's rows. */
+function packs(spec: ModelSpec, layer: number): Array<{ hfPrefix: string; parts: Array<[string, number]> }> {
+  const qd = spec.numHeads * spec.headDim;
+  const kvd = spec.numKvHeads * spec.headDim;
+  const p = `model.layers.${layer}`;
+  return [
+    { hfPrefix: `${p}.self_attn.qkv_proj`, parts: [['q', qd], ['k', kvd], ['v', kvd]] },
+    { hfPrefix: `${p}.mlp.gate_up_proj`, parts: [['gate', spec.intermediateSize], ['up', spec.intermediateSize]] },
+  ];
+}
+
+/** Splits each row of a row-major [rows, sum(widths)] tensor into column blocks of `widths` bytes. */
+export function splitColumnBlocks(bytes: Uint8Array, rows: number, widths: number[]): Uint8Array[] {
+  const rowLen = widths.reduce((a, b) => a + b, 0);
+  if (bytes.byteLength !== rows * rowLen) throw new Error(`packed tensor has ${bytes.byteLength} bytes, expected ${rows * rowLen}`);
+  const out = widths.map((w) => new Uint8Array(rows * w));
+  for (let r = 0; r < rows; r++) {
+    let at = r * rowLen;
+    widths.forEach((w, j) => {
+      out[j].set(bytes.subarray(at, at + w), r * w);
+      at += w;
+    });
+  }
+  return out;
+}
+
+function mapPacked(ctx: WeightMapContext, layer: number): TensorSource[] {
+  const { spec } = ctx;
+  const out: TensorSource[] = [];
+  for (const { hfPrefix, parts } of packs(spec, layer)) {
+    const rows = parts.reduce((a, [, n]) => a + n, 0);
+    if (ctx.weights.tensors.has(`${hfPrefix}.bias`)) throw new ModelFormatError('Phi-3 linears have no bias', { file: ctx.dir, tensor: `${hfPrefix}.bias` });
+    if (!spec.quant) {
+      // row ranges of the packed [rows, hidden] weight: file sources at the parts' byte offsets
+      const t = requireTensor(ctx, `${hfPrefix}.weight`, [rows, spec.hiddenSize]);
+      const src = fileSource('', t);
+      const rowBytes = t.byteLength / rows;
+      let r0 = 0;
+      for (const [name, n] of parts) {
+        out.push({ ...src, name: `layers.${layer}.${name}.weight`, shape: [n, spec.hiddenSize], offset: src.offset! + r0 * rowBytes });
+        r0 += n;
+      }
+      continue;
+    }
+    const [qweight, qzeros, scales] = awqLinearSources(ctx, hfPrefix, `layers.${layer}.${hfPrefix.endsWith('qkv_proj') ? 'qkv' : 'gate_up'}`, rows, spec.hiddenSize);
+    for (const [src, suffix, perCol] of [[qweight, 'qweight', 0.5], [qzeros, 'qzeros', 0.5], [scales, 'scales', 2]] as const) {
+      // qweight/qzeros: 8 columns per i32 (4 bytes): 0.5 byte per column; scales: f16, 2 bytes per column
+      if (parts.some(([, n]) => (n * perCol) % (perCol === 0.5 ? 4 : 2) !== 0)) {
+        throw new QuantConfigError(`${hfPrefix}: AWQ parts must be multiples of 8 columns to split`);
+      }
+      const nRows = src.shape[0];
+      const blocks = splitColumnBlocks(readSourceBytes(src), nRows, parts.map(([, n]) => n * perCol));
+      parts.forEach(([name, n], j) => {
+        out.push({ name: `layers.${layer}.${name}.${suffix}`, dtype: src.dtype, shape: [nRows, suffix === 'scales' ? n : n / 8], data: blocks[j] });
+      });
+    }
+  }
+  return out;
+}
+
+const NAMES = {
+  global: LLAMA_STYLE_NAMES.global,
+  layer: {
+    'input_norm.weight': LLAMA_STYLE_NAMES.layer['input_norm.weight'],
+    'post_norm.weight': LLAMA_STYLE_NAMES.layer['post_norm.weight'],
+    'o.weight': LLAMA_STYLE_NAMES.layer['o.weight'],
+    'down.weight': LLAMA_STYLE_NAMES.layer['down.weight'],
+  },
+};
+
+export const phi3: ArchitectureDef = {
+  key: 'phi3',
+  hfArchitectures: ['Phi3ForCausalLM'],
+  parseConfig(cfg, file) {
+    const spec = parseCommon(cfg, file, 'phi3', 'Phi3ForCausalLM');
+    if (bool(cfg, 'attention_bias', false)) throw new ModelFormatError('Phi-3 with attention_bias is not supported', { file, expected: 'no biases', found: 'attention_bias: true' });
+    applySlidingWindow(spec, cfg, file);
+    return spec;
+  },
+  mapWeights(ctx) {
+    const out = mapByTable(ctx, NAMES, PACKED);
+    for (let i = 0; i < ctx.spec.numLayers; i++) out.push(...mapPacked(ctx, i));
+    return out;
+  },
+  // AWQ's groups on the split linears are Llama's (input_norm → q,k,v; v → o; post_norm → gate,up; up → down);
+  // auto_awq packs the quantized parts back into qkv_proj / gate_up_proj (packedLinears)
+  awqScaleGroups(spec, layer) {
+    const p = `model.layers.${layer}`;
+    return llamaStyleAwqGroups(spec, layer).map((g) => ({
+      ...g,
+      prev: g.prev.replace(`${p}.self_attn.v_proj`, `${p}.self_attn.qkv_proj[v]`).replace(`${p}.mlp.up_proj`, `${p}.mlp.gate_up_proj[up]`),
+      linears: [...new Set(g.linears.map((l) => l.replace(/self_attn\.[qkv]_proj$/, 'self_attn.qkv_proj').replace(/mlp\.(gate|up)_proj$/, 'mlp.gate_up_proj')))],
+    }));
+  },
+  packedLinears(spec, layer): PackedLinear[] {
+    return packs(spec, layer).map(({ hfPrefix, parts }) => ({
+      hfPrefix,
+      parts: parts.map(([name]) => name),
+      pack: (blocks) => {
+        const all = new Uint8Array(blocks.reduce((a, b) => a + b.byteLength, 0));
+        let at = 0;
+        for (const b of blocks) {
+          all.set(b, at);
+          at += b.byteLength;
+        }
+        return all;
+      },
+    }));
+  },
+  defaultChatTemplate: () => PHI3_TEMPLATE,
+};
