@@ -506,6 +506,42 @@ describe('e2e: dashboard in headless chromium', () => {
     await shot('playground-tools');
   });
 
+  it("deploys with a reasoning parser from the UI, and the playground shows the model's thinking apart from the answer", async () => {
+    await go('/workers');
+    const versionId = (await http('GET', '/deployments/tiny-awq')).body.versionId as string;
+    await page.getByLabel('Deployment name').fill('tiny-think');
+    await page.getByLabel('Deployment version id').fill(versionId);
+    await page.getByLabel('Session length').fill('256');
+    await page.getByLabel('Enable prefix caching').uncheck();
+    // deepseek_r1: the prompt opened the think block, so this random model's whole reply is thinking (no </think>)
+    await page.getByLabel('Reasoning parser').selectOption('deepseek_r1');
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    await page.locator('[data-deployment="tiny-think"] [data-worker-state="ready"]').waitFor({ timeout: 90_000 });
+    expect(await page.locator('[data-deployment="tiny-think"]').innerText()).toMatch(/Reasoning parser\s+deepseek_r1/);
+    await go('/playground');
+    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+    await page.waitForFunction(() => [...(globalThis as any).document.querySelectorAll('select[aria-label="Deployment"] option')].some((o: any) => o.value === 'tiny-think'), undefined, { timeout: 10_000 });
+    await page.getByLabel('Deployment', { exact: true }).selectOption('tiny-think');
+    await page.getByRole('button', { name: 'Clear conversation' }).click().catch(() => undefined);
+    await page.getByLabel('Temperature').fill('0');
+    await page.getByLabel('Max new tokens').fill('12');
+    await page.getByLabel('Tools').fill('');
+    await page.getByLabel('Response format').selectOption('text');
+    await page.getByRole('textbox', { name: 'Message' }).fill('Think it over');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    const thinking = page.locator('[data-role="assistant"] [data-testid="reasoning"]').last();
+    await thinking.waitFor({ timeout: 10_000 });
+    const api = await http('POST', '/v1/chat/completions', { model: 'tiny-think', messages: [{ role: 'user', content: 'Think it over' }], max_tokens: 12, temperature: 0, ignore_eos: true });
+    // the page shows the same thinking the API returns (the page's request may stop at EOS: a prefix of it)
+    // (collapsed once the answer is in: textContent, which innerText of a closed <details> is not)
+    const shown = ((await thinking.locator('.msg-text').textContent()) ?? '').trim();
+    expect(shown.length).toBeGreaterThan(0);
+    expect(api.body.choices[0].message.reasoning_content.startsWith(shown)).toBe(true);
+    expect(await page.locator('[data-role="assistant"] > .msg-text').last().innerText()).toBe('');
+    expect(await unlabeled()).toEqual([]);
+  });
+
   it('is usable on a phone-sized screen: no sideways scrolling, a menu button for the navigation', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     try {
