@@ -72,8 +72,8 @@ export interface TensorSource {
 }
 
 export interface RopeConfig {
-  /** 'default' | 'linear' | 'dynamic' (NTK) | 'llama3' */
-  type: 'default' | 'linear' | 'dynamic' | 'llama3';
+  /** 'default' | 'linear' | 'dynamic' (NTK) | 'llama3' | 'longrope' (Phi-3 128k, Phi-3.5) */
+  type: 'default' | 'linear' | 'dynamic' | 'llama3' | 'longrope';
   theta: number;
   factor?: number;
   /** llama3 */
@@ -82,6 +82,11 @@ export interface RopeConfig {
   originalMaxPositionEmbeddings?: number;
   /** Fraction/number of head dims rotated; full head when absent. */
   rotaryDim?: number;
+  /** longrope: per rotary pair, the frequency divisors up to originalMaxPositionEmbeddings tokens and beyond it. */
+  shortFactor?: number[];
+  longFactor?: number[];
+  /** longrope: HF's cos/sin multiplier (applied as attentionFactor^2 on the attention scale; full rotary heads only). */
+  attentionFactor?: number;
 }
 
 /** Everything the one native decoder needs to know about an architecture (filled by libs/engine). */

@@ -93,13 +93,49 @@ export function parseRope(cfg: HfConfig, headDim: number, file: string, defaultT
       rope.originalMaxPositionEmbeddings = need('original_max_position_embeddings');
       break;
     }
+    case 'longrope':
+    case 'su': {
+      // Phi-3 128k / Phi-3.5: per-pair frequency divisors (short up to the original context, long beyond) and an
+      // attention factor from the context extension, as transformers computes it
+      rope.type = 'longrope';
+      const list = (k: string): number[] => {
+        const v = scaling?.[k];
+        if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && x > 0)) {
+          throw new ModelFormatError(`longrope scaling needs "${k}" (positive numbers)`, { file, expected: 'an array of numbers', found: JSON.stringify(v)?.slice(0, 80) });
+        }
+        return v as number[];
+      };
+      rope.shortFactor = list('short_factor');
+      rope.longFactor = list('long_factor');
+      const orig = (scaling?.original_max_position_embeddings ?? cfg.original_max_position_embeddings) as number | undefined;
+      if (typeof orig !== 'number' || !(orig > 0)) {
+        throw new ModelFormatError('longrope scaling needs original_max_position_embeddings', { file, expected: 'a positive number', found: JSON.stringify(orig) });
+      }
+      rope.originalMaxPositionEmbeddings = orig;
+      const maxPos = typeof cfg.max_position_embeddings === 'number' ? cfg.max_position_embeddings : orig;
+      const factor = maxPos / orig;
+      const given = scaling?.attention_factor;
+      rope.attentionFactor = typeof given === 'number' ? given : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(orig));
+      break;
+    }
     default:
       throw new ModelFormatError(`unsupported rope scaling type "${rawType}"`, {
-        file, expected: 'default, linear, dynamic or llama3', found: rawType,
+        file, expected: 'default, linear, dynamic, llama3 or longrope', found: rawType,
       });
   }
   const partial = (params?.partial_rotary_factor ?? cfg.partial_rotary_factor) as number | undefined;
   if (typeof partial === 'number' && partial > 0 && partial < 1) rope.rotaryDim = Math.floor(headDim * partial);
+  if (rope.type === 'longrope') {
+    const half = Math.floor((rope.rotaryDim ?? headDim) / 2);
+    if (rope.rotaryDim !== undefined && rope.rotaryDim !== headDim) {
+      throw new ModelFormatError('longrope with a partial rotary dimension is not supported', { file, expected: 'partial_rotary_factor 1', found: String(partial) });
+    }
+    if (rope.shortFactor!.length !== half || rope.longFactor!.length !== half) {
+      throw new ModelFormatError(`longrope short_factor / long_factor must have ${half} values (rotary dims / 2)`, {
+        file, found: `${rope.shortFactor!.length} / ${rope.longFactor!.length}`,
+      });
+    }
+  }
   return rope;
 }
 

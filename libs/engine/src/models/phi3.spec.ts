@@ -63,10 +63,39 @@ describe('phi3', () => {
   const tmp = makeTempDir('lmfleet-phi3-');
   afterAll(() => tmp.cleanup());
 
-  it('parses Phi-3 config.json (sliding_window caps sessions); LongRoPE variants are refused by name', () => {
+  it('parses Phi-3 config.json (sliding_window caps sessions) and LongRoPE (the 128k variants, Phi-3.5)', () => {
     expect(phi3.parseConfig(CFG, F)).toMatchObject({ arch: 'phi3', headDim: 96, numKvHeads: 32, slidingWindow: 2047, qkvBias: false });
     expect(phi3.parseConfig({ ...CFG, sliding_window: null }, F).slidingWindow).toBeUndefined();
-    expect(() => phi3.parseConfig({ ...CFG, rope_scaling: { type: 'longrope', short_factor: [1], long_factor: [1] } }, F)).toThrow(/unsupported rope scaling type "longrope"/);
+    // Phi-3-mini-128k's shape: 48 factors each, 131072 over an original 4096: attention factor sqrt(1 + ln 32 / ln 4096)
+    const f = Array.from({ length: 48 }, (_, i) => 1 + i / 10);
+    const long = { ...CFG, max_position_embeddings: 131072, sliding_window: 262144, rope_scaling: { type: 'longrope', short_factor: f, long_factor: f.map((x) => 2 * x) } };
+    const s = phi3.parseConfig(long, F);
+    expect(s.rope).toMatchObject({ type: 'longrope', originalMaxPositionEmbeddings: 4096, shortFactor: f });
+    expect(s.rope.attentionFactor).toBeCloseTo(Math.sqrt(1 + Math.log(32) / Math.log(4096)), 12);
+    expect(() => phi3.parseConfig({ ...long, rope_scaling: { ...long.rope_scaling, long_factor: [1, 2] } }, F)).toThrow(/must have 48 values/);
+    expect(() => phi3.parseConfig({ ...long, partial_rotary_factor: 0.75 }, F)).toThrow(/partial rotary/);
+  });
+
+  (native ? it : it.skip)('longrope frequencies: short factors up to the original context, long ones beyond (the rope op)', async () => {
+    const hd = 8;
+    const short = [1, 2, 3, 4];
+    const long = [5, 6, 7, 8];
+    const ropeAt = async (seqLen: number, pos: number) => {
+      const probe = new Float32Array(hd);
+      for (let i = 0; i < hd / 2; i++) probe[i] = 1;
+      const t = (a: Float32Array | Int32Array, shape: number[], dtype: 'f32' | 'i32') => ({ dtype, shape, data: new Uint8Array(a.buffer, a.byteOffset, a.byteLength) });
+      const [r] = await native!.runOp('rope', [t(probe, [1, 1, hd], 'f32'), t(Int32Array.of(pos), [1], 'i32'), t(Float32Array.from(short), [4], 'f32'), t(Float32Array.from(long), [4], 'f32')],
+        { type: 'longrope', theta: 10000, originalMaxPositionEmbeddings: 16, seqLen });
+      return new Float32Array(r.data.slice().buffer);
+    };
+    for (const [seqLen, fac] of [[16, short], [17, long]] as const) {
+      const out = await ropeAt(seqLen, 5);
+      for (let i = 0; i < hd / 2; i++) {
+        const inv = 1 / (fac[i] * 10000 ** ((2 * i) / hd));
+        expect(out[i]).toBeCloseTo(Math.cos(5 * inv), 5);
+        expect(out[i + hd / 2]).toBeCloseTo(Math.sin(5 * inv), 5);
+      }
+    }
   });
 
   it('splits packed column blocks row by row', () => {

@@ -179,7 +179,9 @@ export class BlockForward {
     const probe = new Float32Array(maxLen * hd);
     for (let p = 0; p < maxLen; p++) for (let i = 0; i < hd / 2; i++) probe[p * hd + i] = 1;
     const pos = this.positions([maxLen]);
-    const [r] = await this.native.runOp('rope', [f32Tensor(probe, [maxLen, 1, hd]), i32Tensor(pos, [maxLen])], this.ropeParams(maxLen));
+    const r0 = this.spec.rope;
+    const factors = r0.type === 'longrope' ? [f32Tensor(Float32Array.from(r0.shortFactor ?? []), [r0.shortFactor?.length ?? 0]), f32Tensor(Float32Array.from(r0.longFactor ?? []), [r0.longFactor?.length ?? 0])] : [];
+    const [r] = await this.native.runOp('rope', [f32Tensor(probe, [maxLen, 1, hd]), i32Tensor(pos, [maxLen]), ...factors], this.ropeParams(maxLen));
     const rot = asF32(r);
     // rotary dims: the pairs the op changed (dims past rotary_dim stay 1 / 0)
     let half = hd / 2;
@@ -258,7 +260,8 @@ export class BlockForward {
         i32Tensor(tables, [S, 1]),
         i32Tensor(info, [S, 3]),
       ],
-      { scale: 1 / Math.sqrt(hd) },
+      // longrope: HF scales cos and sin by attentionFactor, i.e. the attention logits by its square
+      { scale: (this.spec.rope.type === 'longrope' ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd) },
     );
     return asF32(r);
   }

@@ -41,6 +41,23 @@ RopeParams get_rope(const Napi::Object& config, const std::string& where) {
   p.high_freq_factor = get_number(r, "highFreqFactor", 4.0);
   p.original_max_position = (int64_t)get_number(r, "originalMaxPositionEmbeddings", 0);
   p.rotary = get_number(r, "rotaryDim", 0);
+  // longrope: the two factor lists and the attention factor (HF's cos/sin multiplier)
+  auto factors = [&](const char* key) {
+    std::vector<float> v;
+    Napi::Value a = r.Get(key);
+    if (a.IsUndefined() || a.IsNull()) return v;
+    if (!a.IsArray()) fail(ErrorCode::InvalidArgument, where + ": rope." + key + " must be an array of numbers");
+    Napi::Array arr = a.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value x = arr.Get(i);
+      if (!x.IsNumber()) fail(ErrorCode::InvalidArgument, where + ": rope." + key + " must be an array of numbers");
+      v.push_back(x.As<Napi::Number>().FloatValue());
+    }
+    return v;
+  };
+  p.short_factor = factors("shortFactor");
+  p.long_factor = factors("longFactor");
+  p.attention_factor = get_number(r, "attentionFactor", 1.0);
   return p;
 }
 

@@ -272,7 +272,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
     if (r < 0 || r >= T) fail(ErrorCode::InvalidArgument, "decoder: logit row out of range");
 
   const int half_rot = (int)m_.rotary_dim() / 2;
-  const bool dynamic = c.rope.type == "dynamic";
+  const bool dynamic = rope_per_sequence(c.rope);  // one frequency table per token
   // shapes: graph steps pad to buckets
   int Tp = T, Sp = S, Rp = R, mb = (int)b.max_blocks, splits = 0;
   if (decode) {
@@ -440,8 +440,8 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   const int* rows = reinterpret_cast<const int*>(dev_stage_ + L.rows);
   const int* bt = reinterpret_cast<const int*>(dev_stage_ + L.block_tables);
   const float* inv_freq = reinterpret_cast<const float*>(dev_stage_ + L.inv_freq);
-  const int inv_stride = c.rope.type == "dynamic" ? (int)m_.rotary_dim() / 2 : 0;
-  const float scale = 1.f / std::sqrt((float)D);
+  const int inv_stride = rope_per_sequence(c.rope) ? (int)m_.rotary_dim() / 2 : 0;
+  const float scale = (float)rope_attention_scale(c.rope, D);
 
   // W4A16 decode at tp 1 (LMFLEET_W4_FUSE, default on): each layer's two rms_norms, its silu_mul and its two residual
   // adds fold into the MmaX GEMVs (w4a16_gemv_fused_cuda): 4 kernels instead of 9 around attention. The residual

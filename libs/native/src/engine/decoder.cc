@@ -171,7 +171,7 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
   // RoPE frequencies: one table, or one per token for dynamic NTK (depends on each sequence's length).
   const int64_t half = m_.rotary_dim() / 2;
   int64_t inv_stride = 0;
-  if (c.rope.type == "dynamic") {
+  if (rope_per_sequence(c.rope)) {
     std::vector<float> tab((size_t)(T * half));
     for (int64_t s = 0; s < b.num_seqs(); s++) {
       auto f = rope_inv_freq(c.rope, D, b.seq_info[s * 3 + 2]);
@@ -211,7 +211,7 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
                              c.qk_norm ? L.k_norm.as<float>() : nullptr, c.eps}));
     kv_store_args st{k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size, qkvd};
     attention_args at{q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
-                      b.seq_info.data(), b.num_seqs(), NH, NKV, D, 1.0f / std::sqrt((float)D), qkvd};
+                      b.seq_info.data(), b.num_seqs(), NH, NKV, D, (float)rope_attention_scale(c.rope, D), qkvd};
     if (qp) {  // quantized cache: kv_store quantizes (online, or with the calibrated params), attention dequantizes
       st.quant_policy = at.quant_policy = qp;
       st.head_dim = D;

@@ -17,6 +17,11 @@ int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim) {
   return rd;
 }
 
+double rope_attention_scale(const RopeParams& p, int64_t head_dim) {
+  const double s = 1.0 / std::sqrt((double)head_dim);
+  return p.type == "longrope" ? s * p.attention_factor * p.attention_factor : s;
+}
+
 std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t seq_len) {
   const int64_t rd = rope_rotary_dim(p, head_dim);
   const int64_t half = rd / 2;
@@ -26,13 +31,21 @@ std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t 
     if (seq_len > maxpos && p.factor > 0)
       base = p.theta * std::pow(p.factor * (double)seq_len / (double)maxpos - (p.factor - 1.0),
                                 (double)rd / (double)(rd - 2));
+  } else if (p.type == "longrope") {
+    if ((int64_t)p.short_factor.size() != half || (int64_t)p.long_factor.size() != half)
+      fail(ErrorCode::InvalidArgument, "rope: longrope needs short_factor and long_factor of rotary_dim / 2 = " + std::to_string(half) +
+                                           " values each, got " + std::to_string(p.short_factor.size()) + " and " + std::to_string(p.long_factor.size()));
+    if (p.original_max_position <= 0) fail(ErrorCode::InvalidArgument, "rope: longrope needs original_max_position_embeddings");
   } else if (p.type != "default" && p.type != "linear" && p.type != "llama3") {
-    fail(ErrorCode::InvalidArgument, "rope: unsupported type '" + p.type + "' (default, linear, dynamic, llama3)");
+    fail(ErrorCode::InvalidArgument, "rope: unsupported type '" + p.type + "' (default, linear, dynamic, llama3, longrope)");
   }
+  // longrope: the long factors once the sequence is longer than the original context (HF's dynamic longrope)
+  const std::vector<float>* ext = p.type != "longrope" ? nullptr : seq_len > p.original_max_position ? &p.long_factor : &p.short_factor;
   std::vector<float> inv(half);
   for (int64_t i = 0; i < half; i++) {
     // As HF: computed in float32 from base^(2i/rd).
     float f = (float)(1.0 / std::pow(base, (double)(2 * i) / (double)rd));
+    if (ext) f = (float)(1.0 / ((double)(*ext)[i] * std::pow(base, (double)(2 * i) / (double)rd)));
     if (p.type == "linear") f = (float)(f / p.factor);
     if (p.type == "llama3") {
       double old_ctx = (double)(p.original_max_position > 0 ? p.original_max_position : 8192);
@@ -81,11 +94,12 @@ void rope_cpu(const rope_args& a, ThreadPool& pool) {
   }, 4);
 }
 
-// inputs: x [tokens, heads, head_dim], positions i32 [tokens]
-// params: type ('default'|'linear'|'dynamic'|'llama3'), theta, factor, lowFreqFactor, highFreqFactor,
-//         originalMaxPositionEmbeddings, maxPositionEmbeddings, rotaryDim, seqLen (dynamic; default max pos+1)
+// inputs: x [tokens, heads, head_dim], positions i32 [tokens], and for longrope short_factor, long_factor f32 [rot/2]
+// params: type ('default'|'linear'|'dynamic'|'llama3'|'longrope'), theta, factor, lowFreqFactor, highFreqFactor,
+//         originalMaxPositionEmbeddings, maxPositionEmbeddings, rotaryDim, seqLen (dynamic / longrope; default max
+//         pos+1). (longrope's attention factor scales the attention, not this op: rope_attention_scale.)
 void rope_run(Backend& be, OpCall& call) {
-  call.expect_inputs(2, 2);
+  call.expect_inputs(2, 4);
   auto x = call.in_f32(0, 3, "x");
   auto pos = call.in_i32(1, 1, "positions");
   int64_t tokens = call.inputs[0].shape[0], heads = call.inputs[0].shape[1], hd = call.inputs[0].shape[2];
@@ -99,6 +113,12 @@ void rope_run(Backend& be, OpCall& call) {
   p.original_max_position = (int64_t)call.num("originalMaxPositionEmbeddings", 0);
   p.max_position = (int64_t)call.num("maxPositionEmbeddings", 2048);
   p.rotary = call.num("rotaryDim", 0);
+  if (call.inputs.size() == 4) {
+    p.short_factor = call.in_f32(2, 1, "short_factor");
+    p.long_factor = call.in_f32(3, 1, "long_factor");
+  } else if (call.inputs.size() == 3) {
+    call.bad("longrope takes both short_factor and long_factor");
+  }
   int64_t maxp = 0;
   for (auto v : pos) maxp = std::max<int64_t>(maxp, v);
   auto inv = rope_inv_freq(p, hd, (int64_t)call.num("seqLen", (double)(maxp + 1)));

@@ -9,7 +9,7 @@
 namespace lmfleet {
 
 struct RopeParams {
-  std::string type = "default";  // default | linear | dynamic | llama3
+  std::string type = "default";  // default | linear | dynamic | llama3 | longrope
   double theta = 10000.0;
   double factor = 1.0;
   double low_freq_factor = 1.0;
@@ -17,7 +17,17 @@ struct RopeParams {
   int64_t original_max_position = 0;  // llama3 (and dynamic when set; else max_position)
   int64_t max_position = 2048;
   double rotary = 0;  // <= 1: fraction of head_dim; > 1: number of dims; 0: full head
+  // longrope (Phi-3 128k, Phi-3.5): per-pair divisors of the frequencies, short_factor for sequences up to
+  // original_max_position tokens, long_factor beyond; attention_factor multiplies cos and sin (HF), which for a full
+  // rotary head is the attention logits times attention_factor^2 (rope_attention_scale).
+  std::vector<float> short_factor, long_factor;
+  double attention_factor = 1.0;
 };
+
+// Whether the frequency table depends on each sequence's length (dynamic NTK, longrope): one table per token then.
+inline bool rope_per_sequence(const RopeParams& p) { return p.type == "dynamic" || p.type == "longrope"; }
+// The attention softmax scale: 1/sqrt(head_dim), times attention_factor^2 for longrope.
+double rope_attention_scale(const RopeParams& p, int64_t head_dim);
 
 int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim);
 // rotary_dim/2 inverse frequencies for a sequence of `seq_len` tokens (seq_len matters only for dynamic NTK).
