@@ -21,7 +21,9 @@ describe('qwen2', () => {
     };
     const s = qwen2.parseConfig(cfg, F);
     expect(s).toMatchObject({ headDim: 64, numKvHeads: 2, qkvBias: true, oBias: false, rope: { type: 'default', theta: 10000 }, dtype: 'f16' });
-    expect(() => qwen2.parseConfig({ ...cfg, use_sliding_window: true }, F)).toThrow(/sliding_window/);
+    // sliding-window layers cap sessions at the window (exact inside it); without use_sliding_window the field is unused
+    expect(qwen2.parseConfig({ ...cfg, use_sliding_window: true, sliding_window: 256 }, F).slidingWindow).toBe(256);
+    expect(qwen2.parseConfig({ ...cfg, use_sliding_window: false, sliding_window: 256 }, F).slidingWindow).toBeUndefined();
   });
 
   it('maps a tiny Qwen2 to canonical names with absolute file offsets', () => {

@@ -50,14 +50,14 @@ describe('qwen3', () => {
   const tmp = makeTempDir('lmfleet-qwen3-');
   afterAll(() => tmp.cleanup());
 
-  it('parses Qwen3 config.json: explicit head_dim, per-head q/k norms, no biases; sliding windows refused', () => {
+  it('parses Qwen3 config.json: explicit head_dim, per-head q/k norms, no biases; a sliding window caps sessions', () => {
     const s = qwen3.parseConfig(CFG, F);
     expect(s).toMatchObject({
       arch: 'qwen3', headDim: 128, numHeads: 16, numKvHeads: 8, hiddenSize: 1024, qkNorm: true, qkvBias: false, oBias: false,
       tieWordEmbeddings: true, dtype: 'bf16', rope: { type: 'default', theta: 1000000 },
     });
     expect(qwen3.parseConfig({ ...CFG, attention_bias: true }, F)).toMatchObject({ qkvBias: true, oBias: true });
-    expect(() => qwen3.parseConfig({ ...CFG, use_sliding_window: true }, F)).toThrow(/use_sliding_window/);
+    expect(qwen3.parseConfig({ ...CFG, use_sliding_window: true, sliding_window: 4096 }, F).slidingWindow).toBe(4096);
   });
 
   it('maps q_norm / k_norm to canonical [headDim] tensors; a checkpoint without them is refused by tensor name', () => {

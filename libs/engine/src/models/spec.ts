@@ -17,7 +17,7 @@ export interface ModelSpec extends NativeArchConfig {
   modelType: string;
   qkvBias: boolean;
   oBias: boolean;
-  /** Mistral's sliding_window when it is shorter than maxPositionEmbeddings: attention here is full, so sessions are
+  /** sliding_window (Mistral, Phi-3; Qwen2/3 with use_sliding_window) when shorter than maxPositionEmbeddings: attention here is full, so sessions are
    *  capped at this many tokens (within it the two are the same). */
   slidingWindow?: number;
   /** The dtype config.json declares (torch_dtype / dtype), if any; the weights' dtype decides `dtype`. */
