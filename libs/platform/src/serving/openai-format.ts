@@ -143,7 +143,10 @@ export class ChatChunker {
       const text = ts ? ts.push(parts.content) : parts.content;
       if (text || parts.reasoning || ev.logprobs?.length) {
         const logprobs = this.opts.logprobs !== undefined && ev.logprobs ? { content: chatLogprobs(ev.logprobs, this.opts.logprobs), refusal: null } : null;
-        const delta = parts.reasoning && !text ? { reasoning_content: parts.reasoning } : parts.reasoning ? { reasoning_content: parts.reasoning, content: text } : { content: text };
+        // reasoning_content while thinking; content once there is some (or when there is no reasoning at all)
+        const delta: { reasoning_content?: string; content?: string } = {};
+        if (parts.reasoning) delta.reasoning_content = parts.reasoning;
+        if (text || !parts.reasoning) delta.content = text;
         out.push(this.chunk([{ index: ev.i, delta, logprobs, finish_reason: null }]));
       }
     } else if (ev.t === 'done') {
