@@ -591,6 +591,15 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     }
     expect(reasoning).toBe(think.body.choices[0].message.reasoning_content);
     expect(content).toBe('');
+    // response_format applies only after </think>: this model never writes it, so its thinking stays free text (the
+    // same tokens as without a format), not JSON
+    // (without ignore_eos: a format needs the stop token to end its output)
+    const base = { messages: req.messages, max_tokens: 8, temperature: 0 };
+    const unguided = await http('POST', '/v1/chat/completions', { model: 'tiny-think', ...base });
+    const guided = await http('POST', '/v1/chat/completions', { model: 'tiny-think', ...base, response_format: { type: 'json_object' } });
+    expect(guided.status).toBe(200);
+    expect(guided.body.choices[0].message.reasoning_content).toBe(unguided.body.choices[0].message.reasoning_content);
+    expect(guided.body.choices[0].message.reasoning_content.length).toBeGreaterThan(0);
   });
 
   it('a deployment with prefix caching starts a request from the cached KV of the prompt it shares with an earlier one (usage says how much), with the same text', async () => {

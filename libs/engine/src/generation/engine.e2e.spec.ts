@@ -268,6 +268,39 @@ describe('generation API on a tiny generated model (cpu)', () => {
     await expect(collect(engine.createInstance().streamInfer({ inputIds, maxNewTokens: 8, responseFormat: { type: 'json_schema', schema: { type: 'tensor' } } }))).rejects.toThrow(/schema/i);
   });
 
+  it('guideAfter: free text until the marker (a reasoning model thinking), then the response format', async () => {
+    if (!engine) return;
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] };
+    const inputIds = engine.encodePrompt('the cat');
+    const stopIds = engine.defaultStopIds(false);
+    const run = async (guideAfter: string, maxNewTokens: number) => {
+      const tokens: number[] = [];
+      let finish: string | undefined;
+      for await (const o of engine!.createInstance().streamInfer({ inputIds, maxNewTokens, stopIds, sampling: greedy, responseFormat: { type: 'json_schema', schema }, guideAfter })) {
+        tokens.push(...o.tokenIds);
+        finish = o.finishReason ?? finish;
+      }
+      return { tokens, finish };
+    };
+    // the free greedy continuation, and a marker it writes a few tokens in
+    const free = (await collect(engine.createInstance().streamInfer({ inputIds, maxNewTokens: 40, stopIds, sampling: greedy }))).flatMap((o) => o.tokenIds);
+    const upTo = (ts: number[], n: number) => engine!.tokenizer.decode(ts.slice(0, n), { skipSpecialTokens: false });
+    const k = 4;
+    const freeText = upTo(free, k);
+    const marker = freeText.slice(-3);
+    expect(marker.length).toBe(3);
+    const at = (ts: number[]) => ts.findIndex((_, i) => upTo(ts, i + 1).includes(marker)) + 1; // tokens up to the marker
+    const g = await run(marker, 80);
+    const m = at(g.tokens);
+    expect(m).toBeGreaterThan(0);
+    expect(g.tokens.slice(0, m)).toEqual(free.slice(0, m)); // unconstrained (greedy) until the marker
+    expect(g.finish).toBe('stop'); // the grammar ended it
+    expect(JSON.parse(upTo(g.tokens.slice(m), g.tokens.length))).toMatchObject({ ok: expect.any(Boolean) });
+    // a marker that never comes: the whole output is free (the same tokens as without a format)
+    const never = await run('\u0001never\u0002', 40);
+    expect(never.tokens).toEqual(free);
+  });
+
   it('responseFormat on a model that ships only tokenizer.model (SentencePiece): the converted vocabulary guides it', async () => {
     if (!native) return;
     const dir = path.join(tmp.dir, 'sp-only');

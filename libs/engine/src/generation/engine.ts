@@ -284,7 +284,8 @@ export class Engine {
     const stopIds = p.stopIds ?? this.tokenizer.special.eosIds;
     // Guided: the grammar's first allowed set goes with the request; route() hands each token to the matcher and the
     // next set to the native engine, which holds the request until it comes.
-    const guide = p.responseFormat && p.responseFormat.type !== 'text' ? await this.openGuide(p.responseFormat, stopIds) : undefined;
+    let guide = p.responseFormat && p.responseFormat.type !== 'text' ? await this.openGuide(p.responseFormat, stopIds) : undefined;
+    if (guide && p.guideAfter) guide = new DeferredGuide(guide, p.guideAfter, Math.ceil(this.spec.vocabSize / 32), (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: false }));
     if (this.disposed) {
       guide?.close();
       throw new DisposedError('engine');
@@ -528,6 +529,43 @@ export class Engine {
 
   private assertAlive(): void {
     if (this.disposed) throw new DisposedError('engine');
+  }
+}
+
+/**
+ * A guide that lets every token through until the output contains `marker` (a reasoning model's '</think>'), then
+ * hands over to the response format's own guide. The request stays guided throughout (one mask per token), so the
+ * switch needs nothing from the native engine.
+ */
+export class DeferredGuide implements GuideHandle {
+  readonly mask: Uint32Array;
+  private active = false;
+  private tail = '';
+
+  constructor(
+    private readonly inner: GuideHandle,
+    private readonly marker: string,
+    maskWords: number,
+    private readonly decode: (ids: number[]) => string,
+  ) {
+    this.mask = new Uint32Array(maskWords).fill(0xffffffff);
+  }
+
+  async accept(tokens: number[]): Promise<Uint32Array | null> {
+    if (this.active) return this.inner.accept(tokens);
+    for (let i = 0; i < tokens.length; i++) {
+      this.tail = (this.tail + this.decode([tokens[i]])).slice(-2 * this.marker.length);
+      if (this.tail.includes(this.marker)) {
+        this.active = true;
+        const rest = tokens.slice(i + 1);
+        return rest.length ? this.inner.accept(rest) : this.inner.mask;
+      }
+    }
+    return this.mask;
+  }
+
+  close(): void {
+    this.inner.close();
   }
 }
 

@@ -99,6 +99,9 @@ export interface StreamInferParams {
   /** OpenAI's response_format: the output follows a JSON schema, or is any JSON object (guided decoding: each
    *  token is sampled only among those the grammar allows next; xgrammar decides them). Unset or 'text': free text. */
   responseFormat?: ResponseFormat;
+  /** responseFormat applies only once the output contains this text (a reasoning model's '</think>': it thinks
+   *  freely, then answers in the format, as vLLM does with a reasoning parser). Unset: from the first token. */
+  guideAfter?: string;
   /** OpenAI's logit_bias: token id -> value added to its logit before sampling (-100..100 in OpenAI's API; the
    *  engine takes any finite value). Log-probs stay the model's. */
   logitBias?: Record<number, number>;

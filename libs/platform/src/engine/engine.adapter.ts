@@ -94,6 +94,8 @@ export interface ServingStreamParams {
   skipSpecialTokens?: boolean;
   signal?: AbortSignal;
   responseFormat?: ServingResponseFormat;
+  /** responseFormat only once the output contains this text (a reasoning model's '</think>'). */
+  guideAfter?: string;
   logitBias?: Record<number, number>;
   minNewTokens?: number;
 }

@@ -15,7 +15,7 @@ import { TokenStream } from '../streams/token-stream';
 import { Admission } from './admission';
 import { ChatChunker, CompletionChunker, ResponseCollector } from './openai-format';
 import { toOpenAIErrorBody } from './openai-errors';
-import type { ReasoningParser } from './reasoning';
+import { guideStartMarker, type ReasoningParser } from './reasoning';
 import { OPENAI_NAME, parseTools, type ToolMode } from './tool-calls';
 import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent, type TokenizeSpec, type WorkerLiveness } from './protocol';
 import { ServingEvents } from './serving-events';
@@ -163,6 +163,12 @@ export interface TokenizeRequest {
   chat_template_kwargs?: unknown;
 }
 
+/** A reasoning deployment's guided request: the format starts after the thinking (reasoning.ts guideStartMarker). */
+function guideAfterOf(mode: ReasoningParser, templateKwargs?: Record<string, unknown>): { guideAfter?: string } {
+  const m = guideStartMarker(mode, templateKwargs);
+  return m ? { guideAfter: m } : {};
+}
+
 /** Variables the chat template is always given (the conversation, tools, the generation prompt, BOS / EOS). */
 const TEMPLATE_RESERVED = ['messages', 'tools', 'add_generation_prompt', 'bos_token', 'eos_token'];
 
@@ -258,6 +264,7 @@ export class OpenAIService {
       ...(guided && !tools?.responseFormat ? { responseFormatParam: guided.param } : {}),
       ...(tools ? { tools: tools.tools } : {}),
       ...(templateKwargs ? { templateKwargs } : {}),
+      ...(responseFormat && dep.reasoningParser ? guideAfterOf(dep.reasoningParser, templateKwargs) : {}),
       maxTokens: body.max_completion_tokens ?? body.max_tokens,
       ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       ...promptLogprobsOf(body, undefined),

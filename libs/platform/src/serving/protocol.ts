@@ -63,6 +63,9 @@ export interface ServeRequest {
   stopTokenIds?: number[];
   /** chat: OpenAI's tools (validated by the API), rendered by the chat template (engine: chat-template/tools.ts). */
   tools?: ServingTool[];
+  /** chat on a deployment with a reasoning parser: responseFormat applies once the output contains this text
+   *  ('</think>'), so the model thinks freely first. */
+  guideAfter?: string;
   /** chat: extra chat-template variables (vLLM's chat_template_kwargs; LMDeploy's enable_thinking lands here). */
   templateKwargs?: Record<string, unknown>;
   tokenize?: TokenizeSpec;

@@ -1,4 +1,4 @@
-import { parseReasoningParser, ReasoningStream, splitReasoning, type ReasoningParser } from './reasoning';
+import { guideStartMarker, parseReasoningParser, ReasoningStream, splitReasoning, type ReasoningParser } from './reasoning';
 
 /** Feeds `text` in pieces of `size` characters and joins what comes out. */
 function streamed(text: string, mode: ReasoningParser, size: number): { reasoning: string; content: string } {
@@ -45,6 +45,14 @@ describe('reasoning parsers', () => {
     expect(s.push('ink>\nabc\n</')).toEqual({ reasoning: 'abc', content: '' });
     expect(s.push('think>\n\nHello')).toEqual({ reasoning: '', content: 'Hello' });
     expect(s.push(' world')).toEqual({ reasoning: '', content: ' world' });
+  });
+
+  it('guided decoding starts after the thinking, unless the prompt closed the think block', () => {
+    expect(guideStartMarker('deepseek_r1')).toBe('</think>');
+    expect(guideStartMarker('qwen3')).toBe('</think>');
+    expect(guideStartMarker('qwen3', { enable_thinking: true })).toBe('</think>');
+    expect(guideStartMarker('qwen3', { enable_thinking: false })).toBeUndefined();
+    expect(guideStartMarker('deepseek_r1', { enable_thinking: false })).toBe('</think>'); // its prompt opened the block
   });
 
   it("accepts vLLM's and LMDeploy's names, and refuses others by param", () => {

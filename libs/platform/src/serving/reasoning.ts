@@ -121,6 +121,17 @@ export class ReasoningStream {
   }
 }
 
+/**
+ * Where guided decoding (response_format, tools "required") starts for a reasoning model: after its '</think>', so
+ * the thinking is free and the answer follows the format, as vLLM does with a reasoning parser. Undefined (from the
+ * first token) when the prompt already closed the block: qwen3 with enable_thinking false (the template writes an
+ * empty think block).
+ */
+export function guideStartMarker(mode: ReasoningParser, templateKwargs?: Record<string, unknown>): string | undefined {
+  if (mode === 'qwen3' && templateKwargs?.enable_thinking === false) return undefined;
+  return CLOSE;
+}
+
 /** A whole reply: reasoning (null when the reply had none) and content. */
 export function splitReasoning(text: string, mode: ReasoningParser): { reasoning: string | null; content: string } {
   const s = new ReasoningStream(mode);
