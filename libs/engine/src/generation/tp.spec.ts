@@ -57,6 +57,7 @@ d('tensor parallelism (cpu ranks)', () => {
     ['qwen2 with q/k/v bias', { arch: 'qwen2', numHeads: 4, numKvHeads: 2, seed: 4 }],
     ['internlm2 packed wqkv with bias', { arch: 'internlm2', numHeads: 4, numKvHeads: 2, bias: true, seed: 5 }],
     ['llama MQA (1 KV head: replicated over the ranks), tied embeddings', { arch: 'llama', numHeads: 4, numKvHeads: 1, tieWordEmbeddings: true, seed: 6 }],
+    ['qwen3 per-head q/k norms, q wider than hidden', { arch: 'qwen3', numHeads: 4, numKvHeads: 2, headDim: 32, seed: 13 }],
   ];
   for (const [name, opts] of cases) {
     it(`${name}: tp 2 and 4 give tp 1's greedy tokens for ${STEPS} steps and its logits within fp16 tolerance`, async () => {
