@@ -163,12 +163,6 @@ export interface TokenizeRequest {
   chat_template_kwargs?: unknown;
 }
 
-/** A reasoning deployment's guided request: the format starts after the thinking (reasoning.ts guideStartMarker). */
-function guideAfterOf(mode: ReasoningParser, templateKwargs?: Record<string, unknown>): { guideAfter?: string } {
-  const m = guideStartMarker(mode, templateKwargs);
-  return m ? { guideAfter: m } : {};
-}
-
 /** Variables the chat template is always given (the conversation, tools, the generation prompt, BOS / EOS). */
 const TEMPLATE_RESERVED = ['messages', 'tools', 'add_generation_prompt', 'bos_token', 'eos_token'];
 
@@ -256,6 +250,8 @@ export class OpenAIService {
       if (guided) throw new InvalidInputError(`${guided.param} cannot be combined with tool_choice "required" or a named function`, { param: guided.param });
       responseFormat = tools.responseFormat;
     }
+    // a reasoning deployment's format starts after the thinking (reasoning.ts guideStartMarker)
+    const guideAfter = responseFormat && dep.reasoningParser ? guideStartMarker(dep.reasoningParser, templateKwargs) : undefined;
     const req = this.request(dep, 'chat', 'chatcmpl', body, {
       messages,
       n,
@@ -264,7 +260,7 @@ export class OpenAIService {
       ...(guided && !tools?.responseFormat ? { responseFormatParam: guided.param } : {}),
       ...(tools ? { tools: tools.tools } : {}),
       ...(templateKwargs ? { templateKwargs } : {}),
-      ...(responseFormat && dep.reasoningParser ? guideAfterOf(dep.reasoningParser, templateKwargs) : {}),
+      ...(guideAfter ? { guideAfter } : {}),
       maxTokens: body.max_completion_tokens ?? body.max_tokens,
       ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       ...promptLogprobsOf(body, undefined),

@@ -58,6 +58,12 @@ export class ReasoningStream {
 
   constructor(private readonly mode: ReasoningParser) {}
 
+  /** Whether the reply has a think block: always for deepseek_r1 (the prompt opened it), once <think> came for qwen3. */
+  get thought(): boolean {
+    return this.mode === 'deepseek_r1' || this.opened;
+  }
+  private opened = false;
+
   push(text: string): ReasoningParts {
     this.buf += text;
     const out: ReasoningParts = { reasoning: '', content: '' };
@@ -67,6 +73,7 @@ export class ReasoningStream {
         if (lead.startsWith(OPEN)) {
           this.buf = lead.slice(OPEN.length);
           this.state = 'reasoning';
+          this.opened = true;
           continue;
         }
         if (OPEN.startsWith(lead)) return out; // nothing yet, or a partial <think>
@@ -137,7 +144,5 @@ export function splitReasoning(text: string, mode: ReasoningParser): { reasoning
   const s = new ReasoningStream(mode);
   const a = s.push(text);
   const b = s.finish();
-  const reasoning = a.reasoning + b.reasoning;
-  const sawReasoning = reasoning.length > 0 || /<\/think>/.test(text) || (mode === 'qwen3' && text.trimStart().startsWith(OPEN));
-  return { reasoning: sawReasoning || mode === 'deepseek_r1' ? reasoning : null, content: a.content + b.content };
+  return { reasoning: s.thought ? a.reasoning + b.reasoning : null, content: a.content + b.content };
 }

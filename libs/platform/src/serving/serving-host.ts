@@ -309,7 +309,7 @@ export class ServingHost {
             ...(r.logprobs !== undefined ? { logprobs: r.logprobs } : {}),
             ...(r.skipSpecialTokens !== undefined ? { skipSpecialTokens: r.skipSpecialTokens } : {}),
             ...(r.responseFormat ? { responseFormat: r.responseFormat } : {}),
-            ...(r.responseFormat && r.guideAfter ? { guideAfter: r.guideAfter } : {}),
+            ...(r.guideAfter ? { guideAfter: r.guideAfter } : {}),
             ...(r.logitBias ? { logitBias: r.logitBias } : {}),
             ...(r.minNewTokens ? { minNewTokens: r.minNewTokens } : {}),
             signal,
