@@ -7,7 +7,7 @@
 import { PHI3_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError, QuantConfigError } from '../errors';
 import type { TensorSource } from '../native';
-import { LLAMA_STYLE_NAMES, applySlidingWindow, awqLinearSources, bool, fileSource, llamaStyleAwqGroups, mapByTable, parseCommon, requireTensor } from './common';
+import { LLAMA_STYLE_NAMES, applySlidingWindow, awqLinearSources, bool, fileSource, mapByTable, parseCommon, requireTensor } from './common';
 import { readSourceBytes } from './source-bytes';
 import type { ArchitectureDef, ModelSpec, PackedLinear, WeightMapContext } from './spec';
 
@@ -97,30 +97,19 @@ export const phi3: ArchitectureDef = {
     for (let i = 0; i < ctx.spec.numLayers; i++) out.push(...mapPacked(ctx, i));
     return out;
   },
-  // AWQ's groups on the split linears are Llama's (input_norm → q,k,v; v → o; post_norm → gate,up; up → down);
-  // auto_awq packs the quantized parts back into qkv_proj / gate_up_proj (packedLinears)
+  // AWQ's groups (auto_awq runs them on the split linears and packs the quantized parts back: packedLinears)
   awqScaleGroups(spec, layer) {
     const p = `model.layers.${layer}`;
-    return llamaStyleAwqGroups(spec, layer).map((g) => ({
-      ...g,
-      prev: g.prev.replace(`${p}.self_attn.v_proj`, `${p}.self_attn.qkv_proj[v]`).replace(`${p}.mlp.up_proj`, `${p}.mlp.gate_up_proj[up]`),
-      linears: [...new Set(g.linears.map((l) => l.replace(/self_attn\.[qkv]_proj$/, 'self_attn.qkv_proj').replace(/mlp\.(gate|up)_proj$/, 'mlp.gate_up_proj')))],
-    }));
+    return [
+      { kind: 'norm', prev: `${p}.input_layernorm`, linears: [`${p}.self_attn.qkv_proj`] },
+      { kind: 'linear', prev: `${p}.self_attn.qkv_proj[v]`, linears: [`${p}.self_attn.o_proj`], kvGroupRepeat: spec.numHeads / spec.numKvHeads },
+      { kind: 'norm', prev: `${p}.post_attention_layernorm`, linears: [`${p}.mlp.gate_up_proj`] },
+      { kind: 'linear', prev: `${p}.mlp.gate_up_proj[up]`, linears: [`${p}.mlp.down_proj`] },
+    ];
   },
   packedLinears(spec, layer): PackedLinear[] {
-    return packs(spec, layer).map(({ hfPrefix, parts }) => ({
-      hfPrefix,
-      parts: parts.map(([name]) => name),
-      pack: (blocks) => {
-        const all = new Uint8Array(blocks.reduce((a, b) => a + b.byteLength, 0));
-        let at = 0;
-        for (const b of blocks) {
-          all.set(b, at);
-          at += b.byteLength;
-        }
-        return all;
-      },
-    }));
+    // the parts' rows one after the other
+    return packs(spec, layer).map(({ hfPrefix, parts }) => ({ hfPrefix, parts: parts.map(([name]) => name), pack: (blocks) => Buffer.concat(blocks) }));
   },
   defaultChatTemplate: () => PHI3_TEMPLATE,
 };
