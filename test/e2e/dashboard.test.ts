@@ -55,6 +55,18 @@ describe('e2e: dashboard in headless chromium', () => {
   const go = async (hash: string) => {
     await page.evaluate((h) => ((globalThis as any).location.hash = h), hash);
   };
+  /** The playground's reply has finished streaming: Stop is disabled again. */
+  const streamEnded = () =>
+    page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+  /** The playground on `deployment`, its conversation cleared, temperature 0. */
+  const openPlayground = async (deployment: string) => {
+    await go('/playground');
+    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
+    await page.waitForFunction((d) => [...(globalThis as any).document.querySelectorAll('select[aria-label="Deployment"] option')].some((o: any) => o.value === d), deployment, { timeout: 10_000 });
+    await page.getByLabel('Deployment', { exact: true }).selectOption(deployment);
+    await page.getByRole('button', { name: 'Clear conversation' }).click().catch(() => undefined);
+    await page.getByLabel('Temperature').fill('0');
+  };
 
   beforeAll(async () => {
     ensureDashboardBuilt();
@@ -400,7 +412,7 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.getByRole('button', { name: 'Send' }).click();
     await page.locator('[data-role="assistant"] .msg-stats').waitFor({ timeout: 60_000 });
     // the stream has ended when Stop is disabled again
-    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    await streamEnded();
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
     await cdp.detach();
     const texts = (await page.evaluate(() => (globalThis as any).__texts)) as string[];
@@ -442,7 +454,7 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.getByLabel('JSON schema').fill(JSON.stringify(schema));
     await page.getByRole('button', { name: 'Send' }).click();
     await page.locator('[data-role="assistant"] .msg-stats').waitFor({ timeout: 60_000 });
-    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    await streamEnded();
     const answer = JSON.parse(await page.locator('[data-role="assistant"] .msg-text').last().innerText());
     expect(Object.keys(answer).sort()).toEqual(['load', 'up']);
     expect(typeof answer.up).toBe('boolean');
@@ -456,7 +468,7 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.getByRole('textbox', { name: 'Message' }).fill('And now?');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('[data-role="assistant"] .msg-stats').length === 2, undefined, { timeout: 60_000 });
-    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    await streamEnded();
     expect(['the fleet is up', 'the fleet is down']).toContain((await page.locator('[data-role="assistant"] .msg-text').last().innerText()).trim());
     expect(await page.locator('[role=alert]').count()).toBe(0);
     // vLLM's guided_regex, sampled hot with min-p: the whole answer matches the pattern
@@ -467,7 +479,7 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.getByRole('textbox', { name: 'Message' }).fill('Status?');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.waitForFunction(() => (globalThis as any).document.querySelectorAll('[data-role="assistant"] .msg-stats').length === 3, undefined, { timeout: 60_000 });
-    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    await streamEnded();
     expect((await page.locator('[data-role="assistant"] .msg-text').last().innerText()).trim()).toMatch(/^(up|down), [a-z]{1,5}\.$/);
     expect(await page.locator('[role=alert]').count()).toBe(0);
     expect(await unlabeled()).toEqual([]);
@@ -477,12 +489,7 @@ describe('e2e: dashboard in headless chromium', () => {
   });
 
   it('the playground sends tools and shows the call the model makes (tool_choice required)', async () => {
-    await go('/playground');
-    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
-    await page.waitForFunction(() => ((globalThis as any).document.querySelector('select[aria-label="Deployment"]')?.value ?? '') !== '', undefined, { timeout: 10_000 });
-    await page.getByLabel('Deployment', { exact: true }).selectOption('tiny-awq');
-    await page.getByRole('button', { name: 'Clear conversation' }).click().catch(() => undefined);
-    await page.getByLabel('Temperature').fill('0');
+    await openPlayground('tiny-awq');
     await page.getByLabel('Response format').selectOption('text');
     await page.getByLabel('Tools').fill('[1, 2');
     await page.getByRole('textbox', { name: 'Message' }).fill('Weather in Paris?');
@@ -494,7 +501,7 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.getByLabel('several tool calls in one reply').uncheck(); // one call: a random model could list calls until max tokens
     await page.getByRole('button', { name: 'Send' }).click();
     await page.locator('[data-role="assistant"] [data-testid="tool-call"]').waitFor({ timeout: 60_000 });
-    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    await streamEnded();
     const call = await page.locator('[data-role="assistant"] [data-testid="tool-call"]').first().innerText();
     const m = /^get_weather\((.*)\)$/s.exec(call.trim());
     expect(m).not.toBeNull();
@@ -518,18 +525,13 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.getByRole('button', { name: 'Deploy', exact: true }).click();
     await page.locator('[data-deployment="tiny-think"] [data-worker-state="ready"]').waitFor({ timeout: 90_000 });
     expect(await page.locator('[data-deployment="tiny-think"]').innerText()).toMatch(/Reasoning parser\s+deepseek_r1/);
-    await go('/playground');
-    await page.getByRole('heading', { name: 'Playground', level: 1 }).waitFor();
-    await page.waitForFunction(() => [...(globalThis as any).document.querySelectorAll('select[aria-label="Deployment"] option')].some((o: any) => o.value === 'tiny-think'), undefined, { timeout: 10_000 });
-    await page.getByLabel('Deployment', { exact: true }).selectOption('tiny-think');
-    await page.getByRole('button', { name: 'Clear conversation' }).click().catch(() => undefined);
-    await page.getByLabel('Temperature').fill('0');
+    await openPlayground('tiny-think');
     await page.getByLabel('Max new tokens').fill('12');
     await page.getByLabel('Tools').fill('');
     await page.getByLabel('Response format').selectOption('text');
     await page.getByRole('textbox', { name: 'Message' }).fill('Think it over');
     await page.getByRole('button', { name: 'Send' }).click();
-    await page.waitForFunction(() => (globalThis as any).document.querySelector('button[aria-label="Stop generating"]')?.disabled === true, undefined, { timeout: 60_000 });
+    await streamEnded();
     const thinking = page.locator('[data-role="assistant"] [data-testid="reasoning"]').last();
     await thinking.waitFor({ timeout: 10_000 });
     const api = await http('POST', '/v1/chat/completions', { model: 'tiny-think', messages: [{ role: 'user', content: 'Think it over' }], max_tokens: 12, temperature: 0, ignore_eos: true });

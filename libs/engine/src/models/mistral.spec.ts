@@ -3,8 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Engine } from '../generation/engine';
-import { PretrainedModel } from '../generation/pretrained';
-import { nativeCpuOrReport } from '../testing/native-cpu';
+import { cpuLogits, nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
 import { F } from './testing-configs';
@@ -42,15 +41,7 @@ describe('mistral', () => {
     // the same random weights under both names (the writer draws them in the same order)
     expect(fs.readFileSync(path.join(mdir, 'model.safetensors')).equals(fs.readFileSync(path.join(ldir, 'model.safetensors')))).toBe(true);
     const ids = Int32Array.from({ length: 20 }, (_, i) => (i * 13 + 7) % 200);
-    const logits: Float32Array[] = [];
-    for (const d of [ldir, mdir]) {
-      const m = await PretrainedModel.load(d, { native: native!, backend: 'cpu' });
-      try {
-        logits.push(await m.forward(ids));
-      } finally {
-        m.dispose();
-      }
-    }
+    const logits = [await cpuLogits(native!, ldir, ids), await cpuLogits(native!, mdir, ids)];
     expect(Array.from(logits[1])).toEqual(Array.from(logits[0]));
     const engine = await Engine.fromPretrained(mdir, { native: native!, backend: 'cpu' });
     try {

@@ -3,10 +3,9 @@
 // transformers itself: the golden case test/fixtures/golden/phi3 (engine.e2e.spec.ts, block-forward.spec.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PretrainedModel } from '../generation/pretrained';
 import { readSafetensorsDir, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
 import { autoAwq } from '../quant/awq';
-import { nativeCpuOrReport } from '../testing/native-cpu';
+import { cpuLogits, nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
 import { F } from './testing-configs';
@@ -50,14 +49,7 @@ function asPhi3(src: string, dst: string, extra: Record<string, unknown> = {}): 
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(src, f), path.join(dst, f));
 }
 
-async function logitsOf(dir: string, ids: Int32Array): Promise<Float32Array> {
-  const m = await PretrainedModel.load(dir, { native: native!, backend: 'cpu' });
-  try {
-    return await m.forward(ids);
-  } finally {
-    m.dispose();
-  }
-}
+const logitsOf = (dir: string, ids: Int32Array) => cpuLogits(native!, dir, ids);
 
 describe('phi3', () => {
   const tmp = makeTempDir('lmfleet-phi3-');

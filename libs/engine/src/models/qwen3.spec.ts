@@ -3,12 +3,11 @@
 // checked on the golden fixtures (test/fixtures/golden/qwen3*, engine.e2e.spec.ts and block-forward.spec.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PretrainedModel } from '../generation/pretrained';
 import { readSafetensorsDir, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
 import { f16BitsToF32, f32ToF16Bits } from '../io/half';
 import { BlockForward } from '../quant/block-forward';
 import { autoAwq } from '../quant/awq';
-import { nativeCpuOrReport } from '../testing/native-cpu';
+import { cpuLogits, nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
 import { F } from './testing-configs';
@@ -86,14 +85,7 @@ describe('qwen3', () => {
     const dir = path.join(tmp.dir, 'fwd');
     writeTinyModel(dir, { arch: 'qwen3', hiddenSize: 64, numHeads: 4, numKvHeads: 2, headDim: 32, numLayers: 2, intermediateSize: 96, seed: 3 });
     const ids = Int32Array.from({ length: 14 }, (_, i) => (i * 37 + 5) % 200);
-    const logitsOf = async (d: string): Promise<Float32Array> => {
-      const m = await PretrainedModel.load(d, { native: native!, backend: 'cpu' });
-      try {
-        return await m.forward(ids);
-      } finally {
-        m.dispose();
-      }
-    };
+    const logitsOf = (d: string) => cpuLogits(native!, d, ids);
     const ref = await logitsOf(dir);
     const { fwd } = BlockForward.fromDir(native!, dir);
     expect(maxAbsDiff(await fwd.forward(ids), ref)).toBeLessThan(2e-3);
@@ -134,15 +126,7 @@ describe('qwen3', () => {
     expect(names).toContain('model.layers.0.self_attn.q_norm.weight');
     expect(names).toContain('model.layers.1.self_attn.q_proj.qweight');
     const ids = Int32Array.from({ length: 12 }, (_, i) => (i * 29 + 3) % 200);
-    const logits: Float32Array[] = [];
-    for (const d of [src, out]) {
-      const m = await PretrainedModel.load(d, { native: native!, backend: 'cpu' });
-      try {
-        logits.push(await m.forward(ids));
-      } finally {
-        m.dispose();
-      }
-    }
+    const logits = [await cpuLogits(native!, src, ids), await cpuLogits(native!, out, ids)];
     // 4-bit g32 on random weights moves the logits, but not far (autoawq.spec.ts's sanity bound; the ppl specs measure quality)
     let num = 0;
     let den = 0;

@@ -1,4 +1,5 @@
 import { loadNative, type NativeModule } from '../native';
+import { PretrainedModel } from '../generation/pretrained';
 
 /**
  * The real CPU backend, or undefined (with the reason printed as "not run: ...") when the addon is not built here.
@@ -10,5 +11,15 @@ export function nativeCpuOrReport(what: string): NativeModule | undefined {
   } catch (e) {
     console.log(`${what}: not run: native cpu backend unavailable: ${(e as Error).message}`);
     return undefined;
+  }
+}
+
+/** The CPU backend's logits for `ids` on the model directory `dir` (loaded for this and disposed). */
+export async function cpuLogits(native: NativeModule, dir: string, ids: ArrayLike<number>): Promise<Float32Array> {
+  const m = await PretrainedModel.load(dir, { native, backend: 'cpu' });
+  try {
+    return await m.forward(ids);
+  } finally {
+    m.dispose();
   }
 }
