@@ -58,11 +58,12 @@ std::unique_ptr<LinearWeight> CudaBackend::prepare_linear_resident(const float* 
 
 // The session's attention: q, k, v to f16, the decoder's causal prefill kernel (flash-attention-2 on tensor cores),
 // the output back to f32. Falls back to the f32 op for what that kernel does not take (quantized caches, head
-// dims other than 16/32/64/128, q rows inside a wider buffer).
+// dims other than 16/32/64/96/128/256, q rows inside a wider buffer).
 void CudaBackend::attention_fast(const attention_args& a) {
   bind();
   const int64_t hd = a.head_dim;
-  if (a.quant_policy || (hd != 16 && hd != 32 && hd != 64 && hd != 128) || (a.ldq && a.ldq != a.heads * hd)) {
+  if (a.quant_policy || (hd != 16 && hd != 32 && hd != 64 && hd != 96 && hd != 128 && hd != 256) ||
+      (a.ldq && a.ldq != a.heads * hd)) {
     attention(a);
     return;
   }
@@ -97,7 +98,8 @@ void CudaBackend::attention_fast(const attention_args& a) {
   int* qlen = stage_i32(2, q_lens.data(), a.num_seqs);
   int* cl = stage_i32(7, ctx.data(), a.num_seqs);
   attention_prefill_cuda(q16, (int)qw, k16, v16, bt, (int)a.max_blocks, qs, qlen, cl, o16, (int)qw, (int)a.num_seqs, (int)max_q,
-                         (int)a.heads, (int)a.kv_heads, (int)hd, (int)a.block_size, a.scale, stream());
+                         (int)a.heads, (int)a.kv_heads, (int)hd, (int)a.block_size, a.scale, stream(), 0, nullptr, nullptr,
+                         (int)a.window);
   f16_to_f32_cuda(o16, a.out, tokens * qw, stream());
 }
 

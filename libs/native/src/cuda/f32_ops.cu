@@ -66,18 +66,19 @@ __global__ void kv_store_f32_kernel(const float* k, const float* v, int64_t ld, 
 __global__ void attention_f32_kernel(const float* q, int64_t ldq, float* out, const float* kc, const float* vc, int64_t bs,
                                      const int* bt, int64_t max_blocks, const int* seq_info, const int* tok_seq,
                                      int64_t heads, int64_t kvh_n, int64_t hd, float scale, float* scores,
-                                     int64_t max_ctx) {
+                                     int64_t max_ctx, int64_t window) {
   __shared__ float scr[32];
   const int64_t t = blockIdx.x, h = blockIdx.y;
   const int s = tok_seq[t];
   const int q_start = seq_info[3 * s], q_len = seq_info[3 * s + 1], ctx = seq_info[3 * s + 2];
   const int64_t pos = ctx - q_len + (t - q_start);
+  const int64_t lo = window > 0 && pos + 1 > window ? pos + 1 - window : 0;  // sliding window: keys [lo, pos]
   const int64_t kvh = h / (heads / kvh_n), width = kvh_n * hd;
   const float* qr = q + t * ldq + h * hd;
   float* sc = scores + (t * heads + h) * max_ctx;
   const int* table = bt + (int64_t)s * max_blocks;
   float mx = -INFINITY;
-  for (int64_t p = threadIdx.x; p <= pos; p += blockDim.x) {
+  for (int64_t p = lo + threadIdx.x; p <= pos; p += blockDim.x) {
     const float* kr = kc + ((int64_t)table[p / bs] * bs + p % bs) * width + kvh * hd;
     float d = 0.f;
     for (int64_t i = 0; i < hd; i++) d += qr[i] * kr[i];
@@ -86,11 +87,11 @@ __global__ void attention_f32_kernel(const float* q, int64_t ldq, float* out, co
   }
   mx = block_max(mx, scr);
   float sum = 0.f;
-  for (int64_t p = threadIdx.x; p <= pos; p += blockDim.x) sum += (sc[p] = expf(sc[p] - mx));
+  for (int64_t p = lo + threadIdx.x; p <= pos; p += blockDim.x) sum += (sc[p] = expf(sc[p] - mx));
   sum = block_sum(sum, scr);  // (its barriers also order the score writes before the reads below)
   for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
     float acc = 0.f;
-    for (int64_t p = 0; p <= pos; p++) acc += sc[p] * vc[((int64_t)table[p / bs] * bs + p % bs) * width + kvh * hd + d];
+    for (int64_t p = lo; p <= pos; p++) acc += sc[p] * vc[((int64_t)table[p / bs] * bs + p % bs) * width + kvh * hd + d];
     out[(t * heads + h) * hd + d] = acc / sum;
   }
 }
@@ -137,11 +138,11 @@ void kv_store_f32_cuda(const float* k, const float* v, int64_t ld, const int* sl
 void attention_f32_cuda(const float* q, int64_t ldq, float* out, const float* k_cache, const float* v_cache, int64_t block_size,
                         const int* block_tables, int64_t max_blocks, const int* seq_info, const int* tok_seq,
                         int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale, float* scores,
-                        int64_t max_ctx, cudaStream_t s) {
+                        int64_t max_ctx, cudaStream_t s, int64_t window) {
   if (tokens <= 0) return;
   attention_f32_kernel<<<dim3((unsigned)tokens, (unsigned)heads), 128, 0, s>>>(
       q, ldq ? ldq : heads * head_dim, out, k_cache, v_cache, block_size, block_tables, max_blocks, seq_info, tok_seq, heads, kv_heads, head_dim,
-      scale, scores, max_ctx);
+      scale, scores, max_ctx, window);
   LMF_CUDA_LAUNCHED();
 }
 void f32_to_f16_cuda(const float* x, half* y, int64_t n, cudaStream_t s) {

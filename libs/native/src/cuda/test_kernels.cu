@@ -455,13 +455,15 @@ static QuantCache quantize_cache(PagedCache& c, int policy) {
   return q;
 }
 
-static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpos, int nh, double scale, double* out) {
-  const int g = nh / c.nkv;
+// window > 0: keys (qpos - window, qpos] only (sliding-window attention)
+static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpos, int nh, double scale, double* out,
+                          int window = 0) {
+  const int g = nh / c.nkv, lo = window > 0 ? std::max(0, qpos + 1 - window) : 0;
   for (int h = 0; h < nh; h++) {
     const int kvh = h / g;
-    std::vector<double> s(qpos + 1);
+    std::vector<double> s(qpos + 1, 0.0);
     double mx = -1e300;
-    for (int t = 0; t <= qpos; t++) {
+    for (int t = lo; t <= qpos; t++) {
       const float* kr = c.krow(b, t, kvh);
       double d = 0;
       for (int i = 0; i < c.hd; i++) d += (double)qrow[h * c.hd + i] * kr[i];
@@ -469,10 +471,10 @@ static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpo
       mx = std::max(mx, s[t]);
     }
     double sum = 0;
-    for (auto& x : s) sum += (x = std::exp(x - mx));
+    for (int t = lo; t <= qpos; t++) sum += (s[t] = std::exp(s[t] - mx));
     for (int i = 0; i < c.hd; i++) {
       double o = 0;
-      for (int t = 0; t <= qpos; t++) o += s[t] * c.vrow(b, t, kvh)[i];
+      for (int t = lo; t <= qpos; t++) o += s[t] * c.vrow(b, t, kvh)[i];
       out[h * c.hd + i] = o / sum;
     }
   }
@@ -480,7 +482,7 @@ static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpo
 
 // splits: the grid's splits per sequence (0: one more than the longest context needs, which must be harmless)
 static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv, int hd, int split_len, int qp = 0,
-                                  int splits = 0) {
+                                  int splits = 0, int window = 0) {
   const int batch = (int)ctx.size(), bs = 16;
   const int max_ctx = *std::max_element(ctx.begin(), ctx.end());
   const int max_splits = splits ? splits : (max_ctx + split_len - 1) / split_len + 1;
@@ -505,15 +507,15 @@ static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv,
   if (qp)
     attention_decode_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p), dbt.p,
                           c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs, (float)scale, split_len,
-                          max_splits, ws.p, S, qp, dkp.p, dvp.p);
+                          max_splits, ws.p, S, qp, dkp.p, dvp.p, window);
   else
     attention_decode_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs,
-                          (float)scale, split_len, max_splits, ws.p, S);
+                          (float)scale, split_len, max_splits, ws.p, S, 0, nullptr, nullptr, window);
   auto out = to_double(dout.download());
   std::vector<double> o2, r2(nh * hd);
   std::vector<double> ref;
   for (int b = 0; b < batch; b++) {
-    attention_ref(c, b, &q[(size_t)b * ldq], ctx[b] - 1, nh, scale, r2.data());
+    attention_ref(c, b, &q[(size_t)b * ldq], ctx[b] - 1, nh, scale, r2.data(), window);
     ref.insert(ref.end(), r2.begin(), r2.end());
     o2.insert(o2.end(), out.begin() + (size_t)b * ldo, out.begin() + (size_t)b * ldo + nh * hd);
   }
@@ -522,12 +524,12 @@ static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv,
   const std::string name = std::string(attn_online() ? "attention_decode(online)" : "attention_decode") +
                            (qp ? " int" + std::to_string(qp) : "");
   T.add(name, "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
-        std::to_string(hd) + " split" + std::to_string(split_len) + "x" + std::to_string(max_splits), rel_err(o2, ref), 3e-3,
-        dout.guards_ok());
+        std::to_string(hd) + " split" + std::to_string(split_len) + "x" + std::to_string(max_splits) +
+        (window ? " window " + std::to_string(window) : ""), rel_err(o2, ref), 3e-3, dout.guards_ok());
 }
 
 static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<int> hist, int nh, int nkv, int hd,
-                                   int qp = 0) {
+                                   int qp = 0, int window = 0) {
   const int nseq = (int)qlens.size(), bs = 16;
   std::vector<int> ctx(nseq), qstart(nseq);
   int ntok = 0, max_ctx = 0, max_q = 0;
@@ -560,20 +562,21 @@ static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<i
   if (qp)
     attention_prefill_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p), dbt.p,
                            c.max_blocks, dqs.p, dql.p, dctx.p, dout.p, ldo, nseq, max_q, nh, nkv, hd, bs, (float)scale,
-                           S, qp, dkp.p, dvp.p);
+                           S, qp, dkp.p, dvp.p, window);
   else
     attention_prefill_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dqs.p, dql.p, dctx.p, dout.p, ldo, nseq, max_q,
-                           nh, nkv, hd, bs, (float)scale, S);
+                           nh, nkv, hd, bs, (float)scale, S, 0, nullptr, nullptr, window);
   auto out = to_double(dout.download());
   std::vector<double> ref((size_t)ntok * ldo);
   for (int b = 0; b < nseq; b++)
     for (int i = 0; i < qlens[b]; i++)
-      attention_ref(c, b, &q[(size_t)(qstart[b] + i) * ldq], hist[b] + i, nh, scale, &ref[(size_t)(qstart[b] + i) * ldo]);
+      attention_ref(c, b, &q[(size_t)(qstart[b] + i) * ldq], hist[b] + i, nh, scale, &ref[(size_t)(qstart[b] + i) * ldo],
+                    window);
   std::string cs;
   for (int i = 0; i < nseq; i++) cs += (cs.empty() ? "" : ",") + std::to_string(qlens[i]) + "+" + std::to_string(hist[i]);
   T.add(std::string(g_attention_prefill_impl || qp || (hd != 64 && hd != 128) ? "attention_prefill(fa2)" : "attention_prefill(wmma)") +
         (qp ? " int" + std::to_string(qp) : ""), "q+hist " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
-        std::to_string(hd), rel_err(out, ref), 5e-3, dout.guards_ok());
+        std::to_string(hd) + (window ? " window " + std::to_string(window) : ""), rel_err(out, ref), 5e-3, dout.guards_ok());
 }
 
 static std::vector<float> random_logits(Rng& r, size_t n, float sd) {
@@ -1727,6 +1730,21 @@ int main(int argc, char** argv) {
         test_attention_decode(r, {1, 17, 300, 1000}, 8, 2, 128, 256, qp);
         test_attention_decode(r, {5, 700, 64}, 6, 2, 64, 128, qp);
       }
+      // head_dim 96 (Phi-3-mini: 12 of a 16-lane group's lanes hold dims) and 256 (Gemma: one token per warp)
+      for (int qp : {0, 8, 4}) {
+        test_attention_decode(r, {1, 17, 300, 700}, 32, 32, 96, 128, qp);
+        test_attention_decode(r, {5, 140, 64}, 8, 4, 256, 64, qp);
+      }
+      test_attention_decode(r, {150}, 32, 32, 96, 32, 0, 8);
+      test_attention_decode(r, {33, 2}, 8, 1, 256, 32, 0, 4);
+      // sliding window (keys (p - window, p]): contexts shorter, equal and longer than the window, splits cut from the
+      // window's start; a grid of splits sized for the whole context (the engine's) and one sized for the window
+      for (int qp : {0, 8}) {
+        test_attention_decode(r, {1, 17, 64, 65, 300, 1000}, 8, 2, 128, 32, qp, 0, 64);
+        test_attention_decode(r, {5, 129, 700}, 4, 4, 64, 128, qp, 0, 128);
+        test_attention_decode(r, {100, 1000, 4000}, 8, 4, 256, 256, qp, 0, 512);
+        test_attention_decode(r, {9, 600, 511, 513}, 32, 32, 96, 128, qp, 5, 512);
+      }
     };
     setenv("LMFLEET_ATTN_ONLINE", "0", 1);
     decode_rows();
@@ -1747,6 +1765,23 @@ int main(int argc, char** argv) {
     test_attention_prefill(r, {70}, {20}, 4, 1, 32);
     test_attention_prefill(r, {12, 44}, {0, 7}, 4, 4, 16, 4);
     test_attention_prefill(r, {70}, {20}, 4, 1, 32, 8);
+    // head_dim 96 (Phi-3-mini) and 256 (Gemma: 32-key tiles, Q read from shared memory), f16 / int8 / int4 caches
+    for (int qp : {0, 8, 4}) {
+      test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 8, 96, qp);
+      test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 4, 256, qp);
+    }
+    // sliding window: prompts longer than the window, history before them (chunked prefill), windows of a tile, of
+    // less than a tile and of several; both kernels for the f16 cache, FA2 for the quantized ones
+    for (int impl : {1, 0}) {
+      g_attention_prefill_impl = impl;
+      test_attention_prefill(r, {1, 70, 300}, {0, 20, 50}, 8, 2, 128, 0, 64);
+      test_attention_prefill(r, {200, 37}, {130, 0}, 4, 4, 64, 0, 50);
+    }
+    g_attention_prefill_impl = 1;
+    test_attention_prefill(r, {300, 90}, {0, 200}, 8, 4, 256, 0, 100);
+    test_attention_prefill(r, {257, 5}, {64, 600}, 8, 8, 96, 0, 128);
+    test_attention_prefill(r, {1, 70, 300}, {0, 20, 50}, 8, 2, 128, 8, 64);
+    test_attention_prefill(r, {300}, {40}, 8, 4, 256, 4, 33);
     // KV cache int8 / int4 (quant_policy 8 / 4): store, then decode and prefill reading the quantized cache
     for (int qp : {8, 4}) {
       test_rope_kv_quant(r, qp, false);

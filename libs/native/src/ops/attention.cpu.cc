@@ -41,6 +41,7 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
   if (!kv_quant_policy_valid(qp)) fail(ErrorCode::InvalidArgument, "attention: quant_policy must be 0, 4 or 8");
   if (qp && (a.head_dim % 2 || !a.k_param || !a.v_param))
     fail(ErrorCode::InvalidArgument, "attention: a quantized cache needs an even head_dim and param buffers");
+  if (a.window < 0) fail(ErrorCode::InvalidArgument, "attention: window must be >= 0");
   const int64_t group = a.heads / a.kv_heads, D = a.head_dim, kvw = a.kv_heads * D, bs = a.block_size;
   const int64_t ldq = a.ldq ? a.ldq : a.heads * D;
   std::vector<int64_t> task_start(a.num_seqs + 1, 0);
@@ -64,6 +65,9 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
     const int64_t kvh = local / chunks, chunk = local % chunks;
     const int64_t j0 = chunk * QCHUNK, j1 = std::min<int64_t>(q_len, j0 + QCHUNK);
     const int64_t nk = ctx - q_len + j1;  // keys 0..nk-1 are visible to some query of the chunk
+    // sliding window: query j sees keys [ctx - q_len + j + 1 - window, ...]; the chunk's first query the lowest, from
+    // k0 (rounded down to the vector width) on. Keys below a query's own start are gathered but never read.
+    const int64_t k0 = a.window > 0 ? std::max<int64_t>(0, ctx - q_len + j0 + 1 - a.window) / VW * VW : 0;
     const int32_t* table = a.block_tables + s * a.max_blocks;
     auto krow = [&](const float* cache, int64_t p) {
       return cache + ((int64_t)table[p / bs] * bs + p % bs) * kvw + kvh * D;
@@ -91,11 +95,11 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
     if (qp) {
       if ((int64_t)vq.size() < nk * D) vq.resize(nk * D);
       if ((int64_t)krq.size() < D) krq.resize(D);
-      for (int64_t p = 0; p < nk; p++) dequant(a.v_cache, a.v_param, p, vq.data() + p * D);
+      for (int64_t p = k0; p < nk; p++) dequant(a.v_cache, a.v_param, p, vq.data() + p * D);
     }
     // V row of key p: from the cache, or dequantized
     auto vrow = [&](int64_t p) { return qp ? vq.data() + p * D : krow(a.v_cache, p); };
-    for (int64_t p = 0; p < nk; p++) {
+    for (int64_t p = k0; p < nk; p++) {
       const float* k = qp ? (dequant(a.k_cache, a.k_param, p, krq.data()), krq.data()) : krow(a.k_cache, p);
       for (int64_t d = 0; d < D; d++) kt[d * nkp + p] = k[d];
     }
@@ -106,17 +110,18 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
       const int64_t h = kvh * group + hg;
       for (int64_t jb = j0; jb < j1; jb += QR) {
         const int nq = (int)std::min<int64_t>(QR, j1 - jb);
-        int64_t len[QR] = {0, 0, 0, 0};
+        int64_t len[QR] = {0, 0, 0, 0}, lo[QR] = {0, 0, 0, 0};
         const float* qp[QR];
         int64_t kmax = 0;
         for (int j = 0; j < QR; j++) {
           const int jj = j < nq ? j : nq - 1;  // padding rows repeat the last query (results unused)
-          len[j] = ctx - q_len + jb + jj + 1;  // keys visible to this query
+          len[j] = ctx - q_len + jb + jj + 1;  // keys visible to this query: [lo, len)
+          lo[j] = a.window > 0 ? std::max<int64_t>(0, len[j] - a.window) : 0;
           qp[j] = a.q + (q_start + jb + jj) * ldq + h * D;
           kmax = std::max(kmax, len[j]);
         }
         // Scores: QR queries x VW keys in registers, summed over d in order.
-        for (int64_t p0 = 0; p0 < kmax; p0 += VW) {
+        for (int64_t p0 = k0; p0 < kmax; p0 += VW) {
           vf acc[QR];
           for (int j = 0; j < QR; j++) acc[j] = vf{};
           const float* kp = kt.data() + p0;
@@ -130,13 +135,13 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
         for (int j = 0; j < nq; j++) {
           float* sj = sc.data() + j * nkp;
           float mx = -INFINITY;
-          for (int64_t p = 0; p < len[j]; p++) {
+          for (int64_t p = lo[j]; p < len[j]; p++) {
             sj[p] *= a.scale;
             mx = sj[p] > mx ? sj[p] : mx;
           }
-          exp_sub_array(sj, mx, sj, len[j]);
+          exp_sub_array(sj + lo[j], mx, sj + lo[j], len[j] - lo[j]);
           float sum = 0.f;
-          for (int64_t p = 0; p < len[j]; p++) sum += sj[p];
+          for (int64_t p = lo[j]; p < len[j]; p++) sum += sj[p];
           inv_sum[j] = 1.0f / sum;
         }
         // P.V: per query, V rows accumulated in key order; 4 vectors of d held in registers.
@@ -147,7 +152,7 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
             for (int64_t d0 = 0; d0 < D; d0 += 4 * VW) {
               const int nv = (int)std::min<int64_t>(4, (D - d0) / VW);
               vf o[4] = {vf{}, vf{}, vf{}, vf{}};
-              for (int64_t p = 0; p < len[j]; p++) {
+              for (int64_t p = lo[j]; p < len[j]; p++) {
                 const float* v = vrow(p) + d0;
                 const vf w = vf{} + sj[p];
                 for (int i = 0; i < nv; i++) o[i] += w * vf_load(v + i * VW);
@@ -156,7 +161,7 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
             }
           } else {
             std::vector<float> o((size_t)D, 0.f);
-            for (int64_t p = 0; p < len[j]; p++) {
+            for (int64_t p = lo[j]; p < len[j]; p++) {
               const float* v = vrow(p);
               for (int64_t d = 0; d < D; d++) o[d] += sj[p] * v[d];
             }
@@ -170,7 +175,7 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
 
 // inputs: q [tokens, heads, head_dim], k_cache [num_blocks, block_size, kv_heads, head_dim], v_cache (same),
 //         block_tables i32 [num_seqs, max_blocks], seq_info i32 [num_seqs, 3] (q_start, q_len, ctx_len)
-// params: scale (default 1/sqrt(head_dim)) -> out f32 [tokens, heads, head_dim]
+// params: scale (default 1/sqrt(head_dim)), window (sliding window, default 0: none) -> out f32 [tokens, heads, head_dim]
 // quantized (param quant_policy 8|4): k_cache/v_cache u8 [num_blocks, block_size, kv_heads, head_dim * bits / 8],
 //         then k_param, v_param f32 [num_blocks, block_size, kv_heads, 2] (scale, zero) as kv_store wrote them
 void attention_run(Backend& be, OpCall& call) {
@@ -218,6 +223,8 @@ void attention_run(Backend& be, OpCall& call) {
                    call.inputs[3].shape[1], si.data(), num_seqs, qs[1], ks[2], qs[2],
                    (float)call.num("scale", 1.0 / std::sqrt((double)qs[2]))};
   a.quant_policy = p;
+  a.window = (int64_t)call.num("window", 0);
+  if (a.window < 0) call.bad("window must be >= 0");
   a.k_param = p ? bkp.as<float>() : nullptr;
   a.v_param = p ? bvp.as<float>() : nullptr;
   be.attention(a);

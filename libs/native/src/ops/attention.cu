@@ -59,12 +59,27 @@ __device__ __forceinline__ void kv_to_float8(const typename KvChunk<QP>::T& raw,
   }
 }
 
-// this lane's 8 dims of each of the G query rows, pre-multiplied by scale * log2 e
+// A lane group holds one token's row, 8 dims per lane: HD / 8 lanes, rounded up to a power of two (head_dim 96:
+// 12 of a group's 16 lanes hold dims, the other 4 hold zeros).
+template <int HD>
+__host__ __device__ constexpr int lane_group() {
+  return HD / 8 <= 2 ? HD / 8 : HD / 8 <= 4 ? 4 : HD / 8 <= 8 ? 8 : HD / 8 <= 16 ? 16 : 32;
+}
+// Sliding-window attention: a query at position p sees keys (p - window, p]; window <= 0: every key up to p. For a
+// decode query (p = ctx - 1) that is keys [window_lo, ctx).
+__device__ __forceinline__ int window_lo(int ctx, int window) { return window > 0 && ctx > window ? ctx - window : 0; }
+
+// this lane's 8 dims of each of the G query rows, pre-multiplied by scale * log2 e (zeros on a lane past the row)
 template <int G, int HD>
 __device__ __forceinline__ void load_q8(const half* q, int ldq, int b, int hg, int sub, float scale_log2,
                                         float (&qf)[G][8]) {
 #pragma unroll
   for (int g = 0; g < G; g++) {
+    if (lane_group<HD>() != HD / 8 && sub >= HD / 8) {
+#pragma unroll
+      for (int i = 0; i < 8; i++) qf[g][i] = 0.f;
+      continue;
+    }
     half8_to_float(ldg_half8(q + (size_t)b * ldq + (hg * G + g) * HD + sub * 8), qf[g]);
 #pragma unroll
     for (int i = 0; i < 8; i++) qf[g][i] *= scale_log2;
@@ -93,16 +108,16 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
                         const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
                         int block_size, float scale_log2, int split_len, int max_splits, float* __restrict__ o_part,
                         float* __restrict__ ml_part, const float* __restrict__ k_param,
-                        const float* __restrict__ v_param, int kv_rep, int pre) {
+                        const float* __restrict__ v_param, int kv_rep, int window, int pre) {
   pdl_trigger();  // the o projection's GEMV may start streaming weights (see device_utils.cuh)
   // pre (pdl_preload): the host-staged context length before the wait (a split past the end leaves at once)
   // pre bit 1 (attn_prefetch): also the older K / V rows before the wait (below)
   const bool prefetch = QP == 0 && (pre & 2);
   pre &= 1;
   int ctx = pre ? ctx_lens[blockIdx.z] : 0;
-  if (pre && (int)blockIdx.x * split_len >= ctx) return;
+  if (pre && (int)blockIdx.x * split_len >= ctx - window_lo(ctx, window)) return;
   using Chunk = typename KvChunk<QP>::T;
-  constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
+  constexpr int TPT = lane_group<HD>(), TPW = 32 / TPT, TPB = TPW * kDecodeWarps;
   constexpr int kUnroll = 4;  // tokens per lane group in flight (loads first, then the math)
   extern __shared__ float scores[];  // [G][split_len]
   __shared__ float red[kDecodeWarps][G][HD];
@@ -114,6 +129,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   const int b = blockIdx.z, hg = blockIdx.y, kvh = hg / kv_rep, split = blockIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % TPT, tslot = lane / TPT;
+  const bool live = TPT == HD / 8 || sub < HD / 8;  // this lane holds 8 dims of the row
   const int* bt = block_tables + (size_t)b * max_blocks;
   // pre, f16 cache: the K and V rows of the block's first kUnroll x TPB tokens before the wait, all but the newest
   // (ctx - 1, which the rope + KV store kernel before this one writes): the block table is host-staged and no kernel
@@ -121,13 +137,13 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   const bool have_pre = prefetch && pre;  // kpre / vpre hold the first round's rows (but the newest token's)
   Chunk kpre[kUnroll], vpre[kUnroll];
   if (have_pre) {
-    const int p0 = split * split_len, p1 = min(ctx, p0 + split_len);
+    const int p0 = window_lo(ctx, window) + split * split_len, p1 = min(ctx, p0 + split_len);
 #pragma unroll
     for (int u = 0; u < kUnroll; u++) {
       const int t = p0 + u * TPB + warp * TPW + tslot;
       kpre[u] = Chunk{};
       vpre[u] = Chunk{};
-      if (t < p1 && t != ctx - 1) {
+      if (live && t < p1 && t != ctx - 1) {
         const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
         kpre[u] = kv_load8<QP, HD>(k_cache, row, sub);
         vpre[u] = kv_load8<QP, HD>(v_cache, row, sub);
@@ -136,9 +152,9 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
   }
   pdl_wait();     // launched as a programmatic dependent (pdl_chain_enabled) of the rope + KV store kernel
   if (!pre) ctx = ctx_lens[blockIdx.z];
-  const int nsplit = (ctx + split_len - 1) / split_len;
+  const int lo = window_lo(ctx, window), nsplit = (ctx - lo + split_len - 1) / split_len;
   if (split >= nsplit) return;
-  const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
+  const int t0 = lo + split * split_len, t1 = min(ctx, t0 + split_len);
 
   float qf[G][8];
   load_q8<G, HD>(q, ldq, b, hg, sub, scale_log2, qf);
@@ -154,7 +170,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       kp[u] = make_float2(0.f, 0.f);
       if (have_pre && base == t0 && t != ctx - 1) {
         kr[u] = kpre[u];
-      } else if (t < t1) {
+      } else if (live && t < t1) {
         const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
         kr[u] = kv_load8<QP, HD>(k_cache, row, sub);
         if constexpr (QP != 0) kp[u] = kv_param(k_param, row);
@@ -206,7 +222,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       vp[u] = make_float2(0.f, 0.f);
       if (have_pre && base == t0 && t != ctx - 1) {
         vr[u] = vpre[u];
-      } else if (t < t1) {
+      } else if (live && t < t1) {
         const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
         vr[u] = kv_load8<QP, HD>(v_cache, row, sub);
         if constexpr (QP != 0) vp[u] = kv_param(v_param, row);
@@ -236,7 +252,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       for (int o = TPT; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       acc[g][i] = v;
     }
-  if (tslot == 0) {
+  if (tslot == 0 && live) {
 #pragma unroll
     for (int g = 0; g < G; g++)
 #pragma unroll
@@ -278,20 +294,21 @@ attention_decode_online_kernel(const half* __restrict__ q, int ldq, const half* 
                                int block_size, float scale_log2, int split_len, int max_splits,
                                float* __restrict__ o_part, float* __restrict__ ml_part,
                                const float* __restrict__ k_param, const float* __restrict__ v_param, int kv_rep,
-                               int pre) {
+                               int window, int pre) {
   pdl_trigger();
   const bool prefetch = QP == 0 && (pre & 2);  // as attention_decode_kernel: round 0's older rows before the wait
   pre &= 1;
   int ctx = pre ? ctx_lens[blockIdx.z] : 0;
-  if (pre && (int)blockIdx.x * split_len >= ctx) return;
+  if (pre && (int)blockIdx.x * split_len >= ctx - window_lo(ctx, window)) return;
   using Chunk = typename KvChunk<QP>::T;
-  constexpr int TPT = HD / 8, TPW = 32 / TPT, TPB = TPW * kDecodeWarps, U = online_unroll<G>(), R = TPB * U;
+  constexpr int TPT = lane_group<HD>(), TPW = 32 / TPT, TPB = TPW * kDecodeWarps, U = online_unroll<G>(), R = TPB * U;
   __shared__ float red_acc[kDecodeWarps][G][HD];
   __shared__ float red_ml[kDecodeWarps][2][G];
 
   const int b = blockIdx.z, hg = blockIdx.y, kvh = hg / kv_rep, split = blockIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % TPT, tw = warp * TPW + lane / TPT;  // tw: this lane group's token within a step of TPB
+  const bool live = TPT == HD / 8 || sub < HD / 8;  // this lane holds 8 dims of the row
   const int* bt = block_tables + (size_t)b * max_blocks;
   // the round starting at `base`: token base + u * TPB + tw for u < U, rows past t1 (and `skip`) left zero
   auto load = [&](Chunk* kr, Chunk* vr, float2* kp, float2* vp, int base, int t1, int skip) {
@@ -301,7 +318,7 @@ attention_decode_online_kernel(const half* __restrict__ q, int ldq, const half* 
       kr[u] = Chunk{};
       vr[u] = Chunk{};
       kp[u] = vp[u] = make_float2(0.f, 0.f);
-      if (t < t1 && t != skip) {
+      if (live && t < t1 && t != skip) {
         const size_t row = kv_row_index(bt, t, kvh, nkv, block_size);
         kr[u] = kv_load8<QP, HD>(k_cache, row, sub);
         vr[u] = kv_load8<QP, HD>(v_cache, row, sub);
@@ -316,20 +333,20 @@ attention_decode_online_kernel(const half* __restrict__ q, int ldq, const half* 
   float2 kpc[U], vpc[U];
   const bool have_pre = prefetch && pre;
   if (have_pre) {  // all but the newest row (ctx - 1), which the rope + KV store kernel before this one writes
-    const int p0 = split * split_len;
+    const int p0 = window_lo(ctx, window) + split * split_len;
     load(kc, vc, kpc, vpc, p0, min(ctx, p0 + split_len), ctx - 1);
   }
   pdl_wait();
   if (!pre) ctx = ctx_lens[blockIdx.z];
-  const int nsplit = (ctx + split_len - 1) / split_len;
+  const int lo = window_lo(ctx, window), nsplit = (ctx - lo + split_len - 1) / split_len;
   if (split >= nsplit) return;
-  const int t0 = split * split_len, t1 = min(ctx, t0 + split_len);
+  const int t0 = lo + split * split_len, t1 = min(ctx, t0 + split_len);
   if (!have_pre) {
     load(kc, vc, kpc, vpc, t0, t1, -1);
   } else {
 #pragma unroll
     for (int u = 0; u < U; u++)
-      if (t0 + u * TPB + tw == ctx - 1) {  // the newest row, if it falls in round 0
+      if (live && t0 + u * TPB + tw == ctx - 1) {  // the newest row, if it falls in round 0
         const size_t row = kv_row_index(bt, ctx - 1, kvh, nkv, block_size);
         kc[u] = kv_load8<QP, HD>(k_cache, row, sub);
         vc[u] = kv_load8<QP, HD>(v_cache, row, sub);
@@ -413,8 +430,9 @@ attention_decode_online_kernel(const half* __restrict__ q, int ldq, const half* 
   if (lane < TPT) {
 #pragma unroll
     for (int g = 0; g < G; g++) {
+      if (live)
 #pragma unroll
-      for (int i = 0; i < 8; i++) red_acc[warp][g][sub * 8 + i] = acc[g][i];
+        for (int i = 0; i < 8; i++) red_acc[warp][g][sub * 8 + i] = acc[g][i];
       if (lane == 0) {
         red_ml[warp][0][g] = m[g];
         red_ml[warp][1][g] = l[g];
@@ -452,14 +470,14 @@ template <int HD>
 __global__ void attention_decode_combine_kernel(const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo,
                                                 int nh, int split_len, int max_splits,
                                                 const float* __restrict__ o_part, const float* __restrict__ ml_part,
-                                                int pre) {
+                                                int window, int pre) {
   pdl_trigger();  // see device_utils.cuh
   const int qh = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
   int cl = pre ? ctx_lens[b] : 0;  // pre (pdl_preload): the host-staged context length before the wait
-  if (pre && (cl + split_len - 1) / split_len <= 1) return;
+  if (pre && (cl - window_lo(cl, window) + split_len - 1) / split_len <= 1) return;
   pdl_wait();
   if (!pre) cl = ctx_lens[b];
-  const int nsplit = (cl + split_len - 1) / split_len;
+  const int nsplit = (cl - window_lo(cl, window) + split_len - 1) / split_len;
   if (nsplit <= 1) return;
   const size_t p0 = ((size_t)b * nh + qh) * max_splits;
   float mx = -INFINITY;
@@ -485,7 +503,7 @@ template <int HD, int G, int QP>
 static void launch_decode(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
                           int max_blocks, const int* ctx_lens, half* out, int ldo, int batch, int nh, int nkv,
                           int block_size, float scale, int split_len, int max_splits, void* workspace,
-                          cudaStream_t s, const float* k_param, const float* v_param, int kv_rep) {
+                          cudaStream_t s, const float* k_param, const float* v_param, int kv_rep, int window) {
   float* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
   const bool online = attn_online();
@@ -496,18 +514,18 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   const bool pdl = pdl_chain_enabled();
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache, v_cache,
                                        block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
-                                       split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep,
+                                       split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep, window,
                                        (pdl_preload() ? 1 : 0) | (attn_prefetch() ? 2 : 0)));
   if (max_splits > 1)
     LMF_CUDA_CHECK(launch_maybe_pdl(pdl, attention_decode_combine_kernel<HD>, dim3(nh, batch), dim3(HD), s, ctx_lens, out,
-                                    ldo, nh, split_len, max_splits, o_part, ml_part, pdl_preload() ? 1 : 0));
+                                    ldo, nh, split_len, max_splits, o_part, ml_part, window, pdl_preload() ? 1 : 0));
 }
 
 template <int HD, int QP>
 static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo, int batch,
                            int nh, int nkv, int block_size, float scale, int split_len, int max_splits,
-                           void* workspace, cudaStream_t s, const float* k_param, const float* v_param) {
+                           void* workspace, cudaStream_t s, const float* k_param, const float* v_param, int window) {
   // G query heads per block (register-resident): the largest divisor of the group that is <= 8
   int G = 8;
   while (g % G) G--;
@@ -516,7 +534,7 @@ static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, c
   case G:                                                                                                    \
     return launch_decode<HD, G, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, \
                                     nh, nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, \
-                                    kv_rep);
+                                    kv_rep, window);
   switch (G) {
     LMF_DECODE_CASE(1) LMF_DECODE_CASE(2) LMF_DECODE_CASE(3) LMF_DECODE_CASE(4)
     LMF_DECODE_CASE(5) LMF_DECODE_CASE(6) LMF_DECODE_CASE(7) LMF_DECODE_CASE(8)
@@ -529,7 +547,7 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
                            int max_splits, void* workspace, cudaStream_t s, int quant_policy, const float* k_param,
-                           const float* v_param) {
+                           const float* v_param, int window) {
   if (batch <= 0) return;
   if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
   if (split_len <= 0 || max_splits <= 0) fail(ErrorCode::InvalidArgument, "attention: bad split_len/max_splits");
@@ -537,34 +555,29 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
   const int g = nh / nkv;
 #define LMF_DECODE_HD(HD, QP)                                                                                 \
   return dispatch_group<HD, QP>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, \
-                                nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param)
+                                nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, window)
+#define LMF_DECODE_QP(QP)                                                                                      \
+  switch (hd) {                                                                                                \
+    case 16: LMF_DECODE_HD(16, QP);                                                                            \
+    case 32: LMF_DECODE_HD(32, QP);                                                                            \
+    case 64: LMF_DECODE_HD(64, QP);                                                                            \
+    case 96: LMF_DECODE_HD(96, QP);                                                                            \
+    case 128: LMF_DECODE_HD(128, QP);                                                                          \
+    case 256: LMF_DECODE_HD(256, QP);                                                                          \
+  }
   if (quant_policy == 0) {
-    switch (hd) {
-      case 16: LMF_DECODE_HD(16, 0);
-      case 32: LMF_DECODE_HD(32, 0);
-      case 64: LMF_DECODE_HD(64, 0);
-      case 128: LMF_DECODE_HD(128, 0);
-    }
+    LMF_DECODE_QP(0)
   } else if (quant_policy == 8) {
-    switch (hd) {
-      case 16: LMF_DECODE_HD(16, 8);
-      case 32: LMF_DECODE_HD(32, 8);
-      case 64: LMF_DECODE_HD(64, 8);
-      case 128: LMF_DECODE_HD(128, 8);
-    }
+    LMF_DECODE_QP(8)
   } else if (quant_policy == 4) {
-    switch (hd) {
-      case 16: LMF_DECODE_HD(16, 4);
-      case 32: LMF_DECODE_HD(32, 4);
-      case 64: LMF_DECODE_HD(64, 4);
-      case 128: LMF_DECODE_HD(128, 4);
-    }
+    LMF_DECODE_QP(4)
   } else {
     fail(ErrorCode::InvalidArgument, "attention: quant_policy must be 0, 4 or 8");
   }
+#undef LMF_DECODE_QP
 #undef LMF_DECODE_HD
   fail(ErrorCode::InvalidArgument, "attention: head_dim " + std::to_string(hd) + " is not supported with quant_policy " +
-                                       std::to_string(quant_policy) + " (16, 32, 64 or 128)");
+                                       std::to_string(quant_policy) + " (16, 32, 64, 96, 128 or 256)");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -592,7 +605,7 @@ attention_prefill_kernel(const half* __restrict__ q, int ldq, const half* __rest
                          const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
                          const int* __restrict__ q_starts, const int* __restrict__ q_lens,
                          const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
-                         int block_size, float scale_log2) {
+                         int block_size, float scale_log2, int window) {
   using namespace nvcuda;
   using L = PrefillSmem<HD>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -666,7 +679,8 @@ attention_prefill_kernel(const half* __restrict__ q, int ldq, const half* __rest
 #pragma unroll
       for (int j = 0; j < 2; j++) {
         const int c = lane + 32 * j, key = k0 + c;
-        s[j] = (key <= qpos && key < ctx) ? S[row * L::LDS + c] * scale_log2 : -INFINITY;
+        s[j] = (key <= qpos && key < ctx && (window <= 0 || key > qpos - window)) ? S[row * L::LDS + c] * scale_log2
+                                                                                   : -INFINITY;
       }
       const float mold = M[row];
       const float mnew = fmaxf(mold, warp_max(fmaxf(s[0], s[1])));
@@ -739,6 +753,10 @@ __device__ __forceinline__ uint32_t pack_half2(float a, float b) {
   half2 h = __floats2half2_rn(a, b);
   return *reinterpret_cast<uint32_t*>(&h);
 }
+// keys per K / V tile: 64, or 32 for head_dim 256 so that Q and the double-buffered K / V tiles fit 99 KB of shared
+// memory (sm_86's limit; 64 would need 165 KB)
+template <int HD>
+__host__ __device__ constexpr int fa2_bn() { return HD > 128 ? 32 : kBN; }
 }  // namespace
 
 template <int HD, int QP>
@@ -748,16 +766,20 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
                              const int* __restrict__ q_starts, const int* __restrict__ q_lens,
                              const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
                              int block_size, float scale_log2, const float* __restrict__ k_param,
-                             const float* __restrict__ v_param) {
+                             const float* __restrict__ v_param, int window) {
+  constexpr int BN = fa2_bn<HD>();  // keys per tile
   constexpr int LD = HD + 8;  // halves per smem row (16 B pad: conflict-free ldmatrix)
   constexpr int CPR = HD / 8;
   constexpr int KS = HD / 16;  // k-steps over head dims
-  constexpr int NB = kBN / 8;  // 8-key blocks per tile
+  constexpr int NB = BN / 8;   // 8-key blocks per tile
   constexpr int DB = HD / 8;   // 8-dim blocks of the output
+  // Q's fragments stay in registers up to head_dim 128; wider heads (256: 64 more registers beside the 128 of the
+  // output accumulator) read them from shared memory at each k-step instead
+  constexpr bool QREG = HD <= 128;
   extern __shared__ __align__(128) unsigned char smem[];
   half* Qs = reinterpret_cast<half*>(smem);
-  half* Ks = Qs + kBM * LD;       // [2][kBN][LD]
-  half* Vs = Ks + 2 * kBN * LD;   // [2][kBN][LD]
+  half* Ks = Qs + kBM * LD;      // [2][BN][LD]
+  half* Vs = Ks + 2 * BN * LD;   // [2][BN][LD]
 
   const int b = blockIdx.z, h = blockIdx.y;
   const int qtile = gridDim.x - 1 - blockIdx.x;
@@ -770,13 +792,15 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
   const int g = lane >> 2, t4 = lane & 3;
   const int last_q = min(ql, (qtile + 1) * kBM) - 1;
   const int nkeys = hist + last_q + 1;
-  const int ntiles = (nkeys + kBN - 1) / kBN;
+  const int ntiles = (nkeys + BN - 1) / BN;
+  // sliding window: the tile's first query (position hist + qtile * kBM) sees no key before this tile
+  const int tile0 = window > 0 ? max(0, hist + qtile * kBM - window + 1) / BN : 0;
 
   auto load_kv = [&](int tile, int buf) {  // f16 cache: cp.async straight into the tile
-    half* kd = Ks + buf * kBN * LD;
-    half* vd = Vs + buf * kBN * LD;
-    for (int c = threadIdx.x; c < kBN * CPR; c += 128) {
-      const int r = c / CPR, ch = c % CPR, t = tile * kBN + r;
+    half* kd = Ks + buf * BN * LD;
+    half* vd = Vs + buf * BN * LD;
+    for (int c = threadIdx.x; c < BN * CPR; c += 128) {
+      const int r = c / CPR, ch = c % CPR, t = tile * BN + r;
       const bool ok = t < nkeys;
       const half* ks = ok ? kv_row(k_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : k_cache;
       const half* vs = ok ? kv_row(v_cache, bt, t, kvh, nkv, block_size, HD) + ch * 8 : v_cache;
@@ -787,13 +811,13 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
   // Quantized cache: the next tile's raw rows are loaded into registers before this tile's math and dequantized
   // into the (free) other buffer after it, so the loads overlap the math as cp.async does for f16.
   using Chunk = typename KvChunk<QP>::T;
-  constexpr int NCH = QP == 0 ? 1 : (kBN * CPR) / 128;  // chunks of 8 values per thread and tile
+  constexpr int NCH = QP == 0 ? 1 : (BN * CPR) / 128;  // chunks of 8 values per thread and tile
   Chunk rk[NCH], rv[NCH];
   float2 pk[NCH], pv[NCH];
   auto fetch_raw = [&](int tile) {
 #pragma unroll
     for (int j = 0; j < NCH; j++) {
-      const int c = threadIdx.x + j * 128, r = c / CPR, ch = c % CPR, t = tile * kBN + r;
+      const int c = threadIdx.x + j * 128, r = c / CPR, ch = c % CPR, t = tile * BN + r;
       rk[j] = rv[j] = Chunk{};
       pk[j] = pv[j] = make_float2(0.f, 0.f);
       if (t < nkeys) {
@@ -806,8 +830,8 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
     }
   };
   auto store_deq = [&](int buf) {
-    half* kd = Ks + buf * kBN * LD;
-    half* vd = Vs + buf * kBN * LD;
+    half* kd = Ks + buf * BN * LD;
+    half* vd = Vs + buf * BN * LD;
 #pragma unroll
     for (int j = 0; j < NCH; j++) {
       const int c = threadIdx.x + j * 128, r = c / CPR, ch = c % CPR;
@@ -824,14 +848,14 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
     cp_async16(Qs + r * LD + ch * 8, i < ql ? q + (size_t)(qs + i) * ldq + h * HD + ch * 8 : q, i < ql);
   }
   if constexpr (QP == 0) {
-    load_kv(0, 0);
+    load_kv(tile0, 0);
   } else {
-    fetch_raw(0);
+    fetch_raw(tile0);
     store_deq(0);
   }
   asm volatile("cp.async.commit_group;\n" ::);
 
-  uint32_t qf[KS][4];
+  uint32_t qf[QREG ? KS : 1][4];
   float o[DB][4];
 #pragma unroll
   for (int i = 0; i < DB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
@@ -839,8 +863,8 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
   const int row0 = warp * 16 + g;
   const int qpos0 = hist + qtile * kBM + row0, qpos1 = qpos0 + 8;
 
-  for (int tile = 0; tile < ntiles; tile++) {
-    const int buf = tile & 1;
+  for (int tile = tile0; tile < ntiles; tile++) {
+    const int buf = (tile - tile0) & 1;
     if constexpr (QP == 0) {
       if (tile + 1 < ntiles) {
         load_kv(tile + 1, buf ^ 1);
@@ -854,32 +878,37 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
       asm volatile("cp.async.wait_group 0;\n" ::);  // Q
     }
     __syncthreads();
-    if (tile == 0) {
+    const int qr = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;  // this lane's Q row for ldmatrix
+    if (QREG && tile == tile0) {
 #pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        const int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, col = kk * 16 + (lane >> 4) * 8;
-        ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], Qs + r * LD + col);
-      }
+      for (int kk = 0; kk < (QREG ? KS : 0); kk++)
+        ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], Qs + qr * LD + kk * 16 + (lane >> 4) * 8);
     }
-    const half* kb = Ks + buf * kBN * LD;
-    const half* vb = Vs + buf * kBN * LD;
+    const half* kb = Ks + buf * BN * LD;
+    const half* vb = Vs + buf * BN * LD;
     // S = Q K^T  (16 x 64 per warp)
     float sc[NB][4];
 #pragma unroll
     for (int nb = 0; nb < NB; nb++) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < KS; kk++) {
+      uint32_t qa[4];
+      if constexpr (QREG) {
+        qa[0] = qf[kk][0]; qa[1] = qf[kk][1]; qa[2] = qf[kk][2]; qa[3] = qf[kk][3];
+      } else {
+        ldsm_x4(qa[0], qa[1], qa[2], qa[3], Qs + qr * LD + kk * 16 + (lane >> 4) * 8);
+      }
 #pragma unroll
       for (int nb = 0; nb < NB; nb += 2) {
         uint32_t b0, b1, b2, b3;
         const int key = nb * 8 + (lane & 7) + (lane >> 4) * 8, col = kk * 16 + ((lane >> 3) & 1) * 8;
         ldsm_x4(b0, b1, b2, b3, kb + key * LD + col);
-        mma_16816(sc[nb], qf[kk], b0, b1);
-        mma_16816(sc[nb + 1], qf[kk], b2, b3);
+        mma_16816(sc[nb], qa, b0, b1);
+        mma_16816(sc[nb + 1], qa, b2, b3);
       }
     }
     // mask + online softmax (rows g: elements 0,1; row g+8: elements 2,3)
-    const int k0 = tile * kBN;
+    const int k0 = tile * BN;
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int nb = 0; nb < NB; nb++) {
@@ -887,7 +916,8 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
       for (int e = 0; e < 4; e++) {
         const int key = k0 + nb * 8 + t4 * 2 + (e & 1);
         const int qp = e < 2 ? qpos0 : qpos1;
-        const float v = (key <= qp && key < ctx) ? sc[nb][e] * scale_log2 : -INFINITY;
+        const bool seen = key <= qp && key < ctx && (window <= 0 || key > qp - window);
+        const float v = seen ? sc[nb][e] * scale_log2 : -INFINITY;
         sc[nb][e] = v;
         if (e < 2) mx0 = fmaxf(mx0, v); else mx1 = fmaxf(mx1, v);
       }
@@ -926,7 +956,7 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
     }
     // O += P V
 #pragma unroll
-    for (int kk = 0; kk < kBN / 16; kk++) {
+    for (int kk = 0; kk < BN / 16; kk++) {
 #pragma unroll
       for (int db = 0; db < DB; db += 2) {
         uint32_t b0, b1, b2, b3;
@@ -957,15 +987,15 @@ template <int HD, int QP>
 static void launch_prefill(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
                            int max_blocks, const int* q_starts, const int* q_lens, const int* ctx_lens, half* out,
                            int ldo, int num_seqs, int max_q_len, int nh, int nkv, int block_size, float scale,
-                           cudaStream_t s, const float* k_param, const float* v_param) {
+                           cudaStream_t s, const float* k_param, const float* v_param, int window) {
   // the WMMA kernel (impl 0) is the cross-check for the f16 cache at head_dim 64/128; everything else takes FA2
   if (g_attention_prefill_impl == 1 || QP != 0 || (HD != 64 && HD != 128)) {
     auto kern = attention_prefill_fa2_kernel<HD, QP>;
-    const size_t smem = (size_t)(kBM + 4 * kBN) * (HD + 8) * sizeof(half);
+    const size_t smem = (size_t)(kBM + 4 * fa2_bn<HD>()) * (HD + 8) * sizeof(half);
     LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((max_q_len + kBM - 1) / kBM, nh, num_seqs);
     kern<<<grid, 128, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out,
-                                 ldo, nh, nkv, block_size, scale * kLog2e, k_param, v_param);
+                                 ldo, nh, nkv, block_size, scale * kLog2e, k_param, v_param, window);
     LMF_CUDA_LAUNCHED();
     return;
   }
@@ -974,7 +1004,7 @@ static void launch_prefill(const half* q, int ldq, const half* k_cache, const ha
   LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   dim3 grid((max_q_len + kBM - 1) / kBM, nh, num_seqs);
   kern<<<grid, 128, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out,
-                               ldo, nh, nkv, block_size, scale * kLog2e);
+                               ldo, nh, nkv, block_size, scale * kLog2e, window);
   LMF_CUDA_LAUNCHED();
 }
 
@@ -982,41 +1012,36 @@ void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const h
                             const int* block_tables, int max_blocks, const int* q_starts, const int* q_lens,
                             const int* ctx_lens, half* out, int ldo, int num_seqs, int max_q_len, int nh, int nkv,
                             int hd, int block_size, float scale, cudaStream_t s, int quant_policy,
-                            const float* k_param, const float* v_param) {
+                            const float* k_param, const float* v_param, int window) {
   if (num_seqs <= 0 || max_q_len <= 0) return;
   if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
   if (ldq % 8 || ldo % 8) fail(ErrorCode::InvalidArgument, "attention: row strides must be multiples of 8");
   if (quant_policy && (!k_param || !v_param)) fail(ErrorCode::InvalidArgument, "attention: a quantized cache needs its params");
 #define LMF_PREFILL_HD(HD, QP)                                                                                   \
   return launch_prefill<HD, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out, \
-                                ldo, num_seqs, max_q_len, nh, nkv, block_size, scale, s, k_param, v_param)
+                                ldo, num_seqs, max_q_len, nh, nkv, block_size, scale, s, k_param, v_param, window)
+#define LMF_PREFILL_QP(QP)                                                                                     \
+  switch (hd) {                                                                                                \
+    case 16: LMF_PREFILL_HD(16, QP);                                                                           \
+    case 32: LMF_PREFILL_HD(32, QP);                                                                           \
+    case 64: LMF_PREFILL_HD(64, QP);                                                                           \
+    case 96: LMF_PREFILL_HD(96, QP);                                                                           \
+    case 128: LMF_PREFILL_HD(128, QP);                                                                         \
+    case 256: LMF_PREFILL_HD(256, QP);                                                                         \
+  }
   if (quant_policy == 0) {
-    switch (hd) {
-      case 16: LMF_PREFILL_HD(16, 0);
-      case 32: LMF_PREFILL_HD(32, 0);
-      case 64: LMF_PREFILL_HD(64, 0);
-      case 128: LMF_PREFILL_HD(128, 0);
-    }
+    LMF_PREFILL_QP(0)
   } else if (quant_policy == 8) {
-    switch (hd) {
-      case 16: LMF_PREFILL_HD(16, 8);
-      case 32: LMF_PREFILL_HD(32, 8);
-      case 64: LMF_PREFILL_HD(64, 8);
-      case 128: LMF_PREFILL_HD(128, 8);
-    }
+    LMF_PREFILL_QP(8)
   } else if (quant_policy == 4) {
-    switch (hd) {
-      case 16: LMF_PREFILL_HD(16, 4);
-      case 32: LMF_PREFILL_HD(32, 4);
-      case 64: LMF_PREFILL_HD(64, 4);
-      case 128: LMF_PREFILL_HD(128, 4);
-    }
+    LMF_PREFILL_QP(4)
   } else {
     fail(ErrorCode::InvalidArgument, "attention: quant_policy must be 0, 4 or 8");
   }
+#undef LMF_PREFILL_QP
 #undef LMF_PREFILL_HD
   fail(ErrorCode::InvalidArgument, "attention: head_dim " + std::to_string(hd) + " is not supported with quant_policy " +
-                                       std::to_string(quant_policy) + " (16, 32, 64 or 128)");
+                                       std::to_string(quant_policy) + " (16, 32, 64, 96, 128 or 256)");
 }
 
 }  // namespace lmfleet

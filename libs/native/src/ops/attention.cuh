@@ -6,7 +6,7 @@ namespace lmfleet {
 
 // Paged KV cache: per layer k_cache/v_cache [num_blocks, block_size, nkv, hd] (the CPU backend's layout, f16); block_tables [batch, max_blocks]
 // maps a sequence's token t to block block_tables[b][t / block_size], row t % block_size.
-// head_dim: 16, 32, 64 or 128 for the f16 cache. quant_policy 8 / 4 (ops/kv_quant.h; the same head dims): k_cache /
+// head_dim: 16, 32, 64, 96, 128 or 256 for the f16 cache. quant_policy 8 / 4 (ops/kv_quant.h; the same head dims): k_cache /
 // v_cache hold int8 / int4 rows (bytes, passed as half*) and k_param / v_param [slots, nkv, 2] f32 their (scale, zero);
 // both kernels dequantize as they load (decode: in registers; prefill: into the shared-memory tile).
 
@@ -39,17 +39,19 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
                            int max_splits, void* workspace, cudaStream_t s, int quant_policy = 0,
-                           const float* k_param = nullptr, const float* v_param = nullptr);
+                           const float* k_param = nullptr, const float* v_param = nullptr, int window = 0);
 
 // Prefill attention (causal, tensor cores): num_seqs sequences; sequence b has q_lens[b] new tokens whose q rows
 // start at row q_starts[b] of q ([ntok, nh*hd], row stride ldq), and ctx_lens[b] tokens in the cache including
 // the new ones (history first). New token i sits at position ctx_lens[b] - q_lens[b] + i and sees keys <= it.
 // max_q_len bounds q_lens (grid size). out rows are the q rows (row stride ldo).
+// window > 0 (both kernels): sliding-window attention, a query at position p sees keys (p - window, p] only (the
+// window's keys stay in the cache; the decode splits cover [ctx - window, ctx), so max_splits may count the window).
 void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const half* v_cache,
                             const int* block_tables, int max_blocks, const int* q_starts, const int* q_lens,
                             const int* ctx_lens, half* out, int ldo, int num_seqs, int max_q_len, int nh, int nkv,
                             int hd, int block_size, float scale, cudaStream_t s, int quant_policy = 0,
-                            const float* k_param = nullptr, const float* v_param = nullptr);
+                            const float* k_param = nullptr, const float* v_param = nullptr, int window = 0);
 // Which prefill kernel runs: 1 = mma.sync flash-attention-2 (default), 0 = the WMMA kernel (kept as a cross-check).
 extern int g_attention_prefill_impl;
 

@@ -2,7 +2,8 @@
 // tokens' K/V must already be stored, see kv_store). One op for prefill (q_len > 1, chunked or not) and
 // decode (q_len = 1), for any mix of sequences in a batch; reads a float or a quantized (int8/int4) cache.
 // Sequence s owns queries [q_start, q_start + q_len) and has ctx_len tokens in the cache; its query j sits
-// at position ctx_len - q_len + j and attends to cache positions 0..that position.
+// at position ctx_len - q_len + j and attends to cache positions 0..that position (the last `window` of them when
+// window > 0).
 #pragma once
 #include <cstdint>
 
@@ -25,5 +26,8 @@ struct attention_args {
   int quant_policy = 0;
   const float* k_param = nullptr;
   const float* v_param = nullptr;
+  // Sliding-window attention (Mistral, Gemma 2/3's local layers): > 0, a query at position p sees keys (p - window, p]
+  // only; 0: every key up to p.
+  int64_t window = 0;
 };
 }  // namespace lmfleet

@@ -2,7 +2,7 @@ import { attentionRef, kvDequantRowRef, kvQuantRowRef } from './reference';
 import { compareCudaToCpu, cpuNative, expectNmse, f32Of, guarded, NMSE_BOUND, Rng, tensor, withSeed } from './testing';
 
 /** Builds a paged cache holding each sequence's K/V in shuffled blocks; unused blocks hold NaN guards. */
-function pagedCase(rng: Rng, seqs: Array<{ qLen: number; ctxLen: number }>, heads: number, kvHeads: number, D: number, blockSize: number) {
+function pagedCase(rng: Rng, seqs: Array<{ qLen: number; ctxLen: number }>, heads: number, kvHeads: number, D: number, blockSize: number, window = 0) {
   const blocksPer = seqs.map((s) => Math.ceil(s.ctxLen / blockSize));
   const numBlocks = blocksPer.reduce((a, b) => a + b, 0) + 3; // 3 spare (guard) blocks
   const maxBlocks = Math.max(...blocksPer);
@@ -28,7 +28,7 @@ function pagedCase(rng: Rng, seqs: Array<{ qLen: number; ctxLen: number }>, head
     }
     info.set([qStart, s.qLen, s.ctxLen], i * 3);
     const qs = q.subarray(qStart * heads * D, (qStart + s.qLen) * heads * D);
-    ref.set(attentionRef(qs, k, v, s.qLen, s.ctxLen, heads, kvHeads, D, 1 / Math.sqrt(D)), qStart * heads * D);
+    ref.set(attentionRef(qs, k, v, s.qLen, s.ctxLen, heads, kvHeads, D, 1 / Math.sqrt(D), window), qStart * heads * D);
     qStart += s.qLen;
   });
   const inputs = [
@@ -57,6 +57,27 @@ describe('attention (paged, causal, GQA)', () => {
         await compareCudaToCpu('attention', inputs, {});
       }));
   }
+
+  // Sliding window (Mistral, Phi-3, Qwen2's upper layers): windows shorter than a block, than the chunk, than the context;
+  // decode rows whose context is shorter, equal and longer than the window
+  const windowed: Array<[number, Array<{ qLen: number; ctxLen: number }>]> = [
+    [5, [{ qLen: 37, ctxLen: 37 }, { qLen: 1, ctxLen: 4 }, { qLen: 1, ctxLen: 5 }, { qLen: 1, ctxLen: 6 }]],
+    [16, [{ qLen: 20, ctxLen: 50 }, { qLen: 1, ctxLen: 100 }, { qLen: 17, ctxLen: 17 }]],
+    [64, [{ qLen: 70, ctxLen: 130 }, { qLen: 1, ctxLen: 64 }]],
+  ];
+  for (const [window, seqs] of windowed) {
+    it(`sliding window ${window}: each query sees its last ${window} positions (prefill, chunked prefill, decode)`, () =>
+      withSeed(`attention window ${window}`, async (rng) => {
+        const { inputs, ref } = pagedCase(rng, seqs, 4, 2, 32, 8, window);
+        const [out] = await cpuNative().runOp('attention', inputs, { window });
+        expectNmse(ref, f32Of(out), NMSE_BOUND.f32);
+        await compareCudaToCpu('attention', inputs, { window });
+      }));
+  }
+  it('rejects a negative window', async () => {
+    const { inputs } = pagedCase(new Rng(3), [{ qLen: 3, ctxLen: 3 }], 2, 2, 16, 8);
+    await expect(cpuNative().runOp('attention', inputs, { window: -1 })).rejects.toThrow(/window must be >= 0/);
+  });
 
   // Quantized caches: the cache is written the way kv_store writes it (TS reference quantizer), the reference attends
   // over the dequantized rows; int8/int4 vs the float cache is reported as the quantization's own error.

@@ -91,26 +91,28 @@ export function ropeRef(x: Float32Array, tokens: number, heads: number, headDim:
 /**
  * Causal GQA attention of q [qLen, heads, D] (positions ctxLen-qLen ..) over contiguous k, v [ctxLen, kvHeads, D].
  */
-export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, qLen: number, ctxLen: number, heads: number, kvHeads: number, D: number, scale: number): Float32Array {
+/** window > 0: a query at position pos sees keys (pos - window, pos] only (sliding-window attention). */
+export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, qLen: number, ctxLen: number, heads: number, kvHeads: number, D: number, scale: number, window = 0): Float32Array {
   const out = new Float32Array(qLen * heads * D);
   const group = heads / kvHeads;
   for (let j = 0; j < qLen; j++) {
     const pos = ctxLen - qLen + j;
+    const lo = window > 0 ? Math.max(0, pos + 1 - window) : 0;
     for (let h = 0; h < heads; h++) {
       const kh = Math.floor(h / group);
       const scores = new Float64Array(pos + 1);
       let mx = -Infinity;
-      for (let p = 0; p <= pos; p++) {
+      for (let p = lo; p <= pos; p++) {
         let s = 0;
         for (let d = 0; d < D; d++) s += q[(j * heads + h) * D + d] * k[(p * kvHeads + kh) * D + d];
         scores[p] = s * scale;
         mx = Math.max(mx, scores[p]);
       }
       let sum = 0;
-      for (let p = 0; p <= pos; p++) sum += scores[p] = Math.exp(scores[p] - mx);
+      for (let p = lo; p <= pos; p++) sum += scores[p] = Math.exp(scores[p] - mx);
       for (let d = 0; d < D; d++) {
         let acc = 0;
-        for (let p = 0; p <= pos; p++) acc += scores[p] * v[(p * kvHeads + kh) * D + d];
+        for (let p = lo; p <= pos; p++) acc += scores[p] * v[(p * kvHeads + kh) * D + d];
         out[(j * heads + h) * D + d] = acc / sum;
       }
     }
