@@ -164,7 +164,7 @@ function wrap(raw: RawAddon): NativeModule {
     createAwqSession: (config) => {
       const sess = guard(() => raw.createAwqSession(config));
       return {
-        setTensors: (t) => guard(() => Promise.resolve().then(() => sess.setTensors(t))),
+        setTensors: (t, o) => guard(() => Promise.resolve().then(() => sess.setTensors(t, o))),
         setInput: (x, lens, o) => guard(() => Promise.resolve().then(() => sess.setInput(x, lens, o ?? {}))),
         run: (o) => guard(() => Promise.resolve().then(() => sess.run(o ?? {}))),
         scaleLosses: (g, c, o) => guard(() => Promise.resolve().then(() => sess.scaleLosses(g, c, o))),

@@ -71,21 +71,10 @@ export class Engine {
       const spec = pretrained.spec;
       const backend = pretrained.backend;
       // On cpu a 128k-context default would size a host KV cache of tens of GB: default to at most 4096 there.
-      // A sliding-window model (Mistral) is exact here only within its window (attention is full): capped at it.
-      const allowed = spec.slidingWindow ? Math.min(spec.maxPositionEmbeddings, spec.slidingWindow) : spec.maxPositionEmbeddings;
-      if (spec.slidingWindow && config.sessionLen !== undefined && config.sessionLen > spec.slidingWindow) {
-        throw new InvalidArgumentError(
-          `sessionLen ${config.sessionLen} is longer than the model's sliding_window ${spec.slidingWindow}: sliding-window attention is not implemented, so sessions are capped at the window (pass sessionLen <= ${spec.slidingWindow})`,
-        );
-      }
+      const allowed = spec.maxPositionEmbeddings;
       const sessionLen = config.sessionLen ?? (backend === 'cpu' ? Math.min(allowed, CPU_DEFAULT_SESSION_LEN) : allowed);
       if (config.sessionLen === undefined && sessionLen < spec.maxPositionEmbeddings) {
-        pretrained.log(
-          'info',
-          sessionLen === spec.slidingWindow
-            ? `sessionLen ${sessionLen}: the model's sliding_window (its max_position_embeddings is ${spec.maxPositionEmbeddings})`
-            : `sessionLen ${sessionLen} (cpu default; the model allows ${allowed}: pass sessionLen to change)`,
-        );
+        pretrained.log('info', `sessionLen ${sessionLen} (cpu default; the model allows ${allowed}: pass sessionLen to change)`);
       }
       if (!(sessionLen > 0)) throw new InvalidArgumentError(`sessionLen must be positive, got ${sessionLen}`);
       const maxBatchSize = config.maxBatchSize ?? (backend === 'cpu' ? 8 : 64);

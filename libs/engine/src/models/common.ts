@@ -187,13 +187,25 @@ export function parseCommon(cfg: HfConfig, file: string, arch: string, hfArchite
 }
 
 /**
- * config.json `sliding_window` (Mistral, Phi-3): attention here is always full, which equals sliding-window attention
- * while a sequence fits the window, so a window shorter than the context caps sessions (spec.slidingWindow).
+ * config.json `sliding_window` → spec.layerWindows, the window of each layer (0: full attention), as transformers
+ * builds its masks: a query at position p sees keys (p - sliding_window, p]. Which layers slide: config.json
+ * `layer_types` when given ('sliding_attention' / 'full_attention'), else every layer from `fromLayer` on (Mistral and
+ * Phi-3: all; Qwen2/3 with use_sliding_window: from max_window_layers). A window no shorter than the context never
+ * bites and is left out.
  */
-export function applySlidingWindow(spec: ModelSpec, cfg: HfConfig, file: string): void {
+export function applySlidingWindow(spec: ModelSpec, cfg: HfConfig, file: string, fromLayer = 0): void {
   if (cfg.sliding_window === null || cfg.sliding_window === undefined) return;
   const w = int(cfg, 'sliding_window', file);
-  if (w > 0 && w < spec.maxPositionEmbeddings) spec.slidingWindow = w;
+  if (!(w > 0) || w >= spec.maxPositionEmbeddings) return;
+  const types = cfg.layer_types;
+  if (types !== undefined && types !== null && (!Array.isArray(types) || types.length !== spec.numLayers)) {
+    throw new ModelFormatError('layer_types must list one attention type per layer', {
+      file, expected: `${spec.numLayers} entries`, found: JSON.stringify(types).slice(0, 80),
+    });
+  }
+  const windows = Array.from({ length: spec.numLayers }, (_, i) =>
+    (Array.isArray(types) ? types[i] === 'sliding_attention' : i >= fromLayer) ? w : 0);
+  if (windows.some((x) => x > 0)) spec.layerWindows = windows;
 }
 
 /** `quantization_config` → native quant settings (AutoAWQ GEMM, 4 bits); other methods are refused clearly. */

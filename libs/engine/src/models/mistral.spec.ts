@@ -1,5 +1,6 @@
-// Mistral: the Llama function under another name, with sessions capped at its sliding window. Parity with transformers
-// itself: the golden case test/fixtures/golden/mistral (engine.e2e.spec.ts, block-forward.spec.ts).
+// Mistral: the Llama function under another name, with sliding-window attention on every layer. Parity with
+// transformers itself: the golden cases test/fixtures/golden/mistral and mistral-swa (a window of 6 under a 44-token
+// sequence; engine.e2e.spec.ts, block-forward.spec.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Engine } from '../generation/engine';
@@ -22,16 +23,22 @@ describe('mistral', () => {
   const tmp = makeTempDir('lmfleet-mistral-');
   afterAll(() => tmp.cleanup());
 
-  it('parses Mistral config.json: a sliding window below the context becomes the session cap; none or a larger one, no cap', () => {
-    expect(mistral.parseConfig(CFG, F)).toMatchObject({ arch: 'mistral', hfArchitecture: 'MistralForCausalLM', numKvHeads: 8, headDim: 128, slidingWindow: 4096, qkvBias: false });
-    expect(mistral.parseConfig({ ...CFG, sliding_window: null }, F).slidingWindow).toBeUndefined();
-    expect(mistral.parseConfig({ ...CFG, sliding_window: 32768 }, F).slidingWindow).toBeUndefined();
+  it('parses Mistral config.json: a sliding window below the context on every layer; none or a larger one, full attention', () => {
+    const spec = mistral.parseConfig(CFG, F);
+    expect(spec).toMatchObject({ arch: 'mistral', hfArchitecture: 'MistralForCausalLM', numKvHeads: 8, headDim: 128, qkvBias: false });
+    expect(spec.layerWindows).toEqual(new Array(32).fill(4096));
+    expect(mistral.parseConfig({ ...CFG, sliding_window: null }, F).layerWindows).toBeUndefined();
+    expect(mistral.parseConfig({ ...CFG, sliding_window: 32768 }, F).layerWindows).toBeUndefined();
+    // transformers' own per-layer list wins where config.json has one
+    const types = Array.from({ length: 32 }, (_, i) => (i % 2 ? 'full_attention' : 'sliding_attention'));
+    expect(mistral.parseConfig({ ...CFG, layer_types: types }, F).layerWindows).toEqual(types.map((t) => (t === 'full_attention' ? 0 : 4096)));
+    expect(() => mistral.parseConfig({ ...CFG, layer_types: ['full_attention'] }, F)).toThrow(/layer_types must list one attention type per layer/);
     // Mistral-Nemo: an explicit head_dim (q is 32 x 128 = 4096 wide over a 5120 hidden size)
     expect(mistral.parseConfig({ ...CFG, hidden_size: 5120, head_dim: 128 }, F)).toMatchObject({ headDim: 128, hiddenSize: 5120 });
     expect(() => mistral.parseConfig({ ...CFG, attention_bias: true }, F)).toThrow(/attention_bias/);
   });
 
-  (native ? it : it.skip)('computes the Llama function of the same weights; sessions are capped at the window', async () => {
+  (native ? it : it.skip)('computes the Llama function of the same weights while a sequence fits the window', async () => {
     const opts = { hiddenSize: 64, numHeads: 4, numKvHeads: 2, numLayers: 2, intermediateSize: 96, seed: 11 } as const;
     const ldir = path.join(tmp.dir, 'llama');
     const mdir = path.join(tmp.dir, 'mistral');
@@ -43,12 +50,54 @@ describe('mistral', () => {
     const ids = Int32Array.from({ length: 20 }, (_, i) => (i * 13 + 7) % 200);
     const logits = [await cpuLogits(native!, ldir, ids), await cpuLogits(native!, mdir, ids)];
     expect(Array.from(logits[1])).toEqual(Array.from(logits[0]));
-    const engine = await Engine.fromPretrained(mdir, { native: native!, backend: 'cpu' });
+    // sessions are no longer capped at the window: the whole context
+    const engine = await Engine.fromPretrained(mdir, { native: native!, backend: 'cpu', sessionLen: 512 });
     try {
-      expect(engine.sessionLen).toBe(96);
+      expect(engine.sessionLen).toBe(512);
     } finally {
       await engine.dispose();
     }
-    await expect(Engine.fromPretrained(mdir, { native: native!, backend: 'cpu', sessionLen: 200 })).rejects.toThrow(/longer than the model's sliding_window 96/);
+  });
+
+  (native ? it : it.skip)('attends to the last `sliding_window` positions only, in the forward and in paged decoding', async () => {
+    // two layers, window 4: position p's logits depend on tokens p - 6 .. p only (each layer reaches 3 back), so
+    // changing token 0 leaves positions >= 7 bit-identical and changes the earlier ones; full attention changes all
+    const W = 4;
+    const opts = { hiddenSize: 64, numHeads: 4, numKvHeads: 2, numLayers: 2, intermediateSize: 96, seed: 5 } as const;
+    const mdir = path.join(tmp.dir, 'mistral-w4');
+    const ldir = path.join(tmp.dir, 'llama-w4');
+    writeTinyModel(mdir, { arch: 'mistral', slidingWindow: W, maxPositionEmbeddings: 512, ...opts });
+    writeTinyModel(ldir, { arch: 'llama', ...opts });
+    const V = loadModelSpec(mdir).spec.vocabSize;
+    const a = Int32Array.from({ length: 24 }, (_, i) => (i * 29 + 3) % 200);
+    const b = Int32Array.from(a);
+    b[0] = (a[0] + 77) % 200;
+    const row = (x: Float32Array, p: number) => Array.from(x.subarray(p * V, (p + 1) * V));
+    const [ma, mb] = [await cpuLogits(native!, mdir, a), await cpuLogits(native!, mdir, b)];
+    const [la, lb] = [await cpuLogits(native!, ldir, a), await cpuLogits(native!, ldir, b)];
+    const reach = 2 * (W - 1);
+    for (let p = 0; p < a.length; p++) {
+      if (p > reach) expect(row(mb, p)).toEqual(row(ma, p));
+      else expect(row(mb, p)).not.toEqual(row(ma, p));
+      expect(row(lb, p)).not.toEqual(row(la, p));
+    }
+    // the engine's paged decode (blocks of 4: the window crosses block boundaries) against the whole-sequence forward:
+    // each greedy token is the argmax of the forward over the prompt and the tokens before it
+    const engine = await Engine.fromPretrained(mdir, { native: native!, backend: 'cpu', blockSize: 4, maxBatchSize: 2 });
+    try {
+      const outs: number[] = [];
+      for await (const o of engine.createInstance().streamInfer({ inputIds: Array.from(a.subarray(0, 9)), maxNewTokens: 16, stopIds: [], sampling: { temperature: 0 } })) {
+        outs.push(...o.tokenIds);
+      }
+      expect(outs).toHaveLength(16);
+      const seq = Array.from(a.subarray(0, 9)).concat(outs);
+      const full = await cpuLogits(native!, mdir, seq);
+      for (let i = 0; i < outs.length; i++) {
+        const r = row(full, 8 + i);
+        expect(r.indexOf(Math.max(...r))).toBe(outs[i]);
+      }
+    } finally {
+      await engine.dispose();
+    }
   });
 });

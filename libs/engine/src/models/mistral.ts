@@ -1,7 +1,6 @@
 // MistralForCausalLM: the Llama layout (same tensor names, no biases), an explicit head_dim on some checkpoints
-// (Mistral-Nemo: 32 heads x 128 over 5120), and `sliding_window`. Attention here is always full, which equals
-// sliding-window attention as long as a sequence fits the window: sessions are capped at the window
-// (spec.slidingWindow; the engine refuses a longer sessionLen), as vLLM once did for Mistral.
+// (Mistral-Nemo: 32 heads x 128 over 5120), and `sliding_window` (Mistral 7B v0.1: 4096 of a 32k context) on every
+// layer: sliding-window attention (spec.layerWindows).
 import { LLAMA2_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError } from '../errors';
 import { LLAMA_STYLE_NAMES, applySlidingWindow, bool, llamaStyleAwqGroups, mapByTable, parseCommon } from './common';

@@ -55,9 +55,10 @@ describe('phi3', () => {
   const tmp = makeTempDir('lmfleet-phi3-');
   afterAll(() => tmp.cleanup());
 
-  it('parses Phi-3 config.json (sliding_window caps sessions) and LongRoPE (the 128k variants, Phi-3.5)', () => {
-    expect(phi3.parseConfig(CFG, F)).toMatchObject({ arch: 'phi3', headDim: 96, numKvHeads: 32, slidingWindow: 2047, qkvBias: false });
-    expect(phi3.parseConfig({ ...CFG, sliding_window: null }, F).slidingWindow).toBeUndefined();
+  it('parses Phi-3 config.json (sliding_window on every layer) and LongRoPE (the 128k variants, Phi-3.5)', () => {
+    expect(phi3.parseConfig(CFG, F)).toMatchObject({ arch: 'phi3', headDim: 96, numKvHeads: 32, qkvBias: false });
+    expect(phi3.parseConfig(CFG, F).layerWindows).toEqual(new Array(CFG.num_hidden_layers).fill(2047));
+    expect(phi3.parseConfig({ ...CFG, sliding_window: null }, F).layerWindows).toBeUndefined();
     // Phi-3-mini-128k's shape: 48 factors each, 131072 over an original 4096: attention factor sqrt(1 + ln 32 / ln 4096)
     const f = Array.from({ length: 48 }, (_, i) => 1 + i / 10);
     const long = { ...CFG, max_position_embeddings: 131072, sliding_window: 262144, rope_scaling: { type: 'longrope', short_factor: f, long_factor: f.map((x) => 2 * x) } };

@@ -2,7 +2,7 @@
 // `self_attn.qkv_proj` ([q rows; k rows; v rows]) and gate/up into `mlp.gate_up_proj` ([gate rows; up rows]), no biases.
 // fp16 checkpoints: the canonical q/k/v/gate/up are row ranges of the packed tensors (file offsets, no copies).
 // AutoAWQ checkpoints pack the same way along the output columns of qweight/qzeros/scales: split in memory.
-// `sliding_window` caps sessions as for Mistral (common.ts applySlidingWindow); LongRoPE (the 128k variants and
+// `sliding_window` (Phi-3-mini: 2047 of a 4k context) on every layer, as for Mistral (common.ts applySlidingWindow); LongRoPE (the 128k variants and
 // Phi-3.5: rope_scaling "longrope" / "su") is parsed by parseRope, except with a partial rotary head (Phi-4-mini).
 import { PHI3_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError, QuantConfigError } from '../errors';

@@ -21,9 +21,13 @@ describe('qwen2', () => {
     };
     const s = qwen2.parseConfig(cfg, F);
     expect(s).toMatchObject({ headDim: 64, numKvHeads: 2, qkvBias: true, oBias: false, rope: { type: 'default', theta: 10000 }, dtype: 'f16' });
-    // sliding-window layers cap sessions at the window (exact inside it); without use_sliding_window the field is unused
-    expect(qwen2.parseConfig({ ...cfg, use_sliding_window: true, sliding_window: 256 }, F).slidingWindow).toBe(256);
-    expect(qwen2.parseConfig({ ...cfg, use_sliding_window: false, sliding_window: 256 }, F).slidingWindow).toBeUndefined();
+    // use_sliding_window: the layers from max_window_layers on slide (transformers' rule; its default 28 leaves a
+    // shallower model all full); without use_sliding_window the field is unused
+    const n = Number(cfg.num_hidden_layers);
+    expect(qwen2.parseConfig({ ...cfg, use_sliding_window: true, sliding_window: 256, max_window_layers: 1 }, F).layerWindows)
+      .toEqual(Array.from({ length: n }, (_, i) => (i >= 1 ? 256 : 0)));
+    expect(qwen2.parseConfig({ ...cfg, use_sliding_window: true, sliding_window: 256, max_window_layers: n }, F).layerWindows).toBeUndefined();
+    expect(qwen2.parseConfig({ ...cfg, use_sliding_window: false, sliding_window: 256 }, F).layerWindows).toBeUndefined();
   });
 
   it('maps a tiny Qwen2 to canonical names with absolute file offsets', () => {

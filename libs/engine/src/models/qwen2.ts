@@ -1,6 +1,6 @@
 // Qwen2ForCausalLM: the Llama layout with q/k/v bias (no o bias); often tied embeddings on small models.
 import { QWEN2_TEMPLATE } from '../chat-template/builtin';
-import { LLAMA_STYLE_NAMES, applySlidingWindow, bool, llamaStyleAwqGroups, mapByTable, parseCommon } from './common';
+import { LLAMA_STYLE_NAMES, applySlidingWindow, bool, int, llamaStyleAwqGroups, mapByTable, parseCommon } from './common';
 import type { ArchitectureDef } from './spec';
 
 export const qwen2: ArchitectureDef = {
@@ -10,8 +10,8 @@ export const qwen2: ArchitectureDef = {
     const spec = parseCommon(cfg, file, 'qwen2', 'Qwen2ForCausalLM');
     spec.qkvBias = true;
     spec.oBias = false;
-    // sliding-window layers (use_sliding_window): exact here while a session fits the window, so it caps sessions
-    if (bool(cfg, 'use_sliding_window', false)) applySlidingWindow(spec, cfg, file);
+    // use_sliding_window: the layers from max_window_layers on slide (transformers' default 28), or config.json's layer_types
+    if (bool(cfg, 'use_sliding_window', false)) applySlidingWindow(spec, cfg, file, int(cfg, 'max_window_layers', file, 28));
     return spec;
   },
   mapWeights: (ctx) => mapByTable(ctx, LLAMA_STYLE_NAMES),

@@ -49,14 +49,18 @@ describe('qwen3', () => {
   const tmp = makeTempDir('lmfleet-qwen3-');
   afterAll(() => tmp.cleanup());
 
-  it('parses Qwen3 config.json: explicit head_dim, per-head q/k norms, no biases; a sliding window caps sessions', () => {
+  it('parses Qwen3 config.json: explicit head_dim, per-head q/k norms, no biases; sliding-window layers', () => {
     const s = qwen3.parseConfig(CFG, F);
     expect(s).toMatchObject({
       arch: 'qwen3', headDim: 128, numHeads: 16, numKvHeads: 8, hiddenSize: 1024, qkNorm: true, qkvBias: false, oBias: false,
       tieWordEmbeddings: true, dtype: 'bf16', rope: { type: 'default', theta: 1000000 },
     });
     expect(qwen3.parseConfig({ ...CFG, attention_bias: true }, F)).toMatchObject({ qkvBias: true, oBias: true });
-    expect(qwen3.parseConfig({ ...CFG, use_sliding_window: true, sliding_window: 4096 }, F).slidingWindow).toBe(4096);
+    // the layers from max_window_layers on slide (transformers' rule): none of CFG's 28 at its 28, the last 8 at 20
+    const n = Number(CFG.num_hidden_layers);
+    expect(qwen3.parseConfig({ ...CFG, use_sliding_window: true, sliding_window: 4096 }, F).layerWindows).toBeUndefined();
+    expect(qwen3.parseConfig({ ...CFG, use_sliding_window: true, sliding_window: 4096, max_window_layers: 20 }, F).layerWindows)
+      .toEqual(Array.from({ length: n }, (_, i) => (i >= 20 ? 4096 : 0)));
   });
 
   it('maps q_norm / k_norm to canonical [headDim] tensors; a checkpoint without them is refused by tensor name', () => {

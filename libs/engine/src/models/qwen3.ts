@@ -2,7 +2,7 @@
 // `self_attn.k_norm`, [head_dim] each), no q/k/v bias by default (`attention_bias`), and a head_dim that config.json
 // gives explicitly (numHeads × headDim may differ from hidden_size, e.g. Qwen3-0.6B: 16 × 128 over 1024).
 import { QWEN2_TEMPLATE } from '../chat-template/builtin';
-import { LLAMA_STYLE_NAMES, applySlidingWindow, bool, llamaStyleAwqGroups, mapByTable, parseCommon } from './common';
+import { LLAMA_STYLE_NAMES, applySlidingWindow, bool, int, llamaStyleAwqGroups, mapByTable, parseCommon } from './common';
 import type { ArchitectureDef } from './spec';
 
 const NAMES = {
@@ -23,8 +23,8 @@ export const qwen3: ArchitectureDef = {
     spec.qkvBias = bias;
     spec.oBias = bias;
     spec.qkNorm = true;
-    // sliding-window layers (use_sliding_window): exact here while a session fits the window, so it caps sessions
-    if (bool(cfg, 'use_sliding_window', false)) applySlidingWindow(spec, cfg, file);
+    // use_sliding_window: the layers from max_window_layers on slide (transformers' default 28), or config.json's layer_types
+    if (bool(cfg, 'use_sliding_window', false)) applySlidingWindow(spec, cfg, file, int(cfg, 'max_window_layers', file, 28));
     return spec;
   },
   mapWeights: (ctx) => mapByTable(ctx, NAMES),

@@ -17,9 +17,6 @@ export interface ModelSpec extends NativeArchConfig {
   modelType: string;
   qkvBias: boolean;
   oBias: boolean;
-  /** sliding_window (Mistral, Phi-3; Qwen2/3 with use_sliding_window) when shorter than maxPositionEmbeddings: attention here is full, so sessions are
-   *  capped at this many tokens (within it the two are the same). */
-  slidingWindow?: number;
   /** The dtype config.json declares (torch_dtype / dtype), if any; the weights' dtype decides `dtype`. */
   declaredDtype?: string;
 }
@@ -88,6 +85,7 @@ export function toNativeArchConfig(spec: ModelSpec): NativeArchConfig {
     hiddenAct: spec.hiddenAct,
   };
   if (spec.qkNorm) c.qkNorm = true;
+  if (spec.layerWindows) c.layerWindows = [...spec.layerWindows];
   if (spec.quant) c.quant = { ...spec.quant };
   return c;
 }

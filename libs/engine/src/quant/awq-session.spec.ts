@@ -10,7 +10,7 @@ import { REPO_ROOT } from '../testing/shared-model';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyTokenizer } from '../testing/tiny-model';
 import { asF32, BlockForward, f32Tensor, type LayerTaps } from './block-forward';
-import { createLayerSession, layerTensors, subsampleIndices, tapMean } from './awq-session';
+import { createLayerSession, setLayerTensors, subsampleIndices, tapMean } from './awq-session';
 import { scaleCandidates } from './awq';
 import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
 import { toAwqGemm } from './pack';
@@ -64,7 +64,7 @@ function rowsOf(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
       for (let i = 0; i < fwd.spec.numLayers; i++) {
         const taps: Partial<LayerTaps> = {};
         const next = await fwd.layer(i, x, lens, taps);
-        await sess.setTensors(layerTensors(fwd, i));
+        await setLayerTensors(sess, fwd, i);
         // batches of at most 30 tokens: [19, 11], [16]
         const st = (await sess.run({ stats: true, taps: true, batchTokens: 30 }))!;
         for (const [tap, dim] of [['attnIn', fwd.spec.hiddenSize], ['oIn', fwd.spec.numHeads * fwd.spec.headDim], ['mlpIn', fwd.spec.hiddenSize],
@@ -157,7 +157,7 @@ function rowsOf(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
       try {
         await sess.setInput(x, Int32Array.from([40, 24]));
         for (let i = 0; i < f.spec.numLayers; i++) {
-          await sess.setTensors(layerTensors(f, i));
+          await setLayerTensors(sess, f, i);
           await sess.run({ taps: true });
           if (i === 0) clips.push((await sess.clipSearch('gate', subsampleIndices(64, 32), { groupSize: 32 })).clip);
           await sess.run({ advance: true });

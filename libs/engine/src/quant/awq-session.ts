@@ -35,6 +35,11 @@ export function layerTensors(fwd: BlockForward, i: number, only?: readonly strin
   return out;
 }
 
+/** Loads layer i into the session: its tensors (layerTensors) and its sliding window (spec.layerWindows). */
+export async function setLayerTensors(sess: NativeAwqSession, fwd: BlockForward, i: number, only?: readonly string[]): Promise<void> {
+  await sess.setTensors(layerTensors(fwd, i, only), { window: fwd.spec.layerWindows?.[i] ?? 0 });
+}
+
 /** mean |x| per column of a tap's statistics, as f32 (the f64 sum over the rows, divided once). */
 export function tapMean(st: AwqTapStats): Float32Array {
   const out = new Float32Array(st.abssum.length);

@@ -21,7 +21,7 @@ import { batches, calibrate, concatIds, hasCalibration, loadCalibration, resolve
 import { checkGroupDivides, checkQuantParams, type QuantizedLinear } from './pack';
 import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
 import { packedTargets, writeAutoAwqDir } from './autoawq';
-import { createLayerSession, layerTensors, subsampleIndices, tapMean, useSession } from './awq-session';
+import { createLayerSession, setLayerTensors, subsampleIndices, tapMean, useSession } from './awq-session';
 import type { AwqTapName, NativeAwqSession } from '../native';
 
 export interface AutoAwqOptions extends Pick<LoadOptions, 'backend' | 'native' | 'log'> {
@@ -364,7 +364,7 @@ async function sessionLayer(
 ): Promise<LayerReport> {
   const lp = `layers.${i}`;
   const report: LayerReport = { layer: i, alphas: {}, lossRatio: {} };
-  await sess.setTensors(layerTensors(fwd, i));
+  await setLayerTensors(sess, fwd, i);
   const st = (await sess.run({ stats: p.searchScale, taps: true }))!;
   const tokens = seqLens.reduce((a, b) => a + b, 0);
   if (p.searchScale) {
@@ -388,7 +388,7 @@ async function sessionLayer(
     }
     const changed = foldScales(fwd, lp, scales);
     if (changed.length) {
-      await sess.setTensors(layerTensors(fwd, i, changed));
+      await setLayerTensors(sess, fwd, i, changed);
       // the clip search reads the scaled layer's inputs
       if (p.searchClip) await sess.run({ taps: true });
     }

@@ -223,8 +223,9 @@ export class BlockForward {
     return out;
   }
 
-  /** Causal GQA attention of each sequence over itself: q [tokens, heads*hd], k/v [tokens, kvHeads*hd] (k roped). */
-  async attention(q: Float32Array, k: Float32Array, v: Float32Array, seqLens: readonly number[]): Promise<Float32Array> {
+  /** Causal GQA attention of each sequence over itself: q [tokens, heads*hd], k/v [tokens, kvHeads*hd] (k roped);
+   *  window > 0: each query sees its last `window` positions only (sliding-window layers). */
+  async attention(q: Float32Array, k: Float32Array, v: Float32Array, seqLens: readonly number[], window = 0): Promise<Float32Array> {
     const { numHeads, numKvHeads, headDim: hd } = this.spec;
     const S = seqLens.length;
     const maxL = Math.max(...seqLens);
@@ -261,7 +262,7 @@ export class BlockForward {
         i32Tensor(info, [S, 3]),
       ],
       // longrope: HF scales cos and sin by attentionFactor, i.e. the attention logits by its square
-      { scale: (this.spec.rope.type === 'longrope' ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd) },
+      { scale: (this.spec.rope.type === 'longrope' ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd), window },
     );
     return asF32(r);
   }
@@ -301,7 +302,7 @@ export class BlockForward {
     const kn = this.spec.qkNorm ? await this.rmsNorm(k0, this.w(`layers.${layer}.k_norm.weight`)) : k0;
     const q = await this.rope(qn, numHeads, seqLens);
     const k = await this.rope(kn, numKvHeads, seqLens);
-    const oIn = await this.attention(q, k, v, seqLens);
+    const oIn = await this.attention(q, k, v, seqLens, this.spec.layerWindows?.[layer] ?? 0);
     if (taps) Object.assign(taps, { k, v, oIn });
     return this.linear(layer, 'o', oIn, w.o);
   }

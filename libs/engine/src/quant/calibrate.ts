@@ -18,7 +18,7 @@ import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-
 import { calibDatasetLabel, readCalibText } from './datasets';
 import { NativeChannelStats } from './native-quant';
 import { f32Bytes, writeFilesAtomically } from './files';
-import { createLayerSession, layerTensors, tapMean, useSession } from './awq-session';
+import { createLayerSession, setLayerTensors, tapMean, useSession } from './awq-session';
 
 export type ProgressFn = (fraction: number, message: string) => void;
 
@@ -192,7 +192,7 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
         await sess.setInput(await fwd.embed(concatIds(g)), Int32Array.from(g.map((w) => w.length)), { append: gi > 0, reserveTokens: total });
       }
       for (let i = 0; i < spec.numLayers; i++) {
-        await sess.setTensors(layerTensors(fwd, i));
+        await setLayerTensors(sess, fwd, i);
         const st = (await sess.run({ stats: true, advance: true, batchTokens: opts.batchTokens ?? 4096 }))!;
         for (const l of LINEARS) {
           const t = st[LINEAR_INPUT[l]];

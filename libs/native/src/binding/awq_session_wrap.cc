@@ -115,7 +115,8 @@ class AwqSessionWrap : public Napi::ObjectWrap<AwqSessionWrap> {
     return p;
   }
 
-  // setTensors({ name: Float32Array, ... })
+  // setTensors({ name: Float32Array, ... }, { window? }): window, the layer's sliding window (0: full attention;
+  // absent: unchanged, so a call that replaces one tensor keeps the layer's window)
   Napi::Value SetTensors(const Napi::CallbackInfo& info) {
     return js_guard(info.Env(), [&]() -> Napi::Value {
       if (info.Length() < 1 || !info[0].IsObject()) fail(ErrorCode::InvalidArgument, "setTensors(tensors): an object of Float32Arrays");
@@ -130,8 +131,15 @@ class AwqSessionWrap : public Napi::ObjectWrap<AwqSessionWrap> {
         ts.push_back({k, a.Data(), (int64_t)a.ElementLength()});
         keep.push_back(a);
       }
-      auto* w = new SessionWorker(info.Env(), session(), [ts](AwqSession& s) {
+      int64_t window = -1;  // -1: not given
+      if (info.Length() > 1 && info[1].IsObject() && info[1].As<Napi::Object>().Has("window") &&
+          !info[1].As<Napi::Object>().Get("window").IsUndefined()) {
+        window = (int64_t)get_number(info[1].As<Napi::Object>(), "window", 0);
+        if (window < 0) fail(ErrorCode::InvalidArgument, "setTensors: window must be >= 0");
+      }
+      auto* w = new SessionWorker(info.Env(), session(), [ts, window](AwqSession& s) {
         for (const T& t : ts) s.set_tensor(t.name, t.p, t.n);
+        if (window >= 0) s.set_window(window);
       }, nullptr);
       for (auto& v : keep) w->keep(v);
       return queue(w);

@@ -41,6 +41,16 @@ ModelConfig parse_config(const Napi::Value& v) {
   c.max_position = (int64_t)get_number(o, "maxPositionEmbeddings", 2048);
   c.tie_embeddings = get_bool(o, "tieWordEmbeddings", false);
   c.qk_norm = get_bool(o, "qkNorm", false);
+  Napi::Value lw = o.Get("layerWindows");
+  if (lw.IsArray()) {
+    Napi::Array la = lw.As<Napi::Array>();
+    for (uint32_t i = 0; i < la.Length(); i++) {
+      if (!la.Get(i).IsNumber()) fail(ErrorCode::InvalidArgument, "model config: layerWindows must be numbers");
+      c.layer_window.push_back((int64_t)la.Get(i).As<Napi::Number>().Int64Value());
+    }
+  } else if (!lw.IsUndefined() && !lw.IsNull()) {
+    fail(ErrorCode::InvalidArgument, "model config: layerWindows must be an array of window lengths (0: full attention)");
+  }
   c.kv_quant_policy = (int)get_number(o, "kvQuantPolicy", 0);
   Napi::Value qpv = o.Get("kvQparams");
   if (qpv.IsTypedArray() && qpv.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {

@@ -100,8 +100,8 @@ CudaDecoder::CudaDecoder(Model& m)
   be_.bind();
   const ModelConfig& c = m.cfg();
   const ShardPlan& sh = m.shard();
-  if (c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 128)
-    fail(ErrorCode::InvalidArgument, "cuda: head_dim must be 16, 32, 64 or 128, got " + std::to_string(c.head_dim));
+  if (c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 96 && c.head_dim != 128 && c.head_dim != 256)
+    fail(ErrorCode::InvalidArgument, "cuda: head_dim must be 16, 32, 64, 96, 128 or 256, got " + std::to_string(c.head_dim));
   if (c.hidden % 8 || sh.inter % 8)
     fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes (per tensor-parallel rank) must be multiples of 8");
   if (const char* g = std::getenv("LMFLEET_CUDA_GRAPHS")) use_graphs_ = std::string(g) != "0";
@@ -509,10 +509,10 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
                          (int)kv.block_size, s_, kq, qn);
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
-                            scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param);
+                            scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
-                             NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param);
+                             NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));
     if (fuse) {
       fused(attn_, NH * D, W.o, resid_, H, fz(nullptr, 0, true));
       fused(resid_, H, W.gate_up, act_, I, fz(post_norm_[l], I, false));

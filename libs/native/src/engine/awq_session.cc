@@ -213,6 +213,7 @@ void AwqSession::attn_block(const float* attn_in, const std::vector<int32_t>& le
   aa.kv_heads = NKV;
   aa.head_dim = D;
   aa.scale = (float)rope_attention_scale(c_.rope, D);
+  aa.window = window_;
   if (f32_attention_) be_.attention(aa);
   else be_.attention_fast(aa);
   be_.linear({o_in, wo, out, T});

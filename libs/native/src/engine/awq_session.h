@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/error.h"
 #include "ops/rope.h"
 
 namespace lmfleet {
@@ -45,6 +46,11 @@ class AwqSession {
 
   // name: a linear (q .. down), "<linear>.bias", input_norm or post_norm; host f32, `count` values (checked).
   void set_tensor(const std::string& name, const float* host, int64_t count);
+  // The layer's sliding window (0: full attention), for the layers that have one (ModelConfig::layer_window).
+  void set_window(int64_t window) {
+    if (window < 0) fail(ErrorCode::InvalidArgument, "awq session: window must be >= 0");
+    window_ = window;
+  }
   // The layer input of the samples: tokens [tokens, hidden] (host f32), one length per sequence. append: add to
   // the sequences already there (the first call reserves room for `reserve` tokens in all).
   void set_input(const float* host, int64_t tokens, const std::vector<int32_t>& seq_lens, bool append, int64_t reserve);
@@ -86,6 +92,7 @@ class AwqSession {
   std::array<int64_t, 2> linear_shape(int l) const;  // [out, in]
 
  private:
+  int64_t window_ = 0;
   struct Batch {  // sequences [s0, s1) of the input: tokens [t0, t0 + T)
     int64_t s0, s1, t0, T;
   };

@@ -225,6 +225,13 @@ void Model::validate() const {
       if (!(c.kv_qparams[i] >= 0) || !std::isfinite(c.kv_qparams[i]) || !std::isfinite(c.kv_qparams[i + 1]))
         fail(ErrorCode::InvalidArgument, "model config: kvQparams holds a negative or non-finite scale/zero at " + std::to_string(i));
   }
+  if (!c.layer_window.empty()) {
+    if ((int64_t)c.layer_window.size() != c.layers)
+      fail(ErrorCode::InvalidArgument, "model config: layerWindows must have numLayers (" + std::to_string(c.layers) +
+                                           ") entries, got " + std::to_string(c.layer_window.size()));
+    for (int64_t w : c.layer_window)
+      if (w < 0 || w > (int64_t)1 << 30) fail(ErrorCode::InvalidArgument, "model config: layerWindows holds " + std::to_string(w) + " (0: full attention, else a window length)");
+  }
   if (c.tp < 1 || c.tp > 64) fail(ErrorCode::InvalidArgument, "model config: tp must be in [1, 64], got " + std::to_string(c.tp));
   if (!c.devices.empty() && (int)c.devices.size() != c.tp)
     fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +

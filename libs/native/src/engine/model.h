@@ -40,6 +40,10 @@ struct ModelConfig {
   RopeParams rope;
   bool tie_embeddings = false;
   bool qk_norm = false;  // Qwen3: per-head RMSNorm of q and k (weights [head_dim]) before RoPE
+  // Sliding-window attention per layer (empty: none; else `layers` entries, 0 = full attention): layer l's queries
+  // see the last layer_window[l] positions only (Mistral, Qwen2's use_sliding_window layers).
+  std::vector<int64_t> layer_window;
+  int64_t window(int64_t l) const { return layer_window.empty() ? 0 : layer_window[(size_t)l]; }
   int64_t quant_group = 0;  // > 0: W4A16 (AWQ) linears with this group size may be given as qweight (ops/w4a16_gemm.h)
   // KV cache quantization (LMDeploy's quant_policy; ops/kv_quant.h): 0 float, 8 int8, 4 int4.
   int kv_quant_policy = 0;
