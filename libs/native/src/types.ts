@@ -72,8 +72,8 @@ export interface TensorSource {
 }
 
 export interface RopeConfig {
-  /** 'default' | 'linear' | 'dynamic' (NTK) | 'llama3' | 'longrope' (Phi-3 128k, Phi-3.5) */
-  type: 'default' | 'linear' | 'dynamic' | 'llama3' | 'longrope';
+  /** 'default' | 'linear' | 'dynamic' (NTK) | 'llama3' | 'longrope' (Phi-3 128k, Phi-3.5) | 'yarn' (Qwen2.5 / Qwen3 long context) */
+  type: 'default' | 'linear' | 'dynamic' | 'llama3' | 'longrope' | 'yarn';
   theta: number;
   factor?: number;
   /** llama3 */
@@ -85,8 +85,13 @@ export interface RopeConfig {
   /** longrope: per rotary pair, the frequency divisors up to originalMaxPositionEmbeddings tokens and beyond it. */
   shortFactor?: number[];
   longFactor?: number[];
-  /** longrope: HF's cos/sin multiplier (applied as attentionFactor^2 on the attention scale; full rotary heads only). */
+  /** longrope / yarn: HF's cos/sin multiplier (applied as attentionFactor^2 on the attention scale; full rotary heads only). */
   attentionFactor?: number;
+  /** yarn: the band of pairs between kept and interpolated frequencies (default 32 / 1 rotations), and whether its ends
+   *  round outwards to whole pairs (default true). */
+  betaFast?: number;
+  betaSlow?: number;
+  truncate?: boolean;
 }
 
 /** Everything the one native decoder needs to know about an architecture (filled by libs/engine). */

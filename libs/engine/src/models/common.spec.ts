@@ -22,9 +22,26 @@ describe('config parsing shared by every architecture', () => {
     expect(parseRope({ rope_parameters: { full_attention: { rope_theta: 1e6, rope_type: 'linear', factor: 2 } } }, 64, F))
       .toEqual({ type: 'linear', theta: 1e6, factor: 2 });
     expect(parseRope({ rope_theta: 1e4, partial_rotary_factor: 0.5 }, 64, F)).toEqual({ type: 'default', theta: 1e4, rotaryDim: 32 });
-    expect(() => parseRope({ rope_scaling: { type: 'yarn', factor: 4 } }, 64, F)).toThrow(/unsupported rope scaling type "yarn"/);
+    expect(() => parseRope({ rope_scaling: { type: 'ntk-by-parts', factor: 4 } }, 64, F)).toThrow(/unsupported rope scaling type "ntk-by-parts"/);
     expect(() => parseRope({ rope_scaling: { type: 'linear' } }, 64, F)).toThrow(ModelFormatError);
     expect(() => parseRope({ rope_scaling: { rope_type: 'llama3', factor: 8 } }, 64, F)).toThrow(/low_freq_factor/);
+  });
+
+  it('parses YaRN as Qwen2.5 / Qwen3 document it, with transformers\' defaults', () => {
+    // { factor 4, original 32768 } on a 40960 context: attention factor 0.1 ln 4 + 1, betas 32 / 1, truncated band
+    const qwen = { max_position_embeddings: 40960, rope_theta: 1e6, rope_scaling: { rope_type: 'yarn', factor: 4.0, original_max_position_embeddings: 32768 } };
+    expect(parseRope(qwen, 128, F)).toEqual({
+      type: 'yarn', theta: 1e6, factor: 4, originalMaxPositionEmbeddings: 32768, attentionFactor: 0.1 * Math.log(4) + 1, betaFast: 32, betaSlow: 1,
+    });
+    // no original: max_position_embeddings; an explicit attention factor; DeepSeek's mscale / mscale_all_dim ratio
+    expect(parseRope({ max_position_embeddings: 4096, rope_scaling: { type: 'yarn', factor: 2, attention_factor: 1.5, beta_fast: 16, truncate: false } }, 64, F))
+      .toMatchObject({ originalMaxPositionEmbeddings: 4096, attentionFactor: 1.5, betaFast: 16, truncate: false });
+    const ms = parseRope({ max_position_embeddings: 4096, rope_scaling: { type: 'yarn', factor: 40, mscale: 1, mscale_all_dim: 0.707, original_max_position_embeddings: 4096 } }, 64, F);
+    expect(ms.attentionFactor).toBeCloseTo((0.1 * Math.log(40) + 1) / (0.1 * 0.707 * Math.log(40) + 1), 12);
+    // factor missing: the context's extension over the original
+    expect(parseRope({ max_position_embeddings: 8192, rope_parameters: { rope_type: 'yarn', rope_theta: 1e4, original_max_position_embeddings: 2048 } }, 64, F).factor).toBe(4);
+    expect(() => parseRope({ max_position_embeddings: 8192, rope_scaling: { type: 'yarn', factor: 4 }, partial_rotary_factor: 0.5 }, 64, F))
+      .toThrow(/yarn with a partial rotary dimension is not supported/);
   });
 
   it('reports missing fields and bad head counts with the file name', () => {

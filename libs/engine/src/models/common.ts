@@ -118,13 +118,46 @@ export function parseRope(cfg: HfConfig, headDim: number, file: string, defaultT
       rope.attentionFactor = typeof given === 'number' ? given : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(orig));
       break;
     }
+    case 'yarn': {
+      // Qwen2.5 / Qwen3 long context ({ rope_type: yarn, factor: 4, original_max_position_embeddings: 32768 }),
+      // computed as transformers v5 does: the band of pairs between kept and interpolated frequencies is set over the
+      // original context; the attention factor (cos / sin multiplier) is given, or 0.1 ln(factor) + 1 (with mscale /
+      // mscale_all_dim: their ratio)
+      rope.type = 'yarn';
+      const maxPos = typeof cfg.max_position_embeddings === 'number' ? cfg.max_position_embeddings : undefined;
+      const orig = (scaling?.original_max_position_embeddings ?? cfg.original_max_position_embeddings ?? maxPos) as number | undefined;
+      if (typeof orig !== 'number' || !(orig > 0)) {
+        throw new ModelFormatError('yarn scaling needs original_max_position_embeddings', { file, expected: 'a positive number', found: JSON.stringify(orig) });
+      }
+      rope.originalMaxPositionEmbeddings = orig;
+      rope.factor = typeof scaling?.factor === 'number' ? factor() : maxPos !== undefined ? maxPos / orig : factor();
+      const f = rope.factor;
+      const mscale = (s: number, m = 1) => (s <= 1 ? 1 : 0.1 * m * Math.log(s) + 1);
+      const given = scaling?.attention_factor;
+      const ms = scaling?.mscale, msAll = scaling?.mscale_all_dim;
+      rope.attentionFactor = typeof given === 'number' ? given
+        : typeof ms === 'number' && ms && typeof msAll === 'number' && msAll ? mscale(f, ms) / mscale(f, msAll) : mscale(f);
+      const beta = (k: string, d: number): number => {
+        const v = scaling?.[k];
+        if (v === undefined || v === null || v === 0) return d;
+        if (typeof v !== 'number' || !(v > 0)) throw new ModelFormatError(`yarn ${k} must be a positive number`, { file, found: JSON.stringify(v) });
+        return v;
+      };
+      rope.betaFast = beta('beta_fast', 32);
+      rope.betaSlow = beta('beta_slow', 1);
+      if (scaling?.truncate === false) rope.truncate = false;
+      break;
+    }
     default:
       throw new ModelFormatError(`unsupported rope scaling type "${rawType}"`, {
-        file, expected: 'default, linear, dynamic, llama3 or longrope', found: rawType,
+        file, expected: 'default, linear, dynamic, llama3, longrope or yarn', found: rawType,
       });
   }
   const partial = (params?.partial_rotary_factor ?? cfg.partial_rotary_factor) as number | undefined;
   if (typeof partial === 'number' && partial > 0 && partial < 1) rope.rotaryDim = Math.floor(headDim * partial);
+  if (rope.type === 'yarn' && rope.rotaryDim !== undefined && rope.rotaryDim !== headDim && rope.attentionFactor !== 1) {
+    throw new ModelFormatError('yarn with a partial rotary dimension is not supported', { file, expected: 'partial_rotary_factor 1', found: String(partial) });
+  }
   if (rope.type === 'longrope') {
     const half = Math.floor((rope.rotaryDim ?? headDim) / 2);
     if (rope.rotaryDim !== undefined && rope.rotaryDim !== headDim) {

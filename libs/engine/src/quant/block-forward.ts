@@ -157,6 +157,9 @@ export class BlockForward {
     if (r.highFreqFactor !== undefined) p.highFreqFactor = r.highFreqFactor;
     if (r.originalMaxPositionEmbeddings !== undefined) p.originalMaxPositionEmbeddings = r.originalMaxPositionEmbeddings;
     if (r.rotaryDim !== undefined) p.rotaryDim = r.rotaryDim;
+    if (r.betaFast !== undefined) p.betaFast = r.betaFast;
+    if (r.betaSlow !== undefined) p.betaSlow = r.betaSlow;
+    if (r.truncate !== undefined) p.truncate = r.truncate ? 1 : 0;
     return p;
   }
 
@@ -261,8 +264,8 @@ export class BlockForward {
         i32Tensor(tables, [S, 1]),
         i32Tensor(info, [S, 3]),
       ],
-      // longrope: HF scales cos and sin by attentionFactor, i.e. the attention logits by its square
-      { scale: (this.spec.rope.type === 'longrope' ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd), window },
+      // longrope / yarn: HF scales cos and sin by attentionFactor, i.e. the attention logits by its square
+      { scale: (this.spec.rope.type === 'longrope' || this.spec.rope.type === 'yarn' ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd), window },
     );
     return asF32(r);
   }

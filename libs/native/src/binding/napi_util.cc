@@ -58,6 +58,9 @@ RopeParams get_rope(const Napi::Object& config, const std::string& where) {
   p.short_factor = factors("shortFactor");
   p.long_factor = factors("longFactor");
   p.attention_factor = get_number(r, "attentionFactor", 1.0);
+  p.beta_fast = get_number(r, "betaFast", 32.0);
+  p.beta_slow = get_number(r, "betaSlow", 1.0);
+  p.truncate = get_bool(r, "truncate", true);
   return p;
 }
 

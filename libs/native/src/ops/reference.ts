@@ -26,7 +26,7 @@ export function linearRef(x: Float32Array, w: Float32Array, b: Float32Array | nu
 }
 
 export interface RopeRefParams {
-  type: 'default' | 'linear' | 'dynamic' | 'llama3';
+  type: 'default' | 'linear' | 'dynamic' | 'llama3' | 'yarn';
   theta: number;
   factor?: number;
   lowFreqFactor?: number;
@@ -34,6 +34,9 @@ export interface RopeRefParams {
   originalMaxPositionEmbeddings?: number;
   maxPositionEmbeddings?: number;
   rotaryDim?: number;
+  betaFast?: number;
+  betaSlow?: number;
+  truncate?: boolean;
 }
 
 export function ropeRotaryDim(p: RopeRefParams, headDim: number): number {
@@ -54,6 +57,21 @@ export function ropeInvFreqRef(p: RopeRefParams, headDim: number, seqLen: number
   for (let i = 0; i < rd / 2; i++) {
     let f = Math.fround(1 / base ** ((2 * i) / rd));
     if (p.type === 'linear') f = Math.fround(f / factor);
+    if (p.type === 'yarn') {
+      // the YaRN paper's ramp (as transformers computes it): pair i keeps its frequency above the band of pairs that
+      // turn beta_fast .. beta_slow times over the original context, is divided by factor below it, linear in between
+      const orig = p.originalMaxPositionEmbeddings!;
+      const at = (rot: number) => (rd * Math.log(orig / (rot * 2 * Math.PI))) / (2 * Math.log(base));
+      let lo = at(p.betaFast ?? 32);
+      let hi = at(p.betaSlow ?? 1);
+      if (p.truncate !== false) [lo, hi] = [Math.floor(lo), Math.ceil(hi)];
+      lo = Math.max(lo, 0);
+      hi = Math.min(hi, rd - 1);
+      if (lo === hi) hi += 0.001;
+      const keep = 1 - Math.min(1, Math.max(0, (i - lo) / (hi - lo)));
+      const interp = Math.fround(1 / (factor * base ** ((2 * i) / rd)));
+      f = Math.fround(interp * (1 - keep) + f * keep);
+    }
     if (p.type === 'llama3') {
       const old = p.originalMaxPositionEmbeddings || 8192;
       const low = p.lowFreqFactor ?? 1;
@@ -90,8 +108,8 @@ export function ropeRef(x: Float32Array, tokens: number, heads: number, headDim:
 
 /**
  * Causal GQA attention of q [qLen, heads, D] (positions ctxLen-qLen ..) over contiguous k, v [ctxLen, kvHeads, D].
+ * window > 0: a query at position pos sees keys (pos - window, pos] only (sliding-window attention).
  */
-/** window > 0: a query at position pos sees keys (pos - window, pos] only (sliding-window attention). */
 export function attentionRef(q: Float32Array, k: Float32Array, v: Float32Array, qLen: number, ctxLen: number, heads: number, kvHeads: number, D: number, scale: number, window = 0): Float32Array {
   const out = new Float32Array(qLen * heads * D);
   const group = heads / kvHeads;

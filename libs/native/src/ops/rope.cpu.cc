@@ -19,7 +19,7 @@ int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim) {
 
 double rope_attention_scale(const RopeParams& p, int64_t head_dim) {
   const double s = 1.0 / std::sqrt((double)head_dim);
-  return p.type == "longrope" ? s * p.attention_factor * p.attention_factor : s;
+  return p.type == "longrope" || p.type == "yarn" ? s * p.attention_factor * p.attention_factor : s;
 }
 
 std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t seq_len) {
@@ -36,8 +36,28 @@ std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t 
       fail(ErrorCode::InvalidArgument, "rope: longrope needs short_factor and long_factor of rotary_dim / 2 = " + std::to_string(half) +
                                            " values each, got " + std::to_string(p.short_factor.size()) + " and " + std::to_string(p.long_factor.size()));
     if (p.original_max_position <= 0) fail(ErrorCode::InvalidArgument, "rope: longrope needs original_max_position_embeddings");
+  } else if (p.type == "yarn") {
+    if (!(p.factor > 0) || p.original_max_position <= 0 || !(p.beta_fast > 0) || !(p.beta_slow > 0))
+      fail(ErrorCode::InvalidArgument, "rope: yarn needs factor > 0, original_max_position_embeddings and beta_fast / beta_slow > 0");
   } else if (p.type != "default" && p.type != "linear" && p.type != "llama3") {
-    fail(ErrorCode::InvalidArgument, "rope: unsupported type '" + p.type + "' (default, linear, dynamic, llama3, longrope)");
+    fail(ErrorCode::InvalidArgument, "rope: unsupported type '" + p.type + "' (default, linear, dynamic, llama3, longrope, yarn)");
+  }
+  // yarn: the pair index band [low, high] of the ramp between extrapolated (kept) and interpolated (/ factor) pairs:
+  // pair i does `rotations` full turns over the original context where i = rd ln(orig / (2 pi rotations)) / (2 ln base)
+  double y_low = 0, y_high = 1;
+  if (p.type == "yarn") {
+    auto band = [&](double rotations) {
+      return (double)rd * std::log((double)p.original_max_position / (rotations * 2.0 * M_PI)) / (2.0 * std::log(base));
+    };
+    y_low = band(p.beta_fast);
+    y_high = band(p.beta_slow);
+    if (p.truncate) {
+      y_low = std::floor(y_low);
+      y_high = std::ceil(y_high);
+    }
+    y_low = std::max(y_low, 0.0);
+    y_high = std::min(y_high, (double)(rd - 1));
+    if (y_low == y_high) y_high += 0.001;
   }
   // longrope: the long factors once the sequence is longer than the original context (HF's dynamic longrope)
   const std::vector<float>* ext = p.type != "longrope" ? nullptr : seq_len > p.original_max_position ? &p.long_factor : &p.short_factor;
@@ -47,6 +67,12 @@ std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t 
     float f = (float)(1.0 / std::pow(base, (double)(2 * i) / (double)rd));
     if (ext) f = (float)(1.0 / ((double)(*ext)[i] * std::pow(base, (double)(2 * i) / (double)rd)));
     if (p.type == "linear") f = (float)(f / p.factor);
+    if (p.type == "yarn") {  // in float32 as HF: interpolation 1 / (factor base^(2i/rd)), ramp clamp((i - low) / (high - low))
+      const float ext = f, interp = (float)(1.0 / (p.factor * std::pow(base, (double)(2 * i) / (double)rd)));
+      const float ramp = std::min(1.0f, std::max(0.0f, (float)(((double)i - y_low) / (y_high - y_low))));
+      const float keep = 1.0f - ramp;  // HF's inv_freq_extrapolation_factor
+      f = interp * (1.0f - keep) + ext * keep;
+    }
     if (p.type == "llama3") {
       double old_ctx = (double)(p.original_max_position > 0 ? p.original_max_position : 8192);
       double low_wl = old_ctx / p.low_freq_factor, high_wl = old_ctx / p.high_freq_factor;
@@ -95,9 +121,10 @@ void rope_cpu(const rope_args& a, ThreadPool& pool) {
 }
 
 // inputs: x [tokens, heads, head_dim], positions i32 [tokens], and for longrope short_factor, long_factor f32 [rot/2]
-// params: type ('default'|'linear'|'dynamic'|'llama3'|'longrope'), theta, factor, lowFreqFactor, highFreqFactor,
+// params: type ('default'|'linear'|'dynamic'|'llama3'|'longrope'|'yarn'), theta, factor, lowFreqFactor, highFreqFactor,
 //         originalMaxPositionEmbeddings, maxPositionEmbeddings, rotaryDim, seqLen (dynamic / longrope; default max
-//         pos+1). (longrope's attention factor scales the attention, not this op: rope_attention_scale.)
+//         pos+1), betaFast, betaSlow, truncate (yarn). (longrope's and yarn's attention factor scales the attention,
+//         not this op: rope_attention_scale.)
 void rope_run(Backend& be, OpCall& call) {
   call.expect_inputs(2, 4);
   auto x = call.in_f32(0, 3, "x");
@@ -113,6 +140,9 @@ void rope_run(Backend& be, OpCall& call) {
   p.original_max_position = (int64_t)call.num("originalMaxPositionEmbeddings", 0);
   p.max_position = (int64_t)call.num("maxPositionEmbeddings", 2048);
   p.rotary = call.num("rotaryDim", 0);
+  p.beta_fast = call.num("betaFast", 32.0);
+  p.beta_slow = call.num("betaSlow", 1.0);
+  p.truncate = call.num("truncate", 1.0) != 0;
   if (call.inputs.size() == 4) {
     p.short_factor = call.in_f32(2, 1, "short_factor");
     p.long_factor = call.in_f32(3, 1, "long_factor");

@@ -9,7 +9,7 @@
 namespace lmfleet {
 
 struct RopeParams {
-  std::string type = "default";  // default | linear | dynamic | llama3 | longrope
+  std::string type = "default";  // default | linear | dynamic | llama3 | longrope | yarn
   double theta = 10000.0;
   double factor = 1.0;
   double low_freq_factor = 1.0;
@@ -22,11 +22,16 @@ struct RopeParams {
   // rotary head is the attention logits times attention_factor^2 (rope_attention_scale).
   std::vector<float> short_factor, long_factor;
   double attention_factor = 1.0;
+  // yarn (Qwen2.5 / Qwen3 long context, DeepSeek): frequencies interpolated by `factor` below the band set by
+  // beta_fast / beta_slow rotations over original_max_position tokens, kept above it, a linear ramp between
+  // (truncate: the band's ends rounded outwards to whole pairs, as HF's default); attention_factor as for longrope.
+  double beta_fast = 32.0, beta_slow = 1.0;
+  bool truncate = true;
 };
 
 // Whether the frequency table depends on each sequence's length (dynamic NTK, longrope): one table per token then.
 inline bool rope_per_sequence(const RopeParams& p) { return p.type == "dynamic" || p.type == "longrope"; }
-// The attention softmax scale: 1/sqrt(head_dim), times attention_factor^2 for longrope.
+// The attention softmax scale: 1/sqrt(head_dim), times attention_factor^2 for longrope and yarn.
 double rope_attention_scale(const RopeParams& p, int64_t head_dim);
 
 int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim);

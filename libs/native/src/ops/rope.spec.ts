@@ -9,6 +9,11 @@ describe('rope', () => {
     ['dynamic NTK (beyond max pos)', { type: 'dynamic', theta: 10000, factor: 2, maxPositionEmbeddings: 64 }],
     ['llama3', { type: 'llama3', theta: 500000, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 }],
     ['partial rotary 0.5', { type: 'default', theta: 10000, rotaryDim: 0.5 }],
+    // YaRN as Qwen3 configures it (factor 4 over 32k: the band sits in the middle of the 32 pairs), one over a short
+    // original context with a small base (the band low in the pairs), and one without truncation
+    ['yarn x4 (Qwen3)', { type: 'yarn', theta: 1e6, factor: 4, originalMaxPositionEmbeddings: 32768 }],
+    ['yarn x4, short context, base 100', { type: 'yarn', theta: 100, factor: 4, originalMaxPositionEmbeddings: 16 }],
+    ['yarn untruncated, betas 16 / 2', { type: 'yarn', theta: 10000, factor: 8, originalMaxPositionEmbeddings: 4096, betaFast: 16, betaSlow: 2, truncate: false }],
   ];
   for (const [name, p] of variants) {
     it(name, () =>
@@ -23,6 +28,9 @@ describe('rope', () => {
         if (p.originalMaxPositionEmbeddings) params.originalMaxPositionEmbeddings = p.originalMaxPositionEmbeddings;
         if (p.maxPositionEmbeddings) params.maxPositionEmbeddings = p.maxPositionEmbeddings;
         if (p.rotaryDim) params.rotaryDim = p.rotaryDim;
+        if (p.betaFast) params.betaFast = p.betaFast;
+        if (p.betaSlow) params.betaSlow = p.betaSlow;
+        if (p.truncate === false) params.truncate = 0;
         const inputs = [tensor('f32', [tokens, heads, hd], x), tensor('i32', [tokens], pos)];
         const [out] = await cpuNative().runOp('rope', inputs, params);
         const ref = Float32Array.from(x);
