@@ -40,8 +40,8 @@ describe('config parsing shared by every architecture', () => {
     expect(ms.attentionFactor).toBeCloseTo((0.1 * Math.log(40) + 1) / (0.1 * 0.707 * Math.log(40) + 1), 12);
     // factor missing: the context's extension over the original
     expect(parseRope({ max_position_embeddings: 8192, rope_parameters: { rope_type: 'yarn', rope_theta: 1e4, original_max_position_embeddings: 2048 } }, 64, F).factor).toBe(4);
-    expect(() => parseRope({ max_position_embeddings: 8192, rope_scaling: { type: 'yarn', factor: 4 }, partial_rotary_factor: 0.5 }, 64, F))
-      .toThrow(/yarn with a partial rotary dimension is not supported/);
+    expect(parseRope({ max_position_embeddings: 8192, rope_scaling: { type: 'yarn', factor: 4 }, partial_rotary_factor: 0.5 }, 64, F))
+      .toMatchObject({ type: 'yarn', rotaryDim: 32 });
   });
 
   it('reports missing fields and bad head counts with the file name', () => {

@@ -155,14 +155,9 @@ export function parseRope(cfg: HfConfig, headDim: number, file: string, defaultT
   }
   const partial = (params?.partial_rotary_factor ?? cfg.partial_rotary_factor) as number | undefined;
   if (typeof partial === 'number' && partial > 0 && partial < 1) rope.rotaryDim = Math.floor(headDim * partial);
-  if (rope.type === 'yarn' && rope.rotaryDim !== undefined && rope.rotaryDim !== headDim && rope.attentionFactor !== 1) {
-    throw new ModelFormatError('yarn with a partial rotary dimension is not supported', { file, expected: 'partial_rotary_factor 1', found: String(partial) });
-  }
   if (rope.type === 'longrope') {
+    // (with a partial rotary head, as Phi-4-mini has, the factors cover the rotated pairs only)
     const half = Math.floor((rope.rotaryDim ?? headDim) / 2);
-    if (rope.rotaryDim !== undefined && rope.rotaryDim !== headDim) {
-      throw new ModelFormatError('longrope with a partial rotary dimension is not supported', { file, expected: 'partial_rotary_factor 1', found: String(partial) });
-    }
     if (rope.shortFactor!.length !== half || rope.longFactor!.length !== half) {
       throw new ModelFormatError(`longrope short_factor / long_factor must have ${half} values (rotary dims / 2)`, {
         file, found: `${rope.shortFactor!.length} / ${rope.longFactor!.length}`,

@@ -66,7 +66,11 @@ describe('phi3', () => {
     expect(s.rope).toMatchObject({ type: 'longrope', originalMaxPositionEmbeddings: 4096, shortFactor: f });
     expect(s.rope.attentionFactor).toBeCloseTo(Math.sqrt(1 + Math.log(32) / Math.log(4096)), 12);
     expect(() => phi3.parseConfig({ ...long, rope_scaling: { ...long.rope_scaling, long_factor: [1, 2] } }, F)).toThrow(/must have 48 values/);
-    expect(() => phi3.parseConfig({ ...long, partial_rotary_factor: 0.75 }, F)).toThrow(/partial rotary/);
+    // Phi-4-mini: a partial rotary head (0.75 of 96 = 72 dims): the factors cover its 36 pairs
+    expect(() => phi3.parseConfig({ ...long, partial_rotary_factor: 0.75 }, F)).toThrow(/must have 36 values/);
+    const f36 = f.slice(0, 36);
+    expect(phi3.parseConfig({ ...long, partial_rotary_factor: 0.75, rope_scaling: { type: 'longrope', short_factor: f36, long_factor: f36 } }, F).rope)
+      .toMatchObject({ type: 'longrope', rotaryDim: 72 });
   });
 
   (native ? it : it.skip)('longrope frequencies: short factors up to the original context, long ones beyond (the rope op)', async () => {

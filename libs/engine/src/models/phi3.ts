@@ -3,7 +3,8 @@
 // fp16 checkpoints: the canonical q/k/v/gate/up are row ranges of the packed tensors (file offsets, no copies).
 // AutoAWQ checkpoints pack the same way along the output columns of qweight/qzeros/scales: split in memory.
 // `sliding_window` (Phi-3-mini: 2047 of a 4k context) on every layer, as for Mistral (common.ts applySlidingWindow); LongRoPE (the 128k variants and
-// Phi-3.5: rope_scaling "longrope" / "su") is parsed by parseRope, except with a partial rotary head (Phi-4-mini).
+// Phi-3.5: rope_scaling "longrope" / "su") is parsed by parseRope, also with a partial rotary head (Phi-4-mini: 0.75 of
+// each head rotates, so the attention factor multiplies cos and sin in the rope itself, ops/rope.h rope_cs_scale).
 import { PHI3_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError, QuantConfigError } from '../errors';
 import type { TensorSource } from '../native';

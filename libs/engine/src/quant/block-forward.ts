@@ -160,7 +160,13 @@ export class BlockForward {
     if (r.betaFast !== undefined) p.betaFast = r.betaFast;
     if (r.betaSlow !== undefined) p.betaSlow = r.betaSlow;
     if (r.truncate !== undefined) p.truncate = r.truncate ? 1 : 0;
+    if (r.attentionFactor !== undefined) p.attentionFactor = r.attentionFactor;  // the op applies it on a partial head
     return p;
+  }
+
+  private scalesAttention(): boolean {
+    const r = this.spec.rope;
+    return (r.type === 'longrope' || r.type === 'yarn') && (r.rotaryDim ?? this.spec.headDim) === this.spec.headDim;
   }
 
   private positions(seqLens: readonly number[]): Int32Array {
@@ -178,18 +184,18 @@ export class BlockForward {
     let t = this.ropeTables.get(maxLen);
     if (t) return t;
     const hd = this.spec.headDim;
-    // probe: each position holds one head whose first half is 1 and second half 0 → rotated to (cos, sin)
+    // rotary pairs (i, i + half) for i < half: half the rotated dims (a partial rotary head leaves the rest alone)
+    let half = hd / 2;
+    const rd = this.spec.rope.rotaryDim;
+    if (rd !== undefined) half = Math.floor((rd <= 1 ? rd * hd : rd) / 2);
+    // probe: each position holds one head whose pairs' first elements are 1 and the rest 0 → rotated to (cos, sin)
     const probe = new Float32Array(maxLen * hd);
-    for (let p = 0; p < maxLen; p++) for (let i = 0; i < hd / 2; i++) probe[p * hd + i] = 1;
+    for (let p = 0; p < maxLen; p++) for (let i = 0; i < half; i++) probe[p * hd + i] = 1;
     const pos = this.positions([maxLen]);
     const r0 = this.spec.rope;
     const factors = r0.type === 'longrope' ? [f32Tensor(Float32Array.from(r0.shortFactor ?? []), [r0.shortFactor?.length ?? 0]), f32Tensor(Float32Array.from(r0.longFactor ?? []), [r0.longFactor?.length ?? 0])] : [];
     const [r] = await this.native.runOp('rope', [f32Tensor(probe, [maxLen, 1, hd]), i32Tensor(pos, [maxLen]), ...factors], this.ropeParams(maxLen));
     const rot = asF32(r);
-    // rotary dims: the pairs the op changed (dims past rotary_dim stay 1 / 0)
-    let half = hd / 2;
-    const rd = this.spec.rope.rotaryDim;
-    if (rd !== undefined) half = Math.floor((rd <= 1 ? rd * hd : rd) / 2);
     const cos = new Float32Array(maxLen * half);
     const sin = new Float32Array(maxLen * half);
     for (let p = 0; p < maxLen; p++) {
@@ -264,8 +270,9 @@ export class BlockForward {
         i32Tensor(tables, [S, 1]),
         i32Tensor(info, [S, 3]),
       ],
-      // longrope / yarn: HF scales cos and sin by attentionFactor, i.e. the attention logits by its square
-      { scale: (this.spec.rope.type === 'longrope' || this.spec.rope.type === 'yarn' ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd), window },
+      // longrope / yarn: HF scales cos and sin by attentionFactor; on a fully rotated head that is the attention logits
+      // times its square (on a partial one the rope op applied it: ops/rope.h)
+      { scale: (this.scalesAttention() ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd), window },
     );
     return asF32(r);
   }

@@ -265,7 +265,7 @@ void CudaBackend::rope(const rope_args& a) {
   // the per-head norm (Qwen3) is fused into the f16 decoder's rope_kv_store_cuda; this f32 op-level path has none
   if (a.norm_w) fail(ErrorCode::Internal, "cuda rope: the per-head norm runs in the decoder's rope + KV store kernel only");
   int* pos = stage_i32(0, a.positions, a.tokens);
-  rope_f32_cuda(a.x, a.ld, a.tokens, a.heads, a.head_dim, a.rotary_dim, pos, a.inv_freq, a.inv_freq_stride, stream_);
+  rope_f32_cuda(a.x, a.ld, a.tokens, a.heads, a.head_dim, a.rotary_dim, pos, a.inv_freq, a.inv_freq_stride, stream_, a.cs_scale);
 }
 
 void CudaBackend::kv_store(const kv_store_args& a) {

@@ -506,7 +506,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     if (c.qk_norm) qn = QkNormArgs{q_norm_[l], k_norm_[l], c.eps};
     if (!fuse_rope)
       rope_kv_store_cuda(qkv_, Q, positions, inv_freq, inv_stride, (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
-                         (int)kv.block_size, s_, kq, qn);
+                         (int)kv.block_size, s_, kq, qn, (float)rope_cs_scale(c.rope, D));
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
                             scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));

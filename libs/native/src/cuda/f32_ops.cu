@@ -37,7 +37,7 @@ __global__ void silu_mul_f32_kernel(const float* g, const float* u, int64_t ld, 
   }
 }
 __global__ void rope_f32_kernel(float* x, int64_t ld, int64_t heads, int64_t hd, int64_t rot, const int* positions,
-                                const float* inv_freq, int64_t stride) {
+                                const float* inv_freq, int64_t stride, float cs_scale) {
   const int64_t t = blockIdx.x;
   const float pos = (float)positions[t];
   const float* f = inv_freq + t * stride;
@@ -47,6 +47,8 @@ __global__ void rope_f32_kernel(float* x, int64_t ld, int64_t heads, int64_t hd,
     float* p = x + t * ld + h * hd;
     float sn, cs;
     sincosf(pos * f[j], &sn, &cs);
+    sn *= cs_scale;
+    cs *= cs_scale;
     const float a = p[j], b = p[j + half_rot];
     p[j] = a * cs - b * sn;
     p[j + half_rot] = b * cs + a * sn;
@@ -124,9 +126,10 @@ void silu_mul_f32_cuda(const float* gate, const float* up, int64_t ld, float* ou
   LMF_CUDA_LAUNCHED();
 }
 void rope_f32_cuda(float* x, int64_t ld, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim,
-                   const int* positions, const float* inv_freq, int64_t inv_freq_stride, cudaStream_t s) {
+                   const int* positions, const float* inv_freq, int64_t inv_freq_stride, cudaStream_t s, float cs_scale) {
   if (tokens <= 0) return;
-  rope_f32_kernel<<<(unsigned)tokens, 256, 0, s>>>(x, ld ? ld : heads * head_dim, heads, head_dim, rot_dim, positions, inv_freq, inv_freq_stride);
+  rope_f32_kernel<<<(unsigned)tokens, 256, 0, s>>>(x, ld ? ld : heads * head_dim, heads, head_dim, rot_dim, positions, inv_freq,
+                                                   inv_freq_stride, cs_scale);
   LMF_CUDA_LAUNCHED();
 }
 void kv_store_f32_cuda(const float* k, const float* v, int64_t ld, const int* slots, int64_t tokens, int64_t width,

@@ -15,7 +15,7 @@ void silu_mul_f32_cuda(const float* gate, const float* up, int64_t ld, float* ou
                        cudaStream_t s);
 // x [tokens, heads, head_dim] in place, token rows ld floats apart; inv_freq [rot/2] or per token (inv_freq_stride).
 void rope_f32_cuda(float* x, int64_t ld, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim,
-                   const int* positions, const float* inv_freq, int64_t inv_freq_stride, cudaStream_t s);
+                   const int* positions, const float* inv_freq, int64_t inv_freq_stride, cudaStream_t s, float cs_scale = 1.f);
 // cache rows of `width` floats, row = slot; k/v token rows ld floats apart.
 void kv_store_f32_cuda(const float* k, const float* v, int64_t ld, const int* slots, int64_t tokens, int64_t width,
                        float* k_cache, float* v_cache, cudaStream_t s);

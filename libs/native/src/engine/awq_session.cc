@@ -184,8 +184,10 @@ void AwqSession::attn_block(const float* attn_in, const std::vector<int32_t>& le
     be_.rms_norm({q, q_norm_.as<float>(), q, T * NH, D, c_.eps});
     be_.rms_norm({k, k_norm_.as<float>(), k, T * NKV, D, c_.eps});
   }
-  be_.rope({q, T, NH, D, rot, pos.data(), inv_d, 0, 0});
-  be_.rope({k, T, NKV, D, rot, pos.data(), inv_d, 0, 0});
+  rope_args rq{q, T, NH, D, rot, pos.data(), inv_d, 0, 0}, rk{k, T, NKV, D, rot, pos.data(), inv_d, 0, 0};
+  rq.cs_scale = rk.cs_scale = (float)rope_cs_scale(c_.rope, D);
+  be_.rope(rq);
+  be_.rope(rk);
   // K/V of the batch as a cache: one block per sequence when all have the same length, else one block per token
   std::vector<int32_t> tables;
   int64_t num_blocks, block_size, max_blocks;

@@ -205,10 +205,11 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     float* k = qkv + qd;
     float* v = qkv + qd + kvd;
     // (Qwen3: each q / k head RMS-normed first, inside the rope op)
+    const float cs = (float)rope_cs_scale(c.rope, D);
     LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd,
-                             c.qk_norm ? L.q_norm.as<float>() : nullptr, c.eps}));
+                             c.qk_norm ? L.q_norm.as<float>() : nullptr, c.eps, cs}));
     LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd,
-                             c.qk_norm ? L.k_norm.as<float>() : nullptr, c.eps}));
+                             c.qk_norm ? L.k_norm.as<float>() : nullptr, c.eps, cs}));
     kv_store_args st{k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size, qkvd};
     attention_args at{q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
                       b.seq_info.data(), b.num_seqs(), NH, NKV, D, (float)rope_attention_scale(c.rope, D), qkvd};

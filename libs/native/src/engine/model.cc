@@ -236,11 +236,6 @@ void Model::validate() const {
   if (!c.devices.empty() && (int)c.devices.size() != c.tp)
     fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +
                                          std::to_string(c.devices.size()));
-  // longrope's / yarn's attention factor is applied as attention_factor^2 on the softmax scale: exact for a fully
-  // rotated head
-  if ((c.rope.type == "longrope" || c.rope.type == "yarn") && c.rope.attention_factor != 1.0 &&
-      rope_rotary_dim(c.rope, c.head_dim) != c.head_dim)
-    fail(ErrorCode::InvalidArgument, "model config: " + c.rope.type + " with a partial rotary dimension is not supported");
 }
 
 void Model::make_backend() {

@@ -17,9 +17,16 @@ int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim) {
   return rd;
 }
 
+static bool rope_scales_attention(const RopeParams& p) { return p.type == "longrope" || p.type == "yarn"; }
+
 double rope_attention_scale(const RopeParams& p, int64_t head_dim) {
   const double s = 1.0 / std::sqrt((double)head_dim);
-  return p.type == "longrope" || p.type == "yarn" ? s * p.attention_factor * p.attention_factor : s;
+  const bool full = rope_rotary_dim(p, head_dim) == head_dim;
+  return rope_scales_attention(p) && full ? s * p.attention_factor * p.attention_factor : s;
+}
+
+double rope_cs_scale(const RopeParams& p, int64_t head_dim) {
+  return rope_scales_attention(p) && rope_rotary_dim(p, head_dim) != head_dim ? p.attention_factor : 1.0;
 }
 
 std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t seq_len) {
@@ -99,8 +106,8 @@ void rope_cpu(const rope_args& a, ThreadPool& pool) {
       const float pos = (float)a.positions[t];
       for (int64_t i = 0; i < half; i++) {
         float ang = pos * inv[i];  // float32 product, as HF
-        cs[i] = std::cos(ang);
-        sn[i] = std::sin(ang);
+        cs[i] = std::cos(ang) * a.cs_scale;
+        sn[i] = std::sin(ang) * a.cs_scale;
       }
       for (int64_t h = 0; h < a.heads; h++) {
         float* x = a.x + t * ld + h * a.head_dim;
@@ -123,8 +130,8 @@ void rope_cpu(const rope_args& a, ThreadPool& pool) {
 // inputs: x [tokens, heads, head_dim], positions i32 [tokens], and for longrope short_factor, long_factor f32 [rot/2]
 // params: type ('default'|'linear'|'dynamic'|'llama3'|'longrope'|'yarn'), theta, factor, lowFreqFactor, highFreqFactor,
 //         originalMaxPositionEmbeddings, maxPositionEmbeddings, rotaryDim, seqLen (dynamic / longrope; default max
-//         pos+1), betaFast, betaSlow, truncate (yarn). (longrope's and yarn's attention factor scales the attention,
-//         not this op: rope_attention_scale.)
+//         pos+1), betaFast, betaSlow, truncate (yarn), attentionFactor (longrope / yarn: applied here on a partially
+//         rotated head only, rope_cs_scale; on a full one it scales the attention, rope_attention_scale).
 void rope_run(Backend& be, OpCall& call) {
   call.expect_inputs(2, 4);
   auto x = call.in_f32(0, 3, "x");
@@ -143,6 +150,7 @@ void rope_run(Backend& be, OpCall& call) {
   p.beta_fast = call.num("betaFast", 32.0);
   p.beta_slow = call.num("betaSlow", 1.0);
   p.truncate = call.num("truncate", 1.0) != 0;
+  p.attention_factor = call.num("attentionFactor", 1.0);
   if (call.inputs.size() == 4) {
     p.short_factor = call.in_f32(2, 1, "short_factor");
     p.long_factor = call.in_f32(3, 1, "long_factor");
@@ -154,7 +162,9 @@ void rope_run(Backend& be, OpCall& call) {
   auto inv = rope_inv_freq(p, hd, (int64_t)call.num("seqLen", (double)(maxp + 1)));
   auto& out = call.add_output(DType::F32, call.inputs[0].shape);
   Buffer bx = stage(be, x), bi = stage(be, inv);
-  be.rope({bx.as<float>(), tokens, heads, hd, rope_rotary_dim(p, hd), pos.data(), bi.as<float>(), 0});
+  rope_args ra{bx.as<float>(), tokens, heads, hd, rope_rotary_dim(p, hd), pos.data(), bi.as<float>(), 0};
+  ra.cs_scale = (float)rope_cs_scale(p, hd);
+  be.rope(ra);
   fetch(be, out, bx);
 }
 

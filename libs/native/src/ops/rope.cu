@@ -85,7 +85,7 @@ __device__ __forceinline__ float head_val(const half* head, int d, const half* n
 __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ positions,
                                      const float* __restrict__ inv_freq, int inv_freq_stride, int rot_dim, int nh,
                                      int nkv, int hd, half* k_cache, half* v_cache, const int* __restrict__ slots,
-                                     KvQuantArgs quant, QkNormArgs qk, int pre) {
+                                     KvQuantArgs quant, QkNormArgs qk, float cs_scale, int pre) {
   pdl_trigger();  // the decode attention after it may launch (it waits for this kernel before reading)
   const int t = blockIdx.x, h = blockIdx.y;
   half* row = qkv + (size_t)t * ld;
@@ -114,7 +114,8 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
         if (i < half_rot) {
           float s = s0, c = c0;
           if (!(rot0 && i == (int)threadIdx.x)) sincosf(pos * f[i], &s, &c);
-          rope_pair_f16(head_val(head, i, nw, inv), head_val(head, i + half_rot, nw, inv), s, c, head[i], head[i + half_rot]);
+          rope_pair_f16(head_val(head, i, nw, inv), head_val(head, i + half_rot, nw, inv), s * cs_scale, c * cs_scale,
+                        head[i], head[i + half_rot]);
         } else if (nw) {  // the normed, unrotated tail
           const int d = rot_dim + 2 * (i - half_rot);
           const half a = __float2half(head_val(head, d, nw, inv)), b = __float2half(head_val(head, d + 1, nw, inv));
@@ -153,7 +154,7 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
       float s = s0, c = c0;
       if (!(rot0 && i == (int)threadIdx.x)) sincosf(pos * f[i], &s, &c);
       half o1, o2;
-      rope_pair_f16(head_val(head, i, nw, inv), head_val(head, i + half_rot, nw, inv), s, c, o1, o2);
+      rope_pair_f16(head_val(head, i, nw, inv), head_val(head, i + half_rot, nw, inv), s * cs_scale, c * cs_scale, o1, o2);
       head[i] = o1;
       head[i + half_rot] = o2;
       if (dst) { dst[i] = o1; dst[i + half_rot] = o2; }
@@ -168,7 +169,7 @@ __global__ void rope_kv_store_kernel(half* qkv, int ld, const int* __restrict__ 
 
 void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* inv_freq, int inv_freq_stride, int rot_dim, int ntok,
                         int nh, int nkv, int hd, half* k_cache, half* v_cache, const int* slots, int block_size,
-                        cudaStream_t s, const KvQuantArgs& quant, const QkNormArgs& qk) {
+                        cudaStream_t s, const KvQuantArgs& quant, const QkNormArgs& qk, float cs_scale) {
   if (ntok <= 0) return;
   if (!qk.q_w != !qk.k_w) fail(ErrorCode::InvalidArgument, "rope: the q and k norm weights come together");
   if (rot_dim <= 0 || rot_dim > hd || rot_dim % 2 || hd % 2)
@@ -180,7 +181,7 @@ void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* in
   const int heads = nh + nkv + (k_cache ? nkv : 0);
   LMF_CUDA_CHECK(launch_maybe_pdl(pdl_chain_enabled(), rope_kv_store_kernel, dim3(ntok, heads), dim3(std::min(hd / 2, 256)),
                                   s, qkv, ld, positions, inv_freq, inv_freq_stride, rot_dim, nh, nkv, hd, k_cache, v_cache,
-                                  slots, quant, qk, pdl_preload() ? 1 : 0));
+                                  slots, quant, qk, cs_scale, pdl_preload() ? 1 : 0));
 }
 
 }  // namespace lmfleet

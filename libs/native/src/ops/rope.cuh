@@ -31,6 +31,7 @@ struct QkNormArgs {
 };
 void rope_kv_store_cuda(half* qkv, int ld, const int* positions, const float* inv_freq, int inv_freq_stride, int rot_dim, int ntok,
                         int nh, int nkv, int hd, half* k_cache, half* v_cache, const int* slots, int block_size,
-                        cudaStream_t s, const KvQuantArgs& quant = KvQuantArgs(), const QkNormArgs& qk = QkNormArgs());
+                        cudaStream_t s, const KvQuantArgs& quant = KvQuantArgs(), const QkNormArgs& qk = QkNormArgs(),
+                        float cs_scale = 1.f);  // cos and sin times cs_scale (ops/rope.h rope_cs_scale)
 
 }  // namespace lmfleet

@@ -31,8 +31,12 @@ struct RopeParams {
 
 // Whether the frequency table depends on each sequence's length (dynamic NTK, longrope): one table per token then.
 inline bool rope_per_sequence(const RopeParams& p) { return p.type == "dynamic" || p.type == "longrope"; }
-// The attention softmax scale: 1/sqrt(head_dim), times attention_factor^2 for longrope and yarn.
+// longrope / yarn multiply cos and sin by attention_factor (HF). On a fully rotated head that is the attention logits
+// times attention_factor^2, so the softmax scale carries it (rope_attention_scale: 1/sqrt(head_dim) times
+// attention_factor^2) and the rope stays plain. On a partially rotated head (Phi-4-mini) only the rotated dims carry
+// it: the rope multiplies cos and sin by it (rope_cs_scale) and the softmax scale stays 1/sqrt(head_dim).
 double rope_attention_scale(const RopeParams& p, int64_t head_dim);
+double rope_cs_scale(const RopeParams& p, int64_t head_dim);
 
 int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim);
 // rotary_dim/2 inverse frequencies for a sequence of `seq_len` tokens (seq_len matters only for dynamic NTK).
@@ -49,6 +53,9 @@ struct rope_args {
   // [head_dim] (f32 math, eps norm_eps), then rotated.
   const float* norm_w = nullptr;
   float norm_eps = 1e-6f;
+  // cos and sin are multiplied by this (HF's attention_scaling for longrope / yarn on a partially rotated head:
+  // rope_cs_scale); 1 otherwise
+  float cs_scale = 1.f;
 };
 
 }  // namespace lmfleet

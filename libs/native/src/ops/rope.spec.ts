@@ -44,6 +44,28 @@ describe('rope', () => {
       }));
   }
 
+  it('longrope / yarn attention factor: multiplies cos and sin on a partially rotated head only', async () => {
+    const [tokens, heads, hd] = [5, 2, 16];
+    const x = Float32Array.from({ length: tokens * heads * hd }, (_, i) => Math.sin(i * 0.37) + 0.1);
+    const pos = [0, 3, 9, 17, 40];
+    const run = async (params: Record<string, number | string>) =>
+      f32Of((await cpuNative().runOp('rope', [tensor('f32', [tokens, heads, hd], x), tensor('i32', [tokens], pos)], params))[0]);
+    for (const type of ['yarn', 'default']) {
+      const base = { type, theta: 100, factor: 4, originalMaxPositionEmbeddings: 16, rotaryDim: 8 };
+      const [plain, scaled] = [await run({ ...base }), await run({ ...base, attentionFactor: 1.5 })];
+      for (let t = 0; t < tokens * heads; t++)
+        for (let d = 0; d < hd; d++) {
+          const i = t * hd + d;
+          // yarn: the 8 rotated dims carry the factor, the 8 passed-through ones not; other types ignore it
+          if (type === 'yarn' && d < 8) expect(scaled[i]).toBeCloseTo(1.5 * plain[i], 5);
+          else expect(scaled[i]).toBe(plain[i]);
+        }
+    }
+    // a fully rotated head: the factor goes on the attention scale (rope_attention_scale), the rope stays plain
+    const full = { type: 'yarn', theta: 100, factor: 4, originalMaxPositionEmbeddings: 16 };
+    expect(Array.from(await run({ ...full, attentionFactor: 1.5 }))).toEqual(Array.from(await run(full)));
+  });
+
   it('rejects an odd rotary dim', async () => {
     const inputs = [tensor('f32', [1, 1, 8], new Float32Array(8)), tensor('i32', [1], [0])];
     await expect(cpuNative().runOp('rope', inputs, { rotaryDim: 3 })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
