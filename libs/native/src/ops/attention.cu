@@ -13,6 +13,17 @@
 
 namespace lmfleet {
 
+// the head dims both attention kernels are instantiated for: M(HD, QP) returns from the calling function
+#define LMF_FOR_HEAD_DIMS(M, QP) \
+  switch (hd) {                  \
+    case 16: M(16, QP);          \
+    case 32: M(32, QP);          \
+    case 64: M(64, QP);          \
+    case 96: M(96, QP);          \
+    case 128: M(128, QP);        \
+    case 256: M(256, QP);        \
+  }
+
 namespace {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kDecodeWarps = 4;
@@ -556,25 +567,15 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
 #define LMF_DECODE_HD(HD, QP)                                                                                 \
   return dispatch_group<HD, QP>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, \
                                 nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, window)
-#define LMF_DECODE_QP(QP)                                                                                      \
-  switch (hd) {                                                                                                \
-    case 16: LMF_DECODE_HD(16, QP);                                                                            \
-    case 32: LMF_DECODE_HD(32, QP);                                                                            \
-    case 64: LMF_DECODE_HD(64, QP);                                                                            \
-    case 96: LMF_DECODE_HD(96, QP);                                                                            \
-    case 128: LMF_DECODE_HD(128, QP);                                                                          \
-    case 256: LMF_DECODE_HD(256, QP);                                                                          \
-  }
   if (quant_policy == 0) {
-    LMF_DECODE_QP(0)
+    LMF_FOR_HEAD_DIMS(LMF_DECODE_HD, 0)
   } else if (quant_policy == 8) {
-    LMF_DECODE_QP(8)
+    LMF_FOR_HEAD_DIMS(LMF_DECODE_HD, 8)
   } else if (quant_policy == 4) {
-    LMF_DECODE_QP(4)
+    LMF_FOR_HEAD_DIMS(LMF_DECODE_HD, 4)
   } else {
     fail(ErrorCode::InvalidArgument, "attention: quant_policy must be 0, 4 or 8");
   }
-#undef LMF_DECODE_QP
 #undef LMF_DECODE_HD
   fail(ErrorCode::InvalidArgument, "attention: head_dim " + std::to_string(hd) + " is not supported with quant_policy " +
                                        std::to_string(quant_policy) + " (16, 32, 64, 96, 128 or 256)");
@@ -1020,25 +1021,15 @@ void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const h
 #define LMF_PREFILL_HD(HD, QP)                                                                                   \
   return launch_prefill<HD, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out, \
                                 ldo, num_seqs, max_q_len, nh, nkv, block_size, scale, s, k_param, v_param, window)
-#define LMF_PREFILL_QP(QP)                                                                                     \
-  switch (hd) {                                                                                                \
-    case 16: LMF_PREFILL_HD(16, QP);                                                                           \
-    case 32: LMF_PREFILL_HD(32, QP);                                                                           \
-    case 64: LMF_PREFILL_HD(64, QP);                                                                           \
-    case 96: LMF_PREFILL_HD(96, QP);                                                                           \
-    case 128: LMF_PREFILL_HD(128, QP);                                                                         \
-    case 256: LMF_PREFILL_HD(256, QP);                                                                         \
-  }
   if (quant_policy == 0) {
-    LMF_PREFILL_QP(0)
+    LMF_FOR_HEAD_DIMS(LMF_PREFILL_HD, 0)
   } else if (quant_policy == 8) {
-    LMF_PREFILL_QP(8)
+    LMF_FOR_HEAD_DIMS(LMF_PREFILL_HD, 8)
   } else if (quant_policy == 4) {
-    LMF_PREFILL_QP(4)
+    LMF_FOR_HEAD_DIMS(LMF_PREFILL_HD, 4)
   } else {
     fail(ErrorCode::InvalidArgument, "attention: quant_policy must be 0, 4 or 8");
   }
-#undef LMF_PREFILL_QP
 #undef LMF_PREFILL_HD
   fail(ErrorCode::InvalidArgument, "attention: head_dim " + std::to_string(hd) + " is not supported with quant_policy " +
                                        std::to_string(quant_policy) + " (16, 32, 64, 96, 128 or 256)");
