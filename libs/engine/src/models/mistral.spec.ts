@@ -59,6 +59,15 @@ describe('mistral', () => {
     }
   });
 
+  (native ? it : it.skip)('the native config refuses layerWindows of the wrong length or a negative window', () => {
+    const base = {
+      backend: 'cpu' as const, dtype: 'f16' as const, vocabSize: 8, hiddenSize: 8, intermediateSize: 8, numLayers: 2, numHeads: 2, numKvHeads: 1, headDim: 4,
+      rmsNormEps: 1e-6, maxPositionEmbeddings: 16, rope: { type: 'default' as const, theta: 1e4 }, tieWordEmbeddings: true, hiddenAct: 'silu' as const, tensors: [],
+    };
+    expect(() => native!.createModel({ ...base, layerWindows: [4] })).toThrow(/layerWindows must have numLayers \(2\) entries, got 1/);
+    expect(() => native!.createModel({ ...base, layerWindows: [4, -1] })).toThrow(/layerWindows holds -1/);
+  });
+
   (native ? it : it.skip)('attends to the last `sliding_window` positions only, in the forward and in paged decoding', async () => {
     // two layers, window 4: position p's logits depend on tokens p - 6 .. p only (each layer reaches 3 back), so
     // changing token 0 leaves positions >= 7 bit-identical and changes the earlier ones; full attention changes all
