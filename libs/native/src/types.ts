@@ -130,6 +130,8 @@ export interface NativeModelConfig {
   /** Sliding-window attention per layer (numLayers entries; 0 = full attention): layer l's query at position p sees
    *  keys (p - layerWindows[l], p] only (Mistral, Phi-3, Qwen2/3 with use_sliding_window). Absent: full everywhere. */
   layerWindows?: number[];
+  /** Layers that apply no RoPE to q and k (SmolLM3's NoPE layers, every 4th); their softmax scale is 1/sqrt(headDim). */
+  noRopeLayers?: number[];
   /** 'silu' for every supported model today. */
   hiddenAct: 'silu';
   /** KV-cache quantization, LMDeploy's quant_policy: 0 (default) float cache, 8 int8, 4 int4; asymmetric with a
@@ -335,8 +337,9 @@ export type AwqTapName = 'attnIn' | 'oIn' | 'mlpIn' | 'downIn' | 'k' | 'v';
  */
 export interface NativeAwqSession {
   /** Linear weights `q k v o gate up down` ([out, in] f32), `<linear>.bias`, `input_norm`, `post_norm`. */
-  /** `window`: this layer's sliding window (layerWindows; 0: full attention; absent: the window set before, 0 at first). */
-  setTensors(tensors: Record<string, Float32Array>, opts?: { window?: number }): Promise<void>;
+  /** `window`: this layer's sliding window (layerWindows; 0: full attention); `rope` false: a NoPE layer
+   *  (noRopeLayers). Absent: as set before (0 and true at first). */
+  setTensors(tensors: Record<string, Float32Array>, opts?: { window?: number; rope?: boolean }): Promise<void>;
   /** The layer input [tokens, hidden] of sequences of `seqLens` tokens; `append` adds sequences (the first call
    *  reserves `reserveTokens` in all). */
   setInput(x: Float32Array, seqLens: Int32Array, opts?: { append?: boolean; reserveTokens?: number }): Promise<void>;

@@ -7,6 +7,7 @@ import { mistral } from './mistral';
 import { phi3 } from './phi3';
 import { qwen2 } from './qwen2';
 import { qwen3 } from './qwen3';
+import { smollm3 } from './smollm3';
 import type { ArchitectureDef } from './spec';
 
 export const ARCHITECTURES: readonly ArchitectureDef[] = [
@@ -15,6 +16,7 @@ export const ARCHITECTURES: readonly ArchitectureDef[] = [
   qwen2,
   qwen3,
   phi3,
+  smollm3,
   internlm,
   internlm2,
 ];

@@ -10,7 +10,7 @@ export type HfConfig = Record<string, unknown>;
 export type NativeArchConfig = Omit<NativeModelConfig, 'backend' | 'threads' | 'device' | 'tensors'>;
 
 export interface ModelSpec extends NativeArchConfig {
-  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'internlm', 'internlm2'). */
+  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'smollm3', 'internlm', 'internlm2'). */
   arch: string;
   /** The HF class name from config.json `architectures[0]`. */
   hfArchitecture: string;
@@ -86,6 +86,7 @@ export function toNativeArchConfig(spec: ModelSpec): NativeArchConfig {
   };
   if (spec.qkNorm) c.qkNorm = true;
   if (spec.layerWindows) c.layerWindows = [...spec.layerWindows];
+  if (spec.noRopeLayers) c.noRopeLayers = [...spec.noRopeLayers];
   if (spec.quant) c.quant = { ...spec.quant };
   return c;
 }

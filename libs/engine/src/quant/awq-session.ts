@@ -35,9 +35,10 @@ export function layerTensors(fwd: BlockForward, i: number, only?: readonly strin
   return out;
 }
 
-/** Loads layer i into the session: its tensors (layerTensors) and its sliding window (spec.layerWindows). */
+/** Loads layer i into the session: its tensors (layerTensors), its sliding window (spec.layerWindows) and whether it
+ *  rotates q and k (spec.noRopeLayers). */
 export async function setLayerTensors(sess: NativeAwqSession, fwd: BlockForward, i: number, only?: readonly string[]): Promise<void> {
-  await sess.setTensors(layerTensors(fwd, i, only), { window: fwd.spec.layerWindows?.[i] ?? 0 });
+  await sess.setTensors(layerTensors(fwd, i, only), { window: fwd.spec.layerWindows?.[i] ?? 0, rope: !fwd.spec.noRopeLayers?.includes(i) });
 }
 
 /** mean |x| per column of a tap's statistics, as f32 (the f64 sum over the rows, divided once). */

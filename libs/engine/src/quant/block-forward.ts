@@ -234,7 +234,7 @@ export class BlockForward {
 
   /** Causal GQA attention of each sequence over itself: q [tokens, heads*hd], k/v [tokens, kvHeads*hd] (k roped);
    *  window > 0: each query sees its last `window` positions only (sliding-window layers). */
-  async attention(q: Float32Array, k: Float32Array, v: Float32Array, seqLens: readonly number[], window = 0): Promise<Float32Array> {
+  async attention(q: Float32Array, k: Float32Array, v: Float32Array, seqLens: readonly number[], window = 0, rope = true): Promise<Float32Array> {
     const { numHeads, numKvHeads, headDim: hd } = this.spec;
     const S = seqLens.length;
     const maxL = Math.max(...seqLens);
@@ -272,7 +272,7 @@ export class BlockForward {
       ],
       // longrope / yarn: HF scales cos and sin by attentionFactor; on a fully rotated head that is the attention logits
       // times its square (on a partial one the rope op applied it: ops/rope.h)
-      { scale: (this.scalesAttention() ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd), window },
+      { scale: (rope && this.scalesAttention() ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd), window },
     );
     return asF32(r);
   }
@@ -310,9 +310,11 @@ export class BlockForward {
     // Qwen3: every q / k head RMS-normed over headDim before RoPE (rows of headDim values)
     const qn = this.spec.qkNorm ? await this.rmsNorm(q0, this.w(`layers.${layer}.q_norm.weight`)) : q0;
     const kn = this.spec.qkNorm ? await this.rmsNorm(k0, this.w(`layers.${layer}.k_norm.weight`)) : k0;
-    const q = await this.rope(qn, numHeads, seqLens);
-    const k = await this.rope(kn, numKvHeads, seqLens);
-    const oIn = await this.attention(q, k, v, seqLens, this.spec.layerWindows?.[layer] ?? 0);
+    // (a NoPE layer, spec.noRopeLayers: q and k unrotated, softmax scale 1/sqrt(headDim))
+    const rope = !this.spec.noRopeLayers?.includes(layer);
+    const q = rope ? await this.rope(qn, numHeads, seqLens) : qn;
+    const k = rope ? await this.rope(kn, numKvHeads, seqLens) : kn;
+    const oIn = await this.attention(q, k, v, seqLens, this.spec.layerWindows?.[layer] ?? 0, rope);
     if (taps) Object.assign(taps, { k, v, oIn });
     return this.linear(layer, 'o', oIn, w.o);
   }

@@ -9,9 +9,11 @@ import { byteLevelAlphabet } from '../tokenizer/byte-level';
 
 export interface TinyModelOptions {
   /** internlm2: InternLM2's own tensor names with q/k/v packed per KV group in `attention.wqkv` (byte-level tokenizer). */
-  arch?: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'internlm2';
+  arch?: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'internlm2';
   /** mistral: config sliding_window (default null: none). */
   slidingWindow?: number;
+  /** smollm3: config no_rope_layers (1 = RoPE, 0 = NoPE per layer; default: transformers' every 4th layer NoPE). */
+  noRopeLayers?: number[];
   /** qwen3: head_dim when it is not hiddenSize / numHeads (Qwen3 states it; q is numHeads × headDim wide). */
   headDim?: number;
   /** internlm2 only: config `bias` (wqkv and wo biases). */
@@ -153,7 +155,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   const std = opts.weightStd ?? 0.08;
   fs.mkdirSync(dir, { recursive: true });
 
-  const tokArch = arch === 'llama' || arch === 'mistral' ? 'llama' : 'qwen2';
+  const tokArch = arch === 'llama' || arch === 'mistral' || arch === 'smollm3' ? 'llama' : 'qwen2';
   const tok = buildTokenizer(tokArch, opts.vocabSize ?? 0);
   const vocabSize = tok.vocabSize;
   const bosId = tokArch === 'llama' ? tok.ids['<s>'] : tok.ids['<|endoftext|>'];
@@ -164,7 +166,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     ? { rope_parameters: { rope_theta: 10000.0, rope_type: 'default' } }
     : { rope_theta: 10000.0, rope_scaling: null };
   const config: Record<string, unknown> = {
-    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', internlm2: 'InternLM2ForCausalLM' }[arch]],
+    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', smollm3: 'SmolLM3ForCausalLM', internlm2: 'InternLM2ForCausalLM' }[arch]],
     model_type: arch,
     hidden_size: hidden,
     intermediate_size: ff,
@@ -182,7 +184,8 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     torch_dtype: dtype === 'f16' ? 'float16' : 'bfloat16',
     ...rope,
   };
-  if (arch === 'llama' || arch === 'qwen3') config.attention_bias = false;
+  if (arch === 'llama' || arch === 'qwen3' || arch === 'smollm3') config.attention_bias = false;
+  if (arch === 'smollm3' && opts.noRopeLayers) config.no_rope_layers = opts.noRopeLayers;
   if (arch === 'mistral') config.sliding_window = opts.slidingWindow ?? null;
   if (arch === 'internlm2') config.bias = opts.bias ?? false;
 

@@ -115,8 +115,8 @@ class AwqSessionWrap : public Napi::ObjectWrap<AwqSessionWrap> {
     return p;
   }
 
-  // setTensors({ name: Float32Array, ... }, { window? }): window, the layer's sliding window (0: full attention;
-  // absent: unchanged, so a call that replaces one tensor keeps the layer's window)
+  // setTensors({ name: Float32Array, ... }, { window?, rope? }): window, the layer's sliding window (0: full
+  // attention), rope false for a NoPE layer; absent: unchanged, so a call that replaces one tensor keeps them
   Napi::Value SetTensors(const Napi::CallbackInfo& info) {
     return js_guard(info.Env(), [&]() -> Napi::Value {
       if (info.Length() < 1 || !info[0].IsObject()) fail(ErrorCode::InvalidArgument, "setTensors(tensors): an object of Float32Arrays");
@@ -137,9 +137,14 @@ class AwqSessionWrap : public Napi::ObjectWrap<AwqSessionWrap> {
         window = (int64_t)get_number(info[1].As<Napi::Object>(), "window", 0);
         if (window < 0) fail(ErrorCode::InvalidArgument, "setTensors: window must be >= 0");
       }
-      auto* w = new SessionWorker(info.Env(), session(), [ts, window](AwqSession& s) {
+      int rope = -1;  // -1: not given
+      if (info.Length() > 1 && info[1].IsObject() && info[1].As<Napi::Object>().Has("rope") &&
+          !info[1].As<Napi::Object>().Get("rope").IsUndefined())
+        rope = get_bool(info[1].As<Napi::Object>(), "rope", true) ? 1 : 0;
+      auto* w = new SessionWorker(info.Env(), session(), [ts, window, rope](AwqSession& s) {
         for (const T& t : ts) s.set_tensor(t.name, t.p, t.n);
         if (window >= 0) s.set_window(window);
+        if (rope >= 0) s.set_rope(rope == 1);
       }, nullptr);
       for (auto& v : keep) w->keep(v);
       return queue(w);

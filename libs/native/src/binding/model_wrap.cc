@@ -51,6 +51,16 @@ ModelConfig parse_config(const Napi::Value& v) {
   } else if (!lw.IsUndefined() && !lw.IsNull()) {
     fail(ErrorCode::InvalidArgument, "model config: layerWindows must be an array of window lengths (0: full attention)");
   }
+  Napi::Value nr = o.Get("noRopeLayers");
+  if (nr.IsArray()) {
+    Napi::Array na = nr.As<Napi::Array>();
+    for (uint32_t i = 0; i < na.Length(); i++) {
+      if (!na.Get(i).IsNumber()) fail(ErrorCode::InvalidArgument, "model config: noRopeLayers must be layer indices");
+      c.no_rope_layers.push_back((int64_t)na.Get(i).As<Napi::Number>().Int64Value());
+    }
+  } else if (!nr.IsUndefined() && !nr.IsNull()) {
+    fail(ErrorCode::InvalidArgument, "model config: noRopeLayers must be an array of layer indices");
+  }
   c.kv_quant_policy = (int)get_number(o, "kvQuantPolicy", 0);
   Napi::Value qpv = o.Get("kvQparams");
   if (qpv.IsTypedArray() && qpv.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {

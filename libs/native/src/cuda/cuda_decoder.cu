@@ -119,6 +119,11 @@ CudaDecoder::CudaDecoder(Model& m)
       k_norm_.push_back(to_f16_copy(L.k_norm, (size_t)c.head_dim, s_));
     }
   }
+  if (!c.no_rope_layers.empty()) {
+    const size_t n = (size_t)std::max<int64_t>(1, m.rotary_dim() / 2);
+    LMF_CUDA_CHECK(cudaMalloc(&nope_inv_, n * sizeof(float)));
+    LMF_CUDA_CHECK(cudaMemsetAsync(nope_inv_, 0, n * sizeof(float), s_));
+  }
   LMF_CUDA_CHECK(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming));
   stamps_.on = env_switch("LMFLEET_STEP_STAMPS", false);  // read once: the graphs hold its event node
   if (stamps_.on)
@@ -138,6 +143,7 @@ CudaDecoder::~CudaDecoder() {
   for (half* p : q_norm_) cudaFree(p);
   for (half* p : k_norm_) cudaFree(p);
   if (attn_ws_) cudaFree(attn_ws_);
+  if (nope_inv_) cudaFree(nope_inv_);
   if (logits_rank_) cudaFree(logits_rank_);
   if (logits_gather_) cudaFree(logits_gather_);
   if (dev_stage_) cudaFree(dev_stage_);
@@ -470,9 +476,9 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     f.rope.nh = NH;
     f.rope.nkv = NKV;
     f.rope.hd = D;
-    f.rope.inv_stride = inv_stride;
+    f.rope.inv_stride = c.rope_on(l) ? inv_stride : 0;
     f.rope.positions = positions;
-    f.rope.inv_freq = inv_freq;
+    f.rope.inv_freq = c.rope_on(l) ? inv_freq : nope_inv_;
     f.rope.slots = slots;
     f.rope.k_cache = reinterpret_cast<half*>(kv.k[l]);
     f.rope.v_cache = reinterpret_cast<half*>(kv.v[l]);
@@ -505,14 +511,17 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     QkNormArgs qn;
     if (c.qk_norm) qn = QkNormArgs{q_norm_[l], k_norm_[l], c.eps};
     if (!fuse_rope)
-      rope_kv_store_cuda(qkv_, Q, positions, inv_freq, inv_stride, (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
-                         (int)kv.block_size, s_, kq, qn, (float)rope_cs_scale(c.rope, D));
+      rope_kv_store_cuda(qkv_, Q, positions, c.rope_on(l) ? inv_freq : nope_inv_, c.rope_on(l) ? inv_stride : 0,
+                         (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots, (int)kv.block_size, s_, kq, qn,
+                         c.rope_on(l) ? (float)rope_cs_scale(c.rope, D) : 1.f);
+    // a NoPE layer's softmax scale is 1/sqrt(head_dim) whatever the rope type
+    const float lscale = c.rope_on(l) ? scale : (float)(1.0 / std::sqrt((double)D));
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
-                            scale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));
+                            lscale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
-                             NKV, D, (int)kv.block_size, scale, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));
+                             NKV, D, (int)kv.block_size, lscale, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));
     if (fuse) {
       fused(attn_, NH * D, W.o, resid_, H, fz(nullptr, 0, true));
       fused(resid_, H, W.gate_up, act_, I, fz(post_norm_[l], I, false));

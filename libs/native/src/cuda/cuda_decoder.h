@@ -56,6 +56,7 @@ class CudaDecoder {
   half* final_norm_ = nullptr;
   std::vector<half*> in_norm_, post_norm_;
   std::vector<half*> q_norm_, k_norm_;  // Qwen3's per-head norms (ModelConfig::qk_norm), f16 [head_dim] per layer
+  float* nope_inv_ = nullptr;  // zeros [rotary_dim / 2]: a NoPE layer's frequencies (ModelConfig::no_rope_layers)
   // activations (f16), grow-only; growing drops the graphs
   int cap_T_ = 0, cap_R_ = 0;
   half *resid_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *proj_ = nullptr, *gu_ = nullptr,

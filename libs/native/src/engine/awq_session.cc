@@ -186,8 +186,10 @@ void AwqSession::attn_block(const float* attn_in, const std::vector<int32_t>& le
   }
   rope_args rq{q, T, NH, D, rot, pos.data(), inv_d, 0, 0}, rk{k, T, NKV, D, rot, pos.data(), inv_d, 0, 0};
   rq.cs_scale = rk.cs_scale = (float)rope_cs_scale(c_.rope, D);
-  be_.rope(rq);
-  be_.rope(rk);
+  if (rope_) {  // (a NoPE layer leaves q and k as they are)
+    be_.rope(rq);
+    be_.rope(rk);
+  }
   // K/V of the batch as a cache: one block per sequence when all have the same length, else one block per token
   std::vector<int32_t> tables;
   int64_t num_blocks, block_size, max_blocks;
@@ -214,7 +216,7 @@ void AwqSession::attn_block(const float* attn_in, const std::vector<int32_t>& le
   aa.heads = NH;
   aa.kv_heads = NKV;
   aa.head_dim = D;
-  aa.scale = (float)rope_attention_scale(c_.rope, D);
+  aa.scale = rope_ ? (float)rope_attention_scale(c_.rope, D) : (float)(1.0 / std::sqrt((double)D));
   aa.window = window_;
   if (f32_attention_) be_.attention(aa);
   else be_.attention_fast(aa);

@@ -51,6 +51,8 @@ class AwqSession {
     if (window < 0) fail(ErrorCode::InvalidArgument, "awq session: window must be >= 0");
     window_ = window;
   }
+  // Whether the layer rotates q and k (false: a NoPE layer, ModelConfig::no_rope_layers).
+  void set_rope(bool rope) { rope_ = rope; }
   // The layer input of the samples: tokens [tokens, hidden] (host f32), one length per sequence. append: add to
   // the sequences already there (the first call reserves room for `reserve` tokens in all).
   void set_input(const float* host, int64_t tokens, const std::vector<int32_t>& seq_lens, bool append, int64_t reserve);
@@ -93,6 +95,7 @@ class AwqSession {
 
  private:
   int64_t window_ = 0;
+  bool rope_ = true;
   struct Batch {  // sequences [s0, s1) of the input: tokens [t0, t0 + T)
     int64_t s0, s1, t0, T;
   };

@@ -183,6 +183,7 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
   } else {
     upload_vec(be, inv_freq_, m_.inv_freq());
   }
+  if (!c.no_rope_layers.empty() && !nope_inv_.get()) upload_vec(be, nope_inv_, std::vector<float>((size_t)half, 0.f));
 
   if (!coll) {
     LMF_TIMED(embedding, be.embedding({b.tokens.data(), T, m_.embed.as<float>(), c.vocab, H, x}));
@@ -205,14 +206,19 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     float* k = qkv + qd;
     float* v = qkv + qd + kvd;
     // (Qwen3: each q / k head RMS-normed first, inside the rope op)
-    const float cs = (float)rope_cs_scale(c.rope, D);
-    LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd,
+    // a NoPE layer (ModelConfig::no_rope_layers): the zero frequency table, i.e. no rotation
+    const bool rope = c.rope_on(l);
+    const float cs = rope ? (float)rope_cs_scale(c.rope, D) : 1.f;
+    const float* lf = rope ? inv_freq_.as<float>() : nope_inv_.as<float>();
+    const int64_t ls = rope ? inv_stride : 0;
+    LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), lf, ls, qkvd,
                              c.qk_norm ? L.q_norm.as<float>() : nullptr, c.eps, cs}));
-    LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), inv_freq_.as<float>(), inv_stride, qkvd,
+    LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), lf, ls, qkvd,
                              c.qk_norm ? L.k_norm.as<float>() : nullptr, c.eps, cs}));
     kv_store_args st{k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size, qkvd};
     attention_args at{q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
-                      b.seq_info.data(), b.num_seqs(), NH, NKV, D, (float)rope_attention_scale(c.rope, D), qkvd};
+                      b.seq_info.data(), b.num_seqs(), NH, NKV, D,
+                      rope ? (float)rope_attention_scale(c.rope, D) : (float)(1.0 / std::sqrt((double)D)), qkvd};
     at.window = c.window(l);
     if (qp) {  // quantized cache: kv_store quantizes (online, or with the calibrated params), attention dequantizes
       st.quant_policy = at.quant_policy = qp;

@@ -63,6 +63,7 @@ class Decoder {
   Model& m_;
   std::unique_ptr<CudaDecoder> cuda_;  // set when the model's backend is cuda: the fused f16 step (of this rank)
   Buffer x_, h_, qkv_, attn_, gu_, act_, rows_, logits_, inv_freq_;
+  Buffer nope_inv_;  // zeros [rotary_dim / 2]: the frequencies of a NoPE layer (ModelConfig::no_rope_layers)
   Buffer logits_rank_;               // tp > 1: this rank's vocabulary slice of the logits
   std::vector<int32_t> local_ids_;   // tp > 1: token ids in this rank's embedding slice (others: its zero row)
 };

@@ -232,6 +232,9 @@ void Model::validate() const {
     for (int64_t w : c.layer_window)
       if (w < 0 || w > (int64_t)1 << 30) fail(ErrorCode::InvalidArgument, "model config: layerWindows holds " + std::to_string(w) + " (0: full attention, else a window length)");
   }
+  for (int64_t l : c.no_rope_layers)
+    if (l < 0 || l >= c.layers)
+      fail(ErrorCode::InvalidArgument, "model config: noRopeLayers holds layer " + std::to_string(l) + " of " + std::to_string(c.layers));
   if (c.tp < 1 || c.tp > 64) fail(ErrorCode::InvalidArgument, "model config: tp must be in [1, 64], got " + std::to_string(c.tp));
   if (!c.devices.empty() && (int)c.devices.size() != c.tp)
     fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +

@@ -2,6 +2,7 @@
 // the backend's layout. Weights are organized by module kind: norms, attention (q/k/v fused into one
 // linear, o), ffn (gate/up fused, down), embedding and lm_head.
 #pragma once
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,11 @@ struct ModelConfig {
   // see the last layer_window[l] positions only (Mistral, Qwen2's use_sliding_window layers).
   std::vector<int64_t> layer_window;
   int64_t window(int64_t l) const { return layer_window.empty() ? 0 : layer_window[(size_t)l]; }
+  // Layers without RoPE (SmolLM3's NoPE layers: q and k go to attention unrotated, attention scale 1/sqrt(head_dim)).
+  // The decoders rotate them by a zero frequency table (cos 1, sin 0: the identity, exactly), so the kernels and
+  // their fusions stay as they are.
+  std::vector<int64_t> no_rope_layers;
+  bool rope_on(int64_t l) const { return std::find(no_rope_layers.begin(), no_rope_layers.end(), l) == no_rope_layers.end(); }
   int64_t quant_group = 0;  // > 0: W4A16 (AWQ) linears with this group size may be given as qweight (ops/w4a16_gemm.h)
   // KV cache quantization (LMDeploy's quant_policy; ops/kv_quant.h): 0 float, 8 int8, 4 int4.
   int kv_quant_policy = 0;
