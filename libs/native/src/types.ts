@@ -69,6 +69,9 @@ export interface TensorSource {
   offset?: number;
   /** Alternative to file/offset: the tensor's bytes (used for tensors the engine had to re-lay-out). */
   data?: Uint8Array;
+  /** Every value times this as the tensor is read (f32 / f16 / bf16, rounded back to its dtype): scalars an
+   *  architecture folds into its weights (Granite) without copying them in JavaScript. */
+  scale?: number;
 }
 
 export interface RopeConfig {
@@ -92,6 +95,9 @@ export interface RopeConfig {
   betaFast?: number;
   betaSlow?: number;
   truncate?: boolean;
+  /** The attention softmax scale itself in place of 1/sqrt(headDim) (Granite's attention_multiplier). It travels with
+   *  the rope parameters because every path that sets the scale carries them. */
+  attentionScale?: number;
 }
 
 /** Everything the one native decoder needs to know about an architecture (filled by libs/engine). */

@@ -1,5 +1,6 @@
 // One line per architecture. Adding one: write models/<arch>.ts and add it here.
 import { UnsupportedArchitectureError } from '../errors';
+import { granite } from './granite';
 import { internlm } from './internlm';
 import { internlm2 } from './internlm2';
 import { llama } from './llama';
@@ -17,6 +18,7 @@ export const ARCHITECTURES: readonly ArchitectureDef[] = [
   qwen3,
   phi3,
   smollm3,
+  granite,
   internlm,
   internlm2,
 ];

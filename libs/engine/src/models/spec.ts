@@ -10,7 +10,7 @@ export type HfConfig = Record<string, unknown>;
 export type NativeArchConfig = Omit<NativeModelConfig, 'backend' | 'threads' | 'device' | 'tensors'>;
 
 export interface ModelSpec extends NativeArchConfig {
-  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'smollm3', 'internlm', 'internlm2'). */
+  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'smollm3', 'granite', 'internlm', 'internlm2'). */
   arch: string;
   /** The HF class name from config.json `architectures[0]`. */
   hfArchitecture: string;
@@ -65,6 +65,9 @@ export interface ArchitectureDef {
   packedLinears?(spec: ModelSpec, layer: number): PackedLinear[];
   /** A chat template (Jinja) for checkpoints that ship none. */
   defaultChatTemplate(spec: ModelSpec): string;
+  /** The canonical tensors are not the checkpoint's own (scalars folded in, Granite): writers of HF-layout checkpoints
+   *  (auto_awq) refuse such a model rather than write the folded values back. */
+  foldsWeights?: boolean;
 }
 
 /** Picks the fields native code consumes (drops the engine-side extras). */

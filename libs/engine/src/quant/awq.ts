@@ -149,6 +149,9 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
   const native = await resolveNative(opts);
   const { fwd, loaded, sources } = BlockForward.fromDir(native, modelDir);
   const spec = fwd.spec;
+  if (loaded.arch.foldsWeights) {
+    throw new InvalidArgumentError(`auto_awq does not support ${spec.hfArchitecture}: the engine folds its scalars into the weights, and the checkpoint would carry them twice (an AutoAWQ-layout checkpoint of it made by another tool loads)`);
+  }
   // Every linear must split into whole groups: fail before any work.
   for (const l of LINEARS) {
     const [out, inp] = fwd.linearShape(l);

@@ -49,6 +49,12 @@ export function asF32(t: OpTensor): Float32Array {
 
 /** Reads one canonical tensor's bytes as f32. */
 export function readSourceF32(src: TensorSource): Float32Array {
+  if (src.scale !== undefined && src.scale !== 1) {  // in f32, unrounded, as the native CPU loader
+    const v = readSourceF32({ ...src, scale: undefined });
+    const k = Math.fround(src.scale);
+    for (let i = 0; i < v.length; i++) v[i] = Math.fround(v[i] * k);
+    return v;
+  }
   let bytes: Uint8Array;
   if (src.data) bytes = src.data;
   else {
@@ -272,7 +278,7 @@ export class BlockForward {
       ],
       // longrope / yarn: HF scales cos and sin by attentionFactor; on a fully rotated head that is the attention logits
       // times its square (on a partial one the rope op applied it: ops/rope.h)
-      { scale: (rope && this.scalesAttention() ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) / Math.sqrt(hd), window },
+      { scale: (rope && this.scalesAttention() ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) * (this.spec.rope.attentionScale ?? 1 / Math.sqrt(hd)), window },
     );
     return asF32(r);
   }

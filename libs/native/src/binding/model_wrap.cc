@@ -1,5 +1,6 @@
 #include "binding/model_wrap.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "binding/napi_util.h"
@@ -102,6 +103,8 @@ ModelConfig parse_config(const Napi::Value& v) {
       if (!dv.IsNumber()) fail(ErrorCode::InvalidArgument, "tensor " + t.name + ": shape must be numbers");
       t.shape.push_back(dv.As<Napi::Number>().Int64Value());
     }
+    t.scale = get_number(e, "scale", 1.0);
+    if (!std::isfinite(t.scale)) fail(ErrorCode::InvalidArgument, "tensor " + t.name + ": scale must be a finite number");
     Napi::Value dv = e.Get("data");
     if (dv.IsTypedArray()) {
       Napi::TypedArray a = dv.As<Napi::TypedArray>();

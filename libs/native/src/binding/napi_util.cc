@@ -61,6 +61,8 @@ RopeParams get_rope(const Napi::Object& config, const std::string& where) {
   p.beta_fast = get_number(r, "betaFast", 32.0);
   p.beta_slow = get_number(r, "betaSlow", 1.0);
   p.truncate = get_bool(r, "truncate", true);
+  p.attention_scale = get_number(r, "attentionScale", 0.0);
+  if (!(p.attention_scale >= 0)) fail(ErrorCode::InvalidArgument, where + ": rope.attentionScale must be >= 0");
   return p;
 }
 

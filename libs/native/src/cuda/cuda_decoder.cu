@@ -514,8 +514,8 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       rope_kv_store_cuda(qkv_, Q, positions, c.rope_on(l) ? inv_freq : nope_inv_, c.rope_on(l) ? inv_stride : 0,
                          (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots, (int)kv.block_size, s_, kq, qn,
                          c.rope_on(l) ? (float)rope_cs_scale(c.rope, D) : 1.f);
-    // a NoPE layer's softmax scale is 1/sqrt(head_dim) whatever the rope type
-    const float lscale = c.rope_on(l) ? scale : (float)(1.0 / std::sqrt((double)D));
+    // a NoPE layer's softmax scale has no rope factor in it
+    const float lscale = c.rope_on(l) ? scale : (float)nope_attention_scale(c.rope, D);
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
                             lscale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));

@@ -216,7 +216,7 @@ void AwqSession::attn_block(const float* attn_in, const std::vector<int32_t>& le
   aa.heads = NH;
   aa.kv_heads = NKV;
   aa.head_dim = D;
-  aa.scale = rope_ ? (float)rope_attention_scale(c_.rope, D) : (float)(1.0 / std::sqrt((double)D));
+  aa.scale = rope_ ? (float)rope_attention_scale(c_.rope, D) : (float)nope_attention_scale(c_.rope, D);
   aa.window = window_;
   if (f32_attention_) be_.attention(aa);
   else be_.attention_fast(aa);

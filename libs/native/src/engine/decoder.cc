@@ -218,7 +218,7 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     kv_store_args st{k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size, qkvd};
     attention_args at{q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
                       b.seq_info.data(), b.num_seqs(), NH, NKV, D,
-                      rope ? (float)rope_attention_scale(c.rope, D) : (float)(1.0 / std::sqrt((double)D)), qkvd};
+                      rope ? (float)rope_attention_scale(c.rope, D) : (float)nope_attention_scale(c.rope, D), qkvd};
     at.window = c.window(l);
     if (qp) {  // quantized cache: kv_store quantizes (online, or with the calibrated params), attention dequantizes
       st.quant_policy = at.quant_policy = qp;

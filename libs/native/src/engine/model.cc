@@ -45,7 +45,8 @@ class TensorReader {
     for (auto d : shape) n *= d;
     std::vector<float> out((size_t)n);
     convert_to_f32(bytes(t, (size_t)n * dtype_size(t.dtype)), t.dtype, n, out.data());
-    if (f16_range_ && t.dtype != DType::F16) check_f16_range(t, out);
+    apply_scale(t, out);
+    if (f16_range_ && (t.dtype != DType::F16 || t.scale != 1.0)) check_f16_range(t, out);
     return out;
   }
 
@@ -60,7 +61,8 @@ class TensorReader {
     const uint8_t* all = bytes(t, (size_t)n * es);
     std::vector<float> out((size_t)(nr * cols));
     convert_to_f32(all + r0 * cols * es, t.dtype, nr * cols, out.data());
-    if (f16_range_ && t.dtype != DType::F16) check_f16_range(t, out);
+    apply_scale(t, out);
+    if (f16_range_ && (t.dtype != DType::F16 || t.scale != 1.0)) check_f16_range(t, out);
     return out;
   }
   // Columns [c0, c0 + nc) of a 2-D tensor `name` of `shape`, as f32 (row-parallel linears).
@@ -72,7 +74,8 @@ class TensorReader {
     const uint8_t* all = bytes(t, (size_t)(rows * cols * es));
     std::vector<float> out((size_t)(rows * nc));
     for (int64_t r = 0; r < rows; r++) convert_to_f32(all + (r * cols + c0) * es, t.dtype, nc, out.data() + r * nc);
-    if (f16_range_ && t.dtype != DType::F16) check_f16_range(t, out);
+    apply_scale(t, out);
+    if (f16_range_ && (t.dtype != DType::F16 || t.scale != 1.0)) check_f16_range(t, out);
     return out;
   }
   // f16 values of the block rows [r0, r0 + nr) x columns [c0, c0 + nc) of the 2-D tensor `name` (which must have
@@ -82,7 +85,7 @@ class TensorReader {
                 uint16_t* dst) {
     const TensorSpec& t = spec(name, shape);
     const int64_t cols = shape.size() > 1 ? shape[1] : 1;
-    if (t.dtype == DType::F16) {
+    if (t.dtype == DType::F16 && t.scale == 1.0) {
       int64_t n = 1;
       for (auto d : shape) n *= d;
       const uint16_t* all = reinterpret_cast<const uint16_t*>(bytes(t, (size_t)n * 2));
@@ -101,14 +104,25 @@ class TensorReader {
   // The backend stores weights as f16 (Backend::f16_weights): bf16/f32 tensors must fit f16's range.
   void require_f16_range(bool on) { f16_range_ = on; }
 
-  // The bytes of `name` (which must have `shape` and `dtype`), valid while the reader lives.
+  // The bytes of `name` (which must have `shape` and `dtype`), valid while the reader lives; a scaled f16 tensor
+  // (TensorSpec::scale, e.g. AutoAWQ per-group scales) comes back scaled and rounded to f16, valid until the next
+  // scaled raw() read (only one tensor of a W4 triple can carry a scale).
   const uint8_t* raw(const std::string& name, const std::vector<int64_t>& shape, DType dtype) {
     const TensorSpec& t = spec(name, shape);
     if (t.dtype != dtype)
       fail(ErrorCode::ModelFormat, "tensor " + name + ": expected dtype " + dtype_name(dtype) + ", found " + dtype_name(t.dtype));
     int64_t n = 1;
     for (auto d : shape) n *= d;
-    return bytes(t, (size_t)n * dtype_size(t.dtype));
+    const uint8_t* src = bytes(t, (size_t)n * dtype_size(t.dtype));
+    if (t.scale == 1.0) return src;
+    if (t.dtype != DType::F16) fail(ErrorCode::ModelFormat, "tensor " + name + ": only f16 raw tensors can carry a scale");
+    std::vector<float> v((size_t)n);
+    convert_to_f32(src, t.dtype, n, v.data());
+    apply_scale(t, v);
+    if (f16_range_) check_f16_range(t, v);
+    scaled_raw_.resize((size_t)n);
+    for (int64_t i = 0; i < n; i++) scaled_raw_[(size_t)i] = f32_to_f16(v[(size_t)i]);
+    return reinterpret_cast<const uint8_t*>(scaled_raw_.data());
   }
 
  private:
@@ -166,7 +180,15 @@ class TensorReader {
                                      "would be inf: load the model on the cpu backend");
   }
 
+  // TensorSpec::scale, in f32 (the CPU backend keeps it unrounded; f16 backends round after)
+  static void apply_scale(const TensorSpec& t, std::vector<float>& v) {
+    if (t.scale == 1.0) return;
+    const float k = (float)t.scale;
+    for (float& x : v) x *= k;
+  }
+
   bool f16_range_ = false;
+  std::vector<uint16_t> scaled_raw_;
   std::unordered_map<std::string, const TensorSpec*> by_name_;
   std::unordered_map<std::string, std::unique_ptr<MappedFile>> files_;
 };

@@ -23,6 +23,9 @@ struct TensorSpec {
   std::string file;  // empty: use data
   int64_t offset = 0;
   std::vector<uint8_t> data;
+  // != 1: every value is multiplied by it (in f32) as the tensor is read (Granite's scalars folded into its weights,
+  // TensorSource.scale); f16 backends round the product as they round any weight
+  double scale = 1.0;
 };
 
 struct ModelConfig {

@@ -20,9 +20,13 @@ int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim) {
 static bool rope_scales_attention(const RopeParams& p) { return p.type == "longrope" || p.type == "yarn"; }
 
 double rope_attention_scale(const RopeParams& p, int64_t head_dim) {
-  const double s = 1.0 / std::sqrt((double)head_dim);
+  const double s = p.attention_scale > 0 ? p.attention_scale : 1.0 / std::sqrt((double)head_dim);
   const bool full = rope_rotary_dim(p, head_dim) == head_dim;
   return rope_scales_attention(p) && full ? s * p.attention_factor * p.attention_factor : s;
+}
+
+double nope_attention_scale(const RopeParams& p, int64_t head_dim) {
+  return p.attention_scale > 0 ? p.attention_scale : 1.0 / std::sqrt((double)head_dim);
 }
 
 double rope_cs_scale(const RopeParams& p, int64_t head_dim) {

@@ -27,6 +27,9 @@ struct RopeParams {
   // (truncate: the band's ends rounded outwards to whole pairs, as HF's default); attention_factor as for longrope.
   double beta_fast = 32.0, beta_slow = 1.0;
   bool truncate = true;
+  // > 0: the attention softmax scale itself, in place of 1/sqrt(head_dim) (Granite's attention_multiplier); it sits
+  // here because every path that computes the scale (decoders, AWQ session) carries the rope parameters
+  double attention_scale = 0;
 };
 
 // Whether the frequency table depends on each sequence's length (dynamic NTK, longrope): one table per token then.
@@ -37,6 +40,8 @@ inline bool rope_per_sequence(const RopeParams& p) { return p.type == "dynamic" 
 // it: the rope multiplies cos and sin by it (rope_cs_scale) and the softmax scale stays 1/sqrt(head_dim).
 double rope_attention_scale(const RopeParams& p, int64_t head_dim);
 double rope_cs_scale(const RopeParams& p, int64_t head_dim);
+// The softmax scale of a layer without RoPE (SmolLM3's NoPE layers): attention_scale, or 1/sqrt(head_dim).
+double nope_attention_scale(const RopeParams& p, int64_t head_dim);
 
 int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim);
 // rotary_dim/2 inverse frequencies for a sequence of `seq_len` tokens (seq_len matters only for dynamic NTK).
