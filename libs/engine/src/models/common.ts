@@ -214,6 +214,16 @@ export function parseCommon(cfg: HfConfig, file: string, arch: string, hfArchite
   return spec;
 }
 
+/** Llama's bias flags: `attention_bias` (q/k/v and o biases); `mlp_bias` has no canonical tensor and is refused. */
+export function applyLlamaBiases(spec: ModelSpec, cfg: HfConfig, file: string): void {
+  const bias = bool(cfg, 'attention_bias', false);
+  spec.qkvBias = bias;
+  spec.oBias = bias;
+  if (bool(cfg, 'mlp_bias', false)) {
+    throw new ModelFormatError('mlp_bias is not supported', { file, expected: 'mlp_bias: false', found: 'true' });
+  }
+}
+
 /**
  * config.json `sliding_window` → spec.layerWindows, the window of each layer (0: full attention), as transformers
  * builds its masks: a query at position p sees keys (p - sliding_window, p]. Which layers slide: config.json

@@ -8,7 +8,7 @@
 // the Llama ones; auto_awq refuses it (the checkpoint it writes would carry the folded weights).
 import { LLAMA3_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError } from '../errors';
-import { LLAMA_STYLE_NAMES, bool, llamaStyleAwqGroups, mapByTable, num, parseCommon } from './common';
+import { LLAMA_STYLE_NAMES, applyLlamaBiases, llamaStyleAwqGroups, mapByTable, num, parseCommon } from './common';
 import type { ArchitectureDef, ModelSpec } from './spec';
 
 interface GraniteScales {
@@ -26,12 +26,7 @@ export const granite: ArchitectureDef = {
   foldsWeights: true,
   parseConfig(cfg, file) {
     const spec = parseCommon(cfg, file, 'granite', 'GraniteForCausalLM');
-    const bias = bool(cfg, 'attention_bias', false);
-    spec.qkvBias = bias;
-    spec.oBias = bias;
-    if (bool(cfg, 'mlp_bias', false)) {
-      throw new ModelFormatError('mlp_bias is not supported', { file, expected: 'mlp_bias: false', found: 'true' });
-    }
+    applyLlamaBiases(spec, cfg, file);
     const positive = (key: string, fallback: number) => {
       const v = num(cfg, key, file, fallback);
       if (!(v > 0)) throw new ModelFormatError(`${key} must be positive`, { file, found: String(v) });

@@ -4,7 +4,7 @@
 // builds them. Tied embeddings; the checkpoint ships its own chat template (with /think and /no_think).
 import { QWEN2_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError } from '../errors';
-import { LLAMA_STYLE_NAMES, applySlidingWindow, bool, int, llamaStyleAwqGroups, mapByTable, parseCommon, parseRope } from './common';
+import { LLAMA_STYLE_NAMES, applyLlamaBiases, applySlidingWindow, bool, int, llamaStyleAwqGroups, mapByTable, parseCommon, parseRope } from './common';
 import type { ArchitectureDef } from './spec';
 
 export const smollm3: ArchitectureDef = {
@@ -13,12 +13,7 @@ export const smollm3: ArchitectureDef = {
   parseConfig(cfg, file) {
     const spec = parseCommon(cfg, file, 'smollm3', 'SmolLM3ForCausalLM');
     spec.rope = parseRope(cfg, spec.headDim, file, 2000000);  // transformers' default theta for SmolLM3
-    const bias = bool(cfg, 'attention_bias', false);
-    spec.qkvBias = bias;
-    spec.oBias = bias;
-    if (bool(cfg, 'mlp_bias', false)) {
-      throw new ModelFormatError('mlp_bias is not supported', { file, expected: 'mlp_bias: false', found: 'true' });
-    }
+    applyLlamaBiases(spec, cfg, file);
     const n = spec.numLayers;
     let ropeFlags: number[];
     const given = cfg.no_rope_layers;

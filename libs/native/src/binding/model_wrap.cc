@@ -12,6 +12,21 @@ Napi::FunctionReference ModelWrap::constructor;
 
 namespace {
 
+// An optional array of integers (absent or null: empty), `what` naming them in the error.
+std::vector<int64_t> int_list(const Napi::Object& o, const char* key, const char* what) {
+  std::vector<int64_t> out;
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return out;
+  const std::string err = std::string("model config: ") + key + " must be an array of " + what;
+  if (!v.IsArray()) fail(ErrorCode::InvalidArgument, err);
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    if (!a.Get(i).IsNumber()) fail(ErrorCode::InvalidArgument, err);
+    out.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+  }
+  return out;
+}
+
 ModelConfig parse_config(const Napi::Value& v) {
   if (!v.IsObject()) fail(ErrorCode::InvalidArgument, "createModel(config): config must be an object");
   Napi::Object o = v.As<Napi::Object>();
@@ -42,26 +57,8 @@ ModelConfig parse_config(const Napi::Value& v) {
   c.max_position = (int64_t)get_number(o, "maxPositionEmbeddings", 2048);
   c.tie_embeddings = get_bool(o, "tieWordEmbeddings", false);
   c.qk_norm = get_bool(o, "qkNorm", false);
-  Napi::Value lw = o.Get("layerWindows");
-  if (lw.IsArray()) {
-    Napi::Array la = lw.As<Napi::Array>();
-    for (uint32_t i = 0; i < la.Length(); i++) {
-      if (!la.Get(i).IsNumber()) fail(ErrorCode::InvalidArgument, "model config: layerWindows must be numbers");
-      c.layer_window.push_back((int64_t)la.Get(i).As<Napi::Number>().Int64Value());
-    }
-  } else if (!lw.IsUndefined() && !lw.IsNull()) {
-    fail(ErrorCode::InvalidArgument, "model config: layerWindows must be an array of window lengths (0: full attention)");
-  }
-  Napi::Value nr = o.Get("noRopeLayers");
-  if (nr.IsArray()) {
-    Napi::Array na = nr.As<Napi::Array>();
-    for (uint32_t i = 0; i < na.Length(); i++) {
-      if (!na.Get(i).IsNumber()) fail(ErrorCode::InvalidArgument, "model config: noRopeLayers must be layer indices");
-      c.no_rope_layers.push_back((int64_t)na.Get(i).As<Napi::Number>().Int64Value());
-    }
-  } else if (!nr.IsUndefined() && !nr.IsNull()) {
-    fail(ErrorCode::InvalidArgument, "model config: noRopeLayers must be an array of layer indices");
-  }
+  c.layer_window = int_list(o, "layerWindows", "window lengths (0: full attention)");
+  c.no_rope_layers = int_list(o, "noRopeLayers", "layer indices");
   c.kv_quant_policy = (int)get_number(o, "kvQuantPolicy", 0);
   Napi::Value qpv = o.Get("kvQparams");
   if (qpv.IsTypedArray() && qpv.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
