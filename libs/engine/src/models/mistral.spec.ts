@@ -1,9 +1,9 @@
 // Mistral: the Llama function under another name, with sliding-window attention on every layer. Parity with
 // transformers itself: the golden cases test/fixtures/golden/mistral and mistral-swa (a window of 6 under a 44-token
 // sequence; engine.e2e.spec.ts, block-forward.spec.ts).
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Engine } from '../generation/engine';
+import { expectLlamaTwin } from '../testing/llama-twin';
 import { cpuLogits, nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
@@ -39,17 +39,9 @@ describe('mistral', () => {
   });
 
   (native ? it : it.skip)('computes the Llama function of the same weights while a sequence fits the window', async () => {
-    const opts = { hiddenSize: 64, numHeads: 4, numKvHeads: 2, numLayers: 2, intermediateSize: 96, seed: 11 } as const;
-    const ldir = path.join(tmp.dir, 'llama');
-    const mdir = path.join(tmp.dir, 'mistral');
-    writeTinyModel(ldir, { arch: 'llama', ...opts });
-    writeTinyModel(mdir, { arch: 'mistral', slidingWindow: 96, maxPositionEmbeddings: 512, ...opts });
-    expect(loadModelSpec(mdir).arch.key).toBe('mistral');
-    // the same random weights under both names (the writer draws them in the same order)
-    expect(fs.readFileSync(path.join(mdir, 'model.safetensors')).equals(fs.readFileSync(path.join(ldir, 'model.safetensors')))).toBe(true);
-    const ids = Int32Array.from({ length: 20 }, (_, i) => (i * 13 + 7) % 200);
-    const logits = [await cpuLogits(native!, ldir, ids), await cpuLogits(native!, mdir, ids)];
-    expect(Array.from(logits[1])).toEqual(Array.from(logits[0]));
+    const { dir: mdir } = await expectLlamaTwin(native!, tmp.dir, 'mistral', 'mistral', {
+      arch: 'mistral', slidingWindow: 96, maxPositionEmbeddings: 512, hiddenSize: 64, numHeads: 4, numKvHeads: 2, numLayers: 2, intermediateSize: 96, seed: 11,
+    });
     // sessions are no longer capped at the window: the whole context
     const engine = await Engine.fromPretrained(mdir, { native: native!, backend: 'cpu', sessionLen: 512 });
     try {

@@ -1,8 +1,8 @@
 // SmolLM3: the Llama function with NoPE layers. Parity with transformers itself: the golden case
 // test/fixtures/golden/smollm3 (engine.e2e.spec.ts, block-forward.spec.ts, awq-session.spec.ts).
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Engine } from '../generation/engine';
+import { expectLlamaTwin } from '../testing/llama-twin';
 import { cpuLogits, nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
@@ -41,14 +41,7 @@ describe('smollm3', () => {
 
   (native ? it : it.skip)('with RoPE on every layer it is the Llama function; a NoPE layer ignores positions', async () => {
     const opts = { hiddenSize: 64, numHeads: 4, numKvHeads: 2, numLayers: 2, intermediateSize: 96, seed: 13 } as const;
-    const ldir = path.join(tmp.dir, 'llama');
-    const rdir = path.join(tmp.dir, 'smollm3-rope');
-    writeTinyModel(ldir, { arch: 'llama', ...opts });
-    writeTinyModel(rdir, { arch: 'smollm3', noRopeLayers: [1, 1], ...opts });
-    expect(loadModelSpec(rdir).arch.key).toBe('smollm3');
-    expect(fs.readFileSync(path.join(rdir, 'model.safetensors')).equals(fs.readFileSync(path.join(ldir, 'model.safetensors')))).toBe(true);
-    const ids = Int32Array.from({ length: 20 }, (_, i) => (i * 13 + 7) % 200);
-    expect(Array.from(await cpuLogits(native!, rdir, ids))).toEqual(Array.from(await cpuLogits(native!, ldir, ids)));
+    await expectLlamaTwin(native!, tmp.dir, 'smollm3-rope', 'smollm3', { arch: 'smollm3', noRopeLayers: [1, 1], ...opts });
     // one layer, no RoPE: the last position attends to a set of keys, so permuting the tokens before it leaves its
     // logits unchanged (up to the order of the sums); with RoPE they change
     const one = { ...opts, numLayers: 1 } as const;

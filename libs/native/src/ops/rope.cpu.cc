@@ -19,14 +19,14 @@ int64_t rope_rotary_dim(const RopeParams& p, int64_t head_dim) {
 
 static bool rope_scales_attention(const RopeParams& p) { return p.type == "longrope" || p.type == "yarn"; }
 
-double rope_attention_scale(const RopeParams& p, int64_t head_dim) {
-  const double s = p.attention_scale > 0 ? p.attention_scale : 1.0 / std::sqrt((double)head_dim);
-  const bool full = rope_rotary_dim(p, head_dim) == head_dim;
-  return rope_scales_attention(p) && full ? s * p.attention_factor * p.attention_factor : s;
-}
-
 double nope_attention_scale(const RopeParams& p, int64_t head_dim) {
   return p.attention_scale > 0 ? p.attention_scale : 1.0 / std::sqrt((double)head_dim);
+}
+
+double rope_attention_scale(const RopeParams& p, int64_t head_dim) {
+  const double s = nope_attention_scale(p, head_dim);
+  const bool full = rope_rotary_dim(p, head_dim) == head_dim;
+  return rope_scales_attention(p) && full ? s * p.attention_factor * p.attention_factor : s;
 }
 
 double rope_cs_scale(const RopeParams& p, int64_t head_dim) {
@@ -79,10 +79,10 @@ std::vector<float> rope_inv_freq(const RopeParams& p, int64_t head_dim, int64_t 
     if (ext) f = (float)(1.0 / ((double)(*ext)[i] * std::pow(base, (double)(2 * i) / (double)rd)));
     if (p.type == "linear") f = (float)(f / p.factor);
     if (p.type == "yarn") {  // in float32 as HF: interpolation 1 / (factor base^(2i/rd)), ramp clamp((i - low) / (high - low))
-      const float ext = f, interp = (float)(1.0 / (p.factor * std::pow(base, (double)(2 * i) / (double)rd)));
+      const float kept = f, interp = (float)(1.0 / (p.factor * std::pow(base, (double)(2 * i) / (double)rd)));
       const float ramp = std::min(1.0f, std::max(0.0f, (float)(((double)i - y_low) / (y_high - y_low))));
       const float keep = 1.0f - ramp;  // HF's inv_freq_extrapolation_factor
-      f = interp * (1.0f - keep) + ext * keep;
+      f = interp * (1.0f - keep) + kept * keep;
     }
     if (p.type == "llama3") {
       double old_ctx = (double)(p.original_max_position > 0 ? p.original_max_position : 8192);
