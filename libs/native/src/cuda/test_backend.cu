@@ -315,6 +315,8 @@ struct TinyModel {
   std::string rope;
   int64_t group = 0;  // > 0: W4A16 linears given as AutoAWQ tensors
   bool qk_norm = false;  // Qwen3's per-head q / k norms
+  std::vector<int64_t> windows;  // per layer (ModelConfig::layer_window; 0 = full attention), empty: none
+  std::vector<int64_t> nope;     // NoPE layers (ModelConfig::no_rope_layers, SmolLM3)
 };
 
 ModelConfig make_config(const TinyModel& t) {
@@ -332,6 +334,8 @@ ModelConfig make_config(const TinyModel& t) {
   c.tie_embeddings = t.tied;
   c.quant_group = t.group;
   c.qk_norm = t.qk_norm;
+  c.layer_window = t.windows;
+  c.no_rope_layers = t.nope;
   auto add_raw = [&](const std::string& n, HostTensor h) {
     TensorSpec s;
     s.name = n; s.dtype = h.dtype; s.shape = h.shape; s.data = std::move(h.bytes);
@@ -601,6 +605,22 @@ int main(int argc, char** argv) {
     decoder_test({1000, 512, 1024, 2, 8, 1, 64, false, false, "dynamic"}, "h512 GQA 8/1 d64, dynamic NTK", 8);
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias", 4);
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default", 128}, "W4A16 g128 h512 GQA 4/2 d128 + int8 KV", 8);
+    // sliding windows shorter than every sequence (37-90 tokens), per layer (full attention in the middle one), and
+    // SmolLM3's NoPE layers; fp16, W4A16 (the qkv GEMV's fused rope with the zero table), int8 KV
+    auto windowed = [](TinyModel t, std::vector<int64_t> w, std::vector<int64_t> nope) {
+      t.windows = std::move(w);
+      t.nope = std::move(nope);
+      return t;
+    };
+    decoder_test(windowed({1000, 512, 1024, 3, 4, 2, 128, true, false, "default"}, {24, 0, 9}, {}),
+                 "h512 GQA 4/2 d128, windows 24 / full / 9");
+    decoder_test(windowed({1000, 512, 1024, 3, 4, 2, 128, false, false, "default", 128}, {24, 0, 9}, {}),
+                 "W4A16 g128 h512 GQA 4/2 d128, windows 24 / full / 9");
+    decoder_test(windowed({1000, 256, 512, 3, 4, 4, 64, false, true, "default"}, {17, 17, 17}, {}),
+                 "h256 MHA d64, window 17 + int8 KV", 8);
+    decoder_test(windowed({1000, 512, 1024, 3, 4, 2, 128, false, false, "default"}, {}, {2}), "h512 GQA 4/2 d128, layer 2 NoPE");
+    decoder_test(windowed({1000, 512, 1024, 3, 4, 2, 128, false, false, "default", 128}, {0, 0, 20}, {0, 2}),
+                 "W4A16 g128 h512 GQA 4/2 d128, layers 0 / 2 NoPE, layer 2 window 20");
     // 12 sequences: decode graphs at batch bucket 16 with tuned GEMM plans (cuBLASLt or cuBLAS's default per shape;
     // tuning is opt-in: LMFLEET_GEMM_TUNE=1), then without
     setenv("LMFLEET_GEMM_TUNE", "1", 1);
