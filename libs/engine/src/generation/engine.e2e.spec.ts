@@ -301,6 +301,38 @@ describe('generation API on a tiny generated model (cpu)', () => {
     expect(never.tokens).toEqual(free);
   });
 
+  it('guideOpener: the first token either opens the thinking (free until guideAfter) or starts the formatted answer', async () => {
+    if (!engine) return;
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] };
+    const inputIds = engine.encodePrompt('the cat');
+    const stopIds = engine.defaultStopIds(false);
+    const run = async (guide: { guideAfter?: string; guideOpener?: string }, maxNewTokens: number) => {
+      const tokens: number[] = [];
+      let finish: string | undefined;
+      for await (const o of engine!.createInstance().streamInfer({ inputIds, maxNewTokens, stopIds, sampling: greedy, responseFormat: { type: 'json_schema', schema }, ...guide })) {
+        tokens.push(...o.tokenIds);
+        finish = o.finishReason ?? finish;
+      }
+      return { tokens, finish };
+    };
+    const text = (ts: number[]) => engine!.tokenizer.decode(ts, { skipSpecialTokens: false });
+    const free = (await collect(engine.createInstance().streamInfer({ inputIds, maxNewTokens: 40, stopIds, sampling: greedy }))).flatMap((o) => o.tokenIds);
+    // an opener the model writes first (its greedy first token's text): as without one, free until the marker
+    const opener = text([free[0]]).replace(/^\s+/, '');
+    expect(opener.length).toBeGreaterThan(0);
+    const marker = text(free.slice(0, 4)).slice(-3);
+    const after = await run({ guideAfter: marker }, 80);
+    expect((await run({ guideAfter: marker, guideOpener: opener }, 80)).tokens).toEqual(after.tokens);
+    // an opener the vocabulary lacks (this tokenizer has no <think>): the format from the first token, even though
+    // the marker never comes
+    const guided = await run({}, 80);
+    expect(guided.finish).toBe('stop');
+    expect(JSON.parse(text(guided.tokens))).toMatchObject({ ok: expect.any(Boolean) });
+    expect((await run({ guideAfter: '\u0001never\u0002', guideOpener: '<think>' }, 80)).tokens).toEqual(guided.tokens);
+    expect(after.tokens[0]).toBe(free[0]);
+    expect(guided.tokens[0]).not.toBe(free[0]); // so the opener was let through beside the grammar's first tokens
+  });
+
   it('responseFormat on a model that ships only tokenizer.model (SentencePiece): the converted vocabulary guides it', async () => {
     if (!native) return;
     const dir = path.join(tmp.dir, 'sp-only');

@@ -274,7 +274,7 @@ export class Engine {
     // Guided: the grammar's first allowed set goes with the request; route() hands each token to the matcher and the
     // next set to the native engine, which holds the request until it comes.
     let guide = p.responseFormat && p.responseFormat.type !== 'text' ? await this.openGuide(p.responseFormat, stopIds) : undefined;
-    if (guide && p.guideAfter) guide = new DeferredGuide(guide, p.guideAfter, Math.ceil(this.spec.vocabSize / 32), (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: false }));
+    if (guide && p.guideAfter) guide = new DeferredGuide(guide, p.guideAfter, Math.ceil(this.spec.vocabSize / 32), (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: false }), p.guideOpener ? DeferredGuide.openerIds(this.tokenizer, p.guideOpener, this.spec.vocabSize) : undefined);
     if (this.disposed) {
       guide?.close();
       throw new DisposedError('engine');
@@ -525,10 +525,17 @@ export class Engine {
  * A guide that lets every token through until the output contains `marker` (a reasoning model's '</think>'), then
  * hands over to the response format's own guide. The request stays guided throughout (one mask per token), so the
  * switch needs nothing from the native engine.
+ *
+ * With `openerIds` (qwen3, whose reply may or may not open with <think>: Qwen3-Instruct-2507 and models that do not
+ * think never write it), the first token either opens the think block or starts the formatted answer: the first mask
+ * is the grammar's first mask plus the openers. An opener: free until the marker, as above; any other token: the
+ * grammar from that token on. No opener in the vocabulary (an empty set): the grammar from the first token.
  */
 export class DeferredGuide implements GuideHandle {
   readonly mask: Uint32Array;
-  private active = false;
+  private readonly free: Uint32Array;
+  /** first: nothing generated yet (opener mode only); thinking: free until the marker; active: the grammar's. */
+  private state: 'first' | 'thinking' | 'active' = 'thinking';
   private tail = '';
 
   constructor(
@@ -536,25 +543,61 @@ export class DeferredGuide implements GuideHandle {
     private readonly marker: string,
     maskWords: number,
     private readonly decode: (ids: number[]) => string,
+    private readonly openerIds?: ReadonlySet<number>,
   ) {
-    this.mask = new Uint32Array(maskWords).fill(0xffffffff);
+    this.free = new Uint32Array(maskWords).fill(0xffffffff);
+    this.mask = this.free;
+    if (openerIds && openerIds.size === 0) {
+      this.state = 'active';
+      this.mask = inner.mask;
+    } else if (openerIds) {
+      this.state = 'first';
+      this.mask = new Uint32Array(Math.max(maskWords, inner.mask.length));
+      this.mask.set(inner.mask);
+      for (const id of openerIds) if (id >> 5 < this.mask.length) this.mask[id >> 5] |= 1 << (id & 31);
+    }
   }
 
   async accept(tokens: number[]): Promise<Uint32Array | null> {
-    if (this.active) return this.inner.accept(tokens);
+    if (this.state === 'first' && tokens.length) this.state = this.openerIds!.has(tokens[0]) ? 'thinking' : 'active';
+    if (this.state === 'active') return this.inner.accept(tokens);
     for (let i = 0; i < tokens.length; i++) {
       this.tail = (this.tail + this.decode([tokens[i]])).slice(-2 * this.marker.length);
       if (this.tail.includes(this.marker)) {
-        this.active = true;
+        this.state = 'active';
         const rest = tokens.slice(i + 1);
         return rest.length ? this.inner.accept(rest) : this.inner.mask;
       }
     }
-    return this.mask;
+    return this.state === 'first' ? this.mask : this.free;
   }
 
   close(): void {
     this.inner.close();
+  }
+
+  private static readonly openerCache = new WeakMap<object, Map<string, ReadonlySet<number>>>();
+
+  /**
+   * The ids of the tokens whose text, leading whitespace trimmed, is `opener` ('<think>': one added token in Qwen3's
+   * vocabulary), computed once per tokenizer. The vocabularies we load (byte-level BPE, SentencePiece, WordPiece)
+   * spell printable ASCII literally in a token's string, so only the tokens whose string contains the opener are
+   * decoded (the whole vocabulary when the opener has other characters).
+   */
+  static openerIds(tokenizer: Pick<Tokenizer, 'vocabSize' | 'idToToken' | 'decode'>, opener: string, vocabSize = 0): ReadonlySet<number> {
+    let byOpener = DeferredGuide.openerCache.get(tokenizer);
+    if (!byOpener) DeferredGuide.openerCache.set(tokenizer, (byOpener = new Map()));
+    let ids = byOpener.get(opener);
+    if (ids) return ids;
+    const literal = /^[\x21-\x7e]+$/.test(opener) ? opener : undefined;
+    const found = new Set<number>();
+    for (let id = 0, n = Math.max(tokenizer.vocabSize, vocabSize); id < n; id++) {
+      if (literal !== undefined && !tokenizer.idToToken(id)?.includes(literal)) continue;
+      if (tokenizer.decode([id], { skipSpecialTokens: false }).replace(/^\s+/, '') === opener) found.add(id);
+    }
+    ids = found;
+    byOpener.set(opener, ids);
+    return ids;
   }
 }
 

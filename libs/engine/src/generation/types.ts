@@ -102,6 +102,11 @@ export interface StreamInferParams {
   /** responseFormat applies only once the output contains this text (a reasoning model's '</think>': it thinks
    *  freely, then answers in the format, as vLLM does with a reasoning parser). Unset: from the first token. */
   guideAfter?: string;
+  /** With guideAfter: the text that opens the thinking ('<think>' for Qwen3, whose reply may skip it). The first token
+   *  is then either a token whose text is this opener (free until guideAfter, as above) or the start of the formatted
+   *  answer (responseFormat from that token on). Unset: free from the first token until guideAfter (the prompt
+   *  already opened the thinking). */
+  guideOpener?: string;
   /** OpenAI's logit_bias: token id -> value added to its logit before sampling (-100..100 in OpenAI's API; the
    *  engine takes any finite value). Log-probs stay the model's. */
   logitBias?: Record<number, number>;

@@ -96,6 +96,8 @@ export interface ServingStreamParams {
   responseFormat?: ServingResponseFormat;
   /** responseFormat only once the output contains this text (a reasoning model's '</think>'). */
   guideAfter?: string;
+  /** With guideAfter: the text that opens the thinking when the reply may skip it ('<think>', qwen3). */
+  guideOpener?: string;
   logitBias?: Record<number, number>;
   minNewTokens?: number;
 }

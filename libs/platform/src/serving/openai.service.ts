@@ -15,7 +15,7 @@ import { TokenStream } from '../streams/token-stream';
 import { Admission } from './admission';
 import { ChatChunker, CompletionChunker, ResponseCollector } from './openai-format';
 import { toOpenAIErrorBody } from './openai-errors';
-import { guideStartMarker, type ReasoningParser } from './reasoning';
+import { guideStart, type ReasoningParser } from './reasoning';
 import { OPENAI_NAME, parseTools, type ToolMode } from './tool-calls';
 import { SERVE_JOB, serveKeys, sessionQueueName, type ServeKind, type ServeRequest, type StreamEvent, type TokenizeSpec, type WorkerLiveness } from './protocol';
 import { ServingEvents } from './serving-events';
@@ -250,8 +250,9 @@ export class OpenAIService {
       if (guided) throw new InvalidInputError(`${guided.param} cannot be combined with tool_choice "required" or a named function`, { param: guided.param });
       responseFormat = tools.responseFormat;
     }
-    // a reasoning deployment's format starts after the thinking (reasoning.ts guideStartMarker)
-    const guideAfter = responseFormat && dep.reasoningParser ? guideStartMarker(dep.reasoningParser, templateKwargs) : undefined;
+    // a reasoning deployment's format starts after the thinking, or for qwen3 at once if the reply does not think
+    // (reasoning.ts guideStart)
+    const start = responseFormat && dep.reasoningParser ? guideStart(dep.reasoningParser, templateKwargs) : undefined;
     const req = this.request(dep, 'chat', 'chatcmpl', body, {
       messages,
       n,
@@ -260,7 +261,8 @@ export class OpenAIService {
       ...(guided && !tools?.responseFormat ? { responseFormatParam: guided.param } : {}),
       ...(tools ? { tools: tools.tools } : {}),
       ...(templateKwargs ? { templateKwargs } : {}),
-      ...(guideAfter ? { guideAfter } : {}),
+      ...(start ? { guideAfter: start.after } : {}),
+      ...(start?.opener ? { guideOpener: start.opener } : {}),
       maxTokens: body.max_completion_tokens ?? body.max_tokens,
       ...(body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {}),
       ...promptLogprobsOf(body, undefined),

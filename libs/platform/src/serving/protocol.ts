@@ -66,6 +66,9 @@ export interface ServeRequest {
   /** chat on a deployment with a reasoning parser: responseFormat applies once the output contains this text
    *  ('</think>'), so the model thinks freely first. */
   guideAfter?: string;
+  /** With guideAfter, qwen3: the reply may skip its thinking, so its first token either opens it (this text,
+   *  '<think>') or starts the formatted answer. */
+  guideOpener?: string;
   /** chat: extra chat-template variables (vLLM's chat_template_kwargs; LMDeploy's enable_thinking lands here). */
   templateKwargs?: Record<string, unknown>;
   tokenize?: TokenizeSpec;

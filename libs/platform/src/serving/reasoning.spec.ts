@@ -1,4 +1,4 @@
-import { guideStartMarker, parseReasoningParser, ReasoningStream, splitReasoning, type ReasoningParser } from './reasoning';
+import { guideStart, parseReasoningParser, ReasoningStream, splitReasoning, type ReasoningParser } from './reasoning';
 
 /** Feeds `text` in pieces of `size` characters and joins what comes out. */
 function streamed(text: string, mode: ReasoningParser, size: number): { reasoning: string; content: string } {
@@ -48,11 +48,14 @@ describe('reasoning parsers', () => {
   });
 
   it('guided decoding starts after the thinking, unless the prompt closed the think block', () => {
-    expect(guideStartMarker('deepseek_r1')).toBe('</think>');
-    expect(guideStartMarker('qwen3')).toBe('</think>');
-    expect(guideStartMarker('qwen3', { enable_thinking: true })).toBe('</think>');
-    expect(guideStartMarker('qwen3', { enable_thinking: false })).toBeUndefined();
-    expect(guideStartMarker('deepseek_r1', { enable_thinking: false })).toBe('</think>'); // its prompt opened the block
+    // deepseek_r1: the prompt opened the block, so the reply is free until </think>
+    expect(guideStart('deepseek_r1')).toEqual({ after: '</think>' });
+    expect(guideStart('deepseek_r1', { enable_thinking: false })).toEqual({ after: '</think>' });
+    // qwen3: the first token opens the block (then free until </think>) or starts the formatted answer
+    expect(guideStart('qwen3')).toEqual({ after: '</think>', opener: '<think>' });
+    expect(guideStart('qwen3', { enable_thinking: true })).toEqual({ after: '</think>', opener: '<think>' });
+    // qwen3 with thinking off: the template closed an empty block, the format applies from the first token
+    expect(guideStart('qwen3', { enable_thinking: false })).toBeUndefined();
   });
 
   it("accepts vLLM's and LMDeploy's names, and refuses others by param", () => {

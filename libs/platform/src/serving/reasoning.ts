@@ -128,15 +128,25 @@ export class ReasoningStream {
   }
 }
 
+/** Where guided decoding starts in a reasoning model's reply (the engine's guideAfter / guideOpener). */
+export interface GuideStart {
+  /** The format applies once the reply contains this ('</think>'). */
+  after: string;
+  /** qwen3: the reply may skip the think block (Qwen3-Instruct-2507, models that do not think), so its first token
+   *  either opens it (this text) or starts the formatted answer. Unset: the prompt opened the block. */
+  opener?: string;
+}
+
 /**
  * Where guided decoding (response_format, tools "required") starts for a reasoning model: after its '</think>', so
- * the thinking is free and the answer follows the format, as vLLM does with a reasoning parser. Undefined (from the
- * first token) when the prompt already closed the block: qwen3 with enable_thinking false (the template writes an
- * empty think block).
+ * the thinking is free and the answer follows the format, as vLLM does with a reasoning parser. For qwen3 the reply
+ * thinks only if it opens with <think>; otherwise the format applies from the first token. Undefined (from the first
+ * token) when the prompt already closed the block: qwen3 with enable_thinking false (the template writes an empty
+ * think block).
  */
-export function guideStartMarker(mode: ReasoningParser, templateKwargs?: Record<string, unknown>): string | undefined {
+export function guideStart(mode: ReasoningParser, templateKwargs?: Record<string, unknown>): GuideStart | undefined {
   if (mode === 'qwen3' && templateKwargs?.enable_thinking === false) return undefined;
-  return CLOSE;
+  return mode === 'qwen3' ? { after: CLOSE, opener: OPEN } : { after: CLOSE };
 }
 
 /** A whole reply: reasoning (null when the reply had none) and content. */

@@ -310,6 +310,7 @@ export class ServingHost {
             ...(r.skipSpecialTokens !== undefined ? { skipSpecialTokens: r.skipSpecialTokens } : {}),
             ...(r.responseFormat ? { responseFormat: r.responseFormat } : {}),
             ...(r.guideAfter ? { guideAfter: r.guideAfter } : {}),
+            ...(r.guideAfter && r.guideOpener ? { guideOpener: r.guideOpener } : {}),
             ...(r.logitBias ? { logitBias: r.logitBias } : {}),
             ...(r.minNewTokens ? { minNewTokens: r.minNewTokens } : {}),
             signal,
