@@ -129,6 +129,32 @@ describe('lmfleet CLI', () => {
     expect(bad.err()).toMatch(/--min-p must be a number in \[0, 1\]/);
   });
 
+  it('chat --reasoning-parser prints the thinking apart from the answer (dimmed on a terminal); qwen3 by default for Qwen3ForCausalLM', async () => {
+    const { Tokenizer } = await import('@lmfleet/engine');
+    const qwen3 = writeTinyModel(path.join(dir, 'qwen3'), { arch: 'qwen3' });
+    const chatOnce = async (model: string, extra: string[], tty = false) => {
+      const reply = [...Tokenizer.fromDir(model).encode('<think>\nhm\n</think>\n\nok', { addSpecialTokens: false }), qwen3.imEndId];
+      const fake = createFakeNative({ script: () => reply });
+      const h = makeIO(['hi\n'], fake.native);
+      const io = tty ? { ...h.io, stdout: { write: h.io.stdout.write, isTTY: true } } : h.io;
+      expect(await run(['chat', model, '--max-new-tokens', '32', ...extra], io)).toBe(0);
+      return h.out();
+    };
+    expect(await chatOnce(qwen3.dir, [])).toBe('thinking:\nhm\n\nok\n'); // piped: plain text
+    // (each streamed piece of thinking is dimmed on its own: merge the back-to-back off/on pairs)
+    expect((await chatOnce(qwen3.dir, [], true)).replace(/\x1b\[22m\x1b\[2m/g, '')).toBe('\x1b[2mthinking:\x1b[22m\n\x1b[2mhm\x1b[22m\n\nok\n');
+    const qwen2 = path.join(dir, 'model');
+    expect(await chatOnce(qwen2, [])).toBe('<think>\nhm\n</think>\n\nok\n'); // no parser for other architectures
+    expect(await chatOnce(qwen2, ['--reasoning-parser', 'qwen3'])).toBe('thinking:\nhm\n\nok\n');
+    expect(await chatOnce(qwen2, ['--reasoning-parser', 'qwen-qwq'])).toBe('thinking:\nhm\n\nok\n'); // LMDeploy's name: deepseek_r1
+    const bad = makeIO(['hi\n']);
+    expect(await run(['chat', qwen2, '--reasoning-parser', 'gpt'], bad.io)).toBe(1); // commander's usage error
+    expect(bad.err()).toMatch(/--reasoning-parser must be one of .*qwen3/);
+    const help = makeIO();
+    expect(await run(['chat', '--help'], help.io)).toBe(0);
+    expect(help.out()).toContain('--reasoning-parser');
+  });
+
   it('chat --chat-template replaces the model template', async () => {
     const fake = createFakeNative({ script: () => [30] });
     fs.writeFileSync(path.join(dir, 't.jinja'), "{% for m in messages %}[{{ m['content'] }}]{% endfor %}>");

@@ -167,6 +167,7 @@ export function createProgram(io: CliIO): Command {
     .option('--seed <n>', 'random seed', parseIntArg('--seed', 0))
     .option('--max-new-tokens <n>', 'max tokens per reply', parseIntArg('--max-new-tokens', 1), 512)
     .option('--stop-word <s>', 'stop generating at this string (repeatable)', collect)
+    .option('--reasoning-parser <name>', "reasoning models: the reply's <think> block is printed as thinking (dimmed on a terminal) before the answer (qwen3, the default for Qwen3ForCausalLM; deepseek_r1 / deepseek-r1 / qwen-qwq when the prompt opens the block)", parseReasoningParserArg)
     .option('-v, --verbose', 'print timings and debug logs', false)
     .action(async (modelPath: string, o) => {
       await chatCommand(io, modelPath, { ...o, stopWords: o.stopWord });

@@ -1,9 +1,12 @@
 // `lmfleet chat MODEL_DIR`: a streaming terminal chat. The KV cache is kept between turns (one engine session);
-// `end` (or `reset`) starts a new conversation, `exit` quits. Ctrl-C stops the reply being generated.
+// `end` (or `reset`) starts a new conversation, `exit` quits. Ctrl-C stops the reply being generated. A reasoning
+// model's thinking is printed apart from its answer (./chat-reasoning.ts).
 import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { Engine } from '@lmfleet/engine';
+import type { ReasoningParser } from '@lmfleet/platform/serving/reasoning';
 import { CliExit, type CliIO } from '../io';
+import { chatReasoningParser, ReplyPrinter } from './chat-reasoning';
 
 export interface ChatFlags {
   /** --quant-policy (KV cache int8/int4) and --kv-calib-dir (calibrated KV scales). */
@@ -25,6 +28,8 @@ export interface ChatFlags {
   seed?: number;
   maxNewTokens: number;
   stopWords?: string[];
+  /** --reasoning-parser: how the reply's <think> block is told apart (default: qwen3 for Qwen3ForCausalLM). */
+  reasoningParser?: ReasoningParser;
   verbose?: boolean;
 }
 
@@ -53,12 +58,14 @@ export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags)
     },
   });
   const interactive = io.stdin.isTTY === true;
+  const reasoning = chatReasoningParser(flags.reasoningParser, engine.spec.hfArchitecture);
+  const tty = io.stdout.isTTY === true;
   const chat = engine.createChat({ system: flags.system });
   const rl = readline.createInterface({ input: io.stdin, terminal: false });
   const say = (s: string) => io.stdout.write(s);
   if (interactive) {
     say(`lmfleet chat: ${engine.spec.hfArchitecture} on ${engine.backend}, session length ${engine.sessionLen}. ` +
-      `Type "end" to start a new conversation, "exit" to quit.\n`);
+      `${reasoning ? `Reasoning parser ${reasoning}. ` : ''}Type "end" to start a new conversation, "exit" to quit.\n`);
   }
   let turn = 0;
   try {
@@ -79,6 +86,8 @@ export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags)
       if (interactive) say('assistant> ');
       const ac = new AbortController();
       io.onInterrupt?.(() => ac.abort());
+      // only what is printed changes: the session keeps the reply's text as the model wrote it
+      const printer = new ReplyPrinter(reasoning, tty);
       try {
         for await (const out of chat.send(line, {
           maxNewTokens: flags.maxNewTokens,
@@ -91,7 +100,8 @@ export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags)
           stopWords: flags.stopWords,
           signal: ac.signal,
         })) {
-          say(out.text);
+          say(printer.push(out.text));
+          if (out.finishReason) say(printer.finish());
           if (out.finishReason && flags.verbose && out.usage) {
             io.stderr.write(
               `\n[${out.finishReason}] ${out.usage.promptTokens} prompt + ${out.usage.completionTokens} generated tokens, ` +
