@@ -212,6 +212,9 @@ export type NativeEvent =
       completionTokens: number;
       /** Of promptTokens, how many were taken from the prefix cache (enablePrefixCaching) instead of computed. */
       cachedTokens: number;
+      /** Speculative decoding (specDraftTokens): draft tokens verified for this request, and of those accepted. */
+      draftTokens?: number;
+      acceptedTokens?: number;
       /** Timings measured on the native side. */
       queuedMs: number;
       firstTokenMs: number;
@@ -240,6 +243,16 @@ export interface EngineOptions {
    */
   enablePrefixCaching?: boolean;
   /**
+   * Speculative decoding with n-gram drafts (prompt lookup; vLLM's method "ngram"): a decoding request whose last n
+   * tokens (n from specNgramMax down to specNgramMin) occurred earlier in its prompt or output verifies up to this many
+   * draft tokens (what followed that occurrence) in the same step, keeping those its own sampling agrees with, so the
+   * output is what plain decoding gives. 0-15; default 0 (off). Guided requests do not speculate.
+   */
+  specDraftTokens?: number;
+  /** Longest and shortest n-gram matched (vLLM's prompt_lookup_max / prompt_lookup_min): defaults 4 and 1. */
+  specNgramMax?: number;
+  specNgramMin?: number;
+  /**
    * Hold a step's events until the next step is queued on the device, so handing them to JavaScript overlaps the GPU's
    * work instead of sitting between two steps (order kept). Default: on for cuda, off for cpu (whose steps return only
    * when done); the environment's LMFLEET_HOLD_EVENTS=0/1 sets the default.
@@ -258,6 +271,9 @@ export interface EngineStats {
   blockSize: number;
   sessions: number;
   steps: number;
+  /** Speculative decoding since the engine started: draft tokens verified, and of those accepted. */
+  specDraftTokens: number;
+  specAcceptedTokens: number;
 }
 
 export interface NativeModel {

@@ -486,6 +486,34 @@ describe('generation API on a tiny generated model (cpu)', () => {
     }
   });
 
+  it('speculative decoding (ngram): the same tokens and log-probs as plain decoding, with its drafts in the usage', async () => {
+    if (!engine) return;
+    const spec = await engineOrReport(info.dir, { native, maxBatchSize: 4, sessionLen: 256, speculative: { method: 'ngram', numDraftTokens: 4, promptLookupMax: 3 } });
+    if (!spec) return;
+    try {
+      const run = async (e: Engine, inputIds: number[], sampling: object) => {
+        const outs = await collect(e.createInstance().streamInfer({ inputIds, maxNewTokens: 40, stopIds: [], sampling, logprobs: 1 }));
+        return { tokens: outs.flatMap((o) => o.tokenIds), logprobs: outs.flatMap((o) => o.logprobs ?? []).map((l) => l.logprob), usage: outs[outs.length - 1].usage! };
+      };
+      const base = [5, 9, 14, 3, 27, 8];
+      const ids = [...base, ...base, ...base.slice(0, 2)];
+      for (const sampling of [greedy, { temperature: 0.8, topK: 10, seed: 3 }]) {
+        const got = await run(spec, ids, sampling);
+        const ref = await run(engine, ids, sampling);
+        expect(got.tokens).toEqual(ref.tokens);
+        for (let i = 0; i < ref.logprobs.length; i++) expect(got.logprobs[i]).toBeCloseTo(ref.logprobs[i], 4);
+        expect(got.usage.draftTokens).toBeGreaterThan(0);
+        expect(got.usage.acceptedDraftTokens).toBeGreaterThanOrEqual(0);
+        expect(ref.usage.draftTokens).toBeUndefined();
+      }
+      expect(spec.stats().specDraftTokens).toBeGreaterThan(0);
+      await expect(Engine.fromPretrained(info.dir, { native, speculative: { method: 'eagle' as 'ngram', numDraftTokens: 4 } })).rejects.toThrow(/method must be "ngram"/);
+      await expect(Engine.fromPretrained(info.dir, { native, speculative: { method: 'ngram', numDraftTokens: 0 } })).rejects.toThrow(/numDraftTokens must be an integer in \[1, 15\]/);
+    } finally {
+      await spec.dispose();
+    }
+  });
+
   it('prefix caching: a prompt that shares full blocks with earlier requests (or a chat resent with its reply) starts from them, with the same tokens and log-probs', async () => {
     if (!engine) return;
     const cached = await engineOrReport(info.dir, { native, maxBatchSize: 4, sessionLen: 256, blockSize: 16, enablePrefixCaching: true });

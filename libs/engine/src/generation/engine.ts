@@ -17,7 +17,7 @@ import { GrammarService, type GuideHandle, type ResponseFormat } from './grammar
 import { PretrainedModel } from './pretrained';
 import { StopWordMatcher } from './stop-words';
 import type {
-  EngineConfig, FinishReason, GenerateResult, GenerationConfig, Prompt, StreamInferParams, StreamOutput, TokenLogprob, Usage,
+  EngineConfig, FinishReason, GenerateResult, GenerationConfig, Prompt, SpeculativeConfig, StreamInferParams, StreamOutput, TokenLogprob, Usage,
 } from './types';
 
 interface PendingSubmit {
@@ -38,6 +38,8 @@ export class Engine {
   readonly sessionLen: number;
   readonly maxBatchSize: number;
   readonly blockSize: number;
+  /** Speculative decoding's settings, when on (EngineConfig.speculative). */
+  readonly speculative?: SpeculativeConfig;
   private readonly routes = new Map<number, AsyncQueue<NativeEvent>>();
   /** Tokens held by each live session (inputs + outputs of its finished turns), for sessionLen checks. */
   private readonly sessionTokens = new Map<number, number>();
@@ -57,15 +59,17 @@ export class Engine {
   private constructor(
     readonly pretrained: PretrainedModel,
     private readonly nativeEngine: NativeEngine,
-    cfg: { sessionLen: number; maxBatchSize: number; blockSize: number },
+    cfg: { sessionLen: number; maxBatchSize: number; blockSize: number; speculative?: SpeculativeConfig },
   ) {
     this.sessionLen = cfg.sessionLen;
+    if (cfg.speculative) this.speculative = cfg.speculative;
     this.maxBatchSize = cfg.maxBatchSize;
     this.blockSize = cfg.blockSize;
     nativeEngine.start((ev) => this.route(ev));
   }
 
   static async fromPretrained(dir: string, config: EngineConfig = {}): Promise<Engine> {
+    const specOpts = speculativeOptions(config.speculative); // a bad setting fails before the weights load
     const pretrained = await PretrainedModel.load(dir, config);
     try {
       const spec = pretrained.spec;
@@ -105,11 +109,12 @@ export class Engine {
           ...(cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount } : {}),
           ...(config.maxPrefillTokens !== undefined ? { maxPrefillTokens: config.maxPrefillTokens } : {}),
           ...(config.enablePrefixCaching ? { enablePrefixCaching: true } : {}),
+          ...specOpts,
         });
       } catch (e) {
         throw toEngineError(e);
       }
-      return new Engine(pretrained, nativeEngine, { sessionLen, maxBatchSize, blockSize });
+      return new Engine(pretrained, nativeEngine, { sessionLen, maxBatchSize, blockSize, ...(config.speculative ? { speculative: config.speculative } : {}) });
     } catch (e) {
       pretrained.dispose();
       throw e;
@@ -353,6 +358,7 @@ export class Engine {
               completionTokens: ev.completionTokens,
               totalTokens: ev.promptTokens + ev.completionTokens,
               cachedTokens: ev.cachedTokens ?? 0,
+              ...(this.speculative ? { draftTokens: ev.draftTokens ?? 0, acceptedDraftTokens: ev.acceptedTokens ?? 0 } : {}),
               queuedMs: ev.queuedMs,
               firstTokenMs: ev.firstTokenMs,
               totalMs: ev.totalMs,
@@ -640,3 +646,23 @@ function toLogprobs(tokens: number[], lps: NativeLogprob[]): TokenLogprob[] {
     ...(lp.rank !== undefined ? { rank: lp.rank } : {}),
   }));
 }
+
+/**
+ * EngineConfig.speculative -> the native engine's options, validated (InvalidArgumentError naming the field). Absent: off.
+ */
+export function speculativeOptions(sp: SpeculativeConfig | undefined): { specDraftTokens?: number; specNgramMax?: number; specNgramMin?: number } {
+  if (sp === undefined) return {};
+  if (sp === null || typeof sp !== 'object') throw new InvalidArgumentError('speculative must be an object like {"method": "ngram", "numDraftTokens": 4}');
+  if (sp.method !== 'ngram') throw new InvalidArgumentError(`speculative.method must be "ngram" (draft-model methods are not supported); got ${JSON.stringify(sp.method)}`);
+  const int = (v: unknown, name: string, lo: number, hi: number) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw new InvalidArgumentError(`speculative.${name} must be an integer in [${lo}, ${hi}]; got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const k = int(sp.numDraftTokens, 'numDraftTokens', 1, MAX_DRAFT_TOKENS);
+  const max = sp.promptLookupMax === undefined ? 4 : int(sp.promptLookupMax, 'promptLookupMax', 1, 64);
+  const min = sp.promptLookupMin === undefined ? Math.min(1, max) : int(sp.promptLookupMin, 'promptLookupMin', 1, max);
+  return { specDraftTokens: k, specNgramMax: max, specNgramMin: min };
+}
+
+/** The most draft tokens a step verifies per request (the native scheduler's kMaxDraftTokens). */
+export const MAX_DRAFT_TOKENS = 15;

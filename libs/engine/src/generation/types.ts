@@ -55,6 +55,24 @@ export interface EngineConfig extends LoadOptions {
   /** Reuse the KV cache of prompt prefixes shared with earlier requests (LMDeploy's --enable-prefix-caching; default
    *  off). Requests with a sessionId keep their own history instead. */
   enablePrefixCaching?: boolean;
+  /** Speculative decoding (LMDeploy's --speculative-algorithm, vLLM's speculative_config); default off. */
+  speculative?: SpeculativeConfig;
+}
+
+/**
+ * Speculative decoding without a draft model. 'ngram' (prompt lookup, vLLM's method "ngram"): when a request's last n
+ * tokens occurred earlier in its prompt or output, the tokens that followed there are verified as drafts in the same
+ * step, and each is kept while the request's own sampling agrees with it, so the output is the one plain decoding gives.
+ * Faster where outputs quote or repeat their input (code edits, extraction, RAG answers); a wash on free text.
+ */
+export interface SpeculativeConfig {
+  method: 'ngram';
+  /** Draft tokens per step, 1-15 (LMDeploy's --speculative-num-draft-tokens, vLLM's num_speculative_tokens). */
+  numDraftTokens: number;
+  /** Longest n-gram matched (vLLM's prompt_lookup_max; default 4). */
+  promptLookupMax?: number;
+  /** Shortest n-gram matched (vLLM's prompt_lookup_min; default 1). */
+  promptLookupMin?: number;
 }
 
 export type FinishReason = 'stop' | 'length' | 'cancelled';
@@ -65,6 +83,9 @@ export interface Usage {
   totalTokens: number;
   /** Of promptTokens, how many came from the prefix cache (enablePrefixCaching). */
   cachedTokens: number;
+  /** Speculative decoding: draft tokens verified for this request, and of those accepted (present when it is on). */
+  draftTokens?: number;
+  acceptedDraftTokens?: number;
   queuedMs: number;
   firstTokenMs: number;
   totalMs: number;

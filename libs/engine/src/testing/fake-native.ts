@@ -143,7 +143,7 @@ class FakeEngine implements NativeEngine {
   stats(): EngineStats {
     return {
       running: this.running.size, waiting: 0, blocksTotal: this.engineOpts.numBlocks ?? 0, blocksFree: this.engineOpts.numBlocks ?? 0, blocksCached: 0,
-      blockSize: this.engineOpts.blockSize, sessions: this.sessions.size, steps: this.steps,
+      blockSize: this.engineOpts.blockSize, sessions: this.sessions.size, steps: this.steps, specDraftTokens: 0, specAcceptedTokens: 0,
     };
   }
 

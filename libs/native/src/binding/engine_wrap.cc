@@ -49,6 +49,8 @@ Napi::Value event_to_js(Napi::Env env, const Event& e) {
       o.Set("promptTokens", Napi::Number::New(env, (double)e.prompt_tokens));
       o.Set("completionTokens", Napi::Number::New(env, (double)e.completion_tokens));
       o.Set("cachedTokens", Napi::Number::New(env, (double)e.cached_tokens));
+      o.Set("draftTokens", Napi::Number::New(env, (double)e.draft_tokens));
+      o.Set("acceptedTokens", Napi::Number::New(env, (double)e.accepted_tokens));
       o.Set("queuedMs", Napi::Number::New(env, e.queued_ms));
       o.Set("firstTokenMs", Napi::Number::New(env, e.first_token_ms));
       o.Set("totalMs", Napi::Number::New(env, e.total_ms));
@@ -164,6 +166,9 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
     opts.session_len = (int64_t)get_number(o, "sessionLen", 0, true);
     opts.max_prefill_tokens = (int64_t)get_number(o, "maxPrefillTokens", 0);
     opts.enable_prefix_caching = get_bool(o, "enablePrefixCaching", false);
+    opts.spec_draft_tokens = (int64_t)get_number(o, "specDraftTokens", 0);
+    opts.spec_ngram_max = (int64_t)get_number(o, "specNgramMax", 4);
+    opts.spec_ngram_min = (int64_t)get_number(o, "specNgramMin", 1);
     if (o.Has("holdEvents") && !o.Get("holdEvents").IsUndefined()) opts.hold_events = get_bool(o, "holdEvents", false) ? 1 : 0;
     core_ = std::make_unique<EngineCore>(model, opts);
   });
@@ -261,6 +266,8 @@ Napi::Value EngineWrap::Stats(const Napi::CallbackInfo& info) {
     o.Set("blocksTotal", Napi::Number::New(env, (double)s.blocks_total));
     o.Set("blocksFree", Napi::Number::New(env, (double)s.blocks_free));
     o.Set("blocksCached", Napi::Number::New(env, (double)s.blocks_cached));
+    o.Set("specDraftTokens", Napi::Number::New(env, (double)s.spec_draft_tokens));
+    o.Set("specAcceptedTokens", Napi::Number::New(env, (double)s.spec_accepted_tokens));
     o.Set("blockSize", Napi::Number::New(env, (double)s.block_size));
     o.Set("sessions", Napi::Number::New(env, (double)s.sessions));
     o.Set("steps", Napi::Number::New(env, (double)s.steps));

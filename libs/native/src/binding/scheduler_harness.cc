@@ -29,6 +29,8 @@ Napi::Array events_to_js(Napi::Env env, const std::vector<Event>& events) {
       o.Set("finishReason", e.finish_reason);
       o.Set("completionTokens", Napi::Number::New(env, (double)e.completion_tokens));
       o.Set("cachedTokens", Napi::Number::New(env, (double)e.cached_tokens));
+      o.Set("draftTokens", Napi::Number::New(env, (double)e.draft_tokens));
+      o.Set("acceptedTokens", Napi::Number::New(env, (double)e.accepted_tokens));
     } else {
       o.Set("type", "error");
       o.Set("code", e.code);
@@ -53,6 +55,9 @@ class SchedulerHarness : public Napi::ObjectWrap<SchedulerHarness> {
       so.session_len = (int64_t)get_number(o, "sessionLen", 2048);
       so.max_prefill_tokens = (int64_t)get_number(o, "maxPrefillTokens", 2048);
       so.enable_prefix_caching = get_bool(o, "enablePrefixCaching", false);
+      so.spec_draft_tokens = (int64_t)get_number(o, "specDraftTokens", 0);
+      so.spec_ngram_max = (int64_t)get_number(o, "specNgramMax", 4);
+      so.spec_ngram_min = (int64_t)get_number(o, "specNgramMin", 1);
       sched_ = std::make_unique<Scheduler>(*blocks_, so);
     });
   }
@@ -90,6 +95,9 @@ class SchedulerHarness : public Napi::ObjectWrap<SchedulerHarness> {
         o.Set("start", Napi::Number::New(env, (double)s.start));
         o.Set("count", Napi::Number::New(env, (double)s.count));
         o.Set("sample", Napi::Boolean::New(env, s.sample));
+        Napi::Array dr = Napi::Array::New(env, s.seq->draft.size());
+        for (size_t j = 0; j < s.seq->draft.size(); j++) dr.Set(j, Napi::Number::New(env, s.seq->draft[j]));
+        o.Set("draft", dr);
         o.Set("blocks", Napi::Number::New(env, (double)s.seq->blocks.size()));
         Napi::Array ids = Napi::Array::New(env, s.seq->blocks.size());
         for (size_t j = 0; j < s.seq->blocks.size(); j++) ids.Set(j, Napi::Number::New(env, s.seq->blocks[j]));
@@ -103,7 +111,8 @@ class SchedulerHarness : public Napi::ObjectWrap<SchedulerHarness> {
     });
   }
 
-  // update(sampled: number[]) -> events (one token per scheduled seq with sample = true, in order)
+  // update(sampled: number[]) -> events (per scheduled seq with sample = true, in order: one token, or 1 + its
+  // draft's length for a speculative one)
   Napi::Value Update(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return js_guard(env, [&]() -> Napi::Value {
@@ -111,7 +120,7 @@ class SchedulerHarness : public Napi::ObjectWrap<SchedulerHarness> {
       Napi::Array a = info[0].As<Napi::Array>();
       for (uint32_t i = 0; i < a.Length(); i++) sampled.push_back(a.Get(i).As<Napi::Number>().Int32Value());
       size_t want = 0;
-      for (const auto& s : last_.seqs) want += s.sample ? 1 : 0;
+      for (const auto& s : last_.seqs) want += (size_t)s.rows();
       if (sampled.size() != want) fail(ErrorCode::InvalidArgument, "update: expected " + std::to_string(want) + " tokens");
       std::vector<Event> events;
       sched_->update(last_, sampled, nullptr, events, Clock::now());
@@ -137,6 +146,8 @@ class SchedulerHarness : public Napi::ObjectWrap<SchedulerHarness> {
     o.Set("running", Napi::Number::New(env, (double)sched_->running()));
     o.Set("waiting", Napi::Number::New(env, (double)sched_->waiting()));
     o.Set("sessions", Napi::Number::New(env, (double)sched_->sessions()));
+    o.Set("specDraftTokens", Napi::Number::New(env, (double)sched_->spec_draft_tokens()));
+    o.Set("specAcceptedTokens", Napi::Number::New(env, (double)sched_->spec_accepted_tokens()));
     o.Set("blocksFree", Napi::Number::New(env, (double)blocks_->free_count()));
     o.Set("blocksTotal", Napi::Number::New(env, (double)blocks_->total()));
     o.Set("cachedBlocks", Napi::Number::New(env, (double)blocks_->cached_blocks()));

@@ -36,6 +36,9 @@ SchedulerOptions sched_options(const EngineOptions& o) {
   s.session_len = o.session_len;
   s.max_prefill_tokens = o.max_prefill_tokens > 0 ? o.max_prefill_tokens : std::max<int64_t>(o.session_len, 2048);
   s.enable_prefix_caching = o.enable_prefix_caching;
+  s.spec_draft_tokens = o.spec_draft_tokens;
+  s.spec_ngram_max = o.spec_ngram_max;
+  s.spec_ngram_min = o.spec_ngram_min;
   return s;
 }
 }  // namespace
@@ -59,6 +62,8 @@ void EngineCore::snapshot() {
   stats_.blocks_total = sched_.blocks().total();
   stats_.blocks_free = sched_.blocks().free_count();
   stats_.blocks_cached = sched_.blocks().cached_blocks();
+  stats_.spec_draft_tokens = sched_.spec_draft_tokens();
+  stats_.spec_accepted_tokens = sched_.spec_accepted_tokens();
   stats_.block_size = sched_.blocks().block_size();
   stats_.sessions = sched_.sessions();
 }

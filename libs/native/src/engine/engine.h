@@ -27,6 +27,8 @@ struct EngineOptions {
   int64_t session_len = 2048;
   int64_t max_prefill_tokens = 0;  // 0: max(sessionLen, 2048)
   bool enable_prefix_caching = false;  // SchedulerOptions::enable_prefix_caching
+  int64_t spec_draft_tokens = 0;       // SchedulerOptions::spec_* (speculative decoding, n-gram drafts)
+  int64_t spec_ngram_max = 4, spec_ngram_min = 1;
   // a step's events held until the next step is queued: -1 the default (cuda on, cpu off; LMFLEET_HOLD_EVENTS=0/1
   // overrides it), 0 off, 1 on (EngineCore::loop)
   int hold_events = -1;
@@ -35,6 +37,7 @@ struct EngineOptions {
 struct EngineStatsSnapshot {
   int64_t running = 0, waiting = 0, blocks_total = 0, blocks_free = 0, block_size = 0, sessions = 0, steps = 0;
   int64_t blocks_cached = 0;  // prefix caching: blocks registered under their content (held or evictable)
+  int64_t spec_draft_tokens = 0, spec_accepted_tokens = 0;  // speculative decoding: drafts verified / accepted so far
 };
 
 class EngineCore {

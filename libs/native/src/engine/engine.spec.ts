@@ -464,6 +464,84 @@ describe('engine', () => {
   });
 });
 
+describe('speculative decoding (n-gram drafts)', () => {
+  // A prompt that repeats itself, and long outputs: the random model falls into loops, so drafts get accepted.
+  const looping = (seed: number) => {
+    const base = prompt(new Rng(seed), 5);
+    return Int32Array.from([...base, ...base, ...base.slice(0, 3)]);
+  };
+  const SPEC = { specDraftTokens: 4 };
+  async function both(req: NativeRequest, opts: Partial<EngineOptions> = {}) {
+    const plain = await withEngine(opts, async (e, c) => {
+      e.submit(req);
+      await c.wait(req.id);
+      return { tokens: c.tokens.get(req.id) ?? [], logprobs: c.logprobs.get(req.id), done: c.done.get(req.id)! };
+    });
+    const spec = await withEngine({ ...opts, ...SPEC }, async (e, c) => {
+      e.submit(req);
+      await c.wait(req.id);
+      return { tokens: c.tokens.get(req.id) ?? [], logprobs: c.logprobs.get(req.id), done: c.done.get(req.id)!, stats: e.stats() };
+    });
+    return { plain, spec };
+  }
+
+  it('greedy: the same tokens as plain decoding (and as the forward of the growing sequence), in fewer steps', async () => {
+    const p = looping(31);
+    const expected = await greedyByForward(model, Array.from(p), 40);
+    const { plain, spec } = await both({ id: 1, inputIds: p, maxNewTokens: 40 });
+    expect(plain.tokens).toEqual(expected);
+    expect(spec.tokens).toEqual(expected);
+    expect(spec.done).toMatchObject({ type: 'done', finishReason: 'length', completionTokens: 40 });
+    if (spec.done.type !== 'done') throw new Error('not done');
+    expect(spec.done.draftTokens).toBeGreaterThan(0);
+    expect(spec.done.acceptedTokens).toBeGreaterThan(0);
+    expect(spec.stats).toMatchObject({ specDraftTokens: spec.done.draftTokens, specAcceptedTokens: spec.done.acceptedTokens });
+    // each step gives 1 + its accepted drafts: prefill + decode steps < 1 + 40
+    expect(spec.stats.steps).toBe(1 + 40 - 1 - spec.done.acceptedTokens!);
+  });
+
+  it('sampling with a seed, penalties, log-probs and min new tokens: the tokens plain decoding draws', async () => {
+    const p = looping(32);
+    const req: NativeRequest = {
+      id: 2, inputIds: p, maxNewTokens: 48, logprobs: 2, minNewTokens: 6, stopIds: [p[1]],
+      sampling: { temperature: 0.7, topK: 8, repetitionPenalty: 1.05, presencePenalty: 0.1, frequencyPenalty: 0.1, seed: 9 },
+    };
+    const { plain, spec } = await both(req);
+    expect(spec.tokens).toEqual(plain.tokens);
+    expect(spec.stats.specDraftTokens).toBeGreaterThan(0); // its rows sampled drafts' positions
+    expect(spec.logprobs!.length).toBe(plain.logprobs!.length);
+    spec.logprobs!.forEach((lp, i) => expect(lp.logprob).toBeCloseTo(plain.logprobs![i].logprob, 4));
+    expect(spec.done).toMatchObject({ finishReason: (plain.done as { finishReason: string }).finishReason, completionTokens: (plain.done as { completionTokens: number }).completionTokens });
+  });
+
+  it('in a batch with other requests, with chunked prefill, and across a session\'s turns', async () => {
+    const reqs: NativeRequest[] = [0, 1, 2, 3].map((i) => ({ id: 10 + i, inputIds: looping(40 + i), maxNewTokens: 24 + 4 * i }));
+    const alone = await Promise.all(reqs.map((r) => runAlone(r)));
+    await withEngine({ ...SPEC, maxPrefillTokens: 5 }, async (e, c) => {
+      e.submit(reqs);
+      await Promise.all(reqs.map((r) => c.wait(r.id)));
+      reqs.forEach((r, i) => expect(c.tokens.get(r.id)).toEqual(alone[i]));
+      expect(e.stats().specAcceptedTokens).toBeGreaterThan(0);
+    });
+    const turn2 = Int32Array.from(prompt(new Rng(44), 3));
+    const session = async (opts: Partial<EngineOptions>) =>
+      withEngine(opts, async (e, c) => {
+        e.submit({ id: 20, sessionId: 5, inputIds: looping(45), maxNewTokens: 20 });
+        await c.wait(20);
+        e.submit({ id: 21, sessionId: 5, inputIds: turn2, maxNewTokens: 20 });
+        await c.wait(21);
+        return [c.tokens.get(20), c.tokens.get(21)];
+      });
+    expect(await session(SPEC)).toEqual(await session({}));
+  });
+
+  it('bad settings are refused when the engine is made', () => {
+    expect(() => native.createEngine(model, { maxBatchSize: 8, blockSize: 4, numBlocks: 64, sessionLen: 256, specDraftTokens: 99 })).toThrow(
+      expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }),
+    );
+  });
+});
+
 describe('logit bias and min new tokens', () => {
   it('a +100 bias makes a token the greedy pick; a -100 bias on the greedy tokens changes them; log-probs stay the model\'s', async () => {
     const p = Int32Array.from(prompt(new Rng(31), 6));

@@ -62,9 +62,10 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
   for (const auto& sc : out.seqs) {
     const Sequence& s = *sc.seq;
     const int32_t q_start = (int32_t)b.tokens.size();
+    const int64_t known = (int64_t)s.tokens.size();  // positions past it are this step's drafts
     for (int64_t j = 0; j < sc.count; j++) {
       const int64_t pos = sc.start + j;
-      b.tokens.push_back(s.tokens[pos]);
+      b.tokens.push_back(pos < known ? s.tokens[pos] : s.draft[(size_t)(pos - known)]);
       b.positions.push_back((int32_t)pos);
       b.slots.push_back((int32_t)(s.blocks[pos / bs] * bs + pos % bs));
     }
@@ -72,8 +73,9 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     b.seq_info.push_back((int32_t)sc.count);
     b.seq_info.push_back((int32_t)(sc.start + sc.count));
     for (int64_t k = 0; k < b.max_blocks; k++) b.block_tables.push_back(k < (int64_t)s.blocks.size() ? s.blocks[k] : 0);
-    if (sc.sample) {
-      b.logit_rows.push_back(q_start + (int32_t)sc.count - 1);
+    // one sampled row per position from the last known token on (a speculative step samples after each draft too)
+    for (int64_t r = sc.rows(); r > 0; r--) {
+      b.logit_rows.push_back(q_start + (int32_t)(sc.count - r));
       sampling.push_back(&sc);
     }
     // prompt log-probs: position j's logits give token j + 1's; positions in order, each once (a preempted request's
@@ -96,10 +98,39 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
   // request's own RNG, whatever the batch (and whatever the backend).
   std::vector<SamplingRow>& rows = rows_;
   rows.assign((size_t)R, SamplingRow{});
+  // A speculative sequence's rows: row j was computed after j drafts, so as plain decoding it has generated j more
+  // tokens (the drafts: its penalty history) and draws the next j-th uniform of its RNG (from a copy: the scheduler
+  // advances the RNG by the tokens it takes).
+  spec_hist_.clear();
+  std::vector<int64_t> row_j((size_t)R, 0);
+  std::vector<const int32_t*> hist((size_t)R, nullptr);
+  for (int64_t r = 0; r < R;) {
+    const ScheduledSeq& sc = *sampling[r];
+    const int64_t n = sc.rows();
+    if (n > 1) {
+      Rng rng = sc.seq->rng;
+      const std::vector<int32_t>& t = sc.seq->tokens;
+      spec_hist_.emplace_back(t);
+      spec_hist_.back().insert(spec_hist_.back().end(), sc.seq->draft.begin(), sc.seq->draft.end());
+      for (int64_t j = 0; j < n; j++) {
+        row_j[(size_t)(r + j)] = j;
+        rows[(size_t)(r + j)].u = rng.uniform();
+      }
+    }
+    r += n;
+  }
+  for (int64_t r = 0, h = 0; r < R;) {  // the histories' addresses, once spec_hist_ no longer grows
+    const int64_t n = sampling[r]->rows();
+    for (int64_t j = 0; j < n; j++) hist[(size_t)(r + j)] = n > 1 ? spec_hist_[(size_t)h].data() : sampling[r]->seq->tokens.data();
+    h += n > 1;
+    r += n;
+  }
   bool want_logits = false;
   for (int64_t r = 0; r < R; r++) {
     Sequence& s = *sampling[r]->seq;
     SamplingRow& p = rows[r];
+    const int64_t j = row_j[(size_t)r];
+    const bool spec = sampling[r]->rows() > 1;
     p.temperature = s.req.sampling.temperature;
     p.top_k = s.req.sampling.top_k;
     p.top_p = s.req.sampling.top_p;
@@ -108,9 +139,9 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     p.presence_penalty = s.req.sampling.presence_penalty;
     p.frequency_penalty = s.req.sampling.frequency_penalty;
     p.penalty_from = s.prompt_len;  // presence/frequency count this request's generated tokens only
-    p.u = s.rng.uniform();
-    p.history = s.tokens.data();
-    p.history_len = (int64_t)s.tokens.size();
+    if (!spec) p.u = s.rng.uniform();
+    p.history = hist[(size_t)r];
+    p.history_len = (int64_t)s.tokens.size() + j;
     // guided: the backend's sampler draws among the allowed tokens (masked where the logits are, on the device for cuda)
     p.allowed = s.req.guided ? s.req.allowed_tokens.data() : nullptr;
     want_logits = want_logits || s.req.logprobs >= 0;
@@ -124,7 +155,7 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
     const Sequence& s = *sampling[r]->seq;
     const size_t from = bias_ids_.size();
     for (const auto& [t, v] : s.req.logit_bias) bias_ids_.push_back(t), bias_vals_.push_back(v);
-    if (s.generated < s.req.min_new_tokens)
+    if (s.generated + row_j[(size_t)r] < s.req.min_new_tokens)
       for (int32_t t : s.req.stop_ids) {
         if (t < 0 || t >= V) continue;
         const auto at = std::find(bias_ids_.begin() + (std::ptrdiff_t)from, bias_ids_.end(), t);

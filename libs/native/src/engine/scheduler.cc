@@ -17,6 +17,12 @@ Scheduler::Scheduler(BlockAllocator& blocks, SchedulerOptions opts) : blocks_(bl
   if (opts_.max_batch_size <= 0) fail(ErrorCode::InvalidArgument, "maxBatchSize must be > 0");
   if (opts_.session_len <= 0) fail(ErrorCode::InvalidArgument, "sessionLen must be > 0");
   if (opts_.max_prefill_tokens <= 0) fail(ErrorCode::InvalidArgument, "maxPrefillTokens must be > 0");
+  if (opts_.spec_draft_tokens < 0 || opts_.spec_draft_tokens > kMaxDraftTokens)
+    fail(ErrorCode::InvalidArgument, "speculative numDraftTokens must be in [0, " + std::to_string(kMaxDraftTokens) + "], got " +
+                                         std::to_string(opts_.spec_draft_tokens));
+  if (opts_.spec_draft_tokens > 0 && !(opts_.spec_ngram_min >= 1 && opts_.spec_ngram_min <= opts_.spec_ngram_max && opts_.spec_ngram_max <= 64))
+    fail(ErrorCode::InvalidArgument, "speculative promptLookupMin / promptLookupMax must satisfy 1 <= min <= max <= 64, got " +
+                                         std::to_string(opts_.spec_ngram_min) + " / " + std::to_string(opts_.spec_ngram_max));
   blocks_.set_prefix_caching(opts_.enable_prefix_caching);
 }
 
@@ -81,6 +87,8 @@ void Scheduler::finish(std::unique_ptr<Sequence> s, const std::string& reason, s
   e.prompt_tokens = (int64_t)s->req.input_ids.size();
   e.completion_tokens = s->generated;
   e.cached_tokens = s->cached_tokens;
+  e.draft_tokens = s->draft_total;
+  e.accepted_tokens = s->accepted_total;
   e.queued_ms = s->admitted_once ? ms_between(s->submitted, s->admitted) : ms_between(s->submitted, now);
   e.first_token_ms = s->generated > 0 ? ms_between(s->submitted, s->first_token) : 0;
   e.total_ms = ms_between(s->submitted, now);
@@ -194,6 +202,45 @@ bool Scheduler::grow(Sequence& s, int64_t tokens, size_t self_index, bool allow_
   }
 }
 
+std::vector<int32_t> Scheduler::propose_ngram(const std::vector<int32_t>& tokens, int64_t k, int64_t nmin, int64_t nmax) {
+  const int64_t L = (int64_t)tokens.size();
+  if (k <= 0 || nmin < 1 || nmax < nmin || L < nmin + 1) return {};
+  // One backward pass over the earlier positions i that could end an occurrence of the suffix (tokens[i] == the last
+  // token, i < L - 1): the match length m there (up to nmax), and the continuation tokens[i + 1 ..]. Best: the longest
+  // match, then a full continuation of k tokens, then the latest; a full-length match with a full continuation stops it.
+  const int32_t last = tokens[(size_t)(L - 1)];
+  int64_t best_i = -1, best_m = 0, best_c = 0;
+  for (int64_t i = L - 2; i >= nmin - 1; i--) {
+    if (tokens[(size_t)i] != last) continue;
+    int64_t m = 1;
+    while (m < nmax && i - m >= 0 && tokens[(size_t)(i - m)] == tokens[(size_t)(L - 1 - m)]) m++;
+    if (m < nmin) continue;
+    const int64_t c = std::min(k, L - 1 - i);
+    if (m > best_m || (m == best_m && c > best_c)) best_i = i, best_m = m, best_c = c;
+    if (best_m == nmax && best_c == k) break;
+  }
+  if (best_i < 0) return {};
+  return std::vector<int32_t>(tokens.begin() + best_i + 1, tokens.begin() + best_i + 1 + best_c);
+}
+
+void Scheduler::propose(Sequence& s, int64_t budget) {
+  s.draft.clear();
+  if (opts_.spec_draft_tokens <= 0 || s.req.guided || s.req.max_new_tokens <= 0 || s.generated < 1) return;
+  const int64_t len = (int64_t)s.tokens.size();
+  if (s.num_computed != len - 1) return;  // not a decode step (a prefill chunk, or a session's new input)
+  // 1 + k tokens may come out of the step: no more than the request may still generate, the session holds, or the
+  // step's token budget allows
+  const int64_t k = std::min({opts_.spec_draft_tokens, s.req.max_new_tokens - s.generated - 1, opts_.session_len - len - 1, budget - 1});
+  if (k <= 0) return;
+  s.draft = propose_ngram(s.tokens, k, opts_.spec_ngram_min, opts_.spec_ngram_max);
+  if (s.draft.empty()) return;
+  // drafts never preempt or evict: they take free blocks, else what the table already holds
+  if (!blocks_.grow(s.blocks, s.num_computed + 1 + (int64_t)s.draft.size())) {
+    const int64_t room = (int64_t)s.blocks.size() * blocks_.block_size() - s.num_computed - 1;
+    s.draft.resize((size_t)std::max<int64_t>(0, std::min<int64_t>(room, (int64_t)s.draft.size())));
+  }
+}
+
 SchedulerOutput Scheduler::schedule(std::vector<Event>& events, Clock::time_point now) {
   SchedulerOutput out;
   int64_t budget = opts_.max_prefill_tokens;
@@ -211,7 +258,9 @@ SchedulerOutput Scheduler::schedule(std::vector<Event>& events, Clock::time_poin
       preempt(i);
       continue;
     }
-    out.seqs.push_back({&s, s.num_computed, n, s.num_computed + n == (int64_t)s.tokens.size() && s.req.max_new_tokens > 0});
+    propose(s, budget);
+    n += (int64_t)s.draft.size();
+    out.seqs.push_back({&s, s.num_computed, n, s.num_computed + n - (int64_t)s.draft.size() == (int64_t)s.tokens.size() && s.req.max_new_tokens > 0});
     budget -= n;
     out.num_tokens += n;
     i++;
@@ -288,34 +337,59 @@ void Scheduler::update(const SchedulerOutput& out, const std::vector<int32_t>& s
   std::vector<std::pair<Sequence*, std::string>> done;
   for (const auto& sc : out.seqs) {
     Sequence& s = *sc.seq;
-    s.num_computed = sc.start + sc.count;
-    if (caches_prefix(s)) blocks_.commit(s.blocks, s.tokens.data(), s.num_computed / blocks_.block_size(), s.chain);
-    if (!sc.sample) {
-      if (s.req.max_new_tokens == 0 && s.num_computed == (int64_t)s.tokens.size()) done.push_back({&s, "length"});
-      continue;
-    }
-    int32_t tok = sampled[si];
-    const LogprobInfo* lp = logprobs && si < logprobs->size() ? &(*logprobs)[si] : nullptr;
-    si++;
-    s.tokens.push_back(tok);
-    s.generated++;
-    s.awaiting_mask = s.req.guided;
-    if (s.generated == 1) s.first_token = now;
-    bool stop = std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end();
-    if (!stop) {
-      Event e;
-      e.kind = Event::Tokens;
-      e.id = s.req.id;
+    const int64_t rows = sc.rows(), drafts = (int64_t)s.draft.size();
+    // Each row's token in order. A plain decode step has one row; a speculative one goes on while the token just
+    // sampled equals the draft the next row was computed from (that row's input), so the tokens are plain decoding's.
+    int64_t accepted = 0;
+    const char* reason = nullptr;
+    Event e;
+    e.kind = Event::Tokens;
+    e.id = s.req.id;
+    for (int64_t j = 0; j < rows; j++) {
+      const int32_t tok = sampled[si + (size_t)j];
+      const LogprobInfo* lp = logprobs && si + (size_t)j < logprobs->size() ? &(*logprobs)[si + (size_t)j] : nullptr;
+      s.tokens.push_back(tok);
+      s.generated++;
+      if (s.generated == 1) s.first_token = now;
+      if (std::find(s.req.stop_ids.begin(), s.req.stop_ids.end(), tok) != s.req.stop_ids.end()) {
+        reason = "stop";
+        break;
+      }
       e.tokens.push_back(tok);
       if (lp && s.req.logprobs >= 0) {
         e.has_logprobs = true;
         e.logprobs.push_back(*lp);
       }
+      if (s.generated >= s.req.max_new_tokens || (int64_t)s.tokens.size() >= opts_.session_len) {
+        reason = "length";
+        break;
+      }
+      if (j == drafts || tok != s.draft[(size_t)j]) break;
+      accepted++;
+    }
+    si += (size_t)rows;
+    // K/V are valid through the last row whose input was accepted; a rejected draft's rows are recomputed later
+    s.num_computed = sc.start + sc.count - (drafts - accepted);
+    if (drafts) {
+      s.draft_total += drafts;
+      s.accepted_total += accepted;
+      spec_drafted_ += drafts;
+      spec_accepted_ += accepted;
+      s.draft.clear();
+      // the executor drew this step's uniforms from a copy of the RNG: advance it by the tokens taken, as plain decoding
+      for (int64_t j = 0; j <= accepted; j++) s.rng.uniform();
+    }
+    if (caches_prefix(s)) blocks_.commit(s.blocks, s.tokens.data(), s.num_computed / blocks_.block_size(), s.chain);
+    if (!sc.sample) {
+      if (s.req.max_new_tokens == 0 && s.num_computed == (int64_t)s.tokens.size()) done.push_back({&s, "length"});
+      continue;
+    }
+    s.awaiting_mask = s.req.guided;
+    if (!e.tokens.empty() || !reason) {
       attach_prompt_logprobs(s, e);
       events.push_back(std::move(e));
     }
-    if (stop) done.push_back({&s, "stop"});
-    else if (s.generated >= s.req.max_new_tokens || (int64_t)s.tokens.size() >= opts_.session_len) done.push_back({&s, "length"});
+    if (reason) done.push_back({&s, reason});
   }
   for (auto& [ptr, reason] : done) {
     auto it = std::find_if(running_.begin(), running_.end(), [&](const auto& p) { return p.get() == ptr; });

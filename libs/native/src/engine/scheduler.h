@@ -14,6 +14,13 @@
 //   blocks matching its prompt (always computing at least its last prompt token, for the logits); the full blocks it
 //   computes are registered for later requests as they fill. Cached blocks no one holds are evicted, least recently
 //   used first, only when a grow finds no free block.
+// - Speculative decoding, n-gram drafts (prompt lookup; spec_draft_tokens > 0): a decoding sequence whose last n tokens
+//   (n from spec_ngram_max down to spec_ngram_min) occurred earlier in its tokens is scheduled with its last token plus
+//   up to spec_draft_tokens draft tokens, the ones that followed the latest earlier occurrence. Every position is
+//   sampled as a normal decode step would sample it (its own uniform, in order, from the request's RNG), and the
+//   drafts are accepted while each equals the token sampled before it: so the tokens are the ones plain decoding
+//   would give (for a one-hot draft this is exactly speculative sampling's accept / resample rule), 1 + accepted per
+//   step. Rejected positions' K/V are simply overwritten later. Guided requests do not speculate.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -39,6 +46,9 @@ struct LogprobInfo {
 // Prompt log-probs (RequestSpec::prompt_logprobs) come from the logits of every prompt position: prefill chunks of such
 // requests are at most this many tokens (their logits rows go to the host each step).
 constexpr int64_t kPromptLogprobChunk = 256;
+
+// Speculative decoding: at most this many draft tokens per sequence and step.
+constexpr int64_t kMaxDraftTokens = 15;
 
 struct SamplingConfig {
   float temperature = 0.f;
@@ -87,6 +97,8 @@ struct Sequence {
   bool awaiting_mask = false;    // guided: a token was sampled and the next one's allowed set has not come yet
   std::vector<LogprobInfo> prompt_lps;  // prompt_logprobs: entry k is token k + 1's (filled as prefill chunks run)
   bool prompt_lps_sent = false;
+  std::vector<int32_t> draft;    // speculative: this step's draft tokens (after tokens), cleared by update()
+  int64_t draft_total = 0, accepted_total = 0;
   bool attached = false;  // session history merged in
   bool admitted_once = false;
   Clock::time_point submitted, admitted, first_token;
@@ -95,8 +107,9 @@ struct Sequence {
 struct ScheduledSeq {
   Sequence* seq;
   int64_t start;  // first token index computed this step (== num_computed)
-  int64_t count;  // tokens computed this step
-  bool sample;    // a token is sampled after this step
+  int64_t count;  // tokens computed this step (speculative: 1 + seq->draft.size(), the drafts after seq->tokens)
+  bool sample;    // a token is sampled after this step (speculative: one per computed position)
+  int64_t rows() const { return sample ? 1 + (int64_t)seq->draft.size() : 0; }
 };
 
 struct SchedulerOutput {
@@ -116,6 +129,7 @@ struct Event {
   std::string finish_reason;
   int64_t prompt_tokens = 0, completion_tokens = 0;
   int64_t cached_tokens = 0;  // of prompt_tokens, how many came from the prefix cache
+  int64_t draft_tokens = 0, accepted_tokens = 0;  // speculative decoding: drafts verified / accepted (Done events)
   double queued_ms = 0, first_token_ms = 0, total_ms = 0;
   std::string code, message;
 };
@@ -127,6 +141,11 @@ struct SchedulerOptions {
   // Requests without a session reuse the K/V of cached prompt prefixes (BlockAllocator::match); sessions keep their
   // own history as before.
   bool enable_prefix_caching = false;
+  // Speculative decoding with n-gram drafts (vLLM's method "ngram"): at most this many draft tokens per step (0: off),
+  // from a match of the sequence's last spec_ngram_max .. spec_ngram_min tokens.
+  int64_t spec_draft_tokens = 0;
+  int64_t spec_ngram_max = 4;
+  int64_t spec_ngram_min = 1;
 };
 
 class Scheduler {
@@ -150,6 +169,12 @@ class Scheduler {
   // Guided requests waiting for their next allowed-token set (they are not scheduled until it comes).
   int64_t awaiting_masks() const;
   const BlockAllocator& blocks() const { return blocks_; }
+  // Speculative decoding so far: draft tokens verified, and of those accepted.
+  int64_t spec_draft_tokens() const { return spec_drafted_; }
+  int64_t spec_accepted_tokens() const { return spec_accepted_; }
+  // The n-gram proposal for `tokens` (exposed for tests): up to `k` tokens that followed the latest earlier occurrence
+  // of the last n tokens, for the largest n in [nmin, nmax] that has one; empty when none matches.
+  static std::vector<int32_t> propose_ngram(const std::vector<int32_t>& tokens, int64_t k, int64_t nmin, int64_t nmax);
 
  private:
   struct Session {
@@ -185,6 +210,8 @@ class Scheduler {
   std::vector<std::unique_ptr<Sequence>> running_;
   std::map<int64_t, Session> sessions_;
   uint64_t tick_ = 0;
+  int64_t spec_drafted_ = 0, spec_accepted_ = 0;
+  void propose(Sequence& s, int64_t budget);  // sets s.draft (speculative decoding), within the step's budget
 };
 
 }  // namespace lmfleet

@@ -240,3 +240,88 @@ describe('scheduler', () => {
     });
   });
 });
+
+describe('scheduler: speculative decoding (n-gram drafts)', () => {
+  interface SpecSeq extends Scheduled { draft: number[] }
+  interface SpecEv extends Ev { draftTokens?: number; acceptedTokens?: number }
+  type SpecHarness = Omit<Harness, 'schedule' | 'update' | 'stats'> & {
+    schedule(): { seqs: SpecSeq[]; numTokens: number; events: SpecEv[] };
+    update(sampled: number[]): SpecEv[];
+    stats(): { running: number; specDraftTokens: number; specAcceptedTokens: number };
+  };
+  const spec = (o: object = {}) => addon.createSchedulerHarness({ numBlocks: 64, blockSize: 4, specDraftTokens: 3, ...o }) as unknown as SpecHarness;
+  /** Prefills [5 6 7 8 9 5 6] and samples 7: the last three tokens "5 6 7" occurred at 0, followed by 8 9 5. */
+  const prefilled = (h: SpecHarness, req: object = {}) => {
+    h.add({ id: 1, inputIds: [5, 6, 7, 8, 9, 5, 6], maxNewTokens: 10, ...req });
+    const out = h.schedule();
+    expect(out.seqs).toEqual([expect.objectContaining({ start: 0, count: 7, sample: true, draft: [] })]); // no drafts in a prefill
+    expect(h.update([7])).toEqual([expect.objectContaining({ type: 'tokens', tokens: [7] })]);
+  };
+
+  it('drafts what followed the earlier occurrence of the last tokens; tokens come out while each equals the draft before it', () => {
+    const h = spec();
+    prefilled(h);
+    let out = h.schedule();
+    expect(out.seqs).toEqual([expect.objectContaining({ start: 7, count: 4, sample: true, draft: [8, 9, 5] })]);
+    expect(out.numTokens).toBe(4);
+    // the sampled rows agree with 8 and 9 and then say 1, not 5: 8 9 1 come out; the rows after 7, 8, 9 are kept
+    expect(h.update([8, 9, 1, 42])).toEqual([expect.objectContaining({ type: 'tokens', id: 1, tokens: [8, 9, 1] })]);
+    out = h.schedule();
+    expect(out.seqs[0]).toMatchObject({ start: 10 }); // 7 + the last token + 2 accepted drafts
+    expect(h.stats()).toMatchObject({ specDraftTokens: 3, specAcceptedTokens: 2 });
+  });
+
+  it('every draft accepted: 1 + drafts tokens in one step; a rejected first draft still gives one token', () => {
+    const h = spec();
+    prefilled(h);
+    h.schedule();
+    expect(h.update([8, 9, 5, 6])).toEqual([expect.objectContaining({ tokens: [8, 9, 5, 6] })]);
+    let out = h.schedule(); // 5 6 7 8 9 5 6 7 8 9 5 6: "9 5 6" last seen at 3..5 (and "5 6" everywhere) -> 7 8 9
+    expect(out.seqs[0]).toMatchObject({ start: 11, count: 4, draft: [7, 8, 9] });
+    expect(h.update([3, 0, 0, 0])).toEqual([expect.objectContaining({ tokens: [3] })]);
+    out = h.schedule();
+    expect(out.seqs[0]).toMatchObject({ start: 12 });
+    expect(h.stats()).toMatchObject({ specDraftTokens: 6, specAcceptedTokens: 3 });
+  });
+
+  it('a stop id among the accepted tokens ends the request there; maxNewTokens caps the drafts; done reports them', () => {
+    let h = spec();
+    prefilled(h, { stopIds: [9] });
+    h.schedule();
+    const ev = h.update([8, 9, 5, 6]);
+    expect(ev).toEqual([
+      expect.objectContaining({ type: 'tokens', tokens: [8] }),
+      expect.objectContaining({ type: 'done', finishReason: 'stop', completionTokens: 3, draftTokens: 3, acceptedTokens: 1 }),
+    ]);
+    expect(h.stats().running).toBe(0);
+
+    h = spec();
+    prefilled(h, { maxNewTokens: 3 }); // 1 generated: at most 2 more, so 1 draft
+    expect(h.schedule().seqs[0]).toMatchObject({ count: 2, draft: [8] });
+    expect(h.update([8, 9])).toEqual([
+      expect.objectContaining({ type: 'tokens', tokens: [8, 9] }),
+      expect.objectContaining({ type: 'done', finishReason: 'length', completionTokens: 3 }),
+    ]);
+  });
+
+  it('no earlier occurrence: a plain decode step; the longest n-gram wins over a later shorter one', () => {
+    const h = spec();
+    h.add({ id: 1, inputIds: [1, 2, 3], maxNewTokens: 4 });
+    h.schedule();
+    h.update([4]);
+    expect(h.schedule().seqs[0]).toMatchObject({ count: 1, draft: [] });
+    h.update([5]);
+
+    const g = spec({ specDraftTokens: 2, specNgramMax: 3 });
+    // "... 1 2 3 20 21 ... 3 30 31 ... 2 3": the 3-gram "1 2 3" at 0 beats the more recent "3" alone and "2 3"
+    g.add({ id: 2, inputIds: [1, 2, 3, 20, 21, 9, 3, 30, 31, 8, 1, 2], maxNewTokens: 4 });
+    g.schedule();
+    g.update([3]);
+    expect(g.schedule().seqs[0]).toMatchObject({ draft: [20, 21] });
+  });
+
+  it('bad settings are refused', () => {
+    expect(() => spec({ specDraftTokens: 16 })).toThrow(/numDraftTokens must be in \[0, 15\]/);
+    expect(() => spec({ specNgramMin: 3, specNgramMax: 2 })).toThrow(/promptLookupMin/);
+  });
+});
