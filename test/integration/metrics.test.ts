@@ -1,7 +1,7 @@
 // GET /metrics on the real API with a worker-infer in the same process (real Postgres, Redis and the CPU engine
 // on a tiny random model): HTTP requests by route template and status, tokens in/out equal to the responses'
 // usage, time to first token and inter-token latency histograms, queue depth / in-flight per deployment, and the
-// batch and KV-cache gauges that the worker reports in its heartbeat.
+// batch and KV-cache gauges that the worker reports in its heartbeat; speculative decoding's draft counters.
 import type { INestApplication, INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import * as path from 'node:path';
@@ -143,6 +143,43 @@ describe('/metrics (API + worker-infer in process, CPU engine, tiny model)', () 
     expect(kv).toBeGreaterThanOrEqual(0);
     expect(kv).toBeLessThanOrEqual(1);
     expect(m.has('lmfleet_api_process_resident_memory_bytes')).toBe(true);
+  });
+
+  it('speculative decoding: drafts and accepted drafts per deployment equal the requests\' rows; the worker reports its engine\'s totals; same text as plain decoding', async () => {
+    const versionId = (await http('GET', `/deployments/${model}`)).body.versionId;
+    const spec = 'tiny-metrics-spec';
+    expect((await http('POST', '/deployments', { name: spec, versionId, maxBatchSize: 4, sessionLen: 128, speculative: { method: 'ngram', numDraftTokens: 4 } })).status).toBe(201);
+    await waitFor(async () => ((await http('GET', `/deployments/${spec}`)).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'), 'speculative deployment ready', 60_000, 200);
+    const before = await scrape();
+    // A prompt that repeats itself: the n-gram lookup finds drafts. Two choices (n = 2) draft on their own.
+    const body = { prompt: 'a b c d a b c d a b c d a b c d', max_tokens: 24, temperature: 0, ignore_eos: true, n: 2 };
+    const [s, p] = await Promise.all([http('POST', '/v1/completions', { ...body, model: spec }), http('POST', '/v1/completions', { ...body, model })]);
+    expect([s.status, p.status]).toEqual([200, 200]);
+    expect(s.body.choices.map((c: { text: string }) => c.text)).toEqual(p.body.choices.map((c: { text: string }) => c.text));
+    const rows = await waitFor(async () => {
+      const r = (await http('GET', `/deployments/${spec}/requests?limit=10`)).body as Array<{ draftTokens: number | null; acceptedDraftTokens: number | null }>;
+      return r.length === 1 ? r : undefined;
+    }, 'the speculative request\'s row');
+    const [row] = rows;
+    expect(row.draftTokens).toBeGreaterThan(0);
+    expect(row.acceptedDraftTokens).toBeGreaterThan(0);
+    expect(row.acceptedDraftTokens!).toBeLessThanOrEqual(row.draftTokens!);
+    const plainRow = await waitFor(async () => ((await http('GET', `/deployments/${model}/requests?limit=1`)).body as Array<{ draftTokens: number | null }>)[0], 'the plain request\'s row');
+    expect(plainRow.draftTokens).toBeNull(); // a deployment that does not speculate records none
+    const after = await scrape();
+    const d = (name: string, labels: Record<string, string>) => sum(after, name, labels) - sum(before, name, labels);
+    expect(d('lmfleet_spec_draft_tokens_total', { deployment: spec })).toBe(row.draftTokens);
+    expect(d('lmfleet_spec_accepted_tokens_total', { deployment: spec })).toBe(row.acceptedDraftTokens);
+    expect(d('lmfleet_spec_draft_tokens_total', { deployment: model })).toBe(0);
+    // The heartbeat's engine stats: the engine's own totals (this deployment served only that request)
+    const engine = await waitFor(async () => {
+      const w = ((await http('GET', `/deployments/${spec}`)).body.workers as Array<{ engine?: { specDraftTokens?: number; specAcceptedTokens?: number } }>)[0];
+      return w?.engine?.specDraftTokens ? w.engine : undefined;
+    }, 'engine stats in the heartbeat');
+    expect(engine).toMatchObject({ specDraftTokens: row.draftTokens, specAcceptedTokens: row.acceptedDraftTokens });
+    const plainWorker = ((await http('GET', `/deployments/${model}`)).body.workers as Array<{ engine?: object }>)[0];
+    expect(plainWorker.engine).not.toHaveProperty('specDraftTokens');
+    expect((await http('DELETE', `/deployments/${spec}`)).status).toBe(200);
   });
 
   it('counts a 429 as rejected', async () => {

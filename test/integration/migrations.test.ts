@@ -1,7 +1,7 @@
 import { createDataSource, runMigrations } from '@lmfleet/platform';
 import { createTestEnv, type TestEnv } from './support/test-env';
 
-const ALL = ['Initial1764072000000', 'Serving1764090000000', 'TensorParallel1764110000000', 'PrefixCaching1764160000000', 'ReasoningParser1764260000000'];
+const ALL = ['Initial1764072000000', 'Serving1764090000000', 'TensorParallel1764110000000', 'PrefixCaching1764160000000', 'ReasoningParser1764260000000', 'Speculative1764280000000'];
 
 describe('migrations (real Postgres)', () => {
   let env: TestEnv;

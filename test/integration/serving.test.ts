@@ -46,6 +46,17 @@ describe('serving API (real Postgres + Redis)', () => {
     expect([t.status, t.body.tp]).toEqual([201, 2]);
     expect((await http('GET', '/deployments/tiny-tp')).body.tp).toBe(2);
     expect((await http('DELETE', '/deployments/tiny-tp')).status).toBe(200);
+    // Speculative decoding (jsonb): kept as given, shown by GET and the list; off (null) by default
+    expect(r.body.speculative).toBeNull();
+    const speculative = { method: 'ngram', numDraftTokens: 6, promptLookupMax: 3, promptLookupMin: 2 };
+    const s = await http('POST', '/deployments', { name: 'tiny-spec', versionId, speculative });
+    expect([s.status, s.body.speculative]).toEqual([201, speculative]);
+    expect((await http('GET', '/deployments/tiny-spec')).body.speculative).toEqual(speculative);
+    expect((await http('GET', '/deployments')).body.find((d: { name: string }) => d.name === 'tiny-spec').speculative).toEqual(speculative);
+    expect((await http('DELETE', '/deployments/tiny-spec')).status).toBe(200);
+    const n = await http('POST', '/deployments', { name: 'tiny-spec-null', versionId, speculative: null });
+    expect([n.status, n.body.speculative]).toEqual([201, null]);
+    expect((await http('DELETE', '/deployments/tiny-spec-null')).status).toBe(200);
   });
 
   it('refuses bad deployments: field errors, unknown version, duplicate name, maxPending below the batch', async () => {
@@ -59,6 +70,11 @@ describe('serving API (real Postgres + Redis)', () => {
       [{ name: 'x', versionId, maxBatchSize: 4, maxPending: 2 }, 400, /maxPending 2 must be at least maxBatchSize 4/],
       [{ name: 'x', versionId: '00000000-0000-4000-8000-000000000000' }, 404, /version .* not found/],
       [{ name: 'x', versionId, extra: 1 }, 400, /extra/],
+      [{ name: 'x', versionId, speculative: { method: 'eagle', numDraftTokens: 4 } }, 400, /^speculative: speculative\.method must be "ngram"/],
+      [{ name: 'x', versionId, speculative: { method: 'ngram', numDraftTokens: 16 } }, 400, /^speculative: speculative\.numDraftTokens must be an integer in \[1, 15\]/],
+      [{ name: 'x', versionId, speculative: { method: 'ngram', numDraftTokens: 4, promptLookupMax: 2, promptLookupMin: 3 } }, 400, /speculative\.promptLookupMin must be an integer in \[1, 2\]/],
+      [{ name: 'x', versionId, speculative: { method: 'ngram', numDraftTokens: 4, draftModel: 'x' } }, 400, /speculative: unknown field "draftModel"/],
+      [{ name: 'x', versionId, speculative: 4 }, 400, /speculative must be an object/],
     ];
     for (const [body, status, msg] of cases) {
       const r = await http('POST', '/deployments', body);

@@ -1,6 +1,21 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsBoolean, IsIn, IsInt, IsNumber, IsOptional, IsString, IsUUID, Matches, Max, Min } from 'class-validator';
-import { KV_POLICIES, type KvPolicy } from '@lmfleet/platform';
+import {
+  IsBoolean, IsIn, IsInt, IsNumber, IsOptional, IsString, IsUUID, Matches, Max, Min, Validate, ValidatorConstraint,
+  type ValidationArguments, type ValidatorConstraintInterface,
+} from 'class-validator';
+import { KV_POLICIES, speculativeProblem, type KvPolicy, type ServingSpeculative } from '@lmfleet/platform';
+
+/** `speculative`: the engine's own rules (speculativeProblem), its sentence as the field's error. */
+@ValidatorConstraint({ name: 'isSpeculativeConfig' })
+export class IsSpeculativeConfig implements ValidatorConstraintInterface {
+  validate(value: unknown): boolean {
+    return speculativeProblem(value) === undefined;
+  }
+
+  defaultMessage(args: ValidationArguments): string {
+    return speculativeProblem(args.value) ?? 'speculative is invalid';
+  }
+}
 
 export class CreateDeploymentDto {
   @ApiProperty({ description: 'The OpenAI `model` id clients use; [A-Za-z0-9_-]{1,64}', example: 'qwen2-awq' })
@@ -74,4 +89,22 @@ export class CreateDeploymentDto {
   @IsOptional()
   @IsString()
   reasoningParser?: string;
+
+  @ApiPropertyOptional({
+    description:
+      "Speculative decoding with n-gram drafts (prompt lookup; LMDeploy's --speculative-algorithm / --speculative-num-draft-tokens, vLLM's speculative_config method ngram): a decoding request whose last promptLookupMax..promptLookupMin tokens occurred earlier in its prompt or output verifies up to numDraftTokens of what followed there in one step. Outputs are what plain decoding gives; faster where replies repeat their input (code edits, extraction, RAG). Default null: off",
+    type: 'object',
+    nullable: true,
+    properties: {
+      method: { type: 'string', enum: ['ngram'] },
+      numDraftTokens: { type: 'integer', minimum: 1, maximum: 15 },
+      promptLookupMax: { type: 'integer', minimum: 1, maximum: 64, default: 4 },
+      promptLookupMin: { type: 'integer', minimum: 1, default: 1 },
+    },
+    required: ['method', 'numDraftTokens'],
+    example: { method: 'ngram', numDraftTokens: 4 },
+  })
+  @IsOptional()
+  @Validate(IsSpeculativeConfig)
+  speculative?: ServingSpeculative | null;
 }

@@ -42,6 +42,35 @@ describe('API DTOs', () => {
     expect(await fields({ versionId: '3f2b7c1e-8a9d-4e5f-9b0a-1c2d3e4f5a6b' }, body(QuantizePipelineDto))).toEqual(['calibrate', 'eval']);
   });
 
+  it('CreateDeploymentDto: speculative by the engine\'s rules, a bad one named with the engine\'s reason', async () => {
+    const uuid = '3f2b7c1e-8a9d-4e5f-9b0a-1c2d3e4f5a6b';
+    const ok = async (speculative: unknown) => (await pipe.transform({ name: 'd', versionId: uuid, speculative }, body(CreateDeploymentDto))) as CreateDeploymentDto;
+    expect((await ok({ method: 'ngram', numDraftTokens: 4 })).speculative).toEqual({ method: 'ngram', numDraftTokens: 4 });
+    expect((await ok({ method: 'ngram', numDraftTokens: 15, promptLookupMax: 64, promptLookupMin: 64 })).speculative).toMatchObject({ numDraftTokens: 15 });
+    expect((await ok(null)).speculative).toBeNull(); // off
+    const refused = async (speculative: unknown): Promise<string> => {
+      try {
+        await pipe.transform({ name: 'd', versionId: uuid, speculative }, body(CreateDeploymentDto));
+      } catch (e) {
+        const details = (e as InvalidInputError).details as Array<{ field: string; errors: string[] }>;
+        expect(details.map((d) => d.field)).toEqual(['speculative']);
+        return details[0].errors.join('; ');
+      }
+      throw new Error(`expected ${JSON.stringify(speculative)} to be refused`);
+    };
+    expect(await refused({ method: 'eagle3', numDraftTokens: 4 })).toMatch(/speculative\.method must be "ngram" \(draft-model methods are not supported\); got "eagle3"/);
+    expect(await refused({ method: 'ngram' })).toMatch(/speculative\.numDraftTokens must be an integer in \[1, 15\]; got undefined/);
+    expect(await refused({ method: 'ngram', numDraftTokens: 0 })).toMatch(/numDraftTokens must be an integer in \[1, 15\]; got 0/);
+    expect(await refused({ method: 'ngram', numDraftTokens: 16 })).toMatch(/numDraftTokens .*got 16/);
+    expect(await refused({ method: 'ngram', numDraftTokens: 2.5 })).toMatch(/numDraftTokens .*got 2.5/);
+    expect(await refused({ method: 'ngram', numDraftTokens: '4' })).toMatch(/numDraftTokens .*got "4"/);
+    expect(await refused({ method: 'ngram', numDraftTokens: 4, promptLookupMax: 65 })).toMatch(/promptLookupMax must be an integer in \[1, 64\]/);
+    expect(await refused({ method: 'ngram', numDraftTokens: 4, promptLookupMax: 2, promptLookupMin: 3 })).toMatch(/promptLookupMin must be an integer in \[1, 2\]; got 3/);
+    expect(await refused({ method: 'ngram', numDraftTokens: 4, model: 'draft' })).toMatch(/unknown field "model"/);
+    expect(await refused('ngram')).toMatch(/speculative must be an object/);
+    expect(await refused([])).toMatch(/speculative\.method must be "ngram"/);
+  });
+
   it('query strings become numbers with defaults; bad filters are named', async () => {
     const q = (await pipe.transform({ limit: '10' }, query(ListJobsQuery))) as ListJobsQuery;
     expect(q).toMatchObject({ limit: 10, offset: 0 });
@@ -68,7 +97,7 @@ describe('API DTOs', () => {
       [TokenizeDto, { model: 'm', prompt: 'hi', add_special_tokens: false }],
       [DetokenizeDto, { model: 'm', tokens: [1, 2, 3] }],
       [EncodeDto, { input: ['a', 'b'], do_preprocess: false, add_bos: true }],
-      [CreateDeploymentDto, { name: 'd-1', versionId: uuid, kvPolicy: 'int8', maxBatchSize: 4 }],
+      [CreateDeploymentDto, { name: 'd-1', versionId: uuid, kvPolicy: 'int8', maxBatchSize: 4, speculative: { method: 'ngram', numDraftTokens: 3 } }],
       [RegisterModelDto, { path: '/m/x' }],
       [CreateJobDto, { type: 'eval', params: {} }],
     ];

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config';
 import type { DeploymentEntity, KvPolicy } from '../db/entities/deployment.entity';
 import type { LoadedDeployment } from '../db/entities/worker.entity';
+import { speculativeProblem, type ServingSpeculative } from '../engine/engine.adapter';
 import { ConflictError, InvalidInputError, NotFoundError, isUuid } from '../errors';
 import { JobQueue } from '../queue/job-queue';
 import { inferQueueName } from '../queue/jobs';
@@ -34,6 +35,8 @@ export interface CreateDeployment {
   enablePrefixCaching?: boolean;
   /** vLLM's / LMDeploy's --reasoning-parser (their names: qwen3, deepseek_r1, deepseek-r1, qwen-qwq); default none. */
   reasoningParser?: string | null;
+  /** Speculative decoding with n-gram drafts ({method: 'ngram', numDraftTokens, promptLookupMax?, promptLookupMin?}); null / absent: off. */
+  speculative?: ServingSpeculative | null;
 }
 
 export interface DeploymentView extends DeploymentEntity {
@@ -81,6 +84,8 @@ export class DeploymentService {
     } catch (e) {
       throw new InvalidInputError((e as Error).message, [{ field: 'reasoningParser', errors: [`must be one of ${REASONING_PARSER_NAMES.join(', ')}`] }]);
     }
+    const specProblem = input.speculative == null ? undefined : speculativeProblem(input.speculative);
+    if (specProblem) throw new InvalidInputError(specProblem, [{ field: 'speculative', errors: [specProblem] }]);
     const dep = await this.deployments.create({
       name: input.name,
       versionId: input.versionId,
@@ -92,6 +97,7 @@ export class DeploymentService {
       tp: input.tp ?? 1,
       enablePrefixCaching: input.enablePrefixCaching ?? false,
       reasoningParser: reasoningParser ?? null,
+      speculative: input.speculative ? { ...input.speculative } : null,
     });
     this.cache.delete(dep.name);
     this.rows = undefined;

@@ -70,6 +70,36 @@ export interface ServingLoadOptions extends EngineLoadOptions {
   threads?: number;
   /** LMDeploy's --enable-prefix-caching. */
   enablePrefixCaching?: boolean;
+  /** Speculative decoding (n-gram drafts); absent: off. */
+  speculative?: ServingSpeculative;
+}
+
+/**
+ * A deployment's speculative decoding (the engine's SpeculativeConfig): {method: 'ngram', numDraftTokens 1-15,
+ * promptLookupMax 1-64 (default 4), promptLookupMin 1..max (default 1)}. The output is plain decoding's; only speed changes.
+ */
+export type ServingSpeculative = Engine.SpeculativeConfig;
+
+const SPECULATIVE_FIELDS: readonly string[] = ['method', 'numDraftTokens', 'promptLookupMax', 'promptLookupMin'];
+
+/**
+ * Why `sp` is not a speculative setting the engine takes (a readable sentence), or undefined when it is. The rules are
+ * the engine's own (speculativeOptions), so the API refuses exactly what a worker's engine would; besides them, a field
+ * the engine would ignore is refused, as the DTOs refuse unknown fields. Loads the engine's JavaScript on first use
+ * (no addon: importing the engine loads no binary).
+ */
+export function speculativeProblem(sp: unknown): string | undefined {
+  if (sp !== null && typeof sp === 'object' && !Array.isArray(sp)) {
+    const unknown = Object.keys(sp).filter((k) => !SPECULATIVE_FIELDS.includes(k));
+    if (unknown.length) return `speculative: unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')} (fields: ${SPECULATIVE_FIELDS.join(', ')})`;
+  }
+  try {
+    loadEngine().speculativeOptions(sp as ServingSpeculative);
+    return undefined;
+  } catch (err) {
+    if (isEngineInputError(err)) return (err as Error).message;
+    throw err;
+  }
 }
 
 export type ServingSampling = Pick<Engine.SamplingParams, 'temperature' | 'topP' | 'topK' | 'minP' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty' | 'seed'>;
@@ -142,7 +172,8 @@ export interface ServingEngine {
   prepareResponseFormat(format: ServingResponseFormat): Promise<void>;
   /** A chat session with a caller-chosen id in [1, 999999]. */
   createChat(sessionId: number): ServingChat;
-  stats(): { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number };
+  /** specDraftTokens / specAcceptedTokens: speculative decoding's drafts verified and accepted since the engine started. */
+  stats(): { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number; specDraftTokens?: number; specAcceptedTokens?: number };
   dispose(): Promise<void>;
 }
 
@@ -239,6 +270,7 @@ export class LmfleetEngineAdapter implements EngineAdapter {
         ...(opts.tp !== undefined && opts.tp !== 1 ? { tp: opts.tp } : {}),
         ...(opts.threads ? { threads: opts.threads } : {}),
         ...(opts.enablePrefixCaching ? { enablePrefixCaching: true } : {}),
+        ...(opts.speculative ? { speculative: opts.speculative } : {}),
       }),
     );
     const tokenTexts = new Map<number, string>();

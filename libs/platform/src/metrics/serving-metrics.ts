@@ -39,6 +39,8 @@ export class ServingMetrics implements OnModuleInit, OnModuleDestroy {
   private readonly promptTokens: Counter<'deployment'>;
   private readonly cachedPromptTokens: Counter<'deployment'>;
   private readonly completionTokens: Counter<'deployment'>;
+  private readonly specDraftTokens: Counter<'deployment'>;
+  private readonly specAcceptedTokens: Counter<'deployment'>;
   private readonly ttft: Histogram<'deployment'>;
   private readonly itl: Histogram<'deployment'>;
   private readonly e2e: Histogram<'deployment'>;
@@ -76,6 +78,18 @@ export class ServingMetrics implements OnModuleInit, OnModuleDestroy {
       registers,
     });
     this.completionTokens = new Counter({ name: 'lmfleet_completion_tokens_total', help: 'Tokens generated for finished generation requests', labelNames: ['deployment'], registers });
+    this.specDraftTokens = new Counter({
+      name: 'lmfleet_spec_draft_tokens_total',
+      help: 'Speculative decoding: draft tokens verified for finished generation requests (deployments with speculative)',
+      labelNames: ['deployment'],
+      registers,
+    });
+    this.specAcceptedTokens = new Counter({
+      name: 'lmfleet_spec_accepted_tokens_total',
+      help: 'Of lmfleet_spec_draft_tokens_total, drafts the model accepted (acceptance rate: this over the drafts)',
+      labelNames: ['deployment'],
+      registers,
+    });
     this.ttft = new Histogram({
       name: 'lmfleet_time_to_first_token_seconds',
       help: 'From the API receiving a generation request to its first token relayed to the client',
@@ -192,6 +206,8 @@ export class ServingMetrics implements OnModuleInit, OnModuleDestroy {
         if (e.promptTokens > 0) this.promptTokens.inc(labels, e.promptTokens);
         if (e.cachedTokens > 0) this.cachedPromptTokens.inc(labels, e.cachedTokens);
         if (e.completionTokens > 0) this.completionTokens.inc(labels, e.completionTokens);
+        if (e.draftTokens > 0) this.specDraftTokens.inc(labels, e.draftTokens);
+        if (e.acceptedDraftTokens > 0) this.specAcceptedTokens.inc(labels, e.acceptedDraftTokens);
         this.e2e.observe(labels, e.totalMs / 1000);
         return;
       }

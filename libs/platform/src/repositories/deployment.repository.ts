@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { DeploymentEntity } from '../db/entities/deployment.entity';
 import { ModelVersionEntity } from '../db/entities/model-version.entity';
 
-export type NewDeployment = Pick<DeploymentEntity, 'name' | 'versionId' | 'kvPolicy' | 'cacheMaxEntryCount' | 'maxBatchSize' | 'sessionLen' | 'maxPending' | 'tp' | 'enablePrefixCaching' | 'reasoningParser'>;
+export type NewDeployment = Pick<DeploymentEntity, 'name' | 'versionId' | 'kvPolicy' | 'cacheMaxEntryCount' | 'maxBatchSize' | 'sessionLen' | 'maxPending' | 'tp' | 'enablePrefixCaching' | 'reasoningParser' | 'speculative'>;
 
 /** deployments: what worker-infer serves behind the OpenAI API. */
 @Injectable()

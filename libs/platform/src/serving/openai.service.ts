@@ -648,6 +648,8 @@ export class OpenAIService {
         promptTokens: end?.promptTokens ?? start?.promptTokens ?? 0,
         cachedTokens: end?.cachedTokens ?? 0,
         completionTokens: end?.completionTokens ?? 0,
+        draftTokens: end?.draftTokens ?? 0,
+        acceptedDraftTokens: end?.acceptedDraftTokens ?? 0,
       });
       if (!end && !(status >= 400 && status < 500)) {
         // Client gone, timeout or broken stream: stop the worker (or keep it from starting) and free the slot.

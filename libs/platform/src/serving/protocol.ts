@@ -106,8 +106,9 @@ export type StreamEvent =
   | { t: 'done'; i: number; finishReason: FinishReason; completionTokens: number }
   /** tokenize: one id list per text (or the messages'), or decode's text; maxModelLen is the deployment's session length. */
   | { t: 'tokens'; ids: number[][]; text?: string; maxModelLen: number }
-  // cachedTokens: of promptTokens, how many came from the prefix cache (deployments with enablePrefixCaching only)
-  | { t: 'end'; promptTokens: number; completionTokens: number; historyTokens?: number; cachedTokens?: number }
+  // cachedTokens: of promptTokens, how many came from the prefix cache (deployments with enablePrefixCaching only);
+  // draftTokens / acceptedDraftTokens: speculative decoding's drafts verified and accepted, over the choices (deployments with speculative only)
+  | { t: 'end'; promptTokens: number; completionTokens: number; historyTokens?: number; cachedTokens?: number; draftTokens?: number; acceptedDraftTokens?: number }
   | { t: 'error'; status: number; message: string; param?: string; code?: string };
 
 /** Key names (under the BullMQ prefix, so a test's prefix cleans them up). */

@@ -27,6 +27,9 @@ export type ServingEvent =
       /** Of promptTokens, taken from the prefix cache (0 where the deployment does not cache). */
       cachedTokens: number;
       completionTokens: number;
+      /** Speculative decoding: draft tokens verified, and of those accepted (0 where the deployment does not speculate). */
+      draftTokens: number;
+      acceptedDraftTokens: number;
     };
 
 @Injectable()

@@ -100,7 +100,14 @@ export class ServingHost {
       try {
         if (h.engine) {
           const s = h.engine.stats();
-          engine = { running: s.running, waiting: s.waiting, blocksTotal: s.blocksTotal, blocksFree: s.blocksFree, ...(s.blocksCached ? { blocksCached: s.blocksCached } : {}) };
+          engine = {
+            running: s.running,
+            waiting: s.waiting,
+            blocksTotal: s.blocksTotal,
+            blocksFree: s.blocksFree,
+            ...(s.blocksCached ? { blocksCached: s.blocksCached } : {}),
+            ...(h.dep.speculative ? { specDraftTokens: s.specDraftTokens ?? 0, specAcceptedTokens: s.specAcceptedTokens ?? 0 } : {}),
+          };
         }
       } catch {
         engine = undefined;
@@ -159,6 +166,7 @@ export class ServingHost {
         kvPolicy: dep.kvPolicy,
         ...(dep.tp > 1 ? { tp: dep.tp } : {}),
         ...(dep.enablePrefixCaching ? { enablePrefixCaching: true } : {}),
+        ...(dep.speculative ? { speculative: dep.speculative } : {}),
         ...(this.config.worker.engineThreads ? { threads: this.config.worker.engineThreads } : {}),
       });
     } catch (err) {
@@ -246,7 +254,7 @@ export class ServingHost {
       })
       .catch(() => true);
     h.active++;
-    let timing = timingParts(r, 0, 'error', started);
+    let timing = timingParts(r, 0, undefined, 'error', started);
     try {
       timing =
         r.kind === 'interactive'
@@ -290,7 +298,7 @@ export class ServingHost {
     }
     await emit({ t: 'start', promptTokens, workerId: this.workerId });
     const stopIds = [...(r.ignoreEos ? [] : engine.stopIds(chat)), ...(r.stopTokenIds ?? [])];
-    const t = timingParts(r, promptTokens);
+    const t = timingParts(r, promptTokens, h);
     const finishes: FinishReason[] = [];
     // Per prompt: the most of it any of its n choices found in the prefix cache (promptTokens counts each prompt once).
     const cached = prompts.map(() => 0);
@@ -326,7 +334,7 @@ export class ServingHost {
     assertNotShutDown(signal);
     const cachedTokens = cached.reduce((a, c) => a + c, 0);
     t.cachedTokens = cachedTokens;
-    await emit({ t: 'end', promptTokens, completionTokens: t.completionTokens, ...(h.dep.enablePrefixCaching ? { cachedTokens } : {}) });
+    await emit({ t: 'end', promptTokens, completionTokens: t.completionTokens, ...(h.dep.enablePrefixCaching ? { cachedTokens } : {}), ...draftsOf(t) });
     return t;
   }
 
@@ -349,7 +357,7 @@ export class ServingHost {
   }
 
   private async runInteractive(h: Hosted, engine: ServingEngine, r: ServeRequest, signal: AbortSignal, emit: (ev: StreamEvent, now?: boolean) => Promise<void>): Promise<TimingParts> {
-    const t = timingParts(r, 0);
+    const t = timingParts(r, 0, h);
     const sid = r.sessionId!;
     const key = serveKeys.session(this.config.queuePrefix, r.deploymentName, sid);
     const prompt = r.prompts?.[0] ?? '';
@@ -414,7 +422,7 @@ export class ServingHost {
     })();
     t.finishReason = (await this.relay(engine, rest, 0, '', t, r, emit, signal)).finish;
     assertNotShutDown(signal);
-    await emit({ t: 'end', promptTokens: t.promptTokens, completionTokens: t.completionTokens, historyTokens: chat.historyTokens() });
+    await emit({ t: 'end', promptTokens: t.promptTokens, completionTokens: t.completionTokens, historyTokens: chat.historyTokens(), ...draftsOf(t) });
     return t;
   }
 
@@ -477,6 +485,9 @@ export class ServingHost {
         if (out.usage) {
           completion = out.usage.completionTokens;
           cachedTokens = out.usage.cachedTokens ?? 0;
+          // every choice drafts on its own: a request's drafts are the sum over its choices
+          if (t.draftTokens !== null) t.draftTokens += out.usage.draftTokens ?? 0;
+          if (t.acceptedDraftTokens !== null) t.acceptedDraftTokens += out.usage.acceptedDraftTokens ?? 0;
         }
       }
     }
@@ -503,8 +514,14 @@ export class ServingHost {
 }
 
 /** A request's timings as its handling starts (queued since it was enqueued; the rest filled in as it runs). */
-function timingParts(r: ServeRequest, promptTokens: number, finishReason = 'stop', now = Date.now()): TimingParts {
-  return { queuedMs: now - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens, completionTokens: 0, cachedTokens: 0, finishReason, error: null };
+function timingParts(r: ServeRequest, promptTokens: number, h?: Hosted, finishReason = 'stop', now = Date.now()): TimingParts {
+  const drafts = h?.dep.speculative ? 0 : null;
+  return { queuedMs: now - r.enqueuedAt, ttftMs: null, totalMs: 0, promptTokens, completionTokens: 0, cachedTokens: 0, draftTokens: drafts, acceptedDraftTokens: drafts, finishReason, error: null };
+}
+
+/** The `end` event's speculative counts (deployments that speculate only). */
+function draftsOf(t: TimingParts): { draftTokens?: number; acceptedDraftTokens?: number } {
+  return t.draftTokens === null ? {} : { draftTokens: t.draftTokens, acceptedDraftTokens: t.acceptedDraftTokens ?? 0 };
 }
 
 interface TimingParts {
@@ -515,6 +532,9 @@ interface TimingParts {
   completionTokens: number;
   /** Of promptTokens, taken from the prefix cache. */
   cachedTokens: number;
+  /** Speculative decoding's draft tokens verified and accepted, over the request's choices (null: the deployment does not speculate). */
+  draftTokens: number | null;
+  acceptedDraftTokens: number | null;
   finishReason: string;
   error: string | null;
 }

@@ -1,4 +1,5 @@
 import { Column, CreateDateColumn, Entity, JoinColumn, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
+import type { ServingSpeculative } from '../../engine/engine.adapter';
 import type { ReasoningParser } from '../../serving/reasoning';
 import type { ModelVersionEntity } from './model-version.entity';
 
@@ -51,6 +52,13 @@ export class DeploymentEntity {
   /** vLLM's / LMDeploy's --reasoning-parser (serving/reasoning.ts): chat replies' think blocks become reasoning_content. */
   @Column({ name: 'reasoning_parser', type: 'text', nullable: true })
   reasoningParser!: ReasoningParser | null;
+
+  /**
+   * Speculative decoding (LMDeploy's --speculative-algorithm, vLLM's speculative_config): {method: 'ngram',
+   * numDraftTokens, promptLookupMax?, promptLookupMin?} as given (validated by the engine's rules); null: off.
+   */
+  @Column({ type: 'jsonb', nullable: true })
+  speculative!: ServingSpeculative | null;
 
   /** Requests admitted at once (waiting + running) before the API answers 429. */
   @Column({ name: 'max_pending', type: 'integer' })

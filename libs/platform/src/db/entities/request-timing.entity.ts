@@ -47,6 +47,13 @@ export class RequestTimingEntity {
   @Column({ name: 'cached_tokens', type: 'integer', default: 0 })
   cachedTokens!: number;
 
+  /** Speculative decoding: draft tokens verified for the request, and of those accepted (null: the deployment does not speculate). */
+  @Column({ name: 'draft_tokens', type: 'integer', nullable: true })
+  draftTokens!: number | null;
+
+  @Column({ name: 'accepted_draft_tokens', type: 'integer', nullable: true })
+  acceptedDraftTokens!: number | null;
+
   /** 'stop' | 'length' | 'cancelled' | 'error' (the first choice's, or the worst of several). */
   @Column({ name: 'finish_reason', type: 'text' })
   finishReason!: string;

@@ -20,9 +20,12 @@ export interface LoadedDeployment {
   devices?: string[];
   /** The KV cache the worker's engine runs it with ('float', 'int8 online', 'int4 calibrated (<dir>)', ...). */
   kvCache?: string;
-  /** The engine's own counters (KV blocks, running/waiting sequences). */
-  /** blocksCached: prefix caching's cached blocks (within blocksFree when no request holds them). */
-  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number };
+  /**
+   * The engine's own counters (KV blocks, running/waiting sequences). blocksCached: prefix caching's cached blocks
+   * (within blocksFree when no request holds them). specDraftTokens / specAcceptedTokens: deployments with speculative
+   * decoding, draft tokens verified and accepted since the engine loaded (acceptance rate = accepted / draft).
+   */
+  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number; specDraftTokens?: number; specAcceptedTokens?: number };
 }
 
 @Entity('workers')
