@@ -65,7 +65,7 @@ describe('e2e: lmfleet serve api_server / api_client', () => {
   it('api_server starts the platform, deploys the model and prints the URL and a curl', async () => {
     server = spawn(
       process.execPath,
-      [...CLI, 'serve', 'api_server', modelDir, '--server-port', String(port), '--server-name', '127.0.0.1', '--backend', 'cpu', '--max-batch-size', '4', '--session-len', '256', '--api-keys', KEY, '--log-dir', logDir, '--with-quant', '--enable-prefix-caching'],
+      [...CLI, 'serve', 'api_server', modelDir, '--server-port', String(port), '--server-name', '127.0.0.1', '--backend', 'cpu', '--max-batch-size', '4', '--session-len', '256', '--api-keys', KEY, '--log-dir', logDir, '--with-quant', '--enable-prefix-caching', '--speculative-algorithm', 'ngram', '--speculative-num-draft-tokens', '3'],
       { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', ...env.env, MODEL_ROOTS: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     server.stdout!.on('data', (d) => (serverOut += d));
@@ -87,7 +87,7 @@ describe('e2e: lmfleet serve api_server / api_client', () => {
     const workers = (await (await fetch(`http://127.0.0.1:${port}/workers`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as Array<{ kind: string }>;
     expect(workers.map((w) => w.kind).sort()).toEqual(['infer', 'quant']);
     const dep = (await (await fetch(`http://127.0.0.1:${port}/deployments/tiny-qwen2`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as Record<string, unknown>;
-    expect(dep).toMatchObject({ maxBatchSize: 4, sessionLen: 256, enablePrefixCaching: true });
+    expect(dep).toMatchObject({ maxBatchSize: 4, sessionLen: 256, enablePrefixCaching: true, speculative: { method: 'ngram', numDraftTokens: 3 } });
   });
 
   it('api_client chats with streaming replies, keeping the conversation', async () => {

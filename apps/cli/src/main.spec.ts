@@ -30,6 +30,11 @@ describe('lmfleet CLI', () => {
     const s = makeIO();
     expect(await run(['serve', 'api_server', '--help'], s.io)).toBe(0);
     for (const f of ['--server-port', '--cache-max-entry-count', '--session-len', '--backend', '--tp']) expect(s.out()).toContain(f);
+    for (const cmd of [['chat'], ['serve', 'api_server'], ['deploy']]) {
+      const x = makeIO();
+      expect(await run([...cmd, '--help'], x.io)).toBe(0);
+      for (const f of ['--speculative-algorithm', '--speculative-num-draft-tokens', '--prompt-lookup-max', '--prompt-lookup-min']) expect(x.out()).toContain(f);
+    }
     for (const cmd of [['chat'], ['eval', 'ppl']]) {
       const x = makeIO();
       expect(await run([...cmd, '--help'], x.io)).toBe(0);
@@ -43,6 +48,14 @@ describe('lmfleet CLI', () => {
     [['serve', 'api_server', '/nonexistent/model', '--quant-policy', '3'], /--quant-policy must be 0, 4 or 8/],
     [['serve', 'api_client', 'not a url'], /not a URL/],
     [['serve', 'api_client', 'ftp://x'], /only http\(s\) URLs/],
+    // speculative decoding: ngram only, counts by the engine's rules named as flags, no count without the algorithm
+    [['serve', 'api_server', '/nonexistent/model', '--speculative-algorithm', 'eagle3'], /--speculative-algorithm eagle3: only ngram is supported \(prompt lookup, no draft model\)/],
+    [['chat', '/nonexistent/model', '--speculative-algorithm', 'deepseek_mtp'], /^lmfleet chat: --speculative-algorithm deepseek_mtp: only ngram is supported/],
+    [['chat', '/nonexistent/model', '--speculative-num-draft-tokens', '4'], /^lmfleet chat: --speculative-num-draft-tokens without --speculative-algorithm/],
+    [['deploy', '--name', 'x', '--prompt-lookup-max', '3', '--api', 'http://127.0.0.1:9'], /--prompt-lookup-max without --speculative-algorithm/],
+    [['deploy', '--name', 'x', '--speculative-algorithm', 'ngram', '--speculative-num-draft-tokens', '16', '--api', 'http://127.0.0.1:9'], /^lmfleet deploy: --speculative-num-draft-tokens must be an integer in \[1, 15\]; got 16/],
+    [['serve', 'api_server', '/nonexistent/model', '--speculative-algorithm', 'ngram', '--prompt-lookup-max', '2', '--prompt-lookup-min', '3'], /--prompt-lookup-min must be an integer in \[1, 2\]; got 3/],
+    [['chat', '/nonexistent/model', '--speculative-algorithm', 'ngram', '--prompt-lookup-max', '65'], /--prompt-lookup-max must be an integer in \[1, 64\]; got 65/],
   ])('%j exits 2 saying why', async (argv, why) => {
     const h = makeIO();
     expect(await run(argv as string[], h.io)).toBe(2);
@@ -117,6 +130,19 @@ describe('lmfleet CLI', () => {
     expect(a.sampling).not.toHaveProperty('minP');
     expect(h.out().split('\n').filter((l) => l.length > 0)).toHaveLength(3);
     expect(fake.log.disposedEngines).toBe(1);
+  });
+
+  it('chat --speculative-algorithm ngram decodes speculatively (4 draft tokens by default; the counts reach the engine)', async () => {
+    const fake = createFakeNative({ script: () => [30, 31] });
+    expect(await run(['chat', path.join(dir, 'model'), '--max-new-tokens', '2', '--speculative-algorithm', 'ngram'], makeIO(['hi\n'], fake.native).io)).toBe(0);
+    expect(fake.log.engineOptions.at(-1)).toMatchObject({ specDraftTokens: 4, specNgramMax: 4, specNgramMin: 1 });
+    const v = makeIO(['hi\n'], fake.native);
+    const argv = ['chat', path.join(dir, 'model'), '--max-new-tokens', '2', '--speculative-algorithm', 'ngram', '--speculative-num-draft-tokens', '6', '--prompt-lookup-max', '3', '--prompt-lookup-min', '2', '-v'];
+    expect(await run(argv, v.io)).toBe(0);
+    expect(fake.log.engineOptions.at(-1)).toMatchObject({ specDraftTokens: 6, specNgramMax: 3, specNgramMin: 2 });
+    expect(v.err()).toMatch(/, 0 of 0 draft tokens accepted\n/); // -v: the reply's drafts (the fake engine drafts none)
+    expect(await run(['chat', path.join(dir, 'model'), '--max-new-tokens', '2'], makeIO(['hi\n'], fake.native).io)).toBe(0);
+    expect(fake.log.engineOptions.at(-1)).not.toHaveProperty('specDraftTokens'); // off unless asked for
   });
 
   it('chat --min-p reaches the engine', async () => {

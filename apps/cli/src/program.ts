@@ -13,7 +13,7 @@ import { evalPplCommand } from './commands/eval-ppl';
 import { apiClientCommand } from './commands/serve-api-client';
 import { apiServerCommand } from './commands/serve-api-server';
 import { CliExit, type CliIO } from './io';
-import { parseBackend, parseFloatArg, parseIntArg, parseReasoningParserArg } from './options';
+import { parseBackend, parseFloatArg, parseIntArg, parseReasoningParserArg, speculativeFlags, speculativeFromFlags } from './options';
 import {
   ApiClient,
   autoAwqParams,
@@ -145,7 +145,7 @@ export function createProgram(io: CliIO): Command {
       await runRemoteJob(io, api, 'convert', { ...params, versionId }, { label: 'convert', json: o.json, pollMs: pollMs() });
     });
 
-  program
+  speculativeFlags(program
     .command('chat')
     .description('chat with a model in the terminal (streaming; the KV cache is kept between turns)')
     .argument('<model_path>', 'HF model directory')
@@ -168,13 +168,14 @@ export function createProgram(io: CliIO): Command {
     .option('--max-new-tokens <n>', 'max tokens per reply', parseIntArg('--max-new-tokens', 1), 512)
     .option('--stop-word <s>', 'stop generating at this string (repeatable)', collect)
     .option('--reasoning-parser <name>', "reasoning models: the reply's <think> block is printed as thinking (dimmed on a terminal) before the answer (qwen3, the default for Qwen3ForCausalLM; deepseek_r1 / deepseek-r1 / qwen-qwq when the prompt opens the block)", parseReasoningParserArg)
-    .option('-v, --verbose', 'print timings and debug logs', false)
+    .option('-v, --verbose', 'print timings and debug logs', false))
     .action(async (modelPath: string, o) => {
-      await chatCommand(io, modelPath, { ...o, stopWords: o.stopWord });
+      const speculative = speculativeFromFlags(o, 'chat');
+      await chatCommand(io, modelPath, { ...o, stopWords: o.stopWord, ...(speculative ? { speculative } : {}) });
     });
 
   const serve = program.command('serve').description('serve a model (OpenAI-compatible API)');
-  serve
+  speculativeFlags(serve
     .command('api_server')
     .description('start the platform on this machine (Postgres + Redis if needed, API, worker-infer) and serve a model behind the OpenAI-compatible API')
     .argument('<model_path>', 'HF model directory, AWQ checkpoint or engine workspace')
@@ -193,9 +194,10 @@ export function createProgram(io: CliIO): Command {
     .option('--log-dir <dir>', 'where the API and worker logs go (default: a new temporary directory)')
     .option('--ready-timeout <s>', 'seconds to wait for the model to load', parseIntArg('--ready-timeout', 1), 1800)
     .option('--with-quant', 'also start a worker-quant (lite calibrate/auto_awq, convert, eval jobs with --api URL)', false)
-    .addHelpText('after', '\nServices: DATABASE_URL / REDIS_URL when set, else Postgres and Redis on 127.0.0.1:5432/6379, else it starts them\n(scripts/services.sh, as the quickstart does). Ctrl-C stops everything it started.\n')
+    .addHelpText('after', '\nServices: DATABASE_URL / REDIS_URL when set, else Postgres and Redis on 127.0.0.1:5432/6379, else it starts them\n(scripts/services.sh, as the quickstart does). Ctrl-C stops everything it started.\n'))
     .action(async (modelPath: string, o) => {
-      await apiServerCommand(io, modelPath, o);
+      const speculative = speculativeFromFlags(o, 'serve api_server');
+      await apiServerCommand(io, modelPath, { ...o, ...(speculative ? { speculative } : {}) });
     });
   serve
     .command('api_client')
@@ -262,7 +264,7 @@ export function createProgram(io: CliIO): Command {
       else await listJobs(io, api, o.json);
     });
 
-  program
+  speculativeFlags(program
     .command('deploy')
     .description('with --api: serve a model version behind the platform\'s OpenAI API and wait until a worker has it loaded')
     .argument('[model]', 'HF model directory (registered if new), or use --version-id')
@@ -278,11 +280,12 @@ export function createProgram(io: CliIO): Command {
     .option('--reasoning-parser <name>', "reasoning models: chat replies' <think> blocks become reasoning_content (qwen3; deepseek_r1 / deepseek-r1 / qwen-qwq when the prompt opens the block)", parseReasoningParserArg)
     .option('--no-wait', 'return once the deployment is recorded')
     .option('--timeout <s>', 'seconds to wait for a worker to load it', parseIntArg('--timeout', 1), 300)
-    .option('--json', 'print JSON', false)
+    .option('--json', 'print JSON', false))
     .action(async (modelPath: string | undefined, o, cmd: Command) => {
+      const speculative = speculativeFromFlags(o, 'deploy');
       const api = apiOf(cmd, io);
       if (!api) throw new CliExit(2, 'lmfleet deploy: needs --api URL (or LMFLEET_API)');
-      await deployCommand(io, api, modelPath, o, pollMs());
+      await deployCommand(io, api, modelPath, { ...o, ...(speculative ? { speculative } : {}) }, pollMs());
     });
   program
     .command('deployments')

@@ -3,7 +3,7 @@
 // model's thinking is printed apart from its answer (./chat-reasoning.ts).
 import * as fs from 'node:fs';
 import * as readline from 'node:readline';
-import { Engine } from '@lmfleet/engine';
+import { Engine, type SpeculativeConfig } from '@lmfleet/engine';
 import type { ReasoningParser } from '@lmfleet/platform/serving/reasoning';
 import { CliExit, type CliIO } from '../io';
 import { chatReasoningParser, ReplyPrinter } from './chat-reasoning';
@@ -30,6 +30,8 @@ export interface ChatFlags {
   stopWords?: string[];
   /** --reasoning-parser: how the reply's <think> block is told apart (default: qwen3 for Qwen3ForCausalLM). */
   reasoningParser?: ReasoningParser;
+  /** --speculative-algorithm ngram and its counts (options.ts speculativeFromFlags); absent: plain decoding. */
+  speculative?: SpeculativeConfig;
   verbose?: boolean;
 }
 
@@ -52,6 +54,7 @@ export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags)
     ...(flags.tp !== undefined && flags.tp !== 1 ? { tp: flags.tp } : {}),
     ...(flags.quantPolicy !== undefined ? { quantPolicy: Number(flags.quantPolicy) as 0 | 4 | 8 } : {}),
     ...(flags.kvCalibDir !== undefined ? { kvCalibDir: flags.kvCalibDir } : {}),
+    ...(flags.speculative ? { speculative: flags.speculative } : {}),
     native: io.native,
     log: (level, msg) => {
       if (level !== 'debug' || flags.verbose) io.stderr.write(`[${level}] ${msg}\n`);
@@ -105,7 +108,9 @@ export async function chatCommand(io: CliIO, modelDir: string, flags: ChatFlags)
           if (out.finishReason && flags.verbose && out.usage) {
             io.stderr.write(
               `\n[${out.finishReason}] ${out.usage.promptTokens} prompt + ${out.usage.completionTokens} generated tokens, ` +
-                `first token ${out.usage.firstTokenMs.toFixed(1)} ms, total ${out.usage.totalMs.toFixed(1)} ms\n`,
+                `first token ${out.usage.firstTokenMs.toFixed(1)} ms, total ${out.usage.totalMs.toFixed(1)} ms` +
+                (out.usage.draftTokens !== undefined ? `, ${out.usage.acceptedDraftTokens ?? 0} of ${out.usage.draftTokens} draft tokens accepted` : '') +
+                '\n',
             );
           }
           if (out.finishReason === 'cancelled') say(' [stopped]');

@@ -36,6 +36,25 @@ describe('lmfleet deploy / deployments / undeploy (--api)', () => {
     expect(() => kvPolicyOf(3)).toThrow(/--quant-policy 3/);
   });
 
+  it('--speculative-algorithm ngram deploys with speculative decoding (4 draft tokens unless given) and shows it', async () => {
+    const spec = (argv: string[]) => {
+      const api = fakeApi((m, _url, body) => [m === 'POST' ? 201 : 200, { id: 'd3', name: 's', versionId: V, kvPolicy: 'auto', maxBatchSize: 8, maxPending: 32, sessionLen: null, speculative: body?.speculative, workers: [] }]);
+      return { api, done: run(['deploy', '--version-id', V, '--name', 's', '--no-wait', '--api', 'http://api', ...argv], io(api.f).io) };
+    };
+    const a = spec(['--speculative-algorithm', 'ngram']);
+    expect(await a.done).toBe(0);
+    expect(a.api.calls[0][2]).toEqual({ name: 's', versionId: V, speculative: { method: 'ngram', numDraftTokens: 4 } });
+    const b = spec(['--speculative-algorithm', 'ngram', '--speculative-num-draft-tokens', '8', '--prompt-lookup-max', '5', '--prompt-lookup-min', '2']);
+    expect(await b.done).toBe(0);
+    expect(b.api.calls[0][2].speculative).toEqual({ method: 'ngram', numDraftTokens: 8, promptLookupMax: 5, promptLookupMin: 2 });
+    const h = io(fakeApi(() => [200, [{ id: 'd3', name: 's', versionId: V, kvPolicy: 'auto', maxBatchSize: 8, maxPending: 32, sessionLen: null, speculative: { method: 'ngram', numDraftTokens: 4 }, workers: [] }]]).f);
+    expect(await run(['deployments', '--api', 'http://api'], h.io)).toBe(0);
+    expect(h.out()).toContain('  speculative=ngramx4  ');
+    const bad = spec(['--speculative-algorithm', 'eagle']);
+    expect(await bad.done).toBe(2);
+    expect(bad.api.calls).toEqual([]); // refused before anything is sent
+  });
+
   it('creates the deployment, waits until a worker reports it ready, prints it', async () => {
     let polls = 0;
     const dep = { id: 'd1', name: 'tiny', versionId: V, kvPolicy: 'fp16', maxBatchSize: 8, maxPending: 32, sessionLen: null };

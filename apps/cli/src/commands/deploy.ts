@@ -1,5 +1,6 @@
 // `lmfleet deploy MODEL_DIR|--version-id ID --name NAME --api URL`: puts a version behind the platform's OpenAI API
 // and waits until a worker-infer reports it ready. `lmfleet deployments` lists them; `lmfleet undeploy NAME` removes one.
+import type { SpeculativeConfig } from '@lmfleet/engine';
 import { CliExit, type CliIO } from '../io';
 import { resolveVersion, type ApiClient } from '../remote';
 
@@ -17,6 +18,8 @@ export interface DeployFlags {
   enablePrefixCaching?: boolean;
   /** vLLM's / LMDeploy's --reasoning-parser (normalized by the option parser). */
   reasoningParser?: string;
+  /** --speculative-algorithm ngram and its counts (options.ts speculativeFromFlags). */
+  speculative?: SpeculativeConfig;
   wait: boolean;
   timeout: number;
   json: boolean;
@@ -31,6 +34,7 @@ interface DeploymentView {
   maxPending: number;
   sessionLen: number | null;
   tp?: number;
+  speculative?: { method: string; numDraftTokens: number } | null;
   workers: Array<{ workerName: string; state?: string; error?: string; activeRequests?: number; sessionLen?: number; devices?: string[] }>;
 }
 
@@ -55,6 +59,7 @@ export function deployBody(versionId: string, f: DeployFlags): Record<string, un
     ...(f.tp !== undefined && f.tp !== 1 ? { tp: f.tp } : {}),
     ...(f.enablePrefixCaching ? { enablePrefixCaching: true } : {}),
     ...(f.reasoningParser ? { reasoningParser: f.reasoningParser } : {}),
+    ...(f.speculative ? { speculative: f.speculative } : {}),
   };
 }
 
@@ -103,5 +108,5 @@ function describe(d: DeploymentView): string {
         .map((w) => `${w.workerName}:${w.state ?? '?'}${w.devices && w.devices.length > 1 ? `[${w.devices.join(',')}]` : ''}${w.activeRequests ? `(${w.activeRequests} running)` : ''}`)
         .join(', ')
     : 'no worker yet';
-  return `${d.name}  version=${d.versionId}  kv=${d.kvPolicy}  maxBatchSize=${d.maxBatchSize}  maxPending=${d.maxPending}  sessionLen=${d.sessionLen ?? 'default'}${(d.tp ?? 1) > 1 ? `  tp=${d.tp}` : ''}  workers: ${workers}\n`;
+  return `${d.name}  version=${d.versionId}  kv=${d.kvPolicy}  maxBatchSize=${d.maxBatchSize}  maxPending=${d.maxPending}  sessionLen=${d.sessionLen ?? 'default'}${(d.tp ?? 1) > 1 ? `  tp=${d.tp}` : ''}${d.speculative ? `  speculative=${d.speculative.method}x${d.speculative.numDraftTokens}` : ''}  workers: ${workers}\n`;
 }

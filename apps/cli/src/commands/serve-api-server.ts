@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
+import { isDeepStrictEqual, promisify } from 'node:util';
+import type { SpeculativeConfig } from '@lmfleet/engine';
 import { CliExit, type CliIO } from '../io';
 import { ApiClient, resolveVersion } from '../remote';
 
@@ -25,6 +26,8 @@ export interface ApiServerFlags {
   enablePrefixCaching?: boolean;
   /** vLLM's / LMDeploy's --reasoning-parser (normalized by the option parser). */
   reasoningParser?: string;
+  /** --speculative-algorithm ngram and its counts (options.ts speculativeFromFlags). */
+  speculative?: SpeculativeConfig;
   quantPolicy: number;
   apiKeys?: string[];
   logDir?: string;
@@ -247,18 +250,19 @@ export async function apiServerCommand(io: CliIO, modelDir: string, flags: ApiSe
       tp: flags.tp,
       enablePrefixCaching: flags.enablePrefixCaching === true,
       reasoningParser: flags.reasoningParser ?? null,
+      speculative: flags.speculative ?? null,
       ...(flags.cacheMaxEntryCount !== undefined ? { cacheMaxEntryCount: flags.cacheMaxEntryCount } : {}),
       ...(flags.maxBatchSize !== undefined ? { maxBatchSize: flags.maxBatchSize } : {}),
       ...(flags.sessionLen !== undefined ? { sessionLen: flags.sessionLen } : {}),
     };
     const existing = await api.request('GET', `/deployments/${name}`);
-    const same = existing.status === 200 && Object.entries(want).every(([k, v]) => existing.body[k] === v);
+    const same = existing.status === 200 && Object.entries(want).every(([k, v]) => isDeepStrictEqual(existing.body[k], v));
     if (existing.status === 200 && !same) {
       say(`replacing deployment ${name} (another version or other options)`);
       await api.call('DELETE', `/deployments/${name}`);
     }
     if (!same) await api.call('POST', '/deployments', want);
-    say(`deployed ${name} (version ${versionId}, kv ${kvPolicy}${flags.tp > 1 ? `, tp ${flags.tp}` : ''}); waiting for the worker to load it`);
+    say(`deployed ${name} (version ${versionId}, kv ${kvPolicy}${flags.tp > 1 ? `, tp ${flags.tp}` : ''}${flags.speculative ? `, speculative ngram x${flags.speculative.numDraftTokens}` : ''}); waiting for the worker to load it`);
     await waitUntil(
       'the deployment to be ready',
       async () => {
