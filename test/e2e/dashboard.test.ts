@@ -368,9 +368,11 @@ describe('e2e: dashboard in headless chromium', () => {
     await page.getByLabel('Deployment version id').fill(workspace.id);
     await page.getByLabel('Session length').fill('1024'); // room for a tool list in the prompt (the playground's tools test)
     await page.getByLabel('Enable prefix caching').check();
+    await page.getByLabel('Speculative draft tokens').fill('4');
     await page.getByRole('button', { name: 'Deploy', exact: true }).click();
     // the card appears and its worker reports the load state by heartbeat
     await page.locator('[data-deployment="tiny-awq"] [data-worker-state="ready"]').waitFor({ timeout: 90_000 });
+    expect(await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-speculative"]').innerText()).toMatch(/^speculative\s+ngram ×4$/);
     await page.getByRole('article', { name: 'Worker infer-1' }).getByText(/tiny-awq · ready/).waitFor({ timeout: 10_000 });
     // tensor parallelism: the deployment's tp and the ranks the worker runs it on (one cpu rank here)
     expect(await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-tp"]').innerText()).toMatch(/tp 1\b/);
@@ -433,6 +435,8 @@ describe('e2e: dashboard in headless chromium', () => {
     // the finished request shows up in the deployment's serving figures (request_timings)
     await go('/workers');
     await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-stats"]').getByText(/^1 request · TTFT p50 [\d.,]+ ms/).waitFor({ timeout: 20_000 });
+    // speculative decoding: the share of drafts accepted, from the worker's engine stats (heartbeat)
+    await page.locator('[data-deployment="tiny-awq"] [data-testid="deployment-acceptance"]').getByText(/^ · drafts accepted \d+ % \(\d+ of \d+\)$/).waitFor({ timeout: 20_000 });
     // and in the version's speed figures on its model page
     await go(`/models/${modelId}`);
     await page.locator('[data-format="workspace"] [data-metric="serving"]').getByText(/^[\d,]+ tok\/s · TTFT [\d,]+ ms$/).waitFor({ timeout: 10_000 });

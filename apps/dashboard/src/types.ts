@@ -167,7 +167,8 @@ export interface LoadedDeployment {
   /** Tensor parallelism: the device of each rank this worker runs the deployment on. */
   tp?: number;
   devices?: string[];
-  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number };
+  /** specDraftTokens / specAcceptedTokens: deployments with speculative decoding, since the engine loaded. */
+  engine?: { running: number; waiting: number; blocksTotal: number; blocksFree: number; blocksCached?: number; specDraftTokens?: number; specAcceptedTokens?: number };
 }
 
 export interface Deployment {
@@ -185,6 +186,8 @@ export interface Deployment {
   enablePrefixCaching?: boolean;
   /** vLLM's / LMDeploy's --reasoning-parser (absent from an API older than it). */
   reasoningParser?: string | null;
+  /** Speculative decoding with n-gram drafts (absent from an API older than it; null: off). */
+  speculative?: { method: string; numDraftTokens: number; promptLookupMax?: number; promptLookupMin?: number } | null;
   createdAt: string;
   workers: Array<{ workerId: string; workerName: string } & LoadedDeployment>;
 }

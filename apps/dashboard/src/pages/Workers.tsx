@@ -24,6 +24,7 @@ function DeployForm({ onDone }: { onDone: () => void }) {
   const [tp, setTp] = useState('1');
   const [prefixCaching, setPrefixCaching] = useState(false);
   const [reasoningParser, setReasoningParser] = useState('');
+  const [draftTokens, setDraftTokens] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const submit = async (e: FormEvent) => {
@@ -40,6 +41,7 @@ function DeployForm({ onDone }: { onDone: () => void }) {
         ...(Number(tp) > 1 ? { tp: Number(tp) } : {}),
         ...(prefixCaching ? { enablePrefixCaching: true } : {}),
         ...(reasoningParser ? { reasoningParser } : {}),
+        ...(Number(draftTokens) > 0 ? { speculative: { method: 'ngram', numDraftTokens: Number(draftTokens) } } : {}),
       });
       setName('');
       onDone();
@@ -82,6 +84,9 @@ function DeployForm({ onDone }: { onDone: () => void }) {
           <option value="qwen3">qwen3 (the reply opens with &lt;think&gt;)</option>
           <option value="deepseek_r1">deepseek_r1 (the prompt opens it: R1, QwQ, *-Thinking)</option>
         </select>
+      </Field>
+      <Field label="Speculative draft tokens (optional)" hint="n-gram drafts per step (1-15; empty or 0: off): same output, faster when replies repeat their input">
+        <input type="number" min={0} max={15} value={draftTokens} onChange={(e) => setDraftTokens(e.target.value)} aria-label="Speculative draft tokens" placeholder="off" />
       </Field>
       <div className="form-actions">
         <button type="submit" className="primary" disabled={busy}>
@@ -130,6 +135,17 @@ function Deployments() {
               <div className="kv-row"><dt>version</dt><dd className="mono">{shortId(d.versionId)}</dd></div>
               <div className="kv-row"><dt>KV cache</dt><dd>{d.kvPolicy}{d.cacheMaxEntryCount != null ? ` · ${num(d.cacheMaxEntryCount * 100, 0)} % of free memory` : ''}{d.enablePrefixCaching ? ' · prefix caching' : ''}</dd></div>
               {d.reasoningParser && <div className="kv-row"><dt>Reasoning parser</dt><dd>{d.reasoningParser}</dd></div>}
+              {d.speculative && (
+                <div className="kv-row" data-testid="deployment-speculative">
+                  <dt>speculative</dt>
+                  <dd>
+                    {d.speculative.method} ×{d.speculative.numDraftTokens}
+                    {d.speculative.promptLookupMax != null || d.speculative.promptLookupMin != null
+                      ? ` · n-grams ${d.speculative.promptLookupMin ?? 1}-${d.speculative.promptLookupMax ?? 4}`
+                      : ''}
+                  </dd>
+                </div>
+              )}
               <div className="kv-row"><dt>batch</dt><dd>max {d.maxBatchSize} · queue {d.maxPending}{d.sessionLen ? ` · session ${d.sessionLen}` : ''}</dd></div>
               <div className="kv-row" data-testid="deployment-tp"><dt>tensor parallel</dt><dd>tp {d.tp ?? 1}</dd></div>
               {(() => {
@@ -164,6 +180,13 @@ function Deployments() {
                         <>
                           {' '}· {w.engine.waiting} waiting · KV {used}/{w.engine.blocksTotal} blocks
                           {w.engine.blocksCached ? ` (${w.engine.blocksCached} holding cached prefixes)` : ''}
+                          {w.engine.specDraftTokens !== undefined && (
+                            <span data-testid="deployment-acceptance">
+                              {w.engine.specDraftTokens > 0
+                                ? ` · drafts accepted ${num((100 * (w.engine.specAcceptedTokens ?? 0)) / w.engine.specDraftTokens, 0)} % (${num(w.engine.specAcceptedTokens ?? 0, 0)} of ${num(w.engine.specDraftTokens, 0)})`
+                                : ' · no drafts yet'}
+                            </span>
+                          )}
                           <Progress value={w.engine.blocksTotal ? (used ?? 0) / w.engine.blocksTotal : 0} label={`${d.name} KV cache use on ${w.workerName}`} />
                         </>
                       )}
