@@ -643,6 +643,30 @@ describe('e2e: OpenAI API (official client) against api + worker-infer processes
     await waitFor(async () => ((await http('GET', '/deployments/tiny-prefix')).body.workers[0]?.engine?.blocksCached ?? 0) > 0, 'blocksCached in the heartbeat');
   });
 
+  it('a deployment with speculative decoding streams the same text as plain decoding (greedy and seeded sampling), and counts its drafts', async () => {
+    const versionId = (await http('GET', `/deployments/${model}`)).body.versionId;
+    expect((await http('POST', '/deployments', { name: 'tiny-spec', versionId, maxBatchSize: 4, sessionLen: 256, speculative: { method: 'ngram', numDraftTokens: 4 } })).status).toBe(201);
+    await waitFor(async () => ((await http('GET', '/deployments/tiny-spec')).body.workers as Array<{ state: string }>)?.some((w) => w.state === 'ready'), 'tiny-spec ready', 60_000, 200);
+    const text = async (m: string, extra: object) => {
+      const s = await openai.completions.create({ model: m, prompt: 'def f(x):\n    return x + 1\n\ndef f(x):\n    return', max_tokens: 24, ignore_eos: true, stream: true, ...extra } as OpenAI.CompletionCreateParamsStreaming);
+      const out: string[] = [];
+      for await (const c of s) for (const ch of c.choices) out[ch.index] = (out[ch.index] ?? '') + ch.text;
+      return out;
+    };
+    for (const extra of [{ temperature: 0 }, { temperature: 0.9, top_p: 0.95, seed: 11, n: 2, frequency_penalty: 0.3 }]) {
+      expect(await text('tiny-spec', extra)).toEqual(await text(model, extra));
+    }
+    const rows = await waitFor(async () => {
+      const r = (await http('GET', '/deployments/tiny-spec/requests?limit=10')).body as Array<{ draftTokens: number | null; acceptedDraftTokens: number | null }>;
+      return r.length >= 2 ? r : null;
+    }, 'two timings rows');
+    const drafts = rows.reduce((a, r) => a + r.draftTokens!, 0);
+    expect(drafts).toBeGreaterThan(0);
+    const metrics = await (await fetch(`${apiUrl}/metrics`)).text();
+    expect(metrics).toMatch(new RegExp(`^lmfleet_spec_draft_tokens_total\\{deployment="tiny-spec"\\} ${drafts}$`, 'm'));
+    expect((await http('DELETE', '/deployments/tiny-spec')).status).toBe(200);
+  });
+
   it('a deployment the worker cannot load reports failed with the reason, and its requests get 503', async () => {
     const dir = path.join(env.modelRoot, 'doomed');
     writeTinyModel(dir, { arch: 'qwen2', seed: 3, hiddenSize: 64, numLayers: 1, intermediateSize: 128 });
