@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "core/env.h"
 #include "core/error.h"
 
 namespace lmfleet {
@@ -233,6 +234,10 @@ void Scheduler::propose(Sequence& s, int64_t budget) {
   const int64_t k = std::min({opts_.spec_draft_tokens, s.req.max_new_tokens - s.generated - 1, opts_.session_len - len - 1, budget - 1});
   if (k <= 0) return;
   s.draft = propose_ngram(s.tokens, k, opts_.spec_ngram_min, opts_.spec_ngram_max);
+  // LMFLEET_SPEC_FORCE=1 (benchmarks only): without a match, the last k tokens as the draft, so every step verifies k
+  // drafts whatever the text (what a verification step costs when drafts fail; the tokens stay plain decoding's)
+  static const bool force = env_switch("LMFLEET_SPEC_FORCE", false);
+  if (s.draft.empty() && force && len >= k) s.draft.assign(s.tokens.end() - k, s.tokens.end());
   if (s.draft.empty()) return;
   // drafts never preempt or evict: they take free blocks, else what the table already holds
   if (!blocks_.grow(s.blocks, s.num_computed + 1 + (int64_t)s.draft.size())) {
