@@ -5,7 +5,7 @@
 #   3. the same on ../shared/models/tiny-qwen2-pydocs with its eval.txt as prompts (acceptance on text a model knows)
 # From a root holding libs/native, dist/, test/ and node_modules/{@huggingface,node-addon-api,node-api-headers}:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-spec.sh
-# Env: DRAFTS (default "4"), NEW (default 128), BATCH (more batch sizes than 1, e.g. 8), SPEC_ARGS (more spec-decode.js flags).
+# Env: DRAFTS (default "4"), FORCES (default "0 1"), NEW (default 128), BATCH (more batch sizes than 1, e.g. 8), SPEC_ARGS (more spec-decode.js flags).
 set -uo pipefail
 BUDGET=${BUDGET:-560}
 source "$(dirname "$0")/device-common.sh"
@@ -27,7 +27,7 @@ export LMFLEET_NATIVE_DIR="$ROOT/libs/native"
 # verification step costs next to a plain (graph) decode step, whatever the acceptance
 for d in ${DRAFTS:-4}; do
   for m in fp16 w4; do
-    for force in 0 1; do
+    for force in ${FORCES:-0 1}; do
       for b in 1 ${BATCH:-}; do
         echo "== l7-$m draft $d batch $b force $force"
         LMFLEET_SPEC_FORCE=$force timeout $(tb 120) node test/bench/spec-decode.js dist /tmp/l7-$m --backend cuda --prompt repeat \

@@ -5,6 +5,7 @@
 #                              fused decoder (graphs) vs the CPU decoder on tiny random models
 #   src/cuda/bench_decoder.cu  a 7B-shaped layer stack: decode ms/step vs the bandwidth limit, prefill vs cuBLAS
 # Logs under $OUT; a short summary last.   bash libs/native/scripts/device-test.sh [bench args...]
+# Env: SKIP_KERNELS=1 (test_kernels built, not run), SKIP_BENCH=1, SKIP_TESTS=1 (build only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/lmf-device-out}
@@ -42,11 +43,12 @@ fi
 echo "build: $(( $(date +%s) - t0 )) s"
 grep -i -e "spill" "$OUT/build.log" | grep -v "0 bytes spill" | sed 's/_ZN7lmfleet//' | cut -c1-150 | head -8
 [ "${SKIP_TESTS:-0}" = 1 ] && exit 0
-$B/test_kernels > "$OUT/test_kernels.log" 2>&1; k_rc=$?
+k_rc=skipped
+[ "${SKIP_KERNELS:-0}" = 1 ] || { $B/test_kernels > "$OUT/test_kernels.log" 2>&1; k_rc=$?; }
 $B/test_backend > "$OUT/test_backend.log" 2>&1; b_rc=$?
 [ "${SKIP_BENCH:-0}" = 1 ] || { $B/bench_decoder "$@" > "$OUT/bench_decoder.log" 2>&1; echo "bench rc $?"; }
-echo "== test_kernels (rc $k_rc): $(grep -e passed "$OUT/test_kernels.log" | tail -1) =="
-grep -e FAIL -e ERROR "$OUT/test_kernels.log" | head -20
+[ "$k_rc" = skipped ] || { echo "== test_kernels (rc $k_rc): $(grep -e passed "$OUT/test_kernels.log" | tail -1) =="
+  grep -e FAIL -e ERROR "$OUT/test_kernels.log" | head -20; }
 echo "== test_backend (rc $b_rc) =="
 grep -e "^|" -e ERROR -e passed "$OUT/test_backend.log" | grep -v -e "^|---" | tail -30
 [ "${SKIP_BENCH:-0}" = 1 ] || { echo "== bench_decoder =="; grep -v "^$" "$OUT/bench_decoder.log" | tail -14; }

@@ -93,6 +93,9 @@ int pow2_at_least(int v) {
   return b;
 }
 
+// the most tokens per sequence a speculative verification step runs as a decode step with (forward)
+constexpr int kMaxVerifyTokens = 16;
+
 }  // namespace
 
 CudaDecoder::CudaDecoder(Model& m)
@@ -247,7 +250,56 @@ CudaDecoder::Layout CudaDecoder::layout(int T, int S, int R, int mb, int inv_n) 
   return L;
 }
 
+// A speculative verification step (Scheduler's n-gram drafts): every sequence continues its cache with a few tokens
+// (its last one and its drafts), laid out one after another, and every row gives logits. Returns whether `b` is one.
+bool is_verify_step(const StepBatch& b) {
+  const int T = (int)b.tokens.size(), S = (int)b.num_seqs();
+  if (T == S || (int)b.logit_rows.size() != T) return false;
+  for (int r = 0; r < T; r++)
+    if (b.logit_rows[r] != r) return false;
+  for (int s = 0, q0 = 0; s < S; s++) {
+    const int start = b.seq_info[3 * s], ql = b.seq_info[3 * s + 1], ctx = b.seq_info[3 * s + 2];
+    if (start != q0 || ql < 1 || ql > kMaxVerifyTokens || ctx <= ql) return false;  // (ctx > ql: a cache to continue)
+    q0 += ql;
+  }
+  return true;
+}
+
 const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
+  // A verification step runs as a decode step: each of a sequence's tokens becomes a one-token sequence with its block
+  // table, the j-th seeing the cache up to its own position. The attention is the same causal attention (the step
+  // stores every token's K / V before any attention reads them), and the step takes the decode path's graphs,
+  // split-K attention and W4A16 fusions instead of the launch-bound prefill path.
+  if (is_verify_step(b)) {
+    StepBatch& v = verify_;
+    v.tokens = b.tokens;
+    v.positions = b.positions;
+    v.slots = b.slots;
+    v.logit_rows = b.logit_rows;
+    v.max_blocks = b.max_blocks;
+    v.seq_info.clear();
+    v.block_tables.clear();
+    for (int64_t s = 0; s < b.num_seqs(); s++) {
+      const int start = b.seq_info[3 * s], ql = b.seq_info[3 * s + 1], ctx = b.seq_info[3 * s + 2];
+      for (int j = 0; j < ql; j++) {
+        v.seq_info.insert(v.seq_info.end(), {start + j, 1, ctx - ql + 1 + j});
+        v.block_tables.insert(v.block_tables.end(), b.block_tables.begin() + s * b.max_blocks, b.block_tables.begin() + (s + 1) * b.max_blocks);
+      }
+    }
+    verify_step_ = true;
+    try {
+      const Buffer& out = forward_step(v, kv);
+      verify_step_ = false;
+      return out;
+    } catch (...) {
+      verify_step_ = false;
+      throw;
+    }
+  }
+  return forward_step(b, kv);
+}
+
+const Buffer& CudaDecoder::forward_step(const StepBatch& b, const KvView& kv) {
   be_.bind();
   const ModelConfig& c = m_.cfg();
   const int T = (int)b.tokens.size(), S = (int)b.num_seqs(), R = (int)b.logit_rows.size();
@@ -361,7 +413,7 @@ const Buffer& CudaDecoder::forward(const StepBatch& b, const KvView& kv) {
   LMF_CUDA_CHECK(cudaEventRecord(staged_, s_));
 
   if (decode && use_graphs_) {
-    const auto key = std::make_tuple(Tp, splits, split_len_, mb, inv_n);
+    const auto key = std::make_tuple(Tp, splits, split_len_, mb, inv_n, verify_step_);
     auto it = graphs_.find(key);
     if (it == graphs_.end()) {
       const size_t ws = attention_decode_workspace_bytes(Tp, (int)m_.shard().heads, (int)c.head_dim, splits);
@@ -518,7 +570,8 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     const float lscale = c.rope_on(l) ? scale : (float)nope_attention_scale(c.rope, D);
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
-                            lscale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));
+                            lscale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l),
+                            !verify_step_);
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
                              NKV, D, (int)kv.block_size, lscale, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));

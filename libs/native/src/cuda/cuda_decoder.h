@@ -43,6 +43,9 @@ class CudaDecoder {
     cudaGraphExec_t exec = nullptr;
   };
   Layout layout(int T, int S, int R, int mb, int inv_n) const;
+  const Buffer& forward_step(const StepBatch& b, const KvView& kv);
+  StepBatch verify_;  // a verification step laid out as a decode step (forward)
+  bool verify_step_ = false;  // forward_step is running verify_
   void ensure_capacity(int T, int R);
   void run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits);
   void reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps);
@@ -73,7 +76,8 @@ class CudaDecoder {
   uint32_t* dev_stage_ = nullptr;
   size_t stage_words_ = 0;
   cudaEvent_t staged_ = nullptr;
-  std::map<std::tuple<int, int, int, int, int>, Graph> graphs_;  // (batch, splits, split length, mb, inv_n)
+  // (batch, splits, split length, mb, inv_n, a verification step: its attention loads no K / V before its wait)
+  std::map<std::tuple<int, int, int, int, int, bool>, Graph> graphs_;
   const void* graph_kv_ = nullptr;                           // KvView the graphs were captured with
   bool use_graphs_ = true;
   std::set<int> tuned_T_;  // batch buckets whose GEMM shapes were tuned (see forward)

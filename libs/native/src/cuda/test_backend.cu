@@ -398,7 +398,10 @@ struct Seq {
 // diag (on by default; costs nothing while steps pass): a step over the bound is run again on both backends with the same batch (the KV
 // writes are the same values again), and the rerun's logits are compared with each side's first ones: which backend
 // gave a different answer for the same input. Returns whether the case passed.
-bool decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int nseq = 3, bool diag = true) {
+// verify_q > 1: speculative verification steps (Scheduler's n-gram drafts): after its prefill, each step a sequence
+// computes its last token and verify_q - 1 more (random "drafts"), with logits at every position; when every scheduled
+// sequence does so, the CUDA decoder replays a verification graph.
+bool decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int nseq = 3, bool diag = true, int verify_q = 0) {
   ModelConfig cfg = make_config(t);
   cfg.kv_quant_policy = qp;
   g_test_use_cuda = false;
@@ -430,10 +433,17 @@ bool decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int n
   for (int step = 0; step < 8; step++) {
     // which sequences run, and how many tokens each: step 0 prefills 0 and 1; seq 2 prefills at step 4
     std::vector<std::pair<int, int64_t>> sched;
+    std::vector<bool> all_rows;
     for (int i = 0; i < nseq; i++) {
       if (i == 2 && step < 4) continue;
-      const int64_t n = (int64_t)seqs[i].tokens.size() - seqs[i].done;
+      int64_t n = (int64_t)seqs[i].tokens.size() - seqs[i].done;
+      const bool verify = verify_q > 1 && n == 1 && seqs[i].done > 0;
+      if (verify) {
+        for (int j = 1; j < verify_q; j++) seqs[i].tokens.push_back(tok(gen));
+        n = verify_q;
+      }
       sched.push_back({i, n});
+      all_rows.push_back(verify);
     }
     StepBatch b;
     b.max_blocks = 1;
@@ -445,7 +455,9 @@ bool decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int n
       }
       b.max_blocks = std::max<int64_t>(b.max_blocks, (int64_t)s.blocks.size());
     }
-    for (auto& [i, n] : sched) {
+    std::vector<size_t> last_row;  // per scheduled sequence: its last position's logit row
+    for (size_t k = 0; k < sched.size(); k++) {
+      const auto [i, n] = sched[k];
       Seq& s = seqs[i];
       const int32_t q0 = (int32_t)b.tokens.size();
       for (int64_t j = 0; j < n; j++) {
@@ -455,8 +467,9 @@ bool decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int n
         b.slots.push_back((int32_t)(s.blocks[pos / ko.block_size] * ko.block_size + pos % ko.block_size));
       }
       b.seq_info.insert(b.seq_info.end(), {q0, (int32_t)n, (int32_t)(s.done + n)});
-      for (int64_t k = 0; k < b.max_blocks; k++) b.block_tables.push_back(k < (int64_t)s.blocks.size() ? s.blocks[k] : 0);
-      b.logit_rows.push_back(q0 + (int32_t)n - 1);
+      for (int64_t j = 0; j < b.max_blocks; j++) b.block_tables.push_back(j < (int64_t)s.blocks.size() ? s.blocks[j] : 0);
+      for (int64_t j = all_rows[k] ? 0 : n - 1; j < n; j++) b.logit_rows.push_back(q0 + (int32_t)j);
+      last_row.push_back(b.logit_rows.size() - 1);
     }
     const Buffer& cl = cdec.forward(b, ccache.view());
     std::vector<float> cpu_logits(b.logit_rows.size() * (size_t)t.vocab), gpu_logits(cpu_logits.size());
@@ -499,14 +512,15 @@ bool decoder_test(const TinyModel& t, const std::string& name, int qp = 0, int n
     for (size_t r = 0; r < sched.size(); r++) {
       Seq& s = seqs[sched[r].first];
       s.done += sched[r].second;
-      const float* row = &cpu_logits[r * t.vocab];
+      const float* row = &cpu_logits[last_row[r] * t.vocab];
       s.tokens.push_back((int32_t)(std::max_element(row, row + t.vocab) - row));
     }
   }
   char shape[200];
   std::snprintf(shape, sizeof shape, "%s: %d seqs, %d steps (prefill, graph decode, mixed), %zu graphs, %zu gemm plans",
                 name.c_str(), nseq, steps, gdec.graphs(), dynamic_cast<CudaBackend&>(gpu_m.backend()).gemm().plans());
-  const std::string qname = qp ? " int" + std::to_string(qp) + " KV" : std::string();
+  std::string qname = qp ? " int" + std::to_string(qp) + " KV" : std::string();
+  if (verify_q > 1) qname += " verify " + std::to_string(verify_q);
   const double bound = qp == 0 ? 2e-2 : (qp == 8 ? 4e-2 : 1.5e-1);
   report((t.group ? "decoder W4A16(cuda vs cpu)" : "decoder(cuda vs cpu)") + qname, shape, worst, bound,
          "worst step; greedy token equal " + std::to_string(argmax_same) + "/" + std::to_string(argmax_total));
@@ -621,6 +635,12 @@ int main(int argc, char** argv) {
     decoder_test(windowed({1000, 512, 1024, 3, 4, 2, 128, false, false, "default"}, {}, {2}), "h512 GQA 4/2 d128, layer 2 NoPE");
     decoder_test(windowed({1000, 512, 1024, 3, 4, 2, 128, false, false, "default", 128}, {0, 0, 20}, {0, 2}),
                  "W4A16 g128 h512 GQA 4/2 d128, layers 0 / 2 NoPE, layer 2 window 20");
+    // speculative verification steps (every position's logits): 5 tokens per sequence (fp16 GEMV rows -> cuBLAS, W4
+    // fused GEMVs at one sequence), 3 tokens with 3 sequences (a padded graph), int8 KV
+    decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default"}, "h512 GQA 4/2 d128, qkv bias", 0, 3, true, 5);
+    decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default", 128}, "W4A16 g128 h512 GQA 4/2 d128, qkv bias", 0, 1, true, 5);
+    decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default", 128}, "W4A16 g128 h512 GQA 4/2 d128, qkv bias", 0, 3, true, 3);
+    decoder_test({1000, 256, 512, 3, 4, 4, 64, false, true, "llama3"}, "h256 MHA d64, tied, llama3 rope", 8, 3, true, 4);
     // 12 sequences: decode graphs at batch bucket 16 with tuned GEMM plans (cuBLASLt or cuBLAS's default per shape;
     // tuning is opt-in: LMFLEET_GEMM_TUNE=1), then without
     setenv("LMFLEET_GEMM_TUNE", "1", 1);

@@ -514,7 +514,8 @@ template <int HD, int G, int QP>
 static void launch_decode(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
                           int max_blocks, const int* ctx_lens, half* out, int ldo, int batch, int nh, int nkv,
                           int block_size, float scale, int split_len, int max_splits, void* workspace,
-                          cudaStream_t s, const float* k_param, const float* v_param, int kv_rep, int window) {
+                          cudaStream_t s, const float* k_param, const float* v_param, int kv_rep, int window,
+                          bool prefetch_ok) {
   float* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
   const bool online = attn_online();
@@ -526,7 +527,7 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache, v_cache,
                                        block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
                                        split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep, window,
-                                       (pdl_preload() ? 1 : 0) | (attn_prefetch() ? 2 : 0)));
+                                       (pdl_preload() ? 1 : 0) | (prefetch_ok && attn_prefetch() ? 2 : 0)));
   if (max_splits > 1)
     LMF_CUDA_CHECK(launch_maybe_pdl(pdl, attention_decode_combine_kernel<HD>, dim3(nh, batch), dim3(HD), s, ctx_lens, out,
                                     ldo, nh, split_len, max_splits, o_part, ml_part, window, pdl_preload() ? 1 : 0));
@@ -536,7 +537,8 @@ template <int HD, int QP>
 static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, const half* v_cache,
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo, int batch,
                            int nh, int nkv, int block_size, float scale, int split_len, int max_splits,
-                           void* workspace, cudaStream_t s, const float* k_param, const float* v_param, int window) {
+                           void* workspace, cudaStream_t s, const float* k_param, const float* v_param, int window,
+                           bool prefetch_ok) {
   // G query heads per block (register-resident): the largest divisor of the group that is <= 8
   int G = 8;
   while (g % G) G--;
@@ -545,7 +547,7 @@ static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, c
   case G:                                                                                                    \
     return launch_decode<HD, G, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, \
                                     nh, nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, \
-                                    kv_rep, window);
+                                    kv_rep, window, prefetch_ok);
   switch (G) {
     LMF_DECODE_CASE(1) LMF_DECODE_CASE(2) LMF_DECODE_CASE(3) LMF_DECODE_CASE(4)
     LMF_DECODE_CASE(5) LMF_DECODE_CASE(6) LMF_DECODE_CASE(7) LMF_DECODE_CASE(8)
@@ -558,7 +560,7 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
                            int max_splits, void* workspace, cudaStream_t s, int quant_policy, const float* k_param,
-                           const float* v_param, int window) {
+                           const float* v_param, int window, bool prefetch_ok) {
   if (batch <= 0) return;
   if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
   if (split_len <= 0 || max_splits <= 0) fail(ErrorCode::InvalidArgument, "attention: bad split_len/max_splits");
@@ -566,7 +568,8 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
   const int g = nh / nkv;
 #define LMF_DECODE_HD(HD, QP)                                                                                 \
   return dispatch_group<HD, QP>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, \
-                                nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, window)
+                                nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, window, \
+                                prefetch_ok)
   if (quant_policy == 0) {
     LMF_FOR_HEAD_DIMS(LMF_DECODE_HD, 0)
   } else if (quant_policy == 8) {

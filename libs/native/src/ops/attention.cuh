@@ -39,7 +39,11 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
                            int max_splits, void* workspace, cudaStream_t s, int quant_policy = 0,
-                           const float* k_param = nullptr, const float* v_param = nullptr, int window = 0);
+                           const float* k_param = nullptr, const float* v_param = nullptr, int window = 0,
+                           bool prefetch_ok = true);
+// prefetch_ok false: no K / V rows before griddepcontrol.wait, whatever attn_prefetch says. For steps where the kernel
+// before this one wrote more than each sequence's newest row (a speculative verification step run as one-token
+// sequences: the j-th reads the j rows before it, written in the same step).
 
 // Prefill attention (causal, tensor cores): num_seqs sequences; sequence b has q_lens[b] new tokens whose q rows
 // start at row q_starts[b] of q ([ntok, nh*hd], row stride ldq), and ctx_lens[b] tokens in the cache including
