@@ -132,10 +132,10 @@ describe('lmfleet CLI', () => {
     expect(fake.log.disposedEngines).toBe(1);
   });
 
-  it('chat --speculative-algorithm ngram decodes speculatively (4 draft tokens by default; the counts reach the engine)', async () => {
+  it('chat --speculative-algorithm ngram decodes speculatively (3 draft tokens by default; the counts reach the engine)', async () => {
     const fake = createFakeNative({ script: () => [30, 31] });
     expect(await run(['chat', path.join(dir, 'model'), '--max-new-tokens', '2', '--speculative-algorithm', 'ngram'], makeIO(['hi\n'], fake.native).io)).toBe(0);
-    expect(fake.log.engineOptions.at(-1)).toMatchObject({ specDraftTokens: 4, specNgramMax: 4, specNgramMin: 1 });
+    expect(fake.log.engineOptions.at(-1)).toMatchObject({ specDraftTokens: 3, specNgramMax: 4, specNgramMin: 1 });
     const v = makeIO(['hi\n'], fake.native);
     const argv = ['chat', path.join(dir, 'model'), '--max-new-tokens', '2', '--speculative-algorithm', 'ngram', '--speculative-num-draft-tokens', '6', '--prompt-lookup-max', '3', '--prompt-lookup-min', '2', '-v'];
     expect(await run(argv, v.io)).toBe(0);

@@ -42,8 +42,12 @@ export interface SpeculativeFlags {
   promptLookupMin?: number;
 }
 
-/** numDraftTokens when only --speculative-algorithm is given. */
-export const DEFAULT_NUM_DRAFT_TOKENS = 4;
+/**
+ * numDraftTokens when only --speculative-algorithm is given: 3, because a step verifying 3 drafts (4 rows) costs ~1.2x
+ * a plain decode step on CUDA (Llama-2-7B shape, H100, fp16 and W4A16), while 4 or more pad the step to 8 rows
+ * (W4A16 ~1.5x): see test/bench/RESULTS.md, "Session 22".
+ */
+export const DEFAULT_NUM_DRAFT_TOKENS = 3;
 
 const SPECULATIVE_FLAG_OF: Record<string, string> = {
   numDraftTokens: '--speculative-num-draft-tokens',

@@ -43,7 +43,7 @@ describe('lmfleet deploy / deployments / undeploy (--api)', () => {
     };
     const a = spec(['--speculative-algorithm', 'ngram']);
     expect(await a.done).toBe(0);
-    expect(a.api.calls[0][2]).toEqual({ name: 's', versionId: V, speculative: { method: 'ngram', numDraftTokens: 4 } });
+    expect(a.api.calls[0][2]).toEqual({ name: 's', versionId: V, speculative: { method: 'ngram', numDraftTokens: 3 } });
     const b = spec(['--speculative-algorithm', 'ngram', '--speculative-num-draft-tokens', '8', '--prompt-lookup-max', '5', '--prompt-lookup-min', '2']);
     expect(await b.done).toBe(0);
     expect(b.api.calls[0][2].speculative).toEqual({ method: 'ngram', numDraftTokens: 8, promptLookupMax: 5, promptLookupMin: 2 });
