@@ -1,7 +1,8 @@
 // @lmfleet/engine: the TypeScript engine over the native addon. No NestJS, BullMQ, Redis or TypeORM here, and no
 // process.env: callers pass options and a logger.
 export * from './errors';
-export { Engine, EngineInstance, MAX_DRAFT_TOKENS, speculativeOptions } from './generation/engine';
+export { Engine, EngineInstance } from './generation/engine';
+export { MAX_DRAFT_TOKENS, speculativeOptions } from './generation/speculative';
 export { ChatSession, type ChatSessionOptions } from './generation/chat-session';
 export { PretrainedModel } from './generation/pretrained';
 export { selectBackend, type NativeLoader } from './generation/backend';

@@ -9,6 +9,9 @@ import { declaredDtype } from './models/common';
 import { assertModelDir, hfArchitectureOf, readHfConfig } from './models/load';
 import { ARCHITECTURES, supportedArchitectures } from './models/registry';
 
+// the API validates a deployment's speculative setting with the engine's rules, from this module
+export { MAX_DRAFT_TOKENS, speculativeOptions } from './generation/speculative';
+
 export interface ModelInspection {
   dir: string;
   /** HF class name, e.g. 'Qwen2ForCausalLM'. */

@@ -85,8 +85,8 @@ const SPECULATIVE_FIELDS: readonly string[] = ['method', 'numDraftTokens', 'prom
 /**
  * Why `sp` is not a speculative setting the engine takes (a readable sentence), or undefined when it is. The rules are
  * the engine's own (speculativeOptions), so the API refuses exactly what a worker's engine would; besides them, a field
- * the engine would ignore is refused, as the DTOs refuse unknown fields. Loads the engine's JavaScript on first use
- * (no addon: importing the engine loads no binary).
+ * the engine would ignore is refused, as the DTOs refuse unknown fields. Loads only the engine's inspect module, as
+ * inspectModel does.
  */
 export function speculativeProblem(sp: unknown): string | undefined {
   if (sp !== null && typeof sp === 'object' && !Array.isArray(sp)) {
@@ -94,7 +94,7 @@ export function speculativeProblem(sp: unknown): string | undefined {
     if (unknown.length) return `speculative: unknown field ${unknown.map((k) => JSON.stringify(k)).join(', ')} (fields: ${SPECULATIVE_FIELDS.join(', ')})`;
   }
   try {
-    loadEngine().speculativeOptions(sp as ServingSpeculative);
+    loadEngine('inspect').speculativeOptions(sp as ServingSpeculative);
     return undefined;
   } catch (err) {
     if (isEngineInputError(err)) return (err as Error).message;
