@@ -81,3 +81,12 @@ ncu_w4() {
     echo "ncu sections ($shape, m = $m) rc $? ($(el))"
   fi
 }
+# build_addon_cuda DIR: configures and builds the addon's cuda variant (sm_90) into DIR, log in $OUT/addon-build.log;
+# the caller runs it in the background (`build_addon_cuda DIR & ADDON_PID=$!`) and waits for it
+build_addon_cuda() {
+  local nvcc
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  { cmake -S libs/native -B "$1" -DLMFLEET_VARIANT=cuda -DCMAKE_BUILD_TYPE=Release \
+      -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
+      -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build "$1" -j 16; } > "$OUT/addon-build.log" 2>&1
+}

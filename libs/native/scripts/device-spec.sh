@@ -9,11 +9,8 @@
 set -uo pipefail
 BUDGET=${BUDGET:-560}
 source "$(dirname "$0")/device-common.sh"
-NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 BUILD=libs/native/build/cuda-cmake
-( cmake -S libs/native -B $BUILD -DLMFLEET_VARIANT=cuda -DCMAKE_BUILD_TYPE=Release \
-    -DNODE_ADDON_API_DIR="$ROOT/node_modules/node-addon-api" -DCMAKE_JS_INC="$ROOT/node_modules/node-api-headers/include" \
-    -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build $BUILD -j 16 ) > "$OUT/addon-build.log" 2>&1 &
+build_addon_cuda $BUILD &
 ADDON_PID=$!
 python3 test/bench/make_random_model.py /tmp/l7-fp16 > "$OUT/make_model.log" 2>&1
 python3 test/bench/make_random_model.py /tmp/l7-w4 --awq-group 128 >> "$OUT/make_model.log" 2>&1
