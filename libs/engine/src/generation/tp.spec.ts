@@ -127,6 +127,29 @@ d('tensor parallelism (cpu ranks)', () => {
     expect(r.map((x) => x.cached)).toEqual([0, 32, 48]); // 40 shared: 2 full blocks; the third also the first's third block
   }, 240_000);
 
+  it("speculative decoding (ngram) at tp 2: the verification steps run on every rank; tp 1's plain tokens", async () => {
+    const dir = tinyModel(path.join(tmp.dir, 'spec'), { arch: 'llama', numHeads: 4, numKvHeads: 2, seed: 14 });
+    const base = [5, 9, 14, 3, 27, 8, 11];
+    const inputIds = [...base, ...base, ...base.slice(0, 3)];
+    const greedy = async (tp: number, speculative: boolean) => {
+      const engine = await Engine.fromPretrained(dir, {
+        native: native!, backend: 'cpu', tp, threads: 2, maxBatchSize: 4, sessionLen: 256,
+        ...(speculative ? { speculative: { method: 'ngram' as const, numDraftTokens: 3 } } : {}),
+      });
+      try {
+        const outs = [];
+        for await (const o of engine.createInstance().streamInfer({ inputIds, maxNewTokens: 48, stopIds: [], sampling: { temperature: 0 } })) outs.push(o);
+        return { tokens: outs.flatMap((o) => o.tokenIds), drafts: outs[outs.length - 1].usage?.draftTokens ?? 0 };
+      } finally {
+        await engine.dispose();
+      }
+    };
+    const plain = await greedy(1, false);
+    const spec = await greedy(2, true);
+    expect(spec.tokens).toEqual(plain.tokens);
+    expect(spec.drafts).toBeGreaterThan(0);
+  }, 240_000);
+
   it("prompt log-probs at tp 2 and 4 (the ranks' vocabulary slices gathered): tp 1's within fp16 tolerance, the same top token", async () => {
     const dir = tinyModel(path.join(tmp.dir, 'plp'), { arch: 'qwen2', hiddenSize: 64, intermediateSize: 128, numHeads: 4, numKvHeads: 2, numLayers: 2, seed: 12 });
     const inputIds = Array.from({ length: 70 }, (_, i) => 3 + ((i * 29) % 200));
