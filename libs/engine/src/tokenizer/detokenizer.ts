@@ -8,6 +8,14 @@ export interface DetokenizerOptions {
 }
 
 const REPLACEMENT = '\uFFFD';
+/**
+ * An incomplete character spans at most 3 pending tokens (a 4-byte UTF-8 character in byte tokens). Past this many
+ * pending tokens a trailing U+FFFD is bytes that will never form a character (a model emitting invalid UTF-8: a broken
+ * or random-weight model), so the text up to the last 3 tokens is emitted as decoded, U+FFFD included, instead of
+ * holding the stream back and re-decoding a window that grows with every token.
+ */
+const MAX_HELD_TOKENS = 8;
+const TAIL_TOKENS = 3;
 
 export class IncrementalDetokenizer {
   private readonly ids: number[] = [];
@@ -35,12 +43,17 @@ export class IncrementalDetokenizer {
     const fullText = this.decode(this.ids.slice(this.prefixOffset));
     if (fullText.length <= prefixText.length || fullText.endsWith(REPLACEMENT) || !fullText.startsWith(prefixText)) {
       // Nothing new, or the tail is an incomplete character: wait for more tokens. (A context change that rewrites
-      // the prefix is also held until it settles.)
-      return '';
+      // the prefix is also held until it settles.) Held too long: all but the last few tokens go out as they decode.
+      return this.ids.length - this.readOffset > MAX_HELD_TOKENS ? this.release(prefixText, this.ids.length - TAIL_TOKENS) : '';
     }
-    const delta = fullText.slice(prefixText.length);
+    return this.release(prefixText, this.ids.length, fullText);
+  }
+
+  /** Emits the text of the tokens up to `upTo` past `prefixText` and moves the window there. */
+  private release(prefixText: string, upTo: number, text = this.decode(this.ids.slice(this.prefixOffset, upTo))): string {
+    const delta = text.startsWith(prefixText) ? text.slice(prefixText.length) : text;
     this.prefixOffset = this.readOffset;
-    this.readOffset = this.ids.length;
+    this.readOffset = upTo;
     this.emitted += delta;
     return delta;
   }
@@ -48,12 +61,6 @@ export class IncrementalDetokenizer {
   /** Ends the stream: returns held-back text (an incomplete trailing character decodes as U+FFFD). */
   flush(): string {
     if (this.readOffset >= this.ids.length) return '';
-    const prefixText = this.decode(this.ids.slice(this.prefixOffset, this.readOffset));
-    const fullText = this.decode(this.ids.slice(this.prefixOffset));
-    const delta = fullText.startsWith(prefixText) ? fullText.slice(prefixText.length) : fullText;
-    this.prefixOffset = this.readOffset;
-    this.readOffset = this.ids.length;
-    this.emitted += delta;
-    return delta;
+    return this.release(this.decode(this.ids.slice(this.prefixOffset, this.readOffset)), this.ids.length);
   }
 }

@@ -87,6 +87,34 @@ describe('IncrementalDetokenizer', () => {
   });
 });
 
+describe('IncrementalDetokenizer on invalid UTF-8', () => {
+  // byte tokens: id i is byte i; the decoder turns bytes into text as UTF-8 with U+FFFD for invalid sequences
+  const decode = (ids: number[]) => Buffer.from(ids).toString('utf8');
+
+  it('a run of bytes that never forms a character streams with U+FFFD instead of holding everything to the end', () => {
+    const d = new IncrementalDetokenizer(decode);
+    const bad = Array.from({ length: 200 }, () => 0x80); // lone continuation bytes
+    const deltas = bad.map((b) => d.push([b]));
+    expect(deltas.slice(20).every((x) => x.length > 0 || x === '')).toBe(true);
+    expect(deltas.join('').length).toBeGreaterThan(150); // came out along the way, not at flush
+    expect((d as unknown as { ids: number[]; readOffset: number }).ids.length - (d as unknown as { readOffset: number }).readOffset).toBeLessThanOrEqual(9);
+    d.flush();
+    expect(d.text).toBe(decode(bad));
+  });
+
+  it('characters split over byte tokens still come out whole, also after an invalid run', () => {
+    const text = 'a世🙂é';
+    const bytes = [...Buffer.from(text)];
+    const d = new IncrementalDetokenizer(decode);
+    const bad = Array.from({ length: 12 }, () => 0xff);
+    const deltas = [...bad, ...bytes].map((b) => d.push([b]));
+    deltas.push(d.flush());
+    expect(deltas.join('')).toBe(decode([...bad, ...bytes]));
+    expect(deltas.join('').endsWith(text)).toBe(true);
+    for (const x of deltas) expect(x).not.toMatch(/[\uD800-\uDBFF]$/); // never half a surrogate pair
+  });
+});
+
 describe('tokenizer (shared model)', () => {
   const dir = sharedModelDir('tiny-qwen2-pydocs');
   it('loads tokenizer.json, round-trips eval.txt and gives 116 windows of 512', () => {
