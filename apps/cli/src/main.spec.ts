@@ -167,6 +167,7 @@ describe('lmfleet CLI', () => {
       return h.out();
     };
     expect(await chatOnce(qwen3.dir, [])).toBe('thinking:\nhm\n\nok\n'); // piped: plain text
+    expect(await chatOnce(qwen3.dir, ['--reasoning-parser', 'none'])).toBe('<think>\nhm\n</think>\n\nok\n'); // as written
     // (each streamed piece of thinking is dimmed on its own: merge the back-to-back off/on pairs)
     expect((await chatOnce(qwen3.dir, [], true)).replace(/\x1b\[22m\x1b\[2m/g, '')).toBe('\x1b[2mthinking:\x1b[22m\n\x1b[2mhm\x1b[22m\n\nok\n');
     const qwen2 = path.join(dir, 'model');

@@ -4,6 +4,11 @@ import { parseReasoningParser, type ReasoningParser } from '@lmfleet/platform/se
 import { CliExit } from './io';
 
 /** --reasoning-parser: vLLM's and LMDeploy's names (qwen3, deepseek_r1, deepseek-r1, qwen-qwq) → the API's. */
+/** `lmfleet chat --reasoning-parser`: a parser, or none (print the reply as written, even for a Qwen3 model). */
+export function parseChatReasoningParserArg(v: string): ReasoningParser | 'none' {
+  return v.toLowerCase() === 'none' ? 'none' : parseReasoningParserArg(v);
+}
+
 export function parseReasoningParserArg(v: string): ReasoningParser {
   try {
     return parseReasoningParser(v, '--reasoning-parser');

@@ -13,7 +13,7 @@ import { evalPplCommand } from './commands/eval-ppl';
 import { apiClientCommand } from './commands/serve-api-client';
 import { apiServerCommand } from './commands/serve-api-server';
 import { CliExit, type CliIO } from './io';
-import { parseBackend, parseFloatArg, parseIntArg, parseReasoningParserArg, speculativeFlags, speculativeFromFlags } from './options';
+import { parseBackend, parseChatReasoningParserArg, parseFloatArg, parseIntArg, parseReasoningParserArg, speculativeFlags, speculativeFromFlags } from './options';
 import {
   ApiClient,
   autoAwqParams,
@@ -167,7 +167,7 @@ export function createProgram(io: CliIO): Command {
     .option('--seed <n>', 'random seed', parseIntArg('--seed', 0))
     .option('--max-new-tokens <n>', 'max tokens per reply', parseIntArg('--max-new-tokens', 1), 512)
     .option('--stop-word <s>', 'stop generating at this string (repeatable)', collect)
-    .option('--reasoning-parser <name>', "reasoning models: the reply's <think> block is printed as thinking (dimmed on a terminal) before the answer (qwen3, the default for Qwen3ForCausalLM; deepseek_r1 / deepseek-r1 / qwen-qwq when the prompt opens the block)", parseReasoningParserArg)
+    .option('--reasoning-parser <name>', "reasoning models: the reply's <think> block is printed as thinking (dimmed on a terminal) before the answer (qwen3, the default for Qwen3ForCausalLM; deepseek_r1 / deepseek-r1 / qwen-qwq when the prompt opens the block; none: the reply as written)", parseChatReasoningParserArg)
     .option('-v, --verbose', 'print timings and debug logs', false))
     .action(async (modelPath: string, o) => {
       const speculative = speculativeFromFlags(o, 'chat');

@@ -43,5 +43,6 @@ describe('lmfleet chat: reasoning output', () => {
     expect(chatReasoningParser(undefined, 'Qwen2ForCausalLM')).toBeUndefined();
     expect(chatReasoningParser('deepseek_r1', 'Qwen3ForCausalLM')).toBe('deepseek_r1');
     expect(chatReasoningParser('qwen3', 'LlamaForCausalLM')).toBe('qwen3');
+    expect(chatReasoningParser('none', 'Qwen3ForCausalLM')).toBeUndefined(); // --reasoning-parser none: as written
   });
 });

@@ -6,8 +6,9 @@ import { ReasoningStream, type ReasoningParser } from '@lmfleet/platform/serving
 const DIM = '\x1b[2m';
 const NORMAL = '\x1b[22m';
 
-/** The parser `lmfleet chat` uses: --reasoning-parser when given, else qwen3 for a Qwen3ForCausalLM, else none. */
-export function chatReasoningParser(flag: ReasoningParser | undefined, hfArchitecture: string): ReasoningParser | undefined {
+/** The parser `lmfleet chat` uses: --reasoning-parser when given ('none': none), else qwen3 for a Qwen3ForCausalLM, else none. */
+export function chatReasoningParser(flag: ReasoningParser | 'none' | undefined, hfArchitecture: string): ReasoningParser | undefined {
+  if (flag === 'none') return undefined;
   return flag ?? (hfArchitecture === 'Qwen3ForCausalLM' ? 'qwen3' : undefined);
 }
 

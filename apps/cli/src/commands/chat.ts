@@ -28,8 +28,8 @@ export interface ChatFlags {
   seed?: number;
   maxNewTokens: number;
   stopWords?: string[];
-  /** --reasoning-parser: how the reply's <think> block is told apart (default: qwen3 for Qwen3ForCausalLM). */
-  reasoningParser?: ReasoningParser;
+  /** --reasoning-parser: how the reply's <think> block is told apart (default: qwen3 for Qwen3ForCausalLM; none: off). */
+  reasoningParser?: ReasoningParser | 'none';
   /** --speculative-algorithm ngram and its counts (options.ts speculativeFromFlags); absent: plain decoding. */
   speculative?: SpeculativeConfig;
   verbose?: boolean;
