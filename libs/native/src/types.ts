@@ -138,6 +138,16 @@ export interface NativeModelConfig {
   layerWindows?: number[];
   /** Layers that apply no RoPE to q and k (SmolLM3's NoPE layers, every 4th); their softmax scale is 1/sqrt(headDim). */
   noRopeLayers?: number[];
+  /** Mixture of experts (Mixtral, Qwen3-MoE; cpu backend only for now): every layer but denseLayers routes each token to
+   *  numExpertsPerTok of numExperts SwiGLU experts of width moeIntermediateSize (tensors layers.{i}.router.weight
+   *  [numExperts, hidden], layers.{i}.experts.{e}.gate / up / down), weighted by the router's softmax, renormalized over
+   *  the chosen experts when normTopkProb (default true). */
+  numExperts?: number;
+  numExpertsPerTok?: number;
+  moeIntermediateSize?: number;
+  normTopkProb?: boolean;
+  /** Layers that keep a dense MLP (layers.{i}.gate / up / down of intermediateSize) in a mixture-of-experts model. */
+  denseLayers?: number[];
   /** 'silu' for every supported model today. */
   hiddenAct: 'silu';
   /** KV-cache quantization, LMDeploy's quant_policy: 0 (default) float cache, 8 int8, 4 int4; asymmetric with a

@@ -5,6 +5,7 @@ import { internlm } from './internlm';
 import { internlm2 } from './internlm2';
 import { llama } from './llama';
 import { mistral } from './mistral';
+import { mixtral, qwen3Moe } from './moe';
 import { phi3 } from './phi3';
 import { qwen2 } from './qwen2';
 import { qwen3 } from './qwen3';
@@ -21,6 +22,8 @@ export const ARCHITECTURES: readonly ArchitectureDef[] = [
   granite,
   internlm,
   internlm2,
+  mixtral,
+  qwen3Moe,
 ];
 
 export function supportedArchitectures(): string[] {

@@ -90,6 +90,13 @@ export function toNativeArchConfig(spec: ModelSpec): NativeArchConfig {
   if (spec.qkNorm) c.qkNorm = true;
   if (spec.layerWindows) c.layerWindows = [...spec.layerWindows];
   if (spec.noRopeLayers) c.noRopeLayers = [...spec.noRopeLayers];
+  if (spec.numExperts) {
+    c.numExperts = spec.numExperts;
+    c.numExpertsPerTok = spec.numExpertsPerTok;
+    c.moeIntermediateSize = spec.moeIntermediateSize;
+    if (spec.normTopkProb !== undefined) c.normTopkProb = spec.normTopkProb;
+    if (spec.denseLayers?.length) c.denseLayers = [...spec.denseLayers];
+  }
   if (spec.quant) c.quant = { ...spec.quant };
   return c;
 }

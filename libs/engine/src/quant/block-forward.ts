@@ -79,6 +79,9 @@ export class BlockForward {
   static fromDir(native: NativeModule, dir: string): { fwd: BlockForward; loaded: LoadedModelSpec; sources: TensorSource[] } {
     const loaded = loadModelSpec(dir);
     if (loaded.spec.quant) throw new NotSupportedError(`${loaded.dir} is already quantized (${loaded.spec.quant.method}); calibrate the fp16/bf16 model`);
+    if (loaded.spec.numExperts) {
+      throw new NotSupportedError(`${loaded.spec.hfArchitecture} is a mixture-of-experts model: calibrate and auto_awq do not support experts yet (the engine runs it on the cpu backend)`);
+    }
     const { tensors } = loadModelWeights(loaded);
     const w = new Map<string, Float32Array>();
     for (const t of tensors) w.set(t.name, readSourceF32(t));

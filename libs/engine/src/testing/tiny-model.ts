@@ -9,7 +9,14 @@ import { byteLevelAlphabet } from '../tokenizer/byte-level';
 
 export interface TinyModelOptions {
   /** internlm2: InternLM2's own tensor names with q/k/v packed per KV group in `attention.wqkv` (byte-level tokenizer). */
-  arch?: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'internlm2';
+  arch?: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'internlm2' | 'mixtral' | 'qwen3_moe';
+  /** mixtral / qwen3_moe: experts per layer and per token (default 4 and 2); qwen3_moe: the experts' width (default
+   *  intermediateSize / 2), norm_topk_prob (default true) and mlp_only_layers (dense layers, default none). */
+  numExperts?: number;
+  numExpertsPerTok?: number;
+  moeIntermediateSize?: number;
+  normTopkProb?: boolean;
+  mlpOnlyLayers?: number[];
   /** mistral: config sliding_window (default null: none). */
   slidingWindow?: number;
   /** smollm3: config no_rope_layers (1 = RoPE, 0 = NoPE per layer; default: transformers' every 4th layer NoPE). */
@@ -155,7 +162,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   const std = opts.weightStd ?? 0.08;
   fs.mkdirSync(dir, { recursive: true });
 
-  const tokArch = arch === 'llama' || arch === 'mistral' || arch === 'smollm3' ? 'llama' : 'qwen2';
+  const tokArch = arch === 'llama' || arch === 'mistral' || arch === 'smollm3' || arch === 'mixtral' ? 'llama' : 'qwen2';
   const tok = buildTokenizer(tokArch, opts.vocabSize ?? 0);
   const vocabSize = tok.vocabSize;
   const bosId = tokArch === 'llama' ? tok.ids['<s>'] : tok.ids['<|endoftext|>'];
@@ -166,7 +173,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     ? { rope_parameters: { rope_theta: 10000.0, rope_type: 'default' } }
     : { rope_theta: 10000.0, rope_scaling: null };
   const config: Record<string, unknown> = {
-    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', smollm3: 'SmolLM3ForCausalLM', internlm2: 'InternLM2ForCausalLM' }[arch]],
+    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', smollm3: 'SmolLM3ForCausalLM', internlm2: 'InternLM2ForCausalLM', mixtral: 'MixtralForCausalLM', qwen3_moe: 'Qwen3MoeForCausalLM' }[arch]],
     model_type: arch,
     hidden_size: hidden,
     intermediate_size: ff,
@@ -188,6 +195,14 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   if (arch === 'smollm3' && opts.noRopeLayers) config.no_rope_layers = opts.noRopeLayers;
   if (arch === 'mistral') config.sliding_window = opts.slidingWindow ?? null;
   if (arch === 'internlm2') config.bias = opts.bias ?? false;
+  const E = opts.numExperts ?? 4, moeFf = arch === 'mixtral' ? ff : opts.moeIntermediateSize ?? Math.max(8, ff / 2);
+  if (arch === 'mixtral') Object.assign(config, { num_local_experts: E, num_experts_per_tok: opts.numExpertsPerTok ?? 2, sliding_window: null, attention_bias: false });
+  if (arch === 'qwen3_moe') {
+    Object.assign(config, {
+      num_experts: E, num_experts_per_tok: opts.numExpertsPerTok ?? 2, moe_intermediate_size: moeFf, norm_topk_prob: opts.normTopkProb ?? true,
+      decoder_sparse_step: 1, mlp_only_layers: opts.mlpOnlyLayers ?? [], attention_bias: false,
+    });
+  }
 
   const normal = gaussian(rng(seed));
   const sfDtype = dtype === 'f16' ? 'F16' : 'BF16';
@@ -248,15 +263,31 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
         add(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], 'small');
         add(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], 'small');
       }
-      if (arch === 'qwen3') {
+      if (arch === 'qwen3' || arch === 'qwen3_moe') {
         add(`${p}.self_attn.q_norm.weight`, [headDim], 'ones');
         add(`${p}.self_attn.k_norm.weight`, [headDim], 'ones');
       }
       add(`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim], 'normal');
       add(`${p}.post_attention_layernorm.weight`, [hidden], 'ones');
-      add(`${p}.mlp.gate_proj.weight`, [ff, hidden], 'normal');
-      add(`${p}.mlp.up_proj.weight`, [ff, hidden], 'normal');
-      add(`${p}.mlp.down_proj.weight`, [hidden, ff], 'normal');
+      if (arch === 'mixtral') {
+        add(`${p}.block_sparse_moe.gate.weight`, [E, hidden], 'normal');
+        for (let e = 0; e < E; e++) {
+          add(`${p}.block_sparse_moe.experts.${e}.w1.weight`, [moeFf, hidden], 'normal');
+          add(`${p}.block_sparse_moe.experts.${e}.w3.weight`, [moeFf, hidden], 'normal');
+          add(`${p}.block_sparse_moe.experts.${e}.w2.weight`, [hidden, moeFf], 'normal');
+        }
+      } else if (arch === 'qwen3_moe' && !(opts.mlpOnlyLayers ?? []).includes(i)) {
+        add(`${p}.mlp.gate.weight`, [E, hidden], 'normal');
+        for (let e = 0; e < E; e++) {
+          add(`${p}.mlp.experts.${e}.gate_proj.weight`, [moeFf, hidden], 'normal');
+          add(`${p}.mlp.experts.${e}.up_proj.weight`, [moeFf, hidden], 'normal');
+          add(`${p}.mlp.experts.${e}.down_proj.weight`, [hidden, moeFf], 'normal');
+        }
+      } else {
+        add(`${p}.mlp.gate_proj.weight`, [ff, hidden], 'normal');
+        add(`${p}.mlp.up_proj.weight`, [ff, hidden], 'normal');
+        add(`${p}.mlp.down_proj.weight`, [hidden, ff], 'normal');
+      }
     }
     add('model.norm.weight', [hidden], 'ones');
     if (!tie) add('lm_head.weight', [vocabSize, hidden], 'normal');

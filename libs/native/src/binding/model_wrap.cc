@@ -59,6 +59,11 @@ ModelConfig parse_config(const Napi::Value& v) {
   c.qk_norm = get_bool(o, "qkNorm", false);
   c.layer_window = int_list(o, "layerWindows", "window lengths (0: full attention)");
   c.no_rope_layers = int_list(o, "noRopeLayers", "layer indices");
+  c.num_experts = (int64_t)get_number(o, "numExperts", 0);
+  c.experts_per_tok = (int64_t)get_number(o, "numExpertsPerTok", 0);
+  c.moe_inter = (int64_t)get_number(o, "moeIntermediateSize", 0);
+  c.norm_topk_prob = get_bool(o, "normTopkProb", true);
+  c.dense_layers = int_list(o, "denseLayers", "layer indices");
   c.kv_quant_policy = (int)get_number(o, "kvQuantPolicy", 0);
   Napi::Value qpv = o.Get("kvQparams");
   if (qpv.IsTypedArray() && qpv.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {

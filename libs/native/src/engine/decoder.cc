@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <string>
 #include <vector>
 #include <cstring>
@@ -164,8 +165,9 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
   h_.ensure(&be, T * H * 4);
   qkv_.ensure(&be, T * qkvd * 4);
   attn_.ensure(&be, T * qd * 4);
-  gu_.ensure(&be, T * 2 * I * 4);
-  act_.ensure(&be, T * I * 4);
+  const int64_t If = std::max(I, c.num_experts > 0 ? c.moe_inter : 0);  // the widest MLP: dense or an expert's
+  gu_.ensure(&be, T * 2 * If * 4);
+  act_.ensure(&be, T * If * 4);
   float *x = x_.as<float>(), *h = h_.as<float>(), *qkv = qkv_.as<float>(), *attn = attn_.as<float>(), *gu = gu_.as<float>(), *act = act_.as<float>();
 
   // RoPE frequencies: one table, or one per token for dynamic NTK (depends on each sequence's length).
@@ -236,6 +238,11 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     if (coll) LMF_TIMED(all_reduce, coll->all_reduce_sum(rank, h, T * H));  // row-parallel o
     LMF_TIMED(add, be.add({x, h, x, T * H}));
     LMF_TIMED(rms_norm, be.rms_norm({x, L.post_norm.as<float>(), h, T, H, c.eps}));
+    if (c.moe_layer(l)) {
+      moe_mlp(l, h, T);
+      LMF_TIMED(add, be.add({x, h, x, T * H}));
+      continue;
+    }
     LMF_TIMED(linear, be.linear({h, L.gate_up.get(), gu, T}));
     LMF_TIMED(silu_mul, be.silu_mul({gu, gu + I, 2 * I, act, T, I}));
     LMF_TIMED(linear, be.linear({act, L.down.get(), h, T}));
@@ -258,6 +265,60 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     LMF_TIMED(all_gather, coll->all_gather(rank, logits_rank_.as<float>(), logits_.as<float>(), R, sh.vocab));
   }
   return logits_;
+}
+
+void Decoder::moe_mlp(int64_t l, float* h, int64_t T) {
+  Backend& be = m_.backend();
+  const ModelConfig& c = m_.cfg();
+  const LayerWeights& L = m_.layers[(size_t)l];
+  const int64_t H = c.hidden, E = c.num_experts, K = c.experts_per_tok, Im = c.moe_inter;
+  // routing on the host: softmax over all experts in f32, the K best (ties: the lower index), their weights
+  // renormalized to sum 1 when norm_topk_prob (transformers' Mixtral / Qwen3-MoE blocks)
+  router_.ensure(&be, T * E * 4);
+  be.linear({h, L.router.get(), router_.as<float>(), T});
+  std::vector<float> logits((size_t)(T * E));
+  be.download(logits.data(), router_.get(), logits.size() * 4);
+  std::vector<std::vector<std::pair<int32_t, float>>> routed((size_t)E);  // per expert: (token row, weight)
+  std::vector<int32_t> order((size_t)E);
+  for (int64_t t = 0; t < T; t++) {
+    const float* r = &logits[(size_t)(t * E)];
+    const float mx = *std::max_element(r, r + E);
+    double sum = 0;
+    std::vector<double> p((size_t)E);
+    for (int64_t e = 0; e < E; e++) sum += (p[(size_t)e] = std::exp((double)r[e] - mx));
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int32_t a, int32_t b) { return r[a] > r[b] || (r[a] == r[b] && a < b); });
+    double top = 0;
+    for (int64_t k = 0; k < K; k++) top += p[(size_t)order[(size_t)k]];
+    for (int64_t k = 0; k < K; k++) {
+      const int32_t e = order[(size_t)k];
+      routed[(size_t)e].push_back({(int32_t)t, (float)(p[(size_t)e] / (c.norm_topk_prob ? top : sum))});
+    }
+  }
+  // each routed expert on its rows (gathered by the embedding op, a row gather), summed into `acc` with the weights
+  std::vector<float> acc((size_t)(T * H), 0.f), out;
+  moe_in_.ensure(&be, T * H * 4);
+  moe_out_.ensure(&be, T * H * 4);  // (gu_ and act_ were sized for the experts by forward_rank)
+  for (int64_t e = 0; e < E; e++) {
+    const auto& rows = routed[(size_t)e];
+    if (rows.empty()) continue;
+    const int64_t n = (int64_t)rows.size();
+    moe_rows_.resize((size_t)n);
+    for (int64_t i = 0; i < n; i++) moe_rows_[(size_t)i] = rows[(size_t)i].first;
+    be.embedding({moe_rows_.data(), n, h, T, H, moe_in_.as<float>()});
+    be.linear({moe_in_.as<float>(), L.expert_gate_up[(size_t)e].get(), gu_.as<float>(), n});
+    be.silu_mul({gu_.as<float>(), gu_.as<float>() + Im, 2 * Im, act_.as<float>(), n, Im});
+    be.linear({act_.as<float>(), L.expert_down[(size_t)e].get(), moe_out_.as<float>(), n});
+    out.resize((size_t)(n * H));
+    be.download(out.data(), moe_out_.get(), out.size() * 4);
+    for (int64_t i = 0; i < n; i++) {
+      float* a = &acc[(size_t)(rows[(size_t)i].first * H)];
+      const float w = rows[(size_t)i].second;
+      const float* o = &out[(size_t)(i * H)];
+      for (int64_t j = 0; j < H; j++) a[j] += w * o[j];
+    }
+  }
+  be.upload(h, acc.data(), acc.size() * 4);
 }
 
 namespace {

@@ -59,12 +59,16 @@ class Decoder {
  private:
   // This rank's step (the whole step at tp 1), with the collectives of engine/tp_plan.h at tp > 1.
   const Buffer& forward_rank(const StepBatch& batch, const KvView& kv);
+  // A mixture-of-experts MLP (ModelConfig::moe_layer) of layer l: h [T, hidden] (normed) -> h, the experts' weighted sum.
+  void moe_mlp(int64_t l, float* h, int64_t T);
 
   Model& m_;
   std::unique_ptr<CudaDecoder> cuda_;  // set when the model's backend is cuda: the fused f16 step (of this rank)
   Buffer x_, h_, qkv_, attn_, gu_, act_, rows_, logits_, inv_freq_;
   Buffer nope_inv_;  // zeros [rotary_dim / 2]: the frequencies of a NoPE layer (ModelConfig::no_rope_layers)
   Buffer logits_rank_;               // tp > 1: this rank's vocabulary slice of the logits
+  Buffer router_, moe_in_, moe_out_;  // mixture of experts: router logits [T, E], one expert's rows in and out
+  std::vector<int32_t> moe_rows_;     // the token rows routed to one expert
   std::vector<int32_t> local_ids_;   // tp > 1: token ids in this rank's embedding slice (others: its zero row)
 };
 

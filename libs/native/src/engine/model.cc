@@ -257,6 +257,19 @@ void Model::validate() const {
   for (int64_t l : c.no_rope_layers)
     if (l < 0 || l >= c.layers)
       fail(ErrorCode::InvalidArgument, "model config: noRopeLayers holds layer " + std::to_string(l) + " of " + std::to_string(c.layers));
+  if (c.num_experts < 0 || (c.num_experts > 0 && (c.experts_per_tok < 1 || c.experts_per_tok > c.num_experts || c.moe_inter <= 0)))
+    fail(ErrorCode::InvalidArgument, "model config: a mixture of experts needs numExperts > 0, numExpertsPerTok in [1, numExperts] and "
+                                     "moeIntermediateSize > 0 (got " + std::to_string(c.num_experts) + ", " +
+                                         std::to_string(c.experts_per_tok) + ", " + std::to_string(c.moe_inter) + ")");
+  for (int64_t l : c.dense_layers)
+    if (l < 0 || l >= c.layers)
+      fail(ErrorCode::InvalidArgument, "model config: denseLayers holds layer " + std::to_string(l) + " of " + std::to_string(c.layers));
+  if (c.num_experts > 0 && c.tp > 1)
+    fail(ErrorCode::InvalidArgument, "model config: tensor parallelism (tp " + std::to_string(c.tp) +
+                                         ") does not support mixture-of-experts models yet; run them with tp 1");
+  if (c.num_experts > 0 && c.backend != "cpu")
+    fail(ErrorCode::InvalidArgument, "model config: mixture-of-experts models run on the cpu backend only for now (" + c.backend +
+                                         " has no expert kernels yet)");
   if (c.tp < 1 || c.tp > 64) fail(ErrorCode::InvalidArgument, "model config: tp must be in [1, 64], got " + std::to_string(c.tp));
   if (!c.devices.empty() && (int)c.devices.size() != c.tp)
     fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +
@@ -458,6 +471,26 @@ void Model::load_shard(TensorReader& rd) {
       L.o = linear_w4({&wo}, ob.empty() ? nullptr : &ob);
     } else {
       L.o = dense({{p + "o.weight", {H, qd}, 0, H, q0, qn}}, ob.empty() ? nullptr : &ob);
+    }
+    if (c.moe_layer(i)) {
+      // the router (never quantized: AutoAWQ keeps it fp16) and each expert's SwiGLU MLP
+      const int64_t E = c.num_experts, Im = c.moe_inter;
+      L.router = dense({{p + "router.weight", {E, H}, 0, E, 0, H}}, nullptr);
+      for (int64_t e = 0; e < E; e++) {
+        const std::string x = p + "experts." + std::to_string(e) + ".";
+        const bool q = quantized(x + "gate");
+        if (q != quantized(x + "up") || q != quantized(x + "down"))
+          fail(ErrorCode::ModelFormat, x + "gate/up/down: all three must be W4A16 (qweight) or all fp (weight)");
+        if (q) {
+          W4A16Host wg = w4(x + "gate", Im, H), wu = w4(x + "up", Im, H), wd = w4(x + "down", H, Im);
+          L.expert_gate_up.push_back(linear_w4({&wg, &wu}, nullptr));
+          L.expert_down.push_back(linear_w4({&wd}, nullptr));
+        } else {
+          L.expert_gate_up.push_back(dense({{x + "gate.weight", {Im, H}, 0, Im, 0, H}, {x + "up.weight", {Im, H}, 0, Im, 0, H}}, nullptr));
+          L.expert_down.push_back(dense({{x + "down.weight", {H, Im}, 0, H, 0, Im}}, nullptr));
+        }
+      }
+      continue;
     }
     const bool gu4 = quantized(p + "gate");
     if (gu4 != quantized(p + "up")) fail(ErrorCode::ModelFormat, p + "gate/up: both must be W4A16 (qweight) or both fp (weight)");

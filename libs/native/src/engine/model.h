@@ -53,6 +53,16 @@ struct ModelConfig {
   // their fusions stay as they are.
   std::vector<int64_t> no_rope_layers;
   bool rope_on(int64_t l) const { return std::find(no_rope_layers.begin(), no_rope_layers.end(), l) == no_rope_layers.end(); }
+  // Mixture of experts (Mixtral, Qwen3-MoE): with num_experts > 0 every layer but dense_layers has a sparse MLP: a
+  // router [num_experts, hidden] scores the experts of each token (softmax in f32 over all of them), the
+  // experts_per_tok best are run (each a SwiGLU MLP of width moe_inter) and their outputs summed with those weights,
+  // renormalized to sum 1 when norm_topk_prob (Mixtral always; Qwen3-MoE's norm_topk_prob).
+  int64_t num_experts = 0, experts_per_tok = 0, moe_inter = 0;
+  bool norm_topk_prob = true;
+  std::vector<int64_t> dense_layers;  // layers that keep the dense MLP of width `inter` (Qwen3-MoE's mlp_only_layers)
+  bool moe_layer(int64_t l) const {
+    return num_experts > 0 && std::find(dense_layers.begin(), dense_layers.end(), l) == dense_layers.end();
+  }
   int64_t quant_group = 0;  // > 0: W4A16 (AWQ) linears with this group size may be given as qweight (ops/w4a16_gemm.h)
   // KV cache quantization (LMDeploy's quant_policy; ops/kv_quant.h): 0 float, 8 int8, 4 int4.
   int kv_quant_policy = 0;
@@ -65,6 +75,9 @@ struct LayerWeights {
   Buffer input_norm, post_norm;
   Buffer q_norm, k_norm;  // [head_dim] when ModelConfig::qk_norm (the same on every tp rank)
   std::unique_ptr<LinearWeight> qkv, o, gate_up, down;
+  // a mixture-of-experts layer (ModelConfig::moe_layer): the router and each expert's fused gate/up and down
+  std::unique_ptr<LinearWeight> router;
+  std::vector<std::unique_ptr<LinearWeight>> expert_gate_up, expert_down;
 };
 
 class Model {

@@ -1,0 +1,103 @@
+// MixtralForCausalLM and Qwen3MoeForCausalLM checkpoints on the CPU engine. The routing arithmetic is checked against
+// a TS reference in libs/native/src/engine/moe.spec.ts; here: the HF names map to the right roles. A checkpoint whose
+// experts all equal a dense model's MLP computes that dense model (the renormalized weights sum to 1), which only holds
+// if w1 / w3 / w2 (Mixtral) and gate_proj / up_proj / down_proj (Qwen3-MoE) land as gate / up / down; then generation
+// runs, and what does not support experts yet says so.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readSafetensorsDir, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
+import { BlockForward } from '../quant/block-forward';
+import { cpuLogits, nativeCpuOrReport } from '../testing/native-cpu';
+import { makeTempDir } from '../testing/tmp-dir';
+import { writeTinyModel, type TinyModelOptions } from '../testing/tiny-model';
+import { Engine } from '../generation/engine';
+import { loadModelSpec } from './load';
+import { convert } from '../workspace/convert';
+
+const native = nativeCpuOrReport('mixture of experts');
+const d = native ? describe : describe.skip;
+
+/** Rewrites `moeDir` with `denseDir`'s tensors: its experts as copies of the dense MLP of the same layer, every tensor
+ *  both have (attention, norms, embeddings, a dense layer's MLP) the dense one's; only the routers stay the MoE's. */
+function copyDenseMlpIntoExperts(denseDir: string, moeDir: string, expertName: (i: number, e: number, w: 'gate' | 'up' | 'down') => string) {
+  const dense = readSafetensorsDir(denseDir).tensors;
+  const moe = readSafetensorsDir(moeDir).tensors;
+  const out: WritableTensor[] = [];
+  for (const [name, t] of moe) {
+    const m = /^model\.layers\.(\d+)\..*experts\.(\d+)\./.exec(name);
+    let src = dense.get(name) ?? t;
+    if (m) {
+      const [i, e] = [Number(m[1]), Number(m[2])];
+      const which = (['gate', 'up', 'down'] as const).find((w) => name === `${expertName(i, e, w)}.weight`)!;
+      src = dense.get(`model.layers.${i}.mlp.${which}_proj.weight`)!;
+    }
+    out.push({ name, dtype: t.dtype as WritableTensor['dtype'], shape: [...t.shape], data: readTensorBytes(src) });
+  }
+  fs.rmSync(path.join(moeDir, 'model.safetensors'));
+  writeSafetensors(path.join(moeDir, 'model.safetensors'), out);
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+d('mixture-of-experts checkpoints (cpu)', () => {
+  const tmp = makeTempDir('lmfleet-moe-');
+  afterAll(() => tmp.cleanup());
+  const ids = Int32Array.from({ length: 16 }, (_, i) => (i * 11 + 5) % 200);
+  const shared: TinyModelOptions = { seed: 21, hiddenSize: 64, intermediateSize: 96, numLayers: 2, numHeads: 4, numKvHeads: 2, numExperts: 4, numExpertsPerTok: 2 };
+
+  it('Mixtral: experts equal to a Llama MLP compute that Llama (w1 = gate, w3 = up, w2 = down); generation runs', async () => {
+    const llama = writeTinyModel(path.join(tmp.dir, 'llama'), { ...shared, arch: 'llama' });
+    const mixtral = writeTinyModel(path.join(tmp.dir, 'mixtral'), { ...shared, arch: 'mixtral' });
+    expect(loadModelSpec(mixtral.dir).spec).toMatchObject({ arch: 'mixtral', numExperts: 4, numExpertsPerTok: 2, moeIntermediateSize: 96 });
+    copyDenseMlpIntoExperts(llama.dir, mixtral.dir, (i, e, w) => `model.layers.${i}.block_sparse_moe.experts.${e}.${{ gate: 'w1', up: 'w3', down: 'w2' }[w]}`);
+    const a = await cpuLogits(native!, mixtral.dir, ids);
+    const b = await cpuLogits(native!, llama.dir, ids);
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-4);
+    const engine = await Engine.fromPretrained(mixtral.dir, { native: native!, backend: 'cpu', maxBatchSize: 2, sessionLen: 128 });
+    try {
+      const [r] = await engine.generate(['the cat'], { maxNewTokens: 12, temperature: 0, ignoreEos: true });
+      expect(r.tokenIds).toHaveLength(12);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('Qwen3-MoE: experts equal to a Qwen3 MLP compute that Qwen3 with norm_topk_prob; mlp_only_layers stay dense', async () => {
+    const qwen3 = writeTinyModel(path.join(tmp.dir, 'qwen3'), { ...shared, arch: 'qwen3' });
+    const moe = writeTinyModel(path.join(tmp.dir, 'qwen3moe'), { ...shared, arch: 'qwen3_moe', moeIntermediateSize: 96, mlpOnlyLayers: [1] });
+    expect(loadModelSpec(moe.dir).spec).toMatchObject({ arch: 'qwen3_moe', numExperts: 4, numExpertsPerTok: 2, normTopkProb: true, denseLayers: [1] });
+    copyDenseMlpIntoExperts(qwen3.dir, moe.dir, (i, e, w) => `model.layers.${i}.mlp.experts.${e}.${w}_proj`);
+    // layer 1 is dense (mlp_only_layers): its MLP is read under the dense names, here Qwen3's own
+    expect(readSafetensorsDir(moe.dir).tensors.has('model.layers.1.mlp.gate_proj.weight')).toBe(true);
+    expect(readSafetensorsDir(moe.dir).tensors.has('model.layers.1.mlp.gate.weight')).toBe(false);
+    expect(maxAbsDiff(await cpuLogits(native!, moe.dir, ids), await cpuLogits(native!, qwen3.dir, ids))).toBeLessThan(1e-4);
+    // with norm_topk_prob false the chosen weights sum to less than 1: no longer Qwen3
+    const cfgFile = path.join(moe.dir, 'config.json');
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgFile, 'utf8')), norm_topk_prob: false }));
+    expect(maxAbsDiff(await cpuLogits(native!, moe.dir, ids), await cpuLogits(native!, qwen3.dir, ids))).toBeGreaterThan(1e-3);
+  });
+
+  it('convert writes a workspace of a mixture-of-experts model that generates the same tokens as the HF directory', async () => {
+    const mixtral = writeTinyModel(path.join(tmp.dir, 'ws-src'), { ...shared, arch: 'mixtral' });
+    const ws = path.join(tmp.dir, 'ws');
+    await convert('mixtral', mixtral.dir, { dstPath: ws });
+    const gen = async (dir: string) => {
+      const e = await Engine.fromPretrained(dir, { native: native!, backend: 'cpu', maxBatchSize: 2, sessionLen: 128 });
+      try {
+        return (await e.generate(['hello'], { maxNewTokens: 10, temperature: 0, ignoreEos: true }))[0].tokenIds;
+      } finally {
+        await e.dispose();
+      }
+    };
+    expect(await gen(ws)).toEqual(await gen(mixtral.dir));
+  });
+
+  it('calibrate / auto_awq refuse experts, saying so', () => {
+    const moe = writeTinyModel(path.join(tmp.dir, 'refuse'), { ...shared, arch: 'mixtral' });
+    expect(() => BlockForward.fromDir(native!, moe.dir)).toThrow(/MixtralForCausalLM is a mixture-of-experts model: calibrate and auto_awq do not support experts yet/);
+  });
+});
