@@ -8,10 +8,13 @@
 //                         norms, biases, lm_head) in the model's dtype under its HF name; linears the model packs
 //                         (InternLM2's attention.wqkv: ArchitectureDef.packedLinears) are packed back, rows in its order
 //   tokenizer / chat template / generation_config files copied from the source model
+// Scalars an architecture folds into its canonical tensors as they load (TensorSource.scale: Granite's multipliers)
+// are divided back out of what is written, so that the checkpoint holds the model's own values and means what the
+// in-memory quantized model meant to every reader that applies those scalars at run time (transformers, our loader).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelFormatError, NotSupportedError, QuantConfigError } from '../errors';
-import { encodeHalf } from '../io/half';
+import { encodeHalf, f16BitsToF32, f32ToF16Bits } from '../io/half';
 import { readSafetensorsDir, writeSafetensors, type WritableTensor } from '../io/safetensors';
 import type { LoadedModelSpec } from '../models/load';
 import type { PackedLinear } from '../models/spec';
@@ -85,6 +88,28 @@ export function packQuantized(packed: PackedLinear, parts: QuantizedLinear[]): Q
   };
 }
 
+const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
+
+/** The factor the loader multiplies a canonical tensor by as it reads it (TensorSource.scale, in f32 as it applies
+ *  it): 1 for a checkpoint's own values. */
+export function foldFactor(src: TensorSource): number {
+  return src.scale === undefined ? 1 : Math.fround(src.scale);
+}
+
+/** Values as the checkpoint must hold them: the folded (loaded) values divided by the fold factor. */
+export function unfoldValues(v: Float32Array, k: number): Float32Array {
+  return k === 1 ? v : v.map((x) => x / k);
+}
+
+/** A quantized linear of folded weights as the checkpoint must hold it: the codes and zeros as they are, every
+ *  per-group scale divided by the fold factor (the nearest f16; the loader multiplies it back). */
+export function unfoldQuantized(ql: QuantizedLinear, k: number): QuantizedLinear {
+  if (k === 1) return ql;
+  const out: QuantizedLinear = { ...ql, scales: ql.scales.map((s) => roundF16(s / k)) };
+  if (ql.gemm) out.gemm = { ...ql.gemm, scales: ql.gemm.scales.map((b) => f32ToF16Bits(f16BitsToF32(b) / k)) };
+  return out;
+}
+
 export interface WriteAutoAwqOptions {
   dstDir: string;
   groupSize: number;
@@ -92,7 +117,10 @@ export interface WriteAutoAwqOptions {
 
 /**
  * Writes an AutoAWQ GEMM directory: `weights` holds the (AWQ-scaled) fp values of every canonical tensor, `quantized`
- * the quantized linears by canonical prefix (`layers.{i}.{q|k|v|o|gate|up|down}`).
+ * the quantized linears by canonical prefix (`layers.{i}.{q|k|v|o|gate|up|down}`), both as loaded, i.e. with the
+ * sources' fold factors in (see foldFactor): what is written is divided by them. Two canonical tensors read from the
+ * same checkpoint tensor (a tied lm_head that the architecture loads as its own copy, Granite's) write it once, and
+ * must agree once unfolded.
  */
 export async function writeAutoAwqDir(
   loaded: LoadedModelSpec, sources: TensorSource[], weights: Map<string, Float32Array>, quantized: Map<string, QuantizedLinear>,
@@ -108,17 +136,19 @@ export async function writeAutoAwqDir(
     tensors.push({ name: `${prefix}.qzeros`, dtype: 'I32', shape: [ql.in / ql.groupSize, ql.out / 8], data: new Uint8Array(t.qzeros.buffer) });
     tensors.push({ name: `${prefix}.scales`, dtype: 'F16', shape: [ql.in / ql.groupSize, ql.out], data: new Uint8Array(t.scales.buffer) });
   };
+  const fold = new Map(sources.map((s) => [s.name, foldFactor(s)]));
   const quantizedOf = (name: string): QuantizedLinear => {
     const ql = quantized.get(name);
     if (!ql) throw new QuantConfigError(`internal: ${name}.weight was not quantized`);
-    return ql;
+    return unfoldQuantized(ql, fold.get(`${name}.weight`) ?? 1);
   };
   const valuesOf = (name: string): Float32Array => {
     const v = weights.get(name);
     if (!v) throw new QuantConfigError(`internal: no values for ${name}`);
-    return v;
+    return unfoldValues(v, fold.get(name) ?? 1);
   };
   const written = new Set<string>();
+  const plain = new Map<string, { from: string; data: Uint8Array }>(); // HF name → what was written under it
   for (const s of sources) {
     const target = targets.get(s.name);
     if (target) {
@@ -138,8 +168,20 @@ export async function writeAutoAwqDir(
     }
     const hf = hfNames.get(s.name)!;
     const m = LINEAR_RE.exec(s.name);
-    if (m) pushAwq(hf.replace(/\.weight$/, ''), quantizedOf(m[1]));
-    else tensors.push({ name: hf, dtype: sfDtype, shape: [...s.shape], data: encodeHalf(valuesOf(s.name), loaded.spec.dtype) });
+    if (m) {
+      pushAwq(hf.replace(/\.weight$/, ''), quantizedOf(m[1]));
+      continue;
+    }
+    const data = encodeHalf(valuesOf(s.name), loaded.spec.dtype);
+    const prev = plain.get(hf);
+    if (prev) {
+      if (!Buffer.from(prev.data).equals(Buffer.from(data))) {
+        throw new QuantConfigError(`internal: ${prev.from} and ${s.name} both come from ${hf} but differ once their folded scalars are divided out`);
+      }
+      continue;
+    }
+    plain.set(hf, { from: s.name, data });
+    tensors.push({ name: hf, dtype: sfDtype, shape: [...s.shape], data });
   }
   const config = {
     ...loaded.config,
