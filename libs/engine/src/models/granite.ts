@@ -4,8 +4,10 @@
 // All but the attention scale are linear in a weight, so they are folded into the canonical tensors as they load
 // (TensorSource.scale: the native loader multiplies as it reads): the embedding table times embedding_multiplier,
 // o_proj / down_proj (weights, biases, or an AutoAWQ checkpoint's per-group scales) times residual_multiplier, lm_head
-// divided by logits_scaling. A tied checkpoint gets its own lm_head (the embedding's bytes, divided by logits_scaling). The attention scale rides on rope.attentionScale. The engine's kernels stay
-// the Llama ones; auto_awq refuses it (the checkpoint it writes would carry the folded weights).
+// divided by logits_scaling. A tied checkpoint gets its own lm_head (the embedding's bytes, divided by logits_scaling).
+// The attention scale rides on rope.attentionScale. The engine's kernels stay the Llama ones. auto_awq searches and
+// quantizes the folded tensors (the real function) and writes a plain Granite checkpoint: its writer divides each
+// source's scale back out (o/down per-group scales and biases, embedding, lm_head; a tied head is written once).
 import { LLAMA3_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError } from '../errors';
 import { LLAMA_STYLE_NAMES, applyLlamaBiases, llamaStyleAwqGroups, mapByTable, num, parseCommon } from './common';
@@ -23,7 +25,6 @@ const SCALES = new WeakMap<ModelSpec, GraniteScales>();
 export const granite: ArchitectureDef = {
   key: 'granite',
   hfArchitectures: ['GraniteForCausalLM'],
-  foldsWeights: true,
   parseConfig(cfg, file) {
     const spec = parseCommon(cfg, file, 'granite', 'GraniteForCausalLM');
     applyLlamaBiases(spec, cfg, file);

@@ -56,7 +56,9 @@ export interface ArchitectureDef {
   /** HF `architectures[0]` class names this file handles. */
   hfArchitectures: readonly string[];
   parseConfig(cfg: HfConfig, file: string): ModelSpec;
-  /** HF safetensors → canonical tensors (validated: present, right shape, right dtype). */
+  /** HF safetensors → canonical tensors (validated: present, right shape, right dtype). A source's `scale` is a scalar
+   *  the architecture folds into that tensor as it loads (Granite's multipliers); writers of HF-layout checkpoints
+   *  (auto_awq) divide it back out of what they write. */
   mapWeights(ctx: WeightMapContext): TensorSource[];
   /** AWQ scaling groups of decoder layer `layer`, in HF module names. */
   awqScaleGroups(spec: ModelSpec, layer: number): AwqScaleGroup[];
@@ -65,9 +67,6 @@ export interface ArchitectureDef {
   packedLinears?(spec: ModelSpec, layer: number): PackedLinear[];
   /** A chat template (Jinja) for checkpoints that ship none. */
   defaultChatTemplate(spec: ModelSpec): string;
-  /** The canonical tensors are not the checkpoint's own (scalars folded in, Granite): writers of HF-layout checkpoints
-   *  (auto_awq) refuse such a model rather than write the folded values back. */
-  foldsWeights?: boolean;
 }
 
 /** Picks the fields native code consumes (drops the engine-side extras). */

@@ -13,6 +13,8 @@
 //  3. round to nearest with the chosen clip; the layer's output with quantized weights feeds the next layer.
 // searchScale: false and searchClip: false give plain round-to-nearest (RTN).
 // The result is an AutoAWQ GEMM checkpoint (see autoawq.ts) written into `dstDir` (default: workDir).
+// The search works on the canonical tensors as they load, scalars an architecture folds into them included (Granite's
+// multipliers: TensorSource.scale), so it sees the model's real function; the writer divides the folds back out.
 import { InvalidArgumentError, QuantConfigError } from '../errors';
 import { f16BitsToF32, f32ToF16Bits } from '../io/half';
 import type { LoadOptions } from '../generation/types';
@@ -149,9 +151,6 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
   const native = await resolveNative(opts);
   const { fwd, loaded, sources } = BlockForward.fromDir(native, modelDir);
   const spec = fwd.spec;
-  if (loaded.arch.foldsWeights) {
-    throw new InvalidArgumentError(`auto_awq does not support ${spec.hfArchitecture}: the engine folds its scalars into the weights, and the checkpoint would carry them twice (an AutoAWQ-layout checkpoint of it made by another tool loads)`);
-  }
   // Every linear must split into whole groups: fail before any work.
   for (const l of LINEARS) {
     const [out, inp] = fwd.linearShape(l);
