@@ -23,6 +23,7 @@ import { autoAwq, type AutoAwqOptions } from './awq';
 import { readSourceF32 } from './block-forward';
 import { readCalibText } from './datasets';
 import { toAwqGemm, type QuantizedLinear } from './pack';
+import { nmse } from '../testing/nmse';
 
 // auto_awq hands its in-memory result (the canonical tensors as loaded, folds in) to writeAutoAwqDir: keep a copy of
 // the last call's arguments (the writer itself runs unchanged)
@@ -139,15 +140,6 @@ function writeFoldedPath(dir: string, loaded: LoadedModelSpec, sources: TensorSo
   }));
 }
 
-function nmse(a: Float32Array, ref: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return num / den;
-}
 
 function maxAbs(a: Float32Array): number {
   let m = 0;
@@ -188,7 +180,7 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
     const want = await cpuLogits(native!, folded, IDS);
     const got = await cpuLogits(native!, work, IDS);
     const diff = maxAbsDiff(got, want);
-    console.log(`granite auto_awq ${name}: written vs folded path: max |dlogit| ${diff.toExponential(2)} (max |logit| ${maxAbs(want).toFixed(2)}), nmse ${nmse(got, want).toExponential(2)}`);
+    console.log(`granite auto_awq ${name}: written vs folded path: max |dlogit| ${diff.toExponential(2)} (max |logit| ${maxAbs(want).toFixed(2)}), nmse ${nmse(want, got).toExponential(2)}`);
     expect(diff).toBeLessThan(2e-3 * maxAbs(want));
 
     // a plain Granite checkpoint: the source's config (scalars, tying) plus quantization_config
@@ -218,7 +210,7 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
       for (const mode of ['rtn', 'awq'] as const) {
         const work = path.join(tmp.dir, `quality-${model.replace(' ', '-')}-${mode}`);
         await autoAwq(src, { ...base(work), searchScale: mode === 'awq', searchClip: mode === 'awq' });
-        r[`${model} ${mode}`] = { nmse: nmse(await cpuLogits(native!, work, IDS), fp16), ppl: await ppl(work) };
+        r[`${model} ${mode}`] = { nmse: nmse(fp16, await cpuLogits(native!, work, IDS)), ppl: await ppl(work) };
       }
     }
     console.log(`granite auto_awq quality (W4 g32; logits nmse vs fp16 over ${IDS.length} tokens, ppl over 8 x 128 tokens):\n` +

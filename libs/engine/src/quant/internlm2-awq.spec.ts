@@ -17,19 +17,11 @@ import { convert } from '../workspace/convert';
 import { readCalibText } from './datasets';
 import { autoAwq } from './awq';
 import { dequantizeLinear, fromAwqGemm, quantizeLinear } from './pack';
+import { nmse } from '../testing/nmse';
 
 const native = nativeCpuOrReport('internlm2 auto_awq');
 const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
 
-function nmse(a: Float32Array, ref: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return num / den;
-}
 
 /** Canonical fp tensors of a model directory (AWQ directories dequantized as the cpu loader does). */
 function canonical(dir: string): Map<string, Float32Array> {
@@ -74,7 +66,7 @@ function canonical(dir: string): Map<string, Float32Array> {
     let lq: Float32Array;
     try {
       lq = await q.forward(ids);
-      expect(nmse(lq, await f.forward(ids))).toBeLessThan(0.15); // 4-bit g32 on random weights: a sanity bound
+      expect(nmse(await f.forward(ids), lq)).toBeLessThan(0.15); // 4-bit g32 on random weights: a sanity bound
     } finally {
       q.dispose();
       f.dispose();

@@ -14,19 +14,11 @@ import { writeTinyModel, writeTinyTokenizer } from '../testing/tiny-model';
 import { convert } from '../workspace/convert';
 import { calibrate } from './calibrate';
 import { kvQparamsFromCalibration } from './kv-qparams';
+import { nmse } from '../testing/nmse';
 
 const native = nativeCpuOrReport('kv quant');
 const GOLDEN = path.join(REPO_ROOT, 'test', 'fixtures', 'golden');
 
-function nmse(ref: Float32Array, got: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (ref[i] - got[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return num / den;
-}
 
 const CALIB_TEXT = Array.from({ length: 60 }, (_, i) =>
   `Paragraph ${i}: the quick brown fox jumps over the lazy dog, while the kernel schedules ${i * 7} threads and the cache holds ${i * 13} blocks.`,
