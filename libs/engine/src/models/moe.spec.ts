@@ -13,6 +13,8 @@ import { writeTinyModel, type TinyModelOptions } from '../testing/tiny-model';
 import { Engine } from '../generation/engine';
 import { loadModelSpec } from './load';
 import { convert } from '../workspace/convert';
+import { decodeHalf, encodeHalf } from '../io/half';
+import { dequantizeLinear, quantizeLinear, toAwqGemm } from '../quant/pack';
 
 const native = nativeCpuOrReport('mixture of experts');
 const d = native ? describe : describe.skip;
@@ -94,6 +96,46 @@ d('mixture-of-experts checkpoints (cpu)', () => {
       }
     };
     expect(await gen(ws)).toEqual(await gen(mixtral.dir));
+  });
+
+  it('an AutoAWQ Mixtral (attention and experts W4, router fp16) computes its dequantized fp16 twin', async () => {
+    const src = writeTinyModel(path.join(tmp.dir, 'awq-src'), { ...shared, arch: 'mixtral' });
+    const group = 32;
+    const tensors = readSafetensorsDir(src.dir).tensors;
+    const awq: WritableTensor[] = [];
+    const deq: WritableTensor[] = [];
+    // AutoAWQ quantizes every decoder linear but the router (block_sparse_moe.gate)
+    const quantized = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|block_sparse_moe\.experts\.\d+\.w[123])\.weight$/;
+    for (const [name, t] of tensors) {
+      const bytes = readTensorBytes(t);
+      if (!quantized.test(name)) {
+        awq.push({ name, dtype: 'F16', shape: [...t.shape], data: bytes });
+        deq.push({ name, dtype: 'F16', shape: [...t.shape], data: bytes });
+        continue;
+      }
+      const [out, inp] = t.shape;
+      const ql = quantizeLinear(decodeHalf(bytes, 'f16'), out, inp, 4, group, { layer: name });
+      const g = toAwqGemm(ql);
+      const pre = name.replace(/\.weight$/, '');
+      awq.push({ name: `${pre}.qweight`, dtype: 'I32', shape: [inp, out / 8], data: new Uint8Array(g.qweight.buffer) });
+      awq.push({ name: `${pre}.qzeros`, dtype: 'I32', shape: [inp / group, out / 8], data: new Uint8Array(g.qzeros.buffer) });
+      awq.push({ name: `${pre}.scales`, dtype: 'F16', shape: [inp / group, out], data: new Uint8Array(g.scales.buffer) });
+      deq.push({ name, dtype: 'F16', shape: [...t.shape], data: encodeHalf(dequantizeLinear(ql), 'f16') });
+    }
+    const write = (dir: string, ts: WritableTensor[], quant: boolean) => {
+      fs.cpSync(src.dir, dir, { recursive: true });
+      fs.rmSync(path.join(dir, 'model.safetensors'));
+      writeSafetensors(path.join(dir, 'model.safetensors'), ts);
+      const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+      if (quant) cfg.quantization_config = { quant_method: 'awq', bits: 4, group_size: group, zero_point: true, version: 'gemm' };
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    };
+    write(path.join(tmp.dir, 'awq'), awq, true);
+    write(path.join(tmp.dir, 'awq-deq'), deq, false);
+    expect(loadModelSpec(path.join(tmp.dir, 'awq')).spec.quant).toMatchObject({ groupSize: group });
+    const a = await cpuLogits(native!, path.join(tmp.dir, 'awq'), ids);
+    const b = await cpuLogits(native!, path.join(tmp.dir, 'awq-deq'), ids);
+    expect(maxAbsDiff(a, b)).toBeLessThan(2e-3);
   });
 
   it('calibrate / auto_awq refuse experts, saying so', () => {

@@ -3,10 +3,10 @@
 // Qwen3-MoE's norm_topk_prob false), a dense layer among the sparse ones (mlp_only_layers); then the paged engine's
 // greedy tokens against the forward's arg-max, and the config checks.
 import { NativeModelConfig, TensorSource } from '../index';
-import { argmaxRef, attentionRef, linearRef, rmsNormRef, ropeInvFreqRef, ropeRef } from '../ops/reference';
+import { argmaxRef, attentionRef, linearRef, rmsNormRef, ropeInvFreqRef, ropeRef, w4DequantRef, w4PackAwqRef, type W4Ref } from '../ops/reference';
 import { cpuNative, f32ToF16, Rng, roundTo } from '../ops/testing';
 
-const D = { vocab: 80, hidden: 32, inter: 40, moeInter: 24, layers: 3, heads: 4, kvHeads: 2, headDim: 8, experts: 6, perTok: 2 };
+const D = { vocab: 80, hidden: 32, inter: 40, moeInter: 32, layers: 3, heads: 4, kvHeads: 2, headDim: 8, experts: 6, perTok: 2 };
 const EPS = 1e-6;
 const THETA = 10000;
 type Weights = Map<string, { shape: number[]; values: Float32Array }>;
@@ -176,6 +176,39 @@ describe('mixture of experts (cpu)', () => {
       }
     });
   }
+
+  it('AutoAWQ W4 experts (the router and attention fp16) compute their dequantized weights\' function', async () => {
+    const moe = { normTopkProb: true, dense: [] as number[] };
+    const w = makeWeights(4, []);
+    const rng = new Rng(5);
+    const group = 32;
+    const awq: TensorSource[] = [];
+    const bytes = (a: Int32Array) => new Uint8Array(a.buffer.slice(0));
+    for (const [name, t] of [...w]) {
+      if (!/\.experts\.\d+\.(gate|up|down)\.weight$/.test(name)) continue;
+      const [n, k] = t.shape;
+      const q = new Uint8Array(n * k).map(() => rng.int(16));
+      const z = new Uint8Array((n * k) / group).map(() => rng.int(16));
+      const sc = roundTo('f16', new Float32Array((n * k) / group).map(() => 0.01 + 0.05 * rng.next()));
+      const wr: W4Ref = { n, k, group, q, z, s: sc };
+      w.set(name, { shape: t.shape, values: w4DequantRef(wr) }); // what the reference computes with
+      const p = w4PackAwqRef(wr);
+      const pre = name.replace(/\.weight$/, '');
+      awq.push({ name: `${pre}.qweight`, dtype: 'i32', shape: [k, n / 8], data: bytes(p.qweight) });
+      awq.push({ name: `${pre}.qzeros`, dtype: 'i32', shape: [k / group, n / 8], data: bytes(p.qzeros) });
+      awq.push({ name: `${pre}.scales`, dtype: 'f16', shape: [k / group, n], data: f16Bytes(p.scales) });
+    }
+    expect(awq.length).toBe(D.layers * D.experts * 3 * 3);
+    const cfg = config(w, moe, { quant: { method: 'awq', bits: 4, groupSize: group } });
+    cfg.tensors = [...cfg.tensors.filter((t) => !/\.experts\./.test(t.name)), ...awq];
+    const model = native.createModel(cfg);
+    await model.load();
+    try {
+      expect(maxRelErr(await model.forward(Int32Array.from(ids)), referenceForward(w, ids, moe))).toBeLessThan(1e-4);
+    } finally {
+      model.dispose();
+    }
+  });
 
   it('bad mixture-of-experts configs are refused: counts, a dense layer out of range, tp, the cuda backend', () => {
     const w = makeWeights(3, []);
