@@ -13,7 +13,7 @@ export { Tokenizer, type SpecialTokens } from './tokenizer/tokenizer';
 export { IncrementalDetokenizer } from './tokenizer/detokenizer';
 export { ChatTemplate, loadChatTemplate, findChatTemplate, type ChatMessage, type ChatRole } from './chat-template/chat-template';
 export { type ToolSpec, type ToolCallMessage, hermesToolPreamble } from './chat-template/tools';
-export { ARCHITECTURES, getArchitecture, supportedArchitectures } from './models/registry';
+export { ARCHITECTURES, architectureLimits, getArchitecture, supportedArchitectures } from './models/registry';
 export { loadModelSpec, loadModelWeights } from './models/load';
 export type { ArchitectureDef, AwqScaleGroup, ModelSpec } from './models/spec';
 export { readSafetensorsDir, readSafetensorsHeader, readTensorBytes, writeSafetensors, type TensorInfo, type WritableTensor } from './io/safetensors';

@@ -3,7 +3,7 @@
 // missing piece, it says what is missing and what that means.
 import { execFile } from 'node:child_process';
 import * as os from 'node:os';
-import { supportedArchitectures } from '@lmfleet/engine';
+import { architectureLimits } from '@lmfleet/engine';
 import { binaryPath, loadNative, type Backend, type BackendInfo } from '@lmfleet/engine/native';
 import type { CliIO } from '../io';
 
@@ -108,5 +108,5 @@ export async function checkEnvCommand(io: CliIO, deps: CheckEnvDeps = {}): Promi
 
 export function listCommand(io: CliIO): void {
   io.stdout.write('Supported architectures (config.json "architectures"; AutoAWQ W4 checkpoints of them too):\n');
-  for (const a of supportedArchitectures()) io.stdout.write(`  ${a}\n`);
+  for (const a of architectureLimits()) io.stdout.write(`  ${a.hfArchitecture}${a.limits ? `  (${a.limits})` : ''}\n`);
 }

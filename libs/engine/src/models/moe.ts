@@ -64,6 +64,7 @@ function mapMoe(ctx: WeightMapContext, attnTables: { global: Record<string, stri
 }
 
 const MIXTRAL_W = { gate: 'w1', up: 'w3', down: 'w2' } as const;
+const MOE_LIMITS = 'mixture of experts: the cpu backend only for now, no tp, no calibrate / auto_awq';
 
 export const mixtral: ArchitectureDef = {
   key: 'mixtral',
@@ -84,6 +85,7 @@ export const mixtral: ArchitectureDef = {
     }),
   awqScaleGroups: () => [],
   defaultChatTemplate: () => LLAMA2_TEMPLATE,
+  limits: MOE_LIMITS,
 };
 
 export const qwen3Moe: ArchitectureDef = {
@@ -127,4 +129,5 @@ export const qwen3Moe: ArchitectureDef = {
     ),
   awqScaleGroups: () => [],
   defaultChatTemplate: () => QWEN2_TEMPLATE,
+  limits: MOE_LIMITS,
 };

@@ -30,6 +30,11 @@ export function supportedArchitectures(): string[] {
   return ARCHITECTURES.flatMap((a) => a.hfArchitectures);
 }
 
+/** Every supported HF class name with what the platform cannot do with it yet (ArchitectureDef.limits), if anything. */
+export function architectureLimits(): Array<{ hfArchitecture: string; limits?: string }> {
+  return ARCHITECTURES.flatMap((a) => a.hfArchitectures.map((h) => ({ hfArchitecture: h, ...(a.limits ? { limits: a.limits } : {}) })));
+}
+
 /** Finds the architecture for an HF class name (config.json `architectures[0]`). */
 export function getArchitecture(hfArchitecture: string, where?: string): ArchitectureDef {
   const def = ARCHITECTURES.find((a) => a.hfArchitectures.includes(hfArchitecture));

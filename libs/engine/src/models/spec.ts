@@ -67,6 +67,8 @@ export interface ArchitectureDef {
   packedLinears?(spec: ModelSpec, layer: number): PackedLinear[];
   /** A chat template (Jinja) for checkpoints that ship none. */
   defaultChatTemplate(spec: ModelSpec): string;
+  /** What the platform cannot do with it yet, in a few words (`lmfleet list` prints it beside the name). */
+  limits?: string;
 }
 
 /** Picks the fields native code consumes (drops the engine-side extras). */
