@@ -98,53 +98,44 @@ void Executor::run(const SchedulerOutput& out, std::vector<int32_t>& sampled, st
   // request's own RNG, whatever the batch (and whatever the backend).
   std::vector<SamplingRow>& rows = rows_;
   rows.assign((size_t)R, SamplingRow{});
-  // A speculative sequence's rows: row j was computed after j drafts, so as plain decoding it has generated j more
-  // tokens (the drafts: its penalty history) and draws the next j-th uniform of its RNG (from a copy: the scheduler
-  // advances the RNG by the tokens it takes).
+  // A speculative sequence's rows come together: row j was computed after j drafts, so as plain decoding it has
+  // generated j more tokens and draws the j-th next uniform of its RNG (from a copy: the scheduler advances the RNG by
+  // the tokens it takes). Only penalties read the history; with drafts it is the tokens and the drafts before the row,
+  // copied (an inner vector's data stays put as spec_hist_ grows) for a request that has a penalty.
   spec_hist_.clear();
   std::vector<int64_t> row_j((size_t)R, 0);
-  std::vector<const int32_t*> hist((size_t)R, nullptr);
-  for (int64_t r = 0; r < R;) {
-    const ScheduledSeq& sc = *sampling[r];
-    const int64_t n = sc.rows();
-    if (n > 1) {
-      Rng rng = sc.seq->rng;
-      const std::vector<int32_t>& t = sc.seq->tokens;
-      spec_hist_.emplace_back(t);
-      spec_hist_.back().insert(spec_hist_.back().end(), sc.seq->draft.begin(), sc.seq->draft.end());
-      for (int64_t j = 0; j < n; j++) {
-        row_j[(size_t)(r + j)] = j;
-        rows[(size_t)(r + j)].u = rng.uniform();
-      }
-    }
-    r += n;
-  }
-  for (int64_t r = 0, h = 0; r < R;) {  // the histories' addresses, once spec_hist_ no longer grows
-    const int64_t n = sampling[r]->rows();
-    for (int64_t j = 0; j < n; j++) hist[(size_t)(r + j)] = n > 1 ? spec_hist_[(size_t)h].data() : sampling[r]->seq->tokens.data();
-    h += n > 1;
-    r += n;
-  }
   bool want_logits = false;
-  for (int64_t r = 0; r < R; r++) {
+  for (int64_t r = 0; r < R;) {
     Sequence& s = *sampling[r]->seq;
-    SamplingRow& p = rows[r];
-    const int64_t j = row_j[(size_t)r];
-    const bool spec = sampling[r]->rows() > 1;
-    p.temperature = s.req.sampling.temperature;
-    p.top_k = s.req.sampling.top_k;
-    p.top_p = s.req.sampling.top_p;
-    p.min_p = s.req.sampling.min_p;
-    p.repetition_penalty = s.req.sampling.repetition_penalty;
-    p.presence_penalty = s.req.sampling.presence_penalty;
-    p.frequency_penalty = s.req.sampling.frequency_penalty;
-    p.penalty_from = s.prompt_len;  // presence/frequency count this request's generated tokens only
-    if (!spec) p.u = s.rng.uniform();
-    p.history = hist[(size_t)r];
-    p.history_len = (int64_t)s.tokens.size() + j;
-    // guided: the backend's sampler draws among the allowed tokens (masked where the logits are, on the device for cuda)
-    p.allowed = s.req.guided ? s.req.allowed_tokens.data() : nullptr;
+    const SamplingConfig& sp = s.req.sampling;
+    const int64_t n = sampling[r]->rows();
+    Rng draws = s.rng;
+    const bool penalized = sp.repetition_penalty != 1.f || sp.presence_penalty != 0.f || sp.frequency_penalty != 0.f;
+    const int32_t* hist = s.tokens.data();
+    if (n > 1 && penalized) {
+      spec_hist_.emplace_back(s.tokens);
+      spec_hist_.back().insert(spec_hist_.back().end(), s.draft.begin(), s.draft.end());
+      hist = spec_hist_.back().data();
+    }
+    for (int64_t j = 0; j < n; j++) {
+      SamplingRow& p = rows[(size_t)(r + j)];
+      row_j[(size_t)(r + j)] = j;
+      p.temperature = sp.temperature;
+      p.top_k = sp.top_k;
+      p.top_p = sp.top_p;
+      p.min_p = sp.min_p;
+      p.repetition_penalty = sp.repetition_penalty;
+      p.presence_penalty = sp.presence_penalty;
+      p.frequency_penalty = sp.frequency_penalty;
+      p.penalty_from = s.prompt_len;  // presence/frequency count this request's generated tokens only
+      p.u = n > 1 ? draws.uniform() : s.rng.uniform();
+      p.history = hist;
+      p.history_len = (int64_t)s.tokens.size() + (hist == s.tokens.data() ? 0 : j);
+      // guided: the backend's sampler draws among the allowed tokens (masked where the logits are, on the device for cuda)
+      p.allowed = s.req.guided ? s.req.allowed_tokens.data() : nullptr;
+    }
     want_logits = want_logits || s.req.logprobs >= 0;
+    r += n;
   }
   // logit bias per row: the request's, plus -inf on its stop ids while fewer than min_new_tokens were generated (flat
   // arrays, pointers taken once every row is in)

@@ -38,7 +38,7 @@ class Executor {
   std::vector<int32_t> idx_;                               // logprob_info's scratch (the batch thread's)
   std::unique_ptr<ThreadPool> lp_pool_;                    // prompt log-probs of many rows (made on first use)
   std::vector<SamplingRow> rows_;  // per sampled row: params + the request's uniform
-  std::vector<std::vector<int32_t>> spec_hist_;  // speculative sequences: tokens + drafts (the rows' penalty history)
+  std::vector<std::vector<int32_t>> spec_hist_;  // speculative sequences with penalties: tokens + drafts (their history)
   std::vector<int32_t> bias_ids_;  // the rows' logit bias entries back to back (bias_at_[r] .. bias_at_[r + 1])
   std::vector<float> bias_vals_;
   std::vector<size_t> bias_at_;
