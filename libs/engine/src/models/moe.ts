@@ -10,6 +10,7 @@ import type { TensorSource } from '../native';
 import {
   LLAMA_STYLE_NAMES, applySlidingWindow, awqLinearSources, bool, fileSource, int, mapByTable, parseCommon, requireTensor,
 } from './common';
+import { QWEN3_NAMES } from './qwen3';
 import type { ArchitectureDef, HfConfig, ModelSpec, WeightMapContext } from './spec';
 
 const MLP = new Set(['gate.weight', 'up.weight', 'down.weight']);
@@ -113,14 +114,7 @@ export const qwen3Moe: ArchitectureDef = {
   mapWeights: (ctx) =>
     mapMoe(
       ctx,
-      {
-        global: LLAMA_STYLE_NAMES.global,
-        layer: {
-          ...LLAMA_STYLE_NAMES.layer,
-          'q_norm.weight': 'model.layers.{i}.self_attn.q_norm.weight',
-          'k_norm.weight': 'model.layers.{i}.self_attn.k_norm.weight',
-        },
-      },
+      QWEN3_NAMES,
       {
         router: (i) => `model.layers.${i}.mlp.gate`,
         expert: (i, e, w) => `model.layers.${i}.mlp.experts.${e}.${w}_proj`,

@@ -5,7 +5,8 @@ import { QWEN2_TEMPLATE } from '../chat-template/builtin';
 import { LLAMA_STYLE_NAMES, applySlidingWindow, bool, int, llamaStyleAwqGroups, mapByTable, parseCommon } from './common';
 import type { ArchitectureDef } from './spec';
 
-const NAMES = {
+/** Qwen3's HF names: Llama's plus the per-head q / k norms (Qwen3-MoE shares them, models/moe.ts). */
+export const QWEN3_NAMES = {
   global: LLAMA_STYLE_NAMES.global,
   layer: {
     ...LLAMA_STYLE_NAMES.layer,
@@ -27,7 +28,7 @@ export const qwen3: ArchitectureDef = {
     if (bool(cfg, 'use_sliding_window', false)) applySlidingWindow(spec, cfg, file, int(cfg, 'max_window_layers', file, 28));
     return spec;
   },
-  mapWeights: (ctx) => mapByTable(ctx, NAMES),
+  mapWeights: (ctx) => mapByTable(ctx, QWEN3_NAMES),
   awqScaleGroups: llamaStyleAwqGroups,
   // Qwen3 checkpoints ship their own template (with thinking); this ChatML one is only the fallback
   defaultChatTemplate: () => QWEN2_TEMPLATE,

@@ -280,11 +280,11 @@ void Decoder::moe_mlp(int64_t l, float* h, int64_t T) {
   be.download(logits.data(), router_.get(), logits.size() * 4);
   std::vector<std::vector<std::pair<int32_t, float>>> routed((size_t)E);  // per expert: (token row, weight)
   std::vector<int32_t> order((size_t)E);
+  std::vector<double> p((size_t)E);
   for (int64_t t = 0; t < T; t++) {
     const float* r = &logits[(size_t)(t * E)];
     const float mx = *std::max_element(r, r + E);
     double sum = 0;
-    std::vector<double> p((size_t)E);
     for (int64_t e = 0; e < E; e++) sum += (p[(size_t)e] = std::exp((double)r[e] - mx));
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int32_t a, int32_t b) { return r[a] > r[b] || (r[a] == r[b] && a < b); });
