@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readSafetensorsDir, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
 import { REPO_ROOT } from '../testing/shared-model';
+import { GOLDEN_DIR, goldenCases as listGoldenCases } from '../testing/golden';
 import { nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel, writeTinyTokenizer, type TinyModelInfo } from '../testing/tiny-model';
@@ -11,7 +12,7 @@ import { Engine } from './engine';
 import { PretrainedModel } from './pretrained';
 import type { StreamOutput } from './types';
 
-const GOLDEN = path.join(REPO_ROOT, 'test', 'fixtures', 'golden');
+const GOLDEN = GOLDEN_DIR;
 const native = nativeCpuOrReport('engine e2e');
 /** Loads an Engine, or reports "not run" while the addon has no batch engine yet (createEngine not bound). */
 async function engineOrReport(dir: string, cfg: Parameters<typeof Engine.fromPretrained>[1]): Promise<Engine | undefined> {
@@ -132,7 +133,7 @@ async function maxLogitError(dir: string, golden: Golden): Promise<number> {
   }
 }
 
-const goldenCases = fs.existsSync(GOLDEN) ? fs.readdirSync(GOLDEN).filter((d) => fs.existsSync(path.join(GOLDEN, d, 'golden.json'))) : [];
+const goldenCases = listGoldenCases();
 
 describe('golden parity with transformers (cpu)', () => {
   let tmp: ReturnType<typeof makeTempDir>;

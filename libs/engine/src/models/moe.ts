@@ -106,7 +106,9 @@ export const qwen3Moe: ArchitectureDef = {
     }
     if (!(step >= 1)) throw new ModelFormatError('decoder_sparse_step must be >= 1', { file, found: String(step) });
     const dense = Array.from({ length: spec.numLayers }, (_, l) => l).filter((l) => (only as number[]).includes(l) || (l + 1) % step !== 0);
-    parseMoe(spec, cfg, file, 'num_experts', 'moe_intermediate_size', dense);
+    // Hub checkpoints say num_experts; transformers 5 saves the same count as num_local_experts
+    const expertsKey = cfg.num_experts === undefined && cfg.num_local_experts !== undefined ? 'num_local_experts' : 'num_experts';
+    parseMoe(spec, cfg, file, expertsKey, 'moe_intermediate_size', dense);
     spec.normTopkProb = bool(cfg, 'norm_topk_prob', false);
     if (bool(cfg, 'use_sliding_window', false)) applySlidingWindow(spec, cfg, file, int(cfg, 'max_window_layers', file, 28));
     return spec;
