@@ -34,6 +34,9 @@ const canon = [
   // AutoAWQ GEMM checkpoints (make_random_model.py --awq-group): the addon converts them to its W4A16 layout at load
   [/^model\.layers\.(\d+)\.self_attn\.(q|k|v|o)_proj\.(qweight|qzeros|scales)$/, 'layers.$1.$2.$3'],
   [/^model\.layers\.(\d+)\.mlp\.(gate|up|down)_proj\.(qweight|qzeros|scales)$/, 'layers.$1.$2.$3'],
+  // Qwen3-MoE (make_random_model.py --arch qwen3_moe): the router and each expert's projections
+  [/^model\.layers\.(\d+)\.mlp\.gate\.weight$/, 'layers.$1.router.weight'],
+  [/^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate|up|down)_proj\.(weight|qweight|qzeros|scales)$/, 'layers.$1.experts.$2.$3.$4'],
 ];
 const dtypes = { F16: 'f16', BF16: 'bf16', F32: 'f32', I32: 'i32' };
 
@@ -73,7 +76,7 @@ function randIds(n, vocab) {
   return a;
 }
 
-// The NativeModelConfig of a Hugging Face directory (Llama layout or Qwen3, or their AutoAWQ GEMM checkpoints).
+// The NativeModelConfig of a Hugging Face directory (Llama layout, Qwen3 or Qwen3-MoE, or their AutoAWQ GEMM checkpoints).
 // o.tp > 1: tensor parallelism over o.devices ('0,1'; default 0..tp-1).
 function modelConfig(modelDir, o = {}) {
   const cfg = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
@@ -86,7 +89,14 @@ function modelConfig(modelDir, o = {}) {
     rope: { type: 'default', theta: cfg.rope_theta ?? 10000 }, tieWordEmbeddings: !!cfg.tie_word_embeddings,
     hiddenAct: 'silu', tensors: tensors(modelDir),
   };
-  if ((cfg.architectures ?? [])[0] === 'Qwen3ForCausalLM') config.qkNorm = true;
+  const arch = (cfg.architectures ?? [])[0];
+  if (arch === 'Qwen3ForCausalLM' || arch === 'Qwen3MoeForCausalLM') config.qkNorm = true;
+  if (arch === 'Qwen3MoeForCausalLM') {  // every layer sparse (make_random_model.py writes no mlp_only_layers)
+    Object.assign(config, {
+      numExperts: cfg.num_experts, numExpertsPerTok: cfg.num_experts_per_tok, moeIntermediateSize: cfg.moe_intermediate_size,
+      normTopkProb: cfg.norm_topk_prob ?? false,
+    });
+  }
   const qc = cfg.quantization_config;
   if (qc) config.quant = { method: 'awq', bits: 4, groupSize: qc.group_size };
   const tp = Number(o.tp ?? 1);

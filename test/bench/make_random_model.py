@@ -12,6 +12,10 @@ are ~0.02 in size), packed in AutoAWQ's nibble order; quantization_config in con
 lm_head stay fp16.
 --arch qwen3: Qwen3ForCausalLM (per-head q_norm / k_norm, weights 1), with --head-dim (Qwen3-8B: --hidden 4096
 --inter 12288 --layers 36 --heads 32 --kv-heads 8 --head-dim 128 --vocab 151936).
+--arch qwen3_moe: Qwen3MoeForCausalLM, every layer sparse: --experts E experts of width --moe-inter, --experts-per-tok K
+each (norm_topk_prob true), the router fp16 (Qwen3-30B-A3B: --hidden 2048 --layers 48 --heads 32 --kv-heads 4 --head-dim
+128 --experts 128 --experts-per-tok 8 --moe-inter 768 --vocab 151936). Router rows ~ N(0, 0.02) like every weight, so
+random tokens spread over the experts.
 """
 import argparse, json, os
 import torch
@@ -27,7 +31,10 @@ ap.add_argument("--kv-heads", type=int, default=32)
 ap.add_argument("--vocab", type=int, default=32000)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--awq-group", type=int, default=0)
-ap.add_argument("--arch", choices=["llama", "qwen3"], default="llama")
+ap.add_argument("--arch", choices=["llama", "qwen3", "qwen3_moe"], default="llama")
+ap.add_argument("--experts", type=int, default=128)
+ap.add_argument("--experts-per-tok", type=int, default=8)
+ap.add_argument("--moe-inter", type=int, default=768)
 ap.add_argument("--head-dim", type=int, default=0)
 a = ap.parse_args()
 os.makedirs(a.out, exist_ok=True)
@@ -85,9 +92,16 @@ for i in range(a.layers):
     lin(p + "self_attn.k_proj.weight", a.kv_heads * hd, a.hidden)
     lin(p + "self_attn.v_proj.weight", a.kv_heads * hd, a.hidden)
     lin(p + "self_attn.o_proj.weight", a.hidden, a.heads * hd)
-    if a.arch == "qwen3":
+    if a.arch in ("qwen3", "qwen3_moe"):
         put(p + "self_attn.q_norm.weight", ones(hd))
         put(p + "self_attn.k_norm.weight", ones(hd))
+    if a.arch == "qwen3_moe":
+        put(p + "mlp.gate.weight", rnd(a.experts, a.hidden))
+        for e in range(a.experts):
+            lin(p + f"mlp.experts.{e}.gate_proj.weight", a.moe_inter, a.hidden)
+            lin(p + f"mlp.experts.{e}.up_proj.weight", a.moe_inter, a.hidden)
+            lin(p + f"mlp.experts.{e}.down_proj.weight", a.hidden, a.moe_inter)
+        continue
     lin(p + "mlp.gate_proj.weight", a.inter, a.hidden)
     lin(p + "mlp.up_proj.weight", a.inter, a.hidden)
     lin(p + "mlp.down_proj.weight", a.hidden, a.inter)
@@ -106,11 +120,14 @@ json.dump({"metadata": {"total_size": total}, "weight_map": final}, open(os.path
 extra = {"quantization_config": {"quant_method": "awq", "bits": 4, "group_size": a.awq_group, "zero_point": True,
                                  "version": "gemm"}} if a.awq_group else {}
 json.dump({**extra, 
-    "architectures": ["Qwen3ForCausalLM" if a.arch == "qwen3" else "LlamaForCausalLM"], "model_type": a.arch, "hidden_size": a.hidden,
-    "head_dim": hd, **({"attention_bias": False, "use_sliding_window": False} if a.arch == "qwen3" else {}),
+    "architectures": [{"qwen3": "Qwen3ForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM"}.get(a.arch, "LlamaForCausalLM")],
+    "model_type": a.arch, "hidden_size": a.hidden,
+    "head_dim": hd, **({"attention_bias": False, "use_sliding_window": False} if a.arch != "llama" else {}),
+    **({"num_experts": a.experts, "num_experts_per_tok": a.experts_per_tok, "moe_intermediate_size": a.moe_inter,
+        "norm_topk_prob": True, "decoder_sparse_step": 1, "mlp_only_layers": []} if a.arch == "qwen3_moe" else {}),
     "intermediate_size": a.inter, "num_hidden_layers": a.layers, "num_attention_heads": a.heads,
     "num_key_value_heads": a.kv_heads, "vocab_size": a.vocab, "max_position_embeddings": 4096,
-    "rms_norm_eps": 1e-5, "rope_theta": 1000000.0 if a.arch == "qwen3" else 10000.0, "hidden_act": "silu", "tie_word_embeddings": False,
+    "rms_norm_eps": 1e-5, "rope_theta": 1000000.0 if a.arch != "llama" else 10000.0, "hidden_act": "silu", "tie_word_embeddings": False,
     "torch_dtype": "float16", "bos_token_id": 1, "eos_token_id": 2,
 }, open(os.path.join(a.out, "config.json"), "w"), indent=1)
 print(f"wrote {a.out}: {n} shards, {total/2**30:.2f} GiB")

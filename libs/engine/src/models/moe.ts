@@ -3,7 +3,7 @@
 // 235B-A22B: Qwen3 attention with per-head q / k norms, `mlp.gate` + `mlp.experts.{e}`, norm_topk_prob,
 // decoder_sparse_step and mlp_only_layers for dense layers). The router's softmax runs over all experts; the chosen
 // experts' weights are renormalized to sum 1 (Mixtral always, Qwen3-MoE when norm_topk_prob), as transformers does.
-// The engine runs them on the cpu backend for now; calibrate / auto_awq / convert refuse them (ModelSpec.numExperts).
+// The engine runs them on the cpu and cuda backends (tp 1); calibrate / auto_awq refuse them (ModelSpec.numExperts).
 import { QWEN2_TEMPLATE, LLAMA2_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError } from '../errors';
 import type { TensorSource } from '../native';
@@ -65,7 +65,7 @@ function mapMoe(ctx: WeightMapContext, attnTables: { global: Record<string, stri
 }
 
 const MIXTRAL_W = { gate: 'w1', up: 'w3', down: 'w2' } as const;
-const MOE_LIMITS = 'mixture of experts: the cpu backend only for now, no tp, no calibrate / auto_awq';
+const MOE_LIMITS = 'mixture of experts: no tp, no calibrate / auto_awq yet';
 
 export const mixtral: ArchitectureDef = {
   key: 'mixtral',

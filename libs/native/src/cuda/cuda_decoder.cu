@@ -17,6 +17,7 @@
 #include "ops/attention.cuh"
 #include "ops/embedding.cuh"
 #include "ops/linear.cuh"
+#include "ops/moe.cuh"
 #include "ops/rms_norm.cuh"
 #include "ops/rope.cuh"
 #include "ops/silu_mul.cuh"
@@ -108,6 +109,16 @@ CudaDecoder::CudaDecoder(Model& m)
   if (c.hidden % 8 || sh.inter % 8)
     fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes (per tensor-parallel rank) must be multiples of 8");
   if (const char* g = std::getenv("LMFLEET_CUDA_GRAPHS")) use_graphs_ = std::string(g) != "0";
+  if (c.num_experts > 0) {
+    if (c.num_experts > kMoeMaxExperts || c.experts_per_tok > kMoeMaxTopK || c.moe_inter % 8)
+      fail(ErrorCode::InvalidArgument, "cuda: a mixture of experts needs at most " + std::to_string(kMoeMaxExperts) + " experts, at most " +
+                                           std::to_string(kMoeMaxTopK) + " per token and an expert width that is a multiple of 8 (got " +
+                                           std::to_string(c.num_experts) + ", " + std::to_string(c.experts_per_tok) + ", " +
+                                           std::to_string(c.moe_inter) + ")");
+    // each MoE layer reads its experts' row counts on the host to launch their linears: no graph can hold that wait
+    use_graphs_ = false;
+    LMF_CUDA_CHECK(cudaMallocHost(&moe_host_off_, (size_t)(c.num_experts + 1) * sizeof(int)));
+  }
   // tp > 1: graphs only when the collective can be captured (the NVLink peer exchange); the same-GPU collective
   // waits on the host, and NCCL alone is kept out of graphs
   if (m.tp() > 1 && (!m.collective() || !m.collective()->graph_capturable())) use_graphs_ = false;
@@ -139,8 +150,11 @@ CudaDecoder::~CudaDecoder() {
   cudaSetDevice(be_.device());
   cudaStreamSynchronize(s_);
   drop_graphs();
-  for (half* p : {embed_, final_norm_, resid_, h_, qkv_, attn_, proj_, gu_, act_, rows_})
+  for (half* p : {embed_, final_norm_, resid_, h_, qkv_, attn_, proj_, gu_, act_, rows_, moe_x_, moe_gu_, moe_act_, moe_y_})
     if (p) cudaFree(p);
+  for (void* p : {(void*)moe_logits_, (void*)moe_w_, (void*)moe_ids_, (void*)moe_off_, (void*)moe_slot_token_, (void*)moe_pair_slot_})
+    if (p) cudaFree(p);
+  if (moe_host_off_) cudaFreeHost(moe_host_off_);
   for (half* p : in_norm_) cudaFree(p);
   for (half* p : post_norm_) cudaFree(p);
   for (half* p : q_norm_) cudaFree(p);
@@ -230,10 +244,30 @@ void CudaDecoder::ensure_capacity(int T, int R) {
     LMF_CUDA_CHECK(cudaMalloc(&logits_rank_, nR * (size_t)sh.vocab * 4));
     LMF_CUDA_CHECK(cudaMalloc(&logits_gather_, nR * (size_t)c.vocab * 4));
   }
+  if (c.num_experts > 0) {  // T x K (token, expert) pairs; an expert takes at most T of them
+    const size_t E = c.num_experts, P = nT * c.experts_per_tok, Im = c.moe_inter;
+    for (void** p : {(void**)&moe_logits_, (void**)&moe_w_, (void**)&moe_ids_, (void**)&moe_off_, (void**)&moe_slot_token_,
+                     (void**)&moe_pair_slot_, (void**)&moe_x_, (void**)&moe_gu_, (void**)&moe_act_, (void**)&moe_y_})
+      if (*p) { LMF_CUDA_CHECK(cudaFree(*p)); *p = nullptr; }
+    LMF_CUDA_CHECK(cudaMalloc(&moe_logits_, nT * E * 4));
+    LMF_CUDA_CHECK(cudaMalloc(&moe_w_, P * 4));
+    LMF_CUDA_CHECK(cudaMalloc(&moe_ids_, P * 4));
+    LMF_CUDA_CHECK(cudaMalloc(&moe_off_, (E + 1) * 4));
+    LMF_CUDA_CHECK(cudaMalloc(&moe_slot_token_, P * 4));
+    LMF_CUDA_CHECK(cudaMalloc(&moe_pair_slot_, P * 4));
+    mk(&moe_x_, P * H);
+    mk(&moe_gu_, P * 2 * Im);
+    mk(&moe_act_, P * Im);
+    mk(&moe_y_, P * H);
+  }
   // W4A16 workspaces (split-k partial sums or the dense scratch) sized now: graph capture cannot allocate
-  for (const auto& L : m_.layers)
+  for (const auto& L : m_.layers) {
     for (const auto* w : {&L.qkv, &L.o, &L.gate_up, &L.down})
-      if ((*w)->group > 0) be_.gemm().reserve_w4a16((int)nT, (int)(*w)->n, (int)(*w)->k);
+      if (*w && (*w)->group > 0) be_.gemm().reserve_w4a16((int)nT, (int)(*w)->n, (int)(*w)->k);
+    for (const auto* v : {&L.expert_gate_up, &L.expert_down})
+      for (const auto& w : *v)
+        if (w->group > 0) be_.gemm().reserve_w4a16((int)nT, (int)w->n, (int)w->k);
+  }
   cap_T_ = (int)nT;
   cap_R_ = (int)nR;
 }
@@ -583,14 +617,16 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     }
     linear_any(g, attn_, NH * D, W.o, proj_, H, T);
     reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
-    if (W.gate_up->group == 0 && T <= gemv_max_rows() && H % 8 == 0 && I % 4 == 0 && fuse_silu_enabled()) {
+    if (c.moe_layer(l)) {
+      moe_mlp(l, T);
+    } else if (W.gate_up->group == 0 && T <= gemv_max_rows() && H % 8 == 0 && I % 4 == 0 && fuse_silu_enabled()) {
       const CudaLinearWeight& f = cw(W.gate_up);  // f16 weight, rows the GEMV serves: gate_up and silu_mul in one kernel
       gemv_silu_cuda(h_, H, f.w, f.bias, act_, I, T, I, H, s_);
     } else {
       linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
       silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
     }
-    linear_any(g, act_, I, W.down, proj_, H, T);
+    if (!c.moe_layer(l)) linear_any(g, act_, I, W.down, proj_, H, T);
     reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps);  // row-parallel down
   }
   if (fuse) rms_norm_cuda(resid_, final_norm_, h_, T, H, c.eps, s_);
@@ -610,6 +646,33 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       LMF_CUDA_LAUNCHED();
     }
   }
+}
+
+// A mixture-of-experts MLP: h_ [T, hidden] (normed) -> proj_, the chosen experts' outputs weighted and summed. The
+// router and the routing run on the device; the host then reads how many (token, expert) pairs each expert got (one
+// wait per layer) and runs each chosen expert's linears on its contiguous rows, so f16 and W4A16 experts take the same
+// GEMV / GEMM kernels as dense layers.
+void CudaDecoder::moe_mlp(int l, int T) {
+  const ModelConfig& c = m_.cfg();
+  const LayerWeights& W = m_.layers[l];
+  CublasGemm& g = be_.gemm();
+  const int H = (int)c.hidden, E = (int)c.num_experts, K = (int)c.experts_per_tok, Im = (int)c.moe_inter, P = T * K;
+  const CudaLinearWeight& router = cw(W.router);
+  g.linear_f32out(h_, H, router.w, router.bias, moe_logits_, E, T, E, H);
+  moe_route_cuda(moe_logits_, T, E, K, c.norm_topk_prob, moe_ids_, moe_w_, moe_off_, moe_slot_token_, moe_pair_slot_, s_);
+  moe_gather_rows_cuda(h_, moe_slot_token_, moe_x_, P, H, s_);
+  LMF_CUDA_CHECK(cudaMemcpyAsync(moe_host_off_, moe_off_, (size_t)(E + 1) * sizeof(int), cudaMemcpyDeviceToHost, s_));
+  LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
+  const int* off = moe_host_off_;
+  if (off[E] != P) fail(ErrorCode::Internal, "cuda moe: routing placed " + std::to_string(off[E]) + " of " + std::to_string(P) + " pairs");
+  for (int e = 0; e < E; e++)
+    if (const int n = off[e + 1] - off[e]; n > 0)
+      linear_any(g, moe_x_ + (size_t)off[e] * H, H, W.expert_gate_up[e], moe_gu_ + (size_t)off[e] * 2 * Im, 2 * Im, n);
+  silu_mul_cuda(moe_gu_, 2 * Im, moe_act_, P, Im, s_);
+  for (int e = 0; e < E; e++)
+    if (const int n = off[e + 1] - off[e]; n > 0)
+      linear_any(g, moe_act_ + (size_t)off[e] * Im, Im, W.expert_down[e], moe_y_ + (size_t)off[e] * H, H, n);
+  moe_combine_cuda(moe_y_, H, moe_w_, moe_pair_slot_, proj_, H, T, K, H, s_);
 }
 
 std::unique_ptr<CudaDecoder> make_cuda_decoder(Model& m) { return std::make_unique<CudaDecoder>(m); }

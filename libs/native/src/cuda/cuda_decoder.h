@@ -49,6 +49,7 @@ class CudaDecoder {
   void ensure_capacity(int T, int R);
   void run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits);
   void reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps);
+  void moe_mlp(int l, int T);
   void drop_graphs();
 
   Model& m_;
@@ -65,6 +66,14 @@ class CudaDecoder {
   half *resid_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *proj_ = nullptr, *gu_ = nullptr,
        *act_ = nullptr, *rows_ = nullptr;
   Buffer logits_;
+  // mixture of experts (ModelConfig::moe_layer; moe_mlp): router logits [T, E] f32, the routing (ops/moe.cuh: ids,
+  // weights, offsets [E + 1], slot_token, pair_slot; T x K pairs), the experts' rows in sorted-pair order (input,
+  // gate|up, SwiGLU, output), and a pinned copy of the offsets for the host, which launches each expert's linears
+  float* moe_logits_ = nullptr;
+  float* moe_w_ = nullptr;
+  int *moe_ids_ = nullptr, *moe_off_ = nullptr, *moe_slot_token_ = nullptr, *moe_pair_slot_ = nullptr;
+  half *moe_x_ = nullptr, *moe_gu_ = nullptr, *moe_act_ = nullptr, *moe_y_ = nullptr;
+  int* moe_host_off_ = nullptr;
   // tensor parallelism (m.tp() > 1): this rank's vocabulary slice of the logits, the all-gathered slices
   // [tp][R][vocab/tp] (reordered into logits_ [R, vocab])
   float* logits_rank_ = nullptr;

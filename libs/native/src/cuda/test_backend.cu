@@ -80,8 +80,8 @@ HostTensor f16_tensor(std::vector<int64_t> shape, float sd = 1.f, float offset =
   t.shape = std::move(shape);
   t.bytes.resize((size_t)t.numel() * 2);
   uint16_t* p = reinterpret_cast<uint16_t*>(t.bytes.data());
-  std::normal_distribution<float> nd(0.f, sd);
-  for (int64_t i = 0; i < t.numel(); i++) p[i] = f32_to_f16(offset + nd(gen));
+  std::normal_distribution<float> nd(0.f, sd > 0 ? sd : 1.f);
+  for (int64_t i = 0; i < t.numel(); i++) p[i] = f32_to_f16(offset + (sd > 0 ? nd(gen) : 0.f));
   return t;
 }
 HostTensor i32_tensor(std::vector<int64_t> shape, const std::vector<int32_t>& v) {
@@ -317,6 +317,14 @@ struct TinyModel {
   bool qk_norm = false;  // Qwen3's per-head q / k norms
   std::vector<int64_t> windows;  // per layer (ModelConfig::layer_window; 0 = full attention), empty: none
   std::vector<int64_t> nope;     // NoPE layers (ModelConfig::no_rope_layers, SmolLM3)
+  // mixture of experts (ModelConfig::num_experts > 0): per token `per_tok` of `experts` experts of width moe_inter;
+  // dense: layers that keep the dense MLP. zero_router: every router logit is exactly 0 on both backends, so both pick
+  // experts 0..per_tok-1 by the tie rule; otherwise the router is random and per_tok should equal experts, because two
+  // backends that round differently may pick different experts where two logits nearly tie (test_kernels checks the
+  // selection itself exactly, cuda-parity.js against transformers)
+  int64_t experts = 0, per_tok = 0, moe_inter = 0;
+  bool renorm = true, zero_router = false;
+  std::vector<int64_t> dense;
 };
 
 ModelConfig make_config(const TinyModel& t) {
@@ -336,6 +344,11 @@ ModelConfig make_config(const TinyModel& t) {
   c.qk_norm = t.qk_norm;
   c.layer_window = t.windows;
   c.no_rope_layers = t.nope;
+  c.num_experts = t.experts;
+  c.experts_per_tok = t.per_tok;
+  c.moe_inter = t.moe_inter;
+  c.norm_topk_prob = t.renorm;
+  c.dense_layers = t.dense;
   auto add_raw = [&](const std::string& n, HostTensor h) {
     TensorSpec s;
     s.name = n; s.dtype = h.dtype; s.shape = h.shape; s.data = std::move(h.bytes);
@@ -378,6 +391,16 @@ ModelConfig make_config(const TinyModel& t) {
       add(p + "k_norm.weight", f16_tensor({t.head_dim}, 0.2f, 1.f));
     }
     add(p + "o.weight", f16_tensor({H, qd}, 0.05f));
+    if (c.moe_layer(i)) {
+      add(p + "router.weight", f16_tensor({t.experts, H}, t.zero_router ? 0.f : 0.05f));
+      for (int64_t e = 0; e < t.experts; e++) {
+        const std::string x = p + "experts." + std::to_string(e) + ".";
+        add(x + "gate.weight", f16_tensor({t.moe_inter, H}, 0.05f));
+        add(x + "up.weight", f16_tensor({t.moe_inter, H}, 0.05f));
+        add(x + "down.weight", f16_tensor({H, t.moe_inter}, 0.05f));
+      }
+      continue;
+    }
     add(p + "gate.weight", f16_tensor({t.inter, H}, 0.05f));
     add(p + "up.weight", f16_tensor({t.inter, H}, 0.05f));
     add(p + "down.weight", f16_tensor({H, t.inter}, 0.05f));
@@ -641,6 +664,24 @@ int main(int argc, char** argv) {
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default", 128}, "W4A16 g128 h512 GQA 4/2 d128, qkv bias", 0, 1, true, 5);
     decoder_test({1000, 512, 1024, 2, 4, 2, 128, true, false, "default", 128}, "W4A16 g128 h512 GQA 4/2 d128, qkv bias", 0, 3, true, 3);
     decoder_test({1000, 256, 512, 3, 4, 4, 64, false, true, "llama3"}, "h256 MHA d64, tied, llama3 rope", 8, 3, true, 4);
+    // mixture of experts (the decoder runs eagerly then: the host reads each layer's expert counts): every expert chosen
+    // with the router's random softmax weights (renormalized or not); two of eight by the tie rule (a zero router) with a
+    // dense layer between sparse ones and Qwen3's q / k norms; W4A16 experts (the router stays f16); int8 KV; 12
+    // sequences (the experts' linears above the GEMV rows)
+    auto moe = [](TinyModel t, int64_t E, int64_t K, int64_t Im, bool renorm, bool zero, std::vector<int64_t> dense) {
+      t.experts = E; t.per_tok = K; t.moe_inter = Im; t.renorm = renorm; t.zero_router = zero; t.dense = std::move(dense);
+      return t;
+    };
+    decoder_test(moe({1000, 512, 1024, 2, 4, 2, 128, false, false, "default"}, 4, 4, 256, true, false, {}),
+                 "MoE 4 experts all chosen, renormalized, h512 GQA 4/2 d128");
+    decoder_test(moe({1000, 256, 512, 3, 4, 2, 64, false, false, "default", 0, true}, 8, 2, 128, false, true, {1}),
+                 "MoE 2 of 8 (zero router), layer 1 dense, Qwen3 qk norm h256 d64");
+    decoder_test(moe({1000, 512, 1024, 2, 4, 2, 128, false, false, "default", 128}, 3, 3, 384, false, false, {}),
+                 "MoE W4A16 g128 3 experts all chosen, h512 GQA 4/2 d128");
+    decoder_test(moe({1000, 512, 1024, 2, 4, 2, 128, false, false, "default", 128}, 8, 2, 256, true, true, {0}),
+                 "MoE W4A16 g128 2 of 8 (zero router), layer 0 dense", 8);
+    decoder_test(moe({1000, 256, 512, 2, 4, 4, 64, false, true, "llama3"}, 4, 4, 128, true, false, {}),
+                 "MoE 4 experts all chosen, h256 MHA d64, tied", 0, 12);
     // 12 sequences: decode graphs at batch bucket 16 with tuned GEMM plans (cuBLASLt or cuBLAS's default per shape;
     // tuning is opt-in: LMFLEET_GEMM_TUNE=1), then without
     setenv("LMFLEET_GEMM_TUNE", "1", 1);

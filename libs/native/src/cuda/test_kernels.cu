@@ -18,6 +18,7 @@
 #include "ops/embedding.cuh"
 #include "ops/linear.cuh"
 #include "ops/log_softmax.cuh"
+#include "ops/moe.cuh"
 #include "ops/nll.cuh"
 #include "ops/rms_norm.cuh"
 #include "ops/rope.cuh"
@@ -1660,6 +1661,85 @@ static void test_sq_err(Rng& r, int rows, int cols) {
   T.add("sq_err", dims({rows, cols}), err, 1e-12, da.guards_ok() && db.guards_ok() && dout.guards_ok());
 }
 
+// Mixture-of-experts routing, gather and combine (ops/moe.cuh) against the CPU decoder's rule in float64: the K largest
+// logits (ties to the lower expert; a few ties are planted), softmax weights renormalized over the chosen or not, the
+// pairs stably sorted by expert; then the gathered rows (exact) and the weighted sum of the experts' rows.
+static void test_moe(Rng& r, int NT, int E, int K, bool renorm, int H) {
+  const int P = NT * K;
+  std::vector<float> lg((size_t)NT * E);
+  for (auto& v : lg) v = r.normal(2.f);
+  for (int t = 0; t < NT; t += 3) {  // ties: two experts with the same logit, one of them often the best
+    const int a = r.integer(0, E - 1), b = r.integer(0, E - 1);
+    float mx = -INFINITY;
+    for (int e = 0; e < E; e++) mx = std::max(mx, lg[(size_t)t * E + e]);
+    lg[(size_t)t * E + a] = lg[(size_t)t * E + b] = t % 2 ? mx + 0.5f : lg[(size_t)t * E + a];
+  }
+  DevBuf<float> dl(lg.size()), dw(P);
+  DevBuf<int> ids(P), off(E + 1), stok(P), pslot(P);
+  dl.upload(lg);
+  for (auto* b : {&ids, &off, &stok, &pslot}) b->poison();
+  dw.poison();
+  moe_route_cuda(dl.p, NT, E, K, renorm, ids.p, dw.p, off.p, stok.p, pslot.p, S);
+  const auto gi = ids.download(), go = off.download(), gs = stok.download(), gp = pslot.download();
+  const auto gw = dw.download();
+  // reference
+  std::vector<int> rid((size_t)P), rof((size_t)E + 1, 0), rst((size_t)P), rps((size_t)P);
+  std::vector<double> rw((size_t)P);
+  std::vector<int> order((size_t)E);
+  for (int t = 0; t < NT; t++) {
+    const float* l = &lg[(size_t)t * E];
+    const double mx = *std::max_element(l, l + E);
+    double sum = 0;
+    for (int e = 0; e < E; e++) sum += std::exp((double)l[e] - mx);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+    double top = 0;
+    for (int j = 0; j < K; j++) top += std::exp((double)l[order[j]] - mx);
+    for (int j = 0; j < K; j++) {
+      rid[(size_t)t * K + j] = order[j];
+      rw[(size_t)t * K + j] = std::exp((double)l[order[j]] - mx) / (renorm ? top : sum);
+      rof[(size_t)order[j] + 1]++;
+    }
+  }
+  for (int e = 0; e < E; e++) rof[(size_t)e + 1] += rof[(size_t)e];
+  {
+    std::vector<int> cur(rof.begin(), rof.end() - 1);
+    for (int p = 0; p < P; p++) {
+      const int slot = cur[(size_t)rid[(size_t)p]]++;
+      rst[(size_t)slot] = p / K;
+      rps[(size_t)p] = slot;
+    }
+  }
+  const int bad = (int)(gi != rid) + (int)(go != rof) + (int)(gs != rst) + (int)(gp != rps);
+  std::string note;
+  if (gi != rid) note += "ids ";
+  if (go != rof) note += "offsets ";
+  if (gs != rst) note += "slot_token ";
+  if (gp != rps) note += "pair_slot ";
+  const std::string shape = dims({NT, E, K}) + (renorm ? " renorm" : "");
+  T.add("moe_route", shape, bad ? 1.0 : rel_err(to_double(gw), rw), 1e-6,
+        dl.guards_ok() && dw.guards_ok() && ids.guards_ok() && off.guards_ok() && stok.guards_ok() && pslot.guards_ok(),
+        note.empty() ? "" : "differs: " + note);
+  // gather (exact) and combine (f32 sum of f16 rows, one rounding) with the kernel's own routing
+  auto x = r.normals((size_t)NT * H), y = r.normals((size_t)P * H);
+  DevBuf<half> dx(x.size()), dxs((size_t)P * H), dy(y.size()), dout((size_t)NT * H);
+  dx.upload(to_half(x));
+  dy.upload(to_half(y));
+  dxs.poison();
+  dout.poison();
+  moe_gather_rows_cuda(dx.p, stok.p, dxs.p, P, H, S);
+  moe_combine_cuda(dy.p, H, dw.p, pslot.p, dout.p, H, NT, K, H, S);
+  const auto xs = to_double(dxs.download()), out = to_double(dout.download());
+  std::vector<double> rxs((size_t)P * H), rout((size_t)NT * H, 0.0);
+  for (int q = 0; q < P; q++)
+    for (int i = 0; i < H; i++) rxs[(size_t)q * H + i] = x[(size_t)rst[(size_t)q] * H + i];
+  for (int t = 0; t < NT; t++)
+    for (int j = 0; j < K; j++)
+      for (int i = 0; i < H; i++) rout[(size_t)t * H + i] += (double)gw[(size_t)t * K + j] * y[(size_t)rps[(size_t)t * K + j] * H + i];
+  T.add("moe_gather_rows", dims({P, H}), rel_err(xs, rxs), 0, dxs.guards_ok());
+  T.add("moe_combine", dims({NT, K, H}), rel_err(out, rout), 1e-3, dout.guards_ok());
+}
+
 int main(int argc, char** argv) {
   // "fused" rows / columns mean the fused kernel itself; the wide kernel is called by variant (the default path, auto,
   // routes 9+ rows to it)
@@ -1685,6 +1765,14 @@ int main(int argc, char** argv) {
     test_rms_norm(r, 4, 1003, true);
     test_silu_mul(r);
     test_add(r);
+    // MoE: Mixtral (8 experts, 2 each, renormalized) at decode and prefill sizes; Qwen3-MoE (128 experts, 8 each, not
+    // renormalized); an expert count not a multiple of 32 with an odd row length; the kernel's limits (1000 / 32)
+    test_moe(r, 1, 8, 2, true, 4096);
+    test_moe(r, 37, 8, 2, true, 256);
+    test_moe(r, 64, 128, 8, false, 2048);
+    test_moe(r, 300, 60, 4, true, 200);
+    test_moe(r, 2048, 128, 8, true, 64);
+    test_moe(r, 5, 1000, 32, false, 64);
     for (int m : {1, 3, 8}) test_gemv(r, m, 1000, 4096, false);
     test_gemv(r, 2, 300, 4104, false);
     test_gemv(r, 5, 777, 2056, true);

@@ -267,9 +267,6 @@ void Model::validate() const {
   if (c.num_experts > 0 && c.tp > 1)
     fail(ErrorCode::InvalidArgument, "model config: tensor parallelism (tp " + std::to_string(c.tp) +
                                          ") does not support mixture-of-experts models yet; run them with tp 1");
-  if (c.num_experts > 0 && c.backend != "cpu")
-    fail(ErrorCode::InvalidArgument, "model config: mixture-of-experts models run on the cpu backend only for now (" + c.backend +
-                                         " has no expert kernels yet)");
   if (c.tp < 1 || c.tp > 64) fail(ErrorCode::InvalidArgument, "model config: tp must be in [1, 64], got " + std::to_string(c.tp));
   if (!c.devices.empty() && (int)c.devices.size() != c.tp)
     fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +

@@ -1,0 +1,34 @@
+#pragma once
+// Mixture-of-experts helpers for the CUDA decoder (cuda/cuda_decoder.cu): routing, the experts' row gather and the
+// weighted combine. The experts themselves run through the ordinary linears (f16 GEMV / cuBLAS, W4A16 kernels) on each
+// expert's contiguous rows. The CPU decoder's Decoder::moe_mlp (engine/decoder.cc) is the reference: the same
+// selection (softmax over all experts in f32, the K largest logits, ties to the lower index) and weights.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace lmfleet {
+
+// The most experts (shared-memory counters) and experts per token moe_route_cuda takes.
+constexpr int kMoeMaxExperts = 1024;
+constexpr int kMoeMaxTopK = 32;
+
+// Routing of T tokens, one block. logits [T, E] f32 (the router's output). Per token t and choice j < K (best first):
+//   ids[t * K + j]  the expert,
+//   w[t * K + j]    its weight: softmax probability / (renorm ? the K chosen probabilities' sum : 1).
+// The T * K (token, choice) pairs sorted by expert, stable (by pair index within an expert):
+//   offsets[E + 1]          expert e's pairs are sorted positions [offsets[e], offsets[e + 1]),
+//   slot_token[T * K]       the token of the pair at each sorted position,
+//   pair_slot[T * K]        the sorted position of pair t * K + j.
+// Deterministic (no order depends on timing). E <= kMoeMaxExperts, K <= min(E, kMoeMaxTopK).
+void moe_route_cuda(const float* logits, int T, int E, int K, bool renorm, int* ids, float* w, int* offsets, int* slot_token,
+                    int* pair_slot, cudaStream_t s);
+
+// out[t] (row stride ldo) = sum_j w[t * K + j] * y[pair_slot[t * K + j]] (row stride ldy), summed in j order in f32,
+// rounded to f16 once. y holds the experts' outputs in sorted-pair order.
+void moe_combine_cuda(const half* y, int ldy, const float* w, const int* pair_slot, half* out, int ldo, int T, int K, int H,
+                      cudaStream_t s);
+
+// out[r] = x[rows[r]] for r < n (row length H, stride H both): the experts' input rows in sorted-pair order.
+void moe_gather_rows_cuda(const half* x, const int* rows, half* out, int n, int H, cudaStream_t s);
+
+}  // namespace lmfleet
