@@ -115,9 +115,26 @@ CudaDecoder::CudaDecoder(Model& m)
                                            std::to_string(kMoeMaxTopK) + " per token and an expert width that is a multiple of 8 (got " +
                                            std::to_string(c.num_experts) + ", " + std::to_string(c.experts_per_tok) + ", " +
                                            std::to_string(c.moe_inter) + ")");
-    // each MoE layer reads its experts' row counts on the host to launch their linears: no graph can hold that wait
-    use_graphs_ = false;
     LMF_CUDA_CHECK(cudaMallocHost(&moe_host_off_, (size_t)(c.num_experts + 1) * sizeof(int)));
+    moe_grouped_ = true;
+    for (int64_t l = 0; l < c.layers; l++)
+      if (c.moe_layer(l))
+        for (const auto* v : {&m.layers[l].expert_gate_up, &m.layers[l].expert_down})
+          for (const auto& w : *v) moe_grouped_ = moe_grouped_ && w->group == 0 && !cw(w).bias;
+    moe_gu_w_.assign(c.layers, nullptr);
+    moe_dn_w_.assign(c.layers, nullptr);
+    for (int64_t l = 0; moe_grouped_ && l < c.layers; l++) {
+      if (!c.moe_layer(l)) continue;
+      for (auto [v, dst] : {std::make_pair(&m.layers[l].expert_gate_up, &moe_gu_w_[l]), std::make_pair(&m.layers[l].expert_down, &moe_dn_w_[l])}) {
+        std::vector<const half*> ptrs;
+        for (const auto& w : *v) ptrs.push_back(cw(w).w);
+        LMF_CUDA_CHECK(cudaMalloc(dst, ptrs.size() * sizeof(half*)));
+        LMF_CUDA_CHECK(cudaMemcpy(*dst, ptrs.data(), ptrs.size() * sizeof(half*), cudaMemcpyHostToDevice));
+      }
+    }
+    // W4A16 experts: each MoE layer reads its experts' row counts on the host to launch their linears, and no graph
+    // can hold that wait
+    if (!moe_grouped_) use_graphs_ = false;
   }
   // tp > 1: graphs only when the collective can be captured (the NVLink peer exchange); the same-GPU collective
   // waits on the host, and NCCL alone is kept out of graphs
@@ -155,6 +172,9 @@ CudaDecoder::~CudaDecoder() {
   for (void* p : {(void*)moe_logits_, (void*)moe_w_, (void*)moe_ids_, (void*)moe_off_, (void*)moe_slot_token_, (void*)moe_pair_slot_})
     if (p) cudaFree(p);
   if (moe_host_off_) cudaFreeHost(moe_host_off_);
+  for (auto* v : {&moe_gu_w_, &moe_dn_w_})
+    for (const half** p : *v)
+      if (p) cudaFree(p);
   for (half* p : in_norm_) cudaFree(p);
   for (half* p : post_norm_) cudaFree(p);
   for (half* p : q_norm_) cudaFree(p);
@@ -618,7 +638,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     linear_any(g, attn_, NH * D, W.o, proj_, H, T);
     reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
     if (c.moe_layer(l)) {
-      moe_mlp(l, T);
+      moe_mlp(l, T, decode);
     } else if (W.gate_up->group == 0 && T <= gemv_max_rows() && H % 8 == 0 && I % 4 == 0 && fuse_silu_enabled()) {
       const CudaLinearWeight& f = cw(W.gate_up);  // f16 weight, rows the GEMV serves: gate_up and silu_mul in one kernel
       gemv_silu_cuda(h_, H, f.w, f.bias, act_, I, T, I, H, s_);
@@ -649,10 +669,11 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
 }
 
 // A mixture-of-experts MLP: h_ [T, hidden] (normed) -> proj_, the chosen experts' outputs weighted and summed. The
-// router and the routing run on the device; the host then reads how many (token, expert) pairs each expert got (one
-// wait per layer) and runs each chosen expert's linears on its contiguous rows, so f16 and W4A16 experts take the same
-// GEMV / GEMM kernels as dense layers.
-void CudaDecoder::moe_mlp(int l, int T) {
+// router and the routing run on the device. Decode steps with f16 experts then run every expert's linear in one
+// grouped launch that reads the counts on the device (graph-capturable); otherwise the host reads how many (token,
+// expert) pairs each expert got (one wait per layer) and runs each chosen expert's linears on its contiguous rows, so
+// W4A16 experts and prefill take the same GEMV / GEMM kernels as dense layers.
+void CudaDecoder::moe_mlp(int l, int T, bool decode) {
   const ModelConfig& c = m_.cfg();
   const LayerWeights& W = m_.layers[l];
   CublasGemm& g = be_.gemm();
@@ -661,6 +682,13 @@ void CudaDecoder::moe_mlp(int l, int T) {
   g.linear_f32out(h_, H, router.w, router.bias, moe_logits_, E, T, E, H);
   moe_route_cuda(moe_logits_, T, E, K, c.norm_topk_prob, moe_ids_, moe_w_, moe_off_, moe_slot_token_, moe_pair_slot_, s_);
   moe_gather_rows_cuda(h_, moe_slot_token_, moe_x_, P, H, s_);
+  if (moe_grouped_ && decode) {
+    moe_gemv_cuda(moe_x_, H, moe_gu_w_[l], moe_off_, moe_gu_, 2 * Im, E, 2 * Im, H, s_);
+    silu_mul_cuda(moe_gu_, 2 * Im, moe_act_, P, Im, s_);
+    moe_gemv_cuda(moe_act_, Im, moe_dn_w_[l], moe_off_, moe_y_, H, E, H, Im, s_);
+    moe_combine_cuda(moe_y_, H, moe_w_, moe_pair_slot_, proj_, H, T, K, H, s_);
+    return;
+  }
   LMF_CUDA_CHECK(cudaMemcpyAsync(moe_host_off_, moe_off_, (size_t)(E + 1) * sizeof(int), cudaMemcpyDeviceToHost, s_));
   LMF_CUDA_CHECK(cudaStreamSynchronize(s_));
   const int* off = moe_host_off_;

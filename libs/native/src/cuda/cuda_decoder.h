@@ -49,7 +49,7 @@ class CudaDecoder {
   void ensure_capacity(int T, int R);
   void run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits);
   void reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps);
-  void moe_mlp(int l, int T);
+  void moe_mlp(int l, int T, bool decode);
   void drop_graphs();
 
   Model& m_;
@@ -74,6 +74,10 @@ class CudaDecoder {
   int *moe_ids_ = nullptr, *moe_off_ = nullptr, *moe_slot_token_ = nullptr, *moe_pair_slot_ = nullptr;
   half *moe_x_ = nullptr, *moe_gu_ = nullptr, *moe_act_ = nullptr, *moe_y_ = nullptr;
   int* moe_host_off_ = nullptr;
+  // f16 experts (no W4A16, no bias): per MoE layer device arrays of the E experts' gate|up and down weight pointers for
+  // moe_gemv_cuda, which decode steps use (no host wait, so they keep their graphs); W4A16 experts take the host path
+  bool moe_grouped_ = false;
+  std::vector<const half**> moe_gu_w_, moe_dn_w_;
   // tensor parallelism (m.tp() > 1): this rank's vocabulary slice of the logits, the all-gathered slices
   // [tp][R][vocab/tp] (reordered into logits_ [R, vocab])
   float* logits_rank_ = nullptr;

@@ -1740,6 +1740,52 @@ static void test_moe(Rng& r, int NT, int E, int K, bool renorm, int H) {
   T.add("moe_combine", dims({NT, K, H}), rel_err(out, rout), 1e-3, dout.guards_ok());
 }
 
+// The grouped experts' GEMV (moe_gemv_cuda) against float64: E experts with the given row counts (zeros among them,
+// counts above the kernel's 8 rows per pass), each its own f16 weight [n, k]; strided x and y.
+static void test_moe_gemv(Rng& r, const std::vector<int>& counts, int n, int k) {
+  const int E = (int)counts.size(), ldx = k + 8, ldy = n + 3;
+  std::vector<int> off(E + 1, 0);
+  for (int e = 0; e < E; e++) off[e + 1] = off[e] + counts[e];
+  const int P = off[E];
+  auto x = r.normals((size_t)std::max(P, 1) * ldx);
+  std::vector<std::vector<float>> w(E);
+  std::vector<DevBuf<half>*> dws;
+  std::vector<const half*> ptrs;
+  for (int e = 0; e < E; e++) {
+    w[e] = r.normals((size_t)n * k, 0.05f);
+    dws.push_back(new DevBuf<half>(w[e].size()));
+    dws.back()->upload(to_half(w[e]));
+    ptrs.push_back(dws.back()->p);
+  }
+  DevBuf<half> dx(x.size()), dy((size_t)std::max(P, 1) * ldy);
+  DevBuf<int> doff(E + 1);
+  DevBuf<const half*> dptr(E);
+  dx.upload(to_half(x));
+  doff.upload(off);
+  dptr.upload(ptrs);
+  dy.poison();
+  moe_gemv_cuda(dx.p, ldx, dptr.p, doff.p, dy.p, ldy, E, n, k, S);
+  const auto y = to_double(dy.download());
+  std::vector<double> out, ref;
+  for (int e = 0; e < E; e++)
+    for (int row = off[e]; row < off[e + 1]; row++)
+      for (int c = 0; c < n; c++) {
+        double a = 0;
+        for (int j = 0; j < k; j++) a += (double)x[(size_t)row * ldx + j] * w[e][(size_t)c * k + j];
+        ref.push_back(a);
+        out.push_back(y[(size_t)row * ldy + c]);
+      }
+  bool untouched = true;  // the padding columns past n keep the poison
+  const auto raw = dy.download();
+  for (int row = 0; row < P; row++)
+    for (int c = n; c < ldy; c++) untouched = untouched && !(__half2float(raw[(size_t)row * ldy + c]) == __half2float(raw[(size_t)row * ldy + c]));
+  std::string cs;
+  for (int e = 0; e < std::min(E, 6); e++) cs += (cs.empty() ? "" : ",") + std::to_string(counts[e]);
+  T.add("moe_gemv", dims({E, n, k}) + " rows " + cs + (E > 6 ? ",..." : ""), rel_err(out, ref), 2e-3,
+        dx.guards_ok() && dy.guards_ok() && untouched, untouched ? "" : "padding written");
+  for (auto* b : dws) delete b;
+}
+
 int main(int argc, char** argv) {
   // "fused" rows / columns mean the fused kernel itself; the wide kernel is called by variant (the default path, auto,
   // routes 9+ rows to it)
@@ -1773,6 +1819,12 @@ int main(int argc, char** argv) {
     test_moe(r, 300, 60, 4, true, 200);
     test_moe(r, 2048, 128, 8, true, 64);
     test_moe(r, 5, 1000, 32, false, 64);
+    // grouped experts' GEMV: Qwen3-30B-A3B's gate|up (1536 x 2048) and down (2048 x 768) at decode counts; Mixtral-like
+    // counts above 8 rows per pass; a width not a multiple of 8 and a short k
+    test_moe_gemv(r, {0, 1, 0, 0, 2, 1, 0, 3, 0, 1}, 1536, 2048);
+    test_moe_gemv(r, {1, 0, 5, 2, 0, 0, 1, 7}, 2048, 768);
+    test_moe_gemv(r, {17, 9, 0, 30}, 512, 1024);
+    test_moe_gemv(r, {3, 0, 11}, 100, 48);
     for (int m : {1, 3, 8}) test_gemv(r, m, 1000, 4096, false);
     test_gemv(r, 2, 300, 4104, false);
     test_gemv(r, 5, 777, 2056, true);

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "cuda/check.cuh"
+#include "cuda/device_utils.cuh"
 #include "ops/moe.cuh"
 
 namespace lmfleet {
@@ -106,6 +107,48 @@ __global__ void moe_combine_kernel(const half* __restrict__ y, int ldy, const fl
   out[(size_t)t * ldo + i] = __float2half(acc);
 }
 
+constexpr int kGemvWarps = 8;  // output columns per block, one per warp
+constexpr int kGemvRows = 8;   // rows per pass over a weight row
+
+// block (column tile, expert): each warp one weight row, the expert's rows kGemvRows at a time (the weight row is read
+// from L1 / L2 again for each further pass)
+__global__ void __launch_bounds__(kGemvWarps * 32) moe_gemv_kernel(const half* __restrict__ x, int ldx, const half* const* __restrict__ w,
+                                                                  const int* __restrict__ offsets, half* __restrict__ y, int ldy,
+                                                                  int n, int k) {
+  const int e = blockIdx.y;
+  const int r0 = offsets[e], r1 = offsets[e + 1];
+  const int col = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+  if (r0 >= r1 || col >= n) return;
+  const int lane = threadIdx.x & 31;
+  const half* wr = w[e] + (size_t)col * k;
+  const int nchunks = k / 8;
+  for (int base = r0; base < r1; base += kGemvRows) {
+    const int rows = min(kGemvRows, r1 - base);
+    float acc[kGemvRows];
+#pragma unroll
+    for (int i = 0; i < kGemvRows; i++) acc[i] = 0.f;
+#pragma unroll 2
+    for (int c = lane; c < nchunks; c += 32) {
+      float wf[8];
+      half8_to_float(ldg_half8(wr + (size_t)c * 8), wf);
+#pragma unroll
+      for (int i = 0; i < kGemvRows; i++) {
+        if (i < rows) {
+          float xf[8];
+          half8_to_float(ldg_half8(x + (size_t)(base + i) * ldx + (size_t)c * 8), xf);
+#pragma unroll
+          for (int q = 0; q < 8; q++) acc[i] += wf[q] * xf[q];
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kGemvRows; i++) {
+      const float v = warp_sum(acc[i]);
+      if (lane == 0 && i < rows) y[(size_t)(base + i) * ldy + col] = __float2half(v);
+    }
+  }
+}
+
 __global__ void moe_gather_rows_kernel(const half* __restrict__ x, const int* __restrict__ rows, half* __restrict__ out, int H) {
   const half* src = x + (size_t)rows[blockIdx.x] * H;
   half* dst = out + (size_t)blockIdx.x * H;
@@ -132,6 +175,14 @@ void moe_combine_cuda(const half* y, int ldy, const float* w, const int* pair_sl
                       cudaStream_t s) {
   if (T <= 0) return;
   moe_combine_kernel<<<dim3((H + 255) / 256, T), 256, 0, s>>>(y, ldy, w, pair_slot, out, ldo, K, H);
+  LMF_CUDA_LAUNCHED();
+}
+
+void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offsets, half* y, int ldy, int E, int n, int k,
+                   cudaStream_t s) {
+  if (k % 8 || ldx % 8) fail(ErrorCode::InvalidArgument, "moe gemv: k and ldx must be multiples of 8");
+  if (E <= 0 || n <= 0) return;
+  moe_gemv_kernel<<<dim3((n + kGemvWarps - 1) / kGemvWarps, E), kGemvWarps * 32, 0, s>>>(x, ldx, w, offsets, y, ldy, n, k);
   LMF_CUDA_LAUNCHED();
 }
 

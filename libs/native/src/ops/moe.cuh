@@ -28,6 +28,13 @@ void moe_route_cuda(const float* logits, int T, int E, int K, bool renorm, int* 
 void moe_combine_cuda(const half* y, int ldy, const float* w, const int* pair_slot, half* out, int ldo, int T, int K, int H,
                       cudaStream_t s);
 
+// The experts' linears in one launch (decode; graph-capturable: no host reads the counts): for every expert e and its
+// sorted rows r in [offsets[e], offsets[e + 1]), y[r] (stride ldy) = x[r] (stride ldx) W_e^T, W_e = w[e] an f16
+// [n, k] row-major weight (a device array of E pointers), f32 sums rounded to f16 once. Experts without rows cost one
+// early-exiting block per 8 outputs. k and ldx multiples of 8.
+void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offsets, half* y, int ldy, int E, int n, int k,
+                   cudaStream_t s);
+
 // out[r] = x[rows[r]] for r < n (row length H, stride H both): the experts' input rows in sorted-pair order.
 void moe_gather_rows_cuda(const half* x, const int* rows, half* out, int n, int H, cudaStream_t s);
 
