@@ -116,14 +116,35 @@ CudaDecoder::CudaDecoder(Model& m)
                                            std::to_string(c.num_experts) + ", " + std::to_string(c.experts_per_tok) + ", " +
                                            std::to_string(c.moe_inter) + ")");
     LMF_CUDA_CHECK(cudaMallocHost(&moe_host_off_, (size_t)(c.num_experts + 1) * sizeof(int)));
-    moe_grouped_ = true;
+    bool f16 = true, w4 = true;
     for (int64_t l = 0; l < c.layers; l++)
       if (c.moe_layer(l))
         for (const auto* v : {&m.layers[l].expert_gate_up, &m.layers[l].expert_down})
-          for (const auto& w : *v) moe_grouped_ = moe_grouped_ && w->group == 0 && !cw(w).bias;
+          for (const auto& w : *v) {
+            f16 = f16 && w->group == 0 && !cw(w).bias;
+            const CudaW4A16Weight* q = w4_of(w);
+            w4 = w4 && q && !q->bias;
+          }
+    // LMFLEET_MOE_W4_GROUPED=1: W4A16 experts through moe_gemv_w4_cuda too (graphs kept). Off by default: on the
+    // Qwen3-30B-A3B shape (H100, session 23) it was slower than the host path (batch 1 1.63 vs 1.28-1.83 ms, batch 64
+    // 14.3 vs 10.9): its x reads are scalar and uncached in shared memory
+    w4 = w4 && env_switch("LMFLEET_MOE_W4_GROUPED", false);
+    moe_grouped_ = f16 || w4;
+    moe_w4_ = !f16 && w4;
     moe_gu_w_.assign(c.layers, nullptr);
     moe_dn_w_.assign(c.layers, nullptr);
-    for (int64_t l = 0; moe_grouped_ && l < c.layers; l++) {
+    moe_gu_w4_.assign(c.layers, nullptr);
+    moe_dn_w4_.assign(c.layers, nullptr);
+    for (int64_t l = 0; moe_w4_ && l < c.layers; l++) {
+      if (!c.moe_layer(l)) continue;
+      for (auto [v, dst] : {std::make_pair(&m.layers[l].expert_gate_up, &moe_gu_w4_[l]), std::make_pair(&m.layers[l].expert_down, &moe_dn_w4_[l])}) {
+        std::vector<W4A16Dev> devs;
+        for (const auto& w : *v) devs.push_back(w4_of(w)->dev());
+        LMF_CUDA_CHECK(cudaMalloc(dst, devs.size() * sizeof(W4A16Dev)));
+        LMF_CUDA_CHECK(cudaMemcpy(*dst, devs.data(), devs.size() * sizeof(W4A16Dev), cudaMemcpyHostToDevice));
+      }
+    }
+    for (int64_t l = 0; f16 && l < c.layers; l++) {
       if (!c.moe_layer(l)) continue;
       for (auto [v, dst] : {std::make_pair(&m.layers[l].expert_gate_up, &moe_gu_w_[l]), std::make_pair(&m.layers[l].expert_down, &moe_dn_w_[l])}) {
         std::vector<const half*> ptrs;
@@ -132,8 +153,8 @@ CudaDecoder::CudaDecoder(Model& m)
         LMF_CUDA_CHECK(cudaMemcpy(*dst, ptrs.data(), ptrs.size() * sizeof(half*), cudaMemcpyHostToDevice));
       }
     }
-    // W4A16 experts: each MoE layer reads its experts' row counts on the host to launch their linears, and no graph
-    // can hold that wait
+    // otherwise (mixed or biased experts) each MoE layer reads its experts' row counts on the host to launch their
+    // linears, and no graph can hold that wait
     if (!moe_grouped_) use_graphs_ = false;
   }
   // tp > 1: graphs only when the collective can be captured (the NVLink peer exchange); the same-GPU collective
@@ -174,6 +195,9 @@ CudaDecoder::~CudaDecoder() {
   if (moe_host_off_) cudaFreeHost(moe_host_off_);
   for (auto* v : {&moe_gu_w_, &moe_dn_w_})
     for (const half** p : *v)
+      if (p) cudaFree(p);
+  for (auto* v : {&moe_gu_w4_, &moe_dn_w4_})
+    for (W4A16Dev* p : *v)
       if (p) cudaFree(p);
   for (half* p : in_norm_) cudaFree(p);
   for (half* p : post_norm_) cudaFree(p);
@@ -683,9 +707,16 @@ void CudaDecoder::moe_mlp(int l, int T, bool decode) {
   moe_route_cuda(moe_logits_, T, E, K, c.norm_topk_prob, moe_ids_, moe_w_, moe_off_, moe_slot_token_, moe_pair_slot_, s_);
   moe_gather_rows_cuda(h_, moe_slot_token_, moe_x_, P, H, s_);
   if (moe_grouped_ && decode) {
-    moe_gemv_cuda(moe_x_, H, moe_gu_w_[l], moe_off_, moe_gu_, 2 * Im, E, 2 * Im, H, s_);
-    silu_mul_cuda(moe_gu_, 2 * Im, moe_act_, P, Im, s_);
-    moe_gemv_cuda(moe_act_, Im, moe_dn_w_[l], moe_off_, moe_y_, H, E, H, Im, s_);
+    if (moe_w4_) {
+      const W4A16Dev gu = w4_of(W.expert_gate_up[0])->dev(), dn = w4_of(W.expert_down[0])->dev();  // every expert's shape
+      moe_gemv_w4_cuda(moe_x_, H, moe_gu_w4_[l], moe_off_, moe_gu_, 2 * Im, E, 2 * Im, H, gu.kp, gu.group, s_);
+      silu_mul_cuda(moe_gu_, 2 * Im, moe_act_, P, Im, s_);
+      moe_gemv_w4_cuda(moe_act_, Im, moe_dn_w4_[l], moe_off_, moe_y_, H, E, H, Im, dn.kp, dn.group, s_);
+    } else {
+      moe_gemv_cuda(moe_x_, H, moe_gu_w_[l], moe_off_, moe_gu_, 2 * Im, E, 2 * Im, H, s_);
+      silu_mul_cuda(moe_gu_, 2 * Im, moe_act_, P, Im, s_);
+      moe_gemv_cuda(moe_act_, Im, moe_dn_w_[l], moe_off_, moe_y_, H, E, H, Im, s_);
+    }
     moe_combine_cuda(moe_y_, H, moe_w_, moe_pair_slot_, proj_, H, T, K, H, s_);
     return;
   }

@@ -20,6 +20,7 @@
 #include "core/backend.h"
 #include "engine/decoder.h"
 #include "engine/model.h"
+#include "ops/w4a16_gemm.cuh"
 
 namespace lmfleet {
 
@@ -74,10 +75,13 @@ class CudaDecoder {
   int *moe_ids_ = nullptr, *moe_off_ = nullptr, *moe_slot_token_ = nullptr, *moe_pair_slot_ = nullptr;
   half *moe_x_ = nullptr, *moe_gu_ = nullptr, *moe_act_ = nullptr, *moe_y_ = nullptr;
   int* moe_host_off_ = nullptr;
-  // f16 experts (no W4A16, no bias): per MoE layer device arrays of the E experts' gate|up and down weight pointers for
-  // moe_gemv_cuda, which decode steps use (no host wait, so they keep their graphs); W4A16 experts take the host path
+  // f16 experts (no bias): per MoE layer device arrays of the E experts' gate|up and down weight pointers for
+  // moe_gemv_cuda, which decode steps use (no host wait, so they keep their graphs)
   bool moe_grouped_ = false;
   std::vector<const half**> moe_gu_w_, moe_dn_w_;
+  // W4A16 experts: the same through moe_gemv_w4_cuda (device arrays of the experts' W4A16Dev)
+  bool moe_w4_ = false;
+  std::vector<W4A16Dev*> moe_gu_w4_, moe_dn_w4_;
   // tensor parallelism (m.tp() > 1): this rank's vocabulary slice of the logits, the all-gathered slices
   // [tp][R][vocab/tp] (reordered into logits_ [R, vocab])
   float* logits_rank_ = nullptr;

@@ -1786,6 +1786,47 @@ static void test_moe_gemv(Rng& r, const std::vector<int>& counts, int n, int k) 
   for (auto* b : dws) delete b;
 }
 
+// The grouped W4A16 experts' GEMV (moe_gemv_w4_cuda) against float64 on the f16-rounded dequantized weights (make_w4).
+static void test_moe_gemv_w4(Rng& r, const std::vector<int>& counts, int n, int k, int group) {
+  const int E = (int)counts.size(), ldx = k + 8, ldy = n + 3;
+  std::vector<int> off(E + 1, 0);
+  for (int e = 0; e < E; e++) off[e + 1] = off[e] + counts[e];
+  const int P = off[E];
+  auto x = r.normals((size_t)std::max(P, 1) * ldx);
+  std::vector<W4Case> cs;
+  std::vector<W4Dev*> ws;
+  std::vector<W4A16Dev> devs;
+  for (int e = 0; e < E; e++) {
+    cs.push_back(make_w4(r, n, k, group));
+    ws.push_back(new W4Dev(cs.back(), std::vector<float>(n, 0.f)));
+    ws.back()->d.bias = nullptr;
+    devs.push_back(ws.back()->d);
+  }
+  DevBuf<half> dx(x.size()), dy((size_t)std::max(P, 1) * ldy);
+  DevBuf<int> doff(E + 1);
+  DevBuf<W4A16Dev> dw(E);
+  dx.upload(to_half(x));
+  doff.upload(off);
+  dw.upload(devs);
+  dy.poison();
+  moe_gemv_w4_cuda(dx.p, ldx, dw.p, doff.p, dy.p, ldy, E, n, k, cs[0].kp, group, S);
+  const auto y = to_double(dy.download());
+  std::vector<double> out, ref;
+  for (int e = 0; e < E; e++)
+    for (int row = off[e]; row < off[e + 1]; row++)
+      for (int c = 0; c < n; c++) {
+        double a = 0;
+        for (int j = 0; j < k; j++) a += (double)x[(size_t)row * ldx + j] * cs[e].w[(size_t)c * k + j];
+        ref.push_back(a);
+        out.push_back(y[(size_t)row * ldy + c]);
+      }
+  std::string cn;
+  for (int e = 0; e < std::min(E, 6); e++) cn += (cn.empty() ? "" : ",") + std::to_string(counts[e]);
+  T.add("moe_gemv_w4", dims({E, n, k}) + " g" + std::to_string(group) + " rows " + cn + (E > 6 ? ",..." : ""),
+        rel_err(out, ref), 2e-3, dx.guards_ok() && dy.guards_ok());
+  for (auto* b : ws) delete b;
+}
+
 int main(int argc, char** argv) {
   // "fused" rows / columns mean the fused kernel itself; the wide kernel is called by variant (the default path, auto,
   // routes 9+ rows to it)
@@ -1825,6 +1866,10 @@ int main(int argc, char** argv) {
     test_moe_gemv(r, {1, 0, 5, 2, 0, 0, 1, 7}, 2048, 768);
     test_moe_gemv(r, {17, 9, 0, 30}, 512, 1024);
     test_moe_gemv(r, {3, 0, 11}, 100, 48);
+    test_moe_gemv_w4(r, {0, 1, 0, 2, 1, 0, 3, 1}, 1536, 2048, 128);
+    test_moe_gemv_w4(r, {1, 0, 5, 2, 0, 9}, 2048, 768, 128);
+    test_moe_gemv_w4(r, {17, 0, 4}, 256, 960, 64);  // k padded to 1024
+    test_moe_gemv_w4(r, {3, 11}, 64, 384, 32);
     for (int m : {1, 3, 8}) test_gemv(r, m, 1000, 4096, false);
     test_gemv(r, 2, 300, 4104, false);
     test_gemv(r, 5, 777, 2056, true);

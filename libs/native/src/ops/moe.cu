@@ -149,6 +149,62 @@ __global__ void __launch_bounds__(kGemvWarps * 32) moe_gemv_kernel(const half* _
   }
 }
 
+constexpr int kW4Warps = 4;
+
+__global__ void __launch_bounds__(kW4Warps * 32) moe_gemv_w4_kernel(const half* __restrict__ x, int ldx, const W4A16Dev* __restrict__ w,
+                                                                   const int* __restrict__ offsets, half* __restrict__ y, int ldy,
+                                                                   int n, int k, int kp, int group) {
+  __shared__ float part[kW4Warps][8][kGemvRows];  // [warp][tile row][x row]
+  const int e = blockIdx.y, tile = blockIdx.x;
+  const int r0 = offsets[e], r1 = offsets[e + 1];
+  if (r0 >= r1) return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int KB = kp / 128, row = tile * 8 + g;
+  const uint32_t* qw = w[e].qweight;
+  const half2* sz = w[e].sz;
+  for (int base = r0; base < r1; base += kGemvRows) {
+    const int rows = min(kGemvRows, r1 - base);
+    float acc[kGemvRows];
+#pragma unroll
+    for (int i = 0; i < kGemvRows; i++) acc[i] = 0.f;
+    for (int kb = warp; kb < KB; kb += kW4Warps) {
+      const uint4 words = __ldg(reinterpret_cast<const uint4*>(qw + ((size_t)(tile * KB + kb) * 32 + lane) * 4));
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const uint32_t wj = j == 0 ? words.x : j == 1 ? words.y : j == 2 ? words.z : words.w;
+        const int k0 = kb * 128 + 32 * j;
+        const float2 sc = __half22float2(sz[(size_t)(k0 / group) * n + row]);  // (scale, zero)
+#pragma unroll
+        for (int p = 0; p < 8; p++) {
+          const int kk = k0 + 8 * (p & 3) + (p >> 2) + 2 * t;  // the layout's nibble order {0, 8, 16, 24, 1, 9, 17, 25}
+          if (kk >= k) continue;
+          const float wv = __half2float(__float2half(((float)((wj >> (4 * p)) & 0xFu) - sc.y) * sc.x));
+#pragma unroll
+          for (int i = 0; i < kGemvRows; i++)
+            if (i < rows) acc[i] += wv * __half2float(x[(size_t)(base + i) * ldx + kk]);
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kGemvRows; i++) {
+      float v = acc[i];
+      v += __shfl_xor_sync(0xffffffffu, v, 1);
+      v += __shfl_xor_sync(0xffffffffu, v, 2);
+      if (t == 0) part[warp][g][i] = v;
+    }
+    __syncthreads();
+    if (threadIdx.x < 8 * kGemvRows) {
+      const int gg = threadIdx.x / kGemvRows, i = threadIdx.x % kGemvRows;
+      if (i < rows) {
+        float v = 0.f;
+        for (int q = 0; q < kW4Warps; q++) v += part[q][gg][i];
+        y[(size_t)(base + i) * ldy + tile * 8 + gg] = __float2half(v);
+      }
+    }
+    __syncthreads();
+  }
+}
+
 __global__ void moe_gather_rows_kernel(const half* __restrict__ x, const int* __restrict__ rows, half* __restrict__ out, int H) {
   const half* src = x + (size_t)rows[blockIdx.x] * H;
   half* dst = out + (size_t)blockIdx.x * H;
@@ -183,6 +239,14 @@ void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offs
   if (k % 8 || ldx % 8) fail(ErrorCode::InvalidArgument, "moe gemv: k and ldx must be multiples of 8");
   if (E <= 0 || n <= 0) return;
   moe_gemv_kernel<<<dim3((n + kGemvWarps - 1) / kGemvWarps, E), kGemvWarps * 32, 0, s>>>(x, ldx, w, offsets, y, ldy, n, k);
+  LMF_CUDA_LAUNCHED();
+}
+
+void moe_gemv_w4_cuda(const half* x, int ldx, const W4A16Dev* w, const int* offsets, half* y, int ldy, int E, int n, int k,
+                      int kp, int group, cudaStream_t s) {
+  if (n % 8 || kp % 128 || group % 32 || kp < k) fail(ErrorCode::InvalidArgument, "moe gemv w4: bad weight shape");
+  if (E <= 0) return;
+  moe_gemv_w4_kernel<<<dim3(n / 8, E), kW4Warps * 32, 0, s>>>(x, ldx, w, offsets, y, ldy, n, k, kp, group);
   LMF_CUDA_LAUNCHED();
 }
 

@@ -6,6 +6,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "ops/w4a16_gemm.cuh"
+
 namespace lmfleet {
 
 // The most experts (shared-memory counters) and experts per token moe_route_cuda takes.
@@ -34,6 +36,12 @@ void moe_combine_cuda(const half* y, int ldy, const float* w, const int* pair_sl
 // early-exiting block per 8 outputs. k and ldx multiples of 8.
 void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offsets, half* y, int ldy, int E, int n, int k,
                    cudaStream_t s);
+
+// The same over W4A16 experts (w: a device array of E weights in our layout, ops/w4a16_gemm.h; same n, k, group, no
+// bias): y[r] = x[r] W_e^T with W_e's f16-rounded (q - z) s, f32 sums, one rounding. A block per (8-column tile,
+// expert), its 4 warps splitting the 128-wide k blocks.
+void moe_gemv_w4_cuda(const half* x, int ldx, const W4A16Dev* w, const int* offsets, half* y, int ldy, int E, int n, int k,
+                      int kp, int group, cudaStream_t s);
 
 // out[r] = x[rows[r]] for r < n (row length H, stride H both): the experts' input rows in sorted-pair order.
 void moe_gather_rows_cuda(const half* x, const int* rows, half* out, int n, int H, cudaStream_t s);
