@@ -125,10 +125,10 @@ CudaDecoder::CudaDecoder(Model& m)
             const CudaW4A16Weight* q = w4_of(w);
             w4 = w4 && q && !q->bias;
           }
-    // LMFLEET_MOE_W4_GROUPED=1: W4A16 experts through moe_gemv_w4_cuda too (graphs kept). Off by default: on the
-    // Qwen3-30B-A3B shape (H100, session 23) it was slower than the host path (batch 1 1.63 vs 1.28-1.83 ms, batch 64
-    // 14.3 vs 10.9): its x reads are scalar and uncached in shared memory
-    w4 = w4 && env_switch("LMFLEET_MOE_W4_GROUPED", false);
+    // W4A16 experts through moe_gemv_w4_cuda (graphs kept); LMFLEET_MOE_W4_GROUPED=0: the host path instead. On the
+    // Qwen3-30B-A3B shape (H100, session 23, one call) grouped vs host: batch 1 / 16 / 64 1.408 / 6.556 / 10.814 vs
+    // 1.454 / 9.252 / 11.797 ms per step
+    w4 = w4 && env_switch("LMFLEET_MOE_W4_GROUPED", true);
     moe_grouped_ = f16 || w4;
     moe_w4_ = !f16 && w4;
     moe_gu_w_.assign(c.layers, nullptr);

@@ -680,9 +680,9 @@ int main(int argc, char** argv) {
                  "MoE W4A16 g128 3 experts all chosen, h512 GQA 4/2 d128");
     decoder_test(moe({1000, 512, 1024, 2, 4, 2, 128, false, false, "default", 128}, 8, 2, 256, true, true, {0}),
                  "MoE W4A16 g128 2 of 8 (zero router), layer 0 dense", 8);
-    setenv("LMFLEET_MOE_W4_GROUPED", "1", 1);  // the opt-in grouped W4A16 experts' GEMV (graphs kept)
+    setenv("LMFLEET_MOE_W4_GROUPED", "0", 1);  // W4A16 experts by the host path (per-expert linears, no graphs)
     decoder_test(moe({1000, 512, 1024, 2, 4, 2, 128, false, false, "default", 128}, 3, 3, 384, false, false, {}),
-                 "MoE W4A16 g128 3 experts all chosen, grouped W4 GEMV");
+                 "MoE W4A16 g128 3 experts all chosen, host path");
     unsetenv("LMFLEET_MOE_W4_GROUPED");
     decoder_test(moe({1000, 256, 512, 2, 4, 4, 64, false, true, "llama3"}, 4, 4, 128, true, false, {}),
                  "MoE 4 experts all chosen, h256 MHA d64, tied", 0, 12);

@@ -162,6 +162,7 @@ __global__ void __launch_bounds__(kW4Warps * 32) moe_gemv_w4_kernel(const half* 
   const int KB = kp / 128, row = tile * 8 + g;
   const uint32_t* qw = w[e].qweight;
   const half2* sz = w[e].sz;
+  const int gshift = __ffs(group) - 1;  // group is 32, 64 or 128
   for (int base = r0; base < r1; base += kGemvRows) {
     const int rows = min(kGemvRows, r1 - base);
     float acc[kGemvRows];
@@ -173,15 +174,24 @@ __global__ void __launch_bounds__(kW4Warps * 32) moe_gemv_w4_kernel(const half* 
       for (int j = 0; j < 4; j++) {
         const uint32_t wj = j == 0 ? words.x : j == 1 ? words.y : j == 2 ? words.z : words.w;
         const int k0 = kb * 128 + 32 * j;
-        const float2 sc = __half22float2(sz[(size_t)(k0 / group) * n + row]);  // (scale, zero)
+        const half2 sc = sz[(size_t)(k0 >> gshift) * n + row];  // (scale, zero)
+        const half2 s2 = __half2half2(__low2half(sc));
+        const half2 z2 = __half2half2(__hadd(__high2half(sc), __float2half(1024.f)));
 #pragma unroll
-        for (int p = 0; p < 8; p++) {
-          const int kk = k0 + 8 * (p & 3) + (p >> 2) + 2 * t;  // the layout's nibble order {0, 8, 16, 24, 1, 9, 17, 25}
+        for (int i = 0; i < 4; i++) {
+          // nibbles i and i + 4: the codes at k0 + 8 i + 2 t and the next k; (1024 + q) as f16 exactly, so
+          // ((1024 + q) - (1024 + z)) s is AutoAWQ's f16 (q - z) s bit for bit
+          const int kk = k0 + 8 * i + 2 * t;
           if (kk >= k) continue;
-          const float wv = __half2float(__float2half(((float)((wj >> (4 * p)) & 0xFu) - sc.y) * sc.x));
+          uint32_t v = ((wj >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
+          const float2 wf = __half22float2(__hmul2(__hsub2(*reinterpret_cast<half2*>(&v), z2), s2));
 #pragma unroll
-          for (int i = 0; i < kGemvRows; i++)
-            if (i < rows) acc[i] += wv * __half2float(x[(size_t)(base + i) * ldx + kk]);
+          for (int r = 0; r < kGemvRows; r++) {
+            if (r < rows) {
+              const float2 xf = __half22float2(__ldg(reinterpret_cast<const half2*>(x + (size_t)(base + r) * ldx + kk)));
+              acc[r] += wf.x * xf.x + wf.y * xf.y;
+            }
+          }
         }
       }
     }
@@ -244,7 +254,8 @@ void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offs
 
 void moe_gemv_w4_cuda(const half* x, int ldx, const W4A16Dev* w, const int* offsets, half* y, int ldy, int E, int n, int k,
                       int kp, int group, cudaStream_t s) {
-  if (n % 8 || kp % 128 || group % 32 || kp < k) fail(ErrorCode::InvalidArgument, "moe gemv w4: bad weight shape");
+  if (n % 8 || kp % 128 || (group != 32 && group != 64 && group != 128) || kp < k || k % 32 || ldx % 2)
+    fail(ErrorCode::InvalidArgument, "moe gemv w4: bad weight shape");
   if (E <= 0) return;
   moe_gemv_w4_kernel<<<dim3(n / 8, E), kW4Warps * 32, 0, s>>>(x, ldx, w, offsets, y, ldy, n, k, kp, group);
   LMF_CUDA_LAUNCHED();
