@@ -138,7 +138,7 @@ export interface NativeModelConfig {
   layerWindows?: number[];
   /** Layers that apply no RoPE to q and k (SmolLM3's NoPE layers, every 4th); their softmax scale is 1/sqrt(headDim). */
   noRopeLayers?: number[];
-  /** Mixture of experts (Mixtral, Qwen3-MoE; cpu and cuda backends, tp 1): every layer but denseLayers routes each token to
+  /** Mixture of experts (Mixtral, Qwen3-MoE; cpu backend at any tp, cuda at tp 1): every layer but denseLayers routes each token to
    *  numExpertsPerTok of numExperts SwiGLU experts of width moeIntermediateSize (tensors layers.{i}.router.weight
    *  [numExperts, hidden], layers.{i}.experts.{e}.gate / up / down), weighted by the router's softmax, renormalized over
    *  the chosen experts when normTopkProb (default true). */

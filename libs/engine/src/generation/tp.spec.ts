@@ -1,7 +1,7 @@
 // Tensor parallelism on the real CPU backend (ranks as threads): tiny random models sharded over 2 and 4 ranks give
 // the same greedy tokens as tp 1 for 64 steps and logits within fp16 tolerance; Qwen2's q/k/v bias, InternLM2's
-// packed wqkv, GQA with fewer KV heads than ranks (replicated), tied embeddings and W4A16 (AutoAWQ RTN) weights
-// included; rank threads that poll between steps change nothing; widths that do not divide are refused with errors
+// packed wqkv, GQA with fewer KV heads than ranks (replicated), tied embeddings, mixtures of experts (Mixtral,
+// Qwen3-MoE; AutoAWQ experts in models/moe.spec.ts) and W4A16 (AutoAWQ RTN) weights included; rank threads that poll between steps change nothing; widths that do not divide are refused with errors
 // that name them.
 import * as path from 'node:path';
 import { autoAwq } from '../quant/awq';
@@ -58,6 +58,9 @@ d('tensor parallelism (cpu ranks)', () => {
     ['internlm2 packed wqkv with bias', { arch: 'internlm2', numHeads: 4, numKvHeads: 2, bias: true, seed: 5 }],
     ['llama MQA (1 KV head: replicated over the ranks), tied embeddings', { arch: 'llama', numHeads: 4, numKvHeads: 1, tieWordEmbeddings: true, seed: 6 }],
     ['qwen3 per-head q/k norms, q wider than hidden', { arch: 'qwen3', numHeads: 4, numKvHeads: 2, headDim: 32, seed: 13 }],
+    // mixtures of experts: every expert split as the dense MLP is, the router replicated (all ranks route alike)
+    ['mixtral, 4 experts, 2 per token', { arch: 'mixtral', numHeads: 4, numKvHeads: 2, numExperts: 4, numExpertsPerTok: 2, seed: 14 }],
+    ['qwen3-moe, 4 experts, 2 per token, not renormalized', { arch: 'qwen3_moe', numHeads: 4, numKvHeads: 2, numExperts: 4, numExpertsPerTok: 2, normTopkProb: false, seed: 15 }],
   ];
   for (const [name, opts] of cases) {
     it(`${name}: tp 2 and 4 give tp 1's greedy tokens for ${STEPS} steps and its logits within fp16 tolerance`, async () => {

@@ -16,6 +16,44 @@ import { convert } from '../workspace/convert';
 import { decodeHalf, encodeHalf } from '../io/half';
 import { dequantizeLinear, quantizeLinear, toAwqGemm } from '../quant/pack';
 
+/** An AutoAWQ GEMM Mixtral (attention and experts W4 with `group`, the router fp16, as AutoAWQ writes them) made from
+ *  the tiny model `opts` by round-to-nearest, and its dequantized fp16 twin, under `base`. */
+function writeAwqMixtral(base: string, opts: TinyModelOptions, group: number): { awq: string; deq: string } {
+  const src = writeTinyModel(path.join(base, 'awq-src'), { ...opts, arch: 'mixtral' });
+  const tensors = readSafetensorsDir(src.dir).tensors;
+  const awq: WritableTensor[] = [];
+  const deq: WritableTensor[] = [];
+  // AutoAWQ quantizes every decoder linear but the router (block_sparse_moe.gate)
+  const quantized = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|block_sparse_moe\.experts\.\d+\.w[123])\.weight$/;
+  for (const [name, t] of tensors) {
+    const bytes = readTensorBytes(t);
+    if (!quantized.test(name)) {
+      awq.push({ name, dtype: 'F16', shape: [...t.shape], data: bytes });
+      deq.push({ name, dtype: 'F16', shape: [...t.shape], data: bytes });
+      continue;
+    }
+    const [out, inp] = t.shape;
+    const ql = quantizeLinear(decodeHalf(bytes, 'f16'), out, inp, 4, group, { layer: name });
+    const g = toAwqGemm(ql);
+    const pre = name.replace(/\.weight$/, '');
+    awq.push({ name: `${pre}.qweight`, dtype: 'I32', shape: [inp, out / 8], data: new Uint8Array(g.qweight.buffer) });
+    awq.push({ name: `${pre}.qzeros`, dtype: 'I32', shape: [inp / group, out / 8], data: new Uint8Array(g.qzeros.buffer) });
+    awq.push({ name: `${pre}.scales`, dtype: 'F16', shape: [inp / group, out], data: new Uint8Array(g.scales.buffer) });
+    deq.push({ name, dtype: 'F16', shape: [...t.shape], data: encodeHalf(dequantizeLinear(ql), 'f16') });
+  }
+  const write = (dir: string, ts: WritableTensor[], quant: boolean) => {
+    fs.cpSync(src.dir, dir, { recursive: true });
+    fs.rmSync(path.join(dir, 'model.safetensors'));
+    writeSafetensors(path.join(dir, 'model.safetensors'), ts);
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    if (quant) cfg.quantization_config = { quant_method: 'awq', bits: 4, group_size: group, zero_point: true, version: 'gemm' };
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+  };
+  write(path.join(base, 'awq'), awq, true);
+  write(path.join(base, 'awq-deq'), deq, false);
+  return { awq: path.join(base, 'awq'), deq: path.join(base, 'awq-deq') };
+}
+
 const native = nativeCpuOrReport('mixture of experts');
 const d = native ? describe : describe.skip;
 
@@ -99,44 +137,34 @@ d('mixture-of-experts checkpoints (cpu)', () => {
   });
 
   it('an AutoAWQ Mixtral (attention and experts W4, router fp16) computes its dequantized fp16 twin', async () => {
-    const src = writeTinyModel(path.join(tmp.dir, 'awq-src'), { ...shared, arch: 'mixtral' });
     const group = 32;
-    const tensors = readSafetensorsDir(src.dir).tensors;
-    const awq: WritableTensor[] = [];
-    const deq: WritableTensor[] = [];
-    // AutoAWQ quantizes every decoder linear but the router (block_sparse_moe.gate)
-    const quantized = /^model\.layers\.\d+\.(self_attn\.[qkvo]_proj|block_sparse_moe\.experts\.\d+\.w[123])\.weight$/;
-    for (const [name, t] of tensors) {
-      const bytes = readTensorBytes(t);
-      if (!quantized.test(name)) {
-        awq.push({ name, dtype: 'F16', shape: [...t.shape], data: bytes });
-        deq.push({ name, dtype: 'F16', shape: [...t.shape], data: bytes });
-        continue;
-      }
-      const [out, inp] = t.shape;
-      const ql = quantizeLinear(decodeHalf(bytes, 'f16'), out, inp, 4, group, { layer: name });
-      const g = toAwqGemm(ql);
-      const pre = name.replace(/\.weight$/, '');
-      awq.push({ name: `${pre}.qweight`, dtype: 'I32', shape: [inp, out / 8], data: new Uint8Array(g.qweight.buffer) });
-      awq.push({ name: `${pre}.qzeros`, dtype: 'I32', shape: [inp / group, out / 8], data: new Uint8Array(g.qzeros.buffer) });
-      awq.push({ name: `${pre}.scales`, dtype: 'F16', shape: [inp / group, out], data: new Uint8Array(g.scales.buffer) });
-      deq.push({ name, dtype: 'F16', shape: [...t.shape], data: encodeHalf(dequantizeLinear(ql), 'f16') });
-    }
-    const write = (dir: string, ts: WritableTensor[], quant: boolean) => {
-      fs.cpSync(src.dir, dir, { recursive: true });
-      fs.rmSync(path.join(dir, 'model.safetensors'));
-      writeSafetensors(path.join(dir, 'model.safetensors'), ts);
-      const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
-      if (quant) cfg.quantization_config = { quant_method: 'awq', bits: 4, group_size: group, zero_point: true, version: 'gemm' };
-      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
-    };
-    write(path.join(tmp.dir, 'awq'), awq, true);
-    write(path.join(tmp.dir, 'awq-deq'), deq, false);
+    writeAwqMixtral(tmp.dir, shared, group);
     expect(loadModelSpec(path.join(tmp.dir, 'awq')).spec.quant).toMatchObject({ groupSize: group });
     const a = await cpuLogits(native!, path.join(tmp.dir, 'awq'), ids);
     const b = await cpuLogits(native!, path.join(tmp.dir, 'awq-deq'), ids);
     expect(maxAbsDiff(a, b)).toBeLessThan(2e-3);
   });
+
+  it('an AutoAWQ Mixtral sharded over 2 cpu ranks (experts split along whole groups) gives tp 1\'s greedy tokens and logits', async () => {
+    // expert width 128: 64 columns of down per rank, two groups of 32; vocabulary padded to divide by 2
+    const base = path.join(tmp.dir, 'awq-tp');
+    const { awq } = writeAwqMixtral(base, { ...shared, intermediateSize: 128, vocabSize: 256 }, 32);
+    const run = async (tp: number) => {
+      const e = await Engine.fromPretrained(awq, { native: native!, backend: 'cpu', tp, threads: 2, maxBatchSize: 2, sessionLen: 128 });
+      try {
+        const out = await e.generate(['the cat sat on', 'hello'], { maxNewTokens: 32, temperature: 0, ignoreEos: true });
+        return { tokens: out.map((r) => r.tokenIds), logits: await e.pretrained.forward(ids) };
+      } finally {
+        await e.dispose();
+      }
+    };
+    const one = await run(1);
+    const two = await run(2);
+    expect(two.tokens).toEqual(one.tokens);
+    const diff = maxAbsDiff(one.logits, two.logits);
+    expect(diff).toBeLessThan(2e-3);
+    expect(diff).toBeGreaterThan(0);  // the shards really ran: partial sums in another order move the last bits
+  }, 120_000);
 
   it('calibrate / auto_awq refuse experts, saying so', () => {
     const moe = writeTinyModel(path.join(tmp.dir, 'refuse'), { ...shared, arch: 'mixtral' });

@@ -3,7 +3,8 @@
 // 235B-A22B: Qwen3 attention with per-head q / k norms, `mlp.gate` + `mlp.experts.{e}`, norm_topk_prob,
 // decoder_sparse_step and mlp_only_layers for dense layers). The router's softmax runs over all experts; the chosen
 // experts' weights are renormalized to sum 1 (Mixtral always, Qwen3-MoE when norm_topk_prob), as transformers does.
-// The engine runs them on the cpu and cuda backends (tp 1); calibrate / auto_awq refuse them (ModelSpec.numExperts).
+// The engine runs them on the cpu (any tp) and cuda (tp 1) backends; calibrate / auto_awq refuse them
+// (ModelSpec.numExperts).
 import { QWEN2_TEMPLATE, LLAMA2_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError } from '../errors';
 import type { TensorSource } from '../native';
@@ -65,7 +66,7 @@ function mapMoe(ctx: WeightMapContext, attnTables: { global: Record<string, stri
 }
 
 const MIXTRAL_W = { gate: 'w1', up: 'w3', down: 'w2' } as const;
-const MOE_LIMITS = 'mixture of experts: no tp, no calibrate / auto_awq yet';
+const MOE_LIMITS = 'mixture of experts: tp on the cpu backend only, no calibrate / auto_awq yet';
 
 export const mixtral: ArchitectureDef = {
   key: 'mixtral',

@@ -289,7 +289,7 @@ void CudaDecoder::ensure_capacity(int T, int R) {
     LMF_CUDA_CHECK(cudaMalloc(&logits_gather_, nR * (size_t)c.vocab * 4));
   }
   if (c.num_experts > 0) {  // T x K (token, expert) pairs; an expert takes at most T of them
-    const size_t E = c.num_experts, P = nT * c.experts_per_tok, Im = c.moe_inter;
+    const size_t E = c.num_experts, P = nT * c.experts_per_tok, Im = sh.moe_inter;
     for (void** p : {(void**)&moe_logits_, (void**)&moe_w_, (void**)&moe_ids_, (void**)&moe_off_, (void**)&moe_slot_token_,
                      (void**)&moe_pair_slot_, (void**)&moe_x_, (void**)&moe_gu_, (void**)&moe_act_, (void**)&moe_y_})
       if (*p) { LMF_CUDA_CHECK(cudaFree(*p)); *p = nullptr; }
@@ -701,7 +701,7 @@ void CudaDecoder::moe_mlp(int l, int T, bool decode) {
   const ModelConfig& c = m_.cfg();
   const LayerWeights& W = m_.layers[l];
   CublasGemm& g = be_.gemm();
-  const int H = (int)c.hidden, E = (int)c.num_experts, K = (int)c.experts_per_tok, Im = (int)c.moe_inter, P = T * K;
+  const int H = (int)c.hidden, E = (int)c.num_experts, K = (int)c.experts_per_tok, Im = (int)m_.shard().moe_inter, P = T * K;
   const CudaLinearWeight& router = cw(W.router);
   g.linear_f32out(h_, H, router.w, router.bias, moe_logits_, E, T, E, H);
   moe_route_cuda(moe_logits_, T, E, K, c.norm_topk_prob, moe_ids_, moe_w_, moe_off_, moe_slot_token_, moe_pair_slot_, s_);

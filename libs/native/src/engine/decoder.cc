@@ -271,7 +271,7 @@ void Decoder::moe_mlp(int64_t l, float* h, int64_t T) {
   Backend& be = m_.backend();
   const ModelConfig& c = m_.cfg();
   const LayerWeights& L = m_.layers[(size_t)l];
-  const int64_t H = c.hidden, E = c.num_experts, K = c.experts_per_tok, Im = c.moe_inter;
+  const int64_t H = c.hidden, E = c.num_experts, K = c.experts_per_tok, Im = m_.shard().moe_inter;  // (this rank's)
   // routing on the host: softmax over all experts in f32, the K best (ties: the lower index), their weights
   // renormalized to sum 1 when norm_topk_prob (transformers' Mixtral / Qwen3-MoE blocks)
   router_.ensure(&be, T * E * 4);
@@ -319,6 +319,8 @@ void Decoder::moe_mlp(int64_t l, float* h, int64_t T) {
     }
   }
   be.upload(h, acc.data(), acc.size() * 4);
+  // tensor parallelism: each rank summed its columns of every expert (row-parallel down), the weights alike on all
+  if (Collective* coll = m_.collective()) coll->all_reduce_sum(m_.shard().rank, h, T * H);
 }
 
 namespace {

@@ -196,10 +196,10 @@ class TensorReader {
 Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
   validate();
   const auto& c = cfg_;
-  shard_ = plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, 0, c.tp);
+  shard_ = plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, 0, c.tp, c.moe_inter);
   make_backend();
   if (c.tp > 1) {
-    for (int r = 1; r < c.tp; r++) plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, r, c.tp);
+    for (int r = 1; r < c.tp; r++) plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, r, c.tp, c.moe_inter);
     std::vector<TensorSpec> tensors;
     tensors.swap(cfg_.tensors);  // the peers' configs carry no tensors: rank 0's load() reads them for all
     try {
@@ -217,7 +217,7 @@ Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
 }
 
 Model::Model(const ModelConfig& cfg, int rank) : cfg_(cfg) {
-  shard_ = plan_shard(cfg_.heads, cfg_.kv_heads, cfg_.head_dim, cfg_.inter, cfg_.vocab, cfg_.quant_group, rank, cfg_.tp);
+  shard_ = plan_shard(cfg_.heads, cfg_.kv_heads, cfg_.head_dim, cfg_.inter, cfg_.vocab, cfg_.quant_group, rank, cfg_.tp, cfg_.moe_inter);
   make_backend();
 }
 
@@ -264,9 +264,9 @@ void Model::validate() const {
   for (int64_t l : c.dense_layers)
     if (l < 0 || l >= c.layers)
       fail(ErrorCode::InvalidArgument, "model config: denseLayers holds layer " + std::to_string(l) + " of " + std::to_string(c.layers));
-  if (c.num_experts > 0 && c.tp > 1)
-    fail(ErrorCode::InvalidArgument, "model config: tensor parallelism (tp " + std::to_string(c.tp) +
-                                         ") does not support mixture-of-experts models yet; run them with tp 1");
+  if (c.num_experts > 0 && c.tp > 1 && c.backend != "cpu")
+    fail(ErrorCode::InvalidArgument, "model config: tensor parallelism (tp " + std::to_string(c.tp) + ") on the " + c.backend +
+                                         " backend does not support mixture-of-experts models yet (the cpu backend does); run them with tp 1");
   if (c.tp < 1 || c.tp > 64) fail(ErrorCode::InvalidArgument, "model config: tp must be in [1, 64], got " + std::to_string(c.tp));
   if (!c.devices.empty() && (int)c.devices.size() != c.tp)
     fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +
@@ -471,7 +471,9 @@ void Model::load_shard(TensorReader& rd) {
     }
     if (c.moe_layer(i)) {
       // the router (never quantized: AutoAWQ keeps it fp16) and each expert's SwiGLU MLP
-      const int64_t E = c.num_experts, Im = c.moe_inter;
+      // tp: every expert split as the dense MLP is (gate/up rows [moe_inter0, +moe_inter), down those columns), the
+      // router replicated
+      const int64_t E = c.num_experts, Im = c.moe_inter, m0 = sh.moe_inter0, mn = sh.moe_inter;
       L.router = dense({{p + "router.weight", {E, H}, 0, E, 0, H}}, nullptr);
       for (int64_t e = 0; e < E; e++) {
         const std::string x = p + "experts." + std::to_string(e) + ".";
@@ -480,11 +482,16 @@ void Model::load_shard(TensorReader& rd) {
           fail(ErrorCode::ModelFormat, x + "gate/up/down: all three must be W4A16 (qweight) or all fp (weight)");
         if (q) {
           W4A16Host wg = w4(x + "gate", Im, H), wu = w4(x + "up", Im, H), wd = w4(x + "down", H, Im);
+          if (tp) {
+            wg = w4a16_slice(wg, m0, mn, 0, H);
+            wu = w4a16_slice(wu, m0, mn, 0, H);
+            wd = w4a16_slice(wd, 0, H, m0, mn);
+          }
           L.expert_gate_up.push_back(linear_w4({&wg, &wu}, nullptr));
           L.expert_down.push_back(linear_w4({&wd}, nullptr));
         } else {
-          L.expert_gate_up.push_back(dense({{x + "gate.weight", {Im, H}, 0, Im, 0, H}, {x + "up.weight", {Im, H}, 0, Im, 0, H}}, nullptr));
-          L.expert_down.push_back(dense({{x + "down.weight", {H, Im}, 0, H, 0, Im}}, nullptr));
+          L.expert_gate_up.push_back(dense({{x + "gate.weight", {Im, H}, m0, mn, 0, H}, {x + "up.weight", {Im, H}, m0, mn, 0, H}}, nullptr));
+          L.expert_down.push_back(dense({{x + "down.weight", {H, Im}, 0, H, m0, mn}}, nullptr));
         }
       }
       continue;

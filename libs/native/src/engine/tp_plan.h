@@ -25,12 +25,15 @@ struct ShardPlan {
   bool kv_replicated = false;          // KV heads fewer than ranks: one KV head per rank, shared by N/kvHeads ranks
   int64_t inter = 0, inter0 = 0;       // gate/up rows (down columns) of this rank
   int64_t vocab = 0, vocab0 = 0;       // embedding / lm_head rows of this rank
+  int64_t moe_inter = 0, moe_inter0 = 0;  // each expert's gate/up rows (down columns) of this rank (mixture of experts)
 };
 
 // heads, kv_heads, inter, vocab: the model's; quant_group > 0: W4A16 linears (row-parallel widths must hold
 // whole groups, column-parallel rows whole 8-row tiles).
+// moe_inter > 0 (a mixture of experts): every expert is split as a dense MLP is (gate/up rows, down columns); the
+// router is replicated, so every rank routes every token alike and the all-reduce after down sums the experts' parts.
 inline ShardPlan plan_shard(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t inter, int64_t vocab,
-                            int64_t quant_group, int rank, int size) {
+                            int64_t quant_group, int rank, int size, int64_t moe_inter = 0) {
   auto bad = [&](const std::string& what) {
     fail(ErrorCode::InvalidArgument, "tensor parallel tp=" + std::to_string(size) + ": " + what);
   };
@@ -57,6 +60,9 @@ inline ShardPlan plan_shard(int64_t heads, int64_t kv_heads, int64_t head_dim, i
   p.inter0 = rank * p.inter;
   p.vocab = vocab / size;
   p.vocab0 = rank * p.vocab;
+  if (moe_inter % size) bad("moeIntermediateSize " + std::to_string(moe_inter) + " does not divide by " + std::to_string(size));
+  p.moe_inter = moe_inter / size;
+  p.moe_inter0 = rank * p.moe_inter;
   if (quant_group > 0 && size > 1) {
     const int64_t qd = p.heads * head_dim, kvd = p.kv_heads * head_dim;
     if (qd % quant_group)
@@ -65,6 +71,10 @@ inline ShardPlan plan_shard(int64_t heads, int64_t kv_heads, int64_t head_dim, i
     if (p.inter % quant_group)
       bad("W4A16 down_proj: each rank's input width " + std::to_string(p.inter) + " (intermediateSize/tp) is not a multiple of the group size " +
           std::to_string(quant_group));
+    if (p.moe_inter % quant_group)
+      bad("W4A16 experts' down_proj: each rank's input width " + std::to_string(p.moe_inter) +
+          " (moeIntermediateSize/tp) is not a multiple of the group size " + std::to_string(quant_group));
+    if (p.moe_inter % 8) bad("W4A16 experts' gate/up slices must hold whole 8-row tiles (" + std::to_string(p.moe_inter) + " rows per rank)");
     if (qd % 8 || kvd % 8 || p.inter % 8)
       bad("W4A16 column-parallel slices must hold whole 8-row tiles (q " + std::to_string(qd) + ", k/v " + std::to_string(kvd) +
           ", gate/up " + std::to_string(p.inter) + " rows per rank)");
