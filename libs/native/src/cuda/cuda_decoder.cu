@@ -693,10 +693,10 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
 }
 
 // A mixture-of-experts MLP: h_ [T, hidden] (normed) -> proj_, the chosen experts' outputs weighted and summed. The
-// router and the routing run on the device. Decode steps with f16 experts then run every expert's linear in one
-// grouped launch that reads the counts on the device (graph-capturable); otherwise the host reads how many (token,
-// expert) pairs each expert got (one wait per layer) and runs each chosen expert's linears on its contiguous rows, so
-// W4A16 experts and prefill take the same GEMV / GEMM kernels as dense layers.
+// router and the routing run on the device. Decode steps (f16 or W4A16 experts) then run every expert's linear in one
+// grouped launch that reads the counts on the device (graph-capturable); otherwise (prefill, LMFLEET_MOE_W4_GROUPED=0,
+// mixed or biased experts) the host reads how many (token, expert) pairs each expert got (one wait per layer) and runs
+// each chosen expert's linears on its contiguous rows with the same GEMV / GEMM kernels as dense layers.
 void CudaDecoder::moe_mlp(int l, int T, bool decode) {
   const ModelConfig& c = m_.cfg();
   const LayerWeights& W = m_.layers[l];

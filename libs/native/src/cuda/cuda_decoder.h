@@ -75,8 +75,8 @@ class CudaDecoder {
   int *moe_ids_ = nullptr, *moe_off_ = nullptr, *moe_slot_token_ = nullptr, *moe_pair_slot_ = nullptr;
   half *moe_x_ = nullptr, *moe_gu_ = nullptr, *moe_act_ = nullptr, *moe_y_ = nullptr;
   int* moe_host_off_ = nullptr;
-  // f16 experts (no bias): per MoE layer device arrays of the E experts' gate|up and down weight pointers for
-  // moe_gemv_cuda, which decode steps use (no host wait, so they keep their graphs)
+  // grouped decode (moe_grouped_; no host wait, so decode steps keep their graphs). f16 experts (no bias): per MoE
+  // layer device arrays of the E experts' gate|up and down weight pointers for moe_gemv_cuda
   bool moe_grouped_ = false;
   std::vector<const half**> moe_gu_w_, moe_dn_w_;
   // W4A16 experts: the same through moe_gemv_w4_cuda (device arrays of the experts' W4A16Dev)
