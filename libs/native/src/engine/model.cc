@@ -426,6 +426,31 @@ void Model::load_shard(TensorReader& rd) {
   else lm_head = dense({{"lm_head.weight", {c.vocab, H}, sh.vocab0, sh.vocab, 0, H}}, nullptr);
 
   std::vector<LayerWeights> ls((size_t)c.layers);
+  // A SwiGLU MLP at prefix x (gate / up [width, H], down [H, width]): this rank's gate/up rows and down columns
+  // [w0, w0 + wn) (column- then row-parallel; the whole width at tp 1), fp or W4A16 (sliced along whole groups).
+  // A layer's dense MLP and each expert of a mixture of experts.
+  auto swiglu = [&](const std::string& x, int64_t width, int64_t w0, int64_t wn, std::unique_ptr<LinearWeight>& gate_up,
+                    std::unique_ptr<LinearWeight>& down) {
+    const bool gu4 = quantized(x + "gate");
+    if (gu4 != quantized(x + "up")) fail(ErrorCode::ModelFormat, x + "gate/up: both must be W4A16 (qweight) or both fp (weight)");
+    if (gu4) {
+      W4A16Host wg = w4(x + "gate", width, H), wu = w4(x + "up", width, H);
+      if (tp) {
+        wg = w4a16_slice(wg, w0, wn, 0, H);
+        wu = w4a16_slice(wu, w0, wn, 0, H);
+      }
+      gate_up = linear_w4({&wg, &wu}, nullptr);
+    } else {
+      gate_up = dense({{x + "gate.weight", {width, H}, w0, wn, 0, H}, {x + "up.weight", {width, H}, w0, wn, 0, H}}, nullptr);
+    }
+    if (quantized(x + "down")) {
+      W4A16Host wd = w4(x + "down", H, width);
+      if (tp) wd = w4a16_slice(wd, 0, H, w0, wn);
+      down = linear_w4({&wd}, nullptr);
+    } else {
+      down = dense({{x + "down.weight", {H, width}, 0, H, w0, wn}}, nullptr);
+    }
+  };
   for (int64_t i = 0; i < c.layers; i++) {
     const std::string p = "layers." + std::to_string(i) + ".";
     LayerWeights& L = ls[i];
@@ -473,49 +498,20 @@ void Model::load_shard(TensorReader& rd) {
       // the router (never quantized: AutoAWQ keeps it fp16) and each expert's SwiGLU MLP
       // tp: every expert split as the dense MLP is (gate/up rows [moe_inter0, +moe_inter), down those columns), the
       // router replicated
-      const int64_t E = c.num_experts, Im = c.moe_inter, m0 = sh.moe_inter0, mn = sh.moe_inter;
+      const int64_t E = c.num_experts;
       L.router = dense({{p + "router.weight", {E, H}, 0, E, 0, H}}, nullptr);
+      L.expert_gate_up.resize((size_t)E);
+      L.expert_down.resize((size_t)E);
       for (int64_t e = 0; e < E; e++) {
         const std::string x = p + "experts." + std::to_string(e) + ".";
         const bool q = quantized(x + "gate");
         if (q != quantized(x + "up") || q != quantized(x + "down"))
           fail(ErrorCode::ModelFormat, x + "gate/up/down: all three must be W4A16 (qweight) or all fp (weight)");
-        if (q) {
-          W4A16Host wg = w4(x + "gate", Im, H), wu = w4(x + "up", Im, H), wd = w4(x + "down", H, Im);
-          if (tp) {
-            wg = w4a16_slice(wg, m0, mn, 0, H);
-            wu = w4a16_slice(wu, m0, mn, 0, H);
-            wd = w4a16_slice(wd, 0, H, m0, mn);
-          }
-          L.expert_gate_up.push_back(linear_w4({&wg, &wu}, nullptr));
-          L.expert_down.push_back(linear_w4({&wd}, nullptr));
-        } else {
-          L.expert_gate_up.push_back(dense({{x + "gate.weight", {Im, H}, m0, mn, 0, H}, {x + "up.weight", {Im, H}, m0, mn, 0, H}}, nullptr));
-          L.expert_down.push_back(dense({{x + "down.weight", {H, Im}, 0, H, m0, mn}}, nullptr));
-        }
+        swiglu(x, c.moe_inter, sh.moe_inter0, sh.moe_inter, L.expert_gate_up[(size_t)e], L.expert_down[(size_t)e]);
       }
       continue;
     }
-    const bool gu4 = quantized(p + "gate");
-    if (gu4 != quantized(p + "up")) fail(ErrorCode::ModelFormat, p + "gate/up: both must be W4A16 (qweight) or both fp (weight)");
-    if (gu4) {
-      W4A16Host wg = w4(p + "gate", I, H), wu = w4(p + "up", I, H);
-      if (tp) {
-        wg = w4a16_slice(wg, sh.inter0, sh.inter, 0, H);
-        wu = w4a16_slice(wu, sh.inter0, sh.inter, 0, H);
-      }
-      L.gate_up = linear_w4({&wg, &wu}, nullptr);
-    } else {
-      L.gate_up = dense({{p + "gate.weight", {I, H}, sh.inter0, sh.inter, 0, H}, {p + "up.weight", {I, H}, sh.inter0, sh.inter, 0, H}},
-                        nullptr);
-    }
-    if (quantized(p + "down")) {
-      W4A16Host wd = w4(p + "down", H, I);
-      if (tp) wd = w4a16_slice(wd, 0, H, sh.inter0, sh.inter);
-      L.down = linear_w4({&wd}, nullptr);
-    } else {
-      L.down = dense({{p + "down.weight", {H, I}, 0, H, sh.inter0, sh.inter}}, nullptr);
-    }
+    swiglu(p, I, sh.inter0, sh.inter, L.gate_up, L.down);
   }
   layers = std::move(ls);
   if (!c.kv_qparams.empty()) {
