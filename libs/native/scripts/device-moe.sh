@@ -3,7 +3,8 @@
 #   1. the addon's cuda variant, beside a random Qwen3-MoE-shaped model, fp16 and AutoAWQ W4 g128
 #      (make_random_model.py --arch qwen3_moe: Qwen3-30B-A3B's layer, MOE_LAYERS of its 48 layers)
 #   2. test/bench/cuda-parity.js on every golden case (mixtral and qwen3-moe among them)
-#   3. test/bench/engine-bench.js on the MoE model: fp16, W4 (host path) and W4 with LMFLEET_MOE_W4_GROUPED=1, decode at
+#   3. test/bench/engine-bench.js on the MoE model: fp16, W4 (grouped experts' GEMV, the default) and W4 with
+#      LMFLEET_MOE_W4_GROUPED=0 (the host path: per-expert launches after a host wait), decode at
 #      BATCHES and a 2048-token prefill
 # From a root holding libs/native, dist/, test/ and node_modules/{@huggingface,node-addon-api,node-api-headers}:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-moe.sh
@@ -35,10 +36,10 @@ LMFLEET_NATIVE_DIR="$ROOT/libs/native" timeout $(tb 90) node test/bench/cuda-par
 echo "cuda-parity rc $? ($(el))"; grep -v PARITY_JSON "$OUT/parity.log" | grep -e golden -e ERROR | grep -e moe -e mixtral -e FAIL -e ERROR
 echo "parity: $(grep -c -e '-> PASS' "$OUT/parity.log") PASS, $(grep -c -e '-> FAIL' "$OUT/parity.log") FAIL"
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
-  # the W4 model also with the grouped W4A16 experts' GEMV (LMFLEET_MOE_W4_GROUPED=1), in the same call
-  for run in fp16 w4 w4-grouped; do
-    m=${run%-grouped}
-    env $([ "$run" = w4-grouped ] && echo LMFLEET_MOE_W4_GROUPED=1) timeout $(tb 150) node test/bench/engine-bench.js "$ADDON" \
+  # the W4 model also through the host path (LMFLEET_MOE_W4_GROUPED=0), in the same call
+  for run in fp16 w4 w4-host; do
+    m=${run%-host}
+    env $([ "$run" = w4-host ] && echo LMFLEET_MOE_W4_GROUPED=0) timeout $(tb 150) node test/bench/engine-bench.js "$ADDON" \
       /tmp/moe-$m --batches "${BATCHES:-1,16,64}" > "$OUT/engine-moe-$run.log" 2>&1
     echo "engine-bench moe $run rc $? ($(el))"; grep -e "^addon engine" -e "^loaded" -e "failed" -e Error "$OUT/engine-moe-$run.log" | head -12
   done

@@ -26,13 +26,6 @@ namespace lmfleet {
 
 namespace {
 
-__global__ void gather_rows_kernel(const half* __restrict__ x, const int* __restrict__ rows, half* __restrict__ out,
-                                   int hidden) {
-  const half* src = x + (size_t)rows[blockIdx.x] * hidden;
-  half* dst = out + (size_t)blockIdx.x * hidden;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
-}
-
 half* to_f16_copy(const Buffer& b, size_t n, cudaStream_t s) {
   half* p;
   LMF_CUDA_CHECK(cudaMalloc(&p, n * sizeof(half)));
@@ -135,22 +128,25 @@ CudaDecoder::CudaDecoder(Model& m)
     moe_dn_w_.assign(c.layers, nullptr);
     moe_gu_w4_.assign(c.layers, nullptr);
     moe_dn_w4_.assign(c.layers, nullptr);
-    for (int64_t l = 0; moe_w4_ && l < c.layers; l++) {
+    // per MoE layer and linear, a device array of the E experts' handles (W4A16Dev or f16 weight pointers)
+    auto upload = [](auto** dst, const auto& items) {
+      const size_t bytes = items.size() * sizeof(items[0]);
+      LMF_CUDA_CHECK(cudaMalloc(dst, bytes));
+      LMF_CUDA_CHECK(cudaMemcpy(*dst, items.data(), bytes, cudaMemcpyHostToDevice));
+    };
+    for (int64_t l = 0; moe_grouped_ && l < c.layers; l++) {
       if (!c.moe_layer(l)) continue;
-      for (auto [v, dst] : {std::make_pair(&m.layers[l].expert_gate_up, &moe_gu_w4_[l]), std::make_pair(&m.layers[l].expert_down, &moe_dn_w4_[l])}) {
-        std::vector<W4A16Dev> devs;
-        for (const auto& w : *v) devs.push_back(w4_of(w)->dev());
-        LMF_CUDA_CHECK(cudaMalloc(dst, devs.size() * sizeof(W4A16Dev)));
-        LMF_CUDA_CHECK(cudaMemcpy(*dst, devs.data(), devs.size() * sizeof(W4A16Dev), cudaMemcpyHostToDevice));
-      }
-    }
-    for (int64_t l = 0; f16 && l < c.layers; l++) {
-      if (!c.moe_layer(l)) continue;
-      for (auto [v, dst] : {std::make_pair(&m.layers[l].expert_gate_up, &moe_gu_w_[l]), std::make_pair(&m.layers[l].expert_down, &moe_dn_w_[l])}) {
-        std::vector<const half*> ptrs;
-        for (const auto& w : *v) ptrs.push_back(cw(w).w);
-        LMF_CUDA_CHECK(cudaMalloc(dst, ptrs.size() * sizeof(half*)));
-        LMF_CUDA_CHECK(cudaMemcpy(*dst, ptrs.data(), ptrs.size() * sizeof(half*), cudaMemcpyHostToDevice));
+      for (const auto* v : {&m.layers[l].expert_gate_up, &m.layers[l].expert_down}) {
+        const bool gu = v == &m.layers[l].expert_gate_up;
+        if (moe_w4_) {
+          std::vector<W4A16Dev> devs;
+          for (const auto& w : *v) devs.push_back(w4_of(w)->dev());
+          upload(gu ? &moe_gu_w4_[l] : &moe_dn_w4_[l], devs);
+        } else {
+          std::vector<const half*> ptrs;
+          for (const auto& w : *v) ptrs.push_back(cw(w).w);
+          upload(gu ? &moe_gu_w_[l] : &moe_dn_w_[l], ptrs);
+        }
       }
     }
     // otherwise (mixed or biased experts) each MoE layer reads its experts' row counts on the host to launch their
@@ -675,8 +671,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   }
   if (fuse) rms_norm_cuda(resid_, final_norm_, h_, T, H, c.eps, s_);
   if (L.R > 0) {
-    gather_rows_kernel<<<L.R, 256, 0, s_>>>(h_, rows, rows_, H);
-    LMF_CUDA_LAUNCHED();
+    gather_rows_cuda(h_, rows, rows_, L.R, H, s_);
     const CudaLinearWeight& lm = cw(m_.lm_head);
     if (!coll) {
       g.linear_f32out(rows_, H, lm.w, lm.bias, logits_.as<float>(), (int)c.vocab, L.R, (int)c.vocab, H);
@@ -705,7 +700,7 @@ void CudaDecoder::moe_mlp(int l, int T, bool decode) {
   const CudaLinearWeight& router = cw(W.router);
   g.linear_f32out(h_, H, router.w, router.bias, moe_logits_, E, T, E, H);
   moe_route_cuda(moe_logits_, T, E, K, c.norm_topk_prob, moe_ids_, moe_w_, moe_off_, moe_slot_token_, moe_pair_slot_, s_);
-  moe_gather_rows_cuda(h_, moe_slot_token_, moe_x_, P, H, s_);
+  gather_rows_cuda(h_, moe_slot_token_, moe_x_, P, H, s_);
   if (moe_grouped_ && decode) {
     if (moe_w4_) {
       const W4A16Dev gu = w4_of(W.expert_gate_up[0])->dev(), dn = w4_of(W.expert_down[0])->dev();  // every expert's shape

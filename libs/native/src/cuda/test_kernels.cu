@@ -1727,7 +1727,7 @@ static void test_moe(Rng& r, int NT, int E, int K, bool renorm, int H) {
   dy.upload(to_half(y));
   dxs.poison();
   dout.poison();
-  moe_gather_rows_cuda(dx.p, stok.p, dxs.p, P, H, S);
+  gather_rows_cuda(dx.p, stok.p, dxs.p, P, H, S);
   moe_combine_cuda(dy.p, H, dw.p, pslot.p, dout.p, H, NT, K, H, S);
   const auto xs = to_double(dxs.download()), out = to_double(dout.download());
   std::vector<double> rxs((size_t)P * H), rout((size_t)NT * H, 0.0);

@@ -215,7 +215,7 @@ __global__ void __launch_bounds__(kW4Warps * 32) moe_gemv_w4_kernel(const half* 
   }
 }
 
-__global__ void moe_gather_rows_kernel(const half* __restrict__ x, const int* __restrict__ rows, half* __restrict__ out, int H) {
+__global__ void gather_rows_kernel(const half* __restrict__ x, const int* __restrict__ rows, half* __restrict__ out, int H) {
   const half* src = x + (size_t)rows[blockIdx.x] * H;
   half* dst = out + (size_t)blockIdx.x * H;
   if (H % 8 == 0) {
@@ -261,9 +261,9 @@ void moe_gemv_w4_cuda(const half* x, int ldx, const W4A16Dev* w, const int* offs
   LMF_CUDA_LAUNCHED();
 }
 
-void moe_gather_rows_cuda(const half* x, const int* rows, half* out, int n, int H, cudaStream_t s) {
+void gather_rows_cuda(const half* x, const int* rows, half* out, int n, int H, cudaStream_t s) {
   if (n <= 0) return;
-  moe_gather_rows_kernel<<<n, 128, 0, s>>>(x, rows, out, H);
+  gather_rows_kernel<<<n, 128, 0, s>>>(x, rows, out, H);
   LMF_CUDA_LAUNCHED();
 }
 

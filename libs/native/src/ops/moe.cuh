@@ -43,7 +43,8 @@ void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offs
 void moe_gemv_w4_cuda(const half* x, int ldx, const W4A16Dev* w, const int* offsets, half* y, int ldy, int E, int n, int k,
                       int kp, int group, cudaStream_t s);
 
-// out[r] = x[rows[r]] for r < n (row length H, stride H both): the experts' input rows in sorted-pair order.
-void moe_gather_rows_cuda(const half* x, const int* rows, half* out, int n, int H, cudaStream_t s);
+// out[r] = x[rows[r]] for r < n (row length H, stride H both): the experts' input rows in sorted-pair order, and the
+// rows that want logits before the lm_head.
+void gather_rows_cuda(const half* x, const int* rows, half* out, int n, int H, cudaStream_t s);
 
 }  // namespace lmfleet
