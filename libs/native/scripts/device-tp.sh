@@ -7,8 +7,8 @@
 #      times: LMFLEET_TP_P2P unset (NVLink peer exchange up to 4 MiB, NCCL above), =all (peer only), =0 (NCCL only)
 #   3. test/bench/tp-parity.js: tp 1 vs tp N of the CudaDecoder on random models (make_random_model.py: a GQA fp16
 #      model, 4 layers, hidden 1024, inter 3072, 16 q / 2 KV heads (tp 4: KV heads replicated), vocab 32000, and its
-#      AutoAWQ W4 g128 checkpoint): forward
-#      logits within the f16 tolerance, greedy tokens for 64 steps of 4 batched prompts (a divergence only at a
+#      AutoAWQ W4 g128 checkpoint; and a 4-layer Qwen3-MoE-shaped model, fp16 and W4, every token choosing all 4
+#      experts): forward logits within the f16 tolerance, greedy tokens for 64 steps of 4 batched prompts (a divergence only at a
 #      top-2 margin below 0.02 counts as f16 noise). 1 GPU: tp 2 and 4 with every rank on GPU 0 (device
 #      collective, no graphs); 2+ GPUs: tp 2 on GPUs 0,1 with CUDA graphs on (peer exchange) and off (peer + NCCL,
 #      and NCCL only).
@@ -18,7 +18,7 @@
 #      sharded decode path, not a speed figure (both ranks share one GPU).
 # From the repo root, carrying .device node_modules/node-addon-api node_modules/node-api-headers:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-tp.sh
-# Env: STAGES (default "build collective parity bench"; also "trace", TRACE_ARGS below), LAYERS (bench model layers, default 32), SKIP_W4=1,
+# Env: SKIP_MOE=1 (no MoE models in the parity stage), STAGES (default "build collective parity bench"; also "trace", TRACE_ARGS below), LAYERS (bench model layers, default 32), SKIP_W4=1,
 #      PARITY_RUNS ("tp devices graphs p2p fuse;..."; p2p: a tp_variant: - / 0 / all / pdl / wide / ll / ll0),
 #      PARITY_EXTRA (more tp-parity.js arguments, e.g. "--same-env LMFLEET_TP_PDL=1 --prompts 1": a path that must
 #      give the same bits), COLL_RUNS ("devices variant;..."), BENCH_RUNS (default "1 2 2-fuse0 2-pdl 2-wide"), BENCH_AB
@@ -118,6 +118,16 @@ if has parity || has bench; then
   [ "${SKIP_W4:-0}" = 1 ] || [ -f "$SMALLW4/config.json" ] || python3 test/bench/make_random_model.py "$SMALLW4" --layers 4 --hidden 1024 \
     --inter 3072 --heads 16 --kv-heads 2 --awq-group 128 > "$OUT/make_small_w4.log" 2>&1 || { tail -5 "$OUT/make_small_w4.log"; echo "W4 MODEL FAILED"; }
 fi
+# mixture of experts (SKIP_MOE=1: not): Qwen3-MoE-shaped, 4 layers, every expert chosen by every token (4 of 4), so
+# the ranks' f16 rounding cannot flip a near-tied routing choice and the comparison stays strict; fp16 and W4 g128
+MOE=/tmp/lmf-random-moe-4l
+MOEW4=/tmp/lmf-random-moe-4l-awq128
+MOE_ARGS="--arch qwen3_moe --layers 4 --hidden 1024 --heads 16 --kv-heads 4 --head-dim 64 --experts 4 --experts-per-tok 4 --moe-inter 1024"
+if has parity && [ "${SKIP_MOE:-0}" != 1 ]; then
+  [ -f "$MOE/config.json" ] || python3 test/bench/make_random_model.py "$MOE" $MOE_ARGS > "$OUT/make_moe.log" 2>&1 || { tail -5 "$OUT/make_moe.log"; echo "MOE MODEL FAILED"; }
+  [ "${SKIP_W4:-0}" = 1 ] || [ -f "$MOEW4/config.json" ] || python3 test/bench/make_random_model.py "$MOEW4" $MOE_ARGS --awq-group 128 \
+    >> "$OUT/make_moe.log" 2>&1 || { tail -5 "$OUT/make_moe.log"; echo "MOE W4 MODEL FAILED"; }
+fi
 
 if has parity; then
   echo "## parity (tp 1 vs tp N, same backend)" >> "$SUMMARY"
@@ -132,8 +142,13 @@ if has parity; then
   elif [ "$NGPU" -ge 2 ]; then runs+=("2 0,1 1 - 1" "2 0,1 1 - 0" "2 0,1 1 pdl 1" "2 0,1 0 - 1" "2 0,1 0 0 1"); fi
   # same-GPU ranks (the device collective waits on the host, so no graphs): on 1-GPU machines, or ALL_PARITY=1
   if [ -z "${PARITY_RUNS:-}" ] && { [ "$NGPU" -lt 2 ] || [ "${ALL_PARITY:-0}" = 1 ]; }; then runs+=("2 0,0 0 - 1" "4 0,0,0,0 0 - 1"); fi
-  for m in "$SMALL" $([ "${SKIP_W4:-0}" = 1 ] || echo "$SMALLW4"); do
-    for r in "${runs[@]}"; do
+  # the MoE models: tp 2 across GPUs with graphs on and off, tp 2 and 4 on one GPU (MOE_PARITY_RUNS replaces the list)
+  if [ "$NGPU" -ge 2 ]; then moe_runs=("2 0,1 1 - 1" "2 0,1 0 - 1"); else moe_runs=("2 0,0 0 - 1" "4 0,0,0,0 0 - 1"); fi
+  [ -n "${MOE_PARITY_RUNS:-}" ] && IFS=';' read -r -a moe_runs <<< "$MOE_PARITY_RUNS"
+  for m in "$SMALL" $([ "${SKIP_W4:-0}" = 1 ] || echo "$SMALLW4") $([ "${SKIP_MOE:-0}" = 1 ] || echo "$MOE") \
+    $([ "${SKIP_MOE:-0}" = 1 ] || [ "${SKIP_W4:-0}" = 1 ] || echo "$MOEW4"); do
+    case "$m" in *moe*) mruns=("${moe_runs[@]}") ;; *) mruns=("${runs[@]}") ;; esac
+    for r in "${mruns[@]}"; do
       set -- $r
       tag="$(basename "$m")-tp$1-$(echo "$2" | tr , -)-graphs$3-p2p$4-fuse$5"
       tp_variant "$4"

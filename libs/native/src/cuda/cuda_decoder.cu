@@ -99,7 +99,7 @@ CudaDecoder::CudaDecoder(Model& m)
   const ShardPlan& sh = m.shard();
   if (c.head_dim != 16 && c.head_dim != 32 && c.head_dim != 64 && c.head_dim != 96 && c.head_dim != 128 && c.head_dim != 256)
     fail(ErrorCode::InvalidArgument, "cuda: head_dim must be 16, 32, 64, 96, 128 or 256, got " + std::to_string(c.head_dim));
-  if (c.hidden % 8 || sh.inter % 8)
+  if (c.hidden % 8 || (c.any_dense_mlp() && sh.inter % 8))
     fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes (per tensor-parallel rank) must be multiples of 8");
   if (const char* g = std::getenv("LMFLEET_CUDA_GRAPHS")) use_graphs_ = std::string(g) != "0";
   if (c.num_experts > 0) {

@@ -196,10 +196,10 @@ class TensorReader {
 Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
   validate();
   const auto& c = cfg_;
-  shard_ = plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, 0, c.tp, c.moe_inter);
+  shard_ = plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, 0, c.tp, c.moe_inter, c.any_dense_mlp());
   make_backend();
   if (c.tp > 1) {
-    for (int r = 1; r < c.tp; r++) plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, r, c.tp, c.moe_inter);
+    for (int r = 1; r < c.tp; r++) plan_shard(c.heads, c.kv_heads, c.head_dim, c.inter, c.vocab, c.quant_group, r, c.tp, c.moe_inter, c.any_dense_mlp());
     std::vector<TensorSpec> tensors;
     tensors.swap(cfg_.tensors);  // the peers' configs carry no tensors: rank 0's load() reads them for all
     try {
@@ -217,7 +217,7 @@ Model::Model(ModelConfig cfg) : cfg_(std::move(cfg)) {
 }
 
 Model::Model(const ModelConfig& cfg, int rank) : cfg_(cfg) {
-  shard_ = plan_shard(cfg_.heads, cfg_.kv_heads, cfg_.head_dim, cfg_.inter, cfg_.vocab, cfg_.quant_group, rank, cfg_.tp, cfg_.moe_inter);
+  shard_ = plan_shard(cfg_.heads, cfg_.kv_heads, cfg_.head_dim, cfg_.inter, cfg_.vocab, cfg_.quant_group, rank, cfg_.tp, cfg_.moe_inter, cfg_.any_dense_mlp());
   make_backend();
 }
 
@@ -264,9 +264,6 @@ void Model::validate() const {
   for (int64_t l : c.dense_layers)
     if (l < 0 || l >= c.layers)
       fail(ErrorCode::InvalidArgument, "model config: denseLayers holds layer " + std::to_string(l) + " of " + std::to_string(c.layers));
-  if (c.num_experts > 0 && c.tp > 1 && c.backend != "cpu")
-    fail(ErrorCode::InvalidArgument, "model config: tensor parallelism (tp " + std::to_string(c.tp) + ") on the " + c.backend +
-                                         " backend does not support mixture-of-experts models yet (the cpu backend does); run them with tp 1");
   if (c.tp < 1 || c.tp > 64) fail(ErrorCode::InvalidArgument, "model config: tp must be in [1, 64], got " + std::to_string(c.tp));
   if (!c.devices.empty() && (int)c.devices.size() != c.tp)
     fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +

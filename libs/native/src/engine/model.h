@@ -63,6 +63,7 @@ struct ModelConfig {
   bool moe_layer(int64_t l) const {
     return num_experts > 0 && std::find(dense_layers.begin(), dense_layers.end(), l) == dense_layers.end();
   }
+  bool any_dense_mlp() const { return num_experts == 0 || !dense_layers.empty(); }
   int64_t quant_group = 0;  // > 0: W4A16 (AWQ) linears with this group size may be given as qweight (ops/w4a16_gemm.h)
   // KV cache quantization (LMDeploy's quant_policy; ops/kv_quant.h): 0 float, 8 int8, 4 int4.
   int kv_quant_policy = 0;

@@ -210,15 +210,18 @@ describe('mixture of experts (cpu)', () => {
     }
   });
 
-  it('bad mixture-of-experts configs are refused: counts, a dense layer out of range, tp on cuda, an expert width tp does not divide', () => {
+  it('bad mixture-of-experts configs are refused: counts, a dense layer out of range, an expert width tp does not divide', () => {
     const w = makeWeights(3, []);
     const moe = { normTopkProb: true, dense: [] as number[] };
     const bad = (extra: Partial<NativeModelConfig>) => () => native.createModel(config(w, moe, extra));
     expect(bad({ numExpertsPerTok: 7 })).toThrow(/numExpertsPerTok in \[1, numExperts\]/);
     expect(bad({ moeIntermediateSize: 0 })).toThrow(/moeIntermediateSize > 0/);
     expect(bad({ denseLayers: [3] })).toThrow(/denseLayers holds layer 3 of 3/);
-    expect(bad({ tp: 2, backend: 'cuda' })).toThrow(/tensor parallelism .* on the cuda backend does not support mixture-of-experts/);
     // (heads 4, inter 40 and vocab 80 divide by 4; an expert width of 30 does not)
     expect(bad({ tp: 4, moeIntermediateSize: 30 })).toThrow(/moeIntermediateSize 30 does not divide by 4/);
+    // intermediateSize only sizes dense MLPs: checked when a layer has one, not when every layer is sparse
+    expect(bad({ tp: 4, intermediateSize: 30, denseLayers: [1] })).toThrow(/intermediateSize 30 does not divide by 4/);
+    const allSparse = native.createModel(config(w, moe, { tp: 4, intermediateSize: 30 }));
+    allSparse.dispose();
   });
 });

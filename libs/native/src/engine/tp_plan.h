@@ -33,7 +33,7 @@ struct ShardPlan {
 // moe_inter > 0 (a mixture of experts): every expert is split as a dense MLP is (gate/up rows, down columns); the
 // router is replicated, so every rank routes every token alike and the all-reduce after down sums the experts' parts.
 inline ShardPlan plan_shard(int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t inter, int64_t vocab,
-                            int64_t quant_group, int rank, int size, int64_t moe_inter = 0) {
+                            int64_t quant_group, int rank, int size, int64_t moe_inter = 0, bool dense_mlp = true) {
   auto bad = [&](const std::string& what) {
     fail(ErrorCode::InvalidArgument, "tensor parallel tp=" + std::to_string(size) + ": " + what);
   };
@@ -42,7 +42,8 @@ inline ShardPlan plan_shard(int64_t heads, int64_t kv_heads, int64_t head_dim, i
   p.rank = rank;
   p.size = size;
   if (heads % size) bad("numHeads " + std::to_string(heads) + " does not divide by " + std::to_string(size));
-  if (inter % size) bad("intermediateSize " + std::to_string(inter) + " does not divide by " + std::to_string(size));
+  // a model whose every layer is a mixture of experts has no dense MLP: intermediateSize is not used, so not checked
+  if (dense_mlp && inter % size) bad("intermediateSize " + std::to_string(inter) + " does not divide by " + std::to_string(size));
   if (vocab % size) bad("vocabSize " + std::to_string(vocab) + " does not divide by " + std::to_string(size));
   p.heads = heads / size;
   p.head0 = rank * p.heads;
@@ -68,14 +69,14 @@ inline ShardPlan plan_shard(int64_t heads, int64_t kv_heads, int64_t head_dim, i
     if (qd % quant_group)
       bad("W4A16 o_proj: each rank's input width " + std::to_string(qd) + " (numHeads/tp * headDim) is not a multiple of the group size " +
           std::to_string(quant_group));
-    if (p.inter % quant_group)
+    if (dense_mlp && p.inter % quant_group)
       bad("W4A16 down_proj: each rank's input width " + std::to_string(p.inter) + " (intermediateSize/tp) is not a multiple of the group size " +
           std::to_string(quant_group));
     if (p.moe_inter % quant_group)
       bad("W4A16 experts' down_proj: each rank's input width " + std::to_string(p.moe_inter) +
           " (moeIntermediateSize/tp) is not a multiple of the group size " + std::to_string(quant_group));
     if (p.moe_inter % 8) bad("W4A16 experts' gate/up slices must hold whole 8-row tiles (" + std::to_string(p.moe_inter) + " rows per rank)");
-    if (qd % 8 || kvd % 8 || p.inter % 8)
+    if (qd % 8 || kvd % 8 || (dense_mlp && p.inter % 8))
       bad("W4A16 column-parallel slices must hold whole 8-row tiles (q " + std::to_string(qd) + ", k/v " + std::to_string(kvd) +
           ", gate/up " + std::to_string(p.inter) + " rows per rank)");
   }
