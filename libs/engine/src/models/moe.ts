@@ -66,7 +66,7 @@ function mapMoe(ctx: WeightMapContext, attnTables: { global: Record<string, stri
 }
 
 const MIXTRAL_W = { gate: 'w1', up: 'w3', down: 'w2' } as const;
-const MOE_LIMITS = 'mixture of experts: tp on the cpu backend only, no calibrate / auto_awq yet';
+const MOE_LIMITS = 'mixture of experts: no calibrate / auto_awq yet';
 
 export const mixtral: ArchitectureDef = {
   key: 'mixtral',
