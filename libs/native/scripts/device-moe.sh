@@ -3,12 +3,11 @@
 #   1. the addon's cuda variant, beside a random Qwen3-MoE-shaped model, fp16 and AutoAWQ W4 g128
 #      (make_random_model.py --arch qwen3_moe: Qwen3-30B-A3B's layer, MOE_LAYERS of its 48 layers)
 #   2. test/bench/cuda-parity.js on every golden case (mixtral and qwen3-moe among them)
-#   3. test/bench/engine-bench.js on the MoE model: fp16, W4 (grouped experts' GEMV, the default) and W4 with
-#      LMFLEET_MOE_W4_GROUPED=0 (the host path: per-expert launches after a host wait), decode at
+#   3. test/bench/engine-bench.js on the MoE model, the runs RUNS names (below), decode at
 #      BATCHES and a 2048-token prefill
 # From a root holding libs/native, dist/, test/ and node_modules/{@huggingface,node-addon-api,node-api-headers}:
 #   source .device/bootstrap.sh; bash libs/native/scripts/device-moe.sh
-# Env: SKIP_BENCH=1 (no model, no step 3), BATCHES (default 1,16,64), MOE_LAYERS (default 8), MAKE_GOLDENS=case,... (made
+# Env: SKIP_BENCH=1 (no model, no step 3), RUNS (default "fp16 w4"; also w4-host), BATCHES (default 1,16,64), MOE_LAYERS (default 8), MAKE_GOLDENS=case,... (made
 # first by make_golden.py, sent back as $OUT/goldens.tar, and checked in step 2).
 set -uo pipefail
 BUDGET=${BUDGET:-560}
@@ -36,10 +35,12 @@ LMFLEET_NATIVE_DIR="$ROOT/libs/native" timeout $(tb 90) node test/bench/cuda-par
 echo "cuda-parity rc $? ($(el))"; grep -v PARITY_JSON "$OUT/parity.log" | grep -e golden -e ERROR | grep -e moe -e mixtral -e FAIL -e ERROR
 echo "parity: $(grep -c -e '-> PASS' "$OUT/parity.log") PASS, $(grep -c -e '-> FAIL' "$OUT/parity.log") FAIL"
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
-  # the W4 model also through the host path (LMFLEET_MOE_W4_GROUPED=0), in the same call
-  for run in fp16 w4 w4-host; do
-    m=${run%-host}
-    env $([ "$run" = w4-host ] && echo LMFLEET_MOE_W4_GROUPED=0) timeout $(tb 150) node test/bench/engine-bench.js "$ADDON" \
+  # RUNS: fp16; w4 (the defaults: the grouped experts' GEMV on the tensor cores); w4-host (LMFLEET_MOE_W4_GROUPED=0:
+  # per-expert launches after a host wait)
+  for run in ${RUNS:-fp16 w4}; do
+    m=${run%%-*}
+    envs=$(case $run in w4-host) echo LMFLEET_MOE_W4_GROUPED=0 ;; esac)
+    env $envs timeout $(tb 150) node test/bench/engine-bench.js "$ADDON" \
       /tmp/moe-$m --batches "${BATCHES:-1,16,64}" > "$OUT/engine-moe-$run.log" 2>&1
     echo "engine-bench moe $run rc $? ($(el))"; grep -e "^addon engine" -e "^loaded" -e "failed" -e Error "$OUT/engine-moe-$run.log" | head -12
   done

@@ -119,8 +119,8 @@ CudaDecoder::CudaDecoder(Model& m)
             w4 = w4 && q && !q->bias;
           }
     // W4A16 experts through moe_gemv_w4_cuda (graphs kept); LMFLEET_MOE_W4_GROUPED=0: the host path instead. On the
-    // Qwen3-30B-A3B shape (H100, session 23, one call) grouped vs host: batch 1 / 16 / 64 1.408 / 6.556 / 10.814 vs
-    // 1.454 / 9.252 / 11.797 ms per step
+    // Qwen3-30B-A3B shape (8 layers, H100, session 24) batch 1 / 16 / 64: 0.697 / 1.719 / 2.840 ms per step, against
+    // fp16's 0.911 / 3.703 / 7.761 (the host path was 1.454 / 9.252 / 11.797 in session 23)
     w4 = w4 && env_switch("LMFLEET_MOE_W4_GROUPED", true);
     moe_grouped_ = f16 || w4;
     moe_w4_ = !f16 && w4;
@@ -186,7 +186,7 @@ CudaDecoder::~CudaDecoder() {
   drop_graphs();
   for (half* p : {embed_, final_norm_, resid_, h_, qkv_, attn_, proj_, gu_, act_, rows_, moe_x_, moe_gu_, moe_act_, moe_y_})
     if (p) cudaFree(p);
-  for (void* p : {(void*)moe_logits_, (void*)moe_w_, (void*)moe_ids_, (void*)moe_off_, (void*)moe_slot_token_, (void*)moe_pair_slot_})
+  for (void* p : {(void*)moe_logits_, (void*)moe_w_, (void*)moe_ids_, (void*)moe_off_, (void*)moe_slot_token_, (void*)moe_pair_slot_, (void*)moe_active_})
     if (p) cudaFree(p);
   if (moe_host_off_) cudaFreeHost(moe_host_off_);
   for (auto* v : {&moe_gu_w_, &moe_dn_w_})
@@ -287,7 +287,7 @@ void CudaDecoder::ensure_capacity(int T, int R) {
   if (c.num_experts > 0) {  // T x K (token, expert) pairs; an expert takes at most T of them
     const size_t E = c.num_experts, P = nT * c.experts_per_tok, Im = sh.moe_inter;
     for (void** p : {(void**)&moe_logits_, (void**)&moe_w_, (void**)&moe_ids_, (void**)&moe_off_, (void**)&moe_slot_token_,
-                     (void**)&moe_pair_slot_, (void**)&moe_x_, (void**)&moe_gu_, (void**)&moe_act_, (void**)&moe_y_})
+                     (void**)&moe_pair_slot_, (void**)&moe_active_, (void**)&moe_x_, (void**)&moe_gu_, (void**)&moe_act_, (void**)&moe_y_})
       if (*p) { LMF_CUDA_CHECK(cudaFree(*p)); *p = nullptr; }
     LMF_CUDA_CHECK(cudaMalloc(&moe_logits_, nT * E * 4));
     LMF_CUDA_CHECK(cudaMalloc(&moe_w_, P * 4));
@@ -295,6 +295,7 @@ void CudaDecoder::ensure_capacity(int T, int R) {
     LMF_CUDA_CHECK(cudaMalloc(&moe_off_, (E + 1) * 4));
     LMF_CUDA_CHECK(cudaMalloc(&moe_slot_token_, P * 4));
     LMF_CUDA_CHECK(cudaMalloc(&moe_pair_slot_, P * 4));
+    LMF_CUDA_CHECK(cudaMalloc(&moe_active_, E * 4));
     mk(&moe_x_, P * H);
     mk(&moe_gu_, P * 2 * Im);
     mk(&moe_act_, P * Im);
@@ -697,20 +698,22 @@ void CudaDecoder::moe_mlp(int l, int T, bool decode) {
   const LayerWeights& W = m_.layers[l];
   CublasGemm& g = be_.gemm();
   const int H = (int)c.hidden, E = (int)c.num_experts, K = (int)c.experts_per_tok, Im = (int)m_.shard().moe_inter, P = T * K;
+  const int A = std::min(E, P);  // most experts with rows: the grouped GEMVs' blocks per column tile
   const CudaLinearWeight& router = cw(W.router);
   g.linear_f32out(h_, H, router.w, router.bias, moe_logits_, E, T, E, H);
-  moe_route_cuda(moe_logits_, T, E, K, c.norm_topk_prob, moe_ids_, moe_w_, moe_off_, moe_slot_token_, moe_pair_slot_, s_);
+  moe_route_cuda(moe_logits_, T, E, K, c.norm_topk_prob, moe_ids_, moe_w_, moe_off_, moe_slot_token_, moe_pair_slot_, moe_active_,
+                 s_);
   gather_rows_cuda(h_, moe_slot_token_, moe_x_, P, H, s_);
   if (moe_grouped_ && decode) {
     if (moe_w4_) {
       const W4A16Dev gu = w4_of(W.expert_gate_up[0])->dev(), dn = w4_of(W.expert_down[0])->dev();  // every expert's shape
-      moe_gemv_w4_cuda(moe_x_, H, moe_gu_w4_[l], moe_off_, moe_gu_, 2 * Im, E, 2 * Im, H, gu.kp, gu.group, s_);
+      moe_gemv_w4_cuda(moe_x_, H, moe_gu_w4_[l], moe_off_, moe_active_, A, moe_gu_, 2 * Im, 2 * Im, H, gu.kp, gu.group, s_);
       silu_mul_cuda(moe_gu_, 2 * Im, moe_act_, P, Im, s_);
-      moe_gemv_w4_cuda(moe_act_, Im, moe_dn_w4_[l], moe_off_, moe_y_, H, E, H, Im, dn.kp, dn.group, s_);
+      moe_gemv_w4_cuda(moe_act_, Im, moe_dn_w4_[l], moe_off_, moe_active_, A, moe_y_, H, H, Im, dn.kp, dn.group, s_);
     } else {
-      moe_gemv_cuda(moe_x_, H, moe_gu_w_[l], moe_off_, moe_gu_, 2 * Im, E, 2 * Im, H, s_);
+      moe_gemv_cuda(moe_x_, H, moe_gu_w_[l], moe_off_, moe_active_, A, moe_gu_, 2 * Im, 2 * Im, H, s_);
       silu_mul_cuda(moe_gu_, 2 * Im, moe_act_, P, Im, s_);
-      moe_gemv_cuda(moe_act_, Im, moe_dn_w_[l], moe_off_, moe_y_, H, E, H, Im, s_);
+      moe_gemv_cuda(moe_act_, Im, moe_dn_w_[l], moe_off_, moe_active_, A, moe_y_, H, H, Im, s_);
     }
     moe_combine_cuda(moe_y_, H, moe_w_, moe_pair_slot_, proj_, H, T, K, H, s_);
     return;

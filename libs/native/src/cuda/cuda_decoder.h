@@ -72,7 +72,7 @@ class CudaDecoder {
   // gate|up, SwiGLU, output), and a pinned copy of the offsets for the host, which launches each expert's linears
   float* moe_logits_ = nullptr;
   float* moe_w_ = nullptr;
-  int *moe_ids_ = nullptr, *moe_off_ = nullptr, *moe_slot_token_ = nullptr, *moe_pair_slot_ = nullptr;
+  int *moe_ids_ = nullptr, *moe_off_ = nullptr, *moe_slot_token_ = nullptr, *moe_pair_slot_ = nullptr, *moe_active_ = nullptr;
   half *moe_x_ = nullptr, *moe_gu_ = nullptr, *moe_act_ = nullptr, *moe_y_ = nullptr;
   int* moe_host_off_ = nullptr;
   // grouped decode (moe_grouped_; no host wait, so decode steps keep their graphs). f16 experts (no bias): per MoE

@@ -1661,6 +1661,16 @@ static void test_sq_err(Rng& r, int rows, int cols) {
   T.add("sq_err", dims({rows, cols}), err, 1e-12, da.guards_ok() && db.guards_ok() && dout.guards_ok());
 }
 
+// moe_route_cuda's `active` list from the offsets: the experts with rows in order, then -1
+static std::vector<int> active_experts(const std::vector<int>& off) {
+  const int E = (int)off.size() - 1;
+  std::vector<int> a;
+  for (int e = 0; e < E; e++)
+    if (off[(size_t)e + 1] > off[(size_t)e]) a.push_back(e);
+  a.resize((size_t)E, -1);
+  return a;
+}
+
 // Mixture-of-experts routing, gather and combine (ops/moe.cuh) against the CPU decoder's rule in float64: the K largest
 // logits (ties to the lower expert; a few ties are planted), softmax weights renormalized over the chosen or not, the
 // pairs stably sorted by expert; then the gathered rows (exact) and the weighted sum of the experts' rows.
@@ -1675,12 +1685,12 @@ static void test_moe(Rng& r, int NT, int E, int K, bool renorm, int H) {
     lg[(size_t)t * E + a] = lg[(size_t)t * E + b] = t % 2 ? mx + 0.5f : lg[(size_t)t * E + a];
   }
   DevBuf<float> dl(lg.size()), dw(P);
-  DevBuf<int> ids(P), off(E + 1), stok(P), pslot(P);
+  DevBuf<int> ids(P), off(E + 1), stok(P), pslot(P), act(E);
   dl.upload(lg);
-  for (auto* b : {&ids, &off, &stok, &pslot}) b->poison();
+  for (auto* b : {&ids, &off, &stok, &pslot, &act}) b->poison();
   dw.poison();
-  moe_route_cuda(dl.p, NT, E, K, renorm, ids.p, dw.p, off.p, stok.p, pslot.p, S);
-  const auto gi = ids.download(), go = off.download(), gs = stok.download(), gp = pslot.download();
+  moe_route_cuda(dl.p, NT, E, K, renorm, ids.p, dw.p, off.p, stok.p, pslot.p, act.p, S);
+  const auto gi = ids.download(), go = off.download(), gs = stok.download(), gp = pslot.download(), ga = act.download();
   const auto gw = dw.download();
   // reference
   std::vector<int> rid((size_t)P), rof((size_t)E + 1, 0), rst((size_t)P), rps((size_t)P);
@@ -1710,15 +1720,18 @@ static void test_moe(Rng& r, int NT, int E, int K, bool renorm, int H) {
       rps[(size_t)p] = slot;
     }
   }
-  const int bad = (int)(gi != rid) + (int)(go != rof) + (int)(gs != rst) + (int)(gp != rps);
+  const std::vector<int> rac = active_experts(rof);
+  const int bad = (int)(gi != rid) + (int)(go != rof) + (int)(gs != rst) + (int)(gp != rps) + (int)(ga != rac);
   std::string note;
+  if (ga != rac) note += "active ";
   if (gi != rid) note += "ids ";
   if (go != rof) note += "offsets ";
   if (gs != rst) note += "slot_token ";
   if (gp != rps) note += "pair_slot ";
   const std::string shape = dims({NT, E, K}) + (renorm ? " renorm" : "");
   T.add("moe_route", shape, bad ? 1.0 : rel_err(to_double(gw), rw), 1e-6,
-        dl.guards_ok() && dw.guards_ok() && ids.guards_ok() && off.guards_ok() && stok.guards_ok() && pslot.guards_ok(),
+        dl.guards_ok() && dw.guards_ok() && ids.guards_ok() && off.guards_ok() && stok.guards_ok() && pslot.guards_ok() &&
+            act.guards_ok(),
         note.empty() ? "" : "differs: " + note);
   // gather (exact) and combine (f32 sum of f16 rows, one rounding) with the kernel's own routing
   auto x = r.normals((size_t)NT * H), y = r.normals((size_t)P * H);
@@ -1758,13 +1771,14 @@ static void test_moe_gemv(Rng& r, const std::vector<int>& counts, int n, int k) 
     ptrs.push_back(dws.back()->p);
   }
   DevBuf<half> dx(x.size()), dy((size_t)std::max(P, 1) * ldy);
-  DevBuf<int> doff(E + 1);
+  DevBuf<int> doff(E + 1), dact(E);
   DevBuf<const half*> dptr(E);
   dx.upload(to_half(x));
   doff.upload(off);
+  dact.upload(active_experts(off));
   dptr.upload(ptrs);
   dy.poison();
-  moe_gemv_cuda(dx.p, ldx, dptr.p, doff.p, dy.p, ldy, E, n, k, S);
+  moe_gemv_cuda(dx.p, ldx, dptr.p, doff.p, dact.p, std::min(E, P), dy.p, ldy, n, k, S);
   const auto y = to_double(dy.download());
   std::vector<double> out, ref;
   for (int e = 0; e < E; e++)
@@ -1803,13 +1817,14 @@ static void test_moe_gemv_w4(Rng& r, const std::vector<int>& counts, int n, int 
     devs.push_back(ws.back()->d);
   }
   DevBuf<half> dx(x.size()), dy((size_t)std::max(P, 1) * ldy);
-  DevBuf<int> doff(E + 1);
+  DevBuf<int> doff(E + 1), dact(E);
   DevBuf<W4A16Dev> dw(E);
   dx.upload(to_half(x));
   doff.upload(off);
+  dact.upload(active_experts(off));
   dw.upload(devs);
   dy.poison();
-  moe_gemv_w4_cuda(dx.p, ldx, dw.p, doff.p, dy.p, ldy, E, n, k, cs[0].kp, group, S);
+  moe_gemv_w4_cuda(dx.p, ldx, dw.p, doff.p, dact.p, std::min(E, P), dy.p, ldy, n, k, cs[0].kp, group, S);
   const auto y = to_double(dy.download());
   std::vector<double> out, ref;
   for (int e = 0; e < E; e++)
@@ -1822,8 +1837,12 @@ static void test_moe_gemv_w4(Rng& r, const std::vector<int>& counts, int n, int 
       }
   std::string cn;
   for (int e = 0; e < std::min(E, 6); e++) cn += (cn.empty() ? "" : ",") + std::to_string(counts[e]);
+  bool untouched = true;  // the padding columns past n keep the poison
+  const auto raw = dy.download();
+  for (int row = 0; row < P; row++)
+    for (int c = n; c < ldy; c++) untouched = untouched && !(__half2float(raw[(size_t)row * ldy + c]) == __half2float(raw[(size_t)row * ldy + c]));
   T.add("moe_gemv_w4", dims({E, n, k}) + " g" + std::to_string(group) + " rows " + cn + (E > 6 ? ",..." : ""),
-        rel_err(out, ref), 2e-3, dx.guards_ok() && dy.guards_ok());
+        rel_err(out, ref), 2e-3, dx.guards_ok() && dy.guards_ok() && untouched, untouched ? "" : "padding written");
   for (auto* b : ws) delete b;
 }
 
@@ -1870,6 +1889,8 @@ int main(int argc, char** argv) {
     test_moe_gemv_w4(r, {1, 0, 5, 2, 0, 9}, 2048, 768, 128);
     test_moe_gemv_w4(r, {17, 0, 4}, 256, 960, 64);  // k padded to 1024
     test_moe_gemv_w4(r, {3, 11}, 64, 384, 32);
+    // an odd count of 8-row tiles (25: the last pair has one) and x staged in two chunks (20 k blocks)
+    test_moe_gemv_w4(r, {2, 0, 9, 1}, 200, 2560, 128);
     for (int m : {1, 3, 8}) test_gemv(r, m, 1000, 4096, false);
     test_gemv(r, 2, 300, 4104, false);
     test_gemv(r, 5, 777, 2056, true);

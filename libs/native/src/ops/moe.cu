@@ -5,6 +5,7 @@
 #include "cuda/check.cuh"
 #include "cuda/device_utils.cuh"
 #include "ops/moe.cuh"
+#include "ops/w4a16_frag.cuh"
 
 namespace lmfleet {
 
@@ -18,7 +19,7 @@ __device__ __forceinline__ bool route_better(float va, int ia, float vb, int ib)
 __global__ void __launch_bounds__(kRouteThreads) moe_route_kernel(const float* __restrict__ logits, int T, int E, int K,
                                                                    bool renorm, int* __restrict__ ids, float* __restrict__ w,
                                                                    int* __restrict__ offsets, int* __restrict__ slot_token,
-                                                                   int* __restrict__ pair_slot) {
+                                                                   int* __restrict__ pair_slot, int* __restrict__ active) {
   __shared__ int counts[kMoeMaxExperts];
   __shared__ int cursor[kMoeMaxExperts];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
@@ -58,8 +59,9 @@ __global__ void __launch_bounds__(kRouteThreads) moe_route_kernel(const float* _
   }
   __syncthreads();
   // 2. offsets: an exclusive prefix sum over the experts (warp 0, 32 at a time)
+  // and the experts with pairs, in expert order, into active (-1 after the last)
   if (warp == 0) {
-    int base = 0;
+    int base = 0, nact = 0;
     for (int e0 = 0; e0 < E; e0 += 32) {
       const int e = e0 + lane;
       const int c = e < E ? counts[e] : 0;
@@ -73,8 +75,12 @@ __global__ void __launch_bounds__(kRouteThreads) moe_route_kernel(const float* _
         cursor[e] = base + inc - c;
       }
       base += __shfl_sync(0xffffffffu, inc, 31);
+      const uint32_t used = __ballot_sync(0xffffffffu, c > 0);
+      if (c > 0) active[nact + __popc(used & ((1u << lane) - 1u))] = e;
+      nact += __popc(used);
     }
     if (lane == 0) offsets[E] = base;
+    for (int j = nact + lane; j < E; j += 32) active[j] = -1;
   }
   __syncthreads();
   // 3. the pairs into their expert's range, in pair order (warp 0, 32 pairs at a time: stable, no timing dependence)
@@ -110,12 +116,13 @@ __global__ void moe_combine_kernel(const half* __restrict__ y, int ldy, const fl
 constexpr int kGemvWarps = 8;  // output columns per block, one per warp
 constexpr int kGemvRows = 8;   // rows per pass over a weight row
 
-// block (column tile, expert): each warp one weight row, the expert's rows kGemvRows at a time (the weight row is read
-// from L1 / L2 again for each further pass)
+// block (column tile, active expert): each warp one weight row, the expert's rows kGemvRows at a time (the weight row is
+// read from L1 / L2 again for each further pass)
 __global__ void __launch_bounds__(kGemvWarps * 32) moe_gemv_kernel(const half* __restrict__ x, int ldx, const half* const* __restrict__ w,
-                                                                  const int* __restrict__ offsets, half* __restrict__ y, int ldy,
-                                                                  int n, int k) {
-  const int e = blockIdx.y;
+                                                                  const int* __restrict__ offsets, const int* __restrict__ active,
+                                                                  half* __restrict__ y, int ldy, int n, int k) {
+  const int e = active[blockIdx.y];
+  if (e < 0) return;
   const int r0 = offsets[e], r1 = offsets[e + 1];
   const int col = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
   if (r0 >= r1 || col >= n) return;
@@ -149,69 +156,113 @@ __global__ void __launch_bounds__(kGemvWarps * 32) moe_gemv_kernel(const half* _
   }
 }
 
-constexpr int kW4Warps = 4;
+// ---- grouped W4A16 GEMV on the tensor cores (moe_gemv_w4_cuda) ----
+// A block per (pair of 8-row tiles, active expert): the pair's 16 weight rows are the A operand of mma.m16n8k16 (tile a
+// rows 0..7, tile b rows 8..15: our layout's lane fragment is the A fragment's), up to 8 of the expert's x rows the B
+// operand (n = x row), f32 C. The 4 warps split the k blocks (kb = warp, warp + 4, ...) and add their C fragments in warp
+// order through shared memory. x goes through shared memory kMmaChunk k blocks at a time, in the lane order of the B
+// fragments: per row, k block, word j and lane t the 4 pairs {128 kb + 32 j + 8 i + 2 t : i = 0..3}, one 16-byte load.
+constexpr int kMmaWarps = 4;
+constexpr int kMmaRows = 8;    // x rows per pass: the mma's n
+constexpr int kMmaChunk = 16;  // k blocks of x staged at a time (2048 k: 33 KB of shared memory for 8 rows)
+constexpr int kMmaRowWords = kMmaChunk * 64 + 16;  // 16 mod 32 words: the 8 rows a quarter warp reads hit distinct banks
 
-__global__ void __launch_bounds__(kW4Warps * 32) moe_gemv_w4_kernel(const half* __restrict__ x, int ldx, const W4A16Dev* __restrict__ w,
-                                                                   const int* __restrict__ offsets, half* __restrict__ y, int ldy,
-                                                                   int n, int k, int kp, int group) {
-  __shared__ float part[kW4Warps][8][kGemvRows];  // [warp][tile row][x row]
-  const int e = blockIdx.y, tile = blockIdx.x;
+template <int G>  // group size 32, 64 or 128
+__global__ void __launch_bounds__(kMmaWarps * 32) moe_gemv_w4_mma_kernel(const half* __restrict__ x, int ldx,
+                                                                        const W4A16Dev* __restrict__ w,
+                                                                        const int* __restrict__ offsets,
+                                                                        const int* __restrict__ active, half* __restrict__ y,
+                                                                        int ldy, int n, int k, int kp) {
+  constexpr int NG = 128 / G;  // (scale, zero) pairs per row and k block
+  __shared__ __align__(16) uint32_t xs[kMmaRows * kMmaRowWords];
+  __shared__ float part[kMmaWarps][32][4];
+  const int e = active[blockIdx.y];
+  if (e < 0) return;
   const int r0 = offsets[e], r1 = offsets[e + 1];
-  if (r0 >= r1) return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const int KB = kp / 128, row = tile * 8 + g;
-  const uint32_t* qw = w[e].qweight;
-  const half2* sz = w[e].sz;
-  const int gshift = __ffs(group) - 1;  // group is 32, 64 or 128
-  for (int base = r0; base < r1; base += kGemvRows) {
-    const int rows = min(kGemvRows, r1 - base);
-    float acc[kGemvRows];
+  const int KB = kp / 128, ntiles = n / 8, ta = blockIdx.x * 2, tb = ta + 1;
+  const bool hasb = tb < ntiles;
+  const W4A16Dev W = w[e];
+  const uint4* qa = reinterpret_cast<const uint4*>(W.qweight) + (size_t)ta * KB * 32 + lane;
+  const uint4* qb = reinterpret_cast<const uint4*>(W.qweight) + (size_t)tb * KB * 32 + lane;
+  const half2* sza = W.sz + ta * 8 + g;
+  const half2* szb = W.sz + tb * 8 + g;
+  for (int base = r0; base < r1; base += kMmaRows) {
+    const int rows = min(kMmaRows, r1 - base);
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int kc = 0; kc < KB; kc += kMmaChunk) {
+      const int nkb = min(kMmaChunk, KB - kc);
+      // this warp's k blocks of the chunk (at most kMmaChunk / kMmaWarps): weights and (scale, zero) first, so they
+      // stream while x is staged
+      uint4 wa[kMmaChunk / kMmaWarps], wb[kMmaChunk / kMmaWarps];
+      half2 sa[kMmaChunk / kMmaWarps][NG], sb[kMmaChunk / kMmaWarps][NG];
 #pragma unroll
-    for (int i = 0; i < kGemvRows; i++) acc[i] = 0.f;
-    for (int kb = warp; kb < KB; kb += kW4Warps) {
-      const uint4 words = __ldg(reinterpret_cast<const uint4*>(qw + ((size_t)(tile * KB + kb) * 32 + lane) * 4));
+      for (int u = 0; u < kMmaChunk / kMmaWarps; u++) {
+        const int kb = kc + warp + u * kMmaWarps;
+        wa[u] = wb[u] = make_uint4(0, 0, 0, 0);
 #pragma unroll
-      for (int j = 0; j < 4; j++) {
-        const uint32_t wj = j == 0 ? words.x : j == 1 ? words.y : j == 2 ? words.z : words.w;
-        const int k0 = kb * 128 + 32 * j;
-        const half2 sc = sz[(size_t)(k0 >> gshift) * n + row];  // (scale, zero)
-        const half2 s2 = __half2half2(__low2half(sc));
-        const half2 z2 = __half2half2(__hadd(__high2half(sc), __float2half(1024.f)));
+        for (int q = 0; q < NG; q++) sa[u][q] = sb[u][q] = __floats2half2_rn(0.f, 0.f);
+        if (kb < kc + nkb) {
+          wa[u] = __ldg(qa + (size_t)kb * 32);
+          if (hasb) wb[u] = __ldg(qb + (size_t)kb * 32);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-          // nibbles i and i + 4: the codes at k0 + 8 i + 2 t and the next k; (1024 + q) as f16 exactly, so
-          // ((1024 + q) - (1024 + z)) s is AutoAWQ's f16 (q - z) s bit for bit
-          const int kk = k0 + 8 * i + 2 * t;
-          if (kk >= k) continue;
-          uint32_t v = ((wj >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
-          const float2 wf = __half22float2(__hmul2(__hsub2(*reinterpret_cast<half2*>(&v), z2), s2));
-#pragma unroll
-          for (int r = 0; r < kGemvRows; r++) {
-            if (r < rows) {
-              const float2 xf = __half22float2(__ldg(reinterpret_cast<const half2*>(x + (size_t)(base + r) * ldx + kk)));
-              acc[r] += wf.x * xf.x + wf.y * xf.y;
-            }
+          for (int q = 0; q < NG; q++) {
+            const size_t gi = (size_t)(kb * 128 + q * G) / G * n;
+            sa[u][q] = __ldg(sza + gi);
+            if (hasb) sb[u][q] = __ldg(szb + gi);
           }
         }
       }
-    }
+      if (base != r0 || kc != 0) __syncthreads();  // every warp is done reading the previous x chunk
+      // x rows [base, base + rows), k blocks [kc, kc + nkb) -> xs (zeros past k)
+      const int chunks = nkb * 16;  // 8-half chunks per row
+      for (int idx = threadIdx.x; idx < rows * chunks; idx += blockDim.x) {
+        const int r = idx / chunks, q = idx - r * chunks, col = kc * 128 + q * 8;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (col < k) v = __ldg(reinterpret_cast<const uint4*>(x + (size_t)(base + r) * ldx + col));
+        // chunk q = (k block q / 16, word (q / 4) % 4, pair row i = q % 4) holds the pairs t = 0..3
+        uint32_t* d = xs + r * kMmaRowWords + (q >> 4) * 64 + ((q >> 2) & 3) * 16 + (q & 3);
+        d[0] = v.x;
+        d[4] = v.y;
+        d[8] = v.z;
+        d[12] = v.w;
+      }
+      __syncthreads();
 #pragma unroll
-    for (int i = 0; i < kGemvRows; i++) {
-      float v = acc[i];
-      v += __shfl_xor_sync(0xffffffffu, v, 1);
-      v += __shfl_xor_sync(0xffffffffu, v, 2);
-      if (t == 0) part[warp][g][i] = v;
-    }
-    __syncthreads();
-    if (threadIdx.x < 8 * kGemvRows) {
-      const int gg = threadIdx.x / kGemvRows, i = threadIdx.x % kGemvRows;
-      if (i < rows) {
-        float v = 0.f;
-        for (int q = 0; q < kW4Warps; q++) v += part[q][gg][i];
-        y[(size_t)(base + i) * ldy + tile * 8 + gg] = __float2half(v);
+      for (int u = 0; u < kMmaChunk / kMmaWarps; u++) {
+        const int kl = warp + u * kMmaWarps;  // k block within the chunk
+#pragma unroll
+        for (int j = 0; j < 4 && kl < nkb; j++) {
+          half2 s2a, z2a, s2b, z2b;
+          scale_zero(sa[u][(32 * j) / G], &s2a, &z2a);
+          scale_zero(sb[u][(32 * j) / G], &s2b, &z2b);
+          uint32_t pa[4], pb[4];
+          const uint32_t wja = j == 0 ? wa[u].x : j == 1 ? wa[u].y : j == 2 ? wa[u].z : wa[u].w;
+          const uint32_t wjb = j == 0 ? wb[u].x : j == 1 ? wb[u].y : j == 2 ? wb[u].z : wb[u].w;
+          dequant_word(wja, z2a, s2a, pa);
+          dequant_word(wjb, z2b, s2b, pb);
+          uint4 xv = make_uint4(0, 0, 0, 0);
+          if (g < rows) xv = *reinterpret_cast<const uint4*>(xs + g * kMmaRowWords + ((kl * 16 + j * 4 + t) << 2));
+          const uint32_t a0[4] = {pa[0], pb[0], pa[1], pb[1]}, a1[4] = {pa[2], pb[2], pa[3], pb[3]};
+          mma16816(c, a0, xv.x, xv.y);
+          mma16816(c, a1, xv.z, xv.w);
+        }
       }
     }
+    // C: c[0], c[1] = (tile a row g; x rows 2t, 2t + 1), c[2], c[3] = (tile b row g; the same x rows)
+#pragma unroll
+    for (int q = 0; q < 4; q++) part[warp][lane][q] = c[q];
     __syncthreads();
+    if (warp == 0) {
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        float v = part[0][lane][q];
+#pragma unroll
+        for (int ww = 1; ww < kMmaWarps; ww++) v += part[ww][lane][q];
+        const int xr = 2 * t + (q & 1), tile = q < 2 ? ta : tb;
+        if (xr < rows && (q < 2 || hasb)) y[(size_t)(base + xr) * ldy + tile * 8 + g] = __float2half(v);
+      }
+    }
   }
 }
 
@@ -228,12 +279,12 @@ __global__ void gather_rows_kernel(const half* __restrict__ x, const int* __rest
 }  // namespace
 
 void moe_route_cuda(const float* logits, int T, int E, int K, bool renorm, int* ids, float* w, int* offsets, int* slot_token,
-                    int* pair_slot, cudaStream_t s) {
+                    int* pair_slot, int* active, cudaStream_t s) {
   if (E < 1 || E > kMoeMaxExperts || K < 1 || K > E || K > kMoeMaxTopK)
     fail(ErrorCode::InvalidArgument, "moe routing: " + std::to_string(E) + " experts, " + std::to_string(K) +
                                          " per token is outside what the cuda kernels take (experts <= 1024, per token <= 32)");
   if (T <= 0) return;
-  moe_route_kernel<<<1, kRouteThreads, 0, s>>>(logits, T, E, K, renorm, ids, w, offsets, slot_token, pair_slot);
+  moe_route_kernel<<<1, kRouteThreads, 0, s>>>(logits, T, E, K, renorm, ids, w, offsets, slot_token, pair_slot, active);
   LMF_CUDA_LAUNCHED();
 }
 
@@ -244,20 +295,27 @@ void moe_combine_cuda(const half* y, int ldy, const float* w, const int* pair_sl
   LMF_CUDA_LAUNCHED();
 }
 
-void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offsets, half* y, int ldy, int E, int n, int k,
-                   cudaStream_t s) {
+void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offsets, const int* active, int max_active, half* y,
+                   int ldy, int n, int k, cudaStream_t s) {
   if (k % 8 || ldx % 8) fail(ErrorCode::InvalidArgument, "moe gemv: k and ldx must be multiples of 8");
-  if (E <= 0 || n <= 0) return;
-  moe_gemv_kernel<<<dim3((n + kGemvWarps - 1) / kGemvWarps, E), kGemvWarps * 32, 0, s>>>(x, ldx, w, offsets, y, ldy, n, k);
+  if (max_active <= 0 || n <= 0) return;
+  moe_gemv_kernel<<<dim3((n + kGemvWarps - 1) / kGemvWarps, max_active), kGemvWarps * 32, 0, s>>>(x, ldx, w, offsets, active, y,
+                                                                                                  ldy, n, k);
   LMF_CUDA_LAUNCHED();
 }
 
-void moe_gemv_w4_cuda(const half* x, int ldx, const W4A16Dev* w, const int* offsets, half* y, int ldy, int E, int n, int k,
-                      int kp, int group, cudaStream_t s) {
-  if (n % 8 || kp % 128 || (group != 32 && group != 64 && group != 128) || kp < k || k % 32 || ldx % 2)
+void moe_gemv_w4_cuda(const half* x, int ldx, const W4A16Dev* w, const int* offsets, const int* active, int max_active, half* y,
+                      int ldy, int n, int k, int kp, int group, cudaStream_t s) {
+  if (n % 8 || kp % 128 || (group != 32 && group != 64 && group != 128) || kp < k || k % 32 || ldx % 8)
     fail(ErrorCode::InvalidArgument, "moe gemv w4: bad weight shape");
-  if (E <= 0) return;
-  moe_gemv_w4_kernel<<<dim3(n / 8, E), kW4Warps * 32, 0, s>>>(x, ldx, w, offsets, y, ldy, n, k, kp, group);
+  if (max_active <= 0) return;
+  const dim3 grid((n / 8 + 1) / 2, max_active);
+  if (group == 128)
+    moe_gemv_w4_mma_kernel<128><<<grid, kMmaWarps * 32, 0, s>>>(x, ldx, w, offsets, active, y, ldy, n, k, kp);
+  else if (group == 64)
+    moe_gemv_w4_mma_kernel<64><<<grid, kMmaWarps * 32, 0, s>>>(x, ldx, w, offsets, active, y, ldy, n, k, kp);
+  else
+    moe_gemv_w4_mma_kernel<32><<<grid, kMmaWarps * 32, 0, s>>>(x, ldx, w, offsets, active, y, ldy, n, k, kp);
   LMF_CUDA_LAUNCHED();
 }
 

@@ -13,6 +13,7 @@
 #include "cuda/device_utils.cuh"
 #include "ops/linear.cuh"
 #include "ops/w4a16_gemm.cuh"
+#include "ops/w4a16_frag.cuh"
 
 namespace lmfleet {
 
@@ -26,32 +27,12 @@ __device__ __forceinline__ void ldsm_x4(uint32_t* r, const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
 }
-__device__ __forceinline__ void mma16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
-
-// One packed word -> the 4 f16x2 B registers of two k16 steps (pairs 0,1: step 0's b0,b1; pairs 2,3: step 1's).
-__device__ __forceinline__ void dequant_word(uint32_t w, half2 z1024, half2 s, uint32_t* b) {
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    uint32_t v = ((w >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
-    half2 h = __hmul2(__hsub2(*reinterpret_cast<half2*>(&v), z1024), s);
-    b[i] = *reinterpret_cast<uint32_t*>(&h);
-  }
-}
-
-__device__ __forceinline__ void scale_zero(half2 sz, half2* s, half2* z1024) {
-  *s = __half2half2(__low2half(sz));
-  *z1024 = __hadd2(__half2half2(__high2half(sz)), __float2half2_rn(1024.f));
-}
 
 // One packed word -> the 4 f16x2 B registers of (q - z), exact small integers (the scale is applied to the f32 sums):
 // pairs 0, 2 from the low nibbles as (1024 + q) - (1024 + z); pairs 1, 3 from the high nibbles as 1024 + 16 q, turned
