@@ -113,49 +113,6 @@ __global__ void moe_combine_kernel(const half* __restrict__ y, int ldy, const fl
   out[(size_t)t * ldo + i] = __float2half(acc);
 }
 
-constexpr int kGemvWarps = 8;  // output columns per block, one per warp
-constexpr int kGemvRows = 8;   // rows per pass over a weight row
-
-// block (column tile, active expert): each warp one weight row, the expert's rows kGemvRows at a time (the weight row is
-// read from L1 / L2 again for each further pass)
-__global__ void __launch_bounds__(kGemvWarps * 32) moe_gemv_kernel(const half* __restrict__ x, int ldx, const half* const* __restrict__ w,
-                                                                  const int* __restrict__ offsets, const int* __restrict__ active,
-                                                                  half* __restrict__ y, int ldy, int n, int k) {
-  const int e = active[blockIdx.y];
-  if (e < 0) return;
-  const int r0 = offsets[e], r1 = offsets[e + 1];
-  const int col = blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
-  if (r0 >= r1 || col >= n) return;
-  const int lane = threadIdx.x & 31;
-  const half* wr = w[e] + (size_t)col * k;
-  const int nchunks = k / 8;
-  for (int base = r0; base < r1; base += kGemvRows) {
-    const int rows = min(kGemvRows, r1 - base);
-    float acc[kGemvRows];
-#pragma unroll
-    for (int i = 0; i < kGemvRows; i++) acc[i] = 0.f;
-#pragma unroll 2
-    for (int c = lane; c < nchunks; c += 32) {
-      float wf[8];
-      half8_to_float(ldg_half8(wr + (size_t)c * 8), wf);
-#pragma unroll
-      for (int i = 0; i < kGemvRows; i++) {
-        if (i < rows) {
-          float xf[8];
-          half8_to_float(ldg_half8(x + (size_t)(base + i) * ldx + (size_t)c * 8), xf);
-#pragma unroll
-          for (int q = 0; q < 8; q++) acc[i] += wf[q] * xf[q];
-        }
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < kGemvRows; i++) {
-      const float v = warp_sum(acc[i]);
-      if (lane == 0 && i < rows) y[(size_t)(base + i) * ldy + col] = __float2half(v);
-    }
-  }
-}
-
 // ---- grouped W4A16 GEMV on the tensor cores (moe_gemv_w4_cuda) ----
 // A block per (pair of 8-row tiles, active expert): the pair's 16 weight rows are the A operand of mma.m16n8k16 (tile a
 // rows 0..7, tile b rows 8..15: our layout's lane fragment is the A fragment's), up to 8 of the expert's x rows the B
@@ -266,6 +223,66 @@ __global__ void __launch_bounds__(kMmaWarps * 32) moe_gemv_w4_mma_kernel(const h
   }
 }
 
+// ---- grouped f16 GEMV on the tensor cores (moe_gemv_cuda) ----
+// A block per (16 weight rows, active expert): rows g and g + 8 of the pair are the A operand, up to 8 x rows the B
+// operand, 4 warps splitting k 32 at a time (C fragments added in warp order, as above). The mma's k order inside each
+// 32-wide word is permuted alike in A and B so that every operand is one contiguous 16-byte load: lane (g, t) reads
+// k = 32 j + 8 t .. + 7 of weight rows g and g + 8 and of x row g, and gives its pairs 0, 1 as step 0's k pairs t and
+// t + 4 and its pairs 2, 3 as step 1's (each of the word's 16 pairs lands in exactly one (step, pair) slot of one lane).
+constexpr int kF16Unroll = 4;  // words a warp loads before it multiplies
+__global__ void __launch_bounds__(kMmaWarps * 32) moe_gemv_f16_mma_kernel(const half* __restrict__ x, int ldx,
+                                                                         const half* const* __restrict__ w,
+                                                                         const int* __restrict__ offsets,
+                                                                         const int* __restrict__ active, half* __restrict__ y,
+                                                                         int ldy, int n, int k) {
+  __shared__ float part[kMmaWarps][32][4];
+  const int e = active[blockIdx.y];
+  if (e < 0) return;
+  const int r0 = offsets[e], r1 = offsets[e + 1];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const int ra = blockIdx.x * 16 + g, rb = ra + 8, nw = (k + 31) / 32;
+  const bool va = ra < n, vb = rb < n;
+  const half* wa = w[e] + (size_t)(va ? ra : 0) * k + 8 * t;
+  const half* wb = w[e] + (size_t)(vb ? rb : 0) * k + 8 * t;
+  for (int base = r0; base < r1; base += kMmaRows) {
+    const int rows = min(kMmaRows, r1 - base);
+    const bool vx = g < rows;
+    const half* xr = x + (size_t)(base + (vx ? g : 0)) * ldx + 8 * t;
+    float c[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int j0 = warp; j0 < nw; j0 += kMmaWarps * kF16Unroll) {
+      uint4 A[kF16Unroll], B[kF16Unroll], X[kF16Unroll];
+#pragma unroll
+      for (int u = 0; u < kF16Unroll; u++) {
+        const int k0 = (j0 + u * kMmaWarps) * 32;
+        const bool ok = k0 + 8 * t < k;  // k % 8 == 0: a lane's 8 k are all in or all out
+        A[u] = ok && va ? __ldg(reinterpret_cast<const uint4*>(wa + k0)) : make_uint4(0, 0, 0, 0);
+        B[u] = ok && vb ? __ldg(reinterpret_cast<const uint4*>(wb + k0)) : make_uint4(0, 0, 0, 0);
+        X[u] = ok && vx ? __ldg(reinterpret_cast<const uint4*>(xr + k0)) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int u = 0; u < kF16Unroll; u++) {
+        const uint32_t a0[4] = {A[u].x, B[u].x, A[u].y, B[u].y}, a1[4] = {A[u].z, B[u].z, A[u].w, B[u].w};
+        mma16816(c, a0, X[u].x, X[u].y);
+        mma16816(c, a1, X[u].z, X[u].w);
+      }
+    }
+    if (base != r0) __syncthreads();  // warp 0 is done reading the previous pass's partial sums
+#pragma unroll
+    for (int q = 0; q < 4; q++) part[warp][lane][q] = c[q];
+    __syncthreads();
+    if (warp == 0) {
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        float v = part[0][lane][q];
+#pragma unroll
+        for (int ww = 1; ww < kMmaWarps; ww++) v += part[ww][lane][q];
+        const int xr2 = 2 * t + (q & 1);
+        if (xr2 < rows && (q < 2 ? va : vb)) y[(size_t)(base + xr2) * ldy + (q < 2 ? ra : rb)] = __float2half(v);
+      }
+    }
+  }
+}
+
 __global__ void gather_rows_kernel(const half* __restrict__ x, const int* __restrict__ rows, half* __restrict__ out, int H) {
   const half* src = x + (size_t)rows[blockIdx.x] * H;
   half* dst = out + (size_t)blockIdx.x * H;
@@ -299,8 +316,7 @@ void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offs
                    int ldy, int n, int k, cudaStream_t s) {
   if (k % 8 || ldx % 8) fail(ErrorCode::InvalidArgument, "moe gemv: k and ldx must be multiples of 8");
   if (max_active <= 0 || n <= 0) return;
-  moe_gemv_kernel<<<dim3((n + kGemvWarps - 1) / kGemvWarps, max_active), kGemvWarps * 32, 0, s>>>(x, ldx, w, offsets, active, y,
-                                                                                                  ldy, n, k);
+  moe_gemv_f16_mma_kernel<<<dim3((n + 15) / 16, max_active), kMmaWarps * 32, 0, s>>>(x, ldx, w, offsets, active, y, ldy, n, k);
   LMF_CUDA_LAUNCHED();
 }
 

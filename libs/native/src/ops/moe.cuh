@@ -34,9 +34,10 @@ void moe_combine_cuda(const half* y, int ldy, const float* w, const int* pair_sl
 
 // The experts' linears in one launch (decode; graph-capturable: no host reads the counts): for every expert e and its
 // sorted rows r in [offsets[e], offsets[e + 1]), y[r] (stride ldy) = x[r] (stride ldx) W_e^T, W_e = w[e] an f16
-// [n, k] row-major weight (a device array of E pointers), f32 sums rounded to f16 once. The experts come from
-// moe_route_cuda's `active` list; max_active = min(E, rows in all) blocks per 8 outputs are launched and those past the
-// list's end exit at once. k and ldx multiples of 8.
+// [n, k] row-major weight (a device array of E pointers), f32 sums rounded to f16 once, on the tensor cores
+// (mma.m16n8k16: 16 weight rows as A, up to 8 x rows as B). The experts come from moe_route_cuda's `active` list;
+// max_active = min(E, rows in all) blocks per 16 outputs are launched and those past the list's end exit at once. k
+// and ldx multiples of 8; weights and x 16-byte aligned.
 void moe_gemv_cuda(const half* x, int ldx, const half* const* w, const int* offsets, const int* active, int max_active, half* y,
                    int ldy, int n, int k, cudaStream_t s);
 
