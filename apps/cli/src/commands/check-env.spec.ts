@@ -86,6 +86,6 @@ describe('lmfleet check_env / list', () => {
     expect(await run(['list'], h.io)).toBe(0);
     for (const a of supportedArchitectures()) expect(h.out()).toMatch(new RegExp(`^  ${a}( |$)`, 'm'));
     expect(h.out()).toMatch(/^  LlamaForCausalLM$/m); // nothing it cannot do
-    expect(h.out()).toMatch(/^  MixtralForCausalLM {2}\(mixture of experts: no calibrate \/ auto_awq yet\)$/m);
+    expect(h.out()).toMatch(/^  MixtralForCausalLM {2}\(mixture of experts: calibrate and auto_awq run in TypeScript \(no native layer session\)\)$/m);
   });
 });

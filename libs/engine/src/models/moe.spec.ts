@@ -2,11 +2,10 @@
 // a TS reference in libs/native/src/engine/moe.spec.ts; here: the HF names map to the right roles. A checkpoint whose
 // experts all equal a dense model's MLP computes that dense model (the renormalized weights sum to 1), which only holds
 // if w1 / w3 / w2 (Mixtral) and gate_proj / up_proj / down_proj (Qwen3-MoE) land as gate / up / down; then generation
-// runs, and what does not support experts yet says so.
+// runs. (calibrate / auto_awq on experts: quant/moe-awq.spec.ts.)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readSafetensorsDir, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
-import { BlockForward } from '../quant/block-forward';
 import { cpuLogits, nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel, type TinyModelOptions } from '../testing/tiny-model';
@@ -166,8 +165,4 @@ d('mixture-of-experts checkpoints (cpu)', () => {
     expect(diff).toBeGreaterThan(0);  // the shards really ran: partial sums in another order move the last bits
   }, 120_000);
 
-  it('calibrate / auto_awq refuse experts, saying so', () => {
-    const moe = writeTinyModel(path.join(tmp.dir, 'refuse'), { ...shared, arch: 'mixtral' });
-    expect(() => BlockForward.fromDir(native!, moe.dir)).toThrow(/MixtralForCausalLM is a mixture-of-experts model: calibrate and auto_awq do not support experts yet/);
-  });
 });

@@ -66,7 +66,7 @@ function mapMoe(ctx: WeightMapContext, attnTables: { global: Record<string, stri
 }
 
 const MIXTRAL_W = { gate: 'w1', up: 'w3', down: 'w2' } as const;
-const MOE_LIMITS = 'mixture of experts: no calibrate / auto_awq yet';
+const MOE_LIMITS = 'mixture of experts: calibrate and auto_awq run in TypeScript (no native layer session)';
 
 export const mixtral: ArchitectureDef = {
   key: 'mixtral',

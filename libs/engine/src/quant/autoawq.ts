@@ -22,7 +22,7 @@ import type { TensorSource } from '../native';
 import { copyAuxFiles, f32Bytes, writeFilesAtomically } from './files';
 import { toAwqGemm, type QuantizedLinear } from './pack';
 
-const LINEAR_RE = /^(layers\.\d+\.(q|k|v|o|gate|up|down))\.weight$/;
+const LINEAR_RE = /^(layers\.\d+\.(q|k|v|o|gate|up|down|experts\.\d+\.(gate|up|down)))\.weight$/;
 
 /** Canonical tensor → the HF tensor it was mapped from (matched by file and offset); in-memory sources, and those
  *  that `packed` names (parts of a packed tensor, e.g. Phi-3's row ranges of qkv_proj), are skipped. */
@@ -183,9 +183,14 @@ export async function writeAutoAwqDir(
     plain.set(hf, { from: s.name, data });
     tensors.push({ name: hf, dtype: sfDtype, shape: [...s.shape], data });
   }
+  // a mixture of experts' router stays fp16: modules_to_not_convert names its module path within a layer (Mixtral's
+  // "block_sparse_moe.gate", Qwen3-MoE's "mlp.gate"), which loaders match as a substring of module names: not of the
+  // experts' ("...experts.0.gate_proj"), so they stay quantized
+  const router = sources.find((s) => /^layers\.\d+\.router\.weight$/.test(s.name));
+  const notConverted = router ? [hfNames.get(router.name)!.replace(/^.*\.layers\.\d+\./, '').replace(/\.weight$/, '')] : null;
   const config = {
     ...loaded.config,
-    quantization_config: { quant_method: 'awq', bits: 4, group_size: opts.groupSize, zero_point: true, version: 'gemm', modules_to_not_convert: null },
+    quantization_config: { quant_method: 'awq', bits: 4, group_size: opts.groupSize, zero_point: true, version: 'gemm', modules_to_not_convert: notConverted },
   };
   await writeFilesAtomically(opts.dstDir, (tmp) => {
     writeSafetensors(path.join(tmp, 'model.safetensors'), tensors, { format: 'pt', quantized_by: 'lmfleet auto_awq' });

@@ -18,7 +18,7 @@
 import { InvalidArgumentError, QuantConfigError } from '../errors';
 import { f16BitsToF32, f32ToF16Bits } from '../io/half';
 import type { LoadOptions } from '../generation/types';
-import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-forward';
+import { BlockForward, LINEARS, type LayerTaps, type TapName } from './block-forward';
 import { batches, calibrate, concatIds, hasCalibration, loadCalibration, resolveNative, type CalibrationResult, type ProgressFn } from './calibrate';
 import { checkGroupDivides, checkQuantParams, type QuantizedLinear } from './pack';
 import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
@@ -74,11 +74,16 @@ export interface AutoAwqResult {
   seconds: number;
 }
 
+/** A scaling group: the producer divided by s, its consumers' columns multiplied by s (linears by layer-relative
+ *  name). `alsoScaled`: consumers scaled alike but not quantized (a mixture of experts' router). `expert`: the input
+ *  is that expert's down input (its tokens only) instead of the tap `input`. */
 interface Group {
   key: string;
-  prev: { kind: 'norm'; name: string } | { kind: 'linear'; name: LinearName };
-  linears: LinearName[];
-  input: keyof LayerTaps;
+  prev: { kind: 'norm'; name: string } | { kind: 'linear'; name: string };
+  linears: string[];
+  alsoScaled?: string[];
+  input: TapName;
+  expert?: number;
 }
 
 const GROUPS: Group[] = [
@@ -87,6 +92,33 @@ const GROUPS: Group[] = [
   { key: 'post_norm→gate,up', prev: { kind: 'norm', name: 'post_norm' }, linears: ['gate', 'up'], input: 'mlpIn' },
   { key: 'up→down', prev: { kind: 'linear', name: 'up' }, linears: ['down'], input: 'downIn' },
 ];
+
+/**
+ * The scaling groups of layer i. A mixture-of-experts layer (as AutoAWQ scales Mixtral's block): the attention's two,
+ * then post_norm → every expert's gate and up together (their common input; the router, which reads it too, has its
+ * columns scaled alike and stays fp16), and per expert its up → down on the tokens routed to it.
+ */
+function layerGroups(fwd: BlockForward, i: number): Group[] {
+  if (!fwd.isMoeLayer(i)) return GROUPS;
+  const experts = Array.from({ length: fwd.spec.numExperts! }, (_, e) => e);
+  return [
+    GROUPS[0], GROUPS[1],
+    { key: 'post_norm→experts', prev: { kind: 'norm', name: 'post_norm' }, linears: experts.flatMap((e) => [`experts.${e}.gate`, `experts.${e}.up`]), alsoScaled: ['router'], input: 'mlpIn' },
+    ...experts.map((e): Group => ({ key: `experts.${e}.up→down`, prev: { kind: 'linear', name: `experts.${e}.up` }, linears: [`experts.${e}.down`], input: 'downIn', expert: e })),
+  ];
+}
+
+/** A group's input activations [tokens, width]. */
+function groupInput(taps: Partial<LayerTaps>, g: Group): Float32Array {
+  return g.expert !== undefined ? taps.experts![g.expert].downIn : (taps[g.input] as Float32Array);
+}
+
+/** The rows of x [rows, dim] at `tokens`. */
+function gatherRows(x: Float32Array, dim: number, tokens: Int32Array): Float32Array {
+  const out = new Float32Array(tokens.length * dim);
+  for (let i = 0; i < tokens.length; i++) out.set(x.subarray(tokens[i] * dim, (tokens[i] + 1) * dim), i * dim);
+  return out;
+}
 
 function mse(a: Float32Array, b: Float32Array): number {
   let s = 0;
@@ -152,10 +184,17 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
   const { fwd, loaded, sources } = BlockForward.fromDir(native, modelDir);
   const spec = fwd.spec;
   // Every linear must split into whole groups: fail before any work.
-  for (const l of LINEARS) {
-    const [out, inp] = fwd.linearShape(l);
-    checkGroupDivides(`layers.*.${l} (${l === 'down' ? 'intermediate_size' : 'hidden'} width)`, out, inp, groupSize);
-    if (out % 8 !== 0) throw new QuantConfigError(`layers.*.${l}: out_features ${out} is not a multiple of 8 (AutoAWQ packs 8 columns per int32)`);
+  const checked = new Set<string>();
+  for (let i = 0; i < spec.numLayers; i++) {
+    for (const l of quantizedLinears(fwd, i)) {
+      const generic = l.replace(/^experts\.\d+\./, 'experts.*.');
+      if (checked.has(generic)) continue;
+      checked.add(generic);
+      const [out, inp] = fwd.linearShape(l);
+      const width = /down$/.test(l) ? (l === 'down' ? 'intermediate_size' : 'moe_intermediate_size') : l === 'o' ? 'attention' : 'hidden';
+      checkGroupDivides(`layers.*.${generic} (${width} width)`, out, inp, groupSize);
+      if (out % 8 !== 0) throw new QuantConfigError(`layers.*.${generic}: out_features ${out} is not a multiple of 8 (AutoAWQ packs 8 columns per int32)`);
+    }
   }
   packedTargets(loaded, sources); // every re-laid-out tensor (InternLM2's split wqkv) must pack back: fail before any work
 
@@ -187,7 +226,11 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
   const quantized = new Map<string, QuantizedLinear>();
   const reports: LayerReport[] = [];
   const search: SearchParams = { wBits, groupSize, nGrid, searchTokens, clipTokens, searchScale, searchClip };
-  const session = needData && useSession(native, opts.session) ? createLayerSession(fwd) : undefined;
+  // the native session runs dense layers only: a mixture of experts takes the TypeScript path
+  if (spec.numExperts && opts.session === true) {
+    throw new InvalidArgumentError(`${spec.hfArchitecture} is a mixture-of-experts model: auto_awq runs its layers in TypeScript (session: false), not in the native session`);
+  }
+  const session = needData && !spec.numExperts && useSession(native, opts.session) ? createLayerSession(fwd) : undefined;
   if (session) {
     try {
       await session.setInput(x, Int32Array.from(seqLens));
@@ -209,26 +252,27 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
     if (needData) await fwd.layer(i, x, seqLens, taps);
 
     // 1. scale search on the fp16 layer
+    const groups = layerGroups(fwd, i);
     const scales = new Map<string, Float32Array>();
     if (searchScale) {
-      for (const g of GROUPS) {
-        if (!groupScalable(fwd, g.key)) {
+      for (const g of groups) {
+        const full = needData ? groupInput(taps, g) : new Float32Array(0);
+        if (!groupScalable(fwd, g.key) || full.length === 0) {  // (an expert no search token was routed to)
           report.alphas[g.key] = undefined;
           continue;
         }
         const dim = fwd.linearShape(g.linears[0])[1];
-        const full = taps[g.input] as Float32Array;
         const xMean = await meanAbsPerChannel(fwd, full, dim);
         const attnLens = seqLens.slice(0, attnSeqCount(seqLens, searchTokens));
         const inp = g.key === 'input_norm→qkv'
           ? full.subarray(0, attnLens.reduce((a, b) => a + b, 0) * dim)
           : subsampleRows(full, dim, searchTokens);
-        const run = async (w: Partial<Record<LinearName, Float32Array>>): Promise<Float32Array> => {
+        const run = async (w: Record<string, Float32Array>): Promise<Float32Array> => {
           switch (g.key) {
             case 'input_norm→qkv': return fwd.attnBlock(i, inp, attnLens, w);
-            case 'v→o': return fwd.linear(i, 'o', inp, w.o);
-            case 'post_norm→gate,up': return fwd.mlpBlock(i, inp, w);
-            default: return fwd.linear(i, 'down', inp, w.down);
+            case 'post_norm→gate,up':
+            case 'post_norm→experts': return fwd.mlpOf(i, inp, w);
+            default: return fwd.linear(i, g.linears[0], inp, w[g.linears[0]]);
           }
         };
         const ref = await run({});
@@ -238,7 +282,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         for (let n = 0; n < nGrid; n++) {
           const alpha = n / nGrid;
           const s = cands.slice(n * dim, (n + 1) * dim);
-          const w: Partial<Record<LinearName, Float32Array>> = {};
+          const w: Record<string, Float32Array> = {};
           for (const l of g.linears) {
             // Q(W diag(s)) diag(s)^-1 in one native pass (bit-identical to the TS quantizeLinear path)
             const [out, inD] = fwd.linearShape(l);
@@ -253,21 +297,24 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         scales.set(g.key, best.s);
       }
       // fold the scales into the weights, and the taps the clip search reads: x / s
-      foldScales(fwd, lp, scales);
-      for (const g of GROUPS) {
+      foldScales(fwd, lp, scales, groups);
+      for (const g of groups) {
         const s = scales.get(g.key);
-        if (s) taps[g.input] = divideChannels(taps[g.input] as Float32Array, fwd.linearShape(g.linears[0])[1], s);
+        if (!s) continue;
+        const x = divideChannels(groupInput(taps, g), fwd.linearShape(g.linears[0])[1], s);
+        if (g.expert !== undefined) taps.experts![g.expert].downIn = x;
+        else taps[g.input] = x;
       }
     }
 
     // 2. clip search (on the scaled weights and inputs), 3. round to nearest
-    for (const l of LINEARS) {
+    for (const l of quantizedLinears(fwd, i)) {
       const [out, inp] = fwd.linearShape(l);
       const w = fwd.w(`${lp}.${l}.weight`);
       let clip: Float32Array | undefined;
       if (searchClip && l !== 'q' && l !== 'k') {
-        const xin = subsampleRows(taps[GROUPS.find((g) => g.linears.includes(l))!.input] as Float32Array, inp, clipTokens);
-        clip = await searchClipForLinear(fwd, w, out, inp, xin, wBits, groupSize);
+        const xin = subsampleRows(linearInput(taps, l, inp), inp, clipTokens);
+        if (xin.length > 0) clip = await searchClipForLinear(fwd, w, out, inp, xin, wBits, groupSize);
       }
       const { ql, dequantized } = await quantizeLinearNative(fwd.native, w, out, inp, wBits, groupSize, clip);
       quantized.set(`${lp}.${l}`, ql);
@@ -326,11 +373,28 @@ function attnSeqCount(seqLens: readonly number[], searchTokens: number): number 
   return n;
 }
 
+/** The linears of layer i that are quantized: every one but a mixture of experts' router. */
+function quantizedLinears(fwd: BlockForward, i: number): string[] {
+  return fwd.layerLinears(i).filter((l) => l !== 'router');
+}
+
+/** A linear's input activations [tokens, inp] from the layer's taps (an expert's gate / up: its tokens' rows of mlpIn). */
+function linearInput(taps: Partial<LayerTaps>, l: string, inp: number): Float32Array {
+  const ex = /^experts\.(\d+)\.(gate|up|down)$/.exec(l);
+  if (ex) {
+    const t = taps.experts![Number(ex[1])];
+    return ex[2] === 'down' ? t.downIn : gatherRows(taps.mlpIn!, inp, t.tokens);
+  }
+  const tap: TapName = l === 'o' ? 'oIn' : l === 'down' ? 'downIn' : l === 'gate' || l === 'up' ? 'mlpIn' : 'attnIn';
+  return taps[tap]!;
+}
+
 /** Folds the chosen scales of layer `lp` into fwd.weights (producer / s, consumers' columns * s; the stored fp16
- *  producers are rounded as they will be saved); returns the names of the session tensors that changed. */
-function foldScales(fwd: BlockForward, lp: string, scales: Map<string, Float32Array>): string[] {
+ *  producers, and consumers kept fp16 such as a router, are rounded as they will be saved); returns the names of the
+ *  session tensors that changed. */
+function foldScales(fwd: BlockForward, lp: string, scales: Map<string, Float32Array>, groups: Group[] = GROUPS): string[] {
   const changed = new Set<string>();
-  for (const g of GROUPS) {
+  for (const g of groups) {
     const s = scales.get(g.key);
     if (!s) continue;
     if (g.prev.kind === 'norm') {
@@ -350,6 +414,11 @@ function foldScales(fwd: BlockForward, lp: string, scales: Map<string, Float32Ar
     for (const l of g.linears) {
       const [out, inD] = fwd.linearShape(l);
       fwd.weights.set(`${lp}.${l}.weight`, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s));
+      changed.add(l);
+    }
+    for (const l of g.alsoScaled ?? []) {
+      const [out, inD] = fwd.linearShape(l);
+      fwd.weights.set(`${lp}.${l}.weight`, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s).map(roundF16));
       changed.add(l);
     }
   }

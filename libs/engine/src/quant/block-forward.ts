@@ -18,6 +18,17 @@ type OpTensor = Parameters<NativeModule['runOp']>[1][number];
 export const LINEARS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
 export type LinearName = (typeof LINEARS)[number];
 
+/** A mixture-of-experts layer's routing and expert activations (BlockForward.moeBlock). */
+export interface ExpertTaps {
+  /** The token rows (of the layer's input) routed to the expert, in token order. */
+  tokens: Int32Array;
+  /** silu(gate) * up of those tokens: the input of the expert's down. [tokens.length, moeIntermediateSize] */
+  downIn: Float32Array;
+}
+
+/** The layer taps that are one [tokens, width] array. */
+export type TapName = 'attnIn' | 'k' | 'v' | 'oIn' | 'mlpIn' | 'downIn';
+
 /** The activations of one layer that calibration and AWQ look at. */
 export interface LayerTaps {
   /** input_norm output: the input of q, k, v. [tokens, hidden] */
@@ -29,8 +40,11 @@ export interface LayerTaps {
   oIn: Float32Array;
   /** post_norm output: the input of gate, up. */
   mlpIn: Float32Array;
-  /** silu(gate) * up: the input of down. [tokens, intermediate] */
+  /** silu(gate) * up: the input of down. [tokens, intermediate] (dense layers) */
   downIn: Float32Array;
+  /** A mixture-of-experts layer: per expert its tokens and down input (mlpIn is the router's and every expert's
+   *  gate / up input). */
+  experts: ExpertTaps[];
 }
 
 export function f32Tensor(data: Float32Array, shape: number[]): OpTensor {
@@ -79,9 +93,6 @@ export class BlockForward {
   static fromDir(native: NativeModule, dir: string): { fwd: BlockForward; loaded: LoadedModelSpec; sources: TensorSource[] } {
     const loaded = loadModelSpec(dir);
     if (loaded.spec.quant) throw new NotSupportedError(`${loaded.dir} is already quantized (${loaded.spec.quant.method}); calibrate the fp16/bf16 model`);
-    if (loaded.spec.numExperts) {
-      throw new NotSupportedError(`${loaded.spec.hfArchitecture} is a mixture-of-experts model: calibrate and auto_awq do not support experts yet (the engine runs it on the cpu backend)`);
-    }
     const { tensors } = loadModelWeights(loaded);
     const w = new Map<string, Float32Array>();
     for (const t of tensors) w.set(t.name, readSourceF32(t));
@@ -98,9 +109,29 @@ export class BlockForward {
     return this.weights.has(name);
   }
 
-  /** [out, in] of a canonical linear. */
-  linearShape(name: LinearName): [number, number] {
+  /** True when layer i's MLP is a mixture of experts (router + experts) rather than one gate / up / down. */
+  isMoeLayer(i: number): boolean {
+    return !!this.spec.numExperts && !this.spec.denseLayers?.includes(i);
+  }
+
+  /** The linears of layer i in canonical names (relative to `layers.{i}.`), q, k, v, o first: the dense MLP's gate, up,
+   *  down, or a mixture of experts' router and each expert's `experts.{e}.gate`, `.up`, `.down`. */
+  layerLinears(i: number): string[] {
+    if (!this.isMoeLayer(i)) return [...LINEARS];
+    const out = ['q', 'k', 'v', 'o', 'router'];
+    for (let e = 0; e < this.spec.numExperts!; e++) out.push(`experts.${e}.gate`, `experts.${e}.up`, `experts.${e}.down`);
+    return out;
+  }
+
+  /** [out, in] of a canonical linear (a layer linear's name as layerLinears gives it). */
+  linearShape(name: LinearName | string): [number, number] {
     const { hiddenSize: h, numHeads, numKvHeads, headDim: hd, intermediateSize: ff } = this.spec;
+    if (name === 'router') return [this.spec.numExperts ?? 0, h];
+    const ex = /^experts\.\d+\.(gate|up|down)$/.exec(name);
+    if (ex) {
+      const im = this.spec.moeIntermediateSize ?? 0;
+      return ex[1] === 'down' ? [h, im] : [im, h];
+    }
     switch (name) {
       case 'q': return [numHeads * hd, h];
       case 'k':
@@ -110,6 +141,7 @@ export class BlockForward {
       case 'up': return [ff, h];
       case 'down': return [h, ff];
     }
+    throw new InvalidArgumentError(`block forward: no linear ${name}`);
   }
 
   // Elementwise ops run in TypeScript: through runOp each costs a copy in and out of native memory, which dominates
@@ -152,7 +184,7 @@ export class BlockForward {
     return asF32(r);
   }
 
-  async linear(layer: number, name: LinearName, x: Float32Array, weight?: Float32Array): Promise<Float32Array> {
+  async linear(layer: number, name: LinearName | string, x: Float32Array, weight?: Float32Array): Promise<Float32Array> {
     const [out, inp] = this.linearShape(name);
     const bias = this.weights.get(`layers.${layer}.${name}.bias`);
     return this.linearWith(x, weight ?? this.w(`layers.${layer}.${name}.weight`), out, inp, bias);
@@ -339,13 +371,76 @@ export class BlockForward {
     return this.linear(layer, 'down', downIn, w.down);
   }
 
+  /**
+   * A mixture-of-experts MLP from its (normed) input [tokens, hidden]: the router's softmax over all experts (f64), the
+   * numExpertsPerTok largest logits (ties to the lower expert), their probabilities renormalized to sum 1 when
+   * normTopkProb (Mixtral always), and the weighted sum of the chosen experts' SwiGLU outputs: the CPU decoder's rule
+   * (Decoder::moe_mlp). `w` replaces weights by layer-relative name (`experts.{e}.gate`, ...); the routing always uses
+   * the layer's router. Fills taps.experts.
+   */
+  async moeBlock(layer: number, mlpIn: Float32Array, w: Record<string, Float32Array> = {}, taps?: Partial<LayerTaps>): Promise<Float32Array> {
+    const H = this.spec.hiddenSize, E = this.spec.numExperts!, K = this.spec.numExpertsPerTok!;
+    const renorm = this.spec.normTopkProb ?? true;
+    const T = mlpIn.length / H;
+    const logits = await this.linear(layer, 'router', mlpIn);
+    const rows: number[][] = Array.from({ length: E }, () => []);
+    const weights: number[][] = Array.from({ length: E }, () => []);
+    const order = new Array<number>(E);
+    const p = new Float64Array(E);
+    for (let t = 0; t < T; t++) {
+      const r = logits.subarray(t * E, (t + 1) * E);
+      let mx = -Infinity;
+      for (let e = 0; e < E; e++) mx = Math.max(mx, r[e]);
+      let sum = 0;
+      for (let e = 0; e < E; e++) sum += p[e] = Math.exp(r[e] - mx);
+      for (let e = 0; e < E; e++) order[e] = e;
+      order.sort((a, b) => (r[b] - r[a]) || (a - b));
+      let top = 0;
+      for (let k = 0; k < K; k++) top += p[order[k]];
+      for (let k = 0; k < K; k++) {
+        const e = order[k];
+        rows[e].push(t);
+        weights[e].push(Math.fround(p[e] / (renorm ? top : sum)));
+      }
+    }
+    const out = new Float32Array(T * H);
+    const experts: ExpertTaps[] = [];
+    for (let e = 0; e < E; e++) {
+      const n = rows[e].length;
+      const tokens = Int32Array.from(rows[e]);
+      if (n === 0) {
+        experts.push({ tokens, downIn: new Float32Array(0) });
+        continue;
+      }
+      const xe = new Float32Array(n * H);
+      for (let i = 0; i < n; i++) xe.set(mlpIn.subarray(rows[e][i] * H, (rows[e][i] + 1) * H), i * H);
+      const x = `experts.${e}`;
+      const g = await this.linear(layer, `${x}.gate`, xe, w[`${x}.gate`]);
+      const u = await this.linear(layer, `${x}.up`, xe, w[`${x}.up`]);
+      const downIn = await this.siluMul(g, u, this.spec.moeIntermediateSize!);
+      experts.push({ tokens, downIn });
+      const y = await this.linear(layer, `${x}.down`, downIn, w[`${x}.down`]);
+      for (let i = 0; i < n; i++) {
+        const o = rows[e][i] * H, wt = weights[e][i];
+        for (let j = 0; j < H; j++) out[o + j] += wt * y[i * H + j];
+      }
+    }
+    if (taps) taps.experts = experts;
+    return out;
+  }
+
+  /** The MLP of layer i (dense or mixture of experts) from its normed input; `w` by layer-relative linear name. */
+  async mlpOf(layer: number, mlpIn: Float32Array, w: Record<string, Float32Array> = {}, taps?: Partial<LayerTaps>): Promise<Float32Array> {
+    return this.isMoeLayer(layer) ? this.moeBlock(layer, mlpIn, w, taps) : this.mlpBlock(layer, mlpIn, w, taps);
+  }
+
   /** One decoder layer: x → x + attn(norm(x)) → h + mlp(norm(h)). Fills `taps` when given. */
   async layer(i: number, x: Float32Array, seqLens: readonly number[], taps?: Partial<LayerTaps>): Promise<Float32Array> {
     const attnIn = await this.rmsNorm(x, this.w(`layers.${i}.input_norm.weight`));
     const attnOut = await this.attnBlock(i, attnIn, seqLens, {}, taps);
     const h = await this.add(x, attnOut);
     const mlpIn = await this.rmsNorm(h, this.w(`layers.${i}.post_norm.weight`));
-    const mlpOut = await this.mlpBlock(i, mlpIn, {}, taps);
+    const mlpOut = await this.mlpOf(i, mlpIn, {}, taps);
     if (taps) Object.assign(taps, { attnIn, mlpIn });
     return this.add(h, mlpOut);
   }

@@ -14,7 +14,7 @@ import { readJson } from '../io/json';
 import { readSafetensorsHeader, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
 import type { NativeModule } from '../native';
 import { Tokenizer } from '../tokenizer/tokenizer';
-import { BlockForward, LINEARS, type LayerTaps, type LinearName } from './block-forward';
+import { BlockForward, LINEARS, type LayerTaps, type LinearName, type TapName } from './block-forward';
 import { calibDatasetLabel, readCalibText } from './datasets';
 import { NativeChannelStats } from './native-quant';
 import { f32Bytes, writeFilesAtomically } from './files';
@@ -59,6 +59,10 @@ export interface CalibManifest {
   hiddenSize: number;
   intermediateSize: number;
   numKvHeads: number;
+  /** A mixture of experts: its layers hold `router` (the input of the router and of every expert's gate / up) and
+   *  `experts.{e}.down` statistics instead of gate / up / down. */
+  numExperts?: number;
+  moeIntermediateSize?: number;
   createdAt: string;
   stats: string;
   inputs: string;
@@ -89,14 +93,25 @@ export function calibWindows(ids: ArrayLike<number>, samples: number, seqlen: nu
   return out;
 }
 
+/** The linears of layer i whose inputs calibrate records: every dense linear; in a mixture-of-experts layer q, k, v,
+ *  o, the router (whose input every expert's gate / up shares) and each expert's down. */
+function statLinears(fwd: BlockForward, i: number): string[] {
+  if (!fwd.isMoeLayer(i)) return [...LINEARS];
+  const out = ['q', 'k', 'v', 'o', 'router'];
+  for (let e = 0; e < fwd.spec.numExperts!; e++) out.push(`experts.${e}.down`);
+  return out;
+}
+
 /** Which tap feeds which linear. */
-export const LINEAR_INPUT: Record<LinearName, keyof LayerTaps> = {
+export const LINEAR_INPUT: Record<LinearName, TapName> = {
   q: 'attnIn', k: 'attnIn', v: 'attnIn', o: 'oIn', gate: 'mlpIn', up: 'mlpIn', down: 'downIn',
 };
 
 /** Per input channel statistics of a linear (native channel_stats: f64 sums of |x|, as the TS loop it replaced). */
 class ChannelAccumulator extends NativeChannelStats {
   result(): ChannelStats {
+    // (an expert no calibration token was routed to: zeros)
+    if (this.rows === 0) return { absmax: this.absmax, absmean: new Float32Array(this.dim), min: new Float32Array(this.dim), max: new Float32Array(this.dim) };
     return { absmax: this.absmax, absmean: this.absmean(), min: this.min, max: this.max };
   }
 }
@@ -171,7 +186,7 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
   const acc = new Map<string, ChannelAccumulator>();
   const kvAcc = new Map<string, { min: Float32Array; max: Float32Array; absmax: Float32Array }>();
   for (let i = 0; i < spec.numLayers; i++) {
-    for (const l of LINEARS) acc.set(`layers.${i}.${l}`, new ChannelAccumulator(fwd.native, fwd.linearShape(l)[1]));
+    for (const l of statLinears(fwd, i)) acc.set(`layers.${i}.${l}`, new ChannelAccumulator(fwd.native, fwd.linearShape(l)[1]));
     for (const kv of ['k_cache', 'v_cache']) {
       const H = spec.numKvHeads;
       kvAcc.set(`layers.${i}.${kv}`, { min: new Float32Array(H).fill(Infinity), max: new Float32Array(H).fill(-Infinity), absmax: new Float32Array(H) });
@@ -182,7 +197,11 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
   let step = 0;
   progress(0, `calibrating on ${windows.length} samples of ${seqlen} tokens`);
   const inputs = new Map<string, ChannelStats>();
-  const viaSession = useSession(native, opts.session);
+  // (the native session runs dense layers only: a mixture of experts goes layer by layer in TypeScript)
+  if (spec.numExperts && opts.session === true) {
+    throw new InvalidArgumentError(`${spec.hfArchitecture} is a mixture-of-experts model: calibrate runs its layers in TypeScript (session: false), not in the native session`);
+  }
+  const viaSession = !spec.numExperts && useSession(native, opts.session);
   if (viaSession) {
     // layer by layer over all samples: the hidden states of every sample stay in backend memory
     const sess = createLayerSession(fwd);
@@ -222,7 +241,12 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
     for (let i = 0; i < spec.numLayers; i++) {
       const taps: Partial<LayerTaps> = {};
       x = await fwd.layer(i, x, seqLens, taps);
-      for (const l of LINEARS) {
+      if (fwd.isMoeLayer(i)) {
+        for (const l of ['q', 'o'] as const) await acc.get(`layers.${i}.${l}`)!.add(taps[LINEAR_INPUT[l]]!);
+        await acc.get(`layers.${i}.router`)!.add(taps.mlpIn!);
+        for (const [e, t] of taps.experts!.entries()) if (t.tokens.length) await acc.get(`layers.${i}.experts.${e}.down`)!.add(t.downIn);
+      }
+      for (const l of fwd.isMoeLayer(i) ? [] : LINEARS) {
         const tap = LINEAR_INPUT[l];
         // linears sharing an input share one accumulation
         const first = LINEARS.find((m) => LINEAR_INPUT[m] === tap)!;
@@ -235,8 +259,9 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
     }
   }
   for (let i = 0; i < (viaSession ? 0 : spec.numLayers); i++) {
-    for (const l of LINEARS) {
-      const first = LINEARS.find((m) => LINEAR_INPUT[m] === LINEAR_INPUT[l])!;
+    for (const l of statLinears(fwd, i)) {
+      const dense = (LINEARS as readonly string[]).includes(l);
+      const first = dense ? LINEARS.find((m) => LINEAR_INPUT[m] === LINEAR_INPUT[l as LinearName])! : l;
       inputs.set(`layers.${i}.${l}`, acc.get(`layers.${i}.${first}`)!.result());
     }
   }
@@ -252,6 +277,7 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
     hiddenSize: spec.hiddenSize,
     intermediateSize: spec.intermediateSize,
     numKvHeads: spec.numKvHeads,
+    ...(spec.numExperts ? { numExperts: spec.numExperts, moeIntermediateSize: spec.moeIntermediateSize } : {}),
     createdAt: new Date().toISOString(),
     stats: CALIB_STATS,
     inputs: CALIB_INPUTS,
@@ -318,9 +344,14 @@ export function loadCalibration(workDir: string, expect?: { numLayers: number; h
   const inputs = new Map<string, ChannelStats>();
   const kv = new Map<string, { min: Float32Array; max: Float32Array; absmax: Float32Array }>();
   for (let i = 0; i < manifest.numLayers; i++) {
-    for (const l of LINEARS) {
+    // a mixture-of-experts layer (it has router statistics): q, k, v, o, router and every expert's down
+    const moe = !!manifest.numExperts && stats.has(`layers.${i}.router.absmax`);
+    const names: string[] = moe ? ['q', 'k', 'v', 'o', 'router'] : [...LINEARS];
+    if (moe) for (let e = 0; e < manifest.numExperts!; e++) names.push(`experts.${e}.down`);
+    for (const l of names) {
       const n = `layers.${i}.${l}`;
-      const w = l === 'o' ? (stats.get(`${n}.absmax`)?.shape[0] ?? 0) : widths[l];
+      const w = l === 'o' ? (stats.get(`${n}.absmax`)?.shape[0] ?? 0)
+        : l === 'router' ? manifest.hiddenSize : l.startsWith('experts.') ? manifest.moeIntermediateSize ?? -1 : widths[l as LinearName];
       inputs.set(n, { absmax: f32(`${n}.absmax`, w), absmean: f32(`${n}.absmean`, w), min: f32(`${n}.min`, w), max: f32(`${n}.max`, w) });
     }
     for (const s of ['k_cache', 'v_cache']) {

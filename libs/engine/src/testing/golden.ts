@@ -7,8 +7,8 @@ import { REPO_ROOT } from './shared-model';
 export const GOLDEN_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'golden');
 
 /**
- * The golden case names. `dense` leaves out the mixture-of-experts cases, for the paths that refuse them (calibrate,
- * auto_awq's block forward and layer sessions).
+ * The golden case names. `dense` leaves out the mixture-of-experts cases, for the path that refuses them (the native
+ * layer session of calibrate and auto_awq).
  */
 export function goldenCases(which: 'all' | 'dense' = 'all'): string[] {
   if (!fs.existsSync(GOLDEN_DIR)) return [];
