@@ -7,10 +7,8 @@ import * as path from 'node:path';
 import { PretrainedModel } from '../generation/pretrained';
 import { decodeHalf, f16BitsToF32, f32ToF16Bits } from '../io/half';
 import { readSafetensorsDir, readTensorBytes } from '../io/safetensors';
-import { dequantizeAwqSources } from '../models/awq-dequant';
-import { loadModelSpec, loadModelWeights } from '../models/load';
-import { readSourceBytes } from '../models/source-bytes';
 import { nativeCpuOrReport } from '../testing/native-cpu';
+import { canonicalWeights as canonical } from '../testing/canonical-weights';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
 import { convert } from '../workspace/convert';
@@ -23,13 +21,6 @@ const native = nativeCpuOrReport('internlm2 auto_awq');
 const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
 
 
-/** Canonical fp tensors of a model directory (AWQ directories dequantized as the cpu loader does). */
-function canonical(dir: string): Map<string, Float32Array> {
-  const loaded = loadModelSpec(dir);
-  let { tensors } = loadModelWeights(loaded);
-  if (loaded.spec.quant) tensors = dequantizeAwqSources(tensors, loaded.spec.quant.groupSize, loaded.spec.dtype);
-  return new Map(tensors.map((t) => [t.name, decodeHalf(readSourceBytes(t), 'f16')]));
-}
 
 (native ? describe : describe.skip)('auto_awq on InternLM2 (packed wqkv)', () => {
   const tmp = makeTempDir('lmfleet-internlm2-awq-');

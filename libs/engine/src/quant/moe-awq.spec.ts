@@ -8,10 +8,8 @@ import * as path from 'node:path';
 import { PretrainedModel } from '../generation/pretrained';
 import { decodeHalf, encodeHalf, f16BitsToF32, f32ToF16Bits } from '../io/half';
 import { readSafetensorsDir, readTensorBytes, writeSafetensors, type WritableTensor } from '../io/safetensors';
-import { dequantizeAwqSources } from '../models/awq-dequant';
-import { loadModelSpec, loadModelWeights } from '../models/load';
-import { readSourceBytes } from '../models/source-bytes';
 import { nativeCpuOrReport } from '../testing/native-cpu';
+import { canonicalWeights as canonical } from '../testing/canonical-weights';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel } from '../testing/tiny-model';
 import { nmse } from '../testing/nmse';
@@ -24,13 +22,6 @@ import { dequantizeLinear, quantizeLinear } from './pack';
 const native = nativeCpuOrReport('mixture-of-experts auto_awq');
 const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
 
-/** Canonical fp tensors of a model directory (AWQ directories dequantized as the cpu loader does). */
-function canonical(dir: string): Map<string, Float32Array> {
-  const loaded = loadModelSpec(dir);
-  let { tensors } = loadModelWeights(loaded);
-  if (loaded.spec.quant) tensors = dequantizeAwqSources(tensors, loaded.spec.quant.groupSize, loaded.spec.dtype);
-  return new Map(tensors.map((t) => [t.name, decodeHalf(readSourceBytes(t), 'f16')]));
-}
 
 /** Multiplies the listed channels of every post-attention norm by `k`: a few salient input channels of the experts
  *  (the case AWQ's scaling exists for). */
