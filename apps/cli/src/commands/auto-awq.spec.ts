@@ -47,6 +47,22 @@ const makeIO = () => captureIO({ native: native ?? undefined });
     expect(JSON.parse(e.out()).ppl).toBeGreaterThan(1);
   });
 
+  it('a mixture-of-experts model (Mixtral) goes through the same commands: auto_awq calibrates first, eval ppl reads the result', async () => {
+    const model = path.join(dir, 'mixtral');
+    writeTinyModel(model, { arch: 'mixtral', hiddenSize: 64, intermediateSize: 128, numLayers: 2, numExperts: 4, numExpertsPerTok: 2 });
+    const work = path.join(dir, 'mixtral-work');
+    const a = makeIO();
+    expect(await run(['lite', 'auto_awq', model, '--w-group-size', '32', '--work-dir', work, '--calib-dataset', path.join(dir, 'data.txt'),
+      '--calib-samples', '2', '--calib-seqlen', '64', '--device', 'cpu'], a.io)).toBe(0);
+    expect(a.out()).toMatch(/W4 g32 AWQ .*AutoAWQ checkpoint written to/);
+    const t = readSafetensorsDir(work).tensors;
+    expect(t.has('model.layers.1.block_sparse_moe.experts.3.w2.qweight')).toBe(true);
+    expect(t.get('model.layers.1.block_sparse_moe.gate.weight')?.dtype).toBe('F16');
+    const e = makeIO();
+    expect(await run(['eval', 'ppl', work, '--dataset', path.join(dir, 'data.txt'), '--seqlen', '64', '--max-windows', '2', '--json', '--backend', 'cpu'], e.io)).toBe(0);
+    expect(JSON.parse(e.out()).ppl).toBeGreaterThan(1);
+  });
+
   it('bad flags and inputs exit non-zero with a clear message', async () => {
     const model = path.join(dir, 'model');
     const a = makeIO();
