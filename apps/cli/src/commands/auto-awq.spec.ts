@@ -55,6 +55,8 @@ const makeIO = () => captureIO({ native: native ?? undefined });
     expect(await run(['lite', 'auto_awq', model, '--w-group-size', '32', '--work-dir', work, '--calib-dataset', path.join(dir, 'data.txt'),
       '--calib-samples', '2', '--calib-seqlen', '64', '--device', 'cpu'], a.io)).toBe(0);
     expect(a.out()).toMatch(/W4 g32 AWQ .*AutoAWQ checkpoint written to/);
+    expect(a.err()).toMatch(/\[info\] MixtralForCausalLM is a mixture of experts: calibration runs layer by layer in TypeScript/);
+    expect(a.err()).toMatch(/\[info\] MixtralForCausalLM is a mixture of experts: the search runs layer by layer in TypeScript/);
     const t = readSafetensorsDir(work).tensors;
     expect(t.has('model.layers.1.block_sparse_moe.experts.3.w2.qweight')).toBe(true);
     expect(t.get('model.layers.1.block_sparse_moe.gate.weight')?.dtype).toBe('F16');

@@ -231,6 +231,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
     throw new InvalidArgumentError(`${spec.hfArchitecture} is a mixture-of-experts model: auto_awq runs its layers in TypeScript (session: false), not in the native session`);
   }
   const session = needData && !spec.numExperts && useSession(native, opts.session) ? createLayerSession(fwd) : undefined;
+  if (needData && spec.numExperts) log('info', `${spec.hfArchitecture} is a mixture of experts: the search runs layer by layer in TypeScript (the native layer session does not route), slower than for a dense model of its size`);
   if (session) {
     try {
       await session.setInput(x, Int32Array.from(seqLens));

@@ -202,6 +202,7 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
     throw new InvalidArgumentError(`${spec.hfArchitecture} is a mixture-of-experts model: calibrate runs its layers in TypeScript (session: false), not in the native session`);
   }
   const viaSession = !spec.numExperts && useSession(native, opts.session);
+  if (spec.numExperts) log('info', `${spec.hfArchitecture} is a mixture of experts: calibration runs layer by layer in TypeScript (the native layer session does not route), slower than for a dense model of its size`);
   if (viaSession) {
     // layer by layer over all samples: the hidden states of every sample stay in backend memory
     const sess = createLayerSession(fwd);
