@@ -18,8 +18,8 @@
 import { InvalidArgumentError, QuantConfigError } from '../errors';
 import { f16BitsToF32, f32ToF16Bits } from '../io/half';
 import type { LoadOptions } from '../generation/types';
-import { BlockForward, LINEARS, type LayerTaps, type TapName } from './block-forward';
-import { batches, calibrate, concatIds, hasCalibration, loadCalibration, resolveNative, type CalibrationResult, type ProgressFn } from './calibrate';
+import { BlockForward, gatherRows, LINEARS, type LayerTaps, type LinearName, type TapName } from './block-forward';
+import { batches, calibrate, concatIds, hasCalibration, LINEAR_INPUT, loadCalibration, resolveNative, type CalibrationResult, type ProgressFn } from './calibrate';
 import { checkGroupDivides, checkQuantParams, type QuantizedLinear } from './pack';
 import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
 import { packedTargets, writeAutoAwqDir } from './autoawq';
@@ -111,13 +111,6 @@ function layerGroups(fwd: BlockForward, i: number): Group[] {
 /** A group's input activations [tokens, width]. */
 function groupInput(taps: Partial<LayerTaps>, g: Group): Float32Array {
   return g.expert !== undefined ? taps.experts![g.expert].downIn : (taps[g.input] as Float32Array);
-}
-
-/** The rows of x [rows, dim] at `tokens`. */
-function gatherRows(x: Float32Array, dim: number, tokens: Int32Array): Float32Array {
-  const out = new Float32Array(tokens.length * dim);
-  for (let i = 0; i < tokens.length; i++) out.set(x.subarray(tokens[i] * dim, (tokens[i] + 1) * dim), i * dim);
-  return out;
 }
 
 function mse(a: Float32Array, b: Float32Array): number {
@@ -386,8 +379,7 @@ function linearInput(taps: Partial<LayerTaps>, l: string, inp: number): Float32A
     const t = taps.experts![Number(ex[1])];
     return ex[2] === 'down' ? t.downIn : gatherRows(taps.mlpIn!, inp, t.tokens);
   }
-  const tap: TapName = l === 'o' ? 'oIn' : l === 'down' ? 'downIn' : l === 'gate' || l === 'up' ? 'mlpIn' : 'attnIn';
-  return taps[tap]!;
+  return taps[LINEAR_INPUT[l as LinearName]]!;
 }
 
 /** Folds the chosen scales of layer `lp` into fwd.weights (producer / s, consumers' columns * s; the stored fp16

@@ -47,6 +47,13 @@ export interface LayerTaps {
   experts: ExpertTaps[];
 }
 
+/** The rows of x [rows, dim] at `rows` (a token subset: the tokens routed to an expert). */
+export function gatherRows(x: Float32Array, dim: number, rows: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(rows.length * dim);
+  for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
+  return out;
+}
+
 export function f32Tensor(data: Float32Array, shape: number[]): OpTensor {
   return { dtype: 'f32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
@@ -412,8 +419,7 @@ export class BlockForward {
         experts.push({ tokens, downIn: new Float32Array(0) });
         continue;
       }
-      const xe = new Float32Array(n * H);
-      for (let i = 0; i < n; i++) xe.set(mlpIn.subarray(rows[e][i] * H, (rows[e][i] + 1) * H), i * H);
+      const xe = gatherRows(mlpIn, H, tokens);
       const x = `experts.${e}`;
       const g = await this.linear(layer, `${x}.gate`, xe, w[`${x}.gate`]);
       const u = await this.linear(layer, `${x}.up`, xe, w[`${x}.up`]);

@@ -93,14 +93,15 @@ export function calibWindows(ids: ArrayLike<number>, samples: number, seqlen: nu
   return out;
 }
 
-/** The linears of layer i whose inputs calibrate records: every dense linear; in a mixture-of-experts layer q, k, v,
- *  o, the router (whose input every expert's gate / up shares) and each expert's down. */
-function statLinears(fwd: BlockForward, i: number): string[] {
-  if (!fwd.isMoeLayer(i)) return [...LINEARS];
+/** The linears of a layer whose inputs calibrate records: every dense linear; in a mixture-of-experts layer (numExperts
+ *  > 0) q, k, v, o, the router (whose input every expert's gate / up shares) and each expert's down. */
+function statLinearNames(numExperts: number): string[] {
+  if (!numExperts) return [...LINEARS];
   const out = ['q', 'k', 'v', 'o', 'router'];
-  for (let e = 0; e < fwd.spec.numExperts!; e++) out.push(`experts.${e}.down`);
+  for (let e = 0; e < numExperts; e++) out.push(`experts.${e}.down`);
   return out;
 }
+const statLinears = (fwd: BlockForward, i: number) => statLinearNames(fwd.isMoeLayer(i) ? fwd.spec.numExperts! : 0);
 
 /** Which tap feeds which linear. */
 export const LINEAR_INPUT: Record<LinearName, TapName> = {
@@ -347,9 +348,7 @@ export function loadCalibration(workDir: string, expect?: { numLayers: number; h
   for (let i = 0; i < manifest.numLayers; i++) {
     // a mixture-of-experts layer (it has router statistics): q, k, v, o, router and every expert's down
     const moe = !!manifest.numExperts && stats.has(`layers.${i}.router.absmax`);
-    const names: string[] = moe ? ['q', 'k', 'v', 'o', 'router'] : [...LINEARS];
-    if (moe) for (let e = 0; e < manifest.numExperts!; e++) names.push(`experts.${e}.down`);
-    for (const l of names) {
+    for (const l of statLinearNames(moe ? manifest.numExperts! : 0)) {
       const n = `layers.${i}.${l}`;
       const w = l === 'o' ? (stats.get(`${n}.absmax`)?.shape[0] ?? 0)
         : l === 'router' ? manifest.hiddenSize : l.startsWith('experts.') ? manifest.moeIntermediateSize ?? -1 : widths[l as LinearName];
