@@ -72,6 +72,9 @@ export interface TensorSource {
   /** Every value times this as the tensor is read (f32 / f16 / bf16, rounded back to its dtype): scalars an
    *  architecture folds into its weights (Granite) without copying them in JavaScript. */
   scale?: number;
+  /** Added after `scale` (value * scale + add, in f32, as the tensor is read): Gemma's norms, stored as w and applied
+   *  as (1 + w), load with add 1. */
+  add?: number;
 }
 
 export interface RopeConfig {
@@ -148,8 +151,16 @@ export interface NativeModelConfig {
   normTopkProb?: boolean;
   /** Layers that keep a dense MLP (layers.{i}.gate / up / down of intermediateSize) in a mixture-of-experts model. */
   denseLayers?: number[];
-  /** 'silu' for every supported model today. */
-  hiddenAct: 'silu';
+  /** The MLP's gate activation: 'silu' (SwiGLU) or 'gelu_tanh' (GeGLU with the tanh approximation: Gemma). */
+  hiddenAct: 'silu' | 'gelu_tanh';
+  /** Embedding rows times this after the lookup (Gemma: sqrt(hiddenSize)); the tied lm_head is not scaled. */
+  embedScale?: number;
+  /** Gemma 2 / 3's sandwich norms: each layer also has layers.{i}.attn_out_norm.weight and layers.{i}.mlp_out_norm.weight
+   *  [hidden], which RMS-norm the attention output (after o) and the MLP output (after down) before their residual adds.
+   *  layers.{i}.post_norm stays the norm in front of the MLP. */
+  sandwichNorms?: boolean;
+  /** The RoPE of the sliding-window layers (layerWindows[l] > 0; Gemma 3's local rope); absent: every layer uses rope. */
+  ropeLocal?: RopeConfig;
   /** KV-cache quantization, LMDeploy's quant_policy: 0 (default) float cache, 8 int8, 4 int4; asymmetric with a
    *  (scale, zero) pair per token and KV head, dequantized inside attention. */
   kvQuantPolicy?: 0 | 4 | 8;

@@ -26,6 +26,12 @@ AwqSessionConfig parse_session_config(const Napi::Value& v) {
   c.head_dim = (int64_t)get_number(o, "headDim", 0, true);
   c.eps = (float)get_number(o, "rmsNormEps", 1e-6);
   c.qk_norm = get_bool(o, "qkNorm", false);
+  // Gemma's layers (GeGLU, sandwich norms, a local rope) are not the session's Llama-style layer: the engine's
+  // TypeScript path (quant/block-forward.ts) calibrates and quantizes them
+  if (get_string(o, "hiddenAct", "silu") != "silu" || get_bool(o, "sandwichNorms", false) ||
+      !(o.Get("ropeLocal").IsUndefined() || o.Get("ropeLocal").IsNull()))
+    fail(ErrorCode::InvalidArgument, "createAwqSession: only SwiGLU layers without sandwich norms or a local rope run in the "
+                                     "native layer session (Gemma: calibrate / auto_awq with session: false)");
   c.rope = get_rope(o, "createAwqSession");
   c.rope.max_position = (int64_t)get_number(o, "maxPositionEmbeddings", 2048);
   return c;

@@ -72,8 +72,12 @@ ModelConfig parse_config(const Napi::Value& v) {
   } else if (!qpv.IsUndefined() && !qpv.IsNull()) {
     fail(ErrorCode::InvalidArgument, "model config: kvQparams must be a Float32Array");
   }
-  std::string act = get_string(o, "hiddenAct", "silu");
-  if (act != "silu") fail(ErrorCode::InvalidArgument, "hiddenAct '" + act + "' is not supported (silu)");
+  const std::string act = get_string(o, "hiddenAct", "silu");
+  if (act == "gelu_tanh") c.act = Activation::GeluTanh;
+  else if (act != "silu") fail(ErrorCode::InvalidArgument, "hiddenAct '" + act + "' is not supported (silu, gelu_tanh)");
+  c.embed_scale = (float)get_number(o, "embedScale", 1.0);
+  if (!std::isfinite(c.embed_scale)) fail(ErrorCode::InvalidArgument, "model config: embedScale must be a finite number");
+  c.sandwich_norms = get_bool(o, "sandwichNorms", false);
   if (o.Has("quant") && !o.Get("quant").IsUndefined() && !o.Get("quant").IsNull()) {
     if (!o.Get("quant").IsObject()) fail(ErrorCode::InvalidArgument, "model config: quant must be an object");
     Napi::Object q = o.Get("quant").As<Napi::Object>();
@@ -87,6 +91,11 @@ ModelConfig parse_config(const Napi::Value& v) {
   }
   c.rope = get_rope(o, "model config");
   c.rope.max_position = c.max_position;
+  if (!o.Get("ropeLocal").IsUndefined() && !o.Get("ropeLocal").IsNull()) {
+    c.rope_local = get_rope(o, "model config", "ropeLocal");
+    c.rope_local.max_position = c.max_position;
+    c.has_rope_local = true;
+  }
   Napi::Value tv = o.Get("tensors");
   if (!tv.IsArray()) fail(ErrorCode::InvalidArgument, "model config: tensors must be an array");
   Napi::Array ta = tv.As<Napi::Array>();
@@ -106,7 +115,9 @@ ModelConfig parse_config(const Napi::Value& v) {
       t.shape.push_back(dv.As<Napi::Number>().Int64Value());
     }
     t.scale = get_number(e, "scale", 1.0);
-    if (!std::isfinite(t.scale)) fail(ErrorCode::InvalidArgument, "tensor " + t.name + ": scale must be a finite number");
+    t.add = get_number(e, "add", 0.0);
+    if (!std::isfinite(t.scale) || !std::isfinite(t.add))
+      fail(ErrorCode::InvalidArgument, "tensor " + t.name + ": scale and add must be finite numbers");
     Napi::Value dv = e.Get("data");
     if (dv.IsTypedArray()) {
       Napi::TypedArray a = dv.As<Napi::TypedArray>();

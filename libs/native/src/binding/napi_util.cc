@@ -29,9 +29,9 @@ bool get_bool(const Napi::Object& o, const char* key, bool def) {
   return v.As<Napi::Boolean>().Value();
 }
 
-RopeParams get_rope(const Napi::Object& config, const std::string& where) {
-  Napi::Value rv = config.Get("rope");
-  if (!rv.IsObject()) fail(ErrorCode::InvalidArgument, where + ": rope must be an object");
+RopeParams get_rope(const Napi::Object& config, const std::string& where, const char* key) {
+  Napi::Value rv = config.Get(key);
+  if (!rv.IsObject()) fail(ErrorCode::InvalidArgument, where + ": " + key + " must be an object");
   Napi::Object r = rv.As<Napi::Object>();
   RopeParams p;
   p.type = get_string(r, "type", "default");

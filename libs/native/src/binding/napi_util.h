@@ -72,6 +72,6 @@ std::string get_string(const Napi::Object& o, const char* key, const std::string
 bool get_bool(const Napi::Object& o, const char* key, bool def);
 // The `rope` object of a model config (type, theta, factor, lowFreqFactor, highFreqFactor,
 // originalMaxPositionEmbeddings, rotaryDim); `where` names the caller in the error. max_position is left to the caller.
-RopeParams get_rope(const Napi::Object& config, const std::string& where);
+RopeParams get_rope(const Napi::Object& config, const std::string& where, const char* key = "rope");
 
 }  // namespace lmfleet

@@ -217,7 +217,7 @@ void CudaBackend::embedding(const embedding_args& a) {
       fail(ErrorCode::InvalidArgument, "embedding: id " + std::to_string(a.ids[i]) + " is outside [0, " +
                                            std::to_string(a.vocab) + ")");
   int* ids = stage_i32(0, a.ids, a.n);
-  embedding_f32_cuda(ids, a.table, a.out, a.n, a.hidden, stream_);
+  embedding_f32_cuda(ids, a.table, a.out, a.n, a.hidden, stream_, a.scale);
 }
 
 void CudaBackend::rms_norm(const rms_norm_args& a) {
@@ -310,7 +310,7 @@ void CudaBackend::attention(const attention_args& a) {
 
 void CudaBackend::silu_mul(const silu_mul_args& a) {
   bind();
-  silu_mul_f32_cuda(a.gate, a.up, a.ld, a.out, a.rows, a.n, stream_);
+  silu_mul_f32_cuda(a.gate, a.up, a.ld, a.out, a.rows, a.n, stream_, a.gelu);
 }
 
 void CudaBackend::add(const add_args& a) {

@@ -102,6 +102,7 @@ CudaDecoder::CudaDecoder(Model& m)
   if (c.hidden % 8 || (c.any_dense_mlp() && sh.inter % 8))
     fail(ErrorCode::InvalidArgument, "cuda: hidden and intermediate sizes (per tensor-parallel rank) must be multiples of 8");
   if (const char* g = std::getenv("LMFLEET_CUDA_GRAPHS")) use_graphs_ = std::string(g) != "0";
+  if (c.num_experts > 0 && c.act != Activation::Silu) fail(ErrorCode::InvalidArgument, "cuda: mixture-of-experts layers run SwiGLU experts only");
   if (c.num_experts > 0) {
     if (c.num_experts > kMoeMaxExperts || c.experts_per_tok > kMoeMaxTopK || c.moe_inter % 8)
       fail(ErrorCode::InvalidArgument, "cuda: a mixture of experts needs at most " + std::to_string(kMoeMaxExperts) + " experts, at most " +
@@ -162,6 +163,10 @@ CudaDecoder::CudaDecoder(Model& m)
   for (auto& L : m.layers) {
     in_norm_.push_back(to_f16_copy(L.input_norm, (size_t)c.hidden, s_));
     post_norm_.push_back(to_f16_copy(L.post_norm, (size_t)c.hidden, s_));
+    if (c.sandwich_norms) {
+      attn_out_norm_.push_back(to_f16_copy(L.attn_out_norm, (size_t)c.hidden, s_));
+      mlp_out_norm_.push_back(to_f16_copy(L.mlp_out_norm, (size_t)c.hidden, s_));
+    }
     if (c.qk_norm) {
       q_norm_.push_back(to_f16_copy(L.q_norm, (size_t)c.head_dim, s_));
       k_norm_.push_back(to_f16_copy(L.k_norm, (size_t)c.head_dim, s_));
@@ -171,6 +176,11 @@ CudaDecoder::CudaDecoder(Model& m)
     const size_t n = (size_t)std::max<int64_t>(1, m.rotary_dim() / 2);
     LMF_CUDA_CHECK(cudaMalloc(&nope_inv_, n * sizeof(float)));
     LMF_CUDA_CHECK(cudaMemsetAsync(nope_inv_, 0, n * sizeof(float), s_));
+  }
+  if (c.has_rope_local) {
+    const std::vector<float>& f = m.inv_freq_local();
+    LMF_CUDA_CHECK(cudaMalloc(&local_inv_, std::max<size_t>(1, f.size()) * sizeof(float)));
+    LMF_CUDA_CHECK(cudaMemcpy(local_inv_, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice));
   }
   LMF_CUDA_CHECK(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming));
   stamps_.on = env_switch("LMFLEET_STEP_STAMPS", false);  // read once: the graphs hold its event node
@@ -197,10 +207,13 @@ CudaDecoder::~CudaDecoder() {
       if (p) cudaFree(p);
   for (half* p : in_norm_) cudaFree(p);
   for (half* p : post_norm_) cudaFree(p);
+  for (auto* v : {&attn_out_norm_, &mlp_out_norm_})
+    for (half* p : *v) cudaFree(p);
   for (half* p : q_norm_) cudaFree(p);
   for (half* p : k_norm_) cudaFree(p);
   if (attn_ws_) cudaFree(attn_ws_);
   if (nope_inv_) cudaFree(nope_inv_);
+  if (local_inv_) cudaFree(local_inv_);
   if (logits_rank_) cudaFree(logits_rank_);
   if (logits_gather_) cudaFree(logits_gather_);
   if (dev_stage_) cudaFree(dev_stage_);
@@ -548,10 +561,11 @@ const Buffer& CudaDecoder::forward_step(const StepBatch& b, const KvView& kv) {
 
 // resid_ += proj_ (summed over the tp ranks first), h_ = rms_norm(resid_) * w: one fused kernel where the collective
 // has one (the NVLink peer exchange), else the all-reduce and the add-rms-norm kernel.
-void CudaDecoder::reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps) {
+void CudaDecoder::reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps, const half* out_norm) {
   if (coll && tp_no_exchange()) coll = nullptr;  // a diagnostic: wrong sums, the step's time without the exchanges
-  if (coll && coll->all_reduce_add_rms_norm_f16(rank, proj_, resid_, w, h_, T, H, eps)) return;
+  if (coll && !out_norm && coll->all_reduce_add_rms_norm_f16(rank, proj_, resid_, w, h_, T, H, eps)) return;
   if (coll) coll->all_reduce_sum_f16(rank, proj_, (int64_t)T * H);
+  if (out_norm) rms_norm_cuda(proj_, out_norm, proj_, T, H, eps, s_);
   add_rms_norm_cuda(resid_, proj_, w, h_, T, H, eps, s_);
 }
 
@@ -574,7 +588,10 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   const int* bt = reinterpret_cast<const int*>(dev_stage_ + L.block_tables);
   const float* inv_freq = reinterpret_cast<const float*>(dev_stage_ + L.inv_freq);
   const int inv_stride = rope_per_sequence(c.rope) ? (int)m_.rotary_dim() / 2 : 0;
-  const float scale = (float)rope_attention_scale(c.rope, D);
+  // a layer's frequency table: NoPE layers the zeros, Gemma 3's sliding layers rope_local's (one for every sequence),
+  // the others the step's (per token for dynamic NTK / longrope)
+  const auto freq = [&](int l) -> const float* { return !c.rope_on(l) ? nope_inv_ : c.local_rope(l) ? local_inv_ : inv_freq; };
+  const auto freq_stride = [&](int l) { return c.rope_on(l) && !c.local_rope(l) ? inv_stride : 0; };
 
   // W4A16 decode at tp 1 (LMFLEET_W4_FUSE, default on): each layer's two rms_norms, its silu_mul and its two residual
   // adds fold into the MmaX GEMVs (w4a16_gemv_fused_cuda): 4 kernels instead of 9 around attention. The residual
@@ -587,7 +604,8 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     f.residual = residual;
     return f;
   };
-  bool fuse = !coll && decode && w4a16_fuse_enabled();
+  // (Llama-style layers only: not Gemma's GeGLU and sandwich norms)
+  bool fuse = !coll && decode && w4a16_fuse_enabled() && c.act == Activation::Silu && !c.sandwich_norms;
   for (int l = 0; fuse && l < (int)c.layers; l++) {
     const LayerWeights& W = m_.layers[l];
     const CudaW4A16Weight *qkv = w4_of(W.qkv), *o = w4_of(W.o), *gu = w4_of(W.gate_up), *dn = w4_of(W.down);
@@ -603,9 +621,9 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     f.rope.nh = NH;
     f.rope.nkv = NKV;
     f.rope.hd = D;
-    f.rope.inv_stride = c.rope_on(l) ? inv_stride : 0;
+    f.rope.inv_stride = freq_stride(l);
     f.rope.positions = positions;
-    f.rope.inv_freq = c.rope_on(l) ? inv_freq : nope_inv_;
+    f.rope.inv_freq = freq(l);
     f.rope.slots = slots;
     f.rope.k_cache = reinterpret_cast<half*>(kv.k[l]);
     f.rope.v_cache = reinterpret_cast<half*>(kv.v[l]);
@@ -618,7 +636,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
   const auto fused = [&](const half* x, int ldx, const std::unique_ptr<LinearWeight>& w, half* y, int ldy,
                          const W4GemvFuse& f) { w4a16_gemv_fused_cuda(x, ldx, w4_of(w)->dev(), y, ldy, T, f, g.sms(), s_); };
 
-  embedding_cuda(tokens, embed_, resid_, T, H, coll ? (int)sh.vocab + 1 : (int)c.vocab, s_);
+  embedding_cuda(tokens, embed_, resid_, T, H, coll ? (int)sh.vocab + 1 : (int)c.vocab, s_, c.embed_scale);
   if (coll) coll->all_reduce_sum_f16(rank, resid_, (int64_t)T * H);
   if (!fuse) rms_norm_cuda(resid_, in_norm_[0], h_, T, H, c.eps, s_);
   for (int l = 0; l < (int)c.layers; l++) {
@@ -638,11 +656,10 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     QkNormArgs qn;
     if (c.qk_norm) qn = QkNormArgs{q_norm_[l], k_norm_[l], c.eps};
     if (!fuse_rope)
-      rope_kv_store_cuda(qkv_, Q, positions, c.rope_on(l) ? inv_freq : nope_inv_, c.rope_on(l) ? inv_stride : 0,
-                         (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots, (int)kv.block_size, s_, kq, qn,
-                         c.rope_on(l) ? (float)rope_cs_scale(c.rope, D) : 1.f);
+      rope_kv_store_cuda(qkv_, Q, positions, freq(l), freq_stride(l), (int)m_.rotary_dim(), T, NH, NKV, D, kc, vc, slots,
+                         (int)kv.block_size, s_, kq, qn, c.rope_on(l) ? (float)rope_cs_scale(c.rope_of(l), D) : 1.f);
     // a NoPE layer's softmax scale has no rope factor in it
-    const float lscale = c.rope_on(l) ? scale : (float)nope_attention_scale(c.rope, D);
+    const float lscale = (float)(c.rope_on(l) ? rope_attention_scale(c.rope_of(l), D) : nope_attention_scale(c.rope, D));
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
                             lscale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l),
@@ -657,18 +674,20 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       continue;
     }
     linear_any(g, attn_, NH * D, W.o, proj_, H, T);
-    reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps);  // row-parallel o
+    reduce_add_norm(coll, rank, post_norm_[l], T, H, c.eps, c.sandwich_norms ? attn_out_norm_[l] : nullptr);  // row-parallel o
     if (c.moe_layer(l)) {
       moe_mlp(l, T, decode);
-    } else if (W.gate_up->group == 0 && T <= gemv_max_rows() && H % 8 == 0 && I % 4 == 0 && fuse_silu_enabled()) {
+    } else if (W.gate_up->group == 0 && T <= gemv_max_rows() && H % 8 == 0 && I % 4 == 0 && fuse_silu_enabled() &&
+               c.act == Activation::Silu) {
       const CudaLinearWeight& f = cw(W.gate_up);  // f16 weight, rows the GEMV serves: gate_up and silu_mul in one kernel
       gemv_silu_cuda(h_, H, f.w, f.bias, act_, I, T, I, H, s_);
     } else {
       linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
-      silu_mul_cuda(gu_, 2 * I, act_, T, I, s_);
+      silu_mul_cuda(gu_, 2 * I, act_, T, I, s_, c.act == Activation::GeluTanh);
     }
     if (!c.moe_layer(l)) linear_any(g, act_, I, W.down, proj_, H, T);
-    reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps);  // row-parallel down
+    reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps,
+                    c.sandwich_norms ? mlp_out_norm_[l] : nullptr);  // row-parallel down
   }
   if (fuse) rms_norm_cuda(resid_, final_norm_, h_, T, H, c.eps, s_);
   if (L.R > 0) {

@@ -49,7 +49,9 @@ class CudaDecoder {
   bool verify_step_ = false;  // forward_step is running verify_
   void ensure_capacity(int T, int R);
   void run(const Layout& L, const KvView& kv, bool decode, int max_q_len, int splits);
-  void reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps);
+  // proj_ (all-reduced at tp > 1; then RMS-normed by out_norm when given: Gemma's sandwich norms) added into resid_,
+  // h_ = rms_norm(resid_) * w
+  void reduce_add_norm(Collective* coll, int rank, const half* w, int T, int H, float eps, const half* out_norm = nullptr);
   void moe_mlp(int l, int T, bool decode);
   void drop_graphs();
 
@@ -60,8 +62,10 @@ class CudaDecoder {
   half* embed_ = nullptr;
   half* final_norm_ = nullptr;
   std::vector<half*> in_norm_, post_norm_;
+  std::vector<half*> attn_out_norm_, mlp_out_norm_;  // ModelConfig::sandwich_norms (Gemma), f16 [hidden] per layer
   std::vector<half*> q_norm_, k_norm_;  // Qwen3's per-head norms (ModelConfig::qk_norm), f16 [head_dim] per layer
   float* nope_inv_ = nullptr;  // zeros [rotary_dim / 2]: a NoPE layer's frequencies (ModelConfig::no_rope_layers)
+  float* local_inv_ = nullptr;  // ModelConfig::rope_local's frequencies [rotary_dim / 2] (Gemma 3's sliding layers)
   // activations (f16), grow-only; growing drops the graphs
   int cap_T_ = 0, cap_R_ = 0;
   half *resid_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *proj_ = nullptr, *gu_ = nullptr,

@@ -12,10 +12,10 @@ inline unsigned grid_for(int64_t n, int threads = 256) {
 #define LMF_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
-__global__ void embedding_f32_kernel(const int* ids, const float* table, float* out, int64_t hidden) {
+__global__ void embedding_f32_kernel(const int* ids, const float* table, float* out, int64_t hidden, float scale) {
   const int64_t r = blockIdx.x;
   const float* src = table + (int64_t)ids[r] * hidden;
-  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[r * hidden + i] = src[i];
+  for (int64_t i = threadIdx.x; i < hidden; i += blockDim.x) out[r * hidden + i] = src[i] * scale;
 }
 __global__ void rms_norm_f32_kernel(const float* x, const float* w, float* out, int64_t dim, float eps) {
   __shared__ float scr[32];
@@ -29,11 +29,11 @@ __global__ void rms_norm_f32_kernel(const float* x, const float* w, float* out, 
 __global__ void add_f32_kernel(const float* a, const float* b, float* out, int64_t n) {
   LMF_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
-__global__ void silu_mul_f32_kernel(const float* g, const float* u, int64_t ld, float* out, int64_t rows, int64_t n) {
+__global__ void silu_mul_f32_kernel(const float* g, const float* u, int64_t ld, float* out, int64_t rows, int64_t n, bool gelu) {
   LMF_GRID_STRIDE(i, rows * n) {
     const int64_t r = i / n, c = i % n;
     const float gv = g[r * ld + c];
-    out[i] = gv / (1.f + expf(-gv)) * u[r * ld + c];
+    out[i] = gelu ? gelu_mul_f32(gv, u[r * ld + c]) : gv / (1.f + expf(-gv)) * u[r * ld + c];
   }
 }
 __global__ void rope_f32_kernel(float* x, int64_t ld, int64_t heads, int64_t hd, int64_t rot, const int* positions,
@@ -104,9 +104,10 @@ __global__ void add_bias_f32_kernel(float* y, int64_t ld, const half* bias, int6
 }
 }  // namespace
 
-void embedding_f32_cuda(const int* ids, const float* table, float* out, int64_t n, int64_t hidden, cudaStream_t s) {
+void embedding_f32_cuda(const int* ids, const float* table, float* out, int64_t n, int64_t hidden, cudaStream_t s,
+                        float scale) {
   if (n <= 0) return;
-  embedding_f32_kernel<<<(unsigned)n, 256, 0, s>>>(ids, table, out, hidden);
+  embedding_f32_kernel<<<(unsigned)n, 256, 0, s>>>(ids, table, out, hidden, scale);
   LMF_CUDA_LAUNCHED();
 }
 void rms_norm_f32_cuda(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps, cudaStream_t s) {
@@ -120,9 +121,9 @@ void add_f32_cuda(const float* a, const float* b, float* out, int64_t n, cudaStr
   LMF_CUDA_LAUNCHED();
 }
 void silu_mul_f32_cuda(const float* gate, const float* up, int64_t ld, float* out, int64_t rows, int64_t n,
-                       cudaStream_t s) {
+                       cudaStream_t s, bool gelu) {
   if (rows * n <= 0) return;
-  silu_mul_f32_kernel<<<grid_for(rows * n), 256, 0, s>>>(gate, up, ld, out, rows, n);
+  silu_mul_f32_kernel<<<grid_for(rows * n), 256, 0, s>>>(gate, up, ld, out, rows, n, gelu);
   LMF_CUDA_LAUNCHED();
 }
 void rope_f32_cuda(float* x, int64_t ld, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim,

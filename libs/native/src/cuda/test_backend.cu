@@ -325,6 +325,9 @@ struct TinyModel {
   int64_t experts = 0, per_tok = 0, moe_inter = 0;
   bool renorm = true, zero_router = false;
   std::vector<int64_t> dense;
+  // Gemma 3: GeGLU, sandwich norms, (1 + w) norms (stored near 0, loaded with TensorSpec::add 1), embedding times
+  // sqrt(hidden), a softmax scale of 0.2, and the sliding layers (windows) rotating with a local rope of theta 10000
+  bool gemma = false;
 };
 
 ModelConfig make_config(const TinyModel& t) {
@@ -349,9 +352,20 @@ ModelConfig make_config(const TinyModel& t) {
   c.moe_inter = t.moe_inter;
   c.norm_topk_prob = t.renorm;
   c.dense_layers = t.dense;
+  if (t.gemma) {
+    c.act = Activation::GeluTanh;
+    c.sandwich_norms = true;
+    c.embed_scale = std::sqrt((float)t.hidden);
+    c.rope.theta = 1000000;
+    c.rope.attention_scale = 0.2;
+    c.has_rope_local = true;
+    c.rope_local.theta = 10000;
+    c.rope_local.attention_scale = 0.2;
+  }
   auto add_raw = [&](const std::string& n, HostTensor h) {
     TensorSpec s;
     s.name = n; s.dtype = h.dtype; s.shape = h.shape; s.data = std::move(h.bytes);
+    if (t.gemma && n.find("norm.weight") != std::string::npos) s.add = 1.0;  // the (1 + w) norms
     c.tensors.push_back(std::move(s));
   };
   auto add = [&](const std::string& n, HostTensor h) {
@@ -373,11 +387,16 @@ ModelConfig make_config(const TinyModel& t) {
   const int64_t H = t.hidden, qd = t.heads * t.head_dim, kvd = t.kv_heads * t.head_dim;
   add("embed_tokens.weight", f16_tensor({t.vocab, H}));
   if (!t.tied) add("lm_head.weight", f16_tensor({t.vocab, H}, 0.05f));
-  add("norm.weight", f16_tensor({H}, 0.1f, 1.f));
+  const float n1 = t.gemma ? 0.f : 1.f;  // (Gemma's norms hold w and load as 1 + w)
+  add("norm.weight", f16_tensor({H}, 0.1f, n1));
   for (int64_t i = 0; i < t.layers; i++) {
     const std::string p = "layers." + std::to_string(i) + ".";
-    add(p + "input_norm.weight", f16_tensor({H}, 0.1f, 1.f));
-    add(p + "post_norm.weight", f16_tensor({H}, 0.1f, 1.f));
+    add(p + "input_norm.weight", f16_tensor({H}, 0.1f, n1));
+    add(p + "post_norm.weight", f16_tensor({H}, 0.1f, n1));
+    if (t.gemma) {
+      add(p + "attn_out_norm.weight", f16_tensor({H}, 0.1f, n1));
+      add(p + "mlp_out_norm.weight", f16_tensor({H}, 0.1f, n1));
+    }
     add(p + "q.weight", f16_tensor({qd, H}, 0.05f));
     add(p + "k.weight", f16_tensor({kvd, H}, 0.05f));
     add(p + "v.weight", f16_tensor({kvd, H}, 0.05f));
@@ -387,8 +406,8 @@ ModelConfig make_config(const TinyModel& t) {
       add(p + "v.bias", f16_tensor({kvd}, 0.1f));
     }
     if (t.qk_norm) {
-      add(p + "q_norm.weight", f16_tensor({t.head_dim}, 0.2f, 1.f));
-      add(p + "k_norm.weight", f16_tensor({t.head_dim}, 0.2f, 1.f));
+      add(p + "q_norm.weight", f16_tensor({t.head_dim}, 0.2f, n1));
+      add(p + "k_norm.weight", f16_tensor({t.head_dim}, 0.2f, n1));
     }
     add(p + "o.weight", f16_tensor({H, qd}, 0.05f));
     if (c.moe_layer(i)) {
@@ -680,6 +699,18 @@ int main(int argc, char** argv) {
                  "MoE W4A16 g128 3 experts all chosen, h512 GQA 4/2 d128");
     decoder_test(moe({1000, 512, 1024, 2, 4, 2, 128, false, false, "default", 128}, 8, 2, 256, true, true, {0}),
                  "MoE W4A16 g128 2 of 8 (zero router), layer 0 dense", 8);
+    // Gemma 3 (TinyModel::gemma): layers 0 and 2 slide (local rope), layer 1 is global; fp16, W4A16 (no W4 fusions:
+    // sandwich norms), int8 KV, head dim 256 as Gemma's, 12 sequences (GEMMs at the batch bucket)
+    auto gemma = [](TinyModel t, std::vector<int64_t> w) {
+      t.gemma = true;
+      t.qk_norm = true;
+      t.windows = std::move(w);
+      return t;
+    };
+    decoder_test(gemma({1000, 256, 512, 3, 4, 2, 64, false, true, "default"}, {20, 0, 20}), "Gemma 3 h256 GQA 4/2 d64, windows 20 / full / 20, tied");
+    decoder_test(gemma({1000, 256, 512, 3, 4, 2, 64, false, true, "default", 128}, {20, 0, 20}), "Gemma 3 W4A16 g128 h256 GQA 4/2 d64, tied");
+    decoder_test(gemma({1000, 256, 512, 2, 2, 1, 256, false, true, "default"}, {24, 0}), "Gemma 3 h256 GQA 2/1 d256 + int8 KV", 8);
+    decoder_test(gemma({1000, 256, 512, 2, 4, 2, 64, false, true, "default"}, {24, 0}), "Gemma 3 h256 GQA 4/2 d64, 12 sequences", 0, 12);
     setenv("LMFLEET_MOE_W4_GROUPED", "0", 1);  // W4A16 experts by the host path (per-expert linears, no graphs)
     decoder_test(moe({1000, 512, 1024, 2, 4, 2, 128, false, false, "default", 128}, 3, 3, 384, false, false, {}),
                  "MoE W4A16 g128 3 experts all chosen, host path");

@@ -43,7 +43,7 @@ static std::string dims(std::initializer_list<long long> d) {
   return s;
 }
 
-static void test_embedding(Rng& r) {
+static void test_embedding(Rng& r, float scale) {
   const int vocab = 1000, hidden = 4096, n = 37;
   auto tab = r.normals((size_t)vocab * hidden);
   std::vector<int> ids(n);
@@ -54,13 +54,14 @@ static void test_embedding(Rng& r) {
   dt.upload(to_half(tab));
   di.upload(ids);
   dout.poison();
-  embedding_cuda(di.p, dt.p, dout.p, n, hidden, vocab, S);
+  embedding_cuda(di.p, dt.p, dout.p, n, hidden, vocab, S, scale);
   auto out = to_double(dout.download());
   std::vector<double> ref((size_t)n * hidden, 0.0);
   for (int i = 0; i < n; i++)
     if (ids[i] >= 0)
-      for (int c = 0; c < hidden; c++) ref[(size_t)i * hidden + c] = tab[(size_t)ids[i] * hidden + c];
-  T.add("embedding", dims({n, hidden}), rel_err(out, ref), 0, dout.guards_ok());
+      for (int c = 0; c < hidden; c++) ref[(size_t)i * hidden + c] = (double)__half2float(__float2half(tab[(size_t)ids[i] * hidden + c])) * scale;
+  // scale 1: a copy, exact; else the f16 row times the scale, rounded once (Gemma's embedding scale)
+  T.add(scale == 1.f ? "embedding" : "embedding*scale", dims({n, hidden}), rel_err(out, ref), scale == 1.f ? 0 : 1e-3, dout.guards_ok());
 }
 
 static void test_rms_norm(Rng& r, int rows, int cols, bool add) {
@@ -95,21 +96,22 @@ static void test_rms_norm(Rng& r, int rows, int cols, bool add) {
   if (add) T.add(name + ".residual", dims({rows, cols}), rel_err(to_double(dres.download()), rref), 0, dres.guards_ok());
 }
 
-static void test_silu_mul(Rng& r) {
-  const int rows = 9, inter = 11008, ld = 2 * inter;
+static void test_silu_mul(Rng& r, bool gelu) {
+  const int rows = 9, inter = gelu ? 6913 : 11008, ld = 2 * inter;  // (gelu: an odd width, the scalar kernel)
   auto gu = r.normals((size_t)rows * ld, 2.f);
   DevBuf<half> dg(gu.size()), dout((size_t)rows * inter);
   dg.upload(to_half(gu));
   dout.poison();
-  silu_mul_cuda(dg.p, ld, dout.p, rows, inter, S);
+  silu_mul_cuda(dg.p, ld, dout.p, rows, inter, S, gelu);
   auto out = to_double(dout.download());
   std::vector<double> ref(out.size());
   for (int i = 0; i < rows; i++)
     for (int c = 0; c < inter; c++) {
       const double g = gu[(size_t)i * ld + c], u = gu[(size_t)i * ld + inter + c];
-      ref[(size_t)i * inter + c] = g / (1 + std::exp(-g)) * u;
+      ref[(size_t)i * inter + c] = (gelu ? 0.5 * g * (1 + std::tanh(std::sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)))
+                                         : g / (1 + std::exp(-g))) * u;
     }
-  T.add("silu_mul", dims({rows, inter}), rel_err(out, ref), 2e-3, dout.guards_ok());
+  T.add(gelu ? "gelu_mul" : "silu_mul", dims({rows, inter}), rel_err(out, ref), 2e-3, dout.guards_ok());
 }
 
 static void test_add(Rng& r) {
@@ -1753,6 +1755,33 @@ static void test_moe(Rng& r, int NT, int E, int K, bool renorm, int H) {
   T.add("moe_combine", dims({NT, K, H}), rel_err(out, rout), 1e-3, dout.guards_ok());
 }
 
+// A grouped experts' GEMV's row: y [P, ldy] against float64 x W_e^T on each expert's rows (weight(e): expert e's [n, k]
+// weights as the kernel sees them), and the padding columns past n must keep the poison.
+template <class Weight>
+static void report_moe_gemv(const std::string& name, const std::vector<int>& counts, const std::vector<int>& off,
+                            const std::vector<float>& x, int ldx, DevBuf<half>& dy, int ldy, int n, int k, Weight weight,
+                            bool guards, const std::string& tag = "") {
+  const int E = (int)counts.size(), P = off[E];
+  const auto raw = dy.download();
+  const auto y = to_double(raw);
+  std::vector<double> out, ref;
+  for (int e = 0; e < E; e++)
+    for (int row = off[e]; row < off[e + 1]; row++)
+      for (int c = 0; c < n; c++) {
+        double a = 0;
+        for (int j = 0; j < k; j++) a += (double)x[(size_t)row * ldx + j] * weight(e)[(size_t)c * k + j];
+        ref.push_back(a);
+        out.push_back(y[(size_t)row * ldy + c]);
+      }
+  bool untouched = true;  // (the poison is a NaN: not equal to itself)
+  for (int row = 0; row < P; row++)
+    for (int c = n; c < ldy; c++) untouched = untouched && !(__half2float(raw[(size_t)row * ldy + c]) == __half2float(raw[(size_t)row * ldy + c]));
+  std::string cs;
+  for (int e = 0; e < std::min(E, 6); e++) cs += (cs.empty() ? "" : ",") + std::to_string(counts[e]);
+  T.add(name, dims({E, n, k}) + tag + " rows " + cs + (E > 6 ? ",..." : ""), rel_err(out, ref), 2e-3,
+        guards && dy.guards_ok() && untouched, untouched ? "" : "padding written");
+}
+
 // The grouped experts' GEMV (moe_gemv_cuda) against float64: E experts with the given row counts (zeros among them,
 // counts above the kernel's 8 rows per pass), each its own f16 weight [n, k]; strided x and y.
 static void test_moe_gemv(Rng& r, const std::vector<int>& counts, int n, int k) {
@@ -1779,24 +1808,7 @@ static void test_moe_gemv(Rng& r, const std::vector<int>& counts, int n, int k) 
   dptr.upload(ptrs);
   dy.poison();
   moe_gemv_cuda(dx.p, ldx, dptr.p, doff.p, dact.p, std::min(E, P), dy.p, ldy, n, k, S);
-  const auto y = to_double(dy.download());
-  std::vector<double> out, ref;
-  for (int e = 0; e < E; e++)
-    for (int row = off[e]; row < off[e + 1]; row++)
-      for (int c = 0; c < n; c++) {
-        double a = 0;
-        for (int j = 0; j < k; j++) a += (double)x[(size_t)row * ldx + j] * w[e][(size_t)c * k + j];
-        ref.push_back(a);
-        out.push_back(y[(size_t)row * ldy + c]);
-      }
-  bool untouched = true;  // the padding columns past n keep the poison
-  const auto raw = dy.download();
-  for (int row = 0; row < P; row++)
-    for (int c = n; c < ldy; c++) untouched = untouched && !(__half2float(raw[(size_t)row * ldy + c]) == __half2float(raw[(size_t)row * ldy + c]));
-  std::string cs;
-  for (int e = 0; e < std::min(E, 6); e++) cs += (cs.empty() ? "" : ",") + std::to_string(counts[e]);
-  T.add("moe_gemv", dims({E, n, k}) + " rows " + cs + (E > 6 ? ",..." : ""), rel_err(out, ref), 2e-3,
-        dx.guards_ok() && dy.guards_ok() && untouched, untouched ? "" : "padding written");
+  report_moe_gemv("moe_gemv", counts, off, x, ldx, dy, ldy, n, k, [&](int e) { return w[e].data(); }, dx.guards_ok());
   for (auto* b : dws) delete b;
 }
 
@@ -1825,24 +1837,8 @@ static void test_moe_gemv_w4(Rng& r, const std::vector<int>& counts, int n, int 
   dw.upload(devs);
   dy.poison();
   moe_gemv_w4_cuda(dx.p, ldx, dw.p, doff.p, dact.p, std::min(E, P), dy.p, ldy, n, k, cs[0].kp, group, S);
-  const auto y = to_double(dy.download());
-  std::vector<double> out, ref;
-  for (int e = 0; e < E; e++)
-    for (int row = off[e]; row < off[e + 1]; row++)
-      for (int c = 0; c < n; c++) {
-        double a = 0;
-        for (int j = 0; j < k; j++) a += (double)x[(size_t)row * ldx + j] * cs[e].w[(size_t)c * k + j];
-        ref.push_back(a);
-        out.push_back(y[(size_t)row * ldy + c]);
-      }
-  std::string cn;
-  for (int e = 0; e < std::min(E, 6); e++) cn += (cn.empty() ? "" : ",") + std::to_string(counts[e]);
-  bool untouched = true;  // the padding columns past n keep the poison
-  const auto raw = dy.download();
-  for (int row = 0; row < P; row++)
-    for (int c = n; c < ldy; c++) untouched = untouched && !(__half2float(raw[(size_t)row * ldy + c]) == __half2float(raw[(size_t)row * ldy + c]));
-  T.add("moe_gemv_w4", dims({E, n, k}) + " g" + std::to_string(group) + " rows " + cn + (E > 6 ? ",..." : ""),
-        rel_err(out, ref), 2e-3, dx.guards_ok() && dy.guards_ok() && untouched, untouched ? "" : "padding written");
+  report_moe_gemv("moe_gemv_w4", counts, off, x, ldx, dy, ldy, n, k, [&](int e) { return cs[e].w.data(); }, dx.guards_ok(),
+                  " g" + std::to_string(group));
   for (auto* b : ws) delete b;
 }
 
@@ -1863,13 +1859,15 @@ int main(int argc, char** argv) {
     const std::string only = std::getenv("LMF_TEST_ONLY") ? std::getenv("LMF_TEST_ONLY") : "";
     const bool all = only != "w4" && only != "w4entry", w4rows = only != "w4entry";
     if (all) {
-    test_embedding(r);
+    test_embedding(r, 1.f);
+    test_embedding(r, 45.25f);
     test_rms_norm(r, 33, 4096, false);
     test_rms_norm(r, 5, 5120, false);
     test_rms_norm(r, 3, 1003, false);
     test_rms_norm(r, 33, 4096, true);
     test_rms_norm(r, 4, 1003, true);
-    test_silu_mul(r);
+    test_silu_mul(r, false);
+    test_silu_mul(r, true);
     test_add(r);
     // MoE: Mixtral (8 experts, 2 each, renormalized) at decode and prefill sizes; Qwen3-MoE (128 experts, 8 each, not
     // renormalized); an expert count not a multiple of 32 with an odd row length; the kernel's limits (1000 / 32)

@@ -186,9 +186,10 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     upload_vec(be, inv_freq_, m_.inv_freq());
   }
   if (!c.no_rope_layers.empty() && !nope_inv_.get()) upload_vec(be, nope_inv_, std::vector<float>((size_t)half, 0.f));
+  if (c.has_rope_local && !local_inv_.get()) upload_vec(be, local_inv_, m_.inv_freq_local());
 
   if (!coll) {
-    LMF_TIMED(embedding, be.embedding({b.tokens.data(), T, m_.embed.as<float>(), c.vocab, H, x}));
+    LMF_TIMED(embedding, be.embedding({b.tokens.data(), T, m_.embed.as<float>(), c.vocab, H, x, c.embed_scale}));
   } else {
     // Vocabulary-parallel embedding: this rank's rows, a zero row (index sh.vocab) for the others' tokens.
     local_ids_.resize((size_t)T);
@@ -196,7 +197,7 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
       const int64_t id = (int64_t)b.tokens[t] - sh.vocab0;
       local_ids_[t] = (int32_t)(id >= 0 && id < sh.vocab ? id : sh.vocab);
     }
-    LMF_TIMED(embedding, be.embedding({local_ids_.data(), T, m_.embed.as<float>(), sh.vocab + 1, H, x}));
+    LMF_TIMED(embedding, be.embedding({local_ids_.data(), T, m_.embed.as<float>(), sh.vocab + 1, H, x, c.embed_scale}));
     LMF_TIMED(all_reduce, coll->all_reduce_sum(rank, x, T * H));
   }
   for (int64_t l = 0; l < c.layers; l++) {
@@ -208,11 +209,12 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     float* k = qkv + qd;
     float* v = qkv + qd + kvd;
     // (Qwen3: each q / k head RMS-normed first, inside the rope op)
-    // a NoPE layer (ModelConfig::no_rope_layers): the zero frequency table, i.e. no rotation
-    const bool rope = c.rope_on(l);
-    const float cs = rope ? (float)rope_cs_scale(c.rope, D) : 1.f;
-    const float* lf = rope ? inv_freq_.as<float>() : nope_inv_.as<float>();
-    const int64_t ls = rope ? inv_stride : 0;
+    // a NoPE layer (ModelConfig::no_rope_layers): the zero frequency table, i.e. no rotation; a local-rope layer
+    // (Gemma 3's sliding layers): rope_local's table (one for every sequence: Model::validate)
+    const bool rope = c.rope_on(l), local = rope && c.local_rope(l);
+    const float cs = rope ? (float)rope_cs_scale(c.rope_of(l), D) : 1.f;
+    const float* lf = !rope ? nope_inv_.as<float>() : local ? local_inv_.as<float>() : inv_freq_.as<float>();
+    const int64_t ls = rope && !local ? inv_stride : 0;
     LMF_TIMED(rope, be.rope({q, T, NH, D, m_.rotary_dim(), b.positions.data(), lf, ls, qkvd,
                              c.qk_norm ? L.q_norm.as<float>() : nullptr, c.eps, cs}));
     LMF_TIMED(rope, be.rope({k, T, NKV, D, m_.rotary_dim(), b.positions.data(), lf, ls, qkvd,
@@ -220,7 +222,7 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     kv_store_args st{k, v, b.slots.data(), T, kvd, kv.k[l], kv.v[l], kv.num_blocks * kv.block_size, qkvd};
     attention_args at{q, attn, kv.k[l], kv.v[l], kv.num_blocks, kv.block_size, b.block_tables.data(), b.max_blocks,
                       b.seq_info.data(), b.num_seqs(), NH, NKV, D,
-                      rope ? (float)rope_attention_scale(c.rope, D) : (float)nope_attention_scale(c.rope, D), qkvd};
+                      rope ? (float)rope_attention_scale(c.rope_of(l), D) : (float)nope_attention_scale(c.rope, D), qkvd};
     at.window = c.window(l);
     if (qp) {  // quantized cache: kv_store quantizes (online, or with the calibrated params), attention dequantizes
       st.quant_policy = at.quant_policy = qp;
@@ -236,17 +238,20 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     LMF_TIMED(attention, be.attention(at));
     LMF_TIMED(linear, be.linear({attn, L.o.get(), h, T}));
     if (coll) LMF_TIMED(all_reduce, coll->all_reduce_sum(rank, h, T * H));  // row-parallel o
+    if (c.sandwich_norms) LMF_TIMED(rms_norm, be.rms_norm({h, L.attn_out_norm.as<float>(), h, T, H, c.eps}));
     LMF_TIMED(add, be.add({x, h, x, T * H}));
     LMF_TIMED(rms_norm, be.rms_norm({x, L.post_norm.as<float>(), h, T, H, c.eps}));
     if (c.moe_layer(l)) {
       moe_mlp(l, h, T);
+      if (c.sandwich_norms) LMF_TIMED(rms_norm, be.rms_norm({h, L.mlp_out_norm.as<float>(), h, T, H, c.eps}));
       LMF_TIMED(add, be.add({x, h, x, T * H}));
       continue;
     }
     LMF_TIMED(linear, be.linear({h, L.gate_up.get(), gu, T}));
-    LMF_TIMED(silu_mul, be.silu_mul({gu, gu + I, 2 * I, act, T, I}));
+    LMF_TIMED(silu_mul, be.silu_mul({gu, gu + I, 2 * I, act, T, I, c.act == Activation::GeluTanh}));
     LMF_TIMED(linear, be.linear({act, L.down.get(), h, T}));
     if (coll) LMF_TIMED(all_reduce, coll->all_reduce_sum(rank, h, T * H));  // row-parallel down
+    if (c.sandwich_norms) LMF_TIMED(rms_norm, be.rms_norm({h, L.mlp_out_norm.as<float>(), h, T, H, c.eps}));
     LMF_TIMED(add, be.add({x, h, x, T * H}));
   }
   const int64_t R = (int64_t)b.logit_rows.size();
@@ -307,7 +312,7 @@ void Decoder::moe_mlp(int64_t l, float* h, int64_t T) {
     for (int64_t i = 0; i < n; i++) moe_rows_[(size_t)i] = rows[(size_t)i].first;
     be.embedding({moe_rows_.data(), n, h, T, H, moe_in_.as<float>()});
     be.linear({moe_in_.as<float>(), L.expert_gate_up[(size_t)e].get(), gu_.as<float>(), n});
-    be.silu_mul({gu_.as<float>(), gu_.as<float>() + Im, 2 * Im, act_.as<float>(), n, Im});
+    be.silu_mul({gu_.as<float>(), gu_.as<float>() + Im, 2 * Im, act_.as<float>(), n, Im, c.act == Activation::GeluTanh});
     be.linear({act_.as<float>(), L.expert_down[(size_t)e].get(), moe_out_.as<float>(), n});
     out.resize((size_t)(n * H));
     be.download(out.data(), moe_out_.get(), out.size() * 4);

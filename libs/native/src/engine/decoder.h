@@ -66,6 +66,7 @@ class Decoder {
   std::unique_ptr<CudaDecoder> cuda_;  // set when the model's backend is cuda: the fused f16 step (of this rank)
   Buffer x_, h_, qkv_, attn_, gu_, act_, rows_, logits_, inv_freq_;
   Buffer nope_inv_;  // zeros [rotary_dim / 2]: the frequencies of a NoPE layer (ModelConfig::no_rope_layers)
+  Buffer local_inv_;  // ModelConfig::rope_local's frequencies (Gemma 3's sliding layers)
   Buffer logits_rank_;               // tp > 1: this rank's vocabulary slice of the logits
   Buffer router_, moe_in_, moe_out_;  // mixture of experts: router logits [T, E], one expert's rows in and out
   std::vector<int32_t> moe_rows_;     // the token rows routed to one expert

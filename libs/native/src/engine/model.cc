@@ -46,7 +46,7 @@ class TensorReader {
     std::vector<float> out((size_t)n);
     convert_to_f32(bytes(t, (size_t)n * dtype_size(t.dtype)), t.dtype, n, out.data());
     apply_scale(t, out);
-    if (f16_range_ && (t.dtype != DType::F16 || t.scale != 1.0)) check_f16_range(t, out);
+    if (f16_range_ && (t.dtype != DType::F16 || !t.plain())) check_f16_range(t, out);
     return out;
   }
 
@@ -62,7 +62,7 @@ class TensorReader {
     std::vector<float> out((size_t)(nr * cols));
     convert_to_f32(all + r0 * cols * es, t.dtype, nr * cols, out.data());
     apply_scale(t, out);
-    if (f16_range_ && (t.dtype != DType::F16 || t.scale != 1.0)) check_f16_range(t, out);
+    if (f16_range_ && (t.dtype != DType::F16 || !t.plain())) check_f16_range(t, out);
     return out;
   }
   // Columns [c0, c0 + nc) of a 2-D tensor `name` of `shape`, as f32 (row-parallel linears).
@@ -75,7 +75,7 @@ class TensorReader {
     std::vector<float> out((size_t)(rows * nc));
     for (int64_t r = 0; r < rows; r++) convert_to_f32(all + (r * cols + c0) * es, t.dtype, nc, out.data() + r * nc);
     apply_scale(t, out);
-    if (f16_range_ && (t.dtype != DType::F16 || t.scale != 1.0)) check_f16_range(t, out);
+    if (f16_range_ && (t.dtype != DType::F16 || !t.plain())) check_f16_range(t, out);
     return out;
   }
   // f16 values of the block rows [r0, r0 + nr) x columns [c0, c0 + nc) of the 2-D tensor `name` (which must have
@@ -85,7 +85,7 @@ class TensorReader {
                 uint16_t* dst) {
     const TensorSpec& t = spec(name, shape);
     const int64_t cols = shape.size() > 1 ? shape[1] : 1;
-    if (t.dtype == DType::F16 && t.scale == 1.0) {
+    if (t.dtype == DType::F16 && t.plain()) {
       int64_t n = 1;
       for (auto d : shape) n *= d;
       const uint16_t* all = reinterpret_cast<const uint16_t*>(bytes(t, (size_t)n * 2));
@@ -114,8 +114,8 @@ class TensorReader {
     int64_t n = 1;
     for (auto d : shape) n *= d;
     const uint8_t* src = bytes(t, (size_t)n * dtype_size(t.dtype));
-    if (t.scale == 1.0) return src;
-    if (t.dtype != DType::F16) fail(ErrorCode::ModelFormat, "tensor " + name + ": only f16 raw tensors can carry a scale");
+    if (t.plain()) return src;
+    if (t.dtype != DType::F16) fail(ErrorCode::ModelFormat, "tensor " + name + ": only f16 raw tensors can carry a scale or add");
     std::vector<float> v((size_t)n);
     convert_to_f32(src, t.dtype, n, v.data());
     apply_scale(t, v);
@@ -180,11 +180,11 @@ class TensorReader {
                                      "would be inf: load the model on the cpu backend");
   }
 
-  // TensorSpec::scale, in f32 (the CPU backend keeps it unrounded; f16 backends round after)
+  // TensorSpec::scale and add, in f32 (the CPU backend keeps them unrounded; f16 backends round after)
   static void apply_scale(const TensorSpec& t, std::vector<float>& v) {
-    if (t.scale == 1.0) return;
-    const float k = (float)t.scale;
-    for (float& x : v) x *= k;
+    if (t.plain()) return;
+    const float k = (float)t.scale, a = (float)t.add;
+    for (float& x : v) x = x * k + a;
   }
 
   bool f16_range_ = false;
@@ -264,6 +264,11 @@ void Model::validate() const {
   for (int64_t l : c.dense_layers)
     if (l < 0 || l >= c.layers)
       fail(ErrorCode::InvalidArgument, "model config: denseLayers holds layer " + std::to_string(l) + " of " + std::to_string(c.layers));
+  if (c.has_rope_local && (rope_per_sequence(c.rope_local) ||
+                           rope_rotary_dim(c.rope_local, c.head_dim) != rope_rotary_dim(c.rope, c.head_dim)))
+    fail(ErrorCode::InvalidArgument, "model config: ropeLocal must rotate as many dims as rope, with one table for every "
+                                     "sequence (not dynamic / longrope)");
+  if (!(c.embed_scale > 0)) fail(ErrorCode::InvalidArgument, "model config: embedScale must be > 0");
   if (c.tp < 1 || c.tp > 64) fail(ErrorCode::InvalidArgument, "model config: tp must be in [1, 64], got " + std::to_string(c.tp));
   if (!c.devices.empty() && (int)c.devices.size() != c.tp)
     fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +
@@ -274,6 +279,7 @@ void Model::make_backend() {
   const auto& c = cfg_;
   rotary_dim_ = rope_rotary_dim(c.rope, c.head_dim);
   inv_freq_ = rope_inv_freq(c.rope, c.head_dim, 1);
+  if (c.has_rope_local) inv_freq_local_ = rope_inv_freq(c.rope_local, c.head_dim, 1);
   if (c.backend == "cpu") {
     // tp ranks share the cores: each rank's backend gets its part of the threads.
     int threads = c.threads;
@@ -453,6 +459,10 @@ void Model::load_shard(TensorReader& rd) {
     LayerWeights& L = ls[i];
     L.input_norm = upload(rd.f32(p + "input_norm.weight", {H}));
     L.post_norm = upload(rd.f32(p + "post_norm.weight", {H}));
+    if (c.sandwich_norms) {
+      L.attn_out_norm = upload(rd.f32(p + "attn_out_norm.weight", {H}));
+      L.mlp_out_norm = upload(rd.f32(p + "mlp_out_norm.weight", {H}));
+    }
     if (c.qk_norm) {
       L.q_norm = upload(rd.f32(p + "q_norm.weight", {D}));
       L.k_norm = upload(rd.f32(p + "k_norm.weight", {D}));

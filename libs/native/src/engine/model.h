@@ -26,7 +26,12 @@ struct TensorSpec {
   // != 1: every value is multiplied by it (in f32) as the tensor is read (Granite's scalars folded into its weights,
   // TensorSource.scale); f16 backends round the product as they round any weight
   double scale = 1.0;
+  // added after scale (value * scale + add, f32): Gemma's norms, stored as w and applied as (1 + w), load with add 1
+  double add = 0.0;
+  bool plain() const { return scale == 1.0 && add == 0.0; }
 };
+
+enum class Activation { Silu, GeluTanh };  // the MLP's gate: SwiGLU, or GeGLU with the tanh approximation (Gemma)
 
 struct ModelConfig {
   std::string backend = "cpu";
@@ -43,6 +48,14 @@ struct ModelConfig {
   int64_t max_position = 0;
   RopeParams rope;
   bool tie_embeddings = false;
+  Activation act = Activation::Silu;
+  float embed_scale = 1.f;  // embedding rows times this after the lookup (Gemma: sqrt(hidden)); not the tied lm_head
+  // Gemma 2 / 3: the attention output (after o) and the MLP output (after down) are RMS-normed (attn_out_norm,
+  // mlp_out_norm) before their residual adds; post_norm stays the norm in front of the MLP
+  bool sandwich_norms = false;
+  // Gemma 3's local rope: the sliding-window layers (window(l) > 0) rotate with rope_local instead of rope
+  bool has_rope_local = false;
+  RopeParams rope_local;
   bool qk_norm = false;  // Qwen3: per-head RMSNorm of q and k (weights [head_dim]) before RoPE
   // Sliding-window attention per layer (empty: none; else `layers` entries, 0 = full attention): layer l's queries
   // see the last layer_window[l] positions only (Mistral, Qwen2's use_sliding_window layers).
@@ -53,6 +66,8 @@ struct ModelConfig {
   // their fusions stay as they are.
   std::vector<int64_t> no_rope_layers;
   bool rope_on(int64_t l) const { return std::find(no_rope_layers.begin(), no_rope_layers.end(), l) == no_rope_layers.end(); }
+  bool local_rope(int64_t l) const { return has_rope_local && window(l) > 0; }
+  const RopeParams& rope_of(int64_t l) const { return local_rope(l) ? rope_local : rope; }
   // Mixture of experts (Mixtral, Qwen3-MoE): with num_experts > 0 every layer but dense_layers has a sparse MLP: a
   // router [num_experts, hidden] scores the experts of each token (softmax in f32 over all of them), the
   // experts_per_tok best are run (each a SwiGLU MLP of width moe_inter) and their outputs summed with those weights,
@@ -75,6 +90,7 @@ struct ModelConfig {
 struct LayerWeights {
   Buffer input_norm, post_norm;
   Buffer q_norm, k_norm;  // [head_dim] when ModelConfig::qk_norm (the same on every tp rank)
+  Buffer attn_out_norm, mlp_out_norm;  // [hidden] when ModelConfig::sandwich_norms
   std::unique_ptr<LinearWeight> qkv, o, gate_up, down;
   // a mixture-of-experts layer (ModelConfig::moe_layer): the router and each expert's fused gate/up and down
   std::unique_ptr<LinearWeight> router;
@@ -103,6 +119,7 @@ class Model {
   const ModelConfig& cfg() const { return cfg_; }
   Backend& backend() { return *be_; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
+  const std::vector<float>& inv_freq_local() const { return inv_freq_local_; }  // ModelConfig::rope_local's table
   int64_t rotary_dim() const { return rotary_dim_; }
 
   Buffer embed, final_norm;
@@ -129,7 +146,7 @@ class Model {
   std::unique_ptr<Collective> own_coll_;  // rank 0 only
   Collective* coll_ = nullptr;            // every rank (tp > 1)
   std::unique_ptr<RankThreads> rank_threads_;
-  std::vector<float> inv_freq_;
+  std::vector<float> inv_freq_, inv_freq_local_;
   int64_t rotary_dim_ = 0;
   bool loaded_ = false;
   size_t weight_bytes_ = 0;

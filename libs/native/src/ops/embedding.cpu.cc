@@ -15,10 +15,12 @@ void embedding_cpu(const embedding_args& a, ThreadPool&) {
            "token id " + std::to_string(id) + " at position " + std::to_string(t) + " is outside [0, " +
                std::to_string(a.vocab) + ")");
     std::memcpy(a.out + t * a.hidden, a.table + (int64_t)id * a.hidden, (size_t)a.hidden * 4);
+    if (a.scale != 1.f)
+      for (int64_t i = 0; i < a.hidden; i++) a.out[t * a.hidden + i] *= a.scale;
   }
 }
 
-// inputs: ids i32 [n], table [vocab, hidden] -> out f32 [n, hidden]
+// inputs: ids i32 [n], table [vocab, hidden] -> out f32 [n, hidden]; scale (default 1) multiplies the rows
 void embedding_run(Backend& be, OpCall& call) {
   call.expect_inputs(2, 2);
   auto ids = call.in_i32(0, 1, "ids");
@@ -27,7 +29,7 @@ void embedding_run(Backend& be, OpCall& call) {
   auto& out = call.add_output(DType::F32, {(int64_t)ids.size(), hidden});
   Buffer t = stage(be, table);
   Buffer o(&be, out.bytes.size());
-  be.embedding({ids.data(), (int64_t)ids.size(), t.as<float>(), vocab, hidden, o.as<float>()});
+  be.embedding({ids.data(), (int64_t)ids.size(), t.as<float>(), vocab, hidden, o.as<float>(), (float)call.num("scale", 1.0)});
   fetch(be, out, o);
 }
 

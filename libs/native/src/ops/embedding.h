@@ -1,4 +1,4 @@
-// embedding: out[t, :] = table[ids[t], :]. ids are checked against vocab (E_INVALID_ARGUMENT).
+// embedding: out[t, :] = table[ids[t], :] * scale. ids are checked against vocab (E_INVALID_ARGUMENT).
 #pragma once
 #include <cstdint>
 
@@ -9,5 +9,6 @@ struct embedding_args {
   const float* table;  // [vocab, hidden]
   int64_t vocab, hidden;
   float* out;  // [n, hidden]
+  float scale = 1.f;  // Gemma's embedding scale (ModelConfig::embed_scale)
 };
 }  // namespace lmfleet

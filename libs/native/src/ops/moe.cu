@@ -124,6 +124,26 @@ constexpr int kMmaRows = 8;    // x rows per pass: the mma's n
 constexpr int kMmaChunk = 16;  // k blocks of x staged at a time (2048 k: 33 KB of shared memory for 8 rows)
 constexpr int kMmaRowWords = kMmaChunk * 64 + 16;  // 16 mod 32 words: the 8 rows a quarter warp reads hit distinct banks
 
+// The end of a grouped kernel's pass (both kernels below): each warp's C fragment (c[0], c[1]: the first weight row's
+// outputs for x rows 2t and 2t + 1; c[2], c[3]: the second row's) goes through shared memory, and warp 0 adds the
+// warps' parts in warp order and stores x rows below `rows` at column col(q) of y (col(q) < 0: not stored).
+template <class Col>
+__device__ __forceinline__ void store_pass(float (*part)[32][4], const float c[4], int warp, int lane, int t, int rows,
+                                           half* __restrict__ y, int ldy, Col col) {
+#pragma unroll
+  for (int q = 0; q < 4; q++) part[warp][lane][q] = c[q];
+  __syncthreads();
+  if (warp != 0) return;
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    float v = part[0][lane][q];
+#pragma unroll
+    for (int ww = 1; ww < kMmaWarps; ww++) v += part[ww][lane][q];
+    const int xr = 2 * t + (q & 1), cc = col(q);
+    if (xr < rows && cc >= 0) y[(size_t)xr * ldy + cc] = __float2half(v);
+  }
+}
+
 template <int G>  // group size 32, 64 or 128
 __global__ void __launch_bounds__(kMmaWarps * 32) moe_gemv_w4_mma_kernel(const half* __restrict__ x, int ldx,
                                                                         const W4A16Dev* __restrict__ w,
@@ -207,19 +227,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) moe_gemv_w4_mma_kernel(const h
       }
     }
     // C: c[0], c[1] = (tile a row g; x rows 2t, 2t + 1), c[2], c[3] = (tile b row g; the same x rows)
-#pragma unroll
-    for (int q = 0; q < 4; q++) part[warp][lane][q] = c[q];
-    __syncthreads();
-    if (warp == 0) {
-#pragma unroll
-      for (int q = 0; q < 4; q++) {
-        float v = part[0][lane][q];
-#pragma unroll
-        for (int ww = 1; ww < kMmaWarps; ww++) v += part[ww][lane][q];
-        const int xr = 2 * t + (q & 1), tile = q < 2 ? ta : tb;
-        if (xr < rows && (q < 2 || hasb)) y[(size_t)(base + xr) * ldy + tile * 8 + g] = __float2half(v);
-      }
-    }
+    store_pass(part, c, warp, lane, t, rows, y + (size_t)base * ldy, ldy,
+               [&](int q) { return q < 2 ? ta * 8 + g : hasb ? tb * 8 + g : -1; });
   }
 }
 
@@ -267,19 +276,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) moe_gemv_f16_mma_kernel(const 
       }
     }
     if (base != r0) __syncthreads();  // warp 0 is done reading the previous pass's partial sums
-#pragma unroll
-    for (int q = 0; q < 4; q++) part[warp][lane][q] = c[q];
-    __syncthreads();
-    if (warp == 0) {
-#pragma unroll
-      for (int q = 0; q < 4; q++) {
-        float v = part[0][lane][q];
-#pragma unroll
-        for (int ww = 1; ww < kMmaWarps; ww++) v += part[ww][lane][q];
-        const int xr2 = 2 * t + (q & 1);
-        if (xr2 < rows && (q < 2 ? va : vb)) y[(size_t)(base + xr2) * ldy + (q < 2 ? ra : rb)] = __float2half(v);
-      }
-    }
+    store_pass(part, c, warp, lane, t, rows, y + (size_t)base * ldy, ldy,
+               [&](int q) { return q < 2 ? (va ? ra : -1) : (vb ? rb : -1); });
   }
 }
 

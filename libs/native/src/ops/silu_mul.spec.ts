@@ -12,5 +12,19 @@ describe('silu_mul', () => {
         expectNmse(ref, f32Of(out), NMSE_BOUND.f32);
         await compareCudaToCpu('silu_mul', inputs, {});
       }));
+    it(`gelu_tanh [${rows}, ${n}] (GeGLU)`, () =>
+      withSeed(`gelu_mul ${rows}x${n}`, async (rng) => {
+        const g = rng.randn(rows * n, 3);
+        const u = rng.randn(rows * n);
+        const inputs = [tensor('f32', [rows, n], g), tensor('f32', [rows, n], u)];
+        const [out] = await cpuNative().runOp('silu_mul', inputs, { act: 'gelu_tanh' });
+        const ref = g.map((x, i) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))) * u[i]);
+        expectNmse(ref, f32Of(out), NMSE_BOUND.f32);
+        await compareCudaToCpu('silu_mul', inputs, { act: 'gelu_tanh' });
+      }));
   }
+  it('refuses an unknown activation', async () => {
+    const inputs = [tensor('f32', [1, 2], [1, 2]), tensor('f32', [1, 2], [1, 2])];
+    await expect(cpuNative().runOp('silu_mul', inputs, { act: 'relu' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+  });
 });
