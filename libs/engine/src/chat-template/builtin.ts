@@ -44,3 +44,15 @@ export const INTERNLM_TEMPLATE =
   "{% elif message['role'] == 'user' %}{{ '<|User|>:' + message['content'] + '<eoh>\\n' }}" +
   "{% else %}{{ '<|Bot|>:' + message['content'] + '<eoa>\\n' }}{% endif %}" +
   "{% endfor %}{% if add_generation_prompt %}{{ '<|Bot|>:' }}{% endif %}";
+
+/** Gemma (2 / 3) instruct: <start_of_turn>role\ncontent<end_of_turn>\n with the assistant's turns as `model`, BOS first;
+ *  a system message is folded into the first user turn (then a blank line), as Gemma's own template does. */
+export const GEMMA_TEMPLATE =
+  '{{ bos_token }}' +
+  "{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\\n\\n' %}{% set loop_messages = messages[1:] %}" +
+  "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}" +
+  '{% for message in loop_messages %}' +
+  "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}" +
+  "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') + (message['content'] | trim) + '<end_of_turn>\\n' }}" +
+  '{% endfor %}' +
+  "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}";

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { makeTempDir } from '../testing/tmp-dir';
 import { sharedModelDir } from '../testing/shared-model';
 import { writeTinyModel } from '../testing/tiny-model';
-import { CHATML_TEMPLATE, INTERNLM2_TEMPLATE, INTERNLM_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, QWEN2_TEMPLATE } from './builtin';
+import { CHATML_TEMPLATE, GEMMA_TEMPLATE, INTERNLM2_TEMPLATE, INTERNLM_TEMPLATE, LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, QWEN2_TEMPLATE } from './builtin';
 import { ChatTemplate, findChatTemplate, loadChatTemplate } from './chat-template';
 
 const convo = [
@@ -70,6 +70,13 @@ describe('chat templates', () => {
     );
     expect(new ChatTemplate(INTERNLM_TEMPLATE, 'builtin', sp).render(convo.slice(1, 3), { addGenerationPrompt: false })).toBe(
       '<s><|User|>:Hi<eoh>\n<|Bot|>:Hello!<eoa>\n',
+    );
+    // Gemma: the system prompt opens the first user turn, the assistant is `model`, contents trimmed
+    expect(new ChatTemplate(GEMMA_TEMPLATE, 'builtin', { bosToken: '<bos>' }).render([...convo.slice(0, 3), { role: 'user', content: ' Bye\n' }])).toBe(
+      '<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n',
+    );
+    expect(new ChatTemplate(GEMMA_TEMPLATE, 'builtin', { bosToken: '<bos>' }).render(convo.slice(1, 2), { addGenerationPrompt: false })).toBe(
+      '<bos><start_of_turn>user\nHi<end_of_turn>\n',
     );
   });
 

@@ -50,6 +50,11 @@ export function bf16BitsToF32(h: number): number {
   return f32[0];
 }
 
+/** x rounded to the nearest f16 / bf16 value. */
+export function roundHalf(x: number, dtype: 'f16' | 'bf16'): number {
+  return dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(x)) : bf16BitsToF32(f32ToBf16Bits(x));
+}
+
 /** Encodes floats as little-endian f16 or bf16 bytes. */
 export function encodeHalf(values: ArrayLike<number>, dtype: 'f16' | 'bf16'): Uint8Array {
   const out = new Uint16Array(values.length);

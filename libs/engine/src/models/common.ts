@@ -235,15 +235,21 @@ export function applySlidingWindow(spec: ModelSpec, cfg: HfConfig, file: string,
   if (cfg.sliding_window === null || cfg.sliding_window === undefined) return;
   const w = int(cfg, 'sliding_window', file);
   if (!(w > 0) || w >= spec.maxPositionEmbeddings) return;
+  const types = layerTypes(cfg, spec.numLayers, file);
+  const windows = Array.from({ length: spec.numLayers }, (_, i) => (types ? types[i] === 'sliding_attention' : i >= fromLayer) ? w : 0);
+  if (windows.some((x) => x > 0)) spec.layerWindows = windows;
+}
+
+/** config.json `layer_types` ('sliding_attention' / 'full_attention', one per layer), or undefined when absent. */
+export function layerTypes(cfg: HfConfig, numLayers: number, file: string): string[] | undefined {
   const types = cfg.layer_types;
-  if (types !== undefined && types !== null && (!Array.isArray(types) || types.length !== spec.numLayers)) {
+  if (types === undefined || types === null) return undefined;
+  if (!Array.isArray(types) || types.length !== numLayers) {
     throw new ModelFormatError('layer_types must list one attention type per layer', {
-      file, expected: `${spec.numLayers} entries`, found: JSON.stringify(types).slice(0, 80),
+      file, expected: `${numLayers} entries`, found: JSON.stringify(types).slice(0, 80),
     });
   }
-  const windows = Array.from({ length: spec.numLayers }, (_, i) =>
-    (Array.isArray(types) ? types[i] === 'sliding_attention' : i >= fromLayer) ? w : 0);
-  if (windows.some((x) => x > 0)) spec.layerWindows = windows;
+  return types as string[];
 }
 
 /** `quantization_config` → native quant settings (AutoAWQ GEMM, 4 bits); other methods are refused clearly. */
@@ -288,6 +294,10 @@ export function canonicalShapes(spec: ModelSpec): { global: Record<string, numbe
   if (spec.qkNorm) {
     layer['q_norm.weight'] = [headDim];
     layer['k_norm.weight'] = [headDim];
+  }
+  if (spec.sandwichNorms) {
+    layer['attn_out_norm.weight'] = [h];
+    layer['mlp_out_norm.weight'] = [h];
   }
   return { global, layer };
 }

@@ -3,8 +3,8 @@
 // 235B-A22B: Qwen3 attention with per-head q / k norms, `mlp.gate` + `mlp.experts.{e}`, norm_topk_prob,
 // decoder_sparse_step and mlp_only_layers for dense layers). The router's softmax runs over all experts; the chosen
 // experts' weights are renormalized to sum 1 (Mixtral always, Qwen3-MoE when norm_topk_prob), as transformers does.
-// The engine runs them on the cpu (any tp) and cuda (tp 1) backends; calibrate / auto_awq refuse them
-// (ModelSpec.numExperts).
+// The engine runs them on the cpu (any tp) and cuda (tp 1) backends; calibrate / auto_awq run their layers in TypeScript
+// (quant/awq-session.ts nativeSessionRefusal: the native layer session does not route).
 import { QWEN2_TEMPLATE, LLAMA2_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError } from '../errors';
 import type { TensorSource } from '../native';

@@ -1,5 +1,6 @@
 // One line per architecture. Adding one: write models/<arch>.ts and add it here.
 import { UnsupportedArchitectureError } from '../errors';
+import { gemma3, gemma3Multimodal } from './gemma3';
 import { granite } from './granite';
 import { internlm } from './internlm';
 import { internlm2 } from './internlm2';
@@ -20,6 +21,8 @@ export const ARCHITECTURES: readonly ArchitectureDef[] = [
   phi3,
   smollm3,
   granite,
+  gemma3,
+  gemma3Multimodal,
   internlm,
   internlm2,
   mixtral,

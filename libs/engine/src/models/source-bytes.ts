@@ -1,15 +1,36 @@
 import * as fs from 'node:fs';
-import { ModelFormatError } from '../errors';
+import { InvalidArgumentError, ModelFormatError } from '../errors';
 import { decodeHalf, encodeHalf } from '../io/half';
 import type { TensorSource } from '../native';
 
 const BYTES: Record<string, number> = { f32: 4, f16: 2, bf16: 2, i32: 4, u8: 1 };
 
-/** The bytes of a tensor source: its in-memory data, or its byte range of a file; with `scale`, its values times the
- *  scale in its own dtype (as the native loader reads it). */
+/** The fold a source carries as the loader reads it: every value becomes value * scale + add (Granite's scalars,
+ *  Gemma's 1 + w norms). */
+const foldOf = (t: TensorSource): { k: number; add: number } => ({ k: t.scale ?? 1, add: t.add ?? 0 });
+
+/** The bytes of a tensor source: its in-memory data, or its byte range of a file; with a `scale` / `add`, its values
+ *  folded (value * scale + add in f32) and rounded back to its own dtype. */
 export function readSourceBytes(t: TensorSource): Uint8Array {
   const raw = readRaw(t);
-  return t.scale === undefined || t.scale === 1 ? raw : scaleBytes(raw, t.dtype, t.scale, t.name);
+  const { k, add } = foldOf(t);
+  return k === 1 && add === 0 ? raw : foldBytes(raw, t.dtype, k, add, t.name);
+}
+
+/** A float tensor source's values as f32, folded (value * scale + add) in f32 and unrounded, as the native CPU loader
+ *  reads them. */
+export function readSourceF32(t: TensorSource): Float32Array {
+  const raw = readRaw(t);
+  let v: Float32Array;
+  if (t.dtype === 'f16' || t.dtype === 'bf16') v = decodeHalf(raw, t.dtype);
+  else if (t.dtype === 'f32') v = new Float32Array(raw.slice().buffer);
+  else throw new InvalidArgumentError(`tensor ${t.name} has dtype ${t.dtype}: not a float weight`);
+  const { k, add } = foldOf(t);
+  if (k !== 1 || add !== 0) {
+    const [kf, af] = [Math.fround(k), Math.fround(add)];
+    for (let i = 0; i < v.length; i++) v[i] = Math.fround(Math.fround(v[i] * kf) + af);
+  }
+  return v;
 }
 
 function readRaw(t: TensorSource): Uint8Array {
@@ -27,22 +48,24 @@ function readRaw(t: TensorSource): Uint8Array {
   return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-/** f32 / f16 / bf16 bytes times k, in the same dtype (in chunks: a large table is never held as f32 at once). */
-export function scaleBytes(bytes: Uint8Array, dtype: string, k: number, name: string): Uint8Array {
+/** f32 / f16 / bf16 bytes times k plus `add` (in f32), in the same dtype (in chunks: a large table is never held as
+ *  f32 at once). */
+export function foldBytes(bytes: Uint8Array, dtype: string, k: number, add: number, name: string): Uint8Array {
   const out = new Uint8Array(bytes.length);
+  const [kf, af] = [Math.fround(k), Math.fround(add)];
   if (dtype === 'f32') {
     const from = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
     const to = new Float32Array(out.buffer);
-    for (let i = 0; i < from.length; i++) to[i] = Math.fround(from[i] * k);
+    for (let i = 0; i < from.length; i++) to[i] = Math.fround(Math.fround(from[i] * kf) + af);
   } else if (dtype === 'f16' || dtype === 'bf16') {
     const CHUNK = 1 << 21;
     for (let o = 0; o < bytes.length; o += CHUNK) {
       const v = decodeHalf(bytes.subarray(o, Math.min(bytes.length, o + CHUNK)), dtype);
-      for (let i = 0; i < v.length; i++) v[i] = Math.fround(v[i] * Math.fround(k));
+      for (let i = 0; i < v.length; i++) v[i] = Math.fround(Math.fround(v[i] * kf) + af);
       out.set(encodeHalf(v, dtype), o);
     }
   } else {
-    throw new ModelFormatError(`tensor ${name}: a ${dtype} tensor cannot carry a scale`, { tensor: name });
+    throw new ModelFormatError(`tensor ${name}: a ${dtype} tensor cannot carry a scale or an add`, { tensor: name });
   }
   return out;
 }

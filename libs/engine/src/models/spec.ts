@@ -10,7 +10,8 @@ export type HfConfig = Record<string, unknown>;
 export type NativeArchConfig = Omit<NativeModelConfig, 'backend' | 'threads' | 'device' | 'tensors'>;
 
 export interface ModelSpec extends NativeArchConfig {
-  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'smollm3', 'granite', 'internlm', 'internlm2'). */
+  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'smollm3', 'granite', 'gemma3',
+   *  'internlm', 'internlm2', 'mixtral', 'qwen3_moe'). */
   arch: string;
   /** The HF class name from config.json `architectures[0]`. */
   hfArchitecture: string;
@@ -56,9 +57,9 @@ export interface ArchitectureDef {
   /** HF `architectures[0]` class names this file handles. */
   hfArchitectures: readonly string[];
   parseConfig(cfg: HfConfig, file: string): ModelSpec;
-  /** HF safetensors → canonical tensors (validated: present, right shape, right dtype). A source's `scale` is a scalar
-   *  the architecture folds into that tensor as it loads (Granite's multipliers); writers of HF-layout checkpoints
-   *  (auto_awq) divide it back out of what they write. */
+  /** HF safetensors → canonical tensors (validated: present, right shape, right dtype). A source's `scale` and `add`
+   *  fold into that tensor as it loads (value * scale + add: Granite's multipliers, Gemma's norms stored as w and applied
+   *  as 1 + w); writers of HF-layout checkpoints (auto_awq) take them back out of what they write. */
   mapWeights(ctx: WeightMapContext): TensorSource[];
   /** AWQ scaling groups of decoder layer `layer`, in HF module names. */
   awqScaleGroups(spec: ModelSpec, layer: number): AwqScaleGroup[];
@@ -89,6 +90,9 @@ export function toNativeArchConfig(spec: ModelSpec): NativeArchConfig {
     hiddenAct: spec.hiddenAct,
   };
   if (spec.qkNorm) c.qkNorm = true;
+  if (spec.embedScale !== undefined) c.embedScale = spec.embedScale;
+  if (spec.sandwichNorms) c.sandwichNorms = true;
+  if (spec.ropeLocal) c.ropeLocal = { ...spec.ropeLocal };
   if (spec.layerWindows) c.layerWindows = [...spec.layerWindows];
   if (spec.noRopeLayers) c.noRopeLayers = [...spec.noRopeLayers];
   if (spec.numExperts) {

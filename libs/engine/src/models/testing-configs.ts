@@ -13,3 +13,29 @@ export const LLAMA31_CONFIG = {
   rope_scaling: { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
 };
 
+
+/** google/gemma-3-1b-it's config.json (Gemma3ForCausalLM, transformers 4.50's form). */
+export const GEMMA3_1B_CONFIG = {
+  architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', attention_bias: false, attention_dropout: 0.0, attn_logit_softcapping: null,
+  bos_token_id: 2, cache_implementation: 'hybrid', eos_token_id: [1, 106], final_logit_softcapping: null, head_dim: 256,
+  hidden_activation: 'gelu_pytorch_tanh', hidden_size: 1152, initializer_range: 0.02, intermediate_size: 6912, max_position_embeddings: 32768,
+  num_attention_heads: 4, num_hidden_layers: 26, num_key_value_heads: 1, pad_token_id: 0, query_pre_attn_scalar: 256, rms_norm_eps: 1e-6,
+  rope_local_base_freq: 10000, rope_scaling: null, rope_theta: 1000000, sliding_window: 512, sliding_window_pattern: 6,
+  torch_dtype: 'bfloat16', use_cache: true, vocab_size: 262144,
+};
+
+/** google/gemma-3-4b-it's config.json (Gemma3ForConditionalGeneration): its text_config states only what differs from
+ *  Gemma3TextConfig's defaults. */
+export const GEMMA3_4B_CONFIG = {
+  architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3', boi_token_index: 255999, eoi_token_index: 256000,
+  eos_token_id: [1, 106], image_token_index: 262144, initializer_range: 0.02, mm_tokens_per_image: 256,
+  text_config: {
+    hidden_size: 2560, intermediate_size: 10240, model_type: 'gemma3_text', num_hidden_layers: 34,
+    rope_scaling: { factor: 8.0, rope_type: 'linear' }, sliding_window: 1024,
+  },
+  torch_dtype: 'bfloat16',
+  vision_config: {
+    hidden_size: 1152, image_size: 896, intermediate_size: 4304, model_type: 'siglip_vision_model', num_attention_heads: 16,
+    num_hidden_layers: 27, patch_size: 14, vision_use_head: false,
+  },
+};

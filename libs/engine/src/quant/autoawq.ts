@@ -8,13 +8,14 @@
 //                         norms, biases, lm_head) in the model's dtype under its HF name; linears the model packs
 //                         (InternLM2's attention.wqkv: ArchitectureDef.packedLinears) are packed back, rows in its order
 //   tokenizer / chat template / generation_config files copied from the source model
-// Scalars an architecture folds into its canonical tensors as they load (TensorSource.scale: Granite's multipliers)
-// are divided back out of what is written, so that the checkpoint holds the model's own values and means what the
-// in-memory quantized model meant to every reader that applies those scalars at run time (transformers, our loader).
+// What an architecture folds into its canonical tensors as they load (TensorSource scale and add: Granite's multipliers,
+// Gemma's 1 + w norms) is taken back out of what is written ((value - add) / scale), so that the checkpoint holds the
+// model's own values and means what the in-memory quantized model meant to every reader that applies the fold at run
+// time (transformers, our loader): an AWQ-scaled Gemma norm is written as (1 + w) / s - 1, as AutoAWQ writes it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelFormatError, NotSupportedError, QuantConfigError } from '../errors';
-import { encodeHalf, f16BitsToF32, f32ToF16Bits } from '../io/half';
+import { encodeHalf, f16BitsToF32, f32ToF16Bits, roundHalf } from '../io/half';
 import { readSafetensorsDir, writeSafetensors, type WritableTensor } from '../io/safetensors';
 import type { LoadedModelSpec } from '../models/load';
 import type { PackedLinear } from '../models/spec';
@@ -92,13 +93,22 @@ const roundF16 = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
 
 /** The factor the loader multiplies a canonical tensor by as it reads it (TensorSource.scale, in f32 as it applies
  *  it): 1 for a checkpoint's own values. */
-export function foldFactor(src: TensorSource): number {
-  return src.scale === undefined ? 1 : Math.fround(src.scale);
+export function foldFactor(src: TensorSource | undefined): number {
+  return src?.scale === undefined ? 1 : Math.fround(src.scale);
 }
 
-/** Values as the checkpoint must hold them: the folded (loaded) values divided by the fold factor. */
-export function unfoldValues(v: Float32Array, k: number): Float32Array {
-  return k === 1 ? v : v.map((x) => x / k);
+/** Values as the checkpoint must hold them: the folded (loaded) values, value * scale + add, unfolded. */
+export function unfoldValues(v: Float32Array, src: TensorSource | undefined): Float32Array {
+  const k = foldFactor(src);
+  const add = Math.fround(src?.add ?? 0);
+  return k === 1 && add === 0 ? v : v.map((x) => (x - add) / k);
+}
+
+/** Values as the loader will read them back once written in `dtype`: unfolded, rounded, folded again (in f32). */
+export function roundAsWritten(v: Float32Array, src: TensorSource | undefined, dtype: 'f16' | 'bf16'): Float32Array {
+  const k = foldFactor(src);
+  const add = Math.fround(src?.add ?? 0);
+  return unfoldValues(v, src).map((x) => Math.fround(roundHalf(x, dtype) * k) + add);
 }
 
 /** A quantized linear of folded weights as the checkpoint must hold it: the codes and zeros as they are, every
@@ -118,7 +128,7 @@ export interface WriteAutoAwqOptions {
 /**
  * Writes an AutoAWQ GEMM directory: `weights` holds the (AWQ-scaled) fp values of every canonical tensor, `quantized`
  * the quantized linears by canonical prefix (`layers.{i}.{q|k|v|o|gate|up|down}`), both as loaded, i.e. with the
- * sources' fold factors in (see foldFactor): what is written is divided by them. Two canonical tensors read from the
+ * sources' folds in (scale and add, see unfoldValues): what is written has them taken out. Two canonical tensors read from the
  * same checkpoint tensor (a tied lm_head that the architecture loads as its own copy, Granite's) write it once, and
  * must agree once unfolded.
  */
@@ -136,16 +146,16 @@ export async function writeAutoAwqDir(
     tensors.push({ name: `${prefix}.qzeros`, dtype: 'I32', shape: [ql.in / ql.groupSize, ql.out / 8], data: new Uint8Array(t.qzeros.buffer) });
     tensors.push({ name: `${prefix}.scales`, dtype: 'F16', shape: [ql.in / ql.groupSize, ql.out], data: new Uint8Array(t.scales.buffer) });
   };
-  const fold = new Map(sources.map((s) => [s.name, foldFactor(s)]));
+  const byName = new Map(sources.map((s) => [s.name, s]));
   const quantizedOf = (name: string): QuantizedLinear => {
     const ql = quantized.get(name);
     if (!ql) throw new QuantConfigError(`internal: ${name}.weight was not quantized`);
-    return unfoldQuantized(ql, fold.get(`${name}.weight`) ?? 1);
+    return unfoldQuantized(ql, foldFactor(byName.get(`${name}.weight`)));
   };
   const valuesOf = (name: string): Float32Array => {
     const v = weights.get(name);
     if (!v) throw new QuantConfigError(`internal: no values for ${name}`);
-    return unfoldValues(v, fold.get(name) ?? 1);
+    return unfoldValues(v, byName.get(name));
   };
   const written = new Set<string>();
   const plain = new Map<string, { from: string; data: Uint8Array }>(); // HF name → what was written under it

@@ -17,8 +17,8 @@ import { toAwqGemm } from './pack';
 
 const GOLDEN = GOLDEN_DIR;
 const native = nativeCpuOrReport('awq session');
-// (the native layer session runs dense layers only: mixture-of-experts models take the TypeScript path)
-const cases = goldenCases('dense');
+// (the native layer session runs Llama-style dense layers only: mixtures of experts and Gemma take the TypeScript path)
+const cases = goldenCases('session');
 
 function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;

@@ -1,14 +1,40 @@
 // The native per-layer AWQ session (libs/native/src/engine/awq_session.h) seen from the quantization code: one
 // decoder layer's weights and the samples' layer inputs stay in backend memory (the GPU on cuda) and the searches
 // get small answers (losses, clips, statistics). awq.ts and calibrate.ts use it when the native module has it
-// (`useSession`); the TypeScript path over BlockForward stays for test doubles and `session: false`.
+// (`useSession`); the TypeScript path over BlockForward stays for test doubles, `session: false` and the models whose
+// layers the session does not run (`nativeSessionRefusal`).
+import { InvalidArgumentError } from '../errors';
+import type { Logger } from '../generation/types';
+import type { ModelSpec } from '../models/spec';
 import type { AwqTapStats, NativeAwqSession, NativeModule } from '../native';
 import { LINEARS } from './block-forward';
 import type { BlockForward } from './block-forward';
 
-/** Whether the quantization steps run through the native session: when the module has it, unless `opt` is false. */
-export function useSession(native: NativeModule, opt?: boolean): boolean {
-  return opt !== false && typeof native.createAwqSession === 'function';
+/** What keeps the native layer session from running the model's layers, or undefined when it runs them: it runs dense
+ *  Llama-style layers (a norm before attention and one before a SwiGLU MLP, one RoPE), not a mixture of experts' routing
+ *  nor Gemma 3's sandwich norms, gelu_tanh MLP and local RoPE. */
+export function nativeSessionRefusal(spec: ModelSpec): string | undefined {
+  if (spec.numExperts) return 'a mixture of experts';
+  const parts = [
+    spec.sandwichNorms && 'sandwich norms', spec.hiddenAct !== 'silu' && `a ${spec.hiddenAct} MLP`, spec.ropeLocal && 'a local RoPE on its sliding layers',
+  ].filter((p): p is string => !!p);
+  return parts.length ? `a model with ${parts.join(', ')}` : undefined;
+}
+
+/**
+ * Whether `step` runs through the native session: when the module has it and runs the model's layers
+ * (nativeSessionRefusal), unless `opt` is false. A model the session does not run takes the TypeScript path (said
+ * through `log` when given); `opt` true for it is refused with the reason.
+ */
+export function useSession(native: NativeModule, spec: ModelSpec, opt: boolean | undefined, step: 'calibrate' | 'auto_awq', log?: Logger): boolean {
+  const refusal = nativeSessionRefusal(spec);
+  if (!refusal) return opt !== false && typeof native.createAwqSession === 'function';
+  if (opt === true) {
+    throw new InvalidArgumentError(`${spec.hfArchitecture} is ${refusal}: ${step} runs its layers in TypeScript (session: false), not in the native session`);
+  }
+  log?.('info', `${spec.hfArchitecture} is ${refusal}: ${step === 'calibrate' ? 'calibration' : 'the search'} runs layer by layer in TypeScript ` +
+    '(the native layer session does not run its layers), slower than in the session for a model of its size');
+  return false;
 }
 
 export function createLayerSession(fwd: BlockForward): NativeAwqSession {

@@ -13,8 +13,11 @@
 //  3. round to nearest with the chosen clip; the layer's output with quantized weights feeds the next layer.
 // searchScale: false and searchClip: false give plain round-to-nearest (RTN).
 // The result is an AutoAWQ GEMM checkpoint (see autoawq.ts) written into `dstDir` (default: workDir).
-// The search works on the canonical tensors as they load, scalars an architecture folds into them included (Granite's
-// multipliers: TensorSource.scale), so it sees the model's real function; the writer divides the folds back out.
+// The search works on the canonical tensors as they load, what an architecture folds into them included (Granite's
+// multipliers: TensorSource.scale; Gemma's 1 + w norms: TensorSource.add), so it sees the model's real function; the
+// writer takes the folds back out. A Gemma model's layers (sandwich norms, gelu_tanh) run in TypeScript: the scaling
+// groups are the same four (input_norm = input_layernorm, post_norm = pre_feedforward_layernorm), the losses measured
+// before the sandwich norms, as AutoAWQ does.
 import { InvalidArgumentError, QuantConfigError } from '../errors';
 import { f16BitsToF32, f32ToF16Bits } from '../io/half';
 import type { LoadOptions } from '../generation/types';
@@ -22,9 +25,9 @@ import { BlockForward, gatherRows, LINEARS, type LayerTaps, type LinearName, typ
 import { batches, calibrate, concatIds, hasCalibration, LINEAR_INPUT, loadCalibration, resolveNative, type CalibrationResult, type ProgressFn } from './calibrate';
 import { checkGroupDivides, checkQuantParams, type QuantizedLinear } from './pack';
 import { fakeQuantNative, NativeChannelStats, quantizeLinearNative } from './native-quant';
-import { packedTargets, writeAutoAwqDir } from './autoawq';
+import { packedTargets, roundAsWritten, writeAutoAwqDir } from './autoawq';
 import { createLayerSession, setLayerTensors, subsampleIndices, tapMean, useSession } from './awq-session';
-import type { AwqTapName, NativeAwqSession } from '../native';
+import type { AwqTapName, NativeAwqSession, TensorSource } from '../native';
 
 export interface AutoAwqOptions extends Pick<LoadOptions, 'backend' | 'native' | 'log'> {
   /** Weight bits: 4 (the AutoAWQ GEMM layout holds 4-bit weights only). */
@@ -175,6 +178,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
   const log = opts.log ?? (() => {});
   const native = await resolveNative(opts);
   const { fwd, loaded, sources } = BlockForward.fromDir(native, modelDir);
+  const byName = new Map(sources.map((s) => [s.name, s]));
   const spec = fwd.spec;
   // Every linear must split into whole groups: fail before any work.
   const checked = new Set<string>();
@@ -193,6 +197,8 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
 
   // Plain round-to-nearest needs no activations: no calibration, no forward passes.
   const needData = searchScale || searchClip;
+  // the native session runs Llama-style dense layers only: a mixture of experts or Gemma takes the TypeScript path
+  const viaSession = useSession(native, spec, opts.session, 'auto_awq', needData ? log : undefined) && needData;
   let calib: CalibrationResult | undefined;
   let base = 0;
   const expect = { numLayers: spec.numLayers, hiddenSize: spec.hiddenSize, intermediateSize: spec.intermediateSize };
@@ -219,18 +225,13 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
   const quantized = new Map<string, QuantizedLinear>();
   const reports: LayerReport[] = [];
   const search: SearchParams = { wBits, groupSize, nGrid, searchTokens, clipTokens, searchScale, searchClip };
-  // the native session runs dense layers only: a mixture of experts takes the TypeScript path
-  if (spec.numExperts && opts.session === true) {
-    throw new InvalidArgumentError(`${spec.hfArchitecture} is a mixture-of-experts model: auto_awq runs its layers in TypeScript (session: false), not in the native session`);
-  }
-  const session = needData && !spec.numExperts && useSession(native, opts.session) ? createLayerSession(fwd) : undefined;
-  if (needData && spec.numExperts) log('info', `${spec.hfArchitecture} is a mixture of experts: the search runs layer by layer in TypeScript (the native layer session does not route), slower than for a dense model of its size`);
+  const session = viaSession ? createLayerSession(fwd) : undefined;
   if (session) {
     try {
       await session.setInput(x, Int32Array.from(seqLens));
       x = new Float32Array(0);
       for (let i = 0; i < spec.numLayers; i++) {
-        const report = await sessionLayer(fwd, session, i, seqLens, search, quantized);
+        const report = await sessionLayer(fwd, session, i, seqLens, search, quantized, byName);
         reports.push(report);
         if (searchScale) log('info', `layer ${i}: best alpha per group ${JSON.stringify(report.alphas)}`);
         progress(base + ((1 - base) * 0.95 * (i + 1)) / spec.numLayers, `layer ${i + 1}/${spec.numLayers} quantized`);
@@ -291,7 +292,7 @@ export async function autoAwq(modelDir: string, opts: AutoAwqOptions): Promise<A
         scales.set(g.key, best.s);
       }
       // fold the scales into the weights, and the taps the clip search reads: x / s
-      foldScales(fwd, lp, scales, groups);
+      foldScales(fwd, lp, scales, byName, groups);
       for (const g of groups) {
         const s = scales.get(g.key);
         if (!s) continue;
@@ -382,17 +383,21 @@ function linearInput(taps: Partial<LayerTaps>, l: string, inp: number): Float32A
   return taps[LINEAR_INPUT[l as LinearName]]!;
 }
 
-/** Folds the chosen scales of layer `lp` into fwd.weights (producer / s, consumers' columns * s; the stored fp16
- *  producers, and consumers kept fp16 such as a router, are rounded as they will be saved); returns the names of the
+/** Folds the chosen scales of layer `lp` into fwd.weights (producer / s, consumers' columns * s; the producers stored
+ *  in the model's dtype, and consumers kept unquantized such as a router, are rounded as they will be written and read
+ *  back: with their sources' folds, so a Gemma norm 1 + w becomes 1 + round((1 + w) / s - 1)); returns the names of the
  *  session tensors that changed. */
-function foldScales(fwd: BlockForward, lp: string, scales: Map<string, Float32Array>, groups: Group[] = GROUPS): string[] {
+function foldScales(
+  fwd: BlockForward, lp: string, scales: Map<string, Float32Array>, sources: ReadonlyMap<string, TensorSource>, groups: Group[] = GROUPS,
+): string[] {
   const changed = new Set<string>();
+  const setWritten = (name: string, v: Float32Array) => fwd.weights.set(name, roundAsWritten(v, sources.get(name), fwd.spec.dtype));
   for (const g of groups) {
     const s = scales.get(g.key);
     if (!s) continue;
     if (g.prev.kind === 'norm') {
-      const nw = fwd.w(`${lp}.${g.prev.name}.weight`);
-      fwd.weights.set(`${lp}.${g.prev.name}.weight`, nw.map((v, c) => roundF16(v / s[c])));
+      const name = `${lp}.${g.prev.name}.weight`;
+      setWritten(name, fwd.w(name).map((v, c) => v / s[c]));
       changed.add(g.prev.name);
     } else {
       const [out, inD] = fwd.linearShape(g.prev.name);
@@ -401,7 +406,7 @@ function foldScales(fwd: BlockForward, lp: string, scales: Map<string, Float32Ar
       for (let o = 0; o < out; o++) for (let c = 0; c < inD; c++) r[o * inD + c] = pw[o * inD + c] / s[o];
       fwd.weights.set(`${lp}.${g.prev.name}.weight`, r);
       const b = fwd.weights.get(`${lp}.${g.prev.name}.bias`);
-      if (b) fwd.weights.set(`${lp}.${g.prev.name}.bias`, b.map((v, o) => roundF16(v / s[o])));
+      if (b) setWritten(`${lp}.${g.prev.name}.bias`, b.map((v, o) => v / s[o]));
       changed.add(g.prev.name);
     }
     for (const l of g.linears) {
@@ -411,7 +416,7 @@ function foldScales(fwd: BlockForward, lp: string, scales: Map<string, Float32Ar
     }
     for (const l of g.alsoScaled ?? []) {
       const [out, inD] = fwd.linearShape(l);
-      fwd.weights.set(`${lp}.${l}.weight`, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s).map(roundF16));
+      setWritten(`${lp}.${l}.weight`, scaleColumns(fwd.w(`${lp}.${l}.weight`), out, inD, s));
       changed.add(l);
     }
   }
@@ -425,6 +430,7 @@ function foldScales(fwd: BlockForward, lp: string, scales: Map<string, Float32Ar
  */
 async function sessionLayer(
   fwd: BlockForward, sess: NativeAwqSession, i: number, seqLens: number[], p: SearchParams, quantized: Map<string, QuantizedLinear>,
+  sources: ReadonlyMap<string, TensorSource>,
 ): Promise<LayerReport> {
   const lp = `layers.${i}`;
   const report: LayerReport = { layer: i, alphas: {}, lossRatio: {} };
@@ -450,7 +456,7 @@ async function sessionLayer(
       report.lossRatio[g.key] = losses[0] > 0 ? losses[best] / losses[0] : 1;
       scales.set(g.key, cands.slice(best * dim, (best + 1) * dim));
     }
-    const changed = foldScales(fwd, lp, scales);
+    const changed = foldScales(fwd, lp, scales, sources);
     if (changed.length) {
       await setLayerTensors(sess, fwd, i, changed);
       // the clip search reads the scaled layer's inputs

@@ -1,17 +1,22 @@
-// A layer-by-layer forward of a decoder model in TypeScript over native `runOp` calls (embedding, rms_norm, linear,
-// rope, attention, silu_mul, add). The native decoder exposes logits only; calibration and the AWQ search need the
+// A layer-by-layer forward of a decoder model in TypeScript over native `runOp` calls (linear, rope tables, attention;
+// the elementwise steps run here). The native decoder exposes logits only; calibration and the AWQ search need the
 // activations inside each layer (the inputs of every linear, K and V) and need to re-run one module with modified
 // weights. Weights live here as f32 arrays in canonical names (see libs/native/src/types.ts), so quantization code
 // can read and replace them.
 //
 // Sequences are batched: `x` holds the tokens of several sequences back to back ([tokens, hidden]); `seqLens` says
 // where each one ends. Attention is causal within each sequence (one KV "block" per sequence for the attention op).
+// Gemma 3's layer runs here too (the native layer session does not run it): the embedding times spec.embedScale, norms
+// whose canonical weights load as 1 + w (TensorSource.add), the sandwich norms (attn_out_norm / mlp_out_norm on the
+// attention and MLP outputs before their residual adds), a gelu_tanh MLP, and the sliding layers' own RoPE
+// (spec.ropeLocal).
 import { InvalidArgumentError, NotSupportedError } from '../errors';
-import { decodeHalf } from '../io/half';
-import { readTensorBytes } from '../io/safetensors';
 import { loadModelSpec, loadModelWeights, type LoadedModelSpec } from '../models/load';
+import { readSourceF32 } from '../models/source-bytes';
 import type { ModelSpec } from '../models/spec';
-import type { NativeModule, TensorSource } from '../native';
+import type { NativeModule, RopeConfig, TensorSource } from '../native';
+
+export { readSourceF32 };
 
 type OpTensor = Parameters<NativeModule['runOp']>[1][number];
 
@@ -40,7 +45,7 @@ export interface LayerTaps {
   oIn: Float32Array;
   /** post_norm output: the input of gate, up. */
   mlpIn: Float32Array;
-  /** silu(gate) * up: the input of down. [tokens, intermediate] (dense layers) */
+  /** act(gate) * up (silu, or Gemma's gelu_tanh): the input of down. [tokens, intermediate] (dense layers) */
   downIn: Float32Array;
   /** A mixture-of-experts layer: per expert its tokens and down input (mlpIn is the router's and every expert's
    *  gate / up input). */
@@ -66,26 +71,6 @@ export function asF32(t: OpTensor): Float32Array {
   const d = t.data;
   if (d.byteOffset % 4 === 0) return new Float32Array(d.buffer, d.byteOffset, d.byteLength / 4);
   return new Float32Array(d.slice().buffer);
-}
-
-/** Reads one canonical tensor's bytes as f32. */
-export function readSourceF32(src: TensorSource): Float32Array {
-  if (src.scale !== undefined && src.scale !== 1) {  // in f32, unrounded, as the native CPU loader
-    const v = readSourceF32({ ...src, scale: undefined });
-    const k = Math.fround(src.scale);
-    for (let i = 0; i < v.length; i++) v[i] = Math.fround(v[i] * k);
-    return v;
-  }
-  let bytes: Uint8Array;
-  if (src.data) bytes = src.data;
-  else {
-    const n = src.shape.reduce((a, b) => a * b, 1);
-    const size = src.dtype === 'f32' || src.dtype === 'i32' ? 4 : src.dtype === 'u8' ? 1 : 2;
-    bytes = readTensorBytes({ name: src.name, dtype: src.dtype, shape: src.shape, file: src.file!, offset: src.offset!, byteLength: n * size });
-  }
-  if (src.dtype === 'f16' || src.dtype === 'bf16') return decodeHalf(bytes, src.dtype);
-  if (src.dtype === 'f32') return new Float32Array(bytes.slice().buffer);
-  throw new InvalidArgumentError(`tensor ${src.name} has dtype ${src.dtype}: not a float weight`);
 }
 
 export class BlockForward {
@@ -152,8 +137,9 @@ export class BlockForward {
   }
 
   // Elementwise ops run in TypeScript: through runOp each costs a copy in and out of native memory, which dominates
-  // for them (the heavy ops, linear and attention, go to native code; silu_mul: see siluMul). The RoPE table itself
+  // for them (the heavy ops, linear and attention, go to native code; silu_mul: see actMul). The RoPE table itself
   // comes from the native op.
+  /** The embedding rows of `ids`, times spec.embedScale (Gemma; in f32, as the engine applies it) when set. */
   async embed(ids: Int32Array): Promise<Float32Array> {
     const table = this.w('embed_tokens.weight');
     const h = this.spec.hiddenSize;
@@ -163,6 +149,8 @@ export class BlockForward {
       if (!(id >= 0 && id < this.spec.vocabSize)) throw new InvalidArgumentError(`token id ${id} out of range [0, ${this.spec.vocabSize})`);
       out.set(table.subarray(id * h, (id + 1) * h), t * h);
     }
+    const k = this.spec.embedScale;
+    if (k !== undefined && k !== 1) for (let i = 0; i < out.length; i++) out[i] *= k;
     return out;
   }
 
@@ -197,8 +185,12 @@ export class BlockForward {
     return this.linearWith(x, weight ?? this.w(`layers.${layer}.${name}.weight`), out, inp, bias);
   }
 
-  private ropeParams(maxLen: number): Record<string, number | string> {
-    const r = this.spec.rope;
+  /** The RoPE of layer i: spec.ropeLocal on a sliding-window layer when the model has one (Gemma 3), else spec.rope. */
+  ropeOf(layer: number): RopeConfig {
+    return this.spec.ropeLocal && (this.spec.layerWindows?.[layer] ?? 0) > 0 ? this.spec.ropeLocal : this.spec.rope;
+  }
+
+  private ropeParams(r: RopeConfig, maxLen: number): Record<string, number | string> {
     const p: Record<string, number | string> = { type: r.type, theta: r.theta, maxPositionEmbeddings: this.spec.maxPositionEmbeddings, seqLen: maxLen };
     if (r.factor !== undefined) p.factor = r.factor;
     if (r.lowFreqFactor !== undefined) p.lowFreqFactor = r.lowFreqFactor;
@@ -212,8 +204,7 @@ export class BlockForward {
     return p;
   }
 
-  private scalesAttention(): boolean {
-    const r = this.spec.rope;
+  private scalesAttention(r: RopeConfig): boolean {
     return (r.type === 'longrope' || r.type === 'yarn') && (r.rotaryDim ?? this.spec.headDim) === this.spec.headDim;
   }
 
@@ -225,24 +216,25 @@ export class BlockForward {
     return pos;
   }
 
-  private ropeTables = new Map<number, { cos: Float32Array; sin: Float32Array; half: number }>();
+  private ropeTables = new Map<RopeConfig, Map<number, { cos: Float32Array; sin: Float32Array; half: number }>>();
 
-  /** cos/sin per position and rotary pair, read off the native rope op applied to unit vectors. */
-  private async ropeTable(maxLen: number): Promise<{ cos: Float32Array; sin: Float32Array; half: number }> {
-    let t = this.ropeTables.get(maxLen);
+  /** cos/sin per position and rotary pair of RoPE `r`, read off the native rope op applied to unit vectors. */
+  private async ropeTable(r0: RopeConfig, maxLen: number): Promise<{ cos: Float32Array; sin: Float32Array; half: number }> {
+    const byLen = this.ropeTables.get(r0) ?? new Map<number, { cos: Float32Array; sin: Float32Array; half: number }>();
+    this.ropeTables.set(r0, byLen);
+    let t = byLen.get(maxLen);
     if (t) return t;
     const hd = this.spec.headDim;
     // rotary pairs (i, i + half) for i < half: half the rotated dims (a partial rotary head leaves the rest alone)
     let half = hd / 2;
-    const rd = this.spec.rope.rotaryDim;
+    const rd = r0.rotaryDim;
     if (rd !== undefined) half = Math.floor((rd <= 1 ? rd * hd : rd) / 2);
     // probe: each position holds one head whose pairs' first elements are 1 and the rest 0 → rotated to (cos, sin)
     const probe = new Float32Array(maxLen * hd);
     for (let p = 0; p < maxLen; p++) for (let i = 0; i < half; i++) probe[p * hd + i] = 1;
     const pos = this.positions([maxLen]);
-    const r0 = this.spec.rope;
     const factors = r0.type === 'longrope' ? [f32Tensor(Float32Array.from(r0.shortFactor ?? []), [r0.shortFactor?.length ?? 0]), f32Tensor(Float32Array.from(r0.longFactor ?? []), [r0.longFactor?.length ?? 0])] : [];
-    const [r] = await this.native.runOp('rope', [f32Tensor(probe, [maxLen, 1, hd]), i32Tensor(pos, [maxLen]), ...factors], this.ropeParams(maxLen));
+    const [r] = await this.native.runOp('rope', [f32Tensor(probe, [maxLen, 1, hd]), i32Tensor(pos, [maxLen]), ...factors], this.ropeParams(r0, maxLen));
     const rot = asF32(r);
     const cos = new Float32Array(maxLen * half);
     const sin = new Float32Array(maxLen * half);
@@ -253,13 +245,13 @@ export class BlockForward {
       }
     }
     t = { cos, sin, half };
-    this.ropeTables.set(maxLen, t);
+    byLen.set(maxLen, t);
     return t;
   }
 
-  async rope(x: Float32Array, heads: number, seqLens: readonly number[]): Promise<Float32Array> {
+  async rope(x: Float32Array, heads: number, seqLens: readonly number[], r: RopeConfig = this.spec.rope): Promise<Float32Array> {
     const hd = this.spec.headDim;
-    const { cos, sin, half } = await this.ropeTable(Math.max(...seqLens));
+    const { cos, sin, half } = await this.ropeTable(r, Math.max(...seqLens));
     const out = Float32Array.from(x);
     let t = 0;
     for (const L of seqLens) {
@@ -280,9 +272,11 @@ export class BlockForward {
     return out;
   }
 
-  /** Causal GQA attention of each sequence over itself: q [tokens, heads*hd], k/v [tokens, kvHeads*hd] (k roped);
-   *  window > 0: each query sees its last `window` positions only (sliding-window layers). */
-  async attention(q: Float32Array, k: Float32Array, v: Float32Array, seqLens: readonly number[], window = 0, rope = true): Promise<Float32Array> {
+  /** Causal GQA attention of each sequence over itself: q [tokens, heads*hd], k/v [tokens, kvHeads*hd] (k roped by
+   *  `rope`; null: a NoPE layer); window > 0: each query sees its last `window` positions only (sliding-window layers). */
+  async attention(
+    q: Float32Array, k: Float32Array, v: Float32Array, seqLens: readonly number[], window = 0, rope: RopeConfig | null = this.spec.rope,
+  ): Promise<Float32Array> {
     const { numHeads, numKvHeads, headDim: hd } = this.spec;
     const S = seqLens.length;
     const maxL = Math.max(...seqLens);
@@ -320,7 +314,8 @@ export class BlockForward {
       ],
       // longrope / yarn: HF scales cos and sin by attentionFactor; on a fully rotated head that is the attention logits
       // times its square (on a partial one the rope op applied it: ops/rope.h)
-      { scale: (rope && this.scalesAttention() ? (this.spec.rope.attentionFactor ?? 1) ** 2 : 1) * (this.spec.rope.attentionScale ?? 1 / Math.sqrt(hd)), window },
+      // (the softmax scale rides on the rope: Granite's attention_multiplier, Gemma's query_pre_attn_scalar^-0.5)
+      { scale: (rope && this.scalesAttention(rope) ? (rope.attentionFactor ?? 1) ** 2 : 1) * ((rope ?? this.spec.rope).attentionScale ?? 1 / Math.sqrt(hd)), window },
     );
     return asF32(r);
   }
@@ -331,14 +326,23 @@ export class BlockForward {
     return out;
   }
 
-  /** silu(gate) * up in f64 per element, as the calibration and search numbers were made. The native `silu_mul`
+  /** act(gate) * up in f64 per element, as the calibration and search numbers were made: silu, or gelu_tanh (Gemma:
+   *  0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))), transformers' gelu_pytorch_tanh). The native `silu_mul`
    *  (f32, vectorised exp) is ~14x faster with the copies (2048 x 1024: ~80 ms vs ~1.1 s here) but differs in the last
    *  f32 bits, which flips near-tied argmins of the AWQ search (awq-ppl: AWQ 224.47 -> 226.85 on tiny-qwen2-pydocs);
    *  this TypeScript path (`session: false`) keeps the f64 loop. The native AWQ session (awq-session.ts), which
    *  calibrate and auto_awq use by default, runs the native f32 silu_mul on both backends: on cuda the block is f16
    *  anyway, and the AWQ quality specs pass with it (README "GPU path"). */
-  async siluMul(gate: Float32Array, up: Float32Array, _n: number): Promise<Float32Array> {
+  async actMul(gate: Float32Array, up: Float32Array): Promise<Float32Array> {
     const out = new Float32Array(gate.length);
+    if (this.spec.hiddenAct === 'gelu_tanh') {
+      const c = Math.sqrt(2 / Math.PI);
+      for (let i = 0; i < gate.length; i++) {
+        const g = gate[i];
+        out[i] = 0.5 * g * (1 + Math.tanh(c * (g + 0.044715 * g * g * g))) * up[i];
+      }
+      return out;
+    }
     for (let i = 0; i < gate.length; i++) {
       const g = gate[i];
       out[i] = (g / (1 + Math.exp(-g))) * up[i];
@@ -359,9 +363,9 @@ export class BlockForward {
     const qn = this.spec.qkNorm ? await this.rmsNorm(q0, this.w(`layers.${layer}.q_norm.weight`)) : q0;
     const kn = this.spec.qkNorm ? await this.rmsNorm(k0, this.w(`layers.${layer}.k_norm.weight`)) : k0;
     // (a NoPE layer, spec.noRopeLayers: q and k unrotated, softmax scale 1/sqrt(headDim))
-    const rope = !this.spec.noRopeLayers?.includes(layer);
-    const q = rope ? await this.rope(qn, numHeads, seqLens) : qn;
-    const k = rope ? await this.rope(kn, numKvHeads, seqLens) : kn;
+    const rope = this.spec.noRopeLayers?.includes(layer) ? null : this.ropeOf(layer);
+    const q = rope ? await this.rope(qn, numHeads, seqLens, rope) : qn;
+    const k = rope ? await this.rope(kn, numKvHeads, seqLens, rope) : kn;
     const oIn = await this.attention(q, k, v, seqLens, this.spec.layerWindows?.[layer] ?? 0, rope);
     if (taps) Object.assign(taps, { k, v, oIn });
     return this.linear(layer, 'o', oIn, w.o);
@@ -373,7 +377,7 @@ export class BlockForward {
   ): Promise<Float32Array> {
     const g = await this.linear(layer, 'gate', mlpIn, w.gate);
     const u = await this.linear(layer, 'up', mlpIn, w.up);
-    const downIn = await this.siluMul(g, u, this.spec.intermediateSize);
+    const downIn = await this.actMul(g, u);
     if (taps) taps.downIn = downIn;
     return this.linear(layer, 'down', downIn, w.down);
   }
@@ -423,7 +427,7 @@ export class BlockForward {
       const x = `experts.${e}`;
       const g = await this.linear(layer, `${x}.gate`, xe, w[`${x}.gate`]);
       const u = await this.linear(layer, `${x}.up`, xe, w[`${x}.up`]);
-      const downIn = await this.siluMul(g, u, this.spec.moeIntermediateSize!);
+      const downIn = await this.actMul(g, u);
       experts.push({ tokens, downIn });
       const y = await this.linear(layer, `${x}.down`, downIn, w[`${x}.down`]);
       for (let i = 0; i < n; i++) {
@@ -440,18 +444,20 @@ export class BlockForward {
     return this.isMoeLayer(layer) ? this.moeBlock(layer, mlpIn, w, taps) : this.mlpBlock(layer, mlpIn, w, taps);
   }
 
-  /** One decoder layer: x → x + attn(norm(x)) → h + mlp(norm(h)). Fills `taps` when given. */
+  /** One decoder layer: x → h = x + attn(norm(x)) → h + mlp(norm(h)); with sandwich norms (Gemma) each branch's
+   *  output is RMS-normed (attn_out_norm, mlp_out_norm) before its residual add. Fills `taps` when given. */
   async layer(i: number, x: Float32Array, seqLens: readonly number[], taps?: Partial<LayerTaps>): Promise<Float32Array> {
+    const outNorm = async (y: Float32Array, norm: string) => (this.spec.sandwichNorms ? this.rmsNorm(y, this.w(`layers.${i}.${norm}.weight`)) : y);
     const attnIn = await this.rmsNorm(x, this.w(`layers.${i}.input_norm.weight`));
-    const attnOut = await this.attnBlock(i, attnIn, seqLens, {}, taps);
+    const attnOut = await outNorm(await this.attnBlock(i, attnIn, seqLens, {}, taps), 'attn_out_norm');
     const h = await this.add(x, attnOut);
     const mlpIn = await this.rmsNorm(h, this.w(`layers.${i}.post_norm.weight`));
-    const mlpOut = await this.mlpOf(i, mlpIn, {}, taps);
+    const mlpOut = await outNorm(await this.mlpOf(i, mlpIn, {}, taps), 'mlp_out_norm');
     if (taps) Object.assign(taps, { attnIn, mlpIn });
     return this.add(h, mlpOut);
   }
 
-  /** Final norm and LM head: logits [tokens, vocab]. */
+  /** Final norm and LM head (a tied head reads the embedding table itself, unscaled): logits [tokens, vocab]. */
   async head(x: Float32Array): Promise<Float32Array> {
     const hn = await this.rmsNorm(x, this.w('norm.weight'));
     const lm = this.weights.get('lm_head.weight') ?? this.w('embed_tokens.weight');

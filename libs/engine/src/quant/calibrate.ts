@@ -198,12 +198,8 @@ export async function calibrate(modelDir: string, opts: CalibrateOptions): Promi
   let step = 0;
   progress(0, `calibrating on ${windows.length} samples of ${seqlen} tokens`);
   const inputs = new Map<string, ChannelStats>();
-  // (the native session runs dense layers only: a mixture of experts goes layer by layer in TypeScript)
-  if (spec.numExperts && opts.session === true) {
-    throw new InvalidArgumentError(`${spec.hfArchitecture} is a mixture-of-experts model: calibrate runs its layers in TypeScript (session: false), not in the native session`);
-  }
-  const viaSession = !spec.numExperts && useSession(native, opts.session);
-  if (spec.numExperts) log('info', `${spec.hfArchitecture} is a mixture of experts: calibration runs layer by layer in TypeScript (the native layer session does not route), slower than for a dense model of its size`);
+  // (the native session runs Llama-style dense layers only: a mixture of experts or Gemma goes layer by layer in TypeScript)
+  const viaSession = useSession(native, spec, opts.session, 'calibrate', log);
   if (viaSession) {
     // layer by layer over all samples: the hidden states of every sample stay in backend memory
     const sess = createLayerSession(fwd);

@@ -1,4 +1,4 @@
-// Writes a tiny random Hugging Face model directory (Llama, Qwen2, Qwen3 or InternLM2 layout): config.json, safetensors weights,
+// Writes a tiny random Hugging Face model directory (Llama, Qwen2, Qwen3, Gemma 3 or InternLM2 layout): config.json, safetensors weights,
 // a byte-level BPE tokenizer.json that @huggingface/tokenizers loads, tokenizer_config.json with a ChatML chat
 // template, and generation_config.json. Deterministic from the seed: same options → same bytes.
 import * as fs from 'node:fs';
@@ -9,7 +9,19 @@ import { byteLevelAlphabet } from '../tokenizer/byte-level';
 
 export interface TinyModelOptions {
   /** internlm2: InternLM2's own tensor names with q/k/v packed per KV group in `attention.wqkv` (byte-level tokenizer). */
-  arch?: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'internlm2' | 'mixtral' | 'qwen3_moe';
+  arch?: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'internlm2' | 'mixtral' | 'qwen3_moe' | 'gemma3';
+  /** gemma3 (Gemma3ForCausalLM; tied embeddings by default, norms stored as w around 0 and applied as 1 + w):
+   *  sliding_window_pattern (default 2: layers 0, 2, ... slide) or layer_types, query_pre_attn_scalar (default 24),
+   *  the full layers' rope_scaling (default linear x2; global theta 1e6, local 1e4), and `multimodal`: a
+   *  Gemma3ForConditionalGeneration directory, the text config under text_config, the text weights under that prefix
+   *  beside a few vision tensors. slidingWindow (default 4) is config sliding_window. */
+  gemma3?: {
+    pattern?: number;
+    layerTypes?: string[];
+    queryPreAttnScalar?: number;
+    ropeScaling?: Record<string, unknown> | null;
+    multimodal?: 'language_model.model' | 'model.language_model';
+  };
   /** mixtral / qwen3_moe: experts per layer and per token (default 4 and 2); qwen3_moe: the experts' width (default
    *  intermediateSize / 2), norm_topk_prob (default true) and mlp_only_layers (dense layers, default none). */
   numExperts?: number;
@@ -158,11 +170,11 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   const kvHeads = opts.numKvHeads ?? 2;
   const headDim = opts.headDim ?? hidden / heads;
   const ff = opts.intermediateSize ?? 128;
-  const tie = opts.tieWordEmbeddings ?? false;
+  const tie = opts.tieWordEmbeddings ?? arch === 'gemma3';
   const std = opts.weightStd ?? 0.08;
   fs.mkdirSync(dir, { recursive: true });
 
-  const tokArch = arch === 'llama' || arch === 'mistral' || arch === 'smollm3' || arch === 'mixtral' ? 'llama' : 'qwen2';
+  const tokArch = arch === 'llama' || arch === 'mistral' || arch === 'smollm3' || arch === 'mixtral' || arch === 'gemma3' ? 'llama' : 'qwen2';
   const tok = buildTokenizer(tokArch, opts.vocabSize ?? 0);
   const vocabSize = tok.vocabSize;
   const bosId = tokArch === 'llama' ? tok.ids['<s>'] : tok.ids['<|endoftext|>'];
@@ -173,7 +185,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     ? { rope_parameters: { rope_theta: 10000.0, rope_type: 'default' } }
     : { rope_theta: 10000.0, rope_scaling: null };
   const config: Record<string, unknown> = {
-    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', smollm3: 'SmolLM3ForCausalLM', internlm2: 'InternLM2ForCausalLM', mixtral: 'MixtralForCausalLM', qwen3_moe: 'Qwen3MoeForCausalLM' }[arch]],
+    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', smollm3: 'SmolLM3ForCausalLM', internlm2: 'InternLM2ForCausalLM', mixtral: 'MixtralForCausalLM', qwen3_moe: 'Qwen3MoeForCausalLM', gemma3: 'Gemma3ForCausalLM' }[arch]],
     model_type: arch,
     hidden_size: hidden,
     intermediate_size: ff,
@@ -197,6 +209,20 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   if (arch === 'internlm2') config.bias = opts.bias ?? false;
   const E = opts.numExperts ?? 4, moeFf = arch === 'mixtral' ? ff : opts.moeIntermediateSize ?? Math.max(8, ff / 2);
   if (arch === 'mixtral') Object.assign(config, { num_local_experts: E, num_experts_per_tok: opts.numExpertsPerTok ?? 2, sliding_window: null, attention_bias: false });
+  const g3 = opts.gemma3 ?? {};
+  if (arch === 'gemma3') {
+    const full = g3.ropeScaling === null ? { rope_type: 'default' } : { rope_type: 'linear', factor: 2, ...g3.ropeScaling };
+    delete config.hidden_act;
+    Object.assign(config, {
+      model_type: 'gemma3_text', hidden_activation: 'gelu_pytorch_tanh', query_pre_attn_scalar: g3.queryPreAttnScalar ?? 24,
+      sliding_window: opts.slidingWindow ?? 4, sliding_window_pattern: g3.pattern ?? 2, attention_bias: false,
+      final_logit_softcapping: null, attn_logit_softcapping: null,
+      ...(g3.layerTypes ? { layer_types: g3.layerTypes } : {}),
+      ...(opts.ropeForm === 'parameters'
+        ? { rope_parameters: { full_attention: { ...full, rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4 } } }
+        : { rope_theta: 1e6, rope_local_base_freq: 1e4, rope_scaling: g3.ropeScaling === null ? null : full }),
+    });
+  }
   if (arch === 'qwen3_moe') {
     Object.assign(config, {
       num_experts: E, num_experts_per_tok: opts.numExpertsPerTok ?? 2, moe_intermediate_size: moeFf, norm_topk_prob: opts.normTopkProb ?? true,
@@ -207,13 +233,16 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   const normal = gaussian(rng(seed));
   const sfDtype = dtype === 'f16' ? 'F16' : 'BF16';
   const tensors: WritableTensor[] = [];
-  const gen = (n: number, init: 'normal' | 'ones' | 'small'): Float32Array => {
+  const gen = (n: number, init: 'normal' | 'ones' | 'small' | 'centered'): Float32Array => {
     const v = new Float32Array(n);
-    for (let i = 0; i < n; i++) v[i] = init === 'ones' ? 1 + 0.1 * normal() : init === 'small' ? 0.02 * normal() : std * normal();
+    for (let i = 0; i < n; i++) v[i] = init === 'ones' ? 1 + 0.1 * normal() : init === 'small' ? 0.02 * normal() : init === 'centered' ? 0.1 * normal() : std * normal();
     return v;
   };
   const put = (name: string, shape: number[], v: Float32Array) => tensors.push({ name, dtype: sfDtype, shape, data: encodeHalf(v, dtype) });
-  const add = (name: string, shape: number[], init: 'normal' | 'ones' | 'small') => put(name, shape, gen(shape.reduce((a, b) => a * b, 1), init));
+  const add = (name: string, shape: number[], init: 'normal' | 'ones' | 'small' | 'centered') => put(name, shape, gen(shape.reduce((a, b) => a * b, 1), init));
+  // (Gemma's norms are stored as w and applied as 1 + w)
+  const norm = arch === 'gemma3' ? 'centered' : 'ones';
+  const mp = arch === 'gemma3' && g3.multimodal ? `${g3.multimodal}.` : 'model.';
   if (arch === 'internlm2') {
     // InternLM2: tok_embeddings, attention_norm, wqkv (rows per KV group g: the G q heads of g, k head g, v head g), wo,
     // ffn_norm, feed_forward.w1 (gate) / w3 (up) / w2 (down), norm, output.
@@ -251,10 +280,10 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     add('model.norm.weight', [hidden], 'ones');
     if (!tie) add('output.weight', [vocabSize, hidden], 'normal');
   } else {
-    add('model.embed_tokens.weight', [vocabSize, hidden], 'normal');
+    add(`${mp}embed_tokens.weight`, [vocabSize, hidden], 'normal');
     for (let i = 0; i < layers; i++) {
-      const p = `model.layers.${i}`;
-      add(`${p}.input_layernorm.weight`, [hidden], 'ones');
+      const p = `${mp}layers.${i}`;
+      add(`${p}.input_layernorm.weight`, [hidden], norm);
       add(`${p}.self_attn.q_proj.weight`, [heads * headDim, hidden], 'normal');
       add(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, hidden], 'normal');
       add(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, hidden], 'normal');
@@ -263,12 +292,16 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
         add(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], 'small');
         add(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], 'small');
       }
-      if (arch === 'qwen3' || arch === 'qwen3_moe') {
-        add(`${p}.self_attn.q_norm.weight`, [headDim], 'ones');
-        add(`${p}.self_attn.k_norm.weight`, [headDim], 'ones');
+      if (arch === 'qwen3' || arch === 'qwen3_moe' || arch === 'gemma3') {
+        add(`${p}.self_attn.q_norm.weight`, [headDim], norm);
+        add(`${p}.self_attn.k_norm.weight`, [headDim], norm);
       }
       add(`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim], 'normal');
-      add(`${p}.post_attention_layernorm.weight`, [hidden], 'ones');
+      add(`${p}.post_attention_layernorm.weight`, [hidden], norm);
+      if (arch === 'gemma3') {
+        add(`${p}.pre_feedforward_layernorm.weight`, [hidden], norm);
+        add(`${p}.post_feedforward_layernorm.weight`, [hidden], norm);
+      }
       if (arch === 'mixtral') {
         add(`${p}.block_sparse_moe.gate.weight`, [E, hidden], 'normal');
         for (let e = 0; e < E; e++) {
@@ -289,8 +322,12 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
         add(`${p}.mlp.down_proj.weight`, [hidden, ff], 'normal');
       }
     }
-    add('model.norm.weight', [hidden], 'ones');
+    add(`${mp}norm.weight`, [hidden], norm);
     if (!tie) add('lm_head.weight', [vocabSize, hidden], 'normal');
+    if (mp !== 'model.') {
+      add('vision_tower.vision_model.embeddings.patch_embedding.weight', [8, 3, 2, 2], 'normal');
+      add('multi_modal_projector.mm_input_projection_weight', [8, hidden], 'normal');
+    }
   }
 
   const shards = Math.max(1, opts.shards ?? 1);
@@ -312,7 +349,12 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
   }
 
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  const { architectures: _, torch_dtype, ...text } = config;
+  const written = mp === 'model.' ? config : {
+    architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3', torch_dtype, text_config: text,
+    vision_config: { model_type: 'siglip_vision_model', hidden_size: 8, patch_size: 2 }, mm_tokens_per_image: 4,
+  };
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(written, null, 2));
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tok.json));
   const bosTok = tokArch === 'llama' ? '<s>' : '<|endoftext|>';
   const eosTok = tokArch === 'llama' ? '</s>' : '<|endoftext|>';
@@ -324,5 +366,5 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     path.join(dir, 'generation_config.json'),
     JSON.stringify({ bos_token_id: bosId, eos_token_id: [eosId, imEndId] }, null, 2),
   );
-  return { dir: path.resolve(dir), vocabSize, eosId, bosId, imStartId: tok.ids['<|im_start|>'], imEndId, config };
+  return { dir: path.resolve(dir), vocabSize, eosId, bosId, imStartId: tok.ids['<|im_start|>'], imEndId, config: written };
 }

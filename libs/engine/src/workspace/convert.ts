@@ -5,7 +5,8 @@
 //                  dtype, shape, byte offset into weights.bin)
 //   weights.bin    every canonical tensor back to back, each starting on a 64-byte boundary, so native code can
 //                  memory-map it (TensorSource { file, offset }); re-laid-out tensors (InternLM2's split wqkv) are
-//                  stored in their final layout. AWQ linears are converted from the AutoAWQ GEMM layout to the
+//                  stored in their final layout; a tensor the loader reads as value + add (Gemma's norms, stored w
+//                  and applied as 1 + w) keeps its bytes and its `add`. AWQ linears are converted from the AutoAWQ GEMM layout to the
 //                  engine's W4A16 layout (libs/native/README.md): `<p>.qweight` i32 [out/8, kp/128, 128] and
 //                  `<p>.scales_zeros` f16 [kp/group, out, 2], which the CUDA kernels read as they are.
 //   tokenizer, chat-template and generation files copied from the source.
@@ -36,6 +37,8 @@ export interface WorkspaceTensor {
   /** Byte offset in weights.bin (a multiple of 64). */
   offset: number;
   bytes: number;
+  /** Added to every value as it loads (TensorSource.add: Gemma's norms hold w and load as 1 + w). */
+  add?: number;
 }
 
 export interface WorkspaceManifest {
@@ -132,9 +135,10 @@ export async function convert(modelName: string, modelDir: string, opts: Convert
           fs.writeSync(fd, new Uint8Array(pad));
           pos += pad;
         }
-        const bytes = readSourceBytes(t);
+        // (an add stays an add: 1 + w rounded to bf16 would lose w's low bits)
+        const bytes = readSourceBytes({ ...t, add: undefined });
         fs.writeSync(fd, bytes);
-        index.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], offset: pos, bytes: bytes.byteLength });
+        index.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], offset: pos, bytes: bytes.byteLength, ...(t.add ? { add: t.add } : {}) });
         pos += bytes.byteLength;
         if (i % 16 === 0) progress((0.95 * (i + 1)) / tensors.length, `${t.name}`);
       }

@@ -40,7 +40,7 @@ export function loadWorkspace(dir: string): { loaded: LoadedModelSpec; tensors: 
         file: weightsFile, tensor: t.name, expected: `64-byte aligned range within ${size} bytes`, found: `[${t.offset}, ${t.offset + t.bytes})`,
       });
     }
-    return { name: t.name, dtype: t.dtype, shape: [...t.shape], file: weightsFile, offset: t.offset };
+    return { name: t.name, dtype: t.dtype, shape: [...t.shape], file: weightsFile, offset: t.offset, ...(t.add ? { add: t.add } : {}) };
   });
   return { loaded: { dir: abs, config: m.hfConfig, arch, spec }, tensors, kvCache: m.kvCache ?? { dtype: m.dtype } };
 }
