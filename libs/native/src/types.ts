@@ -159,6 +159,10 @@ export interface NativeModelConfig {
    *  [hidden], which RMS-norm the attention output (after o) and the MLP output (after down) before their residual adds.
    *  layers.{i}.post_norm stays the norm in front of the MLP. */
   sandwichNorms?: boolean;
+  /** Gemma 2's soft-capping (absent / 0: off): attention scores x become attnLogitSoftcap tanh(x / attnLogitSoftcap)
+   *  before the softmax, and the final logits alike with finalLogitSoftcap. */
+  attnLogitSoftcap?: number;
+  finalLogitSoftcap?: number;
   /** The RoPE of the sliding-window layers (layerWindows[l] > 0; Gemma 3's local rope); absent: every layer uses rope. */
   ropeLocal?: RopeConfig;
   /** KV-cache quantization, LMDeploy's quant_policy: 0 (default) float cache, 8 int8, 4 int4; asymmetric with a

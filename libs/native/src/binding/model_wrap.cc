@@ -78,6 +78,8 @@ ModelConfig parse_config(const Napi::Value& v) {
   c.embed_scale = (float)get_number(o, "embedScale", 1.0);
   if (!std::isfinite(c.embed_scale)) fail(ErrorCode::InvalidArgument, "model config: embedScale must be a finite number");
   c.sandwich_norms = get_bool(o, "sandwichNorms", false);
+  c.attn_softcap = (float)get_number(o, "attnLogitSoftcap", 0.0);
+  c.final_softcap = (float)get_number(o, "finalLogitSoftcap", 0.0);
   if (o.Has("quant") && !o.Get("quant").IsUndefined() && !o.Get("quant").IsNull()) {
     if (!o.Get("quant").IsObject()) fail(ErrorCode::InvalidArgument, "model config: quant must be an object");
     Napi::Object q = o.Get("quant").As<Napi::Object>();

@@ -305,7 +305,7 @@ void CudaBackend::attention(const attention_args& a) {
   int* ts = stage_i32(2, tok_seq.data(), tokens);
   float* scores = scores_.as<float>((size_t)(std::max<int64_t>(tokens, 1) * a.heads * max_ctx));
   attention_f32_cuda(a.q, a.ldq, a.out, a.k_cache, a.v_cache, a.block_size, bt, a.max_blocks, si, ts, tokens, a.heads,
-                     a.kv_heads, a.head_dim, a.scale, scores, max_ctx, stream_, a.window);
+                     a.kv_heads, a.head_dim, a.scale, scores, max_ctx, stream_, a.window, a.softcap);
 }
 
 void CudaBackend::silu_mul(const silu_mul_args& a) {

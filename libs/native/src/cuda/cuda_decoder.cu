@@ -64,6 +64,12 @@ __global__ void interleave_logits_kernel(const float* __restrict__ g, float* __r
   }
 }
 
+// Gemma 2's final logit soft-capping in place: x -> cap tanh(x / cap) (f32, as the CPU decoder)
+__global__ void softcap_logits_kernel(float* __restrict__ x, int64_t n, float cap) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    x[i] = cap * tanhf(x[i] / cap);
+}
+
 // LMFLEET_ATTN_SPLIT=32|64|...|4096 (an A/B knob, read at each step): the decode attention's split length (keys per
 // block) instead of the choice by (sequence, kv head) pairs below; 0 / unset: that choice.
 int attn_split_forced() {
@@ -663,10 +669,11 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
     if (decode)
       attention_decode_cuda(qkv_, Q, kc, vc, bt, L.mb, ctx_lens, attn_, NH * D, T, NH, NKV, D, (int)kv.block_size,
                             lscale, split_len_, splits, attn_ws_, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l),
-                            !verify_step_);
+                            !verify_step_, c.attn_softcap);
     else
       attention_prefill_cuda(qkv_, Q, kc, vc, bt, L.mb, q_starts, q_lens, ctx_lens, attn_, NH * D, L.S, max_q_len, NH,
-                             NKV, D, (int)kv.block_size, lscale, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l));
+                             NKV, D, (int)kv.block_size, lscale, s_, kq.policy, kq.k_param, kq.v_param, (int)c.window(l),
+                             c.attn_softcap);
     if (fuse) {
       fused(attn_, NH * D, W.o, resid_, H, fz(nullptr, 0, true));
       fused(resid_, H, W.gate_up, act_, I, fz(post_norm_[l], I, false));
@@ -702,6 +709,11 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       const int64_t total = (int64_t)L.R * c.vocab;
       interleave_logits_kernel<<<(int)std::min<int64_t>(4096, (total + 255) / 256), 256, 0, s_>>>(logits_gather_, logits_.as<float>(), L.R,
                                                                                                   m_.tp(), vl);
+      LMF_CUDA_LAUNCHED();
+    }
+    if (c.final_softcap > 0.f) {
+      const int64_t n = (int64_t)L.R * c.vocab;
+      softcap_logits_kernel<<<(int)std::min<int64_t>(4096, (n + 255) / 256), 256, 0, s_>>>(logits_.as<float>(), n, c.final_softcap);
       LMF_CUDA_LAUNCHED();
     }
   }

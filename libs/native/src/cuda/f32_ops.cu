@@ -68,7 +68,7 @@ __global__ void kv_store_f32_kernel(const float* k, const float* v, int64_t ld, 
 __global__ void attention_f32_kernel(const float* q, int64_t ldq, float* out, const float* kc, const float* vc, int64_t bs,
                                      const int* bt, int64_t max_blocks, const int* seq_info, const int* tok_seq,
                                      int64_t heads, int64_t kvh_n, int64_t hd, float scale, float* scores,
-                                     int64_t max_ctx, int64_t window) {
+                                     int64_t max_ctx, int64_t window, float softcap) {
   __shared__ float scr[32];
   const int64_t t = blockIdx.x, h = blockIdx.y;
   const int s = tok_seq[t];
@@ -84,8 +84,10 @@ __global__ void attention_f32_kernel(const float* q, int64_t ldq, float* out, co
     const float* kr = kc + ((int64_t)table[p / bs] * bs + p % bs) * width + kvh * hd;
     float d = 0.f;
     for (int64_t i = 0; i < hd; i++) d += qr[i] * kr[i];
-    sc[p] = d * scale;
-    mx = fmaxf(mx, d * scale);
+    d *= scale;
+    if (softcap > 0.f) d = softcap * tanhf(d / softcap);
+    sc[p] = d;
+    mx = fmaxf(mx, d);
   }
   mx = block_max(mx, scr);
   float sum = 0.f;
@@ -142,11 +144,11 @@ void kv_store_f32_cuda(const float* k, const float* v, int64_t ld, const int* sl
 void attention_f32_cuda(const float* q, int64_t ldq, float* out, const float* k_cache, const float* v_cache, int64_t block_size,
                         const int* block_tables, int64_t max_blocks, const int* seq_info, const int* tok_seq,
                         int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale, float* scores,
-                        int64_t max_ctx, cudaStream_t s, int64_t window) {
+                        int64_t max_ctx, cudaStream_t s, int64_t window, float softcap) {
   if (tokens <= 0) return;
   attention_f32_kernel<<<dim3((unsigned)tokens, (unsigned)heads), 128, 0, s>>>(
       q, ldq ? ldq : heads * head_dim, out, k_cache, v_cache, block_size, block_tables, max_blocks, seq_info, tok_seq, heads, kv_heads, head_dim,
-      scale, scores, max_ctx, window);
+      scale, scores, max_ctx, window, softcap);
   LMF_CUDA_LAUNCHED();
 }
 void f32_to_f16_cuda(const float* x, half* y, int64_t n, cudaStream_t s) {

@@ -26,7 +26,7 @@ void kv_store_f32_cuda(const float* k, const float* v, int64_t ld, const int* sl
 void attention_f32_cuda(const float* q, int64_t ldq, float* out, const float* k_cache, const float* v_cache, int64_t block_size,
                         const int* block_tables, int64_t max_blocks, const int* seq_info, const int* tok_seq,
                         int64_t tokens, int64_t heads, int64_t kv_heads, int64_t head_dim, float scale, float* scores,
-                        int64_t max_ctx, cudaStream_t s, int64_t window = 0);
+                        int64_t max_ctx, cudaStream_t s, int64_t window = 0, float softcap = 0.f);
 void f32_to_f16_cuda(const float* x, half* y, int64_t n, cudaStream_t s);
 void f16_to_f32_cuda(const half* x, float* y, int64_t n, cudaStream_t s);
 // y[r, c] += bias[c] (f32 rows of ld)

@@ -325,9 +325,11 @@ struct TinyModel {
   int64_t experts = 0, per_tok = 0, moe_inter = 0;
   bool renorm = true, zero_router = false;
   std::vector<int64_t> dense;
-  // Gemma 3: GeGLU, sandwich norms, (1 + w) norms (stored near 0, loaded with TensorSpec::add 1), embedding times
-  // sqrt(hidden), a softmax scale of 0.2, and the sliding layers (windows) rotating with a local rope of theta 10000
-  bool gemma = false;
+  // Gemma: GeGLU, sandwich norms, (1 + w) norms (stored near 0, loaded with TensorSpec::add 1), embedding times
+  // sqrt(hidden), a softmax scale of 0.2; Gemma 3's sliding layers (windows) rotate with a local rope of theta 10000
+  // (local_rope), Gemma 2 soft-caps its attention scores and final logits (softcaps)
+  bool gemma = false, local_rope = false;
+  float attn_softcap = 0.f, final_softcap = 0.f;
 };
 
 ModelConfig make_config(const TinyModel& t) {
@@ -358,9 +360,11 @@ ModelConfig make_config(const TinyModel& t) {
     c.embed_scale = std::sqrt((float)t.hidden);
     c.rope.theta = 1000000;
     c.rope.attention_scale = 0.2;
-    c.has_rope_local = true;
+    c.has_rope_local = t.local_rope;
     c.rope_local.theta = 10000;
     c.rope_local.attention_scale = 0.2;
+    c.attn_softcap = t.attn_softcap;
+    c.final_softcap = t.final_softcap;
   }
   auto add_raw = [&](const std::string& n, HostTensor h) {
     TensorSpec s;
@@ -702,11 +706,21 @@ int main(int argc, char** argv) {
     // Gemma 3 (TinyModel::gemma): layers 0 and 2 slide (local rope), layer 1 is global; fp16, W4A16 (no W4 fusions:
     // sandwich norms), int8 KV, head dim 256 as Gemma's, 12 sequences (GEMMs at the batch bucket)
     auto gemma = [](TinyModel t, std::vector<int64_t> w) {
-      t.gemma = true;
-      t.qk_norm = true;
+      t.gemma = t.local_rope = t.qk_norm = true;
       t.windows = std::move(w);
       return t;
     };
+    // Gemma 2: every other layer slides, no q / k norms, one rope; attention scores capped at 1.5 (they reach ~3 here)
+    // and final logits at 2
+    auto gemma2 = [](TinyModel t, std::vector<int64_t> w) {
+      t.gemma = true;
+      t.windows = std::move(w);
+      t.attn_softcap = 1.5f;
+      t.final_softcap = 2.f;
+      return t;
+    };
+    decoder_test(gemma2({1000, 256, 512, 2, 4, 2, 64, false, true, "default"}, {20, 0}), "Gemma 2 h256 GQA 4/2 d64, softcaps 1.5 / 2, tied");
+    decoder_test(gemma2({1000, 256, 512, 2, 2, 1, 256, false, true, "default", 128}, {20, 0}), "Gemma 2 W4A16 g128 d256 + int8 KV", 8, 12);
     decoder_test(gemma({1000, 256, 512, 3, 4, 2, 64, false, true, "default"}, {20, 0, 20}), "Gemma 3 h256 GQA 4/2 d64, windows 20 / full / 20, tied");
     decoder_test(gemma({1000, 256, 512, 3, 4, 2, 64, false, true, "default", 128}, {20, 0, 20}), "Gemma 3 W4A16 g128 h256 GQA 4/2 d64, tied");
     decoder_test(gemma({1000, 256, 512, 2, 2, 1, 256, false, true, "default"}, {24, 0}), "Gemma 3 h256 GQA 2/1 d256 + int8 KV", 8);

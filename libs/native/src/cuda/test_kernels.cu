@@ -458,9 +458,9 @@ static QuantCache quantize_cache(PagedCache& c, int policy) {
   return q;
 }
 
-// window > 0: keys (qpos - window, qpos] only (sliding-window attention)
+// window > 0: keys (qpos - window, qpos] only (sliding-window attention); softcap > 0: scores x -> softcap tanh(x / softcap)
 static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpos, int nh, double scale, double* out,
-                          int window = 0) {
+                          int window = 0, double softcap = 0) {
   const int g = nh / c.nkv, lo = window > 0 ? std::max(0, qpos + 1 - window) : 0;
   for (int h = 0; h < nh; h++) {
     const int kvh = h / g;
@@ -471,6 +471,7 @@ static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpo
       double d = 0;
       for (int i = 0; i < c.hd; i++) d += (double)qrow[h * c.hd + i] * kr[i];
       s[t] = d * scale;
+      if (softcap > 0) s[t] = softcap * std::tanh(s[t] / softcap);
       mx = std::max(mx, s[t]);
     }
     double sum = 0;
@@ -485,7 +486,7 @@ static void attention_ref(const PagedCache& c, int b, const float* qrow, int qpo
 
 // splits: the grid's splits per sequence (0: one more than the longest context needs, which must be harmless)
 static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv, int hd, int split_len, int qp = 0,
-                                  int splits = 0, int window = 0) {
+                                  int splits = 0, int window = 0, float softcap = 0.f) {
   const int batch = (int)ctx.size(), bs = 16;
   const int max_ctx = *std::max_element(ctx.begin(), ctx.end());
   const int max_splits = splits ? splits : (max_ctx + split_len - 1) / split_len + 1;
@@ -510,15 +511,15 @@ static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv,
   if (qp)
     attention_decode_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p), dbt.p,
                           c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs, (float)scale, split_len,
-                          max_splits, ws.p, S, qp, dkp.p, dvp.p, window);
+                          max_splits, ws.p, S, qp, dkp.p, dvp.p, window, true, softcap);
   else
     attention_decode_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dctx.p, dout.p, ldo, batch, nh, nkv, hd, bs,
-                          (float)scale, split_len, max_splits, ws.p, S, 0, nullptr, nullptr, window);
+                          (float)scale, split_len, max_splits, ws.p, S, 0, nullptr, nullptr, window, true, softcap);
   auto out = to_double(dout.download());
   std::vector<double> o2, r2(nh * hd);
   std::vector<double> ref;
   for (int b = 0; b < batch; b++) {
-    attention_ref(c, b, &q[(size_t)b * ldq], ctx[b] - 1, nh, scale, r2.data(), window);
+    attention_ref(c, b, &q[(size_t)b * ldq], ctx[b] - 1, nh, scale, r2.data(), window, softcap);
     ref.insert(ref.end(), r2.begin(), r2.end());
     o2.insert(o2.end(), out.begin() + (size_t)b * ldo, out.begin() + (size_t)b * ldo + nh * hd);
   }
@@ -528,11 +529,12 @@ static void test_attention_decode(Rng& r, std::vector<int> ctx, int nh, int nkv,
                            (qp ? " int" + std::to_string(qp) : "");
   T.add(name, "ctx " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
         std::to_string(hd) + " split" + std::to_string(split_len) + "x" + std::to_string(max_splits) +
-        (window ? " window " + std::to_string(window) : ""), rel_err(o2, ref), 3e-3, dout.guards_ok());
+        (window ? " window " + std::to_string(window) : "") + (softcap > 0 ? " softcap " + std::to_string(softcap).substr(0, 4) : ""),
+        rel_err(o2, ref), 3e-3, dout.guards_ok());
 }
 
 static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<int> hist, int nh, int nkv, int hd,
-                                   int qp = 0, int window = 0) {
+                                   int qp = 0, int window = 0, float softcap = 0.f) {
   const int nseq = (int)qlens.size(), bs = 16;
   std::vector<int> ctx(nseq), qstart(nseq);
   int ntok = 0, max_ctx = 0, max_q = 0;
@@ -565,21 +567,22 @@ static void test_attention_prefill(Rng& r, std::vector<int> qlens, std::vector<i
   if (qp)
     attention_prefill_cuda(dq.p, ldq, reinterpret_cast<const half*>(dkb.p), reinterpret_cast<const half*>(dvb.p), dbt.p,
                            c.max_blocks, dqs.p, dql.p, dctx.p, dout.p, ldo, nseq, max_q, nh, nkv, hd, bs, (float)scale,
-                           S, qp, dkp.p, dvp.p, window);
+                           S, qp, dkp.p, dvp.p, window, softcap);
   else
     attention_prefill_cuda(dq.p, ldq, dk.p, dv.p, dbt.p, c.max_blocks, dqs.p, dql.p, dctx.p, dout.p, ldo, nseq, max_q,
-                           nh, nkv, hd, bs, (float)scale, S, 0, nullptr, nullptr, window);
+                           nh, nkv, hd, bs, (float)scale, S, 0, nullptr, nullptr, window, softcap);
   auto out = to_double(dout.download());
   std::vector<double> ref((size_t)ntok * ldo);
   for (int b = 0; b < nseq; b++)
     for (int i = 0; i < qlens[b]; i++)
       attention_ref(c, b, &q[(size_t)(qstart[b] + i) * ldq], hist[b] + i, nh, scale, &ref[(size_t)(qstart[b] + i) * ldo],
-                    window);
+                    window, softcap);
   std::string cs;
   for (int i = 0; i < nseq; i++) cs += (cs.empty() ? "" : ",") + std::to_string(qlens[i]) + "+" + std::to_string(hist[i]);
   T.add(std::string(g_attention_prefill_impl || qp || (hd != 64 && hd != 128) ? "attention_prefill(fa2)" : "attention_prefill(wmma)") +
         (qp ? " int" + std::to_string(qp) : ""), "q+hist " + cs + " h" + std::to_string(nh) + "/" + std::to_string(nkv) + " d" +
-        std::to_string(hd) + (window ? " window " + std::to_string(window) : ""), rel_err(out, ref), 5e-3, dout.guards_ok());
+        std::to_string(hd) + (window ? " window " + std::to_string(window) : "") +
+        (softcap > 0 ? " softcap " + std::to_string(softcap).substr(0, 4) : ""), rel_err(out, ref), 5e-3, dout.guards_ok());
 }
 
 static std::vector<float> random_logits(Rng& r, size_t n, float sd) {
@@ -1949,6 +1952,11 @@ int main(int argc, char** argv) {
         test_attention_decode(r, {100, 1000, 4000}, 8, 4, 256, 256, qp, 0, 512);
         test_attention_decode(r, {9, 600, 511, 513}, 32, 32, 96, 128, qp, 5, 512);
       }
+      // Gemma 2's logit soft-capping (scores ~ N(0, 1) here, so a cap of 1.5 bends most of them): GQA 8/4 at head dim
+      // 256 with windows, MHA 128, the int8 cache
+      test_attention_decode(r, {1, 37, 300, 4096}, 8, 4, 256, 64, 0, 0, 0, 1.5f);
+      test_attention_decode(r, {100, 1000}, 8, 4, 256, 256, 0, 0, 64, 1.5f);
+      test_attention_decode(r, {5, 129, 700}, 4, 4, 128, 128, 8, 0, 0, 1.5f);
     };
     setenv("LMFLEET_ATTN_ONLINE", "0", 1);
     decode_rows();
@@ -1986,6 +1994,13 @@ int main(int argc, char** argv) {
     test_attention_prefill(r, {257, 5}, {64, 600}, 8, 8, 96, 0, 128);
     test_attention_prefill(r, {1, 70, 300}, {0, 20, 50}, 8, 2, 128, 8, 64);
     test_attention_prefill(r, {300}, {40}, 8, 4, 256, 4, 33);
+    // Gemma 2's logit soft-capping: head dim 256 with a window and without, 128, the int8 cache; the WMMA kernel too
+    test_attention_prefill(r, {1, 70, 300}, {0, 20, 50}, 8, 4, 256, 0, 0, 1.5f);
+    test_attention_prefill(r, {300, 90}, {0, 200}, 8, 4, 256, 0, 100, 1.5f);
+    test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 2, 128, 8, 0, 1.5f);
+    g_attention_prefill_impl = 0;
+    test_attention_prefill(r, {1, 70, 130}, {0, 20, 50}, 8, 2, 128, 0, 0, 1.5f);
+    g_attention_prefill_impl = 1;
     // KV cache int8 / int4 (quant_policy 8 / 4): store, then decode and prefill reading the quantized cache
     for (int qp : {8, 4}) {
       test_rope_kv_quant(r, qp, false);

@@ -224,6 +224,7 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
                       b.seq_info.data(), b.num_seqs(), NH, NKV, D,
                       rope ? (float)rope_attention_scale(c.rope_of(l), D) : (float)nope_attention_scale(c.rope, D), qkvd};
     at.window = c.window(l);
+    at.softcap = c.attn_softcap;
     if (qp) {  // quantized cache: kv_store quantizes (online, or with the calibrated params), attention dequantizes
       st.quant_policy = at.quant_policy = qp;
       st.head_dim = D;
@@ -268,6 +269,12 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
     logits_rank_.ensure(&be, std::max<int64_t>(R, 1) * sh.vocab * 4);
     if (R > 0) LMF_TIMED(linear, be.linear({rows, m_.lm_head.get(), logits_rank_.as<float>(), R}));
     LMF_TIMED(all_gather, coll->all_gather(rank, logits_rank_.as<float>(), logits_.as<float>(), R, sh.vocab));
+  }
+  if (c.final_softcap > 0.f) {  // Gemma 2
+    std::vector<float> lg((size_t)(R * c.vocab));
+    be.download(lg.data(), logits_.get(), lg.size() * 4);
+    for (float& v : lg) v = c.final_softcap * std::tanh(v / c.final_softcap);
+    be.upload(logits_.get(), lg.data(), lg.size() * 4);
   }
   return logits_;
 }

@@ -269,6 +269,8 @@ void Model::validate() const {
     fail(ErrorCode::InvalidArgument, "model config: ropeLocal must rotate as many dims as rope, with one table for every "
                                      "sequence (not dynamic / longrope)");
   if (!(c.embed_scale > 0)) fail(ErrorCode::InvalidArgument, "model config: embedScale must be > 0");
+  if (!(c.attn_softcap >= 0) || !(c.final_softcap >= 0))
+    fail(ErrorCode::InvalidArgument, "model config: attnLogitSoftcap and finalLogitSoftcap must be >= 0 (0: off)");
   if (c.tp < 1 || c.tp > 64) fail(ErrorCode::InvalidArgument, "model config: tp must be in [1, 64], got " + std::to_string(c.tp));
   if (!c.devices.empty() && (int)c.devices.size() != c.tp)
     fail(ErrorCode::InvalidArgument, "model config: devices must list tp (" + std::to_string(c.tp) + ") cuda ordinals, got " +

@@ -56,6 +56,9 @@ struct ModelConfig {
   // Gemma 3's local rope: the sliding-window layers (window(l) > 0) rotate with rope_local instead of rope
   bool has_rope_local = false;
   RopeParams rope_local;
+  // Gemma 2's soft-capping (0: off): attention scores x -> attn_softcap tanh(x / attn_softcap) before the softmax,
+  // final logits alike with final_softcap
+  float attn_softcap = 0.f, final_softcap = 0.f;
   bool qk_norm = false;  // Qwen3: per-head RMSNorm of q and k (weights [head_dim]) before RoPE
   // Sliding-window attention per layer (empty: none; else `layers` entries, 0 = full attention): layer l's queries
   // see the last layer_window[l] positions only (Mistral, Qwen2's use_sliding_window layers).

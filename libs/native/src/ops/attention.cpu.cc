@@ -137,6 +137,7 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
           float mx = -INFINITY;
           for (int64_t p = lo[j]; p < len[j]; p++) {
             sj[p] *= a.scale;
+            if (a.softcap > 0.f) sj[p] = a.softcap * std::tanh(sj[p] / a.softcap);
             mx = sj[p] > mx ? sj[p] : mx;
           }
           exp_sub_array(sj + lo[j], mx, sj + lo[j], len[j] - lo[j]);
@@ -175,7 +176,7 @@ void attention_cpu(const attention_args& a, ThreadPool& pool) {
 
 // inputs: q [tokens, heads, head_dim], k_cache [num_blocks, block_size, kv_heads, head_dim], v_cache (same),
 //         block_tables i32 [num_seqs, max_blocks], seq_info i32 [num_seqs, 3] (q_start, q_len, ctx_len)
-// params: scale (default 1/sqrt(head_dim)), window (sliding window, default 0: none) -> out f32 [tokens, heads, head_dim]
+// params: scale (default 1/sqrt(head_dim)), window (sliding window, default 0: none), softcap (default 0: none) -> out f32 [tokens, heads, head_dim]
 // quantized (param quant_policy 8|4): k_cache/v_cache u8 [num_blocks, block_size, kv_heads, head_dim * bits / 8],
 //         then k_param, v_param f32 [num_blocks, block_size, kv_heads, 2] (scale, zero) as kv_store wrote them
 void attention_run(Backend& be, OpCall& call) {
@@ -224,6 +225,8 @@ void attention_run(Backend& be, OpCall& call) {
                    (float)call.num("scale", 1.0 / std::sqrt((double)qs[2]))};
   a.quant_policy = p;
   a.window = (int64_t)call.num("window", 0);
+  a.softcap = (float)call.num("softcap", 0);
+  if (!(a.softcap >= 0)) call.bad("softcap must be >= 0");
   if (a.window < 0) call.bad("window must be >= 0");
   a.k_param = p ? bkp.as<float>() : nullptr;
   a.v_param = p ? bvp.as<float>() : nullptr;

@@ -80,6 +80,16 @@ __host__ __device__ constexpr int lane_group() {
 // decode query (p = ctx - 1) that is keys [window_lo, ctx).
 __device__ __forceinline__ int window_lo(int ctx, int window) { return window > 0 && ctx > window ? ctx - window : 0; }
 
+// Gemma 2's attention logit soft-capping, on a score in log2 units: cap = softcap * log2 e (0: off), so
+// cap tanh(s / cap) is softcap tanh(x / softcap) of the natural-unit score x, times log2 e
+// (tanh.approx: one MUFU op, relative error ~2^-11, below the f16 rounding of the scores' inputs; no slow-path division)
+__device__ __forceinline__ float soft_cap(float s, float cap) {
+  if (cap <= 0.f) return s;
+  float t;
+  asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(__fdividef(s, cap)));
+  return cap * t;
+}
+
 // this lane's 8 dims of each of the G query rows, pre-multiplied by scale * log2 e (zeros on a lane past the row)
 template <int G, int HD>
 __device__ __forceinline__ void load_q8(const half* q, int ldq, int b, int hg, int sub, float scale_log2,
@@ -119,7 +129,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
                         const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
                         int block_size, float scale_log2, int split_len, int max_splits, float* __restrict__ o_part,
                         float* __restrict__ ml_part, const float* __restrict__ k_param,
-                        const float* __restrict__ v_param, int kv_rep, int window, int pre) {
+                        const float* __restrict__ v_param, int kv_rep, int window, int pre, float cap) {
   pdl_trigger();  // the o projection's GEMV may start streaming weights (see device_utils.cuh)
   // pre (pdl_preload): the host-staged context length before the wait (a split past the end leaves at once)
   // pre bit 1 (attn_prefetch): also the older K / V rows before the wait (below)
@@ -194,7 +204,7 @@ attention_decode_kernel(const half* __restrict__ q, int ldq, const half* __restr
       kv_to_float8<QP>(kr[u], kp[u], kf);
 #pragma unroll
       for (int g = 0; g < G; g++) {
-        const float d = qk_score<TPT>(qf[g], kf);
+        const float d = soft_cap(qk_score<TPT>(qf[g], kf), cap);
         if (t < t1 && sub == 0) scores[g * split_len + (t - t0)] = d;
       }
     }
@@ -305,7 +315,7 @@ attention_decode_online_kernel(const half* __restrict__ q, int ldq, const half* 
                                int block_size, float scale_log2, int split_len, int max_splits,
                                float* __restrict__ o_part, float* __restrict__ ml_part,
                                const float* __restrict__ k_param, const float* __restrict__ v_param, int kv_rep,
-                               int window, int pre) {
+                               int window, int pre, float cap) {
   pdl_trigger();
   const bool prefetch = QP == 0 && (pre & 2);  // as attention_decode_kernel: round 0's older rows before the wait
   pre &= 1;
@@ -386,7 +396,7 @@ attention_decode_online_kernel(const half* __restrict__ q, int ldq, const half* 
       kv_to_float8<QP>(kc[u], kpc[u], kf);
 #pragma unroll
       for (int g = 0; g < G; g++) {
-        const float d = qk_score<TPT>(qf[g], kf);
+        const float d = soft_cap(qk_score<TPT>(qf[g], kf), cap);
         s[u][g] = base + u * TPB + tw < t1 ? d : -INFINITY;
       }
     }
@@ -515,7 +525,7 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
                           int max_blocks, const int* ctx_lens, half* out, int ldo, int batch, int nh, int nkv,
                           int block_size, float scale, int split_len, int max_splits, void* workspace,
                           cudaStream_t s, const float* k_param, const float* v_param, int kv_rep, int window,
-                          bool prefetch_ok) {
+                          bool prefetch_ok, float softcap) {
   float* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + (size_t)batch * nh * max_splits * HD;
   const bool online = attn_online();
@@ -527,7 +537,7 @@ static void launch_decode(const half* q, int ldq, const half* k_cache, const hal
   LMF_CUDA_CHECK(launch_maybe_pdl_smem(pdl, kern, grid, dim3(kDecodeWarps * 32), smem, s, q, ldq, k_cache, v_cache,
                                        block_tables, max_blocks, ctx_lens, out, ldo, nh, nkv, block_size, scale * kLog2e,
                                        split_len, max_splits, o_part, ml_part, k_param, v_param, kv_rep, window,
-                                       (pdl_preload() ? 1 : 0) | (prefetch_ok && attn_prefetch() ? 2 : 0)));
+                                       (pdl_preload() ? 1 : 0) | (prefetch_ok && attn_prefetch() ? 2 : 0), softcap * kLog2e));
   if (max_splits > 1)
     LMF_CUDA_CHECK(launch_maybe_pdl(pdl, attention_decode_combine_kernel<HD>, dim3(nh, batch), dim3(HD), s, ctx_lens, out,
                                     ldo, nh, split_len, max_splits, o_part, ml_part, window, pdl_preload() ? 1 : 0));
@@ -538,7 +548,7 @@ static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, c
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo, int batch,
                            int nh, int nkv, int block_size, float scale, int split_len, int max_splits,
                            void* workspace, cudaStream_t s, const float* k_param, const float* v_param, int window,
-                           bool prefetch_ok) {
+                           bool prefetch_ok, float softcap) {
   // G query heads per block (register-resident): the largest divisor of the group that is <= 8
   int G = 8;
   while (g % G) G--;
@@ -547,7 +557,7 @@ static void dispatch_group(int g, const half* q, int ldq, const half* k_cache, c
   case G:                                                                                                    \
     return launch_decode<HD, G, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, \
                                     nh, nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, \
-                                    kv_rep, window, prefetch_ok);
+                                    kv_rep, window, prefetch_ok, softcap);
   switch (G) {
     LMF_DECODE_CASE(1) LMF_DECODE_CASE(2) LMF_DECODE_CASE(3) LMF_DECODE_CASE(4)
     LMF_DECODE_CASE(5) LMF_DECODE_CASE(6) LMF_DECODE_CASE(7) LMF_DECODE_CASE(8)
@@ -560,8 +570,9 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
                            const int* block_tables, int max_blocks, const int* ctx_lens, half* out, int ldo,
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
                            int max_splits, void* workspace, cudaStream_t s, int quant_policy, const float* k_param,
-                           const float* v_param, int window, bool prefetch_ok) {
+                           const float* v_param, int window, bool prefetch_ok, float softcap) {
   if (batch <= 0) return;
+  if (!(softcap >= 0)) fail(ErrorCode::InvalidArgument, "attention: softcap must be >= 0");
   if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
   if (split_len <= 0 || max_splits <= 0) fail(ErrorCode::InvalidArgument, "attention: bad split_len/max_splits");
   if (quant_policy && (!k_param || !v_param)) fail(ErrorCode::InvalidArgument, "attention: a quantized cache needs its params");
@@ -569,7 +580,7 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
 #define LMF_DECODE_HD(HD, QP)                                                                                 \
   return dispatch_group<HD, QP>(g, q, ldq, k_cache, v_cache, block_tables, max_blocks, ctx_lens, out, ldo, batch, nh, \
                                 nkv, block_size, scale, split_len, max_splits, workspace, s, k_param, v_param, window, \
-                                prefetch_ok)
+                                prefetch_ok, softcap)
   if (quant_policy == 0) {
     LMF_FOR_HEAD_DIMS(LMF_DECODE_HD, 0)
   } else if (quant_policy == 8) {
@@ -609,7 +620,7 @@ attention_prefill_kernel(const half* __restrict__ q, int ldq, const half* __rest
                          const half* __restrict__ v_cache, const int* __restrict__ block_tables, int max_blocks,
                          const int* __restrict__ q_starts, const int* __restrict__ q_lens,
                          const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
-                         int block_size, float scale_log2, int window) {
+                         int block_size, float scale_log2, int window, float cap) {
   using namespace nvcuda;
   using L = PrefillSmem<HD>;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -683,7 +694,7 @@ attention_prefill_kernel(const half* __restrict__ q, int ldq, const half* __rest
 #pragma unroll
       for (int j = 0; j < 2; j++) {
         const int c = lane + 32 * j, key = k0 + c;
-        s[j] = (key <= qpos && key < ctx && (window <= 0 || key > qpos - window)) ? S[row * L::LDS + c] * scale_log2
+        s[j] = (key <= qpos && key < ctx && (window <= 0 || key > qpos - window)) ? soft_cap(S[row * L::LDS + c] * scale_log2, cap)
                                                                                    : -INFINITY;
       }
       const float mold = M[row];
@@ -770,7 +781,7 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
                              const int* __restrict__ q_starts, const int* __restrict__ q_lens,
                              const int* __restrict__ ctx_lens, half* __restrict__ out, int ldo, int nh, int nkv,
                              int block_size, float scale_log2, const float* __restrict__ k_param,
-                             const float* __restrict__ v_param, int window) {
+                             const float* __restrict__ v_param, int window, float cap) {
   constexpr int BN = fa2_bn<HD>();  // keys per tile
   constexpr int LD = HD + 8;  // halves per smem row (16 B pad: conflict-free ldmatrix)
   constexpr int CPR = HD / 8;
@@ -914,6 +925,13 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
     // mask + online softmax (rows g: elements 0,1; row g+8: elements 2,3)
     const int k0 = tile * BN;
     float mx0 = -INFINITY, mx1 = -INFINITY;
+    const float sl = cap > 0.f ? 1.f : scale_log2;  // (soft-capped scores are scaled already)
+    if (cap > 0.f) {
+#pragma unroll
+      for (int nb = 0; nb < NB; nb++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) sc[nb][e] = soft_cap(sc[nb][e] * scale_log2, cap);
+    }
 #pragma unroll
     for (int nb = 0; nb < NB; nb++) {
 #pragma unroll
@@ -921,7 +939,7 @@ attention_prefill_fa2_kernel(const half* __restrict__ q, int ldq, const half* __
         const int key = k0 + nb * 8 + t4 * 2 + (e & 1);
         const int qp = e < 2 ? qpos0 : qpos1;
         const bool seen = key <= qp && key < ctx && (window <= 0 || key > qp - window);
-        const float v = seen ? sc[nb][e] * scale_log2 : -INFINITY;
+        const float v = seen ? sc[nb][e] * sl : -INFINITY;
         sc[nb][e] = v;
         if (e < 2) mx0 = fmaxf(mx0, v); else mx1 = fmaxf(mx1, v);
       }
@@ -991,7 +1009,7 @@ template <int HD, int QP>
 static void launch_prefill(const half* q, int ldq, const half* k_cache, const half* v_cache, const int* block_tables,
                            int max_blocks, const int* q_starts, const int* q_lens, const int* ctx_lens, half* out,
                            int ldo, int num_seqs, int max_q_len, int nh, int nkv, int block_size, float scale,
-                           cudaStream_t s, const float* k_param, const float* v_param, int window) {
+                           cudaStream_t s, const float* k_param, const float* v_param, int window, float softcap) {
   // the WMMA kernel (impl 0) is the cross-check for the f16 cache at head_dim 64/128; everything else takes FA2
   if (g_attention_prefill_impl == 1 || QP != 0 || (HD != 64 && HD != 128)) {
     auto kern = attention_prefill_fa2_kernel<HD, QP>;
@@ -999,7 +1017,7 @@ static void launch_prefill(const half* q, int ldq, const half* k_cache, const ha
     LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((max_q_len + kBM - 1) / kBM, nh, num_seqs);
     kern<<<grid, 128, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out,
-                                 ldo, nh, nkv, block_size, scale * kLog2e, k_param, v_param, window);
+                                 ldo, nh, nkv, block_size, scale * kLog2e, k_param, v_param, window, softcap * kLog2e);
     LMF_CUDA_LAUNCHED();
     return;
   }
@@ -1008,7 +1026,7 @@ static void launch_prefill(const half* q, int ldq, const half* k_cache, const ha
   LMF_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   dim3 grid((max_q_len + kBM - 1) / kBM, nh, num_seqs);
   kern<<<grid, 128, smem, s>>>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out,
-                               ldo, nh, nkv, block_size, scale * kLog2e, window);
+                               ldo, nh, nkv, block_size, scale * kLog2e, window, softcap * kLog2e);
   LMF_CUDA_LAUNCHED();
 }
 
@@ -1016,14 +1034,15 @@ void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const h
                             const int* block_tables, int max_blocks, const int* q_starts, const int* q_lens,
                             const int* ctx_lens, half* out, int ldo, int num_seqs, int max_q_len, int nh, int nkv,
                             int hd, int block_size, float scale, cudaStream_t s, int quant_policy,
-                            const float* k_param, const float* v_param, int window) {
+                            const float* k_param, const float* v_param, int window, float softcap) {
   if (num_seqs <= 0 || max_q_len <= 0) return;
+  if (!(softcap >= 0)) fail(ErrorCode::InvalidArgument, "attention: softcap must be >= 0");
   if (nkv <= 0 || nh % nkv) fail(ErrorCode::InvalidArgument, "attention: num_heads must be a multiple of num_kv_heads");
   if (ldq % 8 || ldo % 8) fail(ErrorCode::InvalidArgument, "attention: row strides must be multiples of 8");
   if (quant_policy && (!k_param || !v_param)) fail(ErrorCode::InvalidArgument, "attention: a quantized cache needs its params");
 #define LMF_PREFILL_HD(HD, QP)                                                                                   \
   return launch_prefill<HD, QP>(q, ldq, k_cache, v_cache, block_tables, max_blocks, q_starts, q_lens, ctx_lens, out, \
-                                ldo, num_seqs, max_q_len, nh, nkv, block_size, scale, s, k_param, v_param, window)
+                                ldo, num_seqs, max_q_len, nh, nkv, block_size, scale, s, k_param, v_param, window, softcap)
   if (quant_policy == 0) {
     LMF_FOR_HEAD_DIMS(LMF_PREFILL_HD, 0)
   } else if (quant_policy == 8) {

@@ -40,7 +40,7 @@ void attention_decode_cuda(const half* q, int ldq, const half* k_cache, const ha
                            int batch, int nh, int nkv, int hd, int block_size, float scale, int split_len,
                            int max_splits, void* workspace, cudaStream_t s, int quant_policy = 0,
                            const float* k_param = nullptr, const float* v_param = nullptr, int window = 0,
-                           bool prefetch_ok = true);
+                           bool prefetch_ok = true, float softcap = 0.f);
 // prefetch_ok false: no K / V rows before griddepcontrol.wait, whatever attn_prefetch says. For steps where the kernel
 // before this one wrote more than each sequence's newest row (a speculative verification step run as one-token
 // sequences: the j-th reads the j rows before it, written in the same step).
@@ -55,7 +55,9 @@ void attention_prefill_cuda(const half* q, int ldq, const half* k_cache, const h
                             const int* block_tables, int max_blocks, const int* q_starts, const int* q_lens,
                             const int* ctx_lens, half* out, int ldo, int num_seqs, int max_q_len, int nh, int nkv,
                             int hd, int block_size, float scale, cudaStream_t s, int quant_policy = 0,
-                            const float* k_param = nullptr, const float* v_param = nullptr, int window = 0);
+                            const float* k_param = nullptr, const float* v_param = nullptr, int window = 0,
+                            float softcap = 0.f);
+// softcap > 0 (both kernels; Gemma 2): each score x = scale q.k becomes softcap tanh(x / softcap) before the softmax.
 // Which prefill kernel runs: 1 = mma.sync flash-attention-2 (default), 0 = the WMMA kernel (kept as a cross-check).
 extern int g_attention_prefill_impl;
 

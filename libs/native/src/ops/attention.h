@@ -29,5 +29,7 @@ struct attention_args {
   // Sliding-window attention (Mistral, Gemma 2/3's local layers): > 0, a query at position p sees keys (p - window, p]
   // only; 0: every key up to p.
   int64_t window = 0;
+  // Gemma 2's attention logit soft-capping: > 0, each score x = scale q.k becomes softcap tanh(x / softcap)
+  float softcap = 0.f;
 };
 }  // namespace lmfleet
