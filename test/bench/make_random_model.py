@@ -16,6 +16,9 @@ lm_head stay fp16.
 each (norm_topk_prob true), the router fp16 (Qwen3-30B-A3B: --hidden 2048 --layers 48 --heads 32 --kv-heads 4 --head-dim
 128 --experts 128 --experts-per-tok 8 --moe-inter 768 --vocab 151936). Router rows ~ N(0, 0.02) like every weight, so
 random tokens spread over the experts.
+--arch gemma3: Gemma3ForCausalLM (GeGLU, four norms per layer and q / k norms, stored as w = 0 for Gemma's 1 + w,
+tied embeddings; five sliding layers of --sliding-window to each global one). Gemma-3-4B: --hidden 2560 --inter 10240
+--layers 34 --heads 8 --kv-heads 4 --head-dim 256 --vocab 262208.
 """
 import argparse, json, os
 import torch
@@ -31,7 +34,8 @@ ap.add_argument("--kv-heads", type=int, default=32)
 ap.add_argument("--vocab", type=int, default=32000)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--awq-group", type=int, default=0)
-ap.add_argument("--arch", choices=["llama", "qwen3", "qwen3_moe"], default="llama")
+ap.add_argument("--arch", choices=["llama", "qwen3", "qwen3_moe", "gemma3"], default="llama")
+ap.add_argument("--sliding-window", type=int, default=1024)
 ap.add_argument("--experts", type=int, default=128)
 ap.add_argument("--experts-per-tok", type=int, default=8)
 ap.add_argument("--moe-inter", type=int, default=768)
@@ -45,8 +49,8 @@ hd = a.head_dim or a.hidden // a.heads
 def rnd(*shape):
     return (torch.randn(*shape, generator=g, device=dev, dtype=torch.float32) * 0.02).half().cpu()
 
-def ones(n):
-    return torch.ones(n, dtype=torch.float16)
+def ones(n):  # a norm's weight: 1, or Gemma's w = 0 (applied as 1 + w)
+    return torch.zeros(n, dtype=torch.float16) if a.arch == "gemma3" else torch.ones(n, dtype=torch.float16)
 
 AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
 def pack_awq(codes):  # int [rows, cols] -> int32 [rows, cols/8], nibble j = column 8c + AWQ_ORDER[j]
@@ -87,12 +91,15 @@ for i in range(a.layers):
     p = f"model.layers.{i}."
     put(p + "input_layernorm.weight", ones(a.hidden))
     put(p + "post_attention_layernorm.weight", ones(a.hidden))
+    if a.arch == "gemma3":
+        put(p + "pre_feedforward_layernorm.weight", ones(a.hidden))
+        put(p + "post_feedforward_layernorm.weight", ones(a.hidden))
     lin = awq_linear if a.awq_group else (lambda name, o, i: put(name, rnd(o, i)))
     lin(p + "self_attn.q_proj.weight", a.heads * hd, a.hidden)
     lin(p + "self_attn.k_proj.weight", a.kv_heads * hd, a.hidden)
     lin(p + "self_attn.v_proj.weight", a.kv_heads * hd, a.hidden)
     lin(p + "self_attn.o_proj.weight", a.hidden, a.heads * hd)
-    if a.arch in ("qwen3", "qwen3_moe"):
+    if a.arch in ("qwen3", "qwen3_moe", "gemma3"):
         put(p + "self_attn.q_norm.weight", ones(hd))
         put(p + "self_attn.k_norm.weight", ones(hd))
     if a.arch == "qwen3_moe":
@@ -106,7 +113,8 @@ for i in range(a.layers):
     lin(p + "mlp.up_proj.weight", a.inter, a.hidden)
     lin(p + "mlp.down_proj.weight", a.hidden, a.inter)
 put("model.norm.weight", ones(a.hidden))
-put("lm_head.weight", rnd(a.vocab, a.hidden))
+if a.arch != "gemma3":  # (Gemma ties lm_head to the embedding)
+    put("lm_head.weight", rnd(a.vocab, a.hidden))
 flush()
 # rename to the -of-N form transformers writes
 n = len(shards); final = {}
@@ -129,5 +137,11 @@ json.dump({**extra,
     "num_key_value_heads": a.kv_heads, "vocab_size": a.vocab, "max_position_embeddings": 4096,
     "rms_norm_eps": 1e-5, "rope_theta": 1000000.0 if a.arch != "llama" else 10000.0, "hidden_act": "silu", "tie_word_embeddings": False,
     "torch_dtype": "float16", "bos_token_id": 1, "eos_token_id": 2,
+    **({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_act": None,
+        "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True, "query_pre_attn_scalar": hd,
+        "sliding_window": a.sliding_window, "rope_local_base_freq": 10000.0, "rope_scaling": None,
+        "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(a.layers)],
+        "final_logit_softcapping": None, "attn_logit_softcapping": None, "max_position_embeddings": 32768}
+       if a.arch == "gemma3" else {}),
 }, open(os.path.join(a.out, "config.json"), "w"), indent=1)
 print(f"wrote {a.out}: {n} shards, {total/2**30:.2f} GiB")

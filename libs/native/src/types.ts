@@ -151,8 +151,9 @@ export interface NativeModelConfig {
   normTopkProb?: boolean;
   /** Layers that keep a dense MLP (layers.{i}.gate / up / down of intermediateSize) in a mixture-of-experts model. */
   denseLayers?: number[];
-  /** The MLP's gate activation: 'silu' (SwiGLU) or 'gelu_tanh' (GeGLU with the tanh approximation: Gemma). */
-  hiddenAct: 'silu' | 'gelu_tanh';
+  /** The MLP's gate activation: 'silu' (SwiGLU), or GeGLU: 'gelu_tanh' (the tanh approximation: Gemma 2 / 3) or
+   *  'gelu' (exact, erf: Gemma 1 configs that say hidden_act "gelu", as transformers computes them). */
+  hiddenAct: 'silu' | 'gelu_tanh' | 'gelu';
   /** Embedding rows times this after the lookup (Gemma: sqrt(hiddenSize)); the tied lm_head is not scaled. */
   embedScale?: number;
   /** Gemma 2 / 3's sandwich norms: each layer also has layers.{i}.attn_out_norm.weight and layers.{i}.mlp_out_norm.weight

@@ -45,7 +45,7 @@ export const INTERNLM_TEMPLATE =
   "{% else %}{{ '<|Bot|>:' + message['content'] + '<eoa>\\n' }}{% endif %}" +
   "{% endfor %}{% if add_generation_prompt %}{{ '<|Bot|>:' }}{% endif %}";
 
-/** Gemma (2 / 3) instruct: <start_of_turn>role\ncontent<end_of_turn>\n with the assistant's turns as `model`, BOS first;
+/** Gemma (1 / 2 / 3) instruct: <start_of_turn>role\ncontent<end_of_turn>\n with the assistant's turns as `model`, BOS first;
  *  a system message is folded into the first user turn (then a blank line), as Gemma's own template does. */
 export const GEMMA_TEMPLATE =
   '{{ bos_token }}' +

@@ -15,12 +15,15 @@
 // rope_theta with rope_scaling (linear x8 on 4b and up). transformers 5 writes both as rope_parameters per layer type.
 // Attention / final logit soft-capping (Gemma 2) and bidirectional attention (EmbeddingGemma) are refused. calibrate and
 // auto_awq run these layers in TypeScript (quant/block-forward.ts): the native layer session runs Llama-style layers
-// only. The goldens test/fixtures/golden/gemma3* check all of it against transformers.
+// only. The goldens test/fixtures/golden/gemma3* check all of it against transformers. What Gemma 1 / 2 / 3 share (the
+// name table, the add-1 map, the AWQ groups, the activation check, the embedding scale) is in models/gemma.ts.
 import { GEMMA_TEMPLATE } from '../chat-template/builtin';
 import { ModelFormatError } from '../errors';
-import { roundHalf } from '../io/half';
-import { bool, int, layerTypes, mapByTable, num, parseCommon, parseRope, specDtype } from './common';
-import type { ArchitectureDef, AwqScaleGroup, HfConfig, ModelSpec, WeightMapContext } from './spec';
+import { int, num, parseRope } from './common';
+import {
+  GEMMA_QUANT_LIMITS, gemmaActivation, gemmaAwqGroups, gemmaLayerTypes, gemmaLayerWindows, mapGemmaWeights, parseGemmaCommon, queryPreAttnScale,
+} from './gemma';
+import type { ArchitectureDef, HfConfig, ModelSpec, WeightMapContext } from './spec';
 
 /** Gemma3TextConfig's defaults: gemma-3-4b's text_config states only what differs from them. */
 const TEXT_DEFAULTS: HfConfig = {
@@ -28,8 +31,6 @@ const TEXT_DEFAULTS: HfConfig = {
   num_key_value_heads: 4, head_dim: 256, max_position_embeddings: 131072, rms_norm_eps: 1e-6, rope_theta: 1e6,
   rope_local_base_freq: 10000, query_pre_attn_scalar: 256, sliding_window: 4096, tie_word_embeddings: true,
 };
-
-const GELU_TANH = ['gelu_pytorch_tanh', 'gelu_tanh'];
 
 /** The text config: config.json itself, or its `text_config` (with the top level's dtype and quantization_config). */
 function textConfig(cfg: HfConfig, file: string): HfConfig {
@@ -51,34 +52,19 @@ function parseGemma3(cfg: HfConfig, file: string, hfArchitecture: string): Model
       throw new ModelFormatError(`${k} is not supported (Gemma 2's soft-capping; Gemma 3 has none)`, { file, expected: 'null', found: JSON.stringify(c[k]) });
     }
   }
-  if (bool(c, 'use_bidirectional_attention', false)) {
-    throw new ModelFormatError('use_bidirectional_attention is not supported (EmbeddingGemma\'s encoder; the engine decodes causally)', { file, expected: 'false', found: 'true' });
-  }
-  const act = c.hidden_activation ?? c.hidden_act ?? 'gelu_pytorch_tanh';
-  if (typeof act !== 'string' || !GELU_TANH.includes(act)) {
-    throw new ModelFormatError('unsupported hidden_activation', { file, expected: GELU_TANH.join(' or '), found: JSON.stringify(act) });
-  }
-  const spec = parseCommon({ ...c, hidden_act: undefined }, file, 'gemma3', hfArchitecture);
-  spec.hiddenAct = 'gelu_tanh';
+  // (hidden_activation, or hidden_act when a config states only that)
+  const act = gemmaActivation({ hidden_activation: c.hidden_activation ?? c.hidden_act }, 'hidden_activation', file);
+  const spec = parseGemmaCommon(c, file, 'gemma3', hfArchitecture, act);
   spec.qkNorm = true;
   spec.sandwichNorms = true;
-  spec.tieWordEmbeddings = bool(c, 'tie_word_embeddings', true);
-  spec.qkvBias = spec.oBias = bool(c, 'attention_bias', false);
-  spec.embedScale = roundHalf(Math.sqrt(spec.hiddenSize), specDtype(c));
-  const scalar = num(c, 'query_pre_attn_scalar', file);
-  if (!(scalar > 0)) throw new ModelFormatError('query_pre_attn_scalar must be positive', { file, found: String(scalar) });
   // the full layers' rope: rope_theta + rope_scaling, or rope_parameters (its full_attention entry when per layer type)
-  spec.rope = { ...parseRope(c, spec.headDim, file, 1e6), attentionScale: scalar ** -0.5 };
-  const n = spec.numLayers;
+  spec.rope = { ...parseRope(c, spec.headDim, file, 1e6), attentionScale: queryPreAttnScale(c, file) };
   // (transformers 5 saves the pattern as _sliding_window_pattern beside layer_types)
   const pattern = int(c, 'sliding_window_pattern', file, int(c, '_sliding_window_pattern', file, 6));
-  if (!(pattern >= 1)) throw new ModelFormatError('sliding_window_pattern must be >= 1', { file, found: String(pattern) });
-  const types = layerTypes(c, n, file) ?? Array.from({ length: n }, (_, i) => ((i + 1) % pattern ? 'sliding_attention' : 'full_attention'));
+  const types = gemmaLayerTypes(c, spec.numLayers, file, pattern);
   if (types.includes('sliding_attention')) {
     // kept even when the window reaches past max_position_embeddings: the window also says which layers take the local rope
-    const w = int(c, 'sliding_window', file);
-    if (!(w > 0)) throw new ModelFormatError('sliding_window must be positive', { file, found: String(w) });
-    spec.layerWindows = types.map((t) => (t === 'sliding_attention' ? w : 0));
+    spec.layerWindows = gemmaLayerWindows(c, types, file);
     const perType = c.rope_parameters as Record<string, unknown> | null | undefined;
     const local = perType && typeof perType === 'object' && typeof perType.sliding_attention === 'object' && perType.sliding_attention !== null
       ? parseRope({ ...c, rope_theta: c.rope_local_base_freq, rope_parameters: perType.sliding_attention }, spec.headDim, file)
@@ -86,24 +72,6 @@ function parseGemma3(cfg: HfConfig, file: string, hfArchitecture: string): Model
     spec.ropeLocal = { ...local, attentionScale: spec.rope.attentionScale };
   }
   return spec;
-}
-
-/** HF names of Gemma 3's text model under `prefix` ('model.' for Gemma3ForCausalLM). */
-function gemma3Names(prefix: string, lmHead: string) {
-  const l = `${prefix}layers.{i}.`;
-  return {
-    global: { 'embed_tokens.weight': `${prefix}embed_tokens.weight`, 'norm.weight': `${prefix}norm.weight`, 'lm_head.weight': lmHead },
-    layer: {
-      'input_norm.weight': `${l}input_layernorm.weight`,
-      'attn_out_norm.weight': `${l}post_attention_layernorm.weight`,
-      'post_norm.weight': `${l}pre_feedforward_layernorm.weight`,
-      'mlp_out_norm.weight': `${l}post_feedforward_layernorm.weight`,
-      'q_norm.weight': `${l}self_attn.q_norm.weight`,
-      'k_norm.weight': `${l}self_attn.k_norm.weight`,
-      ...Object.fromEntries(['q', 'k', 'v', 'o'].flatMap((p) => [[`${p}.weight`, `${l}self_attn.${p}_proj.weight`], [`${p}.bias`, `${l}self_attn.${p}_proj.bias`]])),
-      ...Object.fromEntries(['gate', 'up', 'down'].map((p) => [`${p}.weight`, `${l}mlp.${p}_proj.weight`])),
-    },
-  };
 }
 
 function mapGemma3(ctx: WeightMapContext) {
@@ -114,22 +82,13 @@ function mapGemma3(ctx: WeightMapContext) {
   }
   PREFIX.set(ctx.spec, prefix);
   const lmHead = ['lm_head.weight', 'language_model.lm_head.weight'].find(has) ?? 'lm_head.weight';
-  // every norm multiplies by 1 + w: the loader adds the 1
-  return mapByTable(ctx, gemma3Names(prefix, lmHead)).map((t) => (/norm\.weight$/.test(t.name) ? { ...t, add: 1 } : t));
+  return mapGemmaWeights(ctx, prefix, lmHead);
 }
 
-/** AutoAWQ's Gemma groups: input_layernorm → q, k, v; v → o; pre_feedforward_layernorm → gate, up; up → down. */
-function gemma3AwqGroups(spec: ModelSpec, layer: number): AwqScaleGroup[] {
-  const p = `${PREFIX.get(spec) ?? (spec.hfArchitecture === 'Gemma3ForCausalLM' ? 'model.' : 'model.language_model.')}layers.${layer}`;
-  return [
-    { kind: 'norm', prev: `${p}.input_layernorm`, linears: [`${p}.self_attn.q_proj`, `${p}.self_attn.k_proj`, `${p}.self_attn.v_proj`] },
-    { kind: 'linear', prev: `${p}.self_attn.v_proj`, linears: [`${p}.self_attn.o_proj`], kvGroupRepeat: spec.numHeads / spec.numKvHeads },
-    { kind: 'norm', prev: `${p}.pre_feedforward_layernorm`, linears: [`${p}.mlp.gate_proj`, `${p}.mlp.up_proj`] },
-    { kind: 'linear', prev: `${p}.mlp.up_proj`, linears: [`${p}.mlp.down_proj`] },
-  ];
+/** AutoAWQ's Gemma groups (models/gemma.ts) under the checkpoint's text prefix. */
+function gemma3AwqGroups(spec: ModelSpec, layer: number) {
+  return gemmaAwqGroups(spec, layer, PREFIX.get(spec) ?? (spec.hfArchitecture === 'Gemma3ForCausalLM' ? 'model.' : 'model.language_model.'));
 }
-
-const QUANT_LIMITS = 'calibrate and auto_awq run in TypeScript (no native layer session)';
 
 export const gemma3: ArchitectureDef = {
   key: 'gemma3',
@@ -138,7 +97,7 @@ export const gemma3: ArchitectureDef = {
   mapWeights: mapGemma3,
   awqScaleGroups: gemma3AwqGroups,
   defaultChatTemplate: () => GEMMA_TEMPLATE,
-  limits: QUANT_LIMITS,
+  limits: GEMMA_QUANT_LIMITS,
 };
 
 /** gemma-3-4b / 12b / 27b: the same text model inside the image-text checkpoint (its vision tower is not loaded). */
@@ -146,5 +105,5 @@ export const gemma3Multimodal: ArchitectureDef = {
   ...gemma3,
   hfArchitectures: ['Gemma3ForConditionalGeneration'],
   parseConfig: (cfg, file) => parseGemma3(cfg, file, 'Gemma3ForConditionalGeneration'),
-  limits: `text only: images are not supported; ${QUANT_LIMITS}`,
+  limits: `text only: images are not supported; ${GEMMA_QUANT_LIMITS}`,
 };

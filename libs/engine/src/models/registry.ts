@@ -1,5 +1,7 @@
 // One line per architecture. Adding one: write models/<arch>.ts and add it here.
 import { UnsupportedArchitectureError } from '../errors';
+import { gemma } from './gemma';
+import { gemma2 } from './gemma2';
 import { gemma3, gemma3Multimodal } from './gemma3';
 import { granite } from './granite';
 import { internlm } from './internlm';
@@ -21,6 +23,8 @@ export const ARCHITECTURES: readonly ArchitectureDef[] = [
   phi3,
   smollm3,
   granite,
+  gemma,
+  gemma2,
   gemma3,
   gemma3Multimodal,
   internlm,

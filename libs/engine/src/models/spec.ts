@@ -10,7 +10,7 @@ export type HfConfig = Record<string, unknown>;
 export type NativeArchConfig = Omit<NativeModelConfig, 'backend' | 'threads' | 'device' | 'tensors'>;
 
 export interface ModelSpec extends NativeArchConfig {
-  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'smollm3', 'granite', 'gemma3',
+  /** Registry key of the architecture ('llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'smollm3', 'granite', 'gemma', 'gemma2', 'gemma3',
    *  'internlm', 'internlm2', 'mixtral', 'qwen3_moe'). */
   arch: string;
   /** The HF class name from config.json `architectures[0]`. */
@@ -92,6 +92,8 @@ export function toNativeArchConfig(spec: ModelSpec): NativeArchConfig {
   if (spec.qkNorm) c.qkNorm = true;
   if (spec.embedScale !== undefined) c.embedScale = spec.embedScale;
   if (spec.sandwichNorms) c.sandwichNorms = true;
+  if (spec.attnLogitSoftcap) c.attnLogitSoftcap = spec.attnLogitSoftcap;
+  if (spec.finalLogitSoftcap) c.finalLogitSoftcap = spec.finalLogitSoftcap;
   if (spec.ropeLocal) c.ropeLocal = { ...spec.ropeLocal };
   if (spec.layerWindows) c.layerWindows = [...spec.layerWindows];
   if (spec.noRopeLayers) c.noRopeLayers = [...spec.noRopeLayers];

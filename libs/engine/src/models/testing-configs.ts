@@ -39,3 +39,35 @@ export const GEMMA3_4B_CONFIG = {
     num_hidden_layers: 27, patch_size: 14, vision_use_head: false,
   },
 };
+
+/** google/gemma-2-9b-it's config.json (Gemma2ForCausalLM, transformers 4.42's form: hidden_act beside hidden_activation). */
+export const GEMMA2_9B_CONFIG = {
+  architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', attention_bias: false, attention_dropout: 0.0, attn_logit_softcapping: 50.0,
+  bos_token_id: 2, cache_implementation: 'hybrid', eos_token_id: [1, 107], final_logit_softcapping: 30.0, head_dim: 256,
+  hidden_act: 'gelu_pytorch_tanh', hidden_activation: 'gelu_pytorch_tanh', hidden_size: 3584, initializer_range: 0.02, intermediate_size: 14336,
+  max_position_embeddings: 8192, num_attention_heads: 16, num_hidden_layers: 42, num_key_value_heads: 8, pad_token_id: 0,
+  query_pre_attn_scalar: 256, rms_norm_eps: 1e-6, rope_theta: 10000.0, sliding_window: 4096, torch_dtype: 'bfloat16', use_cache: true,
+  vocab_size: 256000,
+};
+
+/** gemma-2-27b's shape: head_dim 128 and query_pre_attn_scalar 144 (hidden / heads), not head_dim. */
+export const GEMMA2_27B_CONFIG = {
+  ...GEMMA2_9B_CONFIG, head_dim: 128, hidden_size: 4608, intermediate_size: 36864, num_attention_heads: 32, num_hidden_layers: 46,
+  num_key_value_heads: 16, query_pre_attn_scalar: 144,
+};
+
+/** google/gemma-7b's config.json as first released (GemmaForCausalLM): hidden_act "gelu", no hidden_activation; MHA of
+ *  16 heads of 256 over hidden 3072 (q 4096 wide). */
+export const GEMMA_7B_CONFIG = {
+  architectures: ['GemmaForCausalLM'], model_type: 'gemma', attention_bias: false, attention_dropout: 0.0, bos_token_id: 2, eos_token_id: 1,
+  head_dim: 256, hidden_act: 'gelu', hidden_size: 3072, initializer_range: 0.02, intermediate_size: 24576, max_position_embeddings: 8192,
+  num_attention_heads: 16, num_hidden_layers: 28, num_key_value_heads: 16, pad_token_id: 0, rms_norm_eps: 1e-6, rope_scaling: null,
+  rope_theta: 10000.0, torch_dtype: 'bfloat16', use_cache: true, vocab_size: 256000,
+};
+
+/** A gemma-1.1-2b-it style config.json: MQA (8 heads of 256 on 1 KV head over hidden 2048), the tanh GELU named in both
+ *  hidden_act and hidden_activation. */
+export const GEMMA_2B_CONFIG = {
+  ...GEMMA_7B_CONFIG, hidden_act: 'gelu_pytorch_tanh', hidden_activation: 'gelu_pytorch_tanh', hidden_size: 2048, intermediate_size: 16384,
+  num_attention_heads: 8, num_hidden_layers: 18, num_key_value_heads: 1,
+};

@@ -11,12 +11,14 @@ import { LINEARS } from './block-forward';
 import type { BlockForward } from './block-forward';
 
 /** What keeps the native layer session from running the model's layers, or undefined when it runs them: it runs dense
- *  Llama-style layers (a norm before attention and one before a SwiGLU MLP, one RoPE), not a mixture of experts' routing
- *  nor Gemma 3's sandwich norms, gelu_tanh MLP and local RoPE. */
+ *  Llama-style layers (a norm before attention and one before a SwiGLU MLP, one RoPE, plain softmax attention), not a
+ *  mixture of experts' routing nor Gemma's gelu_tanh MLP (Gemma 1 / 2 / 3), sandwich norms (2 / 3), attention logit
+ *  soft-capping (2) and local RoPE (3). */
 export function nativeSessionRefusal(spec: ModelSpec): string | undefined {
   if (spec.numExperts) return 'a mixture of experts';
   const parts = [
     spec.sandwichNorms && 'sandwich norms', spec.hiddenAct !== 'silu' && `a ${spec.hiddenAct} MLP`, spec.ropeLocal && 'a local RoPE on its sliding layers',
+    !!spec.attnLogitSoftcap && 'attention logit soft-capping',
   ].filter((p): p is string => !!p);
   return parts.length ? `a model with ${parts.join(', ')}` : undefined;
 }

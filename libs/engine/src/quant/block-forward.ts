@@ -6,10 +6,11 @@
 //
 // Sequences are batched: `x` holds the tokens of several sequences back to back ([tokens, hidden]); `seqLens` says
 // where each one ends. Attention is causal within each sequence (one KV "block" per sequence for the attention op).
-// Gemma 3's layer runs here too (the native layer session does not run it): the embedding times spec.embedScale, norms
-// whose canonical weights load as 1 + w (TensorSource.add), the sandwich norms (attn_out_norm / mlp_out_norm on the
-// attention and MLP outputs before their residual adds), a gelu_tanh MLP, and the sliding layers' own RoPE
-// (spec.ropeLocal).
+// Gemma's layers run here too (the native layer session does not run them): the embedding times spec.embedScale, norms
+// whose canonical weights load as 1 + w (TensorSource.add), a gelu_tanh MLP (Gemma 1 / 2 / 3), the sandwich norms
+// (attn_out_norm / mlp_out_norm on the attention and MLP outputs before their residual adds; Gemma 2 / 3), Gemma 2's
+// soft-capping (attention scores through the attention op's `softcap`, final logits in `head`) and Gemma 3's sliding
+// layers' own RoPE (spec.ropeLocal).
 import { InvalidArgumentError, NotSupportedError } from '../errors';
 import { loadModelSpec, loadModelWeights, type LoadedModelSpec } from '../models/load';
 import { readSourceF32 } from '../models/source-bytes';
@@ -71,6 +72,24 @@ export function asF32(t: OpTensor): Float32Array {
   const d = t.data;
   if (d.byteOffset % 4 === 0) return new Float32Array(d.buffer, d.byteOffset, d.byteLength / 4);
   return new Float32Array(d.slice().buffer);
+}
+
+/** erf in f64: its Taylor series below |x| = 4 (cancellation leaves ~1e-9), the asymptotic series of erfc above. */
+export function erf(x: number): number {
+  const a = Math.abs(x);
+  if (a < 4) {
+    let s = 0;
+    let term = a;
+    for (let k = 0; k < 120; k++) {
+      const t = term / (2 * k + 1);
+      s += t;
+      if (Math.abs(t) < 1e-17 * s) break;
+      term *= (-a * a) / (k + 1);
+    }
+    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * s;
+  }
+  const z = 1 / (2 * a * a);
+  return Math.sign(x) * (1 - (Math.exp(-a * a) / (a * Math.sqrt(Math.PI))) * (1 - z + 3 * z * z - 15 * z ** 3 + 105 * z ** 4));
 }
 
 export class BlockForward {
@@ -273,7 +292,9 @@ export class BlockForward {
   }
 
   /** Causal GQA attention of each sequence over itself: q [tokens, heads*hd], k/v [tokens, kvHeads*hd] (k roped by
-   *  `rope`; null: a NoPE layer); window > 0: each query sees its last `window` positions only (sliding-window layers). */
+   *  `rope`; null: a NoPE layer); window > 0: each query sees its last `window` positions only (sliding-window layers).
+   *  With spec.attnLogitSoftcap (Gemma 2) each scaled score x becomes c tanh(x / c) before the softmax (the op's
+   *  `softcap`, as the native decoder does it). */
   async attention(
     q: Float32Array, k: Float32Array, v: Float32Array, seqLens: readonly number[], window = 0, rope: RopeConfig | null = this.spec.rope,
   ): Promise<Float32Array> {
@@ -315,7 +336,11 @@ export class BlockForward {
       // longrope / yarn: HF scales cos and sin by attentionFactor; on a fully rotated head that is the attention logits
       // times its square (on a partial one the rope op applied it: ops/rope.h)
       // (the softmax scale rides on the rope: Granite's attention_multiplier, Gemma's query_pre_attn_scalar^-0.5)
-      { scale: (rope && this.scalesAttention(rope) ? (rope.attentionFactor ?? 1) ** 2 : 1) * ((rope ?? this.spec.rope).attentionScale ?? 1 / Math.sqrt(hd)), window },
+      {
+        scale: (rope && this.scalesAttention(rope) ? (rope.attentionFactor ?? 1) ** 2 : 1) * ((rope ?? this.spec.rope).attentionScale ?? 1 / Math.sqrt(hd)),
+        window,
+        ...(this.spec.attnLogitSoftcap ? { softcap: this.spec.attnLogitSoftcap } : {}),
+      },
     );
     return asF32(r);
   }
@@ -335,6 +360,10 @@ export class BlockForward {
    *  anyway, and the AWQ quality specs pass with it (README "GPU path"). */
   async actMul(gate: Float32Array, up: Float32Array): Promise<Float32Array> {
     const out = new Float32Array(gate.length);
+    if (this.spec.hiddenAct === 'gelu') {  // exact (Gemma 1 configs' hidden_act "gelu")
+      for (let i = 0; i < gate.length; i++) out[i] = 0.5 * gate[i] * (1 + erf(gate[i] / Math.SQRT2)) * up[i];
+      return out;
+    }
     if (this.spec.hiddenAct === 'gelu_tanh') {
       const c = Math.sqrt(2 / Math.PI);
       for (let i = 0; i < gate.length; i++) {
@@ -457,11 +486,15 @@ export class BlockForward {
     return this.add(h, mlpOut);
   }
 
-  /** Final norm and LM head (a tied head reads the embedding table itself, unscaled): logits [tokens, vocab]. */
+  /** Final norm and LM head (a tied head reads the embedding table itself, unscaled): logits [tokens, vocab]; with
+   *  spec.finalLogitSoftcap (Gemma 2) each logit x becomes d tanh(x / d), as the native decoder does it. */
   async head(x: Float32Array): Promise<Float32Array> {
     const hn = await this.rmsNorm(x, this.w('norm.weight'));
     const lm = this.weights.get('lm_head.weight') ?? this.w('embed_tokens.weight');
-    return this.linearWith(hn, lm, this.spec.vocabSize, this.spec.hiddenSize);
+    const logits = await this.linearWith(hn, lm, this.spec.vocabSize, this.spec.hiddenSize);
+    const d = this.spec.finalLogitSoftcap;
+    if (d) for (let i = 0; i < logits.length; i++) logits[i] = d * Math.tanh(logits[i] / d);
+    return logits;
   }
 
   /** Full forward of the given sequences: logits [sum(seqLens), vocab]. */

@@ -1,5 +1,7 @@
 import { loadNative, type NativeModule } from '../native';
 import { PretrainedModel } from '../generation/pretrained';
+import { BlockForward } from '../quant/block-forward';
+import { maxAbsDiff } from './nmse';
 
 /**
  * The real CPU backend, or undefined (with the reason printed as "not run: ...") when the addon is not built here.
@@ -22,4 +24,10 @@ export async function cpuLogits(native: NativeModule, dir: string, ids: ArrayLik
   } finally {
     m.dispose();
   }
+}
+
+/** The largest |CPU backend logit - BlockForward's (TypeScript) logit| for `ids` on the model directory `dir`. */
+export async function cpuVsBlockForward(native: NativeModule, dir: string, ids: Int32Array): Promise<number> {
+  const { fwd } = BlockForward.fromDir(native, dir);
+  return maxAbsDiff(await cpuLogits(native, dir, ids), await fwd.forward(ids));
 }

@@ -1,4 +1,5 @@
-// Normalized mean squared error of `got` against `ref`: sum (got - ref)^2 / sum ref^2 (specs' quantization checks).
+// Specs' error measures. nmse: normalized mean squared error of `got` against `ref`, sum (got - ref)^2 / sum ref^2
+// (quantization checks).
 export function nmse(ref: ArrayLike<number>, got: ArrayLike<number>): number {
   let num = 0;
   let den = 0;
@@ -7,4 +8,11 @@ export function nmse(ref: ArrayLike<number>, got: ArrayLike<number>): number {
     den += ref[i] ** 2;
   }
   return num / den;
+}
+
+/** The largest |a[i] - b[i]|. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
 }

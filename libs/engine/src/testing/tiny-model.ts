@@ -1,4 +1,4 @@
-// Writes a tiny random Hugging Face model directory (Llama, Qwen2, Qwen3, Gemma 3 or InternLM2 layout): config.json, safetensors weights,
+// Writes a tiny random Hugging Face model directory (Llama, Qwen2, Qwen3, Gemma 1 / 2 / 3 or InternLM2 layout): config.json, safetensors weights,
 // a byte-level BPE tokenizer.json that @huggingface/tokenizers loads, tokenizer_config.json with a ChatML chat
 // template, and generation_config.json. Deterministic from the seed: same options → same bytes.
 import * as fs from 'node:fs';
@@ -9,7 +9,7 @@ import { byteLevelAlphabet } from '../tokenizer/byte-level';
 
 export interface TinyModelOptions {
   /** internlm2: InternLM2's own tensor names with q/k/v packed per KV group in `attention.wqkv` (byte-level tokenizer). */
-  arch?: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'internlm2' | 'mixtral' | 'qwen3_moe' | 'gemma3';
+  arch?: 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'smollm3' | 'internlm2' | 'mixtral' | 'qwen3_moe' | 'gemma' | 'gemma2' | 'gemma3';
   /** gemma3 (Gemma3ForCausalLM; tied embeddings by default, norms stored as w around 0 and applied as 1 + w):
    *  sliding_window_pattern (default 2: layers 0, 2, ... slide) or layer_types, query_pre_attn_scalar (default 24),
    *  the full layers' rope_scaling (default linear x2; global theta 1e6, local 1e4), and `multimodal`: a
@@ -21,6 +21,20 @@ export interface TinyModelOptions {
     queryPreAttnScalar?: number;
     ropeScaling?: Record<string, unknown> | null;
     multimodal?: 'language_model.model' | 'model.language_model';
+  };
+  /** gemma2 (Gemma2ForCausalLM; tied by default, norms stored as w around 0): layer_types (default: none stated, so
+   *  transformers' rule, layer 0, 2, ... sliding), query_pre_attn_scalar (default 24) and the soft-capping, sized to
+   *  bend this model's values (attention scores reach ~1, logits ~2.5): attn_logit_softcapping (default 0.5),
+   *  final_logit_softcapping (default 1.5); null writes null (off). slidingWindow (default 4) is config sliding_window.
+   *  gemma (GemmaForCausalLM, Gemma 1: input_layernorm / post_attention_layernorm only, tied by default): gemmaHiddenAct
+   *  (default gelu_pytorch_tanh; "gelu": the exact GELU, as gemma-2b / 7b's configs say) (headDim and numKvHeads 1 give
+   *  Gemma's shapes). */
+  gemmaHiddenAct?: string;
+  gemma2?: {
+    layerTypes?: string[];
+    queryPreAttnScalar?: number;
+    attnSoftcap?: number | null;
+    finalSoftcap?: number | null;
   };
   /** mixtral / qwen3_moe: experts per layer and per token (default 4 and 2); qwen3_moe: the experts' width (default
    *  intermediateSize / 2), norm_topk_prob (default true) and mlp_only_layers (dense layers, default none). */
@@ -170,11 +184,12 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   const kvHeads = opts.numKvHeads ?? 2;
   const headDim = opts.headDim ?? hidden / heads;
   const ff = opts.intermediateSize ?? 128;
-  const tie = opts.tieWordEmbeddings ?? arch === 'gemma3';
+  const isGemma = arch === 'gemma' || arch === 'gemma2' || arch === 'gemma3';
+  const tie = opts.tieWordEmbeddings ?? isGemma;
   const std = opts.weightStd ?? 0.08;
   fs.mkdirSync(dir, { recursive: true });
 
-  const tokArch = arch === 'llama' || arch === 'mistral' || arch === 'smollm3' || arch === 'mixtral' || arch === 'gemma3' ? 'llama' : 'qwen2';
+  const tokArch = arch === 'llama' || arch === 'mistral' || arch === 'smollm3' || arch === 'mixtral' || isGemma ? 'llama' : 'qwen2';
   const tok = buildTokenizer(tokArch, opts.vocabSize ?? 0);
   const vocabSize = tok.vocabSize;
   const bosId = tokArch === 'llama' ? tok.ids['<s>'] : tok.ids['<|endoftext|>'];
@@ -185,7 +200,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
     ? { rope_parameters: { rope_theta: 10000.0, rope_type: 'default' } }
     : { rope_theta: 10000.0, rope_scaling: null };
   const config: Record<string, unknown> = {
-    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', smollm3: 'SmolLM3ForCausalLM', internlm2: 'InternLM2ForCausalLM', mixtral: 'MixtralForCausalLM', qwen3_moe: 'Qwen3MoeForCausalLM', gemma3: 'Gemma3ForCausalLM' }[arch]],
+    architectures: [{ llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM', mistral: 'MistralForCausalLM', smollm3: 'SmolLM3ForCausalLM', internlm2: 'InternLM2ForCausalLM', mixtral: 'MixtralForCausalLM', qwen3_moe: 'Qwen3MoeForCausalLM', gemma: 'GemmaForCausalLM', gemma2: 'Gemma2ForCausalLM', gemma3: 'Gemma3ForCausalLM' }[arch]],
     model_type: arch,
     hidden_size: hidden,
     intermediate_size: ff,
@@ -223,6 +238,16 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
         : { rope_theta: 1e6, rope_local_base_freq: 1e4, rope_scaling: g3.ropeScaling === null ? null : full }),
     });
   }
+  const g2 = opts.gemma2 ?? {};
+  if (arch === 'gemma2') {
+    delete config.hidden_act;
+    Object.assign(config, {
+      hidden_activation: 'gelu_pytorch_tanh', query_pre_attn_scalar: g2.queryPreAttnScalar ?? 24, sliding_window: opts.slidingWindow ?? 4,
+      attention_bias: false, attn_logit_softcapping: g2.attnSoftcap === undefined ? 0.5 : g2.attnSoftcap,
+      final_logit_softcapping: g2.finalSoftcap === undefined ? 1.5 : g2.finalSoftcap, ...(g2.layerTypes ? { layer_types: g2.layerTypes } : {}),
+    });
+  }
+  if (arch === 'gemma') Object.assign(config, { hidden_act: opts.gemmaHiddenAct ?? 'gelu_pytorch_tanh', attention_bias: false });
   if (arch === 'qwen3_moe') {
     Object.assign(config, {
       num_experts: E, num_experts_per_tok: opts.numExpertsPerTok ?? 2, moe_intermediate_size: moeFf, norm_topk_prob: opts.normTopkProb ?? true,
@@ -241,7 +266,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
   const put = (name: string, shape: number[], v: Float32Array) => tensors.push({ name, dtype: sfDtype, shape, data: encodeHalf(v, dtype) });
   const add = (name: string, shape: number[], init: 'normal' | 'ones' | 'small' | 'centered') => put(name, shape, gen(shape.reduce((a, b) => a * b, 1), init));
   // (Gemma's norms are stored as w and applied as 1 + w)
-  const norm = arch === 'gemma3' ? 'centered' : 'ones';
+  const norm = isGemma ? 'centered' : 'ones';
   const mp = arch === 'gemma3' && g3.multimodal ? `${g3.multimodal}.` : 'model.';
   if (arch === 'internlm2') {
     // InternLM2: tok_embeddings, attention_norm, wqkv (rows per KV group g: the G q heads of g, k head g, v head g), wo,
@@ -298,7 +323,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): TinyMo
       }
       add(`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim], 'normal');
       add(`${p}.post_attention_layernorm.weight`, [hidden], norm);
-      if (arch === 'gemma3') {
+      if (arch === 'gemma2' || arch === 'gemma3') {
         add(`${p}.pre_feedforward_layernorm.weight`, [hidden], norm);
         add(`${p}.post_feedforward_layernorm.weight`, [hidden], norm);
       }

@@ -74,7 +74,8 @@ ModelConfig parse_config(const Napi::Value& v) {
   }
   const std::string act = get_string(o, "hiddenAct", "silu");
   if (act == "gelu_tanh") c.act = Activation::GeluTanh;
-  else if (act != "silu") fail(ErrorCode::InvalidArgument, "hiddenAct '" + act + "' is not supported (silu, gelu_tanh)");
+  else if (act == "gelu") c.act = Activation::Gelu;
+  else if (act != "silu") fail(ErrorCode::InvalidArgument, "hiddenAct '" + act + "' is not supported (silu, gelu_tanh, gelu)");
   c.embed_scale = (float)get_number(o, "embedScale", 1.0);
   if (!std::isfinite(c.embed_scale)) fail(ErrorCode::InvalidArgument, "model config: embedScale must be a finite number");
   c.sandwich_norms = get_bool(o, "sandwichNorms", false);

@@ -310,7 +310,7 @@ void CudaBackend::attention(const attention_args& a) {
 
 void CudaBackend::silu_mul(const silu_mul_args& a) {
   bind();
-  silu_mul_f32_cuda(a.gate, a.up, a.ld, a.out, a.rows, a.n, stream_, a.gelu);
+  silu_mul_f32_cuda(a.gate, a.up, a.ld, a.out, a.rows, a.n, stream_, (int)a.act);
 }
 
 void CudaBackend::add(const add_args& a) {

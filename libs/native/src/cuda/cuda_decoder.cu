@@ -690,7 +690,7 @@ void CudaDecoder::run(const Layout& L, const KvView& kv, bool decode, int max_q_
       gemv_silu_cuda(h_, H, f.w, f.bias, act_, I, T, I, H, s_);
     } else {
       linear_any(g, h_, H, W.gate_up, gu_, 2 * I, T);
-      silu_mul_cuda(gu_, 2 * I, act_, T, I, s_, c.act == Activation::GeluTanh);
+      silu_mul_cuda(gu_, 2 * I, act_, T, I, s_, c.act);
     }
     if (!c.moe_layer(l)) linear_any(g, act_, I, W.down, proj_, H, T);
     reduce_add_norm(coll, rank, l + 1 < (int)c.layers ? in_norm_[l + 1] : final_norm_, T, H, c.eps,

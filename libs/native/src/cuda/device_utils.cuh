@@ -92,12 +92,15 @@ __device__ __forceinline__ uint4 ld_stream_u4(const void* p) {
 // SwiGLU's silu(g) * u in f32 (ops/silu_mul.cu, and the f16 GEMV's fused gate_up mode, ops/linear.cu: one
 // expression, so the two paths give the same bits)
 __device__ __forceinline__ float silu_mul_f32(float g, float u) { return g / (1.f + __expf(-g)) * u; }
-// GeGLU's gelu(g) * u with the tanh approximation (Gemma; ops/silu_mul.h's gelu_tanh_ref), f32
+// GeGLU's gelu(g) * u, with the tanh approximation (A = 1) or exact (A = 2: erf), f32 (ops/silu_mul.h's gelu_ref)
+template <int A>
 __device__ __forceinline__ float gelu_mul_f32(float g, float u) {
-  return 0.5f * g * (1.f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g))) * u;
+  return A == 2 ? 0.5f * g * (1.f + erff(g * 0.7071067811865476f)) * u
+                : 0.5f * g * (1.f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g))) * u;
 }
-template <bool Gelu>
-__device__ __forceinline__ float act_mul_f32(float g, float u) { return Gelu ? gelu_mul_f32(g, u) : silu_mul_f32(g, u); }
+// A: the int value of Activation (ops/silu_mul.h): 0 silu, 1 gelu tanh, 2 gelu
+template <int A>
+__device__ __forceinline__ float act_mul_f32(float g, float u) { return A == 0 ? silu_mul_f32(g, u) : gelu_mul_f32<A>(g, u); }
 
 // RoPE of one rotate-half pair (x1 = dim i, x2 = dim i + rot / 2) by the angle whose sine and cosine are s, c: f32 from
 // the f16 inputs, rounded to f16 (ops/rope.cu, and the W4A16 qkv GEMV's rope epilogue: one expression, the same bits)

@@ -29,11 +29,13 @@ __global__ void rms_norm_f32_kernel(const float* x, const float* w, float* out, 
 __global__ void add_f32_kernel(const float* a, const float* b, float* out, int64_t n) {
   LMF_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
-__global__ void silu_mul_f32_kernel(const float* g, const float* u, int64_t ld, float* out, int64_t rows, int64_t n, bool gelu) {
+__global__ void silu_mul_f32_kernel(const float* g, const float* u, int64_t ld, float* out, int64_t rows, int64_t n, int act) {
   LMF_GRID_STRIDE(i, rows * n) {
     const int64_t r = i / n, c = i % n;
     const float gv = g[r * ld + c];
-    out[i] = gelu ? gelu_mul_f32(gv, u[r * ld + c]) : gv / (1.f + expf(-gv)) * u[r * ld + c];
+    out[i] = act == 2   ? gelu_mul_f32<2>(gv, u[r * ld + c])
+             : act == 1 ? gelu_mul_f32<1>(gv, u[r * ld + c])
+                        : gv / (1.f + expf(-gv)) * u[r * ld + c];
   }
 }
 __global__ void rope_f32_kernel(float* x, int64_t ld, int64_t heads, int64_t hd, int64_t rot, const int* positions,
@@ -123,9 +125,9 @@ void add_f32_cuda(const float* a, const float* b, float* out, int64_t n, cudaStr
   LMF_CUDA_LAUNCHED();
 }
 void silu_mul_f32_cuda(const float* gate, const float* up, int64_t ld, float* out, int64_t rows, int64_t n,
-                       cudaStream_t s, bool gelu) {
+                       cudaStream_t s, int act) {
   if (rows * n <= 0) return;
-  silu_mul_f32_kernel<<<grid_for(rows * n), 256, 0, s>>>(gate, up, ld, out, rows, n, gelu);
+  silu_mul_f32_kernel<<<grid_for(rows * n), 256, 0, s>>>(gate, up, ld, out, rows, n, act);
   LMF_CUDA_LAUNCHED();
 }
 void rope_f32_cuda(float* x, int64_t ld, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim,

@@ -13,7 +13,7 @@ void embedding_f32_cuda(const int* ids, const float* table, float* out, int64_t 
 void rms_norm_f32_cuda(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps, cudaStream_t s);
 void add_f32_cuda(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
 void silu_mul_f32_cuda(const float* gate, const float* up, int64_t ld, float* out, int64_t rows, int64_t n,
-                       cudaStream_t s, bool gelu = false);
+                       cudaStream_t s, int act = 0);  // act: Activation's value (ops/silu_mul.h)
 // x [tokens, heads, head_dim] in place, token rows ld floats apart; inv_freq [rot/2] or per token (inv_freq_stride).
 void rope_f32_cuda(float* x, int64_t ld, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rot_dim,
                    const int* positions, const float* inv_freq, int64_t inv_freq_stride, cudaStream_t s, float cs_scale = 1.f);

@@ -328,7 +328,8 @@ struct TinyModel {
   // Gemma: GeGLU, sandwich norms, (1 + w) norms (stored near 0, loaded with TensorSpec::add 1), embedding times
   // sqrt(hidden), a softmax scale of 0.2; Gemma 3's sliding layers (windows) rotate with a local rope of theta 10000
   // (local_rope), Gemma 2 soft-caps its attention scores and final logits (softcaps)
-  bool gemma = false, local_rope = false;
+  // Gemma 1 (gemma1, with gemma): no sandwich norms, exact (erf) GELU as transformers computes for hidden_act "gelu"
+  bool gemma = false, local_rope = false, gemma1 = false;
   float attn_softcap = 0.f, final_softcap = 0.f;
 };
 
@@ -355,8 +356,8 @@ ModelConfig make_config(const TinyModel& t) {
   c.norm_topk_prob = t.renorm;
   c.dense_layers = t.dense;
   if (t.gemma) {
-    c.act = Activation::GeluTanh;
-    c.sandwich_norms = true;
+    c.act = t.gemma1 ? Activation::Gelu : Activation::GeluTanh;
+    c.sandwich_norms = !t.gemma1;
     c.embed_scale = std::sqrt((float)t.hidden);
     c.rope.theta = 1000000;
     c.rope.attention_scale = 0.2;
@@ -397,7 +398,7 @@ ModelConfig make_config(const TinyModel& t) {
     const std::string p = "layers." + std::to_string(i) + ".";
     add(p + "input_norm.weight", f16_tensor({H}, 0.1f, n1));
     add(p + "post_norm.weight", f16_tensor({H}, 0.1f, n1));
-    if (t.gemma) {
+    if (c.sandwich_norms) {
       add(p + "attn_out_norm.weight", f16_tensor({H}, 0.1f, n1));
       add(p + "mlp_out_norm.weight", f16_tensor({H}, 0.1f, n1));
     }
@@ -720,6 +721,9 @@ int main(int argc, char** argv) {
       return t;
     };
     decoder_test(gemma2({1000, 256, 512, 2, 4, 2, 64, false, true, "default"}, {20, 0}), "Gemma 2 h256 GQA 4/2 d64, softcaps 1.5 / 2, tied");
+    TinyModel g1{1000, 256, 512, 2, 4, 1, 128, false, true, "default"};  // Gemma 1: MQA, head dim 128 over hidden 256
+    g1.gemma = g1.gemma1 = true;
+    decoder_test(g1, "Gemma 1 h256 MQA 4/1 d128, exact GELU, tied");
     decoder_test(gemma2({1000, 256, 512, 2, 2, 1, 256, false, true, "default", 128}, {20, 0}), "Gemma 2 W4A16 g128 d256 + int8 KV", 8, 12);
     decoder_test(gemma({1000, 256, 512, 3, 4, 2, 64, false, true, "default"}, {20, 0, 20}), "Gemma 3 h256 GQA 4/2 d64, windows 20 / full / 20, tied");
     decoder_test(gemma({1000, 256, 512, 3, 4, 2, 64, false, true, "default", 128}, {20, 0, 20}), "Gemma 3 W4A16 g128 h256 GQA 4/2 d64, tied");

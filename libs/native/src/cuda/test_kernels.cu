@@ -96,22 +96,24 @@ static void test_rms_norm(Rng& r, int rows, int cols, bool add) {
   if (add) T.add(name + ".residual", dims({rows, cols}), rel_err(to_double(dres.download()), rref), 0, dres.guards_ok());
 }
 
-static void test_silu_mul(Rng& r, bool gelu) {
-  const int rows = 9, inter = gelu ? 6913 : 11008, ld = 2 * inter;  // (gelu: an odd width, the scalar kernel)
+static void test_silu_mul(Rng& r, Activation act, int inter) {
+  const int rows = 9, ld = 2 * inter;
   auto gu = r.normals((size_t)rows * ld, 2.f);
   DevBuf<half> dg(gu.size()), dout((size_t)rows * inter);
   dg.upload(to_half(gu));
   dout.poison();
-  silu_mul_cuda(dg.p, ld, dout.p, rows, inter, S, gelu);
+  silu_mul_cuda(dg.p, ld, dout.p, rows, inter, S, act);
   auto out = to_double(dout.download());
   std::vector<double> ref(out.size());
   for (int i = 0; i < rows; i++)
     for (int c = 0; c < inter; c++) {
       const double g = gu[(size_t)i * ld + c], u = gu[(size_t)i * ld + inter + c];
-      ref[(size_t)i * inter + c] = (gelu ? 0.5 * g * (1 + std::tanh(std::sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)))
-                                         : g / (1 + std::exp(-g))) * u;
+      ref[(size_t)i * inter + c] = (act == Activation::Gelu       ? 0.5 * g * (1 + std::erf(g / std::sqrt(2.0)))
+                                    : act == Activation::GeluTanh ? 0.5 * g * (1 + std::tanh(std::sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)))
+                                                                  : g / (1 + std::exp(-g))) * u;
     }
-  T.add(gelu ? "gelu_mul" : "silu_mul", dims({rows, inter}), rel_err(out, ref), 2e-3, dout.guards_ok());
+  T.add(act == Activation::Gelu ? "gelu_mul(erf)" : act == Activation::GeluTanh ? "gelu_mul(tanh)" : "silu_mul", dims({rows, inter}),
+        rel_err(out, ref), 2e-3, dout.guards_ok());
 }
 
 static void test_add(Rng& r) {
@@ -1869,8 +1871,11 @@ int main(int argc, char** argv) {
     test_rms_norm(r, 3, 1003, false);
     test_rms_norm(r, 33, 4096, true);
     test_rms_norm(r, 4, 1003, true);
-    test_silu_mul(r, false);
-    test_silu_mul(r, true);
+    test_silu_mul(r, Activation::Silu, 11008);
+    test_silu_mul(r, Activation::GeluTanh, 6913);  // (an odd width: the scalar kernel)
+    test_silu_mul(r, Activation::GeluTanh, 2048);
+    test_silu_mul(r, Activation::Gelu, 6913);
+    test_silu_mul(r, Activation::Gelu, 2048);
     test_add(r);
     // MoE: Mixtral (8 experts, 2 each, renormalized) at decode and prefill sizes; Qwen3-MoE (128 experts, 8 each, not
     // renormalized); an expert count not a multiple of 32 with an odd row length; the kernel's limits (1000 / 32)

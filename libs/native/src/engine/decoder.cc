@@ -249,7 +249,7 @@ const Buffer& Decoder::forward_rank(const StepBatch& b, const KvView& kv) {
       continue;
     }
     LMF_TIMED(linear, be.linear({h, L.gate_up.get(), gu, T}));
-    LMF_TIMED(silu_mul, be.silu_mul({gu, gu + I, 2 * I, act, T, I, c.act == Activation::GeluTanh}));
+    LMF_TIMED(silu_mul, be.silu_mul({gu, gu + I, 2 * I, act, T, I, c.act}));
     LMF_TIMED(linear, be.linear({act, L.down.get(), h, T}));
     if (coll) LMF_TIMED(all_reduce, coll->all_reduce_sum(rank, h, T * H));  // row-parallel down
     if (c.sandwich_norms) LMF_TIMED(rms_norm, be.rms_norm({h, L.mlp_out_norm.as<float>(), h, T, H, c.eps}));
@@ -319,7 +319,7 @@ void Decoder::moe_mlp(int64_t l, float* h, int64_t T) {
     for (int64_t i = 0; i < n; i++) moe_rows_[(size_t)i] = rows[(size_t)i].first;
     be.embedding({moe_rows_.data(), n, h, T, H, moe_in_.as<float>()});
     be.linear({moe_in_.as<float>(), L.expert_gate_up[(size_t)e].get(), gu_.as<float>(), n});
-    be.silu_mul({gu_.as<float>(), gu_.as<float>() + Im, 2 * Im, act_.as<float>(), n, Im, c.act == Activation::GeluTanh});
+    be.silu_mul({gu_.as<float>(), gu_.as<float>() + Im, 2 * Im, act_.as<float>(), n, Im, c.act});
     be.linear({act_.as<float>(), L.expert_down[(size_t)e].get(), moe_out_.as<float>(), n});
     out.resize((size_t)(n * H));
     be.download(out.data(), moe_out_.get(), out.size() * 4);

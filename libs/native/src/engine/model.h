@@ -13,6 +13,7 @@
 #include "core/collective.h"
 #include "engine/tp_plan.h"
 #include "ops/rope.h"
+#include "ops/silu_mul.h"
 
 namespace lmfleet {
 
@@ -31,7 +32,7 @@ struct TensorSpec {
   bool plain() const { return scale == 1.0 && add == 0.0; }
 };
 
-enum class Activation { Silu, GeluTanh };  // the MLP's gate: SwiGLU, or GeGLU with the tanh approximation (Gemma)
+// (Activation, the MLP's gate: ops/silu_mul.h)
 
 struct ModelConfig {
   std::string backend = "cpu";

@@ -14,8 +14,8 @@ void silu_mul_cpu(const silu_mul_args& a, ThreadPool& pool) {
       const float* g = a.gate + r * a.ld;
       const float* u = a.up + r * a.ld;
       float* o = a.out + r * a.n;
-      if (a.gelu) {
-        for (int64_t i = 0; i < a.n; i++) o[i] = gelu_tanh_ref(g[i]) * u[i];
+      if (a.act != Activation::Silu) {
+        for (int64_t i = 0; i < a.n; i++) o[i] = gelu_ref(g[i], a.act) * u[i];
         continue;
       }
       // o = g * sigmoid(g) * u, exp through the vector exp (o holds -g, then exp(-g)).
@@ -26,7 +26,7 @@ void silu_mul_cpu(const silu_mul_args& a, ThreadPool& pool) {
   }, 8);
 }
 
-// inputs: gate [rows, n], up [rows, n] -> out f32 [rows, n]; act "silu" (default) or "gelu_tanh"
+// inputs: gate [rows, n], up [rows, n] -> out f32 [rows, n]; act "silu" (default), "gelu_tanh" or "gelu"
 void silu_mul_run(Backend& be, OpCall& call) {
   call.expect_inputs(2, 2);
   auto g = call.in_f32(0, 2, "gate");
@@ -36,8 +36,9 @@ void silu_mul_run(Backend& be, OpCall& call) {
   auto& out = call.add_output(DType::F32, {rows, n});
   Buffer bg = stage(be, g), bu = stage(be, u), bo(&be, out.bytes.size());
   const std::string act = call.str("act", "silu");
-  if (act != "silu" && act != "gelu_tanh") call.bad("act must be 'silu' or 'gelu_tanh', got '" + act + "'");
-  be.silu_mul({bg.as<float>(), bu.as<float>(), n, bo.as<float>(), rows, n, act == "gelu_tanh"});
+  if (act != "silu" && act != "gelu_tanh" && act != "gelu") call.bad("act must be 'silu', 'gelu_tanh' or 'gelu', got '" + act + "'");
+  be.silu_mul({bg.as<float>(), bu.as<float>(), n, bo.as<float>(), rows, n,
+               act == "gelu" ? Activation::Gelu : act == "gelu_tanh" ? Activation::GeluTanh : Activation::Silu});
   fetch(be, out, bo);
 }
 
