@@ -17,24 +17,14 @@ import { canonicalWeights } from '../testing/canonical-weights';
 import { cpuLogits, nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { writeTinyModel, type TinyModelOptions } from '../testing/tiny-model';
-import * as autoawq from './autoawq';
+import { clearAutoAwqWrites, lastAutoAwqWrite } from '../testing/awq-writes';
+import { writeAutoAwqDir } from './autoawq';
 import { autoAwq } from './awq';
 import { BlockForward } from './block-forward';
 import { calibrate } from './calibrate';
 import { dequantizeLinear, quantizeLinear } from './pack';
 
-type WriterArgs = Parameters<typeof autoawq.writeAutoAwqDir>;
-const lastWrite: { args?: WriterArgs } = {};
-jest.mock('./autoawq', () => {
-  const actual = jest.requireActual<typeof import('./autoawq')>('./autoawq');
-  return {
-    ...actual,
-    writeAutoAwqDir: (...args: WriterArgs) => {
-      lastWrite.args = args;
-      return actual.writeAutoAwqDir(...args);
-    },
-  };
-});
+jest.mock('./autoawq', () => jest.requireActual('../testing/awq-writes').recordingAutoawq());
 
 const native = nativeCpuOrReport('gemma auto_awq');
 
@@ -143,7 +133,7 @@ const f16Ulp = (x: number) => 2 ** (Math.max(Math.floor(Math.log2(Math.abs(x) ||
       // (no clip search: slow in TypeScript, and it touches no norm)
       const res = await autoAwq(src, { workDir: out, wGroupSize: 32, calibDataset: text, calibSamples: 4, calibSeqlen: 48, searchClip: false, native: native! });
       expect(Object.values(res.layers[0].alphas).some((a) => a !== undefined && a > 0)).toBe(true);
-      const [loaded, , weights] = lastWrite.args!;
+      const [loaded, , weights] = lastAutoAwqWrite();
       let moved = 0;
       for (let i = 0; i < layers; i++) {
         for (const [canon, hf] of c.norms) {
@@ -187,13 +177,13 @@ const f16Ulp = (x: number) => 2 ** (Math.max(Math.floor(Math.log2(Math.abs(x) ||
 
     it('the writer stores a norm scaled by s as (1 + w) / s - 1 (within f16 rounding)', async () => {
       await autoAwq(src(), { workDir: path.join(tmp.dir, 'rtn2'), wGroupSize: 32, searchScale: false, searchClip: false, native: native! });
-      const [loaded, sources, weights, quantized] = lastWrite.args!;
+      const [loaded, sources, weights, quantized] = lastAutoAwqWrite();
       const w = hfValues(src(), 'model.layers.1.pre_feedforward_layernorm.weight');
       const s = Float32Array.from(w, (_, c) => 0.25 + c / 16);
       const scaled = new Map(weights);
       scaled.set('layers.1.post_norm.weight', Float32Array.from(w, (x, c) => (1 + x) / s[c]));
       const dst = path.join(tmp.dir, 'scaled');
-      await jest.requireActual<typeof import('./autoawq')>('./autoawq').writeAutoAwqDir(loaded, sources, scaled, quantized, { dstDir: dst, groupSize: 32 });
+      await writeAutoAwqDir(loaded, sources, scaled, quantized, { dstDir: dst, groupSize: 32 });
       const back = hfValues(dst, 'model.layers.1.pre_feedforward_layernorm.weight');
       const want = Array.from(w, (x, c) => (1 + x) / s[c] - 1);
       expect(Math.max(...want.map((x, c) => Math.abs(back[c] - x) / f16Ulp(x)))).toBeLessThanOrEqual(1);

@@ -18,27 +18,14 @@ import type { TensorSource } from '../native';
 import { cpuLogits, nativeCpuOrReport } from '../testing/native-cpu';
 import { makeTempDir } from '../testing/tmp-dir';
 import { rng, writeTinyModel } from '../testing/tiny-model';
-import * as autoawq from './autoawq';
 import { autoAwq, type AutoAwqOptions } from './awq';
 import { readSourceF32 } from './block-forward';
 import { readCalibText } from './datasets';
 import { toAwqGemm, type QuantizedLinear } from './pack';
+import { clearAutoAwqWrites, lastAutoAwqWrite } from '../testing/awq-writes';
 import { nmse } from '../testing/nmse';
 
-// auto_awq hands its in-memory result (the canonical tensors as loaded, folds in) to writeAutoAwqDir: keep a copy of
-// the last call's arguments (the writer itself runs unchanged)
-type WriterArgs = Parameters<typeof autoawq.writeAutoAwqDir>;
-const lastWrite: { args?: WriterArgs } = {};
-jest.mock('./autoawq', () => {
-  const actual = jest.requireActual<typeof import('./autoawq')>('./autoawq');
-  return {
-    ...actual,
-    writeAutoAwqDir: (...args: WriterArgs) => {
-      lastWrite.args = args;
-      return actual.writeAutoAwqDir(...args);
-    },
-  };
-});
+jest.mock('./autoawq', () => jest.requireActual('../testing/awq-writes').recordingAutoawq());
 
 const native = nativeCpuOrReport('granite auto_awq');
 
@@ -168,10 +155,10 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
     const key = `${o.tie ? 'tied' : 'untied'}-${o.seed}`;
     const dir = writeTinyGranite(path.join(tmp.dir, key), o);
     const work = path.join(tmp.dir, `${key}-awq`);
-    lastWrite.args = undefined;
+    clearAutoAwqWrites();
     const res = await autoAwq(dir, { ...base(work), session });
     expect(res.layers[0].alphas['v→o']).toBeDefined();
-    const [loaded, sources, weights, quantized, wopts] = lastWrite.args!;
+    const [loaded, sources, weights, quantized, wopts] = lastAutoAwqWrite();
     expect(wopts.dstDir).toBe(work);
 
     // the folded path: the in-memory tensors as they are
