@@ -18,6 +18,8 @@ echo "[test] build the dashboard"; npm run -s build:dashboard
 . scripts/services.sh
 echo "[test] DATABASE_URL=$DATABASE_URL REDIS_URL=$REDIS_URL"
 echo "[test] type-check"; npx tsc -p tsconfig.json --noEmit
+# the build's own config too (what `npm run quickstart` / `npm run build:ts` compile: no jest types there)
+npx tsc -p tsconfig.build.json --noEmit
 mkdir -p var
 set +e
 npx jest --ci --json --outputFile=var/jest-results.json "$@"

@@ -24,7 +24,7 @@ import { BlockForward } from './block-forward';
 import { calibrate } from './calibrate';
 import { dequantizeLinear, quantizeLinear } from './pack';
 
-jest.mock('./autoawq', () => jest.requireActual('../testing/awq-writes').recordingAutoawq());
+jest.mock('./autoawq', () => jest.requireActual('../testing/awq-writes').recordingAutoawq(jest.requireActual('./autoawq')));
 
 const native = nativeCpuOrReport('gemma auto_awq');
 

@@ -25,7 +25,7 @@ import { toAwqGemm, type QuantizedLinear } from './pack';
 import { clearAutoAwqWrites, lastAutoAwqWrite } from '../testing/awq-writes';
 import { nmse } from '../testing/nmse';
 
-jest.mock('./autoawq', () => jest.requireActual('../testing/awq-writes').recordingAutoawq());
+jest.mock('./autoawq', () => jest.requireActual('../testing/awq-writes').recordingAutoawq(jest.requireActual('./autoawq')));
 
 const native = nativeCpuOrReport('granite auto_awq');
 
